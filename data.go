@@ -1,0 +1,115 @@
+package keyhold
+
+import (
+	"regexp"
+	"time"
+)
+
+// Store names: the HKDF info that separates the keys of an environment's
+// stores, and part of every item's additional data. Changing one makes every
+// item of that store unreadable, so they are fixed forever.
+const (
+	StoreRows  = "rows"
+	StoreFiles = "files"
+	StoreAudit = "audit"
+	StoreFlows = "flows"
+)
+
+// Limits on data-plane input.
+const (
+	MaxRowBytes  = 1 << 20 // a row's JSON document
+	MaxNameBytes = 128     // a table, row or file name
+)
+
+var (
+	tableNameRE = regexp.MustCompile(`^[A-Za-z][A-Za-z0-9_]{0,63}$`)
+	itemNameRE  = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$`)
+)
+
+// ValidateTableName checks a table name: a letter, then up to 63 letters,
+// digits or underscores.
+func ValidateTableName(name string) error {
+	if !tableNameRE.MatchString(name) {
+		return Errorf(CodeInvalidName, "table name %q is not valid: use a letter followed by up to 63 letters, digits or underscores", name)
+	}
+	return nil
+}
+
+// ValidateItemName checks a row id or file name: a letter or digit, then up
+// to 127 letters, digits, dots, underscores or hyphens.
+func ValidateItemName(kind, name string) error {
+	if !itemNameRE.MatchString(name) {
+		return Errorf(CodeInvalidName, "%s %q is not valid: use a letter or digit followed by up to 127 letters, digits, '.', '_' or '-'", kind, name)
+	}
+	return nil
+}
+
+// RowRecord is a row as the store holds it: ciphertext only. Version starts
+// at 1 and grows by one with each write; it is bound into the ciphertext, so
+// an older ciphertext can't be passed off as the current one.
+type RowRecord struct {
+	EnvID      string
+	Table      string
+	ID         string
+	Epoch      uint32
+	Version    uint64
+	Ciphertext []byte
+	UpdatedAt  time.Time
+}
+
+// RowFilter selects rows of one environment in (table, id) order, for
+// re-encryption jobs that walk an environment.
+type RowFilter struct {
+	EnvID string
+	// After resumes a walk: only rows after (AfterTable, AfterID) are listed.
+	AfterTable string
+	AfterID    string
+	// Epoch, if non-zero, selects only rows sealed under that epoch.
+	Epoch uint32
+	Limit int
+}
+
+// FileRecord is a file as the store holds it. The ciphertext is a stream
+// kept in numbered chunks under Generation; writing a file writes a new
+// generation and then swaps the record to it in one transaction, so a failed
+// upload never replaces a good file.
+type FileRecord struct {
+	EnvID      string
+	Name       string
+	Generation string
+	Epoch      uint32
+	Version    uint64
+	Size       int64 // plaintext bytes
+	Chunks     int
+	UpdatedAt  time.Time
+}
+
+// FileUpload marks a generation being written, so that an upload abandoned
+// by a crash can be found and its chunks removed.
+type FileUpload struct {
+	EnvID      string
+	Generation string
+	StartedAt  time.Time
+}
+
+// AuditEntry records one control-plane or data-plane change: who, what,
+// when, and the result. It never holds customer data or key material.
+type AuditEntry struct {
+	ID       int64     `json:"id"`
+	At       time.Time `json:"time"`
+	TenantID string    `json:"tenantId"`
+	ActorID  string    `json:"actorId"`
+	Action   string    `json:"action"`
+	Target   string    `json:"target"`
+	EnvID    string    `json:"environmentId,omitempty"`
+	Result   string    `json:"result"`
+	Detail   string    `json:"detail,omitempty"`
+}
+
+// AuditFilter selects audit entries, newest first.
+type AuditFilter struct {
+	TenantID string
+	EnvID    string
+	BeforeID int64 // page: entries with a smaller ID
+	Limit    int
+}

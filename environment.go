@@ -1,0 +1,118 @@
+package keyhold
+
+import (
+	"strings"
+	"time"
+)
+
+// Locations are the spec's 17 enterprise-policy and environment regions.
+var Locations = []string{
+	"unitedstates", "southafrica", "switzerland", "germany", "unitedarabemirates",
+	"france", "uk", "japan", "india", "canada", "southamerica", "europe", "asia",
+	"australia", "korea", "norway", "singapore",
+}
+
+// ValidLocation reports whether loc is one of Locations.
+func ValidLocation(loc string) bool {
+	for _, l := range Locations {
+		if l == loc {
+			return true
+		}
+	}
+	return false
+}
+
+// EnvironmentSKU is an environment's type.
+type EnvironmentSKU string
+
+// Environment types that can be created.
+const (
+	SKUProduction           EnvironmentSKU = "Production"
+	SKUSandbox              EnvironmentSKU = "Sandbox"
+	SKUTrial                EnvironmentSKU = "Trial"
+	SKUDeveloper            EnvironmentSKU = "Developer"
+	SKUTeams                EnvironmentSKU = "Teams"
+	SKUSupportInvestigation EnvironmentSKU = "SupportInvestigation"
+)
+
+// SKUs lists the environment types that can be created.
+var SKUs = []EnvironmentSKU{SKUProduction, SKUSandbox, SKUTrial, SKUDeveloper, SKUTeams, SKUSupportInvestigation}
+
+// RuntimeState is whether an environment serves data.
+type RuntimeState string
+
+// Runtime states. Locked is shown to users as "Environment disabled".
+const (
+	StateEnabled   RuntimeState = "Enabled"
+	StateDisabled  RuntimeState = "Disabled"
+	StateAdminMode RuntimeState = "AdminMode"
+	StateLocked    RuntimeState = "Locked"
+)
+
+// KeyManagedBy says whose key protects an environment's data.
+type KeyManagedBy string
+
+// Key custody values, as the spec shows them.
+const (
+	KeyManagedByMicrosoft            KeyManagedBy = "Microsoft"
+	KeyManagedByCustomer             KeyManagedBy = "Customer"
+	KeyManagedByCustomerViaMicrosoft KeyManagedBy = "CustomerViaMicrosoft"
+)
+
+// Environment is a Dataverse-like environment: a container of tables, rows
+// and files, always encrypted at rest under its environment key (EK).
+//
+// Epoch is the EK epoch that new writes use. Older epochs stay readable until
+// a re-key has moved every item off them.
+type Environment struct {
+	ID           string         `json:"id"`
+	TenantID     string         `json:"tenantId"`
+	DisplayName  string         `json:"displayName"`
+	Location     string         `json:"location"`
+	SKU          EnvironmentSKU `json:"environmentSku"`
+	Managed      bool           `json:"managed"`
+	FinOps       bool           `json:"finOpsIntegration"`
+	State        RuntimeState   `json:"state"`
+	KeyManagedBy KeyManagedBy   `json:"keyManagedBy"`
+	Epoch        uint32         `json:"epoch"`
+	// Version grows by one with each update; UpdateEnvironment refuses a
+	// write whose Version is not the stored one (optimistic concurrency
+	// across replicas).
+	Version   int64     `json:"version"`
+	CreatedBy string    `json:"createdBy"`
+	CreatedAt time.Time `json:"createdAt"`
+	UpdatedAt time.Time `json:"updatedAt"`
+}
+
+// MaxDisplayName is the longest display name accepted, in bytes.
+const MaxDisplayName = 200
+
+// Validate checks the fields a caller supplies when creating an environment.
+// Its errors quote the bad value and list the accepted ones.
+func (e *Environment) Validate() error {
+	name := strings.TrimSpace(e.DisplayName)
+	switch {
+	case name == "":
+		return Errorf(CodeBadRequest, "properties.displayName is required: give the environment a name")
+	case len(name) > MaxDisplayName:
+		return Errorf(CodeBadRequest, "properties.displayName is %d bytes long: use at most %d", len(name), MaxDisplayName)
+	case !ValidLocation(e.Location):
+		return Errorf(CodeInvalidLocation, "location %q is not supported: use one of %s", e.Location, strings.Join(Locations, ", "))
+	}
+	for _, s := range SKUs {
+		if e.SKU == s {
+			return nil
+		}
+	}
+	names := make([]string, len(SKUs))
+	for i, s := range SKUs {
+		names[i] = string(s)
+	}
+	return Errorf(CodeInvalidSKU, "properties.environmentSku %q is not supported: use one of %s", e.SKU, strings.Join(names, ", "))
+}
+
+// EnvironmentFilter selects environments.
+type EnvironmentFilter struct {
+	TenantID string
+	ID       string
+}

@@ -1,0 +1,3 @@
+module github.com/keyhold/keyhold
+
+go 1.26.8

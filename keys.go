@@ -1,0 +1,46 @@
+package keyhold
+
+import (
+	"context"
+	"time"
+)
+
+// RootKind names what kind of root key wraps an environment key.
+type RootKind string
+
+// Root key kinds.
+const (
+	RootMMK  RootKind = "MMK"  // the platform's own key
+	RootCMK  RootKind = "CMK"  // a customer's key, named by an enterprise policy
+	RootBYOK RootKind = "BYOK" // a legacy tenant key uploaded into the platform's vault
+)
+
+// WrappedKey is one wrapped copy of an environment key. KeyID is the
+// versioned key id (kid) that the wrap returned; unwrap uses exactly it.
+type WrappedKey struct {
+	EnvID      string
+	Epoch      uint32
+	Root       RootKind
+	KeyID      string
+	Ciphertext []byte
+	CreatedAt  time.Time
+}
+
+// SealedKey is key material sealed under the server's master key, which
+// lives outside the database: the platform's MMK and the token-signing key.
+type SealedKey struct {
+	ID        string
+	Sealed    []byte
+	CreatedAt time.Time
+}
+
+// KeyWrapper is how the platform reaches a root key. Implementations: the
+// platform's MMK (crypt), and later the built-in vault and Azure Key Vault.
+//
+// Wrap encrypts plaintext under the current version of the key named keyID
+// and returns the versioned key id that Unwrap needs. Unwrap decrypts with
+// exactly the version kid names. Both are safe for concurrent use.
+type KeyWrapper interface {
+	Wrap(ctx context.Context, keyID string, plaintext []byte) (kid string, ciphertext []byte, err error)
+	Unwrap(ctx context.Context, kid string, ciphertext []byte) ([]byte, error)
+}
