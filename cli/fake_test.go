@@ -1,0 +1,41 @@
+package cli
+
+import (
+	"context"
+	"io"
+
+	"github.com/keyhold/keyhold"
+)
+
+// fakeClient stands in for a server where a test needs what the real one
+// can't easily be made to do (a stream cut short, a crafted display name).
+// Methods it doesn't override panic on the nil embedded interface.
+type fakeClient struct {
+	APIClient
+
+	token    func(scope string) (*keyhold.Token, error)
+	envs     []*keyhold.Environment
+	audit    []*keyhold.AuditEntry
+	openFile func(envID, name string) (*keyhold.FileInfo, io.ReadCloser, error)
+}
+
+func (c *fakeClient) Token(_ context.Context, scope string) (*keyhold.Token, error) {
+	return c.token(scope)
+}
+
+func (c *fakeClient) ListEnvironments(context.Context) ([]*keyhold.Environment, error) {
+	return c.envs, nil
+}
+
+func (c *fakeClient) ListAudit(context.Context, keyhold.AuditFilter) ([]*keyhold.AuditEntry, error) {
+	return c.audit, nil
+}
+
+func (c *fakeClient) OpenFile(_ context.Context, envID, name string) (*keyhold.FileInfo, io.ReadCloser, error) {
+	return c.openFile(envID, name)
+}
+
+// services returns a Factory.Client-style function yielding c.
+func (c *fakeClient) services() func() (Services, error) {
+	return func() (Services, error) { return c, nil }
+}

@@ -1,0 +1,26 @@
+package platform
+
+import (
+	"context"
+
+	"github.com/keyhold/keyhold"
+)
+
+// ListAudit lists the caller's tenant's audit entries, newest first.
+// Reading the audit log needs an administrator role.
+func (p *Platform) ListAudit(ctx context.Context, f keyhold.AuditFilter) ([]*keyhold.AuditEntry, error) {
+	id, err := caller(ctx)
+	if err != nil {
+		return nil, err
+	}
+	f.TenantID = id.TenantID
+	var entries []*keyhold.AuditEntry
+	err = p.store.View(ctx, func(tx keyhold.Tx) error {
+		if err := requireAdmin(ctx, tx, id); err != nil {
+			return err
+		}
+		entries, err = tx.ListAudit(ctx, f)
+		return err
+	})
+	return entries, err
+}

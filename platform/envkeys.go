@@ -1,0 +1,138 @@
+package platform
+
+import (
+	"context"
+	"fmt"
+	"strconv"
+
+	"github.com/keyhold/keyhold"
+	"github.com/keyhold/keyhold/crypt"
+)
+
+// cacheID names an environment key in the cache. Every id of an environment
+// starts with envID + "/", so Drop(envID+"/") drops all its epochs.
+func cacheID(envID string, epoch uint32) string {
+	return envID + "/" + strconv.FormatUint(uint64(epoch), 10)
+}
+
+// newEnvKey creates a fresh EK for (envID, epoch) and wraps it under the
+// MMK. The caller stores the wrapped copy and destroys the EK.
+func (p *Platform) newEnvKey(ctx context.Context, envID string, epoch uint32) (*crypt.Key, *keyhold.WrappedKey, error) {
+	ek, err := crypt.NewKey()
+	if err != nil {
+		return nil, nil, err
+	}
+	payload, err := crypt.EKPayload(envID, epoch, ek)
+	if err != nil {
+		ek.Destroy()
+		return nil, nil, err
+	}
+	kid, wrapped, err := p.mmk.Wrap(ctx, mmkID, payload)
+	clear(payload)
+	p.m.wraps.WithLabelValues(string(keyhold.RootMMK), result(err)).Inc()
+	if err != nil {
+		ek.Destroy()
+		return nil, nil, fmt.Errorf("wrapping the environment key under the MMK: %w", err)
+	}
+	return ek, &keyhold.WrappedKey{EnvID: envID, Epoch: epoch, Root: keyhold.RootMMK, KeyID: kid, Ciphertext: wrapped, CreatedAt: p.clock.Now().UTC()}, nil
+}
+
+// envKey returns the EK of (envID, epoch): from the cache, or else by
+// unwrapping its stored copy with the root key that wrapped it. Concurrent
+// misses for one key share one unwrap, so a burst of requests costs one
+// root-key call per environment per cache TTL. The caller destroys the key.
+func (p *Platform) envKey(ctx context.Context, envID string, epoch uint32) (*crypt.Key, error) {
+	id := cacheID(envID, epoch)
+	if k, ok := p.cache.Get(id); ok {
+		return k, nil
+	}
+	_, err, _ := p.unwrapG.Do(id, func() (any, error) {
+		if _, ok := p.cache.Get(id); ok { // another caller filled it meanwhile
+			return nil, nil
+		}
+		ek, err := p.unwrapEnvKey(ctx, envID, epoch)
+		if err != nil {
+			return nil, err
+		}
+		p.cache.Put(id, ek)
+		ek.Destroy()
+		return nil, nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	if k, ok := p.cache.Get(id); ok {
+		return k, nil
+	}
+	// The entry expired or was dropped between the unwrap and now: rare,
+	// and correct to report rather than loop.
+	return nil, keyhold.Errorf(keyhold.CodeServiceUnavailable, "the environment key was evicted while loading: retry the request")
+}
+
+func (p *Platform) unwrapEnvKey(ctx context.Context, envID string, epoch uint32) (*crypt.Key, error) {
+	var wks []*keyhold.WrappedKey
+	if err := p.store.View(ctx, func(tx keyhold.Tx) error {
+		var err error
+		wks, err = tx.WrappedKeys(ctx, envID)
+		return err
+	}); err != nil {
+		return nil, err
+	}
+	var wk *keyhold.WrappedKey
+	for _, k := range wks {
+		if k.Epoch == epoch && wk == nil {
+			wk = k
+		}
+	}
+	if wk == nil {
+		return nil, fmt.Errorf("environment %s has no wrapped key for epoch %d", envID, epoch)
+	}
+	var w keyhold.KeyWrapper
+	switch wk.Root {
+	case keyhold.RootMMK:
+		w = p.mmk
+	default:
+		return nil, fmt.Errorf("environment %s epoch %d is wrapped by an unsupported root %s", envID, epoch, wk.Root)
+	}
+	payload, err := w.Unwrap(ctx, wk.KeyID, wk.Ciphertext)
+	p.m.unwraps.WithLabelValues(string(wk.Root), result(err)).Inc()
+	if err == nil {
+		p.unwrapCount.Add(1)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("unwrapping environment %s epoch %d with %s: %w", envID, epoch, wk.KeyID, err)
+	}
+	defer clear(payload)
+	return crypt.OpenEKPayload(envID, epoch, payload)
+}
+
+// storeKey derives the key of one store of an environment at an epoch.
+func (p *Platform) storeKey(ctx context.Context, envID string, epoch uint32, store string) (*crypt.StoreKey, error) {
+	ek, err := p.envKey(ctx, envID, epoch)
+	if err != nil {
+		return nil, err
+	}
+	defer ek.Destroy()
+	return crypt.DeriveStoreKey(ek, envID, epoch, store)
+}
+
+// DropKeys zeroes every cached key of an environment ("" drops all), so
+// the next request must unwrap again.
+func (p *Platform) DropKeys(envID string) {
+	if envID == "" {
+		p.cache.Purge()
+		return
+	}
+	p.cache.Drop(envID + "/")
+}
+
+// Unwraps returns how many root-key unwraps have succeeded, for tests and
+// benchmarks of the cache.
+func (p *Platform) Unwraps() uint64 { return p.unwrapCount.Load() }
+
+func result(err error) string {
+	if err != nil {
+		return "error"
+	}
+	return "ok"
+}

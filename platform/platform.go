@@ -1,0 +1,302 @@
+// Package platform implements Keyhold's services over a keyhold.Store: the
+// identity and token service, environments, and the encrypted data plane. It
+// is where storage and cryptography meet: every item it writes is sealed by
+// package crypt under the environment's key before the store sees it, and
+// every environment key it unwraps lives only in its in-memory cache.
+package platform
+
+import (
+	"context"
+	"crypto/ecdsa"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync/atomic"
+	"time"
+
+	"github.com/google/uuid"
+	"github.com/keyhold/keyhold"
+	"github.com/keyhold/keyhold/crypt"
+	"github.com/prometheus/client_golang/prometheus"
+	"golang.org/x/sync/singleflight"
+)
+
+// Sealed key ids and the MMK's identity. The MMK is one AES-256 key; its kid
+// is "mmk/1".
+const (
+	sealedMMK        = "mmk"
+	sealedSigningKey = "token-signing-key"
+	mmkID            = "mmk"
+	mmkVersion       = "1"
+	systemTenantName = "Keyhold platform"
+)
+
+// Defaults.
+const (
+	DefaultKeyCacheTTL = 5 * time.Minute
+	DefaultTokenTTL    = time.Hour
+)
+
+// Config configures a Platform.
+type Config struct {
+	Store     keyhold.Store
+	MasterKey *crypt.Key // seals the MMK and the token-signing key
+	Clock     keyhold.Clock
+	Logger    *slog.Logger
+	// Registerer receives the platform's metrics (may be nil).
+	Registerer prometheus.Registerer
+	// KeyCacheTTL is how long an unwrapped EK stays in memory (default 5m).
+	KeyCacheTTL time.Duration
+	// Issuer is the token issuer base URL, e.g. "https://127.0.0.1:8443".
+	Issuer string
+	// TokenTTL is the lifetime of issued access tokens (default 1h).
+	TokenTTL time.Duration
+}
+
+// Platform implements keyhold.TokenService, EnvironmentService, DataService
+// and AuditService. It is safe for concurrent use.
+type Platform struct {
+	store   keyhold.Store
+	clock   keyhold.Clock
+	log     *slog.Logger
+	issuer  string
+	tokTTL  time.Duration
+	signer  *ecdsa.PrivateKey
+	mmk     *crypt.AESWrapper
+	cache   *crypt.Cache
+	unwrapG singleflight.Group
+	m       metrics
+	// unwrapCount counts successful root-key unwraps (also in metrics).
+	unwrapCount atomic.Uint64
+}
+
+type metrics struct {
+	unwraps *prometheus.CounterVec
+	wraps   *prometheus.CounterVec
+}
+
+// BootstrapCredentials is what a first start hands to its operator.
+type BootstrapCredentials struct {
+	TenantID       string `json:"tenantId"`
+	SubscriptionID string `json:"subscriptionId"`
+	ClientID       string `json:"clientId"`
+	ClientSecret   string `json:"clientSecret"`
+}
+
+// Open opens the platform over cfg.Store. On an empty store it creates the
+// system tenant, the MMK and the token-signing key, sealed under the master
+// key. On an existing store a master key that does not open them is an error
+// that changes nothing.
+func Open(ctx context.Context, cfg Config) (*Platform, error) {
+	if cfg.Store == nil || cfg.MasterKey == nil {
+		return nil, errors.New("platform: Config.Store and Config.MasterKey are required")
+	}
+	p := &Platform{
+		store:  cfg.Store,
+		clock:  cfg.Clock,
+		log:    cfg.Logger,
+		issuer: cfg.Issuer,
+		tokTTL: cfg.TokenTTL,
+	}
+	if p.clock == nil {
+		p.clock = keyhold.SystemClock{}
+	}
+	if p.log == nil {
+		p.log = slog.New(slog.DiscardHandler)
+	}
+	if p.tokTTL <= 0 {
+		p.tokTTL = DefaultTokenTTL
+	}
+	ttl := cfg.KeyCacheTTL
+	if ttl <= 0 {
+		ttl = DefaultKeyCacheTTL
+	}
+	p.cache = crypt.NewCache(ttl, p.clock)
+	if err := p.initMetrics(cfg.Registerer); err != nil {
+		return nil, err
+	}
+	if err := p.openKeys(ctx, cfg.MasterKey); err != nil {
+		return nil, err
+	}
+	return p, nil
+}
+
+// openKeys unseals the MMK and signing key, creating them (and the system
+// tenant) on first start. Two replicas starting at once on one database
+// race on PutSealedKey; the loser re-reads what the winner wrote.
+func (p *Platform) openKeys(ctx context.Context, master *crypt.Key) error {
+	for attempt := 0; attempt < 3; attempt++ {
+		var mmkSealed, sigSealed *keyhold.SealedKey
+		err := p.store.View(ctx, func(tx keyhold.Tx) error {
+			var err error
+			if mmkSealed, err = tx.SealedKey(ctx, sealedMMK); err != nil {
+				return err
+			}
+			sigSealed, err = tx.SealedKey(ctx, sealedSigningKey)
+			return err
+		})
+		switch {
+		case err == nil:
+			return p.unsealKeys(master, mmkSealed, sigSealed)
+		case keyhold.ErrorCode(err) != keyhold.CodeNotFound:
+			return fmt.Errorf("reading sealed keys: %w", err)
+		}
+		err = p.createKeys(ctx, master)
+		if err == nil || keyhold.ErrorCode(err) != keyhold.CodeConflict {
+			return err
+		}
+	}
+	return errors.New("platform: could not create or read the platform keys after 3 attempts")
+}
+
+func (p *Platform) unsealKeys(master *crypt.Key, mmkSealed, sigSealed *keyhold.SealedKey) error {
+	mmk, err := crypt.OpenKey(master, sealedMMK, mmkSealed.Sealed)
+	if err != nil {
+		return fmt.Errorf("the master key does not open this data store's platform key: start with the master key the data was created with (<data>/master.key or KEYHOLD_MASTER_KEY): %w", err)
+	}
+	der, err := crypt.Open(master, sealedSigningKey, sigSealed.Sealed)
+	if err != nil {
+		mmk.Destroy()
+		return fmt.Errorf("the master key does not open this data store's token-signing key: %w", err)
+	}
+	signer, err := crypt.ParseSigningKey(der)
+	clear(der)
+	if err != nil {
+		mmk.Destroy()
+		return fmt.Errorf("parsing the token-signing key: %w", err)
+	}
+	p.mmk = crypt.NewAESWrapper(mmkID, mmkVersion, mmk)
+	mmk.Destroy() // the wrapper holds its own copy
+	p.signer = signer
+	return nil
+}
+
+func (p *Platform) createKeys(ctx context.Context, master *crypt.Key) error {
+	mmk, err := crypt.NewKey()
+	if err != nil {
+		return err
+	}
+	defer mmk.Destroy()
+	mmkSealed, err := crypt.SealKey(master, sealedMMK, mmk)
+	if err != nil {
+		return err
+	}
+	_, der, err := crypt.NewSigningKey()
+	if err != nil {
+		return err
+	}
+	sigSealed, err := crypt.Seal(master, sealedSigningKey, der)
+	clear(der)
+	if err != nil {
+		return err
+	}
+	now := p.clock.Now().UTC()
+	err = p.store.Update(ctx, func(tx keyhold.Tx) error {
+		if err := tx.CreateTenant(ctx, &keyhold.Tenant{ID: uuid.NewString(), DisplayName: systemTenantName, System: true, CreatedAt: now}); err != nil {
+			return err
+		}
+		if err := tx.PutSealedKey(ctx, &keyhold.SealedKey{ID: sealedMMK, Sealed: mmkSealed, CreatedAt: now}); err != nil {
+			return err
+		}
+		return tx.PutSealedKey(ctx, &keyhold.SealedKey{ID: sealedSigningKey, Sealed: sigSealed, CreatedAt: now})
+	})
+	if err != nil {
+		return err
+	}
+	p.log.Info("created the platform's system tenant, MMK and token-signing key")
+	return p.openKeys(ctx, master)
+}
+
+// BootstrapCustomer creates, if no customer tenant exists yet, one customer
+// tenant with one subscription and a service principal holding Global
+// Administrator, and returns its credentials (created=true). If one exists
+// it returns created=false and nil credentials: secrets are shown once.
+func (p *Platform) BootstrapCustomer(ctx context.Context) (*BootstrapCredentials, bool, error) {
+	var exists bool
+	err := p.store.View(ctx, func(tx keyhold.Tx) error {
+		ts, err := tx.ListTenants(ctx)
+		for _, t := range ts {
+			exists = exists || !t.System
+		}
+		return err
+	})
+	if err != nil || exists {
+		return nil, false, err
+	}
+	now := p.clock.Now().UTC()
+	tenant := &keyhold.Tenant{ID: uuid.NewString(), DisplayName: "Contoso", CreatedAt: now}
+	sub := &keyhold.Subscription{ID: uuid.NewString(), TenantID: tenant.ID, DisplayName: "Contoso subscription", CreatedAt: now}
+	sp := &keyhold.Principal{ID: uuid.NewString(), TenantID: tenant.ID, Type: keyhold.PrincipalServicePrincipal,
+		DisplayName: "keyhold-bootstrap-admin", AppID: uuid.NewString(), CreatedAt: now}
+	secret := crypt.NewClientSecret()
+	err = p.store.Update(ctx, func(tx keyhold.Tx) error {
+		steps := []func() error{
+			func() error { return tx.CreateTenant(ctx, tenant) },
+			func() error { return tx.CreateSubscription(ctx, sub) },
+			func() error { return tx.CreatePrincipal(ctx, sp) },
+			func() error {
+				return tx.AddCredential(ctx, &keyhold.Credential{PrincipalID: sp.ID, SecretHash: crypt.HashClientSecret(secret), CreatedAt: now, ExpiresAt: now.AddDate(2, 0, 0)})
+			},
+			func() error {
+				return tx.AssignDirectoryRole(ctx, tenant.ID, sp.ID, keyhold.RoleGlobalAdministrator)
+			},
+			func() error {
+				return tx.AppendAudit(ctx, &keyhold.AuditEntry{At: now, TenantID: tenant.ID, ActorID: "system", Action: "tenant.bootstrap",
+					Target: "/tenants/" + tenant.ID, Result: "Succeeded", Detail: "created subscription " + sub.ID + " and service principal " + sp.AppID + " with Global Administrator"})
+			},
+		}
+		for _, step := range steps {
+			if err := step(); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, false, err
+	}
+	return &BootstrapCredentials{TenantID: tenant.ID, SubscriptionID: sub.ID, ClientID: sp.AppID, ClientSecret: secret}, true, nil
+}
+
+// Close zeroes the platform's cached keys.
+func (p *Platform) Close() error {
+	p.cache.Purge()
+	return nil
+}
+
+// SweepKeyCache zeroes expired cached keys; the server calls it periodically.
+func (p *Platform) SweepKeyCache() { p.cache.Sweep() }
+
+func (p *Platform) initMetrics(reg prometheus.Registerer) error {
+	p.m.unwraps = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "keyhold_root_key_unwraps_total", Help: "Environment keys unwrapped by a root key, by root kind and result.",
+	}, []string{"root", "result"})
+	p.m.wraps = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "keyhold_root_key_wraps_total", Help: "Environment keys wrapped by a root key, by root kind and result.",
+	}, []string{"root", "result"})
+	if reg == nil {
+		return nil
+	}
+	cs := []prometheus.Collector{
+		p.m.unwraps, p.m.wraps,
+		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "keyhold_key_cache_hits_total", Help: "Environment key cache hits."},
+			func() float64 { return float64(p.cache.Hits()) }),
+		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "keyhold_key_cache_misses_total", Help: "Environment key cache misses."},
+			func() float64 { return float64(p.cache.Misses()) }),
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "keyhold_key_cache_entries", Help: "Unwrapped environment keys held in memory."},
+			func() float64 { return float64(p.cache.Len()) }),
+	}
+	for _, c := range cs {
+		if err := reg.Register(c); err != nil {
+			return fmt.Errorf("registering metrics: %w", err)
+		}
+	}
+	return nil
+}
+
+var (
+	_ keyhold.TokenService       = (*Platform)(nil)
+	_ keyhold.EnvironmentService = (*Platform)(nil)
+	_ keyhold.DataService        = (*Platform)(nil)
+	_ keyhold.AuditService       = (*Platform)(nil)
+)

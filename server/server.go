@@ -1,0 +1,306 @@
+// Package server assembles a running Keyhold: it opens the data directory
+// and storage, bootstraps on first start, and serves the HTTPS API until its
+// context ends.
+//
+// # Data directory
+//
+//	<data>/master.key        the master key (mode 0600), unless KEYHOLD_MASTER_KEY is set
+//	<data>/keyhold.db        the SQLite database (when not on PostgreSQL)
+//	<data>/tls/ca.pem        the self-signed CA that clients trust
+//	<data>/tls/ca-key.pem    its private key (0600)
+//	<data>/tls/server.pem    the server certificate, and server-key.pem (0600)
+//	<data>/bootstrap.json    first-start credentials (0600)
+package server
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"log/slog"
+	"net"
+	nethttp "net/http"
+	"os"
+	"path/filepath"
+	"time"
+
+	"github.com/keyhold/keyhold"
+	"github.com/keyhold/keyhold/crypt"
+	khttp "github.com/keyhold/keyhold/http"
+	"github.com/keyhold/keyhold/platform"
+	"github.com/keyhold/keyhold/postgres"
+	"github.com/keyhold/keyhold/sqlite"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+)
+
+// Defaults.
+const (
+	DefaultAddr    = "127.0.0.1:8443"
+	DefaultDataDir = "./keyhold-data"
+)
+
+// Config configures Run.
+type Config struct {
+	Addr        string // listen address, default 127.0.0.1:8443
+	DataDir     string // default ./keyhold-data
+	PostgresDSN string // empty: SQLite in DataDir
+	// MasterKey, if set, is the base64 master key (from KEYHOLD_MASTER_KEY)
+	// and takes precedence over <DataDir>/master.key.
+	MasterKey string
+	Logger    *slog.Logger
+	Stdout    io.Writer // where the URL and bootstrap path are printed
+	// Clock, if set, replaces the wall clock (tests).
+	Clock keyhold.Clock
+	// KeyCacheTTL overrides the EK cache lifetime (default 5m).
+	KeyCacheTTL time.Duration
+	// Ready, if set, is called with the base URL once the server listens.
+	Ready func(url string)
+}
+
+// Bootstrap is the content of <data>/bootstrap.json.
+type Bootstrap struct {
+	URL            string `json:"url"`
+	CAFile         string `json:"caFile"`
+	TenantID       string `json:"tenantId"`
+	SubscriptionID string `json:"subscriptionId"`
+	ClientID       string `json:"clientId"`
+	ClientSecret   string `json:"clientSecret"`
+}
+
+// Run starts Keyhold and blocks until ctx is done, then shuts down cleanly.
+// A wrong or missing master key for existing data is an error at start that
+// changes nothing.
+func Run(ctx context.Context, cfg Config) error {
+	if cfg.Addr == "" {
+		cfg.Addr = DefaultAddr
+	}
+	if cfg.DataDir == "" {
+		cfg.DataDir = DefaultDataDir
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.New(slog.DiscardHandler)
+	}
+	if cfg.Stdout == nil {
+		cfg.Stdout = io.Discard
+	}
+	log := cfg.Logger
+	dataDir, err := filepath.Abs(cfg.DataDir)
+	if err != nil {
+		return err
+	}
+	if err := os.MkdirAll(dataDir, 0o700); err != nil {
+		return fmt.Errorf("creating data directory: %w", err)
+	}
+
+	ln, err := net.Listen("tcp", cfg.Addr)
+	if err != nil {
+		return fmt.Errorf("listening on %s: %w (pass --addr to choose another address)", cfg.Addr, err)
+	}
+	defer ln.Close()
+	url := "https://" + ln.Addr().String()
+
+	tlsFiles, err := ensureTLS(dataDir, ln.Addr(), cfg.Addr)
+	if err != nil {
+		return err
+	}
+	store, err := openStore(ctx, cfg, dataDir)
+	if err != nil {
+		return err
+	}
+	defer store.Close()
+
+	master, createdMasterFile, err := loadMasterKey(cfg, dataDir, store)
+	if err != nil {
+		return err
+	}
+	defer master.Destroy()
+
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	p, err := platform.Open(ctx, platform.Config{
+		Store: store, MasterKey: master, Clock: cfg.Clock, Logger: log, Registerer: reg,
+		KeyCacheTTL: cfg.KeyCacheTTL, Issuer: url,
+	})
+	if err != nil {
+		if createdMasterFile != "" {
+			// We made a master key for what we took to be a new data
+			// store; it was not: leave everything as it was.
+			os.Remove(createdMasterFile)
+		}
+		return err
+	}
+	defer p.Close()
+
+	bootPath := filepath.Join(dataDir, "bootstrap.json")
+	creds, created, err := p.BootstrapCustomer(ctx)
+	if err != nil {
+		return fmt.Errorf("bootstrapping the customer tenant: %w", err)
+	}
+	if created {
+		b := Bootstrap{URL: url, CAFile: tlsFiles.ca, TenantID: creds.TenantID, SubscriptionID: creds.SubscriptionID,
+			ClientID: creds.ClientID, ClientSecret: creds.ClientSecret}
+		if err := writeJSON0600(bootPath, b); err != nil {
+			return err
+		}
+		log.Info("bootstrapped a customer tenant", "tenant", creds.TenantID, "clientId", creds.ClientID, "file", bootPath)
+	}
+
+	api := &khttp.Server{
+		Tokens: p, Environments: p, Data: p, Audit: p,
+		Logger: log, Registry: reg, PublicURL: url,
+		Health: func(ctx context.Context) error {
+			return store.View(ctx, func(tx keyhold.Tx) error { _, err := tx.ListTenants(ctx); return err })
+		},
+	}
+	tlsConf, err := tlsFiles.config()
+	if err != nil {
+		return err
+	}
+	srv := &nethttp.Server{
+		Handler:           api.Handler(),
+		TLSConfig:         tlsConf,
+		ReadHeaderTimeout: 10 * time.Second,
+		IdleTimeout:       2 * time.Minute,
+		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
+	}
+	serveErr := make(chan error, 1)
+	go func() { serveErr <- srv.ServeTLS(ln, "", "") }()
+	fmt.Fprintf(cfg.Stdout, "Keyhold is serving at %s\n", url)
+	if created {
+		fmt.Fprintf(cfg.Stdout, "First start: credentials written to %s\nNext: keyhold login --bootstrap %s\n", bootPath, bootPath)
+	} else {
+		fmt.Fprintf(cfg.Stdout, "Credentials of the first start are in %s\n", bootPath)
+	}
+	log.Info("serving", "url", url, "data", dataDir, "storage", storageName(cfg))
+	if cfg.Ready != nil {
+		cfg.Ready(url)
+	}
+
+	go housekeeping(ctx, p, log)
+
+	select {
+	case err := <-serveErr:
+		return fmt.Errorf("serving: %w", err)
+	case <-ctx.Done():
+	}
+	log.Info("shutting down")
+	shCtx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
+	defer cancel()
+	if err := srv.Shutdown(shCtx); err != nil {
+		return fmt.Errorf("shutting down: %w", err)
+	}
+	log.Info("stopped")
+	return nil
+}
+
+func storageName(cfg Config) string {
+	if cfg.PostgresDSN != "" {
+		return "postgres"
+	}
+	return "sqlite"
+}
+
+func openStore(ctx context.Context, cfg Config, dataDir string) (keyhold.Store, error) {
+	if cfg.PostgresDSN != "" {
+		s, err := postgres.Open(ctx, cfg.PostgresDSN)
+		if err != nil {
+			return nil, fmt.Errorf("opening PostgreSQL: %w", err)
+		}
+		return s, nil
+	}
+	s, err := sqlite.Open(filepath.Join(dataDir, "keyhold.db"))
+	if err != nil {
+		return nil, fmt.Errorf("opening SQLite: %w", err)
+	}
+	return s, nil
+}
+
+// loadMasterKey finds the master key: KEYHOLD_MASTER_KEY, else
+// <data>/master.key. With neither, it creates master.key, but only for a
+// store that holds no keys yet; for one that does, a missing master key is
+// an error, because a new key could never open the old data. It returns the
+// path of a file it created, so a failed start can remove it.
+func loadMasterKey(cfg Config, dataDir string, store keyhold.Store) (*crypt.Key, string, error) {
+	if cfg.MasterKey != "" {
+		k, err := crypt.ParseMasterKey([]byte(cfg.MasterKey))
+		if err != nil {
+			return nil, "", fmt.Errorf("KEYHOLD_MASTER_KEY: %w", err)
+		}
+		return k, "", nil
+	}
+	path := filepath.Join(dataDir, "master.key")
+	text, err := os.ReadFile(path)
+	if err == nil {
+		if fi, err := os.Stat(path); err == nil && fi.Mode().Perm()&0o077 != 0 {
+			return nil, "", fmt.Errorf("%s is readable by others (mode %v): run chmod 600 %s", path, fi.Mode().Perm(), path)
+		}
+		k, err := crypt.ParseMasterKey(text)
+		clear(text)
+		if err != nil {
+			return nil, "", fmt.Errorf("%s: %w", path, err)
+		}
+		return k, "", nil
+	}
+	if !errors.Is(err, fs.ErrNotExist) {
+		return nil, "", fmt.Errorf("reading the master key: %w", err)
+	}
+	hasKeys := false
+	err = store.View(context.Background(), func(tx keyhold.Tx) error {
+		ts, err := tx.ListTenants(context.Background())
+		hasKeys = len(ts) > 0
+		return err
+	})
+	if err != nil {
+		return nil, "", err
+	}
+	if hasKeys {
+		return nil, "", fmt.Errorf("the data store already holds keys but there is no master key: restore %s or set KEYHOLD_MASTER_KEY to the key it was created with", path)
+	}
+	k, err := crypt.GenerateMasterKeyFile(path)
+	if err != nil {
+		return nil, "", fmt.Errorf("creating the master key: %w", err)
+	}
+	return k, path, nil
+}
+
+func writeJSON0600(path string, v any) error {
+	b, err := json.MarshalIndent(v, "", "  ")
+	if err != nil {
+		return err
+	}
+	tmp := path + ".tmp"
+	if err := os.WriteFile(tmp, append(b, '\n'), 0o600); err != nil {
+		return err
+	}
+	return os.Rename(tmp, path)
+}
+
+// housekeeping zeroes expired cached keys every minute and removes the
+// chunks of abandoned uploads every hour.
+func housekeeping(ctx context.Context, p *platform.Platform, log *slog.Logger) {
+	sweep := time.NewTicker(time.Minute)
+	defer sweep.Stop()
+	clean := time.NewTicker(time.Hour)
+	defer clean.Stop()
+	cleanUploads := func() {
+		if n, err := p.CleanStaleUploads(ctx); err != nil && ctx.Err() == nil {
+			log.Warn("cleaning abandoned uploads", "err", err)
+		} else if n > 0 {
+			log.Info("removed abandoned uploads", "count", n)
+		}
+	}
+	cleanUploads()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-sweep.C:
+			p.SweepKeyCache()
+		case <-clean.C:
+			cleanUploads()
+		}
+	}
+}
