@@ -1,0 +1,146 @@
+package crypt
+
+import (
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/keyhold/keyhold"
+)
+
+// Cache holds unwrapped keys in memory for a time-to-live. Get returns a
+// copy that the caller must Destroy; the cache zeroes its own copy when the
+// entry expires, is dropped, or the cache is purged. Safe for concurrent use.
+//
+// Expired entries are zeroed when Get finds them or Sweep runs, whichever
+// comes first; call Sweep periodically so that keys nobody asks for again
+// don't stay in memory past their time.
+type Cache struct {
+	ttl   time.Duration
+	clock keyhold.Clock
+
+	mu      sync.Mutex
+	entries map[string]*cacheEntry
+
+	hits   atomic.Uint64
+	misses atomic.Uint64
+}
+
+type cacheEntry struct {
+	key     *Key
+	expires time.Time
+}
+
+// NewCache returns a cache whose entries live for ttl on clock.
+// A nil clock means the wall clock.
+func NewCache(ttl time.Duration, clock keyhold.Clock) *Cache {
+	if clock == nil {
+		clock = keyhold.SystemClock{}
+	}
+	return &Cache{ttl: ttl, clock: clock, entries: make(map[string]*cacheEntry)}
+}
+
+// Get returns a copy of the key cached under id, if present and not expired.
+//
+// An entry is expired from the moment its time-to-live has passed; Get
+// zeroes and removes it then.
+func (c *Cache) Get(id string) (*Key, bool) {
+	now := c.clock.Now()
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	e, ok := c.entries[id]
+	if ok && !now.Before(e.expires) {
+		c.removeLocked(id, e)
+		ok = false
+	}
+	if !ok {
+		c.misses.Add(1)
+		return nil, false
+	}
+	c.hits.Add(1)
+	return e.key.Clone(), true
+}
+
+// Contains reports whether a live entry is cached under id, without copying
+// the key or counting a hit or miss: for a caller that only re-checks the
+// cache, say after waiting on another goroutine's unwrap.
+func (c *Cache) Contains(id string) bool {
+	now := c.clock.Now()
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	e, ok := c.entries[id]
+	return ok && now.Before(e.expires)
+}
+
+// Put caches a copy of k under id (the caller keeps and destroys k).
+//
+// It replaces, and zeroes, any entry under id, and restarts the
+// time-to-live. A destroyed or nil k only removes the old entry.
+func (c *Cache) Put(id string, k *Key) {
+	var e *cacheEntry
+	if !k.Destroyed() {
+		e = &cacheEntry{key: k.Clone(), expires: c.clock.Now().Add(c.ttl)}
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if old, ok := c.entries[id]; ok {
+		c.removeLocked(id, old)
+	}
+	if e != nil {
+		c.entries[id] = e
+	}
+}
+
+// Drop zeroes and removes the entries whose id starts with prefix.
+func (c *Cache) Drop(prefix string) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for id, e := range c.entries {
+		if strings.HasPrefix(id, prefix) {
+			c.removeLocked(id, e)
+		}
+	}
+}
+
+// Purge zeroes and removes every entry.
+func (c *Cache) Purge() { c.Drop("") }
+
+// Sweep zeroes and removes expired entries; a server calls it periodically.
+func (c *Cache) Sweep() {
+	now := c.clock.Now()
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for id, e := range c.entries {
+		if !now.Before(e.expires) {
+			c.removeLocked(id, e)
+		}
+	}
+}
+
+// Len returns the number of live entries: expired ones that Get or Sweep
+// have not yet removed are not counted.
+func (c *Cache) Len() int {
+	now := c.clock.Now()
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	n := 0
+	for _, e := range c.entries {
+		if now.Before(e.expires) {
+			n++
+		}
+	}
+	return n
+}
+
+// Hits returns how many Gets found a live entry, for metrics.
+func (c *Cache) Hits() uint64 { return c.hits.Load() }
+
+// Misses returns how many Gets found no live entry, for metrics.
+func (c *Cache) Misses() uint64 { return c.misses.Load() }
+
+// removeLocked zeroes e's key and deletes it; c.mu must be held.
+func (c *Cache) removeLocked(id string, e *cacheEntry) {
+	e.key.Destroy()
+	delete(c.entries, id)
+}

@@ -1,0 +1,128 @@
+package crypt
+
+import (
+	"crypto/rand"
+	"crypto/subtle"
+	"encoding/base64"
+	"errors"
+	"fmt"
+	"strings"
+
+	"golang.org/x/crypto/argon2"
+)
+
+// Users' passwords, unlike client secrets, are chosen by people and have
+// little entropy, so a stolen hash must be expensive to guess against:
+// they are hashed with argon2id (RFC 9106), salted, with OWASP's minimum
+// parameters (19 MiB, 2 passes, 1 lane), which cost a few tens of
+// milliseconds per sign-in.
+//
+// A hash is stored in the PHC string format that other argon2 tools read:
+//
+//	$argon2id$v=19$m=19456,t=2,p=1$<salt, base64>$<hash, base64>
+//
+// The parameters travel with the hash, so they can be raised later
+// without invalidating existing passwords.
+
+// Password hashing parameters.
+const (
+	passwordMemoryKiB = 19 * 1024
+	passwordTime      = 2
+	passwordThreads   = 1
+	passwordSaltLen   = 16
+	passwordKeyLen    = 32
+
+	// Bounds accepted when checking a stored hash, so that a corrupted or
+	// planted hash can't make a sign-in allocate gigabytes or spin.
+	maxPasswordMemoryKiB = 1 << 20 // 1 GiB
+	maxPasswordTime      = 16
+	maxPasswordThreads   = 16
+)
+
+// Password policy.
+const (
+	MinPasswordLen = 8
+	MaxPasswordLen = 256
+)
+
+// ErrPasswordPolicy is returned by HashPassword for a password that is too
+// short or too long.
+var ErrPasswordPolicy = fmt.Errorf("a password must be %d to %d bytes long", MinPasswordLen, MaxPasswordLen)
+
+// HashPassword returns the argon2id hash of password, with a fresh random
+// salt, in PHC string form. It refuses passwords outside the policy's
+// lengths with ErrPasswordPolicy.
+func HashPassword(password string) ([]byte, error) {
+	if len(password) < MinPasswordLen || len(password) > MaxPasswordLen {
+		return nil, ErrPasswordPolicy
+	}
+	salt := make([]byte, passwordSaltLen)
+	rand.Read(salt)
+	key := argon2.IDKey([]byte(password), salt, passwordTime, passwordMemoryKiB, passwordThreads, passwordKeyLen)
+	b64 := base64.RawStdEncoding
+	return fmt.Appendf(nil, "$argon2id$v=%d$m=%d,t=%d,p=%d$%s$%s",
+		argon2.Version, passwordMemoryKiB, passwordTime, passwordThreads, b64.EncodeToString(salt), b64.EncodeToString(key)), nil
+}
+
+// CheckPassword reports, in constant time over the derived key, whether
+// password matches hash. A hash that is not a well-formed argon2id PHC
+// string with parameters in bounds never matches.
+func CheckPassword(hash []byte, password string) bool {
+	p, err := parsePasswordHash(hash)
+	if err != nil || len(password) > MaxPasswordLen {
+		return false
+	}
+	key := argon2.IDKey([]byte(password), p.salt, p.time, p.memory, p.threads, uint32(len(p.key)))
+	return subtle.ConstantTimeCompare(key, p.key) == 1
+}
+
+// dummyHash is checked against when there is no user to check, so that a
+// sign-in for an unknown name takes as long as one with a wrong password.
+var dummyHash = []byte("$argon2id$v=19$m=19456,t=2,p=1$a2V5aG9sZCBkdW1teQ$Jk3Yc2c6wz2qkn6Z4xPq6gYwvVbH2T7p1r1w8u3S1kE")
+
+// CheckNoPassword spends the time of a CheckPassword and returns false: use
+// it when the user signing in does not exist, so that timing does not tell
+// which user names do.
+func CheckNoPassword(password string) bool {
+	CheckPassword(dummyHash, password)
+	return false
+}
+
+// NewPassword returns a generated password: 128 random bits in base32,
+// well within the policy.
+func NewPassword() string { return rand.Text() }
+
+type passwordHash struct {
+	memory, time uint32
+	threads      uint8
+	salt, key    []byte
+}
+
+func parsePasswordHash(hash []byte) (*passwordHash, error) {
+	parts := strings.Split(string(hash), "$")
+	if len(parts) != 6 || parts[0] != "" || parts[1] != "argon2id" {
+		return nil, errors.New("not an argon2id PHC string")
+	}
+	var version int
+	if _, err := fmt.Sscanf(parts[2], "v=%d", &version); err != nil || version != argon2.Version {
+		return nil, errors.New("unsupported argon2 version")
+	}
+	var p passwordHash
+	var threads uint32
+	if n, err := fmt.Sscanf(parts[3], "m=%d,t=%d,p=%d", &p.memory, &p.time, &threads); err != nil || n != 3 {
+		return nil, errors.New("bad argon2 parameters")
+	}
+	if p.memory < 8*threads || p.memory > maxPasswordMemoryKiB || p.time < 1 || p.time > maxPasswordTime || threads < 1 || threads > maxPasswordThreads {
+		return nil, errors.New("argon2 parameters out of bounds")
+	}
+	p.threads = uint8(threads)
+	var err error
+	b64 := base64.RawStdEncoding
+	if p.salt, err = b64.DecodeString(parts[4]); err != nil || len(p.salt) < 8 {
+		return nil, errors.New("bad argon2 salt")
+	}
+	if p.key, err = b64.DecodeString(parts[5]); err != nil || len(p.key) < 16 || len(p.key) > 64 {
+		return nil, errors.New("bad argon2 key")
+	}
+	return &p, nil
+}
