@@ -1,0 +1,82 @@
+package postgres_test
+
+import (
+	"context"
+	"strings"
+	"sync"
+	"testing"
+
+	"github.com/keyhold/keyhold/postgres"
+	"github.com/keyhold/keyhold/sqlstore"
+	"github.com/keyhold/keyhold/sqlstore/storetest"
+)
+
+func TestConformance(t *testing.T) {
+	storetest.Run(t, storetest.OpenPostgres)
+}
+
+// TestReplicasMigrateTogether opens one empty database from several
+// replicas at once: the advisory lock must let exactly one apply each
+// migration, and every replica start.
+func TestReplicasMigrateTogether(t *testing.T) {
+	db := storetest.NewPostgresDatabase(t)
+	ctx := context.Background()
+	const replicas = 4
+	stores := make([]*sqlstore.Store, replicas)
+	errs := make([]error, replicas)
+	var wg sync.WaitGroup
+	for i := range replicas {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			stores[i], errs[i] = postgres.Open(ctx, db.DSN)
+		}()
+	}
+	wg.Wait()
+	for i, err := range errs {
+		if err != nil {
+			t.Fatalf("replica %d: Open: %v", i, err)
+		}
+		defer stores[i].Close()
+	}
+	var n, distinct int
+	err := stores[0].DB().QueryRowContext(ctx, `SELECT count(*), count(DISTINCT version) FROM schema_migrations`).Scan(&n, &distinct)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n != distinct || n == 0 {
+		t.Errorf("schema_migrations has %d rows for %d versions", n, distinct)
+	}
+}
+
+func TestNewerSchemaRefused(t *testing.T) {
+	s, db := storetest.OpenPostgresAt(t)
+	ctx := context.Background()
+	if _, err := s.(*sqlstore.Store).DB().ExecContext(ctx, `INSERT INTO schema_migrations VALUES (9999, '9999_future', 0)`); err != nil {
+		t.Fatal(err)
+	}
+	if s2, err := postgres.Open(ctx, db.DSN); err == nil {
+		s2.Close()
+		t.Fatalf("Open of a database at a newer schema succeeded")
+	} else if !strings.Contains(err.Error(), "newer") {
+		t.Errorf("Open of a newer schema: %v, want an error saying so", err)
+	}
+}
+
+func TestOpenErrorsHideThePassword(t *testing.T) {
+	ctx := context.Background()
+	for _, dsn := range []string{
+		"postgres://keyhold:hunter2-secret@127.0.0.1:1/keyhold?sslmode=disable",
+		"host=127.0.0.1 port=1 user=keyhold password=hunter2-secret sslmode=disable",
+		"postgres://keyhold:hunter2-secret@127.0.0.1:notaport/x",
+	} {
+		s, err := postgres.Open(ctx, dsn)
+		if err == nil {
+			s.Close()
+			t.Fatalf("Open(%q) succeeded", dsn)
+		}
+		if strings.Contains(err.Error(), "hunter2") {
+			t.Errorf("Open error %q shows the password", err)
+		}
+	}
+}

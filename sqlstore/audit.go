@@ -1,0 +1,51 @@
+package sqlstore
+
+import (
+	"context"
+
+	"github.com/keyhold/keyhold"
+)
+
+// Page sizes of ListAudit.
+const (
+	DefaultAuditLimit = 100
+	MaxAuditLimit     = 1000
+)
+
+// AppendAudit appends an entry and sets e.ID to its id, which grows with
+// each entry.
+func (t *tx) AppendAudit(ctx context.Context, e *keyhold.AuditEntry) error {
+	if err := checkTimes(e.At); err != nil {
+		return err
+	}
+	err := t.queryRow(ctx, `INSERT INTO audit_log (occurred_at, tenant_id, actor_id, action, target, env_id, result, detail) VALUES (?, ?, ?, ?, ?, ?, ?, ?) RETURNING id`,
+		nanos(e.At), e.TenantID, e.ActorID, e.Action, e.Target, e.EnvID, e.Result, e.Detail).Scan(&e.ID)
+	if err != nil {
+		return t.fail("append audit entry", err)
+	}
+	return nil
+}
+
+// ListAudit returns the entries that match f, newest (highest id) first:
+// those of f.TenantID and f.EnvID where set, with an id below f.BeforeID
+// if it is set, at most f.Limit of them (DefaultAuditLimit if 0, never more
+// than MaxAuditLimit).
+func (t *tx) ListAudit(ctx context.Context, f keyhold.AuditFilter) ([]*keyhold.AuditEntry, error) {
+	var conds []string
+	var args []any
+	if f.TenantID != "" {
+		conds, args = append(conds, "tenant_id = ?"), append(args, f.TenantID)
+	}
+	if f.EnvID != "" {
+		conds, args = append(conds, "env_id = ?"), append(args, f.EnvID)
+	}
+	if f.BeforeID > 0 {
+		conds, args = append(conds, "id < ?"), append(args, f.BeforeID)
+	}
+	args = append(args, clampLimit(f.Limit, DefaultAuditLimit, MaxAuditLimit))
+	return list(t, ctx, "list audit entries", func(sc scanner) (*keyhold.AuditEntry, error) {
+		e := &keyhold.AuditEntry{}
+		err := sc.Scan(&e.ID, timeCol{&e.At}, &e.TenantID, &e.ActorID, &e.Action, &e.Target, &e.EnvID, &e.Result, &e.Detail)
+		return e, err
+	}, `SELECT id, occurred_at, tenant_id, actor_id, action, target, env_id, result, detail FROM audit_log`+where(conds)+` ORDER BY id DESC LIMIT ?`, args...)
+}

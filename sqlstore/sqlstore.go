@@ -1,0 +1,217 @@
+// Package sqlstore implements keyhold.Store once, over database/sql, for
+// every SQL backend. A small Dialect carries what differs between databases:
+// the placeholder style, how to read a driver's errors, and the transaction
+// options. The sqlite and postgres packages open a database, run their
+// embedded migrations and hand the *sql.DB to New; the conformance suite in
+// sqlstore/storetest runs against both.
+//
+// # Representation
+//
+// Timestamps are stored as INTEGER (BIGINT) Unix nanoseconds in UTC, so they
+// round-trip exactly and compare the same way on every backend; the zero
+// time is stored as NULL. Byte strings are BLOB in SQLite and BYTEA in
+// PostgreSQL, both read and written as []byte. The store never looks inside
+// ciphertext, wrapped keys or sealed keys, and never puts them in an error.
+//
+// # Concurrency
+//
+// A Store is safe for concurrent use; a keyhold.Tx is not, and is valid only
+// inside the View or Update call that made it. Update runs fn again (five
+// attempts in all) when the database reports a transient failure: a busy or
+// locked SQLite database, or a PostgreSQL serialization failure (40001) or
+// deadlock (40P01); if every attempt fails so, it returns CodeConflict.
+// Writes that lose an optimistic-concurrency race (a stale version, an
+// existing key) return CodeConflict at once.
+//
+// fn must pass errors from the Tx up, wrapped or not (Update looks for the
+// driver's error in the chain to decide whether to retry).
+//
+// After a write returns an error other than CodeConflict, fn should return
+// that error: on PostgreSQL a failed statement aborts the whole transaction.
+// Not-found answers and conflicts never abort it.
+package sqlstore
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"math/rand/v2"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/keyhold/keyhold"
+)
+
+// ErrorClass is what a Dialect says a database error means.
+type ErrorClass int
+
+// Error classes.
+const (
+	// ErrOther is any error the store does not handle specially.
+	ErrOther ErrorClass = iota
+	// ErrUnique is a unique or primary-key violation.
+	ErrUnique
+	// ErrForeignKey is a foreign-key violation: the parent row is missing.
+	ErrForeignKey
+	// ErrRetry is a transient failure after which the whole transaction
+	// may be run again: SQLITE_BUSY, SQLITE_LOCKED, or PostgreSQL's
+	// serialization failure or deadlock.
+	ErrRetry
+)
+
+// Dialect describes what differs between SQL databases. Queries are written
+// once, with ? placeholders.
+type Dialect struct {
+	// Name names the backend in errors, e.g. "sqlite" or "postgres".
+	Name string
+	// Numbered says the driver wants $1, $2, … instead of ?.
+	Numbered bool
+	// Classify says what a driver error (anywhere in err's chain) means.
+	Classify func(err error) ErrorClass
+	// ReadTx and WriteTx are the options of View and Update transactions.
+	ReadTx, WriteTx sql.TxOptions
+}
+
+// maxAttempts bounds how many times Update runs fn when the database asks
+// for a retry.
+const maxAttempts = 5
+
+// Store is a keyhold.Store over database/sql. It is safe for concurrent use.
+type Store struct {
+	read  *sql.DB
+	write *sql.DB
+	d     Dialect
+	// rebound caches queries rewritten to numbered placeholders.
+	rebound sync.Map // string -> string
+}
+
+var _ keyhold.Store = (*Store)(nil)
+
+// New returns a Store that runs View transactions on read and Update
+// transactions on write. They may be the same *sql.DB. The Store owns both
+// and closes them in Close. The schema must already be migrated.
+func New(read, write *sql.DB, d Dialect) *Store {
+	if d.Classify == nil {
+		d.Classify = func(error) ErrorClass { return ErrOther }
+	}
+	return &Store{read: read, write: write, d: d}
+}
+
+// q returns query in the dialect's placeholder style.
+func (s *Store) q(query string) string {
+	if !s.d.Numbered {
+		return query
+	}
+	if r, ok := s.rebound.Load(query); ok {
+		return r.(string)
+	}
+	r := Rebind(query)
+	s.rebound.Store(query, r)
+	return r
+}
+
+// DB returns the database that Update transactions use (for SQLite, its
+// single-connection write pool; for PostgreSQL, the only pool). It is meant
+// for backend-specific work such as LISTEN/NOTIFY, and for tests.
+func (s *Store) DB() *sql.DB { return s.write }
+
+// ReadDB returns the database that View transactions use. It is DB() when
+// the backend has a single pool.
+func (s *Store) ReadDB() *sql.DB { return s.read }
+
+// Dialect returns the store's dialect.
+func (s *Store) Dialect() Dialect { return s.d }
+
+// Close closes the databases.
+func (s *Store) Close() error {
+	err := s.write.Close()
+	if s.read != s.write {
+		err = errors.Join(err, s.read.Close())
+	}
+	return err
+}
+
+// View runs fn in a read-only transaction. Writes inside it fail.
+func (s *Store) View(ctx context.Context, fn func(keyhold.Tx) error) error {
+	sqlTx, err := s.read.BeginTx(ctx, &s.d.ReadTx)
+	if err != nil {
+		return fmt.Errorf("%s: begin read transaction: %w", s.d.Name, err)
+	}
+	defer sqlTx.Rollback()
+	if err := fn(&tx{s: s, tx: sqlTx}); err != nil {
+		return err
+	}
+	// Committing a read-only transaction ends it cleanly; nothing is written.
+	if err := sqlTx.Commit(); err != nil {
+		return fmt.Errorf("%s: end read transaction: %w", s.d.Name, err)
+	}
+	return nil
+}
+
+// Update runs fn in a read-write transaction and commits it if fn returns
+// nil. When the database reports a transient failure (see ErrRetry) the
+// transaction is rolled back and fn runs again, after a short randomised
+// backoff, up to maxAttempts times in all; if the last attempt fails too,
+// Update returns CodeConflict with the database's error as the cause.
+func (s *Store) Update(ctx context.Context, fn func(keyhold.Tx) error) error {
+	var err error
+	for attempt := 0; attempt < maxAttempts; attempt++ {
+		if attempt > 0 {
+			// 1–2 ms, 2–4 ms, 4–8 ms, 8–16 ms: enough for the
+			// winner of a race to commit, short enough not to matter.
+			d := time.Millisecond << (attempt - 1)
+			d += rand.N(d)
+			t := time.NewTimer(d)
+			select {
+			case <-ctx.Done():
+				t.Stop()
+				return errors.Join(err, ctx.Err())
+			case <-t.C:
+			}
+		}
+		err = s.update(ctx, fn)
+		if err == nil || s.d.Classify(err) != ErrRetry || ctx.Err() != nil {
+			return err
+		}
+	}
+	// Every attempt lost to concurrent transactions: to the caller that is
+	// a lost race like any other, to be answered by reading again.
+	return keyhold.Errorf(keyhold.CodeConflict,
+		"the change conflicted with concurrent changes %d times in a row: retry it", maxAttempts).WithCause(err)
+}
+
+func (s *Store) update(ctx context.Context, fn func(keyhold.Tx) error) error {
+	sqlTx, err := s.write.BeginTx(ctx, &s.d.WriteTx)
+	if err != nil {
+		return fmt.Errorf("%s: begin transaction: %w", s.d.Name, err)
+	}
+	defer sqlTx.Rollback()
+	if err := fn(&tx{s: s, tx: sqlTx}); err != nil {
+		return err
+	}
+	if err := sqlTx.Commit(); err != nil {
+		return fmt.Errorf("%s: commit: %w", s.d.Name, err)
+	}
+	return nil
+}
+
+// Rebind rewrites ? placeholders as $1, $2, …. Queries here never hold a
+// literal question mark, so no quoting rules apply.
+func Rebind(q string) string {
+	var b strings.Builder
+	b.Grow(len(q) + 8)
+	n := 0
+	for i := 0; i < len(q); i++ {
+		if q[i] == '?' {
+			n++
+			b.WriteByte('$')
+			b.WriteString(strconv.Itoa(n))
+			continue
+		}
+		b.WriteByte(q[i])
+	}
+	return b.String()
+}

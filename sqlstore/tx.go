@@ -1,0 +1,127 @@
+package sqlstore
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+
+	"github.com/keyhold/keyhold"
+)
+
+// tx is a keyhold.Tx over one *sql.Tx.
+type tx struct {
+	s  *Store
+	tx *sql.Tx
+}
+
+var _ keyhold.Tx = (*tx)(nil)
+
+func (t *tx) exec(ctx context.Context, query string, args ...any) (sql.Result, error) {
+	return t.tx.ExecContext(ctx, t.s.q(query), args...)
+}
+
+func (t *tx) query(ctx context.Context, query string, args ...any) (*sql.Rows, error) {
+	return t.tx.QueryContext(ctx, t.s.q(query), args...)
+}
+
+func (t *tx) queryRow(ctx context.Context, query string, args ...any) *sql.Row {
+	return t.tx.QueryRowContext(ctx, t.s.q(query), args...)
+}
+
+// class says what a database error means.
+func (t *tx) class(err error) ErrorClass { return t.s.d.Classify(err) }
+
+// fail wraps an unexpected database error with the operation's name. The
+// cause keeps the driver's error (for retry decisions and the server log);
+// driver messages name columns and keys, never the values of byte columns.
+func (t *tx) fail(op string, err error) error {
+	return fmt.Errorf("%s: %s: %w", t.s.d.Name, op, err)
+}
+
+// execN runs a statement and returns the number of rows it changed.
+func (t *tx) execN(ctx context.Context, query string, args ...any) (int64, error) {
+	res, err := t.exec(ctx, query, args...)
+	if err != nil {
+		return 0, err
+	}
+	return res.RowsAffected()
+}
+
+// exists reports whether query returns a row.
+func (t *tx) exists(ctx context.Context, query string, args ...any) (bool, error) {
+	var one int
+	err := t.queryRow(ctx, query, args...).Scan(&one)
+	if errors.Is(err, sql.ErrNoRows) {
+		return false, nil
+	}
+	return err == nil, err
+}
+
+// get runs a single-row query. A missing row is sql.ErrNoRows, returned
+// as is so that the caller can answer with its own not-found error; other
+// failures are wrapped.
+func get[T any](t *tx, ctx context.Context, op string, scan func(scanner) (T, error), query string, args ...any) (T, error) {
+	v, err := scan(t.queryRow(ctx, query, args...))
+	if err != nil {
+		var zero T
+		if errors.Is(err, sql.ErrNoRows) {
+			return zero, sql.ErrNoRows
+		}
+		return zero, t.fail(op, err)
+	}
+	return v, nil
+}
+
+// notFound returns e if err is sql.ErrNoRows, and err otherwise.
+func notFound(err error, e *keyhold.Error) error {
+	if err == sql.ErrNoRows {
+		return e
+	}
+	return err
+}
+
+// list runs a query and scans every row. It returns an empty, non-nil slice
+// when nothing matches, so that callers encode [] rather than null.
+func list[T any](t *tx, ctx context.Context, op string, scan func(scanner) (T, error), query string, args ...any) ([]T, error) {
+	rows, err := t.query(ctx, query, args...)
+	if err != nil {
+		return nil, t.fail(op, err)
+	}
+	defer rows.Close()
+	out := []T{}
+	for rows.Next() {
+		v, err := scan(rows)
+		if err != nil {
+			return nil, t.fail(op, err)
+		}
+		out = append(out, v)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, t.fail(op, err)
+	}
+	return out, nil
+}
+
+// clampLimit applies a list's default and maximum page size.
+func clampLimit(n, def, max int) int {
+	switch {
+	case n <= 0:
+		return def
+	case n > max:
+		return max
+	}
+	return n
+}
+
+// where joins conditions with AND, or returns "" for none.
+func where(conds []string) string {
+	if len(conds) == 0 {
+		return ""
+	}
+	s := " WHERE " + conds[0]
+	for _, c := range conds[1:] {
+		s += " AND " + c
+	}
+	return s
+}
