@@ -1,0 +1,946 @@
+package http
+
+// The resource manager and directory routes.
+//
+// Resource manager (Azure Resource Manager's shapes, management audience):
+//
+//	GET    /subscriptions[/{sub}]
+//	PUT    /subscriptions/{sub}/resourceGroups/{rg}          201 created, 200 updated
+//	GET    /subscriptions/{sub}/resourceGroups[/{rg}]
+//	DELETE /subscriptions/{sub}/resourceGroups/{rg}          200
+//	POST   /subscriptions/{sub}/providers/{namespace}/register
+//	GET    /subscriptions/{sub}/providers[/{namespace}]
+//	GET    {scope}/providers/Microsoft.Authorization/roleDefinitions[/{id}][?$filter=roleName eq '…']
+//	PUT    {scope}/providers/Microsoft.Authorization/roleAssignments/{name}   201
+//	GET    {scope}/providers/Microsoft.Authorization/roleAssignments[/{name}][?$filter=atScope() and principalId eq '…']
+//	DELETE {scope}/providers/Microsoft.Authorization/roleAssignments/{name}   200, 204 if none
+//
+// {scope} has any length (subscription, resource group or resource), so
+// the Microsoft.Authorization routes are catch-alls under /subscriptions/
+// that parse the path; the ServeMux prefers any more specific pattern, such
+// as a vault's. Paths match in any case (armpath.go).
+//
+// Directory (Microsoft Graph's shapes, management audience: Keyhold's
+// token endpoint serves only its three scopes, so Graph's own
+// https://graph.microsoft.com scope is not accepted):
+//
+//	POST/GET /v1.0/servicePrincipals                         201 with the secret, once
+//	POST/GET /v1.0/users                                     201
+//	POST/GET /v1.0/roleManagement/directory/roleAssignments  201
+//	DELETE   /v1.0/roleManagement/directory/roleAssignments/{id}   204
+//
+// Environment membership (BAP admin shape):
+//
+//	PUT/DELETE …/scopes/admin/environments/{envId}/members/{principalId}   201 new, 200 existing; 204
+//	GET        …/scopes/admin/environments/{envId}/members
+
+import (
+	"context"
+	"fmt"
+	nethttp "net/http"
+	"regexp"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/keyhold/keyhold"
+	"github.com/keyhold/keyhold/arm"
+)
+
+// ARMAPI holds the services behind the resource manager and directory
+// routes. A nil field serves none of its routes.
+type ARMAPI struct {
+	// Resources serves resource groups, providers and role-based access
+	// control (an *arm.Service).
+	Resources ResourceManager
+	// Directory serves principals, directory roles and environment
+	// membership (an *arm.Service).
+	Directory Directory
+}
+
+// ResourceManager is the resource manager: subscriptions, resource groups,
+// provider registration, role definitions and role assignments.
+// *arm.Service implements it, and so does Client, over HTTPS. Every method
+// takes the caller's identity from ctx; see package arm for the rules.
+type ResourceManager interface {
+	Subscriptions(ctx context.Context) ([]*keyhold.Subscription, error)
+	Subscription(ctx context.Context, id string) (*keyhold.Subscription, error)
+
+	PutResourceGroup(ctx context.Context, g *keyhold.ResourceGroup) (created bool, err error)
+	ResourceGroup(ctx context.Context, sub, name string) (*keyhold.ResourceGroup, error)
+	ListResourceGroups(ctx context.Context, sub string) ([]*keyhold.ResourceGroup, error)
+	DeleteResourceGroup(ctx context.Context, sub, name string) error
+
+	RegisterProvider(ctx context.Context, sub, namespace string) (*keyhold.ProviderRegistration, error)
+	Provider(ctx context.Context, sub, namespace string) (*keyhold.ProviderRegistration, error)
+	ListProviders(ctx context.Context, sub string) ([]*keyhold.ProviderRegistration, error)
+
+	RoleDefinitions(ctx context.Context, scope, roleName string) ([]*keyhold.RoleDefinition, error)
+	RoleDefinition(ctx context.Context, scope, id string) (*keyhold.RoleDefinition, error)
+	CreateRoleAssignment(ctx context.Context, a *keyhold.RoleAssignment) error
+	RoleAssignment(ctx context.Context, scope, name string) (*keyhold.RoleAssignment, error)
+	DeleteRoleAssignment(ctx context.Context, scope, name string) (*keyhold.RoleAssignment, error)
+	ListRoleAssignments(ctx context.Context, scope string, f arm.AssignmentFilter) ([]*keyhold.RoleAssignment, error)
+}
+
+// Directory is the directory: service principals, users, directory roles
+// and environment membership. *arm.Service implements it, and so does
+// Client, over HTTPS.
+type Directory interface {
+	CreateServicePrincipal(ctx context.Context, displayName string) (*arm.NewServicePrincipal, error)
+	ServicePrincipals(ctx context.Context) ([]*keyhold.Principal, error)
+	CreateUser(ctx context.Context, displayName, upn, password string) (*arm.NewUser, error)
+	Users(ctx context.Context) ([]*arm.User, error)
+	AssignDirectoryRole(ctx context.Context, principalID string, role keyhold.DirectoryRole) (*arm.DirectoryRoleAssignment, error)
+	DirectoryRoleAssignments(ctx context.Context, principalID string) ([]*arm.DirectoryRoleAssignment, error)
+	RemoveDirectoryRoleAssignment(ctx context.Context, id string) error
+
+	AddEnvironmentMember(ctx context.Context, envID, principalID string) (*keyhold.EnvironmentMember, bool, error)
+	RemoveEnvironmentMember(ctx context.Context, envID, principalID string) error
+	EnvironmentMembers(ctx context.Context, envID string) ([]*keyhold.EnvironmentMember, error)
+}
+
+var (
+	_ ResourceManager = (*arm.Service)(nil)
+	_ Directory       = (*arm.Service)(nil)
+)
+
+// Paths of the resource manager and directory routes.
+const (
+	subsPath         = "/subscriptions"
+	subPath          = subsPath + "/{sub}"
+	groupsPath       = subPath + "/resourceGroups"
+	providersPath    = subPath + "/providers"
+	authzProvider    = "/providers/Microsoft.Authorization/"
+	graphPrefix      = "/v1.0"
+	graphSPs         = graphPrefix + "/servicePrincipals"
+	graphUsers       = graphPrefix + "/users"
+	graphDirAssigns  = graphPrefix + "/roleManagement/directory/roleAssignments"
+	membersPath      = adminEnvPrefix + "/{envId}/members"
+	maxARMBody       = 64 << 10
+	exampleGroup     = `{"location":"westeurope","tags":{"env":"prod"}}`
+	exampleAssign    = `{"properties":{"roleDefinitionId":"/subscriptions/{sub}/providers/Microsoft.Authorization/roleDefinitions/e147488a-f6f5-4113-8e2d-b22465e65bf6","principalId":"…","principalType":"ServicePrincipal"}}`
+	exampleSP        = `{"displayName":"contoso-automation"}`
+	exampleUser      = `{"displayName":"Ada","userPrincipalName":"ada@contoso.example","passwordProfile":{"password":"…"}}`
+	exampleDirAssign = `{"principalId":"…","roleDefinitionId":"11648597-926c-4cf3-9c36-bcebb0ba8dcc","directoryScopeId":"/"}`
+)
+
+// armRoutes declares the resource manager and directory routes.
+func (s *Server) armRoutes() []route {
+	mgmt := []keyhold.Audience{keyhold.AudienceManagement}
+	r := func(method, pattern string, auth []keyhold.Audience, h func(nethttp.ResponseWriter, *nethttp.Request) error) route {
+		rt := route{Method: method, Pattern: pattern, Auth: auth, Timeout: apiTimeout, Handler: h}
+		if method == "PUT" || method == "POST" {
+			rt.Body, rt.MaxBody = bodyJSON, maxARMBody
+		}
+		return rt
+	}
+	var routes []route
+	if s.ARM.Resources != nil {
+		routes = append(routes,
+			r("GET", subsPath, mgmt, s.listSubscriptions),
+			r("GET", subPath, mgmt, s.getSubscription),
+			r("PUT", groupsPath+"/{rg}", mgmt, s.putResourceGroup),
+			r("GET", groupsPath+"/{rg}", mgmt, s.getResourceGroup),
+			r("DELETE", groupsPath+"/{rg}", mgmt, s.deleteResourceGroup),
+			r("GET", groupsPath, mgmt, s.listResourceGroups),
+			r("POST", providersPath+"/{ns}/register", mgmt, s.registerProvider),
+			r("GET", providersPath+"/{ns}", mgmt, s.getProvider),
+			r("GET", providersPath, mgmt, s.listProviders),
+			// {scope}/providers/Microsoft.Authorization/…, at any depth.
+			r("GET", subsPath+"/{path...}", mgmt, s.getAuthorization),
+			r("PUT", subsPath+"/{path...}", mgmt, s.putRoleAssignment),
+			r("DELETE", subsPath+"/{path...}", mgmt, s.deleteRoleAssignment),
+		)
+	}
+	if s.ARM.Directory != nil {
+		admin := []keyhold.Audience{keyhold.AudiencePowerApps, keyhold.AudienceManagement}
+		member := r("PUT", membersPath+"/{principalId}", admin, s.putMember)
+		member.Body, member.MaxBody = bodyNone, 0 // the member is named by the path
+		routes = append(routes,
+			r("POST", graphSPs, mgmt, s.createServicePrincipal),
+			r("GET", graphSPs, mgmt, s.listServicePrincipals),
+			r("POST", graphUsers, mgmt, s.createUser),
+			r("GET", graphUsers, mgmt, s.listUsers),
+			r("POST", graphDirAssigns, mgmt, s.assignDirectoryRole),
+			r("GET", graphDirAssigns, mgmt, s.listDirectoryRoleAssignments),
+			r("DELETE", graphDirAssigns+"/{id}", mgmt, s.removeDirectoryRoleAssignment),
+			member,
+			r("DELETE", membersPath+"/{principalId}", admin, s.deleteMember),
+			r("GET", membersPath, admin, s.listMembers),
+		)
+	}
+	return routes
+}
+
+// --- subscriptions -----------------------------------------------------------
+
+type subscriptionJSON struct {
+	ID                  string `json:"id"`
+	SubscriptionID      string `json:"subscriptionId"`
+	TenantID            string `json:"tenantId"`
+	DisplayName         string `json:"displayName"`
+	State               string `json:"state"`
+	AuthorizationSource string `json:"authorizationSource"`
+}
+
+func toSubscriptionJSON(sub *keyhold.Subscription) subscriptionJSON {
+	return subscriptionJSON{ID: "/subscriptions/" + sub.ID, SubscriptionID: sub.ID, TenantID: sub.TenantID,
+		DisplayName: sub.DisplayName, State: "Enabled", AuthorizationSource: "RoleBased"}
+}
+
+// listSubscriptions: GET /subscriptions.
+func (s *Server) listSubscriptions(w nethttp.ResponseWriter, r *nethttp.Request) error {
+	subs, err := s.ARM.Resources.Subscriptions(r.Context())
+	if err != nil {
+		return err
+	}
+	out := listJSON[subscriptionJSON]{Value: make([]subscriptionJSON, 0, len(subs))}
+	for _, sub := range subs {
+		out.Value = append(out.Value, toSubscriptionJSON(sub))
+	}
+	writeJSON(w, nethttp.StatusOK, out)
+	return nil
+}
+
+// getSubscription: GET /subscriptions/{sub}.
+func (s *Server) getSubscription(w nethttp.ResponseWriter, r *nethttp.Request) error {
+	sub, err := s.ARM.Resources.Subscription(r.Context(), r.PathValue("sub"))
+	if err != nil {
+		return err
+	}
+	writeJSON(w, nethttp.StatusOK, toSubscriptionJSON(sub))
+	return nil
+}
+
+// --- resource groups ---------------------------------------------------------
+
+type resourceGroupJSON struct {
+	ID         string             `json:"id"`
+	Name       string             `json:"name"`
+	Type       string             `json:"type"`
+	Location   string             `json:"location"`
+	Tags       map[string]string  `json:"tags,omitempty"`
+	Properties provisioningStateJ `json:"properties"`
+}
+
+type provisioningStateJ struct {
+	ProvisioningState string `json:"provisioningState"`
+}
+
+func toResourceGroupJSON(g *keyhold.ResourceGroup) resourceGroupJSON {
+	return resourceGroupJSON{ID: g.ID(), Name: g.Name, Type: "Microsoft.Resources/resourceGroups", Location: g.Location,
+		Tags: g.Tags, Properties: provisioningStateJ{ProvisioningState: "Succeeded"}}
+}
+
+// putResourceGroup: PUT /subscriptions/{sub}/resourceGroups/{rg}, 201 for a
+// new group and 200 for an update of its tags.
+func (s *Server) putResourceGroup(w nethttp.ResponseWriter, r *nethttp.Request) error {
+	body, err := readBody(r)
+	if err != nil {
+		return err
+	}
+	var in struct {
+		Location string            `json:"location"`
+		Tags     map[string]string `json:"tags"`
+	}
+	if err := decodeJSON(body, &in, exampleGroup); err != nil {
+		return err
+	}
+	g := &keyhold.ResourceGroup{SubscriptionID: r.PathValue("sub"), Name: r.PathValue("rg"), Location: in.Location, Tags: in.Tags}
+	created, err := s.ARM.Resources.PutResourceGroup(r.Context(), g)
+	if err != nil {
+		return err
+	}
+	status := nethttp.StatusOK
+	if created {
+		status = nethttp.StatusCreated
+	}
+	writeJSON(w, status, toResourceGroupJSON(g))
+	return nil
+}
+
+// getResourceGroup: GET /subscriptions/{sub}/resourceGroups/{rg}.
+func (s *Server) getResourceGroup(w nethttp.ResponseWriter, r *nethttp.Request) error {
+	g, err := s.ARM.Resources.ResourceGroup(r.Context(), r.PathValue("sub"), r.PathValue("rg"))
+	if err != nil {
+		return err
+	}
+	writeJSON(w, nethttp.StatusOK, toResourceGroupJSON(g))
+	return nil
+}
+
+// listResourceGroups: GET /subscriptions/{sub}/resourceGroups.
+func (s *Server) listResourceGroups(w nethttp.ResponseWriter, r *nethttp.Request) error {
+	gs, err := s.ARM.Resources.ListResourceGroups(r.Context(), r.PathValue("sub"))
+	if err != nil {
+		return err
+	}
+	out := listJSON[resourceGroupJSON]{Value: make([]resourceGroupJSON, 0, len(gs))}
+	for _, g := range gs {
+		out.Value = append(out.Value, toResourceGroupJSON(g))
+	}
+	writeJSON(w, nethttp.StatusOK, out)
+	return nil
+}
+
+// deleteResourceGroup: DELETE /subscriptions/{sub}/resourceGroups/{rg}. The
+// group is gone when the answer comes, so it is 200 rather than ARM's 202
+// with a location to poll, which the SDKs' pollers accept as done.
+func (s *Server) deleteResourceGroup(w nethttp.ResponseWriter, r *nethttp.Request) error {
+	if err := s.ARM.Resources.DeleteResourceGroup(r.Context(), r.PathValue("sub"), r.PathValue("rg")); err != nil {
+		return err
+	}
+	w.WriteHeader(nethttp.StatusOK)
+	return nil
+}
+
+// --- providers ---------------------------------------------------------------
+
+type providerJSON struct {
+	ID                 string                 `json:"id"`
+	Namespace          string                 `json:"namespace"`
+	RegistrationState  string                 `json:"registrationState"`
+	RegistrationPolicy string                 `json:"registrationPolicy"`
+	ResourceTypes      []providerResourceJSON `json:"resourceTypes"`
+}
+
+type providerResourceJSON struct {
+	ResourceType string   `json:"resourceType"`
+	Locations    []string `json:"locations"`
+}
+
+func toProviderJSON(p *keyhold.ProviderRegistration) providerJSON {
+	out := providerJSON{ID: "/subscriptions/" + p.SubscriptionID + "/providers/" + p.Namespace, Namespace: p.Namespace,
+		RegistrationState: p.State, RegistrationPolicy: "RegistrationRequired", ResourceTypes: []providerResourceJSON{}}
+	if info, ok := arm.Provider(p.Namespace); ok {
+		if info.Always {
+			out.RegistrationPolicy = "RegistrationFree"
+		}
+		for _, t := range info.ResourceTypes {
+			out.ResourceTypes = append(out.ResourceTypes, providerResourceJSON{ResourceType: t, Locations: []string{}})
+		}
+	}
+	return out
+}
+
+// registerProvider: POST /subscriptions/{sub}/providers/{ns}/register.
+// The registration is done when the answer comes: Registered, not
+// Registering.
+func (s *Server) registerProvider(w nethttp.ResponseWriter, r *nethttp.Request) error {
+	p, err := s.ARM.Resources.RegisterProvider(r.Context(), r.PathValue("sub"), r.PathValue("ns"))
+	if err != nil {
+		return err
+	}
+	writeJSON(w, nethttp.StatusOK, toProviderJSON(p))
+	return nil
+}
+
+// getProvider: GET /subscriptions/{sub}/providers/{ns}.
+func (s *Server) getProvider(w nethttp.ResponseWriter, r *nethttp.Request) error {
+	p, err := s.ARM.Resources.Provider(r.Context(), r.PathValue("sub"), r.PathValue("ns"))
+	if err != nil {
+		return err
+	}
+	writeJSON(w, nethttp.StatusOK, toProviderJSON(p))
+	return nil
+}
+
+// listProviders: GET /subscriptions/{sub}/providers.
+func (s *Server) listProviders(w nethttp.ResponseWriter, r *nethttp.Request) error {
+	ps, err := s.ARM.Resources.ListProviders(r.Context(), r.PathValue("sub"))
+	if err != nil {
+		return err
+	}
+	out := listJSON[providerJSON]{Value: make([]providerJSON, 0, len(ps))}
+	for _, p := range ps {
+		out.Value = append(out.Value, toProviderJSON(p))
+	}
+	writeJSON(w, nethttp.StatusOK, out)
+	return nil
+}
+
+// --- role definitions and assignments ---------------------------------------
+
+// authzPath is a parsed {scope}/providers/Microsoft.Authorization/{kind}[/{name}].
+type authzPath struct {
+	scope string
+	kind  string // "roleAssignments" or "roleDefinitions"
+	name  string // "" for a list
+}
+
+// parseAuthzPath splits a (canonical) path at its last
+// /providers/Microsoft.Authorization/ segment. ok is false for any other
+// path under /subscriptions/, which no route serves.
+func parseAuthzPath(path string) (p authzPath, ok bool) {
+	i := strings.LastIndex(path, authzProvider)
+	if i < 0 {
+		return p, false
+	}
+	p.scope = path[:i]
+	rest := strings.Split(path[i+len(authzProvider):], "/")
+	switch {
+	case len(rest) == 1 || (len(rest) == 2 && rest[1] == ""):
+	case len(rest) == 2:
+		p.name = rest[1]
+	default:
+		return p, false
+	}
+	p.kind = rest[0]
+	return p, p.kind == "roleAssignments" || p.kind == "roleDefinitions"
+}
+
+// noAPI is the answer to a path under /subscriptions/ that no route
+// serves, as the router answers an unmatched path.
+func noAPI(r *nethttp.Request) error {
+	path := r.URL.EscapedPath()
+	if len(path) > 200 {
+		path = path[:200] + "…"
+	}
+	return keyhold.Errorf(keyhold.CodeNotFound, "no API at %s %s: see docs/api.md", r.Method, path)
+}
+
+// roleDefinitionJSON is a role definition as ARM shows it.
+type roleDefinitionJSON struct {
+	ID         string                   `json:"id"`
+	Name       string                   `json:"name"`
+	Type       string                   `json:"type"`
+	Properties roleDefinitionProperties `json:"properties"`
+}
+
+type roleDefinitionProperties struct {
+	RoleName         string                `json:"roleName"`
+	Description      string                `json:"description"`
+	Type             string                `json:"type"`
+	Permissions      []rolePermissionsJSON `json:"permissions"`
+	AssignableScopes []string              `json:"assignableScopes"`
+}
+
+type rolePermissionsJSON struct {
+	Actions        []string `json:"actions"`
+	NotActions     []string `json:"notActions"`
+	DataActions    []string `json:"dataActions"`
+	NotDataActions []string `json:"notDataActions"`
+}
+
+// nonNil makes a nil list encode as [], as ARM sends it.
+func nonNil(s []string) []string {
+	if s == nil {
+		return []string{}
+	}
+	return s
+}
+
+// scopeSubscription returns the subscription id of a scope.
+func scopeSubscription(scope string) string {
+	if sc, err := arm.ParseScope(scope); err == nil {
+		return sc.SubscriptionID
+	}
+	return ""
+}
+
+func toRoleDefinitionJSON(sub string, d *keyhold.RoleDefinition) roleDefinitionJSON {
+	return roleDefinitionJSON{
+		ID: arm.RoleDefinitionID(sub, d.ID), Name: d.ID, Type: "Microsoft.Authorization/roleDefinitions",
+		Properties: roleDefinitionProperties{
+			RoleName: d.Name, Description: d.Description, Type: "BuiltInRole",
+			Permissions: []rolePermissionsJSON{{Actions: nonNil(d.Actions), NotActions: nonNil(d.NotActions),
+				DataActions: nonNil(d.DataActions), NotDataActions: nonNil(d.NotDataActions)}},
+			AssignableScopes: []string{"/"},
+		},
+	}
+}
+
+// roleAssignmentJSON is a role assignment as ARM shows it.
+type roleAssignmentJSON struct {
+	ID         string                   `json:"id"`
+	Name       string                   `json:"name"`
+	Type       string                   `json:"type"`
+	Properties roleAssignmentProperties `json:"properties"`
+}
+
+type roleAssignmentProperties struct {
+	RoleDefinitionID string    `json:"roleDefinitionId"`
+	PrincipalID      string    `json:"principalId"`
+	PrincipalType    string    `json:"principalType"`
+	Scope            string    `json:"scope"`
+	CreatedOn        time.Time `json:"createdOn"`
+	UpdatedOn        time.Time `json:"updatedOn"`
+	CreatedBy        string    `json:"createdBy"`
+	UpdatedBy        string    `json:"updatedBy"`
+}
+
+func toRoleAssignmentJSON(a *keyhold.RoleAssignment) roleAssignmentJSON {
+	return roleAssignmentJSON{
+		ID: arm.AssignmentID(a.Scope, a.ID), Name: a.ID, Type: "Microsoft.Authorization/roleAssignments",
+		Properties: roleAssignmentProperties{
+			RoleDefinitionID: arm.RoleDefinitionID(scopeSubscription(a.Scope), a.RoleDefinitionID),
+			PrincipalID:      a.PrincipalID, PrincipalType: a.PrincipalType, Scope: a.Scope,
+			CreatedOn: a.CreatedAt.UTC(), UpdatedOn: a.CreatedAt.UTC(), CreatedBy: a.CreatedBy, UpdatedBy: a.CreatedBy,
+		},
+	}
+}
+
+// fromRoleAssignmentJSON is the client's reverse of toRoleAssignmentJSON.
+func fromRoleAssignmentJSON(j *roleAssignmentJSON) *keyhold.RoleAssignment {
+	role := j.Properties.RoleDefinitionID
+	if i := strings.LastIndex(role, "/"); i >= 0 {
+		role = role[i+1:]
+	}
+	return &keyhold.RoleAssignment{ID: j.Name, Scope: j.Properties.Scope, RoleDefinitionID: role, PrincipalID: j.Properties.PrincipalID,
+		PrincipalType: j.Properties.PrincipalType, CreatedBy: j.Properties.CreatedBy, CreatedAt: j.Properties.CreatedOn}
+}
+
+// The terms of an OData $filter that the role routes accept.
+var (
+	filterAndRE  = regexp.MustCompile(`(?i)\s+and\s+`)
+	atScopeRE    = regexp.MustCompile(`(?i)^atScope\(\)$`)
+	filterEqRE   = regexp.MustCompile(`(?i)^(principalId|roleName|type)\s+eq\s+'([^']*)'$`)
+	assignedToRE = regexp.MustCompile(`(?i)^assignedTo\('([^']*)'\)$`)
+	filterSyntax = map[string]string{"atscope": "atScope()", "principalid": "principalId eq '{id}'", "assignedto": "assignedTo('{id}')", "rolename": "roleName eq '{name}'", "type": "type eq 'BuiltInRole'"}
+)
+
+// odataFilter is a parsed $filter.
+type odataFilter struct {
+	atScope     bool
+	principalID string
+	roleName    string
+	none        bool // matches nothing (a role type other than BuiltInRole)
+}
+
+// parseFilter parses r's $filter: terms joined by "and", each one of those
+// allowed ("atscope", "principalid", "assignedto", "rolename", "type").
+func parseFilter(r *nethttp.Request, allowed ...string) (odataFilter, error) {
+	var f odataFilter
+	raw := strings.TrimSpace(r.URL.Query().Get("$filter"))
+	if raw == "" {
+		return f, nil
+	}
+	bad := func() error {
+		forms := make([]string, len(allowed))
+		for i, a := range allowed {
+			forms[i] = filterSyntax[a]
+		}
+		return keyhold.Errorf(keyhold.CodeBadRequest, "The $filter '%s' is not supported here: use %s, joined by 'and'", clip(raw), strings.Join(forms, ", "))
+	}
+	for _, term := range filterAndRE.Split(raw, -1) {
+		term = strings.TrimSpace(term)
+		var name, val string
+		if atScopeRE.MatchString(term) {
+			name = "atscope"
+		} else if m := filterEqRE.FindStringSubmatch(term); m != nil {
+			name, val = strings.ToLower(m[1]), m[2]
+		} else if m := assignedToRE.FindStringSubmatch(term); m != nil {
+			name, val = "assignedto", m[1]
+		}
+		if name == "" || !slices.Contains(allowed, name) {
+			return f, bad()
+		}
+		switch name {
+		case "atscope":
+			f.atScope = true
+		case "principalid", "assignedto":
+			f.principalID = val
+		case "rolename":
+			f.roleName = val
+		case "type":
+			f.none = f.none || !strings.EqualFold(val, "BuiltInRole")
+		}
+	}
+	return f, nil
+}
+
+// getAuthorization: GET {scope}/providers/Microsoft.Authorization/
+// roleDefinitions[/{id}] and …/roleAssignments[/{name}].
+func (s *Server) getAuthorization(w nethttp.ResponseWriter, r *nethttp.Request) error {
+	p, ok := parseAuthzPath(r.URL.Path)
+	if !ok {
+		return noAPI(r)
+	}
+	ctx := r.Context()
+	switch {
+	case p.kind == "roleDefinitions" && p.name != "":
+		d, err := s.ARM.Resources.RoleDefinition(ctx, p.scope, p.name)
+		if err != nil {
+			return err
+		}
+		writeJSON(w, nethttp.StatusOK, toRoleDefinitionJSON(scopeSubscription(p.scope), d))
+	case p.kind == "roleDefinitions":
+		f, err := parseFilter(r, "rolename", "type")
+		if err != nil {
+			return err
+		}
+		ds, err := s.ARM.Resources.RoleDefinitions(ctx, p.scope, f.roleName)
+		if err != nil {
+			return err
+		}
+		if f.none {
+			ds = nil
+		}
+		out := listJSON[roleDefinitionJSON]{Value: make([]roleDefinitionJSON, 0, len(ds))}
+		for _, d := range ds {
+			out.Value = append(out.Value, toRoleDefinitionJSON(scopeSubscription(p.scope), d))
+		}
+		writeJSON(w, nethttp.StatusOK, out)
+	case p.name != "":
+		a, err := s.ARM.Resources.RoleAssignment(ctx, p.scope, p.name)
+		if err != nil {
+			return err
+		}
+		writeJSON(w, nethttp.StatusOK, toRoleAssignmentJSON(a))
+	default:
+		f, err := parseFilter(r, "atscope", "principalid", "assignedto")
+		if err != nil {
+			return err
+		}
+		as, err := s.ARM.Resources.ListRoleAssignments(ctx, p.scope, arm.AssignmentFilter{PrincipalID: f.principalID, AtScope: f.atScope})
+		if err != nil {
+			return err
+		}
+		out := listJSON[roleAssignmentJSON]{Value: make([]roleAssignmentJSON, 0, len(as))}
+		for _, a := range as {
+			out.Value = append(out.Value, toRoleAssignmentJSON(a))
+		}
+		writeJSON(w, nethttp.StatusOK, out)
+	}
+	return nil
+}
+
+// roleAssignmentIn is the body of PUT …/roleAssignments/{name}.
+type roleAssignmentIn struct {
+	Properties *struct {
+		RoleDefinitionID string  `json:"roleDefinitionId"`
+		PrincipalID      string  `json:"principalId"`
+		PrincipalType    string  `json:"principalType"`
+		Description      string  `json:"description"`
+		Condition        *string `json:"condition"`
+	} `json:"properties"`
+}
+
+// putRoleAssignment: PUT {scope}/providers/Microsoft.Authorization/
+// roleAssignments/{name}. It answers 201, also for the same assignment put
+// again, which is what the SDKs accept.
+func (s *Server) putRoleAssignment(w nethttp.ResponseWriter, r *nethttp.Request) error {
+	p, ok := parseAuthzPath(r.URL.Path)
+	if !ok || p.kind != "roleAssignments" || p.name == "" {
+		return noAPI(r)
+	}
+	body, err := readBody(r)
+	if err != nil {
+		return err
+	}
+	var in roleAssignmentIn
+	if err := decodeJSON(body, &in, exampleAssign); err != nil {
+		return err
+	}
+	props := in.Properties
+	switch {
+	case props == nil || props.RoleDefinitionID == "" || props.PrincipalID == "":
+		return keyhold.Errorf(keyhold.CodeInvalidRequestContent, "the role assignment needs properties.roleDefinitionId and properties.principalId, as in %s", exampleAssign)
+	case props.Condition != nil && *props.Condition != "":
+		// Ignoring a condition would grant more than was asked.
+		return keyhold.Errorf(keyhold.CodeNotSupported, "role assignment conditions are not supported: leave properties.condition out")
+	}
+	a := &keyhold.RoleAssignment{ID: p.name, Scope: p.scope, RoleDefinitionID: props.RoleDefinitionID,
+		PrincipalID: props.PrincipalID, PrincipalType: props.PrincipalType}
+	if err := s.ARM.Resources.CreateRoleAssignment(r.Context(), a); err != nil {
+		return err
+	}
+	writeJSON(w, nethttp.StatusCreated, toRoleAssignmentJSON(a))
+	return nil
+}
+
+// deleteRoleAssignment: DELETE {scope}/providers/Microsoft.Authorization/
+// roleAssignments/{name}: 200 with the deleted assignment, or 204 when
+// there was none, as ARM answers.
+func (s *Server) deleteRoleAssignment(w nethttp.ResponseWriter, r *nethttp.Request) error {
+	p, ok := parseAuthzPath(r.URL.Path)
+	if !ok || p.kind != "roleAssignments" || p.name == "" {
+		return noAPI(r)
+	}
+	a, err := s.ARM.Resources.DeleteRoleAssignment(r.Context(), p.scope, p.name)
+	if keyhold.ErrorCode(err) == keyhold.CodeNotFound {
+		w.WriteHeader(nethttp.StatusNoContent)
+		return nil
+	} else if err != nil {
+		return err
+	}
+	writeJSON(w, nethttp.StatusOK, toRoleAssignmentJSON(a))
+	return nil
+}
+
+// --- directory (Microsoft Graph shapes) --------------------------------------
+
+type passwordCredentialJSON struct {
+	KeyID         string    `json:"keyId,omitempty"`
+	SecretText    string    `json:"secretText,omitempty"`
+	StartDateTime time.Time `json:"startDateTime"`
+	EndDateTime   time.Time `json:"endDateTime"`
+}
+
+type servicePrincipalJSON struct {
+	ID                   string                   `json:"id"`
+	AppID                string                   `json:"appId"`
+	DisplayName          string                   `json:"displayName"`
+	ServicePrincipalType string                   `json:"servicePrincipalType"`
+	PasswordCredentials  []passwordCredentialJSON `json:"passwordCredentials"`
+}
+
+func toServicePrincipalJSON(p *keyhold.Principal) servicePrincipalJSON {
+	typ := "Application"
+	if p.Type == keyhold.PrincipalManagedIdentity {
+		typ = "ManagedIdentity"
+	}
+	return servicePrincipalJSON{ID: p.ID, AppID: p.AppID, DisplayName: p.DisplayName, ServicePrincipalType: typ,
+		PasswordCredentials: []passwordCredentialJSON{}}
+}
+
+func fromServicePrincipalJSON(j *servicePrincipalJSON, tenantID string) *keyhold.Principal {
+	typ := keyhold.PrincipalServicePrincipal
+	if j.ServicePrincipalType == "ManagedIdentity" {
+		typ = keyhold.PrincipalManagedIdentity
+	}
+	return &keyhold.Principal{ID: j.ID, TenantID: tenantID, Type: typ, DisplayName: j.DisplayName, AppID: j.AppID}
+}
+
+// createServicePrincipal: POST /v1.0/servicePrincipals, 201 with the new
+// client secret in passwordCredentials[0].secretText: the only answer
+// that ever holds it.
+func (s *Server) createServicePrincipal(w nethttp.ResponseWriter, r *nethttp.Request) error {
+	body, err := readBody(r)
+	if err != nil {
+		return err
+	}
+	var in struct {
+		DisplayName string `json:"displayName"`
+	}
+	if err := decodeJSON(body, &in, exampleSP); err != nil {
+		return err
+	}
+	sp, err := s.ARM.Directory.CreateServicePrincipal(r.Context(), in.DisplayName)
+	if err != nil {
+		return err
+	}
+	out := toServicePrincipalJSON(sp.Principal)
+	out.PasswordCredentials = []passwordCredentialJSON{{SecretText: sp.Secret, StartDateTime: sp.Principal.CreatedAt.UTC(), EndDateTime: sp.SecretExpires.UTC()}}
+	w.Header().Set("Location", s.baseURL(r)+graphSPs+"/"+sp.Principal.ID)
+	writeJSON(w, nethttp.StatusCreated, out)
+	return nil
+}
+
+// listServicePrincipals: GET /v1.0/servicePrincipals.
+func (s *Server) listServicePrincipals(w nethttp.ResponseWriter, r *nethttp.Request) error {
+	ps, err := s.ARM.Directory.ServicePrincipals(r.Context())
+	if err != nil {
+		return err
+	}
+	out := listJSON[servicePrincipalJSON]{Value: make([]servicePrincipalJSON, 0, len(ps))}
+	for _, p := range ps {
+		out.Value = append(out.Value, toServicePrincipalJSON(p))
+	}
+	writeJSON(w, nethttp.StatusOK, out)
+	return nil
+}
+
+type passwordProfileJSON struct {
+	Password string `json:"password,omitempty"`
+}
+
+type userJSON struct {
+	ID                string               `json:"id"`
+	DisplayName       string               `json:"displayName"`
+	UserPrincipalName string               `json:"userPrincipalName"`
+	AccountEnabled    bool                 `json:"accountEnabled"`
+	PasswordProfile   *passwordProfileJSON `json:"passwordProfile,omitempty"`
+}
+
+func toUserJSON(u *arm.User) userJSON {
+	return userJSON{ID: u.ID, DisplayName: u.DisplayName, UserPrincipalName: u.UserPrincipalName, AccountEnabled: true}
+}
+
+// createUser: POST /v1.0/users, 201. Without passwordProfile.password a
+// password is generated and answered in passwordProfile.password, once.
+func (s *Server) createUser(w nethttp.ResponseWriter, r *nethttp.Request) error {
+	body, err := readBody(r)
+	if err != nil {
+		return err
+	}
+	var in struct {
+		DisplayName       string               `json:"displayName"`
+		UserPrincipalName string               `json:"userPrincipalName"`
+		PasswordProfile   *passwordProfileJSON `json:"passwordProfile"`
+	}
+	if err := decodeJSON(body, &in, exampleUser); err != nil {
+		return err
+	}
+	pw := ""
+	if in.PasswordProfile != nil {
+		pw = in.PasswordProfile.Password
+	}
+	u, err := s.ARM.Directory.CreateUser(r.Context(), in.DisplayName, in.UserPrincipalName, pw)
+	if err != nil {
+		return err
+	}
+	out := toUserJSON(u.User)
+	if u.Password != "" {
+		out.PasswordProfile = &passwordProfileJSON{Password: u.Password}
+	}
+	w.Header().Set("Location", s.baseURL(r)+graphUsers+"/"+u.User.ID)
+	writeJSON(w, nethttp.StatusCreated, out)
+	return nil
+}
+
+// listUsers: GET /v1.0/users.
+func (s *Server) listUsers(w nethttp.ResponseWriter, r *nethttp.Request) error {
+	us, err := s.ARM.Directory.Users(r.Context())
+	if err != nil {
+		return err
+	}
+	out := listJSON[userJSON]{Value: make([]userJSON, 0, len(us))}
+	for _, u := range us {
+		out.Value = append(out.Value, toUserJSON(u))
+	}
+	writeJSON(w, nethttp.StatusOK, out)
+	return nil
+}
+
+type directoryRoleAssignmentJSON struct {
+	ID               string `json:"id"`
+	PrincipalID      string `json:"principalId"`
+	RoleDefinitionID string `json:"roleDefinitionId"`
+	DirectoryScopeID string `json:"directoryScopeId"`
+}
+
+func toDirectoryRoleAssignmentJSON(a *arm.DirectoryRoleAssignment) directoryRoleAssignmentJSON {
+	return directoryRoleAssignmentJSON{ID: a.ID, PrincipalID: a.PrincipalID, RoleDefinitionID: a.RoleDefinitionID, DirectoryScopeID: a.DirectoryScopeID}
+}
+
+func fromDirectoryRoleAssignmentJSON(j *directoryRoleAssignmentJSON) *arm.DirectoryRoleAssignment {
+	role, _ := arm.FindDirectoryRole(j.RoleDefinitionID)
+	return &arm.DirectoryRoleAssignment{ID: j.ID, PrincipalID: j.PrincipalID, Role: role, RoleDefinitionID: j.RoleDefinitionID, DirectoryScopeID: j.DirectoryScopeID}
+}
+
+// assignDirectoryRole: POST /v1.0/roleManagement/directory/roleAssignments,
+// 201. roleDefinitionId is the role's template id; only the directory
+// scope "/" exists.
+func (s *Server) assignDirectoryRole(w nethttp.ResponseWriter, r *nethttp.Request) error {
+	body, err := readBody(r)
+	if err != nil {
+		return err
+	}
+	var in directoryRoleAssignmentJSON
+	if err := decodeJSON(body, &in, exampleDirAssign); err != nil {
+		return err
+	}
+	if in.DirectoryScopeID != "" && in.DirectoryScopeID != "/" {
+		return keyhold.Errorf(keyhold.CodeNotSupported, "directoryScopeId '%s' is not supported: directory roles apply to the whole tenant, \"/\"", clip(in.DirectoryScopeID))
+	}
+	if in.PrincipalID == "" {
+		return keyhold.Errorf(keyhold.CodeInvalidRequestContent, "principalId is missing: send %s", exampleDirAssign)
+	}
+	role, ok := arm.FindDirectoryRole(in.RoleDefinitionID)
+	if !ok {
+		return keyhold.Errorf(keyhold.CodeBadRequest, "roleDefinitionId '%s' is not a directory role Keyhold knows: use %s (%s), %s (%s) or %s (%s)", clip(in.RoleDefinitionID),
+			arm.DirectoryRoleTemplates[keyhold.RoleGlobalAdministrator], keyhold.RoleGlobalAdministrator,
+			arm.DirectoryRoleTemplates[keyhold.RolePowerPlatformAdministrator], keyhold.RolePowerPlatformAdministrator,
+			arm.DirectoryRoleTemplates[keyhold.RoleDynamics365Administrator], keyhold.RoleDynamics365Administrator)
+	}
+	a, err := s.ARM.Directory.AssignDirectoryRole(r.Context(), in.PrincipalID, role)
+	if err != nil {
+		return err
+	}
+	writeJSON(w, nethttp.StatusCreated, toDirectoryRoleAssignmentJSON(a))
+	return nil
+}
+
+// listDirectoryRoleAssignments: GET …/roleAssignments[?$filter=principalId eq '…'].
+func (s *Server) listDirectoryRoleAssignments(w nethttp.ResponseWriter, r *nethttp.Request) error {
+	f, err := parseFilter(r, "principalid")
+	if err != nil {
+		return err
+	}
+	as, err := s.ARM.Directory.DirectoryRoleAssignments(r.Context(), f.principalID)
+	if err != nil {
+		return err
+	}
+	out := listJSON[directoryRoleAssignmentJSON]{Value: make([]directoryRoleAssignmentJSON, 0, len(as))}
+	for _, a := range as {
+		out.Value = append(out.Value, toDirectoryRoleAssignmentJSON(a))
+	}
+	writeJSON(w, nethttp.StatusOK, out)
+	return nil
+}
+
+// removeDirectoryRoleAssignment: DELETE …/roleAssignments/{id}, 204.
+func (s *Server) removeDirectoryRoleAssignment(w nethttp.ResponseWriter, r *nethttp.Request) error {
+	if err := s.ARM.Directory.RemoveDirectoryRoleAssignment(r.Context(), r.PathValue("id")); err != nil {
+		return err
+	}
+	w.WriteHeader(nethttp.StatusNoContent)
+	return nil
+}
+
+// --- environment membership --------------------------------------------------
+
+type memberJSON struct {
+	ID         string           `json:"id"`
+	Name       string           `json:"name"`
+	Type       string           `json:"type"`
+	Properties memberProperties `json:"properties"`
+}
+
+type memberProperties struct {
+	EnvironmentID string    `json:"environmentId"`
+	PrincipalID   string    `json:"principalId"`
+	AddedBy       string    `json:"addedBy"`
+	AddedOn       time.Time `json:"addedOn"`
+}
+
+func toMemberJSON(m *keyhold.EnvironmentMember) memberJSON {
+	return memberJSON{ID: fmt.Sprintf("%s/%s/members/%s", adminEnvPrefix, m.EnvID, m.PrincipalID), Name: m.PrincipalID,
+		Type:       "Microsoft.BusinessAppPlatform/scopes/environments/members",
+		Properties: memberProperties{EnvironmentID: m.EnvID, PrincipalID: m.PrincipalID, AddedBy: m.AddedBy, AddedOn: m.AddedAt.UTC()}}
+}
+
+func fromMemberJSON(j *memberJSON) *keyhold.EnvironmentMember {
+	p := j.Properties
+	return &keyhold.EnvironmentMember{EnvID: p.EnvironmentID, PrincipalID: p.PrincipalID, AddedBy: p.AddedBy, AddedAt: p.AddedOn}
+}
+
+// putMember: PUT …/environments/{envId}/members/{principalId}: 201 for a
+// new member, 200 for one already.
+func (s *Server) putMember(w nethttp.ResponseWriter, r *nethttp.Request) error {
+	m, created, err := s.ARM.Directory.AddEnvironmentMember(r.Context(), r.PathValue("envId"), r.PathValue("principalId"))
+	if err != nil {
+		return err
+	}
+	status := nethttp.StatusOK
+	if created {
+		status = nethttp.StatusCreated
+	}
+	writeJSON(w, status, toMemberJSON(m))
+	return nil
+}
+
+// deleteMember: DELETE …/environments/{envId}/members/{principalId}, 204.
+func (s *Server) deleteMember(w nethttp.ResponseWriter, r *nethttp.Request) error {
+	if err := s.ARM.Directory.RemoveEnvironmentMember(r.Context(), r.PathValue("envId"), r.PathValue("principalId")); err != nil {
+		return err
+	}
+	w.WriteHeader(nethttp.StatusNoContent)
+	return nil
+}
+
+// listMembers: GET …/environments/{envId}/members.
+func (s *Server) listMembers(w nethttp.ResponseWriter, r *nethttp.Request) error {
+	ms, err := s.ARM.Directory.EnvironmentMembers(r.Context(), r.PathValue("envId"))
+	if err != nil {
+		return err
+	}
+	out := listJSON[memberJSON]{Value: make([]memberJSON, 0, len(ms))}
+	for _, m := range ms {
+		out.Value = append(out.Value, toMemberJSON(m))
+	}
+	writeJSON(w, nethttp.StatusOK, out)
+	return nil
+}

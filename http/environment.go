@@ -1,0 +1,178 @@
+package http
+
+import (
+	nethttp "net/http"
+	"strings"
+	"time"
+
+	"github.com/keyhold/keyhold"
+)
+
+// environmentJSON is an environment as the BAP admin API shows it.
+type environmentJSON struct {
+	ID         string                `json:"id"`
+	Type       string                `json:"type"`
+	Location   string                `json:"location"`
+	Name       string                `json:"name"`
+	Properties environmentProperties `json:"properties"`
+}
+
+type environmentProperties struct {
+	TenantID                string                  `json:"tenantId"`
+	DisplayName             string                  `json:"displayName"`
+	EnvironmentSku          string                  `json:"environmentSku"`
+	AzureRegion             string                  `json:"azureRegion"`
+	CreatedTime             time.Time               `json:"createdTime"`
+	LastModifiedTime        time.Time               `json:"lastModifiedTime"`
+	CreatedBy               principalRef            `json:"createdBy"`
+	ProvisioningState       string                  `json:"provisioningState"`
+	States                  environmentStates       `json:"states"`
+	GovernanceConfiguration governanceConfiguration `json:"governanceConfiguration"`
+	ProtectionStatus        protectionStatus        `json:"protectionStatus"`
+}
+
+type principalRef struct {
+	ID string `json:"id"`
+}
+
+type environmentStates struct {
+	Management stateRef `json:"management"`
+	Runtime    stateRef `json:"runtime"`
+}
+
+type stateRef struct {
+	ID string `json:"id"`
+}
+
+type governanceConfiguration struct {
+	ProtectionLevel string `json:"protectionLevel"`
+}
+
+type protectionStatus struct {
+	KeyManagedBy string `json:"keyManagedBy"`
+}
+
+// environmentType is the BAP resource type of an environment.
+const environmentType = "Microsoft.BusinessAppPlatform/scopes/environments"
+
+func toEnvironmentJSON(e *keyhold.Environment) environmentJSON {
+	return environmentJSON{
+		ID:       adminEnvPrefix + "/" + e.ID,
+		Type:     environmentType,
+		Location: e.Location,
+		Name:     e.ID,
+		Properties: environmentProperties{
+			TenantID:                e.TenantID,
+			DisplayName:             e.DisplayName,
+			EnvironmentSku:          string(e.SKU),
+			AzureRegion:             e.Location,
+			CreatedTime:             e.CreatedAt.UTC(),
+			LastModifiedTime:        e.UpdatedAt.UTC(),
+			CreatedBy:               principalRef{ID: e.CreatedBy},
+			ProvisioningState:       "Succeeded",
+			States:                  environmentStates{Management: stateRef{ID: "Ready"}, Runtime: stateRef{ID: string(e.State)}},
+			GovernanceConfiguration: governanceConfiguration{ProtectionLevel: protectionLevel(e.Managed)},
+			ProtectionStatus:        protectionStatus{KeyManagedBy: string(e.KeyManagedBy)},
+		},
+	}
+}
+
+// fromEnvironmentJSON is the client's reverse of toEnvironmentJSON. Fields
+// the API does not show (Epoch, Version, FinOps) stay zero.
+func fromEnvironmentJSON(j *environmentJSON) *keyhold.Environment {
+	p := &j.Properties
+	return &keyhold.Environment{
+		ID:           j.Name,
+		TenantID:     p.TenantID,
+		DisplayName:  p.DisplayName,
+		Location:     j.Location,
+		SKU:          keyhold.EnvironmentSKU(p.EnvironmentSku),
+		Managed:      strings.EqualFold(p.GovernanceConfiguration.ProtectionLevel, protectionStandard),
+		State:        keyhold.RuntimeState(p.States.Runtime.ID),
+		KeyManagedBy: keyhold.KeyManagedBy(p.ProtectionStatus.KeyManagedBy),
+		CreatedBy:    p.CreatedBy.ID,
+		CreatedAt:    p.CreatedTime,
+		UpdatedAt:    p.LastModifiedTime,
+	}
+}
+
+// listJSON is the BAP list shape.
+type listJSON[T any] struct {
+	Value    []T    `json:"value"`
+	NextLink string `json:"nextLink,omitempty"`
+}
+
+// createEnvironment: POST /providers/Microsoft.BusinessAppPlatform/environments.
+func (s *Server) createEnvironment(w nethttp.ResponseWriter, r *nethttp.Request) error {
+	body, err := readBody(r)
+	if err != nil {
+		return err
+	}
+	e, err := parseEnvironmentCreate(body)
+	if err != nil {
+		return err
+	}
+	if err := s.Environments.CreateEnvironment(r.Context(), e); err != nil {
+		return err
+	}
+	writeJSON(w, nethttp.StatusCreated, toEnvironmentJSON(e))
+	return nil
+}
+
+// listEnvironments: GET …/scopes/admin/environments.
+func (s *Server) listEnvironments(w nethttp.ResponseWriter, r *nethttp.Request) error {
+	envs, err := s.Environments.ListEnvironments(r.Context())
+	if err != nil {
+		return err
+	}
+	out := listJSON[environmentJSON]{Value: make([]environmentJSON, 0, len(envs))}
+	for _, e := range envs {
+		out.Value = append(out.Value, toEnvironmentJSON(e))
+	}
+	writeJSON(w, nethttp.StatusOK, out)
+	return nil
+}
+
+// getEnvironment: GET …/scopes/admin/environments/{envId}.
+func (s *Server) getEnvironment(w nethttp.ResponseWriter, r *nethttp.Request) error {
+	e, err := s.Environments.FindEnvironment(r.Context(), r.PathValue("envId"))
+	if err != nil {
+		return err
+	}
+	writeJSON(w, nethttp.StatusOK, toEnvironmentJSON(e))
+	return nil
+}
+
+// patchEnvironment: PATCH …/scopes/admin/environments/{envId}. A body that
+// changes nothing answers the environment as it is.
+func (s *Server) patchEnvironment(w nethttp.ResponseWriter, r *nethttp.Request) error {
+	body, err := readBody(r)
+	if err != nil {
+		return err
+	}
+	upd, err := parseEnvironmentPatch(body)
+	if err != nil {
+		return err
+	}
+	envID := r.PathValue("envId")
+	var e *keyhold.Environment
+	if upd.DisplayName == nil && upd.Managed == nil {
+		e, err = s.Environments.FindEnvironment(r.Context(), envID)
+	} else {
+		e, err = s.Environments.UpdateEnvironment(r.Context(), envID, upd)
+	}
+	if err != nil {
+		return err
+	}
+	writeJSON(w, nethttp.StatusOK, toEnvironmentJSON(e))
+	return nil
+}
+
+// deleteEnvironment: DELETE …/scopes/admin/environments/{envId}.
+func (s *Server) deleteEnvironment(w nethttp.ResponseWriter, r *nethttp.Request) error {
+	if err := s.Environments.DeleteEnvironment(r.Context(), r.PathValue("envId")); err != nil {
+		return err
+	}
+	w.WriteHeader(nethttp.StatusNoContent)
+	return nil
+}

@@ -1,0 +1,238 @@
+// Package http serves Keyhold's HTTPS API and holds a Go client for it.
+//
+// The API copies the shapes of the real services (the Entra ID token
+// endpoint, the Power Platform BAP admin API, the Azure error body), so the
+// official Azure SDKs and scripts written against Azure work with it. The
+// Server adapts the root package's service contracts to HTTP; the Client
+// implements the same contracts over HTTPS, so the CLI talks to a server
+// through the domain contract.
+//
+// # Routes
+//
+// Routes are declared as data, in one table (Server.routes): method, pattern, the
+// token audiences accepted, the body kind and limit, and the timeout. One
+// wrapper per route establishes the caller's identity before the handler
+// runs, and handlers return errors that one function writes, with one table
+// from error code to HTTP status ([StatusOf]).
+//
+// # Errors
+//
+// API errors use the Azure error body:
+//
+//	{"error":{"code":"EnvironmentNotFound","message":"…"}}
+//
+// with "innererror":{"code":…} when the error has an inner code. The token
+// endpoint answers errors in Entra ID's OAuth2 shape instead:
+//
+//	{"error":"invalid_client","error_description":"…","error_codes":[…],…}
+//
+// The cause of an error stays on the server: it is logged with the request
+// id, which every answer carries in x-ms-request-id.
+package http
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+	nethttp "net/http"
+	"slices"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/keyhold/keyhold"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+)
+
+// Server serves Keyhold's HTTPS API over the services it holds. Fill in its
+// fields, then call Handler once and serve it with a net/http.Server that
+// terminates TLS. The fields must not change after Handler is first called.
+type Server struct {
+	Tokens       keyhold.TokenService
+	Environments keyhold.EnvironmentService
+	Data         keyhold.DataService
+	Audit        keyhold.AuditService
+
+	// Logger receives one line per request and the causes of server
+	// errors. Nil discards them.
+	Logger *slog.Logger
+	// Registry receives the HTTP metrics and is served at /metrics. Nil:
+	// no metrics are registered and /metrics answers 404.
+	Registry *prometheus.Registry
+	// Health reports whether the server can serve (e.g. its database
+	// answers); /healthz calls it. Nil: always healthy.
+	Health func(context.Context) error
+	// PublicURL is the externally visible base URL, e.g.
+	// "https://keyhold.example.com:8443", used in bearer challenges and
+	// nextLink values. Empty: derived from each request's Host.
+	PublicURL string
+
+	// ARM holds the resource manager and identity services (arm.go).
+	ARM ARMAPI
+	// KeyVault holds the key vault services (keyvault.go).
+	KeyVault KeyVaultAPI
+
+	once        sync.Once
+	handler     nethttp.Handler
+	log         *slog.Logger
+	metrics     *metrics
+	promHandler nethttp.Handler
+}
+
+// Handler returns the API's handler. It is built on the first call and the
+// same handler is returned afterwards. It is safe for concurrent use.
+func (s *Server) Handler() nethttp.Handler {
+	s.once.Do(func() {
+		s.log = s.Logger
+		if s.log == nil {
+			s.log = slog.New(slog.DiscardHandler)
+		}
+		s.metrics = newMetrics(s.Registry)
+		if s.Registry != nil {
+			s.promHandler = promhttp.HandlerFor(s.Registry, promhttp.HandlerOpts{})
+		}
+		mux := nethttp.NewServeMux()
+		for _, rt := range s.routes() {
+			mux.Handle(rt.Method+" "+rt.Pattern, s.wrap(rt))
+		}
+		s.handler = &router{s: s, mux: mux}
+	})
+	return s.handler
+}
+
+// bodyKind says what a route accepts as a request body.
+type bodyKind int
+
+const (
+	bodyNone    bodyKind = iota // none is read; form bodies are still refused
+	bodyJSON                    // a JSON document, read whole up to MaxBody
+	bodyForm                    // an OAuth2 form (the token endpoint only)
+	bodyStream                  // raw bytes, streamed to the service
+	bodyIgnored                 // not looked at (no route matched)
+)
+
+// route is one API endpoint, declared as data.
+type route struct {
+	Method  string
+	Pattern string // a net/http.ServeMux pattern, without the method
+	// Auth lists the token audiences the route accepts. Nil: the route is
+	// public and no token is read.
+	Auth    []keyhold.Audience
+	Body    bodyKind
+	MaxBody int64 // the largest body accepted, in bytes
+	// Timeout bounds the handler's context. Zero: no timeout, and the
+	// connection's read and write deadlines are lifted (streaming routes).
+	Timeout time.Duration
+	// OAuthErrors: errors are answered in Entra ID's OAuth2 shape rather
+	// than Azure's (the token endpoint).
+	OAuthErrors bool
+	// Challenge, on a route with Auth, runs before the token is read. It
+	// may refuse the request; otherwise it returns the request (with what
+	// the handler needs in its context) and the WWW-Authenticate value
+	// that answers a missing or refused token (Key Vault's bearer
+	// challenge, see vaultChallenge). Nil: the default challenge.
+	Challenge func(r *nethttp.Request) (*nethttp.Request, string, error)
+	Handler   func(w nethttp.ResponseWriter, r *nethttp.Request) error
+}
+
+// Paths of the Power Platform BAP admin API.
+const (
+	bapPrefix      = "/providers/Microsoft.BusinessAppPlatform"
+	adminEnvPrefix = bapPrefix + "/scopes/admin/environments"
+)
+
+// Limits and timeouts of the routes.
+const (
+	// MaxFileBytes is the largest file accepted by PUT …/files/{name}.
+	MaxFileBytes = 64 << 30
+	maxFormBytes = 64 << 10
+	maxEnvBytes  = 64 << 10
+	apiTimeout   = 30 * time.Second
+)
+
+// routes declares the API. The token endpoint, /healthz and /metrics are
+// public; every other route needs a bearer token of an accepted audience.
+func (s *Server) routes() []route {
+	admin := []keyhold.Audience{keyhold.AudiencePowerApps, keyhold.AudienceManagement}
+	powerApps := []keyhold.Audience{keyhold.AudiencePowerApps}
+	const (
+		envPath  = adminEnvPrefix + "/{envId}"
+		rowPath  = "/environments/{envId}/tables/{table}/rows/{rowId}"
+		filePath = "/environments/{envId}/files/{name}"
+	)
+	core := []route{
+		{Method: "POST", Pattern: "/{tenantId}/oauth2/v2.0/token", Body: bodyForm, MaxBody: maxFormBytes, Timeout: apiTimeout, OAuthErrors: true, Handler: s.issueToken},
+
+		{Method: "POST", Pattern: bapPrefix + "/environments", Auth: admin, Body: bodyJSON, MaxBody: maxEnvBytes, Timeout: apiTimeout, Handler: s.createEnvironment},
+		{Method: "GET", Pattern: adminEnvPrefix, Auth: admin, Timeout: apiTimeout, Handler: s.listEnvironments},
+		{Method: "GET", Pattern: envPath, Auth: admin, Timeout: apiTimeout, Handler: s.getEnvironment},
+		{Method: "PATCH", Pattern: envPath, Auth: admin, Body: bodyJSON, MaxBody: maxEnvBytes, Timeout: apiTimeout, Handler: s.patchEnvironment},
+		{Method: "DELETE", Pattern: envPath, Auth: admin, Timeout: apiTimeout, Handler: s.deleteEnvironment},
+
+		{Method: "PUT", Pattern: rowPath, Auth: powerApps, Body: bodyJSON, MaxBody: keyhold.MaxRowBytes, Timeout: apiTimeout, Handler: s.putRow},
+		{Method: "GET", Pattern: rowPath, Auth: powerApps, Timeout: apiTimeout, Handler: s.getRow},
+		{Method: "DELETE", Pattern: rowPath, Auth: powerApps, Timeout: apiTimeout, Handler: s.deleteRow},
+		{Method: "PUT", Pattern: filePath, Auth: powerApps, Body: bodyStream, MaxBody: MaxFileBytes, Handler: s.putFile},
+		{Method: "GET", Pattern: filePath, Auth: powerApps, Handler: s.getFile},
+
+		{Method: "GET", Pattern: bapPrefix + "/scopes/admin/auditlogs", Auth: admin, Timeout: apiTimeout, Handler: s.listAudit},
+
+		{Method: "GET", Pattern: "/healthz", Timeout: 10 * time.Second, Handler: s.healthz},
+		{Method: "GET", Pattern: "/metrics", Timeout: 10 * time.Second, Handler: s.serveMetrics},
+	}
+	// The resource manager and key vault areas declare their routes in
+	// their own files (arm.go, keyvault.go); each adds nothing while its
+	// services are unset.
+	return slices.Concat(core, s.armRoutes(), s.keyVaultRoutes())
+}
+
+// router answers requests that match no route with the Azure error body:
+// net/http.ServeMux would answer them in plain text.
+type router struct {
+	s   *Server
+	mux *nethttp.ServeMux
+}
+
+// probeMethods are tried to tell a 405 from a 404.
+var probeMethods = []string{"GET", "PUT", "POST", "PATCH", "DELETE"}
+
+func (rt *router) ServeHTTP(w nethttp.ResponseWriter, r *nethttp.Request) {
+	r = canonicalizeARM(r) // ARM paths are case-insensitive (armpath.go)
+	if _, pattern := rt.mux.Handler(r); pattern != "" {
+		rt.mux.ServeHTTP(w, r)
+		return
+	}
+	// No route: find the methods the path has, if any.
+	var allow []string
+	for _, m := range probeMethods {
+		probe := r.Clone(r.Context())
+		probe.Method = m
+		if _, pattern := rt.mux.Handler(probe); pattern != "" {
+			allow = append(allow, m)
+			if m == "GET" {
+				allow = append(allow, "HEAD")
+			}
+		}
+	}
+	unmatched := route{Pattern: "unmatched", Body: bodyIgnored, Handler: func(w nethttp.ResponseWriter, r *nethttp.Request) error {
+		path := r.URL.EscapedPath()
+		if len(path) > 200 {
+			path = path[:200] + "…"
+		}
+		if len(allow) > 0 {
+			w.Header().Set("Allow", strings.Join(allow, ", "))
+			return keyhold.Errorf(CodeMethodNotAllowed, "%s is not supported at %s: use %s", r.Method, path, strings.Join(allow, ", "))
+		}
+		return keyhold.Errorf(keyhold.CodeNotFound, "no API at %s %s: see docs/api.md", r.Method, path)
+	}}
+	rt.s.wrap(unmatched).ServeHTTP(w, r)
+}
+
+// identity returns the caller established by the route's wrapper.
+func identity(r *nethttp.Request) *keyhold.Identity {
+	return keyhold.IdentityFrom(r.Context())
+}
+
+// errNoIdentity guards handlers against a route declared without Auth.
+var errNoIdentity = errors.New("http: authenticated handler reached without an identity")

@@ -1,0 +1,178 @@
+package http
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	nethttp "net/http"
+	"net/url"
+	"strings"
+	"time"
+
+	"github.com/keyhold/keyhold"
+)
+
+// tokenJSON is the token endpoint's answer, field for field as Entra ID's.
+type tokenJSON struct {
+	TokenType    string `json:"token_type"`
+	ExpiresIn    int    `json:"expires_in"`
+	ExtExpiresIn int    `json:"ext_expires_in"`
+	AccessToken  string `json:"access_token"`
+}
+
+// oauthErrorJSON is Entra ID's token error body.
+type oauthErrorJSON struct {
+	Error            string `json:"error"`
+	ErrorDescription string `json:"error_description"`
+	ErrorCodes       []int  `json:"error_codes,omitempty"`
+	Timestamp        string `json:"timestamp"`
+	TraceID          string `json:"trace_id"`
+	CorrelationID    string `json:"correlation_id"`
+}
+
+// aadsts are the Entra ID error numbers of the OAuth2 codes, which Entra
+// quotes in error_codes and at the start of error_description.
+var aadsts = map[string]int{
+	keyhold.CodeInvalidClient:        7000215,
+	keyhold.CodeUnsupportedGrantType: 70003,
+	keyhold.CodeInvalidScope:         70011,
+	keyhold.CodeInvalidGrant:         50126,
+}
+
+// scopes lists the scopes a client may ask for, for messages.
+var scopes = strings.Join([]string{
+	string(keyhold.AudienceManagement) + "/.default",
+	string(keyhold.AudienceVault) + "/.default",
+	string(keyhold.AudiencePowerApps) + "/.default",
+}, ", ")
+
+// PasswordTokenIssuer is a token service that also accepts OAuth2's
+// resource owner password credentials (ROPC) grant, with which users sign
+// in (*platform.Platform is one). Wrong credentials are
+// keyhold.CodeInvalidGrant.
+type PasswordTokenIssuer interface {
+	IssuePasswordToken(ctx context.Context, tenantID, username, password, scope string) (*keyhold.Token, error)
+}
+
+// issueToken: POST /{tenantId}/oauth2/v2.0/token, the client-credentials
+// grant, and the password grant for users when the token service offers
+// it (PasswordTokenIssuer). Client credentials come in the form, or as HTTP
+// Basic authentication (client_secret_basic).
+func (s *Server) issueToken(w nethttp.ResponseWriter, r *nethttp.Request) error {
+	if err := r.ParseForm(); err != nil {
+		if mb, ok := errors.AsType[*nethttp.MaxBytesError](err); ok {
+			return tooLarge(mb.Limit, "it was cut off there")
+		}
+		return keyhold.Errorf(codeInvalidRequest, "the token request body is not a valid form: %v; send grant_type, client_id, client_secret and scope as application/x-www-form-urlencoded", err)
+	}
+	f := r.PostForm // OAuth2 parameters come in the body, never the URL
+	missing := func(name, hint string) error {
+		return keyhold.Errorf(codeInvalidRequest, "the request body must contain the parameter '%s': %s", name, hint)
+	}
+	grant := f.Get("grant_type")
+	ropc, hasROPC := s.Tokens.(PasswordTokenIssuer)
+	grants := "use grant_type=client_credentials"
+	if hasROPC {
+		grants += ", or grant_type=password for a user"
+	}
+	switch {
+	case grant == "":
+		return missing("grant_type", grants)
+	case grant == "password" && hasROPC:
+		return s.passwordGrant(w, r, ropc)
+	case grant != "client_credentials":
+		return keyhold.Errorf(keyhold.CodeUnsupportedGrantType, "grant_type %q is not supported: %s", clip(grant), grants)
+	}
+	clientID, secret := f.Get("client_id"), f.Get("client_secret")
+	if u, p, ok := r.BasicAuth(); ok && clientID == "" && secret == "" {
+		// RFC 6749 2.3.1: both are form-encoded before Basic encoding.
+		clientID, _ = url.QueryUnescape(u)
+		secret, _ = url.QueryUnescape(p)
+	}
+	if clientID == "" {
+		return missing("client_id", "send the application (client) id of the service principal")
+	}
+	if secret == "" {
+		return keyhold.Errorf(keyhold.CodeInvalidClient, "the request body must contain the parameter 'client_secret': send the service principal's client secret (client assertions are not supported)")
+	}
+	scope := f.Get("scope")
+	if scope == "" {
+		return missing("scope", "use one of "+scopes)
+	}
+	tok, err := s.Tokens.IssueToken(r.Context(), r.PathValue("tenantId"), clientID, secret, scope)
+	if err != nil {
+		return err
+	}
+	writeToken(w, tok)
+	return nil
+}
+
+// passwordGrant answers grant_type=password: a user's userPrincipalName
+// and password. client_id names the public client application in Entra
+// ID; Keyhold has no application registry, so it is accepted and not
+// checked.
+func (s *Server) passwordGrant(w nethttp.ResponseWriter, r *nethttp.Request, ropc PasswordTokenIssuer) error {
+	f := r.PostForm
+	for _, p := range []struct{ name, hint string }{
+		{"username", "send the user's userPrincipalName"},
+		{"password", "send the user's password"},
+		{"scope", "use one of " + scopes},
+	} {
+		if f.Get(p.name) == "" {
+			return keyhold.Errorf(codeInvalidRequest, "the request body must contain the parameter '%s': %s", p.name, p.hint)
+		}
+	}
+	tok, err := ropc.IssuePasswordToken(r.Context(), r.PathValue("tenantId"), f.Get("username"), f.Get("password"), f.Get("scope"))
+	if err != nil {
+		return err
+	}
+	writeToken(w, tok)
+	return nil
+}
+
+// writeToken answers a token in Entra ID's shape.
+func writeToken(w nethttp.ResponseWriter, tok *keyhold.Token) {
+	out := tokenJSON{TokenType: tok.TokenType, ExpiresIn: tok.ExpiresIn, ExtExpiresIn: tok.ExtExpires, AccessToken: tok.AccessToken}
+	if out.TokenType == "" {
+		out.TokenType = "Bearer"
+	}
+	if out.ExtExpiresIn == 0 {
+		out.ExtExpiresIn = out.ExpiresIn
+	}
+	w.Header().Set("Pragma", "no-cache")
+	writeJSON(w, nethttp.StatusOK, out)
+}
+
+// writeOAuthError answers a token endpoint error in Entra ID's shape:
+// invalid_client is 401, other client errors 400 (invalid_request unless
+// they have an OAuth2 code of their own), server errors keep their status.
+func (s *Server) writeOAuthError(w nethttp.ResponseWriter, r *nethttp.Request, st *reqState, err error) {
+	e, internal := clientError(err)
+	code, status := e.Code, StatusOf(e.Code)
+	switch {
+	case code == keyhold.CodeInvalidClient:
+		status = nethttp.StatusUnauthorized
+	case code == keyhold.CodeUnsupportedGrantType, code == keyhold.CodeInvalidScope, code == codeInvalidRequest, code == keyhold.CodeInvalidGrant:
+		status = nethttp.StatusBadRequest
+	case status == nethttp.StatusServiceUnavailable:
+		code = "temporarily_unavailable"
+	case status >= 500:
+		code = "server_error"
+	default:
+		code, status = codeInvalidRequest, nethttp.StatusBadRequest
+	}
+	s.logError(r, st, err, status, internal)
+	body := oauthErrorJSON{
+		Error:            code,
+		ErrorDescription: e.Message,
+		Timestamp:        time.Now().UTC().Format("2006-01-02 15:04:05Z"),
+		TraceID:          st.requestID,
+		CorrelationID:    w.Header().Get("x-ms-correlation-request-id"),
+	}
+	if n, ok := aadsts[code]; ok {
+		body.ErrorCodes = []int{n}
+		body.ErrorDescription = fmt.Sprintf("AADSTS%d: %s", n, e.Message)
+	}
+	w.Header().Set("Pragma", "no-cache")
+	writeJSON(w, status, body)
+}
