@@ -40,10 +40,29 @@ const (
 	CodeConflict            = "Conflict"
 	CodeEnvironmentDisabled = "EnvironmentDisabled"
 
+	// Resource manager and Key Vault codes, as the real services answer.
+	CodeResourceNotFound                = "ResourceNotFound"                // 404
+	CodeResourceGroupNotFound           = "ResourceGroupNotFound"           // 404
+	CodeMissingSubscriptionRegistration = "MissingSubscriptionRegistration" // 409
+	CodeKeyNotFound                     = "KeyNotFound"                     // 404
+	CodeVaultNotFound                   = "VaultNotFound"                   // 404
+	CodeBadParameter                    = "BadParameter"                    // 400
+	CodeNotSupported                    = "NotSupported"                    // 400
+	CodeAuthorizationFailed             = "AuthorizationFailed"             // 403, ARM's refusal
+
 	// Server side (500, 503).
 	CodeInternal            = "InternalServerError"
 	CodeServiceUnavailable  = "ServiceUnavailable"
 	CodeKeyVaultUnavailable = "KeyVaultUnavailable"
+)
+
+// Inner error codes that travel with CodeForbidden, as Key Vault sends them
+// in "innererror".
+const (
+	InnerForbiddenByRbac     = "ForbiddenByRbac"
+	InnerAccessDenied        = "AccessDenied"
+	InnerKeyDisabled         = "KeyDisabled"
+	InnerForbiddenByFirewall = "ForbiddenByFirewall"
 )
 
 // Error is Keyhold's error. Code and Message go to the client; Err, the cause,

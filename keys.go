@@ -44,3 +44,13 @@ type KeyWrapper interface {
 	Wrap(ctx context.Context, keyID string, plaintext []byte) (kid string, ciphertext []byte, err error)
 	Unwrap(ctx context.Context, kid string, ciphertext []byte) ([]byte, error)
 }
+
+// KeyProber is implemented by key wrappers that can check, without
+// wrapping anything, that the caller may still use a key: that it exists,
+// is enabled, and that get, wrapKey and unwrapKey are allowed. Its errors
+// carry the codes a wrap would return (CodeForbidden with an inner code,
+// CodeKeyNotFound, …), so a health monitor can tell revocation from a
+// transient fault.
+type KeyProber interface {
+	Probe(ctx context.Context, keyID string) error
+}

@@ -28,6 +28,10 @@ type Store interface {
 // CodeNotFound (or the more specific code named); writes that lose an
 // optimistic-concurrency race return an *Error with CodeConflict.
 type Tx interface {
+	ARMTx
+	VaultTx
+	IdentityTx
+
 	// Tenants and subscriptions.
 	CreateTenant(ctx context.Context, t *Tenant) error
 	Tenant(ctx context.Context, id string) (*Tenant, error)

@@ -22,6 +22,11 @@ type ServeOptions struct {
 	MasterKey   string // $KEYHOLD_MASTER_KEY; never a flag, so ps can't show it
 	LogFormat   string // text or json
 	LogLevel    slog.Level
+	// PKCS11Module and PKCS11Token name the token of RSA-HSM keys;
+	// PKCS11PIN is $KEYHOLD_PKCS11_PIN, never a flag.
+	PKCS11Module string
+	PKCS11Token  string
+	PKCS11PIN    string
 }
 
 func newCmdServe(f *Factory, runF func(*ServeOptions) error) *cobra.Command {
@@ -41,6 +46,10 @@ KEYHOLD_POSTGRES) names a PostgreSQL database, which several servers may
 share. The master key that seals the platform's keys is read from
 KEYHOLD_MASTER_KEY (base64) if set, else from <data>/master.key.
 
+The built-in key vault keeps RSA keys sealed under the master key. RSA-HSM
+keys need a PKCS#11 token: --pkcs11-module and --pkcs11-token name it, and
+KEYHOLD_PKCS11_PIN holds its user PIN.
+
 Logs go to stderr.`,
 		Args: exactArgs(),
 		RunE: func(cmd *cobra.Command, _ []string) error {
@@ -49,6 +58,13 @@ Logs go to stderr.`,
 				opts.PostgresDSN = f.Getenv("KEYHOLD_POSTGRES")
 			}
 			opts.MasterKey = f.Getenv("KEYHOLD_MASTER_KEY")
+			opts.PKCS11PIN = f.Getenv("KEYHOLD_PKCS11_PIN")
+			if opts.PKCS11Module != "" && opts.PKCS11Token == "" {
+				return usageErrorf("--pkcs11-module needs --pkcs11-token, the label of the token that holds the RSA-HSM keys")
+			}
+			if opts.PKCS11Module == "" && opts.PKCS11Token != "" {
+				return usageErrorf("--pkcs11-token needs --pkcs11-module, the path of the PKCS#11 library")
+			}
 			if opts.LogFormat != "text" && opts.LogFormat != "json" {
 				return usageErrorf("--log-format %q is not supported: use text or json", opts.LogFormat)
 			}
@@ -68,17 +84,22 @@ Logs go to stderr.`,
 	fl.StringVar(&opts.PostgresDSN, "postgres", "", "PostgreSQL `DSN` (default $KEYHOLD_POSTGRES; none: SQLite in the data directory)")
 	fl.StringVar(&opts.LogFormat, "log-format", "text", "Log `format`: text or json")
 	fl.StringVar(&level, "log-level", "info", "Log `level`: debug, info, warn or error")
+	fl.StringVar(&opts.PKCS11Module, "pkcs11-module", "", "PKCS#11 `library` holding the vault's RSA-HSM keys, e.g. /usr/lib/softhsm/libsofthsm2.so (PIN from $KEYHOLD_PKCS11_PIN)")
+	fl.StringVar(&opts.PKCS11Token, "pkcs11-token", "", "`Label` of the PKCS#11 token (with --pkcs11-module)")
 	return cmd
 }
 
 func serveRun(opts *ServeOptions) error {
 	err := opts.Serve(opts.Ctx, server.Config{
-		Addr:        opts.Addr,
-		DataDir:     opts.DataDir,
-		PostgresDSN: opts.PostgresDSN,
-		MasterKey:   opts.MasterKey,
-		Logger:      newLogger(opts.IO.ErrOut, opts.LogFormat, opts.LogLevel),
-		Stdout:      opts.IO.Out,
+		Addr:         opts.Addr,
+		DataDir:      opts.DataDir,
+		PostgresDSN:  opts.PostgresDSN,
+		MasterKey:    opts.MasterKey,
+		Logger:       newLogger(opts.IO.ErrOut, opts.LogFormat, opts.LogLevel),
+		Stdout:       opts.IO.Out,
+		PKCS11Module: opts.PKCS11Module,
+		PKCS11Token:  opts.PKCS11Token,
+		PKCS11PIN:    opts.PKCS11PIN,
 	})
 	if errors.Is(err, context.Canceled) && opts.Ctx.Err() != nil {
 		return nil // stopped by a signal: a clean shutdown

@@ -48,16 +48,25 @@ func environmentFor(ctx context.Context, tx keyhold.Tx, id *keyhold.Identity, en
 }
 
 // dataAccess loads an environment for a data-plane request and checks that
-// the caller may use its data and that it is serving. Environment
-// membership arrives with per-environment roles; until then the tenant's
-// platform administrators use the data.
+// the caller may use its data and that it is serving. Its members may, and
+// so may the tenant's platform administrators (who may also make themselves
+// members).
 func dataAccess(ctx context.Context, tx keyhold.Tx, id *keyhold.Identity, envID string) (*keyhold.Environment, error) {
 	env, err := environmentFor(ctx, tx, id, envID)
 	if err != nil {
 		return nil, err
 	}
-	if err := requireAdmin(ctx, tx, id); err != nil {
+	member, err := tx.IsEnvironmentMember(ctx, env.ID, id.PrincipalID)
+	if err != nil {
 		return nil, err
+	}
+	if !member {
+		if err := requireAdmin(ctx, tx, id); keyhold.ErrorCode(err) == keyhold.CodeForbidden {
+			return nil, keyhold.Errorf(keyhold.CodeForbidden, "principal %s may not use the data of environment %s: it must be a member of the environment (an administrator adds it with PUT %s/members/%s) or hold the %s, %s or %s directory role",
+				id.PrincipalID, env.ID, envTarget(env.ID), id.PrincipalID, keyhold.RolePowerPlatformAdministrator, keyhold.RoleDynamics365Administrator, keyhold.RoleGlobalAdministrator)
+		} else if err != nil {
+			return nil, err
+		}
 	}
 	if env.State != keyhold.StateEnabled {
 		return nil, keyhold.Errorf(keyhold.CodeEnvironmentDisabled, "environment %s is %s and serves no data: an administrator must enable it first", env.ID, env.State)

@@ -47,7 +47,7 @@ func (p *Platform) envKey(ctx context.Context, envID string, epoch uint32) (*cry
 		return k, nil
 	}
 	_, err, _ := p.unwrapG.Do(id, func() (any, error) {
-		if _, ok := p.cache.Get(id); ok { // another caller filled it meanwhile
+		if p.cache.Contains(id) { // another caller filled it meanwhile
 			return nil, nil
 		}
 		ek, err := p.unwrapEnvKey(ctx, envID, epoch)

@@ -209,8 +209,9 @@ func (p *Platform) createKeys(ctx context.Context, master *crypt.Key) error {
 
 // BootstrapCustomer creates, if no customer tenant exists yet, one customer
 // tenant with one subscription and a service principal holding Global
-// Administrator, and returns its credentials (created=true). If one exists
-// it returns created=false and nil credentials: secrets are shown once.
+// Administrator and the Owner role on the subscription, and returns its
+// credentials (created=true). If one exists it returns created=false and
+// nil credentials: secrets are shown once.
 func (p *Platform) BootstrapCustomer(ctx context.Context) (*BootstrapCredentials, bool, error) {
 	var exists bool
 	err := p.store.View(ctx, func(tx keyhold.Tx) error {
@@ -241,8 +242,14 @@ func (p *Platform) BootstrapCustomer(ctx context.Context) (*BootstrapCredentials
 				return tx.AssignDirectoryRole(ctx, tenant.ID, sp.ID, keyhold.RoleGlobalAdministrator)
 			},
 			func() error {
+				owner, _ := keyhold.FindRoleDefinition(keyhold.RoleOwner)
+				return tx.CreateRoleAssignment(ctx, &keyhold.RoleAssignment{ID: uuid.NewString(), Scope: "/subscriptions/" + sub.ID,
+					RoleDefinitionID: owner.ID, PrincipalID: sp.ID, PrincipalType: string(keyhold.PrincipalServicePrincipal),
+					TenantID: tenant.ID, CreatedBy: "system", CreatedAt: now})
+			},
+			func() error {
 				return tx.AppendAudit(ctx, &keyhold.AuditEntry{At: now, TenantID: tenant.ID, ActorID: "system", Action: "tenant.bootstrap",
-					Target: "/tenants/" + tenant.ID, Result: "Succeeded", Detail: "created subscription " + sub.ID + " and service principal " + sp.AppID + " with Global Administrator"})
+					Target: "/tenants/" + tenant.ID, Result: "Succeeded", Detail: "created subscription " + sub.ID + " and service principal " + sp.AppID + " with Global Administrator and Owner of the subscription"})
 			},
 		}
 		for _, step := range steps {

@@ -52,7 +52,7 @@ type fixture struct {
 	ctx    context.Context // carries the admin's identity
 }
 
-func newFixture(t *testing.T, store keyhold.Store) *fixture {
+func newFixture(t testing.TB, store keyhold.Store) *fixture {
 	t.Helper()
 	master, err := crypt.NewKey()
 	if err != nil {
@@ -75,7 +75,7 @@ func newFixture(t *testing.T, store keyhold.Store) *fixture {
 }
 
 // login gets a token the way a client does and authenticates it.
-func (f *fixture) login(t *testing.T, tenant, client, secret string) context.Context {
+func (f *fixture) login(t testing.TB, tenant, client, secret string) context.Context {
 	t.Helper()
 	tok, err := f.p.IssueToken(context.Background(), tenant, client, secret, "https://service.powerapps.com/.default")
 	if err != nil {

@@ -3,6 +3,7 @@ package platform
 import (
 	"context"
 	"errors"
+	"slices"
 	"strings"
 	"time"
 
@@ -20,6 +21,12 @@ type tokenClaims struct {
 	ObjectID string `json:"oid"`
 	AppID    string `json:"appid,omitempty"`
 	IDType   string `json:"idtyp"`
+	// UPN is a user's sign-in name, as Entra ID's "upn" claim.
+	UPN string `json:"upn,omitempty"`
+	// PType is the principal's type (keyhold.PrincipalType): Entra ID's
+	// idtyp says only "app" or "user", which can't tell a managed
+	// identity from a service principal.
+	PType string `json:"keyhold_ptype,omitempty"`
 }
 
 var audiences = []keyhold.Audience{keyhold.AudienceManagement, keyhold.AudienceVault, keyhold.AudiencePowerApps}
@@ -48,8 +55,7 @@ func (p *Platform) issuerFor(tenantID string) string {
 func (p *Platform) IssueToken(ctx context.Context, tenantID, clientID, clientSecret, scope string) (*keyhold.Token, error) {
 	aud, ok := audienceForScope(scope)
 	if !ok {
-		return nil, keyhold.Errorf(keyhold.CodeInvalidScope, "scope %q is not supported: ask for one of %s/.default, %s/.default or %s/.default",
-			scope, keyhold.AudienceManagement, keyhold.AudienceVault, keyhold.AudiencePowerApps)
+		return nil, scopeError(scope)
 	}
 	badClient := keyhold.Errorf(keyhold.CodeInvalidClient, "invalid client credentials for tenant %q: check the tenant id, client id and client secret", tenantID)
 	if _, err := uuid.Parse(tenantID); err != nil {
@@ -78,21 +84,33 @@ func (p *Platform) IssueToken(ctx context.Context, tenantID, clientID, clientSec
 	} else if err != nil {
 		return nil, err
 	}
+	return p.mint(sp, "", aud)
+}
+
+// mint signs a token for principal pr (upn: a user's sign-in name) and
+// audience aud.
+func (p *Platform) mint(pr *keyhold.Principal, upn string, aud keyhold.Audience) (*keyhold.Token, error) {
 	now := p.clock.Now().Truncate(time.Second)
+	idType := "app"
+	if pr.Type == keyhold.PrincipalUser {
+		idType = "user"
+	}
 	claims := tokenClaims{
 		RegisteredClaims: jwt.RegisteredClaims{
-			Issuer:    p.issuerFor(tenantID),
-			Subject:   sp.ID,
+			Issuer:    p.issuerFor(pr.TenantID),
+			Subject:   pr.ID,
 			Audience:  jwt.ClaimStrings{string(aud)},
 			ExpiresAt: jwt.NewNumericDate(now.Add(p.tokTTL)),
 			NotBefore: jwt.NewNumericDate(now),
 			IssuedAt:  jwt.NewNumericDate(now),
 			ID:        uuid.NewString(),
 		},
-		TenantID: tenantID,
-		ObjectID: sp.ID,
-		AppID:    sp.AppID,
-		IDType:   "app",
+		TenantID: pr.TenantID,
+		ObjectID: pr.ID,
+		AppID:    pr.AppID,
+		IDType:   idType,
+		UPN:      upn,
+		PType:    string(pr.Type),
 	}
 	signed, err := jwt.NewWithClaims(jwt.SigningMethodES256, claims).SignedString(p.signer)
 	if err != nil {
@@ -100,6 +118,76 @@ func (p *Platform) IssueToken(ctx context.Context, tenantID, clientID, clientSec
 	}
 	secs := int(p.tokTTL / time.Second)
 	return &keyhold.Token{AccessToken: signed, TokenType: "Bearer", ExpiresIn: secs, ExtExpires: secs}, nil
+}
+
+// scopeError is the error for a scope Keyhold does not serve.
+func scopeError(scope string) error {
+	return keyhold.Errorf(keyhold.CodeInvalidScope, "scope %q is not supported: ask for one of %s/.default, %s/.default or %s/.default",
+		scope, keyhold.AudienceManagement, keyhold.AudienceVault, keyhold.AudiencePowerApps)
+}
+
+// IssuePasswordToken checks a resource owner password credentials (ROPC)
+// grant: a user's sign-in name (userPrincipalName, in any case) and
+// password. It returns a token for the audience scope names. A wrong or
+// unknown user name or password is CodeInvalidGrant, with one message for
+// both so that names can't be probed; an unknown scope is CodeInvalidScope.
+// Checking a password is deliberately slow (argon2id).
+func (p *Platform) IssuePasswordToken(ctx context.Context, tenantID, username, password, scope string) (*keyhold.Token, error) {
+	aud, ok := audienceForScope(scope)
+	if !ok {
+		return nil, scopeError(scope)
+	}
+	badGrant := keyhold.Errorf(keyhold.CodeInvalidGrant, "error validating credentials due to invalid username or password in tenant %q", tenantID)
+	if _, err := uuid.Parse(tenantID); err != nil {
+		crypt.CheckNoPassword(password)
+		return nil, badGrant
+	}
+	var (
+		user *keyhold.Principal
+		acct *keyhold.UserAccount
+	)
+	err := p.store.View(ctx, func(tx keyhold.Tx) error {
+		var err error
+		if acct, err = tx.UserAccountByUPN(ctx, tenantID, username); err != nil {
+			return err
+		}
+		user, err = tx.Principal(ctx, acct.PrincipalID)
+		return err
+	})
+	switch {
+	case keyhold.ErrorCode(err) == keyhold.CodeNotFound:
+		crypt.CheckNoPassword(password)
+		return nil, badGrant
+	case err != nil:
+		return nil, err
+	case user.Type != keyhold.PrincipalUser || !crypt.CheckPassword(acct.PasswordHash, password):
+		return nil, badGrant
+	}
+	return p.mint(user, acct.UserPrincipalName, aud)
+}
+
+// TokenFor mints a token for one of the platform's own managed identities,
+// which have no secret: the platform acts as them, in-process (for example
+// to reach a customer's key vault as an enterprise policy's identity). It
+// refuses (CodeForbidden) any principal that is not a managed identity, so
+// that it can't be used to impersonate users or applications.
+func (p *Platform) TokenFor(ctx context.Context, principalID string, aud keyhold.Audience) (*keyhold.Token, error) {
+	if !slices.Contains(audiences, aud) {
+		return nil, scopeError(string(aud) + "/.default")
+	}
+	var pr *keyhold.Principal
+	err := p.store.View(ctx, func(tx keyhold.Tx) error {
+		var err error
+		pr, err = tx.Principal(ctx, principalID)
+		return err
+	})
+	if err != nil {
+		return nil, err
+	}
+	if pr.Type != keyhold.PrincipalManagedIdentity {
+		return nil, keyhold.Errorf(keyhold.CodeForbidden, "principal %s is a %s: the platform mints tokens only for its managed identities", principalID, pr.Type)
+	}
+	return p.mint(pr, "", aud)
 }
 
 // Authenticate verifies a bearer token and returns its identity.
@@ -120,11 +208,19 @@ func (p *Platform) Authenticate(ctx context.Context, bearer string) (*keyhold.Id
 	case claims.Issuer != p.issuerFor(claims.TenantID) || len(claims.Audience) != 1:
 		return nil, keyhold.Errorf(keyhold.CodeInvalidToken, "the access token was not issued by this server: get one from its token endpoint")
 	}
+	typ := keyhold.PrincipalType(claims.PType)
+	switch typ {
+	case keyhold.PrincipalUser, keyhold.PrincipalServicePrincipal, keyhold.PrincipalManagedIdentity:
+	case "":
+		typ = keyhold.PrincipalServicePrincipal // a token from before the claim existed
+	default:
+		return nil, keyhold.Errorf(keyhold.CodeInvalidToken, "the access token names an unknown principal type: get a new one from its token endpoint")
+	}
 	return &keyhold.Identity{
 		TenantID:    claims.TenantID,
 		PrincipalID: claims.ObjectID,
 		AppID:       claims.AppID,
-		Type:        keyhold.PrincipalServicePrincipal,
+		Type:        typ,
 		Audience:    keyhold.Audience(claims.Audience[0]),
 	}, nil
 }

@@ -27,11 +27,13 @@ import (
 	"time"
 
 	"github.com/keyhold/keyhold"
+	"github.com/keyhold/keyhold/arm"
 	"github.com/keyhold/keyhold/crypt"
 	khttp "github.com/keyhold/keyhold/http"
 	"github.com/keyhold/keyhold/platform"
 	"github.com/keyhold/keyhold/postgres"
 	"github.com/keyhold/keyhold/sqlite"
+	"github.com/keyhold/keyhold/vault"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 )
@@ -58,6 +60,13 @@ type Config struct {
 	KeyCacheTTL time.Duration
 	// Ready, if set, is called with the base URL once the server listens.
 	Ready func(url string)
+	// PKCS11Module, PKCS11Token and PKCS11PIN name the PKCS#11 token
+	// (module path, token label, user PIN) that holds the built-in
+	// vault's RSA-HSM keys. An empty module: no token, and RSA-HSM keys
+	// can't be created.
+	PKCS11Module string
+	PKCS11Token  string
+	PKCS11PIN    string
 }
 
 // Bootstrap is the content of <data>/bootstrap.json.
@@ -134,6 +143,16 @@ func Run(ctx context.Context, cfg Config) error {
 	}
 	defer p.Close()
 
+	vcfg := vault.Config{Store: store, MasterKey: master, Clock: cfg.Clock, Logger: log, BaseURL: url}
+	if cfg.PKCS11Module != "" {
+		vcfg.HSM = &vault.PKCS11Config{Module: cfg.PKCS11Module, TokenLabel: cfg.PKCS11Token, PIN: cfg.PKCS11PIN}
+	}
+	kv, err := vault.New(vcfg)
+	if err != nil {
+		return fmt.Errorf("opening the key vault: %w", err)
+	}
+	defer kv.Close()
+
 	bootPath := filepath.Join(dataDir, "bootstrap.json")
 	creds, created, err := p.BootstrapCustomer(ctx)
 	if err != nil {
@@ -148,9 +167,12 @@ func Run(ctx context.Context, cfg Config) error {
 		log.Info("bootstrapped a customer tenant", "tenant", creds.TenantID, "clientId", creds.ClientID, "file", bootPath)
 	}
 
+	am := arm.New(arm.Config{Store: store, Clock: cfg.Clock, Logger: log})
 	api := &khttp.Server{
 		Tokens: p, Environments: p, Data: p, Audit: p,
 		Logger: log, Registry: reg, PublicURL: url,
+		ARM:      khttp.ARMAPI{Resources: am, Directory: am},
+		KeyVault: khttp.KeyVaultAPI{Vaults: kv, Lookup: lookupVault(store)},
 		Health: func(ctx context.Context) error {
 			return store.View(ctx, func(tx keyhold.Tx) error { _, err := tx.ListTenants(ctx); return err })
 		},
@@ -180,6 +202,7 @@ func Run(ctx context.Context, cfg Config) error {
 	}
 
 	go housekeeping(ctx, p, log)
+	go vaultHousekeeping(ctx, kv, log)
 
 	select {
 	case err := <-serveErr:
@@ -301,6 +324,40 @@ func housekeeping(ctx context.Context, p *platform.Platform, log *slog.Logger) {
 			p.SweepKeyCache()
 		case <-clean.C:
 			cleanUploads()
+		}
+	}
+}
+
+// lookupVault finds a vault by name for the key vault data plane, before
+// the caller is known: its bearer challenge names the vault's tenant.
+func lookupVault(store keyhold.Store) func(context.Context, string) (*keyhold.Vault, error) {
+	return func(ctx context.Context, name string) (v *keyhold.Vault, err error) {
+		err = store.View(ctx, func(tx keyhold.Tx) error { v, err = tx.Vault(ctx, name); return err })
+		return v, err
+	}
+}
+
+// vaultHousekeeping runs the key vault's background work every minute:
+// rotating keys whose rotation policy is due, and purging deleted vaults
+// and keys whose retention has passed.
+func vaultHousekeeping(ctx context.Context, kv *vault.Service, log *slog.Logger) {
+	tick := time.NewTicker(time.Minute)
+	defer tick.Stop()
+	for {
+		if n, err := kv.RunRotation(ctx); err != nil && ctx.Err() == nil {
+			log.Warn("rotating keys", "err", err)
+		} else if n > 0 {
+			log.Info("rotated keys", "count", n)
+		}
+		if n, err := kv.PurgeExpired(ctx); err != nil && ctx.Err() == nil {
+			log.Warn("purging deleted vaults and keys", "err", err)
+		} else if n > 0 {
+			log.Info("purged deleted vaults and keys", "count", n)
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-tick.C:
 		}
 	}
 }

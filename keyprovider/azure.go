@@ -1,0 +1,186 @@
+package keyprovider
+
+import (
+	"context"
+	"fmt"
+	"net/http"
+	"net/url"
+	"strings"
+	"sync"
+
+	"github.com/Azure/azure-sdk-for-go/sdk/azcore"
+	"github.com/Azure/azure-sdk-for-go/sdk/azcore/to"
+	"github.com/Azure/azure-sdk-for-go/sdk/security/keyvault/azkeys"
+	"github.com/keyhold/keyhold"
+	khttp "github.com/keyhold/keyhold/http"
+)
+
+// Azure reaches keys over the Azure Key Vault REST API with the official
+// azkeys SDK: keys of a vault on any Keyhold server, or of a real Azure
+// Key Vault. A key id names its vault: https://{host}/vaults/{vault}/keys/…
+// on Keyhold, https://{vault}.vault.azure.net/keys/… on Azure; Azure keeps
+// one SDK client per vault URL. Safe for concurrent use.
+type Azure struct {
+	cred azcore.TokenCredential
+	opts azkeys.ClientOptions
+
+	mu      sync.Mutex
+	clients map[string]*azkeys.Client // by vault URL
+}
+
+var _ Provider = (*Azure)(nil)
+
+// NewAzure returns a provider that authenticates with cred (the identity
+// whose access the vault checks). opts, if not nil, configures every SDK
+// client: a Keyhold server needs its CA in opts.Transport and, because its
+// host is not *.vault.azure.net, DisableChallengeResourceVerification.
+func NewAzure(cred azcore.TokenCredential, opts *azkeys.ClientOptions) *Azure {
+	a := &Azure{cred: cred, clients: make(map[string]*azkeys.Client)}
+	if opts != nil {
+		a.opts = *opts
+	}
+	return a
+}
+
+// ParseKeyID splits a Key Vault key id into the vault URL, the key name
+// and the version ("" if the id has none): the path ends in
+// /keys/{name}[/{version}], and what comes before /keys is the vault's.
+// Anything else is CodeBadParameter.
+func ParseKeyID(kid string) (vaultURL, name, version string, err error) {
+	bad := keyhold.Errorf(keyhold.CodeBadParameter,
+		"key id %q is not a Key Vault key id: use https://{vault host}[/vaults/{vault}]/keys/{name}[/{version}]", kid)
+	u, perr := url.Parse(kid)
+	if perr != nil || u.Scheme != "https" || u.Host == "" || u.RawQuery != "" || u.Fragment != "" || u.User != nil {
+		return "", "", "", bad
+	}
+	segs := strings.Split(strings.TrimSuffix(u.Path, "/"), "/")
+	n := len(segs)
+	switch {
+	case n >= 4 && segs[n-3] == "keys" && isVersion(segs[n-1]) && segs[n-2] != "":
+		return u.Scheme + "://" + u.Host + strings.Join(segs[:n-3], "/"), segs[n-2], segs[n-1], nil
+	case n >= 3 && segs[n-2] == "keys" && segs[n-1] != "":
+		return u.Scheme + "://" + u.Host + strings.Join(segs[:n-2], "/"), segs[n-1], "", nil
+	}
+	return "", "", "", bad
+}
+
+// isVersion reports whether s looks like a Key Vault key version: 32
+// hexadecimal digits.
+func isVersion(s string) bool {
+	if len(s) != 32 {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		c := s[i] | 0x20
+		if !('0' <= c && c <= '9' || 'a' <= c && c <= 'f') {
+			return false
+		}
+	}
+	return true
+}
+
+// client returns the SDK client of a vault URL.
+func (a *Azure) client(vaultURL string) (*azkeys.Client, error) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if c, ok := a.clients[vaultURL]; ok {
+		return c, nil
+	}
+	opts := a.opts
+	c, err := azkeys.NewClient(vaultURL, a.cred, &opts)
+	if err != nil {
+		return nil, fmt.Errorf("keyprovider: creating a Key Vault client for %s: %w", vaultURL, err)
+	}
+	a.clients[vaultURL] = c
+	return c, nil
+}
+
+func (a *Azure) parse(kid string) (*azkeys.Client, string, string, error) {
+	vaultURL, name, version, err := ParseKeyID(kid)
+	if err != nil {
+		return nil, "", "", err
+	}
+	c, err := a.client(vaultURL)
+	return c, name, version, err
+}
+
+// Wrap encrypts plaintext with RSA-OAEP-256 under keyID (versioned or not)
+// and returns the versioned kid the vault used.
+func (a *Azure) Wrap(ctx context.Context, keyID string, plaintext []byte) (string, []byte, error) {
+	c, name, version, err := a.parse(keyID)
+	if err != nil {
+		return "", nil, err
+	}
+	resp, err := c.WrapKey(ctx, name, version, azkeys.KeyOperationParameters{
+		Algorithm: to.Ptr(azkeys.EncryptionAlgorithmRSAOAEP256), Value: plaintext}, nil)
+	if err != nil {
+		return "", nil, mapError(err)
+	}
+	// azkeys.ID.Version would take the vault for the host's root, as on
+	// Azure; a Keyhold vault is <server>/vaults/{vault}.
+	if resp.KID == nil {
+		return "", nil, keyhold.Errorf(keyhold.CodeKeyVaultUnavailable, "the key vault's answer to wrapKey on %s has no kid", keyID)
+	}
+	if _, _, v, err := ParseKeyID(string(*resp.KID)); err != nil || v == "" {
+		return "", nil, keyhold.Errorf(keyhold.CodeKeyVaultUnavailable, "the key vault's answer to wrapKey on %s has no versioned kid but %q", keyID, *resp.KID)
+	}
+	return string(*resp.KID), resp.Result, nil
+}
+
+// Unwrap decrypts ciphertext with exactly the key version kid names.
+func (a *Azure) Unwrap(ctx context.Context, kid string, ciphertext []byte) ([]byte, error) {
+	c, name, version, err := a.parse(kid)
+	if err != nil {
+		return nil, err
+	}
+	if version == "" {
+		return nil, needVersion(kid)
+	}
+	resp, err := c.UnwrapKey(ctx, name, version, azkeys.KeyOperationParameters{
+		Algorithm: to.Ptr(azkeys.EncryptionAlgorithmRSAOAEP256), Value: ciphertext}, nil)
+	if err != nil {
+		return nil, mapError(err)
+	}
+	return resp.Result, nil
+}
+
+// Probe checks that the identity may get the key, that its version is
+// enabled, and that it wraps and unwraps a random value.
+func (a *Azure) Probe(ctx context.Context, keyID string) error {
+	c, name, version, err := a.parse(keyID)
+	if err != nil {
+		return err
+	}
+	resp, err := c.GetKey(ctx, name, version, nil)
+	if err != nil {
+		return mapError(err)
+	}
+	if at := resp.Attributes; at != nil && at.Enabled != nil && !*at.Enabled {
+		kid := keyID
+		if resp.Key != nil && resp.Key.KID != nil {
+			kid = string(*resp.Key.KID)
+		}
+		return disabled(kid)
+	}
+	return probeRoundTrip(ctx, a, keyID)
+}
+
+// mapError turns an SDK error into a *keyhold.Error with the code, inner
+// code and message Key Vault answered; a 5xx or 429 answer, or no answer
+// at all, is CodeKeyVaultUnavailable.
+func mapError(err error) error {
+	if err == nil {
+		return nil
+	}
+	e, status, ok := khttp.SDKError(err)
+	if !ok {
+		// No answer (connection refused, timeout, cancellation) or a
+		// failed token request, whose *keyhold.Error the credential gave.
+		return unavailable(err)
+	}
+	if status >= 500 || status == http.StatusTooManyRequests {
+		return &keyhold.Error{Code: keyhold.CodeKeyVaultUnavailable, Inner: e.Inner,
+			Message: fmt.Sprintf("the key vault failed (%d %s): %s; retry later", status, e.Code, e.Message), Err: err}
+	}
+	return e
+}

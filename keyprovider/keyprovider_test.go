@@ -1,0 +1,315 @@
+package keyprovider_test
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"net"
+	nethttp "net/http"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/Azure/azure-sdk-for-go/sdk/azcore"
+	"github.com/Azure/azure-sdk-for-go/sdk/azcore/policy"
+	"github.com/Azure/azure-sdk-for-go/sdk/azcore/to"
+	"github.com/Azure/azure-sdk-for-go/sdk/security/keyvault/azkeys"
+	"github.com/google/uuid"
+	"github.com/keyhold/keyhold"
+	"github.com/keyhold/keyhold/crypt"
+	khttp "github.com/keyhold/keyhold/http"
+	"github.com/keyhold/keyhold/keyprovider"
+	"github.com/keyhold/keyhold/keyprovider/providertest"
+	"github.com/keyhold/keyhold/platform"
+	"github.com/keyhold/keyhold/sqlstore/storetest"
+	"github.com/keyhold/keyhold/vault"
+)
+
+// world is a real platform and vault over a real SQLite store, served over
+// HTTPS, with a tenant whose administrator holds Owner and Key Vault
+// Administrator on its subscription.
+type world struct {
+	store           keyhold.Store
+	p               *platform.Platform
+	v               *vault.Service
+	url             string
+	ca              []byte
+	srv             *nethttp.Server
+	tenant, sub, rg string
+	admin           context.Context // the administrator's identity
+}
+
+// testCA is one CA and server certificate for 127.0.0.1.
+var testCA = sync.OnceValues(func() ([]byte, *nethttp.Server) {
+	now := time.Now()
+	caCert, caKey, err := crypt.GenerateCA("Keyhold test CA", now.Add(-time.Hour), 24*time.Hour)
+	if err != nil {
+		panic(err)
+	}
+	cert, key, err := crypt.IssueServerCert(caCert, caKey, []string{"127.0.0.1"}, now.Add(-time.Hour), 24*time.Hour)
+	if err != nil {
+		panic(err)
+	}
+	conf, err := crypt.LoadServerTLS(cert, key)
+	if err != nil {
+		panic(err)
+	}
+	return caCert, &nethttp.Server{TLSConfig: conf}
+})
+
+// lookupVault is the data plane's unauthenticated vault lookup over a
+// store, as the server wires it.
+func lookupVault(store keyhold.Store) func(context.Context, string) (*keyhold.Vault, error) {
+	return func(ctx context.Context, name string) (v *keyhold.Vault, err error) {
+		err = store.View(ctx, func(tx keyhold.Tx) error { v, err = tx.Vault(ctx, name); return err })
+		return v, err
+	}
+}
+
+func newWorld(t testing.TB) *world {
+	t.Helper()
+	ctx := context.Background()
+	store, _ := storetest.OpenSQLiteAt(t)
+	ca, tmpl := testCA()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	w := &world{store: store, ca: ca, url: "https://" + ln.Addr().String(), rg: "keys"}
+	master, err := crypt.NewKey()
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(master.Destroy)
+	if w.p, err = platform.Open(ctx, platform.Config{Store: store, MasterKey: master, Issuer: w.url}); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { w.p.Close() })
+	if w.v, err = vault.New(vault.Config{Store: store, MasterKey: master, BaseURL: w.url}); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { w.v.Close() })
+	creds, _, err := w.p.BootstrapCustomer(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	w.tenant, w.sub = creds.TenantID, creds.SubscriptionID
+	var admin *keyhold.Principal
+	w.update(t, func(tx keyhold.Tx) error {
+		if admin, err = tx.PrincipalByAppID(ctx, creds.TenantID, creds.ClientID); err != nil {
+			return err
+		}
+		if err := tx.PutProviderRegistration(ctx, &keyhold.ProviderRegistration{SubscriptionID: w.sub, Namespace: keyhold.NamespaceKeyVault,
+			State: keyhold.ProviderRegistered, UpdatedAt: time.Now()}); err != nil {
+			return err
+		}
+		if err := tx.CreateResourceGroup(ctx, &keyhold.ResourceGroup{SubscriptionID: w.sub, Name: w.rg, Location: "westeurope", CreatedAt: time.Now()}); err != nil {
+			return err
+		}
+		for _, role := range []string{keyhold.RoleOwner, keyhold.RoleKeyVaultAdministrator} {
+			if err := w.assign(ctx, tx, admin.ID, role, "/subscriptions/"+w.sub); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	w.admin = keyhold.NewContext(ctx, &keyhold.Identity{TenantID: w.tenant, PrincipalID: admin.ID, AppID: admin.AppID,
+		Type: admin.Type, Audience: keyhold.AudienceVault})
+
+	api := &khttp.Server{Tokens: w.p, Environments: w.p, Data: w.p, Audit: w.p, PublicURL: w.url,
+		KeyVault: khttp.KeyVaultAPI{Vaults: w.v, Lookup: lookupVault(store)}}
+	w.srv = &nethttp.Server{Handler: api.Handler(), TLSConfig: tmpl.TLSConfig.Clone()}
+	go w.srv.ServeTLS(ln, "", "")
+	t.Cleanup(func() { w.srv.Close() })
+	return w
+}
+
+func (w *world) update(t testing.TB, fn func(keyhold.Tx) error) {
+	t.Helper()
+	if err := w.store.Update(context.Background(), fn); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// assign gives principal the built-in role at scope; it returns the
+// assignment's id through the store only.
+func (w *world) assign(ctx context.Context, tx keyhold.Tx, principal, role, scope string) error {
+	r, _ := keyhold.FindRoleDefinition(role)
+	return tx.CreateRoleAssignment(ctx, &keyhold.RoleAssignment{ID: uuid.NewString(), Scope: scope, RoleDefinitionID: r.ID,
+		PrincipalID: principal, PrincipalType: "ServicePrincipal", TenantID: w.tenant, CreatedAt: time.Now()})
+}
+
+// identity is a managed identity of the tenant with a client secret, so
+// that it can also get tokens from the token endpoint.
+type identity struct {
+	keyhold.Identity
+	secret string
+}
+
+func (w *world) newIdentity(t testing.TB) *identity {
+	t.Helper()
+	p := &keyhold.Principal{ID: uuid.NewString(), TenantID: w.tenant, Type: keyhold.PrincipalManagedIdentity,
+		DisplayName: "policy identity", AppID: uuid.NewString(), CreatedAt: time.Now()}
+	secret := crypt.NewClientSecret()
+	w.update(t, func(tx keyhold.Tx) error {
+		if err := tx.CreatePrincipal(context.Background(), p); err != nil {
+			return err
+		}
+		return tx.AddCredential(context.Background(), &keyhold.Credential{PrincipalID: p.ID, SecretHash: crypt.HashClientSecret(secret),
+			CreatedAt: time.Now(), ExpiresAt: time.Now().Add(24 * time.Hour)})
+	})
+	return &identity{Identity: keyhold.Identity{TenantID: w.tenant, PrincipalID: p.ID, AppID: p.AppID, Type: p.Type, Audience: keyhold.AudienceVault}, secret: secret}
+}
+
+// newVault creates an RBAC vault with purge protection.
+func (w *world) newVault(t testing.TB) string {
+	t.Helper()
+	var b [4]byte
+	rand.Read(b[:])
+	name := "kv" + hex.EncodeToString(b[:])
+	v := &keyhold.Vault{SubscriptionID: w.sub, ResourceGroup: w.rg, Name: name, Location: "westeurope",
+		EnableRbacAuthorization: true, EnablePurgeProtection: true}
+	if _, err := w.v.PutVault(w.admin, v); err != nil {
+		t.Fatalf("PutVault: %v", err)
+	}
+	return name
+}
+
+// grant gives id the role Key Vault Crypto Service Encryption User (get,
+// wrap, unwrap) on a vault, and returns the assignment's id.
+func (w *world) grant(t testing.TB, id *identity, vaultName string) string {
+	t.Helper()
+	assignment := uuid.NewString()
+	w.update(t, func(tx keyhold.Tx) error {
+		r, _ := keyhold.FindRoleDefinition(keyhold.RoleKeyVaultCryptoServiceEncryptUser)
+		return tx.CreateRoleAssignment(context.Background(), &keyhold.RoleAssignment{ID: assignment,
+			Scope:            "/subscriptions/" + w.sub + "/resourceGroups/" + w.rg + "/providers/Microsoft.KeyVault/vaults/" + vaultName,
+			RoleDefinitionID: r.ID, PrincipalID: id.PrincipalID, PrincipalType: "ServicePrincipal", TenantID: w.tenant, CreatedAt: time.Now()})
+	})
+	return assignment
+}
+
+// azureOptions are the SDK options for the test server: its CA, no
+// retries (a test that stops the server must not wait for them), and no
+// check that the vault's host is *.vault.azure.net.
+func (w *world) azureOptions(c *khttp.Client) *azkeys.ClientOptions {
+	return &azkeys.ClientOptions{
+		ClientOptions:                        azcore.ClientOptions{Transport: c.HTTPClient(), Retry: policy.RetryOptions{MaxRetries: -1}},
+		DisableChallengeResourceVerification: true,
+	}
+}
+
+// envFor returns a providertest.Env over world w whose provider newProvider
+// makes for the identity.
+func envFor(t *testing.T, w *world, newProvider func(id *identity) keyprovider.Provider) *providertest.Env {
+	id := w.newIdentity(t)
+	vaultName := w.newVault(t)
+	assignment := w.grant(t, id, vaultName)
+	keyName := func(id string) string { return id[strings.LastIndex(id, "/")+1:] }
+	n := 0
+	return &providertest.Env{
+		Provider: newProvider(id),
+		NewKey: func(t *testing.T) string {
+			n++
+			b, err := w.v.CreateKey(w.admin, vaultName, "key"+string(rune('a'+n)), vault.CreateKeyParams{Type: keyhold.KeyTypeRSA, Size: 2048})
+			if err != nil {
+				t.Fatalf("CreateKey: %v", err)
+			}
+			return strings.TrimSuffix(b.KID, "/"+b.Version.Version)
+		},
+		Rotate: func(t *testing.T, keyID string) {
+			if _, err := w.v.RotateKey(w.admin, vaultName, keyName(keyID)); err != nil {
+				t.Fatalf("RotateKey: %v", err)
+			}
+		},
+		Disable: func(t *testing.T, keyID string) {
+			if _, err := w.v.UpdateKey(w.admin, vaultName, keyName(keyID), "", vault.KeyAttributes{Enabled: to.Ptr(false)}, nil, nil); err != nil {
+				t.Fatalf("UpdateKey: %v", err)
+			}
+		},
+		Revoke: func(t *testing.T) {
+			w.update(t, func(tx keyhold.Tx) error { return tx.DeleteRoleAssignment(context.Background(), assignment) })
+		},
+	}
+}
+
+func TestBuiltin(t *testing.T) {
+	w := newWorld(t)
+	providertest.Run(t, func(t *testing.T) *providertest.Env {
+		return envFor(t, w, func(id *identity) keyprovider.Provider { return keyprovider.NewBuiltin(w.v, &id.Identity) })
+	})
+}
+
+func TestAzure(t *testing.T) {
+	w := newWorld(t)
+	providertest.Run(t, func(t *testing.T) *providertest.Env {
+		return envFor(t, w, func(id *identity) keyprovider.Provider { return w.azureProvider(t, id) })
+	})
+}
+
+// azureProvider is an Azure provider signed in as id through the token
+// endpoint.
+func (w *world) azureProvider(t testing.TB, id *identity) *keyprovider.Azure {
+	t.Helper()
+	c, err := khttp.NewClient(w.url, w.ca, id.TenantID, id.AppID, id.secret)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(c.HTTPClient().CloseIdleConnections)
+	return keyprovider.NewAzure(khttp.NewCredential(c), w.azureOptions(c))
+}
+
+// TestAzureUnavailable: a vault that does not answer is a transient fault,
+// not a revocation.
+func TestAzureUnavailable(t *testing.T) {
+	w := newWorld(t)
+	e := envFor(t, w, func(id *identity) keyprovider.Provider { return w.azureProvider(t, id) })
+	keyID := e.NewKey(t)
+	if err := e.Provider.Probe(context.Background(), keyID); err != nil {
+		t.Fatalf("Probe: %v", err)
+	}
+	w.srv.Close()
+	for _, err := range []error{
+		e.Provider.Probe(context.Background(), keyID),
+		func() error { _, _, err := e.Provider.Wrap(context.Background(), keyID, make([]byte, 32)); return err }(),
+	} {
+		if code := keyhold.ErrorCode(err); code != keyhold.CodeKeyVaultUnavailable {
+			t.Fatalf("error with the vault down = %s (%v), want %s", code, err, keyhold.CodeKeyVaultUnavailable)
+		}
+	}
+}
+
+func TestParseKeyID(t *testing.T) {
+	const ver = "0123456789abcdef0123456789abcdef"
+	tests := []struct {
+		name, kid              string
+		vaultURL, key, version string
+		bad                    bool
+	}{
+		{name: "keyhold versioned", kid: "https://127.0.0.1:8443/vaults/kv1/keys/k1/" + ver, vaultURL: "https://127.0.0.1:8443/vaults/kv1", key: "k1", version: ver},
+		{name: "keyhold unversioned", kid: "https://h/vaults/kv1/keys/k1", vaultURL: "https://h/vaults/kv1", key: "k1"},
+		{name: "azure versioned", kid: "https://kv1.vault.azure.net/keys/k1/" + ver, vaultURL: "https://kv1.vault.azure.net", key: "k1", version: ver},
+		{name: "azure unversioned, trailing slash", kid: "https://kv1.vault.azure.net/keys/k1/", vaultURL: "https://kv1.vault.azure.net", key: "k1"},
+		{name: "key named keys", kid: "https://h/vaults/v/keys/keys/" + ver, vaultURL: "https://h/vaults/v", key: "keys", version: ver},
+		{name: "http", kid: "http://h/keys/k1", bad: true},
+		{name: "no keys segment", kid: "https://h/vaults/v/secrets/s", bad: true},
+		{name: "query", kid: "https://h/keys/k1?x=1", bad: true},
+		{name: "not a URL", kid: "k1", bad: true},
+		{name: "version not hex", kid: "https://h/keys/k1/v2/zz", bad: true},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			u, k, v, err := keyprovider.ParseKeyID(tt.kid)
+			if tt.bad {
+				if keyhold.ErrorCode(err) != keyhold.CodeBadParameter {
+					t.Fatalf("ParseKeyID(%q) = %q %q %q, %v; want BadParameter", tt.kid, u, k, v, err)
+				}
+				return
+			}
+			if err != nil || u != tt.vaultURL || k != tt.key || v != tt.version {
+				t.Fatalf("ParseKeyID(%q) = %q %q %q, %v; want %q %q %q", tt.kid, u, k, v, err, tt.vaultURL, tt.key, tt.version)
+			}
+		})
+	}
+}

@@ -1,0 +1,968 @@
+package vault
+
+import (
+	"context"
+	"crypto/rsa"
+	"errors"
+	"fmt"
+	"math/big"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/keyhold/keyhold"
+	"github.com/keyhold/keyhold/crypt"
+)
+
+// The data plane: Azure Key Vault's key operations.
+
+// KeyAttributes are the settable attributes of a key version; nil: unchanged.
+type KeyAttributes struct {
+	Enabled   *bool
+	NotBefore *time.Time
+	Expires   *time.Time
+}
+
+// CreateKeyParams are the parameters of CreateKey.
+type CreateKeyParams struct {
+	Type       string // RSA or RSA-HSM
+	Size       int    // 2048, 3072 or 4096; 0 means 2048
+	KeyOps     []string
+	Attributes KeyAttributes
+	Tags       map[string]string
+}
+
+// JSONWebKey is an RSA key in JWK form (raw bytes; base64url is the HTTP
+// layer's business). D and the CRT values are present only on import.
+type JSONWebKey struct {
+	Kty                 string
+	N, E                []byte
+	D, P, Q, DP, DQ, QI []byte
+	KeyOps              []string
+}
+
+// KeyBundle is a key version as the data plane answers it. Version never
+// carries Material.
+type KeyBundle struct {
+	Key     *keyhold.Key
+	Version *keyhold.KeyVersion
+	KID     string
+	// RecoveryID is set for deleted keys: VaultURI/deletedkeys/{name}.
+	RecoveryID string
+}
+
+// DefaultKeySize is the size of an RSA key created without one.
+const DefaultKeySize = 2048
+
+// Key operations (JSON Web Key "key_ops"), as Key Vault spells them.
+const (
+	KeyOpEncrypt   = "encrypt"
+	KeyOpDecrypt   = "decrypt"
+	KeyOpSign      = "sign"
+	KeyOpVerify    = "verify"
+	KeyOpWrapKey   = "wrapKey"
+	KeyOpUnwrapKey = "unwrapKey"
+	KeyOpImport    = "import"
+	KeyOpExport    = "export"
+)
+
+// DefaultKeyOps are the operations of an RSA key created or imported
+// without key_ops, as Key Vault gives them.
+var DefaultKeyOps = []string{KeyOpEncrypt, KeyOpDecrypt, KeyOpSign, KeyOpVerify, KeyOpWrapKey, KeyOpUnwrapKey}
+
+var allKeyOps = []string{KeyOpEncrypt, KeyOpDecrypt, KeyOpSign, KeyOpVerify, KeyOpWrapKey, KeyOpUnwrapKey, KeyOpImport, KeyOpExport}
+
+// errNoHSM answers a request for an RSA-HSM key on a server without a
+// token.
+var errNoHSM = keyhold.Errorf(keyhold.CodeNotSupported,
+	"RSA-HSM keys live in a PKCS#11 token and this server has none: start the server with a PKCS#11 token configured (module, token label and PIN), or use key type RSA")
+
+// keyOp runs a data-plane operation on a key as an audited call whose
+// target is the key's id (the version's once fn knows it).
+func (s *Service) keyOp(ctx context.Context, op *operation, vaultName, name string, fn func(c *call) error) error {
+	return s.do(ctx, op.Audit, s.KeyID(vaultName, name, ""), func(c *call) error {
+		if err := validKeyName(name); err != nil {
+			return err
+		}
+		return fn(c)
+	})
+}
+
+func keyNotFound(name, version string) *keyhold.Error {
+	if version != "" {
+		name += "/" + version
+	}
+	return keyhold.Errorf(keyhold.CodeKeyNotFound,
+		"A key with (name/id) %s was not found in this key vault. If you recently deleted this key you may be able to recover it using the correct recovery command.", name)
+}
+
+// liveKey loads a key that is not deleted, or returns CodeKeyNotFound.
+func liveKey(ctx context.Context, tx keyhold.Tx, vaultName, name string) (*keyhold.Key, error) {
+	k, err := tx.Key(ctx, vaultName, name)
+	if err == nil && k.Deleted() {
+		err = keyhold.Errorf(keyhold.CodeNotFound, "deleted")
+	}
+	if codeIs(err, keyhold.CodeNotFound) {
+		return nil, keyNotFound(name, "")
+	}
+	return k, err
+}
+
+// deletedKey loads a soft-deleted key, or returns CodeKeyNotFound.
+func deletedKey(ctx context.Context, tx keyhold.Tx, vaultName, name string) (*keyhold.Key, error) {
+	k, err := tx.Key(ctx, vaultName, name)
+	if err == nil && !k.Deleted() {
+		err = keyhold.Errorf(keyhold.CodeNotFound, "not deleted")
+	}
+	if codeIs(err, keyhold.CodeNotFound) {
+		return nil, keyhold.Errorf(keyhold.CodeKeyNotFound, "Deleted Key not found: there is no deleted key named %s in this key vault.", name)
+	}
+	return k, err
+}
+
+// keyVersion loads a version of k ("" = the current one), or returns
+// CodeKeyNotFound.
+func keyVersion(ctx context.Context, tx keyhold.Tx, k *keyhold.Key, version string) (*keyhold.KeyVersion, error) {
+	if version == "" {
+		version = k.CurrentVersion
+	}
+	kv, err := tx.KeyVersion(ctx, k.VaultName, k.Name, version)
+	if codeIs(err, keyhold.CodeNotFound) {
+		return nil, keyNotFound(k.Name, version)
+	}
+	return kv, err
+}
+
+// refuseDeleted refuses to reuse the name of a soft-deleted key.
+func refuseDeleted(ctx context.Context, tx keyhold.Tx, vaultName, name string) error {
+	k, err := tx.Key(ctx, vaultName, name)
+	if codeIs(err, keyhold.CodeNotFound) {
+		return nil
+	} else if err != nil {
+		return err
+	}
+	if k.Deleted() {
+		return keyhold.Errorf(keyhold.CodeConflict,
+			"Key %s is currently in a deleted but recoverable state, and its name cannot be reused; in this state, the key can only be recovered or purged.", k.Name)
+	}
+	return nil
+}
+
+// bundle answers a version of k, without its material.
+func (s *Service) bundle(k *keyhold.Key, kv *keyhold.KeyVersion) *KeyBundle {
+	v := *kv
+	v.Material = nil
+	v.KeyOps = slices.Clone(kv.KeyOps)
+	b := &KeyBundle{Key: k, Version: &v, KID: s.KeyID(k.VaultName, k.Name, kv.Version)}
+	if k.Deleted() {
+		b.RecoveryID = s.VaultURI(k.VaultName) + "/deletedkeys/" + k.Name
+	}
+	return b
+}
+
+// keyType checks a key type and says whether it lives in the token.
+func keyType(kty string) (string, error) {
+	switch {
+	case strings.EqualFold(kty, keyhold.KeyTypeRSA), kty == "":
+		return keyhold.KeyTypeRSA, nil
+	case strings.EqualFold(kty, keyhold.KeyTypeRSAHSM):
+		return keyhold.KeyTypeRSAHSM, nil
+	}
+	return "", keyhold.Errorf(keyhold.CodeBadParameter, "key type (kty) %q is not supported: use RSA or RSA-HSM", kty)
+}
+
+// normKeyOps checks key operations and spells them as Key Vault does;
+// none gives DefaultKeyOps.
+func normKeyOps(ops []string) ([]string, error) {
+	if len(ops) == 0 {
+		return slices.Clone(DefaultKeyOps), nil
+	}
+	out := []string{}
+	for _, op := range ops {
+		i := slices.IndexFunc(allKeyOps, func(o string) bool { return strings.EqualFold(o, op) })
+		if i < 0 {
+			return nil, keyhold.Errorf(keyhold.CodeBadParameter, "key operation %q is not valid: use any of %s", op, strings.Join(allKeyOps, ", "))
+		}
+		if !slices.Contains(out, allKeyOps[i]) {
+			out = append(out, allKeyOps[i])
+		}
+	}
+	return out, nil
+}
+
+// applyAttributes sets the attributes a gives on kv and checks that nbf
+// comes before exp.
+func applyAttributes(kv *keyhold.KeyVersion, a KeyAttributes) error {
+	if a.Enabled != nil {
+		kv.Enabled = *a.Enabled
+	}
+	if a.NotBefore != nil {
+		kv.NotBefore = utcOrZero(*a.NotBefore)
+	}
+	if a.Expires != nil {
+		kv.Expires = utcOrZero(*a.Expires)
+	}
+	if !kv.NotBefore.IsZero() && !kv.Expires.IsZero() && !kv.NotBefore.Before(kv.Expires) {
+		return keyhold.Errorf(keyhold.CodeBadParameter, "the key's nbf (%s) must come before its exp (%s)",
+			kv.NotBefore.Format(time.RFC3339), kv.Expires.Format(time.RFC3339))
+	}
+	return nil
+}
+
+func utcOrZero(t time.Time) time.Time {
+	if t.IsZero() {
+		return t
+	}
+	return t.UTC()
+}
+
+// tokenLabel is the CKA_LABEL of a version's token object.
+func tokenLabel(vault, name, version string) string {
+	return "keyhold/" + strings.ToLower(vault) + "/" + strings.ToLower(name) + "/" + version
+}
+
+// generateRSAKey makes software RSA keys. It is a variable only so that
+// tests can hand out pregenerated keys instead of waiting for new ones.
+var generateRSAKey = crypt.GenerateRSAKey
+
+// newMaterial makes a version's key: in the token for RSA-HSM, else in
+// process, sealed under the master key for the version.
+func (s *Service) newMaterial(kty string, size int, vault, name, version string) ([]byte, *rsa.PublicKey, error) {
+	if kty == keyhold.KeyTypeRSAHSM {
+		if s.hsm == nil {
+			return nil, nil, errNoHSM
+		}
+		return s.hsm.generate(size, tokenLabel(vault, name, version))
+	}
+	k, err := generateRSAKey(size)
+	if err != nil {
+		return nil, nil, err
+	}
+	sealed, err := crypt.SealRSAKey(s.master, crypt.RSAKeyPurpose(vault, name, version), k)
+	if err != nil {
+		return nil, nil, err
+	}
+	return sealed, &k.PublicKey, nil
+}
+
+// destroyTokenObjects removes token objects whose records are gone. A
+// failure leaves an orphan object in the token, which is logged: the data
+// is already unreachable through the vault.
+func (s *Service) destroyTokenObjects(objs [][]byte) {
+	for _, m := range objs {
+		if s.hsm == nil {
+			s.log.Warn("vault: an RSA-HSM key was purged but this server has no PKCS#11 token to remove it from", "object", string(m))
+			continue
+		}
+		if err := s.hsm.destroy(m); err != nil {
+			s.log.Error("vault: removing a purged key from the PKCS#11 token failed", "object", string(m), "err", err)
+		}
+	}
+}
+
+// keyTokenObjects returns the token objects of k's RSA-HSM versions.
+func keyTokenObjects(ctx context.Context, tx keyhold.Tx, k *keyhold.Key) ([][]byte, error) {
+	vs, err := tx.ListKeyVersions(ctx, k.VaultName, k.Name)
+	if err != nil {
+		return nil, err
+	}
+	var objs [][]byte
+	for _, v := range vs {
+		if v.Type == keyhold.KeyTypeRSAHSM {
+			objs = append(objs, v.Material)
+		}
+	}
+	return objs, nil
+}
+
+// addVersion stores a new current version of the key named name in vault
+// v (creating the key), in tx. The caller has checked the name is free
+// of a deleted key.
+func (s *Service) addVersion(ctx context.Context, tx keyhold.Tx, v *keyhold.Vault, name string, kv *keyhold.KeyVersion, tags map[string]string) (*keyhold.Key, error) {
+	k, err := tx.Key(ctx, v.Name, name)
+	switch {
+	case codeIs(err, keyhold.CodeNotFound):
+		k = &keyhold.Key{VaultName: v.Name, Name: name, CreatedAt: kv.CreatedAt}
+	case err != nil:
+		return nil, err
+	case k.Deleted():
+		return nil, refuseDeleted(ctx, tx, v.Name, name)
+	}
+	k.Type, k.Size, k.CurrentVersion, k.UpdatedAt = kv.Type, kv.Size, kv.Version, kv.CreatedAt
+	if tags != nil {
+		k.Tags = tags
+	}
+	kv.VaultName, kv.Name = k.VaultName, k.Name
+	if err := tx.PutKey(ctx, k); err != nil {
+		return nil, err
+	}
+	if err := tx.PutKeyVersion(ctx, kv); err != nil {
+		return nil, err
+	}
+	return k, nil
+}
+
+// CreateKey creates a key, or a new version of an existing one. Type is
+// RSA or RSA-HSM (which needs the server's PKCS#11 token: CodeNotSupported
+// without one), Size 2048, 3072 or 4096. A name held by a deleted key is
+// CodeConflict.
+func (s *Service) CreateKey(ctx context.Context, vault, name string, p CreateKeyParams) (*KeyBundle, error) {
+	var out *KeyBundle
+	err := s.keyOp(ctx, opCreateKey, vault, name, func(c *call) error {
+		kty, err := keyType(p.Type)
+		if err != nil {
+			return err
+		}
+		size := p.Size
+		if size == 0 {
+			size = DefaultKeySize
+		}
+		if !crypt.ValidRSASize(size) {
+			return keyhold.Errorf(keyhold.CodeBadParameter, "key size %d is not supported: use 2048, 3072 or 4096", size)
+		}
+		ops, err := normKeyOps(p.KeyOps)
+		if err != nil {
+			return err
+		}
+		kv := &keyhold.KeyVersion{Type: kty, Size: size, KeyOps: ops, Enabled: true}
+		if err := applyAttributes(kv, p.Attributes); err != nil {
+			return err
+		}
+		if kty == keyhold.KeyTypeRSAHSM && s.hsm == nil {
+			return errNoHSM
+		}
+		// Authorize before the slow key generation, and again in the
+		// transaction that stores the key.
+		if err := s.store.View(ctx, func(tx keyhold.Tx) error {
+			v, err := s.authorize(ctx, tx, c, opCreateKey, vault, name)
+			if err != nil {
+				return err
+			}
+			return refuseDeleted(ctx, tx, v.Name, name)
+		}); err != nil {
+			return err
+		}
+		kv.Version = newVersion()
+		material, pub, err := s.newMaterial(kty, size, vault, name, kv.Version)
+		if err != nil {
+			return err
+		}
+		kv.N, kv.E, kv.Material = pub.N.Bytes(), pub.E, material
+		return s.storeNewKey(ctx, c, opCreateKey, vault, name, kv, p.Tags, &out)
+	})
+	return out, err
+}
+
+// storeNewKey stores kv as the new current version of a key, audited in
+// the same transaction; if that fails, a token object made for it is
+// removed again.
+func (s *Service) storeNewKey(ctx context.Context, c *call, op *operation, vault, name string, kv *keyhold.KeyVersion, tags map[string]string, out **KeyBundle) error {
+	err := s.store.Update(ctx, func(tx keyhold.Tx) error {
+		v, err := s.authorize(ctx, tx, c, op, vault, name)
+		if err != nil {
+			return err
+		}
+		now := s.now()
+		kv.CreatedAt, kv.UpdatedAt = now, now
+		k, err := s.addVersion(ctx, tx, v, name, kv, tags)
+		if err != nil {
+			return err
+		}
+		*out = s.bundle(k, kv)
+		c.target = (*out).KID
+		return c.record(ctx, tx, now)
+	})
+	if err != nil && kv.Type == keyhold.KeyTypeRSAHSM {
+		s.destroyTokenObjects([][]byte{kv.Material})
+	}
+	return err
+}
+
+// ImportKey imports an RSA private key as a new version (into the token
+// when hsm is true, or jwk.Kty is RSA-HSM). The key must be 2048, 3072 or
+// 4096 bits and carry n, e, d, p and q; anything else is CodeBadParameter.
+func (s *Service) ImportKey(ctx context.Context, vault, name string, jwk JSONWebKey, hsm bool, attrs KeyAttributes, tags map[string]string) (*KeyBundle, error) {
+	var out *KeyBundle
+	err := s.keyOp(ctx, opImportKey, vault, name, func(c *call) error {
+		kty, err := keyType(jwk.Kty)
+		if err != nil {
+			return err
+		}
+		if hsm {
+			kty = keyhold.KeyTypeRSAHSM
+		}
+		priv, err := crypt.RSAKeyFromComponents(jwk.N, jwk.E, jwk.D, jwk.P, jwk.Q, jwk.DP, jwk.DQ, jwk.QI)
+		if err != nil {
+			return keyhold.Errorf(keyhold.CodeBadParameter, "the JSON web key can't be imported: %s", strings.TrimPrefix(err.Error(), "crypt: "))
+		}
+		ops, err := normKeyOps(jwk.KeyOps)
+		if err != nil {
+			return err
+		}
+		kv := &keyhold.KeyVersion{Type: kty, Size: priv.N.BitLen(), KeyOps: ops, Enabled: true, N: priv.N.Bytes(), E: priv.E}
+		if err := applyAttributes(kv, attrs); err != nil {
+			return err
+		}
+		if kty == keyhold.KeyTypeRSAHSM && s.hsm == nil {
+			return errNoHSM
+		}
+		if err := s.store.View(ctx, func(tx keyhold.Tx) error {
+			v, err := s.authorize(ctx, tx, c, opImportKey, vault, name)
+			if err != nil {
+				return err
+			}
+			return refuseDeleted(ctx, tx, v.Name, name)
+		}); err != nil {
+			return err
+		}
+		kv.Version = newVersion()
+		if kty == keyhold.KeyTypeRSAHSM {
+			kv.Material, err = s.hsm.importKey(priv, tokenLabel(vault, name, kv.Version))
+		} else {
+			kv.Material, err = crypt.SealRSAKey(s.master, crypt.RSAKeyPurpose(vault, name, kv.Version), priv)
+		}
+		if err != nil {
+			return err
+		}
+		return s.storeNewKey(ctx, c, opImportKey, vault, name, kv, tags, &out)
+	})
+	return out, err
+}
+
+// GetKey returns a key version ("" = current) with its public part.
+func (s *Service) GetKey(ctx context.Context, vault, name, version string) (*KeyBundle, error) {
+	var out *KeyBundle
+	err := s.keyOp(ctx, opGetKey, vault, name, func(c *call) error {
+		return s.store.View(ctx, func(tx keyhold.Tx) error {
+			v, err := s.authorize(ctx, tx, c, opGetKey, vault, name)
+			if err != nil {
+				return err
+			}
+			k, err := liveKey(ctx, tx, v.Name, name)
+			if err != nil {
+				return err
+			}
+			kv, err := keyVersion(ctx, tx, k, version)
+			if err != nil {
+				return err
+			}
+			out = s.bundle(k, kv)
+			c.target = out.KID
+			return nil
+		})
+	})
+	return out, err
+}
+
+// ListKeys lists the live keys of a vault (current versions), by name.
+func (s *Service) ListKeys(ctx context.Context, vault string) ([]*KeyBundle, error) {
+	return s.listKeys(ctx, opListKeys, vault, false)
+}
+
+// ListDeletedKeys lists a vault's soft-deleted keys, by name.
+func (s *Service) ListDeletedKeys(ctx context.Context, vault string) ([]*KeyBundle, error) {
+	return s.listKeys(ctx, opListDeletedKeys, vault, true)
+}
+
+func (s *Service) listKeys(ctx context.Context, op *operation, vault string, deleted bool) ([]*KeyBundle, error) {
+	out := []*KeyBundle{}
+	err := s.do(ctx, op.Audit, s.VaultURI(vault), func(c *call) error {
+		return s.store.View(ctx, func(tx keyhold.Tx) error {
+			v, err := s.authorize(ctx, tx, c, op, vault, "")
+			if err != nil {
+				return err
+			}
+			ks, err := tx.ListKeys(ctx, v.Name, deleted)
+			if err != nil {
+				return err
+			}
+			for _, k := range ks {
+				kv, err := keyVersion(ctx, tx, k, "")
+				if err != nil {
+					return err
+				}
+				out = append(out, s.bundle(k, kv))
+			}
+			return nil
+		})
+	})
+	return out, err
+}
+
+// ListKeyVersions lists a key's versions, oldest first.
+func (s *Service) ListKeyVersions(ctx context.Context, vault, name string) ([]*KeyBundle, error) {
+	out := []*KeyBundle{}
+	err := s.keyOp(ctx, opListKeyVersions, vault, name, func(c *call) error {
+		return s.store.View(ctx, func(tx keyhold.Tx) error {
+			v, err := s.authorize(ctx, tx, c, opListKeyVersions, vault, name)
+			if err != nil {
+				return err
+			}
+			k, err := liveKey(ctx, tx, v.Name, name)
+			if err != nil {
+				return err
+			}
+			vs, err := tx.ListKeyVersions(ctx, k.VaultName, k.Name)
+			if err != nil {
+				return err
+			}
+			for _, kv := range vs {
+				out = append(out, s.bundle(k, kv))
+			}
+			return nil
+		})
+	})
+	return out, err
+}
+
+// UpdateKey changes a version's ("" = current) attributes, operations or
+// tags (nil: unchanged). Tags belong to the key.
+func (s *Service) UpdateKey(ctx context.Context, vault, name, version string, attrs KeyAttributes, keyOps []string, tags map[string]string) (*KeyBundle, error) {
+	var out *KeyBundle
+	err := s.keyOp(ctx, opUpdateKey, vault, name, func(c *call) error {
+		var ops []string
+		if keyOps != nil {
+			var err error
+			if ops, err = normKeyOps(keyOps); err != nil {
+				return err
+			}
+		}
+		return s.store.Update(ctx, func(tx keyhold.Tx) error {
+			v, err := s.authorize(ctx, tx, c, opUpdateKey, vault, name)
+			if err != nil {
+				return err
+			}
+			k, err := liveKey(ctx, tx, v.Name, name)
+			if err != nil {
+				return err
+			}
+			kv, err := keyVersion(ctx, tx, k, version)
+			if err != nil {
+				return err
+			}
+			c.target = s.KeyID(k.VaultName, k.Name, kv.Version)
+			if err := applyAttributes(kv, attrs); err != nil {
+				return err
+			}
+			if ops != nil {
+				kv.KeyOps = ops
+			}
+			now := s.now()
+			kv.UpdatedAt, k.UpdatedAt = now, now
+			if tags != nil {
+				k.Tags = tags
+			}
+			if err := tx.PutKeyVersion(ctx, kv); err != nil {
+				return err
+			}
+			if err := tx.PutKey(ctx, k); err != nil {
+				return err
+			}
+			c.detail = fmt.Sprintf("enabled=%t", kv.Enabled)
+			out = s.bundle(k, kv)
+			return c.record(ctx, tx, now)
+		})
+	})
+	return out, err
+}
+
+// usable checks that kv may serve op at now: it must be enabled, and for
+// wrapKey within its nbf and exp (unwrapKey ignores them, as Key Vault
+// does, so that wrapped data is never locked out by a date), and list op
+// in its key_ops.
+func usable(kv *keyhold.KeyVersion, op *operation, now time.Time) error {
+	refuse := func(inner, format string, args ...any) error {
+		return &keyhold.Error{Code: keyhold.CodeForbidden, Inner: inner, Message: fmt.Sprintf(format, args...)}
+	}
+	if !kv.Enabled {
+		return refuse(keyhold.InnerKeyDisabled, "Operation %s is not allowed on a disabled key. Enable version %s of key %s to use it.", op.Name, kv.Version, kv.Name)
+	}
+	if op == opWrapKey {
+		if !kv.NotBefore.IsZero() && now.Before(kv.NotBefore) {
+			return refuse(keyhold.InnerKeyDisabled, "Operation %s is not allowed on a key that is not yet valid: version %s of key %s is valid from %s.",
+				op.Name, kv.Version, kv.Name, kv.NotBefore.Format(time.RFC3339))
+		}
+		if !kv.Expires.IsZero() && !now.Before(kv.Expires) {
+			return refuse(keyhold.InnerKeyDisabled, "Operation %s is not allowed on an expired key: version %s of key %s expired at %s. Rotate the key or update its exp.",
+				op.Name, kv.Version, kv.Name, kv.Expires.Format(time.RFC3339))
+		}
+	}
+	if !slices.Contains(kv.KeyOps, op.Name) {
+		return refuse(InnerKeyOperationForbidden, "Operation %s is not permitted on this key: version %s of key %s allows %s.",
+			op.Name, kv.Version, kv.Name, strings.Join(kv.KeyOps, ", "))
+	}
+	return nil
+}
+
+// cryptoKey loads, for wrapKey or unwrapKey, the version to use after
+// authorizing the caller, and checks it may serve op and alg.
+func (s *Service) cryptoKey(ctx context.Context, c *call, op *operation, vault, name, version, alg string) (*keyhold.KeyVersion, error) {
+	var kv *keyhold.KeyVersion
+	err := s.store.View(ctx, func(tx keyhold.Tx) error {
+		v, err := s.authorize(ctx, tx, c, op, vault, name)
+		if err != nil {
+			return err
+		}
+		k, err := liveKey(ctx, tx, v.Name, name)
+		if err != nil {
+			return err
+		}
+		kv, err = keyVersion(ctx, tx, k, version)
+		return err
+	})
+	if err != nil {
+		return nil, err
+	}
+	c.target = s.KeyID(kv.VaultName, kv.Name, kv.Version)
+	c.detail = "alg=" + alg
+	if err := usable(kv, op, s.now()); err != nil {
+		return nil, err
+	}
+	if _, err := crypt.OAEPHash(alg); err != nil {
+		return nil, keyhold.Errorf(keyhold.CodeBadParameter, "algorithm %q is not supported for %s: use %s or %s", alg, op.Name, crypt.AlgRSAOAEP, crypt.AlgRSAOAEP256)
+	}
+	return kv, nil
+}
+
+func publicKey(kv *keyhold.KeyVersion) *rsa.PublicKey {
+	return &rsa.PublicKey{N: new(big.Int).SetBytes(kv.N), E: kv.E}
+}
+
+// WrapKey encrypts value with RSA-OAEP ("RSA-OAEP") or RSA-OAEP-256 under
+// a key version ("" = current) and returns the versioned kid used. A value
+// longer than the key and algorithm allow (k - 2·hLen - 2 bytes) is
+// CodeBadParameter; a disabled version, or one outside its nbf and exp,
+// is refused (Forbidden, KeyDisabled).
+func (s *Service) WrapKey(ctx context.Context, vault, name, version, alg string, value []byte) (kid string, result []byte, err error) {
+	err = s.keyOp(ctx, opWrapKey, vault, name, func(c *call) error {
+		kv, err := s.cryptoKey(ctx, c, opWrapKey, vault, name, version, alg)
+		if err != nil {
+			return err
+		}
+		if max, _ := crypt.OAEPMaxPlaintext(kv.Size, alg); len(value) > max {
+			return keyhold.Errorf(keyhold.CodeBadParameter, "the value is %d bytes long: %s under a %d-bit key wraps at most %d bytes", len(value), alg, kv.Size, max)
+		}
+		result, err = crypt.WrapOAEP(publicKey(kv), alg, value)
+		if err != nil {
+			return err
+		}
+		kid = c.target
+		return nil
+	})
+	if err != nil {
+		return "", nil, err
+	}
+	return kid, result, nil
+}
+
+// UnwrapKey decrypts what WrapKey produced, with exactly the version named
+// ("" = current). A disabled version refuses (Forbidden, KeyDisabled); a
+// value that does not decrypt under it with alg is CodeBadParameter.
+func (s *Service) UnwrapKey(ctx context.Context, vault, name, version, alg string, value []byte) (kid string, result []byte, err error) {
+	err = s.keyOp(ctx, opUnwrapKey, vault, name, func(c *call) error {
+		kv, err := s.cryptoKey(ctx, c, opUnwrapKey, vault, name, version, alg)
+		if err != nil {
+			return err
+		}
+		result, err = s.decrypt(kv, alg, value)
+		var ke *keyhold.Error
+		if errors.Is(err, crypt.ErrDecrypt) && !errors.As(err, &ke) {
+			return keyhold.Errorf(keyhold.CodeBadParameter,
+				"the value does not decrypt under version %s of key %s with %s: unwrap with the kid and algorithm that wrapped it", kv.Version, kv.Name, alg)
+		}
+		if err != nil {
+			return err
+		}
+		kid = c.target
+		return nil
+	})
+	if err != nil {
+		return "", nil, err
+	}
+	return kid, result, nil
+}
+
+// decrypt runs the private-key operation of kv: in the token for RSA-HSM,
+// else with the key opened from its sealed material (or the cache of
+// opened keys). A ciphertext that
+// does not decrypt returns an error wrapping crypt.ErrDecrypt.
+func (s *Service) decrypt(kv *keyhold.KeyVersion, alg string, ct []byte) ([]byte, error) {
+	if kv.Type == keyhold.KeyTypeRSAHSM {
+		if s.hsm == nil {
+			return nil, keyhold.Errorf(keyhold.CodeServiceUnavailable,
+				"key %s is an RSA-HSM key and this server has no PKCS#11 token: start the server with its PKCS#11 token configured", kv.Name)
+		}
+		return s.hsm.unwrap(kv.Material, alg, (kv.Size+7)/8, ct)
+	}
+	priv, ok := s.keys.get(kv)
+	if !ok {
+		var err error
+		priv, err = crypt.OpenRSAKey(s.master, crypt.RSAKeyPurpose(kv.VaultName, kv.Name, kv.Version), kv.Material)
+		if err != nil {
+			// The stored key doesn't open: a wrong master key or a
+			// damaged row, never the caller's fault.
+			return nil, keyhold.Errorf(keyhold.CodeInternal, "the private key of version %s of key %s can't be opened", kv.Version, kv.Name).WithCause(err)
+		}
+		s.keys.put(kv, priv)
+	}
+	return crypt.UnwrapOAEP(priv, alg, ct)
+}
+
+// RotateKey creates a new version with the same type, size and operations,
+// expiring after the rotation policy's expiryTime if it sets one.
+func (s *Service) RotateKey(ctx context.Context, vault, name string) (*KeyBundle, error) {
+	var out *KeyBundle
+	err := s.keyOp(ctx, opRotateKey, vault, name, func(c *call) error {
+		var cur *keyhold.KeyVersion
+		var k *keyhold.Key
+		if err := s.store.View(ctx, func(tx keyhold.Tx) error {
+			v, err := s.authorize(ctx, tx, c, opRotateKey, vault, name)
+			if err != nil {
+				return err
+			}
+			if k, err = liveKey(ctx, tx, v.Name, name); err != nil {
+				return err
+			}
+			cur, err = keyVersion(ctx, tx, k, "")
+			return err
+		}); err != nil {
+			return err
+		}
+		kv, err := s.rotated(k, cur)
+		if err != nil {
+			return err
+		}
+		return s.storeNewKey(ctx, c, opRotateKey, vault, name, kv, nil, &out)
+	})
+	return out, err
+}
+
+// rotated makes the next version of k after cur: same type, size and
+// operations, enabled, expiring per k's rotation policy.
+func (s *Service) rotated(k *keyhold.Key, cur *keyhold.KeyVersion) (*keyhold.KeyVersion, error) {
+	kv := &keyhold.KeyVersion{Type: cur.Type, Size: cur.Size, KeyOps: slices.Clone(cur.KeyOps), Enabled: true, Version: newVersion()}
+	if p := k.RotationPolicy; p != nil && p.ExpiryTime != "" {
+		d, err := ParseDuration(p.ExpiryTime)
+		if err != nil {
+			return nil, err
+		}
+		kv.Expires = d.AddTo(s.now())
+	}
+	material, pub, err := s.newMaterial(cur.Type, cur.Size, k.VaultName, k.Name, kv.Version)
+	if err != nil {
+		return nil, err
+	}
+	kv.N, kv.E, kv.Material = pub.N.Bytes(), pub.E, material
+	return kv, nil
+}
+
+// DeleteKey soft-deletes a key; the bundle carries its deleted dates. It
+// stays recoverable until ScheduledPurgeAt, the deletion date plus the
+// vault's retention.
+func (s *Service) DeleteKey(ctx context.Context, vault, name string) (*KeyBundle, error) {
+	var out *KeyBundle
+	err := s.keyOp(ctx, opDeleteKey, vault, name, func(c *call) error {
+		return s.store.Update(ctx, func(tx keyhold.Tx) error {
+			v, err := s.authorize(ctx, tx, c, opDeleteKey, vault, name)
+			if err != nil {
+				return err
+			}
+			k, err := liveKey(ctx, tx, v.Name, name)
+			if err != nil {
+				return err
+			}
+			kv, err := keyVersion(ctx, tx, k, "")
+			if err != nil {
+				return err
+			}
+			now := s.now()
+			k.DeletedAt, k.ScheduledPurgeAt, k.UpdatedAt = now, now.AddDate(0, 0, v.SoftDeleteRetentionDays), now
+			if err := tx.PutKey(ctx, k); err != nil {
+				return err
+			}
+			out = s.bundle(k, kv)
+			c.detail = "scheduled purge " + k.ScheduledPurgeAt.Format(time.RFC3339)
+			return c.record(ctx, tx, now)
+		})
+	})
+	return out, err
+}
+
+// GetDeletedKey returns a soft-deleted key (its current version).
+func (s *Service) GetDeletedKey(ctx context.Context, vault, name string) (*KeyBundle, error) {
+	var out *KeyBundle
+	err := s.keyOp(ctx, opGetDeletedKey, vault, name, func(c *call) error {
+		return s.store.View(ctx, func(tx keyhold.Tx) error {
+			v, err := s.authorize(ctx, tx, c, opGetDeletedKey, vault, name)
+			if err != nil {
+				return err
+			}
+			k, err := deletedKey(ctx, tx, v.Name, name)
+			if err != nil {
+				return err
+			}
+			kv, err := keyVersion(ctx, tx, k, "")
+			if err != nil {
+				return err
+			}
+			out = s.bundle(k, kv)
+			return nil
+		})
+	})
+	return out, err
+}
+
+// RecoverDeletedKey undeletes a key, with all its versions.
+func (s *Service) RecoverDeletedKey(ctx context.Context, vault, name string) (*KeyBundle, error) {
+	var out *KeyBundle
+	err := s.keyOp(ctx, opRecoverKey, vault, name, func(c *call) error {
+		return s.store.Update(ctx, func(tx keyhold.Tx) error {
+			v, err := s.authorize(ctx, tx, c, opRecoverKey, vault, name)
+			if err != nil {
+				return err
+			}
+			k, err := deletedKey(ctx, tx, v.Name, name)
+			if err != nil {
+				return err
+			}
+			kv, err := keyVersion(ctx, tx, k, "")
+			if err != nil {
+				return err
+			}
+			now := s.now()
+			k.DeletedAt, k.ScheduledPurgeAt, k.UpdatedAt = time.Time{}, time.Time{}, now
+			if err := tx.PutKey(ctx, k); err != nil {
+				return err
+			}
+			out = s.bundle(k, kv)
+			return c.record(ctx, tx, now)
+		})
+	})
+	return out, err
+}
+
+// PurgeDeletedKey destroys a soft-deleted key and its versions (and their
+// token objects). Refused under purge protection until ScheduledPurgeAt
+// (CodeForbidden).
+func (s *Service) PurgeDeletedKey(ctx context.Context, vault, name string) error {
+	var objs [][]byte
+	err := s.keyOp(ctx, opPurgeKey, vault, name, func(c *call) error {
+		return s.store.Update(ctx, func(tx keyhold.Tx) error {
+			v, err := s.authorize(ctx, tx, c, opPurgeKey, vault, name)
+			if err != nil {
+				return err
+			}
+			k, err := deletedKey(ctx, tx, v.Name, name)
+			if err != nil {
+				return err
+			}
+			now := s.now()
+			if v.EnablePurgeProtection && now.Before(k.ScheduledPurgeAt) {
+				return keyhold.Errorf(keyhold.CodeForbidden,
+					"Operation \"purge\" is not allowed because purge protection is enabled for this vault. Key Vault service will automatically purge key %s at %s, after the retention period has passed.",
+					k.Name, k.ScheduledPurgeAt.Format(time.RFC3339))
+			}
+			if objs, err = keyTokenObjects(ctx, tx, k); err != nil {
+				return err
+			}
+			if err := tx.PurgeKey(ctx, k.VaultName, k.Name); err != nil {
+				return err
+			}
+			return c.record(ctx, tx, now)
+		})
+	})
+	if err == nil {
+		s.destroyTokenObjects(objs)
+	}
+	return err
+}
+
+// PurgeExpired purges soft-deleted vaults and keys past ScheduledPurgeAt,
+// purge protection or not, and returns how many it purged. It keeps going
+// past a failure and returns every error it met.
+func (s *Service) PurgeExpired(ctx context.Context) (int, error) {
+	now := s.now()
+	var vaults, live []*keyhold.Vault
+	err := s.store.View(ctx, func(tx keyhold.Tx) error {
+		var err error
+		if vaults, err = tx.ListVaults(ctx, keyhold.VaultFilter{Deleted: true}); err != nil {
+			return err
+		}
+		live, err = tx.ListVaults(ctx, keyhold.VaultFilter{})
+		return err
+	})
+	if err != nil {
+		return 0, err
+	}
+	n := 0
+	var errs []error
+	for _, v := range vaults {
+		if now.Before(v.ScheduledPurgeAt) {
+			continue
+		}
+		var objs [][]byte
+		purged := false
+		err := s.store.Update(ctx, func(tx keyhold.Tx) error {
+			objs, purged = nil, false
+			cur, err := tx.Vault(ctx, v.Name)
+			if err != nil || !cur.Deleted() || now.Before(cur.ScheduledPurgeAt) {
+				return err // recovered or purged meanwhile
+			}
+			if objs, err = purgeVault(ctx, tx, cur.Name); err != nil {
+				return err
+			}
+			purged = true
+			return s.systemAudit(ctx, tx, cur.TenantID, "vault.purge", cur.ID(), "retention period passed")
+		})
+		if err != nil && !codeIs(err, keyhold.CodeNotFound) {
+			errs = append(errs, fmt.Errorf("purging vault %s: %w", v.Name, err))
+			continue
+		}
+		if err == nil && purged {
+			n++
+			s.destroyTokenObjects(objs)
+		}
+	}
+	for _, v := range live {
+		var keys []*keyhold.Key
+		if err := s.store.View(ctx, func(tx keyhold.Tx) error {
+			var err error
+			keys, err = tx.ListKeys(ctx, v.Name, true)
+			return err
+		}); err != nil {
+			errs = append(errs, err)
+			continue
+		}
+		for _, k := range keys {
+			if now.Before(k.ScheduledPurgeAt) {
+				continue
+			}
+			var objs [][]byte
+			purged := false
+			err := s.store.Update(ctx, func(tx keyhold.Tx) error {
+				objs, purged = nil, false
+				cur, err := tx.Key(ctx, k.VaultName, k.Name)
+				if err != nil || !cur.Deleted() || now.Before(cur.ScheduledPurgeAt) {
+					return err // recovered or purged meanwhile
+				}
+				if objs, err = keyTokenObjects(ctx, tx, cur); err != nil {
+					return err
+				}
+				if err := tx.PurgeKey(ctx, cur.VaultName, cur.Name); err != nil {
+					return err
+				}
+				purged = true
+				return s.systemAudit(ctx, tx, v.TenantID, "key.purge", s.KeyID(cur.VaultName, cur.Name, ""), "retention period passed")
+			})
+			if err != nil && !codeIs(err, keyhold.CodeNotFound) {
+				errs = append(errs, fmt.Errorf("purging key %s of vault %s: %w", k.Name, k.VaultName, err))
+				continue
+			}
+			if err == nil && purged {
+				n++
+				s.destroyTokenObjects(objs)
+			}
+		}
+	}
+	return n, errors.Join(errs...)
+}

@@ -1,0 +1,314 @@
+// Package vault is Keyhold's built-in key vault: the Microsoft.KeyVault
+// vault resource (create, update, soft delete, recover, purge; access
+// policies; network rules) and the Azure Key Vault key operations (create,
+// import, get, list, update, wrap, unwrap, rotate, rotation policy, delete,
+// recover, purge), with every operation authorized by RBAC data actions or
+// access-policy permissions, checked against the vault's network rules, and
+// audited.
+//
+// Private key material never leaves the vault. RSA keys are generated in
+// process and kept sealed under the server's master key; RSA-HSM keys are
+// generated inside a PKCS#11 token (SoftHSM2 in tests) and never exported.
+//
+// # Authorization
+//
+// Control-plane methods (PutVault, GetVault, ListVaults, DeleteVault, the
+// deleted-vault methods, UpdateAccessPolicies) check ARM actions against
+// the caller's role assignments and refuse with CodeAuthorizationFailed.
+// Data-plane methods (the key operations) check, in this order: that the
+// vault exists and is live (CodeVaultNotFound), its network rules against
+// the caller's keyhold.Origin (CodeForbidden, ForbiddenByFirewall), then
+// the caller's RBAC data actions on the key (ForbiddenByRbac) or, on a
+// vault using access policies, the caller's key permissions
+// (AccessDenied), and only then whether the key exists (CodeKeyNotFound),
+// so that a caller without access learns nothing about the keys.
+//
+//	operation            RBAC data action (Microsoft.KeyVault/vaults/…)  access-policy permission
+//	GetKey               keys/read                                       get
+//	ListKeys             keys/read (on the vault)                        list
+//	ListKeyVersions      keys/read                                       list
+//	CreateKey            keys/create/action                              create
+//	ImportKey            keys/import/action                              import
+//	UpdateKey            keys/update/action                              update
+//	WrapKey              keys/wrap/action                                wrapkey
+//	UnwrapKey            keys/unwrap/action                              unwrapkey
+//	RotateKey            keys/rotate/action                              rotate
+//	GetRotationPolicy    keyrotationpolicies/read                        getrotationpolicy
+//	SetRotationPolicy    keyrotationpolicies/write                       setrotationpolicy
+//	DeleteKey            keys/delete                                     delete
+//	GetDeletedKey        keys/read                                       get
+//	ListDeletedKeys      keys/read (on the vault)                        list
+//	RecoverDeletedKey    keys/recover/action                             recover
+//	PurgeDeletedKey      keys/purge/action                               purge
+//
+// The control plane's ARM actions are Microsoft.KeyVault/vaults/write
+// (PutVault, RecoverVault), vaults/read (GetVault, ListVaults),
+// vaults/delete, vaults/accessPolicies/write, deletedVaults/read
+// (ListDeletedVaults), and locations/deletedVaults/read and
+// locations/deletedVaults/purge/action, checked at the deleted vault's id
+// (/subscriptions/{sub}/providers/Microsoft.KeyVault/locations/{location}/deletedVaults/{name}),
+// which only a subscription-wide assignment covers, as in Azure.
+//
+// # Keys
+//
+// A version's nbf and exp bound wrapKey only: as in Key Vault, unwrapKey
+// still works on an expired or not yet valid key, so that data wrapped
+// under a version is never locked out by its dates. A disabled version
+// refuses both (CodeForbidden, KeyDisabled).
+//
+// # Audit
+//
+// Every data-plane call and every control-plane change is appended to the
+// audit log of the vault's tenant, with its result: "Succeeded", or the
+// error code of a refusal. A successful change is audited in the
+// transaction that makes it; a refusal, or a read, in a transaction of its
+// own. An operation whose audit entry can't be written fails.
+//
+// # Time
+//
+// Every date (creation, deletion, scheduled purge, nbf and exp checks,
+// rotation) comes from Config.Clock, so that the 7-, 28- and 90-day rules
+// can be tested without waiting. RunRotation and PurgeExpired do the
+// background work; the server calls them on a ticker.
+package vault
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"log/slog"
+	"strings"
+	"time"
+
+	"github.com/keyhold/keyhold"
+	"github.com/keyhold/keyhold/crypt"
+)
+
+// Config configures a Service.
+type Config struct {
+	Store     keyhold.Store
+	MasterKey *crypt.Key // seals RSA private keys
+	Clock     keyhold.Clock
+	Logger    *slog.Logger
+	// BaseURL is the server's public URL; a vault's URI is BaseURL/vaults/{name}.
+	BaseURL string
+	// HSM configures the PKCS#11 token for RSA-HSM keys; nil: none, and
+	// creating an RSA-HSM key is a clear error.
+	HSM *PKCS11Config
+}
+
+// PKCS11Config names a PKCS#11 module and token.
+type PKCS11Config struct {
+	Module     string // e.g. /usr/lib/softhsm/libsofthsm2.so
+	TokenLabel string
+	PIN        string
+}
+
+// Service is the built-in key vault. Every method takes the caller's
+// keyhold.Identity and keyhold.Origin from ctx. Safe for concurrent use.
+type Service struct {
+	store  keyhold.Store
+	master *crypt.Key
+	clock  keyhold.Clock
+	log    *slog.Logger
+	base   string
+	hsm    *token    // nil: no PKCS#11 token
+	keys   *keyCache // opened software private keys
+}
+
+// New returns a Service. Store and MasterKey are required; the Service
+// keeps its own copy of the master key. With cfg.HSM set it opens and logs
+// in to the token, and fails if it can't.
+func New(cfg Config) (*Service, error) {
+	if cfg.Store == nil || cfg.MasterKey == nil || cfg.MasterKey.Destroyed() {
+		return nil, errors.New("vault: Config.Store and Config.MasterKey are required")
+	}
+	s := &Service{
+		store:  cfg.Store,
+		master: cfg.MasterKey.Clone(),
+		clock:  cfg.Clock,
+		log:    cfg.Logger,
+		base:   strings.TrimRight(cfg.BaseURL, "/"),
+	}
+	if s.clock == nil {
+		s.clock = keyhold.SystemClock{}
+	}
+	if s.log == nil {
+		s.log = slog.New(slog.DiscardHandler)
+	}
+	s.keys = newKeyCache(s.clock)
+	if cfg.HSM != nil {
+		t, err := openToken(cfg.HSM)
+		if err != nil {
+			s.master.Destroy()
+			return nil, err
+		}
+		s.hsm = t
+	}
+	return s, nil
+}
+
+// Close releases the PKCS#11 session, if any, zeroes the Service's copy
+// of the master key and drops the opened keys it cached. The Service must not be used afterwards.
+func (s *Service) Close() error {
+	s.master.Destroy()
+	s.keys.clear()
+	if s.hsm != nil {
+		err := s.hsm.close()
+		s.hsm = nil
+		return err
+	}
+	return nil
+}
+
+// VaultURI returns BaseURL/vaults/{name}.
+func (s *Service) VaultURI(name string) string { return s.base + "/vaults/" + name }
+
+// KeyID returns a key's id: VaultURI(vault)/keys/{name}[/{version}].
+func (s *Service) KeyID(vault, name, version string) string {
+	id := s.VaultURI(vault) + "/keys/" + name
+	if version != "" {
+		id += "/" + version
+	}
+	return id
+}
+
+// ParseKeyID splits a key id (versioned or not) of this server into vault,
+// key name and version ("" if unversioned). Anything else is CodeBadParameter.
+func (s *Service) ParseKeyID(kid string) (vault, name, version string, err error) {
+	prefix := s.base + "/vaults/"
+	bad := keyhold.Errorf(keyhold.CodeBadParameter,
+		"key id %q is not a key of this server: use %s{vault}/keys/{name}[/{version}]", kid, prefix)
+	if len(kid) <= len(prefix) || !strings.EqualFold(kid[:len(prefix)], prefix) {
+		return "", "", "", bad
+	}
+	parts := strings.Split(strings.TrimSuffix(kid[len(prefix):], "/"), "/")
+	if len(parts) < 3 || len(parts) > 4 || parts[1] != "keys" {
+		return "", "", "", bad
+	}
+	vault, name = parts[0], parts[2]
+	if len(parts) == 4 {
+		version = parts[3]
+	}
+	if validVaultName(vault) != nil || validKeyName(name) != nil || (len(parts) == 4 && !validVersion(version)) {
+		return "", "", "", bad
+	}
+	return vault, name, version, nil
+}
+
+// now is the clock's time in UTC, as the store gives times back.
+func (s *Service) now() time.Time { return s.clock.Now().UTC() }
+
+// caller returns the identity in ctx, or an Unauthorized error.
+func caller(ctx context.Context) (*keyhold.Identity, error) {
+	id := keyhold.IdentityFrom(ctx)
+	if id == nil || id.PrincipalID == "" {
+		return nil, keyhold.Errorf(keyhold.CodeUnauthorized, "the request is not authenticated: send a bearer token")
+	}
+	return id, nil
+}
+
+// newVersion returns a key version id: 32 lower-case hex digits, as Azure
+// Key Vault's.
+func newVersion() string {
+	var b [16]byte
+	rand.Read(b[:])
+	return hex.EncodeToString(b[:])
+}
+
+func validVersion(v string) bool {
+	if len(v) != 32 {
+		return false
+	}
+	for i := 0; i < len(v); i++ {
+		c := v[i] | 0x20 // versions compare case-insensitively
+		if !('0' <= c && c <= '9' || 'a' <= c && c <= 'f') {
+			return false
+		}
+	}
+	return true
+}
+
+// systemActor is the audit actor of background work.
+const systemActor = "system"
+
+// call is one audited operation of a caller.
+type call struct {
+	id     *keyhold.Identity
+	action string // audit action, e.g. "key.unwrap"
+	tenant string // whose audit log: the vault's tenant once known
+	target string
+	detail string
+	// audited is set by record, inside a transaction that commits a
+	// change together with its audit entry.
+	audited bool
+}
+
+// do runs fn as an audited call: unless fn recorded its success in its
+// own transaction (record), the outcome (success or refusal) is appended
+// in a transaction of its own. A success whose audit entry fails to be
+// written becomes a failure.
+func (s *Service) do(ctx context.Context, action, target string, fn func(c *call) error) error {
+	id, err := caller(ctx)
+	if err != nil {
+		return err
+	}
+	c := &call{id: id, action: action, tenant: id.TenantID, target: target}
+	err = fn(c)
+	if err == nil && c.audited {
+		return nil
+	}
+	// The outcome is recorded even if the caller has gone away meanwhile.
+	actx := context.WithoutCancel(ctx)
+	aerr := s.store.Update(actx, func(tx keyhold.Tx) error {
+		return tx.AppendAudit(actx, c.entry(s.now(), err))
+	})
+	if aerr != nil {
+		s.log.Error("vault: writing an audit entry failed", "action", action, "target", c.target, "err", aerr)
+		if err == nil {
+			return keyhold.Errorf(keyhold.CodeServiceUnavailable, "the operation could not be audited, so its result is withheld: retry").WithCause(aerr)
+		}
+	}
+	return err
+}
+
+// record appends c's success to tx, so that it commits with the change.
+func (c *call) record(ctx context.Context, tx keyhold.Tx, at time.Time) error {
+	if err := tx.AppendAudit(ctx, c.entry(at, nil)); err != nil {
+		return err
+	}
+	c.audited = true
+	return nil
+}
+
+// maxDetail bounds an audit entry's detail.
+const maxDetail = 1000
+
+func (c *call) entry(at time.Time, err error) *keyhold.AuditEntry {
+	e := &keyhold.AuditEntry{At: at, TenantID: c.tenant, ActorID: c.id.PrincipalID, Action: c.action, Target: c.target,
+		Result: "Succeeded", Detail: c.detail}
+	if err != nil {
+		e.Result = keyhold.ErrorCode(err)
+		var ke *keyhold.Error
+		if errors.As(err, &ke) && ke.Inner != "" {
+			e.Detail = ke.Inner + ": "
+		} else {
+			e.Detail = ""
+		}
+		e.Detail += keyhold.ErrorMessage(err)
+	}
+	if len(e.Detail) > maxDetail {
+		e.Detail = strings.ToValidUTF8(e.Detail[:maxDetail], "")
+	}
+	return e
+}
+
+// systemAudit appends an audit entry of background work to tx.
+func (s *Service) systemAudit(ctx context.Context, tx keyhold.Tx, tenant, action, target, detail string) error {
+	return tx.AppendAudit(ctx, &keyhold.AuditEntry{At: s.now(), TenantID: tenant, ActorID: systemActor, Action: action,
+		Target: target, Result: "Succeeded", Detail: detail})
+}
+
+// codeIs reports whether err carries code.
+func codeIs(err error, code string) bool { return err != nil && keyhold.ErrorCode(err) == code }
