@@ -190,6 +190,12 @@ func newCmdRoot(f *Factory) *cobra.Command {
 		newCmdRow(f),
 		newCmdFile(f),
 		newCmdAudit(f),
+		newCmdKeyVault(f),
+		newCmdKey(f),
+		newCmdIdentity(f),
+		newCmdGroup(f),
+		newCmdProvider(f),
+		newCmdRole(f),
 	)
 	return root
 }
@@ -212,7 +218,7 @@ environments and their data with the other commands.`
 	root.SetFlagErrorFunc(func(_ *cobra.Command, err error) error {
 		return &usageError{msg: err.Error()}
 	})
-	root.PersistentFlags().VarP(&f.Format, "output", "o", "Output format: table or json")
+	root.PersistentFlags().VarP(&f.Format, "output", "o", "Output format: table, json, or id (only the ids, for scripts)")
 	return root
 }
 

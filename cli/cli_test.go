@@ -101,7 +101,7 @@ func TestRunExitCodes(t *testing.T) {
 		{name: "unknown command", args: []string{"bogus"}, wantCode: 2, wantStderr: `Error: unknown command "bogus" for "keyhold"`},
 		{name: "unknown subcommand suggests", args: []string{"env", "lst"}, wantCode: 2, wantStderr: "did you mean list?"},
 		{name: "unknown flag", args: []string{"env", "list", "--bogus"}, wantCode: 2, wantStderr: "Run 'keyhold env list --help' for usage."},
-		{name: "bad output format", args: []string{"env", "list", "-o", "yaml"}, wantCode: 2, wantStderr: `invalid argument "yaml" for "-o, --output" flag: use table or json`},
+		{name: "bad output format", args: []string{"env", "list", "-o", "yaml"}, wantCode: 2, wantStderr: `invalid argument "yaml" for "-o, --output" flag: use table, json or id`},
 		{name: "missing argument", args: []string{"env", "show"}, wantCode: 2, wantStderr: `"keyhold env show" is missing <id>`},
 		{name: "delete needs --yes", args: []string{"env", "delete", "e1"}, wantCode: 2, wantStderr: "pass --yes to confirm"},
 		{name: "not logged in", args: []string{"env", "list"}, wantCode: 1, wantStderr: "Error: not logged in: run keyhold login --bootstrap <data>/bootstrap.json\n"},

@@ -18,6 +18,7 @@ func newCmdEnv(f *Factory) *cobra.Command {
 		newCmdEnvShow(f, nil),
 		newCmdEnvDelete(f, nil),
 		newCmdEnvEnableManaged(f, nil),
+		newCmdEnvMember(f),
 	)
 	return cmd
 }
@@ -129,6 +130,12 @@ func envListRun(opts *EnvListOptions) error {
 			envs = []*keyhold.Environment{} // [] rather than null
 		}
 		return printJSON(opts.IO.Out, envs)
+	}
+	if opts.Format == FormatID {
+		for _, e := range envs {
+			fmt.Fprintln(opts.IO.Out, e.ID)
+		}
+		return nil
 	}
 	if len(envs) == 0 {
 		fmt.Fprintln(opts.IO.Out, "No environments")
@@ -273,8 +280,12 @@ func envEnableManagedRun(opts *EnvEnableManagedOptions) error {
 // printEnvironment writes one environment: indented JSON, or one field per
 // line.
 func printEnvironment(w io.Writer, format Format, e *keyhold.Environment) error {
-	if format == FormatJSON {
+	switch format {
+	case FormatJSON:
 		return printJSON(w, e)
+	case FormatID:
+		_, err := fmt.Fprintln(w, e.ID)
+		return err
 	}
 	tw := newTable(w)
 	for _, f := range []struct{ k, v string }{

@@ -1,6 +1,7 @@
 package cli
 
 import (
+	"bytes"
 	"context"
 	"strings"
 	"testing"
@@ -25,7 +26,7 @@ func TestNewCmdEnvCreate(t *testing.T) {
 		{name: "missing name", args: []string{"--location", "uk"}, wantErr: "needs --name"},
 		{name: "missing both", args: nil, wantErr: "needs --name and --location"},
 		{name: "positional argument", args: []string{"Contoso", "--location", "uk"}, wantErr: `got unexpected "Contoso"`},
-		{name: "bad output format", args: []string{"--name", "T", "--location", "uk", "-o", "yaml"}, wantErr: `invalid argument "yaml" for "-o, --output" flag: use table or json`},
+		{name: "bad output format", args: []string{"--name", "T", "--location", "uk", "-o", "yaml"}, wantErr: `invalid argument "yaml" for "-o, --output" flag: use table, json or id`},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -169,5 +170,15 @@ func TestEnvListRunJSON(t *testing.T) {
 		if !strings.Contains(out.String(), want) {
 			t.Errorf("output %s does not contain %q", out, want)
 		}
+	}
+}
+
+func TestPrintEnvironmentID(t *testing.T) {
+	var out bytes.Buffer
+	if err := printEnvironment(&out, FormatID, &keyhold.Environment{ID: "e1", DisplayName: "one"}); err != nil {
+		t.Fatal(err)
+	}
+	if out.String() != "e1\n" {
+		t.Fatalf("-o id printed %q, want the id alone", out.String())
 	}
 }

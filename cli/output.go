@@ -19,6 +19,10 @@ type Format string
 const (
 	FormatTable Format = "table" // aligned columns for people
 	FormatJSON  Format = "json"  // the API's objects, indented
+	// FormatID prints only the ids of the resources a command shows, one a
+	// line, for scripts: ENV=$(keyhold env create … -o id). Commands that
+	// show no resource print their table.
+	FormatID Format = "id"
 )
 
 // String returns the format's name.
@@ -27,11 +31,11 @@ func (f *Format) String() string { return string(*f) }
 // Set accepts "table" or "json".
 func (f *Format) Set(s string) error {
 	switch Format(s) {
-	case FormatTable, FormatJSON:
+	case FormatTable, FormatJSON, FormatID:
 		*f = Format(s)
 		return nil
 	}
-	return errors.New("use table or json")
+	return errors.New("use table, json or id")
 }
 
 // Type names the flag's value in help.
