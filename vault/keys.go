@@ -692,7 +692,7 @@ func (s *Service) decrypt(kv *keyhold.KeyVersion, alg string, ct []byte) ([]byte
 			return nil, keyhold.Errorf(keyhold.CodeServiceUnavailable,
 				"key %s is an RSA-HSM key and this server has no PKCS#11 token: start the server with its PKCS#11 token configured", kv.Name)
 		}
-		return s.hsm.unwrap(kv.Material, alg, (kv.Size+7)/8, ct)
+		return s.hsm.unwrap(kv.Material, alg, kv.N, ct)
 	}
 	priv, ok := s.keys.get(kv)
 	if !ok {

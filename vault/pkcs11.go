@@ -349,9 +349,11 @@ var errTokenDecrypt = fmt.Errorf("vault: the PKCS#11 token refused to decrypt: %
 
 // unwrap decrypts ciphertext with the private key material refers to,
 // with CKM_RSA_PKCS_OAEP (SHA-1 and MGF1-SHA1 for RSA-OAEP, SHA-256 and
-// MGF1-SHA256 for RSA-OAEP-256). size is the key's modulus length in
-// bytes. A ciphertext that does not decrypt returns an error wrapping
-// crypt.ErrDecrypt.
+// MGF1-SHA256 for RSA-OAEP-256). n is the key's public modulus. A
+// ciphertext that does not decrypt returns an error wrapping
+// crypt.ErrDecrypt; one that is not a number below n (of n's length) is
+// refused before the token sees it, since tokens report that case in
+// different ways (SoftHSM: CKR_GENERAL_ERROR).
 //
 // Two token shortcomings are handled with raw RSA (CKM_RSA_X_509) in the
 // token and crypt.DecodeOAEP here: a token that refuses SHA-256 OAEP
@@ -360,12 +362,13 @@ var errTokenDecrypt = fmt.Errorf("vault: the PKCS#11 token refused to decrypt: %
 // with CKR_GENERAL_ERROR (SoftHSM again) has the ciphertext checked that
 // way, which tells a bad ciphertext (the caller's fault) from a token
 // fault (the server's).
-func (t *token) unwrap(material []byte, alg string, size int, ciphertext []byte) ([]byte, error) {
+func (t *token) unwrap(material []byte, alg string, n []byte, ciphertext []byte) ([]byte, error) {
 	id, err := objectID(material)
 	if err != nil {
 		return nil, err
 	}
-	if len(ciphertext) != size {
+	size := len(n)
+	if len(ciphertext) != size || new(big.Int).SetBytes(ciphertext).Cmp(new(big.Int).SetBytes(n)) >= 0 {
 		return nil, errTokenDecrypt
 	}
 	var out []byte

@@ -168,6 +168,14 @@ func TestHSMKeys(t *testing.T) {
 	}
 	_, _, err = f.svc.UnwrapKey(as(encUser), v.Name, "cmk", "", crypt.AlgRSAOAEP, cts[crypt.AlgRSAOAEP256])
 	wantCode(t, err, keyhold.CodeBadParameter, "")
+	// A value of the right length but not below the modulus (as a
+	// ciphertext made under another key often is), on both paths.
+	for _, alg := range []string{crypt.AlgRSAOAEP, crypt.AlgRSAOAEP256} {
+		_, _, err = f.svc.UnwrapKey(as(encUser), v.Name, "cmk", "", alg, bytes.Repeat([]byte{0xff}, 256))
+		wantCode(t, err, keyhold.CodeBadParameter, "")
+		_, _, err = f.svc.UnwrapKey(as(encUser), v.Name, "cmk", "", alg, b.Version.N)
+		wantCode(t, err, keyhold.CodeBadParameter, "")
+	}
 
 	// Rotate: a new token key; the old version still unwraps; each
 	// version unwraps only its own.

@@ -56,6 +56,12 @@
 // under a version is never locked out by its dates. A disabled version
 // refuses both (CodeForbidden, KeyDisabled).
 //
+// A software key's private part is opened from its sealed form on first
+// use and kept, opened, for five minutes, so that a burst of unwraps opens
+// it once. Every unwrap still reads the version and authorizes the caller
+// first, and the cached key serves only the exact sealed bytes it was
+// opened from.
+//
 // # Audit
 //
 // Every data-plane call and every control-plane change is appended to the
