@@ -74,7 +74,9 @@ func TestResourceGroups(t *testing.T) {
 // deleterFunc adapts a function to ResourceDeleter.
 type deleterFunc func(ctx context.Context, sub, rg string) error
 
-func (d deleterFunc) DeleteResourcesIn(ctx context.Context, sub, rg string) error { return d(ctx, sub, rg) }
+func (d deleterFunc) DeleteResourcesIn(ctx context.Context, sub, rg string) error {
+	return d(ctx, sub, rg)
+}
 
 // TestDeleteResourceGroup: the registered deleters run first, and the
 // group goes with the role assignments in it; a deleter's failure keeps

@@ -34,6 +34,9 @@ type Login struct {
 	TenantID     string `json:"tenantId"`
 	ClientID     string `json:"clientId"`
 	ClientSecret string `json:"clientSecret"`
+	// SubscriptionID is the default subscription of the resource manager
+	// commands (group, provider, role); "" if none was given.
+	SubscriptionID string `json:"subscriptionId,omitempty"`
 }
 
 // loadLogin reads the login saved in home; ErrNotLoggedIn if there is none.
@@ -100,6 +103,7 @@ type LoginOptions struct {
 	TenantID     string
 	ClientID     string
 	ClientSecret string // from --client-secret or KEYHOLD_CLIENT_SECRET
+	Subscription string // default subscription; the bootstrap file's if not given
 }
 
 func newCmdLogin(f *Factory, runF func(*LoginOptions) error) *cobra.Command {
@@ -154,6 +158,7 @@ users can see in the process list.`,
 	fl.StringVar(&opts.TenantID, "tenant", "", "Tenant `ID`")
 	fl.StringVar(&opts.ClientID, "client-id", "", "Service principal's client `ID`")
 	fl.StringVar(&opts.ClientSecret, "client-secret", "", "Service principal's client `secret` (default $KEYHOLD_CLIENT_SECRET)")
+	fl.StringVar(&opts.Subscription, "subscription", "", "Default subscription `ID` of the group, provider and role commands (default: the bootstrap file's)")
 	return cmd
 }
 
@@ -165,7 +170,7 @@ func loginRun(opts *LoginOptions) error {
 		if err != nil {
 			return err
 		}
-		l.URL, l.TenantID, l.ClientID, l.ClientSecret = b.URL, b.TenantID, b.ClientID, b.ClientSecret
+		l.URL, l.TenantID, l.ClientID, l.ClientSecret, l.SubscriptionID = b.URL, b.TenantID, b.ClientID, b.ClientSecret, b.SubscriptionID
 		caFile = b.CAFile
 	}
 	for _, o := range []struct {
@@ -173,7 +178,7 @@ func loginRun(opts *LoginOptions) error {
 		val string
 	}{
 		{&l.URL, opts.URL}, {&caFile, opts.CAFile}, {&l.TenantID, opts.TenantID},
-		{&l.ClientID, opts.ClientID}, {&l.ClientSecret, opts.ClientSecret},
+		{&l.ClientID, opts.ClientID}, {&l.ClientSecret, opts.ClientSecret}, {&l.SubscriptionID, opts.Subscription},
 	} {
 		if o.val != "" {
 			*o.dst = o.val

@@ -96,6 +96,7 @@ func TestLoginRun(t *testing.T) {
 		{name: "bootstrap with a missing caFile", opts: LoginOptions{Bootstrap: bootstrap("/gone/data/tls/nope.pem", "right")}, wantErr: "/gone/data/tls/nope.pem"},
 		{name: "flag overrides bootstrap", opts: LoginOptions{Bootstrap: bootstrap(filepath.Join(data, "ca.pem"), "wrong"), ClientSecret: "right", URL: "https://h:9"}, wantURL: "https://h:9"},
 		{name: "flags only", opts: LoginOptions{URL: "https://h:9", CAFile: filepath.Join(data, "ca.pem"), TenantID: "t1", ClientID: "c1", ClientSecret: "right"}, wantURL: "https://h:9"},
+		{name: "subscription flag overrides bootstrap", opts: LoginOptions{Bootstrap: bootstrap(filepath.Join(data, "ca.pem"), "right"), Subscription: "s2"}, wantURL: "https://127.0.0.1:8443"},
 		{name: "wrong secret", opts: LoginOptions{Bootstrap: bootstrap(filepath.Join(data, "ca.pem"), "wrong")}, wantErr: "invalid_client: the client secret is wrong"},
 		{name: "missing bootstrap", opts: LoginOptions{Bootstrap: filepath.Join(data, "nope.json")}, wantErr: "nope.json"},
 		{name: "missing CA file", opts: LoginOptions{URL: "u", CAFile: filepath.Join(data, "nope.pem"), TenantID: "t1", ClientID: "c1", ClientSecret: "right"}, wantErr: "reading the CA certificate"},
@@ -128,6 +129,12 @@ func TestLoginRun(t *testing.T) {
 				t.Fatal(err)
 			}
 			want := Login{Version: 1, URL: tt.wantURL, CAPEM: caPEM, TenantID: "t1", ClientID: "c1", ClientSecret: "right"}
+			switch {
+			case tt.opts.Subscription != "":
+				want.SubscriptionID = tt.opts.Subscription
+			case tt.opts.Bootstrap != "":
+				want.SubscriptionID = "s1" // the bootstrap file's
+			}
 			if *saved != want || *dialed != want {
 				t.Errorf("saved %+v, dialed %+v, want %+v", *saved, *dialed, want)
 			}

@@ -1,8 +1,9 @@
 // Package crypt holds all of Keyhold's cryptography: the master key that
 // seals key material at rest, environment keys (EKs) and their binding to an
 // environment, the HKDF-derived store keys, the versioned ciphertext formats
-// for items and streams, the in-memory key cache, and the generation of TLS
-// certificates and token-signing keys.
+// for items and streams, the in-memory key cache, the generation of TLS
+// certificates and token-signing keys, and the hashing of client secrets and
+// users' passwords (password.go: argon2id).
 //
 // # Formats
 //

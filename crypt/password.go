@@ -6,6 +6,7 @@ import (
 	"encoding/base64"
 	"errors"
 	"fmt"
+	"runtime"
 	"strings"
 
 	"golang.org/x/crypto/argon2"
@@ -15,7 +16,7 @@ import (
 // little entropy, so a stolen hash must be expensive to guess against:
 // they are hashed with argon2id (RFC 9106), salted, with OWASP's minimum
 // parameters (19 MiB, 2 passes, 1 lane), which cost a few tens of
-// milliseconds per sign-in.
+// milliseconds per sign-in. At most GOMAXPROCS hashes are computed at once.
 //
 // A hash is stored in the PHC string format that other argon2 tools read:
 //
@@ -45,6 +46,18 @@ const (
 	MaxPasswordLen = 256
 )
 
+// argonSlots bounds how many argon2id computations run at once, each
+// holding passwordMemoryKiB: a flood of sign-ins then queues instead of
+// exhausting the server's memory.
+var argonSlots = make(chan struct{}, max(1, runtime.GOMAXPROCS(0)))
+
+// idKey is argon2.IDKey within a slot.
+func idKey(password, salt []byte, time, memory uint32, threads uint8, keyLen uint32) []byte {
+	argonSlots <- struct{}{}
+	defer func() { <-argonSlots }()
+	return argon2.IDKey(password, salt, time, memory, threads, keyLen)
+}
+
 // ErrPasswordPolicy is returned by HashPassword for a password that is too
 // short or too long.
 var ErrPasswordPolicy = fmt.Errorf("a password must be %d to %d bytes long", MinPasswordLen, MaxPasswordLen)
@@ -58,7 +71,7 @@ func HashPassword(password string) ([]byte, error) {
 	}
 	salt := make([]byte, passwordSaltLen)
 	rand.Read(salt)
-	key := argon2.IDKey([]byte(password), salt, passwordTime, passwordMemoryKiB, passwordThreads, passwordKeyLen)
+	key := idKey([]byte(password), salt, passwordTime, passwordMemoryKiB, passwordThreads, passwordKeyLen)
 	b64 := base64.RawStdEncoding
 	return fmt.Appendf(nil, "$argon2id$v=%d$m=%d,t=%d,p=%d$%s$%s",
 		argon2.Version, passwordMemoryKiB, passwordTime, passwordThreads, b64.EncodeToString(salt), b64.EncodeToString(key)), nil
@@ -72,7 +85,7 @@ func CheckPassword(hash []byte, password string) bool {
 	if err != nil || len(password) > MaxPasswordLen {
 		return false
 	}
-	key := argon2.IDKey([]byte(password), p.salt, p.time, p.memory, p.threads, uint32(len(p.key)))
+	key := idKey([]byte(password), p.salt, p.time, p.memory, p.threads, uint32(len(p.key)))
 	return subtle.ConstantTimeCompare(key, p.key) == 1
 }
 
