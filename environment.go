@@ -75,6 +75,14 @@ type Environment struct {
 	State        RuntimeState   `json:"state"`
 	KeyManagedBy KeyManagedBy   `json:"keyManagedBy"`
 	Epoch        uint32         `json:"epoch"`
+	// PolicyID is the ARM resource id of the enterprise policy the
+	// environment is linked to ("" when none); LinkStatus is "Linked" while
+	// it is. EncryptionStatus is the state of the last encryption operation
+	// (link, unlink, swap, re-key), LastOperationID its id.
+	PolicyID         string           `json:"policyId,omitempty"`
+	LinkStatus       string           `json:"linkStatus,omitempty"`
+	EncryptionStatus EncryptionStatus `json:"encryptionStatus,omitempty"`
+	LastOperationID  string           `json:"lastOperationId,omitempty"`
 	// Version grows by one with each update; UpdateEnvironment refuses a
 	// write whose Version is not the stored one (optimistic concurrency
 	// across replicas).
@@ -111,8 +119,26 @@ func (e *Environment) Validate() error {
 	return Errorf(CodeInvalidSKU, "properties.environmentSku %q is not supported: use one of %s", e.SKU, strings.Join(names, ", "))
 }
 
-// EnvironmentFilter selects environments.
+// EncryptionStatus is the state of an environment's last encryption
+// operation, as "Environments with policies" shows it.
+type EncryptionStatus string
+
+// Encryption statuses.
+const (
+	EncryptionNotStarted EncryptionStatus = "NotStarted"
+	EncryptionRunning    EncryptionStatus = "Running"
+	EncryptionSucceeded  EncryptionStatus = "Succeeded"
+	EncryptionFailed     EncryptionStatus = "Failed"
+)
+
+// LinkStatusLinked is Environment.LinkStatus while a policy is linked.
+const LinkStatusLinked = "Linked"
+
+// EnvironmentFilter selects environments. Empty fields match all.
 type EnvironmentFilter struct {
 	TenantID string
 	ID       string
+	// PolicyID selects the environments linked to an enterprise policy
+	// (its ARM resource id, compared case-insensitively).
+	PolicyID string
 }

@@ -18,12 +18,15 @@ const (
 // WrappedKey is one wrapped copy of an environment key. KeyID is the
 // versioned key id (kid) that the wrap returned; unwrap uses exactly it.
 type WrappedKey struct {
-	EnvID      string
-	Epoch      uint32
-	Root       RootKind
-	KeyID      string
-	Ciphertext []byte
-	CreatedAt  time.Time
+	EnvID string
+	Epoch uint32
+	Root  RootKind
+	KeyID string
+	// PrincipalID is the identity that wrapped the key and must unwrap it:
+	// for a CMK, the enterprise policy's managed identity ("" for the MMK).
+	PrincipalID string
+	Ciphertext  []byte
+	CreatedAt   time.Time
 }
 
 // SealedKey is key material sealed under the server's master key, which

@@ -31,6 +31,8 @@ type Tx interface {
 	ARMTx
 	VaultTx
 	IdentityTx
+	OperationTx
+	PolicyTx
 
 	// Tenants and subscriptions.
 	CreateTenant(ctx context.Context, t *Tenant) error

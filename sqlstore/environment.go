@@ -2,6 +2,7 @@ package sqlstore
 
 import (
 	"context"
+	"strings"
 
 	"github.com/keyhold/keyhold"
 )
@@ -17,10 +18,12 @@ func (t *tx) CreateEnvironment(ctx context.Context, e *keyhold.Environment) erro
 	if version == 0 {
 		version = 1
 	}
-	n, err := t.execN(ctx, `INSERT INTO environments (id, tenant_id, display_name, location, sku, managed, fin_ops, state, key_managed_by, epoch, version, created_by, created_at, updated_at)
-		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING`,
+	n, err := t.execN(ctx, `INSERT INTO environments (id, tenant_id, display_name, location, sku, managed, fin_ops, state, key_managed_by, epoch, version, created_by, created_at, updated_at,
+		policy_id, policy_key, link_status, encryption_status, last_operation_id)
+		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING`,
 		e.ID, e.TenantID, e.DisplayName, e.Location, string(e.SKU), e.Managed, e.FinOps, string(e.State), string(e.KeyManagedBy),
-		int64(e.Epoch), version, e.CreatedBy, nanos(e.CreatedAt), nanos(e.UpdatedAt))
+		int64(e.Epoch), version, e.CreatedBy, nanos(e.CreatedAt), nanos(e.UpdatedAt),
+		e.PolicyID, strings.ToLower(e.PolicyID), e.LinkStatus, string(e.EncryptionStatus), e.LastOperationID)
 	if err != nil {
 		if t.class(err) == ErrForeignKey {
 			return keyhold.Errorf(keyhold.CodeNotFound, "tenant %q not found", e.TenantID).WithCause(err)
@@ -34,14 +37,17 @@ func (t *tx) CreateEnvironment(ctx context.Context, e *keyhold.Environment) erro
 	return nil
 }
 
-const environmentCols = `id, tenant_id, display_name, location, sku, managed, fin_ops, state, key_managed_by, epoch, version, created_by, created_at, updated_at`
+const environmentCols = `id, tenant_id, display_name, location, sku, managed, fin_ops, state, key_managed_by, epoch, version, created_by, created_at, updated_at,
+	policy_id, link_status, encryption_status, last_operation_id`
 
 func scanEnvironment(sc scanner) (*keyhold.Environment, error) {
 	e := &keyhold.Environment{}
-	var sku, state, kmb string
+	var sku, state, kmb, encStatus string
 	err := sc.Scan(&e.ID, &e.TenantID, &e.DisplayName, &e.Location, &sku, boolCol{&e.Managed}, boolCol{&e.FinOps},
-		&state, &kmb, u32Col{&e.Epoch}, &e.Version, &e.CreatedBy, timeCol{&e.CreatedAt}, timeCol{&e.UpdatedAt})
+		&state, &kmb, u32Col{&e.Epoch}, &e.Version, &e.CreatedBy, timeCol{&e.CreatedAt}, timeCol{&e.UpdatedAt},
+		&e.PolicyID, &e.LinkStatus, &encStatus, &e.LastOperationID)
 	e.SKU, e.State, e.KeyManagedBy = keyhold.EnvironmentSKU(sku), keyhold.RuntimeState(state), keyhold.KeyManagedBy(kmb)
+	e.EncryptionStatus = keyhold.EncryptionStatus(encStatus)
 	return e, err
 }
 
@@ -69,6 +75,9 @@ func (t *tx) ListEnvironments(ctx context.Context, f keyhold.EnvironmentFilter) 
 	if f.ID != "" {
 		conds, args = append(conds, "id = ?"), append(args, f.ID)
 	}
+	if f.PolicyID != "" {
+		conds, args = append(conds, "policy_key = ?"), append(args, strings.ToLower(f.PolicyID))
+	}
 	return list(t, ctx, "list environments", scanEnvironment,
 		`SELECT `+environmentCols+` FROM environments`+where(conds)+` ORDER BY created_at, id`, args...)
 }
@@ -82,9 +91,11 @@ func (t *tx) UpdateEnvironment(ctx context.Context, e *keyhold.Environment) erro
 		return err
 	}
 	n, err := t.execN(ctx, `UPDATE environments SET display_name = ?, location = ?, sku = ?, managed = ?, fin_ops = ?, state = ?,
-		key_managed_by = ?, epoch = ?, version = version + 1, updated_at = ? WHERE id = ? AND version = ?`,
+		key_managed_by = ?, epoch = ?, version = version + 1, updated_at = ?,
+		policy_id = ?, policy_key = ?, link_status = ?, encryption_status = ?, last_operation_id = ? WHERE id = ? AND version = ?`,
 		e.DisplayName, e.Location, string(e.SKU), e.Managed, e.FinOps, string(e.State), string(e.KeyManagedBy),
-		int64(e.Epoch), nanos(e.UpdatedAt), e.ID, e.Version)
+		int64(e.Epoch), nanos(e.UpdatedAt), e.PolicyID, strings.ToLower(e.PolicyID), e.LinkStatus, string(e.EncryptionStatus), e.LastOperationID,
+		e.ID, e.Version)
 	if err != nil {
 		return t.fail("update environment", err)
 	}
@@ -130,9 +141,10 @@ func (t *tx) PutWrappedKey(ctx context.Context, k *keyhold.WrappedKey) error {
 	if err := checkTimes(k.CreatedAt); err != nil {
 		return err
 	}
-	_, err := t.exec(ctx, `INSERT INTO wrapped_keys (env_id, epoch, root_kind, key_id, ciphertext, created_at) VALUES (?, ?, ?, ?, ?, ?)
-		ON CONFLICT (env_id, epoch, root_kind) DO UPDATE SET key_id = excluded.key_id, ciphertext = excluded.ciphertext, created_at = excluded.created_at`,
-		k.EnvID, int64(k.Epoch), string(k.Root), k.KeyID, blob(k.Ciphertext), nanos(k.CreatedAt))
+	_, err := t.exec(ctx, `INSERT INTO wrapped_keys (env_id, epoch, root_kind, key_id, principal_id, ciphertext, created_at) VALUES (?, ?, ?, ?, ?, ?, ?)
+		ON CONFLICT (env_id, epoch, root_kind) DO UPDATE SET key_id = excluded.key_id, principal_id = excluded.principal_id,
+		ciphertext = excluded.ciphertext, created_at = excluded.created_at`,
+		k.EnvID, int64(k.Epoch), string(k.Root), k.KeyID, k.PrincipalID, blob(k.Ciphertext), nanos(k.CreatedAt))
 	if err != nil {
 		if t.class(err) == ErrForeignKey {
 			return envNotFound(k.EnvID).WithCause(err)
@@ -148,10 +160,10 @@ func (t *tx) WrappedKeys(ctx context.Context, envID string) ([]*keyhold.WrappedK
 	return list(t, ctx, "list wrapped keys", func(sc scanner) (*keyhold.WrappedKey, error) {
 		k := &keyhold.WrappedKey{}
 		var root string
-		err := sc.Scan(&k.EnvID, u32Col{&k.Epoch}, &root, &k.KeyID, &k.Ciphertext, timeCol{&k.CreatedAt})
+		err := sc.Scan(&k.EnvID, u32Col{&k.Epoch}, &root, &k.KeyID, &k.PrincipalID, &k.Ciphertext, timeCol{&k.CreatedAt})
 		k.Root = keyhold.RootKind(root)
 		return k, err
-	}, `SELECT env_id, epoch, root_kind, key_id, ciphertext, created_at FROM wrapped_keys WHERE env_id = ? ORDER BY epoch, root_kind`, envID)
+	}, `SELECT env_id, epoch, root_kind, key_id, principal_id, ciphertext, created_at FROM wrapped_keys WHERE env_id = ? ORDER BY epoch, root_kind`, envID)
 }
 
 // DeleteWrappedKey deletes one wrapped key, or returns CodeNotFound.

@@ -46,6 +46,7 @@ func Run(t *testing.T, open func(t *testing.T) keyhold.Store) {
 		{"Vaults", testVaults},
 		{"Keys", testKeys},
 		{"KeyVersions", testKeyVersions},
+		{"CMKCustody", testCMKCustody},
 		{"Times", testTimes},
 		{"UpdateRollsBack", testUpdateRollsBack},
 		{"ViewIsReadOnly", testViewIsReadOnly},
@@ -53,7 +54,7 @@ func Run(t *testing.T, open func(t *testing.T) keyhold.Store) {
 		{"RacingWrites", testRacingWrites},
 		{"NoLostUpdates", testNoLostUpdates},
 	}
-	for _, tc := range tests {
+	for _, tc := range append(tests, operationTests...) {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
 			tc.fn(t, open(t))

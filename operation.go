@@ -1,0 +1,75 @@
+package keyhold
+
+import (
+	"context"
+	"encoding/json"
+	"time"
+)
+
+// Durable operations: long-running work (link, unlink, swap, re-key,
+// rotation pickup, migration, restore, copy, reset) kept in the store and
+// run by a worker that leases it, so that two replicas never run the same
+// step and a crash at any point leaves work that a restart finishes or rolls
+// back. The API answers 202 with an operation-location to poll, as the real
+// service does.
+
+// OperationState is where an operation stands.
+type OperationState string
+
+// Operation states, as the BAP operation's state.id shows them.
+const (
+	OperationRunning   OperationState = "Running"
+	OperationSucceeded OperationState = "Succeeded"
+	OperationFailed    OperationState = "Failed"
+)
+
+// Operation is one durable operation. Step names the next step to run (""
+// once finished); every step is idempotent, so running a step again after a
+// crash is harmless. Input holds the kind's parameters, State its private
+// progress (e.g. a re-key's resume cursor), both as JSON.
+type Operation struct {
+	ID         string          `json:"id"`
+	TenantID   string          `json:"tenantId"`
+	Kind       string          `json:"kind"`
+	Target     string          `json:"target"` // e.g. the environment id
+	State      OperationState  `json:"state"`
+	Step       string          `json:"step"`
+	Input      json.RawMessage `json:"input,omitempty"`
+	Progress   json.RawMessage `json:"progress,omitempty"`
+	Done       int64           `json:"done"`  // units of work done (items re-encrypted, …)
+	Total      int64           `json:"total"` // units expected, 0 if unknown
+	ErrorCode  string          `json:"errorCode,omitempty"`
+	ErrorMsg   string          `json:"errorMessage,omitempty"`
+	Attempts   int             `json:"attempts"` // times a step failed transiently
+	CreatedBy  string          `json:"createdBy"`
+	CreatedAt  time.Time       `json:"createdAt"`
+	UpdatedAt  time.Time       `json:"updatedAt"`
+	FinishedAt time.Time       `json:"finishedAt"` // zero while running
+	LeaseOwner string          `json:"-"`
+	LeaseUntil time.Time       `json:"-"`
+	Version    int64           `json:"-"` // optimistic concurrency, as Environment
+}
+
+// OperationFilter selects operations, newest first. Empty fields match all.
+type OperationFilter struct {
+	TenantID string
+	Target   string
+	Kind     string
+	State    OperationState
+	Limit    int
+}
+
+// OperationTx is the part of a store transaction that holds operations.
+type OperationTx interface {
+	// CreateOperation stores a new operation. It refuses (CodeConflict) a
+	// second Running operation for the same Target.
+	CreateOperation(ctx context.Context, op *Operation) error
+	Operation(ctx context.Context, id string) (*Operation, error) // CodeNotFound
+	// UpdateOperation writes op only if the stored Version equals op.Version,
+	// then increments op.Version (CodeConflict otherwise).
+	UpdateOperation(ctx context.Context, op *Operation) error
+	ListOperations(ctx context.Context, f OperationFilter) ([]*Operation, error)
+	// ClaimOperation leases, to owner until leaseUntil, the oldest Running
+	// operation whose lease is free or ended before now. CodeNotFound if none.
+	ClaimOperation(ctx context.Context, owner string, now, leaseUntil time.Time) (*Operation, error)
+}
