@@ -76,10 +76,12 @@ type Environment struct {
 	KeyManagedBy KeyManagedBy   `json:"keyManagedBy"`
 	Epoch        uint32         `json:"epoch"`
 	// PolicyID is the ARM resource id of the enterprise policy the
-	// environment is linked to ("" when none); LinkStatus is "Linked" while
+	// environment is linked to ("" when none), PolicySystemID its systemId;
+	// LinkStatus is "Linked" while
 	// it is. EncryptionStatus is the state of the last encryption operation
 	// (link, unlink, swap, re-key), LastOperationID its id.
 	PolicyID         string           `json:"policyId,omitempty"`
+	PolicySystemID   string           `json:"policySystemId,omitempty"`
 	LinkStatus       string           `json:"linkStatus,omitempty"`
 	EncryptionStatus EncryptionStatus `json:"encryptionStatus,omitempty"`
 	LastOperationID  string           `json:"lastOperationId,omitempty"`

@@ -5,6 +5,7 @@
 -- case-insensitively.
 ALTER TABLE environments ADD COLUMN policy_id TEXT COLLATE "C" NOT NULL DEFAULT '';
 ALTER TABLE environments ADD COLUMN policy_key TEXT COLLATE "C" NOT NULL DEFAULT '';
+ALTER TABLE environments ADD COLUMN policy_system_id TEXT COLLATE "C" NOT NULL DEFAULT '';
 ALTER TABLE environments ADD COLUMN link_status TEXT COLLATE "C" NOT NULL DEFAULT '';
 ALTER TABLE environments ADD COLUMN encryption_status TEXT COLLATE "C" NOT NULL DEFAULT '';
 ALTER TABLE environments ADD COLUMN last_operation_id TEXT COLLATE "C" NOT NULL DEFAULT '';

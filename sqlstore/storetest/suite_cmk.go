@@ -21,6 +21,7 @@ func testCMKCustody(t *testing.T, s keyhold.Store) {
 			return err
 		}
 		e.PolicyID, e.LinkStatus, e.EncryptionStatus, e.LastOperationID = policy, keyhold.LinkStatusLinked, keyhold.EncryptionRunning, "op-1"
+		e.PolicySystemID = "/regions/europe/providers/Microsoft.PowerPlatform/enterprisePolicies/0000"
 		e.KeyManagedBy = keyhold.KeyManagedByCustomer
 		if err := tx.UpdateEnvironment(ctx, e); err != nil {
 			return err
@@ -33,7 +34,7 @@ func testCMKCustody(t *testing.T, s keyhold.Store) {
 		if err != nil {
 			return err
 		}
-		if e.PolicyID != policy || e.LinkStatus != keyhold.LinkStatusLinked || e.EncryptionStatus != keyhold.EncryptionRunning ||
+		if e.PolicyID != policy || e.PolicySystemID != "/regions/europe/providers/Microsoft.PowerPlatform/enterprisePolicies/0000" || e.LinkStatus != keyhold.LinkStatusLinked || e.EncryptionStatus != keyhold.EncryptionRunning ||
 			e.LastOperationID != "op-1" || e.KeyManagedBy != keyhold.KeyManagedByCustomer {
 			t.Errorf("environment after update = %+v", e)
 		}
