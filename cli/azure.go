@@ -148,13 +148,14 @@ func tokenObjectID(token string) (string, error) {
 // managementScope is the scope of the token whose oid names the caller.
 const managementScope = string(keyhold.AudienceManagement) + "/.default"
 
-// vaultFlags are the flags that name a vault of the data plane.
-type vaultFlags struct {
+// VaultFlags name a vault of the data plane: --vault NAME on the
+// logged-in server, or --vault-uri.
+type VaultFlags struct {
 	Vault    string // --vault NAME on the logged-in server
 	VaultURI string // --vault-uri URI
 }
 
-func (v *vaultFlags) check() error {
+func (v *VaultFlags) check() error {
 	switch {
 	case v.Vault == "" && v.VaultURI == "":
 		return usageErrorf("give --vault NAME (a vault of the logged-in server) or --vault-uri URI")

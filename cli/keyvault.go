@@ -31,14 +31,15 @@ file) unless --subscription names another.`
 	return cmd
 }
 
-// vaultTarget are the flags that name a vault resource.
-type vaultTarget struct {
+// VaultTarget are the flags that name a vault resource: -n, -g and
+// --subscription.
+type VaultTarget struct {
 	Subscription  string
 	Name          string
 	ResourceGroup string // "" where the command may look it up
 }
 
-func (v *vaultTarget) flags(cmd *cobra.Command, group string) {
+func (v *VaultTarget) flags(cmd *cobra.Command, group string) {
 	cmd.Flags().StringVarP(&v.Name, "name", "n", "", "Vault `NAME`")
 	cmd.Flags().StringVarP(&v.ResourceGroup, "resource-group", "g", "", group)
 	cmd.Flags().StringVar(&v.Subscription, "subscription", "", "Subscription `ID` (default: the login's)")
@@ -72,7 +73,7 @@ type KeyVaultCreateOptions struct {
 	Clients clientsFunc
 	Format  Format
 
-	vaultTarget
+	VaultTarget
 	Location            string
 	SKU                 string
 	RetentionDays       int
@@ -144,7 +145,7 @@ an enterprise policy's identity.`,
 			return keyVaultCreateRun(opts)
 		},
 	}
-	opts.vaultTarget.flags(cmd, "Resource `GROUP`")
+	opts.VaultTarget.flags(cmd, "Resource `GROUP`")
 	fl := cmd.Flags()
 	fl.StringVarP(&opts.Location, "location", "l", "", "`LOCATION`, e.g. westeurope")
 	fl.StringVar(&opts.SKU, "sku", "standard", "`SKU`: standard or premium")
@@ -216,7 +217,7 @@ type KeyVaultShowOptions struct {
 	Clients clientsFunc
 	Format  Format
 
-	vaultTarget
+	VaultTarget
 }
 
 func newCmdKeyVaultShow(f *Factory, runF func(*KeyVaultShowOptions) error) *cobra.Command {
@@ -236,12 +237,12 @@ func newCmdKeyVaultShow(f *Factory, runF func(*KeyVaultShowOptions) error) *cobr
 			return keyVaultShowRun(opts)
 		},
 	}
-	opts.vaultTarget.flags(cmd, groupLookedUp)
+	opts.VaultTarget.flags(cmd, groupLookedUp)
 	return cmd
 }
 
 func keyVaultShowRun(opts *KeyVaultShowOptions) error {
-	vc, rg, err := opts.vaultTarget.resolve(opts.Ctx, opts.Clients)
+	vc, rg, err := opts.VaultTarget.resolve(opts.Ctx, opts.Clients)
 	if err != nil {
 		return err
 	}
@@ -254,7 +255,7 @@ func keyVaultShowRun(opts *KeyVaultShowOptions) error {
 
 // resolve returns the vaults client and the vault's resource group: -g,
 // or the group of the subscription's vault of that name.
-func (v *vaultTarget) resolve(ctx context.Context, clients clientsFunc) (*armkeyvault.VaultsClient, string, error) {
+func (v *VaultTarget) resolve(ctx context.Context, clients clientsFunc) (*armkeyvault.VaultsClient, string, error) {
 	c, err := clients(v.Subscription)
 	if err != nil {
 		return nil, "", err
@@ -344,8 +345,14 @@ func keyVaultListRun(opts *KeyVaultListOptions) error {
 		if err != nil {
 			return err
 		}
-		if opts.Format == FormatJSON {
+		switch opts.Format {
+		case FormatJSON:
 			return printJSON(opts.IO.Out, deleted)
+		case FormatID:
+			for _, d := range deleted {
+				fmt.Fprintln(opts.IO.Out, deref(d.ID))
+			}
+			return nil
 		}
 		if len(deleted) == 0 {
 			fmt.Fprintln(opts.IO.Out, "No deleted vaults")
@@ -378,8 +385,14 @@ func keyVaultListRun(opts *KeyVaultListOptions) error {
 			add(page.Value)
 		}
 	}
-	if opts.Format == FormatJSON {
+	switch opts.Format {
+	case FormatJSON:
 		return printJSON(opts.IO.Out, vaults)
+	case FormatID:
+		for _, v := range vaults {
+			fmt.Fprintln(opts.IO.Out, deref(v.ID))
+		}
+		return nil
 	}
 	if len(vaults) == 0 {
 		fmt.Fprintln(opts.IO.Out, "No vaults")
@@ -426,7 +439,7 @@ type KeyVaultDeleteOptions struct {
 	Ctx     context.Context
 	Clients clientsFunc
 
-	vaultTarget
+	VaultTarget
 }
 
 func newCmdKeyVaultDelete(f *Factory, runF func(*KeyVaultDeleteOptions) error) *cobra.Command {
@@ -450,12 +463,12 @@ access to it.`,
 			return keyVaultDeleteRun(opts)
 		},
 	}
-	opts.vaultTarget.flags(cmd, groupLookedUp)
+	opts.VaultTarget.flags(cmd, groupLookedUp)
 	return cmd
 }
 
 func keyVaultDeleteRun(opts *KeyVaultDeleteOptions) error {
-	vc, rg, err := opts.vaultTarget.resolve(opts.Ctx, opts.Clients)
+	vc, rg, err := opts.VaultTarget.resolve(opts.Ctx, opts.Clients)
 	if err != nil {
 		return err
 	}
@@ -610,7 +623,7 @@ type KeyVaultSetPolicyOptions struct {
 	Clients clientsFunc
 	Format  Format
 
-	vaultTarget
+	VaultTarget
 	ObjectID       string
 	TenantID       string
 	KeyPermissions []string // as armkeyvault spells them
@@ -659,7 +672,7 @@ Key permissions:
 			return keyVaultSetPolicyRun(opts)
 		},
 	}
-	opts.vaultTarget.flags(cmd, groupLookedUp)
+	opts.VaultTarget.flags(cmd, groupLookedUp)
 	cmd.Flags().StringVar(&opts.ObjectID, "object-id", "", "Object `ID` of the principal")
 	cmd.Flags().StringVar(&opts.TenantID, "tenant", "", "Tenant `ID` of the principal (default: the login's)")
 	cmd.Flags().StringVar(&perms, "key-permissions", "", "Comma-separated key `PERMISSIONS`")
@@ -671,7 +684,7 @@ func keyVaultSetPolicyRun(opts *KeyVaultSetPolicyOptions) error {
 	if err != nil {
 		return err
 	}
-	vc, rg, err := opts.vaultTarget.resolve(opts.Ctx, func(string) (*kvClients, error) { return c, nil })
+	vc, rg, err := opts.VaultTarget.resolve(opts.Ctx, func(string) (*kvClients, error) { return c, nil })
 	if err != nil {
 		return err
 	}
@@ -717,10 +730,15 @@ func keyPerms(ap *armkeyvault.AccessPolicyEntry) string {
 	return strings.Join(ps, ",")
 }
 
-// printVault prints a vault: its ARM JSON with -o json.
+// printVault prints a vault: its ARM JSON with -o json, its resource id
+// with -o id.
 func printVault(w io.Writer, format Format, v *armkeyvault.Vault) error {
-	if format == FormatJSON {
+	switch format {
+	case FormatJSON:
 		return printJSON(w, v)
+	case FormatID:
+		_, err := fmt.Fprintln(w, deref(v.ID))
+		return err
 	}
 	p := v.Properties
 	if p == nil {

@@ -72,12 +72,12 @@ var KeyVaultAPIVersions = []string{"7.4", "7.5", "7.6", "2025-07-01"}
 
 // Limits of the key vault routes.
 const (
-	maxVaultBody = 1 << 20  // a vault with 1024 access policies fits
-	maxKeyBody   = 64 << 10 // a JWK of an RSA-4096 private key is ~3 KiB
-	armPrefix    = "/subscriptions/{sub}"
-	rgVaults     = armPrefix + "/resourceGroups/{rg}/providers/Microsoft.KeyVault/vaults"
-	subKV        = armPrefix + "/providers/Microsoft.KeyVault"
-	vaultPrefix  = "/vaults/{vault}"
+	maxVaultBody   = 1 << 20  // a vault with 1024 access policies fits
+	maxKeyBody     = 64 << 10 // a JWK of an RSA-4096 private key is ~3 KiB
+	kvSubPath      = "/subscriptions/{sub}"
+	kvGroupVaults  = kvSubPath + "/resourceGroups/{rg}/providers/Microsoft.KeyVault/vaults"
+	kvProviderPath = kvSubPath + "/providers/Microsoft.KeyVault"
+	kvDataPrefix   = "/vaults/{vault}"
 )
 
 // keyVaultRoutes declares the key vault routes.
@@ -94,23 +94,23 @@ func (s *Server) keyVaultRoutes() []route {
 		return rt
 	}
 	routes := []route{
-		arm("PUT", rgVaults+"/{name}", bodyJSON, s.putVault),
-		arm("GET", rgVaults+"/{name}", bodyNone, s.getVault),
-		arm("PATCH", rgVaults+"/{name}", bodyJSON, s.patchVault),
-		arm("DELETE", rgVaults+"/{name}", bodyNone, s.deleteVault),
-		arm("GET", rgVaults, bodyNone, s.listVaults),
-		arm("GET", subKV+"/vaults", bodyNone, s.listVaults),
-		arm("PUT", rgVaults+"/{name}/accessPolicies/{kind}", bodyJSON, s.putAccessPolicies),
-		arm("GET", subKV+"/deletedVaults", bodyNone, s.listDeletedVaults),
-		arm("GET", subKV+"/locations/{location}/deletedVaults/{name}", bodyNone, s.getDeletedVault),
-		arm("POST", subKV+"/locations/{location}/deletedVaults/{name}/purge", bodyNone, s.purgeDeletedVault),
+		arm("PUT", kvGroupVaults+"/{name}", bodyJSON, s.putVault),
+		arm("GET", kvGroupVaults+"/{name}", bodyNone, s.getVault),
+		arm("PATCH", kvGroupVaults+"/{name}", bodyJSON, s.patchVault),
+		arm("DELETE", kvGroupVaults+"/{name}", bodyNone, s.deleteVault),
+		arm("GET", kvGroupVaults, bodyNone, s.listVaults),
+		arm("GET", kvProviderPath+"/vaults", bodyNone, s.listVaults),
+		arm("PUT", kvGroupVaults+"/{name}/accessPolicies/{kind}", bodyJSON, s.putAccessPolicies),
+		arm("GET", kvProviderPath+"/deletedVaults", bodyNone, s.listDeletedVaults),
+		arm("GET", kvProviderPath+"/locations/{location}/deletedVaults/{name}", bodyNone, s.getDeletedVault),
+		arm("POST", kvProviderPath+"/locations/{location}/deletedVaults/{name}/purge", bodyNone, s.purgeDeletedVault),
 	}
 	if s.KeyVault.Lookup == nil {
 		return routes
 	}
 	vaultAud := []keyhold.Audience{keyhold.AudienceVault}
 	kv := func(method, pattern string, body bodyKind, h func(nethttp.ResponseWriter, *nethttp.Request) error) route {
-		rt := route{Method: method, Pattern: vaultPrefix + pattern, Auth: vaultAud, Challenge: s.vaultChallenge, Body: body,
+		rt := route{Method: method, Pattern: kvDataPrefix + pattern, Auth: vaultAud, Challenge: s.vaultChallenge, Body: body,
 			Timeout: apiTimeout, Handler: h}
 		if body == bodyJSON {
 			rt.MaxBody = maxKeyBody

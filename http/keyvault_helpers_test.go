@@ -19,6 +19,7 @@ import (
 	"github.com/google/uuid"
 	"github.com/keyhold/keyhold"
 	"github.com/keyhold/keyhold/crypt"
+	"github.com/keyhold/keyhold/sqlstore/storetest"
 	"github.com/keyhold/keyhold/vault"
 )
 
@@ -42,10 +43,23 @@ func storeLookup(store keyhold.Store) func(context.Context, string) (*keyhold.Va
 	}
 }
 
+// newKVFixture serves over SQLite.
 func newKVFixture(t *testing.T) *kvFixture {
 	t.Helper()
+	return newKVFixtureOn(t, storetest.OpenSQLite(t))
+}
+
+// forEachKVBackend runs fn against a kvFixture over each storage backend.
+func forEachKVBackend(t *testing.T, fn func(t *testing.T, kf *kvFixture)) {
+	storetest.ForEachBackend(t, func(t *testing.T, open func(t *testing.T) keyhold.Store) {
+		fn(t, newKVFixtureOn(t, open(t)))
+	})
+}
+
+func newKVFixtureOn(t *testing.T, store keyhold.Store) *kvFixture {
+	t.Helper()
 	kf := &kvFixture{rg: "keys"}
-	kf.fixture = newFixture(t, func(f *fixture) {
+	kf.fixture = newFixtureOn(t, store, func(f *fixture) {
 		master, err := crypt.NewKey()
 		if err != nil {
 			t.Fatal(err)
@@ -151,8 +165,8 @@ func (kf *kvFixture) vaultsClient(t *testing.T) *armkeyvault.VaultsClient {
 	return c
 }
 
-// pollFreq makes SDK pollers poll quickly, should they ever need to.
-var pollFreq = time.Millisecond
+// kvPollFreq makes SDK pollers poll quickly, should they ever need to.
+var kvPollFreq = time.Millisecond
 
 // testRSAKey is one RSA-2048 key for import tests.
 var testRSAKey = sync.OnceValue(func() *rsa.PrivateKey {

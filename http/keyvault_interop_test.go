@@ -24,16 +24,16 @@ import (
 // prove wire compatibility of paths, JSON shapes, status codes, the
 // long-running-operation protocol and the Key Vault bearer challenge.
 
-// version and keyName split a Keyhold kid,
+// kidVersion and kidName split a Keyhold kid,
 // <server>/vaults/{vault}/keys/{name}[/{version}]. azkeys.ID's Name and
 // Version can't: they take the vault to be the host's root, as on Azure.
-func version(t *testing.T, kid azkeys.ID) string {
+func kidVersion(t *testing.T, kid azkeys.ID) string {
 	t.Helper()
 	_, v := splitKID(t, kid)
 	return v
 }
 
-func keyName(t *testing.T, kid azkeys.ID) string {
+func kidName(t *testing.T, kid azkeys.ID) string {
 	t.Helper()
 	name, _ := splitKID(t, kid)
 	return name
@@ -68,8 +68,9 @@ func wantResponseError(t *testing.T, what string, err error, status int, code st
 	return re
 }
 
-func TestKeyVaultInteropARM(t *testing.T) {
-	kf := newKVFixture(t)
+func TestKeyVaultInteropARM(t *testing.T) { forEachKVBackend(t, testKeyVaultInteropARM) }
+
+func testKeyVaultInteropARM(t *testing.T, kf *kvFixture) {
 	ctx := context.Background()
 	vc := kf.vaultsClient(t)
 	tenant := kf.creds.TenantID
@@ -102,7 +103,7 @@ func TestKeyVaultInteropARM(t *testing.T) {
 	if !poller.Done() {
 		t.Fatal("the create poller is not done at once: PUT must answer provisioningState Succeeded")
 	}
-	created, err := poller.PollUntilDone(ctx, &runtime.PollUntilDoneOptions{Frequency: pollFreq})
+	created, err := poller.PollUntilDone(ctx, &runtime.PollUntilDoneOptions{Frequency: kvPollFreq})
 	if err != nil {
 		t.Fatalf("PollUntilDone: %v", err)
 	}
@@ -135,13 +136,25 @@ func TestKeyVaultInteropARM(t *testing.T) {
 	if err != nil {
 		t.Fatalf("update: %v", err)
 	}
-	updated, err := poller.PollUntilDone(ctx, &runtime.PollUntilDoneOptions{Frequency: pollFreq})
+	updated, err := poller.PollUntilDone(ctx, &runtime.PollUntilDoneOptions{Frequency: kvPollFreq})
 	if err != nil || !*updated.Properties.EnablePurgeProtection || len(updated.Properties.AccessPolicies) != 2 {
 		t.Fatalf("update = %+v, %v", updated.Properties, err)
 	}
 	keys := updated.Properties.AccessPolicies[1].Permissions.Keys
 	if len(keys) != 3 || *keys[1] != armkeyvault.KeyPermissionsWrapKey || *keys[2] != armkeyvault.KeyPermissionsUnwrapKey {
 		t.Fatalf("permissions = %v", keys)
+	}
+
+	// PATCH changes only what it names.
+	patched, err := vc.Update(ctx, kf.rg, "contoso-kv", armkeyvault.VaultPatchParameters{Properties: &armkeyvault.VaultPatchProperties{
+		NetworkACLs:         &armkeyvault.NetworkRuleSet{DefaultAction: to.Ptr(armkeyvault.NetworkRuleActionDeny)},
+		PublicNetworkAccess: to.Ptr("Enabled")}}, nil)
+	if err != nil {
+		t.Fatalf("Update: %v", err)
+	}
+	if n := patched.Properties.NetworkACLs; *n.DefaultAction != armkeyvault.NetworkRuleActionDeny || len(n.IPRules) != 1 ||
+		!*patched.Properties.EnablePurgeProtection || len(patched.Properties.AccessPolicies) != 2 {
+		t.Fatalf("patched = %+v %+v", patched.Properties, n)
 	}
 
 	// Get and list.
@@ -280,8 +293,9 @@ func TestKeyVaultInteropARM(t *testing.T) {
 	wantResponseError(t, "purge under purge protection", err, 409, keyhold.CodeConflict)
 }
 
-func TestKeyVaultInteropKeys(t *testing.T) {
-	kf := newKVFixture(t)
+func TestKeyVaultInteropKeys(t *testing.T) { forEachKVBackend(t, testKeyVaultInteropKeys) }
+
+func testKeyVaultInteropKeys(t *testing.T, kf *kvFixture) {
 	ctx := context.Background()
 	v := kf.newRBACVault(t, "keys-kv")
 	c := kf.keysClient(t, v.URI+"/") // as the ARM vaultUri gives it
@@ -294,7 +308,7 @@ func TestKeyVaultInteropKeys(t *testing.T) {
 		t.Fatalf("CreateKey: %v", err)
 	}
 	kid := *created.Key.KID
-	v1 := version(t, kid)
+	v1 := kidVersion(t, kid)
 	if len(v1) != 32 || string(kid) != v.URI+"/keys/cmk/"+v1 {
 		t.Fatalf("kid = %s", kid)
 	}
@@ -326,7 +340,7 @@ func TestKeyVaultInteropKeys(t *testing.T) {
 	if err != nil {
 		t.Fatalf("RotateKey: %v", err)
 	}
-	v2 := version(t, *rotated.Key.KID)
+	v2 := kidVersion(t, *rotated.Key.KID)
 	if v2 == v1 || len(v2) != 32 {
 		t.Fatalf("rotated version = %s", v2)
 	}
@@ -334,7 +348,7 @@ func TestKeyVaultInteropKeys(t *testing.T) {
 		t.Fatalf("UnwrapKey with the old version after rotation = %v", err)
 	}
 	cur, err := c.GetKey(ctx, "cmk", "", nil)
-	if err != nil || version(t, *cur.Key.KID) != v2 {
+	if err != nil || kidVersion(t, *cur.Key.KID) != v2 {
 		t.Fatalf("GetKey current = %v, %v", cur.Key.KID, err)
 	}
 	var versions []string
@@ -344,7 +358,7 @@ func TestKeyVaultInteropKeys(t *testing.T) {
 			t.Fatalf("versions: %v", err)
 		}
 		for _, k := range page.Value {
-			versions = append(versions, version(t, *k.KID))
+			versions = append(versions, kidVersion(t, *k.KID))
 		}
 	}
 	if !slices.Equal(versions, []string{v1, v2}) {
@@ -399,7 +413,7 @@ func TestKeyVaultInteropKeys(t *testing.T) {
 					t.Fatalf("list deleted: %v", err)
 				}
 				for _, k := range page.Value {
-					out = append(out, keyName(t, *k.KID))
+					out = append(out, kidName(t, *k.KID))
 				}
 			}
 			return out
@@ -410,10 +424,10 @@ func TestKeyVaultInteropKeys(t *testing.T) {
 				t.Fatalf("list: %v", err)
 			}
 			for _, k := range page.Value {
-				if version(t, *k.KID) != "" {
+				if kidVersion(t, *k.KID) != "" {
 					t.Fatalf("listed kid %s has a version", *k.KID)
 				}
-				out = append(out, keyName(t, *k.KID))
+				out = append(out, kidName(t, *k.KID))
 			}
 		}
 		return out

@@ -26,26 +26,26 @@ const (
 )
 
 // Recovery levels, as Key Vault reports them in a key's attributes: keys
-// of a vault with purge protection are only recoverable; "Customized"
+// of a vault with purge protection are only levelRecoverable; "Customized"
 // when the vault keeps deleted items for less than 90 days.
 const (
-	recoverable           = "Recoverable"
-	customizedRecoverable = "CustomizedRecoverable"
-	purgeableSuffix       = "+Purgeable"
+	levelRecoverable = "Recoverable"
+	levelCustomized  = "CustomizedRecoverable"
+	levelPurgeable   = "+Purgeable"
 )
 
 // recoveryLevel returns the recoveryLevel and recoverableDays of the keys
 // of v.
 func recoveryLevel(v *keyhold.Vault) (string, int) {
 	if v == nil {
-		return recoverable + purgeableSuffix, keyhold.DefaultSoftDeleteRetentionDays
+		return levelRecoverable + levelPurgeable, keyhold.DefaultSoftDeleteRetentionDays
 	}
-	level := recoverable
+	level := levelRecoverable
 	if v.SoftDeleteRetentionDays < keyhold.MaxSoftDeleteRetentionDays {
-		level = customizedRecoverable
+		level = levelCustomized
 	}
 	if !v.EnablePurgeProtection {
-		level += purgeableSuffix
+		level += levelPurgeable
 	}
 	return level, v.SoftDeleteRetentionDays
 }
@@ -93,7 +93,7 @@ type keyItemJSON struct {
 	ScheduledPurgeDate *int64            `json:"scheduledPurgeDate,omitempty"`
 }
 
-func b64(b []byte) string { return base64.RawURLEncoding.EncodeToString(b) }
+func b64url(b []byte) string { return base64.RawURLEncoding.EncodeToString(b) }
 
 func keyAttrs(r *nethttp.Request, kv *keyhold.KeyVersion) keyAttrsJSON {
 	level, days := recoveryLevel(requestVault(r))
@@ -107,7 +107,7 @@ func keyAttrs(r *nethttp.Request, kv *keyhold.KeyVersion) keyAttrsJSON {
 func toKeyBundleJSON(r *nethttp.Request, b *vault.KeyBundle) keyBundleJSON {
 	kv := b.Version
 	out := keyBundleJSON{
-		Key:        jwkJSON{KID: b.KID, Kty: kv.Type, KeyOps: kv.KeyOps, N: b64(kv.N), E: b64(big.NewInt(int64(kv.E)).Bytes())},
+		Key:        jwkJSON{KID: b.KID, Kty: kv.Type, KeyOps: kv.KeyOps, N: b64url(kv.N), E: b64url(big.NewInt(int64(kv.E)).Bytes())},
 		Attributes: keyAttrs(r, kv),
 		Tags:       b.Key.Tags,
 	}
@@ -152,7 +152,7 @@ func decodeKeyVault(r *nethttp.Request, v any, example string) error {
 
 // fromB64 decodes a base64url field, with or without padding (standard
 // base64 is accepted too, as Key Vault does).
-func fromB64(field, s string) ([]byte, error) {
+func fromB64URL(field, s string) ([]byte, error) {
 	t := strings.TrimRight(s, "=")
 	b, err := base64.RawURLEncoding.DecodeString(t)
 	if err != nil {
@@ -297,7 +297,7 @@ func (s *Server) importKey(w nethttp.ResponseWriter, r *nethttp.Request) error {
 			}
 			continue
 		}
-		b, err := fromB64(f.name, f.in)
+		b, err := fromB64URL(f.name, f.in)
 		if err != nil {
 			return err
 		}
@@ -410,7 +410,7 @@ func keyOperation(r *nethttp.Request) (alg string, value []byte, err error) {
 	if in.Value == nil {
 		return "", nil, keyhold.Errorf(keyhold.CodeBadParameter, "value is missing: send the bytes as base64url, as in %s", exampleKeyOperation)
 	}
-	value, err = fromB64("value", *in.Value)
+	value, err = fromB64URL("value", *in.Value)
 	return in.Alg, value, err
 }
 
@@ -426,7 +426,7 @@ func (s *Server) wrapKey(w nethttp.ResponseWriter, r *nethttp.Request) error {
 	if err != nil {
 		return err
 	}
-	writeJSON(w, nethttp.StatusOK, keyOperationJSON{KID: kid, Value: b64(result)})
+	writeJSON(w, nethttp.StatusOK, keyOperationJSON{KID: kid, Value: b64url(result)})
 	return nil
 }
 
@@ -441,7 +441,7 @@ func (s *Server) unwrapKey(w nethttp.ResponseWriter, r *nethttp.Request) error {
 	if err != nil {
 		return err
 	}
-	writeJSON(w, nethttp.StatusOK, keyOperationJSON{KID: kid, Value: b64(result)})
+	writeJSON(w, nethttp.StatusOK, keyOperationJSON{KID: kid, Value: b64url(result)})
 	clear(result)
 	return nil
 }

@@ -11,7 +11,7 @@ import (
 	"github.com/keyhold/keyhold"
 )
 
-const vaultScope = "https://vault.azure.net/.default"
+const kvTokenScope = "https://vault.azure.net/.default"
 
 // TestKeyVaultChallenge: the data plane answers a request without a good
 // token as Key Vault does, with a bearer challenge that names the vault's
@@ -45,14 +45,14 @@ func TestKeyVaultChallenge(t *testing.T) {
 	})
 	t.Run("vault token on the resource manager", func(t *testing.T) {
 		a := kf.call(t, "GET", "/subscriptions/"+kf.creds.SubscriptionID+"/resourceGroups/keys/providers/Microsoft.KeyVault/vaults/challenge-kv?api-version=2024-11-01",
-			kf.token(t, vaultScope), "", nil)
+			kf.token(t, kvTokenScope), "", nil)
 		a.wantError(t, nethttp.StatusUnauthorized, keyhold.CodeInvalidToken, "https://management.azure.com")
 		if got := a.header.Get("WWW-Authenticate"); strings.Contains(got, "resource=") {
 			t.Fatalf("the resource manager answered Key Vault's challenge: %q", got)
 		}
 	})
 	t.Run("vault token", func(t *testing.T) {
-		a := kf.call(t, "GET", "/vaults/challenge-kv/keys?api-version=7.5", kf.token(t, vaultScope), "", nil)
+		a := kf.call(t, "GET", "/vaults/challenge-kv/keys?api-version=7.5", kf.token(t, kvTokenScope), "", nil)
 		if a.status != nethttp.StatusOK || !json.Valid(a.body) || !bytes.Contains(a.body, []byte(`"value":[]`)) {
 			t.Fatalf("list = %d %s", a.status, a.body)
 		}
@@ -66,7 +66,7 @@ func TestKeyVaultChallenge(t *testing.T) {
 		a.wantError(t, nethttp.StatusBadRequest, keyhold.CodeBadParameter, `"2016-10-01"`, "7.4", "7.5")
 	})
 	t.Run("missing api-version", func(t *testing.T) {
-		a := kf.call(t, "GET", "/vaults/challenge-kv/keys", kf.token(t, vaultScope), "", nil)
+		a := kf.call(t, "GET", "/vaults/challenge-kv/keys", kf.token(t, kvTokenScope), "", nil)
 		a.wantError(t, nethttp.StatusBadRequest, keyhold.CodeBadParameter, "api-version", "7.5")
 	})
 }
@@ -76,7 +76,7 @@ func TestKeyVaultChallenge(t *testing.T) {
 func TestKeyVaultBadInput(t *testing.T) {
 	kf := newKVFixture(t)
 	kf.newRBACVault(t, "input-kv")
-	tok := kf.token(t, vaultScope)
+	tok := kf.token(t, kvTokenScope)
 	const q = "?api-version=7.5"
 	send := func(t *testing.T, method, path, body string) answer {
 		t.Helper()
@@ -165,7 +165,7 @@ func TestKeyVaultBadInput(t *testing.T) {
 func TestKeyVaultErrors(t *testing.T) {
 	kf := newKVFixture(t)
 	kf.newRBACVault(t, "errors-kv")
-	tok := kf.token(t, vaultScope)
+	tok := kf.token(t, kvTokenScope)
 	mgmt := kf.token(t, "https://management.azure.com/.default")
 	sub := "/subscriptions/" + kf.creds.SubscriptionID
 	tests := []struct {
@@ -201,8 +201,29 @@ func TestKeyVaultErrors(t *testing.T) {
 		})
 	}
 
-	// A principal without a role: Forbidden, ForbiddenByRbac, on the data
-	// plane; AuthorizationFailed on the resource manager.
+	// The vault's firewall sees the client's address: 127.0.0.1 is not in
+	// the allowed range, and a service principal is not a trusted service.
+	t.Run("firewall", func(t *testing.T) {
+		v := &keyhold.Vault{SubscriptionID: kf.creds.SubscriptionID, ResourceGroup: kf.rg, Name: "walled-kv", Location: "westeurope",
+			EnableRbacAuthorization: true, NetworkACLs: keyhold.NetworkACLs{DefaultAction: keyhold.NetworkDeny, IPRules: []string{"203.0.113.0/24"}}}
+		if _, err := kf.v.PutVault(kf.admin(), v); err != nil {
+			t.Fatal(err)
+		}
+		a := kf.call(t, "GET", "/vaults/walled-kv/keys?api-version=7.5", tok, "", nil)
+		a.wantError(t, nethttp.StatusForbidden, keyhold.CodeForbidden, "127.0.0.1")
+		if e := a.azureError(t); e.InnerError == nil || e.InnerError.Code != keyhold.InnerForbiddenByFirewall {
+			t.Fatalf("innererror = %+v", e.InnerError)
+		}
+		v.NetworkACLs.IPRules = []string{"127.0.0.0/8"}
+		if _, err := kf.v.PutVault(kf.admin(), v); err != nil {
+			t.Fatal(err)
+		}
+		if a := kf.call(t, "GET", "/vaults/walled-kv/keys?api-version=7.5", tok, "", nil); a.status != nethttp.StatusOK {
+			t.Fatalf("with 127.0.0.0/8 allowed: %d %s", a.status, a.body)
+		}
+	})
+
+	// A principal without a data role: Forbidden, ForbiddenByRbac.
 	t.Run("no role", func(t *testing.T) {
 		// The administrator loses Key Vault Administrator.
 		ctx := kf.admin()

@@ -32,23 +32,23 @@ const (
 
 // vaultJSON is a vault as ARM answers it (armkeyvault.Vault).
 type vaultJSON struct {
-	ID         string            `json:"id"`
-	Name       string            `json:"name"`
-	Type       string            `json:"type"`
-	Location   string            `json:"location"`
-	Tags       map[string]string `json:"tags"`
-	SystemData *systemDataJSON   `json:"systemData,omitempty"`
-	Properties vaultPropsJSON    `json:"properties"`
+	ID         string               `json:"id"`
+	Name       string               `json:"name"`
+	Type       string               `json:"type"`
+	Location   string               `json:"location"`
+	Tags       map[string]string    `json:"tags"`
+	SystemData *vaultSystemDataJSON `json:"systemData,omitempty"`
+	Properties vaultPropsJSON       `json:"properties"`
 }
 
-type systemDataJSON struct {
+type vaultSystemDataJSON struct {
 	CreatedAt      string `json:"createdAt,omitempty"`
 	LastModifiedAt string `json:"lastModifiedAt,omitempty"`
 }
 
 type vaultPropsJSON struct {
 	TenantID                  string             `json:"tenantId"`
-	SKU                       skuJSON            `json:"sku"`
+	SKU                       vaultSKUJSON       `json:"sku"`
 	AccessPolicies            []accessPolicyJSON `json:"accessPolicies"`
 	VaultURI                  string             `json:"vaultUri"`
 	EnableSoftDelete          bool               `json:"enableSoftDelete"`
@@ -61,18 +61,18 @@ type vaultPropsJSON struct {
 	ProvisioningState     string         `json:"provisioningState"`
 }
 
-type skuJSON struct {
+type vaultSKUJSON struct {
 	Family string `json:"family"`
 	Name   string `json:"name"`
 }
 
 type accessPolicyJSON struct {
-	TenantID    string          `json:"tenantId"`
-	ObjectID    string          `json:"objectId"`
-	Permissions permissionsJSON `json:"permissions"`
+	TenantID    string             `json:"tenantId"`
+	ObjectID    string             `json:"objectId"`
+	Permissions keyPermissionsJSON `json:"permissions"`
 }
 
-type permissionsJSON struct {
+type keyPermissionsJSON struct {
 	Keys         []string `json:"keys"`
 	Secrets      []string `json:"secrets"`
 	Certificates []string `json:"certificates"`
@@ -98,7 +98,7 @@ func toVaultJSON(v *keyhold.Vault) vaultJSON {
 		ID: v.ID(), Name: v.Name, Type: vaultResourceType, Location: v.Location, Tags: map[string]string{},
 		Properties: vaultPropsJSON{
 			TenantID:                  v.TenantID,
-			SKU:                       skuJSON{Family: skuFamilyA, Name: v.SKU},
+			SKU:                       vaultSKUJSON{Family: skuFamilyA, Name: v.SKU},
 			AccessPolicies:            toAccessPoliciesJSON(v.AccessPolicies),
 			VaultURI:                  v.URI + "/", // Azure's vaultUri ends in a slash
 			EnableSoftDelete:          true,
@@ -118,7 +118,7 @@ func toVaultJSON(v *keyhold.Vault) vaultJSON {
 		out.Properties.NetworkACLs.IPRules = append(out.Properties.NetworkACLs.IPRules, ipRuleJSON{Value: r})
 	}
 	if !v.CreatedAt.IsZero() {
-		out.SystemData = &systemDataJSON{CreatedAt: v.CreatedAt.UTC().Format(time.RFC3339), LastModifiedAt: v.UpdatedAt.UTC().Format(time.RFC3339)}
+		out.SystemData = &vaultSystemDataJSON{CreatedAt: v.CreatedAt.UTC().Format(time.RFC3339), LastModifiedAt: v.UpdatedAt.UTC().Format(time.RFC3339)}
 	}
 	return out
 }
@@ -134,7 +134,7 @@ func toAccessPoliciesJSON(ps []keyhold.AccessPolicy) []accessPolicyJSON {
 			keys = append(keys, k)
 		}
 		out = append(out, accessPolicyJSON{TenantID: p.TenantID, ObjectID: p.ObjectID,
-			Permissions: permissionsJSON{Keys: keys, Secrets: []string{}, Certificates: []string{}}})
+			Permissions: keyPermissionsJSON{Keys: keys, Secrets: []string{}, Certificates: []string{}}})
 	}
 	return out
 }
@@ -149,7 +149,7 @@ type vaultInJSON struct {
 
 type vaultPropsInJSON struct {
 	TenantID                  *string               `json:"tenantId"`
-	SKU                       *skuInJSON            `json:"sku"`
+	SKU                       *vaultSKUInJSON       `json:"sku"`
 	AccessPolicies            *[]accessPolicyInJSON `json:"accessPolicies"`
 	CreateMode                *string               `json:"createMode"`
 	EnableSoftDelete          *bool                 `json:"enableSoftDelete"`
@@ -162,7 +162,7 @@ type vaultPropsInJSON struct {
 	ProvisioningState         *string               `json:"provisioningState"`
 }
 
-type skuInJSON struct {
+type vaultSKUInJSON struct {
 	Family *string `json:"family"`
 	Name   *string `json:"name"`
 }

@@ -67,10 +67,16 @@ func lookupVault(store keyhold.Store) func(context.Context, string) (*keyhold.Va
 	}
 }
 
+// newWorld builds a world over SQLite.
 func newWorld(t testing.TB) *world {
 	t.Helper()
-	ctx := context.Background()
 	store, _ := storetest.OpenSQLiteAt(t)
+	return newWorldOn(t, store)
+}
+
+func newWorldOn(t testing.TB, store keyhold.Store) *world {
+	t.Helper()
+	ctx := context.Background()
 	ca, tmpl := testCA()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -206,6 +212,37 @@ func envFor(t *testing.T, w *world, newProvider func(id *identity) keyprovider.P
 	id := w.newIdentity(t)
 	vaultName := w.newVault(t)
 	assignment := w.grant(t, id, vaultName)
+	revoke := func(t *testing.T) {
+		w.update(t, func(tx keyhold.Tx) error { return tx.DeleteRoleAssignment(context.Background(), assignment) })
+	}
+	return w.env(t, id, vaultName, revoke, newProvider)
+}
+
+// envWithPolicies is envFor with a vault that uses access policies: the
+// identity has get, wrapKey and unwrapKey, and the administrator all.
+func envWithPolicies(t *testing.T, w *world, newProvider func(id *identity) keyprovider.Provider) *providertest.Env {
+	id := w.newIdentity(t)
+	var b [4]byte
+	rand.Read(b[:])
+	vaultName := "ap" + hex.EncodeToString(b[:])
+	admin := keyhold.IdentityFrom(w.admin)
+	v := &keyhold.Vault{SubscriptionID: w.sub, ResourceGroup: w.rg, Name: vaultName, Location: "westeurope", AccessPolicies: []keyhold.AccessPolicy{
+		{ObjectID: admin.PrincipalID, Keys: []string{"all"}},
+		{ObjectID: id.PrincipalID, Keys: []string{keyhold.PermGet, keyhold.PermWrapKey, keyhold.PermUnwrapKey}},
+	}}
+	if _, err := w.v.PutVault(w.admin, v); err != nil {
+		t.Fatalf("PutVault: %v", err)
+	}
+	revoke := func(t *testing.T) {
+		if _, err := w.v.UpdateAccessPolicies(w.admin, w.sub, w.rg, vaultName, "remove", []keyhold.AccessPolicy{{ObjectID: id.PrincipalID}}); err != nil {
+			t.Fatalf("UpdateAccessPolicies: %v", err)
+		}
+	}
+	return w.env(t, id, vaultName, revoke, newProvider)
+}
+
+// env is the providertest.Env of identity id on a vault.
+func (w *world) env(t *testing.T, id *identity, vaultName string, revoke func(*testing.T), newProvider func(id *identity) keyprovider.Provider) *providertest.Env {
 	keyName := func(id string) string { return id[strings.LastIndex(id, "/")+1:] }
 	n := 0
 	return &providertest.Env{
@@ -228,23 +265,28 @@ func envFor(t *testing.T, w *world, newProvider func(id *identity) keyprovider.P
 				t.Fatalf("UpdateKey: %v", err)
 			}
 		},
-		Revoke: func(t *testing.T) {
-			w.update(t, func(tx keyhold.Tx) error { return tx.DeleteRoleAssignment(context.Background(), assignment) })
-		},
+		Revoke: revoke,
 	}
 }
 
+// TestBuiltin and TestAzure run the conformance suite over each storage
+// backend (PostgreSQL when KEYHOLD_TEST_POSTGRES is set, as
+// scripts/test.sh does).
 func TestBuiltin(t *testing.T) {
-	w := newWorld(t)
-	providertest.Run(t, func(t *testing.T) *providertest.Env {
-		return envFor(t, w, func(id *identity) keyprovider.Provider { return keyprovider.NewBuiltin(w.v, &id.Identity) })
+	storetest.ForEachBackend(t, func(t *testing.T, open func(t *testing.T) keyhold.Store) {
+		w := newWorldOn(t, open(t))
+		providertest.Run(t, func(t *testing.T) *providertest.Env {
+			return envFor(t, w, func(id *identity) keyprovider.Provider { return keyprovider.NewBuiltin(w.v, &id.Identity) })
+		})
 	})
 }
 
 func TestAzure(t *testing.T) {
-	w := newWorld(t)
-	providertest.Run(t, func(t *testing.T) *providertest.Env {
-		return envFor(t, w, func(id *identity) keyprovider.Provider { return w.azureProvider(t, id) })
+	storetest.ForEachBackend(t, func(t *testing.T, open func(t *testing.T) keyhold.Store) {
+		w := newWorldOn(t, open(t))
+		providertest.Run(t, func(t *testing.T) *providertest.Env {
+			return envFor(t, w, func(id *identity) keyprovider.Provider { return w.azureProvider(t, id) })
+		})
 	})
 }
 
@@ -258,6 +300,22 @@ func (w *world) azureProvider(t testing.TB, id *identity) *keyprovider.Azure {
 	}
 	t.Cleanup(c.HTTPClient().CloseIdleConnections)
 	return keyprovider.NewAzure(khttp.NewCredential(c), w.azureOptions(c))
+}
+
+// TestAccessPolicies runs the suite for both providers on a vault that
+// uses access policies rather than RBAC.
+func TestAccessPolicies(t *testing.T) {
+	w := newWorld(t)
+	t.Run("builtin", func(t *testing.T) {
+		providertest.Run(t, func(t *testing.T) *providertest.Env {
+			return envWithPolicies(t, w, func(id *identity) keyprovider.Provider { return keyprovider.NewBuiltin(w.v, &id.Identity) })
+		})
+	})
+	t.Run("azure", func(t *testing.T) {
+		providertest.Run(t, func(t *testing.T) *providertest.Env {
+			return envWithPolicies(t, w, func(id *identity) keyprovider.Provider { return w.azureProvider(t, id) })
+		})
+	})
 }
 
 // TestAzureUnavailable: a vault that does not answer is a transient fault,

@@ -1,0 +1,39 @@
+package keyprovider_test
+
+import (
+	"context"
+	"fmt"
+	"log"
+
+	"github.com/Azure/azure-sdk-for-go/sdk/azcore"
+	"github.com/Azure/azure-sdk-for-go/sdk/security/keyvault/azkeys"
+	"github.com/keyhold/keyhold"
+	khttp "github.com/keyhold/keyhold/http"
+	"github.com/keyhold/keyhold/keyprovider"
+)
+
+// A provider that reaches a key in a vault of another Keyhold server, as
+// an enterprise policy's identity, tells a revoked key from a vault that
+// is down.
+func ExampleNewAzure() {
+	var caPEM []byte // the other server's CA
+	c, err := khttp.NewClient("https://keys.example.com:8443", caPEM, "tenant-id", "client-id", "client-secret")
+	if err != nil {
+		log.Fatal(err)
+	}
+	p := keyprovider.NewAzure(khttp.NewCredential(c), &azkeys.ClientOptions{
+		ClientOptions: azcore.ClientOptions{Transport: c.HTTPClient()},
+		// A Keyhold vault's host is not *.vault.azure.net.
+		DisableChallengeResourceVerification: true,
+	})
+	const keyID = "https://keys.example.com:8443/vaults/contoso-kv/keys/cmk"
+	err = p.Probe(context.Background(), keyID)
+	switch keyhold.ErrorCode(err) {
+	case "":
+		fmt.Println("the key is usable")
+	case keyhold.CodeKeyVaultUnavailable:
+		fmt.Println("the vault is down: retry later")
+	default:
+		fmt.Println("access to the key is lost:", err)
+	}
+}
