@@ -1,0 +1,70 @@
+package keyhold
+
+import (
+	"context"
+	"time"
+)
+
+// The customer-managed key lifecycle of environments: link an environment
+// to an enterprise policy (its data then comes under the policy's key),
+// unlink it (back to the platform's key), swap it to another policy (a link
+// while linked), and follow key-version rotation. Each is a durable
+// Operation; the API answers 202 with an operation-location.
+
+// Operation kinds of the CMK lifecycle.
+const (
+	OpLink   = "link"   // link or swap
+	OpUnlink = "unlink" // back to the MMK
+	OpRekey  = "rekey"  // move items to the current epoch, destroy old epochs
+	OpRotate = "rotate" // rewrap under the policy key's new current version
+)
+
+// PolicyLink is one row of "Environments with policies".
+type PolicyLink struct {
+	Environment   *Environment      `json:"environment"`
+	Policy        *EnterprisePolicy `json:"policy,omitempty"`
+	LastOperation *Operation        `json:"lastOperation,omitempty"`
+}
+
+// KeyVersionUsage says what still depends on one version of a policy's key,
+// and from when it is safe to disable it: the spec asks that a version stay
+// enabled at least 28 days after its last use, for database restores.
+type KeyVersionUsage struct {
+	KeyID   string `json:"kid"` // versioned
+	Version string `json:"version"`
+	Current bool   `json:"current"`
+	// LiveKeys counts environment keys wrapped under this version now.
+	LiveKeys int `json:"liveEnvironmentKeys"`
+	// Backups counts backups whose keys are wrapped under it (0 until
+	// backups exist).
+	Backups int `json:"backups"`
+	// LastUsedAt is when the last environment key moved off this version
+	// (zero while it is in use, or if it never was).
+	LastUsedAt time.Time `json:"lastUsedAt"`
+	// SafeToDisableAt is LastUsedAt + 28 days; zero while anything
+	// depends on the version, or while it is current.
+	SafeToDisableAt time.Time `json:"safeToDisableAt"`
+}
+
+// KeyVersionRetention is how long a key version must stay enabled after
+// its last use.
+const KeyVersionRetention = 28 * 24 * time.Hour
+
+// CMKService runs the customer-managed key lifecycle. Every method checks
+// the caller: a Power Platform, Dynamics 365 or Global Administrator who
+// also holds Reader on the policy involved.
+type CMKService interface {
+	// LinkPolicy starts linking an environment to the policy with the given
+	// systemId (swapping it if another policy is linked). Its checks run
+	// before anything changes; a refusal is an error and starts nothing.
+	LinkPolicy(ctx context.Context, envID, systemID string) (*Operation, error)
+	// UnlinkPolicy starts returning an environment to the platform's key.
+	UnlinkPolicy(ctx context.Context, envID, systemID string) (*Operation, error)
+	// GetOperation returns an operation of the caller's tenant.
+	GetOperation(ctx context.Context, id string) (*Operation, error)
+	// PolicyLinks lists the caller's tenant's linked environments.
+	PolicyLinks(ctx context.Context) ([]*PolicyLink, error)
+	// KeyVersionUsage reports, for each version of the key that the policy
+	// (its ARM resource id) names, what depends on it.
+	KeyVersionUsage(ctx context.Context, policyID string) ([]*KeyVersionUsage, error)
+}
