@@ -47,6 +47,7 @@ func Run(t *testing.T, open func(t *testing.T) keyhold.Store) {
 		{"Keys", testKeys},
 		{"KeyVersions", testKeyVersions},
 		{"CMKCustody", testCMKCustody},
+		{"Policies", testPolicies}, {"UpdatePolicy", testUpdatePolicy}, {"Deployments", testDeployments},
 		{"Times", testTimes},
 		{"UpdateRollsBack", testUpdateRollsBack},
 		{"ViewIsReadOnly", testViewIsReadOnly},
