@@ -25,8 +25,10 @@ const (
 
 // Operation is one durable operation. Step names the next step to run (""
 // once finished); every step is idempotent, so running a step again after a
-// crash is harmless. Input holds the kind's parameters, State its private
-// progress (e.g. a re-key's resume cursor), both as JSON.
+// crash is harmless. Input holds the kind's parameters and never changes
+// after creation; Progress holds its private progress (e.g. a re-key's
+// resume cursor), both as JSON. A Running operation with an ErrorCode is
+// rolling back, and its Step names the step that failed.
 type Operation struct {
 	ID         string          `json:"id"`
 	TenantID   string          `json:"tenantId"`
@@ -70,6 +72,8 @@ type OperationTx interface {
 	UpdateOperation(ctx context.Context, op *Operation) error
 	ListOperations(ctx context.Context, f OperationFilter) ([]*Operation, error)
 	// ClaimOperation leases, to owner until leaseUntil, the oldest Running
-	// operation whose lease is free or ended before now. CodeNotFound if none.
+	// operation whose lease is free (no owner, or a lease that ended before
+	// now). CodeNotFound if none. A claim increments Version, so a runner
+	// that lost its lease can no longer write the operation.
 	ClaimOperation(ctx context.Context, owner string, now, leaseUntil time.Time) (*Operation, error)
 }
