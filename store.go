@@ -33,6 +33,8 @@ type Tx interface {
 	IdentityTx
 	OperationTx
 	PolicyTx
+	DeploymentTx
+	CMKTx
 
 	// Tenants and subscriptions.
 	CreateTenant(ctx context.Context, t *Tenant) error

@@ -186,7 +186,7 @@ func newCmdRoot(f *Factory) *cobra.Command {
 		newCmdServe(f, nil),
 		newCmdLogin(f, nil),
 		newCmdLogout(f, nil),
-		newCmdEnv(f),
+		addCMKEnvCommands(newCmdEnv(f), f),
 		newCmdRow(f),
 		newCmdFile(f),
 		newCmdAudit(f),
@@ -196,6 +196,9 @@ func newCmdRoot(f *Factory) *cobra.Command {
 		newCmdGroup(f),
 		newCmdProvider(f),
 		newCmdRole(f),
+		newCmdOperation(f),
+		addCMKPolicyCommands(newCmdPolicy(f), f),
+		newCmdDeployment(f),
 	)
 	return root
 }

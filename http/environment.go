@@ -29,6 +29,8 @@ type environmentProperties struct {
 	States                  environmentStates       `json:"states"`
 	GovernanceConfiguration governanceConfiguration `json:"governanceConfiguration"`
 	ProtectionStatus        protectionStatus        `json:"protectionStatus"`
+	// EnterprisePolicies names the linked policies; absent when none is.
+	EnterprisePolicies *enterprisePolicies `json:"enterprisePolicies,omitempty"`
 }
 
 type principalRef struct {
@@ -52,6 +54,35 @@ type protectionStatus struct {
 	KeyManagedBy string `json:"keyManagedBy"`
 }
 
+// enterprisePolicies is the BAP environment's properties.enterprisePolicies.
+type enterprisePolicies struct {
+	CustomerManagedKeys *linkedPolicyRef `json:"customerManagedKeys,omitempty"`
+}
+
+// linkedPolicyRef is a policy linked to an environment: policyId is the
+// GUID that ends its systemId, id its ARM resource id.
+type linkedPolicyRef struct {
+	PolicyID   string `json:"policyId"`
+	Location   string `json:"location"`
+	ID         string `json:"id"`
+	SystemID   string `json:"systemId"`
+	LinkStatus string `json:"linkStatus"`
+}
+
+// toEnterprisePolicies is the properties.enterprisePolicies of e; nil while
+// no policy is linked.
+func toEnterprisePolicies(e *keyhold.Environment) *enterprisePolicies {
+	if e.PolicyID == "" && e.PolicySystemID == "" {
+		return nil
+	}
+	ref := &linkedPolicyRef{Location: e.Location, ID: e.PolicyID, SystemID: e.PolicySystemID, LinkStatus: e.LinkStatus}
+	// systemId: /regions/{location}/providers/Microsoft.PowerPlatform/enterprisePolicies/{guid}
+	if s := strings.Split(strings.Trim(e.PolicySystemID, "/"), "/"); len(s) == 6 && strings.EqualFold(s[0], "regions") {
+		ref.Location, ref.PolicyID = s[1], s[5]
+	}
+	return &enterprisePolicies{CustomerManagedKeys: ref}
+}
+
 // environmentType is the BAP resource type of an environment.
 const environmentType = "Microsoft.BusinessAppPlatform/scopes/environments"
 
@@ -73,15 +104,17 @@ func toEnvironmentJSON(e *keyhold.Environment) environmentJSON {
 			States:                  environmentStates{Management: stateRef{ID: "Ready"}, Runtime: stateRef{ID: string(e.State)}},
 			GovernanceConfiguration: governanceConfiguration{ProtectionLevel: protectionLevel(e.Managed)},
 			ProtectionStatus:        protectionStatus{KeyManagedBy: string(e.KeyManagedBy)},
+			EnterprisePolicies:      toEnterprisePolicies(e),
 		},
 	}
 }
 
 // fromEnvironmentJSON is the client's reverse of toEnvironmentJSON. Fields
-// the API does not show (Epoch, Version, FinOps) stay zero.
+// the API does not show (Epoch, Version, FinOps, EncryptionStatus,
+// LastOperationID) stay zero.
 func fromEnvironmentJSON(j *environmentJSON) *keyhold.Environment {
 	p := &j.Properties
-	return &keyhold.Environment{
+	e := &keyhold.Environment{
 		ID:           j.Name,
 		TenantID:     p.TenantID,
 		DisplayName:  p.DisplayName,
@@ -94,6 +127,11 @@ func fromEnvironmentJSON(j *environmentJSON) *keyhold.Environment {
 		CreatedAt:    p.CreatedTime,
 		UpdatedAt:    p.LastModifiedTime,
 	}
+	if ep := p.EnterprisePolicies; ep != nil && ep.CustomerManagedKeys != nil {
+		cmk := ep.CustomerManagedKeys
+		e.PolicyID, e.PolicySystemID, e.LinkStatus = cmk.ID, cmk.SystemID, cmk.LinkStatus
+	}
+	return e
 }
 
 // listJSON is the BAP list shape.

@@ -37,6 +37,7 @@ var statuses = map[string]int{
 	keyhold.CodeInvalidScope:          nethttp.StatusBadRequest,
 	keyhold.CodeBadParameter:          nethttp.StatusBadRequest,
 	keyhold.CodeNotSupported:          nethttp.StatusBadRequest,
+	keyhold.CodeInvalidTemplate:       nethttp.StatusBadRequest,
 	codeInvalidRequest:                nethttp.StatusBadRequest,
 
 	keyhold.CodeUnauthorized:  nethttp.StatusUnauthorized,

@@ -72,6 +72,13 @@ type Server struct {
 	ARM ARMAPI
 	// KeyVault holds the key vault services (keyvault.go).
 	KeyVault KeyVaultAPI
+	// CMK runs the customer-managed key lifecycle: link, unlink,
+	// operations, environments with policies, key version usage
+	// (cmk.go). Nil: none of its routes is served.
+	CMK keyhold.CMKService
+	// Policies holds the enterprise policy provider and template
+	// deployments (policy.go).
+	Policies PolicyAPI
 
 	once        sync.Once
 	handler     nethttp.Handler
@@ -184,7 +191,7 @@ func (s *Server) routes() []route {
 	// The resource manager and key vault areas declare their routes in
 	// their own files (arm.go, keyvault.go); each adds nothing while its
 	// services are unset.
-	return slices.Concat(core, s.armRoutes(), s.keyVaultRoutes())
+	return slices.Concat(core, s.armRoutes(), s.keyVaultRoutes(), s.cmkRoutes(), s.policyRoutes())
 }
 
 // router answers requests that match no route with the Azure error body:

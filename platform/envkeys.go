@@ -71,39 +71,64 @@ func (p *Platform) envKey(ctx context.Context, envID string, epoch uint32) (*cry
 
 func (p *Platform) unwrapEnvKey(ctx context.Context, envID string, epoch uint32) (*crypt.Key, error) {
 	var wks []*keyhold.WrappedKey
+	var env *keyhold.Environment
 	if err := p.store.View(ctx, func(tx keyhold.Tx) error {
 		var err error
+		if env, err = tx.Environment(ctx, envID); err != nil {
+			return err
+		}
 		wks, err = tx.WrappedKeys(ctx, envID)
 		return err
 	}); err != nil {
 		return nil, err
 	}
+	// One copy per epoch exists except for an instant that no transaction
+	// shows (a custody change replaces one with the other atomically);
+	// should both ever exist, the customer's key is the one that counts.
 	var wk *keyhold.WrappedKey
 	for _, k := range wks {
-		if k.Epoch == epoch && wk == nil {
+		if k.Epoch == epoch && (wk == nil || k.Root == keyhold.RootCMK) {
 			wk = k
 		}
 	}
 	if wk == nil {
 		return nil, fmt.Errorf("environment %s has no wrapped key for epoch %d", envID, epoch)
 	}
+	return p.unwrapWrapped(ctx, wk, env.TenantID)
+}
+
+// unwrapWrapped unwraps one wrapped copy of an EK with the root key that
+// wrapped it (a CMK as the identity that wrapped it, in tenantID) and
+// checks that it belongs to its environment and epoch. The caller destroys
+// the key.
+func (p *Platform) unwrapWrapped(ctx context.Context, wk *keyhold.WrappedKey, tenantID string) (*crypt.Key, error) {
 	var w keyhold.KeyWrapper
+	kid := wk.KeyID
 	switch wk.Root {
 	case keyhold.RootMMK:
 		w = p.mmk
+	case keyhold.RootCMK:
+		if p.cmk == nil {
+			return nil, errCMKOff
+		}
+		w = p.cmk(policyIdentity(wk.PrincipalID, tenantID))
+		kid = p.currentKID(kid)
 	default:
-		return nil, fmt.Errorf("environment %s epoch %d is wrapped by an unsupported root %s", envID, epoch, wk.Root)
+		return nil, fmt.Errorf("environment %s epoch %d is wrapped by an unsupported root %s", wk.EnvID, wk.Epoch, wk.Root)
 	}
-	payload, err := w.Unwrap(ctx, wk.KeyID, wk.Ciphertext)
+	payload, err := w.Unwrap(ctx, kid, wk.Ciphertext)
 	p.m.unwraps.WithLabelValues(string(wk.Root), result(err)).Inc()
 	if err == nil {
 		p.unwrapCount.Add(1)
 	}
 	if err != nil {
-		return nil, fmt.Errorf("unwrapping environment %s epoch %d with %s: %w", envID, epoch, wk.KeyID, err)
+		if wk.Root == keyhold.RootCMK {
+			return nil, cmkError(err, "unwrap the key of environment "+wk.EnvID, kid, wk.PrincipalID)
+		}
+		return nil, fmt.Errorf("unwrapping environment %s epoch %d with %s: %w", wk.EnvID, wk.Epoch, wk.KeyID, err)
 	}
 	defer clear(payload)
-	return crypt.OpenEKPayload(envID, epoch, payload)
+	return crypt.OpenEKPayload(wk.EnvID, wk.Epoch, payload)
 }
 
 // storeKey derives the key of one store of an environment at an epoch.

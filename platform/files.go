@@ -92,8 +92,15 @@ func (p *Platform) PutFile(ctx context.Context, envID, name string, r io.Reader)
 	rec.Chunks = cw.seq
 	rec.UpdatedAt = p.clock.Now().UTC()
 	err = p.store.Update(ctx, func(tx keyhold.Tx) error {
-		if _, err := dataAccess(ctx, tx, id, envID); err != nil {
+		cenv, err := dataAccess(ctx, tx, id, envID)
+		if err != nil {
 			return err
+		}
+		if cenv.Epoch != rec.Epoch {
+			// A re-key started meanwhile: it may already have passed
+			// this file, and it destroys the old epoch's key once it
+			// finds no item left on it, so nothing may land there now.
+			return keyhold.Errorf(keyhold.CodeConflict, "environment %s moved to key epoch %d during the upload of %q: send it again", envID, cenv.Epoch, name)
 		}
 		switch cur, err := tx.File(ctx, envID, name); {
 		case err == nil && cur.Version != prevVersion, err != nil && prevVersion != 0:

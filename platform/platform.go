@@ -17,6 +17,7 @@ import (
 	"github.com/google/uuid"
 	"github.com/keyhold/keyhold"
 	"github.com/keyhold/keyhold/crypt"
+	"github.com/keyhold/keyhold/ops"
 	"github.com/prometheus/client_golang/prometheus"
 	"golang.org/x/sync/singleflight"
 )
@@ -51,10 +52,36 @@ type Config struct {
 	Issuer string
 	// TokenTTL is the lifetime of issued access tokens (default 1h).
 	TokenTTL time.Duration
+
+	// The customer-managed key lifecycle (CMKService) needs all three of
+	// Ops, Vault and CMK; without them its methods answer
+	// CodeServiceUnavailable and only the MMK protects environments.
+
+	// Ops runs the lifecycle's durable operations; Open registers the
+	// kinds OpLink, OpUnlink, OpRekey and OpRotate on it. The caller runs
+	// its worker loop (Run).
+	Ops *ops.Runner
+	// Vault names the keys of the key vault that holds customer keys
+	// (*vault.Service is one).
+	Vault KeyVault
+	// CMK returns a key wrapper that reaches customer keys as the given
+	// identity, an enterprise policy's managed identity (for the built-in
+	// vault, keyprovider.NewBuiltin). It should also implement
+	// keyhold.KeyProber, which linking uses to check the identity's
+	// access before anything changes.
+	CMK func(id *keyhold.Identity) keyhold.KeyWrapper
 }
 
-// Platform implements keyhold.TokenService, EnvironmentService, DataService
-// and AuditService. It is safe for concurrent use.
+// KeyVault names the keys of a key vault: what the platform needs of it
+// beyond wrapping and unwrapping (Config.CMK). *vault.Service implements it.
+type KeyVault interface {
+	// KeyID returns the id of a key ("" version: unversioned, meaning the
+	// current version).
+	KeyID(vault, name, version string) string
+}
+
+// Platform implements keyhold.TokenService, EnvironmentService, DataService,
+// AuditService and CMKService. It is safe for concurrent use.
 type Platform struct {
 	store   keyhold.Store
 	clock   keyhold.Clock
@@ -68,6 +95,11 @@ type Platform struct {
 	m       metrics
 	// unwrapCount counts successful root-key unwraps (also in metrics).
 	unwrapCount atomic.Uint64
+
+	// The customer-managed key lifecycle (nil when not configured).
+	ops *ops.Runner
+	kv  KeyVault
+	cmk func(id *keyhold.Identity) keyhold.KeyWrapper
 }
 
 type metrics struct {
@@ -117,6 +149,10 @@ func Open(ctx context.Context, cfg Config) (*Platform, error) {
 	}
 	if err := p.openKeys(ctx, cfg.MasterKey); err != nil {
 		return nil, err
+	}
+	if cfg.Ops != nil && cfg.Vault != nil && cfg.CMK != nil {
+		p.ops, p.kv, p.cmk = cfg.Ops, cfg.Vault, cfg.CMK
+		p.registerKinds()
 	}
 	return p, nil
 }
@@ -306,4 +342,5 @@ var (
 	_ keyhold.EnvironmentService = (*Platform)(nil)
 	_ keyhold.DataService        = (*Platform)(nil)
 	_ keyhold.AuditService       = (*Platform)(nil)
+	_ keyhold.CMKService         = (*Platform)(nil)
 )

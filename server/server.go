@@ -30,7 +30,10 @@ import (
 	"github.com/keyhold/keyhold/arm"
 	"github.com/keyhold/keyhold/crypt"
 	khttp "github.com/keyhold/keyhold/http"
+	"github.com/keyhold/keyhold/keyprovider"
+	"github.com/keyhold/keyhold/ops"
 	"github.com/keyhold/keyhold/platform"
+	"github.com/keyhold/keyhold/policy"
 	"github.com/keyhold/keyhold/postgres"
 	"github.com/keyhold/keyhold/sqlite"
 	"github.com/keyhold/keyhold/vault"
@@ -129,9 +132,28 @@ func Run(ctx context.Context, cfg Config) error {
 
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	vcfg := vault.Config{Store: store, MasterKey: master, Clock: cfg.Clock, Logger: log, BaseURL: url}
+	if cfg.PKCS11Module != "" {
+		vcfg.HSM = &vault.PKCS11Config{Module: cfg.PKCS11Module, TokenLabel: cfg.PKCS11Token, PIN: cfg.PKCS11PIN}
+	}
+	kv, err := vault.New(vcfg)
+	if err != nil {
+		return fmt.Errorf("opening the key vault: %w", err)
+	}
+	defer kv.Close()
+
+	// The durable operations' runner (link, unlink, re-key, rotation).
+	// Its leases compare wall clocks across replicas, so it keeps the
+	// system clock even when cfg.Clock is set.
+	runner, err := ops.New(ops.Config{Store: store, Logger: log, Registerer: reg})
+	if err != nil {
+		return err
+	}
 	p, err := platform.Open(ctx, platform.Config{
 		Store: store, MasterKey: master, Clock: cfg.Clock, Logger: log, Registerer: reg,
 		KeyCacheTTL: cfg.KeyCacheTTL, Issuer: url,
+		Ops: runner, Vault: kv,
+		CMK: func(id *keyhold.Identity) keyhold.KeyWrapper { return keyprovider.NewBuiltin(kv, id) },
 	})
 	if err != nil {
 		if createdMasterFile != "" {
@@ -142,16 +164,6 @@ func Run(ctx context.Context, cfg Config) error {
 		return err
 	}
 	defer p.Close()
-
-	vcfg := vault.Config{Store: store, MasterKey: master, Clock: cfg.Clock, Logger: log, BaseURL: url}
-	if cfg.PKCS11Module != "" {
-		vcfg.HSM = &vault.PKCS11Config{Module: cfg.PKCS11Module, TokenLabel: cfg.PKCS11Token, PIN: cfg.PKCS11PIN}
-	}
-	kv, err := vault.New(vcfg)
-	if err != nil {
-		return fmt.Errorf("opening the key vault: %w", err)
-	}
-	defer kv.Close()
 
 	bootPath := filepath.Join(dataDir, "bootstrap.json")
 	creds, created, err := p.BootstrapCustomer(ctx)
@@ -168,11 +180,15 @@ func Run(ctx context.Context, cfg Config) error {
 	}
 
 	am := arm.New(arm.Config{Store: store, Clock: cfg.Clock, Logger: log})
+	ps := policy.New(policy.Config{Store: store, Clock: cfg.Clock, Logger: log, ARM: am, Vaults: kv})
+	ps.RegisterDeleter() // deleting a resource group deletes its policies
 	api := &khttp.Server{
 		Tokens: p, Environments: p, Data: p, Audit: p,
 		Logger: log, Registry: reg, PublicURL: url,
 		ARM:      khttp.ARMAPI{Resources: am, Directory: am},
 		KeyVault: khttp.KeyVaultAPI{Vaults: kv, Lookup: lookupVault(store)},
+		Policies: khttp.PolicyAPI{Service: ps},
+		CMK:      p,
 		Health: func(ctx context.Context) error {
 			return store.View(ctx, func(tx keyhold.Tx) error { _, err := tx.ListTenants(ctx); return err })
 		},
@@ -203,6 +219,14 @@ func Run(ctx context.Context, cfg Config) error {
 
 	go housekeeping(ctx, p, log)
 	go vaultHousekeeping(ctx, kv, log)
+	runCtx, stopRunner := context.WithCancel(ctx)
+	runnerDone := make(chan struct{})
+	go func() {
+		defer close(runnerDone)
+		runner.Run(runCtx) // returns once its steps have stopped and released their leases
+	}()
+	defer func() { stopRunner(); <-runnerDone }() // before the store closes
+	go p.RunRotationPickup(runCtx, platform.RotationPickupInterval)
 
 	select {
 	case err := <-serveErr:

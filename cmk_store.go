@@ -1,0 +1,70 @@
+package keyhold
+
+import (
+	"context"
+	"time"
+)
+
+// WrappedKeyFilter selects wrapped environment keys across environments,
+// in (environment, epoch, root kind) order. Empty fields match all.
+type WrappedKeyFilter struct {
+	// PrincipalID selects the keys wrapped by one identity: for a CMK, an
+	// enterprise policy's managed identity, so the keys of every
+	// environment linked to that policy.
+	PrincipalID string
+	// Root selects one root kind.
+	Root RootKind
+	// ExceptKeyID leaves out the keys wrapped under exactly this versioned
+	// key id: the ones already on a key's current version.
+	ExceptKeyID string
+	// AfterEnvID and AfterEpoch resume a walk: only keys after
+	// (AfterEnvID, AfterEpoch) are listed.
+	AfterEnvID string
+	AfterEpoch uint32
+	// Limit caps the page (a store default if 0).
+	Limit int
+}
+
+// EpochCount is how many rows and files of an environment are sealed under
+// one of its epochs.
+type EpochCount struct {
+	Epoch uint32
+	Rows  int64
+	Files int64
+}
+
+// KeyVersionUse records when an environment key last moved off a version
+// of a customer's key (a rotation, swap, unlink or the end of a re-key), so
+// that the product can say when the version is safe to disable. Vault and
+// key names compare case-insensitively.
+type KeyVersionUse struct {
+	VaultName  string
+	KeyName    string
+	Version    string
+	LastUsedAt time.Time
+}
+
+// CMKTx is the part of a store transaction that the customer-managed key
+// lifecycle needs beyond an environment's own records: finding the keys a
+// policy's identity wrapped, re-sealing rows under a new epoch without
+// changing their version, counting items per epoch, and remembering when
+// key versions were last used.
+type CMKTx interface {
+	// ListWrappedKeys lists wrapped keys across environments.
+	ListWrappedKeys(ctx context.Context, f WrappedKeyFilter) ([]*WrappedKey, error)
+	// ResealRow replaces the ciphertext and epoch of row r, keeping its
+	// version and update time (a re-key changes how a row is sealed, not
+	// what it holds), only if the stored row is at r.Version and sealed
+	// under fromEpoch. Otherwise it returns CodeConflict: the row was
+	// written or deleted meanwhile, so the writer already moved it.
+	ResealRow(ctx context.Context, r *RowRecord, fromEpoch uint32) error
+	// EpochCounts counts an environment's rows and files per epoch, in
+	// epoch order; epochs without items are left out.
+	EpochCounts(ctx context.Context, envID string) ([]EpochCount, error)
+	// TouchKeyVersion records u.LastUsedAt for a key version, keeping the
+	// later time if one is recorded already.
+	TouchKeyVersion(ctx context.Context, u *KeyVersionUse) error
+	// KeyVersionUses lists what TouchKeyVersion recorded for a key's
+	// versions, in version order.
+	KeyVersionUses(ctx context.Context, vaultName, keyName string) ([]*KeyVersionUse, error)
+}

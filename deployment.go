@@ -1,0 +1,66 @@
+package keyhold
+
+import (
+	"context"
+	"encoding/json"
+	"time"
+)
+
+// Template deployments: the Microsoft.Resources/deployments resource, an
+// ARM template deployed into a resource group. The deployment record is
+// what ARM answers about it afterwards: its state, the resources it made
+// and, when it failed, why.
+
+// Deployment provisioning states, as ARM reports them.
+const (
+	DeploymentSucceeded = "Succeeded"
+	DeploymentFailed    = "Failed"
+)
+
+// CodeInvalidTemplate is ARM's code for a template or its parameters that
+// can't be deployed (400): a syntax error, an unsupported expression or
+// resource type, a missing parameter.
+const CodeInvalidTemplate = "InvalidTemplate"
+
+// Deployment is a template deployment in a resource group. Names compare
+// case-insensitively, as ARM's do.
+type Deployment struct {
+	SubscriptionID    string `json:"subscriptionId"`
+	ResourceGroup     string `json:"resourceGroup"`
+	Name              string `json:"name"`
+	TenantID          string `json:"tenantId"`
+	Mode              string `json:"mode"`              // Incremental
+	ProvisioningState string `json:"provisioningState"` // DeploymentSucceeded or DeploymentFailed
+	// OutputResources are the ids of the resources deployed, in order.
+	OutputResources []string `json:"outputResources"`
+	// Outputs are the template's evaluated outputs, as ARM answers them:
+	// {"name":{"type":"String","value":…}}; nil when it has none.
+	Outputs json.RawMessage `json:"outputs,omitempty"`
+	// ErrorCode and ErrorMessage say why a failed deployment failed.
+	ErrorCode    string    `json:"errorCode,omitempty"`
+	ErrorMessage string    `json:"errorMessage,omitempty"`
+	CreatedBy    string    `json:"createdBy"`
+	CreatedAt    time.Time `json:"createdAt"`
+	UpdatedAt    time.Time `json:"updatedAt"` // the time of the last run
+}
+
+// ID returns the deployment's ARM resource id.
+func (d *Deployment) ID() string {
+	return "/subscriptions/" + d.SubscriptionID + "/resourceGroups/" + d.ResourceGroup +
+		"/providers/Microsoft.Resources/deployments/" + d.Name
+}
+
+// DeploymentTx is the part of a store transaction that holds template
+// deployments. Lookups of a missing deployment return CodeNotFound.
+//
+// It is not (yet) part of Tx: the policy package, which deploys templates,
+// finds it on the store's transactions with a type assertion.
+type DeploymentTx interface {
+	// PutDeployment inserts d or replaces the deployment of that name
+	// (whose creator and creation time stay).
+	PutDeployment(ctx context.Context, d *Deployment) error
+	Deployment(ctx context.Context, subscriptionID, resourceGroup, name string) (*Deployment, error)
+	// ListDeployments returns a resource group's deployments by name.
+	ListDeployments(ctx context.Context, subscriptionID, resourceGroup string) ([]*Deployment, error)
+	DeleteDeployment(ctx context.Context, subscriptionID, resourceGroup, name string) error
+}

@@ -1,0 +1,476 @@
+package platform
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"sort"
+	"strings"
+
+	"github.com/keyhold/keyhold"
+	"github.com/keyhold/keyhold/crypt"
+	"github.com/keyhold/keyhold/ops"
+)
+
+// The steps of the lifecycle's operations. Each is idempotent: its effects
+// commit in one transaction, together with their audit entry, and a step
+// run again (after a crash between that transaction and the Runner's
+// record of the step) reads the store, finds its work done and does
+// nothing. Calls to the key vault happen before that transaction; a crash
+// after them only repeats them.
+//
+//	link (and swap)  disable, rewrap, enable, newepoch, rekey, destroy
+//	unlink           disable, rewrap, enable
+//	rekey            newepoch, rekey, destroy
+//	rotate           rewrap (one operation per policy; see rotation.go)
+//
+// A failed link, unlink or re-key rolls back to an Enabled environment
+// whose EncryptionStatus is Failed, under whichever key holds it: custody
+// moves in one transaction, so the data is entirely under the old root or
+// entirely under the new one, and a rollback never needs to reach a key.
+
+// Step names.
+const (
+	stepDisable  = "disable"
+	stepRewrap   = "rewrap"
+	stepEnable   = "enable"
+	stepNewEpoch = "newepoch"
+	stepRekey    = "rekey"
+	stepDestroy  = "destroy"
+)
+
+// registerKinds registers the lifecycle's kinds on p.ops.
+func (p *Platform) registerKinds() {
+	for name, k := range p.kinds() {
+		p.ops.Register(name, k)
+	}
+}
+
+// kinds returns the lifecycle's operation kinds by name.
+func (p *Platform) kinds() map[string]ops.Kind {
+	return map[string]ops.Kind{
+		keyhold.OpLink: {Steps: []ops.Step{
+			{Name: stepDisable, Run: p.stepDisable},
+			{Name: stepRewrap, Run: p.stepLinkRewrap},
+			{Name: stepEnable, Run: p.stepEnable},
+			{Name: stepNewEpoch, Run: p.stepNewEpoch},
+			{Name: stepRekey, Run: p.stepRekey},
+			{Name: stepDestroy, Run: p.stepDestroy},
+		}, Rollback: p.rollbackEnvOp},
+		keyhold.OpUnlink: {Steps: []ops.Step{
+			{Name: stepDisable, Run: p.stepDisable},
+			{Name: stepRewrap, Run: p.stepUnlinkRewrap},
+			{Name: stepEnable, Run: p.stepEnable},
+		}, Rollback: p.rollbackEnvOp},
+		keyhold.OpRekey: {Steps: []ops.Step{
+			{Name: stepNewEpoch, Run: p.stepNewEpoch},
+			{Name: stepRekey, Run: p.stepRekey},
+			{Name: stepDestroy, Run: p.stepDestroy},
+		}, Rollback: p.rollbackEnvOp},
+		keyhold.OpRotate: {Steps: []ops.Step{
+			{Name: stepRewrap, Run: p.stepRotate},
+		}},
+	}
+}
+
+// Kinds returns the operation kinds the platform registers on its Runner,
+// by name, for crash tests that list their fault points (ops.FaultPoints).
+func (p *Platform) Kinds() map[string]ops.Kind { return p.kinds() }
+
+// opActor is the identity an operation's audit entries name: the
+// administrator who started it.
+func opActor(op *keyhold.Operation) *keyhold.Identity {
+	return &keyhold.Identity{TenantID: op.TenantID, PrincipalID: op.CreatedBy}
+}
+
+// errSuperseded is the cause of errNotOurs.
+var errSuperseded = errors.New("platform: the environment is under another operation")
+
+// errNotOurs refuses to change an environment that another operation has
+// taken over since (it can't happen while the store keeps one running
+// operation per environment; this guards the invariant).
+func errNotOurs(env *keyhold.Environment, op *keyhold.Operation) error {
+	return ops.Permanent(keyhold.Errorf(keyhold.CodeConflict,
+		"environment %s is now under operation %s, not %s: this operation stops", env.ID, env.LastOperationID, op.ID).WithCause(errSuperseded))
+}
+
+// changeEnv runs fn on op's environment in a transaction and, if fn
+// changed it (returned an audit action), stores it and audits the change.
+func (p *Platform) changeEnv(ctx context.Context, op *keyhold.Operation, fn func(tx keyhold.Tx, env *keyhold.Environment) (action, detail string, err error)) error {
+	var stepErr error
+	err := p.store.Update(ctx, func(tx keyhold.Tx) error {
+		stepErr = nil
+		env, err := tx.Environment(ctx, op.Target)
+		if err != nil {
+			return err
+		}
+		if env.LastOperationID != op.ID {
+			stepErr = errNotOurs(env, op)
+			return stepErr
+		}
+		action, detail, err := fn(tx, env)
+		if err != nil || action == "" {
+			stepErr = err
+			return err
+		}
+		env.UpdatedAt = p.clock.Now().UTC()
+		if err := tx.UpdateEnvironment(ctx, env); err != nil {
+			return err
+		}
+		return p.audit(ctx, tx, opActor(op), action, envTarget(env.ID), env.ID, detail+" (operation "+op.ID+")")
+	})
+	if err != nil && err != stepErr {
+		return storeConflict(err)
+	}
+	return err
+}
+
+// storeConflict marks a store's CodeConflict (a lost race with a
+// concurrent writer, or too many serialization failures in a row) as
+// transient: the step runs again and reads afresh. Every other error is
+// returned as is.
+func storeConflict(err error) error {
+	if keyhold.ErrorCode(err) == keyhold.CodeConflict {
+		return ops.Transient(err)
+	}
+	return err
+}
+
+// stepDisable takes the environment out of service for the custody change.
+func (p *Platform) stepDisable(ctx context.Context, op *keyhold.Operation) (ops.StepResult, error) {
+	return ops.StepResult{}, p.changeEnv(ctx, op, func(tx keyhold.Tx, env *keyhold.Environment) (string, string, error) {
+		switch env.State {
+		case keyhold.StateDisabled:
+			return "", "", nil // done already
+		case keyhold.StateEnabled:
+		default:
+			return "", "", ops.Permanent(keyhold.Errorf(keyhold.CodeEnvironmentDisabled,
+				"environment %s became %s before its key could change: restore it and start again", env.ID, env.State))
+		}
+		env.State = keyhold.StateDisabled
+		action := auditLinkDisable
+		if op.Kind == keyhold.OpUnlink {
+			action = auditUnlinkStart
+		}
+		return action, "environment disabled while its key changes custody", nil
+	})
+}
+
+// stepEnable puts the environment back in service. It ends an unlink.
+func (p *Platform) stepEnable(ctx context.Context, op *keyhold.Operation) (ops.StepResult, error) {
+	return ops.StepResult{}, p.changeEnv(ctx, op, func(tx keyhold.Tx, env *keyhold.Environment) (string, string, error) {
+		end := op.Kind == keyhold.OpUnlink
+		if env.State != keyhold.StateDisabled && (!end || env.EncryptionStatus == keyhold.EncryptionSucceeded) {
+			return "", "", nil
+		}
+		if env.State == keyhold.StateDisabled {
+			env.State = keyhold.StateEnabled
+		}
+		if end {
+			env.EncryptionStatus = keyhold.EncryptionSucceeded
+			return auditUnlinkEnable, "environment enabled again, under the platform's key", nil
+		}
+		return auditLinkEnable, "environment enabled again, under the customer-managed key; its data is being re-keyed in the background", nil
+	})
+}
+
+// rollbackEnvOp ends a failed link, unlink or re-key: the environment
+// serves again (if the operation had disabled it) and its encryption
+// status is Failed. Custody is whatever the last committed rewrap left:
+// all under the old root, or all under the new one.
+func (p *Platform) rollbackEnvOp(ctx context.Context, op *keyhold.Operation) error {
+	err := p.changeEnv(ctx, op, func(tx keyhold.Tx, env *keyhold.Environment) (string, string, error) {
+		if env.State != keyhold.StateDisabled && env.EncryptionStatus == keyhold.EncryptionFailed {
+			return "", "", nil
+		}
+		if env.State == keyhold.StateDisabled {
+			env.State = keyhold.StateEnabled
+		}
+		env.EncryptionStatus = keyhold.EncryptionFailed
+		under := "the platform's key"
+		if env.KeyManagedBy == keyhold.KeyManagedByCustomer {
+			under = "enterprise policy " + env.PolicyID
+		}
+		return auditRollback, fmt.Sprintf("%s failed at step %s (%s: %s); the environment is in service under %s",
+			op.Kind, op.Step, op.ErrorCode, op.ErrorMsg, under), nil
+	})
+	if keyhold.ErrorCode(err) == keyhold.CodeEnvironmentNotFound || errors.Is(err, errSuperseded) {
+		return nil // deleted, or taken over, meanwhile: nothing to restore
+	}
+	return err
+}
+
+// epochKeys groups an environment's wrapped keys by epoch.
+type epochKeys struct {
+	epoch uint32
+	mmk   *keyhold.WrappedKey
+	cmk   *keyhold.WrappedKey
+	other *keyhold.WrappedKey
+}
+
+func groupByEpoch(wks []*keyhold.WrappedKey) []*epochKeys {
+	m := map[uint32]*epochKeys{}
+	var out []*epochKeys
+	for _, wk := range wks {
+		g := m[wk.Epoch]
+		if g == nil {
+			g = &epochKeys{epoch: wk.Epoch}
+			m[wk.Epoch] = g
+			out = append(out, g)
+		}
+		switch wk.Root {
+		case keyhold.RootMMK:
+			g.mmk = wk
+		case keyhold.RootCMK:
+			g.cmk = wk
+		default:
+			g.other = wk
+		}
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].epoch < out[j].epoch })
+	return out
+}
+
+// source is the copy an epoch's EK is unwrapped from: the customer's if
+// there is one, else the platform's.
+func (g *epochKeys) source() *keyhold.WrappedKey {
+	switch {
+	case g.cmk != nil:
+		return g.cmk
+	case g.mmk != nil:
+		return g.mmk
+	}
+	return g.other
+}
+
+// sameKey reports whether two wrapped copies are the same stored value.
+func sameKey(a, b *keyhold.WrappedKey) bool {
+	return a != nil && b != nil && a.Root == b.Root && a.KeyID == b.KeyID && bytes.Equal(a.Ciphertext, b.Ciphertext)
+}
+
+// touchOldKID records, in tx, that an EK moved off the CMK version of wk.
+func (p *Platform) touchOldKID(ctx context.Context, tx keyhold.Tx, wk *keyhold.WrappedKey) error {
+	if wk == nil || wk.Root != keyhold.RootCMK {
+		return nil
+	}
+	v, n, ver, ok := splitKID(wk.KeyID)
+	if !ok || ver == "" {
+		return nil
+	}
+	return tx.TouchKeyVersion(ctx, &keyhold.KeyVersionUse{VaultName: v, KeyName: n, Version: ver, LastUsedAt: p.clock.Now().UTC()})
+}
+
+// loadTarget reads, for a step, op's environment, its wrapped keys and
+// the policy op's input names. A policy deleted meanwhile fails the
+// operation.
+func (p *Platform) loadTarget(ctx context.Context, op *keyhold.Operation, in cmkInput) (*keyhold.Environment, []*keyhold.WrappedKey, *keyhold.EnterprisePolicy, error) {
+	var env *keyhold.Environment
+	var wks []*keyhold.WrappedKey
+	var pol *keyhold.EnterprisePolicy
+	err := p.store.View(ctx, func(tx keyhold.Tx) (err error) {
+		if env, err = tx.Environment(ctx, op.Target); err != nil {
+			return err
+		}
+		if wks, err = tx.WrappedKeys(ctx, env.ID); err != nil {
+			return err
+		}
+		pol, err = tx.PolicyBySystemID(ctx, in.SystemID)
+		if c := keyhold.ErrorCode(err); c == keyhold.CodeResourceNotFound || c == keyhold.CodeNotFound {
+			return ops.Permanent(keyhold.Errorf(keyhold.CodeNotFound,
+				"enterprise policy %s was deleted while operation %s was running on environment %s", in.PolicyID, op.ID, op.Target))
+		}
+		return err
+	})
+	return env, wks, pol, err
+}
+
+// policyKeyID is the key id a policy's key is wrapped under: unversioned
+// (the key's current version) unless the policy names a version.
+func (p *Platform) policyKeyID(pol *keyhold.EnterprisePolicy) string {
+	return p.kv.KeyID(vaultNameOf(pol), pol.KeyName, pol.KeyVersion)
+}
+
+// wrapCMK wraps ek, of (envID, epoch), under pol's key (the version it
+// names, or the current one) as pol's identity.
+func (p *Platform) wrapCMK(ctx context.Context, pol *keyhold.EnterprisePolicy, envID string, epoch uint32, ek *crypt.Key) (*keyhold.WrappedKey, error) {
+	return p.wrapCMKAt(ctx, pol, p.policyKeyID(pol), envID, epoch, ek)
+}
+
+// wrapMMK wraps ek, of (envID, epoch), under the MMK.
+func (p *Platform) wrapMMK(ctx context.Context, envID string, epoch uint32, ek *crypt.Key) (*keyhold.WrappedKey, error) {
+	payload, err := crypt.EKPayload(envID, epoch, ek)
+	if err != nil {
+		return nil, err
+	}
+	defer clear(payload)
+	kid, ct, err := p.mmk.Wrap(ctx, mmkID, payload)
+	p.m.wraps.WithLabelValues(string(keyhold.RootMMK), result(err)).Inc()
+	if err != nil {
+		return nil, fmt.Errorf("wrapping the environment key under the MMK: %w", err)
+	}
+	return &keyhold.WrappedKey{EnvID: envID, Epoch: epoch, Root: keyhold.RootMMK, KeyID: kid, Ciphertext: ct, CreatedAt: p.clock.Now().UTC()}, nil
+}
+
+// rewrapped is one epoch's custody change: the new copy, and the copy it
+// was unwrapped from (which must still be stored as read).
+type rewrapped struct {
+	from *keyhold.WrappedKey
+	to   *keyhold.WrappedKey
+}
+
+// stepLinkRewrap moves every epoch's EK to the policy's key: it unwraps
+// each EK with its current root (the MMK, or the old policy's key in a
+// swap), wraps it as the new policy's identity, and then, in one
+// transaction, stores the CMK copies, deletes the MMK copies (a swap's
+// put replaces the old policy's copy) and records the link. Epochs already
+// on the policy's key are skipped, so running it again changes nothing.
+func (p *Platform) stepLinkRewrap(ctx context.Context, op *keyhold.Operation) (ops.StepResult, error) {
+	in, err := opInput(op)
+	if err != nil {
+		return ops.StepResult{}, ops.Permanent(err)
+	}
+	env, wks, pol, err := p.loadTarget(ctx, op, in)
+	if err != nil {
+		return ops.StepResult{}, err
+	}
+	var moves []rewrapped
+	for _, g := range groupByEpoch(wks) {
+		if g.cmk != nil && onPolicy(g.cmk, pol) {
+			continue
+		}
+		src := g.source()
+		ek, err := p.unwrapWrapped(ctx, src, env.TenantID)
+		if err != nil {
+			return ops.StepResult{}, err
+		}
+		to, err := p.wrapCMK(ctx, pol, env.ID, g.epoch, ek)
+		ek.Destroy()
+		if err != nil {
+			return ops.StepResult{}, err
+		}
+		moves = append(moves, rewrapped{from: src, to: to})
+	}
+	err = p.changeEnv(ctx, op, func(tx keyhold.Tx, env *keyhold.Environment) (string, string, error) {
+		cur, err := tx.WrappedKeys(ctx, env.ID)
+		if err != nil {
+			return "", "", err
+		}
+		groups := map[uint32]*epochKeys{}
+		for _, g := range groupByEpoch(cur) {
+			groups[g.epoch] = g
+		}
+		var kids []string
+		for _, m := range moves {
+			g := groups[m.to.Epoch]
+			if g == nil || !sameKey(g.source(), m.from) {
+				// Changed since it was read (it can't while this
+				// operation holds the environment): read again.
+				return "", "", ops.Transient(keyhold.Errorf(keyhold.CodeConflict, "the key of epoch %d of environment %s changed during the rewrap", m.to.Epoch, env.ID))
+			}
+			if err := tx.PutWrappedKey(ctx, m.to); err != nil {
+				return "", "", err
+			}
+			if err := p.touchOldKID(ctx, tx, g.cmk); err != nil {
+				return "", "", err
+			}
+			g.cmk = m.to
+			kids = append(kids, fmt.Sprintf("%d→%s", m.to.Epoch, m.to.KeyID))
+		}
+		var deleted []string
+		for _, g := range groups {
+			if g.mmk != nil && g.cmk != nil && onPolicy(g.cmk, pol) {
+				if err := tx.DeleteWrappedKey(ctx, env.ID, g.epoch, keyhold.RootMMK); err != nil {
+					return "", "", err
+				}
+				deleted = append(deleted, fmt.Sprint(g.epoch))
+			}
+		}
+		linked := env.KeyManagedBy == keyhold.KeyManagedByCustomer && env.PolicyID == pol.ID() &&
+			env.PolicySystemID == pol.SystemID && env.LinkStatus == keyhold.LinkStatusLinked
+		if len(moves) == 0 && len(deleted) == 0 && linked {
+			return "", "", nil
+		}
+		env.KeyManagedBy, env.PolicyID, env.PolicySystemID, env.LinkStatus = keyhold.KeyManagedByCustomer, pol.ID(), pol.SystemID, keyhold.LinkStatusLinked
+		sort.Strings(deleted)
+		return auditLinkRewrap, fmt.Sprintf("environment keys wrapped by enterprise policy %s's identity %s (epoch→kid: %s); MMK-wrapped copies of epochs [%s] deleted",
+			pol.ID(), pol.PrincipalID, strings.Join(kids, ", "), strings.Join(deleted, " ")), nil
+	})
+	return ops.StepResult{}, err
+}
+
+// stepUnlinkRewrap moves every epoch's EK back to the MMK: it unwraps each
+// CMK copy as the identity that wrapped it, wraps it under the MMK and, in
+// one transaction, stores the MMK copies, deletes the CMK copies and
+// clears the link.
+func (p *Platform) stepUnlinkRewrap(ctx context.Context, op *keyhold.Operation) (ops.StepResult, error) {
+	var env *keyhold.Environment
+	var wks []*keyhold.WrappedKey
+	err := p.store.View(ctx, func(tx keyhold.Tx) (err error) {
+		if env, err = tx.Environment(ctx, op.Target); err != nil {
+			return err
+		}
+		wks, err = tx.WrappedKeys(ctx, env.ID)
+		return err
+	})
+	if err != nil {
+		return ops.StepResult{}, err
+	}
+	var moves []rewrapped
+	for _, g := range groupByEpoch(wks) {
+		if g.cmk == nil || g.mmk != nil {
+			continue
+		}
+		ek, err := p.unwrapWrapped(ctx, g.cmk, env.TenantID)
+		if err != nil {
+			return ops.StepResult{}, err
+		}
+		to, err := p.wrapMMK(ctx, env.ID, g.epoch, ek)
+		ek.Destroy()
+		if err != nil {
+			return ops.StepResult{}, err
+		}
+		moves = append(moves, rewrapped{from: g.cmk, to: to})
+	}
+	err = p.changeEnv(ctx, op, func(tx keyhold.Tx, env *keyhold.Environment) (string, string, error) {
+		cur, err := tx.WrappedKeys(ctx, env.ID)
+		if err != nil {
+			return "", "", err
+		}
+		groups := map[uint32]*epochKeys{}
+		for _, g := range groupByEpoch(cur) {
+			groups[g.epoch] = g
+		}
+		for _, m := range moves {
+			g := groups[m.to.Epoch]
+			if g == nil || !sameKey(g.cmk, m.from) {
+				return "", "", ops.Transient(keyhold.Errorf(keyhold.CodeConflict, "the key of epoch %d of environment %s changed during the rewrap", m.to.Epoch, env.ID))
+			}
+			if err := tx.PutWrappedKey(ctx, m.to); err != nil {
+				return "", "", err
+			}
+			g.mmk = m.to
+		}
+		var deleted []string
+		for _, g := range groups {
+			if g.cmk != nil && g.mmk != nil {
+				if err := tx.DeleteWrappedKey(ctx, env.ID, g.epoch, keyhold.RootCMK); err != nil {
+					return "", "", err
+				}
+				if err := p.touchOldKID(ctx, tx, g.cmk); err != nil {
+					return "", "", err
+				}
+				deleted = append(deleted, fmt.Sprintf("%d (%s)", g.epoch, g.cmk.KeyID))
+			}
+		}
+		if len(moves) == 0 && len(deleted) == 0 && env.KeyManagedBy == keyhold.KeyManagedByMicrosoft && env.PolicyID == "" {
+			return "", "", nil
+		}
+		from := env.PolicyID
+		env.KeyManagedBy, env.PolicyID, env.PolicySystemID, env.LinkStatus = keyhold.KeyManagedByMicrosoft, "", "", ""
+		sort.Strings(deleted)
+		return auditUnlinkRewrap, fmt.Sprintf("environment keys wrapped by the platform's key again; unlinked from enterprise policy %s; CMK-wrapped copies deleted: %s",
+			from, strings.Join(deleted, ", ")), nil
+	})
+	return ops.StepResult{}, err
+}

@@ -1,0 +1,148 @@
+package platform
+
+import (
+	"context"
+	"strings"
+
+	"github.com/keyhold/keyhold"
+)
+
+// Key-version usage: which versions of a policy's key still wrap
+// environment keys, and from when an unused one may be disabled. The spec
+// asks that a version stay enabled at least 28 days after its last use, so
+// that a database restored from before a rotation still opens.
+//
+// LastUsedAt comes from a small table (keyhold.CMKTx.TouchKeyVersion) that
+// every custody change writes in the transaction that moves an EK off a
+// version (rotation, swap, unlink, and the destroy step of a re-key). It is
+// exact and costs one upsert per moved key; deriving it from the audit log
+// instead would mean scanning a tenant's whole log, whose entries are
+// free text, on every request.
+
+// parsePolicyID splits an enterprise policy's ARM resource id.
+func parsePolicyID(id string) (sub, rg, name string, ok bool) {
+	parts := strings.Split(strings.Trim(id, "/"), "/")
+	if len(parts) != 8 || !strings.EqualFold(parts[0], "subscriptions") || !strings.EqualFold(parts[2], "resourceGroups") ||
+		!strings.EqualFold(parts[4], "providers") || !strings.EqualFold(parts[5], keyhold.NamespacePowerPlatform) ||
+		!strings.EqualFold(parts[6], "enterprisePolicies") || parts[1] == "" || parts[3] == "" || parts[7] == "" {
+		return "", "", "", false
+	}
+	return parts[1], parts[3], parts[7], true
+}
+
+// KeyVersionUsage reports, for each version of the key that the policy
+// (its ARM resource id) names, oldest first: how many environment keys it
+// wraps now, across every policy that names the key; when the last one
+// moved off it; and from when it is safe to disable (LastUsedAt + 28 days;
+// for a version that never wrapped an environment key and is not current,
+// its creation time: safe now). The caller must be a platform
+// administrator with Reader on the policy (CodeForbidden). An unknown
+// policy is CodeNotFound, a malformed id CodeBadRequest, and a policy
+// whose key is gone CodeKeyNotFound.
+func (p *Platform) KeyVersionUsage(ctx context.Context, policyID string) ([]*keyhold.KeyVersionUsage, error) {
+	id, err := caller(ctx)
+	if err != nil {
+		return nil, err
+	}
+	if p.ops == nil {
+		return nil, errCMKOff
+	}
+	sub, rg, name, ok := parsePolicyID(policyID)
+	if !ok {
+		return nil, keyhold.Errorf(keyhold.CodeBadRequest,
+			"%q is not an enterprise policy id: use /subscriptions/{subscriptionId}/resourceGroups/{group}/providers/Microsoft.PowerPlatform/enterprisePolicies/{name}", policyID)
+	}
+	var out []*keyhold.KeyVersionUsage
+	err = p.store.View(ctx, func(tx keyhold.Tx) error {
+		if err := requireAdmin(ctx, tx, id); err != nil {
+			return err
+		}
+		pol, err := tx.Policy(ctx, sub, rg, name)
+		if c := keyhold.ErrorCode(err); c == keyhold.CodeResourceNotFound || c == keyhold.CodeNotFound || (err == nil && !strings.EqualFold(pol.TenantID, id.TenantID)) {
+			return keyhold.Errorf(keyhold.CodeNotFound, "enterprise policy %s was not found in tenant %s", policyID, id.TenantID)
+		} else if err != nil {
+			return err
+		}
+		if err := requireReader(ctx, tx, id, pol); err != nil {
+			return err
+		}
+		vaultName := vaultNameOf(pol)
+		k, err := tx.Key(ctx, vaultName, pol.KeyName)
+		if keyhold.ErrorCode(err) == keyhold.CodeNotFound {
+			return keyhold.Errorf(keyhold.CodeKeyNotFound, "key %s of vault %s, which enterprise policy %s names, was not found", pol.KeyName, vaultName, pol.ID())
+		} else if err != nil {
+			return err
+		}
+		versions, err := tx.ListKeyVersions(ctx, k.VaultName, k.Name)
+		if err != nil {
+			return err
+		}
+		uses, err := tx.KeyVersionUses(ctx, k.VaultName, k.Name)
+		if err != nil {
+			return err
+		}
+		lastUse := map[string]*keyhold.KeyVersionUse{}
+		for _, u := range uses {
+			lastUse[strings.ToLower(u.Version)] = u
+		}
+		live, err := liveKeysByVersion(ctx, tx, pol)
+		if err != nil {
+			return err
+		}
+		for _, kv := range versions {
+			v := strings.ToLower(kv.Version)
+			u := &keyhold.KeyVersionUsage{KeyID: p.kv.KeyID(k.VaultName, k.Name, kv.Version), Version: kv.Version,
+				Current: strings.EqualFold(kv.Version, k.CurrentVersion), LiveKeys: live[v]}
+			if u.LiveKeys == 0 {
+				if lu := lastUse[v]; lu != nil {
+					u.LastUsedAt = lu.LastUsedAt
+				}
+			}
+			if !u.Current && u.LiveKeys == 0 && u.Backups == 0 {
+				u.SafeToDisableAt = kv.CreatedAt
+				if !u.LastUsedAt.IsZero() {
+					u.SafeToDisableAt = u.LastUsedAt.Add(keyhold.KeyVersionRetention)
+				}
+			}
+			out = append(out, u)
+		}
+		return nil
+	})
+	return out, err
+}
+
+// liveKeysByVersion counts the environment keys wrapped under each version
+// (lower case) of pol's key, by every policy that names that key.
+func liveKeysByVersion(ctx context.Context, tx keyhold.Tx, pol *keyhold.EnterprisePolicy) (map[string]int, error) {
+	pols, err := tx.ListPolicies(ctx, keyhold.PolicyFilter{KeyVaultID: pol.KeyVaultID, KeyName: pol.KeyName})
+	if err != nil {
+		return nil, err
+	}
+	vaultName := vaultNameOf(pol)
+	live := map[string]int{}
+	seen := map[string]bool{}
+	for _, o := range pols {
+		if o.PrincipalID == "" || seen[o.PrincipalID] {
+			continue
+		}
+		seen[o.PrincipalID] = true
+		f := keyhold.WrappedKeyFilter{PrincipalID: o.PrincipalID, Root: keyhold.RootCMK, Limit: 10000}
+		for {
+			page, err := tx.ListWrappedKeys(ctx, f)
+			if err != nil {
+				return nil, err
+			}
+			for _, wk := range page {
+				if v, n, ver, ok := splitKID(wk.KeyID); ok && strings.EqualFold(v, vaultName) && strings.EqualFold(n, pol.KeyName) {
+					live[strings.ToLower(ver)]++
+				}
+			}
+			if len(page) < f.Limit {
+				break
+			}
+			last := page[len(page)-1]
+			f.AfterEnvID, f.AfterEpoch = last.EnvID, last.Epoch
+		}
+	}
+	return live, nil
+}

@@ -1,0 +1,495 @@
+package platform
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/google/uuid"
+	"github.com/keyhold/keyhold"
+	"github.com/keyhold/keyhold/crypt"
+	"github.com/keyhold/keyhold/ops"
+)
+
+// The re-key: after a link (or swap) the environment gets a new epoch
+// whose EK was only ever wrapped by the customer's key (newepoch), every
+// row and file moves to it (rekey), and the old epochs' wrapped keys are
+// deleted (destroy). An operator who copied an old EK, or the MMK-wrapped
+// copy, before the link is then shut out too. The environment serves
+// throughout: reads use each item's own epoch, and writes the current one.
+
+// Re-key pacing. A step run moves pages of rows (and then files) until
+// rekeyStepTime has passed, and then records its cursor: a crash repeats
+// at most that much work. They are variables only so that the crash tests
+// can make a re-key take several step runs on a few rows.
+var (
+	rekeyBatch     = 256
+	rekeyStepTime  = time.Second
+	rekeyFileBytes = int64(32 << 20) // plaintext bytes of files per step run
+)
+
+// rekeyProgress is the re-key's cursor, kept in the operation.
+type rekeyProgress struct {
+	// Epoch is the old epoch whose rows are moving, after (AfterTable,
+	// AfterID).
+	Epoch      uint32 `json:"epoch,omitempty"`
+	AfterTable string `json:"afterTable,omitempty"`
+	AfterID    string `json:"afterId,omitempty"`
+	// Files says every row has moved and files are moving, in name order
+	// after AfterFile.
+	Files     bool   `json:"files,omitempty"`
+	AfterFile string `json:"afterFile,omitempty"`
+}
+
+// stepNewEpoch starts epoch FromEpoch+1: a fresh EK, wrapped only by the
+// policy's key, stored in the transaction that makes it the epoch new
+// writes use. An environment already past FromEpoch has it: nothing to do.
+func (p *Platform) stepNewEpoch(ctx context.Context, op *keyhold.Operation) (ops.StepResult, error) {
+	in, err := opInput(op)
+	if err != nil {
+		return ops.StepResult{}, ops.Permanent(err)
+	}
+	env, _, pol, err := p.loadTarget(ctx, op, in)
+	if err != nil {
+		return ops.StepResult{}, err
+	}
+	if env.Epoch != in.FromEpoch {
+		return ops.StepResult{}, p.countRekey(ctx, op)
+	}
+	if !strings.EqualFold(env.PolicySystemID, pol.SystemID) {
+		return ops.StepResult{}, ops.Permanent(keyhold.Errorf(keyhold.CodeConflict,
+			"environment %s is no longer linked to enterprise policy %s: its re-key stops", env.ID, pol.ID()))
+	}
+	next := in.FromEpoch + 1
+	ek, err := crypt.NewKey()
+	if err != nil {
+		return ops.StepResult{}, err
+	}
+	defer ek.Destroy()
+	wk, err := p.wrapCMK(ctx, pol, env.ID, next, ek)
+	if err != nil {
+		return ops.StepResult{}, err
+	}
+	created := false
+	err = p.changeEnv(ctx, op, func(tx keyhold.Tx, env *keyhold.Environment) (string, string, error) {
+		created = false
+		if env.Epoch != in.FromEpoch {
+			return "", "", nil
+		}
+		if err := tx.PutWrappedKey(ctx, wk); err != nil {
+			return "", "", err
+		}
+		env.Epoch, created = next, true
+		return auditNewEpoch, fmt.Sprintf("new writes use epoch %d, whose key was generated now and is wrapped only by %s; older epochs are being re-keyed", next, wk.KeyID), nil
+	})
+	if err == nil && created {
+		p.cache.Put(cacheID(env.ID, next), ek)
+	}
+	if err != nil {
+		return ops.StepResult{}, err
+	}
+	return ops.StepResult{}, p.countRekey(ctx, op)
+}
+
+// countRekey sets op.Total to the number of items on epochs other than
+// the current one: what the re-key will move. It runs before any moves
+// (at the end of newepoch, which a crash may repeat), so the count is the
+// same each time.
+func (p *Platform) countRekey(ctx context.Context, op *keyhold.Operation) error {
+	return p.store.View(ctx, func(tx keyhold.Tx) error {
+		env, err := tx.Environment(ctx, op.Target)
+		if err != nil {
+			return err
+		}
+		counts, err := tx.EpochCounts(ctx, env.ID)
+		if err != nil {
+			return err
+		}
+		op.Total = 0
+		for _, c := range counts {
+			if c.Epoch != env.Epoch {
+				op.Total += c.Rows + c.Files
+			}
+		}
+		return nil
+	})
+}
+
+// stepRekey moves rows, then files, off every old epoch, in pages, and
+// keeps its cursor in the operation. Moving an item re-seals it under the
+// current epoch at the same version, conditionally on its version and
+// epoch, so a concurrent write (which moves it itself) always wins, and a
+// page run again after a crash finds its rows moved already.
+func (p *Platform) stepRekey(ctx context.Context, op *keyhold.Operation) (ops.StepResult, error) {
+	var prog rekeyProgress
+	if len(op.Progress) > 0 {
+		if err := json.Unmarshal(op.Progress, &prog); err != nil {
+			return ops.StepResult{}, ops.Permanent(keyhold.Errorf(keyhold.CodeInternal, "operation %s has an unreadable re-key cursor", op.ID).WithCause(err))
+		}
+	}
+	var env *keyhold.Environment
+	var wks []*keyhold.WrappedKey
+	err := p.store.View(ctx, func(tx keyhold.Tx) (err error) {
+		if env, err = tx.Environment(ctx, op.Target); err != nil {
+			return err
+		}
+		wks, err = tx.WrappedKeys(ctx, env.ID)
+		return err
+	})
+	if err != nil {
+		return ops.StepResult{}, err
+	}
+	cur := env.Epoch
+	var old []uint32
+	for _, wk := range wks {
+		if wk.Epoch != cur && !slices.Contains(old, wk.Epoch) {
+			old = append(old, wk.Epoch)
+		}
+	}
+	slices.Sort(old)
+	deadline := time.Now().Add(rekeyStepTime)
+	save := func(again bool) (ops.StepResult, error) {
+		b, err := json.Marshal(prog)
+		if err != nil {
+			return ops.StepResult{}, err
+		}
+		op.Progress = b
+		return ops.StepResult{Again: again}, nil
+	}
+	for !prog.Files {
+		if !slices.Contains(old, prog.Epoch) {
+			// Start, or go on with, the next old epoch.
+			i, _ := slices.BinarySearch(old, prog.Epoch+1)
+			if i >= len(old) {
+				prog = rekeyProgress{Files: true}
+				break
+			}
+			prog = rekeyProgress{Epoch: old[i]}
+		}
+		n, more, err := p.rekeyRows(ctx, env.ID, cur, &prog)
+		op.Done += n
+		if err != nil {
+			// The cursor stays where it was last recorded; the rows
+			// moved since are off the old epoch, so the pages run
+			// again find less to do.
+			return ops.StepResult{}, err
+		}
+		if !more {
+			prog.AfterTable, prog.AfterID = "", ""
+			i, _ := slices.BinarySearch(old, prog.Epoch+1)
+			if i >= len(old) {
+				prog = rekeyProgress{Files: true}
+			} else {
+				prog.Epoch = old[i]
+			}
+		}
+		if time.Now().After(deadline) {
+			return save(true)
+		}
+	}
+	n, more, err := p.rekeyFiles(ctx, env.ID, cur, &prog, deadline)
+	op.Done += n
+	if err != nil {
+		return ops.StepResult{}, err
+	}
+	if !more {
+		// Done counts the items each step run handled; a run lost to a
+		// crash moved items that no later run sees. Everything counted
+		// has moved now.
+		op.Done, op.Total = max(op.Done, op.Total), max(op.Done, op.Total)
+	}
+	return save(more)
+}
+
+// rekeyRows moves one page of the rows of prog.Epoch, after prog's cursor,
+// to epoch to, and advances the cursor. It returns how many rows it
+// handled and whether a full page was read (there may be more).
+func (p *Platform) rekeyRows(ctx context.Context, envID string, to uint32, prog *rekeyProgress) (int64, bool, error) {
+	from := prog.Epoch
+	var rows []*keyhold.RowRecord
+	if err := p.store.View(ctx, func(tx keyhold.Tx) (err error) {
+		rows, err = tx.ListRows(ctx, keyhold.RowFilter{EnvID: envID, Epoch: from, AfterTable: prog.AfterTable, AfterID: prog.AfterID, Limit: rekeyBatch})
+		return err
+	}); err != nil {
+		return 0, false, err
+	}
+	if len(rows) == 0 {
+		return 0, false, nil
+	}
+	oldSK, err := p.storeKey(ctx, envID, from, keyhold.StoreRows)
+	if err != nil {
+		return 0, false, err
+	}
+	defer oldSK.Destroy()
+	newSK, err := p.storeKey(ctx, envID, to, keyhold.StoreRows)
+	if err != nil {
+		return 0, false, err
+	}
+	defer newSK.Destroy()
+	out := make([]*keyhold.RowRecord, len(rows))
+	for i, r := range rows {
+		item := rowItemID(r.Table, r.ID)
+		pt, err := oldSK.Open(item, r.Version, r.Ciphertext)
+		if err != nil {
+			return 0, false, ops.Permanent(keyhold.Errorf(keyhold.CodeInternal,
+				"row %q of table %q of environment %s failed its integrity check and can't be re-keyed: restore it from a backup or delete it, then link the environment again", r.ID, r.Table, envID).WithCause(err))
+		}
+		ct, err := newSK.Seal(item, r.Version, pt)
+		clear(pt)
+		if err != nil {
+			return 0, false, err
+		}
+		c := *r
+		c.Epoch, c.Ciphertext = to, ct
+		out[i] = &c
+	}
+	reseal := func(rs []*keyhold.RowRecord) error {
+		return p.store.Update(ctx, func(tx keyhold.Tx) error {
+			for _, r := range rs {
+				// A conflict means the row was written (under the
+				// current epoch) or deleted since it was read: nothing
+				// to move.
+				if err := tx.ResealRow(ctx, r, from); err != nil && keyhold.ErrorCode(err) != keyhold.CodeConflict {
+					return err
+				}
+			}
+			return nil
+		})
+	}
+	err = reseal(out)
+	if keyhold.ErrorCode(err) == keyhold.CodeConflict {
+		// Writers of these rows kept winning the race with the page's
+		// transaction (PostgreSQL serialization failures): move them
+		// one by one, in short transactions. A row that still loses is
+		// left on the old epoch; the destroy step finds it and sends
+		// the re-key back for it.
+		err = nil
+		for _, r := range out {
+			if err = reseal([]*keyhold.RowRecord{r}); keyhold.ErrorCode(err) == keyhold.CodeConflict {
+				err = nil
+			} else if err != nil {
+				break
+			}
+		}
+	}
+	if err != nil {
+		return 0, false, err
+	}
+	last := rows[len(rows)-1]
+	prog.AfterTable, prog.AfterID = last.Table, last.ID
+	return int64(len(rows)), len(rows) == rekeyBatch, nil
+}
+
+// rekeyFiles moves files not on epoch to, in name order after prog's
+// cursor, until about rekeyFileBytes moved or the deadline passed. It
+// returns how many it handled and whether any are left.
+func (p *Platform) rekeyFiles(ctx context.Context, envID string, to uint32, prog *rekeyProgress, deadline time.Time) (int64, bool, error) {
+	var files []*keyhold.FileRecord
+	if err := p.store.View(ctx, func(tx keyhold.Tx) (err error) {
+		files, err = tx.ListFiles(ctx, envID)
+		return err
+	}); err != nil {
+		return 0, false, err
+	}
+	var todo []*keyhold.FileRecord
+	for _, f := range files {
+		if f.Epoch != to && f.Name > prog.AfterFile {
+			todo = append(todo, f)
+		}
+	}
+	var n, size int64
+	for i, f := range todo {
+		if err := p.resealFile(ctx, f, to); err != nil {
+			return n, true, err
+		}
+		n++
+		size += f.Size
+		prog.AfterFile = f.Name
+		if size >= rekeyFileBytes || time.Now().After(deadline) {
+			return n, i+1 < len(todo), nil
+		}
+	}
+	return n, false, nil
+}
+
+// resealFile re-encrypts file f under epoch to: it streams the plaintext
+// from f's generation into a new one (marked as an upload, so that a crash
+// leaves chunks that CleanStaleUploads removes) and then swaps the record
+// to it, keeping the version, in a transaction that checks f is still
+// what was read. A file replaced or deleted meanwhile is left alone.
+func (p *Platform) resealFile(ctx context.Context, f *keyhold.FileRecord, to uint32) error {
+	oldSK, err := p.storeKey(ctx, f.EnvID, f.Epoch, keyhold.StoreFiles)
+	if err != nil {
+		return err
+	}
+	defer oldSK.Destroy()
+	newSK, err := p.storeKey(ctx, f.EnvID, to, keyhold.StoreFiles)
+	if err != nil {
+		return err
+	}
+	defer newSK.Destroy()
+	gen := uuid.NewString()
+	if err := p.store.Update(ctx, func(tx keyhold.Tx) error {
+		return tx.BeginFileUpload(ctx, &keyhold.FileUpload{EnvID: f.EnvID, Generation: gen, StartedAt: p.clock.Now().UTC()})
+	}); err != nil {
+		return err
+	}
+	committed := false
+	defer func() {
+		if !committed {
+			p.discardUpload(f.EnvID, gen)
+		}
+	}()
+	cr := &chunkReader{ctx: ctx, p: p, rec: f}
+	cw := &chunkWriter{ctx: ctx, p: p, envID: f.EnvID, gen: gen, buf: make([]byte, 0, ChunkSize)}
+	err = func() error {
+		dec, err := oldSK.NewDecryptingReader(bufio.NewReaderSize(cr, 64<<10), f.Name, f.Version)
+		if err != nil {
+			return err
+		}
+		enc, err := newSK.NewEncryptingWriter(cw, f.Name, f.Version)
+		if err != nil {
+			return err
+		}
+		n, err := io.Copy(enc, dec)
+		if err != nil {
+			return err
+		}
+		if n != f.Size {
+			return fmt.Errorf("%w: file %q holds %d bytes, its record says %d", crypt.ErrDecrypt, f.Name, n, f.Size)
+		}
+		if err := enc.Close(); err != nil {
+			return err
+		}
+		return cw.flush()
+	}()
+	if err != nil {
+		// The file may have been replaced or deleted meanwhile, and its
+		// chunks with it: then there is nothing to move.
+		if gone, gerr := p.fileReplaced(ctx, f); gerr == nil && gone {
+			return nil
+		}
+		if errors.Is(err, crypt.ErrDecrypt) {
+			return ops.Permanent(keyhold.Errorf(keyhold.CodeInternal,
+				"file %q of environment %s failed its integrity check and can't be re-keyed: restore it from a backup or delete it, then link the environment again", f.Name, f.EnvID).WithCause(err))
+		}
+		return err
+	}
+	swapped := false
+	err = storeConflict(p.store.Update(ctx, func(tx keyhold.Tx) error {
+		swapped = false
+		cur, err := tx.File(ctx, f.EnvID, f.Name)
+		if keyhold.ErrorCode(err) == keyhold.CodeFileNotFound {
+			return nil
+		} else if err != nil {
+			return err
+		}
+		if cur.Generation != f.Generation {
+			return nil // replaced by a write, under the current epoch
+		}
+		rec := *cur
+		rec.Generation, rec.Epoch, rec.Chunks = gen, to, cw.seq
+		replaced, err := tx.PutFile(ctx, &rec)
+		if err != nil {
+			return err
+		}
+		if replaced != nil {
+			if err := tx.DeleteFileChunks(ctx, f.EnvID, replaced.Generation); err != nil {
+				return err
+			}
+		}
+		swapped = true
+		return nil
+	}))
+	committed = err == nil && swapped
+	return err
+}
+
+// fileReplaced reports whether f is no longer the stored record of its
+// file.
+func (p *Platform) fileReplaced(ctx context.Context, f *keyhold.FileRecord) (bool, error) {
+	var gone bool
+	err := p.store.View(ctx, func(tx keyhold.Tx) error {
+		cur, err := tx.File(ctx, f.EnvID, f.Name)
+		if keyhold.ErrorCode(err) == keyhold.CodeFileNotFound {
+			gone = true
+			return nil
+		}
+		gone = err == nil && cur.Generation != f.Generation
+		return err
+	})
+	return gone, err
+}
+
+// errItemsLeft says an old epoch still holds items when destroy runs.
+var errItemsLeft = errors.New("platform: items are left on an old epoch")
+
+// stepDestroy deletes the wrapped keys of every epoch but the current one,
+// in a transaction that checks no item is left on them, and ends the
+// operation's encryption work. Items found on an old epoch (a write that
+// raced the re-key) send the operation back to the rekey step.
+func (p *Platform) stepDestroy(ctx context.Context, op *keyhold.Operation) (ops.StepResult, error) {
+	var destroyed []uint32
+	err := p.changeEnv(ctx, op, func(tx keyhold.Tx, env *keyhold.Environment) (string, string, error) {
+		destroyed = nil
+		counts, err := tx.EpochCounts(ctx, env.ID)
+		if err != nil {
+			return "", "", err
+		}
+		wks, err := tx.WrappedKeys(ctx, env.ID)
+		if err != nil {
+			return "", "", err
+		}
+		for _, c := range counts {
+			if c.Epoch == env.Epoch || c.Rows+c.Files == 0 {
+				continue
+			}
+			if !slices.ContainsFunc(wks, func(wk *keyhold.WrappedKey) bool { return wk.Epoch == c.Epoch }) {
+				return "", "", ops.Permanent(keyhold.Errorf(keyhold.CodeInternal,
+					"environment %s holds %d items under epoch %d, whose key is gone: they can't be read or re-keyed; restore them from a backup", env.ID, c.Rows+c.Files, c.Epoch))
+			}
+			return "", "", errItemsLeft
+		}
+		var kids []string
+		for _, wk := range wks {
+			if wk.Epoch == env.Epoch {
+				continue
+			}
+			if err := tx.DeleteWrappedKey(ctx, env.ID, wk.Epoch, wk.Root); err != nil {
+				return "", "", err
+			}
+			if err := p.touchOldKID(ctx, tx, wk); err != nil {
+				return "", "", err
+			}
+			if !slices.Contains(destroyed, wk.Epoch) {
+				destroyed = append(destroyed, wk.Epoch)
+			}
+			kids = append(kids, fmt.Sprintf("%d (%s)", wk.Epoch, wk.Root))
+		}
+		if len(destroyed) == 0 && env.EncryptionStatus == keyhold.EncryptionSucceeded {
+			return "", "", nil
+		}
+		env.EncryptionStatus = keyhold.EncryptionSucceeded
+		return auditDestroy, fmt.Sprintf("re-key done: %d items moved to epoch %d; wrapped keys of old epochs destroyed: [%s]",
+			op.Done, env.Epoch, strings.Join(kids, ", ")), nil
+	})
+	if errors.Is(err, errItemsLeft) {
+		op.Progress = nil
+		return ops.StepResult{Next: stepRekey}, nil
+	}
+	if err != nil {
+		return ops.StepResult{}, err
+	}
+	for _, e := range destroyed {
+		// Drop takes a prefix, so this drops epochs e0…e9 too: harmless,
+		// they are unwrapped again when next needed.
+		p.cache.Drop(cacheID(op.Target, e))
+	}
+	return ops.StepResult{}, nil
+}

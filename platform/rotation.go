@@ -1,0 +1,274 @@
+package platform
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"time"
+
+	"golang.org/x/sync/errgroup"
+
+	"github.com/keyhold/keyhold"
+	"github.com/keyhold/keyhold/crypt"
+	"github.com/keyhold/keyhold/ops"
+)
+
+// Key-version rotation. A policy that names no key version follows its
+// key's current version: when the key gets a new one (a new version, Rotate
+// now, or its rotation policy), every environment key wrapped under an
+// older version is rewrapped under the new one, in the background and
+// without downtime (the EK itself does not change, so neither does any
+// item). PickUpRotations finds the policies with work to do and submits one
+// "rotate" operation per policy, which walks the policy's wrapped keys in
+// pages.
+//
+// A rotation does not hold the environments it touches: it replaces a
+// wrapped key only if the store still holds the exact copy it unwrapped,
+// so a link, unlink or re-key running meanwhile (which holds the
+// environment) always wins, and the next pickup sees what is left.
+
+// Rotation pacing and schedule.
+const (
+	// rotationBatch is how many wrapped keys one step run rewraps (one
+	// transaction); rotationWorkers unwrap and wrap them in parallel.
+	rotationBatch   = 250
+	rotationWorkers = 8
+	// RotationPickupInterval is how often the server looks for policies
+	// whose key has a new current version.
+	RotationPickupInterval = 30 * time.Second
+)
+
+// rotateProgress is a rotation's cursor over the policy's wrapped keys.
+type rotateProgress struct {
+	AfterEnvID string `json:"afterEnvId,omitempty"`
+	AfterEpoch uint32 `json:"afterEpoch,omitempty"`
+}
+
+// systemActorID names the platform in the audit entries of background
+// work.
+const systemActorID = "system"
+
+// PickUpRotations submits a rotation operation for each policy that
+// follows its key's current version (names no version) and has
+// environment keys wrapped under another version, unless one is running
+// already, and returns how many it submitted. The server calls it every
+// RotationPickupInterval. It returns 0 on a platform without CMK support.
+func (p *Platform) PickUpRotations(ctx context.Context) (int, error) {
+	if p.ops == nil {
+		return 0, nil
+	}
+	var todo []*keyhold.EnterprisePolicy
+	err := p.store.View(ctx, func(tx keyhold.Tx) error {
+		pols, err := tx.ListPolicies(ctx, keyhold.PolicyFilter{})
+		if err != nil {
+			return err
+		}
+		for _, pol := range pols {
+			if pol.Kind != keyhold.PolicyKindEncryption || pol.KeyVersion != "" || pol.PrincipalID == "" {
+				continue
+			}
+			kid, err := p.currentVersionKID(ctx, tx, pol)
+			if err != nil || kid == "" {
+				return err
+			}
+			stale, err := tx.ListWrappedKeys(ctx, keyhold.WrappedKeyFilter{PrincipalID: pol.PrincipalID, Root: keyhold.RootCMK, ExceptKeyID: kid, Limit: 1})
+			if err != nil {
+				return err
+			}
+			if len(stale) > 0 {
+				todo = append(todo, pol)
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return 0, err
+	}
+	n := 0
+	for _, pol := range todo {
+		in, err := json.Marshal(cmkInput{PolicyID: pol.ID(), SystemID: pol.SystemID})
+		if err != nil {
+			return n, err
+		}
+		op := &keyhold.Operation{Kind: keyhold.OpRotate, TenantID: pol.TenantID, Target: pol.ID(), CreatedBy: systemActorID, Input: in}
+		switch err := p.ops.Submit(ctx, op); keyhold.ErrorCode(err) {
+		case "":
+			n++
+			p.log.InfoContext(ctx, "key rotation picked up", "policy", pol.ID(), "op", op.ID)
+		case keyhold.CodeConflict: // one is running
+		default:
+			return n, err
+		}
+	}
+	return n, nil
+}
+
+// currentVersionKID returns the versioned kid of the current version of
+// pol's key, as a wrap returns it; "" if the key is missing or deleted
+// (nothing to rotate to: the health check reports that).
+func (p *Platform) currentVersionKID(ctx context.Context, tx keyhold.Tx, pol *keyhold.EnterprisePolicy) (string, error) {
+	k, err := tx.Key(ctx, vaultNameOf(pol), pol.KeyName)
+	if keyhold.ErrorCode(err) == keyhold.CodeNotFound || (err == nil && (k.Deleted() || k.CurrentVersion == "")) {
+		return "", nil
+	} else if err != nil {
+		return "", err
+	}
+	return p.kv.KeyID(k.VaultName, k.Name, k.CurrentVersion), nil
+}
+
+// RunRotationPickup calls PickUpRotations every interval until ctx ends.
+func (p *Platform) RunRotationPickup(ctx context.Context, interval time.Duration) {
+	t := time.NewTicker(interval)
+	defer t.Stop()
+	for {
+		if n, err := p.PickUpRotations(ctx); err != nil && ctx.Err() == nil {
+			p.log.Warn("picking up key rotations", "err", err)
+		} else if n > 0 {
+			p.log.Info("picked up key rotations", "operations", n)
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+	}
+}
+
+// stepRotate rewraps one page of the policy's wrapped keys that are not on
+// its key's current version, and moves its cursor past them.
+func (p *Platform) stepRotate(ctx context.Context, op *keyhold.Operation) (ops.StepResult, error) {
+	in, err := opInput(op)
+	if err != nil {
+		return ops.StepResult{}, ops.Permanent(err)
+	}
+	var prog rotateProgress
+	if len(op.Progress) > 0 {
+		if err := json.Unmarshal(op.Progress, &prog); err != nil {
+			return ops.StepResult{}, ops.Permanent(err)
+		}
+	}
+	var pol *keyhold.EnterprisePolicy
+	var kid string
+	var page []*keyhold.WrappedKey
+	err = p.store.View(ctx, func(tx keyhold.Tx) (err error) {
+		pol, err = tx.PolicyBySystemID(ctx, in.SystemID)
+		if c := keyhold.ErrorCode(err); c == keyhold.CodeResourceNotFound || c == keyhold.CodeNotFound {
+			pol = nil
+			return nil // deleted: nothing to rotate
+		} else if err != nil {
+			return err
+		}
+		if pol.KeyVersion != "" {
+			return nil // pinned to a version since
+		}
+		if kid, err = p.currentVersionKID(ctx, tx, pol); err != nil || kid == "" {
+			return err
+		}
+		page, err = tx.ListWrappedKeys(ctx, keyhold.WrappedKeyFilter{PrincipalID: pol.PrincipalID, Root: keyhold.RootCMK, ExceptKeyID: kid,
+			AfterEnvID: prog.AfterEnvID, AfterEpoch: prog.AfterEpoch, Limit: rotationBatch})
+		return err
+	})
+	if err != nil || len(page) == 0 {
+		return ops.StepResult{}, err
+	}
+	moved := make([]*keyhold.WrappedKey, len(page))
+	g, gctx := errgroup.WithContext(ctx)
+	g.SetLimit(rotationWorkers)
+	for i, wk := range page {
+		g.Go(func() error {
+			ek, err := p.unwrapWrapped(gctx, wk, pol.TenantID)
+			if err == nil {
+				moved[i], err = p.wrapCMKAt(gctx, pol, kid, wk.EnvID, wk.Epoch, ek)
+				ek.Destroy()
+			}
+			switch {
+			case err == nil:
+			case isRevocation(err) || !ops.IsPermanent(err):
+				return err // the policy lost its key, or a fault: the whole page waits
+			default:
+				// This one key can't be rewrapped (it doesn't unwrap):
+				// leave it where it is, and say so.
+				p.log.Error("a wrapped environment key can't be rotated", "environment", wk.EnvID, "epoch", wk.Epoch, "kid", wk.KeyID, "err", err)
+			}
+			return nil
+		})
+	}
+	if err := g.Wait(); err != nil {
+		return ops.StepResult{}, err
+	}
+	var n int64
+	err = storeConflict(p.store.Update(ctx, func(tx keyhold.Tx) error {
+		n = 0
+		for i, wk := range page {
+			if moved[i] == nil {
+				continue
+			}
+			cur, err := tx.WrappedKeys(ctx, wk.EnvID)
+			if err != nil {
+				return err
+			}
+			still := false
+			for _, c := range cur {
+				still = still || (c.Epoch == wk.Epoch && sameKey(c, wk))
+			}
+			if !still {
+				continue // rewrapped, unlinked or destroyed meanwhile
+			}
+			if err := tx.PutWrappedKey(ctx, moved[i]); err != nil {
+				return err
+			}
+			if err := p.touchOldKID(ctx, tx, wk); err != nil {
+				return err
+			}
+			if err := p.audit(ctx, tx, opActor(op), auditRotate, envTarget(wk.EnvID), wk.EnvID,
+				fmt.Sprintf("environment key of epoch %d rewrapped from %s to the key's current version %s (operation %s)", wk.Epoch, wk.KeyID, moved[i].KeyID, op.ID)); err != nil {
+				return err
+			}
+			n++
+		}
+		return nil
+	}))
+	if err != nil {
+		return ops.StepResult{}, err
+	}
+	last := page[len(page)-1]
+	prog = rotateProgress{AfterEnvID: last.EnvID, AfterEpoch: last.Epoch}
+	if op.Progress, err = json.Marshal(prog); err != nil {
+		return ops.StepResult{}, err
+	}
+	op.Done += n
+	return ops.StepResult{Again: len(page) == rotationBatch}, nil
+}
+
+// isRevocation reports whether err says a key can't be used any more
+// (access removed, key or vault gone or disabled), as opposed to a fault
+// of one wrapped value.
+func isRevocation(err error) bool {
+	var ke *keyhold.Error
+	if !errors.As(err, &ke) {
+		return false
+	}
+	switch ke.Code {
+	case keyhold.CodeForbidden, keyhold.CodeKeyNotFound, keyhold.CodeVaultNotFound:
+		return true
+	}
+	return false
+}
+
+// wrapCMKAt wraps ek, of (envID, epoch), under exactly the key version kid
+// names, as pol's identity.
+func (p *Platform) wrapCMKAt(ctx context.Context, pol *keyhold.EnterprisePolicy, kid, envID string, epoch uint32, ek *crypt.Key) (*keyhold.WrappedKey, error) {
+	payload, err := crypt.EKPayload(envID, epoch, ek)
+	if err != nil {
+		return nil, err
+	}
+	defer clear(payload)
+	got, ct, err := p.cmk(policyIdentity(pol.PrincipalID, pol.TenantID)).Wrap(ctx, kid, payload)
+	p.m.wraps.WithLabelValues(string(keyhold.RootCMK), result(err)).Inc()
+	if err != nil {
+		return nil, cmkError(err, "wrap the key of environment "+envID, kid, pol.PrincipalID)
+	}
+	return &keyhold.WrappedKey{EnvID: envID, Epoch: epoch, Root: keyhold.RootCMK, KeyID: got, PrincipalID: pol.PrincipalID,
+		Ciphertext: ct, CreatedAt: p.clock.Now().UTC()}, nil
+}

@@ -1,0 +1,817 @@
+// Package policy is the Microsoft.PowerPlatform resource provider: the
+// enterprise policies (Microsoft.PowerPlatform/enterprisePolicies) that
+// name a customer's key, and the template deployments
+// (Microsoft.Resources/deployments) that create them from the spec's JSON
+// template.
+//
+// # Enterprise policies
+//
+// A policy of kind Encryption names a key in a key vault by the vault's ARM
+// resource id and the key's name (and, optionally, a version). Creating it
+// creates its system-assigned managed identity in the same transaction,
+// which the key vault administrator then grants access to the key; deleting
+// it deletes the identity with its role assignments, and the role
+// assignments on the policy. Other kinds (Lockbox, PrivateEndpoint,
+// NetworkInjection) are refused with CodeNotSupported.
+//
+// Every method takes the caller's identity from ctx and authorizes it as
+// ARM does (arm.Authorize): Microsoft.PowerPlatform/enterprisePolicies/write
+// to create or change a policy, …/read to read one (the Reader role, which
+// the spec grants the platform administrator), …/delete to delete one.
+//
+// A create or update is refused, changing nothing, when the subscription
+// has not registered Microsoft.PowerPlatform (MissingSubscriptionRegistration),
+// when the vault is not a live vault of the caller's tenant, has no purge
+// protection, or lacks the key, and when the location is not one of the
+// spec's 17. An update changes the key (vault, name, version) and tags
+// only; and while environments are linked to the policy, an update that
+// changes anything, and a delete, are refused with CodeConflict naming
+// them. Every change is audited in the transaction that makes it.
+//
+// A new policy's healthStatus is Undetermined, and becomes so again when
+// its key changes, until a health probe says otherwise.
+//
+// # Template deployments
+//
+// Deploy deploys an ARM template into a resource group (mode Incremental
+// only), evaluating the subset of ARM's template expressions that the
+// spec's template and templates like it use (see Evaluate), and stores
+// the deployment's outcome. See deploy.go for what is supported.
+//
+// The Service is safe for concurrent use.
+package policy
+
+import (
+	"context"
+	"log/slog"
+	"maps"
+	"regexp"
+	"slices"
+	"strings"
+	"unicode/utf8"
+
+	"github.com/google/uuid"
+	"github.com/keyhold/keyhold"
+	"github.com/keyhold/keyhold/arm"
+)
+
+// The policy's ARM actions.
+const (
+	ActionRead   = "Microsoft.PowerPlatform/enterprisePolicies/read"
+	ActionWrite  = "Microsoft.PowerPlatform/enterprisePolicies/write"
+	ActionDelete = "Microsoft.PowerPlatform/enterprisePolicies/delete"
+)
+
+// Config configures a Service. Store and ARM are required.
+type Config struct {
+	Store keyhold.Store
+	// Clock tells the time (default: the wall clock).
+	Clock keyhold.Clock
+	// Logger receives what goes wrong in the background (nil: discarded).
+	Logger *slog.Logger
+	// ARM is the resource manager: it creates and deletes the policies'
+	// managed identities, and deploys role assignments of templates.
+	ARM *arm.Service
+	// Vaults, if set, deploys the Microsoft.KeyVault/vaults resources of
+	// templates (a *vault.Service); nil refuses them.
+	Vaults VaultWriter
+}
+
+// VaultWriter is what template deployments need from the key vault
+// service; *vault.Service implements it.
+type VaultWriter interface {
+	GetVault(ctx context.Context, sub, rg, name string) (*keyhold.Vault, error)
+	PutVault(ctx context.Context, v *keyhold.Vault) (created bool, err error)
+}
+
+// Service is the enterprise policy provider and template deployment
+// engine. It is safe for concurrent use.
+type Service struct {
+	store  keyhold.Store
+	clock  keyhold.Clock
+	log    *slog.Logger
+	arm    *arm.Service
+	vaults VaultWriter
+}
+
+// New returns a Service over cfg.Store. It panics without cfg.Store or
+// cfg.ARM, a wiring mistake.
+func New(cfg Config) *Service {
+	if cfg.Store == nil || cfg.ARM == nil {
+		panic("policy: Config.Store and Config.ARM are required")
+	}
+	s := &Service{store: cfg.Store, clock: cfg.Clock, log: cfg.Logger, arm: cfg.ARM, vaults: cfg.Vaults}
+	if s.clock == nil {
+		s.clock = keyhold.SystemClock{}
+	}
+	if s.log == nil {
+		s.log = slog.New(slog.DiscardHandler)
+	}
+	return s
+}
+
+// RegisterDeleter makes ARM's resource group deletion delete the
+// policies and deployment records in the group (refusing, like Delete,
+// while an environment is linked to one of the policies).
+func (s *Service) RegisterDeleter() { s.arm.RegisterDeleter(s) }
+
+// Spec is the policy a PUT asks for. Location, Kind, IdentityType
+// (SystemAssigned), KeyVaultID and KeyName are required; EncryptionState
+// "" means Enabled; KeyVersion "" means the key's current version, which
+// rotation follows.
+type Spec struct {
+	Location        string
+	Kind            string
+	IdentityType    string
+	EncryptionState string
+	KeyVaultID      string
+	KeyName         string
+	KeyVersion      string
+	Tags            map[string]string
+}
+
+// Patch holds the changes a PATCH asks for; nil means unchanged. Location,
+// Kind, IdentityType and EncryptionState can't change: giving them with
+// another value is refused. A new vault or key without a version clears
+// the version.
+type Patch struct {
+	Location        *string
+	Kind            *string
+	IdentityType    *string
+	EncryptionState *string
+	KeyVaultID      *string
+	KeyName         *string
+	KeyVersion      *string
+	Tags            *map[string]string
+}
+
+// caller returns the identity in ctx, or an Unauthorized error.
+func caller(ctx context.Context) (*keyhold.Identity, error) {
+	id := keyhold.IdentityFrom(ctx)
+	if id == nil || id.PrincipalID == "" {
+		return nil, keyhold.Errorf(keyhold.CodeUnauthorized, "the request is not authenticated: send a bearer token")
+	}
+	return id, nil
+}
+
+// policyID returns the resource id of the policy name in sub and rg.
+func policyID(sub, rg, name string) string {
+	p := keyhold.EnterprisePolicy{SubscriptionID: sub, ResourceGroup: rg, Name: name}
+	return p.ID()
+}
+
+// nameRE is what a policy name may be: 1 to 90 letters, digits, '-', '_'
+// or '.', starting with a letter or digit and not ending in '.'.
+var nameRE = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9_.\-]{0,89}$`)
+
+func checkName(name string) error {
+	if !nameRE.MatchString(name) || strings.HasSuffix(name, ".") {
+		return keyhold.Errorf(keyhold.CodeInvalidName,
+			"The enterprise policy name '%s' is not valid: use 1 to 90 letters, digits, hyphens, underscores or periods, starting with a letter or digit and not ending in a period.", clip(name))
+	}
+	return nil
+}
+
+// clip shortens client input quoted in a message.
+func clip(s string) string {
+	if len(s) > 200 {
+		return strings.ToValidUTF8(s[:200], "") + "…"
+	}
+	return s
+}
+
+// Tag limits, as ARM has them.
+const (
+	maxTags        = 50
+	maxTagKeyLen   = 512
+	maxTagValueLen = 256
+)
+
+func checkTags(tags map[string]string) error {
+	if len(tags) > maxTags {
+		return keyhold.Errorf(keyhold.CodeBadRequest, "the policy has %d tags: use at most %d", len(tags), maxTags)
+	}
+	for k, v := range tags {
+		if k == "" || utf8.RuneCountInString(k) > maxTagKeyLen || utf8.RuneCountInString(v) > maxTagValueLen {
+			return keyhold.Errorf(keyhold.CodeBadRequest, "tag '%s' is not valid: a tag name has 1 to %d characters and its value at most %d", clip(k), maxTagKeyLen, maxTagValueLen)
+		}
+	}
+	return nil
+}
+
+// checkKind returns the kind as ARM spells it, or refuses it.
+func checkKind(kind string) (string, error) {
+	switch {
+	case kind == "":
+		return "", keyhold.Errorf(keyhold.CodeBadRequest, "kind is missing: send \"kind\": \"%s\"", keyhold.PolicyKindEncryption)
+	case strings.EqualFold(kind, keyhold.PolicyKindEncryption):
+		return keyhold.PolicyKindEncryption, nil
+	}
+	return "", keyhold.Errorf(keyhold.CodeNotSupported,
+		"kind '%s' is not supported: Keyhold implements enterprise policies of kind %s only (not %s, %s or %s)", clip(kind),
+		keyhold.PolicyKindEncryption, keyhold.PolicyKindLockbox, keyhold.PolicyKindPrivateEndpoint, keyhold.PolicyKindNetworkInjection)
+}
+
+// checkLocation returns the location normalized, or refuses it.
+func checkLocation(loc string) (string, error) {
+	l := arm.NormalizeLocation(loc)
+	if l == "" {
+		return "", keyhold.Errorf(keyhold.CodeBadRequest, "location is missing: use one of %s", strings.Join(keyhold.Locations, ", "))
+	}
+	if !keyhold.ValidLocation(l) {
+		return "", keyhold.Errorf(keyhold.CodeInvalidLocation,
+			"The provided location '%s' is not available for resource type '%s'. List of available regions for the resource type is '%s'.",
+			clip(loc), ResourceType, strings.Join(keyhold.Locations, ","))
+	}
+	return l, nil
+}
+
+func checkIdentity(t string) error {
+	if strings.EqualFold(t, IdentitySystemAssigned) {
+		return nil
+	}
+	if t == "" {
+		t = "(none)"
+	}
+	return keyhold.Errorf(keyhold.CodeBadRequest,
+		"identity.type '%s' is not supported: an enterprise policy needs \"identity\": {\"type\": \"%s\"}, the managed identity that is granted access to the key",
+		clip(t), IdentitySystemAssigned)
+}
+
+func checkState(state string) (string, error) {
+	if state == "" || strings.EqualFold(state, keyhold.PolicyEncryptionEnabled) {
+		return keyhold.PolicyEncryptionEnabled, nil
+	}
+	return "", keyhold.Errorf(keyhold.CodeNotSupported, "properties.encryption.state '%s' is not supported: use \"%s\"", clip(state), keyhold.PolicyEncryptionEnabled)
+}
+
+// hexVersionRE is a Key Vault key version: 32 hexadecimal digits.
+var hexVersionRE = regexp.MustCompile(`^[0-9A-Fa-f]{32}$`)
+
+// keyNameRE is a Key Vault object name.
+var keyNameRE = regexp.MustCompile(`^[0-9A-Za-z-]{1,127}$`)
+
+func checkKeyFields(vaultID, keyName, version string) error {
+	switch {
+	case vaultID == "":
+		return keyhold.Errorf(keyhold.CodeBadRequest,
+			"properties.encryption.keyVault.id is missing: give the key vault's Resource ID, /subscriptions/{sub}/resourceGroups/{rg}/providers/Microsoft.KeyVault/vaults/{name}")
+	case keyName == "":
+		return keyhold.Errorf(keyhold.CodeBadRequest, "properties.encryption.keyVault.key.name is missing: give the name of the key in the vault")
+	case !keyNameRE.MatchString(keyName):
+		return keyhold.Errorf(keyhold.CodeBadRequest, "properties.encryption.keyVault.key.name '%s' is not a key name: use 1 to 127 letters, digits or hyphens", clip(keyName))
+	case version != "" && !hexVersionRE.MatchString(version):
+		return keyhold.Errorf(keyhold.CodeBadRequest, "properties.encryption.keyVault.key.version '%s' is not a key version: give its 32 hex digits, or leave it out to follow the key's current version", clip(version))
+	}
+	return nil
+}
+
+// subscriptionFor returns a subscription of the caller's tenant; another
+// tenant's is reported as not found, as ARM does.
+func subscriptionFor(ctx context.Context, tx keyhold.Tx, id *keyhold.Identity, subID string) (*keyhold.Subscription, error) {
+	sub, err := tx.Subscription(ctx, subID)
+	if err == nil && !strings.EqualFold(sub.TenantID, id.TenantID) {
+		sub, err = nil, nil
+	}
+	if sub == nil && (err == nil || keyhold.ErrorCode(err) == keyhold.CodeNotFound) {
+		return nil, keyhold.Errorf(keyhold.CodeNotFound, "The subscription '%s' could not be found.", clip(subID))
+	}
+	return sub, err
+}
+
+// groupIn returns an existing resource group, or CodeResourceGroupNotFound.
+func groupIn(ctx context.Context, tx keyhold.Tx, sub, rg string) (*keyhold.ResourceGroup, error) {
+	g, err := tx.ResourceGroup(ctx, sub, rg)
+	if keyhold.ErrorCode(err) == keyhold.CodeNotFound {
+		return nil, keyhold.Errorf(keyhold.CodeResourceGroupNotFound, "Resource group '%s' could not be found.", clip(rg))
+	}
+	return g, err
+}
+
+// checkKey checks, in tx, the key a policy names: a live key (and version)
+// in a live vault with purge protection, in a subscription of the caller's
+// tenant. It returns the vault's id and the key's name as stored.
+func checkKey(ctx context.Context, tx keyhold.Tx, id *keyhold.Identity, vaultID, keyName, version string) (string, string, error) {
+	noVault := func() error {
+		return keyhold.Errorf(keyhold.CodeBadRequest,
+			"properties.encryption.keyVault.id '%s' is not the Resource ID of a key vault you have: copy the Resource ID from the vault's properties "+
+				"(/subscriptions/{sub}/resourceGroups/{rg}/providers/Microsoft.KeyVault/vaults/{name}), and create or recover the vault first", clip(vaultID))
+	}
+	sc, err := arm.ParseScope(vaultID)
+	if err != nil || sc.ResourceGroup == "" || sc.Namespace != keyhold.NamespaceKeyVault {
+		return "", "", noVault()
+	}
+	typ, name, ok := strings.Cut(sc.Path, "/")
+	if !ok || !strings.EqualFold(typ, "vaults") || strings.Contains(name, "/") {
+		return "", "", noVault()
+	}
+	v, err := tx.Vault(ctx, name)
+	switch {
+	case keyhold.ErrorCode(err) == keyhold.CodeNotFound:
+		return "", "", noVault()
+	case err != nil:
+		return "", "", err
+	case v.Deleted() || !strings.EqualFold(v.SubscriptionID, sc.SubscriptionID) || !strings.EqualFold(v.ResourceGroup, sc.ResourceGroup):
+		return "", "", noVault()
+	}
+	if _, err := subscriptionFor(ctx, tx, id, v.SubscriptionID); keyhold.ErrorCode(err) == keyhold.CodeNotFound {
+		return "", "", noVault()
+	} else if err != nil {
+		return "", "", err
+	}
+	if !v.EnablePurgeProtection {
+		return "", "", keyhold.Errorf(keyhold.CodeBadRequest,
+			"key vault '%s' does not have purge protection: enable purge protection on the vault (soft delete is always on), then retry; "+
+				"a customer-managed key must not be purgeable by accident", v.Name)
+	}
+	k, err := tx.Key(ctx, v.Name, keyName)
+	switch {
+	case keyhold.ErrorCode(err) == keyhold.CodeNotFound || (err == nil && k.Deleted()):
+		return "", "", keyhold.Errorf(keyhold.CodeBadRequest,
+			"key '%s' does not exist in key vault '%s': create an RSA key of that name (or recover the deleted one), or name another key", clip(keyName), v.Name)
+	case err != nil:
+		return "", "", err
+	}
+	if version != "" {
+		if _, err := tx.KeyVersion(ctx, v.Name, k.Name, version); keyhold.ErrorCode(err) == keyhold.CodeNotFound {
+			return "", "", keyhold.Errorf(keyhold.CodeBadRequest,
+				"key '%s' in key vault '%s' has no version '%s': list its versions, or leave the version out to follow the current one", k.Name, v.Name, clip(version))
+		} else if err != nil {
+			return "", "", err
+		}
+	}
+	return v.ID(), k.Name, nil
+}
+
+// linkedError refuses a change to a policy while environments are linked
+// to it, naming them; nil if none is.
+func linkedError(ctx context.Context, tx keyhold.Tx, p *keyhold.EnterprisePolicy, what string) error {
+	envs, err := tx.ListEnvironments(ctx, keyhold.EnvironmentFilter{PolicyID: p.ID()})
+	if err != nil || len(envs) == 0 {
+		return err
+	}
+	names := make([]string, 0, len(envs))
+	for _, e := range envs {
+		n := e.ID
+		if e.DisplayName != "" {
+			n += " (" + e.DisplayName + ")"
+		}
+		names = append(names, n)
+	}
+	return keyhold.Errorf(keyhold.CodeConflict,
+		"enterprise policy '%s' can't be %s while environments are linked to it: %s; remove them from the policy first (unlink), then retry",
+		p.Name, what, strings.Join(names, ", "))
+}
+
+// audit appends an entry of the caller's change in tx.
+func (s *Service) audit(ctx context.Context, tx keyhold.Tx, id *keyhold.Identity, action, target, result, detail string) error {
+	if len(detail) > 1000 {
+		detail = strings.ToValidUTF8(detail[:1000], "")
+	}
+	return tx.AppendAudit(ctx, &keyhold.AuditEntry{At: s.clock.Now().UTC(), TenantID: id.TenantID, ActorID: id.PrincipalID,
+		Action: action, Target: target, Result: result, Detail: detail})
+}
+
+// Put creates the policy name in sub and rg (created=true), with its
+// managed identity, or updates the existing one as ARM's PUT does, and
+// returns it as stored. It needs ActionWrite at the policy. See the
+// package documentation for what is refused.
+func (s *Service) Put(ctx context.Context, sub, rg, name string, spec Spec) (p *keyhold.EnterprisePolicy, created bool, err error) {
+	id, err := caller(ctx)
+	if err != nil {
+		return nil, false, err
+	}
+	err = s.store.Update(ctx, func(tx keyhold.Tx) error {
+		p, created = nil, false
+		if err := arm.Authorize(ctx, tx, id, policyID(sub, rg, name), ActionWrite); err != nil {
+			return err
+		}
+		subscription, g, err := s.scope(ctx, tx, id, sub, rg, true)
+		if err != nil {
+			return err
+		}
+		if err := checkName(name); err != nil {
+			return err
+		}
+		old, err := tx.Policy(ctx, subscription.ID, g.Name, name)
+		switch {
+		case keyhold.ErrorCode(err) == keyhold.CodeResourceNotFound:
+			p, err = s.create(ctx, tx, id, subscription.ID, g.Name, name, spec)
+			created = err == nil
+			return err
+		case err != nil:
+			return err
+		}
+		c := Patch{Location: &spec.Location, Kind: &spec.Kind, IdentityType: &spec.IdentityType, EncryptionState: &spec.EncryptionState,
+			KeyVaultID: &spec.KeyVaultID, KeyName: &spec.KeyName, KeyVersion: &spec.KeyVersion, Tags: &spec.Tags}
+		p, err = s.update(ctx, tx, id, old, c, true)
+		return err
+	})
+	if err != nil {
+		return nil, false, err
+	}
+	return p, created, nil
+}
+
+// scope checks the policy's subscription (the caller's tenant's) and
+// resource group, and, with write, Microsoft.PowerPlatform's registration.
+func (s *Service) scope(ctx context.Context, tx keyhold.Tx, id *keyhold.Identity, sub, rg string, write bool) (*keyhold.Subscription, *keyhold.ResourceGroup, error) {
+	subscription, err := subscriptionFor(ctx, tx, id, sub)
+	if err != nil {
+		return nil, nil, err
+	}
+	if write {
+		if err := arm.RequireRegistered(ctx, tx, subscription.ID, keyhold.NamespacePowerPlatform); err != nil {
+			return nil, nil, err
+		}
+	}
+	g, err := groupIn(ctx, tx, subscription.ID, rg)
+	if err != nil {
+		return nil, nil, err
+	}
+	return subscription, g, nil
+}
+
+// create validates spec and creates the policy with its managed identity.
+func (s *Service) create(ctx context.Context, tx keyhold.Tx, id *keyhold.Identity, sub, rg, name string, spec Spec) (*keyhold.EnterprisePolicy, error) {
+	kind, err := checkKind(spec.Kind)
+	if err != nil {
+		return nil, err
+	}
+	loc, err := checkLocation(spec.Location)
+	if err != nil {
+		return nil, err
+	}
+	if err := checkIdentity(spec.IdentityType); err != nil {
+		return nil, err
+	}
+	state, err := checkState(spec.EncryptionState)
+	if err != nil {
+		return nil, err
+	}
+	if err := checkTags(spec.Tags); err != nil {
+		return nil, err
+	}
+	if err := checkKeyFields(spec.KeyVaultID, spec.KeyName, spec.KeyVersion); err != nil {
+		return nil, err
+	}
+	vaultID, keyName, err := checkKey(ctx, tx, id, spec.KeyVaultID, spec.KeyName, spec.KeyVersion)
+	if err != nil {
+		return nil, err
+	}
+	mi, err := s.arm.CreateManagedIdentityTx(ctx, tx, id.TenantID, name)
+	if err != nil {
+		return nil, err
+	}
+	now := s.clock.Now().UTC()
+	p := &keyhold.EnterprisePolicy{
+		SubscriptionID: sub, ResourceGroup: rg, Name: name, Location: loc, Kind: kind, TenantID: id.TenantID,
+		SystemID:    "/regions/" + loc + "/providers/" + ResourceType + "/" + uuid.NewString(),
+		PrincipalID: mi.ID, EncryptionState: state, KeyVaultID: vaultID, KeyName: keyName, KeyVersion: strings.ToLower(spec.KeyVersion),
+		HealthStatus: keyhold.HealthUndetermined, Tags: spec.Tags, CreatedBy: id.PrincipalID, CreatedAt: now, UpdatedAt: now,
+	}
+	if err := tx.CreatePolicy(ctx, p); err != nil {
+		return nil, err
+	}
+	return p, s.audit(ctx, tx, id, "enterprisePolicy.create", p.ID(), "Succeeded",
+		"created with key '"+keyName+"' of "+vaultID+" and managed identity "+mi.ID)
+}
+
+// update applies c to old. put says whether c came from a PUT, whose
+// tags replace the old ones (a PATCH without tags keeps them).
+func (s *Service) update(ctx context.Context, tx keyhold.Tx, id *keyhold.Identity, old *keyhold.EnterprisePolicy, c Patch, put bool) (*keyhold.EnterprisePolicy, error) {
+	immutable := func(field, was, now string) error {
+		return keyhold.Errorf(keyhold.CodeBadRequest,
+			"%s of enterprise policy '%s' is '%s' and can't be changed to '%s': only the key (properties.encryption.keyVault) and tags can; "+
+				"to move the policy, delete it and create a new one", field, old.Name, was, clip(now))
+	}
+	if c.Location != nil {
+		if l := arm.NormalizeLocation(*c.Location); l != old.Location {
+			if put && l == "" {
+				return nil, keyhold.Errorf(keyhold.CodeBadRequest, "location is missing: send the policy's location, '%s'", old.Location)
+			}
+			return nil, immutable("location", old.Location, *c.Location)
+		}
+	}
+	if c.Kind != nil && !strings.EqualFold(*c.Kind, old.Kind) {
+		if put && *c.Kind == "" {
+			return nil, keyhold.Errorf(keyhold.CodeBadRequest, "kind is missing: send the policy's kind, '%s'", old.Kind)
+		}
+		return nil, immutable("kind", old.Kind, *c.Kind)
+	}
+	if c.IdentityType != nil || put {
+		if err := checkIdentity(str(c.IdentityType)); err != nil {
+			return nil, err
+		}
+	}
+	if c.EncryptionState != nil && *c.EncryptionState != "" && !strings.EqualFold(*c.EncryptionState, old.EncryptionState) {
+		return nil, immutable("properties.encryption.state", old.EncryptionState, *c.EncryptionState)
+	}
+
+	p := *old
+	if c.KeyVaultID != nil {
+		p.KeyVaultID = *c.KeyVaultID
+	}
+	if c.KeyName != nil {
+		p.KeyName = *c.KeyName
+	}
+	switch {
+	case c.KeyVersion != nil:
+		p.KeyVersion = *c.KeyVersion
+	case !strings.EqualFold(p.KeyVaultID, old.KeyVaultID) || !strings.EqualFold(p.KeyName, old.KeyName):
+		p.KeyVersion = "" // a version of the old key means nothing for the new one
+	}
+	if c.Tags != nil {
+		p.Tags = *c.Tags
+		if len(p.Tags) == 0 {
+			p.Tags = nil
+		}
+	}
+	if err := checkTags(p.Tags); err != nil {
+		return nil, err
+	}
+	if err := checkKeyFields(p.KeyVaultID, p.KeyName, p.KeyVersion); err != nil {
+		return nil, err
+	}
+	var err error
+	if p.KeyVaultID, p.KeyName, err = checkKey(ctx, tx, id, p.KeyVaultID, p.KeyName, p.KeyVersion); err != nil {
+		return nil, err
+	}
+	p.KeyVersion = strings.ToLower(p.KeyVersion)
+
+	keyChanged := p.KeyVaultID != old.KeyVaultID || p.KeyName != old.KeyName || p.KeyVersion != old.KeyVersion
+	tagsChanged := !maps.Equal(p.Tags, old.Tags)
+	if !keyChanged && !tagsChanged {
+		return old, nil // the same policy again: nothing to do, even while linked
+	}
+	if err := linkedError(ctx, tx, old, "updated"); err != nil {
+		return nil, err
+	}
+	var changes []string
+	if keyChanged {
+		p.HealthStatus = keyhold.HealthUndetermined
+		v := p.KeyVersion
+		if v == "" {
+			v = "current"
+		}
+		changes = append(changes, "key '"+p.KeyName+"' (version "+v+") of "+p.KeyVaultID)
+	}
+	if tagsChanged {
+		changes = append(changes, "tags: "+strings.Join(slices.Sorted(maps.Keys(p.Tags)), ", "))
+	}
+	p.UpdatedAt = s.clock.Now().UTC()
+	if err := tx.UpdatePolicy(ctx, &p); err != nil {
+		return nil, err
+	}
+	return &p, s.audit(ctx, tx, id, "enterprisePolicy.update", p.ID(), "Succeeded", strings.Join(changes, "; "))
+}
+
+// Patch changes the properties c names of an existing policy (see Patch
+// for the rules) and returns it. It needs ActionWrite at the policy.
+func (s *Service) Patch(ctx context.Context, sub, rg, name string, c Patch) (*keyhold.EnterprisePolicy, error) {
+	id, err := caller(ctx)
+	if err != nil {
+		return nil, err
+	}
+	var p *keyhold.EnterprisePolicy
+	err = s.store.Update(ctx, func(tx keyhold.Tx) error {
+		if err := arm.Authorize(ctx, tx, id, policyID(sub, rg, name), ActionWrite); err != nil {
+			return err
+		}
+		subscription, g, err := s.scope(ctx, tx, id, sub, rg, true)
+		if err != nil {
+			return err
+		}
+		old, err := tx.Policy(ctx, subscription.ID, g.Name, name)
+		if err != nil {
+			return err
+		}
+		p, err = s.update(ctx, tx, id, old, c, false)
+		return err
+	})
+	return p, err
+}
+
+// Get returns a policy. It needs ActionRead at the policy (Reader). A
+// missing one is CodeResourceNotFound.
+func (s *Service) Get(ctx context.Context, sub, rg, name string) (*keyhold.EnterprisePolicy, error) {
+	id, err := caller(ctx)
+	if err != nil {
+		return nil, err
+	}
+	var p *keyhold.EnterprisePolicy
+	err = s.store.View(ctx, func(tx keyhold.Tx) error {
+		if err := arm.Authorize(ctx, tx, id, policyID(sub, rg, name), ActionRead); err != nil {
+			return err
+		}
+		subscription, err := subscriptionFor(ctx, tx, id, sub)
+		if err != nil {
+			return err
+		}
+		p, err = tx.Policy(ctx, subscription.ID, rg, name)
+		return err
+	})
+	return p, err
+}
+
+// ListByResourceGroup returns the policies of a resource group that the
+// caller may read, by name. A missing group is CodeResourceGroupNotFound.
+func (s *Service) ListByResourceGroup(ctx context.Context, sub, rg string) ([]*keyhold.EnterprisePolicy, error) {
+	return s.list(ctx, sub, rg)
+}
+
+// ListBySubscription returns the policies of a subscription that the
+// caller may read, by resource group and name.
+func (s *Service) ListBySubscription(ctx context.Context, sub string) ([]*keyhold.EnterprisePolicy, error) {
+	return s.list(ctx, sub, "")
+}
+
+func (s *Service) list(ctx context.Context, sub, rg string) ([]*keyhold.EnterprisePolicy, error) {
+	id, err := caller(ctx)
+	if err != nil {
+		return nil, err
+	}
+	var out []*keyhold.EnterprisePolicy
+	err = s.store.View(ctx, func(tx keyhold.Tx) error {
+		subscription, err := subscriptionFor(ctx, tx, id, sub)
+		if err != nil {
+			return err
+		}
+		if rg != "" {
+			if _, err := groupIn(ctx, tx, subscription.ID, rg); err != nil {
+				return err
+			}
+		}
+		as, err := tx.ListRoleAssignments(ctx, keyhold.RoleAssignmentFilter{TenantID: id.TenantID, PrincipalID: id.PrincipalID})
+		if err != nil {
+			return err
+		}
+		ps, err := tx.ListPolicies(ctx, keyhold.PolicyFilter{SubscriptionID: subscription.ID, ResourceGroup: rg})
+		if err != nil {
+			return err
+		}
+		out = make([]*keyhold.EnterprisePolicy, 0, len(ps))
+		for _, p := range ps {
+			if keyhold.Allowed(as, p.ID(), ActionRead, false) {
+				out = append(out, p)
+			}
+		}
+		return nil
+	})
+	return out, err
+}
+
+// Delete deletes a policy with its managed identity (and that identity's
+// role assignments) and the role assignments on the policy. It needs
+// ActionDelete at the policy. A missing policy is CodeResourceNotFound;
+// one that environments are linked to, CodeConflict naming them.
+func (s *Service) Delete(ctx context.Context, sub, rg, name string) error {
+	id, err := caller(ctx)
+	if err != nil {
+		return err
+	}
+	return s.store.Update(ctx, func(tx keyhold.Tx) error {
+		if err := arm.Authorize(ctx, tx, id, policyID(sub, rg, name), ActionDelete); err != nil {
+			return err
+		}
+		subscription, err := subscriptionFor(ctx, tx, id, sub)
+		if err != nil {
+			return err
+		}
+		p, err := tx.Policy(ctx, subscription.ID, rg, name)
+		if err != nil {
+			return err
+		}
+		return s.remove(ctx, tx, id, p)
+	})
+}
+
+// remove deletes p, refusing while environments are linked to it.
+func (s *Service) remove(ctx context.Context, tx keyhold.Tx, id *keyhold.Identity, p *keyhold.EnterprisePolicy) error {
+	if err := linkedError(ctx, tx, p, "deleted"); err != nil {
+		return err
+	}
+	// The identity goes with its resource, and its role assignments (on
+	// the key vault, say) with it.
+	if err := s.arm.DeleteManagedIdentityTx(ctx, tx, p.PrincipalID); err != nil && keyhold.ErrorCode(err) != keyhold.CodeNotFound {
+		return err
+	}
+	// Role assignments on the policy (Reader for the platform admin) are
+	// extension resources of it: they go too, so that a new policy of the
+	// same name starts with none.
+	as, err := tx.ListRoleAssignments(ctx, keyhold.RoleAssignmentFilter{TenantID: p.TenantID})
+	if err != nil {
+		return err
+	}
+	for _, a := range as {
+		if keyhold.ScopeCovers(p.ID(), a.Scope) {
+			if err := tx.DeleteRoleAssignment(ctx, a.ID); err != nil {
+				return err
+			}
+		}
+	}
+	if err := tx.DeletePolicy(ctx, p.SubscriptionID, p.ResourceGroup, p.Name); err != nil {
+		return err
+	}
+	return s.audit(ctx, tx, id, "enterprisePolicy.delete", p.ID(), "Succeeded", "deleted with managed identity "+p.PrincipalID)
+}
+
+// DeleteResourcesIn deletes the policies and deployment records of a
+// resource group that ARM is deleting (arm.ResourceDeleter), all in one
+// transaction; it refuses, deleting nothing, while an environment is
+// linked to one of the policies.
+func (s *Service) DeleteResourcesIn(ctx context.Context, sub, rg string) error {
+	id, err := caller(ctx)
+	if err != nil {
+		return err
+	}
+	return s.store.Update(ctx, func(tx keyhold.Tx) error {
+		ps, err := tx.ListPolicies(ctx, keyhold.PolicyFilter{SubscriptionID: sub, ResourceGroup: rg})
+		if err != nil {
+			return err
+		}
+		for _, p := range ps {
+			if err := linkedError(ctx, tx, p, "deleted with its resource group"); err != nil {
+				return err
+			}
+		}
+		for _, p := range ps {
+			if err := s.remove(ctx, tx, id, p); err != nil {
+				return err
+			}
+		}
+		dtx, ok := tx.(keyhold.DeploymentTx)
+		if !ok {
+			return nil
+		}
+		ds, err := dtx.ListDeployments(ctx, sub, rg)
+		if err != nil {
+			return err
+		}
+		for _, d := range ds {
+			if err := dtx.DeleteDeployment(ctx, d.SubscriptionID, d.ResourceGroup, d.Name); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+}
+
+// BySystemID returns the policy that ref names: its systemId
+// ("/regions/{location}/providers/Microsoft.PowerPlatform/enterprisePolicies/{guid}")
+// or its ARM resource id, in any case. It needs ActionRead at the policy;
+// a policy of another tenant is CodeResourceNotFound.
+func (s *Service) BySystemID(ctx context.Context, ref string) (*keyhold.EnterprisePolicy, error) {
+	id, err := caller(ctx)
+	if err != nil {
+		return nil, err
+	}
+	var p *keyhold.EnterprisePolicy
+	err = s.store.View(ctx, func(tx keyhold.Tx) error {
+		p, err = Find(ctx, tx, ref)
+		if err == nil && !strings.EqualFold(p.TenantID, id.TenantID) {
+			err = notFoundRef(ref)
+		}
+		if err != nil {
+			return err
+		}
+		return arm.Authorize(ctx, tx, id, p.ID(), ActionRead)
+	})
+	if err != nil {
+		return nil, err
+	}
+	return p, nil
+}
+
+func notFoundRef(ref string) error {
+	return keyhold.Errorf(keyhold.CodeResourceNotFound,
+		"no enterprise policy has the id or systemId '%s': copy the policy's systemId (/regions/{location}/providers/%s/{guid}) or resource id", clip(ref), ResourceType)
+}
+
+// Find returns, in tx, the policy that ref names (its systemId or its ARM
+// resource id, in any case) without checking any caller: for services that
+// authorize in their own transaction, such as linking an environment. An
+// unknown ref is CodeResourceNotFound.
+func Find(ctx context.Context, tx keyhold.Tx, ref string) (*keyhold.EnterprisePolicy, error) {
+	ref = strings.TrimSpace(ref)
+	if strings.HasPrefix(strings.ToLower(ref), "/subscriptions/") {
+		sc, err := arm.ParseScope(ref)
+		if err != nil || sc.Namespace != keyhold.NamespacePowerPlatform {
+			return nil, notFoundRef(ref)
+		}
+		typ, name, ok := strings.Cut(sc.Path, "/")
+		if !ok || !strings.EqualFold(typ, "enterprisePolicies") || strings.Contains(name, "/") {
+			return nil, notFoundRef(ref)
+		}
+		p, err := tx.Policy(ctx, sc.SubscriptionID, sc.ResourceGroup, name)
+		if keyhold.ErrorCode(err) == keyhold.CodeResourceNotFound {
+			return nil, notFoundRef(ref)
+		}
+		return p, err
+	}
+	p, err := tx.PolicyBySystemID(ctx, ref)
+	if keyhold.ErrorCode(err) == keyhold.CodeResourceNotFound {
+		return nil, notFoundRef(ref)
+	}
+	return p, err
+}

@@ -1,0 +1,178 @@
+package storetest
+
+import (
+	"context"
+	"fmt"
+	"testing"
+	"time"
+
+	"github.com/keyhold/keyhold"
+)
+
+// cmkStoreTests are the conformance tests of keyhold.CMKTx; Run runs them
+// with the rest.
+var cmkStoreTests = []struct {
+	name string
+	fn   func(t *testing.T, s keyhold.Store)
+}{
+	{"ListWrappedKeys", testListWrappedKeys},
+	{"ResealRow", testResealRow},
+	{"EpochCounts", testEpochCounts},
+	{"KeyVersionUses", testKeyVersionUses},
+}
+
+func wkey(env string, epoch uint32, root keyhold.RootKind, kid, principal string) *keyhold.WrappedKey {
+	return &keyhold.WrappedKey{EnvID: env, Epoch: epoch, Root: root, KeyID: kid, PrincipalID: principal,
+		Ciphertext: fmt.Appendf(nil, "wk:%s/%d/%s", env, epoch, root), CreatedAt: at(time.Duration(epoch) * time.Second)}
+}
+
+func wkNames(ks []*keyhold.WrappedKey) []string {
+	out := []string{}
+	for _, k := range ks {
+		out = append(out, fmt.Sprintf("%s/%d/%s", k.EnvID, k.Epoch, k.Root))
+	}
+	return out
+}
+
+// testListWrappedKeys: the keys of one principal across environments, in
+// (environment, epoch, root) order, filtered by root and by key id, paged
+// by (environment, epoch).
+func testListWrappedKeys(t *testing.T, s keyhold.Store) {
+	ctx := context.Background()
+	for _, e := range []string{"e1", "e2", "e3"} {
+		seedEnv(t, s, "t1", e)
+	}
+	const v1, v2 = "https://h/vaults/v/keys/k/v1", "https://h/vaults/v/keys/k/v2"
+	keys := []*keyhold.WrappedKey{
+		wkey("e1", 1, keyhold.RootCMK, v1, "mi-a"),
+		wkey("e1", 2, keyhold.RootCMK, v2, "mi-a"),
+		wkey("e2", 1, keyhold.RootMMK, "mmk/1", ""),
+		wkey("e2", 2, keyhold.RootCMK, v1, "mi-a"),
+		wkey("e3", 1, keyhold.RootCMK, v1, "mi-b"),
+	}
+	update(t, s, func(tx keyhold.Tx) error {
+		for _, k := range keys {
+			if err := tx.PutWrappedKey(ctx, k); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	list := func(f keyhold.WrappedKeyFilter) []*keyhold.WrappedKey {
+		t.Helper()
+		var got []*keyhold.WrappedKey
+		view(t, s, func(tx keyhold.Tx) (err error) {
+			got, err = tx.ListWrappedKeys(ctx, f)
+			return err
+		})
+		return got
+	}
+	equal(t, "all", list(keyhold.WrappedKeyFilter{}), keys)
+	equal(t, "mi-a", wkNames(list(keyhold.WrappedKeyFilter{PrincipalID: "mi-a"})), []string{"e1/1/CMK", "e1/2/CMK", "e2/2/CMK"})
+	equal(t, "MMK", wkNames(list(keyhold.WrappedKeyFilter{Root: keyhold.RootMMK})), []string{"e2/1/MMK"})
+	equal(t, "mi-a not on v2", wkNames(list(keyhold.WrappedKeyFilter{PrincipalID: "mi-a", ExceptKeyID: v2})), []string{"e1/1/CMK", "e2/2/CMK"})
+	equal(t, "page 1", wkNames(list(keyhold.WrappedKeyFilter{PrincipalID: "mi-a", Limit: 2})), []string{"e1/1/CMK", "e1/2/CMK"})
+	equal(t, "page 2", wkNames(list(keyhold.WrappedKeyFilter{PrincipalID: "mi-a", AfterEnvID: "e1", AfterEpoch: 2, Limit: 2})), []string{"e2/2/CMK"})
+	equal(t, "after e2/1", wkNames(list(keyhold.WrappedKeyFilter{AfterEnvID: "e2", AfterEpoch: 1})), []string{"e2/2/CMK", "e3/1/CMK"})
+	equal(t, "nobody", len(list(keyhold.WrappedKeyFilter{PrincipalID: "mi-z"})), 0)
+}
+
+// testResealRow: a row is re-sealed only at its version and epoch, keeping
+// its version and update time; otherwise CodeConflict and no change.
+func testResealRow(t *testing.T, s keyhold.Store) {
+	ctx := context.Background()
+	seedEnv(t, s, "t1", "e1")
+	update(t, s, func(tx keyhold.Tx) error {
+		if err := tx.PutRow(ctx, row("e1", "T", "a", 1, 1)); err != nil {
+			return err
+		}
+		return tx.PutRow(ctx, row("e1", "T", "a", 2, 1))
+	})
+	moved := row("e1", "T", "a", 2, 2)
+	moved.Ciphertext = []byte("resealed")
+	for _, tc := range []struct {
+		name    string
+		version uint64
+		from    uint32
+	}{{"old version", 1, 1}, {"newer version", 3, 1}, {"other epoch", 2, 3}} {
+		r := *moved
+		r.Version = tc.version
+		err := tryUpdate(s, func(tx keyhold.Tx) error { return tx.ResealRow(ctx, &r, tc.from) })
+		wantCode(t, tc.name, err, keyhold.CodeConflict, `"a"`)
+	}
+	var got *keyhold.RowRecord
+	view(t, s, func(tx keyhold.Tx) (err error) { got, err = tx.Row(ctx, "e1", "T", "a"); return err })
+	equal(t, "row after refused reseals", got, row("e1", "T", "a", 2, 1))
+
+	update(t, s, func(tx keyhold.Tx) error { return tx.ResealRow(ctx, moved, 1) })
+	view(t, s, func(tx keyhold.Tx) (err error) { got, err = tx.Row(ctx, "e1", "T", "a"); return err })
+	want := row("e1", "T", "a", 2, 2)
+	want.Ciphertext = []byte("resealed")
+	want.UpdatedAt = row("e1", "T", "a", 2, 1).UpdatedAt
+	equal(t, "resealed row", got, want)
+	err := tryUpdate(s, func(tx keyhold.Tx) error { return tx.ResealRow(ctx, moved, 1) })
+	wantCode(t, "reseal again from the old epoch", err, keyhold.CodeConflict)
+	err = tryUpdate(s, func(tx keyhold.Tx) error {
+		r := *row("e1", "T", "gone", 1, 2)
+		return tx.ResealRow(ctx, &r, 1)
+	})
+	wantCode(t, "missing row", err, keyhold.CodeConflict)
+}
+
+// testEpochCounts: rows and files per epoch, epochs without items left
+// out, other environments not counted.
+func testEpochCounts(t *testing.T, s keyhold.Store) {
+	ctx := context.Background()
+	seedEnv(t, s, "t1", "e1")
+	seedEnv(t, s, "t1", "e2")
+	update(t, s, func(tx keyhold.Tx) error {
+		for i, ep := range []uint32{1, 1, 3, 3, 3} {
+			if err := tx.PutRow(ctx, row("e1", "T", fmt.Sprint(i), 1, ep)); err != nil {
+				return err
+			}
+		}
+		if err := tx.PutRow(ctx, row("e2", "T", "x", 1, 1)); err != nil {
+			return err
+		}
+		for i, ep := range []uint32{2, 3} {
+			f := &keyhold.FileRecord{EnvID: "e1", Name: fmt.Sprint("f", i), Generation: fmt.Sprint("g", i), Epoch: ep, Version: 1, UpdatedAt: at(0)}
+			if _, err := tx.PutFile(ctx, f); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	var got []keyhold.EpochCount
+	view(t, s, func(tx keyhold.Tx) (err error) { got, err = tx.EpochCounts(ctx, "e1"); return err })
+	equal(t, "e1", got, []keyhold.EpochCount{{Epoch: 1, Rows: 2}, {Epoch: 2, Files: 1}, {Epoch: 3, Rows: 3, Files: 1}})
+	view(t, s, func(tx keyhold.Tx) (err error) { got, err = tx.EpochCounts(ctx, "nope"); return err })
+	equal(t, "unknown environment", len(got), 0)
+}
+
+// testKeyVersionUses: the later of two uses is kept, names compare
+// case-insensitively, and each key lists only its own versions.
+func testKeyVersionUses(t *testing.T, s keyhold.Store) {
+	ctx := context.Background()
+	update(t, s, func(tx keyhold.Tx) error {
+		for _, u := range []*keyhold.KeyVersionUse{
+			{VaultName: "Vault1", KeyName: "Key", Version: "bb", LastUsedAt: at(time.Hour)},
+			{VaultName: "vault1", KeyName: "KEY", Version: "BB", LastUsedAt: at(time.Minute)}, // earlier: ignored
+			{VaultName: "vault1", KeyName: "key", Version: "aa", LastUsedAt: at(time.Minute)},
+			{VaultName: "vault1", KeyName: "key", Version: "aa", LastUsedAt: at(2 * time.Hour)}, // later: kept
+			{VaultName: "vault1", KeyName: "other", Version: "cc", LastUsedAt: at(0)},
+		} {
+			if err := tx.TouchKeyVersion(ctx, u); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	var got []*keyhold.KeyVersionUse
+	view(t, s, func(tx keyhold.Tx) (err error) { got, err = tx.KeyVersionUses(ctx, "VAULT1", "key"); return err })
+	equal(t, "uses", got, []*keyhold.KeyVersionUse{
+		{VaultName: "vault1", KeyName: "key", Version: "aa", LastUsedAt: at(2 * time.Hour)},
+		{VaultName: "Vault1", KeyName: "Key", Version: "bb", LastUsedAt: at(time.Hour)},
+	})
+	view(t, s, func(tx keyhold.Tx) (err error) { got, err = tx.KeyVersionUses(ctx, "vault2", "key"); return err })
+	equal(t, "no uses", len(got), 0)
+}
