@@ -134,6 +134,12 @@ func spListRun(opts *SPListOptions) error {
 		}
 		return printJSON(opts.IO.Out, ps)
 	}
+	if opts.Format == FormatID {
+		for _, p := range ps {
+			fmt.Fprintln(opts.IO.Out, p.ID)
+		}
+		return nil
+	}
 	tw := newTable(opts.IO.Out)
 	row(tw, "OBJECT ID", "APP ID", "TYPE", "NAME")
 	for _, p := range ps {
