@@ -174,18 +174,19 @@ func opInput(op *keyhold.Operation) (cmkInput, error) {
 
 // audit actions of the lifecycle.
 const (
-	auditLinkStart    = "environment.link.start"
-	auditLinkDisable  = "environment.link.disable"
-	auditLinkRewrap   = "environment.link.rewrap"
-	auditLinkEnable   = "environment.link.enable"
-	auditUnlinkStart  = "environment.unlink.start"
-	auditUnlinkRewrap = "environment.unlink.rewrap"
-	auditUnlinkEnable = "environment.unlink.enable"
-	auditRekeyStart   = "environment.rekey.start"
-	auditNewEpoch     = "environment.rekey.newEpoch"
-	auditDestroy      = "environment.rekey.destroy"
-	auditRollback     = "environment.encryption.rollback"
-	auditRotate       = "environment.rotate.rewrap"
+	auditLinkStart     = "environment.link.start"
+	auditLinkDisable   = "environment.link.disable"
+	auditLinkRewrap    = "environment.link.rewrap"
+	auditLinkEnable    = "environment.link.enable"
+	auditUnlinkStart   = "environment.unlink.start"
+	auditUnlinkDisable = "environment.unlink.disable"
+	auditUnlinkRewrap  = "environment.unlink.rewrap"
+	auditUnlinkEnable  = "environment.unlink.enable"
+	auditRekeyStart    = "environment.rekey.start"
+	auditNewEpoch      = "environment.rekey.newEpoch"
+	auditDestroy       = "environment.rekey.destroy"
+	auditRollback      = "environment.encryption.rollback"
+	auditRotate        = "environment.rotate.rewrap"
 )
 
 // LinkPolicy starts linking an environment to the enterprise policy with

@@ -165,7 +165,7 @@ func TestCMKLifecycle(t *testing.T) {
 		if err != nil || len(usage) != 1 || usage[0].LiveKeys != 0 || usage[0].LastUsedAt.IsZero() {
 			t.Fatalf("KeyVersionUsage(policy two) = %s, %v", showUsage(usage), err)
 		}
-		wantActions = []string{auditUnlinkStart, auditUnlinkStart, auditUnlinkRewrap, auditUnlinkEnable}
+		wantActions = []string{auditUnlinkStart, auditUnlinkDisable, auditUnlinkRewrap, auditUnlinkEnable}
 		if got := f.auditActions(t, env.ID); !slices.Equal(got[len(got)-len(wantActions):], wantActions) {
 			t.Errorf("audited %v, want it to end with %v", got, wantActions)
 		}
@@ -209,6 +209,10 @@ func (f *cmkFixture) runRefusals(t *testing.T, cases []refusal) {
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
 			envID := c.env()
+			var data *content
+			if f.env(t, envID).State == keyhold.StateEnabled {
+				data = f.fill(t, envID, 1)
+			}
 			before := f.state(t, envID)
 			err := c.do(envID)
 			wantCode(t, err, c.code)
@@ -223,6 +227,9 @@ func (f *cmkFixture) runRefusals(t *testing.T, cases []refusal) {
 			}
 			if after := f.state(t, envID); after != before {
 				t.Errorf("the refusal changed state:\nbefore %+v\nafter  %+v", before, after)
+			}
+			if data != nil {
+				f.check(t, envID, data)
 			}
 		})
 	}
@@ -280,6 +287,13 @@ func TestLinkRefusals(t *testing.T) {
 		f.grantKey(t, polExpired, good, "expired")
 		past := f.clock.Now().Add(-time.Hour)
 		if _, err := f.kv.UpdateKey(f.ctx, good.Name, "expired", "", vault.KeyAttributes{Expires: &past}, nil, nil); err != nil {
+			t.Fatal(err)
+		}
+		f.newKey(t, good, "early")
+		polEarly := f.newPolicy(t, "pol-early-key", good, "early", nil)
+		f.grantKey(t, polEarly, good, "early")
+		future := f.clock.Now().Add(time.Hour)
+		if _, err := f.kv.UpdateKey(f.ctx, good.Name, "early", "", vault.KeyAttributes{NotBefore: &future}, nil, nil); err != nil {
 			t.Fatal(err)
 		}
 		// An access-policy vault whose policy lacks Unwrap Key.
@@ -354,6 +368,7 @@ func TestLinkRefusals(t *testing.T) {
 			{"key not found", env, link(admin, polNoKey.SystemID), keyhold.CodeKeyNotFound, "", []string{"missing", "create it"}},
 			{"key disabled", env, link(admin, polOff.SystemID), keyhold.CodeForbidden, keyhold.InnerKeyDisabled, []string{"disabled", "enable"}},
 			{"key expired", env, link(admin, polExpired.SystemID), keyhold.CodeForbidden, keyhold.InnerKeyDisabled, []string{"expired", "exp"}},
+			{"key not yet valid", env, link(admin, polEarly.SystemID), keyhold.CodeForbidden, keyhold.InnerKeyDisabled, []string{"not yet valid", "nbf"}},
 			{"environment in another region", func() string { return envAsia.ID }, link(admin, pol.SystemID), keyhold.CodeBadRequest, "", []string{"region", "asia", cmkLocation}},
 			{"policy in another region", env, link(admin, polAsia.SystemID), keyhold.CodeBadRequest, "", []string{"region"}},
 			{"not a Managed Environment", func() string { return envUnmanaged.ID }, link(admin, pol.SystemID), keyhold.CodeBadRequest, "", []string{"Managed Environment"}},
@@ -390,6 +405,16 @@ func TestLinkRefusals(t *testing.T) {
 			{"unlink: unknown systemId", env, unlink(admin, "/regions/europe/providers/Microsoft.PowerPlatform/enterprisePolicies/nope"), keyhold.CodeNotFound, "", nil},
 			{"unlink: linked to another policy", env, unlink(admin, pol.SystemID), keyhold.CodeConflict, "", []string{polAP.ID()}},
 			{"unlink: not linked", func() string { return plain.ID }, unlink(admin, pol.SystemID), keyhold.CodeConflict, "", []string{"not linked"}},
+			{"unlink: operation running", func() string {
+				if err := f.store.Update(context.Background(), func(tx keyhold.Tx) error {
+					now := time.Now().UTC()
+					return tx.CreateOperation(context.Background(), &keyhold.Operation{ID: "op-hold-unlink", TenantID: envA.TenantID, Kind: "test-hold",
+						Target: envA.ID, State: keyhold.OperationRunning, Step: "hold", CreatedBy: "test", CreatedAt: now, UpdatedAt: now})
+				}); err != nil {
+					t.Fatal(err)
+				}
+				return envA.ID
+			}, unlink(admin, polAP.SystemID), keyhold.CodeConflict, "", []string{"op-hold-unlink"}},
 			{"unlink: environment disabled", func() string {
 				f.setEnv(t, envA.ID, func(e *keyhold.Environment) { e.State = keyhold.StateLocked })
 				return envA.ID
@@ -681,4 +706,39 @@ func TestCMKOperationsAccess(t *testing.T) {
 	plain := newFixture(t, storetest.OpenSQLite(t))
 	_, err = plain.p.LinkPolicy(plain.ctx, env.ID, pol.SystemID)
 	wantCode(t, err, keyhold.CodeServiceUnavailable)
+}
+
+// TestRotationWithoutAccessFails: a rotation whose policy identity lost
+// its grant fails without touching a wrapped key, the pickup then leaves
+// the policy alone for a while, and the data reads back once the grant is
+// restored.
+func TestRotationWithoutAccessFails(t *testing.T) {
+	f := newCMKFixture(t, storetest.OpenSQLite(t), true)
+	v := f.newVault(t, "kv-rotate-revoked", true)
+	k1 := f.newKey(t, v, "k")
+	pol := f.newPolicy(t, "pol", v, "k", nil)
+	scope, grant := f.grantKey(t, pol, v, "k")
+	env := f.managedEnv(t, "e")
+	c := f.fill(t, env.ID, 3)
+	f.succeed(t, "link", func() (*keyhold.Operation, error) { return f.p.LinkPolicy(f.ctx, env.ID, pol.SystemID) })
+	if _, err := f.kv.RotateKey(f.ctx, v.Name, "k"); err != nil {
+		t.Fatal(err)
+	}
+	f.revoke(t, scope, grant)
+	f.p.DropKeys("")
+	if n, err := f.p.PickUpRotations(context.Background()); err != nil || n != 1 {
+		t.Fatalf("PickUpRotations = %d, %v", n, err)
+	}
+	op := f.wait(t, f.operations(t, pol.ID())[0])
+	if op.State != keyhold.OperationFailed || op.ErrorCode != keyhold.CodeForbidden {
+		t.Fatalf("rotation %s %s %q, want Failed Forbidden", op.State, op.ErrorCode, op.ErrorMsg)
+	}
+	if wks := f.wrapped(t, env.ID); len(wks) != 1 || wks[0].KeyID != k1.KID {
+		t.Fatalf("wrapped keys after the failed rotation: %v", describeKeys(wks))
+	}
+	if n, err := f.p.PickUpRotations(context.Background()); err != nil || n != 0 {
+		t.Fatalf("PickUpRotations right after a failed rotation = %d, %v; want 0", n, err)
+	}
+	f.grantKey(t, pol, v, "k")
+	f.check(t, env.ID, c)
 }

@@ -74,10 +74,6 @@ func (p *Platform) kinds() map[string]ops.Kind {
 	}
 }
 
-// Kinds returns the operation kinds the platform registers on its Runner,
-// by name, for crash tests that list their fault points (ops.FaultPoints).
-func (p *Platform) Kinds() map[string]ops.Kind { return p.kinds() }
-
 // opActor is the identity an operation's audit entries name: the
 // administrator who started it.
 func opActor(op *keyhold.Operation) *keyhold.Identity {
@@ -151,7 +147,7 @@ func (p *Platform) stepDisable(ctx context.Context, op *keyhold.Operation) (ops.
 		env.State = keyhold.StateDisabled
 		action := auditLinkDisable
 		if op.Kind == keyhold.OpUnlink {
-			action = auditUnlinkStart
+			action = auditUnlinkDisable
 		}
 		return action, "environment disabled while its key changes custody", nil
 	})
@@ -340,6 +336,10 @@ func (p *Platform) stepLinkRewrap(ctx context.Context, op *keyhold.Operation) (o
 			continue
 		}
 		src := g.source()
+		if src.Root != keyhold.RootMMK && src.Root != keyhold.RootCMK {
+			return ops.StepResult{}, ops.Permanent(keyhold.Errorf(keyhold.CodeBadRequest,
+				"epoch %d of environment %s is protected by a %s key, which a link can't move: migrate it first", g.epoch, env.ID, src.Root))
+		}
 		ek, err := p.unwrapWrapped(ctx, src, env.TenantID)
 		if err != nil {
 			return ops.StepResult{}, err

@@ -37,6 +37,10 @@ const (
 	// RotationPickupInterval is how often the server looks for policies
 	// whose key has a new current version.
 	RotationPickupInterval = 30 * time.Second
+	// rotationRetryAfter is how long the pickup leaves a policy alone
+	// after its last rotation failed (its identity lost the key, say),
+	// rather than failing again every interval.
+	rotationRetryAfter = 10 * time.Minute
 )
 
 // rotateProgress is a rotation's cursor over the policy's wrapped keys.
@@ -52,7 +56,9 @@ const systemActorID = "system"
 // PickUpRotations submits a rotation operation for each policy that
 // follows its key's current version (names no version) and has
 // environment keys wrapped under another version, unless one is running
-// already, and returns how many it submitted. The server calls it every
+// already, the policy's key access is known to be revoked (HealthStatus
+// Unhealthy), or its last rotation failed less than ten minutes ago; it
+// returns how many it submitted. The server calls it every
 // RotationPickupInterval. It returns 0 on a platform without CMK support.
 func (p *Platform) PickUpRotations(ctx context.Context) (int, error) {
 	if p.ops == nil {
@@ -65,7 +71,14 @@ func (p *Platform) PickUpRotations(ctx context.Context) (int, error) {
 			return err
 		}
 		for _, pol := range pols {
-			if pol.Kind != keyhold.PolicyKindEncryption || pol.KeyVersion != "" || pol.PrincipalID == "" {
+			if pol.Kind != keyhold.PolicyKindEncryption || pol.KeyVersion != "" || pol.PrincipalID == "" || pol.HealthStatus == keyhold.HealthUnhealthy {
+				continue
+			}
+			last, err := tx.ListOperations(ctx, keyhold.OperationFilter{Target: pol.ID(), Kind: keyhold.OpRotate, Limit: 1})
+			if err != nil {
+				return err
+			}
+			if len(last) == 1 && last[0].State == keyhold.OperationFailed && time.Since(last[0].FinishedAt) < rotationRetryAfter {
 				continue
 			}
 			kid, err := p.currentVersionKID(ctx, tx, pol)

@@ -1,0 +1,328 @@
+package platform
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"os"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/google/uuid"
+	"github.com/keyhold/keyhold"
+	"github.com/keyhold/keyhold/crypt"
+	"github.com/keyhold/keyhold/sqlstore/storetest"
+)
+
+// Benchmarks of the customer-managed key lifecycle. Each iteration builds
+// its own data, outside the timer, so run them once:
+//
+//	go test ./platform -run '^$' -bench 'CMK' -benchtime 1x -timeout 60m
+//
+// Select a backend with the sub-benchmark name (…/sqlite/…, …/postgres/…;
+// PostgreSQL needs KEYHOLD_TEST_POSTGRES, as scripts/test.sh sets it), and
+// sizes with the variables below.
+
+// benchInts reads a comma-separated list of sizes from an environment
+// variable.
+func benchInts(b *testing.B, name string, def []int) []int {
+	v := os.Getenv(name)
+	if v == "" {
+		return def
+	}
+	var out []int
+	for s := range strings.SplitSeq(v, ",") {
+		n, err := strconv.Atoi(strings.TrimSpace(s))
+		if err != nil {
+			b.Fatalf("%s: %v", name, err)
+		}
+		out = append(out, n)
+	}
+	return out
+}
+
+// seedRows writes n rows of about size bytes, properly sealed under the
+// environment's epoch 1 key, straight into the store, 5000 per
+// transaction; it returns their plaintext bytes.
+func (f *cmkFixture) seedRows(b testing.TB, envID string, n, size int) int64 {
+	b.Helper()
+	ctx := context.Background()
+	sk, err := f.p.storeKey(ctx, envID, 1, keyhold.StoreRows)
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer sk.Destroy()
+	data := []byte(`{"p":"` + strings.Repeat("x", max(size-8, 1)) + `"}`)
+	now := time.Now().UTC()
+	for start := 0; start < n; start += 5000 {
+		recs := make([]*keyhold.RowRecord, 0, 5000)
+		for i := start; i < min(start+5000, n); i++ {
+			id := fmt.Sprintf("r%08d", i)
+			ct, err := sk.Seal(rowItemID("bench", id), 1, data)
+			if err != nil {
+				b.Fatal(err)
+			}
+			recs = append(recs, &keyhold.RowRecord{EnvID: envID, Table: "bench", ID: id, Epoch: 1, Version: 1, Ciphertext: ct, UpdatedAt: now})
+		}
+		if err := f.store.Update(ctx, func(tx keyhold.Tx) error {
+			for _, r := range recs {
+				if err := tx.PutRow(ctx, r); err != nil {
+					return err
+				}
+			}
+			return nil
+		}); err != nil {
+			b.Fatal(err)
+		}
+	}
+	return int64(n) * int64(len(data))
+}
+
+// benchPolicy makes a vault, key and policy with its grant.
+func benchPolicy(b testing.TB, f *cmkFixture, name string) *keyhold.EnterprisePolicy {
+	v := f.newVault(b, "kv-"+name, true)
+	f.newKey(b, v, "k")
+	pol := f.newPolicy(b, name, v, "k", nil)
+	f.grantKey(b, pol, v, "k")
+	return pol
+}
+
+// runRunner runs the fixture's runner until the returned stop is called.
+func (f *cmkFixture) runRunner() (stop func()) {
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { defer close(done); f.runner.Run(ctx) }()
+	return func() { cancel(); <-done }
+}
+
+// BenchmarkCMKLinkCustody measures the time from LinkPolicy to CMK custody
+// (the rewrap step committed: the MMK copy is gone) for environments of
+// growing size. Custody moves one wrapped key per epoch, so the figure
+// should not grow with the data. Sizes: KEYHOLD_BENCH_CUSTODY_ROWS
+// (default 1000,100000,1000000).
+func BenchmarkCMKLinkCustody(b *testing.B) {
+	for _, be := range storetest.Backends() {
+		b.Run(be.Name, func(b *testing.B) {
+			for _, n := range benchInts(b, "KEYHOLD_BENCH_CUSTODY_ROWS", []int{1000, 100000, 1000000}) {
+				b.Run(fmt.Sprintf("rows=%d", n), func(b *testing.B) {
+					f := newCMKFixture(b, be.Open(b), false)
+					pol := benchPolicy(b, f, "pol")
+					var sum time.Duration
+					b.ResetTimer()
+					for range b.N {
+						b.StopTimer()
+						env := f.managedEnv(b, "bench")
+						seedStart := time.Now()
+						f.seedRows(b, env.ID, n, 100)
+						b.Logf("seeded %d rows in %v", n, time.Since(seedStart).Round(time.Millisecond))
+						stop := f.runRunner()
+						b.StartTimer()
+						start := time.Now()
+						op, err := f.p.LinkPolicy(f.ctx, env.ID, pol.SystemID)
+						if err != nil {
+							b.Fatal(err)
+						}
+						for f.env(b, env.ID).KeyManagedBy != keyhold.KeyManagedByCustomer {
+							time.Sleep(time.Millisecond)
+						}
+						sum += time.Since(start)
+						b.StopTimer()
+						// The re-key that follows is not measured here: stop
+						// it, and end its operation so that the next
+						// iteration's runner doesn't take it up.
+						stop()
+						if err := f.store.Update(context.Background(), func(tx keyhold.Tx) error {
+							o, err := tx.Operation(context.Background(), op.ID)
+							if err != nil {
+								return err
+							}
+							o.State, o.Step, o.FinishedAt, o.LeaseOwner, o.LeaseUntil = keyhold.OperationFailed, "", time.Now(), "", time.Time{}
+							return tx.UpdateOperation(context.Background(), o)
+						}); err != nil {
+							b.Fatal(err)
+						}
+					}
+					b.ReportMetric(float64(sum.Microseconds())/1000/float64(b.N), "ms-to-custody")
+				})
+			}
+		})
+	}
+}
+
+// BenchmarkCMKRekey measures the re-key's throughput, rows and files
+// apart: an environment holding only rows of 1 KiB
+// (KEYHOLD_BENCH_REKEY_ROWS, default 50000), or only files of 8 MiB
+// (KEYHOLD_BENCH_REKEY_FILE_MB in all, default 64), is linked, and the
+// link's steps are run one after the other in the benchmark's goroutine;
+// the timer covers the rekey step's runs only. Figures are plaintext MB/s,
+// each item decrypted under the old epoch and encrypted under the new.
+func BenchmarkCMKRekey(b *testing.B) {
+	rows := benchInts(b, "KEYHOLD_BENCH_REKEY_ROWS", []int{50000})[0]
+	fileMB := benchInts(b, "KEYHOLD_BENCH_REKEY_FILE_MB", []int{64})[0]
+	for _, be := range storetest.Backends() {
+		b.Run(be.Name, func(b *testing.B) {
+			for _, what := range []string{"rows", "files"} {
+				b.Run(what, func(b *testing.B) {
+					f := newCMKFixture(b, be.Open(b), false)
+					pol := benchPolicy(b, f, "pol")
+					for range b.N {
+						b.StopTimer()
+						env := f.managedEnv(b, "bench")
+						var size int64
+						if what == "rows" {
+							size = f.seedRows(b, env.ID, rows, 1024)
+						} else {
+							for i := range fileMB / 8 {
+								data := randomBytes(b, 8<<20)
+								if _, err := f.p.PutFile(f.ctx, env.ID, fmt.Sprintf("f%d", i), bytes.NewReader(data)); err != nil {
+									b.Fatal(err)
+								}
+								size += int64(len(data))
+							}
+						}
+						op, err := f.p.LinkPolicy(f.ctx, env.ID, pol.SystemID)
+						if err != nil {
+							b.Fatal(err)
+						}
+						var took time.Duration
+						for _, s := range f.p.kinds()[keyhold.OpLink].Steps {
+							if s.Name == stepRekey {
+								b.StartTimer()
+							}
+							start := time.Now()
+							for {
+								res, err := s.Run(context.Background(), op)
+								if err != nil {
+									b.Fatalf("step %s: %v", s.Name, err)
+								}
+								if !res.Again {
+									break
+								}
+							}
+							if s.Name == stepRekey {
+								b.StopTimer()
+								took = time.Since(start)
+							}
+						}
+						if cs := f.epochCounts(b, env.ID); len(cs) != 1 || cs[0].Epoch != 2 {
+							b.Fatalf("items per epoch after the re-key: %v", cs)
+						}
+						b.ReportMetric(float64(size)/1e6/took.Seconds(), "MB/s")
+						b.ReportMetric(float64(op.Done)/took.Seconds(), "items/s")
+						b.Logf("%d %s, %.1f MB, re-keyed in %v", op.Done, what, float64(size)/1e6, took.Round(time.Millisecond))
+					}
+				})
+			}
+		})
+	}
+}
+
+// BenchmarkCMKRotationPickup measures a key rotation across many
+// environments under one policy (KEYHOLD_BENCH_ROTATION_ENVS, default
+// 10000): the environments and their keys are seeded straight into the
+// store, each EK wrapped for real under the key's first version by the
+// policy's identity; then the key rotates, and the timer runs from
+// PickUpRotations to the end of the rotation, when every EK is wrapped
+// under the new version.
+func BenchmarkCMKRotationPickup(b *testing.B) {
+	n := benchInts(b, "KEYHOLD_BENCH_ROTATION_ENVS", []int{10000})[0]
+	for _, be := range storetest.Backends() {
+		b.Run(be.Name, func(b *testing.B) {
+			f := newCMKFixture(b, be.Open(b), false)
+			for i := range b.N {
+				b.StopTimer()
+				pol := benchPolicy(b, f, fmt.Sprint("pol", i))
+				seedStart := time.Now()
+				f.seedLinkedEnvs(b, pol, n)
+				b.Logf("seeded %d linked environments in %v", n, time.Since(seedStart).Round(time.Millisecond))
+				k2, err := f.kv.RotateKey(f.ctx, vaultNameOf(pol), "k")
+				if err != nil {
+					b.Fatal(err)
+				}
+				stop := f.runRunner()
+				b.StartTimer()
+				start := time.Now()
+				if got, err := f.p.PickUpRotations(context.Background()); err != nil || got != 1 {
+					b.Fatalf("PickUpRotations = %d, %v", got, err)
+				}
+				pickup := time.Since(start)
+				ops := f.operations(b, pol.ID())
+				op := f.wait(b, ops[0])
+				total := time.Since(start)
+				b.StopTimer()
+				stop()
+				if op.State != keyhold.OperationSucceeded || op.Done != int64(n) {
+					b.Fatalf("rotation %s, %d of %d rewrapped: %s", op.State, op.Done, n, op.ErrorMsg)
+				}
+				var stale []*keyhold.WrappedKey
+				if err := f.store.View(context.Background(), func(tx keyhold.Tx) (err error) {
+					stale, err = tx.ListWrappedKeys(context.Background(), keyhold.WrappedKeyFilter{PrincipalID: pol.PrincipalID, ExceptKeyID: k2.KID, Limit: 10})
+					return err
+				}); err != nil || len(stale) != 0 {
+					b.Fatalf("keys left on the old version: %v, %v", describeKeys(stale), err)
+				}
+				b.ReportMetric(float64(pickup.Microseconds())/1000, "ms-to-submit")
+				b.ReportMetric(total.Seconds(), "s-to-rewrap-all")
+				b.ReportMetric(float64(n)/total.Seconds(), "envs/s")
+			}
+		})
+	}
+}
+
+// seedLinkedEnvs stores n Managed Environments linked to pol, each with a
+// fresh EK wrapped, for real, under pol's key as pol's identity.
+func (f *cmkFixture) seedLinkedEnvs(b testing.TB, pol *keyhold.EnterprisePolicy, n int) {
+	b.Helper()
+	ctx := context.Background()
+	now := time.Now().UTC()
+	envs := make([]*keyhold.Environment, n)
+	wks := make([]*keyhold.WrappedKey, n)
+	var wg sync.WaitGroup
+	sem := make(chan struct{}, 8)
+	var mu sync.Mutex
+	var firstErr error
+	for i := range n {
+		envs[i] = &keyhold.Environment{ID: uuid.NewString(), TenantID: f.creds.TenantID, DisplayName: fmt.Sprint("bench ", i), Location: cmkLocation,
+			SKU: keyhold.SKUProduction, Managed: true, State: keyhold.StateEnabled, KeyManagedBy: keyhold.KeyManagedByCustomer, Epoch: 1,
+			PolicyID: pol.ID(), PolicySystemID: pol.SystemID, LinkStatus: keyhold.LinkStatusLinked, EncryptionStatus: keyhold.EncryptionSucceeded,
+			CreatedBy: "bench", CreatedAt: now, UpdatedAt: now, Version: 1}
+		wg.Add(1)
+		sem <- struct{}{}
+		go func() {
+			defer wg.Done()
+			defer func() { <-sem }()
+			ek, err := crypt.NewKey()
+			if err == nil {
+				wks[i], err = f.p.wrapCMK(ctx, pol, envs[i].ID, 1, ek)
+				ek.Destroy()
+			}
+			if err != nil {
+				mu.Lock()
+				firstErr = err
+				mu.Unlock()
+			}
+		}()
+	}
+	wg.Wait()
+	if firstErr != nil {
+		b.Fatal(firstErr)
+	}
+	for start := 0; start < n; start += 1000 {
+		if err := f.store.Update(ctx, func(tx keyhold.Tx) error {
+			for i := start; i < min(start+1000, n); i++ {
+				if err := tx.CreateEnvironment(ctx, envs[i]); err != nil {
+					return err
+				}
+				if err := tx.PutWrappedKey(ctx, wks[i]); err != nil {
+					return err
+				}
+			}
+			return nil
+		}); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
