@@ -30,6 +30,12 @@ const (
 	// Authorization (403).
 	CodeForbidden = "Forbidden"
 
+	// Locked environments (403).
+	// CodeEnvironmentLocked: the environment's customer-managed key is not
+	// accessible (access revoked); an administrator re-enables it once access
+	// is restored. 403, as the refusal comes from the key's owner.
+	CodeEnvironmentLocked = "EnvironmentLocked"
+
 	// Missing things (404).
 	CodeNotFound            = "NotFound"
 	CodeEnvironmentNotFound = "EnvironmentNotFound"

@@ -47,6 +47,7 @@ var statuses = map[string]int{
 
 	keyhold.CodeForbidden:           nethttp.StatusForbidden,
 	keyhold.CodeAuthorizationFailed: nethttp.StatusForbidden,
+	keyhold.CodeEnvironmentLocked:   nethttp.StatusForbidden, // the key owner revoked access; 423 is WebDAV-only
 
 	keyhold.CodeNotFound:              nethttp.StatusNotFound,
 	keyhold.CodeEnvironmentNotFound:   nethttp.StatusNotFound,

@@ -68,6 +68,9 @@ func dataAccess(ctx context.Context, tx keyhold.Tx, id *keyhold.Identity, envID 
 			return nil, err
 		}
 	}
+	if env.State == keyhold.StateLocked { // no bypass, for anyone
+		return nil, lockedError(ctx, tx, env)
+	}
 	if env.State != keyhold.StateEnabled {
 		return nil, keyhold.Errorf(keyhold.CodeEnvironmentDisabled, "environment %s is %s and serves no data: an administrator must enable it first", env.ID, env.State)
 	}

@@ -61,6 +61,9 @@ type Config struct {
 	Clock keyhold.Clock
 	// KeyCacheTTL overrides the EK cache lifetime (default 5m).
 	KeyCacheTTL time.Duration
+	// HealthInterval is how often the health of every linked enterprise
+	// policy's key is checked (default platform.DefaultHealthInterval, 60s).
+	HealthInterval time.Duration
 	// Ready, if set, is called with the base URL once the server listens.
 	Ready func(url string)
 	// PKCS11Module, PKCS11Token and PKCS11PIN name the PKCS#11 token
@@ -227,6 +230,7 @@ func Run(ctx context.Context, cfg Config) error {
 	}()
 	defer func() { stopRunner(); <-runnerDone }() // before the store closes
 	go p.RunRotationPickup(runCtx, platform.RotationPickupInterval)
+	go p.RunHealthChecks(runCtx, cfg.HealthInterval) // <= 0: the default
 
 	select {
 	case err := <-serveErr:

@@ -1,0 +1,307 @@
+package platform
+
+import (
+	"context"
+	"crypto/rand"
+	"errors"
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/keyhold/keyhold"
+)
+
+// Health of enterprise policies' keys. CheckPolicyHealth probes a policy's
+// key as the policy's managed identity and classifies the answer: a
+// revocation (access removed, key or vault gone, disabled or behind a
+// firewall) is Unhealthy and locks every environment linked to the policy
+// in the same transaction; a transient fault (the vault did not answer) is
+// Warning and locks nothing, so reads go on from the key cache until its
+// TTL and then answer 503 KeyVaultUnavailable. A change of health is
+// always audited with what changed: a lock is never silent.
+
+// Audit actions of health and locks.
+const (
+	auditPolicyHealth = "policy.health"
+	auditEnvLock      = "environment.lock"
+	auditEnvEnable    = "environment.enable"
+)
+
+// DefaultHealthInterval is how often the server checks the health of every
+// linked policy's key.
+const DefaultHealthInterval = 60 * time.Second
+
+// probeTimeout bounds one probe: a vault that does not answer in time is a
+// transient fault (Warning).
+const probeTimeout = 15 * time.Second
+
+// classifyKeyError says what a key-access error means for the policy's
+// health. An unclassified error is Warning: only a known revocation locks.
+func classifyKeyError(err error) keyhold.HealthStatus {
+	if err == nil {
+		return keyhold.HealthHealthy
+	}
+	if errors.Is(err, context.DeadlineExceeded) {
+		return keyhold.HealthWarning
+	}
+	var ke *keyhold.Error
+	if errors.As(err, &ke) {
+		switch ke.Code {
+		case keyhold.CodeForbidden, keyhold.CodeKeyNotFound, keyhold.CodeVaultNotFound, keyhold.CodeResourceNotFound:
+			return keyhold.HealthUnhealthy
+		}
+	}
+	return keyhold.HealthWarning
+}
+
+// healthRank orders statuses from best to worst.
+func healthRank(h keyhold.HealthStatus) int {
+	switch h {
+	case keyhold.HealthHealthy:
+		return 1
+	case keyhold.HealthWarning:
+		return 2
+	case keyhold.HealthUnhealthy:
+		return 3
+	}
+	return 0
+}
+
+// describeKeyError renders a key-access error for audit entries and lock
+// messages: "Code (Inner): message".
+func describeKeyError(err error) string {
+	var ke *keyhold.Error
+	if !errors.As(err, &ke) {
+		if errors.Is(err, context.DeadlineExceeded) {
+			return keyhold.CodeKeyVaultUnavailable + ": the key vault did not answer in time"
+		}
+		return keyhold.CodeKeyVaultUnavailable + ": the key vault could not be reached"
+	}
+	code := ke.Code
+	if ke.Inner != "" {
+		code += " (" + ke.Inner + ")"
+	}
+	return code + ": " + ke.Message
+}
+
+// probeKey checks that w may use kid: with KeyProber if w has it, else by
+// wrapping and unwrapping a random value.
+func probeKey(ctx context.Context, w keyhold.KeyWrapper, kid string) error {
+	ctx, cancel := context.WithTimeout(ctx, probeTimeout)
+	defer cancel()
+	if pr, ok := w.(keyhold.KeyProber); ok {
+		return pr.Probe(ctx, kid)
+	}
+	var v [32]byte
+	rand.Read(v[:])
+	got, ct, err := w.Wrap(ctx, kid, v[:])
+	if err != nil {
+		return err
+	}
+	_, err = w.Unwrap(ctx, got, ct)
+	return err
+}
+
+// policyByID loads a policy by its ARM resource id.
+func policyByID(ctx context.Context, tx keyhold.Tx, policyID string) (*keyhold.EnterprisePolicy, error) {
+	sub, rg, name, ok := parsePolicyID(policyID)
+	if !ok {
+		return nil, keyhold.Errorf(keyhold.CodeBadRequest,
+			"%q is not an enterprise policy id: use /subscriptions/{subscriptionId}/resourceGroups/{group}/providers/Microsoft.PowerPlatform/enterprisePolicies/{name}", policyID)
+	}
+	return tx.Policy(ctx, sub, rg, name)
+}
+
+// CheckPolicyHealth probes the key of the policy with the given ARM resource
+// id as the policy's managed identity: its key id (unversioned unless the
+// policy names a version) and every versioned key id that the current
+// epoch of a linked environment is wrapped under. The worst answer is the
+// policy's health. A change is stored and audited; on Unhealthy every
+// linked environment not yet Locked becomes Locked in the same transaction
+// (each audited) and its cached keys are dropped. Restored access makes the
+// policy Healthy but unlocks nothing: an administrator re-enables each
+// environment (EnableEnvironment). It runs as the platform, not for a
+// caller.
+func (p *Platform) CheckPolicyHealth(ctx context.Context, policyID string) (keyhold.HealthStatus, error) {
+	if p.cmk == nil {
+		return keyhold.HealthUndetermined, errCMKOff
+	}
+	var pol *keyhold.EnterprisePolicy
+	var kids []string
+	err := p.store.View(ctx, func(tx keyhold.Tx) error {
+		kids = nil
+		var err error
+		if pol, err = policyByID(ctx, tx, policyID); err != nil {
+			return err
+		}
+		if pol.PrincipalID == "" {
+			return keyhold.Errorf(keyhold.CodeBadRequest, "enterprise policy %s has no managed identity: its key can't be probed", pol.ID())
+		}
+		kids = append(kids, p.policyKeyID(pol))
+		envs, err := tx.ListEnvironments(ctx, keyhold.EnvironmentFilter{PolicyID: pol.ID()})
+		if err != nil {
+			return err
+		}
+		seen := map[string]bool{strings.ToLower(kids[0]): true}
+		for _, env := range envs {
+			wks, err := tx.WrappedKeys(ctx, env.ID)
+			if err != nil {
+				return err
+			}
+			for _, wk := range wks {
+				if wk.Epoch != env.Epoch || wk.Root != keyhold.RootCMK || wk.PrincipalID != pol.PrincipalID {
+					continue
+				}
+				kid := p.currentKID(wk.KeyID)
+				if !seen[strings.ToLower(kid)] {
+					seen[strings.ToLower(kid)] = true
+					kids = append(kids, kid)
+				}
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return keyhold.HealthUndetermined, err
+	}
+	w := p.cmk(policyIdentity(pol.PrincipalID, pol.TenantID))
+	status, cause, causeKID := keyhold.HealthHealthy, error(nil), ""
+	for _, kid := range kids {
+		perr := probeKey(ctx, w, kid)
+		if ctx.Err() != nil {
+			return keyhold.HealthUndetermined, ctx.Err() // our own caller gave up: learn nothing
+		}
+		if h := classifyKeyError(perr); healthRank(h) > healthRank(status) {
+			status, cause, causeKID = h, perr, kid
+		}
+	}
+	return status, p.setPolicyHealth(ctx, pol.ID(), status, cause, causeKID)
+}
+
+// setPolicyHealth stores a probe's result: the policy's health (if it
+// changed) and, if Unhealthy, the lock of its linked environments.
+func (p *Platform) setPolicyHealth(ctx context.Context, policyID string, status keyhold.HealthStatus, cause error, kid string) error {
+	var locked []string
+	err := p.store.Update(ctx, func(tx keyhold.Tx) error {
+		locked = nil
+		pol, err := policyByID(ctx, tx, policyID)
+		if err != nil {
+			return err
+		}
+		system := &keyhold.Identity{TenantID: pol.TenantID, PrincipalID: systemActorID}
+		now := p.clock.Now().UTC()
+		why := ""
+		if cause != nil {
+			why = describeKeyError(cause)
+		}
+		if pol.HealthStatus != status {
+			detail := fmt.Sprintf("health %s -> %s", pol.HealthStatus, status)
+			if cause != nil {
+				detail += fmt.Sprintf(": probing key %s as managed identity %s: %s", kid, pol.PrincipalID, why)
+			}
+			old := pol.HealthStatus
+			pol.HealthStatus, pol.UpdatedAt = status, now
+			if err := tx.UpdatePolicy(ctx, pol); err != nil {
+				return err
+			}
+			if err := p.audit(ctx, tx, system, auditPolicyHealth, pol.ID(), "", detail); err != nil {
+				return err
+			}
+			p.log.WarnContext(ctx, "enterprise policy health changed", "policy", pol.ID(), "from", old, "to", status, "cause", why)
+		}
+		if status != keyhold.HealthUnhealthy {
+			return nil
+		}
+		envs, err := tx.ListEnvironments(ctx, keyhold.EnvironmentFilter{PolicyID: pol.ID()})
+		if err != nil {
+			return err
+		}
+		for _, env := range envs {
+			if env.State == keyhold.StateLocked {
+				continue
+			}
+			from := env.State
+			env.State, env.UpdatedAt = keyhold.StateLocked, now
+			if err := tx.UpdateEnvironment(ctx, env); err != nil {
+				return err
+			}
+			detail := fmt.Sprintf("%s -> %s: %s", from, keyhold.StateLocked, lockReason(pol.ID(), why))
+			if err := p.audit(ctx, tx, system, auditEnvLock, envTarget(env.ID), env.ID, detail); err != nil {
+				return err
+			}
+			locked = append(locked, env.ID)
+		}
+		return nil
+	})
+	if err != nil {
+		return err
+	}
+	for _, id := range locked {
+		p.DropKeys(id)
+		p.log.WarnContext(ctx, "environment locked: its customer-managed key is not accessible", "environment", id, "policy", policyID)
+	}
+	return nil
+}
+
+// CheckAllPolicyHealth runs CheckPolicyHealth on every Encryption policy
+// that has a managed identity and linked environments. It goes on past a
+// policy that fails and returns every error, joined.
+func (p *Platform) CheckAllPolicyHealth(ctx context.Context) error {
+	if p.cmk == nil {
+		return nil
+	}
+	var ids []string
+	err := p.store.View(ctx, func(tx keyhold.Tx) error {
+		ids = nil
+		pols, err := tx.ListPolicies(ctx, keyhold.PolicyFilter{})
+		if err != nil {
+			return err
+		}
+		for _, pol := range pols {
+			if pol.Kind != keyhold.PolicyKindEncryption || pol.PrincipalID == "" {
+				continue
+			}
+			envs, err := tx.ListEnvironments(ctx, keyhold.EnvironmentFilter{PolicyID: pol.ID()})
+			if err != nil {
+				return err
+			}
+			if len(envs) > 0 {
+				ids = append(ids, pol.ID())
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return err
+	}
+	var errs []error
+	for _, id := range ids {
+		if _, err := p.CheckPolicyHealth(ctx, id); err != nil {
+			if ctx.Err() != nil {
+				return ctx.Err()
+			}
+			errs = append(errs, fmt.Errorf("policy %s: %w", id, err))
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// RunHealthChecks calls CheckAllPolicyHealth every interval (default
+// DefaultHealthInterval) until ctx ends.
+func (p *Platform) RunHealthChecks(ctx context.Context, interval time.Duration) {
+	if interval <= 0 {
+		interval = DefaultHealthInterval
+	}
+	t := time.NewTicker(interval)
+	defer t.Stop()
+	for {
+		if err := p.CheckAllPolicyHealth(ctx); err != nil && ctx.Err() == nil {
+			p.log.Warn("checking enterprise policy health", "err", err)
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+	}
+}
