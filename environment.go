@@ -85,6 +85,10 @@ type Environment struct {
 	LinkStatus       string           `json:"linkStatus,omitempty"`
 	EncryptionStatus EncryptionStatus `json:"encryptionStatus,omitempty"`
 	LastOperationID  string           `json:"lastOperationId,omitempty"`
+	// LockedAt is when the environment was last Locked (its customer-managed
+	// key found inaccessible); zero unless it is Locked. The deletion
+	// countdown of a Locked environment runs from it.
+	LockedAt time.Time `json:"lockedAt,omitzero"`
 	// Version grows by one with each update; UpdateEnvironment refuses a
 	// write whose Version is not the stored one (optimistic concurrency
 	// across replicas).

@@ -186,7 +186,7 @@ func newCmdRoot(f *Factory) *cobra.Command {
 		newCmdServe(f, nil),
 		newCmdLogin(f, nil),
 		newCmdLogout(f, nil),
-		addCMKEnvCommands(newCmdEnv(f), f),
+		addLockEnvCommands(addCMKEnvCommands(newCmdEnv(f), f), f),
 		newCmdRow(f),
 		newCmdFile(f),
 		newCmdAudit(f),

@@ -287,19 +287,26 @@ func printEnvironment(w io.Writer, format Format, e *keyhold.Environment) error 
 		_, err := fmt.Fprintln(w, e.ID)
 		return err
 	}
-	tw := newTable(w)
-	for _, f := range []struct{ k, v string }{
+	state := string(e.State)
+	if e.State == keyhold.StateLocked {
+		state += " (Environment disabled)"
+	}
+	rows := []struct{ k, v string }{
 		{"ID:", e.ID},
 		{"Name:", e.DisplayName},
 		{"Tenant:", e.TenantID},
 		{"Location:", e.Location},
 		{"SKU:", string(e.SKU)},
 		{"Managed:", yesNo(e.Managed)},
-		{"State:", string(e.State)},
+		{"State:", state},
 		{"Key managed by:", string(e.KeyManagedBy)},
-		{"Created:", timestamp(e.CreatedAt)},
-		{"Updated:", timestamp(e.UpdatedAt)},
-	} {
+	}
+	if e.PolicyID != "" {
+		rows = append(rows, struct{ k, v string }{"Policy:", e.PolicyID}, struct{ k, v string }{"Link status:", e.LinkStatus})
+	}
+	rows = append(rows, struct{ k, v string }{"Created:", timestamp(e.CreatedAt)}, struct{ k, v string }{"Updated:", timestamp(e.UpdatedAt)})
+	tw := newTable(w)
+	for _, f := range rows {
 		row(tw, f.k, f.v)
 	}
 	return tw.Flush()

@@ -42,6 +42,7 @@ type cmkStack struct {
 	creds  *platform.BootstrapCredentials
 	client *khttp.Client
 	raw    *nethttp.Client
+	p      *platform.Platform // for what no route does (health checks)
 }
 
 func newCMKStack(t *testing.T) *cmkStack {
@@ -86,6 +87,7 @@ func newCMKStack(t *testing.T) *cmkStack {
 		t.Fatalf("platform.Open: %v", err)
 	}
 	t.Cleanup(func() { p.Close() })
+	s.p = p
 	runCtx, stop := context.WithCancel(ctx)
 	stopped := make(chan struct{})
 	go func() { runner.Run(runCtx); close(stopped) }()

@@ -191,7 +191,7 @@ func (s *Server) routes() []route {
 	// The resource manager and key vault areas declare their routes in
 	// their own files (arm.go, keyvault.go); each adds nothing while its
 	// services are unset.
-	return slices.Concat(core, s.armRoutes(), s.keyVaultRoutes(), s.cmkRoutes(), s.policyRoutes())
+	return slices.Concat(core, s.armRoutes(), s.keyVaultRoutes(), s.cmkRoutes(), s.lockRoutes(), s.policyRoutes())
 }
 
 // router answers requests that match no route with the Azure error body:

@@ -221,7 +221,7 @@ func (p *Platform) setPolicyHealth(ctx context.Context, policyID string, status 
 				continue
 			}
 			from := env.State
-			env.State, env.UpdatedAt = keyhold.StateLocked, now
+			env.State, env.UpdatedAt, env.LockedAt = keyhold.StateLocked, now, now // starts the deletion countdown (countdown.go)
 			if err := tx.UpdateEnvironment(ctx, env); err != nil {
 				return err
 			}

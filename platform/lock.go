@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+	"time"
 
 	"github.com/keyhold/keyhold"
 )
@@ -125,7 +126,7 @@ func (p *Platform) EnableEnvironment(ctx context.Context, envID string) error {
 			return keyhold.Errorf(keyhold.CodeConflict, "environment %s changed while its key was checked: retry", e.ID)
 		}
 		now := p.clock.Now().UTC()
-		e.State, e.UpdatedAt = keyhold.StateEnabled, now
+		e.State, e.UpdatedAt, e.LockedAt = keyhold.StateEnabled, now, time.Time{} // stops the deletion countdown
 		if err := tx.UpdateEnvironment(ctx, e); err != nil {
 			return err
 		}

@@ -231,6 +231,7 @@ func Run(ctx context.Context, cfg Config) error {
 	defer func() { stopRunner(); <-runnerDone }() // before the store closes
 	go p.RunRotationPickup(runCtx, platform.RotationPickupInterval)
 	go p.RunHealthChecks(runCtx, cfg.HealthInterval) // <= 0: the default
+	go lockCountdown(runCtx, p, log)
 
 	select {
 	case err := <-serveErr:
@@ -352,6 +353,26 @@ func housekeeping(ctx context.Context, p *platform.Platform, log *slog.Logger) {
 			p.SweepKeyCache()
 		case <-clean.C:
 			cleanUploads()
+		}
+	}
+}
+
+// lockCountdown runs the deletion countdown of Locked environments at start
+// and then every platform.LockCountdownInterval (hourly): warnings before
+// the deadline, crypto-shred and deletion after it.
+func lockCountdown(ctx context.Context, p *platform.Platform, log *slog.Logger) {
+	tick := time.NewTicker(platform.LockCountdownInterval)
+	defer tick.Stop()
+	for {
+		if n, err := p.RunLockCountdown(ctx); err != nil && ctx.Err() == nil {
+			log.Warn("running the deletion countdown of locked environments", "err", err)
+		} else if n > 0 {
+			log.Warn("deleted locked environments whose access was not restored in time", "count", n)
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-tick.C:
 		}
 	}
 }

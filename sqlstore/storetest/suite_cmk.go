@@ -23,6 +23,7 @@ func testCMKCustody(t *testing.T, s keyhold.Store) {
 		e.PolicyID, e.LinkStatus, e.EncryptionStatus, e.LastOperationID = policy, keyhold.LinkStatusLinked, keyhold.EncryptionRunning, "op-1"
 		e.PolicySystemID = "/regions/europe/providers/Microsoft.PowerPlatform/enterprisePolicies/0000"
 		e.KeyManagedBy = keyhold.KeyManagedByCustomer
+		e.State, e.LockedAt = keyhold.StateLocked, at(5)
 		if err := tx.UpdateEnvironment(ctx, e); err != nil {
 			return err
 		}
@@ -35,8 +36,11 @@ func testCMKCustody(t *testing.T, s keyhold.Store) {
 			return err
 		}
 		if e.PolicyID != policy || e.PolicySystemID != "/regions/europe/providers/Microsoft.PowerPlatform/enterprisePolicies/0000" || e.LinkStatus != keyhold.LinkStatusLinked || e.EncryptionStatus != keyhold.EncryptionRunning ||
-			e.LastOperationID != "op-1" || e.KeyManagedBy != keyhold.KeyManagedByCustomer {
+			e.LastOperationID != "op-1" || e.KeyManagedBy != keyhold.KeyManagedByCustomer || !e.LockedAt.Equal(at(5)) {
 			t.Errorf("environment after update = %+v", e)
+		}
+		if e2, err := tx.Environment(ctx, "e2"); err != nil || !e2.LockedAt.IsZero() {
+			t.Errorf("environment never locked: %+v, %v; want a zero LockedAt", e2, err)
 		}
 		linked, err := tx.ListEnvironments(ctx, keyhold.EnvironmentFilter{PolicyID: "/SUBSCRIPTIONS/s1/resourcegroups/rg/providers/microsoft.powerplatform/enterprisepolicies/p1"})
 		if err != nil {
