@@ -5,26 +5,14 @@ import (
 	"errors"
 	"slices"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/google/uuid"
 	"github.com/keyhold/keyhold"
+	"github.com/keyhold/keyhold/clocktest"
 	"github.com/keyhold/keyhold/sqlstore/storetest"
 )
-
-// fakeClock is the injected clock of these tests.
-type fakeClock struct {
-	mu  sync.Mutex
-	now time.Time
-}
-
-func (c *fakeClock) Now() time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.now
-}
 
 // fixture is a Service over a fresh store holding one tenant with one
 // subscription and an administrator: a service principal with the Global
@@ -42,14 +30,14 @@ type fixture struct {
 
 func newFixture(t testing.TB, store keyhold.Store) *fixture {
 	t.Helper()
-	clock := &fakeClock{now: time.Date(2026, 11, 23, 12, 0, 0, 0, time.UTC)}
+	clock := clocktest.New(time.Date(2026, 11, 23, 12, 0, 0, 0, time.UTC))
 	f := &fixture{s: New(Config{Store: store, Clock: clock}), store: store, tenant: uuid.NewString(), sub: uuid.NewString()}
 	update(t, store, func(tx keyhold.Tx) error {
 		ctx := context.Background()
-		if err := tx.CreateTenant(ctx, &keyhold.Tenant{ID: f.tenant, DisplayName: "Contoso", CreatedAt: clock.now}); err != nil {
+		if err := tx.CreateTenant(ctx, &keyhold.Tenant{ID: f.tenant, DisplayName: "Contoso", CreatedAt: clock.Now()}); err != nil {
 			return err
 		}
-		return tx.CreateSubscription(ctx, &keyhold.Subscription{ID: f.sub, TenantID: f.tenant, DisplayName: "Contoso subscription", CreatedAt: clock.now})
+		return tx.CreateSubscription(ctx, &keyhold.Subscription{ID: f.sub, TenantID: f.tenant, DisplayName: "Contoso subscription", CreatedAt: clock.Now()})
 	})
 	f.admin = f.principal(t, keyhold.PrincipalServicePrincipal, "admin", keyhold.RoleGlobalAdministrator)
 	f.owner = f.grant(t, f.subScope(), keyhold.RoleOwner, f.admin)

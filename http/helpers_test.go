@@ -19,30 +19,12 @@ import (
 	"time"
 
 	"github.com/keyhold/keyhold"
+	"github.com/keyhold/keyhold/clocktest"
 	"github.com/keyhold/keyhold/crypt"
 	"github.com/keyhold/keyhold/platform"
 	"github.com/keyhold/keyhold/sqlstore/storetest"
 	"github.com/prometheus/client_golang/prometheus"
 )
-
-// fakeClock is the platform's clock in these tests, so that tokens can be
-// made to expire without waiting.
-type fakeClock struct {
-	mu  sync.Mutex
-	now time.Time
-}
-
-func (c *fakeClock) Now() time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.now
-}
-
-func (c *fakeClock) Advance(d time.Duration) {
-	c.mu.Lock()
-	c.now = c.now.Add(d)
-	c.mu.Unlock()
-}
 
 // testCA is one CA and server certificate for 127.0.0.1, shared by the
 // tests to keep them fast.
@@ -68,7 +50,7 @@ var testCA = sync.OnceValues(func() (ca []byte, conf *tls.Config) {
 type fixture struct {
 	p      *platform.Platform
 	store  keyhold.Store
-	clock  *fakeClock
+	clock  *clocktest.Clock
 	creds  *platform.BootstrapCredentials
 	srv    *Server
 	url    string
@@ -110,7 +92,7 @@ func newFixtureOn(t *testing.T, store keyhold.Store, opts ...option) *fixture {
 		t.Fatal(err)
 	}
 	f := &fixture{store: store, ca: ca, url: "https://" + ln.Addr().String(), logs: new(syncBuffer),
-		clock: &fakeClock{now: time.Now().Truncate(time.Second)}}
+		clock: clocktest.New(time.Now().Truncate(time.Second))}
 	master, err := crypt.NewKey()
 	if err != nil {
 		t.Fatal(err)

@@ -15,30 +15,13 @@ import (
 	"time"
 
 	"github.com/keyhold/keyhold"
+	"github.com/keyhold/keyhold/clocktest"
 	"github.com/keyhold/keyhold/crypt"
 	"github.com/keyhold/keyhold/sqlstore/storetest"
 )
 
-// fakeClock is the injected clock of these tests.
-type fakeClock struct {
-	mu  sync.Mutex
-	now time.Time
-}
-
-func newFakeClock() *fakeClock {
-	return &fakeClock{now: time.Date(2026, 11, 23, 12, 0, 0, 0, time.UTC)}
-}
-
-func (c *fakeClock) Now() time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.now
-}
-
-func (c *fakeClock) Advance(d time.Duration) {
-	c.mu.Lock()
-	c.now = c.now.Add(d)
-	c.mu.Unlock()
+func newFakeClock() *clocktest.Clock {
+	return clocktest.New(time.Date(2026, 11, 23, 12, 0, 0, 0, time.UTC))
 }
 
 // fixture is a platform over one store, with the bootstrap admin's
@@ -47,7 +30,7 @@ type fixture struct {
 	p      *Platform
 	store  keyhold.Store
 	master *crypt.Key
-	clock  *fakeClock
+	clock  *clocktest.Clock
 	creds  *BootstrapCredentials
 	ctx    context.Context // carries the admin's identity
 }

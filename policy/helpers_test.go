@@ -7,27 +7,15 @@ import (
 	"os"
 	"slices"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/google/uuid"
 	"github.com/keyhold/keyhold"
 	"github.com/keyhold/keyhold/arm"
+	"github.com/keyhold/keyhold/clocktest"
 	"github.com/keyhold/keyhold/sqlstore/storetest"
 )
-
-// fakeClock is the injected clock of these tests.
-type fakeClock struct {
-	mu  sync.Mutex
-	now time.Time
-}
-
-func (c *fakeClock) Now() time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.now
-}
 
 // fixture is a Service over a fresh store holding one tenant with one
 // subscription, an administrator (Owner of the subscription),
@@ -39,7 +27,7 @@ type fixture struct {
 	s      *Service
 	arm    *arm.Service
 	store  keyhold.Store
-	clock  *fakeClock
+	clock  *clocktest.Clock
 	tenant string
 	sub    string
 	admin  *keyhold.Identity
@@ -60,26 +48,26 @@ func newFixture(t testing.TB, store keyhold.Store, opts ...fixtureOption) *fixtu
 	for _, fn := range opts {
 		fn(&o)
 	}
-	clock := &fakeClock{now: time.Date(2026, 11, 23, 12, 0, 0, 0, time.UTC)}
+	clock := clocktest.New(time.Date(2026, 11, 23, 12, 0, 0, 0, time.UTC))
 	a := arm.New(arm.Config{Store: store, Clock: clock})
 	f := &fixture{s: New(Config{Store: store, Clock: clock, ARM: a}), arm: a, store: store, clock: clock,
 		tenant: uuid.NewString(), sub: uuid.NewString(), version: strings.ReplaceAll(uuid.NewString(), "-", "")}
 	f.s.RegisterDeleter()
 	f.update(t, func(ctx context.Context, tx keyhold.Tx) error {
-		if err := tx.CreateTenant(ctx, &keyhold.Tenant{ID: f.tenant, DisplayName: "Contoso", CreatedAt: clock.now}); err != nil {
+		if err := tx.CreateTenant(ctx, &keyhold.Tenant{ID: f.tenant, DisplayName: "Contoso", CreatedAt: clock.Now()}); err != nil {
 			return err
 		}
-		if err := tx.CreateSubscription(ctx, &keyhold.Subscription{ID: f.sub, TenantID: f.tenant, DisplayName: "Contoso", CreatedAt: clock.now}); err != nil {
+		if err := tx.CreateSubscription(ctx, &keyhold.Subscription{ID: f.sub, TenantID: f.tenant, DisplayName: "Contoso", CreatedAt: clock.Now()}); err != nil {
 			return err
 		}
 		if !o.unregistered {
 			if err := tx.PutProviderRegistration(ctx, &keyhold.ProviderRegistration{SubscriptionID: f.sub, Namespace: keyhold.NamespacePowerPlatform,
-				State: keyhold.ProviderRegistered, UpdatedAt: clock.now}); err != nil {
+				State: keyhold.ProviderRegistered, UpdatedAt: clock.Now()}); err != nil {
 				return err
 			}
 		}
 		for _, rg := range []string{"rg", "keys"} {
-			if err := tx.CreateResourceGroup(ctx, &keyhold.ResourceGroup{SubscriptionID: f.sub, Name: rg, Location: "westeurope", CreatedAt: clock.now}); err != nil {
+			if err := tx.CreateResourceGroup(ctx, &keyhold.ResourceGroup{SubscriptionID: f.sub, Name: rg, Location: "westeurope", CreatedAt: clock.Now()}); err != nil {
 				return err
 			}
 		}
@@ -89,16 +77,16 @@ func newFixture(t testing.TB, store keyhold.Store, opts ...fixtureOption) *fixtu
 		}{{"contoso-kv", true}, {"plain-kv", false}} {
 			if err := tx.CreateVault(ctx, &keyhold.Vault{SubscriptionID: f.sub, ResourceGroup: "keys", Name: v.name, Location: "westeurope",
 				TenantID: f.tenant, SKU: "standard", SoftDeleteRetentionDays: 90, EnablePurgeProtection: v.purge, EnableRbacAuthorization: true,
-				URI: "https://localhost/vaults/" + v.name, CreatedAt: clock.now, UpdatedAt: clock.now}); err != nil {
+				URI: "https://localhost/vaults/" + v.name, CreatedAt: clock.Now(), UpdatedAt: clock.Now()}); err != nil {
 				return err
 			}
 			if err := tx.PutKey(ctx, &keyhold.Key{VaultName: v.name, Name: "cmk", Type: keyhold.KeyTypeRSA, Size: 2048,
-				CurrentVersion: f.version, CreatedAt: clock.now, UpdatedAt: clock.now}); err != nil {
+				CurrentVersion: f.version, CreatedAt: clock.Now(), UpdatedAt: clock.Now()}); err != nil {
 				return err
 			}
 			if err := tx.PutKeyVersion(ctx, &keyhold.KeyVersion{VaultName: v.name, Name: "cmk", Version: f.version, Type: keyhold.KeyTypeRSA,
 				Size: 2048, N: []byte{1}, E: 65537, KeyOps: []string{"wrapKey", "unwrapKey"}, Enabled: true, Material: []byte{1},
-				CreatedAt: clock.now, UpdatedAt: clock.now}); err != nil {
+				CreatedAt: clock.Now(), UpdatedAt: clock.Now()}); err != nil {
 				return err
 			}
 		}
@@ -135,7 +123,7 @@ func (f *fixture) view(t testing.TB, fn func(ctx context.Context, tx keyhold.Tx)
 func (f *fixture) principal(t testing.TB, name string) *keyhold.Identity {
 	t.Helper()
 	p := &keyhold.Principal{ID: uuid.NewString(), TenantID: f.tenant, Type: keyhold.PrincipalServicePrincipal, DisplayName: name,
-		AppID: uuid.NewString(), CreatedAt: f.clock.now}
+		AppID: uuid.NewString(), CreatedAt: f.clock.Now()}
 	f.update(t, func(ctx context.Context, tx keyhold.Tx) error { return tx.CreatePrincipal(ctx, p) })
 	return &keyhold.Identity{TenantID: f.tenant, PrincipalID: p.ID, AppID: p.AppID, Type: p.Type, Audience: keyhold.AudienceManagement}
 }
@@ -149,7 +137,7 @@ func (f *fixture) grant(t testing.TB, scope, role string, id *keyhold.Identity) 
 	}
 	f.update(t, func(ctx context.Context, tx keyhold.Tx) error {
 		return tx.CreateRoleAssignment(ctx, &keyhold.RoleAssignment{ID: uuid.NewString(), Scope: scope, RoleDefinitionID: r.ID,
-			PrincipalID: id.PrincipalID, PrincipalType: "ServicePrincipal", TenantID: f.tenant, CreatedBy: "test", CreatedAt: f.clock.now})
+			PrincipalID: id.PrincipalID, PrincipalType: "ServicePrincipal", TenantID: f.tenant, CreatedBy: "test", CreatedAt: f.clock.Now()})
 	})
 }
 
@@ -182,7 +170,7 @@ func (f *fixture) linkEnv(t testing.TB, id, name string, p *keyhold.EnterprisePo
 	f.update(t, func(ctx context.Context, tx keyhold.Tx) error {
 		return tx.CreateEnvironment(ctx, &keyhold.Environment{ID: id, TenantID: f.tenant, DisplayName: name, Location: p.Location,
 			SKU: keyhold.SKUProduction, Managed: true, State: keyhold.StateEnabled, KeyManagedBy: keyhold.KeyManagedByCustomer, Epoch: 1,
-			PolicyID: p.ID(), LinkStatus: keyhold.LinkStatusLinked, CreatedBy: "test", CreatedAt: f.clock.now, UpdatedAt: f.clock.now})
+			PolicyID: p.ID(), LinkStatus: keyhold.LinkStatusLinked, CreatedBy: "test", CreatedAt: f.clock.Now(), UpdatedAt: f.clock.Now()})
 	})
 }
 

@@ -70,7 +70,7 @@ func TestPutRefusals(t *testing.T) {
 			return err
 		}
 		old := *k
-		old.Name, old.DeletedAt = "old", f.clock.now
+		old.Name, old.DeletedAt = "old", f.clock.Now()
 		return tx.PutKey(ctx, &old)
 	})
 	tests := []struct {
@@ -139,7 +139,7 @@ func TestUpdate(t *testing.T) {
 	f.update(t, func(ctx context.Context, tx keyhold.Tx) error {
 		return tx.UpdatePolicy(ctx, &keyhold.EnterprisePolicy{SubscriptionID: p.SubscriptionID, ResourceGroup: p.ResourceGroup, Name: p.Name,
 			Location: p.Location, Kind: p.Kind, TenantID: p.TenantID, PrincipalID: p.PrincipalID, EncryptionState: p.EncryptionState,
-			KeyVaultID: p.KeyVaultID, KeyName: p.KeyName, HealthStatus: keyhold.HealthHealthy, UpdatedAt: f.clock.now, Version: p.Version})
+			KeyVaultID: p.KeyVaultID, KeyName: p.KeyName, HealthStatus: keyhold.HealthHealthy, UpdatedAt: f.clock.Now(), Version: p.Version})
 	})
 	spec := f.spec()
 	spec.KeyVersion = strings.ToUpper(f.version)
@@ -161,7 +161,7 @@ func TestUpdate(t *testing.T) {
 	}
 	f.update(t, func(ctx context.Context, tx keyhold.Tx) error {
 		return tx.PutKey(ctx, &keyhold.Key{VaultName: "contoso-kv", Name: "cmk2", Type: keyhold.KeyTypeRSA, Size: 2048, CurrentVersion: "x",
-			CreatedAt: f.clock.now, UpdatedAt: f.clock.now})
+			CreatedAt: f.clock.Now(), UpdatedAt: f.clock.Now()})
 	})
 	k2 := "CMK2"
 	u, err = f.s.Patch(as(f.admin), f.sub, "rg", "p1", Patch{KeyName: &k2})

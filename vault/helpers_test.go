@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/keyhold/keyhold"
+	"github.com/keyhold/keyhold/clocktest"
 	"github.com/keyhold/keyhold/crypt"
 	"github.com/keyhold/keyhold/sqlstore/storetest"
 )
@@ -59,30 +60,6 @@ func poolKey() *rsa.PrivateKey {
 	return keyPool()[keyPoolNext.Add(1)%keyPoolSize]
 }
 
-// testClock is a clock that tests move by hand.
-type testClock struct {
-	mu sync.Mutex
-	t  time.Time
-}
-
-func (c *testClock) Now() time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.t
-}
-
-func (c *testClock) Advance(d time.Duration) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.t = c.t.Add(d)
-}
-
-func (c *testClock) Set(t time.Time) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.t = t
-}
-
 const day = 24 * time.Hour
 
 var start = time.Date(2026, 1, 15, 10, 0, 0, 0, time.UTC)
@@ -112,7 +89,7 @@ var (
 type fixture struct {
 	t     testing.TB
 	store keyhold.Store
-	clock *testClock
+	clock *clocktest.Clock
 	svc   *Service
 	nextA atomic.Int64
 }
@@ -129,7 +106,7 @@ func newFixtureWith(t *testing.T, open func(t *testing.T) keyhold.Store, hsm *PK
 // newFixtureOn is newFixture over a given store, for benchmarks too.
 func newFixtureOn(t testing.TB, store keyhold.Store, hsm *PKCS11Config) *fixture {
 	t.Helper()
-	f := &fixture{t: t, store: store, clock: &testClock{t: start}}
+	f := &fixture{t: t, store: store, clock: clocktest.New(start)}
 	master, err := crypt.KeyFromBytes([]byte(strings.Repeat("m", crypt.KeySize)))
 	if err != nil {
 		t.Fatal(err)
