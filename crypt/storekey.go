@@ -103,8 +103,12 @@ func (k *StoreKey) Store() string { return k.store }
 // makes carries it.
 func (k *StoreKey) Epoch() uint32 { return k.epoch }
 
-// Destroy zeroes the derived key.
+// Destroy zeroes the derived key. Destroying a nil StoreKey does nothing,
+// so a caller may defer it before the key exists.
 func (k *StoreKey) Destroy() {
+	if k == nil {
+		return
+	}
 	k.key.Destroy()
 	k.aead = nil
 }

@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 
 	"github.com/keyhold/keyhold"
+	"github.com/keyhold/keyhold/crypt"
 )
 
 // maxCASRetries bounds retries of a row write that lost a race with
@@ -47,14 +48,22 @@ func (p *Platform) PutRow(ctx context.Context, envID, table, rowID string, data 
 	if err != nil {
 		return nil, err
 	}
-	sk, err := p.storeKey(ctx, env.ID, env.Epoch, keyhold.StoreRows)
-	if err != nil {
-		return nil, err
-	}
-	defer sk.Destroy()
-
-	rec := &keyhold.RowRecord{EnvID: env.ID, Table: table, ID: rowID, Epoch: env.Epoch}
+	epoch := env.Epoch
+	var sk *crypt.StoreKey
+	defer func() { sk.Destroy() }()
+	rec := &keyhold.RowRecord{EnvID: env.ID, Table: table, ID: rowID}
 	for attempt := 0; ; attempt++ {
+		// The key is fetched outside the writing transaction (an unwrap may
+		// reach the customer's vault); if a re-key moves the environment to a
+		// new epoch meanwhile, the transaction sees it and the write is
+		// retried under the new epoch's key.
+		if sk == nil || sk.Epoch() != epoch {
+			sk.Destroy()
+			if sk, err = p.storeKey(ctx, env.ID, epoch, keyhold.StoreRows); err != nil {
+				return nil, err
+			}
+		}
+		rec.Epoch = epoch
 		err = p.store.Update(ctx, func(tx keyhold.Tx) error {
 			// Re-check in the writing transaction: the environment may have
 			// been disabled or re-keyed since the key was fetched.
@@ -62,7 +71,8 @@ func (p *Platform) PutRow(ctx context.Context, envID, table, rowID string, data 
 			if err != nil {
 				return err
 			}
-			if cur.Epoch != env.Epoch {
+			if cur.Epoch != rec.Epoch {
+				epoch = cur.Epoch
 				return keyhold.Errorf(keyhold.CodeConflict, "environment %s moved to key epoch %d during the write: retry", envID, cur.Epoch)
 			}
 			rec.Version = 1
