@@ -1,8 +1,8 @@
 package keyhold_test
 
 import (
-	"go/parser"
-	"go/token"
+	"errors"
+	"go/build"
 	"io/fs"
 	"path/filepath"
 	"strings"
@@ -29,20 +29,17 @@ func TestPackageDocs(t *testing.T) {
 		t.Fatalf("found only %d package directories: is the walk broken?", len(dirs))
 	}
 	for dir := range dirs {
-		pkgs, err := parser.ParseDir(token.NewFileSet(), dir, func(fi fs.FileInfo) bool {
-			return !strings.HasSuffix(fi.Name(), "_test.go")
-		}, parser.ParseComments|parser.PackageClauseOnly)
-		if err != nil {
+		// go/build reads the package clause and its doc comment the way the
+		// go command does, build tags included.
+		pkg, err := build.ImportDir(dir, build.ImportComment)
+		var noGo *build.NoGoError
+		if errors.As(err, &noGo) {
+			continue
+		} else if err != nil {
 			t.Fatalf("%s: %v", dir, err)
 		}
-		for name, pkg := range pkgs {
-			documented := false
-			for _, f := range pkg.Files {
-				documented = documented || (f.Doc != nil && strings.TrimSpace(f.Doc.Text()) != "")
-			}
-			if !documented {
-				t.Errorf("package %s in %s has no package doc comment", name, dir)
-			}
+		if strings.TrimSpace(pkg.Doc) == "" {
+			t.Errorf("package %s in %s has no package doc comment", pkg.Name, dir)
 		}
 	}
 }

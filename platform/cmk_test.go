@@ -36,16 +36,6 @@ func (f *cmkFixture) platformAdmin(t *testing.T, role keyhold.DirectoryRole) (co
 	return f.login(t, pr.TenantID, pr.AppID, secret), pr.ID
 }
 
-// kidVersion returns the version part of a wrapped key's kid.
-func kidVersion(t testing.TB, kid string) string {
-	t.Helper()
-	_, _, v, ok := splitKID(kid)
-	if !ok || v == "" {
-		t.Fatalf("kid %q has no version", kid)
-	}
-	return v
-}
-
 // auditActions lists the actions audited for an environment, oldest first.
 func (f *cmkFixture) auditActions(t testing.TB, envID string) []string {
 	t.Helper()
