@@ -29,11 +29,12 @@ var migrationFS embed.FS
 
 // Dialect is PostgreSQL's sqlstore.Dialect.
 var Dialect = sqlstore.Dialect{
-	Name:     "postgres",
-	Numbered: true,
-	Classify: classify,
-	ReadTx:   sql.TxOptions{Isolation: sql.LevelRepeatableRead, ReadOnly: true},
-	WriteTx:  sql.TxOptions{Isolation: sql.LevelRepeatableRead},
+	Name:       "postgres",
+	Numbered:   true,
+	SkipLocked: " FOR UPDATE SKIP LOCKED",
+	Classify:   classify,
+	ReadTx:     sql.TxOptions{Isolation: sql.LevelRepeatableRead, ReadOnly: true},
+	WriteTx:    sql.TxOptions{Isolation: sql.LevelRepeatableRead},
 }
 
 func classify(err error) sqlstore.ErrorClass {

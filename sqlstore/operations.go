@@ -217,15 +217,9 @@ func (t *tx) ClaimOperation(ctx context.Context, owner string, now, leaseUntil t
 	if owner == "" {
 		return nil, errors.New("sqlstore: claim operation: the owner is empty; name the worker")
 	}
-	lock := ""
-	if t.s.d.Name == "postgres" {
-		// The one statement the dialects write differently; SQLite has
-		// a single writer and no row locks.
-		lock = ` FOR UPDATE SKIP LOCKED`
-	}
 	op, err := get(t, ctx, "claim operation", scanOperation, `UPDATE operations SET lease_owner = ?, lease_until = ?, version = version + 1
 		WHERE id = (SELECT id FROM operations WHERE state = 'Running' AND (lease_owner = '' OR lease_until < ?)
-			ORDER BY created_at, id LIMIT 1`+lock+`)
+			ORDER BY created_at, id LIMIT 1`+t.s.d.SkipLocked+`)
 		AND state = 'Running' AND (lease_owner = '' OR lease_until < ?)
 		RETURNING `+operationCols,
 		owner, nanos(leaseUntil), nanos(now), nanos(now))

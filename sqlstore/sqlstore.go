@@ -71,6 +71,11 @@ type Dialect struct {
 	Numbered bool
 	// Classify says what a driver error (anywhere in err's chain) means.
 	Classify func(err error) ErrorClass
+	// SkipLocked is appended to a SELECT that picks one row to claim, so
+	// that concurrent claimers pass over rows another transaction holds
+	// (" FOR UPDATE SKIP LOCKED" on PostgreSQL). Empty where writes are
+	// serialized anyway (SQLite has a single writer and no row locks).
+	SkipLocked string
 	// ReadTx and WriteTx are the options of View and Update transactions.
 	ReadTx, WriteTx sql.TxOptions
 }
