@@ -9,7 +9,8 @@
 //
 // Timestamps are stored as INTEGER (BIGINT) Unix nanoseconds in UTC, so they
 // round-trip exactly and compare the same way on every backend; the zero
-// time is stored as NULL. Byte strings are BLOB in SQLite and BYTEA in
+// time is stored as math.MinInt64 (zeroNanos), so time columns stay NOT
+// NULL and sort the same on both. Byte strings are BLOB in SQLite and BYTEA in
 // PostgreSQL, both read and written as []byte. The store never looks inside
 // ciphertext, wrapped keys or sealed keys, and never puts them in an error.
 //
