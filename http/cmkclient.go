@@ -66,31 +66,42 @@ func (c *Client) startPolicyOperation(ctx context.Context, action, envID, system
 	}
 	path := bapPrefix + escape("environments", envID, "enterprisePolicies", keyhold.PolicyKindEncryption, action) +
 		"?api-version=" + defaultBAPAPIVersion
-	resp, err := c.send(ctx, "POST", path, bytes.NewReader(b), "application/json")
-	if err != nil {
-		return nil, err
+	op, id, err := c.postOperation(ctx, path, bytes.NewReader(b), "application/json")
+	if op != nil || err != nil {
+		return op, err
 	}
-	defer resp.Body.Close()
-	body, _ := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
-	var j operationJSON
-	if len(bytes.TrimSpace(body)) > 0 && json.Unmarshal(body, &j) == nil && (j.Name != "" || j.OperationID != "") {
-		return fromOperationJSON(&j), nil
-	}
-	id := operationIDFromLocation(resp.Header.Get("operation-location"))
-	if id == "" {
-		id = operationIDFromLocation(resp.Header.Get("Location"))
-	}
-	if id == "" {
-		return nil, badAnswer(resp, "operation-location header", nil)
-	}
-	op, err := c.GetOperation(ctx, id)
-	if err != nil {
+	if op, err = c.GetOperation(ctx, id); err != nil {
 		if ctx.Err() != nil {
 			return nil, err
 		}
 		return &keyhold.Operation{ID: id, Kind: action, Target: envID, State: keyhold.OperationRunning}, nil
 	}
 	return op, nil
+}
+
+// postOperation posts a request that answers 202 with an operation. It
+// returns the operation when the answer's body holds it, or else the
+// operation's id from the operation-location (or Location) header, for the
+// caller to fetch from its own server.
+func (c *Client) postOperation(ctx context.Context, path string, body io.Reader, contentType string) (*keyhold.Operation, string, error) {
+	resp, err := c.send(ctx, "POST", path, body, contentType)
+	if err != nil {
+		return nil, "", err
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
+	var j operationJSON
+	if len(bytes.TrimSpace(b)) > 0 && json.Unmarshal(b, &j) == nil && (j.Name != "" || j.OperationID != "") {
+		return fromOperationJSON(&j), "", nil
+	}
+	id := operationIDFromLocation(resp.Header.Get("operation-location"))
+	if id == "" {
+		id = operationIDFromLocation(resp.Header.Get("Location"))
+	}
+	if id == "" {
+		return nil, "", badAnswer(resp, "operation-location header", nil)
+	}
+	return nil, id, nil
 }
 
 // operationIDFromLocation returns the operation id that ends an

@@ -1,10 +1,7 @@
 package http
 
 import (
-	"bytes"
 	"context"
-	"encoding/json"
-	"io"
 
 	"github.com/keyhold/keyhold"
 )
@@ -18,22 +15,9 @@ import (
 // key still can't be used, the environment staying locked.
 func (c *Client) EnableEnvironment(ctx context.Context, envID string) (*keyhold.Operation, error) {
 	path := adminEnvPrefix + escape(envID, enableAction) + "?api-version=" + defaultBAPAPIVersion
-	resp, err := c.send(ctx, "POST", path, nil, "")
-	if err != nil {
-		return nil, err
-	}
-	defer resp.Body.Close()
-	body, _ := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
-	var j operationJSON
-	if len(bytes.TrimSpace(body)) > 0 && json.Unmarshal(body, &j) == nil && (j.Name != "" || j.OperationID != "") {
-		return fromOperationJSON(&j), nil
-	}
-	id := operationIDFromLocation(resp.Header.Get("operation-location"))
-	if id == "" {
-		id = operationIDFromLocation(resp.Header.Get("Location"))
-	}
-	if id == "" {
-		return nil, badAnswer(resp, "operation-location header", nil)
+	op, id, err := c.postOperation(ctx, path, nil, "")
+	if op != nil || err != nil {
+		return op, err
 	}
 	return c.GetOperation(ctx, id)
 }
