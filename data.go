@@ -111,5 +111,8 @@ type AuditFilter struct {
 	TenantID string
 	EnvID    string
 	BeforeID int64 // page: entries with a smaller ID
-	Limit    int
+	// AfterID, if set, selects the entries with a greater ID, oldest
+	// first: a reader following the log as it grows.
+	AfterID int64
+	Limit   int
 }

@@ -35,6 +35,7 @@ type Tx interface {
 	PolicyTx
 	DeploymentTx
 	CMKTx
+	EventTx
 
 	// Tenants and subscriptions.
 	CreateTenant(ctx context.Context, t *Tenant) error

@@ -28,7 +28,7 @@ func (t *tx) AppendAudit(ctx context.Context, e *keyhold.AuditEntry) error {
 
 // ListAudit returns the entries that match f, newest (highest id) first:
 // those of f.TenantID and f.EnvID where set, with an id below f.BeforeID
-// if it is set, at most f.Limit of them (DefaultAuditLimit if 0, never more
+// if it is set (with an id above f.AfterID, oldest first, if that is set), at most f.Limit of them (DefaultAuditLimit if 0, never more
 // than MaxAuditLimit).
 func (t *tx) ListAudit(ctx context.Context, f keyhold.AuditFilter) ([]*keyhold.AuditEntry, error) {
 	var conds []string
@@ -42,10 +42,14 @@ func (t *tx) ListAudit(ctx context.Context, f keyhold.AuditFilter) ([]*keyhold.A
 	if f.BeforeID > 0 {
 		conds, args = append(conds, "id < ?"), append(args, f.BeforeID)
 	}
+	order := "DESC"
+	if f.AfterID > 0 {
+		conds, args, order = append(conds, "id > ?"), append(args, f.AfterID), "ASC"
+	}
 	args = append(args, clampLimit(f.Limit, DefaultAuditLimit, MaxAuditLimit))
 	return list(t, ctx, "list audit entries", func(sc scanner) (*keyhold.AuditEntry, error) {
 		e := &keyhold.AuditEntry{}
 		err := sc.Scan(&e.ID, timeCol{&e.At}, &e.TenantID, &e.ActorID, &e.Action, &e.Target, &e.EnvID, &e.Result, &e.Detail)
 		return e, err
-	}, `SELECT id, occurred_at, tenant_id, actor_id, action, target, env_id, result, detail FROM audit_log`+where(conds)+` ORDER BY id DESC LIMIT ?`, args...)
+	}, `SELECT id, occurred_at, tenant_id, actor_id, action, target, env_id, result, detail FROM audit_log`+where(conds)+` ORDER BY id `+order+` LIMIT ?`, args...)
 }
