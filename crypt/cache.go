@@ -22,6 +22,7 @@ type Cache struct {
 
 	mu      sync.Mutex
 	entries map[string]*cacheEntry
+	gen     uint64 // counts Drops and Purges (Gen, PutIfGen)
 
 	hits   atomic.Uint64
 	misses atomic.Uint64
@@ -92,10 +93,51 @@ func (c *Cache) Put(id string, k *Key) {
 	}
 }
 
+// Gen returns the cache's generation, which every Drop and Purge
+// advances. A caller that loads a key outside the cache takes Gen first and
+// stores the key with PutIfGen, so that a drop that came while it loaded
+// (the key was retired meanwhile) is not undone by the store.
+func (c *Cache) Gen() uint64 {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.gen
+}
+
+// PutIfGen is Put, unless the cache's generation is no longer gen: then
+// it caches nothing and returns false.
+func (c *Cache) PutIfGen(id string, k *Key, gen uint64) bool {
+	c.mu.Lock()
+	stale := c.gen != gen
+	c.mu.Unlock()
+	if stale {
+		return false
+	}
+	var e *cacheEntry
+	if !k.Destroyed() {
+		e = &cacheEntry{key: k.Clone(), expires: c.clock.Now().Add(c.ttl)}
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.gen != gen {
+		if e != nil {
+			e.key.Destroy()
+		}
+		return false
+	}
+	if old, ok := c.entries[id]; ok {
+		c.removeLocked(id, old)
+	}
+	if e != nil {
+		c.entries[id] = e
+	}
+	return true
+}
+
 // Drop zeroes and removes the entries whose id starts with prefix.
 func (c *Cache) Drop(prefix string) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
+	c.gen++
 	for id, e := range c.entries {
 		if strings.HasPrefix(id, prefix) {
 			c.removeLocked(id, e)

@@ -200,3 +200,31 @@ func TestCacheNilClock(t *testing.T) {
 		k.Destroy()
 	}
 }
+
+// TestCachePutIfGen: a key loaded across a Drop or Purge is not cached; one
+// loaded with no drop in between is.
+func TestCachePutIfGen(t *testing.T) {
+	c := NewCache(time.Minute, nil)
+	k, err := NewKey()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer k.Destroy()
+	gen := c.Gen()
+	c.Drop("other/") // any drop: the loader can't tell which keys it retired
+	if c.PutIfGen("e1/1", k, gen) || c.Contains("e1/1") {
+		t.Fatal("PutIfGen cached a key loaded across a Drop")
+	}
+	gen = c.Gen()
+	if !c.PutIfGen("e1/1", k, gen) || !c.Contains("e1/1") {
+		t.Fatal("PutIfGen with the current generation cached nothing")
+	}
+	gen = c.Gen()
+	c.Purge()
+	if c.PutIfGen("e1/1", k, gen) || c.Len() != 0 {
+		t.Fatal("PutIfGen cached a key loaded across a Purge")
+	}
+	if k.Destroyed() {
+		t.Fatal("PutIfGen destroyed the caller's key")
+	}
+}
