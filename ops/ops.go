@@ -31,6 +31,15 @@
 // it succeeds, and then marks the operation Failed. ErrorMsg is the error's
 // client-facing message (keyhold.ErrorMessage); the cause goes to the log.
 //
+// # Pausing
+//
+// A step that can't go on until something outside the operation changes
+// (its environment is Locked until an administrator re-enables it) returns
+// Paused: the operation neither fails nor uses up its attempts; it stays
+// Running at that step, its ErrorMsg says "Paused: " and why (IsPaused),
+// and it is run again after the pause's wait, until the step goes on (see
+// pause.go).
+//
 // # Crash testing
 //
 // Fault kills the process with SIGKILL at a named point when the

@@ -173,7 +173,7 @@ func (r *Runner) initMetrics(reg prometheus.Registerer) error {
 	}, []string{"kind", "code"})
 	r.m.steps = prometheus.NewHistogramVec(prometheus.HistogramOpts{
 		Name:    "keyhold_operation_step_duration_seconds",
-		Help:    "Time a durable operation's step (or rollback) took, by kind, step and result (ok, again, transient, permanent, stopped).",
+		Help:    "Time a durable operation's step (or rollback) took, by kind, step and result (ok, again, paused, transient, permanent, stopped).",
 		Buckets: prometheus.ExponentialBuckets(0.001, 4, 10), // 1ms to about 4m
 	}, []string{"kind", "step", "result"})
 	if reg == nil {
@@ -626,10 +626,13 @@ func (j *job) step(ctx context.Context, op *keyhold.Operation) bool {
 	if err == nil && !res.Again && res.Next != "" && k.index(res.Next) < 0 {
 		err = Permanent(keyhold.Errorf(keyhold.CodeInternal, "step %q of kind %q named an unknown next step %q", s.Name, op.Kind, res.Next))
 	}
+	var paused *pausedError
 	result := "ok"
 	switch {
 	case err != nil && ctx.Err() != nil:
 		result = "stopped"
+	case errors.As(err, &paused):
+		result = "paused"
 	case err != nil && IsPermanent(err):
 		result = "permanent"
 	case err != nil:
@@ -647,12 +650,19 @@ func (j *job) step(ctx context.Context, op *keyhold.Operation) bool {
 		if ctx.Err() != nil {
 			return true // the Runner is stopping: execute releases the lease
 		}
+		if paused != nil {
+			return j.pause(s.Name, paused)
+		}
 		return j.fail(ctx, s.Name, err)
 	}
 	Fault(faultAfter(op.Kind, s.Name))
 
 	now := r.clock.Now()
 	next := j.current()
+	if IsPaused(next) {
+		j.log.Info("operation resumed", "step", s.Name)
+		next.ErrorMsg = ""
+	}
 	next.Progress, next.Done, next.Total = op.Progress, op.Done, op.Total
 	next.Attempts, next.UpdatedAt, next.LeaseOwner, next.LeaseUntil = 0, now, r.owner, now.Add(r.ttl)
 	switch {
@@ -715,6 +725,11 @@ func (j *job) fail(ctx context.Context, step string, err error) bool {
 	}
 	j.log.Warn("step failed; rolling the operation back", "step", step, "attempts", next.Attempts+1, "err", err)
 	next.ErrorCode, next.ErrorMsg = keyhold.ErrorCode(err), keyhold.ErrorMessage(err)
+	if next.ErrorCode == "" {
+		// An *keyhold.Error without a code: the empty code would read as
+		// "not rolling back" (a paused operation has none).
+		next.ErrorCode = keyhold.CodeInternal
+	}
 	next.Attempts, next.UpdatedAt, next.LeaseOwner, next.LeaseUntil = 0, now, r.owner, now.Add(r.ttl)
 	if err := j.persist(next); err != nil {
 		j.log.Warn("could not record the operation's failure; another runner will run the step again", "step", step, "err", err)
@@ -727,12 +742,41 @@ func (j *job) fail(ctx context.Context, step string, err error) bool {
 // backoff ends, when any Runner may claim the operation again.
 func (j *job) retryLater(next *keyhold.Operation, step string, err error) bool {
 	r := j.r
+	if IsPaused(next) {
+		next.ErrorMsg = "" // no longer paused: retrying a fault
+	}
 	next.Attempts++
 	wait := r.backoff(next.Attempts)
 	next.LeaseOwner, next.LeaseUntil = r.owner, r.clock.Now().Add(wait)
 	j.log.Warn("step failed; will retry", "step", step, "attempts", next.Attempts, "retry_in", wait, "err", err)
 	if err := j.persist(next); err != nil {
 		j.log.Warn("could not record a failed attempt", "step", step, "err", err)
+	}
+	return false
+}
+
+// pause records that a step paused (see Paused): the operation stays at
+// the step, with its attempts unchanged and an ErrorMsg that says why, and
+// is reserved until the pause's wait ends, when any Runner may claim it
+// and run the step again. It reports whether the job should go on with the
+// operation: never.
+func (j *job) pause(step string, pe *pausedError) bool {
+	r := j.r
+	next := j.current()
+	now := r.clock.Now()
+	wait := pe.after
+	if wait <= 0 {
+		wait = r.minBackoff
+	}
+	if msg := PausedPrefix + pe.reason; next.ErrorMsg != msg {
+		j.log.Warn("operation paused", "step", step, "recheck_in", wait, "reason", pe.reason)
+		next.ErrorMsg, next.UpdatedAt = msg, now
+	} else {
+		j.log.Debug("operation still paused", "step", step, "recheck_in", wait)
+	}
+	next.LeaseOwner, next.LeaseUntil = r.owner, now.Add(wait)
+	if err := j.persist(next); err != nil {
+		j.log.Warn("could not record the operation's pause; another runner will run the step again", "step", step, "err", err)
 	}
 	return false
 }
