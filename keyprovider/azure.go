@@ -7,6 +7,7 @@ import (
 	"net/url"
 	"strings"
 	"sync"
+	"time"
 
 	"github.com/Azure/azure-sdk-for-go/sdk/azcore"
 	"github.com/Azure/azure-sdk-for-go/sdk/azcore/to"
@@ -30,14 +31,25 @@ type Azure struct {
 
 var _ Provider = (*Azure)(nil)
 
+// DefaultTryTimeout bounds one try of a request to the vault when the
+// options given to NewAzure set no Retry.TryTimeout. A vault that takes
+// longer has not answered: the call fails with CodeKeyVaultUnavailable (a
+// transient fault) instead of holding the caller, a data-plane request
+// among them, for as long as the network keeps the connection open.
+const DefaultTryTimeout = 10 * time.Second
+
 // NewAzure returns a provider that authenticates with cred (the identity
 // whose access the vault checks). opts, if not nil, configures every SDK
 // client: a Keyhold server needs its CA in opts.Transport and, because its
 // host is not *.vault.azure.net, DisableChallengeResourceVerification.
+// opts.Retry.TryTimeout 0 means DefaultTryTimeout.
 func NewAzure(cred azcore.TokenCredential, opts *azkeys.ClientOptions) *Azure {
 	a := &Azure{cred: cred, clients: make(map[string]*azkeys.Client)}
 	if opts != nil {
 		a.opts = *opts
+	}
+	if a.opts.Retry.TryTimeout == 0 {
+		a.opts.Retry.TryTimeout = DefaultTryTimeout
 	}
 	return a
 }
@@ -166,8 +178,12 @@ func (a *Azure) Probe(ctx context.Context, keyID string) error {
 }
 
 // mapError turns an SDK error into a *keyhold.Error with the code, inner
-// code and message Key Vault answered; a 5xx or 429 answer, or no answer
-// at all, is CodeKeyVaultUnavailable.
+// code and message Key Vault answered. An answer that says "not now" (5xx,
+// 429 throttled, 408 timed out), whatever code its body holds, or no
+// answer at all, is CodeKeyVaultUnavailable: a transient fault, never a
+// revocation. Only what the vault itself answers with a 4xx (403
+// Forbidden with its inner code, 404 KeyNotFound or VaultNotFound, ...)
+// keeps its code, so that a caller can tell a revocation.
 func mapError(err error) error {
 	if err == nil {
 		return nil
@@ -178,9 +194,21 @@ func mapError(err error) error {
 		// failed token request, whose *keyhold.Error the credential gave.
 		return unavailable(err)
 	}
-	if status >= 500 || status == http.StatusTooManyRequests {
-		return &keyhold.Error{Code: keyhold.CodeKeyVaultUnavailable, Inner: e.Inner,
-			Message: fmt.Sprintf("the key vault failed (%d %s): %s; retry later", status, e.Code, e.Message), Err: err}
+	if transientStatus(status) {
+		// The body's codes are kept in the message only: an inner code
+		// such as ForbiddenByRbac on a 503 must not read as a revocation.
+		codes := e.Code
+		if e.Inner != "" {
+			codes += "/" + e.Inner
+		}
+		return &keyhold.Error{Code: keyhold.CodeKeyVaultUnavailable,
+			Message: fmt.Sprintf("the key vault failed (%d %s): %s; retry later", status, codes, e.Message), Err: err}
 	}
 	return e
+}
+
+// transientStatus reports whether an HTTP status says the vault could not
+// serve the request now, rather than refused it.
+func transientStatus(status int) bool {
+	return status >= 500 || status == http.StatusTooManyRequests || status == http.StatusRequestTimeout
 }

@@ -26,7 +26,9 @@
 //   - keyhold.CodeBadParameter: a malformed key id, or a ciphertext that
 //     does not decrypt under the key version named;
 //   - keyhold.CodeKeyVaultUnavailable: the vault could not answer (5xx,
-//     timeout, connection refused): retry later, nothing was revoked.
+//     429, 408, no answer in time, connection refused or dropped,
+//     unreachable): retry later, nothing was revoked. The message says
+//     which.
 package keyprovider
 
 import (
@@ -34,6 +36,9 @@ import (
 	"crypto/rand"
 	"crypto/subtle"
 	"errors"
+	"io"
+	"net"
+	"syscall"
 
 	"github.com/keyhold/keyhold"
 )
@@ -104,5 +109,25 @@ func unavailable(err error) error {
 		}
 		return &keyhold.Error{Code: keyhold.CodeKeyVaultUnavailable, Inner: ke.Inner, Message: msg, Err: err}
 	}
-	return &keyhold.Error{Code: keyhold.CodeKeyVaultUnavailable, Message: "the key vault could not be reached: retry later", Err: err}
+	return &keyhold.Error{Code: keyhold.CodeKeyVaultUnavailable, Message: noAnswer(err), Err: err}
+}
+
+// noAnswer says why a request got no answer from the vault, for an audit
+// entry or an operator: it did not answer in time, it refused the
+// connection, it closed the connection (a vault going down under an open
+// one), or it could not be reached otherwise (DNS, TLS). Each is a
+// transient fault.
+func noAnswer(err error) string {
+	var ne net.Error
+	switch {
+	case errors.Is(err, context.DeadlineExceeded) || errors.As(err, &ne) && ne.Timeout():
+		return "the key vault did not answer in time: retry later"
+	case errors.Is(err, syscall.ECONNREFUSED):
+		return "the key vault refused the connection: retry later"
+	case errors.Is(err, io.ErrUnexpectedEOF) || errors.Is(err, io.EOF) || errors.Is(err, syscall.ECONNRESET):
+		return "the key vault closed the connection before it answered: retry later"
+	case errors.Is(err, context.Canceled):
+		return "the request to the key vault was cancelled before it answered: retry"
+	}
+	return "the key vault could not be reached: retry later"
 }
