@@ -28,7 +28,10 @@ const (
 // crash is harmless. Input holds the kind's parameters and never changes
 // after creation; Progress holds its private progress (e.g. a re-key's
 // resume cursor), both as JSON. A Running operation with an ErrorCode is
-// rolling back, and its Step names the step that failed.
+// rolling back, and its Step names the step that failed. A Running
+// operation with no ErrorCode and an ErrorMsg starting "Paused: " waits,
+// at its Step, for its environment to be served again (ops.Paused; a
+// Locked environment's operations pause rather than fail).
 type Operation struct {
 	ID         string          `json:"id"`
 	TenantID   string          `json:"tenantId"`

@@ -199,6 +199,8 @@ func newCmdRoot(f *Factory) *cobra.Command {
 		newCmdOperation(f),
 		addCMKPolicyCommands(newCmdPolicy(f), f),
 		newCmdDeployment(f),
+		newCmdEvents(f),
+		newCmdTenant(f),
 	)
 	return root
 }

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"io"
 	"log/slog"
+	"time"
 
 	"github.com/keyhold/keyhold/server"
 	"github.com/spf13/cobra"
@@ -27,11 +28,48 @@ type ServeOptions struct {
 	PKCS11Module string
 	PKCS11Token  string
 	PKCS11PIN    string
+	// HealthInterval is how often every linked enterprise policy's key is
+	// probed (--health-interval); KeyCacheTTL is how long an unwrapped
+	// environment key stays in memory (--key-cache-ttl). Both lie within
+	// [minTunable, maxTunable].
+	HealthInterval time.Duration
+	KeyCacheTTL    time.Duration
+}
+
+// The bounds of --health-interval and --key-cache-ttl. Below a second the
+// health monitor would hammer the customer's vault and the cache would send
+// nearly every request to it; above an hour a revocation could go unseen,
+// and an unwrapped key stay in memory, for longer than a customer should
+// have to accept.
+const (
+	minTunable = time.Second
+	maxTunable = time.Hour
+)
+
+// The defaults of --health-interval and --key-cache-ttl: the server's own
+// (platform.DefaultHealthInterval and platform.DefaultKeyCacheTTL, which
+// the tests check), repeated here because the CLI builds on package
+// server, not on package platform.
+const (
+	defaultHealthInterval = 60 * time.Second
+	defaultKeyCacheTTL    = 5 * time.Minute
+)
+
+// parseTunable parses the value of a duration flag and checks its bounds.
+func parseTunable(flag, value string) (time.Duration, error) {
+	d, err := time.ParseDuration(value)
+	if err != nil {
+		return 0, usageErrorf("--%s %q is not a duration: give a number with a unit, such as 30s or 5m", flag, value)
+	}
+	if d < minTunable || d > maxTunable {
+		return 0, usageErrorf("--%s %s is out of range: give a duration from 1s to 1h", flag, value) // minTunable, maxTunable
+	}
+	return d, nil
 }
 
 func newCmdServe(f *Factory, runF func(*ServeOptions) error) *cobra.Command {
 	opts := &ServeOptions{IO: f.IO, Serve: f.Serve}
-	var level string
+	var level, healthInterval, keyCacheTTL string
 	cmd := &cobra.Command{
 		Use:   "serve",
 		Short: "Run a Keyhold server",
@@ -49,6 +87,12 @@ KEYHOLD_MASTER_KEY (base64) if set, else from <data>/master.key.
 The built-in key vault keeps RSA keys sealed under the master key. RSA-HSM
 keys need a PKCS#11 token: --pkcs11-module and --pkcs11-token name it, and
 KEYHOLD_PKCS11_PIN holds its user PIN.
+
+Every --health-interval the server probes each enterprise policy's key as
+the policy's managed identity: a revocation locks the linked environments,
+a transient fault of the vault only warns. Unwrapped environment keys stay
+in memory for --key-cache-ttl, which is also how long reads go on while the
+vault does not answer. Both take a duration from 1s to 1h.
 
 Logs go to stderr.`,
 		Args: exactArgs(),
@@ -71,6 +115,13 @@ Logs go to stderr.`,
 			if err := opts.LogLevel.UnmarshalText([]byte(level)); err != nil {
 				return usageErrorf("--log-level %q is not supported: use debug, info, warn or error", level)
 			}
+			var err error
+			if opts.HealthInterval, err = parseTunable("health-interval", healthInterval); err != nil {
+				return err
+			}
+			if opts.KeyCacheTTL, err = parseTunable("key-cache-ttl", keyCacheTTL); err != nil {
+				return err
+			}
 			if runF != nil {
 				return runF(opts)
 			}
@@ -86,6 +137,8 @@ Logs go to stderr.`,
 	fl.StringVar(&level, "log-level", "info", "Log `level`: debug, info, warn or error")
 	fl.StringVar(&opts.PKCS11Module, "pkcs11-module", "", "PKCS#11 `library` holding the vault's RSA-HSM keys, e.g. /usr/lib/softhsm/libsofthsm2.so (PIN from $KEYHOLD_PKCS11_PIN)")
 	fl.StringVar(&opts.PKCS11Token, "pkcs11-token", "", "`Label` of the PKCS#11 token (with --pkcs11-module)")
+	fl.StringVar(&healthInterval, "health-interval", defaultHealthInterval.String(), "How often to probe each enterprise policy's key: a `duration` from 1s to 1h")
+	fl.StringVar(&keyCacheTTL, "key-cache-ttl", defaultKeyCacheTTL.String(), "How long an unwrapped environment key stays cached: a `duration` from 1s to 1h")
 	return cmd
 }
 
@@ -100,6 +153,9 @@ func serveRun(opts *ServeOptions) error {
 		PKCS11Module: opts.PKCS11Module,
 		PKCS11Token:  opts.PKCS11Token,
 		PKCS11PIN:    opts.PKCS11PIN,
+		// Zero (options not parsed from flags): the server's defaults.
+		HealthInterval: opts.HealthInterval,
+		KeyCacheTTL:    opts.KeyCacheTTL,
 	})
 	if errors.Is(err, context.Canceled) && opts.Ctx.Err() != nil {
 		return nil // stopped by a signal: a clean shutdown

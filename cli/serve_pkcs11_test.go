@@ -13,6 +13,7 @@ func TestNewCmdServePKCS11(t *testing.T) {
 		{name: "token, PIN from the environment", env: testEnv{"KEYHOLD_PKCS11_PIN": "1234"},
 			args: []string{"--pkcs11-module", "/usr/lib/softhsm/libsofthsm2.so", "--pkcs11-token", "keyhold"},
 			want: ServeOptions{Addr: "127.0.0.1:8443", DataDir: "./keyhold-data", LogFormat: "text",
+				HealthInterval: defaultHealthInterval, KeyCacheTTL: defaultKeyCacheTTL,
 				PKCS11Module: "/usr/lib/softhsm/libsofthsm2.so", PKCS11Token: "keyhold", PKCS11PIN: "1234"}},
 		{name: "module without token", args: []string{"--pkcs11-module", "/lib.so"}, wantErr: "--pkcs11-module needs --pkcs11-token"},
 		{name: "token without module", args: []string{"--pkcs11-token", "keyhold"}, wantErr: "--pkcs11-token needs --pkcs11-module"},

@@ -5,13 +5,17 @@ import (
 	"encoding/json"
 	"errors"
 	"log/slog"
+	"strings"
 	"testing"
+	"time"
 
+	"github.com/keyhold/keyhold/platform"
 	"github.com/keyhold/keyhold/server"
 )
 
 func TestNewCmdServe(t *testing.T) {
-	defaults := ServeOptions{Addr: "127.0.0.1:8443", DataDir: "./keyhold-data", LogFormat: "text", LogLevel: slog.LevelInfo}
+	defaults := ServeOptions{Addr: "127.0.0.1:8443", DataDir: "./keyhold-data", LogFormat: "text", LogLevel: slog.LevelInfo,
+		HealthInterval: platform.DefaultHealthInterval, KeyCacheTTL: platform.DefaultKeyCacheTTL}
 	with := func(mod func(*ServeOptions)) ServeOptions {
 		o := defaults
 		mod(&o)
@@ -37,6 +41,19 @@ func TestNewCmdServe(t *testing.T) {
 		{name: "bad log format", args: []string{"--log-format", "xml"}, wantErr: `--log-format "xml" is not supported: use text or json`},
 		{name: "bad log level", args: []string{"--log-level", "loud"}, wantErr: `--log-level "loud" is not supported`},
 		{name: "no master key flag", args: []string{"--master-key", "x"}, wantErr: "unknown flag: --master-key"},
+		{name: "health interval and key cache TTL", args: []string{"--health-interval", "5s", "--key-cache-ttl", "90s"},
+			want: with(func(o *ServeOptions) { o.HealthInterval, o.KeyCacheTTL = 5*time.Second, 90*time.Second })},
+		{name: "bounds are accepted", args: []string{"--health-interval", "1h", "--key-cache-ttl", "1s"},
+			want: with(func(o *ServeOptions) { o.HealthInterval, o.KeyCacheTTL = time.Hour, time.Second })},
+		{name: "health interval not a duration", args: []string{"--health-interval", "soon"},
+			wantErr: `--health-interval "soon" is not a duration: give a number with a unit, such as 30s or 5m`},
+		{name: "health interval without a unit", args: []string{"--health-interval", "60"}, wantErr: `--health-interval "60" is not a duration`},
+		{name: "health interval zero", args: []string{"--health-interval", "0s"}, wantErr: "--health-interval 0s is out of range: give a duration from 1s to 1h"},
+		{name: "health interval negative", args: []string{"--health-interval", "-1m"}, wantErr: "--health-interval -1m is out of range"},
+		{name: "health interval too short", args: []string{"--health-interval", "999ms"}, wantErr: "--health-interval 999ms is out of range"},
+		{name: "key cache TTL not a duration", args: []string{"--key-cache-ttl", "5 minutes"}, wantErr: `--key-cache-ttl "5 minutes" is not a duration`},
+		{name: "key cache TTL zero", args: []string{"--key-cache-ttl", "0"}, wantErr: "--key-cache-ttl 0 is out of range"},
+		{name: "key cache TTL too long", args: []string{"--key-cache-ttl", "61m"}, wantErr: "--key-cache-ttl 61m is out of range: give a duration from 1s to 1h"},
 		{name: "no arguments", args: []string{"data"}, wantErr: `got unexpected "data"`},
 	}
 	for _, tt := range tests {
@@ -71,7 +88,7 @@ func TestServeRun(t *testing.T) {
 			streams, out, errOut := testIO("")
 			var got server.Config
 			opts := &ServeOptions{IO: streams, Ctx: ctx, Addr: "127.0.0.1:0", DataDir: "d", PostgresDSN: "p", MasterKey: "k",
-				LogFormat: "json", LogLevel: slog.LevelWarn,
+				LogFormat: "json", LogLevel: slog.LevelWarn, HealthInterval: 7 * time.Second, KeyCacheTTL: 90 * time.Second,
 				Serve: func(_ context.Context, cfg server.Config) error {
 					got = cfg
 					cfg.Logger.Info("hidden below warn")
@@ -81,7 +98,8 @@ func TestServeRun(t *testing.T) {
 			if err := serveRun(opts); !errors.Is(err, tt.wantErr) {
 				t.Fatalf("serveRun = %v, want %v", err, tt.wantErr)
 			}
-			if got.Addr != "127.0.0.1:0" || got.DataDir != "d" || got.PostgresDSN != "p" || got.MasterKey != "k" || got.Stdout != out {
+			if got.Addr != "127.0.0.1:0" || got.DataDir != "d" || got.PostgresDSN != "p" || got.MasterKey != "k" || got.Stdout != out ||
+				got.HealthInterval != 7*time.Second || got.KeyCacheTTL != 90*time.Second {
 				t.Errorf("config = %+v", got)
 			}
 			var line struct{ Level, Msg, K string }
@@ -89,5 +107,43 @@ func TestServeRun(t *testing.T) {
 				t.Errorf("stderr log = %q (%v), want one JSON line for the warning", errOut, err)
 			}
 		})
+	}
+}
+
+// TestServeBadTunable: a bad --health-interval or --key-cache-ttl is refused
+// as a usage error (exit code 2) that says what to give, and no server
+// starts.
+func TestServeBadTunable(t *testing.T) {
+	for _, args := range [][]string{
+		{"serve", "--health-interval", "often"},
+		{"serve", "--key-cache-ttl", "0s"},
+		{"serve", "--health-interval", "30s", "--key-cache-ttl", "2h"},
+	} {
+		t.Run(strings.Join(args[1:], " "), func(t *testing.T) {
+			streams, out, errOut := testIO("")
+			f := NewFactory(streams, testEnv{"KEYHOLD_HOME": t.TempDir()}.get)
+			started := false
+			f.Serve = func(context.Context, server.Config) error { started = true; return nil }
+			code := run(context.Background(), f, args)
+			if code != 2 || started {
+				t.Fatalf("exit code %d, server started %v; want 2 and no server (stderr %q)", code, started, errOut)
+			}
+			if msg := errOut.String(); !strings.Contains(msg, "--"+strings.TrimPrefix(args[len(args)-2], "--")) ||
+				!(strings.Contains(msg, "is not a duration") || strings.Contains(msg, "is out of range: give a duration from 1s to 1h")) {
+				t.Fatalf("stderr = %q, want the flag named and what to give", msg)
+			}
+			if out.Len() != 0 {
+				t.Errorf("stdout = %q, want nothing", out)
+			}
+		})
+	}
+}
+
+// TestServeDefaultsMatchServer: the defaults the CLI shows are the
+// server's own.
+func TestServeDefaultsMatchServer(t *testing.T) {
+	if defaultHealthInterval != platform.DefaultHealthInterval || defaultKeyCacheTTL != platform.DefaultKeyCacheTTL {
+		t.Fatalf("CLI defaults %s, %s; platform's %s, %s", defaultHealthInterval, defaultKeyCacheTTL,
+			platform.DefaultHealthInterval, platform.DefaultKeyCacheTTL)
 	}
 }

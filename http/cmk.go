@@ -155,7 +155,10 @@ func (s *Server) operationLocation(r *nethttp.Request, id string) string {
 // createdDateTime, lastActionDateTime, requestedBy, links), which the Power
 // Platform tools decode, and adds what Keyhold knows: kind, step, progress
 // and error. status repeats state.id for the Azure SDKs' operation-location
-// pollers, operationId repeats name for the BAP's newer operation shape.
+// pollers (which keep polling any status but Succeeded, Failed and
+// Canceled), except that a paused operation (Running, its environment
+// Locked) has status Paused and a statusMessage that says why. operationId
+// repeats name for the BAP's newer operation shape.
 type operationJSON struct {
 	ID                 string            `json:"id"`
 	Name               string            `json:"name"`
@@ -169,6 +172,7 @@ type operationJSON struct {
 	Target             string            `json:"target"`
 	Step               string            `json:"step,omitempty"`
 	Progress           operationProgress `json:"progress"`
+	StatusMessage      string            `json:"statusMessage,omitempty"`
 	Error              *errorDetail      `json:"error,omitempty"`
 	Links              operationLinks    `json:"links"`
 	RequestedBy        principalRef      `json:"requestedBy"`
@@ -215,7 +219,10 @@ func toOperationJSON(op *keyhold.Operation) operationJSON {
 		j.EnvironmentID = op.Target
 		j.Links.Environment = &operationLinkPath{Path: adminEnvPrefix + "/" + op.Target}
 	}
-	if op.ErrorCode != "" || op.ErrorMsg != "" {
+	switch {
+	case operationPaused(op):
+		j.Status, j.StatusMessage = "Paused", op.ErrorMsg
+	case op.ErrorCode != "" || op.ErrorMsg != "":
 		j.Error = &errorDetail{Code: op.ErrorCode, Message: op.ErrorMsg}
 	}
 	if !op.FinishedAt.IsZero() {
@@ -251,11 +258,20 @@ func fromOperationJSON(j *operationJSON) *keyhold.Operation {
 	}
 	if j.Error != nil {
 		op.ErrorCode, op.ErrorMsg = j.Error.Code, j.Error.Message
+	} else if j.StatusMessage != "" {
+		op.ErrorMsg = j.StatusMessage // paused: how the store holds it
 	}
 	if j.FinishedDateTime != nil {
 		op.FinishedAt = *j.FinishedDateTime
 	}
 	return op
+}
+
+// operationPaused reports whether op is paused, as package ops records it
+// (ops.IsPaused, which this package may not import): Running, not rolling
+// back, with an ErrorMsg that begins "Paused: ".
+func operationPaused(op *keyhold.Operation) bool {
+	return op.State == keyhold.OperationRunning && op.ErrorCode == "" && strings.HasPrefix(op.ErrorMsg, "Paused: ")
 }
 
 // operationTypeID is the BAP type.id of an operation kind: "link" is

@@ -45,7 +45,7 @@ type cmkStack struct {
 	p      *platform.Platform // for what no route does (health checks)
 }
 
-func newCMKStack(t *testing.T) *cmkStack {
+func newCMKStack(t testing.TB) *cmkStack {
 	t.Helper()
 	ctx := context.Background()
 	now := time.Now()
@@ -98,7 +98,7 @@ func newCMKStack(t *testing.T) *cmkStack {
 	}
 	am := arm.New(arm.Config{Store: store})
 	srv := &khttp.Server{
-		Tokens: p, Environments: p, Data: p, Audit: p, CMK: p,
+		Tokens: p, Environments: p, Data: p, Audit: p, CMK: p, Events: p, Keys: p,
 		ARM: khttp.ARMAPI{Resources: am, Directory: am},
 		KeyVault: khttp.KeyVaultAPI{Vaults: kv, Lookup: func(ctx context.Context, name string) (v *keyhold.Vault, err error) {
 			err = store.View(ctx, func(tx keyhold.Tx) error { v, err = tx.Vault(ctx, name); return err })
@@ -121,33 +121,43 @@ func newCMKStack(t *testing.T) *cmkStack {
 	}
 	t.Cleanup(s.client.HTTPClient().CloseIdleConnections)
 
-	err = store.Update(ctx, func(tx keyhold.Tx) error {
-		admin, err := tx.PrincipalByAppID(ctx, s.creds.TenantID, s.creds.ClientID)
+	seedCMKWorld(t, store, s.creds, now)
+	return s
+}
+
+// seedCMKWorld registers Microsoft.KeyVault and Microsoft.PowerPlatform on
+// the bootstrap subscription, creates the resource group "cmk" and makes
+// the bootstrap administrator Owner of the subscription, straight in the
+// store (the stacks' shared starting point).
+func seedCMKWorld(t testing.TB, store keyhold.Store, creds *platform.BootstrapCredentials, now time.Time) {
+	t.Helper()
+	ctx := context.Background()
+	err := store.Update(ctx, func(tx keyhold.Tx) error {
+		admin, err := tx.PrincipalByAppID(ctx, creds.TenantID, creds.ClientID)
 		if err != nil {
 			return err
 		}
 		for _, ns := range []string{keyhold.NamespaceKeyVault, keyhold.NamespacePowerPlatform} {
-			if err := tx.PutProviderRegistration(ctx, &keyhold.ProviderRegistration{SubscriptionID: s.creds.SubscriptionID,
+			if err := tx.PutProviderRegistration(ctx, &keyhold.ProviderRegistration{SubscriptionID: creds.SubscriptionID,
 				Namespace: ns, State: keyhold.ProviderRegistered, UpdatedAt: now}); err != nil {
 				return err
 			}
 		}
-		if err := tx.CreateResourceGroup(ctx, &keyhold.ResourceGroup{SubscriptionID: s.creds.SubscriptionID, Name: "cmk",
+		if err := tx.CreateResourceGroup(ctx, &keyhold.ResourceGroup{SubscriptionID: creds.SubscriptionID, Name: "cmk",
 			Location: "westeurope", CreatedAt: now}); err != nil {
 			return err
 		}
 		owner, _ := keyhold.FindRoleDefinition(keyhold.RoleOwner)
-		return tx.CreateRoleAssignment(ctx, &keyhold.RoleAssignment{ID: uuid.NewString(), Scope: "/subscriptions/" + s.creds.SubscriptionID,
-			RoleDefinitionID: owner.ID, PrincipalID: admin.ID, PrincipalType: "ServicePrincipal", TenantID: s.creds.TenantID, CreatedAt: now})
+		return tx.CreateRoleAssignment(ctx, &keyhold.RoleAssignment{ID: uuid.NewString(), Scope: "/subscriptions/" + creds.SubscriptionID,
+			RoleDefinitionID: owner.ID, PrincipalID: admin.ID, PrincipalType: "ServicePrincipal", TenantID: creds.TenantID, CreatedAt: now})
 	})
 	if err != nil {
 		t.Fatal(err)
 	}
-	return s
 }
 
 // token is a token of the administrator for an audience.
-func (s *cmkStack) token(t *testing.T, audience keyhold.Audience) string {
+func (s *cmkStack) token(t testing.TB, audience keyhold.Audience) string {
 	t.Helper()
 	tok, err := s.client.Token(context.Background(), string(audience)+"/.default")
 	if err != nil {
@@ -158,7 +168,7 @@ func (s *cmkStack) token(t *testing.T, audience keyhold.Audience) string {
 
 // call sends a JSON request (body "" for none) and returns the status and
 // the answer.
-func (s *cmkStack) call(t *testing.T, method, path string, audience keyhold.Audience, body string) (int, []byte) {
+func (s *cmkStack) call(t testing.TB, method, path string, audience keyhold.Audience, body string) (int, []byte) {
 	t.Helper()
 	var rb io.Reader
 	if body != "" {
@@ -184,7 +194,7 @@ func (s *cmkStack) call(t *testing.T, method, path string, audience keyhold.Audi
 // setUpPolicy does the key vault administrator's part over HTTPS: a vault
 // with purge protection, an RSA key, an Encryption policy naming it, and
 // the policy's identity granted the key. It returns the policy resource.
-func (s *cmkStack) setUpPolicy(t *testing.T) *policy.Resource {
+func (s *cmkStack) setUpPolicy(t testing.TB) *policy.Resource {
 	t.Helper()
 	mgmt := keyhold.AudienceManagement
 	sub := "/subscriptions/" + s.creds.SubscriptionID
@@ -212,7 +222,7 @@ func (s *cmkStack) setUpPolicy(t *testing.T) *policy.Resource {
 }
 
 // grant assigns a built-in role at scope over HTTPS.
-func (s *cmkStack) grant(t *testing.T, scope, role, principalID string) {
+func (s *cmkStack) grant(t testing.TB, scope, role, principalID string) {
 	t.Helper()
 	r, ok := keyhold.FindRoleDefinition(role)
 	if !ok {
@@ -227,7 +237,7 @@ func (s *cmkStack) grant(t *testing.T, scope, role, principalID string) {
 }
 
 // principalID is the administrator's object id.
-func (s *cmkStack) principalID(t *testing.T) string {
+func (s *cmkStack) principalID(t testing.TB) string {
 	t.Helper()
 	sps, err := s.client.ServicePrincipals(context.Background())
 	if err != nil {

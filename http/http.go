@@ -68,6 +68,13 @@ type Server struct {
 	// nextLink values. Empty: derived from each request's Host.
 	PublicURL string
 
+	// Events lists events and keeps tenant settings (events.go); nil: no
+	// such routes.
+	Events keyhold.EventService
+	// Keys serves the public keys that verify tokens and webhook
+	// signatures (events.go); nil: no key set route.
+	Keys SigningKeySource
+
 	// ARM holds the resource manager and identity services (arm.go).
 	ARM ARMAPI
 	// KeyVault holds the key vault services (keyvault.go).
@@ -191,7 +198,7 @@ func (s *Server) routes() []route {
 	// The resource manager and key vault areas declare their routes in
 	// their own files (arm.go, keyvault.go); each adds nothing while its
 	// services are unset.
-	return slices.Concat(core, s.armRoutes(), s.keyVaultRoutes(), s.cmkRoutes(), s.lockRoutes(), s.policyRoutes())
+	return slices.Concat(core, s.armRoutes(), s.keyVaultRoutes(), s.cmkRoutes(), s.lockRoutes(), s.policyRoutes(), s.eventRoutes())
 }
 
 // router answers requests that match no route with the Azure error body:

@@ -195,8 +195,10 @@ const (
 // Every check runs first, and a refusal changes nothing: the caller must
 // be a platform administrator (CodeForbidden) with Reader on the policy
 // (CodeForbidden, naming the role and scope); the environment must exist
-// (CodeEnvironmentNotFound), be Enabled (CodeEnvironmentDisabled), not be
-// linked to this policy already and have no operation running (CodeConflict);
+// (CodeEnvironmentNotFound), be Enabled (CodeEnvironmentLocked if it is
+// Locked, naming the policy and the revocation; CodeEnvironmentDisabled in
+// any other state: requireServing), not be linked to this policy already
+// and have no operation running (CodeConflict);
 // the policy must exist (CodeNotFound), be of kind Encryption with a
 // system-assigned identity and be in the environment's region, and the
 // environment must be a Managed Environment and not a Trial or Teams one
@@ -311,9 +313,8 @@ func (p *Platform) checkLink(ctx context.Context, tx keyhold.Tx, id *keyhold.Ide
 		return nil, err
 	}
 	plan := &linkPlan{env: env, pol: pol}
-	if env.State != keyhold.StateEnabled {
-		return nil, keyhold.Errorf(keyhold.CodeEnvironmentDisabled,
-			"environment %s is %s: only an Enabled environment can be linked to an enterprise policy; enable it first", env.ID, env.State)
+	if err := requireServing(ctx, tx, env, "linked to an enterprise policy"); err != nil {
+		return nil, err
 	}
 	if err := runningOp(ctx, tx, env); err != nil {
 		return nil, err
@@ -430,9 +431,10 @@ func (p *Platform) probe(ctx context.Context, plan *linkPlan) error {
 // UnlinkPolicy starts returning an environment to the platform's key. The
 // caller must be a platform administrator (CodeForbidden) with Reader on
 // the linked policy (CodeForbidden); the policy must exist (CodeNotFound),
-// the environment must be linked to exactly it (CodeConflict), be Enabled
-// (CodeEnvironmentDisabled) and have no operation running (CodeConflict).
-// A refusal changes nothing.
+// the environment must not be Locked (CodeEnvironmentLocked, naming the
+// policy and the revocation, whichever policy is asked for), be linked to
+// exactly it (CodeConflict), be Enabled (CodeEnvironmentDisabled) and
+// have no operation running (CodeConflict). A refusal changes nothing.
 func (p *Platform) UnlinkPolicy(ctx context.Context, envID, systemID string) (*keyhold.Operation, error) {
 	id, err := caller(ctx)
 	if err != nil {
@@ -454,14 +456,17 @@ func (p *Platform) UnlinkPolicy(ctx context.Context, envID, systemID string) (*k
 		if err != nil {
 			return err
 		}
+		if env.State == keyhold.StateLocked {
+			return lockedError(ctx, tx, env)
+		}
 		switch {
 		case env.PolicySystemID == "":
 			return keyhold.Errorf(keyhold.CodeConflict, "environment %s is not linked to an enterprise policy: its data is already protected by the platform's key", env.ID)
 		case !strings.EqualFold(env.PolicySystemID, pol.SystemID):
 			return keyhold.Errorf(keyhold.CodeConflict, "environment %s is linked to enterprise policy %s, not %s: unlink it from the policy it is linked to", env.ID, env.PolicyID, pol.ID())
-		case env.State != keyhold.StateEnabled:
-			return keyhold.Errorf(keyhold.CodeEnvironmentDisabled,
-				"environment %s is %s: only an Enabled environment can be unlinked; restore access to the key and enable it first", env.ID, env.State)
+		}
+		if err := requireServing(ctx, tx, env, "unlinked from an enterprise policy"); err != nil {
+			return err
 		}
 		if err := runningOp(ctx, tx, env); err != nil {
 			return err

@@ -406,9 +406,9 @@ func TestLinkRefusals(t *testing.T) {
 				return envA.ID
 			}, unlink(admin, polAP.SystemID), keyhold.CodeConflict, "", []string{"op-hold-unlink"}},
 			{"unlink: environment disabled", func() string {
-				f.setEnv(t, envA.ID, func(e *keyhold.Environment) { e.State = keyhold.StateLocked })
+				f.setEnv(t, envA.ID, func(e *keyhold.Environment) { e.State = keyhold.StateDisabled }) // Locked: lock_ops_test.go
 				return envA.ID
-			}, unlink(admin, polAP.SystemID), keyhold.CodeEnvironmentDisabled, "", []string{"Locked"}},
+			}, unlink(admin, polAP.SystemID), keyhold.CodeEnvironmentDisabled, "", []string{"Disabled"}},
 		})
 	})
 }

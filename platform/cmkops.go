@@ -47,26 +47,28 @@ func (p *Platform) registerKinds() {
 	}
 }
 
-// kinds returns the lifecycle's operation kinds by name.
+// kinds returns the lifecycle's operation kinds by name. The steps of the
+// kinds that hold an environment pause while it is Locked (pausable,
+// lockops.go); a rotation skips Locked environments instead.
 func (p *Platform) kinds() map[string]ops.Kind {
 	return map[string]ops.Kind{
 		keyhold.OpLink: {Steps: []ops.Step{
-			{Name: stepDisable, Run: p.stepDisable},
-			{Name: stepRewrap, Run: p.stepLinkRewrap},
-			{Name: stepEnable, Run: p.stepEnable},
-			{Name: stepNewEpoch, Run: p.stepNewEpoch},
-			{Name: stepRekey, Run: p.stepRekey},
-			{Name: stepDestroy, Run: p.stepDestroy},
+			{Name: stepDisable, Run: p.pausable(p.stepDisable)},
+			{Name: stepRewrap, Run: p.pausable(p.stepLinkRewrap)},
+			{Name: stepEnable, Run: p.pausable(p.stepEnable)},
+			{Name: stepNewEpoch, Run: p.pausable(p.stepNewEpoch)},
+			{Name: stepRekey, Run: p.pausable(p.stepRekey)},
+			{Name: stepDestroy, Run: p.pausable(p.stepDestroy)},
 		}, Rollback: p.rollbackEnvOp},
 		keyhold.OpUnlink: {Steps: []ops.Step{
-			{Name: stepDisable, Run: p.stepDisable},
-			{Name: stepRewrap, Run: p.stepUnlinkRewrap},
-			{Name: stepEnable, Run: p.stepEnable},
+			{Name: stepDisable, Run: p.pausable(p.stepDisable)},
+			{Name: stepRewrap, Run: p.pausable(p.stepUnlinkRewrap)},
+			{Name: stepEnable, Run: p.pausable(p.stepEnable)},
 		}, Rollback: p.rollbackEnvOp},
 		keyhold.OpRekey: {Steps: []ops.Step{
-			{Name: stepNewEpoch, Run: p.stepNewEpoch},
-			{Name: stepRekey, Run: p.stepRekey},
-			{Name: stepDestroy, Run: p.stepDestroy},
+			{Name: stepNewEpoch, Run: p.pausable(p.stepNewEpoch)},
+			{Name: stepRekey, Run: p.pausable(p.stepRekey)},
+			{Name: stepDestroy, Run: p.pausable(p.stepDestroy)},
 		}, Rollback: p.rollbackEnvOp},
 		keyhold.OpRotate: {Steps: []ops.Step{
 			{Name: stepRewrap, Run: p.stepRotate},
@@ -93,7 +95,16 @@ func errNotOurs(env *keyhold.Environment, op *keyhold.Operation) error {
 
 // changeEnv runs fn on op's environment in a transaction and, if fn
 // changed it (returned an audit action), stores it and audits the change.
+// A Locked environment pauses the operation instead (lockPause), in the
+// same transaction, so a step never changes keys or data after a lock.
 func (p *Platform) changeEnv(ctx context.Context, op *keyhold.Operation, fn func(tx keyhold.Tx, env *keyhold.Environment) (action, detail string, err error)) error {
+	return p.changeEnvIn(ctx, op, true, fn)
+}
+
+// changeEnvIn is changeEnv; only with pauseLocked does a Locked
+// environment pause (the rollback, which changes the environment's record
+// only, runs on a Locked one).
+func (p *Platform) changeEnvIn(ctx context.Context, op *keyhold.Operation, pauseLocked bool, fn func(tx keyhold.Tx, env *keyhold.Environment) (action, detail string, err error)) error {
 	var stepErr error
 	err := p.store.Update(ctx, func(tx keyhold.Tx) error {
 		stepErr = nil
@@ -103,6 +114,10 @@ func (p *Platform) changeEnv(ctx context.Context, op *keyhold.Operation, fn func
 		}
 		if env.LastOperationID != op.ID {
 			stepErr = errNotOurs(env, op)
+			return stepErr
+		}
+		if pauseLocked && env.State == keyhold.StateLocked {
+			stepErr = lockPause(ctx, tx, env)
 			return stepErr
 		}
 		action, detail, err := fn(tx, env)
@@ -134,6 +149,7 @@ func storeConflict(err error) error {
 }
 
 // stepDisable takes the environment out of service for the custody change.
+// (A Locked environment pauses the operation: changeEnv.)
 func (p *Platform) stepDisable(ctx context.Context, op *keyhold.Operation) (ops.StepResult, error) {
 	return ops.StepResult{}, p.changeEnv(ctx, op, func(tx keyhold.Tx, env *keyhold.Environment) (string, string, error) {
 		switch env.State {
@@ -176,7 +192,7 @@ func (p *Platform) stepEnable(ctx context.Context, op *keyhold.Operation) (ops.S
 // status is Failed. Custody is whatever the last committed rewrap left:
 // all under the old root, or all under the new one.
 func (p *Platform) rollbackEnvOp(ctx context.Context, op *keyhold.Operation) error {
-	err := p.changeEnv(ctx, op, func(tx keyhold.Tx, env *keyhold.Environment) (string, string, error) {
+	err := p.changeEnvIn(ctx, op, false, func(tx keyhold.Tx, env *keyhold.Environment) (string, string, error) {
 		if env.State != keyhold.StateDisabled && env.EncryptionStatus == keyhold.EncryptionFailed {
 			return "", "", nil
 		}
@@ -321,6 +337,9 @@ type rewrapped struct {
 // transaction, stores the CMK copies, deletes the MMK copies (a swap's
 // put replaces the old policy's copy) and records the link. Epochs already
 // on the policy's key are skipped, so running it again changes nothing.
+// An environment found Enabled was re-enabled after a lock paused the
+// operation past its disable step: it goes back to disable, so that
+// custody still changes while the environment is out of service.
 func (p *Platform) stepLinkRewrap(ctx context.Context, op *keyhold.Operation) (ops.StepResult, error) {
 	in, err := opInput(op)
 	if err != nil {
@@ -329,6 +348,9 @@ func (p *Platform) stepLinkRewrap(ctx context.Context, op *keyhold.Operation) (o
 	env, wks, pol, err := p.loadTarget(ctx, op, in)
 	if err != nil {
 		return ops.StepResult{}, err
+	}
+	if env.State == keyhold.StateEnabled {
+		return ops.StepResult{Next: stepDisable}, nil // re-enabled after a lock paused it: disable again
 	}
 	var moves []rewrapped
 	for _, g := range groupByEpoch(wks) {
@@ -402,7 +424,8 @@ func (p *Platform) stepLinkRewrap(ctx context.Context, op *keyhold.Operation) (o
 // stepUnlinkRewrap moves every epoch's EK back to the MMK: it unwraps each
 // CMK copy as the identity that wrapped it, wraps it under the MMK and, in
 // one transaction, stores the MMK copies, deletes the CMK copies and
-// clears the link.
+// clears the link. An environment found Enabled goes back to disable, as
+// in stepLinkRewrap.
 func (p *Platform) stepUnlinkRewrap(ctx context.Context, op *keyhold.Operation) (ops.StepResult, error) {
 	var env *keyhold.Environment
 	var wks []*keyhold.WrappedKey
@@ -415,6 +438,9 @@ func (p *Platform) stepUnlinkRewrap(ctx context.Context, op *keyhold.Operation) 
 	})
 	if err != nil {
 		return ops.StepResult{}, err
+	}
+	if env.State == keyhold.StateEnabled {
+		return ops.StepResult{Next: stepDisable}, nil // re-enabled after a lock paused it: disable again
 	}
 	var moves []rewrapped
 	for _, g := range groupByEpoch(wks) {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 	"time"
 
 	"github.com/keyhold/keyhold"
@@ -178,7 +179,8 @@ func (p *Platform) accessRestored(ctx context.Context, tx keyhold.Tx, env *keyho
 	if env.PolicyID == "" {
 		return false, nil
 	}
-	if wks, err := tx.WrappedKeys(ctx, env.ID); err != nil || len(wks) == 0 {
+	wks, err := tx.WrappedKeys(ctx, env.ID)
+	if err != nil || len(wks) == 0 {
 		return false, err
 	}
 	pol, err := policyByID(ctx, tx, env.PolicyID)
@@ -186,6 +188,9 @@ func (p *Platform) accessRestored(ctx context.Context, tx keyhold.Tx, env *keyho
 		return false, nil // no policy: nothing can restore access
 	} else if err != nil {
 		return false, err
+	}
+	if !strings.EqualFold(pol.SystemID, env.PolicySystemID) && checkRecreated(env, pol, wks) != nil {
+		return false, nil // a recreated policy that can't unlock it: its own health says nothing of this key
 	}
 	return pol.HealthStatus == keyhold.HealthHealthy, nil
 }

@@ -11,12 +11,20 @@ import (
 // firstEpoch is the EK epoch of a new environment.
 const firstEpoch = 1
 
-// audit appends an entry in tx on behalf of the caller.
+// audit appends an entry in tx on behalf of the caller; an entry whose
+// action is an event (eventKinds) also appends its event (events.go).
 func (p *Platform) audit(ctx context.Context, tx keyhold.Tx, id *keyhold.Identity, action, target, envID, detail string) error {
-	return tx.AppendAudit(ctx, &keyhold.AuditEntry{
+	e := &keyhold.AuditEntry{
 		At: p.clock.Now().UTC(), TenantID: id.TenantID, ActorID: id.PrincipalID,
 		Action: action, Target: target, EnvID: envID, Result: "Succeeded", Detail: detail,
-	})
+	}
+	if err := tx.AppendAudit(ctx, e); err != nil {
+		return err
+	}
+	if kind, ok := eventKinds[action]; ok {
+		return p.appendEvent(ctx, tx, e, kind)
+	}
+	return nil
 }
 
 func envTarget(envID string) string {

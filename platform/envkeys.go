@@ -50,11 +50,14 @@ func (p *Platform) envKey(ctx context.Context, envID string, epoch uint32) (*cry
 		if p.cache.Contains(id) { // another caller filled it meanwhile
 			return nil, nil
 		}
+		gen := p.cache.Gen()
 		ek, err := p.unwrapEnvKey(ctx, envID, epoch)
 		if err != nil {
 			return nil, err
 		}
-		p.cache.Put(id, ek)
+		// A drop while we unwrapped (a lock, here or on another replica)
+		// retired what we hold: don't bring it back.
+		p.cache.PutIfGen(id, ek, gen)
 		ek.Destroy()
 		return nil, nil
 	})
@@ -94,7 +97,11 @@ func (p *Platform) unwrapEnvKey(ctx context.Context, envID string, epoch uint32)
 	if wk == nil {
 		return nil, fmt.Errorf("environment %s has no wrapped key for epoch %d", envID, epoch)
 	}
-	return p.unwrapWrapped(ctx, wk, env.TenantID)
+	ek, err := p.unwrapWrapped(ctx, wk, env.TenantID)
+	if err != nil && wk.Root == keyhold.RootCMK {
+		p.kickHealth(env.PolicyID) // perhaps the first sign of a revocation (feed.go)
+	}
+	return ek, err
 }
 
 // unwrapWrapped unwraps one wrapped copy of an EK with the root key that
@@ -142,13 +149,16 @@ func (p *Platform) storeKey(ctx context.Context, envID string, epoch uint32, sto
 }
 
 // DropKeys zeroes every cached key of an environment ("" drops all), so
-// the next request must unwrap again.
+// the next request must unwrap again, here and — through
+// Config.Broadcaster — on every other replica (broadcast.go). Call it after
+// the change that retires the keys has committed.
 func (p *Platform) DropKeys(envID string) {
+	p.dropLocal(envID)
 	if envID == "" {
-		p.cache.Purge()
+		p.publishDrop(msgPurge)
 		return
 	}
-	p.cache.Drop(envID + "/")
+	p.publishDrop(msgDrop + " " + envID)
 }
 
 // Unwraps returns how many root-key unwraps have succeeded, for tests and

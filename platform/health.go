@@ -164,6 +164,7 @@ func (p *Platform) CheckPolicyHealth(ctx context.Context, policyID string) (keyh
 	if err != nil {
 		return keyhold.HealthUndetermined, err
 	}
+	started := p.clock.Now()
 	w := p.cmk(policyIdentity(pol.PrincipalID, pol.TenantID))
 	status, cause, causeKID := keyhold.HealthHealthy, error(nil), ""
 	for _, kid := range kids {
@@ -175,18 +176,34 @@ func (p *Platform) CheckPolicyHealth(ctx context.Context, policyID string) (keyh
 			status, cause, causeKID = h, perr, kid
 		}
 	}
-	return status, p.setPolicyHealth(ctx, pol.ID(), status, cause, causeKID)
+	if err := p.setPolicyHealth(ctx, pol.ID(), started, status, cause, causeKID); err != nil {
+		return status, err
+	}
+	if status == keyhold.HealthHealthy {
+		p.autoReenable(ctx, pol.ID()) // only if the tenant opted in (feed.go)
+	}
+	return status, nil
 }
 
-// setPolicyHealth stores a probe's result: the policy's health (if it
-// changed) and, if Unhealthy, the lock of its linked environments.
-func (p *Platform) setPolicyHealth(ctx context.Context, policyID string, status keyhold.HealthStatus, cause error, kid string) error {
+// setPolicyHealth stores the result of a probe that started at started:
+// the policy's health (if it changed) and, if Unhealthy, the lock of its
+// linked environments. A result is stale, and dropped, if the policy
+// changed after the probe started: another probe, or a re-enable that
+// proved access, has spoken since, and an old "revoked" must not lock an
+// environment an administrator has just re-enabled. The next check
+// decides afresh.
+func (p *Platform) setPolicyHealth(ctx context.Context, policyID string, started time.Time, status keyhold.HealthStatus, cause error, kid string) error {
 	var locked []string
+	var reason string
 	err := p.store.Update(ctx, func(tx keyhold.Tx) error {
 		locked = nil
 		pol, err := policyByID(ctx, tx, policyID)
 		if err != nil {
 			return err
+		}
+		if pol.UpdatedAt.After(started) {
+			p.log.InfoContext(ctx, "dropped a stale health probe: the policy changed while it ran", "policy", pol.ID(), "result", status)
+			return nil
 		}
 		system := &keyhold.Identity{TenantID: pol.TenantID, PrincipalID: systemActorID}
 		now := p.clock.Now().UTC()
@@ -212,34 +229,14 @@ func (p *Platform) setPolicyHealth(ctx context.Context, policyID string, status 
 		if status != keyhold.HealthUnhealthy {
 			return nil
 		}
-		envs, err := tx.ListEnvironments(ctx, keyhold.EnvironmentFilter{PolicyID: pol.ID()})
-		if err != nil {
-			return err
-		}
-		for _, env := range envs {
-			if env.State == keyhold.StateLocked {
-				continue
-			}
-			from := env.State
-			env.State, env.UpdatedAt, env.LockedAt = keyhold.StateLocked, now, now // starts the deletion countdown (countdown.go)
-			if err := tx.UpdateEnvironment(ctx, env); err != nil {
-				return err
-			}
-			detail := fmt.Sprintf("%s -> %s: %s", from, keyhold.StateLocked, lockReason(pol.ID(), why))
-			if err := p.audit(ctx, tx, system, auditEnvLock, envTarget(env.ID), env.ID, detail); err != nil {
-				return err
-			}
-			locked = append(locked, env.ID)
-		}
-		return nil
+		reason = lockReason(pol.ID(), why)
+		locked, err = p.lockEnvsTx(ctx, tx, pol.ID(), system, reason, false) // lock_policy.go
+		return err
 	})
 	if err != nil {
 		return err
 	}
-	for _, id := range locked {
-		p.DropKeys(id)
-		p.log.WarnContext(ctx, "environment locked: its customer-managed key is not accessible", "environment", id, "policy", policyID)
-	}
+	p.dropLocked(ctx, policyID, reason, locked)
 	return nil
 }
 

@@ -11,6 +11,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net/http"
 	"sync/atomic"
 	"time"
 
@@ -50,6 +51,9 @@ type Config struct {
 	KeyCacheTTL time.Duration
 	// Issuer is the token issuer base URL, e.g. "https://127.0.0.1:8443".
 	Issuer string
+	// WebhookClient posts events to tenants' webhooks (default: an
+	// http.Client with the system's roots and a 10s timeout).
+	WebhookClient *http.Client
 	// TokenTTL is the lifetime of issued access tokens (default 1h).
 	TokenTTL time.Duration
 
@@ -70,6 +74,12 @@ type Config struct {
 	// keyhold.KeyProber, which linking uses to check the identity's
 	// access before anything changes.
 	CMK func(id *keyhold.Identity) keyhold.KeyWrapper
+
+	// Broadcaster, if set, carries key drops between the replicas that
+	// share Store: DropKeys publishes, and every replica zeroes its cached
+	// keys of the environment (broadcast.go). Nil: keys are dropped only
+	// here, enough for a single server.
+	Broadcaster keyhold.Broadcaster
 }
 
 // KeyVault names the keys of a key vault: what the platform needs of it
@@ -95,6 +105,13 @@ type Platform struct {
 	m       metrics
 	// unwrapCount counts successful root-key unwraps (also in metrics).
 	unwrapCount atomic.Uint64
+	// bcast carries key drops to and from other replicas (broadcast.go).
+	bcast broadcast
+
+	// hookClient posts events to tenants' webhooks (webhook.go).
+	hookClient *http.Client
+	// kick asks the health monitor to check a policy now (feed.go).
+	kick chan string
 
 	// The customer-managed key lifecycle (nil when not configured).
 	ops *ops.Runner
@@ -103,8 +120,9 @@ type Platform struct {
 }
 
 type metrics struct {
-	unwraps *prometheus.CounterVec
-	wraps   *prometheus.CounterVec
+	unwraps  *prometheus.CounterVec
+	wraps    *prometheus.CounterVec
+	webhooks *prometheus.CounterVec
 }
 
 // BootstrapCredentials is what a first start hands to its operator.
@@ -129,6 +147,12 @@ func Open(ctx context.Context, cfg Config) (*Platform, error) {
 		log:    cfg.Logger,
 		issuer: cfg.Issuer,
 		tokTTL: cfg.TokenTTL,
+
+		hookClient: cfg.WebhookClient,
+		kick:       make(chan string, kickBuffer),
+	}
+	if p.hookClient == nil {
+		p.hookClient = &http.Client{Timeout: webhookTimeout}
 	}
 	if p.clock == nil {
 		p.clock = keyhold.SystemClock{}
@@ -153,6 +177,9 @@ func Open(ctx context.Context, cfg Config) (*Platform, error) {
 	if cfg.Ops != nil && cfg.Vault != nil && cfg.CMK != nil {
 		p.ops, p.kv, p.cmk = cfg.Ops, cfg.Vault, cfg.CMK
 		p.registerKinds()
+	}
+	if err := p.startBroadcast(cfg.Broadcaster, cfg.Registerer); err != nil {
+		return nil, err
 	}
 	return p, nil
 }
@@ -301,8 +328,9 @@ func (p *Platform) BootstrapCustomer(ctx context.Context) (*BootstrapCredentials
 	return &BootstrapCredentials{TenantID: tenant.ID, SubscriptionID: sub.ID, ClientID: sp.AppID, ClientSecret: secret}, true, nil
 }
 
-// Close zeroes the platform's cached keys.
+// Close stops receiving key drops and zeroes the platform's cached keys.
 func (p *Platform) Close() error {
+	p.stopBroadcast()
 	p.cache.Purge()
 	return nil
 }
@@ -317,11 +345,14 @@ func (p *Platform) initMetrics(reg prometheus.Registerer) error {
 	p.m.wraps = prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "keyhold_root_key_wraps_total", Help: "Environment keys wrapped by a root key, by root kind and result.",
 	}, []string{"root", "result"})
+	p.m.webhooks = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "keyhold_webhook_deliveries_total", Help: "Attempts to post an event to a tenant's webhook, by result.",
+	}, []string{"result"})
 	if reg == nil {
 		return nil
 	}
 	cs := []prometheus.Collector{
-		p.m.unwraps, p.m.wraps,
+		p.m.unwraps, p.m.wraps, p.m.webhooks,
 		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "keyhold_key_cache_hits_total", Help: "Environment key cache hits."},
 			func() float64 { return float64(p.cache.Hits()) }),
 		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "keyhold_key_cache_misses_total", Help: "Environment key cache misses."},

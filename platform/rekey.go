@@ -125,7 +125,10 @@ func (p *Platform) countRekey(ctx context.Context, op *keyhold.Operation) error 
 // keeps its cursor in the operation. Moving an item re-seals it under the
 // current epoch at the same version, conditionally on its version and
 // epoch, so a concurrent write (which moves it itself) always wins, and a
-// page run again after a crash finds its rows moved already.
+// page run again after a crash finds its rows moved already. Each page's
+// transaction first checks that the environment is not Locked: a lock
+// between two pages pauses the operation (lockops.go), and the pages run
+// again after the re-enable find the rows moved before it.
 func (p *Platform) stepRekey(ctx context.Context, op *keyhold.Operation) (ops.StepResult, error) {
 	var prog rekeyProgress
 	if len(op.Progress) > 0 {
@@ -251,6 +254,11 @@ func (p *Platform) rekeyRows(ctx context.Context, envID string, to uint32, prog 
 	}
 	reseal := func(rs []*keyhold.RowRecord) error {
 		return p.store.Update(ctx, func(tx keyhold.Tx) error {
+			// Nothing moves once the environment is Locked: the
+			// operation pauses (lockops.go).
+			if err := pauseIfLocked(ctx, tx, envID); err != nil {
+				return err
+			}
 			for _, r := range rs {
 				// A conflict means the row was written (under the
 				// current epoch) or deleted since it was read: nothing
@@ -384,6 +392,9 @@ func (p *Platform) resealFile(ctx context.Context, f *keyhold.FileRecord, to uin
 	swapped := false
 	err = storeConflict(p.store.Update(ctx, func(tx keyhold.Tx) error {
 		swapped = false
+		if err := pauseIfLocked(ctx, tx, f.EnvID); err != nil {
+			return err // the new generation is discarded; the file stays as it was
+		}
 		cur, err := tx.File(ctx, f.EnvID, f.Name)
 		if keyhold.ErrorCode(err) == keyhold.CodeFileNotFound {
 			return nil
@@ -487,9 +498,7 @@ func (p *Platform) stepDestroy(ctx context.Context, op *keyhold.Operation) (ops.
 		return ops.StepResult{}, err
 	}
 	for _, e := range destroyed {
-		// Drop takes a prefix, so this drops epochs e0…e9 too: harmless,
-		// they are unwrapped again when next needed.
-		p.cache.Drop(cacheID(op.Target, e))
+		p.dropEpochKeys(op.Target, e) // here and on every other replica (broadcast.go)
 	}
 	return ops.StepResult{}, nil
 }

@@ -27,6 +27,12 @@ import (
 // wrapped key only if the store still holds the exact copy it unwrapped,
 // so a link, unlink or re-key running meanwhile (which holds the
 // environment) always wins, and the next pickup sees what is left.
+//
+// Locked environments are left alone: the pickup does not count their
+// keys as work, and a rotation skips them (it checks again in the
+// transaction that replaces a key), so the policy's other environments
+// move to the new version and the locked ones keep the copy their
+// re-enable will unwrap. Once re-enabled, the next pickup finds them.
 
 // Rotation pacing and schedule.
 const (
@@ -54,11 +60,11 @@ type rotateProgress struct {
 const systemActorID = "system"
 
 // PickUpRotations submits a rotation operation for each policy that
-// follows its key's current version (names no version) and has
-// environment keys wrapped under another version, unless one is running
-// already, the policy's key access is known to be revoked (HealthStatus
-// Unhealthy), or its last rotation failed less than ten minutes ago; it
-// returns how many it submitted. The server calls it every
+// follows its key's current version (names no version) and has keys of
+// environments that are not Locked wrapped under another version, unless
+// one is running already, the policy's key access is known to be revoked
+// (HealthStatus Unhealthy), or its last rotation failed less than ten
+// minutes ago; it returns how many it submitted. The server calls it every
 // RotationPickupInterval. It returns 0 on a platform without CMK support.
 func (p *Platform) PickUpRotations(ctx context.Context) (int, error) {
 	if p.ops == nil {
@@ -85,11 +91,11 @@ func (p *Platform) PickUpRotations(ctx context.Context) (int, error) {
 			if err != nil || kid == "" {
 				return err
 			}
-			stale, err := tx.ListWrappedKeys(ctx, keyhold.WrappedKeyFilter{PrincipalID: pol.PrincipalID, Root: keyhold.RootCMK, ExceptKeyID: kid, Limit: 1})
+			stale, err := staleServingKey(ctx, tx, pol, kid)
 			if err != nil {
 				return err
 			}
-			if len(stale) > 0 {
+			if stale {
 				todo = append(todo, pol)
 			}
 		}
@@ -115,6 +121,35 @@ func (p *Platform) PickUpRotations(ctx context.Context) (int, error) {
 		}
 	}
 	return n, nil
+}
+
+// staleServingKey reports whether pol's identity has wrapped a key of an
+// environment that is not Locked under another version than kid: work for
+// a rotation. The keys of Locked environments wait for their re-enable.
+func staleServingKey(ctx context.Context, tx keyhold.Tx, pol *keyhold.EnterprisePolicy, kid string) (bool, error) {
+	f := keyhold.WrappedKeyFilter{PrincipalID: pol.PrincipalID, Root: keyhold.RootCMK, ExceptKeyID: kid, Limit: 100}
+	checked := map[string]bool{}
+	for {
+		page, err := tx.ListWrappedKeys(ctx, f)
+		if err != nil {
+			return false, err
+		}
+		for _, wk := range page {
+			if checked[wk.EnvID] {
+				continue
+			}
+			checked[wk.EnvID] = true
+			locked, err := envLocked(ctx, tx, wk.EnvID)
+			if err != nil || !locked {
+				return err == nil, err
+			}
+		}
+		if len(page) < f.Limit {
+			return false, nil
+		}
+		last := page[len(page)-1]
+		f.AfterEnvID, f.AfterEpoch = last.EnvID, last.Epoch
+	}
 }
 
 // currentVersionKID returns the versioned kid of the current version of
@@ -149,7 +184,9 @@ func (p *Platform) RunRotationPickup(ctx context.Context, interval time.Duration
 }
 
 // stepRotate rewraps one page of the policy's wrapped keys that are not on
-// its key's current version, and moves its cursor past them.
+// its key's current version, and moves its cursor past them. Keys of
+// Locked environments are skipped, before the unwrap and again in the
+// writing transaction.
 func (p *Platform) stepRotate(ctx context.Context, op *keyhold.Operation) (ops.StepResult, error) {
 	in, err := opInput(op)
 	if err != nil {
@@ -164,7 +201,9 @@ func (p *Platform) stepRotate(ctx context.Context, op *keyhold.Operation) (ops.S
 	var pol *keyhold.EnterprisePolicy
 	var kid string
 	var page []*keyhold.WrappedKey
+	locked := map[string]bool{} // environment id → Locked, for the page
 	err = p.store.View(ctx, func(tx keyhold.Tx) (err error) {
+		clear(locked)
 		pol, err = tx.PolicyBySystemID(ctx, in.SystemID)
 		if c := keyhold.ErrorCode(err); c == keyhold.CodeResourceNotFound || c == keyhold.CodeNotFound {
 			pol = nil
@@ -180,7 +219,17 @@ func (p *Platform) stepRotate(ctx context.Context, op *keyhold.Operation) (ops.S
 		}
 		page, err = tx.ListWrappedKeys(ctx, keyhold.WrappedKeyFilter{PrincipalID: pol.PrincipalID, Root: keyhold.RootCMK, ExceptKeyID: kid,
 			AfterEnvID: prog.AfterEnvID, AfterEpoch: prog.AfterEpoch, Limit: rotationBatch})
-		return err
+		if err != nil {
+			return err
+		}
+		for _, wk := range page {
+			if _, ok := locked[wk.EnvID]; !ok {
+				if locked[wk.EnvID], err = envLocked(ctx, tx, wk.EnvID); err != nil {
+					return err
+				}
+			}
+		}
+		return nil
 	})
 	if err != nil || len(page) == 0 {
 		return ops.StepResult{}, err
@@ -189,6 +238,10 @@ func (p *Platform) stepRotate(ctx context.Context, op *keyhold.Operation) (ops.S
 	g, gctx := errgroup.WithContext(ctx)
 	g.SetLimit(rotationWorkers)
 	for i, wk := range page {
+		if locked[wk.EnvID] {
+			p.log.InfoContext(ctx, "key rotation skips a locked environment; the pickup after its re-enable rewraps it", "environment", wk.EnvID, "epoch", wk.Epoch, "op", op.ID)
+			continue
+		}
 		g.Go(func() error {
 			ek, err := p.unwrapWrapped(gctx, wk, pol.TenantID)
 			if err == nil {
@@ -216,6 +269,11 @@ func (p *Platform) stepRotate(ctx context.Context, op *keyhold.Operation) (ops.S
 		for i, wk := range page {
 			if moved[i] == nil {
 				continue
+			}
+			if lk, err := envLocked(ctx, tx, wk.EnvID); err != nil {
+				return err
+			} else if lk {
+				continue // locked since the page was read: left for after its re-enable
 			}
 			cur, err := tx.WrappedKeys(ctx, wk.EnvID)
 			if err != nil {

@@ -26,7 +26,10 @@
 // spec's 17. An update changes the key (vault, name, version) and tags
 // only; and while environments are linked to the policy, an update that
 // changes anything, and a delete, are refused with CodeConflict naming
-// them. Every change is audited in the transaction that makes it.
+// them. Deleting the policy's resource group is refused likewise, unless
+// Config.LockLinked is set: then the group's deletion deletes the policy
+// and locks its environments in the same transaction. Every change is
+// audited in the transaction that makes it.
 //
 // A new policy's healthStatus is Undetermined, and becomes so again when
 // its key changes, until a health probe says otherwise.
@@ -75,6 +78,19 @@ type Config struct {
 	// Vaults, if set, deploys the Microsoft.KeyVault/vaults resources of
 	// templates (a *vault.Service); nil refuses them.
 	Vaults VaultWriter
+	// LockLinked, if set, lets the deletion of a resource group delete an
+	// enterprise policy that environments are linked to. It is called
+	// inside the deleting transaction, once for each such policy and before
+	// the policy is deleted, and must lock every environment linked to pol
+	// in tx (the platform's LockLinkedTx does), recording actor, the
+	// identity deleting the group, and why ("deleted with its resource
+	// group {rg}"). An error aborts the deletion, which changes nothing;
+	// after, if not nil, runs once the transaction has committed (to drop
+	// the environments' cached keys). Nil keeps the refusal: CodeConflict
+	// naming the environments. A DELETE of the policy itself is refused
+	// while environments are linked either way: the customer unlinks them
+	// first.
+	LockLinked func(ctx context.Context, tx keyhold.Tx, pol *keyhold.EnterprisePolicy, actor *keyhold.Identity, why string) (after func(), err error)
 }
 
 // VaultWriter is what template deployments need from the key vault
@@ -92,6 +108,7 @@ type Service struct {
 	log    *slog.Logger
 	arm    *arm.Service
 	vaults VaultWriter
+	lock   func(ctx context.Context, tx keyhold.Tx, pol *keyhold.EnterprisePolicy, actor *keyhold.Identity, why string) (func(), error)
 }
 
 // New returns a Service over cfg.Store. It panics without cfg.Store or
@@ -100,7 +117,7 @@ func New(cfg Config) *Service {
 	if cfg.Store == nil || cfg.ARM == nil {
 		panic("policy: Config.Store and Config.ARM are required")
 	}
-	s := &Service{store: cfg.Store, clock: cfg.Clock, log: cfg.Logger, arm: cfg.ARM, vaults: cfg.Vaults}
+	s := &Service{store: cfg.Store, clock: cfg.Clock, log: cfg.Logger, arm: cfg.ARM, vaults: cfg.Vaults, lock: cfg.LockLinked}
 	if s.clock == nil {
 		s.clock = keyhold.SystemClock{}
 	}
@@ -111,8 +128,8 @@ func New(cfg Config) *Service {
 }
 
 // RegisterDeleter makes ARM's resource group deletion delete the
-// policies and deployment records in the group (refusing, like Delete,
-// while an environment is linked to one of the policies).
+// policies and deployment records in the group (see DeleteResourcesIn for
+// policies that environments are linked to).
 func (s *Service) RegisterDeleter() { s.arm.RegisterDeleter(s) }
 
 // Spec is the policy a PUT asks for. Location, Kind, IdentityType
@@ -682,15 +699,17 @@ func (s *Service) Delete(ctx context.Context, sub, rg, name string) error {
 		if err != nil {
 			return err
 		}
-		return s.remove(ctx, tx, id, p)
+		if err := linkedError(ctx, tx, p, "deleted"); err != nil {
+			return err
+		}
+		return s.remove(ctx, tx, id, p, "")
 	})
 }
 
-// remove deletes p, refusing while environments are linked to it.
-func (s *Service) remove(ctx context.Context, tx keyhold.Tx, id *keyhold.Identity, p *keyhold.EnterprisePolicy) error {
-	if err := linkedError(ctx, tx, p, "deleted"); err != nil {
-		return err
-	}
+// remove deletes p, with its identity and the role assignments on it, and
+// audits it; note, if not empty, is added to the audit entry. The caller
+// has dealt with the environments linked to p (refused or locked them).
+func (s *Service) remove(ctx context.Context, tx keyhold.Tx, id *keyhold.Identity, p *keyhold.EnterprisePolicy, note string) error {
 	// The identity goes with its resource, and its role assignments (on
 	// the key vault, say) with it.
 	if err := s.arm.DeleteManagedIdentityTx(ctx, tx, p.PrincipalID); err != nil && keyhold.ErrorCode(err) != keyhold.CodeNotFound {
@@ -713,30 +732,48 @@ func (s *Service) remove(ctx context.Context, tx keyhold.Tx, id *keyhold.Identit
 	if err := tx.DeletePolicy(ctx, p.SubscriptionID, p.ResourceGroup, p.Name); err != nil {
 		return err
 	}
-	return s.audit(ctx, tx, id, "enterprisePolicy.delete", p.ID(), "Succeeded", "deleted with managed identity "+p.PrincipalID)
+	detail := "deleted with managed identity " + p.PrincipalID
+	if note != "" {
+		detail += "; " + note
+	}
+	return s.audit(ctx, tx, id, "enterprisePolicy.delete", p.ID(), "Succeeded", detail)
 }
 
 // DeleteResourcesIn deletes the policies and deployment records of a
 // resource group that ARM is deleting (arm.ResourceDeleter), all in one
-// transaction; it refuses, deleting nothing, while an environment is
-// linked to one of the policies.
+// transaction. A policy that environments are linked to refuses it
+// (CodeConflict naming them, deleting nothing) unless Config.LockLinked is
+// set: then the environments are locked in the same transaction, before
+// the policy and its managed identity go, and the hooks' after functions
+// run once it has committed.
 func (s *Service) DeleteResourcesIn(ctx context.Context, sub, rg string) error {
 	id, err := caller(ctx)
 	if err != nil {
 		return err
 	}
-	return s.store.Update(ctx, func(tx keyhold.Tx) error {
+	var afters []func()
+	err = s.store.Update(ctx, func(tx keyhold.Tx) error {
+		afters = nil
 		ps, err := tx.ListPolicies(ctx, keyhold.PolicyFilter{SubscriptionID: sub, ResourceGroup: rg})
 		if err != nil {
 			return err
 		}
-		for _, p := range ps {
-			if err := linkedError(ctx, tx, p, "deleted with its resource group"); err != nil {
-				return err
+		if s.lock == nil {
+			for _, p := range ps {
+				if err := linkedError(ctx, tx, p, "deleted with its resource group"); err != nil {
+					return err
+				}
 			}
 		}
 		for _, p := range ps {
-			if err := s.remove(ctx, tx, id, p); err != nil {
+			note, after, err := s.lockLinked(ctx, tx, id, p)
+			if err != nil {
+				return err
+			}
+			if after != nil {
+				afters = append(afters, after)
+			}
+			if err := s.remove(ctx, tx, id, p, note); err != nil {
 				return err
 			}
 		}
@@ -755,6 +792,36 @@ func (s *Service) DeleteResourcesIn(ctx context.Context, sub, rg string) error {
 		}
 		return nil
 	})
+	if err != nil {
+		return err
+	}
+	for _, after := range afters {
+		after()
+	}
+	return nil
+}
+
+// lockLinked locks, through Config.LockLinked, the environments linked to
+// p, which is being deleted with its resource group by id, and returns
+// what the policy's audit entry adds and the hook's after function.
+// Nothing is linked: nothing to do.
+func (s *Service) lockLinked(ctx context.Context, tx keyhold.Tx, id *keyhold.Identity, p *keyhold.EnterprisePolicy) (string, func(), error) {
+	envs, err := tx.ListEnvironments(ctx, keyhold.EnvironmentFilter{PolicyID: p.ID()})
+	if err != nil || len(envs) == 0 {
+		return "", nil, err
+	}
+	if s.lock == nil { // checked by the caller; kept as the rule's last line
+		return "", nil, linkedError(ctx, tx, p, "deleted with its resource group")
+	}
+	after, err := s.lock(ctx, tx, p, id, "deleted with its resource group "+p.ResourceGroup)
+	if err != nil {
+		return "", nil, err
+	}
+	ids := make([]string, 0, len(envs))
+	for _, e := range envs {
+		ids = append(ids, e.ID)
+	}
+	return "deleted with its resource group, which locked the environments linked to it: " + strings.Join(ids, ", "), after, nil
 }
 
 // BySystemID returns the policy that ref names: its systemId

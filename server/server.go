@@ -152,11 +152,17 @@ func Run(ctx context.Context, cfg Config) error {
 	if err != nil {
 		return err
 	}
+	bc, err := openBroadcaster(ctx, cfg, log) // key drops between replicas
+	if err != nil {
+		return err
+	}
+	defer bc.Close()
 	p, err := platform.Open(ctx, platform.Config{
 		Store: store, MasterKey: master, Clock: cfg.Clock, Logger: log, Registerer: reg,
 		KeyCacheTTL: cfg.KeyCacheTTL, Issuer: url,
 		Ops: runner, Vault: kv,
-		CMK: func(id *keyhold.Identity) keyhold.KeyWrapper { return keyprovider.NewBuiltin(kv, id) },
+		CMK:         func(id *keyhold.Identity) keyhold.KeyWrapper { return keyprovider.NewBuiltin(kv, id) },
+		Broadcaster: bc,
 	})
 	if err != nil {
 		if createdMasterFile != "" {
@@ -183,7 +189,7 @@ func Run(ctx context.Context, cfg Config) error {
 	}
 
 	am := arm.New(arm.Config{Store: store, Clock: cfg.Clock, Logger: log})
-	ps := policy.New(policy.Config{Store: store, Clock: cfg.Clock, Logger: log, ARM: am, Vaults: kv})
+	ps := policy.New(policy.Config{Store: store, Clock: cfg.Clock, Logger: log, ARM: am, Vaults: kv, LockLinked: p.LockLinkedTx})
 	ps.RegisterDeleter() // deleting a resource group deletes its policies
 	api := &khttp.Server{
 		Tokens: p, Environments: p, Data: p, Audit: p,
@@ -192,6 +198,8 @@ func Run(ctx context.Context, cfg Config) error {
 		KeyVault: khttp.KeyVaultAPI{Vaults: kv, Lookup: lookupVault(store)},
 		Policies: khttp.PolicyAPI{Service: ps},
 		CMK:      p,
+		Events:   p,
+		Keys:     p,
 		Health: func(ctx context.Context) error {
 			return store.View(ctx, func(tx keyhold.Tx) error { _, err := tx.ListTenants(ctx); return err })
 		},
@@ -231,6 +239,8 @@ func Run(ctx context.Context, cfg Config) error {
 	defer func() { stopRunner(); <-runnerDone }() // before the store closes
 	go p.RunRotationPickup(runCtx, platform.RotationPickupInterval)
 	go p.RunHealthChecks(runCtx, cfg.HealthInterval) // <= 0: the default
+	go p.RunChangeFeed(runCtx, 0)                    // checks a policy at once when its vault changes
+	go p.RunEventDelivery(runCtx, 0)                 // posts events to tenants' webhooks
 	go lockCountdown(runCtx, p, log)
 
 	select {
@@ -268,6 +278,23 @@ func openStore(ctx context.Context, cfg Config, dataDir string) (keyhold.Store, 
 		return nil, fmt.Errorf("opening SQLite: %w", err)
 	}
 	return s, nil
+}
+
+// openBroadcaster returns what carries key drops between replicas: LISTEN/
+// NOTIFY on PostgreSQL, where several replicas share the database, and an
+// in-process one on SQLite, which one process owns.
+func openBroadcaster(ctx context.Context, cfg Config, log *slog.Logger) (interface {
+	keyhold.Broadcaster
+	Close() error
+}, error) {
+	if cfg.PostgresDSN == "" {
+		return keyhold.NewLocalBroadcaster(), nil
+	}
+	b, err := postgres.NewBroadcaster(ctx, cfg.PostgresDSN, log)
+	if err != nil {
+		return nil, fmt.Errorf("opening PostgreSQL: %w", err)
+	}
+	return b, nil
 }
 
 // loadMasterKey finds the master key: KEYHOLD_MASTER_KEY, else

@@ -1,0 +1,129 @@
+package cli
+
+import (
+	"context"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/keyhold/keyhold"
+	khttp "github.com/keyhold/keyhold/http"
+)
+
+// The http Client is what the events and tenant commands get.
+var _ EventClient = (*khttp.Client)(nil)
+
+func TestNewCmdTenantSettingsSet(t *testing.T) {
+	yes, no, hook, none := true, false, "https://hooks.contoso.com/k", ""
+	tests := []struct {
+		name    string
+		args    []string
+		want    TenantSettingsOptions
+		wantErr string
+	}{
+		{name: "auto on", args: []string{"--auto-reenable"}, want: TenantSettingsOptions{Format: FormatTable, Patch: keyhold.TenantSettingsPatch{AutoReenable: &yes}}},
+		{name: "auto off", args: []string{"--auto-reenable=false"}, want: TenantSettingsOptions{Format: FormatTable, Patch: keyhold.TenantSettingsPatch{AutoReenable: &no}}},
+		{name: "webhook", args: []string{"--webhook-url", hook, "-o", "json"}, want: TenantSettingsOptions{Format: FormatJSON, Patch: keyhold.TenantSettingsPatch{WebhookURL: &hook}}},
+		{name: "remove webhook", args: []string{"--webhook-url", ""}, want: TenantSettingsOptions{Format: FormatTable, Patch: keyhold.TenantSettingsPatch{WebhookURL: &none}}},
+		{name: "nothing", wantErr: "nothing to change"},
+		{name: "bad bool", args: []string{"--auto-reenable=maybe"}, wantErr: "invalid argument"},
+		{name: "argument", args: []string{"x"}, wantErr: `got unexpected "x"`},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			got, err := parseOpts(t, nil, newCmdTenantSettingsSet, tt.args...)
+			if checkParse(t, err, tt.wantErr) {
+				sameOptions(t, got, &tt.want)
+				if (got.Patch.AutoReenable == nil) != (tt.want.Patch.AutoReenable == nil) || (got.Patch.WebhookURL == nil) != (tt.want.Patch.WebhookURL == nil) ||
+					got.Patch.AutoReenable != nil && *got.Patch.AutoReenable != *tt.want.Patch.AutoReenable ||
+					got.Patch.WebhookURL != nil && *got.Patch.WebhookURL != *tt.want.Patch.WebhookURL {
+					t.Errorf("patch %+v, want %+v", got.Patch, tt.want.Patch)
+				}
+			}
+		})
+	}
+	if _, err := parseOpts(t, nil, newCmdEventsList, "--top", "0"); !strings.Contains(errString(err), "out of range") {
+		t.Errorf("events list --top 0: %v, want out of range", err)
+	}
+}
+
+func errString(err error) string {
+	if err == nil {
+		return ""
+	}
+	return err.Error()
+}
+
+// fakeEvents answers the event commands.
+type fakeEvents struct {
+	events []keyhold.EventView
+	s      keyhold.TenantSettings
+	err    error
+}
+
+func (f *fakeEvents) ListEventViews(context.Context, int64, int) ([]keyhold.EventView, error) {
+	return f.events, f.err
+}
+func (f *fakeEvents) TenantSettings(context.Context) (*keyhold.TenantSettings, error) {
+	return &f.s, f.err
+}
+func (f *fakeEvents) UpdateTenantSettings(_ context.Context, p keyhold.TenantSettingsPatch) (*keyhold.TenantSettings, error) {
+	if f.err != nil {
+		return nil, f.err
+	}
+	if p.AutoReenable != nil {
+		f.s.AutoReenable = *p.AutoReenable
+	}
+	if p.WebhookURL != nil {
+		f.s.WebhookURL = *p.WebhookURL
+	}
+	return &f.s, nil
+}
+
+func TestEventsListRun(t *testing.T) {
+	at := time.Date(2026, 11, 23, 18, 0, 0, 0, time.UTC)
+	f := &fakeEvents{events: []keyhold.EventView{{ID: "7", Time: at, Kind: keyhold.EventEnvironmentLocked, EnvironmentID: "e1",
+		Summary:  "Enabled -> Locked: the key is not accessible",
+		Changes:  []keyhold.VaultChange{{At: at, ActorID: "u1", ActorName: "Mallory", Action: "roleAssignment.delete", Target: "/x/roleAssignments/r1"}},
+		Delivery: &keyhold.EventDeliveryView{State: keyhold.DeliveryFailed, Attempts: 12}}}}
+	streams, out, _ := testIO("")
+	err := eventsListRun(&EventsListOptions{IO: streams, Ctx: context.Background(), Format: FormatTable, Top: 5, Client: func() (EventClient, error) { return f, nil }})
+	got := squash(out.String())
+	for _, w := range []string{"EnvironmentLocked", "e1", "Failed", "Enabled -> Locked", "roleAssignment.delete /x/roleAssignments/r1 by Mallory (u1)"} {
+		if err != nil || !strings.Contains(got, w) {
+			t.Errorf("events list lacks %q (%v):\n%s", w, err, out.String())
+		}
+	}
+	f.err = keyhold.Errorf(keyhold.CodeForbidden, "not an administrator")
+	streams, out, _ = testIO("")
+	if err := eventsListRun(&EventsListOptions{IO: streams, Ctx: context.Background(), Top: 5, Client: func() (EventClient, error) { return f, nil }}); keyhold.ErrorCode(err) != keyhold.CodeForbidden || out.Len() != 0 {
+		t.Errorf("refused list: %v, %q", err, out.String())
+	}
+}
+
+// TestTenantSettingsStack sets and shows the tenant's settings against a
+// real server, and lists its (empty) events.
+func TestTenantSettingsStack(t *testing.T) {
+	bootstrap := startServer(t)
+	s := &session{t: t, env: testEnv{"KEYHOLD_HOME": t.TempDir()}}
+	s.ok("login", "--bootstrap", bootstrap)
+	if out := s.ok("tenant", "settings", "show"); !strings.Contains(squash(out), "Auto re-enable: false") || !strings.Contains(squash(out), "Event webhook: -") {
+		t.Errorf("default settings:\n%s", out)
+	}
+	s.fails(1, "https", "tenant", "settings", "set", "--webhook-url", "ftp://hooks.contoso.com/k")
+	var got struct {
+		AutoReenable bool   `json:"autoReenableEnvironments"`
+		WebhookURL   string `json:"eventWebhookUrl"`
+	}
+	s.okJSON(&got, "tenant", "settings", "set", "--webhook-url", "https://hooks.contoso.com/k", "--auto-reenable", "-o", "json")
+	if !got.AutoReenable || got.WebhookURL != "https://hooks.contoso.com/k" {
+		t.Errorf("after set: %+v", got)
+	}
+	s.okJSON(&got, "tenant", "settings", "show", "-o", "json")
+	if !got.AutoReenable || got.WebhookURL != "https://hooks.contoso.com/k" {
+		t.Errorf("show after set: %+v", got)
+	}
+	if out := s.ok("events", "list"); !strings.Contains(out, "No events") {
+		t.Errorf("events list on a new tenant:\n%s", out)
+	}
+}

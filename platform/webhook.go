@@ -1,0 +1,209 @@
+package platform
+
+import (
+	"bytes"
+	"context"
+	"crypto/sha256"
+	"encoding/base64"
+	"encoding/json"
+	"fmt"
+	"io"
+	"math/big"
+	"net/http"
+	"strconv"
+	"time"
+
+	"github.com/golang-jwt/jwt/v5"
+	"github.com/keyhold/keyhold"
+)
+
+// Webhook delivery of events. An event written while its tenant has a
+// webhook is Pending (events.go); DeliverEvents claims due events one at a
+// time (a lease, so replicas never post one event at once), posts each to
+// the tenant's current webhook URL and records the outcome: a 2xx answer
+// is Delivered; anything else is retried with exponential backoff
+// (webhookBackoff) until webhookMaxAttempts, then Failed. Delivery is at
+// least once: a receiver dedupes by the Keyhold-Event-Id header.
+//
+// The body is the event as the admin API lists it. It is signed with the
+// platform's token-signing key (ES256), so no shared secret is stored:
+// the Keyhold-Signature header is a JWT whose claims bind the body
+// (body_sha256), the event id (jti), the receiving URL (aud) and the time
+// (iat, exp: 5 minutes), and whose kid names the key in the JSON Web Key
+// Set served at {issuer}/common/discovery/v2.0/keys.
+
+// Webhook delivery parameters.
+const (
+	DefaultEventDeliveryInterval = 2 * time.Second
+	webhookTimeout               = 10 * time.Second
+	webhookLease                 = 2 * webhookTimeout // an attempt's claim
+	webhookMaxAttempts           = 12                 // ~ a day of backoff
+	webhookSignatureTTL          = 5 * time.Minute
+	maxWebhookError              = 300 // bytes of a failed answer kept
+)
+
+// webhookBackoff is the wait after a failed attempt n (1-based): 30s,
+// doubling, at most 4h.
+func webhookBackoff(n int) time.Duration {
+	d := 30 * time.Second
+	for i := 1; i < n && d < 4*time.Hour; i++ {
+		d *= 2
+	}
+	return min(d, 4*time.Hour)
+}
+
+// webhookClaims are the claims of a Keyhold-Signature JWT.
+type webhookClaims struct {
+	jwt.RegisteredClaims
+	BodySHA256 string `json:"body_sha256"` // base64url, no padding
+}
+
+// DeliverEvents posts every event that is due to its tenant's webhook and
+// returns how many it delivered. It runs as the platform.
+func (p *Platform) DeliverEvents(ctx context.Context) (int, error) {
+	delivered := 0
+	for ctx.Err() == nil {
+		var ev *keyhold.Event
+		var hook string
+		err := p.store.Update(ctx, func(tx keyhold.Tx) error {
+			now := p.clock.Now().UTC()
+			var err error
+			if ev, err = tx.ClaimEventDelivery(ctx, now, now.Add(webhookLease)); err != nil {
+				return err
+			}
+			s, err := tx.TenantSettings(ctx, ev.TenantID)
+			hook = s.WebhookURL
+			return err
+		})
+		if keyhold.ErrorCode(err) == keyhold.CodeNotFound {
+			return delivered, nil
+		} else if err != nil {
+			return delivered, err
+		}
+		var postErr error
+		if hook == "" {
+			postErr = fmt.Errorf("the tenant removed its webhook")
+			ev.Attempts = webhookMaxAttempts // nowhere to go: don't retry
+		} else {
+			postErr = p.postEvent(ctx, hook, ev)
+		}
+		if ctx.Err() != nil {
+			return delivered, ctx.Err() // the lease runs out and another attempt follows
+		}
+		now := p.clock.Now().UTC()
+		switch {
+		case postErr == nil:
+			ev.Delivery, ev.DeliveredAt, ev.LastError = keyhold.DeliveryDelivered, now, ""
+			delivered++
+		case ev.Attempts >= webhookMaxAttempts:
+			ev.Delivery, ev.LastError = keyhold.DeliveryFailed, postErr.Error()
+			p.log.WarnContext(ctx, "gave up delivering an event to the tenant's webhook", "event", ev.ID, "tenant", ev.TenantID, "attempts", ev.Attempts, "err", postErr)
+		default:
+			ev.LastError, ev.NextAttemptAt = postErr.Error(), now.Add(webhookBackoff(ev.Attempts))
+		}
+		p.m.webhooks.WithLabelValues(result(postErr)).Inc()
+		if err := p.store.Update(ctx, func(tx keyhold.Tx) error { return tx.UpdateEventDelivery(ctx, ev) }); err != nil {
+			return delivered, err
+		}
+	}
+	return delivered, ctx.Err()
+}
+
+// postEvent posts ev to hook, signed. Any answer but 2xx is an error that
+// quotes the start of the answer.
+func (p *Platform) postEvent(ctx context.Context, hook string, ev *keyhold.Event) error {
+	body, err := json.Marshal(ev.View(false))
+	if err != nil {
+		return err
+	}
+	sig, err := p.signWebhook(hook, strconv.FormatInt(ev.ID, 10), body)
+	if err != nil {
+		return err
+	}
+	ctx, cancel := context.WithTimeout(ctx, webhookTimeout)
+	defer cancel()
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, hook, bytes.NewReader(body))
+	if err != nil {
+		return err
+	}
+	req.Header.Set("Content-Type", "application/json")
+	req.Header.Set("User-Agent", "Keyhold-Webhook/1")
+	req.Header.Set("Keyhold-Event-Id", strconv.FormatInt(ev.ID, 10))
+	req.Header.Set("Keyhold-Event-Kind", ev.Kind)
+	req.Header.Set("Keyhold-Signature", sig)
+	resp, err := p.hookClient.Do(req)
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode/100 == 2 {
+		io.Copy(io.Discard, io.LimitReader(resp.Body, 1<<16))
+		return nil
+	}
+	snippet, _ := io.ReadAll(io.LimitReader(resp.Body, maxWebhookError))
+	return fmt.Errorf("the webhook answered %s: %q", resp.Status, bytes.TrimSpace(snippet))
+}
+
+// signWebhook returns the Keyhold-Signature JWT of a body sent to hook.
+func (p *Platform) signWebhook(hook, eventID string, body []byte) (string, error) {
+	now := p.clock.Now().Truncate(time.Second)
+	sum := sha256.Sum256(body)
+	claims := webhookClaims{
+		RegisteredClaims: jwt.RegisteredClaims{
+			Issuer: p.issuer, Audience: jwt.ClaimStrings{hook}, ID: eventID,
+			IssuedAt: jwt.NewNumericDate(now), ExpiresAt: jwt.NewNumericDate(now.Add(webhookSignatureTTL)),
+		},
+		BodySHA256: base64.RawURLEncoding.EncodeToString(sum[:]),
+	}
+	t := jwt.NewWithClaims(jwt.SigningMethodES256, claims)
+	t.Header["kid"] = p.signingKID()
+	t.Header["typ"] = "keyhold-event+jwt"
+	return t.SignedString(p.signer)
+}
+
+// SigningKeys returns the public key set that verifies the platform's
+// tokens and webhook signatures.
+func (p *Platform) SigningKeys() []keyhold.JWK {
+	x, y := p.signerXY()
+	return []keyhold.JWK{{Kty: "EC", Crv: "P-256", X: x, Y: y, Kid: p.signingKID(), Use: "sig", Alg: "ES256"}}
+}
+
+// signerXY returns the signing key's coordinates, base64url, 32 bytes each.
+func (p *Platform) signerXY() (string, string) {
+	pub, err := p.signer.PublicKey.Bytes() // 0x04 | X | Y
+	if err != nil {
+		// P-256 keys always encode; an error means a broken key.
+		panic("platform: encoding the token-signing public key: " + err.Error())
+	}
+	x, y := new(big.Int).SetBytes(pub[1:33]), new(big.Int).SetBytes(pub[33:])
+	return base64.RawURLEncoding.EncodeToString(x.FillBytes(make([]byte, 32))), base64.RawURLEncoding.EncodeToString(y.FillBytes(make([]byte, 32)))
+}
+
+// signingKID is the RFC 7638 thumbprint of the signing key: stable, and
+// derived from the public key alone.
+func (p *Platform) signingKID() string {
+	x, y := p.signerXY()
+	// The members in lexicographic order, no spaces, as RFC 7638 requires.
+	sum := sha256.Sum256([]byte(`{"crv":"P-256","kty":"EC","x":"` + x + `","y":"` + y + `"}`))
+	return base64.RawURLEncoding.EncodeToString(sum[:])
+}
+
+// RunEventDelivery calls DeliverEvents every interval (default
+// DefaultEventDeliveryInterval) until ctx ends.
+func (p *Platform) RunEventDelivery(ctx context.Context, interval time.Duration) {
+	if interval <= 0 {
+		interval = DefaultEventDeliveryInterval
+	}
+	t := time.NewTicker(interval)
+	defer t.Stop()
+	for {
+		if _, err := p.DeliverEvents(ctx); err != nil && ctx.Err() == nil {
+			p.log.Warn("delivering events to webhooks", "err", err)
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+	}
+}
