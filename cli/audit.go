@@ -68,6 +68,12 @@ func auditListRun(opts *AuditListOptions) error {
 		}
 		return printJSON(opts.IO.Out, entries)
 	}
+	if opts.Format == FormatID {
+		for _, e := range entries {
+			fmt.Fprintln(opts.IO.Out, e.ID)
+		}
+		return nil
+	}
 	if len(entries) == 0 {
 		fmt.Fprintln(opts.IO.Out, "No audit entries")
 		return nil

@@ -127,3 +127,24 @@ func TestTenantSettingsStack(t *testing.T) {
 		t.Errorf("events list on a new tenant:\n%s", out)
 	}
 }
+
+// TestIDOutputStack: list and create commands print bare ids with -o id,
+// so that scripts (the README's walkthrough) can capture them.
+func TestIDOutputStack(t *testing.T) {
+	bootstrap := startServer(t)
+	s := &session{t: t, env: testEnv{"KEYHOLD_HOME": t.TempDir()}}
+	s.ok("login", "--bootstrap", bootstrap)
+	isIDs := func(what, out string, prefix string) {
+		t.Helper()
+		lines := strings.Split(strings.TrimSpace(out), "\n")
+		for _, l := range lines {
+			if l == "" || strings.ContainsAny(l, " \t") || !strings.HasPrefix(l, prefix) {
+				t.Errorf("%s -o id printed %q, want bare ids starting %q:\n%s", what, l, prefix, out)
+			}
+		}
+	}
+	isIDs("group create", s.ok("group", "create", "-n", "g1", "-l", "europe", "-o", "id"), "/subscriptions/")
+	isIDs("group list", s.ok("group", "list", "-o", "id"), "/subscriptions/")
+	isIDs("role list", s.ok("role", "list", "-o", "id"), "")
+	isIDs("audit list", s.ok("audit", "list", "--top", "3", "-o", "id"), "")
+}

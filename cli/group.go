@@ -93,6 +93,9 @@ func groupCreateRun(opts *GroupCreateOptions) error {
 	if opts.Format == FormatJSON {
 		return printJSON(opts.IO.Out, g)
 	}
+	if opts.Format == FormatID {
+		return printIDs(opts.IO.Out, g.ID())
+	}
 	verb := "Updated"
 	if created {
 		verb = "Created"
@@ -149,6 +152,12 @@ func groupListRun(opts *GroupListOptions) error {
 			gs = []*keyhold.ResourceGroup{}
 		}
 		return printJSON(opts.IO.Out, gs)
+	}
+	if opts.Format == FormatID {
+		for _, g := range gs {
+			fmt.Fprintln(opts.IO.Out, g.ID())
+		}
+		return nil
 	}
 	if len(gs) == 0 {
 		fmt.Fprintln(opts.IO.Out, "No resource groups")
@@ -228,6 +237,9 @@ func groupShowRun(opts *GroupShowOptions) error {
 func printGroup(w io.Writer, format Format, g *keyhold.ResourceGroup) error {
 	if format == FormatJSON {
 		return printJSON(w, g)
+	}
+	if format == FormatID {
+		return printIDs(w, g.ID())
 	}
 	tw := newTable(w)
 	row(tw, "ID:", g.ID())

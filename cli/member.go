@@ -108,6 +108,12 @@ func envMemberListRun(opts *EnvMemberOptions) error {
 		}
 		return printJSON(opts.IO.Out, ms)
 	}
+	if opts.Format == FormatID {
+		for _, m := range ms {
+			fmt.Fprintln(opts.IO.Out, m.PrincipalID)
+		}
+		return nil
+	}
 	if len(ms) == 0 {
 		fmt.Fprintln(opts.IO.Out, "No members")
 		return nil

@@ -41,6 +41,16 @@ func (f *Format) Set(s string) error {
 // Type names the flag's value in help.
 func (f *Format) Type() string { return "format" }
 
+// printIDs writes ids one a line: FormatID's output.
+func printIDs(w io.Writer, ids ...string) error {
+	for _, id := range ids {
+		if _, err := fmt.Fprintln(w, id); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
 // printJSON writes v as indented JSON followed by a newline.
 func printJSON(w io.Writer, v any) error {
 	enc := json.NewEncoder(w)

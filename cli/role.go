@@ -109,6 +109,9 @@ func roleAssignRun(opts *RoleAssignOptions) error {
 	if opts.Format == FormatJSON {
 		return printJSON(opts.IO.Out, a)
 	}
+	if opts.Format == FormatID {
+		return printIDs(opts.IO.Out, a.ID)
+	}
 	fmt.Fprintf(opts.IO.Out, "Gave %s %s the role %q at %s (assignment %s)\n", cell(a.PrincipalType), cell(a.PrincipalID), role.Name, cell(a.Scope), cell(a.ID))
 	return nil
 }
@@ -170,6 +173,12 @@ func roleListRun(opts *RoleListOptions) error {
 			as = []*keyhold.RoleAssignment{}
 		}
 		return printJSON(opts.IO.Out, as)
+	}
+	if opts.Format == FormatID {
+		for _, a := range as {
+			fmt.Fprintln(opts.IO.Out, a.ID)
+		}
+		return nil
 	}
 	if len(as) == 0 {
 		fmt.Fprintln(opts.IO.Out, "No role assignments")
