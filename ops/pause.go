@@ -1,6 +1,7 @@
 package ops
 
 import (
+	"context"
 	"errors"
 	"strings"
 	"time"
@@ -64,4 +65,39 @@ func Paused(reason string, after time.Duration) error {
 // ErrorCode), with an ErrorMsg that says why (beginning PausedPrefix).
 func IsPaused(op *keyhold.Operation) bool {
 	return op.State == keyhold.OperationRunning && op.ErrorCode == "" && strings.HasPrefix(op.ErrorMsg, PausedPrefix)
+}
+
+// Resume makes the paused operations on target claimable at once, rather
+// than when their pause's wait ends, and wakes this Runner (the others
+// find them at their next poll): the caller has just removed what they
+// waited for (a re-enabled environment). It returns how many it released.
+// A step that still can't go on simply pauses again. An operation that is
+// being written meanwhile (CodeConflict) is left to its wait.
+func (r *Runner) Resume(ctx context.Context, target string) (int, error) {
+	n := 0
+	err := r.store.Update(ctx, func(tx keyhold.Tx) error {
+		n = 0
+		running, err := tx.ListOperations(ctx, keyhold.OperationFilter{Target: target, State: keyhold.OperationRunning})
+		if err != nil {
+			return err
+		}
+		for _, op := range running {
+			if !IsPaused(op) {
+				continue
+			}
+			op.LeaseOwner, op.LeaseUntil = "", time.Time{}
+			if err := tx.UpdateOperation(ctx, op); err != nil {
+				return err
+			}
+			n++
+		}
+		return nil
+	})
+	if err != nil {
+		return 0, err
+	}
+	if n > 0 {
+		r.Kick()
+	}
+	return n, nil
 }

@@ -142,3 +142,53 @@ func TestPausedThenFault(t *testing.T) {
 		t.Errorf("operation %s %q %q, want Failed BadRequest \"broken for good\"", got.State, got.ErrorCode, got.ErrorMsg)
 	}
 }
+
+// TestResumeWakesPaused: an operation paused for an hour runs again at once
+// when Resume releases it, and finishes; Resume of a target with nothing
+// paused releases nothing.
+func TestResumeWakesPaused(t *testing.T) {
+	storetest.ForEachBackend(t, func(t *testing.T, open func(t *testing.T) keyhold.Store) {
+		r := newRunner(t, fast(open(t)))
+		var locked atomic.Bool
+		locked.Store(true)
+		var c counter
+		r.Register("hour", ops.Kind{Steps: []ops.Step{{Name: "work", Run: func(ctx context.Context, op *keyhold.Operation) (ops.StepResult, error) {
+			c.add(op, "work")
+			if locked.Load() {
+				return ops.StepResult{}, ops.Paused("locked for a while", time.Hour)
+			}
+			return ops.StepResult{}, nil
+		}}}})
+		start(t, r)
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		defer cancel()
+		op := newOp("hour", "e3")
+		if err := r.Submit(ctx, op); err != nil {
+			t.Fatal(err)
+		}
+		for {
+			got, err := r.Get(ctx, op.ID)
+			if err != nil || ctx.Err() != nil {
+				t.Fatalf("waiting for the pause: %v, %v", err, ctx.Err())
+			}
+			if ops.IsPaused(got) {
+				break
+			}
+			time.Sleep(5 * time.Millisecond)
+		}
+		if n, err := r.Resume(ctx, "nothing-here"); err != nil || n != 0 {
+			t.Fatalf("Resume of another target = %d, %v; want 0", n, err)
+		}
+		locked.Store(false)
+		n, err := r.Resume(ctx, "e3")
+		if err != nil || n != 1 {
+			t.Fatalf("Resume = %d, %v; want 1", n, err)
+		}
+		wctx, wcancel := context.WithTimeout(ctx, 10*time.Second) // far less than the hour
+		defer wcancel()
+		got, err := r.Wait(wctx, op.ID)
+		if err != nil || got.State != keyhold.OperationSucceeded || c.get(op.ID, "work") != 2 {
+			t.Fatalf("after Resume: %+v, %v, %d runs; want Succeeded after 2 runs", got, err, c.get(op.ID, "work"))
+		}
+	})
+}

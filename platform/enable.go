@@ -224,6 +224,11 @@ func (p *Platform) enableLocked(ctx context.Context, actor *keyhold.Identity, en
 	})
 	if err == nil {
 		p.DropKeys(env.ID)
+		// Operations that paused on the lock go on now, not at their next
+		// recheck (lockops.go).
+		if _, rerr := p.ops.Resume(ctx, env.ID); rerr != nil {
+			p.log.WarnContext(ctx, "could not wake the environment's paused operations: they resume at their next recheck", "environment", env.ID, "err", rerr)
+		}
 	}
 	return err
 }

@@ -381,8 +381,23 @@ func TestRekeyPausesWhileLocked(t *testing.T) {
 // Enabled), the unlink takes it out of service again before it moves the
 // keys, and finishes: the environment is on the platform's key and its
 // data reads back.
+//
+// With a recheck of an hour it shows that the re-enable itself wakes the
+// paused operation (Runner.Resume): it finishes in seconds.
 func TestUnlinkPausedBeforeRewrap(t *testing.T) {
-	fastLockRecheck(t, rekeyBatch, rekeyStepTime)
+	for _, tc := range []struct {
+		name    string
+		recheck time.Duration
+	}{{"recheck", 50 * time.Millisecond}, {"woken-by-enable", time.Hour}} {
+		t.Run(tc.name, func(t *testing.T) {
+			fastLockRecheck(t, rekeyBatch, rekeyStepTime)
+			lockedRecheck = tc.recheck // no runner is running yet; fastLockRecheck's cleanup restores it
+			testUnlinkPausedBeforeRewrap(t)
+		})
+	}
+}
+
+func testUnlinkPausedBeforeRewrap(t *testing.T) {
 	storetest.ForEachBackend(t, func(t *testing.T, open func(t *testing.T) keyhold.Store) {
 		ts := &lockTrigger{Store: open(t)}
 		f := newCMKFixture(t, ts, true)
@@ -408,7 +423,7 @@ func TestUnlinkPausedBeforeRewrap(t *testing.T) {
 		paused := f.waitPaused(t, op.ID)
 		<-fired
 		requirePausedOnLock(t, paused, stepRewrap, env.ID, pol.ID(), keyhold.InnerForbiddenByRbac)
-		time.Sleep(10 * lockedRecheck)
+		time.Sleep(10 * min(lockedRecheck, 50*time.Millisecond))
 		if got := f.dataState(t, env.ID); got != atLock {
 			t.Fatalf("data or keys changed after the lock:\nat the lock:\n%s\nnow:\n%s", atLock, got)
 		}
@@ -420,7 +435,12 @@ func TestUnlinkPausedBeforeRewrap(t *testing.T) {
 		if err := f.p.EnableEnvironment(f.ctx, env.ID); err != nil {
 			t.Fatalf("EnableEnvironment: %v", err)
 		}
-		done := f.wait(t, op)
+		wctx, cancel := context.WithTimeout(context.Background(), 30*time.Second) // far less than an hour's recheck
+		defer cancel()
+		done, err := f.runner.Wait(wctx, op.ID)
+		if err != nil {
+			t.Fatalf("the unlink did not finish within 30 s of the re-enable (recheck %v): %v", lockedRecheck, err)
+		}
 		if done.State != keyhold.OperationSucceeded || done.ErrorMsg != "" {
 			t.Fatalf("after the re-enable the unlink ended %s %q %q", done.State, done.ErrorCode, done.ErrorMsg)
 		}
