@@ -34,6 +34,9 @@ type ServeOptions struct {
 	// [minTunable, maxTunable].
 	HealthInterval time.Duration
 	KeyCacheTTL    time.Duration
+	// WebhookCAFile (--webhook-ca-file) holds CA certificates that verify
+	// tenants' webhook receivers besides the system's roots.
+	WebhookCAFile string
 }
 
 // The bounds of --health-interval and --key-cache-ttl. Below a second the
@@ -138,6 +141,7 @@ Logs go to stderr.`,
 	fl.StringVar(&opts.PKCS11Module, "pkcs11-module", "", "PKCS#11 `library` holding the vault's RSA-HSM keys, e.g. /usr/lib/softhsm/libsofthsm2.so (PIN from $KEYHOLD_PKCS11_PIN)")
 	fl.StringVar(&opts.PKCS11Token, "pkcs11-token", "", "`Label` of the PKCS#11 token (with --pkcs11-module)")
 	fl.StringVar(&healthInterval, "health-interval", defaultHealthInterval.String(), "How often to probe each enterprise policy's key: a `duration` from 1s to 1h")
+	fl.StringVar(&opts.WebhookCAFile, "webhook-ca-file", "", "PEM `file` of CA certificates that verify tenants' webhook receivers, besides the system's roots")
 	fl.StringVar(&keyCacheTTL, "key-cache-ttl", defaultKeyCacheTTL.String(), "How long an unwrapped environment key stays cached: a `duration` from 1s to 1h")
 	return cmd
 }
@@ -156,6 +160,7 @@ func serveRun(opts *ServeOptions) error {
 		// Zero (options not parsed from flags): the server's defaults.
 		HealthInterval: opts.HealthInterval,
 		KeyCacheTTL:    opts.KeyCacheTTL,
+		WebhookCAFile:  opts.WebhookCAFile,
 	})
 	if errors.Is(err, context.Canceled) && opts.Ctx.Err() != nil {
 		return nil // stopped by a signal: a clean shutdown

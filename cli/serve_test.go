@@ -43,6 +43,8 @@ func TestNewCmdServe(t *testing.T) {
 		{name: "no master key flag", args: []string{"--master-key", "x"}, wantErr: "unknown flag: --master-key"},
 		{name: "health interval and key cache TTL", args: []string{"--health-interval", "5s", "--key-cache-ttl", "90s"},
 			want: with(func(o *ServeOptions) { o.HealthInterval, o.KeyCacheTTL = 5*time.Second, 90*time.Second })},
+		{name: "webhook CA file", args: []string{"--webhook-ca-file", "/etc/keyhold/hooks-ca.pem"},
+			want: with(func(o *ServeOptions) { o.WebhookCAFile = "/etc/keyhold/hooks-ca.pem" })},
 		{name: "bounds are accepted", args: []string{"--health-interval", "1h", "--key-cache-ttl", "1s"},
 			want: with(func(o *ServeOptions) { o.HealthInterval, o.KeyCacheTTL = time.Hour, time.Second })},
 		{name: "health interval not a duration", args: []string{"--health-interval", "soon"},

@@ -5,6 +5,7 @@ import (
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/sha256"
+	"crypto/x509"
 	"encoding/base64"
 	"encoding/json"
 	"io"
@@ -42,11 +43,16 @@ func newHookServer(t *testing.T, f *cmkFixture) *hookServer {
 		h.mu.Lock()
 		defer h.mu.Unlock()
 		h.got = append(h.got, hookRequest{r.Header.Clone(), body})
+		if h.status/100 == 3 {
+			w.Header().Set("Location", "/elsewhere")
+		}
 		w.WriteHeader(h.status)
 		io.WriteString(w, `{"error":"receiver says no"}`)
 	}))
 	t.Cleanup(h.Close)
-	f.p.hookClient = h.Client() // trusts the test server's certificate
+	roots := x509.NewCertPool()
+	roots.AddCert(h.Certificate())
+	f.p.hookClient = NewWebhookClient(roots) // the product's client, trusting the test server
 	return h
 }
 
@@ -439,6 +445,31 @@ func TestStaleProbeDropped(t *testing.T) {
 		}
 		if s := f.env(t, w.env.ID).State; s != keyhold.StateLocked {
 			t.Fatalf("a fresh Unhealthy result left the environment %s, want Locked", s)
+		}
+	})
+}
+
+// TestWebhookNoRedirect: a webhook that answers with a redirect is not
+// followed (the signed event would go to a URL the tenant never set): the
+// attempt fails with the status, and the receiver saw one request.
+func TestWebhookNoRedirect(t *testing.T) {
+	cmkBackends(t, true, func(t *testing.T, f *cmkFixture) {
+		hook := newHookServer(t, f)
+		hook.setStatus(http.StatusTemporaryRedirect)
+		f.settings(t, keyhold.TenantSettingsPatch{WebhookURL: new(hook.URL + "/keyhold")})
+		env := f.managedEnv(t, "redirected")
+		if err := f.p.DeleteEnvironment(f.ctx, env.ID); err != nil {
+			t.Fatal(err)
+		}
+		if n, err := f.p.DeliverEvents(context.Background()); err != nil || n != 0 {
+			t.Fatalf("DeliverEvents to a redirecting webhook = %d, %v; want 0 delivered", n, err)
+		}
+		if reqs := hook.requests(); len(reqs) != 1 {
+			t.Errorf("the receiver got %d requests, want 1: the redirect must not be followed", len(reqs))
+		}
+		e := f.events(t)[0]
+		if e.Kind != keyhold.EventEnvironmentDeleted || e.Delivery != keyhold.DeliveryPending || !strings.Contains(e.LastError, "307") {
+			t.Errorf("event %s: %s, %q; want Pending with the 307", e.Kind, e.Delivery, e.LastError)
 		}
 	})
 }

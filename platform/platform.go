@@ -51,8 +51,8 @@ type Config struct {
 	KeyCacheTTL time.Duration
 	// Issuer is the token issuer base URL, e.g. "https://127.0.0.1:8443".
 	Issuer string
-	// WebhookClient posts events to tenants' webhooks (default: an
-	// http.Client with the system's roots and a 10s timeout).
+	// WebhookClient posts events to tenants' webhooks (default:
+	// NewWebhookClient(nil), the system's roots).
 	WebhookClient *http.Client
 	// TokenTTL is the lifetime of issued access tokens (default 1h).
 	TokenTTL time.Duration
@@ -152,7 +152,7 @@ func Open(ctx context.Context, cfg Config) (*Platform, error) {
 		kick:       make(chan string, kickBuffer),
 	}
 	if p.hookClient == nil {
-		p.hookClient = &http.Client{Timeout: webhookTimeout}
+		p.hookClient = NewWebhookClient(nil)
 	}
 	if p.clock == nil {
 		p.clock = keyhold.SystemClock{}

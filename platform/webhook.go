@@ -4,6 +4,8 @@ import (
 	"bytes"
 	"context"
 	"crypto/sha256"
+	"crypto/tls"
+	"crypto/x509"
 	"encoding/base64"
 	"encoding/json"
 	"fmt"
@@ -50,6 +52,20 @@ func webhookBackoff(n int) time.Duration {
 		d *= 2
 	}
 	return min(d, 4*time.Hour)
+}
+
+// NewWebhookClient returns the client that posts events to webhooks:
+// roots verify the receivers' certificates (nil: the system's), a 10 s
+// timeout per attempt, and no redirects: a signed event goes to the URL
+// the tenant set or nowhere (a 3xx answer is a failed attempt).
+func NewWebhookClient(roots *x509.CertPool) *http.Client {
+	t := http.DefaultTransport.(*http.Transport).Clone()
+	t.TLSClientConfig = &tls.Config{RootCAs: roots, MinVersion: tls.VersionTLS12}
+	return &http.Client{
+		Timeout:       webhookTimeout,
+		Transport:     t,
+		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
+	}
 }
 
 // webhookClaims are the claims of a Keyhold-Signature JWT.

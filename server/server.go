@@ -14,6 +14,7 @@ package server
 
 import (
 	"context"
+	"crypto/x509"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -64,6 +65,10 @@ type Config struct {
 	// HealthInterval is how often the health of every linked enterprise
 	// policy's key is checked (default platform.DefaultHealthInterval, 60s).
 	HealthInterval time.Duration
+	// WebhookCAFile, if set, is a PEM file of CA certificates that verify
+	// tenants' webhook receivers, besides the system's roots (receivers on
+	// a private PKI).
+	WebhookCAFile string
 	// Ready, if set, is called with the base URL once the server listens.
 	Ready func(url string)
 	// PKCS11Module, PKCS11Token and PKCS11PIN name the PKCS#11 token
@@ -108,6 +113,11 @@ func Run(ctx context.Context, cfg Config) error {
 	}
 	if err := os.MkdirAll(dataDir, 0o700); err != nil {
 		return fmt.Errorf("creating data directory: %w", err)
+	}
+
+	hooks, err := webhookClient(cfg.WebhookCAFile)
+	if err != nil {
+		return err
 	}
 
 	ln, err := net.Listen("tcp", cfg.Addr)
@@ -159,7 +169,7 @@ func Run(ctx context.Context, cfg Config) error {
 	defer bc.Close()
 	p, err := platform.Open(ctx, platform.Config{
 		Store: store, MasterKey: master, Clock: cfg.Clock, Logger: log, Registerer: reg,
-		KeyCacheTTL: cfg.KeyCacheTTL, Issuer: url,
+		KeyCacheTTL: cfg.KeyCacheTTL, Issuer: url, WebhookClient: hooks,
 		Ops: runner, Vault: kv,
 		CMK:         func(id *keyhold.Identity) keyhold.KeyWrapper { return keyprovider.NewBuiltin(kv, id) },
 		Broadcaster: bc,
@@ -436,4 +446,26 @@ func vaultHousekeeping(ctx context.Context, kv *vault.Service, log *slog.Logger)
 		case <-tick.C:
 		}
 	}
+}
+
+// webhookClient returns the client that posts events to webhooks, trusting
+// the CA certificates in caFile besides the system's roots ("" for the
+// system's alone). A file that can't be read or holds no certificate is an
+// error at start.
+func webhookClient(caFile string) (*nethttp.Client, error) {
+	if caFile == "" {
+		return platform.NewWebhookClient(nil), nil
+	}
+	pem, err := os.ReadFile(caFile)
+	if err != nil {
+		return nil, fmt.Errorf("reading the webhook CA file: %w", err)
+	}
+	roots, err := x509.SystemCertPool()
+	if err != nil || roots == nil {
+		roots = x509.NewCertPool()
+	}
+	if !roots.AppendCertsFromPEM(pem) {
+		return nil, fmt.Errorf("%s holds no PEM certificate: give the CA certificates that signed your webhook receivers' certificates", caFile)
+	}
+	return platform.NewWebhookClient(roots), nil
 }
