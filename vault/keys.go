@@ -133,6 +133,29 @@ func keyVersion(ctx context.Context, tx keyhold.Tx, k *keyhold.Key, version stri
 	return kv, err
 }
 
+// authorizedKey authorizes c for op on key name of vault and loads the key
+// (a live one, or with deleted a soft-deleted one) at version ("": its
+// current version), with its vault.
+func (s *Service) authorizedKey(ctx context.Context, tx keyhold.Tx, c *call, op *operation, vault, name, version string, deleted bool) (*keyhold.Vault, *keyhold.Key, *keyhold.KeyVersion, error) {
+	v, err := s.authorize(ctx, tx, c, op, vault, name)
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	find := liveKey
+	if deleted {
+		find = deletedKey
+	}
+	k, err := find(ctx, tx, v.Name, name)
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	kv, err := keyVersion(ctx, tx, k, version)
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	return v, k, kv, nil
+}
+
 // refuseDeleted refuses to reuse the name of a soft-deleted key.
 func refuseDeleted(ctx context.Context, tx keyhold.Tx, vaultName, name string) error {
 	k, err := tx.Key(ctx, vaultName, name)
@@ -434,15 +457,7 @@ func (s *Service) GetKey(ctx context.Context, vault, name, version string) (*Key
 	var out *KeyBundle
 	err := s.keyOp(ctx, opGetKey, vault, name, func(c *call) error {
 		return s.store.View(ctx, func(tx keyhold.Tx) error {
-			v, err := s.authorize(ctx, tx, c, opGetKey, vault, name)
-			if err != nil {
-				return err
-			}
-			k, err := liveKey(ctx, tx, v.Name, name)
-			if err != nil {
-				return err
-			}
-			kv, err := keyVersion(ctx, tx, k, version)
+			_, k, kv, err := s.authorizedKey(ctx, tx, c, opGetKey, vault, name, version, false)
 			if err != nil {
 				return err
 			}
@@ -528,15 +543,7 @@ func (s *Service) UpdateKey(ctx context.Context, vault, name, version string, at
 			}
 		}
 		return s.store.Update(ctx, func(tx keyhold.Tx) error {
-			v, err := s.authorize(ctx, tx, c, opUpdateKey, vault, name)
-			if err != nil {
-				return err
-			}
-			k, err := liveKey(ctx, tx, v.Name, name)
-			if err != nil {
-				return err
-			}
-			kv, err := keyVersion(ctx, tx, k, version)
+			_, k, kv, err := s.authorizedKey(ctx, tx, c, opUpdateKey, vault, name, version, false)
 			if err != nil {
 				return err
 			}
@@ -598,16 +605,8 @@ func usable(kv *keyhold.KeyVersion, op *operation, now time.Time) error {
 // authorizing the caller, and checks it may serve op and alg.
 func (s *Service) cryptoKey(ctx context.Context, c *call, op *operation, vault, name, version, alg string) (*keyhold.KeyVersion, error) {
 	var kv *keyhold.KeyVersion
-	err := s.store.View(ctx, func(tx keyhold.Tx) error {
-		v, err := s.authorize(ctx, tx, c, op, vault, name)
-		if err != nil {
-			return err
-		}
-		k, err := liveKey(ctx, tx, v.Name, name)
-		if err != nil {
-			return err
-		}
-		kv, err = keyVersion(ctx, tx, k, version)
+	err := s.store.View(ctx, func(tx keyhold.Tx) (err error) {
+		_, _, kv, err = s.authorizedKey(ctx, tx, c, op, vault, name, version, false)
 		return err
 	})
 	if err != nil {
@@ -715,15 +714,8 @@ func (s *Service) RotateKey(ctx context.Context, vault, name string) (*KeyBundle
 	err := s.keyOp(ctx, opRotateKey, vault, name, func(c *call) error {
 		var cur *keyhold.KeyVersion
 		var k *keyhold.Key
-		if err := s.store.View(ctx, func(tx keyhold.Tx) error {
-			v, err := s.authorize(ctx, tx, c, opRotateKey, vault, name)
-			if err != nil {
-				return err
-			}
-			if k, err = liveKey(ctx, tx, v.Name, name); err != nil {
-				return err
-			}
-			cur, err = keyVersion(ctx, tx, k, "")
+		if err := s.store.View(ctx, func(tx keyhold.Tx) (err error) {
+			_, k, cur, err = s.authorizedKey(ctx, tx, c, opRotateKey, vault, name, "", false)
 			return err
 		}); err != nil {
 			return err
@@ -763,15 +755,7 @@ func (s *Service) DeleteKey(ctx context.Context, vault, name string) (*KeyBundle
 	var out *KeyBundle
 	err := s.keyOp(ctx, opDeleteKey, vault, name, func(c *call) error {
 		return s.store.Update(ctx, func(tx keyhold.Tx) error {
-			v, err := s.authorize(ctx, tx, c, opDeleteKey, vault, name)
-			if err != nil {
-				return err
-			}
-			k, err := liveKey(ctx, tx, v.Name, name)
-			if err != nil {
-				return err
-			}
-			kv, err := keyVersion(ctx, tx, k, "")
+			v, k, kv, err := s.authorizedKey(ctx, tx, c, opDeleteKey, vault, name, "", false)
 			if err != nil {
 				return err
 			}
@@ -793,15 +777,7 @@ func (s *Service) GetDeletedKey(ctx context.Context, vault, name string) (*KeyBu
 	var out *KeyBundle
 	err := s.keyOp(ctx, opGetDeletedKey, vault, name, func(c *call) error {
 		return s.store.View(ctx, func(tx keyhold.Tx) error {
-			v, err := s.authorize(ctx, tx, c, opGetDeletedKey, vault, name)
-			if err != nil {
-				return err
-			}
-			k, err := deletedKey(ctx, tx, v.Name, name)
-			if err != nil {
-				return err
-			}
-			kv, err := keyVersion(ctx, tx, k, "")
+			_, k, kv, err := s.authorizedKey(ctx, tx, c, opGetDeletedKey, vault, name, "", true)
 			if err != nil {
 				return err
 			}
@@ -817,15 +793,7 @@ func (s *Service) RecoverDeletedKey(ctx context.Context, vault, name string) (*K
 	var out *KeyBundle
 	err := s.keyOp(ctx, opRecoverKey, vault, name, func(c *call) error {
 		return s.store.Update(ctx, func(tx keyhold.Tx) error {
-			v, err := s.authorize(ctx, tx, c, opRecoverKey, vault, name)
-			if err != nil {
-				return err
-			}
-			k, err := deletedKey(ctx, tx, v.Name, name)
-			if err != nil {
-				return err
-			}
-			kv, err := keyVersion(ctx, tx, k, "")
+			_, k, kv, err := s.authorizedKey(ctx, tx, c, opRecoverKey, vault, name, "", true)
 			if err != nil {
 				return err
 			}
