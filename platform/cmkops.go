@@ -427,15 +427,7 @@ func (p *Platform) stepLinkRewrap(ctx context.Context, op *keyhold.Operation) (o
 // clears the link. An environment found Enabled goes back to disable, as
 // in stepLinkRewrap.
 func (p *Platform) stepUnlinkRewrap(ctx context.Context, op *keyhold.Operation) (ops.StepResult, error) {
-	var env *keyhold.Environment
-	var wks []*keyhold.WrappedKey
-	err := p.store.View(ctx, func(tx keyhold.Tx) (err error) {
-		if env, err = tx.Environment(ctx, op.Target); err != nil {
-			return err
-		}
-		wks, err = tx.WrappedKeys(ctx, env.ID)
-		return err
-	})
+	env, wks, err := p.envWithKeys(ctx, op.Target)
 	if err != nil {
 		return ops.StepResult{}, err
 	}

@@ -72,17 +72,23 @@ func (p *Platform) envKey(ctx context.Context, envID string, epoch uint32) (*cry
 	return nil, keyhold.Errorf(keyhold.CodeServiceUnavailable, "the environment key was evicted while loading: retry the request")
 }
 
-func (p *Platform) unwrapEnvKey(ctx context.Context, envID string, epoch uint32) (*crypt.Key, error) {
-	var wks []*keyhold.WrappedKey
-	var env *keyhold.Environment
-	if err := p.store.View(ctx, func(tx keyhold.Tx) error {
+// envWithKeys loads an environment and all its wrapped keys, as one
+// snapshot.
+func (p *Platform) envWithKeys(ctx context.Context, envID string) (env *keyhold.Environment, wks []*keyhold.WrappedKey, err error) {
+	err = p.store.View(ctx, func(tx keyhold.Tx) error {
 		var err error
 		if env, err = tx.Environment(ctx, envID); err != nil {
 			return err
 		}
 		wks, err = tx.WrappedKeys(ctx, envID)
 		return err
-	}); err != nil {
+	})
+	return env, wks, err
+}
+
+func (p *Platform) unwrapEnvKey(ctx context.Context, envID string, epoch uint32) (*crypt.Key, error) {
+	env, wks, err := p.envWithKeys(ctx, envID)
+	if err != nil {
 		return nil, err
 	}
 	// One copy per epoch exists except for an instant that no transaction

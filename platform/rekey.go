@@ -136,15 +136,7 @@ func (p *Platform) stepRekey(ctx context.Context, op *keyhold.Operation) (ops.St
 			return ops.StepResult{}, ops.Permanent(keyhold.Errorf(keyhold.CodeInternal, "operation %s has an unreadable re-key cursor", op.ID).WithCause(err))
 		}
 	}
-	var env *keyhold.Environment
-	var wks []*keyhold.WrappedKey
-	err := p.store.View(ctx, func(tx keyhold.Tx) (err error) {
-		if env, err = tx.Environment(ctx, op.Target); err != nil {
-			return err
-		}
-		wks, err = tx.WrappedKeys(ctx, env.ID)
-		return err
-	})
+	env, wks, err := p.envWithKeys(ctx, op.Target)
 	if err != nil {
 		return ops.StepResult{}, err
 	}
