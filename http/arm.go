@@ -252,11 +252,7 @@ func (s *Server) putResourceGroup(w nethttp.ResponseWriter, r *nethttp.Request) 
 	if err != nil {
 		return err
 	}
-	status := nethttp.StatusOK
-	if created {
-		status = nethttp.StatusCreated
-	}
-	writeJSON(w, status, toResourceGroupJSON(g))
+	writePut(w, created, toResourceGroupJSON(g))
 	return nil
 }
 
@@ -914,11 +910,7 @@ func (s *Server) putMember(w nethttp.ResponseWriter, r *nethttp.Request) error {
 	if err != nil {
 		return err
 	}
-	status := nethttp.StatusOK
-	if created {
-		status = nethttp.StatusCreated
-	}
-	writeJSON(w, status, toMemberJSON(m))
+	writePut(w, created, toMemberJSON(m))
 	return nil
 }
 

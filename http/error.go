@@ -216,6 +216,16 @@ func (s *Server) baseURL(r *nethttp.Request) string {
 	return "https://" + r.Host
 }
 
+// writePut answers a PUT with v: 201 Created if it made the resource, 200
+// OK if it replaced one, as ARM does.
+func writePut(w nethttp.ResponseWriter, created bool, v any) {
+	status := nethttp.StatusOK
+	if created {
+		status = nethttp.StatusCreated
+	}
+	writeJSON(w, status, v)
+}
+
 // writeJSON answers v as JSON with status.
 func writeJSON(w nethttp.ResponseWriter, status int, v any) {
 	b, err := json.Marshal(v)

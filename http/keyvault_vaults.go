@@ -307,11 +307,7 @@ func (s *Server) putVault(w nethttp.ResponseWriter, r *nethttp.Request) error {
 	if err != nil {
 		return err
 	}
-	status := nethttp.StatusOK
-	if created {
-		status = nethttp.StatusCreated
-	}
-	writeJSON(w, status, toVaultJSON(v))
+	writePut(w, created, toVaultJSON(v))
 	return nil
 }
 

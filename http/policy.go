@@ -122,11 +122,7 @@ func (s *Server) putPolicy(w nethttp.ResponseWriter, r *nethttp.Request) error {
 	if err != nil {
 		return err
 	}
-	status := nethttp.StatusOK
-	if created {
-		status = nethttp.StatusCreated
-	}
-	writeJSON(w, status, policy.ToResource(p))
+	writePut(w, created, policy.ToResource(p))
 	return nil
 }
 
@@ -266,11 +262,7 @@ func (s *Server) putDeployment(w nethttp.ResponseWriter, r *nethttp.Request) err
 	if err != nil {
 		return err
 	}
-	status := nethttp.StatusOK
-	if created {
-		status = nethttp.StatusCreated
-	}
-	writeJSON(w, status, toDeploymentJSON(d))
+	writePut(w, created, toDeploymentJSON(d))
 	return nil
 }
 
