@@ -219,3 +219,34 @@ func TestLockCountdown(t *testing.T) {
 		}
 	})
 }
+
+// TestCountdownOnTheDot: the grace periods are the spec's 7 and 30 days,
+// and a locked environment survives its deadline minus a second and is
+// deleted at the deadline itself.
+func TestCountdownOnTheDot(t *testing.T) {
+	if LockGrace(keyhold.SKUSandbox) != 7*day || LockGrace(keyhold.SKUProduction) != 30*day {
+		t.Fatalf("grace periods %v (Sandbox), %v (Production); the spec says 7 and 30 days",
+			LockGrace(keyhold.SKUSandbox), LockGrace(keyhold.SKUProduction))
+	}
+	cmkBackends(t, true, func(t *testing.T, f *cmkFixture) {
+		sb, prod := f.lockWorld(t, "dot-sb"), f.lockWorld(t, "dot-prod")
+		f.setSKU(t, sb.env.ID, keyhold.SKUSandbox)
+		for _, w := range []*lockWorld{sb, prod} {
+			f.revoke(t, w.grantSc, w.grantNme)
+			f.health(t, w.pol, keyhold.HealthUnhealthy)
+		}
+		f.clock.Advance(7*day - time.Second)
+		f.countdown(t, 1, 0)
+		f.clock.Advance(time.Second)
+		f.countdown(t, 1, 1)
+		f.requireGone(t, sb.env.ID)
+		f.clock.Advance(23*day - time.Second)
+		f.countdown(t, 1, 0)
+		if e := f.env(t, prod.env.ID); e.State != keyhold.StateLocked {
+			t.Fatalf("production a second before 30 days: %s, want Locked", e.State)
+		}
+		f.clock.Advance(time.Second)
+		f.countdown(t, 1, 1)
+		f.requireGone(t, prod.env.ID)
+	})
+}

@@ -109,78 +109,10 @@ func (f *cmkFixture) requireLocked(t *testing.T, w *lockWorld, cause string) {
 // environment Locked until an administrator re-enables it, and then every
 // row and file reads back.
 func TestLockOnRevocation(t *testing.T) {
-	no, yes := false, true
-	type trigger struct {
-		name            string
-		cause           string
-		revoke, restore func(t *testing.T, f *cmkFixture, w *lockWorld)
-	}
-	putVault := func(t *testing.T, f *cmkFixture, w *lockWorld, mod func(v *keyhold.Vault)) {
-		t.Helper()
-		v, err := f.kv.GetVault(f.ctx, f.sub, cmkRG, w.v.Name)
-		if err != nil {
-			t.Fatal(err)
-		}
-		mod(v)
-		if _, err := f.kv.PutVault(f.ctx, v); err != nil {
-			t.Fatalf("PutVault: %v", err)
-		}
-	}
-	triggers := []trigger{
-		{"role-assignment", keyhold.InnerForbiddenByRbac,
-			func(t *testing.T, f *cmkFixture, w *lockWorld) { f.revoke(t, w.grantSc, w.grantNme) },
-			func(t *testing.T, f *cmkFixture, w *lockWorld) {
-				w.grantSc, w.grantNme = f.grantKey(t, w.pol, w.v, w.key)
-			}},
-		{"key-disabled", keyhold.InnerKeyDisabled,
-			func(t *testing.T, f *cmkFixture, w *lockWorld) {
-				if _, err := f.kv.UpdateKey(f.ctx, w.v.Name, w.key, "", vault.KeyAttributes{Enabled: &no}, nil, nil); err != nil {
-					t.Fatal(err)
-				}
-			},
-			func(t *testing.T, f *cmkFixture, w *lockWorld) {
-				if _, err := f.kv.UpdateKey(f.ctx, w.v.Name, w.key, "", vault.KeyAttributes{Enabled: &yes}, nil, nil); err != nil {
-					t.Fatal(err)
-				}
-			}},
-		{"public-access-disabled", keyhold.InnerForbiddenByFirewall,
-			func(t *testing.T, f *cmkFixture, w *lockWorld) {
-				putVault(t, f, w, func(v *keyhold.Vault) {
-					v.PublicNetworkAccess, v.NetworkACLs.Bypass = keyhold.PublicAccessDisable, keyhold.BypassNone
-				})
-			},
-			func(t *testing.T, f *cmkFixture, w *lockWorld) {
-				putVault(t, f, w, func(v *keyhold.Vault) {
-					v.PublicNetworkAccess, v.NetworkACLs.Bypass = keyhold.PublicAccessEnabled, keyhold.BypassAzureServices
-				})
-			}},
-		{"default-deny", keyhold.InnerForbiddenByFirewall,
-			func(t *testing.T, f *cmkFixture, w *lockWorld) {
-				putVault(t, f, w, func(v *keyhold.Vault) {
-					v.NetworkACLs.DefaultAction, v.NetworkACLs.Bypass = keyhold.NetworkDeny, keyhold.BypassNone
-				})
-			},
-			func(t *testing.T, f *cmkFixture, w *lockWorld) {
-				putVault(t, f, w, func(v *keyhold.Vault) {
-					v.NetworkACLs.DefaultAction, v.NetworkACLs.Bypass = keyhold.NetworkAllow, keyhold.BypassAzureServices
-				})
-			}},
-		{"vault-deleted", keyhold.CodeVaultNotFound,
-			func(t *testing.T, f *cmkFixture, w *lockWorld) {
-				if err := f.kv.DeleteVault(f.ctx, f.sub, cmkRG, w.v.Name); err != nil {
-					t.Fatal(err)
-				}
-			},
-			func(t *testing.T, f *cmkFixture, w *lockWorld) {
-				if _, err := f.kv.RecoverVault(f.ctx, f.sub, cmkRG, w.v.Name); err != nil {
-					t.Fatal(err)
-				}
-			}},
-	}
 	cmkBackends(t, true, func(t *testing.T, f *cmkFixture) {
-		for i, tr := range triggers {
+		for i, tr := range revocations() {
 			t.Run(tr.name, func(t *testing.T) {
-				w := f.lockWorld(t, strings.Repeat("x", i+1))
+				w := tr.world(t, f, strings.Repeat("x", i+1))
 				f.health(t, w.pol, keyhold.HealthHealthy)
 				if err := f.p.EnableEnvironment(f.ctx, w.env.ID); keyhold.ErrorCode(err) != keyhold.CodeConflict {
 					t.Errorf("EnableEnvironment on an Enabled environment: %v, want Conflict", err)
@@ -320,6 +252,187 @@ func TestTransientFaultDoesNotLock(t *testing.T) {
 		f.check(t, w.env.ID, w.data)
 		if err := f.p.CheckAllPolicyHealth(context.Background()); err != nil {
 			t.Fatalf("CheckAllPolicyHealth: %v", err)
+		}
+	})
+}
+
+// revocation is one way of taking a policy's key access away (and back):
+// the triggers the spec's "lock environments by revoking key vault and/or
+// key permission access" lists. world builds the environment it revokes
+// (f.lockWorld when nil).
+type revocation struct {
+	name            string
+	cause           string
+	revoke, restore func(t *testing.T, f *cmkFixture, w *lockWorld)
+	makeWorld       func(t *testing.T, f *cmkFixture, name string) *lockWorld
+}
+
+func (r revocation) world(t *testing.T, f *cmkFixture, name string) *lockWorld {
+	if r.makeWorld != nil {
+		return r.makeWorld(t, f, name)
+	}
+	return f.lockWorld(t, name)
+}
+
+// revocations are the triggers that take access away and can give it
+// back; deleting the policy with its resource group has its own test
+// (lock_triggers_test.go).
+func revocations() []revocation {
+	no, yes := false, true
+	putVault := func(t *testing.T, f *cmkFixture, w *lockWorld, mod func(v *keyhold.Vault)) {
+		t.Helper()
+		v, err := f.kv.GetVault(f.ctx, f.sub, cmkRG, w.v.Name)
+		if err != nil {
+			t.Fatal(err)
+		}
+		mod(v)
+		if _, err := f.kv.PutVault(f.ctx, v); err != nil {
+			t.Fatalf("PutVault: %v", err)
+		}
+	}
+	return []revocation{
+		{"role-assignment", keyhold.InnerForbiddenByRbac,
+			func(t *testing.T, f *cmkFixture, w *lockWorld) { f.revoke(t, w.grantSc, w.grantNme) },
+			func(t *testing.T, f *cmkFixture, w *lockWorld) {
+				w.grantSc, w.grantNme = f.grantKey(t, w.pol, w.v, w.key)
+			}, nil},
+		{"key-disabled", keyhold.InnerKeyDisabled,
+			func(t *testing.T, f *cmkFixture, w *lockWorld) {
+				if _, err := f.kv.UpdateKey(f.ctx, w.v.Name, w.key, "", vault.KeyAttributes{Enabled: &no}, nil, nil); err != nil {
+					t.Fatal(err)
+				}
+			},
+			func(t *testing.T, f *cmkFixture, w *lockWorld) {
+				if _, err := f.kv.UpdateKey(f.ctx, w.v.Name, w.key, "", vault.KeyAttributes{Enabled: &yes}, nil, nil); err != nil {
+					t.Fatal(err)
+				}
+			}, nil},
+		{"public-access-disabled", keyhold.InnerForbiddenByFirewall,
+			func(t *testing.T, f *cmkFixture, w *lockWorld) {
+				putVault(t, f, w, func(v *keyhold.Vault) {
+					v.PublicNetworkAccess, v.NetworkACLs.Bypass = keyhold.PublicAccessDisable, keyhold.BypassNone
+				})
+			},
+			func(t *testing.T, f *cmkFixture, w *lockWorld) {
+				putVault(t, f, w, func(v *keyhold.Vault) {
+					v.PublicNetworkAccess, v.NetworkACLs.Bypass = keyhold.PublicAccessEnabled, keyhold.BypassAzureServices
+				})
+			}, nil},
+		{"default-deny", keyhold.InnerForbiddenByFirewall,
+			func(t *testing.T, f *cmkFixture, w *lockWorld) {
+				putVault(t, f, w, func(v *keyhold.Vault) {
+					v.NetworkACLs.DefaultAction, v.NetworkACLs.Bypass = keyhold.NetworkDeny, keyhold.BypassNone
+				})
+			},
+			func(t *testing.T, f *cmkFixture, w *lockWorld) {
+				putVault(t, f, w, func(v *keyhold.Vault) {
+					v.NetworkACLs.DefaultAction, v.NetworkACLs.Bypass = keyhold.NetworkAllow, keyhold.BypassAzureServices
+				})
+			}, nil},
+		{"vault-deleted", keyhold.CodeVaultNotFound,
+			func(t *testing.T, f *cmkFixture, w *lockWorld) {
+				if err := f.kv.DeleteVault(f.ctx, f.sub, cmkRG, w.v.Name); err != nil {
+					t.Fatal(err)
+				}
+			},
+			func(t *testing.T, f *cmkFixture, w *lockWorld) {
+				if _, err := f.kv.RecoverVault(f.ctx, f.sub, cmkRG, w.v.Name); err != nil {
+					t.Fatal(err)
+				}
+			}, nil},
+		{"key-version-disabled", keyhold.InnerKeyDisabled,
+			func(t *testing.T, f *cmkFixture, w *lockWorld) {
+				_, _, v1, _ := splitKID(w.kid)
+				if _, err := f.kv.UpdateKey(f.ctx, w.v.Name, w.key, v1, vault.KeyAttributes{Enabled: &no}, nil, nil); err != nil {
+					t.Fatal(err)
+				}
+			},
+			func(t *testing.T, f *cmkFixture, w *lockWorld) {
+				_, _, v1, _ := splitKID(w.kid)
+				if _, err := f.kv.UpdateKey(f.ctx, w.v.Name, w.key, v1, vault.KeyAttributes{Enabled: &yes}, nil, nil); err != nil {
+					t.Fatal(err)
+				}
+			}, nil},
+		{"key-deleted", keyhold.CodeKeyNotFound,
+			func(t *testing.T, f *cmkFixture, w *lockWorld) {
+				if _, err := f.kv.DeleteKey(f.ctx, w.v.Name, w.key); err != nil {
+					t.Fatal(err)
+				}
+			},
+			func(t *testing.T, f *cmkFixture, w *lockWorld) {
+				if _, err := f.kv.RecoverDeletedKey(f.ctx, w.v.Name, w.key); err != nil {
+					t.Fatal(err)
+				}
+			}, nil},
+		{"access-policy", keyhold.InnerAccessDenied,
+			func(t *testing.T, f *cmkFixture, w *lockWorld) {
+				if _, err := f.kv.UpdateAccessPolicies(f.ctx, f.sub, cmkRG, w.v.Name, "remove", []keyhold.AccessPolicy{
+					{TenantID: w.pol.TenantID, ObjectID: w.pol.PrincipalID}}); err != nil {
+					t.Fatal(err)
+				}
+			},
+			func(t *testing.T, f *cmkFixture, w *lockWorld) { f.grantAccessPolicy(t, w.v, w.pol.PrincipalID) },
+			func(t *testing.T, f *cmkFixture, name string) *lockWorld { return f.accessPolicyLockWorld(t, name) }},
+	}
+}
+
+// grantAccessPolicy gives principal Get, Wrap Key and Unwrap Key on the
+// keys of an access-policy vault.
+func (f *cmkFixture) grantAccessPolicy(t *testing.T, v *keyhold.Vault, principal string) {
+	t.Helper()
+	if _, err := f.kv.UpdateAccessPolicies(f.ctx, f.sub, cmkRG, v.Name, "add", []keyhold.AccessPolicy{
+		{TenantID: f.creds.TenantID, ObjectID: principal, Keys: []string{keyhold.PermGet, keyhold.PermWrapKey, keyhold.PermUnwrapKey}}}); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// accessPolicyLockWorld is lockWorld on a vault that authorizes with
+// access policies rather than RBAC.
+func (f *cmkFixture) accessPolicyLockWorld(t *testing.T, name string) *lockWorld {
+	t.Helper()
+	w := &lockWorld{key: "k"}
+	w.v = &keyhold.Vault{SubscriptionID: f.sub, ResourceGroup: cmkRG, Name: "kv-" + name, Location: cmkLocation, EnablePurgeProtection: true}
+	if _, err := f.kv.PutVault(f.ctx, w.v); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := f.kv.UpdateAccessPolicies(f.ctx, f.sub, cmkRG, w.v.Name, "add", []keyhold.AccessPolicy{
+		{TenantID: f.creds.TenantID, ObjectID: f.adminID(), Keys: []string{keyhold.PermCreate, keyhold.PermGet, keyhold.PermUpdate, keyhold.PermDelete, keyhold.PermRecover}}}); err != nil {
+		t.Fatal(err)
+	}
+	w.kid = f.newKey(t, w.v, w.key).KID
+	w.pol = f.newPolicy(t, "pol-"+name, w.v, w.key, nil)
+	f.grantAccessPolicy(t, w.v, w.pol.PrincipalID)
+	w.env = f.managedEnv(t, "env-"+name)
+	f.succeed(t, "link", func() (*keyhold.Operation, error) { return f.p.LinkPolicy(f.ctx, w.env.ID, w.pol.SystemID) })
+	w.data = f.fill(t, w.env.ID, 6, 2*ChunkSize+17, 5)
+	f.check(t, w.env.ID, w.data)
+	return w
+}
+
+// TestMonitorLocksEachTrigger: with the change feed running at its
+// default interval, as the server runs it, and no probe called by hand,
+// every revocation locks its environment within seconds; after access is
+// restored an administrator re-enables it and every row and file reads
+// back.
+func TestMonitorLocksEachTrigger(t *testing.T) {
+	cmkBackends(t, true, func(t *testing.T, f *cmkFixture) {
+		ctx, cancel := context.WithCancel(context.Background())
+		done := make(chan struct{})
+		go func() { defer close(done); f.p.RunChangeFeed(ctx, 0) }()
+		defer func() { cancel(); <-done }()
+		for i, tr := range revocations() {
+			t.Run(tr.name, func(t *testing.T) {
+				w := tr.world(t, f, "m"+strings.Repeat("x", i+1))
+				tr.revoke(t, f, w)
+				took := f.waitState(t, w.env.ID, keyhold.StateLocked, 10*time.Second)
+				t.Logf("locked %v after the revocation", took)
+				f.requireLocked(t, w, tr.cause)
+				tr.restore(t, f, w)
+				if err := f.p.EnableEnvironment(f.ctx, w.env.ID); err != nil {
+					t.Fatalf("EnableEnvironment: %v", err)
+				}
+				f.check(t, w.env.ID, w.data)
+			})
 		}
 	})
 }
