@@ -111,8 +111,12 @@ type AuditFilter struct {
 	TenantID string
 	EnvID    string
 	BeforeID int64 // page: entries with a smaller ID
-	// AfterID, if set, selects the entries with a greater ID, oldest
-	// first: a reader following the log as it grows.
+	// AfterID, if not 0, selects the entries with a greater ID, oldest
+	// first: a reader following the log as it grows (a negative AfterID
+	// follows it from its first entry).
 	AfterID int64
-	Limit   int
+	// ActionPrefixes, if set, selects the entries whose action starts with
+	// one of them (letters, digits and dots only).
+	ActionPrefixes []string
+	Limit          int
 }

@@ -3,8 +3,10 @@ package platform
 import (
 	"context"
 	"fmt"
+	"math"
 	"net"
 	"net/url"
+	"slices"
 	"strings"
 	"time"
 
@@ -36,7 +38,7 @@ var eventKinds = map[string]string{
 // Bounds of the search for the vault changes behind a revocation.
 const (
 	maxChanges       = 10                  // changes an event carries, newest first
-	changeScanLimit  = 1000                // audit entries read at most
+	changeScanLimit  = 1000                // change entries read at most
 	changeScanWindow = 30 * 24 * time.Hour // how far back
 	maxWebhookURLLen = 2048                // bytes
 )
@@ -62,11 +64,15 @@ func (p *Platform) appendEvent(ctx context.Context, tx keyhold.Tx, a *keyhold.Au
 	revocation := kind == keyhold.EventEnvironmentLocked ||
 		(kind == keyhold.EventPolicyHealthChanged && !strings.HasSuffix(healthTo(a.Detail), string(keyhold.HealthHealthy)))
 	if revocation && ev.PolicyID != "" {
-		changes, err := p.vaultChanges(ctx, tx, a.TenantID, ev.PolicyID, a.ID)
-		if err != nil {
-			return err
+		if pre, ok := ctx.Value(lockChangesKey{}).(*lockChanges); ok && strings.EqualFold(pre.policyID, ev.PolicyID) {
+			ev.Changes = pre.changes
+		} else {
+			changes, err := p.vaultChanges(ctx, tx, a.TenantID, ev.PolicyID, a.ID)
+			if err != nil {
+				return err
+			}
+			ev.Changes = changes
 		}
-		ev.Changes = changes
 	}
 	settings, err := tx.TenantSettings(ctx, a.TenantID)
 	if err != nil {
@@ -76,6 +82,27 @@ func (p *Platform) appendEvent(ctx context.Context, tx keyhold.Tx, a *keyhold.Au
 		ev.Delivery, ev.NextAttemptAt = keyhold.DeliveryPending, a.At
 	}
 	return tx.AppendEvent(ctx, ev)
+}
+
+// lockChanges carries, in the context of a transaction that locks a
+// policy's environments, the vault changes behind the lock, found once for
+// all of them (withLockChanges): each EnvironmentLocked event takes them
+// rather than searching the audit log again.
+type lockChanges struct {
+	policyID string
+	changes  []keyhold.VaultChange
+}
+
+type lockChangesKey struct{}
+
+// withLockChanges finds the vault changes behind the revocation of
+// policyID's key access and returns ctx carrying them.
+func (p *Platform) withLockChanges(ctx context.Context, tx keyhold.Tx, tenantID, policyID string) (context.Context, error) {
+	changes, err := p.vaultChanges(ctx, tx, tenantID, policyID, math.MaxInt64)
+	if err != nil {
+		return ctx, err
+	}
+	return context.WithValue(ctx, lockChangesKey{}, &lockChanges{policyID: policyID, changes: changes}), nil
 }
 
 // healthTo returns the status a "health A -> B: …" detail moves to.
@@ -169,8 +196,11 @@ func (p *Platform) vaultChanges(ctx context.Context, tx keyhold.Tx, tenantID, po
 	out := []keyhold.VaultChange{}
 	names := map[string]string{}
 	read := 0
+	// Only changes and the entries that confirm access: the data plane's
+	// entries, however many, don't use up the budget.
+	actions := append(slices.Clone(changeActions), auditPolicyHealth, auditEnvEnable)
 	for read < changeScanLimit && len(out) < maxChanges {
-		page, err := tx.ListAudit(ctx, keyhold.AuditFilter{TenantID: tenantID, BeforeID: beforeID, Limit: 200})
+		page, err := tx.ListAudit(ctx, keyhold.AuditFilter{TenantID: tenantID, BeforeID: beforeID, ActionPrefixes: actions, Limit: 200})
 		if err != nil {
 			return nil, err
 		}

@@ -8,6 +8,7 @@ import (
 	"crypto/x509"
 	"encoding/base64"
 	"encoding/json"
+	"fmt"
 	"io"
 	"math/big"
 	"net/http"
@@ -132,6 +133,19 @@ func TestLockEventsAndWebhook(t *testing.T) {
 		before := len(f.events(t))
 
 		f.revoke(t, w.grantSc, w.grantNme)
+		// A busy data plane after the revocation: its audit entries must not
+		// hide the change from the search for what changed.
+		if err := f.store.Update(context.Background(), func(tx keyhold.Tx) error {
+			for i := range 1500 {
+				if err := tx.AppendAudit(context.Background(), &keyhold.AuditEntry{At: f.clock.Now(), TenantID: w.pol.TenantID, ActorID: f.adminID(),
+					Action: "row.put", Target: fmt.Sprintf("rows/busy-%d", i), EnvID: w.env.ID, Result: "Succeeded"}); err != nil {
+					return err
+				}
+			}
+			return nil
+		}); err != nil {
+			t.Fatal(err)
+		}
 		f.health(t, w.pol, keyhold.HealthUnhealthy)
 		es := f.events(t)
 		if len(es) != before+2 {

@@ -118,9 +118,19 @@ func (p *Platform) readChanges(ctx context.Context, st *feedState) ([]string, er
 	var changes []*keyhold.AuditEntry
 	err := p.store.View(ctx, func(tx keyhold.Tx) error {
 		changes = nil
-		from := max(st.last-feedLookback, 0)
+		// Up to the end of the log as this snapshot shows it, and only the
+		// change actions: the data plane's entries are never read.
+		newest, err := tx.ListAudit(ctx, keyhold.AuditFilter{Limit: 1})
+		if err != nil || len(newest) == 0 {
+			return err
+		}
+		end := max(st.last, newest[0].ID)
+		from := st.last - feedLookback // may be negative: from the start
+		if from == 0 {
+			from = -1
+		}
 		for {
-			page, err := tx.ListAudit(ctx, keyhold.AuditFilter{AfterID: from, Limit: feedPage})
+			page, err := tx.ListAudit(ctx, keyhold.AuditFilter{AfterID: from, BeforeID: end + 1, ActionPrefixes: changeActions, Limit: feedPage})
 			if err != nil {
 				return err
 			}
@@ -130,12 +140,12 @@ func (p *Platform) readChanges(ctx context.Context, st *feedState) ([]string, er
 					continue
 				}
 				st.seen[e.ID] = true
-				st.last = max(st.last, e.ID)
 				if isChange(e) {
 					changes = append(changes, e)
 				}
 			}
 			if len(page) < feedPage {
+				st.last = end
 				return nil
 			}
 		}

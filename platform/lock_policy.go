@@ -65,7 +65,14 @@ func (p *Platform) lockEnvsTx(ctx context.Context, tx keyhold.Tx, policyID strin
 	}
 	now := p.clock.Now().UTC()
 	var ids []string
+	found := false // the vault changes behind the lock, for every event (events.go)
 	for _, env := range envs {
+		if !found && (env.State != keyhold.StateLocked || again) {
+			if ctx, err = p.withLockChanges(ctx, tx, env.TenantID, policyID); err != nil {
+				return nil, err
+			}
+			found = true
+		}
 		detail := fmt.Sprintf("%s -> %s: %s", env.State, keyhold.StateLocked, reason)
 		if env.State == keyhold.StateLocked {
 			if !again {

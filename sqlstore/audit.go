@@ -2,6 +2,8 @@ package sqlstore
 
 import (
 	"context"
+	"fmt"
+	"strings"
 
 	"github.com/keyhold/keyhold"
 )
@@ -28,7 +30,7 @@ func (t *tx) AppendAudit(ctx context.Context, e *keyhold.AuditEntry) error {
 
 // ListAudit returns the entries that match f, newest (highest id) first:
 // those of f.TenantID and f.EnvID where set, with an id below f.BeforeID
-// if it is set (with an id above f.AfterID, oldest first, if that is set), at most f.Limit of them (DefaultAuditLimit if 0, never more
+// if it is set (with an id above f.AfterID, oldest first, if that is not 0), at most f.Limit of them (DefaultAuditLimit if 0, never more
 // than MaxAuditLimit).
 func (t *tx) ListAudit(ctx context.Context, f keyhold.AuditFilter) ([]*keyhold.AuditEntry, error) {
 	var conds []string
@@ -42,8 +44,18 @@ func (t *tx) ListAudit(ctx context.Context, f keyhold.AuditFilter) ([]*keyhold.A
 	if f.BeforeID > 0 {
 		conds, args = append(conds, "id < ?"), append(args, f.BeforeID)
 	}
+	if len(f.ActionPrefixes) > 0 {
+		var ors []string
+		for _, pre := range f.ActionPrefixes {
+			if strings.ContainsAny(pre, `%_\`) {
+				return nil, fmt.Errorf("sqlstore: list audit entries: action prefix %q holds a LIKE wildcard", pre)
+			}
+			ors, args = append(ors, "action LIKE ?"), append(args, pre+"%")
+		}
+		conds = append(conds, "("+strings.Join(ors, " OR ")+")")
+	}
 	order := "DESC"
-	if f.AfterID > 0 {
+	if f.AfterID != 0 {
 		conds, args, order = append(conds, "id > ?"), append(args, f.AfterID), "ASC"
 	}
 	args = append(args, clampLimit(f.Limit, DefaultAuditLimit, MaxAuditLimit))

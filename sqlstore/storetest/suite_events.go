@@ -194,13 +194,13 @@ func testTenantSettings(t *testing.T, s keyhold.Store) {
 }
 
 // testAuditAfterID: following the log lists the entries after an id,
-// oldest first, within the limit.
+// oldest first, within the limit, and only the actions asked for.
 func testAuditAfterID(t *testing.T, s keyhold.Store) {
 	ctx := context.Background()
 	var ids []int64
 	update(t, s, func(tx keyhold.Tx) error {
 		for i := range 5 {
-			e := &keyhold.AuditEntry{At: at(time.Duration(i) * time.Second), TenantID: "t1", ActorID: "u", Action: "a", Target: fmt.Sprint(i), Result: "Succeeded"}
+			e := &keyhold.AuditEntry{At: at(time.Duration(i) * time.Second), TenantID: "t1", ActorID: "u", Action: []string{"row.put", "key.update", "roleAssignment.delete", "key.get", "keyx"}[i], Target: fmt.Sprint(i), Result: "Succeeded"}
 			if err := tx.AppendAudit(ctx, e); err != nil {
 				return err
 			}
@@ -215,6 +215,16 @@ func testAuditAfterID(t *testing.T, s keyhold.Store) {
 		}
 		if len(got) != 2 || got[0].ID != ids[2] || got[1].ID != ids[3] {
 			t.Errorf("ListAudit(after %d, limit 2) = %v, want ids %v oldest first", ids[1], got, ids[2:4])
+		}
+		got, err = tx.ListAudit(ctx, keyhold.AuditFilter{AfterID: ids[0], ActionPrefixes: []string{"key.update", "roleAssignment."}})
+		if err != nil {
+			return err
+		}
+		if len(got) != 2 || got[0].ID != ids[1] || got[1].ID != ids[2] {
+			t.Errorf("ListAudit(actions key.update, roleAssignment.) = %v, want ids %v", got, ids[1:3])
+		}
+		if _, err := tx.ListAudit(ctx, keyhold.AuditFilter{ActionPrefixes: []string{"key%"}}); err == nil {
+			t.Error("ListAudit with a wildcard in an action prefix: no error")
 		}
 		return nil
 	})
