@@ -22,11 +22,22 @@ type Cache struct {
 
 	mu      sync.Mutex
 	entries map[string]*cacheEntry
-	gen     uint64 // counts Drops and Purges (Gen, PutIfGen)
+	gen     uint64      // counts Drops and Purges (Gen, PutIfGen)
+	drops   []cacheDrop // the latest drops, oldest first, at most maxDropLog
 
 	hits   atomic.Uint64
 	misses atomic.Uint64
 }
+
+// cacheDrop is one Drop: the generation it made and its prefix.
+type cacheDrop struct {
+	gen    uint64
+	prefix string
+}
+
+// maxDropLog is how many drops the cache remembers for PutIfGen; a load
+// that spans more drops than that is not cached.
+const maxDropLog = 256
 
 type cacheEntry struct {
 	key     *Key
@@ -103,22 +114,17 @@ func (c *Cache) Gen() uint64 {
 	return c.gen
 }
 
-// PutIfGen is Put, unless the cache's generation is no longer gen: then
-// it caches nothing and returns false.
+// PutIfGen is Put, unless a Drop since generation gen covered id: then it
+// caches nothing and returns false. Drops of other ids don't matter; a load
+// that spans more drops than the cache remembers is not cached either.
 func (c *Cache) PutIfGen(id string, k *Key, gen uint64) bool {
-	c.mu.Lock()
-	stale := c.gen != gen
-	c.mu.Unlock()
-	if stale {
-		return false
-	}
 	var e *cacheEntry
 	if !k.Destroyed() {
 		e = &cacheEntry{key: k.Clone(), expires: c.clock.Now().Add(c.ttl)}
 	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	if c.gen != gen {
+	if c.droppedSinceLocked(id, gen) {
 		if e != nil {
 			e.key.Destroy()
 		}
@@ -133,11 +139,32 @@ func (c *Cache) PutIfGen(id string, k *Key, gen uint64) bool {
 	return true
 }
 
+// droppedSinceLocked reports whether a drop after generation gen covered
+// id, or may have (the log no longer reaches back to gen); c.mu is held.
+func (c *Cache) droppedSinceLocked(id string, gen uint64) bool {
+	if c.gen == gen {
+		return false
+	}
+	if len(c.drops) == 0 || c.drops[0].gen > gen+1 {
+		return true
+	}
+	for _, d := range c.drops {
+		if d.gen > gen && strings.HasPrefix(id, d.prefix) {
+			return true
+		}
+	}
+	return false
+}
+
 // Drop zeroes and removes the entries whose id starts with prefix.
 func (c *Cache) Drop(prefix string) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	c.gen++
+	if len(c.drops) == maxDropLog {
+		c.drops = append(c.drops[:0], c.drops[1:]...)
+	}
+	c.drops = append(c.drops, cacheDrop{gen: c.gen, prefix: prefix})
 	for id, e := range c.entries {
 		if strings.HasPrefix(id, prefix) {
 			c.removeLocked(id, e)

@@ -201,8 +201,8 @@ func TestCacheNilClock(t *testing.T) {
 	}
 }
 
-// TestCachePutIfGen: a key loaded across a Drop or Purge is not cached; one
-// loaded with no drop in between is.
+// TestCachePutIfGen: a key loaded across a Drop of it or a Purge is not
+// cached; one loaded across other keys' drops, or none, is.
 func TestCachePutIfGen(t *testing.T) {
 	c := NewCache(time.Minute, nil)
 	k, err := NewKey()
@@ -211,9 +211,22 @@ func TestCachePutIfGen(t *testing.T) {
 	}
 	defer k.Destroy()
 	gen := c.Gen()
-	c.Drop("other/") // any drop: the loader can't tell which keys it retired
+	c.Drop("e1/") // the environment being loaded
 	if c.PutIfGen("e1/1", k, gen) || c.Contains("e1/1") {
-		t.Fatal("PutIfGen cached a key loaded across a Drop")
+		t.Fatal("PutIfGen cached a key loaded across a Drop of it")
+	}
+	gen = c.Gen()
+	c.Drop("other/") // another environment's drop doesn't concern this load
+	if !c.PutIfGen("e1/1", k, gen) || !c.Contains("e1/1") {
+		t.Fatal("PutIfGen refused a key over another environment's Drop")
+	}
+	c.Drop("e1/")
+	gen = c.Gen()
+	for i := range maxDropLog + 1 { // more drops than the cache remembers
+		c.Drop(fmt.Sprintf("x%d/", i))
+	}
+	if c.PutIfGen("e1/1", k, gen) {
+		t.Fatal("PutIfGen cached a key loaded across more drops than the cache remembers")
 	}
 	gen = c.Gen()
 	if !c.PutIfGen("e1/1", k, gen) || !c.Contains("e1/1") {
