@@ -4,10 +4,15 @@ import (
 	"context"
 	"fmt"
 	"strconv"
+	"time"
 
 	"github.com/keyhold/keyhold"
 	"github.com/keyhold/keyhold/crypt"
 )
+
+// unwrapTimeout bounds a shared unwrap of an environment key, which no
+// caller's deadline bounds.
+const unwrapTimeout = 30 * time.Second
 
 // cacheID names an environment key in the cache. Every id of an environment
 // starts with envID + "/", so Drop(envID+"/") drops all its epochs.
@@ -40,18 +45,23 @@ func (p *Platform) newEnvKey(ctx context.Context, envID string, epoch uint32) (*
 // envKey returns the EK of (envID, epoch): from the cache, or else by
 // unwrapping its stored copy with the root key that wrapped it. Concurrent
 // misses for one key share one unwrap, so a burst of requests costs one
-// root-key call per environment per cache TTL. The caller destroys the key.
+// root-key call per environment per cache TTL. The shared unwrap belongs
+// to no one caller: it goes on (up to unwrapTimeout) when the caller that
+// started it gives up, and each caller waits only as long as its own ctx
+// lasts. The caller destroys the key.
 func (p *Platform) envKey(ctx context.Context, envID string, epoch uint32) (*crypt.Key, error) {
 	id := cacheID(envID, epoch)
 	if k, ok := p.cache.Get(id); ok {
 		return k, nil
 	}
-	_, err, _ := p.unwrapG.Do(id, func() (any, error) {
+	ch := p.unwrapG.DoChan(id, func() (any, error) {
 		if p.cache.Contains(id) { // another caller filled it meanwhile
 			return nil, nil
 		}
+		uctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), unwrapTimeout)
+		defer cancel()
 		gen := p.cache.Gen()
-		ek, err := p.unwrapEnvKey(ctx, envID, epoch)
+		ek, err := p.unwrapEnvKey(uctx, envID, epoch)
 		if err != nil {
 			return nil, err
 		}
@@ -61,8 +71,13 @@ func (p *Platform) envKey(ctx context.Context, envID string, epoch uint32) (*cry
 		ek.Destroy()
 		return nil, nil
 	})
-	if err != nil {
-		return nil, err
+	select {
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	case r := <-ch:
+		if r.Err != nil {
+			return nil, r.Err
+		}
 	}
 	if k, ok := p.cache.Get(id); ok {
 		return k, nil

@@ -570,3 +570,31 @@ func TestWrongMasterKeyRefusesAndChangesNothing(t *testing.T) {
 		t.Fatalf("reopened platform cannot unwrap: %v", err)
 	}
 }
+
+// TestSharedUnwrapOutlivesItsStarter: the unwrap that concurrent requests
+// share is not tied to the request that started it: a caller that gives up
+// gets its own context's error, and the key is still unwrapped and cached
+// for the others.
+func TestSharedUnwrapOutlivesItsStarter(t *testing.T) {
+	forEachBackend(t, func(t *testing.T, f *fixture) {
+		env := f.createEnv(t, "shared")
+		if _, err := f.p.PutRow(f.ctx, env.ID, "t", "r", json.RawMessage(`{}`)); err != nil {
+			t.Fatal(err)
+		}
+		f.p.DropKeys(env.ID)
+		gone, cancel := context.WithCancel(f.ctx)
+		cancel()
+		if k, err := f.p.envKey(gone, env.ID, env.Epoch); err == nil {
+			k.Destroy() // the unwrap won the race with the cancelled context: fine
+		} else if !errors.Is(err, context.Canceled) {
+			t.Fatalf("envKey with a cancelled context: %v, want context.Canceled", err)
+		}
+		deadline := time.Now().Add(10 * time.Second)
+		for !f.p.cache.Contains(cacheID(env.ID, env.Epoch)) {
+			if time.Now().After(deadline) {
+				t.Fatal("the key was not cached: the shared unwrap stopped with the caller that started it")
+			}
+			time.Sleep(5 * time.Millisecond)
+		}
+	})
+}
