@@ -233,7 +233,10 @@ func protectionLevel(managed bool) string {
 
 // parseRow checks the body of PUT …/rows/{rowId}: one JSON object.
 func parseRow(body []byte) (json.RawMessage, error) {
-	var raw json.RawMessage
+	if t := bytes.TrimSpace(body); len(t) > 0 && t[0] == '{' && utf8.Valid(t) && json.Valid(t) {
+		return t, nil // the common case, in one pass and without a copy
+	}
+	var raw json.RawMessage // a bad body: decodeJSON says what is wrong with it
 	if err := decodeJSON(body, &raw, exampleRow); err != nil {
 		return nil, err
 	}
