@@ -72,7 +72,9 @@ func (p *Platform) PutFile(ctx context.Context, envID, name string, r io.Reader)
 		}
 	}()
 
-	cw := &chunkWriter{ctx: ctx, p: p, envID: env.ID, gen: rec.Generation, buf: make([]byte, 0, ChunkSize)}
+	// The buffer grows to ChunkSize only for files that large: a thousand
+	// small uploads at once must not hold a GiB.
+	cw := &chunkWriter{ctx: ctx, p: p, envID: env.ID, gen: rec.Generation, buf: make([]byte, 0, 64<<10)}
 	enc, err := sk.NewEncryptingWriter(cw, name, rec.Version)
 	if err != nil {
 		return nil, err
