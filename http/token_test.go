@@ -184,10 +184,35 @@ func TestBearerErrors(t *testing.T) {
 		t.Fatalf("list with a management token: %d %s", a.status, a.body)
 	}
 
+	// Writes without a token are refused the same way and change nothing.
+	state := func() string {
+		envs := f.call(t, "GET", adminEnvPrefix, management, "", nil)
+		row := f.call(t, "GET", rowPath, powerApps, "", nil)
+		return string(envs.body) + "\n" + string(row.body)
+	}
+	unchanged := state()
+	for _, w := range []struct{ method, path, body string }{
+		{"POST", bapPrefix + "/environments", `{"location":"europe","properties":{"displayName":"Sneaky","environmentSku":"Sandbox"}}`},
+		{"PUT", rowPath, `{"name":"sneaky"}`},
+		{"DELETE", adminEnvPrefix + "/" + env.ID, ""},
+	} {
+		a := f.call(t, w.method, w.path, "", "application/json", strings.NewReader(w.body))
+		a.wantError(t, nethttp.StatusUnauthorized, keyhold.CodeUnauthorized, "no bearer token")
+	}
+	if after := state(); after != unchanged {
+		t.Fatalf("writes without a token changed state:\nbefore %s\nafter  %s", unchanged, after)
+	}
+
 	// Expiry, on the platform's clock.
 	f.clock.Advance(2 * time.Hour)
 	a := f.call(t, "GET", adminEnvPrefix, powerApps, "", nil)
 	a.wantError(t, nethttp.StatusUnauthorized, keyhold.CodeExpiredToken, "expired", "get a new one")
+	w := f.call(t, "PUT", rowPath, powerApps, "application/json", strings.NewReader(`{"name":"late"}`))
+	w.wantError(t, nethttp.StatusUnauthorized, keyhold.CodeExpiredToken, "expired", "get a new one")
+	powerApps, management = f.adminToken(t), f.token(t, "https://management.azure.com/.default")
+	if after := state(); after != unchanged {
+		t.Fatalf("a write with an expired token changed state:\nbefore %s\nafter  %s", unchanged, after)
+	}
 	if got := a.header.Get("WWW-Authenticate"); !strings.Contains(got, "/"+f.creds.TenantID+"/oauth2/v2.0/authorize") {
 		t.Fatalf("WWW-Authenticate = %q, want the token's tenant", got)
 	}
