@@ -74,12 +74,16 @@ func TestWebhookPrivateCA(t *testing.T) {
 				t.Fatal(err)
 			}
 			for _, e := range evs {
-				if e.Kind == keyhold.EventEnvironmentDeleted && e.Delivery != nil && e.Delivery.Attempts > 0 {
-					return e.Delivery
+				// An attempt counts once it has ended: a claimed attempt
+				// shows Pending with no error while the POST is in flight.
+				d := e.Delivery
+				if e.Kind == keyhold.EventEnvironmentDeleted && d != nil && d.Attempts > 0 &&
+					(d.State != keyhold.DeliveryPending || d.LastError != "") {
+					return d
 				}
 			}
 			if time.Now().After(deadline) {
-				t.Fatalf("no delivery attempt within 20 s: %+v", evs)
+				t.Fatalf("no delivery attempt ended within 20 s: %+v", evs)
 			}
 			time.Sleep(100 * time.Millisecond)
 		}
