@@ -36,6 +36,7 @@ type Tx interface {
 	DeploymentTx
 	CMKTx
 	EventTx
+	BackupTx
 
 	// Tenants and subscriptions.
 	CreateTenant(ctx context.Context, t *Tenant) error

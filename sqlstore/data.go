@@ -288,3 +288,31 @@ func (t *tx) DeleteFileUpload(ctx context.Context, envID, generation string) err
 	}
 	return nil
 }
+
+// InsertRow stores a new row at r.Version, whatever it is: a restore
+// writes each row at the version its backup holds. A row that exists is
+// CodeConflict; an unknown environment is CodeEnvironmentNotFound.
+func (t *tx) InsertRow(ctx context.Context, r *keyhold.RowRecord) error {
+	if r.Version == 0 {
+		return fmt.Errorf("sqlstore: insert row %q: version 0 is not a valid row version (they start at 1)", r.ID)
+	}
+	if err := checkTimes(r.UpdatedAt); err != nil {
+		return err
+	}
+	version, err := u64Arg(r.Version)
+	if err != nil {
+		return err
+	}
+	n, err := t.execN(ctx, `INSERT INTO data_rows (env_id, table_name, id, epoch, version, ciphertext, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING`,
+		r.EnvID, r.Table, r.ID, int64(r.Epoch), version, blob(r.Ciphertext), nanos(r.UpdatedAt))
+	if err != nil {
+		if t.class(err) == ErrForeignKey {
+			return envNotFound(r.EnvID).WithCause(err)
+		}
+		return t.fail("insert row", err)
+	}
+	if n == 0 {
+		return keyhold.Errorf(keyhold.CodeConflict, "row %q in table %q exists already", r.ID, r.Table)
+	}
+	return nil
+}

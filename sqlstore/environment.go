@@ -127,7 +127,12 @@ func (t *tx) DeleteEnvironment(ctx context.Context, id string) error {
 	}
 	// The foreign keys cascade; deleting explicitly as well keeps the
 	// guarantee even on a database opened without foreign-key enforcement.
-	for _, table := range []string{"file_chunks", "file_uploads", "data_files", "data_rows", "wrapped_keys", "environment_members"} {
+	for _, table := range []string{"backup_rows", "backup_files"} {
+		if _, err := t.exec(ctx, `DELETE FROM `+table+` WHERE backup_id IN (SELECT id FROM backups WHERE env_id = ?)`, id); err != nil {
+			return t.fail("delete environment", err)
+		}
+	}
+	for _, table := range []string{"backups", "file_chunks", "file_uploads", "data_files", "data_rows", "wrapped_keys", "environment_members"} {
 		if _, err := t.exec(ctx, `DELETE FROM `+table+` WHERE env_id = ?`, id); err != nil {
 			return t.fail("delete environment", err)
 		}

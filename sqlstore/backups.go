@@ -1,0 +1,260 @@
+package sqlstore
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/keyhold/keyhold"
+)
+
+// Page sizes of ExpiredBackups.
+const (
+	DefaultBackupLimit = 100
+	MaxBackupLimit     = 1000
+)
+
+// backupGenerationPrefix begins the chunk generation of every file of
+// backup id: the file's content is stored under the prefix followed by the
+// generation the live file had when the backup was taken. Live
+// generations are UUIDs, so no data_files or file_uploads row ever names a
+// backup's generation, and nothing that replaces, deletes or cleans up
+// live files (PutFile's caller, DeleteFile, CleanStaleUploads) touches it.
+func backupGenerationPrefix(id string) string { return "backup:" + id + ":" }
+
+func backupNotFound(id string) *keyhold.Error {
+	return keyhold.Errorf(keyhold.CodeBackupNotFound, "backup %q not found: list the environment's backups for the ids it has", id)
+}
+
+const backupCols = `id, env_id, tenant_id, label, created_by, created_at, expires_at, row_count, file_count, byte_count`
+
+func scanBackup(sc scanner) (*keyhold.Backup, error) {
+	b := &keyhold.Backup{}
+	err := sc.Scan(&b.ID, &b.EnvID, &b.TenantID, &b.Label, &b.CreatedBy, timeCol{&b.CreatedAt}, timeCol{&b.ExpiresAt}, &b.Rows, &b.Files, &b.Bytes)
+	return b, err
+}
+
+// CreateBackup stores b with a copy of every row and file of environment
+// b.EnvID, and fills in b.Rows, b.Files and b.Bytes. The copy runs in the
+// database (INSERT … SELECT), inside the caller's transaction, so the
+// backup is one consistent point in time and no ciphertext passes through
+// the process: first the chunks of every live file, into the environment's
+// file_chunks under the backup's generations (see backupGenerationPrefix);
+// then the rows; then the file records, pointing at those generations.
+//
+// An unknown environment is CodeEnvironmentNotFound, and an id already in
+// use CodeConflict; either way nothing is stored. An environment without
+// data gets an empty backup.
+func (t *tx) CreateBackup(ctx context.Context, b *keyhold.Backup) error {
+	if b.ID == "" {
+		return errors.New("sqlstore: create backup: the backup has no id")
+	}
+	if err := checkTimes(b.CreatedAt, b.ExpiresAt); err != nil {
+		return err
+	}
+	// Checked first so that the answer doesn't depend on a foreign-key
+	// error, which an INSERT … SELECT over no rows would never raise.
+	ok, err := t.exists(ctx, `SELECT 1 FROM environments WHERE id = ?`, b.EnvID)
+	if err != nil {
+		return t.fail("create backup", err)
+	}
+	if !ok {
+		return envNotFound(b.EnvID)
+	}
+	n, err := t.execN(ctx, `INSERT INTO backups (`+backupCols+`) VALUES (?, ?, ?, ?, ?, ?, ?, 0, 0, 0) ON CONFLICT DO NOTHING`,
+		b.ID, b.EnvID, b.TenantID, b.Label, b.CreatedBy, nanos(b.CreatedAt), nanos(b.ExpiresAt))
+	if err != nil {
+		if t.class(err) == ErrForeignKey {
+			return envNotFound(b.EnvID).WithCause(err)
+		}
+		return t.fail("create backup", err)
+	}
+	if n == 0 {
+		return keyhold.Errorf(keyhold.CodeConflict, "backup %q exists already: take the backup again with a new id", b.ID)
+	}
+	prefix := backupGenerationPrefix(b.ID)
+	// The live generations are selected with IN rather than a join, so
+	// that each chunk is copied once whatever names its generation.
+	if _, err := t.exec(ctx, `INSERT INTO file_chunks (env_id, generation, seq, data)
+		SELECT env_id, CAST(? AS TEXT) || generation, seq, data FROM file_chunks
+		WHERE env_id = ? AND generation IN (SELECT generation FROM data_files WHERE env_id = ?)`,
+		prefix, b.EnvID, b.EnvID); err != nil {
+		return t.fail("create backup: copy file chunks", err)
+	}
+	rows, err := t.execN(ctx, `INSERT INTO backup_rows (backup_id, table_name, id, epoch, version, ciphertext, updated_at)
+		SELECT CAST(? AS TEXT), table_name, id, epoch, version, ciphertext, updated_at FROM data_rows WHERE env_id = ?`,
+		b.ID, b.EnvID)
+	if err != nil {
+		return t.fail("create backup: copy rows", err)
+	}
+	files, err := t.execN(ctx, `INSERT INTO backup_files (backup_id, name, generation, epoch, version, size, chunks, updated_at)
+		SELECT CAST(? AS TEXT), name, CAST(? AS TEXT) || generation, epoch, version, size, chunks, updated_at FROM data_files WHERE env_id = ?`,
+		b.ID, prefix, b.EnvID)
+	if err != nil {
+		return t.fail("create backup: copy files", err)
+	}
+	// SUM of a BIGINT is NUMERIC in PostgreSQL: cast it back.
+	var size int64
+	if err := t.queryRow(ctx, `SELECT CAST(COALESCE(SUM(size), 0) AS BIGINT) FROM backup_files WHERE backup_id = ?`, b.ID).Scan(&size); err != nil {
+		return t.fail("create backup: sum file sizes", err)
+	}
+	if _, err := t.exec(ctx, `UPDATE backups SET row_count = ?, file_count = ?, byte_count = ? WHERE id = ?`, rows, files, size, b.ID); err != nil {
+		return t.fail("create backup", err)
+	}
+	b.Rows, b.Files, b.Bytes = rows, files, size
+	return nil
+}
+
+// Backup returns one backup, or CodeBackupNotFound.
+func (t *tx) Backup(ctx context.Context, id string) (*keyhold.Backup, error) {
+	b, err := get(t, ctx, "get backup", scanBackup, `SELECT `+backupCols+` FROM backups WHERE id = ?`, id)
+	if err != nil {
+		return nil, notFound(err, backupNotFound(id))
+	}
+	return b, nil
+}
+
+// ListBackups lists an environment's backups, newest first (ties by id,
+// descending); none for an unknown environment.
+func (t *tx) ListBackups(ctx context.Context, envID string) ([]*keyhold.Backup, error) {
+	return list(t, ctx, "list backups", scanBackup,
+		`SELECT `+backupCols+` FROM backups WHERE env_id = ? ORDER BY created_at DESC, id DESC`, envID)
+}
+
+// DeleteBackup deletes a backup, its rows and files, and the chunks of its
+// files' generations, or returns CodeBackupNotFound. The environment's live
+// files and its other backups keep theirs: each backup's generations are
+// its own.
+func (t *tx) DeleteBackup(ctx context.Context, id string) error {
+	envID, err := get(t, ctx, "delete backup", func(sc scanner) (string, error) {
+		var s string
+		err := sc.Scan(&s)
+		return s, err
+	}, `SELECT env_id FROM backups WHERE id = ?`, id)
+	if err != nil {
+		return notFound(err, backupNotFound(id))
+	}
+	if _, err := t.exec(ctx, `DELETE FROM file_chunks WHERE env_id = ? AND generation IN (SELECT generation FROM backup_files WHERE backup_id = ?)`, envID, id); err != nil {
+		return t.fail("delete backup: delete file chunks", err)
+	}
+	// The foreign keys cascade; deleting explicitly as well keeps the
+	// guarantee even on a database opened without foreign-key enforcement.
+	for _, table := range []string{"backup_files", "backup_rows"} {
+		if _, err := t.exec(ctx, `DELETE FROM `+table+` WHERE backup_id = ?`, id); err != nil {
+			return t.fail("delete backup", err)
+		}
+	}
+	if _, err := t.exec(ctx, `DELETE FROM backups WHERE id = ?`, id); err != nil {
+		return t.fail("delete backup", err)
+	}
+	return nil
+}
+
+// ExpiredBackups lists, of every environment, up to limit backups
+// (DefaultBackupLimit if 0, never more than MaxBackupLimit) whose
+// ExpiresAt is not after before, oldest expiry first (ties by id).
+func (t *tx) ExpiredBackups(ctx context.Context, before time.Time, limit int) ([]*keyhold.Backup, error) {
+	if err := checkTimes(before); err != nil {
+		return nil, err
+	}
+	return list(t, ctx, "list expired backups", scanBackup,
+		`SELECT `+backupCols+` FROM backups WHERE expires_at <= ? ORDER BY expires_at, id LIMIT ?`,
+		nanos(before), clampLimit(limit, DefaultBackupLimit, MaxBackupLimit))
+}
+
+// backupExists answers an empty listing: an empty page of a backup that
+// exists, or CodeBackupNotFound.
+func (t *tx) backupExists(ctx context.Context, op, id string) error {
+	ok, err := t.exists(ctx, `SELECT 1 FROM backups WHERE id = ?`, id)
+	if err != nil {
+		return t.fail(op, err)
+	}
+	if !ok {
+		return backupNotFound(id)
+	}
+	return nil
+}
+
+// BackupRows lists a backup's rows in (table, id) order: those after
+// (afterTable, afterID) if either is set, at most limit of them
+// (DefaultRowLimit if 0, never more than MaxRowLimit), each with the
+// backup's environment as EnvID. An unknown backup is CodeBackupNotFound,
+// so that a restore can't mistake a deleted backup for an empty one.
+func (t *tx) BackupRows(ctx context.Context, backupID, afterTable, afterID string, limit int) ([]*keyhold.RowRecord, error) {
+	conds := []string{"r.backup_id = ?"}
+	args := []any{backupID}
+	if afterTable != "" || afterID != "" {
+		// A row-value comparison, a range of the primary key (see
+		// ListRows).
+		conds = append(conds, "(r.table_name, r.id) > (?, ?)")
+		args = append(args, afterTable, afterID)
+	}
+	args = append(args, clampLimit(limit, DefaultRowLimit, MaxRowLimit))
+	out, err := list(t, ctx, "list backup rows", scanRow,
+		`SELECT b.env_id, r.table_name, r.id, r.epoch, r.version, r.ciphertext, r.updated_at
+		FROM backup_rows r JOIN backups b ON b.id = r.backup_id`+where(conds)+` ORDER BY r.table_name, r.id LIMIT ?`, args...)
+	if err != nil {
+		return nil, err
+	}
+	if len(out) == 0 {
+		if err := t.backupExists(ctx, "list backup rows", backupID); err != nil {
+			return nil, err
+		}
+	}
+	return out, nil
+}
+
+// BackupFiles lists a backup's files in name order, each with the
+// backup's environment as EnvID and the backup's own Generation, under
+// which FileChunk reads its content. An unknown backup is
+// CodeBackupNotFound.
+func (t *tx) BackupFiles(ctx context.Context, backupID string) ([]*keyhold.FileRecord, error) {
+	out, err := list(t, ctx, "list backup files", scanFile,
+		`SELECT b.env_id, f.name, f.generation, f.epoch, f.version, f.size, f.chunks, f.updated_at
+		FROM backup_files f JOIN backups b ON b.id = f.backup_id WHERE f.backup_id = ? ORDER BY f.name`, backupID)
+	if err != nil {
+		return nil, err
+	}
+	if len(out) == 0 {
+		if err := t.backupExists(ctx, "list backup files", backupID); err != nil {
+			return nil, err
+		}
+	}
+	return out, nil
+}
+
+// BackupEpochs lists, ascending and once each, the epochs that the rows
+// and files of an environment's backups are sealed under; none for an
+// environment without backups.
+func (t *tx) BackupEpochs(ctx context.Context, envID string) ([]uint32, error) {
+	return list(t, ctx, "list backup epochs", func(sc scanner) (uint32, error) {
+		var e uint32
+		err := sc.Scan(u32Col{&e})
+		return e, err
+	}, `SELECT r.epoch FROM backup_rows r JOIN backups b ON b.id = r.backup_id WHERE b.env_id = ?
+		UNION
+		SELECT f.epoch FROM backup_files f JOIN backups b ON b.id = f.backup_id WHERE b.env_id = ?
+		ORDER BY 1`, envID, envID)
+}
+
+// ClearEnvData deletes every row and file of an environment, and the
+// chunks of the generations its files point at. The chunks of uploads in
+// progress (generations in file_uploads) and of its backups stay, even
+// were a file to name one of their generations. An unknown environment
+// has nothing to clear.
+func (t *tx) ClearEnvData(ctx context.Context, envID string) error {
+	if _, err := t.exec(ctx, `DELETE FROM file_chunks WHERE env_id = ?
+		AND generation IN (SELECT generation FROM data_files WHERE env_id = ?)
+		AND generation NOT IN (SELECT generation FROM file_uploads WHERE env_id = ?)
+		AND generation NOT IN (SELECT f.generation FROM backup_files f JOIN backups b ON b.id = f.backup_id WHERE b.env_id = ?)`,
+		envID, envID, envID, envID); err != nil {
+		return t.fail("clear environment data: delete file chunks", err)
+	}
+	for _, table := range []string{"data_files", "data_rows"} {
+		if _, err := t.exec(ctx, `DELETE FROM `+table+` WHERE env_id = ?`, envID); err != nil {
+			return t.fail(fmt.Sprintf("clear environment data: delete %s", table), err)
+		}
+	}
+	return nil
+}
