@@ -33,10 +33,13 @@ type KeyVersionUsage struct {
 	KeyID   string `json:"kid"` // versioned
 	Version string `json:"version"`
 	Current bool   `json:"current"`
-	// LiveKeys counts environment keys wrapped under this version now.
+	// LiveKeys counts environment keys wrapped under this version now,
+	// including the keys of old epochs kept because backups hold items
+	// under them (see backup.go): a version a backup needs stays in use
+	// until the backup expires.
 	LiveKeys int `json:"liveEnvironmentKeys"`
-	// Backups counts backups whose keys are wrapped under it (0 until
-	// backups exist).
+	// Backups is kept for the API's shape and is always 0: a backup holds
+	// no keys of its own (the environment keys it needs count in LiveKeys).
 	Backups int `json:"backups"`
 	// LastUsedAt is when the last environment key moved off this version
 	// (zero while it is in use, or if it never was).

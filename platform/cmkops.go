@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
 	"sort"
 	"strings"
 
@@ -51,7 +52,8 @@ func (p *Platform) registerKinds() {
 // kinds that hold an environment pause while it is Locked (pausable,
 // lockops.go); a rotation skips Locked environments instead.
 func (p *Platform) kinds() map[string]ops.Kind {
-	return map[string]ops.Kind{
+	kinds := p.backupKinds() // restore, copy, reset (backups.go)
+	maps.Copy(kinds, map[string]ops.Kind{
 		keyhold.OpLink: {Steps: []ops.Step{
 			{Name: stepDisable, Run: p.pausable(p.stepDisable)},
 			{Name: stepRewrap, Run: p.pausable(p.stepLinkRewrap)},
@@ -73,7 +75,8 @@ func (p *Platform) kinds() map[string]ops.Kind {
 		keyhold.OpRotate: {Steps: []ops.Step{
 			{Name: stepRewrap, Run: p.stepRotate},
 		}},
-	}
+	})
+	return kinds
 }
 
 // opActor is the identity an operation's audit entries name: the

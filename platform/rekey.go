@@ -459,9 +459,21 @@ func (p *Platform) stepDestroy(ctx context.Context, op *keyhold.Operation) (ops.
 			}
 			return "", "", errItemsLeft
 		}
-		var kids []string
+		// Epochs that backups hold items under keep their keys until the
+		// last such backup is gone (destroyUnused, backups.go).
+		held, err := tx.BackupEpochs(ctx, env.ID)
+		if err != nil {
+			return "", "", err
+		}
+		var kids, kept []string
 		for _, wk := range wks {
 			if wk.Epoch == env.Epoch {
+				continue
+			}
+			if slices.Contains(held, wk.Epoch) {
+				if s := fmt.Sprint(wk.Epoch); !slices.Contains(kept, s) {
+					kept = append(kept, s)
+				}
 				continue
 			}
 			if err := tx.DeleteWrappedKey(ctx, env.ID, wk.Epoch, wk.Root); err != nil {
@@ -479,8 +491,12 @@ func (p *Platform) stepDestroy(ctx context.Context, op *keyhold.Operation) (ops.
 			return "", "", nil
 		}
 		env.EncryptionStatus = keyhold.EncryptionSucceeded
-		return auditDestroy, fmt.Sprintf("re-key done: %d items moved to epoch %d; wrapped keys of old epochs destroyed: [%s]",
-			op.Done, env.Epoch, strings.Join(kids, ", ")), nil
+		detail := fmt.Sprintf("re-key done: %d items moved to epoch %d; wrapped keys of old epochs destroyed: [%s]",
+			op.Done, env.Epoch, strings.Join(kids, ", "))
+		if len(kept) > 0 {
+			detail += fmt.Sprintf("; epochs [%s] kept while backups hold items under them", strings.Join(kept, " "))
+		}
+		return auditDestroy, detail, nil
 	})
 	if errors.Is(err, errItemsLeft) {
 		op.Progress = nil
