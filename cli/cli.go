@@ -186,7 +186,7 @@ func newCmdRoot(f *Factory) *cobra.Command {
 		newCmdServe(f, nil),
 		newCmdLogin(f, nil),
 		newCmdLogout(f, nil),
-		addLockEnvCommands(addCMKEnvCommands(newCmdEnv(f), f), f),
+		addBackupEnvCommands(addLockEnvCommands(addCMKEnvCommands(newCmdEnv(f), f), f), f),
 		newCmdRow(f),
 		newCmdFile(f),
 		newCmdAudit(f),

@@ -250,7 +250,7 @@ func printStarted(w io.Writer, format Format, op *keyhold.Operation) error {
 
 // waitAndPrint follows the operation id to its end, with a progress display
 // on stderr, then prints it; a Failed operation is also its error.
-func waitAndPrint(ctx context.Context, streams *IOStreams, format Format, c CMKServices, id string, timeout time.Duration) error {
+func waitAndPrint(ctx context.Context, streams *IOStreams, format Format, c OperationWaiter, id string, timeout time.Duration) error {
 	if timeout > 0 {
 		var cancel context.CancelFunc
 		ctx, cancel = context.WithTimeout(ctx, timeout)

@@ -2,19 +2,14 @@ package cli
 
 import (
 	"bytes"
-	"context"
 	"encoding/json"
 	"errors"
-	"io"
-	"log/slog"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
-	"time"
 
 	"github.com/keyhold/keyhold"
-	"github.com/keyhold/keyhold/server"
 )
 
 // startServer runs a real server in-process on a free port with a fresh
@@ -22,48 +17,7 @@ import (
 // bootstrap file.
 func startServer(t *testing.T) string {
 	t.Helper()
-	addr, err := freeAddr()
-	if err != nil {
-		t.Fatal(err)
-	}
-	data := t.TempDir()
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() {
-		done <- server.Run(ctx, server.Config{
-			Addr:    addr,
-			DataDir: data,
-			Logger:  slog.New(slog.NewTextHandler(io.Discard, nil)),
-			Stdout:  io.Discard,
-		})
-	}()
-	t.Cleanup(func() {
-		cancel()
-		select {
-		case err := <-done:
-			if err != nil && !errors.Is(err, context.Canceled) {
-				t.Errorf("server.Run: %v", err)
-			}
-		case <-time.After(30 * time.Second):
-			t.Errorf("server did not stop within 30s of its context ending")
-		}
-	})
-	path := filepath.Join(data, "bootstrap.json")
-	waitCtx, stop := context.WithCancel(context.Background())
-	defer stop()
-	go func() {
-		select {
-		case err := <-done:
-			done <- err // for Cleanup
-			t.Errorf("server.Run returned early: %v", err)
-			stop()
-		case <-waitCtx.Done():
-		}
-	}()
-	if _, err := waitForServer(waitCtx, path); err != nil {
-		t.Fatal(err)
-	}
-	return path
+	return startServerOn(t, "")
 }
 
 // session runs commands as one user with their own KEYHOLD_HOME.

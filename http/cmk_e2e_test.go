@@ -47,6 +47,13 @@ type cmkStack struct {
 
 func newCMKStack(t testing.TB) *cmkStack {
 	t.Helper()
+	return newCMKStackOn(t, storetest.OpenSQLite(t))
+}
+
+// newCMKStackOn is newCMKStack over store (the backup tests run it on
+// both databases).
+func newCMKStackOn(t testing.TB, store keyhold.Store) *cmkStack {
+	t.Helper()
 	ctx := context.Background()
 	now := time.Now()
 	caCert, caKey, err := crypt.GenerateCA("Keyhold CMK test CA", now.Add(-time.Hour), time.Hour*24)
@@ -66,7 +73,6 @@ func newCMKStack(t testing.TB) *cmkStack {
 		t.Fatal(err)
 	}
 	s := &cmkStack{url: "https://" + ln.Addr().String()}
-	store := storetest.OpenSQLite(t)
 	master, err := crypt.NewKey()
 	if err != nil {
 		t.Fatal(err)
@@ -98,7 +104,7 @@ func newCMKStack(t testing.TB) *cmkStack {
 	}
 	am := arm.New(arm.Config{Store: store})
 	srv := &khttp.Server{
-		Tokens: p, Environments: p, Data: p, Audit: p, CMK: p, Events: p, Keys: p,
+		Tokens: p, Environments: p, Data: p, Audit: p, CMK: p, Events: p, Keys: p, Backups: p,
 		ARM: khttp.ARMAPI{Resources: am, Directory: am},
 		KeyVault: khttp.KeyVaultAPI{Vaults: kv, Lookup: func(ctx context.Context, name string) (v *keyhold.Vault, err error) {
 			err = store.View(ctx, func(tx keyhold.Tx) error { v, err = tx.Vault(ctx, name); return err })

@@ -57,6 +57,7 @@ var statuses = map[string]int{
 	keyhold.CodeResourceGroupNotFound: nethttp.StatusNotFound,
 	keyhold.CodeKeyNotFound:           nethttp.StatusNotFound,
 	keyhold.CodeVaultNotFound:         nethttp.StatusNotFound,
+	keyhold.CodeBackupNotFound:        nethttp.StatusNotFound,
 
 	CodeMethodNotAllowed: nethttp.StatusMethodNotAllowed,
 

@@ -86,6 +86,10 @@ type Server struct {
 	// Policies holds the enterprise policy provider and template
 	// deployments (policy.go).
 	Policies PolicyAPI
+	// Backups takes, lists and deletes backups, and runs restore, copy
+	// and reset (backup.go); their operations are read at the CMK's
+	// operations route. Nil: none of its routes is served.
+	Backups keyhold.BackupService
 
 	once        sync.Once
 	handler     nethttp.Handler
@@ -198,7 +202,7 @@ func (s *Server) routes() []route {
 	// The resource manager and key vault areas declare their routes in
 	// their own files (arm.go, keyvault.go); each adds nothing while its
 	// services are unset.
-	return slices.Concat(core, s.armRoutes(), s.keyVaultRoutes(), s.cmkRoutes(), s.lockRoutes(), s.policyRoutes(), s.eventRoutes())
+	return slices.Concat(core, s.armRoutes(), s.keyVaultRoutes(), s.cmkRoutes(), s.lockRoutes(), s.policyRoutes(), s.eventRoutes(), s.backupRoutes())
 }
 
 // router answers requests that match no route with the Azure error body:

@@ -208,6 +208,7 @@ func Run(ctx context.Context, cfg Config) error {
 		KeyVault: khttp.KeyVaultAPI{Vaults: kv, Lookup: lookupVault(store)},
 		Policies: khttp.PolicyAPI{Service: ps},
 		CMK:      p,
+		Backups:  p,
 		Events:   p,
 		Keys:     p,
 		Health: func(ctx context.Context) error {
@@ -396,7 +397,8 @@ func housekeeping(ctx context.Context, p *platform.Platform, log *slog.Logger) {
 
 // lockCountdown runs the deletion countdown of Locked environments at start
 // and then every platform.LockCountdownInterval (hourly): warnings before
-// the deadline, crypto-shred and deletion after it.
+// the deadline, crypto-shred and deletion after it. It also deletes
+// expired backups (PruneBackups).
 func lockCountdown(ctx context.Context, p *platform.Platform, log *slog.Logger) {
 	tick := time.NewTicker(platform.LockCountdownInterval)
 	defer tick.Stop()
@@ -405,6 +407,11 @@ func lockCountdown(ctx context.Context, p *platform.Platform, log *slog.Logger) 
 			log.Warn("running the deletion countdown of locked environments", "err", err)
 		} else if n > 0 {
 			log.Warn("deleted locked environments whose access was not restored in time", "count", n)
+		}
+		if n, err := p.PruneBackups(ctx); err != nil && ctx.Err() == nil {
+			log.Warn("deleting expired backups", "err", err)
+		} else if n > 0 {
+			log.Info("deleted expired backups", "count", n)
 		}
 		select {
 		case <-ctx.Done():
