@@ -61,7 +61,7 @@ func addCMKPolicyCommands(policy *cobra.Command, f *Factory) *cobra.Command {
 }
 
 func newCmdOperation(f *Factory) *cobra.Command {
-	cmd := newGroup("operation", "Follow long-running operations (link, unlink, re-key)")
+	cmd := newGroup("operation", "Follow long-running operations (link, unlink, re-key, restore, copy, reset)")
 	cmd.AddCommand(newCmdOperationShow(f, nil), newCmdOperationWait(f, nil))
 	return cmd
 }
