@@ -455,21 +455,7 @@ func checkCopy(ctx context.Context, tx keyhold.Tx, id *keyhold.Identity, targetI
 
 // startDBOp creates a database operation on target in tx and audits it.
 func (p *Platform) startDBOp(ctx context.Context, tx keyhold.Tx, id *keyhold.Identity, target *keyhold.Environment, kind string, in dbInput, action, detail string) (*keyhold.Operation, error) {
-	input, err := json.Marshal(in)
-	if err != nil {
-		return nil, err
-	}
-	op := &keyhold.Operation{Kind: kind, TenantID: target.TenantID, Target: target.ID, CreatedBy: id.PrincipalID, Input: input}
-	if err := p.ops.Prepare(op); err != nil {
-		return nil, err
-	}
-	if err := tx.CreateOperation(ctx, op); err != nil {
-		return nil, err
-	}
-	if err := p.audit(ctx, tx, id, action, envTarget(target.ID), target.ID, detail+" in operation "+op.ID); err != nil {
-		return nil, err
-	}
-	return op, nil
+	return p.createEnvOp(ctx, tx, id, target, kind, in, action, detail, nil)
 }
 
 // startChecked runs check in a read transaction, then again in the

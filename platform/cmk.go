@@ -267,6 +267,16 @@ func (p *Platform) LinkPolicy(ctx context.Context, envID, systemID string) (*key
 // startOp creates an operation of kind on env in tx, marks the
 // environment's encryption Running under it, and audits it.
 func (p *Platform) startOp(ctx context.Context, tx keyhold.Tx, id *keyhold.Identity, env *keyhold.Environment, kind string, in cmkInput, action, detail string) (*keyhold.Operation, error) {
+	return p.createEnvOp(ctx, tx, id, env, kind, in, action, detail, func(op *keyhold.Operation) error {
+		env.EncryptionStatus, env.LastOperationID, env.UpdatedAt = keyhold.EncryptionRunning, op.ID, p.clock.Now().UTC()
+		return tx.UpdateEnvironment(ctx, env)
+	})
+}
+
+// createEnvOp creates an operation of kind on env in tx with input in,
+// runs then (if set) with it, and audits it as action: the start of every
+// operation on an environment (startOp here, startDBOp in backups.go).
+func (p *Platform) createEnvOp(ctx context.Context, tx keyhold.Tx, id *keyhold.Identity, env *keyhold.Environment, kind string, in any, action, detail string, then func(*keyhold.Operation) error) (*keyhold.Operation, error) {
 	input, err := json.Marshal(in)
 	if err != nil {
 		return nil, err
@@ -278,9 +288,10 @@ func (p *Platform) startOp(ctx context.Context, tx keyhold.Tx, id *keyhold.Ident
 	if err := tx.CreateOperation(ctx, op); err != nil {
 		return nil, err
 	}
-	env.EncryptionStatus, env.LastOperationID, env.UpdatedAt = keyhold.EncryptionRunning, op.ID, p.clock.Now().UTC()
-	if err := tx.UpdateEnvironment(ctx, env); err != nil {
-		return nil, err
+	if then != nil {
+		if err := then(op); err != nil {
+			return nil, err
+		}
 	}
 	if err := p.audit(ctx, tx, id, action, envTarget(env.ID), env.ID, detail+" in operation "+op.ID); err != nil {
 		return nil, err
