@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/keyhold/keyhold"
@@ -16,8 +17,12 @@ import (
 // Every replica keeps the EKs it unwrapped in its own memory (p.cache).
 // When an environment's keys must leave memory (lock, re-enable, deletion,
 // crypto-shred; an epoch retired by re-key), DropKeys zeroes them here
-// and publishes a message on Config.Broadcaster; every replica, this one
-// included, receives it and zeroes its own copies. The data plane does not
+// and publishes a message on Config.Broadcaster; every other replica
+// receives it and zeroes its own copies. The publisher hears its own
+// message too, later: it skips that echo (ownEchoes), having dropped at
+// once, because applying it again could land in the middle of a load of
+// the same key and turn a read that has just passed its checks into a
+// needless 503 "retry". The data plane does not
 // depend on this — it reads the environment's state from the store on every
 // request, so a Locked environment is refused on every replica as soon as
 // the lock commits — but without it the other replicas would hold the keys
@@ -53,8 +58,55 @@ type broadcast struct {
 	cancel context.CancelFunc
 	done   chan struct{}
 	// messages counts key-drop messages by direction (sent, received) and
-	// result (ok, error, purge, ignored).
+	// result (ok, error, purge, ignored, own).
 	messages *prometheus.CounterVec
+	// ownEchoes counts, per message, this replica's published messages
+	// whose echo has not come back yet. An identical message from
+	// another replica that arrives first is taken for the echo: the drop
+	// it asks for was made here when this replica published, and the echo
+	// that follows is then applied. Cleared whenever messages may have
+	// been missed.
+	mu        sync.Mutex
+	ownEchoes map[string]int
+}
+
+// expectEcho records that msg is about to be published by this replica;
+// forgetEcho undoes it when the publish failed.
+func (b *broadcast) expectEcho(msg string) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.ownEchoes == nil {
+		b.ownEchoes = map[string]int{}
+	}
+	b.ownEchoes[msg]++
+}
+
+func (b *broadcast) forgetEcho(msg string) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.ownEchoes[msg] > 0 {
+		b.ownEchoes[msg]--
+	}
+}
+
+// isEcho reports whether msg is the echo of this replica's own message,
+// and consumes it.
+func (b *broadcast) isEcho(msg string) bool {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.ownEchoes[msg] == 0 {
+		return false
+	}
+	b.ownEchoes[msg]--
+	return true
+}
+
+// clearEchoes forgets every expected echo: after a gap in the messages
+// they may never come.
+func (b *broadcast) clearEchoes() {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	clear(b.ownEchoes)
 }
 
 // startBroadcast subscribes to bc (if not nil) and receives key drops until
@@ -103,6 +155,7 @@ func (p *Platform) receiveDrops(ctx context.Context, ch <-chan string) {
 		// Until we listen again, drops go unheard: hold no key meanwhile
 		// that one of them might have named.
 		p.cache.Purge()
+		p.bcast.clearEchoes()
 		if ctx.Err() != nil {
 			return
 		}
@@ -131,7 +184,11 @@ func (p *Platform) receiveDrop(msg string) {
 	switch {
 	case msg == keyhold.BroadcastMissed:
 		p.cache.Purge()
+		p.bcast.clearEchoes()
 		result = "purge"
+		return
+	case p.bcast.isEcho(msg):
+		result = "own" // dropped here when it was published
 		return
 	case msg == msgPurge:
 		p.cache.Purge()
@@ -188,7 +245,9 @@ func (p *Platform) publishDrop(msg string) {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), publishTimeout)
 	defer cancel()
+	p.bcast.expectEcho(msg)
 	if err := p.bcast.bc.Publish(ctx, msg); err != nil {
+		p.bcast.forgetEcho(msg)
 		p.bcast.messages.WithLabelValues("sent", "error").Inc()
 		p.log.Warn("could not tell the other replicas to drop cached keys: they keep them until their TTL", "message", msg, "err", err)
 		return
