@@ -450,26 +450,7 @@ func TestPolicyKeyVersionsRun(t *testing.T) {
 // link, link --no-wait, operation wait, policy environments, key-versions,
 // unlink).
 func TestCMKStack(t *testing.T) {
-	bootstrap := startServer(t)
-	s := &session{t: t, env: testEnv{"KEYHOLD_HOME": t.TempDir()}}
-	s.ok("login", "--bootstrap", bootstrap)
-	b, err := readBootstrap(bootstrap)
-	if err != nil {
-		t.Fatal(err)
-	}
-	createGroup(t, b, "cmk")
-	s.ok("provider", "register", "Microsoft.KeyVault")
-	s.ok("provider", "register", "Microsoft.PowerPlatform")
-
-	var vault struct{ ID string }
-	s.okJSON(&vault, "keyvault", "create", "-n", "cmk-kv", "-g", "cmk", "-l", "westeurope", "--access-policies", "--enable-purge-protection")
-	s.ok("key", "create", "--vault", "cmk-kv", "-n", "cmk")
-	var pol struct {
-		ID       string
-		Identity struct{ PrincipalID string }
-	}
-	s.okJSON(&pol, "policy", "create", "-g", "cmk", "-n", "contoso-cmk", "-l", "europe", "--vault-id", vault.ID, "--key", "cmk")
-	s.ok("keyvault", "set-policy", "-n", "cmk-kv", "--object-id", pol.Identity.PrincipalID, "--key-permissions", "get,wrapKey,unwrapKey")
+	s, pol := keyVaultAdminPart(t, "cmk-kv", "contoso-cmk")
 
 	var env keyhold.Environment
 	s.okJSON(&env, "env", "create", "--name", "Contoso", "--location", "europe")
@@ -510,4 +491,36 @@ func TestCMKStack(t *testing.T) {
 		t.Fatalf("unlinked environment: %+v", unlinked)
 	}
 	s.fails(1, "not linked to an enterprise policy", "env", "unlink", env.ID)
+}
+
+// policyJSON is what the CLI tests read of "policy create -o json".
+type policyJSON struct {
+	ID       string
+	Identity struct{ PrincipalID string }
+}
+
+// keyVaultAdminPart starts a server, logs a session in as its bootstrap
+// administrator and does the key vault administrator's part of the spec's
+// flow: resource group "cmk", the providers, an access-policy vault with
+// purge protection holding key "cmk", an enterprise policy naming it, and
+// the policy identity's get/wrapKey/unwrapKey on the vault.
+func keyVaultAdminPart(t *testing.T, vaultName, policyName string) (*session, policyJSON) {
+	t.Helper()
+	bootstrap := startServer(t)
+	s := &session{t: t, env: testEnv{"KEYHOLD_HOME": t.TempDir()}}
+	s.ok("login", "--bootstrap", bootstrap)
+	b, err := readBootstrap(bootstrap)
+	if err != nil {
+		t.Fatal(err)
+	}
+	createGroup(t, b, "cmk")
+	s.ok("provider", "register", "Microsoft.KeyVault")
+	s.ok("provider", "register", "Microsoft.PowerPlatform")
+	var vault struct{ ID string }
+	s.okJSON(&vault, "keyvault", "create", "-n", vaultName, "-g", "cmk", "-l", "westeurope", "--access-policies", "--enable-purge-protection")
+	s.ok("key", "create", "--vault", vaultName, "-n", "cmk")
+	var pol policyJSON
+	s.okJSON(&pol, "policy", "create", "-g", "cmk", "-n", policyName, "-l", "europe", "--vault-id", vault.ID, "--key", "cmk")
+	s.ok("keyvault", "set-policy", "-n", vaultName, "--object-id", pol.Identity.PrincipalID, "--key-permissions", "get,wrapKey,unwrapKey")
+	return s, pol
 }

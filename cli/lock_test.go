@@ -101,25 +101,7 @@ func TestPrintEnvironmentLocked(t *testing.T) {
 // it was; the table names its policy. (Locking needs a health check, which
 // the HTTP tests drive.)
 func TestEnvEnableStack(t *testing.T) {
-	bootstrap := startServer(t)
-	s := &session{t: t, env: testEnv{"KEYHOLD_HOME": t.TempDir()}}
-	s.ok("login", "--bootstrap", bootstrap)
-	b, err := readBootstrap(bootstrap)
-	if err != nil {
-		t.Fatal(err)
-	}
-	createGroup(t, b, "cmk")
-	s.ok("provider", "register", "Microsoft.KeyVault")
-	s.ok("provider", "register", "Microsoft.PowerPlatform")
-	var vault struct{ ID string }
-	s.okJSON(&vault, "keyvault", "create", "-n", "lock-kv", "-g", "cmk", "-l", "westeurope", "--access-policies", "--enable-purge-protection")
-	s.ok("key", "create", "--vault", "lock-kv", "-n", "cmk")
-	var pol struct {
-		ID       string
-		Identity struct{ PrincipalID string }
-	}
-	s.okJSON(&pol, "policy", "create", "-g", "cmk", "-n", "lock-cmk", "-l", "europe", "--vault-id", vault.ID, "--key", "cmk")
-	s.ok("keyvault", "set-policy", "-n", "lock-kv", "--object-id", pol.Identity.PrincipalID, "--key-permissions", "get,wrapKey,unwrapKey")
+	s, pol := keyVaultAdminPart(t, "lock-kv", "lock-cmk")
 	var env keyhold.Environment
 	s.okJSON(&env, "env", "create", "--name", "Contoso", "--location", "europe")
 	s.ok("env", "enable-managed", env.ID)
