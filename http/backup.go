@@ -33,7 +33,6 @@ import (
 	"net/url"
 	"slices"
 	"sort"
-	"strconv"
 	"strings"
 	"time"
 
@@ -243,18 +242,6 @@ func (s *Server) resetEnvironment(w nethttp.ResponseWriter, r *nethttp.Request) 
 	}
 	s.acceptOperation(w, r, op)
 	return nil
-}
-
-// acceptOperation answers a started operation as a link does: 202 with the
-// operation, where to poll it in operation-location and Location, and
-// Retry-After.
-func (s *Server) acceptOperation(w nethttp.ResponseWriter, r *nethttp.Request, op *keyhold.Operation) {
-	loc := s.operationLocation(r, op.ID)
-	h := w.Header()
-	h.Set("operation-location", loc)
-	h.Set("Location", loc)
-	h.Set("Retry-After", strconv.Itoa(operationRetryAfter))
-	writeJSON(w, nethttp.StatusAccepted, toOperationJSON(op))
 }
 
 // decodeKnown decodes body, one JSON object, into v, refusing any field

@@ -109,12 +109,7 @@ func (s *Server) startPolicyOperation(w nethttp.ResponseWriter, r *nethttp.Reque
 	if err != nil {
 		return err
 	}
-	loc := s.operationLocation(r, op.ID)
-	h := w.Header()
-	h.Set("operation-location", loc)
-	h.Set("Location", loc)
-	h.Set("Retry-After", strconv.Itoa(operationRetryAfter))
-	writeJSON(w, nethttp.StatusAccepted, toOperationJSON(op))
+	s.acceptOperation(w, r, op)
 	return nil
 }
 
@@ -136,6 +131,18 @@ func parseLinkBody(body []byte) (string, error) {
 		return "", keyhold.Errorf(keyhold.CodeBadRequest, "SystemId %q is the policy's resource id: send its properties.systemId instead, which looks like /regions/{location}/providers/Microsoft.PowerPlatform/enterprisePolicies/{guid}", clip(id))
 	}
 	return id, nil
+}
+
+// acceptOperation answers a started operation as a link does: 202 with the
+// operation, where to poll it in operation-location and Location, and
+// Retry-After.
+func (s *Server) acceptOperation(w nethttp.ResponseWriter, r *nethttp.Request, op *keyhold.Operation) {
+	loc := s.operationLocation(r, op.ID)
+	h := w.Header()
+	h.Set("operation-location", loc)
+	h.Set("Location", loc)
+	h.Set("Retry-After", strconv.Itoa(operationRetryAfter))
+	writeJSON(w, nethttp.StatusAccepted, toOperationJSON(op))
 }
 
 // operationLocation is the URL to poll an operation at, with the request's

@@ -18,7 +18,6 @@ package http
 import (
 	"context"
 	nethttp "net/http"
-	"strconv"
 
 	"github.com/keyhold/keyhold"
 )
@@ -51,11 +50,6 @@ func (s *Server) enableEnvironment(w nethttp.ResponseWriter, r *nethttp.Request,
 	if err != nil {
 		return err
 	}
-	loc := s.operationLocation(r, op.ID)
-	h := w.Header()
-	h.Set("operation-location", loc)
-	h.Set("Location", loc)
-	h.Set("Retry-After", strconv.Itoa(operationRetryAfter))
-	writeJSON(w, nethttp.StatusAccepted, toOperationJSON(op))
+	s.acceptOperation(w, r, op)
 	return nil
 }
