@@ -47,6 +47,17 @@ func environmentFor(ctx context.Context, tx keyhold.Tx, id *keyhold.Identity, en
 	return env, err
 }
 
+// adminEnvironment checks, inside tx, that the caller may administer
+// environments (requireAdmin) and loads one of its tenant's
+// (environmentFor): the start of every administrator's operation on an
+// environment.
+func adminEnvironment(ctx context.Context, tx keyhold.Tx, id *keyhold.Identity, envID string) (*keyhold.Environment, error) {
+	if err := requireAdmin(ctx, tx, id); err != nil {
+		return nil, err
+	}
+	return environmentFor(ctx, tx, id, envID)
+}
+
 // dataAccess loads an environment for a data-plane request and checks that
 // the caller may use its data and that it is serving. Its members may, and
 // so may the tenant's platform administrators (who may also make themselves

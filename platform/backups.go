@@ -163,10 +163,7 @@ func (p *Platform) CreateBackup(ctx context.Context, envID, label string) (*keyh
 	}
 	var b *keyhold.Backup
 	err = p.store.Update(ctx, func(tx keyhold.Tx) error {
-		if err := requireAdmin(ctx, tx, id); err != nil {
-			return err
-		}
-		env, err := environmentFor(ctx, tx, id, envID)
+		env, err := adminEnvironment(ctx, tx, id, envID)
 		if err != nil {
 			return err
 		}
@@ -196,10 +193,7 @@ func (p *Platform) ListBackups(ctx context.Context, envID string) ([]*keyhold.Ba
 	}
 	var out []*keyhold.Backup
 	err = p.store.View(ctx, func(tx keyhold.Tx) error {
-		if err := requireAdmin(ctx, tx, id); err != nil {
-			return err
-		}
-		env, err := environmentFor(ctx, tx, id, envID)
+		env, err := adminEnvironment(ctx, tx, id, envID)
 		if err != nil {
 			return err
 		}
@@ -230,10 +224,7 @@ func (p *Platform) DeleteBackup(ctx context.Context, envID, backupID string) err
 	}
 	var destroyed []uint32
 	err = p.store.Update(ctx, func(tx keyhold.Tx) error {
-		if err := requireAdmin(ctx, tx, id); err != nil {
-			return err
-		}
-		env, err := environmentFor(ctx, tx, id, envID)
+		env, err := adminEnvironment(ctx, tx, id, envID)
 		if err != nil {
 			return err
 		}
@@ -353,10 +344,7 @@ type dbPlan struct {
 // customer-managed key, a target that is its own environment or one under
 // the same key.
 func checkRestore(ctx context.Context, tx keyhold.Tx, id *keyhold.Identity, targetID, backupID string) (*dbPlan, error) {
-	if err := requireAdmin(ctx, tx, id); err != nil {
-		return nil, err
-	}
-	target, err := environmentFor(ctx, tx, id, targetID)
+	target, err := adminEnvironment(ctx, tx, id, targetID)
 	if err != nil {
 		return nil, err
 	}
@@ -421,10 +409,7 @@ func sameProtection(ctx context.Context, tx keyhold.Tx, source, target *keyhold.
 // environments, both Enabled, neither with an operation running; and, for
 // a source under a customer-managed key, a target under the same key.
 func checkCopy(ctx context.Context, tx keyhold.Tx, id *keyhold.Identity, targetID, sourceID string) (*dbPlan, error) {
-	if err := requireAdmin(ctx, tx, id); err != nil {
-		return nil, err
-	}
-	target, err := environmentFor(ctx, tx, id, targetID)
+	target, err := adminEnvironment(ctx, tx, id, targetID)
 	if err != nil {
 		return nil, err
 	}
@@ -517,10 +502,7 @@ func (p *Platform) CopyEnvironment(ctx context.Context, targetID, sourceID strin
 // policy, as for an unlink.
 func (p *Platform) ResetEnvironment(ctx context.Context, envID string) (*keyhold.Operation, error) {
 	return p.startChecked(ctx, func(tx keyhold.Tx, id *keyhold.Identity) (*dbPlan, error) {
-		if err := requireAdmin(ctx, tx, id); err != nil {
-			return nil, err
-		}
-		env, err := environmentFor(ctx, tx, id, envID)
+		env, err := adminEnvironment(ctx, tx, id, envID)
 		if err != nil {
 			return nil, err
 		}

@@ -312,10 +312,7 @@ func normLocation(l string) string { return strings.ToLower(strings.ReplaceAll(l
 
 // checkLink runs LinkPolicy's checks that need no key vault call.
 func (p *Platform) checkLink(ctx context.Context, tx keyhold.Tx, id *keyhold.Identity, envID, systemID string) (*linkPlan, error) {
-	if err := requireAdmin(ctx, tx, id); err != nil {
-		return nil, err
-	}
-	env, err := environmentFor(ctx, tx, id, envID)
+	env, err := adminEnvironment(ctx, tx, id, envID)
 	if err != nil {
 		return nil, err
 	}
@@ -456,10 +453,7 @@ func (p *Platform) UnlinkPolicy(ctx context.Context, envID, systemID string) (*k
 	}
 	var op *keyhold.Operation
 	err = p.store.Update(ctx, func(tx keyhold.Tx) error {
-		if err := requireAdmin(ctx, tx, id); err != nil {
-			return err
-		}
-		env, err := environmentFor(ctx, tx, id, envID)
+		env, err := adminEnvironment(ctx, tx, id, envID)
 		if err != nil {
 			return err
 		}

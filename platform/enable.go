@@ -63,10 +63,7 @@ func (p *Platform) EnableEnvironment(ctx context.Context, envID string) error {
 		return errCMKOff
 	}
 	err = p.store.View(ctx, func(tx keyhold.Tx) error {
-		if err := requireAdmin(ctx, tx, id); err != nil {
-			return err
-		}
-		env, err := environmentFor(ctx, tx, id, envID)
+		env, err := adminEnvironment(ctx, tx, id, envID)
 		if err != nil {
 			return err
 		}

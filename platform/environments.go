@@ -86,10 +86,7 @@ func (p *Platform) FindEnvironment(ctx context.Context, envID string) (*keyhold.
 	}
 	var env *keyhold.Environment
 	err = p.store.View(ctx, func(tx keyhold.Tx) error {
-		if err := requireAdmin(ctx, tx, id); err != nil {
-			return err
-		}
-		env, err = environmentFor(ctx, tx, id, envID)
+		env, err = adminEnvironment(ctx, tx, id, envID)
 		return err
 	})
 	return env, err
@@ -121,10 +118,7 @@ func (p *Platform) UpdateEnvironment(ctx context.Context, envID string, upd keyh
 	}
 	var env *keyhold.Environment
 	err = p.store.Update(ctx, func(tx keyhold.Tx) error {
-		if err := requireAdmin(ctx, tx, id); err != nil {
-			return err
-		}
-		if env, err = environmentFor(ctx, tx, id, envID); err != nil {
+		if env, err = adminEnvironment(ctx, tx, id, envID); err != nil {
 			return err
 		}
 		var changes []string
@@ -163,10 +157,7 @@ func (p *Platform) DeleteEnvironment(ctx context.Context, envID string) error {
 		return err
 	}
 	err = p.store.Update(ctx, func(tx keyhold.Tx) error {
-		if err := requireAdmin(ctx, tx, id); err != nil {
-			return err
-		}
-		env, err := environmentFor(ctx, tx, id, envID)
+		env, err := adminEnvironment(ctx, tx, id, envID)
 		if err != nil {
 			return err
 		}
