@@ -232,18 +232,28 @@ func (p *Platform) DeleteBackup(ctx context.Context, envID, backupID string) err
 		if err != nil {
 			return err
 		}
-		if err := tx.DeleteBackup(ctx, b.ID); err != nil {
-			return err
-		}
-		if destroyed, err = p.destroyUnused(ctx, tx, id, env); err != nil {
-			return err
-		}
-		return p.audit(ctx, tx, id, auditBackupDelete, backupTarget(env.ID, b.ID), env.ID, fmt.Sprintf("backup %q taken %s deleted", b.Label, b.CreatedAt.Format(time.RFC3339)))
+		destroyed, err = p.removeBackup(ctx, tx, id, env, b, auditBackupDelete, fmt.Sprintf("backup %q taken %s deleted", b.Label, b.CreatedAt.Format(time.RFC3339)))
+		return err
 	})
 	for _, e := range destroyed {
 		p.dropEpochKeys(envID, e)
 	}
 	return err
+}
+
+// removeBackup deletes backup b of env in tx, then the wrapped keys of the
+// epochs only it held items under (destroyUnused), and audits it as
+// action (none if ""). It returns the epochs destroyed; the caller drops
+// them from the caches after the commit.
+func (p *Platform) removeBackup(ctx context.Context, tx keyhold.Tx, actor *keyhold.Identity, env *keyhold.Environment, b *keyhold.Backup, action, detail string) ([]uint32, error) {
+	if err := tx.DeleteBackup(ctx, b.ID); err != nil {
+		return nil, err
+	}
+	destroyed, err := p.destroyUnused(ctx, tx, actor, env)
+	if err != nil || action == "" {
+		return destroyed, err
+	}
+	return destroyed, p.audit(ctx, tx, actor, action, backupTarget(env.ID, b.ID), env.ID, detail)
 }
 
 // destroyUnused deletes, in tx, the wrapped keys of env's old epochs that
@@ -591,15 +601,12 @@ func (p *Platform) deleteSnapshot(ctx context.Context, op *keyhold.Operation) er
 		} else if err != nil {
 			return err
 		}
-		if err := tx.DeleteBackup(ctx, b.ID); err != nil {
-			return err
-		}
 		env, err := tx.Environment(ctx, b.EnvID)
 		if err != nil {
 			return err
 		}
 		envID = env.ID
-		destroyed, err = p.destroyUnused(ctx, tx, opActor(op), env)
+		destroyed, err = p.removeBackup(ctx, tx, opActor(op), env, b, "", "")
 		return err
 	})
 	for _, e := range destroyed {
@@ -960,18 +967,14 @@ func (p *Platform) PruneBackups(ctx context.Context) (int, error) {
 			if env.State == keyhold.StateLocked {
 				return nil
 			}
-			if err := tx.DeleteBackup(ctx, b.ID); keyhold.ErrorCode(err) == keyhold.CodeBackupNotFound {
-				return nil
-			} else if err != nil {
-				return err
-			}
 			system := &keyhold.Identity{TenantID: env.TenantID, PrincipalID: systemActorID}
-			if destroyed, err = p.destroyUnused(ctx, tx, system, env); err != nil {
-				return err
-			}
-			deleted = true
-			return p.audit(ctx, tx, system, auditBackupExpire, backupTarget(env.ID, b.ID), env.ID,
+			destroyed, err = p.removeBackup(ctx, tx, system, env, b, auditBackupExpire,
 				fmt.Sprintf("backup %q taken %s expired on %s and was deleted", b.Label, b.CreatedAt.Format(time.RFC3339), b.ExpiresAt.Format(time.RFC3339)))
+			if keyhold.ErrorCode(err) == keyhold.CodeBackupNotFound {
+				return nil // deleted meanwhile
+			}
+			deleted = err == nil
+			return err
 		})
 		if err != nil {
 			if ctx.Err() != nil {

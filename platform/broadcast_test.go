@@ -300,9 +300,9 @@ func TestBroadcastLock(t *testing.T) {
 		t.Fatal(err)
 	}
 	w := f.lockWorld(t, "bcast")
-	// The link's own drops reach the second replica asynchronously; one
-	// arriving during its first unwrap answers 503 "retry", as a client
-	// then does.
+	// The first replica's drops (the link's, lockWorld's read-back purge)
+	// reach the second asynchronously; one arriving during its first
+	// unwrap answers 503 "retry", and a client retries.
 	for try := 0; ; try++ {
 		_, err := p2.GetRow(f.ctx, w.env.ID, "accounts", "r0000")
 		if err == nil {
