@@ -111,6 +111,12 @@ func Run(ctx context.Context, cfg Config) error {
 	if err != nil {
 		return err
 	}
+
+	hooks, err := webhookClient(cfg.WebhookCAFile)
+	if err != nil {
+		return err
+	}
+
 	// SQLite: one server per directory (the lock), and no new database
 	// beside an old master key.
 	dir, err := openDataDir(dataDir, cfg.PostgresDSN == "", cfg.PostgresDSN == "")
@@ -118,11 +124,6 @@ func Run(ctx context.Context, cfg Config) error {
 		return err
 	}
 	defer dir.Close() // after the store closes
-
-	hooks, err := webhookClient(cfg.WebhookCAFile)
-	if err != nil {
-		return err
-	}
 
 	ln, err := net.Listen("tcp", cfg.Addr)
 	if err != nil {
@@ -215,9 +216,7 @@ func Run(ctx context.Context, cfg Config) error {
 		Backups:  p,
 		Events:   p,
 		Keys:     p,
-		Health: func(ctx context.Context) error {
-			return store.View(ctx, func(tx keyhold.Tx) error { _, err := tx.ListTenants(ctx); return err })
-		},
+		Health:   storeHealth(store), // a read and a rolled-back write
 	}
 	tlsConf, err := tlsFiles.config()
 	if err != nil {
