@@ -201,6 +201,8 @@ func newCmdRoot(f *Factory) *cobra.Command {
 		newCmdDeployment(f),
 		newCmdEvents(f),
 		newCmdTenant(f),
+		newCmdDoctor(f, nil),
+		newCmdAdmin(f),
 	)
 	return root
 }
