@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"runtime/debug"
 	"strings"
 	"testing"
 	"time"
@@ -88,5 +89,26 @@ func TestDoctorAndResetCredentialsCLI(t *testing.T) {
 	if code != 1 || !strings.Contains(out, "FAIL permissions: ") || !strings.Contains(out, "run chmod 600") ||
 		!strings.Contains(errOut, "fix the FAIL lines above") {
 		t.Fatalf("doctor on a loose master.key: exit %d\n%s%s", code, out, errOut)
+	}
+}
+
+// TestVersion: "keyhold version" prints the module version, the commit
+// (marked dirty when it was) and the Go version from the build info.
+func TestVersion(t *testing.T) {
+	defer func(f func() (*debug.BuildInfo, bool)) { readBuildInfo = f }(readBuildInfo)
+	readBuildInfo = func() (*debug.BuildInfo, bool) {
+		return &debug.BuildInfo{GoVersion: "go1.26.0", Main: debug.Module{Path: "github.com/keyhold/keyhold", Version: "v1.2.3"},
+			Settings: []debug.BuildSetting{{Key: "vcs.revision", Value: "0123456789abcdef0123"}, {Key: "vcs.time", Value: "2026-12-05T10:00:00Z"},
+				{Key: "vcs.modified", Value: "true"}}}, true
+	}
+	code, out, errOut := runCLI(t, testEnv{}, "", "version")
+	if want := "keyhold v1.2.3 (0123456789ab+dirty, 2026-12-05T10:00:00Z) go1.26.0\n"; code != 0 || out != want {
+		t.Fatalf("version: exit %d, %q (stderr %q); want %q", code, out, errOut, want)
+	}
+	readBuildInfo = func() (*debug.BuildInfo, bool) {
+		return &debug.BuildInfo{GoVersion: "go1.26.0", Main: debug.Module{Path: "github.com/keyhold/keyhold"}}, true
+	}
+	if _, out, _ := runCLI(t, testEnv{}, "", "version"); out != "keyhold (devel) go1.26.0\n" {
+		t.Fatalf("version without VCS information = %q", out)
 	}
 }

@@ -203,6 +203,7 @@ func newCmdRoot(f *Factory) *cobra.Command {
 		newCmdTenant(f),
 		newCmdDoctor(f, nil),
 		newCmdAdmin(f),
+		newCmdVersion(f),
 	)
 	return root
 }
