@@ -17,6 +17,11 @@ type fakeClient struct {
 	envs     []*keyhold.Environment
 	audit    []*keyhold.AuditEntry
 	openFile func(envID, name string) (*keyhold.FileInfo, io.ReadCloser, error)
+	getRow   func(envID, table, id string) (*keyhold.Row, error)
+}
+
+func (c *fakeClient) GetRow(_ context.Context, envID, table, id string) (*keyhold.Row, error) {
+	return c.getRow(envID, table, id)
 }
 
 func (c *fakeClient) Token(_ context.Context, scope string) (*keyhold.Token, error) {
