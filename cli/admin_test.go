@@ -15,19 +15,19 @@ import (
 	"github.com/keyhold/keyhold/server"
 )
 
-// runServerIn starts a real server on data and returns the function that
-// stops it.
-func runServerIn(t *testing.T, data string) (stop func()) {
+// runServerIn starts a real server on data and returns its URL and the
+// function that stops it.
+func runServerIn(t *testing.T, data string) (url string, stop func()) {
 	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
-	ready := make(chan struct{})
+	ready := make(chan string, 1)
 	done := make(chan error, 1)
 	go func() {
 		done <- server.Run(ctx, server.Config{Addr: "127.0.0.1:0", DataDir: data, Logger: slog.New(slog.NewTextHandler(io.Discard, nil)),
-			Stdout: io.Discard, Ready: func(string) { close(ready) }})
+			Stdout: io.Discard, Ready: func(u string) { ready <- u }})
 	}()
 	select {
-	case <-ready:
+	case url = <-ready:
 	case err := <-done:
 		cancel()
 		t.Fatalf("server.Run: %v", err)
@@ -47,7 +47,7 @@ func runServerIn(t *testing.T, data string) (stop func()) {
 		}
 	}
 	t.Cleanup(stop)
-	return stop
+	return url, stop
 }
 
 // TestDoctorAndResetCredentialsCLI: doctor lists its findings and exits 1
@@ -56,7 +56,7 @@ func runServerIn(t *testing.T, data string) (stop func()) {
 func TestDoctorAndResetCredentialsCLI(t *testing.T) {
 	data := t.TempDir()
 	env := testEnv{"KEYHOLD_HOME": t.TempDir()}
-	stop := runServerIn(t, data)
+	_, stop := runServerIn(t, data)
 	old, _ := os.ReadFile(filepath.Join(data, "bootstrap.json"))
 
 	code, out, errOut := runCLI(t, env, "", "doctor", "--data", data)
@@ -82,6 +82,13 @@ func TestDoctorAndResetCredentialsCLI(t *testing.T) {
 	json.Unmarshal(b, &after)
 	if after.ClientSecret == "" || after.ClientSecret == before.ClientSecret || after.ClientID != before.ClientID || after.URL != before.URL {
 		t.Fatalf("bootstrap.json after the reset: %+v (before %+v)", after, before)
+	}
+
+	// The new secret logs in; login names both the app and the object id.
+	url, _ := runServerIn(t, data)
+	code, out, errOut = runCLI(t, env, "", "login", "--bootstrap", filepath.Join(data, "bootstrap.json"), "--url", url)
+	if code != 0 || !strings.Contains(out, "as app "+after.ClientID+", object ") {
+		t.Fatalf("login with the new credentials: exit %d\n%s%s", code, out, errOut)
 	}
 
 	os.Chmod(filepath.Join(data, "master.key"), 0o644)
