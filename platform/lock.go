@@ -48,7 +48,7 @@ func lockedError(ctx context.Context, tx keyhold.Tx, env *keyhold.Environment) e
 		next = "access has been restored since: an administrator re-enables it now"
 	}
 	return keyhold.Errorf(keyhold.CodeEnvironmentLocked,
-		"environment %s is locked: %s; %s (keyhold env enable). Details: keyhold audit --env %s",
+		"environment %s is locked: %s; %s (keyhold env enable). Details: keyhold audit list --env %s",
 		env.ID, reason, next, env.ID)
 }
 

@@ -41,7 +41,7 @@ func TestLockedMessage(t *testing.T) {
 		}
 		msg := message()
 		for _, want := range []string{"environment " + w.env.ID + " is locked", w.pol.ID(), keyhold.InnerForbiddenByRbac,
-			"a key vault admin must restore access", "(keyhold env enable)", "Details: keyhold audit --env " + w.env.ID} {
+			"a key vault admin must restore access", "(keyhold env enable)", "Details: keyhold audit list --env " + w.env.ID} {
 			if !strings.Contains(msg, want) {
 				t.Errorf("lock message %q lacks %q", msg, want)
 			}
