@@ -2,6 +2,7 @@ package cli
 
 import (
 	"context"
+	"encoding/json"
 	"io"
 
 	"github.com/keyhold/keyhold"
@@ -18,6 +19,11 @@ type fakeClient struct {
 	audit    []*keyhold.AuditEntry
 	openFile func(envID, name string) (*keyhold.FileInfo, io.ReadCloser, error)
 	getRow   func(envID, table, id string) (*keyhold.Row, error)
+	putRow   func(envID, table, id string, data json.RawMessage) (*keyhold.Row, error)
+}
+
+func (c *fakeClient) PutRow(_ context.Context, envID, table, id string, data json.RawMessage) (*keyhold.Row, error) {
+	return c.putRow(envID, table, id, data)
 }
 
 func (c *fakeClient) GetRow(_ context.Context, envID, table, id string) (*keyhold.Row, error) {

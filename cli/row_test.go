@@ -172,3 +172,16 @@ func TestRowGetFormats(t *testing.T) {
 		})
 	}
 }
+
+// TestRowPutID: row put -o id prints only the row's id, for scripts.
+func TestRowPutID(t *testing.T) {
+	c := &fakeClient{putRow: func(envID, table, id string, data json.RawMessage) (*keyhold.Row, error) {
+		return &keyhold.Row{EnvID: envID, Table: table, ID: id, Data: data, Version: 1}, nil
+	}}
+	streams, out, errOut := testIO("")
+	f := NewFactory(streams, testEnv{}.get)
+	f.Client = c.services()
+	if code := run(context.Background(), f, []string{"row", "put", "e1", "accounts", "a1", "--data", "{}", "-o", "id"}); code != 0 || out.String() != "a1\n" {
+		t.Fatalf("row put -o id: exit %d, %q (stderr %q); want a1", code, out, errOut)
+	}
+}
