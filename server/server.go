@@ -10,6 +10,7 @@
 //	<data>/tls/ca-key.pem    its private key (0600)
 //	<data>/tls/server.pem    the server certificate, and server-key.pem (0600)
 //	<data>/bootstrap.json    first-start credentials (0600)
+//	<data>/keyhold.lock      held (flock) by the server on SQLite; see datadir.go
 package server
 
 import (
