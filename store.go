@@ -53,6 +53,9 @@ type Tx interface {
 	ListPrincipals(ctx context.Context, tenantID string) ([]*Principal, error)
 	AddCredential(ctx context.Context, c *Credential) error
 	Credentials(ctx context.Context, principalID string) ([]*Credential, error)
+	// RemoveCredentials deletes every credential of a principal and says
+	// how many there were (0 for an unknown principal).
+	RemoveCredentials(ctx context.Context, principalID string) (int, error)
 	AssignDirectoryRole(ctx context.Context, tenantID, principalID string, role DirectoryRole) error
 	RemoveDirectoryRole(ctx context.Context, tenantID, principalID string, role DirectoryRole) error
 	DirectoryRoles(ctx context.Context, tenantID, principalID string) ([]DirectoryRole, error)

@@ -201,6 +201,9 @@ func newCmdRoot(f *Factory) *cobra.Command {
 		newCmdDeployment(f),
 		newCmdEvents(f),
 		newCmdTenant(f),
+		newCmdDoctor(f, nil),
+		newCmdAdmin(f),
+		newCmdVersion(f),
 	)
 	return root
 }

@@ -2,6 +2,7 @@ package cli
 
 import (
 	"context"
+	"encoding/json"
 	"io"
 
 	"github.com/keyhold/keyhold"
@@ -17,6 +18,16 @@ type fakeClient struct {
 	envs     []*keyhold.Environment
 	audit    []*keyhold.AuditEntry
 	openFile func(envID, name string) (*keyhold.FileInfo, io.ReadCloser, error)
+	getRow   func(envID, table, id string) (*keyhold.Row, error)
+	putRow   func(envID, table, id string, data json.RawMessage) (*keyhold.Row, error)
+}
+
+func (c *fakeClient) PutRow(_ context.Context, envID, table, id string, data json.RawMessage) (*keyhold.Row, error) {
+	return c.putRow(envID, table, id, data)
+}
+
+func (c *fakeClient) GetRow(_ context.Context, envID, table, id string) (*keyhold.Row, error) {
+	return c.getRow(envID, table, id)
 }
 
 func (c *fakeClient) Token(_ context.Context, scope string) (*keyhold.Token, error) {

@@ -203,7 +203,8 @@ func loginRun(opts *LoginOptions) error {
 	if err != nil {
 		return err
 	}
-	if _, err := c.Token(opts.Ctx, loginScope); err != nil {
+	tok, err := c.Token(opts.Ctx, loginScope)
+	if err != nil {
 		return err
 	}
 	home, err := opts.Home()
@@ -213,7 +214,14 @@ func loginRun(opts *LoginOptions) error {
 	if err := saveLogin(home, l); err != nil {
 		return err
 	}
-	fmt.Fprintf(opts.IO.Out, "Logged in to %s as %s (tenant %s)\n", l.URL, l.ClientID, l.TenantID)
+	// The app id is what one signs in with; the object id is what the
+	// audit log and role assignments name. Show both, so the user can
+	// find themselves in either.
+	who := "app " + l.ClientID
+	if oid, err := tokenObjectID(tok.AccessToken); err == nil {
+		who += ", object " + oid
+	}
+	fmt.Fprintf(opts.IO.Out, "Logged in to %s as %s (tenant %s)\n", l.URL, who, l.TenantID)
 	return nil
 }
 

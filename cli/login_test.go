@@ -2,6 +2,7 @@ package cli
 
 import (
 	"context"
+	"encoding/base64"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -55,7 +56,8 @@ func fakeDial(got **Login) func(*Login) (APIClient, error) {
 			if l.ClientSecret != "right" {
 				return nil, keyhold.Errorf(keyhold.CodeInvalidClient, "the client secret is wrong")
 			}
-			return &keyhold.Token{AccessToken: "t"}, nil
+			claims := base64.RawURLEncoding.EncodeToString([]byte(`{"oid":"o1"}`))
+			return &keyhold.Token{AccessToken: "h." + claims + ".s"}, nil
 		}}, nil
 	}
 }
@@ -121,7 +123,7 @@ func TestLoginRun(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			if want := "Logged in to " + tt.wantURL + " as c1 (tenant t1)\n"; out.String() != want {
+			if want := "Logged in to " + tt.wantURL + " as app c1, object o1 (tenant t1)\n"; out.String() != want {
 				t.Errorf("output = %q, want %q", out, want)
 			}
 			saved, err := loadLogin(home)

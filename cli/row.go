@@ -83,8 +83,11 @@ func rowPutRun(opts *RowPutOptions) error {
 	if err != nil {
 		return err
 	}
-	if opts.Format == FormatJSON {
+	switch opts.Format {
+	case FormatJSON:
 		return printJSON(opts.IO.Out, r)
+	case FormatID:
+		return printIDs(opts.IO.Out, r.ID)
 	}
 	fmt.Fprintf(opts.IO.Out, "Stored row %s/%s in %s (version %d)\n", r.Table, r.ID, r.EnvID, r.Version)
 	return nil
@@ -130,6 +133,11 @@ type RowGetOptions struct {
 	Client func() (Services, error)
 	Format Format
 
+	// Document: no -o was given, so the document itself is printed, which
+	// is what a user of "row get" most often wants; an explicit -o table
+	// prints the row as a table, as the other commands do.
+	Document bool
+
 	EnvID string
 	Table string
 	ID    string
@@ -140,11 +148,13 @@ func newCmdRowGet(f *Factory, runF func(*RowGetOptions) error) *cobra.Command {
 	return &cobra.Command{
 		Use:   "get <env> <table> <id>",
 		Short: "Print a row's JSON document",
-		Long: `Print a row's JSON document, indented. With -o json, print the row with its
-version and update time, the document under "data".`,
+		Long: `Print a row's JSON document, indented. With -o table, print the row's table,
+id, version, update time and document size; with -o id, only its id; with
+-o json, the row with its version and update time, the document under "data".`,
 		Args: exactArgs("env", "table", "id"),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			opts.Ctx, opts.Format = cmd.Context(), f.Format
+			opts.Document = !cmd.Flags().Changed("output")
 			opts.EnvID, opts.Table, opts.ID = args[0], args[1], args[2]
 			if runF != nil {
 				return runF(opts)
@@ -163,8 +173,16 @@ func rowGetRun(opts *RowGetOptions) error {
 	if err != nil {
 		return err
 	}
-	if opts.Format == FormatJSON {
+	switch {
+	case opts.Format == FormatJSON:
 		return printJSON(opts.IO.Out, r)
+	case opts.Format == FormatID:
+		return printIDs(opts.IO.Out, r.ID)
+	case !opts.Document:
+		w := newTable(opts.IO.Out)
+		row(w, "TABLE", "ID", "VERSION", "UPDATED", "BYTES")
+		row(w, r.Table, r.ID, fmt.Sprint(r.Version), timestamp(r.UpdatedAt), fmt.Sprint(len(r.Data)))
+		return w.Flush()
 	}
 	var b bytes.Buffer
 	if err := json.Indent(&b, r.Data, "", "  "); err != nil {

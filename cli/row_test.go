@@ -1,10 +1,13 @@
 package cli
 
 import (
+	"context"
+	"encoding/json"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/keyhold/keyhold"
 )
@@ -46,7 +49,9 @@ func TestNewCmdRowGet(t *testing.T) {
 		want    RowGetOptions
 		wantErr string
 	}{
-		{name: "ids", args: []string{"e1", "accounts", "a1"}, want: RowGetOptions{EnvID: "e1", Table: "accounts", ID: "a1", Format: FormatTable}},
+		{name: "ids", args: []string{"e1", "accounts", "a1"}, want: RowGetOptions{EnvID: "e1", Table: "accounts", ID: "a1", Format: FormatTable, Document: true}},
+		{name: "explicit table", args: []string{"e1", "accounts", "a1", "-o", "table"}, want: RowGetOptions{EnvID: "e1", Table: "accounts", ID: "a1", Format: FormatTable}},
+		{name: "id", args: []string{"e1", "accounts", "a1", "-o", "id"}, want: RowGetOptions{EnvID: "e1", Table: "accounts", ID: "a1", Format: FormatID}},
 		{name: "too many", args: []string{"e1", "accounts", "a1", "a2"}, wantErr: `got unexpected "a2"`},
 		{name: "too few", args: []string{"e1"}, wantErr: "is missing <table> <id>"},
 	}
@@ -131,5 +136,52 @@ func TestReadDocumentMissingFile(t *testing.T) {
 	_, err := readDocument(&RowPutOptions{IO: streams, File: filepath.Join(t.TempDir(), "nope.json")})
 	if err == nil || !strings.Contains(err.Error(), "nope.json") {
 		t.Fatalf("error = %v, want one naming the file", err)
+	}
+}
+
+// TestRowGetFormats: row get prints the document by default, and with an
+// explicit -o table, -o id or -o json what the other commands print in
+// those modes: a table, the id alone, the object.
+func TestRowGetFormats(t *testing.T) {
+	at := time.Date(2026, 12, 5, 10, 0, 0, 0, time.UTC)
+	c := &fakeClient{getRow: func(envID, table, id string) (*keyhold.Row, error) {
+		return &keyhold.Row{EnvID: envID, Table: table, ID: id, Data: json.RawMessage(`{"name":"Fabrikam"}`), Version: 3, UpdatedAt: at}, nil
+	}}
+	tests := []struct {
+		name string
+		args []string
+		want string
+	}{
+		{name: "default: the document", want: "{\n  \"name\": \"Fabrikam\"\n}\n"},
+		{name: "table", args: []string{"-o", "table"}, want: "TABLE     ID  VERSION  UPDATED               BYTES\naccounts  a1  3        2026-12-05T10:00:00Z  19\n"},
+		{name: "id", args: []string{"-o", "id"}, want: "a1\n"},
+		{name: "json", args: []string{"-o", "json"}, want: `"version": 3`},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			streams, out, errOut := testIO("")
+			f := NewFactory(streams, testEnv{}.get)
+			f.Client = c.services()
+			code := run(context.Background(), f, append([]string{"row", "get", "e1", "accounts", "a1"}, tt.args...))
+			if code != 0 {
+				t.Fatalf("exit %d: %s", code, errOut)
+			}
+			if got := out.String(); got != tt.want && !(tt.name == "json" && strings.Contains(got, tt.want)) {
+				t.Fatalf("output %q, want %q", got, tt.want)
+			}
+		})
+	}
+}
+
+// TestRowPutID: row put -o id prints only the row's id, for scripts.
+func TestRowPutID(t *testing.T) {
+	c := &fakeClient{putRow: func(envID, table, id string, data json.RawMessage) (*keyhold.Row, error) {
+		return &keyhold.Row{EnvID: envID, Table: table, ID: id, Data: data, Version: 1}, nil
+	}}
+	streams, out, errOut := testIO("")
+	f := NewFactory(streams, testEnv{}.get)
+	f.Client = c.services()
+	if code := run(context.Background(), f, []string{"row", "put", "e1", "accounts", "a1", "--data", "{}", "-o", "id"}); code != 0 || out.String() != "a1\n" {
+		t.Fatalf("row put -o id: exit %d, %q (stderr %q); want a1", code, out, errOut)
 	}
 }

@@ -10,6 +10,7 @@
 //	<data>/tls/ca-key.pem    its private key (0600)
 //	<data>/tls/server.pem    the server certificate, and server-key.pem (0600)
 //	<data>/bootstrap.json    first-start credentials (0600)
+//	<data>/keyhold.lock      held (flock) by the server on SQLite; see datadir.go
 package server
 
 import (
@@ -111,14 +112,19 @@ func Run(ctx context.Context, cfg Config) error {
 	if err != nil {
 		return err
 	}
-	if err := os.MkdirAll(dataDir, 0o700); err != nil {
-		return fmt.Errorf("creating data directory: %w", err)
-	}
 
 	hooks, err := webhookClient(cfg.WebhookCAFile)
 	if err != nil {
 		return err
 	}
+
+	// SQLite: one server per directory (the lock), and no new database
+	// beside an old master key.
+	dir, err := openDataDir(dataDir, cfg.PostgresDSN == "", cfg.PostgresDSN == "")
+	if err != nil {
+		return err
+	}
+	defer dir.Close() // after the store closes
 
 	ln, err := net.Listen("tcp", cfg.Addr)
 	if err != nil {
@@ -211,9 +217,7 @@ func Run(ctx context.Context, cfg Config) error {
 		Backups:  p,
 		Events:   p,
 		Keys:     p,
-		Health: func(ctx context.Context) error {
-			return store.View(ctx, func(tx keyhold.Tx) error { _, err := tx.ListTenants(ctx); return err })
-		},
+		Health:   storeHealth(store), // a read and a rolled-back write
 	}
 	tlsConf, err := tlsFiles.config()
 	if err != nil {
@@ -232,7 +236,7 @@ func Run(ctx context.Context, cfg Config) error {
 	if created {
 		fmt.Fprintf(cfg.Stdout, "First start: credentials written to %s\nNext: keyhold login --bootstrap %s\n", bootPath, bootPath)
 	} else {
-		fmt.Fprintf(cfg.Stdout, "Credentials of the first start are in %s\n", bootPath)
+		printCredentialsHint(cfg.Stdout, bootPath, dataDir)
 	}
 	log.Info("serving", "url", url, "data", dataDir, "storage", storageName(cfg))
 	if cfg.Ready != nil {
@@ -284,9 +288,19 @@ func openStore(ctx context.Context, cfg Config, dataDir string) (keyhold.Store, 
 		}
 		return s, nil
 	}
-	s, err := sqlite.Open(filepath.Join(dataDir, "keyhold.db"))
+	if err := createDBFile(dataDir); err != nil {
+		return nil, err
+	}
+	if err := secureDBFiles(dataDir); err != nil {
+		return nil, err
+	}
+	s, err := sqlite.Open(filepath.Join(dataDir, dbFile))
 	if err != nil {
 		return nil, fmt.Errorf("opening SQLite: %w", err)
+	}
+	if err := secureDBFiles(dataDir); err != nil { // the -wal and -shm Open made
+		s.Close()
+		return nil, err
 	}
 	return s, nil
 }
@@ -331,6 +345,10 @@ func loadMasterKey(cfg Config, dataDir string, store keyhold.Store) (*crypt.Key,
 		clear(text)
 		if err != nil {
 			return nil, "", fmt.Errorf("%s: %w", path, err)
+		}
+		if err := checkStoreHasPlatform(store, dataDir); err != nil {
+			k.Destroy()
+			return nil, "", err
 		}
 		return k, "", nil
 	}

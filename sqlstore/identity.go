@@ -203,6 +203,16 @@ func (t *tx) Credentials(ctx context.Context, principalID string) ([]*keyhold.Cr
 		`SELECT principal_id, secret_hash, created_at, expires_at FROM credentials WHERE principal_id = ? ORDER BY created_at, secret_hash`, principalID)
 }
 
+// RemoveCredentials deletes a principal's credentials, so that none of its
+// secrets authenticates any more; it returns how many it deleted.
+func (t *tx) RemoveCredentials(ctx context.Context, principalID string) (int, error) {
+	n, err := t.execN(ctx, `DELETE FROM credentials WHERE principal_id = ?`, principalID)
+	if err != nil {
+		return 0, t.fail("remove credentials", err)
+	}
+	return int(n), nil
+}
+
 // AssignDirectoryRole gives a principal a role in a tenant. Assigning a role
 // the principal already holds does nothing and succeeds, so that callers can
 // ensure a role without reading first. An unknown tenant or principal is

@@ -26,6 +26,7 @@ func Run(t *testing.T, open func(t *testing.T) keyhold.Store) {
 		{"Subscriptions", testSubscriptions},
 		{"Principals", testPrincipals},
 		{"Credentials", testCredentials},
+		{"RemoveCredentials", testRemoveCredentials},
 		{"DirectoryRoles", testDirectoryRoles},
 		{"SealedKeys", testSealedKeys},
 		{"Environments", testEnvironments},

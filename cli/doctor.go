@@ -1,0 +1,61 @@
+package cli
+
+import (
+	"context"
+	"errors"
+	"fmt"
+
+	"github.com/keyhold/keyhold/server"
+	"github.com/spf13/cobra"
+)
+
+// DoctorOptions are the parsed arguments of "keyhold doctor".
+type DoctorOptions struct {
+	IO        *IOStreams
+	Ctx       context.Context
+	DataDir   string
+	MasterKey string // $KEYHOLD_MASTER_KEY
+}
+
+// errFindings is doctor's failure once its findings are printed: exit 1,
+// with a one-line summary.
+var errFindings = errors.New("the data directory has problems: fix the FAIL lines above")
+
+func newCmdDoctor(f *Factory, runF func(*DoctorOptions) error) *cobra.Command {
+	opts := &DoctorOptions{IO: f.IO}
+	cmd := &cobra.Command{
+		Use:   "doctor",
+		Short: "Check a data directory offline: database, master key, TLS files, permissions",
+		Long: `Check a SQLite data directory without starting a server: the modes of the
+directory and its secret files, SQLite's integrity check and the schema
+version, whether the master key (KEYHOLD_MASTER_KEY, else <data>/master.key)
+opens the sealed platform key, and whether the TLS certificate parses, is
+current, matches its key and is signed by ca.pem.
+
+Every finding is printed, "ok" or "FAIL" with the fix; the exit code is 1
+when any check fails. Doctor writes nothing, so it may run beside a server.`,
+		Args: exactArgs(),
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			opts.Ctx = cmd.Context()
+			opts.MasterKey = f.Getenv("KEYHOLD_MASTER_KEY")
+			if runF != nil {
+				return runF(opts)
+			}
+			return doctorRun(opts)
+		},
+	}
+	cmd.Flags().StringVar(&opts.DataDir, "data", server.DefaultDataDir, "Data `directory` of the server to check")
+	return cmd
+}
+
+func doctorRun(opts *DoctorOptions) error {
+	failed := false
+	for _, fd := range server.Doctor(opts.Ctx, server.DoctorConfig{DataDir: opts.DataDir, MasterKey: opts.MasterKey}) {
+		fmt.Fprintln(opts.IO.Out, cell(fd.String()))
+		failed = failed || !fd.OK
+	}
+	if failed {
+		return errFindings
+	}
+	return nil
+}
