@@ -218,8 +218,8 @@ func TestLockPolicyDeleted(t *testing.T) {
 				t.Fatalf("environment after the group's deletion: state %s, LockedAt %v, policy %s (%s); want Locked at %v, still naming the policy",
 					got.State, got.LockedAt, got.PolicyID, got.PolicySystemID, lockedAt)
 			}
-			if d := LockDeadline(got); !d.Equal(lockedAt.Add(LockGraceProduction)) {
-				t.Errorf("deletion deadline %v, want %v", d, lockedAt.Add(LockGraceProduction))
+			if d := f.p.LockDeadline(got); !d.Equal(lockedAt.Add(DefaultLockGraceProduction)) {
+				t.Errorf("deletion deadline %v, want %v", d, lockedAt.Add(DefaultLockGraceProduction))
 			}
 			entry := f.lockEntry(t, e.ID)
 			for _, want := range []string{"Enabled -> Locked: ", pol.ID(), "deleted with its resource group " + policyRG, f.adminID()} {
@@ -378,7 +378,7 @@ func TestCountdownRecreatedPolicy(t *testing.T) {
 		pw := f.policyWorld(t)
 		pol := pw.deploy(t, "k")
 		f.grantKey(t, pol, pw.v, "k")
-		env := f.managedEnv(t, "env-rgcd") // Production: 30 days
+		env := f.managedEnv(t, "env-rgcd") // Production: 28 days
 		f.succeed(t, "link", func() (*keyhold.Operation, error) { return f.p.LinkPolicy(f.ctx, env.ID, pol.SystemID) })
 		f.fill(t, env.ID, 2, 10)
 		pw.deleteGroup(t)
@@ -388,7 +388,7 @@ func TestCountdownRecreatedPolicy(t *testing.T) {
 		other := pw.deploy(t, "other")
 		f.grantKey(t, other, pw.v, "other")
 		f.health(t, other, keyhold.HealthHealthy)
-		f.clock.Advance(LockGraceProduction + time.Minute)
+		f.clock.Advance(DefaultLockGraceProduction + time.Minute)
 		if n, err := f.p.RunLockCountdown(context.Background()); err != nil || n != 1 {
 			t.Fatalf("RunLockCountdown with a recreated policy on another key = %d, %v; want the environment deleted", n, err)
 		}
@@ -402,7 +402,7 @@ func TestCountdownRecreatedPolicy(t *testing.T) {
 		same := pw.deploy(t, "k")
 		f.grantKey(t, same, pw.v, "k")
 		f.health(t, same, keyhold.HealthHealthy)
-		f.clock.Advance(LockGraceProduction + time.Minute)
+		f.clock.Advance(DefaultLockGraceProduction + time.Minute)
 		if n, err := f.p.RunLockCountdown(context.Background()); err != nil || n != 0 {
 			t.Fatalf("RunLockCountdown with the policy redeployed on the original key = %d, %v; want the countdown held", n, err)
 		}
