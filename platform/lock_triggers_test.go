@@ -163,7 +163,7 @@ func (f *cmkFixture) lockEntry(t testing.TB, envID string) *keyhold.AuditEntry {
 // enterprise policy deletes the policy and its managed identity, and locks
 // every environment linked to it in the same transaction (audited, naming
 // the policy and who deleted it; the countdown starts; cached keys
-// dropped), while a DELETE of the policy itself stays refused. Redeploying
+// dropped), while a Reader of the policy can't delete it. Redeploying
 // the policy (a new systemId and identity) restores nothing until its
 // identity is granted the ORIGINAL key: a policy naming another key is
 // refused even where its identity could use the original key, and an
@@ -200,10 +200,12 @@ func TestLockPolicyDeleted(t *testing.T) {
 			t.Fatal("the environment's key is not cached after a read")
 		}
 
-		// A DELETE of the linked policy itself stays refused.
-		err := pw.ps.Delete(f.ctx, f.sub, policyRG, pol.Name)
-		if keyhold.ErrorCode(err) != keyhold.CodeConflict || !strings.Contains(keyhold.ErrorMessage(err), env1.ID) {
-			t.Fatalf("DELETE of the linked policy: %v, want Conflict naming the environment", err)
+		// The platform admin, a Reader of the policy without its delete
+		// right, can't delete it (TestLockPolicyDeletedDirectly has the
+		// key vault admin's DELETE).
+		err := pw.ps.Delete(admin, f.sub, policyRG, pol.Name)
+		if keyhold.ErrorCode(err) != keyhold.CodeAuthorizationFailed {
+			t.Fatalf("DELETE of the linked policy by a Reader: %v, want AuthorizationFailed", err)
 		}
 		if s := f.env(t, env1.ID).State; s != keyhold.StateEnabled {
 			t.Fatalf("environment %s after the refused DELETE", s)
