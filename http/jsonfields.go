@@ -19,11 +19,20 @@ type jsonFields map[string]jsonFields
 
 // checkFields refuses, with CodeBadParameter, a field of body that fields
 // does not know, naming it by its path (lifetimeActions[0].trigger.x) and
-// listing the fields known there; what describes the body ("a rotation
-// policy"). The body is valid JSON already (decodeJSON has read it); types
-// are left to the decoder.
+// listing the fields known there; what describes the body ("a key
+// rotation policy"). The body is valid JSON already (decodeJSON has read
+// it); types are left to the decoder.
 func checkFields(body []byte, fields jsonFields, what, example string) error {
 	return walkFields(json.RawMessage(body), fields, "", what, example)
+}
+
+// CheckRotationPolicyFields refuses, as a PUT of a key rotation policy
+// does, a field of body that azkeys.KeyRotationPolicy does not have, with
+// CodeBadParameter naming it. Clients that decode a policy with the SDK,
+// which drops unknown fields, call it first so that a misspelt field is
+// not silently sent as a policy without it.
+func CheckRotationPolicyFields(body []byte) error {
+	return checkFields(body, rotationPolicyFields, "a key rotation policy", exampleRotationPolicy)
 }
 
 func walkFields(raw json.RawMessage, fields jsonFields, path, what, example string) error {
@@ -68,7 +77,7 @@ func walkFields(raw json.RawMessage, fields jsonFields, path, what, example stri
 				if path != "" {
 					where = path
 				}
-				return keyhold.Errorf(keyhold.CodeBadParameter, "request body field %q is not a field of %s: %s takes %s, as in %s",
+				return keyhold.Errorf(keyhold.CodeBadParameter, "field %q is not a field of %s: %s takes %s, as in %s",
 					clip(field), what, where, strings.Join(known, ", "), example)
 			}
 			if err := walkFields(obj[name], sub, field, what, example); err != nil {

@@ -550,7 +550,7 @@ func (s *Server) setRotationPolicy(w nethttp.ResponseWriter, r *nethttp.Request)
 	if err := decodeKeyVaultBody(body, &in, exampleRotationPolicy); err != nil {
 		return err
 	}
-	if err := checkFields(body, rotationPolicyFields, "a key rotation policy", exampleRotationPolicy); err != nil {
+	if err := CheckRotationPolicyFields(body); err != nil {
 		return err
 	}
 	p := &keyhold.RotationPolicy{LifetimeActions: []keyhold.LifetimeAction{}}
