@@ -51,6 +51,7 @@ import (
 	"maps"
 	"regexp"
 	"slices"
+	"strconv"
 	"strings"
 	"unicode/utf8"
 
@@ -211,6 +212,12 @@ func checkTags(tags map[string]string) error {
 	for k, v := range tags {
 		if k == "" || utf8.RuneCountInString(k) > maxTagKeyLen || utf8.RuneCountInString(v) > maxTagValueLen {
 			return keyhold.Errorf(keyhold.CodeBadRequest, "tag '%s' is not valid: a tag name has 1 to %d characters and its value at most %d", clip(k), maxTagKeyLen, maxTagValueLen)
+		}
+		if err := keyhold.CheckText(keyhold.CodeBadRequest, "tag name", k); err != nil {
+			return err
+		}
+		if err := keyhold.CheckText(keyhold.CodeBadRequest, "the value of tag "+strconv.Quote(k), v); err != nil {
+			return err
 		}
 	}
 	return nil
