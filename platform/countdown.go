@@ -164,6 +164,9 @@ func (p *Platform) countdownEnv(ctx context.Context, envID string) (bool, error)
 		}
 		stage := time.Duration(0)
 		for _, w := range lockWarnings {
+			if w > p.LockGrace(env.SKU) {
+				continue // an operator's period shorter than the warning: it would come at the lock, naming the wrong time
+			}
 			if !now.Before(deadline.Add(-w)) {
 				stage = w
 			}

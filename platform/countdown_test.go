@@ -336,3 +336,29 @@ func TestCountdownOperatorPeriods(t *testing.T) {
 		f.requireGone(t, prod.env.ID)
 	})
 }
+
+// TestCountdownShortPeriodWarnings: with an operator's period shorter than
+// a warning's lead (2 days against the 3-day warning) that warning is
+// skipped rather than written at the lock with the wrong time; the 1-day
+// warning still comes a day before.
+func TestCountdownShortPeriodWarnings(t *testing.T) {
+	cmkBackends(t, true, func(t *testing.T, f *cmkFixture) {
+		op := f.operatorPlatform(t, 0, 2*day)
+		sb := f.lockWorld(t, "short-sb")
+		f.setSKU(t, sb.env.ID, keyhold.SKUSandbox)
+		f.revoke(t, sb.grantSc, sb.grantNme)
+		f.health(t, sb.pol, keyhold.HealthUnhealthy)
+		f.countdownOn(t, op, 1, 0)
+		if got := f.warnings(t, sb.env.ID); len(got) != 0 {
+			t.Errorf("warnings at the lock with a 2-day period: %v, want none", got)
+		}
+		f.clock.Advance(day)
+		f.countdownOn(t, op, 2, 0)
+		if got := f.warnings(t, sb.env.ID); len(got) != 1 || got["1 day before deletion"] != 1 {
+			t.Errorf("warnings a day before: %v, want the 1-day one only", got)
+		}
+		f.clock.Advance(day)
+		f.countdownOn(t, op, 1, 1)
+		f.requireGone(t, sb.env.ID)
+	})
+}
