@@ -110,6 +110,8 @@ func (e *Environment) Validate() error {
 		return Errorf(CodeBadRequest, "properties.displayName is required: give the environment a name")
 	case len(name) > MaxDisplayName:
 		return Errorf(CodeBadRequest, "properties.displayName is %d bytes long: use at most %d", len(name), MaxDisplayName)
+	case CheckText(CodeBadRequest, "properties.displayName", name) != nil:
+		return CheckText(CodeBadRequest, "properties.displayName", name)
 	case !ValidLocation(e.Location):
 		return Errorf(CodeInvalidLocation, "location %q is not supported: use one of %s", e.Location, strings.Join(Locations, ", "))
 	}

@@ -157,6 +157,9 @@ func ParseScope(scope string) (*Scope, error) {
 		return nil, bad("it must start with /subscriptions/{id}")
 	}
 	for _, s := range segs {
+		if err := keyhold.CheckText(keyhold.CodeBadRequest, "the scope segment", s); err != nil {
+			return nil, err
+		}
 		if !segmentRE.MatchString(s) || strings.TrimSpace(s) != s {
 			return nil, bad("it has an empty or malformed segment")
 		}

@@ -80,9 +80,16 @@ func directoryRoleAssignment(principalID string, r keyhold.DirectoryRole) *Direc
 // maxDisplayName bounds principals' display names, as Entra ID does.
 const maxDisplayName = 256
 
+// checkDisplayName checks a principal's display name: 1 to maxDisplayName
+// characters, none of them a control or bidirectional formatting
+// character (keyhold.CheckText), since it is shown in audit entries and
+// role assignment lists.
 func checkDisplayName(name string) (string, error) {
 	name = strings.TrimSpace(name)
-	if name == "" || utf8.RuneCountInString(name) > maxDisplayName || strings.ContainsFunc(name, func(r rune) bool { return r < 0x20 || r == 0x7f }) {
+	if err := keyhold.CheckText(keyhold.CodeBadRequest, "displayName", name); err != nil {
+		return "", err
+	}
+	if name == "" || utf8.RuneCountInString(name) > maxDisplayName {
 		return "", keyhold.Errorf(keyhold.CodeBadRequest, "displayName '%s' is not valid: give 1 to %d printable characters", clip(name), maxDisplayName)
 	}
 	return name, nil

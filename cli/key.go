@@ -11,6 +11,8 @@ import (
 
 	"github.com/Azure/azure-sdk-for-go/sdk/azcore/to"
 	"github.com/Azure/azure-sdk-for-go/sdk/security/keyvault/azkeys"
+	"github.com/keyhold/keyhold"
+	khttp "github.com/keyhold/keyhold/http"
 	"github.com/spf13/cobra"
 )
 
@@ -567,6 +569,11 @@ func keyRotationPolicySetRun(opts *KeyRotationPolicySetOptions) error {
 	var p azkeys.KeyRotationPolicy
 	if err := p.UnmarshalJSON(b); err != nil {
 		return fmt.Errorf("the rotation policy in %s is not valid JSON: %v", opts.File, err)
+	}
+	// The SDK drops fields it does not know, and the server would never
+	// see a misspelt one: the policy would be set without it.
+	if err := khttp.CheckRotationPolicyFields(b); err != nil {
+		return fmt.Errorf("the rotation policy in %s: %s", opts.File, keyhold.ErrorMessage(err))
 	}
 	kc, err := opts.KeyTarget.client(opts.Clients)
 	if err != nil {

@@ -224,6 +224,16 @@ func TestKeyVaultStack(t *testing.T) {
 		if code != 1 || !strings.Contains(stderr, "Error: BadParameter: ") {
 			t.Errorf("a bad policy: exit %d, %q", code, stderr)
 		}
+		// A misspelt field, which the SDK would drop, is refused before
+		// anything is sent, and the policy stays.
+		code, _, stderr = s.run(`{"lifetimeActions":[{"trigger":{"timeAfterCreate":"P90D"},"action":{"type":"Rotate"}}],"atributes":{"expiryTime":"P2Y"}}`,
+			"key", "rotation-policy", "set", "--vault", "cli-kv", "-n", "cmk", "--file", "-")
+		if code != 1 || !strings.Contains(stderr, `field "atributes" is not a field of a key rotation policy`) {
+			t.Errorf("a misspelt policy: exit %d, %q", code, stderr)
+		}
+		if out := s.ok("key", "rotation-policy", "show", "--vault", "cli-kv", "-n", "cmk"); !strings.Contains(out, "P1Y") || !strings.Contains(squash(out), "Rotate: P90D after creation") {
+			t.Errorf("rotation-policy show after the refusals:\n%s", out)
+		}
 
 		if out := s.ok("key", "delete", "--vault", "cli-kv", "-n", "cmk"); !strings.Contains(out, "recoverable until") {
 			t.Errorf("delete: %q", out)

@@ -431,16 +431,22 @@ func newCmdPolicyDelete(f *Factory, runF func(*PolicyShowOptions) error) *cobra.
 		Short: "Delete an enterprise policy and its managed identity",
 		Long: `Delete an enterprise policy with its managed identity, that identity's role
 assignments (its access to the key) and the role assignments on the policy.
-It can't be undone, so it needs --yes. Refused while environments are linked
-to the policy: unlink them first.`,
+It needs the delete right on the policy (the key vault administrator's).
+
+Deleting a policy that environments are linked to revokes their key access,
+as the spec lists it: every linked environment is Locked at once, its data
+refused to everyone until the policy is redeployed with the same key and an
+administrator re-enables it, and a Production environment left Locked is
+deleted after the server's period (28 days by default). It can't be undone,
+so it needs --yes; without it the command only warns, saying how many
+environments would lock.`,
+		Example: `  keyhold policy delete -g contoso-rg -n contoso-cmk           # warns, changes nothing
+  keyhold policy delete -g contoso-rg -n contoso-cmk --yes`,
 		Args: exactArgs(),
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			opts.Ctx = cmd.Context()
 			if err := requireFlags(cmd, "resource-group", "name"); err != nil {
 				return err
-			}
-			if !opts.Confirmed {
-				return usageErrorf("deleting enterprise policy %q deletes its managed identity for good: pass --yes to confirm", opts.Name)
 			}
 			if runF != nil {
 				return runF(opts)
@@ -453,6 +459,9 @@ to the policy: unlink them first.`,
 	return cmd
 }
 
+// policyDeleteRun warns on stderr how many environments the deletion
+// locks, then deletes the policy if --yes confirms it, and refuses it as a
+// usage error otherwise.
 func policyDeleteRun(opts *PolicyShowOptions) error {
 	sub, err := resolveSubscription(opts.Subscription, opts.LoginSubscription)
 	if err != nil {
@@ -462,9 +471,35 @@ func policyDeleteRun(opts *PolicyShowOptions) error {
 	if err != nil {
 		return err
 	}
+	n, err := c.LinkedEnvironments(opts.Ctx, sub, opts.ResourceGroup, opts.Name)
+	switch {
+	case keyhold.ErrorCode(err) == keyhold.CodeResourceNotFound:
+		return err // nothing to delete, nor to confirm
+	case err != nil && !opts.Confirmed:
+		return usageErrorf("deleting enterprise policy %q deletes its managed identity for good and locks the environments linked to it, if any (%v): pass --yes to confirm",
+			opts.Name, err)
+	case n > 0:
+		fmt.Fprintf(opts.IO.ErrOut, "Warning: deleting enterprise policy %s locks the %s linked to it: their data is refused to everyone until the policy is redeployed with the same key and an administrator re-enables them, and Production environments left Locked are deleted (after 28 days by default).\n",
+			cell(opts.Name), plural(n, "environment", "environments"))
+	}
+	if !opts.Confirmed {
+		what := "deletes its managed identity for good"
+		if n > 0 {
+			what += " and locks " + plural(n, "environment", "environments")
+		}
+		return usageErrorf("deleting enterprise policy %q %s: pass --yes to confirm", opts.Name, what)
+	}
 	if err := c.Delete(opts.Ctx, sub, opts.ResourceGroup, opts.Name); err != nil {
 		return err
 	}
 	fmt.Fprintf(opts.IO.Out, "Deleted enterprise policy %s\n", cell(opts.Name))
 	return nil
+}
+
+// plural says n things, in the singular for one.
+func plural(n int, one, many string) string {
+	if n == 1 {
+		return "1 " + one
+	}
+	return fmt.Sprintf("%d %s", n, many)
 }

@@ -94,8 +94,12 @@ func TestNewCmdPolicyShowListDelete(t *testing.T) {
 	if checkParse(t, err, "") {
 		sameOptions(t, del, &PolicyShowOptions{PolicyTarget: PolicyTarget{ResourceGroup: "rg", Name: "p1"}, Confirmed: true})
 	}
-	_, err = parseOpts(t, nil, newCmdPolicyDelete, "-g", "rg", "-n", "p1")
-	checkParse(t, err, "pass --yes to confirm")
+	// Without --yes it parses: the run warns, naming what would lock, and
+	// refuses (TestPolicyDeleteLinkedStack).
+	del, err = parseOpts(t, nil, newCmdPolicyDelete, "-g", "rg", "-n", "p1")
+	if checkParse(t, err, "") {
+		sameOptions(t, del, &PolicyShowOptions{PolicyTarget: PolicyTarget{ResourceGroup: "rg", Name: "p1"}})
+	}
 }
 
 func TestNewCmdDeployment(t *testing.T) {

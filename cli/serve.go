@@ -5,6 +5,8 @@ import (
 	"errors"
 	"io"
 	"log/slog"
+	"strconv"
+	"strings"
 	"time"
 
 	"github.com/keyhold/keyhold/server"
@@ -37,6 +39,39 @@ type ServeOptions struct {
 	// WebhookCAFile (--webhook-ca-file) holds CA certificates that verify
 	// tenants' webhook receivers besides the system's roots.
 	WebhookCAFile string
+	// LockGraceProduction (--delete-locked-production-after) and
+	// LockGraceOther (--delete-locked-other-after) are how long a Locked
+	// environment stays Locked before it is deleted; server.KeepLocked:
+	// until an administrator acts.
+	LockGraceProduction time.Duration
+	LockGraceOther      time.Duration
+}
+
+// The defaults of --delete-locked-production-after and
+// --delete-locked-other-after: the spec deletes Locked Production
+// environments after 28 days and names no period for the other types, so
+// they are kept. maxLockGraceDays bounds a period to ten years, so that a
+// typo can't overflow the deadline.
+const (
+	defaultLockGraceProduction = "28d"
+	defaultLockGraceOther      = "never"
+	maxLockGraceDays           = 3650
+)
+
+// parseLockGrace parses the value of a --delete-locked-*-after flag: a
+// whole number of days ("28d") or "never".
+func parseLockGrace(flag, value string) (time.Duration, error) {
+	if value == "never" {
+		return server.KeepLocked, nil
+	}
+	n, err := strconv.Atoi(strings.TrimSuffix(value, "d"))
+	if err != nil || !strings.HasSuffix(value, "d") {
+		return 0, usageErrorf("--%s %q is not a period: give a number of days, such as 28d, or never", flag, value)
+	}
+	if n < 1 || n > maxLockGraceDays {
+		return 0, usageErrorf("--%s %s is out of range: give from 1d to %dd, or never", flag, value, maxLockGraceDays)
+	}
+	return time.Duration(n) * 24 * time.Hour, nil
 }
 
 // The bounds of --health-interval and --key-cache-ttl. Below a second the
@@ -72,7 +107,7 @@ func parseTunable(flag, value string) (time.Duration, error) {
 
 func newCmdServe(f *Factory, runF func(*ServeOptions) error) *cobra.Command {
 	opts := &ServeOptions{IO: f.IO, Serve: f.Serve}
-	var level, healthInterval, keyCacheTTL string
+	var level, healthInterval, keyCacheTTL, graceProd, graceOther string
 	cmd := &cobra.Command{
 		Use:   "serve",
 		Short: "Run a Keyhold server",
@@ -96,6 +131,13 @@ the policy's managed identity: a revocation locks the linked environments,
 a transient fault of the vault only warns. Unwrapped environment keys stay
 in memory for --key-cache-ttl, which is also how long reads go on while the
 vault does not answer. Both take a duration from 1s to 1h.
+
+An environment that stays Locked (its customer-managed key inaccessible) is
+deleted, its keys destroyed, once --delete-locked-production-after (28 days,
+the period the spec gives) has passed for a Production environment, or
+--delete-locked-other-after for every other type (by default never: they
+stay Locked until an administrator re-enables or deletes them). Both take a
+number of days (28d) or never.
 
 Logs go to stderr.`,
 		Args: exactArgs(),
@@ -125,6 +167,12 @@ Logs go to stderr.`,
 			if opts.KeyCacheTTL, err = parseTunable("key-cache-ttl", keyCacheTTL); err != nil {
 				return err
 			}
+			if opts.LockGraceProduction, err = parseLockGrace("delete-locked-production-after", graceProd); err != nil {
+				return err
+			}
+			if opts.LockGraceOther, err = parseLockGrace("delete-locked-other-after", graceOther); err != nil {
+				return err
+			}
 			if runF != nil {
 				return runF(opts)
 			}
@@ -143,6 +191,8 @@ Logs go to stderr.`,
 	fl.StringVar(&healthInterval, "health-interval", defaultHealthInterval.String(), "How often to probe each enterprise policy's key: a `duration` from 1s to 1h")
 	fl.StringVar(&opts.WebhookCAFile, "webhook-ca-file", "", "PEM `file` of CA certificates that verify tenants' webhook receivers, besides the system's roots")
 	fl.StringVar(&keyCacheTTL, "key-cache-ttl", defaultKeyCacheTTL.String(), "How long an unwrapped environment key stays cached: a `duration` from 1s to 1h")
+	fl.StringVar(&graceProd, "delete-locked-production-after", defaultLockGraceProduction, "Delete a Production environment Locked this long: `days` such as 28d, or never")
+	fl.StringVar(&graceOther, "delete-locked-other-after", defaultLockGraceOther, "Delete an environment of another type Locked this long: `days` such as 7d, or never")
 	return cmd
 }
 
@@ -161,6 +211,9 @@ func serveRun(opts *ServeOptions) error {
 		HealthInterval: opts.HealthInterval,
 		KeyCacheTTL:    opts.KeyCacheTTL,
 		WebhookCAFile:  opts.WebhookCAFile,
+		// Zero: the server's defaults too.
+		LockGraceProduction: opts.LockGraceProduction,
+		LockGraceOther:      opts.LockGraceOther,
 	})
 	if errors.Is(err, context.Canceled) && opts.Ctx.Err() != nil {
 		return nil // stopped by a signal: a clean shutdown

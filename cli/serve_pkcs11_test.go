@@ -1,6 +1,11 @@
 package cli
 
-import "testing"
+import (
+	"testing"
+	"time"
+
+	"github.com/keyhold/keyhold/server"
+)
 
 func TestNewCmdServePKCS11(t *testing.T) {
 	tests := []struct {
@@ -14,6 +19,7 @@ func TestNewCmdServePKCS11(t *testing.T) {
 			args: []string{"--pkcs11-module", "/usr/lib/softhsm/libsofthsm2.so", "--pkcs11-token", "keyhold"},
 			want: ServeOptions{Addr: "127.0.0.1:8443", DataDir: "./keyhold-data", LogFormat: "text",
 				HealthInterval: defaultHealthInterval, KeyCacheTTL: defaultKeyCacheTTL,
+				LockGraceProduction: 28 * 24 * time.Hour, LockGraceOther: server.KeepLocked,
 				PKCS11Module: "/usr/lib/softhsm/libsofthsm2.so", PKCS11Token: "keyhold", PKCS11PIN: "1234"}},
 		{name: "module without token", args: []string{"--pkcs11-module", "/lib.so"}, wantErr: "--pkcs11-module needs --pkcs11-token"},
 		{name: "token without module", args: []string{"--pkcs11-token", "keyhold"}, wantErr: "--pkcs11-token needs --pkcs11-module"},

@@ -15,7 +15,8 @@ import (
 
 func TestNewCmdServe(t *testing.T) {
 	defaults := ServeOptions{Addr: "127.0.0.1:8443", DataDir: "./keyhold-data", LogFormat: "text", LogLevel: slog.LevelInfo,
-		HealthInterval: platform.DefaultHealthInterval, KeyCacheTTL: platform.DefaultKeyCacheTTL}
+		HealthInterval: platform.DefaultHealthInterval, KeyCacheTTL: platform.DefaultKeyCacheTTL,
+		LockGraceProduction: platform.DefaultLockGraceProduction, LockGraceOther: platform.KeepLocked}
 	with := func(mod func(*ServeOptions)) ServeOptions {
 		o := defaults
 		mod(&o)
@@ -56,6 +57,16 @@ func TestNewCmdServe(t *testing.T) {
 		{name: "key cache TTL not a duration", args: []string{"--key-cache-ttl", "5 minutes"}, wantErr: `--key-cache-ttl "5 minutes" is not a duration`},
 		{name: "key cache TTL zero", args: []string{"--key-cache-ttl", "0"}, wantErr: "--key-cache-ttl 0 is out of range"},
 		{name: "key cache TTL too long", args: []string{"--key-cache-ttl", "61m"}, wantErr: "--key-cache-ttl 61m is out of range: give a duration from 1s to 1h"},
+		{name: "lock grace periods", args: []string{"--delete-locked-production-after", "35d", "--delete-locked-other-after", "7d"},
+			want: with(func(o *ServeOptions) { o.LockGraceProduction, o.LockGraceOther = 35*24*time.Hour, 7*24*time.Hour })},
+		{name: "production kept locked", args: []string{"--delete-locked-production-after", "never"},
+			want: with(func(o *ServeOptions) { o.LockGraceProduction = platform.KeepLocked })},
+		{name: "lock grace without a unit", args: []string{"--delete-locked-other-after", "7"},
+			wantErr: `--delete-locked-other-after "7" is not a period: give a number of days, such as 28d, or never`},
+		{name: "lock grace in hours", args: []string{"--delete-locked-production-after", "48h"},
+			wantErr: `--delete-locked-production-after "48h" is not a period`},
+		{name: "lock grace zero", args: []string{"--delete-locked-other-after", "0d"},
+			wantErr: "--delete-locked-other-after 0d is out of range: give from 1d to 3650d, or never"},
 		{name: "no arguments", args: []string{"data"}, wantErr: `got unexpected "data"`},
 	}
 	for _, tt := range tests {
@@ -91,6 +102,7 @@ func TestServeRun(t *testing.T) {
 			var got server.Config
 			opts := &ServeOptions{IO: streams, Ctx: ctx, Addr: "127.0.0.1:0", DataDir: "d", PostgresDSN: "p", MasterKey: "k",
 				LogFormat: "json", LogLevel: slog.LevelWarn, HealthInterval: 7 * time.Second, KeyCacheTTL: 90 * time.Second,
+				LockGraceProduction: platform.KeepLocked, LockGraceOther: 9 * 24 * time.Hour,
 				Serve: func(_ context.Context, cfg server.Config) error {
 					got = cfg
 					cfg.Logger.Info("hidden below warn")
@@ -101,7 +113,8 @@ func TestServeRun(t *testing.T) {
 				t.Fatalf("serveRun = %v, want %v", err, tt.wantErr)
 			}
 			if got.Addr != "127.0.0.1:0" || got.DataDir != "d" || got.PostgresDSN != "p" || got.MasterKey != "k" || got.Stdout != out ||
-				got.HealthInterval != 7*time.Second || got.KeyCacheTTL != 90*time.Second {
+				got.HealthInterval != 7*time.Second || got.KeyCacheTTL != 90*time.Second ||
+				got.LockGraceProduction != platform.KeepLocked || got.LockGraceOther != 9*24*time.Hour {
 				t.Errorf("config = %+v", got)
 			}
 			var line struct{ Level, Msg, K string }

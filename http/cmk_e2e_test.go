@@ -359,6 +359,16 @@ func TestCMKEndToEnd(t *testing.T) {
 	_, err = c.LinkPolicy(ctx, env.ID, systemID)
 	wantErrorCode(t, err, keyhold.CodeConflict)
 
+	// Managed Environment can't be turned off under the key: 409, unchanged.
+	status, b := s.call(t, "PATCH", "/providers/Microsoft.BusinessAppPlatform/scopes/admin/environments/"+env.ID, keyhold.AudiencePowerApps,
+		`{"properties":{"governanceConfiguration":{"protectionLevel":"Basic"}}}`)
+	if status != 409 || !bytes.Contains(b, []byte(`"code":"Conflict"`)) || !bytes.Contains(b, []byte("unlink it first")) {
+		t.Fatalf("PATCH protectionLevel Basic while linked: %d %s", status, b)
+	}
+	if got, err = c.FindEnvironment(ctx, env.ID); err != nil || !got.Managed || got.LinkStatus != keyhold.LinkStatusLinked {
+		t.Fatalf("after the refused PATCH: %+v, %v", got, err)
+	}
+
 	// Unlink.
 	op, err = c.UnlinkPolicy(ctx, env.ID, systemID)
 	if err != nil {

@@ -141,6 +141,11 @@ func decodeKeyVault(r *nethttp.Request, v any, example string) error {
 	if err != nil {
 		return err
 	}
+	return decodeKeyVaultBody(body, v, example)
+}
+
+// decodeKeyVaultBody is decodeKeyVault of a body already read.
+func decodeKeyVaultBody(body []byte, v any, example string) error {
 	if err := decodeJSON(body, v, example); err != nil {
 		if e, ok := err.(*keyhold.Error); ok && e.Code == keyhold.CodeInvalidRequestContent {
 			return &keyhold.Error{Code: keyhold.CodeBadParameter, Message: e.Message}
@@ -518,10 +523,34 @@ func (s *Server) getRotationPolicy(w nethttp.ResponseWriter, r *nethttp.Request)
 	return nil
 }
 
-// setRotationPolicy: PUT /vaults/{vault}/keys/{name}/rotationpolicy.
+// rotationPolicyFields are the fields a rotation policy PUT may hold: those
+// of azkeys.KeyRotationPolicy. id and the attributes' created and updated
+// are the server's, taken and ignored so that a policy read can be put
+// back as it is. Anything else is refused: a PUT replaces the whole
+// policy, so a misspelt field would silently clear what it meant to set.
+var rotationPolicyFields = jsonFields{
+	"id":         nil,
+	"attributes": {"expiryTime": nil, "created": nil, "updated": nil},
+	"lifetimeActions": {
+		"trigger": {"timeAfterCreate": nil, "timeBeforeExpiry": nil},
+		"action":  {"type": nil},
+	},
+}
+
+// setRotationPolicy: PUT /vaults/{vault}/keys/{name}/rotationpolicy. The
+// body is read strictly: an unknown field, a value of the wrong type or a
+// duration that is not ISO 8601 is BadParameter naming the field, and the
+// stored policy stays as it was.
 func (s *Server) setRotationPolicy(w nethttp.ResponseWriter, r *nethttp.Request) error {
+	body, err := readBody(r)
+	if err != nil {
+		return err
+	}
 	var in rotationPolicyJSON
-	if err := decodeKeyVault(r, &in, exampleRotationPolicy); err != nil {
+	if err := decodeKeyVaultBody(body, &in, exampleRotationPolicy); err != nil {
+		return err
+	}
+	if err := CheckRotationPolicyFields(body); err != nil {
 		return err
 	}
 	p := &keyhold.RotationPolicy{LifetimeActions: []keyhold.LifetimeAction{}}

@@ -47,6 +47,9 @@ type PolicyService interface {
 	Get(ctx context.Context, sub, rg, name string) (*keyhold.EnterprisePolicy, error)
 	Patch(ctx context.Context, sub, rg, name string, c policy.Patch) (*keyhold.EnterprisePolicy, error)
 	Delete(ctx context.Context, sub, rg, name string) error
+	// LinkedEnvironments counts the environments linked to a policy: those
+	// a Delete of it would lock.
+	LinkedEnvironments(ctx context.Context, sub, rg, name string) (int, error)
 	ListByResourceGroup(ctx context.Context, sub, rg string) ([]*keyhold.EnterprisePolicy, error)
 	ListBySubscription(ctx context.Context, sub string) ([]*keyhold.EnterprisePolicy, error)
 
@@ -70,7 +73,10 @@ const (
 	exampleDeployment  = `{"properties":{"mode":"Incremental","template":{"$schema":"…","contentVersion":"1.0.0.0","resources":[…]},"parameters":{"name":{"value":"…"}}}}`
 	examplePolicyPatch = `{"tags":{"env":"prod"},"properties":{"encryption":{"keyVault":{"key":{"name":"…","version":"…"}}}}}`
 	policyAPIVersion   = "2020-10-30"
-	deploymentsVersion = "2021-04-01"
+	// linkedEnvironmentsName is Keyhold's own read of a policy: how many
+	// environments are linked to it, which its DELETE would lock.
+	linkedEnvironmentsName = "linkedEnvironments"
+	deploymentsVersion     = "2021-04-01"
 )
 
 // policyRoutes declares the policy and deployment routes; none while
@@ -92,6 +98,7 @@ func (s *Server) policyRoutes() []route {
 		r("GET", policyGroupPath+"/{name}", 0, s.getPolicy),
 		r("PATCH", policyGroupPath+"/{name}", maxPolicyBody, s.patchPolicy),
 		r("DELETE", policyGroupPath+"/{name}", 0, s.deletePolicy),
+		r("GET", policyGroupPath+"/{name}/"+linkedEnvironmentsName, 0, s.getLinkedEnvironments),
 		r("GET", policyGroupPath, 0, s.listPolicies),
 		r("GET", policySubPath, 0, s.listPolicies),
 		r("PUT", deploymentPath, maxDeploymentBody, s.putDeployment),
@@ -173,6 +180,26 @@ func (s *Server) deletePolicy(w nethttp.ResponseWriter, r *nethttp.Request) erro
 	default:
 		return err
 	}
+	return nil
+}
+
+// linkedEnvironmentsJSON is the answer of GET
+// …/enterprisePolicies/{name}/linkedEnvironments. It counts and does not
+// name them: the key vault admin who asks may see nothing of the
+// environments themselves.
+type linkedEnvironmentsJSON struct {
+	Count int `json:"count"`
+}
+
+// getLinkedEnvironments: GET …/enterprisePolicies/{name}/linkedEnvironments,
+// what the CLI warns with before a DELETE locks them.
+func (s *Server) getLinkedEnvironments(w nethttp.ResponseWriter, r *nethttp.Request) error {
+	sub, rg, name := policyIDs(r)
+	n, err := s.Policies.Service.LinkedEnvironments(r.Context(), sub, rg, name)
+	if err != nil {
+		return err
+	}
+	writeJSON(w, nethttp.StatusOK, linkedEnvironmentsJSON{Count: n})
 	return nil
 }
 

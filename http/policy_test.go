@@ -428,10 +428,15 @@ func TestPolicyClient(t *testing.T) {
 	if l, err := pc.ListBySubscription(ctx, pf.sub); err != nil || len(l) != 1 {
 		t.Fatalf("ListBySubscription = %v, %v", l, err)
 	}
+	if n, err := pc.LinkedEnvironments(ctx, pf.sub, "rg", "p1"); err != nil || n != 0 {
+		t.Fatalf("LinkedEnvironments = %d, %v", n, err)
+	}
 	if err := pc.Delete(ctx, pf.sub, "rg", "p1"); err != nil {
 		t.Fatalf("Delete: %v", err)
 	}
 	wantCode(t, pc.Delete(ctx, pf.sub, "rg", "p1"), keyhold.CodeResourceNotFound)
+	_, err = pc.LinkedEnvironments(ctx, pf.sub, "rg", "p1")
+	wantCode(t, err, keyhold.CodeResourceNotFound)
 	_, err = pc.Get(ctx, pf.sub, "rg", "p1")
 	wantCode(t, err, keyhold.CodeResourceNotFound)
 	if l, err := pc.ListByResourceGroup(ctx, pf.sub, "rg"); err != nil || len(l) != 0 {

@@ -126,6 +126,18 @@ func (pc *PolicyClient) Delete(ctx context.Context, sub, rg, name string) error 
 	return nil
 }
 
+// LinkedEnvironments counts the environments linked to a policy, which
+// a Delete of it would lock.
+func (pc *PolicyClient) LinkedEnvironments(ctx context.Context, sub, rg, name string) (int, error) {
+	path := escape("subscriptions", sub, "resourceGroups", rg, "providers", "Microsoft.PowerPlatform", "enterprisePolicies", name, linkedEnvironmentsName) +
+		"?api-version=" + policyAPIVersion
+	var out linkedEnvironmentsJSON
+	if _, err := pc.c.mgmt(ctx, "GET", path, nil, &out); err != nil {
+		return 0, err
+	}
+	return out.Count, nil
+}
+
 func (pc *PolicyClient) list(ctx context.Context, path string) ([]*keyhold.EnterprisePolicy, error) {
 	var out listJSON[policy.Resource]
 	if _, err := pc.c.mgmt(ctx, "GET", path+"?api-version="+policyAPIVersion, nil, &out); err != nil {

@@ -12,9 +12,13 @@ import (
 
 // Deletion countdown of Locked environments. An environment that stays
 // Locked (its customer-managed key inaccessible) is deleted when its grace
-// period, counted from Environment.LockedAt, runs out: 30 days for a
-// Production environment, 7 days for every other type. Audited warnings
-// come 3 days and 1 day before the deadline. The deletion is a crypto-shred
+// period, counted from Environment.LockedAt, runs out. The spec (001)
+// deletes Locked Production environments after 28 days and says nothing of
+// the other types, so by default a Production environment is deleted after
+// 28 days and every other type is kept Locked until an administrator acts;
+// the operator may set either period (Config.LockGraceProduction,
+// Config.LockGraceOther). Audited warnings come 3 days and 1 day before the
+// deadline. The deletion is a crypto-shred
 // in two transactions: first every wrapped copy of the environment's keys
 // is deleted (from then on its data can be read by no one), then the
 // environment and its data. A crash between the two is finished by the next
@@ -30,11 +34,16 @@ const (
 	auditEnvDelete          = "environment.delete"
 )
 
-// Grace periods of a Locked environment before its deletion.
-const (
-	LockGraceProduction = 30 * 24 * time.Hour
-	LockGraceOther      = 7 * 24 * time.Hour
-)
+// DefaultLockGraceProduction is how long a Production environment may stay
+// Locked before it is deleted unless the operator sets another period: the
+// spec's 28 days.
+const DefaultLockGraceProduction = 28 * 24 * time.Hour
+
+// KeepLocked, as a grace period (Config.LockGraceProduction,
+// Config.LockGraceOther), keeps Locked environments of that type until an
+// administrator re-enables or deletes them: the countdown never deletes
+// them.
+const KeepLocked time.Duration = -1
 
 // LockCountdownInterval is how often the server runs RunLockCountdown.
 const LockCountdownInterval = time.Hour
@@ -44,23 +53,27 @@ const LockCountdownInterval = time.Hour
 var lockWarnings = []time.Duration{3 * 24 * time.Hour, 24 * time.Hour}
 
 // LockGrace is how long an environment of the given type may stay Locked
-// before it is deleted. The spec names Sandbox (7 days) and Production (30
-// days); Developer, Trial, Teams and SupportInvestigation environments are
-// non-production types and get the Sandbox period.
-func LockGrace(sku keyhold.EnvironmentSKU) time.Duration {
+// before it is deleted, or KeepLocked if it is never deleted. Production
+// gets Config.LockGraceProduction (28 days, the spec's, by default); every
+// other type (Sandbox, Developer, Trial, Teams, SupportInvestigation) gets
+// Config.LockGraceOther, KeepLocked by default since the spec names no
+// period for them.
+func (p *Platform) LockGrace(sku keyhold.EnvironmentSKU) time.Duration {
 	if sku == keyhold.SKUProduction {
-		return LockGraceProduction
+		return p.graceProd
 	}
-	return LockGraceOther
+	return p.graceOther
 }
 
 // LockDeadline is when a Locked environment is deleted; zero if it is not
-// Locked or its lock time is unknown.
-func LockDeadline(env *keyhold.Environment) time.Time {
-	if env.State != keyhold.StateLocked || env.LockedAt.IsZero() {
+// Locked, its lock time is unknown, or its type is kept Locked until an
+// administrator acts.
+func (p *Platform) LockDeadline(env *keyhold.Environment) time.Time {
+	g := p.LockGrace(env.SKU)
+	if env.State != keyhold.StateLocked || env.LockedAt.IsZero() || g <= 0 {
 		return time.Time{}
 	}
-	return env.LockedAt.Add(LockGrace(env.SKU))
+	return env.LockedAt.Add(g)
 }
 
 // warningLabel names a warning's stage in its audit detail; the detail
@@ -141,13 +154,19 @@ func (p *Platform) countdownEnv(ctx context.Context, envID string) (bool, error)
 		if held, err := p.accessRestored(ctx, tx, env); err != nil || held {
 			return err
 		}
-		deadline := LockDeadline(env)
+		deadline := p.LockDeadline(env)
+		if deadline.IsZero() {
+			return nil // kept until an administrator acts
+		}
 		if !now.Before(deadline) {
 			due = true
 			return nil
 		}
 		stage := time.Duration(0)
 		for _, w := range lockWarnings {
+			if w > p.LockGrace(env.SKU) {
+				continue // an operator's period shorter than the warning: it would come at the lock, naming the wrong time
+			}
 			if !now.Before(deadline.Add(-w)) {
 				stage = w
 			}
@@ -230,7 +249,7 @@ func (p *Platform) cryptoShred(ctx context.Context, envID string) (bool, error) 
 		if err != nil {
 			return nil, err
 		}
-		d := LockDeadline(env)
+		d := p.LockDeadline(env)
 		if d.IsZero() || p.clock.Now().Before(d) {
 			return nil, nil
 		}
@@ -259,7 +278,7 @@ func (p *Platform) cryptoShred(ctx context.Context, envID string) (bool, error) 
 		system := &keyhold.Identity{TenantID: env.TenantID, PrincipalID: systemActorID}
 		return p.audit(ctx, tx, system, auditEnvCryptoShred, envTarget(env.ID), env.ID, fmt.Sprintf(
 			"destroyed %d wrapped copies of the keys of environment %s, Locked since %s past its deadline %s: its data is unreadable by anyone",
-			len(wks), env.DisplayName, env.LockedAt.Format(time.RFC3339), LockDeadline(env).Format(time.RFC3339)))
+			len(wks), env.DisplayName, env.LockedAt.Format(time.RFC3339), p.LockDeadline(env).Format(time.RFC3339)))
 	})
 	if keyhold.ErrorCode(err) == keyhold.CodeEnvironmentNotFound {
 		return false, nil
@@ -285,7 +304,7 @@ func (p *Platform) cryptoShred(ctx context.Context, envID string) (bool, error) 
 		system := &keyhold.Identity{TenantID: env.TenantID, PrincipalID: systemActorID}
 		return p.audit(ctx, tx, system, auditEnvDelete, envTarget(env.ID), env.ID, fmt.Sprintf(
 			"deleted %s environment %s and its data: Locked since %s, access to the customer-managed key of enterprise policy %q was not restored within %s",
-			env.SKU, env.DisplayName, env.LockedAt.Format(time.RFC3339), env.PolicyID, LockGrace(env.SKU)))
+			env.SKU, env.DisplayName, env.LockedAt.Format(time.RFC3339), env.PolicyID, p.LockGrace(env.SKU)))
 	})
 	if keyhold.ErrorCode(err) == keyhold.CodeEnvironmentNotFound {
 		return false, nil

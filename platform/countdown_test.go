@@ -62,8 +62,15 @@ func (f *cmkFixture) warnings(t *testing.T, id string) map[string]int {
 
 func (f *cmkFixture) countdown(t *testing.T, times int, want int) {
 	t.Helper()
+	f.countdownOn(t, f.p, times, want)
+}
+
+// countdownOn runs p's countdown times times: the first run deletes want
+// environments, the others none.
+func (f *cmkFixture) countdownOn(t *testing.T, p *Platform, times int, want int) {
+	t.Helper()
 	for i := range times {
-		n, err := f.p.RunLockCountdown(context.Background())
+		n, err := p.RunLockCountdown(context.Background())
 		if err != nil {
 			t.Fatalf("RunLockCountdown: %v", err)
 		}
@@ -78,6 +85,19 @@ func (f *cmkFixture) countdown(t *testing.T, times int, want int) {
 	}
 }
 
+// operatorPlatform opens another replica over the fixture's store and
+// clock with the operator's grace periods, to run its countdown.
+func (f *cmkFixture) operatorPlatform(t *testing.T, prod, other time.Duration) *Platform {
+	t.Helper()
+	p, err := Open(context.Background(), Config{Store: f.store, MasterKey: f.master, Clock: f.clock,
+		LockGraceProduction: prod, LockGraceOther: other})
+	if err != nil {
+		t.Fatalf("Open with grace periods %v, %v: %v", prod, other, err)
+	}
+	t.Cleanup(func() { p.Close() })
+	return p
+}
+
 func (f *cmkFixture) requireGone(t *testing.T, id string) {
 	t.Helper()
 	if _, err := f.p.FindEnvironment(f.ctx, id); keyhold.ErrorCode(err) != keyhold.CodeEnvironmentNotFound {
@@ -89,14 +109,16 @@ func (f *cmkFixture) requireGone(t *testing.T, id string) {
 }
 
 // TestLockCountdown: Locked environments are warned 3 days and 1 day before
-// their deadline (7 days for a Sandbox, 30 for Production), then
-// crypto-shredded and deleted; a re-enabled one is not; one whose access is
-// restored but not yet re-enabled holds; a crash between shred and delete is
-// finished by the next run.
+// their deadline (28 days for Production, the spec's; 7 days for a Sandbox,
+// as an operator set it), then crypto-shredded and deleted; a re-enabled one
+// is not; one whose access is restored but not yet re-enabled holds; a crash
+// between shred and delete is finished by the next run.
 func TestLockCountdown(t *testing.T) {
 	cmkBackends(t, true, func(t *testing.T, f *cmkFixture) {
+		op := f.operatorPlatform(t, 0, 7*day)
+		countdown := func(t *testing.T, times, want int) { t.Helper(); f.countdownOn(t, op, times, want) }
 		sb := f.lockWorld(t, "sb")       // Sandbox: deleted at 7 days
-		prod := f.lockWorld(t, "prod")   // Production: deleted at 30 days
+		prod := f.lockWorld(t, "prod")   // Production: deleted at 28 days
 		back := f.lockWorld(t, "back")   // Sandbox, re-enabled at day 5
 		crash := f.lockWorld(t, "crash") // Sandbox, crash between shred and delete
 		hold := f.lockWorld(t, "hold")   // Sandbox, access restored at day 2, never re-enabled
@@ -104,7 +126,7 @@ func TestLockCountdown(t *testing.T) {
 		for _, w := range sandboxes {
 			f.setSKU(t, w.env.ID, keyhold.SKUSandbox)
 		}
-		f.countdown(t, 1, 0) // nothing Locked
+		countdown(t, 1, 0) // nothing Locked
 		t0 := f.clock.Now().UTC()
 		for _, w := range append([]*lockWorld{prod}, sandboxes...) {
 			f.revoke(t, w.grantSc, w.grantNme)
@@ -113,19 +135,19 @@ func TestLockCountdown(t *testing.T) {
 			if e.State != keyhold.StateLocked || !e.LockedAt.Equal(t0) {
 				t.Fatalf("after revocation: state %s, lockedAt %v; want Locked at %v", e.State, e.LockedAt, t0)
 			}
-			if d := LockDeadline(e); !d.Equal(t0.Add(LockGrace(e.SKU))) {
+			if d := op.LockDeadline(e); !d.Equal(t0.Add(op.LockGrace(e.SKU))) {
 				t.Errorf("deadline %v", d)
 			}
 		}
 
 		f.clock.Advance(day)
-		f.countdown(t, 2, 0)
+		countdown(t, 2, 0)
 		f.clock.Advance(day) // day 2: hold's access is restored, not re-enabled
 		hold.grantSc, hold.grantNme = f.grantKey(t, hold.pol, hold.v, hold.key)
 		f.health(t, hold.pol, keyhold.HealthHealthy)
 
 		f.clock.Advance(2*day + time.Second) // day 4: 3 days before a Sandbox's deadline
-		f.countdown(t, 3, 0)
+		countdown(t, 3, 0)
 		for _, w := range []*lockWorld{sb, back, crash} {
 			if got := f.warnings(t, w.env.ID); len(got) != 1 || got["3 days before deletion"] != 1 {
 				t.Errorf("%s warnings at day 4: %v, want one 3-day warning", w.env.DisplayName, got)
@@ -148,7 +170,7 @@ func TestLockCountdown(t *testing.T) {
 		}
 
 		f.clock.Advance(day) // day 6 + 1s: 1 day before
-		f.countdown(t, 3, 0)
+		countdown(t, 3, 0)
 		if got := f.warnings(t, sb.env.ID); len(got) != 2 || got["3 days before deletion"] != 1 || got["1 day before deletion"] != 1 {
 			t.Errorf("sandbox warnings at day 6: %v, want one 3-day and one 1-day", got)
 		}
@@ -173,7 +195,7 @@ func TestLockCountdown(t *testing.T) {
 		}
 
 		f.clock.Advance(day) // day 7 + 1s: Sandbox deadline passed
-		f.countdown(t, 3, 2)
+		countdown(t, 3, 2)
 		f.requireGone(t, sb.env.ID)
 		f.requireGone(t, crash.env.ID)
 		var tail []string
@@ -199,54 +221,144 @@ func TestLockCountdown(t *testing.T) {
 			t.Errorf("held environment warnings: %v, want none", got)
 		}
 
-		f.clock.Advance(20 * day) // day 27 + 1s
-		f.countdown(t, 2, 0)
+		f.clock.Advance(18 * day) // day 25 + 1s
+		countdown(t, 2, 0)
 		if got := f.warnings(t, prod.env.ID); len(got) != 1 || got["3 days before deletion"] != 1 {
-			t.Errorf("production warnings at day 27: %v", got)
+			t.Errorf("production warnings at day 25: %v", got)
 		}
-		f.clock.Advance(3 * day) // day 30 + 1s
-		f.countdown(t, 2, 1)
+		f.clock.Advance(3 * day) // day 28 + 1s
+		countdown(t, 2, 1)
 		f.requireGone(t, prod.env.ID)
 
-		f.clock.Advance(10 * day) // day 40
-		f.countdown(t, 1, 0)
+		f.clock.Advance(10 * day) // day 38
+		countdown(t, 1, 0)
 		if e := f.env(t, back.env.ID); e.State != keyhold.StateEnabled {
-			t.Errorf("re-enabled environment at day 40: %s", e.State)
+			t.Errorf("re-enabled environment at day 38: %s", e.State)
 		}
 		f.check(t, back.env.ID, back.data)
 		if e := f.env(t, hold.env.ID); e.State != keyhold.StateLocked {
-			t.Errorf("held environment at day 40: %s", e.State)
+			t.Errorf("held environment at day 38: %s", e.State)
 		}
 	})
 }
 
-// TestCountdownOnTheDot: the grace periods are the spec's 7 and 30 days,
-// and a locked environment survives its deadline minus a second and is
-// deleted at the deadline itself.
+// TestCountdownOnTheDot: by default a Locked Production environment is
+// deleted after the spec's 28 days ("Locked production environments are
+// deleted if they aren't unlocked after 28 days", 001): it survives day 27
+// and its deadline minus a second, and is deleted at the deadline itself.
 func TestCountdownOnTheDot(t *testing.T) {
-	if LockGrace(keyhold.SKUSandbox) != 7*day || LockGrace(keyhold.SKUProduction) != 30*day {
-		t.Fatalf("grace periods %v (Sandbox), %v (Production); the spec says 7 and 30 days",
-			LockGrace(keyhold.SKUSandbox), LockGrace(keyhold.SKUProduction))
-	}
 	cmkBackends(t, true, func(t *testing.T, f *cmkFixture) {
-		sb, prod := f.lockWorld(t, "dot-sb"), f.lockWorld(t, "dot-prod")
+		prod := f.lockWorld(t, "dot-prod")
+		f.revoke(t, prod.grantSc, prod.grantNme)
+		f.health(t, prod.pol, keyhold.HealthUnhealthy)
+		f.clock.Advance(27 * day)
+		f.countdown(t, 1, 0)
+		if got := f.warnings(t, prod.env.ID); got["1 day before deletion"] != 1 {
+			t.Errorf("production warnings at day 27: %v, want the 1-day warning", got)
+		}
+		f.clock.Advance(day - time.Second)
+		f.countdown(t, 1, 0)
+		if e := f.env(t, prod.env.ID); e.State != keyhold.StateLocked || len(f.wrapped(t, prod.env.ID)) == 0 {
+			t.Fatalf("production a second before 28 days: %s with %d wrapped keys, want Locked with its keys",
+				e.State, len(f.wrapped(t, prod.env.ID)))
+		}
+		f.clock.Advance(time.Second)
+		f.countdown(t, 1, 1)
+		f.requireGone(t, prod.env.ID)
+	})
+}
+
+// TestCountdownKeepsOtherTypes: the spec names no deletion period for
+// environments other than Production, so by default a Locked Sandbox is
+// kept, with its keys and without warnings, until an administrator acts:
+// still there after 400 days, and it can be re-enabled then.
+func TestCountdownKeepsOtherTypes(t *testing.T) {
+	cmkBackends(t, true, func(t *testing.T, f *cmkFixture) {
+		sb := f.lockWorld(t, "keep-sb")
+		f.setSKU(t, sb.env.ID, keyhold.SKUSandbox)
+		f.revoke(t, sb.grantSc, sb.grantNme)
+		f.health(t, sb.pol, keyhold.HealthUnhealthy)
+		for range 40 {
+			f.clock.Advance(10 * day)
+			f.countdown(t, 1, 0)
+		}
+		e := f.env(t, sb.env.ID)
+		if e.State != keyhold.StateLocked || len(f.wrapped(t, sb.env.ID)) == 0 {
+			t.Fatalf("sandbox after 400 days: %s with %d wrapped keys, want Locked with its keys", e.State, len(f.wrapped(t, sb.env.ID)))
+		}
+		if got := f.warnings(t, sb.env.ID); len(got) != 0 {
+			t.Errorf("sandbox warnings after 400 days: %v, want none", got)
+		}
+		sb.grantSc, sb.grantNme = f.grantKey(t, sb.pol, sb.v, sb.key)
+		f.health(t, sb.pol, keyhold.HealthHealthy)
+		if err := f.p.EnableEnvironment(f.ctx, sb.env.ID); err != nil {
+			t.Fatalf("EnableEnvironment after 400 days: %v", err)
+		}
+		f.check(t, sb.env.ID, sb.data)
+	})
+}
+
+// TestCountdownOperatorPeriods: the operator's periods replace the
+// defaults. A Sandbox is deleted after the operator's 10 days, not a second
+// before; Production after the operator's 40 days, not after 28; and
+// KeepLocked keeps Production until an administrator acts.
+func TestCountdownOperatorPeriods(t *testing.T) {
+	cmkBackends(t, true, func(t *testing.T, f *cmkFixture) {
+		op := f.operatorPlatform(t, 40*day, 10*day)
+		keep := f.operatorPlatform(t, KeepLocked, 0)
+		sb, prod := f.lockWorld(t, "op-sb"), f.lockWorld(t, "op-prod")
 		f.setSKU(t, sb.env.ID, keyhold.SKUSandbox)
 		for _, w := range []*lockWorld{sb, prod} {
 			f.revoke(t, w.grantSc, w.grantNme)
 			f.health(t, w.pol, keyhold.HealthUnhealthy)
 		}
-		f.clock.Advance(7*day - time.Second)
-		f.countdown(t, 1, 0)
-		f.clock.Advance(time.Second)
-		f.countdown(t, 1, 1)
-		f.requireGone(t, sb.env.ID)
-		f.clock.Advance(23*day - time.Second)
-		f.countdown(t, 1, 0)
-		if e := f.env(t, prod.env.ID); e.State != keyhold.StateLocked {
-			t.Fatalf("production a second before 30 days: %s, want Locked", e.State)
+		f.clock.Advance(10*day - time.Second)
+		f.countdownOn(t, op, 1, 0)
+		if got := f.warnings(t, sb.env.ID); got["1 day before deletion"] != 1 {
+			t.Errorf("sandbox warnings a second before 10 days: %v, want the 1-day warning", got)
 		}
 		f.clock.Advance(time.Second)
-		f.countdown(t, 1, 1)
+		f.countdownOn(t, op, 1, 1)
+		f.requireGone(t, sb.env.ID)
+
+		f.clock.Advance(20 * day) // day 30: past the default 28
+		f.countdownOn(t, op, 1, 0)
+		f.countdownOn(t, keep, 1, 0)
+		if e := f.env(t, prod.env.ID); e.State != keyhold.StateLocked {
+			t.Fatalf("production at day 30 with a 40-day period: %s, want Locked", e.State)
+		}
+		f.clock.Advance(100 * day)
+		f.countdownOn(t, keep, 1, 0)
+		if e := f.env(t, prod.env.ID); e.State != keyhold.StateLocked || len(f.wrapped(t, prod.env.ID)) == 0 {
+			t.Fatalf("production at day 130, kept Locked: %s with %d wrapped keys", e.State, len(f.wrapped(t, prod.env.ID)))
+		}
+		f.countdownOn(t, op, 1, 1)
 		f.requireGone(t, prod.env.ID)
+	})
+}
+
+// TestCountdownShortPeriodWarnings: with an operator's period shorter than
+// a warning's lead (2 days against the 3-day warning) that warning is
+// skipped rather than written at the lock with the wrong time; the 1-day
+// warning still comes a day before.
+func TestCountdownShortPeriodWarnings(t *testing.T) {
+	cmkBackends(t, true, func(t *testing.T, f *cmkFixture) {
+		op := f.operatorPlatform(t, 0, 2*day)
+		sb := f.lockWorld(t, "short-sb")
+		f.setSKU(t, sb.env.ID, keyhold.SKUSandbox)
+		f.revoke(t, sb.grantSc, sb.grantNme)
+		f.health(t, sb.pol, keyhold.HealthUnhealthy)
+		f.countdownOn(t, op, 1, 0)
+		if got := f.warnings(t, sb.env.ID); len(got) != 0 {
+			t.Errorf("warnings at the lock with a 2-day period: %v, want none", got)
+		}
+		f.clock.Advance(day)
+		f.countdownOn(t, op, 2, 0)
+		if got := f.warnings(t, sb.env.ID); len(got) != 1 || got["1 day before deletion"] != 1 {
+			t.Errorf("warnings a day before: %v, want the 1-day one only", got)
+		}
+		f.clock.Advance(day)
+		f.countdownOn(t, op, 1, 1)
+		f.requireGone(t, sb.env.ID)
 	})
 }

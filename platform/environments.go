@@ -110,7 +110,10 @@ func (p *Platform) ListEnvironments(ctx context.Context) ([]*keyhold.Environment
 }
 
 // UpdateEnvironment changes an environment's display name or Managed
-// Environment setting.
+// Environment setting. Turning Managed Environment off while the
+// environment is linked to an enterprise policy is CodeConflict
+// (managedRequired); a display name is checked by Environment.Validate.
+// A refusal changes nothing.
 func (p *Platform) UpdateEnvironment(ctx context.Context, envID string, upd keyhold.EnvironmentUpdate) (*keyhold.Environment, error) {
 	id, err := caller(ctx)
 	if err != nil {
@@ -130,6 +133,9 @@ func (p *Platform) UpdateEnvironment(ctx context.Context, envID string, upd keyh
 			changes = append(changes, "displayName")
 		}
 		if upd.Managed != nil && *upd.Managed != env.Managed {
+			if err := managedRequired(env, *upd.Managed); err != nil {
+				return err
+			}
 			env.Managed = *upd.Managed
 			changes = append(changes, "managed="+map[bool]string{true: "Standard", false: "Basic"}[env.Managed])
 		}
@@ -146,6 +152,27 @@ func (p *Platform) UpdateEnvironment(ctx context.Context, envID string, upd keyh
 		return nil, err
 	}
 	return env, nil
+}
+
+// managedRequired refuses to turn Managed Environment off (protectionLevel
+// Basic) on an environment linked to an enterprise policy, or with an
+// encryption operation running: a customer-managed key requires a Managed
+// Environment (the link refuses one without), and turning it off under the
+// key would leave a linked environment the spec does not allow.
+func managedRequired(env *keyhold.Environment, managed bool) error {
+	switch {
+	case managed:
+		return nil
+	case env.PolicyID != "":
+		return keyhold.Errorf(keyhold.CodeConflict,
+			"environment %s is linked to enterprise policy %s, and a customer-managed key requires a Managed Environment: protectionLevel can't be Basic while it is linked; unlink it first (keyhold env unlink %s), then turn Managed Environment off",
+			env.ID, env.PolicyID, env.ID)
+	case env.EncryptionStatus == keyhold.EncryptionRunning:
+		return keyhold.Errorf(keyhold.CodeConflict,
+			"environment %s has encryption operation %s running, which may link it to an enterprise policy: protectionLevel can't be Basic now; wait for the operation to end (keyhold operation wait %s), then retry",
+			env.ID, env.LastOperationID, env.LastOperationID)
+	}
+	return nil
 }
 
 // DeleteEnvironment deletes an environment. Its wrapped keys go in the same

@@ -163,7 +163,7 @@ func (f *cmkFixture) lockEntry(t testing.TB, envID string) *keyhold.AuditEntry {
 // enterprise policy deletes the policy and its managed identity, and locks
 // every environment linked to it in the same transaction (audited, naming
 // the policy and who deleted it; the countdown starts; cached keys
-// dropped), while a DELETE of the policy itself stays refused. Redeploying
+// dropped), while a Reader of the policy can't delete it. Redeploying
 // the policy (a new systemId and identity) restores nothing until its
 // identity is granted the ORIGINAL key: a policy naming another key is
 // refused even where its identity could use the original key, and an
@@ -200,10 +200,12 @@ func TestLockPolicyDeleted(t *testing.T) {
 			t.Fatal("the environment's key is not cached after a read")
 		}
 
-		// A DELETE of the linked policy itself stays refused.
-		err := pw.ps.Delete(f.ctx, f.sub, policyRG, pol.Name)
-		if keyhold.ErrorCode(err) != keyhold.CodeConflict || !strings.Contains(keyhold.ErrorMessage(err), env1.ID) {
-			t.Fatalf("DELETE of the linked policy: %v, want Conflict naming the environment", err)
+		// The platform admin, a Reader of the policy without its delete
+		// right, can't delete it (TestLockPolicyDeletedDirectly has the
+		// key vault admin's DELETE).
+		err := pw.ps.Delete(admin, f.sub, policyRG, pol.Name)
+		if keyhold.ErrorCode(err) != keyhold.CodeAuthorizationFailed {
+			t.Fatalf("DELETE of the linked policy by a Reader: %v, want AuthorizationFailed", err)
 		}
 		if s := f.env(t, env1.ID).State; s != keyhold.StateEnabled {
 			t.Fatalf("environment %s after the refused DELETE", s)
@@ -218,8 +220,8 @@ func TestLockPolicyDeleted(t *testing.T) {
 				t.Fatalf("environment after the group's deletion: state %s, LockedAt %v, policy %s (%s); want Locked at %v, still naming the policy",
 					got.State, got.LockedAt, got.PolicyID, got.PolicySystemID, lockedAt)
 			}
-			if d := LockDeadline(got); !d.Equal(lockedAt.Add(LockGraceProduction)) {
-				t.Errorf("deletion deadline %v, want %v", d, lockedAt.Add(LockGraceProduction))
+			if d := f.p.LockDeadline(got); !d.Equal(lockedAt.Add(DefaultLockGraceProduction)) {
+				t.Errorf("deletion deadline %v, want %v", d, lockedAt.Add(DefaultLockGraceProduction))
 			}
 			entry := f.lockEntry(t, e.ID)
 			for _, want := range []string{"Enabled -> Locked: ", pol.ID(), "deleted with its resource group " + policyRG, f.adminID()} {
@@ -378,7 +380,7 @@ func TestCountdownRecreatedPolicy(t *testing.T) {
 		pw := f.policyWorld(t)
 		pol := pw.deploy(t, "k")
 		f.grantKey(t, pol, pw.v, "k")
-		env := f.managedEnv(t, "env-rgcd") // Production: 30 days
+		env := f.managedEnv(t, "env-rgcd") // Production: 28 days
 		f.succeed(t, "link", func() (*keyhold.Operation, error) { return f.p.LinkPolicy(f.ctx, env.ID, pol.SystemID) })
 		f.fill(t, env.ID, 2, 10)
 		pw.deleteGroup(t)
@@ -388,7 +390,7 @@ func TestCountdownRecreatedPolicy(t *testing.T) {
 		other := pw.deploy(t, "other")
 		f.grantKey(t, other, pw.v, "other")
 		f.health(t, other, keyhold.HealthHealthy)
-		f.clock.Advance(LockGraceProduction + time.Minute)
+		f.clock.Advance(DefaultLockGraceProduction + time.Minute)
 		if n, err := f.p.RunLockCountdown(context.Background()); err != nil || n != 1 {
 			t.Fatalf("RunLockCountdown with a recreated policy on another key = %d, %v; want the environment deleted", n, err)
 		}
@@ -402,7 +404,7 @@ func TestCountdownRecreatedPolicy(t *testing.T) {
 		same := pw.deploy(t, "k")
 		f.grantKey(t, same, pw.v, "k")
 		f.health(t, same, keyhold.HealthHealthy)
-		f.clock.Advance(LockGraceProduction + time.Minute)
+		f.clock.Advance(DefaultLockGraceProduction + time.Minute)
 		if n, err := f.p.RunLockCountdown(context.Background()); err != nil || n != 0 {
 			t.Fatalf("RunLockCountdown with the policy redeployed on the original key = %d, %v; want the countdown held", n, err)
 		}

@@ -56,6 +56,15 @@ type Config struct {
 	WebhookClient *http.Client
 	// TokenTTL is the lifetime of issued access tokens (default 1h).
 	TokenTTL time.Duration
+	// LockGraceProduction is how long a Production environment may stay
+	// Locked before the countdown deletes it (countdown.go). Zero:
+	// DefaultLockGraceProduction, the spec's 28 days; KeepLocked (any
+	// negative value): never deleted, kept until an administrator acts.
+	LockGraceProduction time.Duration
+	// LockGraceOther is the same for every other type. The spec names no
+	// period for them, so zero (or KeepLocked) keeps them Locked until an
+	// administrator acts; a positive value deletes them after it.
+	LockGraceOther time.Duration
 
 	// The customer-managed key lifecycle (CMKService) needs all three of
 	// Ops, Vault and CMK; without them its methods answer
@@ -107,6 +116,10 @@ type Platform struct {
 	unwrapCount atomic.Uint64
 	// bcast carries key drops to and from other replicas (broadcast.go).
 	bcast broadcast
+
+	// graceProd and graceOther are the countdown's grace periods
+	// (countdown.go); KeepLocked: never deleted.
+	graceProd, graceOther time.Duration
 
 	// hookClient posts events to tenants' webhooks (webhook.go).
 	hookClient *http.Client
@@ -162,6 +175,18 @@ func Open(ctx context.Context, cfg Config) (*Platform, error) {
 	}
 	if p.tokTTL <= 0 {
 		p.tokTTL = DefaultTokenTTL
+	}
+	switch g := cfg.LockGraceProduction; {
+	case g == 0:
+		p.graceProd = DefaultLockGraceProduction
+	case g < 0:
+		p.graceProd = KeepLocked
+	default:
+		p.graceProd = g
+	}
+	p.graceOther = KeepLocked
+	if cfg.LockGraceOther > 0 {
+		p.graceOther = cfg.LockGraceOther
 	}
 	ttl := cfg.KeyCacheTTL
 	if ttl <= 0 {

@@ -55,8 +55,7 @@ func (f *fixture) withHook(lock func(ctx context.Context, tx keyhold.Tx, pol *ke
 // Config.LockLinked, and when the hook fails; with it, the hook runs in
 // the deleting transaction (it sees the policy, and its writes commit or
 // roll back with the deletion), its after function runs once the deletion
-// has committed, and the policy and its identity are gone. A DELETE of the
-// policy itself stays refused with the hook.
+// has committed, and the policy and its identity are gone.
 func TestDeleteLinkedPolicyGroup(t *testing.T) {
 	forEachBackend(t, func(t *testing.T, f *fixture) {
 		p := f.put(t, "p1", f.spec())
@@ -109,7 +108,7 @@ func TestDeleteLinkedPolicyGroup(t *testing.T) {
 
 		t.Run("with the hook", func(t *testing.T) {
 			var calls, afters int
-			a, s := f.withHook(func(ctx context.Context, tx keyhold.Tx, pol *keyhold.EnterprisePolicy, actor *keyhold.Identity, why string) (func(), error) {
+			a, _ := f.withHook(func(ctx context.Context, tx keyhold.Tx, pol *keyhold.EnterprisePolicy, actor *keyhold.Identity, why string) (func(), error) {
 				calls++
 				if pol.ID() != p.ID() || pol.PrincipalID != p.PrincipalID || actor.PrincipalID != f.admin.PrincipalID || why != "deleted with its resource group rg" {
 					t.Errorf("hook called with policy %s (identity %s), actor %s, why %q", pol.ID(), pol.PrincipalID, actor.PrincipalID, why)
@@ -130,13 +129,6 @@ func TestDeleteLinkedPolicyGroup(t *testing.T) {
 					})
 				}, nil
 			})
-			before := f.snapshot(t)
-			wantErr(t, s.Delete(as(f.admin), f.sub, "rg", "p1"), keyhold.CodeConflict, "env-1 (Contoso Sales)", "unlink")
-			f.unchanged(t, "a DELETE of the linked policy with the hook", before)
-			if calls != 0 {
-				t.Fatalf("a refused DELETE called the hook %d times", calls)
-			}
-
 			if err := a.DeleteResourceGroup(as(f.admin), f.sub, "rg"); err != nil {
 				t.Fatalf("DeleteResourceGroup with the hook: %v", err)
 			}
@@ -170,5 +162,86 @@ func TestDeleteLinkedPolicyGroup(t *testing.T) {
 				t.Fatal("the resource group is still there")
 			}
 		})
+	})
+}
+
+// TestDeleteLinkedPolicy: a DELETE of a policy that an environment is
+// linked to, with Config.LockLinked, is one of the spec's revocations. A
+// principal without the policy's delete right (a Reader) is refused before
+// the hook runs, changing nothing, and can still count the linked
+// environments; a failing hook aborts the deletion, changing nothing; the
+// key vault admin's DELETE calls the hook once in the deleting transaction
+// with why "deleted", runs its after function once committed, and the
+// policy, its identity and their role assignments are gone, audited as
+// having locked the environment.
+func TestDeleteLinkedPolicy(t *testing.T) {
+	forEachBackend(t, func(t *testing.T, f *fixture) {
+		p := f.put(t, "p1", f.spec())
+		f.linkEnv(t, "env-1", "Contoso Sales", p)
+		reader := f.principal(t, "platform admin")
+		f.grant(t, p.ID(), keyhold.RoleReader, reader)
+		var calls, afters int
+		var fail error
+		_, s := f.withHook(func(ctx context.Context, tx keyhold.Tx, pol *keyhold.EnterprisePolicy, actor *keyhold.Identity, why string) (func(), error) {
+			calls++
+			if pol.ID() != p.ID() || actor.PrincipalID != f.admin.PrincipalID || why != "deleted" {
+				t.Errorf("hook called with policy %s, actor %s, why %q", pol.ID(), actor.PrincipalID, why)
+			}
+			e, err := tx.Environment(ctx, "env-1")
+			if err != nil {
+				return nil, err
+			}
+			e.State = keyhold.StateLocked
+			if err := tx.UpdateEnvironment(ctx, e); err != nil {
+				return nil, err
+			}
+			return func() { afters++ }, fail
+		})
+
+		if n, err := s.LinkedEnvironments(as(reader), f.sub, "rg", "p1"); err != nil || n != 1 {
+			t.Fatalf("LinkedEnvironments as a Reader = %d, %v; want 1", n, err)
+		}
+		stranger := f.principal(t, "stranger")
+		if _, err := s.LinkedEnvironments(as(stranger), f.sub, "rg", "p1"); keyhold.ErrorCode(err) != keyhold.CodeAuthorizationFailed {
+			t.Fatalf("LinkedEnvironments without a role: %v, want AuthorizationFailed", err)
+		}
+		before := f.snapshot(t)
+		wantErr(t, s.Delete(as(reader), f.sub, "rg", "p1"), keyhold.CodeAuthorizationFailed, ActionDelete)
+		f.unchanged(t, "a Reader's DELETE", before)
+		fail = keyhold.Errorf(keyhold.CodeConflict, "injected: the environments can't be locked")
+		if err := s.Delete(as(f.admin), f.sub, "rg", "p1"); !errors.Is(err, fail) {
+			t.Fatalf("DELETE with a failing hook: %v, want the hook's error", err)
+		}
+		f.unchanged(t, "a DELETE whose hook failed", before)
+		if st := f.envState(t, "env-1"); st != keyhold.StateEnabled || calls != 1 || afters != 0 {
+			t.Fatalf("after the refusals: environment %s, hook called %d times, after %d; want Enabled, 1, 0", st, calls, afters)
+		}
+
+		fail = nil
+		if err := s.Delete(as(f.admin), f.sub, "rg", "p1"); err != nil {
+			t.Fatalf("the key vault admin's DELETE of the linked policy: %v", err)
+		}
+		if st := f.envState(t, "env-1"); st != keyhold.StateLocked || calls != 2 || afters != 1 {
+			t.Fatalf("after the DELETE: environment %s, hook called %d times, after %d; want Locked, 2, 1", st, calls, afters)
+		}
+		if snap := f.snapshot(t); len(snap.policies) != 0 || slices.Contains(snap.identities, p.PrincipalID) {
+			t.Fatalf("after the DELETE: %+v", snap)
+		}
+		if !f.groupExists(t, "rg") {
+			t.Fatal("the DELETE of a policy took its resource group")
+		}
+		var detail string
+		f.view(t, func(ctx context.Context, tx keyhold.Tx) error {
+			es, err := tx.ListAudit(ctx, keyhold.AuditFilter{TenantID: f.tenant, Limit: 1000})
+			for _, e := range es {
+				if e.Action == "enterprisePolicy.delete" && e.Target == p.ID() {
+					detail = e.Detail
+				}
+			}
+			return err
+		})
+		if !strings.Contains(detail, "deleted, which locked the environments linked to it: env-1") {
+			t.Fatalf("enterprisePolicy.delete detail %q does not name the locked environment", detail)
+		}
 	})
 }

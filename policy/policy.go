@@ -25,11 +25,12 @@
 // protection, or lacks the key, and when the location is not one of the
 // spec's 17. An update changes the key (vault, name, version) and tags
 // only; and while environments are linked to the policy, an update that
-// changes anything, and a delete, are refused with CodeConflict naming
-// them. Deleting the policy's resource group is refused likewise, unless
-// Config.LockLinked is set: then the group's deletion deletes the policy
-// and locks its environments in the same transaction. Every change is
-// audited in the transaction that makes it.
+// changes anything is refused with CodeConflict naming them. Deleting a
+// linked policy, directly or with its resource group, is one of the spec's
+// ways to revoke key access: with Config.LockLinked set it deletes the
+// policy and locks its environments in the same transaction; without it,
+// it is refused with CodeConflict. Every change is audited in the
+// transaction that makes it.
 //
 // A new policy's healthStatus is Undetermined, and becomes so again when
 // its key changes, until a health probe says otherwise.
@@ -50,6 +51,7 @@ import (
 	"maps"
 	"regexp"
 	"slices"
+	"strconv"
 	"strings"
 	"unicode/utf8"
 
@@ -78,18 +80,17 @@ type Config struct {
 	// Vaults, if set, deploys the Microsoft.KeyVault/vaults resources of
 	// templates (a *vault.Service); nil refuses them.
 	Vaults VaultWriter
-	// LockLinked, if set, lets the deletion of a resource group delete an
-	// enterprise policy that environments are linked to. It is called
-	// inside the deleting transaction, once for each such policy and before
-	// the policy is deleted, and must lock every environment linked to pol
-	// in tx (the platform's LockLinkedTx does), recording actor, the
-	// identity deleting the group, and why ("deleted with its resource
-	// group {rg}"). An error aborts the deletion, which changes nothing;
-	// after, if not nil, runs once the transaction has committed (to drop
-	// the environments' cached keys). Nil keeps the refusal: CodeConflict
-	// naming the environments. A DELETE of the policy itself is refused
-	// while environments are linked either way: the customer unlinks them
-	// first.
+	// LockLinked, if set, lets the deletion of the policy itself (Delete)
+	// or of its resource group delete an enterprise policy that
+	// environments are linked to. It is called inside the deleting
+	// transaction, once for each such policy and before the policy is
+	// deleted, and must lock every environment linked to pol in tx (the
+	// platform's LockLinkedTx does), recording actor, the identity
+	// deleting, and why ("deleted", or "deleted with its resource group
+	// {rg}"). An error aborts the deletion, which changes nothing; after,
+	// if not nil, runs once the transaction has committed (to drop the
+	// environments' cached keys). Nil keeps the refusal: CodeConflict
+	// naming the environments.
 	LockLinked func(ctx context.Context, tx keyhold.Tx, pol *keyhold.EnterprisePolicy, actor *keyhold.Identity, why string) (after func(), err error)
 }
 
@@ -211,6 +212,12 @@ func checkTags(tags map[string]string) error {
 	for k, v := range tags {
 		if k == "" || utf8.RuneCountInString(k) > maxTagKeyLen || utf8.RuneCountInString(v) > maxTagValueLen {
 			return keyhold.Errorf(keyhold.CodeBadRequest, "tag '%s' is not valid: a tag name has 1 to %d characters and its value at most %d", clip(k), maxTagKeyLen, maxTagValueLen)
+		}
+		if err := keyhold.CheckText(keyhold.CodeBadRequest, "tag name", k); err != nil {
+			return err
+		}
+		if err := keyhold.CheckText(keyhold.CodeBadRequest, "the value of tag "+strconv.Quote(k), v); err != nil {
+			return err
 		}
 	}
 	return nil
@@ -680,14 +687,21 @@ func (s *Service) list(ctx context.Context, sub, rg string) ([]*keyhold.Enterpri
 
 // Delete deletes a policy with its managed identity (and that identity's
 // role assignments) and the role assignments on the policy. It needs
-// ActionDelete at the policy. A missing policy is CodeResourceNotFound;
-// one that environments are linked to, CodeConflict naming them.
+// ActionDelete at the policy: the key vault administrator's right, since
+// deleting the policy is one of the ways the spec (001) lets them revoke
+// key access. A missing policy is CodeResourceNotFound. Environments
+// linked to the policy are locked through Config.LockLinked in the same
+// transaction, as a deletion of its resource group locks them, and its
+// after function runs once the deletion has committed; without
+// Config.LockLinked the delete is refused with CodeConflict naming them.
 func (s *Service) Delete(ctx context.Context, sub, rg, name string) error {
 	id, err := caller(ctx)
 	if err != nil {
 		return err
 	}
-	return s.store.Update(ctx, func(tx keyhold.Tx) error {
+	var after func()
+	err = s.store.Update(ctx, func(tx keyhold.Tx) error {
+		after = nil
 		if err := arm.Authorize(ctx, tx, id, policyID(sub, rg, name), ActionDelete); err != nil {
 			return err
 		}
@@ -699,11 +713,55 @@ func (s *Service) Delete(ctx context.Context, sub, rg, name string) error {
 		if err != nil {
 			return err
 		}
-		if err := linkedError(ctx, tx, p, "deleted"); err != nil {
+		if s.lock == nil {
+			if err := linkedError(ctx, tx, p, "deleted"); err != nil {
+				return err
+			}
+		}
+		note, a, err := s.lockLinked(ctx, tx, id, p, "deleted")
+		if err != nil {
 			return err
 		}
-		return s.remove(ctx, tx, id, p, "")
+		after = a
+		return s.remove(ctx, tx, id, p, note)
 	})
+	if err != nil {
+		return err
+	}
+	if after != nil {
+		after()
+	}
+	return nil
+}
+
+// LinkedEnvironments returns how many environments are linked to the
+// policy: how many a Delete of it (or of its resource group) would lock.
+// It needs ActionRead at the policy, which the key vault administrator who
+// may delete it holds; it names no environment, as those belong to the
+// Power Platform side. A missing policy is CodeResourceNotFound.
+func (s *Service) LinkedEnvironments(ctx context.Context, sub, rg, name string) (int, error) {
+	id, err := caller(ctx)
+	if err != nil {
+		return 0, err
+	}
+	n := 0
+	err = s.store.View(ctx, func(tx keyhold.Tx) error {
+		if err := arm.Authorize(ctx, tx, id, policyID(sub, rg, name), ActionRead); err != nil {
+			return err
+		}
+		subscription, err := subscriptionFor(ctx, tx, id, sub)
+		if err != nil {
+			return err
+		}
+		p, err := tx.Policy(ctx, subscription.ID, rg, name)
+		if err != nil {
+			return err
+		}
+		envs, err := tx.ListEnvironments(ctx, keyhold.EnvironmentFilter{PolicyID: p.ID()})
+		n = len(envs)
+		return err
+	})
+	return n, err
 }
 
 // remove deletes p, with its identity and the role assignments on it, and
@@ -766,7 +824,7 @@ func (s *Service) DeleteResourcesIn(ctx context.Context, sub, rg string) error {
 			}
 		}
 		for _, p := range ps {
-			note, after, err := s.lockLinked(ctx, tx, id, p)
+			note, after, err := s.lockLinked(ctx, tx, id, p, "deleted with its resource group "+p.ResourceGroup)
 			if err != nil {
 				return err
 			}
@@ -802,18 +860,18 @@ func (s *Service) DeleteResourcesIn(ctx context.Context, sub, rg string) error {
 }
 
 // lockLinked locks, through Config.LockLinked, the environments linked to
-// p, which is being deleted with its resource group by id, and returns
-// what the policy's audit entry adds and the hook's after function.
-// Nothing is linked: nothing to do.
-func (s *Service) lockLinked(ctx context.Context, tx keyhold.Tx, id *keyhold.Identity, p *keyhold.EnterprisePolicy) (string, func(), error) {
+// p, which id is deleting (why says how: "deleted", "deleted with its
+// resource group rg"), and returns what the policy's audit entry adds and
+// the hook's after function. Nothing is linked: nothing to do.
+func (s *Service) lockLinked(ctx context.Context, tx keyhold.Tx, id *keyhold.Identity, p *keyhold.EnterprisePolicy, why string) (string, func(), error) {
 	envs, err := tx.ListEnvironments(ctx, keyhold.EnvironmentFilter{PolicyID: p.ID()})
 	if err != nil || len(envs) == 0 {
 		return "", nil, err
 	}
 	if s.lock == nil { // checked by the caller; kept as the rule's last line
-		return "", nil, linkedError(ctx, tx, p, "deleted with its resource group")
+		return "", nil, linkedError(ctx, tx, p, why)
 	}
-	after, err := s.lock(ctx, tx, p, id, "deleted with its resource group "+p.ResourceGroup)
+	after, err := s.lock(ctx, tx, p, id, why)
 	if err != nil {
 		return "", nil, err
 	}
@@ -821,7 +879,7 @@ func (s *Service) lockLinked(ctx context.Context, tx keyhold.Tx, id *keyhold.Ide
 	for _, e := range envs {
 		ids = append(ids, e.ID)
 	}
-	return "deleted with its resource group, which locked the environments linked to it: " + strings.Join(ids, ", "), after, nil
+	return why + ", which locked the environments linked to it: " + strings.Join(ids, ", "), after, nil
 }
 
 // BySystemID returns the policy that ref names: its systemId

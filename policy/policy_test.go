@@ -207,7 +207,9 @@ func TestUpdate(t *testing.T) {
 func ptr(s string) *string { return &s }
 
 // TestLinkedPolicy: while an environment is linked, updates that change
-// something, deletes and the group's deletion are refused naming it.
+// something are refused naming it, and so are deletes and the group's
+// deletion without Config.LockLinked (TestDeleteLinkedPolicy has them with
+// it).
 func TestLinkedPolicy(t *testing.T) {
 	f := newFixture(t, storetest.OpenSQLite(t))
 	p := f.put(t, "p1", f.spec())

@@ -66,6 +66,13 @@ type Config struct {
 	// HealthInterval is how often the health of every linked enterprise
 	// policy's key is checked (default platform.DefaultHealthInterval, 60s).
 	HealthInterval time.Duration
+	// LockGraceProduction and LockGraceOther are how long a Locked
+	// environment may stay Locked before it is deleted, for Production and
+	// for every other type (platform.Config): zero means the defaults, 28
+	// days for Production (the spec's) and never for the others;
+	// KeepLocked keeps that type until an administrator acts.
+	LockGraceProduction time.Duration
+	LockGraceOther      time.Duration
 	// WebhookCAFile, if set, is a PEM file of CA certificates that verify
 	// tenants' webhook receivers, besides the system's roots (receivers on
 	// a private PKI).
@@ -80,6 +87,10 @@ type Config struct {
 	PKCS11Token  string
 	PKCS11PIN    string
 }
+
+// KeepLocked, as Config.LockGraceProduction or Config.LockGraceOther, keeps
+// Locked environments of that type until an administrator acts.
+const KeepLocked = platform.KeepLocked
 
 // Bootstrap is the content of <data>/bootstrap.json.
 type Bootstrap struct {
@@ -176,6 +187,7 @@ func Run(ctx context.Context, cfg Config) error {
 	p, err := platform.Open(ctx, platform.Config{
 		Store: store, MasterKey: master, Clock: cfg.Clock, Logger: log, Registerer: reg,
 		KeyCacheTTL: cfg.KeyCacheTTL, Issuer: url, WebhookClient: hooks,
+		LockGraceProduction: cfg.LockGraceProduction, LockGraceOther: cfg.LockGraceOther,
 		Ops: runner, Vault: kv,
 		CMK:         func(id *keyhold.Identity) keyhold.KeyWrapper { return keyprovider.NewBuiltin(kv, id) },
 		Broadcaster: bc,

@@ -5,8 +5,10 @@ import (
 	"crypto/rsa"
 	"errors"
 	"fmt"
+	"maps"
 	"math/big"
 	"slices"
+	"strconv"
 	"strings"
 	"time"
 
@@ -380,6 +382,9 @@ func (s *Service) CreateKey(ctx context.Context, vault, name string, p CreateKey
 // the same transaction; if that fails, a token object made for it is
 // removed again.
 func (s *Service) storeNewKey(ctx context.Context, c *call, op *operation, vault, name string, kv *keyhold.KeyVersion, tags map[string]string, out **KeyBundle) error {
+	if err := checkKeyTags(tags); err != nil {
+		return err
+	}
 	err := s.store.Update(ctx, func(tx keyhold.Tx) error {
 		v, err := s.authorize(ctx, tx, c, op, vault, name)
 		if err != nil {
@@ -530,6 +535,21 @@ func (s *Service) ListKeyVersions(ctx context.Context, vault, name string) ([]*K
 	return out, err
 }
 
+// checkKeyTags refuses a key tag whose name or value holds a control or
+// bidirectional formatting character (keyhold.CheckText): tags are shown
+// back in key lists and the CLI's tables.
+func checkKeyTags(tags map[string]string) error {
+	for _, k := range slices.Sorted(maps.Keys(tags)) {
+		if err := keyhold.CheckText(keyhold.CodeBadParameter, "tag name", k); err != nil {
+			return err
+		}
+		if err := keyhold.CheckText(keyhold.CodeBadParameter, "the value of tag "+strconv.Quote(k), tags[k]); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
 // UpdateKey changes a version's ("" = current) attributes, operations or
 // tags (nil: unchanged). Tags belong to the key.
 func (s *Service) UpdateKey(ctx context.Context, vault, name, version string, attrs KeyAttributes, keyOps []string, tags map[string]string) (*KeyBundle, error) {
@@ -541,6 +561,9 @@ func (s *Service) UpdateKey(ctx context.Context, vault, name, version string, at
 			if ops, err = normKeyOps(keyOps); err != nil {
 				return err
 			}
+		}
+		if err := checkKeyTags(tags); err != nil {
+			return err
 		}
 		return s.store.Update(ctx, func(tx keyhold.Tx) error {
 			_, k, kv, err := s.authorizedKey(ctx, tx, c, opUpdateKey, vault, name, version, false)
