@@ -64,7 +64,9 @@ func (s *Service) CheckPolicy(p *keyhold.EnterprisePolicy) error { return s.rec.
 // record is sealed, an unsealed one can only have been written outside
 // Keyhold, and it stays unsealed, and refused. Each record it seals is
 // audited (integrity.seal) in its tenant's log. The server calls it at
-// start, before it serves.
+// start, before it serves; replicas starting together seal once (the
+// store serializes the transactions, and the later one finds the records
+// sealed).
 func (s *Service) SealRecords(ctx context.Context) (int, error) {
 	n := 0
 	err := s.store.Update(ctx, func(tx keyhold.Tx) error {

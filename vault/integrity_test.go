@@ -2,6 +2,7 @@ package vault
 
 import (
 	"context"
+	"strings"
 	"testing"
 
 	"github.com/keyhold/keyhold"
@@ -117,5 +118,51 @@ func TestSealRecordsOnce(t *testing.T) {
 		}
 		_, err = f.svc.GetKey(as(officer), v.Name, "cmk", "")
 		wantCode(t, err, keyhold.CodeRecordIntegrity, "", "no integrity seal")
+	})
+}
+
+// TestSealRecordsTogether: two servers starting together on one database
+// both start, and the records are sealed once.
+func TestSealRecordsTogether(t *testing.T) {
+	storetest.ForEachBackend(t, func(t *testing.T, open func(t *testing.T) keyhold.Store) {
+		f := newFixture(t, open)
+		v := f.rbacVault("kv-two", nil)
+		f.createKey(v.Name, "cmk")
+		for _, table := range []string{"vaults", "vault_keys", "key_versions"} {
+			storetest.Exec(t, f.store, `UPDATE `+table+` SET mac = NULL`)
+		}
+		master, err := crypt.KeyFromBytes([]byte(strings.Repeat("m", crypt.KeySize))) // the fixture's
+		if err != nil {
+			t.Fatal(err)
+		}
+		second, err := New(Config{Store: f.store, MasterKey: master, Clock: f.clock, BaseURL: testBase})
+		master.Destroy()
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer second.Close()
+		type result struct {
+			n   int
+			err error
+		}
+		done := make(chan result, 2)
+		for _, svc := range []*Service{f.svc, second} {
+			go func() {
+				n, err := svc.SealRecords(context.Background())
+				done <- result{n, err}
+			}()
+		}
+		total := 0
+		for range 2 {
+			r := <-done
+			if r.err != nil {
+				t.Fatalf("SealRecords: %v", r.err)
+			}
+			total += r.n
+		}
+		if total != 3 {
+			t.Fatalf("sealed %d records in all, want 3", total)
+		}
+		must[*KeyBundle](t)(f.svc.GetKey(as(officer), v.Name, "cmk", ""))
 	})
 }
