@@ -5,6 +5,7 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/hex"
+	"fmt"
 	"strings"
 	"testing"
 	"time"
@@ -331,6 +332,55 @@ func TestRewrapProvesItself(t *testing.T) {
 	}
 	if e := f.env(t, env.ID); e.State != keyhold.StateEnabled || e.KeyManagedBy != keyhold.KeyManagedByMicrosoft {
 		t.Fatalf("environment after the failed link: %+v", e)
+	}
+	f.check(t, env.ID, c)
+}
+
+// epochLiar unwraps honestly except the payloads of one epoch, which it
+// gives back with another key.
+type epochLiar struct {
+	keyprovider.Provider
+	epoch byte
+}
+
+func (l epochLiar) Unwrap(ctx context.Context, kid string, ct []byte) ([]byte, error) {
+	pt, err := l.Provider.Unwrap(ctx, kid, ct)
+	if err == nil && len(pt) > 5 && pt[1] == 0 && pt[2] == 0 && pt[3] == 0 && pt[4] == l.epoch { // 0x01 | epoch(4) | …
+		pt[len(pt)-1] ^= 1
+	}
+	return pt, err
+}
+
+// TestNewEpochProvesItself: the fresh key of a re-key's new epoch is
+// proven too, before any write uses it: a link whose new epoch's copy
+// unwraps to another key fails at that step, and rolls back to serving
+// under the rewrapped epoch.
+func TestNewEpochProvesItself(t *testing.T) {
+	f := newCMKFixture(t, storetest.OpenSQLite(t), true)
+	v := f.newVault(t, "kv-epoch-liar", true)
+	f.newKey(t, v, "k")
+	pol := f.newPolicy(t, "pol-epoch-liar", v, "k", nil)
+	f.grantKey(t, pol, v, "k")
+	env := f.managedEnv(t, "e-epoch-liar")
+	c := f.fill(t, env.ID, 3)
+	f.p.cmk = func(id *keyhold.Identity) keyhold.KeyWrapper {
+		return epochLiar{keyprovider.NewBuiltin(f.kv, id), byte(env.Epoch + 1)}
+	}
+	op, err := f.p.LinkPolicy(f.ctx, env.ID, pol.SystemID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	op = f.wait(t, op)
+	newEpoch := fmt.Sprintf("epoch %d of environment", env.Epoch+1)
+	if op.State != keyhold.OperationFailed || !strings.Contains(op.ErrorMsg, newEpoch) || !strings.Contains(op.ErrorMsg, "unwrapped to a different key") {
+		t.Fatalf("link ended %s: %s %q; want Failed, the copy of the new epoch's key unwrapping to a different key", op.State, op.ErrorCode, op.ErrorMsg)
+	}
+	e := f.env(t, env.ID)
+	if e.Epoch != env.Epoch || e.State != keyhold.StateEnabled || e.EncryptionStatus != keyhold.EncryptionFailed {
+		t.Fatalf("environment after the failed link: epoch %d (was %d), %s, %s", e.Epoch, env.Epoch, e.State, e.EncryptionStatus)
+	}
+	if wks := f.wrapped(t, env.ID); len(wks) != 1 || wks[0].Epoch != env.Epoch || wks[0].Root != keyhold.RootCMK {
+		t.Fatalf("wrapped keys %v, want only epoch %d under the CMK", describeKeys(wks), env.Epoch)
 	}
 	f.check(t, env.ID, c)
 }
