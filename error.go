@@ -60,6 +60,13 @@ const (
 	CodeInternal            = "InternalServerError"
 	CodeServiceUnavailable  = "ServiceUnavailable"
 	CodeKeyVaultUnavailable = "KeyVaultUnavailable"
+
+	// CodeRecordIntegrity: a stored record that a custody decision rests on
+	// (a key version, a key, a vault, an enterprise policy's binding) fails
+	// its integrity seal under the master key: it was changed outside
+	// Keyhold. Nothing acts on it. 500: the fault is the server's data, not
+	// the request.
+	CodeRecordIntegrity = "RecordIntegrityFailed"
 )
 
 // Inner error codes that travel with CodeForbidden, as Key Vault sends them

@@ -61,6 +61,9 @@ type EnterprisePolicy struct {
 	CreatedAt       time.Time         `json:"createdAt"`
 	UpdatedAt       time.Time         `json:"updatedAt"`
 	Version         int64             `json:"version"` // optimistic concurrency, as Environment
+	// MAC is the integrity seal of the policy's binding to its key under
+	// the master key (crypt.RecordKey.SealPolicy); opaque to the store.
+	MAC []byte `json:"-"`
 }
 
 // ID returns the policy's ARM resource id.

@@ -92,6 +92,9 @@ type Vault struct {
 	DeletedAt               time.Time      `json:"deletedAt"`        // zero while live
 	ScheduledPurgeAt        time.Time      `json:"scheduledPurgeAt"` // zero while live
 	Version                 int64          `json:"version"`          // optimistic concurrency, as Environment
+	// MAC is the record's integrity seal under the master key
+	// (crypt.RecordKey.SealVault); opaque to the store.
+	MAC []byte `json:"-"`
 }
 
 // ID returns the vault's ARM resource id.
@@ -122,6 +125,9 @@ type Key struct {
 	UpdatedAt        time.Time         `json:"updatedAt"`
 	DeletedAt        time.Time         `json:"deletedAt"`
 	ScheduledPurgeAt time.Time         `json:"scheduledPurgeAt"`
+	// MAC is the record's integrity seal under the master key
+	// (crypt.RecordKey.SealKey); opaque to the store.
+	MAC []byte `json:"-"`
 }
 
 // Deleted reports whether the key is soft-deleted.
@@ -146,6 +152,9 @@ type KeyVersion struct {
 	Material  []byte    `json:"-"`
 	CreatedAt time.Time `json:"created"`
 	UpdatedAt time.Time `json:"updated"`
+	// MAC is the record's integrity seal under the master key
+	// (crypt.RecordKey.SealKeyVersion); opaque to the store.
+	MAC []byte `json:"-"`
 }
 
 // RotationPolicy is a key's rotation policy, with ISO 8601 durations as

@@ -71,6 +71,7 @@ var statuses = map[string]int{
 	keyhold.CodeInternal:            nethttp.StatusInternalServerError,
 	keyhold.CodeServiceUnavailable:  nethttp.StatusServiceUnavailable,
 	keyhold.CodeKeyVaultUnavailable: nethttp.StatusServiceUnavailable,
+	keyhold.CodeRecordIntegrity:     nethttp.StatusInternalServerError,
 }
 
 // StatusOf returns the HTTP status that answers an error with code;

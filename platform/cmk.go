@@ -115,8 +115,9 @@ func cmkError(err error, what, kid, principal string) error {
 
 // policyFor loads the policy with systemID for the caller, an
 // administrator: it must be of the caller's tenant (others are not found)
-// and the caller needs Reader on it.
-func policyFor(ctx context.Context, tx keyhold.Tx, id *keyhold.Identity, systemID string) (*keyhold.EnterprisePolicy, error) {
+// and the caller needs Reader on it. Its binding to its key must pass its
+// integrity check (CodeRecordIntegrity, audited).
+func (p *Platform) policyFor(ctx context.Context, tx keyhold.Tx, id *keyhold.Identity, systemID string) (*keyhold.EnterprisePolicy, error) {
 	notFound := keyhold.Errorf(keyhold.CodeNotFound,
 		"no enterprise policy has systemId %q in tenant %s: use the policy's properties.systemId (/regions/{location}/providers/Microsoft.PowerPlatform/enterprisePolicies/{guid})",
 		systemID, id.TenantID)
@@ -133,6 +134,9 @@ func policyFor(ctx context.Context, tx keyhold.Tx, id *keyhold.Identity, systemI
 		return nil, notFound
 	}
 	if err := requireReader(ctx, tx, id, pol); err != nil {
+		return nil, err
+	}
+	if err := p.checkPolicy(pol); err != nil {
 		return nil, err
 	}
 	return pol, nil
@@ -231,6 +235,9 @@ func (p *Platform) LinkPolicy(ctx context.Context, envID, systemID string) (*key
 		plan, err = p.checkLink(ctx, tx, id, envID, systemID)
 		return err
 	}); err != nil {
+		if isTamper(err) {
+			p.auditTamper(ctx, id.TenantID, envTarget(envID), "link to enterprise policy "+systemID+" by "+id.PrincipalID, err)
+		}
 		return nil, err
 	}
 	if err := p.probe(ctx, plan); err != nil {
@@ -316,7 +323,7 @@ func (p *Platform) checkLink(ctx context.Context, tx keyhold.Tx, id *keyhold.Ide
 	if err != nil {
 		return nil, err
 	}
-	pol, err := policyFor(ctx, tx, id, systemID)
+	pol, err := p.policyFor(ctx, tx, id, systemID)
 	if err != nil {
 		return nil, err
 	}
@@ -368,6 +375,9 @@ func (p *Platform) checkLink(ctx context.Context, tx keyhold.Tx, id *keyhold.Ide
 		return nil, keyhold.Errorf(keyhold.CodeVaultNotFound,
 			"key vault %s, which enterprise policy %s names, was not found: create it (or recover it if it was deleted), or use a policy that names an existing vault", name, pol.ID())
 	} else if err != nil {
+		return nil, err
+	}
+	if err := p.rec.CheckVault(v); err != nil { // its purge protection is what the next check trusts
 		return nil, err
 	}
 	if v.SoftDeleteRetentionDays < keyhold.MinSoftDeleteRetentionDays || !v.EnablePurgeProtection {
@@ -457,7 +467,7 @@ func (p *Platform) UnlinkPolicy(ctx context.Context, envID, systemID string) (*k
 		if err != nil {
 			return err
 		}
-		pol, err := policyFor(ctx, tx, id, systemID)
+		pol, err := p.policyFor(ctx, tx, id, systemID)
 		if err != nil {
 			return err
 		}
@@ -480,6 +490,9 @@ func (p *Platform) UnlinkPolicy(ctx context.Context, envID, systemID string) (*k
 			auditUnlinkStart, "returning from enterprise policy "+pol.ID()+" to the platform's key")
 		return err
 	})
+	if isTamper(err) {
+		p.auditTamper(ctx, id.TenantID, envTarget(envID), "unlink from enterprise policy "+systemID+" by "+id.PrincipalID, err)
+	}
 	if err != nil {
 		return nil, err
 	}

@@ -181,6 +181,7 @@ func (f *cmkFixture) newPolicy(t testing.TB, name string, v *keyhold.Vault, key 
 		} else if pol.PrincipalID == "-" {
 			pol.PrincipalID = ""
 		}
+		f.kv.SealPolicy(pol)
 		return tx.CreatePolicy(ctx, pol)
 	})
 	if err != nil {

@@ -2,6 +2,7 @@ package platform
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -294,9 +295,14 @@ func (p *Platform) loadTarget(ctx context.Context, op *keyhold.Operation, in cmk
 		if c := keyhold.ErrorCode(err); c == keyhold.CodeResourceNotFound || c == keyhold.CodeNotFound {
 			return ops.Permanent(keyhold.Errorf(keyhold.CodeNotFound,
 				"enterprise policy %s was deleted while operation %s was running on environment %s", in.PolicyID, op.ID, op.Target))
+		} else if err != nil {
+			return err
 		}
-		return err
+		return p.checkPolicy(pol)
 	})
+	if isTamper(err) {
+		p.auditTamper(ctx, op.TenantID, envTarget(op.Target), op.Kind+" (operation "+op.ID+")", err)
+	}
 	return env, wks, pol, err
 }
 
@@ -327,13 +333,6 @@ func (p *Platform) wrapMMK(ctx context.Context, envID string, epoch uint32, ek *
 	return &keyhold.WrappedKey{EnvID: envID, Epoch: epoch, Root: keyhold.RootMMK, KeyID: kid, Ciphertext: ct, CreatedAt: p.clock.Now().UTC()}, nil
 }
 
-// rewrapped is one epoch's custody change: the new copy, and the copy it
-// was unwrapped from (which must still be stored as read).
-type rewrapped struct {
-	from *keyhold.WrappedKey
-	to   *keyhold.WrappedKey
-}
-
 // stepLinkRewrap moves every epoch's EK to the policy's key: it unwraps
 // each EK with its current root (the MMK, or the old policy's key in a
 // swap), wraps it as the new policy's identity, and then, in one
@@ -355,7 +354,7 @@ func (p *Platform) stepLinkRewrap(ctx context.Context, op *keyhold.Operation) (o
 	if env.State == keyhold.StateEnabled {
 		return ops.StepResult{Next: stepDisable}, nil // re-enabled after a lock paused it: disable again
 	}
-	var moves []rewrapped
+	var moves []*custodyMove
 	for _, g := range groupByEpoch(wks) {
 		if g.cmk != nil && onPolicy(g.cmk, pol) {
 			continue
@@ -365,16 +364,13 @@ func (p *Platform) stepLinkRewrap(ctx context.Context, op *keyhold.Operation) (o
 			return ops.StepResult{}, ops.Permanent(keyhold.Errorf(keyhold.CodeBadRequest,
 				"epoch %d of environment %s is protected by a %s key, which a link can't move: migrate it first", g.epoch, env.ID, src.Root))
 		}
-		ek, err := p.unwrapWrapped(ctx, src, env.TenantID)
+		m, err := p.prepareMove(ctx, src, env.TenantID, func(ctx context.Context, ek *crypt.Key) (*keyhold.WrappedKey, error) {
+			return p.wrapCMK(ctx, pol, env.ID, g.epoch, ek)
+		})
 		if err != nil {
 			return ops.StepResult{}, err
 		}
-		to, err := p.wrapCMK(ctx, pol, env.ID, g.epoch, ek)
-		ek.Destroy()
-		if err != nil {
-			return ops.StepResult{}, err
-		}
-		moves = append(moves, rewrapped{from: src, to: to})
+		moves = append(moves, m)
 	}
 	err = p.changeEnv(ctx, op, func(tx keyhold.Tx, env *keyhold.Environment) (string, string, error) {
 		cur, err := tx.WrappedKeys(ctx, env.ID)
@@ -385,7 +381,7 @@ func (p *Platform) stepLinkRewrap(ctx context.Context, op *keyhold.Operation) (o
 		for _, g := range groupByEpoch(cur) {
 			groups[g.epoch] = g
 		}
-		var kids []string
+		var kids, deleted []string
 		for _, m := range moves {
 			g := groups[m.to.Epoch]
 			if g == nil || !sameKey(g.source(), m.from) {
@@ -393,16 +389,16 @@ func (p *Platform) stepLinkRewrap(ctx context.Context, op *keyhold.Operation) (o
 				// operation holds the environment): read again.
 				return "", "", ops.Transient(keyhold.Errorf(keyhold.CodeConflict, "the key of epoch %d of environment %s changed during the rewrap", m.to.Epoch, env.ID))
 			}
-			if err := tx.PutWrappedKey(ctx, m.to); err != nil {
-				return "", "", err
+			if ok, err := m.commit(ctx, tx, p); err != nil || !ok {
+				return "", "", cmp.Or(err, ops.Transient(keyhold.Errorf(keyhold.CodeConflict, "the key of epoch %d of environment %s changed during the rewrap", m.to.Epoch, env.ID)))
 			}
-			if err := p.touchOldKID(ctx, tx, g.cmk); err != nil {
-				return "", "", err
+			if m.from.Root == keyhold.RootMMK {
+				g.mmk = nil
+				deleted = append(deleted, fmt.Sprint(g.epoch))
 			}
 			g.cmk = m.to
 			kids = append(kids, fmt.Sprintf("%d→%s", m.to.Epoch, m.to.KeyID))
 		}
-		var deleted []string
 		for _, g := range groups {
 			if g.mmk != nil && g.cmk != nil && onPolicy(g.cmk, pol) {
 				if err := tx.DeleteWrappedKey(ctx, env.ID, g.epoch, keyhold.RootMMK); err != nil {
@@ -437,21 +433,18 @@ func (p *Platform) stepUnlinkRewrap(ctx context.Context, op *keyhold.Operation) 
 	if env.State == keyhold.StateEnabled {
 		return ops.StepResult{Next: stepDisable}, nil // re-enabled after a lock paused it: disable again
 	}
-	var moves []rewrapped
+	var moves []*custodyMove
 	for _, g := range groupByEpoch(wks) {
 		if g.cmk == nil || g.mmk != nil {
 			continue
 		}
-		ek, err := p.unwrapWrapped(ctx, g.cmk, env.TenantID)
+		m, err := p.prepareMove(ctx, g.cmk, env.TenantID, func(ctx context.Context, ek *crypt.Key) (*keyhold.WrappedKey, error) {
+			return p.wrapMMK(ctx, env.ID, g.epoch, ek)
+		})
 		if err != nil {
 			return ops.StepResult{}, err
 		}
-		to, err := p.wrapMMK(ctx, env.ID, g.epoch, ek)
-		ek.Destroy()
-		if err != nil {
-			return ops.StepResult{}, err
-		}
-		moves = append(moves, rewrapped{from: g.cmk, to: to})
+		moves = append(moves, m)
 	}
 	err = p.changeEnv(ctx, op, func(tx keyhold.Tx, env *keyhold.Environment) (string, string, error) {
 		cur, err := tx.WrappedKeys(ctx, env.ID)
@@ -462,17 +455,18 @@ func (p *Platform) stepUnlinkRewrap(ctx context.Context, op *keyhold.Operation) 
 		for _, g := range groupByEpoch(cur) {
 			groups[g.epoch] = g
 		}
+		var deleted []string
 		for _, m := range moves {
 			g := groups[m.to.Epoch]
 			if g == nil || !sameKey(g.cmk, m.from) {
 				return "", "", ops.Transient(keyhold.Errorf(keyhold.CodeConflict, "the key of epoch %d of environment %s changed during the rewrap", m.to.Epoch, env.ID))
 			}
-			if err := tx.PutWrappedKey(ctx, m.to); err != nil {
-				return "", "", err
+			if ok, err := m.commit(ctx, tx, p); err != nil || !ok {
+				return "", "", cmp.Or(err, ops.Transient(keyhold.Errorf(keyhold.CodeConflict, "the key of epoch %d of environment %s changed during the rewrap", m.to.Epoch, env.ID)))
 			}
-			g.mmk = m.to
+			deleted = append(deleted, fmt.Sprintf("%d (%s)", g.epoch, g.cmk.KeyID))
+			g.mmk, g.cmk = m.to, nil
 		}
-		var deleted []string
 		for _, g := range groups {
 			if g.cmk != nil && g.mmk != nil {
 				if err := tx.DeleteWrappedKey(ctx, env.ID, g.epoch, keyhold.RootCMK); err != nil {

@@ -19,6 +19,14 @@ import (
 // Warning and locks nothing, so reads go on from the key cache until its
 // TTL and then answer 503 KeyVaultUnavailable. A change of health is
 // always audited with what changed: a lock is never silent.
+//
+// A record that fails its integrity check (the policy's binding, or the
+// key's records in the vault: keyhold.CodeRecordIntegrity) is not the
+// customer's revocation: it locks nothing, and environments go on under
+// the key versions they are wrapped under. It is an Error-level finding:
+// logged at Error level and audited (integrity.refused, result
+// RecordIntegrityFailed) with the record it names, at every check, and
+// the policy's health is Warning.
 
 // Audit actions of health and locks.
 const (
@@ -128,10 +136,15 @@ func (p *Platform) CheckPolicyHealth(ctx context.Context, policyID string) (keyh
 	}
 	var pol *keyhold.EnterprisePolicy
 	var kids []string
+	tampered := false
 	err := p.store.View(ctx, func(tx keyhold.Tx) error {
-		kids = nil
+		kids, tampered = nil, false
 		var err error
 		if pol, err = policyByID(ctx, tx, policyID); err != nil {
+			return err
+		}
+		if err := p.checkPolicy(pol); err != nil {
+			tampered = true
 			return err
 		}
 		if pol.PrincipalID == "" {
@@ -161,6 +174,10 @@ func (p *Platform) CheckPolicyHealth(ctx context.Context, policyID string) (keyh
 		}
 		return nil
 	})
+	if tampered {
+		p.auditTamper(ctx, pol.TenantID, pol.ID(), "health check of the policy's key", err)
+		return keyhold.HealthUndetermined, err
+	}
 	if err != nil {
 		return keyhold.HealthUndetermined, err
 	}
@@ -171,6 +188,9 @@ func (p *Platform) CheckPolicyHealth(ctx context.Context, policyID string) (keyh
 		perr := probeKey(ctx, w, kid)
 		if ctx.Err() != nil {
 			return keyhold.HealthUndetermined, ctx.Err() // our own caller gave up: learn nothing
+		}
+		if isTamper(perr) {
+			p.auditTamper(ctx, pol.TenantID, pol.ID(), "health probe of key "+kid, perr)
 		}
 		if h := classifyKeyError(perr); healthRank(h) > healthRank(status) {
 			status, cause, causeKID = h, perr, kid

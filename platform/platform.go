@@ -102,13 +102,16 @@ type KeyVault interface {
 // Platform implements keyhold.TokenService, EnvironmentService, DataService,
 // AuditService and CMKService. It is safe for concurrent use.
 type Platform struct {
-	store   keyhold.Store
-	clock   keyhold.Clock
-	log     *slog.Logger
-	issuer  string
-	tokTTL  time.Duration
-	signer  *ecdsa.PrivateKey
-	mmk     *crypt.AESWrapper
+	store  keyhold.Store
+	clock  keyhold.Clock
+	log    *slog.Logger
+	issuer string
+	tokTTL time.Duration
+	signer *ecdsa.PrivateKey
+	mmk    *crypt.AESWrapper
+	// rec checks the seals of the records custody rests on (policies'
+	// bindings, keys' current versions, vaults): custody.go.
+	rec     *crypt.RecordKey
 	cache   *crypt.Cache
 	unwrapG singleflight.Group
 	m       metrics
@@ -199,6 +202,11 @@ func Open(ctx context.Context, cfg Config) (*Platform, error) {
 	if err := p.openKeys(ctx, cfg.MasterKey); err != nil {
 		return nil, err
 	}
+	rec, err := crypt.NewRecordKey(cfg.MasterKey)
+	if err != nil {
+		return nil, err
+	}
+	p.rec = rec
 	if cfg.Ops != nil && cfg.Vault != nil && cfg.CMK != nil {
 		p.ops, p.kv, p.cmk = cfg.Ops, cfg.Vault, cfg.CMK
 		p.registerKinds()

@@ -48,8 +48,8 @@ type rekeyProgress struct {
 }
 
 // stepNewEpoch starts epoch FromEpoch+1: a fresh EK, wrapped only by the
-// policy's key, stored in the transaction that makes it the epoch new
-// writes use. An environment already past FromEpoch has it: nothing to do.
+// policy's key and proven by unwrapping it again, stored in the
+// transaction that makes it the epoch new writes use. An environment already past FromEpoch has it: nothing to do.
 func (p *Platform) stepNewEpoch(ctx context.Context, op *keyhold.Operation) (ops.StepResult, error) {
 	in, err := opInput(op)
 	if err != nil {
@@ -74,6 +74,12 @@ func (p *Platform) stepNewEpoch(ctx context.Context, op *keyhold.Operation) (ops
 	defer ek.Destroy()
 	wk, err := p.wrapCMK(ctx, pol, env.ID, next, ek)
 	if err != nil {
+		return ops.StepResult{}, err
+	}
+	// As a custody move's new copy (custody.go): a key that wraps but
+	// doesn't give the same EK back would take every write of the new
+	// epoch with it.
+	if err := p.prove(ctx, wk, pol.TenantID, ek); err != nil {
 		return ops.StepResult{}, err
 	}
 	created := false

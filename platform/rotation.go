@@ -87,7 +87,18 @@ func (p *Platform) PickUpRotations(ctx context.Context) (int, error) {
 			if len(last) == 1 && last[0].State == keyhold.OperationFailed && time.Since(last[0].FinishedAt) < rotationRetryAfter {
 				continue
 			}
+			if err := p.checkPolicy(pol); err != nil {
+				// Submitted, so that the rotation fails with the
+				// refusal where an administrator sees it (and the pickup
+				// then waits rotationRetryAfter), not in a log alone.
+				todo = append(todo, pol)
+				continue
+			}
 			kid, err := p.currentVersionKID(ctx, tx, pol)
+			if isTamper(err) {
+				todo = append(todo, pol)
+				continue
+			}
 			if err != nil || kid == "" {
 				return err
 			}
@@ -154,13 +165,22 @@ func staleServingKey(ctx context.Context, tx keyhold.Tx, pol *keyhold.Enterprise
 
 // currentVersionKID returns the versioned kid of the current version of
 // pol's key, as a wrap returns it; "" if the key is missing or deleted
-// (nothing to rotate to: the health check reports that).
+// (nothing to rotate to: the health check reports that). A key whose
+// record (current version or deletion) fails its integrity check is
+// CodeRecordIntegrity: a current version set outside Keyhold is never
+// rotated to.
 func (p *Platform) currentVersionKID(ctx context.Context, tx keyhold.Tx, pol *keyhold.EnterprisePolicy) (string, error) {
 	k, err := tx.Key(ctx, vaultNameOf(pol), pol.KeyName)
-	if keyhold.ErrorCode(err) == keyhold.CodeNotFound || (err == nil && (k.Deleted() || k.CurrentVersion == "")) {
+	if keyhold.ErrorCode(err) == keyhold.CodeNotFound {
 		return "", nil
 	} else if err != nil {
 		return "", err
+	}
+	if err := p.rec.CheckKey(k); err != nil {
+		return "", err
+	}
+	if k.Deleted() || k.CurrentVersion == "" {
+		return "", nil
 	}
 	return p.kv.KeyID(k.VaultName, k.Name, k.CurrentVersion), nil
 }
@@ -211,6 +231,9 @@ func (p *Platform) stepRotate(ctx context.Context, op *keyhold.Operation) (ops.S
 		} else if err != nil {
 			return err
 		}
+		if err := p.checkPolicy(pol); err != nil {
+			return err
+		}
 		if pol.KeyVersion != "" {
 			return nil // pinned to a version since
 		}
@@ -231,10 +254,14 @@ func (p *Platform) stepRotate(ctx context.Context, op *keyhold.Operation) (ops.S
 		}
 		return nil
 	})
+	if isTamper(err) {
+		p.auditTamper(ctx, op.TenantID, op.Target, "key rotation (operation "+op.ID+")", err)
+		return ops.StepResult{}, ops.Permanent(err)
+	}
 	if err != nil || len(page) == 0 {
 		return ops.StepResult{}, err
 	}
-	moved := make([]*keyhold.WrappedKey, len(page))
+	moved := make([]*custodyMove, len(page))
 	g, gctx := errgroup.WithContext(ctx)
 	g.SetLimit(rotationWorkers)
 	for i, wk := range page {
@@ -243,13 +270,14 @@ func (p *Platform) stepRotate(ctx context.Context, op *keyhold.Operation) (ops.S
 			continue
 		}
 		g.Go(func() error {
-			ek, err := p.unwrapWrapped(gctx, wk, pol.TenantID)
-			if err == nil {
-				moved[i], err = p.wrapCMKAt(gctx, pol, kid, wk.EnvID, wk.Epoch, ek)
-				ek.Destroy()
-			}
+			var err error
+			moved[i], err = p.prepareMove(gctx, wk, pol.TenantID, func(ctx context.Context, ek *crypt.Key) (*keyhold.WrappedKey, error) {
+				return p.wrapCMKAt(ctx, pol, kid, wk.EnvID, wk.Epoch, ek)
+			})
 			switch {
 			case err == nil:
+			case isTamper(err):
+				return err // the key's records were changed: nothing moves
 			case isRevocation(err) || !ops.IsPermanent(err):
 				return err // the policy lost its key, or a fault: the whole page waits
 			default:
@@ -261,6 +289,10 @@ func (p *Platform) stepRotate(ctx context.Context, op *keyhold.Operation) (ops.S
 		})
 	}
 	if err := g.Wait(); err != nil {
+		if isTamper(err) {
+			p.auditTamper(ctx, op.TenantID, op.Target, "key rotation (operation "+op.ID+")", err)
+			return ops.StepResult{}, ops.Permanent(err)
+		}
 		return ops.StepResult{}, err
 	}
 	var n int64
@@ -275,25 +307,13 @@ func (p *Platform) stepRotate(ctx context.Context, op *keyhold.Operation) (ops.S
 			} else if lk {
 				continue // locked since the page was read: left for after its re-enable
 			}
-			cur, err := tx.WrappedKeys(ctx, wk.EnvID)
-			if err != nil {
+			if ok, err := moved[i].commit(ctx, tx, p); err != nil {
 				return err
-			}
-			still := false
-			for _, c := range cur {
-				still = still || (c.Epoch == wk.Epoch && sameKey(c, wk))
-			}
-			if !still {
+			} else if !ok {
 				continue // rewrapped, unlinked or destroyed meanwhile
 			}
-			if err := tx.PutWrappedKey(ctx, moved[i]); err != nil {
-				return err
-			}
-			if err := p.touchOldKID(ctx, tx, wk); err != nil {
-				return err
-			}
 			if err := p.audit(ctx, tx, opActor(op), auditRotate, envTarget(wk.EnvID), wk.EnvID,
-				fmt.Sprintf("environment key of epoch %d rewrapped from %s to the key's current version %s (operation %s)", wk.Epoch, wk.KeyID, moved[i].KeyID, op.ID)); err != nil {
+				fmt.Sprintf("environment key of epoch %d rewrapped from %s to the key's current version %s (operation %s)", wk.Epoch, wk.KeyID, moved[i].to.KeyID, op.ID)); err != nil {
 				return err
 			}
 			n++

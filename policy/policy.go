@@ -101,6 +101,24 @@ type VaultWriter interface {
 	PutVault(ctx context.Context, v *keyhold.Vault) (created bool, err error)
 }
 
+// PolicySealer seals a policy's binding to its key under the master key,
+// which the policy service doesn't hold. *vault.Service implements it;
+// when Config.Vaults does, every policy written is sealed, and an update
+// first checks the stored policy, so that a binding changed in the
+// database is refused (keyhold.CodeRecordIntegrity) instead of sealed
+// anew. The platform refuses to link to, or rotate under, a policy that
+// isn't sealed.
+type PolicySealer interface {
+	SealPolicy(p *keyhold.EnterprisePolicy)
+	CheckPolicy(p *keyhold.EnterprisePolicy) error
+}
+
+// sealer returns Vaults as a PolicySealer, or nil.
+func (s *Service) sealer() PolicySealer {
+	ps, _ := s.vaults.(PolicySealer)
+	return ps
+}
+
 // Service is the enterprise policy provider and template deployment
 // engine. It is safe for concurrent use.
 type Service struct {
@@ -494,6 +512,9 @@ func (s *Service) create(ctx context.Context, tx keyhold.Tx, id *keyhold.Identit
 		PrincipalID: mi.ID, EncryptionState: state, KeyVaultID: vaultID, KeyName: keyName, KeyVersion: strings.ToLower(spec.KeyVersion),
 		HealthStatus: keyhold.HealthUndetermined, Tags: spec.Tags, CreatedBy: id.PrincipalID, CreatedAt: now, UpdatedAt: now,
 	}
+	if ps := s.sealer(); ps != nil {
+		ps.SealPolicy(p)
+	}
 	if err := tx.CreatePolicy(ctx, p); err != nil {
 		return nil, err
 	}
@@ -570,6 +591,14 @@ func (s *Service) update(ctx context.Context, tx keyhold.Tx, id *keyhold.Identit
 	}
 	if err := linkedError(ctx, tx, old, "updated"); err != nil {
 		return nil, err
+	}
+	if ps := s.sealer(); ps != nil {
+		// What the request doesn't change (identity, tenant, systemId)
+		// comes from the stored record: it must be as sealed.
+		if err := ps.CheckPolicy(old); err != nil {
+			return nil, err
+		}
+		ps.SealPolicy(&p)
 	}
 	var changes []string
 	if keyChanged {

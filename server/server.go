@@ -201,6 +201,11 @@ func Run(ctx context.Context, cfg Config) error {
 		return err
 	}
 	defer p.Close()
+	// Only now, with the master key proven to open the platform's keys:
+	// records written before Keyhold sealed them get their seal, once.
+	if _, err := kv.SealRecords(ctx); err != nil {
+		return fmt.Errorf("sealing the records written before this version: %w", err)
+	}
 
 	bootPath := filepath.Join(dataDir, "bootstrap.json")
 	creds, created, err := p.BootstrapCustomer(ctx)

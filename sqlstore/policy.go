@@ -35,11 +35,11 @@ func (t *tx) CreatePolicy(ctx context.Context, p *keyhold.EnterprisePolicy) erro
 	}
 	n, err := t.execN(ctx, `INSERT INTO enterprise_policies (sub_key, rg_key, name_key, subscription_id, resource_group, name, location, kind,
 		tenant_id, system_key, system_id, principal_id, encryption_state, key_vault_key, key_vault_id, key_name_key, key_name, key_version,
-		health_status, tags, created_by, created_at, updated_at, version)
-		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING`,
+		health_status, tags, created_by, created_at, updated_at, version, mac)
+		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING`,
 		key(p.SubscriptionID), key(p.ResourceGroup), key(p.Name), p.SubscriptionID, p.ResourceGroup, p.Name, p.Location, p.Kind,
 		p.TenantID, key(p.SystemID), p.SystemID, p.PrincipalID, p.EncryptionState, scopeKey(p.KeyVaultID), p.KeyVaultID, key(p.KeyName), p.KeyName, p.KeyVersion,
-		string(p.HealthStatus), tags, p.CreatedBy, nanos(p.CreatedAt), nanos(p.UpdatedAt), version)
+		string(p.HealthStatus), tags, p.CreatedBy, nanos(p.CreatedAt), nanos(p.UpdatedAt), version, p.MAC)
 	if err != nil {
 		return t.fail("create enterprise policy", err)
 	}
@@ -52,14 +52,14 @@ func (t *tx) CreatePolicy(ctx context.Context, p *keyhold.EnterprisePolicy) erro
 }
 
 const policyCols = `subscription_id, resource_group, name, location, kind, tenant_id, system_id, principal_id, encryption_state,
-	key_vault_id, key_name, key_version, health_status, tags, created_by, created_at, updated_at, version`
+	key_vault_id, key_name, key_version, health_status, tags, created_by, created_at, updated_at, version, mac`
 
 func scanPolicy(sc scanner) (*keyhold.EnterprisePolicy, error) {
 	p := &keyhold.EnterprisePolicy{}
 	var health string
 	err := sc.Scan(&p.SubscriptionID, &p.ResourceGroup, &p.Name, &p.Location, &p.Kind, &p.TenantID, &p.SystemID, &p.PrincipalID,
 		&p.EncryptionState, &p.KeyVaultID, &p.KeyName, &p.KeyVersion, &health, jsonCol{&p.Tags}, &p.CreatedBy,
-		timeCol{&p.CreatedAt}, timeCol{&p.UpdatedAt}, &p.Version)
+		timeCol{&p.CreatedAt}, timeCol{&p.UpdatedAt}, &p.Version, &p.MAC)
 	p.HealthStatus = keyhold.HealthStatus(health)
 	return p, err
 }
@@ -99,9 +99,9 @@ func (t *tx) UpdatePolicy(ctx context.Context, p *keyhold.EnterprisePolicy) erro
 	}
 	n, err := t.execN(ctx, `UPDATE enterprise_policies SET location = ?, kind = ?, tenant_id = ?, principal_id = ?, encryption_state = ?,
 		key_vault_key = ?, key_vault_id = ?, key_name_key = ?, key_name = ?, key_version = ?, health_status = ?, tags = ?, updated_at = ?,
-		version = version + 1 WHERE sub_key = ? AND rg_key = ? AND name_key = ? AND version = ?`,
+		mac = ?, version = version + 1 WHERE sub_key = ? AND rg_key = ? AND name_key = ? AND version = ?`,
 		p.Location, p.Kind, p.TenantID, p.PrincipalID, p.EncryptionState, scopeKey(p.KeyVaultID), p.KeyVaultID, key(p.KeyName), p.KeyName,
-		p.KeyVersion, string(p.HealthStatus), tags, nanos(p.UpdatedAt),
+		p.KeyVersion, string(p.HealthStatus), tags, nanos(p.UpdatedAt), p.MAC,
 		key(p.SubscriptionID), key(p.ResourceGroup), key(p.Name), p.Version)
 	if err != nil {
 		return t.fail("update enterprise policy", err)

@@ -27,11 +27,11 @@ func (t *tx) CreateVault(ctx context.Context, v *keyhold.Vault) error {
 	}
 	n, err := t.execN(ctx, `INSERT INTO vaults (name_key, name, sub_key, rg_key, subscription_id, resource_group, location, tenant_id, sku,
 		soft_delete_retention_days, enable_purge_protection, enable_rbac_authorization, access_policies, network_acls, public_network_access, uri,
-		created_at, updated_at, deleted_at, scheduled_purge_at, version)
-		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING`,
+		created_at, updated_at, deleted_at, scheduled_purge_at, version, mac)
+		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING`,
 		key(v.Name), v.Name, key(v.SubscriptionID), key(v.ResourceGroup), v.SubscriptionID, v.ResourceGroup, v.Location, v.TenantID, v.SKU,
 		int64(v.SoftDeleteRetentionDays), v.EnablePurgeProtection, v.EnableRbacAuthorization, policies, acls, v.PublicNetworkAccess, v.URI,
-		nanos(v.CreatedAt), nanos(v.UpdatedAt), nanos(v.DeletedAt), nanos(v.ScheduledPurgeAt), version)
+		nanos(v.CreatedAt), nanos(v.UpdatedAt), nanos(v.DeletedAt), nanos(v.ScheduledPurgeAt), version, v.MAC)
 	if err != nil {
 		return t.fail("create vault", err)
 	}
@@ -51,14 +51,14 @@ func vaultJSON(v *keyhold.Vault) (policies, acls string, err error) {
 }
 
 const vaultCols = `name, subscription_id, resource_group, location, tenant_id, sku, soft_delete_retention_days, enable_purge_protection,
-	enable_rbac_authorization, access_policies, network_acls, public_network_access, uri, created_at, updated_at, deleted_at, scheduled_purge_at, version`
+	enable_rbac_authorization, access_policies, network_acls, public_network_access, uri, created_at, updated_at, deleted_at, scheduled_purge_at, version, mac`
 
 func scanVault(sc scanner) (*keyhold.Vault, error) {
 	v := &keyhold.Vault{}
 	var days int64
 	err := sc.Scan(&v.Name, &v.SubscriptionID, &v.ResourceGroup, &v.Location, &v.TenantID, &v.SKU, &days, boolCol{&v.EnablePurgeProtection},
 		boolCol{&v.EnableRbacAuthorization}, jsonCol{&v.AccessPolicies}, jsonCol{&v.NetworkACLs}, &v.PublicNetworkAccess, &v.URI,
-		timeCol{&v.CreatedAt}, timeCol{&v.UpdatedAt}, timeCol{&v.DeletedAt}, timeCol{&v.ScheduledPurgeAt}, &v.Version)
+		timeCol{&v.CreatedAt}, timeCol{&v.UpdatedAt}, timeCol{&v.DeletedAt}, timeCol{&v.ScheduledPurgeAt}, &v.Version, &v.MAC)
 	v.SoftDeleteRetentionDays = int(days)
 	return v, err
 }
@@ -89,11 +89,11 @@ func (t *tx) UpdateVault(ctx context.Context, v *keyhold.Vault) error {
 	}
 	n, err := t.execN(ctx, `UPDATE vaults SET sub_key = ?, rg_key = ?, subscription_id = ?, resource_group = ?, location = ?, tenant_id = ?, sku = ?,
 		soft_delete_retention_days = ?, enable_purge_protection = ?, enable_rbac_authorization = ?, access_policies = ?, network_acls = ?,
-		public_network_access = ?, uri = ?, updated_at = ?, deleted_at = ?, scheduled_purge_at = ?, version = version + 1
+		public_network_access = ?, uri = ?, updated_at = ?, deleted_at = ?, scheduled_purge_at = ?, mac = ?, version = version + 1
 		WHERE name_key = ? AND version = ?`,
 		key(v.SubscriptionID), key(v.ResourceGroup), v.SubscriptionID, v.ResourceGroup, v.Location, v.TenantID, v.SKU,
 		int64(v.SoftDeleteRetentionDays), v.EnablePurgeProtection, v.EnableRbacAuthorization, policies, acls,
-		v.PublicNetworkAccess, v.URI, nanos(v.UpdatedAt), nanos(v.DeletedAt), nanos(v.ScheduledPurgeAt),
+		v.PublicNetworkAccess, v.URI, nanos(v.UpdatedAt), nanos(v.DeletedAt), nanos(v.ScheduledPurgeAt), v.MAC,
 		key(v.Name), v.Version)
 	if err != nil {
 		return t.fail("update vault", err)
@@ -176,12 +176,13 @@ func (t *tx) PutKey(ctx context.Context, k *keyhold.Key) error {
 		}
 	}
 	_, err = t.exec(ctx, `INSERT INTO vault_keys (vault_key, name_key, vault_name, name, type, size, current_version, tags, rotation_policy,
-		created_at, updated_at, deleted_at, scheduled_purge_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+		created_at, updated_at, deleted_at, scheduled_purge_at, mac) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
 		ON CONFLICT (vault_key, name_key) DO UPDATE SET vault_name = excluded.vault_name, name = excluded.name, type = excluded.type,
 		size = excluded.size, current_version = excluded.current_version, tags = excluded.tags, rotation_policy = excluded.rotation_policy,
-		created_at = excluded.created_at, updated_at = excluded.updated_at, deleted_at = excluded.deleted_at, scheduled_purge_at = excluded.scheduled_purge_at`,
+		created_at = excluded.created_at, updated_at = excluded.updated_at, deleted_at = excluded.deleted_at, scheduled_purge_at = excluded.scheduled_purge_at,
+		mac = excluded.mac`,
 		key(k.VaultName), key(k.Name), k.VaultName, k.Name, k.Type, int64(k.Size), k.CurrentVersion, tags, policy,
-		nanos(k.CreatedAt), nanos(k.UpdatedAt), nanos(k.DeletedAt), nanos(k.ScheduledPurgeAt))
+		nanos(k.CreatedAt), nanos(k.UpdatedAt), nanos(k.DeletedAt), nanos(k.ScheduledPurgeAt), k.MAC)
 	if err != nil {
 		if t.class(err) == ErrForeignKey {
 			return vaultNotFound(k.VaultName).WithCause(err)
@@ -211,13 +212,13 @@ func (c policyCol) Scan(v any) error {
 	return jsonCol{*c.p}.Scan(v)
 }
 
-const keyCols = `vault_name, name, type, size, current_version, tags, rotation_policy, created_at, updated_at, deleted_at, scheduled_purge_at`
+const keyCols = `vault_name, name, type, size, current_version, tags, rotation_policy, created_at, updated_at, deleted_at, scheduled_purge_at, mac`
 
 func scanKey(sc scanner) (*keyhold.Key, error) {
 	k := &keyhold.Key{}
 	var size int64
 	err := sc.Scan(&k.VaultName, &k.Name, &k.Type, &size, &k.CurrentVersion, jsonCol{&k.Tags}, policyCol{&k.RotationPolicy},
-		timeCol{&k.CreatedAt}, timeCol{&k.UpdatedAt}, timeCol{&k.DeletedAt}, timeCol{&k.ScheduledPurgeAt})
+		timeCol{&k.CreatedAt}, timeCol{&k.UpdatedAt}, timeCol{&k.DeletedAt}, timeCol{&k.ScheduledPurgeAt}, &k.MAC)
 	k.Size = int(size)
 	return k, err
 }
@@ -273,12 +274,13 @@ func (t *tx) PutKeyVersion(ctx context.Context, v *keyhold.KeyVersion) error {
 		return err
 	}
 	_, err = t.exec(ctx, `INSERT INTO key_versions (vault_key, name_key, version_key, vault_name, name, version, type, size, n, e, key_ops, enabled,
-		not_before, expires, material, created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+		not_before, expires, material, created_at, updated_at, mac) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
 		ON CONFLICT (vault_key, name_key, version_key) DO UPDATE SET vault_name = excluded.vault_name, name = excluded.name, version = excluded.version,
 		type = excluded.type, size = excluded.size, n = excluded.n, e = excluded.e, key_ops = excluded.key_ops, enabled = excluded.enabled,
-		not_before = excluded.not_before, expires = excluded.expires, material = excluded.material, created_at = excluded.created_at, updated_at = excluded.updated_at`,
+		not_before = excluded.not_before, expires = excluded.expires, material = excluded.material, created_at = excluded.created_at, updated_at = excluded.updated_at,
+		mac = excluded.mac`,
 		key(v.VaultName), key(v.Name), key(v.Version), v.VaultName, v.Name, v.Version, v.Type, int64(v.Size), blob(v.N), int64(v.E), ops, v.Enabled,
-		nanos(v.NotBefore), nanos(v.Expires), blob(v.Material), nanos(v.CreatedAt), nanos(v.UpdatedAt))
+		nanos(v.NotBefore), nanos(v.Expires), blob(v.Material), nanos(v.CreatedAt), nanos(v.UpdatedAt), v.MAC)
 	if err != nil {
 		if t.class(err) == ErrForeignKey {
 			return keyNotFound(v.VaultName, v.Name).WithCause(err)
@@ -288,13 +290,13 @@ func (t *tx) PutKeyVersion(ctx context.Context, v *keyhold.KeyVersion) error {
 	return nil
 }
 
-const keyVersionCols = `vault_name, name, version, type, size, n, e, key_ops, enabled, not_before, expires, material, created_at, updated_at`
+const keyVersionCols = `vault_name, name, version, type, size, n, e, key_ops, enabled, not_before, expires, material, created_at, updated_at, mac`
 
 func scanKeyVersion(sc scanner) (*keyhold.KeyVersion, error) {
 	v := &keyhold.KeyVersion{}
 	var size, e int64
 	err := sc.Scan(&v.VaultName, &v.Name, &v.Version, &v.Type, &size, &v.N, &e, jsonCol{&v.KeyOps}, boolCol{&v.Enabled},
-		timeCol{&v.NotBefore}, timeCol{&v.Expires}, &v.Material, timeCol{&v.CreatedAt}, timeCol{&v.UpdatedAt})
+		timeCol{&v.NotBefore}, timeCol{&v.Expires}, &v.Material, timeCol{&v.CreatedAt}, timeCol{&v.UpdatedAt}, &v.MAC)
 	v.Size, v.E = int(size), int(e)
 	return v, err
 }

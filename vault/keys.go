@@ -98,60 +98,87 @@ func keyNotFound(name, version string) *keyhold.Error {
 		"A key with (name/id) %s was not found in this key vault. If you recently deleted this key you may be able to recover it using the correct recovery command.", name)
 }
 
-// liveKey loads a key that is not deleted, or returns CodeKeyNotFound.
-func liveKey(ctx context.Context, tx keyhold.Tx, vaultName, name string) (*keyhold.Key, error) {
-	k, err := tx.Key(ctx, vaultName, name)
-	if err == nil && k.Deleted() {
-		err = keyhold.Errorf(keyhold.CodeNotFound, "deleted")
-	}
-	if codeIs(err, keyhold.CodeNotFound) {
-		return nil, keyNotFound(name, "")
-	}
-	return k, err
+// liveKey loads a key that is not deleted, or returns CodeKeyNotFound. The
+// key's record, current version included, must pass its integrity check
+// (CodeRecordIntegrity).
+func (s *Service) liveKey(ctx context.Context, tx keyhold.Tx, vaultName, name string) (*keyhold.Key, error) {
+	return s.findKey(ctx, tx, vaultName, name, false, true)
 }
 
-// deletedKey loads a soft-deleted key, or returns CodeKeyNotFound.
-func deletedKey(ctx context.Context, tx keyhold.Tx, vaultName, name string) (*keyhold.Key, error) {
+// deletedKey loads a soft-deleted key, or returns CodeKeyNotFound; checked
+// as liveKey's.
+func (s *Service) deletedKey(ctx context.Context, tx keyhold.Tx, vaultName, name string) (*keyhold.Key, error) {
+	return s.findKey(ctx, tx, vaultName, name, true, true)
+}
+
+// findKey loads a live (or, with deleted, a soft-deleted) key and checks
+// its record's integrity: its state always, its current version only with
+// current (an operation on a named version doesn't depend on it).
+func (s *Service) findKey(ctx context.Context, tx keyhold.Tx, vaultName, name string, deleted, current bool) (*keyhold.Key, error) {
 	k, err := tx.Key(ctx, vaultName, name)
-	if err == nil && !k.Deleted() {
+	switch {
+	case err == nil && k.Deleted() && !deleted:
+		err = keyhold.Errorf(keyhold.CodeNotFound, "deleted")
+	case err == nil && !k.Deleted() && deleted:
 		err = keyhold.Errorf(keyhold.CodeNotFound, "not deleted")
 	}
-	if codeIs(err, keyhold.CodeNotFound) {
+	switch {
+	case codeIs(err, keyhold.CodeNotFound) && deleted:
 		return nil, keyhold.Errorf(keyhold.CodeKeyNotFound, "Deleted Key not found: there is no deleted key named %s in this key vault.", name)
+	case codeIs(err, keyhold.CodeNotFound):
+		return nil, keyNotFound(name, "")
+	case err != nil:
+		return nil, err
 	}
-	return k, err
+	check := s.rec.CheckKeyState
+	if current {
+		check = s.rec.CheckKey
+	}
+	if err := check(k); err != nil {
+		return nil, err
+	}
+	return k, nil
 }
 
 // keyVersion loads a version of k ("" = the current one), or returns
-// CodeKeyNotFound.
-func keyVersion(ctx context.Context, tx keyhold.Tx, k *keyhold.Key, version string) (*keyhold.KeyVersion, error) {
+// CodeKeyNotFound. The version's record must pass its integrity check
+// (CodeRecordIntegrity): its public key, attributes and material are what
+// every wrap and unwrap acts on.
+func (s *Service) keyVersion(ctx context.Context, tx keyhold.Tx, k *keyhold.Key, version string) (*keyhold.KeyVersion, error) {
 	if version == "" {
 		version = k.CurrentVersion
 	}
 	kv, err := tx.KeyVersion(ctx, k.VaultName, k.Name, version)
 	if codeIs(err, keyhold.CodeNotFound) {
 		return nil, keyNotFound(k.Name, version)
+	} else if err != nil {
+		return nil, err
 	}
-	return kv, err
+	if err := s.rec.CheckKeyVersion(kv); err != nil {
+		return nil, err
+	}
+	return kv, nil
 }
 
 // authorizedKey authorizes c for op on key name of vault and loads the key
 // (a live one, or with deleted a soft-deleted one) at version ("": its
-// current version), with its vault.
+// current version), with its vault, each checked for integrity. A get,
+// wrap or unwrap of a named version leaves the key's current-version
+// pointer unchecked, so that a changed pointer stops what follows the
+// current version (a rotation) but not the use of the versions that
+// environments are wrapped under; every other operation checks it, as it
+// may write the key back.
 func (s *Service) authorizedKey(ctx context.Context, tx keyhold.Tx, c *call, op *operation, vault, name, version string, deleted bool) (*keyhold.Vault, *keyhold.Key, *keyhold.KeyVersion, error) {
 	v, err := s.authorize(ctx, tx, c, op, vault, name)
 	if err != nil {
 		return nil, nil, nil, err
 	}
-	find := liveKey
-	if deleted {
-		find = deletedKey
-	}
-	k, err := find(ctx, tx, v.Name, name)
+	current := version == "" || (op != opGetKey && op != opWrapKey && op != opUnwrapKey)
+	k, err := s.findKey(ctx, tx, v.Name, name, deleted, current)
 	if err != nil {
 		return nil, nil, nil, err
 	}
-	kv, err := keyVersion(ctx, tx, k, version)
+	kv, err := s.keyVersion(ctx, tx, k, version)
 	if err != nil {
 		return nil, nil, nil, err
 	}
@@ -285,14 +312,19 @@ func (s *Service) destroyTokenObjects(objs [][]byte) {
 	}
 }
 
-// keyTokenObjects returns the token objects of k's RSA-HSM versions.
-func keyTokenObjects(ctx context.Context, tx keyhold.Tx, k *keyhold.Key) ([][]byte, error) {
+// keyTokenObjects returns the token objects of k's RSA-HSM versions. Each
+// version must pass its integrity check, so that a changed reference
+// never makes a purge destroy another key's object.
+func (s *Service) keyTokenObjects(ctx context.Context, tx keyhold.Tx, k *keyhold.Key) ([][]byte, error) {
 	vs, err := tx.ListKeyVersions(ctx, k.VaultName, k.Name)
 	if err != nil {
 		return nil, err
 	}
 	var objs [][]byte
 	for _, v := range vs {
+		if err := s.rec.CheckKeyVersion(v); err != nil {
+			return nil, err
+		}
 		if v.Type == keyhold.KeyTypeRSAHSM {
 			objs = append(objs, v.Material)
 		}
@@ -312,16 +344,23 @@ func (s *Service) addVersion(ctx context.Context, tx keyhold.Tx, v *keyhold.Vaul
 		return nil, err
 	case k.Deleted():
 		return nil, refuseDeleted(ctx, tx, v.Name, name)
+	default:
+		// The new version replaces the current one, whose pointer needs
+		// no check; the rest of the key is written back and must be as
+		// sealed.
+		if err := s.rec.CheckKeyState(k); err != nil {
+			return nil, err
+		}
 	}
 	k.Type, k.Size, k.CurrentVersion, k.UpdatedAt = kv.Type, kv.Size, kv.Version, kv.CreatedAt
 	if tags != nil {
 		k.Tags = tags
 	}
 	kv.VaultName, kv.Name = k.VaultName, k.Name
-	if err := tx.PutKey(ctx, k); err != nil {
+	if err := s.putKey(ctx, tx, k); err != nil {
 		return nil, err
 	}
-	if err := tx.PutKeyVersion(ctx, kv); err != nil {
+	if err := s.putKeyVersion(ctx, tx, kv); err != nil {
 		return nil, err
 	}
 	return k, nil
@@ -497,7 +536,7 @@ func (s *Service) listKeys(ctx context.Context, op *operation, vault string, del
 				return err
 			}
 			for _, k := range ks {
-				kv, err := keyVersion(ctx, tx, k, "")
+				kv, err := s.keyVersion(ctx, tx, k, "")
 				if err != nil {
 					return err
 				}
@@ -518,7 +557,7 @@ func (s *Service) ListKeyVersions(ctx context.Context, vault, name string) ([]*K
 			if err != nil {
 				return err
 			}
-			k, err := liveKey(ctx, tx, v.Name, name)
+			k, err := s.liveKey(ctx, tx, v.Name, name)
 			if err != nil {
 				return err
 			}
@@ -582,10 +621,10 @@ func (s *Service) UpdateKey(ctx context.Context, vault, name, version string, at
 			if tags != nil {
 				k.Tags = tags
 			}
-			if err := tx.PutKeyVersion(ctx, kv); err != nil {
+			if err := s.putKeyVersion(ctx, tx, kv); err != nil {
 				return err
 			}
-			if err := tx.PutKey(ctx, k); err != nil {
+			if err := s.putKey(ctx, tx, k); err != nil {
 				return err
 			}
 			c.detail = fmt.Sprintf("enabled=%t", kv.Enabled)
@@ -725,6 +764,14 @@ func (s *Service) decrypt(kv *keyhold.KeyVersion, alg string, ct []byte) ([]byte
 			// damaged row, never the caller's fault.
 			return nil, keyhold.Errorf(keyhold.CodeInternal, "the private key of version %s of key %s can't be opened", kv.Version, kv.Name).WithCause(err)
 		}
+		// The public key that wraps is the one the private key has: a
+		// record whose n or e were changed would wrap values this key
+		// can't unwrap (and someone else's key can).
+		if priv.E != kv.E || priv.N.Cmp(new(big.Int).SetBytes(kv.N)) != 0 {
+			return nil, keyhold.Errorf(keyhold.CodeRecordIntegrity,
+				"the public key stored for version %s of key %s in vault %s is not that of its private key: it was changed outside Keyhold, so Keyhold will not use it; restore the record from a backup of the database",
+				kv.Version, kv.Name, kv.VaultName)
+		}
 		s.keys.put(kv, priv)
 	}
 	return crypt.UnwrapOAEP(priv, alg, ct)
@@ -784,7 +831,7 @@ func (s *Service) DeleteKey(ctx context.Context, vault, name string) (*KeyBundle
 			}
 			now := s.now()
 			k.DeletedAt, k.ScheduledPurgeAt, k.UpdatedAt = now, now.AddDate(0, 0, v.SoftDeleteRetentionDays), now
-			if err := tx.PutKey(ctx, k); err != nil {
+			if err := s.putKey(ctx, tx, k); err != nil {
 				return err
 			}
 			out = s.bundle(k, kv)
@@ -822,7 +869,7 @@ func (s *Service) RecoverDeletedKey(ctx context.Context, vault, name string) (*K
 			}
 			now := s.now()
 			k.DeletedAt, k.ScheduledPurgeAt, k.UpdatedAt = time.Time{}, time.Time{}, now
-			if err := tx.PutKey(ctx, k); err != nil {
+			if err := s.putKey(ctx, tx, k); err != nil {
 				return err
 			}
 			out = s.bundle(k, kv)
@@ -843,7 +890,7 @@ func (s *Service) PurgeDeletedKey(ctx context.Context, vault, name string) error
 			if err != nil {
 				return err
 			}
-			k, err := deletedKey(ctx, tx, v.Name, name)
+			k, err := s.deletedKey(ctx, tx, v.Name, name)
 			if err != nil {
 				return err
 			}
@@ -853,7 +900,7 @@ func (s *Service) PurgeDeletedKey(ctx context.Context, vault, name string) error
 					"Operation \"purge\" is not allowed because purge protection is enabled for this vault. Key Vault service will automatically purge key %s at %s, after the retention period has passed.",
 					k.Name, k.ScheduledPurgeAt.Format(time.RFC3339))
 			}
-			if objs, err = keyTokenObjects(ctx, tx, k); err != nil {
+			if objs, err = s.keyTokenObjects(ctx, tx, k); err != nil {
 				return err
 			}
 			if err := tx.PurgeKey(ctx, k.VaultName, k.Name); err != nil {
@@ -895,11 +942,11 @@ func (s *Service) PurgeExpired(ctx context.Context) (int, error) {
 		purged := false
 		err := s.store.Update(ctx, func(tx keyhold.Tx) error {
 			objs, purged = nil, false
-			cur, err := tx.Vault(ctx, v.Name)
+			cur, err := s.vault(ctx, tx, v.Name)
 			if err != nil || !cur.Deleted() || now.Before(cur.ScheduledPurgeAt) {
 				return err // recovered or purged meanwhile
 			}
-			if objs, err = purgeVault(ctx, tx, cur.Name); err != nil {
+			if objs, err = s.purgeVault(ctx, tx, cur.Name); err != nil {
 				return err
 			}
 			purged = true
@@ -936,7 +983,10 @@ func (s *Service) PurgeExpired(ctx context.Context) (int, error) {
 				if err != nil || !cur.Deleted() || now.Before(cur.ScheduledPurgeAt) {
 					return err // recovered or purged meanwhile
 				}
-				if objs, err = keyTokenObjects(ctx, tx, cur); err != nil {
+				if err := s.rec.CheckKeyState(cur); err != nil {
+					return err // its purge date may not be Keyhold's
+				}
+				if objs, err = s.keyTokenObjects(ctx, tx, cur); err != nil {
 					return err
 				}
 				if err := tx.PurgeKey(ctx, cur.VaultName, cur.Name); err != nil {

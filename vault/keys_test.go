@@ -468,9 +468,13 @@ func TestKeyCacheNeverBypassesChecks(t *testing.T) {
 	must[*KeyBundle](t)(f.svc.UpdateKey(as(officer), v.Name, "cmk", "", KeyAttributes{Enabled: ptr(true)}, nil, nil))
 
 	// Stored material that changed (here: another version's, sealed for
-	// that version) is opened afresh, and refused.
+	// that version) is opened afresh, and refused. The record is sealed
+	// again here, as only a holder of the master key could, to show the
+	// layer below the record's seal: the material's own binding to its
+	// vault, key and version (TestCopiedMaterialRefused shows the seal).
 	kv := f.storedVersion(v.Name, "cmk", b.Version.Version)
 	kv.Material = f.storedVersion(v.Name, "other", other.Version.Version).Material
+	f.svc.rec.SealKeyVersion(kv)
 	f.update(func(tx keyhold.Tx) error { return tx.PutKeyVersion(context.Background(), kv) })
 	wantCode(t, unwrap(encUser), keyhold.CodeInternal, "")
 

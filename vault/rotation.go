@@ -245,7 +245,7 @@ func (s *Service) GetRotationPolicy(ctx context.Context, vault, name string) (*k
 			if err != nil {
 				return err
 			}
-			k, err := liveKey(ctx, tx, v.Name, name)
+			k, err := s.liveKey(ctx, tx, v.Name, name)
 			if err != nil {
 				return err
 			}
@@ -272,7 +272,7 @@ func (s *Service) SetRotationPolicy(ctx context.Context, vault, name string, p *
 			if err != nil {
 				return err
 			}
-			k, err := liveKey(ctx, tx, v.Name, name)
+			k, err := s.liveKey(ctx, tx, v.Name, name)
 			if err != nil {
 				return err
 			}
@@ -293,7 +293,7 @@ func (s *Service) SetRotationPolicy(ctx context.Context, vault, name string, p *
 				c.detail = policySummary(np)
 			}
 			k.UpdatedAt = now
-			if err := tx.PutKey(ctx, k); err != nil {
+			if err := s.putKey(ctx, tx, k); err != nil {
 				return err
 			}
 			return c.record(ctx, tx, now)
@@ -335,14 +335,17 @@ func (s *Service) RunRotation(ctx context.Context) (int, error) {
 			return err
 		}
 		for _, k := range ks {
-			v, err := tx.Vault(ctx, k.VaultName)
+			v, err := s.vault(ctx, tx, k.VaultName)
 			if err != nil {
 				return err
 			}
 			if v.Deleted() {
 				continue
 			}
-			cur, err := tx.KeyVersion(ctx, k.VaultName, k.Name, k.CurrentVersion)
+			if err := s.rec.CheckKey(k); err != nil {
+				return err
+			}
+			cur, err := s.keyVersion(ctx, tx, k, "")
 			if err != nil {
 				return err
 			}
@@ -370,7 +373,10 @@ func (s *Service) RunRotation(ctx context.Context) (int, error) {
 			if err != nil {
 				return err
 			}
-			v, err := tx.Vault(ctx, k.VaultName)
+			if err := s.rec.CheckKey(k); err != nil {
+				return err
+			}
+			v, err := s.vault(ctx, tx, k.VaultName)
 			if err != nil {
 				return err
 			}

@@ -121,6 +121,9 @@ type Service struct {
 	base   string
 	hsm    *token    // nil: no PKCS#11 token
 	keys   *keyCache // opened software private keys
+	// rec seals and checks the records that custody rests on (key
+	// versions, keys, vaults, policies' bindings): see integrity.go.
+	rec *crypt.RecordKey
 }
 
 // New returns a Service. Store and MasterKey are required; the Service
@@ -144,6 +147,12 @@ func New(cfg Config) (*Service, error) {
 		s.log = slog.New(slog.DiscardHandler)
 	}
 	s.keys = newKeyCache(s.clock)
+	rec, err := crypt.NewRecordKey(s.master)
+	if err != nil {
+		s.master.Destroy()
+		return nil, err
+	}
+	s.rec = rec
 	if cfg.HSM != nil {
 		t, err := openToken(cfg.HSM)
 		if err != nil {
@@ -159,6 +168,7 @@ func New(cfg Config) (*Service, error) {
 // of the master key and drops the opened keys it cached. The Service must not be used afterwards.
 func (s *Service) Close() error {
 	s.master.Destroy()
+	s.rec.Destroy()
 	s.keys.clear()
 	if s.hsm != nil {
 		err := s.hsm.close()

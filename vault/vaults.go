@@ -50,8 +50,8 @@ func checkARMNames(sub, rg, name string) error {
 
 // vaultIn loads the vault called name if it is in sub and rg (ids compare
 // case-insensitively); any other vault, or none, is CodeResourceNotFound.
-func vaultIn(ctx context.Context, tx keyhold.Tx, sub, rg, name string) (*keyhold.Vault, error) {
-	v, err := tx.Vault(ctx, name)
+func (s *Service) vaultIn(ctx context.Context, tx keyhold.Tx, sub, rg, name string) (*keyhold.Vault, error) {
+	v, err := s.vault(ctx, tx, name)
 	if err == nil && (!strings.EqualFold(v.SubscriptionID, sub) || !strings.EqualFold(v.ResourceGroup, rg)) {
 		err = keyhold.Errorf(keyhold.CodeNotFound, "elsewhere")
 	}
@@ -112,7 +112,7 @@ func (s *Service) PutVault(ctx context.Context, v *keyhold.Vault) (created bool,
 				return err
 			}
 			nv := *v
-			old, err := tx.Vault(ctx, v.Name)
+			old, err := s.vault(ctx, tx, v.Name)
 			switch {
 			case codeIs(err, keyhold.CodeNotFound):
 				old = nil
@@ -139,7 +139,7 @@ func (s *Service) PutVault(ctx context.Context, v *keyhold.Vault) (created bool,
 			if old == nil {
 				nv.CreatedAt, nv.Version = now, 0
 				nv.DeletedAt, nv.ScheduledPurgeAt = time.Time{}, time.Time{}
-				if err := tx.CreateVault(ctx, &nv); err != nil {
+				if err := s.createVault(ctx, tx, &nv); err != nil {
 					return err
 				}
 				created = true
@@ -148,7 +148,7 @@ func (s *Service) PutVault(ctx context.Context, v *keyhold.Vault) (created bool,
 				nv.Name, nv.SubscriptionID, nv.ResourceGroup = old.Name, old.SubscriptionID, old.ResourceGroup
 				nv.CreatedAt, nv.Version = old.CreatedAt, old.Version
 				nv.DeletedAt, nv.ScheduledPurgeAt = time.Time{}, time.Time{}
-				if err := tx.UpdateVault(ctx, &nv); err != nil {
+				if err := s.updateVault(ctx, tx, &nv); err != nil {
 					return err
 				}
 				c.action = "vault.update"
@@ -317,7 +317,7 @@ func (s *Service) GetVault(ctx context.Context, sub, rg, name string) (*keyhold.
 		if err := armAuthorize(ctx, tx, id, vaultID(sub, rg, name), ActionVaultRead); err != nil {
 			return err
 		}
-		v, err = vaultIn(ctx, tx, sub, rg, name)
+		v, err = s.vaultIn(ctx, tx, sub, rg, name)
 		if err == nil && v.Deleted() {
 			v, err = nil, resourceNotFound(rg, name)
 		}
@@ -373,7 +373,7 @@ func (s *Service) DeleteVault(ctx context.Context, sub, rg, name string) error {
 			if err := armAuthorize(ctx, tx, c.id, scope, ActionVaultDelete); err != nil {
 				return err
 			}
-			v, err := vaultIn(ctx, tx, sub, rg, name)
+			v, err := s.vaultIn(ctx, tx, sub, rg, name)
 			if err != nil {
 				return err
 			}
@@ -383,7 +383,7 @@ func (s *Service) DeleteVault(ctx context.Context, sub, rg, name string) error {
 			c.tenant = v.TenantID
 			now := s.now()
 			v.DeletedAt, v.ScheduledPurgeAt, v.UpdatedAt = now, now.AddDate(0, 0, v.SoftDeleteRetentionDays), now
-			if err := tx.UpdateVault(ctx, v); err != nil {
+			if err := s.updateVault(ctx, tx, v); err != nil {
 				return err
 			}
 			c.detail = "scheduled purge " + v.ScheduledPurgeAt.Format("2006-01-02T15:04:05Z")
@@ -422,8 +422,8 @@ func (s *Service) ListDeletedVaults(ctx context.Context, sub string) ([]*keyhold
 
 // deletedVault loads a soft-deleted vault of sub at location, or returns
 // CodeResourceNotFound.
-func deletedVault(ctx context.Context, tx keyhold.Tx, sub, location, name string) (*keyhold.Vault, error) {
-	v, err := tx.Vault(ctx, name)
+func (s *Service) deletedVault(ctx context.Context, tx keyhold.Tx, sub, location, name string) (*keyhold.Vault, error) {
+	v, err := s.vault(ctx, tx, name)
 	if err == nil && (!v.Deleted() || !strings.EqualFold(v.SubscriptionID, sub) || v.Location != normLocation(location)) {
 		err = keyhold.Errorf(keyhold.CodeNotFound, "not deleted here")
 	}
@@ -446,7 +446,7 @@ func (s *Service) GetDeletedVault(ctx context.Context, sub, location, name strin
 		if err := armAuthorize(ctx, tx, id, deletedVaultID(sub, location, name), ActionDeletedVaultRead); err != nil {
 			return err
 		}
-		v, err = deletedVault(ctx, tx, sub, location, name)
+		v, err = s.deletedVault(ctx, tx, sub, location, name)
 		return err
 	})
 	return v, err
@@ -470,7 +470,7 @@ func (s *Service) RecoverVault(ctx context.Context, sub, rg, name string) (*keyh
 			if err := requireRegistration(ctx, tx, sub, rg); err != nil {
 				return err
 			}
-			v, err := vaultIn(ctx, tx, sub, rg, name)
+			v, err := s.vaultIn(ctx, tx, sub, rg, name)
 			if err != nil {
 				return err
 			}
@@ -480,7 +480,7 @@ func (s *Service) RecoverVault(ctx context.Context, sub, rg, name string) (*keyh
 			c.tenant = v.TenantID
 			now := s.now()
 			v.DeletedAt, v.ScheduledPurgeAt, v.UpdatedAt = time.Time{}, time.Time{}, now
-			if err := tx.UpdateVault(ctx, v); err != nil {
+			if err := s.updateVault(ctx, tx, v); err != nil {
 				return err
 			}
 			out = v
@@ -502,7 +502,7 @@ func (s *Service) PurgeDeletedVault(ctx context.Context, sub, location, name str
 			if err := armAuthorize(ctx, tx, c.id, scope, ActionDeletedVaultPurge); err != nil {
 				return err
 			}
-			v, err := deletedVault(ctx, tx, sub, location, name)
+			v, err := s.deletedVault(ctx, tx, sub, location, name)
 			if err != nil {
 				return err
 			}
@@ -513,7 +513,7 @@ func (s *Service) PurgeDeletedVault(ctx context.Context, sub, location, name str
 					"Vault %q has purge protection enabled and can't be purged before its scheduled purge date %s; Keyhold purges it then.",
 					v.Name, v.ScheduledPurgeAt.Format("2006-01-02T15:04:05Z"))
 			}
-			if tokenObjects, err = purgeVault(ctx, tx, v.Name); err != nil {
+			if tokenObjects, err = s.purgeVault(ctx, tx, v.Name); err != nil {
 				return err
 			}
 			return c.record(ctx, tx, now)
@@ -527,7 +527,7 @@ func (s *Service) PurgeDeletedVault(ctx context.Context, sub, location, name str
 
 // purgeVault deletes a vault with its keys and returns the token objects
 // of its RSA-HSM versions, to destroy once the deletion has committed.
-func purgeVault(ctx context.Context, tx keyhold.Tx, name string) ([][]byte, error) {
+func (s *Service) purgeVault(ctx context.Context, tx keyhold.Tx, name string) ([][]byte, error) {
 	var objs [][]byte
 	for _, deleted := range []bool{false, true} {
 		ks, err := tx.ListKeys(ctx, name, deleted)
@@ -535,7 +535,7 @@ func purgeVault(ctx context.Context, tx keyhold.Tx, name string) ([][]byte, erro
 			return nil, err
 		}
 		for _, k := range ks {
-			o, err := keyTokenObjects(ctx, tx, k)
+			o, err := s.keyTokenObjects(ctx, tx, k)
 			if err != nil {
 				return nil, err
 			}
@@ -563,7 +563,7 @@ func (s *Service) UpdateAccessPolicies(ctx context.Context, sub, rg, name, kind 
 			if err := armAuthorize(ctx, tx, c.id, scope, ActionAccessPoliciesWrite); err != nil {
 				return err
 			}
-			v, err := vaultIn(ctx, tx, sub, rg, name)
+			v, err := s.vaultIn(ctx, tx, sub, rg, name)
 			if err != nil {
 				return err
 			}
@@ -606,7 +606,7 @@ func (s *Service) UpdateAccessPolicies(ctx context.Context, sub, rg, name, kind 
 			}
 			now := s.now()
 			v.AccessPolicies, v.UpdatedAt = ps, now
-			if err := tx.UpdateVault(ctx, v); err != nil {
+			if err := s.updateVault(ctx, tx, v); err != nil {
 				return err
 			}
 			out = v

@@ -1,0 +1,168 @@
+package vault
+
+import (
+	"context"
+	"strings"
+	"testing"
+
+	"github.com/keyhold/keyhold"
+	"github.com/keyhold/keyhold/crypt"
+	"github.com/keyhold/keyhold/sqlstore/storetest"
+)
+
+// Records changed in the database past the vault, with raw SQL as someone
+// without the master key would, are refused with CodeRecordIntegrity,
+// audited as that refusal, and change nothing.
+
+// lastAudit returns the newest audit entry of action.
+func (f *fixture) lastAudit(t *testing.T, action string) *keyhold.AuditEntry {
+	t.Helper()
+	var last *keyhold.AuditEntry
+	for _, e := range f.audit() {
+		if e.Action == action && (last == nil || e.ID > last.ID) {
+			last = e
+		}
+	}
+	if last == nil {
+		t.Fatalf("no audit entry %s", action)
+	}
+	return last
+}
+
+// TestCopiedMaterialRefused: the sealed private key of another key (one
+// the attacker may know), copied over a version's, is refused before it
+// is opened, and the refusal is audited.
+func TestCopiedMaterialRefused(t *testing.T) {
+	storetest.ForEachBackend(t, func(t *testing.T, open func(t *testing.T) keyhold.Store) {
+		f := newFixture(t, open)
+		v := f.rbacVault("kv-copy", nil)
+		b := f.createKey(v.Name, "cmk")
+		other := f.createKey(v.Name, "other")
+		_, ct := must2(t)(f.svc.WrapKey(as(encUser), v.Name, "cmk", "", crypt.AlgRSAOAEP256, []byte("ek")))
+		storetest.Exec(t, f.store, `UPDATE key_versions SET material = (SELECT material FROM key_versions WHERE name_key = 'other' AND version_key = ?)
+			WHERE vault_key = 'kv-copy' AND name_key = 'cmk' AND version_key = ?`, other.Version.Version, b.Version.Version)
+		_, _, err := f.svc.UnwrapKey(as(encUser), v.Name, "cmk", b.Version.Version, crypt.AlgRSAOAEP256, ct)
+		wantCode(t, err, keyhold.CodeRecordIntegrity, "", "changed outside Keyhold", "version "+b.Version.Version)
+		if e := f.lastAudit(t, "key.unwrap"); e.Result != keyhold.CodeRecordIntegrity {
+			t.Fatalf("audit of the refused unwrap: %+v", e)
+		}
+	})
+}
+
+// TestPurgeProtectionFlippedOff: purge protection turned off in the
+// database doesn't let a deleted key be purged before its date.
+func TestPurgeProtectionFlippedOff(t *testing.T) {
+	storetest.ForEachBackend(t, func(t *testing.T, open func(t *testing.T) keyhold.Store) {
+		f := newFixture(t, open)
+		v := f.rbacVault("kv-pp", func(v *keyhold.Vault) { v.EnablePurgeProtection, v.SoftDeleteRetentionDays = true, 10 })
+		f.createKey(v.Name, "cmk")
+		must[*KeyBundle](t)(f.svc.DeleteKey(as(officer), v.Name, "cmk"))
+		wantCode(t, f.svc.PurgeDeletedKey(as(officer), v.Name, "cmk"), keyhold.CodeForbidden, "", "purge protection is enabled")
+
+		storetest.Exec(t, f.store, `UPDATE vaults SET enable_purge_protection = ? WHERE name_key = ?`, false, "kv-pp")
+		wantCode(t, f.svc.PurgeDeletedKey(as(officer), v.Name, "cmk"), keyhold.CodeRecordIntegrity, "", "vault kv-pp")
+		f.update(func(tx keyhold.Tx) error {
+			_, err := tx.Key(context.Background(), v.Name, "cmk")
+			return err // still there
+		})
+		if e := f.lastAudit(t, "key.purge"); e.Result != keyhold.CodeRecordIntegrity {
+			t.Fatalf("audit of the refused purge: %+v", e)
+		}
+	})
+}
+
+// TestCurrentVersionPointer: a key's current version changed in the
+// database stops what follows the current version (a wrap without a
+// version, a get, an update) but not the use of a named version.
+func TestCurrentVersionPointer(t *testing.T) {
+	storetest.ForEachBackend(t, func(t *testing.T, open func(t *testing.T) keyhold.Store) {
+		f := newFixture(t, open)
+		v := f.rbacVault("kv-ptr", nil)
+		b1 := f.createKey(v.Name, "cmk")
+		f.clock.Advance(day)
+		must[*KeyBundle](t)(f.svc.RotateKey(as(officer), v.Name, "cmk"))
+		storetest.Exec(t, f.store, `UPDATE vault_keys SET current_version = ? WHERE vault_key = 'kv-ptr' AND name_key = 'cmk'`, b1.Version.Version)
+		_, _, err := f.svc.WrapKey(as(encUser), v.Name, "cmk", "", crypt.AlgRSAOAEP256, []byte("ek"))
+		wantCode(t, err, keyhold.CodeRecordIntegrity, "", "current version")
+		_, err = f.svc.UpdateKey(as(officer), v.Name, "cmk", b1.Version.Version, KeyAttributes{Enabled: ptr(false)}, nil, nil)
+		wantCode(t, err, keyhold.CodeRecordIntegrity, "", "current version")
+		kid, ct := must2(t)(f.svc.WrapKey(as(encUser), v.Name, "cmk", b1.Version.Version, crypt.AlgRSAOAEP256, []byte("ek")))
+		if _, got := must2(t)(f.svc.UnwrapKey(as(encUser), v.Name, "cmk", b1.Version.Version, crypt.AlgRSAOAEP256, ct)); string(got) != "ek" {
+			t.Fatalf("unwrap under %s = %q", kid, got)
+		}
+	})
+}
+
+// TestSealRecordsOnce: records from before sealing (no seal) are refused
+// until the first start seals them; after that, a record written without
+// a seal stays refused.
+func TestSealRecordsOnce(t *testing.T) {
+	storetest.ForEachBackend(t, func(t *testing.T, open func(t *testing.T) keyhold.Store) {
+		f := newFixture(t, open)
+		v := f.rbacVault("kv-old", nil)
+		b := f.createKey(v.Name, "cmk")
+		for _, table := range []string{"vaults", "vault_keys", "key_versions"} {
+			storetest.Exec(t, f.store, `UPDATE `+table+` SET mac = NULL`)
+		}
+		_, err := f.svc.GetKey(as(officer), v.Name, "cmk", "")
+		wantCode(t, err, keyhold.CodeRecordIntegrity, "", "no integrity seal")
+		if n, err := f.svc.SealRecords(context.Background()); err != nil || n != 3 {
+			t.Fatalf("SealRecords = %d, %v; want 3 (vault, key, version)", n, err)
+		}
+		must[*KeyBundle](t)(f.svc.GetKey(as(officer), v.Name, "cmk", ""))
+
+		// Once anything is sealed, an unsealed record is not sealed.
+		storetest.Exec(t, f.store, `UPDATE key_versions SET mac = NULL WHERE version_key = ?`, b.Version.Version)
+		if n, err := f.svc.SealRecords(context.Background()); err != nil || n != 0 {
+			t.Fatalf("SealRecords with sealed records around = %d, %v; want 0", n, err)
+		}
+		_, err = f.svc.GetKey(as(officer), v.Name, "cmk", "")
+		wantCode(t, err, keyhold.CodeRecordIntegrity, "", "no integrity seal")
+	})
+}
+
+// TestSealRecordsTogether: two servers starting together on one database
+// both start, and the records are sealed once.
+func TestSealRecordsTogether(t *testing.T) {
+	storetest.ForEachBackend(t, func(t *testing.T, open func(t *testing.T) keyhold.Store) {
+		f := newFixture(t, open)
+		v := f.rbacVault("kv-two", nil)
+		f.createKey(v.Name, "cmk")
+		for _, table := range []string{"vaults", "vault_keys", "key_versions"} {
+			storetest.Exec(t, f.store, `UPDATE `+table+` SET mac = NULL`)
+		}
+		master, err := crypt.KeyFromBytes([]byte(strings.Repeat("m", crypt.KeySize))) // the fixture's
+		if err != nil {
+			t.Fatal(err)
+		}
+		second, err := New(Config{Store: f.store, MasterKey: master, Clock: f.clock, BaseURL: testBase})
+		master.Destroy()
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer second.Close()
+		type result struct {
+			n   int
+			err error
+		}
+		done := make(chan result, 2)
+		for _, svc := range []*Service{f.svc, second} {
+			go func() {
+				n, err := svc.SealRecords(context.Background())
+				done <- result{n, err}
+			}()
+		}
+		total := 0
+		for range 2 {
+			r := <-done
+			if r.err != nil {
+				t.Fatalf("SealRecords: %v", r.err)
+			}
+			total += r.n
+		}
+		if total != 3 {
+			t.Fatalf("sealed %d records in all, want 3", total)
+		}
+		must[*KeyBundle](t)(f.svc.GetKey(as(officer), v.Name, "cmk", ""))
+	})
+}
