@@ -151,6 +151,43 @@ func requireReader(ctx context.Context, tx keyhold.Tx, id *keyhold.Identity, pol
 	return err
 }
 
+// requireCustodyReader checks that the caller may end or move the custody
+// of env's data under the customer-managed key of the enterprise policy it
+// is linked to: it needs Reader on that policy, exactly as an unlink does.
+// Every path that takes an environment out of the policy's custody (unlink,
+// swap, reset) or destroys or replaces what is held under it (delete,
+// restore or copy into it) calls it, so that a platform administrator
+// without rights on the customer's key can't get around the unlink's check
+// by another route (a swap to a policy of its own, then an unlink). An
+// environment linked to no policy passes.
+//
+// Reader is checked at the policy's resource id, which role assignments
+// name, so the check holds whether or not the policy still exists (one
+// deleted with its resource group leaves the environment Locked and still
+// naming it). what says what the caller is doing ("swap environment X to
+// enterprise policy Y"), for the message.
+func requireCustodyReader(ctx context.Context, tx keyhold.Tx, id *keyhold.Identity, env *keyhold.Environment, what string) error {
+	polID := env.PolicyID
+	if polID == "" && env.PolicySystemID != "" {
+		pol, err := tx.PolicyBySystemID(ctx, env.PolicySystemID)
+		if err != nil {
+			return err
+		}
+		polID = pol.ID()
+	}
+	if polID == "" {
+		return nil
+	}
+	err := arm.Authorize(ctx, tx, id, polID, ActionPolicyRead)
+	if keyhold.ErrorCode(err) == keyhold.CodeAuthorizationFailed {
+		return keyhold.Errorf(keyhold.CodeForbidden,
+			"principal %s may not %s: environment %s is linked to enterprise policy %s, and this ends or moves that policy's custody of its data, "+
+				"which needs the Reader role on the policy as an unlink does; ask the key vault administrator to assign it Reader at scope %s",
+			id.PrincipalID, what, env.ID, polID, polID).WithCause(err)
+	}
+	return err
+}
+
 // cmkInput is the Input of the lifecycle's operations.
 type cmkInput struct {
 	// PolicyID and SystemID name the policy the environment goes to
@@ -194,7 +231,10 @@ const (
 //
 // Every check runs first, and a refusal changes nothing: the caller must
 // be a platform administrator (CodeForbidden) with Reader on the policy
-// (CodeForbidden, naming the role and scope); the environment must exist
+// (CodeForbidden, naming the role and scope) and, for a swap, Reader on the
+// policy the environment leaves too, as its unlink would need
+// (CodeForbidden, naming that policy: requireCustodyReader); the
+// environment must exist
 // (CodeEnvironmentNotFound), be Enabled (CodeEnvironmentLocked if it is
 // Locked, naming the policy and the revocation; CodeEnvironmentDisabled in
 // any other state: requireServing), not be linked to this policy already
@@ -315,6 +355,14 @@ func (p *Platform) checkLink(ctx context.Context, tx keyhold.Tx, id *keyhold.Ide
 	env, err := adminEnvironment(ctx, tx, id, envID)
 	if err != nil {
 		return nil, err
+	}
+	if env.PolicySystemID != "" && !strings.EqualFold(env.PolicySystemID, systemID) {
+		// A swap ends the linked policy's custody as an unlink does: it
+		// needs everything an unlink needs, and everything a link needs
+		// (policyFor, below).
+		if err := requireCustodyReader(ctx, tx, id, env, "swap environment "+env.ID+" to another enterprise policy"); err != nil {
+			return nil, err
+		}
 	}
 	pol, err := policyFor(ctx, tx, id, systemID)
 	if err != nil {

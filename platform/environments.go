@@ -150,7 +150,11 @@ func (p *Platform) UpdateEnvironment(ctx context.Context, envID string, upd keyh
 
 // DeleteEnvironment deletes an environment. Its wrapped keys go in the same
 // transaction as its data, so no copy of the data outlives its key; the
-// cached EK is zeroed afterwards.
+// cached EK is zeroed afterwards. An environment linked to an enterprise
+// policy holds data in the customer's custody: deleting it needs Reader on
+// that policy too, as an unlink or a reset does (CodeForbidden:
+// requireCustodyReader); the lock countdown's deletion of a Locked
+// environment is the platform's own and asks nobody.
 func (p *Platform) DeleteEnvironment(ctx context.Context, envID string) error {
 	id, err := caller(ctx)
 	if err != nil {
@@ -159,6 +163,9 @@ func (p *Platform) DeleteEnvironment(ctx context.Context, envID string) error {
 	err = p.store.Update(ctx, func(tx keyhold.Tx) error {
 		env, err := adminEnvironment(ctx, tx, id, envID)
 		if err != nil {
+			return err
+		}
+		if err := requireCustodyReader(ctx, tx, id, env, "delete environment "+env.ID); err != nil {
 			return err
 		}
 		wks, err := tx.WrappedKeys(ctx, env.ID)
