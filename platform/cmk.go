@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+	"time"
 
 	"github.com/keyhold/keyhold"
 	"github.com/keyhold/keyhold/arm"
@@ -491,6 +492,8 @@ func (p *Platform) probe(ctx context.Context, plan *linkPlan) error {
 // policy and the revocation, whichever policy is asked for), be linked to
 // exactly it (CodeConflict), be Enabled (CodeEnvironmentDisabled) and
 // have no operation running (CodeConflict). A refusal changes nothing.
+// The operation it returns carries a warning (Operation.Warnings): keep the
+// policy's key and its access for 30 days.
 func (p *Platform) UnlinkPolicy(ctx context.Context, envID, systemID string) (*keyhold.Operation, error) {
 	id, err := caller(ctx)
 	if err != nil {
@@ -526,6 +529,9 @@ func (p *Platform) UnlinkPolicy(ctx context.Context, envID, systemID string) (*k
 		}
 		op, err = p.startOp(ctx, tx, id, env, keyhold.OpUnlink, cmkInput{PolicyID: pol.ID(), SystemID: pol.SystemID, FromEpoch: env.Epoch},
 			auditUnlinkStart, "returning from enterprise policy "+pol.ID()+" to the platform's key")
+		if err == nil {
+			op.Warnings = []string{unlinkWarning(pol, p.clock.Now())}
+		}
 		return err
 	})
 	if err != nil {
@@ -534,6 +540,15 @@ func (p *Platform) UnlinkPolicy(ctx context.Context, envID, systemID string) (*k
 	p.ops.Kick()
 	p.log.InfoContext(ctx, "environment unlink started", "environment", envID, "policy", systemID, "op", op.ID, "by", id.PrincipalID)
 	return op, nil
+}
+
+// unlinkWarning is what an unlink's answer tells the caller to keep, and
+// until when, as the spec says: restores of the environment's database
+// need the key and the policy's access to it for 30 days after removal.
+func unlinkWarning(pol *keyhold.EnterprisePolicy, at time.Time) string {
+	return fmt.Sprintf("keep key %s of key vault %s, and enterprise policy %s's access to it, for 30 days, until %s: "+
+		"do not delete or disable the key or the key vault, or remove the policy's permissions, before then, because restoring the environment's database needs them",
+		pol.KeyName, vaultNameOf(pol), pol.ID(), at.Add(keyhold.KeyRetentionAfterRemoval).UTC().Format(time.RFC3339))
 }
 
 // GetOperation returns an operation of the caller's tenant; the caller
