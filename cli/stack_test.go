@@ -118,6 +118,23 @@ func TestStack(t *testing.T) {
 			t.Errorf("show after enable-managed: %+v", shown)
 		}
 		s.fails(1, "Error: EnvironmentNotFound: ", "env", "show", "00000000-0000-0000-0000-000000000000")
+
+		// Finance and operations: set at creation, integration turned
+		// on later; integration alone is refused before any request.
+		var fo keyhold.Environment
+		s.okJSON(&fo, "env", "create", "--name", "Finance", "--location", "europe", "--finance-and-operations")
+		if !fo.FinOps || fo.PowerPlatformIntegration {
+			t.Errorf("created %+v, want finance and operations without integration", fo)
+		}
+		if out := s.ok("env", "show", fo.ID); !strings.Contains(out, "Power Platform integration off") {
+			t.Errorf("env show:\n%s", out)
+		}
+		s.okJSON(&fo, "env", "enable-power-platform-integration", fo.ID)
+		if !fo.FinOps || !fo.PowerPlatformIntegration {
+			t.Errorf("after enable-power-platform-integration: %+v", fo)
+		}
+		s.fails(1, "finance and operations", "env", "create", "--name", "X", "--location", "europe", "--power-platform-integration")
+		s.fails(1, "no finance and operations apps", "env", "enable-power-platform-integration", env.ID)
 	})
 
 	t.Run("row", func(t *testing.T) {

@@ -256,9 +256,9 @@ const (
 // encryption operation failed (its re-key did not finish) is not refused:
 // LinkPolicy starts the re-key again (kind keyhold.OpRekey).
 //
-// A finance and operations environment needs Power Platform integration
-// (Environment.FinOps); Keyhold has no finance and operations apps, so
-// every environment passes that check.
+// A finance and operations environment (Environment.FinOps) needs Power
+// Platform integration (CodeBadRequest, naming how to turn it on): 002
+// keeps one without it under the Microsoft-managed key.
 func (p *Platform) LinkPolicy(ctx context.Context, envID, systemID string) (*keyhold.Operation, error) {
 	id, err := caller(ctx)
 	if err != nil {
@@ -403,6 +403,12 @@ func (p *Platform) checkLink(ctx context.Context, tx keyhold.Tx, id *keyhold.Ide
 	if !env.Managed {
 		return nil, keyhold.Errorf(keyhold.CodeBadRequest,
 			"environment %s is not a Managed Environment: enable Managed Environments on it (properties.managed = true), then link it again", env.ID)
+	}
+	if env.FinOps && !env.PowerPlatformIntegration {
+		return nil, keyhold.Errorf(keyhold.CodeBadRequest,
+			"environment %s has finance and operations apps without Power Platform integration, and such an environment stays under the Microsoft-managed key: "+
+				"enable Power Platform integration on it (PATCH the environment with properties.financeAndOperations.powerPlatformIntegration = true, "+
+				"or keyhold env enable-power-platform-integration %s), then link it again", env.ID, env.ID)
 	}
 	if env.SKU == keyhold.SKUTrial || env.SKU == keyhold.SKUTeams {
 		return nil, keyhold.Errorf(keyhold.CodeBadRequest,
