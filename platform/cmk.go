@@ -243,7 +243,9 @@ const (
 // the policy must exist (CodeNotFound), be of kind Encryption with a
 // system-assigned identity and be in the environment's region, and the
 // environment must be a Managed Environment and not a Trial or Teams one
-// (CodeBadRequest); the policy's vault must exist (CodeVaultNotFound) with
+// (CodeBadRequest); the tenant must hold one of the licences 002 lists
+// (CodeForbidden naming them: requireLicence), except for a re-key; the
+// policy's vault must exist (CodeVaultNotFound) with
 // soft delete and purge protection (CodeBadRequest); and the policy's
 // identity must be able to get, wrap and unwrap with its key, which must
 // exist, be enabled and be within its dates (CodeForbidden with Key
@@ -414,6 +416,11 @@ func (p *Platform) checkLink(ctx context.Context, tx keyhold.Tx, id *keyhold.Ide
 		return nil, keyhold.Errorf(keyhold.CodeBadRequest,
 			"environment %s is a %s environment, which can't be linked to an enterprise policy: convert it to a Production or Sandbox environment, or link another one", env.ID, env.SKU)
 	}
+	if !plan.rekey { // a re-key finishes a link in place; it adds no environment
+		if err := requireLicence(ctx, tx, env.TenantID); err != nil {
+			return nil, err
+		}
+	}
 	name := vaultNameOf(pol)
 	v, err := tx.Vault(ctx, name)
 	if err == nil && v.Deleted() {
@@ -432,6 +439,25 @@ func (p *Platform) checkLink(ctx context.Context, tx keyhold.Tx, id *keyhold.Ide
 	plan.vault = v
 	plan.keyID = p.kv.KeyID(v.Name, pol.KeyName, pol.KeyVersion)
 	return plan, nil
+}
+
+// requireLicence checks that the tenant holds one of the licences that
+// 002 requires for customer-managed keys (keyhold.Licences); CodeForbidden
+// naming them and who adds one otherwise.
+func requireLicence(ctx context.Context, tx keyhold.Tx, tenantID string) error {
+	ls, err := tx.ListLicences(ctx, tenantID)
+	if err != nil {
+		return err
+	}
+	for _, l := range ls {
+		if _, err := keyhold.ParseLicence(l.Name); err == nil {
+			return nil
+		}
+	}
+	return keyhold.Errorf(keyhold.CodeForbidden,
+		"tenant %s holds none of the licences that customer-managed keys require: a Global Administrator of the tenant adds one "+
+			"(keyhold tenant licence add NAME, or POST /v1.0/subscribedSkus {\"skuPartNumber\":NAME}), where NAME is one of %s",
+		tenantID, strings.Join(keyhold.Licences, "; "))
 }
 
 // runningOp refuses an environment that has an operation running, naming

@@ -14,3 +14,17 @@ ALTER TABLE key_version_uses ADD COLUMN retain_until INTEGER NOT NULL DEFAULT -9
 -- Power Platform integration is enabled on it, without which 002 keeps it
 -- under the Microsoft-managed key (a link is refused).
 ALTER TABLE environments ADD COLUMN power_platform_integration INTEGER NOT NULL DEFAULT 0;
+
+-- Tenant licences (issue 10, item 18): 002 requires the tenant to hold one
+-- of the Microsoft 365 / Office 365 licences it lists before its
+-- environments can be linked to an enterprise policy. name is the
+-- licence's canonical name (keyhold.Licences); name_key the same folded to
+-- lower case.
+CREATE TABLE tenant_licences (
+	tenant_id TEXT NOT NULL REFERENCES tenants (id) ON DELETE CASCADE,
+	name_key TEXT NOT NULL,
+	name TEXT NOT NULL,
+	added_by TEXT NOT NULL,
+	added_at INTEGER NOT NULL,
+	PRIMARY KEY (tenant_id, name_key)
+) STRICT;
