@@ -58,6 +58,7 @@ func newCmdLicenceChange(f *Factory, runF func(*LicenceOptions) error, add bool)
 needs the tenant to hold one of these (002, "Licensing requirements"):
 
 ` + wrapList(keyhold.Licences, "  ", 78) + `
+
 Give the name in quotes, in any case, or its id ("microsoft-365-e5"). Needs
 the Global Administrator role.`,
 		Example: `  keyhold tenant licence add "Microsoft 365 E5"
