@@ -28,7 +28,8 @@ type PolicyLink struct {
 
 // KeyVersionUsage says what still depends on one version of a policy's key,
 // and from when it is safe to disable it: the spec asks that a version stay
-// enabled at least 28 days after its last use, for database restores.
+// enabled at least 28 days after its last use, and the key 30 days after an
+// environment was removed from its policy, for database restores.
 type KeyVersionUsage struct {
 	KeyID   string `json:"kid"` // versioned
 	Version string `json:"version"`
@@ -44,14 +45,24 @@ type KeyVersionUsage struct {
 	// LastUsedAt is when the last environment key moved off this version
 	// (zero while it is in use, or if it never was).
 	LastUsedAt time.Time `json:"lastUsedAt"`
-	// SafeToDisableAt is LastUsedAt + 28 days; zero while anything
-	// depends on the version, or while it is current.
+	// SafeToDisableAt is LastUsedAt + 28 days (KeyVersionRetention), or
+	// + 30 days (KeyRetentionAfterRemoval) if an environment left the
+	// policy while on this version, whichever ends later over the
+	// version's uses; zero while anything depends on the version, or
+	// while it is current.
 	SafeToDisableAt time.Time `json:"safeToDisableAt"`
 }
 
 // KeyVersionRetention is how long a key version must stay enabled after
-// its last use.
+// its last use by a rotation or re-key.
 const KeyVersionRetention = 28 * 24 * time.Hour
+
+// KeyRetentionAfterRemoval is how long the key of an enterprise policy,
+// and the policy identity's access to it, must be kept after an
+// environment was removed from the policy (unlink, swap, reset): the spec
+// says "You may delete and remove the enterprise policy's permissions
+// after 30 days", because restores of the environment's database need it.
+const KeyRetentionAfterRemoval = 30 * 24 * time.Hour
 
 // CMKService runs the customer-managed key lifecycle. Every method checks
 // the caller: a Power Platform, Dynamics 365 or Global Administrator who

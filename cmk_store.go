@@ -42,6 +42,13 @@ type KeyVersionUse struct {
 	KeyName    string
 	Version    string
 	LastUsedAt time.Time
+	// RetainUntil is until when the use asks the version to stay enabled:
+	// LastUsedAt + KeyVersionRetention after a rotation or re-key,
+	// LastUsedAt + KeyRetentionAfterRemoval after an environment left the
+	// policy (unlink, swap, reset). The store keeps the latest; zero for
+	// uses recorded before it was (they mean LastUsedAt +
+	// KeyVersionRetention).
+	RetainUntil time.Time
 }
 
 // CMKTx is the part of a store transaction that the customer-managed key
@@ -61,8 +68,8 @@ type CMKTx interface {
 	// EpochCounts counts an environment's rows and files per epoch, in
 	// epoch order; epochs without items are left out.
 	EpochCounts(ctx context.Context, envID string) ([]EpochCount, error)
-	// TouchKeyVersion records u.LastUsedAt for a key version, keeping the
-	// later time if one is recorded already.
+	// TouchKeyVersion records u.LastUsedAt and u.RetainUntil for a key
+	// version, keeping for each the later time if one is recorded already.
 	TouchKeyVersion(ctx context.Context, u *KeyVersionUse) error
 	// KeyVersionUses lists what TouchKeyVersion recorded for a key's
 	// versions, in version order.

@@ -65,16 +65,23 @@ const (
 // Epoch is the EK epoch that new writes use. Older epochs stay readable until
 // a re-key has moved every item off them.
 type Environment struct {
-	ID           string         `json:"id"`
-	TenantID     string         `json:"tenantId"`
-	DisplayName  string         `json:"displayName"`
-	Location     string         `json:"location"`
-	SKU          EnvironmentSKU `json:"environmentSku"`
-	Managed      bool           `json:"managed"`
-	FinOps       bool           `json:"finOpsIntegration"`
-	State        RuntimeState   `json:"state"`
-	KeyManagedBy KeyManagedBy   `json:"keyManagedBy"`
-	Epoch        uint32         `json:"epoch"`
+	ID          string         `json:"id"`
+	TenantID    string         `json:"tenantId"`
+	DisplayName string         `json:"displayName"`
+	Location    string         `json:"location"`
+	SKU         EnvironmentSKU `json:"environmentSku"`
+	Managed     bool           `json:"managed"`
+	// FinOps says the environment has finance and operations apps, and
+	// PowerPlatformIntegration whether Power Platform integration is
+	// enabled on it (meaningful only with FinOps). Both are set at
+	// creation; integration can be turned on later, never off. The spec
+	// keeps a finance and operations environment without integration
+	// under the Microsoft-managed key: it can't be linked to a policy.
+	FinOps                   bool         `json:"financeAndOperations"`
+	PowerPlatformIntegration bool         `json:"powerPlatformIntegration"`
+	State                    RuntimeState `json:"state"`
+	KeyManagedBy             KeyManagedBy `json:"keyManagedBy"`
+	Epoch                    uint32       `json:"epoch"`
 	// PolicyID is the ARM resource id of the enterprise policy the
 	// environment is linked to ("" when none), PolicySystemID its systemId;
 	// LinkStatus is "Linked" while
@@ -114,6 +121,9 @@ func (e *Environment) Validate() error {
 		return CheckText(CodeBadRequest, "properties.displayName", name)
 	case !ValidLocation(e.Location):
 		return Errorf(CodeInvalidLocation, "location %q is not supported: use one of %s", e.Location, strings.Join(Locations, ", "))
+	case e.PowerPlatformIntegration && !e.FinOps:
+		return Errorf(CodeBadRequest, "Power Platform integration is asked for an environment without finance and operations apps: "+
+			"it is an option of finance and operations environments only; set properties.financeAndOperations, or leave the integration out")
 	}
 	for _, s := range SKUs {
 		if e.SKU == s {

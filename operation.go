@@ -50,9 +50,13 @@ type Operation struct {
 	CreatedAt  time.Time       `json:"createdAt"`
 	UpdatedAt  time.Time       `json:"updatedAt"`
 	FinishedAt time.Time       `json:"finishedAt"` // zero while running
-	LeaseOwner string          `json:"-"`
-	LeaseUntil time.Time       `json:"-"`
-	Version    int64           `json:"-"` // optimistic concurrency, as Environment
+	// Warnings are what the caller must know about the operation it just
+	// started (an unlink: keep the key 30 days). They are said once, in
+	// the answer that starts it, and not stored.
+	Warnings   []string  `json:"warnings,omitempty"`
+	LeaseOwner string    `json:"-"`
+	LeaseUntil time.Time `json:"-"`
+	Version    int64     `json:"-"` // optimistic concurrency, as Environment
 }
 
 // OperationFilter selects operations, newest first. Empty fields match all.

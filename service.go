@@ -36,6 +36,9 @@ type TokenService interface {
 type EnvironmentUpdate struct {
 	DisplayName *string
 	Managed     *bool
+	// PowerPlatformIntegration turns Power Platform integration on for a
+	// finance and operations environment; it can't be turned off.
+	PowerPlatformIntegration *bool
 }
 
 // EnvironmentService manages environments (the BAP admin API).

@@ -37,6 +37,7 @@ type Tx interface {
 	CMKTx
 	EventTx
 	BackupTx
+	LicenceTx
 
 	// Tenants and subscriptions.
 	CreateTenant(ctx context.Context, t *Tenant) error

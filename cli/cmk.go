@@ -188,9 +188,11 @@ environment is linked to is used.
 Like link, it runs as an operation that the command follows to its end (exit 0
 on success, 1 on failure) unless --no-wait is given.
 
-Do not delete or disable the policy's key, or take away the policy's access
-to it, for at least 28 days afterwards: restores of older backups need it
-("keyhold policy key-versions" tells when each key version is safe to disable).`
+Do not delete or disable the policy's key or its key vault, or take away the
+policy's access to it, for 30 days afterwards: restores of the environment's
+database need them. The command prints this warning, with the date, on
+stderr ("keyhold policy key-versions" tells when each key version is safe to
+disable).`
 		cmd.Example = `  keyhold env unlink $ENV
   keyhold env unlink $ENV --policy contoso-cmk -g contoso-rg --no-wait -o id`
 		policyUsage = "The enterprise policy (default: the one the environment is linked to): its systemId, resource id, or `NAME` with -g"
@@ -227,6 +229,11 @@ func envLinkRun(opts *EnvLinkOptions) error {
 	op, err := start(opts.Ctx, opts.EnvID, systemID)
 	if err != nil {
 		return err
+	}
+	// On stderr, so that -o id and -o json stay machine-readable; said
+	// before the wait, so that a caller who stops waiting has seen it.
+	for _, w := range op.Warnings {
+		fmt.Fprintf(opts.IO.ErrOut, "Warning: %s\n", w)
 	}
 	if opts.NoWait {
 		return printStarted(opts.IO.Out, opts.Format, op)

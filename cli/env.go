@@ -18,6 +18,7 @@ func newCmdEnv(f *Factory) *cobra.Command {
 		newCmdEnvShow(f, nil),
 		newCmdEnvDelete(f, nil),
 		newCmdEnvEnableManaged(f, nil),
+		newCmdEnvEnableIntegration(f, nil),
 		newCmdEnvMember(f),
 	)
 	return cmd
@@ -33,6 +34,10 @@ type EnvCreateOptions struct {
 	Name     string
 	Location string
 	SKU      string
+	// FinOps and Integration: --finance-and-operations and
+	// --power-platform-integration.
+	FinOps      bool
+	Integration bool
 }
 
 func newCmdEnvCreate(f *Factory, runF func(*EnvCreateOptions) error) *cobra.Command {
@@ -42,17 +47,24 @@ func newCmdEnvCreate(f *Factory, runF func(*EnvCreateOptions) error) *cobra.Comm
 		skus[i] = string(s)
 	}
 	cmd := &cobra.Command{
-		Use:   "create --name NAME --location LOCATION [--sku SKU]",
+		Use:   "create --name NAME --location LOCATION [--sku SKU] [--finance-and-operations [--power-platform-integration]]",
 		Short: "Create an environment",
 		Long: `Create an environment. Its data is encrypted from the start, under the
 platform's key until it is linked to an enterprise policy.
+
+An environment with finance and operations apps (--finance-and-operations)
+can be linked to an enterprise policy only with Power Platform integration
+(--power-platform-integration, or later "keyhold env
+enable-power-platform-integration"); without it, it stays under the
+Microsoft-managed key.
 
 Locations:
 ` + wrapList(keyhold.Locations, "  ", 78) + `
 SKUs:
 ` + wrapList(skus, "  ", 78),
 		Example: `  keyhold env create --name Contoso --location europe
-  keyhold env create --name Test --location uk --sku Sandbox -o json`,
+  keyhold env create --name Test --location uk --sku Sandbox -o json
+  keyhold env create --name Finance --location europe --finance-and-operations --power-platform-integration`,
 		Args: exactArgs(),
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			opts.Ctx, opts.Format = cmd.Context(), f.Format
@@ -68,6 +80,8 @@ SKUs:
 	cmd.Flags().StringVar(&opts.Name, "name", "", "Display `NAME`")
 	cmd.Flags().StringVar(&opts.Location, "location", "", "Region (`LOCATION`): one of those listed above")
 	cmd.Flags().StringVar(&opts.SKU, "sku", string(keyhold.SKUProduction), "Environment type (`SKU`): one of those listed above")
+	cmd.Flags().BoolVar(&opts.FinOps, "finance-and-operations", false, "The environment has finance and operations apps")
+	cmd.Flags().BoolVar(&opts.Integration, "power-platform-integration", false, "Enable Power Platform integration (with --finance-and-operations)")
 	return cmd
 }
 
@@ -76,6 +90,9 @@ func envCreateRun(opts *EnvCreateOptions) error {
 		DisplayName: opts.Name,
 		Location:    opts.Location,
 		SKU:         keyhold.EnvironmentSKU(opts.SKU),
+		FinOps:      opts.FinOps,
+
+		PowerPlatformIntegration: opts.Integration,
 	}
 	// Check here too, so a typo fails before any credentials are needed.
 	if err := e.Validate(); err != nil {
@@ -277,6 +294,46 @@ func envEnableManagedRun(opts *EnvEnableManagedOptions) error {
 	return printEnvironment(opts.IO.Out, opts.Format, e)
 }
 
+// EnvEnableIntegrationOptions are the parsed arguments of "keyhold env
+// enable-power-platform-integration".
+type EnvEnableIntegrationOptions struct {
+	IO     *IOStreams
+	Ctx    context.Context
+	Client func() (Services, error)
+	Format Format
+
+	ID string
+}
+
+func newCmdEnvEnableIntegration(f *Factory, runF func(*EnvEnableIntegrationOptions) error) *cobra.Command {
+	opts := &EnvEnableIntegrationOptions{IO: f.IO, Client: f.Client}
+	return &cobra.Command{
+		Use:   "enable-power-platform-integration <id>",
+		Short: "Enable Power Platform integration of a finance and operations environment",
+		Long: `Enable Power Platform integration of an environment with finance and
+operations apps, which it needs before it can be linked to an enterprise
+policy. It can't be turned off again.`,
+		Args: exactArgs("id"),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			opts.Ctx, opts.Format = cmd.Context(), f.Format
+			opts.ID = args[0]
+			if runF != nil {
+				return runF(opts)
+			}
+			c, err := opts.Client()
+			if err != nil {
+				return err
+			}
+			on := true
+			e, err := c.UpdateEnvironment(opts.Ctx, opts.ID, keyhold.EnvironmentUpdate{PowerPlatformIntegration: &on})
+			if err != nil {
+				return err
+			}
+			return printEnvironment(opts.IO.Out, opts.Format, e)
+		},
+	}
+}
+
 // printEnvironment writes one environment: indented JSON, or one field per
 // line.
 func printEnvironment(w io.Writer, format Format, e *keyhold.Environment) error {
@@ -300,6 +357,9 @@ func printEnvironment(w io.Writer, format Format, e *keyhold.Environment) error 
 		{"Managed:", yesNo(e.Managed)},
 		{"State:", state},
 		{"Key managed by:", string(e.KeyManagedBy)},
+	}
+	if e.FinOps {
+		rows = append(rows, struct{ k, v string }{"Finance and operations:", "yes, Power Platform integration " + map[bool]string{true: "on", false: "off"}[e.PowerPlatformIntegration]})
 	}
 	if e.PolicyID != "" {
 		rows = append(rows, struct{ k, v string }{"Policy:", e.PolicyID}, struct{ k, v string }{"Link status:", e.LinkStatus})

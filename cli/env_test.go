@@ -23,6 +23,8 @@ func TestNewCmdEnvCreate(t *testing.T) {
 			want: EnvCreateOptions{Name: "T", Location: "uk", SKU: "Sandbox", Format: FormatJSON}},
 		{name: "long output flag", args: []string{"--output=json", "--name", "T", "--location", "uk"},
 			want: EnvCreateOptions{Name: "T", Location: "uk", SKU: "Production", Format: FormatJSON}},
+		{name: "finance and operations with integration", args: []string{"--name", "F", "--location", "uk", "--finance-and-operations", "--power-platform-integration"},
+			want: EnvCreateOptions{Name: "F", Location: "uk", SKU: "Production", Format: FormatTable, FinOps: true, Integration: true}},
 		{name: "missing name", args: []string{"--location", "uk"}, wantErr: "needs --name"},
 		{name: "missing both", args: nil, wantErr: "needs --name and --location"},
 		{name: "positional argument", args: []string{"Contoso", "--location", "uk"}, wantErr: `got unexpected "Contoso"`},

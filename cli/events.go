@@ -138,10 +138,10 @@ func dash(s string) string {
 }
 
 func newCmdTenant(f *Factory) *cobra.Command {
-	cmd := newGroup("tenant", "Manage the tenant's settings")
+	cmd := newGroup("tenant", "Manage the tenant's settings and licences")
 	settings := newGroup("settings", "Show or change the tenant's customer-managed key settings")
 	settings.AddCommand(newCmdTenantSettingsShow(f, nil), newCmdTenantSettingsSet(f, nil))
-	cmd.AddCommand(settings)
+	cmd.AddCommand(settings, newCmdTenantLicence(f))
 	return cmd
 }
 

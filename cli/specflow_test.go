@@ -257,6 +257,9 @@ func TestSpecFlowCLI(t *testing.T) {
 	if code != 0 || !strings.Contains(squash(stdout), "State: Succeeded") {
 		t.Fatalf("env unlink: exit %d\n%s\n%s", code, stdout, stderr)
 	}
+	if !strings.Contains(stderr, "Warning: keep key cmk2 of key vault fabrikam-kv") || !strings.Contains(stderr, "for 30 days, until ") {
+		t.Errorf("env unlink did not warn to keep the key 30 days:\n%s", stderr)
+	}
 	if e := show(); e.KeyManagedBy != "Microsoft" || e.PolicyID != "" || e.PolicySystemID != "" || e.LinkStatus != "" || e.State != "Enabled" {
 		t.Fatalf("after the unlink env show printed %+v", e)
 	}

@@ -118,6 +118,43 @@ func TestStack(t *testing.T) {
 			t.Errorf("show after enable-managed: %+v", shown)
 		}
 		s.fails(1, "Error: EnvironmentNotFound: ", "env", "show", "00000000-0000-0000-0000-000000000000")
+
+		// Finance and operations: set at creation, integration turned
+		// on later; integration alone is refused before any request.
+		var fo keyhold.Environment
+		s.okJSON(&fo, "env", "create", "--name", "Finance", "--location", "europe", "--finance-and-operations")
+		if !fo.FinOps || fo.PowerPlatformIntegration {
+			t.Errorf("created %+v, want finance and operations without integration", fo)
+		}
+		if out := s.ok("env", "show", fo.ID); !strings.Contains(out, "Power Platform integration off") {
+			t.Errorf("env show:\n%s", out)
+		}
+		s.okJSON(&fo, "env", "enable-power-platform-integration", fo.ID)
+		if !fo.FinOps || !fo.PowerPlatformIntegration {
+			t.Errorf("after enable-power-platform-integration: %+v", fo)
+		}
+		s.fails(1, "finance and operations", "env", "create", "--name", "X", "--location", "europe", "--power-platform-integration")
+		s.fails(1, "no finance and operations apps", "env", "enable-power-platform-integration", env.ID)
+	})
+
+	t.Run("tenant licence", func(t *testing.T) {
+		if out := s.ok("tenant", "licence", "list"); !strings.Contains(out, keyhold.BootstrapLicence) || !strings.Contains(out, "microsoft-365-e5") {
+			t.Errorf("licence list:\n%s", out)
+		}
+		if out := s.ok("tenant", "licence", "add", "office 365 g5", "-o", "id"); out != "office-365-g5\n" {
+			t.Errorf("licence add -o id printed %q", out)
+		}
+		s.fails(1, "already holds", "tenant", "licence", "add", "Office 365 G5")
+		s.fails(1, `licence "Power Apps Premium" is not one`, "tenant", "licence", "add", "Power Apps Premium")
+		var ls []*keyhold.Licence
+		s.okJSON(&ls, "tenant", "licence", "list")
+		if len(ls) != 2 || ls[0].Name != keyhold.BootstrapLicence || ls[1].Name != "Office 365 G5" {
+			t.Errorf("licences %+v", ls)
+		}
+		if out := s.ok("tenant", "license", "remove", "office-365-g5"); !strings.Contains(out, "Removed licence Office 365 G5") {
+			t.Errorf("licence remove printed %q", out)
+		}
+		s.fails(1, "holds no licence", "tenant", "licence", "remove", "Office 365 G5")
 	})
 
 	t.Run("row", func(t *testing.T) {

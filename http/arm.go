@@ -83,8 +83,8 @@ type ResourceManager interface {
 	ListRoleAssignments(ctx context.Context, scope string, f arm.AssignmentFilter) ([]*keyhold.RoleAssignment, error)
 }
 
-// Directory is the directory: service principals, users, directory roles
-// and environment membership. *arm.Service implements it, and so does
+// Directory is the directory: service principals, users, directory roles,
+// the tenant's licences (licence.go) and environment membership. *arm.Service implements it, and so does
 // Client, over HTTPS.
 type Directory interface {
 	CreateServicePrincipal(ctx context.Context, displayName string) (*arm.NewServicePrincipal, error)
@@ -94,6 +94,10 @@ type Directory interface {
 	AssignDirectoryRole(ctx context.Context, principalID string, role keyhold.DirectoryRole) (*arm.DirectoryRoleAssignment, error)
 	DirectoryRoleAssignments(ctx context.Context, principalID string) ([]*arm.DirectoryRoleAssignment, error)
 	RemoveDirectoryRoleAssignment(ctx context.Context, id string) error
+
+	ListLicences(ctx context.Context) ([]*keyhold.Licence, error)
+	AddLicence(ctx context.Context, name string) (*keyhold.Licence, error)
+	RemoveLicence(ctx context.Context, name string) error
 
 	AddEnvironmentMember(ctx context.Context, envID, principalID string) (*keyhold.EnvironmentMember, bool, error)
 	RemoveEnvironmentMember(ctx context.Context, envID, principalID string) error
@@ -165,6 +169,9 @@ func (s *Server) armRoutes() []route {
 			r("POST", graphDirAssigns, mgmt, s.assignDirectoryRole),
 			r("GET", graphDirAssigns, mgmt, s.listDirectoryRoleAssignments),
 			r("DELETE", graphDirAssigns+"/{id}", mgmt, s.removeDirectoryRoleAssignment),
+			r("GET", graphSkus, mgmt, s.listLicences),
+			r("POST", graphSkus, mgmt, s.addLicence),
+			r("DELETE", graphSkus+"/{id}", mgmt, s.removeLicence),
 			member,
 			r("DELETE", membersPath+"/{principalId}", admin, s.deleteMember),
 			r("GET", membersPath, admin, s.listMembers),

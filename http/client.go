@@ -331,6 +331,7 @@ func (c *Client) CreateEnvironment(ctx context.Context, e *keyhold.Environment) 
 		DisplayName             string                   `json:"displayName"`
 		EnvironmentSku          string                   `json:"environmentSku"`
 		GovernanceConfiguration *governanceConfiguration `json:"governanceConfiguration,omitempty"`
+		FinanceAndOperations    *financeAndOperations    `json:"financeAndOperations,omitempty"`
 	}
 	in := struct {
 		Location   string     `json:"location"`
@@ -338,6 +339,14 @@ func (c *Client) CreateEnvironment(ctx context.Context, e *keyhold.Environment) 
 	}{e.Location, properties{DisplayName: e.DisplayName, EnvironmentSku: string(e.SKU)}}
 	if e.Managed {
 		in.Properties.GovernanceConfiguration = &governanceConfiguration{ProtectionLevel: protectionStandard}
+	}
+	if e.PowerPlatformIntegration && !e.FinOps {
+		// The wire can't say it (the object's presence means finance and
+		// operations apps): refuse it here, as the server would.
+		return e.Validate()
+	}
+	if e.FinOps {
+		in.Properties.FinanceAndOperations = &financeAndOperations{PowerPlatformIntegration: e.PowerPlatformIntegration}
 	}
 	var out environmentJSON
 	if err := c.do(ctx, "POST", bapPrefix+"/environments", in, &out); err != nil {
@@ -373,13 +382,20 @@ func (c *Client) ListEnvironments(ctx context.Context) ([]*keyhold.Environment, 
 // UpdateEnvironment changes the fields of upd that are set, and returns the
 // environment as it then is.
 func (c *Client) UpdateEnvironment(ctx context.Context, id string, upd keyhold.EnvironmentUpdate) (*keyhold.Environment, error) {
+	type finOps struct {
+		PowerPlatformIntegration *bool `json:"powerPlatformIntegration"`
+	}
 	type properties struct {
 		DisplayName             *string                  `json:"displayName,omitempty"`
 		GovernanceConfiguration *governanceConfiguration `json:"governanceConfiguration,omitempty"`
+		FinanceAndOperations    *finOps                  `json:"financeAndOperations,omitempty"`
 	}
 	in := struct {
 		Properties properties `json:"properties"`
 	}{properties{DisplayName: upd.DisplayName}}
+	if upd.PowerPlatformIntegration != nil {
+		in.Properties.FinanceAndOperations = &finOps{PowerPlatformIntegration: upd.PowerPlatformIntegration}
+	}
 	if upd.Managed != nil {
 		in.Properties.GovernanceConfiguration = &governanceConfiguration{ProtectionLevel: protectionLevel(*upd.Managed)}
 	}

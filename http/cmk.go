@@ -186,6 +186,9 @@ type operationJSON struct {
 	CreatedDateTime    time.Time         `json:"createdDateTime"`
 	LastActionDateTime time.Time         `json:"lastActionDateTime"`
 	FinishedDateTime   *time.Time        `json:"finishedDateTime,omitempty"`
+	// Warnings are said in the answer that starts an operation (an
+	// unlink: keep the key 30 days), never when it is polled.
+	Warnings []string `json:"warnings,omitempty"`
 }
 
 type operationProgress struct {
@@ -220,6 +223,7 @@ func toOperationJSON(op *keyhold.Operation) operationJSON {
 		RequestedBy:        principalRef{ID: op.CreatedBy},
 		CreatedDateTime:    op.CreatedAt.UTC(),
 		LastActionDateTime: op.UpdatedAt.UTC(),
+		Warnings:           op.Warnings,
 	}
 	// Environment ids are GUIDs; other targets (a policy) are resource ids.
 	if op.Target != "" && !strings.HasPrefix(op.Target, "/") {
@@ -253,6 +257,7 @@ func fromOperationJSON(j *operationJSON) *keyhold.Operation {
 		CreatedBy: j.RequestedBy.ID,
 		CreatedAt: j.CreatedDateTime,
 		UpdatedAt: j.LastActionDateTime,
+		Warnings:  j.Warnings,
 	}
 	if op.ID == "" {
 		op.ID = j.OperationID

@@ -374,6 +374,11 @@ func TestCMKEndToEnd(t *testing.T) {
 	if err != nil {
 		t.Fatalf("UnlinkPolicy: %v", err)
 	}
+	// The 202 warns, through the wire and the client, to keep the key and
+	// the grant 30 days.
+	if len(op.Warnings) != 1 || !strings.Contains(op.Warnings[0], "30 days") || !strings.Contains(op.Warnings[0], "contoso-cmk") {
+		t.Errorf("unlink answer warnings %q, want one to keep the key of contoso-cmk 30 days", op.Warnings)
+	}
 	if done, err = c.WaitOperation(wctx, op.ID, 0, nil); err != nil || done.State != keyhold.OperationSucceeded {
 		t.Fatalf("unlink: %+v, %v", done, err)
 	}

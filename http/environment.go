@@ -31,6 +31,26 @@ type environmentProperties struct {
 	ProtectionStatus        protectionStatus        `json:"protectionStatus"`
 	// EnterprisePolicies names the linked policies; absent when none is.
 	EnterprisePolicies *enterprisePolicies `json:"enterprisePolicies,omitempty"`
+	// FinanceAndOperations is present for an environment with finance and
+	// operations apps (Keyhold's own property).
+	FinanceAndOperations *financeAndOperations `json:"financeAndOperations,omitempty"`
+}
+
+// financeAndOperations is properties.financeAndOperations: its presence
+// makes an environment one with finance and operations apps, and it says
+// whether Power Platform integration is enabled on it, which a link to an
+// enterprise policy needs.
+type financeAndOperations struct {
+	PowerPlatformIntegration bool `json:"powerPlatformIntegration"`
+}
+
+// toFinanceAndOperations is the properties.financeAndOperations of e; nil
+// for an environment without finance and operations apps.
+func toFinanceAndOperations(e *keyhold.Environment) *financeAndOperations {
+	if !e.FinOps {
+		return nil
+	}
+	return &financeAndOperations{PowerPlatformIntegration: e.PowerPlatformIntegration}
 }
 
 type principalRef struct {
@@ -105,12 +125,13 @@ func toEnvironmentJSON(e *keyhold.Environment) environmentJSON {
 			GovernanceConfiguration: governanceConfiguration{ProtectionLevel: protectionLevel(e.Managed)},
 			ProtectionStatus:        protectionStatus{KeyManagedBy: string(e.KeyManagedBy)},
 			EnterprisePolicies:      toEnterprisePolicies(e),
+			FinanceAndOperations:    toFinanceAndOperations(e),
 		},
 	}
 }
 
 // fromEnvironmentJSON is the client's reverse of toEnvironmentJSON. Fields
-// the API does not show (Epoch, Version, FinOps, EncryptionStatus,
+// the API does not show (Epoch, Version, EncryptionStatus,
 // LastOperationID) stay zero.
 func fromEnvironmentJSON(j *environmentJSON) *keyhold.Environment {
 	p := &j.Properties
@@ -126,6 +147,9 @@ func fromEnvironmentJSON(j *environmentJSON) *keyhold.Environment {
 		CreatedBy:    p.CreatedBy.ID,
 		CreatedAt:    p.CreatedTime,
 		UpdatedAt:    p.LastModifiedTime,
+	}
+	if fo := p.FinanceAndOperations; fo != nil {
+		e.FinOps, e.PowerPlatformIntegration = true, fo.PowerPlatformIntegration
 	}
 	if ep := p.EnterprisePolicies; ep != nil && ep.CustomerManagedKeys != nil {
 		cmk := ep.CustomerManagedKeys
@@ -194,7 +218,7 @@ func (s *Server) patchEnvironment(w nethttp.ResponseWriter, r *nethttp.Request) 
 	}
 	envID := r.PathValue("envId")
 	var e *keyhold.Environment
-	if upd.DisplayName == nil && upd.Managed == nil {
+	if upd.DisplayName == nil && upd.Managed == nil && upd.PowerPlatformIntegration == nil {
 		e, err = s.Environments.FindEnvironment(r.Context(), envID)
 	} else {
 		e, err = s.Environments.UpdateEnvironment(r.Context(), envID, upd)

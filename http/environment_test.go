@@ -73,6 +73,65 @@ func testEnvironmentRoundTrip(t *testing.T, f *fixture) {
 	wantCode(t, err, keyhold.CodeEnvironmentNotFound)
 }
 
+// TestFinanceAndOperationsRoundTrip: an environment's finance and
+// operations apps and Power Platform integration are set at creation
+// through the Go client, shown under properties.financeAndOperations (and
+// not shown for other environments), and integration is turned on by a
+// PATCH; an invalid combination is refused and creates nothing.
+func TestFinanceAndOperationsRoundTrip(t *testing.T) {
+	forEachBackend(t, func(t *testing.T, f *fixture) {
+		ctx := context.Background()
+		c := f.client
+		plain := &keyhold.Environment{DisplayName: "plain", Location: "europe", SKU: keyhold.SKUProduction}
+		fo := &keyhold.Environment{DisplayName: "finance", Location: "europe", SKU: keyhold.SKUProduction, FinOps: true}
+		both := &keyhold.Environment{DisplayName: "finance-pp", Location: "europe", SKU: keyhold.SKUSandbox, FinOps: true, PowerPlatformIntegration: true}
+		for _, e := range []*keyhold.Environment{plain, fo, both} {
+			want := *e
+			if err := c.CreateEnvironment(ctx, e); err != nil {
+				t.Fatalf("CreateEnvironment(%s): %v", want.DisplayName, err)
+			}
+			got, err := c.FindEnvironment(ctx, e.ID)
+			if err != nil || got.FinOps != want.FinOps || got.PowerPlatformIntegration != want.PowerPlatformIntegration {
+				t.Errorf("%s: found %+v, %v; want finance and operations %v, integration %v", want.DisplayName, got, err, want.FinOps, want.PowerPlatformIntegration)
+			}
+		}
+		tok := f.adminToken(t)
+		if a := f.call(t, "GET", adminEnvPrefix+"/"+plain.ID, tok, "", nil); bytes.Contains(a.body, []byte("financeAndOperations")) {
+			t.Errorf("an environment without finance and operations apps shows them: %s", a.body)
+		}
+		if a := f.call(t, "GET", adminEnvPrefix+"/"+fo.ID, tok, "", nil); !bytes.Contains(a.body, []byte(`"financeAndOperations":{"powerPlatformIntegration":false}`)) {
+			t.Errorf("finance and operations environment: %s", a.body)
+		}
+
+		n := len(mustList(t, c))
+		err := c.CreateEnvironment(ctx, &keyhold.Environment{DisplayName: "bad", Location: "europe", SKU: keyhold.SKUProduction, PowerPlatformIntegration: true})
+		wantCode(t, err, keyhold.CodeBadRequest)
+		if got := len(mustList(t, c)); got != n {
+			t.Errorf("the refused create left %d environments, want %d", got, n)
+		}
+
+		a := f.jsonCall(t, "PATCH", adminEnvPrefix+"/"+fo.ID, tok, `{"properties":{"financeAndOperations":{"powerPlatformIntegration":true}}}`)
+		if a.status != nethttp.StatusOK || !bytes.Contains(a.body, []byte(`"financeAndOperations":{"powerPlatformIntegration":true}`)) {
+			t.Fatalf("PATCH integration on: %d %s", a.status, a.body)
+		}
+		off := false
+		_, err = c.UpdateEnvironment(ctx, fo.ID, keyhold.EnvironmentUpdate{PowerPlatformIntegration: &off})
+		wantCode(t, err, keyhold.CodeBadRequest)
+		if got, _ := c.FindEnvironment(ctx, fo.ID); !got.PowerPlatformIntegration {
+			t.Errorf("the refused PATCH turned integration off: %+v", got)
+		}
+	})
+}
+
+func mustList(t *testing.T, c *Client) []*keyhold.Environment {
+	t.Helper()
+	envs, err := c.ListEnvironments(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	return envs
+}
+
 // TestEnvironmentJSON: the wire shape is the BAP admin API's.
 func TestEnvironmentJSON(t *testing.T) {
 	f := newFixture(t)
@@ -197,6 +256,9 @@ func TestBadInput(t *testing.T) {
 		{"trailing data", "POST", create, "application/json",
 			`{"location":"europe","properties":{"displayName":"X","environmentSku":"Production"}} {}`,
 			false, 400, keyhold.CodeInvalidRequestContent, []string{"more data after the JSON object", "offset 85"}},
+		{"Power Platform integration not a boolean", "POST", create, "application/json",
+			`{"location":"europe","properties":{"displayName":"X","environmentSku":"Production","financeAndOperations":{"powerPlatformIntegration":"yes"}}}`,
+			false, 400, keyhold.CodeInvalidRequestContent, []string{"properties.financeAndOperations.powerPlatformIntegration", "must be true or false"}},
 		{"array body", "POST", create, "application/json", `[]`,
 			false, 400, keyhold.CodeInvalidRequestContent, []string{"JSON array", "send a JSON object"}},
 		{"empty body", "POST", create, "application/json", ``,

@@ -145,6 +145,7 @@ func parseEnvironmentCreate(body []byte) (*keyhold.Environment, error) {
 			DisplayName             string                   `json:"displayName"`
 			EnvironmentSku          string                   `json:"environmentSku"`
 			GovernanceConfiguration *governanceConfiguration `json:"governanceConfiguration"`
+			FinanceAndOperations    *financeAndOperations    `json:"financeAndOperations"`
 		} `json:"properties"`
 	}
 	if err := decodeJSON(body, &in, exampleEnvironmentCreate); err != nil {
@@ -154,6 +155,9 @@ func parseEnvironmentCreate(body []byte) (*keyhold.Environment, error) {
 		Location:    in.Location,
 		DisplayName: in.Properties.DisplayName,
 		SKU:         keyhold.EnvironmentSKU(in.Properties.EnvironmentSku),
+	}
+	if fo := in.Properties.FinanceAndOperations; fo != nil {
+		e.FinOps, e.PowerPlatformIntegration = true, fo.PowerPlatformIntegration
 	}
 	if g := in.Properties.GovernanceConfiguration; g != nil && g.ProtectionLevel != "" {
 		managed, err := parseProtectionLevel(g.ProtectionLevel)
@@ -178,6 +182,9 @@ func parseEnvironmentPatch(body []byte) (keyhold.EnvironmentUpdate, error) {
 			GovernanceConfiguration *struct {
 				ProtectionLevel *string `json:"protectionLevel"`
 			} `json:"governanceConfiguration"`
+			FinanceAndOperations *struct {
+				PowerPlatformIntegration *bool `json:"powerPlatformIntegration"`
+			} `json:"financeAndOperations"`
 		} `json:"properties"`
 	}
 	if err := decodeJSON(body, &in, exampleEnvironmentPatch); err != nil {
@@ -203,6 +210,9 @@ func parseEnvironmentPatch(body []byte) (keyhold.EnvironmentUpdate, error) {
 			return upd, err
 		}
 		upd.Managed = &managed
+	}
+	if fo := p.FinanceAndOperations; fo != nil {
+		upd.PowerPlatformIntegration = fo.PowerPlatformIntegration
 	}
 	return upd, nil
 }

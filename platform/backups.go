@@ -349,7 +349,8 @@ type dbPlan struct {
 }
 
 // checkRestore checks, in tx, that the caller may restore backupID over
-// environment targetID: an administrator; both environments Enabled; the
+// environment targetID: an administrator, with Reader on the policy the
+// target is linked to (requireCustodyReader); both environments Enabled; the
 // target with no operation running; and, for a backup under a
 // customer-managed key, a target that is its own environment or one under
 // the same key.
@@ -369,6 +370,9 @@ func checkRestore(ctx context.Context, tx keyhold.Tx, id *keyhold.Identity, targ
 	}
 	source, err := environmentFor(ctx, tx, id, b.EnvID)
 	if err != nil {
+		return nil, err
+	}
+	if err := requireCustodyReader(ctx, tx, id, target, "restore a backup over environment "+target.ID); err != nil {
 		return nil, err
 	}
 	if err := requireServing(ctx, tx, target, "restored"); err != nil {
@@ -415,7 +419,9 @@ func sameProtection(ctx context.Context, tx keyhold.Tx, source, target *keyhold.
 }
 
 // checkCopy checks, in tx, that the caller may overwrite environment
-// targetID with sourceID's data: an administrator; two different
+// targetID with sourceID's data: an administrator, with Reader on the
+// policy the target is linked to (requireCustodyReader; the source's data
+// stays under its key, sameProtection, so its policy is not asked); two different
 // environments, both Enabled, neither with an operation running; and, for
 // a source under a customer-managed key, a target under the same key.
 func checkCopy(ctx context.Context, tx keyhold.Tx, id *keyhold.Identity, targetID, sourceID string) (*dbPlan, error) {
@@ -429,6 +435,9 @@ func checkCopy(ctx context.Context, tx keyhold.Tx, id *keyhold.Identity, targetI
 	}
 	if source.ID == target.ID {
 		return nil, keyhold.Errorf(keyhold.CodeBadRequest, "an environment can't be copied onto itself: pick another target environment (to go back in time, restore a backup)")
+	}
+	if err := requireCustodyReader(ctx, tx, id, target, "copy environment "+source.ID+" over environment "+target.ID); err != nil {
+		return nil, err
 	}
 	if err := requireServing(ctx, tx, source, "copied"); err != nil {
 		return nil, err
@@ -523,14 +532,8 @@ func (p *Platform) ResetEnvironment(ctx context.Context, envID string) (*keyhold
 		if err := requireServing(ctx, tx, env, "reset"); err != nil {
 			return nil, err
 		}
-		if env.PolicySystemID != "" {
-			pol, err := tx.PolicyBySystemID(ctx, env.PolicySystemID)
-			if err != nil {
-				return nil, err
-			}
-			if err := requireReader(ctx, tx, id, pol); err != nil {
-				return nil, err
-			}
+		if err := requireCustodyReader(ctx, tx, id, env, "reset environment "+env.ID); err != nil {
+			return nil, err
 		}
 		if err := runningOp(ctx, tx, env); err != nil {
 			return nil, err

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+	"time"
 
 	"github.com/keyhold/keyhold"
 	"github.com/keyhold/keyhold/arm"
@@ -155,6 +156,43 @@ func requireReader(ctx context.Context, tx keyhold.Tx, id *keyhold.Identity, pol
 	return err
 }
 
+// requireCustodyReader checks that the caller may end or move the custody
+// of env's data under the customer-managed key of the enterprise policy it
+// is linked to: it needs Reader on that policy, exactly as an unlink does.
+// Every path that takes an environment out of the policy's custody (unlink,
+// swap, reset) or destroys or replaces what is held under it (delete,
+// restore or copy into it) calls it, so that a platform administrator
+// without rights on the customer's key can't get around the unlink's check
+// by another route (a swap to a policy of its own, then an unlink). An
+// environment linked to no policy passes.
+//
+// Reader is checked at the policy's resource id, which role assignments
+// name, so the check holds whether or not the policy still exists (one
+// deleted with its resource group leaves the environment Locked and still
+// naming it). what says what the caller is doing ("swap environment X to
+// enterprise policy Y"), for the message.
+func requireCustodyReader(ctx context.Context, tx keyhold.Tx, id *keyhold.Identity, env *keyhold.Environment, what string) error {
+	polID := env.PolicyID
+	if polID == "" && env.PolicySystemID != "" {
+		pol, err := tx.PolicyBySystemID(ctx, env.PolicySystemID)
+		if err != nil {
+			return err
+		}
+		polID = pol.ID()
+	}
+	if polID == "" {
+		return nil
+	}
+	err := arm.Authorize(ctx, tx, id, polID, ActionPolicyRead)
+	if keyhold.ErrorCode(err) == keyhold.CodeAuthorizationFailed {
+		return keyhold.Errorf(keyhold.CodeForbidden,
+			"principal %s may not %s: environment %s is linked to enterprise policy %s, and this ends or moves that policy's custody of its data, "+
+				"which needs the Reader role on the policy as an unlink does; ask the key vault administrator to assign it Reader at scope %s",
+			id.PrincipalID, what, env.ID, polID, polID).WithCause(err)
+	}
+	return err
+}
+
 // cmkInput is the Input of the lifecycle's operations.
 type cmkInput struct {
 	// PolicyID and SystemID name the policy the environment goes to
@@ -198,7 +236,10 @@ const (
 //
 // Every check runs first, and a refusal changes nothing: the caller must
 // be a platform administrator (CodeForbidden) with Reader on the policy
-// (CodeForbidden, naming the role and scope); the environment must exist
+// (CodeForbidden, naming the role and scope) and, for a swap, Reader on the
+// policy the environment leaves too, as its unlink would need
+// (CodeForbidden, naming that policy: requireCustodyReader); the
+// environment must exist
 // (CodeEnvironmentNotFound), be Enabled (CodeEnvironmentLocked if it is
 // Locked, naming the policy and the revocation; CodeEnvironmentDisabled in
 // any other state: requireServing), not be linked to this policy already
@@ -206,7 +247,9 @@ const (
 // the policy must exist (CodeNotFound), be of kind Encryption with a
 // system-assigned identity and be in the environment's region, and the
 // environment must be a Managed Environment and not a Trial or Teams one
-// (CodeBadRequest); the policy's vault must exist (CodeVaultNotFound) with
+// (CodeBadRequest); the tenant must hold one of the licences 002 lists
+// (CodeForbidden naming them: requireLicence), except for a re-key; the
+// policy's vault must exist (CodeVaultNotFound) with
 // soft delete and purge protection (CodeBadRequest); and the policy's
 // identity must be able to get, wrap and unwrap with its key, which must
 // exist, be enabled and be within its dates (CodeForbidden with Key
@@ -219,9 +262,9 @@ const (
 // encryption operation failed (its re-key did not finish) is not refused:
 // LinkPolicy starts the re-key again (kind keyhold.OpRekey).
 //
-// A finance and operations environment needs Power Platform integration
-// (Environment.FinOps); Keyhold has no finance and operations apps, so
-// every environment passes that check.
+// A finance and operations environment (Environment.FinOps) needs Power
+// Platform integration (CodeBadRequest, naming how to turn it on): 002
+// keeps one without it under the Microsoft-managed key.
 func (p *Platform) LinkPolicy(ctx context.Context, envID, systemID string) (*keyhold.Operation, error) {
 	id, err := caller(ctx)
 	if err != nil {
@@ -323,6 +366,14 @@ func (p *Platform) checkLink(ctx context.Context, tx keyhold.Tx, id *keyhold.Ide
 	if err != nil {
 		return nil, err
 	}
+	if env.PolicySystemID != "" && !strings.EqualFold(env.PolicySystemID, systemID) {
+		// A swap ends the linked policy's custody as an unlink does: it
+		// needs everything an unlink needs, and everything a link needs
+		// (policyFor, below).
+		if err := requireCustodyReader(ctx, tx, id, env, "swap environment "+env.ID+" to another enterprise policy"); err != nil {
+			return nil, err
+		}
+	}
 	pol, err := p.policyFor(ctx, tx, id, systemID)
 	if err != nil {
 		return nil, err
@@ -362,9 +413,20 @@ func (p *Platform) checkLink(ctx context.Context, tx keyhold.Tx, id *keyhold.Ide
 		return nil, keyhold.Errorf(keyhold.CodeBadRequest,
 			"environment %s is not a Managed Environment: enable Managed Environments on it (properties.managed = true), then link it again", env.ID)
 	}
+	if env.FinOps && !env.PowerPlatformIntegration {
+		return nil, keyhold.Errorf(keyhold.CodeBadRequest,
+			"environment %s has finance and operations apps without Power Platform integration, and such an environment stays under the Microsoft-managed key: "+
+				"enable Power Platform integration on it (PATCH the environment with properties.financeAndOperations.powerPlatformIntegration = true, "+
+				"or keyhold env enable-power-platform-integration %s), then link it again", env.ID, env.ID)
+	}
 	if env.SKU == keyhold.SKUTrial || env.SKU == keyhold.SKUTeams {
 		return nil, keyhold.Errorf(keyhold.CodeBadRequest,
 			"environment %s is a %s environment, which can't be linked to an enterprise policy: convert it to a Production or Sandbox environment, or link another one", env.ID, env.SKU)
+	}
+	if !plan.rekey { // a re-key finishes a link in place; it adds no environment
+		if err := requireLicence(ctx, tx, env.TenantID); err != nil {
+			return nil, err
+		}
 	}
 	name := vaultNameOf(pol)
 	v, err := tx.Vault(ctx, name)
@@ -387,6 +449,25 @@ func (p *Platform) checkLink(ctx context.Context, tx keyhold.Tx, id *keyhold.Ide
 	plan.vault = v
 	plan.keyID = p.kv.KeyID(v.Name, pol.KeyName, pol.KeyVersion)
 	return plan, nil
+}
+
+// requireLicence checks that the tenant holds one of the licences that
+// 002 requires for customer-managed keys (keyhold.Licences); CodeForbidden
+// naming them and who adds one otherwise.
+func requireLicence(ctx context.Context, tx keyhold.Tx, tenantID string) error {
+	ls, err := tx.ListLicences(ctx, tenantID)
+	if err != nil {
+		return err
+	}
+	for _, l := range ls {
+		if _, err := keyhold.ParseLicence(l.Name); err == nil {
+			return nil
+		}
+	}
+	return keyhold.Errorf(keyhold.CodeForbidden,
+		"tenant %s holds none of the licences that customer-managed keys require: a Global Administrator of the tenant adds one "+
+			"(keyhold tenant licence add NAME, or POST /v1.0/subscribedSkus {\"skuPartNumber\":NAME}), where NAME is one of %s",
+		tenantID, strings.Join(keyhold.Licences, "; "))
 }
 
 // runningOp refuses an environment that has an operation running, naming
@@ -453,6 +534,8 @@ func (p *Platform) probe(ctx context.Context, plan *linkPlan) error {
 // policy and the revocation, whichever policy is asked for), be linked to
 // exactly it (CodeConflict), be Enabled (CodeEnvironmentDisabled) and
 // have no operation running (CodeConflict). A refusal changes nothing.
+// The operation it returns carries a warning (Operation.Warnings): keep the
+// policy's key and its access for 30 days.
 func (p *Platform) UnlinkPolicy(ctx context.Context, envID, systemID string) (*keyhold.Operation, error) {
 	id, err := caller(ctx)
 	if err != nil {
@@ -488,6 +571,9 @@ func (p *Platform) UnlinkPolicy(ctx context.Context, envID, systemID string) (*k
 		}
 		op, err = p.startOp(ctx, tx, id, env, keyhold.OpUnlink, cmkInput{PolicyID: pol.ID(), SystemID: pol.SystemID, FromEpoch: env.Epoch},
 			auditUnlinkStart, "returning from enterprise policy "+pol.ID()+" to the platform's key")
+		if err == nil {
+			op.Warnings = []string{unlinkWarning(pol, p.clock.Now())}
+		}
 		return err
 	})
 	if isTamper(err) {
@@ -499,6 +585,15 @@ func (p *Platform) UnlinkPolicy(ctx context.Context, envID, systemID string) (*k
 	p.ops.Kick()
 	p.log.InfoContext(ctx, "environment unlink started", "environment", envID, "policy", systemID, "op", op.ID, "by", id.PrincipalID)
 	return op, nil
+}
+
+// unlinkWarning is what an unlink's answer tells the caller to keep, and
+// until when, as the spec says: restores of the environment's database
+// need the key and the policy's access to it for 30 days after removal.
+func unlinkWarning(pol *keyhold.EnterprisePolicy, at time.Time) string {
+	return fmt.Sprintf("keep key %s of key vault %s, and enterprise policy %s's access to it, for 30 days, until %s: "+
+		"do not delete or disable the key or the key vault, or remove the policy's permissions, before then, because restoring the environment's database needs them",
+		pol.KeyName, vaultNameOf(pol), pol.ID(), at.Add(keyhold.KeyRetentionAfterRemoval).UTC().Format(time.RFC3339))
 }
 
 // GetOperation returns an operation of the caller's tenant; the caller

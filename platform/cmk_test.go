@@ -645,14 +645,14 @@ func TestRotationPickup(t *testing.T) {
 		if cur.Version != k2.Version.Version || !cur.Current || cur.LiveKeys != 2 || !cur.SafeToDisableAt.IsZero() {
 			t.Errorf("current version: %s", showUsage(usage))
 		}
-		// Once the pinned environment leaves, the old version is free
-		// 28 days after that.
+		// Once the pinned environment leaves (an unlink: it is removed
+		// from its policy), the old version is free 30 days after that.
 		f.succeed(t, "unlink", func() (*keyhold.Operation, error) { return f.p.UnlinkPolicy(f.ctx, envs[2].ID, pinned.SystemID) })
 		usage, err = f.p.KeyVersionUsage(f.ctx, pol.ID())
 		if err != nil {
 			t.Fatal(err)
 		}
-		if old := usage[0]; old.LiveKeys != 0 || !old.LastUsedAt.Equal(f.clock.Now()) || !old.SafeToDisableAt.Equal(f.clock.Now().Add(keyhold.KeyVersionRetention)) {
+		if old := usage[0]; old.LiveKeys != 0 || !old.LastUsedAt.Equal(f.clock.Now()) || !old.SafeToDisableAt.Equal(f.clock.Now().Add(keyhold.KeyRetentionAfterRemoval)) {
 			t.Errorf("old version after its last use: %s (now %v)", showUsage(usage), f.clock.Now())
 		}
 	})

@@ -274,7 +274,12 @@ func (p *Platform) touchOldKID(ctx context.Context, tx keyhold.Tx, wk *keyhold.W
 	if !ok || ver == "" {
 		return nil
 	}
-	return tx.TouchKeyVersion(ctx, &keyhold.KeyVersionUse{VaultName: v, KeyName: n, Version: ver, LastUsedAt: p.clock.Now().UTC()})
+	now := p.clock.Now().UTC()
+	keep, err := versionRetention(ctx, tx, wk)
+	if err != nil {
+		return err
+	}
+	return tx.TouchKeyVersion(ctx, &keyhold.KeyVersionUse{VaultName: v, KeyName: n, Version: ver, LastUsedAt: now, RetainUntil: now.Add(keep)})
 }
 
 // loadTarget reads, for a step, op's environment, its wrapped keys and

@@ -68,7 +68,7 @@ func (p *Platform) CreateEnvironment(ctx context.Context, e *keyhold.Environment
 			return err
 		}
 		return p.audit(ctx, tx, id, "environment.create", envTarget(e.ID), e.ID,
-			"created "+string(e.SKU)+" environment "+e.DisplayName+" in "+e.Location)
+			"created "+string(e.SKU)+" environment "+e.DisplayName+" in "+e.Location+finOpsDetail(e))
 	})
 	if err != nil {
 		return err
@@ -76,6 +76,18 @@ func (p *Platform) CreateEnvironment(ctx context.Context, e *keyhold.Environment
 	p.cache.Put(cacheID(e.ID, e.Epoch), ek)
 	p.log.InfoContext(ctx, "environment created", "environment", e.ID, "sku", e.SKU, "location", e.Location, "by", id.PrincipalID)
 	return nil
+}
+
+// finOpsDetail says, for the audit, that an environment has finance and
+// operations apps, and whether with Power Platform integration.
+func finOpsDetail(e *keyhold.Environment) string {
+	switch {
+	case e.FinOps && e.PowerPlatformIntegration:
+		return " with finance and operations apps and Power Platform integration"
+	case e.FinOps:
+		return " with finance and operations apps, without Power Platform integration"
+	}
+	return ""
 }
 
 // FindEnvironment returns one of the caller's tenant's environments.
@@ -110,7 +122,9 @@ func (p *Platform) ListEnvironments(ctx context.Context) ([]*keyhold.Environment
 }
 
 // UpdateEnvironment changes an environment's display name or Managed
-// Environment setting. Turning Managed Environment off while the
+// Environment setting, or turns on Power Platform integration of a
+// finance and operations environment (CodeBadRequest for another
+// environment, or to turn it off). Turning Managed Environment off while the
 // environment is linked to an enterprise policy is CodeConflict
 // (managedRequired); a display name is checked by Environment.Validate.
 // A refusal changes nothing.
@@ -131,6 +145,18 @@ func (p *Platform) UpdateEnvironment(ctx context.Context, envID string, upd keyh
 				return err
 			}
 			changes = append(changes, "displayName")
+		}
+		if upd.PowerPlatformIntegration != nil && *upd.PowerPlatformIntegration != env.PowerPlatformIntegration {
+			switch {
+			case !env.FinOps:
+				return keyhold.Errorf(keyhold.CodeBadRequest,
+					"environment %s has no finance and operations apps: Power Platform integration is an option of finance and operations environments only", env.ID)
+			case !*upd.PowerPlatformIntegration:
+				return keyhold.Errorf(keyhold.CodeBadRequest,
+					"Power Platform integration of environment %s can't be turned off once it is on: leave properties.financeAndOperations.powerPlatformIntegration out, or true", env.ID)
+			}
+			env.PowerPlatformIntegration = true
+			changes = append(changes, "powerPlatformIntegration=on")
 		}
 		if upd.Managed != nil && *upd.Managed != env.Managed {
 			if err := managedRequired(env, *upd.Managed); err != nil {
@@ -177,7 +203,11 @@ func managedRequired(env *keyhold.Environment, managed bool) error {
 
 // DeleteEnvironment deletes an environment. Its wrapped keys go in the same
 // transaction as its data, so no copy of the data outlives its key; the
-// cached EK is zeroed afterwards.
+// cached EK is zeroed afterwards. An environment linked to an enterprise
+// policy holds data in the customer's custody: deleting it needs Reader on
+// that policy too, as an unlink or a reset does (CodeForbidden:
+// requireCustodyReader); the lock countdown's deletion of a Locked
+// environment is the platform's own and asks nobody.
 func (p *Platform) DeleteEnvironment(ctx context.Context, envID string) error {
 	id, err := caller(ctx)
 	if err != nil {
@@ -186,6 +216,9 @@ func (p *Platform) DeleteEnvironment(ctx context.Context, envID string) error {
 	err = p.store.Update(ctx, func(tx keyhold.Tx) error {
 		env, err := adminEnvironment(ctx, tx, id, envID)
 		if err != nil {
+			return err
+		}
+		if err := requireCustodyReader(ctx, tx, id, env, "delete environment "+env.ID); err != nil {
 			return err
 		}
 		wks, err := tx.WrappedKeys(ctx, env.ID)

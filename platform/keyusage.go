@@ -3,6 +3,7 @@ package platform
 import (
 	"context"
 	"strings"
+	"time"
 
 	"github.com/keyhold/keyhold"
 )
@@ -19,6 +20,42 @@ import (
 // instead would mean scanning a tenant's whole log, whose entries are
 // free text, on every request.
 
+// versionRetention says, in tx, how long the key version that wrapped wk
+// must stay enabled now that wk moves off it: KeyRetentionAfterRemoval
+// (30 days) if its environment is leaving the policy whose identity
+// wrapped it, KeyVersionRetention (28 days) otherwise.
+//
+// The environment is leaving when the operation running on it is an
+// unlink or a reset, or a link (a swap) to a policy whose identity is not
+// the one that wrapped wk. A rotation (its operation's target is the
+// policy), the destroy step of a re-key (wk is the new policy's own) and a
+// backup's expiry (no operation) keep the environment on the policy.
+func versionRetention(ctx context.Context, tx keyhold.Tx, wk *keyhold.WrappedKey) (time.Duration, error) {
+	ops, err := tx.ListOperations(ctx, keyhold.OperationFilter{Target: wk.EnvID, State: keyhold.OperationRunning, Limit: 1})
+	if err != nil || len(ops) == 0 {
+		return keyhold.KeyVersionRetention, err
+	}
+	switch op := ops[0]; op.Kind {
+	case keyhold.OpUnlink, keyhold.OpReset:
+		return keyhold.KeyRetentionAfterRemoval, nil
+	case keyhold.OpLink:
+		in, err := opInput(op)
+		if err != nil {
+			return 0, err
+		}
+		pol, err := tx.PolicyBySystemID(ctx, in.SystemID)
+		if c := keyhold.ErrorCode(err); c == keyhold.CodeNotFound || c == keyhold.CodeResourceNotFound {
+			return keyhold.KeyRetentionAfterRemoval, nil // the safe side
+		} else if err != nil {
+			return 0, err
+		}
+		if pol.PrincipalID != wk.PrincipalID {
+			return keyhold.KeyRetentionAfterRemoval, nil
+		}
+	}
+	return keyhold.KeyVersionRetention, nil
+}
+
 // parsePolicyID splits an enterprise policy's ARM resource id.
 func parsePolicyID(id string) (sub, rg, name string, ok bool) {
 	parts := strings.Split(strings.Trim(id, "/"), "/")
@@ -33,9 +70,10 @@ func parsePolicyID(id string) (sub, rg, name string, ok bool) {
 // KeyVersionUsage reports, for each version of the key that the policy
 // (its ARM resource id) names, oldest first: how many environment keys it
 // wraps now, across every policy that names the key; when the last one
-// moved off it; and from when it is safe to disable (LastUsedAt + 28 days;
-// for a version that never wrapped an environment key and is not current,
-// its creation time: safe now). The caller must be a platform
+// moved off it; and from when it is safe to disable (LastUsedAt + 28 days,
+// or + 30 days if an environment was removed from its policy while on it:
+// versionRetention; for a version that never wrapped an environment key
+// and is not current, its creation time: safe now). The caller must be a platform
 // administrator with Reader on the policy (CodeForbidden). An unknown
 // policy is CodeNotFound, a malformed id CodeBadRequest, and a policy
 // whose key is gone CodeKeyNotFound.
@@ -102,6 +140,9 @@ func (p *Platform) KeyVersionUsage(ctx context.Context, policyID string) ([]*key
 				u.SafeToDisableAt = kv.CreatedAt
 				if !u.LastUsedAt.IsZero() {
 					u.SafeToDisableAt = u.LastUsedAt.Add(keyhold.KeyVersionRetention)
+					if lu := lastUse[v]; lu.RetainUntil.After(u.SafeToDisableAt) {
+						u.SafeToDisableAt = lu.RetainUntil
+					}
 				}
 			}
 			out = append(out, u)

@@ -304,10 +304,10 @@ func (p *Platform) createKeys(ctx context.Context, master *crypt.Key) error {
 }
 
 // BootstrapCustomer creates, if no customer tenant exists yet, one customer
-// tenant with one subscription and a service principal holding Global
-// Administrator and the Owner role on the subscription, and returns its
-// credentials (created=true). If one exists it returns created=false and
-// nil credentials: secrets are shown once.
+// tenant with one subscription, the licence keyhold.BootstrapLicence and a
+// service principal holding Global Administrator and the Owner role on the
+// subscription, and returns its credentials (created=true). If one exists
+// it returns created=false and nil credentials: secrets are shown once.
 func (p *Platform) BootstrapCustomer(ctx context.Context) (*BootstrapCredentials, bool, error) {
 	var exists bool
 	err := p.store.View(ctx, func(tx keyhold.Tx) error {
@@ -344,8 +344,15 @@ func (p *Platform) BootstrapCustomer(ctx context.Context) (*BootstrapCredentials
 					TenantID: tenant.ID, CreatedBy: "system", CreatedAt: now})
 			},
 			func() error {
+				// The bootstrap tenant holds a licence that customer-managed
+				// keys accept, so that a new platform links out of the box;
+				// its Global Administrator may remove it (keyhold.Licences).
+				return tx.AddLicence(ctx, &keyhold.Licence{TenantID: tenant.ID, Name: keyhold.BootstrapLicence, AddedBy: "system", AddedAt: now})
+			},
+			func() error {
 				return tx.AppendAudit(ctx, &keyhold.AuditEntry{At: now, TenantID: tenant.ID, ActorID: "system", Action: "tenant.bootstrap",
-					Target: "/tenants/" + tenant.ID, Result: "Succeeded", Detail: "created subscription " + sub.ID + " and service principal " + sp.AppID + " with Global Administrator and Owner of the subscription"})
+					Target: "/tenants/" + tenant.ID, Result: "Succeeded", Detail: "created subscription " + sub.ID + " and service principal " + sp.AppID +
+						" with Global Administrator and Owner of the subscription, and licence " + keyhold.BootstrapLicence})
 			},
 		}
 		for _, step := range steps {

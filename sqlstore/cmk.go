@@ -115,15 +115,17 @@ func (t *tx) EpochCounts(ctx context.Context, envID string) ([]keyhold.EpochCoun
 }
 
 // TouchKeyVersion upserts a key version's last use, keeping the later
-// time.
+// time and, apart, the later end of retention (CASE rather than MAX or
+// GREATEST, which the two databases spell differently).
 func (t *tx) TouchKeyVersion(ctx context.Context, u *keyhold.KeyVersionUse) error {
-	if err := checkTimes(u.LastUsedAt); err != nil {
+	if err := checkTimes(u.LastUsedAt, u.RetainUntil); err != nil {
 		return err
 	}
-	_, err := t.exec(ctx, `INSERT INTO key_version_uses (vault_key, key_name_key, version, vault_name, key_name, last_used_at) VALUES (?, ?, ?, ?, ?, ?)
-		ON CONFLICT (vault_key, key_name_key, version) DO UPDATE SET last_used_at = excluded.last_used_at
-		WHERE excluded.last_used_at > key_version_uses.last_used_at`,
-		key(u.VaultName), key(u.KeyName), strings.ToLower(u.Version), u.VaultName, u.KeyName, nanos(u.LastUsedAt))
+	_, err := t.exec(ctx, `INSERT INTO key_version_uses (vault_key, key_name_key, version, vault_name, key_name, last_used_at, retain_until) VALUES (?, ?, ?, ?, ?, ?, ?)
+		ON CONFLICT (vault_key, key_name_key, version) DO UPDATE SET
+		last_used_at = CASE WHEN excluded.last_used_at > key_version_uses.last_used_at THEN excluded.last_used_at ELSE key_version_uses.last_used_at END,
+		retain_until = CASE WHEN excluded.retain_until > key_version_uses.retain_until THEN excluded.retain_until ELSE key_version_uses.retain_until END`,
+		key(u.VaultName), key(u.KeyName), strings.ToLower(u.Version), u.VaultName, u.KeyName, nanos(u.LastUsedAt), nanos(u.RetainUntil))
 	if err != nil {
 		return t.fail("touch key version", err)
 	}
@@ -134,8 +136,8 @@ func (t *tx) TouchKeyVersion(ctx context.Context, u *keyhold.KeyVersionUse) erro
 func (t *tx) KeyVersionUses(ctx context.Context, vaultName, keyName string) ([]*keyhold.KeyVersionUse, error) {
 	return list(t, ctx, "list key version uses", func(sc scanner) (*keyhold.KeyVersionUse, error) {
 		u := &keyhold.KeyVersionUse{}
-		err := sc.Scan(&u.VaultName, &u.KeyName, &u.Version, timeCol{&u.LastUsedAt})
+		err := sc.Scan(&u.VaultName, &u.KeyName, &u.Version, timeCol{&u.LastUsedAt}, timeCol{&u.RetainUntil})
 		return u, err
-	}, `SELECT vault_name, key_name, version, last_used_at FROM key_version_uses WHERE vault_key = ? AND key_name_key = ? ORDER BY version`,
+	}, `SELECT vault_name, key_name, version, last_used_at, retain_until FROM key_version_uses WHERE vault_key = ? AND key_name_key = ? ORDER BY version`,
 		key(vaultName), key(keyName))
 }

@@ -56,7 +56,7 @@ func Run(t *testing.T, open func(t *testing.T) keyhold.Store) {
 		{"RacingWrites", testRacingWrites},
 		{"NoLostUpdates", testNoLostUpdates},
 	}
-	for _, tc := range append(append(append(append(tests, operationTests...), cmkStoreTests...), eventStoreTests...), backupStoreTests...) {
+	for _, tc := range append(append(append(append(append(tests, operationTests...), cmkStoreTests...), eventStoreTests...), backupStoreTests...), licenceStoreTests...) {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
 			tc.fn(t, open(t))
@@ -565,6 +565,7 @@ func testEnvironments(t *testing.T, s keyhold.Store) {
 	e1, e2, e3 := env("e1", "t1"), env("e2", "t2"), env("e3", "t1")
 	e2.CreatedAt, e3.CreatedAt = at(time.Hour), at(-time.Hour)
 	e3.Managed, e3.FinOps, e3.SKU, e3.State = false, true, keyhold.SKUProduction, keyhold.StateAdminMode
+	e3.PowerPlatformIntegration = true
 	e3.KeyManagedBy, e3.Epoch = keyhold.KeyManagedByCustomer, 7
 	update(t, s, func(tx keyhold.Tx) error {
 		for _, tn := range []string{"t1", "t2"} {
@@ -630,7 +631,7 @@ func testUpdateEnvironment(t *testing.T, s keyhold.Store) {
 	})
 	stale := *read
 	read.DisplayName, read.State, read.KeyManagedBy, read.Epoch = "Renamed", keyhold.StateLocked, keyhold.KeyManagedByCustomer, 2
-	read.Managed, read.FinOps, read.UpdatedAt = false, true, at(time.Hour)
+	read.Managed, read.FinOps, read.PowerPlatformIntegration, read.UpdatedAt = false, true, true, at(time.Hour)
 	// Fields that never change, even if the caller changes them.
 	read.CreatedBy, read.CreatedAt = "someone-else", at(5*time.Hour)
 	update(t, s, func(tx keyhold.Tx) error { return tx.UpdateEnvironment(ctx, read) })

@@ -149,7 +149,9 @@ func testEpochCounts(t *testing.T, s keyhold.Store) {
 	equal(t, "unknown environment", len(got), 0)
 }
 
-// testKeyVersionUses: the later of two uses is kept, names compare
+// testKeyVersionUses: the later of two uses is kept, and apart from it the
+// later end of retention (an earlier use may ask to be kept longer: an
+// unlink's 30 days against a rotation's 28); names compare
 // case-insensitively, and each key lists only its own versions.
 func testKeyVersionUses(t *testing.T, s keyhold.Store) {
 	ctx := context.Background()
@@ -160,6 +162,10 @@ func testKeyVersionUses(t *testing.T, s keyhold.Store) {
 			{VaultName: "vault1", KeyName: "key", Version: "aa", LastUsedAt: at(time.Minute)},
 			{VaultName: "vault1", KeyName: "key", Version: "aa", LastUsedAt: at(2 * time.Hour)}, // later: kept
 			{VaultName: "vault1", KeyName: "other", Version: "cc", LastUsedAt: at(0)},
+			{VaultName: "vault1", KeyName: "kept", Version: "dd", LastUsedAt: at(time.Hour), RetainUntil: at(30 * time.Hour)},
+			{VaultName: "vault1", KeyName: "kept", Version: "dd", LastUsedAt: at(2 * time.Hour), RetainUntil: at(29 * time.Hour)}, // later use, earlier end: both maxima kept
+			{VaultName: "vault1", KeyName: "kept", Version: "ee", LastUsedAt: at(time.Hour), RetainUntil: at(28 * time.Hour)},
+			{VaultName: "vault1", KeyName: "kept", Version: "ee", LastUsedAt: at(time.Minute), RetainUntil: at(31 * time.Hour)}, // earlier use, later end
 		} {
 			if err := tx.TouchKeyVersion(ctx, u); err != nil {
 				return err
@@ -172,6 +178,11 @@ func testKeyVersionUses(t *testing.T, s keyhold.Store) {
 	equal(t, "uses", got, []*keyhold.KeyVersionUse{
 		{VaultName: "vault1", KeyName: "key", Version: "aa", LastUsedAt: at(2 * time.Hour)},
 		{VaultName: "Vault1", KeyName: "Key", Version: "bb", LastUsedAt: at(time.Hour)},
+	})
+	view(t, s, func(tx keyhold.Tx) (err error) { got, err = tx.KeyVersionUses(ctx, "vault1", "kept"); return err })
+	equal(t, "retention", got, []*keyhold.KeyVersionUse{
+		{VaultName: "vault1", KeyName: "kept", Version: "dd", LastUsedAt: at(2 * time.Hour), RetainUntil: at(30 * time.Hour)},
+		{VaultName: "vault1", KeyName: "kept", Version: "ee", LastUsedAt: at(time.Hour), RetainUntil: at(31 * time.Hour)},
 	})
 	view(t, s, func(tx keyhold.Tx) (err error) { got, err = tx.KeyVersionUses(ctx, "vault2", "key"); return err })
 	equal(t, "no uses", len(got), 0)
