@@ -37,6 +37,10 @@ type ServeOptions struct {
 	// WebhookCAFile (--webhook-ca-file) holds CA certificates that verify
 	// tenants' webhook receivers besides the system's roots.
 	WebhookCAFile string
+	// TLSCert and TLSKey (--tls-cert, --tls-key) are the operator's own
+	// PEM certificate chain and key, served instead of the generated CA's.
+	TLSCert string
+	TLSKey  string
 }
 
 // The bounds of --health-interval and --key-cache-ttl. Below a second the
@@ -97,6 +101,10 @@ a transient fault of the vault only warns. Unwrapped environment keys stay
 in memory for --key-cache-ttl, which is also how long reads go on while the
 vault does not answer. Both take a duration from 1s to 1h.
 
+The server's certificate comes from a CA it generates in <data>/tls (its
+clients trust <data>/tls/ca.pem), unless --tls-cert and --tls-key name your
+own PEM certificate chain and private key.
+
 Logs go to stderr.`,
 		Args: exactArgs(),
 		RunE: func(cmd *cobra.Command, _ []string) error {
@@ -111,6 +119,9 @@ Logs go to stderr.`,
 			}
 			if opts.PKCS11Module == "" && opts.PKCS11Token != "" {
 				return usageErrorf("--pkcs11-token needs --pkcs11-module, the path of the PKCS#11 library")
+			}
+			if (opts.TLSCert == "") != (opts.TLSKey == "") {
+				return usageErrorf("--tls-cert and --tls-key go together: give your PEM certificate chain and its PEM private key, or neither to use the generated CA")
 			}
 			if opts.LogFormat != "text" && opts.LogFormat != "json" {
 				return usageErrorf("--log-format %q is not supported: use text or json", opts.LogFormat)
@@ -142,6 +153,8 @@ Logs go to stderr.`,
 	fl.StringVar(&opts.PKCS11Token, "pkcs11-token", "", "`Label` of the PKCS#11 token (with --pkcs11-module)")
 	fl.StringVar(&healthInterval, "health-interval", defaultHealthInterval.String(), "How often to probe each enterprise policy's key: a `duration` from 1s to 1h")
 	fl.StringVar(&opts.WebhookCAFile, "webhook-ca-file", "", "PEM `file` of CA certificates that verify tenants' webhook receivers, besides the system's roots")
+	fl.StringVar(&opts.TLSCert, "tls-cert", "", "PEM `file` of your own server certificate chain, leaf first (with --tls-key; default: a generated CA's)")
+	fl.StringVar(&opts.TLSKey, "tls-key", "", "PEM `file` of the private key of --tls-cert")
 	fl.StringVar(&keyCacheTTL, "key-cache-ttl", defaultKeyCacheTTL.String(), "How long an unwrapped environment key stays cached: a `duration` from 1s to 1h")
 	return cmd
 }
@@ -161,6 +174,8 @@ func serveRun(opts *ServeOptions) error {
 		HealthInterval: opts.HealthInterval,
 		KeyCacheTTL:    opts.KeyCacheTTL,
 		WebhookCAFile:  opts.WebhookCAFile,
+		TLSCertFile:    opts.TLSCert,
+		TLSKeyFile:     opts.TLSKey,
 	})
 	if errors.Is(err, context.Canceled) && opts.Ctx.Err() != nil {
 		return nil // stopped by a signal: a clean shutdown
