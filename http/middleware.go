@@ -18,6 +18,10 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 )
 
+// hstsValue is the Strict-Transport-Security header of HTTPS answers:
+// one year, as browsers' preload rules ask.
+const hstsValue = "max-age=31536000"
+
 // reqState is what the wrapper learns about a request as it goes, for the
 // access log and error logs.
 type reqState struct {
@@ -44,6 +48,13 @@ func (s *Server) wrap(rt route) nethttp.Handler {
 		}
 		h.Set("X-Content-Type-Options", "nosniff")
 		h.Set("Cache-Control", "no-store")
+		if r.TLS != nil {
+			// HSTS: a browser that once reached the API over HTTPS
+			// never falls back to plain HTTP for it, where a token
+			// could be read on the way. Not includeSubDomains: the
+			// server can't speak for other hosts under its name.
+			h.Set("Strict-Transport-Security", hstsValue)
+		}
 
 		defer func() {
 			v := recover()
