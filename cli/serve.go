@@ -41,6 +41,9 @@ type ServeOptions struct {
 	// PEM certificate chain and key, served instead of the generated CA's.
 	TLSCert string
 	TLSKey  string
+	// MaxConnsPerSource (--max-conns-per-source) bounds the connections
+	// one remote address holds open; 0 the server's default, -1 none.
+	MaxConnsPerSource int
 }
 
 // The bounds of --health-interval and --key-cache-ttl. Below a second the
@@ -123,6 +126,9 @@ Logs go to stderr.`,
 			if (opts.TLSCert == "") != (opts.TLSKey == "") {
 				return usageErrorf("--tls-cert and --tls-key go together: give your PEM certificate chain and its PEM private key, or neither to use the generated CA")
 			}
+			if opts.MaxConnsPerSource < -1 {
+				return usageErrorf("--max-conns-per-source %d is not valid: give a positive number, 0 for the default (%d) or -1 for no limit", opts.MaxConnsPerSource, server.DefaultMaxConnsPerSource)
+			}
 			if opts.LogFormat != "text" && opts.LogFormat != "json" {
 				return usageErrorf("--log-format %q is not supported: use text or json", opts.LogFormat)
 			}
@@ -155,6 +161,7 @@ Logs go to stderr.`,
 	fl.StringVar(&opts.WebhookCAFile, "webhook-ca-file", "", "PEM `file` of CA certificates that verify tenants' webhook receivers, besides the system's roots")
 	fl.StringVar(&opts.TLSCert, "tls-cert", "", "PEM `file` of your own server certificate chain, leaf first (with --tls-key; default: a generated CA's)")
 	fl.StringVar(&opts.TLSKey, "tls-key", "", "PEM `file` of the private key of --tls-cert")
+	fl.IntVar(&opts.MaxConnsPerSource, "max-conns-per-source", 0, "Most `connections` one remote IP address may hold open (0: 64; -1: no limit, behind a proxy that limits them)")
 	fl.StringVar(&keyCacheTTL, "key-cache-ttl", defaultKeyCacheTTL.String(), "How long an unwrapped environment key stays cached: a `duration` from 1s to 1h")
 	return cmd
 }
@@ -176,6 +183,8 @@ func serveRun(opts *ServeOptions) error {
 		WebhookCAFile:  opts.WebhookCAFile,
 		TLSCertFile:    opts.TLSCert,
 		TLSKeyFile:     opts.TLSKey,
+		// -1 on the command line is "no limit", any negative to the server.
+		MaxConnsPerSource: opts.MaxConnsPerSource,
 	})
 	if errors.Is(err, context.Canceled) && opts.Ctx.Err() != nil {
 		return nil // stopped by a signal: a clean shutdown

@@ -65,6 +65,7 @@ var statuses = map[string]int{
 	keyhold.CodeEnvironmentDisabled:             nethttp.StatusConflict,
 	keyhold.CodeMissingSubscriptionRegistration: nethttp.StatusConflict,
 
+	CodeRequestTimeout:          nethttp.StatusRequestTimeout,
 	keyhold.CodeRequestTooLarge: nethttp.StatusRequestEntityTooLarge,
 	CodeUnsupportedMediaType:    nethttp.StatusUnsupportedMediaType,
 

@@ -83,6 +83,10 @@ type Config struct {
 	// generates no CA (tls.go).
 	TLSCertFile string
 	TLSKeyFile  string
+	// MaxConnsPerSource is how many connections one remote IP address may
+	// hold open at once (connlimit.go). Zero: DefaultMaxConnsPerSource;
+	// negative: no limit (behind a proxy that limits them itself).
+	MaxConnsPerSource int
 }
 
 // Bootstrap is the content of <data>/bootstrap.json.
@@ -231,12 +235,18 @@ func Run(ctx context.Context, cfg Config) error {
 	srv := &nethttp.Server{
 		Handler:           api.Handler(),
 		TLSConfig:         tlsConf,
-		ReadHeaderTimeout: 10 * time.Second,
-		IdleTimeout:       2 * time.Minute,
+		ReadHeaderTimeout: readHeaderTimeout, // slow clients: connlimit.go
+		ReadTimeout:       readTimeout,
+		WriteTimeout:      writeTimeout,
+		IdleTimeout:       idleTimeout,
 		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
 	}
+	maxConns := cfg.MaxConnsPerSource
+	if maxConns == 0 {
+		maxConns = DefaultMaxConnsPerSource
+	}
 	serveErr := make(chan error, 1)
-	go func() { serveErr <- srv.ServeTLS(ln, "", "") }()
+	go func() { serveErr <- srv.ServeTLS(limitConns(ln, maxConns, reg, log), "", "") }()
 	fmt.Fprintf(cfg.Stdout, "Keyhold is serving at %s\n", url)
 	if created {
 		fmt.Fprintf(cfg.Stdout, "First start: credentials written to %s\nNext: keyhold login --bootstrap %s\n", bootPath, bootPath)
