@@ -66,6 +66,7 @@ var statuses = map[string]int{
 	keyhold.CodeMissingSubscriptionRegistration: nethttp.StatusConflict,
 
 	CodeRequestTimeout:          nethttp.StatusRequestTimeout,
+	codeSignInLocked:            nethttp.StatusTooManyRequests,
 	keyhold.CodeRequestTooLarge: nethttp.StatusRequestEntityTooLarge,
 	CodeUnsupportedMediaType:    nethttp.StatusUnsupportedMediaType,
 

@@ -77,6 +77,12 @@ type Server struct {
 	StreamMinRate int64
 	StreamGrace   time.Duration
 
+	// SignInLimits throttles wrong credentials at the token endpoint
+	// (ratelimit.go); zero fields take the defaults. Clock, if set,
+	// replaces the wall clock for its lockouts (tests).
+	SignInLimits SignInLimits
+	Clock        keyhold.Clock
+
 	// Events lists events and keeps tenant settings (events.go); nil: no
 	// such routes.
 	Events keyhold.EventService
@@ -101,6 +107,7 @@ type Server struct {
 	Backups keyhold.BackupService
 
 	once        sync.Once
+	throttle    *throttle
 	handler     nethttp.Handler
 	log         *slog.Logger
 	metrics     *metrics
@@ -116,6 +123,7 @@ func (s *Server) Handler() nethttp.Handler {
 			s.log = slog.New(slog.DiscardHandler)
 		}
 		s.metrics = newMetrics(s.Registry)
+		s.throttle = newThrottle(s.SignInLimits, s.Clock)
 		if s.Registry != nil {
 			s.promHandler = promhttp.HandlerFor(s.Registry, promhttp.HandlerOpts{})
 		}
