@@ -1,6 +1,7 @@
 package server
 
 import (
+	"bufio"
 	"crypto/tls"
 	"crypto/x509"
 	"errors"
@@ -112,4 +113,71 @@ func grepLines(text, substr string) string {
 		}
 	}
 	return strings.Join(out, "\n")
+}
+
+// TestSlowTokenlessClients: the attack of the report, bounded. Ten
+// tokenless connections each send a write's headers and then one byte of
+// body at a time; the assembled server answers each 401 at once and
+// closes it, without waiting for the body, and serves a normal client
+// from the same address meanwhile.
+func TestSlowTokenlessClients(t *testing.T) {
+	dataDir := t.TempDir()
+	srv, err := start(t, Config{DataDir: dataDir})
+	if err != nil {
+		t.Fatal(err)
+	}
+	bs := readBootstrap(t, dataDir)
+	ca, _ := os.ReadFile(bs.CAFile)
+	pool := x509.NewCertPool()
+	pool.AppendCertsFromPEM(ca)
+	host := strings.TrimPrefix(srv.url, "https://")
+	head := "PUT /environments/00000000-0000-0000-0000-000000000000/tables/t/rows/r HTTP/1.1\r\nHost: " + host +
+		"\r\nContent-Type: application/json\r\nContent-Length: 10000\r\n\r\n"
+	stop := make(chan struct{})
+	defer close(stop)
+	const slow = 10
+	conns := make([]*tls.Conn, slow)
+	for i := range conns {
+		c, err := tls.Dial("tcp", host, &tls.Config{RootCAs: pool, NextProtos: []string{"http/1.1"}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { c.Close() })
+		conns[i] = c
+		go func() {
+			if _, err := io.WriteString(c, head); err != nil {
+				return
+			}
+			tick := time.NewTicker(200 * time.Millisecond)
+			defer tick.Stop()
+			for {
+				select {
+				case <-stop:
+					return
+				case <-tick.C:
+					if _, err := c.Write([]byte{'x'}); err != nil {
+						return
+					}
+				}
+			}
+		}()
+	}
+	if status, _ := get(t, clientFrom(t, bs, "127.0.0.1"), srv.url+"/healthz"); status != http.StatusOK {
+		t.Fatalf("a normal client among slow ones: %d", status)
+	}
+	for i, c := range conns {
+		br := bufio.NewReader(c)
+		c.SetReadDeadline(time.Now().Add(5 * time.Second))
+		resp, err := http.ReadResponse(br, nil)
+		if err != nil {
+			t.Fatalf("slow client %d: no answer within 5s: %v", i, err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusUnauthorized {
+			t.Fatalf("slow client %d: %d, want 401", i, resp.StatusCode)
+		}
+		if !closedWithin(c, 5*time.Second) {
+			t.Fatalf("slow client %d: the connection stayed open after the 401", i)
+		}
+	}
 }
