@@ -287,3 +287,38 @@ func TestEnvironmentMembers(t *testing.T) {
 		t.Fatalf("audit = %v, want %v", got, want)
 	}
 }
+
+// TestWeakPasswordsRefused: a user's password shorter than 12 bytes, or a
+// common one, is refused with a message naming the rule (and not quoting
+// the password), and no user is created.
+func TestWeakPasswordsRefused(t *testing.T) {
+	forEachBackend(t, func(t *testing.T, f *fixture) {
+		ctx := as(f.admin)
+		for _, c := range []struct{ name, pw, hint string }{
+			{"password", "password", "12 to 256 bytes"},
+			{"eleven bytes", "tbq-vmr-wxk", "12 to 256 bytes"},
+			{"common with digits", "Password1234", "common"},
+			{"common repeated", "monkeymonkey", "common"},
+			{"a date", "2024-12-05 10:00", "without a letter"},
+		} {
+			t.Run(c.name, func(t *testing.T) {
+				before := f.principals(t)
+				_, err := f.s.CreateUser(ctx, "Weak", "weak@contoso.example", c.pw)
+				wantErr(t, err, keyhold.CodeBadRequest, "passwordProfile.password", c.hint)
+				if c.pw != "password" && strings.Contains(keyhold.ErrorMessage(err), c.pw) { // the message says "password"
+					t.Errorf("the refusal quotes the password: %v", err)
+				}
+				if got := f.principals(t); !slices.Equal(got, before) {
+					t.Fatalf("principals %v after the refusal, want %v", got, before)
+				}
+				users, err := f.s.Users(ctx)
+				if err != nil || len(users) != 0 {
+					t.Fatalf("Users after the refusal = %v, %v; want none", users, err)
+				}
+			})
+		}
+		if _, err := f.s.CreateUser(ctx, "Strong", "strong@contoso.example", "ochre lantern quilt 42"); err != nil {
+			t.Fatalf("a good passphrase: %v", err)
+		}
+	})
+}

@@ -169,6 +169,9 @@ func newCmdUserCreate(f *Factory, runF func(*UserCreateOptions) error) *cobra.Co
 		Long: `Create a user. Without --password (or KEYHOLD_USER_PASSWORD), a password is
 generated and printed once. Users sign in at the token endpoint with
 grant_type=password; the server keeps only an argon2id hash of the password.
+A password must be 12 to 256 bytes, contain a letter, and not be a common
+one (the server names the rule it breaks). Five wrong passwords in a row
+lock the user out for a minute, and longer after each further one.
 Needs the Global Administrator role.`,
 		Example: `  keyhold identity user create --name "Ada Lovelace" --upn ada@contoso.example`,
 		Args:    exactArgs(),

@@ -39,6 +39,13 @@ type ServeOptions struct {
 	// WebhookCAFile (--webhook-ca-file) holds CA certificates that verify
 	// tenants' webhook receivers besides the system's roots.
 	WebhookCAFile string
+	// TLSCert and TLSKey (--tls-cert, --tls-key) are the operator's own
+	// PEM certificate chain and key, served instead of the generated CA's.
+	TLSCert string
+	TLSKey  string
+	// MaxConnsPerSource (--max-conns-per-source) bounds the connections
+	// one remote address holds open; 0 the server's default, -1 none.
+	MaxConnsPerSource int
 	// LockGraceProduction (--delete-locked-production-after) and
 	// LockGraceOther (--delete-locked-other-after) are how long a Locked
 	// environment stays Locked before it is deleted; server.KeepLocked:
@@ -139,6 +146,10 @@ the period the spec gives) has passed for a Production environment, or
 stay Locked until an administrator re-enables or deletes them). Both take a
 number of days (28d) or never.
 
+The server's certificate comes from a CA it generates in <data>/tls (its
+clients trust <data>/tls/ca.pem), unless --tls-cert and --tls-key name your
+own PEM certificate chain and private key.
+
 Logs go to stderr.`,
 		Args: exactArgs(),
 		RunE: func(cmd *cobra.Command, _ []string) error {
@@ -153,6 +164,12 @@ Logs go to stderr.`,
 			}
 			if opts.PKCS11Module == "" && opts.PKCS11Token != "" {
 				return usageErrorf("--pkcs11-token needs --pkcs11-module, the path of the PKCS#11 library")
+			}
+			if (opts.TLSCert == "") != (opts.TLSKey == "") {
+				return usageErrorf("--tls-cert and --tls-key go together: give your PEM certificate chain and its PEM private key, or neither to use the generated CA")
+			}
+			if opts.MaxConnsPerSource < -1 {
+				return usageErrorf("--max-conns-per-source %d is not valid: give a positive number, 0 for the default (%d) or -1 for no limit", opts.MaxConnsPerSource, server.DefaultMaxConnsPerSource)
 			}
 			if opts.LogFormat != "text" && opts.LogFormat != "json" {
 				return usageErrorf("--log-format %q is not supported: use text or json", opts.LogFormat)
@@ -190,6 +207,9 @@ Logs go to stderr.`,
 	fl.StringVar(&opts.PKCS11Token, "pkcs11-token", "", "`Label` of the PKCS#11 token (with --pkcs11-module)")
 	fl.StringVar(&healthInterval, "health-interval", defaultHealthInterval.String(), "How often to probe each enterprise policy's key: a `duration` from 1s to 1h")
 	fl.StringVar(&opts.WebhookCAFile, "webhook-ca-file", "", "PEM `file` of CA certificates that verify tenants' webhook receivers, besides the system's roots")
+	fl.StringVar(&opts.TLSCert, "tls-cert", "", "PEM `file` of your own server certificate chain, leaf first (with --tls-key; default: a generated CA's)")
+	fl.StringVar(&opts.TLSKey, "tls-key", "", "PEM `file` of the private key of --tls-cert")
+	fl.IntVar(&opts.MaxConnsPerSource, "max-conns-per-source", 0, "Most `connections` one remote IP address may hold open (0: 64; -1: no limit, behind a proxy that limits them)")
 	fl.StringVar(&keyCacheTTL, "key-cache-ttl", defaultKeyCacheTTL.String(), "How long an unwrapped environment key stays cached: a `duration` from 1s to 1h")
 	fl.StringVar(&graceProd, "delete-locked-production-after", defaultLockGraceProduction, "Delete a Production environment Locked this long: `days` such as 28d, or never")
 	fl.StringVar(&graceOther, "delete-locked-other-after", defaultLockGraceOther, "Delete an environment of another type Locked this long: `days` such as 7d, or never")
@@ -214,6 +234,10 @@ func serveRun(opts *ServeOptions) error {
 		// Zero: the server's defaults too.
 		LockGraceProduction: opts.LockGraceProduction,
 		LockGraceOther:      opts.LockGraceOther,
+		TLSCertFile:         opts.TLSCert,
+		TLSKeyFile:          opts.TLSKey,
+		// -1 on the command line is "no limit", any negative to the server.
+		MaxConnsPerSource: opts.MaxConnsPerSource,
 	})
 	if errors.Is(err, context.Canceled) && opts.Ctx.Err() != nil {
 		return nil // stopped by a signal: a clean shutdown

@@ -46,6 +46,13 @@ func TestNewCmdServe(t *testing.T) {
 			want: with(func(o *ServeOptions) { o.HealthInterval, o.KeyCacheTTL = 5*time.Second, 90*time.Second })},
 		{name: "webhook CA file", args: []string{"--webhook-ca-file", "/etc/keyhold/hooks-ca.pem"},
 			want: with(func(o *ServeOptions) { o.WebhookCAFile = "/etc/keyhold/hooks-ca.pem" })},
+		{name: "own certificate", args: []string{"--tls-cert", "/etc/keyhold/cert.pem", "--tls-key", "/etc/keyhold/key.pem"},
+			want: with(func(o *ServeOptions) { o.TLSCert, o.TLSKey = "/etc/keyhold/cert.pem", "/etc/keyhold/key.pem" })},
+		{name: "certificate without key", args: []string{"--tls-cert", "/etc/keyhold/cert.pem"}, wantErr: "--tls-cert and --tls-key go together"},
+		{name: "key without certificate", args: []string{"--tls-key", "/etc/keyhold/key.pem"}, wantErr: "--tls-cert and --tls-key go together"},
+		{name: "connections per source", args: []string{"--max-conns-per-source", "8"}, want: with(func(o *ServeOptions) { o.MaxConnsPerSource = 8 })},
+		{name: "no connection limit", args: []string{"--max-conns-per-source", "-1"}, want: with(func(o *ServeOptions) { o.MaxConnsPerSource = -1 })},
+		{name: "bad connection limit", args: []string{"--max-conns-per-source", "-5"}, wantErr: "--max-conns-per-source -5 is not valid"},
 		{name: "bounds are accepted", args: []string{"--health-interval", "1h", "--key-cache-ttl", "1s"},
 			want: with(func(o *ServeOptions) { o.HealthInterval, o.KeyCacheTTL = time.Hour, time.Second })},
 		{name: "health interval not a duration", args: []string{"--health-interval", "soon"},
@@ -100,7 +107,7 @@ func TestServeRun(t *testing.T) {
 			}
 			streams, out, errOut := testIO("")
 			var got server.Config
-			opts := &ServeOptions{IO: streams, Ctx: ctx, Addr: "127.0.0.1:0", DataDir: "d", PostgresDSN: "p", MasterKey: "k",
+			opts := &ServeOptions{IO: streams, Ctx: ctx, Addr: "127.0.0.1:0", DataDir: "d", PostgresDSN: "p", MasterKey: "k", TLSCert: "c.pem", TLSKey: "k.pem", MaxConnsPerSource: 3,
 				LogFormat: "json", LogLevel: slog.LevelWarn, HealthInterval: 7 * time.Second, KeyCacheTTL: 90 * time.Second,
 				LockGraceProduction: platform.KeepLocked, LockGraceOther: 9 * 24 * time.Hour,
 				Serve: func(_ context.Context, cfg server.Config) error {
@@ -113,7 +120,7 @@ func TestServeRun(t *testing.T) {
 				t.Fatalf("serveRun = %v, want %v", err, tt.wantErr)
 			}
 			if got.Addr != "127.0.0.1:0" || got.DataDir != "d" || got.PostgresDSN != "p" || got.MasterKey != "k" || got.Stdout != out ||
-				got.HealthInterval != 7*time.Second || got.KeyCacheTTL != 90*time.Second ||
+				got.HealthInterval != 7*time.Second || got.KeyCacheTTL != 90*time.Second || got.TLSCertFile != "c.pem" || got.TLSKeyFile != "k.pem" || got.MaxConnsPerSource != 3 ||
 				got.LockGraceProduction != platform.KeepLocked || got.LockGraceOther != 9*24*time.Hour {
 				t.Errorf("config = %+v", got)
 			}

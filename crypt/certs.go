@@ -13,6 +13,7 @@ import (
 	"fmt"
 	"math/big"
 	"net"
+	"slices"
 	"strings"
 	"time"
 )
@@ -29,6 +30,26 @@ import (
 // a typical validity for a deployment's private CA. It returns an error for
 // a non-positive validity or if key generation or signing fails.
 func GenerateCA(commonName string, now time.Time, validity time.Duration) (certPEM, keyPEM []byte, err error) {
+	return generateCA(commonName, nil, now, validity)
+}
+
+// GenerateConstrainedCA is GenerateCA for a CA that may vouch only for
+// hosts: its certificate carries critical name constraints that permit
+// those DNS names (and, as X.509 can't say less, their subdomains) and
+// exactly those IP addresses, and nothing else. A client that trusts it
+// then trusts it for the server it was made for, not for any name an
+// attacker holding its key might issue (a bank's, say).
+//
+// It returns an error for no hosts or an empty host, and GenerateCA's.
+func GenerateConstrainedCA(commonName string, hosts []string, now time.Time, validity time.Duration) (certPEM, keyPEM []byte, err error) {
+	if len(hosts) == 0 {
+		return nil, nil, errors.New("crypt: a constrained CA needs at least one host name or IP address")
+	}
+	return generateCA(commonName, hosts, now, validity)
+}
+
+// generateCA makes a CA; a non-nil hosts constrains its names.
+func generateCA(commonName string, hosts []string, now time.Time, validity time.Duration) (certPEM, keyPEM []byte, err error) {
 	if validity <= 0 {
 		return nil, nil, fmt.Errorf("crypt: CA validity %v is not positive", validity)
 	}
@@ -50,6 +71,25 @@ func GenerateCA(commonName string, now time.Time, validity time.Duration) (certP
 		IsCA:                  true,
 		MaxPathLen:            0,
 		MaxPathLenZero:        true,
+	}
+	if hosts != nil {
+		// RFC 5280 4.2.1.10: name constraints MUST be critical, so a
+		// client that does not understand them refuses the chain rather
+		// than ignoring them.
+		tmpl.PermittedDNSDomainsCritical = true
+		for _, h := range hosts {
+			h = strings.TrimSpace(h)
+			switch ip := net.ParseIP(h); {
+			case h == "":
+				return nil, nil, errors.New("crypt: a constrained CA's host is empty")
+			case ip == nil:
+				tmpl.PermittedDNSDomains = append(tmpl.PermittedDNSDomains, h)
+			case ip.To4() != nil:
+				tmpl.PermittedIPRanges = append(tmpl.PermittedIPRanges, &net.IPNet{IP: ip.To4(), Mask: net.CIDRMask(32, 32)})
+			default:
+				tmpl.PermittedIPRanges = append(tmpl.PermittedIPRanges, &net.IPNet{IP: ip, Mask: net.CIDRMask(128, 128)})
+			}
+		}
 	}
 	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, key.Public(), key)
 	if err != nil {
@@ -133,7 +173,24 @@ func IssueServerCert(caCertPEM, caKeyPEM []byte, hosts []string, now time.Time, 
 	return pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), keyPEM, nil
 }
 
-// LoadServerTLS returns a tls.Config (TLS 1.2 minimum) serving cert/key.
+// TLS12CipherSuites are the only TLS 1.2 cipher suites a server from
+// LoadServerTLS offers: ECDHE key exchange (forward secrecy) with an AEAD
+// cipher, for ECDSA and RSA certificates (a certificate brought by the
+// operator may be RSA). The CBC suites with SHA-1 MACs that Go still
+// enables by default (Lucky13-style padding oracles, no AEAD) are left
+// out. TLS 1.3 has only AEAD suites and is not configurable, so it is
+// unaffected.
+var TLS12CipherSuites = []uint16{
+	tls.TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256,
+	tls.TLS_ECDHE_ECDSA_WITH_AES_256_GCM_SHA384,
+	tls.TLS_ECDHE_ECDSA_WITH_CHACHA20_POLY1305_SHA256,
+	tls.TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256,
+	tls.TLS_ECDHE_RSA_WITH_AES_256_GCM_SHA384,
+	tls.TLS_ECDHE_RSA_WITH_CHACHA20_POLY1305_SHA256,
+}
+
+// LoadServerTLS returns a tls.Config (TLS 1.2 minimum, with only the
+// TLS12CipherSuites) serving cert/key.
 //
 // It returns an error if the pair doesn't parse or doesn't match.
 func LoadServerTLS(certPEM, keyPEM []byte) (*tls.Config, error) {
@@ -144,6 +201,7 @@ func LoadServerTLS(certPEM, keyPEM []byte) (*tls.Config, error) {
 	return &tls.Config{
 		Certificates: []tls.Certificate{pair},
 		MinVersion:   tls.VersionTLS12,
+		CipherSuites: slices.Clone(TLS12CipherSuites),
 	}, nil
 }
 

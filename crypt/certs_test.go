@@ -224,3 +224,96 @@ func TestSigningKey(t *testing.T) {
 		})
 	}
 }
+
+// TestGenerateConstrainedCA: the CA's name constraints are critical and
+// name exactly the hosts it was made for, so a chain verifies for them and
+// not for any other name the CA's key could be made to sign.
+func TestGenerateConstrainedCA(t *testing.T) {
+	now := time.Now().Add(-time.Minute).Truncate(time.Second)
+	hosts := []string{"localhost", "127.0.0.1", "::1", "keyhold.internal"}
+	caPEM, caKey, err := GenerateConstrainedCA("Keyhold test CA", hosts, now, 365*24*time.Hour)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ca := parseCert(t, caPEM)
+	if !ca.PermittedDNSDomainsCritical {
+		t.Fatal("name constraints are not critical")
+	}
+	if got := strings.Join(ca.PermittedDNSDomains, ","); got != "localhost,keyhold.internal" {
+		t.Fatalf("permitted DNS names %q; want localhost,keyhold.internal", got)
+	}
+	var ranges []string
+	for _, r := range ca.PermittedIPRanges {
+		ranges = append(ranges, r.String())
+	}
+	if got := strings.Join(ranges, ","); got != "127.0.0.1/32,::1/128" {
+		t.Fatalf("permitted IP ranges %q; want 127.0.0.1/32,::1/128", got)
+	}
+	pool, err := CertPool(caPEM)
+	if err != nil {
+		t.Fatal(err)
+	}
+	verify := func(hosts ...string) error {
+		certPEM, _, err := IssueServerCert(caPEM, caKey, hosts, now, time.Hour)
+		if err != nil {
+			t.Fatal(err)
+		}
+		_, err = parseCert(t, certPEM).Verify(x509.VerifyOptions{Roots: pool, DNSName: hosts[0], CurrentTime: now.Add(time.Second)})
+		return err
+	}
+	if err := verify("localhost", "127.0.0.1", "::1"); err != nil {
+		t.Fatalf("a certificate for the served names does not verify: %v", err)
+	}
+	for _, other := range [][]string{{"bank.example"}, {"localhost", "10.0.0.1"}, {"localhost.example"}} {
+		if err := verify(other...); err == nil {
+			t.Errorf("a certificate for %v verifies under the constrained CA", other)
+		}
+	}
+	if _, _, err := GenerateConstrainedCA("x", nil, now, time.Hour); err == nil {
+		t.Error("GenerateConstrainedCA without hosts succeeded")
+	}
+	if _, _, err := GenerateConstrainedCA("x", []string{" "}, now, time.Hour); err == nil {
+		t.Error("GenerateConstrainedCA with an empty host succeeded")
+	}
+}
+
+// TestLoadServerTLSRefusesCBC: a TLS 1.2 client that offers only a
+// CBC-SHA1 suite can't complete a handshake; one offering an AEAD suite
+// and a TLS 1.3 client can.
+func TestLoadServerTLSRefusesCBC(t *testing.T) {
+	now := time.Now().Add(-time.Minute)
+	caPEM, caKey, err := GenerateCA("Keyhold test CA", now, time.Hour)
+	if err != nil {
+		t.Fatal(err)
+	}
+	certPEM, keyPEM, err := IssueServerCert(caPEM, caKey, []string{"localhost"}, now, time.Hour)
+	if err != nil {
+		t.Fatal(err)
+	}
+	conf, err := LoadServerTLS(certPEM, keyPEM)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pool, _ := CertPool(caPEM)
+	handshake := func(max uint16, suites ...uint16) error {
+		c, s := net.Pipe()
+		defer c.Close()
+		defer s.Close()
+		srv := tls.Server(s, conf)
+		go srv.Handshake()
+		cl := tls.Client(c, &tls.Config{RootCAs: pool, ServerName: "localhost", MaxVersion: max, CipherSuites: suites})
+		c.SetDeadline(time.Now().Add(10 * time.Second))
+		return cl.Handshake()
+	}
+	for _, cbc := range []uint16{tls.TLS_ECDHE_ECDSA_WITH_AES_128_CBC_SHA, tls.TLS_ECDHE_ECDSA_WITH_AES_256_CBC_SHA} {
+		if err := handshake(tls.VersionTLS12, cbc); err == nil {
+			t.Errorf("a TLS 1.2 client offering only %s completed a handshake", tls.CipherSuiteName(cbc))
+		}
+	}
+	if err := handshake(tls.VersionTLS12, tls.TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256); err != nil {
+		t.Errorf("a TLS 1.2 client offering AES-GCM: %v", err)
+	}
+	if err := handshake(tls.VersionTLS13); err != nil {
+		t.Errorf("a TLS 1.3 client: %v", err)
+	}
+}

@@ -3,11 +3,14 @@ package crypt
 import (
 	"crypto/rand"
 	"crypto/subtle"
+	_ "embed"
 	"encoding/base64"
 	"errors"
 	"fmt"
 	"runtime"
 	"strings"
+	"sync"
+	"unicode"
 
 	"golang.org/x/crypto/argon2"
 )
@@ -40,9 +43,12 @@ const (
 	maxPasswordThreads   = 16
 )
 
-// Password policy.
+// Password policy: at least MinPasswordLen bytes (NIST SP 800-63B asks
+// for 8 at least and more where it can; 12 puts a guessing attack on a
+// stolen hash out of reach for most chosen passwords), at most
+// MaxPasswordLen, and not a common password (checkCommonPassword).
 const (
-	MinPasswordLen = 8
+	MinPasswordLen = 12
 	MaxPasswordLen = 256
 )
 
@@ -59,15 +65,75 @@ func idKey(password, salt []byte, time, memory uint32, threads uint8, keyLen uin
 }
 
 // ErrPasswordPolicy is returned by HashPassword for a password that is too
-// short or too long.
+// short or too long. Every password policy error, ErrCommonPassword too,
+// is ErrPasswordPolicy for errors.Is, and its message names the rule.
 var ErrPasswordPolicy = fmt.Errorf("a password must be %d to %d bytes long", MinPasswordLen, MaxPasswordLen)
+
+// ErrCommonPassword is returned by HashPassword for a common password: one
+// of the deny-list (common-passwords.txt), also with digits or symbols
+// around it, or made of one short unit repeated, or without a letter. These are
+// what a guessing attack tries first.
+var ErrCommonPassword error = policyRule("a password must not be a common one (one of the 1,000 most used, also with digits or symbols added around it), a short sequence repeated, or without a letter (a number, a date): attackers try those first; use a passphrase of several unrelated words")
+
+// policyRule is a password policy error other than the length.
+type policyRule string
+
+func (r policyRule) Error() string        { return string(r) }
+func (r policyRule) Is(target error) bool { return target == ErrPasswordPolicy }
+
+// commonPasswords is the deny-list, in lower case.
+//
+//go:embed common-passwords.txt
+var commonPasswordsFile string
+
+var commonPasswords = sync.OnceValue(func() map[string]bool {
+	m := map[string]bool{}
+	for line := range strings.Lines(commonPasswordsFile) {
+		line = strings.TrimSpace(line)
+		if line != "" && !strings.HasPrefix(line, "#") {
+			m[strings.ToLower(line)] = true
+		}
+	}
+	return m
+})
+
+// checkCommonPassword returns ErrCommonPassword for a common password.
+func checkCommonPassword(password string) error {
+	deny := commonPasswords()
+	lower := strings.ToLower(password)
+	base := strings.TrimFunc(lower, func(r rune) bool { return !unicode.IsLetter(r) })
+	switch {
+	case deny[lower], len(base) >= 4 && deny[base]:
+		return ErrCommonPassword
+	case base == "": // no letter: a number, a date, a phone number
+		return ErrCommonPassword
+	case repeats(lower, deny), repeats(base, deny):
+		return ErrCommonPassword
+	}
+	return nil
+}
+
+// repeats reports whether s is one unit repeated, where the unit is at
+// most four bytes or on the deny-list ("abcabcabcabc",
+// "passwordpassword").
+func repeats(s string, deny map[string]bool) bool {
+	for n := 1; n <= len(s)/2; n++ {
+		if len(s)%n == 0 && (n <= 4 || deny[s[:n]]) && strings.Repeat(s[:n], len(s)/n) == s {
+			return true
+		}
+	}
+	return false
+}
 
 // HashPassword returns the argon2id hash of password, with a fresh random
 // salt, in PHC string form. It refuses passwords outside the policy's
-// lengths with ErrPasswordPolicy.
+// lengths with ErrPasswordPolicy, and common ones with ErrCommonPassword.
 func HashPassword(password string) ([]byte, error) {
 	if len(password) < MinPasswordLen || len(password) > MaxPasswordLen {
 		return nil, ErrPasswordPolicy
+	}
+	if err := checkCommonPassword(password); err != nil {
+		return nil, err
 	}
 	salt := make([]byte, passwordSaltLen)
 	rand.Read(salt)

@@ -2,6 +2,7 @@ package crypt
 
 import (
 	"bytes"
+	"errors"
 	"strings"
 	"testing"
 )
@@ -45,11 +46,13 @@ func TestPasswordPolicy(t *testing.T) {
 		pw   string
 		ok   bool
 	}{
-		{"7 bytes", strings.Repeat("a", MinPasswordLen-1), false},
-		{"8 bytes", strings.Repeat("a", MinPasswordLen), true},
-		{"256 bytes", strings.Repeat("a", MaxPasswordLen), true},
-		{"257 bytes", strings.Repeat("a", MaxPasswordLen+1), false},
+		{"11 bytes", "tbq-vmr-wxk", false},
+		{"12 bytes", "tbq-vmr-wxkz", true},
+		{"256 bytes", strings.Repeat("tbq-vmr-wxkz ", 20)[:MaxPasswordLen-4] + "end.", true},
+		{"257 bytes", strings.Repeat("tbq-vmr-wxkz ", 20)[:MaxPasswordLen-4] + "end.!", false},
 		{"generated", NewPassword(), true},
+		{"a passphrase", "correct horse battery staple", true},
+		{"common word with digits", "password1234", false},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
@@ -57,7 +60,42 @@ func TestPasswordPolicy(t *testing.T) {
 			if (err == nil) != c.ok {
 				t.Fatalf("HashPassword(%d bytes) error = %v, want ok=%v", len(c.pw), err, c.ok)
 			}
+			if err != nil && !errors.Is(err, ErrPasswordPolicy) {
+				t.Fatalf("HashPassword error %v is not ErrPasswordPolicy", err)
+			}
 		})
+	}
+}
+
+// TestCommonPasswords: passwords of the deny-list, and the usual ways of
+// stretching one to the minimum length, are refused with the rule named;
+// long unusual ones are not.
+func TestCommonPasswords(t *testing.T) {
+	for _, pw := range []string{
+		"password", // too short as well: the length rule answers
+		"qwertyuiopasdfgh"[:10] + "12",
+		"Password1234", "password!!!!", "2024Password!", "1234password", "PASSWORD1234",
+		"passwordpassword", "monkeymonkey", "abcabcabcabc", "aaaaaaaaaaaa", "121212121212",
+		"123456789012", "0000000000000", "+44 20 7946 0958",
+		"keyhold12345", "Administrator1",
+	} {
+		if _, err := HashPassword(pw); !errors.Is(err, ErrPasswordPolicy) {
+			t.Errorf("HashPassword(%q) = %v, want a policy error", pw, err)
+		}
+	}
+	if _, err := HashPassword("Password1234"); err != ErrCommonPassword || !strings.Contains(err.Error(), "common") {
+		t.Errorf("HashPassword(Password1234) = %v, want ErrCommonPassword naming the rule", err)
+	}
+	for _, pw := range []string{
+		"correct horse battery staple", "Tr0ub4dor&3-plus-more", "ochre lantern quilt 42", "password is not it here",
+		"jz8#Kp2!vQ9m", NewPassword(),
+	} {
+		if _, err := HashPassword(pw); err != nil {
+			t.Errorf("HashPassword(%q) = %v, want it accepted", pw, err)
+		}
+	}
+	if n := len(commonPasswords()); n < 1000 {
+		t.Errorf("the deny-list holds %d passwords; want the 1,000 most common at least", n)
 	}
 }
 

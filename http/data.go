@@ -112,7 +112,8 @@ func (s *Server) getFile(w nethttp.ResponseWriter, r *nethttp.Request) error {
 		return nil
 	}
 	src := &readErr{r: rc}
-	n, err := io.CopyBuffer(w, src, make([]byte, 64<<10))
+	// The client must read at the minimum streaming rate (deadline.go).
+	n, err := io.CopyBuffer(s.newRateWriter(w), src, make([]byte, 64<<10))
 	switch {
 	case src.err != nil && r.Context().Err() != nil:
 		return nil // the client went away, so the reads were cancelled

@@ -65,6 +65,8 @@ var statuses = map[string]int{
 	keyhold.CodeEnvironmentDisabled:             nethttp.StatusConflict,
 	keyhold.CodeMissingSubscriptionRegistration: nethttp.StatusConflict,
 
+	CodeRequestTimeout:          nethttp.StatusRequestTimeout,
+	codeSignInLocked:            nethttp.StatusTooManyRequests,
 	keyhold.CodeRequestTooLarge: nethttp.StatusRequestEntityTooLarge,
 	CodeUnsupportedMediaType:    nethttp.StatusUnsupportedMediaType,
 

@@ -68,6 +68,21 @@ type Server struct {
 	// nextLink values. Empty: derived from each request's Host.
 	PublicURL string
 
+	// Slow clients (deadline.go). BodyTimeout bounds the time to receive
+	// the body of a route with a timeout; a streamed upload or download
+	// must keep StreamMinRate bytes per second on average, after
+	// StreamGrace. Zero: DefaultBodyTimeout, DefaultStreamMinRate,
+	// DefaultStreamGrace.
+	BodyTimeout   time.Duration
+	StreamMinRate int64
+	StreamGrace   time.Duration
+
+	// SignInLimits throttles wrong credentials at the token endpoint
+	// (ratelimit.go); zero fields take the defaults. Clock, if set,
+	// replaces the wall clock for its lockouts (tests).
+	SignInLimits SignInLimits
+	Clock        keyhold.Clock
+
 	// Events lists events and keeps tenant settings (events.go); nil: no
 	// such routes.
 	Events keyhold.EventService
@@ -92,6 +107,7 @@ type Server struct {
 	Backups keyhold.BackupService
 
 	once        sync.Once
+	throttle    *throttle
 	handler     nethttp.Handler
 	log         *slog.Logger
 	metrics     *metrics
@@ -107,6 +123,7 @@ func (s *Server) Handler() nethttp.Handler {
 			s.log = slog.New(slog.DiscardHandler)
 		}
 		s.metrics = newMetrics(s.Registry)
+		s.throttle = newThrottle(s.SignInLimits, s.Clock)
 		if s.Registry != nil {
 			s.promHandler = promhttp.HandlerFor(s.Registry, promhttp.HandlerOpts{})
 		}
@@ -139,8 +156,9 @@ type route struct {
 	Auth    []keyhold.Audience
 	Body    bodyKind
 	MaxBody int64 // the largest body accepted, in bytes
-	// Timeout bounds the handler's context. Zero: no timeout, and the
-	// connection's read and write deadlines are lifted (streaming routes).
+	// Timeout bounds the handler's context and, with a little slack, the
+	// connection's deadlines (deadline.go). Zero: no timeout, and the
+	// transfer must instead keep a minimum rate (streaming routes).
 	Timeout time.Duration
 	// OAuthErrors: errors are answered in Entra ID's OAuth2 shape rather
 	// than Azure's (the token endpoint).
@@ -233,7 +251,7 @@ func (rt *router) ServeHTTP(w nethttp.ResponseWriter, r *nethttp.Request) {
 			}
 		}
 	}
-	unmatched := route{Pattern: "unmatched", Body: bodyIgnored, Handler: func(w nethttp.ResponseWriter, r *nethttp.Request) error {
+	unmatched := route{Pattern: "unmatched", Body: bodyIgnored, Timeout: apiTimeout, Handler: func(w nethttp.ResponseWriter, r *nethttp.Request) error {
 		path := r.URL.EscapedPath()
 		if len(path) > 200 {
 			path = path[:200] + "…"

@@ -18,6 +18,10 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 )
 
+// hstsValue is the Strict-Transport-Security header of HTTPS answers:
+// one year, as browsers' preload rules ask.
+const hstsValue = "max-age=31536000"
+
 // reqState is what the wrapper learns about a request as it goes, for the
 // access log and error logs.
 type reqState struct {
@@ -44,6 +48,13 @@ func (s *Server) wrap(rt route) nethttp.Handler {
 		}
 		h.Set("X-Content-Type-Options", "nosniff")
 		h.Set("Cache-Control", "no-store")
+		if r.TLS != nil {
+			// HSTS: a browser that once reached the API over HTTPS
+			// never falls back to plain HTTP for it, where a token
+			// could be read on the way. Not includeSubDomains: the
+			// server can't speak for other hosts under its name.
+			h.Set("Strict-Transport-Security", hstsValue)
+		}
 
 		defer func() {
 			v := recover()
@@ -72,14 +83,15 @@ func (s *Server) wrap(rt route) nethttp.Handler {
 			var cancel context.CancelFunc
 			ctx, cancel = context.WithTimeout(ctx, rt.Timeout)
 			defer cancel()
-		} else {
-			// A stream may take longer than the server's deadlines allow
-			// other requests. Errors: the writer may not support this.
-			rc := nethttp.NewResponseController(rec)
-			rc.SetReadDeadline(time.Time{})
-			rc.SetWriteDeadline(time.Time{})
 		}
-		req, err := s.prepare(rec, r.WithContext(ctx), rt, st)
+		req := r.WithContext(ctx)
+		// The connection's deadlines for this route (deadline.go).
+		// Errors: the writer may not support them.
+		rc := nethttp.NewResponseController(rec)
+		rec.body = s.setDeadlines(rc, req, rt, start)
+		rec.closeUnread = r.ProtoMajor == 1 && r.ContentLength != 0
+		defer rec.closeUnreadBody(rc)
+		req, err := s.prepare(rec, req, rt, st)
 		if err == nil {
 			err = rt.Handler(rec, req)
 		}
@@ -208,6 +220,9 @@ func (s *Server) fail(w *recorder, r *nethttp.Request, st *reqState, rt route, e
 	if errors.Is(r.Context().Err(), context.DeadlineExceeded) && keyhold.ErrorCode(err) == keyhold.CodeInternal {
 		err = keyhold.Errorf(keyhold.CodeServiceUnavailable, "the request did not finish in time: retry it").WithCause(err)
 	}
+	if w.body != nil && w.body.timedOut != nil {
+		err = w.body.timedOut.WithCause(err) // whatever the handler made of it
+	}
 	if mb, ok := errors.AsType[*nethttp.MaxBytesError](err); ok && keyhold.ErrorCode(err) == keyhold.CodeInternal {
 		err = tooLarge(mb.Limit, "it was cut off there").WithCause(err)
 	}
@@ -283,11 +298,20 @@ type recorder struct {
 	nethttp.ResponseWriter
 	status int
 	wrote  bool
+	// body is the request's body; with closeUnread (HTTP/1 with a body),
+	// an answer sent before the body was read to its end closes the
+	// connection: net/http would otherwise read the rest of the body
+	// first, as slowly as the client cares to send it, before answering.
+	body        *trackedBody
+	closeUnread bool
 }
 
 func (w *recorder) WriteHeader(code int) {
 	if !w.wrote && code >= 200 {
 		w.status, w.wrote = code, true
+		if w.closeUnread && w.body != nil && !w.body.sawEOF {
+			w.Header().Set("Connection", "close")
+		}
 	}
 	w.ResponseWriter.WriteHeader(code)
 }

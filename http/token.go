@@ -37,6 +37,7 @@ var aadsts = map[string]int{
 	keyhold.CodeUnsupportedGrantType: 70003,
 	keyhold.CodeInvalidScope:         70011,
 	keyhold.CodeInvalidGrant:         50126,
+	codeSignInLocked:                 aadstsLocked,
 }
 
 // scopes lists the scopes a client may ask for, for messages.
@@ -99,7 +100,12 @@ func (s *Server) issueToken(w nethttp.ResponseWriter, r *nethttp.Request) error 
 	if scope == "" {
 		return missing("scope", "use one of "+scopes)
 	}
+	try := newSignIn(r, "app", r.PathValue("tenantId"), clientID, keyhold.CodeInvalidClient)
+	if err := s.throttle.admit(w, try); err != nil {
+		return err
+	}
 	tok, err := s.Tokens.IssueToken(r.Context(), r.PathValue("tenantId"), clientID, secret, scope)
+	s.throttle.record(try, err)
 	if err != nil {
 		return err
 	}
@@ -122,7 +128,12 @@ func (s *Server) passwordGrant(w nethttp.ResponseWriter, r *nethttp.Request, rop
 			return keyhold.Errorf(codeInvalidRequest, "the request body must contain the parameter '%s': %s", p.name, p.hint)
 		}
 	}
+	try := newSignIn(r, "user", r.PathValue("tenantId"), f.Get("username"), keyhold.CodeInvalidGrant)
+	if err := s.throttle.admit(w, try); err != nil {
+		return err
+	}
 	tok, err := ropc.IssuePasswordToken(r.Context(), r.PathValue("tenantId"), f.Get("username"), f.Get("password"), f.Get("scope"))
+	s.throttle.record(try, err)
 	if err != nil {
 		return err
 	}
@@ -149,7 +160,10 @@ func writeToken(w nethttp.ResponseWriter, tok *keyhold.Token) {
 func (s *Server) writeOAuthError(w nethttp.ResponseWriter, r *nethttp.Request, st *reqState, err error) {
 	e, internal := clientError(err)
 	code, status := e.Code, StatusOf(e.Code)
+	aadstsN, hasAADSTS := aadsts[e.Code]
 	switch {
+	case code == codeSignInLocked: // throttled (ratelimit.go)
+		code = e.Inner
 	case code == keyhold.CodeInvalidClient:
 		status = nethttp.StatusUnauthorized
 	case code == keyhold.CodeUnsupportedGrantType, code == keyhold.CodeInvalidScope, code == codeInvalidRequest, code == keyhold.CodeInvalidGrant:
@@ -169,9 +183,9 @@ func (s *Server) writeOAuthError(w nethttp.ResponseWriter, r *nethttp.Request, s
 		TraceID:          st.requestID,
 		CorrelationID:    w.Header().Get("x-ms-correlation-request-id"),
 	}
-	if n, ok := aadsts[code]; ok {
-		body.ErrorCodes = []int{n}
-		body.ErrorDescription = fmt.Sprintf("AADSTS%d: %s", n, e.Message)
+	if hasAADSTS {
+		body.ErrorCodes = []int{aadstsN}
+		body.ErrorDescription = fmt.Sprintf("AADSTS%d: %s", aadstsN, e.Message)
 	}
 	w.Header().Set("Pragma", "no-cache")
 	writeJSON(w, status, body)

@@ -86,6 +86,15 @@ type Config struct {
 	PKCS11Module string
 	PKCS11Token  string
 	PKCS11PIN    string
+	// TLSCertFile and TLSKeyFile, if set, are the operator's own PEM
+	// certificate (chain) and private key: the server serves them and
+	// generates no CA (tls.go).
+	TLSCertFile string
+	TLSKeyFile  string
+	// MaxConnsPerSource is how many connections one remote IP address may
+	// hold open at once (connlimit.go). Zero: DefaultMaxConnsPerSource;
+	// negative: no limit (behind a proxy that limits them itself).
+	MaxConnsPerSource int
 }
 
 // KeepLocked, as Config.LockGraceProduction or Config.LockGraceOther, keeps
@@ -144,7 +153,11 @@ func Run(ctx context.Context, cfg Config) error {
 	defer ln.Close()
 	url := "https://" + ln.Addr().String()
 
-	tlsFiles, err := ensureTLS(dataDir, ln.Addr(), cfg.Addr)
+	tlsFiles, byo, err := operatorTLS(cfg.TLSCertFile, cfg.TLSKeyFile)
+	if err == nil && !byo {
+		// The real clock: certificates are checked by real clients.
+		tlsFiles, err = ensureTLS(dataDir, ln.Addr(), cfg.Addr, time.Now(), log)
+	}
 	if err != nil {
 		return err
 	}
@@ -243,12 +256,18 @@ func Run(ctx context.Context, cfg Config) error {
 	srv := &nethttp.Server{
 		Handler:           api.Handler(),
 		TLSConfig:         tlsConf,
-		ReadHeaderTimeout: 10 * time.Second,
-		IdleTimeout:       2 * time.Minute,
+		ReadHeaderTimeout: readHeaderTimeout, // slow clients: connlimit.go
+		ReadTimeout:       readTimeout,
+		WriteTimeout:      writeTimeout,
+		IdleTimeout:       idleTimeout,
 		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
 	}
+	maxConns := cfg.MaxConnsPerSource
+	if maxConns == 0 {
+		maxConns = DefaultMaxConnsPerSource
+	}
 	serveErr := make(chan error, 1)
-	go func() { serveErr <- srv.ServeTLS(ln, "", "") }()
+	go func() { serveErr <- srv.ServeTLS(limitConns(ln, maxConns, reg, log), "", "") }()
 	fmt.Fprintf(cfg.Stdout, "Keyhold is serving at %s\n", url)
 	if created {
 		fmt.Fprintf(cfg.Stdout, "First start: credentials written to %s\nNext: keyhold login --bootstrap %s\n", bootPath, bootPath)
