@@ -37,6 +37,10 @@ type ServeOptions struct {
 	// WebhookCAFile (--webhook-ca-file) holds CA certificates that verify
 	// tenants' webhook receivers besides the system's roots.
 	WebhookCAFile string
+	// EgressAllow (--egress-allow, repeatable or comma-separated) lists
+	// the non-public addresses tenants' webhooks may reach: CIDRs,
+	// addresses or host names.
+	EgressAllow []string
 }
 
 // The bounds of --health-interval and --key-cache-ttl. Below a second the
@@ -97,6 +101,11 @@ a transient fault of the vault only warns. Unwrapped environment keys stay
 in memory for --key-cache-ttl, which is also how long reads go on while the
 vault does not answer. Both take a duration from 1s to 1h.
 
+Tenants' webhooks may reach public addresses only: a URL whose host is, or
+resolves to, a loopback, link-local (such as the cloud metadata endpoint),
+private or other special address is refused unless --egress-allow lists
+it (a CIDR, an address or a host name).
+
 Logs go to stderr.`,
 		Args: exactArgs(),
 		RunE: func(cmd *cobra.Command, _ []string) error {
@@ -142,6 +151,7 @@ Logs go to stderr.`,
 	fl.StringVar(&opts.PKCS11Token, "pkcs11-token", "", "`Label` of the PKCS#11 token (with --pkcs11-module)")
 	fl.StringVar(&healthInterval, "health-interval", defaultHealthInterval.String(), "How often to probe each enterprise policy's key: a `duration` from 1s to 1h")
 	fl.StringVar(&opts.WebhookCAFile, "webhook-ca-file", "", "PEM `file` of CA certificates that verify tenants' webhook receivers, besides the system's roots")
+	fl.StringSliceVar(&opts.EgressAllow, "egress-allow", nil, "Let tenants' webhooks reach these non-public `addresses`: CIDRs, addresses or host names, comma-separated or repeated (default: public addresses only; loopback, link-local, private and other special ranges are refused)")
 	fl.StringVar(&keyCacheTTL, "key-cache-ttl", defaultKeyCacheTTL.String(), "How long an unwrapped environment key stays cached: a `duration` from 1s to 1h")
 	return cmd
 }
@@ -161,6 +171,7 @@ func serveRun(opts *ServeOptions) error {
 		HealthInterval: opts.HealthInterval,
 		KeyCacheTTL:    opts.KeyCacheTTL,
 		WebhookCAFile:  opts.WebhookCAFile,
+		EgressAllow:    opts.EgressAllow,
 	})
 	if errors.Is(err, context.Canceled) && opts.Ctx.Err() != nil {
 		return nil // stopped by a signal: a clean shutdown

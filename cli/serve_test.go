@@ -45,6 +45,8 @@ func TestNewCmdServe(t *testing.T) {
 			want: with(func(o *ServeOptions) { o.HealthInterval, o.KeyCacheTTL = 5*time.Second, 90*time.Second })},
 		{name: "webhook CA file", args: []string{"--webhook-ca-file", "/etc/keyhold/hooks-ca.pem"},
 			want: with(func(o *ServeOptions) { o.WebhookCAFile = "/etc/keyhold/hooks-ca.pem" })},
+		{name: "egress allowlist, repeated and comma-separated", args: []string{"--egress-allow", "10.20.0.0/16,127.0.0.1", "--egress-allow", "hooks.internal"},
+			want: with(func(o *ServeOptions) { o.EgressAllow = []string{"10.20.0.0/16", "127.0.0.1", "hooks.internal"} })},
 		{name: "bounds are accepted", args: []string{"--health-interval", "1h", "--key-cache-ttl", "1s"},
 			want: with(func(o *ServeOptions) { o.HealthInterval, o.KeyCacheTTL = time.Hour, time.Second })},
 		{name: "health interval not a duration", args: []string{"--health-interval", "soon"},
@@ -91,6 +93,7 @@ func TestServeRun(t *testing.T) {
 			var got server.Config
 			opts := &ServeOptions{IO: streams, Ctx: ctx, Addr: "127.0.0.1:0", DataDir: "d", PostgresDSN: "p", MasterKey: "k",
 				LogFormat: "json", LogLevel: slog.LevelWarn, HealthInterval: 7 * time.Second, KeyCacheTTL: 90 * time.Second,
+				EgressAllow: []string{"10.0.0.0/8"},
 				Serve: func(_ context.Context, cfg server.Config) error {
 					got = cfg
 					cfg.Logger.Info("hidden below warn")
@@ -101,7 +104,7 @@ func TestServeRun(t *testing.T) {
 				t.Fatalf("serveRun = %v, want %v", err, tt.wantErr)
 			}
 			if got.Addr != "127.0.0.1:0" || got.DataDir != "d" || got.PostgresDSN != "p" || got.MasterKey != "k" || got.Stdout != out ||
-				got.HealthInterval != 7*time.Second || got.KeyCacheTTL != 90*time.Second {
+				got.HealthInterval != 7*time.Second || got.KeyCacheTTL != 90*time.Second || len(got.EgressAllow) != 1 || got.EgressAllow[0] != "10.0.0.0/8" {
 				t.Errorf("config = %+v", got)
 			}
 			var line struct{ Level, Msg, K string }
