@@ -31,6 +31,10 @@ type environmentProperties struct {
 	ProtectionStatus        protectionStatus        `json:"protectionStatus"`
 	// EnterprisePolicies names the linked policies; absent when none is.
 	EnterprisePolicies *enterprisePolicies `json:"enterprisePolicies,omitempty"`
+	// RestoreOperationID names the restore, copy or reset replacing the
+	// environment's data (states.management is then "Restoring"); absent
+	// when none runs.
+	RestoreOperationID string `json:"restoreOperationId,omitempty"`
 }
 
 type principalRef struct {
@@ -86,7 +90,18 @@ func toEnterprisePolicies(e *keyhold.Environment) *enterprisePolicies {
 // environmentType is the BAP resource type of an environment.
 const environmentType = "Microsoft.BusinessAppPlatform/scopes/environments"
 
+// Management states of an environment: Restoring while a restore, copy or
+// reset replaces its data (writes are refused), else Ready.
+const (
+	managementReady     = "Ready"
+	managementRestoring = "Restoring"
+)
+
 func toEnvironmentJSON(e *keyhold.Environment) environmentJSON {
+	management := managementReady
+	if e.RestoreOperationID != "" {
+		management = managementRestoring
+	}
 	return environmentJSON{
 		ID:       adminEnvPrefix + "/" + e.ID,
 		Type:     environmentType,
@@ -101,10 +116,11 @@ func toEnvironmentJSON(e *keyhold.Environment) environmentJSON {
 			LastModifiedTime:        e.UpdatedAt.UTC(),
 			CreatedBy:               principalRef{ID: e.CreatedBy},
 			ProvisioningState:       "Succeeded",
-			States:                  environmentStates{Management: stateRef{ID: "Ready"}, Runtime: stateRef{ID: string(e.State)}},
+			States:                  environmentStates{Management: stateRef{ID: management}, Runtime: stateRef{ID: string(e.State)}},
 			GovernanceConfiguration: governanceConfiguration{ProtectionLevel: protectionLevel(e.Managed)},
 			ProtectionStatus:        protectionStatus{KeyManagedBy: string(e.KeyManagedBy)},
 			EnterprisePolicies:      toEnterprisePolicies(e),
+			RestoreOperationID:      e.RestoreOperationID,
 		},
 	}
 }
@@ -126,6 +142,8 @@ func fromEnvironmentJSON(j *environmentJSON) *keyhold.Environment {
 		CreatedBy:    p.CreatedBy.ID,
 		CreatedAt:    p.CreatedTime,
 		UpdatedAt:    p.LastModifiedTime,
+
+		RestoreOperationID: p.RestoreOperationID,
 	}
 	if ep := p.EnterprisePolicies; ep != nil && ep.CustomerManagedKeys != nil {
 		cmk := ep.CustomerManagedKeys
