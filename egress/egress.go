@@ -141,6 +141,9 @@ type RefusedError struct {
 }
 
 func (e *RefusedError) Error() string {
+	if _, literal := literalAddr(e.Host); literal && e.Host != e.Addr.String() {
+		return fmt.Sprintf("%s (%s) is a %s address, which outbound requests may not reach; an operator can allow it with %s", e.Host, e.Addr, e.Range, e.Flag)
+	}
 	if e.Host != "" && e.Host != e.Addr.String() {
 		return fmt.Sprintf("%s resolves to %s, a %s address, which outbound requests may not reach; an operator can allow it with %s", e.Host, e.Addr, e.Range, e.Flag)
 	}
