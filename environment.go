@@ -96,6 +96,13 @@ type Environment struct {
 	// key found inaccessible); zero unless it is Locked. The deletion
 	// countdown of a Locked environment runs from it.
 	LockedAt time.Time `json:"lockedAt,omitzero"`
+	// RestoreOperationID is the id of the restore, copy or reset that is
+	// replacing the environment's data, running or paused ("" when none
+	// is): while it is set, writes of the environment's data are refused
+	// (409) and reads go on. It is not stored: the platform fills it in
+	// from the running operation, so it ends with the operation, also
+	// after a restart.
+	RestoreOperationID string `json:"restoreOperationId,omitempty"`
 	// Version grows by one with each update; UpdateEnvironment refuses a
 	// write whose Version is not the stored one (optimistic concurrency
 	// across replicas).

@@ -71,6 +71,14 @@ type Tx interface {
 	// files, chunks, uploads and wrapped keys too.
 	CreateEnvironment(ctx context.Context, e *Environment) error
 	Environment(ctx context.Context, id string) (*Environment, error)
+	// EnvironmentForWrite is Environment, and holds the environment's
+	// row until the transaction ends: an UpdateEnvironment of another
+	// transaction waits for this one, and if one committed after this
+	// transaction's snapshot, this call fails with a retryable conflict
+	// (Update runs the transaction again). A write of an environment's
+	// data starts with it, so that it is ordered with any change of the
+	// environment (a restore's start) instead of racing it.
+	EnvironmentForWrite(ctx context.Context, id string) (*Environment, error)
 	ListEnvironments(ctx context.Context, f EnvironmentFilter) ([]*Environment, error)
 	UpdateEnvironment(ctx context.Context, e *Environment) error
 	DeleteEnvironment(ctx context.Context, id string) error

@@ -364,6 +364,9 @@ func printEnvironment(w io.Writer, format Format, e *keyhold.Environment) error 
 	if e.PolicyID != "" {
 		rows = append(rows, struct{ k, v string }{"Policy:", e.PolicyID}, struct{ k, v string }{"Link status:", e.LinkStatus})
 	}
+	if e.RestoreOperationID != "" {
+		rows = append(rows, struct{ k, v string }{"Restoring:", "operation " + e.RestoreOperationID + " (writes refused until it ends)"})
+	}
 	rows = append(rows, struct{ k, v string }{"Created:", timestamp(e.CreatedAt)}, struct{ k, v string }{"Updated:", timestamp(e.UpdatedAt)})
 	tw := newTable(w)
 	for _, f := range rows {

@@ -184,3 +184,17 @@ func TestPrintEnvironmentID(t *testing.T) {
 		t.Fatalf("-o id printed %q, want the id alone", out.String())
 	}
 }
+
+// TestPrintEnvironmentRestoring: an environment being restored says so,
+// naming the operation; one that is not, doesn't.
+func TestPrintEnvironmentRestoring(t *testing.T) {
+	for _, op := range []string{"op-7", ""} {
+		var out bytes.Buffer
+		if err := printEnvironment(&out, FormatTable, &keyhold.Environment{ID: "e1", DisplayName: "one", RestoreOperationID: op}); err != nil {
+			t.Fatal(err)
+		}
+		if got := squash(out.String()); strings.Contains(got, "Restoring: operation op-7 (writes refused until it ends)") != (op != "") {
+			t.Errorf("restore operation %q: printed %q", op, got)
+		}
+	}
+}

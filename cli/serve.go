@@ -52,6 +52,10 @@ type ServeOptions struct {
 	// until an administrator acts.
 	LockGraceProduction time.Duration
 	LockGraceOther      time.Duration
+	// EgressAllow (--egress-allow, repeatable or comma-separated) lists
+	// the non-public addresses tenants' webhooks may reach: CIDRs,
+	// addresses or host names.
+	EgressAllow []string
 }
 
 // The defaults of --delete-locked-production-after and
@@ -150,6 +154,11 @@ The server's certificate comes from a CA it generates in <data>/tls (its
 clients trust <data>/tls/ca.pem), unless --tls-cert and --tls-key name your
 own PEM certificate chain and private key.
 
+Tenants' webhooks may reach public addresses only: a URL whose host is, or
+resolves to, a loopback, link-local (such as the cloud metadata endpoint),
+private or other special address is refused unless --egress-allow lists
+it (a CIDR, an address or a host name).
+
 Logs go to stderr.`,
 		Args: exactArgs(),
 		RunE: func(cmd *cobra.Command, _ []string) error {
@@ -210,6 +219,7 @@ Logs go to stderr.`,
 	fl.StringVar(&opts.TLSCert, "tls-cert", "", "PEM `file` of your own server certificate chain, leaf first (with --tls-key; default: a generated CA's)")
 	fl.StringVar(&opts.TLSKey, "tls-key", "", "PEM `file` of the private key of --tls-cert")
 	fl.IntVar(&opts.MaxConnsPerSource, "max-conns-per-source", 0, "Most `connections` one remote IP address may hold open (0: 64; -1: no limit, behind a proxy that limits them)")
+	fl.StringSliceVar(&opts.EgressAllow, "egress-allow", nil, "Let tenants' webhooks reach these non-public `addresses`: CIDRs, addresses or host names, comma-separated or repeated (default: public addresses only; loopback, link-local, private and other special ranges are refused)")
 	fl.StringVar(&keyCacheTTL, "key-cache-ttl", defaultKeyCacheTTL.String(), "How long an unwrapped environment key stays cached: a `duration` from 1s to 1h")
 	fl.StringVar(&graceProd, "delete-locked-production-after", defaultLockGraceProduction, "Delete a Production environment Locked this long: `days` such as 28d, or never")
 	fl.StringVar(&graceOther, "delete-locked-other-after", defaultLockGraceOther, "Delete an environment of another type Locked this long: `days` such as 7d, or never")
@@ -238,6 +248,7 @@ func serveRun(opts *ServeOptions) error {
 		TLSKeyFile:          opts.TLSKey,
 		// -1 on the command line is "no limit", any negative to the server.
 		MaxConnsPerSource: opts.MaxConnsPerSource,
+		EgressAllow:       opts.EgressAllow,
 	})
 	if errors.Is(err, context.Canceled) && opts.Ctx.Err() != nil {
 		return nil // stopped by a signal: a clean shutdown

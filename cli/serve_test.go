@@ -53,6 +53,8 @@ func TestNewCmdServe(t *testing.T) {
 		{name: "connections per source", args: []string{"--max-conns-per-source", "8"}, want: with(func(o *ServeOptions) { o.MaxConnsPerSource = 8 })},
 		{name: "no connection limit", args: []string{"--max-conns-per-source", "-1"}, want: with(func(o *ServeOptions) { o.MaxConnsPerSource = -1 })},
 		{name: "bad connection limit", args: []string{"--max-conns-per-source", "-5"}, wantErr: "--max-conns-per-source -5 is not valid"},
+		{name: "egress allowlist, repeated and comma-separated", args: []string{"--egress-allow", "10.20.0.0/16,127.0.0.1", "--egress-allow", "hooks.internal"},
+			want: with(func(o *ServeOptions) { o.EgressAllow = []string{"10.20.0.0/16", "127.0.0.1", "hooks.internal"} })},
 		{name: "bounds are accepted", args: []string{"--health-interval", "1h", "--key-cache-ttl", "1s"},
 			want: with(func(o *ServeOptions) { o.HealthInterval, o.KeyCacheTTL = time.Hour, time.Second })},
 		{name: "health interval not a duration", args: []string{"--health-interval", "soon"},
@@ -110,6 +112,7 @@ func TestServeRun(t *testing.T) {
 			opts := &ServeOptions{IO: streams, Ctx: ctx, Addr: "127.0.0.1:0", DataDir: "d", PostgresDSN: "p", MasterKey: "k", TLSCert: "c.pem", TLSKey: "k.pem", MaxConnsPerSource: 3,
 				LogFormat: "json", LogLevel: slog.LevelWarn, HealthInterval: 7 * time.Second, KeyCacheTTL: 90 * time.Second,
 				LockGraceProduction: platform.KeepLocked, LockGraceOther: 9 * 24 * time.Hour,
+				EgressAllow: []string{"10.0.0.0/8"},
 				Serve: func(_ context.Context, cfg server.Config) error {
 					got = cfg
 					cfg.Logger.Info("hidden below warn")
@@ -121,7 +124,8 @@ func TestServeRun(t *testing.T) {
 			}
 			if got.Addr != "127.0.0.1:0" || got.DataDir != "d" || got.PostgresDSN != "p" || got.MasterKey != "k" || got.Stdout != out ||
 				got.HealthInterval != 7*time.Second || got.KeyCacheTTL != 90*time.Second || got.TLSCertFile != "c.pem" || got.TLSKeyFile != "k.pem" || got.MaxConnsPerSource != 3 ||
-				got.LockGraceProduction != platform.KeepLocked || got.LockGraceOther != 9*24*time.Hour {
+				got.LockGraceProduction != platform.KeepLocked || got.LockGraceOther != 9*24*time.Hour ||
+				len(got.EgressAllow) != 1 || got.EgressAllow[0] != "10.0.0.0/8" {
 				t.Errorf("config = %+v", got)
 			}
 			var line struct{ Level, Msg, K string }

@@ -34,6 +34,10 @@ type environmentProperties struct {
 	// FinanceAndOperations is present for an environment with finance and
 	// operations apps (Keyhold's own property).
 	FinanceAndOperations *financeAndOperations `json:"financeAndOperations,omitempty"`
+	// RestoreOperationID names the restore, copy or reset replacing the
+	// environment's data (states.management is then "Restoring"); absent
+	// when none runs.
+	RestoreOperationID string `json:"restoreOperationId,omitempty"`
 }
 
 // financeAndOperations is properties.financeAndOperations: its presence
@@ -106,7 +110,18 @@ func toEnterprisePolicies(e *keyhold.Environment) *enterprisePolicies {
 // environmentType is the BAP resource type of an environment.
 const environmentType = "Microsoft.BusinessAppPlatform/scopes/environments"
 
+// Management states of an environment: Restoring while a restore, copy or
+// reset replaces its data (writes are refused), else Ready.
+const (
+	managementReady     = "Ready"
+	managementRestoring = "Restoring"
+)
+
 func toEnvironmentJSON(e *keyhold.Environment) environmentJSON {
+	management := managementReady
+	if e.RestoreOperationID != "" {
+		management = managementRestoring
+	}
 	return environmentJSON{
 		ID:       adminEnvPrefix + "/" + e.ID,
 		Type:     environmentType,
@@ -121,11 +136,12 @@ func toEnvironmentJSON(e *keyhold.Environment) environmentJSON {
 			LastModifiedTime:        e.UpdatedAt.UTC(),
 			CreatedBy:               principalRef{ID: e.CreatedBy},
 			ProvisioningState:       "Succeeded",
-			States:                  environmentStates{Management: stateRef{ID: "Ready"}, Runtime: stateRef{ID: string(e.State)}},
+			States:                  environmentStates{Management: stateRef{ID: management}, Runtime: stateRef{ID: string(e.State)}},
 			GovernanceConfiguration: governanceConfiguration{ProtectionLevel: protectionLevel(e.Managed)},
 			ProtectionStatus:        protectionStatus{KeyManagedBy: string(e.KeyManagedBy)},
 			EnterprisePolicies:      toEnterprisePolicies(e),
 			FinanceAndOperations:    toFinanceAndOperations(e),
+			RestoreOperationID:      e.RestoreOperationID,
 		},
 	}
 }
@@ -147,6 +163,8 @@ func fromEnvironmentJSON(j *environmentJSON) *keyhold.Environment {
 		CreatedBy:    p.CreatedBy.ID,
 		CreatedAt:    p.CreatedTime,
 		UpdatedAt:    p.LastModifiedTime,
+
+		RestoreOperationID: p.RestoreOperationID,
 	}
 	if fo := p.FinanceAndOperations; fo != nil {
 		e.FinOps, e.PowerPlatformIntegration = true, fo.PowerPlatformIntegration

@@ -342,3 +342,27 @@ func TestMethodNotAllowed(t *testing.T) {
 		t.Fatalf("x-ms-request-id = %q, want a uuid", id)
 	}
 }
+
+// TestEnvironmentJSONRestoring: an environment whose data a restore, copy
+// or reset is replacing shows states.management "Restoring" and the
+// operation's id, and the client reads the id back; otherwise "Ready" and
+// no id.
+func TestEnvironmentJSONRestoring(t *testing.T) {
+	e := &keyhold.Environment{ID: "env-r", TenantID: "t", DisplayName: "Contoso", Location: "europe", SKU: keyhold.SKUSandbox,
+		State: keyhold.StateEnabled, RestoreOperationID: "op-1"}
+	for _, tc := range []struct{ op, management string }{{"op-1", "Restoring"}, {"", "Ready"}} {
+		e.RestoreOperationID = tc.op
+		b, err := json.Marshal(toEnvironmentJSON(e))
+		if err != nil {
+			t.Fatal(err)
+		}
+		var j environmentJSON
+		if err := json.Unmarshal(b, &j); err != nil {
+			t.Fatal(err)
+		}
+		if j.Properties.States.Management.ID != tc.management || fromEnvironmentJSON(&j).RestoreOperationID != tc.op ||
+			(tc.op == "") == strings.Contains(string(b), "restoreOperationId") {
+			t.Errorf("operation %q: %s; want management %s and the id back", tc.op, b, tc.management)
+		}
+	}
+}

@@ -479,3 +479,45 @@ func testKeyVaultInteropKeys(t *testing.T, kf *kvFixture) {
 		t.Fatalf("imported = %+v", imported.Key)
 	}
 }
+
+// TestVaultTenantIsTheSubscriptionsSDK: armkeyvault creating a vault that
+// names another tenant is answered 400 BadRequest naming the
+// subscription's tenant; no vault is created and the named tenant's audit
+// log gets nothing.
+func TestVaultTenantIsTheSubscriptionsSDK(t *testing.T) {
+	forEachKVBackend(t, func(t *testing.T, kf *kvFixture) {
+		ctx := context.Background()
+		const victim = "5e6f7081-92a3-44b5-86c7-d8e9f0a1b2c3"
+		if err := kf.store.Update(ctx, func(tx keyhold.Tx) error {
+			return tx.CreateTenant(ctx, &keyhold.Tenant{ID: victim, DisplayName: "Fabrikam", CreatedAt: kf.clock.Now()})
+		}); err != nil {
+			t.Fatal(err)
+		}
+		victimAudit := func() int {
+			var n int
+			kf.store.View(ctx, func(tx keyhold.Tx) error {
+				es, err := tx.ListAudit(ctx, keyhold.AuditFilter{TenantID: victim, Limit: 100})
+				n = len(es)
+				return err
+			})
+			return n
+		}
+		vc := kf.vaultsClient(t)
+		_, err := vc.BeginCreateOrUpdate(ctx, kf.rg, "injected-kv", armkeyvault.VaultCreateOrUpdateParameters{
+			Location: to.Ptr("westeurope"),
+			Properties: &armkeyvault.VaultProperties{
+				TenantID: to.Ptr(victim),
+				SKU:      &armkeyvault.SKU{Family: to.Ptr(armkeyvault.SKUFamilyA), Name: to.Ptr(armkeyvault.SKUNameStandard)},
+			},
+		}, nil)
+		re := wantResponseError(t, "a vault naming another tenant", err, 400, keyhold.CodeBadRequest)
+		if msg := re.Error(); !strings.Contains(msg, victim) || !strings.Contains(msg, kf.creds.TenantID) {
+			t.Errorf("refusal %s: want it to quote %s and name the subscription's tenant %s", msg, victim, kf.creds.TenantID)
+		}
+		_, err = vc.Get(ctx, kf.rg, "injected-kv", nil)
+		wantResponseError(t, "the refused vault", err, 404, keyhold.CodeResourceNotFound)
+		if n := victimAudit(); n != 0 {
+			t.Fatalf("the named tenant's audit log has %d entries, want none", n)
+		}
+	})
+}

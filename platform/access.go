@@ -87,3 +87,61 @@ func dataAccess(ctx context.Context, tx keyhold.Tx, id *keyhold.Identity, envID 
 	}
 	return env, nil
 }
+
+// writeAccess is dataAccess for a write of the environment's data (a row
+// put or delete, a file put), run inside the writing transaction. It first
+// holds the environment's row (EnvironmentForWrite): a restore, copy or
+// reset changes that row when it starts (startDBOp), so a write either
+// commits before the start or sees the operation, never slips in between
+// to be overwritten. It then refuses while such an operation runs
+// (refuseWhileRestoring).
+func writeAccess(ctx context.Context, tx keyhold.Tx, id *keyhold.Identity, envID string) (*keyhold.Environment, error) {
+	if _, err := tx.EnvironmentForWrite(ctx, envID); err != nil && keyhold.ErrorCode(err) != keyhold.CodeEnvironmentNotFound {
+		return nil, err
+	}
+	env, err := dataAccess(ctx, tx, id, envID)
+	if err != nil {
+		return nil, err
+	}
+	if err := refuseWhileRestoring(ctx, tx, env); err != nil {
+		return nil, err
+	}
+	return env, nil
+}
+
+// overwritingOp returns the running restore, copy or reset of env (nil if
+// none): the operation that will replace the environment's data, running
+// or paused (a paused operation is still Running), until it ends.
+func overwritingOp(ctx context.Context, tx keyhold.Tx, envID string) (*keyhold.Operation, error) {
+	// At most one operation runs on an environment (runningOp).
+	running, err := tx.ListOperations(ctx, keyhold.OperationFilter{Target: envID, State: keyhold.OperationRunning, Limit: 1})
+	if err != nil || len(running) == 0 {
+		return nil, err
+	}
+	switch op := running[0]; op.Kind {
+	case keyhold.OpRestore, keyhold.OpCopy, keyhold.OpReset:
+		return op, nil
+	}
+	return nil, nil
+}
+
+// refuseWhileRestoring refuses a write to env's data (CodeConflict, 409)
+// while a restore, copy or reset runs on it: the operation replaces the
+// data when it commits, so a write acknowledged meanwhile would be lost.
+// Reads go on, and see the data as it was until the operation commits.
+func refuseWhileRestoring(ctx context.Context, tx keyhold.Tx, env *keyhold.Environment) error {
+	op, err := overwritingOp(ctx, tx, env.ID)
+	if err != nil || op == nil {
+		return err
+	}
+	what := "restored from a backup"
+	switch op.Kind {
+	case keyhold.OpCopy:
+		what = "overwritten with a copy of another environment"
+	case keyhold.OpReset:
+		what = "reset"
+	}
+	return keyhold.Errorf(keyhold.CodeConflict,
+		"environment %s is being %s by operation %s (%s): writes are refused until it ends, since it replaces the environment's data; reads go on. Retry after the operation has ended (GET its operation)",
+		env.ID, what, op.ID, op.Kind)
+}

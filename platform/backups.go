@@ -458,8 +458,24 @@ func checkCopy(ctx context.Context, tx keyhold.Tx, id *keyhold.Identity, targetI
 }
 
 // startDBOp creates a database operation on target in tx and audits it.
+// It also updates target's row: a data write holds that row
+// (writeAccess), so the write either commits before this transaction or
+// sees the operation and is refused; none is acknowledged and then
+// overwritten.
 func (p *Platform) startDBOp(ctx context.Context, tx keyhold.Tx, id *keyhold.Identity, target *keyhold.Environment, kind string, in dbInput, action, detail string) (*keyhold.Operation, error) {
-	return p.createEnvOp(ctx, tx, id, target, kind, in, action, detail, nil)
+	op, err := p.createEnvOp(ctx, tx, id, target, kind, in, action, detail, nil)
+	if err != nil {
+		return nil, err
+	}
+	cur, err := tx.Environment(ctx, target.ID)
+	if err != nil {
+		return nil, err
+	}
+	cur.UpdatedAt = p.clock.Now().UTC()
+	if err := tx.UpdateEnvironment(ctx, cur); err != nil {
+		return nil, err
+	}
+	return op, nil
 }
 
 // startChecked runs check in a read transaction, then again in the

@@ -98,10 +98,21 @@ func (p *Platform) FindEnvironment(ctx context.Context, envID string) (*keyhold.
 	}
 	var env *keyhold.Environment
 	err = p.store.View(ctx, func(tx keyhold.Tx) error {
-		env, err = adminEnvironment(ctx, tx, id, envID)
-		return err
+		if env, err = adminEnvironment(ctx, tx, id, envID); err != nil {
+			return err
+		}
+		return showRestore(ctx, tx, env)
 	})
 	return env, err
+}
+
+// showRestore fills in env's RestoreOperationID.
+func showRestore(ctx context.Context, tx keyhold.Tx, env *keyhold.Environment) error {
+	op, err := overwritingOp(ctx, tx, env.ID)
+	if err == nil && op != nil {
+		env.RestoreOperationID = op.ID
+	}
+	return err
 }
 
 // ListEnvironments lists the caller's tenant's environments.
@@ -115,8 +126,15 @@ func (p *Platform) ListEnvironments(ctx context.Context) ([]*keyhold.Environment
 		if err := requireAdmin(ctx, tx, id); err != nil {
 			return err
 		}
-		envs, err = tx.ListEnvironments(ctx, keyhold.EnvironmentFilter{TenantID: id.TenantID})
-		return err
+		if envs, err = tx.ListEnvironments(ctx, keyhold.EnvironmentFilter{TenantID: id.TenantID}); err != nil {
+			return err
+		}
+		for _, env := range envs {
+			if err := showRestore(ctx, tx, env); err != nil {
+				return err
+			}
+		}
+		return nil
 	})
 	return envs, err
 }

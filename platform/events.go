@@ -301,14 +301,17 @@ func (p *Platform) TenantSettings(ctx context.Context) (*keyhold.TenantSettings,
 // UpdateTenantSettings applies patch to the caller's tenant's settings and
 // returns them. The caller must be a platform administrator; a webhook URL
 // must be an absolute https URL (http only to a loopback address) without
-// credentials (CodeBadRequest, nothing changed). The change is audited.
+// credentials, whose host the egress policy does not refuse outright (a
+// literal address outside the public ranges, or localhost, unless the
+// operator allowed it) (CodeBadRequest, nothing changed). The change is
+// audited.
 func (p *Platform) UpdateTenantSettings(ctx context.Context, patch keyhold.TenantSettingsPatch) (*keyhold.TenantSettings, error) {
 	id, err := caller(ctx)
 	if err != nil {
 		return nil, err
 	}
 	if patch.WebhookURL != nil {
-		if err := checkWebhookURL(*patch.WebhookURL); err != nil {
+		if err := p.checkWebhookURL(*patch.WebhookURL); err != nil {
 			return nil, err
 		}
 	}
@@ -344,8 +347,10 @@ func (p *Platform) UpdateTenantSettings(ctx context.Context, patch keyhold.Tenan
 	return s, nil
 }
 
-// checkWebhookURL refuses a webhook URL that events should not go to.
-func checkWebhookURL(raw string) error {
+// checkWebhookURL refuses a webhook URL that events should not go to. The
+// egress policy's check here only gives an early answer for what can be
+// known without resolving the name; delivery checks every connection.
+func (p *Platform) checkWebhookURL(raw string) error {
 	if raw == "" {
 		return nil
 	}
@@ -363,15 +368,19 @@ func checkWebhookURL(raw string) error {
 	if u.Fragment != "" {
 		return keyhold.Errorf(keyhold.CodeBadRequest, "the webhook URL %q has a fragment: %s", raw, how)
 	}
+	if err := p.egress.CheckURL(u); err != nil {
+		return keyhold.Errorf(keyhold.CodeBadRequest, "the webhook URL %q is refused: %v; give a URL whose host is a public address", raw, err)
+	}
 	switch u.Scheme {
 	case "https":
-		return nil
 	case "http":
-		if ip := net.ParseIP(u.Hostname()); (ip != nil && ip.IsLoopback()) || strings.EqualFold(u.Hostname(), "localhost") {
-			return nil
+		if ip := net.ParseIP(u.Hostname()); (ip == nil || !ip.IsLoopback()) && !strings.EqualFold(u.Hostname(), "localhost") {
+			return keyhold.Errorf(keyhold.CodeBadRequest, "the webhook URL %q uses %s: %s", raw, u.Scheme, how)
 		}
+	default:
+		return keyhold.Errorf(keyhold.CodeBadRequest, "the webhook URL %q uses %s: %s", raw, u.Scheme, how)
 	}
-	return keyhold.Errorf(keyhold.CodeBadRequest, "the webhook URL %q uses %s: %s", raw, u.Scheme, how)
+	return nil
 }
 
 var _ keyhold.EventService = (*Platform)(nil)

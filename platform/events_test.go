@@ -11,8 +11,10 @@ import (
 	"fmt"
 	"io"
 	"math/big"
+	"net"
 	"net/http"
 	"net/http/httptest"
+	"net/netip"
 	"strings"
 	"sync"
 	"testing"
@@ -20,6 +22,7 @@ import (
 
 	"github.com/golang-jwt/jwt/v5"
 	"github.com/keyhold/keyhold"
+	"github.com/keyhold/keyhold/egress"
 	"github.com/keyhold/keyhold/vault"
 )
 
@@ -51,10 +54,27 @@ func newHookServer(t *testing.T, f *cmkFixture) *hookServer {
 		io.WriteString(w, `{"error":"receiver says no"}`)
 	}))
 	t.Cleanup(h.Close)
-	roots := x509.NewCertPool()
-	roots.AddCert(h.Certificate())
-	f.p.hookClient = NewWebhookClient(roots) // the product's client, trusting the test server
+	f.allowEgress(t, h.Certificate(), nil, "127.0.0.1/32")
 	return h
+}
+
+// allowEgress gives the platform the egress policy an operator would
+// configure with --egress-allow allow (the receivers of these tests are on
+// loopback, which the default refuses), resolving names with res (nil:
+// the system's), and the product's webhook client through it, trusting
+// cert.
+func (f *cmkFixture) allowEgress(t *testing.T, cert *x509.Certificate, res egress.Resolver, allow ...string) {
+	t.Helper()
+	pol, err := egress.New(egress.Options{Allow: allow, Resolver: res})
+	if err != nil {
+		t.Fatal(err)
+	}
+	roots := x509.NewCertPool()
+	if cert != nil {
+		roots.AddCert(cert)
+	}
+	f.p.egress = pol
+	f.p.hookClient = NewWebhookClient(roots, pol)
 }
 
 func (h *hookServer) setStatus(s int) { h.mu.Lock(); h.status = s; h.mu.Unlock() }
@@ -299,6 +319,12 @@ func TestTenantSettingsRefusals(t *testing.T) {
 		if err != nil || *got != *good {
 			t.Errorf("settings after refusals %+v, %v; want unchanged %+v", got, err, good)
 		}
+		// Loopback only once the operator allows it.
+		if _, err := f.p.UpdateTenantSettings(f.ctx, keyhold.TenantSettingsPatch{WebhookURL: new("http://127.0.0.1:9/hook")}); keyhold.ErrorCode(err) != keyhold.CodeBadRequest ||
+			!strings.Contains(keyhold.ErrorMessage(err), "--egress-allow") {
+			t.Errorf("loopback webhook without the allowlist: %v; want BadRequest naming --egress-allow", err)
+		}
+		f.allowEgress(t, nil, nil, "127.0.0.1")
 		ok := f.settings(t, keyhold.TenantSettingsPatch{WebhookURL: new("http://127.0.0.1:9/hook")})
 		if ok.WebhookURL != "http://127.0.0.1:9/hook" || ok.AutoReenable {
 			t.Errorf("loopback http webhook: %+v", ok)
@@ -484,6 +510,126 @@ func TestWebhookNoRedirect(t *testing.T) {
 		e := f.events(t)[0]
 		if e.Kind != keyhold.EventEnvironmentDeleted || e.Delivery != keyhold.DeliveryPending || !strings.Contains(e.LastError, "307") {
 			t.Errorf("event %s: %s, %q; want Pending with the 307", e.Kind, e.Delivery, e.LastError)
+		}
+	})
+}
+
+// resolverMap resolves the names it holds to its addresses and no other:
+// a DNS rebind on demand, which a test can't get from real DNS.
+type resolverMap map[string]string
+
+func (r resolverMap) LookupNetIP(_ context.Context, _, host string) ([]netip.Addr, error) {
+	if a, ok := r[host]; ok {
+		return []netip.Addr{netip.MustParseAddr(a)}, nil
+	}
+	return nil, &net.DNSError{Err: "no such host", Name: host, IsNotFound: true}
+}
+
+// deletedEvent makes an EnvironmentDeleted event and runs one delivery,
+// returning the event as it then is.
+func (f *cmkFixture) deletedEvent(t *testing.T, name string) *keyhold.Event {
+	t.Helper()
+	env := f.managedEnv(t, name)
+	if err := f.p.DeleteEnvironment(f.ctx, env.ID); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := f.p.DeliverEvents(context.Background()); err != nil {
+		t.Fatalf("DeliverEvents: %v", err)
+	}
+	e := f.events(t)[0]
+	if e.Kind != keyhold.EventEnvironmentDeleted || e.Attempts != 1 {
+		t.Fatalf("newest event %s after %d attempts; want EnvironmentDeleted after 1", e.Kind, e.Attempts)
+	}
+	return e
+}
+
+// TestWebhookEgress: a webhook URL whose host is a loopback, link-local
+// (metadata), private, unspecified, CGNAT or IPv4-mapped address, or
+// localhost, is refused when set, naming the allowlist flag, and changes
+// neither the settings nor the audit log; a name that resolves to
+// loopback when the event is sent (a rebind) is refused at the
+// connection, and the receiver gets nothing; a receiver's answer, its
+// reason phrase or a non-HTTP reply never reaches lastError, which names
+// the status code only.
+func TestWebhookEgress(t *testing.T) {
+	cmkBackends(t, true, func(t *testing.T, f *cmkFixture) {
+		good := f.settings(t, keyhold.TenantSettingsPatch{WebhookURL: new("https://hooks.contoso.com/keyhold")})
+		audit := func() int {
+			t.Helper()
+			var n int
+			f.store.View(context.Background(), func(tx keyhold.Tx) error {
+				es, err := tx.ListAudit(context.Background(), keyhold.AuditFilter{TenantID: good.TenantID, Limit: 1000})
+				n = len(es)
+				return err
+			})
+			return n
+		}
+		before := audit()
+		for _, raw := range []string{
+			"https://127.0.0.1/hook", "http://127.0.0.1:8080/hook", "https://[::1]/hook", "http://169.254.169.254/latest/meta-data/",
+			"https://[fe80::1]/hook", "https://10.0.0.5/hook", "https://172.16.0.1/hook", "https://192.168.0.10/hook", "https://[fd00::5]/hook",
+			"https://0.0.0.0/hook", "https://100.64.1.1/hook", "https://[::ffff:127.0.0.1]/hook", "https://[::ffff:a9fe:a9fe]/hook",
+			"https://localhost/hook", "http://localhost:9/hook", "https://0x7f.1/hook",
+		} {
+			_, err := f.p.UpdateTenantSettings(f.ctx, keyhold.TenantSettingsPatch{WebhookURL: new(raw), AutoReenable: new(true)})
+			if msg := keyhold.ErrorMessage(err); keyhold.ErrorCode(err) != keyhold.CodeBadRequest || !strings.Contains(msg, fmt.Sprintf("%q", raw)) ||
+				!strings.Contains(msg, "--egress-allow") {
+				t.Errorf("webhook URL %s: %v; want BadRequest quoting it and naming --egress-allow", raw, err)
+			}
+		}
+		if got, err := f.p.TenantSettings(f.ctx); err != nil || *got != *good {
+			t.Fatalf("settings after the refusals %+v, %v; want unchanged %+v", got, err, good)
+		}
+		if n := audit(); n != before {
+			t.Fatalf("the refusals wrote %d audit entries, want none", n-before)
+		}
+
+		// A rebind: the name is accepted, and refused where it connects.
+		hook := newHookServer(t, f)
+		_, port, _ := net.SplitHostPort(hook.Listener.Addr().String())
+		f.allowEgress(t, hook.Certificate(), resolverMap{"hooks.rebind.test": "127.0.0.1"})
+		f.settings(t, keyhold.TenantSettingsPatch{WebhookURL: new("https://hooks.rebind.test:" + port + "/keyhold")})
+		e := f.deletedEvent(t, "rebound")
+		if e.Delivery != keyhold.DeliveryPending || !strings.Contains(e.LastError, "hooks.rebind.test resolves to 127.0.0.1, a loopback address") ||
+			!strings.Contains(e.LastError, "--egress-allow") {
+			t.Errorf("delivery to a name resolving to loopback: %s, %q; want Pending with the refusal", e.Delivery, e.LastError)
+		}
+		if n := len(hook.requests()); n != 0 {
+			t.Fatalf("the receiver behind the rebound name got %d requests, want none", n)
+		}
+
+		// The operator allows loopback: the answer's body is not kept.
+		f.allowEgress(t, hook.Certificate(), nil, "127.0.0.1/32")
+		f.settings(t, keyhold.TenantSettingsPatch{WebhookURL: new(hook.URL + "/keyhold")})
+		hook.setStatus(http.StatusInternalServerError)
+		e = f.deletedEvent(t, "answered")
+		if len(hook.requests()) != 1 || e.LastError != "the webhook answered 500 Internal Server Error" {
+			t.Errorf("lastError %q after %d requests; want the status code alone", e.LastError, len(hook.requests()))
+		}
+
+		// A raw answer: a reason phrase of the receiver's, then no HTTP at
+		// all (a banner of some other service).
+		for _, tc := range []struct{ reply, want string }{
+			{"HTTP/1.1 503 SECRET-REASON\r\nContent-Length: 6\r\nConnection: close\r\n\r\nSECRET", "the webhook answered 503 Service Unavailable"},
+			{"SSH-2.0-SECRET-BANNER\r\n\r\n", "not a valid HTTP response"},
+		} {
+			raw := httptest.NewTLSServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+				io.Copy(io.Discard, r.Body)
+				c, _, err := http.NewResponseController(w).Hijack()
+				if err != nil {
+					t.Error(err)
+					return
+				}
+				defer c.Close()
+				io.WriteString(c, tc.reply)
+			}))
+			f.allowEgress(t, raw.Certificate(), nil, "127.0.0.1/32")
+			f.settings(t, keyhold.TenantSettingsPatch{WebhookURL: new(raw.URL + "/keyhold")})
+			e := f.deletedEvent(t, "raw")
+			raw.Close()
+			if strings.Contains(e.LastError, "SECRET") || !strings.Contains(e.LastError, tc.want) {
+				t.Errorf("reply %.20q: lastError %q; want %q and nothing the receiver sent", tc.reply, e.LastError, tc.want)
+			}
 		}
 	})
 }

@@ -42,6 +42,9 @@ func (p *Platform) PutFile(ctx context.Context, envID, name string, r io.Reader)
 		if env, err = dataAccess(ctx, tx, id, envID); err != nil {
 			return err
 		}
+		if err := refuseWhileRestoring(ctx, tx, env); err != nil {
+			return err // before the body is read
+		}
 		switch old, err := tx.File(ctx, envID, name); {
 		case err == nil:
 			prevVersion = old.Version
@@ -94,7 +97,7 @@ func (p *Platform) PutFile(ctx context.Context, envID, name string, r io.Reader)
 	rec.Chunks = cw.seq
 	rec.UpdatedAt = p.clock.Now().UTC()
 	err = p.store.Update(ctx, func(tx keyhold.Tx) error {
-		cenv, err := dataAccess(ctx, tx, id, envID)
+		cenv, err := writeAccess(ctx, tx, id, envID)
 		if err != nil {
 			return err
 		}

@@ -18,6 +18,7 @@ import (
 	"github.com/google/uuid"
 	"github.com/keyhold/keyhold"
 	"github.com/keyhold/keyhold/crypt"
+	"github.com/keyhold/keyhold/egress"
 	"github.com/keyhold/keyhold/ops"
 	"github.com/prometheus/client_golang/prometheus"
 	"golang.org/x/sync/singleflight"
@@ -51,8 +52,13 @@ type Config struct {
 	KeyCacheTTL time.Duration
 	// Issuer is the token issuer base URL, e.g. "https://127.0.0.1:8443".
 	Issuer string
+	// Egress decides which addresses a URL a tenant gives (a webhook) may
+	// reach (default egress.Default(): public addresses only). A URL it
+	// refuses is refused when it is set; WebhookClient should connect
+	// through the same policy (NewWebhookClient does).
+	Egress *egress.Policy
 	// WebhookClient posts events to tenants' webhooks (default:
-	// NewWebhookClient(nil), the system's roots).
+	// NewWebhookClient(nil, Egress), the system's roots).
 	WebhookClient *http.Client
 	// TokenTTL is the lifetime of issued access tokens (default 1h).
 	TokenTTL time.Duration
@@ -124,8 +130,10 @@ type Platform struct {
 	// (countdown.go); KeepLocked: never deleted.
 	graceProd, graceOther time.Duration
 
-	// hookClient posts events to tenants' webhooks (webhook.go).
+	// hookClient posts events to tenants' webhooks (webhook.go), through
+	// egress, which also checks the webhook URLs tenants set.
 	hookClient *http.Client
+	egress     *egress.Policy
 	// kick asks the health monitor to check a policy now (feed.go).
 	kick chan string
 
@@ -165,10 +173,14 @@ func Open(ctx context.Context, cfg Config) (*Platform, error) {
 		tokTTL: cfg.TokenTTL,
 
 		hookClient: cfg.WebhookClient,
+		egress:     cfg.Egress,
 		kick:       make(chan string, kickBuffer),
 	}
+	if p.egress == nil {
+		p.egress = egress.Default()
+	}
 	if p.hookClient == nil {
-		p.hookClient = NewWebhookClient(nil)
+		p.hookClient = NewWebhookClient(nil, p.egress)
 	}
 	if p.clock == nil {
 		p.clock = keyhold.SystemClock{}

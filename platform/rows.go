@@ -44,7 +44,7 @@ func (p *Platform) PutRow(ctx context.Context, envID, table, rowID string, data 
 	if t := bytes.TrimSpace(data); len(t) == 0 || t[0] != '{' || !json.Valid(t) {
 		return nil, keyhold.Errorf(keyhold.CodeInvalidRequestContent, "a row must be a JSON object, like {\"name\":\"value\"}")
 	}
-	env, err := p.viewDataAccess(ctx, id, envID)
+	env, err := p.viewWriteAccess(ctx, id, envID)
 	if err != nil {
 		return nil, err
 	}
@@ -67,7 +67,7 @@ func (p *Platform) PutRow(ctx context.Context, envID, table, rowID string, data 
 		err = p.store.Update(ctx, func(tx keyhold.Tx) error {
 			// Re-check in the writing transaction: the environment may have
 			// been disabled or re-keyed since the key was fetched.
-			cur, err := dataAccess(ctx, tx, id, envID)
+			cur, err := writeAccess(ctx, tx, id, envID)
 			if err != nil {
 				return err
 			}
@@ -146,7 +146,7 @@ func (p *Platform) DeleteRow(ctx context.Context, envID, table, rowID string) er
 		return err
 	}
 	err = p.store.Update(ctx, func(tx keyhold.Tx) error {
-		if _, err := dataAccess(ctx, tx, id, envID); err != nil {
+		if _, err := writeAccess(ctx, tx, id, envID); err != nil {
 			return err
 		}
 		if err := tx.DeleteRow(ctx, envID, table, rowID); err != nil {
@@ -158,6 +158,21 @@ func (p *Platform) DeleteRow(ctx context.Context, envID, table, rowID string) er
 		return keyhold.Errorf(keyhold.CodeRowNotFound, "row %q was not found in table %q of environment %s", rowID, table, envID)
 	}
 	return err
+}
+
+// viewWriteAccess checks, in its own read transaction, what writeAccess
+// will check again in the writing one: a write refused anyway is refused
+// before its key is fetched or its body read.
+func (p *Platform) viewWriteAccess(ctx context.Context, id *keyhold.Identity, envID string) (*keyhold.Environment, error) {
+	var env *keyhold.Environment
+	err := p.store.View(ctx, func(tx keyhold.Tx) error {
+		var err error
+		if env, err = dataAccess(ctx, tx, id, envID); err != nil {
+			return err
+		}
+		return refuseWhileRestoring(ctx, tx, env)
+	})
+	return env, err
 }
 
 // viewDataAccess runs dataAccess in its own read transaction.

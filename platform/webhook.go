@@ -8,15 +8,19 @@ import (
 	"crypto/x509"
 	"encoding/base64"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"math/big"
+	"net"
 	"net/http"
+	"os"
 	"strconv"
 	"time"
 
 	"github.com/golang-jwt/jwt/v5"
 	"github.com/keyhold/keyhold"
+	"github.com/keyhold/keyhold/egress"
 )
 
 // Webhook delivery of events. An event written while its tenant has a
@@ -41,7 +45,6 @@ const (
 	webhookLease                 = 2 * webhookTimeout // an attempt's claim
 	webhookMaxAttempts           = 12                 // ~ a day of backoff
 	webhookSignatureTTL          = 5 * time.Minute
-	maxWebhookError              = 300 // bytes of a failed answer kept
 )
 
 // webhookBackoff is the wait after a failed attempt n (1-based): 30s,
@@ -55,17 +58,16 @@ func webhookBackoff(n int) time.Duration {
 }
 
 // NewWebhookClient returns the client that posts events to webhooks:
-// roots verify the receivers' certificates (nil: the system's), a 10 s
-// timeout per attempt, and no redirects: a signed event goes to the URL
-// the tenant set or nowhere (a 3xx answer is a failed attempt).
-func NewWebhookClient(roots *x509.CertPool) *http.Client {
-	t := http.DefaultTransport.(*http.Transport).Clone()
-	t.TLSClientConfig = &tls.Config{RootCAs: roots, MinVersion: tls.VersionTLS12}
-	return &http.Client{
-		Timeout:       webhookTimeout,
-		Transport:     t,
-		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
+// every connection goes through policy (nil: egress.Default(), public
+// addresses only), roots verify the receivers' certificates (nil: the
+// system's), a 10 s timeout per attempt, and no redirects: a signed event
+// goes to the URL the tenant set or nowhere (a 3xx answer is a failed
+// attempt), so a redirect can't lead it anywhere the policy would refuse.
+func NewWebhookClient(roots *x509.CertPool, policy *egress.Policy) *http.Client {
+	if policy == nil {
+		policy = egress.Default()
 	}
+	return policy.Client(&tls.Config{RootCAs: roots, MinVersion: tls.VersionTLS12}, webhookTimeout, 0)
 }
 
 // webhookClaims are the claims of a Keyhold-Signature JWT.
@@ -126,7 +128,10 @@ func (p *Platform) DeliverEvents(ctx context.Context) (int, error) {
 }
 
 // postEvent posts ev to hook, signed. Any answer but 2xx is an error that
-// quotes the start of the answer.
+// names the status code, and nothing the receiver sent: the error is
+// shown to the tenant (lastError), and a receiver the tenant chose may be
+// a service only the server can reach, whose answer is not the tenant's
+// to read.
 func (p *Platform) postEvent(ctx context.Context, hook string, ev *keyhold.Event) error {
 	body, err := json.Marshal(ev.View(false))
 	if err != nil {
@@ -149,15 +154,64 @@ func (p *Platform) postEvent(ctx context.Context, hook string, ev *keyhold.Event
 	req.Header.Set("Keyhold-Signature", sig)
 	resp, err := p.hookClient.Do(req)
 	if err != nil {
-		return err
+		p.log.InfoContext(ctx, "posting an event to a webhook failed", "event", ev.ID, "tenant", ev.TenantID, "err", err)
+		return deliveryError(err)
 	}
 	defer resp.Body.Close()
+	io.Copy(io.Discard, io.LimitReader(resp.Body, 1<<16)) // lets the connection be reused
 	if resp.StatusCode/100 == 2 {
-		io.Copy(io.Discard, io.LimitReader(resp.Body, 1<<16))
 		return nil
 	}
-	snippet, _ := io.ReadAll(io.LimitReader(resp.Body, maxWebhookError))
-	return fmt.Errorf("the webhook answered %s: %q", resp.Status, bytes.TrimSpace(snippet))
+	// The status code and its standard text, not resp.Status: the reason
+	// phrase is the receiver's too.
+	return fmt.Errorf("the webhook answered %d %s", resp.StatusCode, http.StatusText(resp.StatusCode))
+}
+
+// deliveryError is what a tenant is shown of a request that got no HTTP
+// answer: the policy's refusal, a timeout, a refused certificate or a
+// failed connection, said in Keyhold's words or the TLS and network
+// stack's, which hold no byte the remote side sent; anything else (such as
+// a malformed answer, which Go's error would quote) only by its kind. The
+// full error goes to the server's log.
+func deliveryError(err error) error {
+	var refused *egress.RefusedError
+	var certInvalid x509.CertificateInvalidError
+	var unknownCA x509.UnknownAuthorityError
+	var hostname x509.HostnameError
+	var verify *tls.CertificateVerificationError
+	var op *net.OpError
+	var dns *net.DNSError
+	switch {
+	case errors.As(err, &refused):
+		return refused
+	case errors.Is(err, context.DeadlineExceeded) || os.IsTimeout(err):
+		return fmt.Errorf("the webhook did not answer within %s", webhookTimeout)
+	case errors.As(err, &verify) || errors.As(err, &certInvalid) || errors.As(err, &unknownCA) || errors.As(err, &hostname):
+		return fmt.Errorf("the webhook's TLS certificate was refused: %s", certReason(err))
+	case errors.As(err, &dns):
+		return fmt.Errorf("the webhook's host %q could not be resolved", dns.Name)
+	case errors.As(err, &op) && op.Op == "dial":
+		return fmt.Errorf("could not connect to the webhook: %v", op.Err)
+	}
+	return errors.New("the webhook's answer was not a valid HTTP response (details in the server's log)")
+}
+
+// certReason is why a certificate was refused, in the x509 package's
+// words (which quote names from the certificate, not the connection's
+// other bytes).
+func certReason(err error) string {
+	var certInvalid x509.CertificateInvalidError
+	var unknownCA x509.UnknownAuthorityError
+	var hostname x509.HostnameError
+	switch {
+	case errors.As(err, &unknownCA):
+		return "certificate signed by unknown authority (an operator can trust its CA with --webhook-ca-file)"
+	case errors.As(err, &hostname):
+		return hostname.Error()
+	case errors.As(err, &certInvalid):
+		return certInvalid.Error()
+	}
+	return "certificate verification failed"
 }
 
 // signWebhook returns the Keyhold-Signature JWT of a body sent to hook.

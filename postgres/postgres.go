@@ -32,6 +32,7 @@ var Dialect = sqlstore.Dialect{
 	Name:       "postgres",
 	Numbered:   true,
 	SkipLocked: " FOR UPDATE SKIP LOCKED",
+	ForShare:   " FOR SHARE",
 	Classify:   classify,
 	ReadTx:     sql.TxOptions{Isolation: sql.LevelRepeatableRead, ReadOnly: true},
 	WriteTx:    sql.TxOptions{Isolation: sql.LevelRepeatableRead},

@@ -63,6 +63,23 @@ func TestNewerSchemaRefused(t *testing.T) {
 	}
 }
 
+// TestMigrationVaultTenant: migration 0020 moves a vault that names a
+// tenant other than its subscription's to the subscription's tenant.
+func TestMigrationVaultTenant(t *testing.T) {
+	s, db := storetest.OpenPostgresAt(t)
+	ctx := context.Background()
+	check := storetest.SeedVaultTenants(t, s)
+	if _, err := s.(*sqlstore.Store).DB().ExecContext(ctx, `DELETE FROM schema_migrations WHERE version = 20`); err != nil {
+		t.Fatal(err)
+	}
+	s2, err := postgres.Open(ctx, db.DSN)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s2.Close()
+	check(t, s2)
+}
+
 func TestOpenErrorsHideThePassword(t *testing.T) {
 	ctx := context.Background()
 	for _, dsn := range []string{

@@ -31,6 +31,7 @@ import (
 	"github.com/keyhold/keyhold"
 	"github.com/keyhold/keyhold/arm"
 	"github.com/keyhold/keyhold/crypt"
+	"github.com/keyhold/keyhold/egress"
 	khttp "github.com/keyhold/keyhold/http"
 	"github.com/keyhold/keyhold/keyprovider"
 	"github.com/keyhold/keyhold/ops"
@@ -77,6 +78,12 @@ type Config struct {
 	// tenants' webhook receivers, besides the system's roots (receivers on
 	// a private PKI).
 	WebhookCAFile string
+	// EgressAllow lists the addresses outbound requests made for tenants
+	// (webhooks) may reach besides public ones: CIDRs, addresses or host
+	// names (--egress-allow). Loopback, link-local (the metadata
+	// endpoint), private and the other special ranges are refused unless
+	// listed here (package egress).
+	EgressAllow []string
 	// Ready, if set, is called with the base URL once the server listens.
 	Ready func(url string)
 	// PKCS11Module, PKCS11Token and PKCS11PIN name the PKCS#11 token
@@ -133,7 +140,11 @@ func Run(ctx context.Context, cfg Config) error {
 		return err
 	}
 
-	hooks, err := webhookClient(cfg.WebhookCAFile)
+	egressPolicy, err := egress.New(egress.Options{Allow: cfg.EgressAllow, Flag: "--egress-allow"})
+	if err != nil {
+		return err
+	}
+	hooks, err := webhookClient(cfg.WebhookCAFile, egressPolicy)
 	if err != nil {
 		return err
 	}
@@ -199,7 +210,7 @@ func Run(ctx context.Context, cfg Config) error {
 	defer bc.Close()
 	p, err := platform.Open(ctx, platform.Config{
 		Store: store, MasterKey: master, Clock: cfg.Clock, Logger: log, Registerer: reg,
-		KeyCacheTTL: cfg.KeyCacheTTL, Issuer: url, WebhookClient: hooks,
+		KeyCacheTTL: cfg.KeyCacheTTL, Issuer: url, WebhookClient: hooks, Egress: egressPolicy,
 		LockGraceProduction: cfg.LockGraceProduction, LockGraceOther: cfg.LockGraceOther,
 		Ops: runner, Vault: kv,
 		CMK:         func(id *keyhold.Identity) keyhold.KeyWrapper { return keyprovider.NewBuiltin(kv, id) },
@@ -509,13 +520,13 @@ func vaultHousekeeping(ctx context.Context, kv *vault.Service, log *slog.Logger)
 	}
 }
 
-// webhookClient returns the client that posts events to webhooks, trusting
-// the CA certificates in caFile besides the system's roots ("" for the
-// system's alone). A file that can't be read or holds no certificate is an
-// error at start.
-func webhookClient(caFile string) (*nethttp.Client, error) {
+// webhookClient returns the client that posts events to webhooks through
+// policy, trusting the CA certificates in caFile besides the system's
+// roots ("" for the system's alone). A file that can't be read or holds no
+// certificate is an error at start.
+func webhookClient(caFile string, policy *egress.Policy) (*nethttp.Client, error) {
 	if caFile == "" {
-		return platform.NewWebhookClient(nil), nil
+		return platform.NewWebhookClient(nil, policy), nil
 	}
 	pem, err := os.ReadFile(caFile)
 	if err != nil {
@@ -528,5 +539,5 @@ func webhookClient(caFile string) (*nethttp.Client, error) {
 	if !roots.AppendCertsFromPEM(pem) {
 		return nil, fmt.Errorf("%s holds no PEM certificate: give the CA certificates that signed your webhook receivers' certificates", caFile)
 	}
-	return platform.NewWebhookClient(roots), nil
+	return platform.NewWebhookClient(roots, policy), nil
 }

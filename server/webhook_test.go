@@ -50,7 +50,9 @@ func TestWebhookPrivateCA(t *testing.T) {
 	deliver := func(t *testing.T, caFile string) *keyhold.EventDeliveryView {
 		t.Helper()
 		dir := t.TempDir()
-		srv, err := start(t, Config{DataDir: dir, WebhookCAFile: caFile})
+		// The receiver is on loopback, which only the operator's
+		// allowlist opens.
+		srv, err := start(t, Config{DataDir: dir, WebhookCAFile: caFile, EgressAllow: []string{"127.0.0.1/32"}})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -104,5 +106,35 @@ func TestWebhookPrivateCA(t *testing.T) {
 	defer mu.Unlock()
 	if len(got) != 1 || got[0].Get("Keyhold-Event-Kind") != keyhold.EventEnvironmentDeleted || got[0].Get("Keyhold-Signature") == "" {
 		t.Errorf("receiver got %v, want one signed EnvironmentDeleted event", got)
+	}
+}
+
+// TestEgressAllowFlag: without --egress-allow a server refuses a webhook
+// on loopback when it is set, naming the flag; with it, the same URL is
+// accepted; an entry that is not a CIDR, address or host name stops the
+// start.
+func TestEgressAllowFlag(t *testing.T) {
+	if _, err := start(t, Config{DataDir: t.TempDir(), EgressAllow: []string{"10.0.0.0/33"}}); err == nil ||
+		!strings.Contains(err.Error(), `--egress-allow entry "10.0.0.0/33"`) {
+		t.Fatalf("start with a bad --egress-allow entry: %v, want a refusal quoting it", err)
+	}
+	for _, tc := range []struct {
+		allow  []string
+		refuse bool
+	}{{nil, true}, {[]string{"127.0.0.1/32"}, false}} {
+		dir := t.TempDir()
+		srv, err := start(t, Config{DataDir: dir, EgressAllow: tc.allow})
+		if err != nil {
+			t.Fatal(err)
+		}
+		c := client(t, srv.url, readBootstrap(t, dir))
+		_, err = c.UpdateTenantSettings(context.Background(), keyhold.TenantSettingsPatch{WebhookURL: new("https://127.0.0.1:9/events")})
+		if tc.refuse && (keyhold.ErrorCode(err) != keyhold.CodeBadRequest || !strings.Contains(keyhold.ErrorMessage(err), "--egress-allow")) {
+			t.Errorf("a loopback webhook without --egress-allow: %v; want BadRequest naming --egress-allow", err)
+		}
+		if !tc.refuse && err != nil {
+			t.Errorf("a loopback webhook with --egress-allow 127.0.0.1/32: %v", err)
+		}
+		srv.stop(t)
 	}
 }

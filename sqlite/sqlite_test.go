@@ -114,6 +114,19 @@ func TestMigrations(t *testing.T) {
 	}
 }
 
+// TestMigrationVaultTenant: migration 0020 moves a vault that names a
+// tenant other than its subscription's to the subscription's tenant.
+func TestMigrationVaultTenant(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "k.db")
+	s := open(t, path)
+	check := storetest.SeedVaultTenants(t, s)
+	if _, err := s.DB().ExecContext(context.Background(), "DELETE FROM schema_migrations WHERE version = 20"); err != nil {
+		t.Fatal(err)
+	}
+	s.Close()
+	check(t, open(t, path))
+}
+
 func TestOpenRefusesBadPaths(t *testing.T) {
 	for _, p := range []string{"", ":memory:", "file:k.db", "k.db?mode=ro", filepath.Join(t.TempDir(), "missing-dir", "k.db")} {
 		if s, err := sqlite.Open(p); err == nil {

@@ -64,6 +64,17 @@ func (t *tx) Environment(ctx context.Context, id string) (*keyhold.Environment, 
 	return e, nil
 }
 
+// EnvironmentForWrite returns an environment, or CodeEnvironmentNotFound,
+// and holds its row until the transaction ends (keyhold.Tx). On SQLite,
+// whose write transactions take turns, reading it is enough.
+func (t *tx) EnvironmentForWrite(ctx context.Context, id string) (*keyhold.Environment, error) {
+	e, err := get(t, ctx, "get environment for write", scanEnvironment, `SELECT `+environmentCols+` FROM environments WHERE id = ?`+t.s.d.ForShare, id)
+	if err != nil {
+		return nil, notFound(err, envNotFound(id))
+	}
+	return e, nil
+}
+
 // ListEnvironments returns the environments that match f (all of them for
 // a zero filter), oldest first.
 func (t *tx) ListEnvironments(ctx context.Context, f keyhold.EnvironmentFilter) ([]*keyhold.Environment, error) {

@@ -77,6 +77,10 @@ type Dialect struct {
 	// (" FOR UPDATE SKIP LOCKED" on PostgreSQL). Empty where writes are
 	// serialized anyway (SQLite has a single writer and no row locks).
 	SkipLocked string
+	// ForShare is appended to a SELECT of a row that must not change
+	// until the transaction ends (" FOR SHARE" on PostgreSQL). Empty
+	// where writes are serialized anyway.
+	ForShare string
 	// ReadTx and WriteTx are the options of View and Update transactions.
 	ReadTx, WriteTx sql.TxOptions
 }

@@ -68,8 +68,11 @@ const (
 	testTenant = "7a1c0b57-1c2d-4e3f-8a9b-0c1d2e3f4a5b"
 	testSub    = "2b3c4d5e-6f70-4182-93a4-b5c6d7e8f901"
 	testRG     = "rg-keys"
-	testBase   = "https://keyhold.test:8443"
-	testLoc    = "westeurope"
+	// otherTenant holds otherSub: the tenant next door.
+	otherTenant = "3c4d5e6f-7081-4293-a4b5-c6d7e8f90a1b"
+	otherSub    = "4d5e6f70-8192-43a4-b5c6-d7e8f90a1b2c"
+	testBase    = "https://keyhold.test:8443"
+	testLoc     = "westeurope"
 )
 
 // Principals of the tests. Each is who its name says; the fixture gives
@@ -122,6 +125,16 @@ func newFixtureOn(t testing.TB, store keyhold.Store, hsm *PKCS11Config) *fixture
 		}
 	})
 	f.update(func(tx keyhold.Tx) error {
+		// Two tenants, each with a subscription: a vault's tenant is its
+		// subscription's.
+		for _, tn := range []struct{ tenant, sub string }{{testTenant, testSub}, {otherTenant, otherSub}} {
+			if err := tx.CreateTenant(context.Background(), &keyhold.Tenant{ID: tn.tenant, DisplayName: "Tenant " + tn.tenant[:4], CreatedAt: start}); err != nil {
+				return err
+			}
+			if err := tx.CreateSubscription(context.Background(), &keyhold.Subscription{ID: tn.sub, TenantID: tn.tenant, DisplayName: "Subscription " + tn.sub[:4], CreatedAt: start}); err != nil {
+				return err
+			}
+		}
 		if err := tx.PutProviderRegistration(context.Background(), &keyhold.ProviderRegistration{
 			SubscriptionID: testSub, Namespace: keyhold.NamespaceKeyVault, State: keyhold.ProviderRegistered, UpdatedAt: start}); err != nil {
 			return err

@@ -84,11 +84,12 @@ func requireRegistration(ctx context.Context, tx keyhold.Tx, sub, rg string) err
 // PutVault creates or updates a vault (ARM PUT). created reports which.
 // Refuses: an unregistered Microsoft.KeyVault (MissingSubscriptionRegistration),
 // a missing resource group, retention outside 7–90 or changed once set,
-// purge protection turned off once on, a name held by a deleted vault.
+// purge protection turned off once on, a name held by a deleted vault, a
+// tenant other than the subscription's (BadRequest).
 //
 // On success v holds the stored vault: defaults filled in (retention 90
 // days, SKU standard, bypass AzureServices, default action Allow, public
-// access Enabled, the caller's tenant), names folded, URI, dates and
+// access Enabled, the subscription's tenant), names folded, URI, dates and
 // Version set. A zero SoftDeleteRetentionDays on an update keeps the
 // stored value; EnablePurgeProtection false on a vault that has it is
 // refused, so the HTTP layer must fill in omitted properties from the
@@ -124,11 +125,8 @@ func (s *Service) PutVault(ctx context.Context, v *keyhold.Vault) (created bool,
 			case !strings.EqualFold(old.SubscriptionID, v.SubscriptionID) || !strings.EqualFold(old.ResourceGroup, v.ResourceGroup):
 				return keyhold.Errorf(keyhold.CodeConflict, "The vault name %q is already in use. Vault names are globally unique: choose another.", v.Name)
 			}
-			if nv.TenantID == "" {
-				nv.TenantID = c.id.TenantID
-				if old != nil {
-					nv.TenantID = old.TenantID
-				}
+			if err := subscriptionTenant(ctx, tx, &nv); err != nil {
+				return err
 			}
 			if err := s.normalizeVault(&nv, old); err != nil {
 				return err
@@ -162,6 +160,32 @@ func (s *Service) PutVault(ctx context.Context, v *keyhold.Vault) (created bool,
 	}
 	*v = *out
 	return created, nil
+}
+
+// subscriptionTenant sets v's tenant to its subscription's, as Azure does:
+// a vault's tenant is the tenant whose directory authenticates requests to
+// it and whose audit log records its actions, so a caller may not name
+// another tenant's (that would write its actions into that tenant's audit
+// log). An omitted tenant is filled in; a different one is a BadRequest
+// naming the expected tenant.
+func subscriptionTenant(ctx context.Context, tx keyhold.Tx, v *keyhold.Vault) error {
+	sub, err := tx.Subscription(ctx, v.SubscriptionID)
+	if codeIs(err, keyhold.CodeNotFound) {
+		return keyhold.Errorf(keyhold.CodeNotFound, "The subscription '%s' could not be found: create the vault in one of your subscriptions.", v.SubscriptionID)
+	} else if err != nil {
+		return err
+	}
+	if v.TenantID == "" {
+		v.TenantID = sub.TenantID
+		return nil
+	}
+	if !strings.EqualFold(v.TenantID, sub.TenantID) {
+		return keyhold.Errorf(keyhold.CodeBadRequest,
+			"The tenant ID %q in the request is not the tenant of subscription '%s': a vault's properties.tenantId must be its subscription's tenant, %s; give that or omit it.",
+			v.TenantID, v.SubscriptionID, sub.TenantID)
+	}
+	v.TenantID = sub.TenantID
+	return nil
 }
 
 // normalizeVault checks v's properties, fills in defaults, and, when old is

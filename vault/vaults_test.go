@@ -3,6 +3,7 @@ package vault
 import (
 	"context"
 	"reflect"
+	"strings"
 	"testing"
 	"time"
 
@@ -91,6 +92,76 @@ func TestPutVault(t *testing.T) {
 				f.unchanged(before)
 			})
 		}
+	})
+}
+
+// auditOf returns tenant's audit log.
+func (f *fixture) auditOf(tenant string) []*keyhold.AuditEntry {
+	f.t.Helper()
+	var es []*keyhold.AuditEntry
+	f.update(func(tx keyhold.Tx) error {
+		var err error
+		es, err = tx.ListAudit(context.Background(), keyhold.AuditFilter{TenantID: tenant, Limit: 1000})
+		return err
+	})
+	return es
+}
+
+// TestPutVaultTenantIsTheSubscriptions: a vault's tenant is its
+// subscription's. The owner of a subscription in the tenant next door who
+// names this tenant is refused with the tenant to give, nothing is
+// created, and this tenant's audit log gets nothing (the refusal is in the
+// caller's own); an omitted tenant is filled in with the subscription's,
+// and naming it (in any case) is accepted.
+func TestPutVaultTenantIsTheSubscriptions(t *testing.T) {
+	storetest.ForEachBackend(t, func(t *testing.T, open func(t *testing.T) keyhold.Store) {
+		f := newFixture(t, open)
+		neighbour := &keyhold.Identity{TenantID: otherTenant, PrincipalID: "00000000-0000-0000-0000-0000000000f1", Type: keyhold.PrincipalUser}
+		f.update(func(tx keyhold.Tx) error {
+			ctx := context.Background()
+			if err := tx.PutProviderRegistration(ctx, &keyhold.ProviderRegistration{SubscriptionID: otherSub, Namespace: keyhold.NamespaceKeyVault,
+				State: keyhold.ProviderRegistered, UpdatedAt: start}); err != nil {
+				return err
+			}
+			return tx.CreateResourceGroup(ctx, &keyhold.ResourceGroup{SubscriptionID: otherSub, Name: testRG, Location: testLoc, CreatedAt: start})
+		})
+		f.grant(neighbour, keyhold.RoleOwner, "/subscriptions/"+otherSub)
+		oursBefore, theirsBefore := len(f.auditOf(testTenant)), len(f.auditOf(otherTenant))
+
+		v := &keyhold.Vault{SubscriptionID: otherSub, ResourceGroup: testRG, Name: "kv-injected", Location: testLoc, TenantID: testTenant}
+		created, err := f.svc.PutVault(as(neighbour), v)
+		wantCode(t, err, keyhold.CodeBadRequest, "", `"`+testTenant+`"`, otherSub, "must be its subscription's tenant, "+otherTenant)
+		if created || f.stored("kv-injected") != nil {
+			t.Fatal("the vault naming another tenant was created")
+		}
+		if got := f.auditOf(testTenant); len(got) != oursBefore {
+			t.Fatalf("the named tenant's audit log grew from %d to %d entries: %+v", oursBefore, len(got), got[0])
+		}
+		theirs := f.auditOf(otherTenant)
+		if len(theirs) != theirsBefore+1 || theirs[0].Result != keyhold.CodeBadRequest || theirs[0].ActorID != neighbour.PrincipalID {
+			t.Fatalf("the caller's tenant's audit log: %d entries (was %d), newest %+v; want the refusal", len(theirs), theirsBefore, theirs[0])
+		}
+
+		// The same tenant, upper case, is its own; none is filled in.
+		v.TenantID = strings.ToUpper(otherTenant)
+		if created, err := f.svc.PutVault(as(neighbour), v); err != nil || !created || v.TenantID != otherTenant {
+			t.Fatalf("PutVault naming the subscription's tenant: %v, %v, tenant %s", created, err, v.TenantID)
+		}
+		w := &keyhold.Vault{SubscriptionID: otherSub, ResourceGroup: testRG, Name: "kv-omitted", Location: testLoc}
+		if created, err := f.svc.PutVault(as(neighbour), w); err != nil || !created || w.TenantID != otherTenant {
+			t.Fatalf("PutVault without a tenant: %v, %v, tenant %s; want the subscription's, %s", created, err, w.TenantID, otherTenant)
+		}
+		if got := f.auditOf(testTenant); len(got) != oursBefore {
+			t.Fatalf("the neighbour's vaults wrote %d entries into this tenant's audit log", len(got)-oursBefore)
+		}
+
+		// An update can't move an existing vault to another tenant either.
+		before := f.stored("kv-omitted")
+		upd := *before
+		upd.TenantID = testTenant
+		_, err = f.svc.PutVault(as(neighbour), &upd)
+		wantCode(t, err, keyhold.CodeBadRequest, "", otherTenant)
+		f.unchanged(before)
 	})
 }
 
