@@ -9,8 +9,8 @@ import (
 	"strings"
 
 	"github.com/keyhold/keyhold"
+	"github.com/keyhold/keyhold/deploy"
 	khttp "github.com/keyhold/keyhold/http"
-	"github.com/keyhold/keyhold/policy"
 	"github.com/spf13/cobra"
 )
 
@@ -25,12 +25,24 @@ concat(), resourceId(), toLower(), toUpper(), guid().`
 	return cmd
 }
 
+// deploymentServices returns a function that connects with the saved
+// login, as Factory.Client does, for the deployment commands.
+func deploymentServices(f *Factory) func() (khttp.DeploymentService, error) {
+	return func() (khttp.DeploymentService, error) {
+		pc, err := policyClient(f)
+		if err != nil {
+			return nil, err
+		}
+		return pc, nil
+	}
+}
+
 // DeploymentCreateOptions are the parsed arguments of "keyhold deployment
 // create".
 type DeploymentCreateOptions struct {
 	IO     *IOStreams
 	Ctx    context.Context
-	Client func() (khttp.PolicyService, error)
+	Client func() (khttp.DeploymentService, error)
 	Format Format
 	// LoginSubscription reads the default subscription.
 	LoginSubscription func() (string, error)
@@ -43,7 +55,7 @@ type DeploymentCreateOptions struct {
 }
 
 func newCmdDeploymentCreate(f *Factory, runF func(*DeploymentCreateOptions) error) *cobra.Command {
-	opts := &DeploymentCreateOptions{IO: f.IO, Client: policyServices(f), LoginSubscription: loginSubscriptionID(f)}
+	opts := &DeploymentCreateOptions{IO: f.IO, Client: deploymentServices(f), LoginSubscription: loginSubscriptionID(f)}
 	cmd := &cobra.Command{
 		Use:   "create -g RG -n NAME --template-file FILE [--parameters NAME=VALUE | --parameters @FILE]...",
 		Short: "Deploy a template into a resource group",
@@ -116,7 +128,7 @@ func deploymentCreateRun(opts *DeploymentCreateOptions) error {
 	if err != nil {
 		return err
 	}
-	d, _, err := c.Deploy(opts.Ctx, sub, opts.ResourceGroup, opts.Name, policy.DeploymentRequest{Mode: policy.ModeIncremental, Template: tmpl, Parameters: params})
+	d, _, err := c.Deploy(opts.Ctx, sub, opts.ResourceGroup, opts.Name, deploy.Request{Mode: deploy.ModeIncremental, Template: tmpl, Parameters: params})
 	if err != nil {
 		return err
 	}
@@ -219,7 +231,7 @@ func printDeployment(w io.Writer, format Format, d *keyhold.Deployment) error {
 type DeploymentShowOptions struct {
 	IO     *IOStreams
 	Ctx    context.Context
-	Client func() (khttp.PolicyService, error)
+	Client func() (khttp.DeploymentService, error)
 	Format Format
 	// LoginSubscription reads the default subscription.
 	LoginSubscription func() (string, error)
@@ -228,7 +240,7 @@ type DeploymentShowOptions struct {
 }
 
 func newCmdDeploymentShow(f *Factory, runF func(*DeploymentShowOptions) error) *cobra.Command {
-	opts := &DeploymentShowOptions{IO: f.IO, Client: policyServices(f), LoginSubscription: loginSubscriptionID(f)}
+	opts := &DeploymentShowOptions{IO: f.IO, Client: deploymentServices(f), LoginSubscription: loginSubscriptionID(f)}
 	cmd := &cobra.Command{
 		Use:   "show -g RG -n NAME",
 		Short: "Show a deployment: its state, resources, and error if it failed",

@@ -16,22 +16,32 @@ import (
 // The enterprise policy commands ("keyhold policy create|show|list|update|
 // delete") and the template deployment commands ("keyhold deployment
 // create|show", deployment.go) use the http package's PolicyClient through
-// the khttp.PolicyService contract, with tokens for the management
-// audience.
+// the khttp.PolicyService and khttp.DeploymentService contracts, with
+// tokens for the management audience.
+
+// policyClient connects with the saved login, as Factory.Client does, and
+// returns its client of the policy and deployment routes.
+func policyClient(f *Factory) (*khttp.PolicyClient, error) {
+	c, err := f.Client()
+	if err != nil {
+		return nil, err
+	}
+	pc, ok := c.(interface{ Policies() *khttp.PolicyClient })
+	if !ok {
+		return nil, errors.New("this connection has no enterprise policy client")
+	}
+	return pc.Policies(), nil
+}
 
 // policyServices returns a function that connects with the saved login, as
-// Factory.Client does, for the policy and deployment commands.
+// Factory.Client does, for the policy commands.
 func policyServices(f *Factory) func() (khttp.PolicyService, error) {
 	return func() (khttp.PolicyService, error) {
-		c, err := f.Client()
+		pc, err := policyClient(f)
 		if err != nil {
 			return nil, err
 		}
-		pc, ok := c.(interface{ Policies() *khttp.PolicyClient })
-		if !ok {
-			return nil, errors.New("this connection has no enterprise policy client")
-		}
-		return pc.Policies(), nil
+		return pc, nil
 	}
 }
 

@@ -199,7 +199,7 @@ func TestPolicyStack(t *testing.T) {
 	vaultID := "/subscriptions/" + b.SubscriptionID + "/resourceGroups/keys/providers/Microsoft.KeyVault/vaults/cmk-kv"
 
 	// The spec's template, as printed, with its four values filled in.
-	raw, err := os.ReadFile("../policy/testdata/spec-template.txt")
+	raw, err := os.ReadFile("../deploy/testdata/spec-template.txt")
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -18,6 +18,7 @@ import (
 	"github.com/keyhold/keyhold"
 	"github.com/keyhold/keyhold/arm"
 	"github.com/keyhold/keyhold/crypt"
+	"github.com/keyhold/keyhold/deploy"
 	khttp "github.com/keyhold/keyhold/http"
 	"github.com/keyhold/keyhold/keyprovider"
 	"github.com/keyhold/keyhold/ops"
@@ -103,6 +104,7 @@ func newCMKStackOn(t testing.TB, store keyhold.Store) *cmkStack {
 		t.Fatalf("BootstrapCustomer: %v", err)
 	}
 	am := arm.New(arm.Config{Store: store})
+	ps := policy.New(policy.Config{Store: store, ARM: am, Vaults: kv})
 	srv := &khttp.Server{
 		Tokens: p, Environments: p, Data: p, Audit: p, CMK: p, Events: p, Keys: p, Backups: p,
 		ARM: khttp.ARMAPI{Resources: am, Directory: am},
@@ -110,7 +112,7 @@ func newCMKStackOn(t testing.TB, store keyhold.Store) *cmkStack {
 			err = store.View(ctx, func(tx keyhold.Tx) error { v, err = tx.Vault(ctx, name); return err })
 			return v, err
 		}},
-		Policies:  khttp.PolicyAPI{Service: policy.New(policy.Config{Store: store, ARM: am, Vaults: kv})},
+		Policies:  khttp.PolicyAPI{Service: ps, Deployments: deploy.New(deploy.Config{Store: store, Policies: ps, ARM: am, Vaults: kv})},
 		Logger:    slog.New(slog.DiscardHandler),
 		PublicURL: s.url,
 	}

@@ -218,9 +218,9 @@ func (s *Server) routes() []route {
 		{Method: "GET", Pattern: "/metrics", Timeout: 10 * time.Second, Handler: s.serveMetrics},
 	}
 	// The resource manager and key vault areas declare their routes in
-	// their own files (arm.go, keyvault.go); each adds nothing while its
+	// their own files (arm.go, directory.go, keyvault.go); each adds nothing while its
 	// services are unset.
-	return slices.Concat(core, s.armRoutes(), s.keyVaultRoutes(), s.cmkRoutes(), s.lockRoutes(), s.policyRoutes(), s.eventRoutes(), s.backupRoutes())
+	return slices.Concat(core, s.armRoutes(), s.directoryRoutes(), s.keyVaultRoutes(), s.cmkRoutes(), s.lockRoutes(), s.policyRoutes(), s.eventRoutes(), s.backupRoutes())
 }
 
 // router answers requests that match no route with the Azure error body:

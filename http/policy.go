@@ -27,21 +27,25 @@ import (
 	"time"
 
 	"github.com/keyhold/keyhold"
+	"github.com/keyhold/keyhold/deploy"
 	"github.com/keyhold/keyhold/policy"
 )
 
 // PolicyAPI holds the services behind the enterprise policy and template
 // deployment routes.
 type PolicyAPI struct {
-	// Service serves enterprise policies and deployments (a
-	// *policy.Service). Nil: none of their routes is served.
+	// Service serves enterprise policies (a *policy.Service). Nil: none
+	// of their routes is served.
 	Service PolicyService
+	// Deployments serves template deployments (a *deploy.Service). Nil:
+	// none of their routes is served.
+	Deployments DeploymentService
 }
 
-// PolicyService is the Microsoft.PowerPlatform resource provider and the
-// template deployment engine. *policy.Service implements it, and so does
-// PolicyClient, over HTTPS. Every method takes the caller's identity from
-// ctx; see package policy for the rules.
+// PolicyService is the Microsoft.PowerPlatform resource provider.
+// *policy.Service implements it, and so does PolicyClient, over HTTPS.
+// Every method takes the caller's identity from ctx; see package policy
+// for the rules.
 type PolicyService interface {
 	Put(ctx context.Context, sub, rg, name string, spec policy.Spec) (*keyhold.EnterprisePolicy, bool, error)
 	Get(ctx context.Context, sub, rg, name string) (*keyhold.EnterprisePolicy, error)
@@ -52,12 +56,20 @@ type PolicyService interface {
 	LinkedEnvironments(ctx context.Context, sub, rg, name string) (int, error)
 	ListByResourceGroup(ctx context.Context, sub, rg string) ([]*keyhold.EnterprisePolicy, error)
 	ListBySubscription(ctx context.Context, sub string) ([]*keyhold.EnterprisePolicy, error)
+}
 
-	Deploy(ctx context.Context, sub, rg, name string, req policy.DeploymentRequest) (*keyhold.Deployment, bool, error)
+// DeploymentService is the template deployment engine. *deploy.Service
+// implements it, and so does PolicyClient, over HTTPS. Every method takes
+// the caller's identity from ctx; see package deploy for the rules.
+type DeploymentService interface {
+	Deploy(ctx context.Context, sub, rg, name string, req deploy.Request) (*keyhold.Deployment, bool, error)
 	Deployment(ctx context.Context, sub, rg, name string) (*keyhold.Deployment, error)
 }
 
-var _ PolicyService = (*policy.Service)(nil)
+var (
+	_ PolicyService     = (*policy.Service)(nil)
+	_ DeploymentService = (*deploy.Service)(nil)
+)
 
 // InvalidTemplate is ARM's answer to a template that can't be deployed:
 // 400, like the other request problems of the statuses table.
@@ -79,12 +91,9 @@ const (
 	deploymentsVersion     = "2021-04-01"
 )
 
-// policyRoutes declares the policy and deployment routes; none while
-// s.Policies.Service is nil.
+// policyRoutes declares the policy routes, while s.Policies.Service is
+// set, and the deployment routes, while s.Policies.Deployments is.
 func (s *Server) policyRoutes() []route {
-	if s.Policies.Service == nil {
-		return nil
-	}
 	mgmt := []keyhold.Audience{keyhold.AudienceManagement}
 	r := func(method, pattern string, max int64, h func(nethttp.ResponseWriter, *nethttp.Request) error) route {
 		rt := route{Method: method, Pattern: pattern, Auth: mgmt, Timeout: apiTimeout, Handler: h}
@@ -93,17 +102,25 @@ func (s *Server) policyRoutes() []route {
 		}
 		return rt
 	}
-	return []route{
-		r("PUT", policyGroupPath+"/{name}", maxPolicyBody, s.putPolicy),
-		r("GET", policyGroupPath+"/{name}", 0, s.getPolicy),
-		r("PATCH", policyGroupPath+"/{name}", maxPolicyBody, s.patchPolicy),
-		r("DELETE", policyGroupPath+"/{name}", 0, s.deletePolicy),
-		r("GET", policyGroupPath+"/{name}/"+linkedEnvironmentsName, 0, s.getLinkedEnvironments),
-		r("GET", policyGroupPath, 0, s.listPolicies),
-		r("GET", policySubPath, 0, s.listPolicies),
-		r("PUT", deploymentPath, maxDeploymentBody, s.putDeployment),
-		r("GET", deploymentPath, 0, s.getDeployment),
+	var routes []route
+	if s.Policies.Service != nil {
+		routes = append(routes,
+			r("PUT", policyGroupPath+"/{name}", maxPolicyBody, s.putPolicy),
+			r("GET", policyGroupPath+"/{name}", 0, s.getPolicy),
+			r("PATCH", policyGroupPath+"/{name}", maxPolicyBody, s.patchPolicy),
+			r("DELETE", policyGroupPath+"/{name}", 0, s.deletePolicy),
+			r("GET", policyGroupPath+"/{name}/"+linkedEnvironmentsName, 0, s.getLinkedEnvironments),
+			r("GET", policyGroupPath, 0, s.listPolicies),
+			r("GET", policySubPath, 0, s.listPolicies),
+		)
 	}
+	if s.Policies.Deployments != nil {
+		routes = append(routes,
+			r("PUT", deploymentPath, maxDeploymentBody, s.putDeployment),
+			r("GET", deploymentPath, 0, s.getDeployment),
+		)
+	}
+	return routes
 }
 
 func policyIDs(r *nethttp.Request) (sub, rg, name string) {
@@ -285,7 +302,7 @@ func (s *Server) putDeployment(w nethttp.ResponseWriter, r *nethttp.Request) err
 		return keyhold.Errorf(keyhold.CodeNotSupported, "properties.templateLink and parametersLink are not supported: send the template and its parameters inline")
 	}
 	sub, rg, name := policyIDs(r)
-	d, created, err := s.Policies.Service.Deploy(r.Context(), sub, rg, name, policy.DeploymentRequest{Mode: p.Mode, Template: p.Template, Parameters: p.Parameters})
+	d, created, err := s.Policies.Deployments.Deploy(r.Context(), sub, rg, name, deploy.Request{Mode: p.Mode, Template: p.Template, Parameters: p.Parameters})
 	if err != nil {
 		return err
 	}
@@ -296,7 +313,7 @@ func (s *Server) putDeployment(w nethttp.ResponseWriter, r *nethttp.Request) err
 // getDeployment: GET …/deployments/{name}.
 func (s *Server) getDeployment(w nethttp.ResponseWriter, r *nethttp.Request) error {
 	sub, rg, name := policyIDs(r)
-	d, err := s.Policies.Service.Deployment(r.Context(), sub, rg, name)
+	d, err := s.Policies.Deployments.Deployment(r.Context(), sub, rg, name)
 	if err != nil {
 		return err
 	}

@@ -14,6 +14,7 @@ import (
 	"github.com/keyhold/keyhold"
 	"github.com/keyhold/keyhold/arm"
 	"github.com/keyhold/keyhold/crypt"
+	"github.com/keyhold/keyhold/deploy"
 	"github.com/keyhold/keyhold/policy"
 	"github.com/keyhold/keyhold/vault"
 )
@@ -53,7 +54,8 @@ func newPolicyFixture(t *testing.T) *policyFixture {
 		pf.policy.RegisterDeleter()
 		f.srv.ARM = ARMAPI{Resources: pf.arm, Directory: pf.arm}
 		f.srv.KeyVault = KeyVaultAPI{Vaults: pf.vault}
-		f.srv.Policies = PolicyAPI{Service: pf.policy}
+		f.srv.Policies = PolicyAPI{Service: pf.policy,
+			Deployments: deploy.New(deploy.Config{Store: f.store, Clock: f.clock, Policies: pf.policy, ARM: pf.arm, Vaults: pf.vault})}
 	})
 	pf.sub = pf.creds.SubscriptionID
 	ctx := context.Background()
@@ -173,11 +175,11 @@ func (pf *policyFixture) unchanged(t *testing.T, what string, before policyState
 }
 
 // specTemplateBody returns a deployment body holding the spec's
-// enterprise policy template (policy/testdata/spec-template.txt, as the
+// enterprise policy template (deploy/testdata/spec-template.txt, as the
 // spec prints it) with its placeholders filled in.
 func specTemplateBody(t *testing.T, name, location, vaultID, keyName string) string {
 	t.Helper()
-	raw, err := os.ReadFile("../policy/testdata/spec-template.txt")
+	raw, err := os.ReadFile("../deploy/testdata/spec-template.txt")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -452,7 +454,7 @@ func TestPolicyClient(t *testing.T) {
 	if err := json.Unmarshal([]byte(body), &req); err != nil {
 		t.Fatal(err)
 	}
-	d, created, err := pc.Deploy(ctx, pf.sub, "rg", "d1", policy.DeploymentRequest{Mode: "Incremental", Template: req.Properties.Template})
+	d, created, err := pc.Deploy(ctx, pf.sub, "rg", "d1", deploy.Request{Mode: "Incremental", Template: req.Properties.Template})
 	if err != nil || !created || d.ProvisioningState != "Succeeded" || d.SubscriptionID != pf.sub || d.ResourceGroup != "rg" || len(d.OutputResources) != 1 {
 		t.Fatalf("Deploy = %+v, %v, %v", d, created, err)
 	}
@@ -461,4 +463,36 @@ func TestPolicyClient(t *testing.T) {
 	}
 	_, err = pc.Deployment(ctx, pf.sub, "rg", "nope")
 	wantCode(t, err, keyhold.CodeNotFound)
+}
+
+// TestPolicyRoutesByService: the enterprise policy routes are served while
+// PolicyAPI.Service is set, and the template deployment routes while
+// PolicyAPI.Deployments is, each without the other.
+func TestPolicyRoutesByService(t *testing.T) {
+	pc := (&Client{}).Policies() // implements both contracts; never called here
+	count := func(api PolicyAPI) (policies, deployments int) {
+		s := &Server{Policies: api}
+		for _, r := range s.policyRoutes() {
+			if r.Pattern == deploymentPath {
+				deployments++
+			} else {
+				policies++
+			}
+		}
+		return policies, deployments
+	}
+	for _, c := range []struct {
+		name                  string
+		api                   PolicyAPI
+		policies, deployments int
+	}{
+		{"neither", PolicyAPI{}, 0, 0},
+		{"policies only", PolicyAPI{Service: pc}, 7, 0},
+		{"deployments only", PolicyAPI{Deployments: pc}, 0, 2},
+		{"both", PolicyAPI{Service: pc, Deployments: pc}, 7, 2},
+	} {
+		if p, d := count(c.api); p != c.policies || d != c.deployments {
+			t.Errorf("%s: %d policy and %d deployment routes, want %d and %d", c.name, p, d, c.policies, c.deployments)
+		}
+	}
 }

@@ -8,18 +8,22 @@ import (
 	"time"
 
 	"github.com/keyhold/keyhold"
+	"github.com/keyhold/keyhold/deploy"
 	"github.com/keyhold/keyhold/policy"
 )
 
 // PolicyClient is the Client's view of the enterprise policy provider and
-// template deployments: it implements PolicyService over HTTPS, with
-// tokens for the management audience. Get one with Client.Policies; it is
-// safe for concurrent use.
+// template deployments: it implements PolicyService and DeploymentService
+// over HTTPS, with tokens for the management audience. Get one with
+// Client.Policies; it is safe for concurrent use.
 type PolicyClient struct {
 	c *Client
 }
 
-var _ PolicyService = (*PolicyClient)(nil)
+var (
+	_ PolicyService     = (*PolicyClient)(nil)
+	_ DeploymentService = (*PolicyClient)(nil)
+)
 
 // Policies returns c's client of the enterprise policy and deployment
 // routes.
@@ -184,7 +188,7 @@ func fromDeploymentJSON(j *deploymentJSON) *keyhold.Deployment {
 // Deploy deploys a template (created reports whether the deployment is
 // new). A resource that fails is the error, with its own code; the
 // deployment is then stored as Failed (see Deployment).
-func (pc *PolicyClient) Deploy(ctx context.Context, sub, rg, name string, req policy.DeploymentRequest) (*keyhold.Deployment, bool, error) {
+func (pc *PolicyClient) Deploy(ctx context.Context, sub, rg, name string, req deploy.Request) (*keyhold.Deployment, bool, error) {
 	props := map[string]any{"mode": req.Mode, "template": json.RawMessage(req.Template)}
 	if len(req.Template) == 0 {
 		props["template"] = nil

@@ -46,11 +46,11 @@ func (s *cmkStack) callAs(t *testing.T, c *khttp.Client, method, path string, au
 	return resp.StatusCode, b
 }
 
-// specDeploymentBody is the spec's template (policy/testdata/spec-template.txt)
+// specDeploymentBody is the spec's template (deploy/testdata/spec-template.txt)
 // with its placeholders filled in, as a deployment body.
 func specDeploymentBody(t *testing.T, name, location, vaultID, keyName string) string {
 	t.Helper()
-	raw, err := os.ReadFile("../policy/testdata/spec-template.txt")
+	raw, err := os.ReadFile("../deploy/testdata/spec-template.txt")
 	if err != nil {
 		t.Fatal(err)
 	}

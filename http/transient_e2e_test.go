@@ -27,6 +27,7 @@ import (
 	"github.com/keyhold/keyhold/arm"
 	"github.com/keyhold/keyhold/clocktest"
 	"github.com/keyhold/keyhold/crypt"
+	"github.com/keyhold/keyhold/deploy"
 	khttp "github.com/keyhold/keyhold/http"
 	"github.com/keyhold/keyhold/keyprovider"
 	"github.com/keyhold/keyhold/ops"
@@ -142,6 +143,7 @@ func newFaultStack(t *testing.T, store keyhold.Store) *faultStack {
 		t.Fatalf("BootstrapCustomer: %v", err)
 	}
 	am := arm.New(arm.Config{Store: store, Clock: s.clock})
+	ps := policy.New(policy.Config{Store: store, Clock: s.clock, ARM: am, Vaults: s.kv})
 	srv := &khttp.Server{
 		Tokens: s.p, Environments: s.p, Data: s.p, Audit: s.p, CMK: s.p,
 		ARM: khttp.ARMAPI{Resources: am, Directory: am},
@@ -149,7 +151,7 @@ func newFaultStack(t *testing.T, store keyhold.Store) *faultStack {
 			err = store.View(ctx, func(tx keyhold.Tx) error { v, err = tx.Vault(ctx, name); return err })
 			return v, err
 		}},
-		Policies:  khttp.PolicyAPI{Service: policy.New(policy.Config{Store: store, Clock: s.clock, ARM: am, Vaults: s.kv})},
+		Policies:  khttp.PolicyAPI{Service: ps, Deployments: deploy.New(deploy.Config{Store: store, Clock: s.clock, Policies: ps, ARM: am, Vaults: s.kv})},
 		Logger:    slog.New(slog.DiscardHandler),
 		PublicURL: s.url,
 	}

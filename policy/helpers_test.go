@@ -4,7 +4,6 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
-	"os"
 	"slices"
 	"strings"
 	"testing"
@@ -251,22 +250,4 @@ func wantErr(t testing.TB, err error, code string, hints ...string) {
 			t.Fatalf("message %q does not say %q", e.Message, h)
 		}
 	}
-}
-
-// specTemplate returns the spec's enterprise policy template
-// (testdata/spec-template.txt, as the spec prints it) with its
-// placeholders filled in with JSON strings, as its instructions say.
-func specTemplate(t testing.TB, name, location, vaultID, keyName string) []byte {
-	t.Helper()
-	raw, err := os.ReadFile("testdata/spec-template.txt")
-	if err != nil {
-		t.Fatal(err)
-	}
-	q := func(s string) string { b, _ := json.Marshal(s); return string(b) }
-	s := strings.NewReplacer("{EnterprisePolicyName}", q(name), "{location where EnterprisePolicy needs to be created}", q(location),
-		"{keyVaultId}", q(vaultID), "{keyName}", q(keyName)).Replace(string(raw))
-	if !json.Valid([]byte(s)) {
-		t.Fatalf("the filled-in template is not JSON:\n%s", s)
-	}
-	return []byte(s)
 }

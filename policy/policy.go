@@ -1,8 +1,7 @@
 // Package policy is the Microsoft.PowerPlatform resource provider: the
 // enterprise policies (Microsoft.PowerPlatform/enterprisePolicies) that
-// name a customer's key, and the template deployments
-// (Microsoft.Resources/deployments) that create them from the spec's JSON
-// template.
+// name a customer's key. Package deploy deploys them from templates (such
+// as the spec's JSON template) through this package's Put.
 //
 // # Enterprise policies
 //
@@ -35,12 +34,9 @@
 // A new policy's healthStatus is Undetermined, and becomes so again when
 // its key changes, until a health probe says otherwise.
 //
-// # Template deployments
-//
-// Deploy deploys an ARM template into a resource group (mode Incremental
-// only), evaluating the subset of ARM's template expressions that the
-// spec's template and templates like it use (see Evaluate), and stores
-// the deployment's outcome. See deploy.go for what is supported.
+// Deleting a resource group deletes its policies and its template
+// deployment records (package deploy's) in one transaction
+// (DeleteResourcesIn).
 //
 // The Service is safe for concurrent use.
 package policy
@@ -75,10 +71,10 @@ type Config struct {
 	// Logger receives what goes wrong in the background (nil: discarded).
 	Logger *slog.Logger
 	// ARM is the resource manager: it creates and deletes the policies'
-	// managed identities, and deploys role assignments of templates.
+	// managed identities.
 	ARM *arm.Service
-	// Vaults, if set, deploys the Microsoft.KeyVault/vaults resources of
-	// templates (a *vault.Service); nil refuses them.
+	// Vaults, if set, is the key vault service (a *vault.Service); when it
+	// is a PolicySealer too, the policies written are sealed.
 	Vaults VaultWriter
 	// LockLinked, if set, lets the deletion of the policy itself (Delete)
 	// or of its resource group delete an enterprise policy that
@@ -94,8 +90,8 @@ type Config struct {
 	LockLinked func(ctx context.Context, tx keyhold.Tx, pol *keyhold.EnterprisePolicy, actor *keyhold.Identity, why string) (after func(), err error)
 }
 
-// VaultWriter is what template deployments need from the key vault
-// service; *vault.Service implements it.
+// VaultWriter is the key vault service as Config.Vaults takes it;
+// *vault.Service implements it (and PolicySealer).
 type VaultWriter interface {
 	GetVault(ctx context.Context, sub, rg, name string) (*keyhold.Vault, error)
 	PutVault(ctx context.Context, v *keyhold.Vault) (created bool, err error)
@@ -119,8 +115,8 @@ func (s *Service) sealer() PolicySealer {
 	return ps
 }
 
-// Service is the enterprise policy provider and template deployment
-// engine. It is safe for concurrent use.
+// Service is the enterprise policy provider. It is safe for concurrent
+// use.
 type Service struct {
 	store  keyhold.Store
 	clock  keyhold.Clock

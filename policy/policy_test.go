@@ -318,27 +318,6 @@ func TestDelete(t *testing.T) {
 	wantErr(t, err, keyhold.CodeResourceNotFound)
 }
 
-// TestResourceGroupDeletion: deleting a group deletes its policies and
-// deployment records.
-func TestResourceGroupDeletion(t *testing.T) {
-	f := newFixture(t, storetest.OpenSQLite(t))
-	p := f.put(t, "p1", f.spec())
-	tmpl := specTemplate(t, "p2", "europe", f.vaultID("contoso-kv"), "cmk")
-	if _, _, err := f.s.Deploy(as(f.admin), f.sub, "rg", "d1", DeploymentRequest{Mode: "Incremental", Template: tmpl}); err != nil {
-		t.Fatal(err)
-	}
-	if err := f.arm.DeleteResourceGroup(as(f.admin), f.sub, "rg"); err != nil {
-		t.Fatalf("DeleteResourceGroup: %v", err)
-	}
-	s := f.snapshot(t)
-	if len(s.policies) != 0 || len(s.identities) != 0 || slices.Contains(s.identities, p.PrincipalID) {
-		t.Fatalf("after the group's deletion: %+v", s)
-	}
-	if d := f.deployment(t, "d1"); d != nil {
-		t.Fatalf("the deployment record outlived its group: %+v", d)
-	}
-}
-
 // TestFind: a policy is found by its systemId or resource id, in any case.
 func TestFind(t *testing.T) {
 	f := newFixture(t, storetest.OpenSQLite(t))

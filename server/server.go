@@ -31,6 +31,7 @@ import (
 	"github.com/keyhold/keyhold"
 	"github.com/keyhold/keyhold/arm"
 	"github.com/keyhold/keyhold/crypt"
+	"github.com/keyhold/keyhold/deploy"
 	"github.com/keyhold/keyhold/egress"
 	khttp "github.com/keyhold/keyhold/http"
 	"github.com/keyhold/keyhold/keyprovider"
@@ -248,12 +249,13 @@ func Run(ctx context.Context, cfg Config) error {
 	am := arm.New(arm.Config{Store: store, Clock: cfg.Clock, Logger: log})
 	ps := policy.New(policy.Config{Store: store, Clock: cfg.Clock, Logger: log, ARM: am, Vaults: kv, LockLinked: p.LockLinkedTx})
 	ps.RegisterDeleter() // deleting a resource group deletes its policies
+	ds := deploy.New(deploy.Config{Store: store, Clock: cfg.Clock, Policies: ps, ARM: am, Vaults: kv})
 	api := &khttp.Server{
 		Tokens: p, Environments: p, Data: p, Audit: p,
 		Logger: log, Registry: reg, PublicURL: url,
 		ARM:      khttp.ARMAPI{Resources: am, Directory: am},
 		KeyVault: khttp.KeyVaultAPI{Vaults: kv, Lookup: lookupVault(store)},
-		Policies: khttp.PolicyAPI{Service: ps},
+		Policies: khttp.PolicyAPI{Service: ps, Deployments: ds},
 		CMK:      p,
 		Backups:  p,
 		Events:   p,

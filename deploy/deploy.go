@@ -1,4 +1,31 @@
-package policy
+// Package deploy is the template deployment engine
+// (Microsoft.Resources/deployments): it deploys an ARM template into a
+// resource group (mode Incremental only), evaluating the subset of ARM's
+// template expressions that the spec's enterprise policy template and
+// templates like it use (expr.go), and stores the deployment's outcome.
+//
+// A template is deployed in two passes. The first evaluates the whole
+// template (parameters, variables, every resource, the outputs) and checks
+// its shape; any error there is CodeInvalidTemplate and changes nothing,
+// as ARM's validation. The second deploys the resources in order through
+// their services, with the caller's identity: a resource the caller may
+// not create, or that its service refuses, stops the deployment, which is
+// stored as Failed with that error and answered with it (the resources
+// deployed before it stay, as in ARM's Incremental mode).
+//
+// Resource types: Microsoft.PowerPlatform/enterprisePolicies (through
+// package policy's Put); Microsoft.KeyVault/vaults (with Config.Vaults);
+// and Microsoft.Authorization/roleAssignments, at the resource group or at
+// the resource its "scope" names. Template features not listed here
+// ("functions", "copy", nested deployments, reference(), …) are
+// CodeInvalidTemplate.
+//
+// Deleting a resource group deletes its deployment records with its
+// enterprise policies, in one transaction: package policy's resource
+// group deleter does it.
+//
+// The Service is safe for concurrent use.
+package deploy
 
 import (
 	"bytes"
@@ -12,25 +39,54 @@ import (
 	"github.com/google/uuid"
 	"github.com/keyhold/keyhold"
 	"github.com/keyhold/keyhold/arm"
+	"github.com/keyhold/keyhold/policy"
 )
 
-// Template deployments.
-//
-// A template is deployed in two passes. The first evaluates the whole
-// template (parameters, variables, every resource, the outputs) and checks
-// its shape; any error there is CodeInvalidTemplate and changes nothing,
-// as ARM's validation. The second deploys the resources in order through
-// their services, with the caller's identity: a resource the caller may
-// not create, or that its service refuses, stops the deployment, which is
-// stored as Failed with that error and answered with it (the resources
-// deployed before it stay, as in ARM's Incremental mode).
-//
-// Resource types: Microsoft.PowerPlatform/enterprisePolicies (Put);
-// Microsoft.KeyVault/vaults (with Config.Vaults); and
-// Microsoft.Authorization/roleAssignments, at the resource group or at the
-// resource its "scope" names. Template features not listed here
-// ("functions", "copy", nested deployments, reference(), …) are
-// CodeInvalidTemplate.
+// Config configures a Service. Store, Policies and ARM are required.
+type Config struct {
+	Store keyhold.Store
+	// Clock tells the time (default: the wall clock).
+	Clock keyhold.Clock
+	// Policies deploys the Microsoft.PowerPlatform/enterprisePolicies
+	// resources of templates, with the caller's identity.
+	Policies *policy.Service
+	// ARM authorizes the deployments and deploys the role assignments of
+	// templates.
+	ARM *arm.Service
+	// Vaults, if set, deploys the Microsoft.KeyVault/vaults resources of
+	// templates (a *vault.Service); nil refuses them.
+	Vaults VaultWriter
+}
+
+// VaultWriter is what template deployments need from the key vault
+// service; *vault.Service implements it.
+type VaultWriter interface {
+	GetVault(ctx context.Context, sub, rg, name string) (*keyhold.Vault, error)
+	PutVault(ctx context.Context, v *keyhold.Vault) (created bool, err error)
+}
+
+// Service is the template deployment engine. It is safe for concurrent
+// use.
+type Service struct {
+	store    keyhold.Store
+	clock    keyhold.Clock
+	policies *policy.Service
+	arm      *arm.Service
+	vaults   VaultWriter
+}
+
+// New returns a Service over cfg.Store. It panics without cfg.Store,
+// cfg.Policies or cfg.ARM, a wiring mistake.
+func New(cfg Config) *Service {
+	if cfg.Store == nil || cfg.Policies == nil || cfg.ARM == nil {
+		panic("deploy: Config.Store, Config.Policies and Config.ARM are required")
+	}
+	s := &Service{store: cfg.Store, clock: cfg.Clock, policies: cfg.Policies, arm: cfg.ARM, vaults: cfg.Vaults}
+	if s.clock == nil {
+		s.clock = keyhold.SystemClock{}
+	}
+	return s
+}
 
 // Deployment actions, as Azure names them.
 const (
@@ -50,8 +106,8 @@ const (
 	typeRoleAssignment = "Microsoft.Authorization/roleAssignments"
 )
 
-// DeploymentRequest is what PUT …/deployments/{name} asks for.
-type DeploymentRequest struct {
+// Request is what PUT …/deployments/{name} asks for.
+type Request struct {
 	Mode string
 	// Template is the template, inline (templateLink is not supported).
 	Template json.RawMessage
@@ -76,7 +132,7 @@ func deploymentID(sub, rg, name string) string {
 // evaluated is CodeInvalidTemplate and stores nothing. A resource that
 // fails stores the deployment as Failed and returns its record with the
 // resource's error.
-func (s *Service) Deploy(ctx context.Context, sub, rg, name string, req DeploymentRequest) (d *keyhold.Deployment, created bool, err error) {
+func (s *Service) Deploy(ctx context.Context, sub, rg, name string, req Request) (d *keyhold.Deployment, created bool, err error) {
 	id, err := caller(ctx)
 	if err != nil {
 		return nil, false, err
@@ -231,7 +287,7 @@ func decodeObject(raw []byte, what string, v any) error {
 
 // plan evaluates the template: its parameters, variables, resources and
 // outputs. It changes nothing; its errors are CodeInvalidTemplate.
-func (s *Service) plan(scope Scope, req DeploymentRequest) ([]step, json.RawMessage, error) {
+func (s *Service) plan(scope Scope, req Request) ([]step, json.RawMessage, error) {
 	if len(bytes.TrimSpace(req.Template)) == 0 || bytes.Equal(bytes.TrimSpace(req.Template), []byte("null")) {
 		return nil, nil, invalid("", "properties.template is missing: send the template inline (templateLink is not supported)")
 	}
@@ -481,8 +537,8 @@ func (s *Service) step(scope Scope, path string, res map[string]any) (step, erro
 	}
 	sub, rg := scope.SubscriptionID, scope.ResourceGroup.Name
 	switch {
-	case strings.EqualFold(typ, ResourceType):
-		var in ResourceInput
+	case strings.EqualFold(typ, policy.ResourceType):
+		var in policy.ResourceInput
 		if err := redecode(path, res, &in); err != nil {
 			return step{}, err
 		}
@@ -491,7 +547,7 @@ func (s *Service) step(scope Scope, path string, res map[string]any) (step, erro
 			if err != nil {
 				return err
 			}
-			_, _, err = s.Put(ctx, sub, rg, name, spec)
+			_, _, err = s.policies.Put(ctx, sub, rg, name, spec)
 			return err
 		}}, nil
 
@@ -534,7 +590,7 @@ func (s *Service) step(scope Scope, path string, res map[string]any) (step, erro
 			return s.arm.CreateRoleAssignment(ctx, &ra)
 		}}, nil
 	}
-	supported := []string{ResourceType, typeRoleAssignment}
+	supported := []string{policy.ResourceType, typeRoleAssignment}
 	if s.vaults != nil {
 		supported = append(supported, typeVault)
 	}
@@ -633,4 +689,67 @@ func (s *Service) deployVault(ctx context.Context, sub, rg, name string, in *vau
 	}
 	_, err := s.vaults.PutVault(ctx, v)
 	return err
+}
+
+// The helpers below are package policy's, which keeps its own: issue 9
+// makes one of each for the module.
+
+// caller returns the identity in ctx, or an Unauthorized error.
+func caller(ctx context.Context) (*keyhold.Identity, error) {
+	id := keyhold.IdentityFrom(ctx)
+	if id == nil || id.PrincipalID == "" {
+		return nil, keyhold.Errorf(keyhold.CodeUnauthorized, "the request is not authenticated: send a bearer token")
+	}
+	return id, nil
+}
+
+// clip shortens client input quoted in a message.
+func clip(s string) string {
+	if len(s) > 200 {
+		return strings.ToValidUTF8(s[:200], "") + "…"
+	}
+	return s
+}
+
+// isNull reports whether a raw property is absent or null.
+func isNull(raw json.RawMessage) bool {
+	t := bytes.TrimSpace(raw)
+	return len(t) == 0 || bytes.Equal(t, []byte("null"))
+}
+
+// policyID returns the resource id of the policy name in sub and rg.
+func policyID(sub, rg, name string) string {
+	p := keyhold.EnterprisePolicy{SubscriptionID: sub, ResourceGroup: rg, Name: name}
+	return p.ID()
+}
+
+// subscriptionFor returns a subscription of the caller's tenant; another
+// tenant's is reported as not found, as ARM does.
+func subscriptionFor(ctx context.Context, tx keyhold.Tx, id *keyhold.Identity, subID string) (*keyhold.Subscription, error) {
+	sub, err := tx.Subscription(ctx, subID)
+	if err == nil && !strings.EqualFold(sub.TenantID, id.TenantID) {
+		sub, err = nil, nil
+	}
+	if sub == nil && (err == nil || keyhold.ErrorCode(err) == keyhold.CodeNotFound) {
+		return nil, keyhold.Errorf(keyhold.CodeNotFound, "The subscription '%s' could not be found.", clip(subID))
+	}
+	return sub, err
+}
+
+// groupIn returns an existing resource group, or CodeResourceGroupNotFound.
+func groupIn(ctx context.Context, tx keyhold.Tx, sub, rg string) (*keyhold.ResourceGroup, error) {
+	g, err := tx.ResourceGroup(ctx, sub, rg)
+	if keyhold.ErrorCode(err) == keyhold.CodeNotFound {
+		return nil, keyhold.Errorf(keyhold.CodeResourceGroupNotFound, "Resource group '%s' could not be found.", clip(rg))
+	}
+	return g, err
+}
+
+// audit appends an entry of the caller's change in tx.
+func (s *Service) audit(ctx context.Context, tx keyhold.Tx, id *keyhold.Identity, action, target, result, detail string) error {
+	if len(detail) > 1000 {
+		detail = strings.ToValidUTF8(detail[:1000], "")
+	}
+	return tx.AppendAudit(ctx, &keyhold.AuditEntry{At: s.clock.Now().UTC(), TenantID: id.TenantID, ActorID: id.PrincipalID,
+		Action: action, Target: target, Result: result, Detail: detail})
 }

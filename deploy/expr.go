@@ -1,4 +1,4 @@
-package policy
+package deploy
 
 import (
 	"encoding/json"

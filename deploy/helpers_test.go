@@ -1,0 +1,269 @@
+package deploy
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"os"
+	"regexp"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/google/uuid"
+	"github.com/keyhold/keyhold"
+	"github.com/keyhold/keyhold/arm"
+	"github.com/keyhold/keyhold/clocktest"
+	"github.com/keyhold/keyhold/policy"
+	"github.com/keyhold/keyhold/sqlstore/storetest"
+)
+
+// systemIDRE is what a policy's systemId looks like (in europe).
+var systemIDRE = regexp.MustCompile(`^/regions/europe/providers/Microsoft\.PowerPlatform/enterprisePolicies/[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$`)
+
+// fixture is a Service, with the policy Service it deploys through, over a
+// fresh store holding one tenant with one
+// subscription, an administrator (Owner of the subscription),
+// Microsoft.PowerPlatform registered (unless unregistered), resource
+// groups "rg" and "keys", and in "keys" a vault "contoso-kv" with purge
+// protection and an RSA key "cmk" (one version), and a vault "plain-kv"
+// without purge protection holding a key "cmk" too.
+type fixture struct {
+	s      *Service
+	pol    *policy.Service
+	arm    *arm.Service
+	store  keyhold.Store
+	clock  *clocktest.Clock
+	tenant string
+	sub    string
+	admin  *keyhold.Identity
+	// version is the version of contoso-kv's key cmk.
+	version string
+}
+
+type fixtureOption func(*fixtureOpts)
+
+type fixtureOpts struct{ unregistered bool }
+
+// unregistered leaves Microsoft.PowerPlatform unregistered.
+func unregistered(o *fixtureOpts) { o.unregistered = true }
+
+func newFixture(t testing.TB, store keyhold.Store, opts ...fixtureOption) *fixture {
+	t.Helper()
+	var o fixtureOpts
+	for _, fn := range opts {
+		fn(&o)
+	}
+	clock := clocktest.New(time.Date(2026, 11, 23, 12, 0, 0, 0, time.UTC))
+	a := arm.New(arm.Config{Store: store, Clock: clock})
+	pol := policy.New(policy.Config{Store: store, Clock: clock, ARM: a})
+	f := &fixture{s: New(Config{Store: store, Clock: clock, Policies: pol, ARM: a}), pol: pol, arm: a, store: store, clock: clock,
+		tenant: uuid.NewString(), sub: uuid.NewString(), version: strings.ReplaceAll(uuid.NewString(), "-", "")}
+	f.pol.RegisterDeleter()
+	f.update(t, func(ctx context.Context, tx keyhold.Tx) error {
+		if err := tx.CreateTenant(ctx, &keyhold.Tenant{ID: f.tenant, DisplayName: "Contoso", CreatedAt: clock.Now()}); err != nil {
+			return err
+		}
+		if err := tx.CreateSubscription(ctx, &keyhold.Subscription{ID: f.sub, TenantID: f.tenant, DisplayName: "Contoso", CreatedAt: clock.Now()}); err != nil {
+			return err
+		}
+		if !o.unregistered {
+			if err := tx.PutProviderRegistration(ctx, &keyhold.ProviderRegistration{SubscriptionID: f.sub, Namespace: keyhold.NamespacePowerPlatform,
+				State: keyhold.ProviderRegistered, UpdatedAt: clock.Now()}); err != nil {
+				return err
+			}
+		}
+		for _, rg := range []string{"rg", "keys"} {
+			if err := tx.CreateResourceGroup(ctx, &keyhold.ResourceGroup{SubscriptionID: f.sub, Name: rg, Location: "westeurope", CreatedAt: clock.Now()}); err != nil {
+				return err
+			}
+		}
+		for _, v := range []struct {
+			name  string
+			purge bool
+		}{{"contoso-kv", true}, {"plain-kv", false}} {
+			if err := tx.CreateVault(ctx, &keyhold.Vault{SubscriptionID: f.sub, ResourceGroup: "keys", Name: v.name, Location: "westeurope",
+				TenantID: f.tenant, SKU: "standard", SoftDeleteRetentionDays: 90, EnablePurgeProtection: v.purge, EnableRbacAuthorization: true,
+				URI: "https://localhost/vaults/" + v.name, CreatedAt: clock.Now(), UpdatedAt: clock.Now()}); err != nil {
+				return err
+			}
+			if err := tx.PutKey(ctx, &keyhold.Key{VaultName: v.name, Name: "cmk", Type: keyhold.KeyTypeRSA, Size: 2048,
+				CurrentVersion: f.version, CreatedAt: clock.Now(), UpdatedAt: clock.Now()}); err != nil {
+				return err
+			}
+			if err := tx.PutKeyVersion(ctx, &keyhold.KeyVersion{VaultName: v.name, Name: "cmk", Version: f.version, Type: keyhold.KeyTypeRSA,
+				Size: 2048, N: []byte{1}, E: 65537, KeyOps: []string{"wrapKey", "unwrapKey"}, Enabled: true, Material: []byte{1},
+				CreatedAt: clock.Now(), UpdatedAt: clock.Now()}); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	f.admin = f.principal(t, "admin")
+	f.grant(t, "/subscriptions/"+f.sub, keyhold.RoleOwner, f.admin)
+	return f
+}
+
+func forEachBackend(t *testing.T, fn func(t *testing.T, f *fixture)) {
+	storetest.ForEachBackend(t, func(t *testing.T, open func(t *testing.T) keyhold.Store) {
+		fn(t, newFixture(t, open(t)))
+	})
+}
+
+func (f *fixture) update(t testing.TB, fn func(ctx context.Context, tx keyhold.Tx) error) {
+	t.Helper()
+	ctx := context.Background()
+	if err := f.store.Update(ctx, func(tx keyhold.Tx) error { return fn(ctx, tx) }); err != nil {
+		t.Fatalf("Update: %v", err)
+	}
+}
+
+func (f *fixture) view(t testing.TB, fn func(ctx context.Context, tx keyhold.Tx) error) {
+	t.Helper()
+	ctx := context.Background()
+	if err := f.store.View(ctx, func(tx keyhold.Tx) error { return fn(ctx, tx) }); err != nil {
+		t.Fatalf("View: %v", err)
+	}
+}
+
+// principal creates a service principal of the tenant.
+func (f *fixture) principal(t testing.TB, name string) *keyhold.Identity {
+	t.Helper()
+	p := &keyhold.Principal{ID: uuid.NewString(), TenantID: f.tenant, Type: keyhold.PrincipalServicePrincipal, DisplayName: name,
+		AppID: uuid.NewString(), CreatedAt: f.clock.Now()}
+	f.update(t, func(ctx context.Context, tx keyhold.Tx) error { return tx.CreatePrincipal(ctx, p) })
+	return &keyhold.Identity{TenantID: f.tenant, PrincipalID: p.ID, AppID: p.AppID, Type: p.Type, Audience: keyhold.AudienceManagement}
+}
+
+// grant gives id a built-in role at scope, straight in the store.
+func (f *fixture) grant(t testing.TB, scope, role string, id *keyhold.Identity) {
+	t.Helper()
+	r, ok := keyhold.FindRoleDefinition(role)
+	if !ok {
+		t.Fatalf("no role %q", role)
+	}
+	f.update(t, func(ctx context.Context, tx keyhold.Tx) error {
+		return tx.CreateRoleAssignment(ctx, &keyhold.RoleAssignment{ID: uuid.NewString(), Scope: scope, RoleDefinitionID: r.ID,
+			PrincipalID: id.PrincipalID, PrincipalType: "ServicePrincipal", TenantID: f.tenant, CreatedBy: "test", CreatedAt: f.clock.Now()})
+	})
+}
+
+// as returns a context carrying id.
+func as(id *keyhold.Identity) context.Context { return keyhold.NewContext(context.Background(), id) }
+
+func (f *fixture) vaultID(name string) string {
+	return "/subscriptions/" + f.sub + "/resourceGroups/keys/providers/Microsoft.KeyVault/vaults/" + name
+}
+
+// spec is a valid policy spec naming contoso-kv's key cmk.
+func (f *fixture) spec() policy.Spec {
+	return policy.Spec{Location: "europe", Kind: "Encryption", IdentityType: "SystemAssigned", KeyVaultID: f.vaultID("contoso-kv"), KeyName: "cmk"}
+}
+
+// put creates or updates a policy as the admin, failing on error.
+func (f *fixture) put(t testing.TB, name string, spec policy.Spec) *keyhold.EnterprisePolicy {
+	t.Helper()
+	p, _, err := f.pol.Put(as(f.admin), f.sub, "rg", name, spec)
+	if err != nil {
+		t.Fatalf("Put(%s): %v", name, err)
+	}
+	return p
+}
+
+// snapshot is what a refusal must leave unchanged.
+type snapshot struct {
+	policies   []string // id, key, version, tags, state
+	identities []string // managed identities
+	audit      int
+	assigns    int
+}
+
+func (f *fixture) snapshot(t testing.TB) snapshot {
+	t.Helper()
+	var s snapshot
+	f.view(t, func(ctx context.Context, tx keyhold.Tx) error {
+		ps, err := tx.ListPolicies(ctx, keyhold.PolicyFilter{})
+		if err != nil {
+			return err
+		}
+		for _, p := range ps {
+			tags, _ := json.Marshal(p.Tags)
+			s.policies = append(s.policies, strings.Join([]string{p.ID(), p.Location, p.KeyVaultID, p.KeyName, p.KeyVersion, string(tags), string(p.HealthStatus)}, " "))
+		}
+		prs, err := tx.ListPrincipals(ctx, f.tenant)
+		if err != nil {
+			return err
+		}
+		for _, p := range prs {
+			if p.Type == keyhold.PrincipalManagedIdentity {
+				s.identities = append(s.identities, p.ID)
+			}
+		}
+		es, err := tx.ListAudit(ctx, keyhold.AuditFilter{TenantID: f.tenant, Limit: 1000})
+		s.audit = len(es)
+		if err != nil {
+			return err
+		}
+		as, err := tx.ListRoleAssignments(ctx, keyhold.RoleAssignmentFilter{TenantID: f.tenant})
+		s.assigns = len(as)
+		return err
+	})
+	return s
+}
+
+// unchanged fails unless nothing changed since before.
+func (f *fixture) unchanged(t testing.TB, what string, before snapshot) {
+	t.Helper()
+	after := f.snapshot(t)
+	if !slices.Equal(before.policies, after.policies) || !slices.Equal(before.identities, after.identities) ||
+		before.audit != after.audit || before.assigns != after.assigns {
+		t.Fatalf("%s changed something:\nbefore %+v\nafter  %+v", what, before, after)
+	}
+}
+
+// auditActions returns the actions of the tenant's audit log, oldest first.
+func (f *fixture) auditActions(t testing.TB) []string {
+	t.Helper()
+	var out []string
+	f.view(t, func(ctx context.Context, tx keyhold.Tx) error {
+		es, err := tx.ListAudit(ctx, keyhold.AuditFilter{TenantID: f.tenant, Limit: 1000})
+		for i := len(es) - 1; i >= 0; i-- {
+			out = append(out, es[i].Action)
+		}
+		return err
+	})
+	return out
+}
+
+// wantErr fails unless err has code and its message holds each of hints.
+func wantErr(t testing.TB, err error, code string, hints ...string) {
+	t.Helper()
+	var e *keyhold.Error
+	if !errors.As(err, &e) || e.Code != code {
+		t.Fatalf("error = %v (code %q), want code %s", err, keyhold.ErrorCode(err), code)
+	}
+	for _, h := range hints {
+		if !strings.Contains(e.Message, h) {
+			t.Fatalf("message %q does not say %q", e.Message, h)
+		}
+	}
+}
+
+// specTemplate returns the spec's enterprise policy template
+// (testdata/spec-template.txt, as the spec prints it) with its
+// placeholders filled in with JSON strings, as its instructions say.
+func specTemplate(t testing.TB, name, location, vaultID, keyName string) []byte {
+	t.Helper()
+	raw, err := os.ReadFile("testdata/spec-template.txt")
+	if err != nil {
+		t.Fatal(err)
+	}
+	q := func(s string) string { b, _ := json.Marshal(s); return string(b) }
+	s := strings.NewReplacer("{EnterprisePolicyName}", q(name), "{location where EnterprisePolicy needs to be created}", q(location),
+		"{keyVaultId}", q(vaultID), "{keyName}", q(keyName)).Replace(string(raw))
+	if !json.Valid([]byte(s)) {
+		t.Fatalf("the filled-in template is not JSON:\n%s", s)
+	}
+	return []byte(s)
+}
