@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"slices"
 	"strings"
 	"time"
 
@@ -376,6 +377,11 @@ func printOperation(w io.Writer, format Format, op *keyhold.Operation) error {
 		{"State:", string(op.State)},
 		{"Step:", step},
 		{"Progress:", count},
+	}
+	if op.Phase != "" {
+		// After State: what a Running operation is doing (queued,
+		// paused, rolling back, …).
+		rows = slices.Insert(rows, 4, struct{ k, v string }{"Phase:", string(op.Phase)})
 	}
 	if op.ErrorCode != "" || op.ErrorMsg != "" {
 		rows = append(rows, struct{ k, v string }{"Error:", op.ErrorCode + ": " + op.ErrorMsg})

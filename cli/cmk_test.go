@@ -524,3 +524,31 @@ func keyVaultAdminPart(t *testing.T, vaultName, policyName string) (*session, po
 	s.ok("keyvault", "set-policy", "-n", vaultName, "--object-id", pol.Identity.PrincipalID, "--key-permissions", "get,wrapKey,unwrapKey")
 	return s, pol
 }
+
+// TestPrintOperationPhase: a Running operation shows its phase after its
+// state; the paused one's message is still shown as its error, as before.
+func TestPrintOperationPhase(t *testing.T) {
+	at := time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)
+	op := &keyhold.Operation{ID: "op-1", Kind: "link", Target: "e1", State: keyhold.OperationRunning, Step: "rekey",
+		Phase: keyhold.OperationPaused, PhaseReason: "environment e1 is locked", ErrorMsg: "Paused: environment e1 is locked",
+		CreatedAt: at, UpdatedAt: at}
+	var b strings.Builder
+	if err := printOperation(&b, FormatTable, op); err != nil {
+		t.Fatal(err)
+	}
+	want := "" +
+		"ID:        op-1\n" +
+		"Kind:      link\n" +
+		"Target:    e1\n" +
+		"State:     Running\n" +
+		"Phase:     Paused\n" +
+		"Step:      rekey\n" +
+		"Progress:  -\n" +
+		"Error:     : Paused: environment e1 is locked\n" +
+		"Created:   2026-01-02T03:04:05Z\n" +
+		"Updated:   2026-01-02T03:04:05Z\n" +
+		"Finished:  -\n"
+	if b.String() != want {
+		t.Errorf("show:\n%s\nwant:\n%s", b.String(), want)
+	}
+}

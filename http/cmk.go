@@ -165,7 +165,8 @@ func (s *Server) operationLocation(r *nethttp.Request, id string) string {
 // pollers (which keep polling any status but Succeeded, Failed and
 // Canceled), except that a paused operation (Running, its environment
 // Locked) has status Paused and a statusMessage that says why. operationId
-// repeats name for the BAP's newer operation shape.
+// repeats name for the BAP's newer operation shape. phase is Keyhold's
+// (keyhold.OperationPhase): what a Running operation is doing.
 type operationJSON struct {
 	ID                 string            `json:"id"`
 	Name               string            `json:"name"`
@@ -178,6 +179,7 @@ type operationJSON struct {
 	EnvironmentID      string            `json:"environmentId,omitempty"`
 	Target             string            `json:"target"`
 	Step               string            `json:"step,omitempty"`
+	Phase              string            `json:"phase,omitempty"`
 	Progress           operationProgress `json:"progress"`
 	StatusMessage      string            `json:"statusMessage,omitempty"`
 	Error              *errorDetail      `json:"error,omitempty"`
@@ -218,6 +220,7 @@ func toOperationJSON(op *keyhold.Operation) operationJSON {
 		TenantID:           op.TenantID,
 		Target:             op.Target,
 		Step:               op.Step,
+		Phase:              string(op.Phase),
 		Progress:           operationProgress{Done: op.Done, Total: op.Total},
 		Links:              operationLinks{Self: operationLinkPath{Path: self}},
 		RequestedBy:        principalRef{ID: op.CreatedBy},
@@ -232,7 +235,7 @@ func toOperationJSON(op *keyhold.Operation) operationJSON {
 	}
 	switch {
 	case operationPaused(op):
-		j.Status, j.StatusMessage = "Paused", op.ErrorMsg
+		j.Status, j.StatusMessage = "Paused", keyhold.PausedPrefix+op.PhaseReason
 	case op.ErrorCode != "" || op.ErrorMsg != "":
 		j.Error = &errorDetail{Code: op.ErrorCode, Message: op.ErrorMsg}
 	}
@@ -252,6 +255,7 @@ func fromOperationJSON(j *operationJSON) *keyhold.Operation {
 		Target:    j.Target,
 		State:     keyhold.OperationState(j.State.ID),
 		Step:      j.Step,
+		Phase:     keyhold.OperationPhase(j.Phase),
 		Done:      j.Progress.Done,
 		Total:     j.Progress.Total,
 		CreatedBy: j.RequestedBy.ID,
@@ -273,6 +277,13 @@ func fromOperationJSON(j *operationJSON) *keyhold.Operation {
 	} else if j.StatusMessage != "" {
 		op.ErrorMsg = j.StatusMessage // paused: how the store holds it
 	}
+	// The reason of a phase is what the answer shows for it.
+	switch op.Phase {
+	case keyhold.OperationPaused:
+		op.PhaseReason = strings.TrimPrefix(j.StatusMessage, keyhold.PausedPrefix)
+	case keyhold.OperationRollingBack:
+		op.PhaseReason = op.ErrorMsg
+	}
 	if j.FinishedDateTime != nil {
 		op.FinishedAt = *j.FinishedDateTime
 	}
@@ -280,10 +291,10 @@ func fromOperationJSON(j *operationJSON) *keyhold.Operation {
 }
 
 // operationPaused reports whether op is paused, as package ops records it
-// (ops.IsPaused, which this package may not import): Running, not rolling
-// back, with an ErrorMsg that begins "Paused: ".
+// (ops.IsPaused, which this package may not import): Running, in phase
+// Paused.
 func operationPaused(op *keyhold.Operation) bool {
-	return op.State == keyhold.OperationRunning && op.ErrorCode == "" && strings.HasPrefix(op.ErrorMsg, "Paused: ")
+	return op.State == keyhold.OperationRunning && op.Phase == keyhold.OperationPaused
 }
 
 // operationTypeID is the BAP type.id of an operation kind: "link" is

@@ -2,17 +2,19 @@ package http
 
 import (
 	"encoding/json"
+	"strings"
 	"testing"
 	"time"
 
 	"github.com/keyhold/keyhold"
 )
 
-// TestPausedOperationJSON: a paused operation (Running, no error code, a
-// "Paused: …" message, as package ops records it) shows status Paused and
+// TestPausedOperationJSON: a paused operation (Running in phase Paused,
+// no error code, its reason, as package ops records it) shows status Paused and
 // why in statusMessage, keeps state.id Running (pollers go on polling) and
-// no error; the Go client reads it back as the store holds it. An
-// operation rolling back or failed still shows its error.
+// no error; the Go client reads it back as the store holds it, phase
+// included. An operation rolling back or failed still shows its error,
+// whatever its message says.
 func TestPausedOperationJSON(t *testing.T) {
 	now := time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)
 	const why = "Paused: environment e-1 is locked: the customer-managed key of enterprise policy p is not accessible; an administrator re-enables the environment; the operation then resumes where it paused"
@@ -23,10 +25,13 @@ func TestPausedOperationJSON(t *testing.T) {
 		mod                  func(op *keyhold.Operation)
 		status, message, err string
 	}{
-		{"paused", func(op *keyhold.Operation) { op.ErrorMsg = why }, "Paused", why, ""},
-		{"running", func(op *keyhold.Operation) {}, "Running", "", ""},
+		{"paused", func(op *keyhold.Operation) {
+			op.Phase, op.PhaseReason, op.ErrorMsg = keyhold.OperationPaused, strings.TrimPrefix(why, keyhold.PausedPrefix), why
+		}, "Paused", why, ""},
+		{"running", func(op *keyhold.Operation) { op.Phase = keyhold.OperationInProgress }, "Running", "", ""},
 		{"rolling back", func(op *keyhold.Operation) {
 			op.ErrorCode, op.ErrorMsg = keyhold.CodeForbidden, "Paused: not a pause, a failure's message"
+			op.Phase, op.PhaseReason = keyhold.OperationRollingBack, op.ErrorMsg
 		}, "Running", "", keyhold.CodeForbidden},
 		{"failed", func(op *keyhold.Operation) {
 			op.State, op.Step, op.FinishedAt = keyhold.OperationFailed, "", now
@@ -65,6 +70,9 @@ func TestPausedOperationJSON(t *testing.T) {
 			back := fromOperationJSON(&j)
 			if back.State != op.State || back.ErrorCode != op.ErrorCode || back.ErrorMsg != op.ErrorMsg || operationPaused(back) != (tc.status == "Paused") {
 				t.Errorf("client read back %s %q %q (paused %v), want %s %q %q", back.State, back.ErrorCode, back.ErrorMsg, operationPaused(back), op.State, op.ErrorCode, op.ErrorMsg)
+			}
+			if ph, _ := raw["phase"].(string); ph != string(op.Phase) || back.Phase != op.Phase || back.PhaseReason != op.PhaseReason {
+				t.Errorf("phase = %v, read back as %q %q; want %q %q", raw["phase"], back.Phase, back.PhaseReason, op.Phase, op.PhaseReason)
 			}
 		})
 	}

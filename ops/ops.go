@@ -26,8 +26,9 @@
 // A step that returns a transient error (see IsPermanent) is retried with
 // exponential backoff, up to Config.MaxAttempts times. A permanent error, or
 // the last transient one, fails the operation: the Runner records the error
-// (ErrorCode and ErrorMsg, still in state Running: that is how a Runner that
-// picks the operation up knows to roll back), runs the Kind's Rollback until
+// (ErrorCode and ErrorMsg) and the phase RollingBack, still in state
+// Running (that is how a Runner that picks the operation up knows to roll
+// back), runs the Kind's Rollback until
 // it succeeds, and then marks the operation Failed. ErrorMsg is the error's
 // client-facing message (keyhold.ErrorMessage); the cause goes to the log.
 //
@@ -36,7 +37,8 @@
 // A step that can't go on until something outside the operation changes
 // (its environment is Locked until an administrator re-enables it) returns
 // Paused: the operation neither fails nor uses up its attempts; it stays
-// Running at that step, its ErrorMsg says "Paused: " and why (IsPaused),
+// Running at that step in phase Paused (IsPaused), with a PhaseReason that
+// says why (and an ErrorMsg that shows it after "Paused: "),
 // and it is run again after the pause's wait, until the step goes on (see
 // pause.go).
 //

@@ -3,7 +3,6 @@ package ops
 import (
 	"context"
 	"errors"
-	"strings"
 	"time"
 
 	"github.com/keyhold/keyhold"
@@ -23,9 +22,9 @@ import (
 //     Progress, Done and Total are dropped, so the step must not have
 //     changed data it can't find again when it runs later — which every
 //     idempotent step can);
-//   - its ErrorMsg says why, prefixed "Paused: " (PausedPrefix), and its
-//     ErrorCode stays empty: a Running operation with an ErrorCode is
-//     rolling back, one with only an ErrorMsg is paused (IsPaused);
+//   - its Phase is keyhold.OperationPaused (IsPaused) and its PhaseReason
+//     says why; its ErrorCode stays empty, and its ErrorMsg shows the
+//     reason prefixed "Paused: " (PausedPrefix), as the API always has;
 //   - Attempts does not grow, so a pause never fails the operation;
 //   - the Runner stops working on it (no goroutine, no heartbeat) and
 //     leaves it reserved until the pause's wait ends; then any Runner may
@@ -35,8 +34,9 @@ import (
 // A rollback that returns Paused is retried as after a transient error:
 // pausing is for steps.
 
-// PausedPrefix begins the ErrorMsg of a paused operation.
-const PausedPrefix = "Paused: "
+// PausedPrefix begins the ErrorMsg of a paused operation, for display
+// only: IsPaused reads the phase.
+const PausedPrefix = keyhold.PausedPrefix
 
 // ErrPaused matches, with errors.Is, every error that Paused returns.
 var ErrPaused = errors.New("ops: the operation is paused")
@@ -52,7 +52,7 @@ func (e *pausedError) Is(target error) bool { return target == ErrPaused }
 
 // Paused returns the error a step returns to pause its operation (see
 // above) rather than fail it: reason is the client-facing explanation
-// (the operation's ErrorMsg becomes PausedPrefix + reason: say what is
+// (the operation's PhaseReason, and its ErrorMsg after PausedPrefix: say what is
 // waited for and what ends the wait), and after is how long to wait before
 // the step runs again (Config.MinBackoff if not positive). A Paused error
 // anywhere in a step's error chain pauses, whatever Permanent or Transient
@@ -61,10 +61,9 @@ func Paused(reason string, after time.Duration) error {
 	return &pausedError{reason: reason, after: after}
 }
 
-// IsPaused reports whether op is paused: Running, not rolling back (no
-// ErrorCode), with an ErrorMsg that says why (beginning PausedPrefix).
+// IsPaused reports whether op is paused: Running, in phase Paused.
 func IsPaused(op *keyhold.Operation) bool {
-	return op.State == keyhold.OperationRunning && op.ErrorCode == "" && strings.HasPrefix(op.ErrorMsg, PausedPrefix)
+	return op.State == keyhold.OperationRunning && op.Phase == keyhold.OperationPaused
 }
 
 // Resume makes the paused operations on target claimable at once, rather

@@ -218,7 +218,8 @@ func (r *Runner) kind(name string) *Kind {
 // Prepare makes op a new operation, ready for tx.CreateOperation in the
 // caller's own transaction (followed by Kick once it is committed): it sets
 // an ID (a random UUID) if op has none, the state Running at the kind's
-// first step, the creation time, and clears everything a runner records.
+// first step in phase Queued, the creation time, and clears everything a
+// runner records.
 // The caller sets Kind, Target, TenantID, CreatedBy and Input. It returns
 // CodeBadRequest for an unknown kind or a missing target.
 func (r *Runner) Prepare(op *keyhold.Operation) error {
@@ -236,6 +237,7 @@ func (r *Runner) Prepare(op *keyhold.Operation) error {
 	op.State, op.Step = keyhold.OperationRunning, k.Steps[0].Name
 	op.Progress, op.Done, op.Total, op.Attempts = nil, 0, 0, 0
 	op.ErrorCode, op.ErrorMsg = "", ""
+	op.Phase, op.PhaseReason = keyhold.OperationQueued, ""
 	op.CreatedAt, op.UpdatedAt, op.FinishedAt = now, now, time.Time{}
 	op.LeaseOwner, op.LeaseUntil, op.Version = "", time.Time{}, 0
 	return nil
@@ -354,7 +356,7 @@ func (r *Runner) Run(ctx context.Context) error {
 			default:
 				break claim // busy: a finishing job kicks the loop
 			}
-			op, k, err := r.claim(ctx)
+			op, k, first, err := r.claim(ctx)
 			if err != nil || op == nil {
 				<-slots
 				if err != nil && ctx.Err() == nil {
@@ -371,7 +373,7 @@ func (r *Runner) Run(ctx context.Context) error {
 			go func() {
 				defer wg.Done()
 				defer func() { <-slots; r.Kick() }()
-				r.execute(ctx, k, op)
+				r.execute(ctx, k, op, first)
 			}()
 		}
 		t.Reset(r.poll)
@@ -379,21 +381,30 @@ func (r *Runner) Run(ctx context.Context) error {
 }
 
 // claim leases the oldest claimable operation, or returns nil if there is
-// none.
-func (r *Runner) claim(ctx context.Context) (*keyhold.Operation, *Kind, error) {
-	var op *keyhold.Operation
-	err := r.store.Update(ctx, func(tx keyhold.Tx) (err error) {
+// none. first reports the operation's first claim: it was Queued, and the
+// same transaction makes it Running, so that exactly one claim, across
+// every Runner, sees it Queued.
+func (r *Runner) claim(ctx context.Context) (op *keyhold.Operation, k *Kind, first bool, err error) {
+	err = r.store.Update(ctx, func(tx keyhold.Tx) (err error) {
 		now := r.clock.Now()
 		op, err = tx.ClaimOperation(ctx, r.owner, now, now.Add(r.ttl))
-		return err
+		if err != nil {
+			return err
+		}
+		first = op.Phase == keyhold.OperationQueued
+		if first {
+			op.Phase = keyhold.OperationInProgress
+			return tx.UpdateOperation(ctx, op)
+		}
+		return nil
 	})
 	if keyhold.ErrorCode(err) == keyhold.CodeNotFound {
-		return nil, nil, nil
+		return nil, nil, false, nil
 	}
 	if err != nil {
-		return nil, nil, err
+		return nil, nil, false, err
 	}
-	return op, r.kind(op.Kind), nil
+	return op, r.kind(op.Kind), first, nil
 }
 
 // deferUnknown leaves an operation of a kind this Runner doesn't know
@@ -444,8 +455,9 @@ func (j *job) current() *keyhold.Operation {
 }
 
 // execute works on a claimed operation until it ends, the Runner stops,
-// the lease is lost, or a transient failure defers it.
-func (r *Runner) execute(runCtx context.Context, k *Kind, op *keyhold.Operation) {
+// the lease is lost, or a transient failure defers it. first: this is the
+// operation's first claim (see claim).
+func (r *Runner) execute(runCtx context.Context, k *Kind, op *keyhold.Operation, first bool) {
 	j := &job{r: r, k: k, runC: runCtx, saved: *clone(op),
 		log: r.log.With("op", op.ID, "kind", op.Kind, "target", op.Target)}
 	ctx, cancel := context.WithCancelCause(runCtx)
@@ -458,15 +470,14 @@ func (r *Runner) execute(runCtx context.Context, k *Kind, op *keyhold.Operation)
 		cancel(nil)
 		<-hb
 	}()
-	if op.Version == 2 && op.Step == k.Steps[0].Name && op.ErrorCode == "" {
-		// Created at version 1, claimed for the first time.
+	if first {
 		r.m.started.WithLabelValues(op.Kind).Inc()
 	}
 	j.log.Debug("operation claimed", "step", op.Step, "version", op.Version)
 	for {
 		cur := j.current()
 		var more bool
-		if cur.ErrorCode != "" {
+		if cur.Phase == keyhold.OperationRollingBack {
 			more = j.rollback(ctx, cur)
 		} else {
 			more = j.step(ctx, cur)
@@ -661,8 +672,9 @@ func (j *job) step(ctx context.Context, op *keyhold.Operation) bool {
 	next := j.current()
 	if IsPaused(next) {
 		j.log.Info("operation resumed", "step", s.Name)
-		next.ErrorMsg = ""
+		next.ErrorMsg, next.PhaseReason = "", ""
 	}
+	next.Phase = keyhold.OperationInProgress
 	next.Progress, next.Done, next.Total = op.Progress, op.Done, op.Total
 	next.Attempts, next.UpdatedAt, next.LeaseOwner, next.LeaseUntil = 0, now, r.owner, now.Add(r.ttl)
 	switch {
@@ -673,6 +685,7 @@ func (j *job) step(ctx context.Context, op *keyhold.Operation) bool {
 		next.Step = k.Steps[i+1].Name
 	default:
 		next.State, next.Step, next.FinishedAt, next.LeaseUntil = keyhold.OperationSucceeded, "", now, time.Time{}
+		next.Phase = ""
 	}
 	if err := j.persist(next); err != nil {
 		j.log.Warn("could not record the end of a step; another runner will run it again", "step", s.Name, "err", err)
@@ -726,10 +739,11 @@ func (j *job) fail(ctx context.Context, step string, err error) bool {
 	j.log.Warn("step failed; rolling the operation back", "step", step, "attempts", next.Attempts+1, "err", err)
 	next.ErrorCode, next.ErrorMsg = keyhold.ErrorCode(err), keyhold.ErrorMessage(err)
 	if next.ErrorCode == "" {
-		// An *keyhold.Error without a code: the empty code would read as
-		// "not rolling back" (a paused operation has none).
+		// An *keyhold.Error without a code: the failed operation must
+		// still show one.
 		next.ErrorCode = keyhold.CodeInternal
 	}
+	next.Phase, next.PhaseReason = keyhold.OperationRollingBack, next.ErrorMsg
 	next.Attempts, next.UpdatedAt, next.LeaseOwner, next.LeaseUntil = 0, now, r.owner, now.Add(r.ttl)
 	if err := j.persist(next); err != nil {
 		j.log.Warn("could not record the operation's failure; another runner will run the step again", "step", step, "err", err)
@@ -743,7 +757,8 @@ func (j *job) fail(ctx context.Context, step string, err error) bool {
 func (j *job) retryLater(next *keyhold.Operation, step string, err error) bool {
 	r := j.r
 	if IsPaused(next) {
-		next.ErrorMsg = "" // no longer paused: retrying a fault
+		// No longer paused: retrying a fault.
+		next.Phase, next.ErrorMsg, next.PhaseReason = keyhold.OperationInProgress, "", ""
 	}
 	next.Attempts++
 	wait := r.backoff(next.Attempts)
@@ -756,7 +771,8 @@ func (j *job) retryLater(next *keyhold.Operation, step string, err error) bool {
 }
 
 // pause records that a step paused (see Paused): the operation stays at
-// the step, with its attempts unchanged and an ErrorMsg that says why, and
+// the step in phase Paused, with its attempts unchanged and a PhaseReason
+// that says why (and the ErrorMsg the API has always shown for it), and
 // is reserved until the pause's wait ends, when any Runner may claim it
 // and run the step again. It reports whether the job should go on with the
 // operation: never.
@@ -768,9 +784,10 @@ func (j *job) pause(step string, pe *pausedError) bool {
 	if wait <= 0 {
 		wait = r.minBackoff
 	}
-	if msg := PausedPrefix + pe.reason; next.ErrorMsg != msg {
+	if next.Phase != keyhold.OperationPaused || next.PhaseReason != pe.reason {
 		j.log.Warn("operation paused", "step", step, "recheck_in", wait, "reason", pe.reason)
-		next.ErrorMsg, next.UpdatedAt = msg, now
+		next.Phase, next.PhaseReason = keyhold.OperationPaused, pe.reason
+		next.ErrorMsg, next.UpdatedAt = PausedPrefix+pe.reason, now
 	} else {
 		j.log.Debug("operation still paused", "step", step, "recheck_in", wait)
 	}
@@ -817,6 +834,7 @@ func (j *job) rollback(ctx context.Context, op *keyhold.Operation) bool {
 	}
 	now := r.clock.Now()
 	next.State, next.Step, next.FinishedAt, next.UpdatedAt = keyhold.OperationFailed, "", now, now
+	next.Phase, next.PhaseReason = "", ""
 	next.LeaseOwner, next.LeaseUntil = r.owner, time.Time{}
 	if err := j.persist(next); err != nil {
 		j.log.Warn("could not record the operation's end; another runner will roll it back again", "err", err)

@@ -18,16 +18,16 @@ const (
 )
 
 const operationCols = `id, tenant_id, kind, target, state, step, input, progress, done, total, error_code, error_msg,
-	attempts, created_by, created_at, updated_at, finished_at, lease_owner, lease_until, version`
+	phase, phase_reason, attempts, created_by, created_at, updated_at, finished_at, lease_owner, lease_until, version`
 
 func scanOperation(sc scanner) (*keyhold.Operation, error) {
 	op := &keyhold.Operation{}
-	var state string
+	var state, phase string
 	var input, progress []byte
 	err := sc.Scan(&op.ID, &op.TenantID, &op.Kind, &op.Target, &state, &op.Step, &input, &progress, &op.Done, &op.Total,
-		&op.ErrorCode, &op.ErrorMsg, &op.Attempts, &op.CreatedBy, timeCol{&op.CreatedAt}, timeCol{&op.UpdatedAt},
+		&op.ErrorCode, &op.ErrorMsg, &phase, &op.PhaseReason, &op.Attempts, &op.CreatedBy, timeCol{&op.CreatedAt}, timeCol{&op.UpdatedAt},
 		timeCol{&op.FinishedAt}, &op.LeaseOwner, timeCol{&op.LeaseUntil}, &op.Version)
-	op.State = keyhold.OperationState(state)
+	op.State, op.Phase = keyhold.OperationState(state), keyhold.OperationPhase(phase)
 	// Stored as empty bytes when absent, given back as nil so that the
 	// JSON encoding omits them.
 	if len(input) > 0 {
@@ -44,9 +44,14 @@ func opNotFound(id string) *keyhold.Error {
 }
 
 // checkOperation refuses what the store can't hold faithfully: times out of
-// range, and Input or Progress that isn't JSON (the API encodes them as
-// JSON, so bad bytes would break every read of the operation).
+// range, Input or Progress that isn't JSON (the API encodes them as
+// JSON, so bad bytes would break every read of the operation), and a phase
+// no runner knows (it would decide how the operation runs).
 func checkOperation(op *keyhold.Operation) error {
+	if !op.Phase.Valid() {
+		return keyhold.Errorf(keyhold.CodeBadRequest, "operation %q: unknown phase %q: use one of %q, or \"\" once it ended",
+			op.ID, op.Phase, keyhold.OperationPhases)
+	}
 	if err := checkTimes(op.CreatedAt, op.UpdatedAt, op.FinishedAt, op.LeaseUntil); err != nil {
 		return err
 	}
@@ -91,9 +96,9 @@ func (t *tx) CreateOperation(ctx context.Context, op *keyhold.Operation) error {
 	// DO NOTHING covers the primary key and the one-running-per-target
 	// index alike, so that neither aborts a PostgreSQL transaction.
 	n, err := t.execN(ctx, `INSERT INTO operations (`+operationCols+`)
-		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING`,
+		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING`,
 		op.ID, op.TenantID, op.Kind, op.Target, string(op.State), op.Step, blob(op.Input), blob(op.Progress),
-		op.Done, op.Total, op.ErrorCode, op.ErrorMsg, op.Attempts, op.CreatedBy, nanos(op.CreatedAt),
+		op.Done, op.Total, op.ErrorCode, op.ErrorMsg, string(op.Phase), op.PhaseReason, op.Attempts, op.CreatedBy, nanos(op.CreatedAt),
 		nanos(op.UpdatedAt), nanos(op.FinishedAt), op.LeaseOwner, nanos(op.LeaseUntil), version)
 	if err != nil {
 		if t.class(err) == ErrUnique {
@@ -141,11 +146,11 @@ func (t *tx) UpdateOperation(ctx context.Context, op *keyhold.Operation) error {
 	// that would abort a PostgreSQL transaction; only two transactions
 	// reviving operations of one target at once still meet the index.
 	n, err := t.execN(ctx, `UPDATE operations SET state = ?, step = ?, progress = ?, done = ?, total = ?,
-		error_code = ?, error_msg = ?, attempts = ?, updated_at = ?, finished_at = ?, lease_owner = ?, lease_until = ?,
+		error_code = ?, error_msg = ?, phase = ?, phase_reason = ?, attempts = ?, updated_at = ?, finished_at = ?, lease_owner = ?, lease_until = ?,
 		version = version + 1
 		WHERE id = ? AND version = ? AND (? <> 'Running' OR state = 'Running' OR NOT EXISTS (
 			SELECT 1 FROM operations o WHERE o.target = operations.target AND o.state = 'Running' AND o.id <> operations.id))`,
-		string(op.State), op.Step, blob(op.Progress), op.Done, op.Total, op.ErrorCode, op.ErrorMsg, op.Attempts,
+		string(op.State), op.Step, blob(op.Progress), op.Done, op.Total, op.ErrorCode, op.ErrorMsg, string(op.Phase), op.PhaseReason, op.Attempts,
 		nanos(op.UpdatedAt), nanos(op.FinishedAt), op.LeaseOwner, nanos(op.LeaseUntil),
 		op.ID, op.Version, string(op.State))
 	if err != nil {

@@ -23,6 +23,7 @@ var operationTests = []struct {
 	{"OneRunningOperationPerTarget", testOneRunningOperationPerTarget},
 	{"ClaimOperation", testClaimOperation},
 	{"ConcurrentClaims", testConcurrentClaims},
+	{"OperationPhase", testOperationPhase},
 }
 
 // operation returns a Running operation on target created at at(created).
@@ -334,4 +335,66 @@ func testConcurrentClaims(t *testing.T, s keyhold.Store) {
 			t.Errorf("%s was claimed %d times, want exactly once", op.ID, n)
 		}
 	}
+}
+
+// testOperationPhase: the phase and its reason are stored in their own
+// columns, apart from the error message, through every write and read;
+// a phase no runner knows is refused and changes nothing.
+func testOperationPhase(t *testing.T, s keyhold.Store) {
+	ctx := context.Background()
+	queued := operation("queued", "e1", 0)
+	queued.Phase = keyhold.OperationQueued
+	paused := operation("paused", "e2", time.Second)
+	paused.Phase, paused.PhaseReason, paused.ErrorMsg = keyhold.OperationPaused, "environment e2 is locked", "Paused: environment e2 is locked"
+	back := operation("back", "e3", 2*time.Second)
+	back.Phase, back.PhaseReason, back.ErrorCode, back.ErrorMsg = keyhold.OperationRollingBack, "key k1 not found", keyhold.CodeKeyNotFound, "key k1 not found"
+	done := operation("done", "e4", 3*time.Second)
+	done.State, done.FinishedAt = keyhold.OperationSucceeded, at(4*time.Second)
+	createOps(t, s, queued, paused, back, done)
+	for _, op := range []*keyhold.Operation{queued, paused, back, done} {
+		equal(t, "Operation("+op.ID+")", getOp(t, s, op.ID), op)
+	}
+	var listed []*keyhold.Operation
+	view(t, s, func(tx keyhold.Tx) (err error) {
+		listed, err = tx.ListOperations(ctx, keyhold.OperationFilter{})
+		return err
+	})
+	equal(t, "ListOperations", listed, []*keyhold.Operation{done, back, paused, queued})
+
+	// Each phase survives an update, and an update that clears the
+	// reason clears it.
+	for _, ph := range keyhold.OperationPhases {
+		next := *getOp(t, s, "queued")
+		next.Phase, next.PhaseReason = ph, "why: "+string(ph)
+		update(t, s, func(tx keyhold.Tx) error { return tx.UpdateOperation(ctx, &next) })
+		equal(t, "after updating to "+string(ph), getOp(t, s, "queued"), &next)
+	}
+	next := *getOp(t, s, "queued")
+	next.Phase, next.PhaseReason = keyhold.OperationInProgress, ""
+	update(t, s, func(tx keyhold.Tx) error { return tx.UpdateOperation(ctx, &next) })
+	equal(t, "after clearing the reason", getOp(t, s, "queued"), &next)
+
+	// A claim hands the phase over as stored.
+	claimed := claim(t, s, "w1", at(time.Hour), at(2*time.Hour))
+	if claimedID(claimed) != "queued" || claimed.Phase != keyhold.OperationInProgress || claimed.PhaseReason != "" {
+		t.Errorf("claimed %q in phase %q (%q); want queued, Running, no reason", claimedID(claimed), claimed.Phase, claimed.PhaseReason)
+	}
+	claimed = claim(t, s, "w1", at(time.Hour), at(2*time.Hour))
+	if claimedID(claimed) != "paused" || claimed.Phase != keyhold.OperationPaused || claimed.PhaseReason != paused.PhaseReason {
+		t.Errorf("claimed %q in phase %q (%q); want paused, Paused, %q", claimedID(claimed), claimed.Phase, claimed.PhaseReason, paused.PhaseReason)
+	}
+
+	// An unknown phase: refused, quoted, nothing written.
+	bad := operation("bad", "e5", 0)
+	bad.Phase = "Sleeping"
+	err := tryUpdate(s, func(tx keyhold.Tx) error { return tx.CreateOperation(ctx, bad) })
+	wantCode(t, "CreateOperation(phase Sleeping)", err, keyhold.CodeBadRequest, "bad", "Sleeping", "Paused")
+	err = s.View(ctx, func(tx keyhold.Tx) error { _, err := tx.Operation(ctx, "bad"); return err })
+	wantCode(t, "Operation(bad) after the refused create", err, keyhold.CodeNotFound, "bad")
+	before := getOp(t, s, "back")
+	worse := *before
+	worse.Phase, worse.Step = "rolling back", "other"
+	err = tryUpdate(s, func(tx keyhold.Tx) error { return tx.UpdateOperation(ctx, &worse) })
+	wantCode(t, "UpdateOperation(phase \"rolling back\")", err, keyhold.CodeBadRequest, "back", "rolling back")
+	equal(t, "after the refused update", getOp(t, s, "back"), before)
 }
