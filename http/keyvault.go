@@ -171,7 +171,7 @@ func (s *Server) vaultChallenge(r *nethttp.Request) (*nethttp.Request, string, e
 	}
 	name := r.PathValue("vault")
 	v, err := s.KeyVault.Lookup(r.Context(), name)
-	if c := keyhold.ErrorCode(err); c == keyhold.CodeNotFound || c == keyhold.CodeVaultNotFound || (err == nil && v.Deleted()) {
+	if keyhold.IsNotFound(err) || (err == nil && v.Deleted()) {
 		return r, "", keyhold.Errorf(keyhold.CodeVaultNotFound,
 			"vault %q was not found: check the vault name in the URL (%s/vaults/{vault}); a deleted vault must be recovered first", clip(name), s.baseURL(r))
 	} else if err != nil {

@@ -126,8 +126,8 @@ func (p *Platform) policyFor(ctx context.Context, tx keyhold.Tx, id *keyhold.Ide
 		return nil, keyhold.Errorf(keyhold.CodeBadRequest, "SystemId is required: give the enterprise policy's properties.systemId")
 	}
 	pol, err := tx.PolicyBySystemID(ctx, systemID)
-	switch c := keyhold.ErrorCode(err); {
-	case c == keyhold.CodeResourceNotFound || c == keyhold.CodeNotFound:
+	switch {
+	case keyhold.IsNotFound(err):
 		return nil, notFound
 	case err != nil:
 		return nil, err
@@ -665,7 +665,7 @@ func (p *Platform) PolicyLinks(ctx context.Context) ([]*keyhold.PolicyLink, erro
 				pol, ok := policies[key]
 				if !ok {
 					pol, err = tx.PolicyBySystemID(ctx, sys)
-					if c := keyhold.ErrorCode(err); c == keyhold.CodeResourceNotFound || c == keyhold.CodeNotFound {
+					if keyhold.IsNotFound(err) {
 						pol, err = nil, nil
 					} else if err != nil {
 						return err

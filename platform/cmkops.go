@@ -297,7 +297,7 @@ func (p *Platform) loadTarget(ctx context.Context, op *keyhold.Operation, in cmk
 			return err
 		}
 		pol, err = tx.PolicyBySystemID(ctx, in.SystemID)
-		if c := keyhold.ErrorCode(err); c == keyhold.CodeResourceNotFound || c == keyhold.CodeNotFound {
+		if keyhold.IsNotFound(err) {
 			return ops.Permanent(keyhold.Errorf(keyhold.CodeNotFound,
 				"enterprise policy %s was deleted while operation %s was running on environment %s", in.PolicyID, op.ID, op.Target))
 		} else if err != nil {

@@ -89,7 +89,7 @@ func lockedPolicy(ctx context.Context, tx keyhold.Tx, env *keyhold.Environment) 
 		return nil, keyhold.Errorf(keyhold.CodeConflict, "environment %s is Locked but linked to no enterprise policy: unlock it through support", env.ID)
 	}
 	pol, err := policyByID(ctx, tx, env.PolicyID)
-	if c := keyhold.ErrorCode(err); c == keyhold.CodeResourceNotFound || c == keyhold.CodeNotFound {
+	if keyhold.IsNotFound(err) {
 		return nil, keyhold.Errorf(keyhold.CodeNotFound,
 			"enterprise policy %s, which environment %s is linked to, was not found: redeploy it (same subscription, resource group and name) naming the same key vault and key, "+
 				"grant its new managed identity access to the key, then re-enable the environment", env.PolicyID, env.ID)
@@ -187,7 +187,7 @@ func (p *Platform) enableLocked(ctx context.Context, actor *keyhold.Identity, en
 			return retry
 		}
 		cur, err := policyByID(ctx, tx, pol.ID())
-		if c := keyhold.ErrorCode(err); c == keyhold.CodeResourceNotFound || c == keyhold.CodeNotFound {
+		if keyhold.IsNotFound(err) {
 			return retry
 		} else if err != nil {
 			return err

@@ -44,7 +44,7 @@ func versionRetention(ctx context.Context, tx keyhold.Tx, wk *keyhold.WrappedKey
 			return 0, err
 		}
 		pol, err := tx.PolicyBySystemID(ctx, in.SystemID)
-		if c := keyhold.ErrorCode(err); c == keyhold.CodeNotFound || c == keyhold.CodeResourceNotFound {
+		if keyhold.IsNotFound(err) {
 			return keyhold.KeyRetentionAfterRemoval, nil // the safe side
 		} else if err != nil {
 			return 0, err
@@ -96,7 +96,7 @@ func (p *Platform) KeyVersionUsage(ctx context.Context, policyID string) ([]*key
 			return err
 		}
 		pol, err := tx.Policy(ctx, sub, rg, name)
-		if c := keyhold.ErrorCode(err); c == keyhold.CodeResourceNotFound || c == keyhold.CodeNotFound || (err == nil && !strings.EqualFold(pol.TenantID, id.TenantID)) {
+		if keyhold.IsNotFound(err) || (err == nil && !strings.EqualFold(pol.TenantID, id.TenantID)) {
 			return keyhold.Errorf(keyhold.CodeNotFound, "enterprise policy %s was not found in tenant %s", policyID, id.TenantID)
 		} else if err != nil {
 			return err
