@@ -86,15 +86,6 @@ func (s *Service) RegisterDeleter(d ResourceDeleter) {
 	s.mu.Unlock()
 }
 
-// caller returns the identity in ctx, or an Unauthorized error.
-func caller(ctx context.Context) (*keyhold.Identity, error) {
-	id := keyhold.IdentityFrom(ctx)
-	if id == nil {
-		return nil, keyhold.Errorf(keyhold.CodeUnauthorized, "the request is not authenticated: send a bearer token")
-	}
-	return id, nil
-}
-
 // audit appends an entry in tx on behalf of the caller.
 func (s *Service) audit(ctx context.Context, tx keyhold.Tx, id *keyhold.Identity, action, target, envID, detail string) error {
 	return tx.AppendAudit(ctx, &keyhold.AuditEntry{

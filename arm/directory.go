@@ -102,7 +102,7 @@ var upnRE = regexp.MustCompile(`^[A-Za-z0-9._%+'\-]{1,64}@[A-Za-z0-9\-]+(\.[A-Za
 // secret, valid for SecretLifetime. It needs the Global Administrator
 // directory role.
 func (s *Service) CreateServicePrincipal(ctx context.Context, displayName string) (*NewServicePrincipal, error) {
-	id, err := caller(ctx)
+	id, err := keyhold.Caller(ctx)
 	if err != nil {
 		return nil, err
 	}
@@ -136,7 +136,7 @@ func (s *Service) CreateServicePrincipal(ctx context.Context, displayName string
 // ServicePrincipals returns the tenant's service principals and managed
 // identities. It needs a platform administrator directory role.
 func (s *Service) ServicePrincipals(ctx context.Context) ([]*keyhold.Principal, error) {
-	id, err := caller(ctx)
+	id, err := keyhold.Caller(ctx)
 	if err != nil {
 		return nil, err
 	}
@@ -166,7 +166,7 @@ func (s *Service) ServicePrincipals(ctx context.Context) ([]*keyhold.Principal, 
 // Administrator directory role. The password is stored only as an argon2id
 // hash.
 func (s *Service) CreateUser(ctx context.Context, displayName, upn, password string) (*NewUser, error) {
-	id, err := caller(ctx)
+	id, err := keyhold.Caller(ctx)
 	if err != nil {
 		return nil, err
 	}
@@ -217,7 +217,7 @@ func (s *Service) CreateUser(ctx context.Context, displayName, upn, password str
 // Users returns the tenant's users, by sign-in name. It needs a platform
 // administrator directory role.
 func (s *Service) Users(ctx context.Context) ([]*User, error) {
-	id, err := caller(ctx)
+	id, err := keyhold.Caller(ctx)
 	if err != nil {
 		return nil, err
 	}
@@ -335,7 +335,7 @@ func principalIn(ctx context.Context, tx keyhold.Tx, id *keyhold.Identity, princ
 // role. It needs the Global Administrator directory role. A role the
 // principal holds already is CodeConflict.
 func (s *Service) AssignDirectoryRole(ctx context.Context, principalID string, role keyhold.DirectoryRole) (*DirectoryRoleAssignment, error) {
-	id, err := caller(ctx)
+	id, err := keyhold.Caller(ctx)
 	if err != nil {
 		return nil, err
 	}
@@ -382,7 +382,7 @@ func unknownDirectoryRole(s string) error {
 // caller's tenant, by one principal if principalID is set. A principal may
 // list its own; listing others' needs a platform administrator role.
 func (s *Service) DirectoryRoleAssignments(ctx context.Context, principalID string) ([]*DirectoryRoleAssignment, error) {
-	id, err := caller(ctx)
+	id, err := keyhold.Caller(ctx)
 	if err != nil {
 		return nil, err
 	}
@@ -426,7 +426,7 @@ func (s *Service) DirectoryRoleAssignments(ctx context.Context, principalID stri
 // Administrator role, and refuses (CodeConflict) to remove the tenant's
 // last Global Administrator, which would leave nobody able to manage it.
 func (s *Service) RemoveDirectoryRoleAssignment(ctx context.Context, assignmentID string) error {
-	id, err := caller(ctx)
+	id, err := keyhold.Caller(ctx)
 	if err != nil {
 		return err
 	}

@@ -68,7 +68,7 @@ func validateGroup(g *keyhold.ResourceGroup) error {
 // in with the group as stored. It needs the resource group write action at
 // the group. An existing group's location can't change (CodeConflict).
 func (s *Service) PutResourceGroup(ctx context.Context, g *keyhold.ResourceGroup) (created bool, err error) {
-	id, err := caller(ctx)
+	id, err := keyhold.Caller(ctx)
 	if err != nil {
 		return false, err
 	}
@@ -111,7 +111,7 @@ func (s *Service) PutResourceGroup(ctx context.Context, g *keyhold.ResourceGroup
 // ResourceGroup returns a resource group; it needs the resource group read
 // action at the group. A missing group is CodeResourceGroupNotFound.
 func (s *Service) ResourceGroup(ctx context.Context, subID, name string) (*keyhold.ResourceGroup, error) {
-	id, err := caller(ctx)
+	id, err := keyhold.Caller(ctx)
 	if err != nil {
 		return nil, err
 	}
@@ -137,7 +137,7 @@ func (s *Service) ResourceGroup(ctx context.Context, subID, name string) (*keyho
 // ListResourceGroups returns the resource groups of a subscription that the
 // caller may read, by name.
 func (s *Service) ListResourceGroups(ctx context.Context, subID string) ([]*keyhold.ResourceGroup, error) {
-	id, err := caller(ctx)
+	id, err := keyhold.Caller(ctx)
 	if err != nil {
 		return nil, err
 	}
@@ -171,7 +171,7 @@ func (s *Service) ListResourceGroups(ctx context.Context, subID string) ([]*keyh
 // group and the role assignments at or below it go in one transaction. It
 // needs the resource group delete action at the group.
 func (s *Service) DeleteResourceGroup(ctx context.Context, subID, name string) error {
-	id, err := caller(ctx)
+	id, err := keyhold.Caller(ctx)
 	if err != nil {
 		return err
 	}
@@ -239,7 +239,7 @@ func (s *Service) DeleteResourceGroup(ctx context.Context, subID, name string) e
 // Subscriptions returns the caller's tenant's subscriptions in which it
 // holds a role assignment (at the subscription or below it).
 func (s *Service) Subscriptions(ctx context.Context) ([]*keyhold.Subscription, error) {
-	id, err := caller(ctx)
+	id, err := keyhold.Caller(ctx)
 	if err != nil {
 		return nil, err
 	}

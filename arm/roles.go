@@ -59,7 +59,7 @@ func resolveScope(ctx context.Context, tx keyhold.Tx, id *keyhold.Identity, scop
 // that name (in any case; none if there is none), as seen at scope, which
 // must exist. Every principal of the tenant may read them.
 func (s *Service) RoleDefinitions(ctx context.Context, scope, roleName string) ([]*keyhold.RoleDefinition, error) {
-	id, err := caller(ctx)
+	id, err := keyhold.Caller(ctx)
 	if err != nil {
 		return nil, err
 	}
@@ -83,7 +83,7 @@ func (s *Service) RoleDefinitions(ctx context.Context, scope, roleName string) (
 // RoleDefinition returns a built-in role by GUID (or full role definition
 // id) at scope; CodeNotFound if there is none.
 func (s *Service) RoleDefinition(ctx context.Context, scope, roleID string) (*keyhold.RoleDefinition, error) {
-	id, err := caller(ctx)
+	id, err := keyhold.Caller(ctx)
 	if err != nil {
 		return nil, err
 	}
@@ -126,7 +126,7 @@ func findRoleByID(roleID string) (*keyhold.RoleDefinition, bool) {
 // another name, is CodeConflict. An unknown role or principal, or a
 // principal type that is not the principal's, is CodeBadRequest.
 func (s *Service) CreateRoleAssignment(ctx context.Context, a *keyhold.RoleAssignment) error {
-	id, err := caller(ctx)
+	id, err := keyhold.Caller(ctx)
 	if err != nil {
 		return err
 	}
@@ -206,7 +206,7 @@ func assignmentAt(ctx context.Context, tx keyhold.Tx, id *keyhold.Identity, sc *
 // RoleAssignment returns the role assignment named name at scope; it needs
 // the role assignment read action there.
 func (s *Service) RoleAssignment(ctx context.Context, scope, name string) (*keyhold.RoleAssignment, error) {
-	id, err := caller(ctx)
+	id, err := keyhold.Caller(ctx)
 	if err != nil {
 		return nil, err
 	}
@@ -232,7 +232,7 @@ func (s *Service) RoleAssignment(ctx context.Context, scope, name string) (*keyh
 // returns it; it needs the role assignment delete action there. One that
 // does not exist is CodeNotFound (which ARM answers 204).
 func (s *Service) DeleteRoleAssignment(ctx context.Context, scope, name string) (*keyhold.RoleAssignment, error) {
-	id, err := caller(ctx)
+	id, err := keyhold.Caller(ctx)
 	if err != nil {
 		return nil, err
 	}
@@ -277,7 +277,7 @@ type AssignmentFilter struct {
 // below it, oldest first. It needs the role assignment read action at the
 // scope, which must exist.
 func (s *Service) ListRoleAssignments(ctx context.Context, scope string, f AssignmentFilter) ([]*keyhold.RoleAssignment, error) {
-	id, err := caller(ctx)
+	id, err := keyhold.Caller(ctx)
 	if err != nil {
 		return nil, err
 	}

@@ -266,7 +266,7 @@ const (
 // Platform integration (CodeBadRequest, naming how to turn it on): 002
 // keeps one without it under the Microsoft-managed key.
 func (p *Platform) LinkPolicy(ctx context.Context, envID, systemID string) (*keyhold.Operation, error) {
-	id, err := caller(ctx)
+	id, err := keyhold.Caller(ctx)
 	if err != nil {
 		return nil, err
 	}
@@ -537,7 +537,7 @@ func (p *Platform) probe(ctx context.Context, plan *linkPlan) error {
 // The operation it returns carries a warning (Operation.Warnings): keep the
 // policy's key and its access for 30 days.
 func (p *Platform) UnlinkPolicy(ctx context.Context, envID, systemID string) (*keyhold.Operation, error) {
-	id, err := caller(ctx)
+	id, err := keyhold.Caller(ctx)
 	if err != nil {
 		return nil, err
 	}
@@ -600,7 +600,7 @@ func unlinkWarning(pol *keyhold.EnterprisePolicy, at time.Time) string {
 // must be a platform administrator. Another tenant's operation is
 // CodeNotFound, as a missing one.
 func (p *Platform) GetOperation(ctx context.Context, opID string) (*keyhold.Operation, error) {
-	id, err := caller(ctx)
+	id, err := keyhold.Caller(ctx)
 	if err != nil {
 		return nil, err
 	}
@@ -626,7 +626,7 @@ func (p *Platform) GetOperation(ctx context.Context, opID string) (*keyhold.Oper
 // with the policy and the last operation. The caller must be a platform
 // administrator.
 func (p *Platform) PolicyLinks(ctx context.Context) ([]*keyhold.PolicyLink, error) {
-	id, err := caller(ctx)
+	id, err := keyhold.Caller(ctx)
 	if err != nil {
 		return nil, err
 	}

@@ -55,7 +55,7 @@ const auditEnvPolicyRecreated = "environment.policy.recreated"
 // revoked; KeyVaultUnavailable: retry) and changes nothing; on success the
 // environment is Enabled and the policy Healthy, both audited.
 func (p *Platform) EnableEnvironment(ctx context.Context, envID string) error {
-	id, err := caller(ctx)
+	id, err := keyhold.Caller(ctx)
 	if err != nil {
 		return err
 	}
@@ -325,7 +325,7 @@ func (p *Platform) EnableEnvironmentOp(ctx context.Context, envID string) (*keyh
 	if err := p.EnableEnvironment(ctx, envID); err != nil {
 		return nil, err
 	}
-	id, err := caller(ctx)
+	id, err := keyhold.Caller(ctx)
 	if err != nil {
 		return nil, err
 	}

@@ -34,7 +34,7 @@ func envTarget(envID string) string {
 // CreateEnvironment validates e and creates it, Enabled, with a fresh EK
 // wrapped by the MMK, in one transaction.
 func (p *Platform) CreateEnvironment(ctx context.Context, e *keyhold.Environment) error {
-	id, err := caller(ctx)
+	id, err := keyhold.Caller(ctx)
 	if err != nil {
 		return err
 	}
@@ -92,7 +92,7 @@ func finOpsDetail(e *keyhold.Environment) string {
 
 // FindEnvironment returns one of the caller's tenant's environments.
 func (p *Platform) FindEnvironment(ctx context.Context, envID string) (*keyhold.Environment, error) {
-	id, err := caller(ctx)
+	id, err := keyhold.Caller(ctx)
 	if err != nil {
 		return nil, err
 	}
@@ -106,7 +106,7 @@ func (p *Platform) FindEnvironment(ctx context.Context, envID string) (*keyhold.
 
 // ListEnvironments lists the caller's tenant's environments.
 func (p *Platform) ListEnvironments(ctx context.Context) ([]*keyhold.Environment, error) {
-	id, err := caller(ctx)
+	id, err := keyhold.Caller(ctx)
 	if err != nil {
 		return nil, err
 	}
@@ -129,7 +129,7 @@ func (p *Platform) ListEnvironments(ctx context.Context) ([]*keyhold.Environment
 // (managedRequired); a display name is checked by Environment.Validate.
 // A refusal changes nothing.
 func (p *Platform) UpdateEnvironment(ctx context.Context, envID string, upd keyhold.EnvironmentUpdate) (*keyhold.Environment, error) {
-	id, err := caller(ctx)
+	id, err := keyhold.Caller(ctx)
 	if err != nil {
 		return nil, err
 	}
@@ -209,7 +209,7 @@ func managedRequired(env *keyhold.Environment, managed bool) error {
 // requireCustodyReader); the lock countdown's deletion of a Locked
 // environment is the platform's own and asks nobody.
 func (p *Platform) DeleteEnvironment(ctx context.Context, envID string) error {
-	id, err := caller(ctx)
+	id, err := keyhold.Caller(ctx)
 	if err != nil {
 		return err
 	}

@@ -78,7 +78,7 @@ func parsePolicyID(id string) (sub, rg, name string, ok bool) {
 // policy is CodeNotFound, a malformed id CodeBadRequest, and a policy
 // whose key is gone CodeKeyNotFound.
 func (p *Platform) KeyVersionUsage(ctx context.Context, policyID string) ([]*keyhold.KeyVersionUsage, error) {
-	id, err := caller(ctx)
+	id, err := keyhold.Caller(ctx)
 	if err != nil {
 		return nil, err
 	}

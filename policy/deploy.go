@@ -77,7 +77,7 @@ func deploymentID(sub, rg, name string) string {
 // fails stores the deployment as Failed and returns its record with the
 // resource's error.
 func (s *Service) Deploy(ctx context.Context, sub, rg, name string, req DeploymentRequest) (d *keyhold.Deployment, created bool, err error) {
-	id, err := caller(ctx)
+	id, err := keyhold.Caller(ctx)
 	if err != nil {
 		return nil, false, err
 	}
@@ -167,7 +167,7 @@ func (s *Service) Deploy(ctx context.Context, sub, rg, name string, req Deployme
 // Microsoft.Resources/deployments/read at it; a missing one is
 // CodeNotFound.
 func (s *Service) Deployment(ctx context.Context, sub, rg, name string) (*keyhold.Deployment, error) {
-	id, err := caller(ctx)
+	id, err := keyhold.Caller(ctx)
 	if err != nil {
 		return nil, err
 	}

@@ -181,15 +181,6 @@ type Patch struct {
 	Tags            *map[string]string
 }
 
-// caller returns the identity in ctx, or an Unauthorized error.
-func caller(ctx context.Context) (*keyhold.Identity, error) {
-	id := keyhold.IdentityFrom(ctx)
-	if id == nil || id.PrincipalID == "" {
-		return nil, keyhold.Errorf(keyhold.CodeUnauthorized, "the request is not authenticated: send a bearer token")
-	}
-	return id, nil
-}
-
 // policyID returns the resource id of the policy name in sub and rg.
 func policyID(sub, rg, name string) string {
 	p := keyhold.EnterprisePolicy{SubscriptionID: sub, ResourceGroup: rg, Name: name}
@@ -419,7 +410,7 @@ func (s *Service) audit(ctx context.Context, tx keyhold.Tx, id *keyhold.Identity
 // returns it as stored. It needs ActionWrite at the policy. See the
 // package documentation for what is refused.
 func (s *Service) Put(ctx context.Context, sub, rg, name string, spec Spec) (p *keyhold.EnterprisePolicy, created bool, err error) {
-	id, err := caller(ctx)
+	id, err := keyhold.Caller(ctx)
 	if err != nil {
 		return nil, false, err
 	}
@@ -622,7 +613,7 @@ func (s *Service) update(ctx context.Context, tx keyhold.Tx, id *keyhold.Identit
 // Patch changes the properties c names of an existing policy (see Patch
 // for the rules) and returns it. It needs ActionWrite at the policy.
 func (s *Service) Patch(ctx context.Context, sub, rg, name string, c Patch) (*keyhold.EnterprisePolicy, error) {
-	id, err := caller(ctx)
+	id, err := keyhold.Caller(ctx)
 	if err != nil {
 		return nil, err
 	}
@@ -648,7 +639,7 @@ func (s *Service) Patch(ctx context.Context, sub, rg, name string, c Patch) (*ke
 // Get returns a policy. It needs ActionRead at the policy (Reader). A
 // missing one is CodeResourceNotFound.
 func (s *Service) Get(ctx context.Context, sub, rg, name string) (*keyhold.EnterprisePolicy, error) {
-	id, err := caller(ctx)
+	id, err := keyhold.Caller(ctx)
 	if err != nil {
 		return nil, err
 	}
@@ -680,7 +671,7 @@ func (s *Service) ListBySubscription(ctx context.Context, sub string) ([]*keyhol
 }
 
 func (s *Service) list(ctx context.Context, sub, rg string) ([]*keyhold.EnterprisePolicy, error) {
-	id, err := caller(ctx)
+	id, err := keyhold.Caller(ctx)
 	if err != nil {
 		return nil, err
 	}
@@ -724,7 +715,7 @@ func (s *Service) list(ctx context.Context, sub, rg string) ([]*keyhold.Enterpri
 // after function runs once the deletion has committed; without
 // Config.LockLinked the delete is refused with CodeConflict naming them.
 func (s *Service) Delete(ctx context.Context, sub, rg, name string) error {
-	id, err := caller(ctx)
+	id, err := keyhold.Caller(ctx)
 	if err != nil {
 		return err
 	}
@@ -769,7 +760,7 @@ func (s *Service) Delete(ctx context.Context, sub, rg, name string) error {
 // may delete it holds; it names no environment, as those belong to the
 // Power Platform side. A missing policy is CodeResourceNotFound.
 func (s *Service) LinkedEnvironments(ctx context.Context, sub, rg, name string) (int, error) {
-	id, err := caller(ctx)
+	id, err := keyhold.Caller(ctx)
 	if err != nil {
 		return 0, err
 	}
@@ -834,7 +825,7 @@ func (s *Service) remove(ctx context.Context, tx keyhold.Tx, id *keyhold.Identit
 // the policy and its managed identity go, and the hooks' after functions
 // run once it has committed.
 func (s *Service) DeleteResourcesIn(ctx context.Context, sub, rg string) error {
-	id, err := caller(ctx)
+	id, err := keyhold.Caller(ctx)
 	if err != nil {
 		return err
 	}
@@ -916,7 +907,7 @@ func (s *Service) lockLinked(ctx context.Context, tx keyhold.Tx, id *keyhold.Ide
 // or its ARM resource id, in any case. It needs ActionRead at the policy;
 // a policy of another tenant is CodeResourceNotFound.
 func (s *Service) BySystemID(ctx context.Context, ref string) (*keyhold.EnterprisePolicy, error) {
-	id, err := caller(ctx)
+	id, err := keyhold.Caller(ctx)
 	if err != nil {
 		return nil, err
 	}

@@ -216,15 +216,6 @@ func (s *Service) ParseKeyID(kid string) (vault, name, version string, err error
 // now is the clock's time in UTC, as the store gives times back.
 func (s *Service) now() time.Time { return s.clock.Now().UTC() }
 
-// caller returns the identity in ctx, or an Unauthorized error.
-func caller(ctx context.Context) (*keyhold.Identity, error) {
-	id := keyhold.IdentityFrom(ctx)
-	if id == nil || id.PrincipalID == "" {
-		return nil, keyhold.Errorf(keyhold.CodeUnauthorized, "the request is not authenticated: send a bearer token")
-	}
-	return id, nil
-}
-
 // newVersion returns a key version id: 32 lower-case hex digits, as Azure
 // Key Vault's.
 func newVersion() string {
@@ -266,7 +257,7 @@ type call struct {
 // in a transaction of its own. A success whose audit entry fails to be
 // written becomes a failure.
 func (s *Service) do(ctx context.Context, action, target string, fn func(c *call) error) error {
-	id, err := caller(ctx)
+	id, err := keyhold.Caller(ctx)
 	if err != nil {
 		return err
 	}

@@ -308,7 +308,7 @@ func union(a, b []string) []string {
 // a vault that doesn't exist in the group, or is deleted, is
 // CodeResourceNotFound.
 func (s *Service) GetVault(ctx context.Context, sub, rg, name string) (*keyhold.Vault, error) {
-	id, err := caller(ctx)
+	id, err := keyhold.Caller(ctx)
 	if err != nil {
 		return nil, err
 	}
@@ -330,7 +330,7 @@ func (s *Service) GetVault(ctx context.Context, sub, rg, name string) (*keyhold.
 // that the caller may read (Microsoft.KeyVault/vaults/read), by name. A
 // missing group is CodeResourceGroupNotFound.
 func (s *Service) ListVaults(ctx context.Context, sub, rg string) ([]*keyhold.Vault, error) {
-	id, err := caller(ctx)
+	id, err := keyhold.Caller(ctx)
 	if err != nil {
 		return nil, err
 	}
@@ -396,7 +396,7 @@ func (s *Service) DeleteVault(ctx context.Context, sub, rg, name string) error {
 // the caller may see (Microsoft.KeyVault/deletedVaults/read at the
 // subscription).
 func (s *Service) ListDeletedVaults(ctx context.Context, sub string) ([]*keyhold.Vault, error) {
-	id, err := caller(ctx)
+	id, err := keyhold.Caller(ctx)
 	if err != nil {
 		return nil, err
 	}
@@ -437,7 +437,7 @@ func (s *Service) deletedVault(ctx context.Context, tx keyhold.Tx, sub, location
 // GetDeletedVault returns a soft-deleted vault. It needs
 // Microsoft.KeyVault/locations/deletedVaults/read.
 func (s *Service) GetDeletedVault(ctx context.Context, sub, location, name string) (*keyhold.Vault, error) {
-	id, err := caller(ctx)
+	id, err := keyhold.Caller(ctx)
 	if err != nil {
 		return nil, err
 	}
