@@ -141,7 +141,7 @@ var segmentRE = regexp.MustCompile(`^[^/?#\x00-\x1f\x7f]{1,260}$`)
 // else is CodeBadRequest (ARM's InvalidScope, say).
 func ParseScope(scope string) (*Scope, error) {
 	bad := func(why string) error {
-		return keyhold.Errorf(keyhold.CodeBadRequest, "the scope '%s' is not valid: %s; use /subscriptions/{id}, /subscriptions/{id}/resourceGroups/{name} or a resource id", clip(scope), why)
+		return keyhold.Errorf(keyhold.CodeBadRequest, "the scope '%s' is not valid: %s; use /subscriptions/{id}, /subscriptions/{id}/resourceGroups/{name} or a resource id", keyhold.Clip(scope), why)
 	}
 	segs := strings.Split(strings.TrimPrefix(strings.TrimSuffix(scope, "/"), "/"), "/")
 	if !strings.HasPrefix(scope, "/") || len(segs) < 2 || !strings.EqualFold(segs[0], "subscriptions") {
@@ -184,14 +184,6 @@ func canonicalNamespace(ns string) string {
 		}
 	}
 	return ns
-}
-
-// clip shortens client input quoted in a message.
-func clip(s string) string {
-	if len(s) > 200 {
-		return s[:200] + "…"
-	}
-	return s
 }
 
 // Authorize checks, in tx, that the caller may perform the control-plane

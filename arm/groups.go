@@ -43,21 +43,21 @@ func NormalizeLocation(loc string) string {
 // normalizes its location.
 func validateGroup(g *keyhold.ResourceGroup) error {
 	if !groupNameRE.MatchString(g.Name) || strings.HasSuffix(g.Name, ".") {
-		return keyhold.Errorf(keyhold.CodeInvalidName, "Resource group name '%s' is invalid: use 1 to 90 letters, digits, underscores, hyphens, periods or parentheses, not ending in a period", clip(g.Name))
+		return keyhold.Errorf(keyhold.CodeInvalidName, "Resource group name '%s' is invalid: use 1 to 90 letters, digits, underscores, hyphens, periods or parentheses, not ending in a period", keyhold.Clip(g.Name))
 	}
 	g.Location = NormalizeLocation(g.Location)
 	if g.Location == "" {
 		return keyhold.Errorf(keyhold.CodeBadRequest, "The location of resource group '%s' is missing: send {\"location\":\"westeurope\"}", g.Name)
 	}
 	if !locationRE.MatchString(g.Location) {
-		return keyhold.Errorf(keyhold.CodeInvalidLocation, "The location '%s' is not valid: use a region name such as westeurope or eastus", clip(g.Location))
+		return keyhold.Errorf(keyhold.CodeInvalidLocation, "The location '%s' is not valid: use a region name such as westeurope or eastus", keyhold.Clip(g.Location))
 	}
 	if len(g.Tags) > maxTags {
 		return keyhold.Errorf(keyhold.CodeBadRequest, "resource group '%s' has %d tags: use at most %d", g.Name, len(g.Tags), maxTags)
 	}
 	for k, v := range g.Tags {
 		if k == "" || utf8.RuneCountInString(k) > maxTagKeyLen || utf8.RuneCountInString(v) > maxTagValueLen {
-			return keyhold.Errorf(keyhold.CodeBadRequest, "tag '%s' is not valid: a tag name has 1 to %d characters and its value at most %d", clip(k), maxTagKeyLen, maxTagValueLen)
+			return keyhold.Errorf(keyhold.CodeBadRequest, "tag '%s' is not valid: a tag name has 1 to %d characters and its value at most %d", keyhold.Clip(k), maxTagKeyLen, maxTagValueLen)
 		}
 	}
 	return nil

@@ -19,7 +19,7 @@ func memberTarget(envID, principalID string) string {
 func environmentIn(ctx context.Context, tx keyhold.Tx, id *keyhold.Identity, envID string) (*keyhold.Environment, error) {
 	e, err := tx.Environment(ctx, envID)
 	if keyhold.ErrorCode(err) == keyhold.CodeEnvironmentNotFound || (err == nil && e.TenantID != id.TenantID) {
-		return nil, keyhold.Errorf(keyhold.CodeEnvironmentNotFound, "environment %q was not found in tenant %s: list environments to find its id", clip(envID), id.TenantID)
+		return nil, keyhold.Errorf(keyhold.CodeEnvironmentNotFound, "environment %q was not found in tenant %s: list environments to find its id", keyhold.Clip(envID), id.TenantID)
 	}
 	return e, err
 }

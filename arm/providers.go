@@ -45,7 +45,7 @@ func knownNamespaces() string {
 }
 
 func unknownNamespace(ns string) error {
-	return keyhold.Errorf(keyhold.CodeNotFound, "The resource namespace '%s' is invalid: Keyhold serves %s", clip(ns), knownNamespaces())
+	return keyhold.Errorf(keyhold.CodeNotFound, "The resource namespace '%s' is invalid: Keyhold serves %s", keyhold.Clip(ns), knownNamespaces())
 }
 
 // RequireRegistered checks, in tx, that a subscription has registered a

@@ -96,7 +96,7 @@ func (s *Service) RoleDefinition(ctx context.Context, scope, roleID string) (*ke
 	}
 	r, ok := findRoleByID(roleID)
 	if !ok {
-		return nil, keyhold.Errorf(keyhold.CodeNotFound, "The specified role definition with ID '%s' does not exist.", clip(roleID))
+		return nil, keyhold.Errorf(keyhold.CodeNotFound, "The specified role definition with ID '%s' does not exist.", keyhold.Clip(roleID))
 	}
 	cp := *r
 	return &cp, nil
@@ -131,7 +131,7 @@ func (s *Service) CreateRoleAssignment(ctx context.Context, a *keyhold.RoleAssig
 		return err
 	}
 	if _, err := uuid.Parse(a.ID); err != nil {
-		return keyhold.Errorf(keyhold.CodeBadRequest, "The role assignment ID '%s' is not valid. The role assignment ID must be a GUID.", clip(a.ID))
+		return keyhold.Errorf(keyhold.CodeBadRequest, "The role assignment ID '%s' is not valid. The role assignment ID must be a GUID.", keyhold.Clip(a.ID))
 	}
 	sc, err := ParseScope(a.Scope)
 	if err != nil {
@@ -146,17 +146,17 @@ func (s *Service) CreateRoleAssignment(ctx context.Context, a *keyhold.RoleAssig
 		}
 		role, ok := findRoleByID(a.RoleDefinitionID)
 		if !ok {
-			return keyhold.Errorf(keyhold.CodeBadRequest, "The specified role definition with ID '%s' does not exist.", clip(a.RoleDefinitionID))
+			return keyhold.Errorf(keyhold.CodeBadRequest, "The specified role definition with ID '%s' does not exist.", keyhold.Clip(a.RoleDefinitionID))
 		}
 		p, err := tx.Principal(ctx, a.PrincipalID)
 		if keyhold.ErrorCode(err) == keyhold.CodeNotFound || (err == nil && p.TenantID != id.TenantID) {
-			return keyhold.Errorf(keyhold.CodeBadRequest, "Principal %s does not exist in the directory %s.", clip(a.PrincipalID), id.TenantID)
+			return keyhold.Errorf(keyhold.CodeBadRequest, "Principal %s does not exist in the directory %s.", keyhold.Clip(a.PrincipalID), id.TenantID)
 		} else if err != nil {
 			return err
 		}
 		ptype := ARMPrincipalType(p.Type)
 		if a.PrincipalType != "" && !strings.EqualFold(a.PrincipalType, ptype) {
-			return keyhold.Errorf(keyhold.CodeBadRequest, "The PrincipalId '%s' has type '%s', which is different from specified PrincipalType '%s'.", p.ID, ptype, clip(a.PrincipalType))
+			return keyhold.Errorf(keyhold.CodeBadRequest, "The PrincipalId '%s' has type '%s', which is different from specified PrincipalType '%s'.", p.ID, ptype, keyhold.Clip(a.PrincipalType))
 		}
 		want := &keyhold.RoleAssignment{ID: a.ID, Scope: sc.String(), RoleDefinitionID: role.ID, PrincipalID: p.ID,
 			PrincipalType: ptype, TenantID: id.TenantID, CreatedBy: id.PrincipalID, CreatedAt: s.clock.Now().UTC()}
@@ -198,7 +198,7 @@ func assignmentAt(ctx context.Context, tx keyhold.Tx, id *keyhold.Identity, sc *
 		a, err = nil, nil
 	}
 	if a == nil && (err == nil || keyhold.ErrorCode(err) == keyhold.CodeNotFound) {
-		return nil, keyhold.Errorf(keyhold.CodeNotFound, "The role assignment '%s' is not found at scope '%s'.", clip(name), sc)
+		return nil, keyhold.Errorf(keyhold.CodeNotFound, "The role assignment '%s' is not found at scope '%s'.", keyhold.Clip(name), sc)
 	}
 	return a, err
 }

@@ -524,7 +524,7 @@ func parseFilter(r *nethttp.Request, allowed ...string) (odataFilter, error) {
 		for i, a := range allowed {
 			forms[i] = filterSyntax[a]
 		}
-		return keyhold.Errorf(keyhold.CodeBadRequest, "The $filter '%s' is not supported here: use %s, joined by 'and'", clip(raw), strings.Join(forms, ", "))
+		return keyhold.Errorf(keyhold.CodeBadRequest, "The $filter '%s' is not supported here: use %s, joined by 'and'", keyhold.Clip(raw), strings.Join(forms, ", "))
 	}
 	for _, term := range filterAndRE.Split(raw, -1) {
 		term = strings.TrimSpace(term)
@@ -836,14 +836,14 @@ func (s *Server) assignDirectoryRole(w nethttp.ResponseWriter, r *nethttp.Reques
 		return err
 	}
 	if in.DirectoryScopeID != "" && in.DirectoryScopeID != "/" {
-		return keyhold.Errorf(keyhold.CodeNotSupported, "directoryScopeId '%s' is not supported: directory roles apply to the whole tenant, \"/\"", clip(in.DirectoryScopeID))
+		return keyhold.Errorf(keyhold.CodeNotSupported, "directoryScopeId '%s' is not supported: directory roles apply to the whole tenant, \"/\"", keyhold.Clip(in.DirectoryScopeID))
 	}
 	if in.PrincipalID == "" {
 		return keyhold.Errorf(keyhold.CodeInvalidRequestContent, "principalId is missing: send %s", exampleDirAssign)
 	}
 	role, ok := arm.FindDirectoryRole(in.RoleDefinitionID)
 	if !ok {
-		return keyhold.Errorf(keyhold.CodeBadRequest, "roleDefinitionId '%s' is not a directory role Keyhold knows: use %s (%s), %s (%s) or %s (%s)", clip(in.RoleDefinitionID),
+		return keyhold.Errorf(keyhold.CodeBadRequest, "roleDefinitionId '%s' is not a directory role Keyhold knows: use %s (%s), %s (%s) or %s (%s)", keyhold.Clip(in.RoleDefinitionID),
 			arm.DirectoryRoleTemplates[keyhold.RoleGlobalAdministrator], keyhold.RoleGlobalAdministrator,
 			arm.DirectoryRoleTemplates[keyhold.RolePowerPlatformAdministrator], keyhold.RolePowerPlatformAdministrator,
 			arm.DirectoryRoleTemplates[keyhold.RoleDynamics365Administrator], keyhold.RoleDynamics365Administrator)

@@ -181,7 +181,7 @@ func checkContentType(r *nethttp.Request, kind bodyKind) error {
 	}
 	mt, _, err := mime.ParseMediaType(ct)
 	if err != nil {
-		return keyhold.Errorf(keyhold.CodeUnsupportedMediaType, "Content-Type %q is not a valid media type: %v", clip(ct), err)
+		return keyhold.Errorf(keyhold.CodeUnsupportedMediaType, "Content-Type %q is not a valid media type: %v", keyhold.Clip(ct), err)
 	}
 	form := mt == "application/x-www-form-urlencoded" || strings.HasPrefix(mt, "multipart/")
 	switch kind {
@@ -283,14 +283,6 @@ func isUUID(s string) bool {
 	}
 	_, err := uuid.Parse(s)
 	return err == nil
-}
-
-// clip shortens client input quoted in a message.
-func clip(s string) string {
-	if len(s) > 100 {
-		return s[:100] + "…"
-	}
-	return s
 }
 
 // recorder remembers the status a handler answered with.

@@ -111,7 +111,7 @@ type signIn struct {
 // from r's remote address.
 func newSignIn(r *nethttp.Request, kind, tenant, id, badCode string) signIn {
 	return signIn{
-		account: "acct " + kind + " " + strings.ToLower(clip(tenant)) + " " + strings.ToLower(clipKey(id)),
+		account: "acct " + kind + " " + strings.ToLower(keyhold.Clip(tenant)) + " " + strings.ToLower(clipKey(id)),
 		source:  "src " + sourceKey(r.RemoteAddr),
 		badCode: badCode,
 	}

@@ -82,7 +82,7 @@ func (s *Server) issueToken(w nethttp.ResponseWriter, r *nethttp.Request) error 
 	case grant == "password" && hasROPC:
 		return s.passwordGrant(w, r, ropc)
 	case grant != "client_credentials":
-		return keyhold.Errorf(keyhold.CodeUnsupportedGrantType, "grant_type %q is not supported: %s", clip(grant), grants)
+		return keyhold.Errorf(keyhold.CodeUnsupportedGrantType, "grant_type %q is not supported: %s", keyhold.Clip(grant), grants)
 	}
 	clientID, secret := f.Get("client_id"), f.Get("client_secret")
 	if u, p, ok := r.BasicAuth(); ok && clientID == "" && secret == "" {

@@ -88,11 +88,11 @@ func (s *Service) Deploy(ctx context.Context, sub, rg, name string, req Deployme
 		return nil, false, keyhold.Errorf(keyhold.CodeNotSupported,
 			"properties.mode Complete is not supported: it deletes the resources a template doesn't name; use \"%s\"", ModeIncremental)
 	case !strings.EqualFold(req.Mode, ModeIncremental):
-		return nil, false, keyhold.Errorf(keyhold.CodeBadRequest, "properties.mode '%s' is not valid: use \"%s\"", clip(req.Mode), ModeIncremental)
+		return nil, false, keyhold.Errorf(keyhold.CodeBadRequest, "properties.mode '%s' is not valid: use \"%s\"", keyhold.Clip(req.Mode), ModeIncremental)
 	}
 	if !deploymentNameRE.MatchString(name) {
 		return nil, false, keyhold.Errorf(keyhold.CodeInvalidName,
-			"The deployment name '%s' is not valid: use 1 to 64 letters, digits, hyphens, underscores, periods or parentheses.", clip(name))
+			"The deployment name '%s' is not valid: use 1 to 64 letters, digits, hyphens, underscores, periods or parentheses.", keyhold.Clip(name))
 	}
 	var scope Scope
 	var old *keyhold.Deployment
@@ -182,7 +182,7 @@ func (s *Service) Deployment(ctx context.Context, sub, rg, name string) (*keyhol
 		}
 		d, err = tx.Deployment(ctx, subscription.ID, rg, name)
 		if keyhold.ErrorCode(err) == keyhold.CodeNotFound {
-			return keyhold.Errorf(keyhold.CodeNotFound, "Deployment '%s' could not be found.", clip(name))
+			return keyhold.Errorf(keyhold.CodeNotFound, "Deployment '%s' could not be found.", keyhold.Clip(name))
 		}
 		return err
 	})
@@ -241,7 +241,7 @@ func (s *Service) plan(scope Scope, req DeploymentRequest) ([]step, json.RawMess
 	}
 	for k := range keys {
 		if !templateKeys[strings.ToLower(k)] {
-			return nil, nil, invalid("", "the template property '%s' is not supported: Keyhold reads $schema, contentVersion, parameters, variables, resources and outputs", clip(k))
+			return nil, nil, invalid("", "the template property '%s' is not supported: Keyhold reads $schema, contentVersion, parameters, variables, resources and outputs", keyhold.Clip(k))
 		}
 	}
 	var t template
@@ -270,7 +270,7 @@ func (s *Service) plan(scope Scope, req DeploymentRequest) ([]step, json.RawMess
 			return nil, nil, err
 		}
 		if _, ok := paramTypes[strings.ToLower(d.Type)]; !ok {
-			return nil, nil, invalid("parameters."+n, "the type '%s' is not valid: use string, securestring, int, bool, object, secureObject or array", clip(d.Type))
+			return nil, nil, invalid("parameters."+n, "the type '%s' is not valid: use string, securestring, int, bool, object, secureObject or array", keyhold.Clip(d.Type))
 		}
 		decls[strings.ToLower(n)], names[strings.ToLower(n)] = d, n
 	}
@@ -278,24 +278,24 @@ func (s *Service) plan(scope Scope, req DeploymentRequest) ([]step, json.RawMess
 	for n, raw := range given {
 		decl, ok := names[strings.ToLower(n)]
 		if !ok {
-			return nil, nil, invalid("", "the parameter '%s' is given, but the template does not declare it: remove it, or declare it in the template's \"parameters\"", clip(n))
+			return nil, nil, invalid("", "the parameter '%s' is given, but the template does not declare it: remove it, or declare it in the template's \"parameters\"", keyhold.Clip(n))
 		}
 		var v struct {
 			Value     *json.RawMessage `json:"value"`
 			Reference json.RawMessage  `json:"reference"`
 		}
 		if err := decodeObject(raw, "the value of parameter '"+n+"'", &v); err != nil {
-			return nil, nil, invalid("", "the parameter '%s' must be given as {\"value\": …}", clip(n))
+			return nil, nil, invalid("", "the parameter '%s' must be given as {\"value\": …}", keyhold.Clip(n))
 		}
 		if v.Reference != nil {
-			return nil, nil, invalid("", "the parameter '%s' is a Key Vault reference, which Keyhold does not support: give its value", clip(n))
+			return nil, nil, invalid("", "the parameter '%s' is a Key Vault reference, which Keyhold does not support: give its value", keyhold.Clip(n))
 		}
 		if v.Value == nil {
-			return nil, nil, invalid("", "the parameter '%s' must be given as {\"value\": …}", clip(n))
+			return nil, nil, invalid("", "the parameter '%s' must be given as {\"value\": …}", keyhold.Clip(n))
 		}
 		var val any
 		if err := json.Unmarshal(*v.Value, &val); err != nil {
-			return nil, nil, invalid("", "the value of parameter '%s' is not valid JSON", clip(n))
+			return nil, nil, invalid("", "the value of parameter '%s' is not valid JSON", keyhold.Clip(n))
 		}
 		values[decl] = val
 	}
@@ -518,7 +518,7 @@ func (s *Service) step(scope Scope, path string, res map[string]any) (step, erro
 			return step{}, err
 		}
 		if _, err := uuid.Parse(name); err != nil {
-			return step{}, invalid(path+".name", "a role assignment's name must be a GUID, such as [guid(resourceGroup().id, 'reader')], not '%s'", clip(name))
+			return step{}, invalid(path+".name", "a role assignment's name must be a GUID, such as [guid(resourceGroup().id, 'reader')], not '%s'", keyhold.Clip(name))
 		}
 		at := "/subscriptions/" + sub + "/resourceGroups/" + rg
 		switch {
@@ -538,7 +538,7 @@ func (s *Service) step(scope Scope, path string, res map[string]any) (step, erro
 	if s.vaults != nil {
 		supported = append(supported, typeVault)
 	}
-	return step{}, invalid(path+".type", "the resource type '%s' is not supported: Keyhold deploys %s", clip(typ), strings.Join(supported, ", "))
+	return step{}, invalid(path+".type", "the resource type '%s' is not supported: Keyhold deploys %s", keyhold.Clip(typ), strings.Join(supported, ", "))
 }
 
 func vaultID(sub, rg, name string) string {

@@ -194,17 +194,9 @@ var nameRE = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9_.\-]{0,89}$`)
 func checkName(name string) error {
 	if !nameRE.MatchString(name) || strings.HasSuffix(name, ".") {
 		return keyhold.Errorf(keyhold.CodeInvalidName,
-			"The enterprise policy name '%s' is not valid: use 1 to 90 letters, digits, hyphens, underscores or periods, starting with a letter or digit and not ending in a period.", clip(name))
+			"The enterprise policy name '%s' is not valid: use 1 to 90 letters, digits, hyphens, underscores or periods, starting with a letter or digit and not ending in a period.", keyhold.Clip(name))
 	}
 	return nil
-}
-
-// clip shortens client input quoted in a message.
-func clip(s string) string {
-	if len(s) > 200 {
-		return strings.ToValidUTF8(s[:200], "") + "…"
-	}
-	return s
 }
 
 // Tag limits, as ARM has them.
@@ -220,7 +212,7 @@ func checkTags(tags map[string]string) error {
 	}
 	for k, v := range tags {
 		if k == "" || utf8.RuneCountInString(k) > maxTagKeyLen || utf8.RuneCountInString(v) > maxTagValueLen {
-			return keyhold.Errorf(keyhold.CodeBadRequest, "tag '%s' is not valid: a tag name has 1 to %d characters and its value at most %d", clip(k), maxTagKeyLen, maxTagValueLen)
+			return keyhold.Errorf(keyhold.CodeBadRequest, "tag '%s' is not valid: a tag name has 1 to %d characters and its value at most %d", keyhold.Clip(k), maxTagKeyLen, maxTagValueLen)
 		}
 		if err := keyhold.CheckText(keyhold.CodeBadRequest, "tag name", k); err != nil {
 			return err
@@ -241,7 +233,7 @@ func checkKind(kind string) (string, error) {
 		return keyhold.PolicyKindEncryption, nil
 	}
 	return "", keyhold.Errorf(keyhold.CodeNotSupported,
-		"kind '%s' is not supported: Keyhold implements enterprise policies of kind %s only (not %s, %s or %s)", clip(kind),
+		"kind '%s' is not supported: Keyhold implements enterprise policies of kind %s only (not %s, %s or %s)", keyhold.Clip(kind),
 		keyhold.PolicyKindEncryption, keyhold.PolicyKindLockbox, keyhold.PolicyKindPrivateEndpoint, keyhold.PolicyKindNetworkInjection)
 }
 
@@ -254,7 +246,7 @@ func checkLocation(loc string) (string, error) {
 	if !keyhold.ValidLocation(l) {
 		return "", keyhold.Errorf(keyhold.CodeInvalidLocation,
 			"The provided location '%s' is not available for resource type '%s'. List of available regions for the resource type is '%s'.",
-			clip(loc), ResourceType, strings.Join(keyhold.Locations, ","))
+			keyhold.Clip(loc), ResourceType, strings.Join(keyhold.Locations, ","))
 	}
 	return l, nil
 }
@@ -268,14 +260,14 @@ func checkIdentity(t string) error {
 	}
 	return keyhold.Errorf(keyhold.CodeBadRequest,
 		"identity.type '%s' is not supported: an enterprise policy needs \"identity\": {\"type\": \"%s\"}, the managed identity that is granted access to the key",
-		clip(t), IdentitySystemAssigned)
+		keyhold.Clip(t), IdentitySystemAssigned)
 }
 
 func checkState(state string) (string, error) {
 	if state == "" || strings.EqualFold(state, keyhold.PolicyEncryptionEnabled) {
 		return keyhold.PolicyEncryptionEnabled, nil
 	}
-	return "", keyhold.Errorf(keyhold.CodeNotSupported, "properties.encryption.state '%s' is not supported: use \"%s\"", clip(state), keyhold.PolicyEncryptionEnabled)
+	return "", keyhold.Errorf(keyhold.CodeNotSupported, "properties.encryption.state '%s' is not supported: use \"%s\"", keyhold.Clip(state), keyhold.PolicyEncryptionEnabled)
 }
 
 // hexVersionRE is a Key Vault key version: 32 hexadecimal digits.
@@ -292,9 +284,9 @@ func checkKeyFields(vaultID, keyName, version string) error {
 	case keyName == "":
 		return keyhold.Errorf(keyhold.CodeBadRequest, "properties.encryption.keyVault.key.name is missing: give the name of the key in the vault")
 	case !keyNameRE.MatchString(keyName):
-		return keyhold.Errorf(keyhold.CodeBadRequest, "properties.encryption.keyVault.key.name '%s' is not a key name: use 1 to 127 letters, digits or hyphens", clip(keyName))
+		return keyhold.Errorf(keyhold.CodeBadRequest, "properties.encryption.keyVault.key.name '%s' is not a key name: use 1 to 127 letters, digits or hyphens", keyhold.Clip(keyName))
 	case version != "" && !hexVersionRE.MatchString(version):
-		return keyhold.Errorf(keyhold.CodeBadRequest, "properties.encryption.keyVault.key.version '%s' is not a key version: give its 32 hex digits, or leave it out to follow the key's current version", clip(version))
+		return keyhold.Errorf(keyhold.CodeBadRequest, "properties.encryption.keyVault.key.version '%s' is not a key version: give its 32 hex digits, or leave it out to follow the key's current version", keyhold.Clip(version))
 	}
 	return nil
 }
@@ -307,7 +299,7 @@ func subscriptionFor(ctx context.Context, tx keyhold.Tx, id *keyhold.Identity, s
 		sub, err = nil, nil
 	}
 	if sub == nil && (err == nil || keyhold.ErrorCode(err) == keyhold.CodeNotFound) {
-		return nil, keyhold.Errorf(keyhold.CodeNotFound, "The subscription '%s' could not be found.", clip(subID))
+		return nil, keyhold.Errorf(keyhold.CodeNotFound, "The subscription '%s' could not be found.", keyhold.Clip(subID))
 	}
 	return sub, err
 }
@@ -316,7 +308,7 @@ func subscriptionFor(ctx context.Context, tx keyhold.Tx, id *keyhold.Identity, s
 func groupIn(ctx context.Context, tx keyhold.Tx, sub, rg string) (*keyhold.ResourceGroup, error) {
 	g, err := tx.ResourceGroup(ctx, sub, rg)
 	if keyhold.ErrorCode(err) == keyhold.CodeNotFound {
-		return nil, keyhold.Errorf(keyhold.CodeResourceGroupNotFound, "Resource group '%s' could not be found.", clip(rg))
+		return nil, keyhold.Errorf(keyhold.CodeResourceGroupNotFound, "Resource group '%s' could not be found.", keyhold.Clip(rg))
 	}
 	return g, err
 }
@@ -328,7 +320,7 @@ func checkKey(ctx context.Context, tx keyhold.Tx, id *keyhold.Identity, vaultID,
 	noVault := func() error {
 		return keyhold.Errorf(keyhold.CodeBadRequest,
 			"properties.encryption.keyVault.id '%s' is not the Resource ID of a key vault you have: copy the Resource ID from the vault's properties "+
-				"(/subscriptions/{sub}/resourceGroups/{rg}/providers/Microsoft.KeyVault/vaults/{name}), and create or recover the vault first", clip(vaultID))
+				"(/subscriptions/{sub}/resourceGroups/{rg}/providers/Microsoft.KeyVault/vaults/{name}), and create or recover the vault first", keyhold.Clip(vaultID))
 	}
 	sc, err := arm.ParseScope(vaultID)
 	if err != nil || sc.ResourceGroup == "" || sc.Namespace != keyhold.NamespaceKeyVault {
@@ -361,14 +353,14 @@ func checkKey(ctx context.Context, tx keyhold.Tx, id *keyhold.Identity, vaultID,
 	switch {
 	case keyhold.ErrorCode(err) == keyhold.CodeNotFound || (err == nil && k.Deleted()):
 		return "", "", keyhold.Errorf(keyhold.CodeBadRequest,
-			"key '%s' does not exist in key vault '%s': create an RSA key of that name (or recover the deleted one), or name another key", clip(keyName), v.Name)
+			"key '%s' does not exist in key vault '%s': create an RSA key of that name (or recover the deleted one), or name another key", keyhold.Clip(keyName), v.Name)
 	case err != nil:
 		return "", "", err
 	}
 	if version != "" {
 		if _, err := tx.KeyVersion(ctx, v.Name, k.Name, version); keyhold.ErrorCode(err) == keyhold.CodeNotFound {
 			return "", "", keyhold.Errorf(keyhold.CodeBadRequest,
-				"key '%s' in key vault '%s' has no version '%s': list its versions, or leave the version out to follow the current one", k.Name, v.Name, clip(version))
+				"key '%s' in key vault '%s' has no version '%s': list its versions, or leave the version out to follow the current one", k.Name, v.Name, keyhold.Clip(version))
 		} else if err != nil {
 			return "", "", err
 		}
@@ -519,7 +511,7 @@ func (s *Service) update(ctx context.Context, tx keyhold.Tx, id *keyhold.Identit
 	immutable := func(field, was, now string) error {
 		return keyhold.Errorf(keyhold.CodeBadRequest,
 			"%s of enterprise policy '%s' is '%s' and can't be changed to '%s': only the key (properties.encryption.keyVault) and tags can; "+
-				"to move the policy, delete it and create a new one", field, old.Name, was, clip(now))
+				"to move the policy, delete it and create a new one", field, old.Name, was, keyhold.Clip(now))
 	}
 	if c.Location != nil {
 		if l := arm.NormalizeLocation(*c.Location); l != old.Location {
@@ -930,7 +922,7 @@ func (s *Service) BySystemID(ctx context.Context, ref string) (*keyhold.Enterpri
 
 func notFoundRef(ref string) error {
 	return keyhold.Errorf(keyhold.CodeResourceNotFound,
-		"no enterprise policy has the id or systemId '%s': copy the policy's systemId (/regions/{location}/providers/%s/{guid}) or resource id", clip(ref), ResourceType)
+		"no enterprise policy has the id or systemId '%s': copy the policy's systemId (/regions/{location}/providers/%s/{guid}) or resource id", keyhold.Clip(ref), ResourceType)
 }
 
 // Find returns, in tx, the policy that ref names (its systemId or its ARM
