@@ -82,3 +82,19 @@ func TestClip(t *testing.T) {
 		}
 	}
 }
+
+// TestNormalizeLocation: locations fold as ARM folds them.
+func TestNormalizeLocation(t *testing.T) {
+	for _, c := range []struct{ name, in, want string }{
+		{"already normal", "westeurope", "westeurope"},
+		{"display name", "West Europe", "westeurope"},
+		{"upper case", "EUROPE", "europe"},
+		{"surrounding blanks", " \tUnited States\n", "unitedstates"},
+		{"empty", "", ""},
+		{"only blanks", " \t ", ""},
+	} {
+		if got := keyhold.NormalizeLocation(c.in); got != c.want {
+			t.Errorf("%s: NormalizeLocation(%q) = %q, want %q", c.name, c.in, got, c.want)
+		}
+	}
+}

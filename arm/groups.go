@@ -33,19 +33,13 @@ var groupNameRE = regexp.MustCompile(`^[\p{L}\p{N}_\-.()]{1,90}$`)
 // "westeurope".
 var locationRE = regexp.MustCompile(`^[a-z0-9]{1,64}$`)
 
-// NormalizeLocation returns a location as ARM stores it: lower case,
-// without spaces ("West Europe" is "westeurope").
-func NormalizeLocation(loc string) string {
-	return strings.ToLower(strings.ReplaceAll(strings.TrimSpace(loc), " ", ""))
-}
-
 // validateGroup checks a resource group's name, location and tags, and
 // normalizes its location.
 func validateGroup(g *keyhold.ResourceGroup) error {
 	if !groupNameRE.MatchString(g.Name) || strings.HasSuffix(g.Name, ".") {
 		return keyhold.Errorf(keyhold.CodeInvalidName, "Resource group name '%s' is invalid: use 1 to 90 letters, digits, underscores, hyphens, periods or parentheses, not ending in a period", keyhold.Clip(g.Name))
 	}
-	g.Location = NormalizeLocation(g.Location)
+	g.Location = keyhold.NormalizeLocation(g.Location)
 	if g.Location == "" {
 		return keyhold.Errorf(keyhold.CodeBadRequest, "The location of resource group '%s' is missing: send {\"location\":\"westeurope\"}", g.Name)
 	}

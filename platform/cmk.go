@@ -358,8 +358,6 @@ type linkPlan struct {
 	rekey bool   // linked already, re-key again
 }
 
-func normLocation(l string) string { return strings.ToLower(strings.ReplaceAll(l, " ", "")) }
-
 // checkLink runs LinkPolicy's checks that need no key vault call.
 func (p *Platform) checkLink(ctx context.Context, tx keyhold.Tx, id *keyhold.Identity, envID, systemID string) (*linkPlan, error) {
 	env, err := adminEnvironment(ctx, tx, id, envID)
@@ -404,7 +402,7 @@ func (p *Platform) checkLink(ctx context.Context, tx keyhold.Tx, id *keyhold.Ide
 		return nil, keyhold.Errorf(keyhold.CodeBadRequest,
 			"enterprise policy %s names no key: set properties.encryption.keyVault.id and properties.encryption.key.name", pol.ID())
 	}
-	if normLocation(env.Location) != normLocation(pol.Location) {
+	if keyhold.NormalizeLocation(env.Location) != keyhold.NormalizeLocation(pol.Location) {
 		return nil, keyhold.Errorf(keyhold.CodeBadRequest,
 			"environment %s is in region %s and enterprise policy %s in %s: link it to a policy of region %s (a policy protects only environments of its own region)",
 			env.ID, env.Location, pol.ID(), pol.Location, env.Location)

@@ -247,7 +247,7 @@ func checkRecreated(env *keyhold.Environment, pol *keyhold.EnterprisePolicy, wks
 		return keyhold.Errorf(keyhold.CodeConflict,
 			"environment %s stays locked: enterprise policy %s was recreated as a %s policy of tenant %s, and the environment belongs to tenant %s: %s as a %s policy of the environment's tenant",
 			env.ID, pol.ID(), pol.Kind, pol.TenantID, env.TenantID, redeploy, keyhold.PolicyKindEncryption)
-	case normLocation(env.Location) != normLocation(pol.Location):
+	case keyhold.NormalizeLocation(env.Location) != keyhold.NormalizeLocation(pol.Location):
 		return keyhold.Errorf(keyhold.CodeConflict,
 			"environment %s stays locked: enterprise policy %s was recreated in region %s, and the environment is in %s: %s in region %s",
 			env.ID, pol.ID(), pol.Location, env.Location, redeploy, env.Location)

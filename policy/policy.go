@@ -239,7 +239,7 @@ func checkKind(kind string) (string, error) {
 
 // checkLocation returns the location normalized, or refuses it.
 func checkLocation(loc string) (string, error) {
-	l := arm.NormalizeLocation(loc)
+	l := keyhold.NormalizeLocation(loc)
 	if l == "" {
 		return "", keyhold.Errorf(keyhold.CodeBadRequest, "location is missing: use one of %s", strings.Join(keyhold.Locations, ", "))
 	}
@@ -514,7 +514,7 @@ func (s *Service) update(ctx context.Context, tx keyhold.Tx, id *keyhold.Identit
 				"to move the policy, delete it and create a new one", field, old.Name, was, keyhold.Clip(now))
 	}
 	if c.Location != nil {
-		if l := arm.NormalizeLocation(*c.Location); l != old.Location {
+		if l := keyhold.NormalizeLocation(*c.Location); l != old.Location {
 			if put && l == "" {
 				return nil, keyhold.Errorf(keyhold.CodeBadRequest, "location is missing: send the policy's location, '%s'", old.Location)
 			}

@@ -30,11 +30,8 @@ func vaultID(sub, rg, name string) string {
 // deletedVaultID returns the id of a soft-deleted vault, a resource of the
 // subscription's location rather than of a resource group.
 func deletedVaultID(sub, location, name string) string {
-	return "/subscriptions/" + sub + "/providers/Microsoft.KeyVault/locations/" + normLocation(location) + "/deletedVaults/" + name
+	return "/subscriptions/" + sub + "/providers/Microsoft.KeyVault/locations/" + keyhold.NormalizeLocation(location) + "/deletedVaults/" + name
 }
-
-// normLocation folds a location as ARM does: "West Europe" is westeurope.
-func normLocation(l string) string { return strings.ToLower(strings.ReplaceAll(l, " ", "")) }
 
 func resourceNotFound(rg, name string) *keyhold.Error {
 	return keyhold.Errorf(keyhold.CodeResourceNotFound,
@@ -168,7 +165,7 @@ func (s *Service) PutVault(ctx context.Context, v *keyhold.Vault) (created bool,
 // the stored vault, applies the rules of an update.
 func (s *Service) normalizeVault(v, old *keyhold.Vault) error {
 	bad := func(format string, args ...any) error { return keyhold.Errorf(keyhold.CodeBadRequest, format, args...) }
-	v.Location = normLocation(v.Location)
+	v.Location = keyhold.NormalizeLocation(v.Location)
 	if v.Location == "" {
 		return bad("The location is required: give the vault a location such as westeurope.")
 	}
@@ -424,7 +421,7 @@ func (s *Service) ListDeletedVaults(ctx context.Context, sub string) ([]*keyhold
 // CodeResourceNotFound.
 func (s *Service) deletedVault(ctx context.Context, tx keyhold.Tx, sub, location, name string) (*keyhold.Vault, error) {
 	v, err := s.vault(ctx, tx, name)
-	if err == nil && (!v.Deleted() || !strings.EqualFold(v.SubscriptionID, sub) || v.Location != normLocation(location)) {
+	if err == nil && (!v.Deleted() || !strings.EqualFold(v.SubscriptionID, sub) || v.Location != keyhold.NormalizeLocation(location)) {
 		err = keyhold.Errorf(keyhold.CodeNotFound, "not deleted here")
 	}
 	if codeIs(err, keyhold.CodeNotFound) {
