@@ -45,29 +45,12 @@ func policyIdentity(principalID, tenantID string) *keyhold.Identity {
 	return &keyhold.Identity{PrincipalID: principalID, TenantID: tenantID, Type: keyhold.PrincipalManagedIdentity}
 }
 
-// splitKID splits a key id, ".../vaults/{vault}/keys/{name}[/{version}]",
-// whatever its host.
-func splitKID(kid string) (vault, name, version string, ok bool) {
-	i := strings.LastIndex(strings.ToLower(kid), "/vaults/")
-	if i < 0 {
-		return "", "", "", false
-	}
-	parts := strings.Split(strings.TrimSuffix(kid[i+len("/vaults/"):], "/"), "/")
-	if len(parts) < 3 || len(parts) > 4 || !strings.EqualFold(parts[1], "keys") || parts[0] == "" || parts[2] == "" {
-		return "", "", "", false
-	}
-	if len(parts) == 4 {
-		version = parts[3]
-	}
-	return parts[0], parts[2], version, true
-}
-
 // currentKID rebuilds a stored kid with the vault's current base URL: the
 // server may have been restarted at another address since the key was
 // wrapped, and a kid names the key by its path, not its host.
 func (p *Platform) currentKID(kid string) string {
-	if v, n, ver, ok := splitKID(kid); ok && p.kv != nil {
-		return p.kv.KeyID(v, n, ver)
+	if k, err := keyhold.ParseKeyID(kid); err == nil && p.kv != nil {
+		return p.kv.KeyID(k.Vault, k.Name, k.Version)
 	}
 	return kid
 }
@@ -88,9 +71,9 @@ func onPolicy(wk *keyhold.WrappedKey, pol *keyhold.EnterprisePolicy) bool {
 	if wk.Root != keyhold.RootCMK || wk.PrincipalID != pol.PrincipalID {
 		return false
 	}
-	v, n, ver, ok := splitKID(wk.KeyID)
-	return ok && strings.EqualFold(v, vaultNameOf(pol)) && strings.EqualFold(n, pol.KeyName) &&
-		(pol.KeyVersion == "" || strings.EqualFold(ver, pol.KeyVersion))
+	k, err := keyhold.ParseKeyID(wk.KeyID)
+	return err == nil && strings.EqualFold(k.Vault, vaultNameOf(pol)) && strings.EqualFold(k.Name, pol.KeyName) &&
+		(pol.KeyVersion == "" || strings.EqualFold(k.Version, pol.KeyVersion))
 }
 
 // cmkError turns an error of a customer key into one that says what

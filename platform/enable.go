@@ -261,7 +261,8 @@ func checkRecreated(env *keyhold.Environment, pol *keyhold.EnterprisePolicy, wks
 		if onPolicy(wk, &q) {
 			continue
 		}
-		v, n, ver, _ := splitKID(wk.KeyID)
+		k, _ := keyhold.ParseKeyID(wk.KeyID)
+		v, n, ver := k.Vault, k.Name, k.Version
 		named := fmt.Sprintf("key '%s' of key vault %s", pol.KeyName, vaultNameOf(pol))
 		if pol.KeyVersion != "" {
 			named = fmt.Sprintf("version %s of %s", pol.KeyVersion, named)

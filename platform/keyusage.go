@@ -174,8 +174,8 @@ func liveKeysByVersion(ctx context.Context, tx keyhold.Tx, pol *keyhold.Enterpri
 				return nil, err
 			}
 			for _, wk := range page {
-				if v, n, ver, ok := splitKID(wk.KeyID); ok && strings.EqualFold(v, vaultName) && strings.EqualFold(n, pol.KeyName) {
-					live[strings.ToLower(ver)]++
+				if k, err := keyhold.ParseKeyID(wk.KeyID); err == nil && strings.EqualFold(k.Vault, vaultName) && strings.EqualFold(k.Name, pol.KeyName) {
+					live[strings.ToLower(k.Version)]++
 				}
 			}
 			if len(page) < f.Limit {
