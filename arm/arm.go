@@ -88,10 +88,11 @@ func (s *Service) RegisterDeleter(d ResourceDeleter) {
 
 // audit appends an entry in tx on behalf of the caller.
 func (s *Service) audit(ctx context.Context, tx keyhold.Tx, id *keyhold.Identity, action, target, envID, detail string) error {
-	return tx.AppendAudit(ctx, &keyhold.AuditEntry{
-		At: s.clock.Now().UTC(), TenantID: id.TenantID, ActorID: id.PrincipalID,
-		Action: action, Target: target, EnvID: envID, Result: "Succeeded", Detail: detail,
+	_, err := keyhold.Audit(ctx, tx, keyhold.AuditEntry{
+		At: s.clock.Now(), TenantID: id.TenantID, ActorID: id.PrincipalID,
+		Action: action, Target: target, EnvID: envID, Detail: detail,
 	})
+	return err
 }
 
 // Scope is a parsed ARM scope: a subscription, a resource group, or a

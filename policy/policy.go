@@ -390,11 +390,9 @@ func linkedError(ctx context.Context, tx keyhold.Tx, p *keyhold.EnterprisePolicy
 
 // audit appends an entry of the caller's change in tx.
 func (s *Service) audit(ctx context.Context, tx keyhold.Tx, id *keyhold.Identity, action, target, result, detail string) error {
-	if len(detail) > 1000 {
-		detail = strings.ToValidUTF8(detail[:1000], "")
-	}
-	return tx.AppendAudit(ctx, &keyhold.AuditEntry{At: s.clock.Now().UTC(), TenantID: id.TenantID, ActorID: id.PrincipalID,
+	_, err := keyhold.Audit(ctx, tx, keyhold.AuditEntry{At: s.clock.Now(), TenantID: id.TenantID, ActorID: id.PrincipalID,
 		Action: action, Target: target, Result: result, Detail: detail})
+	return err
 }
 
 // Put creates the policy name in sub and rg (created=true), with its
