@@ -38,9 +38,6 @@ const (
 	OpReset   = "reset"   // delete a Sandbox's data; back to the platform's key
 )
 
-// CodeBackupNotFound: no backup with that id in that environment.
-const CodeBackupNotFound = "BackupNotFound"
-
 // Backup retention: how long a backup lives after it is taken.
 const (
 	BackupRetentionProduction = 28 * 24 * time.Hour

@@ -17,11 +17,6 @@ const (
 	DeploymentFailed    = "Failed"
 )
 
-// CodeInvalidTemplate is ARM's code for a template or its parameters that
-// can't be deployed (400): a syntax error, an unsupported expression or
-// resource type, a missing parameter.
-const CodeInvalidTemplate = "InvalidTemplate"
-
 // Deployment is a template deployment in a resource group. Names compare
 // case-insensitively, as ARM's do.
 type Deployment struct {

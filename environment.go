@@ -12,6 +12,14 @@ var Locations = []string{
 	"australia", "korea", "norway", "singapore",
 }
 
+// NormalizeLocation returns a location as ARM stores and compares it:
+// trimmed, without spaces, lower case ("West Europe" is "westeurope"). Every
+// location a client gives is folded by this one function before it is
+// stored or compared.
+func NormalizeLocation(loc string) string {
+	return strings.ToLower(strings.ReplaceAll(strings.TrimSpace(loc), " ", ""))
+}
+
 // ValidLocation reports whether loc is one of Locations.
 func ValidLocation(loc string) bool {
 	for _, l := range Locations {

@@ -3,60 +3,88 @@ package keyhold
 import (
 	"errors"
 	"fmt"
+	"strconv"
 )
 
 // Error codes. They follow the codes the real services answer with, so that
 // the official Azure SDKs and scripts written against Azure recognise them.
-// The http package maps each to an HTTP status in one table.
+// Every code Keyhold answers with is declared here, in this one file, and
+// has a Class in classes below: the class says what kind of failure it is,
+// and the http package derives the HTTP status from the class. A code
+// without a class fails TestEveryCodeHasAClass.
 const (
-	// Request problems (400).
+	// Request problems (ClassInvalid, 400).
 	CodeBadRequest            = "BadRequest"
 	CodeInvalidRequestContent = "InvalidRequestContent"
 	CodeInvalidLocation       = "LocationNotAvailableForResourceType"
 	CodeInvalidSKU            = "InvalidEnvironmentSku"
 	CodeInvalidName           = "InvalidResourceName"
+	CodeBadParameter          = "BadParameter" // Key Vault's
+	CodeNotSupported          = "NotSupported"
+	// CodeInvalidTemplate is ARM's code for a template or its parameters
+	// that can't be deployed: a syntax error, an unsupported expression or
+	// resource type, a missing parameter.
+	CodeInvalidTemplate = "InvalidTemplate"
 
-	// Size (413).
-	CodeRequestTooLarge = "RequestEntityTooLarge"
+	// OAuth2's codes at the token endpoint (RFC 6749 section 5.2).
+	CodeUnsupportedGrantType = "unsupported_grant_type" // 400
+	CodeInvalidScope         = "invalid_scope"          // 400
+	// CodeInvalidRequest: a malformed token request (400).
+	CodeInvalidRequest = "invalid_request"
+	// CodeInvalidGrant: wrong resource owner credentials; Entra ID answers
+	// a wrong user name or password with it (400).
+	CodeInvalidGrant = "invalid_grant"
+	// CodeInvalidClient: wrong client credentials (401).
+	CodeInvalidClient = "invalid_client"
+	// CodeSignInLocked: an account or source is locked out after failed
+	// sign-ins (429). Its Inner is the OAuth2 error to answer with.
+	CodeSignInLocked = "sign_in_locked"
 
-	// Authentication (401).
-	CodeUnauthorized         = "Unauthorized"
-	CodeInvalidToken         = "InvalidAuthenticationToken"
-	CodeExpiredToken         = "ExpiredAuthenticationToken"
-	CodeInvalidClient        = "invalid_client"
-	CodeUnsupportedGrantType = "unsupported_grant_type"
-	CodeInvalidScope         = "invalid_scope"
+	// Authentication (ClassUnauthorized, 401).
+	CodeUnauthorized = "Unauthorized"
+	CodeInvalidToken = "InvalidAuthenticationToken"
+	CodeExpiredToken = "ExpiredAuthenticationToken"
 
-	// Authorization (403).
-	CodeForbidden = "Forbidden"
+	// Authorization (ClassForbidden, 403).
+	CodeForbidden           = "Forbidden"
+	CodeAuthorizationFailed = "AuthorizationFailed" // ARM's refusal
 
-	// Locked environments (403).
 	// CodeEnvironmentLocked: the environment's customer-managed key is not
 	// accessible (access revoked); an administrator re-enables it once access
-	// is restored. 403, as the refusal comes from the key's owner.
+	// is restored. ClassLocked, 403, as the refusal comes from the key's
+	// owner (423 is WebDAV-only).
 	CodeEnvironmentLocked = "EnvironmentLocked"
 
-	// Missing things (404).
-	CodeNotFound            = "NotFound"
-	CodeEnvironmentNotFound = "EnvironmentNotFound"
-	CodeRowNotFound         = "RowNotFound"
-	CodeFileNotFound        = "FileNotFound"
+	// Missing things (ClassNotFound, 404).
+	CodeNotFound              = "NotFound"
+	CodeEnvironmentNotFound   = "EnvironmentNotFound"
+	CodeRowNotFound           = "RowNotFound"
+	CodeFileNotFound          = "FileNotFound"
+	CodeResourceNotFound      = "ResourceNotFound"      // ARM's
+	CodeResourceGroupNotFound = "ResourceGroupNotFound" // ARM's
+	CodeKeyNotFound           = "KeyNotFound"           // Key Vault's
+	CodeVaultNotFound         = "VaultNotFound"         // Key Vault's
+	// CodeBackupNotFound: no backup with that id in that environment.
+	CodeBackupNotFound = "BackupNotFound"
 
-	// State conflicts (409).
-	CodeConflict            = "Conflict"
-	CodeEnvironmentDisabled = "EnvironmentDisabled"
+	// State conflicts (ClassConflict, 409).
+	CodeConflict                        = "Conflict"
+	CodeEnvironmentDisabled             = "EnvironmentDisabled"
+	CodeMissingSubscriptionRegistration = "MissingSubscriptionRegistration" // ARM's
 
-	// Resource manager and Key Vault codes, as the real services answer.
-	CodeResourceNotFound                = "ResourceNotFound"                // 404
-	CodeResourceGroupNotFound           = "ResourceGroupNotFound"           // 404
-	CodeMissingSubscriptionRegistration = "MissingSubscriptionRegistration" // 409
-	CodeKeyNotFound                     = "KeyNotFound"                     // 404
-	CodeVaultNotFound                   = "VaultNotFound"                   // 404
-	CodeBadParameter                    = "BadParameter"                    // 400
-	CodeNotSupported                    = "NotSupported"                    // 400
-	CodeAuthorizationFailed             = "AuthorizationFailed"             // 403, ARM's refusal
+	// The HTTP exchange itself, as Azure Resource Manager names them.
+	// CodeMethodNotAllowed: the path exists but not with this method (405).
+	CodeMethodNotAllowed = "MethodNotAllowed"
+	// CodeRequestTimeout: the client sent its body, or read its answer,
+	// too slowly (408).
+	CodeRequestTimeout = "RequestTimeout"
+	// CodeRequestTooLarge: the body is over the route's limit (413).
+	CodeRequestTooLarge = "RequestEntityTooLarge"
+	// CodeUnsupportedMediaType: the body's Content-Type is not accepted by
+	// the route, e.g. a form body on a JSON API (415).
+	CodeUnsupportedMediaType = "UnsupportedMediaType"
 
-	// Server side (500, 503).
+	// Server side (ClassInternal 500, ClassUnavailable 503).
 	CodeInternal            = "InternalServerError"
 	CodeServiceUnavailable  = "ServiceUnavailable"
 	CodeKeyVaultUnavailable = "KeyVaultUnavailable"
@@ -70,13 +98,164 @@ const (
 )
 
 // Inner error codes that travel with CodeForbidden, as Key Vault sends them
-// in "innererror".
+// in "innererror". They are never an Error's Code, so they have no class.
 const (
 	InnerForbiddenByRbac     = "ForbiddenByRbac"
 	InnerAccessDenied        = "AccessDenied"
 	InnerKeyDisabled         = "KeyDisabled"
 	InnerForbiddenByFirewall = "ForbiddenByFirewall"
 )
+
+// Class is the kind of failure an error code reports. Callers branch on the
+// class (IsNotFound, IsConflict, …) rather than on lists of codes, and the
+// http package derives a code's HTTP status from its class alone.
+type Class int
+
+// Classes. The zero value is ClassInternal, so that a code nobody
+// classified is a server fault.
+const (
+	ClassInternal             Class = iota // 500: the server's fault
+	ClassInvalid                           // 400: the request is wrong
+	ClassUnauthorized                      // 401: no or bad credentials
+	ClassForbidden                         // 403: the caller may not
+	ClassLocked                            // 403: the key's owner revoked access
+	ClassNotFound                          // 404
+	ClassMethodNotAllowed                  // 405
+	ClassTimeout                           // 408: the client was too slow
+	ClassConflict                          // 409: the state does not allow it
+	ClassTooLarge                          // 413
+	ClassUnsupportedMediaType              // 415
+	ClassTooManyRequests                   // 429: throttled or locked out
+	ClassUnavailable                       // 503: try again later
+)
+
+var classNames = [...]string{
+	ClassInternal:             "internal",
+	ClassInvalid:              "invalid",
+	ClassUnauthorized:         "unauthorized",
+	ClassForbidden:            "forbidden",
+	ClassLocked:               "locked",
+	ClassNotFound:             "not found",
+	ClassMethodNotAllowed:     "method not allowed",
+	ClassTimeout:              "timeout",
+	ClassConflict:             "conflict",
+	ClassTooLarge:             "too large",
+	ClassUnsupportedMediaType: "unsupported media type",
+	ClassTooManyRequests:      "too many requests",
+	ClassUnavailable:          "unavailable",
+}
+
+func (c Class) String() string {
+	if c >= 0 && int(c) < len(classNames) {
+		return classNames[c]
+	}
+	return "Class(" + strconv.Itoa(int(c)) + ")"
+}
+
+// classes is the registry of codes: every Code constant above, with its
+// class.
+var classes = map[string]Class{
+	CodeBadRequest:            ClassInvalid,
+	CodeInvalidRequestContent: ClassInvalid,
+	CodeInvalidLocation:       ClassInvalid,
+	CodeInvalidSKU:            ClassInvalid,
+	CodeInvalidName:           ClassInvalid,
+	CodeBadParameter:          ClassInvalid,
+	CodeNotSupported:          ClassInvalid,
+	CodeInvalidTemplate:       ClassInvalid,
+	CodeUnsupportedGrantType:  ClassInvalid,
+	CodeInvalidScope:          ClassInvalid,
+	CodeInvalidRequest:        ClassInvalid,
+	CodeInvalidGrant:          ClassInvalid,
+
+	CodeInvalidClient: ClassUnauthorized,
+	CodeUnauthorized:  ClassUnauthorized,
+	CodeInvalidToken:  ClassUnauthorized,
+	CodeExpiredToken:  ClassUnauthorized,
+
+	CodeForbidden:           ClassForbidden,
+	CodeAuthorizationFailed: ClassForbidden,
+	CodeEnvironmentLocked:   ClassLocked,
+
+	CodeNotFound:              ClassNotFound,
+	CodeEnvironmentNotFound:   ClassNotFound,
+	CodeRowNotFound:           ClassNotFound,
+	CodeFileNotFound:          ClassNotFound,
+	CodeResourceNotFound:      ClassNotFound,
+	CodeResourceGroupNotFound: ClassNotFound,
+	CodeKeyNotFound:           ClassNotFound,
+	CodeVaultNotFound:         ClassNotFound,
+	CodeBackupNotFound:        ClassNotFound,
+
+	CodeConflict:                        ClassConflict,
+	CodeEnvironmentDisabled:             ClassConflict,
+	CodeMissingSubscriptionRegistration: ClassConflict,
+
+	CodeMethodNotAllowed:     ClassMethodNotAllowed,
+	CodeRequestTimeout:       ClassTimeout,
+	CodeRequestTooLarge:      ClassTooLarge,
+	CodeUnsupportedMediaType: ClassUnsupportedMediaType,
+	CodeSignInLocked:         ClassTooManyRequests,
+
+	CodeInternal:            ClassInternal,
+	CodeRecordIntegrity:     ClassInternal,
+	CodeServiceUnavailable:  ClassUnavailable,
+	CodeKeyVaultUnavailable: ClassUnavailable,
+}
+
+// ClassOf returns the class of code; ClassInternal for a code that is not
+// one of Keyhold's.
+func ClassOf(code string) Class { return classes[code] }
+
+// Codes returns every error code Keyhold declares, in no order.
+func Codes() []string {
+	out := make([]string, 0, len(classes))
+	for c := range classes {
+		out = append(out, c)
+	}
+	return out
+}
+
+// ErrorClass returns the class of err's code (see ErrorCode): ClassInternal
+// for an error that is not an *Error. Only meaningful for a non-nil err.
+func ErrorClass(err error) Class { return ClassOf(ErrorCode(err)) }
+
+// isClass reports whether err is non-nil and of class c.
+func isClass(err error, c Class) bool { return err != nil && ErrorClass(err) == c }
+
+// IsNotFound reports whether err says that something does not exist,
+// whichever service's code it has (NotFound, ResourceNotFound,
+// KeyNotFound, …).
+func IsNotFound(err error) bool { return isClass(err, ClassNotFound) }
+
+// IsConflict reports whether err refuses a request that the current state
+// does not allow.
+func IsConflict(err error) bool { return isClass(err, ClassConflict) }
+
+// IsForbidden reports whether err refuses a caller that may not do what it
+// asked (not a locked environment: see IsLocked).
+func IsForbidden(err error) bool { return isClass(err, ClassForbidden) }
+
+// IsLocked reports whether err refuses an environment whose key's owner
+// revoked access.
+func IsLocked(err error) bool { return isClass(err, ClassLocked) }
+
+// IsInvalid reports whether err refuses a malformed or unacceptable
+// request.
+func IsInvalid(err error) bool { return isClass(err, ClassInvalid) }
+
+// IsUnauthorized reports whether err refuses missing or bad credentials.
+func IsUnauthorized(err error) bool { return isClass(err, ClassUnauthorized) }
+
+// IsTooManyRequests reports whether err refuses a throttled caller.
+func IsTooManyRequests(err error) bool { return isClass(err, ClassTooManyRequests) }
+
+// IsUnavailable reports whether err is a passing failure worth retrying.
+func IsUnavailable(err error) bool { return isClass(err, ClassUnavailable) }
+
+// IsInternal reports whether err is a server fault, including any error
+// that is not an *Error.
+func IsInternal(err error) bool { return isClass(err, ClassInternal) }
 
 // Error is Keyhold's error. Code and Message go to the client; Err, the cause,
 // stays on the server (it is logged, never sent). Message says what was wrong

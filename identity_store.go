@@ -9,11 +9,6 @@ import (
 // removal of principals: the identity state beyond principals, their client
 // secrets and directory roles.
 
-// CodeInvalidGrant is OAuth2's error code for wrong resource owner
-// credentials (RFC 6749 section 5.2): Entra ID answers a wrong user name or
-// password with it, 400. (Beside the other token codes in error.go.)
-const CodeInvalidGrant = "invalid_grant"
-
 // UserAccount is what a user principal signs in with: its user principal
 // name (UPN, unique in the tenant, compared case-insensitively) and the hash
 // of its password. Passwords are chosen by people and so have little

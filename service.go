@@ -106,3 +106,16 @@ func IdentityFrom(ctx context.Context) *Identity {
 	id, _ := ctx.Value(identityKey{}).(*Identity)
 	return id
 }
+
+// Caller returns the identity in ctx, or an Unauthorized error: every
+// service method runs on behalf of an authenticated caller. An identity
+// without a principal id is refused too: role assignments, directory roles,
+// audit entries and ownership all name the principal, and an empty one
+// would match what nobody granted to anyone.
+func Caller(ctx context.Context) (*Identity, error) {
+	id := IdentityFrom(ctx)
+	if id == nil || id.PrincipalID == "" {
+		return nil, Errorf(CodeUnauthorized, "the request is not authenticated: send a bearer token")
+	}
+	return id, nil
+}

@@ -78,3 +78,20 @@ func CheckText(code, field, s string) error {
 	return Errorf(code, "%s %s holds %s at character %d: remove it; names and other text may not hold control or bidirectional formatting characters",
 		field, q, what, at+1)
 }
+
+// clipMax is how many bytes of client input an error message quotes.
+const clipMax = 200
+
+// Clip shortens client input quoted in a message to at most 200 bytes and
+// an ellipsis, cutting on a rune boundary so that a multi-byte character is
+// never split into invalid UTF-8.
+func Clip(s string) string {
+	if len(s) <= clipMax {
+		return s
+	}
+	n := clipMax
+	for n > 0 && !utf8.RuneStart(s[n]) {
+		n--
+	}
+	return s[:n] + "…"
+}

@@ -3,6 +3,7 @@ package keyhold_test
 import (
 	"strings"
 	"testing"
+	"unicode/utf8"
 
 	"github.com/keyhold/keyhold"
 )
@@ -52,5 +53,48 @@ func TestCheckText(t *testing.T) {
 				t.Errorf("message %q holds the unsafe character itself", msg)
 			}
 		})
+	}
+}
+
+// TestClip: input up to 200 bytes is quoted whole; longer input is cut at
+// 200 bytes, or before a character that the cut would split, and marked.
+func TestClip(t *testing.T) {
+	x := func(n int) string { return strings.Repeat("x", n) }
+	cases := []struct {
+		name, in, want string
+	}{
+		{"empty", "", ""},
+		{"199 bytes", x(199), x(199)},
+		{"200 bytes", x(200), x(200)},
+		{"201 bytes", x(201), x(200) + "…"},
+		{"two-byte rune across the cut", x(199) + "é" + "y", x(199) + "…"},
+		{"two-byte rune ending at the cut", x(198) + "é" + "y", x(198) + "é" + "…"},
+		{"four-byte rune across the cut", x(198) + "😀" + "y", x(198) + "…"},
+		{"200 bytes ending in a rune", x(198) + "é", x(198) + "é"},
+	}
+	for _, c := range cases {
+		got := keyhold.Clip(c.in)
+		if got != c.want {
+			t.Errorf("%s: Clip = %q, want %q", c.name, got, c.want)
+		}
+		if !utf8.ValidString(got) {
+			t.Errorf("%s: Clip = %q, not valid UTF-8", c.name, got)
+		}
+	}
+}
+
+// TestNormalizeLocation: locations fold as ARM folds them.
+func TestNormalizeLocation(t *testing.T) {
+	for _, c := range []struct{ name, in, want string }{
+		{"already normal", "westeurope", "westeurope"},
+		{"display name", "West Europe", "westeurope"},
+		{"upper case", "EUROPE", "europe"},
+		{"surrounding blanks", " \tUnited States\n", "unitedstates"},
+		{"empty", "", ""},
+		{"only blanks", " \t ", ""},
+	} {
+		if got := keyhold.NormalizeLocation(c.in); got != c.want {
+			t.Errorf("%s: NormalizeLocation(%q) = %q, want %q", c.name, c.in, got, c.want)
+		}
 	}
 }

@@ -86,21 +86,13 @@ func (s *Service) RegisterDeleter(d ResourceDeleter) {
 	s.mu.Unlock()
 }
 
-// caller returns the identity in ctx, or an Unauthorized error.
-func caller(ctx context.Context) (*keyhold.Identity, error) {
-	id := keyhold.IdentityFrom(ctx)
-	if id == nil {
-		return nil, keyhold.Errorf(keyhold.CodeUnauthorized, "the request is not authenticated: send a bearer token")
-	}
-	return id, nil
-}
-
 // audit appends an entry in tx on behalf of the caller.
 func (s *Service) audit(ctx context.Context, tx keyhold.Tx, id *keyhold.Identity, action, target, envID, detail string) error {
-	return tx.AppendAudit(ctx, &keyhold.AuditEntry{
-		At: s.clock.Now().UTC(), TenantID: id.TenantID, ActorID: id.PrincipalID,
-		Action: action, Target: target, EnvID: envID, Result: "Succeeded", Detail: detail,
+	_, err := keyhold.Audit(ctx, tx, keyhold.AuditEntry{
+		At: s.clock.Now(), TenantID: id.TenantID, ActorID: id.PrincipalID,
+		Action: action, Target: target, EnvID: envID, Detail: detail,
 	})
+	return err
 }
 
 // Scope is a parsed ARM scope: a subscription, a resource group, or a
@@ -150,7 +142,7 @@ var segmentRE = regexp.MustCompile(`^[^/?#\x00-\x1f\x7f]{1,260}$`)
 // else is CodeBadRequest (ARM's InvalidScope, say).
 func ParseScope(scope string) (*Scope, error) {
 	bad := func(why string) error {
-		return keyhold.Errorf(keyhold.CodeBadRequest, "the scope '%s' is not valid: %s; use /subscriptions/{id}, /subscriptions/{id}/resourceGroups/{name} or a resource id", clip(scope), why)
+		return keyhold.Errorf(keyhold.CodeBadRequest, "the scope '%s' is not valid: %s; use /subscriptions/{id}, /subscriptions/{id}/resourceGroups/{name} or a resource id", keyhold.Clip(scope), why)
 	}
 	segs := strings.Split(strings.TrimPrefix(strings.TrimSuffix(scope, "/"), "/"), "/")
 	if !strings.HasPrefix(scope, "/") || len(segs) < 2 || !strings.EqualFold(segs[0], "subscriptions") {
@@ -193,14 +185,6 @@ func canonicalNamespace(ns string) string {
 		}
 	}
 	return ns
-}
-
-// clip shortens client input quoted in a message.
-func clip(s string) string {
-	if len(s) > 200 {
-		return s[:200] + "…"
-	}
-	return s
 }
 
 // Authorize checks, in tx, that the caller may perform the control-plane

@@ -90,7 +90,7 @@ func checkDisplayName(name string) (string, error) {
 		return "", err
 	}
 	if name == "" || utf8.RuneCountInString(name) > maxDisplayName {
-		return "", keyhold.Errorf(keyhold.CodeBadRequest, "displayName '%s' is not valid: give 1 to %d printable characters", clip(name), maxDisplayName)
+		return "", keyhold.Errorf(keyhold.CodeBadRequest, "displayName '%s' is not valid: give 1 to %d printable characters", keyhold.Clip(name), maxDisplayName)
 	}
 	return name, nil
 }
@@ -102,7 +102,7 @@ var upnRE = regexp.MustCompile(`^[A-Za-z0-9._%+'\-]{1,64}@[A-Za-z0-9\-]+(\.[A-Za
 // secret, valid for SecretLifetime. It needs the Global Administrator
 // directory role.
 func (s *Service) CreateServicePrincipal(ctx context.Context, displayName string) (*NewServicePrincipal, error) {
-	id, err := caller(ctx)
+	id, err := keyhold.Caller(ctx)
 	if err != nil {
 		return nil, err
 	}
@@ -136,7 +136,7 @@ func (s *Service) CreateServicePrincipal(ctx context.Context, displayName string
 // ServicePrincipals returns the tenant's service principals and managed
 // identities. It needs a platform administrator directory role.
 func (s *Service) ServicePrincipals(ctx context.Context) ([]*keyhold.Principal, error) {
-	id, err := caller(ctx)
+	id, err := keyhold.Caller(ctx)
 	if err != nil {
 		return nil, err
 	}
@@ -166,7 +166,7 @@ func (s *Service) ServicePrincipals(ctx context.Context) ([]*keyhold.Principal, 
 // Administrator directory role. The password is stored only as an argon2id
 // hash.
 func (s *Service) CreateUser(ctx context.Context, displayName, upn, password string) (*NewUser, error) {
-	id, err := caller(ctx)
+	id, err := keyhold.Caller(ctx)
 	if err != nil {
 		return nil, err
 	}
@@ -175,7 +175,7 @@ func (s *Service) CreateUser(ctx context.Context, displayName, upn, password str
 		return nil, err
 	}
 	if !upnRE.MatchString(upn) || len(upn) > 113 {
-		return nil, keyhold.Errorf(keyhold.CodeBadRequest, "userPrincipalName '%s' is not valid: use alias@domain, as ada@contoso.example", clip(upn))
+		return nil, keyhold.Errorf(keyhold.CodeBadRequest, "userPrincipalName '%s' is not valid: use alias@domain, as ada@contoso.example", keyhold.Clip(upn))
 	}
 	generated := ""
 	if password == "" {
@@ -217,7 +217,7 @@ func (s *Service) CreateUser(ctx context.Context, displayName, upn, password str
 // Users returns the tenant's users, by sign-in name. It needs a platform
 // administrator directory role.
 func (s *Service) Users(ctx context.Context) ([]*User, error) {
-	id, err := caller(ctx)
+	id, err := keyhold.Caller(ctx)
 	if err != nil {
 		return nil, err
 	}
@@ -326,7 +326,7 @@ func systemActor(ctx context.Context, tenantID string) *keyhold.Identity {
 func principalIn(ctx context.Context, tx keyhold.Tx, id *keyhold.Identity, principalID string) (*keyhold.Principal, error) {
 	p, err := tx.Principal(ctx, principalID)
 	if keyhold.ErrorCode(err) == keyhold.CodeNotFound || (err == nil && p.TenantID != id.TenantID) {
-		return nil, keyhold.Errorf(keyhold.CodeNotFound, "principal '%s' does not exist in the directory %s: list service principals or users to find its object id", clip(principalID), id.TenantID)
+		return nil, keyhold.Errorf(keyhold.CodeNotFound, "principal '%s' does not exist in the directory %s: list service principals or users to find its object id", keyhold.Clip(principalID), id.TenantID)
 	}
 	return p, err
 }
@@ -335,7 +335,7 @@ func principalIn(ctx context.Context, tx keyhold.Tx, id *keyhold.Identity, princ
 // role. It needs the Global Administrator directory role. A role the
 // principal holds already is CodeConflict.
 func (s *Service) AssignDirectoryRole(ctx context.Context, principalID string, role keyhold.DirectoryRole) (*DirectoryRoleAssignment, error) {
-	id, err := caller(ctx)
+	id, err := keyhold.Caller(ctx)
 	if err != nil {
 		return nil, err
 	}
@@ -372,7 +372,7 @@ func (s *Service) AssignDirectoryRole(ctx context.Context, principalID string, r
 }
 
 func unknownDirectoryRole(s string) error {
-	return keyhold.Errorf(keyhold.CodeBadRequest, "directory role '%s' is not one Keyhold knows: use %s (%s), %s (%s) or %s (%s)", clip(s),
+	return keyhold.Errorf(keyhold.CodeBadRequest, "directory role '%s' is not one Keyhold knows: use %s (%s), %s (%s) or %s (%s)", keyhold.Clip(s),
 		keyhold.RoleGlobalAdministrator, DirectoryRoleTemplates[keyhold.RoleGlobalAdministrator],
 		keyhold.RolePowerPlatformAdministrator, DirectoryRoleTemplates[keyhold.RolePowerPlatformAdministrator],
 		keyhold.RoleDynamics365Administrator, DirectoryRoleTemplates[keyhold.RoleDynamics365Administrator])
@@ -382,7 +382,7 @@ func unknownDirectoryRole(s string) error {
 // caller's tenant, by one principal if principalID is set. A principal may
 // list its own; listing others' needs a platform administrator role.
 func (s *Service) DirectoryRoleAssignments(ctx context.Context, principalID string) ([]*DirectoryRoleAssignment, error) {
-	id, err := caller(ctx)
+	id, err := keyhold.Caller(ctx)
 	if err != nil {
 		return nil, err
 	}
@@ -426,14 +426,14 @@ func (s *Service) DirectoryRoleAssignments(ctx context.Context, principalID stri
 // Administrator role, and refuses (CodeConflict) to remove the tenant's
 // last Global Administrator, which would leave nobody able to manage it.
 func (s *Service) RemoveDirectoryRoleAssignment(ctx context.Context, assignmentID string) error {
-	id, err := caller(ctx)
+	id, err := keyhold.Caller(ctx)
 	if err != nil {
 		return err
 	}
 	tid, pid, ok := strings.Cut(assignmentID, "_")
 	role, known := FindDirectoryRole(tid)
 	if !ok || !known || pid == "" {
-		return keyhold.Errorf(keyhold.CodeNotFound, "directory role assignment '%s' not found: its id is the role's template id, '_' and the principal's object id", clip(assignmentID))
+		return keyhold.Errorf(keyhold.CodeNotFound, "directory role assignment '%s' not found: its id is the role's template id, '_' and the principal's object id", keyhold.Clip(assignmentID))
 	}
 	return s.store.Update(ctx, func(tx keyhold.Tx) error {
 		if err := requireGlobalAdmin(ctx, tx, id, "remove directory roles"); err != nil {
@@ -441,7 +441,7 @@ func (s *Service) RemoveDirectoryRoleAssignment(ctx context.Context, assignmentI
 		}
 		err := tx.RemoveDirectoryRole(ctx, id.TenantID, pid, role)
 		if keyhold.ErrorCode(err) == keyhold.CodeNotFound {
-			return keyhold.Errorf(keyhold.CodeNotFound, "directory role assignment '%s' not found: principal %s does not hold the %s role", clip(assignmentID), clip(pid), role)
+			return keyhold.Errorf(keyhold.CodeNotFound, "directory role assignment '%s' not found: principal %s does not hold the %s role", keyhold.Clip(assignmentID), keyhold.Clip(pid), role)
 		} else if err != nil {
 			return err
 		}

@@ -33,31 +33,25 @@ var groupNameRE = regexp.MustCompile(`^[\p{L}\p{N}_\-.()]{1,90}$`)
 // "westeurope".
 var locationRE = regexp.MustCompile(`^[a-z0-9]{1,64}$`)
 
-// NormalizeLocation returns a location as ARM stores it: lower case,
-// without spaces ("West Europe" is "westeurope").
-func NormalizeLocation(loc string) string {
-	return strings.ToLower(strings.ReplaceAll(strings.TrimSpace(loc), " ", ""))
-}
-
 // validateGroup checks a resource group's name, location and tags, and
 // normalizes its location.
 func validateGroup(g *keyhold.ResourceGroup) error {
 	if !groupNameRE.MatchString(g.Name) || strings.HasSuffix(g.Name, ".") {
-		return keyhold.Errorf(keyhold.CodeInvalidName, "Resource group name '%s' is invalid: use 1 to 90 letters, digits, underscores, hyphens, periods or parentheses, not ending in a period", clip(g.Name))
+		return keyhold.Errorf(keyhold.CodeInvalidName, "Resource group name '%s' is invalid: use 1 to 90 letters, digits, underscores, hyphens, periods or parentheses, not ending in a period", keyhold.Clip(g.Name))
 	}
-	g.Location = NormalizeLocation(g.Location)
+	g.Location = keyhold.NormalizeLocation(g.Location)
 	if g.Location == "" {
 		return keyhold.Errorf(keyhold.CodeBadRequest, "The location of resource group '%s' is missing: send {\"location\":\"westeurope\"}", g.Name)
 	}
 	if !locationRE.MatchString(g.Location) {
-		return keyhold.Errorf(keyhold.CodeInvalidLocation, "The location '%s' is not valid: use a region name such as westeurope or eastus", clip(g.Location))
+		return keyhold.Errorf(keyhold.CodeInvalidLocation, "The location '%s' is not valid: use a region name such as westeurope or eastus", keyhold.Clip(g.Location))
 	}
 	if len(g.Tags) > maxTags {
 		return keyhold.Errorf(keyhold.CodeBadRequest, "resource group '%s' has %d tags: use at most %d", g.Name, len(g.Tags), maxTags)
 	}
 	for k, v := range g.Tags {
 		if k == "" || utf8.RuneCountInString(k) > maxTagKeyLen || utf8.RuneCountInString(v) > maxTagValueLen {
-			return keyhold.Errorf(keyhold.CodeBadRequest, "tag '%s' is not valid: a tag name has 1 to %d characters and its value at most %d", clip(k), maxTagKeyLen, maxTagValueLen)
+			return keyhold.Errorf(keyhold.CodeBadRequest, "tag '%s' is not valid: a tag name has 1 to %d characters and its value at most %d", keyhold.Clip(k), maxTagKeyLen, maxTagValueLen)
 		}
 	}
 	return nil
@@ -68,7 +62,7 @@ func validateGroup(g *keyhold.ResourceGroup) error {
 // in with the group as stored. It needs the resource group write action at
 // the group. An existing group's location can't change (CodeConflict).
 func (s *Service) PutResourceGroup(ctx context.Context, g *keyhold.ResourceGroup) (created bool, err error) {
-	id, err := caller(ctx)
+	id, err := keyhold.Caller(ctx)
 	if err != nil {
 		return false, err
 	}
@@ -111,7 +105,7 @@ func (s *Service) PutResourceGroup(ctx context.Context, g *keyhold.ResourceGroup
 // ResourceGroup returns a resource group; it needs the resource group read
 // action at the group. A missing group is CodeResourceGroupNotFound.
 func (s *Service) ResourceGroup(ctx context.Context, subID, name string) (*keyhold.ResourceGroup, error) {
-	id, err := caller(ctx)
+	id, err := keyhold.Caller(ctx)
 	if err != nil {
 		return nil, err
 	}
@@ -137,7 +131,7 @@ func (s *Service) ResourceGroup(ctx context.Context, subID, name string) (*keyho
 // ListResourceGroups returns the resource groups of a subscription that the
 // caller may read, by name.
 func (s *Service) ListResourceGroups(ctx context.Context, subID string) ([]*keyhold.ResourceGroup, error) {
-	id, err := caller(ctx)
+	id, err := keyhold.Caller(ctx)
 	if err != nil {
 		return nil, err
 	}
@@ -171,7 +165,7 @@ func (s *Service) ListResourceGroups(ctx context.Context, subID string) ([]*keyh
 // group and the role assignments at or below it go in one transaction. It
 // needs the resource group delete action at the group.
 func (s *Service) DeleteResourceGroup(ctx context.Context, subID, name string) error {
-	id, err := caller(ctx)
+	id, err := keyhold.Caller(ctx)
 	if err != nil {
 		return err
 	}
@@ -239,7 +233,7 @@ func (s *Service) DeleteResourceGroup(ctx context.Context, subID, name string) e
 // Subscriptions returns the caller's tenant's subscriptions in which it
 // holds a role assignment (at the subscription or below it).
 func (s *Service) Subscriptions(ctx context.Context) ([]*keyhold.Subscription, error) {
-	id, err := caller(ctx)
+	id, err := keyhold.Caller(ctx)
 	if err != nil {
 		return nil, err
 	}

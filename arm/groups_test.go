@@ -197,3 +197,25 @@ func TestProviders(t *testing.T) {
 		t.Fatalf("audit = %v, want one provider.register", got)
 	}
 }
+
+// TestEmptyPrincipalRefused: an identity that names no principal is not
+// authenticated, whatever its tenant: the resource manager refuses it as
+// Unauthorized and creates nothing.
+func TestEmptyPrincipalRefused(t *testing.T) {
+	forEachBackend(t, func(t *testing.T, f *fixture) {
+		anon := *f.admin
+		anon.PrincipalID = ""
+		before := f.assignments(t)
+		_, err := f.s.PutResourceGroup(as(&anon), &keyhold.ResourceGroup{SubscriptionID: f.sub, Name: "rg-anon", Location: "westeurope"})
+		if keyhold.ErrorCode(err) != keyhold.CodeUnauthorized {
+			t.Fatalf("PutResourceGroup as an empty principal: %v, want %s", err, keyhold.CodeUnauthorized)
+		}
+		if _, err := f.s.ResourceGroup(as(f.admin), f.sub, "rg-anon"); !keyhold.IsNotFound(err) {
+			t.Fatalf("the refused resource group exists: %v", err)
+		}
+		sameAssignments(t, "after the refusal", f.assignments(t), before)
+		if _, err := f.s.ListResourceGroups(as(&anon), f.sub); keyhold.ErrorCode(err) != keyhold.CodeUnauthorized {
+			t.Fatalf("ListResourceGroups as an empty principal: %v, want %s", err, keyhold.CodeUnauthorized)
+		}
+	})
+}

@@ -20,7 +20,7 @@ func licenceTarget(name string) string { return "/subscribedSkus/" + keyhold.Lic
 // ListLicences lists the caller's tenant's licences. It needs a platform
 // administrator directory role (CodeForbidden).
 func (s *Service) ListLicences(ctx context.Context) ([]*keyhold.Licence, error) {
-	id, err := caller(ctx)
+	id, err := keyhold.Caller(ctx)
 	if err != nil {
 		return nil, err
 	}
@@ -40,7 +40,7 @@ func (s *Service) ListLicences(ctx context.Context) ([]*keyhold.Licence, error) 
 // (CodeForbidden); another licence is CodeBadRequest listing the accepted
 // ones, one held already CodeConflict. A refusal changes nothing.
 func (s *Service) AddLicence(ctx context.Context, name string) (*keyhold.Licence, error) {
-	id, err := caller(ctx)
+	id, err := keyhold.Caller(ctx)
 	if err != nil {
 		return nil, err
 	}
@@ -72,7 +72,7 @@ func (s *Service) AddLicence(ctx context.Context, name string) (*keyhold.Licence
 // a licence the tenant doesn't hold is CodeNotFound. Environments linked
 // already stay linked: the licence is checked when a link starts.
 func (s *Service) RemoveLicence(ctx context.Context, name string) error {
-	id, err := caller(ctx)
+	id, err := keyhold.Caller(ctx)
 	if err != nil {
 		return err
 	}

@@ -19,7 +19,7 @@ func memberTarget(envID, principalID string) string {
 func environmentIn(ctx context.Context, tx keyhold.Tx, id *keyhold.Identity, envID string) (*keyhold.Environment, error) {
 	e, err := tx.Environment(ctx, envID)
 	if keyhold.ErrorCode(err) == keyhold.CodeEnvironmentNotFound || (err == nil && e.TenantID != id.TenantID) {
-		return nil, keyhold.Errorf(keyhold.CodeEnvironmentNotFound, "environment %q was not found in tenant %s: list environments to find its id", clip(envID), id.TenantID)
+		return nil, keyhold.Errorf(keyhold.CodeEnvironmentNotFound, "environment %q was not found in tenant %s: list environments to find its id", keyhold.Clip(envID), id.TenantID)
 	}
 	return e, err
 }
@@ -29,7 +29,7 @@ func environmentIn(ctx context.Context, tx keyhold.Tx, id *keyhold.Identity, env
 // Adding a member again changes nothing: created is false and m is the
 // existing membership.
 func (s *Service) AddEnvironmentMember(ctx context.Context, envID, principalID string) (m *keyhold.EnvironmentMember, created bool, err error) {
-	id, err := caller(ctx)
+	id, err := keyhold.Caller(ctx)
 	if err != nil {
 		return nil, false, err
 	}
@@ -73,7 +73,7 @@ func (s *Service) AddEnvironmentMember(ctx context.Context, envID, principalID s
 // It needs a platform administrator directory role. A principal that is
 // not a member is CodeNotFound.
 func (s *Service) RemoveEnvironmentMember(ctx context.Context, envID, principalID string) error {
-	id, err := caller(ctx)
+	id, err := keyhold.Caller(ctx)
 	if err != nil {
 		return err
 	}
@@ -95,7 +95,7 @@ func (s *Service) RemoveEnvironmentMember(ctx context.Context, envID, principalI
 // EnvironmentMembers lists an environment's members, oldest first. It needs
 // a platform administrator directory role.
 func (s *Service) EnvironmentMembers(ctx context.Context, envID string) ([]*keyhold.EnvironmentMember, error) {
-	id, err := caller(ctx)
+	id, err := keyhold.Caller(ctx)
 	if err != nil {
 		return nil, err
 	}

@@ -45,7 +45,7 @@ func knownNamespaces() string {
 }
 
 func unknownNamespace(ns string) error {
-	return keyhold.Errorf(keyhold.CodeNotFound, "The resource namespace '%s' is invalid: Keyhold serves %s", clip(ns), knownNamespaces())
+	return keyhold.Errorf(keyhold.CodeNotFound, "The resource namespace '%s' is invalid: Keyhold serves %s", keyhold.Clip(ns), knownNamespaces())
 }
 
 // RequireRegistered checks, in tx, that a subscription has registered a
@@ -91,7 +91,7 @@ func providerAction(ns, verb string) string { return ns + "/" + verb }
 // Registering again changes nothing and succeeds. An unknown namespace is
 // CodeNotFound, naming the ones Keyhold serves.
 func (s *Service) RegisterProvider(ctx context.Context, subID, namespace string) (*keyhold.ProviderRegistration, error) {
-	id, err := caller(ctx)
+	id, err := keyhold.Caller(ctx)
 	if err != nil {
 		return nil, err
 	}
@@ -128,7 +128,7 @@ func (s *Service) RegisterProvider(ctx context.Context, subID, namespace string)
 // (NotRegistered if it has none). Reading it needs a read action on the
 // subscription (Reader).
 func (s *Service) Provider(ctx context.Context, subID, namespace string) (*keyhold.ProviderRegistration, error) {
-	id, err := caller(ctx)
+	id, err := keyhold.Caller(ctx)
 	if err != nil {
 		return nil, err
 	}
@@ -154,7 +154,7 @@ func (s *Service) Provider(ctx context.Context, subID, namespace string) (*keyho
 // ListProviders returns a subscription's registration of every namespace
 // Keyhold serves.
 func (s *Service) ListProviders(ctx context.Context, subID string) ([]*keyhold.ProviderRegistration, error) {
-	id, err := caller(ctx)
+	id, err := keyhold.Caller(ctx)
 	if err != nil {
 		return nil, err
 	}

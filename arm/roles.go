@@ -59,7 +59,7 @@ func resolveScope(ctx context.Context, tx keyhold.Tx, id *keyhold.Identity, scop
 // that name (in any case; none if there is none), as seen at scope, which
 // must exist. Every principal of the tenant may read them.
 func (s *Service) RoleDefinitions(ctx context.Context, scope, roleName string) ([]*keyhold.RoleDefinition, error) {
-	id, err := caller(ctx)
+	id, err := keyhold.Caller(ctx)
 	if err != nil {
 		return nil, err
 	}
@@ -83,7 +83,7 @@ func (s *Service) RoleDefinitions(ctx context.Context, scope, roleName string) (
 // RoleDefinition returns a built-in role by GUID (or full role definition
 // id) at scope; CodeNotFound if there is none.
 func (s *Service) RoleDefinition(ctx context.Context, scope, roleID string) (*keyhold.RoleDefinition, error) {
-	id, err := caller(ctx)
+	id, err := keyhold.Caller(ctx)
 	if err != nil {
 		return nil, err
 	}
@@ -96,7 +96,7 @@ func (s *Service) RoleDefinition(ctx context.Context, scope, roleID string) (*ke
 	}
 	r, ok := findRoleByID(roleID)
 	if !ok {
-		return nil, keyhold.Errorf(keyhold.CodeNotFound, "The specified role definition with ID '%s' does not exist.", clip(roleID))
+		return nil, keyhold.Errorf(keyhold.CodeNotFound, "The specified role definition with ID '%s' does not exist.", keyhold.Clip(roleID))
 	}
 	cp := *r
 	return &cp, nil
@@ -126,12 +126,12 @@ func findRoleByID(roleID string) (*keyhold.RoleDefinition, bool) {
 // another name, is CodeConflict. An unknown role or principal, or a
 // principal type that is not the principal's, is CodeBadRequest.
 func (s *Service) CreateRoleAssignment(ctx context.Context, a *keyhold.RoleAssignment) error {
-	id, err := caller(ctx)
+	id, err := keyhold.Caller(ctx)
 	if err != nil {
 		return err
 	}
 	if _, err := uuid.Parse(a.ID); err != nil {
-		return keyhold.Errorf(keyhold.CodeBadRequest, "The role assignment ID '%s' is not valid. The role assignment ID must be a GUID.", clip(a.ID))
+		return keyhold.Errorf(keyhold.CodeBadRequest, "The role assignment ID '%s' is not valid. The role assignment ID must be a GUID.", keyhold.Clip(a.ID))
 	}
 	sc, err := ParseScope(a.Scope)
 	if err != nil {
@@ -146,17 +146,17 @@ func (s *Service) CreateRoleAssignment(ctx context.Context, a *keyhold.RoleAssig
 		}
 		role, ok := findRoleByID(a.RoleDefinitionID)
 		if !ok {
-			return keyhold.Errorf(keyhold.CodeBadRequest, "The specified role definition with ID '%s' does not exist.", clip(a.RoleDefinitionID))
+			return keyhold.Errorf(keyhold.CodeBadRequest, "The specified role definition with ID '%s' does not exist.", keyhold.Clip(a.RoleDefinitionID))
 		}
 		p, err := tx.Principal(ctx, a.PrincipalID)
 		if keyhold.ErrorCode(err) == keyhold.CodeNotFound || (err == nil && p.TenantID != id.TenantID) {
-			return keyhold.Errorf(keyhold.CodeBadRequest, "Principal %s does not exist in the directory %s.", clip(a.PrincipalID), id.TenantID)
+			return keyhold.Errorf(keyhold.CodeBadRequest, "Principal %s does not exist in the directory %s.", keyhold.Clip(a.PrincipalID), id.TenantID)
 		} else if err != nil {
 			return err
 		}
 		ptype := ARMPrincipalType(p.Type)
 		if a.PrincipalType != "" && !strings.EqualFold(a.PrincipalType, ptype) {
-			return keyhold.Errorf(keyhold.CodeBadRequest, "The PrincipalId '%s' has type '%s', which is different from specified PrincipalType '%s'.", p.ID, ptype, clip(a.PrincipalType))
+			return keyhold.Errorf(keyhold.CodeBadRequest, "The PrincipalId '%s' has type '%s', which is different from specified PrincipalType '%s'.", p.ID, ptype, keyhold.Clip(a.PrincipalType))
 		}
 		want := &keyhold.RoleAssignment{ID: a.ID, Scope: sc.String(), RoleDefinitionID: role.ID, PrincipalID: p.ID,
 			PrincipalType: ptype, TenantID: id.TenantID, CreatedBy: id.PrincipalID, CreatedAt: s.clock.Now().UTC()}
@@ -198,7 +198,7 @@ func assignmentAt(ctx context.Context, tx keyhold.Tx, id *keyhold.Identity, sc *
 		a, err = nil, nil
 	}
 	if a == nil && (err == nil || keyhold.ErrorCode(err) == keyhold.CodeNotFound) {
-		return nil, keyhold.Errorf(keyhold.CodeNotFound, "The role assignment '%s' is not found at scope '%s'.", clip(name), sc)
+		return nil, keyhold.Errorf(keyhold.CodeNotFound, "The role assignment '%s' is not found at scope '%s'.", keyhold.Clip(name), sc)
 	}
 	return a, err
 }
@@ -206,7 +206,7 @@ func assignmentAt(ctx context.Context, tx keyhold.Tx, id *keyhold.Identity, sc *
 // RoleAssignment returns the role assignment named name at scope; it needs
 // the role assignment read action there.
 func (s *Service) RoleAssignment(ctx context.Context, scope, name string) (*keyhold.RoleAssignment, error) {
-	id, err := caller(ctx)
+	id, err := keyhold.Caller(ctx)
 	if err != nil {
 		return nil, err
 	}
@@ -232,7 +232,7 @@ func (s *Service) RoleAssignment(ctx context.Context, scope, name string) (*keyh
 // returns it; it needs the role assignment delete action there. One that
 // does not exist is CodeNotFound (which ARM answers 204).
 func (s *Service) DeleteRoleAssignment(ctx context.Context, scope, name string) (*keyhold.RoleAssignment, error) {
-	id, err := caller(ctx)
+	id, err := keyhold.Caller(ctx)
 	if err != nil {
 		return nil, err
 	}
@@ -277,7 +277,7 @@ type AssignmentFilter struct {
 // below it, oldest first. It needs the role assignment read action at the
 // scope, which must exist.
 func (s *Service) ListRoleAssignments(ctx context.Context, scope string, f AssignmentFilter) ([]*keyhold.RoleAssignment, error) {
-	id, err := caller(ctx)
+	id, err := keyhold.Caller(ctx)
 	if err != nil {
 		return nil, err
 	}

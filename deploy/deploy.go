@@ -133,7 +133,7 @@ func deploymentID(sub, rg, name string) string {
 // fails stores the deployment as Failed and returns its record with the
 // resource's error.
 func (s *Service) Deploy(ctx context.Context, sub, rg, name string, req Request) (d *keyhold.Deployment, created bool, err error) {
-	id, err := caller(ctx)
+	id, err := keyhold.Caller(ctx)
 	if err != nil {
 		return nil, false, err
 	}
@@ -144,11 +144,11 @@ func (s *Service) Deploy(ctx context.Context, sub, rg, name string, req Request)
 		return nil, false, keyhold.Errorf(keyhold.CodeNotSupported,
 			"properties.mode Complete is not supported: it deletes the resources a template doesn't name; use \"%s\"", ModeIncremental)
 	case !strings.EqualFold(req.Mode, ModeIncremental):
-		return nil, false, keyhold.Errorf(keyhold.CodeBadRequest, "properties.mode '%s' is not valid: use \"%s\"", clip(req.Mode), ModeIncremental)
+		return nil, false, keyhold.Errorf(keyhold.CodeBadRequest, "properties.mode '%s' is not valid: use \"%s\"", keyhold.Clip(req.Mode), ModeIncremental)
 	}
 	if !deploymentNameRE.MatchString(name) {
 		return nil, false, keyhold.Errorf(keyhold.CodeInvalidName,
-			"The deployment name '%s' is not valid: use 1 to 64 letters, digits, hyphens, underscores, periods or parentheses.", clip(name))
+			"The deployment name '%s' is not valid: use 1 to 64 letters, digits, hyphens, underscores, periods or parentheses.", keyhold.Clip(name))
 	}
 	var scope Scope
 	var old *keyhold.Deployment
@@ -223,7 +223,7 @@ func (s *Service) Deploy(ctx context.Context, sub, rg, name string, req Request)
 // Microsoft.Resources/deployments/read at it; a missing one is
 // CodeNotFound.
 func (s *Service) Deployment(ctx context.Context, sub, rg, name string) (*keyhold.Deployment, error) {
-	id, err := caller(ctx)
+	id, err := keyhold.Caller(ctx)
 	if err != nil {
 		return nil, err
 	}
@@ -238,7 +238,7 @@ func (s *Service) Deployment(ctx context.Context, sub, rg, name string) (*keyhol
 		}
 		d, err = tx.Deployment(ctx, subscription.ID, rg, name)
 		if keyhold.ErrorCode(err) == keyhold.CodeNotFound {
-			return keyhold.Errorf(keyhold.CodeNotFound, "Deployment '%s' could not be found.", clip(name))
+			return keyhold.Errorf(keyhold.CodeNotFound, "Deployment '%s' could not be found.", keyhold.Clip(name))
 		}
 		return err
 	})
@@ -297,7 +297,7 @@ func (s *Service) plan(scope Scope, req Request) ([]step, json.RawMessage, error
 	}
 	for k := range keys {
 		if !templateKeys[strings.ToLower(k)] {
-			return nil, nil, invalid("", "the template property '%s' is not supported: Keyhold reads $schema, contentVersion, parameters, variables, resources and outputs", clip(k))
+			return nil, nil, invalid("", "the template property '%s' is not supported: Keyhold reads $schema, contentVersion, parameters, variables, resources and outputs", keyhold.Clip(k))
 		}
 	}
 	var t template
@@ -326,7 +326,7 @@ func (s *Service) plan(scope Scope, req Request) ([]step, json.RawMessage, error
 			return nil, nil, err
 		}
 		if _, ok := paramTypes[strings.ToLower(d.Type)]; !ok {
-			return nil, nil, invalid("parameters."+n, "the type '%s' is not valid: use string, securestring, int, bool, object, secureObject or array", clip(d.Type))
+			return nil, nil, invalid("parameters."+n, "the type '%s' is not valid: use string, securestring, int, bool, object, secureObject or array", keyhold.Clip(d.Type))
 		}
 		decls[strings.ToLower(n)], names[strings.ToLower(n)] = d, n
 	}
@@ -334,24 +334,24 @@ func (s *Service) plan(scope Scope, req Request) ([]step, json.RawMessage, error
 	for n, raw := range given {
 		decl, ok := names[strings.ToLower(n)]
 		if !ok {
-			return nil, nil, invalid("", "the parameter '%s' is given, but the template does not declare it: remove it, or declare it in the template's \"parameters\"", clip(n))
+			return nil, nil, invalid("", "the parameter '%s' is given, but the template does not declare it: remove it, or declare it in the template's \"parameters\"", keyhold.Clip(n))
 		}
 		var v struct {
 			Value     *json.RawMessage `json:"value"`
 			Reference json.RawMessage  `json:"reference"`
 		}
 		if err := decodeObject(raw, "the value of parameter '"+n+"'", &v); err != nil {
-			return nil, nil, invalid("", "the parameter '%s' must be given as {\"value\": …}", clip(n))
+			return nil, nil, invalid("", "the parameter '%s' must be given as {\"value\": …}", keyhold.Clip(n))
 		}
 		if v.Reference != nil {
-			return nil, nil, invalid("", "the parameter '%s' is a Key Vault reference, which Keyhold does not support: give its value", clip(n))
+			return nil, nil, invalid("", "the parameter '%s' is a Key Vault reference, which Keyhold does not support: give its value", keyhold.Clip(n))
 		}
 		if v.Value == nil {
-			return nil, nil, invalid("", "the parameter '%s' must be given as {\"value\": …}", clip(n))
+			return nil, nil, invalid("", "the parameter '%s' must be given as {\"value\": …}", keyhold.Clip(n))
 		}
 		var val any
 		if err := json.Unmarshal(*v.Value, &val); err != nil {
-			return nil, nil, invalid("", "the value of parameter '%s' is not valid JSON", clip(n))
+			return nil, nil, invalid("", "the value of parameter '%s' is not valid JSON", keyhold.Clip(n))
 		}
 		values[decl] = val
 	}
@@ -574,7 +574,7 @@ func (s *Service) step(scope Scope, path string, res map[string]any) (step, erro
 			return step{}, err
 		}
 		if _, err := uuid.Parse(name); err != nil {
-			return step{}, invalid(path+".name", "a role assignment's name must be a GUID, such as [guid(resourceGroup().id, 'reader')], not '%s'", clip(name))
+			return step{}, invalid(path+".name", "a role assignment's name must be a GUID, such as [guid(resourceGroup().id, 'reader')], not '%s'", keyhold.Clip(name))
 		}
 		at := "/subscriptions/" + sub + "/resourceGroups/" + rg
 		switch {
@@ -594,7 +594,7 @@ func (s *Service) step(scope Scope, path string, res map[string]any) (step, erro
 	if s.vaults != nil {
 		supported = append(supported, typeVault)
 	}
-	return step{}, invalid(path+".type", "the resource type '%s' is not supported: Keyhold deploys %s", clip(typ), strings.Join(supported, ", "))
+	return step{}, invalid(path+".type", "the resource type '%s' is not supported: Keyhold deploys %s", keyhold.Clip(typ), strings.Join(supported, ", "))
 }
 
 func vaultID(sub, rg, name string) string {
@@ -691,26 +691,6 @@ func (s *Service) deployVault(ctx context.Context, sub, rg, name string, in *vau
 	return err
 }
 
-// The helpers below are package policy's, which keeps its own: issue 9
-// makes one of each for the module.
-
-// caller returns the identity in ctx, or an Unauthorized error.
-func caller(ctx context.Context) (*keyhold.Identity, error) {
-	id := keyhold.IdentityFrom(ctx)
-	if id == nil || id.PrincipalID == "" {
-		return nil, keyhold.Errorf(keyhold.CodeUnauthorized, "the request is not authenticated: send a bearer token")
-	}
-	return id, nil
-}
-
-// clip shortens client input quoted in a message.
-func clip(s string) string {
-	if len(s) > 200 {
-		return strings.ToValidUTF8(s[:200], "") + "…"
-	}
-	return s
-}
-
 // isNull reports whether a raw property is absent or null.
 func isNull(raw json.RawMessage) bool {
 	t := bytes.TrimSpace(raw)
@@ -731,7 +711,7 @@ func subscriptionFor(ctx context.Context, tx keyhold.Tx, id *keyhold.Identity, s
 		sub, err = nil, nil
 	}
 	if sub == nil && (err == nil || keyhold.ErrorCode(err) == keyhold.CodeNotFound) {
-		return nil, keyhold.Errorf(keyhold.CodeNotFound, "The subscription '%s' could not be found.", clip(subID))
+		return nil, keyhold.Errorf(keyhold.CodeNotFound, "The subscription '%s' could not be found.", keyhold.Clip(subID))
 	}
 	return sub, err
 }
@@ -740,16 +720,14 @@ func subscriptionFor(ctx context.Context, tx keyhold.Tx, id *keyhold.Identity, s
 func groupIn(ctx context.Context, tx keyhold.Tx, sub, rg string) (*keyhold.ResourceGroup, error) {
 	g, err := tx.ResourceGroup(ctx, sub, rg)
 	if keyhold.ErrorCode(err) == keyhold.CodeNotFound {
-		return nil, keyhold.Errorf(keyhold.CodeResourceGroupNotFound, "Resource group '%s' could not be found.", clip(rg))
+		return nil, keyhold.Errorf(keyhold.CodeResourceGroupNotFound, "Resource group '%s' could not be found.", keyhold.Clip(rg))
 	}
 	return g, err
 }
 
 // audit appends an entry of the caller's change in tx.
 func (s *Service) audit(ctx context.Context, tx keyhold.Tx, id *keyhold.Identity, action, target, result, detail string) error {
-	if len(detail) > 1000 {
-		detail = strings.ToValidUTF8(detail[:1000], "")
-	}
-	return tx.AppendAudit(ctx, &keyhold.AuditEntry{At: s.clock.Now().UTC(), TenantID: id.TenantID, ActorID: id.PrincipalID,
+	_, err := keyhold.Audit(ctx, tx, keyhold.AuditEntry{At: s.clock.Now(), TenantID: id.TenantID, ActorID: id.PrincipalID,
 		Action: action, Target: target, Result: result, Detail: detail})
+	return err
 }

@@ -167,7 +167,7 @@ type parser struct {
 }
 
 func (p *parser) errorf(format string, args ...any) error {
-	return invalid(p.path, "the template expression '%s' is not valid: %s", clip(p.expr), fmt.Sprintf(format, args...))
+	return invalid(p.path, "the template expression '%s' is not valid: %s", keyhold.Clip(p.expr), fmt.Sprintf(format, args...))
 }
 
 func (p *parser) skipSpace() {
@@ -478,7 +478,7 @@ func (e *Evaluator) call(p *parser, name string, args []any) (any, error) {
 		return nil, nil
 	}
 	return nil, invalid(p.path, "the template expression '%s' uses the function '%s', which Keyhold does not support: it evaluates %s",
-		clip(p.expr), name, strings.Join(functions, ", "))
+		keyhold.Clip(p.expr), name, strings.Join(functions, ", "))
 }
 
 // lazy returns a parameter (prefix "p:") or variable ("v:"), evaluating
@@ -668,5 +668,5 @@ func show(v any) string {
 	if err != nil {
 		return fmt.Sprint(v)
 	}
-	return clip(string(b))
+	return keyhold.Clip(string(b))
 }

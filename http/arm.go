@@ -461,7 +461,7 @@ func parseFilter(r *nethttp.Request, allowed ...string) (odataFilter, error) {
 		for i, a := range allowed {
 			forms[i] = filterSyntax[a]
 		}
-		return keyhold.Errorf(keyhold.CodeBadRequest, "The $filter '%s' is not supported here: use %s, joined by 'and'", clip(raw), strings.Join(forms, ", "))
+		return keyhold.Errorf(keyhold.CodeBadRequest, "The $filter '%s' is not supported here: use %s, joined by 'and'", keyhold.Clip(raw), strings.Join(forms, ", "))
 	}
 	for _, term := range filterAndRE.Split(raw, -1) {
 		term = strings.TrimSpace(term)

@@ -27,14 +27,14 @@ func (s *Server) listAudit(w nethttp.ResponseWriter, r *nethttp.Request) error {
 	if v := q.Get("top"); v != "" {
 		n, err := strconv.Atoi(v)
 		if err != nil || n < 1 || n > maxAuditTop {
-			return keyhold.Errorf(keyhold.CodeBadRequest, "query parameter top=%q is not valid: use a whole number from 1 to %d", clip(v), maxAuditTop)
+			return keyhold.Errorf(keyhold.CodeBadRequest, "query parameter top=%q is not valid: use a whole number from 1 to %d", keyhold.Clip(v), maxAuditTop)
 		}
 		f.Limit = n
 	}
 	if v := q.Get("before"); v != "" {
 		n, err := strconv.ParseInt(v, 10, 64)
 		if err != nil || n < 1 {
-			return keyhold.Errorf(keyhold.CodeBadRequest, "query parameter before=%q is not valid: use the id of an audit entry, as in the nextLink of the previous page", clip(v))
+			return keyhold.Errorf(keyhold.CodeBadRequest, "query parameter before=%q is not valid: use the id of an audit entry, as in the nextLink of the previous page", keyhold.Clip(v))
 		}
 		f.BeforeID = n
 	}

@@ -140,7 +140,7 @@ func (s *Server) getBackup(w nethttp.ResponseWriter, r *nethttp.Request) error {
 	}
 	i := slices.IndexFunc(bs, func(b *keyhold.Backup) bool { return b.ID == backupID })
 	if i < 0 {
-		return keyhold.Errorf(keyhold.CodeBackupNotFound, "environment %s has no backup %q: GET …/environments/%s/%s lists its backups", clip(envID), clip(backupID), clip(envID), backupsName)
+		return keyhold.Errorf(keyhold.CodeBackupNotFound, "environment %s has no backup %q: GET …/environments/%s/%s lists its backups", keyhold.Clip(envID), keyhold.Clip(backupID), keyhold.Clip(envID), backupsName)
 	}
 	writeJSON(w, nethttp.StatusOK, bs[i])
 	return nil
@@ -183,7 +183,7 @@ func (s *Server) restoreBackup(w nethttp.ResponseWriter, r *nethttp.Request) err
 		}
 		if !slices.ContainsFunc(bs, func(b *keyhold.Backup) bool { return b.ID == backupID }) {
 			return keyhold.Errorf(keyhold.CodeBadRequest, "backup %q is not a backup of environment %s (sourceEnvironmentId): name the environment the backup was taken of, or leave sourceEnvironmentId out",
-				clip(backupID), clip(sourceID))
+				keyhold.Clip(backupID), keyhold.Clip(sourceID))
 		}
 	}
 	op, err := s.Backups.RestoreBackup(r.Context(), r.PathValue("envId"), backupID)
@@ -213,7 +213,7 @@ func (s *Server) copyEnvironment(w nethttp.ResponseWriter, r *nethttp.Request) e
 		return keyhold.Errorf(keyhold.CodeBadRequest, "sourceEnvironmentId is required: send the id of the environment whose data overwrites this one, as in %s", exampleCopy)
 	}
 	if ct := trimmed(in.CopyType); ct != "" && !strings.EqualFold(ct, copyTypeFull) {
-		return keyhold.Errorf(keyhold.CodeBadRequest, "only %s is supported: copyType %q is not; send \"copyType\":%q or leave it out", copyTypeFull, clip(ct), copyTypeFull)
+		return keyhold.Errorf(keyhold.CodeBadRequest, "only %s is supported: copyType %q is not; send \"copyType\":%q or leave it out", copyTypeFull, keyhold.Clip(ct), copyTypeFull)
 	}
 	op, err := s.Backups.CopyEnvironment(r.Context(), r.PathValue("envId"), sourceID)
 	if err != nil {
@@ -260,9 +260,9 @@ func decodeKnown(body []byte, v any, example string, known ...string) error {
 	for _, k := range names {
 		if !slices.ContainsFunc(known, func(n string) bool { return strings.EqualFold(n, k) }) {
 			if len(known) == 0 {
-				return keyhold.Errorf(keyhold.CodeInvalidRequestContent, "request body field %q is not known here: this route takes no fields; send %s or no body", clip(k), example)
+				return keyhold.Errorf(keyhold.CodeInvalidRequestContent, "request body field %q is not known here: this route takes no fields; send %s or no body", keyhold.Clip(k), example)
 			}
-			return keyhold.Errorf(keyhold.CodeInvalidRequestContent, "request body field %q is not known here: send only %s, as in %s", clip(k), strings.Join(known, " and "), example)
+			return keyhold.Errorf(keyhold.CodeInvalidRequestContent, "request body field %q is not known here: send only %s, as in %s", keyhold.Clip(k), strings.Join(known, " and "), example)
 		}
 	}
 	return decodeJSON(body, v, example)

@@ -95,7 +95,7 @@ func (s *Server) startPolicyOperation(w nethttp.ResponseWriter, r *nethttp.Reque
 	start func(ctx context.Context, envID, systemID string) (*keyhold.Operation, error)) error {
 	if pt := r.PathValue("policyType"); !strings.EqualFold(pt, keyhold.PolicyKindEncryption) {
 		return keyhold.Errorf(keyhold.CodeNotSupported, "enterprise policy type %q is not supported: Keyhold links %s policies only (…/enterprisePolicies/%s/link)",
-			clip(pt), keyhold.PolicyKindEncryption, keyhold.PolicyKindEncryption)
+			keyhold.Clip(pt), keyhold.PolicyKindEncryption, keyhold.PolicyKindEncryption)
 	}
 	body, err := readBody(r)
 	if err != nil {
@@ -128,7 +128,7 @@ func parseLinkBody(body []byte) (string, error) {
 	}
 	id := strings.TrimSpace(*in.SystemID)
 	if strings.HasPrefix(strings.ToLower(id), "/subscriptions/") {
-		return "", keyhold.Errorf(keyhold.CodeBadRequest, "SystemId %q is the policy's resource id: send its properties.systemId instead, which looks like /regions/{location}/providers/Microsoft.PowerPlatform/enterprisePolicies/{guid}", clip(id))
+		return "", keyhold.Errorf(keyhold.CodeBadRequest, "SystemId %q is the policy's resource id: send its properties.systemId instead, which looks like /regions/{location}/providers/Microsoft.PowerPlatform/enterprisePolicies/{guid}", keyhold.Clip(id))
 	}
 	return id, nil
 }
@@ -496,7 +496,7 @@ func fromKeyVersionUsageJSON(j *keyVersionUsageJSON) *keyhold.KeyVersionUsage {
 // path is Keyhold's own: the real service has no such report.
 func (s *Server) getKeyVersionUsage(w nethttp.ResponseWriter, r *nethttp.Request) error {
 	if !strings.EqualFold(r.PathValue("action"), keyVersionUsageName) {
-		return keyhold.Errorf(keyhold.CodeNotFound, "no API at GET %s: an enterprise policy has …/%s", clip(r.URL.EscapedPath()), keyVersionUsageName)
+		return keyhold.Errorf(keyhold.CodeNotFound, "no API at GET %s: an enterprise policy has …/%s", keyhold.Clip(r.URL.EscapedPath()), keyVersionUsageName)
 	}
 	id := policyResourceID(r.PathValue("sub"), r.PathValue("rg"), r.PathValue("name"))
 	usage, err := s.CMK.KeyVersionUsage(r.Context(), id)

@@ -229,7 +229,7 @@ func TestCMKLinkRefusals(t *testing.T) {
 	})
 	t.Run("form body", func(t *testing.T) {
 		a := f.call(t, "POST", path, tok, "application/x-www-form-urlencoded", strings.NewReader("SystemId=x"))
-		a.wantError(t, 415, CodeUnsupportedMediaType)
+		a.wantError(t, 415, keyhold.CodeUnsupportedMediaType)
 	})
 	if got := cmk.recorded(); len(got) != 0 {
 		t.Fatalf("refused requests reached the service: %q", got)

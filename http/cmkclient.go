@@ -237,7 +237,7 @@ func (c *Client) PolicyLinks(ctx context.Context) ([]*keyhold.PolicyLink, error)
 func (c *Client) KeyVersionUsage(ctx context.Context, policyID string) ([]*keyhold.KeyVersionUsage, error) {
 	sub, rg, name, ok := splitPolicyResourceID(policyID)
 	if !ok {
-		return nil, keyhold.Errorf(keyhold.CodeBadRequest, "%q is not an enterprise policy's resource id: use /subscriptions/{sub}/resourceGroups/{rg}/providers/Microsoft.PowerPlatform/enterprisePolicies/{name}", clip(policyID))
+		return nil, keyhold.Errorf(keyhold.CodeBadRequest, "%q is not an enterprise policy's resource id: use /subscriptions/{sub}/resourceGroups/{rg}/providers/Microsoft.PowerPlatform/enterprisePolicies/{name}", keyhold.Clip(policyID))
 	}
 	path := escape("subscriptions", sub, "resourceGroups", rg, "providers", "Microsoft.PowerPlatform", "enterprisePolicies", name, keyVersionUsageName)
 	var out listJSON[keyVersionUsageJSON]
@@ -260,7 +260,7 @@ func (c *Client) KeyVersionUsage(ctx context.Context, policyID string) ([]*keyho
 func (c *Client) PolicySystemID(ctx context.Context, policyID string) (string, error) {
 	sub, rg, name, ok := splitPolicyResourceID(policyID)
 	if !ok {
-		return "", keyhold.Errorf(keyhold.CodeBadRequest, "%q is not an enterprise policy's resource id: use /subscriptions/{sub}/resourceGroups/{rg}/providers/Microsoft.PowerPlatform/enterprisePolicies/{name}", clip(policyID))
+		return "", keyhold.Errorf(keyhold.CodeBadRequest, "%q is not an enterprise policy's resource id: use /subscriptions/{sub}/resourceGroups/{rg}/providers/Microsoft.PowerPlatform/enterprisePolicies/{name}", keyhold.Clip(policyID))
 	}
 	path := escape("subscriptions", sub, "resourceGroups", rg, "providers", "Microsoft.PowerPlatform", "enterprisePolicies", name) +
 		"?api-version=2020-10-30-preview"
@@ -274,7 +274,7 @@ func (c *Client) PolicySystemID(ctx context.Context, policyID string) (string, e
 		return "", err
 	}
 	if out.Properties.SystemID == "" {
-		return "", keyhold.Errorf(keyhold.CodeBadRequest, "enterprise policy %s (kind %q) has no properties.systemId: link an Encryption policy", name, clip(out.Kind))
+		return "", keyhold.Errorf(keyhold.CodeBadRequest, "enterprise policy %s (kind %q) has no properties.systemId: link an Encryption policy", name, keyhold.Clip(out.Kind))
 	}
 	return out.Properties.SystemID, nil
 }

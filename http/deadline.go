@@ -46,10 +46,6 @@ const (
 	writeSlack = 10 * time.Second
 )
 
-// CodeRequestTimeout: the client sent its body, or read its answer, too
-// slowly (408).
-const CodeRequestTimeout = "RequestTimeout"
-
 func (s *Server) bodyTimeout() time.Duration {
 	if s.BodyTimeout > 0 {
 		return s.BodyTimeout
@@ -165,9 +161,9 @@ func (b *trackedBody) Read(p []byte) (int, error) {
 
 func (b *trackedBody) slow() error {
 	if b.rate.min > 0 {
-		b.timedOut = keyhold.Errorf(CodeRequestTimeout, "the request body arrived slower than %d bytes per second after %d bytes: send it faster, or split it", b.rate.min, b.n)
+		b.timedOut = keyhold.Errorf(keyhold.CodeRequestTimeout, "the request body arrived slower than %d bytes per second after %d bytes: send it faster, or split it", b.rate.min, b.n)
 	} else {
-		b.timedOut = keyhold.Errorf(CodeRequestTimeout, "the request body did not arrive in time (%d bytes received): send the whole body promptly", b.n)
+		b.timedOut = keyhold.Errorf(keyhold.CodeRequestTimeout, "the request body did not arrive in time (%d bytes received): send the whole body promptly", b.n)
 	}
 	return b.timedOut
 }

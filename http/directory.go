@@ -254,14 +254,14 @@ func (s *Server) assignDirectoryRole(w nethttp.ResponseWriter, r *nethttp.Reques
 		return err
 	}
 	if in.DirectoryScopeID != "" && in.DirectoryScopeID != "/" {
-		return keyhold.Errorf(keyhold.CodeNotSupported, "directoryScopeId '%s' is not supported: directory roles apply to the whole tenant, \"/\"", clip(in.DirectoryScopeID))
+		return keyhold.Errorf(keyhold.CodeNotSupported, "directoryScopeId '%s' is not supported: directory roles apply to the whole tenant, \"/\"", keyhold.Clip(in.DirectoryScopeID))
 	}
 	if in.PrincipalID == "" {
 		return keyhold.Errorf(keyhold.CodeInvalidRequestContent, "principalId is missing: send %s", exampleDirAssign)
 	}
 	role, ok := arm.FindDirectoryRole(in.RoleDefinitionID)
 	if !ok {
-		return keyhold.Errorf(keyhold.CodeBadRequest, "roleDefinitionId '%s' is not a directory role Keyhold knows: use %s (%s), %s (%s) or %s (%s)", clip(in.RoleDefinitionID),
+		return keyhold.Errorf(keyhold.CodeBadRequest, "roleDefinitionId '%s' is not a directory role Keyhold knows: use %s (%s), %s (%s) or %s (%s)", keyhold.Clip(in.RoleDefinitionID),
 			arm.DirectoryRoleTemplates[keyhold.RoleGlobalAdministrator], keyhold.RoleGlobalAdministrator,
 			arm.DirectoryRoleTemplates[keyhold.RolePowerPlatformAdministrator], keyhold.RolePowerPlatformAdministrator,
 			arm.DirectoryRoleTemplates[keyhold.RoleDynamics365Administrator], keyhold.RoleDynamics365Administrator)

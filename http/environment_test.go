@@ -268,11 +268,11 @@ func TestBadInput(t *testing.T) {
 		{"oversized body, chunked", "POST", create, "application/json", big,
 			true, 413, keyhold.CodeRequestTooLarge, []string{"larger than 65536 bytes"}},
 		{"form body", "POST", create, "application/x-www-form-urlencoded", "location=europe",
-			false, 415, CodeUnsupportedMediaType, []string{"application/x-www-form-urlencoded", "application/json"}},
+			false, 415, keyhold.CodeUnsupportedMediaType, []string{"application/x-www-form-urlencoded", "application/json"}},
 		{"multipart body", "POST", create, "multipart/form-data; boundary=x", "--x--",
-			false, 415, CodeUnsupportedMediaType, []string{"multipart/form-data"}},
+			false, 415, keyhold.CodeUnsupportedMediaType, []string{"multipart/form-data"}},
 		{"text body", "POST", create, "text/plain", `{"location":"europe"}`,
-			false, 415, CodeUnsupportedMediaType, []string{"Content-Type: application/json"}},
+			false, 415, keyhold.CodeUnsupportedMediaType, []string{"Content-Type: application/json"}},
 		{"unknown environment", "GET", adminEnvPrefix + "/no-such-env", "", "",
 			false, 404, keyhold.CodeEnvironmentNotFound, []string{`"no-such-env"`, "list environments to find its id"}},
 		{"patch unknown environment", "PATCH", adminEnvPrefix + "/no-such-env", "application/json", `{"properties":{"displayName":"Y"}}`,
@@ -302,11 +302,11 @@ func TestBadInput(t *testing.T) {
 		{"row bad id", "PUT", "/environments/" + env.ID + "/tables/accounts/rows/-r", "application/json", `{}`,
 			false, 400, keyhold.CodeInvalidName, []string{`"-r"`}},
 		{"row form body", "PUT", rowPath, "application/x-www-form-urlencoded", "name=x",
-			false, 415, CodeUnsupportedMediaType, nil},
+			false, 415, keyhold.CodeUnsupportedMediaType, nil},
 		{"row of unknown environment", "PUT", "/environments/no-such-env/tables/accounts/rows/r1", "application/json", `{}`,
 			false, 404, keyhold.CodeEnvironmentNotFound, []string{`"no-such-env"`, "list environments to find its id"}},
 		{"file multipart body", "PUT", "/environments/" + env.ID + "/files/f1", "multipart/form-data; boundary=x", "--x--",
-			false, 415, CodeUnsupportedMediaType, []string{"application/octet-stream"}},
+			false, 415, keyhold.CodeUnsupportedMediaType, []string{"application/octet-stream"}},
 		{"file bad name", "PUT", "/environments/" + env.ID + "/files/.hidden", "application/octet-stream", "x",
 			false, 400, keyhold.CodeInvalidName, []string{`".hidden"`}},
 		{"audit bad top", "GET", bapPrefix + "/scopes/admin/auditlogs?top=many", "", "",
@@ -334,7 +334,7 @@ func TestBadInput(t *testing.T) {
 func TestMethodNotAllowed(t *testing.T) {
 	f := newFixture(t)
 	a := f.call(t, "POST", "/environments/e/tables/t/rows/r", "", "", nil)
-	a.wantError(t, nethttp.StatusMethodNotAllowed, CodeMethodNotAllowed, "POST is not supported", "GET")
+	a.wantError(t, nethttp.StatusMethodNotAllowed, keyhold.CodeMethodNotAllowed, "POST is not supported", "GET")
 	if got := a.header.Get("Allow"); got != "GET, HEAD, PUT, DELETE" {
 		t.Fatalf("Allow = %q", got)
 	}

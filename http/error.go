@@ -14,72 +14,28 @@ import (
 	"github.com/keyhold/keyhold"
 )
 
-// Error codes that only the HTTP layer produces, in addition to the root
-// package's. The names are those Azure Resource Manager answers with.
-const (
-	// CodeMethodNotAllowed: the path exists but not with this method (405).
-	CodeMethodNotAllowed = "MethodNotAllowed"
-	// CodeUnsupportedMediaType: the body's Content-Type is not accepted
-	// by the route, e.g. a form body on a JSON API (415).
-	CodeUnsupportedMediaType = "UnsupportedMediaType"
-	// codeInvalidRequest is OAuth2's code for a malformed token request.
-	codeInvalidRequest = "invalid_request"
-)
-
-// statuses is the one table from error code to HTTP status.
-var statuses = map[string]int{
-	keyhold.CodeBadRequest:            nethttp.StatusBadRequest,
-	keyhold.CodeInvalidRequestContent: nethttp.StatusBadRequest,
-	keyhold.CodeInvalidLocation:       nethttp.StatusBadRequest,
-	keyhold.CodeInvalidSKU:            nethttp.StatusBadRequest,
-	keyhold.CodeInvalidName:           nethttp.StatusBadRequest,
-	keyhold.CodeUnsupportedGrantType:  nethttp.StatusBadRequest,
-	keyhold.CodeInvalidScope:          nethttp.StatusBadRequest,
-	keyhold.CodeBadParameter:          nethttp.StatusBadRequest,
-	keyhold.CodeNotSupported:          nethttp.StatusBadRequest,
-	keyhold.CodeInvalidTemplate:       nethttp.StatusBadRequest,
-	codeInvalidRequest:                nethttp.StatusBadRequest,
-
-	keyhold.CodeUnauthorized:  nethttp.StatusUnauthorized,
-	keyhold.CodeInvalidToken:  nethttp.StatusUnauthorized,
-	keyhold.CodeExpiredToken:  nethttp.StatusUnauthorized,
-	keyhold.CodeInvalidClient: nethttp.StatusUnauthorized,
-
-	keyhold.CodeForbidden:           nethttp.StatusForbidden,
-	keyhold.CodeAuthorizationFailed: nethttp.StatusForbidden,
-	keyhold.CodeEnvironmentLocked:   nethttp.StatusForbidden, // the key owner revoked access; 423 is WebDAV-only
-
-	keyhold.CodeNotFound:              nethttp.StatusNotFound,
-	keyhold.CodeEnvironmentNotFound:   nethttp.StatusNotFound,
-	keyhold.CodeRowNotFound:           nethttp.StatusNotFound,
-	keyhold.CodeFileNotFound:          nethttp.StatusNotFound,
-	keyhold.CodeResourceNotFound:      nethttp.StatusNotFound,
-	keyhold.CodeResourceGroupNotFound: nethttp.StatusNotFound,
-	keyhold.CodeKeyNotFound:           nethttp.StatusNotFound,
-	keyhold.CodeVaultNotFound:         nethttp.StatusNotFound,
-	keyhold.CodeBackupNotFound:        nethttp.StatusNotFound,
-
-	CodeMethodNotAllowed: nethttp.StatusMethodNotAllowed,
-
-	keyhold.CodeConflict:                        nethttp.StatusConflict,
-	keyhold.CodeEnvironmentDisabled:             nethttp.StatusConflict,
-	keyhold.CodeMissingSubscriptionRegistration: nethttp.StatusConflict,
-
-	CodeRequestTimeout:          nethttp.StatusRequestTimeout,
-	codeSignInLocked:            nethttp.StatusTooManyRequests,
-	keyhold.CodeRequestTooLarge: nethttp.StatusRequestEntityTooLarge,
-	CodeUnsupportedMediaType:    nethttp.StatusUnsupportedMediaType,
-
-	keyhold.CodeInternal:            nethttp.StatusInternalServerError,
-	keyhold.CodeServiceUnavailable:  nethttp.StatusServiceUnavailable,
-	keyhold.CodeKeyVaultUnavailable: nethttp.StatusServiceUnavailable,
-	keyhold.CodeRecordIntegrity:     nethttp.StatusInternalServerError,
+// classStatuses derives an error's HTTP status from its code's class
+// (keyhold.ClassOf): the one table from error to status.
+var classStatuses = map[keyhold.Class]int{
+	keyhold.ClassInvalid:              nethttp.StatusBadRequest,
+	keyhold.ClassUnauthorized:         nethttp.StatusUnauthorized,
+	keyhold.ClassForbidden:            nethttp.StatusForbidden,
+	keyhold.ClassLocked:               nethttp.StatusForbidden, // the key owner revoked access; 423 is WebDAV-only
+	keyhold.ClassNotFound:             nethttp.StatusNotFound,
+	keyhold.ClassMethodNotAllowed:     nethttp.StatusMethodNotAllowed,
+	keyhold.ClassTimeout:              nethttp.StatusRequestTimeout,
+	keyhold.ClassConflict:             nethttp.StatusConflict,
+	keyhold.ClassTooLarge:             nethttp.StatusRequestEntityTooLarge,
+	keyhold.ClassUnsupportedMediaType: nethttp.StatusUnsupportedMediaType,
+	keyhold.ClassTooManyRequests:      nethttp.StatusTooManyRequests,
+	keyhold.ClassInternal:             nethttp.StatusInternalServerError,
+	keyhold.ClassUnavailable:          nethttp.StatusServiceUnavailable,
 }
 
-// StatusOf returns the HTTP status that answers an error with code;
-// 500 for a code it does not know.
+// StatusOf returns the HTTP status that answers an error with code, from
+// the code's class; 500 for a code it does not know.
 func StatusOf(code string) int {
-	if s, ok := statuses[code]; ok {
+	if s, ok := classStatuses[keyhold.ClassOf(code)]; ok {
 		return s
 	}
 	return nethttp.StatusInternalServerError
@@ -97,13 +53,13 @@ func codeOfStatus(status int) string {
 	case nethttp.StatusNotFound:
 		return keyhold.CodeNotFound
 	case nethttp.StatusMethodNotAllowed:
-		return CodeMethodNotAllowed
+		return keyhold.CodeMethodNotAllowed
 	case nethttp.StatusConflict:
 		return keyhold.CodeConflict
 	case nethttp.StatusRequestEntityTooLarge:
 		return keyhold.CodeRequestTooLarge
 	case nethttp.StatusUnsupportedMediaType:
-		return CodeUnsupportedMediaType
+		return keyhold.CodeUnsupportedMediaType
 	case nethttp.StatusServiceUnavailable, nethttp.StatusBadGateway, nethttp.StatusGatewayTimeout:
 		return keyhold.CodeServiceUnavailable
 	}

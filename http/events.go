@@ -68,14 +68,14 @@ func (s *Server) listEvents(w nethttp.ResponseWriter, r *nethttp.Request) error 
 	if v := q.Get("top"); v != "" {
 		n, err := strconv.Atoi(v)
 		if err != nil || n < 1 || n > maxEventTop {
-			return keyhold.Errorf(keyhold.CodeBadRequest, "query parameter top=%q is not valid: use a whole number from 1 to %d", clip(v), maxEventTop)
+			return keyhold.Errorf(keyhold.CodeBadRequest, "query parameter top=%q is not valid: use a whole number from 1 to %d", keyhold.Clip(v), maxEventTop)
 		}
 		limit = n
 	}
 	if v := q.Get("before"); v != "" {
 		n, err := strconv.ParseInt(v, 10, 64)
 		if err != nil || n < 1 {
-			return keyhold.Errorf(keyhold.CodeBadRequest, "query parameter before=%q is not valid: use the id of an event, as in the nextLink of the previous page", clip(v))
+			return keyhold.Errorf(keyhold.CodeBadRequest, "query parameter before=%q is not valid: use the id of an event, as in the nextLink of the previous page", keyhold.Clip(v))
 		}
 		before = n
 	}
@@ -161,7 +161,7 @@ func parseSettingsPatch(body []byte) (keyhold.TenantSettingsPatch, error) {
 	}
 	for k := range top {
 		if k != "customerManagedKeys" {
-			return patch, keyhold.Errorf(keyhold.CodeInvalidRequestContent, "request body field %q is not a setting Keyhold knows: send %s", clip(k), exampleSettingsUpdate)
+			return patch, keyhold.Errorf(keyhold.CodeInvalidRequestContent, "request body field %q is not a setting Keyhold knows: send %s", keyhold.Clip(k), exampleSettingsUpdate)
 		}
 	}
 	raw, ok := top["customerManagedKeys"]
@@ -175,7 +175,7 @@ func parseSettingsPatch(body []byte) (keyhold.TenantSettingsPatch, error) {
 	known := []string{"autoReenableEnvironments", "eventWebhookUrl"}
 	for k, v := range fields {
 		if !slices.Contains(known, k) {
-			return patch, keyhold.Errorf(keyhold.CodeInvalidRequestContent, "customerManagedKeys.%s is not a setting: use %s", clip(k), strings.Join(known, " or "))
+			return patch, keyhold.Errorf(keyhold.CodeInvalidRequestContent, "customerManagedKeys.%s is not a setting: use %s", keyhold.Clip(k), strings.Join(known, " or "))
 		}
 		switch k {
 		case "autoReenableEnvironments":

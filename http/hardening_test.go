@@ -161,7 +161,7 @@ func TestSlowBodyCut(t *testing.T) {
 			for _, conn := range conns {
 				br := bufio.NewReader(conn)
 				resp, body := readAnswer(t, conn, br, 8*time.Second)
-				if resp.StatusCode != nethttp.StatusRequestTimeout || !strings.Contains(string(body), CodeRequestTimeout) {
+				if resp.StatusCode != nethttp.StatusRequestTimeout || !strings.Contains(string(body), keyhold.CodeRequestTimeout) {
 					t.Fatalf("slow %s: %d %s; want 408 RequestTimeout", c.name, resp.StatusCode, body)
 				}
 				waitClosed(t, conn, br, 5*time.Second)

@@ -258,7 +258,7 @@ func (rt *router) ServeHTTP(w nethttp.ResponseWriter, r *nethttp.Request) {
 		}
 		if len(allow) > 0 {
 			w.Header().Set("Allow", strings.Join(allow, ", "))
-			return keyhold.Errorf(CodeMethodNotAllowed, "%s is not supported at %s: use %s", r.Method, path, strings.Join(allow, ", "))
+			return keyhold.Errorf(keyhold.CodeMethodNotAllowed, "%s is not supported at %s: use %s", r.Method, path, strings.Join(allow, ", "))
 		}
 		return keyhold.Errorf(keyhold.CodeNotFound, "no API at %s %s: see docs/api.md", r.Method, path)
 	}}

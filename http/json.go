@@ -231,7 +231,7 @@ func parseProtectionLevel(s string) (managed bool, err error) {
 	case strings.EqualFold(s, protectionBasic):
 		return false, nil
 	}
-	return false, keyhold.Errorf(keyhold.CodeBadRequest, "properties.governanceConfiguration.protectionLevel %q is not supported: use %q (Managed Environment on) or %q (off)", clip(s), protectionStandard, protectionBasic)
+	return false, keyhold.Errorf(keyhold.CodeBadRequest, "properties.governanceConfiguration.protectionLevel %q is not supported: use %q (Managed Environment on) or %q (off)", keyhold.Clip(s), protectionStandard, protectionBasic)
 }
 
 func protectionLevel(managed bool) string {

@@ -78,7 +78,7 @@ func walkFields(raw json.RawMessage, fields jsonFields, path, what, example stri
 					where = path
 				}
 				return keyhold.Errorf(keyhold.CodeBadParameter, "field %q is not a field of %s: %s takes %s, as in %s",
-					clip(field), what, where, strings.Join(known, ", "), example)
+					keyhold.Clip(field), what, where, strings.Join(known, ", "), example)
 			}
 			if err := walkFields(obj[name], sub, field, what, example); err != nil {
 				return err

@@ -171,9 +171,9 @@ func (s *Server) vaultChallenge(r *nethttp.Request) (*nethttp.Request, string, e
 	}
 	name := r.PathValue("vault")
 	v, err := s.KeyVault.Lookup(r.Context(), name)
-	if c := keyhold.ErrorCode(err); c == keyhold.CodeNotFound || c == keyhold.CodeVaultNotFound || (err == nil && v.Deleted()) {
+	if keyhold.IsNotFound(err) || (err == nil && v.Deleted()) {
 		return r, "", keyhold.Errorf(keyhold.CodeVaultNotFound,
-			"vault %q was not found: check the vault name in the URL (%s/vaults/{vault}); a deleted vault must be recovered first", clip(name), s.baseURL(r))
+			"vault %q was not found: check the vault name in the URL (%s/vaults/{vault}); a deleted vault must be recovered first", keyhold.Clip(name), s.baseURL(r))
 	} else if err != nil {
 		return r, "", err
 	}
@@ -205,7 +205,7 @@ func checkKeyVaultAPIVersion(r *nethttp.Request) error {
 	if v == "" {
 		return keyhold.Errorf(keyhold.CodeBadParameter, "the api-version query parameter is missing: add ?api-version=7.5 (accepted: %s)", accepted)
 	}
-	return keyhold.Errorf(keyhold.CodeBadParameter, "api-version %q is not supported: use one of %s, e.g. ?api-version=7.5", clip(v), accepted)
+	return keyhold.Errorf(keyhold.CodeBadParameter, "api-version %q is not supported: use one of %s, e.g. ?api-version=7.5", keyhold.Clip(v), accepted)
 }
 
 // unixTime is a Key Vault date: whole seconds since the Unix epoch; nil

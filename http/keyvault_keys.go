@@ -280,7 +280,7 @@ func (s *Server) importKey(w nethttp.ResponseWriter, r *nethttp.Request) error {
 		return keyhold.Errorf(keyhold.CodeBadParameter, "the request has no key: send the RSA private key as a JSON web key, as in %s", exampleImportKey)
 	}
 	if k.K != "" || k.Crv != "" {
-		return keyhold.Errorf(keyhold.CodeBadParameter, "key %q is not an RSA key: import an RSA private key (kty RSA or RSA-HSM with n, e, d, p and q)", clip(k.Kty))
+		return keyhold.Errorf(keyhold.CodeBadParameter, "key %q is not an RSA key: import an RSA private key (kty RSA or RSA-HSM with n, e, d, p and q)", keyhold.Clip(k.Kty))
 	}
 	if in.ReleasePolicy != nil {
 		return keyhold.Errorf(keyhold.CodeNotSupported, "release_policy is not supported: Keyhold keys are never exportable; leave it out")

@@ -196,7 +196,7 @@ func (p *vaultPropsInJSON) apply(v *keyhold.Vault) error {
 	}
 	if p.SKU != nil {
 		if p.SKU.Family != nil && !strings.EqualFold(*p.SKU.Family, skuFamilyA) {
-			return keyhold.Errorf(keyhold.CodeBadRequest, "properties.sku.family %q is not valid: use \"A\"", clip(*p.SKU.Family))
+			return keyhold.Errorf(keyhold.CodeBadRequest, "properties.sku.family %q is not valid: use \"A\"", keyhold.Clip(*p.SKU.Family))
 		}
 		if p.SKU.Name != nil {
 			v.SKU = *p.SKU.Name
@@ -288,7 +288,7 @@ func (s *Server) putVault(w nethttp.ResponseWriter, r *nethttp.Request) error {
 			return nil
 		case strings.EqualFold(*p.CreateMode, createModeDefault):
 		default:
-			return keyhold.Errorf(keyhold.CodeBadRequest, "properties.createMode %q is not valid: use %q, or %q to recover a deleted vault", clip(*p.CreateMode), createModeDefault, createModeRecover)
+			return keyhold.Errorf(keyhold.CodeBadRequest, "properties.createMode %q is not valid: use %q, or %q to recover a deleted vault", keyhold.Clip(*p.CreateMode), createModeDefault, createModeRecover)
 		}
 	}
 	v := &keyhold.Vault{SubscriptionID: sub, ResourceGroup: rg, Name: name}

@@ -175,31 +175,31 @@ func checkContentType(r *nethttp.Request, kind bodyKind) error {
 	}
 	if ct == "" {
 		if kind == bodyForm {
-			return keyhold.Errorf(codeInvalidRequest, "the token request has no Content-Type: send the parameters as a form with Content-Type: application/x-www-form-urlencoded")
+			return keyhold.Errorf(keyhold.CodeInvalidRequest, "the token request has no Content-Type: send the parameters as a form with Content-Type: application/x-www-form-urlencoded")
 		}
 		return nil
 	}
 	mt, _, err := mime.ParseMediaType(ct)
 	if err != nil {
-		return keyhold.Errorf(CodeUnsupportedMediaType, "Content-Type %q is not a valid media type: %v", clip(ct), err)
+		return keyhold.Errorf(keyhold.CodeUnsupportedMediaType, "Content-Type %q is not a valid media type: %v", keyhold.Clip(ct), err)
 	}
 	form := mt == "application/x-www-form-urlencoded" || strings.HasPrefix(mt, "multipart/")
 	switch kind {
 	case bodyForm:
 		if mt != "application/x-www-form-urlencoded" {
-			return keyhold.Errorf(codeInvalidRequest, "the token request has Content-Type %s: send the parameters as a form with Content-Type: application/x-www-form-urlencoded", mt)
+			return keyhold.Errorf(keyhold.CodeInvalidRequest, "the token request has Content-Type %s: send the parameters as a form with Content-Type: application/x-www-form-urlencoded", mt)
 		}
 	case bodyJSON:
 		if mt != "application/json" && !strings.HasSuffix(mt, "+json") {
-			return keyhold.Errorf(CodeUnsupportedMediaType, "Content-Type %s is not accepted here: send a JSON body with Content-Type: application/json", mt)
+			return keyhold.Errorf(keyhold.CodeUnsupportedMediaType, "Content-Type %s is not accepted here: send a JSON body with Content-Type: application/json", mt)
 		}
 	case bodyStream:
 		if form {
-			return keyhold.Errorf(CodeUnsupportedMediaType, "Content-Type %s is not accepted here: send the file's bytes as the body with Content-Type: application/octet-stream", mt)
+			return keyhold.Errorf(keyhold.CodeUnsupportedMediaType, "Content-Type %s is not accepted here: send the file's bytes as the body with Content-Type: application/octet-stream", mt)
 		}
 	default:
 		if form {
-			return keyhold.Errorf(CodeUnsupportedMediaType, "Content-Type %s is not accepted by the API: this route takes no body", mt)
+			return keyhold.Errorf(keyhold.CodeUnsupportedMediaType, "Content-Type %s is not accepted by the API: this route takes no body", mt)
 		}
 	}
 	return nil
@@ -283,14 +283,6 @@ func isUUID(s string) bool {
 	}
 	_, err := uuid.Parse(s)
 	return err == nil
-}
-
-// clip shortens client input quoted in a message.
-func clip(s string) string {
-	if len(s) > 100 {
-		return s[:100] + "…"
-	}
-	return s
 }
 
 // recorder remembers the status a handler answered with.

@@ -60,9 +60,6 @@ const (
 	// maxThrottled bounds the entries kept (about 100 bytes each), since
 	// client ids and user names are the caller's choice.
 	maxThrottled = 100_000
-	// codeSignInLocked: an account or source is locked out (429). Its
-	// Inner is the OAuth2 error to answer with.
-	codeSignInLocked = "sign_in_locked"
 	// aadstsLocked is Entra ID's error number for a locked account or a
 	// blocked source (IdsLocked).
 	aadstsLocked = 50053
@@ -114,7 +111,7 @@ type signIn struct {
 // from r's remote address.
 func newSignIn(r *nethttp.Request, kind, tenant, id, badCode string) signIn {
 	return signIn{
-		account: "acct " + kind + " " + strings.ToLower(clip(tenant)) + " " + strings.ToLower(clipKey(id)),
+		account: "acct " + kind + " " + strings.ToLower(keyhold.Clip(tenant)) + " " + strings.ToLower(clipKey(id)),
 		source:  "src " + sourceKey(r.RemoteAddr),
 		badCode: badCode,
 	}
@@ -164,7 +161,7 @@ func (t *throttle) admit(w nethttp.ResponseWriter, a signIn) error {
 	if who == a.source {
 		msg = fmt.Sprintf("sign-ins from this address are blocked because of too many wrong secrets or passwords: retry after %d seconds", secs)
 	}
-	return &keyhold.Error{Code: codeSignInLocked, Inner: a.badCode, Message: msg}
+	return &keyhold.Error{Code: keyhold.CodeSignInLocked, Inner: a.badCode, Message: msg}
 }
 
 // record counts the outcome of an attempt that was admitted: a wrong

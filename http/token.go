@@ -37,7 +37,7 @@ var aadsts = map[string]int{
 	keyhold.CodeUnsupportedGrantType: 70003,
 	keyhold.CodeInvalidScope:         70011,
 	keyhold.CodeInvalidGrant:         50126,
-	codeSignInLocked:                 aadstsLocked,
+	keyhold.CodeSignInLocked:         aadstsLocked,
 }
 
 // scopes lists the scopes a client may ask for, for messages.
@@ -64,11 +64,11 @@ func (s *Server) issueToken(w nethttp.ResponseWriter, r *nethttp.Request) error 
 		if mb, ok := errors.AsType[*nethttp.MaxBytesError](err); ok {
 			return tooLarge(mb.Limit, "it was cut off there")
 		}
-		return keyhold.Errorf(codeInvalidRequest, "the token request body is not a valid form: %v; send grant_type, client_id, client_secret and scope as application/x-www-form-urlencoded", err)
+		return keyhold.Errorf(keyhold.CodeInvalidRequest, "the token request body is not a valid form: %v; send grant_type, client_id, client_secret and scope as application/x-www-form-urlencoded", err)
 	}
 	f := r.PostForm // OAuth2 parameters come in the body, never the URL
 	missing := func(name, hint string) error {
-		return keyhold.Errorf(codeInvalidRequest, "the request body must contain the parameter '%s': %s", name, hint)
+		return keyhold.Errorf(keyhold.CodeInvalidRequest, "the request body must contain the parameter '%s': %s", name, hint)
 	}
 	grant := f.Get("grant_type")
 	ropc, hasROPC := s.Tokens.(PasswordTokenIssuer)
@@ -82,7 +82,7 @@ func (s *Server) issueToken(w nethttp.ResponseWriter, r *nethttp.Request) error 
 	case grant == "password" && hasROPC:
 		return s.passwordGrant(w, r, ropc)
 	case grant != "client_credentials":
-		return keyhold.Errorf(keyhold.CodeUnsupportedGrantType, "grant_type %q is not supported: %s", clip(grant), grants)
+		return keyhold.Errorf(keyhold.CodeUnsupportedGrantType, "grant_type %q is not supported: %s", keyhold.Clip(grant), grants)
 	}
 	clientID, secret := f.Get("client_id"), f.Get("client_secret")
 	if u, p, ok := r.BasicAuth(); ok && clientID == "" && secret == "" {
@@ -125,7 +125,7 @@ func (s *Server) passwordGrant(w nethttp.ResponseWriter, r *nethttp.Request, rop
 		{"scope", "use one of " + scopes},
 	} {
 		if f.Get(p.name) == "" {
-			return keyhold.Errorf(codeInvalidRequest, "the request body must contain the parameter '%s': %s", p.name, p.hint)
+			return keyhold.Errorf(keyhold.CodeInvalidRequest, "the request body must contain the parameter '%s': %s", p.name, p.hint)
 		}
 	}
 	try := newSignIn(r, "user", r.PathValue("tenantId"), f.Get("username"), keyhold.CodeInvalidGrant)
@@ -162,18 +162,18 @@ func (s *Server) writeOAuthError(w nethttp.ResponseWriter, r *nethttp.Request, s
 	code, status := e.Code, StatusOf(e.Code)
 	aadstsN, hasAADSTS := aadsts[e.Code]
 	switch {
-	case code == codeSignInLocked: // throttled (ratelimit.go)
+	case code == keyhold.CodeSignInLocked: // throttled (ratelimit.go)
 		code = e.Inner
 	case code == keyhold.CodeInvalidClient:
 		status = nethttp.StatusUnauthorized
-	case code == keyhold.CodeUnsupportedGrantType, code == keyhold.CodeInvalidScope, code == codeInvalidRequest, code == keyhold.CodeInvalidGrant:
+	case code == keyhold.CodeUnsupportedGrantType, code == keyhold.CodeInvalidScope, code == keyhold.CodeInvalidRequest, code == keyhold.CodeInvalidGrant:
 		status = nethttp.StatusBadRequest
 	case status == nethttp.StatusServiceUnavailable:
 		code = "temporarily_unavailable"
 	case status >= 500:
 		code = "server_error"
 	default:
-		code, status = codeInvalidRequest, nethttp.StatusBadRequest
+		code, status = keyhold.CodeInvalidRequest, nethttp.StatusBadRequest
 	}
 	s.logError(r, st, err, status, internal)
 	body := oauthErrorJSON{

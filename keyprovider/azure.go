@@ -4,8 +4,6 @@ import (
 	"context"
 	"fmt"
 	"net/http"
-	"net/url"
-	"strings"
 	"sync"
 	"time"
 
@@ -54,43 +52,6 @@ func NewAzure(cred azcore.TokenCredential, opts *azkeys.ClientOptions) *Azure {
 	return a
 }
 
-// ParseKeyID splits a Key Vault key id into the vault URL, the key name
-// and the version ("" if the id has none): the path ends in
-// /keys/{name}[/{version}], and what comes before /keys is the vault's.
-// Anything else is CodeBadParameter.
-func ParseKeyID(kid string) (vaultURL, name, version string, err error) {
-	bad := keyhold.Errorf(keyhold.CodeBadParameter,
-		"key id %q is not a Key Vault key id: use https://{vault host}[/vaults/{vault}]/keys/{name}[/{version}]", kid)
-	u, perr := url.Parse(kid)
-	if perr != nil || u.Scheme != "https" || u.Host == "" || u.RawQuery != "" || u.Fragment != "" || u.User != nil {
-		return "", "", "", bad
-	}
-	segs := strings.Split(strings.TrimSuffix(u.Path, "/"), "/")
-	n := len(segs)
-	switch {
-	case n >= 4 && segs[n-3] == "keys" && isVersion(segs[n-1]) && segs[n-2] != "":
-		return u.Scheme + "://" + u.Host + strings.Join(segs[:n-3], "/"), segs[n-2], segs[n-1], nil
-	case n >= 3 && segs[n-2] == "keys" && segs[n-1] != "":
-		return u.Scheme + "://" + u.Host + strings.Join(segs[:n-2], "/"), segs[n-1], "", nil
-	}
-	return "", "", "", bad
-}
-
-// isVersion reports whether s looks like a Key Vault key version: 32
-// hexadecimal digits.
-func isVersion(s string) bool {
-	if len(s) != 32 {
-		return false
-	}
-	for i := 0; i < len(s); i++ {
-		c := s[i] | 0x20
-		if !('0' <= c && c <= '9' || 'a' <= c && c <= 'f') {
-			return false
-		}
-	}
-	return true
-}
-
 // client returns the SDK client of a vault URL.
 func (a *Azure) client(vaultURL string) (*azkeys.Client, error) {
 	a.mu.Lock()
@@ -108,12 +69,12 @@ func (a *Azure) client(vaultURL string) (*azkeys.Client, error) {
 }
 
 func (a *Azure) parse(kid string) (*azkeys.Client, string, string, error) {
-	vaultURL, name, version, err := ParseKeyID(kid)
+	k, err := keyhold.ParseKeyID(kid)
 	if err != nil {
 		return nil, "", "", err
 	}
-	c, err := a.client(vaultURL)
-	return c, name, version, err
+	c, err := a.client(k.VaultURL)
+	return c, k.Name, k.Version, err
 }
 
 // Wrap encrypts plaintext with RSA-OAEP-256 under keyID (versioned or not)
@@ -133,7 +94,7 @@ func (a *Azure) Wrap(ctx context.Context, keyID string, plaintext []byte) (strin
 	if resp.KID == nil {
 		return "", nil, keyhold.Errorf(keyhold.CodeKeyVaultUnavailable, "the key vault's answer to wrapKey on %s has no kid", keyID)
 	}
-	if _, _, v, err := ParseKeyID(string(*resp.KID)); err != nil || v == "" {
+	if k, err := keyhold.ParseKeyID(string(*resp.KID)); err != nil || k.Version == "" {
 		return "", nil, keyhold.Errorf(keyhold.CodeKeyVaultUnavailable, "the key vault's answer to wrapKey on %s has no versioned kid but %q", keyID, *resp.KID)
 	}
 	return string(*resp.KID), resp.Result, nil

@@ -337,37 +337,3 @@ func TestAzureUnavailable(t *testing.T) {
 		}
 	}
 }
-
-func TestParseKeyID(t *testing.T) {
-	const ver = "0123456789abcdef0123456789abcdef"
-	tests := []struct {
-		name, kid              string
-		vaultURL, key, version string
-		bad                    bool
-	}{
-		{name: "keyhold versioned", kid: "https://127.0.0.1:8443/vaults/kv1/keys/k1/" + ver, vaultURL: "https://127.0.0.1:8443/vaults/kv1", key: "k1", version: ver},
-		{name: "keyhold unversioned", kid: "https://h/vaults/kv1/keys/k1", vaultURL: "https://h/vaults/kv1", key: "k1"},
-		{name: "azure versioned", kid: "https://kv1.vault.azure.net/keys/k1/" + ver, vaultURL: "https://kv1.vault.azure.net", key: "k1", version: ver},
-		{name: "azure unversioned, trailing slash", kid: "https://kv1.vault.azure.net/keys/k1/", vaultURL: "https://kv1.vault.azure.net", key: "k1"},
-		{name: "key named keys", kid: "https://h/vaults/v/keys/keys/" + ver, vaultURL: "https://h/vaults/v", key: "keys", version: ver},
-		{name: "http", kid: "http://h/keys/k1", bad: true},
-		{name: "no keys segment", kid: "https://h/vaults/v/secrets/s", bad: true},
-		{name: "query", kid: "https://h/keys/k1?x=1", bad: true},
-		{name: "not a URL", kid: "k1", bad: true},
-		{name: "version not hex", kid: "https://h/keys/k1/v2/zz", bad: true},
-	}
-	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			u, k, v, err := keyprovider.ParseKeyID(tt.kid)
-			if tt.bad {
-				if keyhold.ErrorCode(err) != keyhold.CodeBadParameter {
-					t.Fatalf("ParseKeyID(%q) = %q %q %q, %v; want BadParameter", tt.kid, u, k, v, err)
-				}
-				return
-			}
-			if err != nil || u != tt.vaultURL || k != tt.key || v != tt.version {
-				t.Fatalf("ParseKeyID(%q) = %q %q %q, %v; want %q %q %q", tt.kid, u, k, v, err, tt.vaultURL, tt.key, tt.version)
-			}
-		})
-	}
-}

@@ -6,16 +6,6 @@ import (
 	"github.com/keyhold/keyhold"
 )
 
-// caller returns the identity in ctx, or an Unauthorized error: every
-// service method runs on behalf of an authenticated caller.
-func caller(ctx context.Context) (*keyhold.Identity, error) {
-	id := keyhold.IdentityFrom(ctx)
-	if id == nil {
-		return nil, keyhold.Errorf(keyhold.CodeUnauthorized, "the request is not authenticated: send a bearer token")
-	}
-	return id, nil
-}
-
 // requireAdmin checks, inside tx, that the caller holds a directory role
 // that may administer environments in its tenant.
 func requireAdmin(ctx context.Context, tx keyhold.Tx, id *keyhold.Identity) error {

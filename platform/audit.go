@@ -9,7 +9,7 @@ import (
 // ListAudit lists the caller's tenant's audit entries, newest first.
 // Reading the audit log needs an administrator role.
 func (p *Platform) ListAudit(ctx context.Context, f keyhold.AuditFilter) ([]*keyhold.AuditEntry, error) {
-	id, err := caller(ctx)
+	id, err := keyhold.Caller(ctx)
 	if err != nil {
 		return nil, err
 	}

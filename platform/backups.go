@@ -154,7 +154,7 @@ func backupTarget(envID, backupID string) string { return envTarget(envID) + "/b
 
 // CreateBackup takes a backup of an Enabled environment now.
 func (p *Platform) CreateBackup(ctx context.Context, envID, label string) (*keyhold.Backup, error) {
-	id, err := caller(ctx)
+	id, err := keyhold.Caller(ctx)
 	if err != nil {
 		return nil, err
 	}
@@ -187,7 +187,7 @@ func (p *Platform) CreateBackup(ctx context.Context, envID, label string) (*keyh
 
 // ListBackups lists an environment's backups, newest first.
 func (p *Platform) ListBackups(ctx context.Context, envID string) ([]*keyhold.Backup, error) {
-	id, err := caller(ctx)
+	id, err := keyhold.Caller(ctx)
 	if err != nil {
 		return nil, err
 	}
@@ -218,7 +218,7 @@ func backupFor(ctx context.Context, tx keyhold.Tx, envID, backupID string) (*key
 // DeleteBackup deletes one backup of an environment, and the wrapped keys
 // of epochs nothing holds items under any more.
 func (p *Platform) DeleteBackup(ctx context.Context, envID, backupID string) error {
-	id, err := caller(ctx)
+	id, err := keyhold.Caller(ctx)
 	if err != nil {
 		return err
 	}
@@ -482,7 +482,7 @@ func (p *Platform) startDBOp(ctx context.Context, tx keyhold.Tx, id *keyhold.Ide
 // transaction that starts the operation (things may have changed since),
 // and kicks the runner.
 func (p *Platform) startChecked(ctx context.Context, check func(tx keyhold.Tx, id *keyhold.Identity) (*dbPlan, error), start func(tx keyhold.Tx, id *keyhold.Identity, plan *dbPlan) (*keyhold.Operation, error)) (*keyhold.Operation, error) {
-	id, err := caller(ctx)
+	id, err := keyhold.Caller(ctx)
 	if err != nil {
 		return nil, err
 	}

@@ -45,29 +45,12 @@ func policyIdentity(principalID, tenantID string) *keyhold.Identity {
 	return &keyhold.Identity{PrincipalID: principalID, TenantID: tenantID, Type: keyhold.PrincipalManagedIdentity}
 }
 
-// splitKID splits a key id, ".../vaults/{vault}/keys/{name}[/{version}]",
-// whatever its host.
-func splitKID(kid string) (vault, name, version string, ok bool) {
-	i := strings.LastIndex(strings.ToLower(kid), "/vaults/")
-	if i < 0 {
-		return "", "", "", false
-	}
-	parts := strings.Split(strings.TrimSuffix(kid[i+len("/vaults/"):], "/"), "/")
-	if len(parts) < 3 || len(parts) > 4 || !strings.EqualFold(parts[1], "keys") || parts[0] == "" || parts[2] == "" {
-		return "", "", "", false
-	}
-	if len(parts) == 4 {
-		version = parts[3]
-	}
-	return parts[0], parts[2], version, true
-}
-
 // currentKID rebuilds a stored kid with the vault's current base URL: the
 // server may have been restarted at another address since the key was
 // wrapped, and a kid names the key by its path, not its host.
 func (p *Platform) currentKID(kid string) string {
-	if v, n, ver, ok := splitKID(kid); ok && p.kv != nil {
-		return p.kv.KeyID(v, n, ver)
+	if k, err := keyhold.ParseKeyID(kid); err == nil && p.kv != nil {
+		return p.kv.KeyID(k.Vault, k.Name, k.Version)
 	}
 	return kid
 }
@@ -88,9 +71,9 @@ func onPolicy(wk *keyhold.WrappedKey, pol *keyhold.EnterprisePolicy) bool {
 	if wk.Root != keyhold.RootCMK || wk.PrincipalID != pol.PrincipalID {
 		return false
 	}
-	v, n, ver, ok := splitKID(wk.KeyID)
-	return ok && strings.EqualFold(v, vaultNameOf(pol)) && strings.EqualFold(n, pol.KeyName) &&
-		(pol.KeyVersion == "" || strings.EqualFold(ver, pol.KeyVersion))
+	k, err := keyhold.ParseKeyID(wk.KeyID)
+	return err == nil && strings.EqualFold(k.Vault, vaultNameOf(pol)) && strings.EqualFold(k.Name, pol.KeyName) &&
+		(pol.KeyVersion == "" || strings.EqualFold(k.Version, pol.KeyVersion))
 }
 
 // cmkError turns an error of a customer key into one that says what
@@ -126,8 +109,8 @@ func (p *Platform) policyFor(ctx context.Context, tx keyhold.Tx, id *keyhold.Ide
 		return nil, keyhold.Errorf(keyhold.CodeBadRequest, "SystemId is required: give the enterprise policy's properties.systemId")
 	}
 	pol, err := tx.PolicyBySystemID(ctx, systemID)
-	switch c := keyhold.ErrorCode(err); {
-	case c == keyhold.CodeResourceNotFound || c == keyhold.CodeNotFound:
+	switch {
+	case keyhold.IsNotFound(err):
 		return nil, notFound
 	case err != nil:
 		return nil, err
@@ -266,7 +249,7 @@ const (
 // Platform integration (CodeBadRequest, naming how to turn it on): 002
 // keeps one without it under the Microsoft-managed key.
 func (p *Platform) LinkPolicy(ctx context.Context, envID, systemID string) (*keyhold.Operation, error) {
-	id, err := caller(ctx)
+	id, err := keyhold.Caller(ctx)
 	if err != nil {
 		return nil, err
 	}
@@ -358,8 +341,6 @@ type linkPlan struct {
 	rekey bool   // linked already, re-key again
 }
 
-func normLocation(l string) string { return strings.ToLower(strings.ReplaceAll(l, " ", "")) }
-
 // checkLink runs LinkPolicy's checks that need no key vault call.
 func (p *Platform) checkLink(ctx context.Context, tx keyhold.Tx, id *keyhold.Identity, envID, systemID string) (*linkPlan, error) {
 	env, err := adminEnvironment(ctx, tx, id, envID)
@@ -404,7 +385,7 @@ func (p *Platform) checkLink(ctx context.Context, tx keyhold.Tx, id *keyhold.Ide
 		return nil, keyhold.Errorf(keyhold.CodeBadRequest,
 			"enterprise policy %s names no key: set properties.encryption.keyVault.id and properties.encryption.key.name", pol.ID())
 	}
-	if normLocation(env.Location) != normLocation(pol.Location) {
+	if keyhold.NormalizeLocation(env.Location) != keyhold.NormalizeLocation(pol.Location) {
 		return nil, keyhold.Errorf(keyhold.CodeBadRequest,
 			"environment %s is in region %s and enterprise policy %s in %s: link it to a policy of region %s (a policy protects only environments of its own region)",
 			env.ID, env.Location, pol.ID(), pol.Location, env.Location)
@@ -537,7 +518,7 @@ func (p *Platform) probe(ctx context.Context, plan *linkPlan) error {
 // The operation it returns carries a warning (Operation.Warnings): keep the
 // policy's key and its access for 30 days.
 func (p *Platform) UnlinkPolicy(ctx context.Context, envID, systemID string) (*keyhold.Operation, error) {
-	id, err := caller(ctx)
+	id, err := keyhold.Caller(ctx)
 	if err != nil {
 		return nil, err
 	}
@@ -600,7 +581,7 @@ func unlinkWarning(pol *keyhold.EnterprisePolicy, at time.Time) string {
 // must be a platform administrator. Another tenant's operation is
 // CodeNotFound, as a missing one.
 func (p *Platform) GetOperation(ctx context.Context, opID string) (*keyhold.Operation, error) {
-	id, err := caller(ctx)
+	id, err := keyhold.Caller(ctx)
 	if err != nil {
 		return nil, err
 	}
@@ -626,7 +607,7 @@ func (p *Platform) GetOperation(ctx context.Context, opID string) (*keyhold.Oper
 // with the policy and the last operation. The caller must be a platform
 // administrator.
 func (p *Platform) PolicyLinks(ctx context.Context) ([]*keyhold.PolicyLink, error) {
-	id, err := caller(ctx)
+	id, err := keyhold.Caller(ctx)
 	if err != nil {
 		return nil, err
 	}
@@ -665,7 +646,7 @@ func (p *Platform) PolicyLinks(ctx context.Context) ([]*keyhold.PolicyLink, erro
 				pol, ok := policies[key]
 				if !ok {
 					pol, err = tx.PolicyBySystemID(ctx, sys)
-					if c := keyhold.ErrorCode(err); c == keyhold.CodeResourceNotFound || c == keyhold.CodeNotFound {
+					if keyhold.IsNotFound(err) {
 						pol, err = nil, nil
 					} else if err != nil {
 						return err

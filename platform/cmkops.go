@@ -270,8 +270,8 @@ func (p *Platform) touchOldKID(ctx context.Context, tx keyhold.Tx, wk *keyhold.W
 	if wk == nil || wk.Root != keyhold.RootCMK {
 		return nil
 	}
-	v, n, ver, ok := splitKID(wk.KeyID)
-	if !ok || ver == "" {
+	k, err := keyhold.ParseKeyID(wk.KeyID)
+	if err != nil || k.Version == "" {
 		return nil
 	}
 	now := p.clock.Now().UTC()
@@ -279,7 +279,7 @@ func (p *Platform) touchOldKID(ctx context.Context, tx keyhold.Tx, wk *keyhold.W
 	if err != nil {
 		return err
 	}
-	return tx.TouchKeyVersion(ctx, &keyhold.KeyVersionUse{VaultName: v, KeyName: n, Version: ver, LastUsedAt: now, RetainUntil: now.Add(keep)})
+	return tx.TouchKeyVersion(ctx, &keyhold.KeyVersionUse{VaultName: k.Vault, KeyName: k.Name, Version: k.Version, LastUsedAt: now, RetainUntil: now.Add(keep)})
 }
 
 // loadTarget reads, for a step, op's environment, its wrapped keys and
@@ -297,7 +297,7 @@ func (p *Platform) loadTarget(ctx context.Context, op *keyhold.Operation, in cmk
 			return err
 		}
 		pol, err = tx.PolicyBySystemID(ctx, in.SystemID)
-		if c := keyhold.ErrorCode(err); c == keyhold.CodeResourceNotFound || c == keyhold.CodeNotFound {
+		if keyhold.IsNotFound(err) {
 			return ops.Permanent(keyhold.Errorf(keyhold.CodeNotFound,
 				"enterprise policy %s was deleted while operation %s was running on environment %s", in.PolicyID, op.ID, op.Target))
 		} else if err != nil {

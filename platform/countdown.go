@@ -203,7 +203,7 @@ func (p *Platform) accessRestored(ctx context.Context, tx keyhold.Tx, env *keyho
 		return false, err
 	}
 	pol, err := policyByID(ctx, tx, env.PolicyID)
-	if c := keyhold.ErrorCode(err); c == keyhold.CodeResourceNotFound || c == keyhold.CodeNotFound || c == keyhold.CodeBadRequest {
+	if keyhold.IsNotFound(err) || keyhold.ErrorCode(err) == keyhold.CodeBadRequest {
 		return false, nil // no policy: nothing can restore access
 	} else if err != nil {
 		return false, err

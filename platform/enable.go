@@ -55,7 +55,7 @@ const auditEnvPolicyRecreated = "environment.policy.recreated"
 // revoked; KeyVaultUnavailable: retry) and changes nothing; on success the
 // environment is Enabled and the policy Healthy, both audited.
 func (p *Platform) EnableEnvironment(ctx context.Context, envID string) error {
-	id, err := caller(ctx)
+	id, err := keyhold.Caller(ctx)
 	if err != nil {
 		return err
 	}
@@ -89,7 +89,7 @@ func lockedPolicy(ctx context.Context, tx keyhold.Tx, env *keyhold.Environment) 
 		return nil, keyhold.Errorf(keyhold.CodeConflict, "environment %s is Locked but linked to no enterprise policy: unlock it through support", env.ID)
 	}
 	pol, err := policyByID(ctx, tx, env.PolicyID)
-	if c := keyhold.ErrorCode(err); c == keyhold.CodeResourceNotFound || c == keyhold.CodeNotFound {
+	if keyhold.IsNotFound(err) {
 		return nil, keyhold.Errorf(keyhold.CodeNotFound,
 			"enterprise policy %s, which environment %s is linked to, was not found: redeploy it (same subscription, resource group and name) naming the same key vault and key, "+
 				"grant its new managed identity access to the key, then re-enable the environment", env.PolicyID, env.ID)
@@ -187,7 +187,7 @@ func (p *Platform) enableLocked(ctx context.Context, actor *keyhold.Identity, en
 			return retry
 		}
 		cur, err := policyByID(ctx, tx, pol.ID())
-		if c := keyhold.ErrorCode(err); c == keyhold.CodeResourceNotFound || c == keyhold.CodeNotFound {
+		if keyhold.IsNotFound(err) {
 			return retry
 		} else if err != nil {
 			return err
@@ -247,7 +247,7 @@ func checkRecreated(env *keyhold.Environment, pol *keyhold.EnterprisePolicy, wks
 		return keyhold.Errorf(keyhold.CodeConflict,
 			"environment %s stays locked: enterprise policy %s was recreated as a %s policy of tenant %s, and the environment belongs to tenant %s: %s as a %s policy of the environment's tenant",
 			env.ID, pol.ID(), pol.Kind, pol.TenantID, env.TenantID, redeploy, keyhold.PolicyKindEncryption)
-	case normLocation(env.Location) != normLocation(pol.Location):
+	case keyhold.NormalizeLocation(env.Location) != keyhold.NormalizeLocation(pol.Location):
 		return keyhold.Errorf(keyhold.CodeConflict,
 			"environment %s stays locked: enterprise policy %s was recreated in region %s, and the environment is in %s: %s in region %s",
 			env.ID, pol.ID(), pol.Location, env.Location, redeploy, env.Location)
@@ -261,7 +261,8 @@ func checkRecreated(env *keyhold.Environment, pol *keyhold.EnterprisePolicy, wks
 		if onPolicy(wk, &q) {
 			continue
 		}
-		v, n, ver, _ := splitKID(wk.KeyID)
+		k, _ := keyhold.ParseKeyID(wk.KeyID)
+		v, n, ver := k.Vault, k.Name, k.Version
 		named := fmt.Sprintf("key '%s' of key vault %s", pol.KeyName, vaultNameOf(pol))
 		if pol.KeyVersion != "" {
 			named = fmt.Sprintf("version %s of %s", pol.KeyVersion, named)
@@ -325,7 +326,7 @@ func (p *Platform) EnableEnvironmentOp(ctx context.Context, envID string) (*keyh
 	if err := p.EnableEnvironment(ctx, envID); err != nil {
 		return nil, err
 	}
-	id, err := caller(ctx)
+	id, err := keyhold.Caller(ctx)
 	if err != nil {
 		return nil, err
 	}

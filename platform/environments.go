@@ -14,11 +14,11 @@ const firstEpoch = 1
 // audit appends an entry in tx on behalf of the caller; an entry whose
 // action is an event (eventKinds) also appends its event (events.go).
 func (p *Platform) audit(ctx context.Context, tx keyhold.Tx, id *keyhold.Identity, action, target, envID, detail string) error {
-	e := &keyhold.AuditEntry{
-		At: p.clock.Now().UTC(), TenantID: id.TenantID, ActorID: id.PrincipalID,
-		Action: action, Target: target, EnvID: envID, Result: "Succeeded", Detail: detail,
-	}
-	if err := tx.AppendAudit(ctx, e); err != nil {
+	e, err := keyhold.Audit(ctx, tx, keyhold.AuditEntry{
+		At: p.clock.Now(), TenantID: id.TenantID, ActorID: id.PrincipalID,
+		Action: action, Target: target, EnvID: envID, Detail: detail,
+	})
+	if err != nil {
 		return err
 	}
 	if kind, ok := eventKinds[action]; ok {
@@ -34,7 +34,7 @@ func envTarget(envID string) string {
 // CreateEnvironment validates e and creates it, Enabled, with a fresh EK
 // wrapped by the MMK, in one transaction.
 func (p *Platform) CreateEnvironment(ctx context.Context, e *keyhold.Environment) error {
-	id, err := caller(ctx)
+	id, err := keyhold.Caller(ctx)
 	if err != nil {
 		return err
 	}
@@ -92,7 +92,7 @@ func finOpsDetail(e *keyhold.Environment) string {
 
 // FindEnvironment returns one of the caller's tenant's environments.
 func (p *Platform) FindEnvironment(ctx context.Context, envID string) (*keyhold.Environment, error) {
-	id, err := caller(ctx)
+	id, err := keyhold.Caller(ctx)
 	if err != nil {
 		return nil, err
 	}
@@ -117,7 +117,7 @@ func showRestore(ctx context.Context, tx keyhold.Tx, env *keyhold.Environment) e
 
 // ListEnvironments lists the caller's tenant's environments.
 func (p *Platform) ListEnvironments(ctx context.Context) ([]*keyhold.Environment, error) {
-	id, err := caller(ctx)
+	id, err := keyhold.Caller(ctx)
 	if err != nil {
 		return nil, err
 	}
@@ -147,7 +147,7 @@ func (p *Platform) ListEnvironments(ctx context.Context) ([]*keyhold.Environment
 // (managedRequired); a display name is checked by Environment.Validate.
 // A refusal changes nothing.
 func (p *Platform) UpdateEnvironment(ctx context.Context, envID string, upd keyhold.EnvironmentUpdate) (*keyhold.Environment, error) {
-	id, err := caller(ctx)
+	id, err := keyhold.Caller(ctx)
 	if err != nil {
 		return nil, err
 	}
@@ -227,7 +227,7 @@ func managedRequired(env *keyhold.Environment, managed bool) error {
 // requireCustodyReader); the lock countdown's deletion of a Locked
 // environment is the platform's own and asks nobody.
 func (p *Platform) DeleteEnvironment(ctx context.Context, envID string) error {
-	id, err := caller(ctx)
+	id, err := keyhold.Caller(ctx)
 	if err != nil {
 		return err
 	}

@@ -265,7 +265,7 @@ func describeChanges(cs []keyhold.VaultChange) string {
 // and limit paging as in keyhold.EventFilter. The caller must be a
 // platform administrator.
 func (p *Platform) ListEvents(ctx context.Context, beforeID int64, limit int) ([]*keyhold.Event, error) {
-	id, err := caller(ctx)
+	id, err := keyhold.Caller(ctx)
 	if err != nil {
 		return nil, err
 	}
@@ -283,7 +283,7 @@ func (p *Platform) ListEvents(ctx context.Context, beforeID int64, limit int) ([
 // TenantSettings returns the caller's tenant's settings. The caller must be
 // a platform administrator.
 func (p *Platform) TenantSettings(ctx context.Context) (*keyhold.TenantSettings, error) {
-	id, err := caller(ctx)
+	id, err := keyhold.Caller(ctx)
 	if err != nil {
 		return nil, err
 	}
@@ -306,7 +306,7 @@ func (p *Platform) TenantSettings(ctx context.Context) (*keyhold.TenantSettings,
 // operator allowed it) (CodeBadRequest, nothing changed). The change is
 // audited.
 func (p *Platform) UpdateTenantSettings(ctx context.Context, patch keyhold.TenantSettingsPatch) (*keyhold.TenantSettings, error) {
-	id, err := caller(ctx)
+	id, err := keyhold.Caller(ctx)
 	if err != nil {
 		return nil, err
 	}

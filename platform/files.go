@@ -29,7 +29,7 @@ func fileTarget(envID, name string) string { return "/environments/" + envID + "
 // replaced generation. A failed or interrupted upload leaves the previous
 // content in place.
 func (p *Platform) PutFile(ctx context.Context, envID, name string, r io.Reader) (*keyhold.FileInfo, error) {
-	id, err := caller(ctx)
+	id, err := keyhold.Caller(ctx)
 	if err != nil {
 		return nil, err
 	}
@@ -208,7 +208,7 @@ func (w *chunkWriter) flush() error {
 
 // OpenFile returns a reader that fetches, and decrypts, one chunk at a time.
 func (p *Platform) OpenFile(ctx context.Context, envID, name string) (*keyhold.FileInfo, io.ReadCloser, error) {
-	id, err := caller(ctx)
+	id, err := keyhold.Caller(ctx)
 	if err != nil {
 		return nil, nil, err
 	}

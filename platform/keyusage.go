@@ -44,7 +44,7 @@ func versionRetention(ctx context.Context, tx keyhold.Tx, wk *keyhold.WrappedKey
 			return 0, err
 		}
 		pol, err := tx.PolicyBySystemID(ctx, in.SystemID)
-		if c := keyhold.ErrorCode(err); c == keyhold.CodeNotFound || c == keyhold.CodeResourceNotFound {
+		if keyhold.IsNotFound(err) {
 			return keyhold.KeyRetentionAfterRemoval, nil // the safe side
 		} else if err != nil {
 			return 0, err
@@ -78,7 +78,7 @@ func parsePolicyID(id string) (sub, rg, name string, ok bool) {
 // policy is CodeNotFound, a malformed id CodeBadRequest, and a policy
 // whose key is gone CodeKeyNotFound.
 func (p *Platform) KeyVersionUsage(ctx context.Context, policyID string) ([]*keyhold.KeyVersionUsage, error) {
-	id, err := caller(ctx)
+	id, err := keyhold.Caller(ctx)
 	if err != nil {
 		return nil, err
 	}
@@ -96,7 +96,7 @@ func (p *Platform) KeyVersionUsage(ctx context.Context, policyID string) ([]*key
 			return err
 		}
 		pol, err := tx.Policy(ctx, sub, rg, name)
-		if c := keyhold.ErrorCode(err); c == keyhold.CodeResourceNotFound || c == keyhold.CodeNotFound || (err == nil && !strings.EqualFold(pol.TenantID, id.TenantID)) {
+		if keyhold.IsNotFound(err) || (err == nil && !strings.EqualFold(pol.TenantID, id.TenantID)) {
 			return keyhold.Errorf(keyhold.CodeNotFound, "enterprise policy %s was not found in tenant %s", policyID, id.TenantID)
 		} else if err != nil {
 			return err
@@ -174,8 +174,8 @@ func liveKeysByVersion(ctx context.Context, tx keyhold.Tx, pol *keyhold.Enterpri
 				return nil, err
 			}
 			for _, wk := range page {
-				if v, n, ver, ok := splitKID(wk.KeyID); ok && strings.EqualFold(v, vaultName) && strings.EqualFold(n, pol.KeyName) {
-					live[strings.ToLower(ver)]++
+				if k, err := keyhold.ParseKeyID(wk.KeyID); err == nil && strings.EqualFold(k.Vault, vaultName) && strings.EqualFold(k.Name, pol.KeyName) {
+					live[strings.ToLower(k.Version)]++
 				}
 			}
 			if len(page) < f.Limit {

@@ -153,7 +153,7 @@ func TestLockOnRevocation(t *testing.T) {
 func TestLockOldKeyVersion(t *testing.T) {
 	cmkBackends(t, true, func(t *testing.T, f *cmkFixture) {
 		w := f.lockWorld(t, "version")
-		_, _, v1, _ := splitKID(w.kid)
+		v1 := kidVersion(w.kid)
 		no, yes := false, true
 		if _, err := f.kv.UpdateKey(f.ctx, w.v.Name, w.key, v1, vault.KeyAttributes{Enabled: &no}, nil, nil); err != nil {
 			t.Fatal(err)
@@ -342,13 +342,13 @@ func revocations() []revocation {
 			}, nil},
 		{"key-version-disabled", keyhold.InnerKeyDisabled,
 			func(t *testing.T, f *cmkFixture, w *lockWorld) {
-				_, _, v1, _ := splitKID(w.kid)
+				v1 := kidVersion(w.kid)
 				if _, err := f.kv.UpdateKey(f.ctx, w.v.Name, w.key, v1, vault.KeyAttributes{Enabled: &no}, nil, nil); err != nil {
 					t.Fatal(err)
 				}
 			},
 			func(t *testing.T, f *cmkFixture, w *lockWorld) {
-				_, _, v1, _ := splitKID(w.kid)
+				v1 := kidVersion(w.kid)
 				if _, err := f.kv.UpdateKey(f.ctx, w.v.Name, w.key, v1, vault.KeyAttributes{Enabled: &yes}, nil, nil); err != nil {
 					t.Fatal(err)
 				}
@@ -435,4 +435,10 @@ func TestMonitorLocksEachTrigger(t *testing.T) {
 			})
 		}
 	})
+}
+
+// kidVersion returns the version a key id names, "" if none or not a key id.
+func kidVersion(kid string) string {
+	k, _ := keyhold.ParseKeyID(kid)
+	return k.Version
 }

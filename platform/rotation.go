@@ -225,7 +225,7 @@ func (p *Platform) stepRotate(ctx context.Context, op *keyhold.Operation) (ops.S
 	err = p.store.View(ctx, func(tx keyhold.Tx) (err error) {
 		clear(locked)
 		pol, err = tx.PolicyBySystemID(ctx, in.SystemID)
-		if c := keyhold.ErrorCode(err); c == keyhold.CodeResourceNotFound || c == keyhold.CodeNotFound {
+		if keyhold.IsNotFound(err) {
 			pol = nil
 			return nil // deleted: nothing to rotate
 		} else if err != nil {

@@ -31,7 +31,7 @@ func validateRow(table, rowID string) error {
 // PutRow encrypts data under the environment's current epoch and stores it
 // as the row's next version.
 func (p *Platform) PutRow(ctx context.Context, envID, table, rowID string, data json.RawMessage) (*keyhold.Row, error) {
-	id, err := caller(ctx)
+	id, err := keyhold.Caller(ctx)
 	if err != nil {
 		return nil, err
 	}
@@ -103,7 +103,7 @@ func (p *Platform) PutRow(ctx context.Context, envID, table, rowID string, data 
 
 // GetRow reads and decrypts a row.
 func (p *Platform) GetRow(ctx context.Context, envID, table, rowID string) (*keyhold.Row, error) {
-	id, err := caller(ctx)
+	id, err := keyhold.Caller(ctx)
 	if err != nil {
 		return nil, err
 	}
@@ -138,7 +138,7 @@ func (p *Platform) GetRow(ctx context.Context, envID, table, rowID string) (*key
 
 // DeleteRow deletes a row.
 func (p *Platform) DeleteRow(ctx context.Context, envID, table, rowID string) error {
-	id, err := caller(ctx)
+	id, err := keyhold.Caller(ctx)
 	if err != nil {
 		return err
 	}

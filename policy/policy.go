@@ -177,15 +177,6 @@ type Patch struct {
 	Tags            *map[string]string
 }
 
-// caller returns the identity in ctx, or an Unauthorized error.
-func caller(ctx context.Context) (*keyhold.Identity, error) {
-	id := keyhold.IdentityFrom(ctx)
-	if id == nil || id.PrincipalID == "" {
-		return nil, keyhold.Errorf(keyhold.CodeUnauthorized, "the request is not authenticated: send a bearer token")
-	}
-	return id, nil
-}
-
 // policyID returns the resource id of the policy name in sub and rg.
 func policyID(sub, rg, name string) string {
 	p := keyhold.EnterprisePolicy{SubscriptionID: sub, ResourceGroup: rg, Name: name}
@@ -199,17 +190,9 @@ var nameRE = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9_.\-]{0,89}$`)
 func checkName(name string) error {
 	if !nameRE.MatchString(name) || strings.HasSuffix(name, ".") {
 		return keyhold.Errorf(keyhold.CodeInvalidName,
-			"The enterprise policy name '%s' is not valid: use 1 to 90 letters, digits, hyphens, underscores or periods, starting with a letter or digit and not ending in a period.", clip(name))
+			"The enterprise policy name '%s' is not valid: use 1 to 90 letters, digits, hyphens, underscores or periods, starting with a letter or digit and not ending in a period.", keyhold.Clip(name))
 	}
 	return nil
-}
-
-// clip shortens client input quoted in a message.
-func clip(s string) string {
-	if len(s) > 200 {
-		return strings.ToValidUTF8(s[:200], "") + "…"
-	}
-	return s
 }
 
 // Tag limits, as ARM has them.
@@ -225,7 +208,7 @@ func checkTags(tags map[string]string) error {
 	}
 	for k, v := range tags {
 		if k == "" || utf8.RuneCountInString(k) > maxTagKeyLen || utf8.RuneCountInString(v) > maxTagValueLen {
-			return keyhold.Errorf(keyhold.CodeBadRequest, "tag '%s' is not valid: a tag name has 1 to %d characters and its value at most %d", clip(k), maxTagKeyLen, maxTagValueLen)
+			return keyhold.Errorf(keyhold.CodeBadRequest, "tag '%s' is not valid: a tag name has 1 to %d characters and its value at most %d", keyhold.Clip(k), maxTagKeyLen, maxTagValueLen)
 		}
 		if err := keyhold.CheckText(keyhold.CodeBadRequest, "tag name", k); err != nil {
 			return err
@@ -246,20 +229,20 @@ func checkKind(kind string) (string, error) {
 		return keyhold.PolicyKindEncryption, nil
 	}
 	return "", keyhold.Errorf(keyhold.CodeNotSupported,
-		"kind '%s' is not supported: Keyhold implements enterprise policies of kind %s only (not %s, %s or %s)", clip(kind),
+		"kind '%s' is not supported: Keyhold implements enterprise policies of kind %s only (not %s, %s or %s)", keyhold.Clip(kind),
 		keyhold.PolicyKindEncryption, keyhold.PolicyKindLockbox, keyhold.PolicyKindPrivateEndpoint, keyhold.PolicyKindNetworkInjection)
 }
 
 // checkLocation returns the location normalized, or refuses it.
 func checkLocation(loc string) (string, error) {
-	l := arm.NormalizeLocation(loc)
+	l := keyhold.NormalizeLocation(loc)
 	if l == "" {
 		return "", keyhold.Errorf(keyhold.CodeBadRequest, "location is missing: use one of %s", strings.Join(keyhold.Locations, ", "))
 	}
 	if !keyhold.ValidLocation(l) {
 		return "", keyhold.Errorf(keyhold.CodeInvalidLocation,
 			"The provided location '%s' is not available for resource type '%s'. List of available regions for the resource type is '%s'.",
-			clip(loc), ResourceType, strings.Join(keyhold.Locations, ","))
+			keyhold.Clip(loc), ResourceType, strings.Join(keyhold.Locations, ","))
 	}
 	return l, nil
 }
@@ -273,14 +256,14 @@ func checkIdentity(t string) error {
 	}
 	return keyhold.Errorf(keyhold.CodeBadRequest,
 		"identity.type '%s' is not supported: an enterprise policy needs \"identity\": {\"type\": \"%s\"}, the managed identity that is granted access to the key",
-		clip(t), IdentitySystemAssigned)
+		keyhold.Clip(t), IdentitySystemAssigned)
 }
 
 func checkState(state string) (string, error) {
 	if state == "" || strings.EqualFold(state, keyhold.PolicyEncryptionEnabled) {
 		return keyhold.PolicyEncryptionEnabled, nil
 	}
-	return "", keyhold.Errorf(keyhold.CodeNotSupported, "properties.encryption.state '%s' is not supported: use \"%s\"", clip(state), keyhold.PolicyEncryptionEnabled)
+	return "", keyhold.Errorf(keyhold.CodeNotSupported, "properties.encryption.state '%s' is not supported: use \"%s\"", keyhold.Clip(state), keyhold.PolicyEncryptionEnabled)
 }
 
 // hexVersionRE is a Key Vault key version: 32 hexadecimal digits.
@@ -297,9 +280,9 @@ func checkKeyFields(vaultID, keyName, version string) error {
 	case keyName == "":
 		return keyhold.Errorf(keyhold.CodeBadRequest, "properties.encryption.keyVault.key.name is missing: give the name of the key in the vault")
 	case !keyNameRE.MatchString(keyName):
-		return keyhold.Errorf(keyhold.CodeBadRequest, "properties.encryption.keyVault.key.name '%s' is not a key name: use 1 to 127 letters, digits or hyphens", clip(keyName))
+		return keyhold.Errorf(keyhold.CodeBadRequest, "properties.encryption.keyVault.key.name '%s' is not a key name: use 1 to 127 letters, digits or hyphens", keyhold.Clip(keyName))
 	case version != "" && !hexVersionRE.MatchString(version):
-		return keyhold.Errorf(keyhold.CodeBadRequest, "properties.encryption.keyVault.key.version '%s' is not a key version: give its 32 hex digits, or leave it out to follow the key's current version", clip(version))
+		return keyhold.Errorf(keyhold.CodeBadRequest, "properties.encryption.keyVault.key.version '%s' is not a key version: give its 32 hex digits, or leave it out to follow the key's current version", keyhold.Clip(version))
 	}
 	return nil
 }
@@ -312,7 +295,7 @@ func subscriptionFor(ctx context.Context, tx keyhold.Tx, id *keyhold.Identity, s
 		sub, err = nil, nil
 	}
 	if sub == nil && (err == nil || keyhold.ErrorCode(err) == keyhold.CodeNotFound) {
-		return nil, keyhold.Errorf(keyhold.CodeNotFound, "The subscription '%s' could not be found.", clip(subID))
+		return nil, keyhold.Errorf(keyhold.CodeNotFound, "The subscription '%s' could not be found.", keyhold.Clip(subID))
 	}
 	return sub, err
 }
@@ -321,7 +304,7 @@ func subscriptionFor(ctx context.Context, tx keyhold.Tx, id *keyhold.Identity, s
 func groupIn(ctx context.Context, tx keyhold.Tx, sub, rg string) (*keyhold.ResourceGroup, error) {
 	g, err := tx.ResourceGroup(ctx, sub, rg)
 	if keyhold.ErrorCode(err) == keyhold.CodeNotFound {
-		return nil, keyhold.Errorf(keyhold.CodeResourceGroupNotFound, "Resource group '%s' could not be found.", clip(rg))
+		return nil, keyhold.Errorf(keyhold.CodeResourceGroupNotFound, "Resource group '%s' could not be found.", keyhold.Clip(rg))
 	}
 	return g, err
 }
@@ -333,7 +316,7 @@ func checkKey(ctx context.Context, tx keyhold.Tx, id *keyhold.Identity, vaultID,
 	noVault := func() error {
 		return keyhold.Errorf(keyhold.CodeBadRequest,
 			"properties.encryption.keyVault.id '%s' is not the Resource ID of a key vault you have: copy the Resource ID from the vault's properties "+
-				"(/subscriptions/{sub}/resourceGroups/{rg}/providers/Microsoft.KeyVault/vaults/{name}), and create or recover the vault first", clip(vaultID))
+				"(/subscriptions/{sub}/resourceGroups/{rg}/providers/Microsoft.KeyVault/vaults/{name}), and create or recover the vault first", keyhold.Clip(vaultID))
 	}
 	sc, err := arm.ParseScope(vaultID)
 	if err != nil || sc.ResourceGroup == "" || sc.Namespace != keyhold.NamespaceKeyVault {
@@ -366,14 +349,14 @@ func checkKey(ctx context.Context, tx keyhold.Tx, id *keyhold.Identity, vaultID,
 	switch {
 	case keyhold.ErrorCode(err) == keyhold.CodeNotFound || (err == nil && k.Deleted()):
 		return "", "", keyhold.Errorf(keyhold.CodeBadRequest,
-			"key '%s' does not exist in key vault '%s': create an RSA key of that name (or recover the deleted one), or name another key", clip(keyName), v.Name)
+			"key '%s' does not exist in key vault '%s': create an RSA key of that name (or recover the deleted one), or name another key", keyhold.Clip(keyName), v.Name)
 	case err != nil:
 		return "", "", err
 	}
 	if version != "" {
 		if _, err := tx.KeyVersion(ctx, v.Name, k.Name, version); keyhold.ErrorCode(err) == keyhold.CodeNotFound {
 			return "", "", keyhold.Errorf(keyhold.CodeBadRequest,
-				"key '%s' in key vault '%s' has no version '%s': list its versions, or leave the version out to follow the current one", k.Name, v.Name, clip(version))
+				"key '%s' in key vault '%s' has no version '%s': list its versions, or leave the version out to follow the current one", k.Name, v.Name, keyhold.Clip(version))
 		} else if err != nil {
 			return "", "", err
 		}
@@ -403,11 +386,9 @@ func linkedError(ctx context.Context, tx keyhold.Tx, p *keyhold.EnterprisePolicy
 
 // audit appends an entry of the caller's change in tx.
 func (s *Service) audit(ctx context.Context, tx keyhold.Tx, id *keyhold.Identity, action, target, result, detail string) error {
-	if len(detail) > 1000 {
-		detail = strings.ToValidUTF8(detail[:1000], "")
-	}
-	return tx.AppendAudit(ctx, &keyhold.AuditEntry{At: s.clock.Now().UTC(), TenantID: id.TenantID, ActorID: id.PrincipalID,
+	_, err := keyhold.Audit(ctx, tx, keyhold.AuditEntry{At: s.clock.Now(), TenantID: id.TenantID, ActorID: id.PrincipalID,
 		Action: action, Target: target, Result: result, Detail: detail})
+	return err
 }
 
 // Put creates the policy name in sub and rg (created=true), with its
@@ -415,7 +396,7 @@ func (s *Service) audit(ctx context.Context, tx keyhold.Tx, id *keyhold.Identity
 // returns it as stored. It needs ActionWrite at the policy. See the
 // package documentation for what is refused.
 func (s *Service) Put(ctx context.Context, sub, rg, name string, spec Spec) (p *keyhold.EnterprisePolicy, created bool, err error) {
-	id, err := caller(ctx)
+	id, err := keyhold.Caller(ctx)
 	if err != nil {
 		return nil, false, err
 	}
@@ -524,10 +505,10 @@ func (s *Service) update(ctx context.Context, tx keyhold.Tx, id *keyhold.Identit
 	immutable := func(field, was, now string) error {
 		return keyhold.Errorf(keyhold.CodeBadRequest,
 			"%s of enterprise policy '%s' is '%s' and can't be changed to '%s': only the key (properties.encryption.keyVault) and tags can; "+
-				"to move the policy, delete it and create a new one", field, old.Name, was, clip(now))
+				"to move the policy, delete it and create a new one", field, old.Name, was, keyhold.Clip(now))
 	}
 	if c.Location != nil {
-		if l := arm.NormalizeLocation(*c.Location); l != old.Location {
+		if l := keyhold.NormalizeLocation(*c.Location); l != old.Location {
 			if put && l == "" {
 				return nil, keyhold.Errorf(keyhold.CodeBadRequest, "location is missing: send the policy's location, '%s'", old.Location)
 			}
@@ -618,7 +599,7 @@ func (s *Service) update(ctx context.Context, tx keyhold.Tx, id *keyhold.Identit
 // Patch changes the properties c names of an existing policy (see Patch
 // for the rules) and returns it. It needs ActionWrite at the policy.
 func (s *Service) Patch(ctx context.Context, sub, rg, name string, c Patch) (*keyhold.EnterprisePolicy, error) {
-	id, err := caller(ctx)
+	id, err := keyhold.Caller(ctx)
 	if err != nil {
 		return nil, err
 	}
@@ -644,7 +625,7 @@ func (s *Service) Patch(ctx context.Context, sub, rg, name string, c Patch) (*ke
 // Get returns a policy. It needs ActionRead at the policy (Reader). A
 // missing one is CodeResourceNotFound.
 func (s *Service) Get(ctx context.Context, sub, rg, name string) (*keyhold.EnterprisePolicy, error) {
-	id, err := caller(ctx)
+	id, err := keyhold.Caller(ctx)
 	if err != nil {
 		return nil, err
 	}
@@ -676,7 +657,7 @@ func (s *Service) ListBySubscription(ctx context.Context, sub string) ([]*keyhol
 }
 
 func (s *Service) list(ctx context.Context, sub, rg string) ([]*keyhold.EnterprisePolicy, error) {
-	id, err := caller(ctx)
+	id, err := keyhold.Caller(ctx)
 	if err != nil {
 		return nil, err
 	}
@@ -720,7 +701,7 @@ func (s *Service) list(ctx context.Context, sub, rg string) ([]*keyhold.Enterpri
 // after function runs once the deletion has committed; without
 // Config.LockLinked the delete is refused with CodeConflict naming them.
 func (s *Service) Delete(ctx context.Context, sub, rg, name string) error {
-	id, err := caller(ctx)
+	id, err := keyhold.Caller(ctx)
 	if err != nil {
 		return err
 	}
@@ -765,7 +746,7 @@ func (s *Service) Delete(ctx context.Context, sub, rg, name string) error {
 // may delete it holds; it names no environment, as those belong to the
 // Power Platform side. A missing policy is CodeResourceNotFound.
 func (s *Service) LinkedEnvironments(ctx context.Context, sub, rg, name string) (int, error) {
-	id, err := caller(ctx)
+	id, err := keyhold.Caller(ctx)
 	if err != nil {
 		return 0, err
 	}
@@ -830,7 +811,7 @@ func (s *Service) remove(ctx context.Context, tx keyhold.Tx, id *keyhold.Identit
 // the policy and its managed identity go, and the hooks' after functions
 // run once it has committed.
 func (s *Service) DeleteResourcesIn(ctx context.Context, sub, rg string) error {
-	id, err := caller(ctx)
+	id, err := keyhold.Caller(ctx)
 	if err != nil {
 		return err
 	}
@@ -912,7 +893,7 @@ func (s *Service) lockLinked(ctx context.Context, tx keyhold.Tx, id *keyhold.Ide
 // or its ARM resource id, in any case. It needs ActionRead at the policy;
 // a policy of another tenant is CodeResourceNotFound.
 func (s *Service) BySystemID(ctx context.Context, ref string) (*keyhold.EnterprisePolicy, error) {
-	id, err := caller(ctx)
+	id, err := keyhold.Caller(ctx)
 	if err != nil {
 		return nil, err
 	}
@@ -935,7 +916,7 @@ func (s *Service) BySystemID(ctx context.Context, ref string) (*keyhold.Enterpri
 
 func notFoundRef(ref string) error {
 	return keyhold.Errorf(keyhold.CodeResourceNotFound,
-		"no enterprise policy has the id or systemId '%s': copy the policy's systemId (/regions/{location}/providers/%s/{guid}) or resource id", clip(ref), ResourceType)
+		"no enterprise policy has the id or systemId '%s': copy the policy's systemId (/regions/{location}/providers/%s/{guid}) or resource id", keyhold.Clip(ref), ResourceType)
 }
 
 // Find returns, in tx, the policy that ref names (its systemId or its ARM

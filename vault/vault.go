@@ -183,47 +183,23 @@ func (s *Service) VaultURI(name string) string { return s.base + "/vaults/" + na
 
 // KeyID returns a key's id: VaultURI(vault)/keys/{name}[/{version}].
 func (s *Service) KeyID(vault, name, version string) string {
-	id := s.VaultURI(vault) + "/keys/" + name
-	if version != "" {
-		id += "/" + version
-	}
-	return id
+	return keyhold.NewKeyID(s.base, vault, name, version).String()
 }
 
 // ParseKeyID splits a key id (versioned or not) of this server into vault,
 // key name and version ("" if unversioned). Anything else is CodeBadParameter.
 func (s *Service) ParseKeyID(kid string) (vault, name, version string, err error) {
-	prefix := s.base + "/vaults/"
 	bad := keyhold.Errorf(keyhold.CodeBadParameter,
-		"key id %q is not a key of this server: use %s{vault}/keys/{name}[/{version}]", kid, prefix)
-	if len(kid) <= len(prefix) || !strings.EqualFold(kid[:len(prefix)], prefix) {
+		"key id %q is not a key of this server: use %s/vaults/{vault}/keys/{name}[/{version}]", kid, s.base)
+	k, err := keyhold.ParseKeyID(kid)
+	if err != nil || !strings.EqualFold(k.VaultURL, s.VaultURI(k.Vault)) || validVaultName(k.Vault) != nil || validKeyName(k.Name) != nil {
 		return "", "", "", bad
 	}
-	parts := strings.Split(strings.TrimSuffix(kid[len(prefix):], "/"), "/")
-	if len(parts) < 3 || len(parts) > 4 || parts[1] != "keys" {
-		return "", "", "", bad
-	}
-	vault, name = parts[0], parts[2]
-	if len(parts) == 4 {
-		version = parts[3]
-	}
-	if validVaultName(vault) != nil || validKeyName(name) != nil || (len(parts) == 4 && !validVersion(version)) {
-		return "", "", "", bad
-	}
-	return vault, name, version, nil
+	return k.Vault, k.Name, k.Version, nil
 }
 
 // now is the clock's time in UTC, as the store gives times back.
 func (s *Service) now() time.Time { return s.clock.Now().UTC() }
-
-// caller returns the identity in ctx, or an Unauthorized error.
-func caller(ctx context.Context) (*keyhold.Identity, error) {
-	id := keyhold.IdentityFrom(ctx)
-	if id == nil || id.PrincipalID == "" {
-		return nil, keyhold.Errorf(keyhold.CodeUnauthorized, "the request is not authenticated: send a bearer token")
-	}
-	return id, nil
-}
 
 // newVersion returns a key version id: 32 lower-case hex digits, as Azure
 // Key Vault's.
@@ -231,19 +207,6 @@ func newVersion() string {
 	var b [16]byte
 	rand.Read(b[:])
 	return hex.EncodeToString(b[:])
-}
-
-func validVersion(v string) bool {
-	if len(v) != 32 {
-		return false
-	}
-	for i := 0; i < len(v); i++ {
-		c := v[i] | 0x20 // versions compare case-insensitively
-		if !('0' <= c && c <= '9' || 'a' <= c && c <= 'f') {
-			return false
-		}
-	}
-	return true
 }
 
 // systemActor is the audit actor of background work.
@@ -266,7 +229,7 @@ type call struct {
 // in a transaction of its own. A success whose audit entry fails to be
 // written becomes a failure.
 func (s *Service) do(ctx context.Context, action, target string, fn func(c *call) error) error {
-	id, err := caller(ctx)
+	id, err := keyhold.Caller(ctx)
 	if err != nil {
 		return err
 	}

@@ -30,11 +30,8 @@ func vaultID(sub, rg, name string) string {
 // deletedVaultID returns the id of a soft-deleted vault, a resource of the
 // subscription's location rather than of a resource group.
 func deletedVaultID(sub, location, name string) string {
-	return "/subscriptions/" + sub + "/providers/Microsoft.KeyVault/locations/" + normLocation(location) + "/deletedVaults/" + name
+	return "/subscriptions/" + sub + "/providers/Microsoft.KeyVault/locations/" + keyhold.NormalizeLocation(location) + "/deletedVaults/" + name
 }
-
-// normLocation folds a location as ARM does: "West Europe" is westeurope.
-func normLocation(l string) string { return strings.ToLower(strings.ReplaceAll(l, " ", "")) }
 
 func resourceNotFound(rg, name string) *keyhold.Error {
 	return keyhold.Errorf(keyhold.CodeResourceNotFound,
@@ -192,7 +189,7 @@ func subscriptionTenant(ctx context.Context, tx keyhold.Tx, v *keyhold.Vault) er
 // the stored vault, applies the rules of an update.
 func (s *Service) normalizeVault(v, old *keyhold.Vault) error {
 	bad := func(format string, args ...any) error { return keyhold.Errorf(keyhold.CodeBadRequest, format, args...) }
-	v.Location = normLocation(v.Location)
+	v.Location = keyhold.NormalizeLocation(v.Location)
 	if v.Location == "" {
 		return bad("The location is required: give the vault a location such as westeurope.")
 	}
@@ -332,7 +329,7 @@ func union(a, b []string) []string {
 // a vault that doesn't exist in the group, or is deleted, is
 // CodeResourceNotFound.
 func (s *Service) GetVault(ctx context.Context, sub, rg, name string) (*keyhold.Vault, error) {
-	id, err := caller(ctx)
+	id, err := keyhold.Caller(ctx)
 	if err != nil {
 		return nil, err
 	}
@@ -354,7 +351,7 @@ func (s *Service) GetVault(ctx context.Context, sub, rg, name string) (*keyhold.
 // that the caller may read (Microsoft.KeyVault/vaults/read), by name. A
 // missing group is CodeResourceGroupNotFound.
 func (s *Service) ListVaults(ctx context.Context, sub, rg string) ([]*keyhold.Vault, error) {
-	id, err := caller(ctx)
+	id, err := keyhold.Caller(ctx)
 	if err != nil {
 		return nil, err
 	}
@@ -420,7 +417,7 @@ func (s *Service) DeleteVault(ctx context.Context, sub, rg, name string) error {
 // the caller may see (Microsoft.KeyVault/deletedVaults/read at the
 // subscription).
 func (s *Service) ListDeletedVaults(ctx context.Context, sub string) ([]*keyhold.Vault, error) {
-	id, err := caller(ctx)
+	id, err := keyhold.Caller(ctx)
 	if err != nil {
 		return nil, err
 	}
@@ -448,7 +445,7 @@ func (s *Service) ListDeletedVaults(ctx context.Context, sub string) ([]*keyhold
 // CodeResourceNotFound.
 func (s *Service) deletedVault(ctx context.Context, tx keyhold.Tx, sub, location, name string) (*keyhold.Vault, error) {
 	v, err := s.vault(ctx, tx, name)
-	if err == nil && (!v.Deleted() || !strings.EqualFold(v.SubscriptionID, sub) || v.Location != normLocation(location)) {
+	if err == nil && (!v.Deleted() || !strings.EqualFold(v.SubscriptionID, sub) || v.Location != keyhold.NormalizeLocation(location)) {
 		err = keyhold.Errorf(keyhold.CodeNotFound, "not deleted here")
 	}
 	if codeIs(err, keyhold.CodeNotFound) {
@@ -461,7 +458,7 @@ func (s *Service) deletedVault(ctx context.Context, tx keyhold.Tx, sub, location
 // GetDeletedVault returns a soft-deleted vault. It needs
 // Microsoft.KeyVault/locations/deletedVaults/read.
 func (s *Service) GetDeletedVault(ctx context.Context, sub, location, name string) (*keyhold.Vault, error) {
-	id, err := caller(ctx)
+	id, err := keyhold.Caller(ctx)
 	if err != nil {
 		return nil, err
 	}
