@@ -205,37 +205,6 @@ func LoadServerTLS(certPEM, keyPEM []byte) (*tls.Config, error) {
 	}, nil
 }
 
-// CertPool returns a pool holding the PEM certificate(s).
-//
-// Blocks other than CERTIFICATE (a key in the same file, say) are skipped.
-// It returns an error if a certificate doesn't parse or there is none.
-func CertPool(pem []byte) (*x509.CertPool, error) { return certPool(pem) }
-
-func certPool(pemData []byte) (*x509.CertPool, error) {
-	pool := x509.NewCertPool()
-	n := 0
-	for rest := pemData; ; {
-		var b *pem.Block
-		b, rest = pem.Decode(rest)
-		if b == nil {
-			break
-		}
-		if b.Type != "CERTIFICATE" {
-			continue
-		}
-		c, err := x509.ParseCertificate(b.Bytes)
-		if err != nil {
-			return nil, fmt.Errorf("crypt: certificate %d: %w", n+1, err)
-		}
-		pool.AddCert(c)
-		n++
-	}
-	if n == 0 {
-		return nil, errors.New("crypt: no PEM certificate found")
-	}
-	return pool, nil
-}
-
 // newSerial returns a random 128-bit certificate serial number, as the CA/B
 // Forum asks (at least 64 random bits).
 func newSerial() (*big.Int, error) {

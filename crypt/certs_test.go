@@ -8,6 +8,8 @@ import (
 	"crypto/tls"
 	"crypto/x509"
 	"encoding/pem"
+	"errors"
+	"fmt"
 	"net"
 	"strings"
 	"testing"
@@ -316,4 +318,35 @@ func TestLoadServerTLSRefusesCBC(t *testing.T) {
 	if err := handshake(tls.VersionTLS13); err != nil {
 		t.Errorf("a TLS 1.3 client: %v", err)
 	}
+}
+
+// CertPool returns a pool holding the PEM certificate(s): the tests' way
+// to trust a CA they made (the server and clients build their pools with
+// x509's AppendCertsFromPEM).
+//
+// Blocks other than CERTIFICATE (a key in the same file, say) are skipped.
+// It returns an error if a certificate doesn't parse or there is none.
+func CertPool(pemData []byte) (*x509.CertPool, error) {
+	pool := x509.NewCertPool()
+	n := 0
+	for rest := pemData; ; {
+		var b *pem.Block
+		b, rest = pem.Decode(rest)
+		if b == nil {
+			break
+		}
+		if b.Type != "CERTIFICATE" {
+			continue
+		}
+		c, err := x509.ParseCertificate(b.Bytes)
+		if err != nil {
+			return nil, fmt.Errorf("crypt: certificate %d: %w", n+1, err)
+		}
+		pool.AddCert(c)
+		n++
+	}
+	if n == 0 {
+		return nil, errors.New("crypt: no PEM certificate found")
+	}
+	return pool, nil
 }

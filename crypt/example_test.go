@@ -42,7 +42,7 @@ func Example() {
 	defer rows.Destroy()
 	ct, _ := rows.Seal("accounts/42", 1, []byte(`{"name":"Contoso"}`))
 
-	epoch, _ := crypt.Epoch(ct)
+	epoch := rows.Epoch() // the epoch whose EK opens ct
 	pt, _ := rows.Open("accounts/42", 1, ct)
 	fmt.Println(kid, epoch, string(pt))
 	// Output: platform-mmk/1 1 {"name":"Contoso"}
@@ -83,7 +83,7 @@ func ExampleStoreKey_NewEncryptingWriter() {
 }
 
 func ExampleCache() {
-	clock := keyhold.ClockFunc(time.Now)
+	clock := keyhold.SystemClock{}
 	cache := crypt.NewCache(5*time.Minute, clock)
 	ek, _ := crypt.NewKey()
 	cache.Put("env-1/1", ek) // the cache keeps its own copy

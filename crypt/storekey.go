@@ -193,13 +193,3 @@ func parseHeader(kind string, h []byte) (uint32, error) {
 	}
 	return binary.BigEndian.Uint32(h[1:headerSize]), nil
 }
-
-// Epoch reads the epoch from the header of an item or stream ciphertext,
-// without a key, so the caller knows which EK to fetch. An unknown format
-// version is an error naming it.
-//
-// Only the first 5 bytes are read. Errors (short input, unknown version)
-// wrap ErrDecrypt.
-func Epoch(header []byte) (uint32, error) {
-	return parseHeader("ciphertext", header)
-}

@@ -215,6 +215,13 @@ func TestItemFormatFromSpec(t *testing.T) {
 	}
 }
 
+// Epoch reads the epoch from the header of an item or stream ciphertext, as
+// Open does before it picks the key. Test-only: no production caller reads
+// a header apart from opening it.
+func Epoch(header []byte) (uint32, error) {
+	return parseHeader("ciphertext", header)
+}
+
 func TestEpoch(t *testing.T) {
 	tests := []struct {
 		name    string

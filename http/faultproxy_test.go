@@ -1,3 +1,8 @@
+//go:build keyhold_azure
+
+// The fault proxy serves transient_e2e_test.go alone, which needs
+// keyprovider.Azure and so its tag.
+
 package http_test
 
 import (

@@ -1,3 +1,5 @@
+//go:build keyhold_azure
+
 package keyprovider
 
 import (

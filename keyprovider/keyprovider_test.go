@@ -4,17 +4,16 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/hex"
+	"maps"
 	"net"
 	nethttp "net/http"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
 	"time"
 
-	"github.com/Azure/azure-sdk-for-go/sdk/azcore"
-	"github.com/Azure/azure-sdk-for-go/sdk/azcore/policy"
 	"github.com/Azure/azure-sdk-for-go/sdk/azcore/to"
-	"github.com/Azure/azure-sdk-for-go/sdk/security/keyvault/azkeys"
 	"github.com/google/uuid"
 	"github.com/keyhold/keyhold"
 	"github.com/keyhold/keyhold/crypt"
@@ -196,16 +195,6 @@ func (w *world) grant(t testing.TB, id *identity, vaultName string) string {
 	return assignment
 }
 
-// azureOptions are the SDK options for the test server: its CA, no
-// retries (a test that stops the server must not wait for them), and no
-// check that the vault's host is *.vault.azure.net.
-func (w *world) azureOptions(c *khttp.Client) *azkeys.ClientOptions {
-	return &azkeys.ClientOptions{
-		ClientOptions:                        azcore.ClientOptions{Transport: c.HTTPClient(), Retry: policy.RetryOptions{MaxRetries: -1}},
-		DisableChallengeResourceVerification: true,
-	}
-}
-
 // envFor returns a providertest.Env over world w whose provider newProvider
 // makes for the identity.
 func envFor(t *testing.T, w *world, newProvider func(id *identity) keyprovider.Provider) *providertest.Env {
@@ -269,7 +258,7 @@ func (w *world) env(t *testing.T, id *identity, vaultName string, revoke func(*t
 	}
 }
 
-// TestBuiltin and TestAzure run the conformance suite over each storage
+// TestBuiltin and TestAzure (azure_test.go) run the conformance suite over each storage
 // backend (PostgreSQL when KEYHOLD_TEST_POSTGRES is set, as
 // scripts/test.sh does).
 func TestBuiltin(t *testing.T) {
@@ -281,59 +270,24 @@ func TestBuiltin(t *testing.T) {
 	})
 }
 
-func TestAzure(t *testing.T) {
-	storetest.ForEachBackend(t, func(t *testing.T, open func(t *testing.T) keyhold.Store) {
-		w := newWorldOn(t, open(t))
-		providertest.Run(t, func(t *testing.T) *providertest.Env {
-			return envFor(t, w, func(id *identity) keyprovider.Provider { return w.azureProvider(t, id) })
-		})
-	})
-}
-
-// azureProvider is an Azure provider signed in as id through the token
-// endpoint.
-func (w *world) azureProvider(t testing.TB, id *identity) *keyprovider.Azure {
-	t.Helper()
-	c, err := khttp.NewClient(w.url, w.ca, id.TenantID, id.AppID, id.secret)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(c.HTTPClient().CloseIdleConnections)
-	return keyprovider.NewAzure(khttp.NewCredential(c), w.azureOptions(c))
-}
-
-// TestAccessPolicies runs the suite for both providers on a vault that
+// TestAccessPolicies runs the suite for every provider (testProviders) on a vault that
 // uses access policies rather than RBAC.
 func TestAccessPolicies(t *testing.T) {
 	w := newWorld(t)
-	t.Run("builtin", func(t *testing.T) {
-		providertest.Run(t, func(t *testing.T) *providertest.Env {
-			return envWithPolicies(t, w, func(id *identity) keyprovider.Provider { return keyprovider.NewBuiltin(w.v, &id.Identity) })
+	for _, name := range slices.Sorted(maps.Keys(testProviders)) {
+		t.Run(name, func(t *testing.T) {
+			providertest.Run(t, func(t *testing.T) *providertest.Env {
+				return envWithPolicies(t, w, func(id *identity) keyprovider.Provider { return testProviders[name](t, w, id) })
+			})
 		})
-	})
-	t.Run("azure", func(t *testing.T) {
-		providertest.Run(t, func(t *testing.T) *providertest.Env {
-			return envWithPolicies(t, w, func(id *identity) keyprovider.Provider { return w.azureProvider(t, id) })
-		})
-	})
+	}
 }
 
-// TestAzureUnavailable: a vault that does not answer is a transient fault,
-// not a revocation.
-func TestAzureUnavailable(t *testing.T) {
-	w := newWorld(t)
-	e := envFor(t, w, func(id *identity) keyprovider.Provider { return w.azureProvider(t, id) })
-	keyID := e.NewKey(t)
-	if err := e.Provider.Probe(context.Background(), keyID); err != nil {
-		t.Fatalf("Probe: %v", err)
-	}
-	w.srv.Close()
-	for _, err := range []error{
-		e.Provider.Probe(context.Background(), keyID),
-		func() error { _, _, err := e.Provider.Wrap(context.Background(), keyID, make([]byte, 32)); return err }(),
-	} {
-		if code := keyhold.ErrorCode(err); code != keyhold.CodeKeyVaultUnavailable {
-			t.Fatalf("error with the vault down = %s (%v), want %s", code, err, keyhold.CodeKeyVaultUnavailable)
-		}
-	}
+// testProviders makes each provider that the shared tests run over, by
+// name: the built-in one here, and Azure in keyhold_azure builds
+// (azure_test.go).
+var testProviders = map[string]func(t *testing.T, w *world, id *identity) keyprovider.Provider{
+	"builtin": func(t *testing.T, w *world, id *identity) keyprovider.Provider {
+		return keyprovider.NewBuiltin(w.v, &id.Identity)
+	},
 }

@@ -1,3 +1,5 @@
+//go:build keyhold_faults
+
 package ops_test
 
 import (
@@ -280,4 +282,20 @@ func TestCrash(t *testing.T) {
 		}
 	}
 	wg.Wait()
+}
+
+func TestFaultPoints(t *testing.T) {
+	got := ops.FaultPoints("link", ops.Kind{Steps: counted(&counter{}, "wrap", "switch")})
+	want := []string{"link:before:wrap", "link:after:wrap", "link:persisted:wrap", "link:before:switch", "link:after:switch", "link:persisted:switch"}
+	if fmt.Sprint(got) != fmt.Sprint(want) {
+		t.Errorf("FaultPoints = %v, want %v", got, want)
+	}
+	if got, want := ops.RollbackFaultPoints("link"), []string{"link:before:rollback", "link:after:rollback", "link:persisted:rollback"}; fmt.Sprint(got) != fmt.Sprint(want) {
+		t.Errorf("RollbackFaultPoints = %v, want %v", got, want)
+	}
+	// Armed for other points, Fault returns (the crash tests show that it
+	// kills at its own).
+	t.Setenv(ops.FaultEnv, "link:before:wrap2, link:after:wrap")
+	ops.Fault("link:before:wrap")
+	ops.Fault("link")
 }

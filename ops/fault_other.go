@@ -1,4 +1,4 @@
-//go:build !unix
+//go:build keyhold_faults && !unix
 
 package ops
 

@@ -49,6 +49,9 @@
 // and after every step and after the step is recorded (FaultPoints lists the
 // names), so that tests (see package opstest) can kill a server at every
 // step boundary and check that a restart finishes or rolls back the work.
+// Fault, FaultPoints and the environment variables exist only in builds
+// with the keyhold_faults tag (go test -tags keyhold_faults; scripts/test.sh
+// passes it): a production build has no fault point that can kill it.
 package ops
 
 import (

@@ -631,7 +631,7 @@ func (j *job) step(ctx context.Context, op *keyhold.Operation) bool {
 			"the operation is at step %q, which kind %q doesn't have (was it renamed by an upgrade?)", op.Step, op.Kind)))
 	}
 	s := k.Steps[i]
-	Fault(faultBefore(op.Kind, s.Name))
+	fault(faultBefore(op.Kind, s.Name))
 	start := time.Now()
 	res, err := runStep(ctx, s, op)
 	if err == nil && !res.Again && res.Next != "" && k.index(res.Next) < 0 {
@@ -666,7 +666,7 @@ func (j *job) step(ctx context.Context, op *keyhold.Operation) bool {
 		}
 		return j.fail(ctx, s.Name, err)
 	}
-	Fault(faultAfter(op.Kind, s.Name))
+	fault(faultAfter(op.Kind, s.Name))
 
 	now := r.clock.Now()
 	next := j.current()
@@ -691,7 +691,7 @@ func (j *job) step(ctx context.Context, op *keyhold.Operation) bool {
 		j.log.Warn("could not record the end of a step; another runner will run it again", "step", s.Name, "err", err)
 		return false
 	}
-	Fault(faultPersisted(op.Kind, s.Name))
+	fault(faultPersisted(op.Kind, s.Name))
 	if next.State == keyhold.OperationSucceeded {
 		j.log.Info("operation succeeded")
 		r.m.succeeded.WithLabelValues(op.Kind).Inc()
@@ -802,7 +802,7 @@ func (j *job) pause(step string, pe *pausedError) bool {
 // the outcome. It reports whether the job should go on with the operation.
 func (j *job) rollback(ctx context.Context, op *keyhold.Operation) bool {
 	r, k := j.r, j.k
-	Fault(faultBefore(op.Kind, RollbackStep))
+	fault(faultBefore(op.Kind, RollbackStep))
 	start := time.Now()
 	err := runRollback(ctx, k, op)
 	result := "ok"
@@ -830,7 +830,7 @@ func (j *job) rollback(ctx context.Context, op *keyhold.Operation) bool {
 		j.log.Error("rollback failed; marking the operation failed without it", "attempts", next.Attempts+1, "err", err)
 		next.ErrorMsg += " The rollback failed too: " + keyhold.ErrorMessage(err)
 	} else {
-		Fault(faultAfter(op.Kind, RollbackStep))
+		fault(faultAfter(op.Kind, RollbackStep))
 	}
 	now := r.clock.Now()
 	next.State, next.Step, next.FinishedAt, next.UpdatedAt = keyhold.OperationFailed, "", now, now
@@ -841,7 +841,7 @@ func (j *job) rollback(ctx context.Context, op *keyhold.Operation) bool {
 		return false
 	}
 	if err == nil {
-		Fault(faultPersisted(op.Kind, RollbackStep))
+		fault(faultPersisted(op.Kind, RollbackStep))
 	}
 	j.log.Info("operation failed", "code", next.ErrorCode, "message", next.ErrorMsg)
 	r.m.failed.WithLabelValues(op.Kind, next.ErrorCode).Inc()

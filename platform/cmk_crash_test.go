@@ -1,3 +1,5 @@
+//go:build keyhold_faults
+
 package platform
 
 import (
@@ -10,7 +12,6 @@ import (
 	"time"
 
 	"github.com/keyhold/keyhold"
-	"github.com/keyhold/keyhold/crypt"
 	"github.com/keyhold/keyhold/ops"
 	"github.com/keyhold/keyhold/ops/opstest"
 )
@@ -38,11 +39,6 @@ func crashSetup(s keyhold.Store, r *ops.Runner) {
 	if _, _, err := openCMK(context.Background(), s, master, r, nil); err != nil {
 		panic(fmt.Sprintf("crash child: open platform: %v", err))
 	}
-}
-
-// crashMasterKey is the master key of the CMK tests (testMasterKey).
-func crashMasterKey() (*crypt.Key, error) {
-	return crypt.KeyFromBytes([]byte(strings.Repeat("k", crypt.KeySize)))
 }
 
 // crashScenario sets up one operation in the parent and checks its end.
@@ -79,42 +75,6 @@ func crashPolicy(t *testing.T, f *cmkFixture, name string) (*keyhold.EnterpriseP
 	pol := f.newPolicy(t, name, v, "k", nil)
 	scope, grant := f.grantKey(t, pol, v, "k")
 	return pol, scope, grant
-}
-
-// wantLinked checks that env is linked to pol, re-keyed to epoch, with
-// one CMK-wrapped key and every item on that epoch, and reads back c.
-func wantLinked(t *testing.T, f *cmkFixture, envID string, pol *keyhold.EnterprisePolicy, epoch uint32, kid string, c *content) {
-	t.Helper()
-	e := f.env(t, envID)
-	if e.KeyManagedBy != keyhold.KeyManagedByCustomer || e.PolicyID != pol.ID() || e.LinkStatus != keyhold.LinkStatusLinked ||
-		e.State != keyhold.StateEnabled || e.EncryptionStatus != keyhold.EncryptionSucceeded || e.Epoch != epoch {
-		t.Errorf("environment %+v: want linked to %s, Enabled, Succeeded, epoch %d", e, pol.Name, epoch)
-	}
-	wks := f.wrapped(t, envID)
-	if len(wks) != 1 || wks[0].Root != keyhold.RootCMK || wks[0].Epoch != epoch || wks[0].PrincipalID != pol.PrincipalID ||
-		(kid != "" && wks[0].KeyID != kid) {
-		t.Errorf("wrapped keys %v: want one, epoch %d, under %s's key", describeKeys(wks), epoch, pol.Name)
-	}
-	if cs := f.epochCounts(t, envID); len(cs) != 1 || cs[0].Epoch != epoch {
-		t.Errorf("items per epoch %v: want all on %d", cs, epoch)
-	}
-	f.check(t, envID, c)
-}
-
-// wantUnlinked checks that env is under the MMK at epoch, Enabled, with
-// the given encryption status, and reads back c.
-func wantOnMMK(t *testing.T, f *cmkFixture, envID string, epoch uint32, status keyhold.EncryptionStatus, c *content) {
-	t.Helper()
-	e := f.env(t, envID)
-	if e.KeyManagedBy != keyhold.KeyManagedByMicrosoft || e.PolicyID != "" || e.LinkStatus != "" || e.State != keyhold.StateEnabled ||
-		e.EncryptionStatus != status || e.Epoch != epoch {
-		t.Errorf("environment %+v: want on the MMK, Enabled, %s, epoch %d", e, status, epoch)
-	}
-	wks := f.wrapped(t, envID)
-	if len(wks) != 1 || wks[0].Root != keyhold.RootMMK || wks[0].Epoch != epoch {
-		t.Errorf("wrapped keys %v: want the one MMK copy of epoch %d", describeKeys(wks), epoch)
-	}
-	f.check(t, envID, c)
 }
 
 func crashScenarios() map[string]crashScenario {

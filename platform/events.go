@@ -244,23 +244,6 @@ func accessConfirmed(e *keyhold.AuditEntry, policyID string) bool {
 	return false
 }
 
-// describeChanges renders changes for a log line or message: "action on
-// target by name (id) at time; …".
-func describeChanges(cs []keyhold.VaultChange) string {
-	var b strings.Builder
-	for i, c := range cs {
-		if i > 0 {
-			b.WriteString("; ")
-		}
-		who := c.ActorID
-		if c.ActorName != "" {
-			who = c.ActorName + " (" + c.ActorID + ")"
-		}
-		fmt.Fprintf(&b, "%s on %s by %s at %s", c.Action, c.Target, who, c.At.UTC().Format(time.RFC3339))
-	}
-	return b.String()
-}
-
 // ListEvents lists the caller's tenant's events, newest first, beforeID
 // and limit paging as in keyhold.EventFilter. The caller must be a
 // platform administrator.

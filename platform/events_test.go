@@ -10,7 +10,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
-	"math/big"
 	"net"
 	"net/http"
 	"net/http/httptest"
@@ -97,7 +96,10 @@ func verifyHook(t *testing.T, p *Platform, url string, req hookRequest) keyhold.
 	k := keys[0]
 	xb, _ := base64.RawURLEncoding.DecodeString(k.X)
 	yb, _ := base64.RawURLEncoding.DecodeString(k.Y)
-	pub := &ecdsa.PublicKey{Curve: elliptic.P256(), X: new(big.Int).SetBytes(xb), Y: new(big.Int).SetBytes(yb)}
+	pub, err := ecdsa.ParseUncompressedPublicKey(elliptic.P256(), append(append([]byte{4}, xb...), yb...))
+	if err != nil {
+		t.Fatalf("published signing key %s: %v", k.Kid, err)
+	}
 	var claims webhookClaims
 	tok, err := jwt.ParseWithClaims(req.header.Get("Keyhold-Signature"), &claims, func(tok *jwt.Token) (any, error) {
 		if tok.Header["kid"] != k.Kid {

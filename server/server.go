@@ -26,6 +26,7 @@ import (
 	nethttp "net/http"
 	"os"
 	"path/filepath"
+	"sync"
 	"time"
 
 	"github.com/keyhold/keyhold"
@@ -43,6 +44,7 @@ import (
 	"github.com/keyhold/keyhold/vault"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
+	"golang.org/x/sync/errgroup"
 )
 
 // Defaults.
@@ -103,6 +105,10 @@ type Config struct {
 	// hold open at once (connlimit.go). Zero: DefaultMaxConnsPerSource;
 	// negative: no limit (behind a proxy that limits them itself).
 	MaxConnsPerSource int
+
+	// testWorkers, if set, adds workers to the server's (tests: a worker
+	// that holds the store while it stops).
+	testWorkers func(store keyhold.Store) []worker
 }
 
 // KeepLocked, as Config.LockGraceProduction or Config.LockGraceOther, keeps
@@ -292,24 +298,45 @@ func Run(ctx context.Context, cfg Config) error {
 		cfg.Ready(url)
 	}
 
-	go housekeeping(ctx, p, log)
-	go vaultHousekeeping(ctx, kv, log)
-	runCtx, stopRunner := context.WithCancel(ctx)
-	runnerDone := make(chan struct{})
-	go func() {
-		defer close(runnerDone)
-		runner.Run(runCtx) // returns once its steps have stopped and released their leases
-	}()
-	defer func() { stopRunner(); <-runnerDone }() // before the store closes
-	go p.RunRotationPickup(runCtx, platform.RotationPickupInterval)
-	go p.RunHealthChecks(runCtx, cfg.HealthInterval) // <= 0: the default
-	go p.RunChangeFeed(runCtx, 0)                    // checks a policy at once when its vault changes
-	go p.RunEventDelivery(runCtx, 0)                 // posts events to tenants' webhooks
-	go lockCountdown(runCtx, p, log)
+	// Every background worker, in one list: Run returns only once each has
+	// stopped, and only then do the deferred closes (platform, vault,
+	// store) run under them.
+	workers := []worker{
+		{"housekeeping", func(ctx context.Context) error { housekeeping(ctx, p, log); return nil }},
+		{"vault housekeeping", func(ctx context.Context) error { vaultHousekeeping(ctx, kv, log); return nil }},
+		// Returns once its steps have stopped and released their leases.
+		{"operations runner", runner.Run},
+		{"rotation pickup", func(ctx context.Context) error {
+			p.RunRotationPickup(ctx, platform.RotationPickupInterval)
+			return nil
+		}},
+		{"health checks", func(ctx context.Context) error {
+			p.RunHealthChecks(ctx, cfg.HealthInterval) // <= 0: the default
+			return nil
+		}},
+		{"change feed", func(ctx context.Context) error {
+			p.RunChangeFeed(ctx, 0) // checks a policy at once when its vault changes
+			return nil
+		}},
+		{"event delivery", func(ctx context.Context) error {
+			p.RunEventDelivery(ctx, 0) // posts events to tenants' webhooks
+			return nil
+		}},
+		{"lock countdown and backup expiry", func(ctx context.Context) error { lockCountdown(ctx, p, log); return nil }},
+	}
+	if cfg.testWorkers != nil {
+		workers = append(workers, cfg.testWorkers(store)...)
+	}
+	stopWorkers, failed := startWorkers(ctx, workers)
+	defer stopWorkers() // on every way out of Run, before the store closes
 
 	select {
 	case err := <-serveErr:
 		return fmt.Errorf("serving: %w", err)
+	case <-failed:
+		// A worker failed, not the caller: stop serving rather than run
+		// on without it.
+		log.Error("a background worker failed; shutting down")
 	case <-ctx.Done():
 	}
 	log.Info("shutting down")
@@ -318,8 +345,53 @@ func Run(ctx context.Context, cfg Config) error {
 	if err := srv.Shutdown(shCtx); err != nil {
 		return fmt.Errorf("shutting down: %w", err)
 	}
+	if err := stopWorkers(); err != nil {
+		return err
+	}
 	log.Info("stopped")
 	return nil
+}
+
+// worker is a background job of a running server: run works until its
+// context ends, and returns only once everything it started has stopped.
+type worker struct {
+	name string
+	run  func(ctx context.Context) error
+}
+
+// startWorkers runs every worker under one errgroup, with a context that
+// ends with ctx or when a worker fails. A worker that returns before its
+// context ends has failed too: none is meant to.
+//
+// stop ends the context, waits for every worker to return, and returns the
+// first failure; it may be called more than once. failed is closed when a
+// worker fails while ctx is still live.
+func startWorkers(ctx context.Context, ws []worker) (stop func() error, failed <-chan struct{}) {
+	wctx, cancel := context.WithCancel(ctx)
+	g, gctx := errgroup.WithContext(wctx)
+	for _, w := range ws {
+		g.Go(func() error {
+			err := w.run(gctx)
+			if err == nil && gctx.Err() == nil {
+				err = errors.New("stopped on its own")
+			}
+			if err != nil {
+				return fmt.Errorf("background worker %s: %w", w.name, err)
+			}
+			return nil
+		})
+	}
+	fail := make(chan struct{})
+	go func() {
+		<-gctx.Done()
+		if ctx.Err() == nil {
+			close(fail)
+		}
+	}()
+	return sync.OnceValue(func() error {
+		cancel()
+		return g.Wait()
+	}), fail
 }
 
 func storageName(cfg Config) string {

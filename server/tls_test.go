@@ -77,7 +77,8 @@ func TestGeneratedCA(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	o, _ := crypt.CertPool(caPEM)
+	o := x509.NewCertPool()
+	o.AppendCertsFromPEM(caPEM)
 	blk := parsePEMCert(t, other)
 	if _, err := blk.Verify(x509.VerifyOptions{Roots: o, DNSName: "login.example.com", CurrentTime: now.Add(time.Second)}); err == nil {
 		t.Fatal("a certificate for login.example.com verifies under the generated CA")

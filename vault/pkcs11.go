@@ -448,26 +448,3 @@ func (t *token) destroy(material []byte) error {
 		return nil
 	})
 }
-
-// attributes reads attributes of the private key material refers to (for
-// tests and diagnostics; sensitive values are refused by the token).
-func (t *token) attributes(material []byte, types ...uint) ([]*pkcs11.Attribute, error) {
-	id, err := objectID(material)
-	if err != nil {
-		return nil, err
-	}
-	var out []*pkcs11.Attribute
-	err = t.with(func(sh pkcs11.SessionHandle) error {
-		h, err := t.find(sh, id)
-		if err != nil {
-			return err
-		}
-		q := make([]*pkcs11.Attribute, len(types))
-		for i, typ := range types {
-			q[i] = pkcs11.NewAttribute(typ, nil)
-		}
-		out, err = t.ctx.GetAttributeValue(sh, h, q)
-		return err
-	})
-	return out, err
-}

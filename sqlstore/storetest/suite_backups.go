@@ -240,14 +240,6 @@ func (st *envState) backupPart() *envState {
 	return &envState{Backups: st.Backups, BackupRows: st.BackupRows, BackupFiles: st.BackupFiles, BackupChunks: st.BackupChunks, Epochs: st.Epochs}
 }
 
-func backupIDs(bs []*keyhold.Backup) []string {
-	out := []string{}
-	for _, b := range bs {
-		out = append(out, b.ID)
-	}
-	return out
-}
-
 // testBackupCopies: a backup holds its environment's rows and files
 // exactly as stored, reads back byte for byte (file contents through
 // FileChunk under its own generations), pages in (table, id) order, and
