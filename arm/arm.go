@@ -220,17 +220,29 @@ func AuthorizationFailed(ctx context.Context, tx keyhold.Tx, id *keyhold.Identit
 		client, id.PrincipalID, action, scope)
 }
 
-// subscriptionFor returns a subscription of the caller's tenant. Another
-// tenant's subscription is reported as not found, as ARM does.
-func subscriptionFor(ctx context.Context, tx keyhold.Tx, id *keyhold.Identity, subID string) (*keyhold.Subscription, error) {
+// SubscriptionFor returns a subscription of the caller's tenant. Another
+// tenant's subscription is reported as not found, as ARM does, so ids
+// can't be probed across tenants. Every resource provider (arm, policy,
+// deploy) looks subscriptions up through it.
+func SubscriptionFor(ctx context.Context, tx keyhold.Tx, id *keyhold.Identity, subID string) (*keyhold.Subscription, error) {
 	sub, err := tx.Subscription(ctx, subID)
 	if err == nil && !strings.EqualFold(sub.TenantID, id.TenantID) {
 		sub, err = nil, nil
 	}
 	if sub == nil && (err == nil || keyhold.ErrorCode(err) == keyhold.CodeNotFound) {
-		return nil, keyhold.Errorf(keyhold.CodeNotFound, "The subscription '%s' could not be found.", subID)
+		return nil, keyhold.Errorf(keyhold.CodeNotFound, "The subscription '%s' could not be found.", keyhold.Clip(subID))
 	}
 	return sub, err
+}
+
+// GroupIn returns an existing resource group of subscription sub, or
+// CodeResourceGroupNotFound in ARM's words.
+func GroupIn(ctx context.Context, tx keyhold.Tx, sub, rg string) (*keyhold.ResourceGroup, error) {
+	g, err := tx.ResourceGroup(ctx, sub, rg)
+	if keyhold.ErrorCode(err) == keyhold.CodeNotFound {
+		return nil, keyhold.Errorf(keyhold.CodeResourceGroupNotFound, "Resource group '%s' could not be found.", keyhold.Clip(rg))
+	}
+	return g, err
 }
 
 // requireScope checks that a scope exists for the caller: its subscription
@@ -238,7 +250,7 @@ func subscriptionFor(ctx context.Context, tx keyhold.Tx, id *keyhold.Identity, s
 // is accepted under an existing group whatever the resource, since resource
 // providers keep their own state.
 func requireScope(ctx context.Context, tx keyhold.Tx, id *keyhold.Identity, sc *Scope) error {
-	sub, err := subscriptionFor(ctx, tx, id, sc.SubscriptionID)
+	sub, err := SubscriptionFor(ctx, tx, id, sc.SubscriptionID)
 	if err != nil {
 		return err
 	}

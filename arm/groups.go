@@ -74,7 +74,7 @@ func (s *Service) PutResourceGroup(ctx context.Context, g *keyhold.ResourceGroup
 		if err := Authorize(ctx, tx, id, g.ID(), ActionGroupWrite); err != nil {
 			return err
 		}
-		sub, err := subscriptionFor(ctx, tx, id, g.SubscriptionID)
+		sub, err := SubscriptionFor(ctx, tx, id, g.SubscriptionID)
 		if err != nil {
 			return err
 		}
@@ -115,7 +115,7 @@ func (s *Service) ResourceGroup(ctx context.Context, subID, name string) (*keyho
 		if err := Authorize(ctx, tx, id, probe.ID(), ActionGroupRead); err != nil {
 			return err
 		}
-		sub, err := subscriptionFor(ctx, tx, id, subID)
+		sub, err := SubscriptionFor(ctx, tx, id, subID)
 		if err != nil {
 			return err
 		}
@@ -137,7 +137,7 @@ func (s *Service) ListResourceGroups(ctx context.Context, subID string) ([]*keyh
 	}
 	var out []*keyhold.ResourceGroup
 	err = s.store.View(ctx, func(tx keyhold.Tx) error {
-		sub, err := subscriptionFor(ctx, tx, id, subID)
+		sub, err := SubscriptionFor(ctx, tx, id, subID)
 		if err != nil {
 			return err
 		}
@@ -175,7 +175,7 @@ func (s *Service) DeleteResourceGroup(ctx context.Context, subID, name string) e
 		if err := Authorize(ctx, tx, id, probe.ID(), ActionGroupDelete); err != nil {
 			return err
 		}
-		sub, err := subscriptionFor(ctx, tx, id, subID)
+		sub, err := SubscriptionFor(ctx, tx, id, subID)
 		if err != nil {
 			return err
 		}

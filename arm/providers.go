@@ -105,7 +105,7 @@ func (s *Service) RegisterProvider(ctx context.Context, subID, namespace string)
 		if err := Authorize(ctx, tx, id, scope, providerAction(p.Namespace, "register/action")); err != nil {
 			return err
 		}
-		sub, err := subscriptionFor(ctx, tx, id, subID)
+		sub, err := SubscriptionFor(ctx, tx, id, subID)
 		if err != nil {
 			return err
 		}
@@ -141,7 +141,7 @@ func (s *Service) Provider(ctx context.Context, subID, namespace string) (*keyho
 		if err := Authorize(ctx, tx, id, "/subscriptions/"+subID, providerAction(p.Namespace, "read")); err != nil {
 			return err
 		}
-		sub, err := subscriptionFor(ctx, tx, id, subID)
+		sub, err := SubscriptionFor(ctx, tx, id, subID)
 		if err != nil {
 			return err
 		}
@@ -163,7 +163,7 @@ func (s *Service) ListProviders(ctx context.Context, subID string) ([]*keyhold.P
 		if err := Authorize(ctx, tx, id, "/subscriptions/"+subID, "Microsoft.Resources/subscriptions/providers/read"); err != nil {
 			return err
 		}
-		sub, err := subscriptionFor(ctx, tx, id, subID)
+		sub, err := SubscriptionFor(ctx, tx, id, subID)
 		if err != nil {
 			return err
 		}

@@ -156,11 +156,11 @@ func (s *Service) Deploy(ctx context.Context, sub, rg, name string, req Request)
 		if err := arm.Authorize(ctx, tx, id, deploymentID(sub, rg, name), ActionDeploymentWrite); err != nil {
 			return err
 		}
-		subscription, err := subscriptionFor(ctx, tx, id, sub)
+		subscription, err := arm.SubscriptionFor(ctx, tx, id, sub)
 		if err != nil {
 			return err
 		}
-		g, err := groupIn(ctx, tx, subscription.ID, rg)
+		g, err := arm.GroupIn(ctx, tx, subscription.ID, rg)
 		if err != nil {
 			return err
 		}
@@ -232,7 +232,7 @@ func (s *Service) Deployment(ctx context.Context, sub, rg, name string) (*keyhol
 		if err := arm.Authorize(ctx, tx, id, deploymentID(sub, rg, name), ActionDeploymentRead); err != nil {
 			return err
 		}
-		subscription, err := subscriptionFor(ctx, tx, id, sub)
+		subscription, err := arm.SubscriptionFor(ctx, tx, id, sub)
 		if err != nil {
 			return err
 		}
@@ -701,28 +701,6 @@ func isNull(raw json.RawMessage) bool {
 func policyID(sub, rg, name string) string {
 	p := keyhold.EnterprisePolicy{SubscriptionID: sub, ResourceGroup: rg, Name: name}
 	return p.ID()
-}
-
-// subscriptionFor returns a subscription of the caller's tenant; another
-// tenant's is reported as not found, as ARM does.
-func subscriptionFor(ctx context.Context, tx keyhold.Tx, id *keyhold.Identity, subID string) (*keyhold.Subscription, error) {
-	sub, err := tx.Subscription(ctx, subID)
-	if err == nil && !strings.EqualFold(sub.TenantID, id.TenantID) {
-		sub, err = nil, nil
-	}
-	if sub == nil && (err == nil || keyhold.ErrorCode(err) == keyhold.CodeNotFound) {
-		return nil, keyhold.Errorf(keyhold.CodeNotFound, "The subscription '%s' could not be found.", keyhold.Clip(subID))
-	}
-	return sub, err
-}
-
-// groupIn returns an existing resource group, or CodeResourceGroupNotFound.
-func groupIn(ctx context.Context, tx keyhold.Tx, sub, rg string) (*keyhold.ResourceGroup, error) {
-	g, err := tx.ResourceGroup(ctx, sub, rg)
-	if keyhold.ErrorCode(err) == keyhold.CodeNotFound {
-		return nil, keyhold.Errorf(keyhold.CodeResourceGroupNotFound, "Resource group '%s' could not be found.", keyhold.Clip(rg))
-	}
-	return g, err
 }
 
 // audit appends an entry of the caller's change in tx.

@@ -287,28 +287,6 @@ func checkKeyFields(vaultID, keyName, version string) error {
 	return nil
 }
 
-// subscriptionFor returns a subscription of the caller's tenant; another
-// tenant's is reported as not found, as ARM does.
-func subscriptionFor(ctx context.Context, tx keyhold.Tx, id *keyhold.Identity, subID string) (*keyhold.Subscription, error) {
-	sub, err := tx.Subscription(ctx, subID)
-	if err == nil && !strings.EqualFold(sub.TenantID, id.TenantID) {
-		sub, err = nil, nil
-	}
-	if sub == nil && (err == nil || keyhold.ErrorCode(err) == keyhold.CodeNotFound) {
-		return nil, keyhold.Errorf(keyhold.CodeNotFound, "The subscription '%s' could not be found.", keyhold.Clip(subID))
-	}
-	return sub, err
-}
-
-// groupIn returns an existing resource group, or CodeResourceGroupNotFound.
-func groupIn(ctx context.Context, tx keyhold.Tx, sub, rg string) (*keyhold.ResourceGroup, error) {
-	g, err := tx.ResourceGroup(ctx, sub, rg)
-	if keyhold.ErrorCode(err) == keyhold.CodeNotFound {
-		return nil, keyhold.Errorf(keyhold.CodeResourceGroupNotFound, "Resource group '%s' could not be found.", keyhold.Clip(rg))
-	}
-	return g, err
-}
-
 // checkKey checks, in tx, the key a policy names: a live key (and version)
 // in a live vault with purge protection, in a subscription of the caller's
 // tenant. It returns the vault's id and the key's name as stored.
@@ -335,7 +313,7 @@ func checkKey(ctx context.Context, tx keyhold.Tx, id *keyhold.Identity, vaultID,
 	case v.Deleted() || !strings.EqualFold(v.SubscriptionID, sc.SubscriptionID) || !strings.EqualFold(v.ResourceGroup, sc.ResourceGroup):
 		return "", "", noVault()
 	}
-	if _, err := subscriptionFor(ctx, tx, id, v.SubscriptionID); keyhold.ErrorCode(err) == keyhold.CodeNotFound {
+	if _, err := arm.SubscriptionFor(ctx, tx, id, v.SubscriptionID); keyhold.ErrorCode(err) == keyhold.CodeNotFound {
 		return "", "", noVault()
 	} else if err != nil {
 		return "", "", err
@@ -435,7 +413,7 @@ func (s *Service) Put(ctx context.Context, sub, rg, name string, spec Spec) (p *
 // scope checks the policy's subscription (the caller's tenant's) and
 // resource group, and, with write, Microsoft.PowerPlatform's registration.
 func (s *Service) scope(ctx context.Context, tx keyhold.Tx, id *keyhold.Identity, sub, rg string, write bool) (*keyhold.Subscription, *keyhold.ResourceGroup, error) {
-	subscription, err := subscriptionFor(ctx, tx, id, sub)
+	subscription, err := arm.SubscriptionFor(ctx, tx, id, sub)
 	if err != nil {
 		return nil, nil, err
 	}
@@ -444,7 +422,7 @@ func (s *Service) scope(ctx context.Context, tx keyhold.Tx, id *keyhold.Identity
 			return nil, nil, err
 		}
 	}
-	g, err := groupIn(ctx, tx, subscription.ID, rg)
+	g, err := arm.GroupIn(ctx, tx, subscription.ID, rg)
 	if err != nil {
 		return nil, nil, err
 	}
@@ -634,7 +612,7 @@ func (s *Service) Get(ctx context.Context, sub, rg, name string) (*keyhold.Enter
 		if err := arm.Authorize(ctx, tx, id, policyID(sub, rg, name), ActionRead); err != nil {
 			return err
 		}
-		subscription, err := subscriptionFor(ctx, tx, id, sub)
+		subscription, err := arm.SubscriptionFor(ctx, tx, id, sub)
 		if err != nil {
 			return err
 		}
@@ -663,12 +641,12 @@ func (s *Service) list(ctx context.Context, sub, rg string) ([]*keyhold.Enterpri
 	}
 	var out []*keyhold.EnterprisePolicy
 	err = s.store.View(ctx, func(tx keyhold.Tx) error {
-		subscription, err := subscriptionFor(ctx, tx, id, sub)
+		subscription, err := arm.SubscriptionFor(ctx, tx, id, sub)
 		if err != nil {
 			return err
 		}
 		if rg != "" {
-			if _, err := groupIn(ctx, tx, subscription.ID, rg); err != nil {
+			if _, err := arm.GroupIn(ctx, tx, subscription.ID, rg); err != nil {
 				return err
 			}
 		}
@@ -711,7 +689,7 @@ func (s *Service) Delete(ctx context.Context, sub, rg, name string) error {
 		if err := arm.Authorize(ctx, tx, id, policyID(sub, rg, name), ActionDelete); err != nil {
 			return err
 		}
-		subscription, err := subscriptionFor(ctx, tx, id, sub)
+		subscription, err := arm.SubscriptionFor(ctx, tx, id, sub)
 		if err != nil {
 			return err
 		}
@@ -755,7 +733,7 @@ func (s *Service) LinkedEnvironments(ctx context.Context, sub, rg, name string) 
 		if err := arm.Authorize(ctx, tx, id, policyID(sub, rg, name), ActionRead); err != nil {
 			return err
 		}
-		subscription, err := subscriptionFor(ctx, tx, id, sub)
+		subscription, err := arm.SubscriptionFor(ctx, tx, id, sub)
 		if err != nil {
 			return err
 		}
