@@ -48,7 +48,7 @@ func policyIdentity(principalID, tenantID string) *keyhold.Identity {
 // currentKID rebuilds a stored kid with the vault's current base URL: the
 // server may have been restarted at another address since the key was
 // wrapped, and a kid names the key by its path, not its host.
-func (p *Platform) currentKID(kid string) string {
+func (p *core) currentKID(kid string) string {
 	if k, err := keyhold.ParseKeyID(kid); err == nil && p.kv != nil {
 		return p.kv.KeyID(k.Vault, k.Name, k.Version)
 	}

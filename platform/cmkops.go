@@ -266,7 +266,7 @@ func sameKey(a, b *keyhold.WrappedKey) bool {
 }
 
 // touchOldKID records, in tx, that an EK moved off the CMK version of wk.
-func (p *Platform) touchOldKID(ctx context.Context, tx keyhold.Tx, wk *keyhold.WrappedKey) error {
+func (p *core) touchOldKID(ctx context.Context, tx keyhold.Tx, wk *keyhold.WrappedKey) error {
 	if wk == nil || wk.Root != keyhold.RootCMK {
 		return nil
 	}
@@ -313,7 +313,7 @@ func (p *Platform) loadTarget(ctx context.Context, op *keyhold.Operation, in cmk
 
 // policyKeyID is the key id a policy's key is wrapped under: unversioned
 // (the key's current version) unless the policy names a version.
-func (p *Platform) policyKeyID(pol *keyhold.EnterprisePolicy) string {
+func (p *core) policyKeyID(pol *keyhold.EnterprisePolicy) string {
 	return p.kv.KeyID(vaultNameOf(pol), pol.KeyName, pol.KeyVersion)
 }
 

@@ -13,7 +13,7 @@ const firstEpoch = 1
 
 // audit appends an entry in tx on behalf of the caller; an entry whose
 // action is an event (eventKinds) also appends its event (events.go).
-func (p *Platform) audit(ctx context.Context, tx keyhold.Tx, id *keyhold.Identity, action, target, envID, detail string) error {
+func (p *core) audit(ctx context.Context, tx keyhold.Tx, id *keyhold.Identity, action, target, envID, detail string) error {
 	e, err := keyhold.Audit(ctx, tx, keyhold.AuditEntry{
 		At: p.clock.Now(), TenantID: id.TenantID, ActorID: id.PrincipalID,
 		Action: action, Target: target, EnvID: envID, Detail: detail,

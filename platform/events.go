@@ -45,7 +45,7 @@ const (
 
 // appendEvent writes the event of audit entry a (of an action in
 // eventKinds) in tx.
-func (p *Platform) appendEvent(ctx context.Context, tx keyhold.Tx, a *keyhold.AuditEntry, kind string) error {
+func (p *core) appendEvent(ctx context.Context, tx keyhold.Tx, a *keyhold.AuditEntry, kind string) error {
 	ev := &keyhold.Event{TenantID: a.TenantID, At: a.At, Kind: kind, EnvID: a.EnvID, AuditID: a.ID, Summary: a.Detail}
 	switch {
 	case kind == keyhold.EventPolicyHealthChanged:
@@ -97,7 +97,7 @@ type lockChangesKey struct{}
 
 // withLockChanges finds the vault changes behind the revocation of
 // policyID's key access and returns ctx carrying them.
-func (p *Platform) withLockChanges(ctx context.Context, tx keyhold.Tx, tenantID, policyID string) (context.Context, error) {
+func (p *core) withLockChanges(ctx context.Context, tx keyhold.Tx, tenantID, policyID string) (context.Context, error) {
 	changes, err := p.vaultChanges(ctx, tx, tenantID, policyID, math.MaxInt64)
 	if err != nil {
 		return ctx, err
@@ -126,7 +126,7 @@ type changeTarget struct {
 }
 
 // targetOf describes what changes may affect pol's key access.
-func (p *Platform) targetOf(pol *keyhold.EnterprisePolicy) changeTarget {
+func (p *core) targetOf(pol *keyhold.EnterprisePolicy) changeTarget {
 	t := changeTarget{policyID: pol.ID(), principalID: pol.PrincipalID, vaultID: strings.TrimSuffix(pol.KeyVaultID, "/")}
 	t.keyScope = t.vaultID + "/keys/" + pol.KeyName
 	if p.kv != nil {
@@ -185,7 +185,7 @@ func (t changeTarget) touches(e *keyhold.AuditEntry) bool {
 // re-enabled), newest first, at most maxChanges. beforeID leaves out the
 // entry being written and later ones. A deleted policy is matched by its
 // id alone.
-func (p *Platform) vaultChanges(ctx context.Context, tx keyhold.Tx, tenantID, policyID string, beforeID int64) ([]keyhold.VaultChange, error) {
+func (p *core) vaultChanges(ctx context.Context, tx keyhold.Tx, tenantID, policyID string, beforeID int64) ([]keyhold.VaultChange, error) {
 	t := changeTarget{policyID: policyID}
 	if pol, err := policyByID(ctx, tx, policyID); err == nil {
 		t = p.targetOf(pol)

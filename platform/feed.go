@@ -39,7 +39,7 @@ const (
 // kickHealth asks the monitor to check policyID now. It never blocks: a
 // full queue means checks are pending anyway, and the periodic check
 // follows.
-func (p *Platform) kickHealth(policyID string) {
+func (p *core) kickHealth(policyID string) {
 	if policyID == "" {
 		return
 	}

@@ -7,12 +7,10 @@ package platform
 
 import (
 	"context"
-	"crypto/ecdsa"
 	"errors"
 	"fmt"
 	"log/slog"
 	"net/http"
-	"sync/atomic"
 	"time"
 
 	"github.com/google/uuid"
@@ -21,7 +19,6 @@ import (
 	"github.com/keyhold/keyhold/egress"
 	"github.com/keyhold/keyhold/ops"
 	"github.com/prometheus/client_golang/prometheus"
-	"golang.org/x/sync/singleflight"
 )
 
 // Sealed key ids and the MMK's identity. The MMK is one AES-256 key; its kid
@@ -105,42 +102,14 @@ type KeyVault interface {
 	KeyID(vault, name, version string) string
 }
 
-// Platform implements keyhold.TokenService, EnvironmentService, DataService,
-// AuditService and CMKService. It is safe for concurrent use.
+// Platform is the assembly of Keyhold's services over one custody core
+// (core.go). It holds no business rules of its own: each service is a field
+// (p.CMK.LinkPolicy) whose methods are also promoted onto Platform, so that
+// the server and the HTTP layer see one value implementing
+// keyhold.TokenService, EnvironmentService, DataService, AuditService and
+// CMKService. It is safe for concurrent use.
 type Platform struct {
-	store  keyhold.Store
-	clock  keyhold.Clock
-	log    *slog.Logger
-	issuer string
-	tokTTL time.Duration
-	signer *ecdsa.PrivateKey
-	mmk    *crypt.AESWrapper
-	// rec checks the seals of the records custody rests on (policies'
-	// bindings, keys' current versions, vaults): custody.go.
-	rec     *crypt.RecordKey
-	cache   *crypt.Cache
-	unwrapG singleflight.Group
-	m       metrics
-	// unwrapCount counts successful root-key unwraps (also in metrics).
-	unwrapCount atomic.Uint64
-	// bcast carries key drops to and from other replicas (broadcast.go).
-	bcast broadcast
-
-	// graceProd and graceOther are the countdown's grace periods
-	// (countdown.go); KeepLocked: never deleted.
-	graceProd, graceOther time.Duration
-
-	// hookClient posts events to tenants' webhooks (webhook.go), through
-	// egress, which also checks the webhook URLs tenants set.
-	hookClient *http.Client
-	egress     *egress.Policy
-	// kick asks the health monitor to check a policy now (feed.go).
-	kick chan string
-
-	// The customer-managed key lifecycle (nil when not configured).
-	ops *ops.Runner
-	kv  KeyVault
-	cmk func(id *keyhold.Identity) keyhold.KeyWrapper
+	*core
 }
 
 type metrics struct {
@@ -165,7 +134,7 @@ func Open(ctx context.Context, cfg Config) (*Platform, error) {
 	if cfg.Store == nil || cfg.MasterKey == nil {
 		return nil, errors.New("platform: Config.Store and Config.MasterKey are required")
 	}
-	p := &Platform{
+	p := &core{
 		store:  cfg.Store,
 		clock:  cfg.Clock,
 		log:    cfg.Logger,
@@ -219,20 +188,28 @@ func Open(ctx context.Context, cfg Config) (*Platform, error) {
 		return nil, err
 	}
 	p.rec = rec
+	pl := assemble(p)
 	if cfg.Ops != nil && cfg.Vault != nil && cfg.CMK != nil {
 		p.ops, p.kv, p.cmk = cfg.Ops, cfg.Vault, cfg.CMK
-		p.registerKinds()
+		pl.registerKinds()
 	}
 	if err := p.startBroadcast(cfg.Broadcaster, cfg.Registerer); err != nil {
 		return nil, err
 	}
-	return p, nil
+	return pl, nil
+}
+
+// assemble wires the services around c: each gets the core and the
+// services it calls. Open calls it once; tests that need only the wiring
+// (the operation kinds' step names) call it on an empty core.
+func assemble(c *core) *Platform {
+	return &Platform{core: c}
 }
 
 // openKeys unseals the MMK and signing key, creating them (and the system
 // tenant) on first start. Two replicas starting at once on one database
 // race on PutSealedKey; the loser re-reads what the winner wrote.
-func (p *Platform) openKeys(ctx context.Context, master *crypt.Key) error {
+func (p *core) openKeys(ctx context.Context, master *crypt.Key) error {
 	for attempt := 0; attempt < 3; attempt++ {
 		var mmkSealed, sigSealed *keyhold.SealedKey
 		err := p.store.View(ctx, func(tx keyhold.Tx) error {
@@ -257,7 +234,7 @@ func (p *Platform) openKeys(ctx context.Context, master *crypt.Key) error {
 	return errors.New("platform: could not create or read the platform keys after 3 attempts")
 }
 
-func (p *Platform) unsealKeys(master *crypt.Key, mmkSealed, sigSealed *keyhold.SealedKey) error {
+func (p *core) unsealKeys(master *crypt.Key, mmkSealed, sigSealed *keyhold.SealedKey) error {
 	mmk, err := crypt.OpenKey(master, sealedMMK, mmkSealed.Sealed)
 	if err != nil {
 		return fmt.Errorf("the master key does not open this data store's platform key: start with the master key the data was created with (<data>/master.key or KEYHOLD_MASTER_KEY): %w", err)
@@ -279,7 +256,7 @@ func (p *Platform) unsealKeys(master *crypt.Key, mmkSealed, sigSealed *keyhold.S
 	return nil
 }
 
-func (p *Platform) createKeys(ctx context.Context, master *crypt.Key) error {
+func (p *core) createKeys(ctx context.Context, master *crypt.Key) error {
 	mmk, err := crypt.NewKey()
 	if err != nil {
 		return err
@@ -381,16 +358,16 @@ func (p *Platform) BootstrapCustomer(ctx context.Context) (*BootstrapCredentials
 }
 
 // Close stops receiving key drops and zeroes the platform's cached keys.
-func (p *Platform) Close() error {
+func (p *core) Close() error {
 	p.stopBroadcast()
 	p.cache.Purge()
 	return nil
 }
 
 // SweepKeyCache zeroes expired cached keys; the server calls it periodically.
-func (p *Platform) SweepKeyCache() { p.cache.Sweep() }
+func (p *core) SweepKeyCache() { p.cache.Sweep() }
 
-func (p *Platform) initMetrics(reg prometheus.Registerer) error {
+func (p *core) initMetrics(reg prometheus.Registerer) error {
 	p.m.unwraps = prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "keyhold_root_key_unwraps_total", Help: "Environment keys unwrapped by a root key, by root kind and result.",
 	}, []string{"root", "result"})
