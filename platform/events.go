@@ -22,6 +22,14 @@ import (
 // and who changed it (vaultChanges). If the tenant set a webhook, the event
 // is written Pending and the delivery loop (webhook.go) posts it.
 
+// Events is the service of events, tenant settings and webhook delivery
+// (webhook.go): what a tenant's administrators read and where Keyhold posts
+// it. The events themselves are written by the core, with their audit entry
+// (audit, appendEvent).
+type Events struct {
+	*core
+}
+
 // Audit action of a tenant settings change.
 const auditTenantSettings = "tenant.settings.update"
 
@@ -264,7 +272,7 @@ func describeChanges(cs []keyhold.VaultChange) string {
 // ListEvents lists the caller's tenant's events, newest first, beforeID
 // and limit paging as in keyhold.EventFilter. The caller must be a
 // platform administrator.
-func (p *Platform) ListEvents(ctx context.Context, beforeID int64, limit int) ([]*keyhold.Event, error) {
+func (p *Events) ListEvents(ctx context.Context, beforeID int64, limit int) ([]*keyhold.Event, error) {
 	id, err := keyhold.Caller(ctx)
 	if err != nil {
 		return nil, err
@@ -282,7 +290,7 @@ func (p *Platform) ListEvents(ctx context.Context, beforeID int64, limit int) ([
 
 // TenantSettings returns the caller's tenant's settings. The caller must be
 // a platform administrator.
-func (p *Platform) TenantSettings(ctx context.Context) (*keyhold.TenantSettings, error) {
+func (p *Events) TenantSettings(ctx context.Context) (*keyhold.TenantSettings, error) {
 	id, err := keyhold.Caller(ctx)
 	if err != nil {
 		return nil, err
@@ -305,7 +313,7 @@ func (p *Platform) TenantSettings(ctx context.Context) (*keyhold.TenantSettings,
 // literal address outside the public ranges, or localhost, unless the
 // operator allowed it) (CodeBadRequest, nothing changed). The change is
 // audited.
-func (p *Platform) UpdateTenantSettings(ctx context.Context, patch keyhold.TenantSettingsPatch) (*keyhold.TenantSettings, error) {
+func (p *Events) UpdateTenantSettings(ctx context.Context, patch keyhold.TenantSettingsPatch) (*keyhold.TenantSettings, error) {
 	id, err := keyhold.Caller(ctx)
 	if err != nil {
 		return nil, err
@@ -350,7 +358,7 @@ func (p *Platform) UpdateTenantSettings(ctx context.Context, patch keyhold.Tenan
 // checkWebhookURL refuses a webhook URL that events should not go to. The
 // egress policy's check here only gives an early answer for what can be
 // known without resolving the name; delivery checks every connection.
-func (p *Platform) checkWebhookURL(raw string) error {
+func (p *Events) checkWebhookURL(raw string) error {
 	if raw == "" {
 		return nil
 	}
