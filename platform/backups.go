@@ -828,8 +828,8 @@ func (p *Platform) stageFile(ctx context.Context, f *keyhold.FileRecord, targetI
 	}); err != nil {
 		return "", err
 	}
-	cr := &chunkReader{ctx: ctx, p: p, rec: f}
-	cw := &chunkWriter{ctx: ctx, p: p, envID: targetID, gen: gen, buf: make([]byte, 0, 64<<10)}
+	cr := &chunkReader{ctx: ctx, p: p.core, rec: f}
+	cw := &chunkWriter{ctx: ctx, p: p.core, envID: targetID, gen: gen, buf: make([]byte, 0, 64<<10)}
 	dec, err := from.NewDecryptingReader(bufio.NewReaderSize(cr, 64<<10), f.Name, f.Version)
 	if err != nil {
 		return gen, backupIntegrity(f, err)

@@ -394,7 +394,7 @@ func (p *Platform) stepLinkRewrap(ctx context.Context, op *keyhold.Operation) (o
 				// operation holds the environment): read again.
 				return "", "", ops.Transient(keyhold.Errorf(keyhold.CodeConflict, "the key of epoch %d of environment %s changed during the rewrap", m.to.Epoch, env.ID))
 			}
-			if ok, err := m.commit(ctx, tx, p); err != nil || !ok {
+			if ok, err := m.commit(ctx, tx, p.core); err != nil || !ok {
 				return "", "", cmp.Or(err, ops.Transient(keyhold.Errorf(keyhold.CodeConflict, "the key of epoch %d of environment %s changed during the rewrap", m.to.Epoch, env.ID)))
 			}
 			if m.from.Root == keyhold.RootMMK {
@@ -466,7 +466,7 @@ func (p *Platform) stepUnlinkRewrap(ctx context.Context, op *keyhold.Operation) 
 			if g == nil || !sameKey(g.cmk, m.from) {
 				return "", "", ops.Transient(keyhold.Errorf(keyhold.CodeConflict, "the key of epoch %d of environment %s changed during the rewrap", m.to.Epoch, env.ID))
 			}
-			if ok, err := m.commit(ctx, tx, p); err != nil || !ok {
+			if ok, err := m.commit(ctx, tx, p.core); err != nil || !ok {
 				return "", "", cmp.Or(err, ops.Transient(keyhold.Errorf(keyhold.CodeConflict, "the key of epoch %d of environment %s changed during the rewrap", m.to.Epoch, env.ID)))
 			}
 			deleted = append(deleted, fmt.Sprintf("%d (%s)", g.epoch, g.cmk.KeyID))

@@ -92,7 +92,7 @@ func errNotProven(to *keyhold.WrappedKey) error {
 // nothing, if m.from has changed or gone since; the caller decides whether
 // that is a conflict (an operation holding the environment) or a skip (a
 // rotation, which yields to whoever changed it).
-func (m *custodyMove) commit(ctx context.Context, tx keyhold.Tx, p *Platform) (bool, error) {
+func (m *custodyMove) commit(ctx context.Context, tx keyhold.Tx, p *core) (bool, error) {
 	cur, err := tx.WrappedKeys(ctx, m.from.EnvID)
 	if err != nil {
 		return false, err

@@ -112,6 +112,7 @@ type Platform struct {
 	*core
 	*Events
 	*Tokens
+	*Environments
 }
 
 type metrics struct {
@@ -198,8 +199,9 @@ func Open(ctx context.Context, cfg Config) (*Platform, error) {
 // (the operation kinds' step names) call it on an empty core.
 func assemble(c *core) *Platform {
 	return &Platform{core: c,
-		Events: &Events{core: c},
-		Tokens: &Tokens{core: c},
+		Events:       &Events{core: c},
+		Tokens:       &Tokens{core: c},
+		Environments: &Environments{core: c},
 	}
 }
 

@@ -352,8 +352,8 @@ func (p *Platform) resealFile(ctx context.Context, f *keyhold.FileRecord, to uin
 			p.discardUpload(f.EnvID, gen)
 		}
 	}()
-	cr := &chunkReader{ctx: ctx, p: p, rec: f}
-	cw := &chunkWriter{ctx: ctx, p: p, envID: f.EnvID, gen: gen, buf: make([]byte, 0, ChunkSize)}
+	cr := &chunkReader{ctx: ctx, p: p.core, rec: f}
+	cw := &chunkWriter{ctx: ctx, p: p.core, envID: f.EnvID, gen: gen, buf: make([]byte, 0, ChunkSize)}
 	err = func() error {
 		dec, err := oldSK.NewDecryptingReader(bufio.NewReaderSize(cr, 64<<10), f.Name, f.Version)
 		if err != nil {

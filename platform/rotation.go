@@ -307,7 +307,7 @@ func (p *Platform) stepRotate(ctx context.Context, op *keyhold.Operation) (ops.S
 			} else if lk {
 				continue // locked since the page was read: left for after its re-enable
 			}
-			if ok, err := moved[i].commit(ctx, tx, p); err != nil {
+			if ok, err := moved[i].commit(ctx, tx, p.core); err != nil {
 				return err
 			} else if !ok {
 				continue // rewrapped, unlinked or destroyed meanwhile
