@@ -113,6 +113,7 @@ type Platform struct {
 	*Events
 	*Tokens
 	*Environments
+	*Health
 }
 
 type metrics struct {
@@ -202,6 +203,7 @@ func assemble(c *core) *Platform {
 		Events:       &Events{core: c},
 		Tokens:       &Tokens{core: c},
 		Environments: &Environments{core: c},
+		Health:       &Health{core: c},
 	}
 }
 
