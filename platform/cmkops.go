@@ -101,14 +101,14 @@ func errNotOurs(env *keyhold.Environment, op *keyhold.Operation) error {
 // changed it (returned an audit action), stores it and audits the change.
 // A Locked environment pauses the operation instead (lockPause), in the
 // same transaction, so a step never changes keys or data after a lock.
-func (p *Platform) changeEnv(ctx context.Context, op *keyhold.Operation, fn func(tx keyhold.Tx, env *keyhold.Environment) (action, detail string, err error)) error {
+func (p *CMK) changeEnv(ctx context.Context, op *keyhold.Operation, fn func(tx keyhold.Tx, env *keyhold.Environment) (action, detail string, err error)) error {
 	return p.changeEnvIn(ctx, op, true, fn)
 }
 
 // changeEnvIn is changeEnv; only with pauseLocked does a Locked
 // environment pause (the rollback, which changes the environment's record
 // only, runs on a Locked one).
-func (p *Platform) changeEnvIn(ctx context.Context, op *keyhold.Operation, pauseLocked bool, fn func(tx keyhold.Tx, env *keyhold.Environment) (action, detail string, err error)) error {
+func (p *CMK) changeEnvIn(ctx context.Context, op *keyhold.Operation, pauseLocked bool, fn func(tx keyhold.Tx, env *keyhold.Environment) (action, detail string, err error)) error {
 	var stepErr error
 	err := p.store.Update(ctx, func(tx keyhold.Tx) error {
 		stepErr = nil
@@ -154,7 +154,7 @@ func storeConflict(err error) error {
 
 // stepDisable takes the environment out of service for the custody change.
 // (A Locked environment pauses the operation: changeEnv.)
-func (p *Platform) stepDisable(ctx context.Context, op *keyhold.Operation) (ops.StepResult, error) {
+func (p *CMK) stepDisable(ctx context.Context, op *keyhold.Operation) (ops.StepResult, error) {
 	return ops.StepResult{}, p.changeEnv(ctx, op, func(tx keyhold.Tx, env *keyhold.Environment) (string, string, error) {
 		switch env.State {
 		case keyhold.StateDisabled:
@@ -174,7 +174,7 @@ func (p *Platform) stepDisable(ctx context.Context, op *keyhold.Operation) (ops.
 }
 
 // stepEnable puts the environment back in service. It ends an unlink.
-func (p *Platform) stepEnable(ctx context.Context, op *keyhold.Operation) (ops.StepResult, error) {
+func (p *CMK) stepEnable(ctx context.Context, op *keyhold.Operation) (ops.StepResult, error) {
 	return ops.StepResult{}, p.changeEnv(ctx, op, func(tx keyhold.Tx, env *keyhold.Environment) (string, string, error) {
 		end := op.Kind == keyhold.OpUnlink
 		if env.State != keyhold.StateDisabled && (!end || env.EncryptionStatus == keyhold.EncryptionSucceeded) {
@@ -195,7 +195,7 @@ func (p *Platform) stepEnable(ctx context.Context, op *keyhold.Operation) (ops.S
 // serves again (if the operation had disabled it) and its encryption
 // status is Failed. Custody is whatever the last committed rewrap left:
 // all under the old root, or all under the new one.
-func (p *Platform) rollbackEnvOp(ctx context.Context, op *keyhold.Operation) error {
+func (p *CMK) rollbackEnvOp(ctx context.Context, op *keyhold.Operation) error {
 	err := p.changeEnvIn(ctx, op, false, func(tx keyhold.Tx, env *keyhold.Environment) (string, string, error) {
 		if env.State != keyhold.StateDisabled && env.EncryptionStatus == keyhold.EncryptionFailed {
 			return "", "", nil
@@ -285,7 +285,7 @@ func (p *core) touchOldKID(ctx context.Context, tx keyhold.Tx, wk *keyhold.Wrapp
 // loadTarget reads, for a step, op's environment, its wrapped keys and
 // the policy op's input names. A policy deleted meanwhile fails the
 // operation.
-func (p *Platform) loadTarget(ctx context.Context, op *keyhold.Operation, in cmkInput) (*keyhold.Environment, []*keyhold.WrappedKey, *keyhold.EnterprisePolicy, error) {
+func (p *CMK) loadTarget(ctx context.Context, op *keyhold.Operation, in cmkInput) (*keyhold.Environment, []*keyhold.WrappedKey, *keyhold.EnterprisePolicy, error) {
 	var env *keyhold.Environment
 	var wks []*keyhold.WrappedKey
 	var pol *keyhold.EnterprisePolicy
@@ -319,12 +319,12 @@ func (p *core) policyKeyID(pol *keyhold.EnterprisePolicy) string {
 
 // wrapCMK wraps ek, of (envID, epoch), under pol's key (the version it
 // names, or the current one) as pol's identity.
-func (p *Platform) wrapCMK(ctx context.Context, pol *keyhold.EnterprisePolicy, envID string, epoch uint32, ek *crypt.Key) (*keyhold.WrappedKey, error) {
+func (p *CMK) wrapCMK(ctx context.Context, pol *keyhold.EnterprisePolicy, envID string, epoch uint32, ek *crypt.Key) (*keyhold.WrappedKey, error) {
 	return p.wrapCMKAt(ctx, pol, p.policyKeyID(pol), envID, epoch, ek)
 }
 
 // wrapMMK wraps ek, of (envID, epoch), under the MMK.
-func (p *Platform) wrapMMK(ctx context.Context, envID string, epoch uint32, ek *crypt.Key) (*keyhold.WrappedKey, error) {
+func (p *CMK) wrapMMK(ctx context.Context, envID string, epoch uint32, ek *crypt.Key) (*keyhold.WrappedKey, error) {
 	payload, err := crypt.EKPayload(envID, epoch, ek)
 	if err != nil {
 		return nil, err
@@ -347,7 +347,7 @@ func (p *Platform) wrapMMK(ctx context.Context, envID string, epoch uint32, ek *
 // An environment found Enabled was re-enabled after a lock paused the
 // operation past its disable step: it goes back to disable, so that
 // custody still changes while the environment is out of service.
-func (p *Platform) stepLinkRewrap(ctx context.Context, op *keyhold.Operation) (ops.StepResult, error) {
+func (p *CMK) stepLinkRewrap(ctx context.Context, op *keyhold.Operation) (ops.StepResult, error) {
 	in, err := opInput(op)
 	if err != nil {
 		return ops.StepResult{}, ops.Permanent(err)
@@ -430,7 +430,7 @@ func (p *Platform) stepLinkRewrap(ctx context.Context, op *keyhold.Operation) (o
 // one transaction, stores the MMK copies, deletes the CMK copies and
 // clears the link. An environment found Enabled goes back to disable, as
 // in stepLinkRewrap.
-func (p *Platform) stepUnlinkRewrap(ctx context.Context, op *keyhold.Operation) (ops.StepResult, error) {
+func (p *CMK) stepUnlinkRewrap(ctx context.Context, op *keyhold.Operation) (ops.StepResult, error) {
 	env, wks, err := p.envWithKeys(ctx, op.Target)
 	if err != nil {
 		return ops.StepResult{}, err

@@ -114,6 +114,7 @@ type Platform struct {
 	*Tokens
 	*Environments
 	*Health
+	*CMK
 }
 
 type metrics struct {
@@ -199,11 +200,13 @@ func Open(ctx context.Context, cfg Config) (*Platform, error) {
 // services it calls. Open calls it once; tests that need only the wiring
 // (the operation kinds' step names) call it on an empty core.
 func assemble(c *core) *Platform {
+	envs := &Environments{core: c}
 	return &Platform{core: c,
 		Events:       &Events{core: c},
 		Tokens:       &Tokens{core: c},
-		Environments: &Environments{core: c},
+		Environments: envs,
 		Health:       &Health{core: c},
+		CMK:          &CMK{core: c, envs: envs},
 	}
 }
 
