@@ -6,7 +6,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"maps"
 	"sort"
 	"strings"
 
@@ -41,44 +40,6 @@ const (
 	stepRekey    = "rekey"
 	stepDestroy  = "destroy"
 )
-
-// registerKinds registers the lifecycle's kinds on p.ops.
-func (p *Platform) registerKinds() {
-	for name, k := range p.kinds() {
-		p.ops.Register(name, k)
-	}
-}
-
-// kinds returns the lifecycle's operation kinds by name. The steps of the
-// kinds that hold an environment pause while it is Locked (pausable,
-// lockops.go); a rotation skips Locked environments instead.
-func (p *Platform) kinds() map[string]ops.Kind {
-	kinds := p.backupKinds() // restore, copy, reset (backups.go)
-	maps.Copy(kinds, map[string]ops.Kind{
-		keyhold.OpLink: {Steps: []ops.Step{
-			{Name: stepDisable, Run: p.pausable(p.stepDisable)},
-			{Name: stepRewrap, Run: p.pausable(p.stepLinkRewrap)},
-			{Name: stepEnable, Run: p.pausable(p.stepEnable)},
-			{Name: stepNewEpoch, Run: p.pausable(p.stepNewEpoch)},
-			{Name: stepRekey, Run: p.pausable(p.stepRekey)},
-			{Name: stepDestroy, Run: p.pausable(p.stepDestroy)},
-		}, Rollback: p.rollbackEnvOp},
-		keyhold.OpUnlink: {Steps: []ops.Step{
-			{Name: stepDisable, Run: p.pausable(p.stepDisable)},
-			{Name: stepRewrap, Run: p.pausable(p.stepUnlinkRewrap)},
-			{Name: stepEnable, Run: p.pausable(p.stepEnable)},
-		}, Rollback: p.rollbackEnvOp},
-		keyhold.OpRekey: {Steps: []ops.Step{
-			{Name: stepNewEpoch, Run: p.pausable(p.stepNewEpoch)},
-			{Name: stepRekey, Run: p.pausable(p.stepRekey)},
-			{Name: stepDestroy, Run: p.pausable(p.stepDestroy)},
-		}, Rollback: p.rollbackEnvOp},
-		keyhold.OpRotate: {Steps: []ops.Step{
-			{Name: stepRewrap, Run: p.stepRotate},
-		}},
-	})
-	return kinds
-}
 
 // opActor is the identity an operation's audit entries name: the
 // administrator who started it.

@@ -10,6 +10,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
 	"net/http"
 	"time"
 
@@ -115,6 +116,7 @@ type Platform struct {
 	*Environments
 	*Health
 	*CMK
+	*Backups
 }
 
 type metrics struct {
@@ -201,13 +203,57 @@ func Open(ctx context.Context, cfg Config) (*Platform, error) {
 // (the operation kinds' step names) call it on an empty core.
 func assemble(c *core) *Platform {
 	envs := &Environments{core: c}
+	health := &Health{core: c}
+	lifecycle := &CMK{core: c, envs: envs}
 	return &Platform{core: c,
 		Events:       &Events{core: c},
 		Tokens:       &Tokens{core: c},
 		Environments: envs,
-		Health:       &Health{core: c},
-		CMK:          &CMK{core: c, envs: envs},
+		Health:       health,
+		CMK:          lifecycle,
+		Backups:      &Backups{core: c, envs: envs, health: health, lifecycle: lifecycle},
 	}
+}
+
+// registerKinds registers the operation kinds of CMK and Backups on p.ops.
+func (p *Platform) registerKinds() {
+	for name, k := range p.kinds() {
+		p.ops.Register(name, k)
+	}
+}
+
+// kinds returns the operation kinds by name: the lifecycle's steps
+// (cmkops.go, rekey.go, rotation.go) and the database operations'
+// (backups.go). The steps of the kinds that hold an environment pause
+// while it is Locked (Health's pausable, lockops.go); a rotation skips
+// Locked environments instead.
+func (p *Platform) kinds() map[string]ops.Kind {
+	c, pausable := p.CMK, p.Health.pausable
+	kinds := p.Backups.backupKinds() // restore, copy, reset (backups.go)
+	maps.Copy(kinds, map[string]ops.Kind{
+		keyhold.OpLink: {Steps: []ops.Step{
+			{Name: stepDisable, Run: pausable(c.stepDisable)},
+			{Name: stepRewrap, Run: pausable(c.stepLinkRewrap)},
+			{Name: stepEnable, Run: pausable(c.stepEnable)},
+			{Name: stepNewEpoch, Run: pausable(c.stepNewEpoch)},
+			{Name: stepRekey, Run: pausable(c.stepRekey)},
+			{Name: stepDestroy, Run: pausable(c.stepDestroy)},
+		}, Rollback: c.rollbackEnvOp},
+		keyhold.OpUnlink: {Steps: []ops.Step{
+			{Name: stepDisable, Run: pausable(c.stepDisable)},
+			{Name: stepRewrap, Run: pausable(c.stepUnlinkRewrap)},
+			{Name: stepEnable, Run: pausable(c.stepEnable)},
+		}, Rollback: c.rollbackEnvOp},
+		keyhold.OpRekey: {Steps: []ops.Step{
+			{Name: stepNewEpoch, Run: pausable(c.stepNewEpoch)},
+			{Name: stepRekey, Run: pausable(c.stepRekey)},
+			{Name: stepDestroy, Run: pausable(c.stepDestroy)},
+		}, Rollback: c.rollbackEnvOp},
+		keyhold.OpRotate: {Steps: []ops.Step{
+			{Name: stepRewrap, Run: c.stepRotate},
+		}},
+	})
+	return kinds
 }
 
 // openKeys unseals the MMK and signing key, creating them (and the system
