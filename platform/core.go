@@ -3,13 +3,10 @@ package platform
 import (
 	"crypto/ecdsa"
 	"log/slog"
-	"net/http"
 	"sync/atomic"
-	"time"
 
 	"github.com/keyhold/keyhold"
 	"github.com/keyhold/keyhold/crypt"
-	"github.com/keyhold/keyhold/egress"
 	"github.com/keyhold/keyhold/ops"
 	"golang.org/x/sync/singleflight"
 )
@@ -30,9 +27,8 @@ type core struct {
 	store  keyhold.Store
 	clock  keyhold.Clock
 	log    *slog.Logger
-	issuer string
-	tokTTL time.Duration
-	signer *ecdsa.PrivateKey
+	issuer string            // the token issuer, also the webhooks' (webhook.go)
+	signer *ecdsa.PrivateKey // signs tokens and webhook posts
 	mmk    *crypt.AESWrapper
 	// rec checks the seals of the records custody rests on (policies'
 	// bindings, keys' current versions, vaults): custody.go.
@@ -45,18 +41,12 @@ type core struct {
 	// bcast carries key drops to and from other replicas (broadcast.go).
 	bcast broadcast
 
-	// graceProd and graceOther are the countdown's grace periods
-	// (countdown.go); KeepLocked: never deleted.
-	graceProd, graceOther time.Duration
-
-	// hookClient posts events to tenants' webhooks (webhook.go), through
-	// egress, which also checks the webhook URLs tenants set.
-	hookClient *http.Client
-	egress     *egress.Policy
 	// kick asks the health monitor to check a policy now (feed.go).
 	kick chan string
 
-	// The customer-managed key lifecycle (nil when not configured).
+	// The durable operations' runner (CMK's and Backups' operations) and
+	// the customer keys' vault and wrappers: all nil when the lifecycle is
+	// not configured (Config.Ops, Vault, CMK).
 	ops *ops.Runner
 	kv  KeyVault
 	cmk func(id *keyhold.Identity) keyhold.KeyWrapper

@@ -5,12 +5,14 @@ import (
 	"fmt"
 	"math"
 	"net"
+	"net/http"
 	"net/url"
 	"slices"
 	"strings"
 	"time"
 
 	"github.com/keyhold/keyhold"
+	"github.com/keyhold/keyhold/egress"
 )
 
 // Events and tenant settings. Every audit entry of one of eventKinds'
@@ -28,6 +30,10 @@ import (
 // (audit, appendEvent).
 type Events struct {
 	*core
+	// hookClient posts events to tenants' webhooks (webhook.go), through
+	// egress, which also checks the webhook URLs tenants set.
+	hookClient *http.Client
+	egress     *egress.Policy
 }
 
 // Audit action of a tenant settings change.

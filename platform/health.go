@@ -35,6 +35,9 @@ import (
 // the countdown that deletes those left Locked (countdown.go).
 type Health struct {
 	*core
+	// graceProd and graceOther are the countdown's grace periods
+	// (countdown.go); KeepLocked: never deleted.
+	graceProd, graceOther time.Duration
 }
 
 // Audit actions of health and locks.

@@ -138,38 +138,13 @@ func Open(ctx context.Context, cfg Config) (*Platform, error) {
 		clock:  cfg.Clock,
 		log:    cfg.Logger,
 		issuer: cfg.Issuer,
-		tokTTL: cfg.TokenTTL,
-
-		hookClient: cfg.WebhookClient,
-		egress:     cfg.Egress,
-		kick:       make(chan string, kickBuffer),
-	}
-	if p.egress == nil {
-		p.egress = egress.Default()
-	}
-	if p.hookClient == nil {
-		p.hookClient = NewWebhookClient(nil, p.egress)
+		kick:   make(chan string, kickBuffer),
 	}
 	if p.clock == nil {
 		p.clock = keyhold.SystemClock{}
 	}
 	if p.log == nil {
 		p.log = slog.New(slog.DiscardHandler)
-	}
-	if p.tokTTL <= 0 {
-		p.tokTTL = DefaultTokenTTL
-	}
-	switch g := cfg.LockGraceProduction; {
-	case g == 0:
-		p.graceProd = DefaultLockGraceProduction
-	case g < 0:
-		p.graceProd = KeepLocked
-	default:
-		p.graceProd = g
-	}
-	p.graceOther = KeepLocked
-	if cfg.LockGraceOther > 0 {
-		p.graceOther = cfg.LockGraceOther
 	}
 	ttl := cfg.KeyCacheTTL
 	if ttl <= 0 {
@@ -188,6 +163,30 @@ func Open(ctx context.Context, cfg Config) (*Platform, error) {
 	}
 	p.rec = rec
 	pl := assemble(p)
+	pl.Tokens.tokTTL = cfg.TokenTTL
+	if pl.Tokens.tokTTL <= 0 {
+		pl.Tokens.tokTTL = DefaultTokenTTL
+	}
+	pl.Events.egress, pl.Events.hookClient = cfg.Egress, cfg.WebhookClient
+	if pl.Events.egress == nil {
+		pl.Events.egress = egress.Default()
+	}
+	if pl.Events.hookClient == nil {
+		pl.Events.hookClient = NewWebhookClient(nil, pl.Events.egress)
+	}
+	h := pl.Health
+	switch g := cfg.LockGraceProduction; {
+	case g == 0:
+		h.graceProd = DefaultLockGraceProduction
+	case g < 0:
+		h.graceProd = KeepLocked
+	default:
+		h.graceProd = g
+	}
+	h.graceOther = KeepLocked
+	if cfg.LockGraceOther > 0 {
+		h.graceOther = cfg.LockGraceOther
+	}
 	if cfg.Ops != nil && cfg.Vault != nil && cfg.CMK != nil {
 		p.ops, p.kv, p.cmk = cfg.Ops, cfg.Vault, cfg.CMK
 		pl.registerKinds()

@@ -18,6 +18,7 @@ import (
 // and the first start's customer tenant (identity.go).
 type Tokens struct {
 	*core
+	tokTTL time.Duration // the lifetime of access tokens
 }
 
 // tokenClaims are the claims of an access token, named as Entra ID names
