@@ -388,3 +388,15 @@ var (
 	_ keyhold.AuditService       = (*Platform)(nil)
 	_ keyhold.CMKService         = (*Platform)(nil)
 )
+
+// One service per contract: each contract is implemented by one service,
+// and Platform implements them all by promoting the services' methods.
+var (
+	_ keyhold.TokenService       = (*Tokens)(nil)
+	_ keyhold.EnvironmentService = (*Environments)(nil)
+	_ keyhold.DataService        = (*Environments)(nil)
+	_ keyhold.AuditService       = (*Environments)(nil)
+	_ keyhold.CMKService         = (*CMK)(nil)
+	_ keyhold.EventService       = (*Events)(nil)
+	_ keyhold.BackupService      = (*Backups)(nil)
+)
