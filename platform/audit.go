@@ -8,7 +8,7 @@ import (
 
 // ListAudit lists the caller's tenant's audit entries, newest first.
 // Reading the audit log needs an administrator role.
-func (p *Platform) ListAudit(ctx context.Context, f keyhold.AuditFilter) ([]*keyhold.AuditEntry, error) {
+func (p *Environments) ListAudit(ctx context.Context, f keyhold.AuditFilter) ([]*keyhold.AuditEntry, error) {
 	id, err := keyhold.Caller(ctx)
 	if err != nil {
 		return nil, err

@@ -50,6 +50,15 @@ import (
 // the writing transaction): a lock while one runs pauses it, and it goes
 // on after the re-enable.
 
+// Backups is the service of backups and the database operations: backup,
+// restore, copy and reset, and their operations' steps.
+type Backups struct {
+	*core
+	envs      *Environments // discards an unfinished staged upload
+	health    *Health       // pauses a step while an environment is Locked
+	lifecycle *CMK          // starts the environment's operation record
+}
+
 // Audit actions of backups and the database operations.
 const (
 	auditBackupCreate = "backup.create"
@@ -100,7 +109,7 @@ func snapshotID(op *keyhold.Operation) string {
 }
 
 // backupKinds returns the operation kinds of restore, copy and reset.
-func (p *Platform) backupKinds() map[string]ops.Kind {
+func (p *Backups) backupKinds() map[string]ops.Kind {
 	return map[string]ops.Kind{
 		keyhold.OpRestore: {Steps: []ops.Step{
 			{Name: stepRestore, Run: p.pausableDB(p.stepRestore)},
@@ -118,20 +127,20 @@ func (p *Platform) backupKinds() map[string]ops.Kind {
 
 // pausableDB is pausable for the database operations: the source
 // environment's lock pauses them too.
-func (p *Platform) pausableDB(run func(ctx context.Context, op *keyhold.Operation) (ops.StepResult, error)) func(ctx context.Context, op *keyhold.Operation) (ops.StepResult, error) {
-	inner := p.pausable(run)
+func (p *Backups) pausableDB(run func(ctx context.Context, op *keyhold.Operation) (ops.StepResult, error)) func(ctx context.Context, op *keyhold.Operation) (ops.StepResult, error) {
+	inner := p.health.pausable(run)
 	return func(ctx context.Context, op *keyhold.Operation) (ops.StepResult, error) {
 		in, err := dbOpInput(op)
 		if err != nil || in.SourceID == "" || in.SourceID == op.Target {
 			return inner(ctx, op)
 		}
-		if err := p.checkLocked(ctx, in.SourceID); err != nil {
+		if err := p.health.checkLocked(ctx, in.SourceID); err != nil {
 			return ops.StepResult{}, err
 		}
 		res, err := inner(ctx, op)
 		if err != nil && !errors.Is(err, ops.ErrPaused) && ctx.Err() == nil {
 			// The source locked while the step ran (its keys refused).
-			if perr := p.checkLocked(ctx, in.SourceID); errors.Is(perr, ops.ErrPaused) {
+			if perr := p.health.checkLocked(ctx, in.SourceID); errors.Is(perr, ops.ErrPaused) {
 				return ops.StepResult{}, perr
 			}
 		}
@@ -153,7 +162,7 @@ func validateLabel(label string) error {
 func backupTarget(envID, backupID string) string { return envTarget(envID) + "/backups/" + backupID }
 
 // CreateBackup takes a backup of an Enabled environment now.
-func (p *Platform) CreateBackup(ctx context.Context, envID, label string) (*keyhold.Backup, error) {
+func (p *Backups) CreateBackup(ctx context.Context, envID, label string) (*keyhold.Backup, error) {
 	id, err := keyhold.Caller(ctx)
 	if err != nil {
 		return nil, err
@@ -186,7 +195,7 @@ func (p *Platform) CreateBackup(ctx context.Context, envID, label string) (*keyh
 }
 
 // ListBackups lists an environment's backups, newest first.
-func (p *Platform) ListBackups(ctx context.Context, envID string) ([]*keyhold.Backup, error) {
+func (p *Backups) ListBackups(ctx context.Context, envID string) ([]*keyhold.Backup, error) {
 	id, err := keyhold.Caller(ctx)
 	if err != nil {
 		return nil, err
@@ -217,7 +226,7 @@ func backupFor(ctx context.Context, tx keyhold.Tx, envID, backupID string) (*key
 
 // DeleteBackup deletes one backup of an environment, and the wrapped keys
 // of epochs nothing holds items under any more.
-func (p *Platform) DeleteBackup(ctx context.Context, envID, backupID string) error {
+func (p *Backups) DeleteBackup(ctx context.Context, envID, backupID string) error {
 	id, err := keyhold.Caller(ctx)
 	if err != nil {
 		return err
@@ -245,7 +254,7 @@ func (p *Platform) DeleteBackup(ctx context.Context, envID, backupID string) err
 // epochs only it held items under (destroyUnused), and audits it as
 // action (none if ""). It returns the epochs destroyed; the caller drops
 // them from the caches after the commit.
-func (p *Platform) removeBackup(ctx context.Context, tx keyhold.Tx, actor *keyhold.Identity, env *keyhold.Environment, b *keyhold.Backup, action, detail string) ([]uint32, error) {
+func (p *Backups) removeBackup(ctx context.Context, tx keyhold.Tx, actor *keyhold.Identity, env *keyhold.Environment, b *keyhold.Backup, action, detail string) ([]uint32, error) {
 	if err := tx.DeleteBackup(ctx, b.ID); err != nil {
 		return nil, err
 	}
@@ -261,7 +270,7 @@ func (p *Platform) removeBackup(ctx context.Context, tx keyhold.Tx, actor *keyho
 // operation is running on env (a re-key's own destroy step does it then).
 // It returns the epochs destroyed; the caller drops them from the caches
 // after the commit.
-func (p *Platform) destroyUnused(ctx context.Context, tx keyhold.Tx, actor *keyhold.Identity, env *keyhold.Environment) ([]uint32, error) {
+func (p *Backups) destroyUnused(ctx context.Context, tx keyhold.Tx, actor *keyhold.Identity, env *keyhold.Environment) ([]uint32, error) {
 	if running, err := tx.ListOperations(ctx, keyhold.OperationFilter{Target: env.ID, State: keyhold.OperationRunning, Limit: 1}); err != nil || len(running) > 0 {
 		return nil, err
 	}
@@ -462,8 +471,8 @@ func checkCopy(ctx context.Context, tx keyhold.Tx, id *keyhold.Identity, targetI
 // (writeAccess), so the write either commits before this transaction or
 // sees the operation and is refused; none is acknowledged and then
 // overwritten.
-func (p *Platform) startDBOp(ctx context.Context, tx keyhold.Tx, id *keyhold.Identity, target *keyhold.Environment, kind string, in dbInput, action, detail string) (*keyhold.Operation, error) {
-	op, err := p.createEnvOp(ctx, tx, id, target, kind, in, action, detail, nil)
+func (p *Backups) startDBOp(ctx context.Context, tx keyhold.Tx, id *keyhold.Identity, target *keyhold.Environment, kind string, in dbInput, action, detail string) (*keyhold.Operation, error) {
+	op, err := p.lifecycle.createEnvOp(ctx, tx, id, target, kind, in, action, detail, nil)
 	if err != nil {
 		return nil, err
 	}
@@ -481,7 +490,7 @@ func (p *Platform) startDBOp(ctx context.Context, tx keyhold.Tx, id *keyhold.Ide
 // startChecked runs check in a read transaction, then again in the
 // transaction that starts the operation (things may have changed since),
 // and kicks the runner.
-func (p *Platform) startChecked(ctx context.Context, check func(tx keyhold.Tx, id *keyhold.Identity) (*dbPlan, error), start func(tx keyhold.Tx, id *keyhold.Identity, plan *dbPlan) (*keyhold.Operation, error)) (*keyhold.Operation, error) {
+func (p *Backups) startChecked(ctx context.Context, check func(tx keyhold.Tx, id *keyhold.Identity) (*dbPlan, error), start func(tx keyhold.Tx, id *keyhold.Identity, plan *dbPlan) (*keyhold.Operation, error)) (*keyhold.Operation, error) {
 	id, err := keyhold.Caller(ctx)
 	if err != nil {
 		return nil, err
@@ -510,7 +519,7 @@ func (p *Platform) startChecked(ctx context.Context, check func(tx keyhold.Tx, i
 }
 
 // RestoreBackup starts overwriting environment targetID with a backup.
-func (p *Platform) RestoreBackup(ctx context.Context, targetID, backupID string) (*keyhold.Operation, error) {
+func (p *Backups) RestoreBackup(ctx context.Context, targetID, backupID string) (*keyhold.Operation, error) {
 	return p.startChecked(ctx, func(tx keyhold.Tx, id *keyhold.Identity) (*dbPlan, error) {
 		return checkRestore(ctx, tx, id, targetID, backupID)
 	}, func(tx keyhold.Tx, id *keyhold.Identity, plan *dbPlan) (*keyhold.Operation, error) {
@@ -522,7 +531,7 @@ func (p *Platform) RestoreBackup(ctx context.Context, targetID, backupID string)
 
 // CopyEnvironment starts overwriting environment targetID with the
 // current data of sourceID.
-func (p *Platform) CopyEnvironment(ctx context.Context, targetID, sourceID string) (*keyhold.Operation, error) {
+func (p *Backups) CopyEnvironment(ctx context.Context, targetID, sourceID string) (*keyhold.Operation, error) {
 	return p.startChecked(ctx, func(tx keyhold.Tx, id *keyhold.Identity) (*dbPlan, error) {
 		return checkCopy(ctx, tx, id, targetID, sourceID)
 	}, func(tx keyhold.Tx, id *keyhold.Identity, plan *dbPlan) (*keyhold.Operation, error) {
@@ -535,7 +544,7 @@ func (p *Platform) CopyEnvironment(ctx context.Context, targetID, sourceID strin
 // returning it to the platform's key. An environment linked to an
 // enterprise policy leaves it, so the caller also needs Reader on the
 // policy, as for an unlink.
-func (p *Platform) ResetEnvironment(ctx context.Context, envID string) (*keyhold.Operation, error) {
+func (p *Backups) ResetEnvironment(ctx context.Context, envID string) (*keyhold.Operation, error) {
 	return p.startChecked(ctx, func(tx keyhold.Tx, id *keyhold.Identity) (*dbPlan, error) {
 		env, err := adminEnvironment(ctx, tx, id, envID)
 		if err != nil {
@@ -567,7 +576,7 @@ func (p *Platform) ResetEnvironment(ctx context.Context, envID string) (*keyhold
 
 // stepSnapshot takes the copy's snapshot: a backup of the source, named
 // after the operation. Taken already: nothing to do.
-func (p *Platform) stepSnapshot(ctx context.Context, op *keyhold.Operation) (ops.StepResult, error) {
+func (p *Backups) stepSnapshot(ctx context.Context, op *keyhold.Operation) (ops.StepResult, error) {
 	in, err := dbOpInput(op)
 	if err != nil {
 		return ops.StepResult{}, ops.Permanent(err)
@@ -601,16 +610,16 @@ func (p *Platform) stepSnapshot(ctx context.Context, op *keyhold.Operation) (ops
 }
 
 // stepCleanup deletes the copy's snapshot.
-func (p *Platform) stepCleanup(ctx context.Context, op *keyhold.Operation) (ops.StepResult, error) {
+func (p *Backups) stepCleanup(ctx context.Context, op *keyhold.Operation) (ops.StepResult, error) {
 	return ops.StepResult{}, storeConflict(p.deleteSnapshot(ctx, op))
 }
 
 // rollbackCopy deletes a failed copy's snapshot, if it was taken.
-func (p *Platform) rollbackCopy(ctx context.Context, op *keyhold.Operation) error {
+func (p *Backups) rollbackCopy(ctx context.Context, op *keyhold.Operation) error {
 	return storeConflict(p.deleteSnapshot(ctx, op))
 }
 
-func (p *Platform) deleteSnapshot(ctx context.Context, op *keyhold.Operation) error {
+func (p *Backups) deleteSnapshot(ctx context.Context, op *keyhold.Operation) error {
 	var destroyed []uint32
 	var envID string
 	err := p.store.Update(ctx, func(tx keyhold.Tx) error {
@@ -647,7 +656,7 @@ type stagedFile struct {
 // are still served and the target's epoch unchanged, clears the target,
 // re-seals every row into it and swaps the staged files in. Run again, it
 // does the same again, with the same result.
-func (p *Platform) stepRestore(ctx context.Context, op *keyhold.Operation) (ops.StepResult, error) {
+func (p *Backups) stepRestore(ctx context.Context, op *keyhold.Operation) (ops.StepResult, error) {
 	in, err := dbOpInput(op)
 	if err != nil {
 		return ops.StepResult{}, ops.Permanent(err)
@@ -714,7 +723,7 @@ func (p *Platform) stepRestore(ctx context.Context, op *keyhold.Operation) (ops.
 	defer func() {
 		if !committed {
 			for _, s := range staged {
-				p.discardUpload(target.ID, s.gen)
+				p.envs.discardUpload(target.ID, s.gen)
 			}
 		}
 	}()
@@ -818,7 +827,7 @@ func (p *Platform) stepRestore(ctx context.Context, op *keyhold.Operation) (ops.
 // f.Epoch) re-sealed with to into a new generation of environment
 // targetID, marked as an upload. It returns the generation (also on
 // error, once created, so that the caller discards it).
-func (p *Platform) stageFile(ctx context.Context, f *keyhold.FileRecord, targetID string, from, to *crypt.StoreKey) (string, error) {
+func (p *Backups) stageFile(ctx context.Context, f *keyhold.FileRecord, targetID string, from, to *crypt.StoreKey) (string, error) {
 	if from == nil {
 		return "", ops.Permanent(keyhold.Errorf(keyhold.CodeInternal, "a backup holds file %q under epoch %d, whose key is gone", f.Name, f.Epoch))
 	}
@@ -828,8 +837,8 @@ func (p *Platform) stageFile(ctx context.Context, f *keyhold.FileRecord, targetI
 	}); err != nil {
 		return "", err
 	}
-	cr := &chunkReader{ctx: ctx, p: p, rec: f}
-	cw := &chunkWriter{ctx: ctx, p: p, envID: targetID, gen: gen, buf: make([]byte, 0, 64<<10)}
+	cr := &chunkReader{ctx: ctx, p: p.core, rec: f}
+	cw := &chunkWriter{ctx: ctx, p: p.core, envID: targetID, gen: gen, buf: make([]byte, 0, 64<<10)}
 	dec, err := from.NewDecryptingReader(bufio.NewReaderSize(cr, 64<<10), f.Name, f.Version)
 	if err != nil {
 		return gen, backupIntegrity(f, err)
@@ -869,7 +878,7 @@ func backupIntegrity(f *keyhold.FileRecord, err error) error {
 // policy. An environment already past the operation's FromEpoch was
 // reset by an earlier run of the step: nothing to do (so a crash after
 // the commit never wipes what was written since).
-func (p *Platform) stepReset(ctx context.Context, op *keyhold.Operation) (ops.StepResult, error) {
+func (p *Backups) stepReset(ctx context.Context, op *keyhold.Operation) (ops.StepResult, error) {
 	in, err := dbOpInput(op)
 	if err != nil {
 		return ops.StepResult{}, ops.Permanent(err)
@@ -961,7 +970,7 @@ func epochList(wks []*keyhold.WrappedKey) string {
 // backups of a Locked environment are kept past their expiry, until it is
 // re-enabled or deleted: a customer who restores key access must find its
 // backups as it left them. It runs as the platform.
-func (p *Platform) PruneBackups(ctx context.Context) (int, error) {
+func (p *Backups) PruneBackups(ctx context.Context) (int, error) {
 	var expired []*keyhold.Backup
 	if err := p.store.View(ctx, func(tx keyhold.Tx) error {
 		var err error

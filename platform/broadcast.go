@@ -112,7 +112,7 @@ func (b *broadcast) clearEchoes() {
 // startBroadcast subscribes to bc (if not nil) and receives key drops until
 // Close. It subscribes before it returns, so a platform that serves hears
 // every drop published from then on.
-func (p *Platform) startBroadcast(bc keyhold.Broadcaster, reg prometheus.Registerer) error {
+func (p *core) startBroadcast(bc keyhold.Broadcaster, reg prometheus.Registerer) error {
 	p.bcast.messages = prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "keyhold_key_drop_messages_total",
 		Help: "Messages that tell every replica to zero cached environment keys, by direction (sent, received) and result.",
@@ -137,7 +137,7 @@ func (p *Platform) startBroadcast(bc keyhold.Broadcaster, reg prometheus.Registe
 }
 
 // stopBroadcast ends the subscription and waits for its goroutine.
-func (p *Platform) stopBroadcast() {
+func (p *core) stopBroadcast() {
 	if p.bcast.cancel != nil {
 		p.bcast.cancel()
 		<-p.bcast.done
@@ -146,7 +146,7 @@ func (p *Platform) stopBroadcast() {
 
 // receiveDrops applies the messages of ch, subscribing again (with backoff)
 // whenever the subscription ends before ctx does.
-func (p *Platform) receiveDrops(ctx context.Context, ch <-chan string) {
+func (p *core) receiveDrops(ctx context.Context, ch <-chan string) {
 	defer close(p.bcast.done)
 	for {
 		for msg := range ch {
@@ -178,7 +178,7 @@ func (p *Platform) receiveDrops(ctx context.Context, ch <-chan string) {
 
 // receiveDrop applies one message. Messages that are not about keys
 // belong to other users of the broadcaster and are ignored.
-func (p *Platform) receiveDrop(msg string) {
+func (p *core) receiveDrop(msg string) {
 	result := "ok"
 	defer func() { p.bcast.messages.WithLabelValues("received", result).Inc() }()
 	switch {
@@ -217,7 +217,7 @@ func (p *Platform) receiveDrop(msg string) {
 
 // dropLocal zeroes every cached key of an environment on this replica
 // ("" drops all).
-func (p *Platform) dropLocal(envID string) {
+func (p *core) dropLocal(envID string) {
 	if envID == "" {
 		p.cache.Purge()
 		return
@@ -229,7 +229,7 @@ func (p *Platform) dropLocal(envID string) {
 // every replica, for a custody change that retires one epoch (re-key's
 // destroy step). The cache drops by prefix, so epochs that extend the
 // number (e1 → e10…e19) go too: harmless, they are unwrapped again.
-func (p *Platform) dropEpochKeys(envID string, epoch uint32) {
+func (p *core) dropEpochKeys(envID string, epoch uint32) {
 	p.cache.Drop(cacheID(envID, epoch))
 	p.publishDrop(msgDrop + " " + envID + " " + strconv.FormatUint(uint64(epoch), 10))
 }
@@ -239,7 +239,7 @@ func (p *Platform) dropEpochKeys(envID string, epoch uint32) {
 // refuses by the stored state on every replica anyway, and the other
 // replicas' keys still expire with their TTL; a broken connection also
 // makes their subscriptions purge when it comes back.
-func (p *Platform) publishDrop(msg string) {
+func (p *core) publishDrop(msg string) {
 	if p.bcast.bc == nil {
 		return
 	}

@@ -30,6 +30,18 @@ import (
 // customer's key. A re-key then moves every item to a fresh epoch whose EK
 // was only ever wrapped by the CMK, and destroys the old epochs' keys.
 
+// CMK is the service of the customer-managed key lifecycle: the checks
+// and the start of link, unlink and swap (this file), their steps
+// (cmkops.go), re-keying (rekey.go), rotation pickup (rotation.go) and key
+// version usage (keyusage.go). The custody move itself is the core's
+// (custody.go); an operation's pause while its environment is Locked is
+// Health's (lockops.go).
+type CMK struct {
+	*core
+	// envs discards an upload that a re-key left unfinished (files.go).
+	envs *Environments
+}
+
 // errCMKOff answers the lifecycle's methods on a platform opened without
 // Config.Ops, Vault and CMK.
 var errCMKOff = keyhold.Errorf(keyhold.CodeServiceUnavailable,
@@ -48,7 +60,7 @@ func policyIdentity(principalID, tenantID string) *keyhold.Identity {
 // currentKID rebuilds a stored kid with the vault's current base URL: the
 // server may have been restarted at another address since the key was
 // wrapped, and a kid names the key by its path, not its host.
-func (p *Platform) currentKID(kid string) string {
+func (p *core) currentKID(kid string) string {
 	if k, err := keyhold.ParseKeyID(kid); err == nil && p.kv != nil {
 		return p.kv.KeyID(k.Vault, k.Name, k.Version)
 	}
@@ -101,7 +113,7 @@ func cmkError(err error, what, kid, principal string) error {
 // administrator: it must be of the caller's tenant (others are not found)
 // and the caller needs Reader on it. Its binding to its key must pass its
 // integrity check (CodeRecordIntegrity, audited).
-func (p *Platform) policyFor(ctx context.Context, tx keyhold.Tx, id *keyhold.Identity, systemID string) (*keyhold.EnterprisePolicy, error) {
+func (p *CMK) policyFor(ctx context.Context, tx keyhold.Tx, id *keyhold.Identity, systemID string) (*keyhold.EnterprisePolicy, error) {
 	notFound := keyhold.Errorf(keyhold.CodeNotFound,
 		"no enterprise policy has systemId %q in tenant %s: use the policy's properties.systemId (/regions/{location}/providers/Microsoft.PowerPlatform/enterprisePolicies/{guid})",
 		systemID, id.TenantID)
@@ -248,7 +260,7 @@ const (
 // A finance and operations environment (Environment.FinOps) needs Power
 // Platform integration (CodeBadRequest, naming how to turn it on): 002
 // keeps one without it under the Microsoft-managed key.
-func (p *Platform) LinkPolicy(ctx context.Context, envID, systemID string) (*keyhold.Operation, error) {
+func (p *CMK) LinkPolicy(ctx context.Context, envID, systemID string) (*keyhold.Operation, error) {
 	id, err := keyhold.Caller(ctx)
 	if err != nil {
 		return nil, err
@@ -299,7 +311,7 @@ func (p *Platform) LinkPolicy(ctx context.Context, envID, systemID string) (*key
 
 // startOp creates an operation of kind on env in tx, marks the
 // environment's encryption Running under it, and audits it.
-func (p *Platform) startOp(ctx context.Context, tx keyhold.Tx, id *keyhold.Identity, env *keyhold.Environment, kind string, in cmkInput, action, detail string) (*keyhold.Operation, error) {
+func (p *CMK) startOp(ctx context.Context, tx keyhold.Tx, id *keyhold.Identity, env *keyhold.Environment, kind string, in cmkInput, action, detail string) (*keyhold.Operation, error) {
 	return p.createEnvOp(ctx, tx, id, env, kind, in, action, detail, func(op *keyhold.Operation) error {
 		env.EncryptionStatus, env.LastOperationID, env.UpdatedAt = keyhold.EncryptionRunning, op.ID, p.clock.Now().UTC()
 		return tx.UpdateEnvironment(ctx, env)
@@ -309,7 +321,7 @@ func (p *Platform) startOp(ctx context.Context, tx keyhold.Tx, id *keyhold.Ident
 // createEnvOp creates an operation of kind on env in tx with input in,
 // runs then (if set) with it, and audits it as action: the start of every
 // operation on an environment (startOp here, startDBOp in backups.go).
-func (p *Platform) createEnvOp(ctx context.Context, tx keyhold.Tx, id *keyhold.Identity, env *keyhold.Environment, kind string, in any, action, detail string, then func(*keyhold.Operation) error) (*keyhold.Operation, error) {
+func (p *CMK) createEnvOp(ctx context.Context, tx keyhold.Tx, id *keyhold.Identity, env *keyhold.Environment, kind string, in any, action, detail string, then func(*keyhold.Operation) error) (*keyhold.Operation, error) {
 	input, err := json.Marshal(in)
 	if err != nil {
 		return nil, err
@@ -342,7 +354,7 @@ type linkPlan struct {
 }
 
 // checkLink runs LinkPolicy's checks that need no key vault call.
-func (p *Platform) checkLink(ctx context.Context, tx keyhold.Tx, id *keyhold.Identity, envID, systemID string) (*linkPlan, error) {
+func (p *CMK) checkLink(ctx context.Context, tx keyhold.Tx, id *keyhold.Identity, envID, systemID string) (*linkPlan, error) {
 	env, err := adminEnvironment(ctx, tx, id, envID)
 	if err != nil {
 		return nil, err
@@ -467,7 +479,7 @@ func runningOp(ctx context.Context, tx keyhold.Tx, env *keyhold.Environment) err
 
 // probe checks, as the policy's identity, that its key serves get, wrap
 // and unwrap, and turns a refusal into a message that names the fix.
-func (p *Platform) probe(ctx context.Context, plan *linkPlan) error {
+func (p *CMK) probe(ctx context.Context, plan *linkPlan) error {
 	pol := plan.pol
 	w := p.cmk(policyIdentity(pol.PrincipalID, pol.TenantID))
 	prober, ok := w.(keyhold.KeyProber)
@@ -517,7 +529,7 @@ func (p *Platform) probe(ctx context.Context, plan *linkPlan) error {
 // have no operation running (CodeConflict). A refusal changes nothing.
 // The operation it returns carries a warning (Operation.Warnings): keep the
 // policy's key and its access for 30 days.
-func (p *Platform) UnlinkPolicy(ctx context.Context, envID, systemID string) (*keyhold.Operation, error) {
+func (p *CMK) UnlinkPolicy(ctx context.Context, envID, systemID string) (*keyhold.Operation, error) {
 	id, err := keyhold.Caller(ctx)
 	if err != nil {
 		return nil, err
@@ -580,7 +592,7 @@ func unlinkWarning(pol *keyhold.EnterprisePolicy, at time.Time) string {
 // GetOperation returns an operation of the caller's tenant; the caller
 // must be a platform administrator. Another tenant's operation is
 // CodeNotFound, as a missing one.
-func (p *Platform) GetOperation(ctx context.Context, opID string) (*keyhold.Operation, error) {
+func (p *CMK) GetOperation(ctx context.Context, opID string) (*keyhold.Operation, error) {
 	id, err := keyhold.Caller(ctx)
 	if err != nil {
 		return nil, err
@@ -606,7 +618,7 @@ func (p *Platform) GetOperation(ctx context.Context, opID string) (*keyhold.Oper
 // an enterprise policy or were the subject of an encryption operation,
 // with the policy and the last operation. The caller must be a platform
 // administrator.
-func (p *Platform) PolicyLinks(ctx context.Context) ([]*keyhold.PolicyLink, error) {
+func (p *CMK) PolicyLinks(ctx context.Context) ([]*keyhold.PolicyLink, error) {
 	id, err := keyhold.Caller(ctx)
 	if err != nil {
 		return nil, err

@@ -200,7 +200,7 @@ type crashCase struct {
 // before, after and persisted points, and the rollback's for the failing
 // ones.
 func crashCases() []crashCase {
-	kinds := (&Platform{}).kinds()
+	kinds := assemble(&core{}).kinds()
 	var cs []crashCase
 	add := func(scenario string, points []string) {
 		for _, p := range points {

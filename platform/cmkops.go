@@ -6,7 +6,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"maps"
 	"sort"
 	"strings"
 
@@ -42,44 +41,6 @@ const (
 	stepDestroy  = "destroy"
 )
 
-// registerKinds registers the lifecycle's kinds on p.ops.
-func (p *Platform) registerKinds() {
-	for name, k := range p.kinds() {
-		p.ops.Register(name, k)
-	}
-}
-
-// kinds returns the lifecycle's operation kinds by name. The steps of the
-// kinds that hold an environment pause while it is Locked (pausable,
-// lockops.go); a rotation skips Locked environments instead.
-func (p *Platform) kinds() map[string]ops.Kind {
-	kinds := p.backupKinds() // restore, copy, reset (backups.go)
-	maps.Copy(kinds, map[string]ops.Kind{
-		keyhold.OpLink: {Steps: []ops.Step{
-			{Name: stepDisable, Run: p.pausable(p.stepDisable)},
-			{Name: stepRewrap, Run: p.pausable(p.stepLinkRewrap)},
-			{Name: stepEnable, Run: p.pausable(p.stepEnable)},
-			{Name: stepNewEpoch, Run: p.pausable(p.stepNewEpoch)},
-			{Name: stepRekey, Run: p.pausable(p.stepRekey)},
-			{Name: stepDestroy, Run: p.pausable(p.stepDestroy)},
-		}, Rollback: p.rollbackEnvOp},
-		keyhold.OpUnlink: {Steps: []ops.Step{
-			{Name: stepDisable, Run: p.pausable(p.stepDisable)},
-			{Name: stepRewrap, Run: p.pausable(p.stepUnlinkRewrap)},
-			{Name: stepEnable, Run: p.pausable(p.stepEnable)},
-		}, Rollback: p.rollbackEnvOp},
-		keyhold.OpRekey: {Steps: []ops.Step{
-			{Name: stepNewEpoch, Run: p.pausable(p.stepNewEpoch)},
-			{Name: stepRekey, Run: p.pausable(p.stepRekey)},
-			{Name: stepDestroy, Run: p.pausable(p.stepDestroy)},
-		}, Rollback: p.rollbackEnvOp},
-		keyhold.OpRotate: {Steps: []ops.Step{
-			{Name: stepRewrap, Run: p.stepRotate},
-		}},
-	})
-	return kinds
-}
-
 // opActor is the identity an operation's audit entries name: the
 // administrator who started it.
 func opActor(op *keyhold.Operation) *keyhold.Identity {
@@ -101,14 +62,14 @@ func errNotOurs(env *keyhold.Environment, op *keyhold.Operation) error {
 // changed it (returned an audit action), stores it and audits the change.
 // A Locked environment pauses the operation instead (lockPause), in the
 // same transaction, so a step never changes keys or data after a lock.
-func (p *Platform) changeEnv(ctx context.Context, op *keyhold.Operation, fn func(tx keyhold.Tx, env *keyhold.Environment) (action, detail string, err error)) error {
+func (p *CMK) changeEnv(ctx context.Context, op *keyhold.Operation, fn func(tx keyhold.Tx, env *keyhold.Environment) (action, detail string, err error)) error {
 	return p.changeEnvIn(ctx, op, true, fn)
 }
 
 // changeEnvIn is changeEnv; only with pauseLocked does a Locked
 // environment pause (the rollback, which changes the environment's record
 // only, runs on a Locked one).
-func (p *Platform) changeEnvIn(ctx context.Context, op *keyhold.Operation, pauseLocked bool, fn func(tx keyhold.Tx, env *keyhold.Environment) (action, detail string, err error)) error {
+func (p *CMK) changeEnvIn(ctx context.Context, op *keyhold.Operation, pauseLocked bool, fn func(tx keyhold.Tx, env *keyhold.Environment) (action, detail string, err error)) error {
 	var stepErr error
 	err := p.store.Update(ctx, func(tx keyhold.Tx) error {
 		stepErr = nil
@@ -154,7 +115,7 @@ func storeConflict(err error) error {
 
 // stepDisable takes the environment out of service for the custody change.
 // (A Locked environment pauses the operation: changeEnv.)
-func (p *Platform) stepDisable(ctx context.Context, op *keyhold.Operation) (ops.StepResult, error) {
+func (p *CMK) stepDisable(ctx context.Context, op *keyhold.Operation) (ops.StepResult, error) {
 	return ops.StepResult{}, p.changeEnv(ctx, op, func(tx keyhold.Tx, env *keyhold.Environment) (string, string, error) {
 		switch env.State {
 		case keyhold.StateDisabled:
@@ -174,7 +135,7 @@ func (p *Platform) stepDisable(ctx context.Context, op *keyhold.Operation) (ops.
 }
 
 // stepEnable puts the environment back in service. It ends an unlink.
-func (p *Platform) stepEnable(ctx context.Context, op *keyhold.Operation) (ops.StepResult, error) {
+func (p *CMK) stepEnable(ctx context.Context, op *keyhold.Operation) (ops.StepResult, error) {
 	return ops.StepResult{}, p.changeEnv(ctx, op, func(tx keyhold.Tx, env *keyhold.Environment) (string, string, error) {
 		end := op.Kind == keyhold.OpUnlink
 		if env.State != keyhold.StateDisabled && (!end || env.EncryptionStatus == keyhold.EncryptionSucceeded) {
@@ -195,7 +156,7 @@ func (p *Platform) stepEnable(ctx context.Context, op *keyhold.Operation) (ops.S
 // serves again (if the operation had disabled it) and its encryption
 // status is Failed. Custody is whatever the last committed rewrap left:
 // all under the old root, or all under the new one.
-func (p *Platform) rollbackEnvOp(ctx context.Context, op *keyhold.Operation) error {
+func (p *CMK) rollbackEnvOp(ctx context.Context, op *keyhold.Operation) error {
 	err := p.changeEnvIn(ctx, op, false, func(tx keyhold.Tx, env *keyhold.Environment) (string, string, error) {
 		if env.State != keyhold.StateDisabled && env.EncryptionStatus == keyhold.EncryptionFailed {
 			return "", "", nil
@@ -266,7 +227,7 @@ func sameKey(a, b *keyhold.WrappedKey) bool {
 }
 
 // touchOldKID records, in tx, that an EK moved off the CMK version of wk.
-func (p *Platform) touchOldKID(ctx context.Context, tx keyhold.Tx, wk *keyhold.WrappedKey) error {
+func (p *core) touchOldKID(ctx context.Context, tx keyhold.Tx, wk *keyhold.WrappedKey) error {
 	if wk == nil || wk.Root != keyhold.RootCMK {
 		return nil
 	}
@@ -285,7 +246,7 @@ func (p *Platform) touchOldKID(ctx context.Context, tx keyhold.Tx, wk *keyhold.W
 // loadTarget reads, for a step, op's environment, its wrapped keys and
 // the policy op's input names. A policy deleted meanwhile fails the
 // operation.
-func (p *Platform) loadTarget(ctx context.Context, op *keyhold.Operation, in cmkInput) (*keyhold.Environment, []*keyhold.WrappedKey, *keyhold.EnterprisePolicy, error) {
+func (p *CMK) loadTarget(ctx context.Context, op *keyhold.Operation, in cmkInput) (*keyhold.Environment, []*keyhold.WrappedKey, *keyhold.EnterprisePolicy, error) {
 	var env *keyhold.Environment
 	var wks []*keyhold.WrappedKey
 	var pol *keyhold.EnterprisePolicy
@@ -313,18 +274,18 @@ func (p *Platform) loadTarget(ctx context.Context, op *keyhold.Operation, in cmk
 
 // policyKeyID is the key id a policy's key is wrapped under: unversioned
 // (the key's current version) unless the policy names a version.
-func (p *Platform) policyKeyID(pol *keyhold.EnterprisePolicy) string {
+func (p *core) policyKeyID(pol *keyhold.EnterprisePolicy) string {
 	return p.kv.KeyID(vaultNameOf(pol), pol.KeyName, pol.KeyVersion)
 }
 
 // wrapCMK wraps ek, of (envID, epoch), under pol's key (the version it
 // names, or the current one) as pol's identity.
-func (p *Platform) wrapCMK(ctx context.Context, pol *keyhold.EnterprisePolicy, envID string, epoch uint32, ek *crypt.Key) (*keyhold.WrappedKey, error) {
+func (p *CMK) wrapCMK(ctx context.Context, pol *keyhold.EnterprisePolicy, envID string, epoch uint32, ek *crypt.Key) (*keyhold.WrappedKey, error) {
 	return p.wrapCMKAt(ctx, pol, p.policyKeyID(pol), envID, epoch, ek)
 }
 
 // wrapMMK wraps ek, of (envID, epoch), under the MMK.
-func (p *Platform) wrapMMK(ctx context.Context, envID string, epoch uint32, ek *crypt.Key) (*keyhold.WrappedKey, error) {
+func (p *CMK) wrapMMK(ctx context.Context, envID string, epoch uint32, ek *crypt.Key) (*keyhold.WrappedKey, error) {
 	payload, err := crypt.EKPayload(envID, epoch, ek)
 	if err != nil {
 		return nil, err
@@ -347,7 +308,7 @@ func (p *Platform) wrapMMK(ctx context.Context, envID string, epoch uint32, ek *
 // An environment found Enabled was re-enabled after a lock paused the
 // operation past its disable step: it goes back to disable, so that
 // custody still changes while the environment is out of service.
-func (p *Platform) stepLinkRewrap(ctx context.Context, op *keyhold.Operation) (ops.StepResult, error) {
+func (p *CMK) stepLinkRewrap(ctx context.Context, op *keyhold.Operation) (ops.StepResult, error) {
 	in, err := opInput(op)
 	if err != nil {
 		return ops.StepResult{}, ops.Permanent(err)
@@ -394,7 +355,7 @@ func (p *Platform) stepLinkRewrap(ctx context.Context, op *keyhold.Operation) (o
 				// operation holds the environment): read again.
 				return "", "", ops.Transient(keyhold.Errorf(keyhold.CodeConflict, "the key of epoch %d of environment %s changed during the rewrap", m.to.Epoch, env.ID))
 			}
-			if ok, err := m.commit(ctx, tx, p); err != nil || !ok {
+			if ok, err := m.commit(ctx, tx, p.core); err != nil || !ok {
 				return "", "", cmp.Or(err, ops.Transient(keyhold.Errorf(keyhold.CodeConflict, "the key of epoch %d of environment %s changed during the rewrap", m.to.Epoch, env.ID)))
 			}
 			if m.from.Root == keyhold.RootMMK {
@@ -430,7 +391,7 @@ func (p *Platform) stepLinkRewrap(ctx context.Context, op *keyhold.Operation) (o
 // one transaction, stores the MMK copies, deletes the CMK copies and
 // clears the link. An environment found Enabled goes back to disable, as
 // in stepLinkRewrap.
-func (p *Platform) stepUnlinkRewrap(ctx context.Context, op *keyhold.Operation) (ops.StepResult, error) {
+func (p *CMK) stepUnlinkRewrap(ctx context.Context, op *keyhold.Operation) (ops.StepResult, error) {
 	env, wks, err := p.envWithKeys(ctx, op.Target)
 	if err != nil {
 		return ops.StepResult{}, err
@@ -466,7 +427,7 @@ func (p *Platform) stepUnlinkRewrap(ctx context.Context, op *keyhold.Operation) 
 			if g == nil || !sameKey(g.cmk, m.from) {
 				return "", "", ops.Transient(keyhold.Errorf(keyhold.CodeConflict, "the key of epoch %d of environment %s changed during the rewrap", m.to.Epoch, env.ID))
 			}
-			if ok, err := m.commit(ctx, tx, p); err != nil || !ok {
+			if ok, err := m.commit(ctx, tx, p.core); err != nil || !ok {
 				return "", "", cmp.Or(err, ops.Transient(keyhold.Errorf(keyhold.CodeConflict, "the key of epoch %d of environment %s changed during the rewrap", m.to.Epoch, env.ID)))
 			}
 			deleted = append(deleted, fmt.Sprintf("%d (%s)", g.epoch, g.cmk.KeyID))

@@ -58,7 +58,7 @@ var lockWarnings = []time.Duration{3 * 24 * time.Hour, 24 * time.Hour}
 // other type (Sandbox, Developer, Trial, Teams, SupportInvestigation) gets
 // Config.LockGraceOther, KeepLocked by default since the spec names no
 // period for them.
-func (p *Platform) LockGrace(sku keyhold.EnvironmentSKU) time.Duration {
+func (p *Health) LockGrace(sku keyhold.EnvironmentSKU) time.Duration {
 	if sku == keyhold.SKUProduction {
 		return p.graceProd
 	}
@@ -68,7 +68,7 @@ func (p *Platform) LockGrace(sku keyhold.EnvironmentSKU) time.Duration {
 // LockDeadline is when a Locked environment is deleted; zero if it is not
 // Locked, its lock time is unknown, or its type is kept Locked until an
 // administrator acts.
-func (p *Platform) LockDeadline(env *keyhold.Environment) time.Time {
+func (p *Health) LockDeadline(env *keyhold.Environment) time.Time {
 	g := p.LockGrace(env.SKU)
 	if env.State != keyhold.StateLocked || env.LockedAt.IsZero() || g <= 0 {
 		return time.Time{}
@@ -94,7 +94,7 @@ func warningLabel(before time.Duration) string {
 // and crypto-shreds and deletes each environment past its deadline. It
 // returns how many environments it deleted; it goes on past an environment
 // that fails and returns every error, joined. It runs as the platform.
-func (p *Platform) RunLockCountdown(ctx context.Context) (deleted int, err error) {
+func (p *Health) RunLockCountdown(ctx context.Context) (deleted int, err error) {
 	var locked []*keyhold.Environment
 	err = p.store.View(ctx, func(tx keyhold.Tx) error {
 		locked = nil
@@ -130,7 +130,7 @@ func (p *Platform) RunLockCountdown(ctx context.Context) (deleted int, err error
 
 // countdownEnv advances one environment's countdown and says whether it
 // deleted it.
-func (p *Platform) countdownEnv(ctx context.Context, envID string) (bool, error) {
+func (p *Health) countdownEnv(ctx context.Context, envID string) (bool, error) {
 	due := false
 	err := p.store.Update(ctx, func(tx keyhold.Tx) error {
 		due = false
@@ -194,7 +194,7 @@ func (p *Platform) countdownEnv(ctx context.Context, envID string) (bool, error)
 // its key is accessible and the environment waits for an administrator to
 // re-enable it, so the countdown holds. An environment whose wrapped keys
 // are gone (shredded) can't be re-enabled and never holds.
-func (p *Platform) accessRestored(ctx context.Context, tx keyhold.Tx, env *keyhold.Environment) (bool, error) {
+func (p *Health) accessRestored(ctx context.Context, tx keyhold.Tx, env *keyhold.Environment) (bool, error) {
 	if env.PolicyID == "" {
 		return false, nil
 	}
@@ -216,7 +216,7 @@ func (p *Platform) accessRestored(ctx context.Context, tx keyhold.Tx, env *keyho
 
 // warned says whether a warning with the given label was written since
 // env was locked.
-func (p *Platform) warned(ctx context.Context, tx keyhold.Tx, env *keyhold.Environment, label string) (bool, error) {
+func (p *Health) warned(ctx context.Context, tx keyhold.Tx, env *keyhold.Environment, label string) (bool, error) {
 	f := keyhold.AuditFilter{TenantID: env.TenantID, EnvID: env.ID, Limit: 200}
 	for {
 		es, err := tx.ListAudit(ctx, f)
@@ -242,7 +242,7 @@ func (p *Platform) warned(ctx context.Context, tx keyhold.Tx, env *keyhold.Envir
 // keys in one transaction, then the environment and its data in another.
 // An environment whose keys are already gone (a crash after the first) is
 // just deleted.
-func (p *Platform) cryptoShred(ctx context.Context, envID string) (bool, error) {
+func (p *Health) cryptoShred(ctx context.Context, envID string) (bool, error) {
 	// still re-checks, inside a transaction, that env is due for deletion.
 	still := func(tx keyhold.Tx) (*keyhold.Environment, error) {
 		env, err := tx.Environment(ctx, envID)

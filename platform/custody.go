@@ -46,7 +46,7 @@ type wrapTo func(ctx context.Context, ek *crypt.Key) (*keyhold.WrappedKey, error
 // with wrap and proves the new copy (see the top of this file). A new copy
 // that unwraps to another key, or not at all, is refused permanently
 // (errNotProven, or the unwrap's error); nothing is stored either way.
-func (p *Platform) prepareMove(ctx context.Context, from *keyhold.WrappedKey, tenant string, wrap wrapTo) (*custodyMove, error) {
+func (p *core) prepareMove(ctx context.Context, from *keyhold.WrappedKey, tenant string, wrap wrapTo) (*custodyMove, error) {
 	ek, err := p.unwrapWrapped(ctx, from, tenant)
 	if err != nil {
 		return nil, err
@@ -64,7 +64,7 @@ func (p *Platform) prepareMove(ctx context.Context, from *keyhold.WrappedKey, te
 
 // prove unwraps the new copy to, through the provider and as the identity
 // that wrapped it, and compares the result with ek in constant time.
-func (p *Platform) prove(ctx context.Context, to *keyhold.WrappedKey, tenant string, ek *crypt.Key) error {
+func (p *core) prove(ctx context.Context, to *keyhold.WrappedKey, tenant string, ek *crypt.Key) error {
 	got, err := p.unwrapWrapped(ctx, to, tenant)
 	if err != nil {
 		return ops.Permanent(keyhold.Errorf(keyhold.CodeInternal,
@@ -92,7 +92,7 @@ func errNotProven(to *keyhold.WrappedKey) error {
 // nothing, if m.from has changed or gone since; the caller decides whether
 // that is a conflict (an operation holding the environment) or a skip (a
 // rotation, which yields to whoever changed it).
-func (m *custodyMove) commit(ctx context.Context, tx keyhold.Tx, p *Platform) (bool, error) {
+func (m *custodyMove) commit(ctx context.Context, tx keyhold.Tx, p *core) (bool, error) {
 	cur, err := tx.WrappedKeys(ctx, m.from.EnvID)
 	if err != nil {
 		return false, err
@@ -121,7 +121,7 @@ func (m *custodyMove) commit(ctx context.Context, tx keyhold.Tx, p *Platform) (b
 // checkPolicy checks pol's binding to its key (keyVaultId, key name and
 // version, identity, tenant, systemId) against its seal under the master
 // key: CodeRecordIntegrity if it was changed outside Keyhold.
-func (p *Platform) checkPolicy(pol *keyhold.EnterprisePolicy) error {
+func (p *core) checkPolicy(pol *keyhold.EnterprisePolicy) error {
 	return p.rec.CheckPolicy(pol)
 }
 
@@ -129,7 +129,7 @@ func (p *Platform) checkPolicy(pol *keyhold.EnterprisePolicy) error {
 // to act on a record that failed its integrity check, and logs it at
 // Error level: someone wrote to the database past Keyhold. what names the
 // action refused.
-func (p *Platform) auditTamper(ctx context.Context, tenant, target, what string, err error) {
+func (p *core) auditTamper(ctx context.Context, tenant, target, what string, err error) {
 	p.log.ErrorContext(ctx, "refused a record changed outside Keyhold", "action", what, "target", target, "err", keyhold.ErrorMessage(err))
 	actx := context.WithoutCancel(ctx)
 	aerr := p.store.Update(actx, func(tx keyhold.Tx) error {

@@ -54,7 +54,7 @@ const auditEnvPolicyRecreated = "environment.policy.recreated"
 // unwrap keeps its code (Forbidden, KeyNotFound, VaultNotFound: still
 // revoked; KeyVaultUnavailable: retry) and changes nothing; on success the
 // environment is Enabled and the policy Healthy, both audited.
-func (p *Platform) EnableEnvironment(ctx context.Context, envID string) error {
+func (p *Health) EnableEnvironment(ctx context.Context, envID string) error {
 	id, err := keyhold.Caller(ctx)
 	if err != nil {
 		return err
@@ -110,7 +110,7 @@ func lockedPolicy(ctx context.Context, tx keyhold.Tx, env *keyhold.Environment) 
 // wrapped keys' identity and its PolicySystemID, audited), makes it
 // Enabled (clearing LockedAt, which stops the deletion countdown) and the
 // policy Healthy, each audited; and then drops its cached keys.
-func (p *Platform) enableLocked(ctx context.Context, actor *keyhold.Identity, envID string) error {
+func (p *Health) enableLocked(ctx context.Context, actor *keyhold.Identity, envID string) error {
 	if p.cmk == nil {
 		return errCMKOff
 	}
@@ -280,7 +280,7 @@ func checkRecreated(env *keyhold.Environment, pol *keyhold.EnterprisePolicy, wks
 // unwrapped as pol's identity, are stored again naming that identity, and
 // env.PolicySystemID becomes pol's systemId (the caller stores env). Each
 // copy must still be the one that was unwrapped (CodeConflict: retry).
-func (p *Platform) adoptTx(ctx context.Context, tx keyhold.Tx, actor *keyhold.Identity, env *keyhold.Environment, pol *keyhold.EnterprisePolicy, moved []*keyhold.WrappedKey) error {
+func (p *Health) adoptTx(ctx context.Context, tx keyhold.Tx, actor *keyhold.Identity, env *keyhold.Environment, pol *keyhold.EnterprisePolicy, moved []*keyhold.WrappedKey) error {
 	stored, err := tx.WrappedKeys(ctx, env.ID)
 	if err != nil {
 		return err
@@ -322,7 +322,7 @@ func (p *Platform) adoptTx(ctx context.Context, tx keyhold.Tx, actor *keyhold.Id
 // can answer it as it answers a link: 202 with an operation to poll. The
 // re-enable itself is synchronous; the record is stored after it commits.
 // Errors are EnableEnvironment's, unchanged, and record nothing.
-func (p *Platform) EnableEnvironmentOp(ctx context.Context, envID string) (*keyhold.Operation, error) {
+func (p *Health) EnableEnvironmentOp(ctx context.Context, envID string) (*keyhold.Operation, error) {
 	if err := p.EnableEnvironment(ctx, envID); err != nil {
 		return nil, err
 	}

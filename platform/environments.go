@@ -8,12 +8,21 @@ import (
 	"github.com/keyhold/keyhold"
 )
 
+// Environments is the service of environments and their data: creating,
+// finding, updating and deleting environments (keyhold.EnvironmentService),
+// their rows (rows.go) and files (files.go) under the environment's key
+// (keyhold.DataService), and the audit log (audit.go). Who may act is in
+// access.go.
+type Environments struct {
+	*core
+}
+
 // firstEpoch is the EK epoch of a new environment.
 const firstEpoch = 1
 
 // audit appends an entry in tx on behalf of the caller; an entry whose
 // action is an event (eventKinds) also appends its event (events.go).
-func (p *Platform) audit(ctx context.Context, tx keyhold.Tx, id *keyhold.Identity, action, target, envID, detail string) error {
+func (p *core) audit(ctx context.Context, tx keyhold.Tx, id *keyhold.Identity, action, target, envID, detail string) error {
 	e, err := keyhold.Audit(ctx, tx, keyhold.AuditEntry{
 		At: p.clock.Now(), TenantID: id.TenantID, ActorID: id.PrincipalID,
 		Action: action, Target: target, EnvID: envID, Detail: detail,
@@ -33,7 +42,7 @@ func envTarget(envID string) string {
 
 // CreateEnvironment validates e and creates it, Enabled, with a fresh EK
 // wrapped by the MMK, in one transaction.
-func (p *Platform) CreateEnvironment(ctx context.Context, e *keyhold.Environment) error {
+func (p *Environments) CreateEnvironment(ctx context.Context, e *keyhold.Environment) error {
 	id, err := keyhold.Caller(ctx)
 	if err != nil {
 		return err
@@ -91,7 +100,7 @@ func finOpsDetail(e *keyhold.Environment) string {
 }
 
 // FindEnvironment returns one of the caller's tenant's environments.
-func (p *Platform) FindEnvironment(ctx context.Context, envID string) (*keyhold.Environment, error) {
+func (p *Environments) FindEnvironment(ctx context.Context, envID string) (*keyhold.Environment, error) {
 	id, err := keyhold.Caller(ctx)
 	if err != nil {
 		return nil, err
@@ -116,7 +125,7 @@ func showRestore(ctx context.Context, tx keyhold.Tx, env *keyhold.Environment) e
 }
 
 // ListEnvironments lists the caller's tenant's environments.
-func (p *Platform) ListEnvironments(ctx context.Context) ([]*keyhold.Environment, error) {
+func (p *Environments) ListEnvironments(ctx context.Context) ([]*keyhold.Environment, error) {
 	id, err := keyhold.Caller(ctx)
 	if err != nil {
 		return nil, err
@@ -146,7 +155,7 @@ func (p *Platform) ListEnvironments(ctx context.Context) ([]*keyhold.Environment
 // environment is linked to an enterprise policy is CodeConflict
 // (managedRequired); a display name is checked by Environment.Validate.
 // A refusal changes nothing.
-func (p *Platform) UpdateEnvironment(ctx context.Context, envID string, upd keyhold.EnvironmentUpdate) (*keyhold.Environment, error) {
+func (p *Environments) UpdateEnvironment(ctx context.Context, envID string, upd keyhold.EnvironmentUpdate) (*keyhold.Environment, error) {
 	id, err := keyhold.Caller(ctx)
 	if err != nil {
 		return nil, err
@@ -226,7 +235,7 @@ func managedRequired(env *keyhold.Environment, managed bool) error {
 // that policy too, as an unlink or a reset does (CodeForbidden:
 // requireCustodyReader); the lock countdown's deletion of a Locked
 // environment is the platform's own and asks nobody.
-func (p *Platform) DeleteEnvironment(ctx context.Context, envID string) error {
+func (p *Environments) DeleteEnvironment(ctx context.Context, envID string) error {
 	id, err := keyhold.Caller(ctx)
 	if err != nil {
 		return err

@@ -22,7 +22,7 @@ func cacheID(envID string, epoch uint32) string {
 
 // newEnvKey creates a fresh EK for (envID, epoch) and wraps it under the
 // MMK. The caller stores the wrapped copy and destroys the EK.
-func (p *Platform) newEnvKey(ctx context.Context, envID string, epoch uint32) (*crypt.Key, *keyhold.WrappedKey, error) {
+func (p *core) newEnvKey(ctx context.Context, envID string, epoch uint32) (*crypt.Key, *keyhold.WrappedKey, error) {
 	ek, err := crypt.NewKey()
 	if err != nil {
 		return nil, nil, err
@@ -49,7 +49,7 @@ func (p *Platform) newEnvKey(ctx context.Context, envID string, epoch uint32) (*
 // to no one caller: it goes on (up to unwrapTimeout) when the caller that
 // started it gives up, and each caller waits only as long as its own ctx
 // lasts. The caller destroys the key.
-func (p *Platform) envKey(ctx context.Context, envID string, epoch uint32) (*crypt.Key, error) {
+func (p *core) envKey(ctx context.Context, envID string, epoch uint32) (*crypt.Key, error) {
 	id := cacheID(envID, epoch)
 	if k, ok := p.cache.Get(id); ok {
 		return k, nil
@@ -89,7 +89,7 @@ func (p *Platform) envKey(ctx context.Context, envID string, epoch uint32) (*cry
 
 // envWithKeys loads an environment and all its wrapped keys, as one
 // snapshot.
-func (p *Platform) envWithKeys(ctx context.Context, envID string) (env *keyhold.Environment, wks []*keyhold.WrappedKey, err error) {
+func (p *core) envWithKeys(ctx context.Context, envID string) (env *keyhold.Environment, wks []*keyhold.WrappedKey, err error) {
 	err = p.store.View(ctx, func(tx keyhold.Tx) error {
 		var err error
 		if env, err = tx.Environment(ctx, envID); err != nil {
@@ -101,7 +101,7 @@ func (p *Platform) envWithKeys(ctx context.Context, envID string) (env *keyhold.
 	return env, wks, err
 }
 
-func (p *Platform) unwrapEnvKey(ctx context.Context, envID string, epoch uint32) (*crypt.Key, error) {
+func (p *core) unwrapEnvKey(ctx context.Context, envID string, epoch uint32) (*crypt.Key, error) {
 	env, wks, err := p.envWithKeys(ctx, envID)
 	if err != nil {
 		return nil, err
@@ -129,7 +129,7 @@ func (p *Platform) unwrapEnvKey(ctx context.Context, envID string, epoch uint32)
 // wrapped it (a CMK as the identity that wrapped it, in tenantID) and
 // checks that it belongs to its environment and epoch. The caller destroys
 // the key.
-func (p *Platform) unwrapWrapped(ctx context.Context, wk *keyhold.WrappedKey, tenantID string) (*crypt.Key, error) {
+func (p *core) unwrapWrapped(ctx context.Context, wk *keyhold.WrappedKey, tenantID string) (*crypt.Key, error) {
 	var w keyhold.KeyWrapper
 	kid := wk.KeyID
 	switch wk.Root {
@@ -160,7 +160,7 @@ func (p *Platform) unwrapWrapped(ctx context.Context, wk *keyhold.WrappedKey, te
 }
 
 // storeKey derives the key of one store of an environment at an epoch.
-func (p *Platform) storeKey(ctx context.Context, envID string, epoch uint32, store string) (*crypt.StoreKey, error) {
+func (p *core) storeKey(ctx context.Context, envID string, epoch uint32, store string) (*crypt.StoreKey, error) {
 	ek, err := p.envKey(ctx, envID, epoch)
 	if err != nil {
 		return nil, err
@@ -173,7 +173,7 @@ func (p *Platform) storeKey(ctx context.Context, envID string, epoch uint32, sto
 // the next request must unwrap again, here and — through
 // Config.Broadcaster — on every other replica (broadcast.go). Call it after
 // the change that retires the keys has committed.
-func (p *Platform) DropKeys(envID string) {
+func (p *core) DropKeys(envID string) {
 	p.dropLocal(envID)
 	if envID == "" {
 		p.publishDrop(msgPurge)
@@ -184,7 +184,7 @@ func (p *Platform) DropKeys(envID string) {
 
 // Unwraps returns how many root-key unwraps have succeeded, for tests and
 // benchmarks of the cache.
-func (p *Platform) Unwraps() uint64 { return p.unwrapCount.Load() }
+func (p *core) Unwraps() uint64 { return p.unwrapCount.Load() }
 
 func result(err error) string {
 	if err != nil {

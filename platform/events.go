@@ -5,12 +5,14 @@ import (
 	"fmt"
 	"math"
 	"net"
+	"net/http"
 	"net/url"
 	"slices"
 	"strings"
 	"time"
 
 	"github.com/keyhold/keyhold"
+	"github.com/keyhold/keyhold/egress"
 )
 
 // Events and tenant settings. Every audit entry of one of eventKinds'
@@ -21,6 +23,18 @@ import (
 // found in the audit log of the built-in vault and of ARM: what changed
 // and who changed it (vaultChanges). If the tenant set a webhook, the event
 // is written Pending and the delivery loop (webhook.go) posts it.
+
+// Events is the service of events, tenant settings and webhook delivery
+// (webhook.go): what a tenant's administrators read and where Keyhold posts
+// it. The events themselves are written by the core, with their audit entry
+// (audit, appendEvent).
+type Events struct {
+	*core
+	// hookClient posts events to tenants' webhooks (webhook.go), through
+	// egress, which also checks the webhook URLs tenants set.
+	hookClient *http.Client
+	egress     *egress.Policy
+}
 
 // Audit action of a tenant settings change.
 const auditTenantSettings = "tenant.settings.update"
@@ -45,7 +59,7 @@ const (
 
 // appendEvent writes the event of audit entry a (of an action in
 // eventKinds) in tx.
-func (p *Platform) appendEvent(ctx context.Context, tx keyhold.Tx, a *keyhold.AuditEntry, kind string) error {
+func (p *core) appendEvent(ctx context.Context, tx keyhold.Tx, a *keyhold.AuditEntry, kind string) error {
 	ev := &keyhold.Event{TenantID: a.TenantID, At: a.At, Kind: kind, EnvID: a.EnvID, AuditID: a.ID, Summary: a.Detail}
 	switch {
 	case kind == keyhold.EventPolicyHealthChanged:
@@ -97,7 +111,7 @@ type lockChangesKey struct{}
 
 // withLockChanges finds the vault changes behind the revocation of
 // policyID's key access and returns ctx carrying them.
-func (p *Platform) withLockChanges(ctx context.Context, tx keyhold.Tx, tenantID, policyID string) (context.Context, error) {
+func (p *core) withLockChanges(ctx context.Context, tx keyhold.Tx, tenantID, policyID string) (context.Context, error) {
 	changes, err := p.vaultChanges(ctx, tx, tenantID, policyID, math.MaxInt64)
 	if err != nil {
 		return ctx, err
@@ -126,7 +140,7 @@ type changeTarget struct {
 }
 
 // targetOf describes what changes may affect pol's key access.
-func (p *Platform) targetOf(pol *keyhold.EnterprisePolicy) changeTarget {
+func (p *core) targetOf(pol *keyhold.EnterprisePolicy) changeTarget {
 	t := changeTarget{policyID: pol.ID(), principalID: pol.PrincipalID, vaultID: strings.TrimSuffix(pol.KeyVaultID, "/")}
 	t.keyScope = t.vaultID + "/keys/" + pol.KeyName
 	if p.kv != nil {
@@ -185,7 +199,7 @@ func (t changeTarget) touches(e *keyhold.AuditEntry) bool {
 // re-enabled), newest first, at most maxChanges. beforeID leaves out the
 // entry being written and later ones. A deleted policy is matched by its
 // id alone.
-func (p *Platform) vaultChanges(ctx context.Context, tx keyhold.Tx, tenantID, policyID string, beforeID int64) ([]keyhold.VaultChange, error) {
+func (p *core) vaultChanges(ctx context.Context, tx keyhold.Tx, tenantID, policyID string, beforeID int64) ([]keyhold.VaultChange, error) {
 	t := changeTarget{policyID: policyID}
 	if pol, err := policyByID(ctx, tx, policyID); err == nil {
 		t = p.targetOf(pol)
@@ -247,7 +261,7 @@ func accessConfirmed(e *keyhold.AuditEntry, policyID string) bool {
 // ListEvents lists the caller's tenant's events, newest first, beforeID
 // and limit paging as in keyhold.EventFilter. The caller must be a
 // platform administrator.
-func (p *Platform) ListEvents(ctx context.Context, beforeID int64, limit int) ([]*keyhold.Event, error) {
+func (p *Events) ListEvents(ctx context.Context, beforeID int64, limit int) ([]*keyhold.Event, error) {
 	id, err := keyhold.Caller(ctx)
 	if err != nil {
 		return nil, err
@@ -265,7 +279,7 @@ func (p *Platform) ListEvents(ctx context.Context, beforeID int64, limit int) ([
 
 // TenantSettings returns the caller's tenant's settings. The caller must be
 // a platform administrator.
-func (p *Platform) TenantSettings(ctx context.Context) (*keyhold.TenantSettings, error) {
+func (p *Events) TenantSettings(ctx context.Context) (*keyhold.TenantSettings, error) {
 	id, err := keyhold.Caller(ctx)
 	if err != nil {
 		return nil, err
@@ -288,7 +302,7 @@ func (p *Platform) TenantSettings(ctx context.Context) (*keyhold.TenantSettings,
 // literal address outside the public ranges, or localhost, unless the
 // operator allowed it) (CodeBadRequest, nothing changed). The change is
 // audited.
-func (p *Platform) UpdateTenantSettings(ctx context.Context, patch keyhold.TenantSettingsPatch) (*keyhold.TenantSettings, error) {
+func (p *Events) UpdateTenantSettings(ctx context.Context, patch keyhold.TenantSettingsPatch) (*keyhold.TenantSettings, error) {
 	id, err := keyhold.Caller(ctx)
 	if err != nil {
 		return nil, err
@@ -333,7 +347,7 @@ func (p *Platform) UpdateTenantSettings(ctx context.Context, patch keyhold.Tenan
 // checkWebhookURL refuses a webhook URL that events should not go to. The
 // egress policy's check here only gives an early answer for what can be
 // known without resolving the name; delivery checks every connection.
-func (p *Platform) checkWebhookURL(raw string) error {
+func (p *Events) checkWebhookURL(raw string) error {
 	if raw == "" {
 		return nil
 	}

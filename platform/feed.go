@@ -39,7 +39,7 @@ const (
 // kickHealth asks the monitor to check policyID now. It never blocks: a
 // full queue means checks are pending anyway, and the periodic check
 // follows.
-func (p *Platform) kickHealth(policyID string) {
+func (p *core) kickHealth(policyID string) {
 	if policyID == "" {
 		return
 	}
@@ -60,7 +60,7 @@ type feedState struct {
 // that a change may touch, and of every policy kickHealth names, until ctx
 // ends. It starts at the end of the log: changes made while no replica ran
 // are the periodic check's.
-func (p *Platform) RunChangeFeed(ctx context.Context, interval time.Duration) {
+func (p *Health) RunChangeFeed(ctx context.Context, interval time.Duration) {
 	if interval <= 0 {
 		interval = DefaultChangeFeedInterval
 	}
@@ -114,7 +114,7 @@ func (p *Platform) RunChangeFeed(ctx context.Context, interval time.Duration) {
 
 // readChanges reads the audit entries after st's position and returns the
 // ids of the linked policies that they may touch.
-func (p *Platform) readChanges(ctx context.Context, st *feedState) ([]string, error) {
+func (p *Health) readChanges(ctx context.Context, st *feedState) ([]string, error) {
 	var changes []*keyhold.AuditEntry
 	err := p.store.View(ctx, func(tx keyhold.Tx) error {
 		changes = nil
@@ -182,7 +182,7 @@ func (p *Platform) readChanges(ctx context.Context, st *feedState) ([]string, er
 // linkedPolicies returns the Encryption policies that have a managed
 // identity and at least one linked environment: the ones whose health
 // matters.
-func (p *Platform) linkedPolicies(ctx context.Context, tx keyhold.Tx) ([]*keyhold.EnterprisePolicy, error) {
+func (p *Health) linkedPolicies(ctx context.Context, tx keyhold.Tx) ([]*keyhold.EnterprisePolicy, error) {
 	pols, err := tx.ListPolicies(ctx, keyhold.PolicyFilter{})
 	if err != nil {
 		return nil, err
@@ -208,7 +208,7 @@ func (p *Platform) linkedPolicies(ctx context.Context, tx keyhold.Tx) ([]*keyhol
 // each is proved by unwrapping its own key, as an administrator's
 // re-enable is, and audited as the platform's. It returns how many it
 // re-enabled; a failure leaves that environment Locked for the next check.
-func (p *Platform) autoReenable(ctx context.Context, policyID string) int {
+func (p *Health) autoReenable(ctx context.Context, policyID string) int {
 	var envs []string
 	var tenant string
 	err := p.store.View(ctx, func(tx keyhold.Tx) error {

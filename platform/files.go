@@ -28,7 +28,7 @@ func fileTarget(envID, name string) string { return "/environments/" + envID + "
 // then points the file at it, in one transaction that also deletes the
 // replaced generation. A failed or interrupted upload leaves the previous
 // content in place.
-func (p *Platform) PutFile(ctx context.Context, envID, name string, r io.Reader) (*keyhold.FileInfo, error) {
+func (p *Environments) PutFile(ctx context.Context, envID, name string, r io.Reader) (*keyhold.FileInfo, error) {
 	id, err := keyhold.Caller(ctx)
 	if err != nil {
 		return nil, err
@@ -77,7 +77,7 @@ func (p *Platform) PutFile(ctx context.Context, envID, name string, r io.Reader)
 
 	// The buffer grows to ChunkSize only for files that large: a thousand
 	// small uploads at once must not hold a GiB.
-	cw := &chunkWriter{ctx: ctx, p: p, envID: env.ID, gen: rec.Generation, buf: make([]byte, 0, 64<<10)}
+	cw := &chunkWriter{ctx: ctx, p: p.core, envID: env.ID, gen: rec.Generation, buf: make([]byte, 0, 64<<10)}
 	enc, err := sk.NewEncryptingWriter(cw, name, rec.Version)
 	if err != nil {
 		return nil, err
@@ -133,7 +133,7 @@ func (p *Platform) PutFile(ctx context.Context, envID, name string, r io.Reader)
 
 // discardUpload removes the chunks of an abandoned upload. It runs on its
 // own context: the request's may be what was cancelled.
-func (p *Platform) discardUpload(envID, gen string) {
+func (p *Environments) discardUpload(envID, gen string) {
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
 	err := p.store.Update(ctx, func(tx keyhold.Tx) error {
@@ -149,7 +149,7 @@ func (p *Platform) discardUpload(envID, gen string) {
 
 // CleanStaleUploads removes the chunks of uploads abandoned (by a crash)
 // more than StaleUploadAge ago, and returns how many it removed.
-func (p *Platform) CleanStaleUploads(ctx context.Context) (int, error) {
+func (p *Environments) CleanStaleUploads(ctx context.Context) (int, error) {
 	var stale []*keyhold.FileUpload
 	if err := p.store.View(ctx, func(tx keyhold.Tx) error {
 		var err error
@@ -169,7 +169,7 @@ func (p *Platform) CleanStaleUploads(ctx context.Context) (int, error) {
 // long write lock.
 type chunkWriter struct {
 	ctx   context.Context
-	p     *Platform
+	p     *core
 	envID string
 	gen   string
 	buf   []byte
@@ -207,7 +207,7 @@ func (w *chunkWriter) flush() error {
 }
 
 // OpenFile returns a reader that fetches, and decrypts, one chunk at a time.
-func (p *Platform) OpenFile(ctx context.Context, envID, name string) (*keyhold.FileInfo, io.ReadCloser, error) {
+func (p *Environments) OpenFile(ctx context.Context, envID, name string) (*keyhold.FileInfo, io.ReadCloser, error) {
 	id, err := keyhold.Caller(ctx)
 	if err != nil {
 		return nil, nil, err
@@ -232,7 +232,7 @@ func (p *Platform) OpenFile(ctx context.Context, envID, name string) (*keyhold.F
 	if err != nil {
 		return nil, nil, err
 	}
-	cr := &chunkReader{ctx: ctx, p: p, rec: rec}
+	cr := &chunkReader{ctx: ctx, p: p.core, rec: rec}
 	dec, err := sk.NewDecryptingReader(bufio.NewReaderSize(cr, 64<<10), name, rec.Version)
 	if err != nil {
 		sk.Destroy()
@@ -245,7 +245,7 @@ func (p *Platform) OpenFile(ctx context.Context, envID, name string) (*keyhold.F
 // chunkReader reads a generation's chunks in order.
 type chunkReader struct {
 	ctx context.Context
-	p   *Platform
+	p   *core
 	rec *keyhold.FileRecord
 	seq int
 	cur []byte

@@ -28,6 +28,18 @@ import (
 // RecordIntegrityFailed) with the record it names, at every check, and
 // the policy's health is Warning.
 
+// Health is the service of policies' health and environments' locks: the
+// health monitor (this file) and the change feed that wakes it (feed.go),
+// locking a policy's environments (lock_policy.go) and pausing operations
+// while they are Locked (lockops.go), enabling them again (enable.go) and
+// the countdown that deletes those left Locked (countdown.go).
+type Health struct {
+	*core
+	// graceProd and graceOther are the countdown's grace periods
+	// (countdown.go); KeepLocked: never deleted.
+	graceProd, graceOther time.Duration
+}
+
 // Audit actions of health and locks.
 const (
 	auditPolicyHealth = "policy.health"
@@ -130,7 +142,7 @@ func policyByID(ctx context.Context, tx keyhold.Tx, policyID string) (*keyhold.E
 // policy Healthy but unlocks nothing: an administrator re-enables each
 // environment (EnableEnvironment). It runs as the platform, not for a
 // caller.
-func (p *Platform) CheckPolicyHealth(ctx context.Context, policyID string) (keyhold.HealthStatus, error) {
+func (p *Health) CheckPolicyHealth(ctx context.Context, policyID string) (keyhold.HealthStatus, error) {
 	if p.cmk == nil {
 		return keyhold.HealthUndetermined, errCMKOff
 	}
@@ -212,7 +224,7 @@ func (p *Platform) CheckPolicyHealth(ctx context.Context, policyID string) (keyh
 // proved access, has spoken since, and an old "revoked" must not lock an
 // environment an administrator has just re-enabled. The next check
 // decides afresh.
-func (p *Platform) setPolicyHealth(ctx context.Context, policyID string, started time.Time, status keyhold.HealthStatus, cause error, kid string) error {
+func (p *Health) setPolicyHealth(ctx context.Context, policyID string, started time.Time, status keyhold.HealthStatus, cause error, kid string) error {
 	var locked []string
 	var reason string
 	err := p.store.Update(ctx, func(tx keyhold.Tx) error {
@@ -263,7 +275,7 @@ func (p *Platform) setPolicyHealth(ctx context.Context, policyID string, started
 // CheckAllPolicyHealth runs CheckPolicyHealth on every Encryption policy
 // that has a managed identity and linked environments. It goes on past a
 // policy that fails and returns every error, joined.
-func (p *Platform) CheckAllPolicyHealth(ctx context.Context) error {
+func (p *Health) CheckAllPolicyHealth(ctx context.Context) error {
 	if p.cmk == nil {
 		return nil
 	}
@@ -305,7 +317,7 @@ func (p *Platform) CheckAllPolicyHealth(ctx context.Context) error {
 
 // RunHealthChecks calls CheckAllPolicyHealth every interval (default
 // DefaultHealthInterval) until ctx ends.
-func (p *Platform) RunHealthChecks(ctx context.Context, interval time.Duration) {
+func (p *Health) RunHealthChecks(ctx context.Context, interval time.Duration) {
 	if interval <= 0 {
 		interval = DefaultHealthInterval
 	}

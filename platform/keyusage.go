@@ -77,7 +77,7 @@ func parsePolicyID(id string) (sub, rg, name string, ok bool) {
 // administrator with Reader on the policy (CodeForbidden). An unknown
 // policy is CodeNotFound, a malformed id CodeBadRequest, and a policy
 // whose key is gone CodeKeyNotFound.
-func (p *Platform) KeyVersionUsage(ctx context.Context, policyID string) ([]*keyhold.KeyVersionUsage, error) {
+func (p *CMK) KeyVersionUsage(ctx context.Context, policyID string) ([]*keyhold.KeyVersionUsage, error) {
 	id, err := keyhold.Caller(ctx)
 	if err != nil {
 		return nil, err

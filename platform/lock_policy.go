@@ -30,7 +30,7 @@ import (
 // policy, what happened to it and who did it, which is the cause its
 // refused requests then show. after drops the environments' cached keys;
 // the caller runs it once tx has committed.
-func (p *Platform) LockLinkedTx(ctx context.Context, tx keyhold.Tx, pol *keyhold.EnterprisePolicy, actor *keyhold.Identity, why string) (after func(), err error) {
+func (p *Health) LockLinkedTx(ctx context.Context, tx keyhold.Tx, pol *keyhold.EnterprisePolicy, actor *keyhold.Identity, why string) (after func(), err error) {
 	if actor == nil || actor.PrincipalID == "" {
 		return nil, keyhold.Errorf(keyhold.CodeUnauthorized, "locking the environments of enterprise policy %s needs the identity that deletes it", pol.ID())
 	}
@@ -58,7 +58,7 @@ func (p *Platform) LockLinkedTx(ctx context.Context, tx keyhold.Tx, pol *keyhold
 // latest cause; without it, it is left alone. It returns the ids of the
 // environments it audited; the caller calls dropLocked with them once tx
 // has committed.
-func (p *Platform) lockEnvsTx(ctx context.Context, tx keyhold.Tx, policyID string, actor *keyhold.Identity, reason string, again bool) ([]string, error) {
+func (p *Health) lockEnvsTx(ctx context.Context, tx keyhold.Tx, policyID string, actor *keyhold.Identity, reason string, again bool) ([]string, error) {
 	envs, err := tx.ListEnvironments(ctx, keyhold.EnvironmentFilter{PolicyID: policyID})
 	if err != nil {
 		return nil, err
@@ -95,7 +95,7 @@ func (p *Platform) lockEnvsTx(ctx context.Context, tx keyhold.Tx, policyID strin
 
 // dropLocked zeroes the cached keys of environments that lockEnvsTx locked,
 // once its transaction has committed, and logs each lock.
-func (p *Platform) dropLocked(ctx context.Context, policyID, reason string, ids []string) {
+func (p *Health) dropLocked(ctx context.Context, policyID, reason string, ids []string) {
 	for _, id := range ids {
 		p.DropKeys(id)
 		p.log.WarnContext(ctx, "environment locked", "environment", id, "policy", policyID, "reason", reason)

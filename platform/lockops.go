@@ -86,7 +86,7 @@ func pauseIfLocked(ctx context.Context, tx keyhold.Tx, envID string) error {
 }
 
 // checkLocked is pauseIfLocked in a transaction of its own.
-func (p *Platform) checkLocked(ctx context.Context, envID string) error {
+func (p *Health) checkLocked(ctx context.Context, envID string) error {
 	return p.store.View(ctx, func(tx keyhold.Tx) error { return pauseIfLocked(ctx, tx, envID) })
 }
 
@@ -110,7 +110,7 @@ func envLocked(ctx context.Context, tx keyhold.Tx, envID string) (bool, error) {
 // failed nor rolled back. The step itself checks again inside the
 // transactions that write (changeEnv, pauseIfLocked), which the lock can't
 // slip past.
-func (p *Platform) pausable(run func(ctx context.Context, op *keyhold.Operation) (ops.StepResult, error)) func(ctx context.Context, op *keyhold.Operation) (ops.StepResult, error) {
+func (p *Health) pausable(run func(ctx context.Context, op *keyhold.Operation) (ops.StepResult, error)) func(ctx context.Context, op *keyhold.Operation) (ops.StepResult, error) {
 	return func(ctx context.Context, op *keyhold.Operation) (ops.StepResult, error) {
 		if err := p.checkLocked(ctx, op.Target); err != nil {
 			return ops.StepResult{}, err
@@ -132,7 +132,7 @@ func (p *Platform) pausable(run func(ctx context.Context, op *keyhold.Operation)
 
 // kickEnvPolicy asks the health monitor to check the policy an
 // environment is linked to, if any.
-func (p *Platform) kickEnvPolicy(ctx context.Context, envID string) {
+func (p *Health) kickEnvPolicy(ctx context.Context, envID string) {
 	var policyID string
 	if err := p.store.View(ctx, func(tx keyhold.Tx) error {
 		env, err := tx.Environment(ctx, envID)

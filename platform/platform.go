@@ -7,12 +7,11 @@ package platform
 
 import (
 	"context"
-	"crypto/ecdsa"
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
 	"net/http"
-	"sync/atomic"
 	"time"
 
 	"github.com/google/uuid"
@@ -21,7 +20,6 @@ import (
 	"github.com/keyhold/keyhold/egress"
 	"github.com/keyhold/keyhold/ops"
 	"github.com/prometheus/client_golang/prometheus"
-	"golang.org/x/sync/singleflight"
 )
 
 // Sealed key ids and the MMK's identity. The MMK is one AES-256 key; its kid
@@ -105,56 +103,26 @@ type KeyVault interface {
 	KeyID(vault, name, version string) string
 }
 
-// Platform implements keyhold.TokenService, EnvironmentService, DataService,
-// AuditService and CMKService. It is safe for concurrent use.
+// Platform is the assembly of Keyhold's services over one custody core
+// (core.go). It holds no business rules of its own: each service is a field
+// (p.CMK.LinkPolicy) whose methods are also promoted onto Platform, so that
+// the server and the HTTP layer see one value implementing
+// keyhold.TokenService, EnvironmentService, DataService, AuditService and
+// CMKService. It is safe for concurrent use.
 type Platform struct {
-	store  keyhold.Store
-	clock  keyhold.Clock
-	log    *slog.Logger
-	issuer string
-	tokTTL time.Duration
-	signer *ecdsa.PrivateKey
-	mmk    *crypt.AESWrapper
-	// rec checks the seals of the records custody rests on (policies'
-	// bindings, keys' current versions, vaults): custody.go.
-	rec     *crypt.RecordKey
-	cache   *crypt.Cache
-	unwrapG singleflight.Group
-	m       metrics
-	// unwrapCount counts successful root-key unwraps (also in metrics).
-	unwrapCount atomic.Uint64
-	// bcast carries key drops to and from other replicas (broadcast.go).
-	bcast broadcast
-
-	// graceProd and graceOther are the countdown's grace periods
-	// (countdown.go); KeepLocked: never deleted.
-	graceProd, graceOther time.Duration
-
-	// hookClient posts events to tenants' webhooks (webhook.go), through
-	// egress, which also checks the webhook URLs tenants set.
-	hookClient *http.Client
-	egress     *egress.Policy
-	// kick asks the health monitor to check a policy now (feed.go).
-	kick chan string
-
-	// The customer-managed key lifecycle (nil when not configured).
-	ops *ops.Runner
-	kv  KeyVault
-	cmk func(id *keyhold.Identity) keyhold.KeyWrapper
+	*core
+	*Events
+	*Tokens
+	*Environments
+	*Health
+	*CMK
+	*Backups
 }
 
 type metrics struct {
 	unwraps  *prometheus.CounterVec
 	wraps    *prometheus.CounterVec
 	webhooks *prometheus.CounterVec
-}
-
-// BootstrapCredentials is what a first start hands to its operator.
-type BootstrapCredentials struct {
-	TenantID       string `json:"tenantId"`
-	SubscriptionID string `json:"subscriptionId"`
-	ClientID       string `json:"clientId"`
-	ClientSecret   string `json:"clientSecret"`
 }
 
 // Open opens the platform over cfg.Store. On an empty store it creates the
@@ -165,43 +133,18 @@ func Open(ctx context.Context, cfg Config) (*Platform, error) {
 	if cfg.Store == nil || cfg.MasterKey == nil {
 		return nil, errors.New("platform: Config.Store and Config.MasterKey are required")
 	}
-	p := &Platform{
+	p := &core{
 		store:  cfg.Store,
 		clock:  cfg.Clock,
 		log:    cfg.Logger,
 		issuer: cfg.Issuer,
-		tokTTL: cfg.TokenTTL,
-
-		hookClient: cfg.WebhookClient,
-		egress:     cfg.Egress,
-		kick:       make(chan string, kickBuffer),
-	}
-	if p.egress == nil {
-		p.egress = egress.Default()
-	}
-	if p.hookClient == nil {
-		p.hookClient = NewWebhookClient(nil, p.egress)
+		kick:   make(chan string, kickBuffer),
 	}
 	if p.clock == nil {
 		p.clock = keyhold.SystemClock{}
 	}
 	if p.log == nil {
 		p.log = slog.New(slog.DiscardHandler)
-	}
-	if p.tokTTL <= 0 {
-		p.tokTTL = DefaultTokenTTL
-	}
-	switch g := cfg.LockGraceProduction; {
-	case g == 0:
-		p.graceProd = DefaultLockGraceProduction
-	case g < 0:
-		p.graceProd = KeepLocked
-	default:
-		p.graceProd = g
-	}
-	p.graceOther = KeepLocked
-	if cfg.LockGraceOther > 0 {
-		p.graceOther = cfg.LockGraceOther
 	}
 	ttl := cfg.KeyCacheTTL
 	if ttl <= 0 {
@@ -219,20 +162,103 @@ func Open(ctx context.Context, cfg Config) (*Platform, error) {
 		return nil, err
 	}
 	p.rec = rec
+	pl := assemble(p)
+	pl.Tokens.tokTTL = cfg.TokenTTL
+	if pl.Tokens.tokTTL <= 0 {
+		pl.Tokens.tokTTL = DefaultTokenTTL
+	}
+	pl.Events.egress, pl.Events.hookClient = cfg.Egress, cfg.WebhookClient
+	if pl.Events.egress == nil {
+		pl.Events.egress = egress.Default()
+	}
+	if pl.Events.hookClient == nil {
+		pl.Events.hookClient = NewWebhookClient(nil, pl.Events.egress)
+	}
+	h := pl.Health
+	switch g := cfg.LockGraceProduction; {
+	case g == 0:
+		h.graceProd = DefaultLockGraceProduction
+	case g < 0:
+		h.graceProd = KeepLocked
+	default:
+		h.graceProd = g
+	}
+	h.graceOther = KeepLocked
+	if cfg.LockGraceOther > 0 {
+		h.graceOther = cfg.LockGraceOther
+	}
 	if cfg.Ops != nil && cfg.Vault != nil && cfg.CMK != nil {
 		p.ops, p.kv, p.cmk = cfg.Ops, cfg.Vault, cfg.CMK
-		p.registerKinds()
+		pl.registerKinds()
 	}
 	if err := p.startBroadcast(cfg.Broadcaster, cfg.Registerer); err != nil {
 		return nil, err
 	}
-	return p, nil
+	return pl, nil
+}
+
+// assemble wires the services around c: each gets the core and the
+// services it calls. Open calls it once; tests that need only the wiring
+// (the operation kinds' step names) call it on an empty core.
+func assemble(c *core) *Platform {
+	envs := &Environments{core: c}
+	health := &Health{core: c}
+	lifecycle := &CMK{core: c, envs: envs}
+	return &Platform{core: c,
+		Events:       &Events{core: c},
+		Tokens:       &Tokens{core: c},
+		Environments: envs,
+		Health:       health,
+		CMK:          lifecycle,
+		Backups:      &Backups{core: c, envs: envs, health: health, lifecycle: lifecycle},
+	}
+}
+
+// registerKinds registers the operation kinds of CMK and Backups on p.ops.
+func (p *Platform) registerKinds() {
+	for name, k := range p.kinds() {
+		p.ops.Register(name, k)
+	}
+}
+
+// kinds returns the operation kinds by name: the lifecycle's steps
+// (cmkops.go, rekey.go, rotation.go) and the database operations'
+// (backups.go). The steps of the kinds that hold an environment pause
+// while it is Locked (Health's pausable, lockops.go); a rotation skips
+// Locked environments instead.
+func (p *Platform) kinds() map[string]ops.Kind {
+	c, pausable := p.CMK, p.Health.pausable
+	kinds := p.Backups.backupKinds() // restore, copy, reset (backups.go)
+	maps.Copy(kinds, map[string]ops.Kind{
+		keyhold.OpLink: {Steps: []ops.Step{
+			{Name: stepDisable, Run: pausable(c.stepDisable)},
+			{Name: stepRewrap, Run: pausable(c.stepLinkRewrap)},
+			{Name: stepEnable, Run: pausable(c.stepEnable)},
+			{Name: stepNewEpoch, Run: pausable(c.stepNewEpoch)},
+			{Name: stepRekey, Run: pausable(c.stepRekey)},
+			{Name: stepDestroy, Run: pausable(c.stepDestroy)},
+		}, Rollback: c.rollbackEnvOp},
+		keyhold.OpUnlink: {Steps: []ops.Step{
+			{Name: stepDisable, Run: pausable(c.stepDisable)},
+			{Name: stepRewrap, Run: pausable(c.stepUnlinkRewrap)},
+			{Name: stepEnable, Run: pausable(c.stepEnable)},
+		}, Rollback: c.rollbackEnvOp},
+		keyhold.OpRekey: {Steps: []ops.Step{
+			{Name: stepNewEpoch, Run: pausable(c.stepNewEpoch)},
+			{Name: stepRekey, Run: pausable(c.stepRekey)},
+			{Name: stepDestroy, Run: pausable(c.stepDestroy)},
+		}, Rollback: c.rollbackEnvOp},
+		keyhold.OpRotate: {Steps: []ops.Step{
+			{Name: stepRewrap, Run: c.stepRotate},
+		}},
+	})
+	return kinds
 }
 
 // openKeys unseals the MMK and signing key, creating them (and the system
 // tenant) on first start. Two replicas starting at once on one database
 // race on PutSealedKey; the loser re-reads what the winner wrote.
-func (p *Platform) openKeys(ctx context.Context, master *crypt.Key) error {
+func (p *core) openKeys(ctx context.Context, master *crypt.Key) error {
 	for attempt := 0; attempt < 3; attempt++ {
 		var mmkSealed, sigSealed *keyhold.SealedKey
 		err := p.store.View(ctx, func(tx keyhold.Tx) error {
@@ -257,7 +283,7 @@ func (p *Platform) openKeys(ctx context.Context, master *crypt.Key) error {
 	return errors.New("platform: could not create or read the platform keys after 3 attempts")
 }
 
-func (p *Platform) unsealKeys(master *crypt.Key, mmkSealed, sigSealed *keyhold.SealedKey) error {
+func (p *core) unsealKeys(master *crypt.Key, mmkSealed, sigSealed *keyhold.SealedKey) error {
 	mmk, err := crypt.OpenKey(master, sealedMMK, mmkSealed.Sealed)
 	if err != nil {
 		return fmt.Errorf("the master key does not open this data store's platform key: start with the master key the data was created with (<data>/master.key or KEYHOLD_MASTER_KEY): %w", err)
@@ -279,7 +305,7 @@ func (p *Platform) unsealKeys(master *crypt.Key, mmkSealed, sigSealed *keyhold.S
 	return nil
 }
 
-func (p *Platform) createKeys(ctx context.Context, master *crypt.Key) error {
+func (p *core) createKeys(ctx context.Context, master *crypt.Key) error {
 	mmk, err := crypt.NewKey()
 	if err != nil {
 		return err
@@ -315,82 +341,17 @@ func (p *Platform) createKeys(ctx context.Context, master *crypt.Key) error {
 	return p.openKeys(ctx, master)
 }
 
-// BootstrapCustomer creates, if no customer tenant exists yet, one customer
-// tenant with one subscription, the licence keyhold.BootstrapLicence and a
-// service principal holding Global Administrator and the Owner role on the
-// subscription, and returns its credentials (created=true). If one exists
-// it returns created=false and nil credentials: secrets are shown once.
-func (p *Platform) BootstrapCustomer(ctx context.Context) (*BootstrapCredentials, bool, error) {
-	var exists bool
-	err := p.store.View(ctx, func(tx keyhold.Tx) error {
-		ts, err := tx.ListTenants(ctx)
-		for _, t := range ts {
-			exists = exists || !t.System
-		}
-		return err
-	})
-	if err != nil || exists {
-		return nil, false, err
-	}
-	now := p.clock.Now().UTC()
-	tenant := &keyhold.Tenant{ID: uuid.NewString(), DisplayName: "Contoso", CreatedAt: now}
-	sub := &keyhold.Subscription{ID: uuid.NewString(), TenantID: tenant.ID, DisplayName: "Contoso subscription", CreatedAt: now}
-	sp := &keyhold.Principal{ID: uuid.NewString(), TenantID: tenant.ID, Type: keyhold.PrincipalServicePrincipal,
-		DisplayName: "keyhold-bootstrap-admin", AppID: uuid.NewString(), CreatedAt: now}
-	secret := crypt.NewClientSecret()
-	err = p.store.Update(ctx, func(tx keyhold.Tx) error {
-		steps := []func() error{
-			func() error { return tx.CreateTenant(ctx, tenant) },
-			func() error { return tx.CreateSubscription(ctx, sub) },
-			func() error { return tx.CreatePrincipal(ctx, sp) },
-			func() error {
-				return tx.AddCredential(ctx, &keyhold.Credential{PrincipalID: sp.ID, SecretHash: crypt.HashClientSecret(secret), CreatedAt: now, ExpiresAt: now.AddDate(2, 0, 0)})
-			},
-			func() error {
-				return tx.AssignDirectoryRole(ctx, tenant.ID, sp.ID, keyhold.RoleGlobalAdministrator)
-			},
-			func() error {
-				owner, _ := keyhold.FindRoleDefinition(keyhold.RoleOwner)
-				return tx.CreateRoleAssignment(ctx, &keyhold.RoleAssignment{ID: uuid.NewString(), Scope: "/subscriptions/" + sub.ID,
-					RoleDefinitionID: owner.ID, PrincipalID: sp.ID, PrincipalType: string(keyhold.PrincipalServicePrincipal),
-					TenantID: tenant.ID, CreatedBy: "system", CreatedAt: now})
-			},
-			func() error {
-				// The bootstrap tenant holds a licence that customer-managed
-				// keys accept, so that a new platform links out of the box;
-				// its Global Administrator may remove it (keyhold.Licences).
-				return tx.AddLicence(ctx, &keyhold.Licence{TenantID: tenant.ID, Name: keyhold.BootstrapLicence, AddedBy: "system", AddedAt: now})
-			},
-			func() error {
-				return tx.AppendAudit(ctx, &keyhold.AuditEntry{At: now, TenantID: tenant.ID, ActorID: "system", Action: "tenant.bootstrap",
-					Target: "/tenants/" + tenant.ID, Result: "Succeeded", Detail: "created subscription " + sub.ID + " and service principal " + sp.AppID +
-						" with Global Administrator and Owner of the subscription, and licence " + keyhold.BootstrapLicence})
-			},
-		}
-		for _, step := range steps {
-			if err := step(); err != nil {
-				return err
-			}
-		}
-		return nil
-	})
-	if err != nil {
-		return nil, false, err
-	}
-	return &BootstrapCredentials{TenantID: tenant.ID, SubscriptionID: sub.ID, ClientID: sp.AppID, ClientSecret: secret}, true, nil
-}
-
 // Close stops receiving key drops and zeroes the platform's cached keys.
-func (p *Platform) Close() error {
+func (p *core) Close() error {
 	p.stopBroadcast()
 	p.cache.Purge()
 	return nil
 }
 
 // SweepKeyCache zeroes expired cached keys; the server calls it periodically.
-func (p *Platform) SweepKeyCache() { p.cache.Sweep() }
+func (p *core) SweepKeyCache() { p.cache.Sweep() }
 
-func (p *Platform) initMetrics(reg prometheus.Registerer) error {
+func (p *core) initMetrics(reg prometheus.Registerer) error {
 	p.m.unwraps = prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "keyhold_root_key_unwraps_total", Help: "Environment keys unwrapped by a root key, by root kind and result.",
 	}, []string{"root", "result"})
@@ -426,4 +387,16 @@ var (
 	_ keyhold.DataService        = (*Platform)(nil)
 	_ keyhold.AuditService       = (*Platform)(nil)
 	_ keyhold.CMKService         = (*Platform)(nil)
+)
+
+// One service per contract: each contract is implemented by one service,
+// and Platform implements them all by promoting the services' methods.
+var (
+	_ keyhold.TokenService       = (*Tokens)(nil)
+	_ keyhold.EnvironmentService = (*Environments)(nil)
+	_ keyhold.DataService        = (*Environments)(nil)
+	_ keyhold.AuditService       = (*Environments)(nil)
+	_ keyhold.CMKService         = (*CMK)(nil)
+	_ keyhold.EventService       = (*Events)(nil)
+	_ keyhold.BackupService      = (*Backups)(nil)
 )

@@ -50,7 +50,7 @@ type rekeyProgress struct {
 // stepNewEpoch starts epoch FromEpoch+1: a fresh EK, wrapped only by the
 // policy's key and proven by unwrapping it again, stored in the
 // transaction that makes it the epoch new writes use. An environment already past FromEpoch has it: nothing to do.
-func (p *Platform) stepNewEpoch(ctx context.Context, op *keyhold.Operation) (ops.StepResult, error) {
+func (p *CMK) stepNewEpoch(ctx context.Context, op *keyhold.Operation) (ops.StepResult, error) {
 	in, err := opInput(op)
 	if err != nil {
 		return ops.StepResult{}, ops.Permanent(err)
@@ -107,7 +107,7 @@ func (p *Platform) stepNewEpoch(ctx context.Context, op *keyhold.Operation) (ops
 // the current one: what the re-key will move. It runs before any moves
 // (at the end of newepoch, which a crash may repeat), so the count is the
 // same each time.
-func (p *Platform) countRekey(ctx context.Context, op *keyhold.Operation) error {
+func (p *CMK) countRekey(ctx context.Context, op *keyhold.Operation) error {
 	return p.store.View(ctx, func(tx keyhold.Tx) error {
 		env, err := tx.Environment(ctx, op.Target)
 		if err != nil {
@@ -135,7 +135,7 @@ func (p *Platform) countRekey(ctx context.Context, op *keyhold.Operation) error 
 // transaction first checks that the environment is not Locked: a lock
 // between two pages pauses the operation (lockops.go), and the pages run
 // again after the re-enable find the rows moved before it.
-func (p *Platform) stepRekey(ctx context.Context, op *keyhold.Operation) (ops.StepResult, error) {
+func (p *CMK) stepRekey(ctx context.Context, op *keyhold.Operation) (ops.StepResult, error) {
 	var prog rekeyProgress
 	if len(op.Progress) > 0 {
 		if err := json.Unmarshal(op.Progress, &prog); err != nil {
@@ -211,7 +211,7 @@ func (p *Platform) stepRekey(ctx context.Context, op *keyhold.Operation) (ops.St
 // rekeyRows moves one page of the rows of prog.Epoch, after prog's cursor,
 // to epoch to, and advances the cursor. It returns how many rows it
 // handled and whether a full page was read (there may be more).
-func (p *Platform) rekeyRows(ctx context.Context, envID string, to uint32, prog *rekeyProgress) (int64, bool, error) {
+func (p *CMK) rekeyRows(ctx context.Context, envID string, to uint32, prog *rekeyProgress) (int64, bool, error) {
 	from := prog.Epoch
 	var rows []*keyhold.RowRecord
 	if err := p.store.View(ctx, func(tx keyhold.Tx) (err error) {
@@ -295,7 +295,7 @@ func (p *Platform) rekeyRows(ctx context.Context, envID string, to uint32, prog 
 // rekeyFiles moves files not on epoch to, in name order after prog's
 // cursor, until about rekeyFileBytes moved or the deadline passed. It
 // returns how many it handled and whether any are left.
-func (p *Platform) rekeyFiles(ctx context.Context, envID string, to uint32, prog *rekeyProgress, deadline time.Time) (int64, bool, error) {
+func (p *CMK) rekeyFiles(ctx context.Context, envID string, to uint32, prog *rekeyProgress, deadline time.Time) (int64, bool, error) {
 	var files []*keyhold.FileRecord
 	if err := p.store.View(ctx, func(tx keyhold.Tx) (err error) {
 		files, err = tx.ListFiles(ctx, envID)
@@ -329,7 +329,7 @@ func (p *Platform) rekeyFiles(ctx context.Context, envID string, to uint32, prog
 // leaves chunks that CleanStaleUploads removes) and then swaps the record
 // to it, keeping the version, in a transaction that checks f is still
 // what was read. A file replaced or deleted meanwhile is left alone.
-func (p *Platform) resealFile(ctx context.Context, f *keyhold.FileRecord, to uint32) error {
+func (p *CMK) resealFile(ctx context.Context, f *keyhold.FileRecord, to uint32) error {
 	oldSK, err := p.storeKey(ctx, f.EnvID, f.Epoch, keyhold.StoreFiles)
 	if err != nil {
 		return err
@@ -349,11 +349,11 @@ func (p *Platform) resealFile(ctx context.Context, f *keyhold.FileRecord, to uin
 	committed := false
 	defer func() {
 		if !committed {
-			p.discardUpload(f.EnvID, gen)
+			p.envs.discardUpload(f.EnvID, gen)
 		}
 	}()
-	cr := &chunkReader{ctx: ctx, p: p, rec: f}
-	cw := &chunkWriter{ctx: ctx, p: p, envID: f.EnvID, gen: gen, buf: make([]byte, 0, ChunkSize)}
+	cr := &chunkReader{ctx: ctx, p: p.core, rec: f}
+	cw := &chunkWriter{ctx: ctx, p: p.core, envID: f.EnvID, gen: gen, buf: make([]byte, 0, ChunkSize)}
 	err = func() error {
 		dec, err := oldSK.NewDecryptingReader(bufio.NewReaderSize(cr, 64<<10), f.Name, f.Version)
 		if err != nil {
@@ -422,7 +422,7 @@ func (p *Platform) resealFile(ctx context.Context, f *keyhold.FileRecord, to uin
 
 // fileReplaced reports whether f is no longer the stored record of its
 // file.
-func (p *Platform) fileReplaced(ctx context.Context, f *keyhold.FileRecord) (bool, error) {
+func (p *CMK) fileReplaced(ctx context.Context, f *keyhold.FileRecord) (bool, error) {
 	var gone bool
 	err := p.store.View(ctx, func(tx keyhold.Tx) error {
 		cur, err := tx.File(ctx, f.EnvID, f.Name)
@@ -443,7 +443,7 @@ var errItemsLeft = errors.New("platform: items are left on an old epoch")
 // in a transaction that checks no item is left on them, and ends the
 // operation's encryption work. Items found on an old epoch (a write that
 // raced the re-key) send the operation back to the rekey step.
-func (p *Platform) stepDestroy(ctx context.Context, op *keyhold.Operation) (ops.StepResult, error) {
+func (p *CMK) stepDestroy(ctx context.Context, op *keyhold.Operation) (ops.StepResult, error) {
 	var destroyed []uint32
 	err := p.changeEnv(ctx, op, func(tx keyhold.Tx, env *keyhold.Environment) (string, string, error) {
 		destroyed = nil

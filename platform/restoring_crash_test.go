@@ -23,7 +23,7 @@ func TestRestoreCrashKeepsWritesRefused(t *testing.T) {
 	if testing.Short() {
 		t.Skip("each case starts two processes")
 	}
-	kinds := (&Platform{}).kinds()
+	kinds := assemble(&core{}).kinds()
 	type tc struct{ kind, fault string }
 	var cases []tc
 	for _, k := range []string{keyhold.OpRestore, keyhold.OpCopy} {

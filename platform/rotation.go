@@ -66,7 +66,7 @@ const systemActorID = "system"
 // (HealthStatus Unhealthy), or its last rotation failed less than ten
 // minutes ago; it returns how many it submitted. The server calls it every
 // RotationPickupInterval. It returns 0 on a platform without CMK support.
-func (p *Platform) PickUpRotations(ctx context.Context) (int, error) {
+func (p *CMK) PickUpRotations(ctx context.Context) (int, error) {
 	if p.ops == nil {
 		return 0, nil
 	}
@@ -169,7 +169,7 @@ func staleServingKey(ctx context.Context, tx keyhold.Tx, pol *keyhold.Enterprise
 // record (current version or deletion) fails its integrity check is
 // CodeRecordIntegrity: a current version set outside Keyhold is never
 // rotated to.
-func (p *Platform) currentVersionKID(ctx context.Context, tx keyhold.Tx, pol *keyhold.EnterprisePolicy) (string, error) {
+func (p *CMK) currentVersionKID(ctx context.Context, tx keyhold.Tx, pol *keyhold.EnterprisePolicy) (string, error) {
 	k, err := tx.Key(ctx, vaultNameOf(pol), pol.KeyName)
 	if keyhold.ErrorCode(err) == keyhold.CodeNotFound {
 		return "", nil
@@ -186,7 +186,7 @@ func (p *Platform) currentVersionKID(ctx context.Context, tx keyhold.Tx, pol *ke
 }
 
 // RunRotationPickup calls PickUpRotations every interval until ctx ends.
-func (p *Platform) RunRotationPickup(ctx context.Context, interval time.Duration) {
+func (p *CMK) RunRotationPickup(ctx context.Context, interval time.Duration) {
 	t := time.NewTicker(interval)
 	defer t.Stop()
 	for {
@@ -207,7 +207,7 @@ func (p *Platform) RunRotationPickup(ctx context.Context, interval time.Duration
 // its key's current version, and moves its cursor past them. Keys of
 // Locked environments are skipped, before the unwrap and again in the
 // writing transaction.
-func (p *Platform) stepRotate(ctx context.Context, op *keyhold.Operation) (ops.StepResult, error) {
+func (p *CMK) stepRotate(ctx context.Context, op *keyhold.Operation) (ops.StepResult, error) {
 	in, err := opInput(op)
 	if err != nil {
 		return ops.StepResult{}, ops.Permanent(err)
@@ -307,7 +307,7 @@ func (p *Platform) stepRotate(ctx context.Context, op *keyhold.Operation) (ops.S
 			} else if lk {
 				continue // locked since the page was read: left for after its re-enable
 			}
-			if ok, err := moved[i].commit(ctx, tx, p); err != nil {
+			if ok, err := moved[i].commit(ctx, tx, p.core); err != nil {
 				return err
 			} else if !ok {
 				continue // rewrapped, unlinked or destroyed meanwhile
@@ -349,7 +349,7 @@ func isRevocation(err error) bool {
 
 // wrapCMKAt wraps ek, of (envID, epoch), under exactly the key version kid
 // names, as pol's identity.
-func (p *Platform) wrapCMKAt(ctx context.Context, pol *keyhold.EnterprisePolicy, kid, envID string, epoch uint32, ek *crypt.Key) (*keyhold.WrappedKey, error) {
+func (p *CMK) wrapCMKAt(ctx context.Context, pol *keyhold.EnterprisePolicy, kid, envID string, epoch uint32, ek *crypt.Key) (*keyhold.WrappedKey, error) {
 	payload, err := crypt.EKPayload(envID, epoch, ek)
 	if err != nil {
 		return nil, err

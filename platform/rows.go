@@ -30,7 +30,7 @@ func validateRow(table, rowID string) error {
 
 // PutRow encrypts data under the environment's current epoch and stores it
 // as the row's next version.
-func (p *Platform) PutRow(ctx context.Context, envID, table, rowID string, data json.RawMessage) (*keyhold.Row, error) {
+func (p *Environments) PutRow(ctx context.Context, envID, table, rowID string, data json.RawMessage) (*keyhold.Row, error) {
 	id, err := keyhold.Caller(ctx)
 	if err != nil {
 		return nil, err
@@ -102,7 +102,7 @@ func (p *Platform) PutRow(ctx context.Context, envID, table, rowID string, data 
 }
 
 // GetRow reads and decrypts a row.
-func (p *Platform) GetRow(ctx context.Context, envID, table, rowID string) (*keyhold.Row, error) {
+func (p *Environments) GetRow(ctx context.Context, envID, table, rowID string) (*keyhold.Row, error) {
 	id, err := keyhold.Caller(ctx)
 	if err != nil {
 		return nil, err
@@ -137,7 +137,7 @@ func (p *Platform) GetRow(ctx context.Context, envID, table, rowID string) (*key
 }
 
 // DeleteRow deletes a row.
-func (p *Platform) DeleteRow(ctx context.Context, envID, table, rowID string) error {
+func (p *Environments) DeleteRow(ctx context.Context, envID, table, rowID string) error {
 	id, err := keyhold.Caller(ctx)
 	if err != nil {
 		return err
@@ -163,7 +163,7 @@ func (p *Platform) DeleteRow(ctx context.Context, envID, table, rowID string) er
 // viewWriteAccess checks, in its own read transaction, what writeAccess
 // will check again in the writing one: a write refused anyway is refused
 // before its key is fetched or its body read.
-func (p *Platform) viewWriteAccess(ctx context.Context, id *keyhold.Identity, envID string) (*keyhold.Environment, error) {
+func (p *Environments) viewWriteAccess(ctx context.Context, id *keyhold.Identity, envID string) (*keyhold.Environment, error) {
 	var env *keyhold.Environment
 	err := p.store.View(ctx, func(tx keyhold.Tx) error {
 		var err error
@@ -176,7 +176,7 @@ func (p *Platform) viewWriteAccess(ctx context.Context, id *keyhold.Identity, en
 }
 
 // viewDataAccess runs dataAccess in its own read transaction.
-func (p *Platform) viewDataAccess(ctx context.Context, id *keyhold.Identity, envID string) (*keyhold.Environment, error) {
+func (p *Environments) viewDataAccess(ctx context.Context, id *keyhold.Identity, envID string) (*keyhold.Environment, error) {
 	var env *keyhold.Environment
 	err := p.store.View(ctx, func(tx keyhold.Tx) error {
 		var err error

@@ -13,6 +13,14 @@ import (
 	"github.com/keyhold/keyhold/crypt"
 )
 
+// Tokens is the token and identity service: access tokens for client
+// credentials, users' passwords and managed identities (keyhold.TokenService),
+// and the first start's customer tenant (identity.go).
+type Tokens struct {
+	*core
+	tokTTL time.Duration // the lifetime of access tokens
+}
+
 // tokenClaims are the claims of an access token, named as Entra ID names
 // them so that tools which read tokens find what they expect.
 type tokenClaims struct {
@@ -47,12 +55,12 @@ func audienceForScope(scope string) (keyhold.Audience, bool) {
 	return "", false
 }
 
-func (p *Platform) issuerFor(tenantID string) string {
+func (p *Tokens) issuerFor(tenantID string) string {
 	return strings.TrimSuffix(p.issuer, "/") + "/" + tenantID + "/v2.0"
 }
 
 // IssueToken checks a client-credentials grant and returns a signed token.
-func (p *Platform) IssueToken(ctx context.Context, tenantID, clientID, clientSecret, scope string) (*keyhold.Token, error) {
+func (p *Tokens) IssueToken(ctx context.Context, tenantID, clientID, clientSecret, scope string) (*keyhold.Token, error) {
 	aud, ok := audienceForScope(scope)
 	if !ok {
 		return nil, scopeError(scope)
@@ -89,7 +97,7 @@ func (p *Platform) IssueToken(ctx context.Context, tenantID, clientID, clientSec
 
 // mint signs a token for principal pr (upn: a user's sign-in name) and
 // audience aud.
-func (p *Platform) mint(pr *keyhold.Principal, upn string, aud keyhold.Audience) (*keyhold.Token, error) {
+func (p *Tokens) mint(pr *keyhold.Principal, upn string, aud keyhold.Audience) (*keyhold.Token, error) {
 	now := p.clock.Now().Truncate(time.Second)
 	idType := "app"
 	if pr.Type == keyhold.PrincipalUser {
@@ -132,7 +140,7 @@ func scopeError(scope string) error {
 // unknown user name or password is CodeInvalidGrant, with one message for
 // both so that names can't be probed; an unknown scope is CodeInvalidScope.
 // Checking a password is deliberately slow (argon2id).
-func (p *Platform) IssuePasswordToken(ctx context.Context, tenantID, username, password, scope string) (*keyhold.Token, error) {
+func (p *Tokens) IssuePasswordToken(ctx context.Context, tenantID, username, password, scope string) (*keyhold.Token, error) {
 	aud, ok := audienceForScope(scope)
 	if !ok {
 		return nil, scopeError(scope)
@@ -171,7 +179,7 @@ func (p *Platform) IssuePasswordToken(ctx context.Context, tenantID, username, p
 // to reach a customer's key vault as an enterprise policy's identity). It
 // refuses (CodeForbidden) any principal that is not a managed identity, so
 // that it can't be used to impersonate users or applications.
-func (p *Platform) TokenFor(ctx context.Context, principalID string, aud keyhold.Audience) (*keyhold.Token, error) {
+func (p *Tokens) TokenFor(ctx context.Context, principalID string, aud keyhold.Audience) (*keyhold.Token, error) {
 	if !slices.Contains(audiences, aud) {
 		return nil, scopeError(string(aud) + "/.default")
 	}
@@ -191,7 +199,7 @@ func (p *Platform) TokenFor(ctx context.Context, principalID string, aud keyhold
 }
 
 // Authenticate verifies a bearer token and returns its identity.
-func (p *Platform) Authenticate(ctx context.Context, bearer string) (*keyhold.Identity, error) {
+func (p *Tokens) Authenticate(ctx context.Context, bearer string) (*keyhold.Identity, error) {
 	var claims tokenClaims
 	_, err := jwt.ParseWithClaims(bearer, &claims, func(*jwt.Token) (any, error) { return &p.signer.PublicKey, nil },
 		jwt.WithValidMethods([]string{jwt.SigningMethodES256.Alg()}),

@@ -78,7 +78,7 @@ type webhookClaims struct {
 
 // DeliverEvents posts every event that is due to its tenant's webhook and
 // returns how many it delivered. It runs as the platform.
-func (p *Platform) DeliverEvents(ctx context.Context) (int, error) {
+func (p *Events) DeliverEvents(ctx context.Context) (int, error) {
 	delivered := 0
 	for ctx.Err() == nil {
 		var ev *keyhold.Event
@@ -132,7 +132,7 @@ func (p *Platform) DeliverEvents(ctx context.Context) (int, error) {
 // shown to the tenant (lastError), and a receiver the tenant chose may be
 // a service only the server can reach, whose answer is not the tenant's
 // to read.
-func (p *Platform) postEvent(ctx context.Context, hook string, ev *keyhold.Event) error {
+func (p *Events) postEvent(ctx context.Context, hook string, ev *keyhold.Event) error {
 	body, err := json.Marshal(ev.View(false))
 	if err != nil {
 		return err
@@ -215,7 +215,7 @@ func certReason(err error) string {
 }
 
 // signWebhook returns the Keyhold-Signature JWT of a body sent to hook.
-func (p *Platform) signWebhook(hook, eventID string, body []byte) (string, error) {
+func (p *Events) signWebhook(hook, eventID string, body []byte) (string, error) {
 	now := p.clock.Now().Truncate(time.Second)
 	sum := sha256.Sum256(body)
 	claims := webhookClaims{
@@ -233,13 +233,13 @@ func (p *Platform) signWebhook(hook, eventID string, body []byte) (string, error
 
 // SigningKeys returns the public key set that verifies the platform's
 // tokens and webhook signatures.
-func (p *Platform) SigningKeys() []keyhold.JWK {
+func (p *Events) SigningKeys() []keyhold.JWK {
 	x, y := p.signerXY()
 	return []keyhold.JWK{{Kty: "EC", Crv: "P-256", X: x, Y: y, Kid: p.signingKID(), Use: "sig", Alg: "ES256"}}
 }
 
 // signerXY returns the signing key's coordinates, base64url, 32 bytes each.
-func (p *Platform) signerXY() (string, string) {
+func (p *Events) signerXY() (string, string) {
 	pub, err := p.signer.PublicKey.Bytes() // 0x04 | X | Y
 	if err != nil {
 		// P-256 keys always encode; an error means a broken key.
@@ -251,7 +251,7 @@ func (p *Platform) signerXY() (string, string) {
 
 // signingKID is the RFC 7638 thumbprint of the signing key: stable, and
 // derived from the public key alone.
-func (p *Platform) signingKID() string {
+func (p *Events) signingKID() string {
 	x, y := p.signerXY()
 	// The members in lexicographic order, no spaces, as RFC 7638 requires.
 	sum := sha256.Sum256([]byte(`{"crv":"P-256","kty":"EC","x":"` + x + `","y":"` + y + `"}`))
@@ -260,7 +260,7 @@ func (p *Platform) signingKID() string {
 
 // RunEventDelivery calls DeliverEvents every interval (default
 // DefaultEventDeliveryInterval) until ctx ends.
-func (p *Platform) RunEventDelivery(ctx context.Context, interval time.Duration) {
+func (p *Events) RunEventDelivery(ctx context.Context, interval time.Duration) {
 	if interval <= 0 {
 		interval = DefaultEventDeliveryInterval
 	}

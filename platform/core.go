@@ -1,0 +1,53 @@
+package platform
+
+import (
+	"crypto/ecdsa"
+	"log/slog"
+	"sync/atomic"
+
+	"github.com/keyhold/keyhold"
+	"github.com/keyhold/keyhold/crypt"
+	"github.com/keyhold/keyhold/ops"
+	"golang.org/x/sync/singleflight"
+)
+
+// core is what every service of the platform shares: the store, the clock,
+// the logger and the metrics, and the custody core — the EK cache, the root
+// keys (the MMK and the customer keys' wrappers), singleflight over unwraps,
+// the cross-replica drop (broadcast.go) and the one function that moves an
+// epoch's custody between root keys (custody.go). It also writes the audit
+// entry and, in the same transaction, the event of every action that is one
+// (audit, appendEvent), so that no service can lock, re-enable or delete an
+// environment without telling its tenant.
+//
+// A service (Tokens, Environments, CMK, Health, Backups, Events) embeds
+// *core and holds pointers to the few other services it calls; a new one
+// (the flows) does the same.
+type core struct {
+	store  keyhold.Store
+	clock  keyhold.Clock
+	log    *slog.Logger
+	issuer string            // the token issuer, also the webhooks' (webhook.go)
+	signer *ecdsa.PrivateKey // signs tokens and webhook posts
+	mmk    *crypt.AESWrapper
+	// rec checks the seals of the records custody rests on (policies'
+	// bindings, keys' current versions, vaults): custody.go.
+	rec     *crypt.RecordKey
+	cache   *crypt.Cache
+	unwrapG singleflight.Group
+	m       metrics
+	// unwrapCount counts successful root-key unwraps (also in metrics).
+	unwrapCount atomic.Uint64
+	// bcast carries key drops to and from other replicas (broadcast.go).
+	bcast broadcast
+
+	// kick asks the health monitor to check a policy now (feed.go).
+	kick chan string
+
+	// The durable operations' runner (CMK's and Backups' operations) and
+	// the customer keys' vault and wrappers: all nil when the lifecycle is
+	// not configured (Config.Ops, Vault, CMK).
+	ops *ops.Runner
+	kv  KeyVault
+	cmk func(id *keyhold.Identity) keyhold.KeyWrapper
+}
