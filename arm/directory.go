@@ -16,64 +16,21 @@ import (
 // The directory: principals and directory roles, in Microsoft Graph's
 // terms.
 
-// DirectoryRoleTemplates are the Entra ID role template ids of the
-// directory roles Keyhold knows, which Microsoft Graph's
-// roleManagement/directory/roleAssignments name roles by.
-var DirectoryRoleTemplates = map[keyhold.DirectoryRole]string{
-	keyhold.RoleGlobalAdministrator:        "62e90394-69f5-4237-9190-012177145e10",
-	keyhold.RolePowerPlatformAdministrator: "11648597-926c-4cf3-9c36-bcebb0ba8dcc",
-	keyhold.RoleDynamics365Administrator:   "44367163-eba1-44c3-98af-f5787879f96a",
-}
-
-// FindDirectoryRole returns the directory role with the given template id
-// or name, in any case.
-func FindDirectoryRole(idOrName string) (keyhold.DirectoryRole, bool) {
-	for r, tid := range DirectoryRoleTemplates {
-		if strings.EqualFold(tid, idOrName) || strings.EqualFold(string(r), idOrName) {
-			return r, true
-		}
-	}
-	return "", false
-}
-
 // SecretLifetime is how long a new service principal's client secret is
 // valid.
 const SecretLifetime = 2 * 365 * 24 * time.Hour
 
-// NewServicePrincipal is a service principal just created, with its client
-// secret: the only time the secret is shown.
-type NewServicePrincipal struct {
-	Principal     *keyhold.Principal
-	Secret        string
-	SecretExpires time.Time
-}
-
-// User is a user principal with its sign-in name.
-type User struct {
-	*keyhold.Principal
-	UserPrincipalName string `json:"userPrincipalName"`
-}
-
-// NewUser is a user just created. Password is the generated password when
-// none was given (shown only this once), and "" otherwise.
-type NewUser struct {
-	User     *User
-	Password string
-}
-
-// DirectoryRoleAssignment is a directory role held by a principal, as
-// Microsoft Graph shows it. Its ID is the role's template id, '_' and the
-// principal's id.
-type DirectoryRoleAssignment struct {
-	ID               string                `json:"id"`
-	PrincipalID      string                `json:"principalId"`
-	Role             keyhold.DirectoryRole `json:"role"`
-	RoleDefinitionID string                `json:"roleDefinitionId"` // the template id
-	DirectoryScopeID string                `json:"directoryScopeId"` // always "/"
-}
+// The directory's types are the root's, where the Directory contract
+// lives.
+type (
+	NewServicePrincipal     = keyhold.NewServicePrincipal
+	User                    = keyhold.User
+	NewUser                 = keyhold.NewUser
+	DirectoryRoleAssignment = keyhold.DirectoryRoleAssignment
+)
 
 func directoryRoleAssignment(principalID string, r keyhold.DirectoryRole) *DirectoryRoleAssignment {
-	tid := DirectoryRoleTemplates[r]
+	tid := keyhold.DirectoryRoleTemplates[r]
 	return &DirectoryRoleAssignment{ID: tid + "_" + principalID, PrincipalID: principalID, Role: r, RoleDefinitionID: tid, DirectoryScopeID: "/"}
 }
 
@@ -339,7 +296,7 @@ func (s *Service) AssignDirectoryRole(ctx context.Context, principalID string, r
 	if err != nil {
 		return nil, err
 	}
-	if _, ok := DirectoryRoleTemplates[role]; !ok {
+	if _, ok := keyhold.DirectoryRoleTemplates[role]; !ok {
 		return nil, unknownDirectoryRole(string(role))
 	}
 	err = s.store.Update(ctx, func(tx keyhold.Tx) error {
@@ -373,9 +330,9 @@ func (s *Service) AssignDirectoryRole(ctx context.Context, principalID string, r
 
 func unknownDirectoryRole(s string) error {
 	return keyhold.Errorf(keyhold.CodeBadRequest, "directory role '%s' is not one Keyhold knows: use %s (%s), %s (%s) or %s (%s)", keyhold.Clip(s),
-		keyhold.RoleGlobalAdministrator, DirectoryRoleTemplates[keyhold.RoleGlobalAdministrator],
-		keyhold.RolePowerPlatformAdministrator, DirectoryRoleTemplates[keyhold.RolePowerPlatformAdministrator],
-		keyhold.RoleDynamics365Administrator, DirectoryRoleTemplates[keyhold.RoleDynamics365Administrator])
+		keyhold.RoleGlobalAdministrator, keyhold.DirectoryRoleTemplates[keyhold.RoleGlobalAdministrator],
+		keyhold.RolePowerPlatformAdministrator, keyhold.DirectoryRoleTemplates[keyhold.RolePowerPlatformAdministrator],
+		keyhold.RoleDynamics365Administrator, keyhold.DirectoryRoleTemplates[keyhold.RoleDynamics365Administrator])
 }
 
 // DirectoryRoleAssignments returns the directory roles held in the
@@ -411,7 +368,7 @@ func (s *Service) DirectoryRoleAssignments(ctx context.Context, principalID stri
 				return err
 			}
 			for _, r := range roles {
-				if _, ok := DirectoryRoleTemplates[r]; ok {
+				if _, ok := keyhold.DirectoryRoleTemplates[r]; ok {
 					out = append(out, directoryRoleAssignment(pid, r))
 				}
 			}
@@ -431,7 +388,7 @@ func (s *Service) RemoveDirectoryRoleAssignment(ctx context.Context, assignmentI
 		return err
 	}
 	tid, pid, ok := strings.Cut(assignmentID, "_")
-	role, known := FindDirectoryRole(tid)
+	role, known := keyhold.FindDirectoryRole(tid)
 	if !ok || !known || pid == "" {
 		return keyhold.Errorf(keyhold.CodeNotFound, "directory role assignment '%s' not found: its id is the role's template id, '_' and the principal's object id", keyhold.Clip(assignmentID))
 	}

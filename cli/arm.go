@@ -4,7 +4,7 @@ import (
 	"errors"
 	"strings"
 
-	khttp "github.com/keyhold/keyhold/http"
+	"github.com/keyhold/keyhold"
 )
 
 // The resource manager and directory commands ("keyhold group", "provider",
@@ -15,8 +15,8 @@ import (
 // ARMServices is what the resource manager and directory commands need
 // from a server. The http package's Client implements it.
 type ARMServices interface {
-	khttp.ResourceManager
-	khttp.Directory
+	keyhold.ResourceManager
+	keyhold.Directory
 }
 
 // armServices returns a function that connects with the saved login, as

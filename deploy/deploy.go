@@ -585,7 +585,7 @@ func (s *Service) step(scope Scope, path string, res map[string]any) (step, erro
 		}
 		a := keyhold.RoleAssignment{ID: name, Scope: at, RoleDefinitionID: in.Properties.RoleDefinitionID,
 			PrincipalID: in.Properties.PrincipalID, PrincipalType: in.Properties.PrincipalType}
-		return step{id: arm.AssignmentID(at, name), deploy: func(ctx context.Context) error {
+		return step{id: keyhold.AssignmentID(at, name), deploy: func(ctx context.Context) error {
 			ra := a
 			return s.arm.CreateRoleAssignment(ctx, &ra)
 		}}, nil

@@ -318,7 +318,7 @@ func checkKey(ctx context.Context, tx keyhold.Tx, id *keyhold.Identity, vaultID,
 			"properties.encryption.keyVault.id '%s' is not the Resource ID of a key vault you have: copy the Resource ID from the vault's properties "+
 				"(/subscriptions/{sub}/resourceGroups/{rg}/providers/Microsoft.KeyVault/vaults/{name}), and create or recover the vault first", keyhold.Clip(vaultID))
 	}
-	sc, err := arm.ParseScope(vaultID)
+	sc, err := keyhold.ParseScope(vaultID)
 	if err != nil || sc.ResourceGroup == "" || sc.Namespace != keyhold.NamespaceKeyVault {
 		return "", "", noVault()
 	}
@@ -926,7 +926,7 @@ func notFoundRef(ref string) error {
 func Find(ctx context.Context, tx keyhold.Tx, ref string) (*keyhold.EnterprisePolicy, error) {
 	ref = strings.TrimSpace(ref)
 	if strings.HasPrefix(strings.ToLower(ref), "/subscriptions/") {
-		sc, err := arm.ParseScope(ref)
+		sc, err := keyhold.ParseScope(ref)
 		if err != nil || sc.Namespace != keyhold.NamespacePowerPlatform {
 			return nil, notFoundRef(ref)
 		}
