@@ -75,6 +75,8 @@ type Service struct {
 	vaults   VaultWriter
 }
 
+var _ keyhold.DeploymentService = (*Service)(nil)
+
 // New returns a Service over cfg.Store. It panics without cfg.Store,
 // cfg.Policies or cfg.ARM, a wiring mistake.
 func New(cfg Config) *Service {
@@ -94,10 +96,10 @@ const (
 	ActionDeploymentRead  = "Microsoft.Resources/deployments/read"
 )
 
-// Deployment modes.
+// Deployment modes (the root's).
 const (
-	ModeIncremental = "Incremental"
-	ModeComplete    = "Complete"
+	ModeIncremental = keyhold.DeploymentModeIncremental
+	ModeComplete    = keyhold.DeploymentModeComplete
 )
 
 // Resource types a template may hold.
@@ -106,15 +108,8 @@ const (
 	typeRoleAssignment = "Microsoft.Authorization/roleAssignments"
 )
 
-// Request is what PUT …/deployments/{name} asks for.
-type Request struct {
-	Mode string
-	// Template is the template, inline (templateLink is not supported).
-	Template json.RawMessage
-	// Parameters are the parameter values: {"name":{"value":…}}; nil for
-	// none.
-	Parameters json.RawMessage
-}
+// Request is the root's, where the DeploymentService contract lives.
+type Request = keyhold.DeploymentRequest
 
 // deploymentNameRE is ARM's rule for deployment names.
 var deploymentNameRE = regexp.MustCompile(`^[-\w._()]{1,64}$`)

@@ -126,6 +126,8 @@ type Service struct {
 	lock   func(ctx context.Context, tx keyhold.Tx, pol *keyhold.EnterprisePolicy, actor *keyhold.Identity, why string) (func(), error)
 }
 
+var _ keyhold.PolicyService = (*Service)(nil)
+
 // New returns a Service over cfg.Store. It panics without cfg.Store or
 // cfg.ARM, a wiring mistake.
 func New(cfg Config) *Service {
@@ -147,35 +149,11 @@ func New(cfg Config) *Service {
 // policies that environments are linked to).
 func (s *Service) RegisterDeleter() { s.arm.RegisterDeleter(s) }
 
-// Spec is the policy a PUT asks for. Location, Kind, IdentityType
-// (SystemAssigned), KeyVaultID and KeyName are required; EncryptionState
-// "" means Enabled; KeyVersion "" means the key's current version, which
-// rotation follows.
-type Spec struct {
-	Location        string
-	Kind            string
-	IdentityType    string
-	EncryptionState string
-	KeyVaultID      string
-	KeyName         string
-	KeyVersion      string
-	Tags            map[string]string
-}
-
-// Patch holds the changes a PATCH asks for; nil means unchanged. Location,
-// Kind, IdentityType and EncryptionState can't change: giving them with
-// another value is refused. A new vault or key without a version clears
-// the version.
-type Patch struct {
-	Location        *string
-	Kind            *string
-	IdentityType    *string
-	EncryptionState *string
-	KeyVaultID      *string
-	KeyName         *string
-	KeyVersion      *string
-	Tags            *map[string]string
-}
+// Spec and Patch are the root's, where the PolicyService contract lives.
+type (
+	Spec  = keyhold.PolicySpec
+	Patch = keyhold.PolicyPatch
+)
 
 // policyID returns the resource id of the policy name in sub and rg.
 func policyID(sub, rg, name string) string {
