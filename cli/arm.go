@@ -5,6 +5,7 @@ import (
 	"strings"
 
 	"github.com/keyhold/keyhold"
+	khttp "github.com/keyhold/keyhold/http"
 )
 
 // The resource manager and directory commands ("keyhold group", "provider",
@@ -22,17 +23,7 @@ type ARMServices interface {
 // armServices returns a function that connects with the saved login, as
 // Factory.Client does, for the resource manager and directory commands.
 func armServices(f *Factory) func() (ARMServices, error) {
-	return func() (ARMServices, error) {
-		c, err := f.Client()
-		if err != nil {
-			return nil, err
-		}
-		a, ok := c.(ARMServices)
-		if !ok {
-			return nil, errors.New("this connection has no resource manager client")
-		}
-		return a, nil
-	}
+	return connect(f, func(c *khttp.Client) ARMServices { return c })
 }
 
 // loginSubscriptionID returns a function that reads the default

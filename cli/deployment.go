@@ -9,6 +9,7 @@ import (
 	"strings"
 
 	"github.com/keyhold/keyhold"
+	khttp "github.com/keyhold/keyhold/http"
 	"github.com/spf13/cobra"
 )
 
@@ -26,13 +27,7 @@ concat(), resourceId(), toLower(), toUpper(), guid().`
 // deploymentServices returns a function that connects with the saved
 // login, as Factory.Client does, for the deployment commands.
 func deploymentServices(f *Factory) func() (keyhold.DeploymentService, error) {
-	return func() (keyhold.DeploymentService, error) {
-		pc, err := policyClient(f)
-		if err != nil {
-			return nil, err
-		}
-		return pc, nil
-	}
+	return connect(f, func(c *khttp.Client) keyhold.DeploymentService { return c.Policies() })
 }
 
 // DeploymentCreateOptions are the parsed arguments of "keyhold deployment

@@ -2,7 +2,6 @@ package cli
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"io"
 	"strings"
@@ -18,30 +17,10 @@ import (
 // the keyhold.PolicyService and keyhold.DeploymentService contracts, with
 // tokens for the management audience.
 
-// policyClient connects with the saved login, as Factory.Client does, and
-// returns its client of the policy and deployment routes.
-func policyClient(f *Factory) (*khttp.PolicyClient, error) {
-	c, err := f.Client()
-	if err != nil {
-		return nil, err
-	}
-	pc, ok := c.(interface{ Policies() *khttp.PolicyClient })
-	if !ok {
-		return nil, errors.New("this connection has no enterprise policy client")
-	}
-	return pc.Policies(), nil
-}
-
 // policyServices returns a function that connects with the saved login, as
 // Factory.Client does, for the policy commands.
 func policyServices(f *Factory) func() (keyhold.PolicyService, error) {
-	return func() (keyhold.PolicyService, error) {
-		pc, err := policyClient(f)
-		if err != nil {
-			return nil, err
-		}
-		return pc, nil
-	}
+	return connect(f, func(c *khttp.Client) keyhold.PolicyService { return c.Policies() })
 }
 
 // newCmdPolicy is the policy command group with the resource commands;
