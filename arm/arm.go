@@ -99,10 +99,6 @@ func (s *Service) audit(ctx context.Context, tx keyhold.Tx, id *keyhold.Identity
 	return err
 }
 
-// Scopes are the root's (keyhold.ParseScope), where the ResourceManager
-// contract lives.
-type Scope = keyhold.Scope
-
 // Authorize checks, in tx, that the caller may perform the control-plane
 // action on the resource or scope resourceID: that one of its role
 // assignments in its tenant covers resourceID and grants the action. A
@@ -153,7 +149,7 @@ func subscriptionFor(ctx context.Context, tx keyhold.Tx, id *keyhold.Identity, s
 // is the caller's tenant's and its resource group exists. A resource scope
 // is accepted under an existing group whatever the resource, since resource
 // providers keep their own state.
-func requireScope(ctx context.Context, tx keyhold.Tx, id *keyhold.Identity, sc *Scope) error {
+func requireScope(ctx context.Context, tx keyhold.Tx, id *keyhold.Identity, sc *keyhold.Scope) error {
 	sub, err := subscriptionFor(ctx, tx, id, sc.SubscriptionID)
 	if err != nil {
 		return err

@@ -20,18 +20,9 @@ import (
 // valid.
 const SecretLifetime = 2 * 365 * 24 * time.Hour
 
-// The directory's types are the root's, where the Directory contract
-// lives.
-type (
-	NewServicePrincipal     = keyhold.NewServicePrincipal
-	User                    = keyhold.User
-	NewUser                 = keyhold.NewUser
-	DirectoryRoleAssignment = keyhold.DirectoryRoleAssignment
-)
-
-func directoryRoleAssignment(principalID string, r keyhold.DirectoryRole) *DirectoryRoleAssignment {
+func directoryRoleAssignment(principalID string, r keyhold.DirectoryRole) *keyhold.DirectoryRoleAssignment {
 	tid := keyhold.DirectoryRoleTemplates[r]
-	return &DirectoryRoleAssignment{ID: tid + "_" + principalID, PrincipalID: principalID, Role: r, RoleDefinitionID: tid, DirectoryScopeID: "/"}
+	return &keyhold.DirectoryRoleAssignment{ID: tid + "_" + principalID, PrincipalID: principalID, Role: r, RoleDefinitionID: tid, DirectoryScopeID: "/"}
 }
 
 // maxDisplayName bounds principals' display names, as Entra ID does.
@@ -58,7 +49,7 @@ var upnRE = regexp.MustCompile(`^[A-Za-z0-9._%+'\-]{1,64}@[A-Za-z0-9\-]+(\.[A-Za
 // CreateServicePrincipal creates a service principal with a new client
 // secret, valid for SecretLifetime. It needs the Global Administrator
 // directory role.
-func (s *Service) CreateServicePrincipal(ctx context.Context, displayName string) (*NewServicePrincipal, error) {
+func (s *Service) CreateServicePrincipal(ctx context.Context, displayName string) (*keyhold.NewServicePrincipal, error) {
 	id, err := keyhold.Caller(ctx)
 	if err != nil {
 		return nil, err
@@ -87,7 +78,7 @@ func (s *Service) CreateServicePrincipal(ctx context.Context, displayName string
 	if err != nil {
 		return nil, err
 	}
-	return &NewServicePrincipal{Principal: sp, Secret: secret, SecretExpires: expires}, nil
+	return &keyhold.NewServicePrincipal{Principal: sp, Secret: secret, SecretExpires: expires}, nil
 }
 
 // ServicePrincipals returns the tenant's service principals and managed
@@ -122,7 +113,7 @@ func (s *Service) ServicePrincipals(ctx context.Context) ([]*keyhold.Principal, 
 // generated one, returned in NewUser.Password. It needs the Global
 // Administrator directory role. The password is stored only as an argon2id
 // hash.
-func (s *Service) CreateUser(ctx context.Context, displayName, upn, password string) (*NewUser, error) {
+func (s *Service) CreateUser(ctx context.Context, displayName, upn, password string) (*keyhold.NewUser, error) {
 	id, err := keyhold.Caller(ctx)
 	if err != nil {
 		return nil, err
@@ -146,7 +137,7 @@ func (s *Service) CreateUser(ctx context.Context, displayName, upn, password str
 		return nil, err
 	}
 	now := s.clock.Now().UTC()
-	u := &User{
+	u := &keyhold.User{
 		Principal:         &keyhold.Principal{ID: uuid.NewString(), TenantID: id.TenantID, Type: keyhold.PrincipalUser, DisplayName: name, CreatedAt: now},
 		UserPrincipalName: upn,
 	}
@@ -168,17 +159,17 @@ func (s *Service) CreateUser(ctx context.Context, displayName, upn, password str
 	if err != nil {
 		return nil, err
 	}
-	return &NewUser{User: u, Password: generated}, nil
+	return &keyhold.NewUser{User: u, Password: generated}, nil
 }
 
 // Users returns the tenant's users, by sign-in name. It needs a platform
 // administrator directory role.
-func (s *Service) Users(ctx context.Context) ([]*User, error) {
+func (s *Service) Users(ctx context.Context) ([]*keyhold.User, error) {
 	id, err := keyhold.Caller(ctx)
 	if err != nil {
 		return nil, err
 	}
-	var out []*User
+	var out []*keyhold.User
 	err = s.store.View(ctx, func(tx keyhold.Tx) error {
 		if err := requirePlatformAdmin(ctx, tx, id, "read the directory"); err != nil {
 			return err
@@ -187,13 +178,13 @@ func (s *Service) Users(ctx context.Context) ([]*User, error) {
 		if err != nil {
 			return err
 		}
-		out = make([]*User, 0, len(accts))
+		out = make([]*keyhold.User, 0, len(accts))
 		for _, a := range accts {
 			p, err := tx.Principal(ctx, a.PrincipalID)
 			if err != nil {
 				return err
 			}
-			out = append(out, &User{Principal: p, UserPrincipalName: a.UserPrincipalName})
+			out = append(out, &keyhold.User{Principal: p, UserPrincipalName: a.UserPrincipalName})
 		}
 		return nil
 	})
@@ -291,7 +282,7 @@ func principalIn(ctx context.Context, tx keyhold.Tx, id *keyhold.Identity, princ
 // AssignDirectoryRole gives a principal of the caller's tenant a directory
 // role. It needs the Global Administrator directory role. A role the
 // principal holds already is CodeConflict.
-func (s *Service) AssignDirectoryRole(ctx context.Context, principalID string, role keyhold.DirectoryRole) (*DirectoryRoleAssignment, error) {
+func (s *Service) AssignDirectoryRole(ctx context.Context, principalID string, role keyhold.DirectoryRole) (*keyhold.DirectoryRoleAssignment, error) {
 	id, err := keyhold.Caller(ctx)
 	if err != nil {
 		return nil, err
@@ -338,12 +329,12 @@ func unknownDirectoryRole(s string) error {
 // DirectoryRoleAssignments returns the directory roles held in the
 // caller's tenant, by one principal if principalID is set. A principal may
 // list its own; listing others' needs a platform administrator role.
-func (s *Service) DirectoryRoleAssignments(ctx context.Context, principalID string) ([]*DirectoryRoleAssignment, error) {
+func (s *Service) DirectoryRoleAssignments(ctx context.Context, principalID string) ([]*keyhold.DirectoryRoleAssignment, error) {
 	id, err := keyhold.Caller(ctx)
 	if err != nil {
 		return nil, err
 	}
-	out := []*DirectoryRoleAssignment{}
+	out := []*keyhold.DirectoryRoleAssignment{}
 	err = s.store.View(ctx, func(tx keyhold.Tx) error {
 		if principalID != id.PrincipalID {
 			if err := requirePlatformAdmin(ctx, tx, id, "read the directory"); err != nil {

@@ -7,9 +7,6 @@ import (
 	"github.com/keyhold/keyhold"
 )
 
-// ProviderInfo is the root's (keyhold.Provider).
-type ProviderInfo = keyhold.ProviderInfo
-
 // knownNamespaces lists the namespaces for messages.
 func knownNamespaces() string {
 	names := make([]string, len(keyhold.Providers()))
@@ -46,7 +43,7 @@ func RequireRegistered(ctx context.Context, tx keyhold.Tx, subscriptionID, names
 
 // registration returns a subscription's registration of a known namespace,
 // NotRegistered when it has none.
-func registration(ctx context.Context, tx keyhold.Tx, subID string, p ProviderInfo) (*keyhold.ProviderRegistration, error) {
+func registration(ctx context.Context, tx keyhold.Tx, subID string, p keyhold.ProviderInfo) (*keyhold.ProviderRegistration, error) {
 	if p.Always {
 		return &keyhold.ProviderRegistration{SubscriptionID: subID, Namespace: p.Namespace, State: keyhold.ProviderRegistered}, nil
 	}

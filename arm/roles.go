@@ -33,7 +33,7 @@ func ARMPrincipalType(t keyhold.PrincipalType) string {
 }
 
 // resolveScope parses a scope and checks that it exists for the caller.
-func resolveScope(ctx context.Context, tx keyhold.Tx, id *keyhold.Identity, scope string) (*Scope, error) {
+func resolveScope(ctx context.Context, tx keyhold.Tx, id *keyhold.Identity, scope string) (*keyhold.Scope, error) {
 	sc, err := keyhold.ParseScope(scope)
 	if err != nil {
 		return nil, err
@@ -181,7 +181,7 @@ func (s *Service) CreateRoleAssignment(ctx context.Context, a *keyhold.RoleAssig
 
 // assignmentAt loads a role assignment of the caller's tenant that is at
 // exactly scope.
-func assignmentAt(ctx context.Context, tx keyhold.Tx, id *keyhold.Identity, sc *Scope, name string) (*keyhold.RoleAssignment, error) {
+func assignmentAt(ctx context.Context, tx keyhold.Tx, id *keyhold.Identity, sc *keyhold.Scope, name string) (*keyhold.RoleAssignment, error) {
 	a, err := tx.RoleAssignment(ctx, name)
 	if err == nil && (a.TenantID != id.TenantID || !strings.EqualFold(strings.TrimSuffix(a.Scope, "/"), sc.String())) {
 		a, err = nil, nil

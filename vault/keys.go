@@ -23,7 +23,6 @@ import (
 type (
 	KeyAttributes   = keyhold.KeyAttributes
 	CreateKeyParams = keyhold.CreateKeyParams
-	JSONWebKey      = keyhold.JSONWebKey
 	KeyBundle       = keyhold.KeyBundle
 )
 
@@ -422,7 +421,7 @@ func (s *Service) storeNewKey(ctx context.Context, c *call, op *operation, vault
 // ImportKey imports an RSA private key as a new version (into the token
 // when hsm is true, or jwk.Kty is RSA-HSM). The key must be 2048, 3072 or
 // 4096 bits and carry n, e, d, p and q; anything else is CodeBadParameter.
-func (s *Service) ImportKey(ctx context.Context, vault, name string, jwk JSONWebKey, hsm bool, attrs KeyAttributes, tags map[string]string) (*KeyBundle, error) {
+func (s *Service) ImportKey(ctx context.Context, vault, name string, jwk keyhold.JSONWebKey, hsm bool, attrs KeyAttributes, tags map[string]string) (*KeyBundle, error) {
 	var out *KeyBundle
 	err := s.keyOp(ctx, opImportKey, vault, name, func(c *call) error {
 		kty, err := keyType(jwk.Kty)
