@@ -43,7 +43,9 @@ func TestNoInterfaceAssertions(t *testing.T) {
 	// The packages whose interfaces the commands could assert to, by the
 	// names cli imports them as.
 	known := map[string]map[string]bool{"": interfaces("."), "keyhold": interfaces(".."), "khttp": interfaces(filepath.Join("..", "http"))}
-	if len(known[""]) == 0 || !known["keyhold"]["CMKService"] || len(known["khttp"]) == 0 {
+	// http declares no interface today (its contracts are the root's), so
+	// only the other two show that the parse works.
+	if len(known[""]) == 0 || !known["keyhold"]["CMKService"] {
 		t.Fatalf("found no interfaces to check against: is the parse broken? %v", known)
 	}
 	fset := token.NewFileSet()
