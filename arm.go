@@ -2,6 +2,8 @@ package keyhold
 
 import (
 	"context"
+	"regexp"
+	"slices"
 	"strings"
 	"time"
 )
@@ -239,4 +241,173 @@ func Allowed(assignments []*RoleAssignment, resourceID, action string, data bool
 		}
 	}
 	return false
+}
+
+// Scope is a parsed ARM scope: a subscription, a resource group, or a
+// resource in a resource group.
+type Scope struct {
+	SubscriptionID string
+	ResourceGroup  string // "" at subscription scope
+	// Namespace and Path name a resource: "Microsoft.KeyVault" and
+	// "vaults/kv1" (or "vaults/kv1/keys/k1" for a child resource).
+	Namespace string
+	Path      string
+}
+
+// String returns the scope's id, with ARM's spelling of the fixed
+// segments and the names as given.
+func (s *Scope) String() string {
+	id := "/subscriptions/" + s.SubscriptionID
+	if s.ResourceGroup != "" {
+		id += "/resourceGroups/" + s.ResourceGroup
+	}
+	if s.Namespace != "" {
+		id += "/providers/" + s.Namespace + "/" + s.Path
+	}
+	return id
+}
+
+// Kind names the scope's level: "subscription", "resource group" or
+// "resource".
+func (s *Scope) Kind() string {
+	switch {
+	case s.Namespace != "":
+		return "resource"
+	case s.ResourceGroup != "":
+		return "resource group"
+	}
+	return "subscription"
+}
+
+// segmentRE is what one segment of a scope may hold: ARM names never hold
+// '/', '?', '#', control characters or spaces at the ends.
+var segmentRE = regexp.MustCompile(`^[^/?#\x00-\x1f\x7f]{1,260}$`)
+
+// ParseScope parses an ARM scope: /subscriptions/{sub},
+// /subscriptions/{sub}/resourceGroups/{rg}, or a resource id
+// /subscriptions/{sub}/resourceGroups/{rg}/providers/{namespace}/{type}/{name}[/{type}/{name}…].
+// The fixed segments match in any case; a trailing '/' is ignored. Anything
+// else is CodeBadRequest (ARM's InvalidScope, say).
+func ParseScope(scope string) (*Scope, error) {
+	bad := func(why string) error {
+		return Errorf(CodeBadRequest, "the scope '%s' is not valid: %s; use /subscriptions/{id}, /subscriptions/{id}/resourceGroups/{name} or a resource id", Clip(scope), why)
+	}
+	segs := strings.Split(strings.TrimPrefix(strings.TrimSuffix(scope, "/"), "/"), "/")
+	if !strings.HasPrefix(scope, "/") || len(segs) < 2 || !strings.EqualFold(segs[0], "subscriptions") {
+		return nil, bad("it must start with /subscriptions/{id}")
+	}
+	for _, s := range segs {
+		if err := CheckText(CodeBadRequest, "the scope segment", s); err != nil {
+			return nil, err
+		}
+		if !segmentRE.MatchString(s) || strings.TrimSpace(s) != s {
+			return nil, bad("it has an empty or malformed segment")
+		}
+	}
+	sc := &Scope{SubscriptionID: segs[1]}
+	rest := segs[2:]
+	if len(rest) == 0 {
+		return sc, nil
+	}
+	if !strings.EqualFold(rest[0], "resourceGroups") || len(rest) < 2 {
+		return nil, bad("after the subscription comes /resourceGroups/{name}")
+	}
+	sc.ResourceGroup = rest[1]
+	rest = rest[2:]
+	if len(rest) == 0 {
+		return sc, nil
+	}
+	if !strings.EqualFold(rest[0], "providers") || len(rest) < 4 || len(rest)%2 != 0 {
+		return nil, bad("a resource id continues /providers/{namespace}/{type}/{name}")
+	}
+	sc.Namespace = CanonicalNamespace(rest[1])
+	sc.Path = strings.Join(rest[2:], "/")
+	return sc, nil
+}
+
+// CanonicalNamespace spells a namespace Keyhold knows as ARM does.
+func CanonicalNamespace(ns string) string {
+	if p, ok := Provider(ns); ok {
+		return p.Namespace
+	}
+	return ns
+}
+
+// ProviderInfo describes a resource provider namespace Keyhold serves.
+type ProviderInfo struct {
+	Namespace string
+	// ResourceTypes are the types it serves, as ARM lists them.
+	ResourceTypes []string
+	// Always: registered in every subscription, as Microsoft.Authorization
+	// and Microsoft.Resources are in Azure.
+	Always bool
+}
+
+// providers are the namespaces Keyhold knows, in the order listed.
+var providers = []ProviderInfo{
+	{Namespace: NamespaceAuthorization, ResourceTypes: []string{"roleAssignments", "roleDefinitions"}, Always: true},
+	{Namespace: NamespaceKeyVault, ResourceTypes: []string{"vaults", "vaults/accessPolicies", "deletedVaults", "locations", "locations/deletedVaults", "checkNameAvailability", "operations"}},
+	{Namespace: NamespacePowerPlatform, ResourceTypes: []string{"enterprisePolicies", "locations", "operations"}},
+	{Namespace: NamespaceResources, ResourceTypes: []string{"deployments", "resourceGroups", "subscriptions"}, Always: true},
+}
+
+// Providers returns the namespaces Keyhold knows, in the order listed.
+func Providers() []ProviderInfo { return slices.Clone(providers) }
+
+// Provider returns what Keyhold knows of a namespace (in any case).
+func Provider(namespace string) (ProviderInfo, bool) {
+	for _, p := range providers {
+		if strings.EqualFold(p.Namespace, namespace) {
+			return p, true
+		}
+	}
+	return ProviderInfo{}, false
+}
+
+// RoleDefinitionID returns the full id of a built-in role at a
+// subscription, as ARM shows it.
+func RoleDefinitionID(subscriptionID, roleGUID string) string {
+	return "/subscriptions/" + subscriptionID + "/providers/Microsoft.Authorization/roleDefinitions/" + roleGUID
+}
+
+// AssignmentID returns the full id of a role assignment.
+func AssignmentID(scope, name string) string {
+	return strings.TrimSuffix(scope, "/") + "/providers/Microsoft.Authorization/roleAssignments/" + name
+}
+
+// AssignmentFilter selects the role assignments ListRoleAssignments
+// returns.
+type AssignmentFilter struct {
+	// PrincipalID, if set, selects one principal's assignments.
+	PrincipalID string
+	// AtScope selects the assignments that apply at the scope (at it or
+	// above it), as ARM's $filter=atScope() does; otherwise those below it
+	// are listed too.
+	AtScope bool
+}
+
+// ResourceManager is the resource manager: subscriptions, resource groups,
+// provider registration, role definitions and role assignments.
+// The arm package implements it, and so does the http package's Client,
+// over HTTPS. Every method takes the caller's identity from ctx; see package
+// arm for the rules.
+type ResourceManager interface {
+	Subscriptions(ctx context.Context) ([]*Subscription, error)
+	Subscription(ctx context.Context, id string) (*Subscription, error)
+
+	PutResourceGroup(ctx context.Context, g *ResourceGroup) (created bool, err error)
+	ResourceGroup(ctx context.Context, sub, name string) (*ResourceGroup, error)
+	ListResourceGroups(ctx context.Context, sub string) ([]*ResourceGroup, error)
+	DeleteResourceGroup(ctx context.Context, sub, name string) error
+
+	RegisterProvider(ctx context.Context, sub, namespace string) (*ProviderRegistration, error)
+	Provider(ctx context.Context, sub, namespace string) (*ProviderRegistration, error)
+	ListProviders(ctx context.Context, sub string) ([]*ProviderRegistration, error)
+
+	RoleDefinitions(ctx context.Context, scope, roleName string) ([]*RoleDefinition, error)
+	RoleDefinition(ctx context.Context, scope, id string) (*RoleDefinition, error)
+	CreateRoleAssignment(ctx context.Context, a *RoleAssignment) error
+	RoleAssignment(ctx context.Context, scope, name string) (*RoleAssignment, error)
+	DeleteRoleAssignment(ctx context.Context, scope, name string) (*RoleAssignment, error)
+	ListRoleAssignments(ctx context.Context, scope string, f AssignmentFilter) ([]*RoleAssignment, error)
 }

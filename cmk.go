@@ -82,3 +82,10 @@ type CMKService interface {
 	// (its ARM resource id) names, what depends on it.
 	KeyVersionUsage(ctx context.Context, policyID string) ([]*KeyVersionUsage, error)
 }
+
+// EnvironmentEnabler is the optional ability of a CMKService to
+// re-enable a Locked environment, returning the finished operation that
+// records it.
+type EnvironmentEnabler interface {
+	EnableEnvironmentOp(ctx context.Context, envID string) (*Operation, error)
+}

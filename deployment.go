@@ -59,3 +59,28 @@ type DeploymentTx interface {
 	ListDeployments(ctx context.Context, subscriptionID, resourceGroup string) ([]*Deployment, error)
 	DeleteDeployment(ctx context.Context, subscriptionID, resourceGroup, name string) error
 }
+
+// Deployment modes.
+const (
+	DeploymentModeIncremental = "Incremental"
+	DeploymentModeComplete    = "Complete"
+)
+
+// DeploymentRequest is what PUT …/deployments/{name} asks for.
+type DeploymentRequest struct {
+	Mode string
+	// Template is the template, inline (templateLink is not supported).
+	Template json.RawMessage
+	// Parameters are the parameter values: {"name":{"value":…}}; nil for
+	// none.
+	Parameters json.RawMessage
+}
+
+// DeploymentService is the template deployment engine. The deploy package
+// implements it, and so does the http package's PolicyClient, over HTTPS.
+// Every method takes the caller's identity from ctx; see package deploy
+// for the rules.
+type DeploymentService interface {
+	Deploy(ctx context.Context, sub, rg, name string, req DeploymentRequest) (*Deployment, bool, error)
+	Deployment(ctx context.Context, sub, rg, name string) (*Deployment, error)
+}

@@ -12,3 +12,9 @@ type JWK struct {
 	Use string `json:"use"`
 	Alg string `json:"alg"`
 }
+
+// SigningKeySource serves the public keys that verify the platform's
+// signatures (the platform does; the http package serves them).
+type SigningKeySource interface {
+	SigningKeys() []JWK
+}

@@ -93,3 +93,49 @@ type PolicyTx interface {
 	DeletePolicy(ctx context.Context, subscriptionID, resourceGroup, name string) error
 	ListPolicies(ctx context.Context, f PolicyFilter) ([]*EnterprisePolicy, error)
 }
+
+// PolicySpec is the policy a PUT asks for. Location, Kind, IdentityType
+// (SystemAssigned), KeyVaultID and KeyName are required; EncryptionState
+// "" means Enabled; KeyVersion "" means the key's current version, which
+// rotation follows.
+type PolicySpec struct {
+	Location        string
+	Kind            string
+	IdentityType    string
+	EncryptionState string
+	KeyVaultID      string
+	KeyName         string
+	KeyVersion      string
+	Tags            map[string]string
+}
+
+// PolicyPatch holds the changes a PATCH asks for; nil means unchanged. Location,
+// Kind, IdentityType and EncryptionState can't change: giving them with
+// another value is refused. A new vault or key without a version clears
+// the version.
+type PolicyPatch struct {
+	Location        *string
+	Kind            *string
+	IdentityType    *string
+	EncryptionState *string
+	KeyVaultID      *string
+	KeyName         *string
+	KeyVersion      *string
+	Tags            *map[string]string
+}
+
+// PolicyService is the Microsoft.PowerPlatform resource provider. The
+// policy package implements it, and so does the http package's
+// PolicyClient, over HTTPS. Every method takes the caller's identity from
+// ctx; see package policy for the rules.
+type PolicyService interface {
+	Put(ctx context.Context, sub, rg, name string, spec PolicySpec) (*EnterprisePolicy, bool, error)
+	Get(ctx context.Context, sub, rg, name string) (*EnterprisePolicy, error)
+	Patch(ctx context.Context, sub, rg, name string, c PolicyPatch) (*EnterprisePolicy, error)
+	Delete(ctx context.Context, sub, rg, name string) error
+	// LinkedEnvironments counts the environments linked to a policy: those
+	// a Delete of it would lock.
+	LinkedEnvironments(ctx context.Context, sub, rg, name string) (int, error)
+	ListByResourceGroup(ctx context.Context, sub, rg string) ([]*EnterprisePolicy, error)
+	ListBySubscription(ctx context.Context, sub string) ([]*EnterprisePolicy, error)
+}

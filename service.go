@@ -119,3 +119,11 @@ func Caller(ctx context.Context) (*Identity, error) {
 	}
 	return id, nil
 }
+
+// PasswordTokenIssuer is a token service that also accepts OAuth2's
+// resource owner password credentials (ROPC) grant, with which users sign
+// in (the platform is one; the http package offers the grant when its
+// token service is one). Wrong credentials are CodeInvalidGrant.
+type PasswordTokenIssuer interface {
+	IssuePasswordToken(ctx context.Context, tenantID, username, password, scope string) (*Token, error)
+}

@@ -204,3 +204,71 @@ type VaultTx interface {
 	// across vaults, for the rotation scheduler.
 	KeysWithRotationPolicy(ctx context.Context) ([]*Key, error)
 }
+
+// KeyAttributes are the settable attributes of a key version; nil: unchanged.
+type KeyAttributes struct {
+	Enabled   *bool
+	NotBefore *time.Time
+	Expires   *time.Time
+}
+
+// CreateKeyParams are the parameters of VaultService.CreateKey.
+type CreateKeyParams struct {
+	Type       string // RSA or RSA-HSM
+	Size       int    // 2048, 3072 or 4096; 0 means 2048
+	KeyOps     []string
+	Attributes KeyAttributes
+	Tags       map[string]string
+}
+
+// JSONWebKey is an RSA key in JWK form (raw bytes; base64url is the HTTP
+// layer's business). D and the CRT values are present only on import.
+type JSONWebKey struct {
+	Kty                 string
+	N, E                []byte
+	D, P, Q, DP, DQ, QI []byte
+	KeyOps              []string
+}
+
+// KeyBundle is a key version as the data plane answers it. Version never
+// carries Material.
+type KeyBundle struct {
+	Key     *Key
+	Version *KeyVersion
+	KID     string
+	// RecoveryID is set for deleted keys: VaultURI/deletedkeys/{name}.
+	RecoveryID string
+}
+
+// VaultService is the built-in key vault: vaults (the Microsoft.KeyVault
+// resource provider) and their keys (the Key Vault data plane). The vault
+// package implements it. Every method takes the caller's identity and
+// network origin from ctx; see package vault for the rules.
+type VaultService interface {
+	PutVault(ctx context.Context, v *Vault) (created bool, err error)
+	GetVault(ctx context.Context, sub, rg, name string) (*Vault, error)
+	ListVaults(ctx context.Context, sub, rg string) ([]*Vault, error)
+	DeleteVault(ctx context.Context, sub, rg, name string) error
+	ListDeletedVaults(ctx context.Context, sub string) ([]*Vault, error)
+	GetDeletedVault(ctx context.Context, sub, location, name string) (*Vault, error)
+	RecoverVault(ctx context.Context, sub, rg, name string) (*Vault, error)
+	PurgeDeletedVault(ctx context.Context, sub, location, name string) error
+	UpdateAccessPolicies(ctx context.Context, sub, rg, name, kind string, policies []AccessPolicy) (*Vault, error)
+
+	CreateKey(ctx context.Context, vault, name string, p CreateKeyParams) (*KeyBundle, error)
+	ImportKey(ctx context.Context, vault, name string, jwk JSONWebKey, hsm bool, attrs KeyAttributes, tags map[string]string) (*KeyBundle, error)
+	GetKey(ctx context.Context, vault, name, version string) (*KeyBundle, error)
+	ListKeys(ctx context.Context, vault string) ([]*KeyBundle, error)
+	ListKeyVersions(ctx context.Context, vault, name string) ([]*KeyBundle, error)
+	UpdateKey(ctx context.Context, vault, name, version string, attrs KeyAttributes, keyOps []string, tags map[string]string) (*KeyBundle, error)
+	WrapKey(ctx context.Context, vault, name, version, alg string, value []byte) (kid string, result []byte, err error)
+	UnwrapKey(ctx context.Context, vault, name, version, alg string, value []byte) (kid string, result []byte, err error)
+	RotateKey(ctx context.Context, vault, name string) (*KeyBundle, error)
+	GetRotationPolicy(ctx context.Context, vault, name string) (*RotationPolicy, error)
+	SetRotationPolicy(ctx context.Context, vault, name string, p *RotationPolicy) (*RotationPolicy, error)
+	DeleteKey(ctx context.Context, vault, name string) (*KeyBundle, error)
+	GetDeletedKey(ctx context.Context, vault, name string) (*KeyBundle, error)
+	ListDeletedKeys(ctx context.Context, vault string) ([]*KeyBundle, error)
+	RecoverDeletedKey(ctx context.Context, vault, name string) (*KeyBundle, error)
+	PurgeDeletedKey(ctx context.Context, vault, name string) error
+}

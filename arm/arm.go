@@ -29,7 +29,6 @@ package arm
 import (
 	"context"
 	"log/slog"
-	"regexp"
 	"strings"
 	"sync"
 
@@ -55,6 +54,11 @@ type Service struct {
 	mu       sync.RWMutex
 	deleters []ResourceDeleter
 }
+
+var (
+	_ keyhold.ResourceManager = (*Service)(nil)
+	_ keyhold.Directory       = (*Service)(nil)
+)
 
 // New returns a Service over cfg.Store.
 func New(cfg Config) *Service {
@@ -93,98 +97,6 @@ func (s *Service) audit(ctx context.Context, tx keyhold.Tx, id *keyhold.Identity
 		Action: action, Target: target, EnvID: envID, Detail: detail,
 	})
 	return err
-}
-
-// Scope is a parsed ARM scope: a subscription, a resource group, or a
-// resource in a resource group.
-type Scope struct {
-	SubscriptionID string
-	ResourceGroup  string // "" at subscription scope
-	// Namespace and Path name a resource: "Microsoft.KeyVault" and
-	// "vaults/kv1" (or "vaults/kv1/keys/k1" for a child resource).
-	Namespace string
-	Path      string
-}
-
-// String returns the scope's id, with ARM's spelling of the fixed
-// segments and the names as given.
-func (s *Scope) String() string {
-	id := "/subscriptions/" + s.SubscriptionID
-	if s.ResourceGroup != "" {
-		id += "/resourceGroups/" + s.ResourceGroup
-	}
-	if s.Namespace != "" {
-		id += "/providers/" + s.Namespace + "/" + s.Path
-	}
-	return id
-}
-
-// Kind names the scope's level: "subscription", "resource group" or
-// "resource".
-func (s *Scope) Kind() string {
-	switch {
-	case s.Namespace != "":
-		return "resource"
-	case s.ResourceGroup != "":
-		return "resource group"
-	}
-	return "subscription"
-}
-
-// segmentRE is what one segment of a scope may hold: ARM names never hold
-// '/', '?', '#', control characters or spaces at the ends.
-var segmentRE = regexp.MustCompile(`^[^/?#\x00-\x1f\x7f]{1,260}$`)
-
-// ParseScope parses an ARM scope: /subscriptions/{sub},
-// /subscriptions/{sub}/resourceGroups/{rg}, or a resource id
-// /subscriptions/{sub}/resourceGroups/{rg}/providers/{namespace}/{type}/{name}[/{type}/{name}…].
-// The fixed segments match in any case; a trailing '/' is ignored. Anything
-// else is CodeBadRequest (ARM's InvalidScope, say).
-func ParseScope(scope string) (*Scope, error) {
-	bad := func(why string) error {
-		return keyhold.Errorf(keyhold.CodeBadRequest, "the scope '%s' is not valid: %s; use /subscriptions/{id}, /subscriptions/{id}/resourceGroups/{name} or a resource id", keyhold.Clip(scope), why)
-	}
-	segs := strings.Split(strings.TrimPrefix(strings.TrimSuffix(scope, "/"), "/"), "/")
-	if !strings.HasPrefix(scope, "/") || len(segs) < 2 || !strings.EqualFold(segs[0], "subscriptions") {
-		return nil, bad("it must start with /subscriptions/{id}")
-	}
-	for _, s := range segs {
-		if err := keyhold.CheckText(keyhold.CodeBadRequest, "the scope segment", s); err != nil {
-			return nil, err
-		}
-		if !segmentRE.MatchString(s) || strings.TrimSpace(s) != s {
-			return nil, bad("it has an empty or malformed segment")
-		}
-	}
-	sc := &Scope{SubscriptionID: segs[1]}
-	rest := segs[2:]
-	if len(rest) == 0 {
-		return sc, nil
-	}
-	if !strings.EqualFold(rest[0], "resourceGroups") || len(rest) < 2 {
-		return nil, bad("after the subscription comes /resourceGroups/{name}")
-	}
-	sc.ResourceGroup = rest[1]
-	rest = rest[2:]
-	if len(rest) == 0 {
-		return sc, nil
-	}
-	if !strings.EqualFold(rest[0], "providers") || len(rest) < 4 || len(rest)%2 != 0 {
-		return nil, bad("a resource id continues /providers/{namespace}/{type}/{name}")
-	}
-	sc.Namespace = canonicalNamespace(rest[1])
-	sc.Path = strings.Join(rest[2:], "/")
-	return sc, nil
-}
-
-// canonicalNamespace spells a namespace Keyhold knows as ARM does.
-func canonicalNamespace(ns string) string {
-	for _, p := range providers {
-		if strings.EqualFold(p.Namespace, ns) {
-			return p.Namespace
-		}
-	}
-	return ns
 }
 
 // Authorize checks, in tx, that the caller may perform the control-plane
@@ -249,7 +161,7 @@ func GroupIn(ctx context.Context, tx keyhold.Tx, sub, rg string) (*keyhold.Resou
 // is the caller's tenant's and its resource group exists. A resource scope
 // is accepted under an existing group whatever the resource, since resource
 // providers keep their own state.
-func requireScope(ctx context.Context, tx keyhold.Tx, id *keyhold.Identity, sc *Scope) error {
+func requireScope(ctx context.Context, tx keyhold.Tx, id *keyhold.Identity, sc *keyhold.Scope) error {
 	sub, err := SubscriptionFor(ctx, tx, id, sc.SubscriptionID)
 	if err != nil {
 		return err

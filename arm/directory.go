@@ -16,65 +16,13 @@ import (
 // The directory: principals and directory roles, in Microsoft Graph's
 // terms.
 
-// DirectoryRoleTemplates are the Entra ID role template ids of the
-// directory roles Keyhold knows, which Microsoft Graph's
-// roleManagement/directory/roleAssignments name roles by.
-var DirectoryRoleTemplates = map[keyhold.DirectoryRole]string{
-	keyhold.RoleGlobalAdministrator:        "62e90394-69f5-4237-9190-012177145e10",
-	keyhold.RolePowerPlatformAdministrator: "11648597-926c-4cf3-9c36-bcebb0ba8dcc",
-	keyhold.RoleDynamics365Administrator:   "44367163-eba1-44c3-98af-f5787879f96a",
-}
-
-// FindDirectoryRole returns the directory role with the given template id
-// or name, in any case.
-func FindDirectoryRole(idOrName string) (keyhold.DirectoryRole, bool) {
-	for r, tid := range DirectoryRoleTemplates {
-		if strings.EqualFold(tid, idOrName) || strings.EqualFold(string(r), idOrName) {
-			return r, true
-		}
-	}
-	return "", false
-}
-
 // SecretLifetime is how long a new service principal's client secret is
 // valid.
 const SecretLifetime = 2 * 365 * 24 * time.Hour
 
-// NewServicePrincipal is a service principal just created, with its client
-// secret: the only time the secret is shown.
-type NewServicePrincipal struct {
-	Principal     *keyhold.Principal
-	Secret        string
-	SecretExpires time.Time
-}
-
-// User is a user principal with its sign-in name.
-type User struct {
-	*keyhold.Principal
-	UserPrincipalName string `json:"userPrincipalName"`
-}
-
-// NewUser is a user just created. Password is the generated password when
-// none was given (shown only this once), and "" otherwise.
-type NewUser struct {
-	User     *User
-	Password string
-}
-
-// DirectoryRoleAssignment is a directory role held by a principal, as
-// Microsoft Graph shows it. Its ID is the role's template id, '_' and the
-// principal's id.
-type DirectoryRoleAssignment struct {
-	ID               string                `json:"id"`
-	PrincipalID      string                `json:"principalId"`
-	Role             keyhold.DirectoryRole `json:"role"`
-	RoleDefinitionID string                `json:"roleDefinitionId"` // the template id
-	DirectoryScopeID string                `json:"directoryScopeId"` // always "/"
-}
-
-func directoryRoleAssignment(principalID string, r keyhold.DirectoryRole) *DirectoryRoleAssignment {
-	tid := DirectoryRoleTemplates[r]
-	return &DirectoryRoleAssignment{ID: tid + "_" + principalID, PrincipalID: principalID, Role: r, RoleDefinitionID: tid, DirectoryScopeID: "/"}
+func directoryRoleAssignment(principalID string, r keyhold.DirectoryRole) *keyhold.DirectoryRoleAssignment {
+	tid := keyhold.DirectoryRoleTemplates[r]
+	return &keyhold.DirectoryRoleAssignment{ID: tid + "_" + principalID, PrincipalID: principalID, Role: r, RoleDefinitionID: tid, DirectoryScopeID: "/"}
 }
 
 // maxDisplayName bounds principals' display names, as Entra ID does.
@@ -101,7 +49,7 @@ var upnRE = regexp.MustCompile(`^[A-Za-z0-9._%+'\-]{1,64}@[A-Za-z0-9\-]+(\.[A-Za
 // CreateServicePrincipal creates a service principal with a new client
 // secret, valid for SecretLifetime. It needs the Global Administrator
 // directory role.
-func (s *Service) CreateServicePrincipal(ctx context.Context, displayName string) (*NewServicePrincipal, error) {
+func (s *Service) CreateServicePrincipal(ctx context.Context, displayName string) (*keyhold.NewServicePrincipal, error) {
 	id, err := keyhold.Caller(ctx)
 	if err != nil {
 		return nil, err
@@ -130,7 +78,7 @@ func (s *Service) CreateServicePrincipal(ctx context.Context, displayName string
 	if err != nil {
 		return nil, err
 	}
-	return &NewServicePrincipal{Principal: sp, Secret: secret, SecretExpires: expires}, nil
+	return &keyhold.NewServicePrincipal{Principal: sp, Secret: secret, SecretExpires: expires}, nil
 }
 
 // ServicePrincipals returns the tenant's service principals and managed
@@ -165,7 +113,7 @@ func (s *Service) ServicePrincipals(ctx context.Context) ([]*keyhold.Principal, 
 // generated one, returned in NewUser.Password. It needs the Global
 // Administrator directory role. The password is stored only as an argon2id
 // hash.
-func (s *Service) CreateUser(ctx context.Context, displayName, upn, password string) (*NewUser, error) {
+func (s *Service) CreateUser(ctx context.Context, displayName, upn, password string) (*keyhold.NewUser, error) {
 	id, err := keyhold.Caller(ctx)
 	if err != nil {
 		return nil, err
@@ -189,7 +137,7 @@ func (s *Service) CreateUser(ctx context.Context, displayName, upn, password str
 		return nil, err
 	}
 	now := s.clock.Now().UTC()
-	u := &User{
+	u := &keyhold.User{
 		Principal:         &keyhold.Principal{ID: uuid.NewString(), TenantID: id.TenantID, Type: keyhold.PrincipalUser, DisplayName: name, CreatedAt: now},
 		UserPrincipalName: upn,
 	}
@@ -211,17 +159,17 @@ func (s *Service) CreateUser(ctx context.Context, displayName, upn, password str
 	if err != nil {
 		return nil, err
 	}
-	return &NewUser{User: u, Password: generated}, nil
+	return &keyhold.NewUser{User: u, Password: generated}, nil
 }
 
 // Users returns the tenant's users, by sign-in name. It needs a platform
 // administrator directory role.
-func (s *Service) Users(ctx context.Context) ([]*User, error) {
+func (s *Service) Users(ctx context.Context) ([]*keyhold.User, error) {
 	id, err := keyhold.Caller(ctx)
 	if err != nil {
 		return nil, err
 	}
-	var out []*User
+	var out []*keyhold.User
 	err = s.store.View(ctx, func(tx keyhold.Tx) error {
 		if err := requirePlatformAdmin(ctx, tx, id, "read the directory"); err != nil {
 			return err
@@ -230,13 +178,13 @@ func (s *Service) Users(ctx context.Context) ([]*User, error) {
 		if err != nil {
 			return err
 		}
-		out = make([]*User, 0, len(accts))
+		out = make([]*keyhold.User, 0, len(accts))
 		for _, a := range accts {
 			p, err := tx.Principal(ctx, a.PrincipalID)
 			if err != nil {
 				return err
 			}
-			out = append(out, &User{Principal: p, UserPrincipalName: a.UserPrincipalName})
+			out = append(out, &keyhold.User{Principal: p, UserPrincipalName: a.UserPrincipalName})
 		}
 		return nil
 	})
@@ -334,12 +282,12 @@ func principalIn(ctx context.Context, tx keyhold.Tx, id *keyhold.Identity, princ
 // AssignDirectoryRole gives a principal of the caller's tenant a directory
 // role. It needs the Global Administrator directory role. A role the
 // principal holds already is CodeConflict.
-func (s *Service) AssignDirectoryRole(ctx context.Context, principalID string, role keyhold.DirectoryRole) (*DirectoryRoleAssignment, error) {
+func (s *Service) AssignDirectoryRole(ctx context.Context, principalID string, role keyhold.DirectoryRole) (*keyhold.DirectoryRoleAssignment, error) {
 	id, err := keyhold.Caller(ctx)
 	if err != nil {
 		return nil, err
 	}
-	if _, ok := DirectoryRoleTemplates[role]; !ok {
+	if _, ok := keyhold.DirectoryRoleTemplates[role]; !ok {
 		return nil, unknownDirectoryRole(string(role))
 	}
 	err = s.store.Update(ctx, func(tx keyhold.Tx) error {
@@ -373,20 +321,20 @@ func (s *Service) AssignDirectoryRole(ctx context.Context, principalID string, r
 
 func unknownDirectoryRole(s string) error {
 	return keyhold.Errorf(keyhold.CodeBadRequest, "directory role '%s' is not one Keyhold knows: use %s (%s), %s (%s) or %s (%s)", keyhold.Clip(s),
-		keyhold.RoleGlobalAdministrator, DirectoryRoleTemplates[keyhold.RoleGlobalAdministrator],
-		keyhold.RolePowerPlatformAdministrator, DirectoryRoleTemplates[keyhold.RolePowerPlatformAdministrator],
-		keyhold.RoleDynamics365Administrator, DirectoryRoleTemplates[keyhold.RoleDynamics365Administrator])
+		keyhold.RoleGlobalAdministrator, keyhold.DirectoryRoleTemplates[keyhold.RoleGlobalAdministrator],
+		keyhold.RolePowerPlatformAdministrator, keyhold.DirectoryRoleTemplates[keyhold.RolePowerPlatformAdministrator],
+		keyhold.RoleDynamics365Administrator, keyhold.DirectoryRoleTemplates[keyhold.RoleDynamics365Administrator])
 }
 
 // DirectoryRoleAssignments returns the directory roles held in the
 // caller's tenant, by one principal if principalID is set. A principal may
 // list its own; listing others' needs a platform administrator role.
-func (s *Service) DirectoryRoleAssignments(ctx context.Context, principalID string) ([]*DirectoryRoleAssignment, error) {
+func (s *Service) DirectoryRoleAssignments(ctx context.Context, principalID string) ([]*keyhold.DirectoryRoleAssignment, error) {
 	id, err := keyhold.Caller(ctx)
 	if err != nil {
 		return nil, err
 	}
-	out := []*DirectoryRoleAssignment{}
+	out := []*keyhold.DirectoryRoleAssignment{}
 	err = s.store.View(ctx, func(tx keyhold.Tx) error {
 		if principalID != id.PrincipalID {
 			if err := requirePlatformAdmin(ctx, tx, id, "read the directory"); err != nil {
@@ -411,7 +359,7 @@ func (s *Service) DirectoryRoleAssignments(ctx context.Context, principalID stri
 				return err
 			}
 			for _, r := range roles {
-				if _, ok := DirectoryRoleTemplates[r]; ok {
+				if _, ok := keyhold.DirectoryRoleTemplates[r]; ok {
 					out = append(out, directoryRoleAssignment(pid, r))
 				}
 			}
@@ -431,7 +379,7 @@ func (s *Service) RemoveDirectoryRoleAssignment(ctx context.Context, assignmentI
 		return err
 	}
 	tid, pid, ok := strings.Cut(assignmentID, "_")
-	role, known := FindDirectoryRole(tid)
+	role, known := keyhold.FindDirectoryRole(tid)
 	if !ok || !known || pid == "" {
 		return keyhold.Errorf(keyhold.CodeNotFound, "directory role assignment '%s' not found: its id is the role's template id, '_' and the principal's object id", keyhold.Clip(assignmentID))
 	}

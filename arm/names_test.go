@@ -50,7 +50,7 @@ func TestDisplayNameUnsafeCharacters(t *testing.T) {
 		if _, err := f.s.CreateUser(ctx, "Ada Lovelace \u05e2\u05d1\u05e8\u05d9\u05ea", "ada@contoso.example", ""); err != nil {
 			t.Fatalf("a right-to-left script without formatting characters: %v", err)
 		}
-		_, err := ParseScope(f.rgScope("rg\u202Eved"))
+		_, err := keyhold.ParseScope(f.rgScope("rg\u202Eved"))
 		wantErr(t, err, keyhold.CodeBadRequest, "scope segment", "U+202E")
 	})
 }

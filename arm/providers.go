@@ -7,38 +7,10 @@ import (
 	"github.com/keyhold/keyhold"
 )
 
-// ProviderInfo describes a resource provider namespace Keyhold serves.
-type ProviderInfo struct {
-	Namespace string
-	// ResourceTypes are the types it serves, as ARM lists them.
-	ResourceTypes []string
-	// Always: registered in every subscription, as Microsoft.Authorization
-	// and Microsoft.Resources are in Azure.
-	Always bool
-}
-
-// providers are the namespaces Keyhold knows, in the order listed.
-var providers = []ProviderInfo{
-	{Namespace: keyhold.NamespaceAuthorization, ResourceTypes: []string{"roleAssignments", "roleDefinitions"}, Always: true},
-	{Namespace: keyhold.NamespaceKeyVault, ResourceTypes: []string{"vaults", "vaults/accessPolicies", "deletedVaults", "locations", "locations/deletedVaults", "checkNameAvailability", "operations"}},
-	{Namespace: keyhold.NamespacePowerPlatform, ResourceTypes: []string{"enterprisePolicies", "locations", "operations"}},
-	{Namespace: keyhold.NamespaceResources, ResourceTypes: []string{"deployments", "resourceGroups", "subscriptions"}, Always: true},
-}
-
-// Provider returns what Keyhold knows of a namespace (in any case).
-func Provider(namespace string) (ProviderInfo, bool) {
-	for _, p := range providers {
-		if strings.EqualFold(p.Namespace, namespace) {
-			return p, true
-		}
-	}
-	return ProviderInfo{}, false
-}
-
 // knownNamespaces lists the namespaces for messages.
 func knownNamespaces() string {
-	names := make([]string, len(providers))
-	for i, p := range providers {
+	names := make([]string, len(keyhold.Providers()))
+	for i, p := range keyhold.Providers() {
 		names[i] = p.Namespace
 	}
 	return strings.Join(names, ", ")
@@ -54,7 +26,7 @@ func unknownNamespace(ns string) error {
 // registered. A missing registration is CodeMissingSubscriptionRegistration
 // with ARM's message.
 func RequireRegistered(ctx context.Context, tx keyhold.Tx, subscriptionID, namespace string) error {
-	if p, ok := Provider(namespace); ok && p.Always {
+	if p, ok := keyhold.Provider(namespace); ok && p.Always {
 		return nil
 	}
 	r, err := tx.ProviderRegistration(ctx, subscriptionID, namespace)
@@ -66,12 +38,12 @@ func RequireRegistered(ctx context.Context, tx keyhold.Tx, subscriptionID, names
 	}
 	return keyhold.Errorf(keyhold.CodeMissingSubscriptionRegistration,
 		"The subscription '%s' is not registered to use namespace '%s'. See https://aka.ms/rps-not-found for how to register subscriptions.",
-		subscriptionID, canonicalNamespace(namespace))
+		subscriptionID, keyhold.CanonicalNamespace(namespace))
 }
 
 // registration returns a subscription's registration of a known namespace,
 // NotRegistered when it has none.
-func registration(ctx context.Context, tx keyhold.Tx, subID string, p ProviderInfo) (*keyhold.ProviderRegistration, error) {
+func registration(ctx context.Context, tx keyhold.Tx, subID string, p keyhold.ProviderInfo) (*keyhold.ProviderRegistration, error) {
 	if p.Always {
 		return &keyhold.ProviderRegistration{SubscriptionID: subID, Namespace: p.Namespace, State: keyhold.ProviderRegistered}, nil
 	}
@@ -95,7 +67,7 @@ func (s *Service) RegisterProvider(ctx context.Context, subID, namespace string)
 	if err != nil {
 		return nil, err
 	}
-	p, ok := Provider(namespace)
+	p, ok := keyhold.Provider(namespace)
 	if !ok {
 		return nil, unknownNamespace(namespace)
 	}
@@ -132,7 +104,7 @@ func (s *Service) Provider(ctx context.Context, subID, namespace string) (*keyho
 	if err != nil {
 		return nil, err
 	}
-	p, ok := Provider(namespace)
+	p, ok := keyhold.Provider(namespace)
 	if !ok {
 		return nil, unknownNamespace(namespace)
 	}
@@ -158,7 +130,7 @@ func (s *Service) ListProviders(ctx context.Context, subID string) ([]*keyhold.P
 	if err != nil {
 		return nil, err
 	}
-	out := make([]*keyhold.ProviderRegistration, 0, len(providers))
+	out := make([]*keyhold.ProviderRegistration, 0, len(keyhold.Providers()))
 	err = s.store.View(ctx, func(tx keyhold.Tx) error {
 		if err := Authorize(ctx, tx, id, "/subscriptions/"+subID, "Microsoft.Resources/subscriptions/providers/read"); err != nil {
 			return err
@@ -167,7 +139,7 @@ func (s *Service) ListProviders(ctx context.Context, subID string) ([]*keyhold.P
 		if err != nil {
 			return err
 		}
-		for _, p := range providers {
+		for _, p := range keyhold.Providers() {
 			r, err := registration(ctx, tx, sub.ID, p)
 			if err != nil {
 				return err

@@ -32,20 +32,9 @@ func ARMPrincipalType(t keyhold.PrincipalType) string {
 	return PrincipalTypeServicePrincipal
 }
 
-// RoleDefinitionID returns the full id of a built-in role at a
-// subscription, as ARM shows it.
-func RoleDefinitionID(subscriptionID, roleGUID string) string {
-	return "/subscriptions/" + subscriptionID + "/providers/Microsoft.Authorization/roleDefinitions/" + roleGUID
-}
-
-// AssignmentID returns the full id of a role assignment.
-func AssignmentID(scope, name string) string {
-	return strings.TrimSuffix(scope, "/") + "/providers/Microsoft.Authorization/roleAssignments/" + name
-}
-
 // resolveScope parses a scope and checks that it exists for the caller.
-func resolveScope(ctx context.Context, tx keyhold.Tx, id *keyhold.Identity, scope string) (*Scope, error) {
-	sc, err := ParseScope(scope)
+func resolveScope(ctx context.Context, tx keyhold.Tx, id *keyhold.Identity, scope string) (*keyhold.Scope, error) {
+	sc, err := keyhold.ParseScope(scope)
 	if err != nil {
 		return nil, err
 	}
@@ -133,7 +122,7 @@ func (s *Service) CreateRoleAssignment(ctx context.Context, a *keyhold.RoleAssig
 	if _, err := uuid.Parse(a.ID); err != nil {
 		return keyhold.Errorf(keyhold.CodeBadRequest, "The role assignment ID '%s' is not valid. The role assignment ID must be a GUID.", keyhold.Clip(a.ID))
 	}
-	sc, err := ParseScope(a.Scope)
+	sc, err := keyhold.ParseScope(a.Scope)
 	if err != nil {
 		return err
 	}
@@ -185,14 +174,14 @@ func (s *Service) CreateRoleAssignment(ctx context.Context, a *keyhold.RoleAssig
 			return err
 		}
 		*a = *want
-		return s.audit(ctx, tx, id, "roleAssignment.create", AssignmentID(want.Scope, want.ID), "",
+		return s.audit(ctx, tx, id, "roleAssignment.create", keyhold.AssignmentID(want.Scope, want.ID), "",
 			"gave "+ptype+" "+p.ID+" the role '"+role.Name+"'")
 	})
 }
 
 // assignmentAt loads a role assignment of the caller's tenant that is at
 // exactly scope.
-func assignmentAt(ctx context.Context, tx keyhold.Tx, id *keyhold.Identity, sc *Scope, name string) (*keyhold.RoleAssignment, error) {
+func assignmentAt(ctx context.Context, tx keyhold.Tx, id *keyhold.Identity, sc *keyhold.Scope, name string) (*keyhold.RoleAssignment, error) {
 	a, err := tx.RoleAssignment(ctx, name)
 	if err == nil && (a.TenantID != id.TenantID || !strings.EqualFold(strings.TrimSuffix(a.Scope, "/"), sc.String())) {
 		a, err = nil, nil
@@ -210,7 +199,7 @@ func (s *Service) RoleAssignment(ctx context.Context, scope, name string) (*keyh
 	if err != nil {
 		return nil, err
 	}
-	sc, err := ParseScope(scope)
+	sc, err := keyhold.ParseScope(scope)
 	if err != nil {
 		return nil, err
 	}
@@ -236,7 +225,7 @@ func (s *Service) DeleteRoleAssignment(ctx context.Context, scope, name string) 
 	if err != nil {
 		return nil, err
 	}
-	sc, err := ParseScope(scope)
+	sc, err := keyhold.ParseScope(scope)
 	if err != nil {
 		return nil, err
 	}
@@ -255,22 +244,15 @@ func (s *Service) DeleteRoleAssignment(ctx context.Context, scope, name string) 
 		if r, ok := keyhold.FindRoleDefinition(role); ok {
 			role = r.Name
 		}
-		return s.audit(ctx, tx, id, "roleAssignment.delete", AssignmentID(a.Scope, a.ID), "",
+		return s.audit(ctx, tx, id, "roleAssignment.delete", keyhold.AssignmentID(a.Scope, a.ID), "",
 			"took the role '"+role+"' from "+a.PrincipalType+" "+a.PrincipalID)
 	})
 	return a, err
 }
 
-// AssignmentFilter selects the role assignments ListRoleAssignments
-// returns.
-type AssignmentFilter struct {
-	// PrincipalID, if set, selects one principal's assignments.
-	PrincipalID string
-	// AtScope selects the assignments that apply at the scope (at it or
-	// above it), as ARM's $filter=atScope() does; otherwise those below it
-	// are listed too.
-	AtScope bool
-}
+// AssignmentFilter is the root's, where the ResourceManager contract
+// lives.
+type AssignmentFilter = keyhold.AssignmentFilter
 
 // ListRoleAssignments returns the role assignments of the caller's tenant
 // that apply at scope (at it or above it) and, unless f.AtScope, those
@@ -281,7 +263,7 @@ func (s *Service) ListRoleAssignments(ctx context.Context, scope string, f Assig
 	if err != nil {
 		return nil, err
 	}
-	sc, err := ParseScope(scope)
+	sc, err := keyhold.ParseScope(scope)
 	if err != nil {
 		return nil, err
 	}

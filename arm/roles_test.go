@@ -108,7 +108,7 @@ func TestRoleAssignmentRefusals(t *testing.T) {
 	otherTenant := newFixture(t, f.store) // another tenant in the same store
 
 	good := func() *keyhold.RoleAssignment {
-		return &keyhold.RoleAssignment{ID: uuid.NewString(), Scope: f.vaultScope("rg1", "kv2"), RoleDefinitionID: RoleDefinitionID(f.sub, crypto.ID), PrincipalID: target.PrincipalID}
+		return &keyhold.RoleAssignment{ID: uuid.NewString(), Scope: f.vaultScope("rg1", "kv2"), RoleDefinitionID: keyhold.RoleDefinitionID(f.sub, crypto.ID), PrincipalID: target.PrincipalID}
 	}
 	cases := []struct {
 		name   string
@@ -160,7 +160,7 @@ func TestRoleAssignmentLifecycle(t *testing.T) {
 		reader := f.principal(t, keyhold.PrincipalUser, "platform admin", keyhold.RolePowerPlatformAdministrator)
 		crypto, _ := keyhold.FindRoleDefinition(keyhold.RoleKeyVaultCryptoServiceEncryptUser)
 		vault := f.vaultScope("rg1", "kv1")
-		a := &keyhold.RoleAssignment{ID: uuid.NewString(), Scope: vault, RoleDefinitionID: RoleDefinitionID(f.sub, crypto.ID), PrincipalID: mi.PrincipalID}
+		a := &keyhold.RoleAssignment{ID: uuid.NewString(), Scope: vault, RoleDefinitionID: keyhold.RoleDefinitionID(f.sub, crypto.ID), PrincipalID: mi.PrincipalID}
 		if err := f.s.CreateRoleAssignment(as(f.admin), a); err != nil {
 			t.Fatal(err)
 		}
@@ -249,7 +249,7 @@ func TestRoleDefinitions(t *testing.T) {
 	if err != nil || len(one) != 1 || one[0].ID != "e147488a-f6f5-4113-8e2d-b22465e65bf6" {
 		t.Fatalf("RoleDefinitions(by name) = %v, %v", one, err)
 	}
-	uaa, err := f.s.RoleDefinition(as(stranger), f.subScope(), RoleDefinitionID(f.sub, "18d7d88d-d35e-4fb5-a5c3-7773c20a72d9"))
+	uaa, err := f.s.RoleDefinition(as(stranger), f.subScope(), keyhold.RoleDefinitionID(f.sub, "18d7d88d-d35e-4fb5-a5c3-7773c20a72d9"))
 	if err != nil || uaa.Name != keyhold.RoleUserAccessAdministrator {
 		t.Fatalf("RoleDefinition(User Access Administrator) = %+v, %v", uaa, err)
 	}
@@ -281,13 +281,13 @@ func TestParseScope(t *testing.T) {
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
-			sc, err := ParseScope(c.in)
+			sc, err := keyhold.ParseScope(c.in)
 			if c.want == "" {
 				wantErr(t, err, keyhold.CodeBadRequest, "is not valid")
 				return
 			}
 			if err != nil || sc.String() != c.want || sc.Kind() != c.kind {
-				t.Fatalf("ParseScope(%q) = %v (%v), %v; want %s (%s)", c.in, sc, sc.Kind(), err, c.want, c.kind)
+				t.Fatalf("keyhold.ParseScope(%q) = %v (%v), %v; want %s (%s)", c.in, sc, sc.Kind(), err, c.want, c.kind)
 			}
 		})
 	}

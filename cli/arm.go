@@ -4,6 +4,7 @@ import (
 	"errors"
 	"strings"
 
+	"github.com/keyhold/keyhold"
 	khttp "github.com/keyhold/keyhold/http"
 )
 
@@ -15,24 +16,14 @@ import (
 // ARMServices is what the resource manager and directory commands need
 // from a server. The http package's Client implements it.
 type ARMServices interface {
-	khttp.ResourceManager
-	khttp.Directory
+	keyhold.ResourceManager
+	keyhold.Directory
 }
 
 // armServices returns a function that connects with the saved login, as
 // Factory.Client does, for the resource manager and directory commands.
 func armServices(f *Factory) func() (ARMServices, error) {
-	return func() (ARMServices, error) {
-		c, err := f.Client()
-		if err != nil {
-			return nil, err
-		}
-		a, ok := c.(ARMServices)
-		if !ok {
-			return nil, errors.New("this connection has no resource manager client")
-		}
-		return a, nil
-	}
+	return connect(f, func(c *khttp.Client) ARMServices { return c })
 }
 
 // loginSubscriptionID returns a function that reads the default

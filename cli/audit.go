@@ -29,7 +29,7 @@ type AuditListOptions struct {
 const maxAuditTop = 1000
 
 func newCmdAuditList(f *Factory, runF func(*AuditListOptions) error) *cobra.Command {
-	opts := &AuditListOptions{IO: f.IO, Client: f.Client}
+	opts := &AuditListOptions{IO: f.IO, Client: services(f)}
 	cmd := &cobra.Command{
 		Use:     "list [--env ID] [--top N]",
 		Aliases: []string{"ls"},

@@ -2,12 +2,12 @@ package cli
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"io"
 	"time"
 
 	"github.com/keyhold/keyhold"
+	khttp "github.com/keyhold/keyhold/http"
 	"github.com/spf13/cobra"
 )
 
@@ -35,17 +35,7 @@ type OperationWaiter interface {
 // backupServices returns a function that connects with the saved login,
 // as Factory.Client does, for the backup commands.
 func backupServices(f *Factory) func() (BackupServices, error) {
-	return func() (BackupServices, error) {
-		c, err := f.Client()
-		if err != nil {
-			return nil, err
-		}
-		s, ok := c.(BackupServices)
-		if !ok {
-			return nil, errors.New("this connection can't back up or restore environments")
-		}
-		return s, nil
-	}
+	return connect(f, func(c *khttp.Client) BackupServices { return c })
 }
 
 // addBackupEnvCommands adds "backup", "restore", "copy" and "reset" to

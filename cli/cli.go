@@ -53,7 +53,12 @@ func Run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 // run executes args against the commands built on f and maps the outcome to
 // an exit code.
 func run(ctx context.Context, f *Factory, args []string) int {
-	root := newCmdRoot(f)
+	return execute(ctx, f, newCmdRoot(f), args)
+}
+
+// execute runs args against root, whose commands are built on f, and maps
+// the outcome to an exit code.
+func execute(ctx context.Context, f *Factory, root *cobra.Command, args []string) int {
 	root.SetArgs(args)
 	cmd, err := root.ExecuteContextC(ctx)
 	if err == nil {
@@ -134,10 +139,12 @@ type Factory struct {
 	// ~/.keyhold.
 	Home func() (string, error)
 	// Dial connects to a server with a login's credentials.
-	Dial func(*Login) (APIClient, error)
+	Dial func(*Login) (*khttp.Client, error)
 	// Client connects with the saved login. It returns ErrNotLoggedIn when
-	// there is none.
-	Client func() (Services, error)
+	// there is none. The client implements every contract the commands use;
+	// each command group takes it as the narrow contract its options name
+	// (see connect), so tests can pass a fake.
+	Client func() (*khttp.Client, error)
 	// Serve runs a server until its context ends (server.Run).
 	Serve func(context.Context, server.Config) error
 	// Format is the value of the global -o/--output flag.
@@ -158,14 +165,14 @@ func NewFactory(streams *IOStreams, getenv func(string) string) *Factory {
 		}
 		return filepath.Join(home, ".keyhold"), nil
 	}
-	f.Dial = func(l *Login) (APIClient, error) {
+	f.Dial = func(l *Login) (*khttp.Client, error) {
 		var ca []byte
 		if l.CAPEM != "" {
 			ca = []byte(l.CAPEM)
 		}
 		return khttp.NewClient(l.URL, ca, l.TenantID, l.ClientID, l.ClientSecret)
 	}
-	f.Client = func() (Services, error) {
+	f.Client = func() (*khttp.Client, error) {
 		home, err := f.Home()
 		if err != nil {
 			return nil, err
@@ -177,6 +184,26 @@ func NewFactory(streams *IOStreams, getenv func(string) string) *Factory {
 		return f.Dial(l)
 	}
 	return f
+}
+
+// connect returns a function that connects with the saved login, as
+// Factory.Client does, and gives the client as the contract T that a
+// command's options take: as is a conversion the compiler checks, so a
+// command can't find at run time that the client lacks a method.
+func connect[T any](f *Factory, as func(*khttp.Client) T) func() (T, error) {
+	return func() (T, error) {
+		c, err := f.Client()
+		if err != nil {
+			var none T
+			return none, err
+		}
+		return as(c), nil
+	}
+}
+
+// services connects for the environment, data and audit commands.
+func services(f *Factory) func() (Services, error) {
+	return connect(f, func(c *khttp.Client) Services { return c })
 }
 
 // newCmdRoot returns the keyhold command with all its subcommands.

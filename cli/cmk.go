@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/keyhold/keyhold"
+	khttp "github.com/keyhold/keyhold/http"
 	"github.com/spf13/cobra"
 )
 
@@ -35,17 +36,7 @@ type CMKServices interface {
 // cmkServices returns a function that connects with the saved login, as
 // Factory.Client does, for the CMK commands.
 func cmkServices(f *Factory) func() (CMKServices, error) {
-	return func() (CMKServices, error) {
-		c, err := f.Client()
-		if err != nil {
-			return nil, err
-		}
-		s, ok := c.(CMKServices)
-		if !ok {
-			return nil, errors.New("this connection has no customer-managed key client")
-		}
-		return s, nil
-	}
+	return connect(f, func(c *khttp.Client) CMKServices { return c })
 }
 
 // addCMKEnvCommands adds "link" and "unlink" to the env command group.

@@ -9,7 +9,6 @@ import (
 	"strings"
 
 	"github.com/keyhold/keyhold"
-	"github.com/keyhold/keyhold/deploy"
 	khttp "github.com/keyhold/keyhold/http"
 	"github.com/spf13/cobra"
 )
@@ -27,14 +26,8 @@ concat(), resourceId(), toLower(), toUpper(), guid().`
 
 // deploymentServices returns a function that connects with the saved
 // login, as Factory.Client does, for the deployment commands.
-func deploymentServices(f *Factory) func() (khttp.DeploymentService, error) {
-	return func() (khttp.DeploymentService, error) {
-		pc, err := policyClient(f)
-		if err != nil {
-			return nil, err
-		}
-		return pc, nil
-	}
+func deploymentServices(f *Factory) func() (keyhold.DeploymentService, error) {
+	return connect(f, func(c *khttp.Client) keyhold.DeploymentService { return c.Policies() })
 }
 
 // DeploymentCreateOptions are the parsed arguments of "keyhold deployment
@@ -42,7 +35,7 @@ func deploymentServices(f *Factory) func() (khttp.DeploymentService, error) {
 type DeploymentCreateOptions struct {
 	IO     *IOStreams
 	Ctx    context.Context
-	Client func() (khttp.DeploymentService, error)
+	Client func() (keyhold.DeploymentService, error)
 	Format Format
 	// LoginSubscription reads the default subscription.
 	LoginSubscription func() (string, error)
@@ -128,7 +121,7 @@ func deploymentCreateRun(opts *DeploymentCreateOptions) error {
 	if err != nil {
 		return err
 	}
-	d, _, err := c.Deploy(opts.Ctx, sub, opts.ResourceGroup, opts.Name, deploy.Request{Mode: deploy.ModeIncremental, Template: tmpl, Parameters: params})
+	d, _, err := c.Deploy(opts.Ctx, sub, opts.ResourceGroup, opts.Name, keyhold.DeploymentRequest{Mode: keyhold.DeploymentModeIncremental, Template: tmpl, Parameters: params})
 	if err != nil {
 		return err
 	}
@@ -231,7 +224,7 @@ func printDeployment(w io.Writer, format Format, d *keyhold.Deployment) error {
 type DeploymentShowOptions struct {
 	IO     *IOStreams
 	Ctx    context.Context
-	Client func() (khttp.DeploymentService, error)
+	Client func() (keyhold.DeploymentService, error)
 	Format Format
 	// LoginSubscription reads the default subscription.
 	LoginSubscription func() (string, error)

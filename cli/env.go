@@ -41,7 +41,7 @@ type EnvCreateOptions struct {
 }
 
 func newCmdEnvCreate(f *Factory, runF func(*EnvCreateOptions) error) *cobra.Command {
-	opts := &EnvCreateOptions{IO: f.IO, Client: f.Client}
+	opts := &EnvCreateOptions{IO: f.IO, Client: services(f)}
 	skus := make([]string, len(keyhold.SKUs))
 	for i, s := range keyhold.SKUs {
 		skus[i] = string(s)
@@ -117,7 +117,7 @@ type EnvListOptions struct {
 }
 
 func newCmdEnvList(f *Factory, runF func(*EnvListOptions) error) *cobra.Command {
-	opts := &EnvListOptions{IO: f.IO, Client: f.Client}
+	opts := &EnvListOptions{IO: f.IO, Client: services(f)}
 	return &cobra.Command{
 		Use:     "list",
 		Aliases: []string{"ls"},
@@ -177,7 +177,7 @@ type EnvShowOptions struct {
 }
 
 func newCmdEnvShow(f *Factory, runF func(*EnvShowOptions) error) *cobra.Command {
-	opts := &EnvShowOptions{IO: f.IO, Client: f.Client}
+	opts := &EnvShowOptions{IO: f.IO, Client: services(f)}
 	return &cobra.Command{
 		Use:   "show <id>",
 		Short: "Show an environment",
@@ -216,7 +216,7 @@ type EnvDeleteOptions struct {
 }
 
 func newCmdEnvDelete(f *Factory, runF func(*EnvDeleteOptions) error) *cobra.Command {
-	opts := &EnvDeleteOptions{IO: f.IO, Client: f.Client}
+	opts := &EnvDeleteOptions{IO: f.IO, Client: services(f)}
 	cmd := &cobra.Command{
 		Use:   "delete <id> --yes",
 		Short: "Delete an environment, its keys and all its data",
@@ -263,7 +263,7 @@ type EnvEnableManagedOptions struct {
 }
 
 func newCmdEnvEnableManaged(f *Factory, runF func(*EnvEnableManagedOptions) error) *cobra.Command {
-	opts := &EnvEnableManagedOptions{IO: f.IO, Client: f.Client}
+	opts := &EnvEnableManagedOptions{IO: f.IO, Client: services(f)}
 	return &cobra.Command{
 		Use:   "enable-managed <id>",
 		Short: "Make an environment a Managed Environment",
@@ -306,7 +306,7 @@ type EnvEnableIntegrationOptions struct {
 }
 
 func newCmdEnvEnableIntegration(f *Factory, runF func(*EnvEnableIntegrationOptions) error) *cobra.Command {
-	opts := &EnvEnableIntegrationOptions{IO: f.IO, Client: f.Client}
+	opts := &EnvEnableIntegrationOptions{IO: f.IO, Client: services(f)}
 	return &cobra.Command{
 		Use:   "enable-power-platform-integration <id>",
 		Short: "Enable Power Platform integration of a finance and operations environment",

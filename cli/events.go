@@ -2,10 +2,10 @@ package cli
 
 import (
 	"context"
-	"errors"
 	"fmt"
 
 	"github.com/keyhold/keyhold"
+	khttp "github.com/keyhold/keyhold/http"
 	"github.com/spf13/cobra"
 )
 
@@ -24,17 +24,7 @@ type EventClient interface {
 
 // eventClient connects with the saved login, as Factory.Client does.
 func eventClient(f *Factory) func() (EventClient, error) {
-	return func() (EventClient, error) {
-		c, err := f.Client()
-		if err != nil {
-			return nil, err
-		}
-		s, ok := c.(EventClient)
-		if !ok {
-			return nil, errors.New("this connection can't read events or tenant settings")
-		}
-		return s, nil
-	}
+	return connect(f, func(c *khttp.Client) EventClient { return c })
 }
 
 func newCmdEvents(f *Factory) *cobra.Command {

@@ -6,6 +6,7 @@ import (
 	"io"
 
 	"github.com/keyhold/keyhold"
+	"github.com/spf13/cobra"
 )
 
 // fakeClient stands in for a server where a test needs what the real one
@@ -49,4 +50,16 @@ func (c *fakeClient) OpenFile(_ context.Context, envID, name string) (*keyhold.F
 // services returns a Factory.Client-style function yielding c.
 func (c *fakeClient) services() func() (Services, error) {
 	return func() (Services, error) { return c, nil }
+}
+
+// runRow runs args (starting "row") under the root's global flags against
+// a row group holding only cmd, whose runF hands its options c (the
+// Factory's client is the http package's, which c can't stand in for), and
+// returns the exit code as Run would.
+func (c *fakeClient) runRow(f *Factory, cmd *cobra.Command, args []string) int {
+	row := newGroup("row", "")
+	row.AddCommand(cmd)
+	root := newRootShell(f)
+	root.AddCommand(row)
+	return execute(context.Background(), f, root, args)
 }

@@ -33,7 +33,7 @@ type FilePutOptions struct {
 }
 
 func newCmdFilePut(f *Factory, runF func(*FilePutOptions) error) *cobra.Command {
-	opts := &FilePutOptions{IO: f.IO, Client: f.Client}
+	opts := &FilePutOptions{IO: f.IO, Client: services(f)}
 	return &cobra.Command{
 		Use:   "put <env> <name> <path|->",
 		Short: "Upload a file",
@@ -97,7 +97,7 @@ type FileGetOptions struct {
 }
 
 func newCmdFileGet(f *Factory, runF func(*FileGetOptions) error) *cobra.Command {
-	opts := &FileGetOptions{IO: f.IO, Client: f.Client}
+	opts := &FileGetOptions{IO: f.IO, Client: services(f)}
 	cmd := &cobra.Command{
 		Use:   "get <env> <name> [--out PATH|-]",
 		Short: "Download a file",

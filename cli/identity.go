@@ -6,7 +6,6 @@ import (
 	"time"
 
 	"github.com/keyhold/keyhold"
-	"github.com/keyhold/keyhold/arm"
 	"github.com/spf13/cobra"
 )
 
@@ -206,7 +205,7 @@ func userCreateRun(opts *UserCreateOptions) error {
 	}
 	if opts.Format == FormatJSON {
 		return printJSON(opts.IO.Out, struct {
-			*arm.User
+			*keyhold.User
 			Password string `json:"password,omitempty"`
 		}{u.User, u.Password})
 	}
@@ -254,7 +253,7 @@ func userListRun(opts *UserListOptions) error {
 	}
 	if opts.Format == FormatJSON {
 		if us == nil {
-			us = []*arm.User{}
+			us = []*keyhold.User{}
 		}
 		return printJSON(opts.IO.Out, us)
 	}
@@ -280,7 +279,7 @@ type DirRoleOptions struct {
 
 // directoryRoleFlag parses --role: a directory role's name or template id.
 func directoryRoleFlag(s string) (keyhold.DirectoryRole, error) {
-	r, ok := arm.FindDirectoryRole(s)
+	r, ok := keyhold.FindDirectoryRole(s)
 	if !ok {
 		return "", usageErrorf("--role %q is not a directory role: use %q, %q or %q (or their template ids)", s,
 			keyhold.RoleGlobalAdministrator, keyhold.RolePowerPlatformAdministrator, keyhold.RoleDynamics365Administrator)
@@ -363,7 +362,7 @@ func dirRoleListRun(opts *DirRoleOptions) error {
 	if err != nil {
 		return err
 	}
-	out := []*arm.DirectoryRoleAssignment{}
+	out := []*keyhold.DirectoryRoleAssignment{}
 	for _, a := range as {
 		if opts.Role == "" || a.Role == opts.Role {
 			out = append(out, a)
@@ -389,7 +388,7 @@ func dirRoleRemoveRun(opts *DirRoleOptions) error {
 	if err != nil {
 		return err
 	}
-	if err := c.RemoveDirectoryRoleAssignment(opts.Ctx, arm.DirectoryRoleTemplates[opts.Role]+"_"+opts.Assignee); err != nil {
+	if err := c.RemoveDirectoryRoleAssignment(opts.Ctx, keyhold.DirectoryRoleTemplates[opts.Role]+"_"+opts.Assignee); err != nil {
 		return err
 	}
 	fmt.Fprintf(opts.IO.Out, "Took the %s role from %s\n", opts.Role, cell(opts.Assignee))

@@ -2,10 +2,10 @@ package cli
 
 import (
 	"context"
-	"errors"
 	"fmt"
 
 	"github.com/keyhold/keyhold"
+	khttp "github.com/keyhold/keyhold/http"
 	"github.com/spf13/cobra"
 )
 
@@ -21,17 +21,7 @@ type EnvEnabler interface {
 // envEnabler returns a function that connects with the saved login, as
 // Factory.Client does, for "env enable".
 func envEnabler(f *Factory) func() (EnvEnabler, error) {
-	return func() (EnvEnabler, error) {
-		c, err := f.Client()
-		if err != nil {
-			return nil, err
-		}
-		s, ok := c.(EnvEnabler)
-		if !ok {
-			return nil, errors.New("this connection can't re-enable environments")
-		}
-		return s, nil
-	}
+	return connect(f, func(c *khttp.Client) EnvEnabler { return c })
 }
 
 // addLockEnvCommands adds "enable" to the env command group.

@@ -107,7 +107,13 @@ type LoginOptions struct {
 }
 
 func newCmdLogin(f *Factory, runF func(*LoginOptions) error) *cobra.Command {
-	opts := &LoginOptions{IO: f.IO, Home: f.Home, Dial: f.Dial}
+	opts := &LoginOptions{IO: f.IO, Home: f.Home, Dial: func(l *Login) (APIClient, error) {
+		c, err := f.Dial(l)
+		if err != nil {
+			return nil, err
+		}
+		return c, nil
+	}}
 	cmd := &cobra.Command{
 		Use:   "login",
 		Short: "Check credentials for a server and save them",

@@ -2,47 +2,25 @@ package cli
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"io"
 	"strings"
 
 	"github.com/keyhold/keyhold"
 	khttp "github.com/keyhold/keyhold/http"
-	"github.com/keyhold/keyhold/policy"
 	"github.com/spf13/cobra"
 )
 
 // The enterprise policy commands ("keyhold policy create|show|list|update|
 // delete") and the template deployment commands ("keyhold deployment
 // create|show", deployment.go) use the http package's PolicyClient through
-// the khttp.PolicyService and khttp.DeploymentService contracts, with
+// the keyhold.PolicyService and keyhold.DeploymentService contracts, with
 // tokens for the management audience.
-
-// policyClient connects with the saved login, as Factory.Client does, and
-// returns its client of the policy and deployment routes.
-func policyClient(f *Factory) (*khttp.PolicyClient, error) {
-	c, err := f.Client()
-	if err != nil {
-		return nil, err
-	}
-	pc, ok := c.(interface{ Policies() *khttp.PolicyClient })
-	if !ok {
-		return nil, errors.New("this connection has no enterprise policy client")
-	}
-	return pc.Policies(), nil
-}
 
 // policyServices returns a function that connects with the saved login, as
 // Factory.Client does, for the policy commands.
-func policyServices(f *Factory) func() (khttp.PolicyService, error) {
-	return func() (khttp.PolicyService, error) {
-		pc, err := policyClient(f)
-		if err != nil {
-			return nil, err
-		}
-		return pc, nil
-	}
+func policyServices(f *Factory) func() (keyhold.PolicyService, error) {
+	return connect(f, func(c *khttp.Client) keyhold.PolicyService { return c.Policies() })
 }
 
 // newCmdPolicy is the policy command group with the resource commands;
@@ -86,7 +64,7 @@ func (p *PolicyTarget) flags(cmd *cobra.Command) {
 type PolicyCreateOptions struct {
 	IO     *IOStreams
 	Ctx    context.Context
-	Client func() (khttp.PolicyService, error)
+	Client func() (keyhold.PolicyService, error)
 	Format Format
 	// LoginSubscription reads the default subscription.
 	LoginSubscription func() (string, error)
@@ -155,7 +133,7 @@ func policyCreateRun(opts *PolicyCreateOptions) error {
 	if err != nil {
 		return err
 	}
-	spec := policy.Spec{Location: opts.Location, Kind: keyhold.PolicyKindEncryption, IdentityType: policy.IdentitySystemAssigned,
+	spec := keyhold.PolicySpec{Location: opts.Location, Kind: keyhold.PolicyKindEncryption, IdentityType: keyhold.PolicyIdentitySystemAssigned,
 		KeyVaultID: opts.VaultID, KeyName: opts.Key, KeyVersion: opts.KeyVersion, Tags: tags}
 	p, created, err := c.Put(opts.Ctx, sub, opts.ResourceGroup, opts.Name, spec)
 	if err != nil {
@@ -175,7 +153,7 @@ func policyCreateRun(opts *PolicyCreateOptions) error {
 func printPolicy(w io.Writer, format Format, p *keyhold.EnterprisePolicy) error {
 	switch format {
 	case FormatJSON:
-		return printJSON(w, policy.ToResource(p))
+		return printJSON(w, keyhold.ToPolicyResource(p))
 	case FormatID:
 		_, err := fmt.Fprintln(w, p.ID())
 		return err
@@ -205,7 +183,7 @@ func printPolicy(w io.Writer, format Format, p *keyhold.EnterprisePolicy) error 
 type PolicyShowOptions struct {
 	IO     *IOStreams
 	Ctx    context.Context
-	Client func() (khttp.PolicyService, error)
+	Client func() (keyhold.PolicyService, error)
 	Format Format
 	// LoginSubscription reads the default subscription.
 	LoginSubscription func() (string, error)
@@ -260,7 +238,7 @@ func policyShowRun(opts *PolicyShowOptions) error {
 type PolicyListOptions struct {
 	IO     *IOStreams
 	Ctx    context.Context
-	Client func() (khttp.PolicyService, error)
+	Client func() (keyhold.PolicyService, error)
 	Format Format
 	// Subscription is --subscription; LoginSubscription the default.
 	Subscription      string
@@ -309,9 +287,9 @@ func policyListRun(opts *PolicyListOptions) error {
 	}
 	switch opts.Format {
 	case FormatJSON:
-		out := make([]*policy.Resource, 0, len(ps))
+		out := make([]*keyhold.PolicyResource, 0, len(ps))
 		for _, p := range ps {
-			out = append(out, policy.ToResource(p))
+			out = append(out, keyhold.ToPolicyResource(p))
 		}
 		return printJSON(opts.IO.Out, out)
 	case FormatID:
@@ -336,7 +314,7 @@ func policyListRun(opts *PolicyListOptions) error {
 type PolicyUpdateOptions struct {
 	IO     *IOStreams
 	Ctx    context.Context
-	Client func() (khttp.PolicyService, error)
+	Client func() (keyhold.PolicyService, error)
 	Format Format
 	// LoginSubscription reads the default subscription.
 	LoginSubscription func() (string, error)
@@ -413,7 +391,7 @@ func policyUpdateRun(opts *PolicyUpdateOptions) error {
 	if err != nil {
 		return err
 	}
-	ch := policy.Patch{KeyVaultID: opts.VaultID, KeyName: opts.Key, KeyVersion: opts.KeyVersion}
+	ch := keyhold.PolicyPatch{KeyVaultID: opts.VaultID, KeyName: opts.Key, KeyVersion: opts.KeyVersion}
 	if len(opts.Tags) > 0 || opts.ClearTags {
 		tags, err := parseTags(opts.Tags)
 		if err != nil {

@@ -7,7 +7,6 @@ import (
 
 	"github.com/google/uuid"
 	"github.com/keyhold/keyhold"
-	"github.com/keyhold/keyhold/arm"
 	"github.com/spf13/cobra"
 )
 
@@ -91,7 +90,7 @@ func resolveRole(ctx context.Context, c ARMServices, scope, role string) (*keyho
 }
 
 func roleAssignRun(opts *RoleAssignOptions) error {
-	if _, err := arm.ParseScope(opts.Scope); err != nil {
+	if _, err := keyhold.ParseScope(opts.Scope); err != nil {
 		return err
 	}
 	c, err := opts.Client()
@@ -164,7 +163,7 @@ func roleListRun(opts *RoleListOptions) error {
 	if err != nil {
 		return err
 	}
-	as, err := c.ListRoleAssignments(opts.Ctx, scope, arm.AssignmentFilter{PrincipalID: opts.Assignee, AtScope: opts.AtScope})
+	as, err := c.ListRoleAssignments(opts.Ctx, scope, keyhold.AssignmentFilter{PrincipalID: opts.Assignee, AtScope: opts.AtScope})
 	if err != nil {
 		return err
 	}

@@ -37,7 +37,7 @@ type RowPutOptions struct {
 }
 
 func newCmdRowPut(f *Factory, runF func(*RowPutOptions) error) *cobra.Command {
-	opts := &RowPutOptions{IO: f.IO, Client: f.Client}
+	opts := &RowPutOptions{IO: f.IO, Client: services(f)}
 	cmd := &cobra.Command{
 		Use:   "put <env> <table> <id> (--data JSON | --file FILE | --file -)",
 		Short: "Store a JSON document as a row",
@@ -144,7 +144,7 @@ type RowGetOptions struct {
 }
 
 func newCmdRowGet(f *Factory, runF func(*RowGetOptions) error) *cobra.Command {
-	opts := &RowGetOptions{IO: f.IO, Client: f.Client}
+	opts := &RowGetOptions{IO: f.IO, Client: services(f)}
 	return &cobra.Command{
 		Use:   "get <env> <table> <id>",
 		Short: "Print a row's JSON document",
@@ -205,7 +205,7 @@ type RowDeleteOptions struct {
 }
 
 func newCmdRowDelete(f *Factory, runF func(*RowDeleteOptions) error) *cobra.Command {
-	opts := &RowDeleteOptions{IO: f.IO, Client: f.Client}
+	opts := &RowDeleteOptions{IO: f.IO, Client: services(f)}
 	return &cobra.Command{
 		Use:   "delete <env> <table> <id>",
 		Short: "Delete a row",

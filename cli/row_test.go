@@ -1,7 +1,6 @@
 package cli
 
 import (
-	"context"
 	"encoding/json"
 	"os"
 	"path/filepath"
@@ -161,8 +160,8 @@ func TestRowGetFormats(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			streams, out, errOut := testIO("")
 			f := NewFactory(streams, testEnv{}.get)
-			f.Client = c.services()
-			code := run(context.Background(), f, append([]string{"row", "get", "e1", "accounts", "a1"}, tt.args...))
+			code := c.runRow(f, newCmdRowGet(f, func(o *RowGetOptions) error { o.Client = c.services(); return rowGetRun(o) }),
+				append([]string{"row", "get", "e1", "accounts", "a1"}, tt.args...))
 			if code != 0 {
 				t.Fatalf("exit %d: %s", code, errOut)
 			}
@@ -180,8 +179,8 @@ func TestRowPutID(t *testing.T) {
 	}}
 	streams, out, errOut := testIO("")
 	f := NewFactory(streams, testEnv{}.get)
-	f.Client = c.services()
-	if code := run(context.Background(), f, []string{"row", "put", "e1", "accounts", "a1", "--data", "{}", "-o", "id"}); code != 0 || out.String() != "a1\n" {
+	cmd := newCmdRowPut(f, func(o *RowPutOptions) error { o.Client = c.services(); return rowPutRun(o) })
+	if code := c.runRow(f, cmd, []string{"row", "put", "e1", "accounts", "a1", "--data", "{}", "-o", "id"}); code != 0 || out.String() != "a1\n" {
 		t.Fatalf("row put -o id: exit %d, %q (stderr %q); want a1", code, out, errOut)
 	}
 }

@@ -75,6 +75,8 @@ type Service struct {
 	vaults   VaultWriter
 }
 
+var _ keyhold.DeploymentService = (*Service)(nil)
+
 // New returns a Service over cfg.Store. It panics without cfg.Store,
 // cfg.Policies or cfg.ARM, a wiring mistake.
 func New(cfg Config) *Service {
@@ -94,27 +96,11 @@ const (
 	ActionDeploymentRead  = "Microsoft.Resources/deployments/read"
 )
 
-// Deployment modes.
-const (
-	ModeIncremental = "Incremental"
-	ModeComplete    = "Complete"
-)
-
 // Resource types a template may hold.
 const (
 	typeVault          = "Microsoft.KeyVault/vaults"
 	typeRoleAssignment = "Microsoft.Authorization/roleAssignments"
 )
-
-// Request is what PUT …/deployments/{name} asks for.
-type Request struct {
-	Mode string
-	// Template is the template, inline (templateLink is not supported).
-	Template json.RawMessage
-	// Parameters are the parameter values: {"name":{"value":…}}; nil for
-	// none.
-	Parameters json.RawMessage
-}
 
 // deploymentNameRE is ARM's rule for deployment names.
 var deploymentNameRE = regexp.MustCompile(`^[-\w._()]{1,64}$`)
@@ -132,19 +118,19 @@ func deploymentID(sub, rg, name string) string {
 // evaluated is CodeInvalidTemplate and stores nothing. A resource that
 // fails stores the deployment as Failed and returns its record with the
 // resource's error.
-func (s *Service) Deploy(ctx context.Context, sub, rg, name string, req Request) (d *keyhold.Deployment, created bool, err error) {
+func (s *Service) Deploy(ctx context.Context, sub, rg, name string, req keyhold.DeploymentRequest) (d *keyhold.Deployment, created bool, err error) {
 	id, err := keyhold.Caller(ctx)
 	if err != nil {
 		return nil, false, err
 	}
 	switch {
 	case req.Mode == "":
-		return nil, false, keyhold.Errorf(keyhold.CodeBadRequest, "properties.mode is missing: use \"%s\"", ModeIncremental)
-	case strings.EqualFold(req.Mode, ModeComplete):
+		return nil, false, keyhold.Errorf(keyhold.CodeBadRequest, "properties.mode is missing: use \"%s\"", keyhold.DeploymentModeIncremental)
+	case strings.EqualFold(req.Mode, keyhold.DeploymentModeComplete):
 		return nil, false, keyhold.Errorf(keyhold.CodeNotSupported,
-			"properties.mode Complete is not supported: it deletes the resources a template doesn't name; use \"%s\"", ModeIncremental)
-	case !strings.EqualFold(req.Mode, ModeIncremental):
-		return nil, false, keyhold.Errorf(keyhold.CodeBadRequest, "properties.mode '%s' is not valid: use \"%s\"", keyhold.Clip(req.Mode), ModeIncremental)
+			"properties.mode Complete is not supported: it deletes the resources a template doesn't name; use \"%s\"", keyhold.DeploymentModeIncremental)
+	case !strings.EqualFold(req.Mode, keyhold.DeploymentModeIncremental):
+		return nil, false, keyhold.Errorf(keyhold.CodeBadRequest, "properties.mode '%s' is not valid: use \"%s\"", keyhold.Clip(req.Mode), keyhold.DeploymentModeIncremental)
 	}
 	if !deploymentNameRE.MatchString(name) {
 		return nil, false, keyhold.Errorf(keyhold.CodeInvalidName,
@@ -182,7 +168,7 @@ func (s *Service) Deploy(ctx context.Context, sub, rg, name string, req Request)
 
 	now := s.clock.Now().UTC()
 	d = &keyhold.Deployment{SubscriptionID: scope.SubscriptionID, ResourceGroup: scope.ResourceGroup.Name, Name: name,
-		TenantID: id.TenantID, Mode: ModeIncremental, ProvisioningState: keyhold.DeploymentSucceeded, OutputResources: []string{},
+		TenantID: id.TenantID, Mode: keyhold.DeploymentModeIncremental, ProvisioningState: keyhold.DeploymentSucceeded, OutputResources: []string{},
 		Outputs: outputs, CreatedBy: id.PrincipalID, CreatedAt: now, UpdatedAt: now}
 	if old != nil {
 		d.Name, d.CreatedBy, d.CreatedAt = old.Name, old.CreatedBy, old.CreatedAt
@@ -287,7 +273,7 @@ func decodeObject(raw []byte, what string, v any) error {
 
 // plan evaluates the template: its parameters, variables, resources and
 // outputs. It changes nothing; its errors are CodeInvalidTemplate.
-func (s *Service) plan(scope Scope, req Request) ([]step, json.RawMessage, error) {
+func (s *Service) plan(scope Scope, req keyhold.DeploymentRequest) ([]step, json.RawMessage, error) {
 	if len(bytes.TrimSpace(req.Template)) == 0 || bytes.Equal(bytes.TrimSpace(req.Template), []byte("null")) {
 		return nil, nil, invalid("", "properties.template is missing: send the template inline (templateLink is not supported)")
 	}
@@ -537,8 +523,8 @@ func (s *Service) step(scope Scope, path string, res map[string]any) (step, erro
 	}
 	sub, rg := scope.SubscriptionID, scope.ResourceGroup.Name
 	switch {
-	case strings.EqualFold(typ, policy.ResourceType):
-		var in policy.ResourceInput
+	case strings.EqualFold(typ, keyhold.PolicyResourceType):
+		var in keyhold.PolicyResourceInput
 		if err := redecode(path, res, &in); err != nil {
 			return step{}, err
 		}
@@ -585,12 +571,12 @@ func (s *Service) step(scope Scope, path string, res map[string]any) (step, erro
 		}
 		a := keyhold.RoleAssignment{ID: name, Scope: at, RoleDefinitionID: in.Properties.RoleDefinitionID,
 			PrincipalID: in.Properties.PrincipalID, PrincipalType: in.Properties.PrincipalType}
-		return step{id: arm.AssignmentID(at, name), deploy: func(ctx context.Context) error {
+		return step{id: keyhold.AssignmentID(at, name), deploy: func(ctx context.Context) error {
 			ra := a
 			return s.arm.CreateRoleAssignment(ctx, &ra)
 		}}, nil
 	}
-	supported := []string{policy.ResourceType, typeRoleAssignment}
+	supported := []string{keyhold.PolicyResourceType, typeRoleAssignment}
 	if s.vaults != nil {
 		supported = append(supported, typeVault)
 	}

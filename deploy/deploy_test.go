@@ -31,13 +31,13 @@ func (f *fixture) deployment(t testing.TB, name string) *keyhold.Deployment {
 func TestDeploySpecTemplate(t *testing.T) {
 	forEachBackend(t, func(t *testing.T, f *fixture) {
 		tmpl := specTemplate(t, "ContosoPolicy", "europe", f.vaultID("contoso-kv"), "cmk")
-		req := Request{Mode: "Incremental", Template: tmpl}
+		req := keyhold.DeploymentRequest{Mode: "Incremental", Template: tmpl}
 		d, created, err := f.s.Deploy(as(f.admin), f.sub, "rg", "policy-deploy", req)
 		if err != nil || !created {
 			t.Fatalf("Deploy = %v, %v", created, err)
 		}
 		id := "/subscriptions/" + f.sub + "/resourceGroups/rg/providers/Microsoft.PowerPlatform/enterprisePolicies/ContosoPolicy"
-		if d.ProvisioningState != keyhold.DeploymentSucceeded || !slices.Equal(d.OutputResources, []string{id}) || d.Mode != ModeIncremental {
+		if d.ProvisioningState != keyhold.DeploymentSucceeded || !slices.Equal(d.OutputResources, []string{id}) || d.Mode != keyhold.DeploymentModeIncremental {
 			t.Fatalf("deployment %+v", d)
 		}
 		p, err := f.pol.Get(as(f.admin), f.sub, "rg", "ContosoPolicy")
@@ -115,7 +115,7 @@ func TestDeployTemplateFeatures(t *testing.T) {
 	  "outputs": {"policyId": {"type": "string", "value": "[resourceId('Microsoft.PowerPlatform/enterprisePolicies', variables('fullName'))]"}}
 	}`
 	params := `{"policyName": {"value": "Contoso"}, "adminObjectId": {"value": "` + reader.PrincipalID + `"}}`
-	d, _, err := f.s.Deploy(as(f.admin), f.sub, "rg", "features", Request{Mode: "incremental", Template: json.RawMessage(tmpl), Parameters: json.RawMessage(params)})
+	d, _, err := f.s.Deploy(as(f.admin), f.sub, "rg", "features", keyhold.DeploymentRequest{Mode: "incremental", Template: json.RawMessage(tmpl), Parameters: json.RawMessage(params)})
 	if err != nil {
 		t.Fatalf("Deploy: %v", err)
 	}
@@ -133,7 +133,7 @@ func TestDeployTemplateFeatures(t *testing.T) {
 		t.Fatalf("Get as the reader = %+v, %v", p, err)
 	}
 	// Deploying again is idempotent, role assignment included.
-	if _, created, err := f.s.Deploy(as(f.admin), f.sub, "rg", "features", Request{Mode: "Incremental", Template: json.RawMessage(tmpl), Parameters: json.RawMessage(params)}); err != nil || created {
+	if _, created, err := f.s.Deploy(as(f.admin), f.sub, "rg", "features", keyhold.DeploymentRequest{Mode: "Incremental", Template: json.RawMessage(tmpl), Parameters: json.RawMessage(params)}); err != nil || created {
 		t.Fatalf("Deploy again = %v, %v", created, err)
 	}
 }
@@ -190,7 +190,7 @@ func TestDeployRefusals(t *testing.T) {
 				mode = "Incremental"
 			}
 			before := f.snapshot(t)
-			req := Request{Mode: mode, Template: json.RawMessage(tc.template)}
+			req := keyhold.DeploymentRequest{Mode: mode, Template: json.RawMessage(tc.template)}
 			if tc.params != "" {
 				req.Parameters = json.RawMessage(tc.params)
 			}
@@ -210,7 +210,7 @@ func TestDeployFailedResource(t *testing.T) {
 	f := newFixture(t, storetest.OpenSQLite(t), unregistered)
 	before := f.snapshot(t)
 	tmpl := specTemplate(t, "p1", "europe", f.vaultID("contoso-kv"), "cmk")
-	d, created, err := f.s.Deploy(as(f.admin), f.sub, "rg", "d1", Request{Mode: "Incremental", Template: tmpl})
+	d, created, err := f.s.Deploy(as(f.admin), f.sub, "rg", "d1", keyhold.DeploymentRequest{Mode: "Incremental", Template: tmpl})
 	wantErr(t, err, keyhold.CodeMissingSubscriptionRegistration, "enterprisePolicies/p1", "Microsoft.PowerPlatform")
 	if !created || d == nil || d.ProvisioningState != keyhold.DeploymentFailed || d.ErrorCode != keyhold.CodeMissingSubscriptionRegistration || len(d.OutputResources) != 0 {
 		t.Fatalf("failed deployment = %+v, %v", d, created)
@@ -227,7 +227,7 @@ func TestDeployFailedResource(t *testing.T) {
 	// A caller without deployments/write is refused before anything.
 	reader := f.principal(t, "reader")
 	f.grant(t, "/subscriptions/"+f.sub, keyhold.RoleReader, reader)
-	_, _, err = f.s.Deploy(as(reader), f.sub, "rg", "d2", Request{Mode: "Incremental", Template: tmpl})
+	_, _, err = f.s.Deploy(as(reader), f.sub, "rg", "d2", keyhold.DeploymentRequest{Mode: "Incremental", Template: tmpl})
 	wantErr(t, err, keyhold.CodeAuthorizationFailed, ActionDeploymentWrite)
 	if got, err := f.s.Deployment(as(reader), f.sub, "rg", "d1"); err != nil || got.ProvisioningState != keyhold.DeploymentFailed {
 		t.Fatalf("Deployment as a reader = %+v, %v", got, err)
@@ -242,7 +242,7 @@ func TestResourceGroupDeletion(t *testing.T) {
 	f := newFixture(t, storetest.OpenSQLite(t))
 	p := f.put(t, "p1", f.spec())
 	tmpl := specTemplate(t, "p2", "europe", f.vaultID("contoso-kv"), "cmk")
-	if _, _, err := f.s.Deploy(as(f.admin), f.sub, "rg", "d1", Request{Mode: "Incremental", Template: tmpl}); err != nil {
+	if _, _, err := f.s.Deploy(as(f.admin), f.sub, "rg", "d1", keyhold.DeploymentRequest{Mode: "Incremental", Template: tmpl}); err != nil {
 		t.Fatal(err)
 	}
 	if err := f.arm.DeleteResourceGroup(as(f.admin), f.sub, "rg"); err != nil {

@@ -21,7 +21,6 @@ package http
 // as a vault's. Paths match in any case (armpath.go).
 
 import (
-	"context"
 	nethttp "net/http"
 	"regexp"
 	"slices"
@@ -29,7 +28,6 @@ import (
 	"time"
 
 	"github.com/keyhold/keyhold"
-	"github.com/keyhold/keyhold/arm"
 )
 
 // ARMAPI holds the services behind the resource manager and directory
@@ -37,38 +35,11 @@ import (
 type ARMAPI struct {
 	// Resources serves resource groups, providers and role-based access
 	// control (an *arm.Service).
-	Resources ResourceManager
+	Resources keyhold.ResourceManager
 	// Directory serves principals, directory roles and environment
 	// membership (an *arm.Service).
-	Directory Directory
+	Directory keyhold.Directory
 }
-
-// ResourceManager is the resource manager: subscriptions, resource groups,
-// provider registration, role definitions and role assignments.
-// *arm.Service implements it, and so does Client, over HTTPS. Every method
-// takes the caller's identity from ctx; see package arm for the rules.
-type ResourceManager interface {
-	Subscriptions(ctx context.Context) ([]*keyhold.Subscription, error)
-	Subscription(ctx context.Context, id string) (*keyhold.Subscription, error)
-
-	PutResourceGroup(ctx context.Context, g *keyhold.ResourceGroup) (created bool, err error)
-	ResourceGroup(ctx context.Context, sub, name string) (*keyhold.ResourceGroup, error)
-	ListResourceGroups(ctx context.Context, sub string) ([]*keyhold.ResourceGroup, error)
-	DeleteResourceGroup(ctx context.Context, sub, name string) error
-
-	RegisterProvider(ctx context.Context, sub, namespace string) (*keyhold.ProviderRegistration, error)
-	Provider(ctx context.Context, sub, namespace string) (*keyhold.ProviderRegistration, error)
-	ListProviders(ctx context.Context, sub string) ([]*keyhold.ProviderRegistration, error)
-
-	RoleDefinitions(ctx context.Context, scope, roleName string) ([]*keyhold.RoleDefinition, error)
-	RoleDefinition(ctx context.Context, scope, id string) (*keyhold.RoleDefinition, error)
-	CreateRoleAssignment(ctx context.Context, a *keyhold.RoleAssignment) error
-	RoleAssignment(ctx context.Context, scope, name string) (*keyhold.RoleAssignment, error)
-	DeleteRoleAssignment(ctx context.Context, scope, name string) (*keyhold.RoleAssignment, error)
-	ListRoleAssignments(ctx context.Context, scope string, f arm.AssignmentFilter) ([]*keyhold.RoleAssignment, error)
-}
-
-var _ ResourceManager = (*arm.Service)(nil)
 
 // Paths of the resource manager routes.
 const (
@@ -253,7 +224,7 @@ type providerResourceJSON struct {
 func toProviderJSON(p *keyhold.ProviderRegistration) providerJSON {
 	out := providerJSON{ID: "/subscriptions/" + p.SubscriptionID + "/providers/" + p.Namespace, Namespace: p.Namespace,
 		RegistrationState: p.State, RegistrationPolicy: "RegistrationRequired", ResourceTypes: []providerResourceJSON{}}
-	if info, ok := arm.Provider(p.Namespace); ok {
+	if info, ok := keyhold.Provider(p.Namespace); ok {
 		if info.Always {
 			out.RegistrationPolicy = "RegistrationFree"
 		}
@@ -373,7 +344,7 @@ func nonNil(s []string) []string {
 
 // scopeSubscription returns the subscription id of a scope.
 func scopeSubscription(scope string) string {
-	if sc, err := arm.ParseScope(scope); err == nil {
+	if sc, err := keyhold.ParseScope(scope); err == nil {
 		return sc.SubscriptionID
 	}
 	return ""
@@ -381,7 +352,7 @@ func scopeSubscription(scope string) string {
 
 func toRoleDefinitionJSON(sub string, d *keyhold.RoleDefinition) roleDefinitionJSON {
 	return roleDefinitionJSON{
-		ID: arm.RoleDefinitionID(sub, d.ID), Name: d.ID, Type: "Microsoft.Authorization/roleDefinitions",
+		ID: keyhold.RoleDefinitionID(sub, d.ID), Name: d.ID, Type: "Microsoft.Authorization/roleDefinitions",
 		Properties: roleDefinitionProperties{
 			RoleName: d.Name, Description: d.Description, Type: "BuiltInRole",
 			Permissions: []rolePermissionsJSON{{Actions: nonNil(d.Actions), NotActions: nonNil(d.NotActions),
@@ -412,9 +383,9 @@ type roleAssignmentProperties struct {
 
 func toRoleAssignmentJSON(a *keyhold.RoleAssignment) roleAssignmentJSON {
 	return roleAssignmentJSON{
-		ID: arm.AssignmentID(a.Scope, a.ID), Name: a.ID, Type: "Microsoft.Authorization/roleAssignments",
+		ID: keyhold.AssignmentID(a.Scope, a.ID), Name: a.ID, Type: "Microsoft.Authorization/roleAssignments",
 		Properties: roleAssignmentProperties{
-			RoleDefinitionID: arm.RoleDefinitionID(scopeSubscription(a.Scope), a.RoleDefinitionID),
+			RoleDefinitionID: keyhold.RoleDefinitionID(scopeSubscription(a.Scope), a.RoleDefinitionID),
 			PrincipalID:      a.PrincipalID, PrincipalType: a.PrincipalType, Scope: a.Scope,
 			CreatedOn: a.CreatedAt.UTC(), UpdatedOn: a.CreatedAt.UTC(), CreatedBy: a.CreatedBy, UpdatedBy: a.CreatedBy,
 		},
@@ -533,7 +504,7 @@ func (s *Server) getAuthorization(w nethttp.ResponseWriter, r *nethttp.Request) 
 		if err != nil {
 			return err
 		}
-		as, err := s.ARM.Resources.ListRoleAssignments(ctx, p.scope, arm.AssignmentFilter{PrincipalID: f.principalID, AtScope: f.atScope})
+		as, err := s.ARM.Resources.ListRoleAssignments(ctx, p.scope, keyhold.AssignmentFilter{PrincipalID: f.principalID, AtScope: f.atScope})
 		if err != nil {
 			return err
 		}

@@ -12,7 +12,6 @@ import (
 
 	"github.com/google/uuid"
 	"github.com/keyhold/keyhold"
-	"github.com/keyhold/keyhold/arm"
 )
 
 // The Client's resource manager and directory methods: it implements
@@ -21,8 +20,8 @@ import (
 
 // Compile-time checks that the Client implements the contracts.
 var (
-	_ ResourceManager = (*Client)(nil)
-	_ Directory       = (*Client)(nil)
+	_ keyhold.ResourceManager = (*Client)(nil)
+	_ keyhold.Directory       = (*Client)(nil)
 )
 
 // managementScope is the scope of the resource manager and directory APIs.
@@ -229,11 +228,11 @@ func (c *Client) CreateRoleAssignment(ctx context.Context, a *keyhold.RoleAssign
 	}
 	role := a.RoleDefinitionID
 	if !strings.Contains(role, "/") {
-		sc, err := arm.ParseScope(a.Scope)
+		sc, err := keyhold.ParseScope(a.Scope)
 		if err != nil {
 			return err
 		}
-		role = arm.RoleDefinitionID(sc.SubscriptionID, role)
+		role = keyhold.RoleDefinitionID(sc.SubscriptionID, role)
 	}
 	type properties struct {
 		RoleDefinitionID string `json:"roleDefinitionId"`
@@ -276,7 +275,7 @@ func (c *Client) DeleteRoleAssignment(ctx context.Context, scope, name string) (
 
 // ListRoleAssignments returns the role assignments at, above and (unless
 // f.AtScope) below scope.
-func (c *Client) ListRoleAssignments(ctx context.Context, scope string, f arm.AssignmentFilter) ([]*keyhold.RoleAssignment, error) {
+func (c *Client) ListRoleAssignments(ctx context.Context, scope string, f keyhold.AssignmentFilter) ([]*keyhold.RoleAssignment, error) {
 	var terms []string
 	if f.AtScope {
 		terms = append(terms, "atScope()")
@@ -297,7 +296,7 @@ func (c *Client) ListRoleAssignments(ctx context.Context, scope string, f arm.As
 
 // CreateServicePrincipal creates a service principal and returns it with
 // its client secret, which the server shows only this once.
-func (c *Client) CreateServicePrincipal(ctx context.Context, displayName string) (*arm.NewServicePrincipal, error) {
+func (c *Client) CreateServicePrincipal(ctx context.Context, displayName string) (*keyhold.NewServicePrincipal, error) {
 	var out servicePrincipalJSON
 	in := struct {
 		DisplayName string `json:"displayName"`
@@ -305,7 +304,7 @@ func (c *Client) CreateServicePrincipal(ctx context.Context, displayName string)
 	if _, err := c.mgmt(ctx, "POST", graphSPs, in, &out); err != nil {
 		return nil, err
 	}
-	sp := &arm.NewServicePrincipal{Principal: fromServicePrincipalJSON(&out, c.tenantID)}
+	sp := &keyhold.NewServicePrincipal{Principal: fromServicePrincipalJSON(&out, c.tenantID)}
 	if len(out.PasswordCredentials) > 0 {
 		sp.Secret, sp.SecretExpires = out.PasswordCredentials[0].SecretText, out.PasswordCredentials[0].EndDateTime
 		sp.Principal.CreatedAt = out.PasswordCredentials[0].StartDateTime
@@ -327,14 +326,14 @@ func (c *Client) ServicePrincipals(ctx context.Context) ([]*keyhold.Principal, e
 	return ps, nil
 }
 
-func (c *Client) fromUserJSON(j *userJSON) *arm.User {
-	return &arm.User{Principal: &keyhold.Principal{ID: j.ID, TenantID: c.tenantID, Type: keyhold.PrincipalUser, DisplayName: j.DisplayName},
+func (c *Client) fromUserJSON(j *userJSON) *keyhold.User {
+	return &keyhold.User{Principal: &keyhold.Principal{ID: j.ID, TenantID: c.tenantID, Type: keyhold.PrincipalUser, DisplayName: j.DisplayName},
 		UserPrincipalName: j.UserPrincipalName}
 }
 
 // CreateUser creates a user; with an empty password the server generates
 // one and NewUser.Password holds it.
-func (c *Client) CreateUser(ctx context.Context, displayName, upn, password string) (*arm.NewUser, error) {
+func (c *Client) CreateUser(ctx context.Context, displayName, upn, password string) (*keyhold.NewUser, error) {
 	in := struct {
 		DisplayName       string               `json:"displayName"`
 		UserPrincipalName string               `json:"userPrincipalName"`
@@ -348,7 +347,7 @@ func (c *Client) CreateUser(ctx context.Context, displayName, upn, password stri
 	if _, err := c.mgmt(ctx, "POST", graphUsers, in, &out); err != nil {
 		return nil, err
 	}
-	u := &arm.NewUser{User: c.fromUserJSON(&out)}
+	u := &keyhold.NewUser{User: c.fromUserJSON(&out)}
 	if out.PasswordProfile != nil {
 		u.Password = out.PasswordProfile.Password
 	}
@@ -356,12 +355,12 @@ func (c *Client) CreateUser(ctx context.Context, displayName, upn, password stri
 }
 
 // Users returns the tenant's users.
-func (c *Client) Users(ctx context.Context) ([]*arm.User, error) {
+func (c *Client) Users(ctx context.Context) ([]*keyhold.User, error) {
 	var out listJSON[userJSON]
 	if _, err := c.mgmt(ctx, "GET", graphUsers, nil, &out); err != nil {
 		return nil, err
 	}
-	us := make([]*arm.User, len(out.Value))
+	us := make([]*keyhold.User, len(out.Value))
 	for i := range out.Value {
 		us[i] = c.fromUserJSON(&out.Value[i])
 	}
@@ -369,8 +368,8 @@ func (c *Client) Users(ctx context.Context) ([]*arm.User, error) {
 }
 
 // AssignDirectoryRole gives a principal a directory role.
-func (c *Client) AssignDirectoryRole(ctx context.Context, principalID string, role keyhold.DirectoryRole) (*arm.DirectoryRoleAssignment, error) {
-	tid, ok := arm.DirectoryRoleTemplates[role]
+func (c *Client) AssignDirectoryRole(ctx context.Context, principalID string, role keyhold.DirectoryRole) (*keyhold.DirectoryRoleAssignment, error) {
+	tid, ok := keyhold.DirectoryRoleTemplates[role]
 	if !ok {
 		tid = string(role) // the server names the roles it knows
 	}
@@ -384,7 +383,7 @@ func (c *Client) AssignDirectoryRole(ctx context.Context, principalID string, ro
 
 // DirectoryRoleAssignments returns the directory roles held in the tenant,
 // by one principal if principalID is set.
-func (c *Client) DirectoryRoleAssignments(ctx context.Context, principalID string) ([]*arm.DirectoryRoleAssignment, error) {
+func (c *Client) DirectoryRoleAssignments(ctx context.Context, principalID string) ([]*keyhold.DirectoryRoleAssignment, error) {
 	filter := ""
 	if principalID != "" {
 		filter = "principalId eq " + odataString(principalID)
@@ -393,7 +392,7 @@ func (c *Client) DirectoryRoleAssignments(ctx context.Context, principalID strin
 	if _, err := c.mgmt(ctx, "GET", withFilter(graphDirAssigns, filter), nil, &out); err != nil {
 		return nil, err
 	}
-	as := make([]*arm.DirectoryRoleAssignment, len(out.Value))
+	as := make([]*keyhold.DirectoryRoleAssignment, len(out.Value))
 	for i := range out.Value {
 		as[i] = fromDirectoryRoleAssignmentJSON(&out.Value[i])
 	}

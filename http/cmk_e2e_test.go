@@ -202,7 +202,7 @@ func (s *cmkStack) call(t testing.TB, method, path string, audience keyhold.Audi
 // setUpPolicy does the key vault administrator's part over HTTPS: a vault
 // with purge protection, an RSA key, an Encryption policy naming it, and
 // the policy's identity granted the key. It returns the policy resource.
-func (s *cmkStack) setUpPolicy(t testing.TB) *policy.Resource {
+func (s *cmkStack) setUpPolicy(t testing.TB) *keyhold.PolicyResource {
 	t.Helper()
 	mgmt := keyhold.AudienceManagement
 	sub := "/subscriptions/" + s.creds.SubscriptionID
@@ -221,7 +221,7 @@ func (s *cmkStack) setUpPolicy(t testing.TB) *policy.Resource {
 	status, b = s.call(t, "PUT", sub+"/resourceGroups/cmk/providers/Microsoft.PowerPlatform/enterprisePolicies/contoso-cmk?api-version=2020-10-30", mgmt,
 		`{"location":"europe","kind":"Encryption","identity":{"type":"SystemAssigned"},"properties":{"encryption":{"state":"Enabled","keyVault":{"id":"`+
 			vaultID+`","key":{"name":"cmk"}}}}}`)
-	var pol policy.Resource
+	var pol keyhold.PolicyResource
 	if status != 201 || json.Unmarshal(b, &pol) != nil || pol.Identity.PrincipalID == "" || pol.Properties.SystemID == "" {
 		t.Fatalf("PUT policy: %d %s", status, b)
 	}

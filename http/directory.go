@@ -17,37 +17,12 @@ package http
 //	GET        …/scopes/admin/environments/{envId}/members
 
 import (
-	"context"
 	"fmt"
 	nethttp "net/http"
 	"time"
 
 	"github.com/keyhold/keyhold"
-	"github.com/keyhold/keyhold/arm"
 )
-
-// Directory is the directory: service principals, users, directory roles,
-// the tenant's licences (licence.go) and environment membership. *arm.Service implements it, and so does
-// Client, over HTTPS.
-type Directory interface {
-	CreateServicePrincipal(ctx context.Context, displayName string) (*arm.NewServicePrincipal, error)
-	ServicePrincipals(ctx context.Context) ([]*keyhold.Principal, error)
-	CreateUser(ctx context.Context, displayName, upn, password string) (*arm.NewUser, error)
-	Users(ctx context.Context) ([]*arm.User, error)
-	AssignDirectoryRole(ctx context.Context, principalID string, role keyhold.DirectoryRole) (*arm.DirectoryRoleAssignment, error)
-	DirectoryRoleAssignments(ctx context.Context, principalID string) ([]*arm.DirectoryRoleAssignment, error)
-	RemoveDirectoryRoleAssignment(ctx context.Context, id string) error
-
-	ListLicences(ctx context.Context) ([]*keyhold.Licence, error)
-	AddLicence(ctx context.Context, name string) (*keyhold.Licence, error)
-	RemoveLicence(ctx context.Context, name string) error
-
-	AddEnvironmentMember(ctx context.Context, envID, principalID string) (*keyhold.EnvironmentMember, bool, error)
-	RemoveEnvironmentMember(ctx context.Context, envID, principalID string) error
-	EnvironmentMembers(ctx context.Context, envID string) ([]*keyhold.EnvironmentMember, error)
-}
-
-var _ Directory = (*arm.Service)(nil)
 
 // Paths and examples of the directory routes.
 const (
@@ -175,7 +150,7 @@ type userJSON struct {
 	PasswordProfile   *passwordProfileJSON `json:"passwordProfile,omitempty"`
 }
 
-func toUserJSON(u *arm.User) userJSON {
+func toUserJSON(u *keyhold.User) userJSON {
 	return userJSON{ID: u.ID, DisplayName: u.DisplayName, UserPrincipalName: u.UserPrincipalName, AccountEnabled: true}
 }
 
@@ -232,13 +207,13 @@ type directoryRoleAssignmentJSON struct {
 	DirectoryScopeID string `json:"directoryScopeId"`
 }
 
-func toDirectoryRoleAssignmentJSON(a *arm.DirectoryRoleAssignment) directoryRoleAssignmentJSON {
+func toDirectoryRoleAssignmentJSON(a *keyhold.DirectoryRoleAssignment) directoryRoleAssignmentJSON {
 	return directoryRoleAssignmentJSON{ID: a.ID, PrincipalID: a.PrincipalID, RoleDefinitionID: a.RoleDefinitionID, DirectoryScopeID: a.DirectoryScopeID}
 }
 
-func fromDirectoryRoleAssignmentJSON(j *directoryRoleAssignmentJSON) *arm.DirectoryRoleAssignment {
-	role, _ := arm.FindDirectoryRole(j.RoleDefinitionID)
-	return &arm.DirectoryRoleAssignment{ID: j.ID, PrincipalID: j.PrincipalID, Role: role, RoleDefinitionID: j.RoleDefinitionID, DirectoryScopeID: j.DirectoryScopeID}
+func fromDirectoryRoleAssignmentJSON(j *directoryRoleAssignmentJSON) *keyhold.DirectoryRoleAssignment {
+	role, _ := keyhold.FindDirectoryRole(j.RoleDefinitionID)
+	return &keyhold.DirectoryRoleAssignment{ID: j.ID, PrincipalID: j.PrincipalID, Role: role, RoleDefinitionID: j.RoleDefinitionID, DirectoryScopeID: j.DirectoryScopeID}
 }
 
 // assignDirectoryRole: POST /v1.0/roleManagement/directory/roleAssignments,
@@ -259,12 +234,12 @@ func (s *Server) assignDirectoryRole(w nethttp.ResponseWriter, r *nethttp.Reques
 	if in.PrincipalID == "" {
 		return keyhold.Errorf(keyhold.CodeInvalidRequestContent, "principalId is missing: send %s", exampleDirAssign)
 	}
-	role, ok := arm.FindDirectoryRole(in.RoleDefinitionID)
+	role, ok := keyhold.FindDirectoryRole(in.RoleDefinitionID)
 	if !ok {
 		return keyhold.Errorf(keyhold.CodeBadRequest, "roleDefinitionId '%s' is not a directory role Keyhold knows: use %s (%s), %s (%s) or %s (%s)", keyhold.Clip(in.RoleDefinitionID),
-			arm.DirectoryRoleTemplates[keyhold.RoleGlobalAdministrator], keyhold.RoleGlobalAdministrator,
-			arm.DirectoryRoleTemplates[keyhold.RolePowerPlatformAdministrator], keyhold.RolePowerPlatformAdministrator,
-			arm.DirectoryRoleTemplates[keyhold.RoleDynamics365Administrator], keyhold.RoleDynamics365Administrator)
+			keyhold.DirectoryRoleTemplates[keyhold.RoleGlobalAdministrator], keyhold.RoleGlobalAdministrator,
+			keyhold.DirectoryRoleTemplates[keyhold.RolePowerPlatformAdministrator], keyhold.RolePowerPlatformAdministrator,
+			keyhold.DirectoryRoleTemplates[keyhold.RoleDynamics365Administrator], keyhold.RoleDynamics365Administrator)
 	}
 	a, err := s.ARM.Directory.AssignDirectoryRole(r.Context(), in.PrincipalID, role)
 	if err != nil {

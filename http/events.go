@@ -35,12 +35,6 @@ const (
 
 const exampleSettingsUpdate = `{"customerManagedKeys":{"autoReenableEnvironments":false,"eventWebhookUrl":"https://hooks.contoso.com/keyhold"}}`
 
-// SigningKeySource serves the public keys that verify the platform's
-// signatures (the platform does).
-type SigningKeySource interface {
-	SigningKeys() []keyhold.JWK
-}
-
 // eventRoutes declares the routes of events, settings and keys; none for
 // a service that is unset.
 func (s *Server) eventRoutes() []route {

@@ -88,7 +88,7 @@ type Server struct {
 	Events keyhold.EventService
 	// Keys serves the public keys that verify tokens and webhook
 	// signatures (events.go); nil: no key set route.
-	Keys SigningKeySource
+	Keys keyhold.SigningKeySource
 
 	// ARM holds the resource manager and identity services (arm.go).
 	ARM ARMAPI

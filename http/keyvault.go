@@ -14,7 +14,6 @@ import (
 	"time"
 
 	"github.com/keyhold/keyhold"
-	"github.com/keyhold/keyhold/vault"
 )
 
 // KeyVaultAPI holds the services behind the key vault routes. With Vaults
@@ -22,7 +21,7 @@ import (
 // manager's vault routes are.
 type KeyVaultAPI struct {
 	// Vaults is the built-in key vault (a *vault.Service).
-	Vaults VaultService
+	Vaults keyhold.VaultService
 	// Lookup returns a live vault by name without checking the caller,
 	// and CodeNotFound (or CodeVaultNotFound) for none. The data plane
 	// needs it before any token is read: the bearer challenge names the
@@ -31,40 +30,6 @@ type KeyVaultAPI struct {
 	// retention. Only those fields are sent to the client.
 	Lookup func(ctx context.Context, name string) (*keyhold.Vault, error)
 }
-
-// VaultService is what the key vault routes need from the built-in vault;
-// *vault.Service implements it. Every method takes the caller's identity
-// and network origin from ctx.
-type VaultService interface {
-	PutVault(ctx context.Context, v *keyhold.Vault) (created bool, err error)
-	GetVault(ctx context.Context, sub, rg, name string) (*keyhold.Vault, error)
-	ListVaults(ctx context.Context, sub, rg string) ([]*keyhold.Vault, error)
-	DeleteVault(ctx context.Context, sub, rg, name string) error
-	ListDeletedVaults(ctx context.Context, sub string) ([]*keyhold.Vault, error)
-	GetDeletedVault(ctx context.Context, sub, location, name string) (*keyhold.Vault, error)
-	RecoverVault(ctx context.Context, sub, rg, name string) (*keyhold.Vault, error)
-	PurgeDeletedVault(ctx context.Context, sub, location, name string) error
-	UpdateAccessPolicies(ctx context.Context, sub, rg, name, kind string, policies []keyhold.AccessPolicy) (*keyhold.Vault, error)
-
-	CreateKey(ctx context.Context, vault, name string, p vault.CreateKeyParams) (*vault.KeyBundle, error)
-	ImportKey(ctx context.Context, vault, name string, jwk vault.JSONWebKey, hsm bool, attrs vault.KeyAttributes, tags map[string]string) (*vault.KeyBundle, error)
-	GetKey(ctx context.Context, vault, name, version string) (*vault.KeyBundle, error)
-	ListKeys(ctx context.Context, vault string) ([]*vault.KeyBundle, error)
-	ListKeyVersions(ctx context.Context, vault, name string) ([]*vault.KeyBundle, error)
-	UpdateKey(ctx context.Context, vault, name, version string, attrs vault.KeyAttributes, keyOps []string, tags map[string]string) (*vault.KeyBundle, error)
-	WrapKey(ctx context.Context, vault, name, version, alg string, value []byte) (kid string, result []byte, err error)
-	UnwrapKey(ctx context.Context, vault, name, version, alg string, value []byte) (kid string, result []byte, err error)
-	RotateKey(ctx context.Context, vault, name string) (*vault.KeyBundle, error)
-	GetRotationPolicy(ctx context.Context, vault, name string) (*keyhold.RotationPolicy, error)
-	SetRotationPolicy(ctx context.Context, vault, name string, p *keyhold.RotationPolicy) (*keyhold.RotationPolicy, error)
-	DeleteKey(ctx context.Context, vault, name string) (*vault.KeyBundle, error)
-	GetDeletedKey(ctx context.Context, vault, name string) (*vault.KeyBundle, error)
-	ListDeletedKeys(ctx context.Context, vault string) ([]*vault.KeyBundle, error)
-	RecoverDeletedKey(ctx context.Context, vault, name string) (*vault.KeyBundle, error)
-	PurgeDeletedKey(ctx context.Context, vault, name string) error
-}
-
-var _ VaultService = (*vault.Service)(nil)
 
 // KeyVaultAPIVersions are the api-version values the data plane accepts:
 // Key Vault's 7.4 to 7.6, and 2025-07-01, which azkeys v1.5 sends.

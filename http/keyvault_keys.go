@@ -8,7 +8,6 @@ import (
 	"time"
 
 	"github.com/keyhold/keyhold"
-	"github.com/keyhold/keyhold/vault"
 )
 
 // The Azure Key Vault data plane, under each vault's URI, in the shapes
@@ -104,7 +103,7 @@ func keyAttrs(r *nethttp.Request, kv *keyhold.KeyVersion) keyAttrsJSON {
 	}
 }
 
-func toKeyBundleJSON(r *nethttp.Request, b *vault.KeyBundle) keyBundleJSON {
+func toKeyBundleJSON(r *nethttp.Request, b *keyhold.KeyBundle) keyBundleJSON {
 	kv := b.Version
 	out := keyBundleJSON{
 		Key:        jwkJSON{KID: b.KID, Kty: kv.Type, KeyOps: kv.KeyOps, N: b64url(kv.N), E: b64url(big.NewInt(int64(kv.E)).Bytes())},
@@ -122,7 +121,7 @@ func toKeyBundleJSON(r *nethttp.Request, b *vault.KeyBundle) keyBundleJSON {
 
 // toKeyItemJSON lists a key: with its versionless kid for keys and
 // deleted keys, with the version's for versions.
-func toKeyItemJSON(r *nethttp.Request, b *vault.KeyBundle, versioned bool) keyItemJSON {
+func toKeyItemJSON(r *nethttp.Request, b *keyhold.KeyBundle, versioned bool) keyItemJSON {
 	kid := b.KID
 	if !versioned {
 		kid = strings.TrimSuffix(kid, "/"+b.Version.Version)
@@ -177,8 +176,8 @@ type keyAttrsInJSON struct {
 	Exportable *bool  `json:"exportable"`
 }
 
-func (a *keyAttrsInJSON) attributes() (vault.KeyAttributes, error) {
-	var out vault.KeyAttributes
+func (a *keyAttrsInJSON) attributes() (keyhold.KeyAttributes, error) {
+	var out keyhold.KeyAttributes
 	if a == nil {
 		return out, nil
 	}
@@ -234,7 +233,7 @@ func (s *Server) createKey(w nethttp.ResponseWriter, r *nethttp.Request) error {
 	if err != nil {
 		return err
 	}
-	p := vault.CreateKeyParams{Type: in.Kty, KeyOps: in.KeyOps, Attributes: attrs, Tags: in.Tags}
+	p := keyhold.CreateKeyParams{Type: in.Kty, KeyOps: in.KeyOps, Attributes: attrs, Tags: in.Tags}
 	if in.KeySize != nil {
 		if *in.KeySize == 0 {
 			return keyhold.Errorf(keyhold.CodeBadParameter, "key_size 0 is not supported: use 2048, 3072 or 4096")
@@ -285,7 +284,7 @@ func (s *Server) importKey(w nethttp.ResponseWriter, r *nethttp.Request) error {
 	if in.ReleasePolicy != nil {
 		return keyhold.Errorf(keyhold.CodeNotSupported, "release_policy is not supported: Keyhold keys are never exportable; leave it out")
 	}
-	jwk := vault.JSONWebKey{Kty: k.Kty, KeyOps: k.KeyOps}
+	jwk := keyhold.JSONWebKey{Kty: k.Kty, KeyOps: k.KeyOps}
 	for _, f := range []struct {
 		name string
 		in   string
@@ -351,7 +350,7 @@ func (s *Server) listDeletedKeys(w nethttp.ResponseWriter, r *nethttp.Request) e
 	return s.writeKeyList(w, r, bs, err, false)
 }
 
-func (s *Server) writeKeyList(w nethttp.ResponseWriter, r *nethttp.Request, bs []*vault.KeyBundle, err error, versioned bool) error {
+func (s *Server) writeKeyList(w nethttp.ResponseWriter, r *nethttp.Request, bs []*keyhold.KeyBundle, err error, versioned bool) error {
 	if err != nil {
 		return err
 	}

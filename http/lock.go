@@ -13,29 +13,21 @@ package http
 // refusal (409 not Locked, 403 without Reader on the policy, 403 while the
 // key is still inaccessible) changes nothing: the environment stays
 // locked. The route is served when the CMK service can re-enable
-// (EnvironmentEnabler), which the platform can.
+// (keyhold.EnvironmentEnabler), which the platform can.
 
 import (
-	"context"
 	nethttp "net/http"
 
 	"github.com/keyhold/keyhold"
 )
 
-// EnvironmentEnabler is the optional ability of a keyhold.CMKService to
-// re-enable a Locked environment, returning the finished operation that
-// records it.
-type EnvironmentEnabler interface {
-	EnableEnvironmentOp(ctx context.Context, envID string) (*keyhold.Operation, error)
-}
-
 // enableAction is the last segment of the enable route.
 const enableAction = "enable"
 
 // lockRoutes declares the enable route; none unless s.CMK is an
-// EnvironmentEnabler.
+// keyhold.EnvironmentEnabler.
 func (s *Server) lockRoutes() []route {
-	en, ok := s.CMK.(EnvironmentEnabler)
+	en, ok := s.CMK.(keyhold.EnvironmentEnabler)
 	if !ok {
 		return nil
 	}
@@ -45,7 +37,7 @@ func (s *Server) lockRoutes() []route {
 }
 
 // enableEnvironment: POST …/scopes/admin/environments/{envId}/enable.
-func (s *Server) enableEnvironment(w nethttp.ResponseWriter, r *nethttp.Request, en EnvironmentEnabler) error {
+func (s *Server) enableEnvironment(w nethttp.ResponseWriter, r *nethttp.Request, en keyhold.EnvironmentEnabler) error {
 	op, err := en.EnableEnvironmentOp(r.Context(), r.PathValue("envId"))
 	if err != nil {
 		return err

@@ -21,14 +21,11 @@ package http
 // InvalidTemplate and stores nothing.
 
 import (
-	"context"
 	"encoding/json"
 	nethttp "net/http"
 	"time"
 
 	"github.com/keyhold/keyhold"
-	"github.com/keyhold/keyhold/deploy"
-	"github.com/keyhold/keyhold/policy"
 )
 
 // PolicyAPI holds the services behind the enterprise policy and template
@@ -36,40 +33,11 @@ import (
 type PolicyAPI struct {
 	// Service serves enterprise policies (a *policy.Service). Nil: none
 	// of their routes is served.
-	Service PolicyService
+	Service keyhold.PolicyService
 	// Deployments serves template deployments (a *deploy.Service). Nil:
 	// none of their routes is served.
-	Deployments DeploymentService
+	Deployments keyhold.DeploymentService
 }
-
-// PolicyService is the Microsoft.PowerPlatform resource provider.
-// *policy.Service implements it, and so does PolicyClient, over HTTPS.
-// Every method takes the caller's identity from ctx; see package policy
-// for the rules.
-type PolicyService interface {
-	Put(ctx context.Context, sub, rg, name string, spec policy.Spec) (*keyhold.EnterprisePolicy, bool, error)
-	Get(ctx context.Context, sub, rg, name string) (*keyhold.EnterprisePolicy, error)
-	Patch(ctx context.Context, sub, rg, name string, c policy.Patch) (*keyhold.EnterprisePolicy, error)
-	Delete(ctx context.Context, sub, rg, name string) error
-	// LinkedEnvironments counts the environments linked to a policy: those
-	// a Delete of it would lock.
-	LinkedEnvironments(ctx context.Context, sub, rg, name string) (int, error)
-	ListByResourceGroup(ctx context.Context, sub, rg string) ([]*keyhold.EnterprisePolicy, error)
-	ListBySubscription(ctx context.Context, sub string) ([]*keyhold.EnterprisePolicy, error)
-}
-
-// DeploymentService is the template deployment engine. *deploy.Service
-// implements it, and so does PolicyClient, over HTTPS. Every method takes
-// the caller's identity from ctx; see package deploy for the rules.
-type DeploymentService interface {
-	Deploy(ctx context.Context, sub, rg, name string, req deploy.Request) (*keyhold.Deployment, bool, error)
-	Deployment(ctx context.Context, sub, rg, name string) (*keyhold.Deployment, error)
-}
-
-var (
-	_ PolicyService     = (*policy.Service)(nil)
-	_ DeploymentService = (*deploy.Service)(nil)
-)
 
 // InvalidTemplate is ARM's answer to a template that can't be deployed:
 // 400, like the other request problems of the statuses table.
@@ -133,8 +101,8 @@ func (s *Server) putPolicy(w nethttp.ResponseWriter, r *nethttp.Request) error {
 	if err != nil {
 		return err
 	}
-	var in policy.ResourceInput
-	if err := decodeJSON(body, &in, policy.ExampleResource); err != nil {
+	var in keyhold.PolicyResourceInput
+	if err := decodeJSON(body, &in, keyhold.ExamplePolicyResource); err != nil {
 		return err
 	}
 	spec, err := in.Spec()
@@ -146,7 +114,7 @@ func (s *Server) putPolicy(w nethttp.ResponseWriter, r *nethttp.Request) error {
 	if err != nil {
 		return err
 	}
-	writePut(w, created, policy.ToResource(p))
+	writePut(w, created, keyhold.ToPolicyResource(p))
 	return nil
 }
 
@@ -157,7 +125,7 @@ func (s *Server) patchPolicy(w nethttp.ResponseWriter, r *nethttp.Request) error
 	if err != nil {
 		return err
 	}
-	var in policy.ResourceInput
+	var in keyhold.PolicyResourceInput
 	if err := decodeJSON(body, &in, examplePolicyPatch); err != nil {
 		return err
 	}
@@ -170,7 +138,7 @@ func (s *Server) patchPolicy(w nethttp.ResponseWriter, r *nethttp.Request) error
 	if err != nil {
 		return err
 	}
-	writeJSON(w, nethttp.StatusOK, policy.ToResource(p))
+	writeJSON(w, nethttp.StatusOK, keyhold.ToPolicyResource(p))
 	return nil
 }
 
@@ -181,7 +149,7 @@ func (s *Server) getPolicy(w nethttp.ResponseWriter, r *nethttp.Request) error {
 	if err != nil {
 		return err
 	}
-	writeJSON(w, nethttp.StatusOK, policy.ToResource(p))
+	writeJSON(w, nethttp.StatusOK, keyhold.ToPolicyResource(p))
 	return nil
 }
 
@@ -234,9 +202,9 @@ func (s *Server) listPolicies(w nethttp.ResponseWriter, r *nethttp.Request) erro
 	if err != nil {
 		return err
 	}
-	out := listJSON[*policy.Resource]{Value: make([]*policy.Resource, 0, len(ps))}
+	out := listJSON[*keyhold.PolicyResource]{Value: make([]*keyhold.PolicyResource, 0, len(ps))}
 	for _, p := range ps {
-		out.Value = append(out.Value, policy.ToResource(p))
+		out.Value = append(out.Value, keyhold.ToPolicyResource(p))
 	}
 	writeJSON(w, nethttp.StatusOK, out)
 	return nil
@@ -302,7 +270,7 @@ func (s *Server) putDeployment(w nethttp.ResponseWriter, r *nethttp.Request) err
 		return keyhold.Errorf(keyhold.CodeNotSupported, "properties.templateLink and parametersLink are not supported: send the template and its parameters inline")
 	}
 	sub, rg, name := policyIDs(r)
-	d, created, err := s.Policies.Deployments.Deploy(r.Context(), sub, rg, name, deploy.Request{Mode: p.Mode, Template: p.Template, Parameters: p.Parameters})
+	d, created, err := s.Policies.Deployments.Deploy(r.Context(), sub, rg, name, keyhold.DeploymentRequest{Mode: p.Mode, Template: p.Template, Parameters: p.Parameters})
 	if err != nil {
 		return err
 	}

@@ -210,7 +210,7 @@ func TestPolicySpecTemplate(t *testing.T) {
 	}
 
 	a := pf.call(t, "GET", strings.ToLower(pf.policyPath("ContosoPolicy")), pf.tok, "", nil)
-	var p policy.Resource
+	var p keyhold.PolicyResource
 	a.decode(t, 200, &p)
 	if p.ID != policyID || p.Name != "ContosoPolicy" || p.Type != "Microsoft.PowerPlatform/enterprisePolicies" || p.Location != "europe" ||
 		p.Kind != "Encryption" || p.Identity.Type != "SystemAssigned" || p.Identity.TenantID != pf.creds.TenantID ||
@@ -256,7 +256,7 @@ func TestPolicySpecTemplate(t *testing.T) {
 		t.Fatalf("GET deployment answered %+v", d)
 	}
 
-	var l listJSON[policy.Resource]
+	var l listJSON[keyhold.PolicyResource]
 	pf.call(t, "GET", "/subscriptions/"+pf.sub+"/resourceGroups/rg/providers/Microsoft.PowerPlatform/enterprisePolicies?api-version=2020-10-30-preview", pf.tok, "", nil).decode(t, 200, &l)
 	if len(l.Value) != 1 || l.Value[0].Properties.SystemID != p.Properties.SystemID {
 		t.Fatalf("list by resource group answered %+v", l)
@@ -280,7 +280,7 @@ func TestPolicyRefusals(t *testing.T) {
 	pf.register(t)
 
 	// A reader of the policy, as the spec makes the platform admin.
-	var created policy.Resource
+	var created keyhold.PolicyResource
 	pf.jsonCall(t, "PUT", path, pf.tok, good).decode(t, 201, &created)
 	reader, err := pf.arm.CreateServicePrincipal(pf.adminCtx(), "platform admin")
 	if err != nil {
@@ -421,7 +421,7 @@ func TestPolicyClient(t *testing.T) {
 		t.Fatalf("Put again = %v, %v", created, err)
 	}
 	tags := map[string]string{"team": "keys"}
-	if p, err = pc.Patch(ctx, pf.sub, "rg", "p1", policy.Patch{Tags: &tags}); err != nil || p.Tags["team"] != "keys" || p.Tags["env"] != "" {
+	if p, err = pc.Patch(ctx, pf.sub, "rg", "p1", keyhold.PolicyPatch{Tags: &tags}); err != nil || p.Tags["team"] != "keys" || p.Tags["env"] != "" {
 		t.Fatalf("Patch = %+v, %v", p, err)
 	}
 	if got, err := pc.Get(ctx, pf.sub, "rg", "p1"); err != nil || got.SystemID != p.SystemID {
@@ -454,7 +454,7 @@ func TestPolicyClient(t *testing.T) {
 	if err := json.Unmarshal([]byte(body), &req); err != nil {
 		t.Fatal(err)
 	}
-	d, created, err := pc.Deploy(ctx, pf.sub, "rg", "d1", deploy.Request{Mode: "Incremental", Template: req.Properties.Template})
+	d, created, err := pc.Deploy(ctx, pf.sub, "rg", "d1", keyhold.DeploymentRequest{Mode: "Incremental", Template: req.Properties.Template})
 	if err != nil || !created || d.ProvisioningState != "Succeeded" || d.SubscriptionID != pf.sub || d.ResourceGroup != "rg" || len(d.OutputResources) != 1 {
 		t.Fatalf("Deploy = %+v, %v, %v", d, created, err)
 	}

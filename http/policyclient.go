@@ -8,21 +8,19 @@ import (
 	"time"
 
 	"github.com/keyhold/keyhold"
-	"github.com/keyhold/keyhold/deploy"
-	"github.com/keyhold/keyhold/policy"
 )
 
 // PolicyClient is the Client's view of the enterprise policy provider and
-// template deployments: it implements PolicyService and DeploymentService
-// over HTTPS, with tokens for the management audience. Get one with
+// template deployments: it implements keyhold.PolicyService and
+// keyhold.DeploymentService over HTTPS, with tokens for the management audience. Get one with
 // Client.Policies; it is safe for concurrent use.
 type PolicyClient struct {
 	c *Client
 }
 
 var (
-	_ PolicyService     = (*PolicyClient)(nil)
-	_ DeploymentService = (*PolicyClient)(nil)
+	_ keyhold.PolicyService     = (*PolicyClient)(nil)
+	_ keyhold.DeploymentService = (*PolicyClient)(nil)
 )
 
 // Policies returns c's client of the enterprise policy and deployment
@@ -40,7 +38,7 @@ func deploymentURLPath(sub, rg, name string) string {
 }
 
 // resourceInput is the body the client sends for a spec.
-func resourceInput(spec policy.Spec) map[string]any {
+func resourceInput(spec keyhold.PolicySpec) map[string]any {
 	key := map[string]any{"name": spec.KeyName}
 	if spec.KeyVersion != "" {
 		key["version"] = spec.KeyVersion
@@ -61,8 +59,8 @@ func resourceInput(spec policy.Spec) map[string]any {
 
 // Put creates or updates a policy (created reports which) and returns it
 // as stored.
-func (pc *PolicyClient) Put(ctx context.Context, sub, rg, name string, spec policy.Spec) (*keyhold.EnterprisePolicy, bool, error) {
-	var out policy.Resource
+func (pc *PolicyClient) Put(ctx context.Context, sub, rg, name string, spec keyhold.PolicySpec) (*keyhold.EnterprisePolicy, bool, error) {
+	var out keyhold.PolicyResource
 	status, err := pc.c.mgmt(ctx, "PUT", policyPath(sub, rg, name), resourceInput(spec), &out)
 	if err != nil {
 		return nil, false, err
@@ -72,7 +70,7 @@ func (pc *PolicyClient) Put(ctx context.Context, sub, rg, name string, spec poli
 
 // Get returns a policy; CodeResourceNotFound if there is none.
 func (pc *PolicyClient) Get(ctx context.Context, sub, rg, name string) (*keyhold.EnterprisePolicy, error) {
-	var out policy.Resource
+	var out keyhold.PolicyResource
 	if _, err := pc.c.mgmt(ctx, "GET", policyPath(sub, rg, name), nil, &out); err != nil {
 		return nil, err
 	}
@@ -80,7 +78,7 @@ func (pc *PolicyClient) Get(ctx context.Context, sub, rg, name string) (*keyhold
 }
 
 // Patch changes what c names and returns the policy.
-func (pc *PolicyClient) Patch(ctx context.Context, sub, rg, name string, c policy.Patch) (*keyhold.EnterprisePolicy, error) {
+func (pc *PolicyClient) Patch(ctx context.Context, sub, rg, name string, c keyhold.PolicyPatch) (*keyhold.EnterprisePolicy, error) {
 	in := map[string]any{}
 	set := func(m map[string]any, k string, v *string) {
 		if v != nil {
@@ -109,7 +107,7 @@ func (pc *PolicyClient) Patch(ctx context.Context, sub, rg, name string, c polic
 	if len(enc) > 0 {
 		in["properties"] = map[string]any{"encryption": enc}
 	}
-	var out policy.Resource
+	var out keyhold.PolicyResource
 	if _, err := pc.c.mgmt(ctx, "PATCH", policyPath(sub, rg, name), in, &out); err != nil {
 		return nil, err
 	}
@@ -143,7 +141,7 @@ func (pc *PolicyClient) LinkedEnvironments(ctx context.Context, sub, rg, name st
 }
 
 func (pc *PolicyClient) list(ctx context.Context, path string) ([]*keyhold.EnterprisePolicy, error) {
-	var out listJSON[policy.Resource]
+	var out listJSON[keyhold.PolicyResource]
 	if _, err := pc.c.mgmt(ctx, "GET", path+"?api-version="+policyAPIVersion, nil, &out); err != nil {
 		return nil, err
 	}
@@ -188,7 +186,7 @@ func fromDeploymentJSON(j *deploymentJSON) *keyhold.Deployment {
 // Deploy deploys a template (created reports whether the deployment is
 // new). A resource that fails is the error, with its own code; the
 // deployment is then stored as Failed (see Deployment).
-func (pc *PolicyClient) Deploy(ctx context.Context, sub, rg, name string, req deploy.Request) (*keyhold.Deployment, bool, error) {
+func (pc *PolicyClient) Deploy(ctx context.Context, sub, rg, name string, req keyhold.DeploymentRequest) (*keyhold.Deployment, bool, error) {
 	props := map[string]any{"mode": req.Mode, "template": json.RawMessage(req.Template)}
 	if len(req.Template) == 0 {
 		props["template"] = nil

@@ -1,7 +1,6 @@
 package http
 
 import (
-	"context"
 	"errors"
 	"fmt"
 	nethttp "net/http"
@@ -47,18 +46,10 @@ var scopes = strings.Join([]string{
 	string(keyhold.AudiencePowerApps) + "/.default",
 }, ", ")
 
-// PasswordTokenIssuer is a token service that also accepts OAuth2's
-// resource owner password credentials (ROPC) grant, with which users sign
-// in (*platform.Platform is one). Wrong credentials are
-// keyhold.CodeInvalidGrant.
-type PasswordTokenIssuer interface {
-	IssuePasswordToken(ctx context.Context, tenantID, username, password, scope string) (*keyhold.Token, error)
-}
-
 // issueToken: POST /{tenantId}/oauth2/v2.0/token, the client-credentials
 // grant, and the password grant for users when the token service offers
-// it (PasswordTokenIssuer). Client credentials come in the form, or as HTTP
-// Basic authentication (client_secret_basic).
+// it (keyhold.PasswordTokenIssuer). Client credentials come in the form,
+// or as HTTP Basic authentication (client_secret_basic).
 func (s *Server) issueToken(w nethttp.ResponseWriter, r *nethttp.Request) error {
 	if err := r.ParseForm(); err != nil {
 		if mb, ok := errors.AsType[*nethttp.MaxBytesError](err); ok {
@@ -71,7 +62,7 @@ func (s *Server) issueToken(w nethttp.ResponseWriter, r *nethttp.Request) error 
 		return keyhold.Errorf(keyhold.CodeInvalidRequest, "the request body must contain the parameter '%s': %s", name, hint)
 	}
 	grant := f.Get("grant_type")
-	ropc, hasROPC := s.Tokens.(PasswordTokenIssuer)
+	ropc, hasROPC := s.Tokens.(keyhold.PasswordTokenIssuer)
 	grants := "use grant_type=client_credentials"
 	if hasROPC {
 		grants += ", or grant_type=password for a user"
@@ -117,7 +108,7 @@ func (s *Server) issueToken(w nethttp.ResponseWriter, r *nethttp.Request) error 
 // and password. client_id names the public client application in Entra
 // ID; Keyhold has no application registry, so it is accepted and not
 // checked.
-func (s *Server) passwordGrant(w nethttp.ResponseWriter, r *nethttp.Request, ropc PasswordTokenIssuer) error {
+func (s *Server) passwordGrant(w nethttp.ResponseWriter, r *nethttp.Request, ropc keyhold.PasswordTokenIssuer) error {
 	f := r.PostForm
 	for _, p := range []struct{ name, hint string }{
 		{"username", "send the user's userPrincipalName"},

@@ -213,7 +213,7 @@ func (c miCredential) GetToken(ctx context.Context, opts azpolicy.TokenRequestOp
 // faultWorld is a linked environment with data, and what every row and
 // file must read back as.
 type faultWorld struct {
-	pol   *policy.Resource
+	pol   *keyhold.PolicyResource
 	env   *keyhold.Environment
 	keyID string // the policy's key, as the platform names it: at the proxy
 
@@ -317,7 +317,7 @@ func (s *faultStack) wantHealth(t *testing.T, w *faultWorld, want keyhold.Health
 		t.Fatalf("CheckPolicyHealth = %s, %v; want %s", got, err, want)
 	}
 	status, b := s.call(t, "GET", w.pol.ID+"?api-version=2020-10-30", keyhold.AudienceManagement, "")
-	var res policy.Resource
+	var res keyhold.PolicyResource
 	if status != 200 || json.Unmarshal(b, &res) != nil || res.Properties.HealthStatus != string(want) {
 		t.Fatalf("GET policy: %d %s; want healthStatus %s", status, b, want)
 	}

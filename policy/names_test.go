@@ -27,7 +27,7 @@ func TestTagUnsafeCharacters(t *testing.T) {
 				spec.Tags = c.tags
 				_, _, err := f.s.Put(as(f.admin), f.sub, "rg", "p2", spec)
 				wantErr(t, err, keyhold.CodeBadRequest, c.hint)
-				_, err = f.s.Patch(as(f.admin), f.sub, "rg", "p1", Patch{Tags: &c.tags})
+				_, err = f.s.Patch(as(f.admin), f.sub, "rg", "p1", keyhold.PolicyPatch{Tags: &c.tags})
 				wantErr(t, err, keyhold.CodeBadRequest, c.hint)
 				f.unchanged(t, "the refused tags", before)
 			})

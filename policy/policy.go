@@ -126,6 +126,8 @@ type Service struct {
 	lock   func(ctx context.Context, tx keyhold.Tx, pol *keyhold.EnterprisePolicy, actor *keyhold.Identity, why string) (func(), error)
 }
 
+var _ keyhold.PolicyService = (*Service)(nil)
+
 // New returns a Service over cfg.Store. It panics without cfg.Store or
 // cfg.ARM, a wiring mistake.
 func New(cfg Config) *Service {
@@ -147,35 +149,8 @@ func New(cfg Config) *Service {
 // policies that environments are linked to).
 func (s *Service) RegisterDeleter() { s.arm.RegisterDeleter(s) }
 
-// Spec is the policy a PUT asks for. Location, Kind, IdentityType
-// (SystemAssigned), KeyVaultID and KeyName are required; EncryptionState
-// "" means Enabled; KeyVersion "" means the key's current version, which
-// rotation follows.
-type Spec struct {
-	Location        string
-	Kind            string
-	IdentityType    string
-	EncryptionState string
-	KeyVaultID      string
-	KeyName         string
-	KeyVersion      string
-	Tags            map[string]string
-}
-
-// Patch holds the changes a PATCH asks for; nil means unchanged. Location,
-// Kind, IdentityType and EncryptionState can't change: giving them with
-// another value is refused. A new vault or key without a version clears
-// the version.
-type Patch struct {
-	Location        *string
-	Kind            *string
-	IdentityType    *string
-	EncryptionState *string
-	KeyVaultID      *string
-	KeyName         *string
-	KeyVersion      *string
-	Tags            *map[string]string
-}
+// Spec is the root's PolicySpec, where the PolicyService contract lives.
+type Spec = keyhold.PolicySpec
 
 // policyID returns the resource id of the policy name in sub and rg.
 func policyID(sub, rg, name string) string {
@@ -242,7 +217,7 @@ func checkLocation(loc string) (string, error) {
 	if !keyhold.ValidLocation(l) {
 		return "", keyhold.Errorf(keyhold.CodeInvalidLocation,
 			"The provided location '%s' is not available for resource type '%s'. List of available regions for the resource type is '%s'.",
-			keyhold.Clip(loc), ResourceType, strings.Join(keyhold.Locations, ","))
+			keyhold.Clip(loc), keyhold.PolicyResourceType, strings.Join(keyhold.Locations, ","))
 	}
 	return l, nil
 }
@@ -296,7 +271,7 @@ func checkKey(ctx context.Context, tx keyhold.Tx, id *keyhold.Identity, vaultID,
 			"properties.encryption.keyVault.id '%s' is not the Resource ID of a key vault you have: copy the Resource ID from the vault's properties "+
 				"(/subscriptions/{sub}/resourceGroups/{rg}/providers/Microsoft.KeyVault/vaults/{name}), and create or recover the vault first", keyhold.Clip(vaultID))
 	}
-	sc, err := arm.ParseScope(vaultID)
+	sc, err := keyhold.ParseScope(vaultID)
 	if err != nil || sc.ResourceGroup == "" || sc.Namespace != keyhold.NamespaceKeyVault {
 		return "", "", noVault()
 	}
@@ -399,7 +374,7 @@ func (s *Service) Put(ctx context.Context, sub, rg, name string, spec Spec) (p *
 		case err != nil:
 			return err
 		}
-		c := Patch{Location: &spec.Location, Kind: &spec.Kind, IdentityType: &spec.IdentityType, EncryptionState: &spec.EncryptionState,
+		c := keyhold.PolicyPatch{Location: &spec.Location, Kind: &spec.Kind, IdentityType: &spec.IdentityType, EncryptionState: &spec.EncryptionState,
 			KeyVaultID: &spec.KeyVaultID, KeyName: &spec.KeyName, KeyVersion: &spec.KeyVersion, Tags: &spec.Tags}
 		p, err = s.update(ctx, tx, id, old, c, true)
 		return err
@@ -463,7 +438,7 @@ func (s *Service) create(ctx context.Context, tx keyhold.Tx, id *keyhold.Identit
 	now := s.clock.Now().UTC()
 	p := &keyhold.EnterprisePolicy{
 		SubscriptionID: sub, ResourceGroup: rg, Name: name, Location: loc, Kind: kind, TenantID: id.TenantID,
-		SystemID:    "/regions/" + loc + "/providers/" + ResourceType + "/" + uuid.NewString(),
+		SystemID:    "/regions/" + loc + "/providers/" + keyhold.PolicyResourceType + "/" + uuid.NewString(),
 		PrincipalID: mi.ID, EncryptionState: state, KeyVaultID: vaultID, KeyName: keyName, KeyVersion: strings.ToLower(spec.KeyVersion),
 		HealthStatus: keyhold.HealthUndetermined, Tags: spec.Tags, CreatedBy: id.PrincipalID, CreatedAt: now, UpdatedAt: now,
 	}
@@ -479,7 +454,7 @@ func (s *Service) create(ctx context.Context, tx keyhold.Tx, id *keyhold.Identit
 
 // update applies c to old. put says whether c came from a PUT, whose
 // tags replace the old ones (a PATCH without tags keeps them).
-func (s *Service) update(ctx context.Context, tx keyhold.Tx, id *keyhold.Identity, old *keyhold.EnterprisePolicy, c Patch, put bool) (*keyhold.EnterprisePolicy, error) {
+func (s *Service) update(ctx context.Context, tx keyhold.Tx, id *keyhold.Identity, old *keyhold.EnterprisePolicy, c keyhold.PolicyPatch, put bool) (*keyhold.EnterprisePolicy, error) {
 	immutable := func(field, was, now string) error {
 		return keyhold.Errorf(keyhold.CodeBadRequest,
 			"%s of enterprise policy '%s' is '%s' and can't be changed to '%s': only the key (properties.encryption.keyVault) and tags can; "+
@@ -576,7 +551,7 @@ func (s *Service) update(ctx context.Context, tx keyhold.Tx, id *keyhold.Identit
 
 // Patch changes the properties c names of an existing policy (see Patch
 // for the rules) and returns it. It needs ActionWrite at the policy.
-func (s *Service) Patch(ctx context.Context, sub, rg, name string, c Patch) (*keyhold.EnterprisePolicy, error) {
+func (s *Service) Patch(ctx context.Context, sub, rg, name string, c keyhold.PolicyPatch) (*keyhold.EnterprisePolicy, error) {
 	id, err := keyhold.Caller(ctx)
 	if err != nil {
 		return nil, err
@@ -894,7 +869,7 @@ func (s *Service) BySystemID(ctx context.Context, ref string) (*keyhold.Enterpri
 
 func notFoundRef(ref string) error {
 	return keyhold.Errorf(keyhold.CodeResourceNotFound,
-		"no enterprise policy has the id or systemId '%s': copy the policy's systemId (/regions/{location}/providers/%s/{guid}) or resource id", keyhold.Clip(ref), ResourceType)
+		"no enterprise policy has the id or systemId '%s': copy the policy's systemId (/regions/{location}/providers/%s/{guid}) or resource id", keyhold.Clip(ref), keyhold.PolicyResourceType)
 }
 
 // Find returns, in tx, the policy that ref names (its systemId or its ARM
@@ -904,7 +879,7 @@ func notFoundRef(ref string) error {
 func Find(ctx context.Context, tx keyhold.Tx, ref string) (*keyhold.EnterprisePolicy, error) {
 	ref = strings.TrimSpace(ref)
 	if strings.HasPrefix(strings.ToLower(ref), "/subscriptions/") {
-		sc, err := arm.ParseScope(ref)
+		sc, err := keyhold.ParseScope(ref)
 		if err != nil || sc.Namespace != keyhold.NamespacePowerPlatform {
 			return nil, notFoundRef(ref)
 		}

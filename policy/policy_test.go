@@ -155,7 +155,7 @@ func TestUpdate(t *testing.T) {
 
 	// PATCH: the tags alone; then another key, which drops the version.
 	tags := map[string]string{"a": "b"}
-	u, err = f.s.Patch(as(f.admin), f.sub, "rg", "p1", Patch{Tags: &tags})
+	u, err = f.s.Patch(as(f.admin), f.sub, "rg", "p1", keyhold.PolicyPatch{Tags: &tags})
 	if err != nil || u.Tags["a"] != "b" || u.KeyVersion != f.version {
 		t.Fatalf("Patch(tags) = %+v, %v", u, err)
 	}
@@ -164,14 +164,14 @@ func TestUpdate(t *testing.T) {
 			CreatedAt: f.clock.Now(), UpdatedAt: f.clock.Now()})
 	})
 	k2 := "CMK2"
-	u, err = f.s.Patch(as(f.admin), f.sub, "rg", "p1", Patch{KeyName: &k2})
+	u, err = f.s.Patch(as(f.admin), f.sub, "rg", "p1", keyhold.PolicyPatch{KeyName: &k2})
 	if err != nil || u.KeyName != "cmk2" || u.KeyVersion != "" {
 		t.Fatalf("Patch(key) = %+v, %v", u, err)
 	}
 
 	refusals := []struct {
 		name  string
-		patch Patch
+		patch keyhold.PolicyPatch
 		put   func(s *Spec)
 		code  string
 		hints []string
@@ -180,10 +180,10 @@ func TestUpdate(t *testing.T) {
 			hints: []string{"location of enterprise policy 'p1' is 'europe' and can't be changed to 'asia'"}},
 		{name: "PUT changing the kind", put: func(s *Spec) { s.Kind = "Lockbox" }, code: keyhold.CodeBadRequest, hints: []string{"kind of enterprise policy"}},
 		{name: "PUT without the location", put: func(s *Spec) { s.Location = "" }, code: keyhold.CodeBadRequest, hints: []string{"location is missing"}},
-		{name: "PATCH changing the location", patch: Patch{Location: ptr("uk")}, code: keyhold.CodeBadRequest, hints: []string{"location"}},
-		{name: "PATCH to a vault without purge protection", patch: Patch{KeyVaultID: ptr(f.vaultID("plain-kv"))}, code: keyhold.CodeBadRequest,
+		{name: "PATCH changing the location", patch: keyhold.PolicyPatch{Location: ptr("uk")}, code: keyhold.CodeBadRequest, hints: []string{"location"}},
+		{name: "PATCH to a vault without purge protection", patch: keyhold.PolicyPatch{KeyVaultID: ptr(f.vaultID("plain-kv"))}, code: keyhold.CodeBadRequest,
 			hints: []string{"enable purge protection"}},
-		{name: "PATCH identity None", patch: Patch{IdentityType: ptr("None")}, code: keyhold.CodeBadRequest, hints: []string{"SystemAssigned"}},
+		{name: "PATCH identity None", patch: keyhold.PolicyPatch{IdentityType: ptr("None")}, code: keyhold.CodeBadRequest, hints: []string{"SystemAssigned"}},
 	}
 	for _, tc := range refusals {
 		t.Run(tc.name, func(t *testing.T) {
@@ -200,7 +200,7 @@ func TestUpdate(t *testing.T) {
 			f.unchanged(t, tc.name, before)
 		})
 	}
-	_, err = f.s.Patch(as(f.admin), f.sub, "rg", "missing", Patch{Tags: &tags})
+	_, err = f.s.Patch(as(f.admin), f.sub, "rg", "missing", keyhold.PolicyPatch{Tags: &tags})
 	wantErr(t, err, keyhold.CodeResourceNotFound, "missing")
 }
 
@@ -229,7 +229,10 @@ func TestLinkedPolicy(t *testing.T) {
 		do   func() error
 	}{
 		{"PUT another version", func() error { _, _, err := f.s.Put(as(f.admin), f.sub, "rg", "p1", spec); return err }},
-		{"PATCH tags", func() error { _, err := f.s.Patch(as(f.admin), f.sub, "rg", "p1", Patch{Tags: &tags}); return err }},
+		{"PATCH tags", func() error {
+			_, err := f.s.Patch(as(f.admin), f.sub, "rg", "p1", keyhold.PolicyPatch{Tags: &tags})
+			return err
+		}},
 		{"DELETE", func() error { return f.s.Delete(as(f.admin), f.sub, "rg", "p1") }},
 		{"delete the resource group", func() error { return f.arm.DeleteResourceGroup(as(f.admin), f.sub, "rg") }},
 	} {
@@ -266,7 +269,7 @@ func TestReaderAccess(t *testing.T) {
 	before := f.snapshot(t)
 	_, _, err = f.s.Put(as(reader), f.sub, "rg", "p1", f.spec())
 	wantErr(t, err, keyhold.CodeAuthorizationFailed, ActionWrite, p.ID())
-	_, err = f.s.Patch(as(reader), f.sub, "rg", "p1", Patch{})
+	_, err = f.s.Patch(as(reader), f.sub, "rg", "p1", keyhold.PolicyPatch{})
 	wantErr(t, err, keyhold.CodeAuthorizationFailed, ActionWrite)
 	wantErr(t, f.s.Delete(as(reader), f.sub, "rg", "p1"), keyhold.CodeAuthorizationFailed, ActionDelete)
 	_, err = f.s.Get(as(reader), f.sub, "rg", "p2")

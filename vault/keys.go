@@ -17,40 +17,14 @@ import (
 // The data plane: Azure Key Vault's key management (keyops.go holds the
 // cryptographic operations, purge.go soft delete, recovery and purge).
 
-// KeyAttributes are the settable attributes of a key version; nil: unchanged.
-type KeyAttributes struct {
-	Enabled   *bool
-	NotBefore *time.Time
-	Expires   *time.Time
-}
-
-// CreateKeyParams are the parameters of CreateKey.
-type CreateKeyParams struct {
-	Type       string // RSA or RSA-HSM
-	Size       int    // 2048, 3072 or 4096; 0 means 2048
-	KeyOps     []string
-	Attributes KeyAttributes
-	Tags       map[string]string
-}
-
-// JSONWebKey is an RSA key in JWK form (raw bytes; base64url is the HTTP
-// layer's business). D and the CRT values are present only on import.
-type JSONWebKey struct {
-	Kty                 string
-	N, E                []byte
-	D, P, Q, DP, DQ, QI []byte
-	KeyOps              []string
-}
-
-// KeyBundle is a key version as the data plane answers it. Version never
-// carries Material.
-type KeyBundle struct {
-	Key     *keyhold.Key
-	Version *keyhold.KeyVersion
-	KID     string
-	// RecoveryID is set for deleted keys: VaultURI/deletedkeys/{name}.
-	RecoveryID string
-}
+// The data plane's types are the root's, where the VaultService contract
+// that passes them lives; these aliases keep this package's code and its
+// callers' tests as they were.
+type (
+	KeyAttributes   = keyhold.KeyAttributes
+	CreateKeyParams = keyhold.CreateKeyParams
+	KeyBundle       = keyhold.KeyBundle
+)
 
 // DefaultKeySize is the size of an RSA key created without one.
 const DefaultKeySize = 2048
@@ -447,7 +421,7 @@ func (s *Service) storeNewKey(ctx context.Context, c *call, op *operation, vault
 // ImportKey imports an RSA private key as a new version (into the token
 // when hsm is true, or jwk.Kty is RSA-HSM). The key must be 2048, 3072 or
 // 4096 bits and carry n, e, d, p and q; anything else is CodeBadParameter.
-func (s *Service) ImportKey(ctx context.Context, vault, name string, jwk JSONWebKey, hsm bool, attrs KeyAttributes, tags map[string]string) (*KeyBundle, error) {
+func (s *Service) ImportKey(ctx context.Context, vault, name string, jwk keyhold.JSONWebKey, hsm bool, attrs KeyAttributes, tags map[string]string) (*KeyBundle, error) {
 	var out *KeyBundle
 	err := s.keyOp(ctx, opImportKey, vault, name, func(c *call) error {
 		kty, err := keyType(jwk.Kty)

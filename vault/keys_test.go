@@ -299,9 +299,9 @@ func TestRotateKey(t *testing.T) {
 }
 
 // jwkOf returns k as a JSON web key.
-func jwkOf(k *rsa.PrivateKey) JSONWebKey {
+func jwkOf(k *rsa.PrivateKey) keyhold.JSONWebKey {
 	k.Precompute()
-	return JSONWebKey{Kty: "RSA", N: k.N.Bytes(), E: big.NewInt(int64(k.E)).Bytes(), D: k.D.Bytes(), P: k.Primes[0].Bytes(), Q: k.Primes[1].Bytes(),
+	return keyhold.JSONWebKey{Kty: "RSA", N: k.N.Bytes(), E: big.NewInt(int64(k.E)).Bytes(), D: k.D.Bytes(), P: k.Primes[0].Bytes(), Q: k.Primes[1].Bytes(),
 		DP: k.Precomputed.Dp.Bytes(), DQ: k.Precomputed.Dq.Bytes(), QI: k.Precomputed.Qinv.Bytes()}
 }
 
@@ -334,14 +334,14 @@ func TestImportKey(t *testing.T) {
 	oct.Kty = "oct"
 	for _, tc := range []struct {
 		name  string
-		jwk   JSONWebKey
+		jwk   keyhold.JSONWebKey
 		words []string
 	}{
 		{"no d", noD, []string{`no "d"`}},
 		{"1024 bits", jwkOf(small), []string{"1024 bits"}},
 		{"dp mismatch", badDP, []string{`"dp"`}},
 		{"oct", oct, []string{`"oct"`}},
-		{"empty", JSONWebKey{}, []string{`no "n"`}},
+		{"empty", keyhold.JSONWebKey{}, []string{`no "n"`}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			_, err := f.svc.ImportKey(as(officer), v.Name, "bad", tc.jwk, false, KeyAttributes{}, nil)

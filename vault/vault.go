@@ -126,6 +126,8 @@ type Service struct {
 	rec *crypt.RecordKey
 }
 
+var _ keyhold.VaultService = (*Service)(nil)
+
 // New returns a Service. Store and MasterKey are required; the Service
 // keeps its own copy of the master key. With cfg.HSM set it opens and logs
 // in to the token, and fails if it can't.

@@ -1,0 +1,81 @@
+package cli
+
+import (
+	"go/ast"
+	"go/parser"
+	"go/token"
+	"io/fs"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+// TestNoInterfaceAssertions fails if the commands type-assert a value to
+// an interface: Factory.Client returns the http package's Client, and each
+// command group converts it to the contract it needs, which the compiler
+// checks. An assertion would move that check to run time, where a missing
+// method is a failed command. Asserting to a concrete type (a writer to
+// *os.File, say) is not a contract and is allowed.
+func TestNoInterfaceAssertions(t *testing.T) {
+	// interfaces lists the interface types declared in a directory's
+	// non-test files.
+	interfaces := func(dir string) map[string]bool {
+		fset := token.NewFileSet()
+		pkgs, err := parser.ParseDir(fset, dir, func(fi fs.FileInfo) bool {
+			return !strings.HasSuffix(fi.Name(), "_test.go")
+		}, 0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		out := map[string]bool{}
+		for _, p := range pkgs {
+			ast.Inspect(p, func(n ast.Node) bool {
+				if ts, ok := n.(*ast.TypeSpec); ok {
+					if _, ok := ts.Type.(*ast.InterfaceType); ok {
+						out[ts.Name.Name] = true
+					}
+				}
+				return true
+			})
+		}
+		return out
+	}
+	// The packages whose interfaces the commands could assert to, by the
+	// names cli imports them as.
+	known := map[string]map[string]bool{"": interfaces("."), "keyhold": interfaces(".."), "khttp": interfaces(filepath.Join("..", "http"))}
+	// http declares no interface today (its contracts are the root's), so
+	// only the other two show that the parse works.
+	if len(known[""]) == 0 || !known["keyhold"]["CMKService"] {
+		t.Fatalf("found no interfaces to check against: is the parse broken? %v", known)
+	}
+	fset := token.NewFileSet()
+	pkgs, err := parser.ParseDir(fset, ".", func(fi fs.FileInfo) bool {
+		return !strings.HasSuffix(fi.Name(), "_test.go")
+	}, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, p := range pkgs {
+		ast.Inspect(p, func(n ast.Node) bool {
+			ta, ok := n.(*ast.TypeAssertExpr)
+			if !ok || ta.Type == nil { // x.(type) in a type switch
+				return true
+			}
+			bad := false
+			switch typ := ta.Type.(type) {
+			case *ast.InterfaceType:
+				bad = true
+			case *ast.Ident:
+				bad = known[""][typ.Name]
+			case *ast.SelectorExpr:
+				if pkg, ok := typ.X.(*ast.Ident); ok {
+					bad = known[pkg.Name][typ.Sel.Name]
+				}
+			}
+			if bad {
+				t.Errorf("%s: a type assertion to an interface; convert the http Client to the contract at compile time instead (see connect)", fset.Position(ta.Pos()))
+			}
+			return true
+		})
+	}
+}
