@@ -219,6 +219,9 @@ func Open(ctx context.Context, cfg Config) (*Platform, error) {
 		return nil, err
 	}
 	p.rec = rec
+	if err := p.sealAccessRecords(ctx); err != nil {
+		return nil, err
+	}
 	if cfg.Ops != nil && cfg.Vault != nil && cfg.CMK != nil {
 		p.ops, p.kv, p.cmk = cfg.Ops, cfg.Vault, cfg.CMK
 		p.registerKinds()
