@@ -20,6 +20,7 @@ const (
 	labelUserAccount    = "keyhold record user-account v1\x00"
 	labelRoleAssignment = "keyhold record role-assignment v1\x00"
 	labelDirectoryRole  = "keyhold record directory-role v1\x00"
+	labelVaultAccess    = "keyhold record vault-access v1\x00"
 )
 
 var _ keyhold.RecordSealer = (*RecordKey)(nil)
@@ -110,4 +111,35 @@ func (r *RecordKey) SealDirectoryRole(tenantID, principalID string, role keyhold
 func (r *RecordKey) CheckDirectoryRole(tenantID, principalID string, role keyhold.DirectoryRole, seal []byte) error {
 	return r.check(labelDirectoryRole, directoryRoleEncoding(tenantID, principalID, role), seal,
 		fmt.Sprintf("the directory role %s of principal %s in tenant %s", role, principalID, tenantID))
+}
+
+func vaultAccessEncoding(v *keyhold.Vault) []byte {
+	var e recordEncoder
+	e.str(v.Name)
+	e.str(v.TenantID)
+	e.bool(v.EnableRbacAuthorization)
+	e.int(int64(len(v.AccessPolicies)))
+	for _, p := range v.AccessPolicies {
+		e.str(p.TenantID)
+		e.str(p.ObjectID)
+		e.strs(p.Keys)
+	}
+	return e.b
+}
+
+// CheckVaultAccess returns keyhold.CodeRecordIntegrity unless who may use
+// v's keys (its authorization model, RBAC or access policies, and its
+// access policies) is as SealVault sealed it: an access policy added in
+// the database grants nothing.
+func (r *RecordKey) CheckVaultAccess(v *keyhold.Vault) error {
+	_, access := vaultSeals(v.MAC)
+	return r.check(labelVaultAccess, vaultAccessEncoding(v), access, "the access policies of vault "+v.Name)
+}
+
+// HasVaultAccessSeal reports whether v's MAC carries the seal of its
+// access (vaults sealed before it was added don't, until the upgrade's
+// sealing adds it).
+func HasVaultAccessSeal(v *keyhold.Vault) bool {
+	_, access := vaultSeals(v.MAC)
+	return access != nil
 }
