@@ -239,15 +239,29 @@ func vaultEncoding(v *keyhold.Vault) []byte {
 	return e.b
 }
 
-// SealVault sets v.MAC: it covers the vault's name, subscription, tenant,
-// soft-delete retention, purge protection, and deleted and scheduled-purge
-// dates (what customer-managed keys rely on).
-func (r *RecordKey) SealVault(v *keyhold.Vault) { v.MAC = r.mac(labelVault, vaultEncoding(v)) }
+// SealVault sets v.MAC: two seals, one over the vault's name,
+// subscription, tenant, soft-delete retention, purge protection, and
+// deleted and scheduled-purge dates (what customer-managed keys rely on),
+// one over who may use its keys (see SealVaultAccess in access.go).
+func (r *RecordKey) SealVault(v *keyhold.Vault) {
+	v.MAC = append(r.mac(labelVault, vaultEncoding(v)), r.mac(labelVaultAccess, vaultAccessEncoding(v))...)
+}
 
-// CheckVault returns keyhold.CodeRecordIntegrity unless v.MAC is
-// SealVault's seal of v.
+// vaultSeals splits a vault's MAC into its two seals: a vault sealed
+// before its access was sealed has only the first (access nil).
+func vaultSeals(mac []byte) (state, access []byte) {
+	if len(mac) != 2*recordSealSize {
+		return mac, nil
+	}
+	return mac[:recordSealSize], mac[recordSealSize:]
+}
+
+// CheckVault returns keyhold.CodeRecordIntegrity unless v's state is as
+// SealVault sealed it. It does not check who may use its keys:
+// CheckVaultAccess does.
 func (r *RecordKey) CheckVault(v *keyhold.Vault) error {
-	return r.check(labelVault, vaultEncoding(v), v.MAC, "vault "+v.Name)
+	state, _ := vaultSeals(v.MAC)
+	return r.check(labelVault, vaultEncoding(v), state, "vault "+v.Name)
 }
 
 func policyEncoding(p *keyhold.EnterprisePolicy) []byte {

@@ -90,3 +90,13 @@ func TestPutRowFollowsANewEpoch(t *testing.T) {
 		}
 	})
 }
+
+// SetRecordSealer and SealAccessRecords pass through to the wrapped store,
+// which seals access records (keyhold.SealingStore).
+func (s *triggerStore) SetRecordSealer(rs keyhold.RecordSealer, refused func(context.Context, []keyhold.RefusedRecord)) {
+	s.Store.(keyhold.SealingStore).SetRecordSealer(rs, refused)
+}
+
+func (s *triggerStore) SealAccessRecords(ctx context.Context, audit func(keyhold.Tx, string, string) error) (int, int, error) {
+	return s.Store.(keyhold.SealingStore).SealAccessRecords(ctx, audit)
+}

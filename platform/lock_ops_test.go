@@ -531,3 +531,13 @@ func TestRotationSkipsLockedEnvironments(t *testing.T) {
 		}
 	})
 }
+
+// SetRecordSealer and SealAccessRecords pass through to the wrapped store,
+// which seals access records (keyhold.SealingStore).
+func (s *lockTrigger) SetRecordSealer(rs keyhold.RecordSealer, refused func(context.Context, []keyhold.RefusedRecord)) {
+	s.Store.(keyhold.SealingStore).SetRecordSealer(rs, refused)
+}
+
+func (s *lockTrigger) SealAccessRecords(ctx context.Context, audit func(keyhold.Tx, string, string) error) (int, int, error) {
+	return s.Store.(keyhold.SealingStore).SealAccessRecords(ctx, audit)
+}

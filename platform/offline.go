@@ -3,6 +3,7 @@ package platform
 import (
 	"context"
 	"fmt"
+	"log/slog"
 	"slices"
 
 	"github.com/keyhold/keyhold"
@@ -65,10 +66,21 @@ func ResetBootstrapCredentials(ctx context.Context, store keyhold.Store, master 
 	if clock == nil {
 		clock = keyhold.SystemClock{}
 	}
+	// Seal the new secret like the server does (and, on a database no
+	// server of this version has started on yet, the records written
+	// before, which would otherwise be left unsealed for good).
+	rec, err := crypt.NewRecordKey(master)
+	if err != nil {
+		return nil, err
+	}
+	sealer := &core{store: store, rec: rec, clock: clock, log: slog.New(slog.DiscardHandler)}
+	if err := sealer.sealAccessRecords(ctx); err != nil {
+		return nil, err
+	}
 	now := clock.Now().UTC()
 	secret := crypt.NewClientSecret()
 	var creds *BootstrapCredentials
-	err := store.Update(ctx, func(tx keyhold.Tx) error {
+	err = store.Update(ctx, func(tx keyhold.Tx) error {
 		creds = nil
 		tenants, err := tx.ListTenants(ctx)
 		if err != nil {

@@ -162,6 +162,9 @@ func Open(ctx context.Context, cfg Config) (*Platform, error) {
 		return nil, err
 	}
 	p.rec = rec
+	if err := p.sealAccessRecords(ctx); err != nil {
+		return nil, err
+	}
 	pl := assemble(p)
 	pl.Tokens.tokTTL = cfg.TokenTTL
 	if pl.Tokens.tokTTL <= 0 {

@@ -3,6 +3,7 @@ package platform
 import (
 	"context"
 	"errors"
+	"fmt"
 	"slices"
 	"strings"
 	"time"
@@ -244,4 +245,43 @@ func jwtReason(err error) string {
 		return "not valid yet"
 	}
 	return "rejected"
+}
+
+// sealAccessRecords installs the record key as the store's sealer of
+// access records (keyhold.SealingStore): client secrets' and users'
+// password hashes, role assignments and directory roles are sealed as
+// they are written, and a record whose seal fails is treated as absent by
+// every read, so that a secret hash inserted into the database signs no
+// one in (the token endpoint answers as for a wrong secret) and an
+// inserted grant authorizes nothing. Each such record is logged at Error
+// level and audited (integrity.refused). Then, at the first start after
+// the upgrade, it seals the records written before (see
+// keyhold.SealingStore.SealAccessRecords), auditing each (integrity.seal).
+// A store that is not a SealingStore is refused: the platform would
+// otherwise trust whatever the database says about who may do what.
+func (p *core) sealAccessRecords(ctx context.Context) error {
+	ss, ok := p.store.(keyhold.SealingStore)
+	if !ok {
+		return keyhold.Errorf(keyhold.CodeInternal, "the store (%T) can't seal access records: use the sqlite or postgres store", p.store)
+	}
+	ss.SetRecordSealer(p.rec, func(ctx context.Context, rs []keyhold.RefusedRecord) {
+		for _, r := range rs {
+			p.auditTamper(ctx, r.TenantID, r.Target, "authentication or authorization with it", r.Err)
+		}
+	})
+	sealed, left, err := ss.SealAccessRecords(ctx, func(tx keyhold.Tx, tenant, target string) error {
+		return tx.AppendAudit(ctx, &keyhold.AuditEntry{At: p.clock.Now().UTC(), TenantID: tenant, ActorID: systemActorID,
+			Action: "integrity.seal", Target: target, Result: "Succeeded",
+			Detail: "sealed at the first start after the upgrade to sealed credentials and role assignments"})
+	})
+	if err != nil {
+		return fmt.Errorf("sealing the credentials and role assignments written before this version: %w", err)
+	}
+	if sealed > 0 {
+		p.log.WarnContext(ctx, "platform: sealed the credentials and role assignments written before this version; check the audit entries integrity.seal if the database may have been written by others before the upgrade", "records", sealed)
+	}
+	if left > 0 {
+		p.log.ErrorContext(ctx, "platform: credentials or role assignments have no integrity seal although this server seals every one it writes: they were written outside Keyhold and are ignored", "records", left)
+	}
+	return nil
 }

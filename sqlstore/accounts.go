@@ -2,6 +2,7 @@ package sqlstore
 
 import (
 	"context"
+	"database/sql"
 
 	"github.com/keyhold/keyhold"
 )
@@ -13,8 +14,9 @@ func (t *tx) CreateUserAccount(ctx context.Context, u *keyhold.UserAccount) erro
 	if err := checkTimes(u.UpdatedAt); err != nil {
 		return err
 	}
-	n, err := t.execN(ctx, `INSERT INTO user_accounts (principal_id, tenant_id, upn_key, upn, password_hash, updated_at) VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING`,
-		u.PrincipalID, u.TenantID, key(u.UserPrincipalName), u.UserPrincipalName, blob(u.PasswordHash), nanos(u.UpdatedAt))
+	mac := t.sealOrNil(func(rs keyhold.RecordSealer) []byte { return rs.SealUserAccount(u) })
+	n, err := t.execN(ctx, `INSERT INTO user_accounts (principal_id, tenant_id, upn_key, upn, password_hash, updated_at, mac) VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING`,
+		u.PrincipalID, u.TenantID, key(u.UserPrincipalName), u.UserPrincipalName, blob(u.PasswordHash), nanos(u.UpdatedAt), mac)
 	if err != nil {
 		if t.class(err) == ErrForeignKey {
 			return keyhold.Errorf(keyhold.CodeNotFound, "principal %q not found", u.PrincipalID).WithCause(err)
@@ -42,31 +44,73 @@ func scanUserAccount(sc scanner) (*keyhold.UserAccount, error) {
 	return u, err
 }
 
-// UserAccount returns a principal's user account, or CodeNotFound.
+// sealedUserAccountCols are userAccountCols and the seal.
+const sealedUserAccountCols = userAccountCols + `, mac`
+
+// sealedAccount is a user account as read, with its seal.
+type sealedAccount struct {
+	u   *keyhold.UserAccount
+	mac []byte
+}
+
+func scanSealedUserAccount(sc scanner) (sealedAccount, error) {
+	u := &keyhold.UserAccount{}
+	var mac []byte
+	err := sc.Scan(&u.PrincipalID, &u.TenantID, &u.UserPrincipalName, &u.PasswordHash, timeCol{&u.UpdatedAt}, &mac)
+	return sealedAccount{u, mac}, err
+}
+
+// checkAccount reports whether a's seal holds (or no sealer is
+// installed), recording it as refused otherwise (see access.go).
+func (t *tx) checkAccount(a sealedAccount) bool {
+	rs := t.sealer()
+	return rs == nil || t.keep(a.u.TenantID, "user account "+a.u.UserPrincipalName, rs.CheckUserAccount(a.u, a.mac))
+}
+
+// UserAccount returns a principal's user account, or CodeNotFound (also
+// for an account whose seal fails).
 func (t *tx) UserAccount(ctx context.Context, principalID string) (*keyhold.UserAccount, error) {
-	u, err := get(t, ctx, "get user account", scanUserAccount,
-		`SELECT `+userAccountCols+` FROM user_accounts WHERE principal_id = ?`, principalID)
+	a, err := get(t, ctx, "get user account", scanSealedUserAccount,
+		`SELECT `+sealedUserAccountCols+` FROM user_accounts WHERE principal_id = ?`, principalID)
+	if err == nil && !t.checkAccount(a) {
+		err = sql.ErrNoRows
+	}
 	if err != nil {
 		return nil, notFound(err, keyhold.Errorf(keyhold.CodeNotFound, "principal %q has no user account", principalID))
 	}
-	return u, nil
+	return a.u, nil
 }
 
 // UserAccountByUPN returns the account of a tenant with the given user
-// principal name (in any case), or CodeNotFound.
+// principal name (in any case), or CodeNotFound (also for an account whose
+// seal fails: it signs no one in).
 func (t *tx) UserAccountByUPN(ctx context.Context, tenantID, upn string) (*keyhold.UserAccount, error) {
-	u, err := get(t, ctx, "get user account by upn", scanUserAccount,
-		`SELECT `+userAccountCols+` FROM user_accounts WHERE tenant_id = ? AND upn_key = ?`, tenantID, key(upn))
+	a, err := get(t, ctx, "get user account by upn", scanSealedUserAccount,
+		`SELECT `+sealedUserAccountCols+` FROM user_accounts WHERE tenant_id = ? AND upn_key = ?`, tenantID, key(upn))
+	if err == nil && !t.checkAccount(a) {
+		err = sql.ErrNoRows
+	}
 	if err != nil {
 		return nil, notFound(err, keyhold.Errorf(keyhold.CodeNotFound, "no user %q in tenant %q", upn, tenantID))
 	}
-	return u, nil
+	return a.u, nil
 }
 
-// ListUserAccounts returns a tenant's user accounts by UPN.
+// ListUserAccounts returns a tenant's user accounts by UPN, leaving out
+// those whose seal fails.
 func (t *tx) ListUserAccounts(ctx context.Context, tenantID string) ([]*keyhold.UserAccount, error) {
-	return list(t, ctx, "list user accounts", scanUserAccount,
-		`SELECT `+userAccountCols+` FROM user_accounts WHERE tenant_id = ? ORDER BY upn_key`, tenantID)
+	as, err := list(t, ctx, "list user accounts", scanSealedUserAccount,
+		`SELECT `+sealedUserAccountCols+` FROM user_accounts WHERE tenant_id = ? ORDER BY upn_key`, tenantID)
+	if err != nil {
+		return nil, err
+	}
+	out := make([]*keyhold.UserAccount, 0, len(as))
+	for _, a := range as {
+		if t.checkAccount(a) {
+			out = append(out, a.u)
+		}
+	}
+	return out, nil
 }
 
 // DeletePrincipal deletes a principal and what hangs off it, or returns

@@ -2,6 +2,7 @@ package sqlstore
 
 import (
 	"context"
+	"database/sql"
 	"strings"
 
 	"github.com/keyhold/keyhold"
@@ -136,9 +137,10 @@ func (t *tx) CreateRoleAssignment(ctx context.Context, a *keyhold.RoleAssignment
 	if err := checkTimes(a.CreatedAt); err != nil {
 		return err
 	}
-	n, err := t.execN(ctx, `INSERT INTO role_assignments (id_key, id, scope_key, scope, role_definition_id, principal_id, principal_type, tenant_id, created_by, created_at)
-		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING`,
-		key(a.ID), a.ID, scopeKey(a.Scope), a.Scope, a.RoleDefinitionID, a.PrincipalID, a.PrincipalType, a.TenantID, a.CreatedBy, nanos(a.CreatedAt))
+	mac := t.sealOrNil(func(rs keyhold.RecordSealer) []byte { return rs.SealRoleAssignment(a) })
+	n, err := t.execN(ctx, `INSERT INTO role_assignments (id_key, id, scope_key, scope, role_definition_id, principal_id, principal_type, tenant_id, created_by, created_at, mac)
+		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING`,
+		key(a.ID), a.ID, scopeKey(a.Scope), a.Scope, a.RoleDefinitionID, a.PrincipalID, a.PrincipalType, a.TenantID, a.CreatedBy, nanos(a.CreatedAt), mac)
 	if err != nil {
 		return t.fail("create role assignment", err)
 	}
@@ -156,14 +158,38 @@ func scanRoleAssignment(sc scanner) (*keyhold.RoleAssignment, error) {
 	return a, err
 }
 
-// RoleAssignment returns a role assignment, or CodeNotFound.
+// sealedAssignment is a role assignment as read, with its seal.
+type sealedAssignment struct {
+	a   *keyhold.RoleAssignment
+	mac []byte
+}
+
+func scanSealedAssignment(sc scanner) (sealedAssignment, error) {
+	a := &keyhold.RoleAssignment{}
+	var mac []byte
+	err := sc.Scan(&a.ID, &a.Scope, &a.RoleDefinitionID, &a.PrincipalID, &a.PrincipalType, &a.TenantID, &a.CreatedBy, timeCol{&a.CreatedAt}, &mac)
+	return sealedAssignment{a, mac}, err
+}
+
+// checkAssignment reports whether s's seal holds (or no sealer is
+// installed), recording it as refused otherwise (see access.go).
+func (t *tx) checkAssignment(s sealedAssignment) bool {
+	rs := t.sealer()
+	return rs == nil || t.keep(s.a.TenantID, s.a.Scope+"/providers/Microsoft.Authorization/roleAssignments/"+s.a.ID, rs.CheckRoleAssignment(s.a, s.mac))
+}
+
+// RoleAssignment returns a role assignment, or CodeNotFound (also for one
+// whose seal fails).
 func (t *tx) RoleAssignment(ctx context.Context, id string) (*keyhold.RoleAssignment, error) {
-	a, err := get(t, ctx, "get role assignment", scanRoleAssignment,
-		`SELECT `+roleAssignmentCols+` FROM role_assignments WHERE id_key = ?`, key(id))
+	s, err := get(t, ctx, "get role assignment", scanSealedAssignment,
+		`SELECT `+roleAssignmentCols+`, mac FROM role_assignments WHERE id_key = ?`, key(id))
+	if err == nil && !t.checkAssignment(s) {
+		err = sql.ErrNoRows
+	}
 	if err != nil {
 		return nil, notFound(err, keyhold.Errorf(keyhold.CodeNotFound, "role assignment %q not found", id))
 	}
-	return a, nil
+	return s.a, nil
 }
 
 // DeleteRoleAssignment deletes a role assignment, or returns CodeNotFound.
@@ -178,7 +204,8 @@ func (t *tx) DeleteRoleAssignment(ctx context.Context, id string) error {
 	return nil
 }
 
-// ListRoleAssignments returns the assignments that match f, oldest first.
+// ListRoleAssignments returns the assignments that match f, oldest first,
+// leaving out those whose seal fails (see access.go).
 // Scope matches exactly (case-insensitively, ignoring a trailing '/'); use
 // keyhold.ScopeCovers on the results to find inherited assignments.
 func (t *tx) ListRoleAssignments(ctx context.Context, f keyhold.RoleAssignmentFilter) ([]*keyhold.RoleAssignment, error) {
@@ -193,6 +220,16 @@ func (t *tx) ListRoleAssignments(ctx context.Context, f keyhold.RoleAssignmentFi
 	if f.Scope != "" {
 		conds, args = append(conds, "scope_key = ?"), append(args, scopeKey(f.Scope))
 	}
-	return list(t, ctx, "list role assignments", scanRoleAssignment,
-		`SELECT `+roleAssignmentCols+` FROM role_assignments`+where(conds)+` ORDER BY created_at, id_key`, args...)
+	ss, err := list(t, ctx, "list role assignments", scanSealedAssignment,
+		`SELECT `+roleAssignmentCols+`, mac FROM role_assignments`+where(conds)+` ORDER BY created_at, id_key`, args...)
+	if err != nil {
+		return nil, err
+	}
+	out := make([]*keyhold.RoleAssignment, 0, len(ss))
+	for _, s := range ss {
+		if t.checkAssignment(s) {
+			out = append(out, s.a)
+		}
+	}
+	return out, nil
 }

@@ -176,8 +176,16 @@ func (t *tx) AddCredential(ctx context.Context, c *keyhold.Credential) error {
 	if err := checkTimes(c.CreatedAt, c.ExpiresAt); err != nil {
 		return err
 	}
-	n, err := t.execN(ctx, `INSERT INTO credentials (principal_id, secret_hash, created_at, expires_at) VALUES (?, ?, ?, ?) ON CONFLICT DO NOTHING`,
-		c.PrincipalID, blob(c.SecretHash), nanos(c.CreatedAt), nanos(c.ExpiresAt))
+	var mac any
+	if rs := t.sealer(); rs != nil {
+		tenant, err := t.principalTenant(ctx, c.PrincipalID)
+		if err != nil {
+			return t.fail("add credential", err)
+		}
+		mac = rs.SealCredential(tenant, c)
+	}
+	n, err := t.execN(ctx, `INSERT INTO credentials (principal_id, secret_hash, created_at, expires_at, mac) VALUES (?, ?, ?, ?, ?) ON CONFLICT DO NOTHING`,
+		c.PrincipalID, blob(c.SecretHash), nanos(c.CreatedAt), nanos(c.ExpiresAt), mac)
 	if err != nil {
 		if t.class(err) == ErrForeignKey {
 			return keyhold.Errorf(keyhold.CodeNotFound, "principal %q not found", c.PrincipalID).WithCause(err)
@@ -190,17 +198,40 @@ func (t *tx) AddCredential(ctx context.Context, c *keyhold.Credential) error {
 	return nil
 }
 
-func scanCredential(sc scanner) (*keyhold.Credential, error) {
+// sealedCredential is a credential as read, with its principal's tenant
+// and its seal.
+type sealedCredential struct {
+	c      *keyhold.Credential
+	tenant string
+	mac    []byte
+}
+
+func scanCredential(sc scanner) (sealedCredential, error) {
 	c := &keyhold.Credential{}
-	err := sc.Scan(&c.PrincipalID, &c.SecretHash, timeCol{&c.CreatedAt}, timeCol{&c.ExpiresAt})
-	return c, err
+	var r sealedCredential
+	err := sc.Scan(&c.PrincipalID, &r.tenant, &c.SecretHash, timeCol{&c.CreatedAt}, timeCol{&c.ExpiresAt}, &r.mac)
+	r.c = c
+	return r, err
 }
 
 // Credentials returns a principal's credentials, oldest first; none for an
-// unknown principal.
+// unknown principal. With a sealer, a credential whose seal fails is left
+// out (see access.go).
 func (t *tx) Credentials(ctx context.Context, principalID string) ([]*keyhold.Credential, error) {
-	return list(t, ctx, "list credentials", scanCredential,
-		`SELECT principal_id, secret_hash, created_at, expires_at FROM credentials WHERE principal_id = ? ORDER BY created_at, secret_hash`, principalID)
+	rs, err := list(t, ctx, "list credentials", scanCredential,
+		`SELECT c.principal_id, COALESCE(p.tenant_id, ''), c.secret_hash, c.created_at, c.expires_at, c.mac FROM credentials c LEFT JOIN principals p ON p.id = c.principal_id
+		WHERE c.principal_id = ? ORDER BY c.created_at, c.secret_hash`, principalID)
+	if err != nil {
+		return nil, err
+	}
+	sealer := t.sealer()
+	out := make([]*keyhold.Credential, 0, len(rs))
+	for _, r := range rs {
+		if sealer == nil || t.keep(r.tenant, "principal "+r.c.PrincipalID, sealer.CheckCredential(r.tenant, r.c, r.mac)) {
+			out = append(out, r.c)
+		}
+	}
+	return out, nil
 }
 
 // RemoveCredentials deletes a principal's credentials, so that none of its
@@ -218,8 +249,9 @@ func (t *tx) RemoveCredentials(ctx context.Context, principalID string) (int, er
 // ensure a role without reading first. An unknown tenant or principal is
 // CodeNotFound.
 func (t *tx) AssignDirectoryRole(ctx context.Context, tenantID, principalID string, role keyhold.DirectoryRole) error {
-	_, err := t.exec(ctx, `INSERT INTO directory_roles (tenant_id, principal_id, role) VALUES (?, ?, ?) ON CONFLICT DO NOTHING`,
-		tenantID, principalID, string(role))
+	mac := t.sealOrNil(func(rs keyhold.RecordSealer) []byte { return rs.SealDirectoryRole(tenantID, principalID, role) })
+	_, err := t.exec(ctx, `INSERT INTO directory_roles (tenant_id, principal_id, role, mac) VALUES (?, ?, ?, ?) ON CONFLICT DO NOTHING`,
+		tenantID, principalID, string(role), mac)
 	if err != nil {
 		if t.class(err) == ErrForeignKey {
 			return keyhold.Errorf(keyhold.CodeNotFound, "tenant %q or principal %q not found", tenantID, principalID).WithCause(err)
@@ -244,12 +276,30 @@ func (t *tx) RemoveDirectoryRole(ctx context.Context, tenantID, principalID stri
 }
 
 // DirectoryRoles returns the roles a principal holds in a tenant, sorted.
+// With a sealer, a role whose seal fails is left out (see access.go).
 func (t *tx) DirectoryRoles(ctx context.Context, tenantID, principalID string) ([]keyhold.DirectoryRole, error) {
-	return list(t, ctx, "list directory roles", func(sc scanner) (keyhold.DirectoryRole, error) {
+	type held struct {
+		role keyhold.DirectoryRole
+		mac  []byte
+	}
+	hs, err := list(t, ctx, "list directory roles", func(sc scanner) (held, error) {
 		var r string
-		err := sc.Scan(&r)
-		return keyhold.DirectoryRole(r), err
-	}, `SELECT role FROM directory_roles WHERE tenant_id = ? AND principal_id = ? ORDER BY role`, tenantID, principalID)
+		var mac []byte
+		err := sc.Scan(&r, &mac)
+		return held{keyhold.DirectoryRole(r), mac}, err
+	}, `SELECT role, mac FROM directory_roles WHERE tenant_id = ? AND principal_id = ? ORDER BY role`, tenantID, principalID)
+	if err != nil {
+		return nil, err
+	}
+	sealer := t.sealer()
+	out := make([]keyhold.DirectoryRole, 0, len(hs))
+	for _, h := range hs {
+		if sealer == nil || t.keep(tenantID, "principal "+principalID+" directory role "+string(h.role),
+			sealer.CheckDirectoryRole(tenantID, principalID, h.role, h.mac)) {
+			out = append(out, h.role)
+		}
+	}
+	return out, nil
 }
 
 // PutSealedKey stores a sealed key. It never replaces one: an existing id is

@@ -41,6 +41,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/keyhold/keyhold"
@@ -96,6 +97,9 @@ type Store struct {
 	d     Dialect
 	// rebound caches queries rewritten to numbered placeholders.
 	rebound sync.Map // string -> string
+	// access seals and checks access records (see access.go); nil
+	// until SetRecordSealer.
+	access atomic.Pointer[accessSealer]
 }
 
 var _ keyhold.Store = (*Store)(nil)
@@ -146,12 +150,17 @@ func (s *Store) Close() error {
 
 // View runs fn in a read-only transaction. Writes inside it fail.
 func (s *Store) View(ctx context.Context, fn func(keyhold.Tx) error) error {
+	// Refused records are reported after the transaction has ended (the
+	// deferred calls run last first), so that the report may write.
+	t := &tx{s: s}
+	defer t.reportRefused(ctx)
 	sqlTx, err := s.read.BeginTx(ctx, &s.d.ReadTx)
 	if err != nil {
 		return fmt.Errorf("%s: begin read transaction: %w", s.d.Name, err)
 	}
 	defer sqlTx.Rollback()
-	if err := fn(&tx{s: s, tx: sqlTx}); err != nil {
+	t.tx = sqlTx
+	if err := fn(t); err != nil {
 		return err
 	}
 	// Committing a read-only transaction ends it cleanly; nothing is written.
@@ -194,12 +203,15 @@ func (s *Store) Update(ctx context.Context, fn func(keyhold.Tx) error) error {
 }
 
 func (s *Store) update(ctx context.Context, fn func(keyhold.Tx) error) error {
+	t := &tx{s: s}
+	defer t.reportRefused(ctx) // after the rollback: see View
 	sqlTx, err := s.write.BeginTx(ctx, &s.d.WriteTx)
 	if err != nil {
 		return fmt.Errorf("%s: begin transaction: %w", s.d.Name, err)
 	}
 	defer sqlTx.Rollback()
-	if err := fn(&tx{s: s, tx: sqlTx}); err != nil {
+	t.tx = sqlTx
+	if err := fn(t); err != nil {
 		return err
 	}
 	if err := sqlTx.Commit(); err != nil {

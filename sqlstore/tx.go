@@ -13,6 +13,9 @@ import (
 type tx struct {
 	s  *Store
 	tx *sql.Tx
+	// refused collects the access records reads passed over because
+	// their seals failed, reported when the transaction ends.
+	refused []keyhold.RefusedRecord
 }
 
 var _ keyhold.Tx = (*tx)(nil)

@@ -125,7 +125,13 @@ func (s *Service) authorize(ctx context.Context, tx keyhold.Tx, c *call, op *ope
 		}
 		return v, nil
 	}
-	if !accessPolicyAllows(v, c.id, op.Permission) {
+	// An access policy counts only if the vault's access is as Keyhold
+	// sealed it: one added in the database grants nothing (and is
+	// audited as refused).
+	if err := s.rec.CheckVaultAccess(v); err != nil {
+		c.tamper = err
+	}
+	if c.tamper != nil || !accessPolicyAllows(v, c.id, op.Permission) {
 		return nil, &keyhold.Error{Code: keyhold.CodeForbidden, Inner: keyhold.InnerAccessDenied, Message: fmt.Sprintf(
 			"The user, group or application '%s' does not have keys %s permission on key vault '%s' (operation %s). "+
 				"To fix it, add the '%s' key permission to an access policy for object id %s.",

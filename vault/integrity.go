@@ -5,6 +5,7 @@ import (
 	"fmt"
 
 	"github.com/keyhold/keyhold"
+	"github.com/keyhold/keyhold/crypt"
 )
 
 // Record integrity (crypt.RecordKey). Every vault, key and key version the
@@ -89,6 +90,24 @@ func (s *Service) SealRecords(ctx context.Context) (int, error) {
 		}
 		var work []todo
 		sealed := false
+		// Vaults sealed before their access was sealed get the access
+		// seal once, while no vault has one yet: their state's seal
+		// must hold (it was written by Keyhold).
+		accessSealed := false
+		for _, v := range vaults {
+			accessSealed = accessSealed || crypt.HasVaultAccessSeal(v)
+		}
+		for _, v := range vaults {
+			if len(v.MAC) > 0 && !accessSealed && !crypt.HasVaultAccessSeal(v) && s.rec.CheckVault(v) == nil {
+				if err := s.updateVault(ctx, tx, v); err != nil {
+					return fmt.Errorf("sealing the access of %s: %w", v.ID(), err)
+				}
+				if err := s.systemAudit(ctx, tx, v.TenantID, "integrity.seal", v.ID(), "access policies sealed at the first start after the upgrade to sealed access policies"); err != nil {
+					return err
+				}
+				n++
+			}
+		}
 		for _, v := range vaults {
 			sealed = sealed || len(v.MAC) > 0
 			if len(v.MAC) == 0 {

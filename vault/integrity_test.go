@@ -2,6 +2,7 @@ package vault
 
 import (
 	"context"
+	"encoding/json"
 	"strings"
 	"testing"
 
@@ -164,5 +165,102 @@ func TestSealRecordsTogether(t *testing.T) {
 			t.Fatalf("sealed %d records in all, want 3", total)
 		}
 		must[*KeyBundle](t)(f.svc.GetKey(as(officer), v.Name, "cmk", ""))
+	})
+}
+
+// TestInsertedAccessPolicyGrantsNothing: an access policy granting the
+// stranger every key permission, added in the database to an
+// access-policy vault, or to an RBAC vault switched to access policies,
+// doesn't let it unwrap: the vault's access no longer matches its seal,
+// so no access policy of it counts (the legitimate ones neither, until
+// the record is restored), and the refusal is audited as
+// integrity.refused. Before the change, the legitimate policy works.
+func TestInsertedAccessPolicyGrantsNothing(t *testing.T) {
+	storetest.ForEachBackend(t, func(t *testing.T, open func(t *testing.T) keyhold.Store) {
+		f := newFixture(t, open)
+		for _, rbac := range []bool{false, true} {
+			name := "kv-ap-insert"
+			if rbac {
+				name = "kv-rbac-insert"
+			}
+			v := f.apVault(name, func(v *keyhold.Vault) { v.EnableRbacAuthorization = rbac })
+			if rbac {
+				f.grant(officer, keyhold.RoleKeyVaultCryptoOfficer, v.ID())
+			}
+			f.createKey(v.Name, "cmk")
+			_, ct := must2(t)(f.svc.WrapKey(as(officer), v.Name, "cmk", "", crypt.AlgRSAOAEP256, []byte("ek")))
+			if !rbac {
+				must2(t)(f.svc.UnwrapKey(as(officer), v.Name, "cmk", "", crypt.AlgRSAOAEP256, ct))
+			}
+			var stored *keyhold.Vault
+			f.update(func(tx keyhold.Tx) error {
+				var err error
+				stored, err = tx.Vault(context.Background(), v.Name)
+				return err
+			})
+			policies := append(stored.AccessPolicies, keyhold.AccessPolicy{TenantID: testTenant, ObjectID: stranger.PrincipalID, Keys: []string{"all"}})
+			js, err := json.Marshal(policies)
+			if err != nil {
+				t.Fatal(err)
+			}
+			storetest.Exec(t, f.store, `UPDATE vaults SET access_policies = ?, enable_rbac_authorization = ? WHERE name_key = ?`, string(js), false, name)
+
+			_, pt, err := f.svc.UnwrapKey(as(stranger), v.Name, "cmk", "", crypt.AlgRSAOAEP256, ct)
+			if pt != nil {
+				t.Fatalf("%s: the stranger unwrapped with an inserted access policy", name)
+			}
+			wantCode(t, err, keyhold.CodeForbidden, keyhold.InnerAccessDenied)
+			if e := f.lastAudit(t, "integrity.refused"); e.Result != keyhold.CodeRecordIntegrity || !strings.Contains(e.Detail, "access policies of vault "+name) {
+				t.Fatalf("audit of the refused access policies: %+v", e)
+			}
+			if e := f.lastAudit(t, "key.unwrap"); e.Result != keyhold.CodeForbidden || e.ActorID != stranger.PrincipalID {
+				t.Fatalf("audit of the refused unwrap: %+v", e)
+			}
+		}
+	})
+}
+
+// TestAccessSealAddedOnceAtUpgrade: vaults sealed before their access
+// policies were (one seal in the mac) get the access seal from
+// SealRecords, audited, while no vault has one; after that, a vault
+// without it stays without, and its access policies grant nothing.
+func TestAccessSealAddedOnceAtUpgrade(t *testing.T) {
+	storetest.ForEachBackend(t, func(t *testing.T, open func(t *testing.T) keyhold.Store) {
+		f := newFixture(t, open)
+		old := func(name string) {
+			t.Helper()
+			var v *keyhold.Vault
+			f.update(func(tx keyhold.Tx) error {
+				var err error
+				v, err = tx.Vault(context.Background(), name)
+				return err
+			})
+			storetest.Exec(t, f.store, `UPDATE vaults SET mac = ? WHERE name_key = ?`, v.MAC[:len(v.MAC)/2], name)
+		}
+		v := f.apVault("kv-old", nil)
+		f.createKey(v.Name, "cmk")
+		_, ct := must2(t)(f.svc.WrapKey(as(officer), v.Name, "cmk", "", crypt.AlgRSAOAEP256, []byte("ek")))
+		old(v.Name)
+		_, _, err := f.svc.UnwrapKey(as(officer), v.Name, "cmk", "", crypt.AlgRSAOAEP256, ct)
+		wantCode(t, err, keyhold.CodeForbidden, keyhold.InnerAccessDenied)
+
+		if n, err := f.svc.SealRecords(context.Background()); err != nil || n != 1 {
+			t.Fatalf("SealRecords = %d, %v; want 1 (the vault's access)", n, err)
+		}
+		if e := f.lastAudit(t, "integrity.seal"); e.Target != v.ID() {
+			t.Fatalf("audit of the sealing: %+v", e)
+		}
+		must2(t)(f.svc.UnwrapKey(as(officer), v.Name, "cmk", "", crypt.AlgRSAOAEP256, ct))
+
+		w := f.apVault("kv-later", nil)
+		old(w.Name)
+		if n, err := f.svc.SealRecords(context.Background()); err != nil || n != 0 {
+			t.Fatalf("SealRecords after the upgrade = %d, %v; want 0", n, err)
+		}
+		_, err = f.svc.CreateKey(as(officer), w.Name, "cmk", CreateKeyParams{Type: keyhold.KeyTypeRSA})
+		wantCode(t, err, keyhold.CodeForbidden, keyhold.InnerAccessDenied)
+		if e := f.lastAudit(t, "integrity.refused"); !strings.Contains(e.Detail, "kv-later") {
+			t.Fatalf("audit of the refused access policies: %+v", e)
+		}
 	})
 }

@@ -224,6 +224,10 @@ type call struct {
 	// audited is set by record, inside a transaction that commits a
 	// change together with its audit entry.
 	audited bool
+	// tamper is set when the call ignored a record that failed its
+	// integrity check (a vault's access policies changed in the
+	// database): do logs it and audits it as integrity.refused.
+	tamper error
 }
 
 // do runs fn as an audited call: unless fn recorded its success in its
@@ -242,7 +246,20 @@ func (s *Service) do(ctx context.Context, action, target string, fn func(c *call
 	}
 	// The outcome is recorded even if the caller has gone away meanwhile.
 	actx := context.WithoutCancel(ctx)
+	if c.tamper != nil {
+		s.log.Error("vault: ignored a record changed outside Keyhold", "action", action, "target", c.target, "err", keyhold.ErrorMessage(c.tamper))
+	}
 	aerr := s.store.Update(actx, func(tx keyhold.Tx) error {
+		if c.tamper != nil {
+			detail := keyhold.ErrorMessage(c.tamper)
+			if len(detail) > maxDetail {
+				detail = strings.ToValidUTF8(detail[:maxDetail], "")
+			}
+			if err := tx.AppendAudit(actx, &keyhold.AuditEntry{At: s.now(), TenantID: c.tenant, ActorID: systemActor, Action: "integrity.refused",
+				Target: c.target, Result: keyhold.CodeRecordIntegrity, Detail: detail}); err != nil {
+				return err
+			}
+		}
 		return tx.AppendAudit(actx, c.entry(s.now(), err))
 	})
 	if aerr != nil {
