@@ -168,15 +168,35 @@ func (b *trackedBody) slow() error {
 	return b.timedOut
 }
 
-// closeUnread ends the request's HTTP/1 connection if its body was not read
-// to the end, without reading the rest: net/http would otherwise read up
-// to 256 KiB of it when the request finishes, as slowly as the client
-// sends. The answer, already written, said "Connection: close".
+// closeUnreadBody ends the request's HTTP/1 connection if its body was
+// not read to the end. net/http would otherwise read up to 256 KiB of the
+// rest when the request finishes, before answering and as slowly as the
+// client sends. The answer, already written, said "Connection: close".
+//
+// The answer is flushed first, and then at most drainBytes more of the
+// body are read, within drainTime. Most clients send their whole body
+// before they read the answer. Closing a socket that still holds unread
+// data resets the connection, and a reset makes the client's kernel drop
+// an answer the client has not read yet, so without the drain a client
+// sending a slightly oversized form saw "connection reset" instead of the
+// 400 that says what to fix. The bounds keep the slow-body defence: a
+// slow or endless body is cut after drainTime, as before.
 func (w *recorder) closeUnreadBody(rc *nethttp.ResponseController) {
-	if w.closeUnread && w.body != nil && !w.body.sawEOF {
-		rc.SetReadDeadline(time.Now())
+	if !w.closeUnread || w.body == nil || w.body.sawEOF {
+		return
 	}
+	if w.body.ReadCloser != nil && rc.Flush() == nil {
+		rc.SetReadDeadline(time.Now().Add(drainTime))
+		io.Copy(io.Discard, io.LimitReader(w.body.ReadCloser, drainBytes))
+	}
+	rc.SetReadDeadline(time.Now())
 }
+
+// The bounds of closeUnreadBody's drain.
+const (
+	drainBytes = 256 << 10
+	drainTime  = time.Second
+)
 
 // rateWriter is an answer's writer that sets the write deadline before
 // each write to keep a minimum rate (streamed downloads).
