@@ -336,6 +336,30 @@ func TestRewrapProvesItself(t *testing.T) {
 	f.check(t, env.ID, c)
 }
 
+// TestRotationProvesItself: rotation, the path the attack of issue 10
+// took, proves its new copy too. A key whose new copy doesn't unwrap to
+// the key it wrapped is left where it is (the rotation goes on with the
+// others, and rewraps none here), so no wrapped key changes; with an
+// honest vault again, the environment serves under the version it had.
+func TestRotationProvesItself(t *testing.T) {
+	f := newCMKFixture(t, storetest.OpenSQLite(t), true)
+	w := newCustodyWorld(t, f, "kv-rot-liar")
+	honest := f.p.cmk
+	f.p.cmk = func(id *keyhold.Identity) keyhold.KeyWrapper { return lyingWrapper{keyprovider.NewBuiltin(f.kv, id)} }
+	if _, err := f.kv.RotateKey(f.ctx, w.v.Name, "k"); err != nil {
+		t.Fatal(err)
+	}
+	if n, err := f.p.PickUpRotations(context.Background()); err != nil || n != 1 {
+		t.Fatalf("PickUpRotations = %d, %v; want 1", n, err)
+	}
+	op := f.wait(t, f.operations(t, w.pol.ID())[0])
+	if op.State != keyhold.OperationSucceeded || op.Done != 0 {
+		t.Fatalf("rotation ended %s with %d rewrapped (%q); want it to end with none rewrapped", op.State, op.Done, op.ErrorMsg)
+	}
+	f.p.cmk = honest
+	w.unchanged(t, f)
+}
+
 // epochLiar unwraps honestly except the payloads of one epoch, which it
 // gives back with another key.
 type epochLiar struct {
