@@ -3,7 +3,6 @@ package platform
 import (
 	"context"
 	"fmt"
-	"strings"
 
 	"github.com/keyhold/keyhold"
 	"github.com/keyhold/keyhold/crypt"
@@ -133,9 +132,10 @@ func (p *core) auditTamper(ctx context.Context, tenant, target, what string, err
 	p.log.ErrorContext(ctx, "refused a record changed outside Keyhold", "action", what, "target", target, "err", keyhold.ErrorMessage(err))
 	actx := context.WithoutCancel(ctx)
 	aerr := p.store.Update(actx, func(tx keyhold.Tx) error {
-		return tx.AppendAudit(actx, &keyhold.AuditEntry{At: p.clock.Now().UTC(), TenantID: tenant, ActorID: systemActorID,
+		_, err := keyhold.Audit(actx, tx, keyhold.AuditEntry{At: p.clock.Now(), TenantID: tenant, ActorID: systemActorID,
 			Action: auditIntegrity, Target: target, Result: keyhold.CodeRecordIntegrity,
-			Detail: clipDetail(fmt.Sprintf("%s refused: %s", what, keyhold.ErrorMessage(err)))})
+			Detail: fmt.Sprintf("%s refused: %s", what, keyhold.ErrorMessage(err))})
+		return err
 	})
 	if aerr != nil {
 		p.log.ErrorContext(ctx, "writing the audit entry of a refused record failed", "target", target, "err", aerr)
@@ -145,15 +145,6 @@ func (p *core) auditTamper(ctx context.Context, tenant, target, what string, err
 // auditIntegrity is the audit action of a refusal to act on a record
 // that failed its integrity check.
 const auditIntegrity = "integrity.refused"
-
-// clipDetail bounds an audit detail, on a rune boundary.
-func clipDetail(s string) string {
-	const max = 1000
-	if len(s) <= max {
-		return s
-	}
-	return strings.ToValidUTF8(s[:max], "")
-}
 
 // isTamper reports whether err refuses a record that failed its integrity
 // check.

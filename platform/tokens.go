@@ -270,9 +270,10 @@ func (p *core) sealAccessRecords(ctx context.Context) error {
 		}
 	})
 	sealed, left, err := ss.SealAccessRecords(ctx, func(tx keyhold.Tx, tenant, target string) error {
-		return tx.AppendAudit(ctx, &keyhold.AuditEntry{At: p.clock.Now().UTC(), TenantID: tenant, ActorID: systemActorID,
-			Action: "integrity.seal", Target: target, Result: "Succeeded",
+		_, err := keyhold.Audit(ctx, tx, keyhold.AuditEntry{At: p.clock.Now(), TenantID: tenant, ActorID: systemActorID,
+			Action: "integrity.seal", Target: target,
 			Detail: "sealed at the first start after the upgrade to sealed credentials and role assignments"})
+		return err
 	})
 	if err != nil {
 		return fmt.Errorf("sealing the credentials and role assignments written before this version: %w", err)

@@ -251,12 +251,8 @@ func (s *Service) do(ctx context.Context, action, target string, fn func(c *call
 	}
 	aerr := s.store.Update(actx, func(tx keyhold.Tx) error {
 		if c.tamper != nil {
-			detail := keyhold.ErrorMessage(c.tamper)
-			if len(detail) > maxDetail {
-				detail = strings.ToValidUTF8(detail[:maxDetail], "")
-			}
-			if err := tx.AppendAudit(actx, &keyhold.AuditEntry{At: s.now(), TenantID: c.tenant, ActorID: systemActor, Action: "integrity.refused",
-				Target: c.target, Result: keyhold.CodeRecordIntegrity, Detail: detail}); err != nil {
+			if _, err := keyhold.Audit(actx, tx, keyhold.AuditEntry{At: s.now(), TenantID: c.tenant, ActorID: systemActor, Action: "integrity.refused",
+				Target: c.target, Result: keyhold.CodeRecordIntegrity, Detail: keyhold.ErrorMessage(c.tamper)}); err != nil {
 				return err
 			}
 		}
