@@ -132,7 +132,7 @@ func vaultAccessEncoding(v *keyhold.Vault) []byte {
 // access policies) is as SealVault sealed it: an access policy added in
 // the database grants nothing.
 func (r *RecordKey) CheckVaultAccess(v *keyhold.Vault) error {
-	_, access := vaultSeals(v.MAC)
+	_, access := twoSeals(v.MAC)
 	return r.check(labelVaultAccess, vaultAccessEncoding(v), access, "the access policies of vault "+v.Name)
 }
 
@@ -140,6 +140,6 @@ func (r *RecordKey) CheckVaultAccess(v *keyhold.Vault) error {
 // access (vaults sealed before it was added don't, until the upgrade's
 // sealing adds it).
 func HasVaultAccessSeal(v *keyhold.Vault) bool {
-	_, access := vaultSeals(v.MAC)
+	_, access := twoSeals(v.MAC)
 	return access != nil
 }

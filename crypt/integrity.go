@@ -199,8 +199,11 @@ func (r *RecordKey) SealKey(k *keyhold.Key) {
 	k.MAC = append(r.mac(labelKeyState, keyStateEncoding(k)), r.mac(labelKeyCurrent, keyCurrentEncoding(k))...)
 }
 
-// keySeals splits a key's MAC into its two seals (nil if malformed).
-func keySeals(mac []byte) (state, current []byte) {
+// twoSeals splits a MAC that holds two seals, as keys' (state, current
+// version) and vaults' (state, access) do. A MAC of one seal, as a vault
+// sealed before its access was, gives that seal first and nil second;
+// any other length fails both checks.
+func twoSeals(mac []byte) (first, second []byte) {
 	if len(mac) != 2*recordSealSize {
 		return mac, nil
 	}
@@ -212,7 +215,7 @@ func keySeals(mac []byte) (state, current []byte) {
 // check the current version: an operation on a named version needs only
 // this.
 func (r *RecordKey) CheckKeyState(k *keyhold.Key) error {
-	state, _ := keySeals(k.MAC)
+	state, _ := twoSeals(k.MAC)
 	return r.check(labelKeyState, keyStateEncoding(k), state, fmt.Sprintf("key %s in vault %s", k.Name, k.VaultName))
 }
 
@@ -222,7 +225,7 @@ func (r *RecordKey) CheckKey(k *keyhold.Key) error {
 	if err := r.CheckKeyState(k); err != nil {
 		return err
 	}
-	_, current := keySeals(k.MAC)
+	_, current := twoSeals(k.MAC)
 	return r.check(labelKeyCurrent, keyCurrentEncoding(k), current,
 		fmt.Sprintf("the current version (%q) of key %s in vault %s", k.CurrentVersion, k.Name, k.VaultName))
 }
@@ -247,20 +250,11 @@ func (r *RecordKey) SealVault(v *keyhold.Vault) {
 	v.MAC = append(r.mac(labelVault, vaultEncoding(v)), r.mac(labelVaultAccess, vaultAccessEncoding(v))...)
 }
 
-// vaultSeals splits a vault's MAC into its two seals: a vault sealed
-// before its access was sealed has only the first (access nil).
-func vaultSeals(mac []byte) (state, access []byte) {
-	if len(mac) != 2*recordSealSize {
-		return mac, nil
-	}
-	return mac[:recordSealSize], mac[recordSealSize:]
-}
-
 // CheckVault returns keyhold.CodeRecordIntegrity unless v's state is as
 // SealVault sealed it. It does not check who may use its keys:
 // CheckVaultAccess does.
 func (r *RecordKey) CheckVault(v *keyhold.Vault) error {
-	state, _ := vaultSeals(v.MAC)
+	state, _ := twoSeals(v.MAC)
 	return r.check(labelVault, vaultEncoding(v), state, "vault "+v.Name)
 }
 

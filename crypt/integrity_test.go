@@ -105,7 +105,7 @@ func TestRecordSealKinds(t *testing.T) {
 	// The current-version seal of key "kv"/"cmk"/"v1" is not a vault seal,
 	// nor a policy's, even over look-alike fields.
 	v := &keyhold.Vault{Name: "kv"}
-	_, v.MAC = keySeals(k.MAC)
+	_, v.MAC = twoSeals(k.MAC)
 	if err := r.CheckVault(v); keyhold.ErrorCode(err) != keyhold.CodeRecordIntegrity {
 		t.Fatalf("a key seal passed as a vault's: %v", err)
 	}
