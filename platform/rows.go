@@ -44,7 +44,10 @@ func (p *Environments) PutRow(ctx context.Context, envID, table, rowID string, d
 	if t := bytes.TrimSpace(data); len(t) == 0 || t[0] != '{' || !json.Valid(t) {
 		return nil, keyhold.Errorf(keyhold.CodeInvalidRequestContent, "a row must be a JSON object, like {\"name\":\"value\"}")
 	}
-	env, err := p.viewWriteAccess(ctx, id, envID)
+	// The restore check is the writing transaction's (writeAccess): a
+	// read pre-check of it would cost every write a query to refuse early
+	// only the rare write that meets a restore.
+	env, err := p.viewDataAccess(ctx, id, envID)
 	if err != nil {
 		return nil, err
 	}
@@ -64,12 +67,13 @@ func (p *Environments) PutRow(ctx context.Context, envID, table, rowID string, d
 			}
 		}
 		rec.Epoch = epoch
+		denied := false
 		err = p.store.Update(ctx, func(tx keyhold.Tx) error {
 			// Re-check in the writing transaction: the environment may have
 			// been disabled or re-keyed since the key was fetched.
 			cur, err := writeAccess(ctx, tx, id, envID)
-			if err != nil {
-				return err
+			if denied = err != nil; denied {
+				return err // a refusal (a restore's 409 too) is final, not a lost race
 			}
 			if cur.Epoch != rec.Epoch {
 				epoch = cur.Epoch
@@ -91,7 +95,7 @@ func (p *Environments) PutRow(ctx context.Context, envID, table, rowID string, d
 			}
 			return p.audit(ctx, tx, id, "row.put", rowTarget(env.ID, table, rowID), env.ID, "")
 		})
-		if keyhold.ErrorCode(err) != keyhold.CodeConflict || attempt >= maxCASRetries {
+		if denied || keyhold.ErrorCode(err) != keyhold.CodeConflict || attempt >= maxCASRetries {
 			break
 		}
 	}
@@ -158,21 +162,6 @@ func (p *Environments) DeleteRow(ctx context.Context, envID, table, rowID string
 		return keyhold.Errorf(keyhold.CodeRowNotFound, "row %q was not found in table %q of environment %s", rowID, table, envID)
 	}
 	return err
-}
-
-// viewWriteAccess checks, in its own read transaction, what writeAccess
-// will check again in the writing one: a write refused anyway is refused
-// before its key is fetched or its body read.
-func (p *Environments) viewWriteAccess(ctx context.Context, id *keyhold.Identity, envID string) (*keyhold.Environment, error) {
-	var env *keyhold.Environment
-	err := p.store.View(ctx, func(tx keyhold.Tx) error {
-		var err error
-		if env, err = dataAccess(ctx, tx, id, envID); err != nil {
-			return err
-		}
-		return refuseWhileRestoring(ctx, tx, env)
-	})
-	return env, err
 }
 
 // viewDataAccess runs dataAccess in its own read transaction.
