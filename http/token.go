@@ -37,6 +37,7 @@ var aadsts = map[string]int{
 	keyhold.CodeInvalidScope:         70011,
 	keyhold.CodeInvalidGrant:         50126,
 	keyhold.CodeSignInLocked:         aadstsLocked,
+	keyhold.CodeInvalidTenant:        90002,
 }
 
 // scopes lists the scopes a client may ask for, for messages.
@@ -157,7 +158,7 @@ func (s *Server) writeOAuthError(w nethttp.ResponseWriter, r *nethttp.Request, s
 		code = e.Inner
 	case code == keyhold.CodeInvalidClient:
 		status = nethttp.StatusUnauthorized
-	case code == keyhold.CodeUnsupportedGrantType, code == keyhold.CodeInvalidScope, code == keyhold.CodeInvalidRequest, code == keyhold.CodeInvalidGrant:
+	case code == keyhold.CodeUnsupportedGrantType, code == keyhold.CodeInvalidScope, code == keyhold.CodeInvalidRequest, code == keyhold.CodeInvalidGrant, code == keyhold.CodeInvalidTenant:
 		status = nethttp.StatusBadRequest
 	case status == nethttp.StatusServiceUnavailable:
 		code = "temporarily_unavailable"
