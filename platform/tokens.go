@@ -20,6 +20,7 @@ import (
 type Tokens struct {
 	*core
 	tokTTL time.Duration // the lifetime of access tokens
+	jtis   jtiCache      // client assertions already used (assertion.go)
 }
 
 // tokenClaims are the claims of an access token, named as Entra ID names
@@ -155,6 +156,9 @@ func (p *Tokens) IssueToken(ctx context.Context, tenantID, clientID, clientSecre
 		}
 		now := p.clock.Now()
 		for _, c := range creds {
+			if len(c.Certificate) > 0 {
+				continue // a certificate credential signs assertions; it is no secret
+			}
 			if crypt.CheckClientSecret(c.SecretHash, clientSecret) && (c.ExpiresAt.IsZero() || now.Before(c.ExpiresAt)) {
 				return nil
 			}
