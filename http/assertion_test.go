@@ -275,6 +275,14 @@ func TestAssertionRefusals(t *testing.T) {
 			t.Errorf("no Failed audit entry saying %q", h)
 		}
 	}
+	// A refused assertion does not spend its jti: the good assertion with
+	// the same jti is still taken.
+	jti := uuid.NewString()
+	wrongAud := with(func(c jwt.MapClaims) { c["jti"], c["aud"] = jti, "https://elsewhere.example/token" })
+	oauthAnswer(t, cf.post(t, assertion(t, jwt.SigningMethodPS256, cf.app.key, cf.app.cert, wrongAud)), 401, keyhold.CodeInvalidClient, 700027)
+	if a := cf.post(t, assertion(t, jwt.SigningMethodPS256, cf.app.key, cf.app.cert, with(func(c jwt.MapClaims) { c["jti"] = jti }))); a.status != 200 {
+		t.Fatalf("a good assertion with a refused one's jti: %d %s", a.status, a.body)
+	}
 	// RS256 with x5t (SHA-1), as ADFS-style clients send, works too.
 	if a := cf.post(t, assertion(t, jwt.SigningMethodRS256, cf.app.key, cf.app.cert, cf.claims())); a.status != 200 {
 		t.Fatalf("RS256 with x5t: %d %s", a.status, a.body)
