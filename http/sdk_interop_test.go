@@ -7,6 +7,7 @@ import (
 	"slices"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/Azure/azure-sdk-for-go/sdk/azcore"
 	"github.com/Azure/azure-sdk-for-go/sdk/azcore/arm"
@@ -345,4 +346,59 @@ func mustJSON(t *testing.T, s string, v any) {
 	if err := json.Unmarshal([]byte(s), v); err != nil {
 		t.Fatal(err)
 	}
+}
+
+// TestSDKDeploymentAsyncOperation: a deployment's PUT names its operation
+// in Azure-AsyncOperation, with Retry-After, as ARM's does; the status
+// there is the run's (Succeeded, or Failed with the error), and a run
+// replaced by a later PUT is no longer known.
+func TestSDKDeploymentAsyncOperation(t *testing.T) {
+	forEachSDKBackend(t, func(t *testing.T, sf *sdkFixture) {
+		tok := sf.mgmtToken(t)
+		sub := sf.creds.SubscriptionID
+		if a := sf.jsonCall(t, "PUT", "/subscriptions/"+sub+"/resourceGroups/rg1?api-version=2021-04-01", tok, `{"location":"westeurope"}`); a.status != 201 {
+			t.Fatalf("group: %d %s", a.status, a.body)
+		}
+		if a := sf.call(t, "POST", "/subscriptions/"+sub+"/providers/Microsoft.KeyVault/register?api-version=2021-04-01", tok, "", nil); a.status != 200 {
+			t.Fatalf("register: %d %s", a.status, a.body)
+		}
+		path := "/subscriptions/" + sub + "/resourceGroups/rg1/providers/Microsoft.Resources/deployments/d1"
+		deployVault := func(name string) answer {
+			return sf.jsonCall(t, "PUT", path+"?api-version=2024-03-01", tok, `{"properties":{"mode":"Incremental","template":{"$schema":"https://schema.management.azure.com/schemas/2019-04-01/deploymentTemplate.json#","contentVersion":"1.0.0.0",
+			  "resources":[{"type":"Microsoft.KeyVault/vaults","apiVersion":"2023-07-01","name":"`+name+`","location":"westeurope",
+			    "properties":{"tenantId":"[subscription().tenantId]","sku":{"family":"A","name":"standard"},"enableRbacAuthorization":true}}]}}}`)
+		}
+		status := func(a answer) (string, deploymentStatusJSON) {
+			t.Helper()
+			loc := a.header.Get("Azure-AsyncOperation")
+			if !strings.HasPrefix(loc, sf.url+path+"/operationStatuses/") || !strings.HasSuffix(loc, "?api-version=2024-03-01") || a.header.Get("Retry-After") == "" {
+				t.Fatalf("PUT answered %d with Azure-AsyncOperation %q, Retry-After %q", a.status, loc, a.header.Get("Retry-After"))
+			}
+			var st deploymentStatusJSON
+			sa := sf.call(t, "GET", strings.TrimPrefix(loc, sf.url), tok, "", nil)
+			if sa.status != 200 || json.Unmarshal(sa.body, &st) != nil {
+				t.Fatalf("operation status: %d %s", sa.status, sa.body)
+			}
+			return loc, st
+		}
+		first := deployVault("async-kv")
+		if first.status != 201 {
+			t.Fatalf("deployment: %d %s", first.status, first.body)
+		}
+		firstLoc, st := status(first)
+		if st.Status != keyhold.DeploymentSucceeded || st.Error != nil {
+			t.Fatalf("status = %+v", st)
+		}
+		sf.clock.Advance(time.Second)
+		// A second run whose vault name is invalid fails.
+		second := deployVault("x")
+		if second.status < 400 {
+			t.Fatalf("bad deployment: %d %s", second.status, second.body)
+		}
+		if a := sf.call(t, "GET", path+"?api-version=2024-03-01", tok, "", nil); !strings.Contains(string(a.body), `"provisioningState":"Failed"`) {
+			t.Fatalf("the failed deployment: %d %s", a.status, a.body)
+		}
+		// The first run's status is gone with it.
+		sf.call(t, "GET", strings.TrimPrefix(firstLoc, sf.url), tok, "", nil).wantError(t, 404, keyhold.CodeNotFound, "only its latest run")
+	})
 }
