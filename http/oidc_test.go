@@ -36,9 +36,9 @@ func (f *fixture) sdkCloud() cloud.Configuration {
 }
 
 // sdkClientOptions are the azcore options of every SDK client in these
-// tests: Keyhold's cloud, the test CA in the transport, no retries.
+// tests: Keyhold's cloud and the test CA in the transport, nothing else.
 func (f *fixture) sdkClientOptions() azcore.ClientOptions {
-	return azcore.ClientOptions{Cloud: f.sdkCloud(), Transport: f.raw, Retry: policy.RetryOptions{MaxRetries: -1}}
+	return azcore.ClientOptions{Cloud: f.sdkCloud(), Transport: f.raw}
 }
 
 // secretCredential is azidentity's client secret credential of the

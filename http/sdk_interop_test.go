@@ -90,9 +90,9 @@ func newSDKFixtureOn(t *testing.T, store keyhold.Store) *sdkFixture {
 }
 
 // armOptions are the resource manager clients' options: Keyhold's cloud
-// and CA, and nothing else but a fast poll.
+// and CA, nothing else.
 func (sf *sdkFixture) armOptions() *arm.ClientOptions {
-	return &arm.ClientOptions{ClientOptions: sf.sdkClientOptions(), DisableRPRegistration: true}
+	return &arm.ClientOptions{ClientOptions: sf.sdkClientOptions()}
 }
 
 // certCredential registers a certificate for the administrator and
