@@ -402,3 +402,41 @@ func TestSDKDeploymentAsyncOperation(t *testing.T) {
 		sf.call(t, "GET", strings.TrimPrefix(firstLoc, sf.url), tok, "", nil).wantError(t, 404, keyhold.CodeNotFound, "only its latest run")
 	})
 }
+
+// TestSDKRegistersProvider: with default options, the SDK registers a
+// resource provider that the subscription lacks (azcore's registration
+// policy, on 409 MissingSubscriptionRegistration) and retries: creating a
+// vault needs no registration beforehand.
+func TestSDKRegistersProvider(t *testing.T) {
+	sf := newSDKFixtureOn(t, storetest.OpenSQLite(t))
+	ctx := context.Background()
+	cred := sf.secretCredential(t)
+	groups, err := armresources.NewResourceGroupsClient(sf.creds.SubscriptionID, cred, sf.armOptions())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := groups.CreateOrUpdate(ctx, "auto-rg", armresources.ResourceGroup{Location: to.Ptr("westeurope")}, nil); err != nil {
+		t.Fatal(err)
+	}
+	vaults, err := armkeyvault.NewVaultsClient(sf.creds.SubscriptionID, cred, sf.armOptions())
+	if err != nil {
+		t.Fatal(err)
+	}
+	vp, err := vaults.BeginCreateOrUpdate(ctx, "auto-rg", "auto-kv", armkeyvault.VaultCreateOrUpdateParameters{Location: to.Ptr("westeurope"),
+		Properties: &armkeyvault.VaultProperties{TenantID: to.Ptr(sf.creds.TenantID), EnableRbacAuthorization: to.Ptr(true),
+			SKU: &armkeyvault.SKU{Family: to.Ptr(armkeyvault.SKUFamilyA), Name: to.Ptr(armkeyvault.SKUNameStandard)}}}, nil)
+	if err != nil {
+		t.Fatalf("BeginCreateOrUpdate without registration: %v", err)
+	}
+	if _, err := vp.PollUntilDone(ctx, pollFast); err != nil {
+		t.Fatal(err)
+	}
+	providers, err := armresources.NewProvidersClient(sf.creds.SubscriptionID, cred, sf.armOptions())
+	if err != nil {
+		t.Fatal(err)
+	}
+	p, err := providers.Get(ctx, keyhold.NamespaceKeyVault, nil)
+	if err != nil || *p.RegistrationState != "Registered" {
+		t.Fatalf("Microsoft.KeyVault = %+v, %v", p.Provider, err)
+	}
+}
