@@ -39,6 +39,9 @@ const (
 	// CodeSignInLocked: an account or source is locked out after failed
 	// sign-ins (429). Its Inner is the OAuth2 error to answer with.
 	CodeSignInLocked = "sign_in_locked"
+	// CodeInvalidTenant: the tenant named in an identity endpoint's path
+	// does not exist (400), as Entra ID answers (AADSTS90002).
+	CodeInvalidTenant = "invalid_tenant"
 
 	// Authentication (ClassUnauthorized, 401).
 	CodeUnauthorized = "Unauthorized"
@@ -167,6 +170,7 @@ var classes = map[string]Class{
 	CodeInvalidScope:          ClassInvalid,
 	CodeInvalidRequest:        ClassInvalid,
 	CodeInvalidGrant:          ClassInvalid,
+	CodeInvalidTenant:         ClassInvalid,
 
 	CodeInvalidClient: ClassUnauthorized,
 	CodeUnauthorized:  ClassUnauthorized,

@@ -43,9 +43,15 @@ type Principal struct {
 // Credential is a principal's client secret, kept only as a hash: client
 // secrets are 256-bit random values, so a SHA-256 hash is enough to make a
 // stolen database useless for signing in (no password stretching needed).
+//
+// A certificate credential has Certificate set (the X.509 DER of a
+// ClientCertificate, public); its SecretHash is then the certificate's
+// hash (crypt.HashClientCertificate), a value no client secret hashes to,
+// and it never matches a client secret.
 type Credential struct {
 	PrincipalID string
 	SecretHash  []byte
+	Certificate []byte
 	CreatedAt   time.Time
 	ExpiresAt   time.Time
 }

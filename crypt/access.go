@@ -17,6 +17,7 @@ import (
 // Labels of the access records.
 const (
 	labelCredential     = "keyhold record credential v1\x00"
+	labelCertificate    = "keyhold record credential-certificate v1\x00"
 	labelUserAccount    = "keyhold record user-account v1\x00"
 	labelRoleAssignment = "keyhold record role-assignment v1\x00"
 	labelDirectoryRole  = "keyhold record directory-role v1\x00"
@@ -34,15 +35,31 @@ func credentialEncoding(tenantID string, c *keyhold.Credential) []byte {
 	return e.b
 }
 
+// certificateEncoding is a certificate credential's: a client secret's
+// fields and the certificate, under a label of its own, so that the seals
+// of secrets written before certificates existed still hold.
+func certificateEncoding(tenantID string, c *keyhold.Credential) []byte {
+	e := recordEncoder{b: credentialEncoding(tenantID, c)}
+	e.bytes(c.Certificate)
+	return e.b
+}
+
 // SealCredential returns the seal of a client secret's record: its
-// principal, the principal's tenant, the secret's hash and its expiry.
+// principal, the principal's tenant, the secret's hash and its expiry; of
+// a certificate credential's, the certificate too.
 func (r *RecordKey) SealCredential(tenantID string, c *keyhold.Credential) []byte {
+	if len(c.Certificate) > 0 {
+		return r.mac(labelCertificate, certificateEncoding(tenantID, c))
+	}
 	return r.mac(labelCredential, credentialEncoding(tenantID, c))
 }
 
 // CheckCredential returns keyhold.CodeRecordIntegrity unless seal is
 // SealCredential's seal of c in tenantID.
 func (r *RecordKey) CheckCredential(tenantID string, c *keyhold.Credential, seal []byte) error {
+	if len(c.Certificate) > 0 {
+		return r.check(labelCertificate, certificateEncoding(tenantID, c), seal, "a client certificate of principal "+c.PrincipalID)
+	}
 	return r.check(labelCredential, credentialEncoding(tenantID, c), seal, "a client secret of principal "+c.PrincipalID)
 }
 

@@ -48,7 +48,7 @@ func (s *Server) eventRoutes() []route {
 		)
 	}
 	if s.Keys != nil {
-		rs = append(rs, route{Method: "GET", Pattern: "/common/discovery/v2.0/keys", Timeout: 10 * time.Second, Handler: s.signingKeys})
+		rs = append(rs, route{Method: "GET", Pattern: "/common/discovery/v2.0/keys", Timeout: 10 * time.Second, Identity: true, Handler: s.signingKeys})
 	}
 	return rs
 }
@@ -190,7 +190,7 @@ func parseSettingsPatch(body []byte) (keyhold.TenantSettingsPatch, error) {
 }
 
 // signingKeys: GET /common/discovery/v2.0/keys, Entra ID's JWKS route
-// for any tenant (a route per tenant would clash with ARM's paths).
+// for any tenant; each tenant's own is in oidc.go.
 // The keys are the platform's and do not depend on the tenant.
 func (s *Server) signingKeys(w nethttp.ResponseWriter, r *nethttp.Request) error {
 	w.Header().Set("Cache-Control", "public, max-age=3600")

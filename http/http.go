@@ -127,11 +127,15 @@ func (s *Server) Handler() nethttp.Handler {
 		if s.Registry != nil {
 			s.promHandler = promhttp.HandlerFor(s.Registry, promhttp.HandlerOpts{})
 		}
-		mux := nethttp.NewServeMux()
+		mux, idMux := nethttp.NewServeMux(), nethttp.NewServeMux()
 		for _, rt := range s.routes() {
-			mux.Handle(rt.Method+" "+rt.Pattern, s.wrap(rt))
+			m := mux
+			if rt.Identity {
+				m = idMux
+			}
+			m.Handle(rt.Method+" "+rt.Pattern, s.wrap(rt))
 		}
-		s.handler = &router{s: s, mux: mux}
+		s.handler = &router{s: s, mux: mux, identity: idMux}
 	})
 	return s.handler
 }
@@ -163,6 +167,11 @@ type route struct {
 	// OAuthErrors: errors are answered in Entra ID's OAuth2 shape rather
 	// than Azure's (the token endpoint).
 	OAuthErrors bool
+	// Identity: the route is one of the tenant's identity endpoints
+	// (/{tenantId}/…, oidc.go), served from a mux of their own that is
+	// consulted first: their patterns would otherwise conflict with the
+	// resource manager's /subscriptions/{path...}.
+	Identity bool
 	// Challenge, on a route with Auth, runs before the token is read. It
 	// may refuse the request; otherwise it returns the request (with what
 	// the handler needs in its context) and the WWW-Authenticate value
@@ -220,14 +229,15 @@ func (s *Server) routes() []route {
 	// The resource manager and key vault areas declare their routes in
 	// their own files (arm.go, directory.go, keyvault.go); each adds nothing while its
 	// services are unset.
-	return slices.Concat(core, s.armRoutes(), s.directoryRoutes(), s.keyVaultRoutes(), s.cmkRoutes(), s.lockRoutes(), s.policyRoutes(), s.eventRoutes(), s.backupRoutes())
+	return slices.Concat(core, s.armRoutes(), s.directoryRoutes(), s.keyVaultRoutes(), s.cmkRoutes(), s.lockRoutes(), s.policyRoutes(), s.eventRoutes(), s.backupRoutes(), s.oidcRoutes(), s.certificateRoutes())
 }
 
 // router answers requests that match no route with the Azure error body:
 // net/http.ServeMux would answer them in plain text.
 type router struct {
-	s   *Server
-	mux *nethttp.ServeMux
+	s        *Server
+	mux      *nethttp.ServeMux
+	identity *nethttp.ServeMux // the Identity routes, matched first
 }
 
 // probeMethods are tried to tell a 405 from a 404.
@@ -235,6 +245,10 @@ var probeMethods = []string{"GET", "PUT", "POST", "PATCH", "DELETE"}
 
 func (rt *router) ServeHTTP(w nethttp.ResponseWriter, r *nethttp.Request) {
 	r = canonicalizeARM(r) // ARM paths are case-insensitive (armpath.go)
+	if _, pattern := rt.identity.Handler(r); pattern != "" {
+		rt.identity.ServeHTTP(w, r)
+		return
+	}
 	if _, pattern := rt.mux.Handler(r); pattern != "" {
 		rt.mux.ServeHTTP(w, r)
 		return

@@ -11,6 +11,7 @@ package http
 //	GET    /subscriptions/{sub}/providers/Microsoft.PowerPlatform/enterprisePolicies                             {"value":[…]}
 //	PUT    /subscriptions/{sub}/resourceGroups/{rg}/providers/Microsoft.Resources/deployments/{name}             201 new, 200 again
 //	GET    …/deployments/{name}                                                                                   200
+//	GET    …/deployments/{name}/operationStatuses/{opId}                                                         200 {"status":…}, the PUT's Azure-AsyncOperation
 //
 // Any api-version is accepted (the Power Platform API's are 2020-10-30 and
 // 2020-10-30-preview). A deployment is done when PUT answers: its
@@ -23,6 +24,8 @@ package http
 import (
 	"encoding/json"
 	nethttp "net/http"
+	"net/url"
+	"strconv"
 	"time"
 
 	"github.com/keyhold/keyhold"
@@ -86,6 +89,7 @@ func (s *Server) policyRoutes() []route {
 		routes = append(routes,
 			r("PUT", deploymentPath, maxDeploymentBody, s.putDeployment),
 			r("GET", deploymentPath, 0, s.getDeployment),
+			r("GET", deploymentPath+"/operationStatuses/{opId}", 0, s.getDeploymentStatus),
 		)
 	}
 	return routes
@@ -274,7 +278,55 @@ func (s *Server) putDeployment(w nethttp.ResponseWriter, r *nethttp.Request) err
 	if err != nil {
 		return err
 	}
+	// A deployment is a long-running operation in ARM. Keyhold's ends
+	// before the answer (the body's provisioningState is final, which
+	// azcore's pollers take as done), but the answer still names the
+	// operation's status, as ARM's does, for clients that follow it.
+	status := s.baseURL(r) + d.ID() + "/operationStatuses/" + deploymentRunID(d)
+	if v := r.URL.Query().Get("api-version"); v != "" {
+		status += "?api-version=" + url.QueryEscape(v)
+	}
+	w.Header().Set("Azure-AsyncOperation", status)
+	w.Header().Set("Retry-After", "1")
 	writePut(w, created, toDeploymentJSON(d))
+	return nil
+}
+
+// deploymentRunID names a deployment's latest run: the time it ran.
+func deploymentRunID(d *keyhold.Deployment) string {
+	return strconv.FormatInt(d.UpdatedAt.UnixNano(), 10)
+}
+
+// deploymentStatusJSON is ARM's asynchronous operation status.
+type deploymentStatusJSON struct {
+	ID        string       `json:"id"`
+	Name      string       `json:"name"`
+	Status    string       `json:"status"`
+	StartTime string       `json:"startTime"`
+	EndTime   string       `json:"endTime"`
+	Error     *errorDetail `json:"error,omitempty"`
+}
+
+// getDeploymentStatus: GET …/deployments/{name}/operationStatuses/{opId},
+// the Azure-AsyncOperation of a deployment's PUT: the status of its
+// latest run. An earlier run, replaced by a later PUT, is not kept
+// (CodeNotFound).
+func (s *Server) getDeploymentStatus(w nethttp.ResponseWriter, r *nethttp.Request) error {
+	sub, rg, name := policyIDs(r)
+	d, err := s.Policies.Deployments.Deployment(r.Context(), sub, rg, name)
+	if err != nil {
+		return err
+	}
+	op := r.PathValue("opId")
+	if op != deploymentRunID(d) {
+		return keyhold.Errorf(keyhold.CodeNotFound, "deployment %s has no operation %q: only its latest run's status is kept (GET the deployment for its state)", name, keyhold.Clip(op))
+	}
+	at := d.UpdatedAt.UTC().Format(time.RFC3339Nano)
+	out := deploymentStatusJSON{ID: d.ID() + "/operationStatuses/" + op, Name: op, Status: d.ProvisioningState, StartTime: at, EndTime: at}
+	if d.ErrorCode != "" {
+		out.Error = &errorDetail{Code: d.ErrorCode, Message: d.ErrorMessage}
+	}
+	writeJSON(w, nethttp.StatusOK, out)
 	return nil
 }
 

@@ -473,7 +473,7 @@ func TestPolicyRoutesByService(t *testing.T) {
 	count := func(api PolicyAPI) (policies, deployments int) {
 		s := &Server{Policies: api}
 		for _, r := range s.policyRoutes() {
-			if r.Pattern == deploymentPath {
+			if strings.HasPrefix(r.Pattern, deploymentPath) {
 				deployments++
 			} else {
 				policies++
@@ -488,8 +488,8 @@ func TestPolicyRoutesByService(t *testing.T) {
 	}{
 		{"neither", PolicyAPI{}, 0, 0},
 		{"policies only", PolicyAPI{Service: pc}, 7, 0},
-		{"deployments only", PolicyAPI{Deployments: pc}, 0, 2},
-		{"both", PolicyAPI{Service: pc, Deployments: pc}, 7, 2},
+		{"deployments only", PolicyAPI{Deployments: pc}, 0, 3},
+		{"both", PolicyAPI{Service: pc, Deployments: pc}, 7, 3},
 	} {
 		if p, d := count(c.api); p != c.policies || d != c.deployments {
 			t.Errorf("%s: %d policy and %d deployment routes, want %d and %d", c.name, p, d, c.policies, c.deployments)

@@ -25,6 +25,8 @@ var pinnedStatuses = map[string]int{
 	// invalid_grant had no status (so 500) outside the token endpoint,
 	// which answers it 400: it has 400 everywhere now.
 	keyhold.CodeInvalidGrant: 400,
+	// invalid_tenant is new with the OpenID discovery (issue 11).
+	keyhold.CodeInvalidTenant: 400,
 
 	keyhold.CodeUnauthorized:  401,
 	keyhold.CodeInvalidToken:  401,

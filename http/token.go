@@ -5,6 +5,7 @@ import (
 	"fmt"
 	nethttp "net/http"
 	"net/url"
+	"strconv"
 	"strings"
 	"time"
 
@@ -37,6 +38,7 @@ var aadsts = map[string]int{
 	keyhold.CodeInvalidScope:         70011,
 	keyhold.CodeInvalidGrant:         50126,
 	keyhold.CodeSignInLocked:         aadstsLocked,
+	keyhold.CodeInvalidTenant:        90002,
 }
 
 // scopes lists the scopes a client may ask for, for messages.
@@ -75,6 +77,9 @@ func (s *Server) issueToken(w nethttp.ResponseWriter, r *nethttp.Request) error 
 	case grant != "client_credentials":
 		return keyhold.Errorf(keyhold.CodeUnsupportedGrantType, "grant_type %q is not supported: %s", keyhold.Clip(grant), grants)
 	}
+	if f.Has("client_assertion") || f.Has("client_assertion_type") {
+		return s.assertionGrant(w, r)
+	}
 	clientID, secret := f.Get("client_id"), f.Get("client_secret")
 	if u, p, ok := r.BasicAuth(); ok && clientID == "" && secret == "" {
 		// RFC 6749 2.3.1: both are form-encoded before Basic encoding.
@@ -85,7 +90,7 @@ func (s *Server) issueToken(w nethttp.ResponseWriter, r *nethttp.Request) error 
 		return missing("client_id", "send the application (client) id of the service principal")
 	}
 	if secret == "" {
-		return keyhold.Errorf(keyhold.CodeInvalidClient, "the request body must contain the parameter 'client_secret': send the service principal's client secret (client assertions are not supported)")
+		return keyhold.Errorf(keyhold.CodeInvalidClient, "the request body must contain the parameter 'client_secret' or 'client_assertion': send the service principal's client secret, or a client assertion signed by its certificate")
 	}
 	scope := f.Get("scope")
 	if scope == "" {
@@ -96,6 +101,49 @@ func (s *Server) issueToken(w nethttp.ResponseWriter, r *nethttp.Request) error 
 		return err
 	}
 	tok, err := s.Tokens.IssueToken(r.Context(), r.PathValue("tenantId"), clientID, secret, scope)
+	s.throttle.record(try, err)
+	if err != nil {
+		return err
+	}
+	writeToken(w, tok)
+	return nil
+}
+
+// clientAssertionType is the only client_assertion_type (RFC 7523).
+const clientAssertionType = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer"
+
+// assertionGrant answers grant_type=client_credentials proven by a client
+// assertion (a JWT signed by the application's certificate key), when the
+// token service takes them (keyhold.AssertionTokenIssuer). Wrong
+// assertions count against the sign-in limits as wrong secrets do.
+func (s *Server) assertionGrant(w nethttp.ResponseWriter, r *nethttp.Request) error {
+	f := r.PostForm
+	issuer, ok := s.Tokens.(keyhold.AssertionTokenIssuer)
+	if !ok {
+		return keyhold.Errorf(keyhold.CodeInvalidClient, "client assertions are not accepted by this server: send client_secret")
+	}
+	if t := f.Get("client_assertion_type"); t != clientAssertionType {
+		return keyhold.Errorf(keyhold.CodeInvalidRequest, "client_assertion_type %q is not supported: send %s with client_assertion", keyhold.Clip(t), clientAssertionType)
+	}
+	clientID, assertion := f.Get("client_id"), f.Get("client_assertion")
+	if clientID == "" {
+		return keyhold.Errorf(keyhold.CodeInvalidRequest, "the request body must contain the parameter 'client_id': send the application (client) id of the service principal")
+	}
+	if assertion == "" {
+		return keyhold.Errorf(keyhold.CodeInvalidRequest, "the request body must contain the parameter 'client_assertion': send a JWT signed by the application's certificate key")
+	}
+	if f.Get("client_secret") != "" {
+		return keyhold.Errorf(keyhold.CodeInvalidRequest, "send either client_secret or client_assertion, not both")
+	}
+	scope := f.Get("scope")
+	if scope == "" {
+		return keyhold.Errorf(keyhold.CodeInvalidRequest, "the request body must contain the parameter 'scope': use one of %s", scopes)
+	}
+	try := newSignIn(r, "app", r.PathValue("tenantId"), clientID, keyhold.CodeInvalidClient)
+	if err := s.throttle.admit(w, try); err != nil {
+		return err
+	}
+	tok, err := issuer.IssueAssertionToken(r.Context(), r.PathValue("tenantId"), clientID, assertion, scope)
 	s.throttle.record(try, err)
 	if err != nil {
 		return err
@@ -152,12 +200,18 @@ func (s *Server) writeOAuthError(w nethttp.ResponseWriter, r *nethttp.Request, s
 	e, internal := clientError(err)
 	code, status := e.Code, StatusOf(e.Code)
 	aadstsN, hasAADSTS := aadsts[e.Code]
+	if n, ok := strings.CutPrefix(e.Inner, "AADSTS"); ok {
+		// A refusal with an Entra ID number of its own (client assertions).
+		if v, err := strconv.Atoi(n); err == nil {
+			aadstsN, hasAADSTS = v, true
+		}
+	}
 	switch {
 	case code == keyhold.CodeSignInLocked: // throttled (ratelimit.go)
 		code = e.Inner
 	case code == keyhold.CodeInvalidClient:
 		status = nethttp.StatusUnauthorized
-	case code == keyhold.CodeUnsupportedGrantType, code == keyhold.CodeInvalidScope, code == keyhold.CodeInvalidRequest, code == keyhold.CodeInvalidGrant:
+	case code == keyhold.CodeUnsupportedGrantType, code == keyhold.CodeInvalidScope, code == keyhold.CodeInvalidRequest, code == keyhold.CodeInvalidGrant, code == keyhold.CodeInvalidTenant:
 		status = nethttp.StatusBadRequest
 	case status == nethttp.StatusServiceUnavailable:
 		code = "temporarily_unavailable"

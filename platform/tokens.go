@@ -20,16 +20,27 @@ import (
 type Tokens struct {
 	*core
 	tokTTL time.Duration // the lifetime of access tokens
+	jtis   jtiCache      // client assertions already used (assertion.go)
 }
 
 // tokenClaims are the claims of an access token, named as Entra ID names
 // them so that tools which read tokens find what they expect.
 type tokenClaims struct {
 	jwt.RegisteredClaims
-	TenantID string `json:"tid"`
-	ObjectID string `json:"oid"`
-	AppID    string `json:"appid,omitempty"`
-	IDType   string `json:"idtyp"`
+	// Aud is the one audience, a JSON string as Entra ID sends it (some
+	// verifiers read aud only as a string); it shadows the embedded
+	// Audience, which jwt would write as an array.
+	Aud      audClaim `json:"aud"`
+	TenantID string   `json:"tid"`
+	ObjectID string   `json:"oid"`
+	AppID    string   `json:"appid,omitempty"`
+	// AZP is the v2.0 name of appid (the client the token was issued
+	// to); both are sent, as services read either.
+	AZP    string `json:"azp,omitempty"`
+	IDType string `json:"idtyp"`
+	// Version is "2.0": the issuer is the v2.0 one
+	// ({base}/{tenant}/v2.0), and Entra ID pairs them so.
+	Version string `json:"ver"`
 	// UPN is a user's sign-in name, as Entra ID's "upn" claim.
 	UPN string `json:"upn,omitempty"`
 	// PType is the principal's type (keyhold.PrincipalType): Entra ID's
@@ -38,12 +49,46 @@ type tokenClaims struct {
 	PType string `json:"keyhold_ptype,omitempty"`
 }
 
+// audClaim is the aud claim: written as a string, read as a string or,
+// from tokens issued before it was a string, a one-element array.
+type audClaim string
+
+func (a *audClaim) UnmarshalJSON(b []byte) error {
+	var s jwt.ClaimStrings
+	if err := s.UnmarshalJSON(b); err != nil {
+		return err
+	}
+	if len(s) != 1 {
+		return errors.New("the token must name exactly one audience")
+	}
+	*a = audClaim(s[0])
+	return nil
+}
+
 var audiences = []keyhold.Audience{keyhold.AudienceManagement, keyhold.AudienceVault, keyhold.AudiencePowerApps}
+
+// oidcScopes are the OpenID Connect scopes MSAL adds to every request
+// ("openid offline_access profile"); an access token's audience comes from
+// the one resource scope beside them.
+var oidcScopes = []string{"openid", "offline_access", "profile", "email"}
 
 // audienceForScope maps an OAuth2 scope ("<resource>/.default") to its
 // audience. A trailing slash on the resource is accepted, as Entra does.
+// The scope may be a space-separated list, as MSAL sends it: the OpenID
+// Connect scopes in it are ignored, and exactly one resource scope must
+// remain.
 func audienceForScope(scope string) (keyhold.Audience, bool) {
-	res, ok := strings.CutSuffix(strings.TrimSpace(scope), "/.default")
+	var resource string
+	for _, sc := range strings.Fields(scope) {
+		if slices.Contains(oidcScopes, sc) {
+			continue
+		}
+		if resource != "" {
+			return "", false // two resources: Entra refuses them too
+		}
+		resource = sc
+	}
+	res, ok := strings.CutSuffix(resource, "/.default")
 	if !ok {
 		return "", false
 	}
@@ -57,7 +102,36 @@ func audienceForScope(scope string) (keyhold.Audience, bool) {
 }
 
 func (p *Tokens) issuerFor(tenantID string) string {
-	return strings.TrimSuffix(p.issuer, "/") + "/" + tenantID + "/v2.0"
+	return p.authorityFor(tenantID) + "/v2.0"
+}
+
+// authorityFor is the URL under which tenantID's identity endpoints are
+// served: the issuer base followed by the tenant id.
+func (p *Tokens) authorityFor(tenantID string) string {
+	return strings.TrimSuffix(p.issuer, "/") + "/" + tenantID
+}
+
+// OpenIDTenant returns the issuer and authority of a tenant
+// (keyhold.OpenIDProvider). A tenant id that names no tenant, including
+// one that is not a GUID, is CodeInvalidTenant, with Entra ID's words.
+func (p *Tokens) OpenIDTenant(ctx context.Context, tenantID string) (*keyhold.OpenIDTenant, error) {
+	notFound := keyhold.Errorf(keyhold.CodeInvalidTenant, "Tenant '%s' not found. Check that the tenant id in the authority URL is the directory (tenant) id of a Keyhold tenant; `keyhold login` prints it.", keyhold.Clip(tenantID))
+	id, err := uuid.Parse(tenantID)
+	if err != nil || id.String() != strings.ToLower(tenantID) {
+		return nil, notFound
+	}
+	tenantID = id.String()
+	err = p.store.View(ctx, func(tx keyhold.Tx) error {
+		_, err := tx.Tenant(ctx, tenantID)
+		return err
+	})
+	switch {
+	case keyhold.IsNotFound(err):
+		return nil, notFound
+	case err != nil:
+		return nil, err
+	}
+	return &keyhold.OpenIDTenant{TenantID: tenantID, Issuer: p.issuerFor(tenantID), Authority: p.authorityFor(tenantID)}, nil
 }
 
 // IssueToken checks a client-credentials grant and returns a signed token.
@@ -82,6 +156,9 @@ func (p *Tokens) IssueToken(ctx context.Context, tenantID, clientID, clientSecre
 		}
 		now := p.clock.Now()
 		for _, c := range creds {
+			if len(c.Certificate) > 0 {
+				continue // a certificate credential signs assertions; it is no secret
+			}
 			if crypt.CheckClientSecret(c.SecretHash, clientSecret) && (c.ExpiresAt.IsZero() || now.Before(c.ExpiresAt)) {
 				return nil
 			}
@@ -108,20 +185,26 @@ func (p *Tokens) mint(pr *keyhold.Principal, upn string, aud keyhold.Audience) (
 		RegisteredClaims: jwt.RegisteredClaims{
 			Issuer:    p.issuerFor(pr.TenantID),
 			Subject:   pr.ID,
-			Audience:  jwt.ClaimStrings{string(aud)},
 			ExpiresAt: jwt.NewNumericDate(now.Add(p.tokTTL)),
 			NotBefore: jwt.NewNumericDate(now),
 			IssuedAt:  jwt.NewNumericDate(now),
 			ID:        uuid.NewString(),
 		},
+		Aud:      audClaim(aud),
 		TenantID: pr.TenantID,
 		ObjectID: pr.ID,
 		AppID:    pr.AppID,
+		AZP:      pr.AppID,
 		IDType:   idType,
+		Version:  "2.0",
 		UPN:      upn,
 		PType:    string(pr.Type),
 	}
-	signed, err := jwt.NewWithClaims(jwt.SigningMethodES256, claims).SignedString(p.signer)
+	tok := jwt.NewWithClaims(jwt.SigningMethodES256, claims)
+	// The key set at {authority}/discovery/v2.0/keys names the key by
+	// this kid, so that a verifier picks it as it does Entra ID's.
+	tok.Header["kid"] = p.signingKID()
+	signed, err := tok.SignedString(p.signer)
 	if err != nil {
 		return nil, err
 	}
@@ -214,7 +297,7 @@ func (p *Tokens) Authenticate(ctx context.Context, bearer string) (*keyhold.Iden
 			claims.ExpiresAt.UTC().Format(time.RFC3339))
 	case err != nil:
 		return nil, keyhold.Errorf(keyhold.CodeInvalidToken, "the access token is not valid (%s): get a new one from POST /{tenantId}/oauth2/v2.0/token", jwtReason(err))
-	case claims.Issuer != p.issuerFor(claims.TenantID) || len(claims.Audience) != 1:
+	case claims.Issuer != p.issuerFor(claims.TenantID) || claims.Aud == "":
 		return nil, keyhold.Errorf(keyhold.CodeInvalidToken, "the access token was not issued by this server: get one from its token endpoint")
 	}
 	typ := keyhold.PrincipalType(claims.PType)
@@ -230,7 +313,7 @@ func (p *Tokens) Authenticate(ctx context.Context, bearer string) (*keyhold.Iden
 		PrincipalID: claims.ObjectID,
 		AppID:       claims.AppID,
 		Type:        typ,
-		Audience:    keyhold.Audience(claims.Audience[0]),
+		Audience:    keyhold.Audience(claims.Aud),
 	}, nil
 }
 

@@ -239,7 +239,7 @@ func (p *Events) SigningKeys() []keyhold.JWK {
 }
 
 // signerXY returns the signing key's coordinates, base64url, 32 bytes each.
-func (p *Events) signerXY() (string, string) {
+func (p *core) signerXY() (string, string) {
 	pub, err := p.signer.PublicKey.Bytes() // 0x04 | X | Y
 	if err != nil {
 		// P-256 keys always encode; an error means a broken key.
@@ -251,7 +251,7 @@ func (p *Events) signerXY() (string, string) {
 
 // signingKID is the RFC 7638 thumbprint of the signing key: stable, and
 // derived from the public key alone.
-func (p *Events) signingKID() string {
+func (p *core) signingKID() string {
 	x, y := p.signerXY()
 	// The members in lexicographic order, no spaces, as RFC 7638 requires.
 	sum := sha256.Sum256([]byte(`{"crv":"P-256","kty":"EC","x":"` + x + `","y":"` + y + `"}`))

@@ -120,11 +120,11 @@ func (s *Store) SealAccessRecords(ctx context.Context, audit func(tx keyhold.Tx,
 		creds, err := list(t, ctx, "seal access records", func(sc scanner) (todo, error) {
 			c := &keyhold.Credential{}
 			var tenant string
-			err := sc.Scan(&c.PrincipalID, &tenant, &c.SecretHash, timeCol{&c.ExpiresAt})
+			err := sc.Scan(&c.PrincipalID, &tenant, &c.SecretHash, timeCol{&c.ExpiresAt}, &c.Certificate)
 			return todo{tenant, "principal " + c.PrincipalID + " client secret",
 				`UPDATE credentials SET mac = ? WHERE principal_id = ? AND secret_hash = ?`,
 				[]any{rs.SealCredential(tenant, c), c.PrincipalID, blob(c.SecretHash)}}, err
-		}, `SELECT c.principal_id, COALESCE(p.tenant_id, ''), c.secret_hash, c.expires_at FROM credentials c LEFT JOIN principals p ON p.id = c.principal_id WHERE c.mac IS NULL`)
+		}, `SELECT c.principal_id, COALESCE(p.tenant_id, ''), c.secret_hash, c.expires_at, c.certificate FROM credentials c LEFT JOIN principals p ON p.id = c.principal_id WHERE c.mac IS NULL`)
 		if err != nil {
 			return err
 		}

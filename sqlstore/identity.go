@@ -184,8 +184,12 @@ func (t *tx) AddCredential(ctx context.Context, c *keyhold.Credential) error {
 		}
 		mac = rs.SealCredential(tenant, c)
 	}
-	n, err := t.execN(ctx, `INSERT INTO credentials (principal_id, secret_hash, created_at, expires_at, mac) VALUES (?, ?, ?, ?, ?) ON CONFLICT DO NOTHING`,
-		c.PrincipalID, blob(c.SecretHash), nanos(c.CreatedAt), nanos(c.ExpiresAt), mac)
+	var cert any
+	if len(c.Certificate) > 0 {
+		cert = blob(c.Certificate)
+	}
+	n, err := t.execN(ctx, `INSERT INTO credentials (principal_id, secret_hash, created_at, expires_at, mac, certificate) VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING`,
+		c.PrincipalID, blob(c.SecretHash), nanos(c.CreatedAt), nanos(c.ExpiresAt), mac, cert)
 	if err != nil {
 		if t.class(err) == ErrForeignKey {
 			return keyhold.Errorf(keyhold.CodeNotFound, "principal %q not found", c.PrincipalID).WithCause(err)
@@ -209,7 +213,7 @@ type sealedCredential struct {
 func scanCredential(sc scanner) (sealedCredential, error) {
 	c := &keyhold.Credential{}
 	var r sealedCredential
-	err := sc.Scan(&c.PrincipalID, &r.tenant, &c.SecretHash, timeCol{&c.CreatedAt}, timeCol{&c.ExpiresAt}, &r.mac)
+	err := sc.Scan(&c.PrincipalID, &r.tenant, &c.SecretHash, timeCol{&c.CreatedAt}, timeCol{&c.ExpiresAt}, &r.mac, &c.Certificate)
 	r.c = c
 	return r, err
 }
@@ -219,7 +223,7 @@ func scanCredential(sc scanner) (sealedCredential, error) {
 // out (see access.go).
 func (t *tx) Credentials(ctx context.Context, principalID string) ([]*keyhold.Credential, error) {
 	rs, err := list(t, ctx, "list credentials", scanCredential,
-		`SELECT c.principal_id, COALESCE(p.tenant_id, ''), c.secret_hash, c.created_at, c.expires_at, c.mac FROM credentials c LEFT JOIN principals p ON p.id = c.principal_id
+		`SELECT c.principal_id, COALESCE(p.tenant_id, ''), c.secret_hash, c.created_at, c.expires_at, c.mac, c.certificate FROM credentials c LEFT JOIN principals p ON p.id = c.principal_id
 		WHERE c.principal_id = ? ORDER BY c.created_at, c.secret_hash`, principalID)
 	if err != nil {
 		return nil, err
