@@ -15,7 +15,7 @@ import (
 // DeleteKey soft-deletes a key; the bundle carries its deleted dates. It
 // stays recoverable until ScheduledPurgeAt, the deletion date plus the
 // vault's retention.
-func (s *Service) DeleteKey(ctx context.Context, vault, name string) (*KeyBundle, error) {
+func (s *Keys) DeleteKey(ctx context.Context, vault, name string) (*KeyBundle, error) {
 	var out *KeyBundle
 	err := s.keyOp(ctx, opDeleteKey, vault, name, func(c *call) error {
 		return s.store.Update(ctx, func(tx keyhold.Tx) error {
@@ -37,7 +37,7 @@ func (s *Service) DeleteKey(ctx context.Context, vault, name string) (*KeyBundle
 }
 
 // GetDeletedKey returns a soft-deleted key (its current version).
-func (s *Service) GetDeletedKey(ctx context.Context, vault, name string) (*KeyBundle, error) {
+func (s *Keys) GetDeletedKey(ctx context.Context, vault, name string) (*KeyBundle, error) {
 	var out *KeyBundle
 	err := s.keyOp(ctx, opGetDeletedKey, vault, name, func(c *call) error {
 		return s.store.View(ctx, func(tx keyhold.Tx) error {
@@ -53,7 +53,7 @@ func (s *Service) GetDeletedKey(ctx context.Context, vault, name string) (*KeyBu
 }
 
 // RecoverDeletedKey undeletes a key, with all its versions.
-func (s *Service) RecoverDeletedKey(ctx context.Context, vault, name string) (*KeyBundle, error) {
+func (s *Keys) RecoverDeletedKey(ctx context.Context, vault, name string) (*KeyBundle, error) {
 	var out *KeyBundle
 	err := s.keyOp(ctx, opRecoverKey, vault, name, func(c *call) error {
 		return s.store.Update(ctx, func(tx keyhold.Tx) error {
@@ -76,7 +76,7 @@ func (s *Service) RecoverDeletedKey(ctx context.Context, vault, name string) (*K
 // PurgeDeletedKey destroys a soft-deleted key and its versions (and their
 // token objects). Refused under purge protection until ScheduledPurgeAt
 // (CodeForbidden).
-func (s *Service) PurgeDeletedKey(ctx context.Context, vault, name string) error {
+func (s *Keys) PurgeDeletedKey(ctx context.Context, vault, name string) error {
 	var objs [][]byte
 	err := s.keyOp(ctx, opPurgeKey, vault, name, func(c *call) error {
 		return s.store.Update(ctx, func(tx keyhold.Tx) error {
@@ -112,7 +112,7 @@ func (s *Service) PurgeDeletedKey(ctx context.Context, vault, name string) error
 // PurgeExpired purges soft-deleted vaults and keys past ScheduledPurgeAt,
 // purge protection or not, and returns how many it purged. It keeps going
 // past a failure and returns every error it met.
-func (s *Service) PurgeExpired(ctx context.Context) (int, error) {
+func (s *Keys) PurgeExpired(ctx context.Context) (int, error) {
 	now := s.now()
 	var vaults, live []*keyhold.Vault
 	err := s.store.View(ctx, func(tx keyhold.Tx) error {
