@@ -103,3 +103,59 @@ func TestServiceSize(t *testing.T) {
 		}
 	}
 }
+
+// TestNoRootAliases: a service package uses the root's contract types
+// under their own names (issue 9) rather than re-exporting them under an
+// alias (`type KeyBundle = keyhold.KeyBundle`, `const X = keyhold.Y`), so
+// that a caller names each type one way.
+func TestNoRootAliases(t *testing.T) {
+	for _, pkg := range servicePackages {
+		names, err := filepath.Glob(filepath.Join(pkg.dir, "*.go"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		fset := token.NewFileSet()
+		for _, name := range names {
+			if strings.HasSuffix(name, "_test.go") {
+				continue
+			}
+			f, err := parser.ParseFile(fset, name, nil, parser.SkipObjectResolution)
+			if err != nil {
+				t.Fatal(err)
+			}
+			for _, d := range f.Decls {
+				gd, ok := d.(*ast.GenDecl)
+				if !ok {
+					continue
+				}
+				for _, sp := range gd.Specs {
+					switch sp := sp.(type) {
+					case *ast.TypeSpec:
+						if sp.Assign.IsValid() && isRootSelector(sp.Type) {
+							t.Errorf("%s: type %s aliases a root type: use keyhold's name instead", fset.Position(sp.Pos()), sp.Name.Name)
+						}
+					case *ast.ValueSpec:
+						if gd.Tok != token.CONST {
+							continue
+						}
+						for i, v := range sp.Values {
+							if isRootSelector(v) && sp.Type == nil {
+								t.Errorf("%s: const %s re-exports a root constant: use keyhold's name instead", fset.Position(sp.Pos()), sp.Names[i].Name)
+							}
+						}
+					}
+				}
+			}
+		}
+	}
+}
+
+// isRootSelector reports whether e is keyhold.Name.
+func isRootSelector(e ast.Expr) bool {
+	sel, ok := e.(*ast.SelectorExpr)
+	if !ok {
+		return false
+	}
+	x, ok := sel.X.(*ast.Ident)
+	return ok && x.Name == "keyhold"
+}

@@ -157,12 +157,12 @@ func (f *fixture) vaultID(name string) string {
 }
 
 // spec is a valid policy spec naming contoso-kv's key cmk.
-func (f *fixture) spec() policy.Spec {
-	return policy.Spec{Location: "europe", Kind: "Encryption", IdentityType: "SystemAssigned", KeyVaultID: f.vaultID("contoso-kv"), KeyName: "cmk"}
+func (f *fixture) spec() keyhold.PolicySpec {
+	return keyhold.PolicySpec{Location: "europe", Kind: "Encryption", IdentityType: "SystemAssigned", KeyVaultID: f.vaultID("contoso-kv"), KeyName: "cmk"}
 }
 
 // put creates or updates a policy as the admin, failing on error.
-func (f *fixture) put(t testing.TB, name string, spec policy.Spec) *keyhold.EnterprisePolicy {
+func (f *fixture) put(t testing.TB, name string, spec keyhold.PolicySpec) *keyhold.EnterprisePolicy {
 	t.Helper()
 	p, _, err := f.pol.Put(as(f.admin), f.sub, "rg", name, spec)
 	if err != nil {

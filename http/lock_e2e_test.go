@@ -10,7 +10,6 @@ import (
 	"time"
 
 	"github.com/keyhold/keyhold"
-	"github.com/keyhold/keyhold/arm"
 )
 
 // TestLockedEnvironmentEnable locks a linked environment by taking its
@@ -63,7 +62,7 @@ func TestLockedEnvironmentEnable(t *testing.T) {
 	}
 	revoke := func(t *testing.T) {
 		t.Helper()
-		as, err := c.ListRoleAssignments(ctx, vaultID, arm.AssignmentFilter{PrincipalID: pol.Identity.PrincipalID})
+		as, err := c.ListRoleAssignments(ctx, vaultID, keyhold.AssignmentFilter{PrincipalID: pol.Identity.PrincipalID})
 		if err != nil || len(as) == 0 {
 			t.Fatalf("the policy identity's assignments: %v, %v", as, err)
 		}

@@ -641,7 +641,7 @@ func TestFaultProxyRevocationLocks(t *testing.T) {
 		w := s.linkedWorld(t)
 		ctx := context.Background()
 		vaultID := "/subscriptions/" + s.creds.SubscriptionID + "/resourceGroups/cmk/providers/Microsoft.KeyVault/vaults/contoso-kv"
-		as, err := s.client.ListRoleAssignments(ctx, vaultID, arm.AssignmentFilter{PrincipalID: w.pol.Identity.PrincipalID})
+		as, err := s.client.ListRoleAssignments(ctx, vaultID, keyhold.AssignmentFilter{PrincipalID: w.pol.Identity.PrincipalID})
 		if err != nil || len(as) == 0 {
 			t.Fatalf("the policy identity's assignments: %v, %v", as, err)
 		}

@@ -238,7 +238,7 @@ func (w *world) env(t *testing.T, id *identity, vaultName string, revoke func(*t
 		Provider: newProvider(id),
 		NewKey: func(t *testing.T) string {
 			n++
-			b, err := w.v.CreateKey(w.admin, vaultName, "key"+string(rune('a'+n)), vault.CreateKeyParams{Type: keyhold.KeyTypeRSA, Size: 2048})
+			b, err := w.v.CreateKey(w.admin, vaultName, "key"+string(rune('a'+n)), keyhold.CreateKeyParams{Type: keyhold.KeyTypeRSA, Size: 2048})
 			if err != nil {
 				t.Fatalf("CreateKey: %v", err)
 			}
@@ -250,7 +250,7 @@ func (w *world) env(t *testing.T, id *identity, vaultName string, revoke func(*t
 			}
 		},
 		Disable: func(t *testing.T, keyID string) {
-			if _, err := w.v.UpdateKey(w.admin, vaultName, keyName(keyID), "", vault.KeyAttributes{Enabled: to.Ptr(false)}, nil, nil); err != nil {
+			if _, err := w.v.UpdateKey(w.admin, vaultName, keyName(keyID), "", keyhold.KeyAttributes{Enabled: to.Ptr(false)}, nil, nil); err != nil {
 				t.Fatalf("UpdateKey: %v", err)
 			}
 		},

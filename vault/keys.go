@@ -17,15 +17,6 @@ import (
 // The data plane: Azure Key Vault's key management (keyops.go holds the
 // cryptographic operations, purge.go soft delete, recovery and purge).
 
-// The data plane's types are the root's, where the VaultService contract
-// that passes them lives; these aliases keep this package's code and its
-// callers' tests as they were.
-type (
-	KeyAttributes   = keyhold.KeyAttributes
-	CreateKeyParams = keyhold.CreateKeyParams
-	KeyBundle       = keyhold.KeyBundle
-)
-
 // Keys is the data plane's key management: create, import, get, list,
 // update, rotate and rotation policies (rotation.go), soft delete, recover
 // and purge (purge.go), authorized by RBAC data actions or access
@@ -180,11 +171,11 @@ func refuseDeleted(ctx context.Context, tx keyhold.Tx, vaultName, name string) e
 }
 
 // bundle answers a version of k, without its material.
-func (s *core) bundle(k *keyhold.Key, kv *keyhold.KeyVersion) *KeyBundle {
+func (s *core) bundle(k *keyhold.Key, kv *keyhold.KeyVersion) *keyhold.KeyBundle {
 	v := *kv
 	v.Material = nil
 	v.KeyOps = slices.Clone(kv.KeyOps)
-	b := &KeyBundle{Key: k, Version: &v, KID: s.KeyID(k.VaultName, k.Name, kv.Version)}
+	b := &keyhold.KeyBundle{Key: k, Version: &v, KID: s.KeyID(k.VaultName, k.Name, kv.Version)}
 	if k.Deleted() {
 		b.RecoveryID = s.VaultURI(k.VaultName) + "/deletedkeys/" + k.Name
 	}
@@ -223,7 +214,7 @@ func normKeyOps(ops []string) ([]string, error) {
 
 // applyAttributes sets the attributes a gives on kv and checks that nbf
 // comes before exp.
-func applyAttributes(kv *keyhold.KeyVersion, a KeyAttributes) error {
+func applyAttributes(kv *keyhold.KeyVersion, a keyhold.KeyAttributes) error {
 	if a.Enabled != nil {
 		kv.Enabled = *a.Enabled
 	}
@@ -349,8 +340,8 @@ func (s *Keys) addVersion(ctx context.Context, tx keyhold.Tx, v *keyhold.Vault, 
 // RSA or RSA-HSM (which needs the server's PKCS#11 token: CodeNotSupported
 // without one), Size 2048, 3072 or 4096. A name held by a deleted key is
 // CodeConflict.
-func (s *Keys) CreateKey(ctx context.Context, vault, name string, p CreateKeyParams) (*KeyBundle, error) {
-	var out *KeyBundle
+func (s *Keys) CreateKey(ctx context.Context, vault, name string, p keyhold.CreateKeyParams) (*keyhold.KeyBundle, error) {
+	var out *keyhold.KeyBundle
 	err := s.keyOp(ctx, opCreateKey, vault, name, func(c *call) error {
 		kty, err := keyType(p.Type)
 		if err != nil {
@@ -399,7 +390,7 @@ func (s *Keys) CreateKey(ctx context.Context, vault, name string, p CreateKeyPar
 // storeNewKey stores kv as the new current version of a key, audited in
 // the same transaction; if that fails, a token object made for it is
 // removed again.
-func (s *Keys) storeNewKey(ctx context.Context, c *call, op *operation, vault, name string, kv *keyhold.KeyVersion, tags map[string]string, out **KeyBundle) error {
+func (s *Keys) storeNewKey(ctx context.Context, c *call, op *operation, vault, name string, kv *keyhold.KeyVersion, tags map[string]string, out **keyhold.KeyBundle) error {
 	if err := checkKeyTags(tags); err != nil {
 		return err
 	}
@@ -427,8 +418,8 @@ func (s *Keys) storeNewKey(ctx context.Context, c *call, op *operation, vault, n
 // ImportKey imports an RSA private key as a new version (into the token
 // when hsm is true, or jwk.Kty is RSA-HSM). The key must be 2048, 3072 or
 // 4096 bits and carry n, e, d, p and q; anything else is CodeBadParameter.
-func (s *Keys) ImportKey(ctx context.Context, vault, name string, jwk keyhold.JSONWebKey, hsm bool, attrs KeyAttributes, tags map[string]string) (*KeyBundle, error) {
-	var out *KeyBundle
+func (s *Keys) ImportKey(ctx context.Context, vault, name string, jwk keyhold.JSONWebKey, hsm bool, attrs keyhold.KeyAttributes, tags map[string]string) (*keyhold.KeyBundle, error) {
+	var out *keyhold.KeyBundle
 	err := s.keyOp(ctx, opImportKey, vault, name, func(c *call) error {
 		kty, err := keyType(jwk.Kty)
 		if err != nil {
@@ -476,8 +467,8 @@ func (s *Keys) ImportKey(ctx context.Context, vault, name string, jwk keyhold.JS
 }
 
 // GetKey returns a key version ("" = current) with its public part.
-func (s *Keys) GetKey(ctx context.Context, vault, name, version string) (*KeyBundle, error) {
-	var out *KeyBundle
+func (s *Keys) GetKey(ctx context.Context, vault, name, version string) (*keyhold.KeyBundle, error) {
+	var out *keyhold.KeyBundle
 	err := s.keyOp(ctx, opGetKey, vault, name, func(c *call) error {
 		return s.store.View(ctx, func(tx keyhold.Tx) error {
 			_, k, kv, err := s.authorizedKey(ctx, tx, c, opGetKey, vault, name, version, false)
@@ -493,17 +484,17 @@ func (s *Keys) GetKey(ctx context.Context, vault, name, version string) (*KeyBun
 }
 
 // ListKeys lists the live keys of a vault (current versions), by name.
-func (s *Keys) ListKeys(ctx context.Context, vault string) ([]*KeyBundle, error) {
+func (s *Keys) ListKeys(ctx context.Context, vault string) ([]*keyhold.KeyBundle, error) {
 	return s.listKeys(ctx, opListKeys, vault, false)
 }
 
 // ListDeletedKeys lists a vault's soft-deleted keys, by name.
-func (s *Keys) ListDeletedKeys(ctx context.Context, vault string) ([]*KeyBundle, error) {
+func (s *Keys) ListDeletedKeys(ctx context.Context, vault string) ([]*keyhold.KeyBundle, error) {
 	return s.listKeys(ctx, opListDeletedKeys, vault, true)
 }
 
-func (s *Keys) listKeys(ctx context.Context, op *operation, vault string, deleted bool) ([]*KeyBundle, error) {
-	out := []*KeyBundle{}
+func (s *Keys) listKeys(ctx context.Context, op *operation, vault string, deleted bool) ([]*keyhold.KeyBundle, error) {
+	out := []*keyhold.KeyBundle{}
 	err := s.do(ctx, op.Audit, s.VaultURI(vault), func(c *call) error {
 		return s.store.View(ctx, func(tx keyhold.Tx) error {
 			v, err := s.authorize(ctx, tx, c, op, vault, "")
@@ -528,8 +519,8 @@ func (s *Keys) listKeys(ctx context.Context, op *operation, vault string, delete
 }
 
 // ListKeyVersions lists a key's versions, oldest first.
-func (s *Keys) ListKeyVersions(ctx context.Context, vault, name string) ([]*KeyBundle, error) {
-	out := []*KeyBundle{}
+func (s *Keys) ListKeyVersions(ctx context.Context, vault, name string) ([]*keyhold.KeyBundle, error) {
+	out := []*keyhold.KeyBundle{}
 	err := s.keyOp(ctx, opListKeyVersions, vault, name, func(c *call) error {
 		return s.store.View(ctx, func(tx keyhold.Tx) error {
 			v, err := s.authorize(ctx, tx, c, opListKeyVersions, vault, name)
@@ -570,8 +561,8 @@ func checkKeyTags(tags map[string]string) error {
 
 // UpdateKey changes a version's ("" = current) attributes, operations or
 // tags (nil: unchanged). Tags belong to the key.
-func (s *Keys) UpdateKey(ctx context.Context, vault, name, version string, attrs KeyAttributes, keyOps []string, tags map[string]string) (*KeyBundle, error) {
-	var out *KeyBundle
+func (s *Keys) UpdateKey(ctx context.Context, vault, name, version string, attrs keyhold.KeyAttributes, keyOps []string, tags map[string]string) (*keyhold.KeyBundle, error) {
+	var out *keyhold.KeyBundle
 	err := s.keyOp(ctx, opUpdateKey, vault, name, func(c *call) error {
 		var ops []string
 		if keyOps != nil {
@@ -616,8 +607,8 @@ func (s *Keys) UpdateKey(ctx context.Context, vault, name, version string, attrs
 
 // RotateKey creates a new version with the same type, size and operations,
 // expiring after the rotation policy's expiryTime if it sets one.
-func (s *Keys) RotateKey(ctx context.Context, vault, name string) (*KeyBundle, error) {
-	var out *KeyBundle
+func (s *Keys) RotateKey(ctx context.Context, vault, name string) (*keyhold.KeyBundle, error) {
+	var out *keyhold.KeyBundle
 	err := s.keyOp(ctx, opRotateKey, vault, name, func(c *call) error {
 		var cur *keyhold.KeyVersion
 		var k *keyhold.Key

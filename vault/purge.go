@@ -15,8 +15,8 @@ import (
 // DeleteKey soft-deletes a key; the bundle carries its deleted dates. It
 // stays recoverable until ScheduledPurgeAt, the deletion date plus the
 // vault's retention.
-func (s *Keys) DeleteKey(ctx context.Context, vault, name string) (*KeyBundle, error) {
-	var out *KeyBundle
+func (s *Keys) DeleteKey(ctx context.Context, vault, name string) (*keyhold.KeyBundle, error) {
+	var out *keyhold.KeyBundle
 	err := s.keyOp(ctx, opDeleteKey, vault, name, func(c *call) error {
 		return s.store.Update(ctx, func(tx keyhold.Tx) error {
 			v, k, kv, err := s.authorizedKey(ctx, tx, c, opDeleteKey, vault, name, "", false)
@@ -37,8 +37,8 @@ func (s *Keys) DeleteKey(ctx context.Context, vault, name string) (*KeyBundle, e
 }
 
 // GetDeletedKey returns a soft-deleted key (its current version).
-func (s *Keys) GetDeletedKey(ctx context.Context, vault, name string) (*KeyBundle, error) {
-	var out *KeyBundle
+func (s *Keys) GetDeletedKey(ctx context.Context, vault, name string) (*keyhold.KeyBundle, error) {
+	var out *keyhold.KeyBundle
 	err := s.keyOp(ctx, opGetDeletedKey, vault, name, func(c *call) error {
 		return s.store.View(ctx, func(tx keyhold.Tx) error {
 			_, k, kv, err := s.authorizedKey(ctx, tx, c, opGetDeletedKey, vault, name, "", true)
@@ -53,8 +53,8 @@ func (s *Keys) GetDeletedKey(ctx context.Context, vault, name string) (*KeyBundl
 }
 
 // RecoverDeletedKey undeletes a key, with all its versions.
-func (s *Keys) RecoverDeletedKey(ctx context.Context, vault, name string) (*KeyBundle, error) {
-	var out *KeyBundle
+func (s *Keys) RecoverDeletedKey(ctx context.Context, vault, name string) (*keyhold.KeyBundle, error) {
+	var out *keyhold.KeyBundle
 	err := s.keyOp(ctx, opRecoverKey, vault, name, func(c *call) error {
 		return s.store.Update(ctx, func(tx keyhold.Tx) error {
 			_, k, kv, err := s.authorizedKey(ctx, tx, c, opRecoverKey, vault, name, "", true)
