@@ -43,9 +43,9 @@ func TestNoInterfaceAssertions(t *testing.T) {
 	// The packages whose interfaces the commands could assert to, by the
 	// names cli imports them as.
 	known := map[string]map[string]bool{"": interfaces("."), "keyhold": interfaces(".."), "khttp": interfaces(filepath.Join("..", "http"))}
-	// http declares no interface today (its contracts are the root's), so
-	// only the other two show that the parse works.
-	if len(known[""]) == 0 || !known["keyhold"]["CMKService"] {
+	// http and cli declare no interface (their contracts are the root's:
+	// TestNoContractsInCLI), so only the root shows that the parse works.
+	if !known["keyhold"]["CMKService"] || !known["keyhold"]["CMKClient"] {
 		t.Fatalf("found no interfaces to check against: is the parse broken? %v", known)
 	}
 	fset := token.NewFileSet()
@@ -74,6 +74,34 @@ func TestNoInterfaceAssertions(t *testing.T) {
 			}
 			if bad {
 				t.Errorf("%s: a type assertion to an interface; convert the http Client to the contract at compile time instead (see connect)", fset.Position(ta.Pos()))
+			}
+			return true
+		})
+	}
+}
+
+// TestNoContractsInCLI fails if the commands declare an interface of their
+// own: what a command group takes from a server is a contract of the root
+// package (keyhold.CMKClient, EnvironmentEnabler, …), next to the services'
+// contracts, which the http package's Client is checked against where it
+// is declared.
+func TestNoContractsInCLI(t *testing.T) {
+	fset := token.NewFileSet()
+	pkgs, err := parser.ParseDir(fset, ".", func(fi fs.FileInfo) bool {
+		return !strings.HasSuffix(fi.Name(), "_test.go")
+	}, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(pkgs) == 0 {
+		t.Fatal("parsed no package: is the test running in cli's directory?")
+	}
+	for _, p := range pkgs {
+		ast.Inspect(p, func(n ast.Node) bool {
+			if ts, ok := n.(*ast.TypeSpec); ok {
+				if _, ok := ts.Type.(*ast.InterfaceType); ok {
+					t.Errorf("%s: cli declares the interface %s: declare it in the root package keyhold (client.go), or use a contract there", fset.Position(ts.Pos()), ts.Name.Name)
+				}
 			}
 			return true
 		})

@@ -114,7 +114,7 @@ func benchLockLatency(b *testing.B, disableKey bool) {
 		}
 		b.StartTimer()
 		t1 := time.Now()
-		if _, err := c.EnableEnvironment(ctx, env.ID); err != nil {
+		if _, err := c.EnableEnvironmentOp(ctx, env.ID); err != nil {
 			b.Fatal(err)
 		}
 		until("re-enable", func(err error) bool { return err == nil })

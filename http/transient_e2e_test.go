@@ -609,9 +609,9 @@ func (s *faultStack) transientFault(t *testing.T, w *faultWorld, mode faultMode,
 	s.proxy.set(faultPass)
 	s.wantHealth(t, w, keyhold.HealthHealthy)
 	s.wantState(t, w, keyhold.StateEnabled)
-	_, err = s.client.EnableEnvironment(ctx, w.env.ID)
+	_, err = s.client.EnableEnvironmentOp(ctx, w.env.ID)
 	if keyhold.ErrorCode(err) != keyhold.CodeConflict || !strings.Contains(keyhold.ErrorMessage(err), "not Locked") {
-		t.Fatalf("EnableEnvironment after a transient fault: %v; want 409, not Locked", err)
+		t.Fatalf("EnableEnvironmentOp after a transient fault: %v; want 409, not Locked", err)
 	}
 	s.wantState(t, w, keyhold.StateEnabled)
 	s.checkAll(t, w)
@@ -669,8 +669,8 @@ func TestFaultProxyRevocationLocks(t *testing.T) {
 		s.grant(t, vaultID, keyhold.RoleKeyVaultCryptoServiceEncryptUser, w.pol.Identity.PrincipalID)
 		s.wantHealth(t, w, keyhold.HealthHealthy)
 		s.wantState(t, w, keyhold.StateLocked) // restored access unlocks nothing by itself
-		if op, err := s.client.EnableEnvironment(ctx, w.env.ID); err != nil || op.State != keyhold.OperationSucceeded {
-			t.Fatalf("EnableEnvironment = %+v, %v", op, err)
+		if op, err := s.client.EnableEnvironmentOp(ctx, w.env.ID); err != nil || op.State != keyhold.OperationSucceeded {
+			t.Fatalf("EnableEnvironmentOp = %+v, %v", op, err)
 		}
 		s.wantState(t, w, keyhold.StateEnabled)
 		s.checkAll(t, w)

@@ -304,7 +304,7 @@ func TestReplicasDropKeysOnLock(t *testing.T) {
 	// serves every row again.
 	a.grant(t, sub, vaultID, keyhold.RoleKeyVaultCryptoServiceEncryptUser, pol.Identity.PrincipalID)
 	for deadline := time.Now().Add(interval + 10*time.Second); ; time.Sleep(50 * time.Millisecond) {
-		if _, err = a.c.EnableEnvironment(ctx, linked.ID); err == nil {
+		if _, err = a.c.EnableEnvironmentOp(ctx, linked.ID); err == nil {
 			break
 		}
 		if time.Now().After(deadline) {
