@@ -4,7 +4,6 @@ import (
 	"go/ast"
 	"go/parser"
 	"go/token"
-	"io/fs"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -20,15 +19,8 @@ func TestNoInterfaceAssertions(t *testing.T) {
 	// interfaces lists the interface types declared in a directory's
 	// non-test files.
 	interfaces := func(dir string) map[string]bool {
-		fset := token.NewFileSet()
-		pkgs, err := parser.ParseDir(fset, dir, func(fi fs.FileInfo) bool {
-			return !strings.HasSuffix(fi.Name(), "_test.go")
-		}, 0)
-		if err != nil {
-			t.Fatal(err)
-		}
 		out := map[string]bool{}
-		for _, p := range pkgs {
+		for _, p := range parseNonTest(t, token.NewFileSet(), dir) {
 			ast.Inspect(p, func(n ast.Node) bool {
 				if ts, ok := n.(*ast.TypeSpec); ok {
 					if _, ok := ts.Type.(*ast.InterfaceType); ok {
@@ -49,13 +41,7 @@ func TestNoInterfaceAssertions(t *testing.T) {
 		t.Fatalf("found no interfaces to check against: is the parse broken? %v", known)
 	}
 	fset := token.NewFileSet()
-	pkgs, err := parser.ParseDir(fset, ".", func(fi fs.FileInfo) bool {
-		return !strings.HasSuffix(fi.Name(), "_test.go")
-	}, 0)
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, p := range pkgs {
+	for _, p := range parseNonTest(t, fset, ".") {
 		ast.Inspect(p, func(n ast.Node) bool {
 			ta, ok := n.(*ast.TypeAssertExpr)
 			if !ok || ta.Type == nil { // x.(type) in a type switch
@@ -87,16 +73,11 @@ func TestNoInterfaceAssertions(t *testing.T) {
 // is declared.
 func TestNoContractsInCLI(t *testing.T) {
 	fset := token.NewFileSet()
-	pkgs, err := parser.ParseDir(fset, ".", func(fi fs.FileInfo) bool {
-		return !strings.HasSuffix(fi.Name(), "_test.go")
-	}, 0)
-	if err != nil {
-		t.Fatal(err)
+	files := parseNonTest(t, fset, ".")
+	if len(files) == 0 {
+		t.Fatal("parsed no file: is the test running in cli's directory?")
 	}
-	if len(pkgs) == 0 {
-		t.Fatal("parsed no package: is the test running in cli's directory?")
-	}
-	for _, p := range pkgs {
+	for _, p := range files {
 		ast.Inspect(p, func(n ast.Node) bool {
 			if ts, ok := n.(*ast.TypeSpec); ok {
 				if _, ok := ts.Type.(*ast.InterfaceType); ok {
@@ -106,4 +87,25 @@ func TestNoContractsInCLI(t *testing.T) {
 			return true
 		})
 	}
+}
+
+// parseNonTest parses the non-test Go files of dir.
+func parseNonTest(t *testing.T, fset *token.FileSet, dir string) []*ast.File {
+	t.Helper()
+	names, err := filepath.Glob(filepath.Join(dir, "*.go"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var files []*ast.File
+	for _, name := range names {
+		if strings.HasSuffix(name, "_test.go") {
+			continue
+		}
+		f, err := parser.ParseFile(fset, name, nil, 0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		files = append(files, f)
+	}
+	return files
 }

@@ -72,14 +72,6 @@ func forEachBackend(t *testing.T, fn func(t *testing.T, f *fixture)) {
 	})
 }
 
-func (f *fixture) update(t testing.TB, fn func(ctx context.Context, tx keyhold.Tx) error) {
-	t.Helper()
-	ctx := context.Background()
-	if err := f.store.Update(ctx, func(tx keyhold.Tx) error { return fn(ctx, tx) }); err != nil {
-		t.Fatalf("Update: %v", err)
-	}
-}
-
 func (f *fixture) view(t testing.TB, fn func(ctx context.Context, tx keyhold.Tx) error) {
 	t.Helper()
 	ctx := context.Background()

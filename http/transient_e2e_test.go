@@ -61,7 +61,7 @@ const (
 // server and the proxy of every fault test.
 var faultCA = sync.OnceValues(func() ([]byte, *tls.Config) {
 	now := time.Now()
-	caCert, caKey, err := crypt.GenerateCA("Keyhold fault test CA", now.Add(-time.Hour), 24*time.Hour)
+	caCert, caKey, err := crypt.GenerateConstrainedCA("Keyhold fault test CA", []string{"127.0.0.1"}, now.Add(-time.Hour), 24*time.Hour)
 	if err != nil {
 		panic(err)
 	}

@@ -42,7 +42,7 @@ type world struct {
 // testCA is one CA and server certificate for 127.0.0.1.
 var testCA = sync.OnceValues(func() ([]byte, *nethttp.Server) {
 	now := time.Now()
-	caCert, caKey, err := crypt.GenerateCA("Keyhold test CA", now.Add(-time.Hour), 24*time.Hour)
+	caCert, caKey, err := crypt.GenerateConstrainedCA("Keyhold test CA", []string{"127.0.0.1"}, now.Add(-time.Hour), 24*time.Hour)
 	if err != nil {
 		panic(err)
 	}
