@@ -59,9 +59,22 @@ func (p OperationPhase) Valid() bool {
 
 // PausedPrefix begins the ErrorMsg that a paused operation shows: the API
 // has shown a pause that way since before Phase existed, and still does
-// (ErrorMsg is PausedPrefix + PhaseReason while Paused), but nothing
-// decides on that text.
+// (ErrorMsg is PausedPrefix + PhaseReason while Paused: ShowPause), but
+// nothing decides on that text.
 const PausedPrefix = "Paused: "
+
+// ShowPause sets the ErrorMsg of a paused operation (Running, in phase
+// Paused) to the message a pause has always shown: PausedPrefix +
+// PhaseReason. The reason is stored once, as PhaseReason, and a paused
+// operation's stored ErrorMsg is empty (a row paused before that rule
+// holds the same text in both, so it reads the same), so whoever hands an
+// operation read from the store to a caller calls ShowPause. Any other
+// operation is left as it is.
+func (op *Operation) ShowPause() {
+	if op != nil && op.State == OperationRunning && op.Phase == OperationPaused {
+		op.ErrorMsg = PausedPrefix + op.PhaseReason
+	}
+}
 
 // Operation is one durable operation. Step names the next step to run (""
 // once finished); every step is idempotent, so running a step again after a

@@ -250,15 +250,11 @@ func (s *Service) DeleteRoleAssignment(ctx context.Context, scope, name string) 
 	return a, err
 }
 
-// AssignmentFilter is the root's, where the ResourceManager contract
-// lives.
-type AssignmentFilter = keyhold.AssignmentFilter
-
 // ListRoleAssignments returns the role assignments of the caller's tenant
 // that apply at scope (at it or above it) and, unless f.AtScope, those
 // below it, oldest first. It needs the role assignment read action at the
 // scope, which must exist.
-func (s *Service) ListRoleAssignments(ctx context.Context, scope string, f AssignmentFilter) ([]*keyhold.RoleAssignment, error) {
+func (s *Service) ListRoleAssignments(ctx context.Context, scope string, f keyhold.AssignmentFilter) ([]*keyhold.RoleAssignment, error) {
 	id, err := keyhold.Caller(ctx)
 	if err != nil {
 		return nil, err

@@ -201,14 +201,14 @@ func TestRoleAssignmentLifecycle(t *testing.T) {
 			name   string
 			caller *keyhold.Identity
 			scope  string
-			f      AssignmentFilter
+			f      keyhold.AssignmentFilter
 			want   []string
 		}{
-			{"at the subscription, with those below", f.admin, f.subScope(), AssignmentFilter{}, sorted(owner, a.ID, ra.ID)},
-			{"at the subscription only", f.admin, f.subScope(), AssignmentFilter{AtScope: true}, []string{owner}},
-			{"at the vault, inherited included", f.admin, vault, AssignmentFilter{AtScope: true}, sorted(owner, a.ID, ra.ID)},
-			{"one principal", reader, vault, AssignmentFilter{PrincipalID: mi.PrincipalID}, []string{a.ID}},
-			{"another vault", f.admin, f.vaultScope("rg1", "kv2"), AssignmentFilter{}, []string{owner}},
+			{"at the subscription, with those below", f.admin, f.subScope(), keyhold.AssignmentFilter{}, sorted(owner, a.ID, ra.ID)},
+			{"at the subscription only", f.admin, f.subScope(), keyhold.AssignmentFilter{AtScope: true}, []string{owner}},
+			{"at the vault, inherited included", f.admin, vault, keyhold.AssignmentFilter{AtScope: true}, sorted(owner, a.ID, ra.ID)},
+			{"one principal", reader, vault, keyhold.AssignmentFilter{PrincipalID: mi.PrincipalID}, []string{a.ID}},
+			{"another vault", f.admin, f.vaultScope("rg1", "kv2"), keyhold.AssignmentFilter{}, []string{owner}},
 		} {
 			t.Run(c.name, func(t *testing.T) {
 				l, err := f.s.ListRoleAssignments(as(c.caller), c.scope, c.f)
@@ -220,7 +220,7 @@ func TestRoleAssignmentLifecycle(t *testing.T) {
 				}
 			})
 		}
-		_, err = f.s.ListRoleAssignments(as(reader), f.subScope(), AssignmentFilter{})
+		_, err = f.s.ListRoleAssignments(as(reader), f.subScope(), keyhold.AssignmentFilter{})
 		wantErr(t, err, keyhold.CodeAuthorizationFailed, ActionRoleAssignmentRead)
 
 		_, err = f.s.DeleteRoleAssignment(as(reader), vault, a.ID)

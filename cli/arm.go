@@ -13,17 +13,10 @@ import (
 // the ResourceManager and Directory contracts, with tokens for the
 // management audience.
 
-// ARMServices is what the resource manager and directory commands need
-// from a server. The http package's Client implements it.
-type ARMServices interface {
-	keyhold.ResourceManager
-	keyhold.Directory
-}
-
 // armServices returns a function that connects with the saved login, as
 // Factory.Client does, for the resource manager and directory commands.
-func armServices(f *Factory) func() (ARMServices, error) {
-	return connect(f, func(c *khttp.Client) ARMServices { return c })
+func armServices(f *Factory) func() (keyhold.ARMClient, error) {
+	return connect(f, func(c *khttp.Client) keyhold.ARMClient { return c })
 }
 
 // loginSubscriptionID returns a function that reads the default

@@ -4,7 +4,6 @@ import (
 	"go/ast"
 	"go/parser"
 	"go/token"
-	"io/fs"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -20,15 +19,8 @@ func TestNoInterfaceAssertions(t *testing.T) {
 	// interfaces lists the interface types declared in a directory's
 	// non-test files.
 	interfaces := func(dir string) map[string]bool {
-		fset := token.NewFileSet()
-		pkgs, err := parser.ParseDir(fset, dir, func(fi fs.FileInfo) bool {
-			return !strings.HasSuffix(fi.Name(), "_test.go")
-		}, 0)
-		if err != nil {
-			t.Fatal(err)
-		}
 		out := map[string]bool{}
-		for _, p := range pkgs {
+		for _, p := range parseNonTest(t, token.NewFileSet(), dir) {
 			ast.Inspect(p, func(n ast.Node) bool {
 				if ts, ok := n.(*ast.TypeSpec); ok {
 					if _, ok := ts.Type.(*ast.InterfaceType); ok {
@@ -43,19 +35,13 @@ func TestNoInterfaceAssertions(t *testing.T) {
 	// The packages whose interfaces the commands could assert to, by the
 	// names cli imports them as.
 	known := map[string]map[string]bool{"": interfaces("."), "keyhold": interfaces(".."), "khttp": interfaces(filepath.Join("..", "http"))}
-	// http declares no interface today (its contracts are the root's), so
-	// only the other two show that the parse works.
-	if len(known[""]) == 0 || !known["keyhold"]["CMKService"] {
+	// http and cli declare no interface (their contracts are the root's:
+	// TestNoContractsInCLI), so only the root shows that the parse works.
+	if !known["keyhold"]["CMKService"] || !known["keyhold"]["CMKClient"] {
 		t.Fatalf("found no interfaces to check against: is the parse broken? %v", known)
 	}
 	fset := token.NewFileSet()
-	pkgs, err := parser.ParseDir(fset, ".", func(fi fs.FileInfo) bool {
-		return !strings.HasSuffix(fi.Name(), "_test.go")
-	}, 0)
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, p := range pkgs {
+	for _, p := range parseNonTest(t, fset, ".") {
 		ast.Inspect(p, func(n ast.Node) bool {
 			ta, ok := n.(*ast.TypeAssertExpr)
 			if !ok || ta.Type == nil { // x.(type) in a type switch
@@ -78,4 +64,48 @@ func TestNoInterfaceAssertions(t *testing.T) {
 			return true
 		})
 	}
+}
+
+// TestNoContractsInCLI fails if the commands declare an interface of their
+// own: what a command group takes from a server is a contract of the root
+// package (keyhold.CMKClient, EnvironmentEnabler, …), next to the services'
+// contracts, which the http package's Client is checked against where it
+// is declared.
+func TestNoContractsInCLI(t *testing.T) {
+	fset := token.NewFileSet()
+	files := parseNonTest(t, fset, ".")
+	if len(files) == 0 {
+		t.Fatal("parsed no file: is the test running in cli's directory?")
+	}
+	for _, p := range files {
+		ast.Inspect(p, func(n ast.Node) bool {
+			if ts, ok := n.(*ast.TypeSpec); ok {
+				if _, ok := ts.Type.(*ast.InterfaceType); ok {
+					t.Errorf("%s: cli declares the interface %s: declare it in the root package keyhold (client.go), or use a contract there", fset.Position(ts.Pos()), ts.Name.Name)
+				}
+			}
+			return true
+		})
+	}
+}
+
+// parseNonTest parses the non-test Go files of dir.
+func parseNonTest(t *testing.T, fset *token.FileSet, dir string) []*ast.File {
+	t.Helper()
+	names, err := filepath.Glob(filepath.Join(dir, "*.go"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var files []*ast.File
+	for _, name := range names {
+		if strings.HasSuffix(name, "_test.go") {
+			continue
+		}
+		f, err := parser.ParseFile(fset, name, nil, 0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		files = append(files, f)
+	}
+	return files
 }

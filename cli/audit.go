@@ -18,7 +18,7 @@ func newCmdAudit(f *Factory) *cobra.Command {
 type AuditListOptions struct {
 	IO     *IOStreams
 	Ctx    context.Context
-	Client func() (Services, error)
+	Client func() (keyhold.EnvironmentClient, error)
 	Format Format
 
 	EnvID string

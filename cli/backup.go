@@ -17,25 +17,10 @@ import (
 // does. They use the http package's Client through the
 // keyhold.BackupService contract.
 
-// BackupServices is what the backup, restore, copy and reset commands need
-// from a server: the service, and waiting for an operation while
-// honouring the server's Retry-After. The http package's Client
-// implements it.
-type BackupServices interface {
-	keyhold.BackupService
-	OperationWaiter
-}
-
-// OperationWaiter follows an operation to its end (the http Client's
-// WaitOperation).
-type OperationWaiter interface {
-	WaitOperation(ctx context.Context, id string, every time.Duration, progress func(*keyhold.Operation)) (*keyhold.Operation, error)
-}
-
 // backupServices returns a function that connects with the saved login,
 // as Factory.Client does, for the backup commands.
-func backupServices(f *Factory) func() (BackupServices, error) {
-	return connect(f, func(c *khttp.Client) BackupServices { return c })
+func backupServices(f *Factory) func() (keyhold.BackupClient, error) {
+	return connect(f, func(c *khttp.Client) keyhold.BackupClient { return c })
 }
 
 // addBackupEnvCommands adds "backup", "restore", "copy" and "reset" to
@@ -55,7 +40,7 @@ func addBackupEnvCommands(env *cobra.Command, f *Factory) *cobra.Command {
 type BackupCreateOptions struct {
 	IO     *IOStreams
 	Ctx    context.Context
-	Client func() (BackupServices, error)
+	Client func() (keyhold.BackupClient, error)
 	Format Format
 
 	EnvID string
@@ -108,7 +93,7 @@ func backupCreateRun(opts *BackupCreateOptions) error {
 type BackupListOptions struct {
 	IO     *IOStreams
 	Ctx    context.Context
-	Client func() (BackupServices, error)
+	Client func() (keyhold.BackupClient, error)
 	Format Format
 
 	EnvID string
@@ -172,7 +157,7 @@ func backupListRun(opts *BackupListOptions) error {
 type BackupDeleteOptions struct {
 	IO     *IOStreams
 	Ctx    context.Context
-	Client func() (BackupServices, error)
+	Client func() (keyhold.BackupClient, error)
 
 	EnvID    string
 	BackupID string
@@ -239,7 +224,7 @@ func printBackup(w io.Writer, format Format, b *keyhold.Backup) error {
 type EnvDBOperationOptions struct {
 	IO     *IOStreams
 	Ctx    context.Context
-	Client func() (BackupServices, error)
+	Client func() (keyhold.BackupClient, error)
 	Format Format
 
 	Kind     string // keyhold.OpRestore, OpCopy or OpReset

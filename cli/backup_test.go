@@ -20,7 +20,7 @@ import (
 )
 
 // The http Client is what the backup commands get.
-var _ BackupServices = (*khttp.Client)(nil)
+var _ keyhold.BackupClient = (*khttp.Client)(nil)
 
 func dbOpCmd(kind string) func(*Factory, func(*EnvDBOperationOptions) error) *cobra.Command {
 	return func(f *Factory, runF func(*EnvDBOperationOptions) error) *cobra.Command {
@@ -108,8 +108,8 @@ type fakeBackups struct {
 	calls    []string
 }
 
-func (f *fakeBackups) client() func() (BackupServices, error) {
-	return func() (BackupServices, error) { return f, nil }
+func (f *fakeBackups) client() func() (keyhold.BackupClient, error) {
+	return func() (keyhold.BackupClient, error) { return f, nil }
 }
 
 func (f *fakeBackups) CreateBackup(_ context.Context, envID, label string) (*keyhold.Backup, error) {

@@ -114,21 +114,6 @@ type IOStreams struct {
 	ErrOut io.Writer
 }
 
-// Services is what the commands need from a Keyhold server. The http
-// package's Client implements it.
-type Services interface {
-	keyhold.EnvironmentService
-	keyhold.DataService
-	keyhold.AuditService
-}
-
-// APIClient is a connection to a Keyhold server: its services, and the
-// token endpoint that "keyhold login" uses to check credentials.
-type APIClient interface {
-	Services
-	Token(ctx context.Context, scope string) (*keyhold.Token, error)
-}
-
 // Factory holds what the commands depend on, so tests can replace any part.
 // A Factory serves one Run; it is not safe for concurrent use.
 type Factory struct {
@@ -202,8 +187,8 @@ func connect[T any](f *Factory, as func(*khttp.Client) T) func() (T, error) {
 }
 
 // services connects for the environment, data and audit commands.
-func services(f *Factory) func() (Services, error) {
-	return connect(f, func(c *khttp.Client) Services { return c })
+func services(f *Factory) func() (keyhold.EnvironmentClient, error) {
+	return connect(f, func(c *khttp.Client) keyhold.EnvironmentClient { return c })
 }
 
 // newCmdRoot returns the keyhold command with all its subcommands.

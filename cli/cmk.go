@@ -21,22 +21,10 @@ import (
 // "policy key-versions". They use the http package's Client through the
 // keyhold.CMKService contract.
 
-// CMKServices is what the customer-managed key commands need from a
-// server: environments (to find an environment's linked policy), the CMK
-// lifecycle, waiting for an operation while honouring the server's
-// Retry-After, and resolving a policy's resource id to its systemId. The
-// http package's Client implements it.
-type CMKServices interface {
-	keyhold.EnvironmentService
-	keyhold.CMKService
-	WaitOperation(ctx context.Context, id string, every time.Duration, progress func(*keyhold.Operation)) (*keyhold.Operation, error)
-	PolicySystemID(ctx context.Context, policyID string) (string, error)
-}
-
 // cmkServices returns a function that connects with the saved login, as
 // Factory.Client does, for the CMK commands.
-func cmkServices(f *Factory) func() (CMKServices, error) {
-	return connect(f, func(c *khttp.Client) CMKServices { return c })
+func cmkServices(f *Factory) func() (keyhold.CMKClient, error) {
+	return connect(f, func(c *khttp.Client) keyhold.CMKClient { return c })
 }
 
 // addCMKEnvCommands adds "link" and "unlink" to the env command group.
@@ -93,7 +81,7 @@ func (p *PolicyRef) check() error {
 
 // systemID resolves the policy to its systemId, reading the policy for a
 // resource id or a name (in --subscription, else the login's).
-func (p *PolicyRef) systemID(ctx context.Context, c CMKServices, login func() (string, error)) (string, error) {
+func (p *PolicyRef) systemID(ctx context.Context, c keyhold.CMKClient, login func() (string, error)) (string, error) {
 	v := strings.ToLower(p.Policy)
 	if strings.HasPrefix(v, "/regions/") {
 		return p.Policy, nil
@@ -115,7 +103,7 @@ func (p *PolicyRef) systemID(ctx context.Context, c CMKServices, login func() (s
 type EnvLinkOptions struct {
 	IO     *IOStreams
 	Ctx    context.Context
-	Client func() (CMKServices, error)
+	Client func() (keyhold.CMKClient, error)
 	Format Format
 
 	Action string // keyhold.OpLink or keyhold.OpUnlink
@@ -249,7 +237,7 @@ func printStarted(w io.Writer, format Format, op *keyhold.Operation) error {
 
 // waitAndPrint follows the operation id to its end, with a progress display
 // on stderr, then prints it; a Failed operation is also its error.
-func waitAndPrint(ctx context.Context, streams *IOStreams, format Format, c OperationWaiter, id string, timeout time.Duration) error {
+func waitAndPrint(ctx context.Context, streams *IOStreams, format Format, c keyhold.OperationWaiter, id string, timeout time.Duration) error {
 	if timeout > 0 {
 		var cancel context.CancelFunc
 		ctx, cancel = context.WithTimeout(ctx, timeout)
@@ -392,7 +380,7 @@ func printOperation(w io.Writer, format Format, op *keyhold.Operation) error {
 type OperationShowOptions struct {
 	IO     *IOStreams
 	Ctx    context.Context
-	Client func() (CMKServices, error)
+	Client func() (keyhold.CMKClient, error)
 	Format Format
 
 	ID string
@@ -431,7 +419,7 @@ func operationShowRun(opts *OperationShowOptions) error {
 type OperationWaitOptions struct {
 	IO     *IOStreams
 	Ctx    context.Context
-	Client func() (CMKServices, error)
+	Client func() (keyhold.CMKClient, error)
 	Format Format
 
 	ID      string
@@ -476,7 +464,7 @@ func operationWaitRun(opts *OperationWaitOptions) error {
 type PolicyEnvironmentsOptions struct {
 	IO     *IOStreams
 	Ctx    context.Context
-	Client func() (CMKServices, error)
+	Client func() (keyhold.CMKClient, error)
 	Format Format
 }
 
@@ -566,7 +554,7 @@ func orDash(s string) string {
 type PolicyKeyVersionsOptions struct {
 	IO     *IOStreams
 	Ctx    context.Context
-	Client func() (CMKServices, error)
+	Client func() (keyhold.CMKClient, error)
 	Format Format
 	Now    func() time.Time
 	// Subscription is --subscription; LoginSubscription the default.

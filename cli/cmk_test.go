@@ -15,7 +15,7 @@ import (
 )
 
 // The http Client is what the commands get.
-var _ CMKServices = (*khttp.Client)(nil)
+var _ keyhold.CMKClient = (*khttp.Client)(nil)
 
 const (
 	cliSystemID = "/regions/europe/providers/Microsoft.PowerPlatform/enterprisePolicies/4ad5b2c1-0000-4000-8000-00000000000a"
@@ -107,7 +107,7 @@ func TestNewCmdPolicyCMK(t *testing.T) {
 // fakeCMK stands in for a server in the commands' behaviour tests. Methods
 // it doesn't override panic on the nil embedded interface.
 type fakeCMK struct {
-	CMKServices
+	keyhold.CMKClient
 
 	env       *keyhold.Environment
 	systemIDs map[string]string // by policy resource id
@@ -174,8 +174,8 @@ func (c *fakeCMK) KeyVersionUsage(_ context.Context, policyID string) ([]*keyhol
 	return c.usage, nil
 }
 
-func (c *fakeCMK) client() func() (CMKServices, error) {
-	return func() (CMKServices, error) { return c, nil }
+func (c *fakeCMK) client() func() (keyhold.CMKClient, error) {
+	return func() (keyhold.CMKClient, error) { return c, nil }
 }
 
 // linkPolls is a link that runs two steps and succeeds.

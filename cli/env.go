@@ -28,7 +28,7 @@ func newCmdEnv(f *Factory) *cobra.Command {
 type EnvCreateOptions struct {
 	IO     *IOStreams
 	Ctx    context.Context
-	Client func() (Services, error)
+	Client func() (keyhold.EnvironmentClient, error)
 	Format Format
 
 	Name     string
@@ -112,7 +112,7 @@ func envCreateRun(opts *EnvCreateOptions) error {
 type EnvListOptions struct {
 	IO     *IOStreams
 	Ctx    context.Context
-	Client func() (Services, error)
+	Client func() (keyhold.EnvironmentClient, error)
 	Format Format
 }
 
@@ -170,7 +170,7 @@ func envListRun(opts *EnvListOptions) error {
 type EnvShowOptions struct {
 	IO     *IOStreams
 	Ctx    context.Context
-	Client func() (Services, error)
+	Client func() (keyhold.EnvironmentClient, error)
 	Format Format
 
 	ID string
@@ -209,7 +209,7 @@ func envShowRun(opts *EnvShowOptions) error {
 type EnvDeleteOptions struct {
 	IO     *IOStreams
 	Ctx    context.Context
-	Client func() (Services, error)
+	Client func() (keyhold.EnvironmentClient, error)
 
 	ID        string
 	Confirmed bool
@@ -256,7 +256,7 @@ func envDeleteRun(opts *EnvDeleteOptions) error {
 type EnvEnableManagedOptions struct {
 	IO     *IOStreams
 	Ctx    context.Context
-	Client func() (Services, error)
+	Client func() (keyhold.EnvironmentClient, error)
 	Format Format
 
 	ID string
@@ -299,7 +299,7 @@ func envEnableManagedRun(opts *EnvEnableManagedOptions) error {
 type EnvEnableIntegrationOptions struct {
 	IO     *IOStreams
 	Ctx    context.Context
-	Client func() (Services, error)
+	Client func() (keyhold.EnvironmentClient, error)
 	Format Format
 
 	ID string

@@ -14,17 +14,9 @@ import (
 // re-enables, deletion warnings), and the tenant's choices about it
 // (automatic re-enable, the event webhook).
 
-// EventClient is what the events and tenant commands need from a server.
-// The http package's Client implements it.
-type EventClient interface {
-	ListEventViews(ctx context.Context, beforeID int64, limit int) ([]keyhold.EventView, error)
-	TenantSettings(ctx context.Context) (*keyhold.TenantSettings, error)
-	UpdateTenantSettings(ctx context.Context, patch keyhold.TenantSettingsPatch) (*keyhold.TenantSettings, error)
-}
-
 // eventClient connects with the saved login, as Factory.Client does.
-func eventClient(f *Factory) func() (EventClient, error) {
-	return connect(f, func(c *khttp.Client) EventClient { return c })
+func eventClient(f *Factory) func() (keyhold.EventClient, error) {
+	return connect(f, func(c *khttp.Client) keyhold.EventClient { return c })
 }
 
 func newCmdEvents(f *Factory) *cobra.Command {
@@ -37,7 +29,7 @@ func newCmdEvents(f *Factory) *cobra.Command {
 type EventsListOptions struct {
 	IO     *IOStreams
 	Ctx    context.Context
-	Client func() (EventClient, error)
+	Client func() (keyhold.EventClient, error)
 	Format Format
 
 	Top int
@@ -140,7 +132,7 @@ func newCmdTenant(f *Factory) *cobra.Command {
 type TenantSettingsOptions struct {
 	IO     *IOStreams
 	Ctx    context.Context
-	Client func() (EventClient, error)
+	Client func() (keyhold.EventClient, error)
 	Format Format
 
 	Patch keyhold.TenantSettingsPatch

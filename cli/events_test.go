@@ -11,7 +11,7 @@ import (
 )
 
 // The http Client is what the events and tenant commands get.
-var _ EventClient = (*khttp.Client)(nil)
+var _ keyhold.EventClient = (*khttp.Client)(nil)
 
 func TestNewCmdTenantSettingsSet(t *testing.T) {
 	yes, no, hook, none := true, false, "https://hooks.contoso.com/k", ""
@@ -87,7 +87,7 @@ func TestEventsListRun(t *testing.T) {
 		Changes:  []keyhold.VaultChange{{At: at, ActorID: "u1", ActorName: "Mallory", Action: "roleAssignment.delete", Target: "/x/roleAssignments/r1"}},
 		Delivery: &keyhold.EventDeliveryView{State: keyhold.DeliveryFailed, Attempts: 12}}}}
 	streams, out, _ := testIO("")
-	err := eventsListRun(&EventsListOptions{IO: streams, Ctx: context.Background(), Format: FormatTable, Top: 5, Client: func() (EventClient, error) { return f, nil }})
+	err := eventsListRun(&EventsListOptions{IO: streams, Ctx: context.Background(), Format: FormatTable, Top: 5, Client: func() (keyhold.EventClient, error) { return f, nil }})
 	got := squash(out.String())
 	for _, w := range []string{"EnvironmentLocked", "e1", "Failed", "Enabled -> Locked", "roleAssignment.delete /x/roleAssignments/r1 by Mallory (u1)"} {
 		if err != nil || !strings.Contains(got, w) {
@@ -96,7 +96,7 @@ func TestEventsListRun(t *testing.T) {
 	}
 	f.err = keyhold.Errorf(keyhold.CodeForbidden, "not an administrator")
 	streams, out, _ = testIO("")
-	if err := eventsListRun(&EventsListOptions{IO: streams, Ctx: context.Background(), Top: 5, Client: func() (EventClient, error) { return f, nil }}); keyhold.ErrorCode(err) != keyhold.CodeForbidden || out.Len() != 0 {
+	if err := eventsListRun(&EventsListOptions{IO: streams, Ctx: context.Background(), Top: 5, Client: func() (keyhold.EventClient, error) { return f, nil }}); keyhold.ErrorCode(err) != keyhold.CodeForbidden || out.Len() != 0 {
 		t.Errorf("refused list: %v, %q", err, out.String())
 	}
 }

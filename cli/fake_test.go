@@ -13,7 +13,7 @@ import (
 // can't easily be made to do (a stream cut short, a crafted display name).
 // Methods it doesn't override panic on the nil embedded interface.
 type fakeClient struct {
-	APIClient
+	keyhold.APIClient
 
 	token    func(scope string) (*keyhold.Token, error)
 	envs     []*keyhold.Environment
@@ -48,8 +48,8 @@ func (c *fakeClient) OpenFile(_ context.Context, envID, name string) (*keyhold.F
 }
 
 // services returns a Factory.Client-style function yielding c.
-func (c *fakeClient) services() func() (Services, error) {
-	return func() (Services, error) { return c, nil }
+func (c *fakeClient) services() func() (keyhold.EnvironmentClient, error) {
+	return func() (keyhold.EnvironmentClient, error) { return c, nil }
 }
 
 // runRow runs args (starting "row") under the root's global flags against

@@ -24,7 +24,7 @@ func newCmdFile(f *Factory) *cobra.Command {
 type FilePutOptions struct {
 	IO     *IOStreams
 	Ctx    context.Context
-	Client func() (Services, error)
+	Client func() (keyhold.EnvironmentClient, error)
 	Format Format
 
 	EnvID string
@@ -88,7 +88,7 @@ func filePutRun(opts *FilePutOptions) error {
 type FileGetOptions struct {
 	IO     *IOStreams
 	Ctx    context.Context
-	Client func() (Services, error)
+	Client func() (keyhold.EnvironmentClient, error)
 	Format Format
 
 	EnvID string

@@ -169,7 +169,7 @@ func TestFileGetRunNotFoundCreatesNothing(t *testing.T) {
 func TestFilePutRunRefusesADirectory(t *testing.T) {
 	streams, _, _ := testIO("")
 	err := filePutRun(&FilePutOptions{IO: streams, Ctx: context.Background(),
-		Client: func() (Services, error) { return nil, errors.New("must not connect") },
+		Client: func() (keyhold.EnvironmentClient, error) { return nil, errors.New("must not connect") },
 		EnvID:  "e1", Name: "d", Path: t.TempDir()})
 	if err == nil || !strings.Contains(err.Error(), "is not a regular file") {
 		t.Fatalf("error = %v, want a not-a-regular-file error", err)

@@ -27,7 +27,7 @@ func newCmdGroup(f *Factory) *cobra.Command {
 type GroupCreateOptions struct {
 	IO     *IOStreams
 	Ctx    context.Context
-	Client func() (ARMServices, error)
+	Client func() (keyhold.ARMClient, error)
 	Format Format
 	// Subscription is --subscription; LoginSubscription the default.
 	Subscription      string
@@ -108,7 +108,7 @@ func groupCreateRun(opts *GroupCreateOptions) error {
 type GroupListOptions struct {
 	IO     *IOStreams
 	Ctx    context.Context
-	Client func() (ARMServices, error)
+	Client func() (keyhold.ARMClient, error)
 	Format Format
 	// Subscription is --subscription; LoginSubscription the default.
 	Subscription      string
@@ -187,7 +187,7 @@ func tagList(tags map[string]string) string {
 type GroupShowOptions struct {
 	IO     *IOStreams
 	Ctx    context.Context
-	Client func() (ARMServices, error)
+	Client func() (keyhold.ARMClient, error)
 	Format Format
 	// Subscription is --subscription; LoginSubscription the default.
 	Subscription      string
@@ -253,7 +253,7 @@ func printGroup(w io.Writer, format Format, g *keyhold.ResourceGroup) error {
 type GroupDeleteOptions struct {
 	IO     *IOStreams
 	Ctx    context.Context
-	Client func() (ARMServices, error)
+	Client func() (keyhold.ARMClient, error)
 	// Subscription is --subscription; LoginSubscription the default.
 	Subscription      string
 	LoginSubscription func() (string, error)

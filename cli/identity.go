@@ -25,7 +25,7 @@ func newCmdIdentity(f *Factory) *cobra.Command {
 type SPCreateOptions struct {
 	IO     *IOStreams
 	Ctx    context.Context
-	Client func() (ARMServices, error)
+	Client func() (keyhold.ARMClient, error)
 	Format Format
 
 	Name string
@@ -97,7 +97,7 @@ func spCreateRun(opts *SPCreateOptions) error {
 type SPListOptions struct {
 	IO     *IOStreams
 	Ctx    context.Context
-	Client func() (ARMServices, error)
+	Client func() (keyhold.ARMClient, error)
 	Format Format
 }
 
@@ -152,7 +152,7 @@ func spListRun(opts *SPListOptions) error {
 type UserCreateOptions struct {
 	IO     *IOStreams
 	Ctx    context.Context
-	Client func() (ARMServices, error)
+	Client func() (keyhold.ARMClient, error)
 	Format Format
 
 	Name     string
@@ -221,7 +221,7 @@ func userCreateRun(opts *UserCreateOptions) error {
 type UserListOptions struct {
 	IO     *IOStreams
 	Ctx    context.Context
-	Client func() (ARMServices, error)
+	Client func() (keyhold.ARMClient, error)
 	Format Format
 }
 
@@ -270,7 +270,7 @@ func userListRun(opts *UserListOptions) error {
 type DirRoleOptions struct {
 	IO     *IOStreams
 	Ctx    context.Context
-	Client func() (ARMServices, error)
+	Client func() (keyhold.ARMClient, error)
 	Format Format
 
 	Role     keyhold.DirectoryRole // "" for list without --role

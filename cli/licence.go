@@ -25,7 +25,7 @@ func newCmdTenantLicence(f *Factory) *cobra.Command {
 type LicenceOptions struct {
 	IO     *IOStreams
 	Ctx    context.Context
-	Client func() (ARMServices, error)
+	Client func() (keyhold.ARMClient, error)
 	Format Format
 
 	Add  bool

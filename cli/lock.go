@@ -12,16 +12,10 @@ import (
 // "keyhold env enable": re-enable an environment that was locked because
 // its enterprise policy's key became inaccessible.
 
-// EnvEnabler is what "env enable" needs from a server. The http package's
-// Client implements it.
-type EnvEnabler interface {
-	EnableEnvironment(ctx context.Context, envID string) (*keyhold.Operation, error)
-}
-
 // envEnabler returns a function that connects with the saved login, as
 // Factory.Client does, for "env enable".
-func envEnabler(f *Factory) func() (EnvEnabler, error) {
-	return connect(f, func(c *khttp.Client) EnvEnabler { return c })
+func envEnabler(f *Factory) func() (keyhold.EnvironmentEnabler, error) {
+	return connect(f, func(c *khttp.Client) keyhold.EnvironmentEnabler { return c })
 }
 
 // addLockEnvCommands adds "enable" to the env command group.
@@ -34,7 +28,7 @@ func addLockEnvCommands(env *cobra.Command, f *Factory) *cobra.Command {
 type EnvEnableOptions struct {
 	IO     *IOStreams
 	Ctx    context.Context
-	Client func() (EnvEnabler, error)
+	Client func() (keyhold.EnvironmentEnabler, error)
 	Format Format
 
 	EnvID string
@@ -76,7 +70,7 @@ func envEnableRun(opts *EnvEnableOptions) error {
 	if err != nil {
 		return err
 	}
-	op, err := c.EnableEnvironment(opts.Ctx, opts.EnvID)
+	op, err := c.EnableEnvironmentOp(opts.Ctx, opts.EnvID)
 	if err != nil {
 		return err
 	}

@@ -12,7 +12,7 @@ import (
 )
 
 // The http Client is what "env enable" gets.
-var _ EnvEnabler = (*khttp.Client)(nil)
+var _ keyhold.EnvironmentEnabler = (*khttp.Client)(nil)
 
 func TestNewCmdEnvEnable(t *testing.T) {
 	tests := []struct {
@@ -37,14 +37,14 @@ func TestNewCmdEnvEnable(t *testing.T) {
 	}
 }
 
-// fakeEnabler answers EnableEnvironment with op or err.
+// fakeEnabler answers EnableEnvironmentOp with op or err.
 type fakeEnabler struct {
 	op    *keyhold.Operation
 	err   error
 	calls []string
 }
 
-func (f *fakeEnabler) EnableEnvironment(_ context.Context, envID string) (*keyhold.Operation, error) {
+func (f *fakeEnabler) EnableEnvironmentOp(_ context.Context, envID string) (*keyhold.Operation, error) {
 	f.calls = append(f.calls, envID)
 	return f.op, f.err
 }
@@ -55,7 +55,7 @@ func TestEnvEnableRun(t *testing.T) {
 	run := func(f *fakeEnabler, format Format) (string, error) {
 		streams, out, _ := testIO("")
 		err := envEnableRun(&EnvEnableOptions{IO: streams, Ctx: context.Background(), Format: format, EnvID: "e1",
-			Client: func() (EnvEnabler, error) { return f, nil }})
+			Client: func() (keyhold.EnvironmentEnabler, error) { return f, nil }})
 		return out.String(), err
 	}
 	f := &fakeEnabler{op: op}

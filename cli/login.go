@@ -95,7 +95,7 @@ type LoginOptions struct {
 	IO   *IOStreams
 	Ctx  context.Context
 	Home func() (string, error)
-	Dial func(*Login) (APIClient, error)
+	Dial func(*Login) (keyhold.APIClient, error)
 
 	Bootstrap    string // path of a bootstrap.json
 	URL          string
@@ -107,7 +107,7 @@ type LoginOptions struct {
 }
 
 func newCmdLogin(f *Factory, runF func(*LoginOptions) error) *cobra.Command {
-	opts := &LoginOptions{IO: f.IO, Home: f.Home, Dial: func(l *Login) (APIClient, error) {
+	opts := &LoginOptions{IO: f.IO, Home: f.Home, Dial: func(l *Login) (keyhold.APIClient, error) {
 		c, err := f.Dial(l)
 		if err != nil {
 			return nil, err

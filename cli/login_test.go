@@ -46,8 +46,8 @@ func TestNewCmdLogin(t *testing.T) {
 
 // fakeDial returns a Dial that accepts only secret "right" and records the
 // login it was given.
-func fakeDial(got **Login) func(*Login) (APIClient, error) {
-	return func(l *Login) (APIClient, error) {
+func fakeDial(got **Login) func(*Login) (keyhold.APIClient, error) {
+	return func(l *Login) (keyhold.APIClient, error) {
 		*got = l
 		return &fakeClient{token: func(scope string) (*keyhold.Token, error) {
 			if scope != "https://service.powerapps.com/.default" {

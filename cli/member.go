@@ -29,7 +29,7 @@ only they manage members.`
 type EnvMemberOptions struct {
 	IO     *IOStreams
 	Ctx    context.Context
-	Client func() (ARMServices, error)
+	Client func() (keyhold.ARMClient, error)
 	Format Format
 
 	EnvID       string

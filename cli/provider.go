@@ -27,7 +27,7 @@ Microsoft.Resources are always registered.`
 type ProviderOptions struct {
 	IO     *IOStreams
 	Ctx    context.Context
-	Client func() (ARMServices, error)
+	Client func() (keyhold.ARMClient, error)
 	Format Format
 	// Subscription is --subscription; LoginSubscription the default.
 	Subscription      string
@@ -66,18 +66,18 @@ func newCmdProviderOne(f *Factory, runF func(*ProviderOptions) error, verb, shor
 }
 
 func providerRegisterRun(opts *ProviderOptions) error {
-	return providerOne(opts, func(c ARMServices, sub string) (*keyhold.ProviderRegistration, error) {
+	return providerOne(opts, func(c keyhold.ARMClient, sub string) (*keyhold.ProviderRegistration, error) {
 		return c.RegisterProvider(opts.Ctx, sub, opts.Namespace)
 	})
 }
 
 func providerShowRun(opts *ProviderOptions) error {
-	return providerOne(opts, func(c ARMServices, sub string) (*keyhold.ProviderRegistration, error) {
+	return providerOne(opts, func(c keyhold.ARMClient, sub string) (*keyhold.ProviderRegistration, error) {
 		return c.Provider(opts.Ctx, sub, opts.Namespace)
 	})
 }
 
-func providerOne(opts *ProviderOptions, call func(ARMServices, string) (*keyhold.ProviderRegistration, error)) error {
+func providerOne(opts *ProviderOptions, call func(keyhold.ARMClient, string) (*keyhold.ProviderRegistration, error)) error {
 	sub, err := resolveSubscription(opts.Subscription, opts.LoginSubscription)
 	if err != nil {
 		return err
@@ -101,7 +101,7 @@ func providerOne(opts *ProviderOptions, call func(ARMServices, string) (*keyhold
 type ProviderListOptions struct {
 	IO     *IOStreams
 	Ctx    context.Context
-	Client func() (ARMServices, error)
+	Client func() (keyhold.ARMClient, error)
 	Format Format
 	// Subscription is --subscription; LoginSubscription the default.
 	Subscription      string

@@ -39,7 +39,7 @@ func roleNames() []string {
 type RoleAssignOptions struct {
 	IO     *IOStreams
 	Ctx    context.Context
-	Client func() (ARMServices, error)
+	Client func() (keyhold.ARMClient, error)
 	Format Format
 
 	Role     string // a built-in role's name or id
@@ -75,7 +75,7 @@ func newCmdRoleAssign(f *Factory, runF func(*RoleAssignOptions) error) *cobra.Co
 }
 
 // resolveRole finds a role definition by id or name through the server.
-func resolveRole(ctx context.Context, c ARMServices, scope, role string) (*keyhold.RoleDefinition, error) {
+func resolveRole(ctx context.Context, c keyhold.ARMClient, scope, role string) (*keyhold.RoleDefinition, error) {
 	if _, err := uuid.Parse(role); err == nil {
 		return c.RoleDefinition(ctx, scope, role)
 	}
@@ -119,7 +119,7 @@ func roleAssignRun(opts *RoleAssignOptions) error {
 type RoleListOptions struct {
 	IO     *IOStreams
 	Ctx    context.Context
-	Client func() (ARMServices, error)
+	Client func() (keyhold.ARMClient, error)
 	Format Format
 	// LoginSubscription gives the default scope, the login's subscription.
 	LoginSubscription func() (string, error)
@@ -199,7 +199,7 @@ func roleListRun(opts *RoleListOptions) error {
 type RoleRemoveOptions struct {
 	IO     *IOStreams
 	Ctx    context.Context
-	Client func() (ARMServices, error)
+	Client func() (keyhold.ARMClient, error)
 
 	ID    string
 	Scope string

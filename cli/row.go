@@ -26,7 +26,7 @@ func newCmdRow(f *Factory) *cobra.Command {
 type RowPutOptions struct {
 	IO     *IOStreams
 	Ctx    context.Context
-	Client func() (Services, error)
+	Client func() (keyhold.EnvironmentClient, error)
 	Format Format
 
 	EnvID string
@@ -130,7 +130,7 @@ func readDocument(opts *RowPutOptions) (json.RawMessage, error) {
 type RowGetOptions struct {
 	IO     *IOStreams
 	Ctx    context.Context
-	Client func() (Services, error)
+	Client func() (keyhold.EnvironmentClient, error)
 	Format Format
 
 	// Document: no -o was given, so the document itself is printed, which
@@ -197,7 +197,7 @@ func rowGetRun(opts *RowGetOptions) error {
 type RowDeleteOptions struct {
 	IO     *IOStreams
 	Ctx    context.Context
-	Client func() (Services, error)
+	Client func() (keyhold.EnvironmentClient, error)
 
 	EnvID string
 	Table string

@@ -23,24 +23,18 @@ import (
 // a caller's random source, so these functions pass crypto/rand's and tests
 // that want determinism use testing/cryptotest.
 
-// GenerateCA returns a new self-signed ECDSA P-256 CA certificate (PEM) and
-// its private key (PEM, PKCS#8), valid from now for validity.
-//
-// The CA may sign only end-entity certificates (path length 0). Ten years is
-// a typical validity for a deployment's private CA. It returns an error for
-// a non-positive validity or if key generation or signing fails.
-func GenerateCA(commonName string, now time.Time, validity time.Duration) (certPEM, keyPEM []byte, err error) {
-	return generateCA(commonName, nil, now, validity)
-}
-
-// GenerateConstrainedCA is GenerateCA for a CA that may vouch only for
-// hosts: its certificate carries critical name constraints that permit
+// GenerateConstrainedCA returns a new self-signed ECDSA P-256 CA
+// certificate (PEM) and its private key (PEM, PKCS#8), valid from now for
+// validity, that may vouch only for hosts: its certificate carries
+// critical name constraints that permit
 // those DNS names (and, as X.509 can't say less, their subdomains) and
 // exactly those IP addresses, and nothing else. A client that trusts it
 // then trusts it for the server it was made for, not for any name an
 // attacker holding its key might issue (a bank's, say).
 //
-// It returns an error for no hosts or an empty host, and GenerateCA's.
+// The CA may sign only end-entity certificates (path length 0). It
+// returns an error for no hosts or an empty host, for a non-positive
+// validity, or if key generation or signing fails.
 func GenerateConstrainedCA(commonName string, hosts []string, now time.Time, validity time.Duration) (certPEM, keyPEM []byte, err error) {
 	if len(hosts) == 0 {
 		return nil, nil, errors.New("crypt: a constrained CA needs at least one host name or IP address")
@@ -48,7 +42,8 @@ func GenerateConstrainedCA(commonName string, hosts []string, now time.Time, val
 	return generateCA(commonName, hosts, now, validity)
 }
 
-// generateCA makes a CA; a non-nil hosts constrains its names.
+// generateCA makes a CA; a non-nil hosts constrains its names (the tests'
+// GenerateCA passes none).
 func generateCA(commonName string, hosts []string, now time.Time, validity time.Duration) (certPEM, keyPEM []byte, err error) {
 	if validity <= 0 {
 		return nil, nil, fmt.Errorf("crypt: CA validity %v is not positive", validity)

@@ -16,6 +16,15 @@ import (
 	"time"
 )
 
+// GenerateCA is GenerateConstrainedCA without name constraints: a CA that
+// may vouch for any name, as an operator's private CA may. The server
+// never makes one (it constrains its CA to its hosts), so it lives here,
+// for the tests of what the two have in common and of a CA that signs for
+// more than one server.
+func GenerateCA(commonName string, now time.Time, validity time.Duration) (certPEM, keyPEM []byte, err error) {
+	return generateCA(commonName, nil, now, validity)
+}
+
 func parseCert(t *testing.T, certPEM []byte) *x509.Certificate {
 	t.Helper()
 	c, err := parseCertPEM(certPEM)

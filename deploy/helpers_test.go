@@ -11,7 +11,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/google/uuid"
 	"github.com/keyhold/keyhold"
 	"github.com/keyhold/keyhold/arm"
 	"github.com/keyhold/keyhold/clocktest"
@@ -56,50 +55,12 @@ func newFixture(t testing.TB, store keyhold.Store, opts ...fixtureOption) *fixtu
 		fn(&o)
 	}
 	clock := clocktest.New(time.Date(2026, 11, 23, 12, 0, 0, 0, time.UTC))
+	w := storetest.SeedPolicyWorld(t, store, clock.Now(), !o.unregistered)
 	a := arm.New(arm.Config{Store: store, Clock: clock})
 	pol := policy.New(policy.Config{Store: store, Clock: clock, ARM: a})
 	f := &fixture{s: New(Config{Store: store, Clock: clock, Policies: pol, ARM: a}), pol: pol, arm: a, store: store, clock: clock,
-		tenant: uuid.NewString(), sub: uuid.NewString(), version: strings.ReplaceAll(uuid.NewString(), "-", "")}
+		tenant: w.TenantID, sub: w.SubscriptionID, version: w.KeyVersion}
 	f.pol.RegisterDeleter()
-	f.update(t, func(ctx context.Context, tx keyhold.Tx) error {
-		if err := tx.CreateTenant(ctx, &keyhold.Tenant{ID: f.tenant, DisplayName: "Contoso", CreatedAt: clock.Now()}); err != nil {
-			return err
-		}
-		if err := tx.CreateSubscription(ctx, &keyhold.Subscription{ID: f.sub, TenantID: f.tenant, DisplayName: "Contoso", CreatedAt: clock.Now()}); err != nil {
-			return err
-		}
-		if !o.unregistered {
-			if err := tx.PutProviderRegistration(ctx, &keyhold.ProviderRegistration{SubscriptionID: f.sub, Namespace: keyhold.NamespacePowerPlatform,
-				State: keyhold.ProviderRegistered, UpdatedAt: clock.Now()}); err != nil {
-				return err
-			}
-		}
-		for _, rg := range []string{"rg", "keys"} {
-			if err := tx.CreateResourceGroup(ctx, &keyhold.ResourceGroup{SubscriptionID: f.sub, Name: rg, Location: "westeurope", CreatedAt: clock.Now()}); err != nil {
-				return err
-			}
-		}
-		for _, v := range []struct {
-			name  string
-			purge bool
-		}{{"contoso-kv", true}, {"plain-kv", false}} {
-			if err := tx.CreateVault(ctx, &keyhold.Vault{SubscriptionID: f.sub, ResourceGroup: "keys", Name: v.name, Location: "westeurope",
-				TenantID: f.tenant, SKU: "standard", SoftDeleteRetentionDays: 90, EnablePurgeProtection: v.purge, EnableRbacAuthorization: true,
-				URI: "https://localhost/vaults/" + v.name, CreatedAt: clock.Now(), UpdatedAt: clock.Now()}); err != nil {
-				return err
-			}
-			if err := tx.PutKey(ctx, &keyhold.Key{VaultName: v.name, Name: "cmk", Type: keyhold.KeyTypeRSA, Size: 2048,
-				CurrentVersion: f.version, CreatedAt: clock.Now(), UpdatedAt: clock.Now()}); err != nil {
-				return err
-			}
-			if err := tx.PutKeyVersion(ctx, &keyhold.KeyVersion{VaultName: v.name, Name: "cmk", Version: f.version, Type: keyhold.KeyTypeRSA,
-				Size: 2048, N: []byte{1}, E: 65537, KeyOps: []string{"wrapKey", "unwrapKey"}, Enabled: true, Material: []byte{1},
-				CreatedAt: clock.Now(), UpdatedAt: clock.Now()}); err != nil {
-				return err
-			}
-		}
-		return nil
-	})
 	f.admin = f.principal(t, "admin")
 	f.grant(t, "/subscriptions/"+f.sub, keyhold.RoleOwner, f.admin)
 	return f
@@ -109,14 +70,6 @@ func forEachBackend(t *testing.T, fn func(t *testing.T, f *fixture)) {
 	storetest.ForEachBackend(t, func(t *testing.T, open func(t *testing.T) keyhold.Store) {
 		fn(t, newFixture(t, open(t)))
 	})
-}
-
-func (f *fixture) update(t testing.TB, fn func(ctx context.Context, tx keyhold.Tx) error) {
-	t.Helper()
-	ctx := context.Background()
-	if err := f.store.Update(ctx, func(tx keyhold.Tx) error { return fn(ctx, tx) }); err != nil {
-		t.Fatalf("Update: %v", err)
-	}
 }
 
 func (f *fixture) view(t testing.TB, fn func(ctx context.Context, tx keyhold.Tx) error) {
@@ -130,23 +83,13 @@ func (f *fixture) view(t testing.TB, fn func(ctx context.Context, tx keyhold.Tx)
 // principal creates a service principal of the tenant.
 func (f *fixture) principal(t testing.TB, name string) *keyhold.Identity {
 	t.Helper()
-	p := &keyhold.Principal{ID: uuid.NewString(), TenantID: f.tenant, Type: keyhold.PrincipalServicePrincipal, DisplayName: name,
-		AppID: uuid.NewString(), CreatedAt: f.clock.Now()}
-	f.update(t, func(ctx context.Context, tx keyhold.Tx) error { return tx.CreatePrincipal(ctx, p) })
-	return &keyhold.Identity{TenantID: f.tenant, PrincipalID: p.ID, AppID: p.AppID, Type: p.Type, Audience: keyhold.AudienceManagement}
+	return storetest.SeedPrincipal(t, f.store, f.tenant, name, f.clock.Now())
 }
 
 // grant gives id a built-in role at scope, straight in the store.
 func (f *fixture) grant(t testing.TB, scope, role string, id *keyhold.Identity) {
 	t.Helper()
-	r, ok := keyhold.FindRoleDefinition(role)
-	if !ok {
-		t.Fatalf("no role %q", role)
-	}
-	f.update(t, func(ctx context.Context, tx keyhold.Tx) error {
-		return tx.CreateRoleAssignment(ctx, &keyhold.RoleAssignment{ID: uuid.NewString(), Scope: scope, RoleDefinitionID: r.ID,
-			PrincipalID: id.PrincipalID, PrincipalType: "ServicePrincipal", TenantID: f.tenant, CreatedBy: "test", CreatedAt: f.clock.Now()})
-	})
+	storetest.SeedGrant(t, f.store, scope, role, id, f.clock.Now())
 }
 
 // as returns a context carrying id.
@@ -157,12 +100,12 @@ func (f *fixture) vaultID(name string) string {
 }
 
 // spec is a valid policy spec naming contoso-kv's key cmk.
-func (f *fixture) spec() policy.Spec {
-	return policy.Spec{Location: "europe", Kind: "Encryption", IdentityType: "SystemAssigned", KeyVaultID: f.vaultID("contoso-kv"), KeyName: "cmk"}
+func (f *fixture) spec() keyhold.PolicySpec {
+	return keyhold.PolicySpec{Location: "europe", Kind: "Encryption", IdentityType: "SystemAssigned", KeyVaultID: f.vaultID("contoso-kv"), KeyName: "cmk"}
 }
 
 // put creates or updates a policy as the admin, failing on error.
-func (f *fixture) put(t testing.TB, name string, spec policy.Spec) *keyhold.EnterprisePolicy {
+func (f *fixture) put(t testing.TB, name string, spec keyhold.PolicySpec) *keyhold.EnterprisePolicy {
 	t.Helper()
 	p, _, err := f.pol.Put(as(f.admin), f.sub, "rg", name, spec)
 	if err != nil {

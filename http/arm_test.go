@@ -453,7 +453,7 @@ func TestClientARM(t *testing.T) {
 	if err := c.CreateRoleAssignment(ctx, a); err != nil || a.ID == "" || a.PrincipalType != "ServicePrincipal" || a.RoleDefinitionID != defs[0].ID {
 		t.Fatalf("CreateRoleAssignment = %+v, %v", a, err)
 	}
-	l, err := c.ListRoleAssignments(ctx, g.ID(), arm.AssignmentFilter{PrincipalID: sp.Principal.ID})
+	l, err := c.ListRoleAssignments(ctx, g.ID(), keyhold.AssignmentFilter{PrincipalID: sp.Principal.ID})
 	if err != nil || len(l) != 1 || l[0].ID != a.ID {
 		t.Fatalf("ListRoleAssignments = %v, %v", l, err)
 	}

@@ -58,6 +58,13 @@ var (
 	_ keyhold.EnvironmentService = (*Client)(nil)
 	_ keyhold.DataService        = (*Client)(nil)
 	_ keyhold.AuditService       = (*Client)(nil)
+	_ keyhold.EnvironmentEnabler = (*Client)(nil)
+	// The groups the cli's command groups take (the root's client.go).
+	_ keyhold.APIClient    = (*Client)(nil)
+	_ keyhold.ARMClient    = (*Client)(nil)
+	_ keyhold.BackupClient = (*Client)(nil)
+	_ keyhold.CMKClient    = (*Client)(nil)
+	_ keyhold.EventClient  = (*Client)(nil)
 )
 
 // NewClient returns a client of the server at baseURL (https only), which

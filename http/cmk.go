@@ -275,7 +275,7 @@ func fromOperationJSON(j *operationJSON) *keyhold.Operation {
 	if j.Error != nil {
 		op.ErrorCode, op.ErrorMsg = j.Error.Code, j.Error.Message
 	} else if j.StatusMessage != "" {
-		op.ErrorMsg = j.StatusMessage // paused: how the store holds it
+		op.ErrorMsg = j.StatusMessage // paused: as keyhold.Operation.ShowPause shows it
 	}
 	// The reason of a phase is what the answer shows for it.
 	switch op.Phase {

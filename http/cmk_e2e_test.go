@@ -57,7 +57,7 @@ func newCMKStackOn(t testing.TB, store keyhold.Store) *cmkStack {
 	t.Helper()
 	ctx := context.Background()
 	now := time.Now()
-	caCert, caKey, err := crypt.GenerateCA("Keyhold CMK test CA", now.Add(-time.Hour), time.Hour*24)
+	caCert, caKey, err := crypt.GenerateConstrainedCA("Keyhold CMK test CA", []string{"127.0.0.1"}, now.Add(-time.Hour), time.Hour*24)
 	if err != nil {
 		t.Fatal(err)
 	}

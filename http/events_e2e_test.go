@@ -10,7 +10,6 @@ import (
 	"time"
 
 	"github.com/keyhold/keyhold"
-	"github.com/keyhold/keyhold/arm"
 )
 
 // TestEventsAndSettingsAPI drives the events list, the tenant settings and
@@ -66,7 +65,7 @@ func TestEventsAndSettingsAPI(t *testing.T) {
 	if _, err := s.p.CheckPolicyHealth(ctx, pol.ID); err != nil {
 		t.Fatal(err)
 	}
-	as, err := c.ListRoleAssignments(ctx, vaultID, arm.AssignmentFilter{PrincipalID: pol.Identity.PrincipalID})
+	as, err := c.ListRoleAssignments(ctx, vaultID, keyhold.AssignmentFilter{PrincipalID: pol.Identity.PrincipalID})
 	if err != nil || len(as) != 1 {
 		t.Fatalf("the policy identity's assignments: %v, %v", as, err)
 	}

@@ -30,7 +30,7 @@ import (
 // tests to keep them fast.
 var testCA = sync.OnceValues(func() (ca []byte, conf *tls.Config) {
 	now := time.Now()
-	caCert, caKey, err := crypt.GenerateCA("Keyhold test CA", now.Add(-time.Hour), 24*time.Hour)
+	caCert, caKey, err := crypt.GenerateConstrainedCA("Keyhold test CA", []string{"127.0.0.1"}, now.Add(-time.Hour), 24*time.Hour)
 	if err != nil {
 		panic(err)
 	}

@@ -9,7 +9,6 @@ import (
 	"time"
 
 	"github.com/keyhold/keyhold"
-	"github.com/keyhold/keyhold/arm"
 	"github.com/keyhold/keyhold/platform"
 )
 
@@ -95,7 +94,7 @@ func benchLockLatency(b *testing.B, disableKey bool) {
 			t0 = time.Now()
 			setKeyEnabled(b, s, false)
 		} else {
-			as, err := c.ListRoleAssignments(ctx, vaultID, arm.AssignmentFilter{PrincipalID: pol.Identity.PrincipalID})
+			as, err := c.ListRoleAssignments(ctx, vaultID, keyhold.AssignmentFilter{PrincipalID: pol.Identity.PrincipalID})
 			if err != nil || len(as) != 1 {
 				b.Fatalf("the policy identity's assignments: %v, %v", as, err)
 			}
@@ -115,7 +114,7 @@ func benchLockLatency(b *testing.B, disableKey bool) {
 		}
 		b.StartTimer()
 		t1 := time.Now()
-		if _, err := c.EnableEnvironment(ctx, env.ID); err != nil {
+		if _, err := c.EnableEnvironmentOp(ctx, env.ID); err != nil {
 			b.Fatal(err)
 		}
 		until("re-enable", func(err error) bool { return err == nil })

@@ -10,7 +10,6 @@ import (
 	"time"
 
 	"github.com/keyhold/keyhold"
-	"github.com/keyhold/keyhold/arm"
 )
 
 // TestLockedEnvironmentEnable locks a linked environment by taking its
@@ -63,7 +62,7 @@ func TestLockedEnvironmentEnable(t *testing.T) {
 	}
 	revoke := func(t *testing.T) {
 		t.Helper()
-		as, err := c.ListRoleAssignments(ctx, vaultID, arm.AssignmentFilter{PrincipalID: pol.Identity.PrincipalID})
+		as, err := c.ListRoleAssignments(ctx, vaultID, keyhold.AssignmentFilter{PrincipalID: pol.Identity.PrincipalID})
 		if err != nil || len(as) == 0 {
 			t.Fatalf("the policy identity's assignments: %v, %v", as, err)
 		}
@@ -95,7 +94,7 @@ func TestLockedEnvironmentEnable(t *testing.T) {
 	if status != 403 || !bytes.Contains(b, []byte("stays locked")) {
 		t.Fatalf("enable before restore: %d %s; want 403, stays locked", status, b)
 	}
-	_, err = c.EnableEnvironment(ctx, env.ID)
+	_, err = c.EnableEnvironmentOp(ctx, env.ID)
 	wantErrorCode(t, err, keyhold.CodeForbidden)
 	wantLocked(t)
 
@@ -132,15 +131,15 @@ func TestLockedEnvironmentEnable(t *testing.T) {
 	// Once more through the Go client.
 	revoke(t)
 	restore(t)
-	got, err := c.EnableEnvironment(ctx, env.ID)
+	got, err := c.EnableEnvironmentOp(ctx, env.ID)
 	if err != nil || got.Kind != "enable" || got.State != keyhold.OperationSucceeded || got.Target != env.ID || got.FinishedAt.IsZero() {
-		t.Fatalf("EnableEnvironment = %+v, %v", got, err)
+		t.Fatalf("EnableEnvironmentOp = %+v, %v", got, err)
 	}
 	if polledOp, err := c.GetOperation(ctx, got.ID); err != nil || polledOp.State != keyhold.OperationSucceeded {
 		t.Fatalf("GetOperation = %+v, %v", polledOp, err)
 	}
 	wantState(t, keyhold.StateEnabled)
-	_, err = c.EnableEnvironment(ctx, env.ID)
+	_, err = c.EnableEnvironmentOp(ctx, env.ID)
 	wantErrorCode(t, err, keyhold.CodeConflict)
 	wantState(t, keyhold.StateEnabled)
 }

@@ -91,7 +91,7 @@ func newPolicyFixture(t *testing.T) *policyFixture {
 		if _, err := pf.vault.PutVault(pf.adminCtx(), kv); err != nil {
 			t.Fatalf("PutVault(%s): %v", v.name, err)
 		}
-		if _, err := pf.vault.CreateKey(pf.adminCtx(), v.name, "cmk", vault.CreateKeyParams{Type: keyhold.KeyTypeRSA, Size: 2048}); err != nil {
+		if _, err := pf.vault.CreateKey(pf.adminCtx(), v.name, "cmk", keyhold.CreateKeyParams{Type: keyhold.KeyTypeRSA, Size: 2048}); err != nil {
 			t.Fatalf("CreateKey(%s): %v", v.name, err)
 		}
 	}
@@ -410,7 +410,7 @@ func TestPolicyClient(t *testing.T) {
 	pf.register(t)
 	ctx := context.Background()
 	pc := pf.client.Policies()
-	spec := policy.Spec{Location: "europe", Kind: "Encryption", IdentityType: "SystemAssigned", KeyVaultID: pf.vaultID("contoso-kv"), KeyName: "cmk",
+	spec := keyhold.PolicySpec{Location: "europe", Kind: "Encryption", IdentityType: "SystemAssigned", KeyVaultID: pf.vaultID("contoso-kv"), KeyName: "cmk",
 		Tags: map[string]string{"env": "prod"}}
 	p, created, err := pc.Put(ctx, pf.sub, "rg", "p1", spec)
 	if err != nil || !created || p.SubscriptionID != pf.sub || p.ResourceGroup != "rg" || p.Name != "p1" || p.PrincipalID == "" ||

@@ -61,7 +61,7 @@ const (
 // server and the proxy of every fault test.
 var faultCA = sync.OnceValues(func() ([]byte, *tls.Config) {
 	now := time.Now()
-	caCert, caKey, err := crypt.GenerateCA("Keyhold fault test CA", now.Add(-time.Hour), 24*time.Hour)
+	caCert, caKey, err := crypt.GenerateConstrainedCA("Keyhold fault test CA", []string{"127.0.0.1"}, now.Add(-time.Hour), 24*time.Hour)
 	if err != nil {
 		panic(err)
 	}
@@ -609,9 +609,9 @@ func (s *faultStack) transientFault(t *testing.T, w *faultWorld, mode faultMode,
 	s.proxy.set(faultPass)
 	s.wantHealth(t, w, keyhold.HealthHealthy)
 	s.wantState(t, w, keyhold.StateEnabled)
-	_, err = s.client.EnableEnvironment(ctx, w.env.ID)
+	_, err = s.client.EnableEnvironmentOp(ctx, w.env.ID)
 	if keyhold.ErrorCode(err) != keyhold.CodeConflict || !strings.Contains(keyhold.ErrorMessage(err), "not Locked") {
-		t.Fatalf("EnableEnvironment after a transient fault: %v; want 409, not Locked", err)
+		t.Fatalf("EnableEnvironmentOp after a transient fault: %v; want 409, not Locked", err)
 	}
 	s.wantState(t, w, keyhold.StateEnabled)
 	s.checkAll(t, w)
@@ -641,7 +641,7 @@ func TestFaultProxyRevocationLocks(t *testing.T) {
 		w := s.linkedWorld(t)
 		ctx := context.Background()
 		vaultID := "/subscriptions/" + s.creds.SubscriptionID + "/resourceGroups/cmk/providers/Microsoft.KeyVault/vaults/contoso-kv"
-		as, err := s.client.ListRoleAssignments(ctx, vaultID, arm.AssignmentFilter{PrincipalID: w.pol.Identity.PrincipalID})
+		as, err := s.client.ListRoleAssignments(ctx, vaultID, keyhold.AssignmentFilter{PrincipalID: w.pol.Identity.PrincipalID})
 		if err != nil || len(as) == 0 {
 			t.Fatalf("the policy identity's assignments: %v, %v", as, err)
 		}
@@ -669,8 +669,8 @@ func TestFaultProxyRevocationLocks(t *testing.T) {
 		s.grant(t, vaultID, keyhold.RoleKeyVaultCryptoServiceEncryptUser, w.pol.Identity.PrincipalID)
 		s.wantHealth(t, w, keyhold.HealthHealthy)
 		s.wantState(t, w, keyhold.StateLocked) // restored access unlocks nothing by itself
-		if op, err := s.client.EnableEnvironment(ctx, w.env.ID); err != nil || op.State != keyhold.OperationSucceeded {
-			t.Fatalf("EnableEnvironment = %+v, %v", op, err)
+		if op, err := s.client.EnableEnvironmentOp(ctx, w.env.ID); err != nil || op.State != keyhold.OperationSucceeded {
+			t.Fatalf("EnableEnvironmentOp = %+v, %v", op, err)
 		}
 		s.wantState(t, w, keyhold.StateEnabled)
 		s.checkAll(t, w)

@@ -13,7 +13,6 @@ import (
 
 	"github.com/keyhold/keyhold"
 	"github.com/keyhold/keyhold/keyprovider"
-	"github.com/keyhold/keyhold/vault"
 )
 
 // benchKey creates a key of bits bits in a fresh vault that id may use,
@@ -22,7 +21,7 @@ func benchKey(b *testing.B, w *world, id *identity, bits int) string {
 	b.Helper()
 	vaultName := w.newVault(b)
 	w.grant(b, id, vaultName)
-	kb, err := w.v.CreateKey(w.admin, vaultName, fmt.Sprintf("rsa%d", bits), vault.CreateKeyParams{Type: keyhold.KeyTypeRSA, Size: bits})
+	kb, err := w.v.CreateKey(w.admin, vaultName, fmt.Sprintf("rsa%d", bits), keyhold.CreateKeyParams{Type: keyhold.KeyTypeRSA, Size: bits})
 	if err != nil {
 		b.Fatal(err)
 	}

@@ -42,7 +42,7 @@ type world struct {
 // testCA is one CA and server certificate for 127.0.0.1.
 var testCA = sync.OnceValues(func() ([]byte, *nethttp.Server) {
 	now := time.Now()
-	caCert, caKey, err := crypt.GenerateCA("Keyhold test CA", now.Add(-time.Hour), 24*time.Hour)
+	caCert, caKey, err := crypt.GenerateConstrainedCA("Keyhold test CA", []string{"127.0.0.1"}, now.Add(-time.Hour), 24*time.Hour)
 	if err != nil {
 		panic(err)
 	}
@@ -238,7 +238,7 @@ func (w *world) env(t *testing.T, id *identity, vaultName string, revoke func(*t
 		Provider: newProvider(id),
 		NewKey: func(t *testing.T) string {
 			n++
-			b, err := w.v.CreateKey(w.admin, vaultName, "key"+string(rune('a'+n)), vault.CreateKeyParams{Type: keyhold.KeyTypeRSA, Size: 2048})
+			b, err := w.v.CreateKey(w.admin, vaultName, "key"+string(rune('a'+n)), keyhold.CreateKeyParams{Type: keyhold.KeyTypeRSA, Size: 2048})
 			if err != nil {
 				t.Fatalf("CreateKey: %v", err)
 			}
@@ -250,7 +250,7 @@ func (w *world) env(t *testing.T, id *identity, vaultName string, revoke func(*t
 			}
 		},
 		Disable: func(t *testing.T, keyID string) {
-			if _, err := w.v.UpdateKey(w.admin, vaultName, keyName(keyID), "", vault.KeyAttributes{Enabled: to.Ptr(false)}, nil, nil); err != nil {
+			if _, err := w.v.UpdateKey(w.admin, vaultName, keyName(keyID), "", keyhold.KeyAttributes{Enabled: to.Ptr(false)}, nil, nil); err != nil {
 				t.Fatalf("UpdateKey: %v", err)
 			}
 		},

@@ -38,7 +38,7 @@
 // (its environment is Locked until an administrator re-enables it) returns
 // Paused: the operation neither fails nor uses up its attempts; it stays
 // Running at that step in phase Paused (IsPaused), with a PhaseReason that
-// says why (and an ErrorMsg that shows it after "Paused: "),
+// says why (stored once; Get shows it as the ErrorMsg, after "Paused: "),
 // and it is run again after the pause's wait, until the step goes on (see
 // pause.go).
 //

@@ -23,8 +23,10 @@ import (
 //     changed data it can't find again when it runs later — which every
 //     idempotent step can);
 //   - its Phase is keyhold.OperationPaused (IsPaused) and its PhaseReason
-//     says why; its ErrorCode stays empty, and its ErrorMsg shows the
-//     reason prefixed "Paused: " (PausedPrefix), as the API always has;
+//     says why; its ErrorCode stays empty, and its ErrorMsg, as Get
+//     gives it, shows the reason prefixed "Paused: " (PausedPrefix), as
+//     the API always has (the reason is stored once, as PhaseReason:
+//     keyhold.Operation.ShowPause);
 //   - Attempts does not grow, so a pause never fails the operation;
 //   - the Runner stops working on it (no goroutine, no heartbeat) and
 //     leaves it reserved until the pause's wait ends; then any Runner may

@@ -192,3 +192,59 @@ func TestResumeWakesPaused(t *testing.T) {
 		}
 	})
 }
+
+// TestPauseReasonStoredOnce: a pause's reason is stored once, as the
+// operation's PhaseReason, with no copy in its error message; Get shows
+// it as the message a pause has always shown (PausedPrefix + reason), and
+// so does a row paused before that rule, which holds both.
+func TestPauseReasonStoredOnce(t *testing.T) {
+	storetest.ForEachBackend(t, func(t *testing.T, open func(t *testing.T) keyhold.Store) {
+		s := open(t)
+		cfg := fast(s)
+		cfg.MinBackoff = time.Hour // one run: the pause then holds
+		r := newRunner(t, cfg)
+		const reason = "environment e1 is locked: re-enable it"
+		r.Register("held", ops.Kind{Steps: []ops.Step{
+			{Name: "work", Run: func(ctx context.Context, op *keyhold.Operation) (ops.StepResult, error) {
+				return ops.StepResult{}, ops.Paused(reason, time.Hour)
+			}},
+		}})
+		start(t, r)
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		defer cancel()
+		op := newOp("held", "e1")
+		if err := r.Submit(ctx, op); err != nil {
+			t.Fatal(err)
+		}
+		stored := func() *keyhold.Operation {
+			t.Helper()
+			var got *keyhold.Operation
+			if err := s.View(ctx, func(tx keyhold.Tx) (err error) {
+				got, err = tx.Operation(ctx, op.ID)
+				return err
+			}); err != nil {
+				t.Fatal(err)
+			}
+			return got
+		}
+		for !ops.IsPaused(stored()) {
+			if ctx.Err() != nil {
+				t.Fatalf("the operation never paused: %+v", stored())
+			}
+			time.Sleep(5 * time.Millisecond)
+		}
+		if got := stored(); got.PhaseReason != reason || got.ErrorMsg != "" || got.ErrorCode != "" {
+			t.Errorf("stored pause: reason %q, message %q, code %q; want %q, no message, no code", got.PhaseReason, got.ErrorMsg, got.ErrorCode, reason)
+		}
+		want := ops.PausedPrefix + reason
+		if got, err := r.Get(ctx, op.ID); err != nil || got.ErrorMsg != want || got.PhaseReason != reason {
+			t.Errorf("Get = message %q, reason %q, %v; want %q, %q", got.ErrorMsg, got.PhaseReason, err, want, reason)
+		}
+		// A row paused before the rule holds the message too: it reads
+		// the same.
+		storetest.Exec(t, s, `UPDATE operations SET error_msg = ? WHERE id = ?`, want, op.ID)
+		if got, err := r.Get(ctx, op.ID); err != nil || got.ErrorMsg != want {
+			t.Errorf("Get of an old row = message %q, %v; want %q", got.ErrorMsg, err, want)
+		}
+	})
+}

@@ -267,13 +267,15 @@ func (r *Runner) Submit(ctx context.Context, op *keyhold.Operation) error {
 	return nil
 }
 
-// Get returns an operation, or CodeNotFound.
+// Get returns an operation, or CodeNotFound. A paused one shows its
+// reason as its ErrorMsg (keyhold.Operation.ShowPause).
 func (r *Runner) Get(ctx context.Context, id string) (*keyhold.Operation, error) {
 	var op *keyhold.Operation
 	err := r.store.View(ctx, func(tx keyhold.Tx) (err error) {
 		op, err = tx.Operation(ctx, id)
 		return err
 	})
+	op.ShowPause()
 	return op, err
 }
 
@@ -772,7 +774,8 @@ func (j *job) retryLater(next *keyhold.Operation, step string, err error) bool {
 
 // pause records that a step paused (see Paused): the operation stays at
 // the step in phase Paused, with its attempts unchanged and a PhaseReason
-// that says why (and the ErrorMsg the API has always shown for it), and
+// that says why (which Get shows as the ErrorMsg the API has always shown
+// for it, but which is stored once), and
 // is reserved until the pause's wait ends, when any Runner may claim it
 // and run the step again. It reports whether the job should go on with the
 // operation: never.
@@ -786,8 +789,10 @@ func (j *job) pause(step string, pe *pausedError) bool {
 	}
 	if next.Phase != keyhold.OperationPaused || next.PhaseReason != pe.reason {
 		j.log.Warn("operation paused", "step", step, "recheck_in", wait, "reason", pe.reason)
+		// The reason is stored once, as PhaseReason: readers show it
+		// as the ErrorMsg (keyhold.Operation.ShowPause).
 		next.Phase, next.PhaseReason = keyhold.OperationPaused, pe.reason
-		next.ErrorMsg, next.UpdatedAt = PausedPrefix+pe.reason, now
+		next.ErrorMsg, next.UpdatedAt = "", now
 	} else {
 		j.log.Debug("operation still paused", "step", step, "recheck_in", wait)
 	}

@@ -9,7 +9,6 @@ import (
 	"time"
 
 	"github.com/keyhold/keyhold"
-	"github.com/keyhold/keyhold/arm"
 )
 
 // backupState renders an environment's data state (dataState) and its
@@ -340,7 +339,7 @@ func TestDatabaseOpsRefusedWhenLocked(t *testing.T) {
 func (f *cmkFixture) revokeAll(t *testing.T, pol *keyhold.EnterprisePolicy, v *keyhold.Vault, key string) {
 	t.Helper()
 	scope := v.ID() + "/keys/" + key
-	as, err := f.arm.ListRoleAssignments(f.ctx, scope, arm.AssignmentFilter{PrincipalID: pol.PrincipalID})
+	as, err := f.arm.ListRoleAssignments(f.ctx, scope, keyhold.AssignmentFilter{PrincipalID: pol.PrincipalID})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -611,6 +611,7 @@ func (p *CMK) GetOperation(ctx context.Context, opID string) (*keyhold.Operation
 	if keyhold.ErrorCode(err) == keyhold.CodeNotFound {
 		return nil, keyhold.Errorf(keyhold.CodeNotFound, "operation %q was not found in tenant %s", opID, id.TenantID)
 	}
+	op.ShowPause()
 	return op, err
 }
 
@@ -643,6 +644,7 @@ func (p *CMK) PolicyLinks(ctx context.Context) ([]*keyhold.PolicyLink, error) {
 				op, err := tx.Operation(ctx, env.LastOperationID)
 				switch {
 				case err == nil:
+					op.ShowPause()
 					l.LastOperation = op
 					if sys == "" && op.State == keyhold.OperationRunning && op.Kind == keyhold.OpLink {
 						if in, err := opInput(op); err == nil {

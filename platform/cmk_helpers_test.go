@@ -152,9 +152,9 @@ func (f *cmkFixture) newVault(t testing.TB, name string, purgeProtection bool) *
 func (f *cmkFixture) adminID() string { return keyhold.IdentityFrom(f.ctx).PrincipalID }
 
 // newKey creates an RSA key in v as the admin.
-func (f *cmkFixture) newKey(t testing.TB, v *keyhold.Vault, name string) *vault.KeyBundle {
+func (f *cmkFixture) newKey(t testing.TB, v *keyhold.Vault, name string) *keyhold.KeyBundle {
 	t.Helper()
-	kb, err := f.kv.CreateKey(f.ctx, v.Name, name, vault.CreateKeyParams{Type: keyhold.KeyTypeRSA})
+	kb, err := f.kv.CreateKey(f.ctx, v.Name, name, keyhold.CreateKeyParams{Type: keyhold.KeyTypeRSA})
 	if err != nil {
 		t.Fatalf("CreateKey %s: %v", name, err)
 	}

@@ -17,7 +17,6 @@ import (
 	"github.com/keyhold/keyhold"
 	"github.com/keyhold/keyhold/crypt"
 	"github.com/keyhold/keyhold/sqlstore/storetest"
-	"github.com/keyhold/keyhold/vault"
 )
 
 // platformAdmin creates a service principal with the Power Platform
@@ -269,21 +268,21 @@ func TestLinkRefusals(t *testing.T) {
 		polOff := f.newPolicy(t, "pol-disabled-key", good, "off", nil)
 		f.grantKey(t, polOff, good, "off")
 		no := false
-		if _, err := f.kv.UpdateKey(f.ctx, good.Name, "off", "", vault.KeyAttributes{Enabled: &no}, nil, nil); err != nil {
+		if _, err := f.kv.UpdateKey(f.ctx, good.Name, "off", "", keyhold.KeyAttributes{Enabled: &no}, nil, nil); err != nil {
 			t.Fatal(err)
 		}
 		f.newKey(t, good, "expired")
 		polExpired := f.newPolicy(t, "pol-expired-key", good, "expired", nil)
 		f.grantKey(t, polExpired, good, "expired")
 		past := f.clock.Now().Add(-time.Hour)
-		if _, err := f.kv.UpdateKey(f.ctx, good.Name, "expired", "", vault.KeyAttributes{Expires: &past}, nil, nil); err != nil {
+		if _, err := f.kv.UpdateKey(f.ctx, good.Name, "expired", "", keyhold.KeyAttributes{Expires: &past}, nil, nil); err != nil {
 			t.Fatal(err)
 		}
 		f.newKey(t, good, "early")
 		polEarly := f.newPolicy(t, "pol-early-key", good, "early", nil)
 		f.grantKey(t, polEarly, good, "early")
 		future := f.clock.Now().Add(time.Hour)
-		if _, err := f.kv.UpdateKey(f.ctx, good.Name, "early", "", vault.KeyAttributes{NotBefore: &future}, nil, nil); err != nil {
+		if _, err := f.kv.UpdateKey(f.ctx, good.Name, "early", "", keyhold.KeyAttributes{NotBefore: &future}, nil, nil); err != nil {
 			t.Fatal(err)
 		}
 		// An access-policy vault whose policy lacks Unwrap Key.

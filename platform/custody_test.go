@@ -14,7 +14,6 @@ import (
 	"github.com/keyhold/keyhold/crypt"
 	"github.com/keyhold/keyhold/keyprovider"
 	"github.com/keyhold/keyhold/sqlstore/storetest"
-	"github.com/keyhold/keyhold/vault"
 )
 
 // The custody threat model's "database alone" claims: someone who can
@@ -27,7 +26,7 @@ import (
 // protection.
 type custodyWorld struct {
 	v      *keyhold.Vault
-	k1     *vault.KeyBundle
+	k1     *keyhold.KeyBundle
 	pol    *keyhold.EnterprisePolicy
 	env    *keyhold.Environment
 	c      *content
@@ -210,7 +209,7 @@ func TestTamperReenabledVersion(t *testing.T) {
 			t.Fatal(err)
 		}
 		off := false
-		if _, err := f.kv.UpdateKey(f.ctx, w.v.Name, "k", k2.Version.Version, vault.KeyAttributes{Enabled: &off}, nil, nil); err != nil {
+		if _, err := f.kv.UpdateKey(f.ctx, w.v.Name, "k", k2.Version.Version, keyhold.KeyAttributes{Enabled: &off}, nil, nil); err != nil {
 			t.Fatal(err)
 		}
 		storetest.Exec(t, f.store, `UPDATE key_versions SET enabled = ? WHERE vault_key = ? AND name_key = ? AND version_key = ?`,

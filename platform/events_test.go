@@ -22,7 +22,6 @@ import (
 	"github.com/golang-jwt/jwt/v5"
 	"github.com/keyhold/keyhold"
 	"github.com/keyhold/keyhold/egress"
-	"github.com/keyhold/keyhold/vault"
 )
 
 // hookServer is a tenant's webhook receiver over real HTTPS: it answers
@@ -375,7 +374,7 @@ func TestChangeFeedLocksAtOnce(t *testing.T) {
 		time.Sleep(50 * time.Millisecond) // the feed has found the end of the log
 
 		off := false
-		if _, err := f.kv.UpdateKey(f.ctx, w.v.Name, w.key, "", vault.KeyAttributes{Enabled: &off}, nil, nil); err != nil {
+		if _, err := f.kv.UpdateKey(f.ctx, w.v.Name, w.key, "", keyhold.KeyAttributes{Enabled: &off}, nil, nil); err != nil {
 			t.Fatal(err)
 		}
 		took := f.waitState(t, w.env.ID, keyhold.StateLocked, 10*time.Second)

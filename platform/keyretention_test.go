@@ -7,7 +7,6 @@ import (
 	"time"
 
 	"github.com/keyhold/keyhold"
-	"github.com/keyhold/keyhold/vault"
 )
 
 // TestKeyRetentionAfterRemoval: the spec asks that the key and the
@@ -22,7 +21,7 @@ func TestKeyRetentionAfterRemoval(t *testing.T) {
 	cmkBackends(t, true, func(t *testing.T, f *cmkFixture) {
 		type world struct {
 			v   *keyhold.Vault
-			kb  *vault.KeyBundle
+			kb  *keyhold.KeyBundle
 			pol *keyhold.EnterprisePolicy
 		}
 		newWorld := func(name string) world {

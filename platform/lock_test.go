@@ -9,7 +9,6 @@ import (
 	"time"
 
 	"github.com/keyhold/keyhold"
-	"github.com/keyhold/keyhold/vault"
 )
 
 // lockWorld is one linked environment with data, on its own vault, key and
@@ -155,7 +154,7 @@ func TestLockOldKeyVersion(t *testing.T) {
 		w := f.lockWorld(t, "version")
 		v1 := kidVersion(w.kid)
 		no, yes := false, true
-		if _, err := f.kv.UpdateKey(f.ctx, w.v.Name, w.key, v1, vault.KeyAttributes{Enabled: &no}, nil, nil); err != nil {
+		if _, err := f.kv.UpdateKey(f.ctx, w.v.Name, w.key, v1, keyhold.KeyAttributes{Enabled: &no}, nil, nil); err != nil {
 			t.Fatal(err)
 		}
 		f.health(t, w.pol, keyhold.HealthUnhealthy)
@@ -169,7 +168,7 @@ func TestLockOldKeyVersion(t *testing.T) {
 		f.requireLocked(t, w, keyhold.InnerKeyDisabled)
 		// A platform admin without Reader on the policy may not enable.
 		admin, _ := f.platformAdmin(t, keyhold.RolePowerPlatformAdministrator)
-		if _, err := f.kv.UpdateKey(f.ctx, w.v.Name, w.key, v1, vault.KeyAttributes{Enabled: &yes}, nil, nil); err != nil {
+		if _, err := f.kv.UpdateKey(f.ctx, w.v.Name, w.key, v1, keyhold.KeyAttributes{Enabled: &yes}, nil, nil); err != nil {
 			t.Fatal(err)
 		}
 		if err := f.p.EnableEnvironment(admin, w.env.ID); keyhold.ErrorCode(err) != keyhold.CodeForbidden {
@@ -298,12 +297,12 @@ func revocations() []revocation {
 			}, nil},
 		{"key-disabled", keyhold.InnerKeyDisabled,
 			func(t *testing.T, f *cmkFixture, w *lockWorld) {
-				if _, err := f.kv.UpdateKey(f.ctx, w.v.Name, w.key, "", vault.KeyAttributes{Enabled: &no}, nil, nil); err != nil {
+				if _, err := f.kv.UpdateKey(f.ctx, w.v.Name, w.key, "", keyhold.KeyAttributes{Enabled: &no}, nil, nil); err != nil {
 					t.Fatal(err)
 				}
 			},
 			func(t *testing.T, f *cmkFixture, w *lockWorld) {
-				if _, err := f.kv.UpdateKey(f.ctx, w.v.Name, w.key, "", vault.KeyAttributes{Enabled: &yes}, nil, nil); err != nil {
+				if _, err := f.kv.UpdateKey(f.ctx, w.v.Name, w.key, "", keyhold.KeyAttributes{Enabled: &yes}, nil, nil); err != nil {
 					t.Fatal(err)
 				}
 			}, nil},
@@ -343,13 +342,13 @@ func revocations() []revocation {
 		{"key-version-disabled", keyhold.InnerKeyDisabled,
 			func(t *testing.T, f *cmkFixture, w *lockWorld) {
 				v1 := kidVersion(w.kid)
-				if _, err := f.kv.UpdateKey(f.ctx, w.v.Name, w.key, v1, vault.KeyAttributes{Enabled: &no}, nil, nil); err != nil {
+				if _, err := f.kv.UpdateKey(f.ctx, w.v.Name, w.key, v1, keyhold.KeyAttributes{Enabled: &no}, nil, nil); err != nil {
 					t.Fatal(err)
 				}
 			},
 			func(t *testing.T, f *cmkFixture, w *lockWorld) {
 				v1 := kidVersion(w.kid)
-				if _, err := f.kv.UpdateKey(f.ctx, w.v.Name, w.key, v1, vault.KeyAttributes{Enabled: &yes}, nil, nil); err != nil {
+				if _, err := f.kv.UpdateKey(f.ctx, w.v.Name, w.key, v1, keyhold.KeyAttributes{Enabled: &yes}, nil, nil); err != nil {
 					t.Fatal(err)
 				}
 			}, nil},

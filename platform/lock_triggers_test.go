@@ -126,8 +126,8 @@ func (w *policyWorld) deploy(t *testing.T, key string) *keyhold.EnterprisePolicy
 	if _, err := f.arm.PutResourceGroup(f.ctx, &keyhold.ResourceGroup{SubscriptionID: f.sub, Name: policyRG, Location: cmkLocation}); err != nil {
 		t.Fatalf("resource group: %v", err)
 	}
-	pol, created, err := w.ps.Put(f.ctx, f.sub, policyRG, "pol-rgdel", policy.Spec{Location: cmkLocation, Kind: keyhold.PolicyKindEncryption,
-		IdentityType: policy.IdentitySystemAssigned, KeyVaultID: w.v.ID(), KeyName: key})
+	pol, created, err := w.ps.Put(f.ctx, f.sub, policyRG, "pol-rgdel", keyhold.PolicySpec{Location: cmkLocation, Kind: keyhold.PolicyKindEncryption,
+		IdentityType: keyhold.PolicyIdentitySystemAssigned, KeyVaultID: w.v.ID(), KeyName: key})
 	if err != nil || !created {
 		t.Fatalf("deploying the policy: created=%v err=%v", created, err)
 	}

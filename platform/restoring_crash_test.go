@@ -44,9 +44,9 @@ func TestRestoreCrashKeepsWritesRefused(t *testing.T) {
 				var err error
 				what := "restored from a backup"
 				if c.kind == keyhold.OpRestore {
-					bk, err := f.p.CreateBackup(f.ctx, env.ID, "b")
-					if err != nil {
-						t.Fatal(err)
+					bk, berr := f.p.CreateBackup(f.ctx, env.ID, "b")
+					if berr != nil {
+						t.Fatal(berr)
 					}
 					if _, err := f.p.PutRow(f.ctx, env.ID, "accounts", "undone", json.RawMessage(`{}`)); err != nil {
 						t.Fatal(err)

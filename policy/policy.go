@@ -149,9 +149,6 @@ func New(cfg Config) *Service {
 // policies that environments are linked to).
 func (s *Service) RegisterDeleter() { s.arm.RegisterDeleter(s) }
 
-// Spec is the root's PolicySpec, where the PolicyService contract lives.
-type Spec = keyhold.PolicySpec
-
 // policyID returns the resource id of the policy name in sub and rg.
 func policyID(sub, rg, name string) string {
 	p := keyhold.EnterprisePolicy{SubscriptionID: sub, ResourceGroup: rg, Name: name}
@@ -223,7 +220,7 @@ func checkLocation(loc string) (string, error) {
 }
 
 func checkIdentity(t string) error {
-	if strings.EqualFold(t, IdentitySystemAssigned) {
+	if strings.EqualFold(t, keyhold.PolicyIdentitySystemAssigned) {
 		return nil
 	}
 	if t == "" {
@@ -231,7 +228,7 @@ func checkIdentity(t string) error {
 	}
 	return keyhold.Errorf(keyhold.CodeBadRequest,
 		"identity.type '%s' is not supported: an enterprise policy needs \"identity\": {\"type\": \"%s\"}, the managed identity that is granted access to the key",
-		keyhold.Clip(t), IdentitySystemAssigned)
+		keyhold.Clip(t), keyhold.PolicyIdentitySystemAssigned)
 }
 
 func checkState(state string) (string, error) {
@@ -348,7 +345,7 @@ func (s *Service) audit(ctx context.Context, tx keyhold.Tx, id *keyhold.Identity
 // managed identity, or updates the existing one as ARM's PUT does, and
 // returns it as stored. It needs ActionWrite at the policy. See the
 // package documentation for what is refused.
-func (s *Service) Put(ctx context.Context, sub, rg, name string, spec Spec) (p *keyhold.EnterprisePolicy, created bool, err error) {
+func (s *Service) Put(ctx context.Context, sub, rg, name string, spec keyhold.PolicySpec) (p *keyhold.EnterprisePolicy, created bool, err error) {
 	id, err := keyhold.Caller(ctx)
 	if err != nil {
 		return nil, false, err
@@ -405,7 +402,7 @@ func (s *Service) scope(ctx context.Context, tx keyhold.Tx, id *keyhold.Identity
 }
 
 // create validates spec and creates the policy with its managed identity.
-func (s *Service) create(ctx context.Context, tx keyhold.Tx, id *keyhold.Identity, sub, rg, name string, spec Spec) (*keyhold.EnterprisePolicy, error) {
+func (s *Service) create(ctx context.Context, tx keyhold.Tx, id *keyhold.Identity, sub, rg, name string, spec keyhold.PolicySpec) (*keyhold.EnterprisePolicy, error) {
 	kind, err := checkKind(spec.Kind)
 	if err != nil {
 		return nil, err

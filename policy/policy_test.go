@@ -78,30 +78,32 @@ func TestPutRefusals(t *testing.T) {
 		f     *fixture
 		rg    string
 		pname string
-		edit  func(s *Spec)
+		edit  func(s *keyhold.PolicySpec)
 		code  string
 		hints []string
 	}{
 		{name: "unregistered provider", f: unreg, code: keyhold.CodeMissingSubscriptionRegistration, hints: []string{"Microsoft.PowerPlatform", "register"}},
-		{name: "unknown vault", edit: func(s *Spec) { s.KeyVaultID = f.vaultID("nope-kv") }, code: keyhold.CodeBadRequest,
+		{name: "unknown vault", edit: func(s *keyhold.PolicySpec) { s.KeyVaultID = f.vaultID("nope-kv") }, code: keyhold.CodeBadRequest,
 			hints: []string{"nope-kv", "create or recover the vault first"}},
-		{name: "not a vault id", edit: func(s *Spec) { s.KeyVaultID = "https://localhost/vaults/contoso-kv" }, code: keyhold.CodeBadRequest,
+		{name: "not a vault id", edit: func(s *keyhold.PolicySpec) { s.KeyVaultID = "https://localhost/vaults/contoso-kv" }, code: keyhold.CodeBadRequest,
 			hints: []string{"Resource ID"}},
-		{name: "vault in another group", edit: func(s *Spec) { s.KeyVaultID = strings.Replace(f.vaultID("contoso-kv"), "/keys/", "/rg/", 1) },
+		{name: "vault in another group", edit: func(s *keyhold.PolicySpec) {
+			s.KeyVaultID = strings.Replace(f.vaultID("contoso-kv"), "/keys/", "/rg/", 1)
+		},
 			code: keyhold.CodeBadRequest, hints: []string{"not the Resource ID of a key vault"}},
-		{name: "unknown key", edit: func(s *Spec) { s.KeyName = "nokey" }, code: keyhold.CodeBadRequest, hints: []string{"key 'nokey' does not exist", "create"}},
-		{name: "deleted key", edit: func(s *Spec) { s.KeyName = "old" }, code: keyhold.CodeBadRequest, hints: []string{"recover the deleted one"}},
-		{name: "unknown key version", edit: func(s *Spec) { s.KeyVersion = strings.Repeat("ab", 16) }, code: keyhold.CodeBadRequest, hints: []string{"has no version"}},
-		{name: "malformed key version", edit: func(s *Spec) { s.KeyVersion = "v1" }, code: keyhold.CodeBadRequest, hints: []string{"32 hex digits"}},
-		{name: "vault without purge protection", edit: func(s *Spec) { s.KeyVaultID = f.vaultID("plain-kv") }, code: keyhold.CodeBadRequest,
+		{name: "unknown key", edit: func(s *keyhold.PolicySpec) { s.KeyName = "nokey" }, code: keyhold.CodeBadRequest, hints: []string{"key 'nokey' does not exist", "create"}},
+		{name: "deleted key", edit: func(s *keyhold.PolicySpec) { s.KeyName = "old" }, code: keyhold.CodeBadRequest, hints: []string{"recover the deleted one"}},
+		{name: "unknown key version", edit: func(s *keyhold.PolicySpec) { s.KeyVersion = strings.Repeat("ab", 16) }, code: keyhold.CodeBadRequest, hints: []string{"has no version"}},
+		{name: "malformed key version", edit: func(s *keyhold.PolicySpec) { s.KeyVersion = "v1" }, code: keyhold.CodeBadRequest, hints: []string{"32 hex digits"}},
+		{name: "vault without purge protection", edit: func(s *keyhold.PolicySpec) { s.KeyVaultID = f.vaultID("plain-kv") }, code: keyhold.CodeBadRequest,
 			hints: []string{"enable purge protection on the vault"}},
-		{name: "other kind", edit: func(s *Spec) { s.Kind = "Lockbox" }, code: keyhold.CodeNotSupported, hints: []string{"kind 'Lockbox' is not supported", "Encryption"}},
-		{name: "no kind", edit: func(s *Spec) { s.Kind = "" }, code: keyhold.CodeBadRequest, hints: []string{"kind is missing"}},
-		{name: "unknown location", edit: func(s *Spec) { s.Location = "westeurope" }, code: keyhold.CodeInvalidLocation,
+		{name: "other kind", edit: func(s *keyhold.PolicySpec) { s.Kind = "Lockbox" }, code: keyhold.CodeNotSupported, hints: []string{"kind 'Lockbox' is not supported", "Encryption"}},
+		{name: "no kind", edit: func(s *keyhold.PolicySpec) { s.Kind = "" }, code: keyhold.CodeBadRequest, hints: []string{"kind is missing"}},
+		{name: "unknown location", edit: func(s *keyhold.PolicySpec) { s.Location = "westeurope" }, code: keyhold.CodeInvalidLocation,
 			hints: []string{"'westeurope'", "unitedstates,southafrica"}},
-		{name: "identity type None", edit: func(s *Spec) { s.IdentityType = "None" }, code: keyhold.CodeBadRequest, hints: []string{"SystemAssigned"}},
-		{name: "no identity", edit: func(s *Spec) { s.IdentityType = "" }, code: keyhold.CodeBadRequest, hints: []string{"SystemAssigned"}},
-		{name: "encryption disabled", edit: func(s *Spec) { s.EncryptionState = "Disabled" }, code: keyhold.CodeNotSupported, hints: []string{"Enabled"}},
+		{name: "identity type None", edit: func(s *keyhold.PolicySpec) { s.IdentityType = "None" }, code: keyhold.CodeBadRequest, hints: []string{"SystemAssigned"}},
+		{name: "no identity", edit: func(s *keyhold.PolicySpec) { s.IdentityType = "" }, code: keyhold.CodeBadRequest, hints: []string{"SystemAssigned"}},
+		{name: "encryption disabled", edit: func(s *keyhold.PolicySpec) { s.EncryptionState = "Disabled" }, code: keyhold.CodeNotSupported, hints: []string{"Enabled"}},
 		{name: "missing resource group", rg: "nope", code: keyhold.CodeResourceGroupNotFound, hints: []string{"'nope'"}},
 		{name: "bad name", pname: "bad name!", code: keyhold.CodeInvalidName, hints: []string{"'bad name!'"}},
 	}
@@ -172,14 +174,14 @@ func TestUpdate(t *testing.T) {
 	refusals := []struct {
 		name  string
 		patch keyhold.PolicyPatch
-		put   func(s *Spec)
+		put   func(s *keyhold.PolicySpec)
 		code  string
 		hints []string
 	}{
-		{name: "PUT changing the location", put: func(s *Spec) { s.Location = "asia" }, code: keyhold.CodeBadRequest,
+		{name: "PUT changing the location", put: func(s *keyhold.PolicySpec) { s.Location = "asia" }, code: keyhold.CodeBadRequest,
 			hints: []string{"location of enterprise policy 'p1' is 'europe' and can't be changed to 'asia'"}},
-		{name: "PUT changing the kind", put: func(s *Spec) { s.Kind = "Lockbox" }, code: keyhold.CodeBadRequest, hints: []string{"kind of enterprise policy"}},
-		{name: "PUT without the location", put: func(s *Spec) { s.Location = "" }, code: keyhold.CodeBadRequest, hints: []string{"location is missing"}},
+		{name: "PUT changing the kind", put: func(s *keyhold.PolicySpec) { s.Kind = "Lockbox" }, code: keyhold.CodeBadRequest, hints: []string{"kind of enterprise policy"}},
+		{name: "PUT without the location", put: func(s *keyhold.PolicySpec) { s.Location = "" }, code: keyhold.CodeBadRequest, hints: []string{"location is missing"}},
 		{name: "PATCH changing the location", patch: keyhold.PolicyPatch{Location: ptr("uk")}, code: keyhold.CodeBadRequest, hints: []string{"location"}},
 		{name: "PATCH to a vault without purge protection", patch: keyhold.PolicyPatch{KeyVaultID: ptr(f.vaultID("plain-kv"))}, code: keyhold.CodeBadRequest,
 			hints: []string{"enable purge protection"}},

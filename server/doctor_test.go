@@ -81,7 +81,7 @@ func TestDoctorFindings(t *testing.T) {
 	}
 	other.Destroy()
 	// A server key that is not the certificate's.
-	_, otherKey, err := crypt.GenerateCA("other", time.Now(), time.Hour)
+	_, otherKey, err := crypt.GenerateConstrainedCA("other", []string{"127.0.0.1"}, time.Now(), time.Hour)
 	if err != nil {
 		t.Fatal(err)
 	}

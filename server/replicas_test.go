@@ -14,7 +14,6 @@ import (
 
 	"github.com/google/uuid"
 	"github.com/keyhold/keyhold"
-	"github.com/keyhold/keyhold/arm"
 	khttp "github.com/keyhold/keyhold/http"
 	"github.com/keyhold/keyhold/sqlstore/storetest"
 )
@@ -222,7 +221,7 @@ func TestReplicasDropKeysOnLock(t *testing.T) {
 	sentBefore := a.metric(t, dropsSent) + b.metric(t, dropsSent)
 
 	// Revoke through A's resource manager.
-	as, err := a.c.ListRoleAssignments(ctx, vaultID, arm.AssignmentFilter{PrincipalID: pol.Identity.PrincipalID})
+	as, err := a.c.ListRoleAssignments(ctx, vaultID, keyhold.AssignmentFilter{PrincipalID: pol.Identity.PrincipalID})
 	if err != nil || len(as) == 0 {
 		t.Fatalf("the policy identity's assignments: %v, %v", as, err)
 	}
@@ -305,7 +304,7 @@ func TestReplicasDropKeysOnLock(t *testing.T) {
 	// serves every row again.
 	a.grant(t, sub, vaultID, keyhold.RoleKeyVaultCryptoServiceEncryptUser, pol.Identity.PrincipalID)
 	for deadline := time.Now().Add(interval + 10*time.Second); ; time.Sleep(50 * time.Millisecond) {
-		if _, err = a.c.EnableEnvironment(ctx, linked.ID); err == nil {
+		if _, err = a.c.EnableEnvironmentOp(ctx, linked.ID); err == nil {
 			break
 		}
 		if time.Now().After(deadline) {

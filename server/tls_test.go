@@ -147,7 +147,7 @@ func TestTLSRenewalOnStart(t *testing.T) {
 // CA file; a half-given or mismatched pair refuses to start.
 func TestOwnCertificate(t *testing.T) {
 	now := time.Now().Add(-time.Minute)
-	caPEM, caKey, err := crypt.GenerateCA("Operator CA", now, time.Hour)
+	caPEM, caKey, err := crypt.GenerateConstrainedCA("Operator CA", []string{"127.0.0.1"}, now, time.Hour)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -84,7 +84,7 @@ func vaultLabel(v *keyhold.Vault) string { return v.Name + ";location=" + v.Loca
 
 // liveVault loads a vault for the data plane: a missing or soft-deleted
 // vault is CodeVaultNotFound.
-func (s *Service) liveVault(ctx context.Context, tx keyhold.Tx, name string) (*keyhold.Vault, error) {
+func (s *core) liveVault(ctx context.Context, tx keyhold.Tx, name string) (*keyhold.Vault, error) {
 	v, err := s.vault(ctx, tx, name)
 	if err == nil && v.Deleted() {
 		err = keyhold.Errorf(keyhold.CodeNotFound, "deleted")
@@ -99,7 +99,7 @@ func (s *Service) liveVault(ctx context.Context, tx keyhold.Tx, name string) (*k
 // authorize loads a live vault and checks that the caller may run op on
 // the key named key there: first the network rules, then RBAC or the
 // access policies. It sets c's tenant to the vault's.
-func (s *Service) authorize(ctx context.Context, tx keyhold.Tx, c *call, op *operation, vaultName, key string) (*keyhold.Vault, error) {
+func (s *core) authorize(ctx context.Context, tx keyhold.Tx, c *call, op *operation, vaultName, key string) (*keyhold.Vault, error) {
 	v, err := s.liveVault(ctx, tx, vaultName)
 	if err != nil {
 		return nil, err

@@ -69,15 +69,15 @@ var opCases = []opCase{
 		return err
 	}, nil},
 	{opCreateKey, nothing, func(ctx context.Context, f *fixture, v, k string, _ []byte) error {
-		_, err := f.svc.CreateKey(ctx, v, k, CreateKeyParams{})
+		_, err := f.svc.CreateKey(ctx, v, k, keyhold.CreateKeyParams{})
 		return err
 	}, exists},
 	{opImportKey, nothing, func(ctx context.Context, f *fixture, v, k string, _ []byte) error {
-		_, err := f.svc.ImportKey(ctx, v, k, jwkOf(poolKey()), false, KeyAttributes{}, nil)
+		_, err := f.svc.ImportKey(ctx, v, k, jwkOf(poolKey()), false, keyhold.KeyAttributes{}, nil)
 		return err
 	}, exists},
 	{opUpdateKey, live, func(ctx context.Context, f *fixture, v, k string, _ []byte) error {
-		_, err := f.svc.UpdateKey(ctx, v, k, "", KeyAttributes{Enabled: ptr(false)}, nil, nil)
+		_, err := f.svc.UpdateKey(ctx, v, k, "", keyhold.KeyAttributes{Enabled: ptr(false)}, nil, nil)
 		return err
 	}, func(f *fixture, v, k string) bool {
 		b, err := f.svc.GetKey(as(officer), v, k, "")
@@ -300,7 +300,7 @@ func TestAuditOfUnwrap(t *testing.T) {
 	}
 	_, _, err := f.svc.UnwrapKey(as(stranger), v.Name, "cmk", versionOf(kid), crypt.AlgRSAOAEP256, ct)
 	wantCode(t, err, keyhold.CodeForbidden, keyhold.InnerForbiddenByRbac)
-	must[*KeyBundle](t)(f.svc.UpdateKey(as(officer), v.Name, "cmk", "", KeyAttributes{Enabled: ptr(false)}, nil, nil))
+	must[*keyhold.KeyBundle](t)(f.svc.UpdateKey(as(officer), v.Name, "cmk", "", keyhold.KeyAttributes{Enabled: ptr(false)}, nil, nil))
 	_, _, err = f.svc.UnwrapKey(as(encUser), v.Name, "cmk", versionOf(kid), crypt.AlgRSAOAEP256, ct)
 	wantCode(t, err, keyhold.CodeForbidden, keyhold.InnerKeyDisabled)
 
@@ -327,7 +327,7 @@ func TestAuditOfUnwrap(t *testing.T) {
 	}
 	// The refused unwrap changed nothing but the log: the key is as the
 	// update left it.
-	if b := must[*KeyBundle](t)(f.svc.GetKey(as(officer), v.Name, "cmk", "")); b.Version.Enabled {
+	if b := must[*keyhold.KeyBundle](t)(f.svc.GetKey(as(officer), v.Name, "cmk", "")); b.Version.Enabled {
 		t.Fatal("key state")
 	}
 }

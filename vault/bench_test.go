@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/keyhold/keyhold"
 	"github.com/keyhold/keyhold/crypt"
 	"github.com/keyhold/keyhold/sqlstore/storetest"
 )
@@ -44,7 +45,7 @@ func benchService(b *testing.B, k *rsa.PrivateKey) (f *fixture, version string, 
 	store, _ := storetest.OpenSQLiteAt(b)
 	f = newFixtureOn(b, store, nil)
 	v := f.rbacVault("kv-bench", nil)
-	kb, err := f.svc.ImportKey(as(officer), v.Name, "cmk", jwkOf(k), false, KeyAttributes{}, nil)
+	kb, err := f.svc.ImportKey(as(officer), v.Name, "cmk", jwkOf(k), false, keyhold.KeyAttributes{}, nil)
 	if err != nil {
 		b.Fatal(err)
 	}

@@ -221,9 +221,9 @@ func (f *fixture) apVault(name string, mod func(v *keyhold.Vault)) *keyhold.Vaul
 }
 
 // createKey creates an RSA-2048 key as officer.
-func (f *fixture) createKey(vault, name string) *KeyBundle {
+func (f *fixture) createKey(vault, name string) *keyhold.KeyBundle {
 	f.t.Helper()
-	b, err := f.svc.CreateKey(as(officer), vault, name, CreateKeyParams{Type: keyhold.KeyTypeRSA})
+	b, err := f.svc.CreateKey(as(officer), vault, name, keyhold.CreateKeyParams{Type: keyhold.KeyTypeRSA})
 	if err != nil {
 		f.t.Fatalf("CreateKey(%s/%s): %v", vault, name, err)
 	}

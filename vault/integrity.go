@@ -18,7 +18,7 @@ import (
 // (SealPolicy), for the policy service, which holds no master key.
 
 // vault loads a vault, live or deleted, and checks its record.
-func (s *Service) vault(ctx context.Context, tx keyhold.Tx, name string) (*keyhold.Vault, error) {
+func (s *core) vault(ctx context.Context, tx keyhold.Tx, name string) (*keyhold.Vault, error) {
 	v, err := tx.Vault(ctx, name)
 	if err != nil {
 		return nil, err
@@ -29,22 +29,22 @@ func (s *Service) vault(ctx context.Context, tx keyhold.Tx, name string) (*keyho
 	return v, nil
 }
 
-func (s *Service) createVault(ctx context.Context, tx keyhold.Tx, v *keyhold.Vault) error {
+func (s *core) createVault(ctx context.Context, tx keyhold.Tx, v *keyhold.Vault) error {
 	s.rec.SealVault(v)
 	return tx.CreateVault(ctx, v)
 }
 
-func (s *Service) updateVault(ctx context.Context, tx keyhold.Tx, v *keyhold.Vault) error {
+func (s *core) updateVault(ctx context.Context, tx keyhold.Tx, v *keyhold.Vault) error {
 	s.rec.SealVault(v)
 	return tx.UpdateVault(ctx, v)
 }
 
-func (s *Service) putKey(ctx context.Context, tx keyhold.Tx, k *keyhold.Key) error {
+func (s *core) putKey(ctx context.Context, tx keyhold.Tx, k *keyhold.Key) error {
 	s.rec.SealKey(k)
 	return tx.PutKey(ctx, k)
 }
 
-func (s *Service) putKeyVersion(ctx context.Context, tx keyhold.Tx, kv *keyhold.KeyVersion) error {
+func (s *core) putKeyVersion(ctx context.Context, tx keyhold.Tx, kv *keyhold.KeyVersion) error {
 	s.rec.SealKeyVersion(kv)
 	return tx.PutKeyVersion(ctx, kv)
 }
@@ -52,11 +52,11 @@ func (s *Service) putKeyVersion(ctx context.Context, tx keyhold.Tx, kv *keyhold.
 // SealPolicy sets p.MAC, the seal of p's binding to its key (see
 // crypt.RecordKey.SealPolicy). The policy service calls it on every policy
 // it writes.
-func (s *Service) SealPolicy(p *keyhold.EnterprisePolicy) { s.rec.SealPolicy(p) }
+func (s *core) SealPolicy(p *keyhold.EnterprisePolicy) { s.rec.SealPolicy(p) }
 
 // CheckPolicy returns keyhold.CodeRecordIntegrity unless p's binding to
 // its key is as SealPolicy sealed it.
-func (s *Service) CheckPolicy(p *keyhold.EnterprisePolicy) error { return s.rec.CheckPolicy(p) }
+func (s *core) CheckPolicy(p *keyhold.EnterprisePolicy) error { return s.rec.CheckPolicy(p) }
 
 // SealRecords seals the vaults, keys, key versions and enterprise policies
 // that have no seal yet, the records written before Keyhold sealed them,
@@ -68,7 +68,7 @@ func (s *Service) CheckPolicy(p *keyhold.EnterprisePolicy) error { return s.rec.
 // start, before it serves; replicas starting together seal once (the
 // store serializes the transactions, and the later one finds the records
 // sealed).
-func (s *Service) SealRecords(ctx context.Context) (int, error) {
+func (s *core) SealRecords(ctx context.Context) (int, error) {
 	n := 0
 	err := s.store.Update(ctx, func(tx keyhold.Tx) error {
 		n = 0

@@ -57,7 +57,7 @@ func TestPurgeProtectionFlippedOff(t *testing.T) {
 		f := newFixture(t, open)
 		v := f.rbacVault("kv-pp", func(v *keyhold.Vault) { v.EnablePurgeProtection, v.SoftDeleteRetentionDays = true, 10 })
 		f.createKey(v.Name, "cmk")
-		must[*KeyBundle](t)(f.svc.DeleteKey(as(officer), v.Name, "cmk"))
+		must[*keyhold.KeyBundle](t)(f.svc.DeleteKey(as(officer), v.Name, "cmk"))
 		wantCode(t, f.svc.PurgeDeletedKey(as(officer), v.Name, "cmk"), keyhold.CodeForbidden, "", "purge protection is enabled")
 
 		storetest.Exec(t, f.store, `UPDATE vaults SET enable_purge_protection = ? WHERE name_key = ?`, false, "kv-pp")
@@ -81,11 +81,11 @@ func TestCurrentVersionPointer(t *testing.T) {
 		v := f.rbacVault("kv-ptr", nil)
 		b1 := f.createKey(v.Name, "cmk")
 		f.clock.Advance(day)
-		must[*KeyBundle](t)(f.svc.RotateKey(as(officer), v.Name, "cmk"))
+		must[*keyhold.KeyBundle](t)(f.svc.RotateKey(as(officer), v.Name, "cmk"))
 		storetest.Exec(t, f.store, `UPDATE vault_keys SET current_version = ? WHERE vault_key = 'kv-ptr' AND name_key = 'cmk'`, b1.Version.Version)
 		_, _, err := f.svc.WrapKey(as(encUser), v.Name, "cmk", "", crypt.AlgRSAOAEP256, []byte("ek"))
 		wantCode(t, err, keyhold.CodeRecordIntegrity, "", "current version")
-		_, err = f.svc.UpdateKey(as(officer), v.Name, "cmk", b1.Version.Version, KeyAttributes{Enabled: ptr(false)}, nil, nil)
+		_, err = f.svc.UpdateKey(as(officer), v.Name, "cmk", b1.Version.Version, keyhold.KeyAttributes{Enabled: ptr(false)}, nil, nil)
 		wantCode(t, err, keyhold.CodeRecordIntegrity, "", "current version")
 		kid, ct := must2(t)(f.svc.WrapKey(as(encUser), v.Name, "cmk", b1.Version.Version, crypt.AlgRSAOAEP256, []byte("ek")))
 		if _, got := must2(t)(f.svc.UnwrapKey(as(encUser), v.Name, "cmk", b1.Version.Version, crypt.AlgRSAOAEP256, ct)); string(got) != "ek" {
@@ -110,7 +110,7 @@ func TestSealRecordsOnce(t *testing.T) {
 		if n, err := f.svc.SealRecords(context.Background()); err != nil || n != 3 {
 			t.Fatalf("SealRecords = %d, %v; want 3 (vault, key, version)", n, err)
 		}
-		must[*KeyBundle](t)(f.svc.GetKey(as(officer), v.Name, "cmk", ""))
+		must[*keyhold.KeyBundle](t)(f.svc.GetKey(as(officer), v.Name, "cmk", ""))
 
 		// Once anything is sealed, an unsealed record is not sealed.
 		storetest.Exec(t, f.store, `UPDATE key_versions SET mac = NULL WHERE version_key = ?`, b.Version.Version)
@@ -164,7 +164,7 @@ func TestSealRecordsTogether(t *testing.T) {
 		if total != 3 {
 			t.Fatalf("sealed %d records in all, want 3", total)
 		}
-		must[*KeyBundle](t)(f.svc.GetKey(as(officer), v.Name, "cmk", ""))
+		must[*keyhold.KeyBundle](t)(f.svc.GetKey(as(officer), v.Name, "cmk", ""))
 	})
 }
 
@@ -257,7 +257,7 @@ func TestAccessSealAddedOnceAtUpgrade(t *testing.T) {
 		if n, err := f.svc.SealRecords(context.Background()); err != nil || n != 0 {
 			t.Fatalf("SealRecords after the upgrade = %d, %v; want 0", n, err)
 		}
-		_, err = f.svc.CreateKey(as(officer), w.Name, "cmk", CreateKeyParams{Type: keyhold.KeyTypeRSA})
+		_, err = f.svc.CreateKey(as(officer), w.Name, "cmk", keyhold.CreateKeyParams{Type: keyhold.KeyTypeRSA})
 		wantCode(t, err, keyhold.CodeForbidden, keyhold.InnerAccessDenied)
 		if e := f.lastAudit(t, "integrity.refused"); !strings.Contains(e.Detail, "kv-later") {
 			t.Fatalf("audit of the refused access policies: %+v", e)

@@ -17,6 +17,11 @@ import (
 // The data plane's cryptographic operations: wrapKey and unwrapKey, with
 // the checks a key version must pass to serve them.
 
+// KeyOps is the data plane's cryptographic operations, wrapKey and
+// unwrapKey, with the checks a key version must pass to serve them. Part
+// of Service; safe for concurrent use.
+type KeyOps struct{ *core }
+
 // usable checks that kv may serve op at now: it must be enabled, and for
 // wrapKey within its nbf and exp (unwrapKey ignores them, as Key Vault
 // does, so that wrapped data is never locked out by a date), and list op
@@ -47,7 +52,7 @@ func usable(kv *keyhold.KeyVersion, op *operation, now time.Time) error {
 
 // cryptoKey loads, for wrapKey or unwrapKey, the version to use after
 // authorizing the caller, and checks it may serve op and alg.
-func (s *Service) cryptoKey(ctx context.Context, c *call, op *operation, vault, name, version, alg string) (*keyhold.KeyVersion, error) {
+func (s *KeyOps) cryptoKey(ctx context.Context, c *call, op *operation, vault, name, version, alg string) (*keyhold.KeyVersion, error) {
 	var kv *keyhold.KeyVersion
 	err := s.store.View(ctx, func(tx keyhold.Tx) (err error) {
 		_, _, kv, err = s.authorizedKey(ctx, tx, c, op, vault, name, version, false)
@@ -76,7 +81,7 @@ func publicKey(kv *keyhold.KeyVersion) *rsa.PublicKey {
 // longer than the key and algorithm allow (k - 2·hLen - 2 bytes) is
 // CodeBadParameter; a disabled version, or one outside its nbf and exp,
 // is refused (Forbidden, KeyDisabled).
-func (s *Service) WrapKey(ctx context.Context, vault, name, version, alg string, value []byte) (kid string, result []byte, err error) {
+func (s *KeyOps) WrapKey(ctx context.Context, vault, name, version, alg string, value []byte) (kid string, result []byte, err error) {
 	err = s.keyOp(ctx, opWrapKey, vault, name, func(c *call) error {
 		kv, err := s.cryptoKey(ctx, c, opWrapKey, vault, name, version, alg)
 		if err != nil {
@@ -101,7 +106,7 @@ func (s *Service) WrapKey(ctx context.Context, vault, name, version, alg string,
 // UnwrapKey decrypts what WrapKey produced, with exactly the version named
 // ("" = current). A disabled version refuses (Forbidden, KeyDisabled); a
 // value that does not decrypt under it with alg is CodeBadParameter.
-func (s *Service) UnwrapKey(ctx context.Context, vault, name, version, alg string, value []byte) (kid string, result []byte, err error) {
+func (s *KeyOps) UnwrapKey(ctx context.Context, vault, name, version, alg string, value []byte) (kid string, result []byte, err error) {
 	err = s.keyOp(ctx, opUnwrapKey, vault, name, func(c *call) error {
 		kv, err := s.cryptoKey(ctx, c, opUnwrapKey, vault, name, version, alg)
 		if err != nil {
@@ -129,7 +134,7 @@ func (s *Service) UnwrapKey(ctx context.Context, vault, name, version, alg strin
 // else with the key opened from its sealed material (or the cache of
 // opened keys). A ciphertext that
 // does not decrypt returns an error wrapping crypt.ErrDecrypt.
-func (s *Service) decrypt(kv *keyhold.KeyVersion, alg string, ct []byte) ([]byte, error) {
+func (s *KeyOps) decrypt(kv *keyhold.KeyVersion, alg string, ct []byte) ([]byte, error) {
 	if kv.Type == keyhold.KeyTypeRSAHSM {
 		if s.hsm == nil {
 			return nil, keyhold.Errorf(keyhold.CodeServiceUnavailable,

@@ -17,14 +17,11 @@ import (
 // The data plane: Azure Key Vault's key management (keyops.go holds the
 // cryptographic operations, purge.go soft delete, recovery and purge).
 
-// The data plane's types are the root's, where the VaultService contract
-// that passes them lives; these aliases keep this package's code and its
-// callers' tests as they were.
-type (
-	KeyAttributes   = keyhold.KeyAttributes
-	CreateKeyParams = keyhold.CreateKeyParams
-	KeyBundle       = keyhold.KeyBundle
-)
+// Keys is the data plane's key management: create, import, get, list,
+// update, rotate and rotation policies (rotation.go), soft delete, recover
+// and purge (purge.go), authorized by RBAC data actions or access
+// policies. Part of Service; safe for concurrent use.
+type Keys struct{ *core }
 
 // DefaultKeySize is the size of an RSA key created without one.
 const DefaultKeySize = 2048
@@ -54,7 +51,7 @@ var errNoHSM = keyhold.Errorf(keyhold.CodeNotSupported,
 
 // keyOp runs a data-plane operation on a key as an audited call whose
 // target is the key's id (the version's once fn knows it).
-func (s *Service) keyOp(ctx context.Context, op *operation, vaultName, name string, fn func(c *call) error) error {
+func (s *core) keyOp(ctx context.Context, op *operation, vaultName, name string, fn func(c *call) error) error {
 	return s.do(ctx, op.Audit, s.KeyID(vaultName, name, ""), func(c *call) error {
 		if err := validKeyName(name); err != nil {
 			return err
@@ -74,20 +71,20 @@ func keyNotFound(name, version string) *keyhold.Error {
 // liveKey loads a key that is not deleted, or returns CodeKeyNotFound. The
 // key's record, current version included, must pass its integrity check
 // (CodeRecordIntegrity).
-func (s *Service) liveKey(ctx context.Context, tx keyhold.Tx, vaultName, name string) (*keyhold.Key, error) {
+func (s *core) liveKey(ctx context.Context, tx keyhold.Tx, vaultName, name string) (*keyhold.Key, error) {
 	return s.findKey(ctx, tx, vaultName, name, false, true)
 }
 
 // deletedKey loads a soft-deleted key, or returns CodeKeyNotFound; checked
 // as liveKey's.
-func (s *Service) deletedKey(ctx context.Context, tx keyhold.Tx, vaultName, name string) (*keyhold.Key, error) {
+func (s *core) deletedKey(ctx context.Context, tx keyhold.Tx, vaultName, name string) (*keyhold.Key, error) {
 	return s.findKey(ctx, tx, vaultName, name, true, true)
 }
 
 // findKey loads a live (or, with deleted, a soft-deleted) key and checks
 // its record's integrity: its state always, its current version only with
 // current (an operation on a named version doesn't depend on it).
-func (s *Service) findKey(ctx context.Context, tx keyhold.Tx, vaultName, name string, deleted, current bool) (*keyhold.Key, error) {
+func (s *core) findKey(ctx context.Context, tx keyhold.Tx, vaultName, name string, deleted, current bool) (*keyhold.Key, error) {
 	k, err := tx.Key(ctx, vaultName, name)
 	switch {
 	case err == nil && k.Deleted() && !deleted:
@@ -117,7 +114,7 @@ func (s *Service) findKey(ctx context.Context, tx keyhold.Tx, vaultName, name st
 // CodeKeyNotFound. The version's record must pass its integrity check
 // (CodeRecordIntegrity): its public key, attributes and material are what
 // every wrap and unwrap acts on.
-func (s *Service) keyVersion(ctx context.Context, tx keyhold.Tx, k *keyhold.Key, version string) (*keyhold.KeyVersion, error) {
+func (s *core) keyVersion(ctx context.Context, tx keyhold.Tx, k *keyhold.Key, version string) (*keyhold.KeyVersion, error) {
 	if version == "" {
 		version = k.CurrentVersion
 	}
@@ -141,7 +138,7 @@ func (s *Service) keyVersion(ctx context.Context, tx keyhold.Tx, k *keyhold.Key,
 // current version (a rotation) but not the use of the versions that
 // environments are wrapped under; every other operation checks it, as it
 // may write the key back.
-func (s *Service) authorizedKey(ctx context.Context, tx keyhold.Tx, c *call, op *operation, vault, name, version string, deleted bool) (*keyhold.Vault, *keyhold.Key, *keyhold.KeyVersion, error) {
+func (s *core) authorizedKey(ctx context.Context, tx keyhold.Tx, c *call, op *operation, vault, name, version string, deleted bool) (*keyhold.Vault, *keyhold.Key, *keyhold.KeyVersion, error) {
 	v, err := s.authorize(ctx, tx, c, op, vault, name)
 	if err != nil {
 		return nil, nil, nil, err
@@ -174,11 +171,11 @@ func refuseDeleted(ctx context.Context, tx keyhold.Tx, vaultName, name string) e
 }
 
 // bundle answers a version of k, without its material.
-func (s *Service) bundle(k *keyhold.Key, kv *keyhold.KeyVersion) *KeyBundle {
+func (s *core) bundle(k *keyhold.Key, kv *keyhold.KeyVersion) *keyhold.KeyBundle {
 	v := *kv
 	v.Material = nil
 	v.KeyOps = slices.Clone(kv.KeyOps)
-	b := &KeyBundle{Key: k, Version: &v, KID: s.KeyID(k.VaultName, k.Name, kv.Version)}
+	b := &keyhold.KeyBundle{Key: k, Version: &v, KID: s.KeyID(k.VaultName, k.Name, kv.Version)}
 	if k.Deleted() {
 		b.RecoveryID = s.VaultURI(k.VaultName) + "/deletedkeys/" + k.Name
 	}
@@ -217,7 +214,7 @@ func normKeyOps(ops []string) ([]string, error) {
 
 // applyAttributes sets the attributes a gives on kv and checks that nbf
 // comes before exp.
-func applyAttributes(kv *keyhold.KeyVersion, a KeyAttributes) error {
+func applyAttributes(kv *keyhold.KeyVersion, a keyhold.KeyAttributes) error {
 	if a.Enabled != nil {
 		kv.Enabled = *a.Enabled
 	}
@@ -252,7 +249,7 @@ var generateRSAKey = crypt.GenerateRSAKey
 
 // newMaterial makes a version's key: in the token for RSA-HSM, else in
 // process, sealed under the master key for the version.
-func (s *Service) newMaterial(kty string, size int, vault, name, version string) ([]byte, *rsa.PublicKey, error) {
+func (s *Keys) newMaterial(kty string, size int, vault, name, version string) ([]byte, *rsa.PublicKey, error) {
 	if kty == keyhold.KeyTypeRSAHSM {
 		if s.hsm == nil {
 			return nil, nil, errNoHSM
@@ -273,7 +270,7 @@ func (s *Service) newMaterial(kty string, size int, vault, name, version string)
 // destroyTokenObjects removes token objects whose records are gone. A
 // failure leaves an orphan object in the token, which is logged: the data
 // is already unreachable through the vault.
-func (s *Service) destroyTokenObjects(objs [][]byte) {
+func (s *core) destroyTokenObjects(objs [][]byte) {
 	for _, m := range objs {
 		if s.hsm == nil {
 			s.log.Warn("vault: an RSA-HSM key was purged but this server has no PKCS#11 token to remove it from", "object", string(m))
@@ -288,7 +285,7 @@ func (s *Service) destroyTokenObjects(objs [][]byte) {
 // keyTokenObjects returns the token objects of k's RSA-HSM versions. Each
 // version must pass its integrity check, so that a changed reference
 // never makes a purge destroy another key's object.
-func (s *Service) keyTokenObjects(ctx context.Context, tx keyhold.Tx, k *keyhold.Key) ([][]byte, error) {
+func (s *core) keyTokenObjects(ctx context.Context, tx keyhold.Tx, k *keyhold.Key) ([][]byte, error) {
 	vs, err := tx.ListKeyVersions(ctx, k.VaultName, k.Name)
 	if err != nil {
 		return nil, err
@@ -308,7 +305,7 @@ func (s *Service) keyTokenObjects(ctx context.Context, tx keyhold.Tx, k *keyhold
 // addVersion stores a new current version of the key named name in vault
 // v (creating the key), in tx. The caller has checked the name is free
 // of a deleted key.
-func (s *Service) addVersion(ctx context.Context, tx keyhold.Tx, v *keyhold.Vault, name string, kv *keyhold.KeyVersion, tags map[string]string) (*keyhold.Key, error) {
+func (s *Keys) addVersion(ctx context.Context, tx keyhold.Tx, v *keyhold.Vault, name string, kv *keyhold.KeyVersion, tags map[string]string) (*keyhold.Key, error) {
 	k, err := tx.Key(ctx, v.Name, name)
 	switch {
 	case codeIs(err, keyhold.CodeNotFound):
@@ -343,8 +340,8 @@ func (s *Service) addVersion(ctx context.Context, tx keyhold.Tx, v *keyhold.Vaul
 // RSA or RSA-HSM (which needs the server's PKCS#11 token: CodeNotSupported
 // without one), Size 2048, 3072 or 4096. A name held by a deleted key is
 // CodeConflict.
-func (s *Service) CreateKey(ctx context.Context, vault, name string, p CreateKeyParams) (*KeyBundle, error) {
-	var out *KeyBundle
+func (s *Keys) CreateKey(ctx context.Context, vault, name string, p keyhold.CreateKeyParams) (*keyhold.KeyBundle, error) {
+	var out *keyhold.KeyBundle
 	err := s.keyOp(ctx, opCreateKey, vault, name, func(c *call) error {
 		kty, err := keyType(p.Type)
 		if err != nil {
@@ -393,7 +390,7 @@ func (s *Service) CreateKey(ctx context.Context, vault, name string, p CreateKey
 // storeNewKey stores kv as the new current version of a key, audited in
 // the same transaction; if that fails, a token object made for it is
 // removed again.
-func (s *Service) storeNewKey(ctx context.Context, c *call, op *operation, vault, name string, kv *keyhold.KeyVersion, tags map[string]string, out **KeyBundle) error {
+func (s *Keys) storeNewKey(ctx context.Context, c *call, op *operation, vault, name string, kv *keyhold.KeyVersion, tags map[string]string, out **keyhold.KeyBundle) error {
 	if err := checkKeyTags(tags); err != nil {
 		return err
 	}
@@ -421,8 +418,8 @@ func (s *Service) storeNewKey(ctx context.Context, c *call, op *operation, vault
 // ImportKey imports an RSA private key as a new version (into the token
 // when hsm is true, or jwk.Kty is RSA-HSM). The key must be 2048, 3072 or
 // 4096 bits and carry n, e, d, p and q; anything else is CodeBadParameter.
-func (s *Service) ImportKey(ctx context.Context, vault, name string, jwk keyhold.JSONWebKey, hsm bool, attrs KeyAttributes, tags map[string]string) (*KeyBundle, error) {
-	var out *KeyBundle
+func (s *Keys) ImportKey(ctx context.Context, vault, name string, jwk keyhold.JSONWebKey, hsm bool, attrs keyhold.KeyAttributes, tags map[string]string) (*keyhold.KeyBundle, error) {
+	var out *keyhold.KeyBundle
 	err := s.keyOp(ctx, opImportKey, vault, name, func(c *call) error {
 		kty, err := keyType(jwk.Kty)
 		if err != nil {
@@ -470,8 +467,8 @@ func (s *Service) ImportKey(ctx context.Context, vault, name string, jwk keyhold
 }
 
 // GetKey returns a key version ("" = current) with its public part.
-func (s *Service) GetKey(ctx context.Context, vault, name, version string) (*KeyBundle, error) {
-	var out *KeyBundle
+func (s *Keys) GetKey(ctx context.Context, vault, name, version string) (*keyhold.KeyBundle, error) {
+	var out *keyhold.KeyBundle
 	err := s.keyOp(ctx, opGetKey, vault, name, func(c *call) error {
 		return s.store.View(ctx, func(tx keyhold.Tx) error {
 			_, k, kv, err := s.authorizedKey(ctx, tx, c, opGetKey, vault, name, version, false)
@@ -487,17 +484,17 @@ func (s *Service) GetKey(ctx context.Context, vault, name, version string) (*Key
 }
 
 // ListKeys lists the live keys of a vault (current versions), by name.
-func (s *Service) ListKeys(ctx context.Context, vault string) ([]*KeyBundle, error) {
+func (s *Keys) ListKeys(ctx context.Context, vault string) ([]*keyhold.KeyBundle, error) {
 	return s.listKeys(ctx, opListKeys, vault, false)
 }
 
 // ListDeletedKeys lists a vault's soft-deleted keys, by name.
-func (s *Service) ListDeletedKeys(ctx context.Context, vault string) ([]*KeyBundle, error) {
+func (s *Keys) ListDeletedKeys(ctx context.Context, vault string) ([]*keyhold.KeyBundle, error) {
 	return s.listKeys(ctx, opListDeletedKeys, vault, true)
 }
 
-func (s *Service) listKeys(ctx context.Context, op *operation, vault string, deleted bool) ([]*KeyBundle, error) {
-	out := []*KeyBundle{}
+func (s *Keys) listKeys(ctx context.Context, op *operation, vault string, deleted bool) ([]*keyhold.KeyBundle, error) {
+	out := []*keyhold.KeyBundle{}
 	err := s.do(ctx, op.Audit, s.VaultURI(vault), func(c *call) error {
 		return s.store.View(ctx, func(tx keyhold.Tx) error {
 			v, err := s.authorize(ctx, tx, c, op, vault, "")
@@ -522,8 +519,8 @@ func (s *Service) listKeys(ctx context.Context, op *operation, vault string, del
 }
 
 // ListKeyVersions lists a key's versions, oldest first.
-func (s *Service) ListKeyVersions(ctx context.Context, vault, name string) ([]*KeyBundle, error) {
-	out := []*KeyBundle{}
+func (s *Keys) ListKeyVersions(ctx context.Context, vault, name string) ([]*keyhold.KeyBundle, error) {
+	out := []*keyhold.KeyBundle{}
 	err := s.keyOp(ctx, opListKeyVersions, vault, name, func(c *call) error {
 		return s.store.View(ctx, func(tx keyhold.Tx) error {
 			v, err := s.authorize(ctx, tx, c, opListKeyVersions, vault, name)
@@ -564,8 +561,8 @@ func checkKeyTags(tags map[string]string) error {
 
 // UpdateKey changes a version's ("" = current) attributes, operations or
 // tags (nil: unchanged). Tags belong to the key.
-func (s *Service) UpdateKey(ctx context.Context, vault, name, version string, attrs KeyAttributes, keyOps []string, tags map[string]string) (*KeyBundle, error) {
-	var out *KeyBundle
+func (s *Keys) UpdateKey(ctx context.Context, vault, name, version string, attrs keyhold.KeyAttributes, keyOps []string, tags map[string]string) (*keyhold.KeyBundle, error) {
+	var out *keyhold.KeyBundle
 	err := s.keyOp(ctx, opUpdateKey, vault, name, func(c *call) error {
 		var ops []string
 		if keyOps != nil {
@@ -610,8 +607,8 @@ func (s *Service) UpdateKey(ctx context.Context, vault, name, version string, at
 
 // RotateKey creates a new version with the same type, size and operations,
 // expiring after the rotation policy's expiryTime if it sets one.
-func (s *Service) RotateKey(ctx context.Context, vault, name string) (*KeyBundle, error) {
-	var out *KeyBundle
+func (s *Keys) RotateKey(ctx context.Context, vault, name string) (*keyhold.KeyBundle, error) {
+	var out *keyhold.KeyBundle
 	err := s.keyOp(ctx, opRotateKey, vault, name, func(c *call) error {
 		var cur *keyhold.KeyVersion
 		var k *keyhold.Key
@@ -632,7 +629,7 @@ func (s *Service) RotateKey(ctx context.Context, vault, name string) (*KeyBundle
 
 // rotated makes the next version of k after cur: same type, size and
 // operations, enabled, expiring per k's rotation policy.
-func (s *Service) rotated(k *keyhold.Key, cur *keyhold.KeyVersion) (*keyhold.KeyVersion, error) {
+func (s *Keys) rotated(k *keyhold.Key, cur *keyhold.KeyVersion) (*keyhold.KeyVersion, error) {
 	kv := &keyhold.KeyVersion{Type: cur.Type, Size: cur.Size, KeyOps: slices.Clone(cur.KeyOps), Enabled: true, Version: newVersion()}
 	if p := k.RotationPolicy; p != nil && p.ExpiryTime != "" {
 		d, err := ParseDuration(p.ExpiryTime)

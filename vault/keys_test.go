@@ -20,7 +20,7 @@ import (
 var kidRE = regexp.MustCompile(`^` + regexp.QuoteMeta(testBase) + `/vaults/([a-z0-9-]+)/keys/([A-Za-z0-9-]+)/([0-9a-f]{32})$`)
 
 // versions returns a key's stored versions (as officer sees them).
-func (f *fixture) versions(vault, name string) []*KeyBundle {
+func (f *fixture) versions(vault, name string) []*keyhold.KeyBundle {
 	f.t.Helper()
 	bs, err := f.svc.ListKeyVersions(as(officer), vault, name)
 	if err != nil {
@@ -80,24 +80,24 @@ func TestCreateKey(t *testing.T) {
 	for _, tc := range []struct {
 		name  string
 		key   string
-		p     CreateKeyParams
+		p     keyhold.CreateKeyParams
 		words []string
 	}{
-		{"size 1024", "k", CreateKeyParams{Size: 1024}, []string{"1024"}},
-		{"EC", "k", CreateKeyParams{Type: "EC"}, []string{`"EC"`}},
-		{"bad key op", "k", CreateKeyParams{KeyOps: []string{"fly"}}, []string{`"fly"`}},
-		{"bad name", "no_underscores", CreateKeyParams{}, []string{`"no_underscores"`}},
-		{"nbf after exp", "k", CreateKeyParams{Attributes: KeyAttributes{NotBefore: ptr(start.Add(day)), Expires: ptr(start)}}, []string{"nbf"}},
+		{"size 1024", "k", keyhold.CreateKeyParams{Size: 1024}, []string{"1024"}},
+		{"EC", "k", keyhold.CreateKeyParams{Type: "EC"}, []string{`"EC"`}},
+		{"bad key op", "k", keyhold.CreateKeyParams{KeyOps: []string{"fly"}}, []string{`"fly"`}},
+		{"bad name", "no_underscores", keyhold.CreateKeyParams{}, []string{`"no_underscores"`}},
+		{"nbf after exp", "k", keyhold.CreateKeyParams{Attributes: keyhold.KeyAttributes{NotBefore: ptr(start.Add(day)), Expires: ptr(start)}}, []string{"nbf"}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			_, err := f.svc.CreateKey(as(officer), v.Name, tc.key, tc.p)
 			wantCode(t, err, keyhold.CodeBadParameter, "", tc.words...)
-			if ks := must[[]*KeyBundle](t)(f.svc.ListKeys(as(officer), v.Name)); len(ks) != 1 {
+			if ks := must[[]*keyhold.KeyBundle](t)(f.svc.ListKeys(as(officer), v.Name)); len(ks) != 1 {
 				t.Fatalf("the vault has %d keys", len(ks))
 			}
 		})
 	}
-	_, err = f.svc.CreateKey(as(officer), "kv-none", "k", CreateKeyParams{})
+	_, err = f.svc.CreateKey(as(officer), "kv-none", "k", keyhold.CreateKeyParams{})
 	wantCode(t, err, keyhold.CodeVaultNotFound, "", "kv-none")
 }
 
@@ -108,7 +108,7 @@ func TestCreateKeyLargeSizes(t *testing.T) {
 	f := sqliteOnly(t)
 	v := f.rbacVault("kv-sizes", nil)
 	for _, size := range []int{3072, 4096} {
-		b, err := f.svc.CreateKey(as(officer), v.Name, "big", CreateKeyParams{Size: size})
+		b, err := f.svc.CreateKey(as(officer), v.Name, "big", keyhold.CreateKeyParams{Size: size})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -202,23 +202,23 @@ func TestKeyStateRefusals(t *testing.T) {
 	}
 
 	// Disabled: both refuse, even to an officer.
-	must[*KeyBundle](t)(f.svc.UpdateKey(as(officer), v.Name, "cmk", ver, KeyAttributes{Enabled: ptr(false)}, nil, nil))
+	must[*keyhold.KeyBundle](t)(f.svc.UpdateKey(as(officer), v.Name, "cmk", ver, keyhold.KeyAttributes{Enabled: ptr(false)}, nil, nil))
 	wantCode(t, unwrap(), keyhold.CodeForbidden, keyhold.InnerKeyDisabled, "Operation unwrapKey is not allowed on a disabled key")
 	wantCode(t, wrap(), keyhold.CodeForbidden, keyhold.InnerKeyDisabled, "Operation wrapKey is not allowed on a disabled key")
 	_, _, err := f.svc.UnwrapKey(as(officer), v.Name, "cmk", ver, crypt.AlgRSAOAEP256, ct)
 	wantCode(t, err, keyhold.CodeForbidden, keyhold.InnerKeyDisabled)
 	// Reading it still works.
-	if got := must[*KeyBundle](t)(f.svc.GetKey(as(encUser), v.Name, "cmk", ver)); got.Version.Enabled {
+	if got := must[*keyhold.KeyBundle](t)(f.svc.GetKey(as(encUser), v.Name, "cmk", ver)); got.Version.Enabled {
 		t.Fatal("GetKey shows the version enabled")
 	}
-	must[*KeyBundle](t)(f.svc.UpdateKey(as(officer), v.Name, "cmk", ver, KeyAttributes{Enabled: ptr(true)}, nil, nil))
+	must[*keyhold.KeyBundle](t)(f.svc.UpdateKey(as(officer), v.Name, "cmk", ver, keyhold.KeyAttributes{Enabled: ptr(true)}, nil, nil))
 	if err := unwrap(); err != nil {
 		t.Fatalf("re-enabled: %v", err)
 	}
 
 	// Not yet valid: wrapKey waits for nbf; unwrapKey doesn't.
 	nbf := start.Add(2 * day)
-	must[*KeyBundle](t)(f.svc.UpdateKey(as(officer), v.Name, "cmk", ver, KeyAttributes{NotBefore: &nbf}, nil, nil))
+	must[*keyhold.KeyBundle](t)(f.svc.UpdateKey(as(officer), v.Name, "cmk", ver, keyhold.KeyAttributes{NotBefore: &nbf}, nil, nil))
 	wantCode(t, wrap(), keyhold.CodeForbidden, keyhold.InnerKeyDisabled, "not yet valid")
 	if err := unwrap(); err != nil {
 		t.Fatalf("unwrap before nbf: %v", err)
@@ -233,7 +233,7 @@ func TestKeyStateRefusals(t *testing.T) {
 	// Expired: wrapKey refuses from exp on; unwrapKey still works, so
 	// that data wrapped under the version is never locked out.
 	exp := nbf.Add(30 * day)
-	must[*KeyBundle](t)(f.svc.UpdateKey(as(officer), v.Name, "cmk", ver, KeyAttributes{Expires: &exp}, nil, nil))
+	must[*keyhold.KeyBundle](t)(f.svc.UpdateKey(as(officer), v.Name, "cmk", ver, keyhold.KeyAttributes{Expires: &exp}, nil, nil))
 	f.clock.Set(exp.Add(-time.Nanosecond))
 	if err := wrap(); err != nil {
 		t.Fatalf("wrap just before exp: %v", err)
@@ -245,16 +245,16 @@ func TestKeyStateRefusals(t *testing.T) {
 	}
 
 	// key_ops without unwrapKey.
-	must[*KeyBundle](t)(f.svc.UpdateKey(as(officer), v.Name, "cmk", ver, KeyAttributes{Expires: ptr(time.Time{})}, []string{"wrapkey"}, nil))
+	must[*keyhold.KeyBundle](t)(f.svc.UpdateKey(as(officer), v.Name, "cmk", ver, keyhold.KeyAttributes{Expires: ptr(time.Time{})}, []string{"wrapkey"}, nil))
 	wantCode(t, unwrap(), keyhold.CodeForbidden, InnerKeyOperationForbidden, "Operation unwrapKey is not permitted")
 	if got := f.storedVersion(v.Name, "cmk", ver); !reflect.DeepEqual(got.KeyOps, []string{KeyOpWrapKey}) || !got.Expires.IsZero() {
 		t.Fatalf("stored: %+v", got)
 	}
 	// A refused update changes nothing.
 	before := f.storedVersion(v.Name, "cmk", ver)
-	_, err = f.svc.UpdateKey(as(officer), v.Name, "cmk", ver, KeyAttributes{NotBefore: ptr(start.Add(90 * day)), Expires: ptr(start.Add(60 * day))}, nil, nil)
+	_, err = f.svc.UpdateKey(as(officer), v.Name, "cmk", ver, keyhold.KeyAttributes{NotBefore: ptr(start.Add(90 * day)), Expires: ptr(start.Add(60 * day))}, nil, nil)
 	wantCode(t, err, keyhold.CodeBadParameter, "", "nbf")
-	_, err = f.svc.UpdateKey(as(encUser), v.Name, "cmk", ver, KeyAttributes{Enabled: ptr(false)}, nil, nil)
+	_, err = f.svc.UpdateKey(as(encUser), v.Name, "cmk", ver, keyhold.KeyAttributes{Enabled: ptr(false)}, nil, nil)
 	wantCode(t, err, keyhold.CodeForbidden, keyhold.InnerForbiddenByRbac)
 	if got := f.storedVersion(v.Name, "cmk", ver); !reflect.DeepEqual(got, before) {
 		t.Fatalf("refused updates changed the version:\n%+v\n%+v", got, before)
@@ -264,7 +264,7 @@ func TestKeyStateRefusals(t *testing.T) {
 func TestRotateKey(t *testing.T) {
 	f := sqliteOnly(t)
 	v := f.rbacVault("kv-rotate", nil)
-	b1, err := f.svc.CreateKey(as(officer), v.Name, "cmk", CreateKeyParams{KeyOps: []string{"wrapKey", "unwrapKey"}, Tags: map[string]string{"env": "prod"}})
+	b1, err := f.svc.CreateKey(as(officer), v.Name, "cmk", keyhold.CreateKeyParams{KeyOps: []string{"wrapKey", "unwrapKey"}, Tags: map[string]string{"env": "prod"}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -275,7 +275,7 @@ func TestRotateKey(t *testing.T) {
 	if len(f.versions(v.Name, "cmk")) != 1 {
 		t.Fatal("a refused rotation added a version")
 	}
-	b2 := must[*KeyBundle](t)(f.svc.RotateKey(as(officer), v.Name, "cmk"))
+	b2 := must[*keyhold.KeyBundle](t)(f.svc.RotateKey(as(officer), v.Name, "cmk"))
 	if b2.Version.Version == b1.Version.Version || b2.Key.CurrentVersion != b2.Version.Version ||
 		!reflect.DeepEqual(b2.Version.KeyOps, []string{KeyOpWrapKey, KeyOpUnwrapKey}) || b2.Version.Size != 2048 ||
 		!b2.Version.CreatedAt.Equal(start.Add(day)) || b2.Key.Tags["env"] != "prod" || !b2.Version.Expires.IsZero() {
@@ -309,7 +309,7 @@ func TestImportKey(t *testing.T) {
 	f := sqliteOnly(t)
 	v := f.rbacVault("kv-import", nil)
 	priv := poolKey()
-	b := must[*KeyBundle](t)(f.svc.ImportKey(as(officer), v.Name, "byok", jwkOf(priv), false, KeyAttributes{}, map[string]string{"src": "hsm"}))
+	b := must[*keyhold.KeyBundle](t)(f.svc.ImportKey(as(officer), v.Name, "byok", jwkOf(priv), false, keyhold.KeyAttributes{}, map[string]string{"src": "hsm"}))
 	if !bytes.Equal(b.Version.N, priv.N.Bytes()) || b.Version.Size != 2048 || b.Key.Tags["src"] != "hsm" {
 		t.Fatalf("imported: %+v", b.Version)
 	}
@@ -344,14 +344,14 @@ func TestImportKey(t *testing.T) {
 		{"empty", keyhold.JSONWebKey{}, []string{`no "n"`}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			_, err := f.svc.ImportKey(as(officer), v.Name, "bad", tc.jwk, false, KeyAttributes{}, nil)
+			_, err := f.svc.ImportKey(as(officer), v.Name, "bad", tc.jwk, false, keyhold.KeyAttributes{}, nil)
 			wantCode(t, err, keyhold.CodeBadParameter, "", tc.words...)
 			_, err = f.svc.GetKey(as(officer), v.Name, "bad", "")
 			wantCode(t, err, keyhold.CodeKeyNotFound, "")
 		})
 	}
 	// Importing as RSA-HSM needs a token.
-	_, err = f.svc.ImportKey(as(officer), v.Name, "bad", jwkOf(priv), true, KeyAttributes{}, nil)
+	_, err = f.svc.ImportKey(as(officer), v.Name, "bad", jwkOf(priv), true, keyhold.KeyAttributes{}, nil)
 	wantCode(t, err, keyhold.CodeNotSupported, "", "PKCS#11 token configured")
 }
 
@@ -363,7 +363,7 @@ func TestKeyDeleteRecoverPurge(t *testing.T) {
 		_, ct := must2(t)(f.svc.WrapKey(as(encUser), v.Name, "cmk", "", crypt.AlgRSAOAEP256, []byte("ek")))
 
 		f.clock.Advance(time.Hour)
-		d := must[*KeyBundle](t)(f.svc.DeleteKey(as(officer), v.Name, "cmk"))
+		d := must[*keyhold.KeyBundle](t)(f.svc.DeleteKey(as(officer), v.Name, "cmk"))
 		if !d.Key.DeletedAt.Equal(f.clock.Now()) || !d.Key.ScheduledPurgeAt.Equal(f.clock.Now().Add(10*day)) ||
 			d.RecoveryID != testBase+"/vaults/kv-keys/deletedkeys/cmk" {
 			t.Fatalf("deleted: %+v, %s", d.Key, d.RecoveryID)
@@ -372,21 +372,21 @@ func TestKeyDeleteRecoverPurge(t *testing.T) {
 		wantCode(t, err, keyhold.CodeKeyNotFound, "", "cmk")
 		_, _, err = f.svc.UnwrapKey(as(encUser), v.Name, "cmk", b.Version.Version, crypt.AlgRSAOAEP256, ct)
 		wantCode(t, err, keyhold.CodeKeyNotFound, "")
-		if ks := must[[]*KeyBundle](t)(f.svc.ListKeys(as(officer), v.Name)); len(ks) != 0 {
+		if ks := must[[]*keyhold.KeyBundle](t)(f.svc.ListKeys(as(officer), v.Name)); len(ks) != 0 {
 			t.Fatalf("ListKeys shows %d keys", len(ks))
 		}
-		dk := must[[]*KeyBundle](t)(f.svc.ListDeletedKeys(as(officer), v.Name))
+		dk := must[[]*keyhold.KeyBundle](t)(f.svc.ListDeletedKeys(as(officer), v.Name))
 		if len(dk) != 1 || dk[0].Key.Name != "cmk" {
 			t.Fatalf("ListDeletedKeys: %+v", dk)
 		}
-		must[*KeyBundle](t)(f.svc.GetDeletedKey(as(officer), v.Name, "cmk"))
-		_, err = f.svc.CreateKey(as(officer), v.Name, "cmk", CreateKeyParams{})
+		must[*keyhold.KeyBundle](t)(f.svc.GetDeletedKey(as(officer), v.Name, "cmk"))
+		_, err = f.svc.CreateKey(as(officer), v.Name, "cmk", keyhold.CreateKeyParams{})
 		wantCode(t, err, keyhold.CodeConflict, "", "deleted but recoverable")
 		_, err = f.svc.DeleteKey(as(officer), v.Name, "cmk")
 		wantCode(t, err, keyhold.CodeKeyNotFound, "")
 
 		// Recover: the key and its versions are back.
-		must[*KeyBundle](t)(f.svc.RecoverDeletedKey(as(officer), v.Name, "cmk"))
+		must[*keyhold.KeyBundle](t)(f.svc.RecoverDeletedKey(as(officer), v.Name, "cmk"))
 		if _, got := must2(t)(f.svc.UnwrapKey(as(encUser), v.Name, "cmk", b.Version.Version, crypt.AlgRSAOAEP256, ct)); string(got) != "ek" {
 			t.Fatal("unwrap after recovery")
 		}
@@ -396,11 +396,11 @@ func TestKeyDeleteRecoverPurge(t *testing.T) {
 		wantCode(t, err, keyhold.CodeKeyNotFound, "")
 
 		// Purge waits for the scheduled date under purge protection.
-		d = must[*KeyBundle](t)(f.svc.DeleteKey(as(officer), v.Name, "cmk"))
+		d = must[*keyhold.KeyBundle](t)(f.svc.DeleteKey(as(officer), v.Name, "cmk"))
 		f.clock.Set(d.Key.ScheduledPurgeAt.Add(-time.Nanosecond))
 		err = f.svc.PurgeDeletedKey(as(officer), v.Name, "cmk")
 		wantCode(t, err, keyhold.CodeForbidden, "", "purge protection is enabled")
-		must[*KeyBundle](t)(f.svc.GetDeletedKey(as(officer), v.Name, "cmk"))
+		must[*keyhold.KeyBundle](t)(f.svc.GetDeletedKey(as(officer), v.Name, "cmk"))
 		f.clock.Set(d.Key.ScheduledPurgeAt)
 		if err := f.svc.PurgeDeletedKey(as(officer), v.Name, "cmk"); err != nil {
 			t.Fatal(err)
@@ -417,7 +417,7 @@ func TestKeyDeleteRecoverPurge(t *testing.T) {
 		// Without purge protection, purge is allowed at once.
 		open2 := f.rbacVault("kv-keys-open", nil)
 		f.createKey(open2.Name, "k")
-		must[*KeyBundle](t)(f.svc.DeleteKey(as(officer), open2.Name, "k"))
+		must[*keyhold.KeyBundle](t)(f.svc.DeleteKey(as(officer), open2.Name, "k"))
 		if err := f.svc.PurgeDeletedKey(as(officer), open2.Name, "k"); err != nil {
 			t.Fatalf("purge without protection: %v", err)
 		}
@@ -430,19 +430,19 @@ func TestPurgeExpiredKeys(t *testing.T) {
 		v := f.rbacVault("kv-expire-keys", func(v *keyhold.Vault) { v.EnablePurgeProtection, v.SoftDeleteRetentionDays = true, 7 })
 		f.createKey(v.Name, "gone")
 		f.createKey(v.Name, "kept")
-		must[*KeyBundle](t)(f.svc.DeleteKey(as(officer), v.Name, "gone"))
+		must[*keyhold.KeyBundle](t)(f.svc.DeleteKey(as(officer), v.Name, "gone"))
 		f.clock.Advance(7*day - time.Nanosecond)
 		if n, err := f.svc.PurgeExpired(context.Background()); err != nil || n != 0 {
 			t.Fatalf("early: %d, %v", n, err)
 		}
-		must[*KeyBundle](t)(f.svc.GetDeletedKey(as(officer), v.Name, "gone"))
+		must[*keyhold.KeyBundle](t)(f.svc.GetDeletedKey(as(officer), v.Name, "gone"))
 		f.clock.Advance(time.Nanosecond)
 		if n, err := f.svc.PurgeExpired(context.Background()); err != nil || n != 1 {
 			t.Fatalf("on time: %d, %v", n, err)
 		}
 		_, err := f.svc.GetDeletedKey(as(officer), v.Name, "gone")
 		wantCode(t, err, keyhold.CodeKeyNotFound, "")
-		must[*KeyBundle](t)(f.svc.GetKey(as(officer), v.Name, "kept", ""))
+		must[*keyhold.KeyBundle](t)(f.svc.GetKey(as(officer), v.Name, "kept", ""))
 	})
 }
 
@@ -463,9 +463,9 @@ func TestKeyCacheNeverBypassesChecks(t *testing.T) {
 		t.Fatal("the opened key was not cached")
 	}
 	wantCode(t, unwrap(stranger), keyhold.CodeForbidden, keyhold.InnerForbiddenByRbac)
-	must[*KeyBundle](t)(f.svc.UpdateKey(as(officer), v.Name, "cmk", "", KeyAttributes{Enabled: ptr(false)}, nil, nil))
+	must[*keyhold.KeyBundle](t)(f.svc.UpdateKey(as(officer), v.Name, "cmk", "", keyhold.KeyAttributes{Enabled: ptr(false)}, nil, nil))
 	wantCode(t, unwrap(encUser), keyhold.CodeForbidden, keyhold.InnerKeyDisabled)
-	must[*KeyBundle](t)(f.svc.UpdateKey(as(officer), v.Name, "cmk", "", KeyAttributes{Enabled: ptr(true)}, nil, nil))
+	must[*keyhold.KeyBundle](t)(f.svc.UpdateKey(as(officer), v.Name, "cmk", "", keyhold.KeyAttributes{Enabled: ptr(true)}, nil, nil))
 
 	// Stored material that changed (here: another version's, sealed for
 	// that version) is opened afresh, and refused. The record is sealed

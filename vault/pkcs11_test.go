@@ -135,7 +135,7 @@ func TestHSMKeys(t *testing.T) {
 	cfg := hsmConfig(t)
 	f := newFixtureWith(t, storetest.OpenSQLite, cfg)
 	v := f.rbacVault("kv-hsm", func(v *keyhold.Vault) { v.SKU = SKUPremium })
-	b, err := f.svc.CreateKey(as(officer), v.Name, "cmk", CreateKeyParams{Type: "RSA-HSM", Size: 2048})
+	b, err := f.svc.CreateKey(as(officer), v.Name, "cmk", keyhold.CreateKeyParams{Type: "RSA-HSM", Size: 2048})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -202,7 +202,7 @@ func TestHSMKeys(t *testing.T) {
 
 	// Rotate: a new token key; the old version still unwraps; each
 	// version unwraps only its own.
-	b2 := must[*KeyBundle](t)(f.svc.RotateKey(as(officer), v.Name, "cmk"))
+	b2 := must[*keyhold.KeyBundle](t)(f.svc.RotateKey(as(officer), v.Name, "cmk"))
 	if b2.Version.Type != keyhold.KeyTypeRSAHSM || b2.Version.Version == b.Version.Version {
 		t.Fatalf("rotated: %+v", b2.Version)
 	}
@@ -221,7 +221,7 @@ func TestHSMKeys(t *testing.T) {
 
 	// Import into the token.
 	priv := poolKey()
-	ib := must[*KeyBundle](t)(f.svc.ImportKey(as(officer), v.Name, "byok", jwkOf(priv), true, KeyAttributes{}, nil))
+	ib := must[*keyhold.KeyBundle](t)(f.svc.ImportKey(as(officer), v.Name, "byok", jwkOf(priv), true, keyhold.KeyAttributes{}, nil))
 	imported := f.storedVersion(v.Name, "byok", ib.Version.Version)
 	if ib.Version.Type != keyhold.KeyTypeRSAHSM || !bytes.HasPrefix(imported.Material, []byte(materialPrefix)) {
 		t.Fatalf("imported: %+v", ib.Version)
@@ -239,7 +239,7 @@ func TestHSMKeys(t *testing.T) {
 
 	// Purging a key removes its token objects.
 	stored2 := f.storedVersion(v.Name, "cmk", b2.Version.Version)
-	must[*KeyBundle](t)(f.svc.DeleteKey(as(officer), v.Name, "cmk"))
+	must[*keyhold.KeyBundle](t)(f.svc.DeleteKey(as(officer), v.Name, "cmk"))
 	if err := f.svc.PurgeDeletedKey(as(officer), v.Name, "cmk"); err != nil {
 		t.Fatal(err)
 	}
@@ -264,7 +264,7 @@ func TestHSMRotationAndRefusals(t *testing.T) {
 	cfg := hsmConfig(t)
 	f := newFixtureWith(t, storetest.OpenSQLite, cfg)
 	v := f.rbacVault("kv-hsm-auto", func(v *keyhold.Vault) { v.SKU = SKUPremium })
-	b := must[*KeyBundle](t)(f.svc.CreateKey(as(officer), v.Name, "cmk", CreateKeyParams{Type: "RSA-HSM"}))
+	b := must[*keyhold.KeyBundle](t)(f.svc.CreateKey(as(officer), v.Name, "cmk", keyhold.CreateKeyParams{Type: "RSA-HSM"}))
 	must[*keyhold.RotationPolicy](t)(f.svc.SetRotationPolicy(as(officer), v.Name, "cmk", &keyhold.RotationPolicy{
 		LifetimeActions: []keyhold.LifetimeAction{{Action: ActionRotate, TimeAfterCreate: "P7D"}}}))
 	f.clock.Advance(7 * day)
@@ -277,7 +277,7 @@ func TestHSMRotationAndRefusals(t *testing.T) {
 	}
 	// A disabled HSM key refuses unwrap like any other.
 	_, ct := must2(t)(f.svc.WrapKey(as(encUser), v.Name, "cmk", b.Version.Version, crypt.AlgRSAOAEP, []byte("ek")))
-	must[*KeyBundle](t)(f.svc.UpdateKey(as(officer), v.Name, "cmk", b.Version.Version, KeyAttributes{Enabled: ptr(false)}, nil, nil))
+	must[*keyhold.KeyBundle](t)(f.svc.UpdateKey(as(officer), v.Name, "cmk", b.Version.Version, keyhold.KeyAttributes{Enabled: ptr(false)}, nil, nil))
 	_, _, err := f.svc.UnwrapKey(as(encUser), v.Name, "cmk", b.Version.Version, crypt.AlgRSAOAEP, ct)
 	wantCode(t, err, keyhold.CodeForbidden, keyhold.InnerKeyDisabled, "Operation unwrapKey is not allowed on a disabled key")
 }
@@ -311,7 +311,7 @@ func TestHSMConfig(t *testing.T) {
 func TestRSAHSMWithoutToken(t *testing.T) {
 	f := sqliteOnly(t)
 	v := f.rbacVault("kv-no-hsm", nil)
-	_, err := f.svc.CreateKey(as(officer), v.Name, "cmk", CreateKeyParams{Type: "RSA-HSM"})
+	_, err := f.svc.CreateKey(as(officer), v.Name, "cmk", keyhold.CreateKeyParams{Type: "RSA-HSM"})
 	wantCode(t, err, keyhold.CodeNotSupported, "", "RSA-HSM", "start the server with a PKCS#11 token configured")
 	_, err = f.svc.GetKey(as(officer), v.Name, "cmk", "")
 	wantCode(t, err, keyhold.CodeKeyNotFound, "")

@@ -15,8 +15,8 @@ import (
 // DeleteKey soft-deletes a key; the bundle carries its deleted dates. It
 // stays recoverable until ScheduledPurgeAt, the deletion date plus the
 // vault's retention.
-func (s *Service) DeleteKey(ctx context.Context, vault, name string) (*KeyBundle, error) {
-	var out *KeyBundle
+func (s *Keys) DeleteKey(ctx context.Context, vault, name string) (*keyhold.KeyBundle, error) {
+	var out *keyhold.KeyBundle
 	err := s.keyOp(ctx, opDeleteKey, vault, name, func(c *call) error {
 		return s.store.Update(ctx, func(tx keyhold.Tx) error {
 			v, k, kv, err := s.authorizedKey(ctx, tx, c, opDeleteKey, vault, name, "", false)
@@ -37,8 +37,8 @@ func (s *Service) DeleteKey(ctx context.Context, vault, name string) (*KeyBundle
 }
 
 // GetDeletedKey returns a soft-deleted key (its current version).
-func (s *Service) GetDeletedKey(ctx context.Context, vault, name string) (*KeyBundle, error) {
-	var out *KeyBundle
+func (s *Keys) GetDeletedKey(ctx context.Context, vault, name string) (*keyhold.KeyBundle, error) {
+	var out *keyhold.KeyBundle
 	err := s.keyOp(ctx, opGetDeletedKey, vault, name, func(c *call) error {
 		return s.store.View(ctx, func(tx keyhold.Tx) error {
 			_, k, kv, err := s.authorizedKey(ctx, tx, c, opGetDeletedKey, vault, name, "", true)
@@ -53,8 +53,8 @@ func (s *Service) GetDeletedKey(ctx context.Context, vault, name string) (*KeyBu
 }
 
 // RecoverDeletedKey undeletes a key, with all its versions.
-func (s *Service) RecoverDeletedKey(ctx context.Context, vault, name string) (*KeyBundle, error) {
-	var out *KeyBundle
+func (s *Keys) RecoverDeletedKey(ctx context.Context, vault, name string) (*keyhold.KeyBundle, error) {
+	var out *keyhold.KeyBundle
 	err := s.keyOp(ctx, opRecoverKey, vault, name, func(c *call) error {
 		return s.store.Update(ctx, func(tx keyhold.Tx) error {
 			_, k, kv, err := s.authorizedKey(ctx, tx, c, opRecoverKey, vault, name, "", true)
@@ -76,7 +76,7 @@ func (s *Service) RecoverDeletedKey(ctx context.Context, vault, name string) (*K
 // PurgeDeletedKey destroys a soft-deleted key and its versions (and their
 // token objects). Refused under purge protection until ScheduledPurgeAt
 // (CodeForbidden).
-func (s *Service) PurgeDeletedKey(ctx context.Context, vault, name string) error {
+func (s *Keys) PurgeDeletedKey(ctx context.Context, vault, name string) error {
 	var objs [][]byte
 	err := s.keyOp(ctx, opPurgeKey, vault, name, func(c *call) error {
 		return s.store.Update(ctx, func(tx keyhold.Tx) error {
@@ -112,7 +112,7 @@ func (s *Service) PurgeDeletedKey(ctx context.Context, vault, name string) error
 // PurgeExpired purges soft-deleted vaults and keys past ScheduledPurgeAt,
 // purge protection or not, and returns how many it purged. It keeps going
 // past a failure and returns every error it met.
-func (s *Service) PurgeExpired(ctx context.Context) (int, error) {
+func (s *Keys) PurgeExpired(ctx context.Context) (int, error) {
 	now := s.now()
 	var vaults, live []*keyhold.Vault
 	err := s.store.View(ctx, func(tx keyhold.Tx) error {

@@ -237,7 +237,7 @@ func rotationDue(p *keyhold.RotationPolicy, cur *keyhold.KeyVersion) (time.Time,
 
 // GetRotationPolicy returns a key's rotation policy (the default, a Notify
 // 30 days before expiry with no expiry, if none was set, as Key Vault does).
-func (s *Service) GetRotationPolicy(ctx context.Context, vault, name string) (*keyhold.RotationPolicy, error) {
+func (s *Keys) GetRotationPolicy(ctx context.Context, vault, name string) (*keyhold.RotationPolicy, error) {
 	var out *keyhold.RotationPolicy
 	err := s.keyOp(ctx, opGetRotationPolicy, vault, name, func(c *call) error {
 		return s.store.View(ctx, func(tx keyhold.Tx) error {
@@ -264,7 +264,7 @@ func (s *Service) GetRotationPolicy(ctx context.Context, vault, name string) (*k
 // before expiry, and an expiry of at least 28 days (see
 // ValidateRotationPolicy). A policy with no actions and no expiry resets
 // the key to the default policy. A refused policy changes nothing.
-func (s *Service) SetRotationPolicy(ctx context.Context, vault, name string, p *keyhold.RotationPolicy) (*keyhold.RotationPolicy, error) {
+func (s *Keys) SetRotationPolicy(ctx context.Context, vault, name string, p *keyhold.RotationPolicy) (*keyhold.RotationPolicy, error) {
 	var out *keyhold.RotationPolicy
 	err := s.keyOp(ctx, opSetRotationPolicy, vault, name, func(c *call) error {
 		return s.store.Update(ctx, func(tx keyhold.Tx) error {
@@ -322,7 +322,7 @@ func policySummary(p *keyhold.RotationPolicy) string {
 // rotated once per due date: the new version restarts its clock. Replicas
 // may run it at once; a key that another rotated meanwhile is skipped. It
 // keeps going past a failure and returns every error it met.
-func (s *Service) RunRotation(ctx context.Context) (int, error) {
+func (s *Keys) RunRotation(ctx context.Context) (int, error) {
 	now := s.now()
 	type due struct {
 		k   *keyhold.Key

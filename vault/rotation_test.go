@@ -169,7 +169,7 @@ func TestRunRotation(t *testing.T) {
 		f.clock.Set(start.Add(60*day + 80*day))
 		run(1)
 		// A deleted key, or one in a deleted vault, is left alone.
-		must[*KeyBundle](t)(f.svc.DeleteKey(as(officer), v.Name, "cmk"))
+		must[*keyhold.KeyBundle](t)(f.svc.DeleteKey(as(officer), v.Name, "cmk"))
 		f.clock.Advance(365 * day)
 		run(0)
 

@@ -17,7 +17,7 @@ func TestKeyTagUnsafeCharacters(t *testing.T) {
 	storetest.ForEachBackend(t, func(t *testing.T, open func(t *testing.T) keyhold.Store) {
 		f := newFixture(t, open)
 		v := f.rbacVault("kv-tags", nil)
-		if _, err := f.svc.CreateKey(as(officer), v.Name, "cmk", CreateKeyParams{Tags: map[string]string{"env": "prod"}}); err != nil {
+		if _, err := f.svc.CreateKey(as(officer), v.Name, "cmk", keyhold.CreateKeyParams{Tags: map[string]string{"env": "prod"}}); err != nil {
 			t.Fatal(err)
 		}
 		storedTags := func() map[string]string {
@@ -44,12 +44,12 @@ func TestKeyTagUnsafeCharacters(t *testing.T) {
 			{"name with a mark", map[string]string{"e\u200Fnv": "prod"}, "tag name"},
 		} {
 			t.Run(c.name, func(t *testing.T) {
-				_, err := f.svc.CreateKey(as(officer), v.Name, "other", CreateKeyParams{Tags: c.tags})
+				_, err := f.svc.CreateKey(as(officer), v.Name, "other", keyhold.CreateKeyParams{Tags: c.tags})
 				wantCode(t, err, keyhold.CodeBadParameter, "", c.hint)
 				if _, err := f.svc.GetKey(as(officer), v.Name, "other", ""); keyhold.ErrorCode(err) != keyhold.CodeKeyNotFound {
 					t.Fatalf("the refused create made key other: %v", err)
 				}
-				_, err = f.svc.UpdateKey(as(officer), v.Name, "cmk", "", KeyAttributes{}, nil, c.tags)
+				_, err = f.svc.UpdateKey(as(officer), v.Name, "cmk", "", keyhold.KeyAttributes{}, nil, c.tags)
 				wantCode(t, err, keyhold.CodeBadParameter, "", c.hint)
 				if got := storedTags(); !reflect.DeepEqual(got, map[string]string{"env": "prod"}) {
 					t.Fatalf("tags after the refused update: %v", got)

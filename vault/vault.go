@@ -111,9 +111,33 @@ type PKCS11Config struct {
 	PIN        string
 }
 
-// Service is the built-in key vault. Every method takes the caller's
+// Service is the built-in key vault: the assembly of its three services
+// over one shared core. It holds no business rules of its own: each
+// service is a field (s.Keys.CreateKey) whose methods are also promoted
+// onto Service, so that the server and the HTTP layer see one value
+// implementing keyhold.VaultService. Every method takes the caller's
 // keyhold.Identity and keyhold.Origin from ctx. Safe for concurrent use.
 type Service struct {
+	*core
+	// Vaults is the control plane: the Microsoft.KeyVault/vaults resource
+	// (vaults.go).
+	*Vaults
+	// Keys is the data plane's key management: create, import, read,
+	// update, rotate, rotation policies, soft delete, recover and purge
+	// (keys.go, rotation.go, purge.go).
+	*Keys
+	// KeyOps is the data plane's cryptographic operations: wrapKey and
+	// unwrapKey (keyops.go).
+	*KeyOps
+}
+
+// core is what the vault's services share: the store, the master key that
+// seals software keys, the PKCS#11 token, the cache of opened keys, the
+// record key, the clock and the logger; and the checks and helpers every
+// service runs through (the audited call, authorization, loading and
+// sealing vaults, keys and versions). A new service (sign and verify, say)
+// embeds *core as the others do.
+type core struct {
 	store  keyhold.Store
 	master *crypt.Key
 	clock  keyhold.Clock
@@ -135,7 +159,7 @@ func New(cfg Config) (*Service, error) {
 	if cfg.Store == nil || cfg.MasterKey == nil || cfg.MasterKey.Destroyed() {
 		return nil, errors.New("vault: Config.Store and Config.MasterKey are required")
 	}
-	s := &Service{
+	s := &core{
 		store:  cfg.Store,
 		master: cfg.MasterKey.Clone(),
 		clock:  cfg.Clock,
@@ -163,7 +187,7 @@ func New(cfg Config) (*Service, error) {
 		}
 		s.hsm = t
 	}
-	return s, nil
+	return &Service{core: s, Vaults: &Vaults{s}, Keys: &Keys{s}, KeyOps: &KeyOps{s}}, nil
 }
 
 // Close releases the PKCS#11 session, if any, zeroes the Service's copy
@@ -181,16 +205,16 @@ func (s *Service) Close() error {
 }
 
 // VaultURI returns BaseURL/vaults/{name}.
-func (s *Service) VaultURI(name string) string { return s.base + "/vaults/" + name }
+func (s *core) VaultURI(name string) string { return s.base + "/vaults/" + name }
 
 // KeyID returns a key's id: VaultURI(vault)/keys/{name}[/{version}].
-func (s *Service) KeyID(vault, name, version string) string {
+func (s *core) KeyID(vault, name, version string) string {
 	return keyhold.NewKeyID(s.base, vault, name, version).String()
 }
 
 // ParseKeyID splits a key id (versioned or not) of this server into vault,
 // key name and version ("" if unversioned). Anything else is CodeBadParameter.
-func (s *Service) ParseKeyID(kid string) (vault, name, version string, err error) {
+func (s *core) ParseKeyID(kid string) (vault, name, version string, err error) {
 	bad := keyhold.Errorf(keyhold.CodeBadParameter,
 		"key id %q is not a key of this server: use %s/vaults/{vault}/keys/{name}[/{version}]", kid, s.base)
 	k, err := keyhold.ParseKeyID(kid)
@@ -201,7 +225,7 @@ func (s *Service) ParseKeyID(kid string) (vault, name, version string, err error
 }
 
 // now is the clock's time in UTC, as the store gives times back.
-func (s *Service) now() time.Time { return s.clock.Now().UTC() }
+func (s *core) now() time.Time { return s.clock.Now().UTC() }
 
 // newVersion returns a key version id: 32 lower-case hex digits, as Azure
 // Key Vault's.
@@ -234,7 +258,7 @@ type call struct {
 // own transaction (record), the outcome (success or refusal) is appended
 // in a transaction of its own. A success whose audit entry fails to be
 // written becomes a failure.
-func (s *Service) do(ctx context.Context, action, target string, fn func(c *call) error) error {
+func (s *core) do(ctx context.Context, action, target string, fn func(c *call) error) error {
 	id, err := keyhold.Caller(ctx)
 	if err != nil {
 		return err
@@ -299,7 +323,7 @@ func (c *call) entry(at time.Time, err error) *keyhold.AuditEntry {
 }
 
 // systemAudit appends an audit entry of background work to tx.
-func (s *Service) systemAudit(ctx context.Context, tx keyhold.Tx, tenant, action, target, detail string) error {
+func (s *core) systemAudit(ctx context.Context, tx keyhold.Tx, tenant, action, target, detail string) error {
 	return tx.AppendAudit(ctx, &keyhold.AuditEntry{At: s.now(), TenantID: tenant, ActorID: systemActor, Action: action,
 		Target: target, Result: "Succeeded", Detail: detail})
 }

@@ -74,7 +74,7 @@ func TestConcurrentUnwraps(t *testing.T) {
 	var ws []wrappedValue
 	for _, kty := range types {
 		name := "k-" + kty
-		b := must[*KeyBundle](t)(f.svc.CreateKey(as(officer), v.Name, name, CreateKeyParams{Type: kty}))
+		b := must[*keyhold.KeyBundle](t)(f.svc.CreateKey(as(officer), v.Name, name, keyhold.CreateKeyParams{Type: kty}))
 		for i, alg := range []string{crypt.AlgRSAOAEP, crypt.AlgRSAOAEP256} {
 			value := bytes.Repeat([]byte{byte(i + 1)}, 32)
 			_, ct := must2(t)(f.svc.WrapKey(as(encUser), v.Name, name, "", alg, value))

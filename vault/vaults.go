@@ -11,6 +11,12 @@ import (
 
 // The control plane: the Microsoft.KeyVault/vaults resource.
 
+// Vaults is the control plane: the Microsoft.KeyVault/vaults resource
+// (put, get, list, soft delete, recover, purge, access policies, network
+// rules), authorized by ARM actions. Part of Service; safe for concurrent
+// use.
+type Vaults struct{ *core }
+
 // Vault SKUs.
 const (
 	SKUStandard = "standard"
@@ -47,7 +53,7 @@ func checkARMNames(sub, rg, name string) error {
 
 // vaultIn loads the vault called name if it is in sub and rg (ids compare
 // case-insensitively); any other vault, or none, is CodeResourceNotFound.
-func (s *Service) vaultIn(ctx context.Context, tx keyhold.Tx, sub, rg, name string) (*keyhold.Vault, error) {
+func (s *Vaults) vaultIn(ctx context.Context, tx keyhold.Tx, sub, rg, name string) (*keyhold.Vault, error) {
 	v, err := s.vault(ctx, tx, name)
 	if err == nil && (!strings.EqualFold(v.SubscriptionID, sub) || !strings.EqualFold(v.ResourceGroup, rg)) {
 		err = keyhold.Errorf(keyhold.CodeNotFound, "elsewhere")
@@ -91,7 +97,7 @@ func requireRegistration(ctx context.Context, tx keyhold.Tx, sub, rg string) err
 // stored value; EnablePurgeProtection false on a vault that has it is
 // refused, so the HTTP layer must fill in omitted properties from the
 // stored vault. It needs Microsoft.KeyVault/vaults/write.
-func (s *Service) PutVault(ctx context.Context, v *keyhold.Vault) (created bool, err error) {
+func (s *Vaults) PutVault(ctx context.Context, v *keyhold.Vault) (created bool, err error) {
 	if v == nil {
 		return false, keyhold.Errorf(keyhold.CodeBadRequest, "the request has no vault")
 	}
@@ -187,7 +193,7 @@ func subscriptionTenant(ctx context.Context, tx keyhold.Tx, v *keyhold.Vault) er
 
 // normalizeVault checks v's properties, fills in defaults, and, when old is
 // the stored vault, applies the rules of an update.
-func (s *Service) normalizeVault(v, old *keyhold.Vault) error {
+func (s *Vaults) normalizeVault(v, old *keyhold.Vault) error {
 	bad := func(format string, args ...any) error { return keyhold.Errorf(keyhold.CodeBadRequest, format, args...) }
 	v.Location = keyhold.NormalizeLocation(v.Location)
 	if v.Location == "" {
@@ -328,7 +334,7 @@ func union(a, b []string) []string {
 // GetVault returns a live vault. It needs Microsoft.KeyVault/vaults/read;
 // a vault that doesn't exist in the group, or is deleted, is
 // CodeResourceNotFound.
-func (s *Service) GetVault(ctx context.Context, sub, rg, name string) (*keyhold.Vault, error) {
+func (s *Vaults) GetVault(ctx context.Context, sub, rg, name string) (*keyhold.Vault, error) {
 	id, err := keyhold.Caller(ctx)
 	if err != nil {
 		return nil, err
@@ -350,7 +356,7 @@ func (s *Service) GetVault(ctx context.Context, sub, rg, name string) (*keyhold.
 // ListVaults lists the live vaults of a subscription, or of one group,
 // that the caller may read (Microsoft.KeyVault/vaults/read), by name. A
 // missing group is CodeResourceGroupNotFound.
-func (s *Service) ListVaults(ctx context.Context, sub, rg string) ([]*keyhold.Vault, error) {
+func (s *Vaults) ListVaults(ctx context.Context, sub, rg string) ([]*keyhold.Vault, error) {
 	id, err := keyhold.Caller(ctx)
 	if err != nil {
 		return nil, err
@@ -387,7 +393,7 @@ func (s *Service) ListVaults(ctx context.Context, sub, rg string) ([]*keyhold.Va
 // deletion date plus the vault's retention. It needs
 // Microsoft.KeyVault/vaults/delete. A vault that doesn't exist (or is
 // already deleted) is CodeResourceNotFound, which ARM answers with 204.
-func (s *Service) DeleteVault(ctx context.Context, sub, rg, name string) error {
+func (s *Vaults) DeleteVault(ctx context.Context, sub, rg, name string) error {
 	scope := vaultID(sub, rg, name)
 	return s.do(ctx, "vault.delete", scope, func(c *call) error {
 		return s.store.Update(ctx, func(tx keyhold.Tx) error {
@@ -416,7 +422,7 @@ func (s *Service) DeleteVault(ctx context.Context, sub, rg, name string) error {
 // ListDeletedVaults lists the soft-deleted vaults of a subscription that
 // the caller may see (Microsoft.KeyVault/deletedVaults/read at the
 // subscription).
-func (s *Service) ListDeletedVaults(ctx context.Context, sub string) ([]*keyhold.Vault, error) {
+func (s *Vaults) ListDeletedVaults(ctx context.Context, sub string) ([]*keyhold.Vault, error) {
 	id, err := keyhold.Caller(ctx)
 	if err != nil {
 		return nil, err
@@ -443,7 +449,7 @@ func (s *Service) ListDeletedVaults(ctx context.Context, sub string) ([]*keyhold
 
 // deletedVault loads a soft-deleted vault of sub at location, or returns
 // CodeResourceNotFound.
-func (s *Service) deletedVault(ctx context.Context, tx keyhold.Tx, sub, location, name string) (*keyhold.Vault, error) {
+func (s *Vaults) deletedVault(ctx context.Context, tx keyhold.Tx, sub, location, name string) (*keyhold.Vault, error) {
 	v, err := s.vault(ctx, tx, name)
 	if err == nil && (!v.Deleted() || !strings.EqualFold(v.SubscriptionID, sub) || v.Location != keyhold.NormalizeLocation(location)) {
 		err = keyhold.Errorf(keyhold.CodeNotFound, "not deleted here")
@@ -457,7 +463,7 @@ func (s *Service) deletedVault(ctx context.Context, tx keyhold.Tx, sub, location
 
 // GetDeletedVault returns a soft-deleted vault. It needs
 // Microsoft.KeyVault/locations/deletedVaults/read.
-func (s *Service) GetDeletedVault(ctx context.Context, sub, location, name string) (*keyhold.Vault, error) {
+func (s *Vaults) GetDeletedVault(ctx context.Context, sub, location, name string) (*keyhold.Vault, error) {
 	id, err := keyhold.Caller(ctx)
 	if err != nil {
 		return nil, err
@@ -477,7 +483,7 @@ func (s *Service) GetDeletedVault(ctx context.Context, sub, location, name strin
 // which must still exist, with its keys. It needs
 // Microsoft.KeyVault/vaults/write, as ARM's PUT with createMode recover
 // does. A live vault is CodeConflict.
-func (s *Service) RecoverVault(ctx context.Context, sub, rg, name string) (*keyhold.Vault, error) {
+func (s *Vaults) RecoverVault(ctx context.Context, sub, rg, name string) (*keyhold.Vault, error) {
 	if err := checkARMNames(sub, rg, name); err != nil {
 		return nil, err
 	}
@@ -515,7 +521,7 @@ func (s *Service) RecoverVault(ctx context.Context, sub, rg, name string) (*keyh
 // RSA-HSM keys' token objects included. It needs
 // Microsoft.KeyVault/locations/deletedVaults/purge/action. Under purge
 // protection it is refused (CodeConflict) until ScheduledPurgeAt.
-func (s *Service) PurgeDeletedVault(ctx context.Context, sub, location, name string) error {
+func (s *Vaults) PurgeDeletedVault(ctx context.Context, sub, location, name string) error {
 	scope := deletedVaultID(sub, location, name)
 	var tokenObjects [][]byte
 	err := s.do(ctx, "vault.purge", scope, func(c *call) error {
@@ -548,7 +554,7 @@ func (s *Service) PurgeDeletedVault(ctx context.Context, sub, location, name str
 
 // purgeVault deletes a vault with its keys and returns the token objects
 // of its RSA-HSM versions, to destroy once the deletion has committed.
-func (s *Service) purgeVault(ctx context.Context, tx keyhold.Tx, name string) ([][]byte, error) {
+func (s *core) purgeVault(ctx context.Context, tx keyhold.Tx, name string) ([][]byte, error) {
 	var objs [][]byte
 	for _, deleted := range []bool{false, true} {
 		ks, err := tx.ListKeys(ctx, name, deleted)
@@ -572,7 +578,7 @@ func (s *Service) purgeVault(ctx context.Context, tx keyhold.Tx, name string) ([
 // replace sets the principal's permissions to those given, and remove
 // takes the given permissions away (the whole policy if none are given, or
 // none remain). It needs Microsoft.KeyVault/vaults/accessPolicies/write.
-func (s *Service) UpdateAccessPolicies(ctx context.Context, sub, rg, name, kind string, policies []keyhold.AccessPolicy) (*keyhold.Vault, error) {
+func (s *Vaults) UpdateAccessPolicies(ctx context.Context, sub, rg, name, kind string, policies []keyhold.AccessPolicy) (*keyhold.Vault, error) {
 	kind = strings.ToLower(kind)
 	if kind != "add" && kind != "replace" && kind != "remove" {
 		return nil, keyhold.Errorf(keyhold.CodeBadRequest, "The access policy operation %q is not valid: use add, replace or remove.", kind)
