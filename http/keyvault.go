@@ -32,8 +32,9 @@ type KeyVaultAPI struct {
 }
 
 // KeyVaultAPIVersions are the api-version values the data plane accepts:
-// Key Vault's 7.4 to 7.6, and 2025-07-01, which azkeys v1.5 sends.
-var KeyVaultAPIVersions = []string{"7.4", "7.5", "7.6", "2025-07-01"}
+// Key Vault's 7.4 to 7.6, 2025-07-01, which azkeys v1.5 sends, and
+// 2026-04-01, which azkeys v1.6 sends.
+var KeyVaultAPIVersions = []string{"7.4", "7.5", "7.6", "2025-07-01", "2026-04-01"}
 
 // Limits of the key vault routes.
 const (
