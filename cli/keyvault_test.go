@@ -164,7 +164,7 @@ func TestKeyVaultStack(t *testing.T) {
 			t.Fatalf("created %v", vault)
 		}
 		out := s.ok(append([]string{"keyvault", "show", "-n", "cli-kv"}, sub...)...)
-		for _, want := range []string{"access policies", "7 days", "Purge protection: yes", "default Deny, bypass AzureServices, allow 127.0.0.1/32", "/vaults/cli-kv/"} {
+		for _, want := range []string{"access policies", "7 days", "Purge protection: yes", "default Deny, bypass AzureServices, allow 127.0.0.1/32", "https://cli-kv.vault.localhost:"} {
 			if !strings.Contains(squash(out), want) {
 				t.Errorf("show lacks %q:\n%s", want, out)
 			}
@@ -189,14 +189,19 @@ func TestKeyVaultStack(t *testing.T) {
 		}
 		s.okJSON(&k, "key", "create", "--vault", "cli-kv", "-n", "cmk", "--ops", "wrapKey,unwrapKey")
 		kid = k.Key.KID
-		if !strings.Contains(kid, "/vaults/cli-kv/keys/cmk/") || len(k.Key.KeyOps) != 2 || !k.Attributes.Enabled || k.Attributes.RecoveryLevel != "CustomizedRecoverable" {
+		// By host, through the CLI's dialer: no hosts-file line here.
+		if !strings.HasPrefix(kid, "https://cli-kv.vault.localhost:") || !strings.Contains(kid, "/keys/cmk/") || len(k.Key.KeyOps) != 2 || !k.Attributes.Enabled || k.Attributes.RecoveryLevel != "CustomizedRecoverable" {
 			t.Fatalf("created %+v", k)
 		}
-		if out := s.ok("key", "list", "--vault", "cli-kv"); !strings.Contains(out, "/vaults/cli-kv/keys/cmk") {
+		if out := s.ok("key", "list", "--vault", "cli-kv"); !strings.Contains(out, "https://cli-kv.vault.localhost:") || !strings.Contains(out, "/keys/cmk") {
 			t.Errorf("list:\n%s", out)
 		}
 		if out := s.ok("key", "show", "--vault", "cli-kv", "-n", "cmk", "-o", "id"); out != kid+"\n" {
 			t.Errorf("show -o id = %q, want %q", out, kid)
+		}
+		// The path form is an alias, and answers the same id.
+		if out := s.ok("key", "show", "--vault-uri", b.URL+"/vaults/cli-kv", "-n", "cmk", "-o", "id"); out != kid+"\n" {
+			t.Errorf("show --vault-uri <server>/vaults/cli-kv -o id = %q, want %q", out, kid)
 		}
 		s.ok("key", "rotate", "--vault", "cli-kv", "-n", "cmk")
 		if out := s.ok("key", "versions", "--vault", "cli-kv", "-n", "cmk"); strings.Count(out, "/keys/cmk/") != 2 {

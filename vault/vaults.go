@@ -374,6 +374,7 @@ func (s *Service) ListVaults(ctx context.Context, sub, rg string) ([]*keyhold.Va
 		}
 		for _, v := range vs {
 			if keyhold.Allowed(as, v.ID(), ActionVaultRead, false) {
+				v.URI = s.VaultURI(v.Name)
 				out = append(out, v)
 			}
 		}
@@ -433,6 +434,7 @@ func (s *Service) ListDeletedVaults(ctx context.Context, sub string) ([]*keyhold
 		}
 		for _, v := range vs {
 			if keyhold.Allowed(as, deletedVaultID(v.SubscriptionID, v.Location, v.Name), ActionDeletedVaultsList, false) {
+				v.URI = s.VaultURI(v.Name)
 				out = append(out, v)
 			}
 		}
