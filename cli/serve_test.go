@@ -52,6 +52,11 @@ func TestNewCmdServe(t *testing.T) {
 		{name: "key without certificate", args: []string{"--tls-key", "/etc/keyhold/key.pem"}, wantErr: "--tls-cert and --tls-key go together"},
 		{name: "public URL and vault domain", args: []string{"--public-url", "https://keyhold.example.com", "--vault-domain", "vault.example.com"},
 			want: with(func(o *ServeOptions) { o.PublicURL, o.VaultDomain = "https://keyhold.example.com", "vault.example.com" })},
+		{name: "shared CA", args: []string{"--tls-ca-cert", "/etc/keyhold/ca.pem", "--tls-ca-key", "/etc/keyhold/ca-key.pem"},
+			want: with(func(o *ServeOptions) { o.TLSCACert, o.TLSCAKey = "/etc/keyhold/ca.pem", "/etc/keyhold/ca-key.pem" })},
+		{name: "CA without key", args: []string{"--tls-ca-cert", "/etc/keyhold/ca.pem"}, wantErr: "--tls-ca-cert and --tls-ca-key go together"},
+		{name: "CA and own certificate", args: []string{"--tls-ca-cert", "ca.pem", "--tls-ca-key", "ca-key.pem", "--tls-cert", "c.pem", "--tls-key", "k.pem"},
+			wantErr: "not both"},
 		{name: "connections per source", args: []string{"--max-conns-per-source", "8"}, want: with(func(o *ServeOptions) { o.MaxConnsPerSource = 8 })},
 		{name: "no connection limit", args: []string{"--max-conns-per-source", "-1"}, want: with(func(o *ServeOptions) { o.MaxConnsPerSource = -1 })},
 		{name: "bad connection limit", args: []string{"--max-conns-per-source", "-5"}, wantErr: "--max-conns-per-source -5 is not valid"},
@@ -112,7 +117,7 @@ func TestServeRun(t *testing.T) {
 			streams, out, errOut := testIO("")
 			var got server.Config
 			opts := &ServeOptions{IO: streams, Ctx: ctx, Addr: "127.0.0.1:0", DataDir: "d", PostgresDSN: "p", MasterKey: "k", TLSCert: "c.pem", TLSKey: "k.pem", MaxConnsPerSource: 3,
-				PublicURL: "https://kh.example", VaultDomain: "vault.example",
+				TLSCACert: "ca.pem", TLSCAKey: "ca-key.pem", PublicURL: "https://kh.example", VaultDomain: "vault.example",
 				LogFormat: "json", LogLevel: slog.LevelWarn, HealthInterval: 7 * time.Second, KeyCacheTTL: 90 * time.Second,
 				LockGraceProduction: platform.KeepLocked, LockGraceOther: 9 * 24 * time.Hour,
 				EgressAllow: []string{"10.0.0.0/8"},
@@ -129,7 +134,7 @@ func TestServeRun(t *testing.T) {
 				got.HealthInterval != 7*time.Second || got.KeyCacheTTL != 90*time.Second || got.TLSCertFile != "c.pem" || got.TLSKeyFile != "k.pem" || got.MaxConnsPerSource != 3 ||
 				got.LockGraceProduction != platform.KeepLocked || got.LockGraceOther != 9*24*time.Hour ||
 				len(got.EgressAllow) != 1 || got.EgressAllow[0] != "10.0.0.0/8" ||
-				got.PublicURL != "https://kh.example" || got.VaultDomain != "vault.example" {
+				got.TLSCAFile != "ca.pem" || got.TLSCAKeyFile != "ca-key.pem" || got.PublicURL != "https://kh.example" || got.VaultDomain != "vault.example" {
 				t.Errorf("config = %+v", got)
 			}
 			var line struct{ Level, Msg, K string }

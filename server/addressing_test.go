@@ -2,14 +2,22 @@ package server
 
 import (
 	"bytes"
+	"context"
 	"crypto/x509"
+	"encoding/json"
+	"io"
 	"log/slog"
+	nethttp "net/http"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
+	"github.com/keyhold/keyhold"
 	"github.com/keyhold/keyhold/crypt"
+	khttp "github.com/keyhold/keyhold/http"
+	"github.com/keyhold/keyhold/sqlstore/storetest"
 )
 
 // verifies reports whether the server certificate of f verifies for name
@@ -94,5 +102,119 @@ func TestTLSVaultHosts(t *testing.T) {
 	}
 	if err := verifies(t, f, "contoso-kv.vault.example.com", now.Add(3*time.Hour)); err != nil {
 		t.Fatal(err)
+	}
+}
+
+// TestTLSFromSharedCA: with --tls-ca-cert and --tls-ca-key, the server
+// certificate is issued from that CA (the names it permits), the data
+// directory gets a copy of the CA certificate and never its key, and a
+// restart keeps the certificate; a key that is not the CA's refuses to
+// start and writes nothing.
+func TestTLSFromSharedCA(t *testing.T) {
+	log := slog.New(slog.DiscardHandler)
+	now := time.Now().Truncate(time.Second)
+	shared := t.TempDir()
+	caPEM, caKey, err := crypt.GenerateConstrainedCA("Shared CA", []string{"localhost", "127.0.0.1", "::1", "keyhold.example.com"}, now, caValidity)
+	if err != nil {
+		t.Fatal(err)
+	}
+	caFile, caKeyFile := filepath.Join(shared, "ca.pem"), filepath.Join(shared, "ca-key.pem")
+	os.WriteFile(caFile, caPEM, 0o644)
+	os.WriteFile(caKeyFile, caKey, 0o600)
+	setup := tlsSetup{bound: loopback, publicURL: "https://keyhold.example.com", caCert: caFile, caKey: caKeyFile}
+
+	dir := t.TempDir()
+	f, err := ensureTLS(dir, setup, now, log)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got, _ := os.ReadFile(f.ca); !bytes.Equal(got, caPEM) {
+		t.Fatal("ca.pem is not the shared CA")
+	}
+	if _, err := os.Stat(filepath.Join(dir, "tls", "ca-key.pem")); !os.IsNotExist(err) {
+		t.Fatalf("the CA's key was copied into the data directory: %v", err)
+	}
+	for _, name := range []string{"keyhold.example.com", "contoso-kv.vault.localhost", "127.0.0.1"} {
+		if err := verifies(t, f, name, now.Add(time.Second)); err != nil {
+			t.Errorf("%s: %v", name, err)
+		}
+	}
+	leaf, _ := os.ReadFile(f.cert)
+	if _, err := ensureTLS(dir, setup, now.Add(time.Hour), log); err != nil {
+		t.Fatal(err)
+	}
+	if again, _ := os.ReadFile(f.cert); !bytes.Equal(again, leaf) {
+		t.Error("a restart re-issued a current certificate")
+	}
+
+	other, otherKey, err := crypt.GenerateCA("Other CA", now, caValidity)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_ = other
+	wrongKey := filepath.Join(shared, "wrong-key.pem")
+	os.WriteFile(wrongKey, otherKey, 0o600)
+	empty := t.TempDir()
+	bad := setup
+	bad.caKey = wrongKey
+	if _, err := ensureTLS(empty, bad, now, log); err == nil || !strings.Contains(err.Error(), "--tls-ca-key") {
+		t.Fatalf("a key that is not the CA's: %v; want an error naming --tls-ca-key", err)
+	}
+	if entries, _ := os.ReadDir(empty); len(entries) != 0 {
+		t.Fatalf("a refused start wrote %v", entries)
+	}
+}
+
+// TestReplicaJoins: a second replica joins with the master key and the
+// shared CA (no CA of its own, no bootstrap file and no hint naming one),
+// behind the same --public-url: a client that trusts the one ca.pem and
+// holds a token from the first replica is served by the second, and both
+// render the same vault URI.
+func TestReplicaJoins(t *testing.T) {
+	db := storetest.NewPostgresDatabase(t) // skips without PostgreSQL, fails with KEYHOLD_REQUIRE_POSTGRES=1
+	master := base64Key(t)
+	const public = "https://keyhold.example.com:8443"
+	dirA, dirB := t.TempDir(), t.TempDir()
+	srvA, err := start(t, Config{DataDir: dirA, PostgresDSN: db.DSN, MasterKey: master, PublicURL: public + "/"})
+	if err != nil {
+		t.Fatalf("replica A: %v", err)
+	}
+	var out bytes.Buffer
+	srvB, err := start(t, Config{DataDir: dirB, PostgresDSN: db.DSN, MasterKey: master, PublicURL: public, Stdout: &out,
+		TLSCAFile: filepath.Join(dirA, "tls", "ca.pem"), TLSCAKeyFile: filepath.Join(dirA, "tls", "ca-key.pem")})
+	if err != nil {
+		t.Fatalf("replica B: %v", err)
+	}
+	if strings.Contains(out.String(), "bootstrap.json") || !strings.Contains(out.String(), "reset-credentials --postgres") {
+		t.Errorf("replica B printed %q; want no bootstrap.json named, and how to issue credentials", out.String())
+	}
+	if _, err := os.Stat(filepath.Join(dirB, "tls", "ca-key.pem")); !os.IsNotExist(err) {
+		t.Errorf("replica B holds a CA key: %v", err)
+	}
+	bs := readBootstrap(t, dirA)
+	if bs.URL != public || bs.VaultDomain != keyhold.DefaultVaultDomain {
+		t.Errorf("bootstrap names %s and vault domain %q; want %s and %s", bs.URL, bs.VaultDomain, public, keyhold.DefaultVaultDomain)
+	}
+	a, b := client(t, srvA.url, bs), client(t, srvB.url, bs) // one ca.pem: A's
+	tok, err := a.Token(context.Background(), string(keyhold.AudienceManagement)+"/.default")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, r := range []struct {
+		name string
+		url  string
+		c    *khttp.Client
+	}{{"A", srvA.url, a}, {"B", srvB.url, b}} {
+		req, _ := nethttp.NewRequest("GET", r.url+"/subscriptions/"+bs.SubscriptionID+"/providers/Microsoft.KeyVault/vaults?api-version=2023-07-01", nil)
+		req.Header.Set("Authorization", "Bearer "+tok.AccessToken) // issued by A
+		resp, err := r.c.HTTPClient().Do(req)
+		if err != nil {
+			t.Fatalf("%s: %v", r.name, err)
+		}
+		body, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != 200 || !json.Valid(body) {
+			t.Errorf("%s with A's token: %d %s", r.name, resp.StatusCode, body)
+		}
 	}
 }

@@ -102,6 +102,12 @@ type Config struct {
 	// generates no CA (tls.go).
 	TLSCertFile string
 	TLSKeyFile  string
+	// TLSCAFile and TLSCAKeyFile, if set, are an existing CA (PEM
+	// certificate and key) the server certificate is issued from, instead
+	// of a generated CA: the CA the other replicas behind one address
+	// share (tls.go). Not with TLSCertFile.
+	TLSCAFile    string
+	TLSCAKeyFile string
 	// PublicURL is the address the outside sees, https://{host}[:{port}]
 	// (a load balancer's, in front of replicas): the token issuer, the
 	// vaults' URIs and the key ids are rendered with it. Empty: the listen
@@ -194,10 +200,13 @@ func Run(ctx context.Context, cfg Config) error {
 	}
 
 	tlsFiles, byo, err := operatorTLS(cfg.TLSCertFile, cfg.TLSKeyFile)
+	if err == nil && byo && (cfg.TLSCAFile != "" || cfg.TLSCAKeyFile != "") {
+		err = errors.New("--tls-cert and --tls-ca-cert exclude each other: give your own certificate, or the CA to issue one from")
+	}
 	if err == nil && !byo {
 		// The real clock: certificates are checked by real clients.
-		tlsFiles, err = ensureTLS(dataDir, tlsSetup{bound: ln.Addr(), requested: cfg.Addr, publicURL: url, vaultDomain: cfg.VaultDomain},
-			time.Now(), log)
+		tlsFiles, err = ensureTLS(dataDir, tlsSetup{bound: ln.Addr(), requested: cfg.Addr, publicURL: url, vaultDomain: cfg.VaultDomain,
+			caCert: cfg.TLSCAFile, caKey: cfg.TLSCAKeyFile}, time.Now(), log)
 	}
 	if err != nil {
 		return err
@@ -317,7 +326,7 @@ func Run(ctx context.Context, cfg Config) error {
 	if created {
 		fmt.Fprintf(cfg.Stdout, "First start: credentials written to %s\nNext: keyhold login --bootstrap %s\n", bootPath, bootPath)
 	} else {
-		printCredentialsHint(cfg.Stdout, bootPath, dataDir)
+		printCredentialsHint(cfg.Stdout, bootPath, dataDir, cfg.PostgresDSN != "")
 	}
 	log.Info("serving", "url", listenURL, "public", url, "vaults", kv.VaultURI("{vault}"), "data", dataDir, "storage", storageName(cfg))
 	if cfg.Ready != nil {

@@ -1,6 +1,7 @@
 package server
 
 import (
+	"bytes"
 	"crypto/tls"
 	"crypto/x509"
 	"encoding/pem"
@@ -81,6 +82,10 @@ type tlsSetup struct {
 	// host-form vaults verify.
 	publicURL   string
 	vaultDomain string
+	// caCert and caKey (--tls-ca-cert, --tls-ca-key), if set, are an
+	// existing CA the server certificate is issued from: the replicas
+	// behind one address share it, and Keyhold makes no CA of its own.
+	caCert, caKey string
 }
 
 // names returns the names the server certificate carries: localhost, the
@@ -155,12 +160,16 @@ func permits(ca *x509.Certificate, name string) bool {
 // it nears its end or lacks a name now served (a new --public-url or
 // --vault-domain), and replace the CA and the certificate together when
 // the CA nears its end or does not permit a name now served, logging that
-// clients must trust the new CA.
+// clients must trust the new CA. With s.caCert set, the certificate is
+// issued from that CA instead (issueFromCA), and no CA is made.
 func ensureTLS(dataDir string, s tlsSetup, now time.Time, log *slog.Logger) (tlsFiles, error) {
 	dir := filepath.Join(dataDir, "tls")
 	f := tlsFiles{ca: filepath.Join(dir, "ca.pem"), cert: filepath.Join(dir, "server.pem"), key: filepath.Join(dir, "server-key.pem")}
 	caKeyFile := filepath.Join(dir, "ca-key.pem")
 	names := s.names()
+	if s.caCert != "" || s.caKey != "" {
+		return issueFromCA(f, s, names, now, log)
+	}
 	leaf, err := readCert(f.cert)
 	switch {
 	case errors.Is(err, fs.ErrNotExist):
@@ -217,6 +226,65 @@ func ensureTLS(dataDir string, s tlsSetup, now time.Time, log *slog.Logger) (tls
 		{f.key, key, 0o600},
 		{f.cert, cert, 0o644}, // last: its presence marks the set complete
 	})
+}
+
+// issueFromCA issues the server certificate from the operator's CA
+// (--tls-ca-cert, --tls-ca-key), as a replica joining others does with
+// the CA they share: <data>/tls gets a copy of the CA certificate (which
+// clients already trust), and the certificate and its key; the CA's key
+// is read, never copied. The certificate carries the names the CA's
+// constraints permit; a served name they don't permit is logged. A
+// certificate from the same CA with every name, far from its end, is
+// kept.
+func issueFromCA(f tlsFiles, s tlsSetup, names []string, now time.Time, log *slog.Logger) (tlsFiles, error) {
+	if s.caCert == "" || s.caKey == "" {
+		return f, errors.New("--tls-ca-cert and --tls-ca-key go together: give the shared CA's PEM certificate and its PEM private key, or neither to use a generated CA")
+	}
+	caPEM, err := os.ReadFile(s.caCert)
+	if err != nil {
+		return f, fmt.Errorf("reading --tls-ca-cert: %w", err)
+	}
+	ca, err := readCert(s.caCert)
+	if err != nil || !ca.IsCA {
+		return f, fmt.Errorf("--tls-ca-cert %s is not a PEM CA certificate: give the ca.pem the other replicas' certificates come from", s.caCert)
+	}
+	var hosts, refused []string
+	for _, n := range names {
+		if permits(ca, n) {
+			hosts = append(hosts, n)
+		} else {
+			refused = append(refused, n)
+		}
+	}
+	if len(refused) > 0 {
+		log.Warn("the CA's name constraints do not permit these names: the server certificate leaves them out", "ca", s.caCert, "names", refused)
+	}
+	if len(hosts) == 0 {
+		return f, fmt.Errorf("--tls-ca-cert %s permits none of the names this server serves (%s): give a CA that permits them, or --tls-cert and --tls-key", s.caCert, strings.Join(names, ", "))
+	}
+	if old, err := os.ReadFile(f.ca); err == nil && bytes.Equal(old, caPEM) {
+		if leaf, err := readCert(f.cert); err == nil && now.Before(leaf.NotAfter.Add(-leafRenewBefore)) && len(missingNames(leaf, hosts)) == 0 {
+			return f, nil
+		}
+	}
+	caKey, err := os.ReadFile(s.caKey)
+	if err != nil {
+		return f, fmt.Errorf("reading --tls-ca-key: %w", err)
+	}
+	defer clear(caKey)
+	cert, key, err := crypt.IssueServerCert(caPEM, caKey, hosts, now, leafValidity)
+	if err != nil {
+		return f, fmt.Errorf("issuing the server certificate from --tls-ca-cert %s and --tls-ca-key %s: %w", s.caCert, s.caKey, err)
+	}
+	defer clear(key)
+	if err := os.MkdirAll(filepath.Dir(f.ca), 0o700); err != nil {
+		return f, err
+	}
+	if err := writeTLSFiles([]tlsFile{{f.ca, caPEM, 0o644}, {f.key, key, 0o600}, {f.cert, cert, 0o644}}); err != nil {
+		return f, err
+	}
+	log.Info("issued the server certificate from the given CA", "ca", s.caCert, "file", f.cert)
+	return f, nil
 }
 
 type tlsFile struct {
