@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -320,4 +321,34 @@ func squash(s string) string {
 		lines[i] = strings.Join(strings.Fields(l), " ")
 	}
 	return strings.Join(lines, "\n")
+}
+
+// TestHostsHint: keyvault create prints the hosts-file line of a vault
+// whose host name doesn't resolve, naming the server's address, and
+// nothing for one that resolves.
+func TestHostsHint(t *testing.T) {
+	ctx := context.Background()
+	none := func(context.Context, string) ([]string, error) { return nil, errors.New("no such host") }
+	var w bytes.Buffer
+	hostsHint(ctx, &w, none, "https://127.0.0.2:8443", "https://contoso-kv.vault.localhost:8443/")
+	if !strings.Contains(w.String(), "\n127.0.0.2 contoso-kv.vault.localhost\n") || !strings.Contains(w.String(), "does not resolve") {
+		t.Errorf("unresolved: %q", w.String())
+	}
+	w.Reset()
+	server := func(_ context.Context, h string) ([]string, error) {
+		if h == "keyhold.example.com" {
+			return []string{"192.0.2.10"}, nil
+		}
+		return nil, errors.New("no such host")
+	}
+	hostsHint(ctx, &w, server, "https://keyhold.example.com", "https://contoso-kv.vault.example.com/")
+	if !strings.HasSuffix(w.String(), "\n192.0.2.10 contoso-kv.vault.example.com\n") {
+		t.Errorf("unresolved, server by name: %q", w.String())
+	}
+	w.Reset()
+	all := func(context.Context, string) ([]string, error) { return []string{"192.0.2.10"}, nil }
+	hostsHint(ctx, &w, all, "https://keyhold.example.com", "https://contoso-kv.vault.example.com/")
+	if w.Len() != 0 {
+		t.Errorf("resolved: %q; want nothing", w.String())
+	}
 }
