@@ -17,6 +17,7 @@ import (
 	"github.com/keyhold/keyhold"
 	"github.com/keyhold/keyhold/crypt"
 	khttp "github.com/keyhold/keyhold/http"
+	"github.com/keyhold/keyhold/postgres"
 	"github.com/keyhold/keyhold/sqlstore/storetest"
 )
 
@@ -216,5 +217,114 @@ func TestReplicaJoins(t *testing.T) {
 		if resp.StatusCode != 200 || !json.Valid(body) {
 			t.Errorf("%s with A's token: %d %s", r.name, resp.StatusCode, body)
 		}
+	}
+}
+
+// TestReplicasDoNotRewrapEachOther: two replicas at different listen
+// addresses (and no --public-url, so each renders ids with its own) share
+// one PostgreSQL database. An environment linked through A stays wrapped
+// as A wrapped it while both pick up rotations every 100 ms: the stored
+// kid names no address, so B does not take A's wrap for a stale one
+// (issue 12 measured 23 rotations in 7 minutes, with no rotation).
+func TestReplicasDoNotRewrapEachOther(t *testing.T) {
+	db := storetest.NewPostgresDatabase(t) // skips without PostgreSQL, fails with KEYHOLD_REQUIRE_POSTGRES=1
+	ctx := context.Background()
+	master := base64Key(t)
+	const pickup = 100 * time.Millisecond
+	dirA, dirB := t.TempDir(), t.TempDir()
+	srvA, err := start(t, Config{DataDir: dirA, PostgresDSN: db.DSN, MasterKey: master, rotationPickup: pickup})
+	if err != nil {
+		t.Fatalf("replica A: %v", err)
+	}
+	srvB, err := start(t, Config{DataDir: dirB, PostgresDSN: db.DSN, MasterKey: master, rotationPickup: pickup})
+	if err != nil {
+		t.Fatalf("replica B: %v", err)
+	}
+	if srvA.url == srvB.url {
+		t.Fatalf("both replicas listen at %s", srvA.url)
+	}
+	bs := readBootstrap(t, dirA)
+	a := &replica{name: "A", srv: srvA, c: client(t, srvA.url, bs)}
+
+	sub := bs.SubscriptionID
+	for _, ns := range []string{keyhold.NamespaceKeyVault, keyhold.NamespacePowerPlatform} {
+		if _, err := a.c.RegisterProvider(ctx, sub, ns); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, err := a.c.PutResourceGroup(ctx, &keyhold.ResourceGroup{SubscriptionID: sub, Name: "cmk", Location: "westeurope"}); err != nil {
+		t.Fatal(err)
+	}
+	vaultID := "/subscriptions/" + sub + "/resourceGroups/cmk/providers/Microsoft.KeyVault/vaults/churn-kv"
+	status, body := a.call(t, "PUT", vaultID+"?api-version=2023-07-01", keyhold.AudienceManagement, `{"location":"westeurope","properties":{"tenantId":"`+bs.TenantID+
+		`","sku":{"family":"A","name":"standard"},"enableRbacAuthorization":true,"enableSoftDelete":true,"softDeleteRetentionInDays":90,"enablePurgeProtection":true}}`)
+	if status != 200 && status != 201 {
+		t.Fatalf("PUT vault: %d %s", status, body)
+	}
+	sps, err := a.c.ServicePrincipals(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, sp := range sps {
+		if sp.AppID == bs.ClientID {
+			a.grant(t, sub, vaultID, keyhold.RoleKeyVaultAdministrator, sp.ID)
+		}
+	}
+	if status, body = a.call(t, "POST", "/vaults/churn-kv/keys/cmk/create?api-version=7.5", keyhold.AudienceVault, `{"kty":"RSA","key_size":2048}`); status != 200 {
+		t.Fatalf("create key: %d %s", status, body)
+	}
+	polID := "/subscriptions/" + sub + "/resourceGroups/cmk/providers/Microsoft.PowerPlatform/enterprisePolicies/churn-cmk"
+	status, body = a.call(t, "PUT", polID+"?api-version=2020-10-30", keyhold.AudienceManagement,
+		`{"location":"europe","kind":"Encryption","identity":{"type":"SystemAssigned"},"properties":{"encryption":{"state":"Enabled","keyVault":{"id":"`+
+			vaultID+`","key":{"name":"cmk"}}}}}`)
+	var pol struct {
+		Identity   struct{ PrincipalID string }
+		Properties struct{ SystemID string }
+	}
+	if status != 201 || json.Unmarshal(body, &pol) != nil || pol.Properties.SystemID == "" {
+		t.Fatalf("PUT policy: %d %s", status, body)
+	}
+	a.grant(t, sub, vaultID, keyhold.RoleKeyVaultCryptoServiceEncryptUser, pol.Identity.PrincipalID)
+	env := &keyhold.Environment{DisplayName: "Contoso", Location: "europe", SKU: keyhold.SKUProduction, Managed: true}
+	if err := a.c.CreateEnvironment(ctx, env); err != nil {
+		t.Fatal(err)
+	}
+	op, err := a.c.LinkPolicy(ctx, env.ID, pol.Properties.SystemID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	wctx, cancel := context.WithTimeout(ctx, 2*time.Minute)
+	defer cancel()
+	if done, err := a.c.WaitOperation(wctx, op.ID, 0, nil); err != nil || done.State != keyhold.OperationSucceeded {
+		t.Fatalf("link: %+v, %v", done, err)
+	}
+
+	store, err := postgres.Open(ctx, db.DSN)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer store.Close()
+	time.Sleep(20 * pickup) // both replicas pick up rotations many times over
+	err = store.View(ctx, func(tx keyhold.Tx) error {
+		ops, err := tx.ListOperations(ctx, keyhold.OperationFilter{Kind: keyhold.OpRotate})
+		if err != nil {
+			return err
+		}
+		if len(ops) != 0 {
+			t.Errorf("%d rotation(s) with no rotation of the key: %+v", len(ops), ops[0])
+		}
+		wks, err := tx.WrappedKeys(ctx, env.ID)
+		if err != nil {
+			return err
+		}
+		for _, wk := range wks {
+			if wk.Root == keyhold.RootCMK && (!strings.HasPrefix(wk.KeyID, "/vaults/churn-kv/keys/cmk/") || strings.Contains(wk.KeyID, "127.0.0.1")) {
+				t.Errorf("stored kid %q names an address", wk.KeyID)
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
 	}
 }

@@ -14,6 +14,7 @@
 package server
 
 import (
+	"cmp"
 	"context"
 	"crypto/x509"
 	"encoding/json"
@@ -125,6 +126,9 @@ type Config struct {
 	// testWorkers, if set, adds workers to the server's (tests: a worker
 	// that holds the store while it stops).
 	testWorkers func(store keyhold.Store) []worker
+	// rotationPickup, if set, replaces platform.RotationPickupInterval
+	// (tests).
+	rotationPickup time.Duration
 }
 
 // KeepLocked, as Config.LockGraceProduction or Config.LockGraceOther, keeps
@@ -342,7 +346,7 @@ func Run(ctx context.Context, cfg Config) error {
 		// Returns once its steps have stopped and released their leases.
 		{"operations runner", runner.Run},
 		{"rotation pickup", func(ctx context.Context) error {
-			p.RunRotationPickup(ctx, platform.RotationPickupInterval)
+			p.RunRotationPickup(ctx, cmp.Or(cfg.rotationPickup, platform.RotationPickupInterval))
 			return nil
 		}},
 		{"health checks", func(ctx context.Context) error {
