@@ -5,6 +5,7 @@ import (
 	"net"
 	"strings"
 	"sync/atomic"
+	"time"
 
 	"github.com/keyhold/keyhold"
 )
@@ -18,7 +19,7 @@ import (
 // the TCP connection goes elsewhere. The Azure SDKs take such a transport
 // in their client options (azcore.ClientOptions.Transport).
 func VaultDialer(domain, server string) func(ctx context.Context, network, addr string) (net.Conn, error) {
-	d := &net.Dialer{}
+	d := newDialer()
 	if domain == "" {
 		domain = keyhold.DefaultVaultDomain
 	}
@@ -59,11 +60,17 @@ func (c *Client) VaultDomain() string { return c.vaultDomain.get() }
 // dialVaults is the Client's DialContext: VaultDialer with the Client's
 // current vault domain and server address (host:port).
 func (c *Client) dialVaults(server string) func(ctx context.Context, network, addr string) (net.Conn, error) {
-	d := &net.Dialer{}
+	d := newDialer()
 	return func(ctx context.Context, network, addr string) (net.Conn, error) {
 		if _, ok := (keyhold.VaultAddress{Domain: c.vaultDomain.get()}).VaultOfHost(addr); ok {
 			addr = server
 		}
 		return d.DialContext(ctx, network, addr)
 	}
+}
+
+// newDialer is the dialer of net/http's DefaultTransport: 30 s to connect,
+// TCP keep-alives every 30 s.
+func newDialer() *net.Dialer {
+	return &net.Dialer{Timeout: 30 * time.Second, KeepAlive: 30 * time.Second}
 }
