@@ -14,6 +14,11 @@ import (
 //   - the host form, Azure Key Vault's: https://{vault}.{domain}/keys/{name}[/{version}],
 //     where the vault is the first label of the host name.
 //
+// and, for what is stored, the relative form /vaults/{vault}/keys/{name}[/{version}]
+// (Relative), which names no host: a replica's address is never stored,
+// and a stored id is rendered with the public address (VaultAddress) on
+// the way out.
+//
 // A stored kid names a key by its vault, name and version, whichever form
 // and host it was written with: compare those, not the strings.
 type KeyID struct {
@@ -44,13 +49,26 @@ func (k KeyID) String() string {
 	return s
 }
 
+// Relative returns the address-independent form of k, the one stored:
+// /vaults/{vault}/keys/{name}[/{version}].
+func (k KeyID) Relative() string {
+	return KeyID{VaultURL: "/vaults/" + k.Vault, Vault: k.Vault, Name: k.Name, Version: k.Version}.String()
+}
+
+// SameKey reports whether k and o name the same key and version (both
+// "" for unversioned ids), whatever their forms and hosts: vault and key
+// names compare case-insensitively, as Key Vault's do.
+func (k KeyID) SameKey(o KeyID) bool {
+	return strings.EqualFold(k.Vault, o.Vault) && strings.EqualFold(k.Name, o.Name) && strings.EqualFold(k.Version, o.Version)
+}
+
 // Unversioned returns the id of the key's current version.
 func (k KeyID) Unversioned() KeyID {
 	k.Version = ""
 	return k
 }
 
-// ParseKeyID parses a key id of either form (see KeyID); a trailing slash
+// ParseKeyID parses a key id of any form (see KeyID); a trailing slash
 // is allowed, and the literal segments "vaults" and "keys" compare
 // case-insensitively. Anything else is CodeBadParameter: another scheme
 // than https, a query, a fragment or user information, another path, or a
@@ -59,7 +77,8 @@ func ParseKeyID(kid string) (KeyID, error) {
 	bad := Errorf(CodeBadParameter,
 		"key id %q is not a Key Vault key id: use https://{host}/vaults/{vault}/keys/{name}[/{version}] or https://{vault}.{domain}/keys/{name}[/{version}]", Clip(kid))
 	u, err := url.Parse(kid)
-	if err != nil || u.Scheme != "https" || u.Host == "" || u.RawQuery != "" || u.ForceQuery || u.Fragment != "" || u.User != nil || u.Opaque != "" {
+	relative := err == nil && u.Scheme == "" && u.Host == "" && strings.HasPrefix(kid, "/vaults/")
+	if err != nil || (u.Scheme != "https" || u.Host == "") && !relative || u.RawQuery != "" || u.ForceQuery || u.Fragment != "" || u.User != nil || u.Opaque != "" {
 		return KeyID{}, bad
 	}
 	segs := strings.Split(strings.TrimSuffix(u.EscapedPath(), "/"), "/")
@@ -74,8 +93,13 @@ func ParseKeyID(kid string) (KeyID, error) {
 		return KeyID{}, bad
 	}
 	base := "https://" + u.Host
+	if relative {
+		base = ""
+	}
 	switch {
-	case len(segs) == 1 && segs[0] == "": // host form
+	case relative && (len(segs) != 3 || segs[1] != "vaults" || segs[2] == ""):
+		return KeyID{}, bad
+	case len(segs) == 1 && segs[0] == "" && !relative: // host form
 		label, _, ok := strings.Cut(u.Hostname(), ".")
 		if !ok || label == "" {
 			return KeyID{}, bad

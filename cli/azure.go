@@ -29,6 +29,7 @@ import (
 // the saved login's service principal.
 type kvClients struct {
 	server       string // the server's URL, without a trailing slash
+	vaultDomain  string // vaults are https://{vault}.{vaultDomain}:{port}/
 	subscription string
 	tenantID     string
 	cred         *khttp.Credential
@@ -52,15 +53,14 @@ func (f *Factory) keyVaultClients(subscription string) (*kvClients, error) {
 	if subscription == "" {
 		subscription = loginSubscription(home)
 	}
-	var ca []byte
-	if l.CAPEM != "" {
-		ca = []byte(l.CAPEM)
-	}
-	c, err := khttp.NewClient(l.URL, ca, l.TenantID, l.ClientID, l.ClientSecret)
+	c, err := f.Dial(l)
 	if err != nil {
 		return nil, err
 	}
-	return &kvClients{server: c.BaseURL(), subscription: subscription, tenantID: l.TenantID, cred: khttp.NewCredential(c),
+	// The client's dialer connects {vault}.{domain} to the server, so
+	// host-form vault URIs work with no hosts-file line.
+	c.SetVaultDomain(l.VaultDomain)
+	return &kvClients{server: c.BaseURL(), vaultDomain: c.VaultDomain(), subscription: subscription, tenantID: l.TenantID, cred: khttp.NewCredential(c),
 		opts: azcore.ClientOptions{Transport: c.HTTPClient()}}, nil
 }
 
@@ -91,16 +91,23 @@ func (c *kvClients) vaults() (*armkeyvault.VaultsClient, error) {
 	return armkeyvault.NewVaultsClient(c.subscription, c.cred, opts)
 }
 
+// vaultURI returns the URI of the vault called name on the server, in the
+// host form: https://{name}.{domain}:{the server's port}.
+func (c *kvClients) vaultURI(name string) string {
+	return keyhold.VaultAddress{PublicURL: c.server, Domain: c.vaultDomain}.VaultURI(name)
+}
+
 // keys returns the azkeys client of a vault: the one at uri, or the vault
-// called name on the server.
+// called name on the server (by host, which the client's dialer maps to
+// the server). The SDK's default options hold, challenge verification
+// included, except for a URI of the path form, <server>/vaults/{name},
+// whose challenge names https://vault.azure.net, not the server's domain.
 func (c *kvClients) keys(name, uri string) (*azkeys.Client, error) {
 	if uri == "" {
-		uri = c.server + "/vaults/" + name
+		uri = c.vaultURI(name)
 	}
 	return azkeys.NewClient(uri, c.cred, &azkeys.ClientOptions{ClientOptions: c.opts,
-		// The challenge names https://vault.azure.net, which is not the
-		// server's host.
-		DisableChallengeResourceVerification: true})
+		DisableChallengeResourceVerification: strings.Contains(strings.ToLower(uri), "/vaults/")})
 }
 
 // sdkError turns an SDK client's error into a *keyhold.Error, so that it
@@ -162,7 +169,7 @@ func (v *VaultFlags) check() error {
 	case v.Vault != "" && v.VaultURI != "":
 		return usageErrorf("give --vault or --vault-uri, not both")
 	case v.VaultURI != "" && !strings.HasPrefix(v.VaultURI, "https://"):
-		return usageErrorf("--vault-uri %q is not valid: use the vault's https URI, e.g. https://127.0.0.1:8443/vaults/contoso-kv", v.VaultURI)
+		return usageErrorf("--vault-uri %q is not valid: use the vault's https URI, e.g. https://contoso-kv.vault.localhost:8443", v.VaultURI)
 	}
 	return nil
 }

@@ -23,6 +23,7 @@ import (
 	"os/signal"
 	"path/filepath"
 	"strings"
+	"sync"
 	"syscall"
 
 	"github.com/keyhold/keyhold"
@@ -59,6 +60,7 @@ func run(ctx context.Context, f *Factory, args []string) int {
 // execute runs args against root, whose commands are built on f, and maps
 // the outcome to an exit code.
 func execute(ctx context.Context, f *Factory, root *cobra.Command, args []string) int {
+	defer f.closeIdle()
 	root.SetArgs(args)
 	cmd, err := root.ExecuteContextC(ctx)
 	if err == nil {
@@ -134,6 +136,23 @@ type Factory struct {
 	Serve func(context.Context, server.Config) error
 	// Format is the value of the global -o/--output flag.
 	Format Format
+
+	// dialled are the clients Dial made, whose idle connections execute
+	// closes when the command ends: run in process (tests, embedders),
+	// commands would otherwise leave them open on the server, which
+	// bounds the connections one address may hold.
+	mu      sync.Mutex
+	dialled []*khttp.Client
+}
+
+// closeIdle closes the idle connections of the clients f dialled.
+func (f *Factory) closeIdle() {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	for _, c := range f.dialled {
+		c.HTTPClient().CloseIdleConnections()
+	}
+	f.dialled = nil
 }
 
 // NewFactory returns the Factory that Run uses: it reads the environment
@@ -155,7 +174,13 @@ func NewFactory(streams *IOStreams, getenv func(string) string) *Factory {
 		if l.CAPEM != "" {
 			ca = []byte(l.CAPEM)
 		}
-		return khttp.NewClient(l.URL, ca, l.TenantID, l.ClientID, l.ClientSecret)
+		c, err := khttp.NewClient(l.URL, ca, l.TenantID, l.ClientID, l.ClientSecret)
+		if err == nil {
+			f.mu.Lock()
+			f.dialled = append(f.dialled, c)
+			f.mu.Unlock()
+		}
+		return c, err
 	}
 	f.Client = func() (*khttp.Client, error) {
 		home, err := f.Home()

@@ -4,9 +4,12 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"net"
 	"net/netip"
+	"net/url"
 	"slices"
 	"strings"
+	"time"
 
 	"github.com/Azure/azure-sdk-for-go/sdk/azcore/to"
 	"github.com/Azure/azure-sdk-for-go/sdk/resourcemanager/keyvault/armkeyvault"
@@ -83,6 +86,9 @@ type KeyVaultCreateOptions struct {
 	Bypass              string
 	DefaultAction       string
 	IPRules             []string
+	// Lookup resolves the new vault's host name, to tell whether to print
+	// a hosts-file line; nil: net.DefaultResolver's.
+	Lookup func(ctx context.Context, host string) ([]string, error)
 }
 
 func newCmdKeyVaultCreate(f *Factory, runF func(*KeyVaultCreateOptions) error) *cobra.Command {
@@ -207,7 +213,48 @@ func keyVaultCreateRun(opts *KeyVaultCreateOptions) error {
 	if err != nil {
 		return sdkError(err)
 	}
-	return printVault(opts.IO.Out, opts.Format, &res.Vault)
+	if err := printVault(opts.IO.Out, opts.Format, &res.Vault); err != nil {
+		return err
+	}
+	if res.Properties != nil {
+		hostsHint(opts.Ctx, opts.IO.ErrOut, opts.Lookup, c.server, deref(res.Properties.VaultURI))
+	}
+	return nil
+}
+
+// hostsHint prints, to w, the hosts-file line that makes a vault's host
+// name resolve, when it doesn't resolve here (names under .localhost
+// don't, for Go's and Node's resolvers): the keyhold CLI reaches the
+// vault without it (its dialer maps the vault domain to the server), but
+// other clients need it, or a dialer of their own, or a DNS record (see
+// docs/operations.md). lookup nil is net.DefaultResolver's, given a
+// couple of seconds.
+func hostsHint(ctx context.Context, w io.Writer, lookup func(context.Context, string) ([]string, error), server, vaultURI string) {
+	u, err := url.Parse(vaultURI)
+	if err != nil || u.Hostname() == "" || net.ParseIP(u.Hostname()) != nil {
+		return
+	}
+	if lookup == nil {
+		lookup = net.DefaultResolver.LookupHost
+	}
+	if ctx == nil {
+		ctx = context.Background()
+	}
+	lctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+	defer cancel()
+	if addrs, err := lookup(lctx, u.Hostname()); err == nil && len(addrs) > 0 {
+		return
+	}
+	ip := "127.0.0.1"
+	if s, err := url.Parse(server); err == nil {
+		if a := net.ParseIP(s.Hostname()); a != nil {
+			ip = a.String()
+		} else if addrs, err := lookup(lctx, s.Hostname()); err == nil && len(addrs) > 0 {
+			ip = addrs[0]
+		}
+	}
+	fmt.Fprintf(w, "%s does not resolve on this machine. keyhold reaches it as it is; for other clients add this line to /etc/hosts (or see docs/operations.md, \"Vault host names\"):\n%s %s\n",
+		u.Hostname(), ip, u.Hostname())
 }
 
 // KeyVaultShowOptions are the parsed arguments of "keyhold keyvault show".

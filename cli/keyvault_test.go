@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -164,7 +165,7 @@ func TestKeyVaultStack(t *testing.T) {
 			t.Fatalf("created %v", vault)
 		}
 		out := s.ok(append([]string{"keyvault", "show", "-n", "cli-kv"}, sub...)...)
-		for _, want := range []string{"access policies", "7 days", "Purge protection: yes", "default Deny, bypass AzureServices, allow 127.0.0.1/32", "/vaults/cli-kv/"} {
+		for _, want := range []string{"access policies", "7 days", "Purge protection: yes", "default Deny, bypass AzureServices, allow 127.0.0.1/32", "https://cli-kv.vault.localhost:"} {
 			if !strings.Contains(squash(out), want) {
 				t.Errorf("show lacks %q:\n%s", want, out)
 			}
@@ -189,14 +190,19 @@ func TestKeyVaultStack(t *testing.T) {
 		}
 		s.okJSON(&k, "key", "create", "--vault", "cli-kv", "-n", "cmk", "--ops", "wrapKey,unwrapKey")
 		kid = k.Key.KID
-		if !strings.Contains(kid, "/vaults/cli-kv/keys/cmk/") || len(k.Key.KeyOps) != 2 || !k.Attributes.Enabled || k.Attributes.RecoveryLevel != "CustomizedRecoverable" {
+		// By host, through the CLI's dialer: no hosts-file line here.
+		if !strings.HasPrefix(kid, "https://cli-kv.vault.localhost:") || !strings.Contains(kid, "/keys/cmk/") || len(k.Key.KeyOps) != 2 || !k.Attributes.Enabled || k.Attributes.RecoveryLevel != "CustomizedRecoverable" {
 			t.Fatalf("created %+v", k)
 		}
-		if out := s.ok("key", "list", "--vault", "cli-kv"); !strings.Contains(out, "/vaults/cli-kv/keys/cmk") {
+		if out := s.ok("key", "list", "--vault", "cli-kv"); !strings.Contains(out, "https://cli-kv.vault.localhost:") || !strings.Contains(out, "/keys/cmk") {
 			t.Errorf("list:\n%s", out)
 		}
 		if out := s.ok("key", "show", "--vault", "cli-kv", "-n", "cmk", "-o", "id"); out != kid+"\n" {
 			t.Errorf("show -o id = %q, want %q", out, kid)
+		}
+		// The path form is an alias, and answers the same id.
+		if out := s.ok("key", "show", "--vault-uri", b.URL+"/vaults/cli-kv", "-n", "cmk", "-o", "id"); out != kid+"\n" {
+			t.Errorf("show --vault-uri <server>/vaults/cli-kv -o id = %q, want %q", out, kid)
 		}
 		s.ok("key", "rotate", "--vault", "cli-kv", "-n", "cmk")
 		if out := s.ok("key", "versions", "--vault", "cli-kv", "-n", "cmk"); strings.Count(out, "/keys/cmk/") != 2 {
@@ -315,4 +321,34 @@ func squash(s string) string {
 		lines[i] = strings.Join(strings.Fields(l), " ")
 	}
 	return strings.Join(lines, "\n")
+}
+
+// TestHostsHint: keyvault create prints the hosts-file line of a vault
+// whose host name doesn't resolve, naming the server's address, and
+// nothing for one that resolves.
+func TestHostsHint(t *testing.T) {
+	ctx := context.Background()
+	none := func(context.Context, string) ([]string, error) { return nil, errors.New("no such host") }
+	var w bytes.Buffer
+	hostsHint(ctx, &w, none, "https://127.0.0.2:8443", "https://contoso-kv.vault.localhost:8443/")
+	if !strings.Contains(w.String(), "\n127.0.0.2 contoso-kv.vault.localhost\n") || !strings.Contains(w.String(), "does not resolve") {
+		t.Errorf("unresolved: %q", w.String())
+	}
+	w.Reset()
+	server := func(_ context.Context, h string) ([]string, error) {
+		if h == "keyhold.example.com" {
+			return []string{"192.0.2.10"}, nil
+		}
+		return nil, errors.New("no such host")
+	}
+	hostsHint(ctx, &w, server, "https://keyhold.example.com", "https://contoso-kv.vault.example.com/")
+	if !strings.HasSuffix(w.String(), "\n192.0.2.10 contoso-kv.vault.example.com\n") {
+		t.Errorf("unresolved, server by name: %q", w.String())
+	}
+	w.Reset()
+	all := func(context.Context, string) ([]string, error) { return []string{"192.0.2.10"}, nil }
+	hostsHint(ctx, &w, all, "https://keyhold.example.com", "https://contoso-kv.vault.example.com/")
+	if w.Len() != 0 {
+		t.Errorf("resolved: %q; want nothing", w.String())
+	}
 }

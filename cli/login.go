@@ -37,6 +37,10 @@ type Login struct {
 	// SubscriptionID is the default subscription of the resource manager
 	// commands (group, provider, role); "" if none was given.
 	SubscriptionID string `json:"subscriptionId,omitempty"`
+	// VaultDomain is the server's vault domain (vaults are
+	// https://{vault}.{domain}:{port}/); "" for the default,
+	// keyhold.DefaultVaultDomain.
+	VaultDomain string `json:"vaultDomain,omitempty"`
 }
 
 // loadLogin reads the login saved in home; ErrNotLoggedIn if there is none.
@@ -88,6 +92,7 @@ type bootstrapFile struct {
 	SubscriptionID string `json:"subscriptionId"`
 	ClientID       string `json:"clientId"`
 	ClientSecret   string `json:"clientSecret"`
+	VaultDomain    string `json:"vaultDomain,omitempty"`
 }
 
 // LoginOptions are the parsed arguments of "keyhold login".
@@ -177,6 +182,7 @@ func loginRun(opts *LoginOptions) error {
 			return err
 		}
 		l.URL, l.TenantID, l.ClientID, l.ClientSecret, l.SubscriptionID = b.URL, b.TenantID, b.ClientID, b.ClientSecret, b.SubscriptionID
+		l.VaultDomain = b.VaultDomain
 		caFile = b.CAFile
 	}
 	for _, o := range []struct {

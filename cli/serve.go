@@ -9,6 +9,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/keyhold/keyhold"
 	"github.com/keyhold/keyhold/server"
 	"github.com/spf13/cobra"
 )
@@ -43,6 +44,15 @@ type ServeOptions struct {
 	// PEM certificate chain and key, served instead of the generated CA's.
 	TLSCert string
 	TLSKey  string
+	// TLSCACert and TLSCAKey (--tls-ca-cert, --tls-ca-key) are a CA the
+	// server certificate is issued from: the one replicas share.
+	TLSCACert string
+	TLSCAKey  string
+	// PublicURL (--public-url) is the address clients reach every
+	// replica at; VaultDomain (--vault-domain) the domain of vaults'
+	// host names.
+	PublicURL   string
+	VaultDomain string
 	// MaxConnsPerSource (--max-conns-per-source) bounds the connections
 	// one remote address holds open; 0 the server's default, -1 none.
 	MaxConnsPerSource int
@@ -152,7 +162,13 @@ number of days (28d) or never.
 
 The server's certificate comes from a CA it generates in <data>/tls (its
 clients trust <data>/tls/ca.pem), unless --tls-cert and --tls-key name your
-own PEM certificate chain and private key.
+own PEM certificate chain and private key, or --tls-ca-cert and --tls-ca-key
+a CA to issue it from (the one replicas behind one address share).
+
+--public-url is the address clients reach the server at (a load balancer's,
+in front of replicas): tokens' issuer, vault URIs and key ids use it. Vaults
+are addressed by host, https://{vault}.{--vault-domain}:{port}/, as in Azure;
+<server>/vaults/{vault}/ stays an alias.
 
 Tenants' webhooks may reach public addresses only: a URL whose host is, or
 resolves to, a loopback, link-local (such as the cloud metadata endpoint),
@@ -176,6 +192,12 @@ Logs go to stderr.`,
 			}
 			if (opts.TLSCert == "") != (opts.TLSKey == "") {
 				return usageErrorf("--tls-cert and --tls-key go together: give your PEM certificate chain and its PEM private key, or neither to use the generated CA")
+			}
+			if (opts.TLSCACert == "") != (opts.TLSCAKey == "") {
+				return usageErrorf("--tls-ca-cert and --tls-ca-key go together: give the shared CA's PEM certificate and its PEM private key, or neither to use a generated CA")
+			}
+			if opts.TLSCACert != "" && opts.TLSCert != "" {
+				return usageErrorf("give --tls-cert and --tls-key (your certificate) or --tls-ca-cert and --tls-ca-key (a CA to issue one from), not both")
 			}
 			if opts.MaxConnsPerSource < -1 {
 				return usageErrorf("--max-conns-per-source %d is not valid: give a positive number, 0 for the default (%d) or -1 for no limit", opts.MaxConnsPerSource, server.DefaultMaxConnsPerSource)
@@ -218,6 +240,10 @@ Logs go to stderr.`,
 	fl.StringVar(&opts.WebhookCAFile, "webhook-ca-file", "", "PEM `file` of CA certificates that verify tenants' webhook receivers, besides the system's roots")
 	fl.StringVar(&opts.TLSCert, "tls-cert", "", "PEM `file` of your own server certificate chain, leaf first (with --tls-key; default: a generated CA's)")
 	fl.StringVar(&opts.TLSKey, "tls-key", "", "PEM `file` of the private key of --tls-cert")
+	fl.StringVar(&opts.TLSCACert, "tls-ca-cert", "", "PEM `file` of a CA to issue the server certificate from, such as the one other replicas share (with --tls-ca-key)")
+	fl.StringVar(&opts.TLSCAKey, "tls-ca-key", "", "PEM `file` of the private key of --tls-ca-cert")
+	fl.StringVar(&opts.PublicURL, "public-url", "", "The `URL` clients reach the server at, https://host[:port], e.g. a load balancer's in front of replicas (default: https://{--addr})")
+	fl.StringVar(&opts.VaultDomain, "vault-domain", keyhold.DefaultVaultDomain, "`Domain` of vaults' host names: a vault is https://{vault}.{domain}:{port}/")
 	fl.IntVar(&opts.MaxConnsPerSource, "max-conns-per-source", 0, "Most `connections` one remote IP address may hold open (0: 64; -1: no limit, behind a proxy that limits them)")
 	fl.StringSliceVar(&opts.EgressAllow, "egress-allow", nil, "Let tenants' webhooks reach these non-public `addresses`: CIDRs, addresses or host names, comma-separated or repeated (default: public addresses only; loopback, link-local, private and other special ranges are refused)")
 	fl.StringVar(&keyCacheTTL, "key-cache-ttl", defaultKeyCacheTTL.String(), "How long an unwrapped environment key stays cached: a `duration` from 1s to 1h")
@@ -246,6 +272,10 @@ func serveRun(opts *ServeOptions) error {
 		LockGraceOther:      opts.LockGraceOther,
 		TLSCertFile:         opts.TLSCert,
 		TLSKeyFile:          opts.TLSKey,
+		TLSCAFile:           opts.TLSCACert,
+		TLSCAKeyFile:        opts.TLSCAKey,
+		PublicURL:           opts.PublicURL,
+		VaultDomain:         opts.VaultDomain,
 		// -1 on the command line is "no limit", any negative to the server.
 		MaxConnsPerSource: opts.MaxConnsPerSource,
 		EgressAllow:       opts.EgressAllow,

@@ -20,7 +20,7 @@ func TestNewCmdServePKCS11(t *testing.T) {
 			want: ServeOptions{Addr: "127.0.0.1:8443", DataDir: "./keyhold-data", LogFormat: "text",
 				HealthInterval: defaultHealthInterval, KeyCacheTTL: defaultKeyCacheTTL,
 				LockGraceProduction: 28 * 24 * time.Hour, LockGraceOther: server.KeepLocked,
-				PKCS11Module: "/usr/lib/softhsm/libsofthsm2.so", PKCS11Token: "keyhold", PKCS11PIN: "1234"}},
+				PKCS11Module: "/usr/lib/softhsm/libsofthsm2.so", PKCS11Token: "keyhold", PKCS11PIN: "1234", VaultDomain: "vault.localhost"}},
 		{name: "module without token", args: []string{"--pkcs11-module", "/lib.so"}, wantErr: "--pkcs11-module needs --pkcs11-token"},
 		{name: "token without module", args: []string{"--pkcs11-token", "keyhold"}, wantErr: "--pkcs11-token needs --pkcs11-module"},
 		{name: "no PIN flag", args: []string{"--pkcs11-pin", "1234"}, wantErr: "unknown flag: --pkcs11-pin"},

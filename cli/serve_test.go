@@ -16,7 +16,7 @@ import (
 func TestNewCmdServe(t *testing.T) {
 	defaults := ServeOptions{Addr: "127.0.0.1:8443", DataDir: "./keyhold-data", LogFormat: "text", LogLevel: slog.LevelInfo,
 		HealthInterval: platform.DefaultHealthInterval, KeyCacheTTL: platform.DefaultKeyCacheTTL,
-		LockGraceProduction: platform.DefaultLockGraceProduction, LockGraceOther: platform.KeepLocked}
+		LockGraceProduction: platform.DefaultLockGraceProduction, LockGraceOther: platform.KeepLocked, VaultDomain: "vault.localhost"}
 	with := func(mod func(*ServeOptions)) ServeOptions {
 		o := defaults
 		mod(&o)
@@ -50,6 +50,13 @@ func TestNewCmdServe(t *testing.T) {
 			want: with(func(o *ServeOptions) { o.TLSCert, o.TLSKey = "/etc/keyhold/cert.pem", "/etc/keyhold/key.pem" })},
 		{name: "certificate without key", args: []string{"--tls-cert", "/etc/keyhold/cert.pem"}, wantErr: "--tls-cert and --tls-key go together"},
 		{name: "key without certificate", args: []string{"--tls-key", "/etc/keyhold/key.pem"}, wantErr: "--tls-cert and --tls-key go together"},
+		{name: "public URL and vault domain", args: []string{"--public-url", "https://keyhold.example.com", "--vault-domain", "vault.example.com"},
+			want: with(func(o *ServeOptions) { o.PublicURL, o.VaultDomain = "https://keyhold.example.com", "vault.example.com" })},
+		{name: "shared CA", args: []string{"--tls-ca-cert", "/etc/keyhold/ca.pem", "--tls-ca-key", "/etc/keyhold/ca-key.pem"},
+			want: with(func(o *ServeOptions) { o.TLSCACert, o.TLSCAKey = "/etc/keyhold/ca.pem", "/etc/keyhold/ca-key.pem" })},
+		{name: "CA without key", args: []string{"--tls-ca-cert", "/etc/keyhold/ca.pem"}, wantErr: "--tls-ca-cert and --tls-ca-key go together"},
+		{name: "CA and own certificate", args: []string{"--tls-ca-cert", "ca.pem", "--tls-ca-key", "ca-key.pem", "--tls-cert", "c.pem", "--tls-key", "k.pem"},
+			wantErr: "not both"},
 		{name: "connections per source", args: []string{"--max-conns-per-source", "8"}, want: with(func(o *ServeOptions) { o.MaxConnsPerSource = 8 })},
 		{name: "no connection limit", args: []string{"--max-conns-per-source", "-1"}, want: with(func(o *ServeOptions) { o.MaxConnsPerSource = -1 })},
 		{name: "bad connection limit", args: []string{"--max-conns-per-source", "-5"}, wantErr: "--max-conns-per-source -5 is not valid"},
@@ -110,6 +117,7 @@ func TestServeRun(t *testing.T) {
 			streams, out, errOut := testIO("")
 			var got server.Config
 			opts := &ServeOptions{IO: streams, Ctx: ctx, Addr: "127.0.0.1:0", DataDir: "d", PostgresDSN: "p", MasterKey: "k", TLSCert: "c.pem", TLSKey: "k.pem", MaxConnsPerSource: 3,
+				TLSCACert: "ca.pem", TLSCAKey: "ca-key.pem", PublicURL: "https://kh.example", VaultDomain: "vault.example",
 				LogFormat: "json", LogLevel: slog.LevelWarn, HealthInterval: 7 * time.Second, KeyCacheTTL: 90 * time.Second,
 				LockGraceProduction: platform.KeepLocked, LockGraceOther: 9 * 24 * time.Hour,
 				EgressAllow: []string{"10.0.0.0/8"},
@@ -125,7 +133,8 @@ func TestServeRun(t *testing.T) {
 			if got.Addr != "127.0.0.1:0" || got.DataDir != "d" || got.PostgresDSN != "p" || got.MasterKey != "k" || got.Stdout != out ||
 				got.HealthInterval != 7*time.Second || got.KeyCacheTTL != 90*time.Second || got.TLSCertFile != "c.pem" || got.TLSKeyFile != "k.pem" || got.MaxConnsPerSource != 3 ||
 				got.LockGraceProduction != platform.KeepLocked || got.LockGraceOther != 9*24*time.Hour ||
-				len(got.EgressAllow) != 1 || got.EgressAllow[0] != "10.0.0.0/8" {
+				len(got.EgressAllow) != 1 || got.EgressAllow[0] != "10.0.0.0/8" ||
+				got.TLSCAFile != "ca.pem" || got.TLSCAKeyFile != "ca-key.pem" || got.PublicURL != "https://kh.example" || got.VaultDomain != "vault.example" {
 				t.Errorf("config = %+v", got)
 			}
 			var line struct{ Level, Msg, K string }

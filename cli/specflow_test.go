@@ -80,7 +80,7 @@ func TestSpecFlowCLI(t *testing.T) {
 		kvAdmin.ok("role", "assign", "--role", "Key Vault Crypto Officer", "--assignee", me, "--scope", v.ID)
 		var k struct{ Key struct{ Kid, Kty string } }
 		kvAdmin.okJSON(&k, "key", "create", "--vault", vault, "-n", key)
-		if k.Key.Kty != "RSA" || !strings.Contains(k.Key.Kid, "/vaults/"+vault+"/keys/"+key+"/") {
+		if k.Key.Kty != "RSA" || !strings.HasPrefix(k.Key.Kid, "https://"+vault+".vault.localhost:") || !strings.Contains(k.Key.Kid, "/keys/"+key+"/") {
 			t.Fatalf("key create printed %+v", k)
 		}
 		return v.ID

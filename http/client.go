@@ -9,6 +9,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	nethttp "net/http"
 	"net/url"
 	"strconv"
@@ -36,6 +37,7 @@ type Client struct {
 	clientID     string
 	clientSecret string
 	now          func() time.Time // tests move it
+	vaultDomain  vaultDomain      // host-form vaults dialled at the server (vaultdial.go)
 
 	mu     sync.Mutex
 	tokens map[string]*cachedToken // by scope
@@ -92,7 +94,7 @@ func NewClient(baseURL string, caPEM []byte, tenantID, clientID, clientSecret st
 	}
 	t := nethttp.DefaultTransport.(*nethttp.Transport).Clone()
 	t.TLSClientConfig = cfg
-	return &Client{
+	c := &Client{
 		base:         strings.TrimSuffix(u.String(), "/"),
 		hc:           &nethttp.Client{Transport: t},
 		tenantID:     tenantID,
@@ -100,7 +102,13 @@ func NewClient(baseURL string, caPEM []byte, tenantID, clientID, clientSecret st
 		clientSecret: clientSecret,
 		now:          time.Now,
 		tokens:       make(map[string]*cachedToken),
-	}, nil
+	}
+	server := u.Host
+	if u.Port() == "" {
+		server = net.JoinHostPort(u.Hostname(), "443")
+	}
+	t.DialContext = c.dialVaults(server)
+	return c, nil
 }
 
 // Token returns an access token for scope (an audience followed by

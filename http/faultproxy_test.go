@@ -101,7 +101,10 @@ func newFaultProxy(t *testing.T, target string, ca []byte, tlsConf *tls.Config) 
 	transport := &nethttp.Transport{TLSClientConfig: &tls.Config{RootCAs: pool}, ForceAttemptHTTP2: true}
 	t.Cleanup(transport.CloseIdleConnections)
 	fp.rp = &httputil.ReverseProxy{
-		Rewrite:   func(pr *httputil.ProxyRequest) { pr.SetURL(to) },
+		Rewrite: func(pr *httputil.ProxyRequest) {
+			pr.SetURL(to)
+			pr.Out.Host = pr.In.Host // as a load balancer does: a vault's host names the vault
+		},
 		Transport: transport,
 		ModifyResponse: func(resp *nethttp.Response) error {
 			fp.mu.Lock()

@@ -67,6 +67,10 @@ type Server struct {
 	// "https://keyhold.example.com:8443", used in bearer challenges and
 	// nextLink values. Empty: derived from each request's Host.
 	PublicURL string
+	// VaultDomain is the domain vaults are addressed under by host,
+	// {vault}.{VaultDomain} (vaulthost.go); "" is
+	// keyhold.DefaultVaultDomain.
+	VaultDomain string
 
 	// Slow clients (deadline.go). BodyTimeout bounds the time to receive
 	// the body of a route with a timeout; a streamed upload or download
@@ -244,7 +248,8 @@ type router struct {
 var probeMethods = []string{"GET", "PUT", "POST", "PATCH", "DELETE"}
 
 func (rt *router) ServeHTTP(w nethttp.ResponseWriter, r *nethttp.Request) {
-	r = canonicalizeARM(r) // ARM paths are case-insensitive (armpath.go)
+	r = rt.s.routeByHost(r) // {vault}.{domain}/keys/… is /vaults/{vault}/keys/… (vaulthost.go)
+	r = canonicalizeARM(r)  // ARM paths are case-insensitive (armpath.go)
 	if _, pattern := rt.identity.Handler(r); pattern != "" {
 		rt.identity.ServeHTTP(w, r)
 		return

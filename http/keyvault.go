@@ -2,7 +2,8 @@ package http
 
 // The key vault routes: the Microsoft.KeyVault/vaults resource under the
 // resource manager (keyvault_arm.go), and the Azure Key Vault data plane
-// under each vault's URI, <server>/vaults/{vault} (keyvault_keys.go).
+// under each vault's URI, https://{vault}.{vault-domain}[:{port}], or its
+// alias <server>/vaults/{vault} (keyvault_keys.go, vaulthost.go).
 
 import (
 	"context"
@@ -32,8 +33,9 @@ type KeyVaultAPI struct {
 }
 
 // KeyVaultAPIVersions are the api-version values the data plane accepts:
-// Key Vault's 7.4 to 7.6, and 2025-07-01, which azkeys v1.5 sends.
-var KeyVaultAPIVersions = []string{"7.4", "7.5", "7.6", "2025-07-01"}
+// Key Vault's 7.4 to 7.6, 2025-07-01, which azkeys v1.5 sends, and
+// 2026-04-01, which azkeys v1.6 sends.
+var KeyVaultAPIVersions = []string{"7.4", "7.5", "7.6", "2025-07-01", "2026-04-01"}
 
 // Limits of the key vault routes.
 const (
@@ -124,8 +126,9 @@ func requestVault(r *nethttp.Request) *keyhold.Vault {
 // a (good) token, naming the authority of the vault's tenant and the
 // vault resource:
 //
-//	WWW-Authenticate: Bearer authorization="https://host:port/{tenantId}", resource="https://vault.azure.net"
+//	WWW-Authenticate: Bearer authorization="https://host:port/{tenantId}", resource="https://vault.localhost:8443"
 //
+// (the resource is vaultResource's: https://vault.azure.net for the path form).
 // The Azure SDKs send their first request without a token to get it, then
 // ask the authority for a token for "<resource>/.default". It also puts
 // the vault, and the caller's network origin (for the vault's firewall),
@@ -138,11 +141,12 @@ func (s *Server) vaultChallenge(r *nethttp.Request) (*nethttp.Request, string, e
 	v, err := s.KeyVault.Lookup(r.Context(), name)
 	if keyhold.IsNotFound(err) || (err == nil && v.Deleted()) {
 		return r, "", keyhold.Errorf(keyhold.CodeVaultNotFound,
-			"vault %q was not found: check the vault name in the URL (%s/vaults/{vault}); a deleted vault must be recovered first", keyhold.Clip(name), s.baseURL(r))
+			"vault %q was not found: check the vault name in the URL (%s, or %s/vaults/{vault}); a deleted vault must be recovered first",
+			keyhold.Clip(name), s.vaultAddress(r).VaultURI("{vault}"), s.baseURL(r))
 	} else if err != nil {
 		return r, "", err
 	}
-	challenge := fmt.Sprintf(`Bearer authorization="%s/%s", resource="%s"`, s.baseURL(r), v.TenantID, keyhold.AudienceVault)
+	challenge := fmt.Sprintf(`Bearer authorization="%s/%s", resource="%s"`, s.baseURL(r), v.TenantID, vaultResource(r))
 	ctx := context.WithValue(r.Context(), vaultKey{}, v)
 	ctx = keyhold.NewOriginContext(ctx, originOf(r))
 	return r.WithContext(ctx), challenge, nil

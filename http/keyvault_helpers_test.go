@@ -5,6 +5,7 @@ import (
 	"crypto/rand"
 	"crypto/rsa"
 	"math/big"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -134,7 +135,24 @@ func (kf *kvFixture) credential() azcore.TokenCredential { return NewCredential(
 // keysClient is an azkeys client of a vault, as the administrator.
 func (kf *kvFixture) keysClient(t *testing.T, vaultURL string) *azkeys.Client {
 	t.Helper()
+	// The SDK's default options, challenge verification included; the
+	// Client's transport dials {vault}.vault.localhost at the server.
 	c, err := azkeys.NewClient(vaultURL, kf.credential(), &azkeys.ClientOptions{
+		ClientOptions: azcore.ClientOptions{Transport: kf.client.HTTPClient(),
+			Retry: policy.RetryOptions{MaxRetries: -1}},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return c
+}
+
+// pathKeysClient is an azkeys client of a vault by the path form,
+// <server>/vaults/{name}: its challenge names https://vault.azure.net,
+// which is not the server's domain, so verification is off.
+func (kf *kvFixture) pathKeysClient(t *testing.T, name string) *azkeys.Client {
+	t.Helper()
+	c, err := azkeys.NewClient(kf.url+"/vaults/"+name, kf.credential(), &azkeys.ClientOptions{
 		ClientOptions: azcore.ClientOptions{Transport: kf.client.HTTPClient(),
 			Retry: policy.RetryOptions{MaxRetries: -1}},
 		DisableChallengeResourceVerification: true,
@@ -143,6 +161,12 @@ func (kf *kvFixture) keysClient(t *testing.T, vaultURL string) *azkeys.Client {
 		t.Fatal(err)
 	}
 	return c
+}
+
+// vaultURI is a vault's URI, host form, without a trailing slash.
+func (kf *kvFixture) vaultURI(name string) string {
+	_, port, _ := strings.Cut(strings.TrimPrefix(kf.url, "https://"), ":")
+	return "https://" + name + ".vault.localhost:" + port
 }
 
 // vaultsClient is an armkeyvault client of the subscription, as the

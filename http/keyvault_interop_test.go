@@ -5,7 +5,6 @@ import (
 	"context"
 	"crypto/rand"
 	"errors"
-	"net/url"
 	"slices"
 	"strings"
 	"testing"
@@ -23,37 +22,6 @@ import (
 // HTTPS: armkeyvault for the vault resource, azkeys for the keys. They
 // prove wire compatibility of paths, JSON shapes, status codes, the
 // long-running-operation protocol and the Key Vault bearer challenge.
-
-// kidVersion and kidName split a Keyhold kid,
-// <server>/vaults/{vault}/keys/{name}[/{version}]. azkeys.ID's Name and
-// Version can't: they take the vault to be the host's root, as on Azure.
-func kidVersion(t *testing.T, kid azkeys.ID) string {
-	t.Helper()
-	_, v := splitKID(t, kid)
-	return v
-}
-
-func kidName(t *testing.T, kid azkeys.ID) string {
-	t.Helper()
-	name, _ := splitKID(t, kid)
-	return name
-}
-
-func splitKID(t *testing.T, kid azkeys.ID) (name, version string) {
-	t.Helper()
-	u, err := url.Parse(string(kid))
-	if err != nil {
-		t.Fatal(err)
-	}
-	segs := strings.Split(strings.Trim(u.Path, "/"), "/")
-	if len(segs) < 4 || len(segs) > 5 || segs[0] != "vaults" || segs[2] != "keys" {
-		t.Fatalf("kid %q is not <server>/vaults/{vault}/keys/{name}[/{version}]", kid)
-	}
-	if len(segs) == 5 {
-		version = segs[4]
-	}
-	return segs[3], version
-}
 
 // wantResponseError checks an SDK error's status and code.
 func wantResponseError(t *testing.T, what string, err error, status int, code string) *azcore.ResponseError {
@@ -112,7 +80,7 @@ func testKeyVaultInteropARM(t *testing.T, kf *kvFixture) {
 		*created.ID != "/subscriptions/"+kf.creds.SubscriptionID+"/resourceGroups/keys/providers/Microsoft.KeyVault/vaults/contoso-kv" {
 		t.Fatalf("created vault = %s %s %s %s", *created.ID, *created.Name, *created.Type, *created.Location)
 	}
-	if *p.VaultURI != kf.url+"/vaults/contoso-kv/" || *p.ProvisioningState != armkeyvault.VaultProvisioningStateSucceeded ||
+	if *p.VaultURI != kf.vaultURI("contoso-kv")+"/" || *p.ProvisioningState != armkeyvault.VaultProvisioningStateSucceeded ||
 		!*p.EnablePurgeProtection || !*p.EnableSoftDelete || *p.SoftDeleteRetentionInDays != 30 || *p.TenantID != tenant ||
 		*p.SKU.Name != armkeyvault.SKUNameStandard || *p.SKU.Family != armkeyvault.SKUFamilyA || *p.EnableRbacAuthorization {
 		t.Fatalf("created vault properties = %+v", p)
@@ -308,7 +276,7 @@ func testKeyVaultInteropKeys(t *testing.T, kf *kvFixture) {
 		t.Fatalf("CreateKey: %v", err)
 	}
 	kid := *created.Key.KID
-	v1 := kidVersion(t, kid)
+	v1 := kid.Version()
 	if len(v1) != 32 || string(kid) != v.URI+"/keys/cmk/"+v1 {
 		t.Fatalf("kid = %s", kid)
 	}
@@ -340,7 +308,7 @@ func testKeyVaultInteropKeys(t *testing.T, kf *kvFixture) {
 	if err != nil {
 		t.Fatalf("RotateKey: %v", err)
 	}
-	v2 := kidVersion(t, *rotated.Key.KID)
+	v2 := rotated.Key.KID.Version()
 	if v2 == v1 || len(v2) != 32 {
 		t.Fatalf("rotated version = %s", v2)
 	}
@@ -348,7 +316,7 @@ func testKeyVaultInteropKeys(t *testing.T, kf *kvFixture) {
 		t.Fatalf("UnwrapKey with the old version after rotation = %v", err)
 	}
 	cur, err := c.GetKey(ctx, "cmk", "", nil)
-	if err != nil || kidVersion(t, *cur.Key.KID) != v2 {
+	if err != nil || cur.Key.KID.Version() != v2 {
 		t.Fatalf("GetKey current = %v, %v", cur.Key.KID, err)
 	}
 	var versions []string
@@ -358,7 +326,7 @@ func testKeyVaultInteropKeys(t *testing.T, kf *kvFixture) {
 			t.Fatalf("versions: %v", err)
 		}
 		for _, k := range page.Value {
-			versions = append(versions, kidVersion(t, *k.KID))
+			versions = append(versions, k.KID.Version())
 		}
 	}
 	if !slices.Equal(versions, []string{v1, v2}) {
@@ -413,7 +381,7 @@ func testKeyVaultInteropKeys(t *testing.T, kf *kvFixture) {
 					t.Fatalf("list deleted: %v", err)
 				}
 				for _, k := range page.Value {
-					out = append(out, kidName(t, *k.KID))
+					out = append(out, k.KID.Name())
 				}
 			}
 			return out
@@ -424,10 +392,10 @@ func testKeyVaultInteropKeys(t *testing.T, kf *kvFixture) {
 				t.Fatalf("list: %v", err)
 			}
 			for _, k := range page.Value {
-				if kidVersion(t, *k.KID) != "" {
+				if k.KID.Version() != "" {
 					t.Fatalf("listed kid %s has a version", *k.KID)
 				}
-				out = append(out, kidName(t, *k.KID))
+				out = append(out, k.KID.Name())
 			}
 		}
 		return out

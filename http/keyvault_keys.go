@@ -504,11 +504,10 @@ func toRotationPolicyJSON(id string, p *keyhold.RotationPolicy) rotationPolicyJS
 // rotationPolicyID is the id Key Vault gives a key's rotation policy.
 func (s *Server) rotationPolicyID(r *nethttp.Request) string {
 	vaultName, name, _ := keyPath(r)
-	base := s.baseURL(r) + "/vaults/" + vaultName
-	if v := requestVault(r); v != nil && v.URI != "" {
-		base = v.URI
+	if v := requestVault(r); v != nil {
+		vaultName = v.Name
 	}
-	return base + "/keys/" + name + "/rotationpolicy"
+	return s.vaultAddress(r).VaultURI(vaultName) + "/keys/" + name + "/rotationpolicy"
 }
 
 // getRotationPolicy: GET /vaults/{vault}/keys/{name}/rotationpolicy.

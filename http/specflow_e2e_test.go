@@ -119,7 +119,7 @@ func TestSpecFlowEndToEnd(t *testing.T) {
 				Kty string `json:"kty"`
 			} `json:"key"`
 		}
-		if status != 200 || json.Unmarshal(b, &k) != nil || k.Key.Kty != "RSA" || !strings.Contains(k.Key.Kid, "/vaults/"+vaultName+"/keys/"+keyName+"/") {
+		if status != 200 || json.Unmarshal(b, &k) != nil || k.Key.Kty != "RSA" || !strings.HasPrefix(k.Key.Kid, "https://"+vaultName+".vault.localhost:") || !strings.Contains(k.Key.Kid, "/keys/"+keyName+"/") {
 			t.Fatalf("create key %s: %d %s", keyName, status, b)
 		}
 		return vaultID

@@ -100,7 +100,7 @@ func (s *Server) issueToken(w nethttp.ResponseWriter, r *nethttp.Request) error 
 	if err := s.throttle.admit(w, try); err != nil {
 		return err
 	}
-	tok, err := s.Tokens.IssueToken(r.Context(), r.PathValue("tenantId"), clientID, secret, scope)
+	tok, err := s.Tokens.IssueToken(r.Context(), r.PathValue("tenantId"), clientID, secret, s.tokenScope(scope))
 	s.throttle.record(try, err)
 	if err != nil {
 		return err
@@ -143,7 +143,7 @@ func (s *Server) assertionGrant(w nethttp.ResponseWriter, r *nethttp.Request) er
 	if err := s.throttle.admit(w, try); err != nil {
 		return err
 	}
-	tok, err := issuer.IssueAssertionToken(r.Context(), r.PathValue("tenantId"), clientID, assertion, scope)
+	tok, err := issuer.IssueAssertionToken(r.Context(), r.PathValue("tenantId"), clientID, assertion, s.tokenScope(scope))
 	s.throttle.record(try, err)
 	if err != nil {
 		return err
@@ -171,7 +171,7 @@ func (s *Server) passwordGrant(w nethttp.ResponseWriter, r *nethttp.Request, rop
 	if err := s.throttle.admit(w, try); err != nil {
 		return err
 	}
-	tok, err := ropc.IssuePasswordToken(r.Context(), r.PathValue("tenantId"), f.Get("username"), f.Get("password"), f.Get("scope"))
+	tok, err := ropc.IssuePasswordToken(r.Context(), r.PathValue("tenantId"), f.Get("username"), f.Get("password"), s.tokenScope(f.Get("scope")))
 	s.throttle.record(try, err)
 	if err != nil {
 		return err

@@ -65,7 +65,7 @@ var faultCA = sync.OnceValues(func() ([]byte, *tls.Config) {
 	if err != nil {
 		panic(err)
 	}
-	cert, key, err := crypt.IssueServerCert(caCert, caKey, []string{"127.0.0.1"}, now.Add(-time.Hour), 24*time.Hour)
+	cert, key, err := crypt.IssueServerCert(caCert, caKey, []string{"127.0.0.1", "*.vault.localhost"}, now.Add(-time.Hour), 24*time.Hour)
 	if err != nil {
 		panic(err)
 	}
@@ -107,13 +107,15 @@ func newFaultStack(t *testing.T, store keyhold.Store) *faultStack {
 
 	pool := x509.NewCertPool()
 	pool.AppendCertsFromPEM(ca)
-	vaultHTTP := &nethttp.Client{Transport: &nethttp.Transport{TLSClientConfig: &tls.Config{RootCAs: pool}, ForceAttemptHTTP2: true}}
+	// The vaults' hosts, {vault}.vault.localhost:{proxy port}, are dialled
+	// at the proxy.
+	vaultHTTP := &nethttp.Client{Transport: &nethttp.Transport{TLSClientConfig: &tls.Config{RootCAs: pool}, ForceAttemptHTTP2: true,
+		DialContext: khttp.VaultDialer("", strings.TrimPrefix(s.proxy.url, "https://"))}}
 	t.Cleanup(vaultHTTP.CloseIdleConnections)
 	s.azOpts = &azkeys.ClientOptions{
 		// No retries: a test must see each fault at once, not after the
-		// SDK's backoff.
-		ClientOptions:                        azcore.ClientOptions{Transport: vaultHTTP, Retry: azpolicy.RetryOptions{MaxRetries: -1, TryTimeout: faultTryTimeout}},
-		DisableChallengeResourceVerification: true,
+		// SDK's backoff. The SDK's challenge verification stays on.
+		ClientOptions: azcore.ClientOptions{Transport: vaultHTTP, Retry: azpolicy.RetryOptions{MaxRetries: -1, TryTimeout: faultTryTimeout}},
 	}
 
 	master, err := crypt.NewKey()
@@ -197,12 +199,16 @@ type miCredential struct {
 }
 
 // GetToken returns a token of the identity for the one scope asked, an
-// audience followed by "/.default".
+// audience followed by "/.default" (a host-form vault's scope is the vault
+// audience's).
 func (c miCredential) GetToken(ctx context.Context, opts azpolicy.TokenRequestOptions) (azcore.AccessToken, error) {
 	if len(opts.Scopes) != 1 {
 		return azcore.AccessToken{}, fmt.Errorf("a token request must name one scope, got %q", opts.Scopes)
 	}
 	aud, _ := strings.CutSuffix(opts.Scopes[0], "/.default")
+	if keyhold.IsVaultScope(opts.Scopes[0], "") {
+		aud = string(keyhold.AudienceVault) // as the token endpoint reads it
+	}
 	tok, err := c.s.p.TokenFor(ctx, c.principalID, keyhold.Audience(aud))
 	if err != nil {
 		return azcore.AccessToken{}, err
@@ -270,7 +276,7 @@ func (s *faultStack) linkedWorld(t *testing.T) *faultWorld {
 	w := &faultWorld{rows: make(map[string]string), files: make(map[string][]byte)}
 	w.pol = s.setUpPolicy(t)
 	w.keyID = s.kv.KeyID("contoso-kv", "cmk", "")
-	if !strings.HasPrefix(w.keyID, s.proxy.url+"/") {
+	if _, port, _ := strings.Cut(strings.TrimPrefix(s.proxy.url, "https://"), ":"); !strings.HasPrefix(w.keyID, "https://contoso-kv.vault.localhost:"+port+"/") {
 		t.Fatalf("the policy's key id %s is not at the proxy %s", w.keyID, s.proxy.url)
 	}
 	w.env = &keyhold.Environment{DisplayName: "Contoso", Location: "europe", SKU: keyhold.SKUProduction, Managed: true}

@@ -24,13 +24,14 @@ func init() {
 	testProviders["azure"] = func(t *testing.T, w *world, id *identity) keyprovider.Provider { return w.azureProvider(t, id) }
 }
 
-// azureOptions are the SDK options for the test server: its CA, no
-// retries (a test that stops the server must not wait for them), and no
-// check that the vault's host is *.vault.azure.net.
+// azureOptions are the SDK options for the test server: its CA, and the
+// Client's transport, whose dialer connects the vaults' hosts
+// ({vault}.vault.localhost) to the server; no retries (a test that stops
+// the server must not wait for them). The SDK's challenge verification
+// stays on.
 func (w *world) azureOptions(c *khttp.Client) *azkeys.ClientOptions {
 	return &azkeys.ClientOptions{
-		ClientOptions:                        azcore.ClientOptions{Transport: c.HTTPClient(), Retry: policy.RetryOptions{MaxRetries: -1}},
-		DisableChallengeResourceVerification: true,
+		ClientOptions: azcore.ClientOptions{Transport: c.HTTPClient(), Retry: policy.RetryOptions{MaxRetries: -1}},
 	}
 }
 

@@ -23,12 +23,12 @@ func ExampleNewAzure() {
 	if err != nil {
 		log.Fatal(err)
 	}
+	// The Client's transport connects {vault}.vault.localhost, the other
+	// server's vault hosts, to that server.
 	p := keyprovider.NewAzure(khttp.NewCredential(c), &azkeys.ClientOptions{
 		ClientOptions: azcore.ClientOptions{Transport: c.HTTPClient()},
-		// A Keyhold vault's host is not *.vault.azure.net.
-		DisableChallengeResourceVerification: true,
 	})
-	const keyID = "https://keys.example.com:8443/vaults/contoso-kv/keys/cmk"
+	const keyID = "https://contoso-kv.vault.localhost:8443/keys/cmk"
 	err = p.Probe(context.Background(), keyID)
 	switch keyhold.ErrorCode(err) {
 	case "":

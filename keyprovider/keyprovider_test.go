@@ -46,7 +46,7 @@ var testCA = sync.OnceValues(func() ([]byte, *nethttp.Server) {
 	if err != nil {
 		panic(err)
 	}
-	cert, key, err := crypt.IssueServerCert(caCert, caKey, []string{"127.0.0.1"}, now.Add(-time.Hour), 24*time.Hour)
+	cert, key, err := crypt.IssueServerCert(caCert, caKey, []string{"127.0.0.1", "*.vault.localhost"}, now.Add(-time.Hour), 24*time.Hour)
 	if err != nil {
 		panic(err)
 	}

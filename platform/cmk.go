@@ -57,14 +57,45 @@ func policyIdentity(principalID, tenantID string) *keyhold.Identity {
 	return &keyhold.Identity{PrincipalID: principalID, TenantID: tenantID, Type: keyhold.PrincipalManagedIdentity}
 }
 
-// currentKID rebuilds a stored kid with the vault's current base URL: the
-// server may have been restarted at another address since the key was
-// wrapped, and a kid names the key by its path, not its host.
+// currentKID renders a stored kid with the vault's public address: a kid
+// is stored in the relative form (storedKID), and those stored before it
+// name the host of the replica that wrapped them, which may have moved or
+// be another replica.
 func (p *core) currentKID(kid string) string {
 	if k, err := keyhold.ParseKeyID(kid); err == nil && p.kv != nil {
 		return p.kv.KeyID(k.Vault, k.Name, k.Version)
 	}
 	return kid
+}
+
+// storedKID is the form in which a wrapped key's kid is stored: for a
+// key of the built-in vault, /vaults/{vault}/keys/{name}/{version},
+// independent of any address, so that replicas behind one public address
+// (or one restarted at another) store and compare the same value. Any
+// other kid (a key of another vault service) is stored as it is.
+func (p *core) storedKID(kid string) string {
+	if p.kv == nil {
+		return kid
+	}
+	if _, _, _, err := p.kv.ParseKeyID(kid); err != nil {
+		return kid
+	}
+	k, err := keyhold.ParseKeyID(kid)
+	if err != nil {
+		return kid
+	}
+	return k.Relative()
+}
+
+// onKeyVersion reports whether wk is wrapped under the key version kid
+// names, whatever the form and host its stored kid was written with.
+func onKeyVersion(wk *keyhold.WrappedKey, kid string) bool {
+	a, err := keyhold.ParseKeyID(wk.KeyID)
+	if err != nil {
+		return false
+	}
+	b, err := keyhold.ParseKeyID(kid)
+	return err == nil && a.SameKey(b)
 }
 
 // vaultNameOf returns the name of the vault a policy's keyVaultId names.

@@ -350,6 +350,16 @@ func (f *cmkFixture) wrapped(t testing.TB, id string) []*keyhold.WrappedKey {
 	return wks
 }
 
+// stored is the form in which a wrapped key's kid is stored: relative,
+// /vaults/{vault}/keys/{name}/{version}, naming no address.
+func stored(kid string) string {
+	k, err := keyhold.ParseKeyID(kid)
+	if err != nil {
+		return "not a kid: " + kid
+	}
+	return k.Relative()
+}
+
 // epochCounts reads an environment's items per epoch.
 func (f *cmkFixture) epochCounts(t testing.TB, id string) []keyhold.EpochCount {
 	t.Helper()
@@ -400,7 +410,7 @@ func wantLinked(t *testing.T, f *cmkFixture, envID string, pol *keyhold.Enterpri
 	}
 	wks := f.wrapped(t, envID)
 	if len(wks) != 1 || wks[0].Root != keyhold.RootCMK || wks[0].Epoch != epoch || wks[0].PrincipalID != pol.PrincipalID ||
-		(kid != "" && wks[0].KeyID != kid) {
+		(kid != "" && wks[0].KeyID != stored(kid)) {
 		t.Errorf("wrapped keys %v: want one, epoch %d, under %s's key", describeKeys(wks), epoch, pol.Name)
 	}
 	if cs := f.epochCounts(t, envID); len(cs) != 1 || cs[0].Epoch != epoch {

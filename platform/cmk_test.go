@@ -86,7 +86,7 @@ func TestCMKLifecycle(t *testing.T) {
 		}
 		wks := f.wrapped(t, env.ID)
 		if len(wks) != 1 || wks[0].Root != keyhold.RootCMK || wks[0].Epoch != 2 || wks[0].PrincipalID != pol1.PrincipalID ||
-			wks[0].KeyID != key1.KID {
+			wks[0].KeyID != stored(key1.KID) {
 			t.Fatalf("after link: wrapped keys %v, want only epoch 2 under %s as %s (the MMK copy and epoch 1 gone)", describeKeys(wks), key1.KID, pol1.PrincipalID)
 		}
 		if cs := f.epochCounts(t, env.ID); !slices.Equal(cs, []keyhold.EpochCount{{Epoch: 2, Rows: 30, Files: 2}}) {
@@ -126,7 +126,7 @@ func TestCMKLifecycle(t *testing.T) {
 			t.Fatalf("after swap: %+v", e)
 		}
 		wks = f.wrapped(t, env.ID)
-		if len(wks) != 1 || wks[0].Epoch != 3 || wks[0].KeyID != key2.KID || wks[0].PrincipalID != pol2.PrincipalID {
+		if len(wks) != 1 || wks[0].Epoch != 3 || wks[0].KeyID != stored(key2.KID) || wks[0].PrincipalID != pol2.PrincipalID {
 			t.Fatalf("after swap: wrapped keys %v, want only epoch 3 under %s", describeKeys(wks), key2.KID)
 		}
 		f.check(t, env.ID, c)
@@ -622,7 +622,7 @@ func TestRotationPickup(t *testing.T) {
 			if i == 2 {
 				want = k1.KID
 			}
-			if len(wks) != 1 || wks[0].KeyID != want {
+			if len(wks) != 1 || wks[0].KeyID != stored(want) {
 				t.Errorf("environment %d: wrapped keys %v, want one under %s", i, describeKeys(wks), want)
 			}
 			if ee := f.env(t, e.ID); ee.State != keyhold.StateEnabled || ee.EncryptionStatus != keyhold.EncryptionSucceeded {
@@ -722,7 +722,7 @@ func TestRotationWithoutAccessFails(t *testing.T) {
 	if op.State != keyhold.OperationFailed || op.ErrorCode != keyhold.CodeForbidden {
 		t.Fatalf("rotation %s %s %q, want Failed Forbidden", op.State, op.ErrorCode, op.ErrorMsg)
 	}
-	if wks := f.wrapped(t, env.ID); len(wks) != 1 || wks[0].KeyID != k1.KID {
+	if wks := f.wrapped(t, env.ID); len(wks) != 1 || wks[0].KeyID != stored(k1.KID) {
 		t.Fatalf("wrapped keys after the failed rotation: %v", describeKeys(wks))
 	}
 	if n, err := f.p.PickUpRotations(context.Background()); err != nil || n != 0 {

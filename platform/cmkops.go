@@ -363,7 +363,7 @@ func (p *CMK) stepLinkRewrap(ctx context.Context, op *keyhold.Operation) (ops.St
 				deleted = append(deleted, fmt.Sprint(g.epoch))
 			}
 			g.cmk = m.to
-			kids = append(kids, fmt.Sprintf("%d→%s", m.to.Epoch, m.to.KeyID))
+			kids = append(kids, fmt.Sprintf("%d→%s", m.to.Epoch, p.currentKID(m.to.KeyID)))
 		}
 		for _, g := range groups {
 			if g.mmk != nil && g.cmk != nil && onPolicy(g.cmk, pol) {
@@ -430,7 +430,7 @@ func (p *CMK) stepUnlinkRewrap(ctx context.Context, op *keyhold.Operation) (ops.
 			if ok, err := m.commit(ctx, tx, p.core); err != nil || !ok {
 				return "", "", cmp.Or(err, ops.Transient(keyhold.Errorf(keyhold.CodeConflict, "the key of epoch %d of environment %s changed during the rewrap", m.to.Epoch, env.ID)))
 			}
-			deleted = append(deleted, fmt.Sprintf("%d (%s)", g.epoch, g.cmk.KeyID))
+			deleted = append(deleted, fmt.Sprintf("%d (%s)", g.epoch, p.currentKID(g.cmk.KeyID)))
 			g.mmk, g.cmk = m.to, nil
 		}
 		for _, g := range groups {
@@ -441,7 +441,7 @@ func (p *CMK) stepUnlinkRewrap(ctx context.Context, op *keyhold.Operation) (ops.
 				if err := p.touchOldKID(ctx, tx, g.cmk); err != nil {
 					return "", "", err
 				}
-				deleted = append(deleted, fmt.Sprintf("%d (%s)", g.epoch, g.cmk.KeyID))
+				deleted = append(deleted, fmt.Sprintf("%d (%s)", g.epoch, p.currentKID(g.cmk.KeyID)))
 			}
 		}
 		if len(moves) == 0 && len(deleted) == 0 && env.KeyManagedBy == keyhold.KeyManagedByMicrosoft && env.PolicyID == "" {

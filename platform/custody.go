@@ -68,7 +68,7 @@ func (p *core) prove(ctx context.Context, to *keyhold.WrappedKey, tenant string,
 	if err != nil {
 		return ops.Permanent(keyhold.Errorf(keyhold.CodeInternal,
 			"the environment key of epoch %d of environment %s was wrapped under %s, but that copy does not unwrap (%s): the old copy stays, and nothing changed; check the key's record (a key version changed outside Keyhold wraps under a key it can't unwrap)",
-			to.Epoch, to.EnvID, to.KeyID, keyhold.ErrorMessage(err)).WithCause(err))
+			to.Epoch, to.EnvID, p.currentKID(to.KeyID), keyhold.ErrorMessage(err)).WithCause(err))
 	}
 	defer got.Destroy()
 	if !got.Equal(ek) {

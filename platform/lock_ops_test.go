@@ -501,13 +501,13 @@ func TestRotationSkipsLockedEnvironments(t *testing.T) {
 		if op.State != keyhold.OperationSucceeded || op.Done != 1 {
 			t.Fatalf("rotation %s %s %q, %d done; want Succeeded with 1", op.State, op.ErrorCode, op.ErrorMsg, op.Done)
 		}
-		if wks := f.wrapped(t, serving.ID); len(wks) != 1 || wks[0].KeyID != k2.KID {
+		if wks := f.wrapped(t, serving.ID); len(wks) != 1 || wks[0].KeyID != stored(k2.KID) {
 			t.Errorf("serving environment: wrapped keys %v, want one under %s", describeKeys(wks), k2.KID)
 		}
 		if after := f.state(t, locked.ID); after != before {
 			t.Errorf("the rotation changed the locked environment:\nbefore %+v\nafter  %+v", before, after)
 		}
-		if wks := f.wrapped(t, locked.ID); len(wks) != 1 || wks[0].KeyID != k1.KID {
+		if wks := f.wrapped(t, locked.ID); len(wks) != 1 || wks[0].KeyID != stored(k1.KID) {
 			t.Errorf("locked environment: wrapped keys %v, want still one under %s", describeKeys(wks), k1.KID)
 		}
 		if n, err := f.p.PickUpRotations(context.Background()); err != nil || n != 0 {
@@ -524,7 +524,7 @@ func TestRotationSkipsLockedEnvironments(t *testing.T) {
 			t.Fatalf("second rotation %s %s %q, %d done; want Succeeded with 1", op.State, op.ErrorCode, op.ErrorMsg, op.Done)
 		}
 		for i, e := range envs {
-			if wks := f.wrapped(t, e.ID); len(wks) != 1 || wks[0].KeyID != k2.KID {
+			if wks := f.wrapped(t, e.ID); len(wks) != 1 || wks[0].KeyID != stored(k2.KID) {
 				t.Errorf("environment %d: wrapped keys %v, want one under %s", i, describeKeys(wks), k2.KID)
 			}
 			f.check(t, e.ID, contents[i])

@@ -101,6 +101,9 @@ type KeyVault interface {
 	// KeyID returns the id of a key ("" version: unversioned, meaning the
 	// current version).
 	KeyID(vault, name, version string) string
+	// ParseKeyID splits a kid of the vault (any of its forms) into vault,
+	// key name and version; a kid of another vault service is an error.
+	ParseKeyID(kid string) (vault, name, version string, err error)
 }
 
 // Platform is the assembly of Keyhold's services over one custody core

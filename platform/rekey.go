@@ -92,7 +92,7 @@ func (p *CMK) stepNewEpoch(ctx context.Context, op *keyhold.Operation) (ops.Step
 			return "", "", err
 		}
 		env.Epoch, created = next, true
-		return auditNewEpoch, fmt.Sprintf("new writes use epoch %d, whose key was generated now and is wrapped only by %s; older epochs are being re-keyed", next, wk.KeyID), nil
+		return auditNewEpoch, fmt.Sprintf("new writes use epoch %d, whose key was generated now and is wrapped only by %s; older epochs are being re-keyed", next, p.currentKID(wk.KeyID)), nil
 	})
 	if err == nil && created {
 		p.cache.Put(cacheID(env.ID, next), ek)

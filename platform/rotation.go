@@ -102,7 +102,7 @@ func (p *CMK) PickUpRotations(ctx context.Context) (int, error) {
 			if err != nil || kid == "" {
 				return err
 			}
-			stale, err := staleServingKey(ctx, tx, pol, kid)
+			stale, err := p.staleServingKey(ctx, tx, pol, kid)
 			if err != nil {
 				return err
 			}
@@ -137,8 +137,8 @@ func (p *CMK) PickUpRotations(ctx context.Context) (int, error) {
 // staleServingKey reports whether pol's identity has wrapped a key of an
 // environment that is not Locked under another version than kid: work for
 // a rotation. The keys of Locked environments wait for their re-enable.
-func staleServingKey(ctx context.Context, tx keyhold.Tx, pol *keyhold.EnterprisePolicy, kid string) (bool, error) {
-	f := keyhold.WrappedKeyFilter{PrincipalID: pol.PrincipalID, Root: keyhold.RootCMK, ExceptKeyID: kid, Limit: 100}
+func (p *CMK) staleServingKey(ctx context.Context, tx keyhold.Tx, pol *keyhold.EnterprisePolicy, kid string) (bool, error) {
+	f := keyhold.WrappedKeyFilter{PrincipalID: pol.PrincipalID, Root: keyhold.RootCMK, ExceptKeyID: p.storedKID(kid), Limit: 100}
 	checked := map[string]bool{}
 	for {
 		page, err := tx.ListWrappedKeys(ctx, f)
@@ -146,7 +146,7 @@ func staleServingKey(ctx context.Context, tx keyhold.Tx, pol *keyhold.Enterprise
 			return false, err
 		}
 		for _, wk := range page {
-			if checked[wk.EnvID] {
+			if checked[wk.EnvID] || onKeyVersion(wk, kid) {
 				continue
 			}
 			checked[wk.EnvID] = true
@@ -240,7 +240,7 @@ func (p *CMK) stepRotate(ctx context.Context, op *keyhold.Operation) (ops.StepRe
 		if kid, err = p.currentVersionKID(ctx, tx, pol); err != nil || kid == "" {
 			return err
 		}
-		page, err = tx.ListWrappedKeys(ctx, keyhold.WrappedKeyFilter{PrincipalID: pol.PrincipalID, Root: keyhold.RootCMK, ExceptKeyID: kid,
+		page, err = tx.ListWrappedKeys(ctx, keyhold.WrappedKeyFilter{PrincipalID: pol.PrincipalID, Root: keyhold.RootCMK, ExceptKeyID: p.storedKID(kid),
 			AfterEnvID: prog.AfterEnvID, AfterEpoch: prog.AfterEpoch, Limit: rotationBatch})
 		if err != nil {
 			return err
@@ -265,6 +265,9 @@ func (p *CMK) stepRotate(ctx context.Context, op *keyhold.Operation) (ops.StepRe
 	g, gctx := errgroup.WithContext(ctx)
 	g.SetLimit(rotationWorkers)
 	for i, wk := range page {
+		if onKeyVersion(wk, kid) {
+			continue // stored in an older form (another host), on the current version already
+		}
 		if locked[wk.EnvID] {
 			p.log.InfoContext(ctx, "key rotation skips a locked environment; the pickup after its re-enable rewraps it", "environment", wk.EnvID, "epoch", wk.Epoch, "op", op.ID)
 			continue
@@ -313,7 +316,7 @@ func (p *CMK) stepRotate(ctx context.Context, op *keyhold.Operation) (ops.StepRe
 				continue // rewrapped, unlinked or destroyed meanwhile
 			}
 			if err := p.audit(ctx, tx, opActor(op), auditRotate, envTarget(wk.EnvID), wk.EnvID,
-				fmt.Sprintf("environment key of epoch %d rewrapped from %s to the key's current version %s (operation %s)", wk.Epoch, wk.KeyID, moved[i].to.KeyID, op.ID)); err != nil {
+				fmt.Sprintf("environment key of epoch %d rewrapped from %s to the key's current version %s (operation %s)", wk.Epoch, p.currentKID(wk.KeyID), p.currentKID(moved[i].to.KeyID), op.ID)); err != nil {
 				return err
 			}
 			n++
@@ -360,6 +363,6 @@ func (p *CMK) wrapCMKAt(ctx context.Context, pol *keyhold.EnterprisePolicy, kid,
 	if err != nil {
 		return nil, cmkError(err, "wrap the key of environment "+envID, kid, pol.PrincipalID)
 	}
-	return &keyhold.WrappedKey{EnvID: envID, Epoch: epoch, Root: keyhold.RootCMK, KeyID: got, PrincipalID: pol.PrincipalID,
+	return &keyhold.WrappedKey{EnvID: envID, Epoch: epoch, Root: keyhold.RootCMK, KeyID: p.storedKID(got), PrincipalID: pol.PrincipalID,
 		Ciphertext: ct, CreatedAt: p.clock.Now().UTC()}, nil
 }

@@ -238,13 +238,19 @@ func checkStoreHasPlatform(store keyhold.Store, dir string) error {
 		dir, dir)
 }
 
-// printCredentialsHint tells, on a restart, where the first start's
-// credentials are, but only if they still are: for a lost bootstrap.json
-// it names the command that issues new ones.
-func printCredentialsHint(w io.Writer, bootPath, dataDir string) {
+// printCredentialsHint tells, on a start that did not bootstrap, where the
+// first start's credentials are, but only if they are here: otherwise (a
+// removed bootstrap.json, or a replica joining a platform that another
+// server bootstrapped) it names no file, and says how to issue new ones.
+func printCredentialsHint(w io.Writer, bootPath, dataDir string, shared bool) {
 	if _, err := os.Stat(bootPath); err == nil {
 		fmt.Fprintf(w, "Credentials of the first start are in %s\n", bootPath)
 		return
 	}
-	fmt.Fprintf(w, "%s is gone: to issue new credentials, stop the server and run keyhold admin reset-credentials --data %s\n", bootPath, dataDir)
+	if shared {
+		fmt.Fprintf(w, "This platform was bootstrapped by an earlier start, perhaps of another replica: sign in with the credentials it wrote. "+
+			"To issue new ones, stop the servers and run keyhold admin reset-credentials --postgres DSN --data %s\n", dataDir)
+		return
+	}
+	fmt.Fprintf(w, "The first start's credentials are no longer in %s: to issue new ones, stop the server and run keyhold admin reset-credentials --data %s\n", dataDir, dataDir)
 }

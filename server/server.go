@@ -14,6 +14,7 @@
 package server
 
 import (
+	"cmp"
 	"context"
 	"crypto/x509"
 	"encoding/json"
@@ -87,7 +88,8 @@ type Config struct {
 	// endpoint), private and the other special ranges are refused unless
 	// listed here (package egress).
 	EgressAllow []string
-	// Ready, if set, is called with the base URL once the server listens.
+	// Ready, if set, is called with the listen URL, https://{addr}, once
+	// the server listens.
 	Ready func(url string)
 	// PKCS11Module, PKCS11Token and PKCS11PIN name the PKCS#11 token
 	// (module path, token label, user PIN) that holds the built-in
@@ -101,6 +103,21 @@ type Config struct {
 	// generates no CA (tls.go).
 	TLSCertFile string
 	TLSKeyFile  string
+	// TLSCAFile and TLSCAKeyFile, if set, are an existing CA (PEM
+	// certificate and key) the server certificate is issued from, instead
+	// of a generated CA: the CA the other replicas behind one address
+	// share (tls.go). Not with TLSCertFile.
+	TLSCAFile    string
+	TLSCAKeyFile string
+	// PublicURL is the address the outside sees, https://{host}[:{port}]
+	// (a load balancer's, in front of replicas): the token issuer, the
+	// vaults' URIs and the key ids are rendered with it. Empty: the listen
+	// address, https://{addr}.
+	PublicURL string
+	// VaultDomain is the domain vaults are addressed under by host,
+	// https://{vault}.{VaultDomain}:{port of PublicURL}/; empty:
+	// keyhold.DefaultVaultDomain (vault.localhost).
+	VaultDomain string
 	// MaxConnsPerSource is how many connections one remote IP address may
 	// hold open at once (connlimit.go). Zero: DefaultMaxConnsPerSource;
 	// negative: no limit (behind a proxy that limits them itself).
@@ -109,6 +126,9 @@ type Config struct {
 	// testWorkers, if set, adds workers to the server's (tests: a worker
 	// that holds the store while it stops).
 	testWorkers func(store keyhold.Store) []worker
+	// rotationPickup, if set, replaces platform.RotationPickupInterval
+	// (tests).
+	rotationPickup time.Duration
 }
 
 // KeepLocked, as Config.LockGraceProduction or Config.LockGraceOther, keeps
@@ -123,6 +143,9 @@ type Bootstrap struct {
 	SubscriptionID string `json:"subscriptionId"`
 	ClientID       string `json:"clientId"`
 	ClientSecret   string `json:"clientSecret"`
+	// VaultDomain is the domain of host-form vault URIs, which the CLI
+	// maps to the server in its dialer.
+	VaultDomain string `json:"vaultDomain,omitempty"`
 }
 
 // Run starts Keyhold and blocks until ctx is done, then shuts down cleanly.
@@ -147,6 +170,9 @@ func Run(ctx context.Context, cfg Config) error {
 		return err
 	}
 
+	if err := checkAddressing(&cfg); err != nil {
+		return err
+	}
 	egressPolicy, err := egress.New(egress.Options{Allow: cfg.EgressAllow, Flag: "--egress-allow"})
 	if err != nil {
 		return err
@@ -169,12 +195,22 @@ func Run(ctx context.Context, cfg Config) error {
 		return fmt.Errorf("listening on %s: %w (pass --addr to choose another address)", cfg.Addr, err)
 	}
 	defer ln.Close()
-	url := "https://" + ln.Addr().String()
+	// url is what the outside sees (issuer, vault URIs, key ids): the
+	// public URL, else the listen address; nothing stores it.
+	listenURL := "https://" + ln.Addr().String()
+	url := listenURL
+	if cfg.PublicURL != "" {
+		url = cfg.PublicURL
+	}
 
 	tlsFiles, byo, err := operatorTLS(cfg.TLSCertFile, cfg.TLSKeyFile)
+	if err == nil && byo && (cfg.TLSCAFile != "" || cfg.TLSCAKeyFile != "") {
+		err = errors.New("--tls-cert and --tls-ca-cert exclude each other: give your own certificate, or the CA to issue one from")
+	}
 	if err == nil && !byo {
 		// The real clock: certificates are checked by real clients.
-		tlsFiles, err = ensureTLS(dataDir, ln.Addr(), cfg.Addr, time.Now(), log)
+		tlsFiles, err = ensureTLS(dataDir, tlsSetup{bound: ln.Addr(), requested: cfg.Addr, publicURL: url, vaultDomain: cfg.VaultDomain,
+			caCert: cfg.TLSCAFile, caKey: cfg.TLSCAKeyFile}, time.Now(), log)
 	}
 	if err != nil {
 		return err
@@ -193,7 +229,7 @@ func Run(ctx context.Context, cfg Config) error {
 
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
-	vcfg := vault.Config{Store: store, MasterKey: master, Clock: cfg.Clock, Logger: log, BaseURL: url}
+	vcfg := vault.Config{Store: store, MasterKey: master, Clock: cfg.Clock, Logger: log, BaseURL: url, VaultDomain: cfg.VaultDomain}
 	if cfg.PKCS11Module != "" {
 		vcfg.HSM = &vault.PKCS11Config{Module: cfg.PKCS11Module, TokenLabel: cfg.PKCS11Token, PIN: cfg.PKCS11PIN}
 	}
@@ -245,7 +281,7 @@ func Run(ctx context.Context, cfg Config) error {
 	}
 	if created {
 		b := Bootstrap{URL: url, CAFile: tlsFiles.ca, TenantID: creds.TenantID, SubscriptionID: creds.SubscriptionID,
-			ClientID: creds.ClientID, ClientSecret: creds.ClientSecret}
+			ClientID: creds.ClientID, ClientSecret: creds.ClientSecret, VaultDomain: kv.Address().VaultDomain()}
 		if err := writeJSON0600(bootPath, b); err != nil {
 			return err
 		}
@@ -258,7 +294,7 @@ func Run(ctx context.Context, cfg Config) error {
 	ds := deploy.New(deploy.Config{Store: store, Clock: cfg.Clock, Policies: ps, ARM: am, Vaults: kv})
 	api := &khttp.Server{
 		Tokens: p, Environments: p, Data: p, Audit: p,
-		Logger: log, Registry: reg, PublicURL: url,
+		Logger: log, Registry: reg, PublicURL: url, VaultDomain: cfg.VaultDomain,
 		ARM:      khttp.ARMAPI{Resources: am, Directory: am},
 		KeyVault: khttp.KeyVaultAPI{Vaults: kv, Lookup: lookupVault(store)},
 		Policies: khttp.PolicyAPI{Service: ps, Deployments: ds},
@@ -287,15 +323,18 @@ func Run(ctx context.Context, cfg Config) error {
 	}
 	serveErr := make(chan error, 1)
 	go func() { serveErr <- srv.ServeTLS(limitConns(ln, maxConns, reg, log), "", "") }()
-	fmt.Fprintf(cfg.Stdout, "Keyhold is serving at %s\n", url)
+	fmt.Fprintf(cfg.Stdout, "Keyhold is serving at %s\n", listenURL)
+	if url != listenURL {
+		fmt.Fprintf(cfg.Stdout, "Public address: %s\n", url)
+	}
 	if created {
 		fmt.Fprintf(cfg.Stdout, "First start: credentials written to %s\nNext: keyhold login --bootstrap %s\n", bootPath, bootPath)
 	} else {
-		printCredentialsHint(cfg.Stdout, bootPath, dataDir)
+		printCredentialsHint(cfg.Stdout, bootPath, dataDir, cfg.PostgresDSN != "")
 	}
-	log.Info("serving", "url", url, "data", dataDir, "storage", storageName(cfg))
+	log.Info("serving", "url", listenURL, "public", url, "vaults", kv.VaultURI("{vault}"), "data", dataDir, "storage", storageName(cfg))
 	if cfg.Ready != nil {
-		cfg.Ready(url)
+		cfg.Ready(listenURL)
 	}
 
 	// Every background worker, in one list: Run returns only once each has
@@ -307,7 +346,7 @@ func Run(ctx context.Context, cfg Config) error {
 		// Returns once its steps have stopped and released their leases.
 		{"operations runner", runner.Run},
 		{"rotation pickup", func(ctx context.Context) error {
-			p.RunRotationPickup(ctx, platform.RotationPickupInterval)
+			p.RunRotationPickup(ctx, cmp.Or(cfg.rotationPickup, platform.RotationPickupInterval))
 			return nil
 		}},
 		{"health checks", func(ctx context.Context) error {

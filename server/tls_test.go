@@ -48,7 +48,7 @@ func tlsState(t *testing.T, f tlsFiles, now time.Time) (ca, leaf *x509.Certifica
 // its server certificate at most 90 days.
 func TestGeneratedCA(t *testing.T) {
 	now := time.Now().Truncate(time.Second)
-	f, err := ensureTLS(t.TempDir(), loopback, "127.0.0.1:8443", now, slog.New(slog.DiscardHandler))
+	f, err := ensureTLS(t.TempDir(), tlsSetup{bound: loopback, requested: "127.0.0.1:8443"}, now, slog.New(slog.DiscardHandler))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -104,14 +104,14 @@ func TestTLSRenewalOnStart(t *testing.T) {
 	dir := t.TempDir()
 	log := slog.New(slog.DiscardHandler)
 	t0 := time.Now().Truncate(time.Second)
-	f, err := ensureTLS(dir, loopback, "127.0.0.1:8443", t0, log)
+	f, err := ensureTLS(dir, tlsSetup{bound: loopback, requested: "127.0.0.1:8443"}, t0, log)
 	if err != nil {
 		t.Fatal(err)
 	}
 	ca0, leaf0 := tlsState(t, f, t0.Add(time.Second))
 
 	t1 := t0.Add(30 * 24 * time.Hour)
-	if _, err := ensureTLS(dir, loopback, "", t1, log); err != nil {
+	if _, err := ensureTLS(dir, tlsSetup{bound: loopback}, t1, log); err != nil {
 		t.Fatal(err)
 	}
 	if _, leaf := tlsState(t, f, t1); !leaf.Equal(leaf0) {
@@ -119,7 +119,7 @@ func TestTLSRenewalOnStart(t *testing.T) {
 	}
 
 	t2 := t0.Add(70 * 24 * time.Hour)
-	if _, err := ensureTLS(dir, loopback, "", t2, log); err != nil {
+	if _, err := ensureTLS(dir, tlsSetup{bound: loopback}, t2, log); err != nil {
 		t.Fatal(err)
 	}
 	ca2, leaf2 := tlsState(t, f, t2.Add(time.Second))
@@ -134,7 +134,7 @@ func TestTLSRenewalOnStart(t *testing.T) {
 	}
 
 	t3 := t0.Add(340 * 24 * time.Hour)
-	if _, err := ensureTLS(dir, loopback, "", t3, log); err != nil {
+	if _, err := ensureTLS(dir, tlsSetup{bound: loopback}, t3, log); err != nil {
 		t.Fatal(err)
 	}
 	if ca3, _ := tlsState(t, f, t3.Add(time.Second)); ca3.Equal(ca0) {

@@ -315,7 +315,7 @@ func TestAuditOfUnwrap(t *testing.T) {
 		target, detail        string
 	}{
 		{allowed, encUser.PrincipalID, "key.unwrap", "Succeeded", kid, "alg=RSA-OAEP-256"},
-		{refused, stranger.PrincipalID, "key.unwrap", keyhold.CodeForbidden, testBase + "/vaults/kv-audit/keys/cmk", "ForbiddenByRbac: "},
+		{refused, stranger.PrincipalID, "key.unwrap", keyhold.CodeForbidden, "https://kv-audit.vault.localhost:8443/keys/cmk", "ForbiddenByRbac: "},
 		{update, officer.PrincipalID, "key.update", "Succeeded", kid, "enabled=false"},
 		{disabled, encUser.PrincipalID, "key.unwrap", keyhold.CodeForbidden, kid, "KeyDisabled: Operation unwrapKey is not allowed on a disabled key"},
 	} {

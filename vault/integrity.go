@@ -26,17 +26,33 @@ func (s *core) vault(ctx context.Context, tx keyhold.Tx, name string) (*keyhold.
 	if err := s.rec.CheckVault(v); err != nil {
 		return nil, err
 	}
+	v.URI = s.VaultURI(v.Name)
 	return v, nil
+}
+
+// storedVault is the copy of v that is written: its URI in the relative
+// form /vaults/{name}, since no address is stored (a vault's URI is
+// rendered with the public address as it is read). The URI is not sealed.
+func storedVault(v *keyhold.Vault) *keyhold.Vault {
+	st := *v
+	st.URI = "/vaults/" + v.Name
+	return &st
 }
 
 func (s *core) createVault(ctx context.Context, tx keyhold.Tx, v *keyhold.Vault) error {
 	s.rec.SealVault(v)
-	return tx.CreateVault(ctx, v)
+	st := storedVault(v)
+	err := tx.CreateVault(ctx, st)
+	v.Version = st.Version
+	return err
 }
 
 func (s *core) updateVault(ctx context.Context, tx keyhold.Tx, v *keyhold.Vault) error {
 	s.rec.SealVault(v)
-	return tx.UpdateVault(ctx, v)
+	st := storedVault(v)
+	err := tx.UpdateVault(ctx, st)
+	v.Version = st.Version
+	return err
 }
 
 func (s *core) putKey(ctx context.Context, tx keyhold.Tx, k *keyhold.Key) error {

@@ -17,7 +17,7 @@ import (
 	"github.com/keyhold/keyhold/sqlstore/storetest"
 )
 
-var kidRE = regexp.MustCompile(`^` + regexp.QuoteMeta(testBase) + `/vaults/([a-z0-9-]+)/keys/([A-Za-z0-9-]+)/([0-9a-f]{32})$`)
+var kidRE = regexp.MustCompile(`^` + `https://([a-z0-9-]+)\.vault\.localhost:8443/keys/([A-Za-z0-9-]+)/([0-9a-f]{32})$`)
 
 // versions returns a key's stored versions (as officer sees them).
 func (f *fixture) versions(vault, name string) []*keyhold.KeyBundle {
@@ -365,7 +365,7 @@ func TestKeyDeleteRecoverPurge(t *testing.T) {
 		f.clock.Advance(time.Hour)
 		d := must[*keyhold.KeyBundle](t)(f.svc.DeleteKey(as(officer), v.Name, "cmk"))
 		if !d.Key.DeletedAt.Equal(f.clock.Now()) || !d.Key.ScheduledPurgeAt.Equal(f.clock.Now().Add(10*day)) ||
-			d.RecoveryID != testBase+"/vaults/kv-keys/deletedkeys/cmk" {
+			d.RecoveryID != "https://kv-keys.vault.localhost:8443/deletedkeys/cmk" {
 			t.Fatalf("deleted: %+v, %s", d.Key, d.RecoveryID)
 		}
 		_, err := f.svc.GetKey(as(officer), v.Name, "cmk", "")

@@ -84,6 +84,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"log/slog"
+	"net/url"
 	"strings"
 	"time"
 
@@ -97,8 +98,14 @@ type Config struct {
 	MasterKey *crypt.Key // seals RSA private keys
 	Clock     keyhold.Clock
 	Logger    *slog.Logger
-	// BaseURL is the server's public URL; a vault's URI is BaseURL/vaults/{name}.
+	// BaseURL is the server's public URL, https://{host}[:{port}]: a
+	// vault's URI is https://{name}.{VaultDomain}[:{port}], with its port
+	// (keyhold.VaultAddress). The path form, BaseURL/vaults/{name}, is
+	// still accepted in key ids.
 	BaseURL string
+	// VaultDomain is the domain vaults are addressed under; "" is
+	// keyhold.DefaultVaultDomain.
+	VaultDomain string
 	// HSM configures the PKCS#11 token for RSA-HSM keys; nil: none, and
 	// creating an RSA-HSM key is a clear error.
 	HSM *PKCS11Config
@@ -143,6 +150,7 @@ type core struct {
 	clock  keyhold.Clock
 	log    *slog.Logger
 	base   string
+	addr   keyhold.VaultAddress
 	hsm    *token    // nil: no PKCS#11 token
 	keys   *keyCache // opened software private keys
 	// rec seals and checks the records that custody rests on (key
@@ -166,6 +174,7 @@ func New(cfg Config) (*Service, error) {
 		log:    cfg.Logger,
 		base:   strings.TrimRight(cfg.BaseURL, "/"),
 	}
+	s.addr = keyhold.VaultAddress{PublicURL: s.base, Domain: cfg.VaultDomain}
 	if s.clock == nil {
 		s.clock = keyhold.SystemClock{}
 	}
@@ -204,21 +213,35 @@ func (s *Service) Close() error {
 	return nil
 }
 
-// VaultURI returns BaseURL/vaults/{name}.
-func (s *core) VaultURI(name string) string { return s.base + "/vaults/" + name }
+// VaultURI returns a vault's URI in the host form,
+// https://{name}.{domain}[:{port}], without a trailing slash.
+func (s *core) VaultURI(name string) string { return s.addr.VaultURI(name) }
+
+// Address returns how the vaults' URIs and key ids are rendered.
+func (s *core) Address() keyhold.VaultAddress { return s.addr }
 
 // KeyID returns a key's id: VaultURI(vault)/keys/{name}[/{version}].
 func (s *core) KeyID(vault, name, version string) string {
-	return keyhold.NewKeyID(s.base, vault, name, version).String()
+	return s.addr.KeyID(vault, name, version).String()
 }
 
 // ParseKeyID splits a key id (versioned or not) of this server into vault,
-// key name and version ("" if unversioned). Anything else is CodeBadParameter.
+// key name and version ("" if unversioned): the host form under the vault
+// domain (any port), the path form on the public URL's host, or the
+// stored, relative form (keyhold.KeyID). Anything else is CodeBadParameter.
 func (s *core) ParseKeyID(kid string) (vault, name, version string, err error) {
 	bad := keyhold.Errorf(keyhold.CodeBadParameter,
-		"key id %q is not a key of this server: use %s/vaults/{vault}/keys/{name}[/{version}]", kid, s.base)
+		"key id %q is not a key of this server: use %s/keys/{name}[/{version}]", keyhold.Clip(kid), s.addr.VaultURI("{vault}"))
 	k, err := keyhold.ParseKeyID(kid)
-	if err != nil || !strings.EqualFold(k.VaultURL, s.VaultURI(k.Vault)) || validVaultName(k.Vault) != nil || validKeyName(k.Name) != nil {
+	if err != nil || validVaultName(k.Vault) != nil || validKeyName(k.Name) != nil {
+		return "", "", "", bad
+	}
+	ours := strings.EqualFold(k.VaultURL, s.base+"/vaults/"+k.Vault) || strings.EqualFold(k.VaultURL, "/vaults/"+k.Vault)
+	if u, err := url.Parse(k.VaultURL); !ours && err == nil && u.Path == "" {
+		v, ok := s.addr.VaultOfHost(u.Host)
+		ours = ok && strings.EqualFold(v, k.Vault)
+	}
+	if !ours {
 		return "", "", "", bad
 	}
 	return k.Vault, k.Name, k.Version, nil

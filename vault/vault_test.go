@@ -14,10 +14,10 @@ import (
 func TestKeyIDs(t *testing.T) {
 	f := sqliteOnly(t)
 	s := f.svc
-	if got := s.VaultURI("kv1"); got != testBase+"/vaults/kv1" {
+	if got := s.VaultURI("kv1"); got != "https://kv1.vault.localhost:8443" {
 		t.Fatalf("VaultURI = %s", got)
 	}
-	if got := s.KeyID("kv1", "cmk", ""); got != testBase+"/vaults/kv1/keys/cmk" {
+	if got := s.KeyID("kv1", "cmk", ""); got != "https://kv1.vault.localhost:8443/keys/cmk" {
 		t.Fatalf("KeyID = %s", got)
 	}
 	ver := "0123456789abcdef0123456789abcdef"
@@ -28,6 +28,12 @@ func TestKeyIDs(t *testing.T) {
 		{s.KeyID("kv1", "cmk", ""), "kv1", "cmk", ""},
 		{s.KeyID("kv1", "cmk", "") + "/", "kv1", "cmk", ""},
 		{"HTTPS://KEYHOLD.TEST:8443/vaults/KV1/keys/Cmk/" + "0123456789ABCDEF0123456789ABCDEF", "KV1", "Cmk", "0123456789ABCDEF0123456789ABCDEF"},
+		// The path form (the alias, and ids stored before host-form
+		// vaults), the host form on any port, and the stored form.
+		{testBase + "/vaults/kv1/keys/cmk/" + ver, "kv1", "cmk", ver},
+		{"https://KV1.Vault.Localhost:9443/keys/cmk/" + ver, "KV1", "cmk", ver},
+		{"https://kv1.vault.localhost/keys/cmk", "kv1", "cmk", ""},
+		{"/vaults/kv1/keys/cmk/" + ver, "kv1", "cmk", ver},
 	} {
 		v, n, ver, err := s.ParseKeyID(tc.kid)
 		if err != nil || v != tc.vault || n != tc.name || ver != tc.version {
@@ -46,6 +52,11 @@ func TestKeyIDs(t *testing.T) {
 		testBase + "/vaults/kv1/keys/c_k",
 		"https://other.test:8443/vaults/kv1/keys/cmk",
 		"https://kv1.vault.azure.net/keys/cmk/" + ver,
+		"https://kv1.other.localhost:8443/keys/cmk/" + ver,
+		"https://a.kv1.vault.localhost:8443/keys/cmk/" + ver,
+		"https://kv1.vault.localhost:8443/vaults/kv1/keys/cmk/" + ver,
+		"/vaults/k/keys/cmk",
+		"/x/vaults/kv1/keys/cmk",
 	} {
 		if _, _, _, err := s.ParseKeyID(bad); !codeIs(err, keyhold.CodeBadParameter) {
 			t.Errorf("ParseKeyID(%q) = %v; want BadParameter", bad, err)

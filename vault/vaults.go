@@ -380,6 +380,7 @@ func (s *Vaults) ListVaults(ctx context.Context, sub, rg string) ([]*keyhold.Vau
 		}
 		for _, v := range vs {
 			if keyhold.Allowed(as, v.ID(), ActionVaultRead, false) {
+				v.URI = s.VaultURI(v.Name)
 				out = append(out, v)
 			}
 		}
@@ -439,6 +440,7 @@ func (s *Vaults) ListDeletedVaults(ctx context.Context, sub string) ([]*keyhold.
 		}
 		for _, v := range vs {
 			if keyhold.Allowed(as, deletedVaultID(v.SubscriptionID, v.Location, v.Name), ActionDeletedVaultsList, false) {
+				v.URI = s.VaultURI(v.Name)
 				out = append(out, v)
 			}
 		}

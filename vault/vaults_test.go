@@ -26,6 +26,7 @@ func (f *fixture) stored(name string) *keyhold.Vault {
 	if err != nil {
 		f.t.Fatal(err)
 	}
+	v.URI = f.svc.VaultURI(v.Name) // as the service renders it: what is stored is relative
 	return v
 }
 
@@ -41,11 +42,19 @@ func TestPutVault(t *testing.T) {
 	storetest.ForEachBackend(t, func(t *testing.T, open func(t *testing.T) keyhold.Store) {
 		f := newFixture(t, open)
 		v := f.newVault("kv-rules", true, func(v *keyhold.Vault) { v.Location = "West Europe" })
-		if v.SoftDeleteRetentionDays != 90 || v.SKU != SKUStandard || v.URI != testBase+"/vaults/kv-rules" || v.Location != testLoc ||
+		if v.SoftDeleteRetentionDays != 90 || v.SKU != SKUStandard || v.URI != "https://kv-rules.vault.localhost:8443" || v.Location != testLoc ||
 			v.TenantID != testTenant || v.NetworkACLs.Bypass != keyhold.BypassAzureServices || v.NetworkACLs.DefaultAction != keyhold.NetworkAllow ||
 			v.PublicNetworkAccess != keyhold.PublicAccessEnabled || v.Version != 1 || !v.CreatedAt.Equal(start) {
 			t.Fatalf("defaults: %+v", v)
 		}
+		// No address is stored: the URI is rendered with the public
+		// address as the vault is read.
+		f.store.View(context.Background(), func(tx keyhold.Tx) error {
+			if raw, err := tx.Vault(context.Background(), "kv-rules"); err != nil || raw.URI != "/vaults/kv-rules" {
+				t.Errorf("stored vault = %+v, %v; want the URI /vaults/kv-rules", raw, err)
+			}
+			return nil
+		})
 		if got := must[*keyhold.Vault](t)(f.svc.GetVault(as(owner), testSub, testRG, "KV-RULES")); !reflect.DeepEqual(got, f.stored("kv-rules")) {
 			t.Fatalf("GetVault = %+v", got)
 		}
@@ -406,3 +415,33 @@ func must2(t *testing.T) func(a string, b []byte, err error) (string, []byte) {
 
 // versionOf returns the version part of a kid.
 func versionOf(kid string) string { return kid[len(kid)-32:] }
+
+// TestStoredVaultURIOfThePreviousRelease: a vault stored by the previous
+// release holds its URI as a full URL of the path form, with the host of
+// the server that created it; it is read with the URI of today's address,
+// host form.
+func TestStoredVaultURIOfThePreviousRelease(t *testing.T) {
+	storetest.ForEachBackend(t, func(t *testing.T, open func(t *testing.T) keyhold.Store) {
+		f := newFixture(t, open)
+		f.newVault("kv-old", true, nil)
+		ctx := context.Background()
+		if err := f.store.Update(ctx, func(tx keyhold.Tx) error {
+			v, err := tx.Vault(ctx, "kv-old")
+			if err != nil {
+				return err
+			}
+			v.URI = "https://10.0.0.9:8443/vaults/kv-old"
+			return tx.UpdateVault(ctx, v)
+		}); err != nil {
+			t.Fatal(err)
+		}
+		v := must[*keyhold.Vault](t)(f.svc.GetVault(as(owner), testSub, testRG, "kv-old"))
+		if v.URI != "https://kv-old.vault.localhost:8443" {
+			t.Fatalf("URI = %q; want the host form at today's address", v.URI)
+		}
+		vs := must[[]*keyhold.Vault](t)(f.svc.ListVaults(as(owner), testSub, testRG))
+		if len(vs) != 1 || vs[0].URI != v.URI {
+			t.Fatalf("ListVaults = %+v", vs)
+		}
+	})
+}
