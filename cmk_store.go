@@ -59,6 +59,13 @@ type KeyVersionUse struct {
 type CMKTx interface {
 	// ListWrappedKeys lists wrapped keys across environments.
 	ListWrappedKeys(ctx context.Context, f WrappedKeyFilter) ([]*WrappedKey, error)
+	// PolicyWrappedKeys returns, in one query, the customer-managed-key
+	// wraps (RootCMK) of the current epoch of every environment linked to
+	// the policy (by its ARM resource id, compared without case), in
+	// environment order: what a health check probes. One query, however many
+	// environments the policy has, so a check of a policy with thousands of
+	// them costs one round trip, not one per environment.
+	PolicyWrappedKeys(ctx context.Context, policyID string) ([]*WrappedKey, error)
 	// ResealRow replaces the ciphertext and epoch of row r, keeping its
 	// version and update time (a re-key changes how a row is sealed, not
 	// what it holds), only if the stored row is at r.Version and sealed
