@@ -72,6 +72,13 @@ type CMKTx interface {
 	// under fromEpoch. Otherwise it returns CodeConflict: the row was
 	// written or deleted meanwhile, so the writer already moved it.
 	ResealRow(ctx context.Context, r *RowRecord, fromEpoch uint32) error
+	// ResealRows is ResealRow for a page of rows of environment envID, in
+	// one statement rather than one per row (a re-key's page): each row
+	// moves only if it is still at its Version and sealed under
+	// fromEpoch; a row written or deleted since it was read is left as it
+	// is, without error, as its writer already moved it. It returns how
+	// many rows moved.
+	ResealRows(ctx context.Context, envID string, rs []*RowRecord, fromEpoch uint32) (int64, error)
 	// EpochCounts counts an environment's rows and files per epoch, in
 	// epoch order; epochs without items are left out.
 	EpochCounts(ctx context.Context, envID string) ([]EpochCount, error)

@@ -19,6 +19,8 @@ var cmkStoreTests = []struct {
 	{"ListWrappedKeys", testListWrappedKeys},
 	{"PolicyWrappedKeys", testPolicyWrappedKeys},
 	{"ResealRow", testResealRow},
+	{"ResealRows", testResealRows},
+	{"InsertRows", testInsertRows},
 	{"EpochCounts", testEpochCounts},
 	{"KeyVersionUses", testKeyVersionUses},
 }
