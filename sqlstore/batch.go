@@ -9,11 +9,12 @@ import (
 )
 
 // Batch statements: a page of rows (a re-key's, a restore's) is written
-// with one statement, not one per row. On SQLite the statement lists the
-// page as a VALUES table with one placeholder per value; with a dialect
-// that has Arrays (PostgreSQL) it sends one array per column and unnests
-// them, so the statement's text is the same for every page size and a
-// page costs one round trip.
+// with one statement, not one per row. With a dialect that has Arrays
+// (PostgreSQL) the statement sends one array per column and unnests them,
+// so its text is the same for every page size and a page costs one round
+// trip. On SQLite an insert lists the page as a VALUES table, one
+// placeholder per value; a re-seal runs one prepared statement per row
+// (resealEach says why).
 
 // maxBatchRows bounds the rows of one statement, so that a SQLite
 // statement stays under its limit of 32766 placeholders (seven a row).
@@ -66,15 +67,7 @@ func (t *tx) ResealRows(ctx context.Context, envID string, rs []*keyhold.RowReco
 				WHERE d.env_id = ? AND d.table_name = v.table_name AND d.id = v.id AND d.version = v.version AND d.epoch = ?`,
 				tables, ids, versions, epochs, cts, envID, int64(fromEpoch))
 		} else {
-			args := make([]any, 0, 5*len(rs)+2)
-			for i := range rs {
-				args = append(args, tables[i], ids[i], versions[i], epochs[i], cts[i])
-			}
-			args = append(args, envID, int64(fromEpoch))
-			n, err = t.execN(ctx, `WITH v(table_name, id, version, epoch, ciphertext) AS (VALUES `+valuesList(len(rs), 5)+`)
-				UPDATE data_rows SET epoch = v.epoch, ciphertext = v.ciphertext FROM v
-				WHERE data_rows.env_id = ? AND data_rows.table_name = v.table_name AND data_rows.id = v.id
-				AND data_rows.version = v.version AND data_rows.epoch = ?`, args...)
+			n, err = t.resealEach(ctx, envID, tables, ids, versions, epochs, cts, fromEpoch)
 		}
 		if err != nil {
 			return t.fail("reseal rows", err)
@@ -83,6 +76,34 @@ func (t *tx) ResealRows(ctx context.Context, envID string, rs []*keyhold.RowReco
 		return nil
 	})
 	return moved, err
+}
+
+// resealEach is ResealRows on SQLite: one statement, prepared once for the
+// page and run for each row. The multi-row forms measured slower there:
+// SQLite plans an UPDATE … FROM with the target table in the outer loop
+// (a scan of the environment's rows for every page, so a re-key goes
+// quadratic), and an UPDATE whose new values are correlated subqueries
+// over a VALUES list took four times as long as this. SQLite has no round
+// trip to save; what a row costs is preparing its statement.
+func (t *tx) resealEach(ctx context.Context, envID string, tables, ids []string, versions, epochs []int64, cts [][]byte, fromEpoch uint32) (int64, error) {
+	stmt, err := t.tx.PrepareContext(ctx, t.s.q(`UPDATE data_rows SET epoch = ?, ciphertext = ? WHERE env_id = ? AND table_name = ? AND id = ? AND version = ? AND epoch = ?`))
+	if err != nil {
+		return 0, err
+	}
+	defer stmt.Close()
+	var moved int64
+	for i := range tables {
+		res, err := stmt.ExecContext(ctx, epochs[i], cts[i], envID, tables[i], ids[i], versions[i], int64(fromEpoch))
+		if err != nil {
+			return moved, err
+		}
+		n, err := res.RowsAffected()
+		if err != nil {
+			return moved, err
+		}
+		moved += n
+	}
+	return moved, nil
 }
 
 // InsertRows stores a page of new rows with one INSERT; a row that exists
