@@ -34,6 +34,7 @@ func TestNewCmdBench(t *testing.T) {
 		{name: "no clients", args: []string{"get", "--env", "e1", "--clients", "0"}, wantErr: "--clients 0 is out of range"},
 		{name: "zero duration", args: []string{"get", "--env", "e1", "--duration", "0s"}, wantErr: "--duration 0s is not positive"},
 		{name: "row too large", args: []string{"put", "--env", "e1", "--size", fmt.Sprint(keyhold.MaxRowBytes + 1)}, wantErr: "--size 1048577 is out of range"},
+		{name: "file too large", args: []string{"file", "--env", "e1", "--size", "67108865"}, wantErr: "--size 67108865 is out of range: give 16 to 67108864 bytes"},
 		{name: "no mix", args: []string{"--env", "e1"}, wantErr: "is missing <mix>"},
 	}
 	for _, tt := range tests {
