@@ -105,6 +105,11 @@ type BackupTx interface {
 	// row's version from the backup): CodeConflict if the row exists,
 	// CodeEnvironmentNotFound for an unknown environment.
 	InsertRow(ctx context.Context, r *RowRecord) error
+	// InsertRows is InsertRow for a page of rows, in one statement rather
+	// than one per row (a restore's page). If any row exists already it
+	// is CodeConflict, and the transaction must not commit (part of the
+	// page may be stored in it).
+	InsertRows(ctx context.Context, rs []*RowRecord) error
 }
 
 // BackupService runs backup, restore, copy and reset. Every method checks

@@ -59,12 +59,26 @@ type KeyVersionUse struct {
 type CMKTx interface {
 	// ListWrappedKeys lists wrapped keys across environments.
 	ListWrappedKeys(ctx context.Context, f WrappedKeyFilter) ([]*WrappedKey, error)
+	// PolicyWrappedKeys returns, in one query, the customer-managed-key
+	// wraps (RootCMK) of the current epoch of every environment linked to
+	// the policy (by its ARM resource id, compared without case), in
+	// environment order: what a health check probes. One query, however many
+	// environments the policy has, so a check of a policy with thousands of
+	// them costs one round trip, not one per environment.
+	PolicyWrappedKeys(ctx context.Context, policyID string) ([]*WrappedKey, error)
 	// ResealRow replaces the ciphertext and epoch of row r, keeping its
 	// version and update time (a re-key changes how a row is sealed, not
 	// what it holds), only if the stored row is at r.Version and sealed
 	// under fromEpoch. Otherwise it returns CodeConflict: the row was
 	// written or deleted meanwhile, so the writer already moved it.
 	ResealRow(ctx context.Context, r *RowRecord, fromEpoch uint32) error
+	// ResealRows is ResealRow for a page of rows of environment envID, in
+	// one statement rather than one per row (a re-key's page): each row
+	// moves only if it is still at its Version and sealed under
+	// fromEpoch; a row written or deleted since it was read is left as it
+	// is, without error, as its writer already moved it. It returns how
+	// many rows moved.
+	ResealRows(ctx context.Context, envID string, rs []*RowRecord, fromEpoch uint32) (int64, error)
 	// EpochCounts counts an environment's rows and files per epoch, in
 	// epoch order; epochs without items are left out.
 	EpochCounts(ctx context.Context, envID string) ([]EpochCount, error)

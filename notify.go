@@ -30,6 +30,13 @@ type Broadcaster interface {
 	// every replica. A nil error means the message left this process, not
 	// that anyone received it.
 	Publish(ctx context.Context, msg string) error
+	// PublishAll sends msgs, in order, as Publish would each, but in one
+	// go: on PostgreSQL one statement, so a batch of messages (the key
+	// drops of a thousand environments locked together) costs one round
+	// trip, not one per message. It sends none if any is not valid. Give
+	// distinct messages: PostgreSQL delivers identical notifications of
+	// one transaction once.
+	PublishAll(ctx context.Context, msgs []string) error
 	// Subscribe returns a channel of the messages published from now on,
 	// and BroadcastMissed wherever some may have been lost. The channel is
 	// closed when ctx ends or the Broadcaster closes; a subscriber that
@@ -123,6 +130,21 @@ func (b *LocalBroadcaster) Publish(_ context.Context, msg string) error {
 		return err
 	}
 	return b.deliver(msg)
+}
+
+// PublishAll checks every message, then queues each as Publish does.
+func (b *LocalBroadcaster) PublishAll(_ context.Context, msgs []string) error {
+	for _, m := range msgs {
+		if err := ValidBroadcast(m); err != nil {
+			return err
+		}
+	}
+	for _, m := range msgs {
+		if err := b.deliver(m); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // Missed delivers BroadcastMissed to every current subscription: the

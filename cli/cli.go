@@ -240,6 +240,7 @@ func newCmdRoot(f *Factory) *cobra.Command {
 		newCmdTenant(f),
 		newCmdDoctor(f, nil),
 		newCmdAdmin(f),
+		newCmdBench(f, nil),
 		newCmdVersion(f),
 	)
 	return root

@@ -32,7 +32,14 @@ import (
 //
 //	keys.drop <envID>           zero every cached key of the environment
 //	keys.drop <envID> <epoch>   zero the key of one epoch
+//	keys.dropenvs <envID>…      zero every cached key of each environment
 //	keys.purge                  zero every cached key
+//
+// keys.dropenvs carries the drops of a batch (a policy's environments
+// locked together: dropKeysOf), as many ids as fit in one message, and
+// a batch's messages go out in one PublishAll: on PostgreSQL one NOTIFY
+// statement for the batch, not one per environment. A replica from
+// before it does not know the verb, and drops every key: safe.
 //
 // keyhold.BroadcastMissed (a reconnect, a subscriber that fell behind) and
 // the end of a subscription count as keys.purge: a missed drop must not
@@ -40,6 +47,7 @@ import (
 const (
 	msgKeysPrefix = "keys."
 	msgDrop       = "keys.drop"
+	msgDropEnvs   = "keys.dropenvs"
 	msgPurge      = "keys.purge"
 )
 
@@ -198,6 +206,12 @@ func (p *core) receiveDrop(msg string) {
 		return
 	}
 	f := strings.Fields(msg)
+	if f[0] == msgDropEnvs && len(f) >= 2 {
+		for _, id := range f[1:] {
+			p.dropLocal(id)
+		}
+		return
+	}
 	if f[0] == msgDrop && len(f) == 2 {
 		p.dropLocal(f[1])
 		return
@@ -234,23 +248,61 @@ func (p *core) dropEpochKeys(envID string, epoch uint32) {
 	p.publishDrop(msgDrop + " " + envID + " " + strconv.FormatUint(uint64(epoch), 10))
 }
 
-// publishDrop tells the other replicas to drop what msg names. A failure
+// dropKeysOf zeroes the cached keys of the environments ids on this
+// replica and then on every other, with the fewest keys.dropenvs messages
+// that hold the ids, sent together (publishDrops).
+func (p *core) dropKeysOf(ids []string) {
+	seen := make(map[string]bool, len(ids))
+	var msgs []string
+	var b strings.Builder
+	for _, id := range ids {
+		if id == "" || seen[id] || strings.ContainsAny(id, " \t") {
+			continue // "" would be a purge; ids are never blank or spaced
+		}
+		seen[id] = true
+		p.dropLocal(id)
+		if b.Len() > 0 && b.Len()+1+len(id) > keyhold.MaxBroadcastSize {
+			msgs = append(msgs, b.String())
+			b.Reset()
+		}
+		if b.Len() == 0 {
+			b.WriteString(msgDropEnvs)
+		}
+		b.WriteString(" " + id)
+	}
+	if b.Len() > 0 {
+		msgs = append(msgs, b.String())
+	}
+	p.publishDrops(msgs)
+}
+
+// publishDrop tells the other replicas to drop what msg names.
+func (p *core) publishDrop(msg string) { p.publishDrops([]string{msg}) }
+
+// publishDrops tells the other replicas to drop what msgs name, in one
+// PublishAll (one round trip). The messages are distinct: PostgreSQL would
+// deliver a repeated one once, and its second echo would never come. A
+// failure
 // is logged, not returned: the drop has happened here, the data plane
 // refuses by the stored state on every replica anyway, and the other
 // replicas' keys still expire with their TTL; a broken connection also
 // makes their subscriptions purge when it comes back.
-func (p *core) publishDrop(msg string) {
-	if p.bcast.bc == nil {
+func (p *core) publishDrops(msgs []string) {
+	if p.bcast.bc == nil || len(msgs) == 0 {
 		return
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), publishTimeout)
 	defer cancel()
-	p.bcast.expectEcho(msg)
-	if err := p.bcast.bc.Publish(ctx, msg); err != nil {
-		p.bcast.forgetEcho(msg)
-		p.bcast.messages.WithLabelValues("sent", "error").Inc()
-		p.log.Warn("could not tell the other replicas to drop cached keys: they keep them until their TTL", "message", msg, "err", err)
+	for _, m := range msgs {
+		p.bcast.expectEcho(m)
+	}
+	if err := p.bcast.bc.PublishAll(ctx, msgs); err != nil {
+		for _, m := range msgs {
+			p.bcast.forgetEcho(m)
+		}
+		p.bcast.messages.WithLabelValues("sent", "error").Add(float64(len(msgs)))
+		p.log.Warn("could not tell the other replicas to drop cached keys: they keep them until their TTL", "message", msgs[0], "messages", len(msgs), "err", err)
 		return
 	}
-	p.bcast.messages.WithLabelValues("sent", "ok").Inc()
+	p.bcast.messages.WithLabelValues("sent", "ok").Add(float64(len(msgs)))
 }

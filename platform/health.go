@@ -163,25 +163,21 @@ func (p *Health) CheckPolicyHealth(ctx context.Context, policyID string) (keyhol
 			return keyhold.Errorf(keyhold.CodeBadRequest, "enterprise policy %s has no managed identity: its key can't be probed", pol.ID())
 		}
 		kids = append(kids, p.policyKeyID(pol))
-		envs, err := tx.ListEnvironments(ctx, keyhold.EnvironmentFilter{PolicyID: pol.ID()})
+		// One query for every linked environment's current wraps, not
+		// one per environment: a policy may have thousands.
+		wks, err := tx.PolicyWrappedKeys(ctx, pol.ID())
 		if err != nil {
 			return err
 		}
 		seen := map[string]bool{strings.ToLower(kids[0]): true}
-		for _, env := range envs {
-			wks, err := tx.WrappedKeys(ctx, env.ID)
-			if err != nil {
-				return err
+		for _, wk := range wks {
+			if wk.PrincipalID != pol.PrincipalID {
+				continue
 			}
-			for _, wk := range wks {
-				if wk.Epoch != env.Epoch || wk.Root != keyhold.RootCMK || wk.PrincipalID != pol.PrincipalID {
-					continue
-				}
-				kid := p.currentKID(wk.KeyID)
-				if !seen[strings.ToLower(kid)] {
-					seen[strings.ToLower(kid)] = true
-					kids = append(kids, kid)
-				}
+			kid := p.currentKID(wk.KeyID)
+			if !seen[strings.ToLower(kid)] {
+				seen[strings.ToLower(kid)] = true
+				kids = append(kids, kid)
 			}
 		}
 		return nil

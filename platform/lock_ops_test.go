@@ -102,6 +102,14 @@ func (t countingTx) ResealRow(ctx context.Context, r *keyhold.RowRecord, fromEpo
 	return err
 }
 
+func (t countingTx) ResealRows(ctx context.Context, envID string, rs []*keyhold.RowRecord, fromEpoch uint32) (int64, error) {
+	n, err := t.Tx.ResealRows(ctx, envID, rs, fromEpoch)
+	if err == nil {
+		t.s.reseals.Add(n)
+	}
+	return n, err
+}
+
 func (t countingTx) UpdateEnvironment(ctx context.Context, e *keyhold.Environment) error {
 	err := t.Tx.UpdateEnvironment(ctx, e)
 	if err == nil && e.State == keyhold.StateDisabled {

@@ -95,9 +95,11 @@ func (p *Health) lockEnvsTx(ctx context.Context, tx keyhold.Tx, policyID string,
 
 // dropLocked zeroes the cached keys of environments that lockEnvsTx locked,
 // once its transaction has committed, and logs each lock.
+// The drops of the batch go to the other replicas together (dropKeysOf):
+// one publish for the policy's environments, not one each.
 func (p *Health) dropLocked(ctx context.Context, policyID, reason string, ids []string) {
+	p.dropKeysOf(ids)
 	for _, id := range ids {
-		p.DropKeys(id)
 		p.log.WarnContext(ctx, "environment locked", "environment", id, "policy", policyID, "reason", reason)
 	}
 }

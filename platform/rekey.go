@@ -257,15 +257,11 @@ func (p *CMK) rekeyRows(ctx context.Context, envID string, to uint32, prog *reke
 			if err := pauseIfLocked(ctx, tx, envID); err != nil {
 				return err
 			}
-			for _, r := range rs {
-				// A conflict means the row was written (under the
-				// current epoch) or deleted since it was read: nothing
-				// to move.
-				if err := tx.ResealRow(ctx, r, from); err != nil && keyhold.ErrorCode(err) != keyhold.CodeConflict {
-					return err
-				}
-			}
-			return nil
+			// One statement for the page. A row written (under the
+			// current epoch) or deleted since it was read is left
+			// alone: nothing to move.
+			_, err := tx.ResealRows(ctx, envID, rs, from)
+			return err
 		})
 	}
 	err = reseal(out)

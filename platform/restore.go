@@ -216,6 +216,7 @@ func (p *Backups) stepRestore(ctx context.Context, op *keyhold.Operation) (ops.S
 			if err != nil {
 				return err
 			}
+			sealed := make([]*keyhold.RowRecord, 0, len(page))
 			for _, r := range page {
 				sk := keys.get(b.EnvID, r.Epoch, keyhold.StoreRows)
 				if sk == nil {
@@ -232,11 +233,13 @@ func (p *Backups) stepRestore(ctx context.Context, op *keyhold.Operation) (ops.S
 				if err != nil {
 					return err
 				}
-				if err := tx.InsertRow(ctx, &keyhold.RowRecord{EnvID: target.ID, Table: r.Table, ID: r.ID, Epoch: tEpoch, Version: r.Version, Ciphertext: ct, UpdatedAt: now}); err != nil {
-					return err
-				}
-				rows++
+				sealed = append(sealed, &keyhold.RowRecord{EnvID: target.ID, Table: r.Table, ID: r.ID, Epoch: tEpoch, Version: r.Version, Ciphertext: ct, UpdatedAt: now})
 			}
+			// One statement for the page, not one per row.
+			if err := tx.InsertRows(ctx, sealed); err != nil {
+				return err
+			}
+			rows += int64(len(sealed))
 			if len(page) < restoreRowPage {
 				break
 			}

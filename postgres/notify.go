@@ -123,6 +123,27 @@ func (b *Broadcaster) Publish(ctx context.Context, msg string) error {
 	return nil
 }
 
+// PublishAll sends msgs with one statement: pg_notify over the array's
+// elements, in order, in one transaction, so every message is sent or
+// none. It refuses them all if keyhold.ValidBroadcast refuses one.
+func (b *Broadcaster) PublishAll(ctx context.Context, msgs []string) error {
+	for _, m := range msgs {
+		if err := keyhold.ValidBroadcast(m); err != nil {
+			return err
+		}
+	}
+	switch len(msgs) {
+	case 0:
+		return nil
+	case 1:
+		return b.Publish(ctx, msgs[0])
+	}
+	if _, err := b.pub.ExecContext(ctx, `SELECT pg_notify($1, m) FROM unnest($2::text[]) AS m`, Channel, msgs); err != nil {
+		return fmt.Errorf("postgres: notify the other replicas: %w", err)
+	}
+	return nil
+}
+
 // Subscribe returns a channel of the messages that any replica publishes
 // from now on, and keyhold.BroadcastMissed wherever some may have been
 // lost. It is closed when ctx ends or the Broadcaster closes.

@@ -234,3 +234,28 @@ func TestNotifyErrorsHideThePassword(t *testing.T) {
 		}
 	}
 }
+
+// TestNotifyPublishAll: a batch of messages goes out in one statement and
+// arrives, in order, at the other replica; a batch with one bad message
+// sends none of them.
+func TestNotifyPublishAll(t *testing.T) {
+	db := storetest.NewPostgresDatabase(t)
+	a, b := newBroadcaster(t, db.DSN), newBroadcaster(t, db.DSN)
+	b1 := subscribe(t, b)
+	batch := []string{"keys.dropenvs e1 e2", "keys.dropenvs e3", "keys.drop e4 7"}
+	if err := a.PublishAll(context.Background(), batch); err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range batch {
+		wantNext(t, b1, "the other replica", want)
+	}
+	err := a.PublishAll(context.Background(), []string{"keys.drop e5", "line\nbreak"})
+	if keyhold.ErrorCode(err) != keyhold.CodeBadRequest {
+		t.Fatalf("PublishAll with a bad message = %v, want %s", err, keyhold.CodeBadRequest)
+	}
+	publish(t, a, "marker")
+	wantNext(t, b1, "after the refusal", "marker") // not keys.drop e5
+	if err := a.PublishAll(context.Background(), nil); err != nil {
+		t.Fatalf("an empty batch: %v", err)
+	}
+}

@@ -33,6 +33,7 @@ var Dialect = sqlstore.Dialect{
 	Numbered:   true,
 	SkipLocked: " FOR UPDATE SKIP LOCKED",
 	ForShare:   " FOR SHARE",
+	Arrays:     true,
 	Classify:   classify,
 	ReadTx:     sql.TxOptions{Isolation: sql.LevelRepeatableRead, ReadOnly: true},
 	WriteTx:    sql.TxOptions{Isolation: sql.LevelRepeatableRead},

@@ -50,6 +50,16 @@ func (t *tx) ListWrappedKeys(ctx context.Context, f keyhold.WrappedKeyFilter) ([
 			` ORDER BY env_id, epoch, root_kind LIMIT ?`, args...)
 }
 
+// PolicyWrappedKeys joins the environments linked to the policy (by the
+// environments_by_policy index) with their wrapped keys of the current
+// epoch: one statement for the whole policy.
+func (t *tx) PolicyWrappedKeys(ctx context.Context, policyID string) ([]*keyhold.WrappedKey, error) {
+	return list(t, ctx, "list a policy's wrapped keys", scanWrappedKey,
+		`SELECT w.env_id, w.epoch, w.root_kind, w.key_id, w.principal_id, w.ciphertext, w.created_at
+		FROM environments e JOIN wrapped_keys w ON w.env_id = e.id AND w.epoch = e.epoch
+		WHERE e.policy_key = ? AND w.root_kind = ? ORDER BY w.env_id`, key(policyID), string(keyhold.RootCMK))
+}
+
 // ResealRow swaps a row's ciphertext and epoch if it is still at r.Version
 // and fromEpoch; CodeConflict otherwise.
 func (t *tx) ResealRow(ctx context.Context, r *keyhold.RowRecord, fromEpoch uint32) error {

@@ -82,6 +82,11 @@ type Dialect struct {
 	// until the transaction ends (" FOR SHARE" on PostgreSQL). Empty
 	// where writes are serialized anyway.
 	ForShare string
+	// Arrays says the driver takes Go slices ([]string, []int64,
+	// [][]byte) as SQL arrays and the database has unnest (PostgreSQL):
+	// batch statements then send a page of rows as one array per column
+	// (batch.go), not one placeholder per value.
+	Arrays bool
 	// ReadTx and WriteTx are the options of View and Update transactions.
 	ReadTx, WriteTx sql.TxOptions
 }

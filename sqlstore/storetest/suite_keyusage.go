@@ -3,6 +3,7 @@ package storetest
 import (
 	"context"
 	"fmt"
+	"strings"
 	"testing"
 	"time"
 
@@ -16,7 +17,10 @@ var cmkStoreTests = []struct {
 	fn   func(t *testing.T, s keyhold.Store)
 }{
 	{"ListWrappedKeys", testListWrappedKeys},
+	{"PolicyWrappedKeys", testPolicyWrappedKeys},
 	{"ResealRow", testResealRow},
+	{"ResealRows", testResealRows},
+	{"InsertRows", testInsertRows},
 	{"EpochCounts", testEpochCounts},
 	{"KeyVersionUses", testKeyVersionUses},
 }
@@ -75,6 +79,57 @@ func testListWrappedKeys(t *testing.T, s keyhold.Store) {
 	equal(t, "page 2", wkNames(list(keyhold.WrappedKeyFilter{PrincipalID: "mi-a", AfterEnvID: "e1", AfterEpoch: 2, Limit: 2})), []string{"e2/2/CMK"})
 	equal(t, "after e2/1", wkNames(list(keyhold.WrappedKeyFilter{AfterEnvID: "e2", AfterEpoch: 1})), []string{"e2/2/CMK", "e3/1/CMK"})
 	equal(t, "nobody", len(list(keyhold.WrappedKeyFilter{PrincipalID: "mi-z"})), 0)
+}
+
+// testPolicyWrappedKeys: the CMK wraps of the current epoch of the
+// environments linked to a policy (named in any case), and nothing of
+// other epochs, other roots, other policies or unlinked environments.
+func testPolicyWrappedKeys(t *testing.T, s keyhold.Store) {
+	ctx := context.Background()
+	const pol = "/subscriptions/s1/resourceGroups/rg/providers/Microsoft.PowerPlatform/enterprisePolicies/Pol"
+	update(t, s, func(tx keyhold.Tx) error {
+		if err := tx.CreateTenant(ctx, tenant("t1")); err != nil {
+			return err
+		}
+		for _, e := range []struct {
+			id     string
+			epoch  uint32
+			policy string
+		}{{"e1", 2, pol}, {"e2", 1, strings.ToUpper(pol)}, {"e3", 1, pol + "2"}, {"e4", 1, ""}} {
+			en := env(e.id, "t1")
+			en.Epoch, en.PolicyID = e.epoch, e.policy
+			if err := tx.CreateEnvironment(ctx, en); err != nil {
+				return err
+			}
+		}
+		for _, k := range []*keyhold.WrappedKey{
+			wkey("e1", 1, keyhold.RootCMK, "kid/1", "mi-a"), // an old epoch
+			wkey("e1", 2, keyhold.RootCMK, "kid/2", "mi-a"),
+			wkey("e1", 2, keyhold.RootMMK, "mmk/1", ""),
+			wkey("e2", 1, keyhold.RootCMK, "kid/1", "mi-a"),
+			wkey("e3", 1, keyhold.RootCMK, "kid/1", "mi-b"),
+			wkey("e4", 1, keyhold.RootCMK, "kid/1", "mi-a"),
+		} {
+			if err := tx.PutWrappedKey(ctx, k); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	var got []*keyhold.WrappedKey
+	view(t, s, func(tx keyhold.Tx) (err error) {
+		got, err = tx.PolicyWrappedKeys(ctx, strings.ToLower(pol))
+		return err
+	})
+	equal(t, "linked", wkNames(got), []string{"e1/2/CMK", "e2/1/CMK"})
+	if got[0].KeyID != "kid/2" || got[0].PrincipalID != "mi-a" || string(got[0].Ciphertext) != "wk:e1/2/CMK" {
+		t.Errorf("e1's key read back as %+v", got[0])
+	}
+	view(t, s, func(tx keyhold.Tx) (err error) {
+		got, err = tx.PolicyWrappedKeys(ctx, pol+"3")
+		return err
+	})
+	equal(t, "no environment", len(got), 0)
 }
 
 // testResealRow: a row is re-sealed only at its version and epoch, keeping

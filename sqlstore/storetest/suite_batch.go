@@ -1,0 +1,129 @@
+package storetest
+
+import (
+	"context"
+	"fmt"
+	"testing"
+
+	"github.com/keyhold/keyhold"
+)
+
+// The batch statements (a re-key's and a restore's pages); cmkStoreTests
+// runs them.
+
+// testResealRows: a page moves only the rows still at their version and
+// old epoch, in one call whatever its size (past one statement's rows
+// too), and leaves the others, and other environments, as they were.
+func testResealRows(t *testing.T, s keyhold.Store) {
+	ctx := context.Background()
+	seedEnv(t, s, "t1", "e1")
+	seedEnv(t, s, "t1", "e2")
+	const many = 1500 // more than one statement's rows
+	update(t, s, func(tx keyhold.Tx) error {
+		for _, r := range []*keyhold.RowRecord{row("e1", "T", "a", 1, 1), row("e1", "T", "a", 2, 1), row("e1", "T", "b", 1, 1),
+			row("e1", "T", "c", 1, 2), row("e2", "T", "a", 1, 1)} {
+			if err := tx.PutRow(ctx, r); err != nil {
+				return err
+			}
+		}
+		for i := range many {
+			if err := tx.PutRow(ctx, row("e1", "M", fmt.Sprintf("m%05d", i), 1, 1)); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	moved := func(r *keyhold.RowRecord) *keyhold.RowRecord {
+		c := *r
+		c.Epoch, c.Ciphertext = 2, append([]byte("resealed:"), r.Ciphertext...)
+		return &c
+	}
+	page := []*keyhold.RowRecord{
+		moved(row("e1", "T", "a", 2, 1)),    // moves
+		moved(row("e1", "T", "b", 3, 1)),    // a version it is not at
+		moved(row("e1", "T", "c", 1, 1)),    // on the new epoch already
+		moved(row("e1", "T", "gone", 1, 1)), // never written
+	}
+	var n int64
+	update(t, s, func(tx keyhold.Tx) (err error) { n, err = tx.ResealRows(ctx, "e1", page, 1); return err })
+	if n != 1 {
+		t.Fatalf("ResealRows moved %d rows, want 1", n)
+	}
+	view(t, s, func(tx keyhold.Tx) error {
+		for _, want := range []*keyhold.RowRecord{page[0], row("e1", "T", "b", 1, 1), row("e1", "T", "c", 1, 2), row("e2", "T", "a", 1, 1)} {
+			got, err := tx.Row(ctx, want.EnvID, want.Table, want.ID)
+			if err != nil {
+				return err
+			}
+			w := *want
+			w.UpdatedAt = got.UpdatedAt // a reseal keeps the time; checked below
+			equal(t, "row "+want.EnvID+"/"+want.ID, got, &w)
+		}
+		got, err := tx.Row(ctx, "e1", "T", "a")
+		if err == nil && !got.UpdatedAt.Equal(row("e1", "T", "a", 2, 1).UpdatedAt) {
+			t.Errorf("a reseal changed the update time to %v", got.UpdatedAt)
+		}
+		return err
+	})
+
+	var all []*keyhold.RowRecord
+	for i := range many {
+		all = append(all, moved(row("e1", "M", fmt.Sprintf("m%05d", i), 1, 1)))
+	}
+	update(t, s, func(tx keyhold.Tx) (err error) { n, err = tx.ResealRows(ctx, "e1", all, 1); return err })
+	if n != many {
+		t.Fatalf("ResealRows of %d rows moved %d", many, n)
+	}
+	update(t, s, func(tx keyhold.Tx) (err error) { n, err = tx.ResealRows(ctx, "e1", all, 1); return err })
+	if n != 0 {
+		t.Fatalf("ResealRows again from the old epoch moved %d rows", n)
+	}
+	var counts []keyhold.EpochCount
+	view(t, s, func(tx keyhold.Tx) (err error) { counts, err = tx.EpochCounts(ctx, "e1"); return err })
+	equal(t, "e1 per epoch", counts, []keyhold.EpochCount{{Epoch: 1, Rows: 1}, {Epoch: 2, Rows: many + 2}})
+
+	// A row of another environment is refused, and nothing moves.
+	before := readEnv(t, s, "e2")
+	err := tryUpdate(s, func(tx keyhold.Tx) error {
+		_, err := tx.ResealRows(ctx, "e2", []*keyhold.RowRecord{moved(row("e2", "T", "a", 1, 1)), moved(row("e1", "T", "b", 1, 1))}, 1)
+		return err
+	})
+	if err == nil {
+		t.Fatal("ResealRows took a row of another environment")
+	}
+	equal(t, "e2 after a refused page", readEnv(t, s, "e2"), before)
+}
+
+// testInsertRows: a page of new rows is stored at the versions given,
+// across statements; a page with a row that exists is CodeConflict and,
+// its transaction rolled back, stores nothing; an unknown environment is
+// CodeEnvironmentNotFound.
+func testInsertRows(t *testing.T, s keyhold.Store) {
+	ctx := context.Background()
+	seedEnv(t, s, "t1", "e1")
+	const many = 1200
+	var page []*keyhold.RowRecord
+	for i := range many {
+		page = append(page, binRow("e1", "T", fmt.Sprintf("r%05d", i), uint64(i%7+1), 3))
+	}
+	update(t, s, func(tx keyhold.Tx) error { return tx.InsertRows(ctx, page) })
+	before := readEnv(t, s, "e1")
+	equal(t, "rows after InsertRows", before.Rows, page)
+
+	err := tryUpdate(s, func(tx keyhold.Tx) error {
+		return tx.InsertRows(ctx, []*keyhold.RowRecord{binRow("e1", "U", "new", 1, 3), binRow("e1", "T", "r00005", 9, 3)})
+	})
+	wantCode(t, "InsertRows with an existing row", err, keyhold.CodeConflict)
+	err = tryUpdate(s, func(tx keyhold.Tx) error {
+		return tx.InsertRows(ctx, []*keyhold.RowRecord{binRow("e1", "U", "new", 1, 3), binRow("e1", "U", "zero", 0, 3)})
+	})
+	if err == nil {
+		t.Error("InsertRows(version 0) succeeded")
+	}
+	err = tryUpdate(s, func(tx keyhold.Tx) error {
+		return tx.InsertRows(ctx, []*keyhold.RowRecord{binRow("nope", "T", "a", 1, 1)})
+	})
+	wantCode(t, "InsertRows(unknown environment)", err, keyhold.CodeEnvironmentNotFound, "nope")
+	equal(t, "e1 after refused pages", readEnv(t, s, "e1"), before)
+	update(t, s, func(tx keyhold.Tx) error { return tx.InsertRows(ctx, nil) })
+}
