@@ -327,3 +327,42 @@ func TestBroadcastLock(t *testing.T) {
 		t.Fatal("a refused read cached the key again")
 	}
 }
+
+// TestDropDuringUnwrap: a drop that lands while a read unwraps the
+// environment's key (a lock or re-enable on another replica) keeps that
+// key out of the cache; the read unwraps again and succeeds, rather than
+// failing with 503. Drops that keep landing end in a 503 after a bounded
+// number of tries, with nothing cached.
+func TestDropDuringUnwrap(t *testing.T) {
+	r := openReplicas(t, "sqlite")
+	e := r.createEnv(t, "one")
+	if _, err := r.p2.PutRow(r.ctx, e.ID, "t", "r", json.RawMessage(`{"n":"one"}`)); err != nil {
+		t.Fatal(err)
+	}
+	r.p2.DropKeys(e.ID)
+
+	drops := 0
+	r.p2.unwrapped = func(envID string) {
+		if drops < 1 {
+			drops++
+			r.p2.DropKeys(envID)
+		}
+	}
+	unwraps := r.p2.Unwraps()
+	r.warm(t, r.p2, e)
+	if got := r.p2.Unwraps() - unwraps; got != 2 {
+		t.Errorf("a read whose first unwrap was dropped unwrapped %d times, want 2", got)
+	}
+
+	r.p2.DropKeys(e.ID)
+	r.p2.unwrapped = func(envID string) { r.p2.DropKeys(envID) }
+	_, err := r.p2.GetRow(r.ctx, e.ID, "t", "r")
+	if keyhold.ErrorCode(err) != keyhold.CodeServiceUnavailable {
+		t.Fatalf("GetRow while every unwrap is dropped: %v, want %s", err, keyhold.CodeServiceUnavailable)
+	}
+	if holds(r.p2, e) {
+		t.Error("a key whose unwrap was dropped was cached")
+	}
+	r.p2.unwrapped = nil
+	r.warm(t, r.p2, e)
+}

@@ -35,6 +35,9 @@ type core struct {
 	rec     *crypt.RecordKey
 	cache   *crypt.Cache
 	unwrapG singleflight.Group
+	// unwrapped, when set (tests only), runs after each shared unwrap of an
+	// environment key and before it is cached: where a drop can land.
+	unwrapped func(envID string)
 	m       metrics
 	// unwrapCount counts successful root-key unwraps (also in metrics).
 	unwrapCount atomic.Uint64

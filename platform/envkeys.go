@@ -54,6 +54,28 @@ func (p *core) envKey(ctx context.Context, envID string, epoch uint32) (*crypt.K
 	if k, ok := p.cache.Get(id); ok {
 		return k, nil
 	}
+	// A drop that lands while the key is unwrapped (a lock or a re-enable,
+	// here or on another replica) retires what that unwrap read, so the
+	// key is not cached. Unwrapping again reads the store after the drop,
+	// which is what the drop asks for: a few tries turn that race into a
+	// success (or into the lock's own refusal) rather than a 503.
+	for try := 0; ; try++ {
+		k, err := p.loadEnvKey(ctx, id, envID, epoch)
+		if err != nil || k != nil || try == envKeyTries-1 {
+			if err == nil && k == nil {
+				err = keyhold.Errorf(keyhold.CodeServiceUnavailable, "the environment key was evicted while loading: retry the request")
+			}
+			return k, err
+		}
+	}
+}
+
+// envKeyTries bounds envKey's unwraps when drops keep landing mid-load.
+const envKeyTries = 3
+
+// loadEnvKey runs one shared unwrap of (envID, epoch) into the cache and
+// returns the cached key, or nil when a drop kept it out.
+func (p *core) loadEnvKey(ctx context.Context, id, envID string, epoch uint32) (*crypt.Key, error) {
 	ch := p.unwrapG.DoChan(id, func() (any, error) {
 		if p.cache.Contains(id) { // another caller filled it meanwhile
 			return nil, nil
@@ -64,6 +86,9 @@ func (p *core) envKey(ctx context.Context, envID string, epoch uint32) (*crypt.K
 		ek, err := p.unwrapEnvKey(uctx, envID, epoch)
 		if err != nil {
 			return nil, err
+		}
+		if p.unwrapped != nil {
+			p.unwrapped(envID)
 		}
 		// A drop while we unwrapped (a lock, here or on another replica)
 		// retired what we hold: don't bring it back.
@@ -82,9 +107,7 @@ func (p *core) envKey(ctx context.Context, envID string, epoch uint32) (*crypt.K
 	if k, ok := p.cache.Get(id); ok {
 		return k, nil
 	}
-	// The entry expired or was dropped between the unwrap and now: rare,
-	// and correct to report rather than loop.
-	return nil, keyhold.Errorf(keyhold.CodeServiceUnavailable, "the environment key was evicted while loading: retry the request")
+	return nil, nil // dropped or expired between the unwrap and now
 }
 
 // envWithKeys loads an environment and all its wrapped keys, as one
