@@ -38,7 +38,7 @@ type core struct {
 	// unwrapped, when set (tests only), runs after each shared unwrap of an
 	// environment key and before it is cached: where a drop can land.
 	unwrapped func(envID string)
-	m       metrics
+	m         metrics
 	// unwrapCount counts successful root-key unwraps (also in metrics).
 	unwrapCount atomic.Uint64
 	// bcast carries key drops to and from other replicas (broadcast.go).
