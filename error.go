@@ -39,6 +39,15 @@ const (
 	// CodeSignInLocked: an account or source is locked out after failed
 	// sign-ins (429). Its Inner is the OAuth2 error to answer with.
 	CodeSignInLocked = "sign_in_locked"
+	// The device code grant's answers while a person has not finished
+	// signing in (RFC 8628 section 3.5), all 400: the client keeps polling
+	// on CodeAuthorizationPending, polls slower on CodeSlowDown, and stops
+	// on CodeExpiredDeviceCode (the code expired: start again) and
+	// CodeAccessDenied (the person declined).
+	CodeAuthorizationPending = "authorization_pending"
+	CodeSlowDown             = "slow_down"
+	CodeExpiredDeviceCode    = "expired_token"
+	CodeAccessDenied         = "access_denied"
 
 	// Authentication (ClassUnauthorized, 401).
 	CodeUnauthorized = "Unauthorized"
@@ -167,6 +176,10 @@ var classes = map[string]Class{
 	CodeInvalidScope:          ClassInvalid,
 	CodeInvalidRequest:        ClassInvalid,
 	CodeInvalidGrant:          ClassInvalid,
+	CodeAuthorizationPending:  ClassInvalid,
+	CodeSlowDown:              ClassInvalid,
+	CodeExpiredDeviceCode:     ClassInvalid,
+	CodeAccessDenied:          ClassInvalid,
 
 	CodeInvalidClient: ClassUnauthorized,
 	CodeUnauthorized:  ClassUnauthorized,

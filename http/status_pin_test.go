@@ -25,6 +25,11 @@ var pinnedStatuses = map[string]int{
 	// invalid_grant had no status (so 500) outside the token endpoint,
 	// which answers it 400: it has 400 everywhere now.
 	keyhold.CodeInvalidGrant: 400,
+	// The device code grant's answers (issue 11).
+	"authorization_pending": 400,
+	"slow_down":             400,
+	"expired_token":         400,
+	"access_denied":         400,
 
 	keyhold.CodeUnauthorized:  401,
 	keyhold.CodeInvalidToken:  401,
