@@ -127,11 +127,15 @@ func (s *Server) Handler() nethttp.Handler {
 		if s.Registry != nil {
 			s.promHandler = promhttp.HandlerFor(s.Registry, promhttp.HandlerOpts{})
 		}
-		mux := nethttp.NewServeMux()
+		mux, tenantMux := nethttp.NewServeMux(), nethttp.NewServeMux()
 		for _, rt := range s.routes() {
-			mux.Handle(rt.Method+" "+rt.Pattern, s.wrap(rt))
+			m := mux
+			if rt.Method == "GET" && strings.HasPrefix(rt.Pattern, tenantPrefix) {
+				m = tenantMux // see router
+			}
+			m.Handle(rt.Method+" "+rt.Pattern, s.wrap(rt))
 		}
-		s.handler = &router{s: s, mux: mux}
+		s.handler = &router{s: s, mux: mux, tenant: tenantMux}
 	})
 	return s.handler
 }
@@ -220,14 +224,33 @@ func (s *Server) routes() []route {
 	// The resource manager and key vault areas declare their routes in
 	// their own files (arm.go, directory.go, keyvault.go); each adds nothing while its
 	// services are unset.
-	return slices.Concat(core, s.armRoutes(), s.directoryRoutes(), s.keyVaultRoutes(), s.cmkRoutes(), s.lockRoutes(), s.policyRoutes(), s.eventRoutes(), s.backupRoutes())
+	return slices.Concat(core, s.armRoutes(), s.directoryRoutes(), s.keyVaultRoutes(), s.cmkRoutes(), s.lockRoutes(), s.policyRoutes(), s.eventRoutes(), s.backupRoutes(), s.signInRoutes())
 }
 
 // router answers requests that match no route with the Azure error body:
 // net/http.ServeMux would answer them in plain text.
+//
+// The GET routes under /{tenantId}/ (the sign-in pages) are in a mux of
+// their own, tried second: in one mux they would conflict with the
+// resource manager's GET /subscriptions/{path...}, as both match
+// /subscriptions/oauth2/…, and net/http.ServeMux refuses such a pair.
 type router struct {
-	s   *Server
-	mux *nethttp.ServeMux
+	s      *Server
+	mux    *nethttp.ServeMux
+	tenant *nethttp.ServeMux
+}
+
+// tenantPrefix starts the paths of the identity endpoints.
+const tenantPrefix = "/{tenantId}/"
+
+// match returns the mux with a route for r, or nil.
+func (rt *router) match(r *nethttp.Request) *nethttp.ServeMux {
+	for _, m := range []*nethttp.ServeMux{rt.mux, rt.tenant} {
+		if _, pattern := m.Handler(r); pattern != "" {
+			return m
+		}
+	}
+	return nil
 }
 
 // probeMethods are tried to tell a 405 from a 404.
@@ -235,8 +258,8 @@ var probeMethods = []string{"GET", "PUT", "POST", "PATCH", "DELETE"}
 
 func (rt *router) ServeHTTP(w nethttp.ResponseWriter, r *nethttp.Request) {
 	r = canonicalizeARM(r) // ARM paths are case-insensitive (armpath.go)
-	if _, pattern := rt.mux.Handler(r); pattern != "" {
-		rt.mux.ServeHTTP(w, r)
+	if m := rt.match(r); m != nil {
+		m.ServeHTTP(w, r)
 		return
 	}
 	// No route: find the methods the path has, if any.
@@ -244,7 +267,7 @@ func (rt *router) ServeHTTP(w nethttp.ResponseWriter, r *nethttp.Request) {
 	for _, m := range probeMethods {
 		probe := r.Clone(r.Context())
 		probe.Method = m
-		if _, pattern := rt.mux.Handler(probe); pattern != "" {
+		if rt.match(probe) != nil {
 			allow = append(allow, m)
 			if m == "GET" {
 				allow = append(allow, "HEAD")
