@@ -52,11 +52,7 @@ func (f *Factory) keyVaultClients(subscription string) (*kvClients, error) {
 	if subscription == "" {
 		subscription = loginSubscription(home)
 	}
-	var ca []byte
-	if l.CAPEM != "" {
-		ca = []byte(l.CAPEM)
-	}
-	c, err := khttp.NewClient(l.URL, ca, l.TenantID, l.ClientID, l.ClientSecret)
+	c, err := f.Dial(l) // a person's login too
 	if err != nil {
 		return nil, err
 	}

@@ -170,6 +170,18 @@ func NewFactory(streams *IOStreams, getenv func(string) string) *Factory {
 		if l.CAPEM != "" {
 			ca = []byte(l.CAPEM)
 		}
+		if l.RefreshToken != "" {
+			// A person's login: each refresh rotates the token, and the
+			// saved login keeps the newest (a reused one is refused).
+			return khttp.NewUserClient(l.URL, ca, l.TenantID, l.ClientID, l.RefreshToken, func(rt string) error {
+				home, err := f.Home()
+				if err != nil {
+					return err
+				}
+				l.RefreshToken = rt
+				return saveLogin(home, l)
+			})
+		}
 		return khttp.NewClient(l.URL, ca, l.TenantID, l.ClientID, l.ClientSecret)
 	}
 	f.Client = func() (*khttp.Client, error) {
