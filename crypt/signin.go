@@ -1,7 +1,11 @@
 package crypt
 
 import (
+	"crypto/rand"
 	"crypto/sha256"
+	"crypto/subtle"
+	"encoding/base64"
+	"strings"
 
 	"github.com/keyhold/keyhold"
 )
@@ -93,3 +97,59 @@ func SignInHash(code string) []byte {
 	h := sha256.Sum256([]byte(code))
 	return h[:]
 }
+
+// NewSignInSecret returns a random device code, authorization code or
+// refresh token: 260 bits, base32.
+func NewSignInSecret() string { return rand.Text() + rand.Text() }
+
+// userCodeAlphabet has no vowels (no words), and none of 0/O, 1/I/L, 5/S,
+// 2/Z or 8/B to confuse: 20 symbols.
+const userCodeAlphabet = "CDFGHJKMNPQRTVWXY346"
+
+// NewUserCode returns a random user code of n symbols of
+// userCodeAlphabet (8 ≈ 34.6 bits: enough against guesses held to a few
+// a minute by the sign-in limits over a code's minutes).
+func NewUserCode(n int) string {
+	b := make([]byte, n)
+	var c [1]byte
+	for i := range b {
+		for { // 240 is the largest multiple of 20 in a byte: no bias
+			rand.Read(c[:])
+			if c[0] < 240 {
+				b[i] = userCodeAlphabet[int(c[0])%len(userCodeAlphabet)]
+				break
+			}
+		}
+	}
+	return string(b)
+}
+
+// ValidS256Challenge reports whether s is an S256 code challenge (RFC
+// 7636): base64url without padding of a SHA-256.
+func ValidS256Challenge(s string) bool {
+	b, err := base64.RawURLEncoding.DecodeString(s)
+	return err == nil && len(b) == sha256.Size
+}
+
+// S256Matches reports whether verifier (43 to 128 unreserved characters)
+// hashes to challenge under S256 (RFC 7636 section 4.6), comparing in
+// constant time.
+func S256Matches(challenge, verifier string) bool {
+	if len(verifier) < 43 || len(verifier) > 128 || strings.ContainsFunc(verifier, func(r rune) bool {
+		return !(r >= 'A' && r <= 'Z' || r >= 'a' && r <= 'z' || r >= '0' && r <= '9' || strings.ContainsRune("-._~", r))
+	}) {
+		return false
+	}
+	h := sha256.Sum256([]byte(verifier))
+	return subtle.ConstantTimeCompare([]byte(base64.RawURLEncoding.EncodeToString(h[:])), []byte(challenge)) == 1
+}
+
+// AccountStamp is the SHA-256 of a user's password hash, kept with a
+// refresh token family: a new password changes it and so ends the family.
+func AccountStamp(passwordHash []byte) []byte {
+	h := sha256.Sum256(passwordHash)
+	return h[:]
+}
+
+// SameStamp compares two account stamps in constant time.
+func SameStamp(a, b []byte) bool { return subtle.ConstantTimeCompare(a, b) == 1 }

@@ -2,10 +2,6 @@ package platform
 
 import (
 	"context"
-	"crypto/rand"
-	"crypto/sha256"
-	"crypto/subtle"
-	"encoding/base64"
 	"fmt"
 	"net/url"
 	"slices"
@@ -41,12 +37,8 @@ const (
 	// use (sliding, as Entra ID's 90 days of inactivity).
 	RefreshTokenTTL = 90 * 24 * time.Hour
 
-	// userCodeAlphabet has no vowels (no words), and none of 0/O, 1/I/L,
-	// 5/S, 2/Z or 8/B to confuse: 20 letters, 8 of them ≈ 34.6 bits,
-	// against an attacker held to a few guesses a minute by the sign-in
-	// limits over a code's 15 minutes.
-	userCodeAlphabet = "CDFGHJKMNPQRTVWXY346"
-	userCodeLen      = 8
+	// userCodeLen is a user code's length (crypt.NewUserCode).
+	userCodeLen = 8
 )
 
 // Entra ID's error numbers for the sign-in refusals, carried as the
@@ -94,23 +86,6 @@ func resourceScope(scope string) (keyhold.Audience, string, error) {
 	return aud, string(aud) + "/.default", nil
 }
 
-// newUserCode returns a random user code of userCodeLen letters.
-func newUserCode() string {
-	b := make([]byte, userCodeLen)
-	for i := range b {
-		// rand.Text's way: reject bytes past the largest multiple of 20.
-		for {
-			var c [1]byte
-			rand.Read(c[:])
-			if c[0] < 240 {
-				b[i] = userCodeAlphabet[int(c[0])%len(userCodeAlphabet)]
-				break
-			}
-		}
-	}
-	return string(b)
-}
-
 // formatUserCode shows a user code as two groups, XXXX-XXXX.
 func formatUserCode(c string) string { return c[:4] + "-" + c[4:] }
 
@@ -127,9 +102,6 @@ func normalizeUserCode(s string) string {
 		return r
 	}, s)
 }
-
-// newSecret is a random code or token: 260 bits, base32.
-func newSecret() string { return rand.Text() + rand.Text() }
 
 // checkTenant refuses a tenant id that is not a tenant's.
 func checkTenant(ctx context.Context, tx keyhold.Tx, tenantID string) error {
@@ -189,7 +161,7 @@ func (p *Tokens) StartDeviceCode(ctx context.Context, tenantID, clientID, scope 
 		if _, err := tx.DeleteSignInGrants(ctx, now); err != nil {
 			return err
 		}
-		device, user := newSecret(), newUserCode()
+		device, user := crypt.NewSignInSecret(), crypt.NewUserCode(userCodeLen)
 		g := &keyhold.SignInGrant{IDHash: crypt.SignInHash(device), Kind: keyhold.GrantDevice, UserCodeHash: crypt.SignInHash(user),
 			TenantID: tenantID, ClientID: clientID, Scope: granted, State: keyhold.GrantPending,
 			Interval: int(DevicePollInterval / time.Second), CreatedAt: now, ExpiresAt: now.Add(DeviceCodeTTL)}
@@ -333,14 +305,6 @@ func userOf(ctx context.Context, tx keyhold.Tx, principalID string) (*keyhold.Pr
 	return user, acct, nil
 }
 
-// accountStamp is the SHA-256 of an account's password hash: a new
-// password changes it, and so ends the refresh token families begun
-// with the old one.
-func accountStamp(acct *keyhold.UserAccount) []byte {
-	h := sha256.Sum256(acct.PasswordHash)
-	return h[:]
-}
-
 // issueUserToken mints user's access token for scope and stores a new
 // refresh token of family, in tx.
 func (p *Tokens) issueUserToken(ctx context.Context, tx keyhold.Tx, user *keyhold.Principal, acct *keyhold.UserAccount, clientID, scope, family string, now time.Time) (*keyhold.Token, error) {
@@ -352,9 +316,9 @@ func (p *Tokens) issueUserToken(ctx context.Context, tx keyhold.Tx, user *keyhol
 	if err != nil {
 		return nil, err
 	}
-	refresh := newSecret()
+	refresh := crypt.NewSignInSecret()
 	rt := &keyhold.RefreshToken{Hash: crypt.SignInHash(refresh), FamilyID: family, TenantID: user.TenantID, PrincipalID: user.ID,
-		ClientID: clientID, Scope: granted, AccountStamp: accountStamp(acct), CreatedAt: now, ExpiresAt: now.Add(RefreshTokenTTL)}
+		ClientID: clientID, Scope: granted, AccountStamp: crypt.AccountStamp(acct.PasswordHash), CreatedAt: now, ExpiresAt: now.Add(RefreshTokenTTL)}
 	rt.MAC = p.rec.SealRefreshToken(rt)
 	if err := tx.CreateRefreshToken(ctx, rt); err != nil {
 		return nil, err
@@ -519,19 +483,12 @@ func (p *Tokens) checkAuthorize(ctx context.Context, tx keyhold.Tx, req *keyhold
 	if err := p.checkRedirectURI(ctx, tx, app, req.ClientID, req.RedirectURI); err != nil {
 		return "", err
 	}
-	if !validPKCE(req.CodeChallenge) {
+	if !crypt.ValidS256Challenge(req.CodeChallenge) {
 		return "", oauthError(keyhold.CodeInvalidRequest, "AADSTS501491",
 			"code_challenge %q is not valid: send the base64url SHA-256 of a code verifier (43 characters) with code_challenge_method=S256", keyhold.Clip(req.CodeChallenge))
 	}
 	_, granted, err := resourceScope(req.Scope)
 	return granted, err
-}
-
-// validPKCE reports whether s is a base64url (no padding) SHA-256: what
-// an S256 code challenge is.
-func validPKCE(s string) bool {
-	b, err := base64.RawURLEncoding.DecodeString(s)
-	return err == nil && len(b) == sha256.Size
 }
 
 // CheckAuthorize checks an authorization request before the page shows.
@@ -555,7 +512,7 @@ func (p *Tokens) Authorize(ctx context.Context, a keyhold.SignInAttempt, req *ke
 		if err != nil {
 			return req.ClientID, err
 		}
-		code = newSecret()
+		code = crypt.NewSignInSecret()
 		g := &keyhold.SignInGrant{IDHash: crypt.SignInHash(code), Kind: keyhold.GrantCode, TenantID: req.TenantID, ClientID: req.ClientID,
 			Scope: granted, RedirectURI: req.RedirectURI, CodeChallenge: req.CodeChallenge, State: keyhold.GrantApproved,
 			PrincipalID: user.ID, UPN: acct.UserPrincipalName, CreatedAt: now, ExpiresAt: now.Add(AuthCodeTTL)}
@@ -595,7 +552,7 @@ func (p *Tokens) RedeemCode(ctx context.Context, tenantID, clientID, code, redir
 			return oauthError(keyhold.CodeInvalidGrant, aadstsExpiredCode, "the authorization code expired at %s: sign in again", g.ExpiresAt.Format(time.RFC3339))
 		case redirectURI != g.RedirectURI:
 			return oauthError(keyhold.CodeInvalidGrant, aadstsRedirectMismatch, "redirect_uri %q is not the one the code was issued for: send the authorization request's redirect_uri", keyhold.Clip(redirectURI))
-		case !pkceMatches(g.CodeChallenge, verifier):
+		case !crypt.S256Matches(g.CodeChallenge, verifier):
 			return oauthError(keyhold.CodeInvalidGrant, aadstsVerifier, "the code_verifier does not match the code_challenge of the authorization request: send the verifier whose S256 hash you sent")
 		}
 		tok, err = p.redeem(ctx, tx, g, now)
@@ -605,18 +562,6 @@ func (p *Tokens) RedeemCode(ctx context.Context, tenantID, clientID, code, redir
 		return nil, err
 	}
 	return tok, nil
-}
-
-// pkceMatches reports whether verifier (RFC 7636: 43 to 128 unreserved
-// characters) hashes to challenge under S256.
-func pkceMatches(challenge, verifier string) bool {
-	if len(verifier) < 43 || len(verifier) > 128 || strings.ContainsFunc(verifier, func(r rune) bool {
-		return !(r >= 'A' && r <= 'Z' || r >= 'a' && r <= 'z' || r >= '0' && r <= '9' || strings.ContainsRune("-._~", r))
-	}) {
-		return false
-	}
-	h := sha256.Sum256([]byte(verifier))
-	return subtle.ConstantTimeCompare([]byte(base64.RawURLEncoding.EncodeToString(h[:])), []byte(challenge)) == 1
 }
 
 // Refresh exchanges a refresh token for an access token and its
@@ -678,7 +623,7 @@ func (p *Tokens) Refresh(ctx context.Context, tenantID, clientID, refreshToken, 
 		} else if err != nil {
 			return err
 		}
-		if subtle.ConstantTimeCompare(accountStamp(acct), rt.AccountStamp) != 1 {
+		if !crypt.SameStamp(crypt.AccountStamp(acct.PasswordHash), rt.AccountStamp) {
 			return revoke("the user's password changed since this sign-in")
 		}
 		if err := tx.UseRefreshToken(ctx, rt.Hash, now); err != nil {

@@ -352,7 +352,7 @@ func TestRefreshTokenPasswordChange(t *testing.T) {
 	}
 	rt := &keyhold.RefreshToken{Hash: crypt.SignInHash("refresh-before-reset"), FamilyID: "fam", TenantID: tenant, PrincipalID: user.ID,
 		ClientID: keyhold.CLIClientID, Scope: "https://service.powerapps.com/.default",
-		AccountStamp: accountStamp(&keyhold.UserAccount{PasswordHash: old}), CreatedAt: now, ExpiresAt: now.Add(time.Hour)}
+		AccountStamp: crypt.AccountStamp(old), CreatedAt: now, ExpiresAt: now.Add(time.Hour)}
 	rt.MAC = f.p.Tokens.rec.SealRefreshToken(rt)
 	if err := f.store.Update(bg, func(tx keyhold.Tx) error { return tx.CreateRefreshToken(bg, rt) }); err != nil {
 		t.Fatal(err)
