@@ -395,3 +395,40 @@ func TestSignInRowsSealed(t *testing.T) {
 		t.Fatalf("the forged grant is %s", got)
 	}
 }
+
+// TestDeviceCodeRedeemedOnce: replicas polling one approved device code at
+// once (as a client retrying through a load balancer) get one token
+// between them; the others get invalid_grant.
+func TestDeviceCodeRedeemedOnce(t *testing.T) {
+	forEachBackend(t, func(t *testing.T, f *fixture) {
+		bg, tenant := context.Background(), f.creds.TenantID
+		f.newPrincipal(t, keyhold.PrincipalUser, "ada@contoso.example", signinPW)
+		da, err := f.p.StartDeviceCode(bg, tenant, keyhold.CLIClientID, signinScope)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := f.p.ApproveDeviceCode(bg, keyhold.SignInAttempt{TenantID: tenant, UserName: "ada@contoso.example", Password: signinPW}, da.UserCode, true); err != nil {
+			t.Fatal(err)
+		}
+		const n = 8
+		errs := make(chan error, n)
+		for range n {
+			go func() {
+				_, err := f.p.RedeemDeviceCode(bg, tenant, keyhold.CLIClientID, da.DeviceCode)
+				errs <- err
+			}()
+		}
+		won := 0
+		for range n {
+			switch err := <-errs; {
+			case err == nil:
+				won++
+			case keyhold.ErrorCode(err) != keyhold.CodeInvalidGrant:
+				t.Errorf("a losing redemption: %v, want invalid_grant", err)
+			}
+		}
+		if won != 1 {
+			t.Fatalf("%d redemptions got a token, want 1", won)
+		}
+	})
+}
