@@ -308,3 +308,55 @@ func TestAuthorizeEndpoint(t *testing.T) {
 	}
 	wantOAuth(t, f.form(t, base+"token", redeem), 400, "invalid_grant", 54005)
 }
+
+// TestUserClientRefreshes: a Client signed in as a person gets its access
+// tokens with the refresh token, again once they expire, and hands each
+// rotated refresh token to save; the spent ones are refused.
+func TestUserClientRefreshes(t *testing.T) {
+	f := newFixture(t, withARM(nil))
+	const pw = "ada's password, long enough"
+	f.secrets = append(f.secrets, pw)
+	mgmt := f.mgmtToken(t)
+	var u userJSON
+	f.jsonCall(t, "POST", "/v1.0/users", mgmt, `{"displayName":"Ada","userPrincipalName":"ada@contoso.example","passwordProfile":{"password":"`+pw+`"}}`).decode(t, 201, &u)
+	f.jsonCall(t, "POST", "/v1.0/roleManagement/directory/roleAssignments", mgmt,
+		`{"principalId":"`+u.ID+`","roleDefinitionId":"11648597-926c-4cf3-9c36-bcebb0ba8dcc","directoryScopeId":"/"}`).decode(t, 201, &struct{}{})
+	ctx, tenant := context.Background(), f.creds.TenantID
+	da, err := f.p.StartDeviceCode(ctx, tenant, keyhold.CLIClientID, "https://service.powerapps.com/.default")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := f.p.ApproveDeviceCode(ctx, keyhold.SignInAttempt{TenantID: tenant, UserName: "ada@contoso.example", Password: pw}, da.UserCode, true); err != nil {
+		t.Fatal(err)
+	}
+	first, err := f.p.RedeemDeviceCode(ctx, tenant, keyhold.CLIClientID, da.DeviceCode)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var saved []string
+	c, err := NewUserClient(f.url, f.ca, tenant, keyhold.CLIClientID, first.RefreshToken, func(rt string) error {
+		saved = append(saved, rt)
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(c.hc.CloseIdleConnections)
+	now := time.Now()
+	c.now = func() time.Time { return now }
+	if _, err := c.ListEnvironments(ctx); err != nil {
+		t.Fatalf("ListEnvironments as the person: %v", err)
+	}
+	if _, err := c.ListEnvironments(ctx); err != nil || len(saved) != 1 {
+		t.Fatalf("a cached token: %v, %d refreshes; want 1", err, len(saved))
+	}
+	now = now.Add(2 * time.Hour) // past the access token's hour
+	if _, err := c.ListEnvironments(ctx); err != nil || len(saved) != 2 || saved[0] == saved[1] || saved[0] == first.RefreshToken {
+		t.Fatalf("after expiry: %v, saved %d tokens; want a second, new one", err, len(saved))
+	}
+	_, err = f.p.Refresh(ctx, tenant, keyhold.CLIClientID, first.RefreshToken, "")
+	wantCode(t, err, keyhold.CodeInvalidGrant)
+	if _, err := NewUserClient(f.url, f.ca, tenant, keyhold.CLIClientID, "", nil); err == nil {
+		t.Fatal("a user client without a refresh token")
+	}
+}
