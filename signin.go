@@ -106,6 +106,8 @@ type SignInTx interface {
 	RevokeRefreshTokens(ctx context.Context, familyID string) (int, error)
 	// RevokePrincipalRefreshTokens revokes every token of a principal.
 	RevokePrincipalRefreshTokens(ctx context.Context, principalID string) (int, error)
+	// DeleteRefreshTokens removes the tokens that expired before t.
+	DeleteRefreshTokens(ctx context.Context, expiredBefore time.Time) (int, error)
 
 	// AddRedirectURI registers a redirect URI on an application's
 	// principal: CodeConflict if it is there, CodeNotFound if the

@@ -149,7 +149,24 @@ func (p *Tokens) StartDeviceCode(ctx context.Context, tenantID, clientID, scope 
 	}
 	now := p.clock.Now().UTC()
 	var out *keyhold.DeviceAuthorization
-	err = p.store.Update(ctx, func(tx keyhold.Tx) error {
+	// A user code already pending (about one in 10^10 per pending code)
+	// is a conflict: try again with another, in a new transaction (a
+	// failed insert ends a PostgreSQL transaction).
+	for try := 0; ; try++ {
+		err = p.startDeviceCode(ctx, tenantID, clientID, granted, now, &out)
+		if keyhold.ErrorCode(err) != keyhold.CodeConflict || try == 2 {
+			break
+		}
+	}
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+// startDeviceCode stores one new device code grant.
+func (p *Tokens) startDeviceCode(ctx context.Context, tenantID, clientID, granted string, now time.Time, out **keyhold.DeviceAuthorization) error {
+	return p.store.Update(ctx, func(tx keyhold.Tx) error {
 		if err := checkTenant(ctx, tx, tenantID); err != nil {
 			return err
 		}
@@ -167,16 +184,12 @@ func (p *Tokens) StartDeviceCode(ctx context.Context, tenantID, clientID, scope 
 			Interval: int(DevicePollInterval / time.Second), CreatedAt: now, ExpiresAt: now.Add(DeviceCodeTTL)}
 		g.MAC = p.rec.SealSignInGrant(g)
 		if err := tx.CreateSignInGrant(ctx, g); err != nil {
-			return err // a user code taken (1 in 10^10 while few are pending): the client asks again
+			return err
 		}
-		out = &keyhold.DeviceAuthorization{DeviceCode: device, UserCode: formatUserCode(user),
+		*out = &keyhold.DeviceAuthorization{DeviceCode: device, UserCode: formatUserCode(user),
 			ExpiresIn: int(DeviceCodeTTL / time.Second), Interval: g.Interval}
 		return nil
 	})
-	if err != nil {
-		return nil, err
-	}
-	return out, nil
 }
 
 // grant reads the grant of a code and checks its seal, kind and tenant.
@@ -320,6 +333,11 @@ func (p *Tokens) issueUserToken(ctx context.Context, tx keyhold.Tx, user *keyhol
 	rt := &keyhold.RefreshToken{Hash: crypt.SignInHash(refresh), FamilyID: family, TenantID: user.TenantID, PrincipalID: user.ID,
 		ClientID: clientID, Scope: granted, AccountStamp: crypt.AccountStamp(acct.PasswordHash), CreatedAt: now, ExpiresAt: now.Add(RefreshTokenTTL)}
 	rt.MAC = p.rec.SealRefreshToken(rt)
+	// Expired tokens go as new ones come: a used token is kept (for
+	// reuse detection) only until it would have expired anyway.
+	if _, err := tx.DeleteRefreshTokens(ctx, now); err != nil {
+		return nil, err
+	}
 	if err := tx.CreateRefreshToken(ctx, rt); err != nil {
 		return nil, err
 	}

@@ -334,6 +334,11 @@ func TestRefreshTokenRotation(t *testing.T) {
 		f.clock.Advance(RefreshTokenTTL)
 		_, err = f.p.Refresh(bg, tenant, keyhold.CLIClientID, bob.RefreshToken, "")
 		wantAADSTS(t, err, keyhold.CodeInvalidGrant, aadstsExpiredCode)
+		// The next sign-in deletes the expired tokens.
+		f.clock.Advance(time.Second)
+		f.deviceToken(t, "bob@contoso.example")
+		_, err = f.p.Refresh(bg, tenant, keyhold.CLIClientID, bob.RefreshToken, "")
+		wantAADSTS(t, err, keyhold.CodeInvalidGrant, aadstsBadCode)
 	})
 }
 

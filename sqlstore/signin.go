@@ -160,6 +160,15 @@ func (t *tx) RevokePrincipalRefreshTokens(ctx context.Context, principalID strin
 	return int(n), nil
 }
 
+// DeleteRefreshTokens removes the refresh tokens that expired before at.
+func (t *tx) DeleteRefreshTokens(ctx context.Context, at time.Time) (int, error) {
+	n, err := t.execN(ctx, `DELETE FROM refresh_tokens WHERE expires_at < ?`, nanos(at))
+	if err != nil {
+		return 0, t.fail("delete refresh tokens", err)
+	}
+	return int(n), nil
+}
+
 // AddRedirectURI registers a redirect URI on an application's principal.
 func (t *tx) AddRedirectURI(ctx context.Context, r *keyhold.RedirectURI) error {
 	if err := checkTimes(r.AddedAt); err != nil {

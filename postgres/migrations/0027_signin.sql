@@ -40,6 +40,7 @@ CREATE TABLE refresh_tokens (
 );
 CREATE INDEX refresh_tokens_by_family ON refresh_tokens (family_id);
 CREATE INDEX refresh_tokens_by_principal ON refresh_tokens (principal_id);
+CREATE INDEX refresh_tokens_by_expiry ON refresh_tokens (expires_at);
 
 CREATE TABLE redirect_uris (
 	principal_id TEXT COLLATE "C" NOT NULL REFERENCES principals (id) ON DELETE CASCADE,
