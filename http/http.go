@@ -191,8 +191,9 @@ const (
 	apiTimeout   = 30 * time.Second
 )
 
-// routes declares the API. The token endpoint, /healthz and /metrics are
-// public; every other route needs a bearer token of an accepted audience.
+// routes declares the API. The token endpoint, the sign-in endpoints
+// (signin.go), /healthz and /metrics are public; every other route needs a
+// bearer token of an accepted audience.
 func (s *Server) routes() []route {
 	admin := []keyhold.Audience{keyhold.AudiencePowerApps, keyhold.AudienceManagement}
 	powerApps := []keyhold.Audience{keyhold.AudiencePowerApps}
