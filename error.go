@@ -42,6 +42,15 @@ const (
 	// CodeInvalidTenant: the tenant named in an identity endpoint's path
 	// does not exist (400), as Entra ID answers (AADSTS90002).
 	CodeInvalidTenant = "invalid_tenant"
+	// The device code grant's answers while a person has not finished
+	// signing in (RFC 8628 section 3.5), all 400: the client keeps polling
+	// on CodeAuthorizationPending, polls slower on CodeSlowDown, and stops
+	// on CodeExpiredDeviceCode (the code expired: start again) and
+	// CodeAccessDenied (the person declined).
+	CodeAuthorizationPending = "authorization_pending"
+	CodeSlowDown             = "slow_down"
+	CodeExpiredDeviceCode    = "expired_token"
+	CodeAccessDenied         = "access_denied"
 
 	// Authentication (ClassUnauthorized, 401).
 	CodeUnauthorized = "Unauthorized"
@@ -171,6 +180,10 @@ var classes = map[string]Class{
 	CodeInvalidRequest:        ClassInvalid,
 	CodeInvalidGrant:          ClassInvalid,
 	CodeInvalidTenant:         ClassInvalid,
+	CodeAuthorizationPending:  ClassInvalid,
+	CodeSlowDown:              ClassInvalid,
+	CodeExpiredDeviceCode:     ClassInvalid,
+	CodeAccessDenied:          ClassInvalid,
 
 	CodeInvalidClient: ClassUnauthorized,
 	CodeUnauthorized:  ClassUnauthorized,

@@ -18,6 +18,11 @@ type Token struct {
 	TokenType   string `json:"token_type"`
 	ExpiresIn   int    `json:"expires_in"`
 	ExtExpires  int    `json:"ext_expires_in"`
+	// RefreshToken is given with a person's sign-in (device code,
+	// authorization code, refresh): opaque, single use (signin.go).
+	RefreshToken string `json:"refresh_token,omitempty"`
+	// Scope is the scope granted, given with RefreshToken.
+	Scope string `json:"scope,omitempty"`
 }
 
 // TokenService issues and verifies access tokens.

@@ -53,7 +53,7 @@ func (f *Factory) keyVaultClients(subscription string) (*kvClients, error) {
 	if subscription == "" {
 		subscription = loginSubscription(home)
 	}
-	c, err := f.Dial(l)
+	c, err := f.Dial(l) // a person's login too
 	if err != nil {
 		return nil, err
 	}

@@ -174,7 +174,22 @@ func NewFactory(streams *IOStreams, getenv func(string) string) *Factory {
 		if l.CAPEM != "" {
 			ca = []byte(l.CAPEM)
 		}
-		c, err := khttp.NewClient(l.URL, ca, l.TenantID, l.ClientID, l.ClientSecret)
+		var c *khttp.Client
+		var err error
+		if l.RefreshToken != "" {
+			// A person's login: each refresh rotates the token, and the
+			// saved login keeps the newest (a reused one is refused).
+			c, err = khttp.NewUserClient(l.URL, ca, l.TenantID, l.ClientID, l.RefreshToken, func(rt string) error {
+				home, err := f.Home()
+				if err != nil {
+					return err
+				}
+				l.RefreshToken = rt
+				return saveLogin(home, l)
+			})
+		} else {
+			c, err = khttp.NewClient(l.URL, ca, l.TenantID, l.ClientID, l.ClientSecret)
+		}
 		if err == nil {
 			f.mu.Lock()
 			f.dialled = append(f.dialled, c)

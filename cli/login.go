@@ -41,6 +41,11 @@ type Login struct {
 	// https://{vault}.{domain}:{port}/); "" for the default,
 	// keyhold.DefaultVaultDomain.
 	VaultDomain string `json:"vaultDomain,omitempty"`
+	// A person's login (keyhold login --device-code): no client secret,
+	// but a refresh token, replaced by its successor at each use
+	// (login_device.go), and the person's user name.
+	RefreshToken string `json:"refreshToken,omitempty"`
+	UserName     string `json:"userName,omitempty"`
 }
 
 // loadLogin reads the login saved in home; ErrNotLoggedIn if there is none.
@@ -109,6 +114,8 @@ type LoginOptions struct {
 	ClientID     string
 	ClientSecret string // from --client-secret or KEYHOLD_CLIENT_SECRET
 	Subscription string // default subscription; the bootstrap file's if not given
+	// DeviceCode: a person signs in in a browser (login_device.go).
+	DeviceCode bool
 }
 
 func newCmdLogin(f *Factory, runF func(*LoginOptions) error) *cobra.Command {
@@ -127,16 +134,32 @@ them in $KEYHOLD_HOME/login.json (default ~/.keyhold, mode 0600) for the other
 commands. The CA certificate is copied into the login, so it keeps working if
 the server's data directory moves.
 
+People sign in with --device-code: keyhold prints a page and a code, the
+person opens the page in any browser, enters the code, their user name and
+password, and keyhold saves the sign-in (a refresh token, no password).
+The server, CA and tenant come from the flags, the bootstrap file, or the
+saved login.
+
 Use the bootstrap file a server writes on its first start, or give the
 credentials as flags; flags override the bootstrap file's values. Prefer the
 KEYHOLD_CLIENT_SECRET environment variable to --client-secret, which other
 users can see in the process list.`,
 		Example: `  keyhold login --bootstrap ./keyhold-data/bootstrap.json
   KEYHOLD_CLIENT_SECRET=... keyhold login --url https://127.0.0.1:8443 \
-      --ca-file ca.pem --tenant TENANT --client-id CLIENT`,
+      --ca-file ca.pem --tenant TENANT --client-id CLIENT
+  keyhold login --device-code --url https://127.0.0.1:8443 --ca-file ca.pem --tenant TENANT`,
 		Args: exactArgs(),
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			opts.Ctx = cmd.Context()
+			if opts.DeviceCode {
+				if opts.ClientID != "" || cmd.Flags().Changed("client-secret") {
+					return usageErrorf("--device-code signs a person in: leave out --client-id and --client-secret")
+				}
+				if runF != nil {
+					return runF(opts)
+				}
+				return deviceLoginRun(opts)
+			}
 			if !cmd.Flags().Changed("client-secret") {
 				opts.ClientSecret = f.Getenv("KEYHOLD_CLIENT_SECRET")
 			}
@@ -170,6 +193,7 @@ users can see in the process list.`,
 	fl.StringVar(&opts.ClientID, "client-id", "", "Service principal's client `ID`")
 	fl.StringVar(&opts.ClientSecret, "client-secret", "", "Service principal's client `secret` (default $KEYHOLD_CLIENT_SECRET)")
 	fl.StringVar(&opts.Subscription, "subscription", "", "Default subscription `ID` of the group, provider and role commands (default: the bootstrap file's)")
+	fl.BoolVar(&opts.DeviceCode, "device-code", false, "Sign in as a person, with a code entered in a browser")
 	return cmd
 }
 

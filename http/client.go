@@ -36,6 +36,7 @@ type Client struct {
 	tenantID     string
 	clientID     string
 	clientSecret string
+	user         *userLogin       // a person's sign-in (signinclient.go); nil for a service principal
 	now          func() time.Time // tests move it
 	vaultDomain  vaultDomain      // host-form vaults dialled at the server (vaultdial.go)
 
@@ -160,6 +161,9 @@ func (c *Client) dropToken(scope, accessToken string) {
 // fetchToken asks the token endpoint for a token, as a client-credentials
 // grant.
 func (c *Client) fetchToken(ctx context.Context, scope string) (*keyhold.Token, error) {
+	if c.user != nil {
+		return c.refresh(ctx, scope)
+	}
 	form := url.Values{
 		"grant_type":    {"client_credentials"},
 		"client_id":     {c.clientID},

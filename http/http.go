@@ -131,15 +131,15 @@ func (s *Server) Handler() nethttp.Handler {
 		if s.Registry != nil {
 			s.promHandler = promhttp.HandlerFor(s.Registry, promhttp.HandlerOpts{})
 		}
-		mux, idMux := nethttp.NewServeMux(), nethttp.NewServeMux()
+		mux, tenantMux := nethttp.NewServeMux(), nethttp.NewServeMux()
 		for _, rt := range s.routes() {
 			m := mux
-			if rt.Identity {
-				m = idMux
+			if rt.Identity || rt.Method == "GET" && strings.HasPrefix(rt.Pattern, tenantPrefix) {
+				m = tenantMux // see router
 			}
 			m.Handle(rt.Method+" "+rt.Pattern, s.wrap(rt))
 		}
-		s.handler = &router{s: s, mux: mux, identity: idMux}
+		s.handler = &router{s: s, mux: mux, tenant: tenantMux}
 	})
 	return s.handler
 }
@@ -172,9 +172,9 @@ type route struct {
 	// than Azure's (the token endpoint).
 	OAuthErrors bool
 	// Identity: the route is one of the tenant's identity endpoints
-	// (/{tenantId}/…, oidc.go), served from a mux of their own that is
-	// consulted first: their patterns would otherwise conflict with the
-	// resource manager's /subscriptions/{path...}.
+	// (/{tenantId}/…, oidc.go), served from the router's second mux, as
+	// every GET under /{tenantId}/ is: their patterns would otherwise
+	// conflict with the resource manager's /subscriptions/{path...}.
 	Identity bool
 	// Challenge, on a route with Auth, runs before the token is read. It
 	// may refuse the request; otherwise it returns the request (with what
@@ -200,8 +200,9 @@ const (
 	apiTimeout   = 30 * time.Second
 )
 
-// routes declares the API. The token endpoint, /healthz and /metrics are
-// public; every other route needs a bearer token of an accepted audience.
+// routes declares the API. The token endpoint, the sign-in endpoints
+// (signin.go), /healthz and /metrics are public; every other route needs a
+// bearer token of an accepted audience.
 func (s *Server) routes() []route {
 	admin := []keyhold.Audience{keyhold.AudiencePowerApps, keyhold.AudienceManagement}
 	powerApps := []keyhold.Audience{keyhold.AudiencePowerApps}
@@ -233,15 +234,33 @@ func (s *Server) routes() []route {
 	// The resource manager and key vault areas declare their routes in
 	// their own files (arm.go, directory.go, keyvault.go); each adds nothing while its
 	// services are unset.
-	return slices.Concat(core, s.armRoutes(), s.directoryRoutes(), s.keyVaultRoutes(), s.cmkRoutes(), s.lockRoutes(), s.policyRoutes(), s.eventRoutes(), s.backupRoutes(), s.oidcRoutes(), s.certificateRoutes())
+	return slices.Concat(core, s.armRoutes(), s.directoryRoutes(), s.keyVaultRoutes(), s.cmkRoutes(), s.lockRoutes(), s.policyRoutes(), s.eventRoutes(), s.backupRoutes(), s.oidcRoutes(), s.certificateRoutes(), s.signInRoutes())
 }
 
 // router answers requests that match no route with the Azure error body:
 // net/http.ServeMux would answer them in plain text.
+//
+// The GET routes under /{tenantId}/ (the sign-in pages) are in a mux of
+// their own, tried second: in one mux they would conflict with the
+// resource manager's GET /subscriptions/{path...}, as both match
+// /subscriptions/oauth2/…, and net/http.ServeMux refuses such a pair.
 type router struct {
-	s        *Server
-	mux      *nethttp.ServeMux
-	identity *nethttp.ServeMux // the Identity routes, matched first
+	s      *Server
+	mux    *nethttp.ServeMux
+	tenant *nethttp.ServeMux
+}
+
+// tenantPrefix starts the paths of the identity endpoints.
+const tenantPrefix = "/{tenantId}/"
+
+// match returns the mux with a route for r, or nil.
+func (rt *router) match(r *nethttp.Request) *nethttp.ServeMux {
+	for _, m := range []*nethttp.ServeMux{rt.mux, rt.tenant} {
+		if _, pattern := m.Handler(r); pattern != "" {
+			return m
+		}
+	}
+	return nil
 }
 
 // probeMethods are tried to tell a 405 from a 404.
@@ -250,12 +269,8 @@ var probeMethods = []string{"GET", "PUT", "POST", "PATCH", "DELETE"}
 func (rt *router) ServeHTTP(w nethttp.ResponseWriter, r *nethttp.Request) {
 	r = rt.s.routeByHost(r) // {vault}.{domain}/keys/… is /vaults/{vault}/keys/… (vaulthost.go)
 	r = canonicalizeARM(r)  // ARM paths are case-insensitive (armpath.go)
-	if _, pattern := rt.identity.Handler(r); pattern != "" {
-		rt.identity.ServeHTTP(w, r)
-		return
-	}
-	if _, pattern := rt.mux.Handler(r); pattern != "" {
-		rt.mux.ServeHTTP(w, r)
+	if m := rt.match(r); m != nil {
+		m.ServeHTTP(w, r)
 		return
 	}
 	// No route: find the methods the path has, if any.
@@ -263,7 +278,7 @@ func (rt *router) ServeHTTP(w nethttp.ResponseWriter, r *nethttp.Request) {
 	for _, m := range probeMethods {
 		probe := r.Clone(r.Context())
 		probe.Method = m
-		if _, pattern := rt.mux.Handler(probe); pattern != "" {
+		if rt.match(probe) != nil {
 			allow = append(allow, m)
 			if m == "GET" {
 				allow = append(allow, "HEAD")

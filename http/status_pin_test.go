@@ -27,6 +27,11 @@ var pinnedStatuses = map[string]int{
 	keyhold.CodeInvalidGrant: 400,
 	// invalid_tenant is new with the OpenID discovery (issue 11).
 	keyhold.CodeInvalidTenant: 400,
+	// The device code grant's answers (issue 11).
+	"authorization_pending": 400,
+	"slow_down":             400,
+	"expired_token":         400,
+	"access_denied":         400,
 
 	keyhold.CodeUnauthorized:  401,
 	keyhold.CodeInvalidToken:  401,

@@ -18,6 +18,8 @@ type tokenJSON struct {
 	ExpiresIn    int    `json:"expires_in"`
 	ExtExpiresIn int    `json:"ext_expires_in"`
 	AccessToken  string `json:"access_token"`
+	RefreshToken string `json:"refresh_token,omitempty"` // people's sign-ins (signin.go)
+	Scope        string `json:"scope,omitempty"`
 }
 
 // oauthErrorJSON is Entra ID's token error body.
@@ -69,11 +71,17 @@ func (s *Server) issueToken(w nethttp.ResponseWriter, r *nethttp.Request) error 
 	if hasROPC {
 		grants += ", or grant_type=password for a user"
 	}
+	si, hasSignIn := s.Tokens.(keyhold.SignInService)
+	if hasSignIn {
+		grants += ", or for people " + GrantDeviceCode + ", authorization_code or refresh_token"
+	}
 	switch {
 	case grant == "":
 		return missing("grant_type", grants)
 	case grant == "password" && hasROPC:
 		return s.passwordGrant(w, r, ropc)
+	case hasSignIn && (grant == GrantDeviceCode || grant == "authorization_code" || grant == "refresh_token"):
+		return s.signInGrant(w, r, si, grant) // signin.go
 	case grant != "client_credentials":
 		return keyhold.Errorf(keyhold.CodeUnsupportedGrantType, "grant_type %q is not supported: %s", keyhold.Clip(grant), grants)
 	}
@@ -182,7 +190,8 @@ func (s *Server) passwordGrant(w nethttp.ResponseWriter, r *nethttp.Request, rop
 
 // writeToken answers a token in Entra ID's shape.
 func writeToken(w nethttp.ResponseWriter, tok *keyhold.Token) {
-	out := tokenJSON{TokenType: tok.TokenType, ExpiresIn: tok.ExpiresIn, ExtExpiresIn: tok.ExtExpires, AccessToken: tok.AccessToken}
+	out := tokenJSON{TokenType: tok.TokenType, ExpiresIn: tok.ExpiresIn, ExtExpiresIn: tok.ExtExpires, AccessToken: tok.AccessToken,
+		RefreshToken: tok.RefreshToken, Scope: tok.Scope}
 	if out.TokenType == "" {
 		out.TokenType = "Bearer"
 	}
@@ -211,7 +220,8 @@ func (s *Server) writeOAuthError(w nethttp.ResponseWriter, r *nethttp.Request, s
 		code = e.Inner
 	case code == keyhold.CodeInvalidClient:
 		status = nethttp.StatusUnauthorized
-	case code == keyhold.CodeUnsupportedGrantType, code == keyhold.CodeInvalidScope, code == keyhold.CodeInvalidRequest, code == keyhold.CodeInvalidGrant, code == keyhold.CodeInvalidTenant:
+	case code == keyhold.CodeUnsupportedGrantType, code == keyhold.CodeInvalidScope, code == keyhold.CodeInvalidRequest, code == keyhold.CodeInvalidGrant, code == keyhold.CodeInvalidTenant,
+		code == keyhold.CodeAuthorizationPending, code == keyhold.CodeSlowDown, code == keyhold.CodeExpiredDeviceCode, code == keyhold.CodeAccessDenied:
 		status = nethttp.StatusBadRequest
 	case status == nethttp.StatusServiceUnavailable:
 		code = "temporarily_unavailable"
@@ -227,6 +237,10 @@ func (s *Server) writeOAuthError(w nethttp.ResponseWriter, r *nethttp.Request, s
 		Timestamp:        time.Now().UTC().Format("2006-01-02 15:04:05Z"),
 		TraceID:          st.requestID,
 		CorrelationID:    w.Header().Get("x-ms-correlation-request-id"),
+	}
+	// A sign-in refusal names its own Entra ID number (platform/signin.go).
+	if n, err := strconv.Atoi(strings.TrimPrefix(e.Inner, "AADSTS")); err == nil && strings.HasPrefix(e.Inner, "AADSTS") {
+		aadstsN, hasAADSTS = n, true
 	}
 	if hasAADSTS {
 		body.ErrorCodes = []int{aadstsN}

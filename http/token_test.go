@@ -84,11 +84,18 @@ func TestTokenErrors(t *testing.T) {
 			401, "invalid_client", "tenant"},
 		{"unknown scope", tenantPath, "", func() string { v := good(); v.Set("scope", "https://graph.microsoft.com/.default"); return v.Encode() },
 			400, "invalid_scope", "https://service.powerapps.com/.default"},
-		{"device code grant", tenantPath, "", func() string {
+		{"saml bearer grant", tenantPath, "", func() string {
+			v := good()
+			v.Set("grant_type", "urn:ietf:params:oauth:grant-type:saml2-bearer")
+			return v.Encode()
+		}, 400, "unsupported_grant_type", "grant_type=password"},
+		// The device code grant is served (signin.go): without its code
+		// it is a bad request.
+		{"device code grant without a code", tenantPath, "", func() string {
 			v := good()
 			v.Set("grant_type", "urn:ietf:params:oauth:grant-type:device_code")
 			return v.Encode()
-		}, 400, "unsupported_grant_type", "grant_type=password"},
+		}, 400, "invalid_request", "device_code"},
 		{"password grant without a user name", tenantPath, "", func() string { v := good(); v.Set("grant_type", "password"); return v.Encode() },
 			400, "invalid_request", "'username'"},
 		{"password grant for an unknown user", tenantPath, "", func() string {

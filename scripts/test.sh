@@ -177,10 +177,28 @@ setup_softhsm() {
 	export KEYHOLD_REQUIRE_SOFTHSM=1
 }
 
-# HOOK: setup_chromium will install a headless Chromium for the admin center
-# browser tests, exporting its path.
+# setup_chromium makes sure Debian's chromium is installed for the browser
+# tests (the device code sign-in, cli/login_device_test.go), installing it
+# with apt-get when it is missing and we are root. In CI (CI=true) those
+# tests then fail rather than skip without it (KEYHOLD_REQUIRE_CHROMIUM=1);
+# elsewhere a developer without Chromium and root sees them skip.
 setup_chromium() {
-	:
+	if ! command -v chromium >/dev/null 2>&1; then
+		if [ "$(id -u)" -ne 0 ]; then
+			log "Chromium is not installed and we are not root: the browser tests skip (apt-get install chromium)"
+			if [ "${CI:-}" = "true" ]; then
+				exit 1
+			fi
+			return 0
+		fi
+		log "installing Chromium with apt-get"
+		export DEBIAN_FRONTEND=noninteractive
+		apt-get update -qq
+		apt-get install -y -qq chromium >/dev/null
+	fi
+	if [ "${CI:-}" = "true" ]; then
+		export KEYHOLD_REQUIRE_CHROMIUM=1
+	fi
 }
 
 # --- run --------------------------------------------------------------------
