@@ -224,16 +224,23 @@ func certThumb(c *x509.Certificate) string {
 }
 
 // auditAssertion records a client assertion sign-in, succeeded (reason
-// empty) or refused, in the tenant's audit log. Nothing is recorded for a
-// tenant that does not exist. A failure to write it is logged, not
-// returned: the answer to the client does not depend on it.
+// empty) or refused, in the tenant's audit log (auditAppSignIn).
 func (p *Tokens) auditAssertion(ctx context.Context, tenantID, clientID string, sp *keyhold.Principal, reason string) {
+	p.auditAppSignIn(ctx, "signIn.clientAssertion", "token issued for a client assertion signed by a registered certificate", tenantID, clientID, sp, reason)
+}
+
+// auditAppSignIn records an application's sign-in (action, with detail on
+// success), succeeded (reason empty) or refused, in the tenant's audit
+// log. Nothing is recorded for a tenant that does not exist. A failure to
+// write it is logged, not returned: the answer to the client does not
+// depend on it.
+func (p *Tokens) auditAppSignIn(ctx context.Context, action, detail, tenantID, clientID string, sp *keyhold.Principal, reason string) {
 	if _, err := uuid.Parse(tenantID); err != nil {
 		return
 	}
-	e := keyhold.AuditEntry{At: p.clock.Now(), TenantID: tenantID, Action: "signIn.clientAssertion",
+	e := keyhold.AuditEntry{At: p.clock.Now(), TenantID: tenantID, Action: action,
 		Target: "/servicePrincipals/appId=" + keyhold.Clip(clientID), Result: "Succeeded",
-		Detail: "token issued for a client assertion signed by a registered certificate"}
+		Detail: detail}
 	if sp != nil {
 		e.ActorID, e.Target = sp.ID, "/servicePrincipals/"+sp.ID
 	}
@@ -248,6 +255,6 @@ func (p *Tokens) auditAssertion(ctx context.Context, tenantID, clientID string, 
 		return err
 	})
 	if err != nil && !keyhold.IsNotFound(err) {
-		p.log.ErrorContext(ctx, "platform: auditing a client assertion sign-in", "tenant", tenantID, "err", err)
+		p.log.ErrorContext(ctx, "platform: auditing a sign-in", "action", action, "tenant", tenantID, "err", err)
 	}
 }

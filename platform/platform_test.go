@@ -498,6 +498,16 @@ func TestTokens(t *testing.T) {
 	f := newFixture(t, storetest.OpenSQLite(t))
 	c := f.creds
 	bg := context.Background()
+	var auditMark int64 = -1 // the log's last entry before the cases
+	if err := f.store.View(bg, func(tx keyhold.Tx) error {
+		es, err := tx.ListAudit(bg, keyhold.AuditFilter{TenantID: c.TenantID, Limit: 1})
+		if len(es) == 1 {
+			auditMark = es[0].ID
+		}
+		return err
+	}); err != nil {
+		t.Fatal(err)
+	}
 	cases := []struct {
 		name                   string
 		tenant, client, secret string
@@ -528,6 +538,29 @@ func TestTokens(t *testing.T) {
 			t.Fatalf("Authenticate = %+v, %v", id, err)
 		}
 	}
+	// Every secret sign-in is audited, refused or not, and never with the
+	// secret in it.
+	var entries []*keyhold.AuditEntry
+	if err := f.store.View(bg, func(tx keyhold.Tx) error {
+		var err error
+		entries, err = tx.ListAudit(bg, keyhold.AuditFilter{TenantID: c.TenantID, AfterID: auditMark, ActionPrefixes: []string{"signIn.clientSecret"}})
+		return err
+	}); err != nil {
+		t.Fatal(err)
+	}
+	results := map[string]int{}
+	for _, e := range entries {
+		results[e.Result]++
+		if strings.Contains(e.Detail, c.ClientSecret) || strings.Contains(e.Target, c.ClientSecret) {
+			t.Fatal("an audit entry holds the secret")
+		}
+	}
+	// Refused: the wrong secret and the unknown client (the wrong tenant
+	// has no log, the unknown scope is refused before the secret is read).
+	if results["Failed"] != 2 || results["Succeeded"] != 3 {
+		t.Errorf("signIn.clientSecret audit results = %v, want 2 Failed and 3 Succeeded", results)
+	}
+
 	tok, _ := f.p.IssueToken(bg, c.TenantID, c.ClientID, c.ClientSecret, "https://service.powerapps.com/.default")
 	_, err := f.p.Authenticate(bg, tok.AccessToken[:len(tok.AccessToken)-3]+"AAA")
 	wantCode(t, err, keyhold.CodeInvalidToken)

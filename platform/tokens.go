@@ -166,10 +166,15 @@ func (p *Tokens) IssueToken(ctx context.Context, tenantID, clientID, clientSecre
 		return badClient
 	})
 	if keyhold.ErrorCode(err) == keyhold.CodeNotFound {
-		return nil, badClient
+		err = badClient
+	}
+	if keyhold.ErrorCode(err) == keyhold.CodeInvalidClient {
+		p.auditAppSignIn(ctx, "signIn.clientSecret", "", tenantID, clientID, sp, "wrong client id or secret, or an expired secret")
+		return nil, err
 	} else if err != nil {
 		return nil, err
 	}
+	p.auditAppSignIn(ctx, "signIn.clientSecret", "token issued for a client secret", tenantID, clientID, sp, "")
 	return p.mint(sp, "", aud)
 }
 
