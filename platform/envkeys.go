@@ -54,61 +54,58 @@ func (p *core) envKey(ctx context.Context, envID string, epoch uint32) (*crypt.K
 	if k, ok := p.cache.Get(id); ok {
 		return k, nil
 	}
+	// load runs one shared unwrap into the cache and returns the cached
+	// key, or nil when a drop kept it out.
+	load := func() (*crypt.Key, error) {
+		ch := p.unwrapG.DoChan(id, func() (any, error) {
+			if p.cache.Contains(id) { // another caller filled it meanwhile
+				return nil, nil
+			}
+			uctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), unwrapTimeout)
+			defer cancel()
+			gen := p.cache.Gen()
+			ek, err := p.unwrapEnvKey(uctx, envID, epoch)
+			if err != nil {
+				return nil, err
+			}
+			if p.unwrapped != nil {
+				p.unwrapped(envID)
+			}
+			// A drop while we unwrapped (a lock, here or on another
+			// replica) retired what we hold: don't bring it back.
+			p.cache.PutIfGen(id, ek, gen)
+			ek.Destroy()
+			return nil, nil
+		})
+		select {
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		case r := <-ch:
+			if r.Err != nil {
+				return nil, r.Err
+			}
+		}
+		k, _ := p.cache.Get(id)
+		return k, nil // nil: dropped or expired between the unwrap and now
+	}
 	// A drop that lands while the key is unwrapped (a lock or a re-enable,
 	// here or on another replica) retires what that unwrap read, so the
 	// key is not cached. Unwrapping again reads the store after the drop,
 	// which is what the drop asks for: a few tries turn that race into a
 	// success (or into the lock's own refusal) rather than a 503.
-	for try := 0; ; try++ {
-		k, err := p.loadEnvKey(ctx, id, envID, epoch)
-		if err != nil || k != nil || try == envKeyTries-1 {
-			if err == nil && k == nil {
-				err = keyhold.Errorf(keyhold.CodeServiceUnavailable, "the environment key was evicted while loading: retry the request")
-			}
+	for try := 1; ; try++ {
+		k, err := load()
+		if err != nil || k != nil {
 			return k, err
+		}
+		if try == envKeyTries {
+			return nil, keyhold.Errorf(keyhold.CodeServiceUnavailable, "the environment key was evicted while loading: retry the request")
 		}
 	}
 }
 
 // envKeyTries bounds envKey's unwraps when drops keep landing mid-load.
 const envKeyTries = 3
-
-// loadEnvKey runs one shared unwrap of (envID, epoch) into the cache and
-// returns the cached key, or nil when a drop kept it out.
-func (p *core) loadEnvKey(ctx context.Context, id, envID string, epoch uint32) (*crypt.Key, error) {
-	ch := p.unwrapG.DoChan(id, func() (any, error) {
-		if p.cache.Contains(id) { // another caller filled it meanwhile
-			return nil, nil
-		}
-		uctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), unwrapTimeout)
-		defer cancel()
-		gen := p.cache.Gen()
-		ek, err := p.unwrapEnvKey(uctx, envID, epoch)
-		if err != nil {
-			return nil, err
-		}
-		if p.unwrapped != nil {
-			p.unwrapped(envID)
-		}
-		// A drop while we unwrapped (a lock, here or on another replica)
-		// retired what we hold: don't bring it back.
-		p.cache.PutIfGen(id, ek, gen)
-		ek.Destroy()
-		return nil, nil
-	})
-	select {
-	case <-ctx.Done():
-		return nil, ctx.Err()
-	case r := <-ch:
-		if r.Err != nil {
-			return nil, r.Err
-		}
-	}
-	if k, ok := p.cache.Get(id); ok {
-		return k, nil
-	}
-	return nil, nil // dropped or expired between the unwrap and now
-}
 
 // envWithKeys loads an environment and all its wrapped keys, as one
 // snapshot.
