@@ -465,7 +465,9 @@ func testSDKSpecFlow(t *testing.T, f *flowStack) {
 	if err != nil {
 		t.Fatalf("policy PollUntilDone: %v", err)
 	}
-	if pol.ID == nil || !strings.EqualFold(*pol.ID, policyID) || pol.Identity == nil || pol.Identity.PrincipalID == nil || *pol.Identity.PrincipalID == "" {
+	if pol.ID == nil || !strings.EqualFold(*pol.ID, policyID) || pol.Name == nil || *pol.Name != "ContosoPolicy" ||
+		pol.Type == nil || !strings.EqualFold(*pol.Type, "Microsoft.PowerPlatform/enterprisePolicies") || pol.Kind == nil || *pol.Kind != "Encryption" ||
+		pol.Location == nil || *pol.Location != "europe" || pol.Identity == nil || pol.Identity.PrincipalID == nil || *pol.Identity.PrincipalID == "" {
 		t.Fatalf("policy = %+v", pol.GenericResource)
 	}
 	identity := *pol.Identity.PrincipalID
@@ -610,8 +612,9 @@ func testSDKSpecFlow(t *testing.T, f *flowStack) {
 	}
 	wantLocked("after refusing to enable")
 
-	// Re-grant, then re-enable: the row reads back.
-	grant(vaultID, keyhold.RoleKeyVaultCryptoServiceEncryptUser, identity)
+	// Re-grant, this time on the key alone (an assignment at a key's
+	// scope, as Azure allows), then re-enable: the row reads back.
+	grant(vaultID+"/keys/cmk", keyhold.RoleKeyVaultCryptoServiceEncryptUser, identity)
 	if h, err := f.p.CheckPolicyHealth(ctx, policyID); err != nil || h != keyhold.HealthHealthy {
 		t.Fatalf("CheckPolicyHealth after the re-grant = %s, %v", h, err)
 	}
