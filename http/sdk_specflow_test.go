@@ -518,8 +518,28 @@ func testSDKSpecFlow(t *testing.T, f *flowStack) {
 			t.Fatalf("%s: row = %s, want %s", when, got.Data, row)
 		}
 	}
-	pa.operation(t, "link", adminEnvPrefix+"/"+envID+"/enterprisePolicies/Encryption/link?api-version=2019-10-01",
-		map[string]string{"SystemId": systemID})
+	linkPath := adminEnvPrefix + "/" + envID + "/enterprisePolicies/Encryption/link?api-version=2019-10-01"
+	// Separation of duty: the key vault administrator may not link, nor
+	// the platform administrator make keys; neither refusal changes
+	// anything.
+	if resp, b := newPPAPI(f.url, kvCred, f.raw).send(t, "POST", linkPath, map[string]string{"SystemId": systemID}); resp.StatusCode != nethttp.StatusForbidden {
+		t.Fatalf("the key vault administrator linked: %d %s", resp.StatusCode, b)
+	}
+	if e := pa.environment(t, envID); e.keyManagedBy() != string(keyhold.KeyManagedByMicrosoft) || e.systemID() != "" {
+		t.Fatalf("after the refused link: %+v", e)
+	}
+	paKeys, err := azkeys.NewClient(vaultURI, paCred, &azkeys.ClientOptions{ClientOptions: azcore.ClientOptions{Transport: vaultHC}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, err = paKeys.CreateKey(ctx, "rogue", azkeys.CreateKeyParameters{Kty: to.Ptr(azkeys.KeyTypeRSA)}, nil)
+	if !errors.As(err, &re) || re.StatusCode != nethttp.StatusForbidden {
+		t.Fatalf("the platform administrator made a key: %v", err)
+	}
+	if _, err := keys.GetKey(ctx, "rogue", "", nil); !errors.As(err, &re) || re.StatusCode != nethttp.StatusNotFound {
+		t.Fatalf("GetKey(rogue) after the refusal: %v", err)
+	}
+	pa.operation(t, "link", linkPath, map[string]string{"SystemId": systemID})
 	if e := pa.environment(t, envID); e.keyManagedBy() != string(keyhold.KeyManagedByCustomer) || e.systemID() != systemID || e.state() != string(keyhold.StateEnabled) {
 		t.Fatalf("after the link: %+v", e)
 	}
