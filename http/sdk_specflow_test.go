@@ -17,6 +17,7 @@ import (
 	"net"
 	nethttp "net/http"
 	"net/url"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -445,6 +446,17 @@ func testSDKSpecFlow(t *testing.T, f *flowStack) {
 	if created.Key.KID.Name() != "cmk" || len(v1) != 32 {
 		t.Fatalf("created kid %s", *created.Key.KID)
 	}
+	// A rotation policy, as an administrator sets one beside the key.
+	if _, err := keys.UpdateKeyRotationPolicy(ctx, "cmk", azkeys.KeyRotationPolicy{
+		Attributes: &azkeys.KeyRotationPolicyAttributes{ExpiryTime: to.Ptr("P1Y")},
+		LifetimeActions: []*azkeys.LifetimeAction{{Action: &azkeys.LifetimeActionType{Type: to.Ptr(azkeys.KeyRotationPolicyActionRotate)},
+			Trigger: &azkeys.LifetimeActionTrigger{TimeAfterCreate: to.Ptr("P90D")}}}}, nil); err != nil {
+		t.Fatalf("UpdateKeyRotationPolicy: %v", err)
+	}
+	if rp, err := keys.GetKeyRotationPolicy(ctx, "cmk", nil); err != nil || rp.Attributes == nil || *rp.Attributes.ExpiryTime != "P1Y" ||
+		len(rp.LifetimeActions) != 1 || *rp.LifetimeActions[0].Trigger.TimeAfterCreate != "P90D" {
+		t.Fatalf("GetKeyRotationPolicy = %+v, %v", rp, err)
+	}
 
 	// Step 2 (key vault admin): the enterprise policy, through the
 	// generic resources client and its poller.
@@ -592,6 +604,19 @@ func testSDKSpecFlow(t *testing.T, f *flowStack) {
 	v2 := rotated.Key.KID.Version()
 	if v2 == v1 || rotated.Key.KID.Name() != "cmk" {
 		t.Fatalf("rotated kid %s", *rotated.Key.KID)
+	}
+	var versions []string
+	for pg := keys.NewListKeyPropertiesVersionsPager("cmk", nil); pg.More(); {
+		page, err := pg.NextPage(ctx)
+		if err != nil {
+			t.Fatalf("list the key's versions: %v", err)
+		}
+		for _, k := range page.Value {
+			versions = append(versions, k.KID.Version())
+		}
+	}
+	if len(versions) != 2 || !slices.Contains(versions, v1) || !slices.Contains(versions, v2) {
+		t.Fatalf("the key's versions = %v; want %s and %s", versions, v1, v2)
 	}
 	if n, err := f.p.PickUpRotations(ctx); err != nil || n != 1 {
 		t.Fatalf("PickUpRotations = %d, %v; want 1", n, err)
