@@ -38,6 +38,7 @@ type Tx interface {
 	EventTx
 	BackupTx
 	LicenceTx
+	DataAccessTx
 
 	// Tenants and subscriptions.
 	CreateTenant(ctx context.Context, t *Tenant) error

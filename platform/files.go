@@ -39,11 +39,8 @@ func (p *Environments) PutFile(ctx context.Context, envID, name string, r io.Rea
 	var env *keyhold.Environment
 	var prevVersion uint64
 	err = p.store.View(ctx, func(tx keyhold.Tx) error {
-		if env, err = dataAccess(ctx, tx, id, envID); err != nil {
-			return err
-		}
-		if err := refuseWhileRestoring(ctx, tx, env); err != nil {
-			return err // before the body is read
+		if env, err = uploadAccess(ctx, tx, id, envID); err != nil {
+			return err // a restore's refusal too, before the body is read
 		}
 		switch old, err := tx.File(ctx, envID, name); {
 		case err == nil:

@@ -100,6 +100,8 @@ type Store struct {
 	// access seals and checks access records (see access.go); nil
 	// until SetRecordSealer.
 	access atomic.Pointer[accessSealer]
+	// queries counts the statements transactions have run (Queries).
+	queries atomic.Int64
 }
 
 var _ keyhold.Store = (*Store)(nil)
@@ -135,6 +137,11 @@ func (s *Store) DB() *sql.DB { return s.write }
 // ReadDB returns the database that View transactions use. It is DB() when
 // the backend has a single pool.
 func (s *Store) ReadDB() *sql.DB { return s.read }
+
+// Queries returns how many statements the store's transactions have run
+// since it opened (not counting BEGIN and COMMIT). The tests use it to pin
+// how many queries a request costs.
+func (s *Store) Queries() int64 { return s.queries.Load() }
 
 // Dialect returns the store's dialect.
 func (s *Store) Dialect() Dialect { return s.d }

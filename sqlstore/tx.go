@@ -21,14 +21,17 @@ type tx struct {
 var _ keyhold.Tx = (*tx)(nil)
 
 func (t *tx) exec(ctx context.Context, query string, args ...any) (sql.Result, error) {
+	t.s.queries.Add(1)
 	return t.tx.ExecContext(ctx, t.s.q(query), args...)
 }
 
 func (t *tx) query(ctx context.Context, query string, args ...any) (*sql.Rows, error) {
+	t.s.queries.Add(1)
 	return t.tx.QueryContext(ctx, t.s.q(query), args...)
 }
 
 func (t *tx) queryRow(ctx context.Context, query string, args ...any) *sql.Row {
+	t.s.queries.Add(1)
 	return t.tx.QueryRowContext(ctx, t.s.q(query), args...)
 }
 
