@@ -93,7 +93,7 @@ func (p *Environments) PutFile(ctx context.Context, envID, name string, r io.Rea
 	}
 	rec.Chunks = cw.seq
 	rec.UpdatedAt = p.clock.Now().UTC()
-	err = p.store.Update(ctx, func(tx keyhold.Tx) error {
+	err = p.updateData(ctx, func(tx keyhold.Tx) error {
 		cenv, err := writeAccess(ctx, tx, id, envID)
 		if err != nil {
 			return err

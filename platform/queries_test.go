@@ -2,6 +2,9 @@ package platform
 
 import (
 	"context"
+	"encoding/json"
+	"fmt"
+	"sync"
 	"testing"
 
 	"github.com/keyhold/keyhold"
@@ -49,5 +52,84 @@ func TestDataPlaneQueries(t *testing.T) {
 		count("a get", 2, func() error { _, err := f.p.GetRow(ctx, e.ID, "t", "r1"); return err })
 		// DataAccess, DeleteRow, AppendAudit.
 		count("a delete", 3, func() error { return f.p.DeleteRow(ctx, e.ID, "t", "r1") })
+	})
+}
+
+// TestConcurrentRowWrites runs row puts from many clients at once, so that
+// they commit in groups (sqlstore's UpdateGrouped): every put to the one
+// shared row is a version of its own (none lost, none repeated), every
+// client's own row holds its last write, each row opens with its key, and
+// a caller without access, refused in the same batches, writes nothing.
+func TestConcurrentRowWrites(t *testing.T) {
+	storetest.ForEachBackend(t, func(t *testing.T, open func(t *testing.T) keyhold.Store) {
+		store := open(t)
+		f := newFixture(t, store)
+		s := store.(*sqlstore.Store)
+		e := f.createEnv(t, "concurrent")
+		outsider := f.newPrincipal(t, keyhold.PrincipalServicePrincipal, "outsider-secret-1234567890", "")
+		octx := f.login(t, f.creds.TenantID, outsider.AppID, "outsider-secret-1234567890")
+		const clients, puts = 32, 8
+		commitsBefore := s.GroupCommits()
+		var wg sync.WaitGroup
+		versions := make(chan uint64, clients*puts)
+		errs := make(chan error, 2*clients*puts)
+		for c := range clients {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				for i := range puts {
+					r, err := f.p.PutRow(f.ctx, e.ID, "t", "shared", json.RawMessage(fmt.Sprintf(`{"c":%d,"i":%d}`, c, i)))
+					if err != nil {
+						errs <- err
+						continue
+					}
+					versions <- r.Version
+					if _, err := f.p.PutRow(f.ctx, e.ID, "t", fmt.Sprint("own", c), json.RawMessage(fmt.Sprintf(`{"i":%d}`, i))); err != nil {
+						errs <- err
+					}
+					if _, err := f.p.PutRow(octx, e.ID, "t", "outsider", json.RawMessage(`{}`)); keyhold.ErrorCode(err) != keyhold.CodeForbidden {
+						errs <- fmt.Errorf("an outsider's put: %v, want %s", err, keyhold.CodeForbidden)
+					}
+				}
+			}()
+		}
+		wg.Wait()
+		close(versions)
+		close(errs)
+		for err := range errs {
+			t.Error(err)
+		}
+		seen := map[uint64]bool{}
+		for v := range versions {
+			if seen[v] {
+				t.Errorf("two puts of the shared row were both acknowledged as version %d", v)
+			}
+			seen[v] = true
+		}
+		shared, err := f.p.GetRow(f.ctx, e.ID, "t", "shared")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if shared.Version != clients*puts || len(seen) != clients*puts {
+			t.Errorf("the shared row is at version %d after %d acknowledged puts, want %d", shared.Version, len(seen), clients*puts)
+		}
+		for c := range clients {
+			r, err := f.p.GetRow(f.ctx, e.ID, "t", fmt.Sprint("own", c))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if want := fmt.Sprintf(`{"i":%d}`, puts-1); string(r.Data) != want || r.Version != puts {
+				t.Errorf("client %d's row holds %s at version %d, want %s at %d", c, r.Data, r.Version, want, puts)
+			}
+		}
+		if _, err := f.p.GetRow(f.ctx, e.ID, "t", "outsider"); keyhold.ErrorCode(err) != keyhold.CodeRowNotFound {
+			t.Errorf("the outsider's row: %v, want %s", err, keyhold.CodeRowNotFound)
+		}
+		// Grouped: fewer commits than writes (the refusals commit too).
+		if n := s.GroupCommits() - commitsBefore; n >= 3*clients*puts {
+			t.Errorf("%d commits for %d writes: none was grouped", n, 3*clients*puts)
+		} else {
+			t.Logf("%d writes in %d commits", 3*clients*puts, n)
+		}
 	})
 }

@@ -67,7 +67,7 @@ func (p *Environments) PutRow(ctx context.Context, envID, table, rowID string, d
 			needKey = false
 		}
 		denied := false
-		err = p.store.Update(ctx, func(tx keyhold.Tx) error {
+		err = p.updateData(ctx, func(tx keyhold.Tx) error {
 			env, err := writeAccess(ctx, tx, id, envID)
 			if denied = err != nil; denied {
 				return err // a refusal (a restore's 409 too) is final, not a lost race
@@ -112,6 +112,18 @@ func (p *Environments) PutRow(ctx context.Context, envID, table, rowID string, d
 		return nil, err
 	}
 	return &keyhold.Row{EnvID: rec.EnvID, Table: table, ID: rowID, Data: data, Version: rec.Version, UpdatedAt: rec.UpdatedAt}, nil
+}
+
+// updateData runs a write of an environment's data (a row put or delete,
+// a file's commit) grouped with the concurrent ones into one durable
+// commit when the store offers it (keyhold.GroupCommitter), and in a
+// transaction of its own otherwise. Either way fn sees an all-or-nothing
+// transaction of its own.
+func (p *core) updateData(ctx context.Context, fn func(keyhold.Tx) error) error {
+	if g, ok := p.store.(keyhold.GroupCommitter); ok {
+		return g.UpdateGrouped(ctx, fn)
+	}
+	return p.store.Update(ctx, fn)
 }
 
 // errNeedKey ends a writing transaction that found its store key missing
@@ -179,7 +191,7 @@ func (p *Environments) DeleteRow(ctx context.Context, envID, table, rowID string
 	if err := validateRow(table, rowID); err != nil {
 		return err
 	}
-	err = p.store.Update(ctx, func(tx keyhold.Tx) error {
+	err = p.updateData(ctx, func(tx keyhold.Tx) error {
 		if _, err := writeAccess(ctx, tx, id, envID); err != nil {
 			return err
 		}

@@ -102,6 +102,8 @@ type Store struct {
 	access atomic.Pointer[accessSealer]
 	// queries counts the statements transactions have run (Queries).
 	queries atomic.Int64
+	// groupState is the committer of UpdateGrouped (group.go).
+	groupState
 }
 
 var _ keyhold.Store = (*Store)(nil)
@@ -148,6 +150,7 @@ func (s *Store) Dialect() Dialect { return s.d }
 
 // Close closes the databases.
 func (s *Store) Close() error {
+	s.stopCommitter()
 	err := s.write.Close()
 	if s.read != s.write {
 		err = errors.Join(err, s.read.Close())
