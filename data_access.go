@@ -25,3 +25,13 @@ type DataAccessTx interface {
 	// ends, as EnvironmentForWrite does.
 	DataAccess(ctx context.Context, envID, principalID string, forWrite bool) (*DataAccess, error)
 }
+
+// RoleGenerations is a Tx that says which changes of directory roles its
+// snapshot includes: the count of committed transactions that changed
+// roles, in this process, when the transaction began. A cache of roles
+// filled in a transaction of generation g is stale once a later
+// transaction shows a greater one. Changes made by other processes (other
+// replicas) don't count: a cache must also bound its entries' age.
+type RoleGenerations interface {
+	RoleGeneration() uint64
+}

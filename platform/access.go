@@ -2,6 +2,7 @@ package platform
 
 import (
 	"context"
+	"time"
 
 	"github.com/keyhold/keyhold"
 )
@@ -53,7 +54,7 @@ func adminEnvironment(ctx context.Context, tx keyhold.Tx, id *keyhold.Identity, 
 // so may the tenant's platform administrators (who may also make themselves
 // members).
 func dataAccess(ctx context.Context, tx keyhold.Tx, id *keyhold.Identity, envID string) (*keyhold.Environment, error) {
-	return checkData(ctx, tx, id, envID, false, false)
+	return checkData(ctx, tx, id, envID, false, false, nil, time.Time{})
 }
 
 // writeAccess is dataAccess for a write of the environment's data (a row
@@ -64,21 +65,33 @@ func dataAccess(ctx context.Context, tx keyhold.Tx, id *keyhold.Identity, envID 
 // the operation, never slips in between to be overwritten. It then refuses
 // while such an operation runs (refuseWhileRestoring's answer).
 func writeAccess(ctx context.Context, tx keyhold.Tx, id *keyhold.Identity, envID string) (*keyhold.Environment, error) {
-	return checkData(ctx, tx, id, envID, true, true)
+	return checkData(ctx, tx, id, envID, true, true, nil, time.Time{})
 }
 
-// uploadAccess is dataAccess, refusing as writeAccess does while a
-// restore, copy or reset runs: a file upload's early check, before the
-// body is read.
-func uploadAccess(ctx context.Context, tx keyhold.Tx, id *keyhold.Identity, envID string) (*keyhold.Environment, error) {
-	return checkData(ctx, tx, id, envID, false, true)
+// accessMode says which check a data-plane request needs: dataAccess's,
+// writeAccess's, or an upload's early one (dataAccess, refusing as
+// writeAccess does while a restore, copy or reset runs, before the body
+// is read).
+type accessMode int
+
+const (
+	readData accessMode = iota
+	writeData
+	uploadData
+)
+
+// access is the data plane's check (by mode), with its cache of administrators' roles
+// (rolecache.go): rows.go and files.go call it.
+func (p *Environments) access(ctx context.Context, tx keyhold.Tx, id *keyhold.Identity, envID string, mode accessMode) (*keyhold.Environment, error) {
+	return checkData(ctx, tx, id, envID, mode == writeData, mode != readData, &p.roles, p.clock.Now())
 }
 
-// checkData is dataAccess, writeAccess and uploadAccess. The environment,
+// checkData is dataAccess, writeAccess and the upload's early check. The environment,
 // the caller's membership and the running operation come from one query
 // (Tx.DataAccess); only a caller who is not a member costs a second, for
-// its directory roles.
-func checkData(ctx context.Context, tx keyhold.Tx, id *keyhold.Identity, envID string, forWrite, refuseOverwrite bool) (*keyhold.Environment, error) {
+// its directory roles, unless roles (if not nil) answers from its cache
+// as of now.
+func checkData(ctx context.Context, tx keyhold.Tx, id *keyhold.Identity, envID string, forWrite, refuseOverwrite bool, roles *roleCache, now time.Time) (*keyhold.Environment, error) {
 	a, err := tx.DataAccess(ctx, envID, id.PrincipalID, forWrite)
 	if err == nil && a.Env.TenantID != id.TenantID {
 		err = keyhold.Errorf(keyhold.CodeEnvironmentNotFound, "environment %q is another tenant's", envID)
@@ -91,11 +104,18 @@ func checkData(ctx context.Context, tx keyhold.Tx, id *keyhold.Identity, envID s
 	}
 	env := a.Env
 	if !a.Member {
-		if err := requireAdmin(ctx, tx, id); keyhold.ErrorCode(err) == keyhold.CodeForbidden {
+		var admin bool
+		if roles != nil {
+			admin, err = roles.isAdmin(ctx, tx, id, now)
+		} else {
+			admin, err = holdsAdminRole(ctx, tx, id)
+		}
+		if err != nil {
+			return nil, err
+		}
+		if !admin {
 			return nil, keyhold.Errorf(keyhold.CodeForbidden, "principal %s may not use the data of environment %s: it must be a member of the environment (an administrator adds it with PUT %s/members/%s) or hold the %s, %s or %s directory role",
 				id.PrincipalID, env.ID, envTarget(env.ID), id.PrincipalID, keyhold.RolePowerPlatformAdministrator, keyhold.RoleDynamics365Administrator, keyhold.RoleGlobalAdministrator)
-		} else if err != nil {
-			return nil, err
 		}
 	}
 	if env.State == keyhold.StateLocked { // no bypass, for anyone

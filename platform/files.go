@@ -39,7 +39,7 @@ func (p *Environments) PutFile(ctx context.Context, envID, name string, r io.Rea
 	var env *keyhold.Environment
 	var prevVersion uint64
 	err = p.store.View(ctx, func(tx keyhold.Tx) error {
-		if env, err = uploadAccess(ctx, tx, id, envID); err != nil {
+		if env, err = p.access(ctx, tx, id, envID, uploadData); err != nil {
 			return err // a restore's refusal too, before the body is read
 		}
 		switch old, err := tx.File(ctx, envID, name); {
@@ -94,7 +94,7 @@ func (p *Environments) PutFile(ctx context.Context, envID, name string, r io.Rea
 	rec.Chunks = cw.seq
 	rec.UpdatedAt = p.clock.Now().UTC()
 	err = p.updateData(ctx, func(tx keyhold.Tx) error {
-		cenv, err := writeAccess(ctx, tx, id, envID)
+		cenv, err := p.access(ctx, tx, id, envID, writeData)
 		if err != nil {
 			return err
 		}
@@ -214,7 +214,7 @@ func (p *Environments) OpenFile(ctx context.Context, envID, name string) (*keyho
 	}
 	var rec *keyhold.FileRecord
 	err = p.store.View(ctx, func(tx keyhold.Tx) error {
-		if _, err := dataAccess(ctx, tx, id, envID); err != nil {
+		if _, err := p.access(ctx, tx, id, envID, readData); err != nil {
 			return err
 		}
 		rec, err = tx.File(ctx, envID, name)

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/keyhold/keyhold"
 	"github.com/keyhold/keyhold/sqlstore"
@@ -130,6 +131,93 @@ func TestConcurrentRowWrites(t *testing.T) {
 			t.Errorf("%d commits for %d writes: none was grouped", n, 3*clients*puts)
 		} else {
 			t.Logf("%d writes in %d commits", 3*clients*puts, n)
+		}
+	})
+}
+
+// TestDataPlaneRoleCache shows the bound on the data plane's cache of
+// administrators' roles: a role removed through this process stops the
+// administrator's next data request, and one removed by another replica
+// (here, straight in the database) within roleCacheTTL of the cached
+// answer, by the injected clock.
+func TestDataPlaneRoleCache(t *testing.T) {
+	storetest.ForEachBackend(t, func(t *testing.T, open func(t *testing.T) keyhold.Store) {
+		store := open(t)
+		f := newFixture(t, store)
+		s := store.(*sqlstore.Store)
+		ctx := context.Background()
+		admin := keyhold.IdentityFrom(f.ctx)
+		e := f.createEnv(t, "roles")
+		if _, err := f.p.PutRow(f.ctx, e.ID, "t", "r", benchRow); err != nil {
+			t.Fatal(err)
+		}
+		var roles []keyhold.DirectoryRole
+		if err := f.store.View(ctx, func(tx keyhold.Tx) error {
+			var err error
+			roles, err = tx.DirectoryRoles(ctx, admin.TenantID, admin.PrincipalID)
+			return err
+		}); err != nil || len(roles) == 0 {
+			t.Fatalf("the fixture's caller holds roles %v (%v): it must be an administrator", roles, err)
+		}
+		get := func(what, wantCode string) {
+			t.Helper()
+			_, err := f.p.GetRow(f.ctx, e.ID, "t", "r")
+			if got := keyhold.ErrorCode(err); got != wantCode {
+				t.Fatalf("%s: %q (%v), want %q", what, got, err, wantCode)
+			}
+		}
+		// A non-member administrator's get costs DataAccess and Row once
+		// its roles are cached.
+		before := s.Queries()
+		get("a cached administrator", "")
+		if n := s.Queries() - before; n != 2 {
+			t.Errorf("a cached administrator's get ran %d statements, want 2", n)
+		}
+
+		// Another replica takes the roles away: the cached answer holds
+		// until roleCacheTTL has passed since it was filled.
+		storetest.Exec(t, f.store, `DELETE FROM directory_roles WHERE tenant_id = ? AND principal_id = ?`, admin.TenantID, admin.PrincipalID)
+		f.clock.Advance(roleCacheTTL - time.Millisecond)
+		get("within the bound", "")
+		f.clock.Advance(time.Millisecond)
+		get("at the bound", keyhold.CodeForbidden)
+		if _, err := f.p.PutRow(f.ctx, e.ID, "t", "r", json.RawMessage(`{"x":1}`)); keyhold.ErrorCode(err) != keyhold.CodeForbidden {
+			t.Fatalf("a put after the bound: %v, want %s", err, keyhold.CodeForbidden)
+		}
+
+		// Through this process, a change is seen at once, both ways.
+		set := func(assign bool) {
+			t.Helper()
+			if err := f.store.Update(ctx, func(tx keyhold.Tx) error {
+				for _, r := range roles {
+					if assign {
+						if err := tx.AssignDirectoryRole(ctx, admin.TenantID, admin.PrincipalID, r); err != nil {
+							return err
+						}
+					} else if err := tx.RemoveDirectoryRole(ctx, admin.TenantID, admin.PrincipalID, r); err != nil {
+						return err
+					}
+				}
+				return nil
+			}); err != nil {
+				t.Fatal(err)
+			}
+		}
+		set(true)
+		get("the roles given back here", "")
+		set(false)
+		get("the roles taken here", keyhold.CodeForbidden)
+		r, err := func() (*keyhold.RowRecord, error) {
+			var r *keyhold.RowRecord
+			err := f.store.View(ctx, func(tx keyhold.Tx) error {
+				var err error
+				r, err = tx.Row(ctx, e.ID, "t", "r")
+				return err
+			})
+			return r, err
+		}()
+		if err != nil || r.Version != 1 {
+			t.Fatalf("the row after the refusals: version %v (%v), want 1: a refused put wrote", r, err)
 		}
 	})
 }

@@ -68,7 +68,7 @@ func (p *Environments) PutRow(ctx context.Context, envID, table, rowID string, d
 		}
 		denied := false
 		err = p.updateData(ctx, func(tx keyhold.Tx) error {
-			env, err := writeAccess(ctx, tx, id, envID)
+			env, err := p.access(ctx, tx, id, envID, writeData)
 			if denied = err != nil; denied {
 				return err // a refusal (a restore's 409 too) is final, not a lost race
 			}
@@ -158,7 +158,7 @@ func (p *Environments) GetRow(ctx context.Context, envID, table, rowID string) (
 	}
 	var rec *keyhold.RowRecord
 	err = p.store.View(ctx, func(tx keyhold.Tx) error {
-		if _, err := dataAccess(ctx, tx, id, envID); err != nil {
+		if _, err := p.access(ctx, tx, id, envID, readData); err != nil {
 			return err
 		}
 		rec, err = tx.Row(ctx, envID, table, rowID)
@@ -192,7 +192,7 @@ func (p *Environments) DeleteRow(ctx context.Context, envID, table, rowID string
 		return err
 	}
 	err = p.updateData(ctx, func(tx keyhold.Tx) error {
-		if _, err := writeAccess(ctx, tx, id, envID); err != nil {
+		if _, err := p.access(ctx, tx, id, envID, writeData); err != nil {
 			return err
 		}
 		if err := tx.DeleteRow(ctx, envID, table, rowID); err != nil {

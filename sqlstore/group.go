@@ -166,6 +166,7 @@ func (s *Store) runBatch(batch []*groupWrite) (again []*groupWrite) {
 		results[i] = err
 		ran[i] = true
 	}
+	roleGen := s.roleGen.Load()
 	sqlTx, err := s.write.BeginTx(ctx, &s.d.WriteTx)
 	if err != nil {
 		for i := range batch {
@@ -190,7 +191,7 @@ func (s *Store) runBatch(batch []*groupWrite) (again []*groupWrite) {
 			retry(i, broken)
 			continue
 		}
-		t := &tx{s: s, tx: sqlTx, ctx: ctx}
+		t := &tx{s: s, tx: sqlTx, ctx: ctx, roleGen: roleGen}
 		txs[i] = t
 		if err := w.fn(t); err != nil {
 			// Undo this write only; the savepoint stays until
@@ -218,6 +219,13 @@ func (s *Store) runBatch(batch []*groupWrite) (again []*groupWrite) {
 		commitErr = broken
 	} else if err := sqlTx.Commit(); err != nil {
 		commitErr = fmt.Errorf("%s: commit: %w", s.d.Name, err)
+	} else {
+		for i, t := range txs {
+			if t != nil && t.rolesChanged && results[i] == nil {
+				s.roleGen.Add(1)
+				break
+			}
+		}
 	}
 	if commitErr != nil {
 		for i := range batch {

@@ -104,6 +104,9 @@ type Store struct {
 	queries atomic.Int64
 	// groupState is the committer of UpdateGrouped (group.go).
 	groupState
+	// roleGen counts committed transactions that changed directory
+	// roles (keyhold.RoleGenerations).
+	roleGen atomic.Uint64
 }
 
 var _ keyhold.Store = (*Store)(nil)
@@ -162,7 +165,7 @@ func (s *Store) Close() error {
 func (s *Store) View(ctx context.Context, fn func(keyhold.Tx) error) error {
 	// Refused records are reported after the transaction has ended (the
 	// deferred calls run last first), so that the report may write.
-	t := &tx{s: s}
+	t := &tx{s: s, roleGen: s.roleGen.Load()}
 	defer t.reportRefused(ctx)
 	sqlTx, err := s.read.BeginTx(ctx, &s.d.ReadTx)
 	if err != nil {
@@ -213,7 +216,7 @@ func (s *Store) Update(ctx context.Context, fn func(keyhold.Tx) error) error {
 }
 
 func (s *Store) update(ctx context.Context, fn func(keyhold.Tx) error) error {
-	t := &tx{s: s}
+	t := &tx{s: s, roleGen: s.roleGen.Load()}
 	defer t.reportRefused(ctx) // after the rollback: see View
 	sqlTx, err := s.write.BeginTx(ctx, &s.d.WriteTx)
 	if err != nil {
@@ -226,6 +229,9 @@ func (s *Store) update(ctx context.Context, fn func(keyhold.Tx) error) error {
 	}
 	if err := sqlTx.Commit(); err != nil {
 		return fmt.Errorf("%s: commit: %w", s.d.Name, err)
+	}
+	if t.rolesChanged {
+		s.roleGen.Add(1)
 	}
 	return nil
 }

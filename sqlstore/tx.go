@@ -19,7 +19,18 @@ type tx struct {
 	// ctx, if set, replaces the context of every statement: a grouped
 	// write's statements run under the committer's (group.go).
 	ctx context.Context
+	// roleGen is the store's role generation when the transaction began
+	// (RoleGeneration); rolesChanged says it wrote directory roles.
+	roleGen      uint64
+	rolesChanged bool
 }
+
+var _ keyhold.RoleGenerations = (*tx)(nil)
+
+// RoleGeneration returns how many transactions that changed directory
+// roles this store had committed when the transaction began
+// (keyhold.RoleGenerations).
+func (t *tx) RoleGeneration() uint64 { return t.roleGen }
 
 var _ keyhold.Tx = (*tx)(nil)
 
