@@ -49,48 +49,41 @@ func adminEnvironment(ctx context.Context, tx keyhold.Tx, id *keyhold.Identity, 
 	return environmentFor(ctx, tx, id, envID)
 }
 
-// dataAccess loads an environment for a data-plane request and checks that
-// the caller may use its data and that it is serving. Its members may, and
-// so may the tenant's platform administrators (who may also make themselves
-// members).
-func dataAccess(ctx context.Context, tx keyhold.Tx, id *keyhold.Identity, envID string) (*keyhold.Environment, error) {
-	return checkData(ctx, tx, id, envID, false, false, nil, time.Time{})
-}
-
-// writeAccess is dataAccess for a write of the environment's data (a row
-// put or delete, a file put), run inside the writing transaction. It holds
-// the environment's row while it reads it (DataAccess with forWrite, as
-// EnvironmentForWrite): a restore, copy or reset changes that row when it
-// starts (startDBOp), so a write either commits before the start or sees
-// the operation, never slips in between to be overwritten. It then refuses
-// while such an operation runs (refuseWhileRestoring's answer).
-func writeAccess(ctx context.Context, tx keyhold.Tx, id *keyhold.Identity, envID string) (*keyhold.Environment, error) {
-	return checkData(ctx, tx, id, envID, true, true, nil, time.Time{})
-}
-
-// accessMode says which check a data-plane request needs: dataAccess's,
-// writeAccess's, or an upload's early one (dataAccess, refusing as
-// writeAccess does while a restore, copy or reset runs, before the body
-// is read).
+// accessMode names the check a data-plane request needs before it
+// touches an environment's data (Environments.access).
 type accessMode int
 
 const (
+	// readData ("dataAccess"): the environment is the caller's tenant's
+	// and serving, and the caller may use its data: its members may, and
+	// so may the tenant's platform administrators (who may also make
+	// themselves members).
 	readData accessMode = iota
+	// writeData ("writeAccess"): readData for a write of the
+	// environment's data (a row put or delete, a file put), run inside
+	// the writing transaction. It holds the environment's row while it
+	// reads it (DataAccess with forWrite, as EnvironmentForWrite): a
+	// restore, copy or reset changes that row when it starts (startDBOp),
+	// so a write either commits before the start or sees the operation,
+	// never slips in between to be overwritten. It then refuses while
+	// such an operation runs (restoringError).
 	writeData
+	// uploadData: readData, refusing as writeData does while a restore,
+	// copy or reset runs: an upload's early check, before the body is
+	// read.
 	uploadData
 )
 
-// access is the data plane's check (by mode), with its cache of administrators' roles
-// (rolecache.go): rows.go and files.go call it.
+// access runs the data plane's check of mode, with its cache of
+// administrators' roles (rolecache.go).
 func (p *Environments) access(ctx context.Context, tx keyhold.Tx, id *keyhold.Identity, envID string, mode accessMode) (*keyhold.Environment, error) {
 	return checkData(ctx, tx, id, envID, mode == writeData, mode != readData, &p.roles, p.clock.Now())
 }
 
-// checkData is dataAccess, writeAccess and the upload's early check. The environment,
-// the caller's membership and the running operation come from one query
-// (Tx.DataAccess); only a caller who is not a member costs a second, for
-// its directory roles, unless roles (if not nil) answers from its cache
-// as of now.
+// checkData is access. The environment, the caller's membership and the
+// running operation come from one query (Tx.DataAccess); only a caller
+// who is not a member costs a second, for its directory roles, unless
+// roles answers from its cache as of now.
 func checkData(ctx context.Context, tx keyhold.Tx, id *keyhold.Identity, envID string, forWrite, refuseOverwrite bool, roles *roleCache, now time.Time) (*keyhold.Environment, error) {
 	a, err := tx.DataAccess(ctx, envID, id.PrincipalID, forWrite)
 	if err == nil && a.Env.TenantID != id.TenantID {
@@ -104,12 +97,7 @@ func checkData(ctx context.Context, tx keyhold.Tx, id *keyhold.Identity, envID s
 	}
 	env := a.Env
 	if !a.Member {
-		var admin bool
-		if roles != nil {
-			admin, err = roles.isAdmin(ctx, tx, id, now)
-		} else {
-			admin, err = holdsAdminRole(ctx, tx, id)
-		}
+		admin, err := roles.isAdmin(ctx, tx, id, now)
 		if err != nil {
 			return nil, err
 		}
