@@ -37,6 +37,9 @@ var Dialect = sqlstore.Dialect{
 	Name:     "sqlite",
 	Classify: classify,
 	ReadTx:   sql.TxOptions{ReadOnly: true},
+	// One writer, one fsync per commit: grouping the data plane's
+	// concurrent writes into one commit is what lets them scale.
+	GroupCommit: true,
 }
 
 func classify(err error) sqlstore.ErrorClass {

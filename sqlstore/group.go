@@ -46,7 +46,8 @@ type committer struct {
 
 // UpdateGrouped runs fn in a transaction shared with other concurrent
 // grouped writes and returns once the transaction's commit is durable
-// (keyhold.GroupCommitter). Only the store's writes that are small and
+// (keyhold.GroupCommitter). Where the dialect doesn't group commits
+// (Dialect.GroupCommit) it is Update. Only the store's writes that are small and
 // many (the data plane's) should use it: a slow fn delays its batch.
 //
 // fn's statements run under the committer's context, not ctx: on SQLite
@@ -55,6 +56,9 @@ type committer struct {
 // run (UpdateGrouped then returns ctx's error); one whose ctx ends later
 // may still commit, as any write whose client goes away after sending it.
 func (s *Store) UpdateGrouped(ctx context.Context, fn func(keyhold.Tx) error) error {
+	if !s.d.GroupCommit && !s.forceGroup.Load() {
+		return s.Update(ctx, fn)
+	}
 	c := s.startCommitter()
 	if c == nil {
 		return errClosed
@@ -258,7 +262,14 @@ type groupState struct {
 	group     atomic.Pointer[committer]
 	// commits counts the batches committed or failed (GroupCommits).
 	commits atomic.Int64
+	// forceGroup groups writes whatever the dialect says (SetGroupCommit).
+	forceGroup atomic.Bool
 }
+
+// SetGroupCommit makes UpdateGrouped group writes even where the dialect
+// doesn't (Dialect.GroupCommit), or stops forcing it. The tests use it to
+// run group commit on PostgreSQL as well.
+func (s *Store) SetGroupCommit(on bool) { s.forceGroup.Store(on) }
 
 // GroupCommits returns how many batches of grouped writes have ended (each
 // in one commit, or one failed transaction) since the store opened: with

@@ -128,6 +128,7 @@ func groupCrashChild(backend, db string) {
 		fmt.Fprintln(os.Stderr, "child: open:", err)
 		os.Exit(2)
 	}
+	s.SetGroupCommit(true) // on PostgreSQL too, where the dialect doesn't group
 	var mu sync.Mutex
 	var wg sync.WaitGroup
 	for g := range 32 {

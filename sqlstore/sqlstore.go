@@ -84,6 +84,13 @@ type Dialect struct {
 	ForShare string
 	// ReadTx and WriteTx are the options of View and Update transactions.
 	ReadTx, WriteTx sql.TxOptions
+	// GroupCommit makes UpdateGrouped group concurrent writes into one
+	// transaction (group.go). It pays where the database commits one
+	// transaction at a time (SQLite: one fsync per commit); PostgreSQL
+	// already shares its WAL flushes between concurrent commits, and
+	// grouped writes would only wait for each other on one connection,
+	// so there UpdateGrouped is Update.
+	GroupCommit bool
 }
 
 // maxAttempts bounds how many times Update runs fn when the database asks
