@@ -119,7 +119,7 @@ func (p *Environments) PutRow(ctx context.Context, envID, table, rowID string, d
 // commit when the store offers it (keyhold.GroupCommitter), and in a
 // transaction of its own otherwise. Either way fn sees an all-or-nothing
 // transaction of its own.
-func (p *core) updateData(ctx context.Context, fn func(keyhold.Tx) error) error {
+func (p *Environments) updateData(ctx context.Context, fn func(keyhold.Tx) error) error {
 	if g, ok := p.store.(keyhold.GroupCommitter); ok {
 		return g.UpdateGrouped(ctx, fn)
 	}
@@ -134,7 +134,7 @@ var errNeedKey = errors.New("platform: the store key is not cached")
 // cachedStoreKey returns the store key of (envID, epoch) if the key cache
 // holds its EK, and nil otherwise; it never unwraps, so a writing
 // transaction may call it. The caller destroys the key.
-func (p *core) cachedStoreKey(envID string, epoch uint32, store string) *crypt.StoreKey {
+func (p *Environments) cachedStoreKey(envID string, epoch uint32, store string) *crypt.StoreKey {
 	ek, ok := p.cache.Get(cacheID(envID, epoch))
 	if !ok {
 		return nil
