@@ -56,6 +56,39 @@ func TestDataPlaneQueries(t *testing.T) {
 	})
 }
 
+// TestRowPutKeyMiss writes with the key cache empty: the writing
+// transaction checks access first and, finding no key cached, ends; the
+// key is unwrapped outside it, once, and the write goes through. A caller
+// without access causes no unwrap at all.
+func TestRowPutKeyMiss(t *testing.T) {
+	storetest.ForEachBackend(t, func(t *testing.T, open func(t *testing.T) keyhold.Store) {
+		f := newFixture(t, open(t))
+		e := f.createEnv(t, "miss")
+		outsider := f.newPrincipal(t, keyhold.PrincipalServicePrincipal, "outsider-secret-1234567890", "")
+		octx := f.login(t, f.creds.TenantID, outsider.AppID, "outsider-secret-1234567890")
+
+		f.p.DropKeys("")
+		before := f.p.Unwraps()
+		if _, err := f.p.PutRow(octx, e.ID, "t", "r", benchRow); keyhold.ErrorCode(err) != keyhold.CodeForbidden {
+			t.Fatalf("an outsider's put: %v, want %s", err, keyhold.CodeForbidden)
+		}
+		if n := f.p.Unwraps() - before; n != 0 {
+			t.Fatalf("an outsider's refused put unwrapped the environment's key %d times, want 0", n)
+		}
+		r, err := f.p.PutRow(f.ctx, e.ID, "t", "r", benchRow)
+		if err != nil {
+			t.Fatalf("a put with the key cache empty: %v", err)
+		}
+		if n := f.p.Unwraps() - before; n != 1 || r.Version != 1 {
+			t.Fatalf("the put unwrapped %d times and wrote version %d, want 1 and 1", n, r.Version)
+		}
+		got, err := f.p.GetRow(f.ctx, e.ID, "t", "r")
+		if err != nil || string(got.Data) != string(benchRow) {
+			t.Fatalf("reading the row back: %v", err)
+		}
+	})
+}
+
 // TestConcurrentRowWrites runs row puts from many clients at once, so that
 // they commit in groups on SQLite (sqlstore's UpdateGrouped): every put to the one
 // shared row is a version of its own (none lost, none repeated), every

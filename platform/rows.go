@@ -45,7 +45,7 @@ func (p *Environments) PutRow(ctx context.Context, envID, table, rowID string, d
 	if t := bytes.TrimSpace(data); len(t) == 0 || t[0] != '{' || !json.Valid(t) {
 		return nil, keyhold.Errorf(keyhold.CodeInvalidRequestContent, "a row must be a JSON object, like {\"name\":\"value\"}")
 	}
-	// One transaction checks access (one query: writeAccess, a restore
+	// One transaction checks access (one query, writeData: a restore is
 	// refused there too) and writes. The key is sealed with inside it when
 	// the key cache holds it, the common case. Otherwise the transaction
 	// ends, the key is loaded outside any transaction (an unwrap may reach
