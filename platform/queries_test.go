@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -90,8 +91,10 @@ func TestRowPutKeyMiss(t *testing.T) {
 }
 
 // TestConcurrentRowWrites runs row puts from many clients at once, so that
-// they commit in groups on SQLite (sqlstore's UpdateGrouped): every put to the one
-// shared row is a version of its own (none lost, none repeated), every
+// they commit in groups on SQLite (sqlstore's UpdateGrouped): every
+// acknowledged put to the one shared row is a version of its own (none
+// lost, none repeated; on PostgreSQL, where 32 transactions race for the
+// row, a put may instead answer Conflict after its retries), every
 // client's own row holds its last write, each row opens with its key, and
 // a caller without access, refused in the same batches, writes nothing.
 func TestConcurrentRowWrites(t *testing.T) {
@@ -106,6 +109,7 @@ func TestConcurrentRowWrites(t *testing.T) {
 		commitsBefore := s.GroupCommits()
 		var wg sync.WaitGroup
 		versions := make(chan uint64, clients*puts)
+		var conflicts atomic.Int64
 		errs := make(chan error, 2*clients*puts)
 		for c := range clients {
 			wg.Add(1)
@@ -113,11 +117,17 @@ func TestConcurrentRowWrites(t *testing.T) {
 				defer wg.Done()
 				for i := range puts {
 					r, err := f.p.PutRow(f.ctx, e.ID, "t", "shared", json.RawMessage(fmt.Sprintf(`{"c":%d,"i":%d}`, c, i)))
-					if err != nil {
+					switch {
+					case err == nil:
+						versions <- r.Version
+					case keyhold.ErrorCode(err) == keyhold.CodeConflict && !s.Dialect().GroupCommit:
+						// 32 transactions racing for one row on
+						// PostgreSQL may exhaust their retries: the
+						// client is told to retry, nothing is lost.
+						conflicts.Add(1)
+					default:
 						errs <- err
-						continue
 					}
-					versions <- r.Version
 					if _, err := f.p.PutRow(f.ctx, e.ID, "t", fmt.Sprint("own", c), json.RawMessage(fmt.Sprintf(`{"i":%d}`, i))); err != nil {
 						errs <- err
 					}
@@ -144,8 +154,11 @@ func TestConcurrentRowWrites(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if shared.Version != clients*puts || len(seen) != clients*puts {
-			t.Errorf("the shared row is at version %d after %d acknowledged puts, want %d", shared.Version, len(seen), clients*puts)
+		if int(shared.Version) != len(seen) || len(seen)+int(conflicts.Load()) != clients*puts {
+			t.Errorf("the shared row is at version %d after %d acknowledged puts and %d conflicts, want a version per acknowledged put and %d in all", shared.Version, len(seen), conflicts.Load(), clients*puts)
+		}
+		if n := conflicts.Load(); n > 0 {
+			t.Logf("%d puts of the shared row answered Conflict after their retries", n)
 		}
 		for c := range clients {
 			r, err := f.p.GetRow(f.ctx, e.ID, "t", fmt.Sprint("own", c))
