@@ -2,6 +2,7 @@ package platform
 
 import (
 	"context"
+	"time"
 
 	"github.com/keyhold/keyhold"
 )
@@ -48,25 +49,61 @@ func adminEnvironment(ctx context.Context, tx keyhold.Tx, id *keyhold.Identity, 
 	return environmentFor(ctx, tx, id, envID)
 }
 
-// dataAccess loads an environment for a data-plane request and checks that
-// the caller may use its data and that it is serving. Its members may, and
-// so may the tenant's platform administrators (who may also make themselves
-// members).
-func dataAccess(ctx context.Context, tx keyhold.Tx, id *keyhold.Identity, envID string) (*keyhold.Environment, error) {
-	env, err := environmentFor(ctx, tx, id, envID)
-	if err != nil {
+// accessMode names the check a data-plane request needs before it
+// touches an environment's data (Environments.access).
+type accessMode int
+
+const (
+	// readData ("dataAccess"): the environment is the caller's tenant's
+	// and serving, and the caller may use its data: its members may, and
+	// so may the tenant's platform administrators (who may also make
+	// themselves members).
+	readData accessMode = iota
+	// writeData ("writeAccess"): readData for a write of the
+	// environment's data (a row put or delete, a file put), run inside
+	// the writing transaction. It holds the environment's row while it
+	// reads it (DataAccess with forWrite, as EnvironmentForWrite): a
+	// restore, copy or reset changes that row when it starts (startDBOp),
+	// so a write either commits before the start or sees the operation,
+	// never slips in between to be overwritten. It then refuses while
+	// such an operation runs (restoringError).
+	writeData
+	// uploadData: readData, refusing as writeData does while a restore,
+	// copy or reset runs: an upload's early check, before the body is
+	// read.
+	uploadData
+)
+
+// access runs the data plane's check of mode, with its cache of
+// administrators' roles (rolecache.go).
+func (p *Environments) access(ctx context.Context, tx keyhold.Tx, id *keyhold.Identity, envID string, mode accessMode) (*keyhold.Environment, error) {
+	return checkData(ctx, tx, id, envID, mode == writeData, mode != readData, &p.roles, p.clock.Now())
+}
+
+// checkData is access. The environment, the caller's membership and the
+// running operation come from one query (Tx.DataAccess); only a caller
+// who is not a member costs a second, for its directory roles, unless
+// roles answers from its cache as of now.
+func checkData(ctx context.Context, tx keyhold.Tx, id *keyhold.Identity, envID string, forWrite, refuseOverwrite bool, roles *roleCache, now time.Time) (*keyhold.Environment, error) {
+	a, err := tx.DataAccess(ctx, envID, id.PrincipalID, forWrite)
+	if err == nil && a.Env.TenantID != id.TenantID {
+		err = keyhold.Errorf(keyhold.CodeEnvironmentNotFound, "environment %q is another tenant's", envID)
+	}
+	if keyhold.ErrorCode(err) == keyhold.CodeEnvironmentNotFound {
+		// As environmentFor: another tenant's environment is not found.
+		return nil, keyhold.Errorf(keyhold.CodeEnvironmentNotFound, "environment %q was not found in tenant %s: list environments to find its id", envID, id.TenantID)
+	} else if err != nil {
 		return nil, err
 	}
-	member, err := tx.IsEnvironmentMember(ctx, env.ID, id.PrincipalID)
-	if err != nil {
-		return nil, err
-	}
-	if !member {
-		if err := requireAdmin(ctx, tx, id); keyhold.ErrorCode(err) == keyhold.CodeForbidden {
+	env := a.Env
+	if !a.Member {
+		admin, err := roles.isAdmin(ctx, tx, id, now)
+		if err != nil {
+			return nil, err
+		}
+		if !admin {
 			return nil, keyhold.Errorf(keyhold.CodeForbidden, "principal %s may not use the data of environment %s: it must be a member of the environment (an administrator adds it with PUT %s/members/%s) or hold the %s, %s or %s directory role",
 				id.PrincipalID, env.ID, envTarget(env.ID), id.PrincipalID, keyhold.RolePowerPlatformAdministrator, keyhold.RoleDynamics365Administrator, keyhold.RoleGlobalAdministrator)
-		} else if err != nil {
-			return nil, err
 		}
 	}
 	if env.State == keyhold.StateLocked { // no bypass, for anyone
@@ -75,28 +112,20 @@ func dataAccess(ctx context.Context, tx keyhold.Tx, id *keyhold.Identity, envID 
 	if env.State != keyhold.StateEnabled {
 		return nil, keyhold.Errorf(keyhold.CodeEnvironmentDisabled, "environment %s is %s and serves no data: an administrator must enable it first", env.ID, env.State)
 	}
+	if refuseOverwrite && overwrites(a.RunningOpKind) {
+		return nil, restoringError(env, a.RunningOpID, a.RunningOpKind)
+	}
 	return env, nil
 }
 
-// writeAccess is dataAccess for a write of the environment's data (a row
-// put or delete, a file put), run inside the writing transaction. It first
-// holds the environment's row (EnvironmentForWrite): a restore, copy or
-// reset changes that row when it starts (startDBOp), so a write either
-// commits before the start or sees the operation, never slips in between
-// to be overwritten. It then refuses while such an operation runs
-// (refuseWhileRestoring).
-func writeAccess(ctx context.Context, tx keyhold.Tx, id *keyhold.Identity, envID string) (*keyhold.Environment, error) {
-	if _, err := tx.EnvironmentForWrite(ctx, envID); err != nil && keyhold.ErrorCode(err) != keyhold.CodeEnvironmentNotFound {
-		return nil, err
+// overwrites says whether an operation of this kind replaces its
+// environment's data when it commits.
+func overwrites(kind string) bool {
+	switch kind {
+	case keyhold.OpRestore, keyhold.OpCopy, keyhold.OpReset:
+		return true
 	}
-	env, err := dataAccess(ctx, tx, id, envID)
-	if err != nil {
-		return nil, err
-	}
-	if err := refuseWhileRestoring(ctx, tx, env); err != nil {
-		return nil, err
-	}
-	return env, nil
+	return false
 }
 
 // overwritingOp returns the running restore, copy or reset of env (nil if
@@ -108,24 +137,20 @@ func overwritingOp(ctx context.Context, tx keyhold.Tx, envID string) (*keyhold.O
 	if err != nil || len(running) == 0 {
 		return nil, err
 	}
-	switch op := running[0]; op.Kind {
-	case keyhold.OpRestore, keyhold.OpCopy, keyhold.OpReset:
+	if op := running[0]; overwrites(op.Kind) {
 		return op, nil
 	}
 	return nil, nil
 }
 
-// refuseWhileRestoring refuses a write to env's data (CodeConflict, 409)
-// while a restore, copy or reset runs on it: the operation replaces the
-// data when it commits, so a write acknowledged meanwhile would be lost.
-// Reads go on, and see the data as it was until the operation commits.
-func refuseWhileRestoring(ctx context.Context, tx keyhold.Tx, env *keyhold.Environment) error {
-	op, err := overwritingOp(ctx, tx, env.ID)
-	if err != nil || op == nil {
-		return err
-	}
+// restoringError refuses a write to env's data (CodeConflict, 409) while
+// a restore, copy or reset (operation opID of kind) runs on it: the
+// operation replaces the data when it commits, so a write acknowledged
+// meanwhile would be lost. Reads go on, and see the data as it was until
+// the operation commits.
+func restoringError(env *keyhold.Environment, opID, kind string) error {
 	what := "restored from a backup"
-	switch op.Kind {
+	switch kind {
 	case keyhold.OpCopy:
 		what = "overwritten with a copy of another environment"
 	case keyhold.OpReset:
@@ -133,5 +158,5 @@ func refuseWhileRestoring(ctx context.Context, tx keyhold.Tx, env *keyhold.Envir
 	}
 	return keyhold.Errorf(keyhold.CodeConflict,
 		"environment %s is being %s by operation %s (%s): writes are refused until it ends, since it replaces the environment's data; reads go on. Retry after the operation has ended (GET its operation)",
-		env.ID, what, op.ID, op.Kind)
+		env.ID, what, opID, kind)
 }

@@ -19,11 +19,8 @@ var benchRow = json.RawMessage(`{"payload":"` + strings.Repeat("x", 1024-14) + `
 // encryption costs on the data path.
 func plainPutGet(ctx context.Context, f *fixture, envID, rowID string) error {
 	id := keyhold.IdentityFrom(ctx)
-	if _, err := f.p.viewDataAccess(ctx, id, envID); err != nil {
-		return err
-	}
-	err := f.store.Update(ctx, func(tx keyhold.Tx) error {
-		env, err := writeAccess(ctx, tx, id, envID)
+	err := f.p.updateData(ctx, func(tx keyhold.Tx) error {
+		env, err := f.p.access(ctx, tx, id, envID, writeData)
 		if err != nil {
 			return err
 		}
@@ -43,7 +40,7 @@ func plainPutGet(ctx context.Context, f *fixture, envID, rowID string) error {
 		return err
 	}
 	return f.store.View(ctx, func(tx keyhold.Tx) error {
-		if _, err := dataAccess(ctx, tx, id, envID); err != nil {
+		if _, err := f.p.access(ctx, tx, id, envID, readData); err != nil {
 			return err
 		}
 		_, err := tx.Row(ctx, envID, "bench", rowID)

@@ -15,6 +15,9 @@ import (
 // access.go.
 type Environments struct {
 	*core
+	// roles caches administrators' roles for the data plane's checks
+	// (rolecache.go).
+	roles roleCache
 }
 
 // firstEpoch is the EK epoch of a new environment.

@@ -39,11 +39,8 @@ func (p *Environments) PutFile(ctx context.Context, envID, name string, r io.Rea
 	var env *keyhold.Environment
 	var prevVersion uint64
 	err = p.store.View(ctx, func(tx keyhold.Tx) error {
-		if env, err = dataAccess(ctx, tx, id, envID); err != nil {
-			return err
-		}
-		if err := refuseWhileRestoring(ctx, tx, env); err != nil {
-			return err // before the body is read
+		if env, err = p.access(ctx, tx, id, envID, uploadData); err != nil {
+			return err // a restore's refusal too, before the body is read
 		}
 		switch old, err := tx.File(ctx, envID, name); {
 		case err == nil:
@@ -96,8 +93,8 @@ func (p *Environments) PutFile(ctx context.Context, envID, name string, r io.Rea
 	}
 	rec.Chunks = cw.seq
 	rec.UpdatedAt = p.clock.Now().UTC()
-	err = p.store.Update(ctx, func(tx keyhold.Tx) error {
-		cenv, err := writeAccess(ctx, tx, id, envID)
+	err = p.updateData(ctx, func(tx keyhold.Tx) error {
+		cenv, err := p.access(ctx, tx, id, envID, writeData)
 		if err != nil {
 			return err
 		}
@@ -217,7 +214,7 @@ func (p *Environments) OpenFile(ctx context.Context, envID, name string) (*keyho
 	}
 	var rec *keyhold.FileRecord
 	err = p.store.View(ctx, func(tx keyhold.Tx) error {
-		if _, err := dataAccess(ctx, tx, id, envID); err != nil {
+		if _, err := p.access(ctx, tx, id, envID, readData); err != nil {
 			return err
 		}
 		rec, err = tx.File(ctx, envID, name)

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 
 	"github.com/keyhold/keyhold"
 	"github.com/keyhold/keyhold/crypt"
@@ -44,41 +45,43 @@ func (p *Environments) PutRow(ctx context.Context, envID, table, rowID string, d
 	if t := bytes.TrimSpace(data); len(t) == 0 || t[0] != '{' || !json.Valid(t) {
 		return nil, keyhold.Errorf(keyhold.CodeInvalidRequestContent, "a row must be a JSON object, like {\"name\":\"value\"}")
 	}
-	// The restore check is the writing transaction's (writeAccess): a
-	// read pre-check of it would cost every write a query to refuse early
-	// only the rare write that meets a restore.
-	env, err := p.viewDataAccess(ctx, id, envID)
-	if err != nil {
-		return nil, err
-	}
-	epoch := env.Epoch
+	// One transaction checks access (one query, writeData: a restore is
+	// refused there too) and writes. The key is sealed with inside it when
+	// the key cache holds it, the common case. Otherwise the transaction
+	// ends, the key is loaded outside any transaction (an unwrap may reach
+	// the customer's vault), and the write runs again: the access check
+	// still comes first, so a caller without access never causes an
+	// unwrap. If a re-key moves the environment to a new epoch meanwhile,
+	// the transaction sees it and takes that epoch's key.
 	var sk *crypt.StoreKey
 	defer func() { sk.Destroy() }()
-	rec := &keyhold.RowRecord{EnvID: env.ID, Table: table, ID: rowID}
+	var needEpoch uint32
+	needKey := false
+	rec := &keyhold.RowRecord{EnvID: envID, Table: table, ID: rowID}
 	for attempt := 0; ; attempt++ {
-		// The key is fetched outside the writing transaction (an unwrap may
-		// reach the customer's vault); if a re-key moves the environment to a
-		// new epoch meanwhile, the transaction sees it and the write is
-		// retried under the new epoch's key.
-		if sk == nil || sk.Epoch() != epoch {
+		if needKey {
 			sk.Destroy()
-			if sk, err = p.storeKey(ctx, env.ID, epoch, keyhold.StoreRows); err != nil {
+			if sk, err = p.storeKey(ctx, envID, needEpoch, keyhold.StoreRows); err != nil {
 				return nil, err
 			}
+			needKey = false
 		}
-		rec.Epoch = epoch
 		denied := false
-		err = p.store.Update(ctx, func(tx keyhold.Tx) error {
-			// Re-check in the writing transaction: the environment may have
-			// been disabled or re-keyed since the key was fetched.
-			cur, err := writeAccess(ctx, tx, id, envID)
+		err = p.updateData(ctx, func(tx keyhold.Tx) error {
+			env, err := p.access(ctx, tx, id, envID, writeData)
 			if denied = err != nil; denied {
 				return err // a refusal (a restore's 409 too) is final, not a lost race
 			}
-			if cur.Epoch != rec.Epoch {
-				epoch = cur.Epoch
-				return keyhold.Errorf(keyhold.CodeConflict, "environment %s moved to key epoch %d during the write: retry", envID, cur.Epoch)
+			if sk == nil || sk.Epoch() != env.Epoch {
+				k := p.cachedStoreKey(env.ID, env.Epoch, keyhold.StoreRows)
+				if k == nil {
+					needKey, needEpoch = true, env.Epoch
+					return errNeedKey
+				}
+				sk.Destroy()
+				sk = k
 			}
+			rec.EnvID, rec.Epoch = env.ID, env.Epoch
 			rec.Version = 1
 			switch old, err := tx.Row(ctx, env.ID, table, rowID); {
 			case err == nil:
@@ -95,6 +98,12 @@ func (p *Environments) PutRow(ctx context.Context, envID, table, rowID string, d
 			}
 			return p.audit(ctx, tx, id, "row.put", rowTarget(env.ID, table, rowID), env.ID, "")
 		})
+		if needKey && attempt < maxCASRetries {
+			continue
+		}
+		if needKey {
+			err = keyhold.Errorf(keyhold.CodeServiceUnavailable, "the key of environment %s could not be kept loaded for the write: retry the request", envID)
+		}
 		if denied || keyhold.ErrorCode(err) != keyhold.CodeConflict || attempt >= maxCASRetries {
 			break
 		}
@@ -102,7 +111,40 @@ func (p *Environments) PutRow(ctx context.Context, envID, table, rowID string, d
 	if err != nil {
 		return nil, err
 	}
-	return &keyhold.Row{EnvID: env.ID, Table: table, ID: rowID, Data: data, Version: rec.Version, UpdatedAt: rec.UpdatedAt}, nil
+	return &keyhold.Row{EnvID: rec.EnvID, Table: table, ID: rowID, Data: data, Version: rec.Version, UpdatedAt: rec.UpdatedAt}, nil
+}
+
+// updateData runs a write of an environment's data (a row put or delete,
+// a file's commit) grouped with the concurrent ones into one durable
+// commit when the store offers it (keyhold.GroupCommitter), and in a
+// transaction of its own otherwise. Either way fn sees an all-or-nothing
+// transaction of its own.
+func (p *Environments) updateData(ctx context.Context, fn func(keyhold.Tx) error) error {
+	if g, ok := p.store.(keyhold.GroupCommitter); ok {
+		return g.UpdateGrouped(ctx, fn)
+	}
+	return p.store.Update(ctx, fn)
+}
+
+// errNeedKey ends a writing transaction that found its store key missing
+// from the cache: the caller loads it outside the transaction and runs
+// the write again.
+var errNeedKey = errors.New("platform: the store key is not cached")
+
+// cachedStoreKey returns the store key of (envID, epoch) if the key cache
+// holds its EK, and nil otherwise; it never unwraps, so a writing
+// transaction may call it. The caller destroys the key.
+func (p *Environments) cachedStoreKey(envID string, epoch uint32, store string) *crypt.StoreKey {
+	ek, ok := p.cache.Get(cacheID(envID, epoch))
+	if !ok {
+		return nil
+	}
+	defer ek.Destroy()
+	sk, err := crypt.DeriveStoreKey(ek, envID, epoch, store)
+	if err != nil {
+		return nil
+	}
+	return sk
 }
 
 // GetRow reads and decrypts a row.
@@ -116,7 +158,7 @@ func (p *Environments) GetRow(ctx context.Context, envID, table, rowID string) (
 	}
 	var rec *keyhold.RowRecord
 	err = p.store.View(ctx, func(tx keyhold.Tx) error {
-		if _, err := dataAccess(ctx, tx, id, envID); err != nil {
+		if _, err := p.access(ctx, tx, id, envID, readData); err != nil {
 			return err
 		}
 		rec, err = tx.Row(ctx, envID, table, rowID)
@@ -149,8 +191,8 @@ func (p *Environments) DeleteRow(ctx context.Context, envID, table, rowID string
 	if err := validateRow(table, rowID); err != nil {
 		return err
 	}
-	err = p.store.Update(ctx, func(tx keyhold.Tx) error {
-		if _, err := writeAccess(ctx, tx, id, envID); err != nil {
+	err = p.updateData(ctx, func(tx keyhold.Tx) error {
+		if _, err := p.access(ctx, tx, id, envID, writeData); err != nil {
 			return err
 		}
 		if err := tx.DeleteRow(ctx, envID, table, rowID); err != nil {
@@ -162,15 +204,4 @@ func (p *Environments) DeleteRow(ctx context.Context, envID, table, rowID string
 		return keyhold.Errorf(keyhold.CodeRowNotFound, "row %q was not found in table %q of environment %s", rowID, table, envID)
 	}
 	return err
-}
-
-// viewDataAccess runs dataAccess in its own read transaction.
-func (p *Environments) viewDataAccess(ctx context.Context, id *keyhold.Identity, envID string) (*keyhold.Environment, error) {
-	var env *keyhold.Environment
-	err := p.store.View(ctx, func(tx keyhold.Tx) error {
-		var err error
-		env, err = dataAccess(ctx, tx, id, envID)
-		return err
-	})
-	return env, err
 }

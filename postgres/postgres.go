@@ -68,6 +68,12 @@ func Open(ctx context.Context, dsn string) (*sqlstore.Store, error) {
 	if err != nil {
 		return nil, err
 	}
+	// Statements are prepared once per connection and reused: pgx's
+	// default query mode (cache_statement, 512 per connection) does that
+	// for database/sql's ExecContext and QueryContext, so the store needs
+	// no cache of its own here, as it does on SQLite
+	// (sqlstore.CachingConnector). A DSN may still choose another
+	// default_query_exec_mode, e.g. for a pooler in transaction mode.
 	db := stdlib.OpenDB(*cfg)
 	db.SetMaxOpenConns(20)
 	db.SetMaxIdleConns(10)

@@ -97,3 +97,30 @@ func TestOpenErrorsHideThePassword(t *testing.T) {
 		}
 	}
 }
+
+// TestStatementsPreparedOnce shows that the store's connections prepare a
+// query once and reuse it (pgx's statement cache, which Open keeps on),
+// instead of parsing and planning it on every run.
+func TestStatementsPreparedOnce(t *testing.T) {
+	s, _ := storetest.OpenPostgresAt(t)
+	ctx := context.Background()
+	conn, err := s.(*sqlstore.Store).DB().Conn(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	const q = `SELECT count(*) FROM environments WHERE id = $1`
+	for i := range 20 {
+		var n int
+		if err := conn.QueryRowContext(ctx, q, "env-"+strings.Repeat("x", i)).Scan(&n); err != nil {
+			t.Fatal(err)
+		}
+	}
+	var prepared int
+	if err := conn.QueryRowContext(ctx, `SELECT count(*) FROM pg_prepared_statements WHERE statement = `+"'"+q+"'").Scan(&prepared); err != nil {
+		t.Fatal(err)
+	}
+	if prepared != 1 {
+		t.Fatalf("the connection holds %d prepared statements of a query it ran 20 times, want 1", prepared)
+	}
+}

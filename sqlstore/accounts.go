@@ -116,6 +116,7 @@ func (t *tx) ListUserAccounts(ctx context.Context, tenantID string) ([]*keyhold.
 // DeletePrincipal deletes a principal and what hangs off it, or returns
 // CodeNotFound.
 func (t *tx) DeletePrincipal(ctx context.Context, id string) error {
+	t.rolesChanged = true // read by the data plane's role cache (RoleGenerations)
 	// The foreign keys cascade; deleting explicitly as well keeps the
 	// guarantee even on a database opened without foreign-key enforcement.
 	for _, table := range []string{"credentials", "directory_roles", "user_accounts", "environment_members", "refresh_tokens", "redirect_uris"} {

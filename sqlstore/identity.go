@@ -253,6 +253,7 @@ func (t *tx) RemoveCredentials(ctx context.Context, principalID string) (int, er
 // ensure a role without reading first. An unknown tenant or principal is
 // CodeNotFound.
 func (t *tx) AssignDirectoryRole(ctx context.Context, tenantID, principalID string, role keyhold.DirectoryRole) error {
+	t.rolesChanged = true // read by the data plane's role cache (RoleGenerations)
 	mac := t.sealOrNil(func(rs keyhold.RecordSealer) []byte { return rs.SealDirectoryRole(tenantID, principalID, role) })
 	_, err := t.exec(ctx, `INSERT INTO directory_roles (tenant_id, principal_id, role, mac) VALUES (?, ?, ?, ?) ON CONFLICT DO NOTHING`,
 		tenantID, principalID, string(role), mac)
@@ -268,6 +269,7 @@ func (t *tx) AssignDirectoryRole(ctx context.Context, tenantID, principalID stri
 // RemoveDirectoryRole takes a role from a principal; CodeNotFound if it
 // doesn't hold it.
 func (t *tx) RemoveDirectoryRole(ctx context.Context, tenantID, principalID string, role keyhold.DirectoryRole) error {
+	t.rolesChanged = true // read by the data plane's role cache (RoleGenerations)
 	n, err := t.execN(ctx, `DELETE FROM directory_roles WHERE tenant_id = ? AND principal_id = ? AND role = ?`,
 		tenantID, principalID, string(role))
 	if err != nil {

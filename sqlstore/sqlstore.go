@@ -89,6 +89,13 @@ type Dialect struct {
 	Arrays bool
 	// ReadTx and WriteTx are the options of View and Update transactions.
 	ReadTx, WriteTx sql.TxOptions
+	// GroupCommit makes UpdateGrouped group concurrent writes into one
+	// transaction (group.go). It pays where the database commits one
+	// transaction at a time (SQLite: one fsync per commit); PostgreSQL
+	// already shares its WAL flushes between concurrent commits, and
+	// grouped writes would only wait for each other on one connection,
+	// so there UpdateGrouped is Update.
+	GroupCommit bool
 }
 
 // maxAttempts bounds how many times Update runs fn when the database asks
@@ -105,6 +112,13 @@ type Store struct {
 	// access seals and checks access records (see access.go); nil
 	// until SetRecordSealer.
 	access atomic.Pointer[accessSealer]
+	// queries counts the statements transactions have run (Queries).
+	queries atomic.Int64
+	// groupState is the committer of UpdateGrouped (group.go).
+	groupState
+	// roleGen counts committed transactions that changed directory
+	// roles (keyhold.RoleGenerations).
+	roleGen atomic.Uint64
 }
 
 var _ keyhold.Store = (*Store)(nil)
@@ -141,11 +155,17 @@ func (s *Store) DB() *sql.DB { return s.write }
 // the backend has a single pool.
 func (s *Store) ReadDB() *sql.DB { return s.read }
 
+// Queries returns how many statements the store's transactions have run
+// since it opened (not counting BEGIN and COMMIT). The tests use it to pin
+// how many queries a request costs.
+func (s *Store) Queries() int64 { return s.queries.Load() }
+
 // Dialect returns the store's dialect.
 func (s *Store) Dialect() Dialect { return s.d }
 
 // Close closes the databases.
 func (s *Store) Close() error {
+	s.stopCommitter()
 	err := s.write.Close()
 	if s.read != s.write {
 		err = errors.Join(err, s.read.Close())
@@ -157,7 +177,7 @@ func (s *Store) Close() error {
 func (s *Store) View(ctx context.Context, fn func(keyhold.Tx) error) error {
 	// Refused records are reported after the transaction has ended (the
 	// deferred calls run last first), so that the report may write.
-	t := &tx{s: s}
+	t := &tx{s: s, roleGen: s.roleGen.Load()}
 	defer t.reportRefused(ctx)
 	sqlTx, err := s.read.BeginTx(ctx, &s.d.ReadTx)
 	if err != nil {
@@ -208,7 +228,7 @@ func (s *Store) Update(ctx context.Context, fn func(keyhold.Tx) error) error {
 }
 
 func (s *Store) update(ctx context.Context, fn func(keyhold.Tx) error) error {
-	t := &tx{s: s}
+	t := &tx{s: s, roleGen: s.roleGen.Load()}
 	defer t.reportRefused(ctx) // after the rollback: see View
 	sqlTx, err := s.write.BeginTx(ctx, &s.d.WriteTx)
 	if err != nil {
@@ -221,6 +241,9 @@ func (s *Store) update(ctx context.Context, fn func(keyhold.Tx) error) error {
 	}
 	if err := sqlTx.Commit(); err != nil {
 		return fmt.Errorf("%s: commit: %w", s.d.Name, err)
+	}
+	if t.rolesChanged {
+		s.roleGen.Add(1)
 	}
 	return nil
 }

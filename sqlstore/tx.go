@@ -16,19 +16,45 @@ type tx struct {
 	// refused collects the access records reads passed over because
 	// their seals failed, reported when the transaction ends.
 	refused []keyhold.RefusedRecord
+	// ctx, if set, replaces the context of every statement: a grouped
+	// write's statements run under the committer's (group.go).
+	ctx context.Context
+	// roleGen is the store's role generation when the transaction began
+	// (RoleGeneration); rolesChanged says it wrote directory roles.
+	roleGen      uint64
+	rolesChanged bool
 }
+
+var _ keyhold.RoleGenerations = (*tx)(nil)
+
+// RoleGeneration returns how many transactions that changed directory
+// roles this store had committed when the transaction began
+// (keyhold.RoleGenerations).
+func (t *tx) RoleGeneration() uint64 { return t.roleGen }
 
 var _ keyhold.Tx = (*tx)(nil)
 
 func (t *tx) exec(ctx context.Context, query string, args ...any) (sql.Result, error) {
+	t.s.queries.Add(1)
+	if t.ctx != nil {
+		ctx = t.ctx
+	}
 	return t.tx.ExecContext(ctx, t.s.q(query), args...)
 }
 
 func (t *tx) query(ctx context.Context, query string, args ...any) (*sql.Rows, error) {
+	t.s.queries.Add(1)
+	if t.ctx != nil {
+		ctx = t.ctx
+	}
 	return t.tx.QueryContext(ctx, t.s.q(query), args...)
 }
 
 func (t *tx) queryRow(ctx context.Context, query string, args ...any) *sql.Row {
+	t.s.queries.Add(1)
+	if t.ctx != nil {
+		ctx = t.ctx
+	}
 	return t.tx.QueryRowContext(ctx, t.s.q(query), args...)
 }
 
