@@ -148,7 +148,7 @@ func checkCopy(ctx context.Context, tx keyhold.Tx, id *keyhold.Identity, targetI
 
 // startDBOp creates a database operation on target in tx and audits it.
 // It also updates target's row: a data write holds that row
-// (writeAccess), so the write either commits before this transaction or
+// (Environments.access, writeData), so the write either commits before this transaction or
 // sees the operation and is refused; none is acknowledged and then
 // overwritten.
 func (p *Backups) startDBOp(ctx context.Context, tx keyhold.Tx, id *keyhold.Identity, target *keyhold.Environment, kind string, in dbInput, action, detail string) (*keyhold.Operation, error) {

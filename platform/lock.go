@@ -9,7 +9,7 @@ import (
 
 // Locked environments. A policy found Unhealthy locks its environments
 // (health.go), and so does its deletion with its resource group
-// (lock_policy.go); dataAccess refuses a Locked environment to everyone, the
+// (lock_policy.go); the data plane's access check (Environments.access, readData) refuses a Locked environment to everyone, the
 // platform's own administrators included, with CodeEnvironmentLocked; and
 // only EnableEnvironment (enable.go), which proves access by unwrapping the
 // environment's key with the customer's key, serves it again.

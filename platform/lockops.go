@@ -47,7 +47,7 @@ var lockedRecheck = 5 * time.Second
 // be …" in the refusal ("linked to an enterprise policy").
 //
 // It is the guard of every operation that reads or rewrites an
-// environment's data outside the data plane (which has dataAccess): link,
+// environment's data outside the data plane (which has its own check, Environments.access): link,
 // swap, re-key and unlink call it, and backup, restore and copy, when they
 // come, must call it too, in the transaction that starts them, and wrap
 // their steps with pausable so that a lock while they run pauses them.
