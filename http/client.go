@@ -170,6 +170,16 @@ func (c *Client) fetchToken(ctx context.Context, scope string) (*keyhold.Token, 
 		"client_secret": {c.clientSecret},
 		"scope":         {scope},
 	}
+	tj, err := c.postToken(ctx, form)
+	if err != nil {
+		return nil, err
+	}
+	return &keyhold.Token{AccessToken: tj.AccessToken, TokenType: tj.TokenType, ExpiresIn: tj.ExpiresIn, ExtExpires: tj.ExtExpiresIn}, nil
+}
+
+// postToken posts form to the tenant's token endpoint and decodes the
+// answer; an answer with no access token is an error.
+func (c *Client) postToken(ctx context.Context, form url.Values) (*tokenJSON, error) {
 	u := c.base + "/" + url.PathEscape(c.tenantID) + "/oauth2/v2.0/token"
 	req, err := nethttp.NewRequestWithContext(ctx, "POST", u, strings.NewReader(form.Encode()))
 	if err != nil {
@@ -189,7 +199,7 @@ func (c *Client) fetchToken(ctx context.Context, scope string) (*keyhold.Token, 
 	if err := json.NewDecoder(io.LimitReader(resp.Body, 1<<20)).Decode(&tj); err != nil || tj.AccessToken == "" {
 		return nil, badAnswer(resp, "token", err)
 	}
-	return &keyhold.Token{AccessToken: tj.AccessToken, TokenType: tj.TokenType, ExpiresIn: tj.ExpiresIn, ExtExpires: tj.ExtExpiresIn}, nil
+	return &tj, nil
 }
 
 // powerAppsScope is the scope of the environment, data and audit APIs;

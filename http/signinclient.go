@@ -2,13 +2,9 @@ package http
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
-	nethttp "net/http"
 	"net/url"
-	"strings"
 	"sync"
 
 	"github.com/keyhold/keyhold"
@@ -82,23 +78,12 @@ func (c *Client) refresh(ctx context.Context, scope string) (*keyhold.Token, err
 		"refresh_token": {u.refresh},
 		"scope":         {scope},
 	}
-	req, err := nethttp.NewRequestWithContext(ctx, "POST", c.base+"/"+url.PathEscape(c.tenantID)+"/oauth2/v2.0/token", strings.NewReader(form.Encode()))
+	tj, err := c.postToken(ctx, form)
 	if err != nil {
-		return nil, fmt.Errorf("keyhold: token request: %w", err)
+		return nil, err
 	}
-	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
-	req.Header.Set("Accept", "application/json")
-	resp, err := c.hc.Do(req)
-	if err != nil {
-		return nil, c.unreachable(err)
-	}
-	defer resp.Body.Close()
-	if resp.StatusCode != nethttp.StatusOK {
-		return nil, decodeError(resp)
-	}
-	var tj tokenJSON
-	if err := json.NewDecoder(io.LimitReader(resp.Body, 1<<20)).Decode(&tj); err != nil || tj.AccessToken == "" || tj.RefreshToken == "" {
-		return nil, badAnswer(resp, "token", err)
+	if tj.RefreshToken == "" {
+		return nil, errors.New("keyhold: the token endpoint answered a refresh without a new refresh token: run keyhold login --device-code again")
 	}
 	u.refresh = tj.RefreshToken
 	if u.save != nil {
