@@ -39,6 +39,7 @@ type Tx interface {
 	BackupTx
 	LicenceTx
 	SignInTx
+	FederatedTx
 
 	// Tenants and subscriptions.
 	CreateTenant(ctx context.Context, t *Tenant) error
