@@ -6,6 +6,7 @@ import (
 	"crypto/x509"
 	"encoding/base64"
 	"encoding/json"
+	"fmt"
 	"math/big"
 	"net"
 	nethttp "net/http"
@@ -324,4 +325,79 @@ func TestFederatedCredentialInsertedInDatabase(t *testing.T) {
 			t.Fatalf("the planted credential made the server fetch the issuer's documents %d times", n)
 		}
 	}, withDirectory, withFederation)
+}
+
+// createManagedIdentity adds a managed identity to the fixture's tenant,
+// as an enterprise policy's creation does, and returns its object id.
+func createManagedIdentity(t *testing.T, f *fixture, name string) string {
+	t.Helper()
+	mi := &keyhold.Principal{ID: uuid.NewString(), TenantID: f.creds.TenantID, Type: keyhold.PrincipalManagedIdentity,
+		DisplayName: name, AppID: uuid.NewString(), CreatedAt: f.clock.Now()}
+	if err := f.store.Update(context.Background(), func(tx keyhold.Tx) error { return tx.CreatePrincipal(context.Background(), mi) }); err != nil {
+		t.Fatal(err)
+	}
+	return mi.ID
+}
+
+// TestFederatedManagedIdentityAcrossKeyholds: two Keyhold servers, no
+// shared secret. The platform Keyhold signs an assertion for its managed
+// identity; the customer Keyhold, whose application has a federated
+// credential naming the platform's issuer and the identity's object id,
+// exchanges it (through azidentity's ClientAssertionCredential) for a
+// token of its application. An assertion for another identity, or one
+// for a principal that is not a managed identity, gets nothing.
+func TestFederatedManagedIdentityAcrossKeyholds(t *testing.T) {
+	forEachBackendWith(t, func(t *testing.T, pf *fixture) {
+		ctx := context.Background()
+		cust := newFixture(t, withDirectory, withFederation)
+		miID := createManagedIdentity(t, pf, "cmk-policy")
+		otherMI := createManagedIdentity(t, pf, "other-policy")
+		issuer := pf.url + "/" + pf.creds.TenantID + "/v2.0"
+		if _, err := cust.client.AddFederatedCredential(ctx, cust.creds.ClientID, &keyhold.FederatedCredential{Name: "platform-cmk", Issuer: issuer, Subject: miID}); err != nil {
+			t.Fatal(err)
+		}
+
+		a, err := pf.p.ManagedIdentityAssertion(ctx, miID)
+		if err != nil {
+			t.Fatalf("ManagedIdentityAssertion: %v", err)
+		}
+		c := decodeClaims(t, a)
+		exp, _ := c["exp"].(float64)
+		if c["iss"] != issuer || c["sub"] != miID || !strings.Contains(fmt.Sprint(c["aud"]), keyhold.FederatedAudience) ||
+			time.Unix(int64(exp), 0).Sub(pf.clock.Now()) > 10*time.Minute {
+			t.Fatalf("assertion claims = %v", c)
+		}
+		cred, err := azidentity.NewClientAssertionCredential(cust.creds.TenantID, cust.creds.ClientID,
+			func(ctx context.Context) (string, error) { return pf.p.ManagedIdentityAssertion(ctx, miID) },
+			&azidentity.ClientAssertionCredentialOptions{ClientOptions: cust.sdkClientOptions(), DisableInstanceDiscovery: true})
+		if err != nil {
+			t.Fatal(err)
+		}
+		at, err := cred.GetToken(ctx, policy.TokenRequestOptions{Scopes: []string{"https://vault.azure.net/.default"}})
+		if err != nil {
+			t.Fatalf("GetToken across the boundary: %v", err)
+		}
+		cust.secrets = append(cust.secrets, at.Token)
+		if tc := decodeClaims(t, at.Token); tc["appid"] != cust.creds.ClientID || tc["tid"] != cust.creds.TenantID {
+			t.Fatalf("token claims = %v", tc)
+		}
+
+		other, err := pf.p.ManagedIdentityAssertion(ctx, otherMI)
+		if err != nil {
+			t.Fatal(err)
+		}
+		wantOAuthRefusal(t, postFederated(t, cust, other), "AADSTS70021", "subject")
+		_, err = pf.p.ManagedIdentityAssertion(ctx, cust.creds.ClientID)
+		wantCode(t, err, keyhold.CodeNotFound)
+		var admin *keyhold.Principal
+		if err := pf.store.View(ctx, func(tx keyhold.Tx) error {
+			var err error
+			admin, err = tx.PrincipalByAppID(ctx, pf.creds.TenantID, pf.creds.ClientID)
+			return err
+		}); err != nil {
+			t.Fatal(err)
+		}
+		_, err = pf.p.ManagedIdentityAssertion(ctx, admin.ID)
+		wantCode(t, err, keyhold.CodeForbidden)
+	}, withDirectory, withKeys)
 }

@@ -20,6 +20,7 @@ import (
 	"time"
 
 	"github.com/golang-jwt/jwt/v5"
+	"github.com/google/uuid"
 	"github.com/keyhold/keyhold"
 	"github.com/keyhold/keyhold/egress"
 )
@@ -338,4 +339,49 @@ func (p *Tokens) checkFederatedAssertion(ctx context.Context, tenantID, clientID
 		return sp, refuse(aadstsBadProof, "the client assertion with jti %q was already used: get a new token from the issuer for each token request", keyhold.Clip(claims.ID))
 	}
 	return sp, nil
+}
+
+// ManagedIdentityAssertionTTL is the lifetime of the client assertions the
+// platform signs for its managed identities: long enough for one token
+// exchange, short enough that a leaked one is soon useless.
+const ManagedIdentityAssertionTTL = 10 * time.Minute
+
+// ManagedIdentityAssertion signs a client assertion for one of the
+// platform's managed identities (an enterprise policy's), with which the
+// identity signs in, as the app that a federated credential names, to a
+// directory the operator doesn't run (the customer's Entra ID, or the
+// customer's Keyhold): iss is the identity's tenant's issuer
+// ({public url}/{tenant}/v2.0, whose discovery document and JWKS Keyhold
+// serves), sub is the identity's principal (object) id, as Entra ID's
+// managed identities use as federated credentials, aud is
+// keyhold.FederatedAudience, and it expires after
+// ManagedIdentityAssertionTTL. It is signed with the token-signing key,
+// named by its kid. Any principal that is not a managed identity is
+// refused (CodeForbidden): the platform signs for no one else.
+func (p *Tokens) ManagedIdentityAssertion(ctx context.Context, principalID string) (string, error) {
+	var pr *keyhold.Principal
+	err := p.store.View(ctx, func(tx keyhold.Tx) error {
+		var err error
+		pr, err = tx.Principal(ctx, principalID)
+		return err
+	})
+	if err != nil {
+		return "", err
+	}
+	if pr.Type != keyhold.PrincipalManagedIdentity {
+		return "", keyhold.Errorf(keyhold.CodeForbidden, "principal %s is a %s: the platform signs assertions only for its managed identities", principalID, pr.Type)
+	}
+	now := p.clock.Now().Truncate(time.Second)
+	claims := jwt.RegisteredClaims{
+		Issuer:    p.issuerFor(pr.TenantID),
+		Subject:   pr.ID,
+		Audience:  jwt.ClaimStrings{keyhold.FederatedAudience},
+		ExpiresAt: jwt.NewNumericDate(now.Add(ManagedIdentityAssertionTTL)),
+		NotBefore: jwt.NewNumericDate(now),
+		IssuedAt:  jwt.NewNumericDate(now),
+		ID:        uuid.NewString(),
+	}
+	tok := jwt.NewWithClaims(jwt.SigningMethodES256, claims)
+	tok.Header["kid"] = p.signingKID()
+	return tok.SignedString(p.signer)
 }
