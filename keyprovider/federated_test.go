@@ -72,7 +72,9 @@ func (x *crossing) provider(t testing.TB) *keyprovider.Azure {
 		DialContext: khttp.VaultDialer("", strings.TrimPrefix(x.cw.url, "https://"))}}
 	t.Cleanup(hc.CloseIdleConnections)
 	p, err := keyprovider.NewFederated(keyprovider.FederatedIdentity{TenantID: x.cw.tenant, ClientID: x.app.AppID, AuthorityHost: x.cw.url + "/"},
-		func(ctx context.Context) (string, error) { return x.pw.p.ManagedIdentityAssertion(ctx, x.mi.PrincipalID) },
+		func(ctx context.Context) (string, error) {
+			return x.pw.p.ManagedIdentityAssertion(ctx, x.mi.PrincipalID)
+		},
 		&azkeys.ClientOptions{ClientOptions: azcore.ClientOptions{Transport: hc, Retry: policy.RetryOptions{MaxRetries: -1}}})
 	if err != nil {
 		t.Fatal(err)
@@ -113,7 +115,9 @@ func TestFederatedSignInClasses(t *testing.T) {
 	if err := e.Provider.Probe(context.Background(), keyID); err != nil {
 		t.Fatalf("Probe across the boundary: %v", err)
 	}
-	cw.update(t, func(tx keyhold.Tx) error { return tx.DeleteFederatedCredential(context.Background(), x.app.PrincipalID, x.fic) })
+	cw.update(t, func(tx keyhold.Tx) error {
+		return tx.DeleteFederatedCredential(context.Background(), x.app.PrincipalID, x.fic)
+	})
 	err := x.provider(t).Probe(context.Background(), keyID)
 	var ke *keyhold.Error
 	if keyhold.ErrorCode(err) != keyhold.CodeForbidden || !asError(err, &ke) || ke.Inner != keyhold.InnerAccessDenied {
