@@ -27,6 +27,11 @@ type RecordSealer interface {
 	// directory role in which tenant.
 	SealDirectoryRole(tenantID, principalID string, role DirectoryRole) []byte
 	CheckDirectoryRole(tenantID, principalID string, role DirectoryRole, seal []byte) error
+	// SealFederatedCredential and CheckFederatedCredential cover the
+	// credential's id, principal, tenant, name, issuer, subject and
+	// audiences: what decides whose assertions sign the principal in.
+	SealFederatedCredential(tenantID string, c *FederatedCredential) []byte
+	CheckFederatedCredential(tenantID string, c *FederatedCredential, seal []byte) error
 }
 
 // RefusedRecord is a record a read passed over because its seal failed:

@@ -40,6 +40,7 @@ type Tx interface {
 	LicenceTx
 	SignInTx
 	DataAccessTx
+	FederatedTx
 
 	// Tenants and subscriptions.
 	CreateTenant(ctx context.Context, t *Tenant) error

@@ -12,7 +12,7 @@ import (
 func newCmdIdentity(f *Factory) *cobra.Command {
 	cmd := newGroup("identity", "Manage service principals, users and directory roles")
 	sp := newGroup("sp", "Manage service principals")
-	sp.AddCommand(newCmdSPCreate(f, nil), newCmdSPList(f, nil), newCmdSPCredential(f), newCmdRedirectURI(f))
+	sp.AddCommand(newCmdSPCreate(f, nil), newCmdSPList(f, nil), newCmdSPCredential(f), newCmdSPFederated(f), newCmdRedirectURI(f))
 	user := newGroup("user", "Manage users")
 	user.AddCommand(newCmdUserCreate(f, nil), newCmdUserList(f, nil))
 	role := newGroup("role", "Manage directory roles (Global, Power Platform and Dynamics 365 Administrator)")

@@ -40,6 +40,9 @@ type ServeOptions struct {
 	// WebhookCAFile (--webhook-ca-file) holds CA certificates that verify
 	// tenants' webhook receivers besides the system's roots.
 	WebhookCAFile string
+	// FederationCAFile (--federation-ca-file) holds CA certificates that
+	// verify the issuers federated credentials name.
+	FederationCAFile string
 	// TLSCert and TLSKey (--tls-cert, --tls-key) are the operator's own
 	// PEM certificate chain and key, served instead of the generated CA's.
 	TLSCert string
@@ -238,6 +241,7 @@ Logs go to stderr.`,
 	fl.StringVar(&opts.PKCS11Token, "pkcs11-token", "", "`Label` of the PKCS#11 token (with --pkcs11-module)")
 	fl.StringVar(&healthInterval, "health-interval", defaultHealthInterval.String(), "How often to probe each enterprise policy's key: a `duration` from 1s to 1h")
 	fl.StringVar(&opts.WebhookCAFile, "webhook-ca-file", "", "PEM `file` of CA certificates that verify tenants' webhook receivers, besides the system's roots")
+	fl.StringVar(&opts.FederationCAFile, "federation-ca-file", "", "PEM `file` of CA certificates that verify the OpenID issuers federated credentials name, besides the system's roots")
 	fl.StringVar(&opts.TLSCert, "tls-cert", "", "PEM `file` of your own server certificate chain, leaf first (with --tls-key; default: a generated CA's)")
 	fl.StringVar(&opts.TLSKey, "tls-key", "", "PEM `file` of the private key of --tls-cert")
 	fl.StringVar(&opts.TLSCACert, "tls-ca-cert", "", "PEM `file` of a CA to issue the server certificate from, such as the one other replicas share (with --tls-ca-key)")
@@ -264,9 +268,10 @@ func serveRun(opts *ServeOptions) error {
 		PKCS11Token:  opts.PKCS11Token,
 		PKCS11PIN:    opts.PKCS11PIN,
 		// Zero (options not parsed from flags): the server's defaults.
-		HealthInterval: opts.HealthInterval,
-		KeyCacheTTL:    opts.KeyCacheTTL,
-		WebhookCAFile:  opts.WebhookCAFile,
+		HealthInterval:   opts.HealthInterval,
+		KeyCacheTTL:      opts.KeyCacheTTL,
+		WebhookCAFile:    opts.WebhookCAFile,
+		FederationCAFile: opts.FederationCAFile,
 		// Zero: the server's defaults too.
 		LockGraceProduction: opts.LockGraceProduction,
 		LockGraceOther:      opts.LockGraceOther,

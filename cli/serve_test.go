@@ -46,6 +46,8 @@ func TestNewCmdServe(t *testing.T) {
 			want: with(func(o *ServeOptions) { o.HealthInterval, o.KeyCacheTTL = 5*time.Second, 90*time.Second })},
 		{name: "webhook CA file", args: []string{"--webhook-ca-file", "/etc/keyhold/hooks-ca.pem"},
 			want: with(func(o *ServeOptions) { o.WebhookCAFile = "/etc/keyhold/hooks-ca.pem" })},
+		{name: "federation CA file", args: []string{"--federation-ca-file", "/etc/keyhold/issuers-ca.pem"},
+			want: with(func(o *ServeOptions) { o.FederationCAFile = "/etc/keyhold/issuers-ca.pem" })},
 		{name: "own certificate", args: []string{"--tls-cert", "/etc/keyhold/cert.pem", "--tls-key", "/etc/keyhold/key.pem"},
 			want: with(func(o *ServeOptions) { o.TLSCert, o.TLSKey = "/etc/keyhold/cert.pem", "/etc/keyhold/key.pem" })},
 		{name: "certificate without key", args: []string{"--tls-cert", "/etc/keyhold/cert.pem"}, wantErr: "--tls-cert and --tls-key go together"},

@@ -160,3 +160,32 @@ func HasVaultAccessSeal(v *keyhold.Vault) bool {
 	_, access := twoSeals(v.MAC)
 	return access != nil
 }
+
+// labelFederated is the label of federated identity credentials.
+const labelFederated = "keyhold record federated-credential v1\x00"
+
+func federatedEncoding(tenantID string, c *keyhold.FederatedCredential) []byte {
+	var e recordEncoder
+	e.str(c.ID)
+	e.str(c.PrincipalID)
+	e.str(tenantID)
+	e.str(c.Name)
+	e.str(c.Issuer)
+	e.str(c.Subject)
+	e.strs(c.Audiences)
+	return e.b
+}
+
+// SealFederatedCredential returns the seal of a federated credential: its
+// id, principal, the principal's tenant, name, issuer, subject and
+// audiences (not its description, which trusts no one).
+func (r *RecordKey) SealFederatedCredential(tenantID string, c *keyhold.FederatedCredential) []byte {
+	return r.mac(labelFederated, federatedEncoding(tenantID, c))
+}
+
+// CheckFederatedCredential returns keyhold.CodeRecordIntegrity unless seal
+// is SealFederatedCredential's seal of c in tenantID.
+func (r *RecordKey) CheckFederatedCredential(tenantID string, c *keyhold.FederatedCredential, seal []byte) error {
+	return r.check(labelFederated, federatedEncoding(tenantID, c), seal,
+		fmt.Sprintf("the federated credential %q of principal %s (issuer %s, subject %s)", c.Name, c.PrincipalID, c.Issuer, c.Subject))
+}

@@ -10,9 +10,12 @@
 //     service (keyhold.Origin.Internal) for the vault's firewall.
 //   - Azure speaks the Azure Key Vault REST API through the official azkeys
 //     SDK, so the key may live in a vault on another Keyhold server or in a
-//     real Azure Key Vault. Nothing wires it into the server yet (the
-//     external-vault issue will), so it is built only with the
-//     keyhold_azure tag, which its tests and scripts/test.sh pass.
+//     real Azure Key Vault. NewFederated makes one that signs in to the
+//     customer's directory as the app whose federated credential trusts
+//     the platform's assertion for the policy's identity (federated.go):
+//     the key leaves the operator's hands, and no secret is stored.
+//     Nothing wires them into the server yet, so they are built only with
+//     the keyhold_azure tag, which their tests and scripts/test.sh pass.
 //
 // # Errors
 //

@@ -122,7 +122,7 @@ func newWorldOn(t testing.TB, store keyhold.Store) *world {
 	w.admin = keyhold.NewContext(ctx, &keyhold.Identity{TenantID: w.tenant, PrincipalID: admin.ID, AppID: admin.AppID,
 		Type: admin.Type, Audience: keyhold.AudienceVault})
 
-	api := &khttp.Server{Tokens: w.p, Environments: w.p, Data: w.p, Audit: w.p, PublicURL: w.url,
+	api := &khttp.Server{Tokens: w.p, Environments: w.p, Data: w.p, Audit: w.p, PublicURL: w.url, Keys: w.p,
 		KeyVault: khttp.KeyVaultAPI{Vaults: w.v, Lookup: lookupVault(store)}}
 	w.srv = &nethttp.Server{Handler: api.Handler(), TLSConfig: tmpl.TLSConfig.Clone()}
 	go w.srv.ServeTLS(ln, "", "")

@@ -3,6 +3,7 @@ package platform
 import (
 	"context"
 	"crypto/x509"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -99,10 +100,10 @@ func (p *Tokens) IssueAssertionToken(ctx context.Context, tenantID, clientID, as
 	if !ok {
 		return nil, scopeError(scope)
 	}
-	sp, err := p.checkAssertion(ctx, tenantID, clientID, assertion)
+	sp, federated, err := p.checkAssertion(ctx, tenantID, clientID, assertion)
 	if err != nil {
 		if keyhold.ErrorCode(err) == keyhold.CodeInvalidClient {
-			p.auditAssertion(ctx, tenantID, clientID, sp, keyhold.ErrorMessage(err))
+			p.auditAssertion(ctx, tenantID, clientID, sp, federated, keyhold.ErrorMessage(err))
 		}
 		return nil, err
 	}
@@ -110,28 +111,45 @@ func (p *Tokens) IssueAssertionToken(ctx context.Context, tenantID, clientID, as
 	if err != nil {
 		return nil, err
 	}
-	p.auditAssertion(ctx, tenantID, clientID, sp, "")
+	p.auditAssertion(ctx, tenantID, clientID, sp, federated, "")
 	return tok, nil
 }
 
 // checkAssertion verifies an assertion and returns its service principal
 // (also with some refusals, for the audit, once it is known).
-func (p *Tokens) checkAssertion(ctx context.Context, tenantID, clientID, assertion string) (*keyhold.Principal, error) {
+func (p *Tokens) checkAssertion(ctx context.Context, tenantID, clientID, assertion string) (sp *keyhold.Principal, federated bool, err error) {
+	sp, err = p.checkCertAssertion(ctx, tenantID, clientID, assertion, &federated)
+	return sp, federated, err
+}
+
+// checkCertAssertion is checkAssertion; it sets *federated when the
+// assertion is another issuer's token.
+func (p *Tokens) checkCertAssertion(ctx context.Context, tenantID, clientID, assertion string, federated *bool) (*keyhold.Principal, error) {
 	if len(assertion) > maxAssertionBytes {
 		return nil, refuse(aadstsMalformed, "the client assertion is %d bytes: a client assertion is a JWT of at most %d bytes", len(assertion), maxAssertionBytes)
 	}
-	parser := jwt.NewParser(jwt.WithValidMethods([]string{"RS256", "PS256"}))
+	parser := jwt.NewParser(jwt.WithValidMethods([]string{"RS256", "PS256", "ES256"}))
 	var claims assertionClaims
 	unverified, _, err := parser.ParseUnverified(assertion, &claims)
 	if err != nil {
 		return nil, refuse(aadstsMalformed, "the client assertion is not a valid JWT (%s): send a JWT signed RS256 or PS256 with the certificate's key, as azidentity's ClientCertificateCredential does", jwtReason(err))
 	}
 	alg, _ := unverified.Header["alg"].(string)
-	if alg != "RS256" && alg != "PS256" {
-		return nil, refuse(aadstsMalformed, "the client assertion is signed %q: sign it RS256 or PS256 with the certificate's key", keyhold.Clip(alg))
+	badAlg := refuse(aadstsMalformed, "the client assertion is signed %q: sign it RS256 or PS256 with the certificate's key", keyhold.Clip(alg))
+	if !slices.Contains(federatedAlgs, alg) {
+		return nil, badAlg
 	}
 	x5tS256, _ := unverified.Header["x5t#S256"].(string)
 	x5t, _ := unverified.Header["x5t"].(string)
+	if x5tS256 == "" && x5t == "" && claims.Issuer != clientID && claims.Issuer != "" {
+		// Another issuer's token: a federated credential's (federated.go).
+		kid, _ := unverified.Header["kid"].(string)
+		*federated = true
+		return p.checkFederatedAssertion(ctx, tenantID, clientID, assertion, alg, kid, &claims)
+	}
+	if alg == "ES256" {
+		return nil, badAlg
+	}
 	if x5tS256 == "" && x5t == "" {
 		return nil, refuse(aadstsMalformed, "the client assertion's header names no certificate: put the certificate's thumbprint in x5t#S256 (or x5t)")
 	}
@@ -195,19 +213,8 @@ func (p *Tokens) checkAssertion(ctx context.Context, tenantID, clientID, asserti
 	if len(claims.Audience) != 1 || claims.Audience[0] != endpoint {
 		return sp, refuse(aadstsBadProof, "the client assertion's audience %q is not this token endpoint: set aud to %q", keyhold.Clip(strings.Join(claims.Audience, " ")), endpoint)
 	}
-	switch {
-	case claims.ExpiresAt == nil:
-		return sp, refuse(aadstsTimeRange, "the client assertion has no exp: give it one, at most %s ahead", maxAssertionLifetime)
-	case !now.Before(claims.ExpiresAt.Add(assertionSkew)):
-		return sp, refuse(aadstsTimeRange, "the client assertion is not within its valid time range: it expired at %s (now %s); sign a new one for each token request",
-			claims.ExpiresAt.UTC().Format(time.RFC3339), now.UTC().Format(time.RFC3339))
-	case claims.NotBefore != nil && now.Add(assertionSkew).Before(claims.NotBefore.Time):
-		return sp, refuse(aadstsTimeRange, "the client assertion is not within its valid time range: it is valid from %s (now %s); check the client's clock",
-			claims.NotBefore.UTC().Format(time.RFC3339), now.UTC().Format(time.RFC3339))
-	case claims.ExpiresAt.Sub(now) > maxAssertionLifetime:
-		return sp, refuse(aadstsTimeRange, "the client assertion expires at %s, more than %s ahead: give it a shorter exp", claims.ExpiresAt.UTC().Format(time.RFC3339), maxAssertionLifetime)
-	case claims.ID == "":
-		return sp, refuse(aadstsMalformed, "the client assertion has no jti: give each assertion a unique jti (a GUID)")
+	if err := p.checkAssertionTimes(&claims, now); err != nil {
+		return sp, err
 	}
 	fresh, err := p.jtis.admit(tenantID+"\x00"+clientID+"\x00"+claims.ID, claims.ExpiresAt.Time, now)
 	if err != nil {
@@ -218,6 +225,27 @@ func (p *Tokens) checkAssertion(ctx context.Context, tenantID, clientID, asserti
 	return sp, nil
 }
 
+// checkAssertionTimes checks an assertion's exp, nbf and jti claims at
+// now: an exp, not past and at most maxAssertionLifetime ahead, an nbf (if
+// any) not ahead, each with assertionSkew, and a jti.
+func (p *Tokens) checkAssertionTimes(claims *assertionClaims, now time.Time) error {
+	switch {
+	case claims.ExpiresAt == nil:
+		return refuse(aadstsTimeRange, "the client assertion has no exp: give it one, at most %s ahead", maxAssertionLifetime)
+	case !now.Before(claims.ExpiresAt.Add(assertionSkew)):
+		return refuse(aadstsTimeRange, "the client assertion is not within its valid time range: it expired at %s (now %s); sign a new one for each token request",
+			claims.ExpiresAt.UTC().Format(time.RFC3339), now.UTC().Format(time.RFC3339))
+	case claims.NotBefore != nil && now.Add(assertionSkew).Before(claims.NotBefore.Time):
+		return refuse(aadstsTimeRange, "the client assertion is not within its valid time range: it is valid from %s (now %s); check the client's clock",
+			claims.NotBefore.UTC().Format(time.RFC3339), now.UTC().Format(time.RFC3339))
+	case claims.ExpiresAt.Sub(now) > maxAssertionLifetime:
+		return refuse(aadstsTimeRange, "the client assertion expires at %s, more than %s ahead: give it a shorter exp", claims.ExpiresAt.UTC().Format(time.RFC3339), maxAssertionLifetime)
+	case claims.ID == "":
+		return refuse(aadstsMalformed, "the client assertion has no jti: give each assertion a unique jti (a GUID)")
+	}
+	return nil
+}
+
 func certThumb(c *x509.Certificate) string {
 	s1, _ := crypt.CertThumbprints(c.Raw)
 	return s1
@@ -225,7 +253,11 @@ func certThumb(c *x509.Certificate) string {
 
 // auditAssertion records a client assertion sign-in, succeeded (reason
 // empty) or refused, in the tenant's audit log (auditAppSignIn).
-func (p *Tokens) auditAssertion(ctx context.Context, tenantID, clientID string, sp *keyhold.Principal, reason string) {
+func (p *Tokens) auditAssertion(ctx context.Context, tenantID, clientID string, sp *keyhold.Principal, federated bool, reason string) {
+	if federated {
+		p.auditAppSignIn(ctx, "signIn.federatedCredential", "token issued for another issuer's token matching a federated credential", tenantID, clientID, sp, reason)
+		return
+	}
 	p.auditAppSignIn(ctx, "signIn.clientAssertion", "token issued for a client assertion signed by a registered certificate", tenantID, clientID, sp, reason)
 }
 

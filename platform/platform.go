@@ -58,6 +58,10 @@ type Config struct {
 	// WebhookClient posts events to tenants' webhooks (default:
 	// NewWebhookClient(nil, Egress), the system's roots).
 	WebhookClient *http.Client
+	// FederationClient fetches the discovery documents and keys of the
+	// issuers federated credentials name (default:
+	// NewFederationClient(nil, Egress), the system's roots).
+	FederationClient *http.Client
 	// TokenTTL is the lifetime of issued access tokens (default 1h).
 	TokenTTL time.Duration
 	// LockGraceProduction is how long a Production environment may stay
@@ -179,6 +183,10 @@ func Open(ctx context.Context, cfg Config) (*Platform, error) {
 	}
 	if pl.Events.hookClient == nil {
 		pl.Events.hookClient = NewWebhookClient(nil, pl.Events.egress)
+	}
+	pl.Tokens.fed.client = cfg.FederationClient
+	if pl.Tokens.fed.client == nil {
+		pl.Tokens.fed.client = NewFederationClient(nil, pl.Events.egress)
 	}
 	h := pl.Health
 	switch g := cfg.LockGraceProduction; {

@@ -21,6 +21,7 @@ type Tokens struct {
 	*core
 	tokTTL time.Duration // the lifetime of access tokens
 	jtis   jtiCache      // client assertions already used (assertion.go)
+	fed    federation    // federated issuers' keys (federated.go)
 }
 
 // tokenClaims are the claims of an access token, named as Entra ID names

@@ -82,6 +82,11 @@ type Config struct {
 	// tenants' webhook receivers, besides the system's roots (receivers on
 	// a private PKI).
 	WebhookCAFile string
+	// FederationCAFile, if set, is a PEM file of CA certificates that
+	// verify the OpenID issuers federated credentials name (their
+	// discovery documents and keys), besides the system's roots: another
+	// Keyhold on a private PKI (issue 13).
+	FederationCAFile string
 	// EgressAllow lists the addresses outbound requests made for tenants
 	// (webhooks) may reach besides public ones: CIDRs, addresses or host
 	// names (--egress-allow). Loopback, link-local (the metadata
@@ -181,6 +186,10 @@ func Run(ctx context.Context, cfg Config) error {
 	if err != nil {
 		return err
 	}
+	federation, err := federationClient(cfg.FederationCAFile, egressPolicy)
+	if err != nil {
+		return err
+	}
 
 	// SQLite: one server per directory (the lock), and no new database
 	// beside an old master key.
@@ -253,7 +262,7 @@ func Run(ctx context.Context, cfg Config) error {
 	defer bc.Close()
 	p, err := platform.Open(ctx, platform.Config{
 		Store: store, MasterKey: master, Clock: cfg.Clock, Logger: log, Registerer: reg,
-		KeyCacheTTL: cfg.KeyCacheTTL, Issuer: url, WebhookClient: hooks, Egress: egressPolicy,
+		KeyCacheTTL: cfg.KeyCacheTTL, Issuer: url, WebhookClient: hooks, Egress: egressPolicy, FederationClient: federation,
 		LockGraceProduction: cfg.LockGraceProduction, LockGraceOther: cfg.LockGraceOther,
 		Ops: runner, Vault: kv,
 		CMK:         func(id *keyhold.Identity) keyhold.KeyWrapper { return keyprovider.NewBuiltin(kv, id) },
@@ -631,6 +640,37 @@ func vaultHousekeeping(ctx context.Context, kv *vault.Service, log *slog.Logger)
 		case <-tick.C:
 		}
 	}
+}
+
+// federationClient returns the client that fetches federated issuers'
+// documents through policy, trusting the CA certificates in caFile
+// besides the system's roots ("" for the system's alone). A file that
+// can't be read or holds no certificate is an error at start.
+func federationClient(caFile string, policy *egress.Policy) (*nethttp.Client, error) {
+	if caFile == "" {
+		return platform.NewFederationClient(nil, policy), nil
+	}
+	roots, err := caPool(caFile, "federation", "the CA certificates that signed the federated issuers' certificates")
+	if err != nil {
+		return nil, err
+	}
+	return platform.NewFederationClient(roots, policy), nil
+}
+
+// caPool is the system's roots and the certificates of caFile.
+func caPool(caFile, what, hint string) (*x509.CertPool, error) {
+	pem, err := os.ReadFile(caFile)
+	if err != nil {
+		return nil, fmt.Errorf("reading the %s CA file: %w", what, err)
+	}
+	roots, err := x509.SystemCertPool()
+	if err != nil || roots == nil {
+		roots = x509.NewCertPool()
+	}
+	if !roots.AppendCertsFromPEM(pem) {
+		return nil, fmt.Errorf("%s holds no PEM certificate: give %s", caFile, hint)
+	}
+	return roots, nil
 }
 
 // webhookClient returns the client that posts events to webhooks through

@@ -119,7 +119,7 @@ func (t *tx) DeletePrincipal(ctx context.Context, id string) error {
 	t.rolesChanged = true // read by the data plane's role cache (RoleGenerations)
 	// The foreign keys cascade; deleting explicitly as well keeps the
 	// guarantee even on a database opened without foreign-key enforcement.
-	for _, table := range []string{"credentials", "directory_roles", "user_accounts", "environment_members", "refresh_tokens", "redirect_uris"} {
+	for _, table := range []string{"credentials", "federated_credentials", "directory_roles", "user_accounts", "environment_members", "refresh_tokens", "redirect_uris"} {
 		if _, err := t.exec(ctx, `DELETE FROM `+table+` WHERE principal_id = ?`, id); err != nil {
 			return t.fail("delete principal", err)
 		}
