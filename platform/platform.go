@@ -120,6 +120,7 @@ type Platform struct {
 	*Health
 	*CMK
 	*Backups
+	*BYOK
 }
 
 type metrics struct {
@@ -169,6 +170,7 @@ func Open(ctx context.Context, cfg Config) (*Platform, error) {
 		return nil, err
 	}
 	pl := assemble(p)
+	pl.BYOK.master = cfg.MasterKey.Clone() // seals tenants' BYOK keys (byok.go)
 	pl.Tokens.tokTTL = cfg.TokenTTL
 	if pl.Tokens.tokTTL <= 0 {
 		pl.Tokens.tokTTL = DefaultTokenTTL
@@ -217,6 +219,7 @@ func assemble(c *core) *Platform {
 		Health:       health,
 		CMK:          lifecycle,
 		Backups:      &Backups{core: c, envs: envs, health: health, lifecycle: lifecycle},
+		BYOK:         &BYOK{core: c},
 	}
 }
 

@@ -1,0 +1,19 @@
+-- Legacy BYOK (issue 14): a tenant's own RSA keys, kept in the platform's
+-- key store. sealed is the PKCS #8 private key sealed under the master key
+-- for a purpose naming the tenant and the key id (crypt.BYOKKeyPurpose), so
+-- a row copied to another tenant or id opens nothing. thumbprint is the
+-- public key's RFC 7638 thumbprint: one tenant can't hold one key twice.
+CREATE TABLE byok_keys (
+	tenant_id TEXT NOT NULL REFERENCES tenants (id) ON DELETE CASCADE,
+	id TEXT COLLATE "C" NOT NULL,
+	state TEXT NOT NULL,
+	source TEXT NOT NULL,
+	size BIGINT NOT NULL,
+	thumbprint TEXT COLLATE "C" NOT NULL,
+	created_by TEXT NOT NULL,
+	created_at BIGINT NOT NULL,
+	activated_at BIGINT NOT NULL,
+	sealed BYTEA NOT NULL,
+	PRIMARY KEY (tenant_id, id),
+	UNIQUE (tenant_id, thumbprint)
+);

@@ -1,0 +1,72 @@
+package sqlstore
+
+import (
+	"context"
+
+	"github.com/keyhold/keyhold"
+)
+
+// Tenants' legacy BYOK keys (keyhold.BYOKTx). The store keeps the sealed
+// private key as opaque bytes; it never sees the key.
+
+const byokColumns = `tenant_id, id, state, source, size, thumbprint, created_by, created_at, activated_at, sealed`
+
+func scanBYOKKey(sc scanner) (*keyhold.BYOKKey, error) {
+	k := &keyhold.BYOKKey{}
+	err := sc.Scan(&k.TenantID, &k.ID, &k.State, &k.Source, &k.Size, &k.Thumbprint, &k.CreatedBy,
+		timeCol{&k.CreatedAt}, timeCol{&k.ActivatedAt}, &k.Sealed)
+	return k, err
+}
+
+// PutBYOKKey inserts a tenant's BYOK key: CodeConflict if the tenant holds
+// one of that id or thumbprint, CodeNotFound if the tenant is unknown.
+func (t *tx) PutBYOKKey(ctx context.Context, k *keyhold.BYOKKey) error {
+	if err := checkTimes(k.CreatedAt, k.ActivatedAt); err != nil {
+		return err
+	}
+	_, err := t.exec(ctx, `INSERT INTO byok_keys (`+byokColumns+`) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+		k.TenantID, k.ID, string(k.State), string(k.Source), k.Size, k.Thumbprint, k.CreatedBy,
+		nanos(k.CreatedAt), nanos(k.ActivatedAt), k.Sealed)
+	switch {
+	case err == nil:
+		return nil
+	case t.class(err) == ErrUnique:
+		return keyhold.Errorf(keyhold.CodeConflict, "tenant %s already holds this BYOK key (thumbprint %s)", k.TenantID, k.Thumbprint).WithCause(err)
+	case t.class(err) == ErrForeignKey:
+		return keyhold.Errorf(keyhold.CodeNotFound, "tenant %q not found", k.TenantID).WithCause(err)
+	}
+	return t.fail("put BYOK key", err)
+}
+
+// UpdateBYOKKey writes a key's state and last activation.
+func (t *tx) UpdateBYOKKey(ctx context.Context, k *keyhold.BYOKKey) error {
+	if err := checkTimes(k.ActivatedAt); err != nil {
+		return err
+	}
+	n, err := t.execN(ctx, `UPDATE byok_keys SET state = ?, activated_at = ? WHERE tenant_id = ? AND id = ?`,
+		string(k.State), nanos(k.ActivatedAt), k.TenantID, k.ID)
+	if err != nil {
+		return t.fail("update BYOK key", err)
+	}
+	if n == 0 {
+		return errBYOKKeyNotFound(k.TenantID, k.ID)
+	}
+	return nil
+}
+
+// BYOKKey returns one of a tenant's BYOK keys, or CodeNotFound.
+func (t *tx) BYOKKey(ctx context.Context, tenantID, id string) (*keyhold.BYOKKey, error) {
+	k, err := get(t, ctx, "get BYOK key", scanBYOKKey,
+		`SELECT `+byokColumns+` FROM byok_keys WHERE tenant_id = ? AND id = ?`, tenantID, id)
+	return k, notFound(err, errBYOKKeyNotFound(tenantID, id))
+}
+
+// BYOKKeys lists a tenant's BYOK keys, oldest first.
+func (t *tx) BYOKKeys(ctx context.Context, tenantID string) ([]*keyhold.BYOKKey, error) {
+	return list(t, ctx, "list BYOK keys", scanBYOKKey,
+		`SELECT `+byokColumns+` FROM byok_keys WHERE tenant_id = ? ORDER BY created_at, id`, tenantID)
+}
+
+func errBYOKKeyNotFound(tenantID, id string) *keyhold.Error {
+	return keyhold.Errorf(keyhold.CodeNotFound, "tenant %s holds no BYOK key %q: list the tenant's BYOK keys to find its id", tenantID, keyhold.Clip(id))
+}
