@@ -300,6 +300,7 @@ func Run(ctx context.Context, cfg Config) error {
 		Policies: khttp.PolicyAPI{Service: ps, Deployments: ds},
 		CMK:      p,
 		Backups:  p,
+		BYOK:     p,
 		Events:   p,
 		Keys:     p,
 		Health:   storeHealth(store), // a read and a rolled-back write
