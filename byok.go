@@ -90,6 +90,20 @@ type BYOKTx interface {
 	BYOKKey(ctx context.Context, tenantID, id string) (*BYOKKey, error)
 	// BYOKKeys lists a tenant's keys, oldest first (ties by id).
 	BYOKKeys(ctx context.Context, tenantID string) ([]*BYOKKey, error)
+	// BYOKTenant returns a tenant's BYOK state (a zero one, with
+	// TenantID set, for a tenant never locked).
+	BYOKTenant(ctx context.Context, tenantID string) (*BYOKTenant, error)
+	// PutBYOKTenant writes a tenant's BYOK state.
+	PutBYOKTenant(ctx context.Context, s *BYOKTenant) error
+}
+
+// BYOKTenant is a tenant's BYOK state: whether its administrator locked
+// it (LockedAt set), which disables every environment under its BYOK key
+// until the same key is supplied again.
+type BYOKTenant struct {
+	TenantID string    `json:"tenantId"`
+	LockedAt time.Time `json:"lockedAt,omitzero"`
+	LockedBy string    `json:"lockedBy,omitempty"`
 }
 
 // BYOKService manages the caller's tenant's BYOK keys. Every method needs
@@ -112,4 +126,25 @@ type BYOKService interface {
 	// message names when the next activation is allowed); CodeNotFound
 	// for an unknown id. A refusal changes nothing.
 	ActivateBYOKKey(ctx context.Context, id string) (*BYOKKey, error)
+
+	// ApplyBYOK moves environment envID's keys under the tenant's Active
+	// BYOK key (a custody move: each epoch's environment key is unwrapped,
+	// wrapped under the BYOK key, proven by unwrapping, and the platform
+	// key's copy deleted in the same transaction); its keyManagedBy then
+	// reads CustomerViaMicrosoft. CodeConflict, changing nothing, if the
+	// tenant has no Active key or is locked, or the environment is not
+	// an Enabled, Microsoft-managed one with no operation running.
+	ApplyBYOK(ctx context.Context, envID string) (*Environment, error)
+	// LockBYOKTenant locks the tenant: every environment under its BYOK
+	// key is Disabled, its keys dropped from every replica's cache, and
+	// its data refused until UnlockBYOKTenant. It returns the ids of the
+	// environments it disabled. CodeConflict if locked already or the
+	// tenant has no BYOK key.
+	LockBYOKTenant(ctx context.Context) ([]string, error)
+	// UnlockBYOKTenant unlocks the tenant when up is the tenant's Active
+	// BYOK key (the same public key, proven by the private key's
+	// components), and re-enables the environments the lock disabled,
+	// returning their ids. Another key is CodeForbidden and changes
+	// nothing; CodeConflict if the tenant is not locked.
+	UnlockBYOKTenant(ctx context.Context, up BYOKUpload) ([]string, error)
 }

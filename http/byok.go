@@ -29,6 +29,11 @@ const (
 	maxBYOKBody  = 64 << 10
 	exampleBYOK  = `{"jwk":{"kty":"RSA","n":"…","e":"AQAB","d":"…","p":"…","q":"…"}}, {"pfx":"<base64>","password":"…"} or {"generate":true,"keySize":2048}`
 	activateBYOK = "activate"
+	// byokAction is the last segment of the route that moves an
+	// environment under the tenant's BYOK key.
+	byokAction     = "byok"
+	byokTenantPath = bapPrefix + "/scopes/admin/byok"
+	exampleUnlock  = `{"jwk":{…}} or {"pfx":"<base64>","password":"…"}: the tenant's Active BYOK key`
 )
 
 // byokRoutes declares the BYOK key routes; none while s.BYOK is nil.
@@ -41,6 +46,9 @@ func (s *Server) byokRoutes() []route {
 		{Method: "GET", Pattern: byokPath, Auth: admin, Timeout: apiTimeout, Handler: s.listBYOKKeys},
 		{Method: "POST", Pattern: byokPath, Auth: admin, Body: bodyJSON, MaxBody: maxBYOKBody, Timeout: apiTimeout, Handler: s.addBYOKKey},
 		{Method: "POST", Pattern: byokPath + "/{keyId}/" + activateBYOK, Auth: admin, Timeout: apiTimeout, Handler: s.activateBYOKKey},
+		{Method: "POST", Pattern: adminEnvPrefix + "/{envId}/" + byokAction, Auth: admin, Timeout: apiTimeout, Handler: s.applyBYOK},
+		{Method: "POST", Pattern: byokTenantPath + "/lock", Auth: admin, Timeout: apiTimeout, Handler: s.lockBYOK},
+		{Method: "POST", Pattern: byokTenantPath + "/unlock", Auth: admin, Body: bodyJSON, MaxBody: maxBYOKBody, Timeout: apiTimeout, Handler: s.unlockBYOK},
 	}
 }
 
@@ -215,6 +223,11 @@ func (c *Client) ListBYOKKeys(ctx context.Context) ([]*keyhold.BYOKKey, error) {
 // UploadBYOKKey uploads an RSA private key, as a JWK or a PFX with its
 // password, as one of the caller's tenant's BYOK keys (Installing).
 func (c *Client) UploadBYOKKey(ctx context.Context, up keyhold.BYOKUpload) (*keyhold.BYOKKey, error) {
+	return c.addBYOK(ctx, byokUploadJSON(up))
+}
+
+// byokUploadJSON is up as the routes take it.
+func byokUploadJSON(up keyhold.BYOKUpload) byokAddJSON {
 	var in byokAddJSON
 	if up.PFX != nil {
 		s := base64.StdEncoding.EncodeToString(up.PFX)
@@ -227,7 +240,7 @@ func (c *Client) UploadBYOKKey(ctx context.Context, up keyhold.BYOKUpload) (*key
 		b64 := base64.RawURLEncoding.EncodeToString
 		in.JWK = &byokJWKJSON{Kty: j.Kty, N: b64(j.N), E: b64(j.E), D: b64(j.D), P: b64(j.P), Q: b64(j.Q), DP: b64(j.DP), DQ: b64(j.DQ), QI: b64(j.QI)}
 	}
-	return c.addBYOK(ctx, in)
+	return in
 }
 
 // GenerateBYOKKey has the server generate an RSA key of size bits (0: the
@@ -260,3 +273,81 @@ func (c *Client) ActivateBYOKKey(ctx context.Context, id string) (*keyhold.BYOKK
 }
 
 var _ keyhold.BYOKService = (*Client)(nil)
+
+// byokEnvsJSON answers a lock or an unlock.
+type byokEnvsJSON struct {
+	Environments []string `json:"environments"`
+}
+
+// applyBYOK: POST …/scopes/admin/environments/{envId}/byok, 200 the
+// environment.
+func (s *Server) applyBYOK(w nethttp.ResponseWriter, r *nethttp.Request) error {
+	e, err := s.BYOK.ApplyBYOK(r.Context(), r.PathValue("envId"))
+	if err != nil {
+		return err
+	}
+	writeJSON(w, nethttp.StatusOK, toEnvironmentJSON(e))
+	return nil
+}
+
+// lockBYOK: POST …/scopes/admin/byok/lock, 200 the disabled environments.
+func (s *Server) lockBYOK(w nethttp.ResponseWriter, r *nethttp.Request) error {
+	ids, err := s.BYOK.LockBYOKTenant(r.Context())
+	if err != nil {
+		return err
+	}
+	writeJSON(w, nethttp.StatusOK, byokEnvsJSON{Environments: ids})
+	return nil
+}
+
+// unlockBYOK: POST …/scopes/admin/byok/unlock with the key, 200 the
+// re-enabled environments.
+func (s *Server) unlockBYOK(w nethttp.ResponseWriter, r *nethttp.Request) error {
+	body, err := readBody(r)
+	if err != nil {
+		return err
+	}
+	var in byokAddJSON
+	if err := decodeKnown(body, &in, exampleUnlock, "jwk", "pfx", "password"); err != nil {
+		return err
+	}
+	up, err := in.upload()
+	if err != nil {
+		return err
+	}
+	ids, err := s.BYOK.UnlockBYOKTenant(r.Context(), up)
+	if err != nil {
+		return err
+	}
+	writeJSON(w, nethttp.StatusOK, byokEnvsJSON{Environments: ids})
+	return nil
+}
+
+// ApplyBYOK moves an environment under the tenant's Active BYOK key.
+func (c *Client) ApplyBYOK(ctx context.Context, envID string) (*keyhold.Environment, error) {
+	var out environmentJSON
+	if _, err := c.mgmt(ctx, "POST", adminEnvPrefix+escape(envID, byokAction)+"?api-version="+defaultBAPAPIVersion, nil, &out); err != nil {
+		return nil, err
+	}
+	return fromEnvironmentJSON(&out), nil
+}
+
+// LockBYOKTenant locks the caller's tenant's BYOK key, disabling its BYOK
+// environments, and returns their ids.
+func (c *Client) LockBYOKTenant(ctx context.Context) ([]string, error) {
+	var out byokEnvsJSON
+	if _, err := c.mgmt(ctx, "POST", byokTenantPath+"/lock?api-version="+defaultBAPAPIVersion, nil, &out); err != nil {
+		return nil, err
+	}
+	return out.Environments, nil
+}
+
+// UnlockBYOKTenant unlocks the caller's tenant with its Active BYOK key,
+// and returns the ids of the environments re-enabled.
+func (c *Client) UnlockBYOKTenant(ctx context.Context, up keyhold.BYOKUpload) ([]string, error) {
+	var out byokEnvsJSON
+	if _, err := c.mgmt(ctx, "POST", byokTenantPath+"/unlock?api-version="+defaultBAPAPIVersion, byokUploadJSON(up), &out); err != nil {
+		return nil, err
+	}
+	return out.Environments, nil
+}

@@ -5,6 +5,7 @@ import (
 	"crypto/rsa"
 	"errors"
 	"fmt"
+	"math/big"
 	"strings"
 	"time"
 
@@ -38,7 +39,11 @@ const (
 
 // byokTarget names a tenant's BYOK key in audit entries.
 func byokTarget(tenantID, id string) string {
-	return "/providers/Microsoft.BusinessAppPlatform/scopes/admin/tenants/" + tenantID + "/byokKeys/" + id
+	t := "/providers/Microsoft.BusinessAppPlatform/scopes/admin/tenants/" + tenantID + "/byokKeys"
+	if id != "" {
+		t += "/" + id
+	}
+	return t
 }
 
 // ListBYOKKeys lists the caller's tenant's BYOK keys, oldest first.
@@ -245,8 +250,22 @@ func (b *BYOK) open(k *keyhold.BYOKKey) error {
 	if err != nil {
 		return err
 	}
-	priv.D.SetInt64(0)
+	zeroRSA(priv)
 	return nil
+}
+
+// zeroRSA overwrites the private parts of an opened key (big.Int words
+// in place), so that they don't linger in memory after use.
+func zeroRSA(k *rsa.PrivateKey) {
+	if k == nil {
+		return
+	}
+	for _, n := range append([]*big.Int{k.D, k.Precomputed.Dp, k.Precomputed.Dq, k.Precomputed.Qinv}, k.Primes...) {
+		if n != nil {
+			clear(n.Bits())
+			n.SetInt64(0)
+		}
+	}
 }
 
 // openKey opens k's private key; the caller clears it after use.

@@ -212,6 +212,8 @@ func assemble(c *core) *Platform {
 	envs := &Environments{core: c}
 	health := &Health{core: c}
 	lifecycle := &CMK{core: c, envs: envs}
+	byok := &BYOK{core: c}
+	c.byok = byok.wrapper
 	return &Platform{core: c,
 		Events:       &Events{core: c},
 		Tokens:       &Tokens{core: c},
@@ -219,7 +221,7 @@ func assemble(c *core) *Platform {
 		Health:       health,
 		CMK:          lifecycle,
 		Backups:      &Backups{core: c, envs: envs, health: health, lifecycle: lifecycle},
-		BYOK:         &BYOK{core: c},
+		BYOK:         byok,
 	}
 }
 

@@ -2,6 +2,7 @@ package sqlstore
 
 import (
 	"context"
+	"database/sql"
 
 	"github.com/keyhold/keyhold"
 )
@@ -69,4 +70,35 @@ func (t *tx) BYOKKeys(ctx context.Context, tenantID string) ([]*keyhold.BYOKKey,
 
 func errBYOKKeyNotFound(tenantID, id string) *keyhold.Error {
 	return keyhold.Errorf(keyhold.CodeNotFound, "tenant %s holds no BYOK key %q: list the tenant's BYOK keys to find its id", tenantID, keyhold.Clip(id))
+}
+
+// BYOKTenant returns a tenant's BYOK state; a tenant never locked has a
+// zero one.
+func (t *tx) BYOKTenant(ctx context.Context, tenantID string) (*keyhold.BYOKTenant, error) {
+	s, err := get(t, ctx, "get BYOK tenant", func(sc scanner) (*keyhold.BYOKTenant, error) {
+		s := &keyhold.BYOKTenant{}
+		err := sc.Scan(&s.TenantID, timeCol{&s.LockedAt}, &s.LockedBy)
+		return s, err
+	}, `SELECT tenant_id, locked_at, locked_by FROM byok_tenants WHERE tenant_id = ?`, tenantID)
+	if err == sql.ErrNoRows {
+		return &keyhold.BYOKTenant{TenantID: tenantID}, nil
+	}
+	return s, err
+}
+
+// PutBYOKTenant writes a tenant's BYOK state.
+func (t *tx) PutBYOKTenant(ctx context.Context, s *keyhold.BYOKTenant) error {
+	if err := checkTimes(s.LockedAt); err != nil {
+		return err
+	}
+	_, err := t.exec(ctx, `INSERT INTO byok_tenants (tenant_id, locked_at, locked_by) VALUES (?, ?, ?)
+		ON CONFLICT (tenant_id) DO UPDATE SET locked_at = excluded.locked_at, locked_by = excluded.locked_by`,
+		s.TenantID, nanos(s.LockedAt), s.LockedBy)
+	if err != nil && t.class(err) == ErrForeignKey {
+		return keyhold.Errorf(keyhold.CodeNotFound, "tenant %q not found", s.TenantID).WithCause(err)
+	}
+	if err != nil {
+		return t.fail("put BYOK tenant", err)
+	}
+	return nil
 }

@@ -17,3 +17,12 @@ CREATE TABLE byok_keys (
 	PRIMARY KEY (tenant_id, id),
 	UNIQUE (tenant_id, thumbprint)
 );
+
+-- A tenant's BYOK lock: while locked_at is set, every environment under
+-- the tenant's BYOK key is disabled and its key refused, until an
+-- administrator supplies the same key again.
+CREATE TABLE byok_tenants (
+	tenant_id TEXT PRIMARY KEY REFERENCES tenants (id) ON DELETE CASCADE,
+	locked_at BIGINT NOT NULL,
+	locked_by TEXT NOT NULL
+);
