@@ -24,8 +24,88 @@ func newCmdBYOK(f *Factory) *cobra.Command {
 	cmd := newGroup("byok", "Manage the tenant's legacy bring-your-own-key (BYOK) encryption")
 	key := newGroup("key", "Manage the tenant's BYOK keys")
 	key.AddCommand(newCmdBYOKList(f, nil), newCmdBYOKUpload(f, nil), newCmdBYOKGenerate(f, nil), newCmdBYOKActivate(f, nil))
-	cmd.AddCommand(key)
+	cmd.AddCommand(key, newCmdBYOKApply(f, nil), newCmdBYOKLock(f, nil), newCmdBYOKUnlock(f, nil))
 	return cmd
+}
+
+func newCmdBYOKApply(f *Factory, runF func(*BYOKOptions) error) *cobra.Command {
+	opts := &BYOKOptions{IO: f.IO, Client: byokServices(f), Action: "apply"}
+	return &cobra.Command{
+		Use:   "apply <env>",
+		Short: "Encrypt an environment under the tenant's Active BYOK key",
+		Long: `Move an environment under the tenant's Active BYOK key: its environment key is
+wrapped under the BYOK key, proven, and the platform key's copy deleted, in
+one step; the environment stays Enabled and reads "CustomerViaMicrosoft".
+The environment must be Enabled, under the Microsoft-managed key, with no
+operation running.`,
+		Example: `  keyhold byok apply $ENV`,
+		Args:    exactArgs("env"),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			opts.Ctx, opts.Format, opts.ID = cmd.Context(), f.Format, args[0]
+			return runBYOK(opts, runF)
+		},
+	}
+}
+
+func newCmdBYOKLock(f *Factory, runF func(*BYOKOptions) error) *cobra.Command {
+	opts := &BYOKOptions{IO: f.IO, Client: byokServices(f), Action: "lock"}
+	return &cobra.Command{
+		Use:   "lock",
+		Short: "Lock the tenant: disable every environment under its BYOK key",
+		Long: `Lock the tenant's BYOK key: every environment under it is disabled, its key
+dropped from memory, and its data refused, until "keyhold byok unlock" is
+given the same key again.`,
+		Example: `  keyhold byok lock`,
+		Args:    exactArgs(),
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			opts.Ctx, opts.Format = cmd.Context(), f.Format
+			return runBYOK(opts, runF)
+		},
+	}
+}
+
+func newCmdBYOKUnlock(f *Factory, runF func(*BYOKOptions) error) *cobra.Command {
+	opts := &BYOKOptions{IO: f.IO, Client: byokServices(f), Action: "unlock"}
+	cmd := &cobra.Command{
+		Use:   "unlock (--jwk FILE | --pfx FILE --password-stdin)",
+		Short: "Unlock the tenant by supplying its Active BYOK key again",
+		Long: `Unlock the tenant by supplying its Active BYOK key again, as a JWK or a PFX
+(as for "keyhold byok key upload"). Only the same key unlocks; the
+environments the lock disabled are enabled again.`,
+		Example: `  echo "$PFX_PASSWORD" | keyhold byok unlock --pfx key.pfx --password-stdin`,
+		Args:    exactArgs(),
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			opts.Ctx, opts.Format = cmd.Context(), f.Format
+			if err := checkKeyFlags(opts); err != nil {
+				return err
+			}
+			return runBYOK(opts, runF)
+		},
+	}
+	keyFlags(cmd, opts)
+	return cmd
+}
+
+// keyFlags adds the flags that give a key (upload, unlock).
+func keyFlags(cmd *cobra.Command, opts *BYOKOptions) {
+	cmd.Flags().StringVar(&opts.JWKFile, "jwk", "", "the RSA private key as a JSON web key (`FILE`, or - for stdin)")
+	cmd.Flags().StringVar(&opts.PFXFile, "pfx", "", "the RSA private key and its certificate as a PKCS #12 `FILE`")
+	cmd.Flags().BoolVar(&opts.PasswordStdin, "password-stdin", false, "read the PFX's password from stdin")
+}
+
+// checkKeyFlags refuses a combination of keyFlags that gives no key.
+func checkKeyFlags(opts *BYOKOptions) error {
+	switch {
+	case (opts.JWKFile == "") == (opts.PFXFile == ""):
+		return usageErrorf("give the key with --jwk FILE or --pfx FILE --password-stdin")
+	case opts.PFXFile != "" && !opts.PasswordStdin:
+		return usageErrorf("a PFX needs its password: pipe it to stdin and add --password-stdin")
+	case opts.JWKFile != "" && opts.PasswordStdin:
+		return usageErrorf("--password-stdin is for a PFX: a JWK has no password")
+	case opts.PFXFile == "-":
+		return usageErrorf("--pfx needs a file name: stdin carries the password")
+	}
+	return nil
 }
 
 // byokServices connects for the BYOK commands.
@@ -82,22 +162,13 @@ The PFX must be encrypted with PBE-SHA1-3DES: with OpenSSL 3, export it with
 		Args: exactArgs(),
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			opts.Ctx, opts.Format = cmd.Context(), f.Format
-			switch {
-			case (opts.JWKFile == "") == (opts.PFXFile == ""):
-				return usageErrorf("give the key with --jwk FILE or --pfx FILE --password-stdin")
-			case opts.PFXFile != "" && !opts.PasswordStdin:
-				return usageErrorf("a PFX needs its password: pipe it to stdin and add --password-stdin")
-			case opts.JWKFile != "" && opts.PasswordStdin:
-				return usageErrorf("--password-stdin is for a PFX: a JWK has no password")
-			case opts.PFXFile == "-":
-				return usageErrorf("--pfx needs a file name: stdin carries the password")
+			if err := checkKeyFlags(opts); err != nil {
+				return err
 			}
 			return runBYOK(opts, runF)
 		},
 	}
-	cmd.Flags().StringVar(&opts.JWKFile, "jwk", "", "the RSA private key as a JSON web key (`FILE`, or - for stdin)")
-	cmd.Flags().StringVar(&opts.PFXFile, "pfx", "", "the RSA private key and its certificate as a PKCS #12 `FILE`")
-	cmd.Flags().BoolVar(&opts.PasswordStdin, "password-stdin", false, "read the PFX's password from stdin")
+	keyFlags(cmd, opts)
 	return cmd
 }
 
@@ -147,6 +218,10 @@ func runBYOK(opts *BYOKOptions, runF func(*BYOKOptions) error) error {
 }
 
 func byokRun(opts *BYOKOptions) error {
+	switch opts.Action {
+	case "apply", "lock", "unlock":
+		return byokTenantRun(opts)
+	}
 	var up keyhold.BYOKUpload
 	if opts.Action == "upload" { // read the input before connecting, so a bad file costs no sign-in
 		var err error
@@ -177,6 +252,53 @@ func byokRun(opts *BYOKOptions) error {
 		return err
 	}
 	return printBYOKKeys(opts, []*keyhold.BYOKKey{k})
+}
+
+// byokTenantRun runs apply, lock and unlock.
+func byokTenantRun(opts *BYOKOptions) error {
+	var up keyhold.BYOKUpload
+	if opts.Action == "unlock" {
+		var err error
+		if up, err = readBYOKUpload(opts); err != nil {
+			return err
+		}
+	}
+	c, err := opts.Client()
+	if err != nil {
+		return err
+	}
+	var ids []string
+	switch opts.Action {
+	case "apply":
+		e, err := c.ApplyBYOK(opts.Ctx, opts.ID)
+		if err != nil {
+			return err
+		}
+		if opts.Format == FormatJSON {
+			return printJSON(opts.IO.Out, e)
+		}
+		_, err = fmt.Fprintf(opts.IO.Out, "Environment %s is encrypted under the tenant's BYOK key (key managed by %s)\n", e.ID, e.KeyManagedBy)
+		return err
+	case "lock":
+		ids, err = c.LockBYOKTenant(opts.Ctx)
+	case "unlock":
+		ids, err = c.UnlockBYOKTenant(opts.Ctx, up)
+	}
+	if err != nil {
+		return err
+	}
+	switch opts.Format {
+	case FormatJSON:
+		return printJSON(opts.IO.Out, map[string][]string{"environments": ids})
+	case FormatID:
+		for _, id := range ids {
+			fmt.Fprintln(opts.IO.Out, id)
+		}
+		return nil
+	}
+	verb := map[string]string{"lock": "Locked the tenant's BYOK key; disabled", "unlock": "Unlocked the tenant's BYOK key; enabled"}[opts.Action]
+	_, err = fmt.Fprintf(opts.IO.Out, "%s %d environments %s\n", verb, len(ids), strings.Join(ids, " "))
+	return err
 }
 
 // readBYOKUpload reads the key file, and the PFX's password from stdin.

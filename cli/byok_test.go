@@ -49,6 +49,18 @@ func TestNewCmdBYOK(t *testing.T) {
 	}
 	_, err = parseOpts(t, nil, newCmdBYOKActivate)
 	checkParse(t, err, "key-id")
+	_, err = parseOpts(t, nil, newCmdBYOKUnlock)
+	checkParse(t, err, "--jwk FILE or --pfx FILE")
+	got, err = parseOpts(t, nil, newCmdBYOKUnlock, "--pfx", "k.pfx", "--password-stdin")
+	if checkParse(t, err, "") && (got.Action != "unlock" || got.PFXFile != "k.pfx") {
+		t.Errorf("unlock parsed %+v", got)
+	}
+	got, err = parseOpts(t, nil, newCmdBYOKApply, "env1")
+	if checkParse(t, err, "") && (got.Action != "apply" || got.ID != "env1") {
+		t.Errorf("apply parsed %+v", got)
+	}
+	_, err = parseOpts(t, nil, newCmdBYOKLock, "x")
+	checkParse(t, err, `got unexpected "x"`)
 }
 
 // TestBYOKStack runs the BYOK key commands against a real server on both
@@ -110,5 +122,33 @@ func testBYOKStack(t *testing.T, bootstrap string) {
 	out := s.ok("byok", "key", "list")
 	if strings.Count(out, "Installing") != 2 || strings.Count(out, "Active") != 1 || !strings.Contains(out, "THUMBPRINT") {
 		t.Fatalf("list:\n%s", out)
+	}
+
+	// An environment under the key, the tenant lock, and the unlock.
+	var env keyhold.Environment
+	s.okJSON(&env, "env", "create", "--name", "byok", "--location", "europe")
+	s.ok("row", "put", env.ID, "t", "r", "--data", `{"v":1}`)
+	if out := s.ok("byok", "apply", env.ID); !strings.Contains(out, "CustomerViaMicrosoft") {
+		t.Fatalf("apply:\n%s", out)
+	}
+	if out := s.ok("byok", "lock"); !strings.Contains(out, "disabled 1 environments "+env.ID) {
+		t.Fatalf("lock:\n%s", out)
+	}
+	s.fails(1, "keyhold byok unlock", "row", "get", env.ID, "t", "r")
+	other, err := crypt.GenerateRSAKey(2048)
+	if err != nil {
+		t.Fatal(err)
+	}
+	otherJWK, _ := json.Marshal(map[string]string{"kty": "RSA", "n": b64(other.N.Bytes()), "e": "AQAB", "d": b64(other.D.Bytes()), "p": b64(other.Primes[0].Bytes()), "q": b64(other.Primes[1].Bytes())})
+	otherPath := filepath.Join(dir, "other.jwk.json")
+	if err := os.WriteFile(otherPath, otherJWK, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	s.fails(1, "only the same key unlocks", "byok", "unlock", "--jwk", otherPath)
+	if out := s.ok("byok", "unlock", "--jwk", jwkPath); !strings.Contains(out, "enabled 1 environments") {
+		t.Fatalf("unlock:\n%s", out)
+	}
+	if out := s.ok("row", "get", env.ID, "t", "r"); !strings.Contains(out, `"v"`) {
+		t.Fatalf("row after the unlock:\n%s", out)
 	}
 }

@@ -127,3 +127,70 @@ func TestBYOKKeysOverHTTP(t *testing.T) {
 		}
 	})
 }
+
+// TestBYOKLockOverHTTP: an environment moved under the tenant's BYOK key
+// through the wire reads CustomerViaMicrosoft; the tenant lock disables
+// it and its data is refused naming the unlock; another key's unlock is
+// 403 and changes nothing; the same key unlocks it, on both databases.
+func TestBYOKLockOverHTTP(t *testing.T) {
+	storetest.ForEachBackend(t, func(t *testing.T, open func(t *testing.T) keyhold.Store) {
+		f := newFixtureOn(t, open(t), func(f *fixture) { f.srv.BYOK = f.p })
+		ctx := context.Background()
+		c := f.client
+		tok := f.mgmtToken(t)
+		e := &keyhold.Environment{DisplayName: "byok", Location: "europe", SKU: keyhold.SKUProduction}
+		if err := c.CreateEnvironment(ctx, e); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := c.PutRow(ctx, e.ID, "t", "r", []byte(`{"v":1}`)); err != nil {
+			t.Fatal(err)
+		}
+		a := f.call(t, "POST", adminEnvPrefix+"/"+e.ID+"/byok", tok, "", nil)
+		if a.status != 409 || !bytes.Contains(a.body, []byte("no Active BYOK key")) {
+			t.Fatalf("apply without a key: %d %s", a.status, a.body)
+		}
+		newKey := func() keyhold.BYOKUpload {
+			priv, err := crypt.GenerateRSAKey(2048)
+			if err != nil {
+				t.Fatal(err)
+			}
+			return keyhold.BYOKUpload{JWK: &keyhold.JSONWebKey{Kty: "RSA", N: priv.N.Bytes(), E: []byte{1, 0, 1}, D: priv.D.Bytes(), P: priv.Primes[0].Bytes(), Q: priv.Primes[1].Bytes()}}
+		}
+		up := newKey()
+		k, err := c.UploadBYOKKey(ctx, up)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := c.ActivateBYOKKey(ctx, k.ID); err != nil {
+			t.Fatal(err)
+		}
+		got, err := c.ApplyBYOK(ctx, e.ID)
+		if err != nil || got.KeyManagedBy != keyhold.KeyManagedByCustomerViaMicrosoft {
+			t.Fatalf("ApplyBYOK = %+v, %v", got, err)
+		}
+		ids, err := c.LockBYOKTenant(ctx)
+		if err != nil || len(ids) != 1 || ids[0] != e.ID {
+			t.Fatalf("LockBYOKTenant = %v, %v", ids, err)
+		}
+		_, err = c.GetRow(ctx, e.ID, "t", "r")
+		if keyhold.ErrorCode(err) != keyhold.CodeEnvironmentDisabled || !strings.Contains(keyhold.ErrorMessage(err), "keyhold byok unlock") {
+			t.Fatalf("a row of a locked BYOK environment: %v", err)
+		}
+		if _, err := c.UnlockBYOKTenant(ctx, newKey()); keyhold.ErrorCode(err) != keyhold.CodeForbidden {
+			t.Fatalf("unlock with another key: %v", err)
+		}
+		a = f.jsonCall(t, "POST", byokTenantPath+"/unlock", tok, `{"generate":true}`)
+		if a.status != 400 || !bytes.Contains(a.body, []byte(`\"generate\"`)) {
+			t.Fatalf("unlock with generate: %d %s", a.status, a.body)
+		}
+		if env, err := c.FindEnvironment(ctx, e.ID); err != nil || env.State != keyhold.StateDisabled {
+			t.Fatalf("after the refused unlocks: %+v, %v", env, err)
+		}
+		if ids, err := c.UnlockBYOKTenant(ctx, up); err != nil || len(ids) != 1 {
+			t.Fatalf("UnlockBYOKTenant = %v, %v", ids, err)
+		}
+		if r, err := c.GetRow(ctx, e.ID, "t", "r"); err != nil || string(r.Data) != `{"v":1}` {
+			t.Fatalf("row after the unlock: %+v, %v", r, err)
+		}
+	})
+}
