@@ -56,4 +56,7 @@ type core struct {
 	// byok returns the wrapper of a tenant's legacy BYOK keys
 	// (byok_env.go); set by assemble.
 	byok func(tenantID string) keyhold.KeyWrapper
+	// byokCap is the largest file a BYOK environment stores (0:
+	// DefaultBYOKFileCap; tests set less), byok_limits.go.
+	byokCap int64
 }
