@@ -46,14 +46,14 @@ func refuseBYOK(env *keyhold.Environment, service string) error {
 
 // byokFileCap returns the reader a BYOK environment's upload reads
 // through: one that fails with refuseBYOK's error (as
-// CodeRequestTooLarge) once more than the cap (p.byokCap, default
+// CodeRequestTooLarge) once more than limit (core.byokCap; 0:
 // DefaultBYOKFileCap) has come, so that the upload stores nothing. Other
-// environments read r as it is.
-func (p *core) byokFileCap(env *keyhold.Environment, r io.Reader) io.Reader {
+// environments read r as it is. (A function, not a method: core's
+// methods are the custody core's, TestServiceSize.)
+func byokFileCap(env *keyhold.Environment, r io.Reader, limit int64) io.Reader {
 	if env.KeyManagedBy != keyhold.KeyManagedByCustomerViaMicrosoft {
 		return r
 	}
-	limit := p.byokCap
 	if limit <= 0 {
 		limit = DefaultBYOKFileCap
 	}

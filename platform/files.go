@@ -56,7 +56,7 @@ func (p *Environments) PutFile(ctx context.Context, envID, name string, r io.Rea
 	if err != nil {
 		return nil, err
 	}
-	r = p.byokFileCap(env, r) // the legacy BYOK key covers files up to a cap (byok_limits.go)
+	r = byokFileCap(env, r, p.byokCap) // the legacy BYOK key covers files up to a cap (byok_limits.go)
 	sk, err := p.storeKey(ctx, env.ID, env.Epoch, keyhold.StoreFiles)
 	if err != nil {
 		return nil, err
