@@ -95,7 +95,28 @@ type BYOKTx interface {
 	BYOKTenant(ctx context.Context, tenantID string) (*BYOKTenant, error)
 	// PutBYOKTenant writes a tenant's BYOK state.
 	PutBYOKTenant(ctx context.Context, s *BYOKTenant) error
+	// PutBYOKMigration records an environment's migration off its
+	// tenant's BYOK key (the first record of an environment stays).
+	PutBYOKMigration(ctx context.Context, m *BYOKMigration) error
+	// BYOKMigration returns an environment's migration record, or nil.
+	BYOKMigration(ctx context.Context, envID string) (*BYOKMigration, error)
 }
+
+// BYOKMigration records that an environment migrated from its tenant's
+// BYOK key (KeyID) to a customer-managed key at MigratedAt. Spec 000: it
+// can't be re-encrypted with the BYOK key afterwards, nor return to the
+// Microsoft-managed key for BYOKUnlinkDelay.
+type BYOKMigration struct {
+	EnvID      string
+	TenantID   string
+	KeyID      string
+	MigratedAt time.Time
+}
+
+// BYOKUnlinkDelay is how long after its migration from BYOK an
+// environment can't return to the Microsoft-managed key (spec 000: "at
+// least 7 days").
+const BYOKUnlinkDelay = 7 * 24 * time.Hour
 
 // BYOKTenant is a tenant's BYOK state: whether its administrator locked
 // it (LockedAt set), which disables every environment under its BYOK key

@@ -168,6 +168,11 @@ func (b *BYOK) ApplyBYOK(ctx context.Context, envID string) (*keyhold.Environmen
 		case env.KeyManagedBy != keyhold.KeyManagedByMicrosoft || env.PolicyID != "":
 			return keyhold.Errorf(keyhold.CodeConflict, "environment %s is under a customer-managed key (enterprise policy %s): BYOK applies only to environments under the Microsoft-managed key, and can't replace a customer-managed key", env.ID, env.PolicyID)
 		}
+		if m, err := tx.BYOKMigration(ctx, env.ID); err != nil {
+			return err
+		} else if m != nil {
+			return keyhold.Errorf(keyhold.CodeConflict, "environment %s migrated from the BYOK key to a customer-managed key at %s: a migrated environment can't be re-encrypted with the BYOK key (spec 000)", env.ID, m.MigratedAt.UTC().Format(time.RFC3339))
+		}
 		if err := requireServing(ctx, tx, env, "moved under the BYOK key"); err != nil {
 			return err
 		}

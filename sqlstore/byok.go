@@ -102,3 +102,31 @@ func (t *tx) PutBYOKTenant(ctx context.Context, s *keyhold.BYOKTenant) error {
 	}
 	return nil
 }
+
+// PutBYOKMigration records an environment's migration off the BYOK key;
+// a second record of one environment keeps the first.
+func (t *tx) PutBYOKMigration(ctx context.Context, m *keyhold.BYOKMigration) error {
+	if err := checkTimes(m.MigratedAt); err != nil {
+		return err
+	}
+	_, err := t.exec(ctx, `INSERT INTO byok_migrations (env_id, tenant_id, key_id, migrated_at) VALUES (?, ?, ?, ?) ON CONFLICT DO NOTHING`,
+		m.EnvID, m.TenantID, m.KeyID, nanos(m.MigratedAt))
+	if err != nil {
+		return t.fail("put BYOK migration", err)
+	}
+	return nil
+}
+
+// BYOKMigration returns an environment's migration record, or nil if it
+// never migrated off a BYOK key.
+func (t *tx) BYOKMigration(ctx context.Context, envID string) (*keyhold.BYOKMigration, error) {
+	m, err := get(t, ctx, "get BYOK migration", func(sc scanner) (*keyhold.BYOKMigration, error) {
+		m := &keyhold.BYOKMigration{}
+		err := sc.Scan(&m.EnvID, &m.TenantID, &m.KeyID, timeCol{&m.MigratedAt})
+		return m, err
+	}, `SELECT env_id, tenant_id, key_id, migrated_at FROM byok_migrations WHERE env_id = ?`, envID)
+	if err == sql.ErrNoRows {
+		return nil, nil
+	}
+	return m, err
+}

@@ -26,3 +26,13 @@ CREATE TABLE byok_tenants (
 	locked_at BIGINT NOT NULL,
 	locked_by TEXT NOT NULL
 );
+
+-- An environment's migration from its tenant's BYOK key to a customer-
+-- managed key: when, and from which BYOK key. It keeps the environment
+-- from returning to the BYOK key, and from the platform key for 7 days.
+CREATE TABLE byok_migrations (
+	env_id TEXT PRIMARY KEY REFERENCES environments (id) ON DELETE CASCADE,
+	tenant_id TEXT NOT NULL,
+	key_id TEXT NOT NULL,
+	migrated_at BIGINT NOT NULL
+);
