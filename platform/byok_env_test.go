@@ -13,7 +13,7 @@ import (
 
 // byokTenant gives the fixture's tenant an Active BYOK key uploaded as a
 // JWK, and returns that upload (to unlock with).
-func (f *fixture) byokTenant(t *testing.T) (keyhold.BYOKUpload, *keyhold.BYOKKey) {
+func (f *fixture) byokTenant(t testing.TB) (keyhold.BYOKUpload, *keyhold.BYOKKey) {
 	t.Helper()
 	up := keyhold.BYOKUpload{JWK: privateJWK(newRSA(t, 2048))}
 	k, err := f.p.UploadBYOKKey(f.ctx, up)

@@ -124,3 +124,22 @@ func TestBYOKMigration(t *testing.T) {
 		}
 	})
 }
+
+// wantBYOKMigrated checks that an environment's migration from BYOK is
+// recorded and that no step of it disabled the environment.
+func wantBYOKMigrated(t *testing.T, f *cmkFixture, envID string) {
+	t.Helper()
+	var m *keyhold.BYOKMigration
+	if err := f.store.View(f.ctx, func(tx keyhold.Tx) error {
+		var err error
+		m, err = tx.BYOKMigration(f.ctx, envID)
+		return err
+	}); err != nil || m == nil {
+		t.Errorf("no BYOK migration recorded for %s: %v", envID, err)
+	}
+	for _, a := range f.fixture.auditAll(t) {
+		if a.EnvID == envID && a.Action == auditLinkDisable {
+			t.Errorf("the migration disabled the environment: %s", a.Detail)
+		}
+	}
+}

@@ -35,7 +35,7 @@ func privateJWK(k *rsa.PrivateKey) *keyhold.JSONWebKey {
 		P: k.Primes[0].Bytes(), Q: k.Primes[1].Bytes(), DP: k.Precomputed.Dp.Bytes(), DQ: k.Precomputed.Dq.Bytes(), QI: k.Precomputed.Qinv.Bytes()}
 }
 
-func newRSA(t *testing.T, bits int) *rsa.PrivateKey {
+func newRSA(t testing.TB, bits int) *rsa.PrivateKey {
 	t.Helper()
 	k, err := crypt.GenerateRSAKey(bits)
 	if err != nil {
@@ -306,7 +306,7 @@ func TestBYOKActivation(t *testing.T) {
 }
 
 // auditAll lists every audit entry of the tenant.
-func (f *fixture) auditAll(t *testing.T) []*keyhold.AuditEntry {
+func (f *fixture) auditAll(t testing.TB) []*keyhold.AuditEntry {
 	t.Helper()
 	as, err := f.p.ListAudit(f.ctx, keyhold.AuditFilter{Limit: 10000})
 	if err != nil {
