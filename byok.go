@@ -100,6 +100,15 @@ type BYOKTx interface {
 	PutBYOKMigration(ctx context.Context, m *BYOKMigration) error
 	// BYOKMigration returns an environment's migration record, or nil.
 	BYOKMigration(ctx context.Context, envID string) (*BYOKMigration, error)
+	// LastBYOKMigration returns the time of a tenant's last migration
+	// off its BYOK key (zero if none) and how many there were.
+	LastBYOKMigration(ctx context.Context, tenantID string) (time.Time, int, error)
+	// BYOKTenantsToShred lists the tenants whose BYOK removal was
+	// requested and whose keys are due to be shredded at now.
+	BYOKTenantsToShred(ctx context.Context, now time.Time) ([]*BYOKTenant, error)
+	// DeleteBYOKKeys deletes every BYOK key of a tenant, returning how
+	// many there were.
+	DeleteBYOKKeys(ctx context.Context, tenantID string) (int, error)
 }
 
 // BYOKMigration records that an environment migrated from its tenant's
@@ -125,7 +134,20 @@ type BYOKTenant struct {
 	TenantID string    `json:"tenantId"`
 	LockedAt time.Time `json:"lockedAt,omitzero"`
 	LockedBy string    `json:"lockedBy,omitempty"`
+	// RemovalRequestedAt is when the administrator asked to remove BYOK
+	// from the tenant, after its last BYOK environment migrated: the
+	// BYOK option is gone from then on. ShredAfter is when its keys may
+	// be deleted (BYOKKeyRetention after the last migration), ShreddedAt
+	// when they were.
+	RemovalRequestedAt time.Time `json:"removalRequestedAt,omitzero"`
+	ShredAfter         time.Time `json:"shredAfter,omitzero"`
+	ShreddedAt         time.Time `json:"shreddedAt,omitzero"`
 }
+
+// BYOKKeyRetention is how long a tenant's BYOK keys are kept after an
+// environment's migration off them, so that backups from before it can be
+// restored (spec 000: "at least 28 days").
+const BYOKKeyRetention = 28 * 24 * time.Hour
 
 // BYOKService manages the caller's tenant's BYOK keys. Every method needs
 // a platform administrator directory role (CodeForbidden otherwise), and
@@ -168,4 +190,11 @@ type BYOKService interface {
 	// returning their ids. Another key is CodeForbidden and changes
 	// nothing; CodeConflict if the tenant is not locked.
 	UnlockBYOKTenant(ctx context.Context, up BYOKUpload) ([]string, error)
+	// RemoveBYOK asks to remove BYOK from the tenant once its last BYOK
+	// environment has migrated (spec 000): the BYOK option disappears at
+	// once (every BYOK route but this state refuses), and the tenant's
+	// BYOK keys are crypto-shredded BYOKKeyRetention after the last
+	// migration. CodeConflict, changing nothing, while an environment is
+	// still under the BYOK key, or if removal was requested already.
+	RemoveBYOK(ctx context.Context) (*BYOKTenant, error)
 }

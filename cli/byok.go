@@ -24,7 +24,7 @@ func newCmdBYOK(f *Factory) *cobra.Command {
 	cmd := newGroup("byok", "Manage the tenant's legacy bring-your-own-key (BYOK) encryption")
 	key := newGroup("key", "Manage the tenant's BYOK keys")
 	key.AddCommand(newCmdBYOKList(f, nil), newCmdBYOKUpload(f, nil), newCmdBYOKGenerate(f, nil), newCmdBYOKActivate(f, nil))
-	cmd.AddCommand(key, newCmdBYOKApply(f, nil), newCmdBYOKLock(f, nil), newCmdBYOKUnlock(f, nil))
+	cmd.AddCommand(key, newCmdBYOKApply(f, nil), newCmdBYOKLock(f, nil), newCmdBYOKUnlock(f, nil), newCmdBYOKRemove(f, nil))
 	return cmd
 }
 
@@ -42,6 +42,24 @@ operation running.`,
 		Args:    exactArgs("env"),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			opts.Ctx, opts.Format, opts.ID = cmd.Context(), f.Format, args[0]
+			return runBYOK(opts, runF)
+		},
+	}
+}
+
+func newCmdBYOKRemove(f *Factory, runF func(*BYOKOptions) error) *cobra.Command {
+	opts := &BYOKOptions{IO: f.IO, Client: byokServices(f), Action: "remove"}
+	return &cobra.Command{
+		Use:   "remove",
+		Short: "Remove BYOK from the tenant after its last environment migrated",
+		Long: `Remove BYOK from the tenant, once every BYOK environment has migrated to a
+customer-managed key. The BYOK option disappears at once; the tenant's BYOK
+keys are kept until 28 days after the last migration (so that backups from
+before it can be restored), then deleted.`,
+		Example: `  keyhold byok remove`,
+		Args:    exactArgs(),
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			opts.Ctx, opts.Format = cmd.Context(), f.Format
 			return runBYOK(opts, runF)
 		},
 	}
@@ -221,6 +239,20 @@ func byokRun(opts *BYOKOptions) error {
 	switch opts.Action {
 	case "apply", "lock", "unlock":
 		return byokTenantRun(opts)
+	case "remove":
+		c, err := opts.Client()
+		if err != nil {
+			return err
+		}
+		st, err := c.RemoveBYOK(opts.Ctx)
+		if err != nil {
+			return err
+		}
+		if opts.Format == FormatJSON {
+			return printJSON(opts.IO.Out, st)
+		}
+		_, err = fmt.Fprintf(opts.IO.Out, "Removed BYOK from tenant %s; its BYOK keys are deleted at %s\n", st.TenantID, timestamp(st.ShredAfter))
+		return err
 	}
 	var up keyhold.BYOKUpload
 	if opts.Action == "upload" { // read the input before connecting, so a bad file costs no sign-in

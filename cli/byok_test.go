@@ -59,6 +59,10 @@ func TestNewCmdBYOK(t *testing.T) {
 	if checkParse(t, err, "") && (got.Action != "apply" || got.ID != "env1") {
 		t.Errorf("apply parsed %+v", got)
 	}
+	got, err = parseOpts(t, nil, newCmdBYOKRemove)
+	if checkParse(t, err, "") && got.Action != "remove" {
+		t.Errorf("remove parsed %+v", got)
+	}
 	_, err = parseOpts(t, nil, newCmdBYOKLock, "x")
 	checkParse(t, err, `got unexpected "x"`)
 }
@@ -151,4 +155,5 @@ func testBYOKStack(t *testing.T, bootstrap string) {
 	if out := s.ok("row", "get", env.ID, "t", "r"); !strings.Contains(out, `"v"`) {
 		t.Fatalf("row after the unlock:\n%s", out)
 	}
+	s.fails(1, "still under the tenant's BYOK key", "byok", "remove")
 }

@@ -48,6 +48,7 @@ func (s *Server) byokRoutes() []route {
 		{Method: "POST", Pattern: byokPath + "/{keyId}/" + activateBYOK, Auth: admin, Timeout: apiTimeout, Handler: s.activateBYOKKey},
 		{Method: "POST", Pattern: adminEnvPrefix + "/{envId}/" + byokAction, Auth: admin, Timeout: apiTimeout, Handler: s.applyBYOK},
 		{Method: "POST", Pattern: byokTenantPath + "/lock", Auth: admin, Timeout: apiTimeout, Handler: s.lockBYOK},
+		{Method: "POST", Pattern: byokTenantPath + "/remove", Auth: admin, Timeout: apiTimeout, Handler: s.removeBYOK},
 		{Method: "POST", Pattern: byokTenantPath + "/unlock", Auth: admin, Body: bodyJSON, MaxBody: maxBYOKBody, Timeout: apiTimeout, Handler: s.unlockBYOK},
 	}
 }
@@ -350,4 +351,25 @@ func (c *Client) UnlockBYOKTenant(ctx context.Context, up keyhold.BYOKUpload) ([
 		return nil, err
 	}
 	return out.Environments, nil
+}
+
+// removeBYOK: POST …/scopes/admin/byok/remove, 200 the tenant's BYOK
+// state.
+func (s *Server) removeBYOK(w nethttp.ResponseWriter, r *nethttp.Request) error {
+	st, err := s.BYOK.RemoveBYOK(r.Context())
+	if err != nil {
+		return err
+	}
+	writeJSON(w, nethttp.StatusOK, st)
+	return nil
+}
+
+// RemoveBYOK asks to remove BYOK from the caller's tenant after its last
+// BYOK environment migrated; it returns when the keys are shredded.
+func (c *Client) RemoveBYOK(ctx context.Context) (*keyhold.BYOKTenant, error) {
+	var out keyhold.BYOKTenant
+	if _, err := c.mgmt(ctx, "POST", byokTenantPath+"/remove?api-version="+defaultBAPAPIVersion, nil, &out); err != nil {
+		return nil, err
+	}
+	return &out, nil
 }

@@ -158,6 +158,9 @@ func (b *BYOK) install(ctx context.Context, id *keyhold.Identity, priv *rsa.Priv
 		if err := requireAdmin(ctx, tx, id); err != nil {
 			return err
 		}
+		if err := byokRemovedIn(ctx, tx, id.TenantID); err != nil {
+			return err
+		}
 		ks, err := tx.BYOKKeys(ctx, id.TenantID)
 		if err != nil {
 			return err
@@ -189,6 +192,9 @@ func (b *BYOK) ActivateBYOKKey(ctx context.Context, keyID string) (*keyhold.BYOK
 	var out *keyhold.BYOKKey
 	err = b.store.Update(ctx, func(tx keyhold.Tx) error {
 		if err := requireAdmin(ctx, tx, id); err != nil {
+			return err
+		}
+		if err := byokRemovedIn(ctx, tx, id.TenantID); err != nil {
 			return err
 		}
 		ks, err := tx.BYOKKeys(ctx, id.TenantID)

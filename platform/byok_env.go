@@ -132,6 +132,9 @@ func activeBYOKKey(ctx context.Context, tx keyhold.Tx, tenantID, what string) (*
 	if err != nil {
 		return nil, err
 	}
+	if err := byokRemoved(st); err != nil {
+		return nil, err
+	}
 	if !st.LockedAt.IsZero() {
 		return nil, keyhold.Errorf(keyhold.CodeConflict, "%s is refused: the tenant's BYOK key is locked since %s; unlock it first by supplying the same key (keyhold byok unlock)", what, st.LockedAt.UTC().Format(time.RFC3339))
 	}
@@ -264,6 +267,9 @@ func (b *BYOK) LockBYOKTenant(ctx context.Context) ([]string, error) {
 		if !st.LockedAt.IsZero() {
 			return keyhold.Errorf(keyhold.CodeConflict, "tenant %s is locked already, since %s: nothing to do", id.TenantID, st.LockedAt.UTC().Format(time.RFC3339))
 		}
+		if err := byokRemoved(st); err != nil {
+			return err
+		}
 		ks, err := tx.BYOKKeys(ctx, id.TenantID)
 		if err != nil {
 			return err
@@ -379,7 +385,8 @@ func (b *BYOK) UnlockBYOKTenant(ctx context.Context, up keyhold.BYOKUpload) ([]s
 			}
 			enabled = append(enabled, e.ID)
 		}
-		if err := tx.PutBYOKTenant(ctx, &keyhold.BYOKTenant{TenantID: id.TenantID}); err != nil {
+		st.LockedAt, st.LockedBy = time.Time{}, ""
+		if err := tx.PutBYOKTenant(ctx, st); err != nil {
 			return err
 		}
 		return b.audit(ctx, tx, id, auditBYOKUnlock, byokTarget(id.TenantID, ""), "", fmt.Sprintf("unlocked with the Active key (thumbprint %s); %d environments enabled", thumb, len(enabled)))

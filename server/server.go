@@ -577,7 +577,8 @@ func housekeeping(ctx context.Context, p *platform.Platform, log *slog.Logger) {
 // lockCountdown runs the deletion countdown of Locked environments at start
 // and then every platform.LockCountdownInterval (hourly): warnings before
 // the deadline, crypto-shred and deletion after it. It also deletes
-// expired backups (PruneBackups).
+// expired backups (PruneBackups) and the BYOK keys of tenants that removed
+// BYOK, once due (RunBYOKShred).
 func lockCountdown(ctx context.Context, p *platform.Platform, log *slog.Logger) {
 	tick := time.NewTicker(platform.LockCountdownInterval)
 	defer tick.Stop()
@@ -586,6 +587,11 @@ func lockCountdown(ctx context.Context, p *platform.Platform, log *slog.Logger) 
 			log.Warn("running the deletion countdown of locked environments", "err", err)
 		} else if n > 0 {
 			log.Warn("deleted locked environments whose access was not restored in time", "count", n)
+		}
+		if n, err := p.RunBYOKShred(ctx); err != nil && ctx.Err() == nil {
+			log.Warn("deleting the BYOK keys of tenants that removed BYOK", "err", err)
+		} else if n > 0 {
+			log.Info("deleted the BYOK keys of tenants that removed BYOK (crypto-shred)", "tenants", n)
 		}
 		if n, err := p.PruneBackups(ctx); err != nil && ctx.Err() == nil {
 			log.Warn("deleting expired backups", "err", err)

@@ -3,6 +3,7 @@ package sqlstore
 import (
 	"context"
 	"database/sql"
+	"time"
 
 	"github.com/keyhold/keyhold"
 )
@@ -76,10 +77,8 @@ func errBYOKKeyNotFound(tenantID, id string) *keyhold.Error {
 // zero one.
 func (t *tx) BYOKTenant(ctx context.Context, tenantID string) (*keyhold.BYOKTenant, error) {
 	s, err := get(t, ctx, "get BYOK tenant", func(sc scanner) (*keyhold.BYOKTenant, error) {
-		s := &keyhold.BYOKTenant{}
-		err := sc.Scan(&s.TenantID, timeCol{&s.LockedAt}, &s.LockedBy)
-		return s, err
-	}, `SELECT tenant_id, locked_at, locked_by FROM byok_tenants WHERE tenant_id = ?`, tenantID)
+		return scanBYOKTenant(sc)
+	}, `SELECT `+byokTenantColumns+` FROM byok_tenants WHERE tenant_id = ?`, tenantID)
 	if err == sql.ErrNoRows {
 		return &keyhold.BYOKTenant{TenantID: tenantID}, nil
 	}
@@ -88,12 +87,13 @@ func (t *tx) BYOKTenant(ctx context.Context, tenantID string) (*keyhold.BYOKTena
 
 // PutBYOKTenant writes a tenant's BYOK state.
 func (t *tx) PutBYOKTenant(ctx context.Context, s *keyhold.BYOKTenant) error {
-	if err := checkTimes(s.LockedAt); err != nil {
+	if err := checkTimes(s.LockedAt, s.RemovalRequestedAt, s.ShredAfter, s.ShreddedAt); err != nil {
 		return err
 	}
-	_, err := t.exec(ctx, `INSERT INTO byok_tenants (tenant_id, locked_at, locked_by) VALUES (?, ?, ?)
-		ON CONFLICT (tenant_id) DO UPDATE SET locked_at = excluded.locked_at, locked_by = excluded.locked_by`,
-		s.TenantID, nanos(s.LockedAt), s.LockedBy)
+	_, err := t.exec(ctx, `INSERT INTO byok_tenants (`+byokTenantColumns+`) VALUES (?, ?, ?, ?, ?, ?)
+		ON CONFLICT (tenant_id) DO UPDATE SET locked_at = excluded.locked_at, locked_by = excluded.locked_by,
+		removal_requested_at = excluded.removal_requested_at, shred_after = excluded.shred_after, shredded_at = excluded.shredded_at`,
+		s.TenantID, nanos(s.LockedAt), s.LockedBy, nanos(s.RemovalRequestedAt), nanos(s.ShredAfter), nanos(s.ShreddedAt))
 	if err != nil && t.class(err) == ErrForeignKey {
 		return keyhold.Errorf(keyhold.CodeNotFound, "tenant %q not found", s.TenantID).WithCause(err)
 	}
@@ -129,4 +129,42 @@ func (t *tx) BYOKMigration(ctx context.Context, envID string) (*keyhold.BYOKMigr
 		return nil, nil
 	}
 	return m, err
+}
+
+const byokTenantColumns = `tenant_id, locked_at, locked_by, removal_requested_at, shred_after, shredded_at`
+
+func scanBYOKTenant(sc scanner) (*keyhold.BYOKTenant, error) {
+	s := &keyhold.BYOKTenant{}
+	err := sc.Scan(&s.TenantID, timeCol{&s.LockedAt}, &s.LockedBy, timeCol{&s.RemovalRequestedAt}, timeCol{&s.ShredAfter}, timeCol{&s.ShreddedAt})
+	return s, err
+}
+
+// BYOKTenantsToShred lists the tenants whose BYOK removal was requested,
+// whose keys are not shredded yet, and whose shred time is not after now.
+func (t *tx) BYOKTenantsToShred(ctx context.Context, now time.Time) ([]*keyhold.BYOKTenant, error) {
+	return list(t, ctx, "list BYOK tenants to shred", scanBYOKTenant,
+		`SELECT `+byokTenantColumns+` FROM byok_tenants WHERE removal_requested_at <> ? AND shredded_at = ? AND shred_after <= ? ORDER BY tenant_id`,
+		nanos(time.Time{}), nanos(time.Time{}), nanos(now))
+}
+
+// DeleteBYOKKeys deletes every BYOK key of a tenant (their sealed private
+// keys with them) and says how many there were.
+func (t *tx) DeleteBYOKKeys(ctx context.Context, tenantID string) (int, error) {
+	n, err := t.execN(ctx, `DELETE FROM byok_keys WHERE tenant_id = ?`, tenantID)
+	if err != nil {
+		return 0, t.fail("delete BYOK keys", err)
+	}
+	return int(n), nil
+}
+
+// LastBYOKMigration returns the time of a tenant's last migration off its
+// BYOK key (zero if none) and how many environments migrated.
+func (t *tx) LastBYOKMigration(ctx context.Context, tenantID string) (time.Time, int, error) {
+	var last time.Time
+	var n int
+	err := t.queryRow(ctx, `SELECT COALESCE(MAX(migrated_at), 0), COUNT(*) FROM byok_migrations WHERE tenant_id = ?`, tenantID).Scan(timeCol{&last}, &n)
+	if err != nil {
+		return time.Time{}, 0, t.fail("last BYOK migration", err)
+	}
+	return last, n, nil
 }

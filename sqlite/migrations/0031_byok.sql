@@ -18,13 +18,19 @@ CREATE TABLE byok_keys (
 	UNIQUE (tenant_id, thumbprint)
 ) STRICT;
 
--- A tenant's BYOK lock: while locked_at is set, every environment under
+-- A tenant's BYOK state. Its lock: while locked_at is set, every environment under
 -- the tenant's BYOK key is disabled and its key refused, until an
 -- administrator supplies the same key again.
 CREATE TABLE byok_tenants (
 	tenant_id TEXT PRIMARY KEY REFERENCES tenants (id) ON DELETE CASCADE,
 	locked_at INTEGER NOT NULL,
-	locked_by TEXT NOT NULL
+	locked_by TEXT NOT NULL,
+	-- removal: when the administrator asked to remove BYOK (after the last
+	-- migration), when its keys may be shredded (28 days after that
+	-- migration), and when they were.
+	removal_requested_at INTEGER NOT NULL DEFAULT 0,
+	shred_after INTEGER NOT NULL DEFAULT 0,
+	shredded_at INTEGER NOT NULL DEFAULT 0
 ) STRICT;
 
 -- An environment's migration from its tenant's BYOK key to a customer-
