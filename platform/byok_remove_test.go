@@ -94,3 +94,35 @@ func TestBYOKRemoval(t *testing.T) {
 		f.check(t, env.ID, data) // the migrated environment needs no BYOK key
 	})
 }
+
+// TestBYOKRestoreAfterMigration: a backup taken while the environment was
+// under the BYOK key restores over it within the 28 days after its
+// migration, bringing back the pre-migration data.
+func TestBYOKRestoreAfterMigration(t *testing.T) {
+	cmkBackends(t, true, func(t *testing.T, f *cmkFixture) {
+		f.byokTenant(t)
+		env := f.managedEnv(t, "byok-restore")
+		if _, err := f.p.ApplyBYOK(f.ctx, env.ID); err != nil {
+			t.Fatal(err)
+		}
+		before := f.fill(t, env.ID, 6, 2000)
+		b, err := f.p.CreateBackup(f.ctx, env.ID, "before the migration")
+		if err != nil {
+			t.Fatal(err)
+		}
+		v := f.newVault(t, "kv-byok-restore", true)
+		f.newKey(t, v, "k")
+		pol := f.newPolicy(t, "pol-restore", v, "k", nil)
+		f.grantKey(t, pol, v, "k")
+		f.succeed(t, "migration", func() (*keyhold.Operation, error) { return f.p.LinkPolicy(f.ctx, env.ID, pol.SystemID) })
+		if _, err := f.p.PutRow(f.ctx, env.ID, "accounts", "r0000", json.RawMessage(`{"after":true}`)); err != nil {
+			t.Fatal(err)
+		}
+		f.clock.Advance(27 * 24 * time.Hour)
+		f.succeed(t, "restore of the pre-migration backup", func() (*keyhold.Operation, error) { return f.p.RestoreBackup(f.ctx, env.ID, b.ID) })
+		f.check(t, env.ID, before)
+		if e := f.env(t, env.ID); e.KeyManagedBy != keyhold.KeyManagedByCustomer {
+			t.Fatalf("after the restore: %s", e.KeyManagedBy)
+		}
+	})
+}
