@@ -38,6 +38,7 @@ type Tx interface {
 	EventTx
 	BackupTx
 	LicenceTx
+	BYOKTx
 	SignInTx
 	DataAccessTx
 	FederatedTx

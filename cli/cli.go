@@ -253,6 +253,7 @@ func newCmdRoot(f *Factory) *cobra.Command {
 		newCmdDeployment(f),
 		newCmdEvents(f),
 		newCmdTenant(f),
+		newCmdBYOK(f),
 		newCmdDoctor(f, nil),
 		newCmdAdmin(f),
 		newCmdBench(f, nil),

@@ -109,6 +109,9 @@ type Server struct {
 	// and reset (backup.go); their operations are read at the CMK's
 	// operations route. Nil: none of its routes is served.
 	Backups keyhold.BackupService
+	// BYOK keeps the tenant's legacy BYOK keys (byok.go). Nil: none of
+	// its routes is served.
+	BYOK keyhold.BYOKService
 
 	once        sync.Once
 	throttle    *throttle
@@ -234,7 +237,7 @@ func (s *Server) routes() []route {
 	// The resource manager and key vault areas declare their routes in
 	// their own files (arm.go, directory.go, keyvault.go); each adds nothing while its
 	// services are unset.
-	return slices.Concat(core, s.armRoutes(), s.directoryRoutes(), s.keyVaultRoutes(), s.cmkRoutes(), s.lockRoutes(), s.policyRoutes(), s.eventRoutes(), s.backupRoutes(), s.oidcRoutes(), s.certificateRoutes(), s.federatedRoutes(), s.signInRoutes())
+	return slices.Concat(core, s.armRoutes(), s.directoryRoutes(), s.keyVaultRoutes(), s.cmkRoutes(), s.lockRoutes(), s.policyRoutes(), s.eventRoutes(), s.backupRoutes(), s.oidcRoutes(), s.certificateRoutes(), s.federatedRoutes(), s.signInRoutes(), s.byokRoutes())
 }
 
 // router answers requests that match no route with the Azure error body:

@@ -109,6 +109,9 @@ func checkData(ctx context.Context, tx keyhold.Tx, id *keyhold.Identity, envID s
 	if env.State == keyhold.StateLocked { // no bypass, for anyone
 		return nil, lockedError(ctx, tx, env)
 	}
+	if err := byokServing(ctx, tx, env); err != nil { // a BYOK tenant's lock (byok_env.go)
+		return nil, err
+	}
 	if env.State != keyhold.StateEnabled {
 		return nil, keyhold.Errorf(keyhold.CodeEnvironmentDisabled, "environment %s is %s and serves no data: an administrator must enable it first", env.ID, env.State)
 	}

@@ -230,6 +230,10 @@ type cmkInput struct {
 	FromEpoch uint32 `json:"fromEpoch,omitempty"`
 	// FromPolicyID names the policy a swap leaves.
 	FromPolicyID string `json:"fromPolicyId,omitempty"`
+	// FromBYOK marks a link that migrates an environment off its
+	// tenant's legacy BYOK key (byok_migrate.go): it stays Enabled
+	// throughout (spec 000: no downtime).
+	FromBYOK bool `json:"fromByok,omitempty"`
 }
 
 func opInput(op *keyhold.Operation) (cmkInput, error) {
@@ -323,6 +327,10 @@ func (p *CMK) LinkPolicy(ctx context.Context, envID, systemID string) (*keyhold.
 		env, pol := plan.env, plan.pol
 		in := cmkInput{PolicyID: pol.ID(), SystemID: pol.SystemID, FromEpoch: env.Epoch, FromPolicyID: env.PolicyID}
 		kind, action, detail := keyhold.OpLink, auditLinkStart, "linking to enterprise policy "+pol.ID()+" (key "+plan.keyID+")"
+		if env.KeyManagedBy == keyhold.KeyManagedByCustomerViaMicrosoft {
+			in.FromBYOK = true
+			detail = "migrating from the tenant's BYOK key to enterprise policy " + pol.ID() + " (key " + plan.keyID + "), the environment staying enabled"
+		}
 		switch {
 		case plan.rekey:
 			kind, action, detail = keyhold.OpRekey, auditRekeyStart, "re-keying under enterprise policy "+pol.ID()+" after a failed encryption operation"
@@ -400,6 +408,9 @@ func (p *CMK) checkLink(ctx context.Context, tx keyhold.Tx, id *keyhold.Identity
 	}
 	pol, err := p.policyFor(ctx, tx, id, systemID)
 	if err != nil {
+		return nil, err
+	}
+	if err := byokServing(ctx, tx, env); err != nil { // a locked BYOK key can't be migrated from
 		return nil, err
 	}
 	plan := &linkPlan{env: env, pol: pol}
@@ -588,6 +599,9 @@ func (p *CMK) UnlinkPolicy(ctx context.Context, envID, systemID string) (*keyhol
 			return keyhold.Errorf(keyhold.CodeConflict, "environment %s is linked to enterprise policy %s, not %s: unlink it from the policy it is linked to", env.ID, env.PolicyID, pol.ID())
 		}
 		if err := requireServing(ctx, tx, env, "unlinked from an enterprise policy"); err != nil {
+			return err
+		}
+		if err := refuseUnlinkAfterBYOK(ctx, tx, env, p.clock.Now()); err != nil { // byok_migrate.go
 			return err
 		}
 		if err := runningOp(ctx, tx, env); err != nil {

@@ -93,6 +93,23 @@ func crashScenarios() map[string]crashScenario {
 				}
 			}
 		}},
+		"byok-migrate": {start: func(t *testing.T, f *cmkFixture) (string, func(*testing.T, *keyhold.Operation)) {
+			// A BYOK environment's link: the migration (byok_migrate.go).
+			pol, _, _ := crashPolicy(t, f, "pol")
+			f.byokTenant(t)
+			env, c := crashEnv(t, f, "e")
+			if _, err := f.p.ApplyBYOK(f.ctx, env.ID); err != nil {
+				t.Fatal(err)
+			}
+			op, err := f.p.LinkPolicy(f.ctx, env.ID, pol.SystemID)
+			if err != nil {
+				t.Fatal(err)
+			}
+			return op.ID, func(t *testing.T, op *keyhold.Operation) {
+				wantLinked(t, f, env.ID, pol, 2, "", c)
+				wantBYOKMigrated(t, f, env.ID)
+			}
+		}},
 		"link-fails": {fail: true, start: func(t *testing.T, f *cmkFixture) (string, func(*testing.T, *keyhold.Operation)) {
 			pol, scope, grant := crashPolicy(t, f, "pol")
 			env, c := crashEnv(t, f, "e")
@@ -211,6 +228,7 @@ func crashCases() []crashCase {
 	add("swap", ops.FaultPoints(keyhold.OpLink, kinds[keyhold.OpLink]))
 	add("unlink", ops.FaultPoints(keyhold.OpUnlink, kinds[keyhold.OpUnlink]))
 	add("rotate", ops.FaultPoints(keyhold.OpRotate, kinds[keyhold.OpRotate]))
+	add("byok-migrate", ops.FaultPoints(keyhold.OpLink, kinds[keyhold.OpLink]))
 	add("link-fails", ops.RollbackFaultPoints(keyhold.OpLink))
 	add("unlink-fails", ops.RollbackFaultPoints(keyhold.OpUnlink))
 	return cs
@@ -226,7 +244,7 @@ func TestCrashSafety(t *testing.T) {
 		t.Skip("the crash matrix starts two processes per case")
 	}
 	cases := crashCases()
-	if len(cases) != 18+18+9+3+3+3 {
+	if len(cases) != 18+18+18+9+3+3+3 {
 		t.Fatalf("%d crash cases: %v", len(cases), cases)
 	}
 	modes := []struct {

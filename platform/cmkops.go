@@ -116,6 +116,9 @@ func storeConflict(err error) error {
 // stepDisable takes the environment out of service for the custody change.
 // (A Locked environment pauses the operation: changeEnv.)
 func (p *CMK) stepDisable(ctx context.Context, op *keyhold.Operation) (ops.StepResult, error) {
+	if in, err := opInput(op); err == nil && in.FromBYOK {
+		return ops.StepResult{}, nil // a BYOK migration stays enabled (byok_migrate.go)
+	}
 	return ops.StepResult{}, p.changeEnv(ctx, op, func(tx keyhold.Tx, env *keyhold.Environment) (string, string, error) {
 		switch env.State {
 		case keyhold.StateDisabled:
@@ -317,7 +320,7 @@ func (p *CMK) stepLinkRewrap(ctx context.Context, op *keyhold.Operation) (ops.St
 	if err != nil {
 		return ops.StepResult{}, err
 	}
-	if env.State == keyhold.StateEnabled {
+	if env.State == keyhold.StateEnabled && !in.FromBYOK {
 		return ops.StepResult{Next: stepDisable}, nil // re-enabled after a lock paused it: disable again
 	}
 	var moves []*custodyMove
@@ -326,7 +329,7 @@ func (p *CMK) stepLinkRewrap(ctx context.Context, op *keyhold.Operation) (ops.St
 			continue
 		}
 		src := g.source()
-		if src.Root != keyhold.RootMMK && src.Root != keyhold.RootCMK {
+		if src.Root != keyhold.RootMMK && src.Root != keyhold.RootCMK && !(src.Root == keyhold.RootBYOK && in.FromBYOK) {
 			return ops.StepResult{}, ops.Permanent(keyhold.Errorf(keyhold.CodeBadRequest,
 				"epoch %d of environment %s is protected by a %s key, which a link can't move: migrate it first", g.epoch, env.ID, src.Root))
 		}
@@ -371,6 +374,11 @@ func (p *CMK) stepLinkRewrap(ctx context.Context, op *keyhold.Operation) (ops.St
 					return "", "", err
 				}
 				deleted = append(deleted, fmt.Sprint(g.epoch))
+			}
+		}
+		if in.FromBYOK {
+			if err := recordBYOKMigration(ctx, tx, env, moves, p.clock.Now()); err != nil { // byok_migrate.go
+				return "", "", err
 			}
 		}
 		linked := env.KeyManagedBy == keyhold.KeyManagedByCustomer && env.PolicyID == pol.ID() &&

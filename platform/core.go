@@ -53,4 +53,10 @@ type core struct {
 	ops *ops.Runner
 	kv  KeyVault
 	cmk func(id *keyhold.Identity) keyhold.KeyWrapper
+	// byok returns the wrapper of a tenant's legacy BYOK keys
+	// (byok_env.go); set by assemble.
+	byok func(tenantID string) keyhold.KeyWrapper
+	// byokCap is the largest file a BYOK environment stores (0:
+	// DefaultBYOKFileCap; tests set less), byok_limits.go.
+	byokCap int64
 }

@@ -161,6 +161,8 @@ func (p *core) unwrapWrapped(ctx context.Context, wk *keyhold.WrappedKey, tenant
 		}
 		w = p.cmk(policyIdentity(wk.PrincipalID, tenantID))
 		kid = p.currentKID(kid)
+	case keyhold.RootBYOK:
+		w = p.byok(tenantID) // refuses while the tenant is locked (byok_env.go)
 	default:
 		return nil, fmt.Errorf("environment %s epoch %d is wrapped by an unsupported root %s", wk.EnvID, wk.Epoch, wk.Root)
 	}
@@ -172,6 +174,9 @@ func (p *core) unwrapWrapped(ctx context.Context, wk *keyhold.WrappedKey, tenant
 	if err != nil {
 		if wk.Root == keyhold.RootCMK {
 			return nil, cmkError(err, "unwrap the key of environment "+wk.EnvID, kid, wk.PrincipalID)
+		}
+		if wk.Root == keyhold.RootBYOK && keyhold.ErrorCode(err) != "" {
+			return nil, err // a lock or a tampered key record: its own message
 		}
 		return nil, fmt.Errorf("unwrapping environment %s epoch %d with %s: %w", wk.EnvID, wk.Epoch, wk.KeyID, err)
 	}

@@ -53,6 +53,7 @@ func (p *Environments) PutFile(ctx context.Context, envID, name string, r io.Rea
 	if err != nil {
 		return nil, err
 	}
+	r = byokFileCap(env, r, p.byokCap) // the legacy BYOK key covers files up to a cap (byok_limits.go)
 	sk, err := p.storeKey(ctx, env.ID, env.Epoch, keyhold.StoreFiles)
 	if err != nil {
 		return nil, err
@@ -80,6 +81,9 @@ func (p *Environments) PutFile(ctx context.Context, envID, name string, r io.Rea
 		return nil, err
 	}
 	if rec.Size, err = io.Copy(enc, r); err != nil {
+		if keyhold.ErrorCode(err) == keyhold.CodeRequestTooLarge {
+			return nil, err // a BYOK environment's cap: nothing is stored
+		}
 		if ctx.Err() != nil {
 			return nil, keyhold.Errorf(keyhold.CodeBadRequest, "the upload of %q was interrupted: send it again", name).WithCause(err)
 		}

@@ -124,6 +124,7 @@ type Platform struct {
 	*Health
 	*CMK
 	*Backups
+	*BYOK
 }
 
 type metrics struct {
@@ -173,6 +174,7 @@ func Open(ctx context.Context, cfg Config) (*Platform, error) {
 		return nil, err
 	}
 	pl := assemble(p)
+	pl.BYOK.master = cfg.MasterKey.Clone() // seals tenants' BYOK keys (byok.go)
 	pl.Tokens.tokTTL = cfg.TokenTTL
 	if pl.Tokens.tokTTL <= 0 {
 		pl.Tokens.tokTTL = DefaultTokenTTL
@@ -218,6 +220,8 @@ func assemble(c *core) *Platform {
 	envs := &Environments{core: c}
 	health := &Health{core: c}
 	lifecycle := &CMK{core: c, envs: envs}
+	byok := &BYOK{core: c}
+	c.byok = byok.wrapper
 	return &Platform{core: c,
 		Events:       &Events{core: c},
 		Tokens:       &Tokens{core: c},
@@ -225,6 +229,7 @@ func assemble(c *core) *Platform {
 		Health:       health,
 		CMK:          lifecycle,
 		Backups:      &Backups{core: c, envs: envs, health: health, lifecycle: lifecycle},
+		BYOK:         byok,
 	}
 }
 

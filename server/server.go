@@ -309,6 +309,7 @@ func Run(ctx context.Context, cfg Config) error {
 		Policies: khttp.PolicyAPI{Service: ps, Deployments: ds},
 		CMK:      p,
 		Backups:  p,
+		BYOK:     p,
 		Events:   p,
 		Keys:     p,
 		Health:   storeHealth(store), // a read and a rolled-back write
@@ -585,7 +586,8 @@ func housekeeping(ctx context.Context, p *platform.Platform, log *slog.Logger) {
 // lockCountdown runs the deletion countdown of Locked environments at start
 // and then every platform.LockCountdownInterval (hourly): warnings before
 // the deadline, crypto-shred and deletion after it. It also deletes
-// expired backups (PruneBackups).
+// expired backups (PruneBackups) and the BYOK keys of tenants that removed
+// BYOK, once due (RunBYOKShred).
 func lockCountdown(ctx context.Context, p *platform.Platform, log *slog.Logger) {
 	tick := time.NewTicker(platform.LockCountdownInterval)
 	defer tick.Stop()
@@ -594,6 +596,11 @@ func lockCountdown(ctx context.Context, p *platform.Platform, log *slog.Logger) 
 			log.Warn("running the deletion countdown of locked environments", "err", err)
 		} else if n > 0 {
 			log.Warn("deleted locked environments whose access was not restored in time", "count", n)
+		}
+		if n, err := p.RunBYOKShred(ctx); err != nil && ctx.Err() == nil {
+			log.Warn("deleting the BYOK keys of tenants that removed BYOK", "err", err)
+		} else if n > 0 {
+			log.Info("deleted the BYOK keys of tenants that removed BYOK (crypto-shred)", "tenants", n)
 		}
 		if n, err := p.PruneBackups(ctx); err != nil && ctx.Err() == nil {
 			log.Warn("deleting expired backups", "err", err)
