@@ -278,7 +278,7 @@ func (p *Backups) stageRows(ctx context.Context, op *keyhold.Operation, rp *rest
 			}); err != nil {
 				return err
 			}
-			ops.Fault(faultStagedPage)
+			stagedPageFault()
 			if stagedPageHook != nil {
 				stagedPageHook()
 			}
