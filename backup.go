@@ -98,6 +98,21 @@ type BackupTx interface {
 	// BackupEpochs lists, in ascending order, the epochs that the backups
 	// of an environment hold items under.
 	BackupEpochs(ctx context.Context, envID string) ([]uint32, error)
+	// StageBackup stores b (as CreateBackup does) with no items: the
+	// staging area a restore writes re-sealed rows into page by page
+	// (InsertBackupRows) and moves into its environment at once
+	// (MoveBackupRows). An id in use is CodeConflict.
+	StageBackup(ctx context.Context, b *Backup) error
+	// InsertBackupRows adds a page of rows (their EnvID is ignored) to
+	// backup backupID with one statement, and adds their number to its
+	// Rows; a row it holds already is CodeConflict, an unknown backup
+	// CodeBackupNotFound.
+	InsertBackupRows(ctx context.Context, backupID string, rows []*RowRecord) error
+	// MoveBackupRows copies every row of backup backupID, as stored, into
+	// environment envID (which must hold none of them: CodeConflict) with
+	// one statement, and returns how many it copied. The backup keeps them
+	// until it is deleted.
+	MoveBackupRows(ctx context.Context, backupID, envID string) (int64, error)
 	// ClearEnvData deletes every row and file (and the files' chunks) of an
 	// environment. Its backups, and uploads in progress, stay.
 	ClearEnvData(ctx context.Context, envID string) error

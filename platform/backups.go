@@ -36,13 +36,28 @@ import (
 //
 // Restore and copy re-seal every item under the target's current epoch
 // (the item's AAD names the environment, so a ciphertext can't simply be
-// moved) and keep each item's version. Files stream one chunk at a time
-// into generations staged as uploads (a crash leaves chunks that
-// CleanStaleUploads removes); rows and the swap to the staged files
-// happen in one transaction that first clears the target: the target
-// holds either all of its old data or all of the backup's, never a mix. A
-// copy first takes a backup of the source (its snapshot, named after the
-// operation, so a step run again finds it), restores that, and deletes it.
+// moved) and keep each item's version. Nothing is re-sealed inside a
+// transaction that holds the write lock for the whole environment:
+//   - rows (step "stage", restore.go's stageRows) go page by page into a
+//     staging area, a backup record of the target that nothing serves,
+//     named after the operation and the target's epoch; each page is read,
+//     re-sealed outside any transaction and written in its own short one;
+//   - files stream one chunk at a time into generations staged as uploads
+//     (a crash leaves chunks that CleanStaleUploads removes);
+//   - the swap (step "restore") is one transaction that checks the
+//     backup, the staging area's row count and the target's epoch, clears
+//     the target, copies the staged rows in with one INSERT … SELECT inside
+//     the database, points the files at their staged generations and
+//     deletes the staging area.
+// The target holds either all of its old data or all of the backup's,
+// never a mix. A crash mid-stage leaves a partial staging area, which the
+// step run again deletes and fills afresh (a failed operation's rollback,
+// or the expiry after copySnapshotTTL, deletes it too). A copy first takes
+// a backup of the source (its snapshot, named after the operation, so a
+// step run again finds it), restores that, and deletes it. The backup
+// itself is still one INSERT … SELECT in the database, in one transaction
+// (sqlstore's CreateBackup): no ciphertext passes through the process and
+// nothing is re-sealed, so it is the fast part; paging it is not done.
 //
 // Locked environments. Every start checks the source and the target with
 // requireServing, and every step checks both again (pausable, and inside
@@ -74,6 +89,7 @@ const (
 // Steps of the database operations.
 const (
 	stepSnapshot = "snapshot"
+	stepStage    = "stage"
 	stepRestore  = "restore"
 	stepCleanup  = "cleanup"
 	stepReset    = "reset"
@@ -83,8 +99,9 @@ const (
 // deletes it (its operation was lost): the expiry sweep then does.
 const copySnapshotTTL = 24 * time.Hour
 
-// restoreRowPage is how many rows a restore re-seals per store read.
-const restoreRowPage = 500
+// restoreRowPage is how many rows a restore re-seals per page: one read
+// transaction and one short writing one each (a variable for the tests).
+var restoreRowPage = 500
 
 // dbInput is the Input of restore, copy and reset operations.
 type dbInput struct {
@@ -111,10 +128,12 @@ func snapshotID(op *keyhold.Operation) string {
 func (p *Backups) backupKinds() map[string]ops.Kind {
 	return map[string]ops.Kind{
 		keyhold.OpRestore: {Steps: []ops.Step{
+			{Name: stepStage, Run: p.pausableDB(p.stepStage)},
 			{Name: stepRestore, Run: p.pausableDB(p.stepRestore)},
-		}},
+		}, Rollback: p.rollbackRestore},
 		keyhold.OpCopy: {Steps: []ops.Step{
 			{Name: stepSnapshot, Run: p.pausableDB(p.stepSnapshot)},
+			{Name: stepStage, Run: p.pausableDB(p.stepStage)},
 			{Name: stepRestore, Run: p.pausableDB(p.stepRestore)},
 			{Name: stepCleanup, Run: p.stepCleanup},
 		}, Rollback: p.rollbackCopy},

@@ -392,7 +392,7 @@ func TestRunningRestoreAndCopyPauseOnLock(t *testing.T) {
 		lock(w.env.ID)
 		before := f.dataState(t, w.env.ID)
 		op := start(keyhold.OpRestore, w.env, dbInput{BackupID: b.ID, SourceID: w.env.ID})
-		requirePausedOnLock(t, f.waitPaused(t, op.ID), stepRestore, w.env.ID, w.pol.ID(), "")
+		requirePausedOnLock(t, f.waitPaused(t, op.ID), stepStage, w.env.ID, w.pol.ID(), "")
 		if after := f.dataState(t, w.env.ID); after != before {
 			t.Errorf("a paused restore changed data:\n%s\nthen\n%s", before, after)
 		}

@@ -61,6 +61,9 @@ func checkRestore(ctx context.Context, tx keyhold.Tx, id *keyhold.Identity, targ
 	if err != nil {
 		return nil, err
 	}
+	if err := refuseStaging(ctx, tx, b); err != nil {
+		return nil, err
+	}
 	if err := requireCustodyReader(ctx, tx, id, target, "restore a backup over environment "+target.ID); err != nil {
 		return nil, err
 	}
@@ -79,6 +82,26 @@ func checkRestore(ctx context.Context, tx keyhold.Tx, id *keyhold.Identity, targ
 		return nil, err
 	}
 	return &dbPlan{target: target, source: source, backup: b}, nil
+}
+
+// refuseStaging refuses to restore b if it is the staging area of a
+// restore still running (restore.go): it holds a part of another backup's
+// rows, not a backup of anything.
+func refuseStaging(ctx context.Context, tx keyhold.Tx, b *keyhold.Backup) error {
+	if !strings.HasPrefix(b.Label, stagingLabelPrefix) {
+		return nil
+	}
+	running, err := tx.ListOperations(ctx, keyhold.OperationFilter{Target: b.EnvID, State: keyhold.OperationRunning})
+	if err != nil {
+		return err
+	}
+	for _, op := range running {
+		if stagingLabel(op) == b.Label {
+			return keyhold.Errorf(keyhold.CodeBadRequest,
+				"backup %s is the staging area of restore operation %s, still running, not a backup: restore another backup of environment %s (it is deleted when the operation ends)", b.ID, op.ID, b.EnvID)
+		}
+	}
+	return nil
 }
 
 // sameProtection refuses to overwrite target with data of source if the

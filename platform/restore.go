@@ -58,8 +58,12 @@ func (p *Backups) stepCleanup(ctx context.Context, op *keyhold.Operation) (ops.S
 	return ops.StepResult{}, storeConflict(p.deleteSnapshot(ctx, op))
 }
 
-// rollbackCopy deletes a failed copy's snapshot, if it was taken.
+// rollbackCopy deletes a failed copy's staging areas and its snapshot,
+// if it was taken.
 func (p *Backups) rollbackCopy(ctx context.Context, op *keyhold.Operation) error {
+	if err := p.rollbackRestore(ctx, op); err != nil {
+		return err
+	}
 	return storeConflict(p.deleteSnapshot(ctx, op))
 }
 
@@ -94,72 +98,242 @@ type stagedFile struct {
 	gen string
 }
 
-// stepRestore overwrites the target with the backup (a restore's, or a
-// copy's snapshot): it stages every file re-sealed under the target's
-// current epoch, then, in one transaction that checks both environments
-// are still served and the target's epoch unchanged, clears the target,
-// re-seals every row into it and swaps the staged files in. Run again, it
-// does the same again, with the same result.
-func (p *Backups) stepRestore(ctx context.Context, op *keyhold.Operation) (ops.StepResult, error) {
+// restorePlan is what both steps of a restore read: the backup, the
+// target and its epoch when the step began, the backup's files, and the
+// keys (the backup's epochs, the target's current one), all unwrapped
+// before any writing transaction, which must not wait on a key vault.
+type restorePlan struct {
+	b      *keyhold.Backup
+	target *keyhold.Environment
+	tEpoch uint32
+	files  []*keyhold.FileRecord
+	keys   keyRing
+}
+
+// loadRestore reads the plan of op's restore step; the caller destroys
+// its keys.
+func (p *Backups) loadRestore(ctx context.Context, op *keyhold.Operation) (*restorePlan, error) {
 	in, err := dbOpInput(op)
 	if err != nil {
-		return ops.StepResult{}, ops.Permanent(err)
+		return nil, ops.Permanent(err)
 	}
 	backupID := in.BackupID
 	if op.Kind == keyhold.OpCopy {
 		backupID = snapshotID(op)
 	}
-	var (
-		b      *keyhold.Backup
-		target *keyhold.Environment
-		files  []*keyhold.FileRecord
-		epochs []uint32
-	)
+	rp := &restorePlan{keys: newKeyRing()}
+	var epochs []uint32
 	err = p.store.View(ctx, func(tx keyhold.Tx) error {
 		var err error
-		if b, err = tx.Backup(ctx, backupID); err != nil {
+		if rp.b, err = tx.Backup(ctx, backupID); err != nil {
 			return err
 		}
-		if target, err = tx.Environment(ctx, op.Target); err != nil {
+		if rp.target, err = tx.Environment(ctx, op.Target); err != nil {
 			return err
 		}
-		if files, err = tx.BackupFiles(ctx, b.ID); err != nil {
+		if rp.files, err = tx.BackupFiles(ctx, rp.b.ID); err != nil {
 			return err
 		}
-		epochs, err = tx.BackupEpochs(ctx, b.EnvID)
+		epochs, err = tx.BackupEpochs(ctx, rp.b.EnvID)
 		return err
 	})
 	switch keyhold.ErrorCode(err) {
 	case keyhold.CodeBackupNotFound:
-		return ops.StepResult{}, ops.Permanent(keyhold.Errorf(keyhold.CodeBackupNotFound, "backup %s was deleted (or expired) before it could be restored", backupID))
+		return nil, ops.Permanent(keyhold.Errorf(keyhold.CodeBackupNotFound, "backup %s was deleted (or expired) before it could be restored", backupID))
 	case keyhold.CodeEnvironmentNotFound:
-		return ops.StepResult{}, ops.Permanent(keyhold.Errorf(keyhold.CodeEnvironmentNotFound, "environment %s was deleted during the operation", op.Target))
+		return nil, ops.Permanent(keyhold.Errorf(keyhold.CodeEnvironmentNotFound, "environment %s was deleted during the operation", op.Target))
 	}
+	if err != nil {
+		return nil, err
+	}
+	rp.tEpoch = rp.target.Epoch
+	for _, e := range epochs {
+		for _, store := range []string{keyhold.StoreRows, keyhold.StoreFiles} {
+			sk, err := p.storeKey(ctx, rp.b.EnvID, e, store)
+			if err != nil {
+				rp.keys.destroy()
+				return nil, err
+			}
+			rp.keys.put(rp.b.EnvID, e, store, sk)
+		}
+	}
+	for _, store := range []string{keyhold.StoreRows, keyhold.StoreFiles} {
+		sk, err := p.storeKey(ctx, rp.target.ID, rp.tEpoch, store)
+		if err != nil {
+			rp.keys.destroy()
+			return nil, err
+		}
+		rp.keys.put(rp.target.ID, rp.tEpoch, store, sk)
+	}
+	return rp, nil
+}
+
+// stagingLabelPrefix begins the label of every restore's staging area;
+// stagingLabel is one operation's.
+const stagingLabelPrefix = "staging area of restore operation "
+
+func stagingLabel(op *keyhold.Operation) string { return stagingLabelPrefix + op.ID }
+
+// stagingID is the id of op's staging area for rows re-sealed under the
+// target's epoch: derived from both, so that a step run again finds it,
+// and a staging area sealed under an epoch the target has left is never
+// taken for a current one.
+func stagingID(op *keyhold.Operation, epoch uint32) string {
+	return uuid.NewSHA1(uuid.NameSpaceURL, []byte(fmt.Sprintf("keyhold:restore-staging:%s:%d", op.ID, epoch))).String()
+}
+
+// deleteStaging deletes, in tx, every staging area of op (of any epoch)
+// but keep's.
+func deleteStaging(ctx context.Context, tx keyhold.Tx, op *keyhold.Operation, keep string) error {
+	bs, err := tx.ListBackups(ctx, op.Target)
+	if err != nil {
+		return err
+	}
+	for _, b := range bs {
+		if b.Label == stagingLabel(op) && b.ID != keep {
+			if err := tx.DeleteBackup(ctx, b.ID); err != nil && keyhold.ErrorCode(err) != keyhold.CodeBackupNotFound {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
+// stepStage re-seals the backup's rows for the target into the
+// operation's staging area, page by page (stageRows).
+func (p *Backups) stepStage(ctx context.Context, op *keyhold.Operation) (ops.StepResult, error) {
+	rp, err := p.loadRestore(ctx, op)
 	if err != nil {
 		return ops.StepResult{}, err
 	}
+	defer rp.keys.destroy()
+	return ops.StepResult{}, storeConflict(p.stageRows(ctx, op, rp))
+}
 
-	// Keys: the backup's epochs (of its environment), the target's current
-	// one. All unwrapped before the writing transaction, which must not wait
-	// on a key vault.
-	keys := newKeyRing()
-	defer keys.destroy()
-	for _, e := range epochs {
-		for _, store := range []string{keyhold.StoreRows, keyhold.StoreFiles} {
-			sk, err := p.storeKey(ctx, b.EnvID, e, store)
-			if err != nil {
-				return ops.StepResult{}, err
-			}
-			keys.put(b.EnvID, e, store, sk)
+// stageRows writes the backup's rows, re-sealed under the target's epoch,
+// into a fresh staging area: a backup record of the target (StageBackup)
+// whose rows nothing serves. Each page is read in a read transaction,
+// re-sealed outside any transaction and written in its own short one, so
+// no transaction holds the write lock for the whole environment, and a
+// data write elsewhere waits at most for one page. A staging area a
+// crashed run left is deleted first: run again, it does the same again.
+// It expires after copySnapshotTTL should its operation be lost, and
+// PruneBackups deletes it then.
+func (p *Backups) stageRows(ctx context.Context, op *keyhold.Operation, rp *restorePlan) error {
+	b, target := rp.b, rp.target
+	sid := stagingID(op, rp.tEpoch)
+	err := p.store.Update(ctx, func(tx keyhold.Tx) error {
+		if err := deleteStaging(ctx, tx, op, ""); err != nil {
+			return err
 		}
+		now := p.clock.Now().UTC()
+		return tx.StageBackup(ctx, &keyhold.Backup{ID: sid, EnvID: target.ID, TenantID: target.TenantID, Label: stagingLabel(op),
+			CreatedBy: op.CreatedBy, CreatedAt: now, ExpiresAt: now.Add(copySnapshotTTL)})
+	})
+	if err != nil {
+		return err
 	}
-	tEpoch := target.Epoch
-	for _, store := range []string{keyhold.StoreRows, keyhold.StoreFiles} {
-		sk, err := p.storeKey(ctx, target.ID, tEpoch, store)
-		if err != nil {
-			return ops.StepResult{}, err
+	rowsKey := rp.keys.get(target.ID, rp.tEpoch, keyhold.StoreRows)
+	afterTable, afterID := "", ""
+	for {
+		var page []*keyhold.RowRecord
+		if err := p.store.View(ctx, func(tx keyhold.Tx) (err error) {
+			page, err = tx.BackupRows(ctx, b.ID, afterTable, afterID, restoreRowPage)
+			return err
+		}); err != nil {
+			if keyhold.ErrorCode(err) == keyhold.CodeBackupNotFound {
+				return ops.Permanent(keyhold.Errorf(keyhold.CodeBackupNotFound, "backup %s was deleted (or expired) during the restore; environment %s was left as it was", b.ID, target.ID))
+			}
+			return err
 		}
-		keys.put(target.ID, tEpoch, store, sk)
+		now := p.clock.Now().UTC()
+		sealed := make([]*keyhold.RowRecord, 0, len(page))
+		for _, r := range page {
+			sk := rp.keys.get(b.EnvID, r.Epoch, keyhold.StoreRows)
+			if sk == nil {
+				return ops.Permanent(keyhold.Errorf(keyhold.CodeInternal, "backup %s holds row %s/%s under epoch %d, whose key is gone", b.ID, r.Table, r.ID, r.Epoch))
+			}
+			item := rowItemID(r.Table, r.ID)
+			pt, err := sk.Open(item, r.Version, r.Ciphertext)
+			if err != nil {
+				return ops.Permanent(keyhold.Errorf(keyhold.CodeInternal,
+					"row %s/%s of backup %s failed its integrity check: the backup was altered; restore another backup", r.Table, r.ID, b.ID).WithCause(err))
+			}
+			ct, err := rowsKey.Seal(item, r.Version, pt)
+			clear(pt)
+			if err != nil {
+				return err
+			}
+			sealed = append(sealed, &keyhold.RowRecord{EnvID: target.ID, Table: r.Table, ID: r.ID, Epoch: rp.tEpoch, Version: r.Version, Ciphertext: ct, UpdatedAt: now})
+		}
+		if len(sealed) > 0 {
+			if err := p.store.Update(ctx, func(tx keyhold.Tx) error {
+				if err := pauseIfLocked(ctx, tx, target.ID); err != nil {
+					return err
+				}
+				if err := pauseIfLocked(ctx, tx, b.EnvID); err != nil {
+					return err
+				}
+				return tx.InsertBackupRows(ctx, sid, sealed)
+			}); err != nil {
+				return err
+			}
+			stagedPageFault()
+			if stagedPageHook != nil {
+				stagedPageHook()
+			}
+		}
+		if len(page) < restoreRowPage {
+			return nil
+		}
+		afterTable, afterID = page[len(page)-1].Table, page[len(page)-1].ID
+	}
+}
+
+// faultStagedPage is the fault point after each page of rows is staged
+// (the crash tests kill the server there, mid-step).
+const faultStagedPage = "restore:staged-page"
+
+// stagedPageHook, if set, runs where faultStagedPage is (tests: what the
+// others see between two pages).
+var stagedPageHook func()
+
+// stepRestore overwrites the target with the backup (a restore's, or a
+// copy's snapshot). The rows wait in the staging area stepStage filled
+// (it stages them now if that area is missing or incomplete: deleted
+// meanwhile, or sealed under an epoch the target has left). It stages
+// every file re-sealed under the target's current epoch, as uploads,
+// then swaps in one short transaction that checks both environments are
+// still served, the backup still exists and the target's epoch is
+// unchanged, clears the target, copies the staged rows into it inside the
+// database (MoveBackupRows: no cryptography and no round trip per row
+// while the write lock is held), points the files at their staged
+// generations and deletes the staging area. The target holds all of its
+// old data or all of the backup's, never a mix. Run again, it does the
+// same again, with the same result.
+func (p *Backups) stepRestore(ctx context.Context, op *keyhold.Operation) (ops.StepResult, error) {
+	rp, err := p.loadRestore(ctx, op)
+	if err != nil {
+		return ops.StepResult{}, err
+	}
+	defer rp.keys.destroy()
+	b, target, tEpoch, keys := rp.b, rp.target, rp.tEpoch, rp.keys
+	sid := stagingID(op, tEpoch)
+	complete := false
+	if err := p.store.View(ctx, func(tx keyhold.Tx) error {
+		st, err := tx.Backup(ctx, sid)
+		if keyhold.ErrorCode(err) == keyhold.CodeBackupNotFound {
+			return nil
+		}
+		complete = err == nil && st.Rows == b.Rows
+		return err
+	}); err != nil {
+		return ops.StepResult{}, err
+	}
+	if !complete {
+		if err := p.stageRows(ctx, op, rp); err != nil {
+			return ops.StepResult{}, storeConflict(err)
+		}
 	}
 
 	var staged []stagedFile
@@ -171,7 +345,7 @@ func (p *Backups) stepRestore(ctx context.Context, op *keyhold.Operation) (ops.S
 			}
 		}
 	}()
-	for _, f := range files {
+	for _, f := range rp.files {
 		gen, err := p.stageFile(ctx, f, target.ID, keys.get(b.EnvID, f.Epoch, keyhold.StoreFiles), keys.get(target.ID, tEpoch, keyhold.StoreFiles))
 		if gen != "" {
 			staged = append(staged, stagedFile{rec: f, gen: gen})
@@ -191,10 +365,16 @@ func (p *Backups) stepRestore(ctx context.Context, op *keyhold.Operation) (ops.S
 			return err
 		}
 		// The backup may have been deleted (or expired) since it was read:
-		// then its rows are gone too, and a restore of only its files
-		// would lose the target's data.
+		// then a restore of what was staged from it would be one the
+		// customer no longer asked for.
 		if _, err := tx.Backup(ctx, b.ID); keyhold.ErrorCode(err) == keyhold.CodeBackupNotFound {
 			return ops.Permanent(keyhold.Errorf(keyhold.CodeBackupNotFound, "backup %s was deleted (or expired) during the restore; environment %s was left as it was", b.ID, target.ID))
+		} else if err != nil {
+			return err
+		}
+		st, err := tx.Backup(ctx, sid)
+		if keyhold.ErrorCode(err) == keyhold.CodeBackupNotFound || (err == nil && st.Rows != b.Rows) {
+			return ops.Transient(keyhold.Errorf(keyhold.CodeConflict, "the staging area of the restore of environment %s changed before the swap", target.ID))
 		} else if err != nil {
 			return err
 		}
@@ -208,43 +388,10 @@ func (p *Backups) stepRestore(ctx context.Context, op *keyhold.Operation) (ops.S
 		if err := tx.ClearEnvData(ctx, target.ID); err != nil {
 			return err
 		}
-		now := p.clock.Now().UTC()
-		rowsKey := keys.get(target.ID, tEpoch, keyhold.StoreRows)
-		afterTable, afterID := "", ""
-		for {
-			page, err := tx.BackupRows(ctx, b.ID, afterTable, afterID, restoreRowPage)
-			if err != nil {
-				return err
-			}
-			sealed := make([]*keyhold.RowRecord, 0, len(page))
-			for _, r := range page {
-				sk := keys.get(b.EnvID, r.Epoch, keyhold.StoreRows)
-				if sk == nil {
-					return ops.Permanent(keyhold.Errorf(keyhold.CodeInternal, "backup %s holds row %s/%s under epoch %d, whose key is gone", b.ID, r.Table, r.ID, r.Epoch))
-				}
-				item := rowItemID(r.Table, r.ID)
-				pt, err := sk.Open(item, r.Version, r.Ciphertext)
-				if err != nil {
-					return ops.Permanent(keyhold.Errorf(keyhold.CodeInternal,
-						"row %s/%s of backup %s failed its integrity check: the backup was altered; restore another backup", r.Table, r.ID, b.ID).WithCause(err))
-				}
-				ct, err := rowsKey.Seal(item, r.Version, pt)
-				clear(pt)
-				if err != nil {
-					return err
-				}
-				sealed = append(sealed, &keyhold.RowRecord{EnvID: target.ID, Table: r.Table, ID: r.ID, Epoch: tEpoch, Version: r.Version, Ciphertext: ct, UpdatedAt: now})
-			}
-			// One statement for the page, not one per row.
-			if err := tx.InsertRows(ctx, sealed); err != nil {
-				return err
-			}
-			rows += int64(len(sealed))
-			if len(page) < restoreRowPage {
-				break
-			}
-			afterTable, afterID = page[len(page)-1].Table, page[len(page)-1].ID
+		if rows, err = tx.MoveBackupRows(ctx, sid, target.ID); err != nil {
+			return err
 		}
+		now := p.clock.Now().UTC()
 		for _, s := range staged {
 			rec := *s.rec
 			rec.EnvID, rec.Generation, rec.Epoch, rec.UpdatedAt = target.ID, s.gen, tEpoch, now
@@ -254,6 +401,9 @@ func (p *Backups) stepRestore(ctx context.Context, op *keyhold.Operation) (ops.S
 			if err := tx.DeleteFileUpload(ctx, target.ID, s.gen); err != nil {
 				return err
 			}
+		}
+		if err := deleteStaging(ctx, tx, op, ""); err != nil {
+			return err
 		}
 		what := fmt.Sprintf("backup %s (%q, taken %s) of environment %s", b.ID, b.Label, b.CreatedAt.Format(time.RFC3339), b.EnvID)
 		if op.Kind == keyhold.OpCopy {
@@ -268,6 +418,11 @@ func (p *Backups) stepRestore(ctx context.Context, op *keyhold.Operation) (ops.S
 	committed = true
 	op.Done, op.Total = rows+int64(len(staged)), rows+int64(len(staged))
 	return ops.StepResult{}, nil
+}
+
+// rollbackRestore deletes a failed restore's staging areas.
+func (p *Backups) rollbackRestore(ctx context.Context, op *keyhold.Operation) error {
+	return storeConflict(p.store.Update(ctx, func(tx keyhold.Tx) error { return deleteStaging(ctx, tx, op, "") }))
 }
 
 // stageFile streams backup file f (stored under its environment's epoch

@@ -14,7 +14,8 @@ import (
 )
 
 // TestRestoreCrashKeepsWritesRefused kills the server running a restore
-// or a copy (kill -9) at every step boundary, on SQLite and PostgreSQL:
+// or a copy (kill -9) at every step boundary and after a page of rows is
+// staged, on SQLite and PostgreSQL:
 // while the operation, left Running by the dead server, has not ended,
 // the environment still shows it and refuses writes, changing nothing;
 // once another server has finished it, the environment holds the restored
@@ -24,19 +25,20 @@ func TestRestoreCrashKeepsWritesRefused(t *testing.T) {
 		t.Skip("each case starts two processes")
 	}
 	kinds := assemble(&core{}).kinds()
-	type tc struct{ kind, fault string }
+	type tc struct{ kind, fault, name string }
 	var cases []tc
 	for _, k := range []string{keyhold.OpRestore, keyhold.OpCopy} {
 		for _, p := range ops.FaultPoints(k, kinds[k]) {
-			cases = append(cases, tc{k, p})
+			cases = append(cases, tc{k, p, p})
 		}
+		cases = append(cases, tc{k, faultStagedPage, k + ":" + faultStagedPage}) // mid-step: a page staged, the rest not
 	}
 	for _, be := range []struct {
 		name string
 		open func(t *testing.T) opstest.Backend
 	}{{"sqlite", func(t *testing.T) opstest.Backend { return opstest.SQLite(t) }}, {"postgres", func(t *testing.T) opstest.Backend { return opstest.Postgres(t) }}} {
 		for _, c := range cases {
-			t.Run(be.name+"/"+c.fault, func(t *testing.T) {
+			t.Run(be.name+"/"+c.name, func(t *testing.T) {
 				b := be.open(t)
 				f := newCMKFixture(t, b.Open(t), false)
 				env, want := crashEnv(t, f, "target")

@@ -258,3 +258,106 @@ func (t *tx) ClearEnvData(ctx context.Context, envID string) error {
 	}
 	return nil
 }
+
+// StageBackup stores b with no items and zero counts: a restore's staging
+// area (platform/restore.go). An unknown environment is
+// CodeEnvironmentNotFound, an id in use CodeConflict.
+func (t *tx) StageBackup(ctx context.Context, b *keyhold.Backup) error {
+	if b.ID == "" {
+		return errors.New("sqlstore: stage backup: the backup has no id")
+	}
+	if err := checkTimes(b.CreatedAt, b.ExpiresAt); err != nil {
+		return err
+	}
+	n, err := t.execN(ctx, `INSERT INTO backups (`+backupCols+`) VALUES (?, ?, ?, ?, ?, ?, ?, 0, 0, 0) ON CONFLICT DO NOTHING`,
+		b.ID, b.EnvID, b.TenantID, b.Label, b.CreatedBy, nanos(b.CreatedAt), nanos(b.ExpiresAt))
+	if err != nil {
+		if t.class(err) == ErrForeignKey {
+			return envNotFound(b.EnvID).WithCause(err)
+		}
+		return t.fail("stage backup", err)
+	}
+	if n == 0 {
+		return keyhold.Errorf(keyhold.CodeConflict, "backup %q exists already: stage under a new id", b.ID)
+	}
+	b.Rows, b.Files, b.Bytes = 0, 0, 0
+	return nil
+}
+
+// InsertBackupRows adds a page of rows to a backup with one INSERT (an
+// unnest of arrays on PostgreSQL, a VALUES list on SQLite: batch.go) and
+// counts them into its row_count, which is how a restore knows its
+// staging is complete.
+func (t *tx) InsertBackupRows(ctx context.Context, backupID string, rs []*keyhold.RowRecord) error {
+	if err := t.backupExists(ctx, "insert backup rows", backupID); err != nil {
+		return err
+	}
+	return batches(rs, func(rs []*keyhold.RowRecord) error {
+		tables, ids := make([]string, len(rs)), make([]string, len(rs))
+		epochs, versions, updated := make([]int64, len(rs)), make([]int64, len(rs)), make([]int64, len(rs))
+		cts := make([][]byte, len(rs))
+		for i, r := range rs {
+			if r.Version == 0 {
+				return fmt.Errorf("sqlstore: insert backup rows: version 0 of row %q is not a valid row version (they start at 1)", r.ID)
+			}
+			if err := checkTimes(r.UpdatedAt); err != nil {
+				return err
+			}
+			v, err := u64Arg(r.Version)
+			if err != nil {
+				return err
+			}
+			tables[i], ids[i], epochs[i], versions[i], cts[i], updated[i] = r.Table, r.ID, int64(r.Epoch), v, blob(r.Ciphertext), nanos(r.UpdatedAt)
+		}
+		var n int64
+		var err error
+		if t.s.d.Arrays {
+			n, err = t.execN(ctx, `INSERT INTO backup_rows (backup_id, table_name, id, epoch, version, ciphertext, updated_at)
+				SELECT CAST(? AS TEXT), * FROM unnest(CAST(? AS TEXT[]), CAST(? AS TEXT[]), CAST(? AS BIGINT[]), CAST(? AS BIGINT[]), CAST(? AS BYTEA[]), CAST(? AS BIGINT[]))
+				ON CONFLICT DO NOTHING`, backupID, tables, ids, epochs, versions, cts, updated)
+		} else {
+			args := make([]any, 0, 7*len(rs))
+			for i := range rs {
+				args = append(args, backupID, tables[i], ids[i], epochs[i], versions[i], cts[i], updated[i])
+			}
+			n, err = t.execN(ctx, `INSERT INTO backup_rows (backup_id, table_name, id, epoch, version, ciphertext, updated_at) VALUES `+
+				valuesList(len(rs), 7)+` ON CONFLICT DO NOTHING`, args...)
+		}
+		if err != nil {
+			return t.fail("insert backup rows", err)
+		}
+		if n != int64(len(rs)) {
+			return keyhold.Errorf(keyhold.CodeConflict, "%d of %d rows are in backup %s already", int64(len(rs))-n, len(rs), backupID)
+		}
+		if _, err := t.exec(ctx, `UPDATE backups SET row_count = row_count + ? WHERE id = ?`, n, backupID); err != nil {
+			return t.fail("insert backup rows", err)
+		}
+		return nil
+	})
+}
+
+// MoveBackupRows copies a backup's rows into an environment with one
+// INSERT … SELECT in the database: no ciphertext passes through the
+// process, so a restore's swap holds the write lock only for this copy.
+func (t *tx) MoveBackupRows(ctx context.Context, backupID, envID string) (int64, error) {
+	if err := t.backupExists(ctx, "move backup rows", backupID); err != nil {
+		return 0, err
+	}
+	var want int64
+	if err := t.queryRow(ctx, `SELECT COUNT(*) FROM backup_rows WHERE backup_id = ?`, backupID).Scan(&want); err != nil {
+		return 0, t.fail("move backup rows", err)
+	}
+	n, err := t.execN(ctx, `INSERT INTO data_rows (env_id, table_name, id, epoch, version, ciphertext, updated_at)
+		SELECT CAST(? AS TEXT), table_name, id, epoch, version, ciphertext, updated_at FROM backup_rows WHERE backup_id = ?
+		ON CONFLICT DO NOTHING`, envID, backupID)
+	if err != nil {
+		if t.class(err) == ErrForeignKey {
+			return 0, envNotFound(envID).WithCause(err)
+		}
+		return 0, t.fail("move backup rows", err)
+	}
+	if n != want {
+		return 0, keyhold.Errorf(keyhold.CodeConflict, "%d of the %d rows of backup %s exist in environment %s already", want-n, want, backupID, envID)
+	}
+	return n, nil
+}

@@ -296,7 +296,11 @@ func (s *core) do(ctx context.Context, action, target string, fn func(c *call) e
 	if c.tamper != nil {
 		s.log.Error("vault: ignored a record changed outside Keyhold", "action", action, "target", c.target, "err", keyhold.ErrorMessage(c.tamper))
 	}
-	aerr := s.store.Update(actx, func(tx keyhold.Tx) error {
+	update := s.store.Update
+	if g, ok := s.store.(keyhold.GroupCommitter); ok && groupedAudit[action] {
+		update = g.UpdateGrouped
+	}
+	aerr := update(actx, func(tx keyhold.Tx) error {
 		if c.tamper != nil {
 			if _, err := keyhold.Audit(actx, tx, keyhold.AuditEntry{At: s.now(), TenantID: c.tenant, ActorID: systemActor, Action: "integrity.refused",
 				Target: c.target, Result: keyhold.CodeRecordIntegrity, Detail: keyhold.ErrorMessage(c.tamper)}); err != nil {
@@ -313,6 +317,14 @@ func (s *core) do(ctx context.Context, action, target string, fn func(c *call) e
 	}
 	return err
 }
+
+// groupedAudit names the actions whose audit entry, the only write of the
+// call, is appended through the store's group committer where it has one
+// (keyhold.GroupCommitter: SQLite): wrapKey and unwrapKey, which a
+// platform calls many at a time. Each entry is still durable before the
+// call answers, but concurrent calls share one commit and fsync, instead
+// of each unwrap waiting for a commit of its own.
+var groupedAudit = map[string]bool{opWrapKey.Audit: true, opUnwrapKey.Audit: true}
 
 // record appends c's success to tx, so that it commits with the change.
 func (c *call) record(ctx context.Context, tx keyhold.Tx, at time.Time) error {

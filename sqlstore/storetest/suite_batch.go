@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"testing"
+	"time"
 
 	"github.com/keyhold/keyhold"
 )
@@ -126,4 +127,68 @@ func testInsertRows(t *testing.T, s keyhold.Store) {
 	wantCode(t, "InsertRows(unknown environment)", err, keyhold.CodeEnvironmentNotFound, "nope")
 	equal(t, "e1 after refused pages", readEnv(t, s, "e1"), before)
 	update(t, s, func(tx keyhold.Tx) error { return tx.InsertRows(ctx, nil) })
+}
+
+// testStagedBackupRows: a staging backup starts empty; pages of rows go
+// into it with their count (across statements); a page with a row it
+// holds is CodeConflict and stores nothing, as is an unknown backup
+// (CodeBackupNotFound); MoveBackupRows copies every row, byte for byte,
+// into an environment, and refuses (CodeConflict, nothing copied) when
+// one of them is there already.
+func testStagedBackupRows(t *testing.T, s keyhold.Store) {
+	ctx := context.Background()
+	seedEnv(t, s, "t1", "e1")
+	seedEnv(t, s, "t1", "e2")
+	st := mkBackup("stage-1", "e1", at(time.Hour), at(2*time.Hour))
+	update(t, s, func(tx keyhold.Tx) error { return tx.StageBackup(ctx, st) })
+	err := tryUpdate(s, func(tx keyhold.Tx) error {
+		return tx.StageBackup(ctx, mkBackup("stage-1", "e1", at(time.Hour), at(2*time.Hour)))
+	})
+	wantCode(t, "StageBackup with an id in use", err, keyhold.CodeConflict)
+	const many = 1200 // more than one statement's rows
+	var page []*keyhold.RowRecord
+	for i := range many {
+		page = append(page, binRow("e1", "T", fmt.Sprintf("r%05d", i), uint64(i%5+1), 4))
+	}
+	update(t, s, func(tx keyhold.Tx) error { return tx.InsertBackupRows(ctx, "stage-1", page[:700]) })
+	update(t, s, func(tx keyhold.Tx) error { return tx.InsertBackupRows(ctx, "stage-1", page[700:]) })
+	count := func() int64 {
+		var b *keyhold.Backup
+		view(t, s, func(tx keyhold.Tx) (err error) { b, err = tx.Backup(ctx, "stage-1"); return err })
+		return b.Rows
+	}
+	if n := count(); n != many {
+		t.Fatalf("the staging backup counts %d rows, want %d", n, many)
+	}
+	err = tryUpdate(s, func(tx keyhold.Tx) error {
+		return tx.InsertBackupRows(ctx, "stage-1", []*keyhold.RowRecord{binRow("e1", "U", "new", 1, 4), binRow("e1", "T", "r00003", 1, 4)})
+	})
+	wantCode(t, "InsertBackupRows with a row it holds", err, keyhold.CodeConflict)
+	err = tryUpdate(s, func(tx keyhold.Tx) error { return tx.InsertBackupRows(ctx, "nope", page[:1]) })
+	wantCode(t, "InsertBackupRows(unknown backup)", err, keyhold.CodeBackupNotFound)
+	if n := count(); n != many {
+		t.Fatalf("after refused pages the staging backup counts %d rows, want %d", n, many)
+	}
+
+	// e2 holds one of the rows: refused, nothing copied.
+	update(t, s, func(tx keyhold.Tx) error {
+		return tx.InsertRows(ctx, []*keyhold.RowRecord{binRow("e2", "T", "r00007", 1, 1)})
+	})
+	before := readEnv(t, s, "e2")
+	err = tryUpdate(s, func(tx keyhold.Tx) error { _, err := tx.MoveBackupRows(ctx, "stage-1", "e2"); return err })
+	wantCode(t, "MoveBackupRows over an existing row", err, keyhold.CodeConflict)
+	equal(t, "e2 after a refused move", readEnv(t, s, "e2"), before)
+	_, err = func() (int64, error) {
+		var n int64
+		err := tryUpdate(s, func(tx keyhold.Tx) (err error) { n, err = tx.MoveBackupRows(ctx, "nope", "e2"); return err })
+		return n, err
+	}()
+	wantCode(t, "MoveBackupRows(unknown backup)", err, keyhold.CodeBackupNotFound)
+
+	var n int64
+	update(t, s, func(tx keyhold.Tx) (err error) { n, err = tx.MoveBackupRows(ctx, "stage-1", "e1"); return err })
+	if n != many {
+		t.Fatalf("MoveBackupRows copied %d rows, want %d", n, many)
+	}
+	equal(t, "e1 after the move", readEnv(t, s, "e1").Rows, page)
 }

@@ -21,6 +21,7 @@ var cmkStoreTests = []struct {
 	{"ResealRow", testResealRow},
 	{"ResealRows", testResealRows},
 	{"InsertRows", testInsertRows},
+	{"StagedBackupRows", testStagedBackupRows},
 	{"EpochCounts", testEpochCounts},
 	{"KeyVersionUses", testKeyVersionUses},
 }

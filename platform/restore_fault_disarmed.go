@@ -1,0 +1,7 @@
+//go:build !keyhold_faults
+
+package platform
+
+// stagedPageFault does nothing: a build without the keyhold_faults tag (every
+// production build) has no fault points that kill the process.
+func stagedPageFault() {}
