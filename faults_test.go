@@ -48,9 +48,11 @@ func TestProductionBuildHasNoFaultPoints(t *testing.T) {
 	}
 }
 
-// TestProductionBuildHasNoAzureProvider: keyprovider.Azure, not yet wired
-// into the server, is left out of builds without the keyhold_azure tag.
-func TestProductionBuildHasNoAzureProvider(t *testing.T) {
+// TestServerBuildHasAzureProvider: keyprovider.Azure and NewFederated,
+// which reach a policy's external vault (issue 13), are in the production
+// build (no tags) of the package, and the server's build links that
+// package with the Azure SDK clients they use.
+func TestServerBuildHasAzureProvider(t *testing.T) {
 	out, err := exec.Command("go", "list", "-tags=", "-f", "{{.Dir}}{{range .GoFiles}} {{.}}{{end}}", "./keyprovider").Output()
 	if err != nil {
 		t.Fatalf("go list ./keyprovider: %v", err)
@@ -60,26 +62,37 @@ func TestProductionBuildHasNoAzureProvider(t *testing.T) {
 		t.Fatalf("go list ./keyprovider = %q", out)
 	}
 	fset := token.NewFileSet()
+	declared := map[string]bool{}
 	for _, name := range f[1:] {
 		file, err := parser.ParseFile(fset, filepath.Join(f[0], name), nil, 0)
 		if err != nil {
 			t.Fatal(err)
 		}
 		for _, d := range file.Decls {
-			var name string
 			switch d := d.(type) {
 			case *ast.FuncDecl:
-				name = d.Name.Name
+				declared[d.Name.Name] = true
 			case *ast.GenDecl:
 				for _, s := range d.Specs {
 					if ts, ok := s.(*ast.TypeSpec); ok {
-						name = ts.Name.Name
+						declared[ts.Name.Name] = true
 					}
 				}
 			}
-			if name == "Azure" || name == "NewAzure" {
-				t.Errorf("%s declares %s in the production build: keep it behind the keyhold_azure tag until the server uses it", fset.Position(d.Pos()), name)
-			}
+		}
+	}
+	for _, name := range []string{"Azure", "NewAzure", "NewFederated", "FederatedIdentity"} {
+		if !declared[name] {
+			t.Errorf("the production build of keyprovider does not declare %s: a policy naming an external vault needs it", name)
+		}
+	}
+	deps, err := exec.Command("go", "list", "-tags=", "-deps", "./cmd/keyhold").Output()
+	if err != nil {
+		t.Fatalf("go list -deps ./cmd/keyhold: %v", err)
+	}
+	for _, pkg := range []string{"github.com/keyhold/keyhold/keyprovider", "github.com/Azure/azure-sdk-for-go/sdk/security/keyvault/azkeys", "github.com/Azure/azure-sdk-for-go/sdk/azidentity"} {
+		if !strings.Contains("\n"+string(deps), "\n"+pkg+"\n") {
+			t.Errorf("the server's build does not include %s", pkg)
 		}
 	}
 }

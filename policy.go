@@ -43,27 +43,62 @@ const (
 // object id. KeyVersion "" means "the key's current version", which
 // rotation follows.
 type EnterprisePolicy struct {
-	SubscriptionID  string            `json:"subscriptionId"`
-	ResourceGroup   string            `json:"resourceGroup"`
-	Name            string            `json:"name"`
-	Location        string            `json:"location"`
-	Kind            string            `json:"kind"`
-	TenantID        string            `json:"tenantId"`
-	SystemID        string            `json:"systemId"`
-	PrincipalID     string            `json:"principalId"`
-	EncryptionState string            `json:"encryptionState"`
-	KeyVaultID      string            `json:"keyVaultId"` // the vault's ARM resource id
-	KeyName         string            `json:"keyName"`
-	KeyVersion      string            `json:"keyVersion,omitempty"`
-	HealthStatus    HealthStatus      `json:"healthStatus"`
-	Tags            map[string]string `json:"tags,omitempty"`
-	CreatedBy       string            `json:"createdBy"`
-	CreatedAt       time.Time         `json:"createdAt"`
-	UpdatedAt       time.Time         `json:"updatedAt"`
-	Version         int64             `json:"version"` // optimistic concurrency, as Environment
+	SubscriptionID  string `json:"subscriptionId"`
+	ResourceGroup   string `json:"resourceGroup"`
+	Name            string `json:"name"`
+	Location        string `json:"location"`
+	Kind            string `json:"kind"`
+	TenantID        string `json:"tenantId"`
+	SystemID        string `json:"systemId"`
+	PrincipalID     string `json:"principalId"`
+	EncryptionState string `json:"encryptionState"`
+	KeyVaultID      string `json:"keyVaultId"` // the vault's ARM resource id
+	KeyName         string `json:"keyName"`
+	KeyVersion      string `json:"keyVersion,omitempty"`
+	// External, when set, names a vault Keyhold doesn't run (issue 13):
+	// KeyVaultID is then "" and KeyName and KeyVersion name the key in
+	// External.URI.
+	External     *ExternalKeyVault `json:"external,omitempty"`
+	HealthStatus HealthStatus      `json:"healthStatus"`
+	Tags         map[string]string `json:"tags,omitempty"`
+	CreatedBy    string            `json:"createdBy"`
+	CreatedAt    time.Time         `json:"createdAt"`
+	UpdatedAt    time.Time         `json:"updatedAt"`
+	Version      int64             `json:"version"` // optimistic concurrency, as Environment
 	// MAC is the integrity seal of the policy's binding to its key under
 	// the master key (crypt.RecordKey.SealPolicy); opaque to the store.
 	MAC []byte `json:"-"`
+}
+
+// ExternalKeyVault is a key vault the operator doesn't run: any Azure Key
+// Vault protocol endpoint (Azure Key Vault, a Managed HSM, the customer's
+// own Keyhold). The platform reaches it as the app ClientID of the
+// customer's directory TenantID, whose federated credential trusts the
+// platform's assertion for the policy's managed identity: no secret is
+// stored. All of it is in the policy's integrity seal, since each field
+// decides where environment keys are wrapped.
+type ExternalKeyVault struct {
+	// URI is the vault's URI, https://{host} (no path, query or fragment).
+	URI string `json:"uri"`
+	// TenantID and ClientID are the customer's directory and app.
+	TenantID string `json:"tenantId"`
+	ClientID string `json:"clientId"`
+	// AuthorityHost is the customer's authority, https; "" means Entra
+	// ID's, https://login.microsoftonline.com/.
+	AuthorityHost string `json:"authorityHost,omitempty"`
+}
+
+// DefaultAuthorityHost is Entra ID's authority, an external vault's
+// default.
+const DefaultAuthorityHost = "https://login.microsoftonline.com/"
+
+// KeyRef returns where the policy's key is, for messages: the external
+// vault's URI or the built-in vault's resource id, and the key's name.
+func (p *EnterprisePolicy) KeyRef() string {
+	if p.External != nil {
+		return "key '" + p.KeyName + "' of external vault " + p.External.URI
+	}
+	return "key '" + p.KeyName + "' of " + p.KeyVaultID
 }
 
 // ID returns the policy's ARM resource id.
@@ -106,7 +141,9 @@ type PolicySpec struct {
 	KeyVaultID      string
 	KeyName         string
 	KeyVersion      string
-	Tags            map[string]string
+	// External names an external vault instead of KeyVaultID.
+	External *ExternalKeyVault
+	Tags     map[string]string
 }
 
 // PolicyPatch holds the changes a PATCH asks for; nil means unchanged. Location,
@@ -121,7 +158,10 @@ type PolicyPatch struct {
 	KeyVaultID      *string
 	KeyName         *string
 	KeyVersion      *string
-	Tags            *map[string]string
+	// External, if not nil, moves the key to an external vault (and
+	// KeyVaultID must not be given with another vault).
+	External *ExternalKeyVault
+	Tags     *map[string]string
 }
 
 // PolicyService is the Microsoft.PowerPlatform resource provider. The

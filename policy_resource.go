@@ -51,10 +51,22 @@ type PolicyEncryption struct {
 	KeyVault PolicyKeyVaultRef `json:"keyVault"`
 }
 
-// PolicyKeyVaultRef names the vault (by ARM resource id) and the key.
+// PolicyKeyVaultRef names the vault and the key: a built-in vault by ARM
+// resource id (ID), or an external vault (issue 13) by its URI with the
+// customer's directory and app that hold the federated credential.
 type PolicyKeyVaultRef struct {
-	ID  string       `json:"id"`
-	Key PolicyKeyRef `json:"key"`
+	ID                string                   `json:"id"`
+	URI               string                   `json:"uri,omitempty"`
+	FederatedIdentity *PolicyFederatedIdentity `json:"federatedIdentity,omitempty"`
+	Key               PolicyKeyRef             `json:"key"`
+}
+
+// PolicyFederatedIdentity is the customer's app as which the platform
+// reaches an external vault.
+type PolicyFederatedIdentity struct {
+	TenantID      string `json:"tenantId"`
+	ClientID      string `json:"clientId"`
+	AuthorityHost string `json:"authorityHost,omitempty"`
 }
 
 // PolicyKeyRef names a key and, optionally, one of its versions.
@@ -69,14 +81,18 @@ func ToPolicyResource(p *EnterprisePolicy) *PolicyResource {
 	if tags == nil {
 		tags = map[string]string{}
 	}
+	kv := PolicyKeyVaultRef{ID: p.KeyVaultID, Key: PolicyKeyRef{Name: p.KeyName, Version: p.KeyVersion}}
+	if x := p.External; x != nil {
+		kv.URI = x.URI
+		kv.FederatedIdentity = &PolicyFederatedIdentity{TenantID: x.TenantID, ClientID: x.ClientID, AuthorityHost: x.AuthorityHost}
+	}
 	return &PolicyResource{
 		ID: p.ID(), Name: p.Name, Type: PolicyResourceType, Location: p.Location, Kind: p.Kind,
 		Identity: PolicyResourceIdentity{Type: PolicyIdentitySystemAssigned, PrincipalID: p.PrincipalID, TenantID: p.TenantID},
 		Tags:     tags,
 		Properties: PolicyResourceProperties{
-			SystemID: p.SystemID,
-			Encryption: &PolicyEncryption{State: p.EncryptionState,
-				KeyVault: PolicyKeyVaultRef{ID: p.KeyVaultID, Key: PolicyKeyRef{Name: p.KeyName, Version: p.KeyVersion}}},
+			SystemID:     p.SystemID,
+			Encryption:   &PolicyEncryption{State: p.EncryptionState, KeyVault: kv},
 			HealthStatus: string(p.HealthStatus),
 		},
 	}
@@ -93,6 +109,12 @@ func (r *PolicyResource) Policy() *EnterprisePolicy {
 	}
 	if e := r.Properties.Encryption; e != nil {
 		p.EncryptionState, p.KeyVaultID, p.KeyName, p.KeyVersion = e.State, e.KeyVault.ID, e.KeyVault.Key.Name, e.KeyVault.Key.Version
+		if e.KeyVault.URI != "" {
+			p.External = &ExternalKeyVault{URI: e.KeyVault.URI}
+			if f := e.KeyVault.FederatedIdentity; f != nil {
+				p.External.TenantID, p.External.ClientID, p.External.AuthorityHost = f.TenantID, f.ClientID, f.AuthorityHost
+			}
+		}
 	}
 	return p
 }
@@ -123,14 +145,33 @@ type PolicyPropertiesInput struct {
 
 // PolicyEncryptionInput is the encryption of a PolicyResourceInput.
 type PolicyEncryptionInput struct {
-	State    *string `json:"state"`
-	KeyVault *struct {
-		ID  *string `json:"id"`
-		Key *struct {
-			Name    *string `json:"name"`
-			Version *string `json:"version"`
-		} `json:"key"`
-	} `json:"keyVault"`
+	State    *string              `json:"state"`
+	KeyVault *PolicyKeyVaultInput `json:"keyVault"`
+}
+
+// PolicyKeyVaultInput is the keyVault of a PolicyEncryptionInput.
+type PolicyKeyVaultInput struct {
+	ID *string `json:"id"`
+	// URI and FederatedIdentity name an external vault (issue 13).
+	URI               *string                  `json:"uri"`
+	FederatedIdentity *PolicyFederatedIdentity `json:"federatedIdentity"`
+	Key               *struct {
+		Name    *string `json:"name"`
+		Version *string `json:"version"`
+	} `json:"key"`
+}
+
+// external returns the external vault an input names: nil without a uri
+// or a federatedIdentity.
+func (kv *PolicyKeyVaultInput) external() *ExternalKeyVault {
+	if kv.URI == nil && kv.FederatedIdentity == nil {
+		return nil
+	}
+	x := &ExternalKeyVault{URI: derefString(kv.URI)}
+	if f := kv.FederatedIdentity; f != nil {
+		x.TenantID, x.ClientID, x.AuthorityHost = f.TenantID, f.ClientID, f.AuthorityHost
+	}
+	return x
 }
 
 // ExamplePolicyResource is a policy body, quoted by messages that say what to
@@ -187,6 +228,7 @@ func (in *PolicyResourceInput) Spec() (PolicySpec, error) {
 			s.EncryptionState = derefString(e.State)
 			if kv := e.KeyVault; kv != nil {
 				s.KeyVaultID = derefString(kv.ID)
+				s.External = kv.external()
 				if k := kv.Key; k != nil {
 					s.KeyName, s.KeyVersion = derefString(k.Name), derefString(k.Version)
 				}
@@ -211,6 +253,7 @@ func (in *PolicyResourceInput) Patch() (PolicyPatch, error) {
 			c.EncryptionState = e.State
 			if kv := e.KeyVault; kv != nil {
 				c.KeyVaultID = kv.ID
+				c.External = kv.external()
 				if k := kv.Key; k != nil {
 					c.KeyName, c.KeyVersion = k.Name, k.Version
 				}

@@ -75,12 +75,14 @@ type PolicyCreateOptions struct {
 	Key        string
 	KeyVersion string
 	Tags       []string
+	// External names an external vault (issue 13) instead of VaultID.
+	External keyhold.ExternalKeyVault
 }
 
 func newCmdPolicyCreate(f *Factory, runF func(*PolicyCreateOptions) error) *cobra.Command {
 	opts := &PolicyCreateOptions{IO: f.IO, Client: policyServices(f), LoginSubscription: loginSubscriptionID(f)}
 	cmd := &cobra.Command{
-		Use:   "create -g RG -n NAME -l LOCATION --vault-id ID --key NAME [--key-version V]",
+		Use:   "create -g RG -n NAME -l LOCATION (--vault-id ID | --vault-uri URI --customer-tenant T --customer-app APP) --key NAME [--key-version V]",
 		Short: "Create an enterprise policy of kind Encryption, or update its key",
 		Long: `Create an enterprise policy of kind Encryption that names a key, with a
 system-assigned managed identity of its own; or, if the policy exists,
@@ -91,13 +93,29 @@ the vault needs purge protection, and the key must exist in it. Without
 --key-version the policy follows the key's current version as it rotates.
 LOCATION is one of the 17 Power Platform regions: ` + joinLocations() + `.
 
+A key in a vault this cloud doesn't run (the customer's Azure Key Vault or
+Keyhold) is named by --vault-uri (https://{vault}.vault.azure.net), with
+the customer's directory (--customer-tenant) and the app whose federated
+credential trusts this platform for the policy's identity (--customer-app),
+and --authority-host if that directory is not Entra ID (docs/external-vault.md).
+
 This is what the spec's JSON template deploys ("keyhold deployment create").`,
 		Example: `  keyhold policy create -g contoso-rg -n contoso-cmk -l europe \
       --vault-id /subscriptions/$SUB/resourceGroups/keys/providers/Microsoft.KeyVault/vaults/contoso-kv --key cmk`,
 		Args: exactArgs(),
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			opts.Ctx, opts.Format = cmd.Context(), f.Format
-			if err := requireFlags(cmd, "resource-group", "name", "location", "vault-id", "key"); err != nil {
+			vault := "vault-id"
+			if cmd.Flags().Changed("vault-uri") {
+				if cmd.Flags().Changed("vault-id") {
+					return usageErrorf("%q takes --vault-id (a vault of this cloud) or --vault-uri (an external vault), not both", cmd.CommandPath())
+				}
+				vault = "vault-uri"
+				if err := requireFlags(cmd, "customer-tenant", "customer-app"); err != nil {
+					return err
+				}
+			}
+			if err := requireFlags(cmd, "resource-group", "name", "location", vault, "key"); err != nil {
 				return err
 			}
 			if _, err := parseTags(opts.Tags); err != nil {
@@ -112,6 +130,10 @@ This is what the spec's JSON template deploys ("keyhold deployment create").`,
 	opts.PolicyTarget.flags(cmd)
 	cmd.Flags().StringVarP(&opts.Location, "location", "l", "", "Power Platform region (`LOCATION`), e.g. europe")
 	cmd.Flags().StringVar(&opts.VaultID, "vault-id", "", "Resource `ID` of the key vault")
+	cmd.Flags().StringVar(&opts.External.URI, "vault-uri", "", "`URI` of an external key vault, https://{vault}.vault.azure.net")
+	cmd.Flags().StringVar(&opts.External.TenantID, "customer-tenant", "", "the external vault's directory (tenant) `ID`")
+	cmd.Flags().StringVar(&opts.External.ClientID, "customer-app", "", "application (client) `ID` of the customer's app with the federated credential")
+	cmd.Flags().StringVar(&opts.External.AuthorityHost, "authority-host", "", "the customer's authority `URL` (default: Entra ID's)")
 	cmd.Flags().StringVar(&opts.Key, "key", "", "`NAME` of the key in the vault")
 	cmd.Flags().StringVar(&opts.KeyVersion, "key-version", "", "Key `VERSION` to pin (default: follow the current one)")
 	cmd.Flags().StringArrayVar(&opts.Tags, "tag", nil, "Tag (`KEY=VALUE`), repeatable")
@@ -135,6 +157,10 @@ func policyCreateRun(opts *PolicyCreateOptions) error {
 	}
 	spec := keyhold.PolicySpec{Location: opts.Location, Kind: keyhold.PolicyKindEncryption, IdentityType: keyhold.PolicyIdentitySystemAssigned,
 		KeyVaultID: opts.VaultID, KeyName: opts.Key, KeyVersion: opts.KeyVersion, Tags: tags}
+	if opts.External.URI != "" {
+		x := opts.External
+		spec.External = &x
+	}
 	p, created, err := c.Put(opts.Ctx, sub, opts.ResourceGroup, opts.Name, spec)
 	if err != nil {
 		return err
@@ -169,7 +195,18 @@ func printPolicy(w io.Writer, format Format, p *keyhold.EnterprisePolicy) error 
 	row(tw, "Kind:", p.Kind)
 	row(tw, "System ID:", p.SystemID)
 	row(tw, "Principal ID:", p.PrincipalID)
-	row(tw, "Key vault:", p.KeyVaultID)
+	if x := p.External; x != nil {
+		authority := x.AuthorityHost
+		if authority == "" {
+			authority = keyhold.DefaultAuthorityHost
+		}
+		row(tw, "Key vault:", x.URI+" (external)")
+		row(tw, "Customer tenant:", x.TenantID)
+		row(tw, "Customer app:", x.ClientID)
+		row(tw, "Authority:", authority)
+	} else {
+		row(tw, "Key vault:", p.KeyVaultID)
+	}
 	row(tw, "Key:", p.KeyName)
 	row(tw, "Key version:", version)
 	row(tw, "Encryption:", p.EncryptionState)

@@ -7,6 +7,8 @@ import (
 	"regexp"
 	"strings"
 	"testing"
+
+	"github.com/keyhold/keyhold"
 )
 
 const cliVaultID = "/subscriptions/s1/resourceGroups/keys/providers/Microsoft.KeyVault/vaults/kv"
@@ -28,6 +30,14 @@ func TestNewCmdPolicyCreate(t *testing.T) {
 		{name: "all missing", wantErr: "needs --resource-group and --name and --location and --vault-id and --key"},
 		{name: "bad tag", args: []string{"-g", "rg", "-n", "p1", "-l", "europe", "--vault-id", cliVaultID, "--key", "cmk", "--tag", "x"}, wantErr: `--tag "x" is not valid`},
 		{name: "positional", args: []string{"p1"}, wantErr: `got unexpected "p1"`},
+		{name: "external vault", args: []string{"-g", "rg", "-n", "p1", "-l", "europe", "--vault-uri", "https://customer.example", "--customer-tenant", "t1",
+			"--customer-app", "a1", "--authority-host", "https://login.example/", "--key", "cmk"},
+			want: PolicyCreateOptions{PolicyTarget: PolicyTarget{ResourceGroup: "rg", Name: "p1"}, Location: "europe", Key: "cmk", Format: FormatTable,
+				External: keyhold.ExternalKeyVault{URI: "https://customer.example", TenantID: "t1", ClientID: "a1", AuthorityHost: "https://login.example/"}}},
+		{name: "external vault without app", args: []string{"-g", "rg", "-n", "p1", "-l", "europe", "--vault-uri", "https://customer.example", "--customer-tenant", "t1", "--key", "cmk"},
+			wantErr: "needs --customer-app"},
+		{name: "both vaults", args: []string{"-g", "rg", "-n", "p1", "-l", "europe", "--vault-id", cliVaultID, "--vault-uri", "https://customer.example", "--key", "cmk"},
+			wantErr: "not both"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -51,6 +51,8 @@ const (
 	labelKeyCurrent = "keyhold record key-current v1\x00"
 	labelVault      = "keyhold record vault v1\x00"
 	labelPolicy     = "keyhold record policy-binding v1\x00"
+	// labelPolicyExternal seals a policy naming an external vault.
+	labelPolicyExternal = "keyhold record policy-binding external v1\x00"
 )
 
 // RecordKey seals and checks records. Safe for concurrent use.
@@ -270,18 +272,35 @@ func policyEncoding(p *keyhold.EnterprisePolicy) []byte {
 	e.str(p.KeyVaultID)
 	e.str(p.KeyName)
 	e.str(p.KeyVersion)
+	if x := p.External; x != nil {
+		e.str(x.URI)
+		e.str(x.TenantID)
+		e.str(x.ClientID)
+		e.str(x.AuthorityHost)
+	}
 	return e.b
+}
+
+// policyLabel separates the seals of policies naming an external vault
+// from the others: a built-in policy's seal never verifies one naming an
+// external vault, and the seals made before issue 13 stay valid.
+func policyLabel(p *keyhold.EnterprisePolicy) string {
+	if p.External != nil {
+		return labelPolicyExternal
+	}
+	return labelPolicy
 }
 
 // SealPolicy sets p.MAC: it covers the policy's binding to its key (its
 // id, kind, tenant, systemId, managed identity, keyVaultId, key name and
-// key version), not its health or tags.
+// key version, and an external vault's URI, tenant, app and authority),
+// not its health or tags.
 func (r *RecordKey) SealPolicy(p *keyhold.EnterprisePolicy) {
-	p.MAC = r.mac(labelPolicy, policyEncoding(p))
+	p.MAC = r.mac(policyLabel(p), policyEncoding(p))
 }
 
 // CheckPolicy returns keyhold.CodeRecordIntegrity unless p.MAC is
 // SealPolicy's seal of p.
 func (r *RecordKey) CheckPolicy(p *keyhold.EnterprisePolicy) error {
-	return r.check(labelPolicy, policyEncoding(p), p.MAC, "enterprise policy "+p.ID())
+	return r.check(policyLabel(p), policyEncoding(p), p.MAC, "enterprise policy "+p.ID())
 }

@@ -141,3 +141,43 @@ func TestRecordSealKinds(t *testing.T) {
 		t.Fatalf("health and tags are outside the seal: %v", err)
 	}
 }
+
+// TestSealPolicyExternal: every field of an external vault is in the
+// policy's seal (a database writer could otherwise redirect wrapping to a
+// vault of their own), and removing the external vault (back to a
+// built-in one with the same other fields) breaks the seal too.
+func TestSealPolicyExternal(t *testing.T) {
+	r, err := NewRecordKey(testKey(t, 0x42))
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := &keyhold.EnterprisePolicy{SubscriptionID: "s", ResourceGroup: "g", Name: "p", KeyName: "cmk",
+		External: &keyhold.ExternalKeyVault{URI: "https://customer.example", TenantID: "t1", ClientID: "c1", AuthorityHost: "https://login.example/"}}
+	r.SealPolicy(p)
+	if err := r.CheckPolicy(p); err != nil {
+		t.Fatal(err)
+	}
+	for name, change := range map[string]func(){
+		"uri":       func() { p.External.URI = "https://attacker.example" },
+		"tenant":    func() { p.External.TenantID = "t2" },
+		"client":    func() { p.External.ClientID = "c2" },
+		"authority": func() { p.External.AuthorityHost = "https://attacker.example/" },
+		"removed":   func() { p.External = nil },
+	} {
+		q, x := *p, *p.External
+		change()
+		if err := r.CheckPolicy(p); keyhold.ErrorCode(err) != keyhold.CodeRecordIntegrity {
+			t.Errorf("%s: changed external vault passed: %v", name, err)
+		}
+		*p = q
+		p.External = &x
+	}
+	// A built-in policy's seal does not verify the same policy with an
+	// external vault of empty fields added.
+	b := &keyhold.EnterprisePolicy{SubscriptionID: "s", ResourceGroup: "g", Name: "p", KeyName: "cmk"}
+	r.SealPolicy(b)
+	b.External = &keyhold.ExternalKeyVault{}
+	if err := r.CheckPolicy(b); keyhold.ErrorCode(err) != keyhold.CodeRecordIntegrity {
+		t.Fatalf("an external vault added to a built-in policy passed: %v", err)
+	}
+}

@@ -48,6 +48,10 @@ func resourceInput(spec keyhold.PolicySpec) map[string]any {
 		"properties": map[string]any{"lockbox": nil, "networkInjection": nil,
 			"encryption": map[string]any{"state": spec.EncryptionState, "keyVault": map[string]any{"id": spec.KeyVaultID, "key": key}}},
 	}
+	if x := spec.External; x != nil {
+		kv := in["properties"].(map[string]any)["encryption"].(map[string]any)["keyVault"].(map[string]any)
+		kv["uri"], kv["federatedIdentity"] = x.URI, federatedIdentityInput(x)
+	}
 	if spec.EncryptionState == "" {
 		in["properties"].(map[string]any)["encryption"].(map[string]any)["state"] = keyhold.PolicyEncryptionEnabled
 	}
@@ -55,6 +59,15 @@ func resourceInput(spec keyhold.PolicySpec) map[string]any {
 		in["tags"] = spec.Tags
 	}
 	return in
+}
+
+// federatedIdentityInput is the federatedIdentity of an external vault.
+func federatedIdentityInput(x *keyhold.ExternalKeyVault) map[string]any {
+	f := map[string]any{"tenantId": x.TenantID, "clientId": x.ClientID}
+	if x.AuthorityHost != "" {
+		f["authorityHost"] = x.AuthorityHost
+	}
+	return f
 }
 
 // Put creates or updates a policy (created reports which) and returns it
@@ -96,6 +109,9 @@ func (pc *PolicyClient) Patch(ctx context.Context, sub, rg, name string, c keyho
 	enc, kv, key := map[string]any{}, map[string]any{}, map[string]any{}
 	set(enc, "state", c.EncryptionState)
 	set(kv, "id", c.KeyVaultID)
+	if x := c.External; x != nil {
+		kv["uri"], kv["federatedIdentity"] = x.URI, federatedIdentityInput(x)
+	}
 	set(key, "name", c.KeyName)
 	set(key, "version", c.KeyVersion)
 	if len(key) > 0 {

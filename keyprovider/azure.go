@@ -1,8 +1,3 @@
-//go:build keyhold_azure
-
-// Azure is built only with the keyhold_azure tag until the external-vault
-// issue wires it into the server: production builds hold only Builtin.
-
 package keyprovider
 
 import (

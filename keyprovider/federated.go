@@ -1,8 +1,3 @@
-//go:build keyhold_azure
-
-// NewFederated is built with Azure, behind the keyhold_azure tag, until a
-// policy naming an external vault wires it into the server.
-
 package keyprovider
 
 import (

@@ -435,6 +435,13 @@ func (p *CMK) checkLink(ctx context.Context, tx keyhold.Tx, id *keyhold.Identity
 		return nil, keyhold.Errorf(keyhold.CodeBadRequest,
 			"enterprise policy %s has no system-assigned managed identity: create it with identity type SystemAssigned, then grant that identity access to the key", pol.ID())
 	}
+	if pol.External != nil {
+		// Issue 13: the policy names an external vault, which this server
+		// does not yet wrap with (docs/external-vault.md, status).
+		return nil, keyhold.Errorf(keyhold.CodeNotSupported,
+			"enterprise policy %s names key '%s' of the external key vault %s, and this server does not link environments to an external vault yet: "+
+				"link the environment to a policy whose key is in a key vault of this cloud (properties.encryption.keyVault.id)", pol.ID(), pol.KeyName, pol.External.URI)
+	}
 	if pol.KeyVaultID == "" || pol.KeyName == "" || vaultNameOf(pol) == "" {
 		return nil, keyhold.Errorf(keyhold.CodeBadRequest,
 			"enterprise policy %s names no key: set properties.encryption.keyVault.id and properties.encryption.key.name", pol.ID())

@@ -264,6 +264,10 @@ func TestLinkRefusals(t *testing.T) {
 		polOtherVault := f.newPolicy(t, "pol-gone-vault", good, "k", func(p *keyhold.EnterprisePolicy) {
 			p.KeyVaultID = strings.Replace(good.ID(), "kv-good", "kv-never-made", 1)
 		})
+		polExternal := f.newPolicy(t, "pol-external", good, "k", func(p *keyhold.EnterprisePolicy) {
+			p.KeyVaultID = ""
+			p.External = &keyhold.ExternalKeyVault{URI: "https://customer.example", TenantID: uuid.NewString(), ClientID: uuid.NewString()}
+		})
 		f.newKey(t, good, "off")
 		polOff := f.newPolicy(t, "pol-disabled-key", good, "off", nil)
 		f.grantKey(t, polOff, good, "off")
@@ -348,6 +352,7 @@ func TestLinkRefusals(t *testing.T) {
 			}, keyhold.CodeEnvironmentNotFound, "", nil},
 			{"vault without purge protection", env, link(admin, polWeak.SystemID), keyhold.CodeBadRequest, "", []string{"purge protection", "kv-no-purge"}},
 			{"vault not found", env, link(admin, polOtherVault.SystemID), keyhold.CodeVaultNotFound, "", []string{"kv-never-made"}},
+			{"policy naming an external vault", env, link(admin, polExternal.SystemID), keyhold.CodeNotSupported, "", []string{"external key vault https://customer.example", "keyVault.id"}},
 			{"policy of another kind", env, link(admin, polLockbox.SystemID), keyhold.CodeBadRequest, "", []string{"Lockbox", "Encryption"}},
 			{"policy without identity", env, link(admin, polNoMI.SystemID), keyhold.CodeBadRequest, "", []string{"SystemAssigned"}},
 			{"identity not granted (RBAC)", env, link(admin, polNoGrant.SystemID), keyhold.CodeForbidden, keyhold.InnerForbiddenByRbac,

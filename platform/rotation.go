@@ -80,6 +80,9 @@ func (p *CMK) PickUpRotations(ctx context.Context) (int, error) {
 			if pol.Kind != keyhold.PolicyKindEncryption || pol.KeyVersion != "" || pol.PrincipalID == "" || pol.HealthStatus == keyhold.HealthUnhealthy {
 				continue
 			}
+			if pol.External != nil {
+				continue // its key is not in the built-in vault, and no environment is linked to it yet (checkLink)
+			}
 			last, err := tx.ListOperations(ctx, keyhold.OperationFilter{Target: pol.ID(), Kind: keyhold.OpRotate, Limit: 1})
 			if err != nil {
 				return err

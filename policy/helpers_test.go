@@ -142,7 +142,8 @@ func (f *fixture) snapshot(t testing.TB) snapshot {
 		}
 		for _, p := range ps {
 			tags, _ := json.Marshal(p.Tags)
-			s.policies = append(s.policies, strings.Join([]string{p.ID(), p.Location, p.KeyVaultID, p.KeyName, p.KeyVersion, string(tags), string(p.HealthStatus)}, " "))
+			ext, _ := json.Marshal(p.External)
+			s.policies = append(s.policies, strings.Join([]string{p.ID(), p.Location, p.KeyVaultID, string(ext), p.KeyName, p.KeyVersion, string(tags), string(p.HealthStatus)}, " "))
 		}
 		prs, err := tx.ListPrincipals(ctx, f.tenant)
 		if err != nil {

@@ -45,6 +45,7 @@ import (
 	"context"
 	"log/slog"
 	"maps"
+	"net/url"
 	"regexp"
 	"slices"
 	"strconv"
@@ -314,6 +315,108 @@ func checkKey(ctx context.Context, tx keyhold.Tx, id *keyhold.Identity, vaultID,
 	return v.ID(), k.Name, nil
 }
 
+// resolveKey checks the key a policy names, in a built-in vault (vaultID)
+// or an external one (ext), and returns them as stored: one of vaultID
+// and ext is set. The external vault is checked for form only here: the
+// platform checks the key itself over the network (Config.CheckExternal).
+func resolveKey(ctx context.Context, tx keyhold.Tx, id *keyhold.Identity, vaultID string, ext *keyhold.ExternalKeyVault, keyName, version string) (string, *keyhold.ExternalKeyVault, string, error) {
+	if ext == nil {
+		if err := checkKeyFields(vaultID, keyName, version); err != nil {
+			return "", nil, "", err
+		}
+		v, k, err := checkKey(ctx, tx, id, vaultID, keyName, version)
+		return v, nil, k, err
+	}
+	if vaultID != "" {
+		return "", nil, "", keyhold.Errorf(keyhold.CodeBadRequest,
+			"properties.encryption.keyVault names both a vault of this cloud (id '%s') and an external vault (uri '%s'): give one of them; "+
+				"send \"id\": \"\" to move the key to the external vault", keyhold.Clip(vaultID), keyhold.Clip(ext.URI))
+	}
+	x, err := checkExternal(ext)
+	if err != nil {
+		return "", nil, "", err
+	}
+	// The key name and version as checkKeyFields checks them, with any
+	// vault id: the vault is the external one.
+	if err := checkKeyFields(x.URI, keyName, version); err != nil {
+		return "", nil, "", err
+	}
+	return "", x, keyName, nil
+}
+
+// checkExternal checks an external vault's form and returns it
+// normalized: the URI as https://{host}, the authority as https://{host}/
+// ("" for Entra ID's).
+func checkExternal(ext *keyhold.ExternalKeyVault) (*keyhold.ExternalKeyVault, error) {
+	const field = "properties.encryption.keyVault.uri"
+	if ext.URI == "" {
+		return nil, keyhold.Errorf(keyhold.CodeBadRequest,
+			"%s is missing: give the external key vault's URI, https://{vault}.vault.azure.net (its Vault URI, on the vault's overview)", field)
+	}
+	u, err := url.Parse(ext.URI)
+	switch {
+	case err != nil || u.Host == "" || u.Opaque != "":
+		return nil, keyhold.Errorf(keyhold.CodeBadRequest, "%s '%s' is not a URL: give the vault's URI, https://{vault}.vault.azure.net", field, keyhold.Clip(ext.URI))
+	case !strings.EqualFold(u.Scheme, "https"):
+		return nil, keyhold.Errorf(keyhold.CodeBadRequest,
+			"%s '%s' is not https: a key vault is reached over https only (the platform's token for it must not travel in clear); use https://%s",
+			field, keyhold.Clip(ext.URI), keyhold.Clip(u.Host))
+	case u.User != nil || u.RawQuery != "" || u.ForceQuery || u.Fragment != "" || (u.Path != "" && u.Path != "/"):
+		return nil, keyhold.Errorf(keyhold.CodeBadRequest,
+			"%s '%s' is not a key vault's URI: give the vault's URI alone, https://%s, without a path (such as /keys/{name}), query or fragment; "+
+				"name the key in properties.encryption.keyVault.key", field, keyhold.Clip(ext.URI), keyhold.Clip(u.Host))
+	}
+	x := &keyhold.ExternalKeyVault{URI: "https://" + strings.ToLower(u.Host)}
+	for _, f := range []struct {
+		name, value string
+		to          *string
+	}{
+		{"tenantId", ext.TenantID, &x.TenantID}, {"clientId", ext.ClientID, &x.ClientID},
+	} {
+		id, err := uuid.Parse(f.value)
+		if err != nil {
+			what := "the customer's directory (tenant) id"
+			if f.name == "clientId" {
+				what = "the application (client) id of the customer's app that holds the federated credential"
+			}
+			if f.value == "" {
+				return nil, keyhold.Errorf(keyhold.CodeBadRequest, "properties.encryption.keyVault.federatedIdentity.%s is missing: give %s, a GUID", f.name, what)
+			}
+			return nil, keyhold.Errorf(keyhold.CodeBadRequest, "properties.encryption.keyVault.federatedIdentity.%s '%s' is not a GUID: give %s", f.name, keyhold.Clip(f.value), what)
+		}
+		*f.to = id.String()
+	}
+	if a := ext.AuthorityHost; a != "" {
+		u, err := url.Parse(a)
+		if err != nil || !strings.EqualFold(u.Scheme, "https") || u.Host == "" || u.User != nil || u.RawQuery != "" || u.Fragment != "" || (u.Path != "" && u.Path != "/") {
+			return nil, keyhold.Errorf(keyhold.CodeBadRequest,
+				"properties.encryption.keyVault.federatedIdentity.authorityHost '%s' is not an https authority: give the customer's authority host alone, "+
+					"such as %s (leave it out for Entra ID's)", keyhold.Clip(a), keyhold.DefaultAuthorityHost)
+		}
+		if x.AuthorityHost = "https://" + strings.ToLower(u.Host) + "/"; x.AuthorityHost == keyhold.DefaultAuthorityHost {
+			x.AuthorityHost = ""
+		}
+	}
+	return x, nil
+}
+
+// sameVaultURI reports whether two policies' external vaults (or none) are
+// the same vault.
+func sameVaultURI(a, b *keyhold.ExternalKeyVault) bool {
+	if a == nil || b == nil {
+		return a == b
+	}
+	return strings.EqualFold(strings.TrimSuffix(a.URI, "/"), strings.TrimSuffix(b.URI, "/"))
+}
+
+// sameExternal reports whether two external vaults (or none) are equal.
+func sameExternal(a, b *keyhold.ExternalKeyVault) bool {
+	if a == nil || b == nil {
+		return a == b
+	}
+	return *a == *b
+}
+
 // linkedError refuses a change to a policy while environments are linked
 // to it, naming them; nil if none is.
 func linkedError(ctx context.Context, tx keyhold.Tx, p *keyhold.EnterprisePolicy, what string) error {
@@ -372,7 +475,7 @@ func (s *Service) Put(ctx context.Context, sub, rg, name string, spec keyhold.Po
 			return err
 		}
 		c := keyhold.PolicyPatch{Location: &spec.Location, Kind: &spec.Kind, IdentityType: &spec.IdentityType, EncryptionState: &spec.EncryptionState,
-			KeyVaultID: &spec.KeyVaultID, KeyName: &spec.KeyName, KeyVersion: &spec.KeyVersion, Tags: &spec.Tags}
+			KeyVaultID: &spec.KeyVaultID, External: spec.External, KeyName: &spec.KeyName, KeyVersion: &spec.KeyVersion, Tags: &spec.Tags}
 		p, err = s.update(ctx, tx, id, old, c, true)
 		return err
 	})
@@ -421,10 +524,7 @@ func (s *Service) create(ctx context.Context, tx keyhold.Tx, id *keyhold.Identit
 	if err := checkTags(spec.Tags); err != nil {
 		return nil, err
 	}
-	if err := checkKeyFields(spec.KeyVaultID, spec.KeyName, spec.KeyVersion); err != nil {
-		return nil, err
-	}
-	vaultID, keyName, err := checkKey(ctx, tx, id, spec.KeyVaultID, spec.KeyName, spec.KeyVersion)
+	vaultID, ext, keyName, err := resolveKey(ctx, tx, id, spec.KeyVaultID, spec.External, spec.KeyName, spec.KeyVersion)
 	if err != nil {
 		return nil, err
 	}
@@ -436,7 +536,7 @@ func (s *Service) create(ctx context.Context, tx keyhold.Tx, id *keyhold.Identit
 	p := &keyhold.EnterprisePolicy{
 		SubscriptionID: sub, ResourceGroup: rg, Name: name, Location: loc, Kind: kind, TenantID: id.TenantID,
 		SystemID:    "/regions/" + loc + "/providers/" + keyhold.PolicyResourceType + "/" + uuid.NewString(),
-		PrincipalID: mi.ID, EncryptionState: state, KeyVaultID: vaultID, KeyName: keyName, KeyVersion: strings.ToLower(spec.KeyVersion),
+		PrincipalID: mi.ID, EncryptionState: state, KeyVaultID: vaultID, External: ext, KeyName: keyName, KeyVersion: strings.ToLower(spec.KeyVersion),
 		HealthStatus: keyhold.HealthUndetermined, Tags: spec.Tags, CreatedBy: id.PrincipalID, CreatedAt: now, UpdatedAt: now,
 	}
 	if ps := s.sealer(); ps != nil {
@@ -446,7 +546,7 @@ func (s *Service) create(ctx context.Context, tx keyhold.Tx, id *keyhold.Identit
 		return nil, err
 	}
 	return p, s.audit(ctx, tx, id, "enterprisePolicy.create", p.ID(), "Succeeded",
-		"created with key '"+keyName+"' of "+vaultID+" and managed identity "+mi.ID)
+		"created with "+p.KeyRef()+" and managed identity "+mi.ID)
 }
 
 // update applies c to old. put says whether c came from a PUT, whose
@@ -484,13 +584,23 @@ func (s *Service) update(ctx context.Context, tx keyhold.Tx, id *keyhold.Identit
 	if c.KeyVaultID != nil {
 		p.KeyVaultID = *c.KeyVaultID
 	}
+	switch {
+	case c.External != nil:
+		x := *c.External
+		p.External = &x
+		if c.KeyVaultID == nil {
+			p.KeyVaultID = "" // the key moves to the external vault
+		}
+	case put || (c.KeyVaultID != nil && *c.KeyVaultID != ""):
+		p.External = nil // the key moves to (or stays in) a built-in vault
+	}
 	if c.KeyName != nil {
 		p.KeyName = *c.KeyName
 	}
 	switch {
 	case c.KeyVersion != nil:
 		p.KeyVersion = *c.KeyVersion
-	case !strings.EqualFold(p.KeyVaultID, old.KeyVaultID) || !strings.EqualFold(p.KeyName, old.KeyName):
+	case !strings.EqualFold(p.KeyVaultID, old.KeyVaultID) || !strings.EqualFold(p.KeyName, old.KeyName) || !sameVaultURI(p.External, old.External):
 		p.KeyVersion = "" // a version of the old key means nothing for the new one
 	}
 	if c.Tags != nil {
@@ -502,16 +612,14 @@ func (s *Service) update(ctx context.Context, tx keyhold.Tx, id *keyhold.Identit
 	if err := checkTags(p.Tags); err != nil {
 		return nil, err
 	}
-	if err := checkKeyFields(p.KeyVaultID, p.KeyName, p.KeyVersion); err != nil {
-		return nil, err
-	}
 	var err error
-	if p.KeyVaultID, p.KeyName, err = checkKey(ctx, tx, id, p.KeyVaultID, p.KeyName, p.KeyVersion); err != nil {
+	if p.KeyVaultID, p.External, p.KeyName, err = resolveKey(ctx, tx, id, p.KeyVaultID, p.External, p.KeyName, p.KeyVersion); err != nil {
 		return nil, err
 	}
 	p.KeyVersion = strings.ToLower(p.KeyVersion)
 
-	keyChanged := p.KeyVaultID != old.KeyVaultID || p.KeyName != old.KeyName || p.KeyVersion != old.KeyVersion
+	keyChanged := p.KeyVaultID != old.KeyVaultID || p.KeyName != old.KeyName || p.KeyVersion != old.KeyVersion ||
+		!sameExternal(p.External, old.External)
 	tagsChanged := !maps.Equal(p.Tags, old.Tags)
 	if !keyChanged && !tagsChanged {
 		return old, nil // the same policy again: nothing to do, even while linked
@@ -534,7 +642,7 @@ func (s *Service) update(ctx context.Context, tx keyhold.Tx, id *keyhold.Identit
 		if v == "" {
 			v = "current"
 		}
-		changes = append(changes, "key '"+p.KeyName+"' (version "+v+") of "+p.KeyVaultID)
+		changes = append(changes, p.KeyRef()+" (version "+v+")")
 	}
 	if tagsChanged {
 		changes = append(changes, "tags: "+strings.Join(slices.Sorted(maps.Keys(p.Tags)), ", "))

@@ -29,17 +29,19 @@ func (t *tx) CreatePolicy(ctx context.Context, p *keyhold.EnterprisePolicy) erro
 	if err != nil {
 		return err
 	}
+	x := externalCols(p)
 	version := p.Version
 	if version == 0 {
 		version = 1
 	}
 	n, err := t.execN(ctx, `INSERT INTO enterprise_policies (sub_key, rg_key, name_key, subscription_id, resource_group, name, location, kind,
 		tenant_id, system_key, system_id, principal_id, encryption_state, key_vault_key, key_vault_id, key_name_key, key_name, key_version,
-		health_status, tags, created_by, created_at, updated_at, version, mac)
-		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING`,
+		health_status, tags, created_by, created_at, updated_at, version, mac,
+		external_uri, external_tenant_id, external_client_id, external_authority)
+		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING`,
 		key(p.SubscriptionID), key(p.ResourceGroup), key(p.Name), p.SubscriptionID, p.ResourceGroup, p.Name, p.Location, p.Kind,
 		p.TenantID, key(p.SystemID), p.SystemID, p.PrincipalID, p.EncryptionState, scopeKey(p.KeyVaultID), p.KeyVaultID, key(p.KeyName), p.KeyName, p.KeyVersion,
-		string(p.HealthStatus), tags, p.CreatedBy, nanos(p.CreatedAt), nanos(p.UpdatedAt), version, p.MAC)
+		string(p.HealthStatus), tags, p.CreatedBy, nanos(p.CreatedAt), nanos(p.UpdatedAt), version, p.MAC, x.URI, x.TenantID, x.ClientID, x.AuthorityHost)
 	if err != nil {
 		return t.fail("create enterprise policy", err)
 	}
@@ -52,15 +54,29 @@ func (t *tx) CreatePolicy(ctx context.Context, p *keyhold.EnterprisePolicy) erro
 }
 
 const policyCols = `subscription_id, resource_group, name, location, kind, tenant_id, system_id, principal_id, encryption_state,
-	key_vault_id, key_name, key_version, health_status, tags, created_by, created_at, updated_at, version, mac`
+	key_vault_id, key_name, key_version, health_status, tags, created_by, created_at, updated_at, version, mac,
+	external_uri, external_tenant_id, external_client_id, external_authority`
+
+// externalCols returns the external vault columns of p: empty for a
+// built-in vault.
+func externalCols(p *keyhold.EnterprisePolicy) keyhold.ExternalKeyVault {
+	if p.External == nil {
+		return keyhold.ExternalKeyVault{}
+	}
+	return *p.External
+}
 
 func scanPolicy(sc scanner) (*keyhold.EnterprisePolicy, error) {
 	p := &keyhold.EnterprisePolicy{}
 	var health string
+	var x keyhold.ExternalKeyVault
 	err := sc.Scan(&p.SubscriptionID, &p.ResourceGroup, &p.Name, &p.Location, &p.Kind, &p.TenantID, &p.SystemID, &p.PrincipalID,
 		&p.EncryptionState, &p.KeyVaultID, &p.KeyName, &p.KeyVersion, &health, jsonCol{&p.Tags}, &p.CreatedBy,
-		timeCol{&p.CreatedAt}, timeCol{&p.UpdatedAt}, &p.Version, &p.MAC)
+		timeCol{&p.CreatedAt}, timeCol{&p.UpdatedAt}, &p.Version, &p.MAC, &x.URI, &x.TenantID, &x.ClientID, &x.AuthorityHost)
 	p.HealthStatus = keyhold.HealthStatus(health)
+	if x.URI != "" {
+		p.External = &x
+	}
 	return p, err
 }
 
@@ -97,11 +113,13 @@ func (t *tx) UpdatePolicy(ctx context.Context, p *keyhold.EnterprisePolicy) erro
 	if err != nil {
 		return err
 	}
+	x := externalCols(p)
 	n, err := t.execN(ctx, `UPDATE enterprise_policies SET location = ?, kind = ?, tenant_id = ?, principal_id = ?, encryption_state = ?,
 		key_vault_key = ?, key_vault_id = ?, key_name_key = ?, key_name = ?, key_version = ?, health_status = ?, tags = ?, updated_at = ?,
-		mac = ?, version = version + 1 WHERE sub_key = ? AND rg_key = ? AND name_key = ? AND version = ?`,
+		mac = ?, external_uri = ?, external_tenant_id = ?, external_client_id = ?, external_authority = ?,
+		version = version + 1 WHERE sub_key = ? AND rg_key = ? AND name_key = ? AND version = ?`,
 		p.Location, p.Kind, p.TenantID, p.PrincipalID, p.EncryptionState, scopeKey(p.KeyVaultID), p.KeyVaultID, key(p.KeyName), p.KeyName,
-		p.KeyVersion, string(p.HealthStatus), tags, nanos(p.UpdatedAt), p.MAC,
+		p.KeyVersion, string(p.HealthStatus), tags, nanos(p.UpdatedAt), p.MAC, x.URI, x.TenantID, x.ClientID, x.AuthorityHost,
 		key(p.SubscriptionID), key(p.ResourceGroup), key(p.Name), p.Version)
 	if err != nil {
 		return t.fail("update enterprise policy", err)

@@ -1,0 +1,34 @@
+package cli
+
+import (
+	"bytes"
+	"strings"
+	"testing"
+
+	"github.com/keyhold/keyhold"
+)
+
+// TestPrintPolicyExternal: keyhold policy show names an external vault,
+// the customer's tenant and app and the authority (Entra ID's when the
+// policy leaves it out), and a built-in policy's vault as before.
+func TestPrintPolicyExternal(t *testing.T) {
+	p := &keyhold.EnterprisePolicy{SubscriptionID: "s", ResourceGroup: "rg", Name: "ext", KeyName: "cmk",
+		External: &keyhold.ExternalKeyVault{URI: "https://customer.example", TenantID: "t-guid", ClientID: "c-guid"}}
+	var b bytes.Buffer
+	if err := printPolicy(&b, FormatTable, p); err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{"https://customer.example (external)", "t-guid", "c-guid", keyhold.DefaultAuthorityHost} {
+		if !strings.Contains(b.String(), want) {
+			t.Fatalf("policy show:\n%s\nlacks %q", b.String(), want)
+		}
+	}
+	p.External, p.KeyVaultID = nil, "/subscriptions/s/resourceGroups/k/providers/Microsoft.KeyVault/vaults/kv"
+	b.Reset()
+	if err := printPolicy(&b, FormatTable, p); err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(b.String(), p.KeyVaultID) || strings.Contains(b.String(), "external") {
+		t.Fatalf("built-in policy show:\n%s", b.String())
+	}
+}
