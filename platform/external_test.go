@@ -33,3 +33,29 @@ func TestExternalPolicyLeavesRotationPickup(t *testing.T) {
 		}
 	})
 }
+
+// TestDeletedKeyLeavesRotationPickup: a policy whose key was deleted has
+// no current version to follow; the pickup passes over it and still
+// picks up the rotation of the policies listed after it (it used to end
+// the whole pass there, silently).
+func TestDeletedKeyLeavesRotationPickup(t *testing.T) {
+	cmkBackends(t, true, func(t *testing.T, f *cmkFixture) {
+		v := f.newVault(t, "kv-del", true)
+		f.newKey(t, v, "gone")
+		f.newKey(t, v, "k")
+		f.newPolicy(t, "a-deleted-key", v, "gone", nil)
+		if _, err := f.kv.DeleteKey(f.ctx, v.Name, "gone"); err != nil {
+			t.Fatal(err)
+		}
+		pol := f.newPolicy(t, "b-builtin", v, "k", nil)
+		f.grantKey(t, pol, v, "k")
+		env := f.managedEnv(t, "e")
+		f.succeed(t, "link", func() (*keyhold.Operation, error) { return f.p.LinkPolicy(f.ctx, env.ID, pol.SystemID) })
+		if _, err := f.kv.RotateKey(f.ctx, v.Name, "k"); err != nil {
+			t.Fatal(err)
+		}
+		if n, err := f.p.PickUpRotations(context.Background()); err != nil || n != 1 {
+			t.Fatalf("PickUpRotations = %d, %v; want the rotation of the policy after the one whose key was deleted", n, err)
+		}
+	})
+}

@@ -102,8 +102,11 @@ func (p *CMK) PickUpRotations(ctx context.Context) (int, error) {
 				todo = append(todo, pol)
 				continue
 			}
-			if err != nil || kid == "" {
+			if err != nil {
 				return err
+			}
+			if kid == "" {
+				continue // its key was deleted or has no version: nothing to follow
 			}
 			stale, err := p.staleServingKey(ctx, tx, pol, kid)
 			if err != nil {
