@@ -22,6 +22,8 @@ type Tokens struct {
 	tokTTL time.Duration // the lifetime of access tokens
 	jtis   jtiCache      // client assertions already used (assertion.go)
 	fed    federation    // federated issuers' keys (federated.go)
+	// verified holds the tokens Authenticate has verified (verified.go).
+	verified verifiedTokens
 }
 
 // tokenClaims are the claims of an access token, named as Entra ID names
@@ -290,6 +292,10 @@ func (p *Tokens) TokenFor(ctx context.Context, principalID string, aud keyhold.A
 
 // Authenticate verifies a bearer token and returns its identity.
 func (p *Tokens) Authenticate(ctx context.Context, bearer string) (*keyhold.Identity, error) {
+	now := p.clock.Now()
+	if id, ok := p.verified.get(bearer, now); ok {
+		return id, nil
+	}
 	var claims tokenClaims
 	_, err := jwt.ParseWithClaims(bearer, &claims, func(*jwt.Token) (any, error) { return &p.signer.PublicKey, nil },
 		jwt.WithValidMethods([]string{jwt.SigningMethodES256.Alg()}),
@@ -314,13 +320,15 @@ func (p *Tokens) Authenticate(ctx context.Context, bearer string) (*keyhold.Iden
 	default:
 		return nil, keyhold.Errorf(keyhold.CodeInvalidToken, "the access token names an unknown principal type: get a new one from its token endpoint")
 	}
-	return &keyhold.Identity{
+	id := &keyhold.Identity{
 		TenantID:    claims.TenantID,
 		PrincipalID: claims.ObjectID,
 		AppID:       claims.AppID,
 		Type:        typ,
 		Audience:    keyhold.Audience(claims.Aud),
-	}, nil
+	}
+	p.verified.put(bearer, id, claims.ExpiresAt.Time, now)
+	return id, nil
 }
 
 // jwtReason names a token failure without echoing the token.
