@@ -113,6 +113,19 @@ type BackupTx interface {
 	// one statement, and returns how many it copied. The backup keeps them
 	// until it is deleted.
 	MoveBackupRows(ctx context.Context, backupID, envID string) (int64, error)
+	// CopyBackupRows copies, as stored and with one statement, the next
+	// page of the live rows of backup backupID's environment, up to limit
+	// after (afterTable, afterID) in (table, id) order, into the backup,
+	// adds them to its Rows, and returns how many it copied and the last
+	// one's key ("", "" once the rows are exhausted). CodeBackupNotFound
+	// for an unknown backup.
+	CopyBackupRows(ctx context.Context, backupID, afterTable, afterID string, limit int) (n int64, lastTable, lastID string, err error)
+	// FinishBackup makes backup b.ID, filled by CopyBackupRows, an exact
+	// image of its environment as of the caller's transaction (rows
+	// changed or deleted since their page was copied are replaced or
+	// dropped, files are copied), stores b's Label, CreatedAt and
+	// ExpiresAt, and fills in b.Rows, b.Files and b.Bytes.
+	FinishBackup(ctx context.Context, b *Backup) error
 	// ClearEnvData deletes every row and file (and the files' chunks) of an
 	// environment. Its backups, and uploads in progress, stay.
 	ClearEnvData(ctx context.Context, envID string) error

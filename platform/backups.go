@@ -54,10 +54,11 @@ import (
 // step run again deletes and fills afresh (a failed operation's rollback,
 // or the expiry after copySnapshotTTL, deletes it too). A copy first takes
 // a backup of the source (its snapshot, named after the operation, so a
-// step run again finds it), restores that, and deletes it. The backup
-// itself is still one INSERT … SELECT in the database, in one transaction
-// (sqlstore's CreateBackup): no ciphertext passes through the process and
-// nothing is re-sealed, so it is the fast part; paging it is not done.
+// step run again finds it), restores that, and deletes it. A backup is
+// taken in pages too (CreateBackup has the design): each page of rows is
+// copied as stored, inside the database, in its own short transaction,
+// and one final transaction catches what changed meanwhile and copies the
+// files.
 //
 // Locked environments. Every start checks the source and the target with
 // requireServing, and every step checks both again (pausable, and inside
@@ -179,7 +180,52 @@ func validateLabel(label string) error {
 
 func backupTarget(envID, backupID string) string { return envTarget(envID) + "/backups/" + backupID }
 
-// CreateBackup takes a backup of an Enabled environment now.
+// backupRowPage is how many rows a backup copies per transaction (a
+// variable for the tests).
+var backupRowPage = 500
+
+// inProgressLabelPrefix begins the label of a backup being taken: such a
+// record is listed by nobody and restored by nobody (refuseStaging) until
+// FinishBackup gives it its own label.
+const inProgressLabelPrefix = "backup in progress, not restorable: "
+
+// backupInProgressTTL is how long a backup being taken lives if it is
+// never finished (the process died mid-way): PruneBackups then deletes it.
+const backupInProgressTTL = time.Hour
+
+// faultBackupPage is the fault point after each page of rows a backup
+// copies (the crash tests kill the process there).
+const faultBackupPage = "backup:copied-page"
+
+// backupPageHook, if set, runs where faultBackupPage is (tests: what the
+// others see between two pages).
+var backupPageHook func()
+
+// CreateBackup takes a backup of an Enabled environment, in pages, so that
+// no transaction holds the write lock for the whole environment:
+//  1. one short transaction checks the caller and the environment and
+//     stores an empty backup record labelled inProgressLabelPrefix+label,
+//     which nothing lists or restores, expiring after backupInProgressTTL;
+//  2. each page of backupRowPage rows is copied, as stored (ciphertexts
+//     under their epochs and versions: nothing is decrypted), inside the
+//     database by one INSERT … SELECT in its own short transaction
+//     (CopyBackupRows); a write to the environment between two pages goes
+//     through;
+//  3. one final transaction checks the environment again, then catches
+//     every row changed, added or deleted since its page was copied: each
+//     copied row is compared with the live one (version, epoch,
+//     updated_at and ciphertext: a write, a re-key and a restore each
+//     change at least one), those that differ or are gone are dropped and
+//     the live rows the backup lacks are copied; files are copied there
+//     too (not paged); then the record gets its label, creation time and
+//     retention (FinishBackup).
+//
+// The backup is an exact image of the environment as of the final
+// transaction, whose time is its backupPointDateTime. The final
+// transaction still reads every row's key (an index scan, no copying of
+// unchanged rows), but copies only what changed. A crash before it leaves
+// the in-progress record, which PruneBackups deletes once it expires; a
+// failure deletes it at once.
 func (p *Backups) CreateBackup(ctx context.Context, envID, label string) (*keyhold.Backup, error) {
 	id, err := keyhold.Caller(ctx)
 	if err != nil {
@@ -188,28 +234,120 @@ func (p *Backups) CreateBackup(ctx context.Context, envID, label string) (*keyho
 	if err := validateLabel(label); err != nil {
 		return nil, err
 	}
-	var b *keyhold.Backup
-	err = p.store.Update(ctx, func(tx keyhold.Tx) error {
+	b := &keyhold.Backup{ID: uuid.NewString(), Label: label, CreatedBy: id.PrincipalID}
+	err = p.takeBackup(ctx, id, b, func(ctx context.Context, tx keyhold.Tx) (*keyhold.Environment, error) {
 		env, err := adminEnvironment(ctx, tx, id, envID)
 		if err != nil {
-			return err
+			return nil, err
 		}
-		if err := requireServing(ctx, tx, env, "backed up"); err != nil {
-			return err
-		}
-		now := p.clock.Now().UTC()
-		b = &keyhold.Backup{ID: uuid.NewString(), EnvID: env.ID, TenantID: env.TenantID, Label: label,
-			CreatedBy: id.PrincipalID, CreatedAt: now, ExpiresAt: now.Add(keyhold.RetentionFor(env.SKU))}
-		if err := tx.CreateBackup(ctx, b); err != nil {
-			return err
-		}
-		return p.audit(ctx, tx, id, auditBackupCreate, backupTarget(env.ID, b.ID), env.ID,
-			fmt.Sprintf("backup %q of %d rows and %d files (%d bytes); kept until %s", label, b.Rows, b.Files, b.Bytes, b.ExpiresAt.Format(time.RFC3339)))
-	})
+		return env, requireServing(ctx, tx, env, "backed up")
+	}, func(env *keyhold.Environment) time.Duration { return keyhold.RetentionFor(env.SKU) },
+		func(ctx context.Context, tx keyhold.Tx, env *keyhold.Environment) error {
+			return p.audit(ctx, tx, id, auditBackupCreate, backupTarget(env.ID, b.ID), env.ID,
+				fmt.Sprintf("backup %q of %d rows and %d files (%d bytes); kept until %s", b.Label, b.Rows, b.Files, b.Bytes, b.ExpiresAt.Format(time.RFC3339)))
+		})
 	if err != nil {
 		return nil, err
 	}
 	return b, nil
+}
+
+// takeBackup takes backup b (ID, Label and CreatedBy set) in pages, as
+// CreateBackup describes. check loads and checks the environment, in the
+// first and in the final transaction; retention is how long the finished
+// backup is kept; done runs in the final transaction (the audit). On
+// failure it deletes the unfinished record (best effort: left behind, it
+// expires after backupInProgressTTL).
+func (p *Backups) takeBackup(ctx context.Context, actor *keyhold.Identity, b *keyhold.Backup,
+	check func(ctx context.Context, tx keyhold.Tx) (*keyhold.Environment, error),
+	retention func(env *keyhold.Environment) time.Duration,
+	done func(ctx context.Context, tx keyhold.Tx, env *keyhold.Environment) error) error {
+	var n int64
+	var lastTable, lastID string
+	// The record and the first page share a transaction: N pages, N+1
+	// transactions.
+	err := p.store.Update(ctx, func(tx keyhold.Tx) error {
+		env, err := check(ctx, tx)
+		if err != nil {
+			return err
+		}
+		now := p.clock.Now().UTC()
+		b.EnvID, b.TenantID = env.ID, env.TenantID
+		if err := tx.StageBackup(ctx, &keyhold.Backup{ID: b.ID, EnvID: env.ID, TenantID: env.TenantID, Label: inProgressLabelPrefix + b.Label,
+			CreatedBy: b.CreatedBy, CreatedAt: now, ExpiresAt: now.Add(backupInProgressTTL)}); err != nil {
+			return err
+		}
+		n, lastTable, lastID, err = tx.CopyBackupRows(ctx, b.ID, "", "", backupRowPage)
+		return err
+	})
+	if err != nil {
+		return err
+	}
+	if err := p.fillBackup(ctx, b, n, lastTable, lastID, check, retention, done); err != nil {
+		p.dropUnfinished(context.WithoutCancel(ctx), actor, b)
+		return err
+	}
+	return nil
+}
+
+// fillBackup copies the rest of the rows of b's environment into b page
+// by page, after the first page (n rows, the last one's key), then
+// finishes it.
+func (p *Backups) fillBackup(ctx context.Context, b *keyhold.Backup, n int64, lastTable, lastID string,
+	check func(ctx context.Context, tx keyhold.Tx) (*keyhold.Environment, error),
+	retention func(env *keyhold.Environment) time.Duration,
+	done func(ctx context.Context, tx keyhold.Tx, env *keyhold.Environment) error) error {
+	for {
+		if n > 0 {
+			backupPageFault()
+			if backupPageHook != nil {
+				backupPageHook()
+			}
+		}
+		if lastTable == "" && lastID == "" {
+			break
+		}
+		afterTable, afterID := lastTable, lastID
+		if err := p.store.Update(ctx, func(tx keyhold.Tx) (err error) {
+			n, lastTable, lastID, err = tx.CopyBackupRows(ctx, b.ID, afterTable, afterID, backupRowPage)
+			return err
+		}); err != nil {
+			return err
+		}
+	}
+	return p.store.Update(ctx, func(tx keyhold.Tx) error {
+		env, err := check(ctx, tx)
+		if err != nil {
+			return err
+		}
+		now := p.clock.Now().UTC()
+		b.CreatedAt, b.ExpiresAt = now, now.Add(retention(env))
+		if err := tx.FinishBackup(ctx, b); err != nil {
+			return err
+		}
+		return done(ctx, tx, env)
+	})
+}
+
+// dropUnfinished deletes backup b if it is still unfinished (its label
+// says so), with the wrapped keys of epochs only it held items under.
+func (p *Backups) dropUnfinished(ctx context.Context, actor *keyhold.Identity, b *keyhold.Backup) {
+	var destroyed []uint32
+	_ = p.store.Update(ctx, func(tx keyhold.Tx) error {
+		cur, err := tx.Backup(ctx, b.ID)
+		if err != nil || !strings.HasPrefix(cur.Label, inProgressLabelPrefix) {
+			return nil
+		}
+		env, err := tx.Environment(ctx, cur.EnvID)
+		if err != nil {
+			return tx.DeleteBackup(ctx, b.ID)
+		}
+		destroyed, err = p.removeBackup(ctx, tx, actor, env, cur, "", "")
+		return err
+	})
+	for _, e := range destroyed {
+		p.dropEpochKeys(b.EnvID, e)
+	}
 }
 
 // ListBackups lists an environment's backups, newest first.
@@ -224,9 +362,17 @@ func (p *Backups) ListBackups(ctx context.Context, envID string) ([]*keyhold.Bac
 		if err != nil {
 			return err
 		}
-		out, err = tx.ListBackups(ctx, env.ID)
+		all, err := tx.ListBackups(ctx, env.ID)
+		for _, b := range all {
+			if !strings.HasPrefix(b.Label, inProgressLabelPrefix) {
+				out = append(out, b)
+			}
+		}
 		return err
 	})
+	if out == nil && err == nil {
+		out = []*keyhold.Backup{}
+	}
 	return out, err
 }
 

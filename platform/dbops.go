@@ -88,6 +88,10 @@ func checkRestore(ctx context.Context, tx keyhold.Tx, id *keyhold.Identity, targ
 // restore still running (restore.go): it holds a part of another backup's
 // rows, not a backup of anything.
 func refuseStaging(ctx context.Context, tx keyhold.Tx, b *keyhold.Backup) error {
+	if strings.HasPrefix(b.Label, inProgressLabelPrefix) {
+		return keyhold.Errorf(keyhold.CodeBadRequest,
+			"backup %s of environment %s is still being taken: wait until its CreateBackup call returns, then restore it", b.ID, b.EnvID)
+	}
 	if !strings.HasPrefix(b.Label, stagingLabelPrefix) {
 		return nil
 	}

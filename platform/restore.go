@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"strings"
 	"time"
 
 	"github.com/google/uuid"
@@ -19,37 +20,48 @@ import (
 // the design notes).
 
 // stepSnapshot takes the copy's snapshot: a backup of the source, named
-// after the operation. Taken already: nothing to do.
+// after the operation, in pages (takeBackup). Taken already: nothing to
+// do; left unfinished by a crash: deleted and taken afresh.
 func (p *Backups) stepSnapshot(ctx context.Context, op *keyhold.Operation) (ops.StepResult, error) {
 	in, err := dbOpInput(op)
 	if err != nil {
 		return ops.StepResult{}, ops.Permanent(err)
 	}
 	sid := snapshotID(op)
+	taken := false
 	err = p.store.Update(ctx, func(tx keyhold.Tx) error {
-		if _, err := tx.Backup(ctx, sid); err == nil {
+		b, err := tx.Backup(ctx, sid)
+		if keyhold.ErrorCode(err) == keyhold.CodeBackupNotFound {
 			return nil
-		} else if keyhold.ErrorCode(err) != keyhold.CodeBackupNotFound {
-			return err
-		}
-		src, err := tx.Environment(ctx, in.SourceID)
-		if keyhold.ErrorCode(err) == keyhold.CodeEnvironmentNotFound {
-			return ops.Permanent(keyhold.Errorf(keyhold.CodeEnvironmentNotFound, "source environment %s was deleted before it could be copied", in.SourceID))
 		} else if err != nil {
 			return err
 		}
-		if src.State == keyhold.StateLocked {
-			return lockPause(ctx, tx, src)
+		if !strings.HasPrefix(b.Label, inProgressLabelPrefix) {
+			taken = true
+			return nil
 		}
-		now := p.clock.Now().UTC()
-		b := &keyhold.Backup{ID: sid, EnvID: src.ID, TenantID: src.TenantID, Label: "snapshot for copy operation " + op.ID + " to environment " + op.Target,
-			CreatedBy: op.CreatedBy, CreatedAt: now, ExpiresAt: now.Add(copySnapshotTTL)}
-		if err := tx.CreateBackup(ctx, b); err != nil {
-			return err
-		}
-		op.Total = b.Rows + b.Files
-		return nil
+		return tx.DeleteBackup(ctx, sid)
 	})
+	if err != nil || taken {
+		return ops.StepResult{}, storeConflict(err)
+	}
+	b := &keyhold.Backup{ID: sid, Label: "snapshot for copy operation " + op.ID + " to environment " + op.Target, CreatedBy: op.CreatedBy}
+	err = p.takeBackup(ctx, opActor(op), b, func(ctx context.Context, tx keyhold.Tx) (*keyhold.Environment, error) {
+		src, err := tx.Environment(ctx, in.SourceID)
+		if keyhold.ErrorCode(err) == keyhold.CodeEnvironmentNotFound {
+			return nil, ops.Permanent(keyhold.Errorf(keyhold.CodeEnvironmentNotFound, "source environment %s was deleted before it could be copied", in.SourceID))
+		} else if err != nil {
+			return nil, err
+		}
+		if src.State == keyhold.StateLocked {
+			return nil, lockPause(ctx, tx, src)
+		}
+		return src, nil
+	}, func(*keyhold.Environment) time.Duration { return copySnapshotTTL },
+		func(context.Context, keyhold.Tx, *keyhold.Environment) error {
+			op.Total = b.Rows + b.Files
+			return nil
+		})
 	return ops.StepResult{}, storeConflict(err)
 }
 

@@ -14,8 +14,9 @@ import (
 )
 
 // TestRestoreCrashKeepsWritesRefused kills the server running a restore
-// or a copy (kill -9) at every step boundary and after a page of rows is
-// staged, on SQLite and PostgreSQL:
+// or a copy (kill -9) at every step boundary, after a page of rows is
+// staged, and after a page of the copy's snapshot is copied, on SQLite
+// and PostgreSQL:
 // while the operation, left Running by the dead server, has not ended,
 // the environment still shows it and refuses writes, changing nothing;
 // once another server has finished it, the environment holds the restored
@@ -33,6 +34,9 @@ func TestRestoreCrashKeepsWritesRefused(t *testing.T) {
 		}
 		cases = append(cases, tc{k, faultStagedPage, k + ":" + faultStagedPage}) // mid-step: a page staged, the rest not
 	}
+	// Mid-snapshot: a page of the copy's snapshot copied, the backup
+	// unfinished; the step run again deletes it and takes it afresh.
+	cases = append(cases, tc{keyhold.OpCopy, faultBackupPage, keyhold.OpCopy + ":" + faultBackupPage})
 	for _, be := range []struct {
 		name string
 		open func(t *testing.T) opstest.Backend
@@ -77,6 +81,13 @@ func TestRestoreCrashKeepsWritesRefused(t *testing.T) {
 					t.Fatalf("%s ended %s: %s", c.kind, end.State, end.ErrorMsg)
 				}
 				f.check(t, env.ID, want)
+				if c.kind == keyhold.OpCopy {
+					if in, err := dbOpInput(op); err != nil {
+						t.Fatal(err)
+					} else if ip := f.inProgress(t, in.SourceID); len(ip) != 0 {
+						t.Errorf("after the copy, unfinished backups of the source are left: %v", ip)
+					}
+				}
 				f.rowGone(t, env.ID, "accounts", "undone")
 				f.rowGone(t, env.ID, "accounts", "during")
 				if got, err := f.p.FindEnvironment(f.ctx, env.ID); err != nil || got.RestoreOperationID != "" {

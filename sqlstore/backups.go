@@ -2,6 +2,7 @@ package sqlstore
 
 import (
 	"context"
+	"database/sql"
 	"errors"
 	"fmt"
 	"time"
@@ -360,4 +361,108 @@ func (t *tx) MoveBackupRows(ctx context.Context, backupID, envID string) (int64,
 		return 0, keyhold.Errorf(keyhold.CodeConflict, "%d of the %d rows of backup %s exist in environment %s already", want-n, want, backupID, envID)
 	}
 	return n, nil
+}
+
+// CopyBackupRows copies, with one INSERT … SELECT in the database, the
+// next page of backup backupID's environment's live rows: up to limit of
+// them (DefaultRowLimit if 0, never more than MaxRowLimit) after
+// (afterTable, afterID) in (table, id) order. It adds them to the
+// backup's row_count and returns how many it copied and the key of the
+// last (the next page begins after it). A creating backup's page
+// (platform/backups.go); no ciphertext passes through the process.
+func (t *tx) CopyBackupRows(ctx context.Context, backupID, afterTable, afterID string, limit int) (int64, string, string, error) {
+	envID, err := get(t, ctx, "copy backup rows", func(sc scanner) (string, error) {
+		var s string
+		err := sc.Scan(&s)
+		return s, err
+	}, `SELECT env_id FROM backups WHERE id = ?`, backupID)
+	if err != nil {
+		return 0, "", "", notFound(err, backupNotFound(backupID))
+	}
+	limit = clampLimit(limit, DefaultRowLimit, MaxRowLimit)
+	// The page's last key first: the page is then a range of the primary
+	// key, (after, last], copied by one statement.
+	var lastTable, lastID string
+	err = t.queryRow(ctx, `SELECT table_name, id FROM data_rows WHERE env_id = ? AND (table_name, id) > (?, ?)
+		ORDER BY table_name, id LIMIT 1 OFFSET ?`, envID, afterTable, afterID, limit-1).Scan(&lastTable, &lastID)
+	upper, args := "", []any{backupID, envID, afterTable, afterID}
+	switch {
+	case err == nil:
+		upper = ` AND (table_name, id) <= (?, ?)`
+		args = append(args, lastTable, lastID)
+	case errors.Is(err, sql.ErrNoRows):
+	default:
+		return 0, "", "", t.fail("copy backup rows", err)
+	}
+	n, err := t.execN(ctx, `INSERT INTO backup_rows (backup_id, table_name, id, epoch, version, ciphertext, updated_at)
+		SELECT CAST(? AS TEXT), table_name, id, epoch, version, ciphertext, updated_at FROM data_rows
+		WHERE env_id = ? AND (table_name, id) > (?, ?)`+upper+` ON CONFLICT DO NOTHING`, args...)
+	if err != nil {
+		return 0, "", "", t.fail("copy backup rows", err)
+	}
+	if _, err := t.exec(ctx, `UPDATE backups SET row_count = row_count + ? WHERE id = ?`, n, backupID); err != nil {
+		return 0, "", "", t.fail("copy backup rows", err)
+	}
+	if lastTable == "" && lastID == "" {
+		return n, "", "", nil
+	}
+	return n, lastTable, lastID, nil
+}
+
+// FinishBackup completes backup b (b.ID's record, filled page by page by
+// CopyBackupRows) as an image of its environment as of the caller's
+// transaction, and stores b's Label, CreatedAt and ExpiresAt. Rows
+// changed or deleted since their page was copied are caught by comparing
+// every copied row with the live one (version, epoch, updated_at and
+// ciphertext, all of which a write, a re-key or a restore changes): the
+// backup's rows the environment no longer holds as they are are deleted,
+// then the live rows the backup doesn't hold (new, changed, or in a page
+// not copied) are copied. Files are copied here, as CreateBackup does.
+// It fills in b.Rows, b.Files and b.Bytes; an unknown backup is
+// CodeBackupNotFound.
+func (t *tx) FinishBackup(ctx context.Context, b *keyhold.Backup) error {
+	if err := checkTimes(b.CreatedAt, b.ExpiresAt); err != nil {
+		return err
+	}
+	if err := t.backupExists(ctx, "finish backup", b.ID); err != nil {
+		return err
+	}
+	if _, err := t.exec(ctx, `DELETE FROM backup_rows WHERE backup_id = ? AND NOT EXISTS (SELECT 1 FROM data_rows d
+		WHERE d.env_id = ? AND d.table_name = backup_rows.table_name AND d.id = backup_rows.id AND d.epoch = backup_rows.epoch
+		AND d.version = backup_rows.version AND d.updated_at = backup_rows.updated_at AND d.ciphertext = backup_rows.ciphertext)`,
+		b.ID, b.EnvID); err != nil {
+		return t.fail("finish backup: drop changed rows", err)
+	}
+	if _, err := t.exec(ctx, `INSERT INTO backup_rows (backup_id, table_name, id, epoch, version, ciphertext, updated_at)
+		SELECT CAST(? AS TEXT), d.table_name, d.id, d.epoch, d.version, d.ciphertext, d.updated_at FROM data_rows d
+		WHERE d.env_id = ? AND NOT EXISTS (SELECT 1 FROM backup_rows r WHERE r.backup_id = ? AND r.table_name = d.table_name AND r.id = d.id)`,
+		b.ID, b.EnvID, b.ID); err != nil {
+		return t.fail("finish backup: copy changed rows", err)
+	}
+	prefix := backupGenerationPrefix(b.ID)
+	if _, err := t.exec(ctx, `INSERT INTO file_chunks (env_id, generation, seq, data)
+		SELECT env_id, CAST(? AS TEXT) || generation, seq, data FROM file_chunks
+		WHERE env_id = ? AND generation IN (SELECT generation FROM data_files WHERE env_id = ?)`,
+		prefix, b.EnvID, b.EnvID); err != nil {
+		return t.fail("finish backup: copy file chunks", err)
+	}
+	files, err := t.execN(ctx, `INSERT INTO backup_files (backup_id, name, generation, epoch, version, size, chunks, updated_at)
+		SELECT CAST(? AS TEXT), name, CAST(? AS TEXT) || generation, epoch, version, size, chunks, updated_at FROM data_files WHERE env_id = ?`,
+		b.ID, prefix, b.EnvID)
+	if err != nil {
+		return t.fail("finish backup: copy files", err)
+	}
+	var rows, size int64
+	if err := t.queryRow(ctx, `SELECT COUNT(*) FROM backup_rows WHERE backup_id = ?`, b.ID).Scan(&rows); err != nil {
+		return t.fail("finish backup: count rows", err)
+	}
+	if err := t.queryRow(ctx, `SELECT CAST(COALESCE(SUM(size), 0) AS BIGINT) FROM backup_files WHERE backup_id = ?`, b.ID).Scan(&size); err != nil {
+		return t.fail("finish backup: sum file sizes", err)
+	}
+	if _, err := t.exec(ctx, `UPDATE backups SET label = ?, created_at = ?, expires_at = ?, row_count = ?, file_count = ?, byte_count = ? WHERE id = ?`,
+		b.Label, nanos(b.CreatedAt), nanos(b.ExpiresAt), rows, files, size, b.ID); err != nil {
+		return t.fail("finish backup", err)
+	}
+	b.Rows, b.Files, b.Bytes = rows, files, size
+	return nil
 }

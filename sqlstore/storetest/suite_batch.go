@@ -192,3 +192,69 @@ func testStagedBackupRows(t *testing.T, s keyhold.Store) {
 	}
 	equal(t, "e1 after the move", readEnv(t, s, "e1").Rows, page)
 }
+
+// testPagedBackup: CopyBackupRows copies an environment's rows into a
+// staged backup a page at a time, in key order, returning each page's last
+// key and "" after the last; FinishBackup then makes the backup exactly
+// the environment's rows as they are (rows changed, deleted and added
+// since their page caught), with its label, times and counts. Either on
+// an unknown backup is CodeBackupNotFound and changes nothing.
+func testPagedBackup(t *testing.T, s keyhold.Store) {
+	ctx := context.Background()
+	seedEnv(t, s, "t1", "e1")
+	var rows []*keyhold.RowRecord
+	for i := range 25 {
+		rows = append(rows, binRow("e1", "T", fmt.Sprintf("r%05d", i), 2, 4))
+	}
+	update(t, s, func(tx keyhold.Tx) error { return tx.InsertRows(ctx, rows) })
+	update(t, s, func(tx keyhold.Tx) error {
+		return tx.StageBackup(ctx, mkBackup("p1", "e1", at(time.Hour), at(2*time.Hour)))
+	})
+	afterT, afterID := "", ""
+	var got []int64
+	for range 5 {
+		var n int64
+		update(t, s, func(tx keyhold.Tx) (err error) {
+			n, afterT, afterID, err = tx.CopyBackupRows(ctx, "p1", afterT, afterID, 10)
+			return err
+		})
+		got = append(got, n)
+		if afterT == "" && afterID == "" {
+			break
+		}
+	}
+	equal(t, "page sizes", got, []int64{10, 10, 5})
+	// Meanwhile: r00003 rewritten, r00004 deleted, one row added.
+	changed := append([]*keyhold.RowRecord{}, rows[:3]...)
+	changed = append(changed, binRow("e1", "T", "r00003", 3, 4))
+	changed = append(changed, rows[5:]...)
+	changed = append(changed, binRow("e1", "U", "new", 1, 4))
+	update(t, s, func(tx keyhold.Tx) error {
+		if err := tx.ClearEnvData(ctx, "e1"); err != nil {
+			return err
+		}
+		return tx.InsertRows(ctx, changed)
+	})
+	before := readEnv(t, s, "e1")
+	err := tryUpdate(s, func(tx keyhold.Tx) error { _, _, _, err := tx.CopyBackupRows(ctx, "nope", "", "", 10); return err })
+	wantCode(t, "CopyBackupRows(unknown backup)", err, keyhold.CodeBackupNotFound)
+	err = tryUpdate(s, func(tx keyhold.Tx) error {
+		return tx.FinishBackup(ctx, mkBackup("nope", "e1", at(3*time.Hour), at(4*time.Hour)))
+	})
+	wantCode(t, "FinishBackup(unknown backup)", err, keyhold.CodeBackupNotFound)
+	equal(t, "e1 after refused calls", readEnv(t, s, "e1"), before)
+
+	fin := mkBackup("p1", "e1", at(3*time.Hour), at(4*time.Hour))
+	fin.Label = "finished"
+	update(t, s, func(tx keyhold.Tx) error { return tx.FinishBackup(ctx, fin) })
+	if fin.Rows != 25 {
+		t.Errorf("FinishBackup counts %d rows, want 25", fin.Rows)
+	}
+	st := readEnv(t, s, "e1")
+	equal(t, "the finished backup's rows", st.BackupRows["p1"], st.Rows)
+	var b *keyhold.Backup
+	view(t, s, func(tx keyhold.Tx) (err error) { b, err = tx.Backup(ctx, "p1"); return err })
+	if b.Label != "finished" || !b.CreatedAt.Equal(at(3*time.Hour)) || !b.ExpiresAt.Equal(at(4*time.Hour)) || b.Rows != 25 {
+		t.Errorf("the finished backup %+v: want label finished, created at +3h, expiring at +4h, 25 rows", b)
+	}
+}

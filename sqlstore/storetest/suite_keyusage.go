@@ -22,6 +22,7 @@ var cmkStoreTests = []struct {
 	{"ResealRows", testResealRows},
 	{"InsertRows", testInsertRows},
 	{"StagedBackupRows", testStagedBackupRows},
+	{"PagedBackup", testPagedBackup},
 	{"EpochCounts", testEpochCounts},
 	{"KeyVersionUses", testKeyVersionUses},
 }
