@@ -62,6 +62,9 @@ func policyIdentity(principalID, tenantID string) *keyhold.Identity {
 // name the host of the replica that wrapped them, which may have moved or
 // be another replica.
 func (p *core) currentKID(kid string) string {
+	if !builtinKID(p.kv, kid) {
+		return kid // an external vault's: its address is its own
+	}
 	if k, err := keyhold.ParseKeyID(kid); err == nil && p.kv != nil {
 		return p.kv.KeyID(k.Vault, k.Name, k.Version)
 	}
@@ -113,6 +116,9 @@ func vaultNameOf(pol *keyhold.EnterprisePolicy) string {
 func onPolicy(wk *keyhold.WrappedKey, pol *keyhold.EnterprisePolicy) bool {
 	if wk.Root != keyhold.RootCMK || wk.PrincipalID != pol.PrincipalID {
 		return false
+	}
+	if pol.External != nil {
+		return inExternalVault(pol, wk.KeyID) && (pol.KeyVersion == "" || strings.HasSuffix(strings.ToLower(wk.KeyID), "/"+strings.ToLower(pol.KeyVersion)))
 	}
 	k, err := keyhold.ParseKeyID(wk.KeyID)
 	return err == nil && strings.EqualFold(k.Vault, vaultNameOf(pol)) && strings.EqualFold(k.Name, pol.KeyName) &&
@@ -435,14 +441,14 @@ func (p *CMK) checkLink(ctx context.Context, tx keyhold.Tx, id *keyhold.Identity
 		return nil, keyhold.Errorf(keyhold.CodeBadRequest,
 			"enterprise policy %s has no system-assigned managed identity: create it with identity type SystemAssigned, then grant that identity access to the key", pol.ID())
 	}
-	if pol.External != nil {
-		// Issue 13: the policy names an external vault, which this server
-		// does not yet wrap with (docs/external-vault.md, status).
+	if pol.External != nil && p.externalCMK == nil {
+		// Issue 13: the policy names an external vault, and this server
+		// was started with no way to reach one (Config.ExternalCMK).
 		return nil, keyhold.Errorf(keyhold.CodeNotSupported,
-			"enterprise policy %s names key '%s' of the external key vault %s, and this server does not link environments to an external vault yet: "+
+			"enterprise policy %s names key '%s' of the external key vault %s, and this server does not link environments to an external vault: "+
 				"link the environment to a policy whose key is in a key vault of this cloud (properties.encryption.keyVault.id)", pol.ID(), pol.KeyName, pol.External.URI)
 	}
-	if pol.KeyVaultID == "" || pol.KeyName == "" || vaultNameOf(pol) == "" {
+	if pol.External == nil && (pol.KeyVaultID == "" || pol.KeyName == "" || vaultNameOf(pol) == "") {
 		return nil, keyhold.Errorf(keyhold.CodeBadRequest,
 			"enterprise policy %s names no key: set properties.encryption.keyVault.id and properties.encryption.key.name", pol.ID())
 	}
@@ -469,6 +475,23 @@ func (p *CMK) checkLink(ctx context.Context, tx keyhold.Tx, id *keyhold.Identity
 		if err := requireLicence(ctx, tx, env.TenantID); err != nil {
 			return nil, err
 		}
+	}
+	if pol.External != nil {
+		// The external vault is checked over the network, as the policy's
+		// identity, by the probe before anything changes (type, enabled,
+		// wrap and unwrap); its purge protection can't be read with the
+		// grant on the key alone, and is not checked yet
+		// (docs/external-vault.md).
+		plan.vault = &keyhold.Vault{Name: pol.External.URI}
+		plan.keyID = externalKeyID(pol)
+		if builtinKID(p.kv, plan.keyID) {
+			// Key ids route by their vault: one under this server's own
+			// vault domain would reach the built-in vault instead.
+			return nil, keyhold.Errorf(keyhold.CodeBadRequest,
+				"enterprise policy %s names the external key vault %s, whose address is under this server's own vault domain: an external vault must have an address of its own (its own host name); to use a vault of this server, name it with properties.encryption.keyVault.id",
+				pol.ID(), keyhold.Clip(pol.External.URI))
+		}
+		return plan, nil
 	}
 	name := vaultNameOf(pol)
 	v, err := tx.Vault(ctx, name)

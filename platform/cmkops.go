@@ -278,6 +278,9 @@ func (p *CMK) loadTarget(ctx context.Context, op *keyhold.Operation, in cmkInput
 // policyKeyID is the key id a policy's key is wrapped under: unversioned
 // (the key's current version) unless the policy names a version.
 func (p *core) policyKeyID(pol *keyhold.EnterprisePolicy) string {
+	if pol.External != nil {
+		return externalKeyID(pol)
+	}
 	return p.kv.KeyID(vaultNameOf(pol), pol.KeyName, pol.KeyVersion)
 }
 

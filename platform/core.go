@@ -53,6 +53,11 @@ type core struct {
 	ops *ops.Runner
 	kv  KeyVault
 	cmk func(id *keyhold.Identity) keyhold.KeyWrapper
+	// externalCMK makes the wrappers of external vaults (Config.ExternalCMK,
+	// nil: a link to an external vault is refused), cached in external
+	// (external.go).
+	externalCMK ExternalCMK
+	external    externalWrappers
 	// byok returns the wrapper of a tenant's legacy BYOK keys
 	// (byok_env.go); set by assemble.
 	byok func(tenantID string) keyhold.KeyWrapper

@@ -91,6 +91,11 @@ type Config struct {
 	// keyhold.KeyProber, which linking uses to check the identity's
 	// access before anything changes.
 	CMK func(id *keyhold.Identity) keyhold.KeyWrapper
+	// ExternalCMK, if set, reaches the keys of policies naming an external
+	// vault (issue 13; keyprovider.NewFederated): CMK's wrappers then pick
+	// it for key ids of such a policy. Nil: linking to such a policy is
+	// refused (CodeNotSupported).
+	ExternalCMK ExternalCMK
 
 	// Broadcaster, if set, carries key drops between the replicas that
 	// share Store: DropKeys publishes, and every replica zeroes its cached
@@ -205,6 +210,9 @@ func Open(ctx context.Context, cfg Config) (*Platform, error) {
 	}
 	if cfg.Ops != nil && cfg.Vault != nil && cfg.CMK != nil {
 		p.ops, p.kv, p.cmk = cfg.Ops, cfg.Vault, cfg.CMK
+		if cfg.ExternalCMK != nil {
+			useExternal(p, cfg.ExternalCMK)
+		}
 		pl.registerKinds()
 	}
 	if err := p.startBroadcast(cfg.Broadcaster, cfg.Registerer); err != nil {

@@ -265,7 +265,10 @@ func Run(ctx context.Context, cfg Config) error {
 		KeyCacheTTL: cfg.KeyCacheTTL, Issuer: url, WebhookClient: hooks, Egress: egressPolicy, FederationClient: federation,
 		LockGraceProduction: cfg.LockGraceProduction, LockGraceOther: cfg.LockGraceOther,
 		Ops: runner, Vault: kv,
-		CMK:         func(id *keyhold.Identity) keyhold.KeyWrapper { return keyprovider.NewBuiltin(kv, id) },
+		CMK: func(id *keyhold.Identity) keyhold.KeyWrapper { return keyprovider.NewBuiltin(kv, id) },
+		ExternalCMK: func(x keyhold.ExternalKeyVault, assertion func(context.Context) (string, error)) (keyhold.KeyWrapper, error) {
+			return keyprovider.NewFederated(keyprovider.FederatedIdentity{TenantID: x.TenantID, ClientID: x.ClientID, AuthorityHost: x.AuthorityHost}, assertion, nil)
+		},
 		Broadcaster: bc,
 	})
 	if err != nil {
