@@ -206,6 +206,31 @@ func TestCustodyPathsNeedReader(t *testing.T) {
 				}
 			})
 		}
+
+		// The legacy BYOK route (issue 14) is one more way to move an
+		// environment's key: it never takes one off a customer's key, not
+		// even for a principal with every right here, and the tenant's
+		// Active BYOK key is there so that nothing else refuses first.
+		t.Run("byok apply", func(t *testing.T) {
+			f.byokTenant(t)
+			env := linked(t, keyhold.SKUProduction)
+			for _, r := range combos {
+				before := f.custodyState(t, env.ID)
+				_, err := f.p.ApplyBYOK(principals[r], env.ID)
+				if r.admin {
+					wantCode(t, err, keyhold.CodeConflict)
+					if msg := keyhold.ErrorMessage(err); !strings.Contains(msg, "customer-managed key") {
+						t.Errorf("as %s: message %q does not name the customer-managed key", r, msg)
+					}
+				} else {
+					wantCode(t, err, keyhold.CodeForbidden)
+				}
+				if after := f.custodyState(t, env.ID); after != before {
+					t.Errorf("byok apply as %s changed the environment:\nbefore %s\nafter  %s", r, before, after)
+				}
+			}
+			underP1(t, env.ID)
+		})
 	})
 }
 
