@@ -131,3 +131,44 @@ func TestKeyTransferStack(t *testing.T) {
 		t.Fatalf("imported: %+v", imp.Key)
 	}
 }
+
+func TestNewCmdKeyImportAndTransferBlob(t *testing.T) {
+	imports := []struct {
+		name    string
+		args    []string
+		want    KeyImportOptions
+		wantErr string
+	}{
+		{name: "blob and operations", args: []string{"--vault", "kv1", "-n", "cmk", "--byok-file", "k.byok", "--ops", "WRAPKEY,unwrapkey"},
+			want: KeyImportOptions{KeyTarget: KeyTarget{VaultFlags{Vault: "kv1"}, "cmk"}, BYOKFile: "k.byok", Ops: []string{"wrapKey", "unwrapKey"}, Format: FormatTable}},
+		{name: "no blob", args: []string{"--vault", "kv1", "-n", "cmk"}, wantErr: "byok-file"},
+		{name: "bad operation", args: []string{"--vault", "kv1", "-n", "cmk", "--byok-file", "k.byok", "--ops", "fly"}, wantErr: `"fly" is not a key operation`},
+	}
+	for _, tt := range imports {
+		t.Run("import "+tt.name, func(t *testing.T) {
+			got, err := parseOpts(t, nil, newCmdKeyImport, tt.args...)
+			if checkParse(t, err, tt.wantErr) {
+				sameOptions(t, got, &tt.want)
+			}
+		})
+	}
+	blobs := []struct {
+		name    string
+		args    []string
+		want    KeyTransferBlobOptions
+		wantErr string
+	}{
+		{name: "all flags", args: []string{"--kek", "kek.pem", "--key", "key.pem", "--kid", "https://kv/keys/kek", "--out", "k.byok"},
+			want: KeyTransferBlobOptions{KEK: "kek.pem", Key: "key.pem", KID: "https://kv/keys/kek", Out: "k.byok"}},
+		{name: "no key", args: []string{"--kek", "kek.pem", "--out", "k.byok"}, wantErr: "key"},
+		{name: "no out", args: []string{"--kek", "kek.pem", "--key", "key.pem"}, wantErr: "out"},
+	}
+	for _, tt := range blobs {
+		t.Run("transfer-blob "+tt.name, func(t *testing.T) {
+			got, err := parseOpts(t, nil, newCmdKeyTransferBlob, tt.args...)
+			if checkParse(t, err, tt.wantErr) {
+				sameOptions(t, got, &tt.want)
+			}
+		})
+	}
+}
