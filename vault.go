@@ -228,6 +228,11 @@ type JSONWebKey struct {
 	N, E                []byte
 	D, P, Q, DP, DQ, QI []byte
 	KeyOps              []string
+	// HSM is a key-transfer blob ("key_hsm", the .byok file's JSON) in
+	// place of the private fields: the target key wrapped to a key
+	// exchange key (KEK) of the vault, imported by unwrapping it in the
+	// vault's HSM (Azure Key Vault's BYOK format; docs/keyvault.md).
+	HSM []byte
 }
 
 // KeyBundle is a key version as the data plane answers it. Version never

@@ -33,6 +33,9 @@ logged-in server) or --vault-uri URI.`
 		newCmdKeyRecover(f, nil),
 		newCmdKeyPurge(f, nil),
 		newCmdKeyRotationPolicy(f),
+		newCmdKeyDownload(f, nil),
+		newCmdKeyTransferBlob(f, nil),
+		newCmdKeyImport(f, nil),
 	)
 	return cmd
 }

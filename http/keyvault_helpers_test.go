@@ -59,6 +59,13 @@ func forEachKVBackend(t *testing.T, fn func(t *testing.T, kf *kvFixture)) {
 
 func newKVFixtureOn(t *testing.T, store keyhold.Store) *kvFixture {
 	t.Helper()
+	return newKVFixtureHSM(t, store, nil)
+}
+
+// newKVFixtureHSM is newKVFixtureOn with the vault's RSA-HSM keys in the
+// PKCS#11 token hsm (nil: none).
+func newKVFixtureHSM(t *testing.T, store keyhold.Store, hsm *vault.PKCS11Config) *kvFixture {
+	t.Helper()
 	kf := &kvFixture{rg: "keys"}
 	kf.fixture = newFixtureOn(t, store, func(f *fixture) {
 		master, err := crypt.NewKey()
@@ -66,7 +73,7 @@ func newKVFixtureOn(t *testing.T, store keyhold.Store) *kvFixture {
 			t.Fatal(err)
 		}
 		t.Cleanup(master.Destroy)
-		kf.v, err = vault.New(vault.Config{Store: f.store, MasterKey: master, Clock: f.clock, BaseURL: f.url})
+		kf.v, err = vault.New(vault.Config{Store: f.store, MasterKey: master, Clock: f.clock, BaseURL: f.url, HSM: hsm})
 		if err != nil {
 			t.Fatal(err)
 		}

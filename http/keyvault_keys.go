@@ -18,6 +18,7 @@ import (
 // Examples quoted by the data plane's decoding errors.
 const (
 	exampleCreateKey      = `{"kty":"RSA","key_size":3072,"key_ops":["wrapKey","unwrapKey"]}`
+	exampleImportBlob     = `{"key":{"kty":"RSA-HSM","key_hsm":"<base64url of the .byok file>"}}`
 	exampleImportKey      = `{"key":{"kty":"RSA","n":"…","e":"AQAB","d":"…","p":"…","q":"…","dp":"…","dq":"…","qi":"…"}}`
 	exampleUpdateKey      = `{"attributes":{"enabled":false}}`
 	exampleKeyOperation   = `{"alg":"RSA-OAEP-256","value":"<base64url>"}`
@@ -265,6 +266,9 @@ func (s *Server) importKey(w nethttp.ResponseWriter, r *nethttp.Request) error {
 			QI     string   `json:"qi"`
 			K      string   `json:"k"`
 			Crv    string   `json:"crv"`
+			// HSM is a BYOK key-transfer blob (the .byok file),
+			// base64url: the key wrapped to a key exchange key.
+			HSM string `json:"key_hsm"`
 		} `json:"key"`
 		HSM           *bool             `json:"Hsm"`
 		Attributes    *keyAttrsInJSON   `json:"attributes"`
@@ -285,6 +289,9 @@ func (s *Server) importKey(w nethttp.ResponseWriter, r *nethttp.Request) error {
 		return keyhold.Errorf(keyhold.CodeNotSupported, "release_policy is not supported: Keyhold keys are never exportable; leave it out")
 	}
 	jwk := keyhold.JSONWebKey{Kty: k.Kty, KeyOps: k.KeyOps}
+	if k.HSM != "" {
+		return s.importTransferBlob(w, r, jwk, k.HSM, k.N != "" || k.D != "" || k.P != "" || k.Q != "", in.Attributes, in.Tags)
+	}
 	for _, f := range []struct {
 		name string
 		in   string
@@ -317,6 +324,32 @@ func (s *Server) importKey(w nethttp.ResponseWriter, r *nethttp.Request) error {
 		return err
 	}
 	writeJSON(w, nethttp.StatusOK, toKeyBundleJSON(r, b))
+	return nil
+}
+
+// importTransferBlob is importKey for a key-transfer blob (key_hsm):
+// Azure Key Vault's import of an HSM-protected key, unwrapped in the
+// server's token. The blob replaces the private fields, so a request
+// with both is refused.
+func (s *Server) importTransferBlob(w nethttp.ResponseWriter, r *nethttp.Request, jwk keyhold.JSONWebKey, blob string, plain bool, inAttrs *keyAttrsInJSON, tags map[string]string) error {
+	if plain {
+		return keyhold.Errorf(keyhold.CodeBadParameter, "the key has key_hsm and also n, d, p or q: a transfer blob carries the key wrapped, so send key_hsm alone, as in %s", exampleImportBlob)
+	}
+	b, err := fromB64URL("key.key_hsm", blob)
+	if err != nil {
+		return err
+	}
+	jwk.HSM = b
+	attrs, err := inAttrs.attributes()
+	if err != nil {
+		return err
+	}
+	vaultName, name, _ := keyPath(r)
+	kb, err := s.KeyVault.Vaults.ImportKey(r.Context(), vaultName, name, jwk, true, attrs, tags)
+	if err != nil {
+		return err
+	}
+	writeJSON(w, nethttp.StatusOK, toKeyBundleJSON(r, kb))
 	return nil
 }
 

@@ -358,6 +358,9 @@ func (s *Keys) CreateKey(ctx context.Context, vault, name string, p keyhold.Crea
 		if err != nil {
 			return err
 		}
+		if err := checkKEKOps(kty, ops); err != nil {
+			return err
+		}
 		kv := &keyhold.KeyVersion{Type: kty, Size: size, KeyOps: ops, Enabled: true}
 		if err := applyAttributes(kv, p.Attributes); err != nil {
 			return err
@@ -416,11 +419,15 @@ func (s *Keys) storeNewKey(ctx context.Context, c *call, op *operation, vault, n
 }
 
 // ImportKey imports an RSA private key as a new version (into the token
-// when hsm is true, or jwk.Kty is RSA-HSM). The key must be 2048, 3072 or
+// when hsm is true, or jwk.Kty is RSA-HSM), or, when jwk.HSM holds a
+// key-transfer blob, the key it wraps to a KEK (transfer.go). The key must be 2048, 3072 or
 // 4096 bits and carry n, e, d, p and q; anything else is CodeBadParameter.
 func (s *Keys) ImportKey(ctx context.Context, vault, name string, jwk keyhold.JSONWebKey, hsm bool, attrs keyhold.KeyAttributes, tags map[string]string) (*keyhold.KeyBundle, error) {
 	var out *keyhold.KeyBundle
 	err := s.keyOp(ctx, opImportKey, vault, name, func(c *call) error {
+		if len(jwk.HSM) > 0 {
+			return s.importTransfer(ctx, c, vault, name, jwk, attrs, tags, &out)
+		}
 		kty, err := keyType(jwk.Kty)
 		if err != nil {
 			return err
@@ -434,6 +441,9 @@ func (s *Keys) ImportKey(ctx context.Context, vault, name string, jwk keyhold.JS
 		}
 		ops, err := normKeyOps(jwk.KeyOps)
 		if err != nil {
+			return err
+		}
+		if err := checkKEKOps(kty, ops); err != nil {
 			return err
 		}
 		kv := &keyhold.KeyVersion{Type: kty, Size: priv.N.BitLen(), KeyOps: ops, Enabled: true, N: priv.N.Bytes(), E: priv.E}
@@ -584,6 +594,9 @@ func (s *Keys) UpdateKey(ctx context.Context, vault, name, version string, attrs
 				return err
 			}
 			if ops != nil {
+				if err := checkKEKOps(kv.Type, ops); err != nil {
+					return err
+				}
 				kv.KeyOps = ops
 			}
 			now := s.now()
