@@ -226,9 +226,10 @@ func (r *runner) run(n *node, path string, loops []loopFrame) error {
 	var term *terminated
 	switch {
 	case errors.As(err, &term):
-		s.Status, s.End = StatusSucceeded, r.host.Now()
-		if serr := r.save(r.st); serr != nil {
-			return serr
+		// The Terminate action succeeded; the containers it is in were
+		// cut short (Execute records them Cancelled).
+		if n.typ == "Terminate" {
+			s.Status, s.End = StatusSucceeded, r.host.Now()
 		}
 		return err
 	case errors.As(err, &ae):
