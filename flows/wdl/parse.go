@@ -32,6 +32,7 @@ type node struct {
 	preds           []pred   // runAfter
 	loops           []string // the Foreach and Until actions it is inside, outermost first
 	depth           int      // containers it is inside
+	parent          *node    // the container it is in; nil at the top
 
 	inputs  cval // evaluated into the action's inputs (nil: none)
 	cond    cval // If and Until: the condition; Foreach: the items; Switch: the value
@@ -172,6 +173,13 @@ func Parse(definition []byte) (*Definition, error) {
 		return nil, err
 	}
 	p.d.top = g
+	for _, n := range p.d.byName {
+		for _, cg := range n.graphs() {
+			for _, c := range cg.nodes {
+				c.parent = n
+			}
+		}
+	}
 	if err := p.checkRefs(); err != nil {
 		return nil, err
 	}
@@ -1262,6 +1270,9 @@ func (p *defParser) checkRefs() error {
 					return invalid(r.path, "%s('%s') is inside the loop %s and can only be referenced from inside it", r.call.src, keyhold.Clip(name), l)
 				}
 			}
+			if r.n == nil || !p.upstream(r.n)[name] && !inside(a, r.n) {
+				return invalid(r.path, "%s('%s'): the action %s doesn't run before this one: add it, or an action after it, to runAfter", r.call.src, keyhold.Clip(name), name)
+			}
 		case "variables":
 			if !p.d.vars[name] {
 				return invalid(r.path, "variables('%s') names no variable: initialize it with an InitializeVariable action", keyhold.Clip(name))
@@ -1281,6 +1292,45 @@ func (p *defParser) checkRefs() error {
 		}
 	}
 	return nil
+}
+
+// upstream is every action that has ended before n starts: the actions
+// n and its containers run after, transitively, with everything inside
+// them. Logic Apps refuses references to any other action at save too.
+func (p *defParser) upstream(n *node) map[string]bool {
+	out := map[string]bool{}
+	var mark func(x *node)
+	mark = func(x *node) {
+		if out[x.name] {
+			return
+		}
+		out[x.name] = true
+		for _, g := range x.graphs() {
+			for _, c := range g.nodes {
+				mark(c)
+			}
+		}
+		for _, pr := range x.preds {
+			mark(p.d.byName[pr.name])
+		}
+	}
+	for c := n; c != nil; c = c.parent {
+		for _, pr := range c.preds {
+			mark(p.d.byName[pr.name])
+		}
+	}
+	return out
+}
+
+// inside reports whether a is inside the container n (an Until's
+// condition and result() read the actions in it).
+func inside(a, n *node) bool {
+	for c := a.parent; c != nil; c = c.parent {
+		if c == n {
+			return true
+		}
+	}
+	return false
 }
 
 // inForeach reports whether n is inside a Foreach.
