@@ -433,3 +433,24 @@ func BenchmarkExecute(b *testing.B) {
 		h.rows = map[string]map[string]map[string]any{}
 	}
 }
+
+// TestDefinitionNotChangedByRuns: a host that changes the inputs it gets
+// doesn't change the definition another run reads.
+func TestDefinitionNotChangedByRuns(t *testing.T) {
+	d := mustParse(t, def(`{"H": {"type": "Http", "inputs": {"method": "POST", "uri": "https://x", "body": {"list": [1, 2], "secret": "s"}}}}`))
+	for i := 0; i < 2; i++ {
+		h := newHost()
+		var got any
+		h.hook = func(c Call) error {
+			body := c.Inputs.(map[string]any)["body"].(map[string]any)
+			got = jsonOf(body)
+			delete(body, "secret")
+			body["list"].([]any)[0] = "changed"
+			return nil
+		}
+		run(t, d, h, nil)
+		if got != `{"list":[1,2],"secret":"s"}` {
+			t.Fatalf("run %d got %s", i, got)
+		}
+	}
+}

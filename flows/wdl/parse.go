@@ -607,7 +607,7 @@ func (p *defParser) action(name string, raw json.RawMessage, path string, loops 
 	case "Until":
 		keys = append(keys, "expression", "actions", "limit")
 	case "Scope":
-		keys = append(keys, "actions", "limit")
+		keys = append(keys, "actions")
 	default:
 		return nil, invalid(path+".type", "the action type %q is not supported (supported: Compose, InitializeVariable, SetVariable, IncrementVariable, AppendToArrayVariable, AppendToStringVariable, If, Switch, Foreach, Until, Scope, Terminate, Response, Http, Workflow, ApiConnection, OpenApiConnection)", keyhold.Clip(n.typ))
 	}

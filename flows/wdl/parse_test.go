@@ -103,6 +103,7 @@ func TestParseRefuses(t *testing.T) {
 		{"retry duration", def(`{"H": {"type": "Http", "inputs": {"method": "GET", "uri": "https://x", "retryPolicy": {"type": "exponential", "interval": "P1M"}}}}`), "actions.H.inputs.retryPolicy.interval:", "not an ISO 8601 duration"},
 		{"retry on Compose", def(`{"C": {"type": "Compose", "inputs": 1, "retryPolicy": {"type": "none"}}}`), "actions.C.retryPolicy:", "not supported here"},
 		{"timeout duration", def(`{"H": {"type": "Http", "inputs": {"method": "GET", "uri": "https://x"}, "limit": {"timeout": "5 minutes"}}}`), "actions.H.limit.timeout:", "not an ISO 8601 duration"},
+		{"limit on Scope", def(`{"S": {"type": "Scope", "actions": {}, "limit": {"timeout": "PT1M"}}}`), "actions.S.limit:", "not supported here"},
 		{"limit count on Http", def(`{"H": {"type": "Http", "inputs": {"method": "GET", "uri": "https://x"}, "limit": {"count": 3}}}`), "actions.H.limit.count:", "not supported here"},
 		{"until count", def(`{"U": {"type": "Until", "expression": "@true", "limit": {"count": 5001}, "actions": {}}}`), "actions.U.limit.count:", "from 1 to 5000"},
 		{"workflow expression", def(`{"W": {"type": "Workflow", "inputs": {"host": {"workflowReferenceName": "@parameters('$child')"}}}}`), "actions.W.inputs.host.workflowReferenceName:", "written literally"},
