@@ -120,6 +120,7 @@ type carr []cval
 type defParser struct {
 	d        *Definition
 	varTypes map[string]string
+	declared map[string]bool // parameters declared, with or without a defaultValue
 	refs     []exprRef // expressions to check once every action is known
 	count    int
 }
@@ -148,7 +149,7 @@ func Parse(definition []byte) (*Definition, error) {
 	if err := strictJSON(definition, &top); err != nil {
 		return nil, keyhold.Errorf(keyhold.CodeInvalidFlowDefinition, "the definition is not a JSON object: %v", err)
 	}
-	p := &defParser{d: &Definition{Parameters: map[string]any{}, byName: map[string]*node{}, vars: map[string]bool{}}, varTypes: map[string]string{}}
+	p := &defParser{d: &Definition{Parameters: map[string]any{}, byName: map[string]*node{}, vars: map[string]bool{}}, varTypes: map[string]string{}, declared: map[string]bool{}}
 	for _, k := range sortedKeys(top) {
 		switch k {
 		case "$schema", "contentVersion", "description":
@@ -281,6 +282,7 @@ func (p *defParser) parameters(raw json.RawMessage) error {
 		if err != nil {
 			return err
 		}
+		p.declared[k] = true
 		if dv, ok := o["defaultValue"]; ok {
 			v, err := plain(dv)
 			if err != nil {
@@ -1286,8 +1288,8 @@ func (p *defParser) checkRefs() error {
 				return invalid(r.path, "%s('%s') is only available inside that loop", r.call.src, keyhold.Clip(name))
 			}
 		case "parameters":
-			if _, ok := p.d.Parameters[name]; !ok && !strings.HasPrefix(name, "$") {
-				return invalid(r.path, "parameters('%s') names no parameter with a defaultValue", keyhold.Clip(name))
+			if !p.declared[name] && !strings.HasPrefix(name, "$") {
+				return invalid(r.path, "parameters('%s') names no parameter: declare it in the definition's parameters", keyhold.Clip(name))
 			}
 		}
 	}

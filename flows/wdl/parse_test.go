@@ -91,7 +91,7 @@ func TestParseRefuses(t *testing.T) {
 		{"variable in a scope", def(`{"S": {"type": "Scope", "actions": {"V": {"type": "InitializeVariable", "inputs": {"variables": [{"name": "s", "type": "string"}]}}}}}`), "actions.S.actions.V:", "top level"},
 		{"item outside foreach", def(`{"C": {"type": "Compose", "inputs": "@item()"}}`), "actions.C.inputs:", "only available inside a Foreach"},
 		{"items of a non-loop", def(`{"S": {"type": "Scope", "actions": {"C": {"type": "Compose", "inputs": "@items('S')"}}}}`), "actions.S.actions.C.inputs:", "names no loop"},
-		{"missing parameter", def(`{"C": {"type": "Compose", "inputs": "@parameters('env')"}}`), "actions.C.inputs:", "names no parameter"},
+		{"missing parameter", def(`{"C": {"type": "Compose", "inputs": "@parameters('env')"}}`), "actions.C.inputs:", "parameters('env') names no parameter"},
 		{"expression in key", def(`{"C": {"type": "Compose", "inputs": {"@{x}": 1}}}`), "actions.C.inputs.@{x}:", "property names"},
 		{"http method", def(`{"H": {"type": "Http", "inputs": {"method": "FETCH", "uri": "https://x"}}}`), "actions.H.inputs.method:", "must be one of"},
 		{"http uri", def(`{"H": {"type": "Http", "inputs": {"method": "GET", "uri": "ftp://x"}}}`), "actions.H.inputs.uri:", "http or https"},
