@@ -121,7 +121,7 @@ type defParser struct {
 	d        *Definition
 	varTypes map[string]string
 	declared map[string]bool // parameters declared, with or without a defaultValue
-	refs     []exprRef // expressions to check once every action is known
+	refs     []exprRef       // expressions to check once every action is known
 	count    int
 }
 
