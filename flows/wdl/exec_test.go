@@ -503,3 +503,42 @@ func TestDeclaredParameterFromHost(t *testing.T) {
 		t.Fatalf("without a value: %+v", st.Actions["C"])
 	}
 }
+
+// TestResumeTakesTheSamePath: a resumed run takes the branch and the
+// items recorded before the crash, even if evaluating them again would
+// now give another answer.
+func TestResumeTakesTheSamePath(t *testing.T) {
+	d := mustParse(t, def(`{
+		"I": {"type": "If", "expression": "@less(utcNow(), '2024-05-01T10:00:00Z')", "actions": {
+			"L": {"type": "Foreach", "foreach": "@createArray(utcNow(), 'x')", "actions": {
+				"Call": {"type": "Http", "inputs": {"method": "GET", "uri": "https://x/@{item()}"}}
+			}}
+		}, "else": {"actions": {"Late": {"type": "Compose", "inputs": "late"}}}}
+	}`))
+	h := newHost()
+	h.hook = func(c Call) error {
+		if c.Path == "L[1]/Call" {
+			return errCrash // a host error: the run stops unfinished
+		}
+		return nil
+	}
+	st := NewRun(Outputs{})
+	if err := Execute(context.Background(), d, st, nil, h, func(*RunState) error { return nil }); !errors.Is(err, errCrash) {
+		t.Fatalf("Execute = %v", err)
+	}
+	saved := clone(t, st)
+	h.hook = nil
+	h.now = h.now.Add(2 * time.Hour) // now the condition is false and utcNow() differs
+	if err := Execute(context.Background(), d, saved, nil, h, func(*RunState) error { return nil }); err != nil {
+		t.Fatal(err)
+	}
+	if saved.Status != StatusSucceeded || saved.Actions["Late"].Status != StatusSkipped || saved.Actions["L[1]/Call"].Status != StatusSucceeded {
+		t.Fatalf("%s: %s", saved.Status, keys(saved.Actions))
+	}
+	if got := saved.Actions["L[0]/Call"].Inputs.(map[string]any)["uri"]; got != "https://x/2024-05-01T09:30:00.0000000Z" {
+		t.Fatalf("first item %v", got)
+	}
+	if n := len(h.calls); n != 3 || h.calls[2].Path != "L[1]/Call" {
+		t.Fatalf("%d calls", n)
+	}
+}
