@@ -542,3 +542,24 @@ func TestResumeTakesTheSamePath(t *testing.T) {
 		t.Fatalf("%d calls", n)
 	}
 }
+
+// TestApiConnection: the host gets an ApiConnection's inputs with the
+// connection it passes in $connections resolved.
+func TestApiConnection(t *testing.T) {
+	d := mustParse(t, def(`{"Get": {"type": "ApiConnection", "inputs": {"host": {"connection": {"name": "@parameters('$connections')['shared_sql']['connectionId']"}}, "method": "get", "path": "/rows/@{encodeUriComponent(triggerBody())}"}}}`))
+	if got := d.ConnectionRefs(); len(got) != 1 || got[0] != "shared_sql" {
+		t.Fatalf("ConnectionRefs = %v", got)
+	}
+	h := newHost()
+	st := NewRun(Outputs{Body: "a b"})
+	params := map[string]any{"$connections": map[string]any{"shared_sql": map[string]any{"connectionId": "/connections/c1"}}}
+	if err := Execute(context.Background(), d, st, params, h, func(*RunState) error { return nil }); err != nil {
+		t.Fatal(err)
+	}
+	if st.Status != StatusSucceeded || len(h.calls) != 1 {
+		t.Fatalf("%s %+v", st.Status, st.Error)
+	}
+	if got := jsonOf(h.calls[0].Inputs); got != `{"host":{"connection":{"name":"/connections/c1"}},"method":"get","path":"/rows/a%20b"}` {
+		t.Fatalf("inputs %s", got)
+	}
+}

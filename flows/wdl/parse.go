@@ -364,13 +364,24 @@ func (p *defParser) triggers(raw json.RawMessage) error {
 			return invalid(path+".inputs.triggerAuthenticationType", "is not supported: the invoke URL is signed (%s)", keyhold.Clip(string(ta)))
 		}
 	case "Recurrence":
-		o, err := object(m[name], path, "type", "recurrence", "metadata", "description")
+		o, err := object(m[name], path, "type", "recurrence", "evaluatedRecurrence", "metadata", "description")
 		if err != nil {
 			return err
 		}
 		r, err := parseRecurrence(o["recurrence"], path+".recurrence")
 		if err != nil {
 			return err
+		}
+		// Power Automate exports the schedule it computed next to the one
+		// written; it must be the same schedule, or it would be ignored.
+		if ev, ok := o["evaluatedRecurrence"]; ok {
+			e, err := parseRecurrence(ev, path+".evaluatedRecurrence")
+			if err != nil {
+				return err
+			}
+			if *e != *r {
+				return invalid(path+".evaluatedRecurrence", "differs from recurrence: remove it, or make it the same schedule")
+			}
 		}
 		t.Recurrence = r
 	case "OpenApiConnectionWebhook":

@@ -51,6 +51,7 @@ func TestParseRefuses(t *testing.T) {
 		{"recurrence schedule", `{"triggers": {"t": {"type": "Recurrence", "recurrence": {"frequency": "Week", "interval": 1, "schedule": {"weekDays": ["Monday"]}}}}}`, "triggers.t.recurrence.schedule:", "not supported here"},
 		{"recurrence time zone", `{"triggers": {"t": {"type": "Recurrence", "recurrence": {"frequency": "Day", "interval": 1, "timeZone": "Mars Standard Time"}}}}`, "triggers.t.recurrence.timeZone:", "not supported"},
 		{"recurrence start", `{"triggers": {"t": {"type": "Recurrence", "recurrence": {"frequency": "Day", "interval": 1, "startTime": "soon"}}}}`, "triggers.t.recurrence.startTime:", "not a timestamp"},
+		{"evaluatedRecurrence differs", `{"triggers": {"t": {"type": "Recurrence", "recurrence": {"frequency": "Day", "interval": 1}, "evaluatedRecurrence": {"frequency": "Day", "interval": 2}}}}`, "triggers.t.evaluatedRecurrence:", "differs from recurrence"},
 		{"webhook not Teams", `{"triggers": {"t": {"type": "OpenApiConnectionWebhook", "inputs": {"host": {"apiId": "/providers/Microsoft.PowerApps/apis/shared_office365", "connectionName": "o", "operationId": "OnNewEmail"}}}}}`, "triggers.t.inputs.host.apiId:", "only Microsoft Teams"},
 		{"webhook without operation", `{"triggers": {"t": {"type": "OpenApiConnectionWebhook", "inputs": {"host": {"apiId": "/x/shared_teams", "connectionName": "t"}}}}}`, "triggers.t.inputs.host.operationId:", "is missing"},
 		{"action type", def(`{"D": {"type": "Wait", "inputs": {}}}`), "actions.D.type:", `"Wait" is not supported`},

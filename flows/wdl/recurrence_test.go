@@ -60,3 +60,11 @@ func TestMissedSlot(t *testing.T) {
 		t.Fatalf("Slots = %v", got)
 	}
 }
+
+// TestEvaluatedRecurrence accepts the exported copy of the same schedule.
+func TestEvaluatedRecurrence(t *testing.T) {
+	_, err := Parse([]byte(`{"triggers": {"t": {"type": "Recurrence", "recurrence": {"frequency": "Day", "interval": 1, "timeZone": "UTC"}, "evaluatedRecurrence": {"frequency": "Day", "interval": 1, "timeZone": "UTC"}}}}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+}
