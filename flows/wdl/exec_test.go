@@ -563,3 +563,25 @@ func TestApiConnection(t *testing.T) {
 		t.Fatalf("inputs %s", got)
 	}
 }
+
+// TestConcurrentRuns runs one definition from several goroutines (the
+// engine shares a parsed definition between runs); run with -race.
+func TestConcurrentRuns(t *testing.T) {
+	d := mustParse(t, resumeDef)
+	errs := make(chan error, 4)
+	for range 4 {
+		go func() {
+			st := NewRun(Outputs{Body: map[string]any{"items": []any{"a", "b"}}})
+			err := Execute(context.Background(), d, st, nil, newHost(), func(*RunState) error { return nil })
+			if err == nil && st.Status != StatusFailed { // n is 2, not 3: the else branch terminates Failed
+				err = fmt.Errorf("status %s", st.Status)
+			}
+			errs <- err
+		}()
+	}
+	for range 4 {
+		if err := <-errs; err != nil {
+			t.Fatal(err)
+		}
+	}
+}
