@@ -356,6 +356,7 @@ func (p *defParser) triggers(raw json.RawMessage) error {
 			if !slices.Contains([]string{"GET", "POST", "PUT", "PATCH", "DELETE"}, strings.ToUpper(meth)) {
 				return invalid(path+".inputs.method", "%q is not an HTTP method Keyhold accepts (GET, POST, PUT, PATCH, DELETE)", keyhold.Clip(meth))
 			}
+			t.Method = strings.ToUpper(meth)
 		}
 		if rp, ok := in["relativePath"]; ok {
 			return invalid(path+".inputs.relativePath", "relative paths on a Request trigger are not supported: pass values in the body or the query (%s)", keyhold.Clip(string(rp)))
