@@ -50,11 +50,6 @@ func (p *CMK) readResealPages(ctx context.Context, envID string, from, to uint32
 	go func() {
 		defer close(done)
 		defer close(pages)
-		// The store keys are derived once, at the first page that needs
-		// them, and live as long as the pipeline (an epoch without rows
-		// never derives its rows key).
-		var oldSK, newSK *crypt.StoreKey
-		defer func() { oldSK.Destroy(); newSK.Destroy() }()
 		send := func(pg rekeyPage) bool {
 			select {
 			case pages <- pg:
@@ -76,17 +71,7 @@ func (p *CMK) readResealPages(ctx context.Context, envID string, from, to uint32
 				send(rekeyPage{})
 				return
 			}
-			if oldSK == nil {
-				var err error
-				if oldSK, err = p.storeKey(ctx, envID, from, keyhold.StoreRows); err == nil {
-					newSK, err = p.storeKey(ctx, envID, to, keyhold.StoreRows)
-				}
-				if err != nil {
-					send(rekeyPage{err: err})
-					return
-				}
-			}
-			out, err := resealPage(envID, rows, to, oldSK, newSK)
+			out, err := p.resealWithKeys(ctx, envID, rows, from, to)
 			if err != nil {
 				send(rekeyPage{err: err})
 				return
@@ -100,6 +85,25 @@ func (p *CMK) readResealPages(ctx context.Context, envID string, from, to uint32
 		}
 	}()
 	return pages, func() { cancel(); <-done }
+}
+
+// resealWithKeys re-seals a page under store keys derived for it and
+// destroyed after it. Deriving them per page (from the cached EK: a hash,
+// no unwrap) keeps what a lock does to the re-key: once the lock drops
+// the environment's keys, the next page's derivation needs an unwrap, the
+// revoked key refuses it, and nothing more is decrypted.
+func (p *CMK) resealWithKeys(ctx context.Context, envID string, rows []*keyhold.RowRecord, from, to uint32) ([]*keyhold.RowRecord, error) {
+	oldSK, err := p.storeKey(ctx, envID, from, keyhold.StoreRows)
+	if err != nil {
+		return nil, err
+	}
+	defer oldSK.Destroy()
+	newSK, err := p.storeKey(ctx, envID, to, keyhold.StoreRows)
+	if err != nil {
+		return nil, err
+	}
+	defer newSK.Destroy()
+	return resealPage(envID, rows, to, oldSK, newSK)
 }
 
 // resealPage opens every row of a page under oldSK and seals it under
