@@ -6,6 +6,7 @@ import (
 	"crypto/aes"
 	"crypto/cipher"
 	"crypto/rand"
+	"database/sql"
 	"fmt"
 	"os"
 	"strconv"
@@ -79,6 +80,15 @@ func (f *cmkFixture) seedRows(b testing.TB, envID string, n, size int) int64 {
 			return nil
 		}); err != nil {
 			b.Fatal(err)
+		}
+	}
+	if os.Getenv("KEYHOLD_BENCH_ANALYZE") != "" {
+		// As autovacuum (PostgreSQL) would have by the time rows this
+		// old are re-keyed: the planner's statistics of the new rows.
+		if db, ok := f.store.(interface{ DB() *sql.DB }); ok {
+			if _, err := db.DB().Exec("ANALYZE data_rows"); err != nil {
+				b.Fatal(err)
+			}
 		}
 	}
 	return int64(n) * int64(len(data))
@@ -162,7 +172,13 @@ func BenchmarkCMKLinkCustody(b *testing.B) {
 // link's steps are run one after the other in the benchmark's goroutine;
 // the timer covers the rekey step's runs only. Figures are plaintext MB/s,
 // each item decrypted under the old epoch and encrypted under the new.
+// KEYHOLD_BENCH_REKEY_PAGE sets the rows of a page (rekeyBatch), and
+// KEYHOLD_BENCH_ANALYZE=1 analyzes data_rows after seeding.
 func BenchmarkCMKRekey(b *testing.B) {
+	if v := benchInts(b, "KEYHOLD_BENCH_REKEY_PAGE", nil); len(v) > 0 {
+		defer func(n int) { rekeyBatch = n }(rekeyBatch)
+		rekeyBatch = v[0]
+	}
 	rows := benchInts(b, "KEYHOLD_BENCH_REKEY_ROWS", []int{50000})[0]
 	fileMB := benchInts(b, "KEYHOLD_BENCH_REKEY_FILE_MB", []int{64})[0]
 	for _, be := range storetest.Backends() {

@@ -173,7 +173,7 @@ func (p *CMK) stepRekey(ctx context.Context, op *keyhold.Operation) (ops.StepRes
 			}
 			prog = rekeyProgress{Epoch: old[i]}
 		}
-		n, more, err := p.rekeyRows(ctx, env.ID, cur, &prog)
+		n, more, err := p.rekeyRows(ctx, env.ID, cur, &prog, deadline)
 		op.Done += n
 		if err != nil {
 			// The cursor stays where it was last recorded; the rows
@@ -208,48 +208,50 @@ func (p *CMK) stepRekey(ctx context.Context, op *keyhold.Operation) (ops.StepRes
 	return save(more)
 }
 
-// rekeyRows moves one page of the rows of prog.Epoch, after prog's cursor,
-// to epoch to, and advances the cursor. It returns how many rows it
-// handled and whether a full page was read (there may be more).
-func (p *CMK) rekeyRows(ctx context.Context, envID string, to uint32, prog *rekeyProgress) (int64, bool, error) {
+// rekeyRows moves the rows of prog.Epoch, after prog's cursor, to epoch
+// to, page by page until the epoch has no rows left or the deadline has
+// passed, and advances the cursor past each page once it has committed. It
+// returns how many rows it handled and whether the epoch may hold more
+// (it stopped at the deadline).
+//
+// The pages run as a pipeline (rekeypipe.go): while one page's write
+// transaction runs, the next page is read and re-sealed on the other
+// core. Only the writes advance the cursor, in order, so a crash or an
+// error anywhere repeats at most the pages after the last committed one,
+// as before; a page read ahead and never written is simply dropped.
+func (p *CMK) rekeyRows(ctx context.Context, envID string, to uint32, prog *rekeyProgress, deadline time.Time) (int64, bool, error) {
 	from := prog.Epoch
-	var rows []*keyhold.RowRecord
-	if err := p.store.View(ctx, func(tx keyhold.Tx) (err error) {
-		rows, err = tx.ListRows(ctx, keyhold.RowFilter{EnvID: envID, Epoch: from, AfterTable: prog.AfterTable, AfterID: prog.AfterID, Limit: rekeyBatch})
-		return err
-	}); err != nil {
-		return 0, false, err
-	}
-	if len(rows) == 0 {
-		return 0, false, nil
-	}
-	oldSK, err := p.storeKey(ctx, envID, from, keyhold.StoreRows)
-	if err != nil {
-		return 0, false, err
-	}
-	defer oldSK.Destroy()
-	newSK, err := p.storeKey(ctx, envID, to, keyhold.StoreRows)
-	if err != nil {
-		return 0, false, err
-	}
-	defer newSK.Destroy()
-	out := make([]*keyhold.RowRecord, len(rows))
-	for i, r := range rows {
-		item := rowItemID(r.Table, r.ID)
-		pt, err := oldSK.Open(item, r.Version, r.Ciphertext)
-		if err != nil {
-			return 0, false, ops.Permanent(keyhold.Errorf(keyhold.CodeInternal,
-				"row %q of table %q of environment %s failed its integrity check and can't be re-keyed: restore it from a backup or delete it, then link the environment again", r.ID, r.Table, envID).WithCause(err))
+	pages, stop := p.readResealPages(ctx, envID, from, to, prog.AfterTable, prog.AfterID)
+	defer stop()
+	var n int64
+	for pg := range pages {
+		if pg.err != nil {
+			return n, false, pg.err
 		}
-		ct, err := newSK.Seal(item, r.Version, pt)
-		clear(pt)
-		if err != nil {
-			return 0, false, err
+		if len(pg.rows) == 0 {
+			return n, false, nil
 		}
-		c := *r
-		c.Epoch, c.Ciphertext = to, ct
-		out[i] = &c
+		if err := p.writeResealed(ctx, envID, from, pg.rows); err != nil {
+			return n, false, err
+		}
+		n += int64(len(pg.rows))
+		prog.AfterTable, prog.AfterID = pg.afterTable, pg.afterID
+		if !pg.full {
+			return n, false, nil
+		}
+		if time.Now().After(deadline) {
+			return n, true, nil
+		}
 	}
+	// The pipeline stopped without a last page: only a cancelled context
+	// does that.
+	return n, false, ctx.Err()
+}
+
+// writeResealed writes one page of re-sealed rows in a transaction of its
+// own. A row written (under the current epoch) or deleted since it was
+// read is left alone: nothing to move.
+func (p *CMK) writeResealed(ctx context.Context, envID string, from uint32, out []*keyhold.RowRecord) error {
 	reseal := func(rs []*keyhold.RowRecord) error {
 		return p.store.Update(ctx, func(tx keyhold.Tx) error {
 			// Nothing moves once the environment is Locked: the
@@ -257,14 +259,12 @@ func (p *CMK) rekeyRows(ctx context.Context, envID string, to uint32, prog *reke
 			if err := pauseIfLocked(ctx, tx, envID); err != nil {
 				return err
 			}
-			// One statement for the page. A row written (under the
-			// current epoch) or deleted since it was read is left
-			// alone: nothing to move.
+			// One statement for the page.
 			_, err := tx.ResealRows(ctx, envID, rs, from)
 			return err
 		})
 	}
-	err = reseal(out)
+	err := reseal(out)
 	if keyhold.ErrorCode(err) == keyhold.CodeConflict {
 		// Writers of these rows kept winning the race with the page's
 		// transaction (PostgreSQL serialization failures): move them
@@ -280,12 +280,7 @@ func (p *CMK) rekeyRows(ctx context.Context, envID string, to uint32, prog *reke
 			}
 		}
 	}
-	if err != nil {
-		return 0, false, err
-	}
-	last := rows[len(rows)-1]
-	prog.AfterTable, prog.AfterID = last.Table, last.ID
-	return int64(len(rows)), len(rows) == rekeyBatch, nil
+	return err
 }
 
 // rekeyFiles moves files not on epoch to, in name order after prog's

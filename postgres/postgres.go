@@ -59,6 +59,13 @@ func classify(err error) sqlstore.ErrorClass {
 // across replicas: the first 8 bytes of "keyhold-migrate".
 const migrationLock int64 = 0x6b6579686f6c642d
 
+// poolConns bounds a store's connections, and every one of them is kept
+// while idle (until ConnMaxIdleTime). With fewer kept idle than opened,
+// each burst of more concurrent requests than that closed the extra
+// connections as it ended, and the next burst connected again and, since
+// pgx prepares statements per connection, prepared every statement again.
+const poolConns = 20
+
 // Open connects to the database that dsn names (a postgres:// URL or a
 // key=value string, as pgx accepts) and brings its schema up to date. It
 // holds a PostgreSQL advisory lock while migrating, so replicas that start
@@ -75,8 +82,8 @@ func Open(ctx context.Context, dsn string) (*sqlstore.Store, error) {
 	// (sqlstore.CachingConnector). A DSN may still choose another
 	// default_query_exec_mode, e.g. for a pooler in transaction mode.
 	db := stdlib.OpenDB(*cfg)
-	db.SetMaxOpenConns(20)
-	db.SetMaxIdleConns(10)
+	db.SetMaxOpenConns(poolConns)
+	db.SetMaxIdleConns(poolConns)
 	db.SetConnMaxIdleTime(5 * time.Minute)
 	if err := db.PingContext(ctx); err != nil {
 		db.Close()

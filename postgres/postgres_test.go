@@ -2,6 +2,7 @@ package postgres_test
 
 import (
 	"context"
+	"database/sql"
 	"strings"
 	"sync"
 	"testing"
@@ -122,5 +123,35 @@ func TestStatementsPreparedOnce(t *testing.T) {
 	}
 	if prepared != 1 {
 		t.Fatalf("the connection holds %d prepared statements of a query it ran 20 times, want 1", prepared)
+	}
+}
+
+// TestPoolKeepsItsConnections: a burst that uses every connection of the
+// pool leaves them all open and idle for the next one, none closed (and
+// so none connected and its statements prepared again).
+func TestPoolKeepsItsConnections(t *testing.T) {
+	db := storetest.NewPostgresDatabase(t)
+	ctx := context.Background()
+	s, err := postgres.Open(ctx, db.DSN)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	pool := s.DB()
+	n := pool.Stats().MaxOpenConnections
+	conns := make([]*sql.Conn, n)
+	for i := range conns {
+		if conns[i], err = pool.Conn(ctx); err != nil {
+			t.Fatal(err)
+		}
+		if err := conns[i].PingContext(ctx); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for _, c := range conns {
+		c.Close()
+	}
+	if st := pool.Stats(); st.MaxIdleClosed != 0 || st.Idle != n {
+		t.Fatalf("after a burst over all %d connections: %d idle, %d closed as surplus idle; want %d idle, none closed", n, st.Idle, st.MaxIdleClosed, n)
 	}
 }

@@ -40,8 +40,8 @@ func valuesList(rows, cols int) string {
 }
 
 // ResealRows moves a page of rows to their new epoch and ciphertext, each
-// only while it is at its version and fromEpoch, with one UPDATE … FROM
-// for the page.
+// only while it is at its version and fromEpoch, with one UPDATE for the
+// page (PostgreSQL) or one prepared statement run per row (SQLite).
 func (t *tx) ResealRows(ctx context.Context, envID string, rs []*keyhold.RowRecord, fromEpoch uint32) (int64, error) {
 	var moved int64
 	err := batches(rs, func(rs []*keyhold.RowRecord) error {
@@ -61,11 +61,7 @@ func (t *tx) ResealRows(ctx context.Context, envID string, rs []*keyhold.RowReco
 		var n int64
 		var err error
 		if t.s.d.Arrays {
-			n, err = t.execN(ctx, `UPDATE data_rows AS d SET epoch = v.epoch, ciphertext = v.ciphertext
-				FROM unnest(CAST(? AS TEXT[]), CAST(? AS TEXT[]), CAST(? AS BIGINT[]), CAST(? AS BIGINT[]), CAST(? AS BYTEA[]))
-					AS v(table_name, id, version, epoch, ciphertext)
-				WHERE d.env_id = ? AND d.table_name = v.table_name AND d.id = v.id AND d.version = v.version AND d.epoch = ?`,
-				tables, ids, versions, epochs, cts, envID, int64(fromEpoch))
+			n, err = t.execN(ctx, resealRowsArrays, tables, ids, versions, epochs, cts, envID, int64(fromEpoch))
 		} else {
 			n, err = t.resealEach(ctx, envID, tables, ids, versions, epochs, cts, fromEpoch)
 		}
@@ -77,6 +73,24 @@ func (t *tx) ResealRows(ctx context.Context, envID string, rs []*keyhold.RowReco
 	})
 	return moved, err
 }
+
+// resealRowsArrays is ResealRows on PostgreSQL, one statement per page.
+// Each row is found by its key in a LATERAL subquery (which the planner
+// can't turn into a join of its choosing) and then updated by its ctid. A
+// plain UPDATE … FROM unnest(…) joined on the key was planned from
+// data_rows' statistics: on a table not yet analyzed (rows just written or
+// restored) as a scan of the whole epoch for every page
+// (TestResealRowsPlan). This form is one index probe per row, with or
+// without them. A row updated meanwhile has another ctid and is left
+// alone.
+const resealRowsArrays = `UPDATE data_rows AS d SET epoch = m.epoch, ciphertext = m.ciphertext
+	FROM (SELECT x.tid, v.epoch, v.ciphertext
+		FROM unnest(CAST(? AS TEXT[]), CAST(? AS TEXT[]), CAST(? AS BIGINT[]), CAST(? AS BIGINT[]), CAST(? AS BYTEA[]))
+			AS v(table_name, id, version, epoch, ciphertext)
+		CROSS JOIN LATERAL (SELECT r.ctid AS tid FROM data_rows AS r
+			WHERE r.env_id = ? AND r.table_name = v.table_name AND r.id = v.id AND r.version = v.version AND r.epoch = ?
+			LIMIT 1) AS x) AS m
+	WHERE d.ctid = m.tid`
 
 // resealEach is ResealRows on SQLite: one statement, prepared once for the
 // page and run for each row. The multi-row forms measured slower there:
