@@ -3,6 +3,8 @@ package platform
 import (
 	"context"
 	"crypto/tls"
+	"crypto/x509"
+	"net"
 	nethttp "net/http"
 	"strings"
 	"sync"
@@ -23,11 +25,39 @@ import (
 // up, with a hook on the platform's answers from the customer's vaults
 // (bend) for answers the customer's Keyhold would never give.
 type extWorld struct {
-	f *cmkFixture
-	c *customerCloud
+	f    *cmkFixture
+	c    *customerCloud
+	pool *x509.CertPool
+	conf *tls.Config
 
 	mu   sync.Mutex
 	bend func(*nethttp.Response) // changes an answer of the customer's vault; nil: none
+	// vaultAddr is where the platform's connections to the customer's
+	// vaults go: the customer's server, or a fault (faults_test).
+	vaultAddr  string
+	transports []*nethttp.Transport // the platform's, to the customer's vaults
+}
+
+// dialVault dials the customer's vault hosts at w.vaultAddr.
+func (w *extWorld) dialVault(ctx context.Context, network, addr string) (net.Conn, error) {
+	if _, ok := (keyhold.VaultAddress{Domain: customerVaultDomain}).VaultOfHost(addr); ok {
+		w.mu.Lock()
+		addr = w.vaultAddr
+		w.mu.Unlock()
+	}
+	return (&net.Dialer{}).DialContext(ctx, network, addr)
+}
+
+// setVaultAddr sends the platform's next connections to the customer's
+// vaults to addr, closing its pooled ones.
+func (w *extWorld) setVaultAddr(addr string) {
+	w.mu.Lock()
+	w.vaultAddr = addr
+	trs := w.transports
+	w.mu.Unlock()
+	for _, tr := range trs {
+		tr.CloseIdleConnections()
+	}
 }
 
 // bendingTransport passes requests on, and lets the world's bend change
@@ -65,12 +95,17 @@ func newExtWorld(t *testing.T, f *cmkFixture) *extWorld {
 	platformAddr := serve(t, (&khttp.Server{Tokens: f.p, Environments: f.p, Data: f.p, Audit: f.p, PublicURL: cmkBase, Keys: f.p}).Handler(), conf)
 	w := &extWorld{f: f}
 	w.c = newCustomerCloud(t, pool, conf, platformAddr)
+	w.vaultAddr = w.c.addr
+	w.pool, w.conf = pool, conf
 	useExternal(f.p.core, func(x keyhold.ExternalKeyVault, assertion func(context.Context) (string, error)) (keyhold.KeyWrapper, error) {
-		tr := &nethttp.Transport{TLSClientConfig: &tls.Config{RootCAs: pool}, DialContext: khttp.VaultDialer(customerVaultDomain, w.c.addr)}
+		tr := &nethttp.Transport{TLSClientConfig: &tls.Config{RootCAs: pool}, DialContext: w.dialVault}
 		t.Cleanup(tr.CloseIdleConnections)
+		w.mu.Lock()
+		w.transports = append(w.transports, tr)
+		w.mu.Unlock()
 		hc := &nethttp.Client{Transport: bendingTransport{w: w, base: tr}}
 		return keyprovider.NewFederated(keyprovider.FederatedIdentity{TenantID: x.TenantID, ClientID: x.ClientID, AuthorityHost: x.AuthorityHost}, assertion,
-			&azkeys.ClientOptions{ClientOptions: azcore.ClientOptions{Transport: hc, Retry: policy.RetryOptions{MaxRetries: -1}}})
+			&azkeys.ClientOptions{ClientOptions: azcore.ClientOptions{Transport: hc, Retry: policy.RetryOptions{MaxRetries: -1, TryTimeout: 2 * time.Second}}})
 	})
 	return w
 }
