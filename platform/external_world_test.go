@@ -36,6 +36,8 @@ type extWorld struct {
 	// vaults go: the customer's server, or a fault (faults_test).
 	vaultAddr  string
 	transports []*nethttp.Transport // the platform's, to the customer's vaults
+	// ext is how the platform reaches the customer's vaults.
+	ext ExternalCMK
 }
 
 // dialVault dials the customer's vault hosts at w.vaultAddr.
@@ -97,7 +99,7 @@ func newExtWorld(t *testing.T, f *cmkFixture) *extWorld {
 	w.c = newCustomerCloud(t, pool, conf, platformAddr)
 	w.vaultAddr = w.c.addr
 	w.pool, w.conf = pool, conf
-	useExternal(f.p.core, func(x keyhold.ExternalKeyVault, assertion func(context.Context) (string, error)) (keyhold.KeyWrapper, error) {
+	w.ext = func(x keyhold.ExternalKeyVault, assertion func(context.Context) (string, error)) (keyhold.KeyWrapper, error) {
 		tr := &nethttp.Transport{TLSClientConfig: &tls.Config{RootCAs: pool}, DialContext: w.dialVault}
 		t.Cleanup(tr.CloseIdleConnections)
 		w.mu.Lock()
@@ -106,7 +108,8 @@ func newExtWorld(t *testing.T, f *cmkFixture) *extWorld {
 		hc := &nethttp.Client{Transport: bendingTransport{w: w, base: tr}}
 		return keyprovider.NewFederated(keyprovider.FederatedIdentity{TenantID: x.TenantID, ClientID: x.ClientID, AuthorityHost: x.AuthorityHost}, assertion,
 			&azkeys.ClientOptions{ClientOptions: azcore.ClientOptions{Transport: hc, Retry: policy.RetryOptions{MaxRetries: -1, TryTimeout: 2 * time.Second}}})
-	})
+	}
+	useExternal(f.p.core, w.ext)
 	return w
 }
 
