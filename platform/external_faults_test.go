@@ -242,3 +242,83 @@ func TestExternalLockLatency(t *testing.T) {
 		}
 	})
 }
+
+// TestExternalRevocationsLock: each revocation class in the customer's
+// Keyhold (the key disabled, its current version disabled, the key
+// deleted, the vault's firewall closed) makes the platform's next health
+// check Unhealthy and locks the environment, reads answering
+// EnvironmentLocked; undoing it makes the policy Healthy, and re-enabling
+// unwraps across the boundary again.
+func TestExternalRevocationsLock(t *testing.T) {
+	cmkBackends(t, false, func(t *testing.T, f *cmkFixture) {
+		w := newExtWorld(t, f)
+		defer f.runRunner()()
+		w.c.grant(t)
+		pol := w.policy(t, "revocations", "", "cmk", "", "", "")
+		env := f.managedEnv(t, "e")
+		data := f.fill(t, env.ID, 4, 100)
+		f.succeed(t, "link", func() (*keyhold.Operation, error) { return f.p.LinkPolicy(f.ctx, env.ID, pol.SystemID) })
+		c := w.c
+		yes, no := true, false
+		setKey := func(version string, enabled *bool) func(t *testing.T) {
+			return func(t *testing.T) {
+				if version == "current" {
+					kb, err := c.v.GetKey(c.admin, c.vaultName, "cmk", "")
+					if err != nil {
+						t.Fatal(err)
+					}
+					version = kb.Version.Version
+				}
+				if _, err := c.v.UpdateKey(c.admin, c.vaultName, "cmk", version, keyhold.KeyAttributes{Enabled: enabled}, nil, nil); err != nil {
+					t.Fatal(err)
+				}
+			}
+		}
+		firewall := func(action string) func(t *testing.T) {
+			return func(t *testing.T) {
+				v, err := c.v.GetVault(c.admin, c.sub, c.rg, c.vaultName)
+				if err != nil {
+					t.Fatal(err)
+				}
+				v.NetworkACLs.DefaultAction, v.NetworkACLs.Bypass = action, keyhold.BypassNone
+				if _, err := c.v.PutVault(c.admin, v); err != nil {
+					t.Fatal(err)
+				}
+			}
+		}
+		for _, rc := range []struct {
+			name            string
+			revoke, restore func(t *testing.T)
+		}{
+			{"key disabled", setKey("", &no), setKey("", &yes)},
+			{"current version disabled", setKey("current", &no), setKey("current", &yes)},
+			{"key deleted", func(t *testing.T) {
+				if _, err := c.v.DeleteKey(c.admin, c.vaultName, "cmk"); err != nil {
+					t.Fatal(err)
+				}
+			}, func(t *testing.T) {
+				if _, err := c.v.RecoverDeletedKey(c.admin, c.vaultName, "cmk"); err != nil {
+					t.Fatal(err)
+				}
+			}},
+			{"firewall closed", firewall(keyhold.NetworkDeny), firewall(keyhold.NetworkAllow)},
+		} {
+			t.Run(rc.name, func(t *testing.T) {
+				rc.revoke(t)
+				f.health(t, pol, keyhold.HealthUnhealthy)
+				if s := f.env(t, env.ID).State; s != keyhold.StateLocked {
+					t.Fatalf("state after the revocation: %s, want %s", s, keyhold.StateLocked)
+				}
+				if err := f.readBack(env.ID, data); keyhold.ErrorCode(err) != keyhold.CodeEnvironmentLocked {
+					t.Fatalf("read while locked: %v, want %s", err, keyhold.CodeEnvironmentLocked)
+				}
+				rc.restore(t)
+				f.health(t, pol, keyhold.HealthHealthy)
+				if err := f.p.EnableEnvironment(f.ctx, env.ID); err != nil {
+					t.Fatalf("EnableEnvironment after the restore: %v", err)
+				}
+				f.check(t, env.ID, data)
+			})
+		}
+	})
+}
