@@ -15,6 +15,7 @@ import (
 	"github.com/keyhold/keyhold"
 	"github.com/keyhold/keyhold/crypt"
 	"github.com/keyhold/keyhold/ops"
+	"github.com/keyhold/keyhold/postgres"
 	"github.com/keyhold/keyhold/sqlite"
 	"github.com/keyhold/keyhold/sqlstore/storetest"
 )
@@ -74,16 +75,57 @@ func copyDir(t *testing.T, dir string) string {
 }
 
 // TestExternalCustodyProof: with the customer's grant revoked, everything
-// the operator holds of the platform (its SQLite database directory, WAL
-// included, and its master key) copied to a fresh server that reaches the
-// customer's vault as the platform does opens none of the CMK
-// environment's rows or files, and the copy holds no byte string of the
-// environment's key; the platform itself, once its key cache's TTL has
-// passed, can't read them either. (The same environment's data is read
-// back before the revocation, so the reads can succeed.)
+// the operator holds of the platform (its database: on SQLite, a copy of
+// its directory, WAL included; on PostgreSQL, the database itself and the
+// server's data directory) and its master key, given to a fresh server
+// that reaches the customer's vault as the platform does, opens none of
+// the CMK environment's rows or files, and the copied files hold no byte
+// string of the environment's key; the platform itself, once its key
+// cache's TTL has passed, can't read them either. (The same environment's
+// data is read back before the revocation, so the reads can succeed.)
 func TestExternalCustodyProof(t *testing.T) {
+	t.Run("sqlite", func(t *testing.T) {
+		store, path := storetest.OpenSQLiteAt(t)
+		custodyProof(t, store, func(t *testing.T) (keyhold.Store, []string) {
+			if _, err := store.(interface{ DB() *sql.DB }).DB().ExecContext(context.Background(), "PRAGMA wal_checkpoint(PASSIVE)"); err != nil {
+				t.Fatal(err)
+			}
+			copied := copyDir(t, filepath.Dir(path))
+			s2, err := sqlite.Open(filepath.Join(copied, filepath.Base(path)))
+			if err != nil {
+				t.Fatal(err)
+			}
+			t.Cleanup(func() { s2.Close() })
+			return s2, []string{copied}
+		})
+	})
+	t.Run("postgres", func(t *testing.T) {
+		store, db := storetest.OpenPostgresAt(t)
+		custodyProof(t, store, func(t *testing.T) (keyhold.Store, []string) {
+			if _, err := store.(interface{ DB() *sql.DB }).DB().ExecContext(context.Background(), "CHECKPOINT"); err != nil {
+				t.Fatalf("CHECKPOINT: %v", err)
+			}
+			ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+			defer cancel()
+			s2, err := postgres.Open(ctx, db.DSN)
+			if err != nil {
+				t.Fatal(err)
+			}
+			t.Cleanup(func() { s2.Close() })
+			if db.DataDir == "" {
+				t.Logf("%s is not set: the server's data directory is not scanned", storetest.EnvPostgresDataDir)
+				return s2, nil
+			}
+			return s2, []string{db.DataDir}
+		})
+	})
+}
+
+// custodyProof runs the proof over store; takeAway gives, once the grant
+// is revoked, a second store holding the platform's data and the files
+// to scan for the environment's key.
+func custodyProof(t *testing.T, store keyhold.Store, takeAway func(t *testing.T) (keyhold.Store, []string)) {
 	ctx := context.Background()
-	store, path := storetest.OpenSQLiteAt(t)
 	f := newCMKFixture(t, store, false)
 	w := newExtWorld(t, f)
 	stop := f.runRunner()
@@ -101,25 +143,19 @@ func TestExternalCustodyProof(t *testing.T) {
 	defer ek.Destroy()
 	stop()
 
-	// The customer revokes; the operator copies everything it holds.
+	// The customer revokes; the operator takes everything it holds.
 	w.c.update(t, func(tx keyhold.Tx) error { return tx.DeleteRoleAssignment(ctx, assignment) })
-	if _, err := store.(interface{ DB() *sql.DB }).DB().ExecContext(ctx, "PRAGMA wal_checkpoint(PASSIVE)"); err != nil {
-		t.Fatal(err)
+	s2, paths := takeAway(t)
+	if len(paths) > 0 {
+		found, scanned := scanFiles(t, paths, []byte("no marker: "+uuid.NewString()), []*crypt.Key{ek})
+		if len(found) > 0 {
+			t.Fatalf("the environment's key at rest: %v", found)
+		}
+		if scanned == 0 {
+			t.Fatal("nothing to scan")
+		}
+		t.Logf("scanned %d files", scanned)
 	}
-	copied := copyDir(t, filepath.Dir(path))
-	found, scanned := scanFiles(t, []string{copied}, []byte("no marker: "+uuid.NewString()), []*crypt.Key{ek})
-	if len(found) > 0 {
-		t.Fatalf("the environment's key in the copy: %v", found)
-	}
-	if scanned == 0 {
-		t.Fatal("nothing copied to scan")
-	}
-
-	s2, err := sqlite.Open(filepath.Join(copied, filepath.Base(path)))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer s2.Close()
 	runner2, err := ops.New(ops.Config{Store: s2, Owner: "copy-" + uuid.NewString()[:8], LeaseTTL: 5 * time.Second})
 	if err != nil {
 		t.Fatal(err)
@@ -132,9 +168,9 @@ func TestExternalCustodyProof(t *testing.T) {
 	useExternal(p2.core, w.ext)
 	read, errs := readEach(f.ctx, p2, env.ID, data)
 	if len(read) > 0 {
-		t.Fatalf("the copy read %v of the CMK environment", read)
+		t.Fatalf("the fresh server read %v of the CMK environment", read)
 	}
-	t.Logf("the copy read none of %d rows and files; first refusal: %s", len(errs), keyhold.ErrorCode(errs[0]))
+	t.Logf("the fresh server read none of %d rows and files; first refusal: %s", len(errs), keyhold.ErrorCode(errs[0]))
 
 	// The platform: its cached key serves until the TTL, then nothing.
 	f.clock.Advance(DefaultKeyCacheTTL + time.Minute)
