@@ -57,3 +57,28 @@ type KeyWrapper interface {
 type KeyProber interface {
 	Probe(ctx context.Context, keyID string) error
 }
+
+// KeyReader is implemented by key wrappers that can read a key's public
+// attributes as the caller (a vault's get key). Issue 13: the key of an
+// external vault is checked over the network before a link changes
+// anything, and the rotation pickup follows its current version. Errors
+// carry the codes a wrap would return, as KeyProber's.
+type KeyReader interface {
+	ReadKey(ctx context.Context, keyID string) (*KeyInfo, error)
+}
+
+// KeyInfo is what a vault answers about a key version (KeyReader).
+type KeyInfo struct {
+	// KID is the versioned key id, as a wrap returns it.
+	KID string
+	// Type is the JSON web key type: RSA, RSA-HSM, EC, oct-HSM, ...
+	Type string
+	// Size is the RSA modulus's size in bits; 0 for another type.
+	Size int
+	// Ops are the operations the key allows (key_ops).
+	Ops     []string
+	Enabled bool
+	// RecoveryLevel is the vault's deletion recovery level: a level
+	// without "Purgeable" means purge protection; "" if not answered.
+	RecoveryLevel string
+}

@@ -3,7 +3,9 @@ package keyprovider
 import (
 	"context"
 	"fmt"
+	"math/bits"
 	"net/http"
+	"strings"
 	"sync"
 	"time"
 
@@ -27,7 +29,10 @@ type Azure struct {
 	clients map[string]*azkeys.Client // by vault URL
 }
 
-var _ Provider = (*Azure)(nil)
+var (
+	_ Provider          = (*Azure)(nil)
+	_ keyhold.KeyReader = (*Azure)(nil)
+)
 
 // DefaultTryTimeout bounds one try of a request to the vault when the
 // options given to NewAzure set no Retry.TryTimeout. A vault that takes
@@ -138,6 +143,59 @@ func (a *Azure) Probe(ctx context.Context, keyID string) error {
 	return probeRoundTrip(ctx, a, keyID)
 }
 
+// ReadKey reads the public attributes of the key version keyID names (its
+// current version if unversioned) with get key: what a link checks of an
+// external vault's key (type, size, enabled, key_ops, purge protection
+// through the recovery level) and the version the rotation pickup
+// follows. An answer without a versioned kid of the key asked for is not
+// Key Vault's: CodeKeyVaultUnavailable, saying so.
+func (a *Azure) ReadKey(ctx context.Context, keyID string) (*keyhold.KeyInfo, error) {
+	c, name, version, err := a.parse(keyID)
+	if err != nil {
+		return nil, err
+	}
+	resp, err := c.GetKey(ctx, name, version, nil)
+	if err != nil {
+		return nil, mapError(err)
+	}
+	if resp.Key == nil || resp.Key.KID == nil {
+		return nil, keyhold.Errorf(keyhold.CodeKeyVaultUnavailable, "the key vault's answer to get key %s has no key: it does not speak the Key Vault API as expected", keyhold.Clip(keyID))
+	}
+	kid := string(*resp.Key.KID)
+	want, _ := keyhold.ParseKeyID(keyID)
+	got, err := keyhold.ParseKeyID(kid)
+	if err != nil || got.Version == "" || !strings.EqualFold(got.Name, want.Name) || (want.Version != "" && !strings.EqualFold(got.Version, want.Version)) {
+		return nil, keyhold.Errorf(keyhold.CodeKeyVaultUnavailable, "the key vault's answer to get key %s names another key, %q: it does not speak the Key Vault API as expected", keyhold.Clip(keyID), keyhold.Clip(kid))
+	}
+	info := &keyhold.KeyInfo{KID: kid, Enabled: true}
+	if resp.Key.Kty != nil {
+		info.Type = string(*resp.Key.Kty)
+	}
+	if info.Type == string(azkeys.KeyTypeRSA) || info.Type == string(azkeys.KeyTypeRSAHSM) {
+		n := resp.Key.N
+		for len(n) > 0 && n[0] == 0 {
+			n = n[1:]
+		}
+		if len(n) > 0 {
+			info.Size = (len(n)-1)*8 + bits.Len8(n[0])
+		}
+	}
+	for _, op := range resp.Key.KeyOps {
+		if op != nil {
+			info.Ops = append(info.Ops, string(*op))
+		}
+	}
+	if at := resp.Attributes; at != nil {
+		if at.Enabled != nil {
+			info.Enabled = *at.Enabled
+		}
+		if at.RecoveryLevel != nil {
+			info.RecoveryLevel = string(*at.RecoveryLevel)
+		}
+	}
+	return info, nil
+}
+
 // mapError turns an SDK error into a *keyhold.Error with the code, inner
 // code and message Key Vault answered. An answer that says "not now" (5xx,
 // 429 throttled, 408 timed out), whatever code its body holds, or no
@@ -150,6 +208,12 @@ func mapError(err error) error {
 		return nil
 	}
 	e, status, ok := khttp.SDKError(err)
+	if !ok && strings.HasPrefix(err.Error(), "unmarshalling type") {
+		// An answer, but not Key Vault's JSON (a captive portal, a
+		// proxy's page, a server of another kind): not a revocation.
+		return &keyhold.Error{Code: keyhold.CodeKeyVaultUnavailable, Err: err,
+			Message: "the key vault's answer is not the Key Vault API's (" + keyhold.Clip(err.Error()) + "): check that the vault URI names a key vault and that nothing between answers in its place"}
+	}
 	if !ok {
 		// No answer (connection refused, timeout, cancellation) or a
 		// failed token request, whose *keyhold.Error the credential gave.

@@ -478,10 +478,9 @@ func (p *CMK) checkLink(ctx context.Context, tx keyhold.Tx, id *keyhold.Identity
 	}
 	if pol.External != nil {
 		// The external vault is checked over the network, as the policy's
-		// identity, by the probe before anything changes (type, enabled,
-		// wrap and unwrap); its purge protection can't be read with the
-		// grant on the key alone, and is not checked yet
-		// (docs/external-vault.md).
+		// identity, by the probe before anything changes: type, size,
+		// enabled, key_ops and purge protection (checkExternalKey), then
+		// wrap and unwrap (docs/external-vault.md).
 		plan.vault = &keyhold.Vault{Name: pol.External.URI}
 		plan.keyID = externalKeyID(pol)
 		if builtinKID(p.kv, plan.keyID) {
@@ -558,7 +557,18 @@ func (p *CMK) probe(ctx context.Context, plan *linkPlan) error {
 	if !ok {
 		return nil // the first wrap will tell
 	}
-	err := prober.Probe(ctx, plan.keyID)
+	var err error
+	if pol.External != nil {
+		// Issue 13: what the customer's vault says of the key (type,
+		// size, enabled, key_ops, purge protection), read over the
+		// network before the round trip.
+		if err = checkExternalKey(ctx, p.core, pol, plan.keyID); keyhold.ErrorCode(err) == keyhold.CodeBadRequest {
+			return err
+		}
+	}
+	if err == nil {
+		err = prober.Probe(ctx, plan.keyID)
+	}
 	if err == nil {
 		return nil
 	}
@@ -576,6 +586,16 @@ func (p *CMK) probe(ctx context.Context, plan *linkPlan) error {
 	case ke.Code == keyhold.CodeForbidden && ke.Inner == keyhold.InnerForbiddenByFirewall:
 		return refuse(keyhold.CodeForbidden,
 			"the firewall of key vault %s refuses the platform: allow trusted services to bypass it (networkAcls.bypass = AzureServices)", plan.vault.Name)
+	case ke.Code == keyhold.CodeKeyVaultUnavailable && pol.External != nil:
+		return refuse(keyhold.CodeKeyVaultUnavailable,
+			"the external key vault %s or the customer's directory could not be used to check key %s now: retry later, and if it persists check the vault URI and authority in the policy",
+			keyhold.Clip(pol.External.URI), plan.keyID)
+	case ke.Code == keyhold.CodeForbidden && pol.External != nil && (ke.Inner == keyhold.InnerForbiddenByRbac || ke.Inner == keyhold.InnerAccessDenied):
+		// Issue 13: the grant and the federated credential are the
+		// customer's app's, in the customer's directory.
+		return refuse(keyhold.CodeForbidden,
+			"the customer's app %s (tenant %s) may not use key %s as enterprise policy %s's managed identity: in the customer's directory, give the app a federated credential with issuer %s, subject %s and audience %s, and the %s role on the key",
+			pol.External.ClientID, pol.External.TenantID, plan.keyID, pol.ID(), (&Tokens{core: p.core}).issuerFor(pol.TenantID), pol.PrincipalID, keyhold.FederatedAudience, keyhold.RoleKeyVaultCryptoServiceEncryptUser)
 	case ke.Code == keyhold.CodeForbidden && (ke.Inner == keyhold.InnerForbiddenByRbac || ke.Inner == keyhold.InnerAccessDenied):
 		return refuse(keyhold.CodeForbidden,
 			"the enterprise policy's managed identity %s may not use key %s: grant the policy's managed identity %s the %s role on the key, or an access policy with Get, Wrap Key and Unwrap Key",

@@ -4,6 +4,9 @@ import (
 	"context"
 	"strings"
 	"sync"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/keyhold/keyhold"
 )
@@ -152,7 +155,63 @@ func (r *routedCMK) Unwrap(ctx context.Context, kid string, ciphertext []byte) (
 	if err != nil {
 		return nil, err
 	}
-	return w.Unwrap(ctx, kid, ciphertext)
+	if w == r.builtin {
+		return w.Unwrap(ctx, kid, ciphertext)
+	}
+	start := time.Now()
+	pt, err := w.Unwrap(ctx, kid, ciphertext)
+	r.p.m.external.observe(kid, time.Since(start), err)
+	return pt, err
+}
+
+// externalMetrics are the operator's view of unwraps across the boundary:
+// their latency, their errors by class, and when each external vault
+// last unwrapped.
+type externalMetrics struct {
+	seconds *prometheus.HistogramVec
+	errors  *prometheus.CounterVec
+	last    *prometheus.GaugeVec
+}
+
+func newExternalMetrics() externalMetrics {
+	return externalMetrics{
+		seconds: prometheus.NewHistogramVec(prometheus.HistogramOpts{Name: "keyhold_external_unwrap_seconds",
+			Help:    "Time to unwrap an environment key with an external vault's key (issue 13), by result (ok or the error's class).",
+			Buckets: []float64{.001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10}}, []string{"result"}),
+		errors: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "keyhold_external_unwrap_errors_total",
+			Help: "Failed unwraps with an external vault's key, by class: revocation (locks at the health check), transient (Warning; cached keys serve until their TTL) or other."}, []string{"class"}),
+		last: prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "keyhold_external_last_unwrap_timestamp_seconds",
+			Help: "When an external vault last unwrapped an environment key (Unix seconds), by vault URI."}, []string{"vault"}),
+	}
+}
+
+// observe records one unwrap with kid's external vault.
+func (m externalMetrics) observe(kid string, took time.Duration, err error) {
+	if m.seconds == nil {
+		return
+	}
+	result := "ok"
+	if err != nil {
+		result = externalErrorClass(err)
+		m.errors.WithLabelValues(result).Inc()
+	} else if k, perr := keyhold.ParseKeyID(kid); perr == nil {
+		m.last.WithLabelValues(strings.ToLower(k.VaultURL)).Set(float64(time.Now().Unix()))
+	}
+	m.seconds.WithLabelValues(result).Observe(took.Seconds())
+}
+
+// externalErrorClass is the class of an external vault's error, as the
+// health monitor reads it (classifyKeyError): revocation, transient, or
+// other (a ciphertext the key can't open, a malformed request).
+func externalErrorClass(err error) string {
+	if classifyKeyError(err) == keyhold.HealthUnhealthy {
+		return "revocation"
+	}
+	switch keyhold.ErrorCode(err) {
+	case keyhold.CodeBadParameter, keyhold.CodeBadRequest:
+		return "other"
+	}
+	return "transient"
 }
 
 func (r *routedCMK) Probe(ctx context.Context, keyID string) error {

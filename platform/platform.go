@@ -136,6 +136,8 @@ type metrics struct {
 	unwraps  *prometheus.CounterVec
 	wraps    *prometheus.CounterVec
 	webhooks *prometheus.CounterVec
+	// external: unwraps by an external vault (issue 13, external.go).
+	external externalMetrics
 }
 
 // Open opens the platform over cfg.Store. On an empty store it creates the
@@ -388,11 +390,12 @@ func (p *core) initMetrics(reg prometheus.Registerer) error {
 	p.m.webhooks = prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "keyhold_webhook_deliveries_total", Help: "Attempts to post an event to a tenant's webhook, by result.",
 	}, []string{"result"})
+	p.m.external = newExternalMetrics()
 	if reg == nil {
 		return nil
 	}
 	cs := []prometheus.Collector{
-		p.m.unwraps, p.m.wraps, p.m.webhooks,
+		p.m.unwraps, p.m.wraps, p.m.webhooks, p.m.external.seconds, p.m.external.errors, p.m.external.last,
 		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "keyhold_key_cache_hits_total", Help: "Environment key cache hits."},
 			func() float64 { return float64(p.cache.Hits()) }),
 		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "keyhold_key_cache_misses_total", Help: "Environment key cache misses."},

@@ -66,11 +66,16 @@ const systemActorID = "system"
 // (HealthStatus Unhealthy), or its last rotation failed less than ten
 // minutes ago; it returns how many it submitted. The server calls it every
 // RotationPickupInterval. It returns 0 on a platform without CMK support.
+// For a policy naming an external vault (issue 13) that wraps any key,
+// the current version is asked of the customer's vault as the policy's
+// identity, outside any transaction; a vault that can't answer now, or
+// refuses, leaves the policy for the next pickup (the health check locks
+// on a revocation).
 func (p *CMK) PickUpRotations(ctx context.Context) (int, error) {
 	if p.ops == nil {
 		return 0, nil
 	}
-	var todo []*keyhold.EnterprisePolicy
+	var todo, external []*keyhold.EnterprisePolicy
 	err := p.store.View(ctx, func(tx keyhold.Tx) error {
 		pols, err := tx.ListPolicies(ctx, keyhold.PolicyFilter{})
 		if err != nil {
@@ -79,9 +84,6 @@ func (p *CMK) PickUpRotations(ctx context.Context) (int, error) {
 		for _, pol := range pols {
 			if pol.Kind != keyhold.PolicyKindEncryption || pol.KeyVersion != "" || pol.PrincipalID == "" || pol.HealthStatus == keyhold.HealthUnhealthy {
 				continue
-			}
-			if pol.External != nil {
-				continue // its key is not in the built-in vault, and no environment is linked to it yet (checkLink)
 			}
 			last, err := tx.ListOperations(ctx, keyhold.OperationFilter{Target: pol.ID(), Kind: keyhold.OpRotate, Limit: 1})
 			if err != nil {
@@ -95,6 +97,19 @@ func (p *CMK) PickUpRotations(ctx context.Context) (int, error) {
 				// refusal where an administrator sees it (and the pickup
 				// then waits rotationRetryAfter), not in a log alone.
 				todo = append(todo, pol)
+				continue
+			}
+			if pol.External != nil {
+				// Its current version is asked of the customer's vault,
+				// over the network, after this transaction: only if the
+				// policy wraps any key.
+				any, err := tx.ListWrappedKeys(ctx, keyhold.WrappedKeyFilter{PrincipalID: pol.PrincipalID, Root: keyhold.RootCMK, Limit: 1})
+				if err != nil {
+					return err
+				}
+				if len(any) > 0 {
+					external = append(external, pol)
+				}
 				continue
 			}
 			kid, err := p.currentVersionKID(ctx, tx, pol)
@@ -121,6 +136,15 @@ func (p *CMK) PickUpRotations(ctx context.Context) (int, error) {
 	if err != nil {
 		return 0, err
 	}
+	for _, pol := range external {
+		stale, err := p.externalRotationDue(ctx, pol)
+		if err != nil {
+			return 0, err
+		}
+		if stale {
+			todo = append(todo, pol)
+		}
+	}
 	n := 0
 	for _, pol := range todo {
 		in, err := json.Marshal(cmkInput{PolicyID: pol.ID(), SystemID: pol.SystemID})
@@ -138,6 +162,26 @@ func (p *CMK) PickUpRotations(ctx context.Context) (int, error) {
 		}
 	}
 	return n, nil
+}
+
+// externalRotationDue reports whether pol, naming an external vault, has
+// keys of environments that are not Locked wrapped under another version
+// than its key's current one there. The customer's vault is asked as the
+// policy's identity; when it can't say (a transient fault, or access
+// revoked: the health check reports and locks), nothing is due now and
+// the next pickup asks again.
+func (p *CMK) externalRotationDue(ctx context.Context, pol *keyhold.EnterprisePolicy) (bool, error) {
+	kid, err := externalCurrentKID(ctx, p.core, pol)
+	if err != nil {
+		p.log.WarnContext(ctx, "the current version of an external vault's key can't be read for the rotation pickup", "policy", pol.ID(), "err", err)
+		return false, nil
+	}
+	var stale bool
+	err = p.store.View(ctx, func(tx keyhold.Tx) (err error) {
+		stale, err = p.staleServingKey(ctx, tx, pol, kid)
+		return err
+	})
+	return stale, err
 }
 
 // staleServingKey reports whether pol's identity has wrapped a key of an
@@ -224,6 +268,17 @@ func (p *CMK) stepRotate(ctx context.Context, op *keyhold.Operation) (ops.StepRe
 			return ops.StepResult{}, ops.Permanent(err)
 		}
 	}
+	// Issue 13: the current version of an external vault's key is asked
+	// of the customer's vault over the network, before the transaction
+	// that reads the page.
+	extKID, err := p.rotationExternalKID(ctx, in.SystemID)
+	if isTamper(err) {
+		p.auditTamper(ctx, op.TenantID, op.Target, "key rotation (operation "+op.ID+")", err)
+		return ops.StepResult{}, ops.Permanent(err)
+	}
+	if err != nil {
+		return ops.StepResult{}, err
+	}
 	var pol *keyhold.EnterprisePolicy
 	var kid string
 	var page []*keyhold.WrappedKey
@@ -243,8 +298,13 @@ func (p *CMK) stepRotate(ctx context.Context, op *keyhold.Operation) (ops.StepRe
 		if pol.KeyVersion != "" {
 			return nil // pinned to a version since
 		}
-		if kid, err = p.currentVersionKID(ctx, tx, pol); err != nil || kid == "" {
+		if pol.External != nil {
+			kid = extKID // "" if the policy changed since: the next pickup sees it
+		} else if kid, err = p.currentVersionKID(ctx, tx, pol); err != nil {
 			return err
+		}
+		if kid == "" {
+			return nil
 		}
 		page, err = tx.ListWrappedKeys(ctx, keyhold.WrappedKeyFilter{PrincipalID: pol.PrincipalID, Root: keyhold.RootCMK, ExceptKeyID: p.storedKID(kid),
 			AfterEnvID: prog.AfterEnvID, AfterEpoch: prog.AfterEpoch, Limit: rotationBatch})
@@ -339,6 +399,29 @@ func (p *CMK) stepRotate(ctx context.Context, op *keyhold.Operation) (ops.StepRe
 	}
 	op.Done += n
 	return ops.StepResult{Again: len(page) == rotationBatch}, nil
+}
+
+// rotationExternalKID returns, for a rotation of the policy systemID
+// that names an external vault and no version, the kid of its key's
+// current version there; "" for any other policy, or none. The vault's
+// refusal or fault is returned as it is: a revocation fails the step (the
+// health check locks), a fault is retried.
+func (p *CMK) rotationExternalKID(ctx context.Context, systemID string) (string, error) {
+	var pol *keyhold.EnterprisePolicy
+	err := p.store.View(ctx, func(tx keyhold.Tx) (err error) {
+		pol, err = tx.PolicyBySystemID(ctx, systemID)
+		if keyhold.IsNotFound(err) {
+			pol, err = nil, nil
+		}
+		if err == nil && pol != nil {
+			err = p.checkPolicy(pol)
+		}
+		return err
+	})
+	if err != nil || pol == nil || pol.External == nil || pol.KeyVersion != "" {
+		return "", err
+	}
+	return externalCurrentKID(ctx, p.core, pol)
 }
 
 // isRevocation reports whether err says a key can't be used any more
