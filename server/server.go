@@ -37,6 +37,7 @@ import (
 	"github.com/keyhold/keyhold/egress"
 	khttp "github.com/keyhold/keyhold/http"
 	"github.com/keyhold/keyhold/keyprovider"
+	"github.com/keyhold/keyhold/mhsm"
 	"github.com/keyhold/keyhold/ops"
 	"github.com/keyhold/keyhold/platform"
 	"github.com/keyhold/keyhold/policy"
@@ -247,6 +248,17 @@ func Run(ctx context.Context, cfg Config) error {
 		return fmt.Errorf("opening the key vault: %w", err)
 	}
 	defer kv.Close()
+	// The Managed HSM (issue 18) keeps its keys in the same PKCS#11 token;
+	// without one there is none. Deferred after the vault, it closes first.
+	var hsms *mhsm.Service
+	if cfg.PKCS11Module != "" {
+		hsms, err = mhsm.New(mhsm.Config{Store: store, Clock: cfg.Clock, Logger: log, BaseURL: url, VaultDomain: cfg.VaultDomain,
+			HSM: &mhsm.PKCS11Config{Module: cfg.PKCS11Module, TokenLabel: cfg.PKCS11Token, PIN: cfg.PKCS11PIN}})
+		if err != nil {
+			return fmt.Errorf("opening the Managed HSM: %w", err)
+		}
+		defer hsms.Close()
+	}
 
 	// The durable operations' runner (link, unlink, re-key, rotation).
 	// Its leases compare wall clocks across replicas, so it keeps the
@@ -307,15 +319,16 @@ func Run(ctx context.Context, cfg Config) error {
 	api := &khttp.Server{
 		Tokens: p, Environments: p, Data: p, Audit: p,
 		Logger: log, Registry: reg, PublicURL: url, VaultDomain: cfg.VaultDomain,
-		ARM:      khttp.ARMAPI{Resources: am, Directory: am},
-		KeyVault: khttp.KeyVaultAPI{Vaults: kv, Lookup: lookupVault(store)},
-		Policies: khttp.PolicyAPI{Service: ps, Deployments: ds},
-		CMK:      p,
-		Backups:  p,
-		BYOK:     p,
-		Events:   p,
-		Keys:     p,
-		Health:   storeHealth(store), // a read and a rolled-back write
+		ARM:        khttp.ARMAPI{Resources: am, Directory: am},
+		KeyVault:   khttp.KeyVaultAPI{Vaults: kv, Lookup: lookupVault(store)},
+		ManagedHSM: khttp.ManagedHSMAPI{HSMs: managedHSMs(hsms)},
+		Policies:   khttp.PolicyAPI{Service: ps, Deployments: ds},
+		CMK:        p,
+		Backups:    p,
+		BYOK:       p,
+		Events:     p,
+		Keys:       p,
+		Health:     storeHealth(store), // a read and a rolled-back write
 	}
 	tlsConf, err := tlsFiles.config()
 	if err != nil {
@@ -703,4 +716,13 @@ func webhookClient(caFile string, policy *egress.Policy) (*nethttp.Client, error
 		return nil, fmt.Errorf("%s holds no PEM certificate: give the CA certificates that signed your webhook receivers' certificates", caFile)
 	}
 	return platform.NewWebhookClient(roots, policy), nil
+}
+
+// managedHSMs returns h as the HTTP layer takes it: nil (no routes) for
+// no Managed HSM.
+func managedHSMs(h *mhsm.Service) keyhold.ManagedHSMService {
+	if h == nil {
+		return nil
+	}
+	return h
 }
