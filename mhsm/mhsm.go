@@ -166,7 +166,13 @@ func (s *core) audit(ctx context.Context, tenant, action, target string, err err
 			e.Detail = strings.ToValidUTF8(e.Detail[:1000], "")
 		}
 	}
-	aerr := s.store.Update(context.WithoutCancel(ctx), func(tx keyhold.Tx) error { return tx.AppendAudit(ctx, e) })
+	// Wraps and unwraps, which a platform calls many at a time, share
+	// commits where the store groups them (SQLite), as the vault's do.
+	update := s.store.Update
+	if g, ok := s.store.(keyhold.GroupCommitter); ok && (action == "managedhsm.key.wrap" || action == "managedhsm.key.unwrap") {
+		update = g.UpdateGrouped
+	}
+	aerr := update(context.WithoutCancel(ctx), func(tx keyhold.Tx) error { return tx.AppendAudit(ctx, e) })
 	if aerr != nil {
 		s.log.Error("mhsm: writing an audit entry failed", "action", action, "target", target, "err", aerr)
 		if err == nil {

@@ -6,6 +6,7 @@ import (
 	"crypto/rand"
 	"crypto/rsa"
 	"crypto/sha256"
+	"fmt"
 	"os"
 	"testing"
 	"time"
@@ -57,8 +58,15 @@ func newFixture(t *testing.T, open func(t *testing.T) keyhold.Store) *fixture {
 	}
 	f.svc = svc
 	t.Cleanup(func() { svc.Close() })
+	setup(t, f.store)
+	return f
+}
+
+// setup stores the tenant, its subscription (Microsoft.KeyVault
+// registered), the resource group, and owner as the subscription's Owner.
+func setup(tb testing.TB, store keyhold.Store, roles ...string) {
 	ctx := context.Background()
-	err = f.store.Update(ctx, func(tx keyhold.Tx) error {
+	err := store.Update(ctx, func(tx keyhold.Tx) error {
 		if err := tx.CreateTenant(ctx, &keyhold.Tenant{ID: tenant, DisplayName: "T", CreatedAt: start}); err != nil {
 			return err
 		}
@@ -72,14 +80,18 @@ func newFixture(t *testing.T, open func(t *testing.T) keyhold.Store) *fixture {
 		if err := tx.CreateResourceGroup(ctx, &keyhold.ResourceGroup{SubscriptionID: sub, Name: rg, Location: loc, CreatedAt: start}); err != nil {
 			return err
 		}
-		r, _ := keyhold.FindRoleDefinition(keyhold.RoleOwner)
-		return tx.CreateRoleAssignment(ctx, &keyhold.RoleAssignment{ID: "aaaaaaaa-0000-0000-0000-000000000001", Scope: "/subscriptions/" + sub,
-			RoleDefinitionID: r.ID, PrincipalID: owner.PrincipalID, PrincipalType: string(owner.Type), TenantID: tenant, CreatedAt: start})
+		for i, role := range append([]string{keyhold.RoleOwner}, roles...) {
+			r, _ := keyhold.FindRoleDefinition(role)
+			if err := tx.CreateRoleAssignment(ctx, &keyhold.RoleAssignment{ID: fmt.Sprintf("aaaaaaaa-0000-0000-0000-%012d", i+1), Scope: "/subscriptions/" + sub,
+				RoleDefinitionID: r.ID, PrincipalID: owner.PrincipalID, PrincipalType: string(owner.Type), TenantID: tenant, CreatedAt: start}); err != nil {
+				return err
+			}
+		}
+		return nil
 	})
 	if err != nil {
-		t.Fatal(err)
+		tb.Fatal(err)
 	}
-	return f
 }
 
 func wantCode(t *testing.T, err error, code string) {
