@@ -133,6 +133,9 @@ func (s *core) ParseKeyID(kid string) (hsm, name, version string, err error) {
 	return k.Vault, k.Name, k.Version, nil
 }
 
+// KeyID returns the id of key name, version ("" current) of an HSM.
+func (s *core) KeyID(hsm, name, version string) string { return s.kid(hsm, name, version) }
+
 // IsHSMKeyID reports whether kid names a key of this server's HSMs.
 func (s *core) IsHSMKeyID(kid string) bool {
 	_, _, _, err := s.ParseKeyID(kid)
