@@ -277,7 +277,13 @@ func Run(ctx context.Context, cfg Config) error {
 		KeyCacheTTL: cfg.KeyCacheTTL, Issuer: url, WebhookClient: hooks, Egress: egressPolicy, FederationClient: federation,
 		LockGraceProduction: cfg.LockGraceProduction, LockGraceOther: cfg.LockGraceOther,
 		Ops: runner, Vault: kv,
-		CMK: func(id *keyhold.Identity) keyhold.KeyWrapper { return keyprovider.NewBuiltin(kv, id) },
+		CMK: func(id *keyhold.Identity) keyhold.KeyWrapper {
+			if hsms == nil {
+				return keyprovider.NewBuiltin(kv, id)
+			}
+			return keyprovider.ByVault{Vault: keyprovider.NewBuiltin(kv, id), HSM: keyprovider.NewManagedHSM(hsms, id)}
+		},
+		ManagedHSM: hsmKeys(hsms),
 		ExternalCMK: func(x keyhold.ExternalKeyVault, assertion func(context.Context) (string, error)) (keyhold.KeyWrapper, error) {
 			return keyprovider.NewFederated(keyprovider.FederatedIdentity{TenantID: x.TenantID, ClientID: x.ClientID, AuthorityHost: x.AuthorityHost}, assertion, nil)
 		},
@@ -721,6 +727,14 @@ func webhookClient(caFile string, policy *egress.Policy) (*nethttp.Client, error
 // managedHSMs returns h as the HTTP layer takes it: nil (no routes) for
 // no Managed HSM.
 func managedHSMs(h *mhsm.Service) keyhold.ManagedHSMService {
+	if h == nil {
+		return nil
+	}
+	return h
+}
+
+// hsmKeys returns h as the platform takes it: nil for no Managed HSM.
+func hsmKeys(h *mhsm.Service) platform.KeyVault {
 	if h == nil {
 		return nil
 	}
