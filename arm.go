@@ -346,7 +346,7 @@ type ProviderInfo struct {
 // providers are the namespaces Keyhold knows, in the order listed.
 var providers = []ProviderInfo{
 	{Namespace: NamespaceAuthorization, ResourceTypes: []string{"roleAssignments", "roleDefinitions"}, Always: true},
-	{Namespace: NamespaceKeyVault, ResourceTypes: []string{"vaults", "vaults/accessPolicies", "deletedVaults", "locations", "locations/deletedVaults", "checkNameAvailability", "operations"}},
+	{Namespace: NamespaceKeyVault, ResourceTypes: []string{"vaults", "vaults/accessPolicies", "deletedVaults", "locations", "locations/deletedVaults", "managedHSMs", "deletedManagedHSMs", "locations/deletedManagedHSMs", "checkNameAvailability", "operations"}},
 	{Namespace: NamespacePowerPlatform, ResourceTypes: []string{"enterprisePolicies", "locations", "operations"}},
 	{Namespace: NamespaceResources, ResourceTypes: []string{"deployments", "resourceGroups", "subscriptions"}, Always: true},
 }

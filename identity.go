@@ -87,6 +87,8 @@ const (
 	AudienceManagement Audience = "https://management.azure.com"
 	AudienceVault      Audience = "https://vault.azure.net"
 	AudiencePowerApps  Audience = "https://service.powerapps.com"
+	// AudienceManagedHSM is a Managed HSM's data plane (issue 18).
+	AudienceManagedHSM Audience = "https://managedhsm.azure.net"
 )
 
 // Identity is the authenticated caller of a request, established from its

@@ -22,7 +22,7 @@ var armLiterals = func() map[string]string {
 		"subscriptions", "resourceGroups", "providers",
 		"Microsoft.KeyVault", "Microsoft.PowerPlatform", "Microsoft.Authorization", "Microsoft.Resources",
 		"vaults", "enterprisePolicies", "roleAssignments", "roleDefinitions", "deployments",
-		"deletedVaults", "locations", "accessPolicies",
+		"deletedVaults", "locations", "accessPolicies", "managedHSMs", "deletedManagedHSMs",
 	} {
 		m[strings.ToLower(s)] = s
 	}

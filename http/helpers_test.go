@@ -34,7 +34,7 @@ var testCA = sync.OnceValues(func() (ca []byte, conf *tls.Config) {
 	if err != nil {
 		panic(err)
 	}
-	cert, key, err := crypt.IssueServerCert(caCert, caKey, []string{"127.0.0.1", "*.vault.localhost"}, now.Add(-time.Hour), 24*time.Hour)
+	cert, key, err := crypt.IssueServerCert(caCert, caKey, []string{"127.0.0.1", "*.vault.localhost", "*.managedhsm.localhost"}, now.Add(-time.Hour), 24*time.Hour)
 	if err != nil {
 		panic(err)
 	}

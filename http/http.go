@@ -98,6 +98,8 @@ type Server struct {
 	ARM ARMAPI
 	// KeyVault holds the key vault services (keyvault.go).
 	KeyVault KeyVaultAPI
+	// ManagedHSM holds the Managed HSM service (managedhsm.go).
+	ManagedHSM ManagedHSMAPI
 	// CMK runs the customer-managed key lifecycle: link, unlink,
 	// operations, environments with policies, key version usage
 	// (cmk.go). Nil: none of its routes is served.
@@ -237,7 +239,7 @@ func (s *Server) routes() []route {
 	// The resource manager and key vault areas declare their routes in
 	// their own files (arm.go, directory.go, keyvault.go); each adds nothing while its
 	// services are unset.
-	return slices.Concat(core, s.armRoutes(), s.directoryRoutes(), s.keyVaultRoutes(), s.cmkRoutes(), s.lockRoutes(), s.policyRoutes(), s.eventRoutes(), s.backupRoutes(), s.oidcRoutes(), s.certificateRoutes(), s.federatedRoutes(), s.signInRoutes(), s.byokRoutes())
+	return slices.Concat(core, s.armRoutes(), s.directoryRoutes(), s.keyVaultRoutes(), s.managedHSMRoutes(), s.cmkRoutes(), s.lockRoutes(), s.policyRoutes(), s.eventRoutes(), s.backupRoutes(), s.oidcRoutes(), s.certificateRoutes(), s.federatedRoutes(), s.signInRoutes(), s.byokRoutes())
 }
 
 // router answers requests that match no route with the Azure error body:

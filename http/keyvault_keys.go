@@ -242,7 +242,7 @@ func (s *Server) createKey(w nethttp.ResponseWriter, r *nethttp.Request) error {
 		p.Size = *in.KeySize
 	}
 	vaultName, name, _ := keyPath(r)
-	b, err := s.KeyVault.Vaults.CreateKey(r.Context(), vaultName, name, p)
+	b, err := s.keysFor(r).CreateKey(r.Context(), vaultName, name, p)
 	if err != nil {
 		return err
 	}
@@ -319,7 +319,7 @@ func (s *Server) importKey(w nethttp.ResponseWriter, r *nethttp.Request) error {
 		return err
 	}
 	vaultName, name, _ := keyPath(r)
-	b, err := s.KeyVault.Vaults.ImportKey(r.Context(), vaultName, name, jwk, in.HSM != nil && *in.HSM, attrs, in.Tags)
+	b, err := s.keysFor(r).ImportKey(r.Context(), vaultName, name, jwk, in.HSM != nil && *in.HSM, attrs, in.Tags)
 	if err != nil {
 		return err
 	}
@@ -356,7 +356,7 @@ func (s *Server) importTransferBlob(w nethttp.ResponseWriter, r *nethttp.Request
 // getKey: GET /vaults/{vault}/keys/{name}[/{version}].
 func (s *Server) getKey(w nethttp.ResponseWriter, r *nethttp.Request) error {
 	vaultName, name, version := keyPath(r)
-	b, err := s.KeyVault.Vaults.GetKey(r.Context(), vaultName, name, version)
+	b, err := s.keysFor(r).GetKey(r.Context(), vaultName, name, version)
 	if err != nil {
 		return err
 	}
@@ -366,20 +366,20 @@ func (s *Server) getKey(w nethttp.ResponseWriter, r *nethttp.Request) error {
 
 // listKeys: GET /vaults/{vault}/keys. Everything comes in one page.
 func (s *Server) listKeys(w nethttp.ResponseWriter, r *nethttp.Request) error {
-	bs, err := s.KeyVault.Vaults.ListKeys(r.Context(), r.PathValue("vault"))
+	bs, err := s.keysFor(r).ListKeys(r.Context(), r.PathValue("vault"))
 	return s.writeKeyList(w, r, bs, err, false)
 }
 
 // listKeyVersions: GET /vaults/{vault}/keys/{name}/versions.
 func (s *Server) listKeyVersions(w nethttp.ResponseWriter, r *nethttp.Request) error {
 	vaultName, name, _ := keyPath(r)
-	bs, err := s.KeyVault.Vaults.ListKeyVersions(r.Context(), vaultName, name)
+	bs, err := s.keysFor(r).ListKeyVersions(r.Context(), vaultName, name)
 	return s.writeKeyList(w, r, bs, err, true)
 }
 
 // listDeletedKeys: GET /vaults/{vault}/deletedkeys.
 func (s *Server) listDeletedKeys(w nethttp.ResponseWriter, r *nethttp.Request) error {
-	bs, err := s.KeyVault.Vaults.ListDeletedKeys(r.Context(), r.PathValue("vault"))
+	bs, err := s.keysFor(r).ListDeletedKeys(r.Context(), r.PathValue("vault"))
 	return s.writeKeyList(w, r, bs, err, false)
 }
 
@@ -417,7 +417,7 @@ func (s *Server) updateKey(w nethttp.ResponseWriter, r *nethttp.Request) error {
 		return err
 	}
 	vaultName, name, version := keyPath(r)
-	b, err := s.KeyVault.Vaults.UpdateKey(r.Context(), vaultName, name, version, attrs, in.KeyOps, in.Tags)
+	b, err := s.keysFor(r).UpdateKey(r.Context(), vaultName, name, version, attrs, in.KeyOps, in.Tags)
 	if err != nil {
 		return err
 	}
@@ -458,7 +458,7 @@ func (s *Server) wrapKey(w nethttp.ResponseWriter, r *nethttp.Request) error {
 		return err
 	}
 	vaultName, name, version := keyPath(r)
-	kid, result, err := s.KeyVault.Vaults.WrapKey(r.Context(), vaultName, name, version, alg, value)
+	kid, result, err := s.keysFor(r).WrapKey(r.Context(), vaultName, name, version, alg, value)
 	clear(value)
 	if err != nil {
 		return err
@@ -474,7 +474,7 @@ func (s *Server) unwrapKey(w nethttp.ResponseWriter, r *nethttp.Request) error {
 		return err
 	}
 	vaultName, name, version := keyPath(r)
-	kid, result, err := s.KeyVault.Vaults.UnwrapKey(r.Context(), vaultName, name, version, alg, value)
+	kid, result, err := s.keysFor(r).UnwrapKey(r.Context(), vaultName, name, version, alg, value)
 	if err != nil {
 		return err
 	}
@@ -486,7 +486,7 @@ func (s *Server) unwrapKey(w nethttp.ResponseWriter, r *nethttp.Request) error {
 // rotateKey: POST /vaults/{vault}/keys/{name}/rotate.
 func (s *Server) rotateKey(w nethttp.ResponseWriter, r *nethttp.Request) error {
 	vaultName, name, _ := keyPath(r)
-	b, err := s.KeyVault.Vaults.RotateKey(r.Context(), vaultName, name)
+	b, err := s.keysFor(r).RotateKey(r.Context(), vaultName, name)
 	if err != nil {
 		return err
 	}
@@ -546,7 +546,7 @@ func (s *Server) rotationPolicyID(r *nethttp.Request) string {
 // getRotationPolicy: GET /vaults/{vault}/keys/{name}/rotationpolicy.
 func (s *Server) getRotationPolicy(w nethttp.ResponseWriter, r *nethttp.Request) error {
 	vaultName, name, _ := keyPath(r)
-	p, err := s.KeyVault.Vaults.GetRotationPolicy(r.Context(), vaultName, name)
+	p, err := s.keysFor(r).GetRotationPolicy(r.Context(), vaultName, name)
 	if err != nil {
 		return err
 	}
@@ -599,7 +599,7 @@ func (s *Server) setRotationPolicy(w nethttp.ResponseWriter, r *nethttp.Request)
 			TimeAfterCreate: a.Trigger.TimeAfterCreate, TimeBeforeExpiry: a.Trigger.TimeBeforeExpiry})
 	}
 	vaultName, name, _ := keyPath(r)
-	out, err := s.KeyVault.Vaults.SetRotationPolicy(r.Context(), vaultName, name, p)
+	out, err := s.keysFor(r).SetRotationPolicy(r.Context(), vaultName, name, p)
 	if err != nil {
 		return err
 	}
@@ -611,7 +611,7 @@ func (s *Server) setRotationPolicy(w nethttp.ResponseWriter, r *nethttp.Request)
 // answers it as a deleted key.
 func (s *Server) deleteKey(w nethttp.ResponseWriter, r *nethttp.Request) error {
 	vaultName, name, _ := keyPath(r)
-	b, err := s.KeyVault.Vaults.DeleteKey(r.Context(), vaultName, name)
+	b, err := s.keysFor(r).DeleteKey(r.Context(), vaultName, name)
 	if err != nil {
 		return err
 	}
@@ -622,7 +622,7 @@ func (s *Server) deleteKey(w nethttp.ResponseWriter, r *nethttp.Request) error {
 // getDeletedKey: GET /vaults/{vault}/deletedkeys/{name}.
 func (s *Server) getDeletedKey(w nethttp.ResponseWriter, r *nethttp.Request) error {
 	vaultName, name, _ := keyPath(r)
-	b, err := s.KeyVault.Vaults.GetDeletedKey(r.Context(), vaultName, name)
+	b, err := s.keysFor(r).GetDeletedKey(r.Context(), vaultName, name)
 	if err != nil {
 		return err
 	}
@@ -633,7 +633,7 @@ func (s *Server) getDeletedKey(w nethttp.ResponseWriter, r *nethttp.Request) err
 // recoverDeletedKey: POST /vaults/{vault}/deletedkeys/{name}/recover.
 func (s *Server) recoverDeletedKey(w nethttp.ResponseWriter, r *nethttp.Request) error {
 	vaultName, name, _ := keyPath(r)
-	b, err := s.KeyVault.Vaults.RecoverDeletedKey(r.Context(), vaultName, name)
+	b, err := s.keysFor(r).RecoverDeletedKey(r.Context(), vaultName, name)
 	if err != nil {
 		return err
 	}
@@ -644,7 +644,7 @@ func (s *Server) recoverDeletedKey(w nethttp.ResponseWriter, r *nethttp.Request)
 // purgeDeletedKey: DELETE /vaults/{vault}/deletedkeys/{name} answers 204.
 func (s *Server) purgeDeletedKey(w nethttp.ResponseWriter, r *nethttp.Request) error {
 	vaultName, name, _ := keyPath(r)
-	if err := s.KeyVault.Vaults.PurgeDeletedKey(r.Context(), vaultName, name); err != nil {
+	if err := s.keysFor(r).PurgeDeletedKey(r.Context(), vaultName, name); err != nil {
 		return err
 	}
 	w.WriteHeader(nethttp.StatusNoContent)

@@ -62,7 +62,10 @@ func (c *Client) VaultDomain() string { return c.vaultDomain.get() }
 func (c *Client) dialVaults(server string) func(ctx context.Context, network, addr string) (net.Conn, error) {
 	d := newDialer()
 	return func(ctx context.Context, network, addr string) (net.Conn, error) {
-		if _, ok := (keyhold.VaultAddress{Domain: c.vaultDomain.get()}).VaultOfHost(addr); ok {
+		a := keyhold.VaultAddress{Domain: c.vaultDomain.get()}
+		if _, ok := a.VaultOfHost(addr); ok {
+			addr = server
+		} else if _, ok := keyhold.HSMAddress(a).VaultOfHost(addr); ok { // a Managed HSM's host
 			addr = server
 		}
 		return d.DialContext(ctx, network, addr)

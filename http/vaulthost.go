@@ -37,6 +37,9 @@ func (s *Server) vaultAddress(r *nethttp.Request) keyhold.VaultAddress {
 // the API (the token endpoint the challenge names, /healthz) answers on a
 // vault's host too, as on the server's.
 func (s *Server) routeByHost(r *nethttp.Request) *nethttp.Request {
+	if r2, ok := s.routeHSMByHost(r); ok { // managedhsm.go
+		return r2
+	}
 	if s.KeyVault.Lookup == nil {
 		return r
 	}
@@ -94,6 +97,8 @@ func (s *Server) tokenScope(scope string) string {
 	for i, f := range fields {
 		if keyhold.IsVaultScope(f, s.VaultDomain) {
 			fields[i] = string(keyhold.AudienceVault) + "/.default"
+		} else if keyhold.IsVaultScope(f, keyhold.ManagedHSMDomain(s.VaultDomain)) {
+			fields[i] = string(keyhold.AudienceManagedHSM) + "/.default" // managedhsm.go
 		}
 	}
 	return strings.Join(fields, " ")

@@ -106,7 +106,7 @@ func vaultNameOf(pol *keyhold.EnterprisePolicy) string {
 	id := strings.TrimSuffix(pol.KeyVaultID, "/")
 	i := strings.LastIndex(strings.ToLower(id), "/vaults/")
 	if i < 0 {
-		return ""
+		return hsmNameOf(pol) // a Managed HSM's (managedhsm.go)
 	}
 	return id[i+len("/vaults/"):]
 }
@@ -491,6 +491,9 @@ func (p *CMK) checkLink(ctx context.Context, tx keyhold.Tx, id *keyhold.Identity
 				pol.ID(), keyhold.Clip(pol.External.URI))
 		}
 		return plan, nil
+	}
+	if hsmNameOf(pol) != "" {
+		return planHSM(ctx, tx, p.hsm, plan) // managedhsm.go
 	}
 	name := vaultNameOf(pol)
 	v, err := tx.Vault(ctx, name)

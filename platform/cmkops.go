@@ -281,7 +281,7 @@ func (p *core) policyKeyID(pol *keyhold.EnterprisePolicy) string {
 	if pol.External != nil {
 		return externalKeyID(pol)
 	}
-	return p.kv.KeyID(vaultNameOf(pol), pol.KeyName, pol.KeyVersion)
+	return keyIDOf(p.kv, p.hsm, pol, vaultNameOf(pol), pol.KeyName, pol.KeyVersion)
 }
 
 // wrapCMK wraps ek, of (envID, epoch), under pol's key (the version it

@@ -52,6 +52,7 @@ type core struct {
 	// not configured (Config.Ops, Vault, CMK).
 	ops *ops.Runner
 	kv  KeyVault
+	hsm KeyVault // the Managed HSMs' keys (Config.ManagedHSM); nil: none
 	cmk func(id *keyhold.Identity) keyhold.KeyWrapper
 	// externalCMK makes the wrappers of external vaults (Config.ExternalCMK,
 	// nil: a link to an external vault is refused), cached in external

@@ -144,7 +144,7 @@ func (p *core) targetOf(pol *keyhold.EnterprisePolicy) changeTarget {
 	t := changeTarget{policyID: pol.ID(), principalID: pol.PrincipalID, vaultID: strings.TrimSuffix(pol.KeyVaultID, "/")}
 	t.keyScope = t.vaultID + "/keys/" + pol.KeyName
 	if p.kv != nil {
-		t.keyURI = p.kv.KeyID(vaultNameOf(pol), pol.KeyName, "")
+		t.keyURI = keyIDOf(p.kv, p.hsm, pol, vaultNameOf(pol), pol.KeyName, "")
 	}
 	return t
 }

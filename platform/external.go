@@ -91,7 +91,7 @@ type routedCMK struct {
 // names that policy's key there; CodeForbidden otherwise (a key id no
 // policy of this identity names is reached by no one).
 func (r *routedCMK) wrapperFor(ctx context.Context, kid string) (keyhold.KeyWrapper, error) {
-	if builtinKID(r.p.kv, kid) {
+	if builtinKID(r.p.kv, kid) || hsmKID(r.p.hsm, kid) { // a Managed HSM's key is reached as the built-in vault's (managedhsm.go)
 		return r.builtin, nil
 	}
 	var pol *keyhold.EnterprisePolicy

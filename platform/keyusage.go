@@ -105,13 +105,13 @@ func (p *CMK) KeyVersionUsage(ctx context.Context, policyID string) ([]*keyhold.
 			return err
 		}
 		vaultName := vaultNameOf(pol)
-		k, err := tx.Key(ctx, vaultName, pol.KeyName)
-		if keyhold.ErrorCode(err) == keyhold.CodeNotFound {
+		k, err := policyKeyRecord(ctx, tx, pol)
+		if keyhold.IsNotFound(err) {
 			return keyhold.Errorf(keyhold.CodeKeyNotFound, "key %s of vault %s, which enterprise policy %s names, was not found", pol.KeyName, vaultName, pol.ID())
 		} else if err != nil {
 			return err
 		}
-		versions, err := tx.ListKeyVersions(ctx, k.VaultName, k.Name)
+		versions, err := policyKeyVersions(ctx, tx, pol, k)
 		if err != nil {
 			return err
 		}
@@ -129,7 +129,7 @@ func (p *CMK) KeyVersionUsage(ctx context.Context, policyID string) ([]*keyhold.
 		}
 		for _, kv := range versions {
 			v := strings.ToLower(kv.Version)
-			u := &keyhold.KeyVersionUsage{KeyID: p.kv.KeyID(k.VaultName, k.Name, kv.Version), Version: kv.Version,
+			u := &keyhold.KeyVersionUsage{KeyID: keyIDOf(p.kv, p.hsm, pol, k.VaultName, k.Name, kv.Version), Version: kv.Version,
 				Current: strings.EqualFold(kv.Version, k.CurrentVersion), LiveKeys: live[v]}
 			if u.LiveKeys == 0 {
 				if lu := lastUse[v]; lu != nil {

@@ -85,6 +85,10 @@ type Config struct {
 	// Vault names the keys of the key vault that holds customer keys
 	// (*vault.Service is one).
 	Vault KeyVault
+	// ManagedHSM names the keys of the Managed HSMs (*mhsm.Service is
+	// one); nil: none, and a policy naming an HSM key can't be linked.
+	// Config.CMK's wrappers must reach its keys too.
+	ManagedHSM KeyVault
 	// CMK returns a key wrapper that reaches customer keys as the given
 	// identity, an enterprise policy's managed identity (for the built-in
 	// vault, keyprovider.NewBuiltin). It should also implement
@@ -212,6 +216,7 @@ func Open(ctx context.Context, cfg Config) (*Platform, error) {
 	}
 	if cfg.Ops != nil && cfg.Vault != nil && cfg.CMK != nil {
 		p.ops, p.kv, p.cmk = cfg.Ops, cfg.Vault, cfg.CMK
+		p.hsm = cfg.ManagedHSM
 		if cfg.ExternalCMK != nil {
 			useExternal(p, cfg.ExternalCMK)
 		}

@@ -220,19 +220,21 @@ func (p *CMK) staleServingKey(ctx context.Context, tx keyhold.Tx, pol *keyhold.E
 // CodeRecordIntegrity: a current version set outside Keyhold is never
 // rotated to.
 func (p *CMK) currentVersionKID(ctx context.Context, tx keyhold.Tx, pol *keyhold.EnterprisePolicy) (string, error) {
-	k, err := tx.Key(ctx, vaultNameOf(pol), pol.KeyName)
-	if keyhold.ErrorCode(err) == keyhold.CodeNotFound {
+	k, err := policyKeyRecord(ctx, tx, pol)
+	if keyhold.IsNotFound(err) {
 		return "", nil
 	} else if err != nil {
 		return "", err
 	}
-	if err := p.rec.CheckKey(k); err != nil {
-		return "", err
+	if hsmNameOf(pol) == "" { // a Managed HSM's key has no seal yet
+		if err := p.rec.CheckKey(k); err != nil {
+			return "", err
+		}
 	}
 	if k.Deleted() || k.CurrentVersion == "" {
 		return "", nil
 	}
-	return p.kv.KeyID(k.VaultName, k.Name, k.CurrentVersion), nil
+	return keyIDOf(p.kv, p.hsm, pol, k.VaultName, k.Name, k.CurrentVersion), nil
 }
 
 // RunRotationPickup calls PickUpRotations every interval until ctx ends.

@@ -274,6 +274,9 @@ func checkKey(ctx context.Context, tx keyhold.Tx, id *keyhold.Identity, vaultID,
 		return "", "", noVault()
 	}
 	typ, name, ok := strings.Cut(sc.Path, "/")
+	if ok && strings.EqualFold(typ, "managedHSMs") && !strings.Contains(name, "/") {
+		return checkHSMKey(ctx, tx, id, vaultID, sc, name, keyName, version)
+	}
 	if !ok || !strings.EqualFold(typ, "vaults") || strings.Contains(name, "/") {
 		return "", "", noVault()
 	}
@@ -313,6 +316,51 @@ func checkKey(ctx context.Context, tx keyhold.Tx, id *keyhold.Identity, vaultID,
 		}
 	}
 	return v.ID(), k.Name, nil
+}
+
+// checkHSMKey is checkKey for a key of a Managed HSM (issue 18):
+// keyVault.id is the HSM's resource id. The HSM must be live, active and
+// purge-protected, in a subscription of the caller's tenant; the key (and
+// version) must exist.
+func checkHSMKey(ctx context.Context, tx keyhold.Tx, id *keyhold.Identity, vaultID string, sc *keyhold.Scope, name, keyName, version string) (string, string, error) {
+	noHSM := keyhold.Errorf(keyhold.CodeBadRequest,
+		"properties.encryption.keyVault.id '%s' is not the Resource ID of a Managed HSM you have: copy it from the HSM's properties "+
+			"(/subscriptions/{sub}/resourceGroups/{rg}/providers/Microsoft.KeyVault/managedHSMs/{name}), and create or recover the HSM first", keyhold.Clip(vaultID))
+	h, err := tx.ManagedHSM(ctx, name)
+	switch {
+	case keyhold.ErrorCode(err) == keyhold.CodeNotFound:
+		return "", "", noHSM
+	case err != nil:
+		return "", "", err
+	case h.Deleted() || !strings.EqualFold(h.SubscriptionID, sc.SubscriptionID) || !strings.EqualFold(h.ResourceGroup, sc.ResourceGroup):
+		return "", "", noHSM
+	}
+	if _, err := arm.SubscriptionFor(ctx, tx, id, h.SubscriptionID); keyhold.ErrorCode(err) == keyhold.CodeNotFound {
+		return "", "", noHSM
+	} else if err != nil {
+		return "", "", err
+	}
+	if !h.EnablePurgeProtection {
+		return "", "", keyhold.Errorf(keyhold.CodeBadRequest,
+			"Managed HSM '%s' does not have purge protection: enable it on the HSM, then retry; a customer-managed key must not be purgeable by accident", h.Name)
+	}
+	k, err := tx.HSMKey(ctx, h.Name, keyName)
+	switch {
+	case keyhold.IsNotFound(err) || (err == nil && k.Deleted()):
+		return "", "", keyhold.Errorf(keyhold.CodeBadRequest,
+			"key '%s' does not exist in Managed HSM '%s': create an RSA-HSM key of that name (or recover the deleted one), or name another key", keyhold.Clip(keyName), h.Name)
+	case err != nil:
+		return "", "", err
+	}
+	if version != "" {
+		if _, err := tx.HSMKeyVersion(ctx, h.Name, k.Name, version); keyhold.IsNotFound(err) {
+			return "", "", keyhold.Errorf(keyhold.CodeBadRequest,
+				"key '%s' in Managed HSM '%s' has no version '%s': list its versions, or leave the version out to follow the current one", k.Name, h.Name, keyhold.Clip(version))
+		} else if err != nil {
+			return "", "", err
+		}
+	}
+	return h.ID(), k.Name, nil
 }
 
 // resolveKey checks the key a policy names, in a built-in vault (vaultID)

@@ -37,6 +37,7 @@ import (
 	"github.com/keyhold/keyhold/egress"
 	khttp "github.com/keyhold/keyhold/http"
 	"github.com/keyhold/keyhold/keyprovider"
+	"github.com/keyhold/keyhold/mhsm"
 	"github.com/keyhold/keyhold/ops"
 	"github.com/keyhold/keyhold/platform"
 	"github.com/keyhold/keyhold/policy"
@@ -247,6 +248,17 @@ func Run(ctx context.Context, cfg Config) error {
 		return fmt.Errorf("opening the key vault: %w", err)
 	}
 	defer kv.Close()
+	// The Managed HSM (issue 18) keeps its keys in the same PKCS#11 token;
+	// without one there is none. Deferred after the vault, it closes first.
+	var hsms *mhsm.Service
+	if cfg.PKCS11Module != "" {
+		hsms, err = mhsm.New(mhsm.Config{Store: store, Clock: cfg.Clock, Logger: log, BaseURL: url, VaultDomain: cfg.VaultDomain,
+			HSM: &mhsm.PKCS11Config{Module: cfg.PKCS11Module, TokenLabel: cfg.PKCS11Token, PIN: cfg.PKCS11PIN}})
+		if err != nil {
+			return fmt.Errorf("opening the Managed HSM: %w", err)
+		}
+		defer hsms.Close()
+	}
 
 	// The durable operations' runner (link, unlink, re-key, rotation).
 	// Its leases compare wall clocks across replicas, so it keeps the
@@ -265,7 +277,13 @@ func Run(ctx context.Context, cfg Config) error {
 		KeyCacheTTL: cfg.KeyCacheTTL, Issuer: url, WebhookClient: hooks, Egress: egressPolicy, FederationClient: federation,
 		LockGraceProduction: cfg.LockGraceProduction, LockGraceOther: cfg.LockGraceOther,
 		Ops: runner, Vault: kv,
-		CMK: func(id *keyhold.Identity) keyhold.KeyWrapper { return keyprovider.NewBuiltin(kv, id) },
+		CMK: func(id *keyhold.Identity) keyhold.KeyWrapper {
+			if hsms == nil {
+				return keyprovider.NewBuiltin(kv, id)
+			}
+			return keyprovider.ByVault{Vault: keyprovider.NewBuiltin(kv, id), HSM: keyprovider.NewManagedHSM(hsms, id)}
+		},
+		ManagedHSM: hsmKeys(hsms),
 		ExternalCMK: func(x keyhold.ExternalKeyVault, assertion func(context.Context) (string, error)) (keyhold.KeyWrapper, error) {
 			return keyprovider.NewFederated(keyprovider.FederatedIdentity{TenantID: x.TenantID, ClientID: x.ClientID, AuthorityHost: x.AuthorityHost}, assertion, nil)
 		},
@@ -307,15 +325,16 @@ func Run(ctx context.Context, cfg Config) error {
 	api := &khttp.Server{
 		Tokens: p, Environments: p, Data: p, Audit: p,
 		Logger: log, Registry: reg, PublicURL: url, VaultDomain: cfg.VaultDomain,
-		ARM:      khttp.ARMAPI{Resources: am, Directory: am},
-		KeyVault: khttp.KeyVaultAPI{Vaults: kv, Lookup: lookupVault(store)},
-		Policies: khttp.PolicyAPI{Service: ps, Deployments: ds},
-		CMK:      p,
-		Backups:  p,
-		BYOK:     p,
-		Events:   p,
-		Keys:     p,
-		Health:   storeHealth(store), // a read and a rolled-back write
+		ARM:        khttp.ARMAPI{Resources: am, Directory: am},
+		KeyVault:   khttp.KeyVaultAPI{Vaults: kv, Lookup: lookupVault(store)},
+		ManagedHSM: khttp.ManagedHSMAPI{HSMs: managedHSMs(hsms)},
+		Policies:   khttp.PolicyAPI{Service: ps, Deployments: ds},
+		CMK:        p,
+		Backups:    p,
+		BYOK:       p,
+		Events:     p,
+		Keys:       p,
+		Health:     storeHealth(store), // a read and a rolled-back write
 	}
 	tlsConf, err := tlsFiles.config()
 	if err != nil {
@@ -703,4 +722,21 @@ func webhookClient(caFile string, policy *egress.Policy) (*nethttp.Client, error
 		return nil, fmt.Errorf("%s holds no PEM certificate: give the CA certificates that signed your webhook receivers' certificates", caFile)
 	}
 	return platform.NewWebhookClient(roots, policy), nil
+}
+
+// managedHSMs returns h as the HTTP layer takes it: nil (no routes) for
+// no Managed HSM.
+func managedHSMs(h *mhsm.Service) keyhold.ManagedHSMService {
+	if h == nil {
+		return nil
+	}
+	return h
+}
+
+// hsmKeys returns h as the platform takes it: nil for no Managed HSM.
+func hsmKeys(h *mhsm.Service) platform.KeyVault {
+	if h == nil {
+		return nil
+	}
+	return h
 }

@@ -109,6 +109,7 @@ func (s tlsSetup) names() []string {
 		hosts = append(hosts, u.Hostname())
 	}
 	hosts = append(hosts, "*."+keyhold.VaultAddress{Domain: s.vaultDomain}.VaultDomain())
+	hosts = append(hosts, "*."+keyhold.ManagedHSMDomain(s.vaultDomain)) // Managed HSMs (issue 18)
 	return dedupe(hosts)
 }
 
