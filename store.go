@@ -42,6 +42,7 @@ type Tx interface {
 	SignInTx
 	DataAccessTx
 	FederatedTx
+	FlowTx
 
 	// Tenants and subscriptions.
 	CreateTenant(ctx context.Context, t *Tenant) error
