@@ -94,9 +94,14 @@ type FlowRunRecord struct {
 	LeaseOwner  string
 	LeaseUntil  time.Time
 	Epoch       uint32
-	Version     uint64
-	Sealed      []byte
-	UpdatedAt   time.Time
+	// Version counts every write of the record (a claim, a lease's
+	// renewal, a status); StateVersion only the writes of Sealed, and is
+	// the version the seal binds, so a lease can move while the
+	// environment is locked and nothing can be sealed.
+	Version      uint64
+	StateVersion uint64
+	Sealed       []byte
+	UpdatedAt    time.Time
 }
 
 // Terminal says whether the run has finished.

@@ -116,25 +116,25 @@ func (t *tx) PutFlowRun(ctx context.Context, r *keyhold.FlowRunRecord) error {
 		return err
 	}
 	err := t.putVersioned(ctx, "put flow run", fmt.Sprintf("run %q of flow %q", r.ID, r.FlowID), r.EnvID, r.Version,
-		`INSERT INTO flow_runs (env_id, flow_id, id, status, trigger_name, parent_run_id, depth, started_at, ended_at, lease_owner, lease_until, epoch, version, sealed, updated_at)
-		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 1, ?, ?)`,
-		[]any{r.EnvID, r.FlowID, r.ID, r.Status, r.TriggerName, r.ParentRunID, int64(r.Depth), nanos(r.StartedAt), nanos(r.EndedAt), r.LeaseOwner, nanos(r.LeaseUntil), int64(r.Epoch), blob(r.Sealed), nanos(r.UpdatedAt)},
-		`UPDATE flow_runs SET status = ?, ended_at = ?, lease_owner = ?, lease_until = ?, epoch = ?, version = ?, sealed = ?, updated_at = ?
+		`INSERT INTO flow_runs (env_id, flow_id, id, status, trigger_name, parent_run_id, depth, started_at, ended_at, lease_owner, lease_until, epoch, version, state_version, sealed, updated_at)
+		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 1, ?, ?, ?)`,
+		[]any{r.EnvID, r.FlowID, r.ID, r.Status, r.TriggerName, r.ParentRunID, int64(r.Depth), nanos(r.StartedAt), nanos(r.EndedAt), r.LeaseOwner, nanos(r.LeaseUntil), int64(r.Epoch), int64(r.StateVersion), blob(r.Sealed), nanos(r.UpdatedAt)},
+		`UPDATE flow_runs SET status = ?, ended_at = ?, lease_owner = ?, lease_until = ?, epoch = ?, version = ?, state_version = ?, sealed = ?, updated_at = ?
 		WHERE env_id = ? AND flow_id = ? AND id = ? AND version = ?`,
-		[]any{r.Status, nanos(r.EndedAt), r.LeaseOwner, nanos(r.LeaseUntil), int64(r.Epoch), int64(r.Version), blob(r.Sealed), nanos(r.UpdatedAt), r.EnvID, r.FlowID, r.ID})
+		[]any{r.Status, nanos(r.EndedAt), r.LeaseOwner, nanos(r.LeaseUntil), int64(r.Epoch), int64(r.Version), int64(r.StateVersion), blob(r.Sealed), nanos(r.UpdatedAt), r.EnvID, r.FlowID, r.ID})
 	if keyhold.ErrorCode(err) == keyhold.CodeEnvironmentNotFound {
 		return flowNotFound(r.EnvID, r.FlowID).WithCause(err)
 	}
 	return err
 }
 
-const runCols = `env_id, flow_id, id, status, trigger_name, parent_run_id, depth, started_at, ended_at, lease_owner, lease_until, epoch, version, sealed, updated_at`
+const runCols = `env_id, flow_id, id, status, trigger_name, parent_run_id, depth, started_at, ended_at, lease_owner, lease_until, epoch, version, state_version, sealed, updated_at`
 
 func scanRun(sc scanner) (*keyhold.FlowRunRecord, error) {
 	r := &keyhold.FlowRunRecord{}
 	var depth int64
 	err := sc.Scan(&r.EnvID, &r.FlowID, &r.ID, &r.Status, &r.TriggerName, &r.ParentRunID, &depth, timeCol{&r.StartedAt}, timeCol{&r.EndedAt},
-		&r.LeaseOwner, timeCol{&r.LeaseUntil}, u32Col{&r.Epoch}, u64Col{&r.Version}, &r.Sealed, timeCol{&r.UpdatedAt})
+		&r.LeaseOwner, timeCol{&r.LeaseUntil}, u32Col{&r.Epoch}, u64Col{&r.Version}, u64Col{&r.StateVersion}, &r.Sealed, timeCol{&r.UpdatedAt})
 	r.Depth = int(depth)
 	return r, err
 }

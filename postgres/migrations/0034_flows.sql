@@ -34,6 +34,7 @@ CREATE TABLE flow_runs (
 	lease_until BIGINT NOT NULL,
 	epoch BIGINT NOT NULL,
 	version BIGINT NOT NULL,
+	state_version BIGINT NOT NULL,
 	sealed BYTEA NOT NULL,
 	updated_at BIGINT NOT NULL,
 	PRIMARY KEY (env_id, flow_id, id),

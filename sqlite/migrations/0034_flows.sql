@@ -34,6 +34,7 @@ CREATE TABLE flow_runs (
 	lease_until INTEGER NOT NULL,
 	epoch INTEGER NOT NULL,
 	version INTEGER NOT NULL,
+	state_version INTEGER NOT NULL,
 	sealed BLOB NOT NULL,
 	updated_at INTEGER NOT NULL,
 	PRIMARY KEY (env_id, flow_id, id),

@@ -99,7 +99,7 @@ func testFlows(t *testing.T, s keyhold.Store) {
 
 func runRec(envID, flowID, id string, version uint64) *keyhold.FlowRunRecord {
 	return &keyhold.FlowRunRecord{EnvID: envID, FlowID: flowID, ID: id, Status: keyhold.RunWaiting, TriggerName: "manual",
-		StartedAt: at(time.Duration(len(id)) * time.Minute), Epoch: 1, Version: version, Sealed: []byte("sealed-state-" + id), UpdatedAt: at(0)}
+		StartedAt: at(time.Duration(len(id)) * time.Minute), Epoch: 1, Version: version, StateVersion: 1, Sealed: []byte("sealed-state-" + id), UpdatedAt: at(0)}
 }
 
 // testFlowRuns: runs are versioned (two engines claiming one run from the
@@ -141,7 +141,10 @@ func testFlowRuns(t *testing.T, s keyhold.Store) {
 		if err != nil {
 			return err
 		}
-		equal(t, "lease owner", got.LeaseOwner, "engine-1")
+		want := runRec("e1", "f1", "a", 2)
+		want.Status, want.LeaseOwner, want.LeaseUntil = keyhold.RunRunning, "engine-1", at(time.Hour).UTC()
+		want.StartedAt, want.UpdatedAt = want.StartedAt.UTC(), want.UpdatedAt.UTC()
+		equal(t, "claimed run", got, want)
 		runnable, err := tx.RunnableFlowRuns(ctx, at(30*time.Minute), 0)
 		if err != nil {
 			return err
