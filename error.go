@@ -25,6 +25,11 @@ const (
 	// that can't be deployed: a syntax error, an unsupported expression or
 	// resource type, a missing parameter.
 	CodeInvalidTemplate = "InvalidTemplate"
+	// CodeInvalidFlowDefinition: a flow's definition (the Workflow
+	// Definition Language JSON) uses a construct, function or expression
+	// Keyhold doesn't run, or is malformed (a runAfter cycle, a reference to
+	// a missing action); the message names the construct and its JSON path.
+	CodeInvalidFlowDefinition = "InvalidFlowDefinition"
 
 	// OAuth2's codes at the token endpoint (RFC 6749 section 5.2).
 	CodeUnsupportedGrantType = "unsupported_grant_type" // 400
@@ -180,6 +185,7 @@ var classes = map[string]Class{
 	CodeBadParameter:          ClassInvalid,
 	CodeNotSupported:          ClassInvalid,
 	CodeInvalidTemplate:       ClassInvalid,
+	CodeInvalidFlowDefinition: ClassInvalid,
 	CodeUnsupportedGrantType:  ClassInvalid,
 	CodeInvalidScope:          ClassInvalid,
 	CodeInvalidRequest:        ClassInvalid,

@@ -21,6 +21,8 @@ var pinnedStatuses = map[string]int{
 	keyhold.CodeBadParameter:          400,
 	keyhold.CodeNotSupported:          400,
 	keyhold.CodeInvalidTemplate:       400,
+	// A flow definition Keyhold can't run (issue 15).
+	keyhold.CodeInvalidFlowDefinition: 400,
 	"invalid_request":                 400,
 	// invalid_grant had no status (so 500) outside the token endpoint,
 	// which answers it 400: it has 400 everywhere now.
