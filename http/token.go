@@ -48,6 +48,7 @@ var scopes = strings.Join([]string{
 	string(keyhold.AudienceManagement) + "/.default",
 	string(keyhold.AudienceVault) + "/.default",
 	string(keyhold.AudiencePowerApps) + "/.default",
+	string(keyhold.AudienceFlow) + "/.default",
 }, ", ")
 
 // issueToken: POST /{tenantId}/oauth2/v2.0/token, the client-credentials
