@@ -77,7 +77,7 @@ func (s *Service) RunTrigger(ctx context.Context, envID, flowID, trigger string,
 	if _, _, err := s.caller(ctx, envID); err != nil {
 		return nil, err
 	}
-	fd, err := s.requestTrigger(ctx, envID, flowID, trigger)
+	fd, err := s.triggerOf(ctx, envID, flowID, trigger, true)
 	if err != nil {
 		return nil, err
 	}
@@ -95,6 +95,14 @@ func (s *Service) RunTrigger(ctx context.Context, envID, flowID, trigger string,
 // requestTrigger opens a flow and checks that trigger is its Request
 // trigger.
 func (s *Service) requestTrigger(ctx context.Context, envID, flowID, trigger string) (*flowDef, error) {
+	return s.triggerOf(ctx, envID, flowID, trigger, false)
+}
+
+// triggerOf is requestTrigger; with webhooks, a connector webhook trigger
+// (OpenApiConnectionWebhook: Teams) is accepted too. Keyhold has no Teams
+// to call it, so the manual run endpoint is its test endpoint: the body
+// is the event the connector would deliver.
+func (s *Service) triggerOf(ctx context.Context, envID, flowID, trigger string, webhooks bool) (*flowDef, error) {
 	rec, err := s.flowRecord(ctx, envID, flowID)
 	if err != nil {
 		return nil, err
@@ -102,7 +110,7 @@ func (s *Service) requestTrigger(ctx context.Context, envID, flowID, trigger str
 	if rec.TriggerName != trigger {
 		return nil, keyhold.Errorf(keyhold.CodeNotFound, "flow %s has no trigger %q: its trigger is %q", flowID, keyhold.Clip(trigger), rec.TriggerName)
 	}
-	if rec.TriggerType != "Request" {
+	if rec.TriggerType != "Request" && !(webhooks && rec.TriggerType == "OpenApiConnectionWebhook") {
 		return nil, keyhold.Errorf(keyhold.CodeConflict, "trigger %q of flow %s is a %s trigger, which can't be run on request", trigger, flowID, rec.TriggerType)
 	}
 	return s.openFlow(ctx, rec)
