@@ -194,6 +194,9 @@ type FlowTx interface {
 	// DeleteFlowRunsBefore deletes at most limit terminal runs that ended
 	// before t (retention) and says how many.
 	DeleteFlowRunsBefore(ctx context.Context, t time.Time, limit int) (int, error)
+	// FlowRunsOffEpoch lists at most limit runs of an environment whose
+	// state is sealed under an epoch other than epoch (a re-key's walk).
+	FlowRunsOffEpoch(ctx context.Context, envID string, epoch uint32, limit int) ([]*FlowRunRecord, error)
 
 	// PutFlowSchedule inserts or replaces a flow's schedule;
 	// ClaimFlowSlot moves it from the slot next to s, and returns
@@ -212,3 +215,10 @@ type FlowTx interface {
 	ListConnections(ctx context.Context, envID string) ([]*ConnectionRecord, error)
 	DeleteConnection(ctx context.Context, envID, api, name string) error
 }
+
+// The item ids flows' seals bind: the flows package seals with them and
+// the re-key (platform) moves the items to a new epoch with them.
+func FlowItemID(flowID string) string           { return "flow/" + flowID }
+func FlowKeyItemID(flowID string) string        { return "key/" + flowID }
+func FlowRunItemID(flowID, runID string) string { return "run/" + flowID + "/" + runID }
+func ConnectionItemID(api, name string) string  { return api + "/" + name }

@@ -177,7 +177,9 @@ func (s *Service) caller(ctx context.Context, envID string) (*keyhold.Identity, 
 // runKey names a run in this process's maps.
 func runKey(envID, flowID, runID string) string { return envID + "/" + flowID + "/" + runID }
 
-func flowItem(flowID string) string       { return "flow/" + flowID }
-func keyItem(flowID string) string        { return "key/" + flowID }
-func runItem(flowID, runID string) string { return "run/" + flowID + "/" + runID }
-func connItem(api, name string) string    { return api + "/" + name }
+var (
+	flowItem = keyhold.FlowItemID
+	keyItem  = keyhold.FlowKeyItemID
+	runItem  = keyhold.FlowRunItemID
+	connItem = keyhold.ConnectionItemID
+)

@@ -192,6 +192,13 @@ func (t *tx) DeleteFlowRunsBefore(ctx context.Context, before time.Time, limit i
 	return int(n), nil
 }
 
+// FlowRunsOffEpoch lists runs with sealed state under another epoch.
+func (t *tx) FlowRunsOffEpoch(ctx context.Context, envID string, epoch uint32, limit int) ([]*keyhold.FlowRunRecord, error) {
+	return list(t, ctx, "list flow runs off an epoch", scanRun, `SELECT `+runCols+` FROM flow_runs
+		WHERE env_id = ? AND epoch <> ? AND state_version > 0 ORDER BY flow_id, id LIMIT ?`,
+		envID, int64(epoch), clampLimit(limit, DefaultFlowRunLimit, MaxFlowRunLimit))
+}
+
 // PutFlowSchedule inserts or replaces a schedule; an unknown flow is
 // CodeFlowNotFound.
 func (t *tx) PutFlowSchedule(ctx context.Context, s *keyhold.FlowSchedule) error {

@@ -159,6 +159,16 @@ func testFlowRuns(t *testing.T, s keyhold.Store) {
 		if err != nil {
 			return err
 		}
+		off, err := tx.FlowRunsOffEpoch(ctx, "e1", 1, 0)
+		equal(t, "runs off their own epoch", len(off), 0)
+		if err != nil {
+			return err
+		}
+		off, err = tx.FlowRunsOffEpoch(ctx, "e1", 2, 0)
+		equal(t, "runs off epoch 2", len(off), 4)
+		if err != nil {
+			return err
+		}
 		n, err := tx.ActiveFlowRuns(ctx, "e1", "f1", at(30*time.Minute))
 		equal(t, "active of f1", n, 1)
 		if err != nil {
