@@ -226,9 +226,10 @@ func (r *runner) run(n *node, path string, loops []loopFrame) error {
 	var term *terminated
 	switch {
 	case errors.As(err, &term):
-		s.Status, s.End = StatusSucceeded, r.host.Now()
-		if serr := r.save(r.st); serr != nil {
-			return serr
+		// The Terminate action succeeded; the containers it is in were
+		// cut short (Execute records them Cancelled).
+		if n.typ == "Terminate" {
+			s.Status, s.End = StatusSucceeded, r.host.Now()
 		}
 		return err
 	case errors.As(err, &ae):
@@ -258,7 +259,9 @@ func (e *env) evalValue(c cval, path string) (any, error) {
 	case nil:
 		return nil, nil
 	case clit:
-		return c.v, nil
+		// A copy: the definition is shared by every run, and the host or
+		// a later action may change the value it gets.
+		return deepCopy(c.v), nil
 	case *template:
 		v, err := e.evalTemplate(c)
 		if err != nil {
@@ -685,4 +688,23 @@ func (r *runner) variable(n *node, s *ActionState, e *env) error {
 	r.st.Variables[n.varName] = next
 	s.Outputs = &Outputs{Body: map[string]any{"name": n.varName, "value": next}}
 	return nil
+}
+
+// deepCopy copies JSON maps and arrays.
+func deepCopy(v any) any {
+	switch v := v.(type) {
+	case map[string]any:
+		out := make(map[string]any, len(v))
+		for k, x := range v {
+			out[k] = deepCopy(x)
+		}
+		return out
+	case []any:
+		out := make([]any, len(v))
+		for i, x := range v {
+			out[i] = deepCopy(x)
+		}
+		return out
+	}
+	return v
 }

@@ -281,7 +281,7 @@ func fnParameters(e *env, a []any) (any, error) {
 	if strings.HasPrefix(name, "$") {
 		return nil, nil // $connections, $authentication: the host's, when it gives them
 	}
-	return nil, errf("the parameter '%s' has no value: declare it with a defaultValue", name)
+	return nil, errf("the parameter '%s' has no value: give it a defaultValue in the definition", name)
 }
 
 func fnItem(e *env, _ []any) (any, error) {

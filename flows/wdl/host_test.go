@@ -110,6 +110,8 @@ func (h *testHost) Call(ctx context.Context, c Call) (Outputs, error) {
 		return *st.Response, nil
 	case "OpenApiConnection":
 		return h.connector(in)
+	case "ApiConnection":
+		return Outputs{StatusCode: 200, Body: in}, nil
 	}
 	return Outputs{}, fmt.Errorf("testHost: no %s", c.Type)
 }

@@ -32,6 +32,7 @@ type node struct {
 	preds           []pred   // runAfter
 	loops           []string // the Foreach and Until actions it is inside, outermost first
 	depth           int      // containers it is inside
+	parent          *node    // the container it is in; nil at the top
 
 	inputs  cval // evaluated into the action's inputs (nil: none)
 	cond    cval // If and Until: the condition; Foreach: the items; Switch: the value
@@ -119,7 +120,8 @@ type carr []cval
 type defParser struct {
 	d        *Definition
 	varTypes map[string]string
-	refs     []exprRef // expressions to check once every action is known
+	declared map[string]bool // parameters declared, with or without a defaultValue
+	refs     []exprRef       // expressions to check once every action is known
 	count    int
 }
 
@@ -147,7 +149,7 @@ func Parse(definition []byte) (*Definition, error) {
 	if err := strictJSON(definition, &top); err != nil {
 		return nil, keyhold.Errorf(keyhold.CodeInvalidFlowDefinition, "the definition is not a JSON object: %v", err)
 	}
-	p := &defParser{d: &Definition{Parameters: map[string]any{}, byName: map[string]*node{}, vars: map[string]bool{}}, varTypes: map[string]string{}}
+	p := &defParser{d: &Definition{Parameters: map[string]any{}, byName: map[string]*node{}, vars: map[string]bool{}}, varTypes: map[string]string{}, declared: map[string]bool{}}
 	for _, k := range sortedKeys(top) {
 		switch k {
 		case "$schema", "contentVersion", "description":
@@ -172,6 +174,13 @@ func Parse(definition []byte) (*Definition, error) {
 		return nil, err
 	}
 	p.d.top = g
+	for _, n := range p.d.byName {
+		for _, cg := range n.graphs() {
+			for _, c := range cg.nodes {
+				c.parent = n
+			}
+		}
+	}
 	if err := p.checkRefs(); err != nil {
 		return nil, err
 	}
@@ -273,6 +282,7 @@ func (p *defParser) parameters(raw json.RawMessage) error {
 		if err != nil {
 			return err
 		}
+		p.declared[k] = true
 		if dv, ok := o["defaultValue"]; ok {
 			v, err := plain(dv)
 			if err != nil {
@@ -346,6 +356,7 @@ func (p *defParser) triggers(raw json.RawMessage) error {
 			if !slices.Contains([]string{"GET", "POST", "PUT", "PATCH", "DELETE"}, strings.ToUpper(meth)) {
 				return invalid(path+".inputs.method", "%q is not an HTTP method Keyhold accepts (GET, POST, PUT, PATCH, DELETE)", keyhold.Clip(meth))
 			}
+			t.Method = strings.ToUpper(meth)
 		}
 		if rp, ok := in["relativePath"]; ok {
 			return invalid(path+".inputs.relativePath", "relative paths on a Request trigger are not supported: pass values in the body or the query (%s)", keyhold.Clip(string(rp)))
@@ -354,13 +365,24 @@ func (p *defParser) triggers(raw json.RawMessage) error {
 			return invalid(path+".inputs.triggerAuthenticationType", "is not supported: the invoke URL is signed (%s)", keyhold.Clip(string(ta)))
 		}
 	case "Recurrence":
-		o, err := object(m[name], path, "type", "recurrence", "metadata", "description")
+		o, err := object(m[name], path, "type", "recurrence", "evaluatedRecurrence", "metadata", "description")
 		if err != nil {
 			return err
 		}
 		r, err := parseRecurrence(o["recurrence"], path+".recurrence")
 		if err != nil {
 			return err
+		}
+		// Power Automate exports the schedule it computed next to the one
+		// written; it must be the same schedule, or it would be ignored.
+		if ev, ok := o["evaluatedRecurrence"]; ok {
+			e, err := parseRecurrence(ev, path+".evaluatedRecurrence")
+			if err != nil {
+				return err
+			}
+			if *e != *r {
+				return invalid(path+".evaluatedRecurrence", "differs from recurrence: remove it, or make it the same schedule")
+			}
 		}
 		t.Recurrence = r
 	case "OpenApiConnectionWebhook":
@@ -599,7 +621,7 @@ func (p *defParser) action(name string, raw json.RawMessage, path string, loops 
 	case "Until":
 		keys = append(keys, "expression", "actions", "limit")
 	case "Scope":
-		keys = append(keys, "actions", "limit")
+		keys = append(keys, "actions")
 	default:
 		return nil, invalid(path+".type", "the action type %q is not supported (supported: Compose, InitializeVariable, SetVariable, IncrementVariable, AppendToArrayVariable, AppendToStringVariable, If, Switch, Foreach, Until, Scope, Terminate, Response, Http, Workflow, ApiConnection, OpenApiConnection)", keyhold.Clip(n.typ))
 	}
@@ -1262,6 +1284,9 @@ func (p *defParser) checkRefs() error {
 					return invalid(r.path, "%s('%s') is inside the loop %s and can only be referenced from inside it", r.call.src, keyhold.Clip(name), l)
 				}
 			}
+			if r.n == nil || !p.upstream(r.n)[name] && !inside(a, r.n) {
+				return invalid(r.path, "%s('%s'): the action %s doesn't run before this one: add it, or an action after it, to runAfter", r.call.src, keyhold.Clip(name), name)
+			}
 		case "variables":
 			if !p.d.vars[name] {
 				return invalid(r.path, "variables('%s') names no variable: initialize it with an InitializeVariable action", keyhold.Clip(name))
@@ -1275,12 +1300,51 @@ func (p *defParser) checkRefs() error {
 				return invalid(r.path, "%s('%s') is only available inside that loop", r.call.src, keyhold.Clip(name))
 			}
 		case "parameters":
-			if _, ok := p.d.Parameters[name]; !ok && !strings.HasPrefix(name, "$") {
-				return invalid(r.path, "parameters('%s') names no parameter with a defaultValue", keyhold.Clip(name))
+			if !p.declared[name] && !strings.HasPrefix(name, "$") {
+				return invalid(r.path, "parameters('%s') names no parameter: declare it in the definition's parameters", keyhold.Clip(name))
 			}
 		}
 	}
 	return nil
+}
+
+// upstream is every action that has ended before n starts: the actions
+// n and its containers run after, transitively, with everything inside
+// them. Logic Apps refuses references to any other action at save too.
+func (p *defParser) upstream(n *node) map[string]bool {
+	out := map[string]bool{}
+	var mark func(x *node)
+	mark = func(x *node) {
+		if out[x.name] {
+			return
+		}
+		out[x.name] = true
+		for _, g := range x.graphs() {
+			for _, c := range g.nodes {
+				mark(c)
+			}
+		}
+		for _, pr := range x.preds {
+			mark(p.d.byName[pr.name])
+		}
+	}
+	for c := n; c != nil; c = c.parent {
+		for _, pr := range c.preds {
+			mark(p.d.byName[pr.name])
+		}
+	}
+	return out
+}
+
+// inside reports whether a is inside the container n (an Until's
+// condition and result() read the actions in it).
+func inside(a, n *node) bool {
+	for c := a.parent; c != nil; c = c.parent {
+		if c == n {
+			return true
+		}
+	}
+	return false
 }
 
 // inForeach reports whether n is inside a Foreach.

@@ -63,7 +63,7 @@ func TestSamplesParse(t *testing.T) {
 func TestSamplesRun(t *testing.T) {
 	t.Run("http-webhook-create-row", func(t *testing.T) {
 		d := mustParse(t, string(readSample(t, "http-webhook-create-row.json")))
-		if got := d.Trigger(); got.Type != "Request" || got.Kind != "Http" || len(got.Schema) == 0 {
+		if got := d.Trigger(); got.Type != "Request" || got.Kind != "Http" || got.Method != "POST" || len(got.Schema) == 0 {
 			t.Fatalf("trigger = %+v", got)
 		}
 		if got := d.ConnectionRefs(); !slices.Equal(got, []string{"shared_commondataserviceforapps"}) {

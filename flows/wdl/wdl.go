@@ -38,6 +38,9 @@ type Trigger struct {
 	API        string // for OpenApiConnectionWebhook: the api name, e.g. "shared_teams"
 	Recurrence *Recurrence
 	Schema     json.RawMessage // inputs.schema of a Request trigger, if any
+	// Method is a Request trigger's inputs.method, upper case; "" accepts
+	// any method.
+	Method string
 	// Connection is the connection reference a connector trigger uses
 	// (OpenApiConnectionWebhook), "" otherwise.
 	Connection string
