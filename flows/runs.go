@@ -374,9 +374,8 @@ func (s *Service) InvokeTrigger(ctx context.Context, envID, flowID, trigger stri
 	if sig.Sig == "" || sig.SV != callbackSV || sig.SP != "/triggers/"+trigger+"/run" {
 		return nil, unauthorized
 	}
-	var rec *keyhold.FlowRecord
-	err := s.store.View(ctx, func(tx keyhold.Tx) (err error) {
-		rec, err = tx.Flow(ctx, envID, flowID)
+	err := s.store.View(ctx, func(tx keyhold.Tx) error {
+		_, err := tx.Flow(ctx, envID, flowID)
 		return err
 	})
 	if err != nil {
@@ -398,7 +397,6 @@ func (s *Service) InvokeTrigger(ctx context.Context, envID, flowID, trigger stri
 	if err != nil {
 		return nil, err
 	}
-	_ = rec
 	b, err := parseBody(body)
 	if err != nil {
 		return nil, err
