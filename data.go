@@ -13,6 +13,11 @@ const (
 	StoreFiles = "files"
 	StoreAudit = "audit"
 	StoreFlows = "flows"
+	// StoreRuns holds flow runs' state (trigger bodies, action inputs and
+	// outputs, variables) and StoreConnections flows' connections'
+	// credentials (issue 15).
+	StoreRuns        = "runs"
+	StoreConnections = "connections"
 )
 
 // Limits on data-plane input.

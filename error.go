@@ -83,6 +83,11 @@ const (
 	CodeVaultNotFound         = "VaultNotFound"         // Key Vault's
 	// CodeBackupNotFound: no backup with that id in that environment.
 	CodeBackupNotFound = "BackupNotFound"
+	// Flows (issue 15): no flow, run or connection of that name in that
+	// environment.
+	CodeFlowNotFound       = "FlowNotFound"
+	CodeFlowRunNotFound    = "WorkflowRunNotFound" // Logic Apps'
+	CodeConnectionNotFound = "ConnectionNotFound"
 
 	// State conflicts (ClassConflict, 409).
 	CodeConflict                        = "Conflict"
@@ -209,6 +214,9 @@ var classes = map[string]Class{
 	CodeKeyNotFound:           ClassNotFound,
 	CodeVaultNotFound:         ClassNotFound,
 	CodeBackupNotFound:        ClassNotFound,
+	CodeFlowNotFound:          ClassNotFound,
+	CodeFlowRunNotFound:       ClassNotFound,
+	CodeConnectionNotFound:    ClassNotFound,
 
 	CodeConflict:                        ClassConflict,
 	CodeEnvironmentDisabled:             ClassConflict,

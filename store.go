@@ -43,6 +43,7 @@ type Tx interface {
 	DataAccessTx
 	FederatedTx
 	ManagedHSMTx
+	FlowTx
 
 	// Tenants and subscriptions.
 	CreateTenant(ctx context.Context, t *Tenant) error

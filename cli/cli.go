@@ -254,6 +254,8 @@ func newCmdRoot(f *Factory) *cobra.Command {
 		newCmdEvents(f),
 		newCmdTenant(f),
 		newCmdBYOK(f),
+		newCmdFlow(f),
+		newCmdConnection(f),
 		newCmdDoctor(f, nil),
 		newCmdAdmin(f),
 		newCmdBench(f, nil),

@@ -59,14 +59,21 @@ type StoreKey struct {
 // own EK; it is written into every ciphertext's header and checked on open.
 // It returns an error for a destroyed ek or an empty envID or store.
 func DeriveStoreKey(ek *Key, envID string, epoch uint32, store string) (*StoreKey, error) {
-	kb, err := ek.bytes()
+	return deriveItemKey(ek, storeKeyInfoLabel, envID, epoch, store)
+}
+
+// deriveItemKey derives a StoreKey from root under an HKDF info that
+// starts with label: DeriveStoreKey's, or a partition's
+// (AESWrapper.DerivePartitionKey).
+func deriveItemKey(root *Key, label, envID string, epoch uint32, store string) (*StoreKey, error) {
+	kb, err := root.bytes()
 	if err != nil {
 		return nil, err
 	}
 	if envID == "" || store == "" {
 		return nil, errors.New("crypt: deriving a store key needs an environment id and a store name")
 	}
-	info := appendLP(appendLP([]byte(storeKeyInfoLabel), envID), store)
+	info := appendLP(appendLP([]byte(label), envID), store)
 	dk, err := hkdf.Key(sha256.New, kb, nil, string(info), KeySize)
 	if err != nil {
 		return nil, fmt.Errorf("crypt: deriving store key: %w", err)

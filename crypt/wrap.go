@@ -67,3 +67,19 @@ func (w *AESWrapper) Unwrap(ctx context.Context, kid string, ciphertext []byte) 
 }
 
 var _ keyhold.KeyWrapper = (*AESWrapper)(nil)
+
+// partitionInfoLabel starts the HKDF info of a platform key partition; it
+// differs from storeKeyInfoLabel so that no partition key can equal a
+// store key, whatever the key material.
+const partitionInfoLabel = "keyhold platform partition v1\x00"
+
+// DerivePartitionKey derives the key of the root key's partition of
+// (envID, store): HKDF-SHA256 of the wrapper's key with info
+// "keyhold platform partition v1\x00" | lp(envID) | lp(store). Spec 004
+// keeps some data (non-OAuth connections' credentials) under the platform
+// key even in an environment whose own key is the customer's: this key
+// seals it, in the item format of StoreKey.Seal, with epoch 0 in the
+// header (no environment key has epoch 0). The caller destroys the key.
+func (w *AESWrapper) DerivePartitionKey(envID, store string) (*StoreKey, error) {
+	return deriveItemKey(w.key, partitionInfoLabel, envID, 0, store)
+}

@@ -114,6 +114,9 @@ type Server struct {
 	// BYOK keeps the tenant's legacy BYOK keys (byok.go). Nil: none of
 	// its routes is served.
 	BYOK keyhold.BYOKService
+	// Flows serves Power Automate's flows, runs and connections
+	// (flows.go). Nil: none of its routes is served.
+	Flows keyhold.FlowService
 
 	once        sync.Once
 	throttle    *throttle
@@ -239,7 +242,7 @@ func (s *Server) routes() []route {
 	// The resource manager and key vault areas declare their routes in
 	// their own files (arm.go, directory.go, keyvault.go); each adds nothing while its
 	// services are unset.
-	return slices.Concat(core, s.armRoutes(), s.directoryRoutes(), s.keyVaultRoutes(), s.managedHSMRoutes(), s.cmkRoutes(), s.lockRoutes(), s.policyRoutes(), s.eventRoutes(), s.backupRoutes(), s.oidcRoutes(), s.certificateRoutes(), s.federatedRoutes(), s.signInRoutes(), s.byokRoutes())
+	return slices.Concat(core, s.armRoutes(), s.directoryRoutes(), s.keyVaultRoutes(), s.managedHSMRoutes(), s.cmkRoutes(), s.lockRoutes(), s.policyRoutes(), s.eventRoutes(), s.backupRoutes(), s.oidcRoutes(), s.certificateRoutes(), s.federatedRoutes(), s.signInRoutes(), s.byokRoutes(), s.flowRoutes())
 }
 
 // router answers requests that match no route with the Azure error body:

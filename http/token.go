@@ -49,6 +49,7 @@ var scopes = strings.Join([]string{
 	string(keyhold.AudienceVault) + "/.default",
 	string(keyhold.AudiencePowerApps) + "/.default",
 	string(keyhold.AudienceManagedHSM) + "/.default",
+	string(keyhold.AudienceFlow) + "/.default",
 }, ", ")
 
 // issueToken: POST /{tenantId}/oauth2/v2.0/token, the client-credentials

@@ -134,6 +134,8 @@ type Platform struct {
 	*CMK
 	*Backups
 	*BYOK
+	// Sealer seals flows' items under environments' keys (issue 15).
+	Sealer *Sealer
 }
 
 type metrics struct {
@@ -245,6 +247,7 @@ func assemble(c *core) *Platform {
 		CMK:          lifecycle,
 		Backups:      &Backups{core: c, envs: envs, health: health, lifecycle: lifecycle},
 		BYOK:         byok,
+		Sealer:       &Sealer{core: c},
 	}
 }
 

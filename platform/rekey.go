@@ -200,6 +200,10 @@ func (p *CMK) stepRekey(ctx context.Context, op *keyhold.Operation) (ops.StepRes
 		return ops.StepResult{}, err
 	}
 	if !more {
+		// The flows' items (issue 15) move last, all in this step run.
+		if err := rekeyFlows(ctx, p.core, env.ID, cur); err != nil {
+			return ops.StepResult{}, err
+		}
 		// Done counts the items each step run handled; a run lost to a
 		// crash moved items that no later run sees. Everything counted
 		// has moved now.

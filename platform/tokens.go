@@ -68,7 +68,7 @@ func (a *audClaim) UnmarshalJSON(b []byte) error {
 	return nil
 }
 
-var audiences = []keyhold.Audience{keyhold.AudienceManagement, keyhold.AudienceVault, keyhold.AudiencePowerApps, keyhold.AudienceManagedHSM}
+var audiences = []keyhold.Audience{keyhold.AudienceManagement, keyhold.AudienceVault, keyhold.AudiencePowerApps, keyhold.AudienceManagedHSM, keyhold.AudienceFlow}
 
 // oidcScopes are the OpenID Connect scopes MSAL adds to every request
 // ("openid offline_access profile"); an access token's audience comes from

@@ -35,6 +35,7 @@ import (
 	"github.com/keyhold/keyhold/crypt"
 	"github.com/keyhold/keyhold/deploy"
 	"github.com/keyhold/keyhold/egress"
+	"github.com/keyhold/keyhold/flows"
 	khttp "github.com/keyhold/keyhold/http"
 	"github.com/keyhold/keyhold/keyprovider"
 	"github.com/keyhold/keyhold/mhsm"
@@ -322,8 +323,17 @@ func Run(ctx context.Context, cfg Config) error {
 	ps := policy.New(policy.Config{Store: store, Clock: cfg.Clock, Logger: log, ARM: am, Vaults: kv, LockLinked: p.LockLinkedTx})
 	ps.RegisterDeleter() // deleting a resource group deletes its policies
 	ds := deploy.New(deploy.Config{Store: store, Clock: cfg.Clock, Policies: ps, ARM: am, Vaults: kv})
+	// The flows' engine (issue 15): its runs' leases are shared with the
+	// other replicas through the store.
+	fl, err := flows.New(flows.Config{Store: store, Sealer: p.Sealer, Data: p, Clock: cfg.Clock, Logger: log, Egress: egressPolicy})
+	if err != nil {
+		return err
+	}
+	fl.Start()
+	defer fl.Close()
 	api := &khttp.Server{
 		Tokens: p, Environments: p, Data: p, Audit: p,
+		Flows:  fl,
 		Logger: log, Registry: reg, PublicURL: url, VaultDomain: cfg.VaultDomain,
 		ARM:        khttp.ARMAPI{Resources: am, Directory: am},
 		KeyVault:   khttp.KeyVaultAPI{Vaults: kv, Lookup: lookupVault(store)},

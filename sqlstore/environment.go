@@ -143,7 +143,7 @@ func (t *tx) DeleteEnvironment(ctx context.Context, id string) error {
 			return t.fail("delete environment", err)
 		}
 	}
-	for _, table := range []string{"backups", "file_chunks", "file_uploads", "data_files", "data_rows", "wrapped_keys", "environment_members"} {
+	for _, table := range []string{"backups", "file_chunks", "file_uploads", "data_files", "data_rows", "flow_runs", "flow_schedules", "flow_keys", "flows", "flow_connections", "wrapped_keys", "environment_members"} {
 		if _, err := t.exec(ctx, `DELETE FROM `+table+` WHERE env_id = ?`, id); err != nil {
 			return t.fail("delete environment", err)
 		}

@@ -56,7 +56,7 @@ func Run(t *testing.T, open func(t *testing.T) keyhold.Store) {
 		{"RacingWrites", testRacingWrites},
 		{"NoLostUpdates", testNoLostUpdates},
 	}
-	for _, tc := range append(append(append(append(append(append(append(tests, operationTests...), cmkStoreTests...), eventStoreTests...), backupStoreTests...), licenceStoreTests...), envHoldTests...), dataAccessTests...) {
+	for _, tc := range append(append(append(append(append(append(append(append(tests, operationTests...), cmkStoreTests...), eventStoreTests...), backupStoreTests...), licenceStoreTests...), envHoldTests...), dataAccessTests...), flowStoreTests...) {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
 			tc.fn(t, open(t))

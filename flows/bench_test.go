@@ -1,0 +1,140 @@
+package flows
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"net/http/httptest"
+	"slices"
+	"testing"
+	"time"
+
+	"github.com/keyhold/keyhold"
+	"github.com/keyhold/keyhold/crypt"
+	"github.com/keyhold/keyhold/egress"
+	"github.com/keyhold/keyhold/platform"
+	"github.com/keyhold/keyhold/sqlstore/storetest"
+)
+
+// plainSealer stores items as they are: the same engine without
+// encryption, to measure what sealing run history costs.
+type plainSealer struct{}
+
+func (plainSealer) Seal(_ context.Context, _, _, _ string, _ uint64, pt []byte) ([]byte, uint32, error) {
+	return append([]byte(nil), pt...), 1, nil
+}
+func (plainSealer) Open(_ context.Context, _, _, _ string, _ uint64, _ uint32, ct []byte) ([]byte, error) {
+	return append([]byte(nil), ct...), nil
+}
+func (plainSealer) SealPlatform(_ context.Context, _, _, _ string, _ uint64, pt []byte) ([]byte, error) {
+	return append([]byte(nil), pt...), nil
+}
+func (plainSealer) OpenPlatform(_ context.Context, _, _, _ string, _ uint64, ct []byte) ([]byte, error) {
+	return append([]byte(nil), ct...), nil
+}
+
+const benchFlow = `{
+  "$schema": "https://schema.management.azure.com/providers/Microsoft.Logic/schemas/2016-06-01/workflowdefinition.json#",
+  "contentVersion": "1.0.0.0",
+  "triggers": {"manual": {"type": "Request", "kind": "Button", "inputs": {"schema": {"type": "object"}}}},
+  "actions": {
+    "Compose_in": {"type": "Compose", "inputs": "@concat('hello ', triggerBody()?['name'])", "runAfter": {}},
+    "Call": {"type": "Http", "inputs": {"method": "POST", "uri": "%s/one", "body": {"greeting": "@outputs('Compose_in')"}}, "runAfter": {"Compose_in": ["Succeeded"]}},
+    "Init": {"type": "InitializeVariable", "inputs": {"variables": [{"name": "n", "type": "integer", "value": 1}]}, "runAfter": {"Call": ["Succeeded"]}},
+    "Compose_out": {"type": "Compose", "inputs": {"one": "@body('Call')?['ok']", "n": "@variables('n')"}, "runAfter": {"Init": ["Succeeded"]}},
+    "Response": {"type": "Response", "kind": "Http", "inputs": {"statusCode": 200, "body": "@outputs('Compose_out')"}, "runAfter": {"Compose_out": ["Succeeded"]}}
+  }
+}`
+
+// benchService is a platform and a flows engine over store, with a
+// five-action flow; plain swaps the sealer for plainSealer.
+func benchService(b *testing.B, store keyhold.Store, plain bool) (*Service, context.Context, string) {
+	master, _ := crypt.NewKey()
+	b.Cleanup(master.Destroy)
+	p, err := platform.Open(context.Background(), platform.Config{Store: store, MasterKey: master, Issuer: "https://keyhold.test"})
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { p.Close() })
+	creds, _, _ := p.BootstrapCustomer(context.Background())
+	tok, _ := p.IssueToken(context.Background(), creds.TenantID, creds.ClientID, creds.ClientSecret, string(keyhold.AudienceFlow)+"/.default")
+	id, _ := p.Authenticate(context.Background(), tok.AccessToken)
+	ctx := keyhold.NewContext(context.Background(), id)
+	env := &keyhold.Environment{DisplayName: "bench", Location: "europe", SKU: keyhold.SKUProduction}
+	if err := p.CreateEnvironment(ctx, env); err != nil {
+		b.Fatal(err)
+	}
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "application/json")
+		fmt.Fprint(w, `{"ok":true}`)
+	}))
+	b.Cleanup(srv.Close)
+	pol, _ := egress.New(egress.Options{Allow: []string{"127.0.0.1"}})
+	var sealer keyhold.EnvironmentSealer = p.Sealer
+	if plain {
+		sealer = plainSealer{}
+	}
+	s, err := New(Config{Store: store, Sealer: sealer, Data: p, Egress: pol, PollInterval: time.Second, MaxRunsPerFlow: 1000, MaxRunsPerEnv: 1000})
+	if err != nil {
+		b.Fatal(err)
+	}
+	s.Start()
+	b.Cleanup(s.Close)
+	name := "bench"
+	if _, err := s.PutFlow(ctx, env.ID, "bench", &keyhold.FlowInput{DisplayName: &name, Definition: json.RawMessage(fmt.Sprintf(benchFlow, srv.URL))}); err != nil {
+		b.Fatal(err)
+	}
+	return s, ctx, env.ID
+}
+
+// runOnce runs the manual trigger and waits for the run's end.
+func runOnce(b *testing.B, s *Service, ctx context.Context, envID string) {
+	run, err := s.RunTrigger(ctx, envID, "bench", "manual", json.RawMessage(`{"name":"bench"}`))
+	if err != nil {
+		b.Fatal(err)
+	}
+	end, err := s.waitRun(ctx, &keyhold.FlowRunRecord{EnvID: envID, FlowID: "bench", ID: run.ID})
+	if err != nil || end.Status != keyhold.RunSucceeded {
+		b.Fatalf("run %v, %v", end, err)
+	}
+}
+
+// BenchmarkManualRun: manual trigger → run complete for a five-action
+// flow (Compose, Http to loopback, InitializeVariable, Compose, Response),
+// one at a time: p50 and p99 latency; and runs/s with 8 at once; sealed
+// (the environment's key) and plain (the same engine storing run history
+// unencrypted), on SQLite and PostgreSQL.
+func BenchmarkManualRun(b *testing.B) {
+	for _, be := range storetest.Backends() {
+		for _, mode := range []string{"sealed", "plain"} {
+			b.Run(be.Name+"/"+mode+"/serial", func(b *testing.B) {
+				s, ctx, envID := benchService(b, be.Open(b), mode == "plain")
+				runOnce(b, s, ctx, envID) // warm the key cache
+				lat := make([]time.Duration, 0, b.N)
+				b.ResetTimer()
+				for b.Loop() {
+					t0 := time.Now()
+					runOnce(b, s, ctx, envID)
+					lat = append(lat, time.Since(t0))
+				}
+				slices.Sort(lat)
+				b.ReportMetric(float64(lat[len(lat)/2].Microseconds())/1000, "p50-ms")
+				b.ReportMetric(float64(lat[len(lat)*99/100].Microseconds())/1000, "p99-ms")
+			})
+			b.Run(be.Name+"/"+mode+"/parallel", func(b *testing.B) {
+				s, ctx, envID := benchService(b, be.Open(b), mode == "plain")
+				runOnce(b, s, ctx, envID)
+				b.SetParallelism(4) // 8 at once on 2 cores
+				t0 := time.Now()
+				b.ResetTimer()
+				b.RunParallel(func(pb *testing.PB) {
+					for pb.Next() {
+						runOnce(b, s, ctx, envID)
+					}
+				})
+				b.ReportMetric(float64(b.N)/time.Since(t0).Seconds(), "runs/s")
+			})
+		}
+	}
+}

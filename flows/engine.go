@@ -1,0 +1,339 @@
+package flows
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"sync"
+	"time"
+
+	"github.com/keyhold/keyhold"
+	"github.com/keyhold/keyhold/flows/wdl"
+)
+
+// The engine. A run is executed by the engine that holds its lease
+// (LeaseOwner until LeaseUntil). Every write of the run record is a
+// compare-and-set on its version, so an engine whose lease was taken over
+// (it stalled past LeaseTTL, or was killed) fails its next write and
+// stops: two engines never both record progress. The state is saved,
+// sealed, after each action starts and ends (wdl.Execute's save), and an
+// engine that claims a run resumes from it: completed actions are not run
+// again.
+
+// Start runs the engine until Close: it claims runnable runs (new ones
+// waiting on the concurrency limits, and those whose engine's lease
+// expired), fires due recurrence slots and deletes expired run history.
+func (s *Service) Start() {
+	s.wg.Add(1)
+	go func() {
+		defer s.wg.Done()
+		t := time.NewTicker(s.cfg.PollInterval)
+		defer t.Stop()
+		for {
+			s.Tick(context.Background())
+			select {
+			case <-s.stop:
+				return
+			case <-t.C:
+			case <-s.wake:
+			}
+		}
+	}()
+}
+
+// Close stops the engine and waits for the runs it executes to stop
+// (they stop at their next step; their leases expire and another engine,
+// or this one restarted, resumes them).
+func (s *Service) Close() {
+	s.closed.Do(func() { close(s.stop) })
+	s.wg.Wait()
+}
+
+// Tick does one round of the engine's work; tests call it to step the
+// engine on an injected clock.
+func (s *Service) Tick(ctx context.Context) {
+	s.fireSchedules(ctx)
+	var runnable []*keyhold.FlowRunRecord
+	err := s.store.View(ctx, func(tx keyhold.Tx) (err error) {
+		runnable, err = tx.RunnableFlowRuns(ctx, s.clock.Now(), 100)
+		return err
+	})
+	if err != nil {
+		s.log.WarnContext(ctx, "flows: listing runnable runs", "err", err)
+		return
+	}
+	for _, r := range runnable {
+		if claimed, err := s.claim(ctx, r); err == nil && claimed != nil {
+			s.spawn(claimed)
+		}
+	}
+	s.expire(ctx)
+}
+
+func (s *Service) poke() {
+	select {
+	case s.wake <- struct{}{}:
+	default:
+	}
+}
+
+// claim takes a run's lease for this engine if the concurrency limits
+// allow, in one transaction; nil if they don't or another engine won.
+func (s *Service) claim(ctx context.Context, rec *keyhold.FlowRunRecord) (*keyhold.FlowRunRecord, error) {
+	if s.isRunning(rec) {
+		return nil, nil
+	}
+	now := s.clock.Now().UTC()
+	r := *rec
+	err := s.store.Update(ctx, func(tx keyhold.Tx) error {
+		if n, err := tx.ActiveFlowRuns(ctx, rec.EnvID, rec.FlowID, now); err != nil || n >= s.cfg.MaxRunsPerFlow {
+			return errLimited(err)
+		}
+		if n, err := tx.ActiveFlowRuns(ctx, rec.EnvID, "", now); err != nil || n >= s.cfg.MaxRunsPerEnv {
+			return errLimited(err)
+		}
+		r.Status, r.LeaseOwner, r.LeaseUntil = keyhold.RunRunning, s.cfg.Owner, now.Add(s.cfg.LeaseTTL)
+		r.Version, r.UpdatedAt = rec.Version+1, now
+		return tx.PutFlowRun(ctx, &r)
+	})
+	if errors.Is(err, errAtLimit) || keyhold.ErrorCode(err) == keyhold.CodeConflict {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	return &r, nil
+}
+
+var errAtLimit = errors.New("flows: at the concurrency limit")
+
+func errLimited(err error) error {
+	if err != nil {
+		return err
+	}
+	return errAtLimit
+}
+
+func (s *Service) isRunning(rec *keyhold.FlowRunRecord) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.running[runKey(rec.EnvID, rec.FlowID, rec.ID)]
+}
+
+// spawn executes a claimed run in the background.
+func (s *Service) spawn(rec *keyhold.FlowRunRecord) {
+	k := runKey(rec.EnvID, rec.FlowID, rec.ID)
+	s.mu.Lock()
+	if s.running[k] {
+		s.mu.Unlock()
+		return
+	}
+	s.running[k] = true
+	s.mu.Unlock()
+	s.wg.Add(1)
+	go func() {
+		defer s.wg.Done()
+		defer func() {
+			s.mu.Lock()
+			delete(s.running, k)
+			s.mu.Unlock()
+		}()
+		ctx, cancel := context.WithCancel(context.Background())
+		defer cancel()
+		go func() {
+			select {
+			case <-s.stop:
+				cancel()
+			case <-ctx.Done():
+			}
+		}()
+		s.execute(ctx, rec)
+	}()
+}
+
+// lease is a run this engine executes: its record as last written, which
+// the saves and the renewals update under mu.
+type lease struct {
+	mu  sync.Mutex
+	rec *keyhold.FlowRunRecord
+}
+
+// write writes the next version of the run, changed by fn, renewing the
+// lease. A conflict means the run was changed elsewhere (cancelled, or
+// taken over): the caller stops.
+func (s *Service) write(ctx context.Context, l *lease, fn func(r *keyhold.FlowRunRecord) error) error {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	r := *l.rec
+	if err := fn(&r); err != nil {
+		return err
+	}
+	now := s.clock.Now().UTC()
+	r.Version, r.UpdatedAt = l.rec.Version+1, now
+	if !r.Terminal() && r.LeaseOwner == s.cfg.Owner {
+		r.LeaseUntil = now.Add(s.cfg.LeaseTTL)
+	}
+	if err := s.store.Update(ctx, func(tx keyhold.Tx) error { return tx.PutFlowRun(ctx, &r) }); err != nil {
+		return err
+	}
+	l.rec = &r
+	return nil
+}
+
+// sealState returns fn for write that seals st as the run's next state.
+func (s *Service) sealState(ctx context.Context, st *wdl.RunState) func(r *keyhold.FlowRunRecord) error {
+	return func(r *keyhold.FlowRunRecord) error {
+		pt, err := json.Marshal(st)
+		if err != nil {
+			return err
+		}
+		r.StateVersion++
+		r.Sealed, r.Epoch, err = s.seal.Seal(ctx, r.EnvID, keyhold.StoreRuns, runItem(r.FlowID, r.ID), r.StateVersion, pt)
+		return err
+	}
+}
+
+// pauseFor is how long a run whose step could not go on (the environment
+// is locked, the store failed) waits before an engine tries it again.
+const pauseFor = 5 * time.Second
+
+// execute runs a claimed run to its end, or until it can't go on.
+func (s *Service) execute(ctx context.Context, rec *keyhold.FlowRunRecord) {
+	l := &lease{rec: rec}
+	err := s.executeLeased(ctx, l)
+	if err == nil {
+		return
+	}
+	if keyhold.ErrorCode(err) == keyhold.CodeConflict {
+		return // cancelled or taken over: not ours any more
+	}
+	// Paused: keep the state as last saved, and let the lease lapse soon
+	// so that an engine retries after pauseFor (a re-enabled environment
+	// resumes there). This write needs no seal, so it succeeds while the
+	// environment is locked.
+	s.log.InfoContext(ctx, "flows: run paused", "environment", rec.EnvID, "flow", rec.FlowID, "run", rec.ID, "err", err)
+	l.mu.Lock()
+	r := *l.rec
+	l.mu.Unlock()
+	r.Version++
+	r.LeaseUntil = s.clock.Now().UTC().Add(pauseFor)
+	_ = s.store.Update(context.WithoutCancel(ctx), func(tx keyhold.Tx) error { return tx.PutFlowRun(ctx, &r) })
+}
+
+func (s *Service) executeLeased(ctx context.Context, l *lease) error {
+	rec := l.rec
+	var frec *keyhold.FlowRecord
+	err := s.store.View(ctx, func(tx keyhold.Tx) (err error) {
+		frec, err = tx.Flow(ctx, rec.EnvID, rec.FlowID)
+		return err
+	})
+	if err != nil {
+		return err
+	}
+	fd, err := s.openFlow(ctx, frec)
+	if err != nil {
+		return err
+	}
+	st, err := s.openState(ctx, rec)
+	if err != nil {
+		return err
+	}
+	// Renew the lease while an action takes long (an Http call, a child
+	// flow): a save renews it too.
+	rctx, stopRenew := context.WithCancel(ctx)
+	defer stopRenew()
+	go func() {
+		t := time.NewTicker(s.cfg.LeaseTTL / 3)
+		defer t.Stop()
+		for {
+			select {
+			case <-rctx.Done():
+				return
+			case <-t.C:
+				_ = s.write(rctx, l, func(*keyhold.FlowRunRecord) error { return nil })
+			}
+		}
+	}()
+	h := &host{s: s, l: l, fd: fd}
+	save := func(st *wdl.RunState) error { return s.write(ctx, l, s.sealState(ctx, st)) }
+	params := map[string]any{}
+	for k, v := range fd.def.Parameters {
+		params[k] = v
+	}
+	if err := wdl.Execute(ctx, fd.def, st, params, h, save); err != nil {
+		return err
+	}
+	stopRenew()
+	status := keyhold.RunFailed
+	switch st.Status {
+	case wdl.StatusSucceeded:
+		status = keyhold.RunSucceeded
+	case wdl.StatusCancelled:
+		status = keyhold.RunCancelled
+	}
+	seal := s.sealState(ctx, st)
+	if err := s.write(ctx, l, func(r *keyhold.FlowRunRecord) error {
+		r.Status, r.EndedAt, r.LeaseOwner, r.LeaseUntil = status, s.clock.Now().UTC(), "", time.Time{}
+		return seal(r)
+	}); err != nil {
+		return err
+	}
+	s.finished(l.rec)
+	return nil
+}
+
+// finished wakes those waiting for a run's end in this process.
+func (s *Service) finished(rec *keyhold.FlowRunRecord) {
+	k := runKey(rec.EnvID, rec.FlowID, rec.ID)
+	s.mu.Lock()
+	ws := s.waiters[k]
+	delete(s.waiters, k)
+	s.mu.Unlock()
+	for _, w := range ws {
+		close(w)
+	}
+	s.poke() // a slot under the limits may have freed
+}
+
+// waitRun waits until a run has finished (here or on another engine) and
+// returns its final record.
+func (s *Service) waitRun(ctx context.Context, run *keyhold.FlowRunRecord) (*keyhold.FlowRunRecord, error) {
+	k := runKey(run.EnvID, run.FlowID, run.ID)
+	for {
+		ch := make(chan struct{})
+		s.mu.Lock()
+		s.waiters[k] = append(s.waiters[k], ch)
+		s.mu.Unlock()
+		var rec *keyhold.FlowRunRecord
+		err := s.store.View(ctx, func(tx keyhold.Tx) (err error) {
+			rec, err = tx.FlowRun(ctx, run.EnvID, run.FlowID, run.ID)
+			return err
+		})
+		if err != nil {
+			return nil, err
+		}
+		if rec.Terminal() {
+			return rec, nil
+		}
+		t := time.NewTimer(200 * time.Millisecond) // another engine's run: poll
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return nil, ctx.Err()
+		case <-ch:
+		case <-t.C:
+		}
+		t.Stop()
+	}
+}
+
+// expire deletes finished runs older than the retention, a page a tick.
+func (s *Service) expire(ctx context.Context) {
+	cut := s.clock.Now().Add(-s.cfg.Retention)
+	if err := s.store.Update(ctx, func(tx keyhold.Tx) error {
+		_, err := tx.DeleteFlowRunsBefore(ctx, cut, 500)
+		return err
+	}); err != nil {
+		s.log.WarnContext(ctx, "flows: deleting expired runs", "err", err)
+	}
+}

@@ -1,0 +1,417 @@
+package flows
+
+import (
+	"bytes"
+	"context"
+	"crypto/hmac"
+	"crypto/rand"
+	"crypto/sha256"
+	"encoding/base64"
+	"encoding/json"
+	"fmt"
+	"net/url"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/google/uuid"
+	"github.com/keyhold/keyhold"
+	"github.com/keyhold/keyhold/flows/wdl"
+)
+
+// newRunID is a run id in Logic Apps' style: sortable by start.
+func (s *Service) newRunID() string {
+	return fmt.Sprintf("%020d%s", s.clock.Now().UnixNano(), strings.ReplaceAll(uuid.NewString()[:8], "-", ""))
+}
+
+// parseBody reads a trigger's JSON body (empty: null).
+func parseBody(body json.RawMessage) (any, error) {
+	if len(bytes.TrimSpace(body)) == 0 {
+		return nil, nil
+	}
+	if len(body) > keyhold.MaxTriggerBodyBytes {
+		return nil, keyhold.Errorf(keyhold.CodeRequestTooLarge, "the trigger body is %d bytes: a trigger accepts at most %d", len(body), keyhold.MaxTriggerBodyBytes)
+	}
+	var v any
+	if err := json.Unmarshal(body, &v); err != nil {
+		return nil, keyhold.Errorf(keyhold.CodeInvalidRequestContent, "the trigger body is not JSON: %s", keyhold.Clip(err.Error()))
+	}
+	return v, nil
+}
+
+// startRun stores a new run of fd fired with trigger's outputs, sealed,
+// and starts it here if the concurrency limits allow (otherwise an engine
+// starts it when they do). A locked environment refuses it
+// (EnvironmentLocked from the seal), storing nothing.
+func (s *Service) startRun(ctx context.Context, fd *flowDef, trigger wdl.Outputs, parentRunID, runID string, depth int) (*keyhold.FlowRunRecord, error) {
+	if fd.rec.State != keyhold.FlowStarted {
+		return nil, keyhold.Errorf(keyhold.CodeConflict, "flow %s is %s: start it (POST …/flows/%s/start) before running it", fd.rec.ID, fd.rec.State, fd.rec.ID)
+	}
+	if runID == "" {
+		runID = s.newRunID()
+	}
+	st := wdl.NewRun(trigger)
+	pt, err := json.Marshal(st)
+	if err != nil {
+		return nil, err
+	}
+	now := s.clock.Now().UTC()
+	rec := &keyhold.FlowRunRecord{EnvID: fd.rec.EnvID, FlowID: fd.rec.ID, ID: runID, Status: keyhold.RunWaiting, TriggerName: fd.rec.TriggerName,
+		ParentRunID: parentRunID, Depth: depth, StartedAt: now, Version: 1, StateVersion: 1, UpdatedAt: now}
+	if rec.Sealed, rec.Epoch, err = s.seal.Seal(ctx, rec.EnvID, keyhold.StoreRuns, runItem(rec.FlowID, rec.ID), 1, pt); err != nil {
+		return nil, err
+	}
+	if err := s.store.Update(ctx, func(tx keyhold.Tx) error { return tx.PutFlowRun(ctx, rec) }); err != nil {
+		return nil, err
+	}
+	if claimed, err := s.claim(ctx, rec); err == nil && claimed != nil {
+		rec = claimed
+		s.spawn(claimed)
+	}
+	return rec, nil
+}
+
+// RunTrigger runs a flow's manual trigger (a Request trigger: Button,
+// PowerApp, PowerAppV2, Skills or Http) with body.
+func (s *Service) RunTrigger(ctx context.Context, envID, flowID, trigger string, body json.RawMessage) (*keyhold.FlowRun, error) {
+	if _, _, err := s.caller(ctx, envID); err != nil {
+		return nil, err
+	}
+	fd, err := s.triggerOf(ctx, envID, flowID, trigger, true)
+	if err != nil {
+		return nil, err
+	}
+	b, err := parseBody(body)
+	if err != nil {
+		return nil, err
+	}
+	rec, err := s.startRun(ctx, fd, wdl.Outputs{Headers: map[string]string{"Content-Type": "application/json"}, Body: b}, "", "", 0)
+	if err != nil {
+		return nil, err
+	}
+	return toRun(rec, nil), nil
+}
+
+// requestTrigger opens a flow and checks that trigger is its Request
+// trigger.
+func (s *Service) requestTrigger(ctx context.Context, envID, flowID, trigger string) (*flowDef, error) {
+	return s.triggerOf(ctx, envID, flowID, trigger, false)
+}
+
+// triggerOf is requestTrigger; with webhooks, a connector webhook trigger
+// (OpenApiConnectionWebhook: Teams) is accepted too. Keyhold has no Teams
+// to call it, so the manual run endpoint is its test endpoint: the body
+// is the event the connector would deliver.
+func (s *Service) triggerOf(ctx context.Context, envID, flowID, trigger string, webhooks bool) (*flowDef, error) {
+	rec, err := s.flowRecord(ctx, envID, flowID)
+	if err != nil {
+		return nil, err
+	}
+	if rec.TriggerName != trigger {
+		return nil, keyhold.Errorf(keyhold.CodeNotFound, "flow %s has no trigger %q: its trigger is %q", flowID, keyhold.Clip(trigger), rec.TriggerName)
+	}
+	if rec.TriggerType != "Request" && !(webhooks && rec.TriggerType == "OpenApiConnectionWebhook") {
+		return nil, keyhold.Errorf(keyhold.CodeConflict, "trigger %q of flow %s is a %s trigger, which can't be run on request", trigger, flowID, rec.TriggerType)
+	}
+	return s.openFlow(ctx, rec)
+}
+
+// openState opens a run's sealed state.
+func (s *Service) openState(ctx context.Context, rec *keyhold.FlowRunRecord) (*wdl.RunState, error) {
+	if rec.StateVersion == 0 { // a skipped slot: no state
+		return &wdl.RunState{Status: rec.Status, Actions: map[string]*wdl.ActionState{}}, nil
+	}
+	pt, err := s.seal.Open(ctx, rec.EnvID, keyhold.StoreRuns, runItem(rec.FlowID, rec.ID), rec.StateVersion, rec.Epoch, rec.Sealed)
+	if err != nil {
+		return nil, err
+	}
+	st := &wdl.RunState{}
+	if err := json.Unmarshal(pt, st); err != nil {
+		return nil, keyhold.Errorf(keyhold.CodeInternal, "run %s: its stored state is not valid", rec.ID).WithCause(err)
+	}
+	return st, nil
+}
+
+func toRun(rec *keyhold.FlowRunRecord, st *wdl.RunState) *keyhold.FlowRun {
+	r := &keyhold.FlowRun{EnvID: rec.EnvID, FlowID: rec.FlowID, ID: rec.ID, Status: rec.Status, TriggerName: rec.TriggerName,
+		ParentRunID: rec.ParentRunID, StartTime: rec.StartedAt, EndTime: rec.EndedAt}
+	if r.Status == keyhold.RunWaiting {
+		r.Status = keyhold.RunRunning // Power Automate shows a queued run as Running
+	}
+	if st != nil {
+		if st.Error != nil {
+			r.Error = &keyhold.FlowRunError{Code: st.Error.Code, Message: st.Error.Message}
+		}
+		if st.Response != nil {
+			r.Response = &keyhold.FlowResponse{StatusCode: st.Response.StatusCode, Headers: st.Response.Headers, Body: st.Response.Body, RunID: rec.ID}
+		}
+	}
+	return r
+}
+
+func (s *Service) runRecord(ctx context.Context, envID, flowID, runID string) (rec *keyhold.FlowRunRecord, err error) {
+	err = s.store.View(ctx, func(tx keyhold.Tx) error {
+		rec, err = tx.FlowRun(ctx, envID, flowID, runID)
+		return err
+	})
+	if keyhold.ErrorCode(err) == keyhold.CodeFlowRunNotFound {
+		return nil, keyhold.Errorf(keyhold.CodeFlowRunNotFound, "run %q of flow %q was not found in environment %s: list the flow's runs to find it", keyhold.Clip(runID), keyhold.Clip(flowID), envID)
+	}
+	return rec, err
+}
+
+// ListRuns lists a flow's runs, newest first, without opening them.
+func (s *Service) ListRuns(ctx context.Context, envID, flowID string) ([]*keyhold.FlowRun, error) {
+	if _, _, err := s.caller(ctx, envID); err != nil {
+		return nil, err
+	}
+	if _, err := s.flowRecord(ctx, envID, flowID); err != nil {
+		return nil, err
+	}
+	var recs []*keyhold.FlowRunRecord
+	err := s.store.View(ctx, func(tx keyhold.Tx) (err error) {
+		recs, err = tx.ListFlowRuns(ctx, keyhold.FlowRunFilter{EnvID: envID, FlowID: flowID})
+		return err
+	})
+	out := make([]*keyhold.FlowRun, 0, len(recs))
+	for _, r := range recs {
+		out = append(out, toRun(r, nil))
+	}
+	return out, err
+}
+
+// GetRun returns a run, with its error if it failed.
+func (s *Service) GetRun(ctx context.Context, envID, flowID, runID string) (*keyhold.FlowRun, error) {
+	if _, _, err := s.caller(ctx, envID); err != nil {
+		return nil, err
+	}
+	rec, err := s.runRecord(ctx, envID, flowID, runID)
+	if err != nil {
+		return nil, err
+	}
+	st, err := s.openState(ctx, rec)
+	if err != nil {
+		return nil, err
+	}
+	return toRun(rec, st), nil
+}
+
+// RunActions lists a run's actions in the order they started, with their
+// inputs and outputs.
+func (s *Service) RunActions(ctx context.Context, envID, flowID, runID string) ([]*keyhold.FlowRunAction, error) {
+	if _, _, err := s.caller(ctx, envID); err != nil {
+		return nil, err
+	}
+	rec, err := s.runRecord(ctx, envID, flowID, runID)
+	if err != nil {
+		return nil, err
+	}
+	st, err := s.openState(ctx, rec)
+	if err != nil {
+		return nil, err
+	}
+	out := make([]*keyhold.FlowRunAction, 0, len(st.Actions))
+	for path, a := range st.Actions {
+		fa := &keyhold.FlowRunAction{Name: a.Name, Path: path, Type: a.Type, Status: a.Status, StartTime: a.Start, EndTime: a.End, Attempts: a.Attempts, Inputs: a.Inputs}
+		if a.Outputs != nil {
+			fa.Outputs = a.Outputs
+		}
+		if a.Error != nil {
+			fa.Error = &keyhold.FlowRunError{Code: a.Error.Code, Message: a.Error.Message}
+		}
+		out = append(out, fa)
+	}
+	slices.SortFunc(out, func(a, b *keyhold.FlowRunAction) int {
+		if c := a.StartTime.Compare(b.StartTime); c != 0 {
+			return c
+		}
+		return strings.Compare(a.Path, b.Path)
+	})
+	return out, nil
+}
+
+// CancelRun cancels a run that has not finished. The engine executing it
+// finds the run changed at its next save and stops.
+func (s *Service) CancelRun(ctx context.Context, envID, flowID, runID string) (*keyhold.FlowRun, error) {
+	if _, _, err := s.caller(ctx, envID); err != nil {
+		return nil, err
+	}
+	for attempt := 0; ; attempt++ {
+		rec, err := s.runRecord(ctx, envID, flowID, runID)
+		if err != nil {
+			return nil, err
+		}
+		if rec.Terminal() {
+			return nil, keyhold.Errorf(keyhold.CodeConflict, "run %s has already finished (%s): only a running run can be cancelled", runID, rec.Status)
+		}
+		r := *rec
+		r.Status, r.EndedAt, r.LeaseOwner, r.LeaseUntil = keyhold.RunCancelled, s.clock.Now().UTC(), "", time.Time{}
+		r.Version++
+		r.UpdatedAt = r.EndedAt
+		err = s.store.Update(ctx, func(tx keyhold.Tx) error { return tx.PutFlowRun(ctx, &r) })
+		if keyhold.ErrorCode(err) == keyhold.CodeConflict && attempt < 5 {
+			continue
+		}
+		if err != nil {
+			return nil, err
+		}
+		s.finished(&r)
+		return toRun(&r, nil), nil
+	}
+}
+
+// ResubmitRun runs the flow again with the trigger outputs of runID.
+func (s *Service) ResubmitRun(ctx context.Context, envID, flowID, runID string) (*keyhold.FlowRun, error) {
+	if _, _, err := s.caller(ctx, envID); err != nil {
+		return nil, err
+	}
+	rec, err := s.runRecord(ctx, envID, flowID, runID)
+	if err != nil {
+		return nil, err
+	}
+	st, err := s.openState(ctx, rec)
+	if err != nil {
+		return nil, err
+	}
+	frec, err := s.flowRecord(ctx, envID, flowID)
+	if err != nil {
+		return nil, err
+	}
+	fd, err := s.openFlow(ctx, frec)
+	if err != nil {
+		return nil, err
+	}
+	nr, err := s.startRun(ctx, fd, st.Trigger, "", "", 0)
+	if err != nil {
+		return nil, err
+	}
+	return toRun(nr, nil), nil
+}
+
+// Callback URLs. The signature is HMAC-SHA256, under the flow's callback
+// key, of "POST\n" | the invoke path | "\n" | sp | "\n" | sv, base64url
+// without padding: it binds the environment, flow and trigger (in the
+// path) and the permissions (sp) and signature version (sv).
+const (
+	callbackAPIVersion = "2016-06-01"
+	callbackSV         = "1.0"
+)
+
+// InvokePath is the path of a request trigger's invoke URL.
+func InvokePath(envID, flowID, trigger string) string {
+	return "/providers/Microsoft.ProcessSimple/environments/" + envID + "/flows/" + flowID + "/triggers/" + trigger + "/paths/invoke"
+}
+
+func callbackSig(key []byte, path, sp, sv string) string {
+	m := hmac.New(sha256.New, key)
+	m.Write([]byte("POST\n" + path + "\n" + sp + "\n" + sv))
+	return base64.RawURLEncoding.EncodeToString(m.Sum(nil))
+}
+
+// flowKey returns a flow's callback key, making one if it has none or
+// regenerate is set.
+func (s *Service) flowKey(ctx context.Context, envID, flowID string, create, regenerate bool) ([]byte, error) {
+	var rec *keyhold.FlowKeyRecord
+	err := s.store.View(ctx, func(tx keyhold.Tx) (err error) {
+		rec, err = tx.FlowKey(ctx, envID, flowID)
+		return err
+	})
+	if err != nil && keyhold.ErrorCode(err) != keyhold.CodeNotFound {
+		return nil, err
+	}
+	if rec != nil && !regenerate {
+		return s.seal.Open(ctx, envID, keyhold.StoreFlows, keyItem(flowID), rec.Version, rec.Epoch, rec.Sealed)
+	}
+	if !create {
+		return nil, keyhold.Errorf(keyhold.CodeUnauthorized, "the invoke URL's signature is not valid: ask for the flow's callback URL again (listCallbackUrl)")
+	}
+	key := make([]byte, 32)
+	if _, err := rand.Read(key); err != nil {
+		return nil, err
+	}
+	nk := &keyhold.FlowKeyRecord{EnvID: envID, FlowID: flowID, Version: 1, CreatedAt: s.clock.Now().UTC()}
+	if rec != nil {
+		nk.Version = rec.Version + 1
+	}
+	if nk.Sealed, nk.Epoch, err = s.seal.Seal(ctx, envID, keyhold.StoreFlows, keyItem(flowID), nk.Version, key); err != nil {
+		return nil, err
+	}
+	if err := s.store.Update(ctx, func(tx keyhold.Tx) error { return tx.PutFlowKey(ctx, nk) }); err != nil {
+		return nil, err
+	}
+	return key, nil
+}
+
+// CallbackURL signs a request trigger's invoke URL.
+func (s *Service) CallbackURL(ctx context.Context, envID, flowID, trigger string, regenerate bool) (*keyhold.FlowCallback, error) {
+	if _, _, err := s.caller(ctx, envID); err != nil {
+		return nil, err
+	}
+	if _, err := s.requestTrigger(ctx, envID, flowID, trigger); err != nil {
+		return nil, err
+	}
+	key, err := s.flowKey(ctx, envID, flowID, true, regenerate)
+	if err != nil {
+		return nil, err
+	}
+	defer clear(key)
+	path := InvokePath(envID, flowID, trigger)
+	sp := "/triggers/" + trigger + "/run"
+	q := map[string]string{"api-version": callbackAPIVersion, "sp": sp, "sv": callbackSV, "sig": callbackSig(key, path, sp, callbackSV)}
+	v := url.Values{}
+	for k, x := range q {
+		v.Set(k, x)
+	}
+	return &keyhold.FlowCallback{Value: path + "?" + v.Encode(), Method: "POST", BasePath: path, Queries: q}, nil
+}
+
+// InvokeTrigger runs a request trigger called at its signed URL. A wrong
+// or missing signature is CodeUnauthorized and starts nothing. It waits
+// up to InvokeWait for the run's Response; without one it answers 202
+// Accepted with the run's id.
+func (s *Service) InvokeTrigger(ctx context.Context, envID, flowID, trigger string, sig keyhold.FlowSignature, body json.RawMessage) (*keyhold.FlowResponse, error) {
+	unauthorized := keyhold.Errorf(keyhold.CodeUnauthorized, "the invoke URL's signature is missing or not valid: ask for the flow's callback URL again (listCallbackUrl)")
+	if sig.Sig == "" || sig.SV != callbackSV || sig.SP != "/triggers/"+trigger+"/run" {
+		return nil, unauthorized
+	}
+	err := s.store.View(ctx, func(tx keyhold.Tx) error {
+		_, err := tx.Flow(ctx, envID, flowID)
+		return err
+	})
+	if err != nil {
+		return nil, unauthorized // no flow or environment: say no more than a bad signature
+	}
+	key, err := s.flowKey(ctx, envID, flowID, false, false)
+	if err != nil {
+		if keyhold.ErrorCode(err) == keyhold.CodeEnvironmentLocked {
+			return nil, err
+		}
+		return nil, unauthorized
+	}
+	want := callbackSig(key, InvokePath(envID, flowID, trigger), sig.SP, sig.SV)
+	clear(key)
+	if !hmac.Equal([]byte(want), []byte(sig.Sig)) {
+		return nil, unauthorized
+	}
+	fd, err := s.requestTrigger(ctx, envID, flowID, trigger)
+	if err != nil {
+		return nil, err
+	}
+	b, err := parseBody(body)
+	if err != nil {
+		return nil, err
+	}
+	run, err := s.startRun(ctx, fd, wdl.Outputs{Headers: map[string]string{"Content-Type": "application/json"}, Body: b}, "", "", 0)
+	if err != nil {
+		return nil, err
+	}
+	wctx, cancel := context.WithTimeout(ctx, s.cfg.InvokeWait)
+	defer cancel()
+	end, err := s.waitRun(wctx, run)
+	if err == nil {
+		if st, err := s.openState(ctx, end); err == nil && st.Response != nil {
+			return &keyhold.FlowResponse{StatusCode: st.Response.StatusCode, Headers: st.Response.Headers, Body: st.Response.Body, RunID: run.ID}, nil
+		}
+	}
+	return &keyhold.FlowResponse{StatusCode: 202, RunID: run.ID}, nil
+}

@@ -1,0 +1,102 @@
+package platform
+
+import (
+	"context"
+	"encoding/json"
+	"testing"
+	"time"
+
+	"github.com/keyhold/keyhold"
+	"github.com/keyhold/keyhold/flows"
+)
+
+// TestRekeyMovesFlows: linking an environment to a customer key re-keys
+// its flows' items (a definition, a callback key, a finished run's state,
+// an OAuth connection) to the new epoch before the old epoch's key is
+// destroyed, so they all read back afterwards; the non-OAuth connection
+// stays under the platform key. Without the walk, the destroyed epoch
+// leaves them unreadable.
+func TestRekeyMovesFlows(t *testing.T) {
+	cmkBackends(t, true, func(t *testing.T, f *cmkFixture) {
+		ctx := context.Background()
+		v := f.newVault(t, "kv-flows", true)
+		f.newKey(t, v, "env-key")
+		pol := f.newPolicy(t, "policy-flows", v, "env-key", nil)
+		f.grantKey(t, pol, v, "env-key")
+		admin, adminID := f.platformAdmin(t, keyhold.RolePowerPlatformAdministrator)
+		f.grant(t, adminID, keyhold.RoleReader, pol.ID())
+		env := f.managedEnv(t, "flows-prod")
+
+		fl, err := flows.New(flows.Config{Store: f.store, Sealer: f.p.Sealer, Data: f.p, Clock: f.clock, PollInterval: 20 * time.Millisecond})
+		if err != nil {
+			t.Fatal(err)
+		}
+		fl.Start()
+		t.Cleanup(fl.Close)
+		name := "Echo"
+		def := `{"$schema":"https://schema.management.azure.com/providers/Microsoft.Logic/schemas/2016-06-01/workflowdefinition.json#","contentVersion":"1.0.0.0",
+ "triggers":{"manual":{"type":"Request","kind":"Button","inputs":{"schema":{"type":"object"}}}},
+ "actions":{"Compose":{"type":"Compose","inputs":"@concat('echo ', triggerBody()?['text'])","runAfter":{}}}}`
+		if _, err := fl.PutFlow(f.ctx, env.ID, "echo", &keyhold.FlowInput{DisplayName: &name, Definition: json.RawMessage(def)}); err != nil {
+			t.Fatal(err)
+		}
+		cb, err := fl.CallbackURL(f.ctx, env.ID, "echo", "manual", false)
+		if err != nil {
+			t.Fatal(err)
+		}
+		run, err := fl.RunTrigger(f.ctx, env.ID, "echo", "manual", json.RawMessage(`{"text":"before"}`))
+		if err != nil {
+			t.Fatal(err)
+		}
+		for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(20 * time.Millisecond) {
+			r, err := fl.GetRun(f.ctx, env.ID, "echo", run.ID)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if r.Status == keyhold.RunSucceeded {
+				break
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("run %+v", r)
+			}
+		}
+		if _, err := fl.PutConnection(f.ctx, env.ID, "shared_commondataserviceforapps", "dv", &keyhold.ConnectionInput{Kind: keyhold.ConnectionOAuth}); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := fl.PutConnection(f.ctx, env.ID, "shared_http", "api", &keyhold.ConnectionInput{Kind: keyhold.ConnectionNonOAuth, Parameters: map[string]string{"apiKey": "k"}}); err != nil {
+			t.Fatal(err)
+		}
+
+		f.succeed(t, "link", func() (*keyhold.Operation, error) { return f.p.LinkPolicy(admin, env.ID, pol.SystemID) })
+		e := f.env(t, env.ID)
+		if wks := f.wrapped(t, env.ID); len(wks) != 1 || wks[0].Epoch != e.Epoch || e.Epoch == 1 {
+			t.Fatalf("after link: epoch %d, keys %v", e.Epoch, describeKeys(wks))
+		}
+		_ = f.store.View(ctx, func(tx keyhold.Tx) error {
+			fr, _ := tx.Flow(ctx, env.ID, "echo")
+			k, _ := tx.FlowKey(ctx, env.ID, "echo")
+			r, _ := tx.FlowRun(ctx, env.ID, "echo", run.ID)
+			c1, _ := tx.Connection(ctx, env.ID, "shared_commondataserviceforapps", "dv")
+			c2, _ := tx.Connection(ctx, env.ID, "shared_http", "api")
+			if fr.Epoch != e.Epoch || k.Epoch != e.Epoch || r.Epoch != e.Epoch || c1.Epoch != e.Epoch || c2.Epoch != keyhold.PlatformEpoch {
+				t.Errorf("epochs after link: flow %d, key %d, run %d, oauth %d, non-oauth %d; want %d and 0", fr.Epoch, k.Epoch, r.Epoch, c1.Epoch, c2.Epoch, e.Epoch)
+			}
+			return nil
+		})
+		got, err := fl.GetFlow(f.ctx, env.ID, "echo")
+		if err != nil || got.DisplayName != "Echo" {
+			t.Fatalf("flow after link: %+v, %v", got, err)
+		}
+		acts, err := fl.RunActions(f.ctx, env.ID, "echo", run.ID)
+		if err != nil || len(acts) != 1 {
+			t.Fatalf("run after link: %+v, %v", acts, err)
+		}
+		cb2, err := fl.CallbackURL(f.ctx, env.ID, "echo", "manual", false)
+		if err != nil || cb2.Value != cb.Value {
+			t.Fatalf("callback URL after link: %v (want the same key: %v)", err, cb2 != nil && cb2.Value == cb.Value)
+		}
+		if _, err := fl.RunTrigger(f.ctx, env.ID, "echo", "manual", json.RawMessage(`{"text":"after"}`)); err != nil {
+			t.Fatalf("a run after the link: %v", err)
+		}
+	})
+}
