@@ -40,3 +40,21 @@ type PlatformFlow struct {
 type FlowCMKService interface {
 	PlatformFlows(ctx context.Context, envID string) ([]*PlatformFlow, error)
 }
+
+// Flow stores as FlowEpochCount names them: the stores the coverage
+// report lists for flows.
+const (
+	FlowCountFlows       = "flows"
+	FlowCountRuns        = "runs"
+	FlowCountConnections = "connections"
+)
+
+// FlowEpochCount is how many items of one flow store (FlowCountFlows,
+// FlowCountRuns, FlowCountConnections) of an environment are sealed under
+// one epoch (PlatformEpoch: the platform key's partition). Counted by the
+// store, never estimated: the coverage report's flows rows.
+type FlowEpochCount struct {
+	Store string `json:"store"`
+	Epoch uint32 `json:"epoch"`
+	Count int    `json:"count"`
+}

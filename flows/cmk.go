@@ -1,0 +1,84 @@
+package flows
+
+import (
+	"context"
+	"slices"
+	"strings"
+
+	"github.com/keyhold/keyhold"
+)
+
+var _ keyhold.FlowCMKService = (*Service)(nil)
+
+// PlatformFlows lists the environment's flows that stay on the platform
+// key under a customer-managed key (spec 004's table, Classify), each with
+// its category, reason and fix, by flow id. It opens every flow's
+// definition (the trigger and child flows are sealed), so it answers
+// CodeEnvironmentLocked for a locked environment. Platform administrators
+// only: it is the admin's view of the whole environment.
+func (s *Service) PlatformFlows(ctx context.Context, envID string) ([]*keyhold.PlatformFlow, error) {
+	if err := s.platformAdmin(ctx, envID); err != nil {
+		return nil, err
+	}
+	var recs []*keyhold.FlowRecord
+	if err := s.store.View(ctx, func(tx keyhold.Tx) (err error) {
+		recs, err = tx.ListFlows(ctx, envID)
+		return err
+	}); err != nil {
+		return nil, err
+	}
+	shapes := make([]FlowShape, 0, len(recs))
+	for _, r := range recs {
+		fd, err := s.openFlow(ctx, r)
+		if err != nil {
+			return nil, err
+		}
+		shapes = append(shapes, FlowShape{ID: r.ID, DisplayName: r.DisplayName, SolutionID: r.SolutionID,
+			Trigger: fd.def.Trigger(), Children: fd.def.ChildFlows()})
+	}
+	stay := Classify(shapes)
+	out := make([]*keyhold.PlatformFlow, 0, len(stay))
+	for _, p := range stay {
+		out = append(out, p)
+	}
+	slices.SortFunc(out, func(a, b *keyhold.PlatformFlow) int { return strings.Compare(a.FlowID, b.FlowID) })
+	return out, nil
+}
+
+// EpochCounts counts the environment's flows, runs and connections by the
+// epoch each is sealed under, from the store in one statement: what the
+// per-environment coverage report shows for the flow stores (it maps an
+// epoch to its root key). Nothing is opened, so it answers for a locked
+// environment too. Platform administrators only, as the report.
+func (s *Service) EpochCounts(ctx context.Context, envID string) ([]keyhold.FlowEpochCount, error) {
+	if err := s.platformAdmin(ctx, envID); err != nil {
+		return nil, err
+	}
+	var out []keyhold.FlowEpochCount
+	err := s.store.View(ctx, func(tx keyhold.Tx) (err error) {
+		out, err = tx.FlowEpochCounts(ctx, envID)
+		return err
+	})
+	return out, err
+}
+
+// platformAdmin checks that the caller is a platform administrator of the
+// environment's tenant (another tenant's environment is not found).
+func (s *Service) platformAdmin(ctx context.Context, envID string) error {
+	id, _, err := s.caller(ctx, envID)
+	if err != nil {
+		return err
+	}
+	return s.store.View(ctx, func(tx keyhold.Tx) error {
+		roles, err := tx.DirectoryRoles(ctx, id.TenantID, id.PrincipalID)
+		if err != nil {
+			return err
+		}
+		for _, r := range roles {
+			if r.IsPlatformAdmin() {
+				return nil
+			}
+		}
+		return keyhold.Errorf(keyhold.CodeForbidden, "principal %s may not see which flows of environment %s stay on the platform key: only a platform administrator of tenant %s may; ask one to run it, or to assign you the role", id.PrincipalID, envID, id.TenantID)
+	})
+}

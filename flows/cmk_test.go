@@ -1,0 +1,132 @@
+package flows_test
+
+import (
+	"encoding/json"
+	"testing"
+
+	"github.com/keyhold/keyhold"
+	"github.com/keyhold/keyhold/flows"
+	"github.com/keyhold/keyhold/sqlstore/storetest"
+)
+
+// reqDef is a definition with a Request trigger of kind and, if child is
+// set, a Workflow action calling it.
+func reqDef(kind, child string) string {
+	actions := `"Compose": {"type": "Compose", "inputs": "x", "runAfter": {}}`
+	if child != "" {
+		actions = `"Call": {"type": "Workflow", "inputs": {"host": {"workflowReferenceName": "` + child + `"}, "body": {}}, "runAfter": {}}`
+	}
+	return `{
+  "$schema": "https://schema.management.azure.com/providers/Microsoft.Logic/schemas/2016-06-01/workflowdefinition.json#",
+  "contentVersion": "1.0.0.0",
+  "triggers": {"manual": {"type": "Request", "kind": "` + kind + `", "inputs": {"schema": {"type": "object"}}}},
+  "actions": {` + actions + `}
+}`
+}
+
+// TestPlatformFlows: with every category present in a stored
+// environment, the admin listing names exactly the flows that stay on the
+// platform key, each with its category, reason and fix; moving the v1
+// flow into a solution takes it (and its parent) off the list.
+func TestPlatformFlows(t *testing.T) {
+	storetest.ForEachBackend(t, func(t *testing.T, open func(t *testing.T) keyhold.Store) {
+		w := newWorld(t, open(t))
+		w.putFlow(t, w.fl, "webhook", reqDef("Http", ""), "")
+		w.putFlow(t, w.fl, "v1", reqDef("PowerApp", ""), "")
+		w.putFlow(t, w.fl, "v2", reqDef("PowerAppV2", ""), "")
+		w.putFlow(t, w.fl, "calls-webhook", reqDef("Button", "webhook"), "")
+		w.putFlow(t, w.fl, "calls-caller", reqDef("Button", "calls-webhook"), "")
+		w.putFlow(t, w.fl, "calls-v1", reqDef("Button", "v1"), "")
+		w.putFlow(t, w.fl, "calls-v2", reqDef("Button", "v2"), "")
+		sol := "sol-1"
+		v1sol := "In a solution"
+		if _, err := w.fl.PutFlow(w.ctx, w.env.ID, "v1-in-solution", &keyhold.FlowInput{DisplayName: &v1sol, SolutionID: &sol, Definition: json.RawMessage(reqDef("PowerApp", ""))}); err != nil {
+			t.Fatal(err)
+		}
+		check := func(want map[string]string) {
+			t.Helper()
+			got, err := w.fl.PlatformFlows(w.ctx, w.env.ID)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if len(got) != len(want) {
+				t.Fatalf("got %d flows staying, want %d: %+v", len(got), len(want), got)
+			}
+			for _, p := range got {
+				if want[p.FlowID] != p.Category || p.Reason == "" || p.Fix == "" || p.DisplayName == "" {
+					t.Errorf("%+v, want category %q with reason, fix and name", p, want[p.FlowID])
+				}
+			}
+		}
+		check(map[string]string{
+			"webhook":       keyhold.FlowCategoryRequestURL,
+			"v1":            keyhold.FlowCategoryPowerAppsV1,
+			"calls-webhook": keyhold.FlowCategoryParent,
+			"calls-caller":  keyhold.FlowCategoryParent,
+			"calls-v1":      keyhold.FlowCategoryParent,
+		})
+		// The fix "move it into a solution" lifts the restriction, for
+		// the flow and its parent.
+		if _, err := w.fl.PatchFlow(w.ctx, w.env.ID, "v1", &keyhold.FlowInput{SolutionID: &sol}); err != nil {
+			t.Fatal(err)
+		}
+		check(map[string]string{
+			"webhook":       keyhold.FlowCategoryRequestURL,
+			"calls-webhook": keyhold.FlowCategoryParent,
+			"calls-caller":  keyhold.FlowCategoryParent,
+		})
+	})
+}
+
+// TestEpochCounts: the flow stores' counts come from the store, by the
+// epoch each item is sealed under: flows and runs under the
+// environment's epoch, non-OAuth connections under the platform
+// partition (0).
+func TestEpochCounts(t *testing.T) {
+	storetest.ForEachBackend(t, func(t *testing.T, open func(t *testing.T) keyhold.Store) {
+		w := newWorld(t, open(t))
+		if got, err := w.fl.EpochCounts(w.ctx, w.env.ID); err != nil || len(got) != 0 {
+			t.Fatalf("empty environment: %v, %v", got, err)
+		}
+		w.putFlow(t, w.fl, "a", reqDef("Button", ""), "")
+		w.putFlow(t, w.fl, "b", reqDef("Button", ""), "")
+		run, err := w.fl.RunTrigger(w.ctx, w.env.ID, "a", "manual", json.RawMessage(`{}`))
+		if err != nil {
+			t.Fatal(err)
+		}
+		w.wait(t, w.fl, "a", run.ID)
+		if _, err := w.fl.PutConnection(w.ctx, w.env.ID, "shared_http", "basic", &keyhold.ConnectionInput{DisplayName: "basic", Kind: keyhold.ConnectionNonOAuth, Parameters: map[string]string{"apiKey": "k"}}); err != nil {
+			t.Fatal(err)
+		}
+		got, err := w.fl.EpochCounts(w.ctx, w.env.ID)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var flowEpoch uint32
+		counts := map[string]int{}
+		for _, c := range got {
+			counts[c.Store] += c.Count
+			switch c.Store {
+			case keyhold.FlowCountFlows:
+				flowEpoch = c.Epoch
+			case keyhold.FlowCountConnections:
+				if c.Epoch != keyhold.PlatformEpoch {
+					t.Errorf("non-OAuth connection counted under epoch %d", c.Epoch)
+				}
+			}
+		}
+		if flowEpoch == keyhold.PlatformEpoch || counts[keyhold.FlowCountFlows] != 2 || counts[keyhold.FlowCountRuns] != 1 || counts[keyhold.FlowCountConnections] != 1 {
+			t.Fatalf("counts %+v", got)
+		}
+		// Another environment's items are not counted.
+		other := &keyhold.Environment{DisplayName: "other", Location: "europe", SKU: keyhold.SKUProduction}
+		if err := w.p.CreateEnvironment(w.ctx, other); err != nil {
+			t.Fatal(err)
+		}
+		if got, err := w.fl.EpochCounts(w.ctx, other.ID); err != nil || len(got) != 0 {
+			t.Fatalf("other environment: %v, %v", got, err)
+		}
+	})
+}
+
+var _ keyhold.FlowCMKService = (*flows.Service)(nil)
