@@ -6,6 +6,7 @@ import (
 	"strings"
 
 	"github.com/keyhold/keyhold"
+	"github.com/keyhold/keyhold/flows/wdl"
 )
 
 var _ keyhold.FlowCMKService = (*Service)(nil)
@@ -81,4 +82,27 @@ func (s *Service) platformAdmin(ctx context.Context, envID string) error {
 		}
 		return keyhold.Errorf(keyhold.CodeForbidden, "principal %s may not see which flows of environment %s stay on the platform key: only a platform administrator of tenant %s may; ask one to run it, or to assign you the role", id.PrincipalID, envID, id.TenantID)
 	})
+}
+
+// cmkWriteRule enforces spec 004's known limitation in an environment
+// linked to a customer-managed key: a new flow outside any solution with
+// a Power Apps trigger (v1 or v2) can't be referenced from an app there,
+// so creating one is refused, saying how to put it in a solution. Flows
+// that already exist may still be saved (switching v1 to v2 is a fix);
+// environments without a policy are not affected.
+func (s *Service) cmkWriteRule(ctx context.Context, envID string, creating bool, solutionID string, tr wdl.Trigger) error {
+	if !creating || solutionID != "" || tr.Type != "Request" || (tr.Kind != "PowerApp" && tr.Kind != "PowerAppV2") {
+		return nil
+	}
+	var env *keyhold.Environment
+	if err := s.store.View(ctx, func(tx keyhold.Tx) (err error) {
+		env, err = tx.Environment(ctx, envID)
+		return err
+	}); err != nil {
+		return err
+	}
+	if env.PolicyID == "" {
+		return nil
+	}
+	return keyhold.Errorf(keyhold.CodeNotSupported, "environment %s is protected by a customer-managed key, where a flow outside any solution with a Power Apps trigger (%s) can't be referenced from an app: create it in a solution (set properties.solutionId), or add an existing flow to a solution first", envID, keyhold.Clip(tr.Kind))
 }

@@ -1,7 +1,9 @@
 package flows_test
 
 import (
+	"context"
 	"encoding/json"
+	"strings"
 	"testing"
 
 	"github.com/keyhold/keyhold"
@@ -130,3 +132,55 @@ func TestEpochCounts(t *testing.T) {
 }
 
 var _ keyhold.FlowCMKService = (*flows.Service)(nil)
+
+// markLinked records on the environment the policy link that platform's
+// link writes (PolicyID, KeyManagedBy), as setState does for locks: the
+// flows service reads nothing else of the link.
+func (w *world) markLinked(t *testing.T) {
+	t.Helper()
+	if err := w.store.Update(context.Background(), func(tx keyhold.Tx) error {
+		e, err := tx.Environment(context.Background(), w.env.ID)
+		if err != nil {
+			return err
+		}
+		e.PolicyID, e.KeyManagedBy = "/subscriptions/s/resourceGroups/g/providers/Microsoft.PowerPlatform/enterprisePolicies/cmk", keyhold.KeyManagedByCustomer
+		return tx.UpdateEnvironment(context.Background(), e)
+	}); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// TestCMKRefusesNonSolutionPowerAppsFlow: in an environment linked to a
+// customer key, creating a flow outside any solution with a Power Apps
+// trigger (v1 or v2) is refused with NotSupported saying how to add it to
+// a solution, and nothing is stored; in a solution it is created; a v1
+// flow created before the link can still be switched to v2 and saved.
+func TestCMKRefusesNonSolutionPowerAppsFlow(t *testing.T) {
+	storetest.ForEachBackend(t, func(t *testing.T, open func(t *testing.T) keyhold.Store) {
+		w := newWorld(t, open(t))
+		w.putFlow(t, w.fl, "old-v1", reqDef("PowerApp", ""), "")
+		w.markLinked(t)
+		name := "App flow"
+		for _, kind := range []string{"PowerApp", "PowerAppV2"} {
+			_, err := w.fl.PutFlow(w.ctx, w.env.ID, "app", &keyhold.FlowInput{DisplayName: &name, Definition: json.RawMessage(reqDef(kind, ""))})
+			if keyhold.ErrorCode(err) != keyhold.CodeNotSupported || !strings.Contains(err.Error(), "solutionId") || !strings.Contains(err.Error(), kind) {
+				t.Fatalf("%s: %v", kind, err)
+			}
+			if _, err := w.fl.GetFlow(w.ctx, w.env.ID, "app"); keyhold.ErrorCode(err) != keyhold.CodeFlowNotFound {
+				t.Fatalf("refused flow stored: %v", err)
+			}
+		}
+		sol := "sol"
+		if _, err := w.fl.PutFlow(w.ctx, w.env.ID, "app", &keyhold.FlowInput{DisplayName: &name, SolutionID: &sol, Definition: json.RawMessage(reqDef("PowerApp", ""))}); err != nil {
+			t.Fatalf("in a solution: %v", err)
+		}
+		w.putFlow(t, w.fl, "button", reqDef("Button", ""), "")
+		if _, err := w.fl.PatchFlow(w.ctx, w.env.ID, "old-v1", &keyhold.FlowInput{Definition: json.RawMessage(reqDef("PowerAppV2", ""))}); err != nil {
+			t.Fatalf("v1 → v2 on an existing flow: %v", err)
+		}
+		ps, err := w.fl.PlatformFlows(w.ctx, w.env.ID)
+		if err != nil || len(ps) != 0 {
+			t.Fatalf("after the v2 fix: %+v, %v", ps, err)
+		}
+	})
+}
