@@ -47,7 +47,7 @@ func newCmdFlow(f *Factory) *cobra.Command {
 	cmd := newGroup("flow", "Manage cloud flows, run them and read their runs")
 	var defFile, name, refsFile, body string
 	var wait, regenerate bool
-	var listCMK flowListCMK
+	listCMK := newFlowListCMK(f)
 	cmds := []flowCmd{
 		{use: "create <env> <flow> --definition FILE [--name NAME] [--connections FILE]", short: "Create or replace a flow from a definition file",
 			example: "  keyhold flow create $ENV orders --definition docs/examples/flows/http-webhook-create-row.json --name 'Orders webhook'",
@@ -85,7 +85,7 @@ func newCmdFlow(f *Factory) *cobra.Command {
 			flags: listCMK.flags,
 			run: func(ctx context.Context, c keyhold.FlowService, iost *IOStreams, format Format, args []string) error {
 				args = listCMK.args(args)
-				if done, err := listCMK.run(ctx, c, iost, format, args[0]); done {
+				if done, err := listCMK.run(ctx, iost, format, args[0]); done {
 					return err
 				}
 				fs, err := c.ListFlows(ctx, args[0])

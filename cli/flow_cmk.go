@@ -5,6 +5,7 @@ import (
 	"fmt"
 
 	"github.com/keyhold/keyhold"
+	khttp "github.com/keyhold/keyhold/http"
 	"github.com/spf13/cobra"
 )
 
@@ -14,6 +15,11 @@ import (
 // (the spec's PowerShell listing).
 type flowListCMK struct {
 	env, protectedBy string
+	client           func() (keyhold.FlowCMKService, error)
+}
+
+func newFlowListCMK(f *Factory) *flowListCMK {
+	return &flowListCMK{client: connect(f, func(c *khttp.Client) keyhold.FlowCMKService { return c })}
 }
 
 func (o *flowListCMK) flags(cmd *cobra.Command) {
@@ -44,13 +50,13 @@ func (o *flowListCMK) args(args []string) []string {
 }
 
 // run lists the platform-key flows if asked, and says whether it did.
-func (o *flowListCMK) run(ctx context.Context, c keyhold.FlowService, iost *IOStreams, format Format, envID string) (bool, error) {
+func (o *flowListCMK) run(ctx context.Context, iost *IOStreams, format Format, envID string) (bool, error) {
 	if o.protectedBy == "" {
 		return false, nil
 	}
-	cmk, ok := c.(keyhold.FlowCMKService)
-	if !ok {
-		return true, fmt.Errorf("this client cannot list the flows protected by the platform key")
+	cmk, err := o.client()
+	if err != nil {
+		return true, err
 	}
 	fs, err := cmk.PlatformFlows(ctx, envID)
 	if err != nil {
