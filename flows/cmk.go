@@ -2,6 +2,7 @@ package flows
 
 import (
 	"context"
+	"encoding/json"
 	"slices"
 	"strings"
 
@@ -84,14 +85,23 @@ func (s *Service) platformAdmin(ctx context.Context, envID string) error {
 	})
 }
 
-// cmkWriteRule enforces spec 004's known limitation in an environment
-// linked to a customer-managed key: a new flow outside any solution with
-// a Power Apps trigger (v1 or v2) can't be referenced from an app there,
-// so creating one is refused, saying how to put it in a solution. Flows
-// that already exist may still be saved (switching v1 to v2 is a fix);
-// environments without a policy are not affected.
-func (s *Service) cmkWriteRule(ctx context.Context, envID string, creating bool, solutionID string, tr wdl.Trigger) error {
-	if !creating || solutionID != "" || tr.Type != "Request" || (tr.Kind != "PowerApp" && tr.Kind != "PowerAppV2") {
+// cmkWriteRule enforces spec 004's known limitations in an environment
+// linked to a customer-managed key (environments without a policy are not
+// affected):
+//   - a new flow outside any solution with a Power Apps trigger (v1 or v2)
+//     can't be referenced from an app there, so creating one is refused,
+//     saying how to put it in a solution. Flows that already exist may
+//     still be saved (switching v1 to v2 is a fix);
+//   - a Copilot Skills trigger whose connection references run as the
+//     invoking user ("runtimeSource": "invoker") is not supported under a
+//     customer key: saving one is refused, saying to embed the connection.
+func (s *Service) cmkWriteRule(ctx context.Context, envID string, creating bool, solutionID string, tr wdl.Trigger, refs json.RawMessage) error {
+	powerApps := creating && solutionID == "" && tr.Type == "Request" && (tr.Kind == "PowerApp" || tr.Kind == "PowerAppV2")
+	invoker := ""
+	if tr.Type == "Request" && tr.Kind == "Skills" {
+		invoker = invokerRef(refs)
+	}
+	if !powerApps && invoker == "" {
 		return nil
 	}
 	var env *keyhold.Environment
@@ -101,8 +111,34 @@ func (s *Service) cmkWriteRule(ctx context.Context, envID string, creating bool,
 	}); err != nil {
 		return err
 	}
-	if env.PolicyID == "" {
+	switch {
+	case env.PolicyID == "":
 		return nil
+	case powerApps:
+		return keyhold.Errorf(keyhold.CodeNotSupported, "environment %s is protected by a customer-managed key, where a flow outside any solution with a Power Apps trigger (%s) can't be referenced from an app: create it in a solution (set properties.solutionId), or add an existing flow to a solution first", envID, keyhold.Clip(tr.Kind))
 	}
-	return keyhold.Errorf(keyhold.CodeNotSupported, "environment %s is protected by a customer-managed key, where a flow outside any solution with a Power Apps trigger (%s) can't be referenced from an app: create it in a solution (set properties.solutionId), or add an existing flow to a solution first", envID, keyhold.Clip(tr.Kind))
+	return keyhold.Errorf(keyhold.CodeNotSupported, "environment %s is protected by a customer-managed key, where a Copilot Skills trigger can't run with the invoking user's connection (connection reference %q has runtimeSource \"invoker\"): embed the connection instead (remove runtimeSource, or set it to \"embedded\")", envID, keyhold.Clip(invoker))
+}
+
+// invokerRef is the name of the first connection reference (by name) that
+// runs as the invoking user, "" if none or if refs is not an object (the
+// write's own parsing reports that).
+func invokerRef(refs json.RawMessage) string {
+	var m map[string]struct {
+		RuntimeSource string `json:"runtimeSource"`
+	}
+	if json.Unmarshal(refs, &m) != nil {
+		return ""
+	}
+	names := make([]string, 0, len(m))
+	for n, r := range m {
+		if strings.EqualFold(r.RuntimeSource, "invoker") {
+			names = append(names, n)
+		}
+	}
+	slices.Sort(names)
+	if len(names) == 0 {
+		return ""
+	}
+	return names[0]
 }

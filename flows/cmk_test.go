@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/keyhold/keyhold"
 	"github.com/keyhold/keyhold/flows"
@@ -181,6 +182,39 @@ func TestCMKRefusesNonSolutionPowerAppsFlow(t *testing.T) {
 		ps, err := w.fl.PlatformFlows(w.ctx, w.env.ID)
 		if err != nil || len(ps) != 0 {
 			t.Fatalf("after the v2 fix: %+v, %v", ps, err)
+		}
+	})
+}
+
+// TestCMKRefusesInvokerSkillsFlow: in an environment linked to a customer
+// key, a Copilot Skills flow whose connection reference runs as the
+// invoking user is refused (NotSupported, naming the reference and how to
+// embed it), on create and on update, with nothing changed; with an
+// embedded connection it saves. Before the link it saves.
+func TestCMKRefusesInvokerSkillsFlow(t *testing.T) {
+	storetest.ForEachBackend(t, func(t *testing.T, open func(t *testing.T) keyhold.Store) {
+		w := newWorld(t, open(t))
+		invoker := `{"dv":{"apiName":"shared_commondataserviceforapps","connectionName":"dv","runtimeSource":"invoker"}}`
+		embedded := `{"dv":{"apiName":"shared_commondataserviceforapps","connectionName":"dv","runtimeSource":"embedded"}}`
+		before := w.putFlow(t, w.fl, "skill", reqDef("Skills", ""), invoker)
+		w.markLinked(t)
+		w.clock.Advance(time.Minute) // a write now would move LastModifiedTime
+		name := "Skill"
+		for _, id := range []string{"skill", "new-skill"} {
+			_, err := w.fl.PutFlow(w.ctx, w.env.ID, id, &keyhold.FlowInput{DisplayName: &name, Definition: json.RawMessage(reqDef("Skills", "")), ConnectionReferences: json.RawMessage(invoker)})
+			if keyhold.ErrorCode(err) != keyhold.CodeNotSupported || !strings.Contains(err.Error(), `"dv"`) || !strings.Contains(err.Error(), "embed") {
+				t.Fatalf("%s: %v", id, err)
+			}
+		}
+		if _, err := w.fl.GetFlow(w.ctx, w.env.ID, "new-skill"); keyhold.ErrorCode(err) != keyhold.CodeFlowNotFound {
+			t.Fatalf("refused flow stored: %v", err)
+		}
+		after, err := w.fl.GetFlow(w.ctx, w.env.ID, "skill")
+		if err != nil || !after.LastModifiedTime.Equal(before.LastModifiedTime) || !strings.Contains(string(after.ConnectionReferences), "invoker") {
+			t.Fatalf("refused update changed the flow: %+v, %v", after, err)
+		}
+		if _, err := w.fl.PatchFlow(w.ctx, w.env.ID, "skill", &keyhold.FlowInput{ConnectionReferences: json.RawMessage(embedded)}); err != nil {
+			t.Fatalf("embedded: %v", err)
 		}
 	})
 }
