@@ -218,3 +218,33 @@ func TestCMKRefusesInvokerSkillsFlow(t *testing.T) {
 		}
 	})
 }
+
+// TestPlatformFlowsAdminsOnly: a member of the environment who is not a
+// platform administrator is refused the platform-key listing and the
+// epoch counts (Forbidden, saying who may), though it may list the flows.
+func TestPlatformFlowsAdminsOnly(t *testing.T) {
+	storetest.ForEachBackend(t, func(t *testing.T, open func(t *testing.T) keyhold.Store) {
+		w := newWorld(t, open(t))
+		w.putFlow(t, w.fl, "hook", reqDef("Http", ""), "")
+		admin, _ := keyhold.Caller(w.ctx)
+		member := &keyhold.Principal{ID: "member-1", TenantID: admin.TenantID, Type: keyhold.PrincipalServicePrincipal, DisplayName: "member", CreatedAt: w.clock.Now()}
+		if err := w.store.Update(context.Background(), func(tx keyhold.Tx) error {
+			if err := tx.CreatePrincipal(context.Background(), member); err != nil {
+				return err
+			}
+			return tx.AddEnvironmentMember(context.Background(), &keyhold.EnvironmentMember{EnvID: w.env.ID, PrincipalID: member.ID, AddedBy: admin.PrincipalID, AddedAt: w.clock.Now()})
+		}); err != nil {
+			t.Fatal(err)
+		}
+		ctx := keyhold.NewContext(context.Background(), &keyhold.Identity{TenantID: admin.TenantID, PrincipalID: member.ID, Type: member.Type, Audience: keyhold.AudienceFlow})
+		if fs, err := w.fl.ListFlows(ctx, w.env.ID); err != nil || len(fs) != 1 {
+			t.Fatalf("member lists flows: %v, %v", fs, err)
+		}
+		if _, err := w.fl.PlatformFlows(ctx, w.env.ID); keyhold.ErrorCode(err) != keyhold.CodeForbidden || !strings.Contains(err.Error(), "platform administrator") {
+			t.Fatalf("PlatformFlows as a member: %v", err)
+		}
+		if _, err := w.fl.EpochCounts(ctx, w.env.ID); keyhold.ErrorCode(err) != keyhold.CodeForbidden {
+			t.Fatalf("EpochCounts as a member: %v", err)
+		}
+	})
+}
