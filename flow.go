@@ -214,6 +214,11 @@ type FlowTx interface {
 	Connection(ctx context.Context, envID, api, name string) (*ConnectionRecord, error)
 	ListConnections(ctx context.Context, envID string) ([]*ConnectionRecord, error)
 	DeleteConnection(ctx context.Context, envID, api, name string) error
+
+	// FlowEpochCounts counts an environment's flows, runs and
+	// connections by the epoch each is sealed under (issue 16), ordered
+	// by store then epoch; a store with nothing is absent.
+	FlowEpochCounts(ctx context.Context, envID string) ([]FlowEpochCount, error)
 }
 
 // The item ids flows' seals bind: the flows package seals with them and

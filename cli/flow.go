@@ -47,6 +47,7 @@ func newCmdFlow(f *Factory) *cobra.Command {
 	cmd := newGroup("flow", "Manage cloud flows, run them and read their runs")
 	var defFile, name, refsFile, body string
 	var wait, regenerate bool
+	listCMK := newFlowListCMK(f)
 	cmds := []flowCmd{
 		{use: "create <env> <flow> --definition FILE [--name NAME] [--connections FILE]", short: "Create or replace a flow from a definition file",
 			example: "  keyhold flow create $ENV orders --definition docs/examples/flows/http-webhook-create-row.json --name 'Orders webhook'",
@@ -80,8 +81,13 @@ func newCmdFlow(f *Factory) *cobra.Command {
 				}
 				return printFlow(iost.Out, format, fl, "Saved flow %s (%s trigger %q), %s\n")
 			}},
-		{use: "list <env>", short: "List an environment's flows", example: "  keyhold flow list $ENV", args: []string{"env"},
+		{use: "list <env>", short: "List an environment's flows", example: "  keyhold flow list $ENV\n  keyhold flow list --env $ENV --protected-by platform", args: []string{"env"},
+			flags: listCMK.flags,
 			run: func(ctx context.Context, c keyhold.FlowService, iost *IOStreams, format Format, args []string) error {
+				args = listCMK.args(args)
+				if done, err := listCMK.run(ctx, iost, format, args[0]); done {
+					return err
+				}
 				fs, err := c.ListFlows(ctx, args[0])
 				if err != nil {
 					return err

@@ -216,6 +216,9 @@ func (s *Service) writeFlowOnce(ctx context.Context, id *keyhold.Identity, envID
 		}
 	}
 	tr := def.Trigger()
+	if err := s.cmkWriteRule(ctx, envID, old == nil, rec.SolutionID, tr, body.ConnectionReferences); err != nil {
+		return nil, err
+	}
 	rec.TriggerName, rec.TriggerType, rec.TriggerKind = tr.Name, tr.Type, tr.Kind
 	rec.UpdatedAt = now
 	pt, err := json.Marshal(body)
