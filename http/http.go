@@ -114,6 +114,8 @@ type Server struct {
 	BYOK keyhold.BYOKService
 
 	once        sync.Once
+	adminOnce   sync.Once
+	admin       *adminSessions // the admin center's sessions (admin.go)
 	throttle    *throttle
 	handler     nethttp.Handler
 	log         *slog.Logger
@@ -237,7 +239,7 @@ func (s *Server) routes() []route {
 	// The resource manager and key vault areas declare their routes in
 	// their own files (arm.go, directory.go, keyvault.go); each adds nothing while its
 	// services are unset.
-	return slices.Concat(core, s.armRoutes(), s.directoryRoutes(), s.keyVaultRoutes(), s.cmkRoutes(), s.lockRoutes(), s.policyRoutes(), s.eventRoutes(), s.backupRoutes(), s.oidcRoutes(), s.certificateRoutes(), s.federatedRoutes(), s.signInRoutes(), s.byokRoutes())
+	return slices.Concat(core, s.armRoutes(), s.directoryRoutes(), s.keyVaultRoutes(), s.cmkRoutes(), s.lockRoutes(), s.policyRoutes(), s.eventRoutes(), s.backupRoutes(), s.oidcRoutes(), s.certificateRoutes(), s.federatedRoutes(), s.signInRoutes(), s.byokRoutes(), s.adminRoutes())
 }
 
 // router answers requests that match no route with the Azure error body:
