@@ -75,6 +75,7 @@ type adminSession struct {
 	refresh        string
 	csrf           string
 	expires        time.Time
+	notes          map[string][]string // warnings of operations it started, by id
 }
 
 // adminPending is a sign-in on its way through the authorize page.
@@ -126,6 +127,11 @@ func (s *Server) adminRoutes() []route {
 		get("/environments", s.adminPage(s.adminEnvironments)),
 		get("/environments/{envId}", s.adminPage(s.adminEnvironment)),
 		post("/environments/{envId}", s.adminPage(s.adminEnvironmentAction)),
+		get("/cmk", s.adminPage(s.adminCMK)),
+		get("/cmk/policies/{sub}/{rg}/{name}", s.adminPage(s.adminPolicy)),
+		post("/cmk/policies/{sub}/{rg}/{name}", s.adminPage(s.adminPolicyAction)),
+		get("/operations/{opId}", s.adminPage(s.adminOperation)),
+		get("/operations/{opId}/status", s.adminPage(s.adminOperationStatus)),
 	}
 }
 

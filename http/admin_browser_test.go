@@ -192,8 +192,11 @@ func TestAdminCenterChromium(t *testing.T) {
 		t.Fatal(err)
 	}
 	env := &keyhold.Environment{DisplayName: xssEnvName, Location: "europe", SKU: keyhold.SKUProduction}
-	if err := c.CreateEnvironment(ctx, env); err != nil {
-		t.Fatal(err)
+	other := &keyhold.Environment{DisplayName: "Fabrikam US", Location: "unitedstates", SKU: keyhold.SKUProduction, Managed: true}
+	for _, e := range []*keyhold.Environment{env, other} {
+		if err := c.CreateEnvironment(ctx, e); err != nil {
+			t.Fatal(err)
+		}
 	}
 
 	p := &page{t: t, ctx: bctx}
@@ -245,13 +248,13 @@ func TestAdminCenterChromium(t *testing.T) {
 		t.Fatalf("the list shows the name as %q", name)
 	}
 	p.noMarkup()
-	p.wantText("count", "1 of 1")
+	p.wantText("count", "2 of 2")
 	p.accessible("environments")
 	p.screenshot("environments")
 	// Search.
 	p.run(chromedp.SendKeys(chromedp.ID("q"), "nothing like it"), chromedp.Click(chromedp.ID("apply")),
 		chromedp.WaitVisible(chromedp.ID("no-match")))
-	p.wantText("count", "0 of 1")
+	p.wantText("count", "0 of 2")
 
 	// The environment's page; Managed Environment on.
 	envURL := s.url + "/admin/environments/" + env.ID
@@ -266,19 +269,43 @@ func TestAdminCenterChromium(t *testing.T) {
 	p.wantText("done", "Managed Environment is on.")
 	p.wantText("managed-state", "is on")
 
-	// Linked to the policy: Customer on Environment encryption.
-	op, err := c.LinkPolicy(ctx, env.ID, pol.Properties.SystemID)
-	if err != nil {
-		t.Fatal(err)
-	}
-	wctx, cancel := context.WithTimeout(ctx, time.Minute)
-	defer cancel()
-	if done, err := c.WaitOperation(wctx, op.ID, 0, nil); err != nil || done.State != keyhold.OperationSucceeded {
-		t.Fatalf("link: %+v, %v", done, err)
-	}
+	// The policy's health is checked (the server does so on its own).
 	if h, err := s.p.CheckPolicyHealth(ctx, pol.ID); err != nil || h != keyhold.HealthHealthy {
 		t.Fatalf("CheckPolicyHealth = %s, %v", h, err)
 	}
+	// Customer-managed key: the policy, Edit policy, Add environment
+	// (only the policy's region), watching the link to Succeeded.
+	p.run(chromedp.Click(chromedp.CSS(`nav a[href="/admin/cmk"]`)), chromedp.WaitVisible(chromedp.ID("policies")))
+	p.wantText("policies", "contoso-cmk", "contoso-kv", "cmk", "Healthy")
+	p.accessible("enterprise policies")
+	p.screenshot("cmk-policies")
+	p.run(chromedp.Click(chromedp.CSS(`a[aria-label="Edit policy contoso-cmk"]`)), chromedp.WaitVisible(chromedp.ID("candidates")))
+	p.wantText("add-checks", "europe", "1 in other regions", "Managed Environment", "Reader")
+	p.wantText("candidates", xssEnvName)
+	p.noMarkup()
+	if strings.Contains(p.text("candidates"), "Fabrikam US") {
+		t.Fatal("Add environment offers an environment of another region")
+	}
+	p.accessible("policy")
+	p.screenshot("cmk-policy")
+	// A POST without the CSRF token (as another site's form would send
+	// it): refused, nothing linked.
+	noToken := eval[int](p, `fetch(location.pathname, {method: 'POST', body: new URLSearchParams({action: 'add', env: '`+env.ID+`'})}).then(a => a.status)`)
+	if e, err := c.FindEnvironment(ctx, env.ID); noToken != 403 || err != nil || e.PolicyID != "" {
+		t.Fatalf("Add environment without the CSRF token: %d; environment %+v, %v", noToken, e, err)
+	}
+	p.run(chromedp.Click(chromedp.ID("add-"+env.ID)), chromedp.WaitVisible(chromedp.ID("op")))
+	for deadline := time.Now().Add(30 * time.Second); !strings.Contains(p.text("op-state"), "Succeeded"); time.Sleep(200 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("the link's page says %q after 30s", p.text("op-state"))
+		}
+	}
+	p.wantText("op-percent", "100%")
+	p.accessible("operation")
+	p.screenshot("operation")
+	p.run(chromedp.Navigate(s.url+"/admin/cmk?tab=environments"), chromedp.WaitVisible(chromedp.ID("linked")))
+	p.wantText("linked", xssEnvName, "contoso-cmk", "link: Succeeded")
+	p.noMarkup()
 	p.run(chromedp.Navigate(envURL), chromedp.WaitVisible(chromedp.ID("encryption")))
 	p.wantText("key-managed-by", "Customer")
 	p.wantText("enc-policy", "contoso-cmk")
@@ -331,6 +358,20 @@ func TestAdminCenterChromium(t *testing.T) {
 		t.Fatal("the lock banner is still shown")
 	}
 
+	// Remove environment: the 30-day warning before and after.
+	policyURL := s.url + "/admin/cmk/policies/" + s.creds.SubscriptionID + "/cmk/contoso-cmk"
+	p.run(chromedp.Navigate(policyURL), chromedp.WaitVisible(chromedp.ID("linked-envs")))
+	p.wantText("remove-warning", "30 days")
+	p.run(chromedp.Click(chromedp.ID("remove-"+env.ID)), chromedp.WaitVisible(chromedp.ID("op")))
+	p.wantText("op-warning", "for 30 days", "cmk")
+	for deadline := time.Now().Add(30 * time.Second); !strings.Contains(p.text("op-state"), "Succeeded"); time.Sleep(200 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("the unlink's page says %q after 30s", p.text("op-state"))
+		}
+	}
+	p.run(chromedp.Navigate(envURL), chromedp.WaitVisible(chromedp.ID("encryption")))
+	p.wantText("key-managed-by", "Microsoft")
+
 	// A phone's width: nothing wider than the screen.
 	p.run(chromedp.EmulateViewport(390, 844), chromedp.Navigate(envURL), chromedp.WaitVisible(chromedp.ID("encryption")))
 	if eval[bool](p, `document.documentElement.scrollWidth > window.innerWidth`) {
@@ -340,6 +381,39 @@ func TestAdminCenterChromium(t *testing.T) {
 	p.run(chromedp.Navigate(s.url+"/admin/environments"), chromedp.WaitVisible(chromedp.ID("environments")))
 	p.accessible("environments (phone)")
 	p.run(chromedp.EmulateViewport(1280, 800))
+
+	// Rita, a Reader of the policy but no platform administrator, sees
+	// it with Add environment disabled; a forced POST is refused with the
+	// API's message and links nothing.
+	const ritaUPN, ritaPW = "rita@contoso.example", "Rita's long passphrase for keyhold"
+	rita, err := c.CreateUser(ctx, "Rita", ritaUPN, ritaPW)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := c.CreateRoleAssignment(ctx, &keyhold.RoleAssignment{Scope: pol.ID, RoleDefinitionID: reader.ID, PrincipalID: rita.User.ID, PrincipalType: "User"}); err != nil {
+		t.Fatal(err)
+	}
+	r := &page{t: t, ctx: adminBrowser(t)}
+	r.run(chromedp.Navigate(s.url+"/admin/?tenant="+s.creds.TenantID+"&client_id="+app.Principal.AppID), chromedp.WaitVisible(chromedp.ID("signin")),
+		chromedp.Click(chromedp.ID("signin")), chromedp.WaitVisible(chromedp.ID("username")),
+		chromedp.SendKeys(chromedp.ID("username"), ritaUPN), chromedp.SendKeys(chromedp.ID("password"), ritaPW),
+		chromedp.Click(chromedp.ID("approve")), chromedp.WaitVisible(chromedp.ID("who")))
+	r.run(chromedp.Navigate(policyURL), chromedp.WaitVisible(chromedp.ID("read-only")))
+	r.wantText("pol-name", "contoso-cmk")
+	r.wantText("read-only", "can see this policy but not change")
+	if !eval[bool](r, `document.getElementById('add-disabled').disabled`) {
+		t.Fatal("a Reader's Add environment button is not disabled")
+	}
+	r.accessible("policy (Reader)")
+	forced := eval[string](r, `fetch(location.pathname, {method: 'POST', body: new URLSearchParams({
+		csrf_token: document.querySelector('input[name=csrf_token]').value, action: 'add', env: '`+env.ID+`'})})
+		.then(a => a.text().then(b => a.status + ' ' + new DOMParser().parseFromString(b, 'text/html').getElementById('error').textContent))`)
+	if !strings.HasPrefix(forced, "403") || !strings.Contains(forced, "may not administer environments") || !strings.Contains(r.text("read-only"), "may not administer environments") {
+		t.Fatalf("a Reader's forced Add environment answered %q", forced)
+	}
+	if e, err := c.FindEnvironment(ctx, env.ID); err != nil || e.PolicyID != "" || e.KeyManagedBy != keyhold.KeyManagedByMicrosoft {
+		t.Fatalf("after a Reader's forced add: %+v, %v", e, err)
+	}
 
 	// Sign out: back to the sign-in form; the pages are closed.
 	p.run(chromedp.Click(chromedp.ID("signout")), chromedp.WaitVisible(chromedp.ID("done")))
