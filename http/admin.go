@@ -1,6 +1,7 @@
 package http
 
 import (
+	"context"
 	"crypto/rand"
 	"crypto/sha256"
 	"crypto/subtle"
@@ -36,10 +37,18 @@ import (
 // and script from /admin/static only (CSP: no inline script or style), are
 // never framed, and send no Referer.
 
-//go:embed admin/*.html admin/*.css admin/*.js
+//go:embed admin/*.html admin/*.css admin/*.js admin/*.json
 var adminFiles embed.FS
 
 var adminTmpl = template.Must(template.New("admin").Funcs(template.FuncMap{
+	// dict passes named values to a sub-template.
+	"dict": func(kv ...any) map[string]any {
+		m := map[string]any{}
+		for i := 0; i+1 < len(kv); i += 2 {
+			m[kv[i].(string)] = kv[i+1]
+		}
+		return m
+	},
 	"when": func(t time.Time) string {
 		if t.IsZero() {
 			return "—"
@@ -76,6 +85,9 @@ type adminSession struct {
 	csrf           string
 	expires        time.Time
 	notes          map[string][]string // warnings of operations it started, by id
+	// tokens are access tokens for audiences other than the management
+	// one (the vault's data plane), got with the refresh token.
+	tokens map[keyhold.Audience]string
 }
 
 // adminPending is a sign-in on its way through the authorize page.
@@ -132,6 +144,13 @@ func (s *Server) adminRoutes() []route {
 		post("/cmk/policies/{sub}/{rg}/{name}", s.adminPage(s.adminPolicyAction)),
 		get("/operations/{opId}", s.adminPage(s.adminOperation)),
 		get("/operations/{opId}/status", s.adminPage(s.adminOperationStatus)),
+		get("/vaults", s.adminPage(s.adminVaults)),
+		post("/vaults", s.adminPage(s.adminVaultsAction)),
+		get("/vaults/{sub}/{rg}/{name}", s.adminPage(s.adminVault)),
+		post("/vaults/{sub}/{rg}/{name}", s.adminPage(s.adminVaultAction)),
+		get("/cmk/new", s.adminPage(s.adminNewPolicy)),
+		post("/cmk/new", s.adminPage(s.adminNewPolicy)),
+		post("/access", s.adminPage(s.adminAccessAction)),
 	}
 }
 
@@ -146,6 +165,7 @@ type adminView struct {
 	Tenant string
 	Client string
 	Data   any
+	sess   *adminSession
 }
 
 // renderAdmin answers an admin page with its security headers.
@@ -357,7 +377,7 @@ func (s *Server) adminPage(h adminHandler) func(nethttp.ResponseWriter, *nethttp
 			return renderAdmin(w, nethttp.StatusUnauthorized, "signin", adminView{Title: "Sign in", CSRF: csrfToken(w, r),
 				Error: "Your session has ended: sign in again. Nothing was changed."})
 		}
-		v := adminView{User: sess.upn, CSRF: sess.csrf, Tenant: sess.tenant}
+		v := adminView{User: sess.upn, CSRF: sess.csrf, Tenant: sess.tenant, sess: sess}
 		if r.Method == "POST" {
 			if err := r.ParseForm(); err != nil {
 				return keyhold.Errorf(keyhold.CodeInvalidRequest, "the form could not be read: %v", err)
@@ -410,4 +430,38 @@ func tokenUPN(tok, fallback string) string {
 		return fallback
 	}
 	return c.UPN
+}
+
+// adminAs returns r's context with the session's identity for another
+// audience (the vault's data plane), getting a token for it with the
+// refresh token the first time, as a client would.
+func (s *Server) adminAs(r *nethttp.Request, sess *adminSession, aud keyhold.Audience) (context.Context, error) {
+	st := s.adminStore()
+	st.mu.Lock()
+	tok := sess.tokens[aud]
+	st.mu.Unlock()
+	if tok != "" {
+		if id, err := s.Tokens.Authenticate(r.Context(), tok); err == nil && id != nil {
+			return keyhold.NewContext(r.Context(), id), nil
+		}
+	}
+	st.mu.Lock()
+	refresh := sess.refresh
+	st.mu.Unlock()
+	t, err := s.Tokens.(keyhold.SignInService).Refresh(r.Context(), sess.tenant, sess.client, refresh, string(aud)+"/.default")
+	if err != nil {
+		return nil, err
+	}
+	id, err := s.Tokens.Authenticate(r.Context(), t.AccessToken)
+	if err != nil {
+		return nil, err
+	}
+	st.mu.Lock()
+	sess.refresh = t.RefreshToken
+	if sess.tokens == nil {
+		sess.tokens = map[keyhold.Audience]string{}
+	}
+	sess.tokens[aud] = t.AccessToken
+	st.mu.Unlock()
+	return keyhold.NewContext(r.Context(), id), nil
 }

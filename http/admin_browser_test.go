@@ -78,12 +78,34 @@ func (p *page) run(actions ...chromedp.Action[chromedp.Void]) {
 // text is the text of the element with id.
 func (p *page) text(id string) string {
 	p.t.Helper()
-	p.run(chromedp.WaitVisible(chromedp.ID(id)))
-	s, err := chromedp.Run(p.ctx, chromedp.Text(chromedp.ID(id)))
+	ctx, cancel := context.WithTimeout(p.ctx, 15*time.Second)
+	defer cancel()
+	err := chromedp.Do(ctx, chromedp.WaitVisible(chromedp.ID(id)))
+	s := ""
+	if err == nil {
+		s, err = chromedp.Run(ctx, chromedp.Text(chromedp.ID(id)))
+	}
 	if err != nil {
-		p.t.Fatalf("browser: %v", err)
+		var body string
+		body, _ = chromedp.Run(p.ctx, chromedp.Evaluate[string](`document.querySelector('main') ? document.querySelector('main').innerText : document.body.innerText`))
+		p.t.Fatalf("no #%s on the page (%v); it says:\n%s", id, err, body)
 	}
 	return s
+}
+
+// submit clicks the button with id and waits for the next page to load.
+func (p *page) submit(id string) {
+	p.t.Helper()
+	p.run(chromedp.Evaluate[chromedp.Void](`window.__khOld = true`), chromedp.Click(chromedp.ID(id)))
+	for deadline := time.Now().Add(20 * time.Second); ; time.Sleep(50 * time.Millisecond) {
+		loaded, err := chromedp.Run(p.ctx, chromedp.Evaluate[bool](`window.__khOld !== true && document.readyState === 'complete'`))
+		if err == nil && loaded {
+			return
+		}
+		if time.Now().After(deadline) {
+			p.t.Fatalf("clicking #%s loaded no page: %v", id, err)
+		}
+	}
 }
 
 // wantText fails unless the element with id says each of hints.
@@ -140,6 +162,15 @@ func (p *page) screenshot(name string) {
 	}
 }
 
+// signIn signs in to the admin center in p's browser.
+func signIn(p *page, base, tenant, app, upn, pw string) {
+	p.t.Helper()
+	p.run(chromedp.Navigate(base+"/admin/?tenant="+tenant+"&client_id="+app), chromedp.WaitVisible(chromedp.ID("signin")),
+		chromedp.Click(chromedp.ID("signin")), chromedp.WaitVisible(chromedp.ID("username")),
+		chromedp.SendKeys(chromedp.ID("username"), upn), chromedp.SendKeys(chromedp.ID("password"), pw),
+		chromedp.Click(chromedp.ID("approve")), chromedp.WaitVisible(chromedp.ID("who")))
+}
+
 // noMarkup fails if the page holds an element that a name's markup made.
 func (p *page) noMarkup() {
 	p.t.Helper()
@@ -151,22 +182,31 @@ func (p *page) noMarkup() {
 // xssEnvName is an environment's name made of markup.
 const xssEnvName = `Contoso "><img src=x onerror=alert(1)><script>alert(2)</script>`
 
-// TestAdminCenterChromium walks the spec's flow in the admin center, as
-// the platform administrator Pat (a user with Power Platform
-// Administrator and Reader on the policy), in Chromium: sign in; see the
-// environment, whose name is markup, as text; turn Managed Environment
-// on; see Customer on Environment encryption once linked; see the lock
-// banner when the key vault admin (the bootstrap administrator, over the
-// API) revokes the policy identity's grant; Re-enable refused with the
-// API's message while access is gone, then accepted; sign out. Each page
-// passes axe-core, and the session cookie has its flags in the browser.
+// TestAdminCenterChromium walks the spec's flow in the admin center in
+// Chromium, with two people in two browsers. Kim, the key vault
+// administrator (a user with Owner on the subscription), signs in,
+// creates the vault (soft delete, purge protection), is refused its keys
+// with the data plane's message, grants herself Key Vault Administrator,
+// creates and rotates the key, deploys the policy with New policy (the
+// spec's template), grants Pat Reader on it and its identity Key Vault
+// Crypto Service Encryption User on the vault. Pat, the platform
+// administrator, signs in (the session cookie's flags checked in the
+// browser, unreadable to scripts), sees an environment whose name is
+// markup as text, searches, turns Managed Environment on, is refused Add
+// environment without the CSRF token, adds the environment from the
+// policy's page (another region's is not offered) watching the operation
+// to Succeeded, and sees Customer on Environment encryption. Kim removes
+// the grant: Pat sees the lock banner within seconds, is refused
+// Re-enable with the API's message until Kim grants again, then
+// re-enables; Pat removes the environment after the 30-day warning. Rita,
+// a Reader of the policy, sees Add environment disabled and a forced POST
+// is refused. Each main page passes axe-core.
 func TestAdminCenterChromium(t *testing.T) {
 	bctx := adminBrowser(t)
 	s := newCMKStack(t)
 	ctx := context.Background()
 	c := s.client
 	sub := "/subscriptions/" + s.creds.SubscriptionID
-	vaultID := sub + "/resourceGroups/cmk/providers/Microsoft.KeyVault/vaults/contoso-kv"
 
 	// The admin center's application, and Pat.
 	app, err := c.CreateServicePrincipal(ctx, "Keyhold admin center")
@@ -184,13 +224,73 @@ func TestAdminCenterChromium(t *testing.T) {
 	if _, err := c.AssignDirectoryRole(ctx, pat.User.ID, keyhold.RolePowerPlatformAdministrator); err != nil {
 		t.Fatal(err)
 	}
-	// The key vault admin: vault, key, policy, the identity's grant,
-	// and Reader on the policy for Pat.
-	pol := s.setUpPolicy(t)
-	reader, _ := keyhold.FindRoleDefinition(keyhold.RoleReader)
-	if err := c.CreateRoleAssignment(ctx, &keyhold.RoleAssignment{Scope: pol.ID, RoleDefinitionID: reader.ID, PrincipalID: pat.User.ID, PrincipalType: "User"}); err != nil {
+	// Kim, the key vault administrator: a user with Owner on the
+	// subscription (the operator's doing, over the API).
+	const kimUPN, kimPW = "kim@contoso.example", "Kim's long passphrase for keyhold"
+	kim, err := c.CreateUser(ctx, "Kim", kimUPN, kimPW)
+	if err != nil {
 		t.Fatal(err)
 	}
+	owner, _ := keyhold.FindRoleDefinition(keyhold.RoleOwner)
+	if err := c.CreateRoleAssignment(ctx, &keyhold.RoleAssignment{Scope: sub, RoleDefinitionID: owner.ID, PrincipalID: kim.User.ID, PrincipalType: "User"}); err != nil {
+		t.Fatal(err)
+	}
+	reader, _ := keyhold.FindRoleDefinition(keyhold.RoleReader)
+	k := &page{t: t, ctx: adminBrowser(t)}
+	signIn(k, s.url, s.creds.TenantID, app.Principal.AppID, kimUPN, kimPW)
+	k.wantText("who", kimUPN)
+
+	// Kim creates the vault (soft delete, purge protection) ...
+	k.run(chromedp.Click(chromedp.CSS(`nav a[href="/admin/vaults"]`)), chromedp.WaitVisible(chromedp.ID("create-vault")),
+		chromedp.SendKeys(chromedp.ID("vault-name"), "contoso-kv"), chromedp.Click(chromedp.ID("create-vault-button")),
+		chromedp.WaitVisible(chromedp.ID("vault")))
+	k.wantText("done", "key vault is created")
+	k.wantText("vault-purge", "On")
+	// ... is refused its keys as an Owner (the data plane's message), so
+	// grants herself Key Vault Administrator, and creates and rotates
+	// the key.
+	k.wantText("keys-error", "not authorized")
+	k.run(chromedp.SendKeys(chromedp.ID("grant-principal"), kim.User.ID), chromedp.SetValue(chromedp.ID("grant-role"), keyhold.RoleKeyVaultAdministrator))
+	k.submit("grant")
+	k.wantText("done", "role is assigned")
+	k.wantText("assignments", kim.User.ID, keyhold.RoleKeyVaultAdministrator)
+	k.run(chromedp.SendKeys(chromedp.ID("key-name"), "cmk"), chromedp.SetValue(chromedp.ID("key-type"), "RSA"))
+	k.submit("create-key-button")
+	k.wantText("done", "key is created")
+	k.submit("rotate-cmk")
+	k.wantText("done", "new version")
+	if n := eval[int](k, `document.querySelectorAll('#key-cmk li').length`); n != 2 {
+		t.Fatalf("key cmk shows %d versions after a rotation, want 2", n)
+	}
+	k.accessible("key vault")
+	k.screenshot("vault")
+	vaultURL := eval[string](k, `location.pathname`)
+
+	// New policy: the spec's template through the deployments API.
+	k.run(chromedp.Click(chromedp.CSS(`nav a[href="/admin/cmk"]`)), chromedp.WaitVisible(chromedp.ID("new-policy-link")))
+	k.submit("new-policy-link")
+	k.accessible("new policy")
+	k.screenshot("new-policy")
+	k.run(chromedp.SendKeys(chromedp.ID("policy-name"), "contoso-cmk"), chromedp.SendKeys(chromedp.ID("policy-key"), "cmk"))
+	k.submit("deploy")
+	k.wantText("done", "policy is deployed")
+	k.wantText("pol-region", "europe")
+	identity := k.text("pol-identity")
+	// Reader on the policy for Pat.
+	k.run(chromedp.SendKeys(chromedp.ID("grant-principal"), pat.User.ID), chromedp.SetValue(chromedp.ID("grant-role"), keyhold.RoleReader))
+	k.submit("grant")
+	k.wantText("assignments", pat.User.ID, keyhold.RoleReader)
+	// The identity's grant on the vault.
+	k.run(chromedp.Navigate(s.url+vaultURL), chromedp.WaitVisible(chromedp.ID("grant-principal")),
+		chromedp.SendKeys(chromedp.ID("grant-principal"), identity), chromedp.SetValue(chromedp.ID("grant-role"), keyhold.RoleKeyVaultCryptoServiceEncryptUser))
+	k.submit("grant")
+	k.wantText("assignments", identity, keyhold.RoleKeyVaultCryptoServiceEncryptUser)
+	pols, err := c.Policies().ListBySubscription(ctx, s.creds.SubscriptionID)
+	if err != nil || len(pols) != 1 || pols[0].PrincipalID != identity {
+		t.Fatalf("policies after New policy: %+v, %v", pols, err)
+	}
+	pol := pols[0]
+
 	env := &keyhold.Environment{DisplayName: xssEnvName, Location: "europe", SKU: keyhold.SKUProduction}
 	other := &keyhold.Environment{DisplayName: "Fabrikam US", Location: "unitedstates", SKU: keyhold.SKUProduction, Managed: true}
 	for _, e := range []*keyhold.Environment{env, other} {
@@ -204,16 +304,7 @@ func TestAdminCenterChromium(t *testing.T) {
 	p.run(chromedp.Navigate(s.url+"/admin/"), chromedp.WaitVisible(chromedp.ID("tenant")))
 	p.accessible("sign-in")
 	p.screenshot("signin")
-	p.run(
-		chromedp.SendKeys(chromedp.ID("tenant"), s.creds.TenantID),
-		chromedp.SendKeys(chromedp.ID("client_id"), app.Principal.AppID),
-		chromedp.Click(chromedp.ID("signin")),
-		chromedp.WaitVisible(chromedp.ID("username")),
-		chromedp.SendKeys(chromedp.ID("username"), patUPN),
-		chromedp.SendKeys(chromedp.ID("password"), patPW),
-		chromedp.Click(chromedp.ID("approve")),
-		chromedp.WaitVisible(chromedp.ID("environments")),
-	)
+	signIn(p, s.url, s.creds.TenantID, app.Principal.AppID, patUPN, patPW)
 	p.wantText("who", patUPN)
 	got, err := chromedp.Run(bctx, func(ctx context.Context, tg *chromedp.Target) (network.GetCookiesResult, error) {
 		return cdp.Call(ctx, tg, network.GetCookies, network.GetCookiesParams{URLs: []string{s.url + "/admin/"}})
@@ -265,12 +356,12 @@ func TestAdminCenterChromium(t *testing.T) {
 	p.noMarkup()
 	p.wantText("key-managed-by", "Microsoft")
 	p.wantText("managed-state", "is off")
-	p.run(chromedp.Click(chromedp.ID("managed-toggle")), chromedp.WaitVisible(chromedp.ID("done")))
+	p.submit("managed-toggle")
 	p.wantText("done", "Managed Environment is on.")
 	p.wantText("managed-state", "is on")
 
 	// The policy's health is checked (the server does so on its own).
-	if h, err := s.p.CheckPolicyHealth(ctx, pol.ID); err != nil || h != keyhold.HealthHealthy {
+	if h, err := s.p.CheckPolicyHealth(ctx, pol.ID()); err != nil || h != keyhold.HealthHealthy {
 		t.Fatalf("CheckPolicyHealth = %s, %v", h, err)
 	}
 	// Customer-managed key: the policy, Edit policy, Add environment
@@ -294,7 +385,7 @@ func TestAdminCenterChromium(t *testing.T) {
 	if e, err := c.FindEnvironment(ctx, env.ID); noToken != 403 || err != nil || e.PolicyID != "" {
 		t.Fatalf("Add environment without the CSRF token: %d; environment %+v, %v", noToken, e, err)
 	}
-	p.run(chromedp.Click(chromedp.ID("add-"+env.ID)), chromedp.WaitVisible(chromedp.ID("op")))
+	p.submit("add-" + env.ID)
 	for deadline := time.Now().Add(30 * time.Second); !strings.Contains(p.text("op-state"), "Succeeded"); time.Sleep(200 * time.Millisecond) {
 		if time.Now().After(deadline) {
 			t.Fatalf("the link's page says %q after 30s", p.text("op-state"))
@@ -316,16 +407,11 @@ func TestAdminCenterChromium(t *testing.T) {
 
 	// The key vault admin revokes the grant: the lock banner names the
 	// policy.
-	grants, err := c.ListRoleAssignments(ctx, vaultID, keyhold.AssignmentFilter{PrincipalID: pol.Identity.PrincipalID})
-	if err != nil || len(grants) == 0 {
-		t.Fatalf("the policy identity's grants: %v, %v", grants, err)
-	}
-	for _, a := range grants {
-		if _, err := c.DeleteRoleAssignment(ctx, a.Scope, a.ID); err != nil {
-			t.Fatal(err)
-		}
-	}
-	if h, err := s.p.CheckPolicyHealth(ctx, pol.ID); err != nil || h != keyhold.HealthUnhealthy {
+	k.run(chromedp.Navigate(s.url+vaultURL), chromedp.WaitVisible(chromedp.ID("assignments")),
+		chromedp.Click(chromedp.CSS(`button[aria-label="Remove `+keyhold.RoleKeyVaultCryptoServiceEncryptUser+` of `+identity+`"]`)),
+		chromedp.WaitVisible(chromedp.ID("done")))
+	k.wantText("done", "removed")
+	if h, err := s.p.CheckPolicyHealth(ctx, pol.ID()); err != nil || h != keyhold.HealthUnhealthy {
 		t.Fatalf("CheckPolicyHealth = %s, %v", h, err)
 	}
 	start := time.Now()
@@ -339,7 +425,7 @@ func TestAdminCenterChromium(t *testing.T) {
 	p.screenshot("environment-locked")
 
 	// Re-enable before access is back: the API's refusal, still locked.
-	p.run(chromedp.Click(chromedp.ID("reenable")), chromedp.WaitVisible(chromedp.ID("error")))
+	p.submit("reenable")
 	p.wantText("error", "stays locked")
 	p.wantText("env-state", "Locked")
 	if e, err := c.FindEnvironment(ctx, env.ID); err != nil || e.State != keyhold.StateLocked {
@@ -347,11 +433,13 @@ func TestAdminCenterChromium(t *testing.T) {
 	}
 
 	// Access back: Re-enable works.
-	s.grant(t, vaultID, keyhold.RoleKeyVaultCryptoServiceEncryptUser, pol.Identity.PrincipalID)
-	if h, err := s.p.CheckPolicyHealth(ctx, pol.ID); err != nil || h != keyhold.HealthHealthy {
+	k.run(chromedp.SendKeys(chromedp.ID("grant-principal"), identity), chromedp.SetValue(chromedp.ID("grant-role"), keyhold.RoleKeyVaultCryptoServiceEncryptUser))
+	k.submit("grant")
+	k.wantText("assignments", identity)
+	if h, err := s.p.CheckPolicyHealth(ctx, pol.ID()); err != nil || h != keyhold.HealthHealthy {
 		t.Fatalf("CheckPolicyHealth = %s, %v", h, err)
 	}
-	p.run(chromedp.Click(chromedp.ID("reenable")), chromedp.WaitVisible(chromedp.ID("done")))
+	p.submit("reenable")
 	p.wantText("done", "enabled again")
 	p.wantText("env-state", "Enabled")
 	if eval[int](p, `document.querySelectorAll('#lock-banner').length`) != 0 {
@@ -362,7 +450,7 @@ func TestAdminCenterChromium(t *testing.T) {
 	policyURL := s.url + "/admin/cmk/policies/" + s.creds.SubscriptionID + "/cmk/contoso-cmk"
 	p.run(chromedp.Navigate(policyURL), chromedp.WaitVisible(chromedp.ID("linked-envs")))
 	p.wantText("remove-warning", "30 days")
-	p.run(chromedp.Click(chromedp.ID("remove-"+env.ID)), chromedp.WaitVisible(chromedp.ID("op")))
+	p.submit("remove-" + env.ID)
 	p.wantText("op-warning", "for 30 days", "cmk")
 	for deadline := time.Now().Add(30 * time.Second); !strings.Contains(p.text("op-state"), "Succeeded"); time.Sleep(200 * time.Millisecond) {
 		if time.Now().After(deadline) {
@@ -390,14 +478,11 @@ func TestAdminCenterChromium(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := c.CreateRoleAssignment(ctx, &keyhold.RoleAssignment{Scope: pol.ID, RoleDefinitionID: reader.ID, PrincipalID: rita.User.ID, PrincipalType: "User"}); err != nil {
+	if err := c.CreateRoleAssignment(ctx, &keyhold.RoleAssignment{Scope: pol.ID(), RoleDefinitionID: reader.ID, PrincipalID: rita.User.ID, PrincipalType: "User"}); err != nil {
 		t.Fatal(err)
 	}
 	r := &page{t: t, ctx: adminBrowser(t)}
-	r.run(chromedp.Navigate(s.url+"/admin/?tenant="+s.creds.TenantID+"&client_id="+app.Principal.AppID), chromedp.WaitVisible(chromedp.ID("signin")),
-		chromedp.Click(chromedp.ID("signin")), chromedp.WaitVisible(chromedp.ID("username")),
-		chromedp.SendKeys(chromedp.ID("username"), ritaUPN), chromedp.SendKeys(chromedp.ID("password"), ritaPW),
-		chromedp.Click(chromedp.ID("approve")), chromedp.WaitVisible(chromedp.ID("who")))
+	signIn(r, s.url, s.creds.TenantID, app.Principal.AppID, ritaUPN, ritaPW)
 	r.run(chromedp.Navigate(policyURL), chromedp.WaitVisible(chromedp.ID("read-only")))
 	r.wantText("pol-name", "contoso-cmk")
 	r.wantText("read-only", "can see this policy but not change")
@@ -416,7 +501,7 @@ func TestAdminCenterChromium(t *testing.T) {
 	}
 
 	// Sign out: back to the sign-in form; the pages are closed.
-	p.run(chromedp.Click(chromedp.ID("signout")), chromedp.WaitVisible(chromedp.ID("done")))
+	p.submit("signout")
 	p.wantText("done", "You have signed out.")
 	p.run(chromedp.Navigate(envURL), chromedp.WaitVisible(chromedp.ID("tenant")))
 }

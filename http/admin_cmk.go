@@ -109,6 +109,7 @@ type policyPageData struct {
 	// ReadOnly is why the caller may read the policy but not add or
 	// remove environments (the API's refusal), "" when they may.
 	ReadOnly string
+	Access   *accessData
 }
 
 // adminPolicyView fills v with a policy's page.
@@ -123,6 +124,7 @@ func (s *Server) adminPolicyView(r *nethttp.Request, v *adminView) error {
 	}
 	d := &policyPageData{Policy: p, Vault: vaultName(p), Path: policyPagePath(p)}
 	v.Title, v.Nav, v.Data = "Enterprise policy "+p.Name, "cmk", d
+	d.Access = s.adminAccess(r, p.ID(), d.Path, []string{keyhold.RoleReader})
 	// A Reader of the policy who is no platform administrator sees it,
 	// with the buttons disabled and the reason the API gives.
 	readOnly := func(err error) error {
@@ -171,6 +173,7 @@ func (s *Server) adminPolicyView(r *nethttp.Request, v *adminView) error {
 
 // adminPolicy: GET /admin/cmk/policies/{sub}/{rg}/{name}.
 func (s *Server) adminPolicy(w nethttp.ResponseWriter, r *nethttp.Request, v adminView) error {
+	v.Done = doneNote(r.URL.Query().Get("done"))
 	if err := s.adminPolicyView(r, &v); err != nil {
 		msg, status, err := adminRefusal(err)
 		if err != nil {

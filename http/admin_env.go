@@ -125,9 +125,15 @@ func (s *Server) adminEnvironment(w nethttp.ResponseWriter, r *nethttp.Request, 
 // doneNotes are the messages a page shows after a change: fixed texts,
 // so that a link can't make the page say something else.
 var doneNotes = map[string]string{
-	"managed-on":  "Managed Environment is on.",
-	"managed-off": "Managed Environment is off.",
-	"enabled":     "The environment is enabled again: its data is served under the customer-managed key.",
+	"managed-on":    "Managed Environment is on.",
+	"managed-off":   "Managed Environment is off.",
+	"enabled":       "The environment is enabled again: its data is served under the customer-managed key.",
+	"vault-created": "The key vault is created, with soft delete and purge protection.",
+	"key-created":   "The key is created.",
+	"key-rotated":   "The key has a new version.",
+	"granted":       "The role is assigned.",
+	"revoked":       "The role assignment is removed.",
+	"deployed":      "The policy is deployed. Grant its identity Key Vault Crypto Service Encryption User on the key vault, then Reader on the policy to the platform administrators.",
 }
 
 func doneNote(k string) string { return doneNotes[k] }
