@@ -78,6 +78,11 @@ const (
 // adminSession is a signed-in person's session: their tokens, kept in
 // memory only.
 type adminSession struct {
+	// mu guards the tokens and notes, and is held across a refresh: two
+	// requests must not both redeem one refresh token, as the second
+	// redemption would end the sign-in (a reused refresh token revokes
+	// its family).
+	mu             sync.Mutex
 	tenant, client string
 	upn            string
 	access         string
@@ -308,6 +313,11 @@ func (s *Server) adminCallbackPage(w nethttp.ResponseWriter, r *nethttp.Request)
 	sess := &adminSession{tenant: p.tenant, client: p.client, upn: tokenUPN(tok.AccessToken, id.PrincipalID), access: tok.AccessToken, refresh: tok.RefreshToken,
 		csrf: rand.Text() + rand.Text(), expires: s.now().Add(adminSessionTTL)}
 	st.mu.Lock()
+	for k, old := range st.sessions {
+		if s.now().After(old.expires) {
+			delete(st.sessions, k)
+		}
+	}
 	st.sessions[sha256.Sum256([]byte(value))] = sess
 	st.mu.Unlock()
 	setAdminCookie(w, value, adminSessionTTL)
@@ -340,6 +350,8 @@ func (s *Server) adminSessionOf(r *nethttp.Request) (*adminSession, *keyhold.Ide
 	if sess == nil {
 		return nil, nil
 	}
+	sess.mu.Lock()
+	defer sess.mu.Unlock()
 	id, err := s.Tokens.Authenticate(r.Context(), sess.access)
 	if err == nil && id != nil {
 		return sess, id
@@ -350,10 +362,10 @@ func (s *Server) adminSessionOf(r *nethttp.Request) (*adminSession, *keyhold.Ide
 	if err == nil {
 		id, err = s.Tokens.Authenticate(r.Context(), tok.AccessToken)
 	}
-	st.mu.Lock()
-	defer st.mu.Unlock()
 	if err != nil || id == nil {
+		st.mu.Lock()
 		delete(st.sessions, key)
+		st.mu.Unlock()
 		return nil, nil
 	}
 	sess.access, sess.refresh = tok.AccessToken, tok.RefreshToken
@@ -436,32 +448,26 @@ func tokenUPN(tok, fallback string) string {
 // audience (the vault's data plane), getting a token for it with the
 // refresh token the first time, as a client would.
 func (s *Server) adminAs(r *nethttp.Request, sess *adminSession, aud keyhold.Audience) (context.Context, error) {
-	st := s.adminStore()
-	st.mu.Lock()
-	tok := sess.tokens[aud]
-	st.mu.Unlock()
-	if tok != "" {
+	sess.mu.Lock()
+	defer sess.mu.Unlock()
+	if tok := sess.tokens[aud]; tok != "" {
 		if id, err := s.Tokens.Authenticate(r.Context(), tok); err == nil && id != nil {
 			return keyhold.NewContext(r.Context(), id), nil
 		}
 	}
-	st.mu.Lock()
-	refresh := sess.refresh
-	st.mu.Unlock()
-	t, err := s.Tokens.(keyhold.SignInService).Refresh(r.Context(), sess.tenant, sess.client, refresh, string(aud)+"/.default")
+	t, err := s.Tokens.(keyhold.SignInService).Refresh(r.Context(), sess.tenant, sess.client, sess.refresh, string(aud)+"/.default")
 	if err != nil {
 		return nil, err
 	}
+	// The family's refresh token rotated: keep its successor.
+	sess.refresh = t.RefreshToken
 	id, err := s.Tokens.Authenticate(r.Context(), t.AccessToken)
 	if err != nil {
 		return nil, err
 	}
-	st.mu.Lock()
-	sess.refresh = t.RefreshToken
 	if sess.tokens == nil {
 		sess.tokens = map[keyhold.Audience]string{}
 	}
 	sess.tokens[aud] = t.AccessToken
-	st.mu.Unlock()
 	return keyhold.NewContext(r.Context(), id), nil
 }

@@ -222,7 +222,7 @@ func (s *Server) adminPolicyAction(w nethttp.ResponseWriter, r *nethttp.Request,
 		return renderAdmin(w, status, "policy", view)
 	}
 	if len(op.Warnings) > 0 {
-		s.adminNote(r, op.ID, op.Warnings)
+		s.adminNote(v.sess, op.ID, op.Warnings)
 	}
 	nethttp.Redirect(w, r, adminPrefix+"/operations/"+url.PathEscape(op.ID), nethttp.StatusSeeOther)
 	return nil
@@ -230,19 +230,11 @@ func (s *Server) adminPolicyAction(w nethttp.ResponseWriter, r *nethttp.Request,
 
 // adminNote keeps an operation's warnings in the session, for its page:
 // the service says them once, in the answer that starts it.
-func (s *Server) adminNote(r *nethttp.Request, opID string, warnings []string) {
-	sess, _ := s.adminSessionOf(r)
-	if sess == nil {
-		return
-	}
-	st := s.adminStore()
-	st.mu.Lock()
-	defer st.mu.Unlock()
-	if sess.notes == nil {
+func (s *Server) adminNote(sess *adminSession, opID string, warnings []string) {
+	sess.mu.Lock()
+	defer sess.mu.Unlock()
+	if sess.notes == nil || len(sess.notes) > 32 {
 		sess.notes = map[string][]string{}
-	}
-	if len(sess.notes) > 32 {
-		clear(sess.notes)
 	}
 	sess.notes[opID] = warnings
 }
@@ -274,12 +266,9 @@ func (s *Server) adminOperation(w nethttp.ResponseWriter, r *nethttp.Request, v 
 	if e, err := s.Environments.FindEnvironment(r.Context(), op.Target); err == nil {
 		d.Env = e
 	}
-	if sess, _ := s.adminSessionOf(r); sess != nil {
-		st := s.adminStore()
-		st.mu.Lock()
-		d.Warnings = sess.notes[op.ID]
-		st.mu.Unlock()
-	}
+	v.sess.mu.Lock()
+	d.Warnings = v.sess.notes[op.ID]
+	v.sess.mu.Unlock()
 	v.Title, v.Nav, v.Data = "Operation: "+op.Kind, "cmk", d
 	return renderAdmin(w, nethttp.StatusOK, "operation", v)
 }

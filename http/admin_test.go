@@ -7,7 +7,9 @@ import (
 	"net/url"
 	"regexp"
 	"strings"
+	"sync"
 	"testing"
+	"time"
 
 	"github.com/keyhold/keyhold"
 )
@@ -327,4 +329,30 @@ func (f *fixture) userToken(t *testing.T, upn, pw string) string {
 		"username": {upn}, "password": {pw}, "scope": {adminScope}}).decode(t, 200, &tok)
 	f.secrets = append(f.secrets, tok.AccessToken)
 	return tok.AccessToken
+}
+
+// TestAdminSessionRefresh: once the session's access token expires, the
+// next requests get a new one with the refresh token, once, even when
+// several arrive together (a second redemption of one refresh token
+// would end the sign-in); signing out ends it.
+func TestAdminSessionRefresh(t *testing.T) {
+	f := newFixture(t, withARM(nil))
+	app := f.adminApp(t)
+	pw := f.adminUser(t, "pat@contoso.example", true)
+	b := f.browser(t)
+	b.location(b.adminSignIn(app, "pat@contoso.example", pw), 303)
+	wantAdminPage(t, b.do("GET", "/admin/environments", nil), 200, "pat@contoso.example")
+	f.clock.Advance(3 * time.Hour) // past the access token's lifetime
+	var wg sync.WaitGroup
+	statuses := make([]int, 6)
+	for i := range statuses {
+		wg.Go(func() { statuses[i] = b.do("GET", "/admin/environments", nil).status })
+	}
+	wg.Wait()
+	for i, st := range statuses {
+		if st != 200 {
+			t.Fatalf("request %d after the token expired: %d (statuses %v)", i, st, statuses)
+		}
+	}
+	wantAdminPage(t, b.do("GET", "/admin/environments", nil), 200, "pat@contoso.example")
 }
