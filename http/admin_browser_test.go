@@ -96,7 +96,20 @@ func (p *page) text(id string) string {
 // submit clicks the button with id and waits for the next page to load.
 func (p *page) submit(id string) {
 	p.t.Helper()
-	p.run(chromedp.Evaluate[chromedp.Void](`window.__khOld = true`), chromedp.Click(chromedp.ID(id)))
+	p.follow(chromedp.Click(chromedp.ID(id)), "#"+id)
+}
+
+// followLink clicks the link or button that matches a CSS selector and waits for the
+// next page to load.
+func (p *page) followLink(css string) {
+	p.t.Helper()
+	p.follow(chromedp.Click(chromedp.CSS(css)), css)
+}
+
+// follow runs click and waits until another page has loaded.
+func (p *page) follow(click chromedp.Action[chromedp.Void], id string) {
+	p.t.Helper()
+	p.run(chromedp.Evaluate[chromedp.Void](`window.__khOld = true`), click)
 	for deadline := time.Now().Add(20 * time.Second); ; time.Sleep(50 * time.Millisecond) {
 		loaded, err := chromedp.Run(p.ctx, chromedp.Evaluate[bool](`window.__khOld !== true && document.readyState === 'complete'`))
 		if err == nil && loaded {
@@ -241,9 +254,9 @@ func TestAdminCenterChromium(t *testing.T) {
 	k.wantText("who", kimUPN)
 
 	// Kim creates the vault (soft delete, purge protection) ...
-	k.run(chromedp.Click(chromedp.CSS(`nav a[href="/admin/vaults"]`)), chromedp.WaitVisible(chromedp.ID("create-vault")),
-		chromedp.SendKeys(chromedp.ID("vault-name"), "contoso-kv"), chromedp.Click(chromedp.ID("create-vault-button")),
-		chromedp.WaitVisible(chromedp.ID("vault")))
+	k.followLink(`nav a[href="/admin/vaults"]`)
+	k.run(chromedp.SendKeys(chromedp.ID("vault-name"), "contoso-kv"))
+	k.submit("create-vault-button")
 	k.wantText("done", "key vault is created")
 	k.wantText("vault-purge", "On")
 	// ... is refused its keys as an Owner (the data plane's message), so
@@ -267,7 +280,7 @@ func TestAdminCenterChromium(t *testing.T) {
 	vaultURL := eval[string](k, `location.pathname`)
 
 	// New policy: the spec's template through the deployments API.
-	k.run(chromedp.Click(chromedp.CSS(`nav a[href="/admin/cmk"]`)), chromedp.WaitVisible(chromedp.ID("new-policy-link")))
+	k.followLink(`nav a[href="/admin/cmk"]`)
 	k.submit("new-policy-link")
 	k.accessible("new policy")
 	k.screenshot("new-policy")
@@ -343,8 +356,8 @@ func TestAdminCenterChromium(t *testing.T) {
 	p.accessible("environments")
 	p.screenshot("environments")
 	// Search.
-	p.run(chromedp.SendKeys(chromedp.ID("q"), "nothing like it"), chromedp.Click(chromedp.ID("apply")),
-		chromedp.WaitVisible(chromedp.ID("no-match")))
+	p.run(chromedp.SendKeys(chromedp.ID("q"), "nothing like it"))
+	p.submit("apply")
 	p.wantText("count", "0 of 2")
 
 	// The environment's page; Managed Environment on.
@@ -366,11 +379,11 @@ func TestAdminCenterChromium(t *testing.T) {
 	}
 	// Customer-managed key: the policy, Edit policy, Add environment
 	// (only the policy's region), watching the link to Succeeded.
-	p.run(chromedp.Click(chromedp.CSS(`nav a[href="/admin/cmk"]`)), chromedp.WaitVisible(chromedp.ID("policies")))
+	p.followLink(`nav a[href="/admin/cmk"]`)
 	p.wantText("policies", "contoso-cmk", "contoso-kv", "cmk", "Healthy")
 	p.accessible("enterprise policies")
 	p.screenshot("cmk-policies")
-	p.run(chromedp.Click(chromedp.CSS(`a[aria-label="Edit policy contoso-cmk"]`)), chromedp.WaitVisible(chromedp.ID("candidates")))
+	p.followLink(`a[aria-label="Edit policy contoso-cmk"]`)
 	p.wantText("add-checks", "europe", "1 in other regions", "Managed Environment", "Reader")
 	p.wantText("candidates", xssEnvName)
 	p.noMarkup()
@@ -407,9 +420,8 @@ func TestAdminCenterChromium(t *testing.T) {
 
 	// The key vault admin revokes the grant: the lock banner names the
 	// policy.
-	k.run(chromedp.Navigate(s.url+vaultURL), chromedp.WaitVisible(chromedp.ID("assignments")),
-		chromedp.Click(chromedp.CSS(`button[aria-label="Remove `+keyhold.RoleKeyVaultCryptoServiceEncryptUser+` of `+identity+`"]`)),
-		chromedp.WaitVisible(chromedp.ID("done")))
+	k.run(chromedp.Navigate(s.url+vaultURL), chromedp.WaitVisible(chromedp.ID("assignments")))
+	k.followLink(`button[aria-label="Remove ` + keyhold.RoleKeyVaultCryptoServiceEncryptUser + ` of ` + identity + `"]`)
 	k.wantText("done", "removed")
 	if h, err := s.p.CheckPolicyHealth(ctx, pol.ID()); err != nil || h != keyhold.HealthUnhealthy {
 		t.Fatalf("CheckPolicyHealth = %s, %v", h, err)
