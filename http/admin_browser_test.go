@@ -407,6 +407,10 @@ func TestAdminCenterChromium(t *testing.T) {
 	p.wantText("op-percent", "100%")
 	p.accessible("operation")
 	p.screenshot("operation")
+	// The policy's page: the current version is in use, by one key.
+	policyURL := s.url + "/admin/cmk/policies/" + s.creds.SubscriptionID + "/cmk/contoso-cmk"
+	p.run(chromedp.Navigate(policyURL), chromedp.WaitVisible(chromedp.ID("versions")))
+	p.wantText("versions", "Yes\t1", "In use")
 	p.run(chromedp.Navigate(s.url+"/admin/cmk?tab=environments"), chromedp.WaitVisible(chromedp.ID("linked")))
 	p.wantText("linked", xssEnvName, "contoso-cmk", "link: Succeeded")
 	p.noMarkup()
@@ -459,7 +463,6 @@ func TestAdminCenterChromium(t *testing.T) {
 	}
 
 	// Remove environment: the 30-day warning before and after.
-	policyURL := s.url + "/admin/cmk/policies/" + s.creds.SubscriptionID + "/cmk/contoso-cmk"
 	p.run(chromedp.Navigate(policyURL), chromedp.WaitVisible(chromedp.ID("linked-envs")))
 	p.wantText("remove-warning", "30 days")
 	p.submit("remove-" + env.ID)

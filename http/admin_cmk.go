@@ -110,6 +110,10 @@ type policyPageData struct {
 	// remove environments (the API's refusal), "" when they may.
 	ReadOnly string
 	Access   *accessData
+	// Versions are the key's versions and what depends on each;
+	// VersionsError the service's refusal to say.
+	Versions      []*keyhold.KeyVersionUsage
+	VersionsError string
 }
 
 // adminPolicyView fills v with a policy's page.
@@ -168,6 +172,13 @@ func (s *Server) adminPolicyView(r *nethttp.Request, v *adminView) error {
 		d.Candidates = append(d.Candidates, c)
 	}
 	slices.SortFunc(d.Candidates, func(a, b candidate) int { return strings.Compare(a.Env.DisplayName, b.Env.DisplayName) })
+	if d.Versions, err = s.CMK.KeyVersionUsage(ctx, p.ID()); err != nil {
+		msg, _, ferr := adminRefusal(err)
+		if ferr != nil {
+			return ferr
+		}
+		d.VersionsError = msg
+	}
 	return nil
 }
 
