@@ -149,6 +149,7 @@ func (s *Server) adminRoutes() []route {
 		post("/cmk/policies/{sub}/{rg}/{name}", s.adminPage(s.adminPolicyAction)),
 		get("/operations/{opId}", s.adminPage(s.adminOperation)),
 		get("/operations/{opId}/status", s.adminPage(s.adminOperationStatus)),
+		get("/audit", s.adminPage(s.adminAudit)),
 		get("/vaults", s.adminPage(s.adminVaults)),
 		post("/vaults", s.adminPage(s.adminVaultsAction)),
 		get("/vaults/{sub}/{rg}/{name}", s.adminPage(s.adminVault)),

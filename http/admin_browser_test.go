@@ -175,6 +175,18 @@ func (p *page) screenshot(name string) {
 	}
 }
 
+// opSucceeded is true on an operation's page that shows it Succeeded,
+// finished (its script reloads the page once it is, and polls no more).
+const opSucceeded = `(() => { const op = document.getElementById('op'), st = document.getElementById('op-state');
+	return !!(op && st && op.dataset.finished === 'true' && document.readyState === 'complete' && st.textContent.includes('Succeeded')) })()`
+
+// holds evaluates a condition in the page; false while the page is
+// being replaced.
+func (p *page) holds(js string) bool {
+	ok, err := chromedp.Run(p.ctx, chromedp.Evaluate[bool](js))
+	return err == nil && ok
+}
+
 // signIn signs in to the admin center in p's browser.
 func signIn(p *page, base, tenant, app, upn, pw string) {
 	p.t.Helper()
@@ -399,7 +411,7 @@ func TestAdminCenterChromium(t *testing.T) {
 		t.Fatalf("Add environment without the CSRF token: %d; environment %+v, %v", noToken, e, err)
 	}
 	p.submit("add-" + env.ID)
-	for deadline := time.Now().Add(30 * time.Second); !strings.Contains(p.text("op-state"), "Succeeded"); time.Sleep(200 * time.Millisecond) {
+	for deadline := time.Now().Add(30 * time.Second); !p.holds(opSucceeded); time.Sleep(200 * time.Millisecond) {
 		if time.Now().After(deadline) {
 			t.Fatalf("the link's page says %q after 30s", p.text("op-state"))
 		}
@@ -462,12 +474,21 @@ func TestAdminCenterChromium(t *testing.T) {
 		t.Fatal("the lock banner is still shown")
 	}
 
+	// The audit timeline, filtered to the environment.
+	p.followLink(`nav a[href="/admin/audit"]`)
+	p.run(chromedp.SendKeys(chromedp.ID("audit-env"), env.ID))
+	p.submit("audit-apply")
+	p.wantText("timeline", env.ID)
+	p.noMarkup()
+	p.accessible("audit")
+	p.screenshot("audit")
+
 	// Remove environment: the 30-day warning before and after.
 	p.run(chromedp.Navigate(policyURL), chromedp.WaitVisible(chromedp.ID("linked-envs")))
 	p.wantText("remove-warning", "30 days")
 	p.submit("remove-" + env.ID)
 	p.wantText("op-warning", "for 30 days", "cmk")
-	for deadline := time.Now().Add(30 * time.Second); !strings.Contains(p.text("op-state"), "Succeeded"); time.Sleep(200 * time.Millisecond) {
+	for deadline := time.Now().Add(30 * time.Second); !p.holds(opSucceeded); time.Sleep(200 * time.Millisecond) {
 		if time.Now().After(deadline) {
 			t.Fatalf("the unlink's page says %q after 30s", p.text("op-state"))
 		}

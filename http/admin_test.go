@@ -310,6 +310,23 @@ func TestAdminEnvironments(t *testing.T) {
 	wantAdminPage(t, b.do("POST", "/admin/environments/"+xss.ID, url.Values{csrfField: {page.csrf(t)}, "action": {"<b>x"}}), 400, "&lt;b&gt;x")
 	wantAdminPage(t, b.do("GET", "/admin/environments/no-such-env", nil), 404, "no-such-env")
 
+	// The audit timeline: the toggle is there, filters narrow it, a bad
+	// filter gets the service's message, as text.
+	audit := b.do("GET", "/admin/audit", nil)
+	wantAdminPage(t, audit, 200, "signin.authorize", xss.ID)
+	signins := b.do("GET", "/admin/audit?action=signin", nil)
+	wantAdminPage(t, signins, 200, "signin.authorize")
+	if strings.Contains(string(signins.body), xss.ID) {
+		t.Fatalf("action=signin shows the environment's entries: %s", signins.body)
+	}
+	wantAdminPage(t, b.do("GET", "/admin/audit?env="+xss.ID+"&action=signin", nil), 200, "No entry matches")
+	wantAdminPage(t, b.do("GET", "/admin/audit?before=x", nil), 400, "Older link")
+	bad := b.do("GET", "/admin/audit?action="+url.QueryEscape("<b>x"), nil)
+	if bad.status != 400 || !strings.Contains(string(bad.body), "&lt;b&gt;x") {
+		t.Fatalf("a bad action filter: %d %s", bad.status, bad.body)
+	}
+	wantAdminPage(t, bad, 400)
+
 	// A person without an admin role sees the API's own refusal.
 	pw2 := f.adminUser(t, "rita@contoso.example", false)
 	r := f.browser(t)
