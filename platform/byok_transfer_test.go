@@ -3,6 +3,7 @@ package platform
 import (
 	"bytes"
 	"context"
+	"crypto/rand"
 	"crypto/rsa"
 	"crypto/x509"
 	"database/sql"
@@ -49,6 +50,17 @@ func tokenObjects(t testing.TB) int {
 	return n
 }
 
+// rsa1024 is a key of a size no BYOK key may have (crypt refuses to make
+// one).
+func rsa1024(t testing.TB) *rsa.PrivateKey {
+	t.Helper()
+	k, err := rsa.GenerateKey(rand.Reader, 1024)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return k
+}
+
 // kekPublic parses a KEK's PEM.
 func kekPublic(t testing.TB, k *keyhold.BYOKKEK) *rsa.PublicKey {
 	t.Helper()
@@ -89,6 +101,11 @@ func TestBYOKTransfer(t *testing.T) {
 		if _, err := f.p.BYOKKEK(f.ctx); keyhold.ErrorCode(err) != keyhold.CodeNotFound || !strings.Contains(keyhold.ErrorMessage(err), "keyhold byok kek create") {
 			t.Fatalf("KEK before its creation: %v", err)
 		}
+		f.fixture.refuse(t, "a blob before the tenant has a KEK", keyhold.CodeBadRequest, []string{"no key exchange key", "keyhold byok kek create"}, func() error {
+			some := newRSA(t, 2048)
+			_, err := f.p.UploadBYOKKey(f.ctx, keyhold.BYOKUpload{Transfer: transferBlob(t, &some.PublicKey, cmkBase+"/kek", some)})
+			return err
+		})
 		f.fixture.refuse(t, "a 2048-bit KEK", keyhold.CodeBadRequest, []string{"2048", "3072 or 4096"}, func() error {
 			_, err := f.p.CreateBYOKKEK(f.ctx, 2048)
 			return err
@@ -130,6 +147,7 @@ func TestBYOKTransfer(t *testing.T) {
 			{"a blob for another KEK", transferBlob(t, &other.PublicKey, kek.KID, target), []string{"does not decrypt", "another KEK"}},
 			{"a blob naming another kid", transferBlob(t, kekPub, cmkBase+"/keys/kek/1", target), []string{"header.kid", kek.KID}},
 			{"not a blob", []byte("not json"), []string{"not JSON"}},
+			{"a 1024-bit key", transferBlob(t, kekPub, kek.KID, rsa1024(t)), []string{"RSA-1024", "2048, 3072 or 4096"}},
 		} {
 			f.fixture.refuse(t, c.what, keyhold.CodeBadRequest, c.mention, func() error {
 				_, err := f.p.UploadBYOKKey(f.ctx, keyhold.BYOKUpload{Transfer: c.blob})
