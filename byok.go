@@ -70,12 +70,14 @@ type BYOKKey struct {
 }
 
 // BYOKUpload is a key an administrator uploads: exactly one of JWK (an
-// RSA private key) or PFX (a PKCS #12 file holding one RSA key and its
-// certificate, opened with Password).
+// RSA private key), PFX (a PKCS #12 file holding one RSA key and its
+// certificate, opened with Password), or Transfer (a key-transfer blob
+// wrapped to the tenant's KEK: byok_transfer.go).
 type BYOKUpload struct {
 	JWK      *JSONWebKey
 	PFX      []byte
 	Password string
+	Transfer []byte
 }
 
 // BYOKTx is the part of a store transaction that holds tenants' BYOK keys.
@@ -153,6 +155,7 @@ const BYOKKeyRetention = 28 * 24 * time.Hour
 // a platform administrator directory role (CodeForbidden otherwise), and
 // no method ever returns key material.
 type BYOKService interface {
+	BYOKKEKService
 	// ListBYOKKeys lists the tenant's keys, oldest first.
 	ListBYOKKeys(ctx context.Context) ([]*BYOKKey, error)
 	// UploadBYOKKey stores an uploaded RSA key (2048, 3072 or 4096 bits)

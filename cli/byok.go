@@ -24,7 +24,7 @@ func newCmdBYOK(f *Factory) *cobra.Command {
 	cmd := newGroup("byok", "Manage the tenant's legacy bring-your-own-key (BYOK) encryption")
 	key := newGroup("key", "Manage the tenant's BYOK keys")
 	key.AddCommand(newCmdBYOKList(f, nil), newCmdBYOKUpload(f, nil), newCmdBYOKGenerate(f, nil), newCmdBYOKActivate(f, nil))
-	cmd.AddCommand(key, newCmdBYOKApply(f, nil), newCmdBYOKLock(f, nil), newCmdBYOKUnlock(f, nil), newCmdBYOKRemove(f, nil))
+	cmd.AddCommand(key, newCmdBYOKKEK(f), newCmdBYOKApply(f, nil), newCmdBYOKLock(f, nil), newCmdBYOKUnlock(f, nil), newCmdBYOKRemove(f, nil))
 	return cmd
 }
 
@@ -85,10 +85,11 @@ given the same key again.`,
 func newCmdBYOKUnlock(f *Factory, runF func(*BYOKOptions) error) *cobra.Command {
 	opts := &BYOKOptions{IO: f.IO, Client: byokServices(f), Action: "unlock"}
 	cmd := &cobra.Command{
-		Use:   "unlock (--jwk FILE | --pfx FILE --password-stdin)",
+		Use:   "unlock (--jwk FILE | --pfx FILE --password-stdin | --byok-file FILE.byok)",
 		Short: "Unlock the tenant by supplying its Active BYOK key again",
 		Long: `Unlock the tenant by supplying its Active BYOK key again, as a JWK or a PFX
-(as for "keyhold byok key upload"). Only the same key unlocks; the
+or a key-transfer blob (as for "keyhold byok key upload"; a blob's key is
+unwrapped in the token only to compare it). Only the same key unlocks; the
 environments the lock disabled are enabled again.`,
 		Example: `  echo "$PFX_PASSWORD" | keyhold byok unlock --pfx key.pfx --password-stdin`,
 		Args:    exactArgs(),
@@ -109,13 +110,22 @@ func keyFlags(cmd *cobra.Command, opts *BYOKOptions) {
 	cmd.Flags().StringVar(&opts.JWKFile, "jwk", "", "the RSA private key as a JSON web key (`FILE`, or - for stdin)")
 	cmd.Flags().StringVar(&opts.PFXFile, "pfx", "", "the RSA private key and its certificate as a PKCS #12 `FILE`")
 	cmd.Flags().BoolVar(&opts.PasswordStdin, "password-stdin", false, "read the PFX's password from stdin")
+	cmd.Flags().StringVar(&opts.BYOKFile, "byok-file", "", "a key-transfer blob (`FILE`.byok) wrapped to the tenant's KEK")
 }
 
 // checkKeyFlags refuses a combination of keyFlags that gives no key.
 func checkKeyFlags(opts *BYOKOptions) error {
+	given := 0
+	for _, f := range []string{opts.JWKFile, opts.PFXFile, opts.BYOKFile} {
+		if f != "" {
+			given++
+		}
+	}
 	switch {
-	case (opts.JWKFile == "") == (opts.PFXFile == ""):
-		return usageErrorf("give the key with --jwk FILE or --pfx FILE --password-stdin")
+	case given != 1:
+		return usageErrorf("give the key with --jwk FILE or --pfx FILE --password-stdin, or a key-transfer blob with --byok-file FILE.byok")
+	case opts.BYOKFile != "" && opts.PasswordStdin:
+		return usageErrorf("--password-stdin is for a PFX: a transfer blob has no password")
 	case opts.PFXFile != "" && !opts.PasswordStdin:
 		return usageErrorf("a PFX needs its password: pipe it to stdin and add --password-stdin")
 	case opts.JWKFile != "" && opts.PasswordStdin:
@@ -143,6 +153,7 @@ type BYOKOptions struct {
 	JWKFile       string // upload: a JWK file, or "-" for stdin
 	PFXFile       string // upload: a PFX file
 	PasswordStdin bool   // upload: read the PFX's password from stdin's first line
+	BYOKFile      string // upload, unlock: a key-transfer blob (byok_kek.go)
 	Size          int    // generate
 	ID            string // activate
 }
@@ -164,7 +175,7 @@ func newCmdBYOKList(f *Factory, runF func(*BYOKOptions) error) *cobra.Command {
 func newCmdBYOKUpload(f *Factory, runF func(*BYOKOptions) error) *cobra.Command {
 	opts := &BYOKOptions{IO: f.IO, Client: byokServices(f), Action: "upload"}
 	cmd := &cobra.Command{
-		Use:   "upload (--jwk FILE | --pfx FILE --password-stdin)",
+		Use:   "upload (--jwk FILE | --pfx FILE --password-stdin | --byok-file FILE.byok)",
 		Short: "Upload an RSA key as a BYOK key",
 		Long: `Upload the tenant's own RSA private key (2048, 3072 or 4096 bits) as a BYOK
 key. It is stored Installing, sealed under the server's master key; activate
@@ -174,9 +185,14 @@ Give it as a JSON web key (--jwk FILE, or - for stdin: kty RSA with n, e, d,
 p and q), or as a PKCS #12 file (--pfx FILE) whose password is the first
 line of stdin (--password-stdin), so that it appears in no process list.
 The PFX must be encrypted with PBE-SHA1-3DES: with OpenSSL 3, export it with
-"openssl pkcs12 -export -legacy".`,
+"openssl pkcs12 -export -legacy".
+
+Or give it in the HSM key-transfer format (--byok-file FILE.byok), wrapped to
+the tenant's key-exchange key ("keyhold byok kek create"): the server
+unwraps it inside its PKCS#11 token, where the key stays, not extractable.`,
 		Example: `  keyhold byok key upload --jwk key.jwk.json
-  echo "$PFX_PASSWORD" | keyhold byok key upload --pfx key.pfx --password-stdin`,
+  echo "$PFX_PASSWORD" | keyhold byok key upload --pfx key.pfx --password-stdin
+  keyhold byok key upload --byok-file key.byok`,
 		Args: exactArgs(),
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			opts.Ctx, opts.Format = cmd.Context(), f.Format
@@ -336,6 +352,11 @@ func byokTenantRun(opts *BYOKOptions) error {
 // readBYOKUpload reads the key file, and the PFX's password from stdin.
 func readBYOKUpload(opts *BYOKOptions) (keyhold.BYOKUpload, error) {
 	var up keyhold.BYOKUpload
+	if opts.BYOKFile != "" {
+		b, err := os.ReadFile(opts.BYOKFile)
+		up.Transfer = b
+		return up, err
+	}
 	if opts.PFXFile != "" {
 		b, err := os.ReadFile(opts.PFXFile)
 		if err != nil {

@@ -8,6 +8,7 @@ package http
 //	     {"jwk":{"kty":"RSA","n":…,"e":…,"d":…,"p":…,"q":…}}      upload an RSA private key
 //	     {"pfx":"<base64>","password":"…"}                         upload a PKCS #12 file
 //	     {"generate":true,"keySize":2048}                          have Keyhold generate one
+//	     {"transferBlob":"<base64url>"}                            a key-transfer blob (byok_transfer.go)
 //	POST /providers/Microsoft.BusinessAppPlatform/scopes/admin/byokKeys/{keyId}/activate 200 the key
 //
 // The tenant is the caller's. A key is shown by id, state (Installing,
@@ -27,13 +28,13 @@ import (
 const (
 	byokPath     = bapPrefix + "/scopes/admin/byokKeys"
 	maxBYOKBody  = 64 << 10
-	exampleBYOK  = `{"jwk":{"kty":"RSA","n":"…","e":"AQAB","d":"…","p":"…","q":"…"}}, {"pfx":"<base64>","password":"…"} or {"generate":true,"keySize":2048}`
+	exampleBYOK  = `{"jwk":{"kty":"RSA","n":"…","e":"AQAB","d":"…","p":"…","q":"…"}}, {"pfx":"<base64>","password":"…"}, {"transferBlob":"<base64url of the .byok file>"} or {"generate":true,"keySize":2048}`
 	activateBYOK = "activate"
 	// byokAction is the last segment of the route that moves an
 	// environment under the tenant's BYOK key.
 	byokAction     = "byok"
 	byokTenantPath = bapPrefix + "/scopes/admin/byok"
-	exampleUnlock  = `{"jwk":{…}} or {"pfx":"<base64>","password":"…"}: the tenant's Active BYOK key`
+	exampleUnlock  = `{"jwk":{…}}, {"pfx":"<base64>","password":"…"} or {"transferBlob":"<base64url>"}: the tenant's Active BYOK key`
 )
 
 // byokRoutes declares the BYOK key routes; none while s.BYOK is nil.
@@ -105,6 +106,9 @@ type byokAddJSON struct {
 	Password *string      `json:"password,omitempty"`
 	Generate *bool        `json:"generate,omitempty"`
 	KeySize  *int         `json:"keySize,omitempty"`
+	// Transfer is a key-transfer blob (the .byok file's bytes, base64url)
+	// wrapped to the tenant's KEK: byok_transfer.go.
+	Transfer *string `json:"transferBlob,omitempty"`
 }
 
 // listBYOKKeys: GET …/scopes/admin/byokKeys.
@@ -128,13 +132,13 @@ func (s *Server) addBYOKKey(w nethttp.ResponseWriter, r *nethttp.Request) error 
 		return err
 	}
 	var in byokAddJSON
-	if err := decodeKnown(body, &in, exampleBYOK, "jwk", "pfx", "password", "generate", "keySize"); err != nil {
+	if err := decodeKnown(body, &in, exampleBYOK, "jwk", "pfx", "password", "generate", "keySize", "transferBlob"); err != nil {
 		return err
 	}
 	var k *keyhold.BYOKKey
 	generate := in.Generate != nil && *in.Generate
 	switch {
-	case generate && (in.JWK != nil || in.PFX != nil || in.Password != nil):
+	case generate && (in.JWK != nil || in.PFX != nil || in.Password != nil || in.Transfer != nil):
 		return keyhold.Errorf(keyhold.CodeBadRequest, "generate was asked with a key to upload: send either generate (and keySize) or a key, as in %s", exampleBYOK)
 	case generate:
 		size := 0
@@ -174,6 +178,13 @@ func (in *byokAddJSON) upload() (keyhold.BYOKUpload, error) {
 			return up, keyhold.Errorf(keyhold.CodeBadRequest, "pfx is not base64: encode the PKCS #12 file's bytes with standard base64 (RFC 4648, section 4)")
 		}
 		up.PFX = b
+	}
+	if in.Transfer != nil {
+		b, err := fromB64URL("transferBlob", strings.TrimSpace(*in.Transfer))
+		if err != nil {
+			return up, keyhold.Errorf(keyhold.CodeBadRequest, "%s", keyhold.ErrorMessage(err))
+		}
+		up.Transfer = b
 	}
 	if j := in.JWK; j != nil {
 		jwk := &keyhold.JSONWebKey{Kty: j.Kty}
@@ -236,6 +247,10 @@ func byokUploadJSON(up keyhold.BYOKUpload) byokAddJSON {
 	}
 	if up.Password != "" {
 		in.Password = &up.Password
+	}
+	if up.Transfer != nil {
+		s := base64.RawURLEncoding.EncodeToString(up.Transfer)
+		in.Transfer = &s
 	}
 	if j := up.JWK; j != nil {
 		b64 := base64.RawURLEncoding.EncodeToString
@@ -309,7 +324,7 @@ func (s *Server) unlockBYOK(w nethttp.ResponseWriter, r *nethttp.Request) error 
 		return err
 	}
 	var in byokAddJSON
-	if err := decodeKnown(body, &in, exampleUnlock, "jwk", "pfx", "password"); err != nil {
+	if err := decodeKnown(body, &in, exampleUnlock, "jwk", "pfx", "password", "transferBlob"); err != nil {
 		return err
 	}
 	up, err := in.upload()

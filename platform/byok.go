@@ -28,6 +28,9 @@ type BYOK struct {
 	// master seals and opens the keys. The platform keeps its own copy of
 	// the master key for this, as the built-in vault does for its keys.
 	master *crypt.Key
+	// token holds KEKs and the keys uploaded as transfer blobs (nil: no
+	// PKCS#11 token): byok_transfer.go.
+	token keyhold.BYOKToken
 }
 
 // Audit actions of BYOK keys.
@@ -76,6 +79,9 @@ func (b *BYOK) UploadBYOKKey(ctx context.Context, up keyhold.BYOKUpload) (*keyho
 	// learns whether a key or password is right.
 	if err := b.store.View(ctx, func(tx keyhold.Tx) error { return requireAdmin(ctx, tx, id) }); err != nil {
 		return nil, err
+	}
+	if up.Transfer != nil {
+		return b.uploadTransfer(ctx, id, up) // byok_transfer.go
 	}
 	priv, src, err := parseUpload(up)
 	if err != nil {
@@ -222,7 +228,7 @@ func (b *BYOK) ActivateBYOKKey(ctx context.Context, keyID string) (*keyhold.BYOK
 			return keyhold.Errorf(keyhold.CodeConflict, "the tenant's BYOK key was last activated at %s, and activations are limited to one per 24 hours: activate key %s after %s",
 				last.Format(time.RFC3339), k.ID, next.Format(time.RFC3339))
 		}
-		if err := b.open(k); err != nil {
+		if err := b.open(ctx, k); err != nil {
 			return err
 		}
 		for _, o := range ks {
@@ -251,12 +257,12 @@ func (b *BYOK) ActivateBYOKKey(ctx context.Context, keyID string) (*keyhold.BYOK
 // its own (tenant and id) and matches its thumbprint, and destroys what it
 // opened: a key whose row was changed outside Keyhold is refused
 // (CodeRecordIntegrity) before anything is wrapped under it.
-func (b *BYOK) open(k *keyhold.BYOKKey) error {
-	priv, err := b.openKey(k)
+func (b *BYOK) open(ctx context.Context, k *keyhold.BYOKKey) error {
+	o, err := b.openBYOK(ctx, k)
 	if err != nil {
 		return err
 	}
-	zeroRSA(priv)
+	o.destroy()
 	return nil
 }
 

@@ -67,11 +67,7 @@ func (w *byokWrapper) key(ctx context.Context, kid string) (*byokOpened, error) 
 	if err != nil {
 		return nil, err
 	}
-	priv, err := w.b.openKey(k)
-	if err != nil {
-		return nil, err
-	}
-	return &byokOpened{key: k, priv: priv}, nil
+	return w.b.openBYOK(ctx, k)
 }
 
 // Wrap wraps plaintext under the BYOK key keyID names ("byok/{keyId}").
@@ -81,7 +77,7 @@ func (w *byokWrapper) Wrap(ctx context.Context, keyID string, plaintext []byte) 
 		return "", nil, err
 	}
 	defer o.destroy()
-	ct, err := crypt.WrapOAEP(&o.priv.PublicKey, crypt.AlgRSAOAEP256, plaintext)
+	ct, err := crypt.WrapOAEP(o.public(), crypt.AlgRSAOAEP256, plaintext)
 	if err != nil {
 		return "", nil, err
 	}
@@ -95,7 +91,7 @@ func (w *byokWrapper) Unwrap(ctx context.Context, kid string, ciphertext []byte)
 		return nil, err
 	}
 	defer o.destroy()
-	return crypt.UnwrapOAEP(o.priv, crypt.AlgRSAOAEP256, ciphertext)
+	return o.unwrap(ctx, ciphertext)
 }
 
 // errBYOKLocked refuses what a tenant lock stops; envID may be "".
@@ -324,12 +320,10 @@ func (b *BYOK) UnlockBYOKTenant(ctx context.Context, up keyhold.BYOKUpload) ([]s
 	if err := b.store.View(ctx, func(tx keyhold.Tx) error { return requireAdmin(ctx, tx, id) }); err != nil {
 		return nil, err
 	}
-	priv, _, err := parseUpload(up)
+	thumb, err := b.uploadThumbprint(ctx, id.TenantID, up) // a transfer blob: byok_transfer.go
 	if err != nil {
 		return nil, err
 	}
-	thumb := crypt.RSAThumbprint(&priv.PublicKey)
-	zeroRSA(priv)
 	var enabled []string
 	err = b.store.Update(ctx, func(tx keyhold.Tx) error {
 		enabled = nil
@@ -360,7 +354,7 @@ func (b *BYOK) UnlockBYOKTenant(ctx context.Context, up keyhold.BYOKUpload) ([]s
 			}
 			return keyhold.Errorf(keyhold.CodeForbidden, "the key supplied (thumbprint %s) is not the tenant's Active BYOK key (thumbprint %s): only the same key unlocks the tenant; it stays locked", thumb, want)
 		}
-		if _, err := b.openKey(active); err != nil { // its record must still be the key's
+		if err := b.open(ctx, active); err != nil { // its record must still be the key's
 			return err
 		}
 		envs, err := tx.ListEnvironments(ctx, keyhold.EnvironmentFilter{TenantID: id.TenantID})
@@ -400,10 +394,14 @@ func (b *BYOK) UnlockBYOKTenant(ctx context.Context, up keyhold.BYOKUpload) ([]s
 	return enabled, nil
 }
 
-// byokOpened is an opened BYOK key, zeroed by destroy.
+// byokOpened is an opened BYOK key, zeroed by destroy: priv in memory,
+// or a token-held key's ref and pub (byok_transfer.go).
 type byokOpened struct {
-	key  *keyhold.BYOKKey
-	priv *rsa.PrivateKey
+	key   *keyhold.BYOKKey
+	priv  *rsa.PrivateKey
+	pub   *rsa.PublicKey
+	ref   []byte
+	token keyhold.BYOKToken
 }
 
 func (o *byokOpened) destroy() { zeroRSA(o.priv) }

@@ -115,6 +115,9 @@ func (b *BYOK) RunBYOKShred(ctx context.Context) (int, error) {
 			return err
 		}
 		for _, st := range due {
+			if err := b.shredToken(ctx, tx, st.TenantID); err != nil { // token-held keys: byok_transfer.go
+				return err
+			}
 			n, err := tx.DeleteBYOKKeys(ctx, st.TenantID)
 			if err != nil {
 				return err

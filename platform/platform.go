@@ -106,6 +106,11 @@ type Config struct {
 	// keys of the environment (broadcast.go). Nil: keys are dropped only
 	// here, enough for a single server.
 	Broadcaster keyhold.Broadcaster
+
+	// BYOKToken, if set, is the PKCS#11 token that holds tenants' BYOK
+	// key-exchange keys and the BYOK keys uploaded as transfer blobs
+	// (byok_transfer.go; vault.BYOKToken). Nil: those are refused.
+	BYOKToken keyhold.BYOKToken
 }
 
 // KeyVault names the keys of a key vault: what the platform needs of it
@@ -188,6 +193,7 @@ func Open(ctx context.Context, cfg Config) (*Platform, error) {
 	}
 	pl := assemble(p)
 	pl.BYOK.master = cfg.MasterKey.Clone() // seals tenants' BYOK keys (byok.go)
+	pl.BYOK.token = cfg.BYOKToken          // holds transfer-blob keys (byok_transfer.go)
 	pl.Tokens.tokTTL = cfg.TokenTTL
 	if pl.Tokens.tokTTL <= 0 {
 		pl.Tokens.tokTTL = DefaultTokenTTL

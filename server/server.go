@@ -289,6 +289,7 @@ func Run(ctx context.Context, cfg Config) error {
 			return keyprovider.NewFederated(keyprovider.FederatedIdentity{TenantID: x.TenantID, ClientID: x.ClientID, AuthorityHost: x.AuthorityHost}, assertion, nil)
 		},
 		Broadcaster: bc,
+		BYOKToken:   vault.BYOKToken(kv), // nil without a PKCS#11 token
 	})
 	if err != nil {
 		if createdMasterFile != "" {
