@@ -112,6 +112,9 @@ type Server struct {
 	// BYOK keeps the tenant's legacy BYOK keys (byok.go). Nil: none of
 	// its routes is served.
 	BYOK keyhold.BYOKService
+	// Coverage reports an environment's encryption coverage
+	// (coverage.go). Nil: no such route.
+	Coverage keyhold.CoverageService
 
 	once        sync.Once
 	throttle    *throttle
@@ -237,7 +240,7 @@ func (s *Server) routes() []route {
 	// The resource manager and key vault areas declare their routes in
 	// their own files (arm.go, directory.go, keyvault.go); each adds nothing while its
 	// services are unset.
-	return slices.Concat(core, s.armRoutes(), s.directoryRoutes(), s.keyVaultRoutes(), s.cmkRoutes(), s.lockRoutes(), s.policyRoutes(), s.eventRoutes(), s.backupRoutes(), s.oidcRoutes(), s.certificateRoutes(), s.federatedRoutes(), s.signInRoutes(), s.byokRoutes())
+	return slices.Concat(core, s.armRoutes(), s.directoryRoutes(), s.keyVaultRoutes(), s.cmkRoutes(), s.lockRoutes(), s.policyRoutes(), s.eventRoutes(), s.backupRoutes(), s.oidcRoutes(), s.certificateRoutes(), s.federatedRoutes(), s.signInRoutes(), s.byokRoutes(), s.coverageRoutes())
 }
 
 // router answers requests that match no route with the Azure error body:
