@@ -98,6 +98,10 @@ type BackupTx interface {
 	// BackupEpochs lists, in ascending order, the epochs that the backups
 	// of an environment hold items under.
 	BackupEpochs(ctx context.Context, envID string) ([]uint32, error)
+	// BackupEpochCounts counts, per epoch in ascending order, the rows and
+	// files an environment's backups hold, with the latest expiry of the
+	// backups that hold them.
+	BackupEpochCounts(ctx context.Context, envID string) ([]BackupEpochCount, error)
 	// StageBackup stores b (as CreateBackup does) with no items: the
 	// staging area a restore writes re-sealed rows into page by page
 	// (InsertBackupRows) and moves into its environment at once

@@ -50,6 +50,7 @@ type EnvironmentClient interface {
 	EnvironmentService
 	DataService
 	AuditService
+	CoverageService
 }
 
 // APIClient is a connection as "login" checks it: the environment

@@ -25,12 +25,13 @@ type WrappedKeyFilter struct {
 	Limit int
 }
 
-// EpochCount is how many rows and files of an environment are sealed under
-// one of its epochs.
+// EpochCount is how many rows, files and audit entries of an environment
+// are sealed under one of its epochs.
 type EpochCount struct {
 	Epoch uint32
 	Rows  int64
 	Files int64
+	Audit int64
 }
 
 // KeyVersionUse records when an environment key last moved off a version

@@ -109,7 +109,36 @@ type AuditEntry struct {
 	EnvID    string    `json:"environmentId,omitempty"`
 	Result   string    `json:"result"`
 	Detail   string    `json:"detail,omitempty"`
+	// Withheld says Target and Detail are sealed under the environment's
+	// key and could not be opened for this read (the environment is
+	// locked, or its key unreachable): see AuditSealed.
+	Withheld bool `json:"withheld,omitempty"`
+	// Epoch, Version and Sealed are an environment entry's seal as the
+	// store holds it: Target and Detail sealed under the audit store key
+	// of the environment's epoch Epoch, bound to the environment, the
+	// entry's id and Version. Sealed is nil for an entry in clear.
+	Epoch   uint32 `json:"-"`
+	Version uint64 `json:"-"`
+	Sealed  []byte `json:"-"`
 }
+
+// AuditSealed reports whether an action's entries belong to the
+// environment's own audit, sealed under its key: the data plane's (rows
+// and files), whose targets name the customer's tables, rows and files.
+// Every other entry, environment lifecycle and custody included, is the
+// platform's log, in clear: the platform reads it itself (a lock's
+// recorded reason, the change feed) when the environment's key is gone.
+func AuditSealed(action string) bool {
+	for _, pre := range AuditSealedActions() {
+		if len(action) > len(pre) && action[:len(pre)] == pre {
+			return true
+		}
+	}
+	return false
+}
+
+// AuditSealedActions returns the action prefixes of AuditSealed.
+func AuditSealedActions() []string { return []string{"row.", "file."} }
 
 // AuditFilter selects audit entries, newest first.
 type AuditFilter struct {
@@ -123,5 +152,10 @@ type AuditFilter struct {
 	// ActionPrefixes, if set, selects the entries whose action starts with
 	// one of them (letters, digits and dots only).
 	ActionPrefixes []string
-	Limit          int
+	// Epoch, if not 0, selects the entries sealed under that epoch;
+	// Plain selects the entries of AuditSealedActions still in clear
+	// (written before Keyhold sealed them).
+	Epoch uint32
+	Plain bool
+	Limit int
 }

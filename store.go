@@ -122,4 +122,14 @@ type Tx interface {
 	// Audit log, append-only. AppendAudit sets e.ID.
 	AppendAudit(ctx context.Context, e *AuditEntry) error
 	ListAudit(ctx context.Context, f AuditFilter) ([]*AuditEntry, error)
+	// SealAudit replaces entry e.ID's Target and Detail with e.Sealed
+	// under e.Epoch at e.Version, only while the entry is still under
+	// epoch from (0: in clear): it reports whether it did, so that a walk
+	// run again, or racing another, moves each entry once.
+	SealAudit(ctx context.Context, e *AuditEntry, from uint32) (bool, error)
+	// ShredAudit drops the seals of envID's entries sealed under any
+	// epoch but keep, whose keys a reset destroys: their target and detail
+	// are gone for good (time, actor and action stay). It returns how
+	// many it shredded.
+	ShredAudit(ctx context.Context, envID string, keep uint32) (int64, error)
 }

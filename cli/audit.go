@@ -85,7 +85,11 @@ func auditListRun(opts *AuditListOptions) error {
 		if env == "" {
 			env = "-"
 		}
-		row(tw, timestamp(e.At), e.ActorID, e.Action, e.Target, env, e.Result)
+		target := e.Target
+		if e.Withheld {
+			target = "(withheld: sealed under the environment's key)"
+		}
+		row(tw, timestamp(e.At), e.ActorID, e.Action, target, env, e.Result)
 	}
 	return tw.Flush()
 }

@@ -2,6 +2,7 @@ package cli
 
 import (
 	"context"
+	"strings"
 	"testing"
 	"time"
 
@@ -47,5 +48,21 @@ func TestAuditListRun(t *testing.T) {
 		"2025-01-02T02:04:05Z  app1   environment.create  e1           -            Succeeded\n"
 	if out.String() != want {
 		t.Errorf("output:\n%s\nwant:\n%s", out, want)
+	}
+}
+
+// TestAuditListWithheld: an entry sealed under a locked environment's key
+// says so instead of an empty target.
+func TestAuditListWithheld(t *testing.T) {
+	at := time.Date(2025, 1, 2, 3, 4, 5, 0, time.UTC)
+	c := &fakeClient{audit: []*keyhold.AuditEntry{
+		{ID: 1, At: at, ActorID: "app1", Action: "row.put", EnvID: "e1", Result: "Succeeded", Withheld: true},
+	}}
+	streams, out, _ := testIO("")
+	if err := auditListRun(&AuditListOptions{IO: streams, Ctx: context.Background(), Client: c.services(), Format: FormatTable, Top: 50}); err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(out.String(), "(withheld: sealed under the environment's key)") {
+		t.Errorf("output:\n%s\nwant the entry marked withheld", out)
 	}
 }

@@ -16,6 +16,7 @@ func newCmdEnv(f *Factory) *cobra.Command {
 		newCmdEnvCreate(f, nil),
 		newCmdEnvList(f, nil),
 		newCmdEnvShow(f, nil),
+		newCmdEnvCoverage(f, nil),
 		newCmdEnvDelete(f, nil),
 		newCmdEnvEnableManaged(f, nil),
 		newCmdEnvEnableIntegration(f, nil),

@@ -18,6 +18,7 @@ type fakeClient struct {
 	token    func(scope string) (*keyhold.Token, error)
 	envs     []*keyhold.Environment
 	audit    []*keyhold.AuditEntry
+	coverage *keyhold.EncryptionCoverage
 	openFile func(envID, name string) (*keyhold.FileInfo, io.ReadCloser, error)
 	getRow   func(envID, table, id string) (*keyhold.Row, error)
 	putRow   func(envID, table, id string, data json.RawMessage) (*keyhold.Row, error)
@@ -37,6 +38,10 @@ func (c *fakeClient) Token(_ context.Context, scope string) (*keyhold.Token, err
 
 func (c *fakeClient) ListEnvironments(context.Context) ([]*keyhold.Environment, error) {
 	return c.envs, nil
+}
+
+func (c *fakeClient) EncryptionCoverage(context.Context, string) (*keyhold.EncryptionCoverage, error) {
+	return c.coverage, nil
 }
 
 func (c *fakeClient) ListAudit(context.Context, keyhold.AuditFilter) ([]*keyhold.AuditEntry, error) {

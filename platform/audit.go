@@ -22,5 +22,13 @@ func (p *Environments) ListAudit(ctx context.Context, f keyhold.AuditFilter) ([]
 		entries, err = tx.ListAudit(ctx, f)
 		return err
 	})
-	return entries, err
+	if err != nil {
+		return nil, err
+	}
+	// The environment's own entries are opened with its key, outside the
+	// transaction (an unwrap may reach the customer's vault).
+	if err := p.openAudit(ctx, entries); err != nil {
+		return nil, err
+	}
+	return entries, nil
 }

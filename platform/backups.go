@@ -482,7 +482,7 @@ func epochsInUse(ctx context.Context, tx keyhold.Tx, env *keyhold.Environment) (
 		return nil, err
 	}
 	for _, c := range counts {
-		if c.Rows+c.Files > 0 {
+		if c.Rows+c.Files+c.Audit > 0 {
 			keep[c.Epoch] = true
 		}
 	}

@@ -97,7 +97,7 @@ func (p *Environments) PutFile(ctx context.Context, envID, name string, r io.Rea
 	}
 	rec.Chunks = cw.seq
 	rec.UpdatedAt = p.clock.Now().UTC()
-	err = p.updateData(ctx, func(tx keyhold.Tx) error {
+	err = p.writeWithAudit(ctx, envID, func(tx keyhold.Tx, need *uint32) error {
 		cenv, err := p.access(ctx, tx, id, envID, writeData)
 		if err != nil {
 			return err
@@ -123,7 +123,8 @@ func (p *Environments) PutFile(ctx context.Context, envID, name string, r io.Rea
 				return err
 			}
 		}
-		return p.audit(ctx, tx, id, "file.put", fileTarget(envID, name), envID, fmt.Sprintf("%d bytes", rec.Size))
+		*need = cenv.Epoch
+		return auditData(ctx, p.core, tx, id, "file.put", fileTarget(envID, name), cenv, fmt.Sprintf("%d bytes", rec.Size))
 	})
 	if err != nil {
 		return nil, err

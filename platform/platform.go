@@ -233,6 +233,14 @@ func Open(ctx context.Context, cfg Config) (*Platform, error) {
 	if err := p.startBroadcast(cfg.Broadcaster, cfg.Registerer); err != nil {
 		return nil, err
 	}
+	// Audit entries written in clear before Keyhold sealed them are sealed
+	// now, each under its environment's key (audit_seal.go); those of an
+	// environment whose key can't be reached wait for the next start.
+	sctx, cancel := context.WithTimeout(ctx, sealPlainAuditBudget)
+	if n, left, err := pl.Environments.SealPlainAudit(sctx); err != nil || n > 0 || left > 0 {
+		p.log.InfoContext(ctx, "sealed the audit entries kept in clear", "sealed", n, "left", left, "err", err)
+	}
+	cancel()
 	return pl, nil
 }
 

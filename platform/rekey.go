@@ -45,6 +45,10 @@ type rekeyProgress struct {
 	// after AfterFile.
 	Files     bool   `json:"files,omitempty"`
 	AfterFile string `json:"afterFile,omitempty"`
+	// Audit says every file has moved and the environment's sealed
+	// audit entries are moving (audit_seal.go): they leave each old
+	// epoch oldest first, so the walk needs no cursor.
+	Audit bool `json:"audit,omitempty"`
 }
 
 // stepNewEpoch starts epoch FromEpoch+1: a fresh EK, wrapped only by the
@@ -194,10 +198,37 @@ func (p *CMK) stepRekey(ctx context.Context, op *keyhold.Operation) (ops.StepRes
 			return save(true)
 		}
 	}
-	n, more, err := p.rekeyFiles(ctx, env.ID, cur, &prog, deadline)
-	op.Done += n
-	if err != nil {
-		return ops.StepResult{}, err
+	if !prog.Audit {
+		n, more, err := p.rekeyFiles(ctx, env.ID, cur, &prog, deadline)
+		op.Done += n
+		if err != nil {
+			return ops.StepResult{}, err
+		}
+		if more {
+			return save(true)
+		}
+		prog = rekeyProgress{Files: true, Audit: true}
+	}
+	more := false
+	for _, from := range old {
+		for {
+			// Done and Total count rows and files, the items a
+			// caller follows; the audit entries move uncounted.
+			_, full, err := p.rekeyAudit(ctx, env.ID, from, cur)
+			if err != nil {
+				return ops.StepResult{}, err
+			}
+			if !full {
+				break
+			}
+			if time.Now().After(deadline) {
+				more = true
+				break
+			}
+		}
+		if more {
+			break
+		}
 	}
 	if !more {
 		// The flows' items (issue 15) move last, all in this step run.
@@ -451,12 +482,12 @@ func (p *CMK) stepDestroy(ctx context.Context, op *keyhold.Operation) (ops.StepR
 			return "", "", err
 		}
 		for _, c := range counts {
-			if c.Epoch == env.Epoch || c.Rows+c.Files == 0 {
+			if c.Epoch == env.Epoch || c.Rows+c.Files+c.Audit == 0 {
 				continue
 			}
 			if !slices.ContainsFunc(wks, func(wk *keyhold.WrappedKey) bool { return wk.Epoch == c.Epoch }) {
 				return "", "", ops.Permanent(keyhold.Errorf(keyhold.CodeInternal,
-					"environment %s holds %d items under epoch %d, whose key is gone: they can't be read or re-keyed; restore them from a backup", env.ID, c.Rows+c.Files, c.Epoch))
+					"environment %s holds %d items under epoch %d, whose key is gone: they can't be read or re-keyed; restore them from a backup", env.ID, c.Rows+c.Files+c.Audit, c.Epoch))
 			}
 			return "", "", errItemsLeft
 		}

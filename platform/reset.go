@@ -71,6 +71,11 @@ func (p *Backups) stepReset(ctx context.Context, op *keyhold.Operation) (ops.Ste
 		if err := tx.PutWrappedKey(ctx, wk); err != nil {
 			return err
 		}
+		// The environment's own audit entries were sealed under the keys
+		// destroyed here: their targets and details go with them.
+		if _, err := tx.ShredAudit(ctx, env.ID, next); err != nil {
+			return err
+		}
 		from := env.PolicyID
 		env.Epoch = next
 		env.KeyManagedBy, env.PolicyID, env.PolicySystemID, env.LinkStatus = keyhold.KeyManagedByMicrosoft, "", "", ""

@@ -96,7 +96,11 @@ func (p *Environments) PutRow(ctx context.Context, envID, table, rowID string, d
 			if err := tx.PutRow(ctx, rec); err != nil {
 				return err
 			}
-			return p.audit(ctx, tx, id, "row.put", rowTarget(env.ID, table, rowID), env.ID, "")
+			err = auditData(ctx, p.core, tx, id, "row.put", rowTarget(env.ID, table, rowID), env, "")
+			if errors.Is(err, errNeedKey) {
+				needKey, needEpoch = true, env.Epoch
+			}
+			return err
 		})
 		if needKey && attempt < maxCASRetries {
 			continue
@@ -191,14 +195,16 @@ func (p *Environments) DeleteRow(ctx context.Context, envID, table, rowID string
 	if err := validateRow(table, rowID); err != nil {
 		return err
 	}
-	err = p.updateData(ctx, func(tx keyhold.Tx) error {
-		if _, err := p.access(ctx, tx, id, envID, writeData); err != nil {
+	err = p.writeWithAudit(ctx, envID, func(tx keyhold.Tx, need *uint32) error {
+		env, err := p.access(ctx, tx, id, envID, writeData)
+		if err != nil {
 			return err
 		}
 		if err := tx.DeleteRow(ctx, envID, table, rowID); err != nil {
 			return err
 		}
-		return p.audit(ctx, tx, id, "row.delete", rowTarget(envID, table, rowID), envID, "")
+		*need = env.Epoch
+		return auditData(ctx, p.core, tx, id, "row.delete", rowTarget(envID, table, rowID), env, "")
 	})
 	if keyhold.ErrorCode(err) == keyhold.CodeRowNotFound || keyhold.ErrorCode(err) == keyhold.CodeNotFound {
 		return keyhold.Errorf(keyhold.CodeRowNotFound, "row %q was not found in table %q of environment %s", rowID, table, envID)

@@ -343,6 +343,7 @@ func Run(ctx context.Context, cfg Config) error {
 		CMK:        p,
 		Backups:    p,
 		BYOK:       p,
+		Coverage:   p,
 		Events:     p,
 		Keys:       p,
 		Health:     storeHealth(store), // a read and a rolled-back write

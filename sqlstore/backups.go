@@ -239,6 +239,19 @@ func (t *tx) BackupEpochs(ctx context.Context, envID string) ([]uint32, error) {
 		ORDER BY 1`, envID, envID)
 }
 
+// BackupEpochCounts counts an environment's backup items per epoch.
+func (t *tx) BackupEpochCounts(ctx context.Context, envID string) ([]keyhold.BackupEpochCount, error) {
+	return list(t, ctx, "count backup items by epoch", func(sc scanner) (keyhold.BackupEpochCount, error) {
+		var c keyhold.BackupEpochCount
+		err := sc.Scan(u32Col{&c.Epoch}, &c.Items, timeCol{&c.ExpiresAt})
+		return c, err
+	}, `SELECT x.epoch, COUNT(*), MAX(x.expires_at) FROM (
+		SELECT r.epoch, b.expires_at FROM backup_rows r JOIN backups b ON b.id = r.backup_id WHERE b.env_id = ?
+		UNION ALL
+		SELECT f.epoch, b.expires_at FROM backup_files f JOIN backups b ON b.id = f.backup_id WHERE b.env_id = ?
+	) x GROUP BY x.epoch ORDER BY x.epoch`, envID, envID)
+}
+
 // ClearEnvData deletes every row and file of an environment, and the
 // chunks of the generations its files point at. The chunks of uploads in
 // progress (generations in file_uploads) and of its backups stay, even

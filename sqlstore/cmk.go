@@ -78,7 +78,8 @@ func (t *tx) ResealRow(ctx context.Context, r *keyhold.RowRecord, fromEpoch uint
 	return nil
 }
 
-// EpochCounts counts an environment's rows and files per epoch.
+// EpochCounts counts an environment's rows, files and sealed audit
+// entries per epoch.
 func (t *tx) EpochCounts(ctx context.Context, envID string) ([]keyhold.EpochCount, error) {
 	type count struct {
 		epoch uint32
@@ -97,6 +98,10 @@ func (t *tx) EpochCounts(ctx context.Context, envID string) ([]keyhold.EpochCoun
 	if err != nil {
 		return nil, err
 	}
+	audit, err := list(t, ctx, "count audit entries by epoch", scan, `SELECT epoch, COUNT(*) FROM audit_log WHERE env_id = ? AND epoch <> 0 GROUP BY epoch`, envID)
+	if err != nil {
+		return nil, err
+	}
 	byEpoch := map[uint32]*keyhold.EpochCount{}
 	var out []keyhold.EpochCount
 	get := func(e uint32) *keyhold.EpochCount {
@@ -112,6 +117,9 @@ func (t *tx) EpochCounts(ctx context.Context, envID string) ([]keyhold.EpochCoun
 	}
 	for _, c := range files {
 		get(c.epoch).Files += c.n
+	}
+	for _, c := range audit {
+		get(c.epoch).Audit += c.n
 	}
 	for _, c := range byEpoch {
 		out = append(out, *c)

@@ -24,6 +24,8 @@ var cmkStoreTests = []struct {
 	{"StagedBackupRows", testStagedBackupRows},
 	{"PagedBackup", testPagedBackup},
 	{"EpochCounts", testEpochCounts},
+	{"AuditSealed", testAuditSealed},
+	{"BackupEpochCounts", testBackupEpochCounts},
 	{"KeyVersionUses", testKeyVersionUses},
 }
 
