@@ -63,7 +63,7 @@ func (p *Environments) EncryptionCoverage(ctx context.Context, envID string) (*k
 		}
 		out.Stores = append(out.Stores, bs)
 		add(keyhold.CoverageAudit, func(c keyhold.EpochCount) int64 { return c.Audit })
-		flows, err := flowCoverage(ctx, tx, env)
+		flows, err := flowCoverage(ctx, tx, env, rootOf)
 		if err != nil {
 			return err
 		}
@@ -96,16 +96,47 @@ func epochRoots(wks []*keyhold.WrappedKey) func(epoch uint32) keyhold.CoverageRo
 	}
 }
 
-// flowCoverage reports the flows' stores of env. They don't exist yet:
-// each is listed with no items and root "none". The flows' stores
-// replace this body with their counts (per epoch, from the store, as
-// EncryptionCoverage does for rows), keeping the stores' order.
-func flowCoverage(ctx context.Context, tx keyhold.Tx, env *keyhold.Environment) ([]keyhold.CoverageStore, error) {
-	var out []keyhold.CoverageStore
-	for _, s := range []string{keyhold.CoverageFlows, keyhold.CoverageRunHistory, keyhold.CoverageOAuthConnections, keyhold.CoverageConnections, keyhold.CoveragePreMigrationRuns} {
-		out = append(out, keyhold.CoverageStore{Store: s, Roots: []keyhold.CoverageRoot{{Root: keyhold.CoverageRootNone}}})
+// flowCoverage reports the flows' stores of env from FlowEpochCounts, in
+// the report's order. Epoch 0 is the platform key's partition (non-OAuth
+// connections, which spec 004 keeps on the platform key); any other epoch
+// is the environment key's, whose root rootOf names. Runs kept from before
+// a link (pre-migration runs) are not built yet: that store is listed
+// with no items and root "none".
+func flowCoverage(ctx context.Context, tx keyhold.Tx, env *keyhold.Environment, rootOf func(uint32) keyhold.CoverageRoot) ([]keyhold.CoverageStore, error) {
+	counts, err := tx.FlowEpochCounts(ctx, env.ID)
+	if err != nil {
+		return nil, err
 	}
-	return out, nil
+	pick := func(store string, keep func(keyhold.FlowEpochCount) bool) keyhold.CoverageStore {
+		s := keyhold.CoverageStore{Store: store, Roots: []keyhold.CoverageRoot{}}
+		for _, c := range counts {
+			if !keep(c) || c.Count == 0 {
+				continue
+			}
+			r := keyhold.CoverageRoot{Root: keyhold.CoverageRootPlatform}
+			if c.Epoch != 0 {
+				r = rootOf(c.Epoch)
+			}
+			r.Items = int64(c.Count)
+			s.Items += r.Items
+			s.Roots = append(s.Roots, r)
+		}
+		return s
+	}
+	of := func(store string) func(keyhold.FlowEpochCount) bool {
+		return func(c keyhold.FlowEpochCount) bool { return c.Store == store }
+	}
+	return []keyhold.CoverageStore{
+		pick(keyhold.CoverageFlows, of(keyhold.FlowCountFlows)),
+		pick(keyhold.CoverageRunHistory, of(keyhold.FlowCountRuns)),
+		pick(keyhold.CoverageOAuthConnections, func(c keyhold.FlowEpochCount) bool {
+			return c.Store == keyhold.FlowCountConnections && c.Epoch != 0
+		}),
+		pick(keyhold.CoverageConnections, func(c keyhold.FlowEpochCount) bool {
+			return c.Store == keyhold.FlowCountConnections && c.Epoch == 0
+		}),
+		{Store: keyhold.CoveragePreMigrationRuns, Roots: []keyhold.CoverageRoot{{Root: keyhold.CoverageRootNone}}},
+	}, nil
 }
 
 var _ keyhold.CoverageService = (*Environments)(nil)
