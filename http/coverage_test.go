@@ -33,7 +33,7 @@ func TestEncryptionCoverageRoute(t *testing.T) {
 		}
 		got[s.Store] = strings.Join(roots, ",") + " " + itoa(s.Items)
 	}
-	for store, want := range map[string]string{"rows": "platform 3", "files": " 0", "backups": " 0", "audit": "platform 3", "flows": "none 0", "preMigrationRuns": "none 0"} {
+	for store, want := range map[string]string{"rows": "platform 3", "files": " 0", "backups": " 0", "audit": "platform 3", "flows": " 0", "runHistory": " 0", "connections": " 0", "preMigrationRuns": "none 0"} {
 		if got[store] != want {
 			t.Errorf("store %s: %q, want %q (report %+v)", store, got[store], want, cov)
 		}
