@@ -106,6 +106,12 @@ type Config struct {
 	// keys of the environment (broadcast.go). Nil: keys are dropped only
 	// here, enough for a single server.
 	Broadcaster keyhold.Broadcaster
+
+	// CMKFlowEnvironmentsLimit is how many environments with flows one
+	// tenant may have linked to enterprise policies (flow_limit.go). Zero:
+	// DefaultCMKFlowEnvironmentsLimit, spec 004's 25. Only the platform
+	// operator sets it (keyhold serve --cmk-flow-environments-limit).
+	CMKFlowEnvironmentsLimit int
 }
 
 // KeyVault names the keys of a key vault: what the platform needs of it
@@ -160,6 +166,8 @@ func Open(ctx context.Context, cfg Config) (*Platform, error) {
 		log:    cfg.Logger,
 		issuer: cfg.Issuer,
 		kick:   make(chan string, kickBuffer),
+
+		flowEnvLimit: cfg.CMKFlowEnvironmentsLimit,
 	}
 	if p.clock == nil {
 		p.clock = keyhold.SystemClock{}
