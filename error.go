@@ -93,6 +93,11 @@ const (
 	CodeConflict                        = "Conflict"
 	CodeEnvironmentDisabled             = "EnvironmentDisabled"
 	CodeMissingSubscriptionRegistration = "MissingSubscriptionRegistration" // ARM's
+	// CodeCMKFlowEnvironmentsLimit: linking an environment that has flows
+	// would put the tenant over its limit of customer-managed-key
+	// environments with flows (spec 004: 25 by default; the platform
+	// operator raises it, keyhold serve --cmk-flow-environments-limit).
+	CodeCMKFlowEnvironmentsLimit = "CmkFlowEnvironmentsLimitReached"
 
 	// The HTTP exchange itself, as Azure Resource Manager names them.
 	// CodeMethodNotAllowed: the path exists but not with this method (405).
@@ -221,6 +226,7 @@ var classes = map[string]Class{
 	CodeConflict:                        ClassConflict,
 	CodeEnvironmentDisabled:             ClassConflict,
 	CodeMissingSubscriptionRegistration: ClassConflict,
+	CodeCMKFlowEnvironmentsLimit:        ClassConflict,
 
 	CodeMethodNotAllowed:     ClassMethodNotAllowed,
 	CodeRequestTimeout:       ClassTimeout,

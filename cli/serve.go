@@ -69,6 +69,10 @@ type ServeOptions struct {
 	// the non-public addresses tenants' webhooks may reach: CIDRs,
 	// addresses or host names.
 	EgressAllow []string
+	// CMKFlowEnvironmentsLimit (--cmk-flow-environments-limit) is how
+	// many environments with flows one tenant may link to enterprise
+	// policies; 0 the server's default (25).
+	CMKFlowEnvironmentsLimit int
 }
 
 // The defaults of --delete-locked-production-after and
@@ -205,6 +209,9 @@ Logs go to stderr.`,
 			if opts.MaxConnsPerSource < -1 {
 				return usageErrorf("--max-conns-per-source %d is not valid: give a positive number, 0 for the default (%d) or -1 for no limit", opts.MaxConnsPerSource, server.DefaultMaxConnsPerSource)
 			}
+			if opts.CMKFlowEnvironmentsLimit < 0 {
+				return usageErrorf("--cmk-flow-environments-limit %d is not valid: give a positive number of environments, or 0 for the default (25)", opts.CMKFlowEnvironmentsLimit)
+			}
 			if opts.LogFormat != "text" && opts.LogFormat != "json" {
 				return usageErrorf("--log-format %q is not supported: use text or json", opts.LogFormat)
 			}
@@ -249,6 +256,7 @@ Logs go to stderr.`,
 	fl.StringVar(&opts.PublicURL, "public-url", "", "The `URL` clients reach the server at, https://host[:port], e.g. a load balancer's in front of replicas (default: https://{--addr})")
 	fl.StringVar(&opts.VaultDomain, "vault-domain", keyhold.DefaultVaultDomain, "`Domain` of vaults' host names: a vault is https://{vault}.{domain}:{port}/")
 	fl.IntVar(&opts.MaxConnsPerSource, "max-conns-per-source", 0, "Most `connections` one remote IP address may hold open (0: 64; -1: no limit, behind a proxy that limits them)")
+	fl.IntVar(&opts.CMKFlowEnvironmentsLimit, "cmk-flow-environments-limit", 0, "Most `environments` with flows one tenant may link to customer-managed keys (0: 25); only this setting raises it")
 	fl.StringSliceVar(&opts.EgressAllow, "egress-allow", nil, "Let tenants' webhooks reach these non-public `addresses`: CIDRs, addresses or host names, comma-separated or repeated (default: public addresses only; loopback, link-local, private and other special ranges are refused)")
 	fl.StringVar(&keyCacheTTL, "key-cache-ttl", defaultKeyCacheTTL.String(), "How long an unwrapped environment key stays cached: a `duration` from 1s to 1h")
 	fl.StringVar(&graceProd, "delete-locked-production-after", defaultLockGraceProduction, "Delete a Production environment Locked this long: `days` such as 28d, or never")
@@ -284,6 +292,8 @@ func serveRun(opts *ServeOptions) error {
 		// -1 on the command line is "no limit", any negative to the server.
 		MaxConnsPerSource: opts.MaxConnsPerSource,
 		EgressAllow:       opts.EgressAllow,
+		// Zero: the server's default, 25.
+		CMKFlowEnvironmentsLimit: opts.CMKFlowEnvironmentsLimit,
 	})
 	if errors.Is(err, context.Canceled) && opts.Ctx.Err() != nil {
 		return nil // stopped by a signal: a clean shutdown

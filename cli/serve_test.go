@@ -62,6 +62,8 @@ func TestNewCmdServe(t *testing.T) {
 		{name: "connections per source", args: []string{"--max-conns-per-source", "8"}, want: with(func(o *ServeOptions) { o.MaxConnsPerSource = 8 })},
 		{name: "no connection limit", args: []string{"--max-conns-per-source", "-1"}, want: with(func(o *ServeOptions) { o.MaxConnsPerSource = -1 })},
 		{name: "bad connection limit", args: []string{"--max-conns-per-source", "-5"}, wantErr: "--max-conns-per-source -5 is not valid"},
+		{name: "cmk flow environments limit", args: []string{"--cmk-flow-environments-limit", "40"}, want: with(func(o *ServeOptions) { o.CMKFlowEnvironmentsLimit = 40 })},
+		{name: "bad cmk flow environments limit", args: []string{"--cmk-flow-environments-limit", "-1"}, wantErr: "--cmk-flow-environments-limit -1 is not valid"},
 		{name: "egress allowlist, repeated and comma-separated", args: []string{"--egress-allow", "10.20.0.0/16,127.0.0.1", "--egress-allow", "hooks.internal"},
 			want: with(func(o *ServeOptions) { o.EgressAllow = []string{"10.20.0.0/16", "127.0.0.1", "hooks.internal"} })},
 		{name: "bounds are accepted", args: []string{"--health-interval", "1h", "--key-cache-ttl", "1s"},
@@ -122,7 +124,7 @@ func TestServeRun(t *testing.T) {
 				TLSCACert: "ca.pem", TLSCAKey: "ca-key.pem", PublicURL: "https://kh.example", VaultDomain: "vault.example",
 				LogFormat: "json", LogLevel: slog.LevelWarn, HealthInterval: 7 * time.Second, KeyCacheTTL: 90 * time.Second,
 				LockGraceProduction: platform.KeepLocked, LockGraceOther: 9 * 24 * time.Hour,
-				EgressAllow: []string{"10.0.0.0/8"},
+				EgressAllow: []string{"10.0.0.0/8"}, CMKFlowEnvironmentsLimit: 40,
 				Serve: func(_ context.Context, cfg server.Config) error {
 					got = cfg
 					cfg.Logger.Info("hidden below warn")
@@ -135,7 +137,7 @@ func TestServeRun(t *testing.T) {
 			if got.Addr != "127.0.0.1:0" || got.DataDir != "d" || got.PostgresDSN != "p" || got.MasterKey != "k" || got.Stdout != out ||
 				got.HealthInterval != 7*time.Second || got.KeyCacheTTL != 90*time.Second || got.TLSCertFile != "c.pem" || got.TLSKeyFile != "k.pem" || got.MaxConnsPerSource != 3 ||
 				got.LockGraceProduction != platform.KeepLocked || got.LockGraceOther != 9*24*time.Hour ||
-				len(got.EgressAllow) != 1 || got.EgressAllow[0] != "10.0.0.0/8" ||
+				len(got.EgressAllow) != 1 || got.EgressAllow[0] != "10.0.0.0/8" || got.CMKFlowEnvironmentsLimit != 40 ||
 				got.TLSCAFile != "ca.pem" || got.TLSCAKeyFile != "ca-key.pem" || got.PublicURL != "https://kh.example" || got.VaultDomain != "vault.example" {
 				t.Errorf("config = %+v", got)
 			}

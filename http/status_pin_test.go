@@ -62,6 +62,7 @@ var pinnedStatuses = map[string]int{
 	keyhold.CodeConflict:                        409,
 	keyhold.CodeEnvironmentDisabled:             409,
 	keyhold.CodeMissingSubscriptionRegistration: 409,
+	keyhold.CodeCMKFlowEnvironmentsLimit:        409,
 
 	"RequestTimeout":            408,
 	"sign_in_locked":            429,

@@ -475,6 +475,9 @@ func (p *CMK) checkLink(ctx context.Context, tx keyhold.Tx, id *keyhold.Identity
 		if err := requireLicence(ctx, tx, env.TenantID); err != nil {
 			return nil, err
 		}
+		if err := requireFlowEnvRoom(ctx, tx, p.flowEnvLimit, env); err != nil { // flow_limit.go
+			return nil, err
+		}
 	}
 	if pol.External != nil {
 		// The external vault is checked over the network, as the policy's

@@ -65,4 +65,8 @@ type core struct {
 	// byokCap is the largest file a BYOK environment stores (0:
 	// DefaultBYOKFileCap; tests set less), byok_limits.go.
 	byokCap int64
+	// flowEnvLimit is how many environments with flows a tenant may have
+	// under customer-managed keys (Config.CMKFlowEnvironmentsLimit, 0:
+	// DefaultCMKFlowEnvironmentsLimit), flow_limit.go.
+	flowEnvLimit int
 }

@@ -111,6 +111,12 @@ type Config struct {
 	// key-exchange keys and the BYOK keys uploaded as transfer blobs
 	// (byok_transfer.go; vault.BYOKToken). Nil: those are refused.
 	BYOKToken keyhold.BYOKToken
+
+	// CMKFlowEnvironmentsLimit is how many environments with flows one
+	// tenant may have linked to enterprise policies (flow_limit.go). Zero:
+	// DefaultCMKFlowEnvironmentsLimit, spec 004's 25. Only the platform
+	// operator sets it (keyhold serve --cmk-flow-environments-limit).
+	CMKFlowEnvironmentsLimit int
 }
 
 // KeyVault names the keys of a key vault: what the platform needs of it
@@ -165,6 +171,8 @@ func Open(ctx context.Context, cfg Config) (*Platform, error) {
 		log:    cfg.Logger,
 		issuer: cfg.Issuer,
 		kick:   make(chan string, kickBuffer),
+
+		flowEnvLimit: cfg.CMKFlowEnvironmentsLimit,
 	}
 	if p.clock == nil {
 		p.clock = keyhold.SystemClock{}

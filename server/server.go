@@ -129,6 +129,10 @@ type Config struct {
 	// hold open at once (connlimit.go). Zero: DefaultMaxConnsPerSource;
 	// negative: no limit (behind a proxy that limits them itself).
 	MaxConnsPerSource int
+	// CMKFlowEnvironmentsLimit is how many environments with flows one
+	// tenant may link to enterprise policies (--cmk-flow-environments-limit,
+	// platform.Config). Zero: platform.DefaultCMKFlowEnvironmentsLimit, 25.
+	CMKFlowEnvironmentsLimit int
 
 	// testWorkers, if set, adds workers to the server's (tests: a worker
 	// that holds the store while it stops).
@@ -288,8 +292,9 @@ func Run(ctx context.Context, cfg Config) error {
 		ExternalCMK: func(x keyhold.ExternalKeyVault, assertion func(context.Context) (string, error)) (keyhold.KeyWrapper, error) {
 			return keyprovider.NewFederated(keyprovider.FederatedIdentity{TenantID: x.TenantID, ClientID: x.ClientID, AuthorityHost: x.AuthorityHost}, assertion, nil)
 		},
-		Broadcaster: bc,
-		BYOKToken:   vault.BYOKToken(kv), // nil without a PKCS#11 token
+		Broadcaster:              bc,
+		BYOKToken:                vault.BYOKToken(kv), // nil without a PKCS#11 token
+		CMKFlowEnvironmentsLimit: cfg.CMKFlowEnvironmentsLimit,
 	})
 	if err != nil {
 		if createdMasterFile != "" {
