@@ -32,6 +32,12 @@ type RecordSealer interface {
 	// audiences: what decides whose assertions sign the principal in.
 	SealFederatedCredential(tenantID string, c *FederatedCredential) []byte
 	CheckFederatedCredential(tenantID string, c *FederatedCredential, seal []byte) error
+	// SealHSMRoleAssignment and CheckHSMRoleAssignment cover a Managed
+	// HSM's local role assignment: the HSM, its name, scope, role and
+	// principal. Unsealed, a database writer could grant a principal it
+	// signs in as Crypto User on the key that wraps an environment's key.
+	SealHSMRoleAssignment(a *HSMRoleAssignment) []byte
+	CheckHSMRoleAssignment(a *HSMRoleAssignment, seal []byte) error
 }
 
 // RefusedRecord is a record a read passed over because its seal failed:

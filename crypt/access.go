@@ -22,6 +22,7 @@ const (
 	labelRoleAssignment = "keyhold record role-assignment v1\x00"
 	labelDirectoryRole  = "keyhold record directory-role v1\x00"
 	labelVaultAccess    = "keyhold record vault-access v1\x00"
+	labelHSMAssignment  = "keyhold record hsm-role-assignment v1\x00"
 )
 
 var _ keyhold.RecordSealer = (*RecordKey)(nil)
@@ -188,4 +189,27 @@ func (r *RecordKey) SealFederatedCredential(tenantID string, c *keyhold.Federate
 func (r *RecordKey) CheckFederatedCredential(tenantID string, c *keyhold.FederatedCredential, seal []byte) error {
 	return r.check(labelFederated, federatedEncoding(tenantID, c), seal,
 		fmt.Sprintf("the federated credential %q of principal %s (issuer %s, subject %s)", c.Name, c.PrincipalID, c.Issuer, c.Subject))
+}
+
+func hsmAssignmentEncoding(a *keyhold.HSMRoleAssignment) []byte {
+	var e recordEncoder
+	e.str(a.HSM)
+	e.str(a.Name)
+	e.str(a.Scope)
+	e.str(a.RoleDefinitionID)
+	e.str(a.PrincipalID)
+	return e.b
+}
+
+// SealHSMRoleAssignment returns the seal of a Managed HSM's local role
+// assignment: the HSM, the assignment's name, scope, role and principal.
+func (r *RecordKey) SealHSMRoleAssignment(a *keyhold.HSMRoleAssignment) []byte {
+	return r.mac(labelHSMAssignment, hsmAssignmentEncoding(a))
+}
+
+// CheckHSMRoleAssignment returns keyhold.CodeRecordIntegrity unless seal
+// is SealHSMRoleAssignment's seal of a.
+func (r *RecordKey) CheckHSMRoleAssignment(a *keyhold.HSMRoleAssignment, seal []byte) error {
+	return r.check(labelHSMAssignment, hsmAssignmentEncoding(a), seal,
+		fmt.Sprintf("Managed HSM role assignment %s (role %s for principal %s at %s in %s)", a.Name, a.RoleDefinitionID, a.PrincipalID, a.Scope, a.HSM))
 }

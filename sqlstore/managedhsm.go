@@ -231,12 +231,19 @@ func (t *tx) ListHSMKeyVersions(ctx context.Context, hsm, name string) ([]*keyho
 		`SELECT doc, material FROM hsm_key_versions WHERE hsm_key = ? AND name_key = ? ORDER BY created_at, version_key`, key(hsm), key(name))
 }
 
-func scanHSMAssignment(s scanner) (*keyhold.HSMRoleAssignment, error) {
+// sealedHSMAssignment is an HSM role assignment as read, with its seal.
+type sealedHSMAssignment struct {
+	a   *keyhold.HSMRoleAssignment
+	mac []byte
+}
+
+func scanHSMAssignment(s scanner) (sealedHSMAssignment, error) {
 	a := new(keyhold.HSMRoleAssignment)
-	if err := s.Scan(jsonCol{a}); err != nil {
-		return nil, err
+	var mac []byte
+	if err := s.Scan(jsonCol{a}, &mac); err != nil {
+		return sealedHSMAssignment{}, err
 	}
-	return a, nil
+	return sealedHSMAssignment{a, mac}, nil
 }
 
 // PutHSMRoleAssignment stores a new role assignment of an existing HSM; a
@@ -249,8 +256,9 @@ func (t *tx) PutHSMRoleAssignment(ctx context.Context, a *keyhold.HSMRoleAssignm
 	if err != nil {
 		return err
 	}
-	n, err := t.execN(ctx, `INSERT INTO hsm_role_assignments (hsm_key, name_key, created_at, doc) VALUES (?, ?, ?, ?) ON CONFLICT DO NOTHING`,
-		key(a.HSM), key(a.Name), nanos(a.CreatedAt), doc)
+	mac := t.sealOrNil(func(rs keyhold.RecordSealer) []byte { return rs.SealHSMRoleAssignment(a) })
+	n, err := t.execN(ctx, `INSERT INTO hsm_role_assignments (hsm_key, name_key, created_at, doc, mac) VALUES (?, ?, ?, ?, ?) ON CONFLICT DO NOTHING`,
+		key(a.HSM), key(a.Name), nanos(a.CreatedAt), doc, mac)
 	if err != nil {
 		if t.class(err) == ErrForeignKey {
 			return hsmNotFound(a.HSM).WithCause(err)
@@ -264,9 +272,22 @@ func (t *tx) PutHSMRoleAssignment(ctx context.Context, a *keyhold.HSMRoleAssignm
 }
 
 // ListHSMRoleAssignments lists an HSM's role assignments, oldest first.
+// An assignment whose seal fails is left out, as absent, and reported as
+// refused (access.go), as the resource manager's role assignments are.
 func (t *tx) ListHSMRoleAssignments(ctx context.Context, hsm string) ([]*keyhold.HSMRoleAssignment, error) {
-	return list(t, ctx, "list HSM role assignments", scanHSMAssignment,
-		`SELECT doc FROM hsm_role_assignments WHERE hsm_key = ? ORDER BY created_at, name_key`, key(hsm))
+	all, err := list(t, ctx, "list HSM role assignments", scanHSMAssignment,
+		`SELECT doc, mac FROM hsm_role_assignments WHERE hsm_key = ? ORDER BY created_at, name_key`, key(hsm))
+	if err != nil {
+		return nil, err
+	}
+	rs := t.sealer()
+	out := make([]*keyhold.HSMRoleAssignment, 0, len(all))
+	for _, s := range all {
+		if rs == nil || t.keep("", "managedHSMs/"+s.a.HSM+"/roleAssignments/"+s.a.Name, rs.CheckHSMRoleAssignment(s.a, s.mac)) {
+			out = append(out, s.a)
+		}
+	}
+	return out, nil
 }
 
 // DeleteHSMRoleAssignment removes a role assignment, or returns
