@@ -16,8 +16,8 @@ import (
 	"time"
 
 	"github.com/keyhold/keyhold/crypt"
+	"github.com/keyhold/keyhold/hsm/hsmtest"
 	"github.com/keyhold/keyhold/server"
-	"github.com/keyhold/keyhold/vault/hsmtest"
 )
 
 // startHSMServer starts a server (SQLite) whose RSA-HSM keys live in the

@@ -17,9 +17,9 @@ import (
 
 	"github.com/keyhold/keyhold"
 	"github.com/keyhold/keyhold/crypt"
+	"github.com/keyhold/keyhold/hsm/hsmtest"
 	"github.com/keyhold/keyhold/sqlstore/storetest"
 	"github.com/keyhold/keyhold/vault"
-	"github.com/keyhold/keyhold/vault/hsmtest"
 )
 
 // byokHSM gives the fixture's BYOK service the shared SoftHSM2 token,
