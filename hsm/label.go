@@ -63,22 +63,13 @@ func (t *Token) findByLabel(sh pkcs11.SessionHandle, label string) (id []byte, p
 func (t *Token) GenerateKEK(bits int, label string) (id []byte, pub *rsa.PublicKey, err error) {
 	newID := NewObjectID()
 	err = t.with(func(sh pkcs11.SessionHandle) error {
-		pubTmpl := []*pkcs11.Attribute{
-			pkcs11.NewAttribute(pkcs11.CKA_CLASS, pkcs11.CKO_PUBLIC_KEY),
-			pkcs11.NewAttribute(pkcs11.CKA_KEY_TYPE, pkcs11.CKK_RSA),
-			pkcs11.NewAttribute(pkcs11.CKA_TOKEN, false),
-			pkcs11.NewAttribute(pkcs11.CKA_MODULUS_BITS, bits),
-			pkcs11.NewAttribute(pkcs11.CKA_PUBLIC_EXPONENT, []byte{1, 0, 1}),
-			pkcs11.NewAttribute(pkcs11.CKA_WRAP, true),
-			pkcs11.NewAttribute(pkcs11.CKA_ID, newID),
-		}
 		privTmpl := PrivateTemplate(newID, label)
 		for i, a := range privTmpl {
 			if a.Type == pkcs11.CKA_DECRYPT {
 				privTmpl[i] = pkcs11.NewAttribute(pkcs11.CKA_DECRYPT, false)
 			}
 		}
-		ph, _, err := t.ctx.GenerateKeyPair(sh, []*pkcs11.Mechanism{pkcs11.NewMechanism(pkcs11.CKM_RSA_PKCS_KEY_PAIR_GEN, nil)}, pubTmpl, privTmpl)
+		ph, _, err := t.ctx.GenerateKeyPair(sh, []*pkcs11.Mechanism{pkcs11.NewMechanism(pkcs11.CKM_RSA_PKCS_KEY_PAIR_GEN, nil)}, publicTemplate(newID, bits, pkcs11.CKA_WRAP), privTmpl)
 		if err != nil {
 			return fmt.Errorf("hsm: generating an RSA-%d KEK in the PKCS#11 token: %w", bits, err)
 		}

@@ -168,23 +168,29 @@ func PrivateTemplate(id []byte, label string) []*pkcs11.Attribute {
 	}
 }
 
+// publicTemplate is the public half of a key pair generated in the token:
+// a session object (the caller keeps the public key, not the token), with
+// exponent 65537, usable only for use (CKA_ENCRYPT or CKA_WRAP).
+func publicTemplate(id []byte, bits int, use uint) []*pkcs11.Attribute {
+	return []*pkcs11.Attribute{
+		pkcs11.NewAttribute(pkcs11.CKA_CLASS, pkcs11.CKO_PUBLIC_KEY),
+		pkcs11.NewAttribute(pkcs11.CKA_KEY_TYPE, pkcs11.CKK_RSA),
+		pkcs11.NewAttribute(pkcs11.CKA_TOKEN, false),
+		pkcs11.NewAttribute(pkcs11.CKA_MODULUS_BITS, bits),
+		pkcs11.NewAttribute(pkcs11.CKA_PUBLIC_EXPONENT, []byte{1, 0, 1}),
+		pkcs11.NewAttribute(use, true),
+		pkcs11.NewAttribute(pkcs11.CKA_ID, id),
+	}
+}
+
 // Generate makes an RSA key pair of bits bits in the token and returns the
 // reference to its private key and its public key. The public key object
 // is a session object, destroyed once read: the caller keeps the public key.
 func (t *Token) Generate(bits int, label string) (material []byte, pub *rsa.PublicKey, err error) {
 	id := NewObjectID()
 	err = t.with(func(sh pkcs11.SessionHandle) error {
-		pubTmpl := []*pkcs11.Attribute{
-			pkcs11.NewAttribute(pkcs11.CKA_CLASS, pkcs11.CKO_PUBLIC_KEY),
-			pkcs11.NewAttribute(pkcs11.CKA_KEY_TYPE, pkcs11.CKK_RSA),
-			pkcs11.NewAttribute(pkcs11.CKA_TOKEN, false),
-			pkcs11.NewAttribute(pkcs11.CKA_MODULUS_BITS, bits),
-			pkcs11.NewAttribute(pkcs11.CKA_PUBLIC_EXPONENT, []byte{1, 0, 1}),
-			pkcs11.NewAttribute(pkcs11.CKA_ENCRYPT, true),
-			pkcs11.NewAttribute(pkcs11.CKA_ID, id),
-		}
 		ph, _, err := t.ctx.GenerateKeyPair(sh, []*pkcs11.Mechanism{pkcs11.NewMechanism(pkcs11.CKM_RSA_PKCS_KEY_PAIR_GEN, nil)},
-			pubTmpl, PrivateTemplate(id, label))
+			publicTemplate(id, bits, pkcs11.CKA_ENCRYPT), PrivateTemplate(id, label))
 		if err != nil {
 			return fmt.Errorf("hsm: generating an RSA-%d key pair in the PKCS#11 token: %w", bits, err)
 		}
