@@ -16,9 +16,9 @@ import (
 	"github.com/Azure/azure-sdk-for-go/sdk/security/keyvault/azkeys"
 	"github.com/keyhold/keyhold"
 	"github.com/keyhold/keyhold/crypt"
+	"github.com/keyhold/keyhold/hsm/hsmtest"
 	"github.com/keyhold/keyhold/sqlstore/storetest"
 	"github.com/keyhold/keyhold/vault"
-	"github.com/keyhold/keyhold/vault/hsmtest"
 )
 
 // TestSDKImportTransferBlob is the BYOK import of an HSM-protected key

@@ -26,8 +26,8 @@ import (
 	"github.com/Azure/azure-sdk-for-go/sdk/security/keyvault/azkeys"
 	"github.com/keyhold/keyhold"
 	"github.com/keyhold/keyhold/crypt"
+	"github.com/keyhold/keyhold/hsm/hsmtest"
 	"github.com/keyhold/keyhold/mhsm"
-	"github.com/keyhold/keyhold/mhsm/mhsmtest"
 	"github.com/keyhold/keyhold/sqlstore/storetest"
 	"github.com/keyhold/keyhold/vault"
 )
@@ -36,7 +36,7 @@ import (
 // HSM, over the test SoftHSM2 token.
 func newHSMFixtureOn(t *testing.T, store keyhold.Store) *kvFixture {
 	t.Helper()
-	tok := mhsmtest.Token(t)
+	tok := hsmtest.Token(t)
 	kf := &kvFixture{rg: "keys"}
 	kf.fixture = newFixtureOn(t, store, func(f *fixture) {
 		master, err := crypt.NewKey()

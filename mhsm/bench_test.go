@@ -6,8 +6,8 @@ import (
 
 	"github.com/keyhold/keyhold"
 	"github.com/keyhold/keyhold/crypt"
+	"github.com/keyhold/keyhold/hsm/hsmtest"
 	"github.com/keyhold/keyhold/mhsm"
-	"github.com/keyhold/keyhold/mhsm/mhsmtest"
 	"github.com/keyhold/keyhold/sqlstore/storetest"
 	"github.com/keyhold/keyhold/vault"
 )
@@ -18,7 +18,7 @@ import (
 // RSA-HSM key. Each call is authorized and audited by its service.
 func BenchmarkWrapUnwrapHSM(b *testing.B) {
 	store := storetest.OpenSQLite(b)
-	tok := mhsmtest.Token(b)
+	tok := hsmtest.Token(b)
 	setup(b, store, keyhold.RoleKeyVaultAdministrator)
 
 	// The Managed HSM: created, activated, user a crypto user.

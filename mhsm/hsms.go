@@ -362,7 +362,7 @@ func (s *HSMs) PurgeDeletedManagedHSM(ctx context.Context, sub, location, name s
 // logged (an orphan object opens nothing: no record names it).
 func (s *core) destroy(objs [][]byte) {
 	for _, m := range objs {
-		if err := s.tok.destroy(m); err != nil {
+		if err := s.tok.Destroy(m); err != nil {
 			s.log.Warn("mhsm: destroying a purged key's token object failed", "err", err)
 		}
 	}

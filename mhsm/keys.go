@@ -121,7 +121,7 @@ func applyAttributes(v *keyhold.KeyVersion, a keyhold.KeyAttributes) {
 // newVersion generates a key pair in the token and returns its version.
 func (s *Keys) generate(hsm, name string, size int, ops []string) (*keyhold.KeyVersion, error) {
 	ver := newVersion()
-	material, pub, err := s.tok.generate(size, "mhsm/"+hsm+"/"+name+"/"+ver)
+	material, pub, err := s.tok.Generate(size, "mhsm/"+hsm+"/"+name+"/"+ver)
 	if err != nil {
 		return nil, keyhold.Errorf(keyhold.CodeServiceUnavailable, "the HSM could not generate the key: retry").WithCause(err)
 	}
@@ -416,7 +416,7 @@ func (s *Keys) WrapKey(ctx context.Context, hsm, name, ver, alg string, value []
 func (s *Keys) UnwrapKey(ctx context.Context, hsm, name, ver, alg string, value []byte) (kid string, result []byte, err error) {
 	h, v, err := s.cryptoKey(ctx, hsm, name, ver, alg, opUnwrapKey, actKeyUnwrap)
 	if err == nil {
-		result, err = s.tok.unwrap(v.Material, alg, v.N, value)
+		result, err = s.tok.Unwrap(v.Material, alg, v.N, value)
 		if errors.Is(err, crypt.ErrDecrypt) {
 			err = keyhold.Errorf(keyhold.CodeBadParameter,
 				"the value does not decrypt under version %s of key %s with %s: unwrap with the kid and algorithm that wrapped it", v.Version, v.Name, alg)

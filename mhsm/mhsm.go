@@ -31,6 +31,7 @@ import (
 	"time"
 
 	"github.com/keyhold/keyhold"
+	"github.com/keyhold/keyhold/hsm"
 )
 
 // Config configures a Service.
@@ -48,12 +49,10 @@ type Config struct {
 	HSM *PKCS11Config
 }
 
-// PKCS11Config names a PKCS#11 module and token.
-type PKCS11Config struct {
-	Module     string
-	TokenLabel string
-	PIN        string
-}
+// PKCS11Config names a PKCS#11 module and token (hsm.PKCS11Config: the
+// Managed HSM and the vault open tokens through the one hsm package, so
+// that they share one module registry).
+type PKCS11Config = hsm.PKCS11Config
 
 // Service is the Managed HSM: three services over one core, promoted so
 // that a *Service implements keyhold.ManagedHSMService. Safe for
@@ -77,7 +76,7 @@ type core struct {
 	clock keyhold.Clock
 	log   *slog.Logger
 	addr  keyhold.VaultAddress // the HSMs' address
-	tok   *token
+	tok   *hsm.Token
 }
 
 // New opens the token and returns a Service.
@@ -93,7 +92,7 @@ func New(cfg Config) (*Service, error) {
 	if c.log == nil {
 		c.log = slog.New(slog.DiscardHandler)
 	}
-	t, err := openToken(cfg.HSM)
+	t, err := hsm.Open(cfg.HSM)
 	if err != nil {
 		return nil, err
 	}
@@ -106,7 +105,7 @@ func (s *Service) Close() error {
 	if s.tok == nil {
 		return nil
 	}
-	err := s.tok.close()
+	err := s.tok.Close()
 	s.tok = nil
 	return err
 }

@@ -14,14 +14,14 @@ import (
 	"github.com/keyhold/keyhold"
 	"github.com/keyhold/keyhold/clocktest"
 	"github.com/keyhold/keyhold/crypt"
+	"github.com/keyhold/keyhold/hsm/hsmtest"
 	"github.com/keyhold/keyhold/mhsm"
-	"github.com/keyhold/keyhold/mhsm/mhsmtest"
 	"github.com/keyhold/keyhold/sqlstore/storetest"
 )
 
 func TestMain(m *testing.M) {
 	code := m.Run()
-	mhsmtest.Cleanup()
+	hsmtest.Remove()
 	os.Exit(code)
 }
 
@@ -52,7 +52,7 @@ type fixture struct {
 
 func newFixture(t *testing.T, open func(t *testing.T) keyhold.Store) *fixture {
 	f := &fixture{t: t, store: open(t), clock: clocktest.New(start)}
-	svc, err := mhsm.New(mhsm.Config{Store: f.store, Clock: f.clock, BaseURL: "https://keyhold.test:8443", HSM: mhsmtest.Token(t)})
+	svc, err := mhsm.New(mhsm.Config{Store: f.store, Clock: f.clock, BaseURL: "https://keyhold.test:8443", HSM: hsmtest.Token(t)})
 	if err != nil {
 		t.Fatal(err)
 	}

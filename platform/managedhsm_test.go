@@ -10,9 +10,9 @@ import (
 	"github.com/google/uuid"
 	"github.com/keyhold/keyhold"
 	"github.com/keyhold/keyhold/arm"
+	"github.com/keyhold/keyhold/hsm/hsmtest"
 	"github.com/keyhold/keyhold/keyprovider"
 	"github.com/keyhold/keyhold/mhsm"
-	"github.com/keyhold/keyhold/mhsm/mhsmtest"
 	"github.com/keyhold/keyhold/ops"
 	"github.com/keyhold/keyhold/sqlstore/storetest"
 	"github.com/keyhold/keyhold/vault"
@@ -36,7 +36,7 @@ func newHSMCMKFixture(t *testing.T, store keyhold.Store) (*cmkFixture, *mhsm.Ser
 	if err != nil {
 		t.Fatal(err)
 	}
-	h, err := mhsm.New(mhsm.Config{Store: store, Clock: clock, BaseURL: cmkBase, HSM: mhsmtest.Token(t)})
+	h, err := mhsm.New(mhsm.Config{Store: store, Clock: clock, BaseURL: cmkBase, HSM: hsmtest.Token(t)})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -7,15 +7,12 @@ import (
 	"encoding/hex"
 	"encoding/pem"
 	"errors"
-	"fmt"
-	"math/big"
 	"strings"
 	"sync"
 
-	"github.com/miekg/pkcs11"
-
 	"github.com/keyhold/keyhold"
 	"github.com/keyhold/keyhold/crypt"
+	"github.com/keyhold/keyhold/hsm"
 )
 
 // The PKCS#11 token as the platform's legacy BYOK service uses it
@@ -23,7 +20,7 @@ import (
 // and the tenants' BYOK keys imported from transfer blobs. The KEK lives
 // only in the token, found by its label; it can unwrap and nothing else
 // (not decrypt, not sign). The imported keys are private key objects with
-// every RSA-HSM key's template (privateTemplate: sensitive, not
+// every RSA-HSM key's template (hsm.PrivateTemplate: sensitive, not
 // extractable), made by the same two C_UnwrapKey steps as a vault's
 // key_hsm import (transfer.go).
 
@@ -32,7 +29,7 @@ func byokKEKLabel(tenantID string) string { return "keyhold-byok-kek/" + tenantI
 
 // byokToken implements keyhold.BYOKToken over a vault's token.
 type byokToken struct {
-	t    *token
+	t    *hsm.Token
 	base string
 	// mu makes one KEK per tenant within this process; the KEK's label
 	// is the tenant's, so a second replica's finds it.
@@ -55,36 +52,8 @@ func errBYOKBlob(format string, args ...any) error {
 
 // kek returns the KEK object of tenant (its CKA_ID and public key), or a
 // nil id if the tenant has none.
-func (b *byokToken) kek(sh pkcs11.SessionHandle, tenantID string) (id []byte, pub *rsa.PublicKey, err error) {
-	if err := b.t.ctx.FindObjectsInit(sh, []*pkcs11.Attribute{
-		pkcs11.NewAttribute(pkcs11.CKA_CLASS, pkcs11.CKO_PRIVATE_KEY),
-		pkcs11.NewAttribute(pkcs11.CKA_LABEL, byokKEKLabel(tenantID)),
-	}); err != nil {
-		return nil, nil, fmt.Errorf("vault: searching the PKCS#11 token: %w", err)
-	}
-	hs, _, err := b.t.ctx.FindObjects(sh, 2)
-	if ferr := b.t.ctx.FindObjectsFinal(sh); err == nil {
-		err = ferr
-	}
-	if err != nil {
-		return nil, nil, fmt.Errorf("vault: searching the PKCS#11 token: %w", err)
-	}
-	if len(hs) == 0 {
-		return nil, nil, nil
-	}
-	attrs, err := b.t.ctx.GetAttributeValue(sh, hs[0], []*pkcs11.Attribute{
-		pkcs11.NewAttribute(pkcs11.CKA_ID, nil),
-		pkcs11.NewAttribute(pkcs11.CKA_MODULUS, nil),
-		pkcs11.NewAttribute(pkcs11.CKA_PUBLIC_EXPONENT, nil),
-	})
-	if err != nil {
-		return nil, nil, fmt.Errorf("vault: reading tenant %s's KEK from the PKCS#11 token: %w", tenantID, err)
-	}
-	e, err := crypt.RSAExponent(attrs[2].Value)
-	if err != nil {
-		return nil, nil, err
-	}
-	return attrs[0].Value, &rsa.PublicKey{N: new(big.Int).SetBytes(attrs[1].Value), E: e}, nil
+func (b *byokToken) kek(tenantID string) (id []byte, pub *rsa.PublicKey, err error) {
+	return b.t.FindByLabel(byokKEKLabel(tenantID))
 }
 
 // kekJSON describes a KEK.
@@ -106,12 +75,7 @@ func (b *byokToken) kid(tenantID string, id []byte) string {
 
 // TenantKEK returns tenant's KEK, or nil.
 func (b *byokToken) TenantKEK(_ context.Context, tenantID string) (*keyhold.BYOKKEK, error) {
-	var id []byte
-	var pub *rsa.PublicKey
-	err := b.t.with(func(sh pkcs11.SessionHandle) (err error) {
-		id, pub, err = b.kek(sh, tenantID)
-		return err
-	})
+	id, pub, err := b.kek(tenantID)
 	if err != nil || id == nil {
 		return nil, err
 	}
@@ -125,33 +89,8 @@ func (b *byokToken) CreateTenantKEK(ctx context.Context, tenantID string, size i
 	if k, err := b.TenantKEK(ctx, tenantID); err != nil || k != nil {
 		return k, err
 	}
-	id := newObjectID()
-	var pub *rsa.PublicKey
-	err := b.t.with(func(sh pkcs11.SessionHandle) error {
-		pubTmpl := []*pkcs11.Attribute{
-			pkcs11.NewAttribute(pkcs11.CKA_CLASS, pkcs11.CKO_PUBLIC_KEY),
-			pkcs11.NewAttribute(pkcs11.CKA_KEY_TYPE, pkcs11.CKK_RSA),
-			pkcs11.NewAttribute(pkcs11.CKA_TOKEN, false),
-			pkcs11.NewAttribute(pkcs11.CKA_MODULUS_BITS, size),
-			pkcs11.NewAttribute(pkcs11.CKA_PUBLIC_EXPONENT, []byte{1, 0, 1}),
-			pkcs11.NewAttribute(pkcs11.CKA_WRAP, true),
-			pkcs11.NewAttribute(pkcs11.CKA_ID, id),
-		}
-		// A KEK unwraps (imports) and does nothing else.
-		privTmpl := privateTemplate(id, byokKEKLabel(tenantID))
-		for i, a := range privTmpl {
-			if a.Type == pkcs11.CKA_DECRYPT {
-				privTmpl[i] = pkcs11.NewAttribute(pkcs11.CKA_DECRYPT, false)
-			}
-		}
-		ph, _, err := b.t.ctx.GenerateKeyPair(sh, []*pkcs11.Mechanism{pkcs11.NewMechanism(pkcs11.CKM_RSA_PKCS_KEY_PAIR_GEN, nil)}, pubTmpl, privTmpl)
-		if err != nil {
-			return fmt.Errorf("vault: generating an RSA-%d KEK in the PKCS#11 token: %w", size, err)
-		}
-		b.t.ctx.DestroyObject(sh, ph)
-		_, pub, err = b.kek(sh, tenantID)
-		return err
-	})
+	// A KEK unwraps (imports) and does nothing else.
+	id, pub, err := b.t.GenerateKEK(size, byokKEKLabel(tenantID))
 	if err != nil {
 		return nil, err
 	}
@@ -165,12 +104,8 @@ func (b *byokToken) ImportTransfer(_ context.Context, tenantID string, raw []byt
 	if err != nil {
 		return nil, nil, 0, errBYOKBlob("%s", err)
 	}
-	var kekID []byte
-	var kekPub *rsa.PublicKey
-	if err := b.t.with(func(sh pkcs11.SessionHandle) (err error) {
-		kekID, kekPub, err = b.kek(sh, tenantID)
-		return err
-	}); err != nil {
+	kekID, kekPub, err := b.kek(tenantID)
+	if err != nil {
 		return nil, nil, 0, err
 	}
 	if kekID == nil {
@@ -183,17 +118,17 @@ func (b *byokToken) ImportTransfer(_ context.Context, tenantID string, raw []byt
 	if err != nil {
 		return nil, nil, 0, errBYOKBlob("%s", err)
 	}
-	material, pub, err := b.t.unwrapTransfer(materialFor(kekID), kekPub.N.Bytes(), wrappedAES, wrappedKey, label)
+	material, pub, err := b.t.UnwrapTransfer(hsm.MaterialFor(kekID), kekPub.N.Bytes(), wrappedAES, wrappedKey, label)
 	switch {
-	case errors.Is(err, errTransferRSA):
+	case errors.Is(err, hsm.ErrTransferRSA):
 		return nil, nil, 0, errBYOKBlob("it does not decrypt under the tenant's KEK: the blob was made for another KEK (wrap the key to this KEK's public key) or was altered")
-	case errors.Is(err, errTransferKey):
+	case errors.Is(err, hsm.ErrTransferKey):
 		return nil, nil, 0, errBYOKBlob("its wrapped key fails AES key wrap's integrity check or is not an RSA private key in PKCS#8: the blob was altered, or its target key is not RSA")
 	case err != nil:
 		return nil, nil, 0, err
 	}
 	if size := pub.N.BitLen(); !crypt.ValidRSASize(size) {
-		b.t.destroy(material)
+		b.t.Destroy(material)
 		return nil, nil, 0, errBYOKBlob("its target key is RSA-%d: a BYOK key is an RSA key of 2048, 3072 or 4096 bits", size)
 	}
 	return material, pub.N.Bytes(), pub.E, nil
@@ -201,27 +136,7 @@ func (b *byokToken) ImportTransfer(_ context.Context, tenantID string, raw []byt
 
 // PublicKey reads the public key of the private key object ref names.
 func (b *byokToken) PublicKey(_ context.Context, ref []byte) (n []byte, e int, err error) {
-	id, err := objectID(ref)
-	if err != nil {
-		return nil, 0, err
-	}
-	err = b.t.with(func(sh pkcs11.SessionHandle) error {
-		h, err := b.t.find(sh, id)
-		if err != nil {
-			return err
-		}
-		attrs, err := b.t.ctx.GetAttributeValue(sh, h, []*pkcs11.Attribute{
-			pkcs11.NewAttribute(pkcs11.CKA_MODULUS, nil),
-			pkcs11.NewAttribute(pkcs11.CKA_PUBLIC_EXPONENT, nil),
-		})
-		if err != nil {
-			return fmt.Errorf("vault: reading a BYOK key's public part from the PKCS#11 token: %w", err)
-		}
-		n = attrs[0].Value
-		e, err = crypt.RSAExponent(attrs[1].Value)
-		return err
-	})
-	return n, e, err
+	return b.t.PublicKey(ref)
 }
 
 // DecryptOAEP256 decrypts with the private key object ref names.
@@ -230,22 +145,19 @@ func (b *byokToken) DecryptOAEP256(ctx context.Context, ref, ciphertext []byte) 
 	if err != nil {
 		return nil, err
 	}
-	return b.t.unwrap(ref, crypt.AlgRSAOAEP256, n, ciphertext)
+	return b.t.Unwrap(ref, crypt.AlgRSAOAEP256, n, ciphertext)
 }
 
 // Destroy destroys the object ref names.
-func (b *byokToken) Destroy(_ context.Context, ref []byte) error { return b.t.destroy(ref) }
+func (b *byokToken) Destroy(_ context.Context, ref []byte) error { return b.t.Destroy(ref) }
 
 // DestroyTenantKEK destroys tenant's KEK, if any.
 func (b *byokToken) DestroyTenantKEK(_ context.Context, tenantID string) error {
 	b.mu.Lock()
 	defer b.mu.Unlock()
-	var id []byte
-	if err := b.t.with(func(sh pkcs11.SessionHandle) (err error) {
-		id, _, err = b.kek(sh, tenantID)
-		return err
-	}); err != nil || id == nil {
+	id, _, err := b.kek(tenantID)
+	if err != nil || id == nil {
 		return err
 	}
-	return b.t.destroy(materialFor(id))
+	return b.t.Destroy(hsm.MaterialFor(id))
 }

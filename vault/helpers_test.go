@@ -15,6 +15,7 @@ import (
 	"github.com/keyhold/keyhold"
 	"github.com/keyhold/keyhold/clocktest"
 	"github.com/keyhold/keyhold/crypt"
+	"github.com/keyhold/keyhold/hsm/hsmtest"
 	"github.com/keyhold/keyhold/sqlstore/storetest"
 )
 
@@ -29,7 +30,7 @@ func TestMain(m *testing.M) {
 		return crypt.GenerateRSAKey(bits)
 	}
 	code := m.Run()
-	cleanupSoftHSM()
+	hsmtest.Remove()
 	os.Exit(code)
 }
 

@@ -140,7 +140,7 @@ func (s *KeyOps) decrypt(kv *keyhold.KeyVersion, alg string, ct []byte) ([]byte,
 			return nil, keyhold.Errorf(keyhold.CodeServiceUnavailable,
 				"key %s is an RSA-HSM key and this server has no PKCS#11 token: start the server with its PKCS#11 token configured", kv.Name)
 		}
-		return s.hsm.unwrap(kv.Material, alg, kv.N, ct)
+		return s.hsm.Unwrap(kv.Material, alg, kv.N, ct)
 	}
 	priv, ok := s.keys.get(kv)
 	if !ok {

@@ -254,7 +254,7 @@ func (s *Keys) newMaterial(kty string, size int, vault, name, version string) ([
 		if s.hsm == nil {
 			return nil, nil, errNoHSM
 		}
-		return s.hsm.generate(size, tokenLabel(vault, name, version))
+		return s.hsm.Generate(size, tokenLabel(vault, name, version))
 	}
 	k, err := generateRSAKey(size)
 	if err != nil {
@@ -276,7 +276,7 @@ func (s *core) destroyTokenObjects(objs [][]byte) {
 			s.log.Warn("vault: an RSA-HSM key was purged but this server has no PKCS#11 token to remove it from", "object", string(m))
 			continue
 		}
-		if err := s.hsm.destroy(m); err != nil {
+		if err := s.hsm.Destroy(m); err != nil {
 			s.log.Error("vault: removing a purged key from the PKCS#11 token failed", "object", string(m), "err", err)
 		}
 	}
@@ -464,7 +464,7 @@ func (s *Keys) ImportKey(ctx context.Context, vault, name string, jwk keyhold.JS
 		}
 		kv.Version = newVersion()
 		if kty == keyhold.KeyTypeRSAHSM {
-			kv.Material, err = s.hsm.importKey(priv, tokenLabel(vault, name, kv.Version))
+			kv.Material, err = s.hsm.ImportKey(priv, tokenLabel(vault, name, kv.Version))
 		} else {
 			kv.Material, err = crypt.SealRSAKey(s.master, crypt.RSAKeyPurpose(vault, name, kv.Version), priv)
 		}

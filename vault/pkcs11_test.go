@@ -7,126 +7,26 @@ import (
 	"crypto/rsa"
 	"crypto/sha256"
 	"errors"
-	"fmt"
-	"os"
-	"os/exec"
-	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 
 	"github.com/miekg/pkcs11"
 
 	"github.com/keyhold/keyhold"
 	"github.com/keyhold/keyhold/crypt"
+	"github.com/keyhold/keyhold/hsm"
+	"github.com/keyhold/keyhold/hsm/hsmtest"
 	"github.com/keyhold/keyhold/sqlstore/storetest"
 )
 
-// EnvRequireSoftHSM, set to 1, turns a missing SoftHSM2 from a skip into a
-// failure (scripts/test.sh sets it).
-const EnvRequireSoftHSM = "KEYHOLD_REQUIRE_SOFTHSM"
-
-// softhsmModules are where SoftHSM2's PKCS#11 module is installed.
-var softhsmModules = []string{
-	"/usr/lib/softhsm/libsofthsm2.so",
-	"/usr/lib/x86_64-linux-gnu/softhsm/libsofthsm2.so",
-	"/usr/lib/aarch64-linux-gnu/softhsm/libsofthsm2.so",
-	"/usr/local/lib/softhsm/libsofthsm2.so",
-}
-
-const (
-	softhsmLabel = "keyhold-test"
-	softhsmPIN   = "1234"
-)
-
-var softhsmDir string
-
-// softhsm creates, once per test binary, a SoftHSM2 token in a temporary
-// directory. SOFTHSM2_CONF must point at its configuration before the
-// module initialises, so every test of the binary shares this token.
-var softhsm = sync.OnceValues(func() (*PKCS11Config, error) {
-	module := ""
-	for _, m := range softhsmModules {
-		if _, err := os.Stat(m); err == nil {
-			module = m
-			break
-		}
-	}
-	if module == "" {
-		return nil, fmt.Errorf("no SoftHSM2 module in %s (apt-get install softhsm2)", strings.Join(softhsmModules, ", "))
-	}
-	util, err := exec.LookPath("softhsm2-util")
-	if err != nil {
-		return nil, errors.New("softhsm2-util is not installed (apt-get install softhsm2)")
-	}
-	dir, err := os.MkdirTemp("", "keyhold-softhsm-")
-	if err != nil {
-		return nil, err
-	}
-	softhsmDir = dir
-	tokens := filepath.Join(dir, "tokens")
-	conf := filepath.Join(dir, "softhsm2.conf")
-	if err := os.Mkdir(tokens, 0o700); err != nil {
-		return nil, err
-	}
-	if err := os.WriteFile(conf, []byte("directories.tokendir = "+tokens+"\nobjectstore.backend = file\nlog.level = ERROR\n"), 0o600); err != nil {
-		return nil, err
-	}
-	os.Setenv("SOFTHSM2_CONF", conf)
-	out, err := exec.Command(util, "--init-token", "--free", "--label", softhsmLabel, "--pin", softhsmPIN, "--so-pin", "5678").CombinedOutput()
-	if err != nil {
-		return nil, fmt.Errorf("softhsm2-util --init-token: %v: %s", err, out)
-	}
-	return &PKCS11Config{Module: module, TokenLabel: softhsmLabel, PIN: softhsmPIN}, nil
-})
-
-func cleanupSoftHSM() {
-	if softhsmDir != "" {
-		os.RemoveAll(softhsmDir)
-	}
-}
-
 // hsmConfig returns the test token's configuration, or skips t without
 // SoftHSM2 (fails it if KEYHOLD_REQUIRE_SOFTHSM=1).
-func hsmConfig(t testing.TB) *PKCS11Config {
-	t.Helper()
-	cfg, err := softhsm()
-	if err != nil {
-		if os.Getenv(EnvRequireSoftHSM) == "1" {
-			t.Fatalf("SoftHSM2 is required (%s=1) but unusable: %v", EnvRequireSoftHSM, err)
-		}
-		t.Skipf("skipping the PKCS#11 tests: %v", err)
-	}
-	return cfg
-}
-
-// attributes reads attributes of the private key material refers to (sensitive
-// values are refused by the token).
-func (t *token) attributes(material []byte, types ...uint) ([]*pkcs11.Attribute, error) {
-	id, err := objectID(material)
-	if err != nil {
-		return nil, err
-	}
-	var out []*pkcs11.Attribute
-	err = t.with(func(sh pkcs11.SessionHandle) error {
-		h, err := t.find(sh, id)
-		if err != nil {
-			return err
-		}
-		q := make([]*pkcs11.Attribute, len(types))
-		for i, typ := range types {
-			q[i] = pkcs11.NewAttribute(typ, nil)
-		}
-		out, err = t.ctx.GetAttributeValue(sh, h, q)
-		return err
-	})
-	return out, err
-}
+func hsmConfig(t testing.TB) *PKCS11Config { return hsmtest.Token(t) }
 
 // tokenAttrs reads attributes of a version's private key object.
 func tokenAttrs(t *testing.T, f *fixture, material []byte, types ...uint) ([]*pkcs11.Attribute, error) {
 	t.Helper()
-	return f.svc.hsm.attributes(material, types...)
+	return f.svc.hsm.Attributes(material, types...)
 }
 
 func boolAttr(a *pkcs11.Attribute) bool { return len(a.Value) == 1 && a.Value[0] == 1 }
@@ -143,7 +43,7 @@ func TestHSMKeys(t *testing.T) {
 		t.Fatalf("bundle: %+v", b.Version)
 	}
 	stored := f.storedVersion(v.Name, "cmk", b.Version.Version)
-	if !bytes.HasPrefix(stored.Material, []byte(materialPrefix)) {
+	if !bytes.HasPrefix(stored.Material, []byte(hsm.MaterialPrefix)) {
 		t.Fatalf("material %q is not a token reference", stored.Material)
 	}
 	// The private key is a token object that never leaves the token.
@@ -223,7 +123,7 @@ func TestHSMKeys(t *testing.T) {
 	priv := poolKey()
 	ib := must[*keyhold.KeyBundle](t)(f.svc.ImportKey(as(officer), v.Name, "byok", jwkOf(priv), true, keyhold.KeyAttributes{}, nil))
 	imported := f.storedVersion(v.Name, "byok", ib.Version.Version)
-	if ib.Version.Type != keyhold.KeyTypeRSAHSM || !bytes.HasPrefix(imported.Material, []byte(materialPrefix)) {
+	if ib.Version.Type != keyhold.KeyTypeRSAHSM || !bytes.HasPrefix(imported.Material, []byte(hsm.MaterialPrefix)) {
 		t.Fatalf("imported: %+v", ib.Version)
 	}
 	if attrs, err := tokenAttrs(t, f, imported.Material, pkcs11.CKA_EXTRACTABLE, pkcs11.CKA_SENSITIVE); err != nil || boolAttr(attrs[0]) || !boolAttr(attrs[1]) {

@@ -23,24 +23,26 @@ import (
 
 	"github.com/keyhold/keyhold"
 	"github.com/keyhold/keyhold/crypt"
+	"github.com/keyhold/keyhold/hsm"
+	"github.com/keyhold/keyhold/hsm/hsmtest"
 	"github.com/keyhold/keyhold/sqlstore/storetest"
 )
 
 // labelled counts the token's private key objects whose label starts with
 // prefix.
-func (t *token) labelled(prefix string) (int, error) {
+func labelled(t *hsm.Token, prefix string) (int, error) {
 	n := 0
-	err := t.with(func(sh pkcs11.SessionHandle) error {
-		if err := t.ctx.FindObjectsInit(sh, []*pkcs11.Attribute{pkcs11.NewAttribute(pkcs11.CKA_CLASS, pkcs11.CKO_PRIVATE_KEY)}); err != nil {
+	err := t.Do(func(ctx *pkcs11.Ctx, sh pkcs11.SessionHandle) error {
+		if err := ctx.FindObjectsInit(sh, []*pkcs11.Attribute{pkcs11.NewAttribute(pkcs11.CKA_CLASS, pkcs11.CKO_PRIVATE_KEY)}); err != nil {
 			return err
 		}
-		hs, _, err := t.ctx.FindObjects(sh, 10000)
-		t.ctx.FindObjectsFinal(sh)
+		hs, _, err := ctx.FindObjects(sh, 10000)
+		ctx.FindObjectsFinal(sh)
 		if err != nil {
 			return err
 		}
 		for _, h := range hs {
-			a, err := t.ctx.GetAttributeValue(sh, h, []*pkcs11.Attribute{pkcs11.NewAttribute(pkcs11.CKA_LABEL, nil)})
+			a, err := ctx.GetAttributeValue(sh, h, []*pkcs11.Attribute{pkcs11.NewAttribute(pkcs11.CKA_LABEL, nil)})
 			if err == nil && strings.HasPrefix(string(a[0].Value), prefix) {
 				n++
 			}
@@ -119,7 +121,7 @@ func testTransferBlob(t *testing.T, f *fixture, pg *sql.DB, dirs []string) {
 	target := poolKey()
 	blob := must[[]byte](t)(crypt.NewTransferBlob(pubOf(kek), kek.KID, target))
 
-	before, err := f.svc.hsm.labelled("keyhold/" + v.Name + "/byok/")
+	before, err := labelled(f.svc.hsm, "keyhold/"+v.Name+"/byok/")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -168,7 +170,7 @@ func testTransferBlob(t *testing.T, f *fixture, pg *sql.DB, dirs []string) {
 			// Nothing stored, nothing left in the token.
 			_, err = f.svc.GetKey(as(officer), v.Name, "byok", "")
 			wantCode(t, err, keyhold.CodeKeyNotFound, "")
-			if n, err := f.svc.hsm.labelled("keyhold/" + v.Name + "/byok/"); err != nil || n != before {
+			if n, err := labelled(f.svc.hsm, "keyhold/"+v.Name+"/byok/"); err != nil || n != before {
 				t.Fatalf("token objects of the key: %d (%v); want %d", n, err, before)
 			}
 		})
@@ -187,7 +189,7 @@ func testTransferBlob(t *testing.T, f *fixture, pg *sql.DB, dirs []string) {
 		t.Fatalf("imported: %+v", b.Version)
 	}
 	stored := f.storedVersion(v.Name, "byok", b.Version.Version)
-	if !bytes.HasPrefix(stored.Material, []byte(materialPrefix)) {
+	if !bytes.HasPrefix(stored.Material, []byte(hsm.MaterialPrefix)) {
 		t.Fatalf("material %q is not a token reference", stored.Material)
 	}
 	attrs, err := tokenAttrs(t, f, stored.Material, pkcs11.CKA_EXTRACTABLE, pkcs11.CKA_SENSITIVE, pkcs11.CKA_TOKEN)
@@ -237,7 +239,7 @@ func testTransferBlob(t *testing.T, f *fixture, pg *sql.DB, dirs []string) {
 		}
 		return found, scanned
 	}
-	found, scanned := scan(append(dirs, softhsmDir))
+	found, scanned := scan(append(dirs, hsmtest.Dir()))
 	if len(found) > 0 || scanned < 3 {
 		t.Fatalf("the imported key's private values on disk: %v (%d files scanned)", found, scanned)
 	}

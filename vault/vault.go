@@ -90,6 +90,7 @@ import (
 
 	"github.com/keyhold/keyhold"
 	"github.com/keyhold/keyhold/crypt"
+	"github.com/keyhold/keyhold/hsm"
 )
 
 // Config configures a Service.
@@ -111,12 +112,9 @@ type Config struct {
 	HSM *PKCS11Config
 }
 
-// PKCS11Config names a PKCS#11 module and token.
-type PKCS11Config struct {
-	Module     string // e.g. /usr/lib/softhsm/libsofthsm2.so
-	TokenLabel string
-	PIN        string
-}
+// PKCS11Config names a PKCS#11 module and token (hsm.PKCS11Config: the
+// vault and the Managed HSM open tokens through the one hsm package).
+type PKCS11Config = hsm.PKCS11Config
 
 // Service is the built-in key vault: the assembly of its three services
 // over one shared core. It holds no business rules of its own: each
@@ -151,8 +149,8 @@ type core struct {
 	log    *slog.Logger
 	base   string
 	addr   keyhold.VaultAddress
-	hsm    *token    // nil: no PKCS#11 token
-	keys   *keyCache // opened software private keys
+	hsm    *hsm.Token // nil: no PKCS#11 token
+	keys   *keyCache  // opened software private keys
 	// rec seals and checks the records that custody rests on (key
 	// versions, keys, vaults, policies' bindings): see integrity.go.
 	rec *crypt.RecordKey
@@ -189,7 +187,7 @@ func New(cfg Config) (*Service, error) {
 	}
 	s.rec = rec
 	if cfg.HSM != nil {
-		t, err := openToken(cfg.HSM)
+		t, err := hsm.Open(cfg.HSM)
 		if err != nil {
 			s.master.Destroy()
 			return nil, err
@@ -206,7 +204,7 @@ func (s *Service) Close() error {
 	s.rec.Destroy()
 	s.keys.clear()
 	if s.hsm != nil {
-		err := s.hsm.close()
+		err := s.hsm.Close()
 		s.hsm = nil
 		return err
 	}

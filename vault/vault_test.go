@@ -8,6 +8,7 @@ import (
 
 	"github.com/keyhold/keyhold"
 	"github.com/keyhold/keyhold/crypt"
+	"github.com/keyhold/keyhold/hsm/hsmtest"
 	"github.com/keyhold/keyhold/sqlstore/storetest"
 )
 
@@ -69,7 +70,7 @@ func TestKeyIDs(t *testing.T) {
 // shared through a pool.
 func TestConcurrentUnwraps(t *testing.T) {
 	var hsm *PKCS11Config
-	if cfg, err := softhsm(); err == nil {
+	if cfg, err := hsmtest.Config(); err == nil {
 		hsm = cfg
 	}
 	f := newFixtureWith(t, storetest.OpenSQLite, hsm)

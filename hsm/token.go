@@ -1,4 +1,4 @@
-package vault
+package hsm
 
 import (
 	"bytes"
@@ -19,75 +19,22 @@ import (
 
 // RSA-HSM keys live in a PKCS#11 token. The private key is generated in
 // (or imported into) the token as a token object that is sensitive and not
-// extractable, so it never leaves it; the vault stores only a reference to
-// it (KeyVersion.Material = "pkcs11:id=<hex CKA_ID>") and its public part.
-// Unwrap runs in the token; wrap needs only the public key and runs here.
-//
-// This code lives in the vault package, not in crypt, because it performs
-// no cryptography itself: it drives a device that does. crypt supplies the
-// one piece of cryptography a token may lack (DecodeOAEP, see unwrap).
+// extractable, so it never leaves it; the vault and the Managed HSM store
+// only a reference to it (KeyVersion.Material = "pkcs11:id=<hex CKA_ID>")
+// and its public part. Unwrap runs in the token; wrap needs only the
+// public key and runs in the caller.
 
-// materialPrefix starts the Material of an RSA-HSM version.
-const materialPrefix = "pkcs11:id="
+// MaterialPrefix starts the Material of an RSA-HSM version. Stored
+// references depend on it: never change it.
+const MaterialPrefix = "pkcs11:id="
 
 // tokenSessions is how many sessions a token keeps open. A PKCS#11 session
 // runs one operation at a time; a few let unwraps run in parallel.
 const tokenSessions = 4
 
-// modules shares one loaded and initialised module per path across the
-// process: C_Initialize may run once per process, so two Services (or
-// tests) that name the same module share its context.
-var modules struct {
-	sync.Mutex
-	m map[string]*module
-}
-
-type module struct {
-	ctx  *pkcs11.Ctx
-	refs int
-}
-
-func loadModule(path string) (*pkcs11.Ctx, error) {
-	modules.Lock()
-	defer modules.Unlock()
-	if m, ok := modules.m[path]; ok {
-		m.refs++
-		return m.ctx, nil
-	}
-	ctx := pkcs11.New(path)
-	if ctx == nil {
-		return nil, fmt.Errorf("vault: cannot load the PKCS#11 module %q: check the path and that it is a PKCS#11 library", path)
-	}
-	if err := ctx.Initialize(); err != nil && !errors.Is(err, pkcs11.Error(pkcs11.CKR_CRYPTOKI_ALREADY_INITIALIZED)) {
-		ctx.Destroy()
-		return nil, fmt.Errorf("vault: initialising the PKCS#11 module %q: %w", path, err)
-	}
-	if modules.m == nil {
-		modules.m = make(map[string]*module)
-	}
-	modules.m[path] = &module{ctx: ctx, refs: 1}
-	return ctx, nil
-}
-
-func releaseModule(path string) error {
-	modules.Lock()
-	defer modules.Unlock()
-	m, ok := modules.m[path]
-	if !ok {
-		return nil
-	}
-	if m.refs--; m.refs > 0 {
-		return nil
-	}
-	delete(modules.m, path)
-	err := m.ctx.Finalize()
-	m.ctx.Destroy()
-	return err
-}
-
-// token is an open PKCS#11 token holding RSA-HSM keys. Safe for concurrent
+// Token is an open PKCS#11 token holding RSA-HSM keys. Safe for concurrent
 // use.
-type token struct {
+type Token struct {
 	module   string
 	ctx      *pkcs11.Ctx
 	sessions chan pkcs11.SessionHandle
@@ -100,22 +47,22 @@ type token struct {
 	rawOAEP256 atomic.Bool
 }
 
-// openToken loads cfg's module, finds the token labelled cfg.TokenLabel and
+// Open loads cfg's module, finds the token labelled cfg.TokenLabel and
 // logs in to it with cfg.PIN.
-func openToken(cfg *PKCS11Config) (*token, error) {
+func Open(cfg *PKCS11Config) (*Token, error) {
 	ctx, err := loadModule(cfg.Module)
 	if err != nil {
 		return nil, err
 	}
-	t := &token{module: cfg.Module, ctx: ctx, sessions: make(chan pkcs11.SessionHandle, tokenSessions)}
+	t := &Token{module: cfg.Module, ctx: ctx, sessions: make(chan pkcs11.SessionHandle, tokenSessions)}
 	if err := t.open(cfg); err != nil {
-		t.close()
+		t.Close()
 		return nil, err
 	}
 	return t, nil
 }
 
-func (t *token) open(cfg *PKCS11Config) error {
+func (t *Token) open(cfg *PKCS11Config) error {
 	slot, err := findSlot(t.ctx, cfg.TokenLabel)
 	if err != nil {
 		return err
@@ -123,13 +70,13 @@ func (t *token) open(cfg *PKCS11Config) error {
 	for i := 0; i < tokenSessions; i++ {
 		sh, err := t.ctx.OpenSession(slot, pkcs11.CKF_SERIAL_SESSION|pkcs11.CKF_RW_SESSION)
 		if err != nil {
-			return fmt.Errorf("vault: opening a session with PKCS#11 token %q: %w", cfg.TokenLabel, err)
+			return fmt.Errorf("hsm: opening a session with PKCS#11 token %q: %w", cfg.TokenLabel, err)
 		}
 		t.sessions <- sh
 		if i == 0 {
 			// Login is per application and token: one covers every session.
 			if err := t.ctx.Login(sh, pkcs11.CKU_USER, cfg.PIN); err != nil && !errors.Is(err, pkcs11.Error(pkcs11.CKR_USER_ALREADY_LOGGED_IN)) {
-				return fmt.Errorf("vault: logging in to PKCS#11 token %q (check the PIN): %w", cfg.TokenLabel, err)
+				return fmt.Errorf("hsm: logging in to PKCS#11 token %q (check the PIN): %w", cfg.TokenLabel, err)
 			}
 		}
 	}
@@ -139,7 +86,7 @@ func (t *token) open(cfg *PKCS11Config) error {
 func findSlot(ctx *pkcs11.Ctx, label string) (uint, error) {
 	slots, err := ctx.GetSlotList(true)
 	if err != nil {
-		return 0, fmt.Errorf("vault: listing PKCS#11 slots: %w", err)
+		return 0, fmt.Errorf("hsm: listing PKCS#11 slots: %w", err)
 	}
 	var seen []string
 	for _, s := range slots {
@@ -153,12 +100,12 @@ func findSlot(ctx *pkcs11.Ctx, label string) (uint, error) {
 		}
 		seen = append(seen, fmt.Sprintf("%q", l))
 	}
-	return 0, fmt.Errorf("vault: no PKCS#11 token is labelled %q (tokens present: %s)", label, strings.Join(seen, ", "))
+	return 0, fmt.Errorf("hsm: no PKCS#11 token is labelled %q (tokens present: %s)", label, strings.Join(seen, ", "))
 }
 
-// close closes the sessions (logging out with the last) and releases the
+// Close closes the sessions (logging out with the last) and releases the
 // module. Nothing may use t afterwards.
-func (t *token) close() error {
+func (t *Token) Close() error {
 	var errs []error
 	for {
 		select {
@@ -174,38 +121,38 @@ func (t *token) close() error {
 }
 
 // with runs fn with a session of its own.
-func (t *token) with(fn func(sh pkcs11.SessionHandle) error) error {
+func (t *Token) with(fn func(sh pkcs11.SessionHandle) error) error {
 	sh := <-t.sessions
 	defer func() { t.sessions <- sh }()
 	return fn(sh)
 }
 
-// newObjectID returns a fresh CKA_ID.
-func newObjectID() []byte {
+// NewObjectID returns a fresh CKA_ID.
+func NewObjectID() []byte {
 	id := make([]byte, 16)
 	rand.Read(id)
 	return id
 }
 
-func materialFor(id []byte) []byte { return []byte(materialPrefix + hex.EncodeToString(id)) }
+func MaterialFor(id []byte) []byte { return []byte(MaterialPrefix + hex.EncodeToString(id)) }
 
-// objectID parses a version's Material back to its CKA_ID.
-func objectID(material []byte) ([]byte, error) {
-	h, ok := bytes.CutPrefix(material, []byte(materialPrefix))
+// ObjectID parses a version's Material back to its CKA_ID.
+func ObjectID(material []byte) ([]byte, error) {
+	h, ok := bytes.CutPrefix(material, []byte(MaterialPrefix))
 	if !ok {
-		return nil, errors.New("vault: RSA-HSM key material is not a PKCS#11 reference")
+		return nil, errors.New("hsm: RSA-HSM key material is not a PKCS#11 reference")
 	}
 	id, err := hex.DecodeString(string(h))
 	if err != nil || len(id) == 0 {
-		return nil, errors.New("vault: RSA-HSM key material holds a malformed PKCS#11 id")
+		return nil, errors.New("hsm: RSA-HSM key material holds a malformed PKCS#11 id")
 	}
 	return id, nil
 }
 
-// privateTemplate is what every RSA-HSM private key object is: a token
+// PrivateTemplate is what every RSA-HSM private key object is: a token
 // object, private, sensitive, not extractable, able to decrypt and nothing
 // else.
-func privateTemplate(id []byte, label string) []*pkcs11.Attribute {
+func PrivateTemplate(id []byte, label string) []*pkcs11.Attribute {
 	return []*pkcs11.Attribute{
 		pkcs11.NewAttribute(pkcs11.CKA_CLASS, pkcs11.CKO_PRIVATE_KEY),
 		pkcs11.NewAttribute(pkcs11.CKA_KEY_TYPE, pkcs11.CKK_RSA),
@@ -221,25 +168,31 @@ func privateTemplate(id []byte, label string) []*pkcs11.Attribute {
 	}
 }
 
-// generate makes an RSA key pair of bits bits in the token and returns the
+// publicTemplate is the public half of a key pair generated in the token:
+// a session object (the caller keeps the public key, not the token), with
+// exponent 65537, usable only for use (CKA_ENCRYPT or CKA_WRAP).
+func publicTemplate(id []byte, bits int, use uint) []*pkcs11.Attribute {
+	return []*pkcs11.Attribute{
+		pkcs11.NewAttribute(pkcs11.CKA_CLASS, pkcs11.CKO_PUBLIC_KEY),
+		pkcs11.NewAttribute(pkcs11.CKA_KEY_TYPE, pkcs11.CKK_RSA),
+		pkcs11.NewAttribute(pkcs11.CKA_TOKEN, false),
+		pkcs11.NewAttribute(pkcs11.CKA_MODULUS_BITS, bits),
+		pkcs11.NewAttribute(pkcs11.CKA_PUBLIC_EXPONENT, []byte{1, 0, 1}),
+		pkcs11.NewAttribute(use, true),
+		pkcs11.NewAttribute(pkcs11.CKA_ID, id),
+	}
+}
+
+// Generate makes an RSA key pair of bits bits in the token and returns the
 // reference to its private key and its public key. The public key object
-// is a session object, destroyed once read: the vault keeps the public key.
-func (t *token) generate(bits int, label string) (material []byte, pub *rsa.PublicKey, err error) {
-	id := newObjectID()
+// is a session object, destroyed once read: the caller keeps the public key.
+func (t *Token) Generate(bits int, label string) (material []byte, pub *rsa.PublicKey, err error) {
+	id := NewObjectID()
 	err = t.with(func(sh pkcs11.SessionHandle) error {
-		pubTmpl := []*pkcs11.Attribute{
-			pkcs11.NewAttribute(pkcs11.CKA_CLASS, pkcs11.CKO_PUBLIC_KEY),
-			pkcs11.NewAttribute(pkcs11.CKA_KEY_TYPE, pkcs11.CKK_RSA),
-			pkcs11.NewAttribute(pkcs11.CKA_TOKEN, false),
-			pkcs11.NewAttribute(pkcs11.CKA_MODULUS_BITS, bits),
-			pkcs11.NewAttribute(pkcs11.CKA_PUBLIC_EXPONENT, []byte{1, 0, 1}),
-			pkcs11.NewAttribute(pkcs11.CKA_ENCRYPT, true),
-			pkcs11.NewAttribute(pkcs11.CKA_ID, id),
-		}
 		ph, _, err := t.ctx.GenerateKeyPair(sh, []*pkcs11.Mechanism{pkcs11.NewMechanism(pkcs11.CKM_RSA_PKCS_KEY_PAIR_GEN, nil)},
-			pubTmpl, privateTemplate(id, label))
+			publicTemplate(id, bits, pkcs11.CKA_ENCRYPT), PrivateTemplate(id, label))
 		if err != nil {
-			return fmt.Errorf("vault: generating an RSA-%d key pair in the PKCS#11 token: %w", bits, err)
+			return fmt.Errorf("hsm: generating an RSA-%d key pair in the PKCS#11 token: %w", bits, err)
 		}
 		defer t.ctx.DestroyObject(sh, ph)
 		attrs, err := t.ctx.GetAttributeValue(sh, ph, []*pkcs11.Attribute{
@@ -247,7 +200,7 @@ func (t *token) generate(bits int, label string) (material []byte, pub *rsa.Publ
 			pkcs11.NewAttribute(pkcs11.CKA_PUBLIC_EXPONENT, nil),
 		})
 		if err != nil {
-			return fmt.Errorf("vault: reading the new public key from the PKCS#11 token: %w", err)
+			return fmt.Errorf("hsm: reading the new public key from the PKCS#11 token: %w", err)
 		}
 		e, err := crypt.RSAExponent(attrs[1].Value)
 		if err != nil {
@@ -259,15 +212,15 @@ func (t *token) generate(bits int, label string) (material []byte, pub *rsa.Publ
 	if err != nil {
 		return nil, nil, err
 	}
-	return materialFor(id), pub, nil
+	return MaterialFor(id), pub, nil
 }
 
-// importKey stores k's private key in the token, sensitive and not
+// ImportKey stores k's private key in the token, sensitive and not
 // extractable, and returns its reference.
-func (t *token) importKey(k *rsa.PrivateKey, label string) ([]byte, error) {
-	id := newObjectID()
+func (t *Token) ImportKey(k *rsa.PrivateKey, label string) ([]byte, error) {
+	id := NewObjectID()
 	k.Precompute()
-	tmpl := append(privateTemplate(id, label),
+	tmpl := append(PrivateTemplate(id, label),
 		pkcs11.NewAttribute(pkcs11.CKA_MODULUS, k.N.Bytes()),
 		pkcs11.NewAttribute(pkcs11.CKA_PUBLIC_EXPONENT, big.NewInt(int64(k.E)).Bytes()),
 		pkcs11.NewAttribute(pkcs11.CKA_PRIVATE_EXPONENT, k.D.Bytes()),
@@ -286,13 +239,13 @@ func (t *token) importKey(k *rsa.PrivateKey, label string) ([]byte, error) {
 		clear(a.Value)
 	}
 	if err != nil {
-		return nil, fmt.Errorf("vault: importing the key into the PKCS#11 token: %w", err)
+		return nil, fmt.Errorf("hsm: importing the key into the PKCS#11 token: %w", err)
 	}
-	return materialFor(id), nil
+	return MaterialFor(id), nil
 }
 
 // find returns the handle of the private key with the given CKA_ID.
-func (t *token) find(sh pkcs11.SessionHandle, id []byte) (pkcs11.ObjectHandle, error) {
+func (t *Token) find(sh pkcs11.SessionHandle, id []byte) (pkcs11.ObjectHandle, error) {
 	if h, ok := t.handles.Load(string(id)); ok {
 		return h.(pkcs11.ObjectHandle), nil
 	}
@@ -301,25 +254,25 @@ func (t *token) find(sh pkcs11.SessionHandle, id []byte) (pkcs11.ObjectHandle, e
 		return 0, err
 	}
 	if len(hs) == 0 {
-		return 0, fmt.Errorf("vault: the PKCS#11 token holds no private key with id %x: the key was removed from the token", id)
+		return 0, fmt.Errorf("hsm: the PKCS#11 token holds no private key with id %x: the key was removed from the token", id)
 	}
 	t.handles.Store(string(id), hs[0])
 	return hs[0], nil
 }
 
-func (t *token) findAll(sh pkcs11.SessionHandle, id []byte, class uint) ([]pkcs11.ObjectHandle, error) {
+func (t *Token) findAll(sh pkcs11.SessionHandle, id []byte, class uint) ([]pkcs11.ObjectHandle, error) {
 	if err := t.ctx.FindObjectsInit(sh, []*pkcs11.Attribute{
 		pkcs11.NewAttribute(pkcs11.CKA_CLASS, class),
 		pkcs11.NewAttribute(pkcs11.CKA_ID, id),
 	}); err != nil {
-		return nil, fmt.Errorf("vault: searching the PKCS#11 token: %w", err)
+		return nil, fmt.Errorf("hsm: searching the PKCS#11 token: %w", err)
 	}
 	hs, _, err := t.ctx.FindObjects(sh, 16)
 	if ferr := t.ctx.FindObjectsFinal(sh); err == nil {
 		err = ferr
 	}
 	if err != nil {
-		return nil, fmt.Errorf("vault: searching the PKCS#11 token: %w", err)
+		return nil, fmt.Errorf("hsm: searching the PKCS#11 token: %w", err)
 	}
 	return hs, nil
 }
@@ -345,9 +298,9 @@ func refusesParams(err error) bool {
 
 // errTokenDecrypt marks a ciphertext the token refused to decrypt (wrong
 // key, algorithm or bytes), as opposed to a token failure.
-var errTokenDecrypt = fmt.Errorf("vault: the PKCS#11 token refused to decrypt: %w", crypt.ErrDecrypt)
+var errTokenDecrypt = fmt.Errorf("hsm: the PKCS#11 token refused to decrypt: %w", crypt.ErrDecrypt)
 
-// unwrap decrypts ciphertext with the private key material refers to,
+// Unwrap decrypts ciphertext with the private key material refers to,
 // with CKM_RSA_PKCS_OAEP (SHA-1 and MGF1-SHA1 for RSA-OAEP, SHA-256 and
 // MGF1-SHA256 for RSA-OAEP-256). n is the key's public modulus. A
 // ciphertext that does not decrypt returns an error wrapping
@@ -362,8 +315,8 @@ var errTokenDecrypt = fmt.Errorf("vault: the PKCS#11 token refused to decrypt: %
 // with CKR_GENERAL_ERROR (SoftHSM again) has the ciphertext checked that
 // way, which tells a bad ciphertext (the caller's fault) from a token
 // fault (the server's).
-func (t *token) unwrap(material []byte, alg string, n []byte, ciphertext []byte) ([]byte, error) {
-	id, err := objectID(material)
+func (t *Token) Unwrap(material []byte, alg string, n []byte, ciphertext []byte) ([]byte, error) {
+	id, err := ObjectID(material)
 	if err != nil {
 		return nil, err
 	}
@@ -404,12 +357,12 @@ func (t *token) unwrap(material []byte, alg string, n []byte, ciphertext []byte)
 	return out, err
 }
 
-func (t *token) decrypt(sh pkcs11.SessionHandle, m *pkcs11.Mechanism, h pkcs11.ObjectHandle, ct []byte) ([]byte, error) {
+func (t *Token) decrypt(sh pkcs11.SessionHandle, m *pkcs11.Mechanism, h pkcs11.ObjectHandle, ct []byte) ([]byte, error) {
 	if err := t.ctx.DecryptInit(sh, []*pkcs11.Mechanism{m}, h); err != nil {
 		if refusesParams(err) {
 			return nil, err
 		}
-		return nil, fmt.Errorf("vault: PKCS#11 decrypt: %w", err)
+		return nil, fmt.Errorf("hsm: PKCS#11 decrypt: %w", err)
 	}
 	out, err := t.ctx.Decrypt(sh, ct)
 	if err != nil {
@@ -420,15 +373,15 @@ func (t *token) decrypt(sh pkcs11.SessionHandle, m *pkcs11.Mechanism, h pkcs11.O
 				return nil, errTokenDecrypt
 			}
 		}
-		return nil, fmt.Errorf("vault: PKCS#11 decrypt: %w", err)
+		return nil, fmt.Errorf("hsm: PKCS#11 decrypt: %w", err)
 	}
 	return out, nil
 }
 
-// destroy removes every object with the CKA_ID that material refers to.
+// Destroy removes every object with the CKA_ID that material refers to.
 // Removing one that is already gone succeeds.
-func (t *token) destroy(material []byte) error {
-	id, err := objectID(material)
+func (t *Token) Destroy(material []byte) error {
+	id, err := ObjectID(material)
 	if err != nil {
 		return err
 	}
@@ -441,7 +394,7 @@ func (t *token) destroy(material []byte) error {
 			}
 			for _, h := range hs {
 				if err := t.ctx.DestroyObject(sh, h); err != nil {
-					return fmt.Errorf("vault: destroying a PKCS#11 object: %w", err)
+					return fmt.Errorf("hsm: destroying a PKCS#11 object: %w", err)
 				}
 			}
 		}
