@@ -170,7 +170,25 @@ func (s *Store) Close() error {
 	if s.read != s.write {
 		err = errors.Join(err, s.read.Close())
 	}
+	// A transaction whose context is cancelled while it runs (a request
+	// or a loop stopped by shutdown) is rolled back, and its connection
+	// closed, by database/sql in that transaction's own goroutine: that
+	// close can come after DB.Close returns. On SQLite the last close
+	// checkpoints the WAL into the database file, so the files would
+	// still change after Close. Wait, bounded, for every connection to be
+	// closed: when Close returns, a restart, a copy of the data directory
+	// or `keyhold doctor` sees the files as final.
+	waitClosed(s.write, 5*time.Second)
+	waitClosed(s.read, 5*time.Second)
 	return err
+}
+
+// waitClosed waits up to limit for db to have no open connection (a
+// closed DB's count falls as each connection finishes closing).
+func waitClosed(db *sql.DB, limit time.Duration) {
+	for end := time.Now().Add(limit); db.Stats().OpenConnections > 0 && time.Now().Before(end); {
+		time.Sleep(2 * time.Millisecond)
+	}
 }
 
 // View runs fn in a read-only transaction. Writes inside it fail.
