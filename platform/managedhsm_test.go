@@ -4,6 +4,8 @@ import (
 	"context"
 	"crypto/rand"
 	"crypto/rsa"
+	"encoding/json"
+	"strings"
 	"testing"
 	"time"
 
@@ -134,11 +136,50 @@ func TestCMKManagedHSMFlow(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
+		// A database writer swaps the new version's public key for one it
+		// holds the private half of. The HSM's key versions carry no seal,
+		// so it is the custody move that refuses: its new copy, wrapped
+		// under the edited key, doesn't unwrap in the token. Nothing is
+		// rewrapped, and the environment serves under k1; with the record
+		// put back, the next pickup moves it to k2.
+		var doc string
+		if err := sqlDB(f.store).QueryRow(`SELECT doc FROM hsm_key_versions WHERE version_key = '` + strings.ToLower(k2.Version.Version) + `'`).Scan(&doc); err != nil {
+			t.Fatal(err)
+		}
+		var edited keyhold.KeyVersion
+		if err := json.Unmarshal([]byte(doc), &edited); err != nil {
+			t.Fatal(err)
+		}
+		edited.N = attackerModulus(t)
+		forged, err := json.Marshal(&edited)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if n := storetest.Exec(t, f.store, `UPDATE hsm_key_versions SET doc = ? WHERE version_key = ?`, string(forged), strings.ToLower(k2.Version.Version)); n != 1 {
+			t.Fatalf("edited %d key versions, want 1", n)
+		}
 		if n, err := f.p.PickUpRotations(context.Background()); err != nil || n != 1 {
 			t.Fatalf("PickUpRotations = %d, %v; want 1", n, err)
 		}
-		if op := f.wait(t, f.operations(t, pol.ID())[0]); op.State != keyhold.OperationSucceeded {
-			t.Fatalf("rotation %s %s %q", op.State, op.ErrorCode, op.ErrorMsg)
+		// The rotation yields the environment it can't prove (as
+		// TestRotationProvesItself): it rewraps nothing.
+		failed := f.wait(t, f.operations(t, pol.ID())[0])
+		if wks := f.wrapped(t, env.ID); len(wks) != 1 || wks[0].KeyID != k1.KID {
+			t.Fatalf("after the refused rotation: wrapped keys %v, want one under %s", describeKeys(wks), k1.KID)
+		}
+		f.check(t, env.ID, data)
+		storetest.Exec(t, f.store, `UPDATE hsm_key_versions SET doc = ? WHERE version_key = ?`, doc, strings.ToLower(k2.Version.Version))
+
+		if n, err := f.p.PickUpRotations(context.Background()); err != nil || n != 1 {
+			t.Fatalf("PickUpRotations = %d, %v; want 1", n, err)
+		}
+		for _, op := range f.operations(t, pol.ID()) {
+			if op.ID == failed.ID {
+				continue
+			}
+			if op = f.wait(t, op); op.State != keyhold.OperationSucceeded {
+				t.Fatalf("rotation %s %s %q", op.State, op.ErrorCode, op.ErrorMsg)
+			}
 		}
 		if wks := f.wrapped(t, env.ID); len(wks) != 1 || wks[0].KeyID != k2.KID {
 			t.Fatalf("after rotation: wrapped keys %v, want one under %s", describeKeys(wks), k2.KID)
