@@ -40,7 +40,7 @@ type connRef struct {
 var parsed sync.Map // env/flow/version → *wdl.Definition
 
 func (s *Service) openFlow(ctx context.Context, rec *keyhold.FlowRecord) (*flowDef, error) {
-	pt, err := s.seal.Open(ctx, rec.EnvID, keyhold.StoreFlows, flowItem(rec.ID), rec.Version, rec.Epoch, rec.Sealed)
+	pt, err := s.openAt(ctx, rec.EnvID, keyhold.StoreFlows, flowItem(rec.ID), rec.Version, rec.Epoch, rec.Sealed)
 	if err != nil {
 		return nil, err
 	}
@@ -225,7 +225,8 @@ func (s *Service) writeFlowOnce(ctx context.Context, id *keyhold.Identity, envID
 	if err != nil {
 		return nil, err
 	}
-	if rec.Sealed, rec.Epoch, err = s.seal.Seal(ctx, envID, keyhold.StoreFlows, flowItem(flowID), rec.Version, pt); err != nil {
+	onPlatform := old != nil && old.Epoch == keyhold.PlatformEpoch
+	if rec.Sealed, rec.Epoch, err = s.sealAt(ctx, envID, keyhold.StoreFlows, flowItem(flowID), rec.Version, onPlatform, pt); err != nil {
 		return nil, err
 	}
 	err = s.store.Update(ctx, func(tx keyhold.Tx) error {

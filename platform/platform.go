@@ -300,6 +300,7 @@ func (p *Platform) kinds() map[string]ops.Kind {
 		keyhold.OpUnlink: {Steps: []ops.Step{
 			{Name: stepDisable, Run: pausable(c.stepDisable)},
 			{Name: stepRewrap, Run: pausable(c.stepUnlinkRewrap)},
+			{Name: stepFlows, Run: pausable(stepUnlinkFlows(c))},
 			{Name: stepEnable, Run: pausable(c.stepEnable)},
 		}, Rollback: c.rollbackEnvOp},
 		keyhold.OpRekey: {Steps: []ops.Step{
