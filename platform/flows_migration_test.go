@@ -1,13 +1,19 @@
 package platform
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
 	"github.com/keyhold/keyhold"
 	"github.com/keyhold/keyhold/flows"
+	"github.com/keyhold/keyhold/sqlstore/storetest"
 )
 
 // migDef is a definition with a Request trigger of kind and, if child is
@@ -264,4 +270,177 @@ func TestFlowsPlacedAtLink(t *testing.T) {
 		}
 		w.run(t, "v1", "back")
 	})
+}
+
+// TestPreMigrationRuns: at a link, the finished runs of a flow that moves
+// leave the run history for the link's pre-migration partition (a kept
+// flow's runs stay, and a run still waiting moves to the new epoch and
+// stays a run). A platform administrator reads them with their content,
+// each read audited with who read which runs; anyone else is refused. On
+// day 29 they read (the flows' 28-day retention, which deletes old runs,
+// doesn't touch them); on day 30 the read is refused, and the sweeper
+// deletes the partition's key, then its runs: nothing of them is left in
+// the store, and the old ciphertext opens under no key the platform has.
+func TestPreMigrationRuns(t *testing.T) {
+	cmkBackends(t, true, func(t *testing.T, f *cmkFixture) {
+		ctx := context.Background()
+		w := newMigWorld(t, f)
+		w.put(t, "mover", migDef("Button", ""), "")
+		w.put(t, "v1", migDef("PowerApp", ""), "")
+		moved := w.run(t, "mover", "premig-marker")
+		kept := w.run(t, "v1", "kept")
+		// A run still waiting (its lease held far ahead, so no engine
+		// claims it).
+		pt := []byte(`{"status":"Running","actions":{}}`)
+		ct, epoch, err := f.p.Sealer.Seal(ctx, w.env.ID, keyhold.StoreRuns, keyhold.FlowRunItemID("mover", "waiting"), 1, pt)
+		if err != nil {
+			t.Fatal(err)
+		}
+		now := f.clock.Now().UTC()
+		if err := f.store.Update(ctx, func(tx keyhold.Tx) error {
+			return tx.PutFlowRun(ctx, &keyhold.FlowRunRecord{EnvID: w.env.ID, FlowID: "mover", ID: "waiting", Status: keyhold.RunWaiting, TriggerName: "manual",
+				StartedAt: now, LeaseOwner: "elsewhere", LeaseUntil: now.Add(365 * 24 * time.Hour), Epoch: epoch, Version: 1, StateVersion: 1, Sealed: ct, UpdatedAt: now})
+		}); err != nil {
+			t.Fatal(err)
+		}
+
+		op := f.succeed(t, "link", func() (*keyhold.Operation, error) { return f.p.LinkPolicy(w.admin, w.env.ID, w.pol.SystemID) })
+		e := f.env(t, w.env.ID)
+		var sealed []byte
+		_ = f.store.View(ctx, func(tx keyhold.Tx) error {
+			if _, err := tx.FlowRun(ctx, w.env.ID, "mover", moved); keyhold.ErrorCode(err) != keyhold.CodeFlowRunNotFound {
+				t.Errorf("the moved flow's finished run is still a run: %v", err)
+			}
+			if r, err := tx.FlowRun(ctx, w.env.ID, "mover", "waiting"); err != nil || r.Epoch != e.Epoch {
+				t.Errorf("the waiting run: %+v, %v; want it on epoch %d", r, err, e.Epoch)
+			}
+			if r, err := tx.FlowRun(ctx, w.env.ID, "v1", kept); err != nil || r.Epoch != 0 {
+				t.Errorf("the kept flow's run: %+v, %v; want it on epoch 0", r, err)
+			}
+			rs, err := tx.PreMigrationRuns(ctx, w.env.ID, op.ID)
+			if err != nil || len(rs) != 1 || rs[0].ID != moved {
+				t.Fatalf("pre-migration partition %s: %+v, %v", op.ID, rs, err)
+			}
+			sealed = rs[0].Sealed
+			return nil
+		})
+		if rs, err := w.fl.ListRuns(w.ctx, w.env.ID, "mover"); err != nil || len(rs) != 1 || rs[0].ID != "waiting" {
+			t.Fatalf("mover's runs after the link: %+v, %v; want only the waiting one", rs, err)
+		}
+
+		preCoverage := func() keyhold.CoverageStore {
+			t.Helper()
+			cov, err := f.p.EncryptionCoverage(w.admin, w.env.ID)
+			if err != nil {
+				t.Fatal(err)
+			}
+			for _, s := range cov.Stores {
+				if s.Store == keyhold.CoveragePreMigrationRuns {
+					return s
+				}
+			}
+			t.Fatal("no pre-migration row in the coverage report")
+			return keyhold.CoverageStore{}
+		}
+		if c := preCoverage(); c.Items != 1 || len(c.Roots) != 1 || c.Roots[0].Root != keyhold.CoverageRootPlatform || c.Roots[0].ExpiresAt == nil ||
+			!c.Roots[0].ExpiresAt.Equal(now.Add(keyhold.PreMigrationRetention)) {
+			t.Errorf("coverage of the pre-migration runs after the link: %+v", c)
+		}
+		read := func() ([]*keyhold.PreMigrationRun, error) {
+			return f.p.PreMigration.PreMigrationRuns(w.admin, w.env.ID)
+		}
+		got, err := read()
+		if err != nil || len(got) != 1 || got[0].ID != moved || got[0].FlowID != "mover" || got[0].Migration != op.ID ||
+			!strings.Contains(string(got[0].Content), "in premig-marker") || got[0].ExpiresAt.Sub(now) != keyhold.PreMigrationRetention {
+			t.Fatalf("pre-migration read: %+v, %v", got, err)
+		}
+		adminID := keyhold.IdentityFrom(w.admin).PrincipalID
+		entries, err := f.p.ListAudit(f.ctx, keyhold.AuditFilter{EnvID: w.env.ID, Limit: 1000})
+		if err != nil {
+			t.Fatal(err)
+		}
+		audited := false
+		for _, a := range entries {
+			if a.Action == auditPreMigrationRead && a.ActorID == adminID && strings.Contains(a.Detail, "mover/"+moved) {
+				audited = true
+			}
+		}
+		if !audited {
+			t.Fatalf("no audit entry names %s reading mover/%s", adminID, moved)
+		}
+		member, _ := f.platformAdmin(t, "")
+		if _, err := f.p.PreMigration.PreMigrationRuns(member, w.env.ID); keyhold.ErrorCode(err) != keyhold.CodeForbidden {
+			t.Fatalf("a principal without the administrator role read them: %v", err)
+		}
+
+		f.clock.Advance(29 * 24 * time.Hour)
+		w.fl.Tick(ctx) // retention: the kept flow's 29-day-old run goes, the partition's doesn't
+		if got, err := read(); err != nil || len(got) != 1 {
+			t.Fatalf("day 29: %+v, %v", got, err)
+		}
+		if n, err := f.p.PreMigration.Shred(ctx); err != nil || n != 0 {
+			t.Fatalf("day 29: shredded %d, %v", n, err)
+		}
+		f.clock.Advance(24 * time.Hour)
+		if _, err := read(); keyhold.ErrorCode(err) != keyhold.CodePreMigrationRunsExpired || !strings.Contains(keyhold.ErrorMessage(err), "30 days") {
+			t.Fatalf("day 30: %v, want %s", err, keyhold.CodePreMigrationRunsExpired)
+		}
+		if n, err := f.p.PreMigration.Shred(ctx); err != nil || n != 1 {
+			t.Fatalf("day 30: shredded %d, %v", n, err)
+		}
+		_ = f.store.View(ctx, func(tx keyhold.Tx) error {
+			if _, err := tx.PreMigrationKey(ctx, w.env.ID, op.ID); keyhold.ErrorCode(err) != keyhold.CodeNotFound {
+				t.Errorf("the partition's key after the shred: %v", err)
+			}
+			if rs, err := tx.PreMigrationRuns(ctx, w.env.ID, op.ID); err != nil || len(rs) != 0 {
+				t.Errorf("the partition's runs after the shred: %d, %v", len(rs), err)
+			}
+			return nil
+		})
+		item := keyhold.FlowRunItemID("mover", moved)
+		for _, ep := range []uint32{e.Epoch} {
+			if _, err := f.p.Sealer.Open(ctx, w.env.ID, keyhold.StoreRuns, item, 1, ep, sealed); err == nil {
+				t.Errorf("the environment key of epoch %d opened the shredded run", ep)
+			}
+		}
+		if _, err := f.p.Sealer.OpenPlatform(ctx, w.env.ID, keyhold.StoreRuns, item, 1, sealed); err == nil {
+			t.Error("the platform partition opened the shredded run")
+		}
+		if got, err := read(); err != nil || len(got) != 0 {
+			t.Fatalf("after the shred: %+v, %v", got, err)
+		}
+		if c := preCoverage(); c.Items != 0 || len(c.Roots) != 1 || c.Roots[0].Root != keyhold.CoverageRootNone {
+			t.Errorf("coverage of the pre-migration runs after the shred: %+v", c)
+		}
+	})
+}
+
+// TestPreMigrationNoPlaintext: a marker in the input of a run that goes
+// to the pre-migration partition at a link is in no database file, while
+// the administrator's read really returns it.
+func TestPreMigrationNoPlaintext(t *testing.T) {
+	store, path := storetest.OpenSQLiteAt(t)
+	f := newCMKFixture(t, store, true)
+	w := newMigWorld(t, f)
+	marker := "pm" + fmt.Sprint(time.Now().UnixNano())
+	w.put(t, "mover", migDef("Button", ""), "")
+	w.run(t, "mover", marker+"-input")
+	f.succeed(t, "link", func() (*keyhold.Operation, error) { return f.p.LinkPolicy(w.admin, w.env.ID, w.pol.SystemID) })
+	got, err := f.p.PreMigration.PreMigrationRuns(w.admin, w.env.ID)
+	if err != nil || len(got) != 1 || !strings.Contains(string(got[0].Content), marker+"-input") {
+		t.Fatalf("the read doesn't carry the marker (the scan would prove nothing): %+v, %v", got, err)
+	}
+	files, _ := filepath.Glob(filepath.Join(filepath.Dir(path), "*"))
+	if len(files) == 0 {
+		t.Fatal("no database files")
+	}
+	for _, name := range files {
+		b, err := os.ReadFile(name)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if bytes.Contains(b, []byte(marker)) {
+			t.Errorf("%s holds the marker in plaintext", filepath.Base(name))
+		}
+	}
 }

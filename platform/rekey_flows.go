@@ -59,7 +59,14 @@ func flowPlacementOf(op *keyhold.Operation, env *keyhold.Environment) flowPlacem
 // service's own code (flows/placement), rather than asking the flows
 // service, which holds no key and may not run in this process. A step run
 // again after a crash classifies the same definitions the same way.
-func rekeyFlows(ctx context.Context, p *core, envID string, to uint32, mode flowPlacement) error {
+//
+// At a link (flowsPlace, partition naming the link operation), the run
+// history of the flows that move is not carried forward: their finished
+// runs go to the link's pre-migration partition (premigration.go), each
+// in one transaction that deletes the run and stores it there, so a
+// crash leaves every run in exactly one place. Their Waiting and Running
+// runs move to the new epoch and keep running.
+func rekeyFlows(ctx context.Context, p *core, envID string, to uint32, mode flowPlacement, partition string) error {
 	keys := map[string]*crypt.StoreKey{}
 	defer func() {
 		for _, k := range keys {
@@ -212,6 +219,8 @@ func rekeyFlows(ctx context.Context, p *core, envID string, to uint32, mode flow
 			return err
 		}
 	}
+	var pre *crypt.StoreKey // the link's pre-migration partition, once needed
+	defer func() { pre.Destroy() }()
 	for _, f := range flows {
 		dst := dest[f.ID]
 		for {
@@ -224,6 +233,34 @@ func rekeyFlows(ctx context.Context, p *core, envID string, to uint32, mode flow
 			}
 			moved := 0
 			for _, r := range runs {
+				if mode == flowsPlace && dst == to && r.Terminal() {
+					if pre == nil {
+						k, err := premigrationKey(ctx, p, envID, partition)
+						if err != nil {
+							return err
+						}
+						pre = k
+					}
+					item := keyhold.FlowRunItemID(r.FlowID, r.ID)
+					pt, err := open(keyhold.StoreRuns, item, r.Epoch, r.StateVersion, r.Sealed)
+					if err != nil {
+						return err
+					}
+					ct, err := pre.Seal(item, r.StateVersion, pt)
+					clear(pt)
+					if err != nil {
+						return err
+					}
+					pr := &keyhold.PreMigrationRunRecord{EnvID: envID, PartitionID: partition, FlowID: r.FlowID, ID: r.ID, Status: r.Status,
+						TriggerName: r.TriggerName, StartedAt: r.StartedAt, EndedAt: r.EndedAt, StateVersion: r.StateVersion, Sealed: ct}
+					err = write(func(tx keyhold.Tx) error { return tx.MoveRunToPreMigration(ctx, pr, r.Version) })
+					if err == nil {
+						moved++
+					} else if err := settle(err); err != nil {
+						return err
+					}
+					continue
+				}
 				ct, err := move(keyhold.StoreRuns, keyhold.FlowRunItemID(r.FlowID, r.ID), r.Epoch, dst, r.StateVersion, r.Sealed)
 				if err != nil {
 					return err
@@ -266,6 +303,6 @@ func stepUnlinkFlows(c *CMK) func(ctx context.Context, op *keyhold.Operation) (o
 		if env.LastOperationID != op.ID {
 			return ops.StepResult{}, errNotOurs(env, op)
 		}
-		return ops.StepResult{}, storeConflict(rekeyFlows(ctx, c.core, env.ID, env.Epoch, flowsFollow))
+		return ops.StepResult{}, storeConflict(rekeyFlows(ctx, c.core, env.ID, env.Epoch, flowsFollow, ""))
 	}
 }
