@@ -230,6 +230,9 @@ func (s *Service) writeFlowOnce(ctx context.Context, id *keyhold.Identity, envID
 		return nil, err
 	}
 	err = s.store.Update(ctx, func(tx keyhold.Tx) error {
+		if err := refuseWhileMigrating(ctx, tx, envID); err != nil {
+			return err
+		}
 		if err := tx.PutFlow(ctx, rec); err != nil {
 			return err
 		}

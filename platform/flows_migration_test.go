@@ -444,3 +444,54 @@ func TestPreMigrationNoPlaintext(t *testing.T) {
 		}
 	}
 }
+
+// TestFlowWritesRefusedWhileMigrating: while a link's operation runs
+// (here: started, its runner stopped), creating a flow, updating one and
+// starting or stopping one are refused with 409 FlowsMigrationInProgress
+// saying the flows are being migrated to the customer-managed key, and
+// nothing changes; the existing flow still runs. Without the check, the
+// writes go through.
+func TestFlowWritesRefusedWhileMigrating(t *testing.T) {
+	cmkBackends(t, false, func(t *testing.T, f *cmkFixture) {
+		ctx := context.Background()
+		w := newMigWorld(t, f)
+		w.put(t, "existing", migDef("Button", ""), "")
+		before, err := w.fl.GetFlow(w.ctx, w.env.ID, "existing")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := f.p.LinkPolicy(w.admin, w.env.ID, w.pol.SystemID); err != nil {
+			t.Fatal(err)
+		}
+		if e := f.env(t, w.env.ID); e.EncryptionStatus != keyhold.EncryptionRunning {
+			t.Fatalf("the link is not running: %s", e.EncryptionStatus)
+		}
+		name := "new"
+		refused := func(what string, err error) {
+			t.Helper()
+			if keyhold.ErrorCode(err) != keyhold.CodeFlowsMigrating || !strings.Contains(keyhold.ErrorMessage(err), "being migrated to its customer-managed key") ||
+				!strings.Contains(keyhold.ErrorMessage(err), "try again") {
+				t.Fatalf("%s during the link: %v, want %s", what, err, keyhold.CodeFlowsMigrating)
+			}
+		}
+		_, err = w.fl.PutFlow(w.ctx, w.env.ID, "new", &keyhold.FlowInput{DisplayName: &name, Definition: json.RawMessage(migDef("Button", ""))})
+		refused("create", err)
+		renamed := "renamed"
+		_, err = w.fl.PatchFlow(w.ctx, w.env.ID, "existing", &keyhold.FlowInput{DisplayName: &renamed, Definition: json.RawMessage(migDef("Http", ""))})
+		refused("update", err)
+		_, err = w.fl.SetFlowState(w.ctx, w.env.ID, "existing", keyhold.FlowStopped)
+		refused("stop", err)
+		_ = f.store.View(ctx, func(tx keyhold.Tx) error {
+			if _, err := tx.Flow(ctx, w.env.ID, "new"); keyhold.ErrorCode(err) != keyhold.CodeFlowNotFound {
+				t.Errorf("the refused create wrote a flow: %v", err)
+			}
+			return nil
+		})
+		after, err := w.fl.GetFlow(w.ctx, w.env.ID, "existing")
+		if err != nil || after.DisplayName != before.DisplayName || after.State != keyhold.FlowStarted || after.TriggerKind != "Button" || !after.LastModifiedTime.Equal(before.LastModifiedTime) {
+			t.Fatalf("the refused update changed the flow: %+v, %v", after, err)
+		}
+		// Running flows keep running.
+		w.run(t, "existing", "during")
+	})
+}
