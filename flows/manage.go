@@ -225,7 +225,20 @@ func (s *Service) writeFlowOnce(ctx context.Context, id *keyhold.Identity, envID
 	if err != nil {
 		return nil, err
 	}
+	// A flow on the platform partition stays there only while it is in a
+	// category; the save that takes it out moves it (fix.go).
 	onPlatform := old != nil && old.Epoch == keyhold.PlatformEpoch
+	var movedKey *keyhold.FlowKeyRecord
+	if onPlatform {
+		if onPlatform, err = s.staysOnPlatform(ctx, rec, def); err != nil {
+			return nil, err
+		}
+		if !onPlatform {
+			if movedKey, err = s.keyOffPlatform(ctx, envID, flowID); err != nil {
+				return nil, err
+			}
+		}
+	}
 	if rec.Sealed, rec.Epoch, err = s.sealAt(ctx, envID, keyhold.StoreFlows, flowItem(flowID), rec.Version, onPlatform, pt); err != nil {
 		return nil, err
 	}
@@ -235,6 +248,11 @@ func (s *Service) writeFlowOnce(ctx context.Context, id *keyhold.Identity, envID
 		}
 		if err := tx.PutFlow(ctx, rec); err != nil {
 			return err
+		}
+		if movedKey != nil {
+			if err := tx.PutFlowKey(ctx, movedKey); err != nil {
+				return err
+			}
 		}
 		return s.schedule(ctx, tx, rec, def)
 	})

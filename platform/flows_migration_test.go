@@ -495,3 +495,77 @@ func TestFlowWritesRefusedWhileMigrating(t *testing.T) {
 		w.run(t, "existing", "during")
 	})
 }
+
+// TestFixesMoveFlows: after a link, the two fixes of spec 004 move a kept
+// flow under the customer key when it is saved: switching a v1 Power Apps
+// trigger to v2, and adding a v1 flow to a solution. The moved flow's
+// callback key moves with it (its URL is unchanged), its run from before
+// stays readable on the platform partition, and its next run is sealed
+// under the customer key. A save that leaves a flow in its category
+// (renaming the Http flow) keeps it where it is; the parent of the fixed
+// flow stays until its own next save, which moves it. Without the
+// re-classification, every saved flow stays on epoch 0.
+func TestFixesMoveFlows(t *testing.T) {
+	cmkBackends(t, true, func(t *testing.T, f *cmkFixture) {
+		w := newMigWorld(t, f)
+		w.put(t, "v1", migDef("PowerApp", ""), "")
+		w.put(t, "v1b", migDef("PowerApp", ""), "")
+		w.put(t, "hook", migDef("Http", ""), "")
+		w.put(t, "parent", migDef("Button", "v1"), "")
+		old := w.run(t, "v1", "before")
+		cb, err := w.fl.CallbackURL(w.ctx, w.env.ID, "v1", "manual", false)
+		if err != nil {
+			t.Fatal(err)
+		}
+		f.succeed(t, "link", func() (*keyhold.Operation, error) { return f.p.LinkPolicy(w.admin, w.env.ID, w.pol.SystemID) })
+		e := f.env(t, w.env.ID)
+		if flowsAt, keysAt, _ := w.epochs(t); flowsAt["v1"] != 0 || flowsAt["v1b"] != 0 || flowsAt["hook"] != 0 || flowsAt["parent"] != 0 || keysAt["v1"] != 0 {
+			t.Fatalf("after link: flows %v, keys %v", flowsAt, keysAt)
+		}
+
+		// Fix 1: v1 → v2.
+		if _, err := w.fl.PatchFlow(w.ctx, w.env.ID, "v1", &keyhold.FlowInput{Definition: json.RawMessage(migDef("PowerAppV2", ""))}); err != nil {
+			t.Fatal(err)
+		}
+		// Fix 2: into a solution.
+		sol := "sol-1"
+		if _, err := w.fl.PatchFlow(w.ctx, w.env.ID, "v1b", &keyhold.FlowInput{SolutionID: &sol}); err != nil {
+			t.Fatal(err)
+		}
+		// Still in its category.
+		renamed := "still a webhook"
+		if _, err := w.fl.PatchFlow(w.ctx, w.env.ID, "hook", &keyhold.FlowInput{DisplayName: &renamed}); err != nil {
+			t.Fatal(err)
+		}
+		flowsAt, keysAt, runsAt := w.epochs(t)
+		for id, want := range map[string]uint32{"v1": e.Epoch, "v1b": e.Epoch, "hook": 0, "parent": 0} {
+			if flowsAt[id] != want {
+				t.Errorf("after the fixes: flow %s on epoch %d, want %d", id, flowsAt[id], want)
+			}
+		}
+		if keysAt["v1"] != e.Epoch || runsAt["v1/"+old] != 0 {
+			t.Errorf("after the fix: v1's key on %d (want %d), its old run on %d (want 0)", keysAt["v1"], e.Epoch, runsAt["v1/"+old])
+		}
+		if cb2, err := w.fl.CallbackURL(w.ctx, w.env.ID, "v1", "manual", false); err != nil || cb2.Value != cb.Value {
+			t.Fatalf("v1's callback URL after the fix: %v", err)
+		}
+		if acts, err := w.fl.RunActions(w.ctx, w.env.ID, "v1", old); err != nil || len(acts) != 1 {
+			t.Fatalf("v1's run from before the fix: %+v, %v", acts, err)
+		}
+		next := w.run(t, "v1", "after")
+		if _, _, runsAt = w.epochs(t); runsAt["v1/"+next] != e.Epoch {
+			t.Errorf("v1's run after the fix is on epoch %d, want %d", runsAt["v1/"+next], e.Epoch)
+		}
+		// The parent moves at its own next save.
+		again := "parent again"
+		if _, err := w.fl.PatchFlow(w.ctx, w.env.ID, "parent", &keyhold.FlowInput{DisplayName: &again}); err != nil {
+			t.Fatal(err)
+		}
+		if flowsAt, _, _ = w.epochs(t); flowsAt["parent"] != e.Epoch {
+			t.Errorf("the parent after its save is on epoch %d, want %d", flowsAt["parent"], e.Epoch)
+		}
+		if got, err := w.fl.GetFlow(w.ctx, w.env.ID, "parent"); err != nil || got.DisplayName != again {
+			t.Fatalf("parent: %+v, %v", got, err)
+		}
+	})
+}
