@@ -9,6 +9,17 @@ import (
 	"github.com/keyhold/keyhold/ops"
 )
 
+// The flows migration's fault points (keyhold_faults builds), each after
+// an item's write has committed: the crash tests kill the server at the
+// first one passed, mid-step.
+const (
+	faultFlowMoved   = "flows:flow-moved"   // a definition moved
+	faultKeyMoved    = "flows:key-moved"    // a callback key moved
+	faultPartition   = "flows:partition"    // the link's pre-migration key stored
+	faultPreMigrated = "flows:pre-migrated" // a finished run moved to the partition
+	faultRunMoved    = "flows:run-moved"    // a run moved to another epoch
+)
+
 // flowPlacement says where a re-key puts the flows' items (issue 16).
 type flowPlacement int
 
@@ -182,6 +193,7 @@ func rekeyFlows(ctx context.Context, p *core, envID string, to uint32, mode flow
 			if err := settle(write(func(tx keyhold.Tx) error { return tx.PutFlow(ctx, &c) })); err != nil {
 				return err
 			}
+			flowsFault(faultFlowMoved)
 		}
 		var k *keyhold.FlowKeyRecord
 		err := p.store.View(ctx, func(tx keyhold.Tx) (err error) {
@@ -203,6 +215,7 @@ func rekeyFlows(ctx context.Context, p *core, envID string, to uint32, mode flow
 			if err := settle(write(func(tx keyhold.Tx) error { return tx.PutFlowKey(ctx, &c) })); err != nil {
 				return err
 			}
+			flowsFault(faultKeyMoved)
 		}
 	}
 	for _, cn := range conns {
@@ -240,6 +253,7 @@ func rekeyFlows(ctx context.Context, p *core, envID string, to uint32, mode flow
 							return err
 						}
 						pre = k
+						flowsFault(faultPartition)
 					}
 					item := keyhold.FlowRunItemID(r.FlowID, r.ID)
 					pt, err := open(keyhold.StoreRuns, item, r.Epoch, r.StateVersion, r.Sealed)
@@ -256,6 +270,7 @@ func rekeyFlows(ctx context.Context, p *core, envID string, to uint32, mode flow
 					err = write(func(tx keyhold.Tx) error { return tx.MoveRunToPreMigration(ctx, pr, r.Version) })
 					if err == nil {
 						moved++
+						flowsFault(faultPreMigrated)
 					} else if err := settle(err); err != nil {
 						return err
 					}
@@ -270,6 +285,7 @@ func rekeyFlows(ctx context.Context, p *core, envID string, to uint32, mode flow
 				err = write(func(tx keyhold.Tx) error { return tx.PutFlowRun(ctx, &c) })
 				if err == nil {
 					moved++
+					flowsFault(faultRunMoved)
 				} else if err := settle(err); err != nil {
 					return err
 				}
