@@ -569,3 +569,38 @@ func TestFixesMoveFlows(t *testing.T) {
 		}
 	})
 }
+
+// TestPreMigrationExpiredPartitionSkipped: with a later link's partition
+// still within its 30 days, an expired one is not read (nor refused): the
+// read answers the live partition's runs only, and the sweeper shreds the
+// expired one alone.
+func TestPreMigrationExpiredPartitionSkipped(t *testing.T) {
+	cmkBackends(t, true, func(t *testing.T, f *cmkFixture) {
+		ctx := context.Background()
+		w := newMigWorld(t, f)
+		w.put(t, "mover", migDef("Button", ""), "")
+		w.run(t, "mover", "old")
+		op := f.succeed(t, "link", func() (*keyhold.Operation, error) { return f.p.LinkPolicy(w.admin, w.env.ID, w.pol.SystemID) })
+		f.clock.Advance(10 * 24 * time.Hour)
+		later, err := premigrationKey(ctx, f.p.core, w.env.ID, "later-link")
+		if err != nil {
+			t.Fatal(err)
+		}
+		later.Destroy()
+		f.clock.Advance(20 * 24 * time.Hour)
+		got, err := f.p.PreMigration.PreMigrationRuns(w.admin, w.env.ID)
+		if err != nil || len(got) != 0 {
+			t.Fatalf("day 30 with a live partition: %+v, %v; want no runs, no refusal", got, err)
+		}
+		if n, err := f.p.PreMigration.Shred(ctx); err != nil || n != 1 {
+			t.Fatalf("shredded %d, %v; want 1", n, err)
+		}
+		_ = f.store.View(ctx, func(tx keyhold.Tx) error {
+			ks, err := tx.PreMigrationKeys(ctx, w.env.ID)
+			if err != nil || len(ks) != 1 || ks[0].PartitionID != "later-link" {
+				t.Errorf("keys after the shred: %+v, %v; want only the later one (not %s)", ks, err, op.ID)
+			}
+			return nil
+		})
+	})
+}

@@ -86,8 +86,8 @@ func openPremigrationKey(p *core, k *keyhold.PreMigrationKey) (*crypt.StoreKey, 
 // with its content, oldest partition first. Only a platform administrator
 // of the environment's tenant may read them, and each read is audited
 // (who, which runs) before anything is returned. A partition past its 30
-// days is refused (CodePreMigrationRunsExpired) even before the sweeper
-// has shredded it.
+// days is not read even before the sweeper has shredded it: with no other
+// partition, the read is refused (CodePreMigrationRunsExpired).
 func (p *PreMigration) PreMigrationRuns(ctx context.Context, envID string) ([]*keyhold.PreMigrationRun, error) {
 	id, err := keyhold.Caller(ctx)
 	if err != nil {
@@ -116,12 +116,23 @@ func (p *PreMigration) PreMigrationRuns(ctx context.Context, envID string) ([]*k
 	if err != nil {
 		return nil, err
 	}
+	// A partition past its 30 days is never read; only when every one is
+	// (a later link's partition may still be readable) is the read
+	// refused, naming the last expiry.
 	now := p.clock.Now()
+	live := keys[:0:0]
+	var expired *keyhold.PreMigrationKey
 	for _, k := range keys {
-		if !now.Before(k.ExpiresAt) {
-			return nil, keyhold.Errorf(keyhold.CodePreMigrationRunsExpired, "the run history kept from before environment %s's link (operation %s) expired at %s, 30 days after the link, and is crypto-shredded: it can no longer be read", envID, k.PartitionID, k.ExpiresAt.UTC().Format("2006-01-02T15:04:05Z"))
+		if now.Before(k.ExpiresAt) {
+			live = append(live, k)
+		} else {
+			expired = k
 		}
 	}
+	if len(live) == 0 && expired != nil {
+		return nil, keyhold.Errorf(keyhold.CodePreMigrationRunsExpired, "the run history kept from before environment %s's link (operation %s) expired at %s, 30 days after the link, and is crypto-shredded: it can no longer be read", envID, expired.PartitionID, expired.ExpiresAt.UTC().Format("2006-01-02T15:04:05Z"))
+	}
+	keys = live
 	out := []*keyhold.PreMigrationRun{}
 	var names []string
 	for _, k := range keys {
