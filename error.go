@@ -88,6 +88,10 @@ const (
 	CodeFlowNotFound       = "FlowNotFound"
 	CodeFlowRunNotFound    = "WorkflowRunNotFound" // Logic Apps'
 	CodeConnectionNotFound = "ConnectionNotFound"
+	// CodePreMigrationRunsExpired: the run history kept from before an
+	// environment's link to a customer-managed key (issue 16) is past its
+	// 30 days and is being, or has been, crypto-shredded.
+	CodePreMigrationRunsExpired = "PreMigrationRunsExpired"
 
 	// State conflicts (ClassConflict, 409).
 	CodeConflict                        = "Conflict"
@@ -98,6 +102,11 @@ const (
 	// environments with flows (spec 004: 25 by default; the platform
 	// operator raises it, keyhold serve --cmk-flow-environments-limit).
 	CodeCMKFlowEnvironmentsLimit = "CmkFlowEnvironmentsLimitReached"
+	// CodeFlowsMigrating: a flow can't be created or updated while its
+	// environment's flows move to (or back from) a customer-managed key
+	// (spec 004: "creation and update of flows are blocked during
+	// migration"); try again when the operation ends.
+	CodeFlowsMigrating = "FlowsMigrationInProgress"
 
 	// The HTTP exchange itself, as Azure Resource Manager names them.
 	// CodeMethodNotAllowed: the path exists but not with this method (405).
@@ -210,23 +219,25 @@ var classes = map[string]Class{
 	CodeAuthorizationFailed: ClassForbidden,
 	CodeEnvironmentLocked:   ClassLocked,
 
-	CodeNotFound:              ClassNotFound,
-	CodeEnvironmentNotFound:   ClassNotFound,
-	CodeRowNotFound:           ClassNotFound,
-	CodeFileNotFound:          ClassNotFound,
-	CodeResourceNotFound:      ClassNotFound,
-	CodeResourceGroupNotFound: ClassNotFound,
-	CodeKeyNotFound:           ClassNotFound,
-	CodeVaultNotFound:         ClassNotFound,
-	CodeBackupNotFound:        ClassNotFound,
-	CodeFlowNotFound:          ClassNotFound,
-	CodeFlowRunNotFound:       ClassNotFound,
-	CodeConnectionNotFound:    ClassNotFound,
+	CodeNotFound:                ClassNotFound,
+	CodeEnvironmentNotFound:     ClassNotFound,
+	CodeRowNotFound:             ClassNotFound,
+	CodeFileNotFound:            ClassNotFound,
+	CodeResourceNotFound:        ClassNotFound,
+	CodeResourceGroupNotFound:   ClassNotFound,
+	CodeKeyNotFound:             ClassNotFound,
+	CodeVaultNotFound:           ClassNotFound,
+	CodeBackupNotFound:          ClassNotFound,
+	CodeFlowNotFound:            ClassNotFound,
+	CodeFlowRunNotFound:         ClassNotFound,
+	CodeConnectionNotFound:      ClassNotFound,
+	CodePreMigrationRunsExpired: ClassNotFound,
 
 	CodeConflict:                        ClassConflict,
 	CodeEnvironmentDisabled:             ClassConflict,
 	CodeMissingSubscriptionRegistration: ClassConflict,
 	CodeCMKFlowEnvironmentsLimit:        ClassConflict,
+	CodeFlowsMigrating:                  ClassConflict,
 
 	CodeMethodNotAllowed:     ClassMethodNotAllowed,
 	CodeRequestTimeout:       ClassTimeout,

@@ -25,11 +25,19 @@ import (
 // they stay under the MMK when the environment is linked to a customer key,
 // and they open while the environment is locked (nothing runs then, but an
 // administrator may still list and delete them).
+//
+// Serving refuses as Seal does (CodeEnvironmentLocked,
+// CodeEnvironmentDisabled) and otherwise does nothing: flows kept on the
+// platform partition at a link (issue 16) are sealed with SealPlatform,
+// which doesn't check the state, yet a locked or disabled environment
+// must stop them too (spec 004: the environment itself is disabled), so
+// the flows package asks Serving before it seals or opens one of theirs.
 type EnvironmentSealer interface {
 	Seal(ctx context.Context, envID, store, itemID string, version uint64, plaintext []byte) (ciphertext []byte, epoch uint32, err error)
 	Open(ctx context.Context, envID, store, itemID string, version uint64, epoch uint32, ciphertext []byte) ([]byte, error)
 	SealPlatform(ctx context.Context, envID, store, itemID string, version uint64, plaintext []byte) ([]byte, error)
 	OpenPlatform(ctx context.Context, envID, store, itemID string, version uint64, ciphertext []byte) ([]byte, error)
+	Serving(ctx context.Context, envID string) error
 }
 
 // PlatformEpoch is the epoch an item sealed by SealPlatform records: no
@@ -197,6 +205,10 @@ type FlowTx interface {
 	// FlowRunsOffEpoch lists at most limit runs of an environment whose
 	// state is sealed under an epoch other than epoch (a re-key's walk).
 	FlowRunsOffEpoch(ctx context.Context, envID string, epoch uint32, limit int) ([]*FlowRunRecord, error)
+	// FlowRunsOfFlowOffEpoch is FlowRunsOffEpoch for one flow: a re-key
+	// that keeps some flows on the platform partition (epoch 0) and moves
+	// the others walks each flow's runs to where its flow goes.
+	FlowRunsOfFlowOffEpoch(ctx context.Context, envID, flowID string, epoch uint32, limit int) ([]*FlowRunRecord, error)
 
 	// PutFlowSchedule inserts or replaces a flow's schedule;
 	// ClaimFlowSlot moves it from the slot next to s, and returns

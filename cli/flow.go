@@ -48,6 +48,7 @@ func newCmdFlow(f *Factory) *cobra.Command {
 	var defFile, name, refsFile, body string
 	var wait, regenerate bool
 	listCMK := newFlowListCMK(f)
+	runsPre := newFlowRunsPre(f)
 	cmds := []flowCmd{
 		{use: "create <env> <flow> --definition FILE [--name NAME] [--connections FILE]", short: "Create or replace a flow from a definition file",
 			example: "  keyhold flow create $ENV orders --definition docs/examples/flows/http-webhook-create-row.json --name 'Orders webhook'",
@@ -159,8 +160,13 @@ func newCmdFlow(f *Factory) *cobra.Command {
 				}
 				return printRun(iost.Out, format, run)
 			}},
-		{use: "runs <env> <flow>", short: "List a flow's runs, newest first", example: "  keyhold flow runs $ENV orders", args: []string{"env", "flow"},
+		{use: "runs <env> <flow>", short: "List a flow's runs, newest first (or the runs kept from before a link: --pre-migration)",
+			example: "  keyhold flow runs $ENV orders\n  keyhold flow runs --env $ENV --pre-migration", args: []string{"env", "flow"},
+			flags: runsPre.flags,
 			run: func(ctx context.Context, c keyhold.FlowService, iost *IOStreams, format Format, args []string) error {
+				if done, err := runsPre.run(ctx, iost, format, args); done {
+					return err
+				}
 				rs, err := c.ListRuns(ctx, args[0], args[1])
 				if err != nil {
 					return err

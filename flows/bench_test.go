@@ -33,6 +33,7 @@ func (plainSealer) SealPlatform(_ context.Context, _, _, _ string, _ uint64, pt 
 func (plainSealer) OpenPlatform(_ context.Context, _, _, _ string, _ uint64, ct []byte) ([]byte, error) {
 	return append([]byte(nil), ct...), nil
 }
+func (plainSealer) Serving(context.Context, string) error { return nil }
 
 const benchFlow = `{
   "$schema": "https://schema.management.azure.com/providers/Microsoft.Logic/schemas/2016-06-01/workflowdefinition.json#",

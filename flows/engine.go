@@ -180,15 +180,21 @@ func (s *Service) write(ctx context.Context, l *lease, fn func(r *keyhold.FlowRu
 	return nil
 }
 
-// sealState returns fn for write that seals st as the run's next state.
+// sealState returns fn for write that seals st as the run's next state,
+// where the run's flow is now (placed.go). Every seal of a run's state
+// goes through it.
 func (s *Service) sealState(ctx context.Context, st *wdl.RunState) func(r *keyhold.FlowRunRecord) error {
 	return func(r *keyhold.FlowRunRecord) error {
 		pt, err := json.Marshal(st)
 		if err != nil {
 			return err
 		}
+		onPlatform, err := s.flowOnPlatform(ctx, r.EnvID, r.FlowID)
+		if err != nil {
+			return err
+		}
 		r.StateVersion++
-		r.Sealed, r.Epoch, err = s.seal.Seal(ctx, r.EnvID, keyhold.StoreRuns, runItem(r.FlowID, r.ID), r.StateVersion, pt)
+		r.Sealed, r.Epoch, err = s.sealAt(ctx, r.EnvID, keyhold.StoreRuns, runItem(r.FlowID, r.ID), r.StateVersion, onPlatform, pt)
 		return err
 	}
 }

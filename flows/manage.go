@@ -40,7 +40,7 @@ type connRef struct {
 var parsed sync.Map // env/flow/version → *wdl.Definition
 
 func (s *Service) openFlow(ctx context.Context, rec *keyhold.FlowRecord) (*flowDef, error) {
-	pt, err := s.seal.Open(ctx, rec.EnvID, keyhold.StoreFlows, flowItem(rec.ID), rec.Version, rec.Epoch, rec.Sealed)
+	pt, err := s.openAt(ctx, rec.EnvID, keyhold.StoreFlows, flowItem(rec.ID), rec.Version, rec.Epoch, rec.Sealed)
 	if err != nil {
 		return nil, err
 	}
@@ -225,12 +225,34 @@ func (s *Service) writeFlowOnce(ctx context.Context, id *keyhold.Identity, envID
 	if err != nil {
 		return nil, err
 	}
-	if rec.Sealed, rec.Epoch, err = s.seal.Seal(ctx, envID, keyhold.StoreFlows, flowItem(flowID), rec.Version, pt); err != nil {
+	// A flow on the platform partition stays there only while it is in a
+	// category; the save that takes it out moves it (fix.go).
+	onPlatform := old != nil && old.Epoch == keyhold.PlatformEpoch
+	var movedKey *keyhold.FlowKeyRecord
+	if onPlatform {
+		if onPlatform, err = s.staysOnPlatform(ctx, rec, def); err != nil {
+			return nil, err
+		}
+		if !onPlatform {
+			if movedKey, err = s.keyOffPlatform(ctx, envID, flowID); err != nil {
+				return nil, err
+			}
+		}
+	}
+	if rec.Sealed, rec.Epoch, err = s.sealAt(ctx, envID, keyhold.StoreFlows, flowItem(flowID), rec.Version, onPlatform, pt); err != nil {
 		return nil, err
 	}
 	err = s.store.Update(ctx, func(tx keyhold.Tx) error {
+		if err := refuseWhileMigrating(ctx, tx, envID); err != nil {
+			return err
+		}
 		if err := tx.PutFlow(ctx, rec); err != nil {
 			return err
+		}
+		if movedKey != nil {
+			if err := tx.PutFlowKey(ctx, movedKey); err != nil {
+				return err
+			}
 		}
 		return s.schedule(ctx, tx, rec, def)
 	})

@@ -58,7 +58,8 @@ func (s *Service) startRun(ctx context.Context, fd *flowDef, trigger wdl.Outputs
 	now := s.clock.Now().UTC()
 	rec := &keyhold.FlowRunRecord{EnvID: fd.rec.EnvID, FlowID: fd.rec.ID, ID: runID, Status: keyhold.RunWaiting, TriggerName: fd.rec.TriggerName,
 		ParentRunID: parentRunID, Depth: depth, StartedAt: now, Version: 1, StateVersion: 1, UpdatedAt: now}
-	if rec.Sealed, rec.Epoch, err = s.seal.Seal(ctx, rec.EnvID, keyhold.StoreRuns, runItem(rec.FlowID, rec.ID), 1, pt); err != nil {
+	onPlatform := fd.rec.Epoch == keyhold.PlatformEpoch
+	if rec.Sealed, rec.Epoch, err = s.sealAt(ctx, rec.EnvID, keyhold.StoreRuns, runItem(rec.FlowID, rec.ID), 1, onPlatform, pt); err != nil {
 		return nil, err
 	}
 	if err := s.store.Update(ctx, func(tx keyhold.Tx) error { return tx.PutFlowRun(ctx, rec) }); err != nil {
@@ -121,7 +122,7 @@ func (s *Service) openState(ctx context.Context, rec *keyhold.FlowRunRecord) (*w
 	if rec.StateVersion == 0 { // a skipped slot: no state
 		return &wdl.RunState{Status: rec.Status, Actions: map[string]*wdl.ActionState{}}, nil
 	}
-	pt, err := s.seal.Open(ctx, rec.EnvID, keyhold.StoreRuns, runItem(rec.FlowID, rec.ID), rec.StateVersion, rec.Epoch, rec.Sealed)
+	pt, err := s.openAt(ctx, rec.EnvID, keyhold.StoreRuns, runItem(rec.FlowID, rec.ID), rec.StateVersion, rec.Epoch, rec.Sealed)
 	if err != nil {
 		return nil, err
 	}
@@ -309,8 +310,8 @@ func callbackSig(key []byte, path, sp, sv string) string {
 }
 
 // flowKey returns a flow's callback key, making one if it has none or
-// regenerate is set.
-func (s *Service) flowKey(ctx context.Context, envID, flowID string, create, regenerate bool) ([]byte, error) {
+// regenerate is set (sealed where the flow is: onPlatform).
+func (s *Service) flowKey(ctx context.Context, envID, flowID string, onPlatform, create, regenerate bool) ([]byte, error) {
 	var rec *keyhold.FlowKeyRecord
 	err := s.store.View(ctx, func(tx keyhold.Tx) (err error) {
 		rec, err = tx.FlowKey(ctx, envID, flowID)
@@ -320,7 +321,7 @@ func (s *Service) flowKey(ctx context.Context, envID, flowID string, create, reg
 		return nil, err
 	}
 	if rec != nil && !regenerate {
-		return s.seal.Open(ctx, envID, keyhold.StoreFlows, keyItem(flowID), rec.Version, rec.Epoch, rec.Sealed)
+		return s.openAt(ctx, envID, keyhold.StoreFlows, keyItem(flowID), rec.Version, rec.Epoch, rec.Sealed)
 	}
 	if !create {
 		return nil, keyhold.Errorf(keyhold.CodeUnauthorized, "the invoke URL's signature is not valid: ask for the flow's callback URL again (listCallbackUrl)")
@@ -333,7 +334,7 @@ func (s *Service) flowKey(ctx context.Context, envID, flowID string, create, reg
 	if rec != nil {
 		nk.Version = rec.Version + 1
 	}
-	if nk.Sealed, nk.Epoch, err = s.seal.Seal(ctx, envID, keyhold.StoreFlows, keyItem(flowID), nk.Version, key); err != nil {
+	if nk.Sealed, nk.Epoch, err = s.sealAt(ctx, envID, keyhold.StoreFlows, keyItem(flowID), nk.Version, onPlatform, key); err != nil {
 		return nil, err
 	}
 	if err := s.store.Update(ctx, func(tx keyhold.Tx) error { return tx.PutFlowKey(ctx, nk) }); err != nil {
@@ -347,10 +348,11 @@ func (s *Service) CallbackURL(ctx context.Context, envID, flowID, trigger string
 	if _, _, err := s.caller(ctx, envID); err != nil {
 		return nil, err
 	}
-	if _, err := s.requestTrigger(ctx, envID, flowID, trigger); err != nil {
+	fd, err := s.requestTrigger(ctx, envID, flowID, trigger)
+	if err != nil {
 		return nil, err
 	}
-	key, err := s.flowKey(ctx, envID, flowID, true, regenerate)
+	key, err := s.flowKey(ctx, envID, flowID, fd.rec.Epoch == keyhold.PlatformEpoch, true, regenerate)
 	if err != nil {
 		return nil, err
 	}
@@ -374,14 +376,15 @@ func (s *Service) InvokeTrigger(ctx context.Context, envID, flowID, trigger stri
 	if sig.Sig == "" || sig.SV != callbackSV || sig.SP != "/triggers/"+trigger+"/run" {
 		return nil, unauthorized
 	}
-	err := s.store.View(ctx, func(tx keyhold.Tx) error {
-		_, err := tx.Flow(ctx, envID, flowID)
+	var frec *keyhold.FlowRecord
+	err := s.store.View(ctx, func(tx keyhold.Tx) (err error) {
+		frec, err = tx.Flow(ctx, envID, flowID)
 		return err
 	})
 	if err != nil {
 		return nil, unauthorized // no flow or environment: say no more than a bad signature
 	}
-	key, err := s.flowKey(ctx, envID, flowID, false, false)
+	key, err := s.flowKey(ctx, envID, flowID, frec.Epoch == keyhold.PlatformEpoch, false, false)
 	if err != nil {
 		if keyhold.ErrorCode(err) == keyhold.CodeEnvironmentLocked {
 			return nil, err

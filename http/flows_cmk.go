@@ -19,10 +19,10 @@ import (
 func (s *Server) flowCMKRoutes() []route {
 	cmk, ok := s.Flows.(keyhold.FlowCMKService)
 	if !ok {
-		return nil
+		return s.preMigrationRoutes()
 	}
 	auth := []keyhold.Audience{keyhold.AudienceFlow, keyhold.AudiencePowerApps}
-	return []route{
+	return append(s.preMigrationRoutes(), []route{
 		{Method: "GET", Pattern: flowsAdminPrefix + "/{envId}/platformKeyFlows", Auth: auth, Timeout: apiTimeout,
 			Handler: func(w nethttp.ResponseWriter, r *nethttp.Request) error {
 				fs, err := cmk.PlatformFlows(r.Context(), r.PathValue("envId"))
@@ -32,7 +32,7 @@ func (s *Server) flowCMKRoutes() []route {
 				writeJSON(w, nethttp.StatusOK, listJSON[*keyhold.PlatformFlow]{Value: fs})
 				return nil
 			}},
-	}
+	}...)
 }
 
 var _ keyhold.FlowCMKService = (*Client)(nil)

@@ -117,6 +117,9 @@ type Server struct {
 	// Flows serves Power Automate's flows, runs and connections
 	// (flows.go). Nil: none of its routes is served.
 	Flows keyhold.FlowService
+	// PreMigration reads the run history kept from before a link
+	// (flows_premigration.go). Nil: no such route.
+	PreMigration keyhold.PreMigrationService
 
 	// Coverage reports an environment's encryption coverage
 	// (coverage.go). Nil: no such route.

@@ -63,6 +63,8 @@ var pinnedStatuses = map[string]int{
 	keyhold.CodeEnvironmentDisabled:             409,
 	keyhold.CodeMissingSubscriptionRegistration: 409,
 	keyhold.CodeCMKFlowEnvironmentsLimit:        409,
+	keyhold.CodeFlowsMigrating:                  409,
+	keyhold.CodePreMigrationRunsExpired:         404,
 
 	"RequestTimeout":            408,
 	"sign_in_locked":            429,

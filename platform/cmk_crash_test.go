@@ -244,7 +244,7 @@ func TestCrashSafety(t *testing.T) {
 		t.Skip("the crash matrix starts two processes per case")
 	}
 	cases := crashCases()
-	if len(cases) != 18+18+18+9+3+3+3 {
+	if len(cases) != 18+18+18+12+3+3+3 { // unlink: disable, rewrap, flows, enable
 		t.Fatalf("%d crash cases: %v", len(cases), cases)
 	}
 	modes := []struct {

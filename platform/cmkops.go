@@ -22,7 +22,7 @@ import (
 // after them only repeats them.
 //
 //	link (and swap)  disable, rewrap, enable, newepoch, rekey, destroy
-//	unlink           disable, rewrap, enable
+//	unlink           disable, rewrap, flows, enable
 //	rekey            newepoch, rekey, destroy
 //	rotate           rewrap (one operation per policy; see rotation.go)
 //
@@ -39,6 +39,7 @@ const (
 	stepNewEpoch = "newepoch"
 	stepRekey    = "rekey"
 	stepDestroy  = "destroy"
+	stepFlows    = "flows" // unlink: flows back from the platform partition (rekey_flows.go)
 )
 
 // opActor is the identity an operation's audit entries name: the

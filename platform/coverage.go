@@ -100,10 +100,15 @@ func epochRoots(wks []*keyhold.WrappedKey) func(epoch uint32) keyhold.CoverageRo
 // the report's order. Epoch 0 is the platform key's partition (non-OAuth
 // connections, which spec 004 keeps on the platform key); any other epoch
 // is the environment key's, whose root rootOf names. Runs kept from before
-// a link (pre-migration runs) are not built yet: that store is listed
-// with no items and root "none".
+// a link (pre-migration runs, issue 16) are under the platform key, one
+// root per link's partition with the date it is shredded; with none, the
+// store is listed with no items and root "none".
 func flowCoverage(ctx context.Context, tx keyhold.Tx, env *keyhold.Environment, rootOf func(uint32) keyhold.CoverageRoot) ([]keyhold.CoverageStore, error) {
 	counts, err := tx.FlowEpochCounts(ctx, env.ID)
+	if err != nil {
+		return nil, err
+	}
+	pre, err := preMigrationCoverage(ctx, tx, env.ID)
 	if err != nil {
 		return nil, err
 	}
@@ -135,8 +140,31 @@ func flowCoverage(ctx context.Context, tx keyhold.Tx, env *keyhold.Environment, 
 		pick(keyhold.CoverageConnections, func(c keyhold.FlowEpochCount) bool {
 			return c.Store == keyhold.FlowCountConnections && c.Epoch == 0
 		}),
-		{Store: keyhold.CoveragePreMigrationRuns, Roots: []keyhold.CoverageRoot{{Root: keyhold.CoverageRootNone}}},
+		pre,
 	}, nil
+}
+
+// preMigrationCoverage is the pre-migration runs' row of the report.
+func preMigrationCoverage(ctx context.Context, tx keyhold.Tx, envID string) (keyhold.CoverageStore, error) {
+	s := keyhold.CoverageStore{Store: keyhold.CoveragePreMigrationRuns, Roots: []keyhold.CoverageRoot{}}
+	keys, err := tx.PreMigrationKeys(ctx, envID)
+	if err != nil {
+		return s, err
+	}
+	for _, k := range keys {
+		runs, err := tx.PreMigrationRuns(ctx, envID, k.PartitionID)
+		if err != nil {
+			return s, err
+		}
+		exp := k.ExpiresAt
+		r := keyhold.CoverageRoot{Root: keyhold.CoverageRootPlatform, KeyID: k.KeyID, Items: int64(len(runs)), ExpiresAt: &exp}
+		s.Items += r.Items
+		s.Roots = append(s.Roots, r)
+	}
+	if len(s.Roots) == 0 {
+		s.Roots = []keyhold.CoverageRoot{{Root: keyhold.CoverageRootNone}}
+	}
+	return s, nil
 }
 
 var _ keyhold.CoverageService = (*Environments)(nil)

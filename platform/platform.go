@@ -147,6 +147,9 @@ type Platform struct {
 	*BYOK
 	// Sealer seals flows' items under environments' keys (issue 15).
 	Sealer *Sealer
+	// PreMigration reads and shreds the run history kept from before a
+	// link (issue 16; premigration.go).
+	PreMigration *PreMigration
 }
 
 type metrics struct {
@@ -270,6 +273,7 @@ func assemble(c *core) *Platform {
 		Backups:      &Backups{core: c, envs: envs, health: health, lifecycle: lifecycle},
 		BYOK:         byok,
 		Sealer:       &Sealer{core: c},
+		PreMigration: &PreMigration{core: c},
 	}
 }
 
@@ -300,6 +304,7 @@ func (p *Platform) kinds() map[string]ops.Kind {
 		keyhold.OpUnlink: {Steps: []ops.Step{
 			{Name: stepDisable, Run: pausable(c.stepDisable)},
 			{Name: stepRewrap, Run: pausable(c.stepUnlinkRewrap)},
+			{Name: stepFlows, Run: pausable(stepUnlinkFlows(c))},
 			{Name: stepEnable, Run: pausable(c.stepEnable)},
 		}, Rollback: c.rollbackEnvOp},
 		keyhold.OpRekey: {Steps: []ops.Step{

@@ -232,7 +232,7 @@ func (p *CMK) stepRekey(ctx context.Context, op *keyhold.Operation) (ops.StepRes
 	}
 	if !more {
 		// The flows' items (issue 15) move last, all in this step run.
-		if err := rekeyFlows(ctx, p.core, env.ID, cur); err != nil {
+		if err := rekeyFlows(ctx, p.core, env.ID, cur, flowPlacementOf(op, env), op.ID); err != nil {
 			return ops.StepResult{}, err
 		}
 		// Done counts the items each step run handled; a run lost to a

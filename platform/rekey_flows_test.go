@@ -3,6 +3,7 @@ package platform
 import (
 	"context"
 	"encoding/json"
+	"strings"
 	"testing"
 	"time"
 
@@ -11,11 +12,12 @@ import (
 )
 
 // TestRekeyMovesFlows: linking an environment to a customer key re-keys
-// its flows' items (a definition, a callback key, a finished run's state,
-// an OAuth connection) to the new epoch before the old epoch's key is
-// destroyed, so they all read back afterwards; the non-OAuth connection
-// stays under the platform key. Without the walk, the destroyed epoch
-// leaves them unreadable.
+// its flows' items (a definition, a callback key, an OAuth connection) to
+// the new epoch before the old epoch's key is destroyed, so they all read
+// back afterwards; the non-OAuth connection stays under the platform key,
+// and the finished run's state goes to the link's pre-migration partition
+// (issue 16), out of the run listing but readable by an administrator.
+// Without the walk, the destroyed epoch leaves them unreadable.
 func TestRekeyMovesFlows(t *testing.T) {
 	cmkBackends(t, true, func(t *testing.T, f *cmkFixture) {
 		ctx := context.Background()
@@ -75,11 +77,14 @@ func TestRekeyMovesFlows(t *testing.T) {
 		_ = f.store.View(ctx, func(tx keyhold.Tx) error {
 			fr, _ := tx.Flow(ctx, env.ID, "echo")
 			k, _ := tx.FlowKey(ctx, env.ID, "echo")
-			r, _ := tx.FlowRun(ctx, env.ID, "echo", run.ID)
+			_, rerr := tx.FlowRun(ctx, env.ID, "echo", run.ID)
 			c1, _ := tx.Connection(ctx, env.ID, "shared_commondataserviceforapps", "dv")
 			c2, _ := tx.Connection(ctx, env.ID, "shared_http", "api")
-			if fr.Epoch != e.Epoch || k.Epoch != e.Epoch || r.Epoch != e.Epoch || c1.Epoch != e.Epoch || c2.Epoch != keyhold.PlatformEpoch {
-				t.Errorf("epochs after link: flow %d, key %d, run %d, oauth %d, non-oauth %d; want %d and 0", fr.Epoch, k.Epoch, r.Epoch, c1.Epoch, c2.Epoch, e.Epoch)
+			if fr.Epoch != e.Epoch || k.Epoch != e.Epoch || c1.Epoch != e.Epoch || c2.Epoch != keyhold.PlatformEpoch {
+				t.Errorf("epochs after link: flow %d, key %d, oauth %d, non-oauth %d; want %d and 0", fr.Epoch, k.Epoch, c1.Epoch, c2.Epoch, e.Epoch)
+			}
+			if keyhold.ErrorCode(rerr) != keyhold.CodeFlowRunNotFound {
+				t.Errorf("the finished run is still a run after the link: %v", rerr)
 			}
 			return nil
 		})
@@ -87,9 +92,9 @@ func TestRekeyMovesFlows(t *testing.T) {
 		if err != nil || got.DisplayName != "Echo" {
 			t.Fatalf("flow after link: %+v, %v", got, err)
 		}
-		acts, err := fl.RunActions(f.ctx, env.ID, "echo", run.ID)
-		if err != nil || len(acts) != 1 {
-			t.Fatalf("run after link: %+v, %v", acts, err)
+		pre, err := f.p.PreMigration.PreMigrationRuns(admin, env.ID)
+		if err != nil || len(pre) != 1 || pre[0].ID != run.ID || !strings.Contains(string(pre[0].Content), "echo before") {
+			t.Fatalf("pre-migration runs after link: %+v, %v", pre, err)
 		}
 		cb2, err := fl.CallbackURL(f.ctx, env.ID, "echo", "manual", false)
 		if err != nil || cb2.Value != cb.Value {

@@ -54,6 +54,15 @@ func (s *Sealer) serving(ctx context.Context, envID string) (*keyhold.Environmen
 	return env, err
 }
 
+// Serving refuses with Seal's rules (locked, disabled, a locked BYOK
+// tenant) and otherwise says nothing: the check of the flows kept on the
+// platform partition, whose SealPlatform and OpenPlatform don't check the
+// state (see keyhold.EnvironmentSealer).
+func (s *Sealer) Serving(ctx context.Context, envID string) error {
+	_, err := s.serving(ctx, envID)
+	return err
+}
+
 // Seal seals an item under the environment's current epoch.
 func (s *Sealer) Seal(ctx context.Context, envID, store, itemID string, version uint64, plaintext []byte) ([]byte, uint32, error) {
 	if err := checkSealerStore(store); err != nil {

@@ -339,7 +339,7 @@ func Run(ctx context.Context, cfg Config) error {
 	defer fl.Close()
 	api := &khttp.Server{
 		Tokens: p, Environments: p, Data: p, Audit: p,
-		Flows:  fl,
+		Flows: fl, PreMigration: p.PreMigration,
 		Logger: log, Registry: reg, PublicURL: url, VaultDomain: cfg.VaultDomain,
 		ARM:        khttp.ARMAPI{Resources: am, Directory: am},
 		KeyVault:   khttp.KeyVaultAPI{Vaults: kv, Lookup: lookupVault(store)},
@@ -625,8 +625,9 @@ func housekeeping(ctx context.Context, p *platform.Platform, log *slog.Logger) {
 // lockCountdown runs the deletion countdown of Locked environments at start
 // and then every platform.LockCountdownInterval (hourly): warnings before
 // the deadline, crypto-shred and deletion after it. It also deletes
-// expired backups (PruneBackups) and the BYOK keys of tenants that removed
-// BYOK, once due (RunBYOKShred).
+// expired backups (PruneBackups), the BYOK keys of tenants that removed
+// BYOK, once due (RunBYOKShred), and the flow run history kept from before
+// a link, 30 days after it (PreMigration.Shred, issue 16).
 func lockCountdown(ctx context.Context, p *platform.Platform, log *slog.Logger) {
 	tick := time.NewTicker(platform.LockCountdownInterval)
 	defer tick.Stop()
@@ -640,6 +641,11 @@ func lockCountdown(ctx context.Context, p *platform.Platform, log *slog.Logger) 
 			log.Warn("deleting the BYOK keys of tenants that removed BYOK", "err", err)
 		} else if n > 0 {
 			log.Info("deleted the BYOK keys of tenants that removed BYOK (crypto-shred)", "tenants", n)
+		}
+		if n, err := p.PreMigration.Shred(ctx); err != nil && ctx.Err() == nil {
+			log.Warn("shredding the flow run history kept from before links", "err", err)
+		} else if n > 0 {
+			log.Info("shredded the flow run history kept from before links, 30 days after them", "partitions", n)
 		}
 		if n, err := p.PruneBackups(ctx); err != nil && ctx.Err() == nil {
 			log.Warn("deleting expired backups", "err", err)

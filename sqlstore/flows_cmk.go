@@ -21,3 +21,11 @@ func (t *tx) FlowEpochCounts(ctx context.Context, envID string) ([]keyhold.FlowE
 		UNION ALL SELECT '`+keyhold.FlowCountRuns+`', epoch, COUNT(*) FROM flow_runs WHERE env_id = ? GROUP BY epoch
 	) c ORDER BY store, epoch`, envID, envID, envID)
 }
+
+// FlowRunsOfFlowOffEpoch lists at most limit runs of one flow whose state
+// is sealed under an epoch other than epoch, by id.
+func (t *tx) FlowRunsOfFlowOffEpoch(ctx context.Context, envID, flowID string, epoch uint32, limit int) ([]*keyhold.FlowRunRecord, error) {
+	return list(t, ctx, "list a flow's runs off an epoch", scanRun, `SELECT `+runCols+` FROM flow_runs
+		WHERE env_id = ? AND flow_id = ? AND epoch <> ? AND state_version > 0 ORDER BY id LIMIT ?`,
+		envID, flowID, int64(epoch), clampLimit(limit, DefaultFlowRunLimit, MaxFlowRunLimit))
+}

@@ -1,0 +1,56 @@
+package flows
+
+import (
+	"context"
+
+	"github.com/keyhold/keyhold"
+)
+
+// Where a flow's items are sealed (issue 16). A flow kept on the platform
+// key's partition at its environment's link to a customer key (spec 004's
+// categories, flows/placement) has its definition, callback key and runs
+// sealed there (epoch keyhold.PlatformEpoch); every other flow's under the
+// environment's current epoch. SealPlatform and OpenPlatform don't check
+// the environment's state, so these two ask Serving first: a locked or
+// disabled environment stops its platform-partition flows as it stops the
+// others.
+
+// sealAt seals one of a flow's items: on the platform partition if
+// onPlatform, else under the current epoch; it says which epoch.
+func (s *Service) sealAt(ctx context.Context, envID, store, item string, version uint64, onPlatform bool, pt []byte) ([]byte, uint32, error) {
+	if !onPlatform {
+		return s.seal.Seal(ctx, envID, store, item, version, pt)
+	}
+	if err := s.seal.Serving(ctx, envID); err != nil {
+		return nil, 0, err
+	}
+	ct, err := s.seal.SealPlatform(ctx, envID, store, item, version, pt)
+	return ct, keyhold.PlatformEpoch, err
+}
+
+// openAt opens one of a flow's items sealed under epoch.
+func (s *Service) openAt(ctx context.Context, envID, store, item string, version uint64, epoch uint32, ct []byte) ([]byte, error) {
+	if epoch != keyhold.PlatformEpoch {
+		return s.seal.Open(ctx, envID, store, item, version, epoch, ct)
+	}
+	if err := s.seal.Serving(ctx, envID); err != nil {
+		return nil, err
+	}
+	return s.seal.OpenPlatform(ctx, envID, store, item, version, ct)
+}
+
+// flowOnPlatform says whether a flow is on the platform partition now
+// (its definition is sealed there): where its runs' states are sealed.
+// It reads the flow at each save, so that a run in flight when a re-key
+// or a fix moves its flow follows it.
+func (s *Service) flowOnPlatform(ctx context.Context, envID, flowID string) (bool, error) {
+	var rec *keyhold.FlowRecord
+	err := s.store.View(ctx, func(tx keyhold.Tx) (err error) {
+		rec, err = tx.Flow(ctx, envID, flowID)
+		return err
+	})
+	if err != nil {
+		return false, err
+	}
+	return rec.Epoch == keyhold.PlatformEpoch, nil
+}
