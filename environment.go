@@ -111,6 +111,13 @@ type Environment struct {
 	// from the running operation, so it ends with the operation, also
 	// after a restart.
 	RestoreOperationID string `json:"restoreOperationId,omitempty"`
+	// PlatformKeyFlows is, in an environment linked to a customer key,
+	// how many of its flows are still sealed under the platform key's
+	// partition (epoch PlatformEpoch), counted in the store: spec 004's
+	// warning (FlowWarningMessage) shows while it is above 0. Always 0
+	// for an environment without a policy. Not stored: the platform
+	// fills it in when it answers an environment.
+	PlatformKeyFlows int `json:"platformKeyFlows,omitempty"`
 	// Version grows by one with each update; UpdateEnvironment refuses a
 	// write whose Version is not the stored one (optimistic concurrency
 	// across replicas).

@@ -25,6 +25,13 @@ const (
 	EventEnvironmentDeletionWarning = "EnvironmentDeletionWarning"
 	EventEnvironmentCryptoShredded  = "EnvironmentCryptoShredded"
 	EventEnvironmentDeleted         = "EnvironmentDeleted"
+	// EventFlowRunFailed: a flow's run failed (issue 16). Its summary says
+	// which flow and run, and when; never the run's inputs, outputs or
+	// error, and in an environment linked to a customer key nothing of
+	// the sealed definition either (the failed action's name is given for
+	// a platform-key environment only): spec 004 keeps a customer-key
+	// environment's flow-run content out of tenant-wide feeds.
+	EventFlowRunFailed = "FlowRunFailed"
 )
 
 // DeliveryState is where an event's webhook delivery stands.

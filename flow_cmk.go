@@ -58,3 +58,9 @@ type FlowEpochCount struct {
 	Epoch uint32 `json:"epoch"`
 	Count int    `json:"count"`
 }
+
+// FlowWarningMessage is spec 004's warning, shown on an environment linked
+// to a customer key (and on its row of the environments with policies)
+// while some of its flows are still sealed under the platform key
+// (Environment.PlatformKeyFlows).
+const FlowWarningMessage = "Power Automate flows are still protected with the Microsoft Managed Key"

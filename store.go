@@ -45,6 +45,7 @@ type Tx interface {
 	ManagedHSMTx
 	FlowTx
 	PreMigrationTx
+	FlowReportTx
 
 	// Tenants and subscriptions.
 	CreateTenant(ctx context.Context, t *Tenant) error

@@ -514,8 +514,15 @@ func policyEnvironmentsRun(opts *PolicyEnvironmentsOptions) error {
 		fmt.Fprintln(opts.IO.Out, "No environments with policies")
 		return nil
 	}
+	// The WARNING column (spec 004's flow warning) shows only when some
+	// environment has one.
+	warned := slices.ContainsFunc(links, func(l *keyhold.PolicyLink) bool { return l.Environment != nil && l.Environment.PlatformKeyFlows > 0 })
 	tw := newTable(opts.IO.Out)
-	row(tw, "ENVIRONMENT", "NAME", "LOCATION", "STATE", "ENCRYPTION", "POLICY", "LAST OPERATION")
+	head := []string{"ENVIRONMENT", "NAME", "LOCATION", "STATE", "ENCRYPTION", "POLICY", "LAST OPERATION"}
+	if warned {
+		head = append(head, "WARNING")
+	}
+	row(tw, head...)
 	for _, l := range links {
 		e := l.Environment
 		if e == nil {
@@ -529,9 +536,22 @@ func policyEnvironmentsRun(opts *PolicyEnvironmentsOptions) error {
 		if op := l.LastOperation; op != nil {
 			last = op.Kind + " " + string(op.State) + " " + op.ID
 		}
-		row(tw, e.ID, e.DisplayName, e.Location, stateText(e.State), string(e.EncryptionStatus), orDash(policy), last)
+		cells := []string{e.ID, e.DisplayName, e.Location, stateText(e.State), string(e.EncryptionStatus), orDash(policy), last}
+		if warned {
+			warning := "-"
+			if e.PlatformKeyFlows > 0 {
+				warning = flowWarning(e)
+			}
+			cells = append(cells, warning)
+		}
+		row(tw, cells...)
 	}
 	return tw.Flush()
+}
+
+// flowWarning words spec 004's warning with the count and where to look.
+func flowWarning(e *keyhold.Environment) string {
+	return fmt.Sprintf("%s (%d flows; keyhold flow list --env %s --protected-by platform)", keyhold.FlowWarningMessage, e.PlatformKeyFlows, e.ID)
 }
 
 // stateText words a runtime state as the admin center shows it.

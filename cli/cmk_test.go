@@ -393,6 +393,11 @@ func TestPolicyEnvironmentsRun(t *testing.T) {
 			"e1           Contoso   europe    Enabled               Succeeded   contoso-cmk  link Succeeded op-1\n" +
 			"e2           Evil?[2J  europe    Environment disabled  Failed      -            -\n"},
 		{name: "ids", links: links, format: FormatID, want: "e1\ne2\n"},
+		{name: "flow warning", links: []*keyhold.PolicyLink{links[0], {Environment: &keyhold.Environment{ID: "e3", DisplayName: "Flows", Location: "europe", State: keyhold.StateEnabled,
+			EncryptionStatus: keyhold.EncryptionSucceeded, PolicyID: "p", PlatformKeyFlows: 2}}}, format: FormatTable, want: "" +
+			"ENVIRONMENT  NAME     LOCATION  STATE    ENCRYPTION  POLICY       LAST OPERATION       WARNING\n" +
+			"e1           Contoso  europe    Enabled  Succeeded   contoso-cmk  link Succeeded op-1  -\n" +
+			"e3           Flows    europe    Enabled  Succeeded   -            -                    " + keyhold.FlowWarningMessage + " (2 flows; keyhold flow list --env e3 --protected-by platform)\n"},
 		{name: "empty table", format: FormatTable, want: "No environments with policies\n"},
 		{name: "empty json is a list", format: FormatJSON, want: "[]\n"},
 	} {

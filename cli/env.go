@@ -365,6 +365,9 @@ func printEnvironment(w io.Writer, format Format, e *keyhold.Environment) error 
 	if e.PolicyID != "" {
 		rows = append(rows, struct{ k, v string }{"Policy:", e.PolicyID}, struct{ k, v string }{"Link status:", e.LinkStatus})
 	}
+	if e.PlatformKeyFlows > 0 {
+		rows = append(rows, struct{ k, v string }{"Warning:", flowWarning(e)})
+	}
 	if e.RestoreOperationID != "" {
 		rows = append(rows, struct{ k, v string }{"Restoring:", "operation " + e.RestoreOperationID + " (writes refused until it ends)"})
 	}

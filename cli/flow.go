@@ -248,6 +248,7 @@ func newCmdFlow(f *Factory) *cobra.Command {
 	for _, d := range cmds {
 		cmd.AddCommand(d.build(f))
 	}
+	cmd.AddCommand(newCmdFlowSaveAs(f), newCmdFlowReport(f))
 	return cmd
 }
 

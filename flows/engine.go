@@ -285,6 +285,9 @@ func (s *Service) executeLeased(ctx context.Context, l *lease) error {
 		return err
 	}
 	s.finished(l.rec)
+	if status == keyhold.RunFailed {
+		s.runFailed(context.WithoutCancel(ctx), l.rec, fd.rec, st)
+	}
 	return nil
 }
 

@@ -338,6 +338,8 @@ type policyLinkJSON struct {
 	LinkStatus       string             `json:"linkStatus,omitempty"`
 	Policy           *linkedPolicyJSON  `json:"policy,omitempty"`
 	LastOperation    *lastOperationJSON `json:"lastOperation,omitempty"`
+	// CMKFlowWarning is spec 004's warning, as on the environment.
+	CMKFlowWarning *cmkFlowWarning `json:"cmkFlowWarning,omitempty"`
 }
 
 type linkedPolicyJSON struct {
@@ -391,6 +393,7 @@ func toPolicyLinkJSON(l *keyhold.PolicyLink) policyLinkJSON {
 			KeyManagedBy:     string(e.KeyManagedBy),
 			EncryptionStatus: string(e.EncryptionStatus),
 			LinkStatus:       e.LinkStatus,
+			CMKFlowWarning:   toCMKFlowWarning(e),
 		}
 	}
 	if p := l.Policy; p != nil {
@@ -417,6 +420,7 @@ func fromPolicyLinkJSON(j *policyLinkJSON) *keyhold.PolicyLink {
 		KeyManagedBy:     keyhold.KeyManagedBy(j.KeyManagedBy),
 		EncryptionStatus: keyhold.EncryptionStatus(j.EncryptionStatus),
 		LinkStatus:       j.LinkStatus,
+		PlatformKeyFlows: fromCMKFlowWarning(j.CMKFlowWarning),
 	}
 	l := &keyhold.PolicyLink{Environment: e}
 	if p := j.Policy; p != nil {

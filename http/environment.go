@@ -38,6 +38,9 @@ type environmentProperties struct {
 	// environment's data (states.management is then "Restoring"); absent
 	// when none runs.
 	RestoreOperationID string `json:"restoreOperationId,omitempty"`
+	// CMKFlowWarning is spec 004's warning (flows_warning.go); absent
+	// unless a customer-key environment has flows on the platform key.
+	CMKFlowWarning *cmkFlowWarning `json:"cmkFlowWarning,omitempty"`
 }
 
 // financeAndOperations is properties.financeAndOperations: its presence
@@ -142,6 +145,7 @@ func toEnvironmentJSON(e *keyhold.Environment) environmentJSON {
 			EnterprisePolicies:      toEnterprisePolicies(e),
 			FinanceAndOperations:    toFinanceAndOperations(e),
 			RestoreOperationID:      e.RestoreOperationID,
+			CMKFlowWarning:          toCMKFlowWarning(e),
 		},
 	}
 }
@@ -165,6 +169,7 @@ func fromEnvironmentJSON(j *environmentJSON) *keyhold.Environment {
 		UpdatedAt:    p.LastModifiedTime,
 
 		RestoreOperationID: p.RestoreOperationID,
+		PlatformKeyFlows:   fromCMKFlowWarning(p.CMKFlowWarning),
 	}
 	if fo := p.FinanceAndOperations; fo != nil {
 		e.FinOps, e.PowerPlatformIntegration = true, fo.PowerPlatformIntegration

@@ -770,6 +770,9 @@ func (p *CMK) PolicyLinks(ctx context.Context) ([]*keyhold.PolicyLink, error) {
 				}
 				l.Policy = pol
 			}
+			if err := showFlowWarning(ctx, tx, env); err != nil {
+				return err
+			}
 			links = append(links, l)
 		}
 		return nil

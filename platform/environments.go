@@ -113,6 +113,9 @@ func (p *Environments) FindEnvironment(ctx context.Context, envID string) (*keyh
 		if env, err = adminEnvironment(ctx, tx, id, envID); err != nil {
 			return err
 		}
+		if err := showFlowWarning(ctx, tx, env); err != nil {
+			return err
+		}
 		return showRestore(ctx, tx, env)
 	})
 	return env, err
@@ -143,6 +146,9 @@ func (p *Environments) ListEnvironments(ctx context.Context) ([]*keyhold.Environ
 		}
 		for _, env := range envs {
 			if err := showRestore(ctx, tx, env); err != nil {
+				return err
+			}
+			if err := showFlowWarning(ctx, tx, env); err != nil {
 				return err
 			}
 		}

@@ -18,6 +18,7 @@ var flowStoreTests = []struct {
 	{"FlowRuns", testFlowRuns},
 	{"FlowSchedules", testFlowSchedules},
 	{"FlowKeysAndConnections", testFlowKeysAndConnections},
+	{"FlowRunCounts", testFlowRunCounts},
 }
 
 func flowRec(envID, id string, version uint64) *keyhold.FlowRecord {
