@@ -59,6 +59,9 @@ type core struct {
 	// (external.go).
 	externalCMK ExternalCMK
 	external    externalWrappers
+	// lastUnwrap throttles the writes of the policies' last successful
+	// unwraps (last_unwrap.go).
+	lastUnwrap lastUnwraps
 	// byok returns the wrapper of a tenant's legacy BYOK keys
 	// (byok_env.go); set by assemble.
 	byok func(tenantID string) keyhold.KeyWrapper
