@@ -41,6 +41,9 @@ type core struct {
 	m         metrics
 	// unwrapCount counts successful root-key unwraps (also in metrics).
 	unwrapCount atomic.Uint64
+	// auditAt is the time (Unix nanoseconds) of the last data-plane audit
+	// entry sealed here, which the next one's must exceed (auditTime).
+	auditAt atomic.Int64
 	// bcast carries key drops to and from other replicas (broadcast.go).
 	bcast broadcast
 
