@@ -54,12 +54,21 @@ type CoverageStore struct {
 // one epoch of the environment's key. ExpiresAt, set for items that are
 // deleted on a date (backups), says when the last of them goes: for items
 // on the platform's key, when nothing of the store is on it any more.
+//
+// For the customer's key, Vault is the URL of the vault that holds it,
+// External says whether that vault is one the operator doesn't run (issue
+// 13), and LastUnwrap is when the policy's identity that wrapped the
+// epoch's key last unwrapped with a key of that vault (UnwrapTx; nil:
+// never; recorded at most once a minute).
 type CoverageRoot struct {
-	Root      string     `json:"root"`
-	KeyID     string     `json:"keyId,omitempty"`
-	Epoch     uint32     `json:"epoch,omitempty"`
-	Items     int64      `json:"items"`
-	ExpiresAt *time.Time `json:"expiresAt,omitempty"`
+	Root       string     `json:"root"`
+	KeyID      string     `json:"keyId,omitempty"`
+	Epoch      uint32     `json:"epoch,omitempty"`
+	Items      int64      `json:"items"`
+	ExpiresAt  *time.Time `json:"expiresAt,omitempty"`
+	Vault      string     `json:"vault,omitempty"`
+	External   bool       `json:"external,omitempty"`
+	LastUnwrap *time.Time `json:"lastSuccessfulUnwrap,omitempty"`
 }
 
 // BackupEpochCount is how many rows and files an environment's backups

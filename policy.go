@@ -68,6 +68,12 @@ type EnterprisePolicy struct {
 	// MAC is the integrity seal of the policy's binding to its key under
 	// the master key (crypt.RecordKey.SealPolicy); opaque to the store.
 	MAC []byte `json:"-"`
+
+	// LastUnwrap, read-only and not part of the policy's record, is when
+	// its identity last unwrapped with its key in the vault it names now
+	// (UnwrapTx; nil: never); the policy service's Get sets it. Stored at
+	// most once a minute per replica, it may be up to a minute behind.
+	LastUnwrap *time.Time `json:"lastUnwrap,omitempty"`
 }
 
 // ExternalKeyVault is a key vault the operator doesn't run: any Azure Key

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/json"
 	"strings"
+	"time"
 )
 
 // The enterprise policy resource as ARM answers it and takes it, in the
@@ -59,6 +60,10 @@ type PolicyKeyVaultRef struct {
 	URI               string                   `json:"uri,omitempty"`
 	FederatedIdentity *PolicyFederatedIdentity `json:"federatedIdentity,omitempty"`
 	Key               PolicyKeyRef             `json:"key"`
+	// LastSuccessfulUnwrap is read-only, Keyhold's own (issue 13): when
+	// the policy's identity last unwrapped with the key in this vault;
+	// left out if it never did, or the answer is not a single policy's GET.
+	LastSuccessfulUnwrap *time.Time `json:"lastSuccessfulUnwrap,omitempty"`
 }
 
 // PolicyFederatedIdentity is the customer's app as which the platform
@@ -81,7 +86,7 @@ func ToPolicyResource(p *EnterprisePolicy) *PolicyResource {
 	if tags == nil {
 		tags = map[string]string{}
 	}
-	kv := PolicyKeyVaultRef{ID: p.KeyVaultID, Key: PolicyKeyRef{Name: p.KeyName, Version: p.KeyVersion}}
+	kv := PolicyKeyVaultRef{ID: p.KeyVaultID, Key: PolicyKeyRef{Name: p.KeyName, Version: p.KeyVersion}, LastSuccessfulUnwrap: p.LastUnwrap}
 	if x := p.External; x != nil {
 		kv.URI = x.URI
 		kv.FederatedIdentity = &PolicyFederatedIdentity{TenantID: x.TenantID, ClientID: x.ClientID, AuthorityHost: x.AuthorityHost}
@@ -109,6 +114,7 @@ func (r *PolicyResource) Policy() *EnterprisePolicy {
 	}
 	if e := r.Properties.Encryption; e != nil {
 		p.EncryptionState, p.KeyVaultID, p.KeyName, p.KeyVersion = e.State, e.KeyVault.ID, e.KeyVault.Key.Name, e.KeyVault.Key.Version
+		p.LastUnwrap = e.KeyVault.LastSuccessfulUnwrap
 		if e.KeyVault.URI != "" {
 			p.External = &ExternalKeyVault{URI: e.KeyVault.URI}
 			if f := e.KeyVault.FederatedIdentity; f != nil {

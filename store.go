@@ -46,6 +46,7 @@ type Tx interface {
 	FlowTx
 	PreMigrationTx
 	FlowReportTx
+	UnwrapTx
 
 	// Tenants and subscriptions.
 	CreateTenant(ctx context.Context, t *Tenant) error

@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"reflect"
+	"regexp"
 	"strings"
 	"testing"
 	"time"
@@ -464,6 +465,10 @@ func TestCMKStack(t *testing.T) {
 		t.Fatalf("a refused link shows in policy environments:\n%s", out)
 	}
 	s.ok("env", "enable-managed", env.ID)
+	if out := squash(s.ok("policy", "show", "-g", "cmk", "-n", "contoso-cmk")); !strings.Contains(out, "(built-in)") ||
+		!strings.Contains(out, "Last successful unwrap: never") {
+		t.Fatalf("policy show before any unwrap:\n%s", out)
+	}
 
 	op := strings.TrimSpace(s.ok("env", "link", env.ID, "--policy", "contoso-cmk", "-g", "cmk", "--no-wait", "-o", "id"))
 	if op == "" || strings.ContainsAny(op, " \n") {
@@ -484,6 +489,21 @@ func TestCMKStack(t *testing.T) {
 		t.Fatalf("policy key-versions:\n%s", out)
 	}
 	s.fails(1, "Error: NotFound: ", "operation", "show", "00000000-0000-0000-0000-000000000000")
+	// The link unwrapped with the policy's key: policy show and the
+	// coverage report say when, and name the vault.
+	unwrapped := regexp.MustCompile(`Last successful unwrap: 20\d\d-\d\d-\d\dT`)
+	if out := squash(s.ok("policy", "show", "-g", "cmk", "-n", "contoso-cmk")); !unwrapped.MatchString(out) {
+		t.Fatalf("policy show after the link:\n%s", out)
+	}
+	var res keyhold.PolicyResource
+	s.okJSON(&res, "policy", "show", "-g", "cmk", "-n", "contoso-cmk")
+	if res.Properties.Encryption == nil || res.Properties.Encryption.KeyVault.LastSuccessfulUnwrap == nil {
+		t.Fatalf("policy show -o json after the link: %+v", res.Properties.Encryption)
+	}
+	s.ok("row", "put", env.ID, "accounts", "a1", "--data", `{"n":1}`)
+	if out := s.ok("env", "coverage", env.ID); !regexp.MustCompile(`Customer key vault https://cmk-kv\.\S+ \(built-in\): last successful unwrap 20\d\d-`).MatchString(out) {
+		t.Fatalf("env coverage after the link:\n%s", out)
+	}
 
 	// Unlink from the policy the environment is linked to, waiting.
 	code, stdout, stderr := s.run("", "env", "unlink", env.ID)

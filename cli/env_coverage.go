@@ -3,6 +3,7 @@ package cli
 import (
 	"context"
 	"fmt"
+	"io"
 	"strconv"
 
 	"github.com/keyhold/keyhold"
@@ -27,7 +28,9 @@ func newCmdEnvCoverage(f *Factory, runF func(*EnvCoverageOptions) error) *cobra.
 		Long: "Lists every store of the environment (rows, files, backups, audit, flows, run history,\n" +
 			"connections, pre-migration runs) with its item count and the root key that holds the\n" +
 			"items: the platform's key, the enterprise policy's key at a version, or the legacy BYOK\n" +
-			"key; and when backups still on an older key expire. Every number is counted in the store.",
+			"key; and when backups still on an older key expire. Every number is counted in the store.\n" +
+			"Under the table, each vault holding a customer key is named, built-in or external, with\n" +
+			"when the policy's identity last unwrapped with it (recorded at most once a minute), or never.",
 		Args: exactArgs("id"),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			opts.Ctx, opts.Format = cmd.Context(), f.Format
@@ -78,5 +81,32 @@ func envCoverageRun(opts *EnvCoverageOptions) error {
 			row(tw, s.Store, strconv.FormatInt(r.Items, 10), r.Root, key, epoch, exp)
 		}
 	}
-	return tw.Flush()
+	if err := tw.Flush(); err != nil {
+		return err
+	}
+	printCustomerVaults(opts.IO.Out, cov)
+	return nil
+}
+
+// printCustomerVaults names, under the table, each vault that holds a
+// customer key of the report, whether the operator runs it, and when the
+// policy's identity last unwrapped with it.
+func printCustomerVaults(w io.Writer, cov *keyhold.EncryptionCoverage) {
+	seen := map[string]bool{}
+	for _, s := range cov.Stores {
+		for _, r := range s.Roots {
+			if r.Root != keyhold.CoverageRootCustomer || r.Vault == "" || seen[r.Vault] {
+				continue
+			}
+			seen[r.Vault] = true
+			kind, last := "built-in", "never"
+			if r.External {
+				kind = "external"
+			}
+			if r.LastUnwrap != nil {
+				last = timestamp(*r.LastUnwrap)
+			}
+			fmt.Fprintf(w, "Customer key vault %s (%s): last successful unwrap %s\n", r.Vault, kind, last)
+		}
+	}
 }

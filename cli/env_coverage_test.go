@@ -2,6 +2,7 @@ package cli
 
 import (
 	"context"
+	"strings"
 	"testing"
 	"time"
 
@@ -30,5 +31,28 @@ func TestEnvCoverageRun(t *testing.T) {
 		"flows    0      none      -                     -      -\n"
 	if out.String() != want {
 		t.Errorf("output:\n%s\nwant:\n%s", out, want)
+	}
+}
+
+// TestEnvCoverageCustomerVaults: under the table, each vault holding a
+// customer key is named once, external or built-in, with the policy
+// identity's last successful unwrap, or "never".
+func TestEnvCoverageCustomerVaults(t *testing.T) {
+	last := time.Date(2026, 12, 6, 7, 0, 0, 0, time.UTC)
+	ext := keyhold.CoverageRoot{Root: "customer", KeyID: "https://customer.example/keys/k/v2", Epoch: 3, Items: 2,
+		Vault: "https://customer.example", External: true, LastUnwrap: &last}
+	old := keyhold.CoverageRoot{Root: "customer", KeyID: "/vaults/kv/keys/k/v1", Epoch: 2, Items: 1, Vault: "https://kv.vault.example"}
+	c := &fakeClient{coverage: &keyhold.EncryptionCoverage{EnvID: "e1", KeyManagedBy: keyhold.KeyManagedByCustomer, Epoch: 3, Stores: []keyhold.CoverageStore{
+		{Store: "rows", Items: 3, Roots: []keyhold.CoverageRoot{ext, old}},
+		{Store: "audit", Items: 2, Roots: []keyhold.CoverageRoot{ext}},
+	}}}
+	streams, out, _ := testIO("")
+	if err := envCoverageRun(&EnvCoverageOptions{IO: streams, Ctx: context.Background(), Client: c.services(), Format: FormatTable, ID: "e1"}); err != nil {
+		t.Fatal(err)
+	}
+	want := "Customer key vault https://customer.example (external): last successful unwrap 2026-12-06T07:00:00Z\n" +
+		"Customer key vault https://kv.vault.example (built-in): last successful unwrap never\n"
+	if !strings.HasSuffix(out.String(), want) {
+		t.Errorf("output:\n%s\nwant it to end with:\n%s", out, want)
 	}
 }

@@ -177,6 +177,13 @@ func policyCreateRun(opts *PolicyCreateOptions) error {
 
 // printPolicy shows a policy: its ARM resource as JSON, its id, or a table.
 func printPolicy(w io.Writer, format Format, p *keyhold.EnterprisePolicy) error {
+	return printPolicyTable(w, format, p, false)
+}
+
+// printPolicyTable is printPolicy; with lastUnwrap, the table also says
+// when the policy's identity last unwrapped with its key ("never" if it
+// didn't): only a single policy's GET answers that (policy show).
+func printPolicyTable(w io.Writer, format Format, p *keyhold.EnterprisePolicy, lastUnwrap bool) error {
 	switch format {
 	case FormatJSON:
 		return printJSON(w, keyhold.ToPolicyResource(p))
@@ -205,10 +212,17 @@ func printPolicy(w io.Writer, format Format, p *keyhold.EnterprisePolicy) error 
 		row(tw, "Customer app:", x.ClientID)
 		row(tw, "Authority:", authority)
 	} else {
-		row(tw, "Key vault:", p.KeyVaultID)
+		row(tw, "Key vault:", p.KeyVaultID+" (built-in)")
 	}
 	row(tw, "Key:", p.KeyName)
 	row(tw, "Key version:", version)
+	if lastUnwrap {
+		last := "never"
+		if p.LastUnwrap != nil {
+			last = timestamp(*p.LastUnwrap)
+		}
+		row(tw, "Last successful unwrap:", last)
+	}
 	row(tw, "Encryption:", p.EncryptionState)
 	row(tw, "Health:", string(p.HealthStatus))
 	row(tw, "Tags:", tagList(p.Tags))
@@ -236,7 +250,9 @@ func newCmdPolicyShow(f *Factory, runF func(*PolicyShowOptions) error) *cobra.Co
 		Short: "Show an enterprise policy",
 		Long: `Show an enterprise policy: its systemId (what environments are linked by),
 the principal id of its managed identity (what the key vault admin grants
-access to the key), its key and its health. It needs Reader on the policy.`,
+access to the key), its key vault (built-in or external) and key, its health,
+and when its identity last unwrapped with the key in that vault ("never" if it
+hasn't; recorded at most once a minute). It needs Reader on the policy.`,
 		Example: `  keyhold policy show -g contoso-rg -n contoso-cmk
   keyhold policy show -g contoso-rg -n contoso-cmk -o json | jq -r .properties.systemId`,
 		Args: exactArgs(),
@@ -268,7 +284,7 @@ func policyShowRun(opts *PolicyShowOptions) error {
 	if err != nil {
 		return err
 	}
-	return printPolicy(opts.IO.Out, opts.Format, p)
+	return printPolicyTable(opts.IO.Out, opts.Format, p, true)
 }
 
 // PolicyListOptions are the parsed arguments of "keyhold policy list".

@@ -556,6 +556,16 @@ func testSDKSpecFlow(t *testing.T, f *flowStack) {
 		t.Fatalf("after the link: %+v", e)
 	}
 	readRow("after the link")
+	// The link unwrapped with the policy's key: the policy, as the SDK
+	// reads it, says when (issue 13's operator view).
+	got, err := paResources.GetByID(ctx, policyID, policyAPI, nil)
+	if err != nil {
+		t.Fatalf("GetByID policy after the link: %v", err)
+	}
+	kvProps, _ := got.Properties.(map[string]any)["encryption"].(map[string]any)["keyVault"].(map[string]any)
+	if last, _ := kvProps["lastSuccessfulUnwrap"].(string); last == "" {
+		t.Fatalf("policy after the link, as the SDK reads it: keyVault %v, want lastSuccessfulUnwrap", kvProps)
+	}
 
 	// Which key versions wrap the environments' keys (a platform
 	// administrator with Reader on the policy may ask): an ARM action

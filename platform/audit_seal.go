@@ -2,10 +2,13 @@ package platform
 
 import (
 	"context"
+	"crypto/rand"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"strconv"
+	"sync/atomic"
 	"time"
 
 	"github.com/keyhold/keyhold"
@@ -14,14 +17,47 @@ import (
 
 // An environment's own audit entries (keyhold.AuditSealed: the data
 // plane's) are sealed under the audit store key of the environment's
-// current epoch, in the transaction of the change they record. The entry
-// is appended with an empty target and detail, which gives it its id, and
-// then sealed: the seal binds the environment and epoch (through the store
-// key), the entry's id and a version, so a sealed target can't be moved to
-// another entry or environment. Nothing of it is written in clear.
+// current epoch, in the transaction of the change they record. Nothing of
+// their target and detail is ever written in clear.
+//
+// Two seal formats, told apart by the sealed column's first byte:
+//
+//   - v1 (the store key's item alone, whose first byte is crypt's format
+//     byte, 0x01): the item id bound is "audit/{row id}". Written where the
+//     entry's row id is known: sealing an entry kept in clear, and
+//     re-keying (which moves every entry, of either format, to v1).
+//   - v2 (auditSealV2 | seal id, 16 random bytes | the store key's item):
+//     the item id bound is the seal id with the entry's time, tenant,
+//     actor, action and result (auditItemIDv2). A new data-plane entry is
+//     sealed so, before the store gives it its row id, and written whole in
+//     one INSERT: no second statement to seal it. Its seal can't be moved
+//     to another environment or epoch (the store key) or to an entry with
+//     another time, actor, action or result, and those clear columns can't
+//     be changed without failing the check (v1 doesn't bind them). The
+//     times of a replica's v2 entries are strictly increasing
+//     (auditTime), so no two of its entries bind the same columns; what v2
+//     does not bind, and v1 does, is the row id: a database writer could
+//     copy a whole entry to a new row, or exchange the seals of two
+//     replicas' entries written in the same nanosecond by the same actor
+//     with the same action, until the next re-key binds each to its row.
 
-// auditItemID is the item id bound into an audit entry's seal.
+// auditSealV2 is the first byte of a v2 seal. A v1 seal starts with the
+// store key's item format byte (crypt's 0x01), never this.
+const auditSealV2 = 0xA2
+
+// auditSealIDSize is the size of a v2 seal's random id.
+const auditSealIDSize = 16
+
+// auditItemID is the item id bound into a v1 entry's seal.
 func auditItemID(id int64) string { return "audit/" + strconv.FormatInt(id, 10) }
+
+// auditItemIDv2 is the item id bound into a v2 entry's seal: its seal id
+// and the clear columns that say who did what when, JSON-encoded so that
+// no field can run into the next.
+func auditItemIDv2(sealID []byte, e *keyhold.AuditEntry) string {
+	b, _ := json.Marshal([]any{"audit/v2", hex.EncodeToString(sealID), e.At.UnixNano(), e.TenantID, e.ActorID, e.Action, e.Result})
+	return string(b)
+}
 
 // auditSecret is what an entry's seal holds.
 type auditSecret struct {
@@ -29,14 +65,16 @@ type auditSecret struct {
 	Detail string `json:"detail,omitempty"`
 }
 
-// sealEntry seals e's target and detail under sk at version, into e.
+// sealEntry seals e's target and detail under sk at version, into e, in
+// the v1 format: bound to e's row id, which must be the one it is stored
+// under.
 func sealEntry(sk *crypt.StoreKey, e *keyhold.AuditEntry, version uint64) error {
 	b, err := json.Marshal(auditSecret{Target: e.Target, Detail: e.Detail})
 	if err != nil {
 		return err
 	}
+	defer clear(b)
 	ct, err := sk.Seal(auditItemID(e.ID), version, b)
-	clear(b)
 	if err != nil {
 		return err
 	}
@@ -44,9 +82,55 @@ func sealEntry(sk *crypt.StoreKey, e *keyhold.AuditEntry, version uint64) error 
 	return nil
 }
 
-// openEntry opens e's seal with sk into its target and detail.
+// sealNewEntry seals e's target and detail under sk, into e, in the v2
+// format, before e is appended: e's time, tenant, actor, action and result
+// must be those it is stored with.
+func sealNewEntry(sk *crypt.StoreKey, e *keyhold.AuditEntry) error {
+	b, err := json.Marshal(auditSecret{Target: e.Target, Detail: e.Detail})
+	if err != nil {
+		return err
+	}
+	defer clear(b)
+	sealID := make([]byte, auditSealIDSize)
+	if _, err := rand.Read(sealID); err != nil {
+		return err
+	}
+	ct, err := sk.Seal(auditItemIDv2(sealID, e), 1, b)
+	if err != nil {
+		return err
+	}
+	sealed := make([]byte, 0, 1+auditSealIDSize+len(ct))
+	sealed = append(append(append(sealed, auditSealV2), sealID...), ct...)
+	e.Epoch, e.Version, e.Sealed = sk.Epoch(), 1, sealed
+	return nil
+}
+
+// auditTime returns the time of a new v2 entry: now, or one nanosecond
+// after the last one this replica sealed if now isn't later (a coarse or
+// injected clock), so that no two of its entries bind the same time.
+func auditTime(last *atomic.Int64, now time.Time) time.Time {
+	for {
+		prev := last.Load()
+		n := now.UnixNano()
+		if n <= prev {
+			n = prev + 1
+		}
+		if last.CompareAndSwap(prev, n) {
+			return time.Unix(0, n).UTC()
+		}
+	}
+}
+
+// openEntry opens e's seal, v1 or v2, with sk into its target and detail.
 func openEntry(sk *crypt.StoreKey, e *keyhold.AuditEntry) error {
-	pt, err := sk.Open(auditItemID(e.ID), e.Version, e.Sealed)
+	itemID, ct := auditItemID(e.ID), e.Sealed
+	if len(ct) > 0 && ct[0] == auditSealV2 {
+		if len(ct) < 1+auditSealIDSize {
+			return fmt.Errorf("audit entry %d: a v2 seal of %d bytes is too short", e.ID, len(ct))
+		}
+		itemID, ct = auditItemIDv2(ct[1:1+auditSealIDSize], e), ct[1+auditSealIDSize:]
+	}
+	pt, err := sk.Open(itemID, e.Version, ct)
 	if err != nil {
 		return err
 	}
@@ -74,23 +158,20 @@ func auditData(ctx context.Context, c *core, tx keyhold.Tx, id *keyhold.Identity
 		return err
 	}
 	defer sk.Destroy()
-	e, err := keyhold.Audit(ctx, tx, keyhold.AuditEntry{
-		At: c.clock.Now(), TenantID: id.TenantID, ActorID: id.PrincipalID,
-		Action: action, EnvID: env.ID,
-	})
-	if err != nil {
+	// The entry is sealed before it is appended (v2: the seal binds what
+	// the entry's clear columns say, not its row id), so that one INSERT
+	// writes it whole; keyhold.Audit keeps At (UTC already) and Result.
+	e := &keyhold.AuditEntry{
+		At: auditTime(&c.auditAt, c.clock.Now()), TenantID: id.TenantID, ActorID: id.PrincipalID,
+		Action: action, EnvID: env.ID, Result: keyhold.AuditSucceeded,
+		Target: target, Detail: detail,
+	}
+	if err := sealNewEntry(sk, e); err != nil {
 		return err
 	}
-	e.Target, e.Detail = target, detail
-	if err := sealEntry(sk, e, 1); err != nil {
-		return err
-	}
-	if ok, err := tx.SealAudit(ctx, e, 0); err != nil {
-		return err
-	} else if !ok {
-		return fmt.Errorf("audit entry %d was not sealed", e.ID)
-	}
-	return nil
+	e.Target, e.Detail = "", ""
+	_, err = keyhold.Audit(ctx, tx, *e)
+	return err
 }
 
 // writeWithAudit runs fn, a data-plane change that seals its audit entry

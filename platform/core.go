@@ -41,6 +41,9 @@ type core struct {
 	m         metrics
 	// unwrapCount counts successful root-key unwraps (also in metrics).
 	unwrapCount atomic.Uint64
+	// auditAt is the time (Unix nanoseconds) of the last data-plane audit
+	// entry sealed here, which the next one's must exceed (auditTime).
+	auditAt atomic.Int64
 	// bcast carries key drops to and from other replicas (broadcast.go).
 	bcast broadcast
 
@@ -59,6 +62,9 @@ type core struct {
 	// (external.go).
 	externalCMK ExternalCMK
 	external    externalWrappers
+	// lastUnwrap throttles the writes of the policies' last successful
+	// unwraps (last_unwrap.go).
+	lastUnwrap lastUnwraps
 	// byok returns the wrapper of a tenant's legacy BYOK keys
 	// (byok_env.go); set by assemble.
 	byok func(tenantID string) keyhold.KeyWrapper

@@ -2,6 +2,7 @@ package platform
 
 import (
 	"context"
+	"time"
 
 	"github.com/keyhold/keyhold"
 )
@@ -68,9 +69,56 @@ func (p *Environments) EncryptionCoverage(ctx context.Context, envID string) (*k
 			return err
 		}
 		out.Stores = append(out.Stores, flows...)
-		return nil
+		return customerVaults(ctx, tx, p.core, wks, out)
 	})
 	return out, err
+}
+
+// customerVaults names, on each of out's roots that is the customer's
+// key, the vault that holds it, whether it is external, and the last
+// successful unwrap of the identity that wrapped the epoch's key with a
+// key of that vault: read once per identity and vault.
+func customerVaults(ctx context.Context, tx keyhold.Tx, p *core, wks []*keyhold.WrappedKey, out *keyhold.EncryptionCoverage) error {
+	byEpoch := map[uint32]*keyhold.WrappedKey{}
+	for _, wk := range wks {
+		if wk.Root == keyhold.RootCMK {
+			byEpoch[wk.Epoch] = wk
+		}
+	}
+	type seen struct {
+		at    *time.Time
+		vault string
+		ext   bool
+	}
+	cache := map[unwrapKey]seen{}
+	for i := range out.Stores {
+		for j := range out.Stores[i].Roots {
+			r := &out.Stores[i].Roots[j]
+			wk := byEpoch[r.Epoch]
+			if r.Root != keyhold.CoverageRootCustomer || wk == nil {
+				continue
+			}
+			k := unwrapKey{wk.PrincipalID, unwrapVaultOf(p.kv, p.hsm, wk.KeyID)}
+			v, ok := cache[k]
+			if !ok {
+				last, err := tx.LastUnwrap(ctx, k.principal, k.vault)
+				if err != nil {
+					return err
+				}
+				if !last.IsZero() {
+					v.at = &last
+				}
+				v.ext = !builtinKID(p.kv, wk.KeyID) && !hsmKID(p.hsm, wk.KeyID)
+				v.vault = k.vault
+				if kid, err := keyhold.ParseKeyID(p.currentKID(wk.KeyID)); err == nil {
+					v.vault = kid.VaultURL
+				}
+				cache[k] = v
+			}
+			r.Vault, r.External, r.LastUnwrap = v.vault, v.ext, v.at
+		}
+	}
+	return nil
 }
 
 // epochRoots returns the root of each epoch among wks.

@@ -170,6 +170,9 @@ func (p *core) unwrapWrapped(ctx context.Context, wk *keyhold.WrappedKey, tenant
 	p.m.unwraps.WithLabelValues(string(wk.Root), result(err)).Inc()
 	if err == nil {
 		p.unwrapCount.Add(1)
+		if wk.Root == keyhold.RootCMK {
+			p.lastUnwrap.note(ctx, p, wk.PrincipalID, kid)
+		}
 	}
 	if err != nil {
 		if wk.Root == keyhold.RootCMK {

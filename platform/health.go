@@ -197,6 +197,9 @@ func (p *Health) CheckPolicyHealth(ctx context.Context, policyID string) (keyhol
 		if ctx.Err() != nil {
 			return keyhold.HealthUndetermined, ctx.Err() // our own caller gave up: learn nothing
 		}
+		if perr == nil {
+			p.lastUnwrap.note(ctx, p.core, pol.PrincipalID, kid) // the probe unwrapped
+		}
 		if isTamper(perr) {
 			p.auditTamper(ctx, pol.TenantID, pol.ID(), "health probe of key "+kid, perr)
 		}

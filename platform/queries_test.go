@@ -47,15 +47,15 @@ func TestDataPlaneQueries(t *testing.T) {
 				t.Errorf("%s ran %d statements, want %d", what, got, want)
 			}
 		}
-		// DataAccess, Row, PutRow, AppendAudit, SealAudit: the audit entry
-		// is sealed under the environment's key (issue 14), bound to the id
-		// the store gives it, so its seal is a second statement.
-		count("a new row's put", 5, func() error { _, err := f.p.PutRow(ctx, e.ID, "t", "r1", benchRow); return err })
-		count("a row's second put", 5, func() error { _, err := f.p.PutRow(ctx, e.ID, "t", "r1", benchRow); return err })
+		// DataAccess, Row, PutRow, AppendAudit: the audit entry is sealed
+		// under the environment's key (issue 14) before it is appended
+		// (audit_seal.go's v2 format), so the sealed entry is one INSERT.
+		count("a new row's put", 4, func() error { _, err := f.p.PutRow(ctx, e.ID, "t", "r1", benchRow); return err })
+		count("a row's second put", 4, func() error { _, err := f.p.PutRow(ctx, e.ID, "t", "r1", benchRow); return err })
 		// DataAccess, Row.
 		count("a get", 2, func() error { _, err := f.p.GetRow(ctx, e.ID, "t", "r1"); return err })
-		// DataAccess, DeleteRow, AppendAudit, SealAudit.
-		count("a delete", 4, func() error { return f.p.DeleteRow(ctx, e.ID, "t", "r1") })
+		// DataAccess, DeleteRow, AppendAudit.
+		count("a delete", 3, func() error { return f.p.DeleteRow(ctx, e.ID, "t", "r1") })
 	})
 }
 

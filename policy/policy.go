@@ -728,8 +728,9 @@ func (s *Service) Patch(ctx context.Context, sub, rg, name string, c keyhold.Pol
 	return p, err
 }
 
-// Get returns a policy. It needs ActionRead at the policy (Reader). A
-// missing one is CodeResourceNotFound.
+// Get returns a policy, with its last successful unwrap (LastUnwrap). It
+// needs ActionRead at the policy (Reader). A missing one is
+// CodeResourceNotFound.
 func (s *Service) Get(ctx context.Context, sub, rg, name string) (*keyhold.EnterprisePolicy, error) {
 	id, err := keyhold.Caller(ctx)
 	if err != nil {
@@ -744,10 +745,26 @@ func (s *Service) Get(ctx context.Context, sub, rg, name string) (*keyhold.Enter
 		if err != nil {
 			return err
 		}
-		p, err = tx.Policy(ctx, subscription.ID, rg, name)
-		return err
+		if p, err = tx.Policy(ctx, subscription.ID, rg, name); err != nil {
+			return err
+		}
+		return withLastUnwrap(ctx, tx, p)
 	})
 	return p, err
+}
+
+// withLastUnwrap sets p.LastUnwrap: the last successful unwrap its
+// identity recorded with a key of the vault p names now.
+func withLastUnwrap(ctx context.Context, tx keyhold.Tx, p *keyhold.EnterprisePolicy) error {
+	if p.PrincipalID == "" {
+		return nil
+	}
+	at, err := tx.LastUnwrap(ctx, p.PrincipalID, p.UnwrapVault())
+	if err != nil || at.IsZero() {
+		return err
+	}
+	p.LastUnwrap = &at
+	return nil
 }
 
 // ListByResourceGroup returns the policies of a resource group that the

@@ -140,8 +140,13 @@ func (t *tx) UpdatePolicy(ctx context.Context, p *keyhold.EnterprisePolicy) erro
 	return nil
 }
 
-// DeletePolicy deletes a policy, or returns CodeResourceNotFound.
+// DeletePolicy deletes a policy, with the last unwraps recorded for its
+// identity, or returns CodeResourceNotFound.
 func (t *tx) DeletePolicy(ctx context.Context, sub, rg, name string) error {
+	if _, err := t.exec(ctx, `DELETE FROM policy_unwraps WHERE principal_id IN
+		(SELECT principal_id FROM enterprise_policies WHERE sub_key = ? AND rg_key = ? AND name_key = ?)`, key(sub), key(rg), key(name)); err != nil {
+		return t.fail("delete enterprise policy", err)
+	}
 	n, err := t.execN(ctx, `DELETE FROM enterprise_policies WHERE sub_key = ? AND rg_key = ? AND name_key = ?`, key(sub), key(rg), key(name))
 	if err != nil {
 		return t.fail("delete enterprise policy", err)

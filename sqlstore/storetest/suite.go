@@ -48,7 +48,7 @@ func Run(t *testing.T, open func(t *testing.T) keyhold.Store) {
 		{"Keys", testKeys},
 		{"KeyVersions", testKeyVersions},
 		{"CMKCustody", testCMKCustody},
-		{"Policies", testPolicies}, {"UpdatePolicy", testUpdatePolicy}, {"Deployments", testDeployments},
+		{"Policies", testPolicies}, {"UpdatePolicy", testUpdatePolicy}, {"PolicyUnwraps", testPolicyUnwraps}, {"Deployments", testDeployments},
 		{"Times", testTimes},
 		{"UpdateRollsBack", testUpdateRollsBack},
 		{"ViewIsReadOnly", testViewIsReadOnly},
