@@ -67,6 +67,12 @@ type BYOKKey struct {
 	CreatedAt   time.Time `json:"createdAt"`
 	ActivatedAt time.Time `json:"activatedAt,omitzero"` // the last activation; zero if never
 	Sealed      []byte    `json:"-"`
+	// MAC seals the key's identity and state under the master key
+	// (crypt.RecordKey.SealBYOKKey): which key is Active decides what new
+	// environment keys are wrapped under, so a row edited past Keyhold
+	// (a state flipped, a thumbprint or sealed key swapped, a row moved
+	// from another tenant) is refused. Opaque to the store.
+	MAC []byte `json:"-"`
 }
 
 // BYOKUpload is a key an administrator uploads: exactly one of JWK (an
@@ -85,8 +91,8 @@ type BYOKTx interface {
 	// PutBYOKKey inserts k: CodeConflict if the tenant holds a key of the
 	// same id or thumbprint, CodeNotFound if the tenant is unknown.
 	PutBYOKKey(ctx context.Context, k *BYOKKey) error
-	// UpdateBYOKKey writes k's State and ActivatedAt (CodeNotFound if
-	// there is no such key).
+	// UpdateBYOKKey writes k's State, ActivatedAt and MAC (CodeNotFound
+	// if there is no such key).
 	UpdateBYOKKey(ctx context.Context, k *BYOKKey) error
 	// BYOKKey returns one key of a tenant, or CodeNotFound.
 	BYOKKey(ctx context.Context, tenantID, id string) (*BYOKKey, error)
