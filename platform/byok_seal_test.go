@@ -68,10 +68,10 @@ func (f *fixture) auditCount(t *testing.T, prefix string) int {
 // key, so a database writer without it can't redirect wrapping. Each edit
 // (Active and Available flipped, a thumbprint changed, another key's
 // sealed key copied in, the seal removed, another tenant's key moved in as
-// Active) makes the next apply and the next activation refuse with
-// RecordIntegrityFailed and an integrity.refused audit entry, changing
-// nothing: the environment keeps its platform-key copy and the rows stay
-// as edited. Put back, the genuine rows work again.
+// Active) makes the next apply, activation and environment creation
+// refuse with RecordIntegrityFailed and an integrity.refused audit entry,
+// changing nothing: the environment keeps its platform-key copy, no
+// environment is created and the rows stay as edited. Put back, the genuine rows work again.
 func TestBYOKKeysSealed(t *testing.T) {
 	forEachBackend(t, func(t *testing.T, f *fixture) {
 		db := rawDB(f)
@@ -168,6 +168,9 @@ func TestBYOKKeysSealed(t *testing.T) {
 			}{
 				{"apply", func() error { _, err := f.p.ApplyBYOK(f.ctx, env.ID); return err }},
 				{"activation", func() error { _, err := f.p.ActivateBYOKKey(f.ctx, c.ID); return err }},
+				{"new environment", func() error {
+					return f.p.CreateEnvironment(f.ctx, &keyhold.Environment{DisplayName: "under-tampered", Location: "europe", SKU: keyhold.SKUProduction})
+				}},
 			} {
 				err := try.fn()
 				if keyhold.ErrorCode(err) != keyhold.CodeRecordIntegrity || !strings.Contains(keyhold.ErrorMessage(err), "outside Keyhold") {
@@ -175,6 +178,9 @@ func TestBYOKKeysSealed(t *testing.T) {
 				}
 				if got := envState(); got != before {
 					t.Fatalf("%s, %s: the environment's keys changed:\nbefore %s\nafter  %s", e.name, try.what, before, got)
+				}
+				if envs, err := f.p.ListEnvironments(f.ctx); err != nil || len(envs) != 1 {
+					t.Fatalf("%s, %s: %d environments (%v), want 1", e.name, try.what, len(envs), err)
 				}
 				if got := byokRows(t, db); got != edited {
 					t.Fatalf("%s, %s: the BYOK rows changed:\nbefore %s\nafter  %s", e.name, try.what, edited, got)
@@ -233,9 +239,8 @@ func TestBYOKKeysSealedAtStart(t *testing.T) {
 		if n := f.auditCount(t, "integrity.seal"); n != seals+1 {
 			t.Fatalf("integrity.seal entries: %d, want %d", n, seals+1)
 		}
-		env := f.createEnv(t, "after-start")
-		if _, err := f.p.ApplyBYOK(f.ctx, env.ID); err != nil && keyhold.ErrorCode(err) != keyhold.CodeConflict {
-			t.Fatalf("the key sealed at start is refused: %v", err)
+		if env := f.createEnv(t, "after-start"); env.KeyManagedBy != keyhold.KeyManagedByCustomerViaMicrosoft {
+			t.Fatalf("an environment under the key sealed at start: %s", env.KeyManagedBy)
 		}
 		// A second key, then one unsealed row: the start leaves it.
 		f.clock.Advance(time.Second)

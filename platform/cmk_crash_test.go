@@ -96,8 +96,8 @@ func crashScenarios() map[string]crashScenario {
 		"byok-migrate": {start: func(t *testing.T, f *cmkFixture) (string, func(*testing.T, *keyhold.Operation)) {
 			// A BYOK environment's link: the migration (byok_migrate.go).
 			pol, _, _ := crashPolicy(t, f, "pol")
-			f.byokTenant(t)
 			env, c := crashEnv(t, f, "e")
+			f.byokTenant(t) // after the environment, which apply then moves
 			if _, err := f.p.ApplyBYOK(f.ctx, env.ID); err != nil {
 				t.Fatal(err)
 			}
