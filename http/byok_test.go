@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/base64"
+	"encoding/json"
 	"fmt"
 	nethttp "net/http"
 	"os"
@@ -193,4 +194,26 @@ func TestBYOKLockOverHTTP(t *testing.T) {
 			t.Fatalf("row after the unlock: %+v, %v", r, err)
 		}
 	})
+}
+
+// TestBYOKKeyJSONRewrap: an activation's answer carries the rewrap
+// operation's id (rewrapOperationId) through the wire and back into the
+// client's key; a key without one shows none.
+func TestBYOKKeyJSONRewrap(t *testing.T) {
+	k := &keyhold.BYOKKey{ID: "k2", TenantID: "t1", State: keyhold.BYOKActive, RewrapOperationID: "op-1"}
+	b, err := json.Marshal(toBYOKKeyJSON(k))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Contains(b, []byte(`"rewrapOperationId":"op-1"`)) {
+		t.Fatalf("activation answer %s has no rewrapOperationId", b)
+	}
+	var j byokKeyJSON
+	if err := json.Unmarshal(b, &j); err != nil || j.key().RewrapOperationID != "op-1" {
+		t.Fatalf("client key %+v, %v", j.key(), err)
+	}
+	k.RewrapOperationID = ""
+	if b, _ := json.Marshal(toBYOKKeyJSON(k)); bytes.Contains(b, []byte("rewrapOperationId")) {
+		t.Fatalf("a key with no rewrap shows one: %s", b)
+	}
 }

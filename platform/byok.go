@@ -249,8 +249,20 @@ func (b *BYOK) ActivateBYOKKey(ctx context.Context, keyID string) (*keyhold.BYOK
 		if err := tx.UpdateBYOKKey(ctx, k); err != nil {
 			return err
 		}
+		// The tenant's environments under older keys move to this one
+		// (byok_rewrap.go).
+		op, err := b.startBYOKRewrap(ctx, tx, id, k)
+		if err != nil {
+			return err
+		}
+		detail := "thumbprint " + k.Thumbprint
+		k.RewrapOperationID = ""
+		if op != nil {
+			k.RewrapOperationID = op.ID
+			detail += fmt.Sprintf("; %d environment keys under older keys move to it in operation %s", op.Total, op.ID)
+		}
 		out = k
-		return b.audit(ctx, tx, id, auditBYOKActivate, byokTarget(k.TenantID, k.ID), "", "thumbprint "+k.Thumbprint)
+		return b.audit(ctx, tx, id, auditBYOKActivate, byokTarget(k.TenantID, k.ID), "", detail)
 	})
 	if isTamper(err) {
 		b.auditTamper(ctx, id.TenantID, byokTarget(id.TenantID, keyID), "activation of BYOK key "+keyhold.Clip(keyID)+" by "+id.PrincipalID, err)
@@ -258,7 +270,10 @@ func (b *BYOK) ActivateBYOKKey(ctx context.Context, keyID string) (*keyhold.BYOK
 	if err != nil {
 		return nil, err
 	}
-	out.Sealed = nil
+	if out.RewrapOperationID != "" {
+		b.ops.Kick()
+	}
+	out.Sealed, out.MAC = nil, nil
 	return out, nil
 }
 

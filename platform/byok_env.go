@@ -208,25 +208,12 @@ func (b *BYOK) ApplyBYOK(ctx context.Context, envID string) (*keyhold.Environmen
 		return nil, tamper(err)
 	}
 	// Outside any transaction: unwrap, wrap under the BYOK key, prove.
-	w := b.wrapper(id.TenantID)
 	var moves []*custodyMove
 	for _, wk := range wks {
 		if wk.Root != keyhold.RootMMK {
 			continue
 		}
-		m, err := b.prepareMove(ctx, wk, id.TenantID, func(ctx context.Context, ek *crypt.Key) (*keyhold.WrappedKey, error) {
-			payload, err := crypt.EKPayload(wk.EnvID, wk.Epoch, ek)
-			if err != nil {
-				return nil, err
-			}
-			defer clear(payload)
-			kid, ct, err := w.Wrap(ctx, byokKIDPrefix+key.ID, payload)
-			b.m.wraps.WithLabelValues(string(keyhold.RootBYOK), result(err)).Inc()
-			if err != nil {
-				return nil, err
-			}
-			return &keyhold.WrappedKey{EnvID: wk.EnvID, Epoch: wk.Epoch, Root: keyhold.RootBYOK, KeyID: kid, Ciphertext: ct, CreatedAt: b.clock.Now().UTC()}, nil
-		})
+		m, err := b.prepareMove(ctx, wk, id.TenantID, b.wrapToBYOK(id.TenantID, key.ID, wk)) // byok_rewrap.go
 		if err != nil {
 			return nil, err
 		}
@@ -410,6 +397,12 @@ func (b *BYOK) UnlockBYOKTenant(ctx context.Context, up keyhold.BYOKUpload) ([]s
 	}
 	if err != nil {
 		return nil, err
+	}
+	// A rewrap paused by the lock (byok_rewrap.go) goes on now.
+	if b.ops != nil {
+		if _, rerr := b.ops.Resume(ctx, byokRewrapTarget(id.TenantID)); rerr != nil {
+			b.log.WarnContext(ctx, "resuming the tenant's BYOK rewrap after the unlock", "tenant", id.TenantID, "err", rerr)
+		}
 	}
 	if enabled == nil {
 		enabled = []string{}

@@ -314,6 +314,9 @@ func (p *Platform) kinds() map[string]ops.Kind {
 		keyhold.OpRotate: {Steps: []ops.Step{
 			{Name: stepRewrap, Run: c.stepRotate},
 		}},
+		keyhold.OpBYOKRewrap: {Steps: []ops.Step{
+			{Name: stepRewrap, Run: p.BYOK.stepBYOKRewrap}, // byok_rewrap.go
+		}},
 	})
 	return kinds
 }
