@@ -167,6 +167,30 @@ type BYOKTenant struct {
 // restored (spec 000: "at least 28 days").
 const BYOKKeyRetention = 28 * 24 * time.Hour
 
+// RetainedBYOKKey is a tenant's legacy BYOK key kept after environments
+// migrated off it to a customer-managed key: spec 000 keeps it at least
+// BYOKKeyRetention, so that support can restore an environment from a
+// backup taken before its migration. The policy's KeyVersionUsage and the
+// environment's coverage report show it until it is shredded.
+type RetainedBYOKKey struct {
+	KeyID      string       `json:"keyId"` // "byok/{id}", as wrapped keys name it
+	Thumbprint string       `json:"thumbprint"`
+	State      BYOKKeyState `json:"state"`
+	// MigratedAt is the last migration off the key of the environments
+	// reported.
+	MigratedAt time.Time `json:"migratedAt"`
+	// PreMigrationBackups counts those environments' backups taken before
+	// their migration: what the key is kept for. (Their environment keys
+	// moved with the environment's, so they restore under the customer's
+	// key; the BYOK key is kept as the spec asks.)
+	PreMigrationBackups int `json:"preMigrationBackups"`
+	// ShredAfter is the earliest time the key is deleted: BYOKKeyRetention
+	// after the tenant's last migration. It is deleted then only once the
+	// tenant's administrator has removed BYOK (RemovalRequested).
+	ShredAfter       time.Time `json:"shredAfter"`
+	RemovalRequested bool      `json:"removalRequested"`
+}
+
 // BYOKService manages the caller's tenant's BYOK keys. Every method needs
 // a platform administrator directory role (CodeForbidden otherwise), and
 // no method ever returns key material.

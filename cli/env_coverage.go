@@ -78,5 +78,16 @@ func envCoverageRun(opts *EnvCoverageOptions) error {
 			row(tw, s.Store, strconv.FormatInt(r.Items, 10), r.Root, key, epoch, exp)
 		}
 	}
-	return tw.Flush()
+	if err := tw.Flush(); err != nil {
+		return err
+	}
+	if r := cov.RetainedBYOK; r != nil {
+		removal := "deleted then once BYOK is removed (keyhold byok remove)"
+		if r.RemovalRequested {
+			removal = "BYOK was removed, so it is deleted then"
+		}
+		_, err = fmt.Fprintf(opts.IO.Out, "Retained BYOK key %s (thumbprint %s): migrated off at %s, kept for %d pre-migration backups until %s; %s\n",
+			r.KeyID, r.Thumbprint, timestamp(r.MigratedAt), r.PreMigrationBackups, timestamp(r.ShredAfter), removal)
+	}
+	return err
 }

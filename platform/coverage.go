@@ -68,7 +68,11 @@ func (p *Environments) EncryptionCoverage(ctx context.Context, envID string) (*k
 			return err
 		}
 		out.Stores = append(out.Stores, flows...)
-		return nil
+		rs, err := retainedBYOK(ctx, tx, env.TenantID, []string{env.ID}) // byok_retained.go
+		if len(rs) > 0 {
+			out.RetainedBYOK = rs[0]
+		}
+		return err
 	})
 	return out, err
 }
