@@ -51,6 +51,12 @@ type KeyVersionUsage struct {
 	// version's uses; zero while anything depends on the version, or
 	// while it is current.
 	SafeToDisableAt time.Time `json:"safeToDisableAt"`
+	// RetainedBYOK, when set, makes this entry not a version of the
+	// policy's key but the legacy BYOK key that environments now under
+	// the policy migrated from, still kept (issue 14): KeyID and Version
+	// are its "byok/{id}", Backups its pre-migration backups, LastUsedAt
+	// the migration and SafeToDisableAt its shred date.
+	RetainedBYOK *RetainedBYOKKey `json:"retainedByokKey,omitempty"`
 }
 
 // KeyVersionRetention is how long a key version must stay enabled after

@@ -40,6 +40,9 @@ type EncryptionCoverage struct {
 	Epoch        uint32          `json:"epoch"`
 	Stores       []CoverageStore `json:"stores"`
 	At           time.Time       `json:"generatedAt"`
+	// RetainedBYOK is the legacy BYOK key the environment migrated from,
+	// while it is kept (nil once shredded, or if it never had one).
+	RetainedBYOK *RetainedBYOKKey `json:"retainedByokKey,omitempty"`
 }
 
 // CoverageStore is one store of the report: its item count and the roots

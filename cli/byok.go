@@ -234,7 +234,9 @@ func newCmdBYOKActivate(f *Factory, runF func(*BYOKOptions) error) *cobra.Comman
 		Use:   "activate <key-id>",
 		Short: "Make a BYOK key the tenant's Active key",
 		Long: `Make a BYOK key the tenant's Active key; the key Active before becomes
-Available. A tenant may activate a key at most once every 24 hours.`,
+Available. A tenant may activate a key at most once every 24 hours. The
+environments under the older keys then move to this key in the background;
+the command prints the operation to follow (keyhold operation show <id>).`,
 		Example: `  keyhold byok key activate 7d9c…`,
 		Args:    exactArgs("key-id"),
 		RunE: func(cmd *cobra.Command, args []string) error {
@@ -299,7 +301,11 @@ func byokRun(opts *BYOKOptions) error {
 	if err != nil {
 		return err
 	}
-	return printBYOKKeys(opts, []*keyhold.BYOKKey{k})
+	if err := printBYOKKeys(opts, []*keyhold.BYOKKey{k}); err != nil || k.RewrapOperationID == "" || opts.Format == FormatJSON {
+		return err
+	}
+	_, err = fmt.Fprintf(opts.IO.ErrOut, "The environments under older keys move to this key in operation %s (keyhold operation wait %s)\n", k.RewrapOperationID, k.RewrapOperationID)
+	return err
 }
 
 // byokTenantRun runs apply, lock and unlock.

@@ -40,7 +40,7 @@ func TestNewCmdBYOKKEK(t *testing.T) {
 // TestBYOKTransferStack is a BYOK key in the HSM key-transfer format
 // through the CLI against a server with a SoftHSM2 token: the tenant's KEK
 // created and downloaded, a blob made by transfer-blob and uploaded with
-// --byok-file, activated, an environment put under it, the tenant locked,
+// --byok-file, activated, an environment created under it, the tenant locked,
 // an unlock with another key's blob refused, and one with the same key's
 // blob accepted.
 func TestBYOKTransferStack(t *testing.T) {
@@ -77,12 +77,14 @@ func TestBYOKTransferStack(t *testing.T) {
 		t.Fatalf("uploaded %+v", up)
 	}
 	s.ok("byok", "key", "activate", up.ID)
+	// A new environment is created under the Active key directly.
 	var env keyhold.Environment
 	s.okJSON(&env, "env", "create", "--name", "byok-xfer", "--location", "europe")
-	s.ok("row", "put", env.ID, "t", "r", "--data", `{"v":1}`)
-	if out := s.ok("byok", "apply", env.ID); !strings.Contains(out, "CustomerViaMicrosoft") {
-		t.Fatalf("apply:\n%s", out)
+	if env.KeyManagedBy != keyhold.KeyManagedByCustomerViaMicrosoft {
+		t.Fatalf("a new environment of a BYOK tenant: keyManagedBy %q, want %q", env.KeyManagedBy, keyhold.KeyManagedByCustomerViaMicrosoft)
 	}
+	s.ok("row", "put", env.ID, "t", "r", "--data", `{"v":1}`)
+	s.fails(1, "under the tenant's BYOK key already", "byok", "apply", env.ID)
 	s.ok("byok", "lock")
 	other, err := crypt.GenerateRSAKey(2048)
 	if err != nil {

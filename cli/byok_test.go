@@ -119,6 +119,10 @@ func testBYOKStack(t *testing.T, bootstrap string) {
 	if code != 0 || !strings.Contains(stdout, "PFX") || !strings.Contains(stdout, "Installing") {
 		t.Fatalf("upload --pfx: exit %d\n%s%s", code, stdout, stderr)
 	}
+	// An environment made before the activation stays under the platform
+	// key until apply moves it.
+	var env keyhold.Environment
+	s.okJSON(&env, "env", "create", "--name", "byok", "--location", "europe")
 	if out := s.ok("byok", "key", "activate", up.ID); !strings.Contains(out, "Active") {
 		t.Fatalf("activate:\n%s", out)
 	}
@@ -128,9 +132,7 @@ func testBYOKStack(t *testing.T, bootstrap string) {
 		t.Fatalf("list:\n%s", out)
 	}
 
-	// An environment under the key, the tenant lock, and the unlock.
-	var env keyhold.Environment
-	s.okJSON(&env, "env", "create", "--name", "byok", "--location", "europe")
+	// The environment moved under the key, the tenant lock, and the unlock.
 	s.ok("row", "put", env.ID, "t", "r", "--data", `{"v":1}`)
 	if out := s.ok("byok", "apply", env.ID); !strings.Contains(out, "CustomerViaMicrosoft") {
 		t.Fatalf("apply:\n%s", out)

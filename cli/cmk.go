@@ -635,7 +635,9 @@ func policyKeyVersionsRun(opts *PolicyKeyVersionsOptions) error {
 		return printJSON(opts.IO.Out, usage)
 	case FormatID:
 		for _, u := range usage {
-			fmt.Fprintln(opts.IO.Out, u.Version)
+			if u.RetainedBYOK == nil { // not a version of the key
+				fmt.Fprintln(opts.IO.Out, u.Version)
+			}
 		}
 		return nil
 	}
@@ -647,6 +649,10 @@ func policyKeyVersionsRun(opts *PolicyKeyVersionsOptions) error {
 	tw := newTable(opts.IO.Out)
 	row(tw, "VERSION", "CURRENT", "LIVE EKS", "BACKUPS", "LAST USED", "SAFE TO DISABLE")
 	for _, u := range usage {
+		if r := u.RetainedBYOK; r != nil { // the legacy key its environments migrated from
+			row(tw, "BYOK "+r.KeyID, "no", fmt.Sprint(u.LiveKeys), fmt.Sprint(r.PreMigrationBackups), timestamp(r.MigratedAt), "kept until "+timestamp(r.ShredAfter))
+			continue
+		}
 		row(tw, u.Version, yesNo(u.Current), fmt.Sprint(u.LiveKeys), fmt.Sprint(u.Backups), timestamp(u.LastUsedAt), safeToDisable(u, now))
 	}
 	return tw.Flush()

@@ -422,6 +422,8 @@ func TestPolicyKeyVersionsRun(t *testing.T) {
 		{Version: "v2", LiveKeys: 0, Backups: 1, LastUsedAt: now.Add(-time.Hour)},
 		{Version: "v1b", LastUsedAt: now.Add(-time.Hour), SafeToDisableAt: now.Add(-time.Hour + keyhold.KeyVersionRetention)},
 		{Version: "v1", LastUsedAt: now.Add(-30 * 24 * time.Hour), SafeToDisableAt: now.Add(-2 * 24 * time.Hour)},
+		{KeyID: "byok/k1", Version: "byok/k1", Backups: 1, LastUsedAt: now.Add(-time.Hour), RetainedBYOK: &keyhold.RetainedBYOKKey{KeyID: "byok/k1",
+			MigratedAt: now.Add(-time.Hour), PreMigrationBackups: 1, ShredAfter: now.Add(-time.Hour + keyhold.BYOKKeyRetention)}},
 	}}
 	streams, out, _ := testIO("")
 	err := policyKeyVersionsRun(&PolicyKeyVersionsOptions{IO: streams, Ctx: context.Background(), Client: c.client(), Format: FormatTable,
@@ -433,13 +435,23 @@ func TestPolicyKeyVersionsRun(t *testing.T) {
 		t.Errorf("asked about %q, want %q", c.usageOf, cliPolicyID)
 	}
 	want := "" +
-		"VERSION  CURRENT  LIVE EKS  BACKUPS  LAST USED             SAFE TO DISABLE\n" +
-		"v3       yes      2         0        -                     no (current version)\n" +
-		"v2       no       0         1        2026-02-28T23:00:00Z  no (in use)\n" +
-		"v1b      no       0         0        2026-02-28T23:00:00Z  no, from 2026-03-28T23:00:00Z\n" +
-		"v1       no       0         0        2026-01-30T00:00:00Z  yes\n"
+		"VERSION       CURRENT  LIVE EKS  BACKUPS  LAST USED             SAFE TO DISABLE\n" +
+		"v3            yes      2         0        -                     no (current version)\n" +
+		"v2            no       0         1        2026-02-28T23:00:00Z  no (in use)\n" +
+		"v1b           no       0         0        2026-02-28T23:00:00Z  no, from 2026-03-28T23:00:00Z\n" +
+		"v1            no       0         0        2026-01-30T00:00:00Z  yes\n" +
+		"BYOK byok/k1  no       0         1        2026-02-28T23:00:00Z  kept until 2026-03-28T23:00:00Z\n"
 	if out.String() != want {
 		t.Errorf("got:\n%s\nwant:\n%s", out, want)
+	}
+	// -o id lists the key's versions only: a script may disable them.
+	streams, out, _ = testIO("")
+	if err := policyKeyVersionsRun(&PolicyKeyVersionsOptions{IO: streams, Ctx: context.Background(), Client: c.client(), Format: FormatID,
+		Now: func() time.Time { return now }, LoginSubscription: func() (string, error) { return "s-1", nil }, ResourceGroup: "rg-1", Name: "contoso-cmk"}); err != nil {
+		t.Fatal(err)
+	}
+	if got := out.String(); got != "v3\nv2\nv1b\nv1\n" {
+		t.Errorf("-o id printed %q, want the four versions", got)
 	}
 
 	streams, _, _ = testIO("")

@@ -85,7 +85,15 @@ func envCoverageRun(opts *EnvCoverageOptions) error {
 		return err
 	}
 	printCustomerVaults(opts.IO.Out, cov)
-	return nil
+	if r := cov.RetainedBYOK; r != nil {
+		removal := "deleted then once BYOK is removed (keyhold byok remove)"
+		if r.RemovalRequested {
+			removal = "BYOK was removed, so it is deleted then"
+		}
+		_, err = fmt.Fprintf(opts.IO.Out, "Retained BYOK key %s (thumbprint %s): migrated off at %s, kept for %d pre-migration backups until %s; %s\n",
+			r.KeyID, r.Thumbprint, timestamp(r.MigratedAt), r.PreMigrationBackups, timestamp(r.ShredAfter), removal)
+	}
+	return err
 }
 
 // printCustomerVaults names, under the table, each vault that holds a

@@ -65,11 +65,13 @@ type byokKeyJSON struct {
 	CreatedBy   string     `json:"createdBy"`
 	CreatedTime time.Time  `json:"createdTime"`
 	Activated   *time.Time `json:"activatedTime,omitempty"`
+	// RewrapOperation is the operation an activation started (its id).
+	RewrapOperation string `json:"rewrapOperationId,omitempty"`
 }
 
 func toBYOKKeyJSON(k *keyhold.BYOKKey) byokKeyJSON {
 	j := byokKeyJSON{ID: k.ID, TenantID: k.TenantID, State: string(k.State), Source: string(k.Source), KeySize: k.Size,
-		Thumbprint: k.Thumbprint, CreatedBy: k.CreatedBy, CreatedTime: k.CreatedAt.UTC()}
+		Thumbprint: k.Thumbprint, CreatedBy: k.CreatedBy, CreatedTime: k.CreatedAt.UTC(), RewrapOperation: k.RewrapOperationID}
 	if !k.ActivatedAt.IsZero() {
 		t := k.ActivatedAt.UTC()
 		j.Activated = &t
@@ -79,7 +81,7 @@ func toBYOKKeyJSON(k *keyhold.BYOKKey) byokKeyJSON {
 
 func (j byokKeyJSON) key() *keyhold.BYOKKey {
 	k := &keyhold.BYOKKey{ID: j.ID, TenantID: j.TenantID, State: keyhold.BYOKKeyState(j.State), Source: keyhold.BYOKKeySource(j.Source),
-		Size: j.KeySize, Thumbprint: j.Thumbprint, CreatedBy: j.CreatedBy, CreatedAt: j.CreatedTime}
+		Size: j.KeySize, Thumbprint: j.Thumbprint, CreatedBy: j.CreatedBy, CreatedAt: j.CreatedTime, RewrapOperationID: j.RewrapOperation}
 	if j.Activated != nil {
 		k.ActivatedAt = *j.Activated
 	}

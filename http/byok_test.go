@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/base64"
+	"encoding/json"
 	"fmt"
 	nethttp "net/http"
 	"os"
@@ -193,4 +194,58 @@ func TestBYOKLockOverHTTP(t *testing.T) {
 			t.Fatalf("row after the unlock: %+v, %v", r, err)
 		}
 	})
+}
+
+// TestBYOKKeyJSONRewrap: an activation's answer carries the rewrap
+// operation's id (rewrapOperationId) through the wire and back into the
+// client's key; a key without one shows none.
+func TestBYOKKeyJSONRewrap(t *testing.T) {
+	k := &keyhold.BYOKKey{ID: "k2", TenantID: "t1", State: keyhold.BYOKActive, RewrapOperationID: "op-1"}
+	b, err := json.Marshal(toBYOKKeyJSON(k))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Contains(b, []byte(`"rewrapOperationId":"op-1"`)) {
+		t.Fatalf("activation answer %s has no rewrapOperationId", b)
+	}
+	var j byokKeyJSON
+	if err := json.Unmarshal(b, &j); err != nil || j.key().RewrapOperationID != "op-1" {
+		t.Fatalf("client key %+v, %v", j.key(), err)
+	}
+	k.RewrapOperationID = ""
+	if b, _ := json.Marshal(toBYOKKeyJSON(k)); bytes.Contains(b, []byte("rewrapOperationId")) {
+		t.Fatalf("a key with no rewrap shows one: %s", b)
+	}
+}
+
+// TestRetainedBYOKKeyJSON: the retained BYOK key of a migrated
+// environment goes through the key-version usage answer and the coverage
+// report and back into the client's values; an ordinary version carries
+// none.
+func TestRetainedBYOKKeyJSON(t *testing.T) {
+	at := time.Date(2026, 11, 23, 12, 0, 0, 0, time.UTC)
+	r := &keyhold.RetainedBYOKKey{KeyID: "byok/k1", Thumbprint: "th", State: keyhold.BYOKActive, MigratedAt: at,
+		PreMigrationBackups: 2, ShredAfter: at.Add(keyhold.BYOKKeyRetention), RemovalRequested: true}
+	b, err := json.Marshal(toKeyVersionUsageJSON(&keyhold.KeyVersionUsage{KeyID: r.KeyID, Version: r.KeyID, Backups: 2, RetainedBYOK: r}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var j keyVersionUsageJSON
+	if err := json.Unmarshal(b, &j); err != nil {
+		t.Fatal(err)
+	}
+	if got := fromKeyVersionUsageJSON(&j).RetainedBYOK; got == nil || *got != *r {
+		t.Fatalf("usage %s came back as %+v, want %+v", b, got, r)
+	}
+	if b, _ := json.Marshal(toKeyVersionUsageJSON(&keyhold.KeyVersionUsage{KeyID: "v1"})); bytes.Contains(b, []byte("retainedByokKey")) {
+		t.Fatalf("an ordinary version shows a retained key: %s", b)
+	}
+	b, err = json.Marshal(&keyhold.EncryptionCoverage{EnvID: "e1", RetainedBYOK: r})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var c keyhold.EncryptionCoverage
+	if err := json.Unmarshal(b, &c); err != nil || c.RetainedBYOK == nil || *c.RetainedBYOK != *r {
+		t.Fatalf("coverage %s came back as %+v, %v", b, c.RetainedBYOK, err)
+	}
 }

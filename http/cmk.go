@@ -469,10 +469,13 @@ type keyVersionUsageJSON struct {
 	Backups             int        `json:"backups"`
 	LastUsedAt          *time.Time `json:"lastUsedDateTime,omitempty"`
 	SafeToDisableAt     *time.Time `json:"safeToDisableDateTime,omitempty"`
+	// RetainedBYOK marks the entry of a legacy BYOK key kept after a
+	// migration (issue 14).
+	RetainedBYOK *keyhold.RetainedBYOKKey `json:"retainedByokKey,omitempty"`
 }
 
 func toKeyVersionUsageJSON(u *keyhold.KeyVersionUsage) keyVersionUsageJSON {
-	j := keyVersionUsageJSON{KeyID: u.KeyID, Version: u.Version, Current: u.Current, LiveEnvironmentKeys: u.LiveKeys, Backups: u.Backups}
+	j := keyVersionUsageJSON{KeyID: u.KeyID, Version: u.Version, Current: u.Current, LiveEnvironmentKeys: u.LiveKeys, Backups: u.Backups, RetainedBYOK: u.RetainedBYOK}
 	if !u.LastUsedAt.IsZero() {
 		t := u.LastUsedAt.UTC()
 		j.LastUsedAt = &t
@@ -485,7 +488,7 @@ func toKeyVersionUsageJSON(u *keyhold.KeyVersionUsage) keyVersionUsageJSON {
 }
 
 func fromKeyVersionUsageJSON(j *keyVersionUsageJSON) *keyhold.KeyVersionUsage {
-	u := &keyhold.KeyVersionUsage{KeyID: j.KeyID, Version: j.Version, Current: j.Current, LiveKeys: j.LiveEnvironmentKeys, Backups: j.Backups}
+	u := &keyhold.KeyVersionUsage{KeyID: j.KeyID, Version: j.Version, Current: j.Current, LiveKeys: j.LiveEnvironmentKeys, Backups: j.Backups, RetainedBYOK: j.RetainedBYOK}
 	if j.LastUsedAt != nil {
 		u.LastUsedAt = *j.LastUsedAt
 	}

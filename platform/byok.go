@@ -64,7 +64,7 @@ func (b *BYOK) ListBYOKKeys(ctx context.Context) ([]*keyhold.BYOKKey, error) {
 		return err
 	})
 	for _, k := range ks {
-		k.Sealed = nil
+		k.Sealed, k.MAC = nil, nil
 	}
 	return ks, err
 }
@@ -160,6 +160,7 @@ func (b *BYOK) install(ctx context.Context, id *keyhold.Identity, priv *rsa.Priv
 		return nil, err
 	}
 	k.Sealed = sealed
+	b.rec.SealBYOKKey(k)
 	err = b.store.Update(ctx, func(tx keyhold.Tx) error {
 		if err := requireAdmin(ctx, tx, id); err != nil {
 			return err
@@ -207,6 +208,9 @@ func (b *BYOK) ActivateBYOKKey(ctx context.Context, keyID string) (*keyhold.BYOK
 		if err != nil {
 			return err
 		}
+		if err := checkBYOKKeys(b.rec, ks); err != nil { // byok_seal.go
+			return err
+		}
 		var k *keyhold.BYOKKey
 		var last time.Time
 		for _, o := range ks {
@@ -234,22 +238,42 @@ func (b *BYOK) ActivateBYOKKey(ctx context.Context, keyID string) (*keyhold.BYOK
 		for _, o := range ks {
 			if o.State == keyhold.BYOKActive {
 				o.State = keyhold.BYOKAvailable
+				b.rec.SealBYOKKey(o)
 				if err := tx.UpdateBYOKKey(ctx, o); err != nil {
 					return err
 				}
 			}
 		}
 		k.State, k.ActivatedAt = keyhold.BYOKActive, now
+		b.rec.SealBYOKKey(k)
 		if err := tx.UpdateBYOKKey(ctx, k); err != nil {
 			return err
 		}
+		// The tenant's environments under older keys move to this one
+		// (byok_rewrap.go).
+		op, err := b.startBYOKRewrap(ctx, tx, id, k)
+		if err != nil {
+			return err
+		}
+		detail := "thumbprint " + k.Thumbprint
+		k.RewrapOperationID = ""
+		if op != nil {
+			k.RewrapOperationID = op.ID
+			detail += fmt.Sprintf("; %d environment keys under older keys move to it in operation %s", op.Total, op.ID)
+		}
 		out = k
-		return b.audit(ctx, tx, id, auditBYOKActivate, byokTarget(k.TenantID, k.ID), "", "thumbprint "+k.Thumbprint)
+		return b.audit(ctx, tx, id, auditBYOKActivate, byokTarget(k.TenantID, k.ID), "", detail)
 	})
+	if isTamper(err) {
+		b.auditTamper(ctx, id.TenantID, byokTarget(id.TenantID, keyID), "activation of BYOK key "+keyhold.Clip(keyID)+" by "+id.PrincipalID, err)
+	}
 	if err != nil {
 		return nil, err
 	}
-	out.Sealed = nil
+	if out.RewrapOperationID != "" {
+		b.ops.Kick()
+	}
+	out.Sealed, out.MAC = nil, nil
 	return out, nil
 }
 

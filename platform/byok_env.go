@@ -67,6 +67,12 @@ func (w *byokWrapper) key(ctx context.Context, kid string) (*byokOpened, error) 
 	if err != nil {
 		return nil, err
 	}
+	// The row must be as Keyhold sealed it (byok_seal.go): nothing is
+	// wrapped or unwrapped under a key whose record was changed.
+	if err := w.b.rec.CheckBYOKKey(k); err != nil {
+		w.b.auditTamper(ctx, w.tenant, byokTarget(w.tenant, id), "use of BYOK key "+id, err)
+		return nil, err
+	}
 	return w.b.openBYOK(ctx, k)
 }
 
@@ -123,7 +129,9 @@ func byokServing(ctx context.Context, tx keyhold.Tx, env *keyhold.Environment) e
 
 // activeBYOKKey returns the tenant's Active BYOK key, refusing while the
 // tenant is locked or has none; what names the refused action.
-func activeBYOKKey(ctx context.Context, tx keyhold.Tx, tenantID, what string) (*keyhold.BYOKKey, error) {
+// Its keys must pass their seals (byok_seal.go): CodeRecordIntegrity
+// otherwise, which the caller audits (auditTamper) after tx ends.
+func activeBYOKKey(ctx context.Context, tx keyhold.Tx, rec *crypt.RecordKey, tenantID, what string) (*keyhold.BYOKKey, error) {
 	st, err := tx.BYOKTenant(ctx, tenantID)
 	if err != nil {
 		return nil, err
@@ -136,6 +144,9 @@ func activeBYOKKey(ctx context.Context, tx keyhold.Tx, tenantID, what string) (*
 	}
 	ks, err := tx.BYOKKeys(ctx, tenantID)
 	if err != nil {
+		return nil, err
+	}
+	if err := checkBYOKKeys(rec, ks); err != nil {
 		return nil, err
 	}
 	for _, k := range ks {
@@ -178,7 +189,13 @@ func (b *BYOK) ApplyBYOK(ctx context.Context, envID string) (*keyhold.Environmen
 		if err := runningOp(ctx, tx, env); err != nil {
 			return err
 		}
-		key, err = activeBYOKKey(ctx, tx, id.TenantID, "moving environment "+env.ID+" under the BYOK key")
+		key, err = activeBYOKKey(ctx, tx, b.rec, id.TenantID, "moving environment "+env.ID+" under the BYOK key")
+		return err
+	}
+	tamper := func(err error) error {
+		if isTamper(err) {
+			b.auditTamper(ctx, id.TenantID, envTarget(envID), "moving environment "+keyhold.Clip(envID)+" under the BYOK key by "+id.PrincipalID, err)
+		}
 		return err
 	}
 	if err := b.store.View(ctx, func(tx keyhold.Tx) error {
@@ -188,28 +205,15 @@ func (b *BYOK) ApplyBYOK(ctx context.Context, envID string) (*keyhold.Environmen
 		wks, err = tx.WrappedKeys(ctx, env.ID)
 		return err
 	}); err != nil {
-		return nil, err
+		return nil, tamper(err)
 	}
 	// Outside any transaction: unwrap, wrap under the BYOK key, prove.
-	w := b.wrapper(id.TenantID)
 	var moves []*custodyMove
 	for _, wk := range wks {
 		if wk.Root != keyhold.RootMMK {
 			continue
 		}
-		m, err := b.prepareMove(ctx, wk, id.TenantID, func(ctx context.Context, ek *crypt.Key) (*keyhold.WrappedKey, error) {
-			payload, err := crypt.EKPayload(wk.EnvID, wk.Epoch, ek)
-			if err != nil {
-				return nil, err
-			}
-			defer clear(payload)
-			kid, ct, err := w.Wrap(ctx, byokKIDPrefix+key.ID, payload)
-			b.m.wraps.WithLabelValues(string(keyhold.RootBYOK), result(err)).Inc()
-			if err != nil {
-				return nil, err
-			}
-			return &keyhold.WrappedKey{EnvID: wk.EnvID, Epoch: wk.Epoch, Root: keyhold.RootBYOK, KeyID: kid, Ciphertext: ct, CreatedAt: b.clock.Now().UTC()}, nil
-		})
+		m, err := b.prepareMove(ctx, wk, id.TenantID, b.wrapToBYOK(id.TenantID, key.ID, wk)) // byok_rewrap.go
 		if err != nil {
 			return nil, err
 		}
@@ -239,7 +243,7 @@ func (b *BYOK) ApplyBYOK(ctx context.Context, envID string) (*keyhold.Environmen
 		return b.audit(ctx, tx, id, auditBYOKApply, envTarget(env.ID), env.ID, fmt.Sprintf("environment key wrapped under BYOK key %s (thumbprint %s); the platform key's copy deleted", key.ID, key.Thumbprint))
 	})
 	if err != nil {
-		return nil, err
+		return nil, tamper(err)
 	}
 	return env, nil
 }
@@ -341,6 +345,9 @@ func (b *BYOK) UnlockBYOKTenant(ctx context.Context, up keyhold.BYOKUpload) ([]s
 		if err != nil {
 			return err
 		}
+		if err := checkBYOKKeys(b.rec, ks); err != nil { // byok_seal.go
+			return err
+		}
 		var active *keyhold.BYOKKey
 		for _, k := range ks {
 			if k.State == keyhold.BYOKActive {
@@ -385,8 +392,17 @@ func (b *BYOK) UnlockBYOKTenant(ctx context.Context, up keyhold.BYOKUpload) ([]s
 		}
 		return b.audit(ctx, tx, id, auditBYOKUnlock, byokTarget(id.TenantID, ""), "", fmt.Sprintf("unlocked with the Active key (thumbprint %s); %d environments enabled", thumb, len(enabled)))
 	})
+	if isTamper(err) {
+		b.auditTamper(ctx, id.TenantID, byokTarget(id.TenantID, ""), "unlocking the tenant by "+id.PrincipalID, err)
+	}
 	if err != nil {
 		return nil, err
+	}
+	// A rewrap paused by the lock (byok_rewrap.go) goes on now.
+	if b.ops != nil {
+		if _, rerr := b.ops.Resume(ctx, byokRewrapTarget(id.TenantID)); rerr != nil {
+			b.log.WarnContext(ctx, "resuming the tenant's BYOK rewrap after the unlock", "tenant", id.TenantID, "err", rerr)
+		}
 	}
 	if enabled == nil {
 		enabled = []string{}

@@ -147,9 +147,9 @@ func TestBYOKEnvironment(t *testing.T) {
 // with nothing changed.
 func TestBYOKTenantLock(t *testing.T) {
 	forEachBackend(t, func(t *testing.T, f *fixture) {
-		up, _ := f.byokTenant(t)
 		byok := f.createEnv(t, "byok")
-		plain := f.createEnv(t, "plain")
+		plain := f.createEnv(t, "plain") // stays under the platform key
+		up, _ := f.byokTenant(t)
 		for _, e := range []*keyhold.Environment{byok, plain} {
 			if _, err := f.p.PutRow(f.ctx, e.ID, "t", "r", json.RawMessage(`{"v":1}`)); err != nil {
 				t.Fatal(err)

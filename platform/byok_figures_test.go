@@ -29,13 +29,13 @@ func TestBYOKMigrationFigures(t *testing.T) {
 	}
 	storetest.ForEachBackend(t, func(t *testing.T, open func(t *testing.T) keyhold.Store) {
 		f := newCMKFixture(t, open(t), true)
-		f.byokTenant(t)
 		env := f.managedEnv(t, "fig")
 		for i := range n {
 			if _, err := f.p.PutRow(f.ctx, env.ID, "t", fmt.Sprint(i), json.RawMessage(`{"name":"row","n":1}`)); err != nil {
 				t.Fatal(err)
 			}
 		}
+		f.byokTenant(t)
 		if _, err := f.p.ApplyBYOK(f.ctx, env.ID); err != nil {
 			t.Fatal(err)
 		}

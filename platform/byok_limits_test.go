@@ -17,8 +17,8 @@ func TestBYOKFileCap(t *testing.T) {
 	forEachBackend(t, func(t *testing.T, f *fixture) {
 		const limit = 100_000
 		f.p.core.byokCap = limit
-		f.byokTenant(t)
 		byok, plain := f.createEnv(t, "byok"), f.createEnv(t, "plain")
+		f.byokTenant(t) // after the environments: plain stays under the platform key
 		if _, err := f.p.ApplyBYOK(f.ctx, byok.ID); err != nil {
 			t.Fatal(err)
 		}

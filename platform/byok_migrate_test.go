@@ -21,9 +21,9 @@ import (
 // the injected clock, when it goes through.
 func TestBYOKMigration(t *testing.T) {
 	cmkBackends(t, true, func(t *testing.T, f *cmkFixture) {
-		f.byokTenant(t)
 		env := f.managedEnv(t, "byok-migrate")
 		data := f.fill(t, env.ID, 20, 3000)
+		f.byokTenant(t) // after the environment, which apply then moves
 		if _, err := f.p.ApplyBYOK(f.ctx, env.ID); err != nil {
 			t.Fatal(err)
 		}

@@ -17,9 +17,9 @@ import (
 // days after the migration, then deleted, on the injected clock.
 func TestBYOKRemoval(t *testing.T) {
 	cmkBackends(t, true, func(t *testing.T, f *cmkFixture) {
-		f.byokTenant(t)
 		env := f.managedEnv(t, "byok-remove")
 		data := f.fill(t, env.ID, 4)
+		f.byokTenant(t) // after the environment, which apply then moves
 		if _, err := f.p.ApplyBYOK(f.ctx, env.ID); err != nil {
 			t.Fatal(err)
 		}
@@ -100,8 +100,8 @@ func TestBYOKRemoval(t *testing.T) {
 // migration, bringing back the pre-migration data.
 func TestBYOKRestoreAfterMigration(t *testing.T) {
 	cmkBackends(t, true, func(t *testing.T, f *cmkFixture) {
-		f.byokTenant(t)
 		env := f.managedEnv(t, "byok-restore")
+		f.byokTenant(t) // after the environment, which apply then moves
 		if _, err := f.p.ApplyBYOK(f.ctx, env.ID); err != nil {
 			t.Fatal(err)
 		}

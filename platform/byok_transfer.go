@@ -133,6 +133,7 @@ func (b *BYOK) uploadTransfer(ctx context.Context, id *keyhold.Identity, up keyh
 	pub := &rsa.PublicKey{N: new(big.Int).SetBytes(n), E: e}
 	k.Size, k.Thumbprint = pub.N.BitLen(), crypt.RSAThumbprint(pub)
 	if k.Sealed, err = crypt.Seal(b.master, crypt.BYOKKeyPurpose(k.TenantID, k.ID), append([]byte(byokRefV1), ref...)); err == nil {
+		b.rec.SealBYOKKey(k)
 		err = b.store.Update(ctx, func(tx keyhold.Tx) error {
 			if err := requireAdmin(ctx, tx, id); err != nil {
 				return err

@@ -186,12 +186,12 @@ func TestBYOKTransfer(t *testing.T) {
 		if n := tokenObjects(t); n != baseline+2 {
 			t.Fatalf("the refused duplicate left %d token objects, want %d", n, baseline+2)
 		}
+		env := f.managedEnv(t, "byok-transfer") // before the activation: apply moves it
+		data := f.fill(t, env.ID, 4, 3000)
 		if _, err := f.p.ActivateBYOKKey(f.ctx, k.ID); err != nil {
 			t.Fatal(err)
 		}
 
-		env := f.managedEnv(t, "byok-transfer")
-		data := f.fill(t, env.ID, 4, 3000)
 		if _, err := f.p.ApplyBYOK(f.ctx, env.ID); err != nil {
 			t.Fatal(err)
 		}
@@ -296,11 +296,11 @@ func TestBYOKTransferNoPlaintextAtRest(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
+		env := f.managedEnv(t, "byok-at-rest") // before the activation: apply moves it
+		f.fill(t, env.ID, 3)
 		if _, err := f.p.ActivateBYOKKey(f.ctx, k.ID); err != nil {
 			t.Fatal(err)
 		}
-		env := f.managedEnv(t, "byok-at-rest")
-		f.fill(t, env.ID, 3)
 		if _, err := f.p.ApplyBYOK(f.ctx, env.ID); err != nil {
 			t.Fatal(err)
 		}

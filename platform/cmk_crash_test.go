@@ -32,6 +32,7 @@ func TestMain(m *testing.M) { opstest.Main(m, crashSetup) }
 // takes several step runs, each a place to crash.
 func crashSetup(s keyhold.Store, r *ops.Runner) {
 	rekeyBatch, rekeyStepTime = 2, 0
+	byokRewrapBatch = 1 // one copy per run: a crash between runs too
 	master, err := crashMasterKey()
 	if err != nil {
 		panic(err)
@@ -96,8 +97,8 @@ func crashScenarios() map[string]crashScenario {
 		"byok-migrate": {start: func(t *testing.T, f *cmkFixture) (string, func(*testing.T, *keyhold.Operation)) {
 			// A BYOK environment's link: the migration (byok_migrate.go).
 			pol, _, _ := crashPolicy(t, f, "pol")
-			f.byokTenant(t)
 			env, c := crashEnv(t, f, "e")
+			f.byokTenant(t) // after the environment, which apply then moves
 			if _, err := f.p.ApplyBYOK(f.ctx, env.ID); err != nil {
 				t.Fatal(err)
 			}
@@ -108,6 +109,40 @@ func crashScenarios() map[string]crashScenario {
 			return op.ID, func(t *testing.T, op *keyhold.Operation) {
 				wantLinked(t, f, env.ID, pol, 2, "", c)
 				wantBYOKMigrated(t, f, env.ID)
+			}
+		}},
+		"byok-rewrap": {start: func(t *testing.T, f *cmkFixture) (string, func(*testing.T, *keyhold.Operation)) {
+			// A newer BYOK key's activation: the rewrap (byok_rewrap.go).
+			f.byokTenant(t)
+			var envs []*keyhold.Environment
+			var cs []*content
+			for i := range 2 {
+				env, c := crashEnv(t, f, fmt.Sprint("e", i)) // under the first key
+				envs, cs = append(envs, env), append(cs, c)
+			}
+			f.clock.Advance(keyhold.BYOKActivationInterval + time.Minute)
+			k2, err := f.p.UploadBYOKKey(f.ctx, keyhold.BYOKUpload{JWK: privateJWK(newRSA(t, 2048))})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if k2, err = f.p.ActivateBYOKKey(f.ctx, k2.ID); err != nil || k2.RewrapOperationID == "" {
+				t.Fatalf("activation: %+v, %v", k2, err)
+			}
+			return k2.RewrapOperationID, func(t *testing.T, op *keyhold.Operation) {
+				for i, env := range envs {
+					e := f.env(t, env.ID)
+					if e.KeyManagedBy != keyhold.KeyManagedByCustomerViaMicrosoft || e.State != keyhold.StateEnabled {
+						t.Errorf("environment %s: %s %s, want CustomerViaMicrosoft and Enabled", env.ID, e.KeyManagedBy, e.State)
+					}
+					if wks := f.wrapped(t, env.ID); len(wks) != 1 || wks[0].KeyID != byokKIDPrefix+k2.ID {
+						t.Errorf("environment %s: wrapped keys %v, want one under the new key %s", env.ID, describeKeys(wks), k2.ID)
+					}
+					f.p.DropKeys(env.ID)
+					f.check(t, env.ID, cs[i])
+				}
+				if op.Done != op.Total || op.Total != 2 {
+					t.Errorf("operation done %d of %d, want 2 of 2", op.Done, op.Total)
+				}
 			}
 		}},
 		"link-fails": {fail: true, start: func(t *testing.T, f *cmkFixture) (string, func(*testing.T, *keyhold.Operation)) {
@@ -229,6 +264,7 @@ func crashCases() []crashCase {
 	add("unlink", ops.FaultPoints(keyhold.OpUnlink, kinds[keyhold.OpUnlink]))
 	add("rotate", ops.FaultPoints(keyhold.OpRotate, kinds[keyhold.OpRotate]))
 	add("byok-migrate", ops.FaultPoints(keyhold.OpLink, kinds[keyhold.OpLink]))
+	add("byok-rewrap", ops.FaultPoints(keyhold.OpBYOKRewrap, kinds[keyhold.OpBYOKRewrap]))
 	add("link-fails", ops.RollbackFaultPoints(keyhold.OpLink))
 	add("unlink-fails", ops.RollbackFaultPoints(keyhold.OpUnlink))
 	return cs
@@ -244,7 +280,7 @@ func TestCrashSafety(t *testing.T) {
 		t.Skip("the crash matrix starts two processes per case")
 	}
 	cases := crashCases()
-	if len(cases) != 18+18+18+12+3+3+3 { // unlink: disable, rewrap, flows, enable
+	if len(cases) != 18+18+18+12+3+3+3+3 { // unlink: disable, rewrap, flows, enable
 		t.Fatalf("%d crash cases: %v", len(cases), cases)
 	}
 	modes := []struct {

@@ -69,6 +69,13 @@ func (p *Environments) EncryptionCoverage(ctx context.Context, envID string) (*k
 			return err
 		}
 		out.Stores = append(out.Stores, flows...)
+		rs, err := retainedBYOK(ctx, tx, env.TenantID, []string{env.ID}) // byok_retained.go
+		if err != nil {
+			return err
+		}
+		if len(rs) > 0 {
+			out.RetainedBYOK = rs[0]
+		}
 		return customerVaults(ctx, tx, p.core, wks, out)
 	})
 	return out, err

@@ -212,8 +212,8 @@ func TestCustodyPathsNeedReader(t *testing.T) {
 		// even for a principal with every right here, and the tenant's
 		// Active BYOK key is there so that nothing else refuses first.
 		t.Run("byok apply", func(t *testing.T) {
-			f.byokTenant(t)
 			env := linked(t, keyhold.SKUProduction)
+			f.byokTenant(t)
 			for _, r := range combos {
 				before := f.custodyState(t, env.ID)
 				_, err := f.p.ApplyBYOK(principals[r], env.ID)

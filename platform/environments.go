@@ -2,10 +2,12 @@ package platform
 
 import (
 	"context"
+	"fmt"
 	"strings"
 
 	"github.com/google/uuid"
 	"github.com/keyhold/keyhold"
+	"github.com/keyhold/keyhold/crypt"
 )
 
 // Environments is the service of environments and their data: creating,
@@ -44,7 +46,8 @@ func envTarget(envID string) string {
 }
 
 // CreateEnvironment validates e and creates it, Enabled, with a fresh EK
-// wrapped by the MMK, in one transaction.
+// wrapped by the MMK, in one transaction; in a tenant whose BYOK key is
+// Active, wrapped by that key instead (byok_create.go).
 func (p *Environments) CreateEnvironment(ctx context.Context, e *keyhold.Environment) error {
 	id, err := keyhold.Caller(ctx)
 	if err != nil {
@@ -64,7 +67,29 @@ func (p *Environments) CreateEnvironment(ctx context.Context, e *keyhold.Environ
 	e.CreatedAt, e.UpdatedAt = now, now
 	e.Version = 1
 
-	ek, wk, err := p.newEnvKey(ctx, e.ID, e.Epoch)
+	var byok *keyhold.BYOKKey
+	if err := p.store.View(ctx, func(tx keyhold.Tx) error {
+		if err := requireAdmin(ctx, tx, id); err != nil {
+			return err
+		}
+		byok, err = byokForCreation(ctx, tx, p.rec, id.TenantID)
+		return err
+	}); err != nil {
+		if isTamper(err) {
+			p.auditTamper(ctx, id.TenantID, byokTarget(id.TenantID, ""), "creating an environment under the BYOK key by "+id.PrincipalID, err)
+		}
+		return err
+	}
+	var ek *crypt.Key
+	var wk *keyhold.WrappedKey
+	detail := ""
+	if byok == nil {
+		ek, wk, err = p.newEnvKey(ctx, e.ID, e.Epoch)
+	} else {
+		e.KeyManagedBy = keyhold.KeyManagedByCustomerViaMicrosoft
+		ek, wk, err = newBYOKEnvKey(ctx, p.core, byok, e.ID, e.Epoch)
+		detail = fmt.Sprintf(", its key wrapped under the tenant's BYOK key %s (thumbprint %s)", byok.ID, byok.Thumbprint)
+	}
 	if err != nil {
 		return err
 	}
@@ -73,6 +98,15 @@ func (p *Environments) CreateEnvironment(ctx context.Context, e *keyhold.Environ
 		if err := requireAdmin(ctx, tx, id); err != nil {
 			return err
 		}
+		// The tenant's BYOK key must still be the one wrapped under (an
+		// activation, a lock or a removal since refuses: retry).
+		now, err := byokForCreation(ctx, tx, p.rec, id.TenantID)
+		if err != nil {
+			return err
+		}
+		if (now == nil) != (byok == nil) || (now != nil && now.ID != byok.ID) {
+			return keyhold.Errorf(keyhold.CodeConflict, "the tenant's Active BYOK key changed while environment %q was being created: nothing was created; retry", e.DisplayName)
+		}
 		if err := tx.CreateEnvironment(ctx, e); err != nil {
 			return err
 		}
@@ -80,8 +114,11 @@ func (p *Environments) CreateEnvironment(ctx context.Context, e *keyhold.Environ
 			return err
 		}
 		return p.audit(ctx, tx, id, "environment.create", envTarget(e.ID), e.ID,
-			"created "+string(e.SKU)+" environment "+e.DisplayName+" in "+e.Location+finOpsDetail(e))
+			"created "+string(e.SKU)+" environment "+e.DisplayName+" in "+e.Location+finOpsDetail(e)+detail)
 	})
+	if isTamper(err) {
+		p.auditTamper(ctx, id.TenantID, byokTarget(id.TenantID, ""), "creating an environment under the BYOK key by "+id.PrincipalID, err)
+	}
 	if err != nil {
 		return err
 	}

@@ -73,7 +73,9 @@ func parsePolicyID(id string) (sub, rg, name string, ok bool) {
 // moved off it; and from when it is safe to disable (LastUsedAt + 28 days,
 // or + 30 days if an environment was removed from its policy while on it:
 // versionRetention; for a version that never wrapped an environment key
-// and is not current, its creation time: safe now). The caller must be a platform
+// and is not current, its creation time: safe now); then, while they are
+// kept, the legacy BYOK keys that environments now under the policy
+// migrated from (RetainedBYOK set). The caller must be a platform
 // administrator with Reader on the policy (CodeForbidden). An unknown
 // policy is CodeNotFound, a malformed id CodeBadRequest, and a policy
 // whose key is gone CodeKeyNotFound.
@@ -147,7 +149,11 @@ func (p *CMK) KeyVersionUsage(ctx context.Context, policyID string) ([]*keyhold.
 			}
 			out = append(out, u)
 		}
-		return nil
+		// The legacy BYOK keys its environments migrated from, while kept
+		// (byok_retained.go).
+		byok, err := retainedBYOKUsage(ctx, tx, pol)
+		out = append(out, byok...)
+		return err
 	})
 	return out, err
 }

@@ -205,6 +205,10 @@ func Open(ctx context.Context, cfg Config) (*Platform, error) {
 	pl := assemble(p)
 	pl.BYOK.master = cfg.MasterKey.Clone() // seals tenants' BYOK keys (byok.go)
 	pl.BYOK.token = cfg.BYOKToken          // holds transfer-blob keys (byok_transfer.go)
+	// BYOK key rows from before migration 0047 (byok_seal.go).
+	if _, err := pl.BYOK.sealBYOKKeys(ctx); err != nil {
+		return nil, err
+	}
 	pl.Tokens.tokTTL = cfg.TokenTTL
 	if pl.Tokens.tokTTL <= 0 {
 		pl.Tokens.tokTTL = DefaultTokenTTL
@@ -314,6 +318,9 @@ func (p *Platform) kinds() map[string]ops.Kind {
 		}, Rollback: c.rollbackEnvOp},
 		keyhold.OpRotate: {Steps: []ops.Step{
 			{Name: stepRewrap, Run: c.stepRotate},
+		}},
+		keyhold.OpBYOKRewrap: {Steps: []ops.Step{
+			{Name: stepRewrap, Run: p.BYOK.stepBYOKRewrap}, // byok_rewrap.go
 		}},
 	})
 	return kinds

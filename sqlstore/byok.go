@@ -9,14 +9,15 @@ import (
 )
 
 // Tenants' legacy BYOK keys (keyhold.BYOKTx). The store keeps the sealed
-// private key as opaque bytes; it never sees the key.
+// private key and the record's seal (mac) as opaque bytes; it never sees
+// the key, and the platform checks the seal.
 
-const byokColumns = `tenant_id, id, state, source, size, thumbprint, created_by, created_at, activated_at, sealed`
+const byokColumns = `tenant_id, id, state, source, size, thumbprint, created_by, created_at, activated_at, sealed, mac`
 
 func scanBYOKKey(sc scanner) (*keyhold.BYOKKey, error) {
 	k := &keyhold.BYOKKey{}
 	err := sc.Scan(&k.TenantID, &k.ID, &k.State, &k.Source, &k.Size, &k.Thumbprint, &k.CreatedBy,
-		timeCol{&k.CreatedAt}, timeCol{&k.ActivatedAt}, &k.Sealed)
+		timeCol{&k.CreatedAt}, timeCol{&k.ActivatedAt}, &k.Sealed, &k.MAC)
 	return k, err
 }
 
@@ -26,9 +27,9 @@ func (t *tx) PutBYOKKey(ctx context.Context, k *keyhold.BYOKKey) error {
 	if err := checkTimes(k.CreatedAt, k.ActivatedAt); err != nil {
 		return err
 	}
-	_, err := t.exec(ctx, `INSERT INTO byok_keys (`+byokColumns+`) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+	_, err := t.exec(ctx, `INSERT INTO byok_keys (`+byokColumns+`) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
 		k.TenantID, k.ID, string(k.State), string(k.Source), k.Size, k.Thumbprint, k.CreatedBy,
-		nanos(k.CreatedAt), nanos(k.ActivatedAt), k.Sealed)
+		nanos(k.CreatedAt), nanos(k.ActivatedAt), k.Sealed, k.MAC)
 	switch {
 	case err == nil:
 		return nil
@@ -40,13 +41,13 @@ func (t *tx) PutBYOKKey(ctx context.Context, k *keyhold.BYOKKey) error {
 	return t.fail("put BYOK key", err)
 }
 
-// UpdateBYOKKey writes a key's state and last activation.
+// UpdateBYOKKey writes a key's state, last activation and seal.
 func (t *tx) UpdateBYOKKey(ctx context.Context, k *keyhold.BYOKKey) error {
 	if err := checkTimes(k.ActivatedAt); err != nil {
 		return err
 	}
-	n, err := t.execN(ctx, `UPDATE byok_keys SET state = ?, activated_at = ? WHERE tenant_id = ? AND id = ?`,
-		string(k.State), nanos(k.ActivatedAt), k.TenantID, k.ID)
+	n, err := t.execN(ctx, `UPDATE byok_keys SET state = ?, activated_at = ?, mac = ? WHERE tenant_id = ? AND id = ?`,
+		string(k.State), nanos(k.ActivatedAt), k.MAC, k.TenantID, k.ID)
 	if err != nil {
 		return t.fail("update BYOK key", err)
 	}

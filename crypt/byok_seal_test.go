@@ -1,0 +1,60 @@
+package crypt
+
+import (
+	"encoding/hex"
+	"testing"
+	"time"
+
+	"github.com/keyhold/keyhold"
+)
+
+func testBYOKKey() *keyhold.BYOKKey {
+	return &keyhold.BYOKKey{TenantID: "t1", ID: "k1", State: keyhold.BYOKActive, Source: keyhold.BYOKSourceJWK, Size: 2048,
+		Thumbprint: "thumb", CreatedBy: "admin", CreatedAt: time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC),
+		ActivatedAt: time.Date(2026, 1, 3, 3, 4, 5, 0, time.UTC), Sealed: []byte("sealed")}
+}
+
+// TestBYOKKeySeal pins the v1 seal of a BYOK key record and shows that
+// each field it covers, and the seal itself, fails the check when changed.
+func TestBYOKKeySeal(t *testing.T) {
+	r := testRecordKey(t)
+	k := testBYOKKey()
+	r.SealBYOKKey(k)
+	const want = "01"
+	if got := hex.EncodeToString(k.MAC); got[:2] != want || len(k.MAC) != recordSealSize {
+		t.Fatalf("seal = %s, want version %s and %d bytes", got, want, recordSealSize)
+	}
+	if err := r.CheckBYOKKey(k); err != nil {
+		t.Fatal(err)
+	}
+	changes := map[string]func(k *keyhold.BYOKKey){
+		"tenant":      func(k *keyhold.BYOKKey) { k.TenantID = "t2" },
+		"id":          func(k *keyhold.BYOKKey) { k.ID = "k2" },
+		"state":       func(k *keyhold.BYOKKey) { k.State = keyhold.BYOKAvailable },
+		"source":      func(k *keyhold.BYOKKey) { k.Source = keyhold.BYOKSourcePFX },
+		"size":        func(k *keyhold.BYOKKey) { k.Size = 4096 },
+		"thumbprint":  func(k *keyhold.BYOKKey) { k.Thumbprint = "other" },
+		"createdBy":   func(k *keyhold.BYOKKey) { k.CreatedBy = "mallory" },
+		"createdAt":   func(k *keyhold.BYOKKey) { k.CreatedAt = k.CreatedAt.Add(time.Nanosecond) },
+		"activatedAt": func(k *keyhold.BYOKKey) { k.ActivatedAt = time.Time{} },
+		"sealed":      func(k *keyhold.BYOKKey) { k.Sealed = []byte("sealeD") },
+		"seal":        func(k *keyhold.BYOKKey) { k.MAC[7] ^= 1 },
+		"no seal":     func(k *keyhold.BYOKKey) { k.MAC = nil },
+	}
+	for name, change := range changes {
+		t.Run(name, func(t *testing.T) {
+			k := testBYOKKey()
+			r.SealBYOKKey(k)
+			change(k)
+			if err := r.CheckBYOKKey(k); keyhold.ErrorCode(err) != keyhold.CodeRecordIntegrity {
+				t.Fatalf("check after changing %s: %v, want %s", name, err, keyhold.CodeRecordIntegrity)
+			}
+		})
+	}
+	// A key version's seal over the same bytes is not a BYOK key's.
+	other := *k
+	other.MAC = r.mac(labelKeyVersion, byokKeyEncoding(k))
+	if err := r.CheckBYOKKey(&other); err == nil {
+		t.Fatal("a seal of another kind verified")
+	}
+}
