@@ -38,7 +38,8 @@ func withCoverageAndFlows(t *testing.T) func(*khttp.Server, *platform.Platform, 
 // confirmation, watching the operation to Succeeded, is refused copying
 // it to the Microsoft-key environment, copies that one to a third, reads
 // what the key protects (the coverage table) and the flow that stays on
-// the platform key with its fix, sets the tenant's webhook, and, after
+// the platform key with its fix, sets the tenant's webhook and sends it a
+// test event, and, after
 // the key vault administrator revokes the key, sees the lock event naming
 // who removed the grant. Rita, who has no role, is refused each page's
 // action with the service's own message, and nothing changes. Each page
@@ -259,6 +260,9 @@ func TestAdminCenterChromiumData(t *testing.T) {
 	p.submit("webhook-save")
 	p.wantText("done", "The webhook is saved")
 	p.wantText("webhook-state", "https://hooks.contoso.example/keyhold")
+	p.submit("webhook-test")
+	p.wantText("done", "A test event is written")
+	p.wantText("events", keyhold.EventWebhookTest, "Webhook: Pending")
 	vaultID := pol.Properties.Encryption.KeyVault.ID
 	as, err := c.ListRoleAssignments(ctx, vaultID, keyhold.AssignmentFilter{PrincipalID: pol.Identity.PrincipalID, AtScope: true})
 	if err != nil || len(as) != 1 {
@@ -307,6 +311,7 @@ func TestAdminCenterChromiumData(t *testing.T) {
 		{"/admin/environments/" + cmkEnv.ID + "/restore", `{backup: '` + bs[0].ID + `', target: '` + cmkEnv.ID + `', confirm: 'overwrite'}`},
 		{"/admin/environments/" + plain.ID + "/copy", `{target: '` + third.ID + `', confirm: 'overwrite'}`},
 		{"/admin/events", `{action: 'webhook', url: ''}`},
+		{"/admin/events", `{action: 'test'}`},
 	} {
 		if got := forced(tc.path, tc.form); !strings.HasPrefix(got, refusal) || !strings.Contains(strings.ToLower(got), "administrator") {
 			t.Fatalf("Rita's forced POST %s answered %q", tc.path, got)
@@ -320,6 +325,9 @@ func TestAdminCenterChromiumData(t *testing.T) {
 	}
 	if set, err := c.TenantSettings(ctx); err != nil || set.WebhookURL != "https://hooks.contoso.example/keyhold" {
 		t.Fatalf("Rita's forced POST changed the webhook: %+v, %v", set, err)
+	}
+	if es, err := c.ListEventViews(ctx, 0, 100); err != nil || es[0].Kind == keyhold.EventWebhookTest {
+		t.Fatalf("Rita's forced test wrote an event: %+v, %v", es, err)
 	}
 	if e, err := c.FindEnvironment(ctx, third.ID); err != nil || rowsOf(t, c, third.ID) != plainRows || e.State != keyhold.StateEnabled {
 		t.Fatalf("Rita's forced copy changed %s: %+v, %v", third.ID, e, err)

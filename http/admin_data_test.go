@@ -185,6 +185,22 @@ func TestAdminCoverageAndEvents(t *testing.T) {
 	}
 	wantAdminPage(t, b.do("GET", "/admin/events?done=webhook-set", nil), 200, "The webhook is saved", "posted, signed, to <code>https://hooks.contoso.example/keyhold</code>")
 	wantAdminPage(t, b.do("GET", "/admin/events?before=x", nil), 400, "Older events")
+	// Send a test event: a WebhookTest event, Pending, in the list.
+	if loc := b.location(b.do("POST", "/admin/events", url.Values{csrfField: {ev.csrf(t)}, "action": {"test"}}), 303); loc != "/admin/events?done=webhook-tested" {
+		t.Fatalf("Send a test event went to %q", loc)
+	}
+	wantAdminPage(t, b.do("GET", "/admin/events?done=webhook-tested", nil), 200, "A test event is written", "<strong>WebhookTest</strong>", "Webhook: Pending")
+	events := func() int {
+		t.Helper()
+		es, err := f.client.ListEventViews(ctx, 0, 100)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return len(es)
+	}
+	if n := events(); n != 1 {
+		t.Fatalf("%d events after one test, want 1", n)
+	}
 
 	// Rita, no administrator: the API's messages; the webhook stays.
 	rpw := f.adminUser(t, "rita@contoso.example", false)
@@ -195,8 +211,12 @@ func TestAdminCoverageAndEvents(t *testing.T) {
 	rp := r.do("GET", "/admin/events", nil)
 	wantAdminPage(t, rp, 403, template.HTMLEscapeString(msg))
 	wantAdminPage(t, r.do("POST", "/admin/events", url.Values{csrfField: {rp.csrf(t)}, "action": {"webhook"}, "url": {""}}), 403, template.HTMLEscapeString(msg))
+	wantAdminPage(t, r.do("POST", "/admin/events", url.Values{csrfField: {rp.csrf(t)}, "action": {"test"}}), 403, template.HTMLEscapeString(msg))
 	if got := webhook(); got != "https://hooks.contoso.example/keyhold" {
 		t.Fatalf("a non-administrator's forced POST changed the webhook to %q", got)
+	}
+	if n := events(); n != 1 {
+		t.Fatalf("a non-administrator's forced test wrote an event: %d events", n)
 	}
 	covMsg := f.apiRefusal(t, "rita@contoso.example", rpw, "GET", bapPrefix+"/environments/"+env.ID+"/encryptionCoverage?api-version=2020-10-01", "")
 	envMsg := f.apiRefusal(t, "rita@contoso.example", rpw, "GET", adminEnvPrefix+"/"+env.ID+"?api-version=2020-10-01", "")
@@ -211,5 +231,36 @@ func TestAdminCoverageAndEvents(t *testing.T) {
 	}
 	if got := webhook(); got != "" {
 		t.Fatalf("the webhook is %q after its removal", got)
+	}
+}
+
+// TestWebhookTestRoute: POST …/scopes/admin/events/test answers 201 with
+// a Pending WebhookTest event, which the event list then shows; without a
+// webhook it is 400 in the Azure error shape saying how to set one, and by
+// a non-administrator 403, both writing nothing.
+func TestWebhookTestRoute(t *testing.T) {
+	f := newFixture(t, withARM(nil), withAdminData)
+	ctx := context.Background()
+	const path = bapPrefix + "/scopes/admin/events/test?api-version=2020-10-01"
+	a := f.call(t, "POST", path, f.adminToken(t), "", nil)
+	if e := a.azureError(t); a.status != 400 || e.Code != keyhold.CodeBadRequest || !strings.Contains(e.Message, "eventWebhookUrl") {
+		t.Fatalf("a test without a webhook: %d %s", a.status, a.body)
+	}
+	if _, err := f.client.UpdateTenantSettings(ctx, keyhold.TenantSettingsPatch{WebhookURL: new("https://hooks.contoso.example/keyhold")}); err != nil {
+		t.Fatal(err)
+	}
+	pw := f.adminUser(t, "rita@contoso.example", false)
+	if a := f.call(t, "POST", path, f.userToken(t, "rita@contoso.example", pw), "", nil); a.status != 403 || a.azureError(t).Code != keyhold.CodeForbidden {
+		t.Fatalf("a non-administrator's test: %d %s", a.status, a.body)
+	}
+	if es, err := f.client.ListEventViews(ctx, 0, 10); err != nil || len(es) != 0 {
+		t.Fatalf("refused tests wrote events: %+v, %v", es, err)
+	}
+	ev, err := f.client.TestWebhook(ctx)
+	if err != nil || ev.Kind != keyhold.EventWebhookTest || ev.Delivery == nil || ev.Delivery.State != keyhold.DeliveryPending {
+		t.Fatalf("TestWebhook = %+v, %v", ev, err)
+	}
+	if es, err := f.client.ListEventViews(ctx, 0, 10); err != nil || len(es) != 1 || es[0].ID != ev.ID {
+		t.Fatalf("events after a test: %+v, %v", es, err)
 	}
 }

@@ -23,12 +23,14 @@ type eventsData struct {
 	// Form is the URL just refused, shown again to be fixed.
 	Form     string
 	Settings *keyhold.TenantSettings
+	CanTest  bool // the service can send a test event
 }
 
 // adminEventsView fills v with the events page: the list (before=… pages
 // back) and the webhook.
 func (s *Server) adminEventsView(r *nethttp.Request, v *adminView) error {
 	d := &eventsData{}
+	_, d.CanTest = s.Events.(keyhold.WebhookTester)
 	v.Title, v.Nav, v.Data = "Events", "events", d
 	if s.Events == nil {
 		return keyhold.Errorf(keyhold.CodeNotSupported, "this server keeps no events")
@@ -67,7 +69,8 @@ func (s *Server) adminEvents(w nethttp.ResponseWriter, r *nethttp.Request, v adm
 }
 
 // adminEventsAction: POST /admin/events with action=webhook (url=…, ""
-// removes it). A refusal shows the service's message with the URL kept
+// removes it) or action=test (a WebhookTest event, delivered as any
+// other, whose delivery the list then shows). A refusal shows the service's message with the URL kept
 // in the field, and changes nothing.
 func (s *Server) adminEventsAction(w nethttp.ResponseWriter, r *nethttp.Request, v adminView) error {
 	if err := s.adminEventsView(r, &v); err != nil {
@@ -85,8 +88,16 @@ func (s *Server) adminEventsAction(w nethttp.ResponseWriter, r *nethttp.Request,
 		if u == "" {
 			done = "webhook-removed"
 		}
+	case "test":
+		tester, ok := s.Events.(keyhold.WebhookTester)
+		if !ok {
+			err = keyhold.Errorf(keyhold.CodeNotSupported, "this server can't send a test event")
+			break
+		}
+		_, err = tester.TestWebhook(r.Context())
+		done = "webhook-tested"
 	default:
-		err = keyhold.Errorf(keyhold.CodeBadRequest, "action %q is not one of this page's: use webhook", keyhold.Clip(a))
+		err = keyhold.Errorf(keyhold.CodeBadRequest, "action %q is not one of this page's: use webhook or test", keyhold.Clip(a))
 	}
 	if err != nil {
 		return adminFail(w, v, "events", err)
