@@ -49,6 +49,8 @@ var adminTmpl = template.Must(template.New("admin").Funcs(template.FuncMap{
 		}
 		return m
 	},
+	// rotationDays is a rotation policy's period in days (admin_vault_more.go).
+	"rotationDays": rotationDays,
 	"when": func(t time.Time) string {
 		if t.IsZero() {
 			return "—"

@@ -36,14 +36,17 @@ func withCoverageAndFlows(t *testing.T) func(*khttp.Server, *platform.Platform, 
 // environment under Microsoft's key with the service's message and
 // nothing changed, restores it into its own environment after the
 // confirmation, watching the operation to Succeeded, is refused copying
-// it to the Microsoft-key environment, copies that one to a third, reads
-// what the key protects (the coverage table) and the flow that stays on
-// the platform key with its fix, sets the tenant's webhook and sends it a
-// test event, and, after
-// the key vault administrator revokes the key, sees the lock event naming
-// who removed the grant. Rita, who has no role, is refused each page's
-// action with the service's own message, and nothing changes. Each page
-// passes axe-core.
+// it to the Microsoft-key environment, copies that one to a third,
+// follows another replica's re-key without a reload, and reads what the
+// key protects (the coverage table) and the flow that stays on the
+// platform key with its fix. Kim, the key vault administrator, sets the
+// key's rotation policy (a bad period refused, nothing saved) and sees
+// who may wrap and unwrap and the vault's network rules. Pat sets the
+// tenant's webhook, sends it a test event and, after the key vault
+// administrator revokes the key, sees the lock event naming who removed
+// the grant. Rita, who has no role, is refused each page's action with
+// the service's own message, and nothing changes. Each page passes
+// axe-core and fits a phone.
 func TestAdminCenterChromiumData(t *testing.T) {
 	bctx := adminBrowser(t)
 	var store keyhold.Store
@@ -248,6 +251,61 @@ func TestAdminCenterChromiumData(t *testing.T) {
 	p.accessible("coverage")
 	p.screenshot("coverage")
 
+	// Kim, the key vault administrator: the key's rotation policy (a bad
+	// period refused, with nothing saved), who may wrap and unwrap, and
+	// the vault's network rules.
+	const kimUPN, kimPW = "kim@contoso.example", "Kim's long passphrase for keyhold"
+	kim, err := c.CreateUser(ctx, "Kim", kimUPN, kimPW)
+	if err != nil {
+		t.Fatal(err)
+	}
+	vaultID := pol.Properties.Encryption.KeyVault.ID
+	owner, _ := keyhold.FindRoleDefinition(keyhold.RoleOwner)
+	kva, _ := keyhold.FindRoleDefinition(keyhold.RoleKeyVaultAdministrator)
+	for _, a := range []*keyhold.RoleAssignment{
+		{Scope: "/subscriptions/" + s.creds.SubscriptionID, RoleDefinitionID: owner.ID, PrincipalID: kim.User.ID, PrincipalType: "User"},
+		{Scope: vaultID, RoleDefinitionID: kva.ID, PrincipalID: kim.User.ID, PrincipalType: "User"},
+	} {
+		if err := c.CreateRoleAssignment(ctx, a); err != nil {
+			t.Fatal(err)
+		}
+	}
+	k := &page{t: t, ctx: adminBrowser(t)}
+	signIn(k, s.url, s.creds.TenantID, app.Principal.AppID, kimUPN, kimPW)
+	vaultPath := "/admin/vaults/" + s.creds.SubscriptionID + "/cmk/contoso-kv"
+	k.run(chromedp.Navigate(s.url+vaultPath), chromedp.WaitVisible(chromedp.ID("rotation")))
+	if got := k.text("rotation-cmk"); strings.Contains(got, "Rotate") {
+		t.Fatalf("a new key rotates already: %q", got)
+	}
+	k.wantText("wrapper-list", pol.Identity.PrincipalID, keyhold.RoleKeyVaultCryptoServiceEncryptUser, "Yes")
+	k.wantText("net-default", "Allow")
+	k.wantText("net-bypass", "Allowed")
+	k.run(chromedp.SetValue(chromedp.ID("days-cmk"), "ninety"))
+	k.submit("set-rotation-cmk")
+	k.wantText("error", `"ninety"`, "whole number of days")
+	rotation := func() string {
+		t.Helper()
+		status, b := s.call(t, "GET", "/vaults/contoso-kv/keys/cmk/rotationpolicy?api-version=7.5", keyhold.AudienceVault, "")
+		return itoa(int64(status)) + " " + string(b)
+	}
+	if got := rotation(); strings.Contains(got, "P90D") || strings.Contains(got, `"Rotate"`) {
+		t.Fatalf("a refused rotation policy was saved: %s", got)
+	}
+	k.run(chromedp.SetValue(chromedp.ID("days-cmk"), "90"))
+	k.submit("set-rotation-cmk")
+	k.wantText("done", "rotation policy is saved")
+	k.wantText("rotation-cmk", "Rotate P90D after creation", "Notify P30D before expiry")
+	if got := rotation(); !strings.HasPrefix(got, "200 ") || !strings.Contains(got, "P90D") {
+		t.Fatalf("the rotation policy through the API: %s", got)
+	}
+	k.accessible("key vault (rotation, access, network)")
+	k.screenshot("vault-rotation-network")
+	k.run(chromedp.EmulateViewport(390, 844), chromedp.Navigate(s.url+vaultPath), chromedp.WaitVisible(chromedp.ID("rotation")))
+	if eval[bool](k, `document.documentElement.scrollWidth > window.innerWidth`) {
+		t.Fatal("the key vault page is wider than a phone")
+	}
+	k.run(chromedp.EmulateViewport(1280, 800))
+
 	// The webhook, and the lock's event naming who removed the grant.
 	p.followLink(`nav a[href="/admin/events"]`)
 	p.run(chromedp.SendKeys(chromedp.ID("webhook-url"), "http://hooks.contoso.example/keyhold"))
@@ -263,7 +321,6 @@ func TestAdminCenterChromiumData(t *testing.T) {
 	p.submit("webhook-test")
 	p.wantText("done", "A test event is written")
 	p.wantText("events", keyhold.EventWebhookTest, "Webhook: Pending")
-	vaultID := pol.Properties.Encryption.KeyVault.ID
 	as, err := c.ListRoleAssignments(ctx, vaultID, keyhold.AssignmentFilter{PrincipalID: pol.Identity.PrincipalID, AtScope: true})
 	if err != nil || len(as) != 1 {
 		t.Fatalf("the identity's assignments: %v, %v", as, err)
@@ -329,6 +386,11 @@ func TestAdminCenterChromiumData(t *testing.T) {
 	if es, err := c.ListEventViews(ctx, 0, 100); err != nil || es[0].Kind == keyhold.EventWebhookTest {
 		t.Fatalf("Rita's forced test wrote an event: %+v, %v", es, err)
 	}
+	if got := forced(vaultPath, `{action: 'rotation-policy', key: 'cmk', days: '0'}`); !strings.HasPrefix(got, refusal) || !strings.Contains(got, "authoriz") {
+		t.Fatalf("Rita's forced rotation policy answered %q", got)
+	}
+	k.run(chromedp.Navigate(s.url+vaultPath), chromedp.WaitVisible(chromedp.ID("rotation")))
+	k.wantText("rotation-cmk", "Rotate P90D after creation")
 	if e, err := c.FindEnvironment(ctx, third.ID); err != nil || rowsOf(t, c, third.ID) != plainRows || e.State != keyhold.StateEnabled {
 		t.Fatalf("Rita's forced copy changed %s: %+v, %v", third.ID, e, err)
 	}
