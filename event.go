@@ -32,6 +32,10 @@ const (
 	// a platform-key environment only): spec 004 keeps a customer-key
 	// environment's flow-run content out of tenant-wide feeds.
 	EventFlowRunFailed = "FlowRunFailed"
+	// EventWebhookTest is the event an administrator asks for to try the
+	// tenant's webhook (WebhookTester): delivered as any other, it
+	// concerns no policy or environment.
+	EventWebhookTest = "WebhookTest"
 )
 
 // DeliveryState is where an event's webhook delivery stands.
@@ -177,6 +181,15 @@ func (e *Event) View(withDelivery bool) EventView {
 type TenantSettingsPatch struct {
 	AutoReenable *bool
 	WebhookURL   *string // "" removes the webhook
+}
+
+// WebhookTester is the optional ability of an EventService to write a
+// WebhookTest event for the caller's tenant, to try its webhook: the event
+// is delivered, retried and listed as any other, so its delivery state
+// says whether the webhook works. It needs a platform administrator and a
+// webhook set (CodeBadRequest otherwise, nothing written).
+type WebhookTester interface {
+	TestWebhook(ctx context.Context) (*Event, error)
 }
 
 // EventService lists a tenant's events and keeps its settings; every

@@ -49,6 +49,8 @@ var adminTmpl = template.Must(template.New("admin").Funcs(template.FuncMap{
 		}
 		return m
 	},
+	// rotationDays is a rotation policy's period in days (admin_vault_more.go).
+	"rotationDays": rotationDays,
 	"when": func(t time.Time) string {
 		if t.IsZero() {
 			return "—"
@@ -157,6 +159,16 @@ func (s *Server) adminRoutes() []route {
 		get("/cmk/new", s.adminPage(s.adminNewPolicy)),
 		post("/cmk/new", s.adminPage(s.adminNewPolicy)),
 		post("/access", s.adminPage(s.adminAccessAction)),
+		// Backups, restore and copy; coverage; events (the second part).
+		{Method: "POST", Pattern: adminPrefix + "/environments/{envId}/backups", Body: bodyForm, MaxBody: maxSigninBodyLen, Timeout: backupTimeout,
+			Handler: s.adminPage(s.adminBackupCreate)},
+		get("/environments/{envId}/restore", s.adminPage(s.adminOverwritePage("restore"))),
+		post("/environments/{envId}/restore", s.adminPage(s.adminOverwrite("restore"))),
+		get("/environments/{envId}/copy", s.adminPage(s.adminOverwritePage("copy"))),
+		post("/environments/{envId}/copy", s.adminPage(s.adminOverwrite("copy"))),
+		get("/environments/{envId}/coverage", s.adminPage(s.adminCoverage)),
+		get("/events", s.adminPage(s.adminEvents)),
+		post("/events", s.adminPage(s.adminEventsAction)),
 	}
 }
 

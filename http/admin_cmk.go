@@ -301,6 +301,10 @@ type opStatusJSON struct {
 	Step    string `json:"step"`
 	Percent int    `json:"percent"`
 	Done    bool   `json:"done"`
+	// Count and Total are the units done and expected (0: unknown), for
+	// the environment page's done of total.
+	Count int64 `json:"count"`
+	Total int64 `json:"total"`
 }
 
 // adminOperationStatus: GET /admin/operations/{opId}/status, for the
@@ -315,5 +319,5 @@ func (s *Server) adminOperationStatus(w nethttp.ResponseWriter, r *nethttp.Reque
 	}
 	w.Header().Set("Content-Type", "application/json")
 	return json.NewEncoder(w).Encode(opStatusJSON{State: string(op.State), Phase: string(op.Phase), Step: op.Step, Percent: percent(op),
-		Done: op.State != keyhold.OperationRunning})
+		Done: op.State != keyhold.OperationRunning, Count: op.Done, Total: op.Total})
 }

@@ -81,6 +81,11 @@ type envPageData struct {
 	LastOp *keyhold.Operation
 	// CanEnable: the CMK service can re-enable a Locked environment.
 	CanEnable bool
+	// The sections issue 17's second part added (admin_backup.go,
+	// admin_progress.go, admin_coverage.go).
+	Backups envBackups
+	Ops     []*envOp
+	Flows   envFlows
 }
 
 // adminEnvironmentView fills v with the environment's page.
@@ -102,6 +107,9 @@ func (s *Server) adminEnvironmentView(r *nethttp.Request, v *adminView) (int, er
 				}
 			}
 		}
+	}
+	if err := s.adminEnvSections(r, d); err != nil {
+		return 0, err
 	}
 	v.Title, v.Nav, v.Data = e.DisplayName, "environments", d
 	return nethttp.StatusOK, nil
@@ -125,15 +133,20 @@ func (s *Server) adminEnvironment(w nethttp.ResponseWriter, r *nethttp.Request, 
 // doneNotes are the messages a page shows after a change: fixed texts,
 // so that a link can't make the page say something else.
 var doneNotes = map[string]string{
-	"managed-on":    "Managed Environment is on.",
-	"managed-off":   "Managed Environment is off.",
-	"enabled":       "The environment is enabled again: its data is served under the customer-managed key.",
-	"vault-created": "The key vault is created, with soft delete and purge protection.",
-	"key-created":   "The key is created.",
-	"key-rotated":   "The key has a new version.",
-	"granted":       "The role is assigned.",
-	"revoked":       "The role assignment is removed.",
-	"deployed":      "The policy is deployed. Grant its identity Key Vault Crypto Service Encryption User on the key vault, then Reader on the policy to the platform administrators.",
+	"managed-on":      "Managed Environment is on.",
+	"managed-off":     "Managed Environment is off.",
+	"enabled":         "The environment is enabled again: its data is served under the customer-managed key.",
+	"vault-created":   "The key vault is created, with soft delete and purge protection.",
+	"key-created":     "The key is created.",
+	"key-rotated":     "The key has a new version.",
+	"granted":         "The role is assigned.",
+	"revoked":         "The role assignment is removed.",
+	"backup-created":  "The backup is taken.",
+	"webhook-set":     "The webhook is saved: every new event is posted to it.",
+	"webhook-removed": "The webhook is removed: events are listed here only.",
+	"rotation-set":    "The key's rotation policy is saved.",
+	"webhook-tested":  "A test event is written: its webhook delivery shows below, and moves on when you reload the page.",
+	"deployed":        "The policy is deployed. Grant its identity Key Vault Crypto Service Encryption User on the key vault, then Reader on the policy to the platform administrators.",
 }
 
 func doneNote(k string) string { return doneNotes[k] }

@@ -129,6 +129,7 @@ type vaultPageData struct {
 	Keys      []keyRow
 	KeysError string // the data plane's refusal to list keys
 	Access    *accessData
+	More      vaultMore // rotation, who may wrap, networking (admin_vault_more.go)
 }
 
 // vaultRoles are the roles the access forms offer.
@@ -173,6 +174,7 @@ func (s *Server) adminVaultView(r *nethttp.Request, v *adminView) error {
 	v.Title, v.Nav, v.Data = "Key vault "+kv.Name, "vaults", d
 	d.Access = s.adminAccess(r, kv.ID(), d.Path, vaultRoles)
 	d.KeysError = s.adminKeys(r, v.sess, kv.Name, d)
+	s.adminVaultMore(r, v.sess, d)
 	return nil
 }
 
@@ -234,8 +236,11 @@ func (s *Server) adminVaultAction(w nethttp.ResponseWriter, r *nethttp.Request, 
 		case "rotate":
 			_, err = s.KeyVault.Vaults.RotateKey(ctx, d.Vault.Name, f.Get("key"))
 			done = "key-rotated"
+		case "rotation-policy":
+			err = s.adminRotationPolicy(r, v.sess, d.Vault.Name, f.Get("key"), f.Get("days"))
+			done = "rotation-set"
 		default:
-			err = keyhold.Errorf(keyhold.CodeBadRequest, "action %q is not one of this page's: use create-key or rotate", keyhold.Clip(f.Get("action")))
+			err = keyhold.Errorf(keyhold.CodeBadRequest, "action %q is not one of this page's: use create-key, rotate or rotation-policy", keyhold.Clip(f.Get("action")))
 		}
 	}
 	if err != nil {

@@ -52,8 +52,9 @@ func newCMKStack(t testing.TB) *cmkStack {
 }
 
 // newCMKStackOn is newCMKStack over store (the backup tests run it on
-// both databases).
-func newCMKStackOn(t testing.TB, store keyhold.Store) *cmkStack {
+// both databases); each of opts may add services to the server before it
+// starts.
+func newCMKStackOn(t testing.TB, store keyhold.Store, opts ...func(*khttp.Server, *platform.Platform, keyhold.Store)) *cmkStack {
 	t.Helper()
 	ctx := context.Background()
 	now := time.Now()
@@ -115,6 +116,9 @@ func newCMKStackOn(t testing.TB, store keyhold.Store) *cmkStack {
 		Policies:  khttp.PolicyAPI{Service: ps, Deployments: deploy.New(deploy.Config{Store: store, Policies: ps, ARM: am, Vaults: kv})},
 		Logger:    slog.New(slog.DiscardHandler),
 		PublicURL: s.url,
+	}
+	for _, o := range opts {
+		o(srv, p, store)
 	}
 	hs := &nethttp.Server{Handler: srv.Handler(), TLSConfig: tlsConf}
 	go hs.ServeTLS(ln, "", "")

@@ -6,6 +6,7 @@ package http
 //	GET  /providers/Microsoft.BusinessAppPlatform/scopes/admin/events?top=N&before=ID   200
 //	POST /providers/Microsoft.BusinessAppPlatform/listTenantSettings                    200
 //	POST /providers/Microsoft.BusinessAppPlatform/updateTenantSettings                  200
+//	POST /providers/Microsoft.BusinessAppPlatform/scopes/admin/events/test              201, a WebhookTest event
 //	GET  /common/discovery/v2.0/keys                                                200, public
 //
 // The settings routes copy BAP's listTenantSettings/updateTenantSettings
@@ -46,6 +47,9 @@ func (s *Server) eventRoutes() []route {
 			route{Method: "POST", Pattern: bapPrefix + "/listTenantSettings", Auth: admin, Body: bodyIgnored, Timeout: apiTimeout, Handler: s.listTenantSettings},
 			route{Method: "POST", Pattern: bapPrefix + "/updateTenantSettings", Auth: admin, Body: bodyJSON, MaxBody: maxSettingsBody, Timeout: apiTimeout, Handler: s.updateTenantSettings},
 		)
+		if _, ok := s.Events.(keyhold.WebhookTester); ok {
+			rs = append(rs, route{Method: "POST", Pattern: bapPrefix + "/scopes/admin/events/test", Auth: admin, Body: bodyIgnored, Timeout: apiTimeout, Handler: s.testWebhook})
+		}
 	}
 	if s.Keys != nil {
 		rs = append(rs, route{Method: "GET", Pattern: "/common/discovery/v2.0/keys", Timeout: 10 * time.Second, Identity: true, Handler: s.signingKeys})
@@ -91,6 +95,18 @@ func (s *Server) listEvents(w nethttp.ResponseWriter, r *nethttp.Request) error 
 		out.NextLink = s.baseURL(r) + r.URL.Path + "?" + next.Encode()
 	}
 	writeJSON(w, nethttp.StatusOK, out)
+	return nil
+}
+
+// testWebhook: POST …/scopes/admin/events/test writes a WebhookTest event
+// that the webhook receives as any other: 201 with the event, whose
+// delivery the event list then follows.
+func (s *Server) testWebhook(w nethttp.ResponseWriter, r *nethttp.Request) error {
+	ev, err := s.Events.(keyhold.WebhookTester).TestWebhook(r.Context())
+	if err != nil {
+		return err
+	}
+	writeJSON(w, nethttp.StatusCreated, ev.View(true))
 	return nil
 }
 

@@ -30,6 +30,17 @@ func (c *Client) ListEventViews(ctx context.Context, beforeID int64, limit int) 
 	return out.Value, nil
 }
 
+// TestWebhook writes a WebhookTest event for the caller's tenant, which
+// its webhook receives as any other; ListEventViews then shows how its
+// delivery went.
+func (c *Client) TestWebhook(ctx context.Context) (*keyhold.EventView, error) {
+	var out keyhold.EventView
+	if err := c.do(ctx, "POST", bapPrefix+"/scopes/admin/events/test?api-version="+defaultBAPAPIVersion, nil, &out); err != nil {
+		return nil, err
+	}
+	return &out, nil
+}
+
 // TenantSettings returns the caller's tenant's settings.
 func (c *Client) TenantSettings(ctx context.Context) (*keyhold.TenantSettings, error) {
 	var out tenantSettingsJSON

@@ -36,8 +36,11 @@ type Events struct {
 	egress     *egress.Policy
 }
 
-// Audit action of a tenant settings change.
-const auditTenantSettings = "tenant.settings.update"
+// Audit actions of a tenant settings change and of a webhook test.
+const (
+	auditTenantSettings = "tenant.settings.update"
+	auditWebhookTest    = "tenant.webhook.test"
+)
 
 // eventKinds maps the audit actions that are events to their kinds.
 var eventKinds = map[string]string{
@@ -47,6 +50,7 @@ var eventKinds = map[string]string{
 	auditEnvDeletionWarning: keyhold.EventEnvironmentDeletionWarning,
 	auditEnvCryptoShred:     keyhold.EventEnvironmentCryptoShredded,
 	auditEnvDelete:          keyhold.EventEnvironmentDeleted,
+	auditWebhookTest:        keyhold.EventWebhookTest,
 }
 
 // Bounds of the search for the vault changes behind a revocation.
@@ -343,6 +347,50 @@ func (p *Events) UpdateTenantSettings(ctx context.Context, patch keyhold.TenantS
 	}
 	return s, nil
 }
+
+// TestWebhook writes a WebhookTest event for the caller's tenant (with
+// its audit entry, as every event), which the delivery loop posts to the
+// webhook like any other: its delivery state, listed with the events,
+// says whether the webhook answers. The caller must be a platform
+// administrator, and the tenant must have a webhook (CodeBadRequest,
+// nothing written).
+func (p *Events) TestWebhook(ctx context.Context) (*keyhold.Event, error) {
+	id, err := keyhold.Caller(ctx)
+	if err != nil {
+		return nil, err
+	}
+	var ev *keyhold.Event
+	err = p.store.Update(ctx, func(tx keyhold.Tx) error {
+		if err := requireAdmin(ctx, tx, id); err != nil {
+			return err
+		}
+		s, err := tx.TenantSettings(ctx, id.TenantID)
+		if err != nil {
+			return err
+		}
+		if s.WebhookURL == "" {
+			return keyhold.Errorf(keyhold.CodeBadRequest, "tenant %s has no webhook to test: set one first (customerManagedKeys.eventWebhookUrl in updateTenantSettings)", id.TenantID)
+		}
+		if err := p.audit(ctx, tx, id, auditWebhookTest, "/tenants/"+id.TenantID+"/settings", "", "a test event for the webhook "+s.WebhookURL); err != nil {
+			return err
+		}
+		evs, err := tx.ListEvents(ctx, keyhold.EventFilter{TenantID: id.TenantID, Limit: 1})
+		if err != nil {
+			return err
+		}
+		if len(evs) != 1 || evs[0].Kind != keyhold.EventWebhookTest {
+			return keyhold.Errorf(keyhold.CodeInternal, "the webhook test's event was not written")
+		}
+		ev = evs[0]
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	return ev, nil
+}
+
+var _ keyhold.WebhookTester = (*Events)(nil)
 
 // checkWebhookURL refuses a webhook URL that events should not go to. The
 // egress policy's check here only gives an early answer for what can be

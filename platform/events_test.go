@@ -634,3 +634,43 @@ func TestWebhookEgress(t *testing.T) {
 		}
 	})
 }
+
+// TestWebhookTest: an administrator's test event is refused without a
+// webhook, and by a non-administrator, writing nothing; with one it is a
+// WebhookTest event (with its audit entry), Pending, that the delivery
+// loop posts, signed, as any other, and that ends Delivered.
+func TestWebhookTest(t *testing.T) {
+	cmkBackends(t, true, func(t *testing.T, f *cmkFixture) {
+		hook := newHookServer(t, f)
+		before := len(f.events(t))
+		if _, err := f.p.TestWebhook(f.ctx); keyhold.ErrorCode(err) != keyhold.CodeBadRequest || !strings.Contains(keyhold.ErrorMessage(err), "no webhook") {
+			t.Fatalf("TestWebhook without a webhook: %v; want BadRequest naming no webhook", err)
+		}
+		f.settings(t, keyhold.TenantSettingsPatch{WebhookURL: new(hook.URL + "/keyhold")})
+		notAdmin, _ := f.platformAdmin(t, "")
+		if _, err := f.p.TestWebhook(notAdmin); keyhold.ErrorCode(err) != keyhold.CodeForbidden {
+			t.Fatalf("TestWebhook by a non-administrator: %v; want Forbidden", err)
+		}
+		if n := len(f.events(t)); n != before {
+			t.Fatalf("refused tests wrote %d events", n-before)
+		}
+		ev, err := f.p.TestWebhook(f.ctx)
+		if err != nil || ev.Kind != keyhold.EventWebhookTest || ev.Delivery != keyhold.DeliveryPending || ev.EnvID != "" || ev.PolicyID != "" || ev.AuditID == 0 {
+			t.Fatalf("TestWebhook = %+v, %v; want a Pending WebhookTest event", ev, err)
+		}
+		entries, err := f.p.ListAudit(f.ctx, keyhold.AuditFilter{TenantID: ev.TenantID, ActionPrefixes: []string{auditWebhookTest}, Limit: 10})
+		if err != nil || len(entries) != 1 || entries[0].ID != ev.AuditID {
+			t.Fatalf("the test's audit entries: %+v, %v", entries, err)
+		}
+		if n, err := f.p.DeliverEvents(context.Background()); err != nil || n != 1 {
+			t.Fatalf("DeliverEvents = %d, %v; want 1", n, err)
+		}
+		reqs := hook.requests()
+		if len(reqs) != 1 || !strings.Contains(string(reqs[0].body), `"kind":"WebhookTest"`) || reqs[0].header.Get("Keyhold-Signature") == "" {
+			t.Fatalf("the webhook got %d requests: %+v", len(reqs), reqs)
+		}
+		if es := f.events(t); es[0].ID != ev.ID || es[0].Delivery != keyhold.DeliveryDelivered {
+			t.Fatalf("the test event after delivery: %+v", es[0])
+		}
+	})
+}
