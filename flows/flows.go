@@ -9,6 +9,7 @@ package flows
 import (
 	"context"
 	"crypto/rand"
+	"crypto/tls"
 	"encoding/hex"
 	"errors"
 	"log/slog"
@@ -53,6 +54,9 @@ type Config struct {
 	HTTPTimeout      time.Duration
 	MaxResponseBytes int64
 	MaxRedirects     int
+	// TLSConfig verifies the Http action's HTTPS servers (nil: the
+	// system's roots); tests give their test server's.
+	TLSConfig *tls.Config
 	// Owner names this engine in run leases (default: random). Two
 	// engines must not share one.
 	Owner string

@@ -74,7 +74,7 @@ func (s *Service) client(tenantID string) *http.Client {
 	defer s.mu.Unlock()
 	c := s.clients[p]
 	if c == nil {
-		c = p.Client(nil, s.cfg.HTTPTimeout, s.cfg.MaxRedirects)
+		c = p.Client(s.cfg.TLSConfig, s.cfg.HTTPTimeout, s.cfg.MaxRedirects)
 		s.clients[p] = c
 	}
 	return c
@@ -123,6 +123,11 @@ func (h *host) http(ctx context.Context, in map[string]any) (wdl.Outputs, error)
 	if hs, ok := in["headers"].(map[string]any); ok {
 		for k, x := range hs {
 			req.Header.Set(k, fmt.Sprint(x))
+		}
+	}
+	if a, ok := in["authentication"].(map[string]any); ok {
+		if err := h.authenticate(ctx, req, a); err != nil {
+			return wdl.Outputs{}, err
 		}
 	}
 	env, err := h.env(ctx)
