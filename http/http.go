@@ -237,6 +237,7 @@ func (s *Server) routes() []route {
 		{Method: "PUT", Pattern: rowPath, Auth: powerApps, Body: bodyJSON, MaxBody: keyhold.MaxRowBytes, Timeout: apiTimeout, Handler: s.putRow},
 		{Method: "GET", Pattern: rowPath, Auth: powerApps, Timeout: apiTimeout, Handler: s.getRow},
 		{Method: "DELETE", Pattern: rowPath, Auth: powerApps, Timeout: apiTimeout, Handler: s.deleteRow},
+		{Method: "GET", Pattern: "/environments/{envId}/tables/{table}/rows", Auth: powerApps, Timeout: apiTimeout, Handler: s.listRows},
 		{Method: "PUT", Pattern: filePath, Auth: powerApps, Body: bodyStream, MaxBody: MaxFileBytes, Handler: s.putFile},
 		{Method: "GET", Pattern: filePath, Auth: powerApps, Handler: s.getFile},
 
