@@ -44,6 +44,7 @@ type Tx interface {
 	FederatedTx
 	ManagedHSMTx
 	FlowTx
+	TenantEgressTx
 
 	// Tenants and subscriptions.
 	CreateTenant(ctx context.Context, t *Tenant) error

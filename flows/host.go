@@ -62,13 +62,12 @@ func actionErr(code string, status int, retry bool, format string, args ...any) 
 	return &wdl.ActionError{Code: code, Message: fmt.Sprintf(format, args...), StatusCode: status, Retryable: retry}
 }
 
-// client returns the Http action's client for a tenant's egress policy.
-func (s *Service) client(tenantID string) *http.Client {
-	p := s.cfg.Egress
-	if s.cfg.EgressFor != nil {
-		if tp := s.cfg.EgressFor(tenantID); tp != nil {
-			p = tp
-		}
+// client returns the Http action's client for a tenant's egress policy
+// (tenantPolicy).
+func (s *Service) client(ctx context.Context, tenantID string) (*http.Client, error) {
+	p, err := s.tenantPolicy(ctx, tenantID)
+	if err != nil {
+		return nil, err
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -77,7 +76,7 @@ func (s *Service) client(tenantID string) *http.Client {
 		c = p.Client(s.cfg.TLSConfig, s.cfg.HTTPTimeout, s.cfg.MaxRedirects)
 		s.clients[p] = c
 	}
-	return c
+	return c, nil
 }
 
 // http performs the Http action: inputs method, uri, headers, queries,
@@ -134,7 +133,11 @@ func (h *host) http(ctx context.Context, in map[string]any) (wdl.Outputs, error)
 	if err != nil {
 		return wdl.Outputs{}, err
 	}
-	resp, err := h.s.client(env.TenantID).Do(req)
+	client, err := h.s.client(ctx, env.TenantID)
+	if err != nil {
+		return wdl.Outputs{}, err
+	}
+	resp, err := client.Do(req)
 	if err != nil {
 		if ctx.Err() != nil {
 			return wdl.Outputs{}, ctx.Err() // stopping: not the action's failure

@@ -122,6 +122,10 @@ type Server struct {
 	// (coverage.go). Nil: no such route.
 	Coverage keyhold.CoverageService
 
+	// Egress keeps tenants' Http allowlists for their flows
+	// (tenant_egress.go). Nil: no such routes.
+	Egress keyhold.TenantEgressService
+
 	once        sync.Once
 	adminOnce   sync.Once
 	admin       *adminSessions // the admin center's sessions (admin.go)
@@ -249,7 +253,7 @@ func (s *Server) routes() []route {
 	// The resource manager and key vault areas declare their routes in
 	// their own files (arm.go, directory.go, keyvault.go); each adds nothing while its
 	// services are unset.
-	return slices.Concat(core, s.armRoutes(), s.directoryRoutes(), s.keyVaultRoutes(), s.managedHSMRoutes(), s.cmkRoutes(), s.lockRoutes(), s.policyRoutes(), s.eventRoutes(), s.backupRoutes(), s.oidcRoutes(), s.certificateRoutes(), s.federatedRoutes(), s.signInRoutes(), s.byokRoutes(), s.byokKEKRoutes(), s.flowRoutes(), s.flowCMKRoutes(), s.coverageRoutes(), s.adminRoutes())
+	return slices.Concat(core, s.armRoutes(), s.directoryRoutes(), s.keyVaultRoutes(), s.managedHSMRoutes(), s.cmkRoutes(), s.lockRoutes(), s.policyRoutes(), s.eventRoutes(), s.backupRoutes(), s.oidcRoutes(), s.certificateRoutes(), s.federatedRoutes(), s.signInRoutes(), s.byokRoutes(), s.byokKEKRoutes(), s.flowRoutes(), s.flowCMKRoutes(), s.coverageRoutes(), s.tenantEgressRoutes(), s.adminRoutes())
 }
 
 // router answers requests that match no route with the Azure error body:

@@ -354,6 +354,7 @@ func Run(ctx context.Context, cfg Config) error {
 		Backups:    p,
 		BYOK:       p,
 		Coverage:   p,
+		Egress:     p,
 		Events:     p,
 		Keys:       p,
 		Health:     storeHealth(store), // a read and a rolled-back write

@@ -14,3 +14,13 @@ CREATE TABLE backup_flow_items (
 	PRIMARY KEY (backup_id, kind, item)
 );
 CREATE INDEX backup_flow_items_by_epoch ON backup_flow_items (backup_id, epoch);
+
+-- A tenant's allowlist for its flows' Http action (a JSON array of
+-- CIDRs, addresses and host names); no row: no restriction beyond the
+-- operator's egress policy.
+CREATE TABLE tenant_egress (
+	tenant_id TEXT COLLATE "C" PRIMARY KEY,
+	allow TEXT COLLATE "C" NOT NULL,
+	updated_at BIGINT NOT NULL,
+	updated_by TEXT COLLATE "C" NOT NULL
+);

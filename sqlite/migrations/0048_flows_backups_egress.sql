@@ -14,3 +14,13 @@ CREATE TABLE backup_flow_items (
 	PRIMARY KEY (backup_id, kind, item)
 ) STRICT;
 CREATE INDEX backup_flow_items_by_epoch ON backup_flow_items (backup_id, epoch);
+
+-- A tenant's allowlist for its flows' Http action (a JSON array of
+-- CIDRs, addresses and host names); no row: no restriction beyond the
+-- operator's egress policy.
+CREATE TABLE tenant_egress (
+	tenant_id TEXT PRIMARY KEY,
+	allow TEXT NOT NULL,
+	updated_at INTEGER NOT NULL,
+	updated_by TEXT NOT NULL
+) STRICT;
