@@ -228,8 +228,10 @@ Logs go to stderr.`,
 			if opts.KeyCacheTTL, err = parseTunable("key-cache-ttl", keyCacheTTL); err != nil {
 				return err
 			}
-			if opts.FlowLeaseTTL, err = parseTunable("flow-lease-ttl", flowLease); err != nil {
-				return err
+			if flowLease != "" {
+				if opts.FlowLeaseTTL, err = parseTunable("flow-lease-ttl", flowLease); err != nil {
+					return err
+				}
 			}
 			if opts.LockGraceProduction, err = parseLockGrace("delete-locked-production-after", graceProd); err != nil {
 				return err
@@ -265,7 +267,7 @@ Logs go to stderr.`,
 	fl.IntVar(&opts.CMKFlowEnvironmentsLimit, "cmk-flow-environments-limit", 0, "Most `environments` with flows one tenant may link to customer-managed keys (0: 25); only this setting raises it")
 	fl.StringSliceVar(&opts.EgressAllow, "egress-allow", nil, "Let tenants' webhooks reach these non-public `addresses`: CIDRs, addresses or host names, comma-separated or repeated (default: public addresses only; loopback, link-local, private and other special ranges are refused)")
 	fl.StringVar(&keyCacheTTL, "key-cache-ttl", defaultKeyCacheTTL.String(), "How long an unwrapped environment key stays cached: a `duration` from 1s to 1h")
-	fl.StringVar(&flowLease, "flow-lease-ttl", "30s", "How long a flow run stays claimed by a server that stopped renewing it (killed): another server, or this one restarted, resumes it after this `duration`, from 1s to 1h")
+	fl.StringVar(&flowLease, "flow-lease-ttl", "", "How long a flow run stays claimed by a server that stopped renewing it (killed): another server, or this one restarted, resumes it after this `duration`, from 1s to 1h (default 30s)")
 	fl.StringVar(&graceProd, "delete-locked-production-after", defaultLockGraceProduction, "Delete a Production environment Locked this long: `days` such as 28d, or never")
 	fl.StringVar(&graceOther, "delete-locked-other-after", defaultLockGraceOther, "Delete an environment of another type Locked this long: `days` such as 7d, or never")
 	return cmd

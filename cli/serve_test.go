@@ -16,8 +16,7 @@ import (
 func TestNewCmdServe(t *testing.T) {
 	defaults := ServeOptions{Addr: "127.0.0.1:8443", DataDir: "./keyhold-data", LogFormat: "text", LogLevel: slog.LevelInfo,
 		HealthInterval: platform.DefaultHealthInterval, KeyCacheTTL: platform.DefaultKeyCacheTTL,
-		LockGraceProduction: platform.DefaultLockGraceProduction, LockGraceOther: platform.KeepLocked, VaultDomain: "vault.localhost",
-		FlowLeaseTTL: 30 * time.Second}
+		LockGraceProduction: platform.DefaultLockGraceProduction, LockGraceOther: platform.KeepLocked, VaultDomain: "vault.localhost"}
 	with := func(mod func(*ServeOptions)) ServeOptions {
 		o := defaults
 		mod(&o)
