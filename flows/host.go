@@ -124,8 +124,9 @@ func (h *host) http(ctx context.Context, in map[string]any) (wdl.Outputs, error)
 			req.Header.Set(k, fmt.Sprint(x))
 		}
 	}
+	credHeader := ""
 	if a, ok := in["authentication"].(map[string]any); ok {
-		if err := h.authenticate(ctx, req, a); err != nil {
+		if credHeader, err = h.authenticate(ctx, req, a); err != nil {
 			return wdl.Outputs{}, err
 		}
 	}
@@ -136,6 +137,9 @@ func (h *host) http(ctx context.Context, in map[string]any) (wdl.Outputs, error)
 	client, err := h.s.client(ctx, env.TenantID)
 	if err != nil {
 		return wdl.Outputs{}, err
+	}
+	if credHeader != "" {
+		client = keepOnHost(client, credHeader)
 	}
 	resp, err := client.Do(req)
 	if err != nil {

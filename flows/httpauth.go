@@ -59,38 +59,62 @@ func validHeaderName(h string) bool {
 // the platform key's partition only here, and goes only into the request:
 // the run records the action's inputs as written, which hold the
 // reference, never the secret.
-func (h *host) authenticate(ctx context.Context, req *http.Request, a map[string]any) error {
+//
+// It returns the header that carries the credential: the caller must not
+// let it follow a redirect to another host (Go drops Authorization there
+// by itself, but not an API key's own header).
+func (h *host) authenticate(ctx context.Context, req *http.Request, a map[string]any) (string, error) {
 	refName, _ := a["connectionName"].(string)
 	ref, ok := h.fd.refs[refName]
 	if !ok {
-		return actionErr("ConnectionReferenceNotFound", 400, false, "inputs.authentication names connection reference %q, which the flow's connectionReferences do not hold", keyhold.Clip(refName))
+		return "", actionErr("ConnectionReferenceNotFound", 400, false, "inputs.authentication names connection reference %q, which the flow's connectionReferences do not hold", keyhold.Clip(refName))
 	}
 	rec, err := h.s.connRecord(ctx, h.fd.rec.EnvID, ref.API, ref.ConnectionName)
 	if keyhold.ErrorCode(err) == keyhold.CodeConnectionNotFound {
-		return actionErr("ConnectionNotFound", 404, false, "connection %q of api %s was not found in environment %s: create it (keyhold connection create … --kind nonoauth)", ref.ConnectionName, ref.API, h.fd.rec.EnvID)
+		return "", actionErr("ConnectionNotFound", 404, false, "connection %q of api %s was not found in environment %s: create it (keyhold connection create … --kind nonoauth)", ref.ConnectionName, ref.API, h.fd.rec.EnvID)
 	} else if err != nil {
-		return err
+		return "", err
 	}
 	if rec.Kind != keyhold.ConnectionNonOAuth {
-		return actionErr("ConnectionKindNotSupported", 400, false, "connection %q is %s: the Http action's authentication needs a nonoauth connection (an API key or basic credentials)", rec.Name, rec.Kind)
+		return "", actionErr("ConnectionKindNotSupported", 400, false, "connection %q is %s: the Http action's authentication needs a nonoauth connection (an API key or basic credentials)", rec.Name, rec.Kind)
 	}
 	sc, err := h.s.openConn(ctx, rec)
 	if err != nil {
-		return err
+		return "", err
 	}
 	p := sc.Parameters
 	switch {
 	case p[ParamUsername] != "" && p[ParamPassword] != "":
 		req.SetBasicAuth(p[ParamUsername], p[ParamPassword])
+		return "Authorization", nil
 	case p[ParamAPIKey] != "":
 		name := p[ParamHeaderName]
 		if name == "" {
 			name = DefaultAPIKeyHeader
 		}
 		req.Header.Set(name, p[ParamAPIKey])
+		return name, nil
 	default:
-		return actionErr("ConnectionNotUsable", 400, false, "connection %q holds neither %s and %s nor %s: save it again with them", rec.Name, ParamUsername, ParamPassword, ParamAPIKey)
+		return "", actionErr("ConnectionNotUsable", 400, false, "connection %q holds neither %s and %s nor %s: save it again with them", rec.Name, ParamUsername, ParamPassword, ParamAPIKey)
 	}
+}
 
-	return nil
+// keepOnHost returns client changed to drop header from a redirected
+// request to another host (host and port) than the first request's, so a
+// credential never follows a redirect off the host the flow named.
+func keepOnHost(client *http.Client, header string) *http.Client {
+	c := *client
+	check := client.CheckRedirect
+	c.CheckRedirect = func(req *http.Request, via []*http.Request) error {
+		if check != nil {
+			if err := check(req, via); err != nil {
+				return err
+			}
+		}
+		if req.URL.Host != via[0].URL.Host {
+			req.Header.Del(header)
+		}
+		return nil
+	}
+	return &c
 }

@@ -212,3 +212,47 @@ func TestHttpActionConnectionRefusals(t *testing.T) {
 		}
 	})
 }
+
+// TestHttpActionCredentialStaysOnHost: a server that redirects the Http
+// action to another host gets the API key; the host redirected to does
+// not (Go would forward an API key's own header).
+func TestHttpActionCredentialStaysOnHost(t *testing.T) {
+	storetest.ForEachBackend(t, func(t *testing.T, open func(t *testing.T) keyhold.Store) {
+		w := newWorld(t, open(t))
+		other := newTLSRecorder(t)
+		first := newTLSRecorder(t)
+		first.Config.Handler = http.HandlerFunc(func(rw http.ResponseWriter, req *http.Request) {
+			first.mu.Lock()
+			first.seen[req.URL.Path] = req.Header.Clone()
+			first.mu.Unlock()
+			http.Redirect(rw, req, other.URL+"/landing", http.StatusFound)
+		})
+		fl := w.tlsEngine(t, first.Server)
+		if _, err := fl.PutConnection(w.ctx, w.env.ID, "shared_http", "partner-key", &keyhold.ConnectionInput{Kind: keyhold.ConnectionNonOAuth,
+			Parameters: map[string]string{"apiKey": "the-key"}}); err != nil {
+			t.Fatal(err)
+		}
+		def := `{"triggers": {"manual": {"type": "Request", "kind": "Button"}},
+  "actions": {"Call": {"type": "Http", "inputs": {"method": "GET", "uri": "` + first.URL + `/start", "authentication": {"type": "Connection", "connectionName": "key"}}}}}`
+		w.putFlow(t, fl, "redirect", def, `{"key": {"apiName": "shared_http", "connectionName": "partner-key"}}`)
+		run, err := fl.RunTrigger(w.ctx, w.env.ID, "redirect", "manual", nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if end := w.wait(t, fl, "redirect", run.ID); end.Status != keyhold.RunSucceeded {
+			t.Fatalf("run %s", end.Status)
+		}
+		if got := first.header("/start", "X-API-Key"); got != "the-key" {
+			t.Fatalf("the named host got API key %q", got)
+		}
+		other.mu.Lock()
+		h := other.seen["/landing"]
+		other.mu.Unlock()
+		if h == nil {
+			t.Fatal("the redirect was not followed: the check proves nothing")
+		}
+		if got := h.Get("X-API-Key"); got != "" {
+			t.Fatalf("the host redirected to got the API key %q", got)
+		}
+	})
+}
