@@ -150,3 +150,65 @@ func waitRun(t *testing.T, fl *flows.Service, ctx context.Context, envID, flowID
 		}
 	}
 }
+
+// TestCopyCarriesFlows: copying an environment into one linked to a
+// customer key brings its flows and connections along, re-sealed under
+// the target's key (the non-OAuth connection under the target's platform
+// partition); the copied flow runs there, and answers at the target's own
+// callback URL.
+func TestCopyCarriesFlows(t *testing.T) {
+	cmkBackends(t, true, func(t *testing.T, f *cmkFixture) {
+		ctx := context.Background()
+		v := f.newVault(t, "kv-copy-flows", true)
+		f.newKey(t, v, "env-key")
+		pol := f.newPolicy(t, "policy-copy-flows", v, "env-key", nil)
+		f.grantKey(t, pol, v, "env-key")
+		admin, adminID := f.platformAdmin(t, keyhold.RolePowerPlatformAdministrator)
+		f.grant(t, adminID, keyhold.RoleReader, pol.ID())
+		src := f.managedEnv(t, "flows-source")
+		dst := f.managedEnv(t, "flows-target")
+		f.succeed(t, "link", func() (*keyhold.Operation, error) { return f.p.LinkPolicy(admin, dst.ID, pol.SystemID) })
+
+		fl, err := flows.New(flows.Config{Store: f.store, Sealer: f.p.Sealer, Data: f.p, Clock: f.clock, PollInterval: 20 * time.Millisecond})
+		if err != nil {
+			t.Fatal(err)
+		}
+		fl.Start()
+		t.Cleanup(fl.Close)
+		name := "Echo"
+		def := `{"triggers":{"manual":{"type":"Request","kind":"Button"}},
+ "actions":{"Compose":{"type":"Compose","inputs":"@concat('echo ', triggerBody()?['text'])","runAfter":{}},
+  "Response":{"type":"Response","kind":"Http","inputs":{"statusCode":200,"body":"@outputs('Compose')"},"runAfter":{"Compose":["Succeeded"]}}}}`
+		if _, err := fl.PutFlow(f.ctx, src.ID, "echo", &keyhold.FlowInput{DisplayName: &name, Definition: json.RawMessage(def)}); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := fl.PutConnection(f.ctx, src.ID, "shared_http", "api", &keyhold.ConnectionInput{Kind: keyhold.ConnectionNonOAuth, Parameters: map[string]string{"apiKey": "k"}}); err != nil {
+			t.Fatal(err)
+		}
+		f.succeed(t, "copy", func() (*keyhold.Operation, error) { return f.p.CopyEnvironment(admin, dst.ID, src.ID) })
+		e := f.env(t, dst.ID)
+		_ = f.store.View(ctx, func(tx keyhold.Tx) error {
+			set, err := tx.EnvFlowSet(ctx, dst.ID)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if len(set.Flows) != 1 || set.Flows[0].Epoch != e.Epoch || len(set.Connections) != 1 || set.Connections[0].Epoch != keyhold.PlatformEpoch {
+				t.Fatalf("copied set: %+v (target epoch %d)", set, e.Epoch)
+			}
+			return nil
+		})
+		cb, err := fl.CallbackURL(f.ctx, dst.ID, "echo", "manual", false)
+		if err != nil {
+			t.Fatal(err)
+		}
+		u, _ := url.Parse(cb.Value)
+		q := u.Query()
+		resp, err := fl.InvokeTrigger(ctx, dst.ID, "echo", "manual", keyhold.FlowSignature{APIVersion: q.Get("api-version"), SP: q.Get("sp"), SV: q.Get("sv"), Sig: q.Get("sig")}, json.RawMessage(`{"text":"copied"}`))
+		if err != nil || resp.StatusCode != 200 || resp.Body != "echo copied" {
+			t.Fatalf("the copied flow at the target's URL: %+v, %v", resp, err)
+		}
+		if _, err := fl.GetFlow(f.ctx, src.ID, "echo"); err != nil {
+			t.Fatalf("the source's flow after the copy: %v", err)
+		}
+	})
+}
