@@ -8,8 +8,8 @@ import (
 // Backup, restore, copy and reset: the environment database operations
 // that the spec ("Environment database operations") says respect the key.
 //
-//   - A backup is a point-in-time copy of an environment's rows and files
-//     exactly as stored: ciphertext under the environment's key epochs,
+//   - A backup is a point-in-time copy of an environment's rows, files,
+//     flows and connections (not run history) exactly as stored: ciphertext under the environment's key epochs,
 //     never decrypted. It belongs to its environment (deleting the
 //     environment deletes it) and the wrapped keys of the epochs it holds
 //     items under are kept while it lives, so a backup is protected by
@@ -137,6 +137,12 @@ type BackupTx interface {
 	// row's version from the backup): CodeConflict if the row exists,
 	// CodeEnvironmentNotFound for an unknown environment.
 	InsertRow(ctx context.Context, r *RowRecord) error
+	// PutBackupFlowItems adds flow items to backup backupID (CodeConflict
+	// for one it holds already); BackupFlowItems lists them by kind and
+	// item. BackupEpochs and BackupEpochCounts count their epochs other
+	// than PlatformEpoch.
+	PutBackupFlowItems(ctx context.Context, backupID string, items []*BackupFlowItem) error
+	BackupFlowItems(ctx context.Context, backupID string) ([]*BackupFlowItem, error)
 	// InsertRows is InsertRow for a page of rows, in one statement rather
 	// than one per row (a restore's page). If any row exists already it
 	// is CodeConflict, and the transaction must not commit (part of the
@@ -164,4 +170,25 @@ type BackupService interface {
 	// ResetEnvironment starts deleting a Sandbox's data and backups and
 	// returning it to the platform's key.
 	ResetEnvironment(ctx context.Context, envID string) (*Operation, error)
+}
+
+// Kinds of BackupFlowItem.
+const (
+	BackupFlowManifest   = "manifest"   // present in every backup that holds flows (zero or more)
+	BackupFlowRecord     = "flow"       // a FlowRecord
+	BackupFlowKey        = "key"        // a FlowKeyRecord
+	BackupFlowSchedule   = "schedule"   // a FlowSchedule
+	BackupFlowConnection = "connection" // a ConnectionRecord
+)
+
+// BackupFlowItem is one of the flow items a backup holds (issue 15): a
+// flow, its callback key or schedule, or a connection, as stored: Record
+// is the record as JSON, its ciphertext included, never opened. Epoch is
+// the item's (PlatformEpoch for what the platform key's partition seals,
+// and for what is not sealed). Run history is not backed up.
+type BackupFlowItem struct {
+	Kind   string
+	Item   string // the flow id, or api/name for a connection
+	Epoch  uint32
+	Record []byte
 }

@@ -82,3 +82,8 @@ type EventClient interface {
 	TenantSettings(ctx context.Context) (*TenantSettings, error)
 	UpdateTenantSettings(ctx context.Context, patch TenantSettingsPatch) (*TenantSettings, error)
 }
+
+// TenantEgressClient is what "keyhold tenant egress" takes.
+type TenantEgressClient interface {
+	TenantEgressService
+}

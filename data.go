@@ -71,6 +71,8 @@ type RowFilter struct {
 	AfterID    string
 	// Epoch, if non-zero, selects only rows sealed under that epoch.
 	Epoch uint32
+	// Table, if set, selects only that table's rows.
+	Table string
 	Limit int
 }
 

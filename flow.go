@@ -227,6 +227,14 @@ type FlowTx interface {
 	ListConnections(ctx context.Context, envID string) ([]*ConnectionRecord, error)
 	DeleteConnection(ctx context.Context, envID, api, name string) error
 
+	// ReplaceFlows replaces every flow of an environment (with their
+	// runs, schedules and callback keys) and every connection by the
+	// given records, written as they are, versions included (a restore).
+	ReplaceFlows(ctx context.Context, envID string, set *FlowSet) error
+	// EnvFlowSet reads them all, as stored (a backup): flows by id, keys
+	// and schedules by flow, connections by api and name.
+	EnvFlowSet(ctx context.Context, envID string) (*FlowSet, error)
+
 	// FlowEpochCounts counts an environment's flows, runs and
 	// connections by the epoch each is sealed under (issue 16), ordered
 	// by store then epoch; a store with nothing is absent.
@@ -239,3 +247,12 @@ func FlowItemID(flowID string) string           { return "flow/" + flowID }
 func FlowKeyItemID(flowID string) string        { return "key/" + flowID }
 func FlowRunItemID(flowID, runID string) string { return "run/" + flowID + "/" + runID }
 func ConnectionItemID(api, name string) string  { return api + "/" + name }
+
+// FlowSet is an environment's flows, their callback keys and schedules,
+// and its connections, as ReplaceFlows writes them.
+type FlowSet struct {
+	Flows       []*FlowRecord
+	Keys        []*FlowKeyRecord
+	Schedules   []*FlowSchedule
+	Connections []*ConnectionRecord
+}

@@ -86,6 +86,10 @@ type DataService interface {
 	PutRow(ctx context.Context, envID, table, id string, data json.RawMessage) (*Row, error)
 	GetRow(ctx context.Context, envID, table, id string) (*Row, error)
 	DeleteRow(ctx context.Context, envID, table, id string) error
+	// ListRows returns a page of a table's rows in id order, those that
+	// q.Filter matches (see ParseRowFilter), and where the next page
+	// starts.
+	ListRows(ctx context.Context, envID, table string, q RowQuery) (*RowPage, error)
 	// PutFile streams r into the file, replacing any earlier content only
 	// once the whole stream is stored. It never holds the file in memory.
 	PutFile(ctx context.Context, envID, name string, r io.Reader) (*FileInfo, error)

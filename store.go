@@ -47,6 +47,7 @@ type Tx interface {
 	PreMigrationTx
 	FlowReportTx
 	UnwrapTx
+	TenantEgressTx
 
 	// Tenants and subscriptions.
 	CreateTenant(ctx context.Context, t *Tenant) error

@@ -123,7 +123,7 @@ func newCmdTenant(f *Factory) *cobra.Command {
 	cmd := newGroup("tenant", "Manage the tenant's settings and licences")
 	settings := newGroup("settings", "Show or change the tenant's customer-managed key settings")
 	settings.AddCommand(newCmdTenantSettingsShow(f, nil), newCmdTenantSettingsSet(f, nil))
-	cmd.AddCommand(settings, newCmdTenantLicence(f))
+	cmd.AddCommand(settings, newCmdTenantLicence(f), newCmdTenantEgress(f))
 	return cmd
 }
 

@@ -73,6 +73,9 @@ type ServeOptions struct {
 	// many environments with flows one tenant may link to enterprise
 	// policies; 0 the server's default (25).
 	CMKFlowEnvironmentsLimit int
+	// FlowLeaseTTL (--flow-lease-ttl) is how long a killed server's flow
+	// runs wait before another server resumes them (zero: 30s).
+	FlowLeaseTTL time.Duration
 }
 
 // The defaults of --delete-locked-production-after and
@@ -135,7 +138,7 @@ func parseTunable(flag, value string) (time.Duration, error) {
 
 func newCmdServe(f *Factory, runF func(*ServeOptions) error) *cobra.Command {
 	opts := &ServeOptions{IO: f.IO, Serve: f.Serve}
-	var level, healthInterval, keyCacheTTL, graceProd, graceOther string
+	var level, healthInterval, keyCacheTTL, graceProd, graceOther, flowLease string
 	cmd := &cobra.Command{
 		Use:   "serve",
 		Short: "Run a Keyhold server",
@@ -225,6 +228,11 @@ Logs go to stderr.`,
 			if opts.KeyCacheTTL, err = parseTunable("key-cache-ttl", keyCacheTTL); err != nil {
 				return err
 			}
+			if flowLease != "" {
+				if opts.FlowLeaseTTL, err = parseTunable("flow-lease-ttl", flowLease); err != nil {
+					return err
+				}
+			}
 			if opts.LockGraceProduction, err = parseLockGrace("delete-locked-production-after", graceProd); err != nil {
 				return err
 			}
@@ -259,6 +267,7 @@ Logs go to stderr.`,
 	fl.IntVar(&opts.CMKFlowEnvironmentsLimit, "cmk-flow-environments-limit", 0, "Most `environments` with flows one tenant may link to customer-managed keys (0: 25); only this setting raises it")
 	fl.StringSliceVar(&opts.EgressAllow, "egress-allow", nil, "Let tenants' webhooks reach these non-public `addresses`: CIDRs, addresses or host names, comma-separated or repeated (default: public addresses only; loopback, link-local, private and other special ranges are refused)")
 	fl.StringVar(&keyCacheTTL, "key-cache-ttl", defaultKeyCacheTTL.String(), "How long an unwrapped environment key stays cached: a `duration` from 1s to 1h")
+	fl.StringVar(&flowLease, "flow-lease-ttl", "", "How long a flow run stays claimed by a server that stopped renewing it (killed): another server, or this one restarted, resumes it after this `duration`, from 1s to 1h (default 30s)")
 	fl.StringVar(&graceProd, "delete-locked-production-after", defaultLockGraceProduction, "Delete a Production environment Locked this long: `days` such as 28d, or never")
 	fl.StringVar(&graceOther, "delete-locked-other-after", defaultLockGraceOther, "Delete an environment of another type Locked this long: `days` such as 7d, or never")
 	return cmd
@@ -294,6 +303,7 @@ func serveRun(opts *ServeOptions) error {
 		EgressAllow:       opts.EgressAllow,
 		// Zero: the server's default, 25.
 		CMKFlowEnvironmentsLimit: opts.CMKFlowEnvironmentsLimit,
+		FlowLeaseTTL:             opts.FlowLeaseTTL,
 	})
 	if errors.Is(err, context.Canceled) && opts.Ctx.Err() != nil {
 		return nil // stopped by a signal: a clean shutdown

@@ -77,6 +77,8 @@ func TestNewCmdServe(t *testing.T) {
 		{name: "key cache TTL not a duration", args: []string{"--key-cache-ttl", "5 minutes"}, wantErr: `--key-cache-ttl "5 minutes" is not a duration`},
 		{name: "key cache TTL zero", args: []string{"--key-cache-ttl", "0"}, wantErr: "--key-cache-ttl 0 is out of range"},
 		{name: "key cache TTL too long", args: []string{"--key-cache-ttl", "61m"}, wantErr: "--key-cache-ttl 61m is out of range: give a duration from 1s to 1h"},
+		{name: "flow lease", args: []string{"--flow-lease-ttl", "5s"}, want: with(func(o *ServeOptions) { o.FlowLeaseTTL = 5 * time.Second })},
+		{name: "flow lease too short", args: []string{"--flow-lease-ttl", "100ms"}, wantErr: "--flow-lease-ttl 100ms is out of range"},
 		{name: "lock grace periods", args: []string{"--delete-locked-production-after", "35d", "--delete-locked-other-after", "7d"},
 			want: with(func(o *ServeOptions) { o.LockGraceProduction, o.LockGraceOther = 35*24*time.Hour, 7*24*time.Hour })},
 		{name: "production kept locked", args: []string{"--delete-locked-production-after", "never"},

@@ -57,6 +57,9 @@ type Policy struct {
 	// flag names the setting that holds the allowlist, for the errors.
 	flag     string
 	resolver Resolver
+	// only, if set, is a tenant's allowlist (Restrict): a connection must
+	// also match it.
+	only *Policy
 }
 
 // Options configure a Policy.
@@ -138,9 +141,18 @@ type RefusedError struct {
 	Addr  netip.Addr // the refused address
 	Range string     // e.g. "loopback"
 	Flag  string
+	// NotListed: the tenant's allowlist (Restrict) does not hold it; Flag
+	// names that setting.
+	NotListed bool
 }
 
 func (e *RefusedError) Error() string {
+	if e.NotListed {
+		if e.Host != "" && e.Host != e.Addr.String() {
+			return fmt.Sprintf("%s (%s) is not in the tenant's allowlist of hosts outbound requests may reach; a tenant administrator can add it with %s", e.Host, e.Addr, e.Flag)
+		}
+		return fmt.Sprintf("%s is not in the tenant's allowlist of hosts outbound requests may reach; a tenant administrator can add it with %s", e.Addr, e.Flag)
+	}
 	if _, literal := literalAddr(e.Host); literal && e.Host != e.Addr.String() {
 		return fmt.Sprintf("%s (%s) is a %s address, which outbound requests may not reach; an operator can allow it with %s", e.Host, e.Addr, e.Range, e.Flag)
 	}
@@ -220,6 +232,40 @@ func classify(a netip.Addr) string {
 	return ""
 }
 
+// Restrict returns a policy that allows only what p allows and what a
+// tenant's allowlist holds: CIDRs, addresses or host names, as Options.Allow
+// takes them (flag names the tenant's setting, for refusals and for the
+// error that quotes a bad entry). A listed host name is reached wherever
+// it resolves that p allows; an unlisted name only if every address it
+// resolves to is in a listed CIDR. p's refusals still apply: a tenant
+// can't reach what the operator refuses. An empty list restricts nothing.
+func (p *Policy) Restrict(allow []string, flag string) (*Policy, error) {
+	only, err := New(Options{Allow: allow, Flag: flag})
+	if err != nil {
+		return nil, err
+	}
+	q := *p
+	if len(only.allowNets) > 0 || len(only.allowHosts) > 0 {
+		q.only = only
+	}
+	return &q, nil
+}
+
+// checkListed returns a *RefusedError (NotListed) unless the tenant's
+// allowlist, if any, holds host by name or a is in one of its CIDRs.
+func (p *Policy) checkListed(host string, a netip.Addr) error {
+	if p.only == nil || p.only.hostAllowed(host) {
+		return nil
+	}
+	a = a.Unmap().WithZone("")
+	for _, n := range p.only.allowNets {
+		if n.Contains(a) {
+			return nil
+		}
+	}
+	return &RefusedError{Host: host, Addr: a, Flag: p.only.flag, NotListed: true}
+}
+
 // hostAllowed reports whether the operator allowed host by name.
 func (p *Policy) hostAllowed(host string) bool {
 	return slices.Contains(p.allowHosts, strings.TrimSuffix(strings.ToLower(host), "."))
@@ -247,6 +293,13 @@ func (p *Policy) CheckAddr(host string, a netip.Addr) error {
 // gives an early, clear answer.
 func (p *Policy) CheckURL(u *url.URL) error {
 	host := u.Hostname()
+	if p.only != nil && !p.only.hostAllowed(host) {
+		if a, ok := literalAddr(host); ok {
+			if err := p.checkListed(host, a); err != nil {
+				return err
+			}
+		}
+	}
 	if p.hostAllowed(host) {
 		return nil
 	}
@@ -345,15 +398,23 @@ func (p *Policy) DialContext(ctx context.Context, network, addr string) (net.Con
 			}
 		}
 	}
+	for _, a := range addrs {
+		if err := p.checkListed(host, a); err != nil {
+			return nil, err
+		}
+	}
 	d := &net.Dialer{Timeout: 10 * time.Second, KeepAlive: 30 * time.Second}
-	if !allowedName {
-		d.Control = func(_, address string, _ syscall.RawConn) error {
-			ap, err := netip.ParseAddrPort(address)
-			if err != nil {
+	d.Control = func(_, address string, _ syscall.RawConn) error {
+		ap, err := netip.ParseAddrPort(address)
+		if err != nil {
+			return err
+		}
+		if !allowedName {
+			if err := p.CheckAddr(host, ap.Addr()); err != nil {
 				return err
 			}
-			return p.CheckAddr(host, ap.Addr())
 		}
+		return p.checkListed(host, ap.Addr())
 	}
 	var errs []error
 	for _, a := range addrs {

@@ -269,3 +269,52 @@ func TestClientRedirects(t *testing.T) {
 		t.Fatalf("the refused server got %d requests", n)
 	}
 }
+
+// TestRestrict: a tenant's allowlist narrows the operator's policy: a
+// listed name or an address in a listed CIDR is reached, anything else is
+// refused naming the tenant's setting; the operator's refusals still
+// apply to what the tenant lists; a bad entry is refused quoting it.
+func TestRestrict(t *testing.T) {
+	addr, conns := listener(t)
+	_, port, _ := net.SplitHostPort(addr)
+	res := resolverFunc{"partner.example": addrs("127.0.0.1"), "other.example": addrs("127.0.0.1")}
+	op := mustNew(t, Options{Resolver: res, Allow: []string{"127.0.0.0/8"}})
+	const setting = "keyhold tenant egress set"
+	tp, err := op.Restrict([]string{"partner.example", "10.1.2.0/24"}, setting)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	c, err := tp.DialContext(ctx, "tcp", net.JoinHostPort("partner.example", port))
+	if err != nil {
+		t.Fatalf("dial a listed name: %v", err)
+	}
+	c.Close()
+	before := conns.Load()
+	for _, host := range []string{"other.example", "127.0.0.1"} {
+		_, err := tp.DialContext(ctx, "tcp", net.JoinHostPort(host, port))
+		var re *RefusedError
+		if !errors.As(err, &re) || !re.NotListed || !strings.Contains(err.Error(), setting) || !strings.Contains(err.Error(), host) {
+			t.Errorf("dial %s: %v; want a refusal naming %q", host, err, setting)
+		}
+	}
+	// Listed by the tenant, refused by the operator: the operator's word.
+	_, err = tp.DialContext(ctx, "tcp", "10.1.2.3:"+port)
+	var re *RefusedError
+	if !errors.As(err, &re) || re.NotListed || !strings.Contains(err.Error(), DefaultFlag) {
+		t.Errorf("dial 10.1.2.3: %v; want the operator's refusal", err)
+	}
+	if err := tp.CheckURL(&url.URL{Scheme: "https", Host: "127.0.0.1"}); err == nil || !strings.Contains(err.Error(), setting) {
+		t.Errorf("CheckURL of an unlisted address: %v", err)
+	}
+	time.Sleep(50 * time.Millisecond)
+	if n := conns.Load(); n != before {
+		t.Fatalf("refused dials reached the listener (%d connections)", n-before)
+	}
+	if same, err := op.Restrict(nil, setting); err != nil || same.only != nil {
+		t.Errorf("an empty list must restrict nothing: %v", err)
+	}
+	if _, err := op.Restrict([]string{"not a host!"}, setting); err == nil || !strings.Contains(err.Error(), `"not a host!"`) || !strings.Contains(err.Error(), setting) {
+		t.Errorf("bad entry: %v", err)
+	}
+}

@@ -56,6 +56,11 @@ func (s *Service) PutConnection(ctx context.Context, envID, api, name string, in
 		}
 		return nil, keyhold.Errorf(keyhold.CodeInvalidRequestContent, "properties.kind %q is not valid: use %q (acts as you) or %q (an API key or basic credentials)", keyhold.Clip(kind), keyhold.ConnectionOAuth, keyhold.ConnectionNonOAuth)
 	}
+	if in.Kind == keyhold.ConnectionNonOAuth {
+		if err := validNonOAuth(in.Parameters); err != nil {
+			return nil, err
+		}
+	}
 	var old *keyhold.ConnectionRecord
 	if err := s.store.View(ctx, func(tx keyhold.Tx) (err error) {
 		old, err = tx.Connection(ctx, envID, api, name)

@@ -16,8 +16,9 @@ import (
 // connector runs a connector action on the environment's own data through
 // an OAuth connection, as the connection's principal: the data plane
 // authorizes it as it would that principal's own request. Operations
-// (Dataverse's names): CreateRecord, GetItem, UpdateRecord, DeleteRecord
-// on rows (parameters entityName, recordId, item/<field>), and
+// (Dataverse's names): CreateRecord, GetItem, ListRecords, UpdateRecord,
+// DeleteRecord on rows (parameters entityName, recordId, item/<field>;
+// ListRecords: $top, $filter, $skiptoken), and
 // GetFileContent, CreateFile on files (parameters name, body).
 func (h *host) connector(ctx context.Context, c wdl.Call, in map[string]any) (wdl.Outputs, error) {
 	if h.s.cfg.Data == nil {
@@ -90,6 +91,8 @@ func (h *host) connector(ctx context.Context, c wdl.Call, in map[string]any) (wd
 		var v any
 		_ = json.Unmarshal(row.Data, &v)
 		return wdl.Outputs{StatusCode: 200, Body: v}, nil
+	case "ListRecords":
+		return h.listRecords(actx, env, table, p)
 	case "UpdateRecord":
 		row, err := h.s.cfg.Data.GetRow(actx, env, table, id)
 		if err != nil {
@@ -133,7 +136,7 @@ func (h *host) connector(ctx context.Context, c wdl.Call, in map[string]any) (wd
 		}
 		return wdl.Outputs{StatusCode: 200, Body: string(b)}, nil
 	}
-	return wdl.Outputs{}, actionErr("OperationNotSupported", 400, false, "connector operation %q is not supported: use CreateRecord, GetItem, UpdateRecord, DeleteRecord, CreateFile or GetFileContent", keyhold.Clip(op))
+	return wdl.Outputs{}, actionErr("OperationNotSupported", 400, false, "connector operation %q is not supported: use CreateRecord, GetItem, ListRecords, UpdateRecord, DeleteRecord, CreateFile or GetFileContent", keyhold.Clip(op))
 }
 
 func (h *host) putRow(ctx context.Context, env, table, id string, item map[string]any, status int) (wdl.Outputs, error) {

@@ -9,6 +9,7 @@ package flows
 import (
 	"context"
 	"crypto/rand"
+	"crypto/tls"
 	"encoding/hex"
 	"errors"
 	"log/slog"
@@ -43,8 +44,9 @@ type Config struct {
 	Clock  keyhold.Clock
 	Logger *slog.Logger
 	// Egress decides where the Http action may connect (default
-	// egress.Default(): public addresses only). EgressFor, if set, gives
-	// a tenant its own policy (its allowlist) and overrides it.
+	// egress.Default(): public addresses only), narrowed for a tenant by
+	// its stored Http allowlist (keyhold.TenantEgress). EgressFor, if set
+	// and not nil for a tenant, replaces both for that tenant.
 	Egress    *egress.Policy
 	EgressFor func(tenantID string) *egress.Policy
 	// The Http action's limits: per-request time, response body size and
@@ -53,6 +55,9 @@ type Config struct {
 	HTTPTimeout      time.Duration
 	MaxResponseBytes int64
 	MaxRedirects     int
+	// TLSConfig verifies the Http action's HTTPS servers (nil: the
+	// system's roots); tests give their test server's.
+	TLSConfig *tls.Config
 	// Owner names this engine in run leases (default: random). Two
 	// engines must not share one.
 	Owner string
@@ -86,6 +91,7 @@ type Service struct {
 	waiters map[string][]chan struct{} // run key → those waiting for its end
 	running map[string]bool            // run keys executing in this process
 	clients map[*egress.Policy]*http.Client
+	tenants map[string]*tenantPolicy // tenants' allowlists, applied (egress_tenant.go)
 
 	wake   chan struct{}
 	stop   chan struct{}
@@ -130,7 +136,7 @@ func New(cfg Config) (*Service, error) {
 		cfg.MaxRunsPerEnv = DefaultMaxRunsPerEnv
 	}
 	return &Service{cfg: cfg, store: cfg.Store, seal: cfg.Sealer, clock: cfg.Clock, log: cfg.Logger,
-		waiters: map[string][]chan struct{}{}, running: map[string]bool{}, clients: map[*egress.Policy]*http.Client{},
+		waiters: map[string][]chan struct{}{}, running: map[string]bool{}, clients: map[*egress.Policy]*http.Client{}, tenants: map[string]*tenantPolicy{},
 		wake: make(chan struct{}, 1), stop: make(chan struct{})}, nil
 }
 

@@ -62,22 +62,21 @@ func actionErr(code string, status int, retry bool, format string, args ...any) 
 	return &wdl.ActionError{Code: code, Message: fmt.Sprintf(format, args...), StatusCode: status, Retryable: retry}
 }
 
-// client returns the Http action's client for a tenant's egress policy.
-func (s *Service) client(tenantID string) *http.Client {
-	p := s.cfg.Egress
-	if s.cfg.EgressFor != nil {
-		if tp := s.cfg.EgressFor(tenantID); tp != nil {
-			p = tp
-		}
+// client returns the Http action's client for a tenant's egress policy
+// (tenantPolicy).
+func (s *Service) client(ctx context.Context, tenantID string) (*http.Client, error) {
+	p, err := s.tenantPolicy(ctx, tenantID)
+	if err != nil {
+		return nil, err
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	c := s.clients[p]
 	if c == nil {
-		c = p.Client(nil, s.cfg.HTTPTimeout, s.cfg.MaxRedirects)
+		c = p.Client(s.cfg.TLSConfig, s.cfg.HTTPTimeout, s.cfg.MaxRedirects)
 		s.clients[p] = c
 	}
-	return c
+	return c, nil
 }
 
 // http performs the Http action: inputs method, uri, headers, queries,
@@ -125,11 +124,24 @@ func (h *host) http(ctx context.Context, in map[string]any) (wdl.Outputs, error)
 			req.Header.Set(k, fmt.Sprint(x))
 		}
 	}
+	credHeader := ""
+	if a, ok := in["authentication"].(map[string]any); ok {
+		if credHeader, err = h.authenticate(ctx, req, a); err != nil {
+			return wdl.Outputs{}, err
+		}
+	}
 	env, err := h.env(ctx)
 	if err != nil {
 		return wdl.Outputs{}, err
 	}
-	resp, err := h.s.client(env.TenantID).Do(req)
+	client, err := h.s.client(ctx, env.TenantID)
+	if err != nil {
+		return wdl.Outputs{}, err
+	}
+	if credHeader != "" {
+		client = keepOnHost(client, credHeader)
+	}
+	resp, err := client.Do(req)
 	if err != nil {
 		if ctx.Err() != nil {
 			return wdl.Outputs{}, ctx.Err() // stopping: not the action's failure

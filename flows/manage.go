@@ -3,6 +3,7 @@ package flows
 import (
 	"bytes"
 	"context"
+	"crypto/sha256"
 	"encoding/json"
 	"fmt"
 	"sync"
@@ -35,8 +36,7 @@ type connRef struct {
 	ConnectionName string `json:"connectionName"`
 }
 
-// parsed caches parsed definitions by flow and version: a definition is
-// immutable at a version.
+// parsed caches parsed definitions by flow, version and seal.
 var parsed sync.Map // env/flow/version → *wdl.Definition
 
 func (s *Service) openFlow(ctx context.Context, rec *keyhold.FlowRecord) (*flowDef, error) {
@@ -51,7 +51,11 @@ func (s *Service) openFlow(ctx context.Context, rec *keyhold.FlowRecord) (*flowD
 	if fd.refs, err = parseRefs(fd.body.ConnectionReferences); err != nil {
 		return nil, err
 	}
-	k := fmt.Sprintf("%s/%s/%d", rec.EnvID, rec.ID, rec.Version)
+	// The seal's digest is in the key too: a flow deleted and created
+	// again, or restored from a backup, may come back at a version it
+	// had before with other content.
+	sum := sha256.Sum256(rec.Sealed)
+	k := fmt.Sprintf("%s/%s/%d/%x", rec.EnvID, rec.ID, rec.Version, sum[:8])
 	if d, ok := parsed.Load(k); ok {
 		fd.def = d.(*wdl.Definition)
 		return fd, nil

@@ -464,6 +464,29 @@ func (c *Client) GetRow(ctx context.Context, envID, table, id string) (*keyhold.
 	return &row, nil
 }
 
+// ListRows returns a page of a table's rows ($top, $filter, $skiptoken).
+func (c *Client) ListRows(ctx context.Context, envID, table string, q keyhold.RowQuery) (*keyhold.RowPage, error) {
+	v := url.Values{}
+	if q.Top != 0 {
+		v.Set("$top", strconv.Itoa(q.Top))
+	}
+	if q.Filter != "" {
+		v.Set("$filter", q.Filter)
+	}
+	if q.SkipToken != "" {
+		v.Set("$skiptoken", q.SkipToken)
+	}
+	path := escape("environments", envID, "tables", table, "rows")
+	if len(v) > 0 {
+		path += "?" + v.Encode()
+	}
+	var page keyhold.RowPage
+	if err := c.do(ctx, "GET", path, nil, &page); err != nil {
+		return nil, err
+	}
+	return &page, nil
+}
+
 // DeleteRow deletes a row.
 func (c *Client) DeleteRow(ctx context.Context, envID, table, id string) error {
 	return c.do(ctx, "DELETE", escape("environments", envID, "tables", table, "rows", id), nil, nil)

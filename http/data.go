@@ -58,6 +58,29 @@ func (s *Server) getRow(w nethttp.ResponseWriter, r *nethttp.Request) error {
 	return nil
 }
 
+// listRows: GET /environments/{envId}/tables/{table}/rows?$top=&$filter=&$skiptoken=.
+func (s *Server) listRows(w nethttp.ResponseWriter, r *nethttp.Request) error {
+	envID, table := r.PathValue("envId"), r.PathValue("table")
+	if err := keyhold.ValidateTableName(table); err != nil {
+		return err
+	}
+	qv := r.URL.Query()
+	q := keyhold.RowQuery{Filter: qv.Get("$filter"), SkipToken: qv.Get("$skiptoken")}
+	if t := qv.Get("$top"); t != "" {
+		n, err := strconv.Atoi(t)
+		if err != nil || n < 1 {
+			return keyhold.Errorf(keyhold.CodeInvalidRequestContent, "$top %q is not valid: give a whole number from 1 to %d", keyhold.Clip(t), keyhold.MaxRowPage)
+		}
+		q.Top = n
+	}
+	page, err := s.Data.ListRows(r.Context(), envID, table, q)
+	if err != nil {
+		return err
+	}
+	writeJSON(w, nethttp.StatusOK, page)
+	return nil
+}
+
 // deleteRow: DELETE /environments/{envId}/tables/{table}/rows/{rowId}.
 func (s *Server) deleteRow(w nethttp.ResponseWriter, r *nethttp.Request) error {
 	envID, table, rowID, err := rowPath(r)

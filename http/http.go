@@ -125,6 +125,10 @@ type Server struct {
 	// (coverage.go). Nil: no such route.
 	Coverage keyhold.CoverageService
 
+	// Egress keeps tenants' Http allowlists for their flows
+	// (tenant_egress.go). Nil: no such routes.
+	Egress keyhold.TenantEgressService
+
 	once        sync.Once
 	adminOnce   sync.Once
 	admin       *adminSessions // the admin center's sessions (admin.go)
@@ -240,6 +244,7 @@ func (s *Server) routes() []route {
 		{Method: "PUT", Pattern: rowPath, Auth: powerApps, Body: bodyJSON, MaxBody: keyhold.MaxRowBytes, Timeout: apiTimeout, Handler: s.putRow},
 		{Method: "GET", Pattern: rowPath, Auth: powerApps, Timeout: apiTimeout, Handler: s.getRow},
 		{Method: "DELETE", Pattern: rowPath, Auth: powerApps, Timeout: apiTimeout, Handler: s.deleteRow},
+		{Method: "GET", Pattern: "/environments/{envId}/tables/{table}/rows", Auth: powerApps, Timeout: apiTimeout, Handler: s.listRows},
 		{Method: "PUT", Pattern: filePath, Auth: powerApps, Body: bodyStream, MaxBody: MaxFileBytes, Handler: s.putFile},
 		{Method: "GET", Pattern: filePath, Auth: powerApps, Handler: s.getFile},
 
@@ -251,7 +256,7 @@ func (s *Server) routes() []route {
 	// The resource manager and key vault areas declare their routes in
 	// their own files (arm.go, directory.go, keyvault.go); each adds nothing while its
 	// services are unset.
-	return slices.Concat(core, s.armRoutes(), s.directoryRoutes(), s.keyVaultRoutes(), s.managedHSMRoutes(), s.cmkRoutes(), s.lockRoutes(), s.policyRoutes(), s.eventRoutes(), s.backupRoutes(), s.oidcRoutes(), s.certificateRoutes(), s.federatedRoutes(), s.signInRoutes(), s.byokRoutes(), s.byokKEKRoutes(), s.flowRoutes(), s.flowCMKRoutes(), s.flowSaveAsRoutes(), s.flowReportRoutes(), s.coverageRoutes(), s.adminRoutes())
+	return slices.Concat(core, s.armRoutes(), s.directoryRoutes(), s.keyVaultRoutes(), s.managedHSMRoutes(), s.cmkRoutes(), s.lockRoutes(), s.policyRoutes(), s.eventRoutes(), s.backupRoutes(), s.oidcRoutes(), s.certificateRoutes(), s.federatedRoutes(), s.signInRoutes(), s.byokRoutes(), s.byokKEKRoutes(), s.flowRoutes(), s.flowCMKRoutes(), s.flowSaveAsRoutes(), s.flowReportRoutes(), s.coverageRoutes(), s.tenantEgressRoutes(), s.adminRoutes())
 }
 
 // router answers requests that match no route with the Azure error body:

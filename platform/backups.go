@@ -325,6 +325,9 @@ func (p *Backups) fillBackup(ctx context.Context, b *keyhold.Backup, n int64, la
 		if err := tx.FinishBackup(ctx, b); err != nil {
 			return err
 		}
+		if err := backupFlows(ctx, tx, b); err != nil {
+			return err
+		}
 		return done(ctx, tx, env)
 	})
 }

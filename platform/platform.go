@@ -145,6 +145,7 @@ type Platform struct {
 	*CMK
 	*Backups
 	*BYOK
+	*Egress
 	// Sealer seals flows' items under environments' keys (issue 15).
 	Sealer *Sealer
 	// PreMigration reads and shreds the run history kept from before a
@@ -276,6 +277,7 @@ func assemble(c *core) *Platform {
 		CMK:          lifecycle,
 		Backups:      &Backups{core: c, envs: envs, health: health, lifecycle: lifecycle},
 		BYOK:         byok,
+		Egress:       &Egress{core: c},
 		Sealer:       &Sealer{core: c},
 		PreMigration: &PreMigration{core: c},
 	}

@@ -367,6 +367,11 @@ func (p *Backups) stepRestore(ctx context.Context, op *keyhold.Operation) (ops.S
 		}
 	}
 
+	flows, err := p.stageFlows(ctx, b, target, tEpoch)
+	if err != nil {
+		return ops.StepResult{}, err
+	}
+
 	var rows int64
 	err = p.store.Update(ctx, func(tx keyhold.Tx) error {
 		rows = 0
@@ -402,6 +407,11 @@ func (p *Backups) stepRestore(ctx context.Context, op *keyhold.Operation) (ops.S
 		}
 		if rows, err = tx.MoveBackupRows(ctx, sid, target.ID); err != nil {
 			return err
+		}
+		if flows != nil {
+			if err := tx.ReplaceFlows(ctx, target.ID, flows); err != nil {
+				return err
+			}
 		}
 		now := p.clock.Now().UTC()
 		for _, s := range staged {

@@ -133,6 +133,11 @@ type Config struct {
 	// tenant may link to enterprise policies (--cmk-flow-environments-limit,
 	// platform.Config). Zero: platform.DefaultCMKFlowEnvironmentsLimit, 25.
 	CMKFlowEnvironmentsLimit int
+	// FlowLeaseTTL is how long a flow run claimed by a replica stays its
+	// without a renewal (--flow-lease-ttl): a killed replica's runs
+	// resume on another one (or on it, restarted) this long after its
+	// last renewal. Zero: flows.DefaultLeaseTTL, 30s.
+	FlowLeaseTTL time.Duration
 
 	// testWorkers, if set, adds workers to the server's (tests: a worker
 	// that holds the store while it stops).
@@ -331,7 +336,7 @@ func Run(ctx context.Context, cfg Config) error {
 	ds := deploy.New(deploy.Config{Store: store, Clock: cfg.Clock, Policies: ps, ARM: am, Vaults: kv})
 	// The flows' engine (issue 15): its runs' leases are shared with the
 	// other replicas through the store.
-	fl, err := flows.New(flows.Config{Store: store, Sealer: p.Sealer, Data: p, Clock: cfg.Clock, Logger: log, Egress: egressPolicy})
+	fl, err := flows.New(flows.Config{Store: store, Sealer: p.Sealer, Data: p, Clock: cfg.Clock, Logger: log, Egress: egressPolicy, LeaseTTL: cfg.FlowLeaseTTL})
 	if err != nil {
 		return err
 	}
@@ -349,6 +354,7 @@ func Run(ctx context.Context, cfg Config) error {
 		Backups:    p,
 		BYOK:       p,
 		Coverage:   p,
+		Egress:     p,
 		Events:     p,
 		Keys:       p,
 		Health:     storeHealth(store), // a read and a rolled-back write

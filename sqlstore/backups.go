@@ -141,7 +141,7 @@ func (t *tx) DeleteBackup(ctx context.Context, id string) error {
 	}
 	// The foreign keys cascade; deleting explicitly as well keeps the
 	// guarantee even on a database opened without foreign-key enforcement.
-	for _, table := range []string{"backup_files", "backup_rows"} {
+	for _, table := range []string{"backup_files", "backup_rows", "backup_flow_items"} {
 		if _, err := t.exec(ctx, `DELETE FROM `+table+` WHERE backup_id = ?`, id); err != nil {
 			return t.fail("delete backup", err)
 		}
@@ -236,7 +236,9 @@ func (t *tx) BackupEpochs(ctx context.Context, envID string) ([]uint32, error) {
 	}, `SELECT r.epoch FROM backup_rows r JOIN backups b ON b.id = r.backup_id WHERE b.env_id = ?
 		UNION
 		SELECT f.epoch FROM backup_files f JOIN backups b ON b.id = f.backup_id WHERE b.env_id = ?
-		ORDER BY 1`, envID, envID)
+		UNION
+		SELECT i.epoch FROM backup_flow_items i JOIN backups b ON b.id = i.backup_id WHERE b.env_id = ? AND i.epoch <> 0
+		ORDER BY 1`, envID, envID, envID)
 }
 
 // BackupEpochCounts counts an environment's backup items per epoch.
@@ -249,7 +251,9 @@ func (t *tx) BackupEpochCounts(ctx context.Context, envID string) ([]keyhold.Bac
 		SELECT r.epoch, b.expires_at FROM backup_rows r JOIN backups b ON b.id = r.backup_id WHERE b.env_id = ?
 		UNION ALL
 		SELECT f.epoch, b.expires_at FROM backup_files f JOIN backups b ON b.id = f.backup_id WHERE b.env_id = ?
-	) x GROUP BY x.epoch ORDER BY x.epoch`, envID, envID)
+		UNION ALL
+		SELECT i.epoch, b.expires_at FROM backup_flow_items i JOIN backups b ON b.id = i.backup_id WHERE b.env_id = ? AND i.epoch <> 0
+	) x GROUP BY x.epoch ORDER BY x.epoch`, envID, envID, envID)
 }
 
 // ClearEnvData deletes every row and file of an environment, and the

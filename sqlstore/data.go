@@ -89,13 +89,16 @@ func (t *tx) DeleteRow(ctx context.Context, envID, table, id string) error {
 
 // ListRows returns one page of an environment's rows in (table, id) order:
 // those after (f.AfterTable, f.AfterID) if either is set, of epoch f.Epoch
-// if it is not 0, at most f.Limit of them (DefaultRowLimit if 0, never more
+// if it is not 0, of table f.Table if it is set, at most f.Limit of them (DefaultRowLimit if 0, never more
 // than MaxRowLimit).
 func (t *tx) ListRows(ctx context.Context, f keyhold.RowFilter) ([]*keyhold.RowRecord, error) {
 	conds := []string{"env_id = ?"}
 	args := []any{f.EnvID}
 	if f.Epoch != 0 {
 		conds, args = append(conds, "epoch = ?"), append(args, int64(f.Epoch))
+	}
+	if f.Table != "" {
+		conds, args = append(conds, "table_name = ?"), append(args, f.Table)
 	}
 	if f.AfterTable != "" || f.AfterID != "" {
 		// A row-value comparison: both SQLite and PostgreSQL turn it

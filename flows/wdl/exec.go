@@ -383,6 +383,19 @@ func (r *runner) do(n *node, s *ActionState, e *env, path string, loops []loopFr
 		s.Outputs = &out
 	case "Http", "Workflow", "ApiConnection", "OpenApiConnection":
 		return r.call(n, s, e, path)
+	case "Wait":
+		// It waits until its start (saved when it started) plus the
+		// interval: a run resumed after a crash waits only what is left.
+		v, err := e.evalValue(n.inputs, n.path+".inputs")
+		if err != nil {
+			return err
+		}
+		s.Inputs = v
+		if left := s.Start.Add(n.wait).Sub(r.host.Now()); left > 0 {
+			if err := r.host.Sleep(r.ctx, left); err != nil {
+				return err
+			}
+		}
 	case "Scope":
 		if err := r.runGraph(n.body, loops); err != nil {
 			return err

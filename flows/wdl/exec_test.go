@@ -585,3 +585,44 @@ func TestConcurrentRuns(t *testing.T) {
 		}
 	}
 }
+
+// TestWaitResumesWithWhatIsLeft: a Wait (Delay) sleeps its interval
+// through the host; a run stopped while it waits and resumed later waits
+// only the rest, counted from the action's saved start, then goes on.
+func TestWaitResumesWithWhatIsLeft(t *testing.T) {
+	d := mustParse(t, def(`{
+		"Delay": {"type": "Wait", "inputs": {"interval": {"count": 10, "unit": "Minute"}}},
+		"After": {"type": "Http", "inputs": {"method": "GET", "uri": "https://x/after"}, "runAfter": {"Delay": ["Succeeded"]}}
+	}`))
+	h := newHost()
+	st := NewRun(Outputs{})
+	if err := Execute(context.Background(), d, st, nil, h, func(*RunState) error { return nil }); err != nil {
+		t.Fatal(err)
+	}
+	if st.Status != StatusSucceeded || len(h.slept) != 1 || h.slept[0] != 10*time.Minute || h.callsTo("After") != 1 {
+		t.Fatalf("run %s, slept %v, %d calls", st.Status, h.slept, len(h.calls))
+	}
+	if in, _ := st.Actions["Delay"].Inputs.(map[string]any); in["interval"] == nil {
+		t.Fatalf("the Wait's inputs aren't recorded: %v", st.Actions["Delay"].Inputs)
+	}
+
+	// Crash right after the Wait's start is saved; resume 4 minutes on.
+	h = newHost()
+	st = NewRun(Outputs{})
+	err := Execute(context.Background(), d, st, nil, h, func(s *RunState) error {
+		if a := s.Actions["Delay"]; a != nil && a.Status == StatusRunning {
+			return errCrash
+		}
+		return nil
+	})
+	if !errors.Is(err, errCrash) || len(h.slept) != 0 {
+		t.Fatalf("Execute = %v, slept %v", err, h.slept)
+	}
+	h.now = h.now.Add(4 * time.Minute)
+	if err := Execute(context.Background(), d, st, nil, h, func(*RunState) error { return nil }); err != nil {
+		t.Fatal(err)
+	}
+	if st.Status != StatusSucceeded || len(h.slept) != 1 || h.slept[0] != 6*time.Minute || h.callsTo("After") != 1 {
+		t.Fatalf("resumed run %s, slept %v, %d calls", st.Status, h.slept, len(h.calls))
+	}
+}

@@ -45,6 +45,8 @@ type node struct {
 	cases   []switchCase
 	defaulG *graph // Switch's default
 
+	wait time.Duration // Wait: its interval
+
 	varName string // the variable a variable action names
 	varType string // InitializeVariable: the declared types, by name in d.varTypes
 }
@@ -622,8 +624,10 @@ func (p *defParser) action(name string, raw json.RawMessage, path string, loops 
 		keys = append(keys, "expression", "actions", "limit")
 	case "Scope":
 		keys = append(keys, "actions")
+	case "Wait":
+		keys = append(keys, "inputs")
 	default:
-		return nil, invalid(path+".type", "the action type %q is not supported (supported: Compose, InitializeVariable, SetVariable, IncrementVariable, AppendToArrayVariable, AppendToStringVariable, If, Switch, Foreach, Until, Scope, Terminate, Response, Http, Workflow, ApiConnection, OpenApiConnection)", keyhold.Clip(n.typ))
+		return nil, invalid(path+".type", "the action type %q is not supported (supported: Compose, InitializeVariable, SetVariable, IncrementVariable, AppendToArrayVariable, AppendToStringVariable, If, Switch, Foreach, Until, Scope, Terminate, Response, Wait, Http, Workflow, ApiConnection, OpenApiConnection)", keyhold.Clip(n.typ))
 	}
 	o, err := object(raw, path, keys...)
 	if err != nil {
@@ -701,6 +705,13 @@ func (p *defParser) action(name string, raw json.RawMessage, path string, loops 
 		}
 		if k, ok := o["kind"]; ok {
 			return nil, invalid(path+".kind", "a Terminate has no kind (%s)", keyhold.Clip(string(k)))
+		}
+	case "Wait":
+		if n.wait, err = parseWait(o["inputs"], path+".inputs"); err != nil {
+			return nil, err
+		}
+		if n.inputs, err = p.compileRaw(o["inputs"], path+".inputs", n); err != nil {
+			return nil, err
 		}
 	case "Response":
 		if k, ok := o["kind"]; ok {
@@ -945,6 +956,13 @@ func (p *defParser) callAction(n *node, raw json.RawMessage, path string) error 
 		if _, ok := in["uri"]; !ok {
 			return invalid(path+".uri", "is missing: give the URL to call")
 		}
+		if a, ok := in["authentication"]; ok {
+			ref, err := httpAuthentication(a, path+".authentication")
+			if err != nil {
+				return err
+			}
+			p.addConn(ref)
+		}
 	case "Workflow":
 		h, err := object(in["host"], path+".host", "workflowReferenceName", "triggerName")
 		if err != nil {
@@ -1003,6 +1021,71 @@ func (p *defParser) callAction(n *node, raw json.RawMessage, path string) error 
 		}
 	}
 	return nil
+}
+
+// maxWait is the longest Wait (Delay) interval.
+const maxWait = 30 * 24 * time.Hour
+
+var waitUnits = map[string]time.Duration{"Second": time.Second, "Minute": time.Minute, "Hour": time.Hour, "Day": 24 * time.Hour, "Week": 7 * 24 * time.Hour}
+
+// parseWait reads a Wait (the designer's Delay) action's inputs:
+// {"interval": {"count": n, "unit": "Second"|"Minute"|"Hour"|"Day"|"Week"}},
+// a literal interval, at most maxWait. ("until", Delay until, and the unit
+// Month, whose length varies, are refused.)
+func parseWait(raw json.RawMessage, path string) (time.Duration, error) {
+	in, err := object(raw, path, "interval")
+	if err != nil {
+		return 0, err
+	}
+	iv, ok := in["interval"]
+	if !ok {
+		return 0, invalid(path+".interval", "is missing: give {\"count\": n, \"unit\": \"Second\"} (Delay until is not supported)")
+	}
+	o, err := object(iv, path+".interval", "count", "unit")
+	if err != nil {
+		return 0, err
+	}
+	var count int64
+	if err := json.Unmarshal(o["count"], &count); err != nil || count < 1 {
+		return 0, invalid(path+".interval.count", "must be a whole number of at least 1, written literally, not %s", keyhold.Clip(string(o["count"])))
+	}
+	u, err := str(o["unit"], path+".interval.unit")
+	if err != nil {
+		return 0, err
+	}
+	unit, ok := waitUnits[u]
+	if !ok {
+		return 0, invalid(path+".interval.unit", "%q is not supported: use Second, Minute, Hour, Day or Week", keyhold.Clip(u))
+	}
+	if count > int64(maxWait/unit) {
+		return 0, invalid(path+".interval", "%d %s is longer than a Wait's limit of 30 days", count, u)
+	}
+	return time.Duration(count) * unit, nil
+}
+
+// httpAuthentication reads an Http action's authentication: only a
+// reference to a non-OAuth connection, {"type": "Connection",
+// "connectionName": "<reference>"}, so that the credential lives sealed in
+// the connection and never in the definition or the run's recorded
+// inputs. Inline credentials (Basic, Raw, …) are refused. It returns the
+// connection reference's name.
+func httpAuthentication(raw json.RawMessage, path string) (string, error) {
+	o, err := object(raw, path, "type", "connectionName")
+	if err != nil {
+		return "", invalid(path, "must be {\"type\": \"Connection\", \"connectionName\": \"<connection reference>\"}: inline credentials are not supported, put them in a non-OAuth connection (%s)", keyhold.Clip(string(raw)))
+	}
+	typ, err := str(o["type"], path+".type")
+	if err != nil {
+		return "", err
+	}
+	if typ != "Connection" {
+		return "", invalid(path+".type", "%q is not supported: put the credentials in a non-OAuth connection and use {\"type\": \"Connection\", \"connectionName\": \"<connection reference>\"}", keyhold.Clip(typ))
+	}
+	ref, err := str(o["connectionName"], path+".connectionName")
+	if err != nil || ref == "" || isTemplate(ref) {
+		return "", invalid(path+".connectionName", "must name one of the flow's connection references, written literally")
+	}
+	return ref, nil
 }
 
 func parseRetry(raw json.RawMessage, path string) (retryPolicy, error) {

@@ -1000,6 +1000,17 @@ func testListRows(t *testing.T, s keyhold.Store) {
 			return err
 		}
 		equal(t, "ListRows(after table alpha_2)", got, all[2*len(ids):])
+		// A table filter keeps to one table, with After paging in it.
+		got, err = tx.ListRows(ctx, keyhold.RowFilter{EnvID: "e1", Table: "alpha"})
+		if err != nil {
+			return err
+		}
+		equal(t, "ListRows(table alpha)", got, all[len(ids):2*len(ids)])
+		got, err = tx.ListRows(ctx, keyhold.RowFilter{EnvID: "e1", Table: "alpha", AfterTable: "alpha", AfterID: "a_1", Limit: 5})
+		if err != nil {
+			return err
+		}
+		equal(t, "ListRows(table alpha after a_1)", got, all[2*len(ids)-1:2*len(ids)])
 
 		// Epoch filter, combined with paging.
 		var epoch2 []*keyhold.RowRecord

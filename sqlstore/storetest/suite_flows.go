@@ -19,6 +19,7 @@ var flowStoreTests = []struct {
 	{"FlowSchedules", testFlowSchedules},
 	{"FlowKeysAndConnections", testFlowKeysAndConnections},
 	{"FlowRunCounts", testFlowRunCounts},
+	{"BackupFlowItems", testBackupFlowItems},
 }
 
 func flowRec(envID, id string, version uint64) *keyhold.FlowRecord {
@@ -320,4 +321,80 @@ func testFlowKeysAndConnections(t *testing.T, s keyhold.Store) {
 	update(t, s, func(tx keyhold.Tx) error { return tx.DeleteConnection(ctx, "e1", "shared_http", "a") })
 	err = tryUpdate(s, func(tx keyhold.Tx) error { return tx.DeleteConnection(ctx, "e1", "shared_http", "a") })
 	wantCode(t, "DeleteConnection(again)", err, keyhold.CodeConnectionNotFound, "a")
+}
+
+// testBackupFlowItems: a backup holds flow items (listed by kind and item,
+// a repeated one a conflict), their epochs other than 0 count in
+// BackupEpochs, and deleting the backup deletes them. EnvFlowSet reads an
+// environment's flows, keys, schedules and connections; ReplaceFlows
+// replaces them all (runs go) with records kept at their versions.
+func testBackupFlowItems(t *testing.T, s keyhold.Store) {
+	ctx := context.Background()
+	seedEnv(t, s, "t1", "e1")
+	update(t, s, func(tx keyhold.Tx) error {
+		if err := tx.PutFlow(ctx, flowRec("e1", "old", 1)); err != nil {
+			return err
+		}
+		run := &keyhold.FlowRunRecord{EnvID: "e1", FlowID: "old", ID: "r1", Status: keyhold.RunSucceeded, Epoch: 1, Version: 1, StateVersion: 1, Sealed: []byte("s"), StartedAt: at(0), UpdatedAt: at(0)}
+		if err := tx.PutFlowRun(ctx, run); err != nil {
+			return err
+		}
+		return tx.StageBackup(ctx, mkBackup("b1", "e1", at(time.Hour), at(2*time.Hour)))
+	})
+	items := []*keyhold.BackupFlowItem{
+		{Kind: keyhold.BackupFlowManifest, Item: "flows", Record: []byte("{}")},
+		{Kind: keyhold.BackupFlowRecord, Item: "f1", Epoch: 7, Record: []byte(`{"ID":"f1"}`)},
+		{Kind: keyhold.BackupFlowConnection, Item: "shared_http/api", Epoch: keyhold.PlatformEpoch, Record: []byte(`{}`)},
+	}
+	update(t, s, func(tx keyhold.Tx) error { return tx.PutBackupFlowItems(ctx, "b1", items) })
+	if err := tryUpdate(s, func(tx keyhold.Tx) error { return tx.PutBackupFlowItems(ctx, "b1", items[1:2]) }); keyhold.ErrorCode(err) != keyhold.CodeConflict {
+		t.Errorf("a repeated item: %v, want Conflict", err)
+	}
+	view(t, s, func(tx keyhold.Tx) error {
+		got, err := tx.BackupFlowItems(ctx, "b1")
+		if err != nil {
+			return err
+		}
+		if len(got) != 3 || got[0].Kind != keyhold.BackupFlowConnection || got[1].Kind != keyhold.BackupFlowRecord || got[1].Epoch != 7 || string(got[1].Record) != `{"ID":"f1"}` {
+			t.Errorf("BackupFlowItems = %+v", got)
+		}
+		epochs, err := tx.BackupEpochs(ctx, "e1")
+		if err != nil {
+			return err
+		}
+		if len(epochs) != 1 || epochs[0] != 7 {
+			t.Errorf("BackupEpochs = %v, want [7] (the flow item's; 0 is not an epoch)", epochs)
+		}
+		return nil
+	})
+
+	set := &keyhold.FlowSet{
+		Flows:       []*keyhold.FlowRecord{flowRec("e1", "f1", 5)},
+		Keys:        []*keyhold.FlowKeyRecord{{EnvID: "e1", FlowID: "f1", Epoch: 1, Version: 3, Sealed: []byte("k"), CreatedAt: at(0)}},
+		Schedules:   []*keyhold.FlowSchedule{{EnvID: "e1", FlowID: "f1", NextSlot: at(time.Hour), LastSlot: at(0)}},
+		Connections: []*keyhold.ConnectionRecord{{EnvID: "e1", API: "shared_http", Name: "api", Kind: keyhold.ConnectionNonOAuth, Version: 2, Sealed: []byte("c"), CreatedAt: at(0)}},
+	}
+	update(t, s, func(tx keyhold.Tx) error { return tx.ReplaceFlows(ctx, "e1", set) })
+	view(t, s, func(tx keyhold.Tx) error {
+		got, err := tx.EnvFlowSet(ctx, "e1")
+		if err != nil {
+			return err
+		}
+		if len(got.Flows) != 1 || got.Flows[0].ID != "f1" || got.Flows[0].Version != 5 || len(got.Keys) != 1 || got.Keys[0].Version != 3 ||
+			len(got.Schedules) != 1 || !got.Schedules[0].NextSlot.Equal(at(time.Hour)) || len(got.Connections) != 1 || got.Connections[0].Version != 2 {
+			t.Errorf("EnvFlowSet after ReplaceFlows = %+v", got)
+		}
+		if _, err := tx.FlowRun(ctx, "e1", "old", "r1"); keyhold.ErrorCode(err) != keyhold.CodeFlowRunNotFound {
+			t.Errorf("the replaced flow's run: %v, want gone", err)
+		}
+		return nil
+	})
+	update(t, s, func(tx keyhold.Tx) error { return tx.DeleteBackup(ctx, "b1") })
+	view(t, s, func(tx keyhold.Tx) error {
+		got, err := tx.BackupFlowItems(ctx, "b1")
+		if err != nil || len(got) != 0 {
+			t.Errorf("items of a deleted backup: %d, %v", len(got), err)
+		}
+		return nil
+	})
 }

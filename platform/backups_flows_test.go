@@ -1,0 +1,214 @@
+package platform
+
+import (
+	"context"
+	"encoding/json"
+	"net/url"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/keyhold/keyhold"
+	"github.com/keyhold/keyhold/flows"
+)
+
+// TestBackupRestoresFlows: a backup holds the environment's flows, their
+// callback keys and schedules, and its connections. After a flow and a
+// connection are deleted and the environment linked to a customer key
+// (the backup's epoch-1 items keep their wrapped key), restoring the
+// backup brings them back re-sealed under the customer key's epoch (the
+// non-OAuth connection under the platform partition); the flow runs, its
+// earlier callback URL still works, the recurrence has its schedule, the
+// connection's credentials open. Runs are not restored. Without the
+// backup's flow items, the restored environment has no flow.
+func TestBackupRestoresFlows(t *testing.T) {
+	cmkBackends(t, true, func(t *testing.T, f *cmkFixture) {
+		ctx := context.Background()
+		v := f.newVault(t, "kv-backup-flows", true)
+		f.newKey(t, v, "env-key")
+		pol := f.newPolicy(t, "policy-backup-flows", v, "env-key", nil)
+		f.grantKey(t, pol, v, "env-key")
+		admin, adminID := f.platformAdmin(t, keyhold.RolePowerPlatformAdministrator)
+		f.grant(t, adminID, keyhold.RoleReader, pol.ID())
+		env := f.managedEnv(t, "flows-backup")
+
+		fl, err := flows.New(flows.Config{Store: f.store, Sealer: f.p.Sealer, Data: f.p, Clock: f.clock, PollInterval: 20 * time.Millisecond})
+		if err != nil {
+			t.Fatal(err)
+		}
+		fl.Start()
+		t.Cleanup(fl.Close)
+		name := "Echo"
+		def := `{"triggers":{"manual":{"type":"Request","kind":"Button","inputs":{"schema":{"type":"object"}}}},
+ "actions":{"Compose":{"type":"Compose","inputs":"@concat('echo ', triggerBody()?['text'])","runAfter":{}},
+  "Response":{"type":"Response","kind":"Http","inputs":{"statusCode":200,"body":"@outputs('Compose')"},"runAfter":{"Compose":["Succeeded"]}}}}`
+		if _, err := fl.PutFlow(f.ctx, env.ID, "echo", &keyhold.FlowInput{DisplayName: &name, Definition: json.RawMessage(def)}); err != nil {
+			t.Fatal(err)
+		}
+		tick := "Tick"
+		tickDef := `{"triggers":{"every":{"type":"Recurrence","recurrence":{"frequency":"Day","interval":1}}},"actions":{"C":{"type":"Compose","inputs":1}}}`
+		if _, err := fl.PutFlow(f.ctx, env.ID, "tick", &keyhold.FlowInput{DisplayName: &tick, Definition: json.RawMessage(tickDef)}); err != nil {
+			t.Fatal(err)
+		}
+		cb, err := fl.CallbackURL(f.ctx, env.ID, "echo", "manual", false)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := fl.PutConnection(f.ctx, env.ID, "shared_commondataserviceforapps", "dv", &keyhold.ConnectionInput{Kind: keyhold.ConnectionOAuth}); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := fl.PutConnection(f.ctx, env.ID, "shared_http", "api", &keyhold.ConnectionInput{Kind: keyhold.ConnectionNonOAuth, Parameters: map[string]string{"apiKey": "k"}}); err != nil {
+			t.Fatal(err)
+		}
+		run, err := fl.RunTrigger(f.ctx, env.ID, "echo", "manual", json.RawMessage(`{"text":"before"}`))
+		if err != nil {
+			t.Fatal(err)
+		}
+		waitRun(t, fl, f.ctx, env.ID, "echo", run.ID)
+
+		b, err := f.p.CreateBackup(f.ctx, env.ID, "with flows")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := fl.DeleteFlow(f.ctx, env.ID, "echo"); err != nil {
+			t.Fatal(err)
+		}
+		if err := fl.DeleteConnection(f.ctx, env.ID, "shared_http", "api"); err != nil {
+			t.Fatal(err)
+		}
+		f.succeed(t, "link", func() (*keyhold.Operation, error) { return f.p.LinkPolicy(admin, env.ID, pol.SystemID) })
+		e := f.env(t, env.ID)
+		if e.Epoch == 1 {
+			t.Fatalf("the link did not re-key: epoch %d", e.Epoch)
+		}
+		f.succeed(t, "restore", func() (*keyhold.Operation, error) { return f.p.RestoreBackup(f.ctx, env.ID, b.ID) })
+
+		got, err := fl.GetFlow(f.ctx, env.ID, "echo")
+		if err != nil || got.DisplayName != "Echo" {
+			t.Fatalf("flow after restore: %+v, %v", got, err)
+		}
+		if runs, err := fl.ListRuns(f.ctx, env.ID, "echo"); err != nil || len(runs) != 0 {
+			t.Fatalf("runs after restore: %d, %v (run history is not backed up)", len(runs), err)
+		}
+		_ = f.store.View(ctx, func(tx keyhold.Tx) error {
+			set, err := tx.EnvFlowSet(ctx, env.ID)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if len(set.Flows) != 2 || len(set.Keys) != 1 || len(set.Schedules) != 1 || len(set.Connections) != 2 {
+				t.Fatalf("restored set: %d flows, %d keys, %d schedules, %d connections", len(set.Flows), len(set.Keys), len(set.Schedules), len(set.Connections))
+			}
+			for _, fr := range set.Flows {
+				if fr.Epoch != e.Epoch {
+					t.Errorf("flow %s under epoch %d, want the customer key's %d", fr.ID, fr.Epoch, e.Epoch)
+				}
+			}
+			if set.Keys[0].Epoch != e.Epoch {
+				t.Errorf("callback key under epoch %d", set.Keys[0].Epoch)
+			}
+			for _, c := range set.Connections {
+				want := e.Epoch
+				if c.Kind == keyhold.ConnectionNonOAuth {
+					want = keyhold.PlatformEpoch
+				}
+				if c.Epoch != want {
+					t.Errorf("connection %s under epoch %d, want %d", c.Name, c.Epoch, want)
+				}
+				if c.Kind == keyhold.ConnectionNonOAuth {
+					pt, err := f.p.Sealer.OpenPlatform(ctx, env.ID, keyhold.StoreConnections, keyhold.ConnectionItemID(c.API, c.Name), c.Version, c.Sealed)
+					if err != nil || !strings.Contains(string(pt), `"apiKey":"k"`) {
+						t.Errorf("the restored non-OAuth connection's credentials: %v", err)
+					}
+				}
+			}
+			return nil
+		})
+		u, _ := url.Parse(cb.Value)
+		q := u.Query()
+		resp, err := fl.InvokeTrigger(ctx, env.ID, "echo", "manual", keyhold.FlowSignature{APIVersion: q.Get("api-version"), SP: q.Get("sp"), SV: q.Get("sv"), Sig: q.Get("sig")}, json.RawMessage(`{"text":"restored"}`))
+		if err != nil || resp.StatusCode != 200 || resp.Body != "echo restored" {
+			t.Fatalf("the earlier callback URL after restore: %+v, %v", resp, err)
+		}
+		if c, err := fl.GetConnection(f.ctx, env.ID, "shared_http", "api"); err != nil || c.Root != "platform" {
+			t.Fatalf("non-OAuth connection after restore: %+v, %v", c, err)
+		}
+	})
+}
+
+func waitRun(t *testing.T, fl *flows.Service, ctx context.Context, envID, flowID, runID string) *keyhold.FlowRun {
+	t.Helper()
+	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(20 * time.Millisecond) {
+		r, err := fl.GetRun(ctx, envID, flowID, runID)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if r.Status == keyhold.RunSucceeded {
+			return r
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("run %+v", r)
+		}
+	}
+}
+
+// TestCopyCarriesFlows: copying an environment into one linked to a
+// customer key brings its flows and connections along, re-sealed under
+// the target's key (the non-OAuth connection under the target's platform
+// partition); the copied flow runs there, and answers at the target's own
+// callback URL.
+func TestCopyCarriesFlows(t *testing.T) {
+	cmkBackends(t, true, func(t *testing.T, f *cmkFixture) {
+		ctx := context.Background()
+		v := f.newVault(t, "kv-copy-flows", true)
+		f.newKey(t, v, "env-key")
+		pol := f.newPolicy(t, "policy-copy-flows", v, "env-key", nil)
+		f.grantKey(t, pol, v, "env-key")
+		admin, adminID := f.platformAdmin(t, keyhold.RolePowerPlatformAdministrator)
+		f.grant(t, adminID, keyhold.RoleReader, pol.ID())
+		src := f.managedEnv(t, "flows-source")
+		dst := f.managedEnv(t, "flows-target")
+		f.succeed(t, "link", func() (*keyhold.Operation, error) { return f.p.LinkPolicy(admin, dst.ID, pol.SystemID) })
+
+		fl, err := flows.New(flows.Config{Store: f.store, Sealer: f.p.Sealer, Data: f.p, Clock: f.clock, PollInterval: 20 * time.Millisecond})
+		if err != nil {
+			t.Fatal(err)
+		}
+		fl.Start()
+		t.Cleanup(fl.Close)
+		name := "Echo"
+		def := `{"triggers":{"manual":{"type":"Request","kind":"Button"}},
+ "actions":{"Compose":{"type":"Compose","inputs":"@concat('echo ', triggerBody()?['text'])","runAfter":{}},
+  "Response":{"type":"Response","kind":"Http","inputs":{"statusCode":200,"body":"@outputs('Compose')"},"runAfter":{"Compose":["Succeeded"]}}}}`
+		if _, err := fl.PutFlow(f.ctx, src.ID, "echo", &keyhold.FlowInput{DisplayName: &name, Definition: json.RawMessage(def)}); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := fl.PutConnection(f.ctx, src.ID, "shared_http", "api", &keyhold.ConnectionInput{Kind: keyhold.ConnectionNonOAuth, Parameters: map[string]string{"apiKey": "k"}}); err != nil {
+			t.Fatal(err)
+		}
+		f.succeed(t, "copy", func() (*keyhold.Operation, error) { return f.p.CopyEnvironment(admin, dst.ID, src.ID) })
+		e := f.env(t, dst.ID)
+		_ = f.store.View(ctx, func(tx keyhold.Tx) error {
+			set, err := tx.EnvFlowSet(ctx, dst.ID)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if len(set.Flows) != 1 || set.Flows[0].Epoch != e.Epoch || len(set.Connections) != 1 || set.Connections[0].Epoch != keyhold.PlatformEpoch {
+				t.Fatalf("copied set: %+v (target epoch %d)", set, e.Epoch)
+			}
+			return nil
+		})
+		cb, err := fl.CallbackURL(f.ctx, dst.ID, "echo", "manual", false)
+		if err != nil {
+			t.Fatal(err)
+		}
+		u, _ := url.Parse(cb.Value)
+		q := u.Query()
+		resp, err := fl.InvokeTrigger(ctx, dst.ID, "echo", "manual", keyhold.FlowSignature{APIVersion: q.Get("api-version"), SP: q.Get("sp"), SV: q.Get("sv"), Sig: q.Get("sig")}, json.RawMessage(`{"text":"copied"}`))
+		if err != nil || resp.StatusCode != 200 || resp.Body != "echo copied" {
+			t.Fatalf("the copied flow at the target's URL: %+v, %v", resp, err)
+		}
+		if _, err := fl.GetFlow(f.ctx, src.ID, "echo"); err != nil {
+			t.Fatalf("the source's flow after the copy: %v", err)
+		}
+	})
+}
