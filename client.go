@@ -81,4 +81,7 @@ type EventClient interface {
 	EventViewer
 	TenantSettings(ctx context.Context) (*TenantSettings, error)
 	UpdateTenantSettings(ctx context.Context, patch TenantSettingsPatch) (*TenantSettings, error)
+	// TestWebhook writes a WebhookTest event, as WebhookTester does, and
+	// returns it as the API renders it.
+	TestWebhook(ctx context.Context) (*EventView, error)
 }
