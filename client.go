@@ -81,6 +81,9 @@ type EventClient interface {
 	EventViewer
 	TenantSettings(ctx context.Context) (*TenantSettings, error)
 	UpdateTenantSettings(ctx context.Context, patch TenantSettingsPatch) (*TenantSettings, error)
+	// TestWebhook writes a WebhookTest event, as WebhookTester does, and
+	// returns it as the API renders it.
+	TestWebhook(ctx context.Context) (*EventView, error)
 }
 
 // TenantEgressClient is what "keyhold tenant egress" takes.

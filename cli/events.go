@@ -21,8 +21,49 @@ func eventClient(f *Factory) func() (keyhold.EventClient, error) {
 
 func newCmdEvents(f *Factory) *cobra.Command {
 	cmd := newGroup("events", "Read the events of customer-managed keys: locks, re-enables, deletion warnings")
-	cmd.AddCommand(newCmdEventsList(f, nil))
+	cmd.AddCommand(newCmdEventsList(f, nil), newCmdEventsTest(f))
 	return cmd
+}
+
+// newCmdEventsTest is "keyhold events test": a WebhookTest event that the
+// tenant's webhook receives as any other, so that "events list" then says
+// whether the webhook works.
+func newCmdEventsTest(f *Factory) *cobra.Command {
+	client := eventClient(f)
+	return &cobra.Command{
+		Use:   "test",
+		Short: "Send the tenant's webhook a test event",
+		Long: `Write a WebhookTest event for the logged-in tenant. It is posted to the
+tenant's webhook, signed and retried, as any other event, and "keyhold
+events list" shows how its delivery went. Refused without a webhook
+("keyhold tenant settings set --webhook-url URL" sets one).`,
+		Example: `  keyhold events test
+  keyhold events list --top 1`,
+		Args: exactArgs(),
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			c, err := client()
+			if err != nil {
+				return err
+			}
+			e, err := c.TestWebhook(cmd.Context())
+			if err != nil {
+				return err
+			}
+			if f.Format == FormatJSON {
+				return printJSON(f.IO.Out, e)
+			}
+			if f.Format == FormatID {
+				fmt.Fprintln(f.IO.Out, e.ID)
+				return nil
+			}
+			state := "-"
+			if e.Delivery != nil {
+				state = string(e.Delivery.State)
+			}
+			fmt.Fprintf(f.IO.Out, "Event %s %s written; webhook delivery: %s\n", e.ID, e.Kind, state)
+			return nil
+		},
+	}
 }
 
 // EventsListOptions are the parsed arguments of "keyhold events list".

@@ -64,6 +64,12 @@ type fakeEvents struct {
 func (f *fakeEvents) ListEventViews(context.Context, int64, int) ([]keyhold.EventView, error) {
 	return f.events, f.err
 }
+func (f *fakeEvents) TestWebhook(context.Context) (*keyhold.EventView, error) {
+	if f.err != nil {
+		return nil, f.err
+	}
+	return &f.events[0], nil
+}
 func (f *fakeEvents) TenantSettings(context.Context) (*keyhold.TenantSettings, error) {
 	return &f.s, f.err
 }
@@ -125,6 +131,19 @@ func TestTenantSettingsStack(t *testing.T) {
 	}
 	if out := s.ok("events", "list"); !strings.Contains(out, "No events") {
 		t.Errorf("events list on a new tenant:\n%s", out)
+	}
+	// A test event for the webhook: listed, Pending.
+	if out := s.ok("events", "test"); !strings.Contains(out, keyhold.EventWebhookTest) || !strings.Contains(out, "Pending") {
+		t.Errorf("events test:\n%s", out)
+	}
+	if out := s.ok("events", "list"); !strings.Contains(out, keyhold.EventWebhookTest) {
+		t.Errorf("events list after a test:\n%s", out)
+	}
+	// Without a webhook: refused, saying how to set one, no event.
+	s.ok("tenant", "settings", "set", "--webhook-url", "")
+	s.fails(1, "no webhook", "events", "test")
+	if out := s.ok("events", "list", "-o", "id"); len(strings.Fields(out)) != 1 {
+		t.Errorf("a refused test wrote an event:\n%s", out)
 	}
 }
 
