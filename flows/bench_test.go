@@ -34,6 +34,12 @@ func (plainSealer) OpenPlatform(_ context.Context, _, _, _ string, _ uint64, ct 
 	return append([]byte(nil), ct...), nil
 }
 func (plainSealer) Serving(context.Context, string) error { return nil }
+func (plainSealer) ServingIn(context.Context, keyhold.Tx, string) (uint32, error) {
+	return 1, nil
+}
+func (plainSealer) SealUnder(_ context.Context, _, _, _ string, _ uint64, _ uint32, pt []byte) ([]byte, error) {
+	return append([]byte(nil), pt...), nil
+}
 
 const benchFlow = `{
   "$schema": "https://schema.management.azure.com/providers/Microsoft.Logic/schemas/2016-06-01/workflowdefinition.json#",
