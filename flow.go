@@ -32,12 +32,24 @@ import (
 // which doesn't check the state, yet a locked or disabled environment
 // must stop them too (spec 004: the environment itself is disabled), so
 // the flows package asks Serving before it seals or opens one of theirs.
+//
+// ServingIn and SealUnder split Seal for the engine's saves of a run's
+// state (issue 15's throughput): ServingIn refuses as Serving does, but
+// reads the environment in the caller's own write transaction and returns
+// its current epoch; SealUnder seals under a given epoch (PlatformEpoch:
+// the platform partition) without reading the state at all. A caller that
+// seals with SealUnder must check ServingIn, and that the epoch is still
+// current, in the transaction that writes the ciphertext: the check then
+// costs no transaction of its own, and a lock that commits before that
+// write stops it.
 type EnvironmentSealer interface {
 	Seal(ctx context.Context, envID, store, itemID string, version uint64, plaintext []byte) (ciphertext []byte, epoch uint32, err error)
 	Open(ctx context.Context, envID, store, itemID string, version uint64, epoch uint32, ciphertext []byte) ([]byte, error)
 	SealPlatform(ctx context.Context, envID, store, itemID string, version uint64, plaintext []byte) ([]byte, error)
 	OpenPlatform(ctx context.Context, envID, store, itemID string, version uint64, ciphertext []byte) ([]byte, error)
 	Serving(ctx context.Context, envID string) error
+	ServingIn(ctx context.Context, tx Tx, envID string) (epoch uint32, err error)
+	SealUnder(ctx context.Context, envID, store, itemID string, version uint64, epoch uint32, plaintext []byte) ([]byte, error)
 }
 
 // PlatformEpoch is the epoch an item sealed by SealPlatform records: no

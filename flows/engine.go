@@ -168,11 +168,7 @@ func (s *Service) write(ctx context.Context, l *lease, fn func(r *keyhold.FlowRu
 	if err := fn(&r); err != nil {
 		return err
 	}
-	now := s.clock.Now().UTC()
-	r.Version, r.UpdatedAt = l.rec.Version+1, now
-	if !r.Terminal() && r.LeaseOwner == s.cfg.Owner {
-		r.LeaseUntil = now.Add(s.cfg.LeaseTTL)
-	}
+	s.renew(&r, l.rec.Version)
 	if err := s.store.Update(ctx, func(tx keyhold.Tx) error { return tx.PutFlowRun(ctx, &r) }); err != nil {
 		return err
 	}
@@ -180,21 +176,92 @@ func (s *Service) write(ctx context.Context, l *lease, fn func(r *keyhold.FlowRu
 	return nil
 }
 
-// sealState returns fn for write that seals st as the run's next state,
-// where the run's flow is now (placed.go). Every seal of a run's state
-// goes through it.
-func (s *Service) sealState(ctx context.Context, st *wdl.RunState) func(r *keyhold.FlowRunRecord) error {
-	return func(r *keyhold.FlowRunRecord) error {
-		pt, err := json.Marshal(st)
-		if err != nil {
+// renew sets r as the version after prev, renewing the lease.
+func (s *Service) renew(r *keyhold.FlowRunRecord, prev uint64) {
+	now := s.clock.Now().UTC()
+	r.Version, r.UpdatedAt = prev+1, now
+	if !r.Terminal() && r.LeaseOwner == s.cfg.Owner {
+		r.LeaseUntil = now.Add(s.cfg.LeaseTTL)
+	}
+}
+
+// errEpochMoved: the environment's epoch is no longer the one a state
+// was sealed under; writeState seals it again under the current one.
+var errEpochMoved = errors.New("flows: the environment's epoch moved")
+
+// writeState writes the next version of the run, changed by fn, with st
+// sealed as its state: every save of a run's state goes through it.
+//
+// The state is sealed where the run's last state is (the lease's record:
+// its epoch is PlatformEpoch for a flow kept on the platform partition,
+// issue 16), so no save reads the flow. Only the re-key moves a run's
+// state elsewhere, and it writes the run with a compare-and-set: the
+// write then conflicts, and writeState re-reads the run and, if it is
+// still this engine's, seals again where it now is. Sealing happens
+// before the write transaction (an unwrap must not hold it open), with
+// SealUnder, which reads nothing; the environment's state is checked in
+// the write transaction itself (ServingIn), so a locked or disabled
+// environment's run stops at that save with nothing written, and a lock
+// that commits before the write can't let one more save through. If the
+// environment's epoch moved since (a rotation), the state is sealed
+// again under the new one.
+func (s *Service) writeState(ctx context.Context, l *lease, st *wdl.RunState, fn func(r *keyhold.FlowRunRecord) error) error {
+	pt, err := json.Marshal(st)
+	if err != nil {
+		return err
+	}
+	defer clear(pt)
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	epoch := l.rec.Epoch
+	for attempt := 0; ; attempt++ {
+		r := *l.rec
+		if err := fn(&r); err != nil {
 			return err
 		}
-		onPlatform, err := s.flowOnPlatform(ctx, r.EnvID, r.FlowID)
-		if err != nil {
+		s.renew(&r, l.rec.Version)
+		r.StateVersion = l.rec.StateVersion + 1
+		if l.rec.Epoch == keyhold.PlatformEpoch {
+			epoch = keyhold.PlatformEpoch
+		}
+		if r.Sealed, err = s.seal.SealUnder(ctx, r.EnvID, keyhold.StoreRuns, runItem(r.FlowID, r.ID), r.StateVersion, epoch, pt); err != nil {
 			return err
 		}
-		r.StateVersion++
-		r.Sealed, r.Epoch, err = s.sealAt(ctx, r.EnvID, keyhold.StoreRuns, runItem(r.FlowID, r.ID), r.StateVersion, onPlatform, pt)
+		r.Epoch = epoch
+		err = s.store.Update(ctx, func(tx keyhold.Tx) error {
+			current, err := s.seal.ServingIn(ctx, tx, r.EnvID)
+			if err != nil {
+				return err
+			}
+			if epoch != keyhold.PlatformEpoch && current != epoch {
+				epoch = current
+				return errEpochMoved
+			}
+			return tx.PutFlowRun(ctx, &r)
+		})
+		if err == nil {
+			l.rec = &r
+			return nil
+		}
+		if attempt >= 3 {
+			return err
+		}
+		switch {
+		case errors.Is(err, errEpochMoved):
+			continue
+		case keyhold.ErrorCode(err) == keyhold.CodeConflict:
+			// Moved by the re-key (still ours: go on where it now
+			// is), or cancelled or taken over (stop).
+			var now *keyhold.FlowRunRecord
+			if rerr := s.store.View(ctx, func(tx keyhold.Tx) (err error) {
+				now, err = tx.FlowRun(ctx, r.EnvID, r.FlowID, r.ID)
+				return err
+			}); rerr != nil || now.Terminal() || now.LeaseOwner != s.cfg.Owner || now.StateVersion <= l.rec.StateVersion {
+				return err
+			}
+			l.rec, epoch = now, now.Epoch
+			continue
+		}
 		return err
 	}
 }
@@ -261,7 +328,9 @@ func (s *Service) executeLeased(ctx context.Context, l *lease) error {
 		}
 	}()
 	h := &host{s: s, l: l, fd: fd}
-	save := func(st *wdl.RunState) error { return s.write(ctx, l, s.sealState(ctx, st)) }
+	save := func(st *wdl.RunState) error {
+		return s.writeState(ctx, l, st, func(*keyhold.FlowRunRecord) error { return nil })
+	}
 	params := map[string]any{}
 	for k, v := range fd.def.Parameters {
 		params[k] = v
@@ -277,10 +346,9 @@ func (s *Service) executeLeased(ctx context.Context, l *lease) error {
 	case wdl.StatusCancelled:
 		status = keyhold.RunCancelled
 	}
-	seal := s.sealState(ctx, st)
-	if err := s.write(ctx, l, func(r *keyhold.FlowRunRecord) error {
+	if err := s.writeState(ctx, l, st, func(r *keyhold.FlowRunRecord) error {
 		r.Status, r.EndedAt, r.LeaseOwner, r.LeaseUntil = status, s.clock.Now().UTC(), "", time.Time{}
-		return seal(r)
+		return nil
 	}); err != nil {
 		return err
 	}

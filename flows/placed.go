@@ -13,7 +13,8 @@ import (
 // environment's current epoch. SealPlatform and OpenPlatform don't check
 // the environment's state, so these two ask Serving first: a locked or
 // disabled environment stops its platform-partition flows as it stops the
-// others.
+// others. A run's saves (engine.go, writeState) seal where its last state
+// is and check the state in their own write transaction instead.
 
 // sealAt seals one of a flow's items: on the platform partition if
 // onPlatform, else under the current epoch; it says which epoch.
@@ -37,20 +38,4 @@ func (s *Service) openAt(ctx context.Context, envID, store, item string, version
 		return nil, err
 	}
 	return s.seal.OpenPlatform(ctx, envID, store, item, version, ct)
-}
-
-// flowOnPlatform says whether a flow is on the platform partition now
-// (its definition is sealed there): where its runs' states are sealed.
-// It reads the flow at each save, so that a run in flight when a re-key
-// or a fix moves its flow follows it.
-func (s *Service) flowOnPlatform(ctx context.Context, envID, flowID string) (bool, error) {
-	var rec *keyhold.FlowRecord
-	err := s.store.View(ctx, func(tx keyhold.Tx) (err error) {
-		rec, err = tx.Flow(ctx, envID, flowID)
-		return err
-	})
-	if err != nil {
-		return false, err
-	}
-	return rec.Epoch == keyhold.PlatformEpoch, nil
 }

@@ -31,27 +31,73 @@ func checkSealerStore(store string) error {
 	return nil
 }
 
-// serving loads an environment that may run flows: Enabled, not Locked
-// (lockedError, with the lock's reason) and not in a locked BYOK tenant.
+// serving loads an environment that may run flows, in its own read
+// transaction (servingIn's rules).
 func (s *Sealer) serving(ctx context.Context, envID string) (*keyhold.Environment, error) {
 	var env *keyhold.Environment
-	err := s.store.View(ctx, func(tx keyhold.Tx) error {
-		var err error
-		if env, err = tx.Environment(ctx, envID); err != nil {
-			return err
-		}
-		if env.State == keyhold.StateLocked {
-			return lockedError(ctx, tx, env)
-		}
-		if err := byokServing(ctx, tx, env); err != nil {
-			return err
-		}
-		if env.State != keyhold.StateEnabled {
-			return keyhold.Errorf(keyhold.CodeEnvironmentDisabled, "environment %s is %s and runs no flows: an administrator must enable it first", env.ID, env.State)
-		}
-		return nil
+	err := s.store.View(ctx, func(tx keyhold.Tx) (err error) {
+		env, err = servingIn(ctx, tx, envID)
+		return err
 	})
 	return env, err
+}
+
+// servingIn loads, in tx, an environment that may run flows: Enabled, not
+// Locked (lockedError, with the lock's reason) and not in a locked BYOK
+// tenant.
+func servingIn(ctx context.Context, tx keyhold.Tx, envID string) (*keyhold.Environment, error) {
+	env, err := tx.Environment(ctx, envID)
+	if err != nil {
+		return nil, err
+	}
+	if env.State == keyhold.StateLocked {
+		return nil, lockedError(ctx, tx, env)
+	}
+	if err := byokServing(ctx, tx, env); err != nil {
+		return nil, err
+	}
+	if env.State != keyhold.StateEnabled {
+		return nil, keyhold.Errorf(keyhold.CodeEnvironmentDisabled, "environment %s is %s and runs no flows: an administrator must enable it first", env.ID, env.State)
+	}
+	return env, nil
+}
+
+// ServingIn refuses with Seal's rules in the caller's transaction tx and
+// returns the environment's current epoch: the flows engine checks it in
+// the transaction that writes a run's state, so the check costs no
+// transaction of its own and a lock can't commit between it and the
+// write (see keyhold.EnvironmentSealer).
+func (s *Sealer) ServingIn(ctx context.Context, tx keyhold.Tx, envID string) (uint32, error) {
+	env, err := servingIn(ctx, tx, envID)
+	if err != nil {
+		return 0, err
+	}
+	return env.Epoch, nil
+}
+
+// SealUnder seals an item under epoch (keyhold.PlatformEpoch: the platform
+// key's partition) without reading the environment: the caller checks
+// ServingIn, and the epoch, in the transaction that writes the result.
+// The environment key still comes from the custody core, which refuses
+// when the key can't be unwrapped.
+func (s *Sealer) SealUnder(ctx context.Context, envID, store, itemID string, version uint64, epoch uint32, plaintext []byte) ([]byte, error) {
+	if err := checkSealerStore(store); err != nil {
+		return nil, err
+	}
+	if epoch == keyhold.PlatformEpoch {
+		pk, err := s.mmk.DerivePartitionKey(envID, store)
+		if err != nil {
+			return nil, err
+		}
+		defer pk.Destroy()
+		return pk.Seal(itemID, version, plaintext)
+	}
+	sk, err := s.storeKey(ctx, envID, epoch, store)
+	if err != nil {
+		return nil, err
+	}
+	defer sk.Destroy()
+	return sk.Seal(itemID, version, plaintext)
 }
 
 // Serving refuses with Seal's rules (locked, disabled, a locked BYOK
