@@ -80,6 +80,12 @@ type CMKTx interface {
 	// is, without error, as its writer already moved it. It returns how
 	// many rows moved.
 	ResealRows(ctx context.Context, envID string, rs []*RowRecord, fromEpoch uint32) (int64, error)
+	// ResealPageRows is how many rows a re-key page should hold on this
+	// store, or 0 for the caller's default. A page is one write
+	// transaction: where it excludes every other writer (SQLite) it must
+	// stay short, where writers lock only their rows (PostgreSQL) a
+	// longer one saves round trips.
+	ResealPageRows() int
 	// EpochCounts counts an environment's rows and files per epoch, in
 	// epoch order; epochs without items are left out.
 	EpochCounts(ctx context.Context, envID string) ([]EpochCount, error)

@@ -7,8 +7,10 @@ import (
 	"crypto/cipher"
 	"crypto/rand"
 	"database/sql"
+	"encoding/json"
 	"fmt"
 	"os"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -172,8 +174,10 @@ func BenchmarkCMKLinkCustody(b *testing.B) {
 // link's steps are run one after the other in the benchmark's goroutine;
 // the timer covers the rekey step's runs only. Figures are plaintext MB/s,
 // each item decrypted under the old epoch and encrypted under the new.
-// KEYHOLD_BENCH_REKEY_PAGE sets the rows of a page (rekeyBatch), and
-// KEYHOLD_BENCH_ANALYZE=1 analyzes data_rows after seeding.
+// KEYHOLD_BENCH_REKEY_PAGE sets the rows of a page (rekeyBatch; any
+// value but the default 256 overrides the store's page, rowsPage),
+// KEYHOLD_BENCH_ANALYZE=1 analyzes data_rows after seeding, and
+// KEYHOLD_BENCH_REKEY_PUTS=1 times PUTs made meanwhile (putProbe).
 func BenchmarkCMKRekey(b *testing.B) {
 	if v := benchInts(b, "KEYHOLD_BENCH_REKEY_PAGE", nil); len(v) > 0 {
 		defer func(n int) { rekeyBatch = n }(rekeyBatch)
@@ -208,7 +212,11 @@ func BenchmarkCMKRekey(b *testing.B) {
 						}
 						var took time.Duration
 						for _, s := range f.p.kinds()[keyhold.OpLink].Steps {
+							var probe *putProbe
 							if s.Name == stepRekey {
+								if what == "rows" && os.Getenv("KEYHOLD_BENCH_REKEY_PUTS") != "" {
+									probe = startPutProbe(f, env.ID)
+								}
 								b.StartTimer()
 							}
 							start := time.Now()
@@ -224,6 +232,11 @@ func BenchmarkCMKRekey(b *testing.B) {
 							if s.Name == stepRekey {
 								b.StopTimer()
 								took = time.Since(start)
+								if probe != nil {
+									n, p50, p99 := probe.stop(b)
+									b.ReportMetric(float64(p99.Microseconds())/1000, "put-p99-ms")
+									b.Logf("%d concurrent PUTs during the re-key: p50 %v, p99 %v", n, p50, p99)
+								}
 							}
 						}
 						if cs := f.epochCounts(b, env.ID); len(cs) != 1 || cs[0].Epoch != 2 {
@@ -499,4 +512,53 @@ func finish(b *testing.B, f *cmkFixture, op *keyhold.Operation) {
 	}); err != nil {
 		b.Fatal(err)
 	}
+}
+
+// putProbe writes rows into an environment, one after the other, while a
+// re-key runs in it (KEYHOLD_BENCH_REKEY_PUTS=1): the data plane's write
+// latency while the re-key's pages hold the write transaction. Its rows
+// are new ones (no re-key page holds them), so they wait only for the
+// write lock (SQLite) or the database (PostgreSQL), never for a row.
+type putProbe struct {
+	done chan struct{}
+	wg   sync.WaitGroup
+	lat  []time.Duration
+	err  error
+}
+
+func startPutProbe(f *cmkFixture, envID string) *putProbe {
+	pp := &putProbe{done: make(chan struct{})}
+	pp.wg.Add(1)
+	go func() {
+		defer pp.wg.Done()
+		for i := 0; ; i++ {
+			select {
+			case <-pp.done:
+				return
+			default:
+			}
+			t0 := time.Now()
+			if _, err := f.p.PutRow(f.ctx, envID, "probe", fmt.Sprintf("p%06d", i), json.RawMessage(`{"probe":1}`)); err != nil {
+				pp.err = err
+				return
+			}
+			pp.lat = append(pp.lat, time.Since(t0))
+		}
+	}()
+	return pp
+}
+
+// stop ends the probe and returns how many PUTs it made, their median
+// and their 99th percentile.
+func (pp *putProbe) stop(b *testing.B) (int, time.Duration, time.Duration) {
+	close(pp.done)
+	pp.wg.Wait()
+	if pp.err != nil {
+		b.Fatalf("a PUT during the re-key: %v", pp.err)
+	}
+	if len(pp.lat) == 0 {
+		return 0, 0, 0
+	}
+	slices.Sort(pp.lat)
+	return len(pp.lat), pp.lat[len(pp.lat)/2], pp.lat[len(pp.lat)*99/100]
 }

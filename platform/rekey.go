@@ -29,10 +29,24 @@ import (
 // at most that much work. They are variables only so that the crash tests
 // can make a re-key take several step runs on a few rows.
 var (
-	rekeyBatch     = 256
+	// rekeyBatch is the rows (and audit entries) of a page, unless the
+	// store asks for longer row pages (rowsPage).
+	rekeyBatch     = defaultRekeyBatch
 	rekeyStepTime  = time.Second
 	rekeyFileBytes = int64(32 << 20) // plaintext bytes of files per step run
 )
+
+const defaultRekeyBatch = 256
+
+// rowsPage is the rows of a re-key page: the store's choice
+// (Tx.ResealPageRows: how long its write transaction may be), unless a
+// test or benchmark has set rekeyBatch to another size.
+func rowsPage(storePage int) int {
+	if storePage <= 0 || rekeyBatch != defaultRekeyBatch {
+		return rekeyBatch
+	}
+	return storePage
+}
 
 // rekeyProgress is the re-key's cursor, kept in the operation.
 type rekeyProgress struct {

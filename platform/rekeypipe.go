@@ -46,7 +46,7 @@ func (p *CMK) readResealPages(ctx context.Context, envID string, from, to uint32
 	ctx, cancel := context.WithCancel(ctx)
 	pages := make(chan rekeyPage, 1)
 	done := make(chan struct{})
-	batch := rekeyBatch
+	batch := 0 // set by the first read: rowsPage
 	go func() {
 		defer close(done)
 		defer close(pages)
@@ -61,6 +61,9 @@ func (p *CMK) readResealPages(ctx context.Context, envID string, from, to uint32
 		for {
 			var rows []*keyhold.RowRecord
 			if err := p.store.View(ctx, func(tx keyhold.Tx) (err error) {
+				if batch == 0 {
+					batch = rowsPage(tx.ResealPageRows())
+				}
 				rows, err = tx.ListRows(ctx, keyhold.RowFilter{EnvID: envID, Epoch: from, AfterTable: afterTable, AfterID: afterID, Limit: batch})
 				return err
 			}); err != nil {

@@ -34,6 +34,10 @@ var Dialect = sqlstore.Dialect{
 	SkipLocked: " FOR UPDATE SKIP LOCKED",
 	ForShare:   " FOR SHARE",
 	Arrays:     true,
+	// A re-key page locks only its own rows, and most of a small page's
+	// write was round trips (BEGIN, the lock check, COMMIT): one
+	// statement's worth of rows (docs/benchmarks.md, issue 12).
+	ResealPage: sqlstore.MaxBatchRows,
 	Classify:   classify,
 	ReadTx:     sql.TxOptions{Isolation: sql.LevelRepeatableRead, ReadOnly: true},
 	WriteTx:    sql.TxOptions{Isolation: sql.LevelRepeatableRead},

@@ -16,14 +16,15 @@ import (
 // placeholder per value; a re-seal runs one prepared statement per row
 // (resealEach says why).
 
-// maxBatchRows bounds the rows of one statement, so that a SQLite
+// MaxBatchRows bounds the rows of one statement, so that a SQLite
 // statement stays under its limit of 32766 placeholders (seven a row).
-const maxBatchRows = 1000
+// It is exported for the dialects' re-key page (Dialect.ResealPage).
+const MaxBatchRows = 1000
 
-// batches calls fn with consecutive slices of rs of at most maxBatchRows.
+// batches calls fn with consecutive slices of rs of at most MaxBatchRows.
 func batches[T any](rs []T, fn func([]T) error) error {
 	for len(rs) > 0 {
-		n := min(len(rs), maxBatchRows)
+		n := min(len(rs), MaxBatchRows)
 		if err := fn(rs[:n]); err != nil {
 			return err
 		}
@@ -73,6 +74,9 @@ func (t *tx) ResealRows(ctx context.Context, envID string, rs []*keyhold.RowReco
 	})
 	return moved, err
 }
+
+// ResealPageRows is the dialect's re-key page, in rows.
+func (t *tx) ResealPageRows() int { return t.s.d.ResealPage }
 
 // resealRowsArrays is ResealRows on PostgreSQL, one statement per page.
 // Each row is found by its key in a LATERAL subquery (which the planner

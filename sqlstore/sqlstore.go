@@ -87,6 +87,9 @@ type Dialect struct {
 	// batch statements then send a page of rows as one array per column
 	// (batch.go), not one placeholder per value.
 	Arrays bool
+	// ResealPage is the rows of a re-key page (Tx.ResealPageRows), 0 for
+	// the caller's default.
+	ResealPage int
 	// ReadTx and WriteTx are the options of View and Update transactions.
 	ReadTx, WriteTx sql.TxOptions
 	// GroupCommit makes UpdateGrouped group concurrent writes into one
