@@ -219,6 +219,11 @@ func (s *Service) writeFlowOnce(ctx context.Context, id *keyhold.Identity, envID
 			return nil, keyhold.Errorf(keyhold.CodeInvalidFlowDefinition, "the definition uses connection reference %q, which properties.connectionReferences does not name", keyhold.Clip(name))
 		}
 	}
+	if old == nil {
+		if rec.SolutionID, err = s.solutionOfNew(ctx, envID, rec.SolutionID); err != nil {
+			return nil, err
+		}
+	}
 	tr := def.Trigger()
 	if err := s.cmkWriteRule(ctx, envID, old == nil, rec.SolutionID, tr, body.ConnectionReferences); err != nil {
 		return nil, err
