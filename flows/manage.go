@@ -268,6 +268,9 @@ func (s *Service) writeFlowOnce(ctx context.Context, id *keyhold.Identity, envID
 	if err != nil {
 		return nil, err
 	}
+	if old != nil && old.Epoch == keyhold.PlatformEpoch && !onPlatform {
+		s.freeParents(ctx, envID) // the parents it kept follow (fix_cascade.go)
+	}
 	return toFlow(&flowDef{rec: rec, body: body, def: def}), nil
 }
 
