@@ -143,7 +143,7 @@ func (t *tx) UpdateEnvironment(ctx context.Context, e *keyhold.Environment) erro
 }
 
 // DeleteEnvironment deletes an environment with its wrapped keys, rows,
-// files, chunks, upload marks and memberships, or returns CodeEnvironmentNotFound. Audit
+// files, chunks, upload marks, memberships and flows (ClearEnvFlows), or returns CodeEnvironmentNotFound. Audit
 // entries stay: they record the deletion.
 func (t *tx) DeleteEnvironment(ctx context.Context, id string) error {
 	n, err := t.execN(ctx, `DELETE FROM environments WHERE id = ?`, id)
@@ -160,7 +160,10 @@ func (t *tx) DeleteEnvironment(ctx context.Context, id string) error {
 			return t.fail("delete environment", err)
 		}
 	}
-	for _, table := range []string{"backups", "file_chunks", "file_uploads", "data_files", "data_rows", "flow_runs", "flow_schedules", "flow_keys", "flows", "flow_connections", "wrapped_keys", "environment_members"} {
+	if err := t.ClearEnvFlows(ctx, id); err != nil {
+		return err
+	}
+	for _, table := range []string{"backups", "file_chunks", "file_uploads", "data_files", "data_rows", "wrapped_keys", "environment_members"} {
 		if _, err := t.exec(ctx, `DELETE FROM `+table+` WHERE env_id = ?`, id); err != nil {
 			return t.fail("delete environment", err)
 		}
