@@ -133,6 +133,11 @@ type BackupTx interface {
 	// ClearEnvData deletes every row and file (and the files' chunks) of an
 	// environment. Its backups, and uploads in progress, stay.
 	ClearEnvData(ctx context.Context, envID string) error
+	// ClearEnvFlows deletes every flow of an environment with its runs,
+	// recurrence schedule and callback key, its connections, and its
+	// pre-migration partitions (their keys and runs): what a reset
+	// deletes besides rows and files. Its backups stay.
+	ClearEnvFlows(ctx context.Context, envID string) error
 	// InsertRow stores a new row at any version (a restore keeps each
 	// row's version from the backup): CodeConflict if the row exists,
 	// CodeEnvironmentNotFound for an unknown environment.

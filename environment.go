@@ -118,6 +118,10 @@ type Environment struct {
 	// for an environment without a policy. Not stored: the platform
 	// fills it in when it answers an environment.
 	PlatformKeyFlows int `json:"platformKeyFlows,omitempty"`
+	// CreateFlowsInSolutions is the environment setting "create new flows
+	// in solutions" as an admin set it (spec 004), nil while never set:
+	// FlowsInSolutions says what it is then.
+	CreateFlowsInSolutions *bool `json:"createFlowsInSolutions,omitempty"`
 	// Version grows by one with each update; UpdateEnvironment refuses a
 	// write whose Version is not the stored one (optimistic concurrency
 	// across replicas).
@@ -125,6 +129,24 @@ type Environment struct {
 	CreatedBy string    `json:"createdBy"`
 	CreatedAt time.Time `json:"createdAt"`
 	UpdatedAt time.Time `json:"updatedAt"`
+}
+
+// DefaultSolutionID is the solution a flow created without a solutionId
+// goes into while its environment creates new flows in solutions
+// (FlowsInSolutions): a flow there is a solution flow, so it never falls
+// into spec 004's non-solution categories.
+const DefaultSolutionID = "Default"
+
+// FlowsInSolutions says whether a flow created in the environment without
+// a solution goes into DefaultSolutionID. Spec 004 has the setting on in
+// an environment protected by a customer-managed key, so unless an admin
+// set it (CreateFlowsInSolutions), it is on exactly while the environment
+// is linked to an enterprise policy.
+func (e *Environment) FlowsInSolutions() bool {
+	if e.CreateFlowsInSolutions != nil {
+		return *e.CreateFlowsInSolutions
+	}
+	return e.PolicyID != ""
 }
 
 // MaxDisplayName is the longest display name accepted, in bytes.

@@ -44,6 +44,9 @@ type EnvironmentUpdate struct {
 	// PowerPlatformIntegration turns Power Platform integration on for a
 	// finance and operations environment; it can't be turned off.
 	PowerPlatformIntegration *bool
+	// CreateFlowsInSolutions sets "create new flows in solutions"
+	// (Environment.CreateFlowsInSolutions), on or off.
+	CreateFlowsInSolutions *bool
 }
 
 // EnvironmentService manages environments (the BAP admin API).

@@ -20,6 +20,7 @@ func newCmdEnv(f *Factory) *cobra.Command {
 		newCmdEnvDelete(f, nil),
 		newCmdEnvEnableManaged(f, nil),
 		newCmdEnvEnableIntegration(f, nil),
+		newCmdEnvUpdate(f, nil),
 		newCmdEnvMember(f),
 	)
 	return cmd
@@ -364,6 +365,9 @@ func printEnvironment(w io.Writer, format Format, e *keyhold.Environment) error 
 	}
 	if e.PolicyID != "" {
 		rows = append(rows, struct{ k, v string }{"Policy:", e.PolicyID}, struct{ k, v string }{"Link status:", e.LinkStatus})
+	}
+	if e.FlowsInSolutions() {
+		rows = append(rows, struct{ k, v string }{"New flows:", "created in solution " + keyhold.DefaultSolutionID + " unless given one"})
 	}
 	if e.PlatformKeyFlows > 0 {
 		rows = append(rows, struct{ k, v string }{"Warning:", flowWarning(e)})

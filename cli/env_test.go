@@ -124,6 +124,29 @@ func TestNewCmdEnvEnableManaged(t *testing.T) {
 	}
 }
 
+func TestNewCmdEnvUpdate(t *testing.T) {
+	on, off := true, false
+	tests := []struct {
+		name    string
+		args    []string
+		want    EnvUpdateOptions
+		wantErr string
+	}{
+		{name: "on", args: []string{"e1", "--create-flows-in-solutions"}, want: EnvUpdateOptions{ID: "e1", FlowsInSolutions: &on, Format: FormatTable}},
+		{name: "off", args: []string{"e1", "--create-flows-in-solutions=false", "-o", "json"}, want: EnvUpdateOptions{ID: "e1", FlowsInSolutions: &off, Format: FormatJSON}},
+		{name: "nothing to change", args: []string{"e1"}, wantErr: "--create-flows-in-solutions"},
+		{name: "missing id", wantErr: "is missing <id>"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			got, err := parseOpts(t, nil, newCmdEnvUpdate, tt.args...)
+			if checkParse(t, err, tt.wantErr) {
+				sameOptions(t, got, &tt.want)
+			}
+		})
+	}
+}
+
 func TestEnvListRun(t *testing.T) {
 	created := time.Date(2025, 1, 2, 3, 4, 5, 0, time.UTC)
 	envs := []*keyhold.Environment{

@@ -119,6 +119,26 @@ func TestStack(t *testing.T) {
 		}
 		s.fails(1, "Error: EnvironmentNotFound: ", "env", "show", "00000000-0000-0000-0000-000000000000")
 
+		// "Create new flows in solutions": off on the platform key, turned
+		// on and off again by env update.
+		if shown.FlowsInSolutions() {
+			t.Errorf("flows in solutions on before any link: %+v", shown)
+		}
+		var upd keyhold.Environment
+		s.okJSON(&upd, "env", "update", env.ID, "--create-flows-in-solutions=true")
+		if !upd.FlowsInSolutions() {
+			t.Errorf("env update on: %+v", upd)
+		}
+		if out := s.ok("env", "show", env.ID); !strings.Contains(out, "created in solution "+keyhold.DefaultSolutionID) {
+			t.Errorf("env show with flows in solutions:\n%s", out)
+		}
+		var off keyhold.Environment
+		s.okJSON(&off, "env", "update", env.ID, "--create-flows-in-solutions=false")
+		if off.FlowsInSolutions() {
+			t.Errorf("env update off: %+v", off)
+		}
+		s.fails(2, "--create-flows-in-solutions", "env", "update", env.ID)
+
 		// Finance and operations: set at creation, integration turned
 		// on later; integration alone is refused before any request.
 		var fo keyhold.Environment

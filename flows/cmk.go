@@ -90,7 +90,8 @@ func (s *Service) platformAdmin(ctx context.Context, envID string) error {
 // affected):
 //   - a new flow outside any solution with a Power Apps trigger (v1 or v2)
 //     can't be referenced from an app there, so creating one is refused,
-//     saying how to put it in a solution. Flows that already exist may
+//     saying how to put it in a solution (it only gets here with the
+//     setting "create new flows in solutions" turned off: solutions.go). Flows that already exist may
 //     still be saved (switching v1 to v2 is a fix);
 //   - a Copilot Skills trigger whose connection references run as the
 //     invoking user ("runtimeSource": "invoker") is not supported under a
@@ -115,7 +116,7 @@ func (s *Service) cmkWriteRule(ctx context.Context, envID string, creating bool,
 	case env.PolicyID == "":
 		return nil
 	case powerApps:
-		return keyhold.Errorf(keyhold.CodeNotSupported, "environment %s is protected by a customer-managed key, where a flow outside any solution with a Power Apps trigger (%s) can't be referenced from an app: create it in a solution (set properties.solutionId), or add an existing flow to a solution first", envID, keyhold.Clip(tr.Kind))
+		return keyhold.Errorf(keyhold.CodeNotSupported, "environment %s is protected by a customer-managed key, where a flow outside any solution with a Power Apps trigger (%s) can't be referenced from an app: create it in a solution (set properties.solutionId), add an existing flow to a solution first, or turn on the environment setting \"create new flows in solutions\" (PATCH properties.createFlowsInSolutions true, or keyhold env update %s --create-flows-in-solutions=true), which puts new flows in solution %q", envID, keyhold.Clip(tr.Kind), envID, keyhold.DefaultSolutionID)
 	}
 	return keyhold.Errorf(keyhold.CodeNotSupported, "environment %s is protected by a customer-managed key, where a Copilot Skills trigger can't run with the invoking user's connection (connection reference %q has runtimeSource \"invoker\"): embed the connection instead (remove runtimeSource, or set it to \"embedded\")", envID, keyhold.Clip(invoker))
 }

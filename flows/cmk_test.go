@@ -161,10 +161,12 @@ func TestCMKRefusesNonSolutionPowerAppsFlow(t *testing.T) {
 		w := newWorld(t, open(t))
 		w.putFlow(t, w.fl, "old-v1", reqDef("PowerApp", ""), "")
 		w.markLinked(t)
+		w.setFlowsInSolutions(t, false) // else new flows go into the default solution
 		name := "App flow"
 		for _, kind := range []string{"PowerApp", "PowerAppV2"} {
 			_, err := w.fl.PutFlow(w.ctx, w.env.ID, "app", &keyhold.FlowInput{DisplayName: &name, Definition: json.RawMessage(reqDef(kind, ""))})
-			if keyhold.ErrorCode(err) != keyhold.CodeNotSupported || !strings.Contains(err.Error(), "solutionId") || !strings.Contains(err.Error(), kind) {
+			if keyhold.ErrorCode(err) != keyhold.CodeNotSupported || !strings.Contains(err.Error(), "solutionId") || !strings.Contains(err.Error(), kind) ||
+				!strings.Contains(err.Error(), "create new flows in solutions") {
 				t.Fatalf("%s: %v", kind, err)
 			}
 			if _, err := w.fl.GetFlow(w.ctx, w.env.ID, "app"); keyhold.ErrorCode(err) != keyhold.CodeFlowNotFound {

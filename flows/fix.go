@@ -15,8 +15,9 @@ import (
 // solution (or no longer calling a kept child), it leaves the category,
 // and the save seals it, with its callback key, under the environment's
 // current (customer) epoch. Its runs already on the platform partition
-// stay readable there; its next runs are sealed where it now is. A parent
-// kept because of it moves the same way at its own next save.
+// stay readable there; its next runs are sealed where it now is. The
+// parents kept only because of it move in the same save, each in its own
+// write (fix_cascade.go).
 
 // staysOnPlatform says whether a flow being saved as rec (with def) that
 // is on the platform partition now stays there: its environment is

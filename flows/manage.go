@@ -219,6 +219,11 @@ func (s *Service) writeFlowOnce(ctx context.Context, id *keyhold.Identity, envID
 			return nil, keyhold.Errorf(keyhold.CodeInvalidFlowDefinition, "the definition uses connection reference %q, which properties.connectionReferences does not name", keyhold.Clip(name))
 		}
 	}
+	if old == nil {
+		if rec.SolutionID, err = s.solutionOfNew(ctx, envID, rec.SolutionID); err != nil {
+			return nil, err
+		}
+	}
 	tr := def.Trigger()
 	if err := s.cmkWriteRule(ctx, envID, old == nil, rec.SolutionID, tr, body.ConnectionReferences); err != nil {
 		return nil, err
@@ -262,6 +267,9 @@ func (s *Service) writeFlowOnce(ctx context.Context, id *keyhold.Identity, envID
 	})
 	if err != nil {
 		return nil, err
+	}
+	if old != nil && old.Epoch == keyhold.PlatformEpoch && !onPlatform {
+		s.freeParents(ctx, envID) // the parents it kept follow (fix_cascade.go)
 	}
 	return toFlow(&flowDef{rec: rec, body: body, def: def}), nil
 }

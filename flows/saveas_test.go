@@ -152,13 +152,15 @@ func TestSaveAsFromPlatformPartition(t *testing.T) {
 
 // TestSaveAsRefusals: a copy without a name, of a missing flow, or that a
 // customer-key environment would refuse as a new flow (a non-solution
-// Power Apps flow) is refused with a clear error and no flow is added;
-// with a solution the same copy is made.
+// Power Apps flow, with "create new flows in solutions" turned off) is
+// refused with a clear error and no flow is added; with a solution the
+// same copy is made.
 func TestSaveAsRefusals(t *testing.T) {
 	storetest.ForEachBackend(t, func(t *testing.T, open func(t *testing.T) keyhold.Store) {
 		w := newWorld(t, open(t))
 		w.putFlow(t, w.fl, "v1", reqDef("PowerApp", ""), "")
 		w.markLinked(t)
+		w.setFlowsInSolutions(t, false)
 		before, _ := w.records(t)
 		cases := []struct {
 			name, flow string

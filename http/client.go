@@ -418,10 +418,11 @@ func (c *Client) UpdateEnvironment(ctx context.Context, id string, upd keyhold.E
 		DisplayName             *string                  `json:"displayName,omitempty"`
 		GovernanceConfiguration *governanceConfiguration `json:"governanceConfiguration,omitempty"`
 		FinanceAndOperations    *finOps                  `json:"financeAndOperations,omitempty"`
+		CreateFlowsInSolutions  *bool                    `json:"createFlowsInSolutions,omitempty"`
 	}
 	in := struct {
 		Properties properties `json:"properties"`
-	}{properties{DisplayName: upd.DisplayName}}
+	}{properties{DisplayName: upd.DisplayName, CreateFlowsInSolutions: upd.CreateFlowsInSolutions}}
 	if upd.PowerPlatformIntegration != nil {
 		in.Properties.FinanceAndOperations = &finOps{PowerPlatformIntegration: upd.PowerPlatformIntegration}
 	}

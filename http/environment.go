@@ -41,6 +41,9 @@ type environmentProperties struct {
 	// CMKFlowWarning is spec 004's warning (flows_warning.go); absent
 	// unless a customer-key environment has flows on the platform key.
 	CMKFlowWarning *cmkFlowWarning `json:"cmkFlowWarning,omitempty"`
+	// CreateFlowsInSolutions is the setting "create new flows in
+	// solutions" as it applies now (Environment.FlowsInSolutions).
+	CreateFlowsInSolutions bool `json:"createFlowsInSolutions"`
 }
 
 // financeAndOperations is properties.financeAndOperations: its presence
@@ -146,6 +149,7 @@ func toEnvironmentJSON(e *keyhold.Environment) environmentJSON {
 			FinanceAndOperations:    toFinanceAndOperations(e),
 			RestoreOperationID:      e.RestoreOperationID,
 			CMKFlowWarning:          toCMKFlowWarning(e),
+			CreateFlowsInSolutions:  e.FlowsInSolutions(),
 		},
 	}
 }
@@ -170,6 +174,12 @@ func fromEnvironmentJSON(j *environmentJSON) *keyhold.Environment {
 
 		RestoreOperationID: p.RestoreOperationID,
 		PlatformKeyFlows:   fromCMKFlowWarning(p.CMKFlowWarning),
+	}
+	// The answer shows the setting as it applies; the client keeps it as
+	// set only where that differs from the default, so FlowsInSolutions
+	// reads the same on both sides.
+	if on := p.CreateFlowsInSolutions; on != e.FlowsInSolutions() {
+		e.CreateFlowsInSolutions = &on
 	}
 	if fo := p.FinanceAndOperations; fo != nil {
 		e.FinOps, e.PowerPlatformIntegration = true, fo.PowerPlatformIntegration
@@ -241,7 +251,7 @@ func (s *Server) patchEnvironment(w nethttp.ResponseWriter, r *nethttp.Request) 
 	}
 	envID := r.PathValue("envId")
 	var e *keyhold.Environment
-	if upd.DisplayName == nil && upd.Managed == nil && upd.PowerPlatformIntegration == nil {
+	if upd.DisplayName == nil && upd.Managed == nil && upd.PowerPlatformIntegration == nil && upd.CreateFlowsInSolutions == nil {
 		e, err = s.Environments.FindEnvironment(r.Context(), envID)
 	} else {
 		e, err = s.Environments.UpdateEnvironment(r.Context(), envID, upd)

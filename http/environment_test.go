@@ -366,3 +366,41 @@ func TestEnvironmentJSONRestoring(t *testing.T) {
 		}
 	}
 }
+
+// TestCreateFlowsInSolutionsProperty: properties.createFlowsInSolutions
+// shows the setting as it applies (off on the platform key); PATCH turns
+// it on and off, through the wire and the Go client; a value that is not
+// a boolean is refused quoting it, and changes nothing.
+func TestCreateFlowsInSolutionsProperty(t *testing.T) {
+	forEachBackend(t, func(t *testing.T, f *fixture) {
+		ctx := context.Background()
+		c := f.client
+		e := &keyhold.Environment{DisplayName: "sol", Location: "europe", SKU: keyhold.SKUProduction}
+		if err := c.CreateEnvironment(ctx, e); err != nil {
+			t.Fatal(err)
+		}
+		tok := f.adminToken(t)
+		if a := f.call(t, "GET", adminEnvPrefix+"/"+e.ID, tok, "", nil); !bytes.Contains(a.body, []byte(`"createFlowsInSolutions":false`)) {
+			t.Errorf("platform key: %s", a.body)
+		}
+		a := f.jsonCall(t, "PATCH", adminEnvPrefix+"/"+e.ID, tok, `{"properties":{"createFlowsInSolutions":true}}`)
+		if a.status != nethttp.StatusOK || !bytes.Contains(a.body, []byte(`"createFlowsInSolutions":true`)) {
+			t.Fatalf("PATCH on: %d %s", a.status, a.body)
+		}
+		a = f.jsonCall(t, "PATCH", adminEnvPrefix+"/"+e.ID, tok, `{"properties":{"createFlowsInSolutions":"yes"}}`)
+		if a.status != nethttp.StatusBadRequest || !bytes.Contains(a.body, []byte("createFlowsInSolutions")) {
+			t.Errorf("PATCH \"yes\": %d %s", a.status, a.body)
+		}
+		if got, err := c.FindEnvironment(ctx, e.ID); err != nil || !got.FlowsInSolutions() {
+			t.Errorf("after the refused PATCH: %+v, %v", got, err)
+		}
+		off := false
+		got, err := c.UpdateEnvironment(ctx, e.ID, keyhold.EnvironmentUpdate{CreateFlowsInSolutions: &off})
+		if err != nil || got.FlowsInSolutions() {
+			t.Fatalf("client off: %+v, %v", got, err)
+		}
+		if got, err := c.FindEnvironment(ctx, e.ID); err != nil || got.FlowsInSolutions() {
+			t.Errorf("read back off: %+v, %v", got, err)
+		}
+	})
+}

@@ -185,6 +185,7 @@ func parseEnvironmentPatch(body []byte) (keyhold.EnvironmentUpdate, error) {
 			FinanceAndOperations *struct {
 				PowerPlatformIntegration *bool `json:"powerPlatformIntegration"`
 			} `json:"financeAndOperations"`
+			CreateFlowsInSolutions *bool `json:"createFlowsInSolutions"`
 		} `json:"properties"`
 	}
 	if err := decodeJSON(body, &in, exampleEnvironmentPatch); err != nil {
@@ -214,6 +215,7 @@ func parseEnvironmentPatch(body []byte) (keyhold.EnvironmentUpdate, error) {
 	if fo := p.FinanceAndOperations; fo != nil {
 		upd.PowerPlatformIntegration = fo.PowerPlatformIntegration
 	}
+	upd.CreateFlowsInSolutions = p.CreateFlowsInSolutions
 	return upd, nil
 }
 

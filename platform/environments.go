@@ -238,6 +238,11 @@ func (p *Environments) UpdateEnvironment(ctx context.Context, envID string, upd 
 			env.Managed = *upd.Managed
 			changes = append(changes, "managed="+map[bool]string{true: "Standard", false: "Basic"}[env.Managed])
 		}
+		if upd.CreateFlowsInSolutions != nil && (env.CreateFlowsInSolutions == nil || *env.CreateFlowsInSolutions != *upd.CreateFlowsInSolutions) {
+			on := *upd.CreateFlowsInSolutions
+			env.CreateFlowsInSolutions = &on
+			changes = append(changes, "createFlowsInSolutions="+map[bool]string{true: "on", false: "off"}[on])
+		}
 		if len(changes) == 0 {
 			return nil
 		}

@@ -503,7 +503,7 @@ func TestFlowWritesRefusedWhileMigrating(t *testing.T) {
 // stays readable on the platform partition, and its next run is sealed
 // under the customer key. A save that leaves a flow in its category
 // (renaming the Http flow) keeps it where it is; the parent of the fixed
-// flow stays until its own next save, which moves it. Without the
+// flow moves with it (fix_cascade.go) and still saves. Without the
 // re-classification, every saved flow stays on epoch 0.
 func TestFixesMoveFlows(t *testing.T) {
 	cmkBackends(t, true, func(t *testing.T, f *cmkFixture) {
@@ -538,7 +538,7 @@ func TestFixesMoveFlows(t *testing.T) {
 			t.Fatal(err)
 		}
 		flowsAt, keysAt, runsAt := w.epochs(t)
-		for id, want := range map[string]uint32{"v1": e.Epoch, "v1b": e.Epoch, "hook": 0, "parent": 0} {
+		for id, want := range map[string]uint32{"v1": e.Epoch, "v1b": e.Epoch, "hook": 0, "parent": e.Epoch} {
 			if flowsAt[id] != want {
 				t.Errorf("after the fixes: flow %s on epoch %d, want %d", id, flowsAt[id], want)
 			}
@@ -556,7 +556,7 @@ func TestFixesMoveFlows(t *testing.T) {
 		if _, _, runsAt = w.epochs(t); runsAt["v1/"+next] != e.Epoch {
 			t.Errorf("v1's run after the fix is on epoch %d, want %d", runsAt["v1/"+next], e.Epoch)
 		}
-		// The parent moves at its own next save.
+		// The parent moved with its child and saves where it is.
 		again := "parent again"
 		if _, err := w.fl.PatchFlow(w.ctx, w.env.ID, "parent", &keyhold.FlowInput{DisplayName: &again}); err != nil {
 			t.Fatal(err)
@@ -566,6 +566,63 @@ func TestFixesMoveFlows(t *testing.T) {
 		}
 		if got, err := w.fl.GetFlow(w.ctx, w.env.ID, "parent"); err != nil || got.DisplayName != again {
 			t.Fatalf("parent: %+v, %v", got, err)
+		}
+	})
+}
+
+// TestFixMovesParentChain: with grandparent → parent → child (a v1 Power
+// Apps flow) all kept on the platform partition at the link, fixing the
+// child moves the parent and the grandparent in the same save, with their
+// callback keys; a parent of a flow still in a category (the Http flow)
+// stays, as does that flow. Without the cascade, both ancestors stay on
+// epoch 0 until their own saves.
+func TestFixMovesParentChain(t *testing.T) {
+	cmkBackends(t, true, func(t *testing.T, f *cmkFixture) {
+		w := newMigWorld(t, f)
+		w.put(t, "child", migDef("PowerApp", ""), "")
+		w.put(t, "parent", migDef("PowerAppV2", "child"), "sol-1")
+		w.put(t, "grand", migDef("Http", "parent"), "")
+		w.put(t, "hook", migDef("PowerApp", ""), "")
+		w.put(t, "hookparent", migDef("Button", "hook"), "")
+		w.put(t, "grandpa", migDef("Button", "parent"), "")
+		f.succeed(t, "link", func() (*keyhold.Operation, error) { return f.p.LinkPolicy(w.admin, w.env.ID, w.pol.SystemID) })
+		e := f.env(t, w.env.ID)
+		flowsAt, keysBefore, _ := w.epochs(t)
+		for _, id := range []string{"child", "parent", "grand", "hook", "hookparent", "grandpa"} {
+			if flowsAt[id] != 0 {
+				t.Fatalf("after link: flow %s on epoch %d, want 0 (flows %v)", id, flowsAt[id], flowsAt)
+			}
+		}
+		if _, err := w.fl.PatchFlow(w.ctx, w.env.ID, "child", &keyhold.FlowInput{Definition: json.RawMessage(migDef("PowerAppV2", ""))}); err != nil {
+			t.Fatal(err)
+		}
+		flowsAt, keysAt, _ := w.epochs(t)
+		// grand has an Http trigger of its own: it stays for that reason.
+		for id, want := range map[string]uint32{"child": e.Epoch, "parent": e.Epoch, "grandpa": e.Epoch, "grand": 0, "hook": 0, "hookparent": 0} {
+			if flowsAt[id] != want {
+				t.Errorf("after fixing the child: flow %s on epoch %d, want %d", id, flowsAt[id], want)
+			}
+		}
+		for _, id := range []string{"parent", "grandpa"} {
+			if _, had := keysBefore[id]; had && keysAt[id] != e.Epoch {
+				t.Errorf("flow %s moved without its callback key (epoch %d)", id, keysAt[id])
+			}
+		}
+		for _, id := range []string{"parent", "grandpa"} {
+			if _, err := w.fl.GetFlow(w.ctx, w.env.ID, id); err != nil {
+				t.Errorf("moved flow %s: %v", id, err)
+			}
+		}
+		ps, err := w.fl.PlatformFlows(w.admin, w.env.ID)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var listed []string
+		for _, p := range ps {
+			listed = append(listed, p.FlowID)
+		}
+		if strings.Join(listed, ",") != "grand,hook,hookparent" {
+			t.Errorf("still listed: %v, want grand, hook, hookparent", listed)
 		}
 	})
 }

@@ -12,8 +12,9 @@ import (
 
 // The step of reset (backups.go has the design notes).
 
-// stepReset deletes the environment's rows, files, backups and every
-// wrapped key, and starts a new epoch whose key only the platform's key
+// stepReset deletes the environment's rows, files, flows (with their
+// runs, schedules, callback keys, connections and pre-migration
+// partitions), backups and every wrapped key, and starts a new epoch whose key only the platform's key
 // wraps, in one transaction; the environment leaves its enterprise
 // policy. An environment already past the operation's FromEpoch was
 // reset by an earlier run of the step: nothing to do (so a crash after
@@ -56,6 +57,12 @@ func (p *Backups) stepReset(ctx context.Context, op *keyhold.Operation) (ops.Ste
 		if err := tx.ClearEnvData(ctx, env.ID); err != nil {
 			return err
 		}
+		// Spec 002: a reset deletes the environment's data, its flows
+		// with their runs, schedules, callback keys, connections and
+		// pre-migration partitions included.
+		if err := tx.ClearEnvFlows(ctx, env.ID); err != nil {
+			return err
+		}
 		wks, err := tx.WrappedKeys(ctx, env.ID)
 		if err != nil {
 			return err
@@ -83,7 +90,7 @@ func (p *Backups) stepReset(ctx context.Context, op *keyhold.Operation) (ops.Ste
 		if err := tx.UpdateEnvironment(ctx, env); err != nil {
 			return err
 		}
-		detail := fmt.Sprintf("reset: every row and file, %d backups and the keys of epochs [%s] destroyed; new writes use epoch %d under the Microsoft-managed key",
+		detail := fmt.Sprintf("reset: every row, file and flow, %d backups and the keys of epochs [%s] destroyed; new writes use epoch %d under the Microsoft-managed key",
 			len(backups), epochList(wks), next)
 		if from != "" {
 			detail += "; unlinked from enterprise policy " + from

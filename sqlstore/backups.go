@@ -277,6 +277,21 @@ func (t *tx) ClearEnvData(ctx context.Context, envID string) error {
 	return nil
 }
 
+// envFlowTables are the tables of an environment's flows, children
+// first: ClearEnvFlows and DeleteEnvironment delete them.
+var envFlowTables = []string{"flow_premigration_runs", "flow_premigration_keys", "flow_runs", "flow_schedules", "flow_keys", "flows", "flow_connections"}
+
+// ClearEnvFlows deletes an environment's flows, runs, schedules, callback
+// keys, connections and pre-migration partitions (keyhold.BackupTx).
+func (t *tx) ClearEnvFlows(ctx context.Context, envID string) error {
+	for _, table := range envFlowTables {
+		if _, err := t.exec(ctx, `DELETE FROM `+table+` WHERE env_id = ?`, envID); err != nil {
+			return t.fail(fmt.Sprintf("clear environment flows: delete %s", table), err)
+		}
+	}
+	return nil
+}
+
 // StageBackup stores b with no items and zero counts: a restore's staging
 // area (platform/restore.go). An unknown environment is
 // CodeEnvironmentNotFound, an id in use CodeConflict.

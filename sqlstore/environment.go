@@ -19,11 +19,11 @@ func (t *tx) CreateEnvironment(ctx context.Context, e *keyhold.Environment) erro
 		version = 1
 	}
 	n, err := t.execN(ctx, `INSERT INTO environments (id, tenant_id, display_name, location, sku, managed, fin_ops, state, key_managed_by, epoch, version, created_by, created_at, updated_at,
-		policy_id, policy_key, policy_system_id, link_status, encryption_status, last_operation_id, locked_at, power_platform_integration)
-		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING`,
+		policy_id, policy_key, policy_system_id, link_status, encryption_status, last_operation_id, locked_at, power_platform_integration, create_flows_in_solutions)
+		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING`,
 		e.ID, e.TenantID, e.DisplayName, e.Location, string(e.SKU), e.Managed, e.FinOps, string(e.State), string(e.KeyManagedBy),
 		int64(e.Epoch), version, e.CreatedBy, nanos(e.CreatedAt), nanos(e.UpdatedAt),
-		e.PolicyID, strings.ToLower(e.PolicyID), e.PolicySystemID, e.LinkStatus, string(e.EncryptionStatus), e.LastOperationID, nanos(e.LockedAt), e.PowerPlatformIntegration)
+		e.PolicyID, strings.ToLower(e.PolicyID), e.PolicySystemID, e.LinkStatus, string(e.EncryptionStatus), e.LastOperationID, nanos(e.LockedAt), e.PowerPlatformIntegration, flowsInSolutionsCol(e.CreateFlowsInSolutions))
 	if err != nil {
 		if t.class(err) == ErrForeignKey {
 			return keyhold.Errorf(keyhold.CodeNotFound, "tenant %q not found", e.TenantID).WithCause(err)
@@ -38,17 +38,34 @@ func (t *tx) CreateEnvironment(ctx context.Context, e *keyhold.Environment) erro
 }
 
 const environmentCols = `id, tenant_id, display_name, location, sku, managed, fin_ops, state, key_managed_by, epoch, version, created_by, created_at, updated_at,
-	policy_id, policy_system_id, link_status, encryption_status, last_operation_id, locked_at, power_platform_integration`
+	policy_id, policy_system_id, link_status, encryption_status, last_operation_id, locked_at, power_platform_integration, create_flows_in_solutions`
 
 func scanEnvironment(sc scanner) (*keyhold.Environment, error) {
 	e := &keyhold.Environment{}
-	var sku, state, kmb, encStatus string
+	var sku, state, kmb, encStatus, inSolutions string
 	err := sc.Scan(&e.ID, &e.TenantID, &e.DisplayName, &e.Location, &sku, boolCol{&e.Managed}, boolCol{&e.FinOps},
 		&state, &kmb, u32Col{&e.Epoch}, &e.Version, &e.CreatedBy, timeCol{&e.CreatedAt}, timeCol{&e.UpdatedAt},
-		&e.PolicyID, &e.PolicySystemID, &e.LinkStatus, &encStatus, &e.LastOperationID, timeCol{&e.LockedAt}, boolCol{&e.PowerPlatformIntegration})
+		&e.PolicyID, &e.PolicySystemID, &e.LinkStatus, &encStatus, &e.LastOperationID, timeCol{&e.LockedAt}, boolCol{&e.PowerPlatformIntegration}, &inSolutions)
+	switch inSolutions {
+	case "on", "off":
+		on := inSolutions == "on"
+		e.CreateFlowsInSolutions = &on
+	}
 	e.SKU, e.State, e.KeyManagedBy = keyhold.EnvironmentSKU(sku), keyhold.RuntimeState(state), keyhold.KeyManagedBy(kmb)
 	e.EncryptionStatus = keyhold.EncryptionStatus(encStatus)
 	return e, err
+}
+
+// flowsInSolutionsCol is how create_flows_in_solutions stores the
+// setting: ” never set, else 'on' or 'off'.
+func flowsInSolutionsCol(b *bool) string {
+	switch {
+	case b == nil:
+		return ""
+	case *b:
+		return "on"
+	}
+	return "off"
 }
 
 func envNotFound(id string) *keyhold.Error {
@@ -103,9 +120,9 @@ func (t *tx) UpdateEnvironment(ctx context.Context, e *keyhold.Environment) erro
 	}
 	n, err := t.execN(ctx, `UPDATE environments SET display_name = ?, location = ?, sku = ?, managed = ?, fin_ops = ?, state = ?,
 		key_managed_by = ?, epoch = ?, version = version + 1, updated_at = ?,
-		policy_id = ?, policy_key = ?, policy_system_id = ?, link_status = ?, encryption_status = ?, last_operation_id = ?, locked_at = ?, power_platform_integration = ? WHERE id = ? AND version = ?`,
+		policy_id = ?, policy_key = ?, policy_system_id = ?, link_status = ?, encryption_status = ?, last_operation_id = ?, locked_at = ?, power_platform_integration = ?, create_flows_in_solutions = ? WHERE id = ? AND version = ?`,
 		e.DisplayName, e.Location, string(e.SKU), e.Managed, e.FinOps, string(e.State), string(e.KeyManagedBy),
-		int64(e.Epoch), nanos(e.UpdatedAt), e.PolicyID, strings.ToLower(e.PolicyID), e.PolicySystemID, e.LinkStatus, string(e.EncryptionStatus), e.LastOperationID, nanos(e.LockedAt), e.PowerPlatformIntegration,
+		int64(e.Epoch), nanos(e.UpdatedAt), e.PolicyID, strings.ToLower(e.PolicyID), e.PolicySystemID, e.LinkStatus, string(e.EncryptionStatus), e.LastOperationID, nanos(e.LockedAt), e.PowerPlatformIntegration, flowsInSolutionsCol(e.CreateFlowsInSolutions),
 		e.ID, e.Version)
 	if err != nil {
 		return t.fail("update environment", err)
@@ -126,7 +143,7 @@ func (t *tx) UpdateEnvironment(ctx context.Context, e *keyhold.Environment) erro
 }
 
 // DeleteEnvironment deletes an environment with its wrapped keys, rows,
-// files, chunks, upload marks and memberships, or returns CodeEnvironmentNotFound. Audit
+// files, chunks, upload marks, memberships and flows (ClearEnvFlows), or returns CodeEnvironmentNotFound. Audit
 // entries stay: they record the deletion.
 func (t *tx) DeleteEnvironment(ctx context.Context, id string) error {
 	n, err := t.execN(ctx, `DELETE FROM environments WHERE id = ?`, id)
@@ -143,7 +160,10 @@ func (t *tx) DeleteEnvironment(ctx context.Context, id string) error {
 			return t.fail("delete environment", err)
 		}
 	}
-	for _, table := range []string{"backups", "file_chunks", "file_uploads", "data_files", "data_rows", "flow_runs", "flow_schedules", "flow_keys", "flows", "flow_connections", "wrapped_keys", "environment_members"} {
+	if err := t.ClearEnvFlows(ctx, id); err != nil {
+		return err
+	}
+	for _, table := range []string{"backups", "file_chunks", "file_uploads", "data_files", "data_rows", "wrapped_keys", "environment_members"} {
 		if _, err := t.exec(ctx, `DELETE FROM `+table+` WHERE env_id = ?`, id); err != nil {
 			return t.fail("delete environment", err)
 		}
