@@ -240,6 +240,10 @@ type cmkInput struct {
 	// tenant's legacy BYOK key (byok_migrate.go): it stays Enabled
 	// throughout (spec 000: no downtime).
 	FromBYOK bool `json:"fromByok,omitempty"`
+	// PlaceFlows marks a re-key that finishes a link from the platform
+	// key whose own re-key failed: it places the flows as that link
+	// would have (rekey_flows.go), rather than keeping epoch 0 as found.
+	PlaceFlows bool `json:"placeFlows,omitempty"`
 }
 
 func opInput(op *keyhold.Operation) (cmkInput, error) {
@@ -340,6 +344,9 @@ func (p *CMK) LinkPolicy(ctx context.Context, envID, systemID string) (*keyhold.
 		switch {
 		case plan.rekey:
 			kind, action, detail = keyhold.OpRekey, auditRekeyStart, "re-keying under enterprise policy "+pol.ID()+" after a failed encryption operation"
+			if in.PlaceFlows, err = failedLinkPlaces(ctx, tx, env); err != nil {
+				return err
+			}
 		case env.PolicyID != "":
 			detail = "swapping from enterprise policy " + env.PolicyID + " to " + pol.ID() + " (key " + plan.keyID + ")"
 		}

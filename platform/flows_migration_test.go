@@ -661,3 +661,61 @@ func TestPreMigrationExpiredPartitionSkipped(t *testing.T) {
 		})
 	})
 }
+
+// TestRekeyAfterFailedLinkPlacesFlows: a link from the platform key whose
+// re-key fails before placing the flows (here a definition that no longer
+// opens: the placement reads every definition first) is finished by
+// linking again, and that re-key places the flows as the link would have:
+// the Http flow on the platform partition, the button flow under the
+// customer key. Without PlaceFlows the re-key kept epoch 0 as it found it,
+// and the Http flow went under the customer key.
+func TestRekeyAfterFailedLinkPlacesFlows(t *testing.T) {
+	cmkBackends(t, true, func(t *testing.T, f *cmkFixture) {
+		w := newMigWorld(t, f)
+		w.put(t, "hook", migDef("Http", ""), "")
+		w.put(t, "mover", migDef("Button", ""), "")
+		w.put(t, "broken", migDef("Button", ""), "")
+		ctx := context.Background()
+		if err := f.store.Update(ctx, func(tx keyhold.Tx) error {
+			r, err := tx.Flow(ctx, w.env.ID, "broken")
+			if err != nil {
+				return err
+			}
+			r.Sealed[len(r.Sealed)-1] ^= 1
+			r.Version++
+			return tx.PutFlow(ctx, r)
+		}); err != nil {
+			t.Fatal(err)
+		}
+		op, err := f.p.LinkPolicy(w.admin, w.env.ID, w.pol.SystemID)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if op = f.wait(t, op); op.State != keyhold.OperationFailed || !strings.Contains(op.ErrorMsg, "broken") {
+			t.Fatalf("link with a broken flow: %s %s %q, want Failed naming the flow", op.State, op.ErrorCode, op.ErrorMsg)
+		}
+		if e := f.env(t, w.env.ID); e.EncryptionStatus != keyhold.EncryptionFailed || e.PolicyID == "" {
+			t.Fatalf("after the failed link: %+v", e)
+		}
+		flowsAt, _, _ := w.epochs(t)
+		if flowsAt["hook"] == keyhold.PlatformEpoch {
+			t.Fatalf("the failed link placed the Http flow already (%v): the test proves nothing", flowsAt)
+		}
+		if err := w.fl.DeleteFlow(w.admin, w.env.ID, "broken"); err != nil {
+			t.Fatal(err)
+		}
+		op = f.succeed(t, "re-key", func() (*keyhold.Operation, error) { return f.p.LinkPolicy(w.admin, w.env.ID, w.pol.SystemID) })
+		if op.Kind != keyhold.OpRekey {
+			t.Fatalf("linking again started %s, want %s", op.Kind, keyhold.OpRekey)
+		}
+		e := f.env(t, w.env.ID)
+		flowsAt, keysAt, _ := w.epochs(t)
+		if flowsAt["hook"] != keyhold.PlatformEpoch || flowsAt["mover"] != e.Epoch {
+			t.Fatalf("after the re-key: flows at %v (environment epoch %d), want hook on the platform partition and mover on the environment's epoch", flowsAt, e.Epoch)
+		}
+		if k, ok := keysAt["hook"]; ok && k != keyhold.PlatformEpoch {
+			t.Fatalf("the Http flow's callback key is at epoch %d, not with its flow", k)
+		}
+		w.run(t, "hook", "still works")
+	})
+}

@@ -38,14 +38,16 @@ const (
 )
 
 // flowPlacementOf is where op's re-key puts the flows of env: a link from
-// the platform key (or a legacy BYOK key) places them; a swap or re-key of
-// a linked environment keeps them; an environment on the platform key has
-// them all follow.
+// the platform key (or a legacy BYOK key) places them, and so does the
+// re-key that finishes such a link after its own re-key failed
+// (PlaceFlows); a swap or re-key of a linked environment keeps them; an
+// environment on the platform key has them all follow.
 func flowPlacementOf(op *keyhold.Operation, env *keyhold.Environment) flowPlacement {
-	if op.Kind == keyhold.OpLink {
-		if in, err := opInput(op); err == nil && in.FromPolicyID == "" {
-			return flowsPlace
-		}
+	in, err := opInput(op)
+	switch {
+	case err != nil:
+	case op.Kind == keyhold.OpLink && in.FromPolicyID == "", op.Kind == keyhold.OpRekey && in.PlaceFlows:
+		return flowsPlace
 	}
 	if env.PolicyID != "" {
 		return flowsKeep
@@ -321,4 +323,26 @@ func stepUnlinkFlows(c *CMK) func(ctx context.Context, op *keyhold.Operation) (o
 		}
 		return ops.StepResult{}, storeConflict(rekeyFlows(ctx, c.core, env.ID, env.Epoch, flowsFollow, ""))
 	}
+}
+
+// failedLinkPlaces says whether the re-key that LinkPolicy starts again for
+// env, whose last encryption operation failed, must place its flows: that
+// operation was a link from the platform key (or a re-key finishing one),
+// which may have failed before the flows were placed. Placing again is
+// safe when they were: placement is a pure function of the definitions.
+func failedLinkPlaces(ctx context.Context, tx keyhold.Tx, env *keyhold.Environment) (bool, error) {
+	if env.LastOperationID == "" {
+		return false, nil
+	}
+	last, err := tx.Operation(ctx, env.LastOperationID)
+	if keyhold.ErrorCode(err) == keyhold.CodeNotFound {
+		return false, nil
+	} else if err != nil {
+		return false, err
+	}
+	in, err := opInput(last)
+	if err != nil {
+		return false, nil
+	}
+	return (last.Kind == keyhold.OpLink && in.FromPolicyID == "") || (last.Kind == keyhold.OpRekey && in.PlaceFlows), nil
 }
