@@ -201,6 +201,12 @@ func TestAdminCoverageAndEvents(t *testing.T) {
 	if n := events(); n != 1 {
 		t.Fatalf("%d events after one test, want 1", n)
 	}
+	// The filters: by kind and by environment; a kind that isn't one is
+	// refused, naming the kinds.
+	wantAdminPage(t, b.do("GET", "/admin/events?kind=WebhookTest", nil), 200, "<strong>WebhookTest</strong>", `<option value="WebhookTest" selected>`, `id="events-clear"`)
+	wantAdminPage(t, b.do("GET", "/admin/events?kind=EnvironmentLocked", nil), 200, "No event matches these filters.")
+	wantAdminPage(t, b.do("GET", "/admin/events?environment="+env.ID, nil), 200, "No event matches these filters.")
+	wantAdminPage(t, b.do("GET", "/admin/events?kind=%3Cb%3ELocked", nil), 400, "kind=&#34;&lt;b&gt;Locked&#34; is not an event kind", "EnvironmentLocked, EnvironmentEnabled")
 
 	// Rita, no administrator: the API's messages; the webhook stays.
 	rpw := f.adminUser(t, "rita@contoso.example", false)

@@ -2,6 +2,7 @@ package http
 
 import (
 	nethttp "net/http"
+	"slices"
 	"strconv"
 	"strings"
 
@@ -16,10 +17,28 @@ import (
 
 const adminEventsPage = 50
 
+// adminEventKinds are the kinds the events page filters by, in the order
+// its filter lists them.
+var adminEventKinds = []string{
+	keyhold.EventEnvironmentLocked, keyhold.EventEnvironmentEnabled, keyhold.EventPolicyHealthChanged,
+	keyhold.EventEnvironmentDeletionWarning, keyhold.EventEnvironmentCryptoShredded, keyhold.EventEnvironmentDeleted,
+	keyhold.EventFlowRunFailed, keyhold.EventWebhookTest,
+}
+
+// adminEventsScan bounds how many pages of the service's list one filtered
+// page reads: a rare kind is found among the last adminEventsScan ×
+// adminEventsPage events, and Older goes on from where the scan stopped.
+const adminEventsScan = 20
+
 type eventsData struct {
-	Events  []*keyhold.Event
-	Older   string // the next page's before=, "" at the end
-	Webhook string // the tenant's webhook URL, "" for none
+	Events []*keyhold.Event
+	// Older is the next page's before= (the filters go with it), ""
+	// at the end.
+	Older string
+	// Kind and Env filter the list ("" for all); Kinds are the choices.
+	Kind, Env string
+	Kinds     []string
+	Webhook   string // the tenant's webhook URL, "" for none
 	// Form is the URL just refused, shown again to be fixed.
 	Form     string
 	Settings *keyhold.TenantSettings
@@ -35,21 +54,48 @@ func (s *Server) adminEventsView(r *nethttp.Request, v *adminView) error {
 	if s.Events == nil {
 		return keyhold.Errorf(keyhold.CodeNotSupported, "this server keeps no events")
 	}
+	q := r.URL.Query()
 	var before int64
-	if b := r.URL.Query().Get("before"); b != "" {
+	if b := q.Get("before"); b != "" {
 		n, err := strconv.ParseInt(b, 10, 64)
 		if err != nil || n < 1 {
 			return keyhold.Errorf(keyhold.CodeBadRequest, "before=%q is not an event's id: use the Older events link", keyhold.Clip(b))
 		}
 		before = n
 	}
-	evs, err := s.Events.ListEvents(r.Context(), before, adminEventsPage)
-	if err != nil {
-		return err
+	d.Kinds, d.Kind, d.Env = adminEventKinds, q.Get("kind"), strings.TrimSpace(q.Get("environment"))
+	if d.Kind != "" && !slices.Contains(adminEventKinds, d.Kind) {
+		k := d.Kind
+		d.Kind = ""
+		return keyhold.Errorf(keyhold.CodeBadRequest, "kind=%q is not an event kind: choose one of %s, or all", keyhold.Clip(k), strings.Join(adminEventKinds, ", "))
 	}
-	d.Events = evs
-	if len(evs) == adminEventsPage {
-		d.Older = strconv.FormatInt(evs[len(evs)-1].ID, 10)
+	match := func(e *keyhold.Event) bool {
+		return (d.Kind == "" || e.Kind == d.Kind) && (d.Env == "" || strings.EqualFold(e.EnvID, d.Env))
+	}
+	// Pages of the service's list, newest first, until a page of matches
+	// or the end (or adminEventsScan pages: Older goes on from there).
+	more := false
+	for range adminEventsScan {
+		evs, err := s.Events.ListEvents(r.Context(), before, adminEventsPage)
+		if err != nil {
+			return err
+		}
+		for _, e := range evs {
+			before = e.ID
+			if match(e) {
+				d.Events = append(d.Events, e)
+				if len(d.Events) == adminEventsPage {
+					break
+				}
+			}
+		}
+		more = len(evs) == adminEventsPage
+		if !more || len(d.Events) == adminEventsPage {
+			break
+		}
+	}
+	if more && before > 1 {
+		d.Older = strconv.FormatInt(before, 10)
 	}
 	set, err := s.Events.TenantSettings(r.Context())
 	if err != nil {
@@ -59,7 +105,7 @@ func (s *Server) adminEventsView(r *nethttp.Request, v *adminView) error {
 	return nil
 }
 
-// adminEvents: GET /admin/events?before=….
+// adminEvents: GET /admin/events?before=…&kind=…&environment=….
 func (s *Server) adminEvents(w nethttp.ResponseWriter, r *nethttp.Request, v adminView) error {
 	v.Done = doneNote(r.URL.Query().Get("done"))
 	if err := s.adminEventsView(r, &v); err != nil {
