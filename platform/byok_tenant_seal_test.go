@@ -163,3 +163,26 @@ func (f *fixture) createOtherTenant(t *testing.T) string {
 	}
 	return id
 }
+
+// TestBYOKShredRefusesForgedRemoval: a removal written into the tenant's
+// state past Keyhold (unsealed) does not shred the tenant's keys: the
+// shredder skips it, audited, and the keys stay.
+func TestBYOKShredRefusesForgedRemoval(t *testing.T) {
+	forEachBackend(t, func(t *testing.T, f *fixture) {
+		db := rawDB(f)
+		f.byokTenant(t)
+		before := byokRows(t, db)
+		execSQL(t, db, `UPDATE byok_tenants SET removal_requested_at = 1, shred_after = 1`)
+		refused := f.auditCount(t, auditIntegrity)
+		n, err := f.p.RunBYOKShred(f.ctx)
+		if err != nil || n != 0 {
+			t.Fatalf("shred of a forged removal: %d tenants, %v; want 0", n, err)
+		}
+		if got := byokRows(t, db); got != before {
+			t.Fatalf("keys changed by a forged removal:\n%s\nwant\n%s", got, before)
+		}
+		if got := f.auditCount(t, auditIntegrity); got != refused+1 {
+			t.Fatalf("%s entries: %d, want %d", auditIntegrity, got, refused+1)
+		}
+	})
+}
