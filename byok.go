@@ -160,6 +160,11 @@ type BYOKTenant struct {
 	RemovalRequestedAt time.Time `json:"removalRequestedAt,omitzero"`
 	ShredAfter         time.Time `json:"shredAfter,omitzero"`
 	ShreddedAt         time.Time `json:"shreddedAt,omitzero"`
+	// MAC seals the state under the master key
+	// (crypt.RecordKey.SealBYOKTenant): a row edited past Keyhold (a
+	// lock cleared) must not undo an administrator's lock. Opaque to the
+	// store.
+	MAC []byte `json:"-"`
 }
 
 // BYOKKeyRetention is how long a tenant's BYOK keys are kept after an

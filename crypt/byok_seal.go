@@ -38,3 +38,32 @@ func (r *RecordKey) CheckBYOKKey(k *keyhold.BYOKKey) error {
 	return r.check(labelBYOKKey, byokKeyEncoding(k), k.MAC,
 		fmt.Sprintf("BYOK key %s of tenant %s (%s, thumbprint %s)", k.ID, k.TenantID, k.State, k.Thumbprint))
 }
+
+// labelBYOKTenant labels the seal of a tenant's BYOK state record.
+const labelBYOKTenant = "keyhold record byok-tenant v1\x00"
+
+func byokTenantEncoding(s *keyhold.BYOKTenant) []byte {
+	var e recordEncoder
+	e.str(s.TenantID)
+	e.time(s.LockedAt)
+	e.str(s.LockedBy)
+	e.time(s.RemovalRequestedAt)
+	e.time(s.ShredAfter)
+	e.time(s.ShreddedAt)
+	return e.b
+}
+
+// SealBYOKTenant sets s.MAC: it covers the tenant and every field of its
+// BYOK state (lock, removal, shredding). The lock is only LockedAt, so a
+// database writer able to clear it would otherwise undo an
+// administrator's lock.
+func (r *RecordKey) SealBYOKTenant(s *keyhold.BYOKTenant) {
+	s.MAC = r.mac(labelBYOKTenant, byokTenantEncoding(s))
+}
+
+// CheckBYOKTenant returns keyhold.CodeRecordIntegrity unless s.MAC is
+// SealBYOKTenant's seal of s.
+func (r *RecordKey) CheckBYOKTenant(s *keyhold.BYOKTenant) error {
+	return r.check(labelBYOKTenant, byokTenantEncoding(s), s.MAC,
+		fmt.Sprintf("the BYOK state of tenant %s", s.TenantID))
+}

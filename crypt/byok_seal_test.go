@@ -58,3 +58,50 @@ func TestBYOKKeySeal(t *testing.T) {
 		t.Fatal("a seal of another kind verified")
 	}
 }
+
+func testBYOKTenant() *keyhold.BYOKTenant {
+	at := time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)
+	return &keyhold.BYOKTenant{TenantID: "t1", LockedAt: at, LockedBy: "admin",
+		RemovalRequestedAt: at.Add(time.Hour), ShredAfter: at.Add(2 * time.Hour), ShreddedAt: at.Add(3 * time.Hour)}
+}
+
+// TestBYOKTenantSeal shows that each field of a tenant's BYOK state, and
+// the seal itself, fails the check when changed: clearing LockedAt above
+// all, which would undo the administrator's lock.
+func TestBYOKTenantSeal(t *testing.T) {
+	r := testRecordKey(t)
+	s := testBYOKTenant()
+	r.SealBYOKTenant(s)
+	if s.MAC[0] != recordSealV1 || len(s.MAC) != recordSealSize {
+		t.Fatalf("seal = %x, want version %d and %d bytes", s.MAC, recordSealV1, recordSealSize)
+	}
+	if err := r.CheckBYOKTenant(s); err != nil {
+		t.Fatal(err)
+	}
+	changes := map[string]func(s *keyhold.BYOKTenant){
+		"tenant":             func(s *keyhold.BYOKTenant) { s.TenantID = "t2" },
+		"lockedAt":           func(s *keyhold.BYOKTenant) { s.LockedAt = time.Time{} },
+		"lockedBy":           func(s *keyhold.BYOKTenant) { s.LockedBy = "mallory" },
+		"removalRequestedAt": func(s *keyhold.BYOKTenant) { s.RemovalRequestedAt = time.Time{} },
+		"shredAfter":         func(s *keyhold.BYOKTenant) { s.ShredAfter = s.ShredAfter.Add(time.Nanosecond) },
+		"shreddedAt":         func(s *keyhold.BYOKTenant) { s.ShreddedAt = time.Time{} },
+		"seal":               func(s *keyhold.BYOKTenant) { s.MAC[7] ^= 1 },
+		"no seal":            func(s *keyhold.BYOKTenant) { s.MAC = nil },
+	}
+	for name, change := range changes {
+		t.Run(name, func(t *testing.T) {
+			s := testBYOKTenant()
+			r.SealBYOKTenant(s)
+			change(s)
+			if err := r.CheckBYOKTenant(s); keyhold.ErrorCode(err) != keyhold.CodeRecordIntegrity {
+				t.Fatalf("check after changing %s: %v, want %s", name, err, keyhold.CodeRecordIntegrity)
+			}
+		})
+	}
+	// A BYOK key's seal over the same bytes is not a tenant state's.
+	other := *s
+	other.MAC = r.mac(labelBYOKKey, byokTenantEncoding(s))
+	if err := r.CheckBYOKTenant(&other); err == nil {
+		t.Fatal("a seal of another kind verified")
+	}
+}

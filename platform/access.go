@@ -5,6 +5,7 @@ import (
 	"time"
 
 	"github.com/keyhold/keyhold"
+	"github.com/keyhold/keyhold/crypt"
 )
 
 // requireAdmin checks, inside tx, that the caller holds a directory role
@@ -77,14 +78,14 @@ const (
 // access runs the data plane's check of mode, with its cache of
 // administrators' roles (rolecache.go).
 func (p *Environments) access(ctx context.Context, tx keyhold.Tx, id *keyhold.Identity, envID string, mode accessMode) (*keyhold.Environment, error) {
-	return checkData(ctx, tx, id, envID, mode == writeData, mode != readData, &p.roles, p.clock.Now())
+	return checkData(ctx, tx, id, envID, mode == writeData, mode != readData, &p.roles, p.clock.Now(), p.rec)
 }
 
 // checkData is access. The environment, the caller's membership and the
 // running operation come from one query (Tx.DataAccess); only a caller
 // who is not a member costs a second, for its directory roles, unless
 // roles answers from its cache as of now.
-func checkData(ctx context.Context, tx keyhold.Tx, id *keyhold.Identity, envID string, forWrite, refuseOverwrite bool, roles *roleCache, now time.Time) (*keyhold.Environment, error) {
+func checkData(ctx context.Context, tx keyhold.Tx, id *keyhold.Identity, envID string, forWrite, refuseOverwrite bool, roles *roleCache, now time.Time, rec *crypt.RecordKey) (*keyhold.Environment, error) {
 	a, err := tx.DataAccess(ctx, envID, id.PrincipalID, forWrite)
 	if err == nil && a.Env.TenantID != id.TenantID {
 		err = keyhold.Errorf(keyhold.CodeEnvironmentNotFound, "environment %q is another tenant's", envID)
@@ -109,7 +110,7 @@ func checkData(ctx context.Context, tx keyhold.Tx, id *keyhold.Identity, envID s
 	if env.State == keyhold.StateLocked { // no bypass, for anyone
 		return nil, lockedError(ctx, tx, env)
 	}
-	if err := byokServing(ctx, tx, env); err != nil { // a BYOK tenant's lock (byok_env.go)
+	if err := byokServing(ctx, tx, rec, env); err != nil { // a BYOK tenant's lock (byok_env.go)
 		return nil, err
 	}
 	if env.State != keyhold.StateEnabled {

@@ -165,7 +165,7 @@ func (b *BYOK) install(ctx context.Context, id *keyhold.Identity, priv *rsa.Priv
 		if err := requireAdmin(ctx, tx, id); err != nil {
 			return err
 		}
-		if err := byokRemovedIn(ctx, tx, id.TenantID); err != nil {
+		if err := byokRemovedIn(ctx, tx, b.rec, id.TenantID); err != nil {
 			return err
 		}
 		ks, err := tx.BYOKKeys(ctx, id.TenantID)
@@ -176,6 +176,9 @@ func (b *BYOK) install(ctx context.Context, id *keyhold.Identity, priv *rsa.Priv
 			if o.Thumbprint == k.Thumbprint {
 				return keyhold.Errorf(keyhold.CodeConflict, "tenant %s holds this key already, as BYOK key %s (%s, thumbprint %s): activate that one instead of uploading it again", id.TenantID, o.ID, o.State, o.Thumbprint)
 			}
+		}
+		if err := startBYOKTenant(ctx, tx, b.rec, id.TenantID, ks); err != nil { // byok_seal.go
+			return err
 		}
 		if err := tx.PutBYOKKey(ctx, k); err != nil {
 			return err
@@ -201,7 +204,7 @@ func (b *BYOK) ActivateBYOKKey(ctx context.Context, keyID string) (*keyhold.BYOK
 		if err := requireAdmin(ctx, tx, id); err != nil {
 			return err
 		}
-		if err := byokRemovedIn(ctx, tx, id.TenantID); err != nil {
+		if err := byokRemovedIn(ctx, tx, b.rec, id.TenantID); err != nil {
 			return err
 		}
 		ks, err := tx.BYOKKeys(ctx, id.TenantID)

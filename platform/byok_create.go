@@ -33,7 +33,7 @@ import (
 // locked with an Active key, and when the tenant's key rows fail their
 // seals (CodeRecordIntegrity; the caller audits it).
 func byokForCreation(ctx context.Context, tx keyhold.Tx, rec *crypt.RecordKey, tenantID string) (*keyhold.BYOKKey, error) {
-	st, err := tx.BYOKTenant(ctx, tenantID)
+	st, err := byokTenantIn(ctx, tx, rec, tenantID)
 	if err != nil {
 		return nil, err
 	}

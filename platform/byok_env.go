@@ -54,7 +54,7 @@ func (w *byokWrapper) key(ctx context.Context, kid string) (*byokOpened, error) 
 	}
 	var k *keyhold.BYOKKey
 	err := w.b.store.View(ctx, func(tx keyhold.Tx) error {
-		st, err := tx.BYOKTenant(ctx, w.tenant)
+		st, err := byokTenantIn(ctx, tx, w.b.rec, w.tenant)
 		if err != nil {
 			return err
 		}
@@ -64,6 +64,9 @@ func (w *byokWrapper) key(ctx context.Context, kid string) (*byokOpened, error) 
 		k, err = tx.BYOKKey(ctx, w.tenant, id)
 		return err
 	})
+	if isTamper(err) { // the tenant's state failed its seal (byok_seal.go)
+		w.b.auditTamper(ctx, w.tenant, byokTarget(w.tenant, ""), "use of BYOK key "+id, err)
+	}
 	if err != nil {
 		return nil, err
 	}
@@ -113,11 +116,11 @@ func errBYOKLocked(st *keyhold.BYOKTenant, envID string) error {
 
 // byokServing refuses, in tx, the data of a BYOK environment while its
 // tenant is locked: the data plane's message (access.go).
-func byokServing(ctx context.Context, tx keyhold.Tx, env *keyhold.Environment) error {
+func byokServing(ctx context.Context, tx keyhold.Tx, rec *crypt.RecordKey, env *keyhold.Environment) error {
 	if env.KeyManagedBy != keyhold.KeyManagedByCustomerViaMicrosoft {
 		return nil
 	}
-	st, err := tx.BYOKTenant(ctx, env.TenantID)
+	st, err := byokTenantIn(ctx, tx, rec, env.TenantID)
 	if err != nil {
 		return err
 	}
@@ -132,7 +135,7 @@ func byokServing(ctx context.Context, tx keyhold.Tx, env *keyhold.Environment) e
 // Its keys must pass their seals (byok_seal.go): CodeRecordIntegrity
 // otherwise, which the caller audits (auditTamper) after tx ends.
 func activeBYOKKey(ctx context.Context, tx keyhold.Tx, rec *crypt.RecordKey, tenantID, what string) (*keyhold.BYOKKey, error) {
-	st, err := tx.BYOKTenant(ctx, tenantID)
+	st, err := byokTenantIn(ctx, tx, rec, tenantID)
 	if err != nil {
 		return nil, err
 	}
@@ -260,7 +263,7 @@ func (b *BYOK) LockBYOKTenant(ctx context.Context) ([]string, error) {
 		if err := requireAdmin(ctx, tx, id); err != nil {
 			return err
 		}
-		st, err := tx.BYOKTenant(ctx, id.TenantID)
+		st, err := byokTenantIn(ctx, tx, b.rec, id.TenantID)
 		if err != nil {
 			return err
 		}
@@ -296,11 +299,14 @@ func (b *BYOK) LockBYOKTenant(ctx context.Context) ([]string, error) {
 			disabled = append(disabled, e.ID)
 		}
 		st.LockedAt, st.LockedBy = now, id.PrincipalID
-		if err := tx.PutBYOKTenant(ctx, st); err != nil {
+		if err := putBYOKTenant(ctx, tx, b.rec, st); err != nil {
 			return err
 		}
 		return b.audit(ctx, tx, id, auditBYOKLock, byokTarget(id.TenantID, ""), "", fmt.Sprintf("%d environments disabled", len(disabled)))
 	})
+	if isTamper(err) {
+		b.auditTamper(ctx, id.TenantID, byokTarget(id.TenantID, ""), "locking the tenant by "+id.PrincipalID, err)
+	}
 	if err != nil {
 		return nil, err
 	}
@@ -334,7 +340,7 @@ func (b *BYOK) UnlockBYOKTenant(ctx context.Context, up keyhold.BYOKUpload) ([]s
 		if err := requireAdmin(ctx, tx, id); err != nil {
 			return err
 		}
-		st, err := tx.BYOKTenant(ctx, id.TenantID)
+		st, err := byokTenantIn(ctx, tx, b.rec, id.TenantID)
 		if err != nil {
 			return err
 		}
@@ -387,7 +393,7 @@ func (b *BYOK) UnlockBYOKTenant(ctx context.Context, up keyhold.BYOKUpload) ([]s
 			enabled = append(enabled, e.ID)
 		}
 		st.LockedAt, st.LockedBy = time.Time{}, ""
-		if err := tx.PutBYOKTenant(ctx, st); err != nil {
+		if err := putBYOKTenant(ctx, tx, b.rec, st); err != nil {
 			return err
 		}
 		return b.audit(ctx, tx, id, auditBYOKUnlock, byokTarget(id.TenantID, ""), "", fmt.Sprintf("unlocked with the Active key (thumbprint %s); %d environments enabled", thumb, len(enabled)))

@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/keyhold/keyhold"
+	"github.com/keyhold/keyhold/crypt"
 )
 
 // Removing BYOK from a tenant (spec 000): once its last BYOK environment
@@ -35,8 +36,8 @@ func byokRemoved(st *keyhold.BYOKTenant) error {
 }
 
 // byokRemovedIn is byokRemoved for tenantID, read in tx.
-func byokRemovedIn(ctx context.Context, tx keyhold.Tx, tenantID string) error {
-	st, err := tx.BYOKTenant(ctx, tenantID)
+func byokRemovedIn(ctx context.Context, tx keyhold.Tx, rec *crypt.RecordKey, tenantID string) error {
+	st, err := byokTenantIn(ctx, tx, rec, tenantID)
 	if err != nil {
 		return err
 	}
@@ -55,7 +56,7 @@ func (b *BYOK) RemoveBYOK(ctx context.Context) (*keyhold.BYOKTenant, error) {
 		if err := requireAdmin(ctx, tx, id); err != nil {
 			return err
 		}
-		if st, err = tx.BYOKTenant(ctx, id.TenantID); err != nil {
+		if st, err = byokTenantIn(ctx, tx, b.rec, id.TenantID); err != nil {
 			return err
 		}
 		if err := byokRemoved(st); err != nil {
@@ -90,12 +91,15 @@ func (b *BYOK) RemoveBYOK(ctx context.Context) (*keyhold.BYOKTenant, error) {
 		if n > 0 && last.Add(keyhold.BYOKKeyRetention).After(now) {
 			st.ShredAfter = last.Add(keyhold.BYOKKeyRetention)
 		}
-		if err := tx.PutBYOKTenant(ctx, st); err != nil {
+		if err := putBYOKTenant(ctx, tx, b.rec, st); err != nil {
 			return err
 		}
 		return b.audit(ctx, tx, id, auditBYOKRemove, byokTarget(id.TenantID, ""), "",
 			fmt.Sprintf("BYOK removed; its %d keys are deleted at %s (%d environments migrated, the last at %s)", len(ks), st.ShredAfter.Format(time.RFC3339), n, last.UTC().Format(time.RFC3339)))
 	})
+	if isTamper(err) {
+		b.auditTamper(ctx, id.TenantID, byokTarget(id.TenantID, ""), "removal of BYOK by "+id.PrincipalID, err)
+	}
 	if err != nil {
 		return nil, err
 	}
@@ -108,13 +112,20 @@ func (b *BYOK) RemoveBYOK(ctx context.Context) (*keyhold.BYOKTenant, error) {
 func (b *BYOK) RunBYOKShred(ctx context.Context) (int, error) {
 	now := b.clock.Now().UTC()
 	shredded := 0
+	var refused map[string]error
 	err := b.store.Update(ctx, func(tx keyhold.Tx) error {
-		shredded = 0
+		shredded, refused = 0, map[string]error{}
 		due, err := tx.BYOKTenantsToShred(ctx, now)
 		if err != nil {
 			return err
 		}
 		for _, st := range due {
+			// A removal written past Keyhold must not shred a tenant's
+			// keys: the state must pass its seal (byok_seal.go).
+			if err := b.rec.CheckBYOKTenant(st); err != nil {
+				refused[st.TenantID] = err
+				continue
+			}
 			if err := b.shredToken(ctx, tx, st.TenantID); err != nil { // token-held keys: byok_transfer.go
 				return err
 			}
@@ -123,7 +134,7 @@ func (b *BYOK) RunBYOKShred(ctx context.Context) (int, error) {
 				return err
 			}
 			st.ShreddedAt = now
-			if err := tx.PutBYOKTenant(ctx, st); err != nil {
+			if err := putBYOKTenant(ctx, tx, b.rec, st); err != nil {
 				return err
 			}
 			if _, err := keyhold.Audit(ctx, tx, keyhold.AuditEntry{At: now, TenantID: st.TenantID, ActorID: systemActorID,
@@ -135,5 +146,8 @@ func (b *BYOK) RunBYOKShred(ctx context.Context) (int, error) {
 		}
 		return nil
 	})
+	for tenant, terr := range refused {
+		b.auditTamper(ctx, tenant, byokTarget(tenant, ""), "shredding the BYOK keys", terr)
+	}
 	return shredded, err
 }

@@ -6,6 +6,7 @@ import (
 	"strings"
 
 	"github.com/keyhold/keyhold"
+	"github.com/keyhold/keyhold/crypt"
 )
 
 // The retained BYOK key (issue 14, spec 000). After an environment
@@ -20,8 +21,8 @@ import (
 // retainedBYOK returns, read in tx, the BYOK keys of tenantID that the
 // environments envIDs migrated off and that are still kept, oldest
 // migration first; none once the tenant's keys are shredded.
-func retainedBYOK(ctx context.Context, tx keyhold.Tx, tenantID string, envIDs []string) ([]*keyhold.RetainedBYOKKey, error) {
-	st, err := tx.BYOKTenant(ctx, tenantID)
+func retainedBYOK(ctx context.Context, tx keyhold.Tx, rec *crypt.RecordKey, tenantID string, envIDs []string) ([]*keyhold.RetainedBYOKKey, error) {
+	st, err := byokTenantIn(ctx, tx, rec, tenantID)
 	if err != nil || !st.ShreddedAt.IsZero() {
 		return nil, err
 	}
@@ -76,7 +77,7 @@ func retainedBYOK(ctx context.Context, tx keyhold.Tx, tenantID string, envIDs []
 // retainedBYOKUsage is retainedBYOK for the environments of pol's tenant
 // now linked to pol, as key-version usage entries (see
 // keyhold.KeyVersionUsage.RetainedBYOK).
-func retainedBYOKUsage(ctx context.Context, tx keyhold.Tx, pol *keyhold.EnterprisePolicy) ([]*keyhold.KeyVersionUsage, error) {
+func retainedBYOKUsage(ctx context.Context, tx keyhold.Tx, rec *crypt.RecordKey, pol *keyhold.EnterprisePolicy) ([]*keyhold.KeyVersionUsage, error) {
 	envs, err := tx.ListEnvironments(ctx, keyhold.EnvironmentFilter{TenantID: pol.TenantID})
 	if err != nil {
 		return nil, err
@@ -87,7 +88,7 @@ func retainedBYOKUsage(ctx context.Context, tx keyhold.Tx, pol *keyhold.Enterpri
 			ids = append(ids, e.ID)
 		}
 	}
-	rs, err := retainedBYOK(ctx, tx, pol.TenantID, ids)
+	rs, err := retainedBYOK(ctx, tx, rec, pol.TenantID, ids)
 	if err != nil {
 		return nil, err
 	}

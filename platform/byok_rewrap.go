@@ -116,7 +116,7 @@ func (b *BYOK) stepBYOKRewrap(ctx context.Context, op *keyhold.Operation) (ops.S
 	// unless in.KeyID is still its Active key and its rows pass their
 	// seals.
 	check := func(tx keyhold.Tx) error {
-		st, err := tx.BYOKTenant(ctx, tenant)
+		st, err := byokTenantIn(ctx, tx, b.rec, tenant)
 		if err != nil {
 			return err
 		}

@@ -61,7 +61,7 @@ func (b *BYOK) CreateBYOKKEK(ctx context.Context, size int) (*keyhold.BYOKKEK, e
 		if err := requireAdmin(ctx, tx, id); err != nil {
 			return err
 		}
-		return byokRemovedIn(ctx, tx, id.TenantID)
+		return byokRemovedIn(ctx, tx, b.rec, id.TenantID)
 	}); err != nil {
 		return nil, err
 	}
@@ -119,7 +119,7 @@ func (b *BYOK) uploadTransfer(ctx context.Context, id *keyhold.Identity, up keyh
 	if err := b.needToken(); err != nil {
 		return nil, err
 	}
-	if err := b.store.View(ctx, func(tx keyhold.Tx) error { return byokRemovedIn(ctx, tx, id.TenantID) }); err != nil {
+	if err := b.store.View(ctx, func(tx keyhold.Tx) error { return byokRemovedIn(ctx, tx, b.rec, id.TenantID) }); err != nil {
 		return nil, err
 	}
 	k := &keyhold.BYOKKey{
@@ -138,7 +138,7 @@ func (b *BYOK) uploadTransfer(ctx context.Context, id *keyhold.Identity, up keyh
 			if err := requireAdmin(ctx, tx, id); err != nil {
 				return err
 			}
-			if err := byokRemovedIn(ctx, tx, id.TenantID); err != nil {
+			if err := byokRemovedIn(ctx, tx, b.rec, id.TenantID); err != nil {
 				return err
 			}
 			ks, err := tx.BYOKKeys(ctx, id.TenantID)
@@ -149,6 +149,9 @@ func (b *BYOK) uploadTransfer(ctx context.Context, id *keyhold.Identity, up keyh
 				if o.Thumbprint == k.Thumbprint {
 					return keyhold.Errorf(keyhold.CodeConflict, "tenant %s holds this key already, as BYOK key %s (%s, thumbprint %s): activate that one instead of uploading it again", id.TenantID, o.ID, o.State, o.Thumbprint)
 				}
+			}
+			if err := startBYOKTenant(ctx, tx, b.rec, id.TenantID, ks); err != nil { // byok_seal.go
+				return err
 			}
 			if err := tx.PutBYOKKey(ctx, k); err != nil {
 				return err

@@ -423,7 +423,7 @@ func (p *CMK) checkLink(ctx context.Context, tx keyhold.Tx, id *keyhold.Identity
 	if err != nil {
 		return nil, err
 	}
-	if err := byokServing(ctx, tx, env); err != nil { // a locked BYOK key can't be migrated from
+	if err := byokServing(ctx, tx, p.rec, env); err != nil { // a locked BYOK key can't be migrated from
 		return nil, err
 	}
 	plan := &linkPlan{env: env, pol: pol}

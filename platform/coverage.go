@@ -69,7 +69,7 @@ func (p *Environments) EncryptionCoverage(ctx context.Context, envID string) (*k
 			return err
 		}
 		out.Stores = append(out.Stores, flows...)
-		rs, err := retainedBYOK(ctx, tx, env.TenantID, []string{env.ID}) // byok_retained.go
+		rs, err := retainedBYOK(ctx, tx, p.rec, env.TenantID, []string{env.ID}) // byok_retained.go
 		if err != nil {
 			return err
 		}

@@ -151,7 +151,7 @@ func (p *CMK) KeyVersionUsage(ctx context.Context, policyID string) ([]*keyhold.
 		}
 		// The legacy BYOK keys its environments migrated from, while kept
 		// (byok_retained.go).
-		byok, err := retainedBYOKUsage(ctx, tx, pol)
+		byok, err := retainedBYOKUsage(ctx, tx, p.rec, pol)
 		out = append(out, byok...)
 		return err
 	})

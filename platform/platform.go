@@ -210,6 +210,9 @@ func Open(ctx context.Context, cfg Config) (*Platform, error) {
 	if _, err := pl.BYOK.sealBYOKKeys(ctx); err != nil {
 		return nil, err
 	}
+	if _, err := pl.BYOK.sealBYOKTenants(ctx); err != nil {
+		return nil, err
+	}
 	pl.Tokens.tokTTL = cfg.TokenTTL
 	if pl.Tokens.tokTTL <= 0 {
 		pl.Tokens.tokTTL = DefaultTokenTTL

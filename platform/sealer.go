@@ -5,6 +5,7 @@ import (
 	"fmt"
 
 	"github.com/keyhold/keyhold"
+	"github.com/keyhold/keyhold/crypt"
 )
 
 // Sealer seals flows' items (issue 15) under an environment's key for the
@@ -36,7 +37,7 @@ func checkSealerStore(store string) error {
 func (s *Sealer) serving(ctx context.Context, envID string) (*keyhold.Environment, error) {
 	var env *keyhold.Environment
 	err := s.store.View(ctx, func(tx keyhold.Tx) (err error) {
-		env, err = servingIn(ctx, tx, envID)
+		env, err = servingIn(ctx, tx, s.rec, envID)
 		return err
 	})
 	return env, err
@@ -45,7 +46,7 @@ func (s *Sealer) serving(ctx context.Context, envID string) (*keyhold.Environmen
 // servingIn loads, in tx, an environment that may run flows: Enabled, not
 // Locked (lockedError, with the lock's reason) and not in a locked BYOK
 // tenant.
-func servingIn(ctx context.Context, tx keyhold.Tx, envID string) (*keyhold.Environment, error) {
+func servingIn(ctx context.Context, tx keyhold.Tx, rec *crypt.RecordKey, envID string) (*keyhold.Environment, error) {
 	env, err := tx.Environment(ctx, envID)
 	if err != nil {
 		return nil, err
@@ -53,7 +54,7 @@ func servingIn(ctx context.Context, tx keyhold.Tx, envID string) (*keyhold.Envir
 	if env.State == keyhold.StateLocked {
 		return nil, lockedError(ctx, tx, env)
 	}
-	if err := byokServing(ctx, tx, env); err != nil {
+	if err := byokServing(ctx, tx, rec, env); err != nil {
 		return nil, err
 	}
 	if env.State != keyhold.StateEnabled {
@@ -68,7 +69,7 @@ func servingIn(ctx context.Context, tx keyhold.Tx, envID string) (*keyhold.Envir
 // transaction of its own and a lock can't commit between it and the
 // write (see keyhold.EnvironmentSealer).
 func (s *Sealer) ServingIn(ctx context.Context, tx keyhold.Tx, envID string) (uint32, error) {
-	env, err := servingIn(ctx, tx, envID)
+	env, err := servingIn(ctx, tx, s.rec, envID)
 	if err != nil {
 		return 0, err
 	}

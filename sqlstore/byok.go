@@ -91,10 +91,11 @@ func (t *tx) PutBYOKTenant(ctx context.Context, s *keyhold.BYOKTenant) error {
 	if err := checkTimes(s.LockedAt, s.RemovalRequestedAt, s.ShredAfter, s.ShreddedAt); err != nil {
 		return err
 	}
-	_, err := t.exec(ctx, `INSERT INTO byok_tenants (`+byokTenantColumns+`) VALUES (?, ?, ?, ?, ?, ?)
+	_, err := t.exec(ctx, `INSERT INTO byok_tenants (`+byokTenantColumns+`) VALUES (?, ?, ?, ?, ?, ?, ?)
 		ON CONFLICT (tenant_id) DO UPDATE SET locked_at = excluded.locked_at, locked_by = excluded.locked_by,
-		removal_requested_at = excluded.removal_requested_at, shred_after = excluded.shred_after, shredded_at = excluded.shredded_at`,
-		s.TenantID, nanos(s.LockedAt), s.LockedBy, nanos(s.RemovalRequestedAt), nanos(s.ShredAfter), nanos(s.ShreddedAt))
+		removal_requested_at = excluded.removal_requested_at, shred_after = excluded.shred_after, shredded_at = excluded.shredded_at,
+		mac = excluded.mac`,
+		s.TenantID, nanos(s.LockedAt), s.LockedBy, nanos(s.RemovalRequestedAt), nanos(s.ShredAfter), nanos(s.ShreddedAt), s.MAC)
 	if err != nil && t.class(err) == ErrForeignKey {
 		return keyhold.Errorf(keyhold.CodeNotFound, "tenant %q not found", s.TenantID).WithCause(err)
 	}
@@ -132,11 +133,11 @@ func (t *tx) BYOKMigration(ctx context.Context, envID string) (*keyhold.BYOKMigr
 	return m, err
 }
 
-const byokTenantColumns = `tenant_id, locked_at, locked_by, removal_requested_at, shred_after, shredded_at`
+const byokTenantColumns = `tenant_id, locked_at, locked_by, removal_requested_at, shred_after, shredded_at, mac`
 
 func scanBYOKTenant(sc scanner) (*keyhold.BYOKTenant, error) {
 	s := &keyhold.BYOKTenant{}
-	err := sc.Scan(&s.TenantID, timeCol{&s.LockedAt}, &s.LockedBy, timeCol{&s.RemovalRequestedAt}, timeCol{&s.ShredAfter}, timeCol{&s.ShreddedAt})
+	err := sc.Scan(&s.TenantID, timeCol{&s.LockedAt}, &s.LockedBy, timeCol{&s.RemovalRequestedAt}, timeCol{&s.ShredAfter}, timeCol{&s.ShreddedAt}, &s.MAC)
 	return s, err
 }
 
