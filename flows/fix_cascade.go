@@ -14,8 +14,8 @@ import (
 // environment's flows again, once: the classification is transitive, so
 // a grandparent freed with its parent moves in the same pass. Each flow
 // moves with its callback key in one compare-and-set write of its own;
-// one that changed meanwhile, or any failure (a crash too), leaves it
-// where it is, to its own next save or the next fix, which classify
+// one that changed meanwhile, or any failure (a crash too; failures other
+// than a conflict are logged), leaves it where it is, to its own next save or the next fix, which classify
 // again. The save that triggered it has committed already, so nothing
 // here undoes or fails it; it answers how many flows moved.
 func (s *Service) freeParents(ctx context.Context, envID string) int {
@@ -27,7 +27,11 @@ func (s *Service) freeParents(ctx context.Context, envID string) int {
 		}
 		recs, err = tx.ListFlows(ctx, envID)
 		return err
-	}); err != nil || env.PolicyID == "" {
+	}); err != nil {
+		s.log.WarnContext(ctx, "flows: the parents of a fixed flow were not moved; they move at their next save", "environment", envID, "err", err)
+		return 0
+	}
+	if env.PolicyID == "" {
 		return 0
 	}
 	defs := make(map[string]*flowDef, len(recs))
@@ -35,6 +39,7 @@ func (s *Service) freeParents(ctx context.Context, envID string) int {
 	for _, r := range recs {
 		fd, err := s.openFlow(ctx, r)
 		if err != nil {
+			s.log.WarnContext(ctx, "flows: the parents of a fixed flow were not moved; they move at their next save", "environment", envID, "flow", r.ID, "err", err)
 			return 0
 		}
 		defs[r.ID] = fd
@@ -46,8 +51,11 @@ func (s *Service) freeParents(ctx context.Context, envID string) int {
 		if r.Epoch != keyhold.PlatformEpoch || stay[r.ID] != nil {
 			continue
 		}
-		if s.moveOffPlatform(ctx, defs[r.ID]) == nil {
+		switch err := s.moveOffPlatform(ctx, defs[r.ID]); {
+		case err == nil:
 			moved++
+		case keyhold.ErrorCode(err) != keyhold.CodeConflict: // a conflict: it changed, and its own save classifies it
+			s.log.WarnContext(ctx, "flows: a parent of a fixed flow was not moved; it moves at its next save", "environment", envID, "flow", r.ID, "err", err)
 		}
 	}
 	return moved
