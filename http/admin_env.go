@@ -145,6 +145,9 @@ var doneNotes = map[string]string{
 	"webhook-set":     "The webhook is saved: every new event is posted to it.",
 	"webhook-removed": "The webhook is removed: events are listed here only.",
 	"rotation-set":    "The key's rotation policy is saved.",
+	"policy-added":    "The access policy is saved.",
+	"policy-removed":  "The access policy is removed.",
+	"network-set":     "The network rules are saved.",
 	"webhook-tested":  "A test event is written: its webhook delivery shows below, and moves on when you reload the page.",
 	"deployed":        "The policy is deployed. Grant its identity Key Vault Crypto Service Encryption User on the key vault, then Reader on the policy to the platform administrators.",
 }

@@ -116,11 +116,25 @@ type accessData struct {
 	Assignments []accessRow
 	Roles       []string
 	Error       string // the API's refusal to list them
+	// CanAssign: the caller may assign roles at the scope (roleAssignments/write);
+	// without it the section has no buttons and ReadOnly says why.
+	CanAssign bool
+	ReadOnly  string
+	// Scopes, when set, are the scopes the grant form offers (the vault
+	// and its keys); otherwise it grants at Scope.
+	Scopes []scopeOption
 }
+
+// scopeOption is a scope the grant form offers.
+type scopeOption struct{ ID, Label string }
 
 type accessRow struct {
 	A    *keyhold.RoleAssignment
 	Role string
+	// Here: the assignment is at the page's scope or below it (a key), so
+	// it can be removed here; Where names its scope otherwise.
+	Here  bool
+	Where string
 }
 
 type vaultPageData struct {
@@ -130,6 +144,7 @@ type vaultPageData struct {
 	KeysError string // the data plane's refusal to list keys
 	Access    *accessData
 	More      vaultMore // rotation, who may wrap, networking (admin_vault_more.go)
+	Edit      vaultEdit // access policies and network rules (admin_vault_edit.go)
 }
 
 // vaultRoles are the roles the access forms offer.
@@ -156,9 +171,39 @@ func (s *Server) adminAccess(r *nethttp.Request, scope, back string, roles []str
 		if d, ok := keyhold.FindRoleDefinition(x.RoleDefinitionID); ok {
 			name = d.Name
 		}
-		a.Assignments = append(a.Assignments, accessRow{A: x, Role: name})
+		row := accessRow{A: x, Role: name, Here: keyhold.ScopeCovers(scope, x.Scope), Where: scopeLabel(scope, x.Scope)}
+		a.Assignments = append(a.Assignments, row)
+	}
+	may, why := s.callerMay(r, scope, actionRoleAssignmentWrite)
+	a.CanAssign = may[0]
+	if !a.CanAssign {
+		a.ReadOnly = why
+		if why == "" {
+			a.ReadOnly = "You can see these role assignments but not change them: that needs Owner or User Access Administrator here (" + actionRoleAssignmentWrite + ")."
+		}
 	}
 	return a
+}
+
+// scopeLabel names an assignment's scope as the access table shows it,
+// from the page's scope: "here", "key k1" below it, or where it is
+// inherited from.
+func scopeLabel(page, scope string) string {
+	p, sc := strings.TrimSuffix(page, "/"), strings.TrimSuffix(scope, "/")
+	switch {
+	case strings.EqualFold(p, sc):
+		return "here"
+	case keyhold.ScopeCovers(p, sc):
+		rest := sc[len(p)+1:]
+		if k, ok := strings.CutPrefix(rest, "keys/"); ok {
+			return "key " + k
+		}
+		return rest
+	}
+	if parsed, err := keyhold.ParseScope(sc); err == nil {
+		return "inherited from the " + parsed.Kind()
+	}
+	return "inherited"
 }
 
 // adminVaultView fills v with a vault's page.
@@ -175,6 +220,12 @@ func (s *Server) adminVaultView(r *nethttp.Request, v *adminView) error {
 	d.Access = s.adminAccess(r, kv.ID(), d.Path, vaultRoles)
 	d.KeysError = s.adminKeys(r, v.sess, kv.Name, d)
 	s.adminVaultMore(r, v.sess, d)
+	s.adminVaultEdit(r, d)
+	// Roles can be assigned on the vault or on one of its keys.
+	d.Access.Scopes = []scopeOption{{ID: kv.ID(), Label: "This key vault"}}
+	for _, k := range d.Keys {
+		d.Access.Scopes = append(d.Access.Scopes, scopeOption{ID: kv.ID() + "/keys/" + k.Name, Label: "Key " + k.Name})
+	}
 	return nil
 }
 
@@ -224,6 +275,14 @@ func (s *Server) adminVaultAction(w nethttp.ResponseWriter, r *nethttp.Request, 
 	}
 	d := view.Data.(*vaultPageData)
 	f := r.PostForm
+	// Access policies and network rules: the control plane, as the caller.
+	if done, ok, err := s.adminVaultControl(r, d); ok {
+		if err != nil {
+			return adminFail(w, view, "vault", err)
+		}
+		nethttp.Redirect(w, r, d.Path+"?done="+done, nethttp.StatusSeeOther)
+		return nil
+	}
 	ctx, err := s.adminAs(r, v.sess, keyhold.AudienceVault)
 	done := ""
 	if err == nil {
@@ -240,7 +299,7 @@ func (s *Server) adminVaultAction(w nethttp.ResponseWriter, r *nethttp.Request, 
 			err = s.adminRotationPolicy(r, v.sess, d.Vault.Name, f.Get("key"), f.Get("days"))
 			done = "rotation-set"
 		default:
-			err = keyhold.Errorf(keyhold.CodeBadRequest, "action %q is not one of this page's: use create-key, rotate or rotation-policy", keyhold.Clip(f.Get("action")))
+			err = keyhold.Errorf(keyhold.CodeBadRequest, "action %q is not one of this page's: use create-key, rotate, rotation-policy, access-policy-add, access-policy-remove or network", keyhold.Clip(f.Get("action")))
 		}
 	}
 	if err != nil {

@@ -56,6 +56,14 @@ func newCMKStack(t testing.TB) *cmkStack {
 // starts.
 func newCMKStackOn(t testing.TB, store keyhold.Store, opts ...func(*khttp.Server, *platform.Platform, keyhold.Store)) *cmkStack {
 	t.Helper()
+	return newCMKStackAt(t, store, keyhold.SystemClock{}, opts...)
+}
+
+// newCMKStackAt is newCMKStackOn with the platform's clock: a
+// clocktest.Clock moves its 28- and 30-day rules (the vault and the
+// operations runner keep the real time).
+func newCMKStackAt(t testing.TB, store keyhold.Store, clock keyhold.Clock, opts ...func(*khttp.Server, *platform.Platform, keyhold.Store)) *cmkStack {
+	t.Helper()
 	ctx := context.Background()
 	now := time.Now()
 	caCert, caKey, err := crypt.GenerateConstrainedCA("Keyhold CMK test CA", []string{"127.0.0.1"}, now.Add(-time.Hour), time.Hour*24)
@@ -90,7 +98,7 @@ func newCMKStackOn(t testing.TB, store keyhold.Store, opts ...func(*khttp.Server
 		t.Fatal(err)
 	}
 	p, err := platform.Open(ctx, platform.Config{Store: store, MasterKey: master, Issuer: s.url,
-		Ops: runner, Vault: kv, CMK: func(id *keyhold.Identity) keyhold.KeyWrapper { return keyprovider.NewBuiltin(kv, id) }})
+		Ops: runner, Vault: kv, Clock: clock, CMK: func(id *keyhold.Identity) keyhold.KeyWrapper { return keyprovider.NewBuiltin(kv, id) }})
 	if err != nil {
 		t.Fatalf("platform.Open: %v", err)
 	}
