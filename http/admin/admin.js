@@ -21,7 +21,7 @@ document.addEventListener("DOMContentLoaded", function () {
         .then(function (s) {
           set("envop-state", s.state + (s.phase ? " (" + s.phase + ")" : ""));
           set("envop-step", s.step);
-          set("envop-count", s.count + " of " + (s.total ? s.total : "?"));
+          set("envop-count", s.total ? s.count + " of " + s.total : s.count + ", still counting");
           var bar = card.querySelector(".envop-progress");
           if (bar) { bar.value = s.percent; }
           if (s.done) {
