@@ -177,7 +177,10 @@ func BenchmarkCMKLinkCustody(b *testing.B) {
 // KEYHOLD_BENCH_REKEY_PAGE sets the rows of a page (rekeyBatch; any
 // value but the default 256 overrides the store's page, rowsPage),
 // KEYHOLD_BENCH_ANALYZE=1 analyzes data_rows after seeding, and
-// KEYHOLD_BENCH_REKEY_PUTS=1 times PUTs made meanwhile (putProbe).
+// KEYHOLD_BENCH_REKEY_PUTS=1 times PUTs made meanwhile (putProbe). Each
+// run also reports the re-key's CPU time (cpu-s: this process; pg-cpu-s:
+// its PostgreSQL backends) and how much data_rows and its primary key grew
+// (rekey_bench_test.go).
 func BenchmarkCMKRekey(b *testing.B) {
 	if v := benchInts(b, "KEYHOLD_BENCH_REKEY_PAGE", nil); len(v) > 0 {
 		defer func(n int) { rekeyBatch = n }(rekeyBatch)
@@ -213,10 +216,12 @@ func BenchmarkCMKRekey(b *testing.B) {
 						var took time.Duration
 						for _, s := range f.p.kinds()[keyhold.OpLink].Steps {
 							var probe *putProbe
+							var cost *rekeyCost
 							if s.Name == stepRekey {
 								if what == "rows" && os.Getenv("KEYHOLD_BENCH_REKEY_PUTS") != "" {
 									probe = startPutProbe(f, env.ID)
 								}
+								cost = startRekeyCost(b, f.store)
 								b.StartTimer()
 							}
 							start := time.Now()
@@ -232,6 +237,7 @@ func BenchmarkCMKRekey(b *testing.B) {
 							if s.Name == stepRekey {
 								b.StopTimer()
 								took = time.Since(start)
+								cost.report(b)
 								if probe != nil {
 									n, p50, p99 := probe.stop(b)
 									b.ReportMetric(float64(p99.Microseconds())/1000, "put-p99-ms")

@@ -155,3 +155,43 @@ func TestPoolKeepsItsConnections(t *testing.T) {
 		t.Fatalf("after a burst over all %d connections: %d idle, %d closed as surplus idle; want %d idle, none closed", n, st.Idle, st.MaxIdleClosed, n)
 	}
 }
+
+// TestMigrationRekeyByKey: migration 0052, on a database holding rows,
+// drops the index on data_rows' epoch, leaves room in its pages for HOT
+// updates (fillfactor) and adds the re-key's walk; the rows keep their
+// contents, counts and walk.
+func TestMigrationRekeyByKey(t *testing.T) {
+	s, db := storetest.OpenPostgresAt(t)
+	ctx := context.Background()
+	ids := storetest.SeedRekeyRows(t, s, 2, 1500)
+	// The schema as it was before 0052.
+	for _, q := range []string{
+		"CREATE INDEX data_rows_by_epoch ON data_rows (env_id, epoch, table_name, id)",
+		"ALTER TABLE data_rows RESET (fillfactor)",
+		"DROP FUNCTION data_rows_of_epoch",
+		"DELETE FROM schema_migrations WHERE version = 52",
+	} {
+		if _, err := s.(*sqlstore.Store).DB().ExecContext(ctx, q); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if got := storetest.EpochIndexes(t, s); len(got) != 1 {
+		t.Fatalf("before the migration, indexes holding epoch: %v", got)
+	}
+	s2, err := postgres.Open(ctx, db.DSN)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s2.Close()
+	if got := storetest.EpochIndexes(t, s2); len(got) != 0 {
+		t.Errorf("after the migration, indexes of data_rows holding epoch: %v, want none", got)
+	}
+	var opts string
+	if err := s2.DB().QueryRowContext(ctx, `SELECT COALESCE(array_to_string(reloptions, ','), '') FROM pg_class WHERE relname = 'data_rows'`).Scan(&opts); err != nil {
+		t.Fatal(err)
+	}
+	if opts != "fillfactor=50" {
+		t.Errorf("data_rows' options: %q, want fillfactor=50", opts)
+	}
+	storetest.CheckRekeyRows(t, s2, ids, 1500)
+}

@@ -228,3 +228,30 @@ func TestDeletedBytesAreOverwritten(t *testing.T) {
 		}
 	}
 }
+
+// TestMigrationRekeyByKey: migration 0052 drops the index on data_rows'
+// epoch from a database holding rows, which keep their contents, counts
+// and re-key walk.
+func TestMigrationRekeyByKey(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "k.db")
+	s := open(t, path)
+	ids := storetest.SeedRekeyRows(t, s, 2, 1500)
+	// The schema as it was before 0052.
+	for _, q := range []string{
+		"CREATE INDEX data_rows_by_epoch ON data_rows (env_id, epoch, table_name, id)",
+		"DELETE FROM schema_migrations WHERE version = 52",
+	} {
+		if _, err := s.DB().ExecContext(context.Background(), q); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if got := storetest.EpochIndexes(t, s); len(got) != 1 {
+		t.Fatalf("before the migration, indexes holding epoch: %v", got)
+	}
+	s.Close()
+	s = open(t, path)
+	if got := storetest.EpochIndexes(t, s); len(got) != 0 {
+		t.Errorf("after the migration, indexes of data_rows holding epoch: %v, want none", got)
+	}
+	storetest.CheckRekeyRows(t, s, ids, 1500)
+}

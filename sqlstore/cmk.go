@@ -78,6 +78,13 @@ func (t *tx) ResealRow(ctx context.Context, r *keyhold.RowRecord, fromEpoch uint
 	return nil
 }
 
+// epochCountsRows counts an environment's rows per epoch. No index holds
+// epoch (migration 0052: it made every re-sealed row move an index entry,
+// and kept PostgreSQL's updates from being HOT), so this reads the
+// environment's rows by the primary key's env_id prefix: the
+// environment's rows only, never the table (TestRekeyReadPlans).
+const epochCountsRows = `SELECT epoch, COUNT(*) FROM data_rows WHERE env_id = ? GROUP BY epoch`
+
 // EpochCounts counts an environment's rows, files and sealed audit
 // entries per epoch.
 func (t *tx) EpochCounts(ctx context.Context, envID string) ([]keyhold.EpochCount, error) {
@@ -90,7 +97,7 @@ func (t *tx) EpochCounts(ctx context.Context, envID string) ([]keyhold.EpochCoun
 		err := sc.Scan(u32Col{&c.epoch}, &c.n)
 		return c, err
 	}
-	rows, err := list(t, ctx, "count rows by epoch", scan, `SELECT epoch, COUNT(*) FROM data_rows WHERE env_id = ? GROUP BY epoch`, envID)
+	rows, err := list(t, ctx, "count rows by epoch", scan, epochCountsRows, envID)
 	if err != nil {
 		return nil, err
 	}

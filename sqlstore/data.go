@@ -92,6 +92,25 @@ func (t *tx) DeleteRow(ctx context.Context, envID, table, id string) error {
 // if it is not 0, of table f.Table if it is set, at most f.Limit of them (DefaultRowLimit if 0, never more
 // than MaxRowLimit).
 func (t *tx) ListRows(ctx context.Context, f keyhold.RowFilter) ([]*keyhold.RowRecord, error) {
+	q, args := listRowsQuery(f, t.s.d.Arrays)
+	return list(t, ctx, "list rows", scanRow, q, args...)
+}
+
+// listRowsQuery is ListRows' statement and arguments on SQLite, or on
+// PostgreSQL (pg). Every form walks the primary key (env_id, table_name,
+// id) from the cursor. No index holds epoch (migration 0052), so a
+// re-key's walk of an old epoch (f.Epoch) reads the environment's rows in
+// key order from the cursor and skips those on other epochs, bounded by
+// the environment's key prefix and never sorted: SQLite plans it so by
+// itself; on PostgreSQL it is the function data_rows_of_epoch, whose
+// settings leave the planner no other plan (TestRekeyReadPlans). Table
+// names start with a letter, so no row is at or before ("", "").
+func listRowsQuery(f keyhold.RowFilter, pg bool) (string, []any) {
+	limit := clampLimit(f.Limit, DefaultRowLimit, MaxRowLimit)
+	if pg && f.Epoch != 0 && f.Table == "" {
+		return `SELECT ` + rowCols + ` FROM data_rows_of_epoch(?, ?, ?, ?, ?)`,
+			[]any{f.EnvID, int64(f.Epoch), f.AfterTable, f.AfterID, limit}
+	}
 	conds := []string{"env_id = ?"}
 	args := []any{f.EnvID}
 	if f.Epoch != 0 {
@@ -108,8 +127,8 @@ func (t *tx) ListRows(ctx context.Context, f keyhold.RowFilter) ([]*keyhold.RowR
 		conds = append(conds, "(table_name, id) > (?, ?)")
 		args = append(args, f.AfterTable, f.AfterID)
 	}
-	args = append(args, clampLimit(f.Limit, DefaultRowLimit, MaxRowLimit))
-	return list(t, ctx, "list rows", scanRow, `SELECT `+rowCols+` FROM data_rows`+where(conds)+` ORDER BY table_name, id LIMIT ?`, args...)
+	args = append(args, limit)
+	return `SELECT ` + rowCols + ` FROM data_rows` + where(conds) + ` ORDER BY table_name, id LIMIT ?`, args
 }
 
 // BeginFileUpload marks a generation as being written. An unknown
