@@ -115,13 +115,13 @@ func (b *BYOK) RunBYOKShred(ctx context.Context) (int, error) {
 		if err != nil {
 			return err
 		}
-		for _, due := range due {
+		for _, d := range due {
 			// A removal written past Keyhold, or put back from before an
 			// unlock, must not shred a tenant's keys: its rows must pass
 			// their seals (byok_seal.go).
-			set, err := byokSetIn(ctx, tx, b.rec, due.TenantID)
+			set, err := byokSetIn(ctx, tx, b.rec, d.TenantID)
 			if isTamper(err) {
-				refused[due.TenantID] = err
+				refused[d.TenantID] = err
 				continue
 			} else if err != nil {
 				return err
