@@ -83,6 +83,10 @@ type BYOKKey struct {
 	// (a state flipped, a thumbprint or sealed key swapped, a row moved
 	// from another tenant) is refused. Opaque to the store.
 	MAC []byte `json:"-"`
+	// Generation is the tenant's BYOK generation (BYOKTenant.Generation)
+	// this row was last written at, covered by MAC: a row put back from
+	// an earlier write is of another generation than its tenant's state.
+	Generation int64 `json:"-"`
 }
 
 // BYOKUpload is a key an administrator uploads: exactly one of JWK (an
@@ -101,7 +105,7 @@ type BYOKTx interface {
 	// PutBYOKKey inserts k: CodeConflict if the tenant holds a key of the
 	// same id or thumbprint, CodeNotFound if the tenant is unknown.
 	PutBYOKKey(ctx context.Context, k *BYOKKey) error
-	// UpdateBYOKKey writes k's State, ActivatedAt and MAC (CodeNotFound
+	// UpdateBYOKKey writes k's State, ActivatedAt, Generation and MAC (CodeNotFound
 	// if there is no such key).
 	UpdateBYOKKey(ctx context.Context, k *BYOKKey) error
 	// BYOKKey returns one key of a tenant, or CodeNotFound.
@@ -124,6 +128,12 @@ type BYOKTx interface {
 	// BYOKTenantsToShred lists the tenants whose BYOK removal was
 	// requested and whose keys are due to be shredded at now.
 	BYOKTenantsToShred(ctx context.Context, now time.Time) ([]*BYOKTenant, error)
+	// BYOKSealMarker returns the "sealing done" marker, or nil if none
+	// was written.
+	BYOKSealMarker(ctx context.Context) (*BYOKSealMarker, error)
+	// PutBYOKSealMarker writes the marker once: CodeConflict if there is
+	// one already.
+	PutBYOKSealMarker(ctx context.Context, m *BYOKSealMarker) error
 	// DeleteBYOKKeys deletes every BYOK key of a tenant, returning how
 	// many there were.
 	DeleteBYOKKeys(ctx context.Context, tenantID string) (int, error)
@@ -165,6 +175,20 @@ type BYOKTenant struct {
 	// lock cleared) must not undo an administrator's lock. Opaque to the
 	// store.
 	MAC []byte `json:"-"`
+	// Generation counts the writes of the tenant's BYOK state: each one
+	// moves it on and re-seals every key row of the tenant at it, and MAC
+	// commits to it and to those rows, so that one row put back from an
+	// earlier write is told apart (platform/byok_seal.go).
+	Generation int64 `json:"-"`
+}
+
+// BYOKSealMarker is the one-time "sealing done" record: written, sealed
+// under the master key, when the BYOK rows from before they were sealed
+// have been sealed, it stops any later start from sealing an unsealed row
+// (one written outside Keyhold) as if it were one of those.
+type BYOKSealMarker struct {
+	SealedAt time.Time
+	MAC      []byte
 }
 
 // BYOKKeyRetention is how long a tenant's BYOK keys are kept after an

@@ -31,8 +31,10 @@ import (
 // while unwraps under the versions it names go on.
 //
 // Seals authenticate, they don't bind to time: a database writer can put
-// back an earlier state that Keyhold itself sealed (a replay). See the
-// threat model in docs/architecture.md.
+// back an earlier state that Keyhold itself sealed (a replay). A tenant's
+// BYOK rows also carry a generation that ties them together, so that one
+// of them put back alone is refused (byok_seal.go). See the threat model
+// in docs/architecture.md.
 
 // recordSealV1 is the version byte of a record seal.
 const recordSealV1 = 0x01

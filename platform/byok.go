@@ -160,36 +160,43 @@ func (b *BYOK) install(ctx context.Context, id *keyhold.Identity, priv *rsa.Priv
 		return nil, err
 	}
 	k.Sealed = sealed
-	b.rec.SealBYOKKey(k)
-	err = b.store.Update(ctx, func(tx keyhold.Tx) error {
-		if err := requireAdmin(ctx, tx, id); err != nil {
-			return err
-		}
-		if err := byokRemovedIn(ctx, tx, b.rec, id.TenantID); err != nil {
-			return err
-		}
-		ks, err := tx.BYOKKeys(ctx, id.TenantID)
-		if err != nil {
-			return err
-		}
-		for _, o := range ks {
-			if o.Thumbprint == k.Thumbprint {
-				return keyhold.Errorf(keyhold.CodeConflict, "tenant %s holds this key already, as BYOK key %s (%s, thumbprint %s): activate that one instead of uploading it again", id.TenantID, o.ID, o.State, o.Thumbprint)
-			}
-		}
-		if err := startBYOKTenant(ctx, tx, b.rec, id.TenantID, ks); err != nil { // byok_seal.go
-			return err
-		}
-		if err := tx.PutBYOKKey(ctx, k); err != nil {
-			return err
-		}
-		return b.audit(ctx, tx, id, action, byokTarget(k.TenantID, k.ID), "", fmt.Sprintf("%s RSA key of %d bits, thumbprint %s", src, k.Size, k.Thumbprint))
-	})
-	if err != nil {
+	if err := b.addKey(ctx, id, k, action, fmt.Sprintf("%s RSA key of %d bits, thumbprint %s", src, k.Size, k.Thumbprint)); err != nil {
 		return nil, err
 	}
 	k.Sealed = nil
 	return k, nil
+}
+
+// addKey stores k, Installing, as a new key of the caller's tenant,
+// auditing action with detail: refused if BYOK was removed from the
+// tenant, if it holds the same key already, or if its BYOK rows fail
+// their seals (byok_seal.go, audited). The upload of a JWK or PFX, the
+// generation and the upload of a transfer blob (byok_transfer.go) all
+// store their key through it.
+func (b *BYOK) addKey(ctx context.Context, id *keyhold.Identity, k *keyhold.BYOKKey, action, detail string) error {
+	err := b.store.Update(ctx, func(tx keyhold.Tx) error {
+		s, err := adminBYOKSet(ctx, tx, b.rec, id) // byok_seal.go
+		if err != nil {
+			return err
+		}
+		if err := byokRemoved(s.st); err != nil {
+			return err
+		}
+		for _, o := range s.keys {
+			if o.Thumbprint == k.Thumbprint {
+				return keyhold.Errorf(keyhold.CodeConflict, "tenant %s holds this key already, as BYOK key %s (%s, thumbprint %s): activate that one instead of uploading it again", id.TenantID, o.ID, o.State, o.Thumbprint)
+			}
+		}
+		s.keys = append(s.keys, k)
+		if err := s.commit(ctx, tx, b.rec, k); err != nil { // byok_seal.go
+			return err
+		}
+		return b.audit(ctx, tx, id, action, byokTarget(k.TenantID, k.ID), "", detail)
+	})
+	if isTamper(err) {
+		b.auditTamper(ctx, id.TenantID, byokTarget(id.TenantID, ""), "adding a BYOK key by "+id.PrincipalID, err)
+	}
+	return err
 }
 
 // ActivateBYOKKey makes a key Active and the tenant's Active key
@@ -201,19 +208,14 @@ func (b *BYOK) ActivateBYOKKey(ctx context.Context, keyID string) (*keyhold.BYOK
 	}
 	var out *keyhold.BYOKKey
 	err = b.store.Update(ctx, func(tx keyhold.Tx) error {
-		if err := requireAdmin(ctx, tx, id); err != nil {
-			return err
-		}
-		if err := byokRemovedIn(ctx, tx, b.rec, id.TenantID); err != nil {
-			return err
-		}
-		ks, err := tx.BYOKKeys(ctx, id.TenantID)
+		set, err := adminBYOKSet(ctx, tx, b.rec, id) // byok_seal.go
 		if err != nil {
 			return err
 		}
-		if err := checkBYOKKeys(b.rec, ks); err != nil { // byok_seal.go
+		if err := byokRemoved(set.st); err != nil {
 			return err
 		}
+		ks := set.keys
 		var k *keyhold.BYOKKey
 		var last time.Time
 		for _, o := range ks {
@@ -241,15 +243,10 @@ func (b *BYOK) ActivateBYOKKey(ctx context.Context, keyID string) (*keyhold.BYOK
 		for _, o := range ks {
 			if o.State == keyhold.BYOKActive {
 				o.State = keyhold.BYOKAvailable
-				b.rec.SealBYOKKey(o)
-				if err := tx.UpdateBYOKKey(ctx, o); err != nil {
-					return err
-				}
 			}
 		}
 		k.State, k.ActivatedAt = keyhold.BYOKActive, now
-		b.rec.SealBYOKKey(k)
-		if err := tx.UpdateBYOKKey(ctx, k); err != nil {
+		if err := set.commit(ctx, tx, b.rec, nil); err != nil {
 			return err
 		}
 		// The tenant's environments under older keys move to this one

@@ -33,26 +33,15 @@ import (
 // locked with an Active key, and when the tenant's key rows fail their
 // seals (CodeRecordIntegrity; the caller audits it).
 func byokForCreation(ctx context.Context, tx keyhold.Tx, rec *crypt.RecordKey, tenantID string) (*keyhold.BYOKKey, error) {
-	st, err := byokTenantIn(ctx, tx, rec, tenantID)
+	s, err := byokSetIn(ctx, tx, rec, tenantID) // byok_seal.go
 	if err != nil {
 		return nil, err
 	}
+	st := s.st
 	if !st.RemovalRequestedAt.IsZero() {
 		return nil, nil
 	}
-	ks, err := tx.BYOKKeys(ctx, tenantID)
-	if err != nil {
-		return nil, err
-	}
-	if err := checkBYOKKeys(rec, ks); err != nil { // byok_seal.go
-		return nil, err
-	}
-	var active *keyhold.BYOKKey
-	for _, k := range ks {
-		if k.State == keyhold.BYOKActive {
-			active = k
-		}
-	}
+	active := s.active()
 	if active == nil {
 		return nil, nil
 	}

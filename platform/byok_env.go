@@ -54,26 +54,23 @@ func (w *byokWrapper) key(ctx context.Context, kid string) (*byokOpened, error) 
 	}
 	var k *keyhold.BYOKKey
 	err := w.b.store.View(ctx, func(tx keyhold.Tx) error {
-		st, err := byokTenantIn(ctx, tx, w.b.rec, w.tenant)
+		// The tenant's rows must be as Keyhold sealed them (byok_seal.go):
+		// nothing is wrapped or unwrapped under a key whose record, or
+		// its tenant's state, was changed or put back.
+		s, err := byokSetIn(ctx, tx, w.b.rec, w.tenant)
 		if err != nil {
 			return err
 		}
-		if !st.LockedAt.IsZero() {
-			return errBYOKLocked(st, "")
+		if !s.st.LockedAt.IsZero() {
+			return errBYOKLocked(s.st, "")
 		}
-		k, err = tx.BYOKKey(ctx, w.tenant, id)
+		k, err = s.key(id)
 		return err
 	})
-	if isTamper(err) { // the tenant's state failed its seal (byok_seal.go)
-		w.b.auditTamper(ctx, w.tenant, byokTarget(w.tenant, ""), "use of BYOK key "+id, err)
+	if isTamper(err) {
+		w.b.auditTamper(ctx, w.tenant, byokTarget(w.tenant, id), "use of BYOK key "+id, err)
 	}
 	if err != nil {
-		return nil, err
-	}
-	// The row must be as Keyhold sealed it (byok_seal.go): nothing is
-	// wrapped or unwrapped under a key whose record was changed.
-	if err := w.b.rec.CheckBYOKKey(k); err != nil {
-		w.b.auditTamper(ctx, w.tenant, byokTarget(w.tenant, id), "use of BYOK key "+id, err)
 		return nil, err
 	}
 	return w.b.openBYOK(ctx, k)
@@ -135,27 +132,18 @@ func byokServing(ctx context.Context, tx keyhold.Tx, rec *crypt.RecordKey, env *
 // Its keys must pass their seals (byok_seal.go): CodeRecordIntegrity
 // otherwise, which the caller audits (auditTamper) after tx ends.
 func activeBYOKKey(ctx context.Context, tx keyhold.Tx, rec *crypt.RecordKey, tenantID, what string) (*keyhold.BYOKKey, error) {
-	st, err := byokTenantIn(ctx, tx, rec, tenantID)
+	s, err := byokSetIn(ctx, tx, rec, tenantID)
 	if err != nil {
 		return nil, err
 	}
-	if err := byokRemoved(st); err != nil {
+	if err := byokRemoved(s.st); err != nil {
 		return nil, err
 	}
-	if !st.LockedAt.IsZero() {
-		return nil, keyhold.Errorf(keyhold.CodeConflict, "%s is refused: the tenant's BYOK key is locked since %s; unlock it first by supplying the same key (keyhold byok unlock)", what, st.LockedAt.UTC().Format(time.RFC3339))
+	if !s.st.LockedAt.IsZero() {
+		return nil, keyhold.Errorf(keyhold.CodeConflict, "%s is refused: the tenant's BYOK key is locked since %s; unlock it first by supplying the same key (keyhold byok unlock)", what, s.st.LockedAt.UTC().Format(time.RFC3339))
 	}
-	ks, err := tx.BYOKKeys(ctx, tenantID)
-	if err != nil {
-		return nil, err
-	}
-	if err := checkBYOKKeys(rec, ks); err != nil {
-		return nil, err
-	}
-	for _, k := range ks {
-		if k.State == keyhold.BYOKActive {
-			return k, nil
-		}
+	if k := s.active(); k != nil {
+		return k, nil
 	}
 	return nil, keyhold.Errorf(keyhold.CodeConflict, "%s is refused: tenant %s has no Active BYOK key; upload or generate one (keyhold byok key upload|generate) and activate it (keyhold byok key activate)", what, tenantID)
 }
@@ -260,24 +248,18 @@ func (b *BYOK) LockBYOKTenant(ctx context.Context) ([]string, error) {
 	var disabled []string
 	err = b.store.Update(ctx, func(tx keyhold.Tx) error {
 		disabled = nil
-		if err := requireAdmin(ctx, tx, id); err != nil {
-			return err
-		}
-		st, err := byokTenantIn(ctx, tx, b.rec, id.TenantID)
+		set, err := adminBYOKSet(ctx, tx, b.rec, id) // byok_seal.go
 		if err != nil {
 			return err
 		}
+		st := set.st
 		if !st.LockedAt.IsZero() {
 			return keyhold.Errorf(keyhold.CodeConflict, "tenant %s is locked already, since %s: nothing to do", id.TenantID, st.LockedAt.UTC().Format(time.RFC3339))
 		}
 		if err := byokRemoved(st); err != nil {
 			return err
 		}
-		ks, err := tx.BYOKKeys(ctx, id.TenantID)
-		if err != nil {
-			return err
-		}
-		if len(ks) == 0 {
+		if len(set.keys) == 0 {
 			return keyhold.Errorf(keyhold.CodeConflict, "tenant %s has no BYOK key to lock: the lock disables the environments under the tenant's BYOK key", id.TenantID)
 		}
 		envs, err := tx.ListEnvironments(ctx, keyhold.EnvironmentFilter{TenantID: id.TenantID})
@@ -299,7 +281,7 @@ func (b *BYOK) LockBYOKTenant(ctx context.Context) ([]string, error) {
 			disabled = append(disabled, e.ID)
 		}
 		st.LockedAt, st.LockedBy = now, id.PrincipalID
-		if err := putBYOKTenant(ctx, tx, b.rec, st); err != nil {
+		if err := set.commit(ctx, tx, b.rec, nil); err != nil {
 			return err
 		}
 		return b.audit(ctx, tx, id, auditBYOKLock, byokTarget(id.TenantID, ""), "", fmt.Sprintf("%d environments disabled", len(disabled)))
@@ -337,29 +319,15 @@ func (b *BYOK) UnlockBYOKTenant(ctx context.Context, up keyhold.BYOKUpload) ([]s
 	var enabled []string
 	err = b.store.Update(ctx, func(tx keyhold.Tx) error {
 		enabled = nil
-		if err := requireAdmin(ctx, tx, id); err != nil {
-			return err
-		}
-		st, err := byokTenantIn(ctx, tx, b.rec, id.TenantID)
+		set, err := adminBYOKSet(ctx, tx, b.rec, id) // byok_seal.go
 		if err != nil {
 			return err
 		}
+		st := set.st
 		if st.LockedAt.IsZero() {
 			return keyhold.Errorf(keyhold.CodeConflict, "tenant %s is not locked: nothing to unlock", id.TenantID)
 		}
-		ks, err := tx.BYOKKeys(ctx, id.TenantID)
-		if err != nil {
-			return err
-		}
-		if err := checkBYOKKeys(b.rec, ks); err != nil { // byok_seal.go
-			return err
-		}
-		var active *keyhold.BYOKKey
-		for _, k := range ks {
-			if k.State == keyhold.BYOKActive {
-				active = k
-			}
-		}
+		active := set.active()
 		if active == nil || active.Thumbprint != thumb {
 			want := "none"
 			if active != nil {
@@ -393,7 +361,7 @@ func (b *BYOK) UnlockBYOKTenant(ctx context.Context, up keyhold.BYOKUpload) ([]s
 			enabled = append(enabled, e.ID)
 		}
 		st.LockedAt, st.LockedBy = time.Time{}, ""
-		if err := putBYOKTenant(ctx, tx, b.rec, st); err != nil {
+		if err := set.commit(ctx, tx, b.rec, nil); err != nil {
 			return err
 		}
 		return b.audit(ctx, tx, id, auditBYOKUnlock, byokTarget(id.TenantID, ""), "", fmt.Sprintf("unlocked with the Active key (thumbprint %s); %d environments enabled", thumb, len(enabled)))

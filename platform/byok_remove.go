@@ -53,19 +53,15 @@ func (b *BYOK) RemoveBYOK(ctx context.Context) (*keyhold.BYOKTenant, error) {
 	}
 	var st *keyhold.BYOKTenant
 	err = b.store.Update(ctx, func(tx keyhold.Tx) error {
-		if err := requireAdmin(ctx, tx, id); err != nil {
-			return err
-		}
-		if st, err = byokTenantIn(ctx, tx, b.rec, id.TenantID); err != nil {
-			return err
-		}
-		if err := byokRemoved(st); err != nil {
-			return keyhold.Errorf(keyhold.CodeConflict, "%s: nothing to do", keyhold.ErrorMessage(err))
-		}
-		ks, err := tx.BYOKKeys(ctx, id.TenantID)
+		set, err := adminBYOKSet(ctx, tx, b.rec, id) // byok_seal.go
 		if err != nil {
 			return err
 		}
+		st = set.st
+		if err := byokRemoved(st); err != nil {
+			return keyhold.Errorf(keyhold.CodeConflict, "%s: nothing to do", keyhold.ErrorMessage(err))
+		}
+		ks := set.keys
 		if len(ks) == 0 {
 			return keyhold.Errorf(keyhold.CodeConflict, "tenant %s has no BYOK key: there is no BYOK to remove", id.TenantID)
 		}
@@ -91,7 +87,7 @@ func (b *BYOK) RemoveBYOK(ctx context.Context) (*keyhold.BYOKTenant, error) {
 		if n > 0 && last.Add(keyhold.BYOKKeyRetention).After(now) {
 			st.ShredAfter = last.Add(keyhold.BYOKKeyRetention)
 		}
-		if err := putBYOKTenant(ctx, tx, b.rec, st); err != nil {
+		if err := set.commit(ctx, tx, b.rec, nil); err != nil {
 			return err
 		}
 		return b.audit(ctx, tx, id, auditBYOKRemove, byokTarget(id.TenantID, ""), "",
@@ -119,13 +115,18 @@ func (b *BYOK) RunBYOKShred(ctx context.Context) (int, error) {
 		if err != nil {
 			return err
 		}
-		for _, st := range due {
-			// A removal written past Keyhold must not shred a tenant's
-			// keys: the state must pass its seal (byok_seal.go).
-			if err := b.rec.CheckBYOKTenant(st); err != nil {
-				refused[st.TenantID] = err
+		for _, d := range due {
+			// A removal written past Keyhold, or put back from before an
+			// unlock, must not shred a tenant's keys: its rows must pass
+			// their seals (byok_seal.go).
+			set, err := byokSetIn(ctx, tx, b.rec, d.TenantID)
+			if isTamper(err) {
+				refused[d.TenantID] = err
 				continue
+			} else if err != nil {
+				return err
 			}
+			st := set.st
 			if err := b.shredToken(ctx, tx, st.TenantID); err != nil { // token-held keys: byok_transfer.go
 				return err
 			}
@@ -133,8 +134,8 @@ func (b *BYOK) RunBYOKShred(ctx context.Context) (int, error) {
 			if err != nil {
 				return err
 			}
-			st.ShreddedAt = now
-			if err := putBYOKTenant(ctx, tx, b.rec, st); err != nil {
+			st.ShreddedAt, set.keys = now, nil
+			if err := set.commit(ctx, tx, b.rec, nil); err != nil {
 				return err
 			}
 			if _, err := keyhold.Audit(ctx, tx, keyhold.AuditEntry{At: now, TenantID: st.TenantID, ActorID: systemActorID,

@@ -22,10 +22,11 @@ import (
 // environments envIDs migrated off and that are still kept, oldest
 // migration first; none once the tenant's keys are shredded.
 func retainedBYOK(ctx context.Context, tx keyhold.Tx, rec *crypt.RecordKey, tenantID string, envIDs []string) ([]*keyhold.RetainedBYOKKey, error) {
-	st, err := byokTenantIn(ctx, tx, rec, tenantID)
-	if err != nil || !st.ShreddedAt.IsZero() {
+	set, err := byokSetIn(ctx, tx, rec, tenantID) // byok_seal.go
+	if err != nil || !set.st.ShreddedAt.IsZero() {
 		return nil, err
 	}
+	st := set.st
 	last, _, err := tx.LastBYOKMigration(ctx, tenantID)
 	if err != nil {
 		return nil, err
@@ -46,7 +47,7 @@ func retainedBYOK(ctx context.Context, tx keyhold.Tx, rec *crypt.RecordKey, tena
 		}
 		r := byKey[m.KeyID]
 		if r == nil {
-			k, err := tx.BYOKKey(ctx, tenantID, m.KeyID)
+			k, err := set.key(m.KeyID)
 			if keyhold.IsNotFound(err) {
 				continue // shredded
 			} else if err != nil {

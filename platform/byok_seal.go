@@ -9,34 +9,119 @@ import (
 	"github.com/keyhold/keyhold/crypt"
 )
 
-// Sealed BYOK key records (issue 14). Which of a tenant's BYOK keys is
-// Active decides what every new environment key of the tenant is wrapped
-// under, so each key's row carries a seal under the master key
-// (crypt.RecordKey.SealBYOKKey, migration 0047) over its identity (tenant,
-// id, source, size, thumbprint, sealed key) and its state (state, last
-// activation). Every read that decides custody checks the tenant's keys
-// (checkBYOKKeys): a database writer without the master key can't flip
-// Active and Available, swap a thumbprint or a sealed key, or move a row
-// from another tenant; such a row is refused with CodeRecordIntegrity,
-// audited (integrity.refused), and nothing is wrapped under it.
+// Sealed BYOK state (issue 14). Which of a tenant's BYOK keys is Active
+// decides what every new environment key of the tenant is wrapped under,
+// and its lock is only byok_tenants.locked_at (with its environments
+// Disabled), so every BYOK row carries a seal under the master key: each
+// key row (crypt.RecordKey.SealBYOKKey, migration 0047) over its identity
+// and state, and the tenant's state row, its head
+// (crypt.RecordKey.SealBYOKTenant, migration 0051), over the lock and the
+// removal.
 //
-// The seals authenticate rows one by one; a writer could still put back
-// rows Keyhold sealed earlier (a replay, see docs/architecture.md). The
-// set checks below catch the replays that leave the tenant's keys
-// inconsistent: two Active keys, or an Active key older than another
-// key's last activation.
+// Seals alone authenticate rows one by one, so a database writer could
+// put back a row Keyhold had sealed earlier (the lock row from before a
+// lock, a key row from before an activation). Since migration 0053 every
+// row also carries the tenant's BYOK generation: every write of the
+// tenant's BYOK state goes through byokSet.commit, which moves the
+// generation on and re-seals every one of the tenant's rows at it, and the
+// head's seal commits to the generation and to the tenant's key rows (id,
+// state, generation, seal). Every read goes through byokSetIn, which
+// checks them together: a row put back from an earlier write is of
+// another generation than the others, or not the row the head names, and
+// is refused with CodeRecordIntegrity, audited (integrity.refused) and
+// treated as locked: nothing is wrapped or unwrapped under the tenant's
+// keys. Only all of the tenant's rows put back together from one earlier
+// write are consistent; telling that (or a whole database restored from
+// an older snapshot) apart needs state outside the database: see "Record
+// integrity" in docs/architecture.md.
 
-// checkBYOKKeys checks the seal of each of a tenant's keys, and that they
-// are consistent: at most one Active, and none activated after it.
-func checkBYOKKeys(rec *crypt.RecordKey, ks []*keyhold.BYOKKey) error {
-	var active *keyhold.BYOKKey
-	for _, k := range ks {
+// byokSet is a tenant's BYOK rows, read and checked together: its state
+// (the head) and its key rows, oldest first. A tenant that never held a
+// BYOK key has a zero, unsealed state and no keys.
+type byokSet struct {
+	st   *keyhold.BYOKTenant
+	keys []*keyhold.BYOKKey
+}
+
+// byokZero reports whether st is the state of a tenant that never held a
+// BYOK key (no row).
+func byokZero(st *keyhold.BYOKTenant) bool {
+	return len(st.MAC) == 0 && st.Generation == 0 && st.LockedAt.IsZero() && st.LockedBy == "" &&
+		st.RemovalRequestedAt.IsZero() && st.ShredAfter.IsZero() && st.ShreddedAt.IsZero()
+}
+
+// readBYOKSet reads tenantID's BYOK rows in tx, unchecked.
+func readBYOKSet(ctx context.Context, tx keyhold.Tx, tenantID string) (*byokSet, error) {
+	st, err := tx.BYOKTenant(ctx, tenantID)
+	if err != nil {
+		return nil, err
+	}
+	ks, err := tx.BYOKKeys(ctx, tenantID)
+	if err != nil {
+		return nil, err
+	}
+	return &byokSet{st: st, keys: ks}, nil
+}
+
+// byokSetIn reads tenantID's BYOK rows in tx and checks them: each key
+// row's seal, that every key row is of the head's generation, the head's
+// seal over its state and the key rows, and that the keys' states agree.
+// A failure is CodeRecordIntegrity, which every caller treats as refusing
+// (never as unlocked) and audits (auditTamper).
+func byokSetIn(ctx context.Context, tx keyhold.Tx, rec *crypt.RecordKey, tenantID string) (*byokSet, error) {
+	s, err := readBYOKSet(ctx, tx, tenantID)
+	if err != nil {
+		return nil, err
+	}
+	if len(s.keys) == 0 && byokZero(s.st) {
+		return s, nil // never held a BYOK key
+	}
+	if err := s.check(rec); err != nil {
+		return nil, err
+	}
+	return s, nil
+}
+
+// adminBYOKSet is byokSetIn for the caller's tenant, once the caller is
+// found to be an administrator: what every administrator's BYOK write
+// starts with.
+func adminBYOKSet(ctx context.Context, tx keyhold.Tx, rec *crypt.RecordKey, id *keyhold.Identity) (*byokSet, error) {
+	if err := requireAdmin(ctx, tx, id); err != nil {
+		return nil, err
+	}
+	return byokSetIn(ctx, tx, rec, id.TenantID)
+}
+
+// check checks s as byokSetIn does.
+func (s *byokSet) check(rec *crypt.RecordKey) error {
+	for _, k := range s.keys {
 		if err := rec.CheckBYOKKey(k); err != nil {
 			return err
 		}
+	}
+	if len(s.st.MAC) > 0 { // an unsealed head fails below, with its own reason
+		for _, k := range s.keys {
+			if k.Generation != s.st.Generation {
+				return byokSetError(s.st.TenantID, fmt.Sprintf("key %s is of generation %d and the tenant's state of generation %d: a row was put back from an earlier write",
+					k.ID, k.Generation, s.st.Generation))
+			}
+		}
+	}
+	if err := rec.CheckBYOKTenant(s.st, s.keys); err != nil {
+		return err
+	}
+	return checkBYOKStates(s.keys)
+}
+
+// checkBYOKStates checks that a tenant's keys are consistent: at most one
+// Active, and none activated after it. (The generations make a replay
+// that breaks this fail first; this names what no activation leaves.)
+func checkBYOKStates(ks []*keyhold.BYOKKey) error {
+	var active *keyhold.BYOKKey
+	for _, k := range ks {
 		if k.State == keyhold.BYOKActive {
 			if active != nil {
-				return byokSetError(k.TenantID, fmt.Sprintf("two keys, %s and %s, are Active", active.ID, k.ID))
+				return byokSetError(k.TenantID, fmt.Sprintf("two keys, %s and %s, are Active, which no activation leaves", active.ID, k.ID))
 			}
 			active = k
 		}
@@ -46,183 +131,201 @@ func checkBYOKKeys(rec *crypt.RecordKey, ks []*keyhold.BYOKKey) error {
 	}
 	for _, k := range ks {
 		if k.ActivatedAt.After(active.ActivatedAt) {
-			return byokSetError(k.TenantID, fmt.Sprintf("key %s was activated at %s, after the Active key %s (%s)",
+			return byokSetError(k.TenantID, fmt.Sprintf("key %s was activated at %s, after the Active key %s (%s), which no activation leaves",
 				k.ID, k.ActivatedAt.UTC().Format(time.RFC3339), active.ID, active.ActivatedAt.UTC().Format(time.RFC3339)))
 		}
 	}
 	return nil
 }
 
-// byokSetError refuses a tenant's keys whose states contradict each other.
+// byokSetError refuses a tenant's BYOK rows that contradict each other.
 func byokSetError(tenantID, why string) error {
 	return keyhold.Errorf(keyhold.CodeRecordIntegrity,
-		"the BYOK keys of tenant %s were changed outside Keyhold (%s, which no activation leaves), so Keyhold will not wrap under any of them: nothing was changed. Restore the byok_keys rows from a backup of the database and look for who wrote to it; see \"Record integrity\" in docs/operations.md",
+		"the BYOK rows of tenant %s were changed outside Keyhold (%s), so Keyhold will not use its BYOK keys: nothing was changed. Restore the tenant's byok_keys and byok_tenants rows together from one backup of the database and look for who wrote to it; see \"Record integrity\" in docs/operations.md",
 		tenantID, why)
 }
 
-// sealBYOKKeys seals, at start-up, the BYOK keys written before their rows
-// were sealed (migration 0047), auditing each (integrity.seal); only while
-// no key has a seal, as the vault's records: once one has, an unsealed row
-// was written outside Keyhold and stays refused.
-func (b *BYOK) sealBYOKKeys(ctx context.Context) (int, error) {
-	n, left := 0, 0
-	err := b.store.Update(ctx, func(tx keyhold.Tx) error {
-		n, left = 0, 0
-		tenants, err := tx.ListTenants(ctx)
+// active returns the tenant's Active key, or nil.
+func (s *byokSet) active() *keyhold.BYOKKey {
+	for _, k := range s.keys {
+		if k.State == keyhold.BYOKActive {
+			return k
+		}
+	}
+	return nil
+}
+
+// key returns the tenant's key id, or CodeNotFound.
+func (s *byokSet) key(id string) (*keyhold.BYOKKey, error) {
+	for _, k := range s.keys {
+		if k.ID == id {
+			return k, nil
+		}
+	}
+	return nil, keyhold.Errorf(keyhold.CodeNotFound, "tenant %s holds no BYOK key %q: list the tenant's BYOK keys to find its id", s.st.TenantID, keyhold.Clip(id))
+}
+
+// commit writes s in tx as the tenant's next generation: every key row
+// (added, if not nil, is a new one to insert), then the head, each sealed
+// at it. Every write of a tenant's BYOK state goes through it, so that no
+// row of an earlier write fits the others.
+func (s *byokSet) commit(ctx context.Context, tx keyhold.Tx, rec *crypt.RecordKey, added *keyhold.BYOKKey) error {
+	gen := s.st.Generation + 1
+	for _, k := range s.keys {
+		k.Generation = gen
+		rec.SealBYOKKey(k)
+		var err error
+		if k == added {
+			err = tx.PutBYOKKey(ctx, k)
+		} else {
+			err = tx.UpdateBYOKKey(ctx, k)
+		}
 		if err != nil {
 			return err
 		}
-		var todo []*keyhold.BYOKKey
-		sealed := false
-		for _, t := range tenants {
-			ks, err := tx.BYOKKeys(ctx, t.ID)
-			if err != nil {
-				return err
-			}
-			for _, k := range ks {
-				sealed = sealed || len(k.MAC) > 0
-				if len(k.MAC) == 0 {
-					todo = append(todo, k)
-				}
-			}
-		}
-		if sealed {
-			left = len(todo)
-			return nil
-		}
-		for _, k := range todo {
-			b.rec.SealBYOKKey(k)
-			if err := tx.UpdateBYOKKey(ctx, k); err != nil {
-				return err
-			}
-			if _, err := keyhold.Audit(ctx, tx, keyhold.AuditEntry{At: b.clock.Now(), TenantID: k.TenantID, ActorID: systemActorID,
-				Action: "integrity.seal", Target: byokTarget(k.TenantID, k.ID),
-				Detail: "sealed at the first start after the upgrade to sealed BYOK keys"}); err != nil {
-				return err
-			}
-			n++
-		}
-		return nil
-	})
-	if err != nil {
-		return 0, fmt.Errorf("sealing the BYOK keys written before this version: %w", err)
 	}
-	if n > 0 {
-		b.log.WarnContext(ctx, "platform: sealed the BYOK keys written before this version; check the audit entries integrity.seal if the database may have been written by others before the upgrade", "keys", n)
-	}
-	if left > 0 {
-		b.log.ErrorContext(ctx, "platform: BYOK keys have no integrity seal although this server seals every one it writes: they were written outside Keyhold and are refused", "keys", left)
-	}
-	return n, nil
+	s.st.Generation = gen
+	rec.SealBYOKTenant(s.st, s.keys)
+	return tx.PutBYOKTenant(ctx, s.st)
 }
 
-// Sealed BYOK tenant state (issue 14, migration 0051). A tenant's lock is
-// only byok_tenants.locked_at (and its environments Disabled), so the row
-// carries a seal under the master key (crypt.RecordKey.SealBYOKTenant):
-// a database writer who clears locked_at, or the seal, can't undo an
-// administrator's lock. Every read in platform goes through byokTenantIn
-// and every write through putBYOKTenant. A tenant that never held a BYOK
-// key has no row (a zero state, unsealed): that is accepted only while it
-// holds no key, and its first key writes a sealed state (startBYOKTenant),
-// so deleting the row of a tenant with keys is refused too.
-
-// byokTenantIn reads tenantID's BYOK state in tx and checks its seal: a
-// state that fails it is CodeRecordIntegrity, which every caller treats
-// as refusing (never as unlocked) and audits (auditTamper).
+// byokTenantIn is byokSetIn's state, for the reads that need only the
+// lock or the removal: the whole set is checked all the same.
 func byokTenantIn(ctx context.Context, tx keyhold.Tx, rec *crypt.RecordKey, tenantID string) (*keyhold.BYOKTenant, error) {
-	st, err := tx.BYOKTenant(ctx, tenantID)
+	s, err := byokSetIn(ctx, tx, rec, tenantID)
 	if err != nil {
 		return nil, err
 	}
-	if len(st.MAC) == 0 && st.LockedAt.IsZero() && st.LockedBy == "" && st.RemovalRequestedAt.IsZero() && st.ShredAfter.IsZero() && st.ShreddedAt.IsZero() {
-		ks, err := tx.BYOKKeys(ctx, tenantID)
+	return s.st, nil
+}
+
+// One-time sealing at start-up. BYOK rows written before they were sealed
+// (migrations 0047 and 0051) have no seal, and those written before
+// migration 0053 have a seal without a generation (v1). The first start
+// after the upgrade seals them at generation 1, each tenant audited
+// (integrity.seal), then writes the sealed "sealing done" marker
+// (crypt.RecordKey.SealBYOKMarker): from then on no start seals anything,
+// so a row without a seal, or with a v1 seal, is one written outside
+// Keyhold and stays refused, even if every seal was stripped. Before the
+// marker, as before it existed, an unsealed key row (tenant state) is
+// sealed only while no key row (tenant state) has a seal, and a v1 seal
+// must verify; a tenant with any other row is left refused.
+
+// sealBYOKAtStart runs the one-time sealing if the marker is not written
+// yet, and logs the tenants whose rows are refused. It returns how many
+// tenants it sealed.
+func (b *BYOK) sealBYOKAtStart(ctx context.Context) (int, error) {
+	var sealed, left int
+	var marker error
+	run := func(tx keyhold.Tx) error {
+		sealed, left, marker = 0, 0, nil
+		m, err := tx.BYOKSealMarker(ctx)
+		if err != nil {
+			return err
+		}
+		sets, err := b.byokSets(ctx, tx)
+		if err != nil {
+			return err
+		}
+		if m != nil {
+			marker = b.rec.CheckBYOKMarker(m) // a forged marker seals nothing either
+			for _, s := range sets {
+				if s.check(b.rec) != nil {
+					left++
+				}
+			}
+			return nil
+		}
+		anyKey, anyState := false, false
+		for _, s := range sets {
+			anyState = anyState || len(s.st.MAC) > 0
+			for _, k := range s.keys {
+				anyKey = anyKey || len(k.MAC) > 0
+			}
+		}
+		for _, s := range sets {
+			if s.check(b.rec) == nil {
+				continue // sealed by this version already
+			}
+			what, ok := b.legacyBYOK(s, anyKey, anyState)
+			if !ok {
+				left++
+				continue
+			}
+			if err := s.commit(ctx, tx, b.rec, nil); err != nil {
+				return err
+			}
+			if _, err := keyhold.Audit(ctx, tx, keyhold.AuditEntry{At: b.clock.Now(), TenantID: s.st.TenantID, ActorID: systemActorID,
+				Action: "integrity.seal", Target: byokTarget(s.st.TenantID, ""),
+				Detail: "BYOK rows sealed once, at the first start after the upgrade to sealed BYOK generations: " + what}); err != nil {
+				return err
+			}
+			sealed++
+		}
+		m = &keyhold.BYOKSealMarker{SealedAt: b.clock.Now().UTC()}
+		b.rec.SealBYOKMarker(m)
+		return tx.PutBYOKSealMarker(ctx, m)
+	}
+	err := b.store.Update(ctx, run)
+	if keyhold.ErrorCode(err) == keyhold.CodeConflict { // another replica wrote the marker first
+		err = b.store.Update(ctx, run)
+	}
+	if err != nil {
+		return 0, fmt.Errorf("sealing the BYOK rows written before this version: %w", err)
+	}
+	if sealed > 0 {
+		b.log.WarnContext(ctx, "platform: sealed the BYOK rows written before this version, once; check the audit entries integrity.seal if the database may have been written by others before the upgrade", "tenants", sealed)
+	}
+	if marker != nil {
+		b.log.ErrorContext(ctx, "platform: the BYOK \"sealing done\" marker fails its seal: it was written outside Keyhold; no BYOK row is sealed at start-up", "err", keyhold.ErrorMessage(marker))
+	}
+	if left > 0 {
+		b.log.ErrorContext(ctx, "platform: tenants' BYOK rows fail their seals (no seal, an old seal, another generation): they were written outside Keyhold and are refused, never sealed again", "tenants", left)
+	}
+	return sealed, nil
+}
+
+// byokSets reads, unchecked, the BYOK rows of every tenant that has any.
+func (b *BYOK) byokSets(ctx context.Context, tx keyhold.Tx) ([]*byokSet, error) {
+	tenants, err := tx.ListTenants(ctx)
+	if err != nil {
+		return nil, err
+	}
+	var sets []*byokSet
+	for _, t := range tenants {
+		s, err := readBYOKSet(ctx, tx, t.ID)
 		if err != nil {
 			return nil, err
 		}
-		if len(ks) == 0 {
-			return st, nil // never held a BYOK key
+		if len(s.keys) > 0 || !byokZero(s.st) {
+			sets = append(sets, s)
 		}
 	}
-	if err := rec.CheckBYOKTenant(st); err != nil {
-		return nil, err
-	}
-	return st, nil
+	return sets, nil
 }
 
-// putBYOKTenant seals st and writes it in tx.
-func putBYOKTenant(ctx context.Context, tx keyhold.Tx, rec *crypt.RecordKey, st *keyhold.BYOKTenant) error {
-	rec.SealBYOKTenant(st)
-	return tx.PutBYOKTenant(ctx, st)
-}
-
-// startBYOKTenant writes, in tx, the sealed state of a tenant about to
-// get its first BYOK key (ks are its keys so far): from then on its state
-// must be sealed (byokTenantIn).
-func startBYOKTenant(ctx context.Context, tx keyhold.Tx, rec *crypt.RecordKey, tenantID string, ks []*keyhold.BYOKKey) error {
-	if len(ks) > 0 {
-		return nil
-	}
-	st, err := byokTenantIn(ctx, tx, rec, tenantID)
-	if err != nil || len(st.MAC) > 0 {
-		return err
-	}
-	return putBYOKTenant(ctx, tx, rec, st)
-}
-
-// sealBYOKTenants seals, at start-up, the BYOK states of tenants that
-// hold keys (or a state) written before states were sealed (migration
-// 0051), auditing each (integrity.seal); only while no state has a seal,
-// as sealBYOKKeys: once one has, an unsealed state was written outside
-// Keyhold and stays refused.
-func (b *BYOK) sealBYOKTenants(ctx context.Context) (int, error) {
-	n, left := 0, 0
-	err := b.store.Update(ctx, func(tx keyhold.Tx) error {
-		n, left = 0, 0
-		tenants, err := tx.ListTenants(ctx)
-		if err != nil {
-			return err
+// legacyBYOK reports whether every row of s is one Keyhold wrote before
+// migration 0053 (unsealed while no row of its kind has a seal, or with a
+// v1 seal that verifies), and says what will be sealed.
+func (b *BYOK) legacyBYOK(s *byokSet, anyKey, anyState bool) (string, bool) {
+	unsealed, v1 := 0, 0
+	for _, k := range s.keys {
+		switch {
+		case len(k.MAC) == 0 && !anyKey:
+			unsealed++
+		case len(k.MAC) > 0 && b.rec.CheckBYOKKeyV1(k) == nil:
+			v1++
+		default:
+			return "", false
 		}
-		var todo []*keyhold.BYOKTenant
-		sealed := false
-		for _, t := range tenants {
-			st, err := tx.BYOKTenant(ctx, t.ID)
-			if err != nil {
-				return err
-			}
-			if len(st.MAC) > 0 {
-				sealed = true
-				continue
-			}
-			if _, err := byokTenantIn(ctx, tx, b.rec, t.ID); err == nil {
-				continue // never held a key: nothing to seal
-			}
-			todo = append(todo, st)
-		}
-		if sealed {
-			left = len(todo)
-			return nil
-		}
-		for _, st := range todo {
-			if err := putBYOKTenant(ctx, tx, b.rec, st); err != nil {
-				return err
-			}
-			if _, err := keyhold.Audit(ctx, tx, keyhold.AuditEntry{At: b.clock.Now(), TenantID: st.TenantID, ActorID: systemActorID,
-				Action: "integrity.seal", Target: byokTarget(st.TenantID, ""),
-				Detail: "BYOK state sealed at the first start after the upgrade to sealed BYOK states"}); err != nil {
-				return err
-			}
-			n++
-		}
-		return nil
-	})
-	if err != nil {
-		return 0, fmt.Errorf("sealing the BYOK tenant states written before this version: %w", err)
 	}
-	if n > 0 {
-		b.log.WarnContext(ctx, "platform: sealed the BYOK tenant states written before this version; check the audit entries integrity.seal if the database may have been written by others before the upgrade", "tenants", n)
+	state := "its state re-sealed"
+	switch {
+	case len(s.st.MAC) == 0 && !anyState:
+		state = "its state sealed"
+	case len(s.st.MAC) > 0 && b.rec.CheckBYOKTenantV1(s.st) == nil:
+	default:
+		return "", false
 	}
-	if left > 0 {
-		b.log.ErrorContext(ctx, "platform: BYOK tenant states have no integrity seal although this server seals every one it writes: they were written outside Keyhold and are refused", "tenants", left)
-	}
-	return n, nil
+	return fmt.Sprintf("%d keys sealed, %d re-sealed, %s", unsealed, v1, state), true
 }

@@ -7,7 +7,6 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/google/uuid"
 	"github.com/keyhold/keyhold"
 )
 
@@ -101,67 +100,6 @@ func TestBYOKTenantSealed(t *testing.T) {
 			t.Fatalf("state after the lock: %+v", st)
 		}
 	})
-}
-
-// TestBYOKTenantSealedAtStart: states written before they were sealed
-// are sealed at start-up (audited integrity.seal) while no state has a
-// seal; once one has, an unsealed state stays refused.
-func TestBYOKTenantSealedAtStart(t *testing.T) {
-	forEachBackend(t, func(t *testing.T, f *fixture) {
-		db := rawDB(f)
-		up, _ := f.byokTenant(t)
-		if _, err := f.p.LockBYOKTenant(f.ctx); err != nil {
-			t.Fatal(err)
-		}
-		execSQL(t, db, `UPDATE byok_tenants SET mac = NULL`)
-		reopen := func() {
-			t.Helper()
-			p, err := Open(context.Background(), Config{Store: f.store, MasterKey: f.master, Clock: f.clock, Issuer: "https://keyhold.test"})
-			if err != nil {
-				t.Fatal(err)
-			}
-			p.Close()
-		}
-		seals := f.auditCount(t, "integrity.seal")
-		reopen()
-		if n := f.auditCount(t, "integrity.seal"); n != seals+1 {
-			t.Fatalf("integrity.seal entries: %d, want %d", n, seals+1)
-		}
-		if st := f.byokTenantState(t); len(st.MAC) == 0 || st.LockedAt.IsZero() {
-			t.Fatalf("state after the start: %+v", st)
-		}
-		if _, err := f.p.UnlockBYOKTenant(f.ctx, up); err != nil {
-			t.Fatalf("unlock of the state sealed at start: %v", err)
-		}
-
-		// Another tenant's sealed state: the start now leaves ours.
-		other := f.createOtherTenant(t)
-		st := &keyhold.BYOKTenant{TenantID: other}
-		f.p.BYOK.rec.SealBYOKTenant(st)
-		if err := f.store.Update(context.Background(), func(tx keyhold.Tx) error { return tx.PutBYOKTenant(context.Background(), st) }); err != nil {
-			t.Fatal(err)
-		}
-		execSQL(t, db, fmt.Sprintf(`UPDATE byok_tenants SET mac = NULL WHERE tenant_id = '%s'`, f.creds.TenantID))
-		seals = f.auditCount(t, "integrity.seal")
-		reopen()
-		if n := f.auditCount(t, "integrity.seal"); n != seals {
-			t.Fatalf("an unsealed state was sealed while another had a seal (%d entries, want %d)", n, seals)
-		}
-		if _, err := f.p.LockBYOKTenant(f.ctx); keyhold.ErrorCode(err) != keyhold.CodeRecordIntegrity {
-			t.Fatalf("lock with an unsealed state: %v", err)
-		}
-	})
-}
-
-func (f *fixture) createOtherTenant(t *testing.T) string {
-	t.Helper()
-	id := uuid.NewString()
-	if err := f.store.Update(context.Background(), func(tx keyhold.Tx) error {
-		return tx.CreateTenant(context.Background(), &keyhold.Tenant{ID: id, DisplayName: "other", CreatedAt: f.clock.Now().UTC()})
-	}); err != nil {
-		t.Fatal(err)
-	}
-	return id
 }
 
 // TestBYOKShredRefusesForgedRemoval: a removal written into the tenant's

@@ -133,31 +133,7 @@ func (b *BYOK) uploadTransfer(ctx context.Context, id *keyhold.Identity, up keyh
 	pub := &rsa.PublicKey{N: new(big.Int).SetBytes(n), E: e}
 	k.Size, k.Thumbprint = pub.N.BitLen(), crypt.RSAThumbprint(pub)
 	if k.Sealed, err = crypt.Seal(b.master, crypt.BYOKKeyPurpose(k.TenantID, k.ID), append([]byte(byokRefV1), ref...)); err == nil {
-		b.rec.SealBYOKKey(k)
-		err = b.store.Update(ctx, func(tx keyhold.Tx) error {
-			if err := requireAdmin(ctx, tx, id); err != nil {
-				return err
-			}
-			if err := byokRemovedIn(ctx, tx, b.rec, id.TenantID); err != nil {
-				return err
-			}
-			ks, err := tx.BYOKKeys(ctx, id.TenantID)
-			if err != nil {
-				return err
-			}
-			for _, o := range ks {
-				if o.Thumbprint == k.Thumbprint {
-					return keyhold.Errorf(keyhold.CodeConflict, "tenant %s holds this key already, as BYOK key %s (%s, thumbprint %s): activate that one instead of uploading it again", id.TenantID, o.ID, o.State, o.Thumbprint)
-				}
-			}
-			if err := startBYOKTenant(ctx, tx, b.rec, id.TenantID, ks); err != nil { // byok_seal.go
-				return err
-			}
-			if err := tx.PutBYOKKey(ctx, k); err != nil {
-				return err
-			}
-			return b.audit(ctx, tx, id, auditBYOKUpload, byokTarget(k.TenantID, k.ID), "", fmt.Sprintf("Transfer RSA key of %d bits, thumbprint %s, held in the PKCS#11 token", k.Size, k.Thumbprint))
-		})
+		err = b.addKey(ctx, id, k, auditBYOKUpload, fmt.Sprintf("Transfer RSA key of %d bits, thumbprint %s, held in the PKCS#11 token", k.Size, k.Thumbprint)) // byok.go
 	}
 	if err != nil {
 		if derr := b.token.Destroy(context.WithoutCancel(ctx), ref); derr != nil {

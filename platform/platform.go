@@ -206,11 +206,8 @@ func Open(ctx context.Context, cfg Config) (*Platform, error) {
 	pl := assemble(p)
 	pl.BYOK.master = cfg.MasterKey.Clone() // seals tenants' BYOK keys (byok.go)
 	pl.BYOK.token = cfg.BYOKToken          // holds transfer-blob keys (byok_transfer.go)
-	// BYOK key rows from before migration 0047 (byok_seal.go).
-	if _, err := pl.BYOK.sealBYOKKeys(ctx); err != nil {
-		return nil, err
-	}
-	if _, err := pl.BYOK.sealBYOKTenants(ctx); err != nil {
+	// BYOK rows from before migration 0053, sealed once (byok_seal.go).
+	if _, err := pl.BYOK.sealBYOKAtStart(ctx); err != nil {
 		return nil, err
 	}
 	pl.Tokens.tokTTL = cfg.TokenTTL

@@ -12,12 +12,12 @@ import (
 // private key and the record's seal (mac) as opaque bytes; it never sees
 // the key, and the platform checks the seal.
 
-const byokColumns = `tenant_id, id, state, source, size, thumbprint, created_by, created_at, activated_at, sealed, mac`
+const byokColumns = `tenant_id, id, state, source, size, thumbprint, created_by, created_at, activated_at, sealed, mac, generation`
 
 func scanBYOKKey(sc scanner) (*keyhold.BYOKKey, error) {
 	k := &keyhold.BYOKKey{}
 	err := sc.Scan(&k.TenantID, &k.ID, &k.State, &k.Source, &k.Size, &k.Thumbprint, &k.CreatedBy,
-		timeCol{&k.CreatedAt}, timeCol{&k.ActivatedAt}, &k.Sealed, &k.MAC)
+		timeCol{&k.CreatedAt}, timeCol{&k.ActivatedAt}, &k.Sealed, &k.MAC, &k.Generation)
 	return k, err
 }
 
@@ -27,9 +27,9 @@ func (t *tx) PutBYOKKey(ctx context.Context, k *keyhold.BYOKKey) error {
 	if err := checkTimes(k.CreatedAt, k.ActivatedAt); err != nil {
 		return err
 	}
-	_, err := t.exec(ctx, `INSERT INTO byok_keys (`+byokColumns+`) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+	_, err := t.exec(ctx, `INSERT INTO byok_keys (`+byokColumns+`) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
 		k.TenantID, k.ID, string(k.State), string(k.Source), k.Size, k.Thumbprint, k.CreatedBy,
-		nanos(k.CreatedAt), nanos(k.ActivatedAt), k.Sealed, k.MAC)
+		nanos(k.CreatedAt), nanos(k.ActivatedAt), k.Sealed, k.MAC, k.Generation)
 	switch {
 	case err == nil:
 		return nil
@@ -41,13 +41,14 @@ func (t *tx) PutBYOKKey(ctx context.Context, k *keyhold.BYOKKey) error {
 	return t.fail("put BYOK key", err)
 }
 
-// UpdateBYOKKey writes a key's state, last activation and seal.
+// UpdateBYOKKey writes a key's state, last activation, generation and
+// seal.
 func (t *tx) UpdateBYOKKey(ctx context.Context, k *keyhold.BYOKKey) error {
 	if err := checkTimes(k.ActivatedAt); err != nil {
 		return err
 	}
-	n, err := t.execN(ctx, `UPDATE byok_keys SET state = ?, activated_at = ?, mac = ? WHERE tenant_id = ? AND id = ?`,
-		string(k.State), nanos(k.ActivatedAt), k.MAC, k.TenantID, k.ID)
+	n, err := t.execN(ctx, `UPDATE byok_keys SET state = ?, activated_at = ?, mac = ?, generation = ? WHERE tenant_id = ? AND id = ?`,
+		string(k.State), nanos(k.ActivatedAt), k.MAC, k.Generation, k.TenantID, k.ID)
 	if err != nil {
 		return t.fail("update BYOK key", err)
 	}
@@ -91,11 +92,11 @@ func (t *tx) PutBYOKTenant(ctx context.Context, s *keyhold.BYOKTenant) error {
 	if err := checkTimes(s.LockedAt, s.RemovalRequestedAt, s.ShredAfter, s.ShreddedAt); err != nil {
 		return err
 	}
-	_, err := t.exec(ctx, `INSERT INTO byok_tenants (`+byokTenantColumns+`) VALUES (?, ?, ?, ?, ?, ?, ?)
+	_, err := t.exec(ctx, `INSERT INTO byok_tenants (`+byokTenantColumns+`) VALUES (?, ?, ?, ?, ?, ?, ?, ?)
 		ON CONFLICT (tenant_id) DO UPDATE SET locked_at = excluded.locked_at, locked_by = excluded.locked_by,
 		removal_requested_at = excluded.removal_requested_at, shred_after = excluded.shred_after, shredded_at = excluded.shredded_at,
-		mac = excluded.mac`,
-		s.TenantID, nanos(s.LockedAt), s.LockedBy, nanos(s.RemovalRequestedAt), nanos(s.ShredAfter), nanos(s.ShreddedAt), s.MAC)
+		mac = excluded.mac, generation = excluded.generation`,
+		s.TenantID, nanos(s.LockedAt), s.LockedBy, nanos(s.RemovalRequestedAt), nanos(s.ShredAfter), nanos(s.ShreddedAt), s.MAC, s.Generation)
 	if err != nil && t.class(err) == ErrForeignKey {
 		return keyhold.Errorf(keyhold.CodeNotFound, "tenant %q not found", s.TenantID).WithCause(err)
 	}
@@ -133,11 +134,11 @@ func (t *tx) BYOKMigration(ctx context.Context, envID string) (*keyhold.BYOKMigr
 	return m, err
 }
 
-const byokTenantColumns = `tenant_id, locked_at, locked_by, removal_requested_at, shred_after, shredded_at, mac`
+const byokTenantColumns = `tenant_id, locked_at, locked_by, removal_requested_at, shred_after, shredded_at, mac, generation`
 
 func scanBYOKTenant(sc scanner) (*keyhold.BYOKTenant, error) {
 	s := &keyhold.BYOKTenant{}
-	err := sc.Scan(&s.TenantID, timeCol{&s.LockedAt}, &s.LockedBy, timeCol{&s.RemovalRequestedAt}, timeCol{&s.ShredAfter}, timeCol{&s.ShreddedAt}, &s.MAC)
+	err := sc.Scan(&s.TenantID, timeCol{&s.LockedAt}, &s.LockedBy, timeCol{&s.RemovalRequestedAt}, timeCol{&s.ShredAfter}, timeCol{&s.ShreddedAt}, &s.MAC, &s.Generation)
 	return s, err
 }
 
@@ -169,4 +170,32 @@ func (t *tx) LastBYOKMigration(ctx context.Context, tenantID string) (time.Time,
 		return time.Time{}, 0, t.fail("last BYOK migration", err)
 	}
 	return last, n, nil
+}
+
+// BYOKSealMarker returns the one-time "sealing done" marker, or nil.
+func (t *tx) BYOKSealMarker(ctx context.Context) (*keyhold.BYOKSealMarker, error) {
+	m, err := get(t, ctx, "get BYOK seal marker", func(sc scanner) (*keyhold.BYOKSealMarker, error) {
+		m := &keyhold.BYOKSealMarker{}
+		err := sc.Scan(timeCol{&m.SealedAt}, &m.MAC)
+		return m, err
+	}, `SELECT sealed_at, mac FROM byok_seal_marker WHERE id = 1`)
+	if err == sql.ErrNoRows {
+		return nil, nil
+	}
+	return m, err
+}
+
+// PutBYOKSealMarker writes the marker, once: CodeConflict if there is one.
+func (t *tx) PutBYOKSealMarker(ctx context.Context, m *keyhold.BYOKSealMarker) error {
+	if err := checkTimes(m.SealedAt); err != nil {
+		return err
+	}
+	n, err := t.execN(ctx, `INSERT INTO byok_seal_marker (id, sealed_at, mac) VALUES (1, ?, ?) ON CONFLICT (id) DO NOTHING`, nanos(m.SealedAt), m.MAC)
+	if err != nil {
+		return t.fail("put BYOK seal marker", err)
+	}
+	if n == 0 {
+		return keyhold.Errorf(keyhold.CodeConflict, "the BYOK \"sealing done\" marker is written already")
+	}
+	return nil
 }

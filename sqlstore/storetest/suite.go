@@ -47,6 +47,7 @@ func Run(t *testing.T, open func(t *testing.T) keyhold.Store) {
 		{"Vaults", testVaults},
 		{"Keys", testKeys},
 		{"KeyVersions", testKeyVersions},
+		{"BYOKGenerations", testBYOKGenerations},
 		{"CMKCustody", testCMKCustody},
 		{"Policies", testPolicies}, {"UpdatePolicy", testUpdatePolicy}, {"PolicyUnwraps", testPolicyUnwraps}, {"Deployments", testDeployments},
 		{"Times", testTimes},
