@@ -99,7 +99,17 @@ func (s *Service) RunTrigger(ctx context.Context, envID, flowID, trigger string,
 	if _, _, err := s.caller(ctx, envID); err != nil {
 		return nil, err
 	}
-	fd, err := s.triggerOf(ctx, envID, flowID, trigger, true)
+	rec, err := s.runRequest(ctx, envID, flowID, trigger, true, body)
+	if err != nil {
+		return nil, err
+	}
+	return toRun(rec, nil), nil
+}
+
+// runRequest starts a run of a flow's request trigger (with webhooks, a
+// connector webhook trigger too: see triggerOf) with a JSON body.
+func (s *Service) runRequest(ctx context.Context, envID, flowID, trigger string, webhooks bool, body json.RawMessage) (*keyhold.FlowRunRecord, error) {
+	fd, err := s.triggerOf(ctx, envID, flowID, trigger, webhooks)
 	if err != nil {
 		return nil, err
 	}
@@ -107,11 +117,7 @@ func (s *Service) RunTrigger(ctx context.Context, envID, flowID, trigger string,
 	if err != nil {
 		return nil, err
 	}
-	rec, err := s.startRun(ctx, fd, wdl.Outputs{Headers: map[string]string{"Content-Type": "application/json"}, Body: b}, "", "", 0)
-	if err != nil {
-		return nil, err
-	}
-	return toRun(rec, nil), nil
+	return s.startRun(ctx, fd, wdl.Outputs{Headers: map[string]string{"Content-Type": "application/json"}, Body: b}, "", "", 0)
 }
 
 // requestTrigger opens a flow and checks that trigger is its Request
@@ -374,15 +380,7 @@ func (s *Service) InvokeTrigger(ctx context.Context, envID, flowID, trigger stri
 	if !hmac.Equal([]byte(want), []byte(sig.Sig)) {
 		return nil, unauthorized
 	}
-	fd, err := s.requestTrigger(ctx, envID, flowID, trigger)
-	if err != nil {
-		return nil, err
-	}
-	b, err := parseBody(body)
-	if err != nil {
-		return nil, err
-	}
-	run, err := s.startRun(ctx, fd, wdl.Outputs{Headers: map[string]string{"Content-Type": "application/json"}, Body: b}, "", "", 0)
+	run, err := s.runRequest(ctx, envID, flowID, trigger, false, body)
 	if err != nil {
 		return nil, err
 	}
