@@ -58,9 +58,10 @@ func (w *watchedSealer) SealUnder(ctx context.Context, envID, store, item string
 }
 
 // watchedEngine is a flows engine on the world's store through a
-// watchedSealer, one run of a flow at a time, not started: the test
-// steps it with Tick.
-func (w *world) watchedEngine(t *testing.T) (*flows.Service, *watchedSealer) {
+// watchedSealer, one run of a flow at a time, not started (the test
+// steps it with Tick), with flowID put on it: five actions calling a
+// loopback server.
+func (w *world) watchedEngine(t *testing.T, flowID string) (*flows.Service, *watchedSealer, *counter) {
 	t.Helper()
 	w.fl.Close() // the world's engine stays out of it
 	ws := &watchedSealer{EnvironmentSealer: w.p.Sealer}
@@ -74,19 +75,9 @@ func (w *world) watchedEngine(t *testing.T) (*flows.Service, *watchedSealer) {
 		t.Fatal(err)
 	}
 	t.Cleanup(fl.Close)
-	return fl, ws
-}
-
-func (w *world) runRecord(t *testing.T, flowID, runID string) *keyhold.FlowRunRecord {
-	t.Helper()
-	var rec *keyhold.FlowRunRecord
-	if err := w.store.View(context.Background(), func(tx keyhold.Tx) (err error) {
-		rec, err = tx.FlowRun(context.Background(), w.env.ID, flowID, runID)
-		return err
-	}); err != nil {
-		t.Fatal(err)
-	}
-	return rec
+	srv := newCounter(t)
+	w.putFlow(t, fl, flowID, fiveActions(srv.URL, "/two"), "")
+	return fl, ws, srv
 }
 
 // TestLockBetweenTriggerAndClaimStopsRun: a run triggered while the
@@ -98,9 +89,7 @@ func (w *world) runRecord(t *testing.T, flowID, runID string) *keyhold.FlowRunRe
 func TestLockBetweenTriggerAndClaimStopsRun(t *testing.T) {
 	storetest.ForEachBackend(t, func(t *testing.T, open func(t *testing.T) keyhold.Store) {
 		w := newWorld(t, open(t))
-		fl, ws := w.watchedEngine(t)
-		srv := newCounter(t)
-		w.putFlow(t, fl, "gated", fiveActions(srv.URL, "/two"), "")
+		fl, ws, srv := w.watchedEngine(t, "gated")
 		// A run of the flow holding its one slot on another engine: the
 		// trigger's run waits.
 		now := w.clock.Now().UTC()
@@ -163,9 +152,7 @@ func TestLockBetweenTriggerAndClaimStopsRun(t *testing.T) {
 func TestLockAfterTriggerOpenStoresNoRun(t *testing.T) {
 	storetest.ForEachBackend(t, func(t *testing.T, open func(t *testing.T) keyhold.Store) {
 		w := newWorld(t, open(t))
-		fl, ws := w.watchedEngine(t)
-		srv := newCounter(t)
-		w.putFlow(t, fl, "late", fiveActions(srv.URL, "/two"), "")
+		fl, ws, srv := w.watchedEngine(t, "late")
 		lock := func() { w.setState(t, keyhold.StateLocked) }
 		ws.beforeOpen.Store(&lock)
 		_, err := fl.RunTrigger(w.ctx, w.env.ID, "late", "manual", json.RawMessage(`{"name":"Flo"}`))
