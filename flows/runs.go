@@ -130,6 +130,7 @@ func (s *Service) requestTrigger(ctx context.Context, envID, flowID, trigger str
 // (OpenApiConnectionWebhook: Teams) is accepted too. Keyhold has no Teams
 // to call it, so the manual run endpoint is its test endpoint: the body
 // is the event the connector would deliver.
+//
 // The flow is read and the environment checked in one read transaction
 // (loadFlow): a locked environment's trigger is refused before anything
 // is opened.
