@@ -42,6 +42,14 @@ import (
 // current, in the transaction that writes the ciphertext: the check then
 // costs no transaction of its own, and a lock that commits before that
 // write stops it.
+//
+// OpenUnder is Open's counterpart for the trigger and the engine's claim:
+// it opens an item sealed under epoch (PlatformEpoch: the platform
+// partition) without reading the environment. A caller must have checked
+// ServingIn, in a transaction that committed, before it calls OpenUnder:
+// the trigger checks in the read that loads the flow, the engine in the
+// transaction that claims the run, so neither costs a transaction of its
+// own, and nothing is opened unless a check passed.
 type EnvironmentSealer interface {
 	Seal(ctx context.Context, envID, store, itemID string, version uint64, plaintext []byte) (ciphertext []byte, epoch uint32, err error)
 	Open(ctx context.Context, envID, store, itemID string, version uint64, epoch uint32, ciphertext []byte) ([]byte, error)
@@ -50,6 +58,7 @@ type EnvironmentSealer interface {
 	Serving(ctx context.Context, envID string) error
 	ServingIn(ctx context.Context, tx Tx, envID string) (epoch uint32, err error)
 	SealUnder(ctx context.Context, envID, store, itemID string, version uint64, epoch uint32, plaintext []byte) ([]byte, error)
+	OpenUnder(ctx context.Context, envID, store, itemID string, version uint64, epoch uint32, ciphertext []byte) ([]byte, error)
 }
 
 // PlatformEpoch is the epoch an item sealed by SealPlatform records: no

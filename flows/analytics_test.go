@@ -13,8 +13,6 @@ import (
 	"time"
 
 	"github.com/keyhold/keyhold"
-	"github.com/keyhold/keyhold/clocktest"
-	"github.com/keyhold/keyhold/crypt"
 	"github.com/keyhold/keyhold/egress"
 	"github.com/keyhold/keyhold/platform"
 	"github.com/keyhold/keyhold/sqlstore/storetest"
@@ -51,43 +49,15 @@ func (h *hookServer) received() []string {
 // loopback webhook (hook's certificate trusted).
 func newHookedWorld(t *testing.T, store keyhold.Store, hook *hookServer) *world {
 	t.Helper()
-	master, err := crypt.NewKey()
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(master.Destroy)
 	pol, err := egress.New(egress.Options{Allow: []string{"127.0.0.1"}})
 	if err != nil {
 		t.Fatal(err)
 	}
 	roots := x509.NewCertPool()
 	roots.AddCert(hook.Certificate())
-	clock := clocktest.New(time.Now().UTC())
-	p, err := platform.Open(context.Background(), platform.Config{Store: store, MasterKey: master, Clock: clock, Issuer: "https://keyhold.test",
-		Egress: pol, WebhookClient: platform.NewWebhookClient(roots, pol)})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { p.Close() })
-	creds, _, err := p.BootstrapCustomer(context.Background())
-	if err != nil {
-		t.Fatal(err)
-	}
-	tok, err := p.IssueToken(context.Background(), creds.TenantID, creds.ClientID, creds.ClientSecret, string(keyhold.AudienceFlow)+"/.default")
-	if err != nil {
-		t.Fatal(err)
-	}
-	id, err := p.Authenticate(context.Background(), tok.AccessToken)
-	if err != nil {
-		t.Fatal(err)
-	}
-	w := &world{store: store, p: p, clock: clock, ctx: keyhold.NewContext(context.Background(), id)}
-	w.env = &keyhold.Environment{DisplayName: "flows", Location: "europe", SKU: keyhold.SKUProduction}
-	if err := p.CreateEnvironment(w.ctx, w.env); err != nil {
-		t.Fatal(err)
-	}
-	w.fl = w.engine(t, "engine-1", nil)
-	return w
+	return newWorldWith(t, store, func(c *platform.Config) {
+		c.Egress, c.WebhookClient = pol, platform.NewWebhookClient(roots, pol)
+	})
 }
 
 // failingDef echoes the trigger's secret (Echo), fails parsing it as a
@@ -141,7 +111,7 @@ func TestAnalyticsExclusions(t *testing.T) {
 		}
 		for env, runID := range runs {
 			marker := map[string]string{cmkEnv.ID: cmkMarker, mmkEnv.ID: mmkMarker}[env]
-			got := waitRun(t, w, env, "import", runID)
+			got := w.waitIn(t, w.fl, env, "import", runID)
 			if got.Status != keyhold.RunFailed || got.Error == nil || !strings.Contains(got.Error.Message, marker) {
 				t.Fatalf("positive control: run %+v does not fail with the marker", got)
 			}
@@ -250,24 +220,4 @@ func TestAnalyticsExclusions(t *testing.T) {
 			t.Fatalf("%d audit entries of failed runs, want 2", failed)
 		}
 	})
-}
-
-// waitRun polls a run of any environment until it has finished.
-func waitRun(t *testing.T, w *world, envID, flowID, runID string) *keyhold.FlowRun {
-	t.Helper()
-	deadline := time.Now().Add(20 * time.Second)
-	for {
-		r, err := w.fl.GetRun(w.ctx, envID, flowID, runID)
-		if err != nil {
-			t.Fatalf("GetRun: %v", err)
-		}
-		switch r.Status {
-		case keyhold.RunSucceeded, keyhold.RunFailed, keyhold.RunCancelled, keyhold.RunSkipped:
-			return r
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("run %s still %s", runID, r.Status)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
 }

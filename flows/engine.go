@@ -63,8 +63,8 @@ func (s *Service) Tick(ctx context.Context) {
 		return
 	}
 	for _, r := range runnable {
-		if claimed, err := s.claim(ctx, r); err == nil && claimed != nil {
-			s.spawn(claimed)
+		if c, err := s.claim(ctx, r); err == nil && c != nil {
+			s.spawn(c)
 		}
 	}
 	s.expire(ctx)
@@ -77,20 +77,40 @@ func (s *Service) poke() {
 	}
 }
 
+// claimed is a run this engine has just claimed, with what the claim's
+// transaction read for executing it: the flow and the environment's
+// current epoch, or why the run can't go on now (refused: the
+// environment is locked or disabled, the flow is gone), which pauses it.
+type claimed struct {
+	rec     *keyhold.FlowRunRecord
+	flow    *keyhold.FlowRecord
+	current uint32
+	refused error
+}
+
 // claim takes a run's lease for this engine if the concurrency limits
 // allow, in one transaction; nil if they don't or another engine won.
-func (s *Service) claim(ctx context.Context, rec *keyhold.FlowRunRecord) (*keyhold.FlowRunRecord, error) {
+// The same transaction reads the run's flow and checks the environment
+// (ServingIn), so the engine opens the flow and the state without a
+// transaction of its own (and nothing, if the check refused). A refused
+// run is claimed still: execute pauses it, as at a refused save.
+func (s *Service) claim(ctx context.Context, rec *keyhold.FlowRunRecord) (*claimed, error) {
 	if s.isRunning(rec) {
 		return nil, nil
 	}
 	now := s.clock.Now().UTC()
 	r := *rec
+	c := &claimed{rec: &r}
 	err := s.store.Update(ctx, func(tx keyhold.Tx) error {
 		if n, err := tx.ActiveFlowRuns(ctx, rec.EnvID, rec.FlowID, now); err != nil || n >= s.cfg.MaxRunsPerFlow {
 			return errLimited(err)
 		}
 		if n, err := tx.ActiveFlowRuns(ctx, rec.EnvID, "", now); err != nil || n >= s.cfg.MaxRunsPerEnv {
 			return errLimited(err)
+		}
+		c.flow, c.refused = tx.Flow(ctx, rec.EnvID, rec.FlowID)
+		if c.refused == nil {
+			c.current, c.refused = s.seal.ServingIn(ctx, tx, rec.EnvID)
 		}
 		r.Status, r.LeaseOwner, r.LeaseUntil = keyhold.RunRunning, s.cfg.Owner, now.Add(s.cfg.LeaseTTL)
 		r.Version, r.UpdatedAt = rec.Version+1, now
@@ -102,7 +122,7 @@ func (s *Service) claim(ctx context.Context, rec *keyhold.FlowRunRecord) (*keyho
 	if err != nil {
 		return nil, err
 	}
-	return &r, nil
+	return c, nil
 }
 
 var errAtLimit = errors.New("flows: at the concurrency limit")
@@ -121,7 +141,8 @@ func (s *Service) isRunning(rec *keyhold.FlowRunRecord) bool {
 }
 
 // spawn executes a claimed run in the background.
-func (s *Service) spawn(rec *keyhold.FlowRunRecord) {
+func (s *Service) spawn(c *claimed) {
+	rec := c.rec
 	k := runKey(rec.EnvID, rec.FlowID, rec.ID)
 	s.mu.Lock()
 	if s.running[k] {
@@ -147,7 +168,7 @@ func (s *Service) spawn(rec *keyhold.FlowRunRecord) {
 			case <-ctx.Done():
 			}
 		}()
-		s.execute(ctx, rec)
+		s.execute(ctx, c)
 	}()
 }
 
@@ -228,17 +249,7 @@ func (s *Service) writeState(ctx context.Context, l *lease, st *wdl.RunState, fn
 			return err
 		}
 		r.Epoch = epoch
-		err = s.store.Update(ctx, func(tx keyhold.Tx) error {
-			current, err := s.seal.ServingIn(ctx, tx, r.EnvID)
-			if err != nil {
-				return err
-			}
-			if epoch != keyhold.PlatformEpoch && current != epoch {
-				epoch = current
-				return errEpochMoved
-			}
-			return tx.PutFlowRun(ctx, &r)
-		})
+		err = s.putChecked(ctx, r.EnvID, &epoch, func(tx keyhold.Tx) error { return tx.PutFlowRun(ctx, &r) })
 		if err == nil {
 			l.rec = &r
 			return nil
@@ -271,9 +282,10 @@ func (s *Service) writeState(ctx context.Context, l *lease, st *wdl.RunState, fn
 const pauseFor = 5 * time.Second
 
 // execute runs a claimed run to its end, or until it can't go on.
-func (s *Service) execute(ctx context.Context, rec *keyhold.FlowRunRecord) {
+func (s *Service) execute(ctx context.Context, c *claimed) {
+	rec := c.rec
 	l := &lease{rec: rec}
-	err := s.executeLeased(ctx, l)
+	err := s.executeLeased(ctx, l, c)
 	if err == nil {
 		return
 	}
@@ -293,21 +305,17 @@ func (s *Service) execute(ctx context.Context, rec *keyhold.FlowRunRecord) {
 	_ = s.store.Update(context.WithoutCancel(ctx), func(tx keyhold.Tx) error { return tx.PutFlowRun(ctx, &r) })
 }
 
-func (s *Service) executeLeased(ctx context.Context, l *lease) error {
-	rec := l.rec
-	var frec *keyhold.FlowRecord
-	err := s.store.View(ctx, func(tx keyhold.Tx) (err error) {
-		frec, err = tx.Flow(ctx, rec.EnvID, rec.FlowID)
-		return err
-	})
+// executeLeased opens the flow and the state the claim read and checked
+// (claimed) and executes the run; a claim that refused opens nothing.
+func (s *Service) executeLeased(ctx context.Context, l *lease, c *claimed) error {
+	if c.refused != nil {
+		return c.refused
+	}
+	fd, err := s.openFlowUnder(ctx, c.flow, c.current)
 	if err != nil {
 		return err
 	}
-	fd, err := s.openFlow(ctx, frec)
-	if err != nil {
-		return err
-	}
-	st, err := s.openState(ctx, rec)
+	st, err := s.openStateUnder(ctx, l.rec)
 	if err != nil {
 		return err
 	}

@@ -40,13 +40,24 @@ type world struct {
 
 func newWorld(t *testing.T, store keyhold.Store) *world {
 	t.Helper()
+	return newWorldWith(t, store, nil)
+}
+
+// newWorldWith is newWorld with the platform's configuration changed by
+// configure (if not nil) before it opens.
+func newWorldWith(t *testing.T, store keyhold.Store, configure func(*platform.Config)) *world {
+	t.Helper()
 	master, err := crypt.NewKey()
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(master.Destroy)
 	clock := clocktest.New(time.Now().UTC())
-	p, err := platform.Open(context.Background(), platform.Config{Store: store, MasterKey: master, Clock: clock, Issuer: "https://keyhold.test"})
+	cfg := platform.Config{Store: store, MasterKey: master, Clock: clock, Issuer: "https://keyhold.test"}
+	if configure != nil {
+		configure(&cfg)
+	}
+	p, err := platform.Open(context.Background(), cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -162,9 +173,15 @@ func (w *world) putFlow(t *testing.T, fl *flows.Service, id, def string, refs st
 // wait polls a run until it has finished.
 func (w *world) wait(t *testing.T, fl *flows.Service, flowID, runID string) *keyhold.FlowRun {
 	t.Helper()
+	return w.waitIn(t, fl, w.env.ID, flowID, runID)
+}
+
+// waitIn polls a run of any environment until it has finished.
+func (w *world) waitIn(t *testing.T, fl *flows.Service, envID, flowID, runID string) *keyhold.FlowRun {
+	t.Helper()
 	deadline := time.Now().Add(20 * time.Second)
 	for {
-		r, err := fl.GetRun(w.ctx, w.env.ID, flowID, runID)
+		r, err := fl.GetRun(w.ctx, envID, flowID, runID)
 		if err != nil {
 			t.Fatalf("GetRun: %v", err)
 		}
@@ -359,6 +376,37 @@ func (w *world) setState(t *testing.T, st keyhold.RuntimeState) {
 	w.p.DropKeys(w.env.ID)
 }
 
+// heldRun puts flowID, five actions whose second call waits on the
+// returned server's hold, on fl and triggers it; it returns once that
+// call has started (the save before it committed).
+func (w *world) heldRun(t *testing.T, fl *flows.Service, flowID string) (*counter, string) {
+	t.Helper()
+	srv := newCounter(t)
+	srv.hold = make(chan struct{})
+	w.putFlow(t, fl, flowID, fiveActions(srv.URL, "/hold"), "")
+	run, err := fl.RunTrigger(w.ctx, w.env.ID, flowID, "manual", json.RawMessage(`{"name":"Cy"}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for srv.count("/hold?") == 0 {
+		time.Sleep(10 * time.Millisecond)
+	}
+	return srv, run.ID
+}
+
+// runRecord reads a run's record as the store holds it.
+func (w *world) runRecord(t *testing.T, flowID, runID string) *keyhold.FlowRunRecord {
+	t.Helper()
+	var rec *keyhold.FlowRunRecord
+	if err := w.store.View(context.Background(), func(tx keyhold.Tx) (err error) {
+		rec, err = tx.FlowRun(context.Background(), w.env.ID, flowID, runID)
+		return err
+	}); err != nil {
+		t.Fatal(err)
+	}
+	return rec
+}
+
 // TestLockedPausesAndResumes: while the environment is locked a trigger is
 // refused (EnvironmentLocked, no run stored), and a run in flight pauses
 // at its next step; after re-enabling it resumes and finishes, without
@@ -366,28 +414,14 @@ func (w *world) setState(t *testing.T, st keyhold.RuntimeState) {
 func TestLockedPausesAndResumes(t *testing.T) {
 	storetest.ForEachBackend(t, func(t *testing.T, open func(t *testing.T) keyhold.Store) {
 		w := newWorld(t, open(t))
-		srv := newCounter(t)
-		srv.hold = make(chan struct{})
-		w.putFlow(t, w.fl, "long", fiveActions(srv.URL, "/hold"), "")
-		run, err := w.fl.RunTrigger(w.ctx, w.env.ID, "long", "manual", json.RawMessage(`{"name":"Cy"}`))
-		if err != nil {
-			t.Fatal(err)
-		}
-		for srv.count("/hold?") == 0 {
-			time.Sleep(10 * time.Millisecond)
-		}
+		srv, runID := w.heldRun(t, w.fl, "long")
 		w.setState(t, keyhold.StateLocked)
 		if _, err := w.fl.RunTrigger(w.ctx, w.env.ID, "long", "manual", nil); keyhold.ErrorCode(err) != keyhold.CodeEnvironmentLocked {
 			t.Fatalf("trigger while locked: %v", err)
 		}
 		close(srv.hold) // Call_two ends; saving it needs the key: the run pauses
 		time.Sleep(300 * time.Millisecond)
-		var rec *keyhold.FlowRunRecord
-		_ = w.store.View(context.Background(), func(tx keyhold.Tx) (err error) {
-			rec, err = tx.FlowRun(context.Background(), w.env.ID, "long", run.ID)
-			return err
-		})
-		if rec.Terminal() {
+		if rec := w.runRecord(t, "long", runID); rec.Terminal() {
 			t.Fatalf("run finished while locked: %s", rec.Status)
 		}
 		rs, _ := w.fl.ListRuns(w.ctx, w.env.ID, "long")
@@ -396,7 +430,7 @@ func TestLockedPausesAndResumes(t *testing.T) {
 		}
 		w.setState(t, keyhold.StateEnabled)
 		w.clock.Advance(10 * time.Second) // past the pause
-		end := w.wait(t, w.fl, "long", run.ID)
+		end := w.wait(t, w.fl, "long", runID)
 		if end.Status != keyhold.RunSucceeded {
 			t.Fatalf("run after re-enable: %+v", end)
 		}
@@ -439,21 +473,12 @@ func TestKilledEngineResumes(t *testing.T) {
 		w.fl.Close() // the world's engine stays out of it
 		k := &killable{Store: w.store}
 		a := w.engine(t, "engine-a", k)
-		srv := newCounter(t)
-		srv.hold = make(chan struct{})
-		w.putFlow(t, a, "crash", fiveActions(srv.URL, "/hold"), "")
-		run, err := a.RunTrigger(w.ctx, w.env.ID, "crash", "manual", json.RawMessage(`{"name":"Di"}`))
-		if err != nil {
-			t.Fatal(err)
-		}
-		for srv.count("/hold?") == 0 {
-			time.Sleep(10 * time.Millisecond)
-		}
+		srv, runID := w.heldRun(t, a, "crash")
 		k.dead.Store(true) // kill -9: nothing more is written
 		close(srv.hold)
 		b := w.engine(t, "engine-b", nil)
 		w.clock.Advance(5 * time.Second) // past engine-a's lease
-		end := w.wait(t, b, "crash", run.ID)
+		end := w.wait(t, b, "crash", runID)
 		if end.Status != keyhold.RunSucceeded {
 			t.Fatalf("resumed run: %+v", end)
 		}

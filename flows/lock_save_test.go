@@ -3,7 +3,6 @@ package flows_test
 import (
 	"bytes"
 	"context"
-	"encoding/json"
 	"testing"
 	"time"
 
@@ -20,26 +19,8 @@ import (
 func TestLockBetweenStepsStopsNextSave(t *testing.T) {
 	storetest.ForEachBackend(t, func(t *testing.T, open func(t *testing.T) keyhold.Store) {
 		w := newWorld(t, open(t))
-		srv := newCounter(t)
-		srv.hold = make(chan struct{})
-		w.putFlow(t, w.fl, "long", fiveActions(srv.URL, "/hold"), "")
-		run, err := w.fl.RunTrigger(w.ctx, w.env.ID, "long", "manual", json.RawMessage(`{"name":"Cy"}`))
-		if err != nil {
-			t.Fatal(err)
-		}
-		for srv.count("/hold?") == 0 { // Call_two started: that save committed
-			time.Sleep(10 * time.Millisecond)
-		}
-		read := func() *keyhold.FlowRunRecord {
-			var rec *keyhold.FlowRunRecord
-			if err := w.store.View(context.Background(), func(tx keyhold.Tx) (err error) {
-				rec, err = tx.FlowRun(context.Background(), w.env.ID, "long", run.ID)
-				return err
-			}); err != nil {
-				t.Fatal(err)
-			}
-			return rec
-		}
+		srv, runID := w.heldRun(t, w.fl, "long") // Call_two started: that save committed
+		read := func() *keyhold.FlowRunRecord { return w.runRecord(t, "long", runID) }
 		before := read()
 		// The lock, as the state alone: the cached keys are not dropped.
 		if err := w.store.Update(context.Background(), func(tx keyhold.Tx) error {

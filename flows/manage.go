@@ -21,12 +21,15 @@ type sealedFlow struct {
 	ConnectionReferences json.RawMessage `json:"connectionReferences,omitempty"`
 }
 
-// flowDef is an opened flow: its record, content and parsed definition.
+// flowDef is an opened flow: its record, content and parsed definition,
+// and the environment's current epoch as the check that let it open saw
+// it (the epoch a new run's state is sealed under).
 type flowDef struct {
-	rec  *keyhold.FlowRecord
-	body sealedFlow
-	def  *wdl.Definition
-	refs map[string]connRef
+	rec     *keyhold.FlowRecord
+	body    sealedFlow
+	def     *wdl.Definition
+	refs    map[string]connRef
+	current uint32
 }
 
 // connRef is one of a flow's connection references: the connection it
@@ -39,12 +42,25 @@ type connRef struct {
 // parsed caches parsed definitions by flow, version and seal.
 var parsed sync.Map // env/flow/version → *wdl.Definition
 
+// openFlow opens a flow read earlier, checking the environment first in
+// a read transaction of its own (loadFlow reads and checks in one).
 func (s *Service) openFlow(ctx context.Context, rec *keyhold.FlowRecord) (*flowDef, error) {
-	pt, err := s.openAt(ctx, rec.EnvID, keyhold.StoreFlows, flowItem(rec.ID), rec.Version, rec.Epoch, rec.Sealed)
+	current, err := s.serving(ctx, rec.EnvID)
 	if err != nil {
 		return nil, err
 	}
-	fd := &flowDef{rec: rec}
+	return s.openFlowUnder(ctx, rec, current)
+}
+
+// openFlowUnder opens a flow; the caller checked the environment and saw
+// its epoch current.
+func (s *Service) openFlowUnder(ctx context.Context, rec *keyhold.FlowRecord, current uint32) (*flowDef, error) {
+	pt, err := s.seal.OpenUnder(ctx, rec.EnvID, keyhold.StoreFlows, flowItem(rec.ID), rec.Version, rec.Epoch, rec.Sealed)
+	if err != nil {
+		return nil, err
+	}
+	defer clear(pt)
+	fd := &flowDef{rec: rec, current: current}
 	if err := json.Unmarshal(pt, &fd.body); err != nil {
 		return nil, keyhold.Errorf(keyhold.CodeInternal, "flow %s: its stored content is not valid", rec.ID).WithCause(err)
 	}
@@ -279,11 +295,7 @@ func (s *Service) GetFlow(ctx context.Context, envID, flowID string) (*keyhold.F
 	if _, _, err := s.caller(ctx, envID); err != nil {
 		return nil, err
 	}
-	rec, err := s.flowRecord(ctx, envID, flowID)
-	if err != nil {
-		return nil, err
-	}
-	fd, err := s.openFlow(ctx, rec)
+	fd, err := s.loadFlow(ctx, envID, flowID, nil)
 	if err != nil {
 		return nil, err
 	}
@@ -292,12 +304,9 @@ func (s *Service) GetFlow(ctx context.Context, envID, flowID string) (*keyhold.F
 
 func (s *Service) flowRecord(ctx context.Context, envID, flowID string) (rec *keyhold.FlowRecord, err error) {
 	err = s.store.View(ctx, func(tx keyhold.Tx) error {
-		rec, err = tx.Flow(ctx, envID, flowID)
+		rec, err = readFlow(ctx, tx, envID, flowID)
 		return err
 	})
-	if keyhold.ErrorCode(err) == keyhold.CodeFlowNotFound {
-		return nil, keyhold.Errorf(keyhold.CodeFlowNotFound, "flow %q was not found in environment %s: list the environment's flows to find its name", keyhold.Clip(flowID), envID)
-	}
 	return rec, err
 }
 

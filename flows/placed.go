@@ -13,8 +13,9 @@ import (
 // environment's current epoch. SealPlatform and OpenPlatform don't check
 // the environment's state, so these two ask Serving first: a locked or
 // disabled environment stops its platform-partition flows as it stops the
-// others. A run's saves (engine.go, writeState) seal where its last state
-// is and check the state in their own write transaction instead.
+// others. A run's trigger, insert, claim and saves check the state in a
+// transaction they have anyway instead (checked.go), and seal or open
+// with SealUnder and OpenUnder.
 
 // sealAt seals one of a flow's items: on the platform partition if
 // onPlatform, else under the current epoch; it says which epoch.

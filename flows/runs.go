@@ -8,6 +8,7 @@ import (
 	"crypto/sha256"
 	"encoding/base64"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"net/url"
 	"slices"
@@ -41,11 +42,23 @@ func parseBody(body json.RawMessage) (any, error) {
 
 // startRun stores a new run of fd fired with trigger's outputs, sealed,
 // and starts it here if the concurrency limits allow (otherwise an engine
-// starts it when they do). A locked environment refuses it
-// (EnvironmentLocked from the seal), storing nothing.
+// starts it when they do). The state is sealed where the flow is: on the
+// platform partition, or under the epoch fd was opened at (SealUnder,
+// which reads nothing); the run's insert checks the environment, and
+// that epoch, in its own transaction (putChecked). A locked environment
+// refuses it (EnvironmentLocked), storing nothing, even if the lock
+// committed after fd was opened.
 func (s *Service) startRun(ctx context.Context, fd *flowDef, trigger wdl.Outputs, parentRunID, runID string, depth int) (*keyhold.FlowRunRecord, error) {
 	if fd.rec.State != keyhold.FlowStarted {
 		return nil, keyhold.Errorf(keyhold.CodeConflict, "flow %s is %s: start it (POST …/flows/%s/start) before running it", fd.rec.ID, fd.rec.State, fd.rec.ID)
+	}
+	epoch := fd.current
+	if fd.rec.Epoch == keyhold.PlatformEpoch {
+		epoch = keyhold.PlatformEpoch
+	} else if epoch == keyhold.PlatformEpoch {
+		// Not opened through a check (a bug): never let it fall to the
+		// platform partition.
+		return nil, keyhold.Errorf(keyhold.CodeInternal, "flow %s was opened without its environment's epoch: its run can't be sealed", fd.rec.ID)
 	}
 	if runID == "" {
 		runID = s.newRunID()
@@ -55,19 +68,27 @@ func (s *Service) startRun(ctx context.Context, fd *flowDef, trigger wdl.Outputs
 	if err != nil {
 		return nil, err
 	}
+	defer clear(pt)
 	now := s.clock.Now().UTC()
 	rec := &keyhold.FlowRunRecord{EnvID: fd.rec.EnvID, FlowID: fd.rec.ID, ID: runID, Status: keyhold.RunWaiting, TriggerName: fd.rec.TriggerName,
 		ParentRunID: parentRunID, Depth: depth, StartedAt: now, Version: 1, StateVersion: 1, UpdatedAt: now}
-	onPlatform := fd.rec.Epoch == keyhold.PlatformEpoch
-	if rec.Sealed, rec.Epoch, err = s.sealAt(ctx, rec.EnvID, keyhold.StoreRuns, runItem(rec.FlowID, rec.ID), 1, onPlatform, pt); err != nil {
-		return nil, err
+	for attempt := 0; ; attempt++ {
+		if rec.Sealed, err = s.seal.SealUnder(ctx, rec.EnvID, keyhold.StoreRuns, runItem(rec.FlowID, rec.ID), 1, epoch, pt); err != nil {
+			return nil, err
+		}
+		rec.Epoch = epoch
+		err = s.putChecked(ctx, rec.EnvID, &epoch, func(tx keyhold.Tx) error { return tx.PutFlowRun(ctx, rec) })
+		if errors.Is(err, errEpochMoved) && attempt < 3 {
+			continue // rotated since fd was opened: seal under the new epoch
+		}
+		if err != nil {
+			return nil, err
+		}
+		break
 	}
-	if err := s.store.Update(ctx, func(tx keyhold.Tx) error { return tx.PutFlowRun(ctx, rec) }); err != nil {
-		return nil, err
-	}
-	if claimed, err := s.claim(ctx, rec); err == nil && claimed != nil {
-		rec = claimed
-		s.spawn(claimed)
+	if c, err := s.claim(ctx, rec); err == nil && c != nil {
+		rec = c.rec
+		s.spawn(c)
 	}
 	return rec, nil
 }
@@ -78,7 +99,17 @@ func (s *Service) RunTrigger(ctx context.Context, envID, flowID, trigger string,
 	if _, _, err := s.caller(ctx, envID); err != nil {
 		return nil, err
 	}
-	fd, err := s.triggerOf(ctx, envID, flowID, trigger, true)
+	rec, err := s.runRequest(ctx, envID, flowID, trigger, true, body)
+	if err != nil {
+		return nil, err
+	}
+	return toRun(rec, nil), nil
+}
+
+// runRequest starts a run of a flow's request trigger (with webhooks, a
+// connector webhook trigger too: see triggerOf) with a JSON body.
+func (s *Service) runRequest(ctx context.Context, envID, flowID, trigger string, webhooks bool, body json.RawMessage) (*keyhold.FlowRunRecord, error) {
+	fd, err := s.triggerOf(ctx, envID, flowID, trigger, webhooks)
 	if err != nil {
 		return nil, err
 	}
@@ -86,11 +117,7 @@ func (s *Service) RunTrigger(ctx context.Context, envID, flowID, trigger string,
 	if err != nil {
 		return nil, err
 	}
-	rec, err := s.startRun(ctx, fd, wdl.Outputs{Headers: map[string]string{"Content-Type": "application/json"}, Body: b}, "", "", 0)
-	if err != nil {
-		return nil, err
-	}
-	return toRun(rec, nil), nil
+	return s.startRun(ctx, fd, wdl.Outputs{Headers: map[string]string{"Content-Type": "application/json"}, Body: b}, "", "", 0)
 }
 
 // requestTrigger opens a flow and checks that trigger is its Request
@@ -103,34 +130,20 @@ func (s *Service) requestTrigger(ctx context.Context, envID, flowID, trigger str
 // (OpenApiConnectionWebhook: Teams) is accepted too. Keyhold has no Teams
 // to call it, so the manual run endpoint is its test endpoint: the body
 // is the event the connector would deliver.
+//
+// The flow is read and the environment checked in one read transaction
+// (loadFlow): a locked environment's trigger is refused before anything
+// is opened.
 func (s *Service) triggerOf(ctx context.Context, envID, flowID, trigger string, webhooks bool) (*flowDef, error) {
-	rec, err := s.flowRecord(ctx, envID, flowID)
-	if err != nil {
-		return nil, err
-	}
-	if rec.TriggerName != trigger {
-		return nil, keyhold.Errorf(keyhold.CodeNotFound, "flow %s has no trigger %q: its trigger is %q", flowID, keyhold.Clip(trigger), rec.TriggerName)
-	}
-	if rec.TriggerType != "Request" && !(webhooks && rec.TriggerType == "OpenApiConnectionWebhook") {
-		return nil, keyhold.Errorf(keyhold.CodeConflict, "trigger %q of flow %s is a %s trigger, which can't be run on request", trigger, flowID, rec.TriggerType)
-	}
-	return s.openFlow(ctx, rec)
-}
-
-// openState opens a run's sealed state.
-func (s *Service) openState(ctx context.Context, rec *keyhold.FlowRunRecord) (*wdl.RunState, error) {
-	if rec.StateVersion == 0 { // a skipped slot: no state
-		return &wdl.RunState{Status: rec.Status, Actions: map[string]*wdl.ActionState{}}, nil
-	}
-	pt, err := s.openAt(ctx, rec.EnvID, keyhold.StoreRuns, runItem(rec.FlowID, rec.ID), rec.StateVersion, rec.Epoch, rec.Sealed)
-	if err != nil {
-		return nil, err
-	}
-	st := &wdl.RunState{}
-	if err := json.Unmarshal(pt, st); err != nil {
-		return nil, keyhold.Errorf(keyhold.CodeInternal, "run %s: its stored state is not valid", rec.ID).WithCause(err)
-	}
-	return st, nil
+	return s.loadFlow(ctx, envID, flowID, func(rec *keyhold.FlowRecord) error {
+		if rec.TriggerName != trigger {
+			return keyhold.Errorf(keyhold.CodeNotFound, "flow %s has no trigger %q: its trigger is %q", flowID, keyhold.Clip(trigger), rec.TriggerName)
+		}
+		if rec.TriggerType != "Request" && !(webhooks && rec.TriggerType == "OpenApiConnectionWebhook") {
+			return keyhold.Errorf(keyhold.CodeConflict, "trigger %q of flow %s is a %s trigger, which can't be run on request", trigger, flowID, rec.TriggerType)
+		}
+		return nil
+	})
 }
 
 func toRun(rec *keyhold.FlowRunRecord, st *wdl.RunState) *keyhold.FlowRun {
@@ -152,12 +165,9 @@ func toRun(rec *keyhold.FlowRunRecord, st *wdl.RunState) *keyhold.FlowRun {
 
 func (s *Service) runRecord(ctx context.Context, envID, flowID, runID string) (rec *keyhold.FlowRunRecord, err error) {
 	err = s.store.View(ctx, func(tx keyhold.Tx) error {
-		rec, err = tx.FlowRun(ctx, envID, flowID, runID)
+		rec, err = readRun(ctx, tx, envID, flowID, runID)
 		return err
 	})
-	if keyhold.ErrorCode(err) == keyhold.CodeFlowRunNotFound {
-		return nil, keyhold.Errorf(keyhold.CodeFlowRunNotFound, "run %q of flow %q was not found in environment %s: list the flow's runs to find it", keyhold.Clip(runID), keyhold.Clip(flowID), envID)
-	}
 	return rec, err
 }
 
@@ -183,14 +193,7 @@ func (s *Service) ListRuns(ctx context.Context, envID, flowID string) ([]*keyhol
 
 // GetRun returns a run, with its error if it failed.
 func (s *Service) GetRun(ctx context.Context, envID, flowID, runID string) (*keyhold.FlowRun, error) {
-	if _, _, err := s.caller(ctx, envID); err != nil {
-		return nil, err
-	}
-	rec, err := s.runRecord(ctx, envID, flowID, runID)
-	if err != nil {
-		return nil, err
-	}
-	st, err := s.openState(ctx, rec)
+	rec, st, err := s.openRun(ctx, envID, flowID, runID)
 	if err != nil {
 		return nil, err
 	}
@@ -200,14 +203,7 @@ func (s *Service) GetRun(ctx context.Context, envID, flowID, runID string) (*key
 // RunActions lists a run's actions in the order they started, with their
 // inputs and outputs.
 func (s *Service) RunActions(ctx context.Context, envID, flowID, runID string) ([]*keyhold.FlowRunAction, error) {
-	if _, _, err := s.caller(ctx, envID); err != nil {
-		return nil, err
-	}
-	rec, err := s.runRecord(ctx, envID, flowID, runID)
-	if err != nil {
-		return nil, err
-	}
-	st, err := s.openState(ctx, rec)
+	_, st, err := s.openRun(ctx, envID, flowID, runID)
 	if err != nil {
 		return nil, err
 	}
@@ -263,22 +259,11 @@ func (s *Service) CancelRun(ctx context.Context, envID, flowID, runID string) (*
 
 // ResubmitRun runs the flow again with the trigger outputs of runID.
 func (s *Service) ResubmitRun(ctx context.Context, envID, flowID, runID string) (*keyhold.FlowRun, error) {
-	if _, _, err := s.caller(ctx, envID); err != nil {
-		return nil, err
-	}
-	rec, err := s.runRecord(ctx, envID, flowID, runID)
+	_, st, err := s.openRun(ctx, envID, flowID, runID)
 	if err != nil {
 		return nil, err
 	}
-	st, err := s.openState(ctx, rec)
-	if err != nil {
-		return nil, err
-	}
-	frec, err := s.flowRecord(ctx, envID, flowID)
-	if err != nil {
-		return nil, err
-	}
-	fd, err := s.openFlow(ctx, frec)
+	fd, err := s.loadFlow(ctx, envID, flowID, nil)
 	if err != nil {
 		return nil, err
 	}
@@ -396,15 +381,7 @@ func (s *Service) InvokeTrigger(ctx context.Context, envID, flowID, trigger stri
 	if !hmac.Equal([]byte(want), []byte(sig.Sig)) {
 		return nil, unauthorized
 	}
-	fd, err := s.requestTrigger(ctx, envID, flowID, trigger)
-	if err != nil {
-		return nil, err
-	}
-	b, err := parseBody(body)
-	if err != nil {
-		return nil, err
-	}
-	run, err := s.startRun(ctx, fd, wdl.Outputs{Headers: map[string]string{"Content-Type": "application/json"}, Body: b}, "", "", 0)
+	run, err := s.runRequest(ctx, envID, flowID, trigger, false, body)
 	if err != nil {
 		return nil, err
 	}

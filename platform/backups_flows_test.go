@@ -2,14 +2,10 @@ package platform
 
 import (
 	"context"
-	"encoding/json"
-	"net/url"
 	"strings"
 	"testing"
-	"time"
 
 	"github.com/keyhold/keyhold"
-	"github.com/keyhold/keyhold/flows"
 )
 
 // TestBackupRestoresFlows: a backup holds the environment's flows, their
@@ -24,32 +20,11 @@ import (
 func TestBackupRestoresFlows(t *testing.T) {
 	cmkBackends(t, true, func(t *testing.T, f *cmkFixture) {
 		ctx := context.Background()
-		v := f.newVault(t, "kv-backup-flows", true)
-		f.newKey(t, v, "env-key")
-		pol := f.newPolicy(t, "policy-backup-flows", v, "env-key", nil)
-		f.grantKey(t, pol, v, "env-key")
-		admin, adminID := f.platformAdmin(t, keyhold.RolePowerPlatformAdministrator)
-		f.grant(t, adminID, keyhold.RoleReader, pol.ID())
+		pol, admin := cmkReady(t, f, "backup-flows")
 		env := f.managedEnv(t, "flows-backup")
-
-		fl, err := flows.New(flows.Config{Store: f.store, Sealer: f.p.Sealer, Data: f.p, Clock: f.clock, PollInterval: 20 * time.Millisecond})
-		if err != nil {
-			t.Fatal(err)
-		}
-		fl.Start()
-		t.Cleanup(fl.Close)
-		name := "Echo"
-		def := `{"triggers":{"manual":{"type":"Request","kind":"Button","inputs":{"schema":{"type":"object"}}}},
- "actions":{"Compose":{"type":"Compose","inputs":"@concat('echo ', triggerBody()?['text'])","runAfter":{}},
-  "Response":{"type":"Response","kind":"Http","inputs":{"statusCode":200,"body":"@outputs('Compose')"},"runAfter":{"Compose":["Succeeded"]}}}}`
-		if _, err := fl.PutFlow(f.ctx, env.ID, "echo", &keyhold.FlowInput{DisplayName: &name, Definition: json.RawMessage(def)}); err != nil {
-			t.Fatal(err)
-		}
-		tick := "Tick"
-		tickDef := `{"triggers":{"every":{"type":"Recurrence","recurrence":{"frequency":"Day","interval":1}}},"actions":{"C":{"type":"Compose","inputs":1}}}`
-		if _, err := fl.PutFlow(f.ctx, env.ID, "tick", &keyhold.FlowInput{DisplayName: &tick, Definition: json.RawMessage(tickDef)}); err != nil {
-			t.Fatal(err)
-		}
+		fl := startFlows(t, f)
+		putFlow(t, fl, f.ctx, env.ID, "echo", "Echo", echoFlow)
+		putFlow(t, fl, f.ctx, env.ID, "tick", "Tick", `{"triggers":{"every":{"type":"Recurrence","recurrence":{"frequency":"Day","interval":1}}},"actions":{"C":{"type":"Compose","inputs":1}}}`)
 		cb, err := fl.CallbackURL(f.ctx, env.ID, "echo", "manual", false)
 		if err != nil {
 			t.Fatal(err)
@@ -60,11 +35,7 @@ func TestBackupRestoresFlows(t *testing.T) {
 		if _, err := fl.PutConnection(f.ctx, env.ID, "shared_http", "api", &keyhold.ConnectionInput{Kind: keyhold.ConnectionNonOAuth, Parameters: map[string]string{"apiKey": "k"}}); err != nil {
 			t.Fatal(err)
 		}
-		run, err := fl.RunTrigger(f.ctx, env.ID, "echo", "manual", json.RawMessage(`{"text":"before"}`))
-		if err != nil {
-			t.Fatal(err)
-		}
-		waitRun(t, fl, f.ctx, env.ID, "echo", run.ID)
+		runFlow(t, fl, f.ctx, env.ID, "echo", "before")
 
 		b, err := f.p.CreateBackup(f.ctx, env.ID, "with flows")
 		if err != nil {
@@ -123,9 +94,7 @@ func TestBackupRestoresFlows(t *testing.T) {
 			}
 			return nil
 		})
-		u, _ := url.Parse(cb.Value)
-		q := u.Query()
-		resp, err := fl.InvokeTrigger(ctx, env.ID, "echo", "manual", keyhold.FlowSignature{APIVersion: q.Get("api-version"), SP: q.Get("sp"), SV: q.Get("sv"), Sig: q.Get("sig")}, json.RawMessage(`{"text":"restored"}`))
+		resp, err := invokeAt(ctx, fl, cb.Value, env.ID, "echo", `{"text":"restored"}`)
 		if err != nil || resp.StatusCode != 200 || resp.Body != "echo restored" {
 			t.Fatalf("the earlier callback URL after restore: %+v, %v", resp, err)
 		}
@@ -133,22 +102,6 @@ func TestBackupRestoresFlows(t *testing.T) {
 			t.Fatalf("non-OAuth connection after restore: %+v, %v", c, err)
 		}
 	})
-}
-
-func waitRun(t *testing.T, fl *flows.Service, ctx context.Context, envID, flowID, runID string) *keyhold.FlowRun {
-	t.Helper()
-	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(20 * time.Millisecond) {
-		r, err := fl.GetRun(ctx, envID, flowID, runID)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if r.Status == keyhold.RunSucceeded {
-			return r
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("run %+v", r)
-		}
-	}
 }
 
 // TestCopyCarriesFlows: copying an environment into one linked to a
@@ -159,29 +112,12 @@ func waitRun(t *testing.T, fl *flows.Service, ctx context.Context, envID, flowID
 func TestCopyCarriesFlows(t *testing.T) {
 	cmkBackends(t, true, func(t *testing.T, f *cmkFixture) {
 		ctx := context.Background()
-		v := f.newVault(t, "kv-copy-flows", true)
-		f.newKey(t, v, "env-key")
-		pol := f.newPolicy(t, "policy-copy-flows", v, "env-key", nil)
-		f.grantKey(t, pol, v, "env-key")
-		admin, adminID := f.platformAdmin(t, keyhold.RolePowerPlatformAdministrator)
-		f.grant(t, adminID, keyhold.RoleReader, pol.ID())
+		pol, admin := cmkReady(t, f, "copy-flows")
 		src := f.managedEnv(t, "flows-source")
 		dst := f.managedEnv(t, "flows-target")
 		f.succeed(t, "link", func() (*keyhold.Operation, error) { return f.p.LinkPolicy(admin, dst.ID, pol.SystemID) })
-
-		fl, err := flows.New(flows.Config{Store: f.store, Sealer: f.p.Sealer, Data: f.p, Clock: f.clock, PollInterval: 20 * time.Millisecond})
-		if err != nil {
-			t.Fatal(err)
-		}
-		fl.Start()
-		t.Cleanup(fl.Close)
-		name := "Echo"
-		def := `{"triggers":{"manual":{"type":"Request","kind":"Button"}},
- "actions":{"Compose":{"type":"Compose","inputs":"@concat('echo ', triggerBody()?['text'])","runAfter":{}},
-  "Response":{"type":"Response","kind":"Http","inputs":{"statusCode":200,"body":"@outputs('Compose')"},"runAfter":{"Compose":["Succeeded"]}}}}`
-		if _, err := fl.PutFlow(f.ctx, src.ID, "echo", &keyhold.FlowInput{DisplayName: &name, Definition: json.RawMessage(def)}); err != nil {
-			t.Fatal(err)
-		}
+		fl := startFlows(t, f)
+		putFlow(t, fl, f.ctx, src.ID, "echo", "Echo", echoFlow)
 		if _, err := fl.PutConnection(f.ctx, src.ID, "shared_http", "api", &keyhold.ConnectionInput{Kind: keyhold.ConnectionNonOAuth, Parameters: map[string]string{"apiKey": "k"}}); err != nil {
 			t.Fatal(err)
 		}
@@ -201,9 +137,7 @@ func TestCopyCarriesFlows(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		u, _ := url.Parse(cb.Value)
-		q := u.Query()
-		resp, err := fl.InvokeTrigger(ctx, dst.ID, "echo", "manual", keyhold.FlowSignature{APIVersion: q.Get("api-version"), SP: q.Get("sp"), SV: q.Get("sv"), Sig: q.Get("sig")}, json.RawMessage(`{"text":"copied"}`))
+		resp, err := invokeAt(ctx, fl, cb.Value, dst.ID, "echo", `{"text":"copied"}`)
 		if err != nil || resp.StatusCode != 200 || resp.Body != "echo copied" {
 			t.Fatalf("the copied flow at the target's URL: %+v, %v", resp, err)
 		}

@@ -31,12 +31,7 @@ func TestCMKFlowEnvironmentsLimitDefault(t *testing.T) {
 func TestCMKFlowEnvironmentsLimit(t *testing.T) {
 	cmkBackends(t, true, func(t *testing.T, f *cmkFixture) {
 		f.p.core.flowEnvLimit = 1
-		v := f.newVault(t, "kv-flowlimit", true)
-		f.newKey(t, v, "env-key")
-		pol := f.newPolicy(t, "policy-flowlimit", v, "env-key", nil)
-		f.grantKey(t, pol, v, "env-key")
-		admin, adminID := f.platformAdmin(t, keyhold.RolePowerPlatformAdministrator)
-		f.grant(t, adminID, keyhold.RoleReader, pol.ID())
+		pol, admin := cmkReady(t, f, "flowlimit")
 		fl, err := flows.New(flows.Config{Store: f.store, Sealer: f.p.Sealer, Data: f.p, Clock: f.clock})
 		if err != nil {
 			t.Fatal(err)

@@ -54,13 +54,7 @@ func newMigWorld(t *testing.T, f *cmkFixture) *migWorld {
 	f.grant(t, adminID, keyhold.RoleReader, w.pol.ID())
 	f.grant(t, adminID, keyhold.RoleReader, w.pol2.ID())
 	w.env = f.managedEnv(t, "flows-mig")
-	fl, err := flows.New(flows.Config{Store: f.store, Sealer: f.p.Sealer, Data: f.p, Clock: f.clock, PollInterval: 20 * time.Millisecond})
-	if err != nil {
-		t.Fatal(err)
-	}
-	fl.Start()
-	t.Cleanup(fl.Close)
-	w.fl = fl
+	w.fl = startFlows(t, f)
 	return w
 }
 
@@ -78,22 +72,7 @@ func (w *migWorld) put(t *testing.T, id, def, solution string) {
 // run runs a flow's manual trigger and waits for the run to succeed.
 func (w *migWorld) run(t *testing.T, id, text string) string {
 	t.Helper()
-	run, err := w.fl.RunTrigger(w.ctx, w.env.ID, id, "manual", json.RawMessage(`{"text":"`+text+`"}`))
-	if err != nil {
-		t.Fatalf("run %s: %v", id, err)
-	}
-	for deadline := time.Now().Add(15 * time.Second); ; time.Sleep(20 * time.Millisecond) {
-		r, err := w.fl.GetRun(w.ctx, w.env.ID, id, run.ID)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if r.Status == keyhold.RunSucceeded {
-			return run.ID
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("run of %s: %+v", id, r)
-		}
-	}
+	return runFlow(t, w.fl, w.ctx, w.env.ID, id, text)
 }
 
 // epochs reads the epochs of flows (and their callback keys and given

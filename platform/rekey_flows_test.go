@@ -5,10 +5,8 @@ import (
 	"encoding/json"
 	"strings"
 	"testing"
-	"time"
 
 	"github.com/keyhold/keyhold"
-	"github.com/keyhold/keyhold/flows"
 )
 
 // TestRekeyMovesFlows: linking an environment to a customer key re-keys
@@ -21,47 +19,15 @@ import (
 func TestRekeyMovesFlows(t *testing.T) {
 	cmkBackends(t, true, func(t *testing.T, f *cmkFixture) {
 		ctx := context.Background()
-		v := f.newVault(t, "kv-flows", true)
-		f.newKey(t, v, "env-key")
-		pol := f.newPolicy(t, "policy-flows", v, "env-key", nil)
-		f.grantKey(t, pol, v, "env-key")
-		admin, adminID := f.platformAdmin(t, keyhold.RolePowerPlatformAdministrator)
-		f.grant(t, adminID, keyhold.RoleReader, pol.ID())
+		pol, admin := cmkReady(t, f, "flows")
 		env := f.managedEnv(t, "flows-prod")
-
-		fl, err := flows.New(flows.Config{Store: f.store, Sealer: f.p.Sealer, Data: f.p, Clock: f.clock, PollInterval: 20 * time.Millisecond})
-		if err != nil {
-			t.Fatal(err)
-		}
-		fl.Start()
-		t.Cleanup(fl.Close)
-		name := "Echo"
-		def := `{"$schema":"https://schema.management.azure.com/providers/Microsoft.Logic/schemas/2016-06-01/workflowdefinition.json#","contentVersion":"1.0.0.0",
- "triggers":{"manual":{"type":"Request","kind":"Button","inputs":{"schema":{"type":"object"}}}},
- "actions":{"Compose":{"type":"Compose","inputs":"@concat('echo ', triggerBody()?['text'])","runAfter":{}}}}`
-		if _, err := fl.PutFlow(f.ctx, env.ID, "echo", &keyhold.FlowInput{DisplayName: &name, Definition: json.RawMessage(def)}); err != nil {
-			t.Fatal(err)
-		}
+		fl := startFlows(t, f)
+		putFlow(t, fl, f.ctx, env.ID, "echo", "Echo", echoFlow)
 		cb, err := fl.CallbackURL(f.ctx, env.ID, "echo", "manual", false)
 		if err != nil {
 			t.Fatal(err)
 		}
-		run, err := fl.RunTrigger(f.ctx, env.ID, "echo", "manual", json.RawMessage(`{"text":"before"}`))
-		if err != nil {
-			t.Fatal(err)
-		}
-		for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(20 * time.Millisecond) {
-			r, err := fl.GetRun(f.ctx, env.ID, "echo", run.ID)
-			if err != nil {
-				t.Fatal(err)
-			}
-			if r.Status == keyhold.RunSucceeded {
-				break
-			}
-			if time.Now().After(deadline) {
-				t.Fatalf("run %+v", r)
-			}
-		}
+		runID := runFlow(t, fl, f.ctx, env.ID, "echo", "before")
 		if _, err := fl.PutConnection(f.ctx, env.ID, "shared_commondataserviceforapps", "dv", &keyhold.ConnectionInput{Kind: keyhold.ConnectionOAuth}); err != nil {
 			t.Fatal(err)
 		}
@@ -77,7 +43,7 @@ func TestRekeyMovesFlows(t *testing.T) {
 		_ = f.store.View(ctx, func(tx keyhold.Tx) error {
 			fr, _ := tx.Flow(ctx, env.ID, "echo")
 			k, _ := tx.FlowKey(ctx, env.ID, "echo")
-			_, rerr := tx.FlowRun(ctx, env.ID, "echo", run.ID)
+			_, rerr := tx.FlowRun(ctx, env.ID, "echo", runID)
 			c1, _ := tx.Connection(ctx, env.ID, "shared_commondataserviceforapps", "dv")
 			c2, _ := tx.Connection(ctx, env.ID, "shared_http", "api")
 			if fr.Epoch != e.Epoch || k.Epoch != e.Epoch || c1.Epoch != e.Epoch || c2.Epoch != keyhold.PlatformEpoch {
@@ -93,7 +59,7 @@ func TestRekeyMovesFlows(t *testing.T) {
 			t.Fatalf("flow after link: %+v, %v", got, err)
 		}
 		pre, err := f.p.PreMigration.PreMigrationRuns(admin, env.ID)
-		if err != nil || len(pre) != 1 || pre[0].ID != run.ID || !strings.Contains(string(pre[0].Content), "echo before") {
+		if err != nil || len(pre) != 1 || pre[0].ID != runID || !strings.Contains(string(pre[0].Content), "echo before") {
 			t.Fatalf("pre-migration runs after link: %+v, %v", pre, err)
 		}
 		cb2, err := fl.CallbackURL(f.ctx, env.ID, "echo", "manual", false)

@@ -140,6 +140,27 @@ func (s *Sealer) Open(ctx context.Context, envID, store, itemID string, version 
 	if _, err := s.serving(ctx, envID); err != nil {
 		return nil, err
 	}
+	return s.openEpoch(ctx, envID, store, itemID, version, epoch, ciphertext)
+}
+
+// OpenUnder opens an item sealed under epoch (keyhold.PlatformEpoch: the
+// platform key's partition) without reading the environment: the caller
+// checked ServingIn in a transaction before (see
+// keyhold.EnvironmentSealer). As with SealUnder, the environment key
+// still comes from the custody core.
+func (s *Sealer) OpenUnder(ctx context.Context, envID, store, itemID string, version uint64, epoch uint32, ciphertext []byte) ([]byte, error) {
+	if err := checkSealerStore(store); err != nil {
+		return nil, err
+	}
+	if epoch == keyhold.PlatformEpoch {
+		return s.openPartition(envID, store, itemID, version, ciphertext)
+	}
+	return s.openEpoch(ctx, envID, store, itemID, version, epoch, ciphertext)
+}
+
+// openEpoch opens an item under an epoch's store key, checking nothing
+// else.
+func (s *Sealer) openEpoch(ctx context.Context, envID, store, itemID string, version uint64, epoch uint32, ciphertext []byte) ([]byte, error) {
 	sk, err := s.storeKey(ctx, envID, epoch, store)
 	if err != nil {
 		return nil, err
@@ -173,6 +194,12 @@ func (s *Sealer) OpenPlatform(ctx context.Context, envID, store, itemID string, 
 	if err := s.checkPartition(ctx, envID, store); err != nil {
 		return nil, err
 	}
+	return s.openPartition(envID, store, itemID, version, ciphertext)
+}
+
+// openPartition opens an item under the MMK's partition of (envID, store),
+// checking nothing else.
+func (s *Sealer) openPartition(envID, store, itemID string, version uint64, ciphertext []byte) ([]byte, error) {
 	pk, err := s.mmk.DerivePartitionKey(envID, store)
 	if err != nil {
 		return nil, err

@@ -92,3 +92,65 @@ func TestSealerRefusesLocked(t *testing.T) {
 		}
 	})
 }
+
+// TestSealerOpenUnderBinding: OpenUnder (the open that reads no state,
+// for callers that checked ServingIn in their own transaction) opens an
+// item only as the item, version, store, environment and epoch it was
+// sealed for, the platform partition's only under keyhold.PlatformEpoch,
+// and serves the flows' stores only.
+func TestSealerOpenUnderBinding(t *testing.T) {
+	forEachBackend(t, func(t *testing.T, f *fixture) {
+		ctx := context.Background()
+		e1, e2 := f.createEnv(t, "one"), f.createEnv(t, "two")
+		s := f.p.Sealer
+		secret := []byte(`{"state":"marker-51d0"}`)
+		ct, epoch, err := s.Seal(ctx, e1.ID, keyhold.StoreRuns, "flow-1/run-1", 3, secret)
+		if err != nil {
+			t.Fatal(err)
+		}
+		pct, err := s.SealPlatform(ctx, e1.ID, keyhold.StoreRuns, "flow-1/run-1", 3, secret)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if pt, err := s.OpenUnder(ctx, e1.ID, keyhold.StoreRuns, "flow-1/run-1", 3, epoch, ct); err != nil || !bytes.Equal(pt, secret) {
+			t.Fatalf("OpenUnder = %q, %v", pt, err)
+		}
+		if pt, err := s.OpenUnder(ctx, e1.ID, keyhold.StoreRuns, "flow-1/run-1", 3, keyhold.PlatformEpoch, pct); err != nil || !bytes.Equal(pt, secret) {
+			t.Fatalf("OpenUnder of the platform partition = %q, %v", pt, err)
+		}
+		for name, open := range map[string]func() error{
+			"another item": func() error {
+				_, err := s.OpenUnder(ctx, e1.ID, keyhold.StoreRuns, "flow-1/run-2", 3, epoch, ct)
+				return err
+			},
+			"another version": func() error {
+				_, err := s.OpenUnder(ctx, e1.ID, keyhold.StoreRuns, "flow-1/run-1", 4, epoch, ct)
+				return err
+			},
+			"another store": func() error {
+				_, err := s.OpenUnder(ctx, e1.ID, keyhold.StoreFlows, "flow-1/run-1", 3, epoch, ct)
+				return err
+			},
+			"another environment": func() error {
+				_, err := s.OpenUnder(ctx, e2.ID, keyhold.StoreRuns, "flow-1/run-1", 3, e2.Epoch, ct)
+				return err
+			},
+			"the platform key": func() error {
+				_, err := s.OpenUnder(ctx, e1.ID, keyhold.StoreRuns, "flow-1/run-1", 3, keyhold.PlatformEpoch, ct)
+				return err
+			},
+			"the epoch's key": func() error {
+				_, err := s.OpenUnder(ctx, e1.ID, keyhold.StoreRuns, "flow-1/run-1", 3, epoch, pct)
+				return err
+			},
+			"a row": func() error {
+				_, err := s.OpenUnder(ctx, e1.ID, keyhold.StoreRows, "flow-1/run-1", 3, epoch, ct)
+				return err
+			},
+		} {
+			if err := open(); err == nil {
+				t.Errorf("opening as %s succeeded", name)
+			}
+		}
+	})
+}
