@@ -490,3 +490,47 @@ func dumpTables(t *testing.T, db *sql.DB) string {
 	}
 	return b.String()
 }
+
+// TestOAuthConnectionConcurrentActions: runs acting through one
+// connection at once each redeem the token the connection holds at that
+// moment (the connection's compare-and-set serializes them), so none
+// looks like a stolen copy: all succeed, and the grant stays valid.
+func TestOAuthConnectionConcurrentActions(t *testing.T) {
+	storetest.ForEachBackend(t, func(t *testing.T, open func(t *testing.T) keyhold.Store) {
+		w := newWorld(t, open(t))
+		_, actx := w.user(t, "ada@contoso.example")
+		if _, err := w.fl.PutConnection(actx, w.env.ID, dvAPI, "dv", &keyhold.ConnectionInput{Kind: keyhold.ConnectionOAuth}); err != nil {
+			t.Fatal(err)
+		}
+		w.putFlow(t, w.fl, "orders", createRowDef, dvOnlyRefs)
+		// A second engine on the same store, so that two processes race.
+		other := w.engine(t, "engine-2", nil)
+		const n = 8
+		var runs []string
+		for i := range n {
+			fl := w.fl
+			if i%2 == 1 {
+				fl = other
+			}
+			run, err := fl.RunTrigger(w.ctx, w.env.ID, "orders", "manual", json.RawMessage(`{"name":"r`+string(rune('a'+i))+`"}`))
+			if err != nil {
+				t.Fatal(err)
+			}
+			runs = append(runs, run.ID)
+		}
+		for _, id := range runs {
+			if end := w.wait(t, w.fl, "orders", id); end.Status != keyhold.RunSucceeded {
+				acts, _ := w.fl.RunActions(w.ctx, w.env.ID, "orders", id)
+				t.Fatalf("run %s %s: %+v", id, end.Status, action(acts, "Add_a_new_row").Error)
+			}
+		}
+		c, err := w.fl.GetConnection(w.ctx, w.env.ID, dvAPI, "dv")
+		if err != nil {
+			t.Fatal(err)
+		}
+		wantStatus(t, c, keyhold.ConnectionConnected)
+		if rec := w.connRecord(t, dvAPI, "dv"); rec.Version != 1+n {
+			t.Fatalf("connection version %d after %d actions, want %d", rec.Version, n, 1+n)
+		}
+	})
+}
