@@ -35,11 +35,13 @@ type ConnectionGrants interface {
 	// refresh token (revoked, expired, used twice, a removed principal,
 	// a changed password: refused), stores next as its successor, and
 	// returns the principal's short-lived access identity for the data
-	// plane.
-	RedeemConnection(ctx context.Context, tx Tx, tenantID, token, next string) (*Identity, error)
-	// CheckConnection says whether token would redeem, changing nothing:
-	// a connection's status.
-	CheckConnection(ctx context.Context, tx Tx, tenantID, token string) error
+	// plane. A token of another connection's family (a copy's, restored
+	// into another environment) is refused without being used, so that
+	// the copy can't revoke the original's grant.
+	RedeemConnection(ctx context.Context, tx Tx, tenantID, connKey, token, next string) (*Identity, error)
+	// CheckConnection says whether token would redeem for connKey,
+	// changing nothing: a connection's status.
+	CheckConnection(ctx context.Context, tx Tx, tenantID, connKey, token string) error
 	// RevokeConnection revokes every token of connKey's family (the
 	// connection was deleted).
 	RevokeConnection(ctx context.Context, tx Tx, connKey string) error

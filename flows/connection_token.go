@@ -91,7 +91,7 @@ func (s *Service) actAs(ctx context.Context, rec *keyhold.ConnectionRecord) (*ke
 			if err := tx.PutConnection(ctx, &nrec); err != nil {
 				return err
 			}
-			id, err = s.cfg.Grants.RedeemConnection(ctx, tx, sc.TenantID, sc.RefreshToken, next.RefreshToken)
+			id, err = s.cfg.Grants.RedeemConnection(ctx, tx, sc.TenantID, connKey(rec.EnvID, rec.API, rec.Name), sc.RefreshToken, next.RefreshToken)
 			if keyhold.ErrorCode(err) == keyhold.CodeInvalidGrant {
 				refused = err
 				return errGrantRefused
@@ -122,7 +122,7 @@ func (s *Service) actAs(ctx context.Context, rec *keyhold.ConnectionRecord) (*ke
 // is rolled back too: its successor was never stored.
 func (s *Service) commitRefusal(ctx context.Context, rec *keyhold.ConnectionRecord, sc *sealedConn, refused error) error {
 	err := s.store.Update(ctx, func(tx keyhold.Tx) error {
-		_, err := s.cfg.Grants.RedeemConnection(ctx, tx, sc.TenantID, sc.RefreshToken, crypt.NewSignInSecret())
+		_, err := s.cfg.Grants.RedeemConnection(ctx, tx, sc.TenantID, connKey(rec.EnvID, rec.API, rec.Name), sc.RefreshToken, crypt.NewSignInSecret())
 		switch {
 		case err == nil:
 			return errGrantRefused
@@ -164,7 +164,7 @@ func (s *Service) withStatus(ctx context.Context, rec *keyhold.ConnectionRecord)
 	}
 	var refused error
 	if err := s.store.View(ctx, func(tx keyhold.Tx) error {
-		refused = s.cfg.Grants.CheckConnection(ctx, tx, sc.TenantID, sc.RefreshToken)
+		refused = s.cfg.Grants.CheckConnection(ctx, tx, sc.TenantID, connKey(rec.EnvID, rec.API, rec.Name), sc.RefreshToken)
 		if keyhold.ErrorCode(refused) != keyhold.CodeInvalidGrant {
 			return refused
 		}

@@ -534,3 +534,53 @@ func TestOAuthConnectionConcurrentActions(t *testing.T) {
 		}
 	})
 }
+
+// TestOAuthConnectionCopyRefused: a connection holding another
+// connection's token (as a copy of an environment, or a restore into
+// another, carries it) neither acts through it nor, by using it, revokes
+// the original's grant: it shows as needing re-authentication, and the
+// original still works.
+func TestOAuthConnectionCopyRefused(t *testing.T) {
+	storetest.ForEachBackend(t, func(t *testing.T, open func(t *testing.T) keyhold.Store) {
+		w := newWorld(t, open(t))
+		ada, actx := w.user(t, "ada@contoso.example")
+		if _, err := w.fl.PutConnection(actx, w.env.ID, dvAPI, "dv", &keyhold.ConnectionInput{Kind: keyhold.ConnectionOAuth}); err != nil {
+			t.Fatal(err)
+		}
+		ctx := context.Background()
+		orig := w.connRecord(t, dvAPI, "dv")
+		pt, err := w.p.Sealer.Open(ctx, w.env.ID, keyhold.StoreConnections, keyhold.ConnectionItemID(dvAPI, "dv"), orig.Version, orig.Epoch, orig.Sealed)
+		if err != nil {
+			t.Fatal(err)
+		}
+		sealed, epoch, err := w.p.Sealer.Seal(ctx, w.env.ID, keyhold.StoreConnections, keyhold.ConnectionItemID(dvAPI, "copy"), 1, pt)
+		if err != nil {
+			t.Fatal(err)
+		}
+		cp := &keyhold.ConnectionRecord{EnvID: w.env.ID, API: dvAPI, Name: "copy", DisplayName: "copy", Kind: keyhold.ConnectionOAuth, PrincipalID: ada.ID,
+			CreatedBy: ada.ID, Epoch: epoch, Version: 1, Sealed: sealed, CreatedAt: w.clock.Now()}
+		if err := w.store.Update(ctx, func(tx keyhold.Tx) error { return tx.PutConnection(ctx, cp) }); err != nil {
+			t.Fatal(err)
+		}
+		c, err := w.fl.GetConnection(w.ctx, w.env.ID, dvAPI, "copy")
+		if err != nil {
+			t.Fatal(err)
+		}
+		wantStatus(t, c, keyhold.ConnectionError)
+		w.putFlow(t, w.fl, "orders", createRowDef, `{"shared_commondataserviceforapps":{"apiName":"shared_commondataserviceforapps","connectionName":"copy"}}`)
+		end, a := w.runCreateRow(t, "through the copy")
+		if end.Status != keyhold.RunFailed || a.Error == nil || a.Error.Code != keyhold.CodeConnectionUnauthenticated || !strings.Contains(a.Error.Message, "another connection") {
+			t.Fatalf("run through the copy %s: %+v", end.Status, a.Error)
+		}
+		// The original is untouched and still acts.
+		c, err = w.fl.GetConnection(w.ctx, w.env.ID, dvAPI, "dv")
+		if err != nil {
+			t.Fatal(err)
+		}
+		wantStatus(t, c, keyhold.ConnectionConnected)
+		w.putFlow(t, w.fl, "orders", createRowDef, dvOnlyRefs)
+		if end, a := w.runCreateRow(t, "through the original"); end.Status != keyhold.RunSucceeded {
+			t.Fatalf("run through the original %s: %+v", end.Status, a.Error)
+		}
+	})
+}

@@ -78,12 +78,15 @@ func (g *ConnectionGrants) GrantConnection(ctx context.Context, tx keyhold.Tx, i
 // RedeemConnection redeems a connection's token with the refresh grant's
 // checks, stores next as its successor and returns the principal's access
 // identity for the data plane.
-func (g *ConnectionGrants) RedeemConnection(ctx context.Context, tx keyhold.Tx, tenantID, token, next string) (*keyhold.Identity, error) {
+func (g *ConnectionGrants) RedeemConnection(ctx context.Context, tx keyhold.Tx, tenantID, connKey, token, next string) (*keyhold.Identity, error) {
 	now := g.t.clock.Now().UTC()
 	var tamper tampered
 	u, why, err := refreshCheck(ctx, g.t, tx, tenantID, keyhold.ConnectionClientID, token, now, &tamper)
 	if err != nil {
 		return nil, errors.Join(err, tamperIn(ctx, g.t, tx, tamper))
+	}
+	if err := sameConnection(u.rt, connKey); err != nil {
+		return nil, err
 	}
 	refused, err := refreshUse(ctx, g.t, tx, u, why, now)
 	if err != nil {
@@ -103,17 +106,31 @@ func (g *ConnectionGrants) RedeemConnection(ctx context.Context, tx keyhold.Tx, 
 }
 
 // CheckConnection says whether a connection's token would redeem.
-func (g *ConnectionGrants) CheckConnection(ctx context.Context, tx keyhold.Tx, tenantID, token string) error {
+func (g *ConnectionGrants) CheckConnection(ctx context.Context, tx keyhold.Tx, tenantID, connKey, token string) error {
 	var tamper tampered
-	_, why, err := refreshCheck(ctx, g.t, tx, tenantID, keyhold.ConnectionClientID, token, g.t.clock.Now().UTC(), &tamper)
+	u, why, err := refreshCheck(ctx, g.t, tx, tenantID, keyhold.ConnectionClientID, token, g.t.clock.Now().UTC(), &tamper)
 	if tamper.err != nil {
 		g.t.log.ErrorContext(ctx, "refused a record changed outside Keyhold", "action", "a connection's status", "target", tamper.target, "err", keyhold.ErrorMessage(tamper.err))
 	}
 	if err != nil {
 		return err
 	}
+	if err := sameConnection(u.rt, connKey); err != nil {
+		return err
+	}
 	if why != "" {
 		return oauthError(keyhold.CodeInvalidGrant, aadstsRevoked, "%s: the grant is no longer valid", why)
+	}
+	return nil
+}
+
+// sameConnection refuses a token of another connection's family: a
+// connection restored or copied into another environment holds its
+// original's token, which it must neither use nor (as a token used twice)
+// revoke.
+func sameConnection(rt *keyhold.RefreshToken, connKey string) error {
+	if rt.FamilyID != connectionFamily(connKey) {
+		return oauthError(keyhold.CodeInvalidGrant, aadstsBadCode, "the grant was made for another connection (this one is a copy, or was restored elsewhere)")
 	}
 	return nil
 }
