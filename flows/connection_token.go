@@ -153,7 +153,10 @@ func (s *Service) withStatus(ctx context.Context, rec *keyhold.ConnectionRecord)
 	}
 	sc, err := s.openConn(ctx, rec)
 	switch {
-	case keyhold.IsLocked(err) || keyhold.ErrorCode(err) == keyhold.CodeEnvironmentDisabled:
+	case err != nil && keyhold.ErrorClass(err) != keyhold.ClassInternal:
+		// A locked or disabled environment, a customer key that can't
+		// be reached: the connection can't act now, and says why; the
+		// listing still answers, as it did before statuses.
 		return fail(err)
 	case err != nil:
 		return nil, err

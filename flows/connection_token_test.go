@@ -584,3 +584,99 @@ func TestOAuthConnectionCopyRefused(t *testing.T) {
 		}
 	})
 }
+
+// TestOAuthConnectionStatusLocked: while the environment is locked its
+// OAuth connections can't act, and say so (Error, EnvironmentLocked);
+// the listing still answers, and a non-OAuth one shows Connected.
+func TestOAuthConnectionStatusLocked(t *testing.T) {
+	storetest.ForEachBackend(t, func(t *testing.T, open func(t *testing.T) keyhold.Store) {
+		w := newWorld(t, open(t))
+		_, actx := w.user(t, "ada@contoso.example")
+		if _, err := w.fl.PutConnection(actx, w.env.ID, dvAPI, "dv", &keyhold.ConnectionInput{Kind: keyhold.ConnectionOAuth}); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := w.fl.PutConnection(actx, w.env.ID, "shared_http", "api", &keyhold.ConnectionInput{Kind: keyhold.ConnectionNonOAuth, Parameters: map[string]string{"apiKey": "k"}}); err != nil {
+			t.Fatal(err)
+		}
+		w.setState(t, keyhold.StateLocked)
+		list, err := w.fl.ListConnections(w.ctx, w.env.ID)
+		if err != nil || len(list) != 2 {
+			t.Fatalf("ListConnections while locked: %+v, %v", list, err)
+		}
+		for _, c := range list {
+			switch c.Kind {
+			case keyhold.ConnectionOAuth:
+				wantStatus(t, c, keyhold.ConnectionError)
+				if c.Statuses[0].Error.Code != keyhold.CodeEnvironmentLocked {
+					t.Fatalf("OAuth connection while locked: %+v", c.Statuses[0].Error)
+				}
+			default:
+				wantStatus(t, c, keyhold.ConnectionConnected)
+			}
+		}
+		w.setState(t, keyhold.StateEnabled)
+		c, err := w.fl.GetConnection(w.ctx, w.env.ID, dvAPI, "dv")
+		if err != nil {
+			t.Fatal(err)
+		}
+		wantStatus(t, c, keyhold.ConnectionConnected)
+	})
+}
+
+// TestOAuthConnectionReplayRevokes: a connection put back with a token it
+// already used (a backup restored after the connection acted) is a
+// replayed token, as at the token endpoint: the action fails, and the
+// revocation of the grant's whole family commits (with its audit entry)
+// though the action's own write does not.
+func TestOAuthConnectionReplayRevokes(t *testing.T) {
+	storetest.ForEachBackend(t, func(t *testing.T, open func(t *testing.T) keyhold.Store) {
+		w := newWorld(t, open(t))
+		_, actx := w.user(t, "ada@contoso.example")
+		if _, err := w.fl.PutConnection(actx, w.env.ID, dvAPI, "dv", &keyhold.ConnectionInput{Kind: keyhold.ConnectionOAuth}); err != nil {
+			t.Fatal(err)
+		}
+		ctx := context.Background()
+		old := w.connRecord(t, dvAPI, "dv")
+		pt, err := w.p.Sealer.Open(ctx, w.env.ID, keyhold.StoreConnections, keyhold.ConnectionItemID(dvAPI, "dv"), old.Version, old.Epoch, old.Sealed)
+		if err != nil {
+			t.Fatal(err)
+		}
+		w.putFlow(t, w.fl, "orders", createRowDef, dvOnlyRefs)
+		if end, a := w.runCreateRow(t, "first"); end.Status != keyhold.RunSucceeded {
+			t.Fatalf("run %s: %+v", end.Status, a.Error)
+		}
+		now := w.connRecord(t, dvAPI, "dv")
+		current := w.connToken(t, now)
+		// Put the first (used) token back, as a restore would.
+		back := *now
+		back.Version = now.Version + 1
+		if back.Sealed, back.Epoch, err = w.p.Sealer.Seal(ctx, w.env.ID, keyhold.StoreConnections, keyhold.ConnectionItemID(dvAPI, "dv"), back.Version, pt); err != nil {
+			t.Fatal(err)
+		}
+		if err := w.store.Update(ctx, func(tx keyhold.Tx) error { return tx.PutConnection(ctx, &back) }); err != nil {
+			t.Fatal(err)
+		}
+		end, a := w.runCreateRow(t, "replayed")
+		if end.Status != keyhold.RunFailed || a.Error == nil || a.Error.Code != keyhold.CodeConnectionUnauthenticated || !strings.Contains(a.Error.Message, "already used") {
+			t.Fatalf("run with a replayed token %s: %+v", end.Status, a.Error)
+		}
+		if after := w.connRecord(t, dvAPI, "dv"); after.Version != back.Version {
+			t.Fatalf("the refused action wrote the connection (version %d, want %d)", after.Version, back.Version)
+		}
+		if n := w.orderRows(t); n != 1 {
+			t.Fatalf("%d orders rows, want 1", n)
+		}
+		if err := w.store.View(ctx, func(tx keyhold.Tx) error {
+			rt, err := tx.RefreshToken(ctx, crypt.SignInHash(current))
+			if err != nil {
+				return err
+			}
+			if !rt.Revoked {
+				t.Error("the replay did not revoke the grant's family")
+			}
+			return nil
+		}); err != nil {
+			t.Fatal(err)
+		}
+	})
+}
