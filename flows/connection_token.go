@@ -109,6 +109,9 @@ func (s *Service) actAs(ctx context.Context, rec *keyhold.ConnectionRecord) (*ke
 			if rec, err = s.connRecord(ctx, rec.EnvID, rec.API, rec.Name); err != nil {
 				return nil, err
 			}
+			if rec.Kind != keyhold.ConnectionOAuth {
+				return nil, unauthenticated(rec, "its owner replaced it with a non-OAuth connection meanwhile")
+			}
 			continue
 		}
 		return nil, err
