@@ -107,6 +107,11 @@ const (
 	// (spec 004: "creation and update of flows are blocked during
 	// migration"); try again when the operation ends.
 	CodeFlowsMigrating = "FlowsMigrationInProgress"
+	// CodeConnectionUnauthenticated: an OAuth connection's grant no longer
+	// redeems (its principal signed out everywhere, changed their
+	// password or was removed; the grant was revoked or expired; or the
+	// connection predates grants): its owner must re-authenticate it.
+	CodeConnectionUnauthenticated = "ConnectionUnauthenticated"
 
 	// The HTTP exchange itself, as Azure Resource Manager names them.
 	// CodeMethodNotAllowed: the path exists but not with this method (405).
@@ -238,6 +243,7 @@ var classes = map[string]Class{
 	CodeMissingSubscriptionRegistration: ClassConflict,
 	CodeCMKFlowEnvironmentsLimit:        ClassConflict,
 	CodeFlowsMigrating:                  ClassConflict,
+	CodeConnectionUnauthenticated:       ClassConflict,
 
 	CodeMethodNotAllowed:     ClassMethodNotAllowed,
 	CodeRequestTimeout:       ClassTimeout,

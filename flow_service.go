@@ -133,6 +133,32 @@ type Connection struct {
 	// Root is the key its credentials are sealed under: "environment" or
 	// "platform" (the MMK partition, for non-OAuth connections).
 	Root string `json:"encryptedWith"`
+	// Statuses is the connection's health, as Power Platform shows it: one
+	// Connected, or one Error when an OAuth connection's grant no longer
+	// redeems (CodeConnectionUnauthenticated: its owner must
+	// re-authenticate it) or its seal can't be opened (a locked
+	// environment).
+	Statuses []ConnectionStatus `json:"statuses,omitempty"`
+}
+
+// Connection statuses.
+const (
+	ConnectionConnected = "Connected"
+	ConnectionError     = "Error"
+)
+
+// ConnectionStatus is one of a connection's statuses.
+type ConnectionStatus struct {
+	Status string `json:"status"` // ConnectionConnected or ConnectionError
+	// Target is what failed: "token" (an OAuth connection's grant).
+	Target string                 `json:"target,omitempty"`
+	Error  *ConnectionStatusError `json:"error,omitempty"`
+}
+
+// ConnectionStatusError says why a connection's status is Error.
+type ConnectionStatusError struct {
+	Code    string `json:"code"`
+	Message string `json:"message"`
 }
 
 // FlowService is Power Automate's flow management (flows package, served

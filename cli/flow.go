@@ -331,7 +331,7 @@ func newCmdConnection(f *Factory) *cobra.Command {
 	var kind, name string
 	var params []string
 	cmds := []flowCmd{
-		{use: "create <env> <api> <name> --kind oauth|nonoauth [--param key=value]...", short: "Create a connection (an OAuth one acts as you)",
+		{use: "create <env> <api> <name> --kind oauth|nonoauth [--param key=value]...", short: "Create a connection (an OAuth one acts as you), or re-authenticate your own",
 			example: "  keyhold connection create $ENV shared_commondataserviceforapps dv --kind oauth\n  keyhold connection create $ENV shared_http api --kind nonoauth --param apiKey=$KEY",
 			args:    []string{"env", "api", "name"},
 			flags: func(cmd *cobra.Command) {
@@ -364,13 +364,13 @@ func newCmdConnection(f *Factory) *cobra.Command {
 					return printJSON(iost.Out, cs)
 				}
 				tw := newTable(iost.Out)
-				fmt.Fprintln(tw, "API\tNAME\tKIND\tENCRYPTED WITH\tPRINCIPAL")
+				fmt.Fprintln(tw, "API\tNAME\tKIND\tENCRYPTED WITH\tPRINCIPAL\tSTATUS")
 				for _, x := range cs {
-					fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", x.API, x.Name, x.Kind, x.Root, x.PrincipalID)
+					fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", x.API, x.Name, x.Kind, x.Root, x.PrincipalID, connStatus(x))
 				}
 				return tw.Flush()
 			}},
-		{use: "show <env> <api> <name>", short: "Show a connection (never its credentials)", example: "  keyhold connection show $ENV shared_commondataserviceforapps dv", args: []string{"env", "api", "name"},
+		{use: "show <env> <api> <name>", short: "Show a connection and its status (never its credentials)", example: "  keyhold connection show $ENV shared_commondataserviceforapps dv", args: []string{"env", "api", "name"},
 			run: func(ctx context.Context, c keyhold.FlowService, iost *IOStreams, format Format, args []string) error {
 				cn, err := c.GetConnection(ctx, args[0], args[1], args[2])
 				if err != nil {
@@ -410,5 +410,23 @@ func printConn(w io.Writer, format Format, c *keyhold.Connection) error {
 		return printIDs(w, c.Name)
 	}
 	fmt.Fprintf(w, "Connection %s/%s in %s: %s, encrypted with the %s key\n", c.API, c.Name, c.EnvID, c.Kind, c.Root)
+	if c.PrincipalID != "" {
+		fmt.Fprintf(w, "Acts as: %s\n", c.PrincipalID)
+	}
+	for _, st := range c.Statuses {
+		if st.Error == nil {
+			fmt.Fprintf(w, "Status: %s\n", st.Status)
+			continue
+		}
+		fmt.Fprintf(w, "Status: %s (%s): %s\n", st.Status, st.Error.Code, st.Error.Message)
+	}
 	return nil
+}
+
+// connStatus is a connection's status in one word, for tables.
+func connStatus(c *keyhold.Connection) string {
+	if len(c.Statuses) == 0 {
+		return "-"
+	}
+	return c.Statuses[0].Status
 }

@@ -74,8 +74,34 @@ func TestFlowCommands(t *testing.T) {
 		t.Fatalf("connection list: %q", out)
 	}
 	s.ok("connection", "show", env.ID, "shared_http", "api")
+	// An OAuth connection acts as the caller, through a grant: show says
+	// whom and its status.
+	if out := s.ok("connection", "create", env.ID, "shared_commondataserviceforapps", "dv", "--kind", "oauth"); !strings.Contains(out, "Status: Connected") {
+		t.Fatalf("connection create oauth: %q", out)
+	}
+	if out := s.ok("connection", "show", env.ID, "shared_commondataserviceforapps", "dv"); !strings.Contains(out, "Acts as: ") || !strings.Contains(out, "Status: Connected") {
+		t.Fatalf("connection show oauth: %q", out)
+	}
+	if out := s.ok("connection", "list", env.ID); !strings.Contains(out, "STATUS") || !strings.Contains(out, "Connected") {
+		t.Fatalf("connection list: %q", out)
+	}
 	s.ok("connection", "delete", env.ID, "shared_http", "api")
 	s.fails(1, "ConnectionNotFound", "connection", "show", env.ID, "shared_http", "api")
 	s.ok("flow", "delete", env.ID, "echo")
 	s.fails(1, "FlowNotFound", "flow", "show", env.ID, "echo")
+}
+
+// TestPrintConnStatus: a connection whose grant no longer redeems shows
+// its Error status with the code and the message saying what to do.
+func TestPrintConnStatus(t *testing.T) {
+	c := &keyhold.Connection{EnvID: "e1", API: "shared_commondataserviceforapps", Name: "dv", Kind: keyhold.ConnectionOAuth, PrincipalID: "p1", Root: "environment",
+		Statuses: []keyhold.ConnectionStatus{{Status: keyhold.ConnectionError, Target: "token", Error: &keyhold.ConnectionStatusError{
+			Code: keyhold.CodeConnectionUnauthenticated, Message: "its owner must re-authenticate it"}}}}
+	var b strings.Builder
+	if err := printConn(&b, FormatTable, c); err != nil {
+		t.Fatal(err)
+	}
+	if want := "Status: Error (ConnectionUnauthenticated): its owner must re-authenticate it\n"; !strings.Contains(b.String(), want) {
+		t.Fatalf("printConn = %q, want %q in it", b.String(), want)
+	}
 }

@@ -6,17 +6,29 @@ import (
 	"strings"
 
 	"github.com/keyhold/keyhold"
+	"github.com/keyhold/keyhold/crypt"
 )
 
 // sealedConn is what a connection's seal holds. An OAuth connection holds
 // the principal it acts as (the caller who made it: nobody makes a
 // connection that acts as someone else) and the token parameters it was
 // given; a non-OAuth one its parameters (an API key, basic credentials).
+//
+// An OAuth connection also holds its grant: a refresh token of the
+// principal (keyhold.ConnectionGrants), which each action redeems for a
+// short-lived access identity and replaces with its successor. A
+// connection sealed before grants existed has none, and is shown as
+// needing re-authentication (ConnectionUnauthenticated): it acts as
+// nobody until its owner puts it again.
 type sealedConn struct {
-	TenantID    string            `json:"tenantId,omitempty"`
-	PrincipalID string            `json:"principalId,omitempty"`
-	Parameters  map[string]string `json:"parameters,omitempty"`
+	TenantID     string            `json:"tenantId,omitempty"`
+	PrincipalID  string            `json:"principalId,omitempty"`
+	Parameters   map[string]string `json:"parameters,omitempty"`
+	RefreshToken string            `json:"refreshToken,omitempty"`
 }
+
+// connKey names a connection to the grants: its token family.
+func connKey(envID, api, name string) string { return envID + "/" + connItem(api, name) }
 
 func validAPI(api string) error {
 	if !strings.HasPrefix(api, "shared_") {
@@ -38,6 +50,12 @@ func toConn(r *keyhold.ConnectionRecord) *keyhold.Connection {
 // OAuth credentials are sealed under the environment's key; non-OAuth
 // ones under the platform key's partition (spec 004: they stay there when
 // the environment is linked to a customer key).
+//
+// An OAuth connection acts as its caller, through a new grant (a refresh
+// token of the caller's, keyhold.ConnectionGrants) written with it in one
+// transaction; putting it again is how its owner re-authenticates it (the
+// earlier grant is revoked). Nobody puts over another principal's OAuth
+// connection: CodeForbidden, and nothing changes.
 func (s *Service) PutConnection(ctx context.Context, envID, api, name string, in *keyhold.ConnectionInput) (*keyhold.Connection, error) {
 	id, env, err := s.caller(ctx, envID)
 	if err != nil {
@@ -77,12 +95,19 @@ func (s *Service) PutConnection(ctx context.Context, envID, api, name string, in
 		rec.DisplayName = name
 	}
 	if old != nil {
+		if old.Kind == keyhold.ConnectionOAuth && old.PrincipalID != id.PrincipalID {
+			return nil, keyhold.Errorf(keyhold.CodeForbidden, "connection %q of api %s acts as principal %s: only that principal may re-authenticate or replace it; delete it and create your own, or use another name", keyhold.Clip(name), api, old.PrincipalID)
+		}
 		rec.Version, rec.CreatedAt = old.Version+1, old.CreatedAt
 	}
 	body := sealedConn{Parameters: in.Parameters}
 	if in.Kind == keyhold.ConnectionOAuth {
+		if s.cfg.Grants == nil {
+			return nil, keyhold.Errorf(keyhold.CodeNotSupported, "this server keeps no grants for OAuth connections: create a %q connection, or run the flows service with the platform's grants", keyhold.ConnectionNonOAuth)
+		}
 		rec.PrincipalID = id.PrincipalID
 		body.TenantID, body.PrincipalID = env.TenantID, id.PrincipalID
+		body.RefreshToken = crypt.NewSignInSecret()
 	}
 	pt, err := json.Marshal(body)
 	if err != nil {
@@ -98,10 +123,28 @@ func (s *Service) PutConnection(ctx context.Context, envID, api, name string, in
 	if err != nil {
 		return nil, err
 	}
-	if err := s.store.Update(ctx, func(tx keyhold.Tx) error { return tx.PutConnection(ctx, rec) }); err != nil {
+	if err := s.store.Update(ctx, func(tx keyhold.Tx) error {
+		switch {
+		case in.Kind == keyhold.ConnectionOAuth:
+			if err := s.cfg.Grants.GrantConnection(ctx, tx, id, connKey(envID, api, name), body.RefreshToken); err != nil {
+				return err
+			}
+		case old != nil && old.Kind == keyhold.ConnectionOAuth && s.cfg.Grants != nil:
+			if err := s.cfg.Grants.RevokeConnection(ctx, tx, connKey(envID, api, name)); err != nil {
+				return err
+			}
+		}
+		return tx.PutConnection(ctx, rec)
+	}); err != nil {
 		return nil, err
 	}
-	return toConn(rec), nil
+	c := toConn(rec)
+	c.Statuses = connected()
+	return c, nil
+}
+
+func connected() []keyhold.ConnectionStatus {
+	return []keyhold.ConnectionStatus{{Status: keyhold.ConnectionConnected}}
 }
 
 func (s *Service) connRecord(ctx context.Context, envID, api, name string) (rec *keyhold.ConnectionRecord, err error) {
@@ -141,7 +184,7 @@ func (s *Service) GetConnection(ctx context.Context, envID, api, name string) (*
 	if err != nil {
 		return nil, err
 	}
-	return toConn(rec), nil
+	return s.withStatus(ctx, rec)
 }
 
 // ListConnections lists an environment's connections.
@@ -154,11 +197,18 @@ func (s *Service) ListConnections(ctx context.Context, envID string) ([]*keyhold
 		recs, err = tx.ListConnections(ctx, envID)
 		return err
 	})
+	if err != nil {
+		return nil, err
+	}
 	out := make([]*keyhold.Connection, 0, len(recs))
 	for _, r := range recs {
-		out = append(out, toConn(r))
+		c, err := s.withStatus(ctx, r)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, c)
 	}
-	return out, err
+	return out, nil
 }
 
 // DeleteConnection deletes a connection.
@@ -166,5 +216,18 @@ func (s *Service) DeleteConnection(ctx context.Context, envID, api, name string)
 	if _, _, err := s.caller(ctx, envID); err != nil {
 		return err
 	}
-	return s.store.Update(ctx, func(tx keyhold.Tx) error { return tx.DeleteConnection(ctx, envID, api, name) })
+	return s.store.Update(ctx, func(tx keyhold.Tx) error {
+		old, err := tx.Connection(ctx, envID, api, name)
+		if err != nil {
+			return err
+		}
+		// The grant goes with its connection: no copy of the token (a
+		// backup's, say) redeems after.
+		if old.Kind == keyhold.ConnectionOAuth && s.cfg.Grants != nil {
+			if err := s.cfg.Grants.RevokeConnection(ctx, tx, connKey(envID, api, name)); err != nil {
+				return err
+			}
+		}
+		return tx.DeleteConnection(ctx, envID, api, name)
+	})
 }

@@ -14,8 +14,10 @@ import (
 )
 
 // connector runs a connector action on the environment's own data through
-// an OAuth connection, as the connection's principal: the data plane
-// authorizes it as it would that principal's own request. Operations
+// an OAuth connection, as the connection's principal, through its grant
+// (actAs): the data plane authorizes it as it would that principal's own
+// request, and a grant that no longer redeems fails the action with
+// ConnectionUnauthenticated. Operations
 // (Dataverse's names): CreateRecord, GetItem, ListRecords, UpdateRecord,
 // DeleteRecord on rows (parameters entityName, recordId, item/<field>;
 // ListRecords: $top, $filter, $skiptoken), and
@@ -54,11 +56,13 @@ func (h *host) connector(ctx context.Context, c wdl.Call, in map[string]any) (wd
 	if rec.Kind != keyhold.ConnectionOAuth {
 		return wdl.Outputs{}, actionErr("ConnectionKindNotSupported", 400, false, "connection %q is %s: connector actions on the environment's data need an OAuth connection", rec.Name, rec.Kind)
 	}
-	sc, err := h.s.openConn(ctx, rec)
-	if err != nil {
+	as, err := h.s.actAs(ctx, rec)
+	if keyhold.ErrorCode(err) == keyhold.CodeConnectionUnauthenticated {
+		return wdl.Outputs{}, actionErr(keyhold.CodeConnectionUnauthenticated, 401, false, "%s", keyhold.ErrorMessage(err))
+	} else if err != nil {
 		return wdl.Outputs{}, err // locked: the run pauses
 	}
-	actx := keyhold.NewContext(ctx, &keyhold.Identity{TenantID: sc.TenantID, PrincipalID: sc.PrincipalID, Audience: keyhold.AudiencePowerApps})
+	actx := keyhold.NewContext(ctx, as)
 	table, _ := p["entityName"].(string)
 	id := fmt.Sprint(p["recordId"])
 	item := map[string]any{}

@@ -40,7 +40,11 @@ type Config struct {
 	// Data performs connector actions on the environment's rows and
 	// files, as the connection's principal: the data plane's own
 	// authorization applies. Nil: connector actions fail.
-	Data   keyhold.DataService
+	Data keyhold.DataService
+	// Grants keeps the refresh-token grants OAuth connections hold and
+	// act through (nil: Data's, if it keeps them too, as the platform
+	// does). Without grants, OAuth connections can't be made.
+	Grants keyhold.ConnectionGrants
 	Clock  keyhold.Clock
 	Logger *slog.Logger
 	// Egress decides where the Http action may connect (default
@@ -106,6 +110,9 @@ func New(cfg Config) (*Service, error) {
 	}
 	if cfg.Clock == nil {
 		cfg.Clock = keyhold.SystemClock{}
+	}
+	if g, ok := cfg.Data.(keyhold.ConnectionGrants); ok && cfg.Grants == nil {
+		cfg.Grants = g
 	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)

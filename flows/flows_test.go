@@ -546,6 +546,11 @@ func TestNoPlaintextAtRest(t *testing.T) {
 	if _, err := w.fl.PutConnection(w.ctx, w.env.ID, "shared_http", "c2", &keyhold.ConnectionInput{Kind: keyhold.ConnectionNonOAuth, Parameters: map[string]string{"apiKey": marker + "-apikey"}}); err != nil {
 		t.Fatal(err)
 	}
+	// The OAuth connection's refresh token (its grant) is a secret too.
+	token := w.connToken(t, w.connRecord(t, "shared_commondataserviceforapps", "c1"))
+	if token == "" {
+		t.Fatal("the OAuth connection holds no token")
+	}
 	files, _ := filepath.Glob(filepath.Join(filepath.Dir(path), "*"))
 	if len(files) == 0 {
 		t.Fatal("no database files")
@@ -557,6 +562,9 @@ func TestNoPlaintextAtRest(t *testing.T) {
 		}
 		if bytes.Contains(b, []byte(marker)) {
 			t.Errorf("%s holds the marker in plaintext", filepath.Base(f))
+		}
+		if bytes.Contains(b, []byte(token)) {
+			t.Errorf("%s holds the OAuth connection's refresh token in plaintext", filepath.Base(f))
 		}
 	}
 	// The check can fail: the output really carries the marker.

@@ -64,6 +64,7 @@ var pinnedStatuses = map[string]int{
 	keyhold.CodeMissingSubscriptionRegistration: 409,
 	keyhold.CodeCMKFlowEnvironmentsLimit:        409,
 	keyhold.CodeFlowsMigrating:                  409,
+	keyhold.CodeConnectionUnauthenticated:       409,
 	keyhold.CodePreMigrationRunsExpired:         404,
 
 	"RequestTimeout":            408,

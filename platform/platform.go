@@ -146,6 +146,9 @@ type Platform struct {
 	*Backups
 	*BYOK
 	*Egress
+	// ConnectionGrants are OAuth connections' refresh-token grants
+	// (issue 15; connection_grants.go), for the flows package.
+	*ConnectionGrants
 	// Sealer seals flows' items under environments' keys (issue 15).
 	Sealer *Sealer
 	// PreMigration reads and shreds the run history kept from before a
@@ -269,17 +272,19 @@ func assemble(c *core) *Platform {
 	lifecycle := &CMK{core: c, envs: envs}
 	byok := &BYOK{core: c}
 	c.byok = byok.wrapper
+	tokens := &Tokens{core: c}
 	return &Platform{core: c,
-		Events:       &Events{core: c},
-		Tokens:       &Tokens{core: c},
-		Environments: envs,
-		Health:       health,
-		CMK:          lifecycle,
-		Backups:      &Backups{core: c, envs: envs, health: health, lifecycle: lifecycle},
-		BYOK:         byok,
-		Egress:       &Egress{core: c},
-		Sealer:       &Sealer{core: c},
-		PreMigration: &PreMigration{core: c},
+		Events:           &Events{core: c},
+		Tokens:           tokens,
+		ConnectionGrants: &ConnectionGrants{t: tokens},
+		Environments:     envs,
+		Health:           health,
+		CMK:              lifecycle,
+		Backups:          &Backups{core: c, envs: envs, health: health, lifecycle: lifecycle},
+		BYOK:             byok,
+		Egress:           &Egress{core: c},
+		Sealer:           &Sealer{core: c},
+		PreMigration:     &PreMigration{core: c},
 	}
 }
 

@@ -330,19 +330,26 @@ func (p *Tokens) issueUserToken(ctx context.Context, tx keyhold.Tx, user *keyhol
 		return nil, err
 	}
 	refresh := crypt.NewSignInSecret()
-	rt := &keyhold.RefreshToken{Hash: crypt.SignInHash(refresh), FamilyID: family, TenantID: user.TenantID, PrincipalID: user.ID,
-		ClientID: clientID, Scope: granted, AccountStamp: crypt.AccountStamp(acct.PasswordHash), CreatedAt: now, ExpiresAt: now.Add(RefreshTokenTTL)}
-	rt.MAC = p.rec.SealRefreshToken(rt)
-	// Expired tokens go as new ones come: a used token is kept (for
-	// reuse detection) only until it would have expired anyway.
-	if _, err := tx.DeleteRefreshTokens(ctx, now); err != nil {
-		return nil, err
-	}
-	if err := tx.CreateRefreshToken(ctx, rt); err != nil {
+	if err := storeRefresh(ctx, p, tx, user, acct, clientID, granted, family, refresh, now); err != nil {
 		return nil, err
 	}
 	tok.RefreshToken, tok.Scope = refresh, granted
 	return tok, nil
+}
+
+// storeRefresh stores secret (kept as its hash) as a refresh token of
+// family for holder, in tx: people's sign-ins and connections' grants
+// (connection_grants.go) alike.
+func storeRefresh(ctx context.Context, p *Tokens, tx keyhold.Tx, holder *keyhold.Principal, acct *keyhold.UserAccount, clientID, granted, family, secret string, now time.Time) error {
+	rt := &keyhold.RefreshToken{Hash: crypt.SignInHash(secret), FamilyID: family, TenantID: holder.TenantID, PrincipalID: holder.ID,
+		ClientID: clientID, Scope: granted, AccountStamp: holderStamp(holder, acct), CreatedAt: now, ExpiresAt: now.Add(RefreshTokenTTL)}
+	rt.MAC = p.rec.SealRefreshToken(rt)
+	// Expired tokens go as new ones come: a used token is kept (for
+	// reuse detection) only until it would have expired anyway.
+	if _, err := tx.DeleteRefreshTokens(ctx, now); err != nil {
+		return err
+	}
+	return tx.CreateRefreshToken(ctx, rt)
 }
 
 // checkUser checks a person's user name and password: the principal and
@@ -584,10 +591,14 @@ func (p *Tokens) RedeemCode(ctx context.Context, tenantID, clientID, code, redir
 
 // Refresh exchanges a refresh token for an access token and its
 // successor. A token used twice revokes its family: one of the two users
-// is a thief, and neither gets a token.
+// is a thief, and neither gets a token. The checks are refreshCheck's,
+// which connections' grants share (connection_grants.go).
 func (p *Tokens) Refresh(ctx context.Context, tenantID, clientID, refreshToken, scope string) (*keyhold.Token, error) {
+	if clientID == keyhold.ConnectionClientID {
+		return nil, oauthError(keyhold.CodeInvalidClient, aadstsUnknownApp,
+			"client %s is the grant of an OAuth connection, redeemed only by the connection's own actions: sign in with your own client", clientID)
+	}
 	now := p.clock.Now().UTC()
-	bad := oauthError(keyhold.CodeInvalidGrant, aadstsBadCode, "the refresh token is not valid: it may be cut off, or for another tenant; sign in again")
 	var (
 		tok     *keyhold.Token
 		refused error // a refusal that commits a revocation
@@ -596,61 +607,20 @@ func (p *Tokens) Refresh(ctx context.Context, tenantID, clientID, refreshToken, 
 	defer func() { tamper.audit(ctx, p) }()
 	err := p.store.Update(ctx, func(tx keyhold.Tx) error {
 		tok, refused = nil, nil
-		if refreshToken == "" {
-			return bad
-		}
-		rt, err := tx.RefreshToken(ctx, crypt.SignInHash(refreshToken))
-		switch {
-		case keyhold.ErrorCode(err) == keyhold.CodeNotFound:
-			return bad
-		case err != nil:
+		u, why, err := refreshCheck(ctx, p, tx, tenantID, clientID, refreshToken, now, &tamper)
+		if err != nil {
 			return err
-		case rt.TenantID != tenantID:
-			return bad
-		case p.rec.CheckRefreshToken(rt) != nil:
-			tamper = tampered{rt.TenantID, "refresh token", p.rec.CheckRefreshToken(rt)}
-			return bad
-		case rt.ClientID != clientID:
-			return oauthError(keyhold.CodeInvalidGrant, aadstsBadCode, "the refresh token was issued to another client: refresh with the client_id that signed in")
-		case rt.Revoked:
-			return oauthError(keyhold.CodeInvalidGrant, aadstsRevoked, "the refresh token was revoked: sign in again")
-		case !now.Before(rt.ExpiresAt):
-			return oauthError(keyhold.CodeInvalidGrant, aadstsExpiredCode, "the refresh token expired at %s: sign in again", rt.ExpiresAt.Format(time.RFC3339))
 		}
 		if scope == "" {
-			scope = rt.Scope
+			scope = u.rt.Scope
 		}
 		if _, _, err := resourceScope(scope); err != nil {
 			return err
 		}
-		revoke := func(why string) error {
-			if _, err := tx.RevokeRefreshTokens(ctx, rt.FamilyID); err != nil {
-				return err
-			}
-			refused = oauthError(keyhold.CodeInvalidGrant, aadstsRevoked, "%s: every refresh token of this sign-in is revoked; sign in again", why)
-			_, err := keyhold.Audit(ctx, tx, keyhold.AuditEntry{At: now, TenantID: rt.TenantID, ActorID: rt.PrincipalID, Action: "signin.refresh.revoke",
-				Target: "/tenants/" + rt.TenantID + "/principals/" + rt.PrincipalID, Result: "Failed", Detail: why + "; family " + rt.FamilyID})
+		if refused, err = refreshUse(ctx, p, tx, u, why, now); err != nil || refused != nil {
 			return err
 		}
-		if !rt.UsedAt.IsZero() {
-			return revoke("the refresh token was already used (a copy of it is in other hands)")
-		}
-		user, acct, err := userOf(ctx, tx, rt.PrincipalID)
-		if keyhold.ErrorClass(err) == keyhold.ClassInvalid {
-			return revoke("the user was removed")
-		} else if err != nil {
-			return err
-		}
-		if !crypt.SameStamp(crypt.AccountStamp(acct.PasswordHash), rt.AccountStamp) {
-			return revoke("the user's password changed since this sign-in")
-		}
-		if err := tx.UseRefreshToken(ctx, rt.Hash, now); err != nil {
-			if keyhold.ErrorCode(err) == keyhold.CodeConflict { // a racing use of the same token
-				return revoke("the refresh token was already used (a copy of it is in other hands)")
-			}
-			return err
-		}
-		tok, err = p.issueUserToken(ctx, tx, user, acct, rt.ClientID, scope, rt.FamilyID, now)
+		tok, err = p.issueUserToken(ctx, tx, u.holder, u.acct, u.rt.ClientID, scope, u.rt.FamilyID, now)
 		return err
 	})
 	if err != nil {
