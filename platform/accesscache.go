@@ -9,8 +9,9 @@ import (
 )
 
 // accessCacheTTL bounds how long the data plane trusts a cached read
-// access (accessCache) when nothing told it of a change: the fallback for
-// a change made by another replica whose broadcast did not arrive. A
+// access (accessCache) when nothing told it of a change: the bound for a
+// change made by another replica that publishes no key drop (a member
+// removed) or whose drop was lost. A
 // change made through this process is seen by the next request
 // (keyhold.AccessGenerations), and one announced by another replica's
 // key drop (a lock, a disable, a BYOK tenant's lock: broadcast.go) as
