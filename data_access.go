@@ -35,3 +35,17 @@ type DataAccessTx interface {
 type RoleGenerations interface {
 	RoleGeneration() uint64
 }
+
+// AccessGenerations is a Store, or a Tx, that counts the committed
+// transactions, in this process, that changed anything a data-plane
+// access check reads: environments, their members and operations,
+// directory roles, a BYOK tenant's state. A Store answers its count now;
+// a Tx, the count when it began. An answer cached from a transaction of
+// generation g is stale once a later transaction shows a greater one, so
+// a cache of access answers sees this process's changes (a lock, a
+// member removed) from the next request on. Changes made by other
+// processes (other replicas) don't count: such a cache must also bound
+// its entries' age and drop them on the replicas' broadcasts.
+type AccessGenerations interface {
+	AccessGeneration() uint64
+}

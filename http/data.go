@@ -40,7 +40,7 @@ func (s *Server) putRow(w nethttp.ResponseWriter, r *nethttp.Request) error {
 	if err != nil {
 		return err
 	}
-	writeJSON(w, nethttp.StatusOK, row)
+	writeRow(w, nethttp.StatusOK, row)
 	return nil
 }
 
@@ -54,7 +54,7 @@ func (s *Server) getRow(w nethttp.ResponseWriter, r *nethttp.Request) error {
 	if err != nil {
 		return err
 	}
-	writeJSON(w, nethttp.StatusOK, row)
+	writeRow(w, nethttp.StatusOK, row)
 	return nil
 }
 

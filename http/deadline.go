@@ -103,7 +103,12 @@ func (s *Server) setDeadlines(rc *nethttp.ResponseController, r *nethttp.Request
 	rc.SetWriteDeadline(end)
 	if !hasBody {
 		b.sawEOF = true
-		rc.SetReadDeadline(end)
+		// HTTP/2: a stream without a body has nothing left to read (its
+		// read deadline only cuts a body), and setting one costs a trip
+		// through the connection's goroutine and a timer per request.
+		if r.ProtoMajor < 2 {
+			rc.SetReadDeadline(end)
+		}
 		return b
 	}
 	rc.SetReadDeadline(start.Add(min(s.bodyTimeout(), rt.Timeout)))

@@ -76,50 +76,64 @@ const (
 )
 
 // access runs the data plane's check of mode, with its cache of
-// administrators' roles (rolecache.go).
+// administrators' roles (rolecache.go) and, for reads, of granted
+// accesses (accesscache.go).
 func (p *Environments) access(ctx context.Context, tx keyhold.Tx, id *keyhold.Identity, envID string, mode accessMode) (*keyhold.Environment, error) {
-	return checkData(ctx, tx, id, envID, mode == writeData, mode != readData, &p.roles, p.clock.Now(), p.rec)
+	now := p.clock.Now()
+	check := func() (*keyhold.Environment, time.Time, error) {
+		return checkData(ctx, tx, id, envID, mode == writeData, mode != readData, &p.roles, now, p.rec)
+	}
+	if mode == readData {
+		return p.readAccess.read(tx, id, envID, now, check)
+	}
+	env, _, err := check()
+	return env, err
 }
 
 // checkData is access. The environment, the caller's membership and the
 // running operation come from one query (Tx.DataAccess); only a caller
 // who is not a member costs a second, for its directory roles, unless
-// roles answers from its cache as of now.
-func checkData(ctx context.Context, tx keyhold.Tx, id *keyhold.Identity, envID string, forWrite, refuseOverwrite bool, roles *roleCache, now time.Time, rec *crypt.RecordKey) (*keyhold.Environment, error) {
+// roles answers from its cache as of now. It returns, with the
+// environment, when the roles that granted a non-member were read (the
+// zero time for a member): an answer built on them must not outlive
+// roleCacheTTL from then.
+func checkData(ctx context.Context, tx keyhold.Tx, id *keyhold.Identity, envID string, forWrite, refuseOverwrite bool, roles *roleCache, now time.Time, rec *crypt.RecordKey) (*keyhold.Environment, time.Time, error) {
+	var rolesAt time.Time
 	a, err := tx.DataAccess(ctx, envID, id.PrincipalID, forWrite)
 	if err == nil && a.Env.TenantID != id.TenantID {
 		err = keyhold.Errorf(keyhold.CodeEnvironmentNotFound, "environment %q is another tenant's", envID)
 	}
 	if keyhold.ErrorCode(err) == keyhold.CodeEnvironmentNotFound {
 		// As environmentFor: another tenant's environment is not found.
-		return nil, keyhold.Errorf(keyhold.CodeEnvironmentNotFound, "environment %q was not found in tenant %s: list environments to find its id", envID, id.TenantID)
+		return nil, rolesAt, keyhold.Errorf(keyhold.CodeEnvironmentNotFound, "environment %q was not found in tenant %s: list environments to find its id", envID, id.TenantID)
 	} else if err != nil {
-		return nil, err
+		return nil, rolesAt, err
 	}
 	env := a.Env
 	if !a.Member {
-		admin, err := roles.isAdmin(ctx, tx, id, now)
+		var admin bool
+		admin, rolesAt, err = roles.isAdmin(ctx, tx, id, now)
 		if err != nil {
-			return nil, err
+			return nil, rolesAt, err
 		}
 		if !admin {
-			return nil, keyhold.Errorf(keyhold.CodeForbidden, "principal %s may not use the data of environment %s: it must be a member of the environment (an administrator adds it with PUT %s/members/%s) or hold the %s, %s or %s directory role",
+			return nil, rolesAt, keyhold.Errorf(keyhold.CodeForbidden, "principal %s may not use the data of environment %s: it must be a member of the environment (an administrator adds it with PUT %s/members/%s) or hold the %s, %s or %s directory role",
 				id.PrincipalID, env.ID, envTarget(env.ID), id.PrincipalID, keyhold.RolePowerPlatformAdministrator, keyhold.RoleDynamics365Administrator, keyhold.RoleGlobalAdministrator)
 		}
 	}
 	if env.State == keyhold.StateLocked { // no bypass, for anyone
-		return nil, lockedError(ctx, tx, env)
+		return nil, rolesAt, lockedError(ctx, tx, env)
 	}
 	if err := byokServing(ctx, tx, rec, env); err != nil { // a BYOK tenant's lock (byok_env.go)
-		return nil, err
+		return nil, rolesAt, err
 	}
 	if env.State != keyhold.StateEnabled {
-		return nil, keyhold.Errorf(keyhold.CodeEnvironmentDisabled, "environment %s is %s and serves no data: an administrator must enable it first", env.ID, env.State)
+		return nil, rolesAt, keyhold.Errorf(keyhold.CodeEnvironmentDisabled, "environment %s is %s and serves no data: an administrator must enable it first", env.ID, env.State)
 	}
 	if refuseOverwrite && overwrites(a.RunningOpKind) {
-		return nil, restoringError(env, a.RunningOpID, a.RunningOpKind)
+		return nil, rolesAt, restoringError(env, a.RunningOpID, a.RunningOpKind)
 	}
-	return env, nil
+	return env, rolesAt, nil
 }
 
 // overwrites says whether an operation of this kind replaces its

@@ -163,6 +163,7 @@ func (p *core) receiveDrops(ctx context.Context, ch <-chan string) {
 		// Until we listen again, drops go unheard: hold no key meanwhile
 		// that one of them might have named.
 		p.cache.Purge()
+		p.readAccess.invalidate()
 		p.bcast.clearEchoes()
 		if ctx.Err() != nil {
 			return
@@ -181,12 +182,16 @@ func (p *core) receiveDrops(ctx context.Context, ch <-chan string) {
 			p.log.Warn("subscribing to other replicas' key drops", "err", err)
 		}
 		p.cache.Purge() // what was cached between the two purges
+		p.readAccess.invalidate()
 	}
 }
 
 // receiveDrop applies one message. Messages that are not about keys
 // belong to other users of the broadcaster and are ignored.
 func (p *core) receiveDrop(msg string) {
+	// Whatever it says, another replica changed something: the cached
+	// read accesses end (a lock there must refuse here).
+	p.readAccess.invalidate()
 	result := "ok"
 	defer func() { p.bcast.messages.WithLabelValues("received", result).Inc() }()
 	switch {
@@ -232,6 +237,7 @@ func (p *core) receiveDrop(msg string) {
 // dropLocal zeroes every cached key of an environment on this replica
 // ("" drops all).
 func (p *core) dropLocal(envID string) {
+	p.readAccess.invalidate()
 	if envID == "" {
 		p.cache.Purge()
 		return

@@ -46,6 +46,9 @@ type core struct {
 	auditAt atomic.Int64
 	// bcast carries key drops to and from other replicas (broadcast.go).
 	bcast broadcast
+	// readAccess caches the data plane's granted read accesses
+	// (accesscache.go); every key drop ends its entries.
+	readAccess accessCache
 
 	// kick asks the health monitor to check a policy now (feed.go).
 	kick chan string

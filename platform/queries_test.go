@@ -54,6 +54,8 @@ func TestDataPlaneQueries(t *testing.T) {
 		count("a row's second put", 4, func() error { _, err := f.p.PutRow(ctx, e.ID, "t", "r1", benchRow); return err })
 		// DataAccess, Row.
 		count("a get", 2, func() error { _, err := f.p.GetRow(ctx, e.ID, "t", "r1"); return err })
+		// Row: the access granted is cached (accesscache.go).
+		count("a second get", 1, func() error { _, err := f.p.GetRow(ctx, e.ID, "t", "r1"); return err })
 		// DataAccess, DeleteRow, AppendAudit.
 		count("a delete", 3, func() error { return f.p.DeleteRow(ctx, e.ID, "t", "r1") })
 	})

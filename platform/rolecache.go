@@ -39,11 +39,14 @@ type roleEntry struct {
 
 // isAdmin answers whether id holds a platform administrator's role in its
 // tenant: from the cache, if the entry was filled at the generation of
-// roles tx sees and less than roleCacheTTL before now, else from tx.
-func (c *roleCache) isAdmin(ctx context.Context, tx keyhold.Tx, id *keyhold.Identity, now time.Time) (bool, error) {
+// roles tx sees and less than roleCacheTTL before now, else from tx. It
+// also returns when the answer was read from the database, so that a
+// cache built on it (accesscache.go) holds it no longer than this one.
+func (c *roleCache) isAdmin(ctx context.Context, tx keyhold.Tx, id *keyhold.Identity, now time.Time) (bool, time.Time, error) {
 	rg, ok := tx.(keyhold.RoleGenerations)
 	if !ok {
-		return holdsAdminRole(ctx, tx, id)
+		admin, err := holdsAdminRole(ctx, tx, id)
+		return admin, now, err
 	}
 	gen := rg.RoleGeneration()
 	k := roleKey{id.TenantID, id.PrincipalID}
@@ -51,11 +54,11 @@ func (c *roleCache) isAdmin(ctx context.Context, tx keyhold.Tx, id *keyhold.Iden
 	e, hit := c.m[k]
 	c.mu.Unlock()
 	if hit && e.gen == gen && !now.Before(e.at) && now.Sub(e.at) < roleCacheTTL {
-		return e.admin, nil
+		return e.admin, e.at, nil
 	}
 	admin, err := holdsAdminRole(ctx, tx, id)
 	if err != nil {
-		return false, err
+		return false, now, err
 	}
 	c.mu.Lock()
 	if c.m == nil || len(c.m) >= roleCacheMax {
@@ -66,7 +69,7 @@ func (c *roleCache) isAdmin(ctx context.Context, tx keyhold.Tx, id *keyhold.Iden
 		c.m[k] = roleEntry{admin: admin, at: now, gen: gen}
 	}
 	c.mu.Unlock()
-	return admin, nil
+	return admin, now, nil
 }
 
 // holdsAdminRole reads id's directory roles in tx (requireAdmin's test).

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -170,7 +171,7 @@ func (s *Store) runBatch(batch []*groupWrite) (again []*groupWrite) {
 		results[i] = err
 		ran[i] = true
 	}
-	roleGen := s.roleGen.Load()
+	roleGen, accessGen := s.roleGen.Load(), s.accessGen.Load()
 	sqlTx, err := s.write.BeginTx(ctx, &s.d.WriteTx)
 	if err != nil {
 		for i := range batch {
@@ -195,7 +196,7 @@ func (s *Store) runBatch(batch []*groupWrite) (again []*groupWrite) {
 			retry(i, broken)
 			continue
 		}
-		t := &tx{s: s, tx: sqlTx, ctx: ctx, roleGen: roleGen}
+		t := &tx{s: s, tx: sqlTx, ctx: ctx, roleGen: roleGen, accessGen: accessGen}
 		txs[i] = t
 		if err := w.fn(t); err != nil {
 			// Undo this write only; the savepoint stays until
@@ -223,7 +224,13 @@ func (s *Store) runBatch(batch []*groupWrite) (again []*groupWrite) {
 		commitErr = broken
 	} else if err := sqlTx.Commit(); err != nil {
 		commitErr = fmt.Errorf("%s: commit: %w", s.d.Name, err)
-	} else {
+	}
+	// A write that changed access, committed or not (see update), ends
+	// the access caches' entries before any write is answered.
+	if slices.ContainsFunc(txs, func(t *tx) bool { return t != nil && t.accessChanged }) {
+		s.accessGen.Add(1)
+	}
+	if commitErr == nil {
 		for i, t := range txs {
 			if t != nil && t.rolesChanged && results[i] == nil {
 				s.roleGen.Add(1)

@@ -122,6 +122,9 @@ type Store struct {
 	// roleGen counts committed transactions that changed directory
 	// roles (keyhold.RoleGenerations).
 	roleGen atomic.Uint64
+	// accessGen counts committed transactions that changed what a
+	// data-plane access check reads (keyhold.AccessGenerations).
+	accessGen atomic.Uint64
 }
 
 var _ keyhold.Store = (*Store)(nil)
@@ -163,6 +166,13 @@ func (s *Store) ReadDB() *sql.DB { return s.read }
 // how many queries a request costs.
 func (s *Store) Queries() int64 { return s.queries.Load() }
 
+var _ keyhold.AccessGenerations = (*Store)(nil)
+
+// AccessGeneration returns how many transactions that changed what a
+// data-plane access check reads (tx.writesAccess) this store has
+// committed (keyhold.AccessGenerations).
+func (s *Store) AccessGeneration() uint64 { return s.accessGen.Load() }
+
 // Dialect returns the store's dialect.
 func (s *Store) Dialect() Dialect { return s.d }
 
@@ -198,7 +208,7 @@ func waitClosed(db *sql.DB, limit time.Duration) {
 func (s *Store) View(ctx context.Context, fn func(keyhold.Tx) error) error {
 	// Refused records are reported after the transaction has ended (the
 	// deferred calls run last first), so that the report may write.
-	t := &tx{s: s, roleGen: s.roleGen.Load()}
+	t := &tx{s: s, roleGen: s.roleGen.Load(), accessGen: s.accessGen.Load()}
 	defer t.reportRefused(ctx)
 	sqlTx, err := s.read.BeginTx(ctx, &s.d.ReadTx)
 	if err != nil {
@@ -249,7 +259,7 @@ func (s *Store) Update(ctx context.Context, fn func(keyhold.Tx) error) error {
 }
 
 func (s *Store) update(ctx context.Context, fn func(keyhold.Tx) error) error {
-	t := &tx{s: s, roleGen: s.roleGen.Load()}
+	t := &tx{s: s, roleGen: s.roleGen.Load(), accessGen: s.accessGen.Load()}
 	defer t.reportRefused(ctx) // after the rollback: see View
 	sqlTx, err := s.write.BeginTx(ctx, &s.d.WriteTx)
 	if err != nil {
@@ -260,7 +270,14 @@ func (s *Store) update(ctx context.Context, fn func(keyhold.Tx) error) error {
 	if err := fn(t); err != nil {
 		return err
 	}
-	if err := sqlTx.Commit(); err != nil {
+	err = sqlTx.Commit()
+	if t.accessChanged {
+		// Even if the commit failed: it may have committed all the same
+		// (a connection lost after COMMIT), and a stale access cache
+		// costs more than a refill.
+		s.accessGen.Add(1)
+	}
+	if err != nil {
 		return fmt.Errorf("%s: commit: %w", s.d.Name, err)
 	}
 	if t.rolesChanged {

@@ -5,6 +5,7 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
+	"strings"
 
 	"github.com/keyhold/keyhold"
 )
@@ -23,6 +24,11 @@ type tx struct {
 	// (RoleGeneration); rolesChanged says it wrote directory roles.
 	roleGen      uint64
 	rolesChanged bool
+	// accessGen is the store's access generation when the transaction
+	// began (AccessGeneration); accessChanged says it ran a statement
+	// that writes a table a data-plane access check reads (writesAccess).
+	accessGen     uint64
+	accessChanged bool
 }
 
 var _ keyhold.RoleGenerations = (*tx)(nil)
@@ -32,10 +38,49 @@ var _ keyhold.RoleGenerations = (*tx)(nil)
 // (keyhold.RoleGenerations).
 func (t *tx) RoleGeneration() uint64 { return t.roleGen }
 
+var _ keyhold.AccessGenerations = (*tx)(nil)
+
+// AccessGeneration returns how many transactions that changed what a
+// data-plane access check reads this store had committed when the
+// transaction began (keyhold.AccessGenerations).
+func (t *tx) AccessGeneration() uint64 { return t.accessGen }
+
+// accessTables name the tables whose contents a data-plane access check
+// reads (the environment, its members and operations, directory roles,
+// a BYOK tenant's state and keys) or whose deletes cascade into them
+// (tenants, principals, user accounts). A statement that names one is
+// taken to change access: a false alarm costs a cache refill, a miss
+// would serve a stale answer, so the test is by name, not by intent.
+var accessTables = [...]string{"environment", "operations", "byok_", "directory_roles", "principals", "tenants", "user_accounts"}
+
+// writesAccess says whether query, run in a transaction, may change what
+// a data-plane access check reads: any statement but a SELECT that names
+// one of accessTables.
+func writesAccess(query string) bool {
+	q := strings.TrimLeft(query, " \t\r\n(")
+	if len(q) >= 6 && strings.EqualFold(q[:6], "SELECT") {
+		return false
+	}
+	for _, name := range accessTables {
+		if strings.Contains(query, name) {
+			return true
+		}
+	}
+	return false
+}
+
+// note records what a statement about to run may change.
+func (t *tx) note(query string) {
+	t.s.queries.Add(1)
+	if !t.accessChanged && writesAccess(query) {
+		t.accessChanged = true
+	}
+}
+
 var _ keyhold.Tx = (*tx)(nil)
 
 func (t *tx) exec(ctx context.Context, query string, args ...any) (sql.Result, error) {
-	t.s.queries.Add(1)
+	t.note(query)
 	if t.ctx != nil {
 		ctx = t.ctx
 	}
@@ -43,7 +88,7 @@ func (t *tx) exec(ctx context.Context, query string, args ...any) (sql.Result, e
 }
 
 func (t *tx) query(ctx context.Context, query string, args ...any) (*sql.Rows, error) {
-	t.s.queries.Add(1)
+	t.note(query)
 	if t.ctx != nil {
 		ctx = t.ctx
 	}
@@ -51,7 +96,7 @@ func (t *tx) query(ctx context.Context, query string, args ...any) (*sql.Rows, e
 }
 
 func (t *tx) queryRow(ctx context.Context, query string, args ...any) *sql.Row {
-	t.s.queries.Add(1)
+	t.note(query)
 	if t.ctx != nil {
 		ctx = t.ctx
 	}
