@@ -290,17 +290,25 @@ func TestEnvRestoreCopyResetRun(t *testing.T) {
 // when dsn is set.
 func startServerOn(t *testing.T, dsn string) string {
 	t.Helper()
+	return startServerWith(t, server.Config{PostgresDSN: dsn})
+}
+
+// startServerWith runs a server with cfg on a free port and a fresh data
+// directory (cfg's Addr and DataDir are set here, and its output
+// discarded), stops it when the test ends, and returns its bootstrap
+// file once it is there. A server that returns before then fails the
+// test.
+func startServerWith(t *testing.T, cfg server.Config) string {
+	t.Helper()
 	addr, err := freeAddr()
 	if err != nil {
 		t.Fatal(err)
 	}
-	data := t.TempDir()
+	cfg.Addr, cfg.DataDir = addr, t.TempDir()
+	cfg.Logger, cfg.Stdout = slog.New(slog.NewTextHandler(io.Discard, nil)), io.Discard
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
-	go func() {
-		done <- server.Run(ctx, server.Config{Addr: addr, DataDir: data, PostgresDSN: dsn,
-			Logger: slog.New(slog.NewTextHandler(io.Discard, nil)), Stdout: io.Discard})
-	}()
+	go func() { done <- server.Run(ctx, cfg) }()
 	t.Cleanup(func() {
 		cancel()
 		select {
@@ -312,8 +320,8 @@ func startServerOn(t *testing.T, dsn string) string {
 			t.Errorf("server did not stop within 30s of its context ending")
 		}
 	})
-	path := filepath.Join(data, "bootstrap.json")
-	waitCtx, stop := context.WithCancel(context.Background())
+	path := filepath.Join(cfg.DataDir, "bootstrap.json")
+	waitCtx, stop := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer stop()
 	go func() {
 		select {

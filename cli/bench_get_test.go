@@ -2,9 +2,7 @@ package cli
 
 import (
 	"context"
-	"errors"
 	"io"
-	"log/slog"
 	mrand "math/rand/v2"
 	nethttp "net/http"
 	"net/http/httptest"
@@ -18,7 +16,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/keyhold/keyhold"
 	khttp "github.com/keyhold/keyhold/http"
 	"github.com/keyhold/keyhold/server"
 )
@@ -49,35 +46,8 @@ func TestBenchGetOverHTTPS(t *testing.T) {
 		rounds = 3
 	}
 	const clients, keys = 16, 1000
-	addr, err := freeAddr()
-	if err != nil {
-		t.Fatal(err)
-	}
-	data := t.TempDir()
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() {
-		done <- server.Run(ctx, server.Config{Addr: addr, DataDir: data, MaxConnsPerSource: -1,
-			Logger: slog.New(slog.NewTextHandler(io.Discard, nil)), Stdout: io.Discard})
-	}()
-	t.Cleanup(func() {
-		cancel()
-		if err := <-done; err != nil && !errors.Is(err, context.Canceled) {
-			t.Errorf("server.Run: %v", err)
-		}
-	})
-	bootstrap := filepath.Join(data, "bootstrap.json")
-	if _, err := waitForServer(ctx, bootstrap); err != nil {
-		t.Fatal(err)
-	}
-	s := &session{t: t, env: testEnv{"KEYHOLD_HOME": t.TempDir()}}
-	s.ok("login", "--bootstrap", bootstrap)
-	b, err := readBootstrap(bootstrap)
-	if err != nil {
-		t.Fatal(err)
-	}
-	var env keyhold.Environment
-	s.okJSON(&env, "env", "create", "--name", "Bench", "--location", "europe", "--sku", "Sandbox")
+	ctx := context.Background()
+	_, b, env := benchSession(t, startServerWith(t, server.Config{MaxConnsPerSource: -1}))
 	ca, err := os.ReadFile(b.CAFile)
 	if err != nil {
 		t.Fatal(err)

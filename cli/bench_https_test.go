@@ -5,14 +5,11 @@ import (
 	"crypto/rand"
 	"crypto/rsa"
 	"crypto/sha256"
-	"errors"
 	"fmt"
 	"io"
-	"log/slog"
 	nethttp "net/http"
 	"net/http/httptest"
 	"os"
-	"path/filepath"
 	"runtime"
 	"slices"
 	"strconv"
@@ -20,7 +17,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/keyhold/keyhold"
 	khttp "github.com/keyhold/keyhold/http"
 	"github.com/keyhold/keyhold/server"
 )
@@ -41,35 +37,7 @@ func TestBenchOverHTTPS(t *testing.T) {
 	if d <= 0 {
 		t.Skip("a measurement: set KEYHOLD_BENCH_HTTPS to a duration per load (e.g. 5s) to run it")
 	}
-	addr, err := freeAddr()
-	if err != nil {
-		t.Fatal(err)
-	}
-	data := t.TempDir()
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() {
-		done <- server.Run(ctx, server.Config{Addr: addr, DataDir: data, MaxConnsPerSource: -1,
-			Logger: slog.New(slog.NewTextHandler(io.Discard, nil)), Stdout: io.Discard})
-	}()
-	t.Cleanup(func() {
-		cancel()
-		if err := <-done; err != nil && !errors.Is(err, context.Canceled) {
-			t.Errorf("server.Run: %v", err)
-		}
-	})
-	bootstrap := filepath.Join(data, "bootstrap.json")
-	if _, err := waitForServer(ctx, bootstrap); err != nil {
-		t.Fatal(err)
-	}
-	s := &session{t: t, env: testEnv{"KEYHOLD_HOME": t.TempDir()}}
-	s.ok("login", "--bootstrap", bootstrap)
-	b, err := readBootstrap(bootstrap)
-	if err != nil {
-		t.Fatal(err)
-	}
-	var env keyhold.Environment
-	s.okJSON(&env, "env", "create", "--name", "Bench", "--location", "europe", "--sku", "Sandbox")
+	s, b, env := benchSession(t, startServerWith(t, server.Config{MaxConnsPerSource: -1}))
 	dur := d.String()
 	bench := func(args ...string) *BenchResult {
 		t.Helper()

@@ -47,13 +47,13 @@ func TestNewCmdBench(t *testing.T) {
 	}
 }
 
-// TestBenchStack runs every mix against a real server over HTTPS for a
-// moment, and checks that the counts add up: every put the bench counts
-// as successful is a row on the server, and no more.
-func TestBenchStack(t *testing.T) {
-	bootstrap := startServer(t)
-	home := t.TempDir()
-	s := &session{t: t, env: testEnv{"KEYHOLD_HOME": home}}
+// benchSession signs in to the server whose bootstrap file is given, as
+// its bootstrap application, and creates the Sandbox environment the
+// bench tests load. It returns the session, the bootstrap file and the
+// environment.
+func benchSession(t *testing.T, bootstrap string) (*session, *bootstrapFile, keyhold.Environment) {
+	t.Helper()
+	s := &session{t: t, env: testEnv{"KEYHOLD_HOME": t.TempDir()}}
 	s.ok("login", "--bootstrap", bootstrap)
 	b, err := readBootstrap(bootstrap)
 	if err != nil {
@@ -61,6 +61,14 @@ func TestBenchStack(t *testing.T) {
 	}
 	var env keyhold.Environment
 	s.okJSON(&env, "env", "create", "--name", "Bench", "--location", "europe", "--sku", "Sandbox")
+	return s, b, env
+}
+
+// TestBenchStack runs every mix against a real server over HTTPS for a
+// moment, and checks that the counts add up: every put the bench counts
+// as successful is a row on the server, and no more.
+func TestBenchStack(t *testing.T) {
+	s, b, env := benchSession(t, startServer(t))
 	ca, err := os.ReadFile(b.CAFile)
 	if err != nil {
 		t.Fatal(err)

@@ -1,19 +1,14 @@
 package cli
 
 import (
-	"context"
 	"crypto/x509"
 	"encoding/base64"
 	"encoding/json"
 	"encoding/pem"
-	"errors"
-	"io"
-	"log/slog"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
-	"time"
 
 	"github.com/keyhold/keyhold/crypt"
 	"github.com/keyhold/keyhold/hsm/hsmtest"
@@ -24,36 +19,7 @@ import (
 // test SoftHSM2 token, and returns its bootstrap file.
 func startHSMServer(t *testing.T) string {
 	t.Helper()
-	module := hsmtest.Module(t)
-	addr, err := freeAddr()
-	if err != nil {
-		t.Fatal(err)
-	}
-	data := t.TempDir()
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() {
-		done <- server.Run(ctx, server.Config{Addr: addr, DataDir: data, PKCS11Module: module, PKCS11Token: hsmtest.Label, PKCS11PIN: hsmtest.PIN,
-			Logger: slog.New(slog.NewTextHandler(io.Discard, nil)), Stdout: io.Discard})
-	}()
-	t.Cleanup(func() {
-		cancel()
-		select {
-		case err := <-done:
-			if err != nil && !errors.Is(err, context.Canceled) {
-				t.Errorf("server.Run: %v", err)
-			}
-		case <-time.After(30 * time.Second):
-			t.Errorf("server did not stop within 30s of its context ending")
-		}
-	})
-	path := filepath.Join(data, "bootstrap.json")
-	waitCtx, stop := context.WithTimeout(context.Background(), time.Minute)
-	defer stop()
-	if _, err := waitForServer(waitCtx, path); err != nil {
-		t.Fatal(err)
-	}
-	return path
+	return startServerWith(t, server.Config{PKCS11Module: hsmtest.Module(t), PKCS11Token: hsmtest.Label, PKCS11PIN: hsmtest.PIN})
 }
 
 // TestKeyTransferStack is the BYOK transfer through the CLI against a
