@@ -234,21 +234,8 @@ func TestAdminCenterChromium(t *testing.T) {
 	sub := "/subscriptions/" + s.creds.SubscriptionID
 
 	// The admin center's application, and Pat.
-	app, err := c.CreateServicePrincipal(ctx, "Keyhold admin center")
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := c.AddRedirectURI(ctx, app.Principal.AppID, s.url+"/admin/callback"); err != nil {
-		t.Fatal(err)
-	}
-	const patUPN, patPW = "pat@contoso.example", "Pat's long passphrase for keyhold"
-	pat, err := c.CreateUser(ctx, "Pat", patUPN, patPW)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := c.AssignDirectoryRole(ctx, pat.User.ID, keyhold.RolePowerPlatformAdministrator); err != nil {
-		t.Fatal(err)
-	}
+	appID := s.adminApp(t)
+	patID := s.platformAdmin(t, "")
 	// Kim, the key vault administrator: a user with Owner on the
 	// subscription (the operator's doing, over the API).
 	const kimUPN, kimPW = "kim@contoso.example", "Kim's long passphrase for keyhold"
@@ -262,7 +249,7 @@ func TestAdminCenterChromium(t *testing.T) {
 	}
 	reader, _ := keyhold.FindRoleDefinition(keyhold.RoleReader)
 	k := &page{t: t, ctx: adminBrowser(t)}
-	signIn(k, s.url, s.creds.TenantID, app.Principal.AppID, kimUPN, kimPW)
+	signIn(k, s.url, s.creds.TenantID, appID, kimUPN, kimPW)
 	k.wantText("who", kimUPN)
 
 	// Kim creates the vault (soft delete, purge protection) ...
@@ -302,9 +289,9 @@ func TestAdminCenterChromium(t *testing.T) {
 	k.wantText("pol-region", "europe")
 	identity := k.text("pol-identity")
 	// Reader on the policy for Pat.
-	k.run(chromedp.SendKeys(chromedp.ID("grant-principal"), pat.User.ID), chromedp.SetValue(chromedp.ID("grant-role"), keyhold.RoleReader))
+	k.run(chromedp.SendKeys(chromedp.ID("grant-principal"), patID), chromedp.SetValue(chromedp.ID("grant-role"), keyhold.RoleReader))
 	k.submit("grant")
-	k.wantText("assignments", pat.User.ID, keyhold.RoleReader)
+	k.wantText("assignments", patID, keyhold.RoleReader)
 	// The identity's grant on the vault.
 	k.run(chromedp.Navigate(s.url+vaultURL), chromedp.WaitVisible(chromedp.ID("grant-principal")),
 		chromedp.SendKeys(chromedp.ID("grant-principal"), identity), chromedp.SetValue(chromedp.ID("grant-role"), keyhold.RoleKeyVaultCryptoServiceEncryptUser))
@@ -329,7 +316,7 @@ func TestAdminCenterChromium(t *testing.T) {
 	p.run(chromedp.Navigate(s.url+"/admin/"), chromedp.WaitVisible(chromedp.ID("tenant")))
 	p.accessible("sign-in")
 	p.screenshot("signin")
-	signIn(p, s.url, s.creds.TenantID, app.Principal.AppID, patUPN, patPW)
+	signIn(p, s.url, s.creds.TenantID, appID, patUPN, patPW)
 	p.wantText("who", patUPN)
 	got, err := chromedp.Run(bctx, func(ctx context.Context, tg *chromedp.Target) (network.GetCookiesResult, error) {
 		return cdp.Call(ctx, tg, network.GetCookies, network.GetCookiesParams{URLs: []string{s.url + "/admin/"}})
@@ -521,7 +508,7 @@ func TestAdminCenterChromium(t *testing.T) {
 		t.Fatal(err)
 	}
 	r := &page{t: t, ctx: adminBrowser(t)}
-	signIn(r, s.url, s.creds.TenantID, app.Principal.AppID, ritaUPN, ritaPW)
+	signIn(r, s.url, s.creds.TenantID, appID, ritaUPN, ritaPW)
 	r.run(chromedp.Navigate(policyURL), chromedp.WaitVisible(chromedp.ID("read-only")))
 	r.wantText("pol-name", "contoso-cmk")
 	r.wantText("read-only", "can see this policy but not change")

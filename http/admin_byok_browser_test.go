@@ -30,25 +30,8 @@ func TestAdminRetainedBYOKChromium(t *testing.T) {
 	c := s.client
 	pol := s.setUpPolicy(t)
 
-	app, err := c.CreateServicePrincipal(ctx, "Keyhold admin center")
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := c.AddRedirectURI(ctx, app.Principal.AppID, s.url+"/admin/callback"); err != nil {
-		t.Fatal(err)
-	}
-	const patUPN, patPW = "pat@contoso.example", "Pat's long passphrase for keyhold"
-	pat, err := c.CreateUser(ctx, "Pat", patUPN, patPW)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := c.AssignDirectoryRole(ctx, pat.User.ID, keyhold.RolePowerPlatformAdministrator); err != nil {
-		t.Fatal(err)
-	}
-	reader, _ := keyhold.FindRoleDefinition(keyhold.RoleReader)
-	if err := c.CreateRoleAssignment(ctx, &keyhold.RoleAssignment{Scope: pol.ID, RoleDefinitionID: reader.ID, PrincipalID: pat.User.ID, PrincipalType: "User"}); err != nil {
-		t.Fatal(err)
-	}
+	appID := s.adminApp(t)
+	s.platformAdmin(t, pol.ID)
 
 	// The environment under the tenant's BYOK key, a backup, then the
 	// migration to the customer-managed key.
@@ -97,12 +80,12 @@ func TestAdminRetainedBYOKChromium(t *testing.T) {
 		t.Helper()
 		p.run(chromedp.Navigate(url), chromedp.WaitVisible(chromedp.ID("main")))
 		if p.holds(`!!document.getElementById('signin')`) {
-			signIn(p, s.url, s.creds.TenantID, app.Principal.AppID, patUPN, patPW)
+			signIn(p, s.url, s.creds.TenantID, appID, patUPN, patPW)
 			p.run(chromedp.Navigate(url))
 		}
 		p.run(chromedp.WaitVisible(chromedp.ID(id)))
 	}
-	signIn(p, s.url, s.creds.TenantID, app.Principal.AppID, patUPN, patPW)
+	signIn(p, s.url, s.creds.TenantID, appID, patUPN, patPW)
 	open(policyURL, "versions")
 	p.wantText("retained-byok", "Retained BYOK key", "byok/"+k.ID, k.Thumbprint, "1 backup from before the migration", shredAt, "once the tenant's administrator removes BYOK")
 	p.accessible("policy (retained BYOK key)")

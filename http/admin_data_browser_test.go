@@ -55,25 +55,8 @@ func TestAdminCenterChromiumData(t *testing.T) {
 	c := s.client
 	pol := s.setUpPolicy(t)
 
-	app, err := c.CreateServicePrincipal(ctx, "Keyhold admin center")
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := c.AddRedirectURI(ctx, app.Principal.AppID, s.url+"/admin/callback"); err != nil {
-		t.Fatal(err)
-	}
-	const patUPN, patPW = "pat@contoso.example", "Pat's long passphrase for keyhold"
-	pat, err := c.CreateUser(ctx, "Pat", patUPN, patPW)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := c.AssignDirectoryRole(ctx, pat.User.ID, keyhold.RolePowerPlatformAdministrator); err != nil {
-		t.Fatal(err)
-	}
-	reader, _ := keyhold.FindRoleDefinition(keyhold.RoleReader)
-	if err := c.CreateRoleAssignment(ctx, &keyhold.RoleAssignment{Scope: pol.ID, RoleDefinitionID: reader.ID, PrincipalID: pat.User.ID, PrincipalType: "User"}); err != nil {
-		t.Fatal(err)
-	}
+	appID := s.adminApp(t)
+	patID := s.platformAdmin(t, pol.ID)
 
 	cmkEnv := &keyhold.Environment{DisplayName: "Contoso CMK", Location: "europe", SKU: keyhold.SKUProduction, Managed: true}
 	plain := &keyhold.Environment{DisplayName: "Fabrikam plain", Location: "europe", SKU: keyhold.SKUSandbox, Managed: true}
@@ -102,7 +85,7 @@ func TestAdminCenterChromiumData(t *testing.T) {
 	}
 
 	p := &page{t: t, ctx: bctx}
-	signIn(p, s.url, s.creds.TenantID, app.Principal.AppID, patUPN, patPW)
+	signIn(p, s.url, s.creds.TenantID, appID, patUPN, patPW)
 	envURL := s.url + "/admin/environments/" + cmkEnv.ID
 	// The link's progress and end state: the page follows it (its script
 	// reloads the page when it ends).
@@ -193,7 +176,7 @@ func TestAdminCenterChromiumData(t *testing.T) {
 	// page follows its done of total without a reload, then reloads to
 	// show how it ended.
 	rekey := &keyhold.Operation{ID: uuid.NewString(), TenantID: s.creds.TenantID, Kind: keyhold.OpRekey, Target: third.ID, State: keyhold.OperationRunning,
-		Step: "reencrypt", Phase: keyhold.OperationInProgress, Done: 1, Total: 4, CreatedBy: pat.User.ID, CreatedAt: time.Now(), UpdatedAt: time.Now(),
+		Step: "reencrypt", Phase: keyhold.OperationInProgress, Done: 1, Total: 4, CreatedBy: patID, CreatedAt: time.Now(), UpdatedAt: time.Now(),
 		LeaseOwner: "another-replica", LeaseUntil: time.Now().Add(time.Hour)}
 	if err := store.Update(ctx, func(tx keyhold.Tx) error {
 		if err := tx.CreateOperation(ctx, rekey); err != nil {
@@ -271,7 +254,7 @@ func TestAdminCenterChromiumData(t *testing.T) {
 		}
 	}
 	k := &page{t: t, ctx: adminBrowser(t)}
-	signIn(k, s.url, s.creds.TenantID, app.Principal.AppID, kimUPN, kimPW)
+	signIn(k, s.url, s.creds.TenantID, appID, kimUPN, kimPW)
 	vaultPath := "/admin/vaults/" + s.creds.SubscriptionID + "/cmk/contoso-kv"
 	k.run(chromedp.Navigate(s.url+vaultPath), chromedp.WaitVisible(chromedp.ID("rotation")))
 	if got := k.text("rotation-cmk"); strings.Contains(got, "Rotate") {
@@ -355,7 +338,7 @@ func TestAdminCenterChromiumData(t *testing.T) {
 		t.Fatal(err)
 	}
 	r := &page{t: t, ctx: adminBrowser(t)}
-	signIn(r, s.url, s.creds.TenantID, app.Principal.AppID, ritaUPN, ritaPW)
+	signIn(r, s.url, s.creds.TenantID, appID, ritaUPN, ritaPW)
 	forced := func(path, form string) string {
 		t.Helper()
 		return eval[string](r, `fetch('`+path+`', {method: 'POST', body: new URLSearchParams(Object.assign({csrf_token: document.querySelector('input[name=csrf_token]').value}, `+form+`))})

@@ -39,13 +39,7 @@ func TestAdminVaultEditChromium(t *testing.T) {
 		t.Fatalf("PUT vault: %d %s", status, b)
 	}
 
-	app, err := c.CreateServicePrincipal(ctx, "Keyhold admin center")
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := c.AddRedirectURI(ctx, app.Principal.AppID, s.url+"/admin/callback"); err != nil {
-		t.Fatal(err)
-	}
+	appID := s.adminApp(t)
 	user := func(name, upn, pw string) string {
 		t.Helper()
 		u, err := c.CreateUser(ctx, name, upn, pw)
@@ -121,7 +115,7 @@ func TestAdminVaultEditChromium(t *testing.T) {
 	}
 
 	k := &page{t: t, ctx: bctx}
-	signIn(k, s.url, s.creds.TenantID, app.Principal.AppID, kimUPN, kimPW)
+	signIn(k, s.url, s.creds.TenantID, appID, kimUPN, kimPW)
 	kvPath := "/admin/vaults/" + s.creds.SubscriptionID + "/cmk/contoso-kv"
 	apPath := "/admin/vaults/" + s.creds.SubscriptionID + "/cmk/contoso-ap"
 
@@ -222,7 +216,7 @@ func TestAdminVaultEditChromium(t *testing.T) {
 	// Val, a Reader of both vaults: the pages, no mutating button; each
 	// forced POST refused with the service's message, nothing changed.
 	v := &page{t: t, ctx: adminBrowser(t)}
-	signIn(v, s.url, s.creds.TenantID, app.Principal.AppID, valUPN, valPW)
+	signIn(v, s.url, s.creds.TenantID, appID, valUPN, valPW)
 	kvBefore, apBefore, asBefore := vaultJSON(kvID), vaultJSON(apID), assignments(sub)
 	forced := func(p *page, path, form string) string {
 		t.Helper()
@@ -262,7 +256,7 @@ func TestAdminVaultEditChromium(t *testing.T) {
 	// Rita has no role: the vault's page is the service's refusal, and her
 	// forced POSTs change nothing either.
 	r := &page{t: t, ctx: adminBrowser(t)}
-	signIn(r, s.url, s.creds.TenantID, app.Principal.AppID, ritaUPN, ritaPW)
+	signIn(r, s.url, s.creds.TenantID, appID, ritaUPN, ritaPW)
 	r.run(chromedp.Navigate(s.url+kvPath), chromedp.WaitVisible(chromedp.ID("error")))
 	r.wantText("error", "Microsoft.KeyVault/vaults/read")
 	if n := eval[int](r, `document.querySelectorAll('main form, main button').length`); n != 0 {
