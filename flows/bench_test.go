@@ -19,8 +19,13 @@ import (
 )
 
 // plainSealer stores items as they are: the same engine without
-// encryption, to measure what sealing run history costs.
-type plainSealer struct{}
+// encryption, to measure what sealing run history costs. With state set
+// it still refuses, in each save's transaction, an environment that is
+// not Enabled (an administrator can disable an environment without any
+// customer key): the baseline "plain-checked" measures sealing against an
+// engine that keeps that check, so that only what the key adds is
+// counted.
+type plainSealer struct{ state bool }
 
 func (plainSealer) Seal(_ context.Context, _, _, _ string, _ uint64, pt []byte) ([]byte, uint32, error) {
 	return append([]byte(nil), pt...), 1, nil
@@ -35,7 +40,17 @@ func (plainSealer) OpenPlatform(_ context.Context, _, _, _ string, _ uint64, ct 
 	return append([]byte(nil), ct...), nil
 }
 func (plainSealer) Serving(context.Context, string) error { return nil }
-func (plainSealer) ServingIn(context.Context, keyhold.Tx, string) (uint32, error) {
+func (p plainSealer) ServingIn(ctx context.Context, tx keyhold.Tx, envID string) (uint32, error) {
+	if !p.state {
+		return 1, nil
+	}
+	env, err := tx.Environment(ctx, envID)
+	if err != nil {
+		return 0, err
+	}
+	if env.State != keyhold.StateEnabled {
+		return 0, keyhold.Errorf(keyhold.CodeEnvironmentDisabled, "environment %s is %s", envID, env.State)
+	}
 	return 1, nil
 }
 func (plainSealer) SealUnder(_ context.Context, _, _, _ string, _ uint64, _ uint32, pt []byte) ([]byte, error) {
@@ -85,10 +100,11 @@ const benchFlow = `{
 }`
 
 // benchService is a platform and a flows engine over store, with a
-// five-action flow; plain swaps the sealer for plainSealer. start starts
+// five-action flow; mode "plain" swaps the sealer for plainSealer,
+// "plain-checked" for one that checks the environment's state. start starts
 // the engine's loop (its ticks read the store: a count of a run's
 // transactions leaves it stopped; the trigger starts the run itself).
-func benchService(b testing.TB, store keyhold.Store, plain, start bool) (*Service, context.Context, string, *countingStore) {
+func benchService(b testing.TB, store keyhold.Store, mode string, start bool) (*Service, context.Context, string, *countingStore) {
 	master, _ := crypt.NewKey()
 	b.Cleanup(master.Destroy)
 	cs := &countingStore{Store: store} // the platform's (the sealer's) and the engine's
@@ -112,8 +128,11 @@ func benchService(b testing.TB, store keyhold.Store, plain, start bool) (*Servic
 	b.Cleanup(srv.Close)
 	pol, _ := egress.New(egress.Options{Allow: []string{"127.0.0.1"}})
 	var sealer keyhold.EnvironmentSealer = p.Sealer
-	if plain {
+	switch mode {
+	case "plain":
 		sealer = plainSealer{}
+	case "plain-checked":
+		sealer = plainSealer{state: true}
 	}
 	s, err := New(Config{Store: cs, Sealer: sealer, Data: p, Egress: pol, PollInterval: time.Second, MaxRunsPerFlow: 1000, MaxRunsPerEnv: 1000})
 	if err != nil {
@@ -145,13 +164,14 @@ func runOnce(b *testing.B, s *Service, ctx context.Context, envID string) {
 // BenchmarkManualRun: manual trigger → run complete for a five-action
 // flow (Compose, Http to loopback, InitializeVariable, Compose, Response),
 // one at a time: p50 and p99 latency; and runs/s with 8 at once; sealed
-// (the environment's key) and plain (the same engine storing run history
-// unencrypted), on SQLite and PostgreSQL.
+// (the environment's key), plain (the same engine storing run history
+// unencrypted) and plain-checked (plain, still refusing an environment
+// that is not Enabled at each save), on SQLite and PostgreSQL.
 func BenchmarkManualRun(b *testing.B) {
 	for _, be := range storetest.Backends() {
-		for _, mode := range []string{"sealed", "plain"} {
+		for _, mode := range []string{"sealed", "plain", "plain-checked"} {
 			b.Run(be.Name+"/"+mode+"/serial", func(b *testing.B) {
-				s, ctx, envID, cs := benchService(b, be.Open(b), mode == "plain", true)
+				s, ctx, envID, cs := benchService(b, be.Open(b), mode, true)
 				runOnce(b, s, ctx, envID) // warm the key cache
 				lat := make([]time.Duration, 0, b.N)
 				tx0 := cs.n.Load()
@@ -167,7 +187,7 @@ func BenchmarkManualRun(b *testing.B) {
 				b.ReportMetric(float64(cs.n.Load()-tx0)/float64(len(lat)), "tx/run")
 			})
 			b.Run(be.Name+"/"+mode+"/parallel", func(b *testing.B) {
-				s, ctx, envID, _ := benchService(b, be.Open(b), mode == "plain", true)
+				s, ctx, envID, _ := benchService(b, be.Open(b), mode, true)
 				runOnce(b, s, ctx, envID)
 				b.SetParallelism(4) // 8 at once on 2 cores
 				t0 := time.Now()

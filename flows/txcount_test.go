@@ -23,8 +23,8 @@ import (
 // so a stray transaction of the platform's own can't fail it.
 func TestSealedRunCostsPlainTransactions(t *testing.T) {
 	storetest.ForEachBackend(t, func(t *testing.T, open func(t *testing.T) keyhold.Store) {
-		count := func(plain bool) int64 {
-			s, ctx, envID, cs := benchService(t, open(t), plain, false)
+		count := func(mode string) int64 {
+			s, ctx, envID, cs := benchService(t, open(t), mode, false)
 			fewest := int64(math.MaxInt64)
 			for i := range 4 {
 				n := countedRun(t, s, ctx, envID, cs)
@@ -34,7 +34,7 @@ func TestSealedRunCostsPlainTransactions(t *testing.T) {
 			}
 			return fewest
 		}
-		sealed, plain := count(false), count(true)
+		sealed, plain := count("sealed"), count("plain")
 		t.Logf("transactions a run: sealed %d, plain %d", sealed, plain)
 		if sealed != plain {
 			t.Fatalf("a sealed run costs %d transactions, a plain one %d: a check of the environment runs in a transaction of its own", sealed, plain)
