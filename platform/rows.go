@@ -160,14 +160,19 @@ func (p *Environments) GetRow(ctx context.Context, envID, table, rowID string) (
 	if err := validateRow(table, rowID); err != nil {
 		return nil, err
 	}
-	var rec *keyhold.RowRecord
-	err = p.store.View(ctx, func(tx keyhold.Tx) error {
-		if _, err := p.access(ctx, tx, id, envID, readData); err != nil {
+	// With the caller's access cached, the row is the only read: one
+	// statement, no transaction (accessCache.pointRow). Otherwise access
+	// is checked, and the cache filled, in the transaction that reads it.
+	rec, cached, err := p.readAccess.pointRow(ctx, p.store, id, envID, table, rowID, p.clock.Now())
+	if !cached {
+		err = p.store.View(ctx, func(tx keyhold.Tx) error {
+			if _, err := p.access(ctx, tx, id, envID, readData); err != nil {
+				return err
+			}
+			rec, err = tx.Row(ctx, envID, table, rowID)
 			return err
-		}
-		rec, err = tx.Row(ctx, envID, table, rowID)
-		return err
-	})
+		})
+	}
 	if keyhold.ErrorCode(err) == keyhold.CodeRowNotFound {
 		return nil, keyhold.Errorf(keyhold.CodeRowNotFound, "row %q was not found in table %q of environment %s", rowID, table, envID)
 	} else if err != nil {
