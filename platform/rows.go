@@ -139,13 +139,8 @@ var errNeedKey = errors.New("platform: the store key is not cached")
 // holds its EK, and nil otherwise; it never unwraps, so a writing
 // transaction may call it. The caller destroys the key.
 func (p *Environments) cachedStoreKey(envID string, epoch uint32, store string) *crypt.StoreKey {
-	ek, ok := p.cache.Get(cacheID(envID, epoch))
-	if !ok {
-		return nil
-	}
-	defer ek.Destroy()
-	sk, err := crypt.DeriveStoreKey(ek, envID, epoch, store)
-	if err != nil {
+	sk, ok, err := p.cache.StoreKey(cacheID(envID, epoch), envID, epoch, store)
+	if !ok || err != nil {
 		return nil
 	}
 	return sk
