@@ -42,7 +42,15 @@ const maxDropLog = 256
 type cacheEntry struct {
 	key     *Key
 	expires time.Time
+	// derived holds the store keys derived from key (StoreKey), at most
+	// maxDerived, zeroed with it.
+	derived []*StoreKey
 }
+
+// maxDerived bounds the store keys an entry keeps: one per store of its
+// environment (rows, files, audit, …). A store beyond them is derived
+// at each call, as without the cache.
+const maxDerived = 8
 
 // NewCache returns a cache whose entries live for ttl on clock.
 // A nil clock means the wall clock.
@@ -72,6 +80,55 @@ func (c *Cache) Get(id string) (*Key, bool) {
 	}
 	c.hits.Add(1)
 	return e.key.Clone(), true
+}
+
+// StoreKey returns a copy of the store key of (envID, epoch, store)
+// derived from the key cached under id (DeriveStoreKey), and ok true; ok
+// false if no live entry is cached under id. The entry keeps what it
+// derives, so the next call costs no HKDF and no AES key schedule (a
+// third of a GET's key work: docs/benchmarks.md, issue 12), and the
+// derived key lives and dies with the entry: it is zeroed when the entry
+// expires, is replaced, dropped or purged, exactly as the entry's key.
+// The copy shares the cached key's AES-GCM (read-only, safe for
+// concurrent use) and holds its own copy of the key bytes, so either may
+// be destroyed while the other is in use; the caller destroys it.
+//
+// A hit counts as Get's does; a miss is not counted, since the caller
+// then loads the key and Get counts it.
+func (c *Cache) StoreKey(id, envID string, epoch uint32, store string) (sk *StoreKey, ok bool, err error) {
+	now := c.clock.Now()
+	c.mu.Lock()
+	e, ok := c.entries[id]
+	if ok && !now.Before(e.expires) {
+		c.removeLocked(id, e)
+		ok = false
+	}
+	if !ok {
+		c.mu.Unlock()
+		return nil, false, nil
+	}
+	c.hits.Add(1)
+	for _, d := range e.derived {
+		if d.envID == envID && d.epoch == epoch && d.store == store {
+			sk = d.share()
+			c.mu.Unlock()
+			return sk, true, nil
+		}
+	}
+	ek := e.key.Clone()
+	c.mu.Unlock()
+	defer ek.Destroy()
+	if sk, err = DeriveStoreKey(ek, envID, epoch, store); err != nil {
+		return nil, true, err
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	// Only into the entry it was derived from: one dropped or replaced
+	// meanwhile took its key with it.
+	if cur, live := c.entries[id]; live && cur == e && len(e.derived) < maxDerived {
+		e.derived = append(e.derived, sk.share())
+	}
+	return sk, true, nil
 }
 
 // Contains reports whether a live entry is cached under id, without copying
@@ -208,8 +265,13 @@ func (c *Cache) Hits() uint64 { return c.hits.Load() }
 // Misses returns how many Gets found no live entry, for metrics.
 func (c *Cache) Misses() uint64 { return c.misses.Load() }
 
-// removeLocked zeroes e's key and deletes it; c.mu must be held.
+// removeLocked zeroes e's key and the store keys derived from it, and
+// deletes it; c.mu must be held.
 func (c *Cache) removeLocked(id string, e *cacheEntry) {
 	e.key.Destroy()
+	for _, d := range e.derived {
+		d.Destroy()
+	}
+	e.derived = nil
 	delete(c.entries, id)
 }

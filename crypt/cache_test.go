@@ -241,3 +241,188 @@ func TestCachePutIfGen(t *testing.T) {
 		t.Fatal("PutIfGen destroyed the caller's key")
 	}
 }
+
+// derivedOf returns the store keys the cache keeps for id's entry.
+func derivedOf(t *testing.T, c *Cache, id string) []*StoreKey {
+	t.Helper()
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	e, ok := c.entries[id]
+	if !ok {
+		return nil
+	}
+	return append([]*StoreKey(nil), e.derived...)
+}
+
+// wantDerivedZeroed fails unless every store key in ds was destroyed:
+// its key bytes zeroed (b, taken while it lived) and its AEAD let go.
+func wantDerivedZeroed(t *testing.T, ds []*StoreKey, bs []*[KeySize]byte, what string) {
+	t.Helper()
+	for i, d := range ds {
+		if *bs[i] != [KeySize]byte{} || !d.key.Destroyed() || d.aead != nil {
+			t.Fatalf("%s: the cache's derived store key %d was not zeroed", what, i)
+		}
+	}
+}
+
+// TestCacheStoreKey: the store keys derived from a cached EK are derived
+// once per entry and store, are the keys DeriveStoreKey gives, are
+// bounded per entry, and are zeroed and dropped with their entry by every
+// way an entry goes (Drop, Purge, Put over it, expiry, Sweep), while a
+// copy handed out before stays usable until its own Destroy.
+func TestCacheStoreKey(t *testing.T) {
+	clock := newFakeClock()
+	c := NewCache(time.Minute, clock)
+	ek := testKey(t, 7)
+	defer ek.Destroy()
+	if _, ok, _ := c.StoreKey("env1/1", "env1", 1, "rows"); ok {
+		t.Fatal("StoreKey answered for an id the cache doesn't hold")
+	}
+	c.Put("env1/1", ek)
+
+	want, err := DeriveStoreKey(ek, "env1", 1, "rows")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer want.Destroy()
+	sealed, err := want.Seal("t/r", 3, []byte(`{"a":1}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	get := func() *StoreKey {
+		t.Helper()
+		sk, ok, err := c.StoreKey("env1/1", "env1", 1, "rows")
+		if !ok || err != nil {
+			t.Fatalf("StoreKey of a cached EK: %v, %v", ok, err)
+		}
+		if pt, err := sk.Open("t/r", 3, sealed); err != nil || string(pt) != `{"a":1}` {
+			t.Fatalf("the derived key doesn't open what DeriveStoreKey's sealed: %v", err)
+		}
+		return sk
+	}
+	first, second := get(), get()
+	ds := derivedOf(t, c, "env1/1")
+	if len(ds) != 1 || first.aead != ds[0].aead || second.aead != ds[0].aead {
+		t.Fatalf("two calls for one store kept %d derived keys (shared AEAD: %v): want one, derived once", len(ds), len(ds) == 1 && first.aead == ds[0].aead)
+	}
+	second.Destroy()
+	if _, err := first.Open("t/r", 3, sealed); err != nil {
+		t.Fatalf("destroying one copy broke another: %v", err)
+	}
+	// Another store of the same entry is a key of its own; the entry
+	// keeps at most maxDerived.
+	for i := range maxDerived + 2 {
+		sk, ok, err := c.StoreKey("env1/1", "env1", 1, fmt.Sprint("store", i))
+		if !ok || err != nil {
+			t.Fatal(ok, err)
+		}
+		if _, err := sk.Open("t/r", 3, sealed); err == nil {
+			t.Fatal("another store's key opened the rows' item")
+		}
+		sk.Destroy()
+	}
+	if n := len(derivedOf(t, c, "env1/1")); n != maxDerived {
+		t.Fatalf("the entry keeps %d derived keys, want the bound %d", n, maxDerived)
+	}
+
+	// Every way an entry goes zeroes its derived keys.
+	held := func(id string) ([]*StoreKey, []*[KeySize]byte) {
+		t.Helper()
+		ds := derivedOf(t, c, id)
+		if len(ds) == 0 {
+			t.Fatalf("no derived key cached under %q", id)
+		}
+		bs := make([]*[KeySize]byte, len(ds))
+		for i, d := range ds {
+			bs[i] = d.key.b
+		}
+		return ds, bs
+	}
+	gone := func(id, what string, ds []*StoreKey, bs []*[KeySize]byte) {
+		t.Helper()
+		if sk, ok, _ := c.StoreKey(id, "env1", 1, "rows"); ok {
+			sk.Destroy()
+			t.Fatalf("%s: StoreKey still answers", what)
+		}
+		wantDerivedZeroed(t, ds, bs, what)
+	}
+	ds, bs := held("env1/1")
+	c.Drop("env1/")
+	gone("env1/1", "Drop", ds, bs)
+	if pt, err := first.Open("t/r", 3, sealed); err != nil || string(pt) != `{"a":1}` {
+		t.Fatalf("a copy handed out before the drop: %v", err)
+	}
+	first.Destroy()
+
+	c.Put("env1/1", ek)
+	get().Destroy()
+	ds, bs = held("env1/1")
+	c.Purge()
+	gone("env1/1", "Purge", ds, bs)
+
+	c.Put("env1/1", ek)
+	get().Destroy()
+	ds, bs = held("env1/1")
+	c.Put("env1/1", ek) // a new copy of the EK: the old entry's keys go
+	wantDerivedZeroed(t, ds, bs, "Put over the entry")
+	if n := len(derivedOf(t, c, "env1/1")); n != 0 {
+		t.Fatalf("the replacing entry starts with %d derived keys, want 0", n)
+	}
+
+	get().Destroy()
+	ds, bs = held("env1/1")
+	clock.Advance(time.Minute)
+	c.Sweep()
+	wantDerivedZeroed(t, ds, bs, "Sweep after expiry")
+
+	c.Put("env1/1", ek)
+	get().Destroy()
+	ds, bs = held("env1/1")
+	clock.Advance(time.Minute)
+	gone("env1/1", "expiry", ds, bs) // StoreKey itself finds it expired
+}
+
+// TestCacheStoreKeyConcurrent uses derived keys while their entry is
+// dropped and put again (run it with -race): a copy handed out is never
+// zeroed under its user.
+func TestCacheStoreKeyConcurrent(t *testing.T) {
+	c := NewCache(time.Minute, nil)
+	ek := testKey(t, 9)
+	defer ek.Destroy()
+	c.Put("e/1", ek)
+	want, err := DeriveStoreKey(ek, "e", 1, "rows")
+	if err != nil {
+		t.Fatal(err)
+	}
+	sealed, err := want.Seal("t/r", 1, []byte("x"))
+	want.Destroy()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var wg sync.WaitGroup
+	for range 8 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for range 300 {
+				sk, ok, err := c.StoreKey("e/1", "e", 1, "rows")
+				if err != nil {
+					t.Error(err)
+					return
+				}
+				if !ok {
+					continue
+				}
+				if _, err := sk.Open("t/r", 1, sealed); err != nil {
+					t.Errorf("a copy failed while its entry churned: %v", err)
+				}
+				sk.Destroy()
+			}
+		}()
+	}
+	for range 300 {
+		c.Drop("e/")
+		c.Put("e/1", ek)
+	}
+	wg.Wait()
+}

@@ -100,6 +100,15 @@ func deriveItemKey(root *Key, label, envID string, epoch uint32, store string) (
 	return k, nil
 }
 
+// share returns a copy of k that shares its AES-GCM (built once, never
+// changed, safe for concurrent use) and holds its own copy of the key
+// bytes: destroying one leaves the other usable (Cache.StoreKey).
+func (k *StoreKey) share() *StoreKey {
+	c := *k
+	c.key = k.key.Clone()
+	return &c
+}
+
 // EnvID returns the environment the key belongs to.
 func (k *StoreKey) EnvID() string { return k.envID }
 

@@ -1,6 +1,7 @@
 package platform
 
 import (
+	"context"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -120,4 +121,23 @@ func minTime(a, b time.Time) time.Time {
 		return b
 	}
 	return a
+}
+
+// pointRow reads a row in one statement outside any transaction
+// (keyhold.PointReader) when the caller's read access to envID is cached
+// as of the store's access generation now (the generation a transaction
+// begun now would show, so a hit here is the hit read would give). It
+// returns ok false when it is not, or the store offers no such read: the
+// caller then checks and reads in a transaction, which fills the cache.
+func (c *accessCache) pointRow(ctx context.Context, store keyhold.Store, id *keyhold.Identity, envID, table, rowID string, now time.Time) (rec *keyhold.RowRecord, ok bool, err error) {
+	pr, isPR := store.(keyhold.PointReader)
+	g, isG := store.(keyhold.AccessGenerations)
+	if !isPR || !isG {
+		return nil, false, nil
+	}
+	if _, hit := c.get(accessKey{id.TenantID, id.PrincipalID, envID}, g.AccessGeneration(), now); !hit {
+		return nil, false, nil
+	}
+	rec, err = pr.PointRow(ctx, envID, table, rowID)
+	return rec, true, err
 }

@@ -187,8 +187,13 @@ func (p *core) unwrapWrapped(ctx context.Context, wk *keyhold.WrappedKey, tenant
 	return crypt.OpenEKPayload(wk.EnvID, wk.Epoch, payload)
 }
 
-// storeKey derives the key of one store of an environment at an epoch.
+// storeKey derives the key of one store of an environment at an epoch:
+// from the key cache's entry when it holds the EK (crypt.Cache.StoreKey,
+// derived once per entry and zeroed with it), else from the EK loaded.
 func (p *core) storeKey(ctx context.Context, envID string, epoch uint32, store string) (*crypt.StoreKey, error) {
+	if sk, ok, err := p.cache.StoreKey(cacheID(envID, epoch), envID, epoch, store); ok {
+		return sk, err
+	}
 	ek, err := p.envKey(ctx, envID, epoch)
 	if err != nil {
 		return nil, err

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	rtmetrics "runtime/metrics"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -54,11 +55,69 @@ func TestDataPlaneQueries(t *testing.T) {
 		count("a row's second put", 4, func() error { _, err := f.p.PutRow(ctx, e.ID, "t", "r1", benchRow); return err })
 		// DataAccess, Row.
 		count("a get", 2, func() error { _, err := f.p.GetRow(ctx, e.ID, "t", "r1"); return err })
-		// Row: the access granted is cached (accesscache.go).
+		// Row: the access granted is cached (accesscache.go), and the
+		// row is read in a statement of its own, with no transaction
+		// (keyhold.PointReader).
+		views := s.Views()
 		count("a second get", 1, func() error { _, err := f.p.GetRow(ctx, e.ID, "t", "r1"); return err })
+		if n := s.Views() - views; n != 0 {
+			t.Errorf("a get with its access cached began %d read transactions, want 0", n)
+		}
+		// A row that doesn't exist: the same one statement, and the
+		// same refusal as through a transaction.
+		count("a cached get of a missing row", 1, func() error {
+			if _, err := f.p.GetRow(ctx, e.ID, "t", "nope"); keyhold.ErrorCode(err) != keyhold.CodeRowNotFound {
+				return fmt.Errorf("%v, want %s", err, keyhold.CodeRowNotFound)
+			}
+			return nil
+		})
 		// DataAccess, DeleteRow, AppendAudit.
 		count("a delete", 3, func() error { return f.p.DeleteRow(ctx, e.ID, "t", "r1") })
 	})
+}
+
+// TestCachedGetStartsNoGoroutine: on SQLite, a GET whose access is cached
+// reads its row with no transaction and without watching the request's
+// context (keyhold.PointReader, Dialect.PointReadsUncancelled), so it
+// starts no goroutine, where a read transaction started five (BEGIN, the
+// query and COMMIT each watched by database/sql or the driver). The
+// request's context is a cancellable one, as a server's is. PostgreSQL
+// keeps the statement cancellable: it is only checked to read the row.
+func TestCachedGetStartsNoGoroutine(t *testing.T) {
+	storetest.ForEachBackend(t, func(t *testing.T, open func(t *testing.T) keyhold.Store) {
+		store := open(t)
+		f := newFixture(t, store)
+		s := store.(*sqlstore.Store)
+		e := f.createEnv(t, "goroutines")
+		if _, err := f.p.PutRow(f.ctx, e.ID, "t", "r", benchRow); err != nil {
+			t.Fatal(err)
+		}
+		ctx, cancel := context.WithCancel(f.ctx)
+		defer cancel()
+		if _, err := f.p.GetRow(ctx, e.ID, "t", "r"); err != nil { // fills the access cache
+			t.Fatal(err)
+		}
+		const gets = 200
+		created := goroutinesCreated()
+		for range gets {
+			r, err := f.p.GetRow(ctx, e.ID, "t", "r")
+			if err != nil || string(r.Data) != string(benchRow) {
+				t.Fatalf("a cached get: %v", err)
+			}
+		}
+		n := goroutinesCreated() - created
+		t.Logf("%d cached gets started %d goroutines", gets, n)
+		if s.Dialect().PointReadsUncancelled && n >= gets/4 {
+			t.Errorf("%d cached gets started %d goroutines: the row read watches the request's context", gets, n)
+		}
+	})
+}
+
+// goroutinesCreated returns how many goroutines the process has started.
+func goroutinesCreated() uint64 {
+	m := []rtmetrics.Sample{{Name: "/sched/goroutines-created:goroutines"}}
+	rtmetrics.Read(m)
+	return m[0].Value.Uint64()
 }
 
 // TestRowPutKeyMiss writes with the key cache empty: the writing

@@ -139,13 +139,8 @@ var errNeedKey = errors.New("platform: the store key is not cached")
 // holds its EK, and nil otherwise; it never unwraps, so a writing
 // transaction may call it. The caller destroys the key.
 func (p *Environments) cachedStoreKey(envID string, epoch uint32, store string) *crypt.StoreKey {
-	ek, ok := p.cache.Get(cacheID(envID, epoch))
-	if !ok {
-		return nil
-	}
-	defer ek.Destroy()
-	sk, err := crypt.DeriveStoreKey(ek, envID, epoch, store)
-	if err != nil {
+	sk, ok, err := p.cache.StoreKey(cacheID(envID, epoch), envID, epoch, store)
+	if !ok || err != nil {
 		return nil
 	}
 	return sk
@@ -160,14 +155,19 @@ func (p *Environments) GetRow(ctx context.Context, envID, table, rowID string) (
 	if err := validateRow(table, rowID); err != nil {
 		return nil, err
 	}
-	var rec *keyhold.RowRecord
-	err = p.store.View(ctx, func(tx keyhold.Tx) error {
-		if _, err := p.access(ctx, tx, id, envID, readData); err != nil {
+	// With the caller's access cached, the row is the only read: one
+	// statement, no transaction (accessCache.pointRow). Otherwise access
+	// is checked, and the cache filled, in the transaction that reads it.
+	rec, cached, err := p.readAccess.pointRow(ctx, p.store, id, envID, table, rowID, p.clock.Now())
+	if !cached {
+		err = p.store.View(ctx, func(tx keyhold.Tx) error {
+			if _, err := p.access(ctx, tx, id, envID, readData); err != nil {
+				return err
+			}
+			rec, err = tx.Row(ctx, envID, table, rowID)
 			return err
-		}
-		rec, err = tx.Row(ctx, envID, table, rowID)
-		return err
-	})
+		})
+	}
 	if keyhold.ErrorCode(err) == keyhold.CodeRowNotFound {
 		return nil, keyhold.Errorf(keyhold.CodeRowNotFound, "row %q was not found in table %q of environment %s", rowID, table, envID)
 	} else if err != nil {

@@ -40,6 +40,9 @@ var Dialect = sqlstore.Dialect{
 	// One writer, one fsync per commit: grouping the data plane's
 	// concurrent writes into one commit is what lets them scale.
 	GroupCommit: true,
+	// A point read is a primary-key lookup in a local file; its lock
+	// waits end at busy_timeout (5 s): it needs no watcher goroutines.
+	PointReadsUncancelled: true,
 }
 
 func classify(err error) sqlstore.ErrorClass {

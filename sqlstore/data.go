@@ -68,7 +68,7 @@ func rowNotFound(envID, table, id string) *keyhold.Error {
 
 // Row returns a row, or CodeRowNotFound.
 func (t *tx) Row(ctx context.Context, envID, table, id string) (*keyhold.RowRecord, error) {
-	r, err := get(t, ctx, "get row", scanRow, `SELECT `+rowCols+` FROM data_rows WHERE env_id = ? AND table_name = ? AND id = ?`, envID, table, id)
+	r, err := get(t, ctx, "get row", scanRow, rowQuery, envID, table, id)
 	if err != nil {
 		return nil, notFound(err, rowNotFound(envID, table, id))
 	}

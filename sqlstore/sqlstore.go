@@ -99,6 +99,13 @@ type Dialect struct {
 	// grouped writes would only wait for each other on one connection,
 	// so there UpdateGrouped is Update.
 	GroupCommit bool
+	// PointReadsUncancelled runs PointRow's statement without the
+	// caller's cancellation (the wait for a connection still has it),
+	// so that neither database/sql nor the driver starts a goroutine to
+	// watch the context. Only where such a read can't wait long:
+	// SQLite's, a primary-key lookup in a local file whose lock waits
+	// the busy timeout bounds (WAL readers don't wait for the writer).
+	PointReadsUncancelled bool
 }
 
 // maxAttempts bounds how many times Update runs fn when the database asks
@@ -117,6 +124,8 @@ type Store struct {
 	access atomic.Pointer[accessSealer]
 	// queries counts the statements transactions have run (Queries).
 	queries atomic.Int64
+	// views counts the View transactions begun (Views).
+	views atomic.Int64
 	// groupState is the committer of UpdateGrouped (group.go).
 	groupState
 	// roleGen counts committed transactions that changed directory
@@ -162,9 +171,14 @@ func (s *Store) DB() *sql.DB { return s.write }
 func (s *Store) ReadDB() *sql.DB { return s.read }
 
 // Queries returns how many statements the store's transactions have run
-// since it opened (not counting BEGIN and COMMIT). The tests use it to pin
+// since it opened (not counting BEGIN and COMMIT), and the statements
+// PointRow ran outside any. The tests use it to pin
 // how many queries a request costs.
 func (s *Store) Queries() int64 { return s.queries.Load() }
+
+// Views returns how many View transactions the store has begun since it
+// opened. The tests use it to show that a cached GET runs none (PointRow).
+func (s *Store) Views() int64 { return s.views.Load() }
 
 var _ keyhold.AccessGenerations = (*Store)(nil)
 
@@ -210,6 +224,7 @@ func (s *Store) View(ctx context.Context, fn func(keyhold.Tx) error) error {
 	// deferred calls run last first), so that the report may write.
 	t := &tx{s: s, roleGen: s.roleGen.Load(), accessGen: s.accessGen.Load()}
 	defer t.reportRefused(ctx)
+	s.views.Add(1)
 	sqlTx, err := s.read.BeginTx(ctx, &s.d.ReadTx)
 	if err != nil {
 		return fmt.Errorf("%s: begin read transaction: %w", s.d.Name, err)
