@@ -36,14 +36,18 @@ type RoleGenerations interface {
 	RoleGeneration() uint64
 }
 
-// AccessGenerations is a Store, or a Tx, that counts the committed
-// transactions, in this process, that changed anything a data-plane
-// access check reads: environments, their members and operations,
-// directory roles, a BYOK tenant's state. A Store answers its count now;
-// a Tx, the count when it began. An answer cached from a transaction of
-// generation g is stale once a later transaction shows a greater one, so
-// a cache of access answers sees this process's changes (a lock, a
-// member removed) from the next request on. Changes made by other
+// AccessGenerations is a Store, or a Tx, that counts the transactions,
+// in this process, that change anything a data-plane access check reads:
+// environments, their members and operations, directory roles, a BYOK
+// tenant's state. The count moves twice for each: at its first such
+// statement, before it can commit, and again once it has committed or
+// rolled back. A Store answers its count now (never 0); a Tx, the count
+// when it began, or 0 if such a change was in flight then: an answer
+// checked in it may predate a change about to commit, and is never
+// cached. An answer cached from a transaction of generation g is stale
+// once the Store shows another, so a cache of access answers can't
+// answer anyone who has seen this process's change (a lock, a member
+// removed) committed. Changes made by other
 // processes (other replicas) don't count: such a cache must also bound
 // its entries' age and drop them on the replicas' broadcasts.
 type AccessGenerations interface {

@@ -73,6 +73,9 @@ func (c *accessCache) get(k accessKey, gen uint64, now time.Time) (*keyhold.Envi
 // transaction of generation gen, checked after drops drops had been
 // counted.
 func (c *accessCache) put(k accessKey, env *keyhold.Environment, gen, drops uint64, now, until time.Time) {
+	if gen == 0 {
+		return // checked while a change to access was in flight
+	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if c.m == nil || len(c.m) >= accessCacheMax {

@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -171,7 +170,7 @@ func (s *Store) runBatch(batch []*groupWrite) (again []*groupWrite) {
 		results[i] = err
 		ran[i] = true
 	}
-	roleGen, accessGen := s.roleGen.Load(), s.accessGen.Load()
+	roleGen, accessGen := s.roleGen.Load(), s.accessSnapshot()
 	sqlTx, err := s.write.BeginTx(ctx, &s.d.WriteTx)
 	if err != nil {
 		for i := range batch {
@@ -226,9 +225,11 @@ func (s *Store) runBatch(batch []*groupWrite) (again []*groupWrite) {
 		commitErr = fmt.Errorf("%s: commit: %w", s.d.Name, err)
 	}
 	// A write that changed access, committed or not (see update), ends
-	// the access caches' entries before any write is answered.
-	if slices.ContainsFunc(txs, func(t *tx) bool { return t != nil && t.accessChanged }) {
-		s.accessGen.Add(1)
+	// its change before any write is answered.
+	for _, t := range txs {
+		if t != nil {
+			t.endAccess()
+		}
 	}
 	if commitErr == nil {
 		for i, t := range txs {

@@ -131,9 +131,14 @@ type Store struct {
 	// roleGen counts committed transactions that changed directory
 	// roles (keyhold.RoleGenerations).
 	roleGen atomic.Uint64
-	// accessGen counts committed transactions that changed what a
-	// data-plane access check reads (keyhold.AccessGenerations).
-	accessGen atomic.Uint64
+	// accessGen counts the starts and the ends of transactions that
+	// change what a data-plane access check reads
+	// (keyhold.AccessGenerations): it moves when such a transaction runs
+	// its first such statement, before it can commit, and again once it
+	// has committed or rolled back. accessBusy counts those between the
+	// two. It starts at 1: 0 is the generation that is never cached.
+	accessGen  atomic.Uint64
+	accessBusy atomic.Int64
 }
 
 var _ keyhold.Store = (*Store)(nil)
@@ -145,7 +150,26 @@ func New(read, write *sql.DB, d Dialect) *Store {
 	if d.Classify == nil {
 		d.Classify = func(error) ErrorClass { return ErrOther }
 	}
-	return &Store{read: read, write: write, d: d}
+	s := &Store{read: read, write: write, d: d}
+	s.accessGen.Store(1)
+	return s
+}
+
+// accessSnapshot is the access generation a transaction beginning now
+// reports: the store's, or 0 (never cached) while a transaction that
+// changes access is between its first such statement and its end. A
+// check run then may read the state from before a change that commits
+// a moment later, and an answer cached from it would hold after the
+// commit until the end's bump; 0 keeps it out of the caches. The
+// generation is read before the busy count, and a writer counts itself
+// busy before it moves the generation (beginAccess), so a snapshot that
+// sees a writer's start also sees it busy.
+func (s *Store) accessSnapshot() uint64 {
+	g := s.accessGen.Load()
+	if s.accessBusy.Load() > 0 {
+		return 0
+	}
+	return g
 }
 
 // q returns query in the dialect's placeholder style.
@@ -222,7 +246,7 @@ func waitClosed(db *sql.DB, limit time.Duration) {
 func (s *Store) View(ctx context.Context, fn func(keyhold.Tx) error) error {
 	// Refused records are reported after the transaction has ended (the
 	// deferred calls run last first), so that the report may write.
-	t := &tx{s: s, roleGen: s.roleGen.Load(), accessGen: s.accessGen.Load()}
+	t := &tx{s: s, roleGen: s.roleGen.Load(), accessGen: s.accessSnapshot()}
 	defer t.reportRefused(ctx)
 	s.views.Add(1)
 	sqlTx, err := s.read.BeginTx(ctx, &s.d.ReadTx)
@@ -274,24 +298,23 @@ func (s *Store) Update(ctx context.Context, fn func(keyhold.Tx) error) error {
 }
 
 func (s *Store) update(ctx context.Context, fn func(keyhold.Tx) error) error {
-	t := &tx{s: s, roleGen: s.roleGen.Load(), accessGen: s.accessGen.Load()}
+	t := &tx{s: s, roleGen: s.roleGen.Load(), accessGen: s.accessSnapshot()}
 	defer t.reportRefused(ctx) // after the rollback: see View
 	sqlTx, err := s.write.BeginTx(ctx, &s.d.WriteTx)
 	if err != nil {
 		return fmt.Errorf("%s: begin transaction: %w", s.d.Name, err)
 	}
+	defer t.endAccess() // after the rollback, if fn failed
 	defer sqlTx.Rollback()
 	t.tx = sqlTx
 	if err := fn(t); err != nil {
 		return err
 	}
 	err = sqlTx.Commit()
-	if t.accessChanged {
-		// Even if the commit failed: it may have committed all the same
-		// (a connection lost after COMMIT), and a stale access cache
-		// costs more than a refill.
-		s.accessGen.Add(1)
-	}
+	// Even if the commit failed: it may have committed all the same
+	// (a connection lost after COMMIT), and a stale access cache costs
+	// more than a refill.
+	t.endAccess()
 	if err != nil {
 		return fmt.Errorf("%s: commit: %w", s.d.Name, err)
 	}

@@ -29,6 +29,7 @@ type tx struct {
 	// that writes a table a data-plane access check reads (writesAccess).
 	accessGen     uint64
 	accessChanged bool
+	accessEnded   bool
 }
 
 var _ keyhold.RoleGenerations = (*tx)(nil)
@@ -40,9 +41,9 @@ func (t *tx) RoleGeneration() uint64 { return t.roleGen }
 
 var _ keyhold.AccessGenerations = (*tx)(nil)
 
-// AccessGeneration returns how many transactions that changed what a
-// data-plane access check reads this store had committed when the
-// transaction began (keyhold.AccessGenerations).
+// AccessGeneration returns the store's access generation when the
+// transaction began, or 0 if a change to access was in flight then
+// (keyhold.AccessGenerations, Store.accessSnapshot).
 func (t *tx) AccessGeneration() uint64 { return t.accessGen }
 
 // accessTables name the tables whose contents a data-plane access check
@@ -74,7 +75,30 @@ func (t *tx) note(query string) {
 	t.s.queries.Add(1)
 	if !t.accessChanged && writesAccess(query) {
 		t.accessChanged = true
+		t.beginAccess()
 	}
+}
+
+// beginAccess counts the transaction as changing access from its first
+// such statement on, before it can commit: busy first, then the
+// generation (see Store.accessSnapshot). Every cached access answer
+// ends here, so a reader that sees the change once committed can't be
+// answered from one.
+func (t *tx) beginAccess() {
+	t.s.accessBusy.Add(1)
+	t.s.accessGen.Add(1)
+}
+
+// endAccess, once the transaction has committed or rolled back, moves
+// the generation again and counts it no longer busy (a no-op for a
+// transaction that changed no access, and after the first call).
+func (t *tx) endAccess() {
+	if !t.accessChanged || t.accessEnded {
+		return
+	}
+	t.accessEnded = true
+	t.s.accessGen.Add(1)
+	t.s.accessBusy.Add(-1)
 }
 
 var _ keyhold.Tx = (*tx)(nil)
