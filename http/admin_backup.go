@@ -215,10 +215,7 @@ func (s *Server) adminOverwrite(kind string) adminHandler {
 			v.Error = msg
 			return renderAdmin(w, status, "overwrite", v)
 		}
-		if len(op.Warnings) > 0 {
-			s.adminNote(v.sess, op.ID, op.Warnings)
-		}
-		nethttp.Redirect(w, r, adminPrefix+"/operations/"+url.PathEscape(op.ID), nethttp.StatusSeeOther)
+		s.toOperation(w, r, v.sess, op)
 		return nil
 	}
 }

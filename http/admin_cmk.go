@@ -232,22 +232,23 @@ func (s *Server) adminPolicyAction(w nethttp.ResponseWriter, r *nethttp.Request,
 		view.Error = msg
 		return renderAdmin(w, status, "policy", view)
 	}
-	if len(op.Warnings) > 0 {
-		s.adminNote(v.sess, op.ID, op.Warnings)
-	}
-	nethttp.Redirect(w, r, adminPrefix+"/operations/"+url.PathEscape(op.ID), nethttp.StatusSeeOther)
+	s.toOperation(w, r, v.sess, op)
 	return nil
 }
 
-// adminNote keeps an operation's warnings in the session, for its page:
-// the service says them once, in the answer that starts it.
-func (s *Server) adminNote(sess *adminSession, opID string, warnings []string) {
-	sess.mu.Lock()
-	defer sess.mu.Unlock()
-	if sess.notes == nil || len(sess.notes) > 32 {
-		sess.notes = map[string][]string{}
+// toOperation sends the browser to the page of an operation a form just
+// started, keeping its warnings in the session for that page first: the
+// service says them once, in the answer that starts it.
+func (s *Server) toOperation(w nethttp.ResponseWriter, r *nethttp.Request, sess *adminSession, op *keyhold.Operation) {
+	if len(op.Warnings) > 0 {
+		sess.mu.Lock()
+		if sess.notes == nil || len(sess.notes) > 32 {
+			sess.notes = map[string][]string{}
+		}
+		sess.notes[op.ID] = op.Warnings
+		sess.mu.Unlock()
 	}
-	sess.notes[opID] = warnings
+	nethttp.Redirect(w, r, adminPrefix+"/operations/"+url.PathEscape(op.ID), nethttp.StatusSeeOther)
 }
 
 type opPageData struct {
