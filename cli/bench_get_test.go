@@ -47,7 +47,7 @@ func TestBenchGetOverHTTPS(t *testing.T) {
 	}
 	const clients, keys = 16, 1000
 	ctx := context.Background()
-	_, b, env := benchSession(t, startServerWith(t, server.Config{MaxConnsPerSource: -1}))
+	_, b, env := envSession(t, startServerWith(t, server.Config{MaxConnsPerSource: -1}), "Bench")
 	ca, err := os.ReadFile(b.CAFile)
 	if err != nil {
 		t.Fatal(err)

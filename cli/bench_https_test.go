@@ -37,7 +37,7 @@ func TestBenchOverHTTPS(t *testing.T) {
 	if d <= 0 {
 		t.Skip("a measurement: set KEYHOLD_BENCH_HTTPS to a duration per load (e.g. 5s) to run it")
 	}
-	s, b, env := benchSession(t, startServerWith(t, server.Config{MaxConnsPerSource: -1}))
+	s, b, env := envSession(t, startServerWith(t, server.Config{MaxConnsPerSource: -1}), "Bench")
 	dur := d.String()
 	bench := func(args ...string) *BenchResult {
 		t.Helper()

@@ -47,11 +47,10 @@ func TestNewCmdBench(t *testing.T) {
 	}
 }
 
-// benchSession signs in to the server whose bootstrap file is given, as
-// its bootstrap application, and creates the Sandbox environment the
-// bench tests load. It returns the session, the bootstrap file and the
-// environment.
-func benchSession(t *testing.T, bootstrap string) (*session, *bootstrapFile, keyhold.Environment) {
+// envSession signs in to the server whose bootstrap file is given, as
+// its bootstrap application, and creates a Sandbox environment named
+// name. It returns the session, the bootstrap file and the environment.
+func envSession(t *testing.T, bootstrap, name string) (*session, *bootstrapFile, keyhold.Environment) {
 	t.Helper()
 	s := &session{t: t, env: testEnv{"KEYHOLD_HOME": t.TempDir()}}
 	s.ok("login", "--bootstrap", bootstrap)
@@ -60,7 +59,7 @@ func benchSession(t *testing.T, bootstrap string) (*session, *bootstrapFile, key
 		t.Fatal(err)
 	}
 	var env keyhold.Environment
-	s.okJSON(&env, "env", "create", "--name", "Bench", "--location", "europe", "--sku", "Sandbox")
+	s.okJSON(&env, "env", "create", "--name", name, "--location", "europe", "--sku", "Sandbox")
 	return s, b, env
 }
 
@@ -68,7 +67,7 @@ func benchSession(t *testing.T, bootstrap string) (*session, *bootstrapFile, key
 // moment, and checks that the counts add up: every put the bench counts
 // as successful is a row on the server, and no more.
 func TestBenchStack(t *testing.T) {
-	s, b, env := benchSession(t, startServer(t))
+	s, b, env := envSession(t, startServer(t), "Bench")
 	ca, err := os.ReadFile(b.CAFile)
 	if err != nil {
 		t.Fatal(err)

@@ -16,11 +16,7 @@ import (
 // fixes, and not the flow that moves; a bad --protected-by or a doubly
 // given environment is refused.
 func TestFlowListProtectedByPlatform(t *testing.T) {
-	bootstrap := startServer(t)
-	s := &session{t: t, env: testEnv{"KEYHOLD_HOME": t.TempDir()}}
-	s.ok("login", "--bootstrap", bootstrap)
-	var env keyhold.Environment
-	s.okJSON(&env, "env", "create", "--name", "Flows CMK", "--location", "europe", "--sku", "Sandbox")
+	s, _, env := envSession(t, startServer(t), "Flows CMK")
 	dir := t.TempDir()
 	write := func(name, kind, child string) string {
 		actions := `"Compose": {"type": "Compose", "inputs": "x", "runAfter": {}}`

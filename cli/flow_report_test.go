@@ -15,11 +15,7 @@ import (
 // without --tenant, with a time that doesn't parse, or with a window the
 // server refuses, it fails saying why.
 func TestFlowReport(t *testing.T) {
-	bootstrap := startServer(t)
-	s := &session{t: t, env: testEnv{"KEYHOLD_HOME": t.TempDir()}}
-	s.ok("login", "--bootstrap", bootstrap)
-	var env keyhold.Environment
-	s.okJSON(&env, "env", "create", "--name", "Report", "--location", "europe", "--sku", "Sandbox")
+	s, _, env := envSession(t, startServer(t), "Report")
 	def := filepath.Join(t.TempDir(), "fail.json")
 	if err := os.WriteFile(def, []byte(`{"$schema": "https://schema.management.azure.com/providers/Microsoft.Logic/schemas/2016-06-01/workflowdefinition.json#", "contentVersion": "1.0.0.0",
   "triggers": {"manual": {"type": "Request", "kind": "Button", "inputs": {"schema": {"type": "object"}}}},
