@@ -14,7 +14,7 @@ import (
 // first Update after arm() — the moment between a data write's key fetch
 // and its writing transaction.
 type triggerStore struct {
-	keyhold.Store
+	sealingStore
 	mu     sync.Mutex
 	before func()
 }
@@ -37,7 +37,7 @@ func (s *triggerStore) Update(ctx context.Context, fn func(keyhold.Tx) error) er
 // the row is sealed under the new epoch.
 func TestPutRowFollowsANewEpoch(t *testing.T) {
 	storetest.ForEachBackend(t, func(t *testing.T, open func(t *testing.T) keyhold.Store) {
-		ts := &triggerStore{Store: open(t)}
+		ts := &triggerStore{sealingStore: sealingStore{open(t)}}
 		f := newFixture(t, ts)
 		e := f.createEnv(t, "moving")
 		if _, err := f.p.PutRow(f.ctx, e.ID, "t", "r", json.RawMessage(`{"v":1}`)); err != nil {
@@ -89,14 +89,4 @@ func TestPutRowFollowsANewEpoch(t *testing.T) {
 			t.Fatalf("GetRow = %+v, %v", got, err)
 		}
 	})
-}
-
-// SetRecordSealer and SealAccessRecords pass through to the wrapped store,
-// which seals access records (keyhold.SealingStore).
-func (s *triggerStore) SetRecordSealer(rs keyhold.RecordSealer, refused func(context.Context, []keyhold.RefusedRecord)) {
-	s.Store.(keyhold.SealingStore).SetRecordSealer(rs, refused)
-}
-
-func (s *triggerStore) SealAccessRecords(ctx context.Context, audit func(keyhold.Tx, string, string) error) (int, int, error) {
-	return s.Store.(keyhold.SealingStore).SealAccessRecords(ctx, audit)
 }

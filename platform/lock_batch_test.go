@@ -18,7 +18,7 @@ import (
 // wrapped keys that go through it: how many queries a health check makes.
 // Everything else goes to the real store.
 type wrappedReadsStore struct {
-	keyhold.Store
+	sealingStore
 	perEnv, perPolicy atomic.Int64
 }
 
@@ -28,14 +28,6 @@ func (s *wrappedReadsStore) View(ctx context.Context, fn func(keyhold.Tx) error)
 
 func (s *wrappedReadsStore) Update(ctx context.Context, fn func(keyhold.Tx) error) error {
 	return s.Store.Update(ctx, func(tx keyhold.Tx) error { return fn(wrappedReadsTx{tx, s}) })
-}
-
-func (s *wrappedReadsStore) SetRecordSealer(r keyhold.RecordSealer, refused func(ctx context.Context, rs []keyhold.RefusedRecord)) {
-	s.Store.(keyhold.SealingStore).SetRecordSealer(r, refused)
-}
-
-func (s *wrappedReadsStore) SealAccessRecords(ctx context.Context, audit func(tx keyhold.Tx, tenantID, target string) error) (int, int, error) {
-	return s.Store.(keyhold.SealingStore).SealAccessRecords(ctx, audit)
 }
 
 type wrappedReadsTx struct {
@@ -80,7 +72,7 @@ func (b *countingBroadcaster) PublishAll(ctx context.Context, msgs []string) err
 // key it held, and every environment is Locked.
 func TestLockBatchOneQueryOneNotify(t *testing.T) {
 	const lockBatchEnvs = 300
-	cs := &wrappedReadsStore{Store: storetest.OpenSQLite(t)}
+	cs := &wrappedReadsStore{sealingStore: sealingStore{storetest.OpenSQLite(t)}}
 	f := newCMKFixture(t, cs, true)
 	local := keyhold.NewLocalBroadcaster()
 	t.Cleanup(func() { local.Close() })

@@ -21,7 +21,7 @@ import (
 // transactions count the rows they reseal and the environments they
 // disable, for when() to look at.
 type lockTrigger struct {
-	keyhold.Store
+	sealingStore
 	reseals  atomic.Int64 // rows resealed (a re-key's moves)
 	disables atomic.Int64 // environments written as Disabled
 
@@ -320,7 +320,7 @@ func TestRekeyPausesWhileLocked(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			fastLockRecheck(t, 2, tc.stepTime)
 			storetest.ForEachBackend(t, func(t *testing.T, open func(t *testing.T) keyhold.Store) {
-				ts := &lockTrigger{Store: open(t)}
+				ts := &lockTrigger{sealingStore: sealingStore{open(t)}}
 				f := newCMKFixture(t, ts, true)
 				v := f.newVault(t, "kv-pause", true)
 				f.newKey(t, v, "k")
@@ -407,7 +407,7 @@ func TestUnlinkPausedBeforeRewrap(t *testing.T) {
 
 func testUnlinkPausedBeforeRewrap(t *testing.T) {
 	storetest.ForEachBackend(t, func(t *testing.T, open func(t *testing.T) keyhold.Store) {
-		ts := &lockTrigger{Store: open(t)}
+		ts := &lockTrigger{sealingStore: sealingStore{open(t)}}
 		f := newCMKFixture(t, ts, true)
 		v := f.newVault(t, "kv-unlink-pause", true)
 		f.newKey(t, v, "k")
@@ -538,14 +538,4 @@ func TestRotationSkipsLockedEnvironments(t *testing.T) {
 			f.check(t, e.ID, contents[i])
 		}
 	})
-}
-
-// SetRecordSealer and SealAccessRecords pass through to the wrapped store,
-// which seals access records (keyhold.SealingStore).
-func (s *lockTrigger) SetRecordSealer(rs keyhold.RecordSealer, refused func(context.Context, []keyhold.RefusedRecord)) {
-	s.Store.(keyhold.SealingStore).SetRecordSealer(rs, refused)
-}
-
-func (s *lockTrigger) SealAccessRecords(ctx context.Context, audit func(keyhold.Tx, string, string) error) (int, int, error) {
-	return s.Store.(keyhold.SealingStore).SealAccessRecords(ctx, audit)
 }

@@ -14,7 +14,7 @@ import (
 // pageStore is a real store that asks for re-key pages of page rows
 // (Tx.ResealPageRows) and records the size of every page written.
 type pageStore struct {
-	keyhold.Store
+	sealingStore
 	page  int
 	mu    sync.Mutex
 	sizes []int
@@ -26,16 +26,6 @@ func (s *pageStore) View(ctx context.Context, fn func(keyhold.Tx) error) error {
 
 func (s *pageStore) Update(ctx context.Context, fn func(keyhold.Tx) error) error {
 	return s.Store.Update(ctx, func(tx keyhold.Tx) error { return fn(pageTx{Tx: tx, s: s}) })
-}
-
-// SetRecordSealer and SealAccessRecords pass through to the wrapped store,
-// as the platform needs them.
-func (s *pageStore) SetRecordSealer(rs keyhold.RecordSealer, refused func(context.Context, []keyhold.RefusedRecord)) {
-	s.Store.(keyhold.SealingStore).SetRecordSealer(rs, refused)
-}
-
-func (s *pageStore) SealAccessRecords(ctx context.Context, audit func(keyhold.Tx, string, string) error) (int, int, error) {
-	return s.Store.(keyhold.SealingStore).SealAccessRecords(ctx, audit)
 }
 
 type pageTx struct {
@@ -60,7 +50,7 @@ func (t pageTx) ResealRows(ctx context.Context, envID string, rs []*keyhold.RowR
 func TestRekeyPagesAsTheStoreAsks(t *testing.T) {
 	fastLockRecheck(t, defaultRekeyBatch, time.Hour)
 	storetest.ForEachBackend(t, func(t *testing.T, open func(t *testing.T) keyhold.Store) {
-		ts := &pageStore{Store: open(t), page: 7}
+		ts := &pageStore{sealingStore: sealingStore{open(t)}, page: 7}
 		f := newCMKFixture(t, ts, false)
 		pol := benchPolicy(t, f, "pol")
 		env := f.managedEnv(t, "e")

@@ -17,7 +17,7 @@ import (
 // to a bound) for a read of a later page of the same epoch to begin: it
 // records whether the re-key read ahead while a page's write was open.
 type readAheadStore struct {
-	keyhold.Store
+	sealingStore
 	once       sync.Once
 	laterRead  chan struct{} // closed at the first ListRows past a cursor
 	readOnce   sync.Once
@@ -30,16 +30,6 @@ func (s *readAheadStore) View(ctx context.Context, fn func(keyhold.Tx) error) er
 
 func (s *readAheadStore) Update(ctx context.Context, fn func(keyhold.Tx) error) error {
 	return s.Store.Update(ctx, func(tx keyhold.Tx) error { return fn(readAheadTx{Tx: tx, s: s}) })
-}
-
-// SetRecordSealer and SealAccessRecords pass through to the wrapped store,
-// as the platform needs them.
-func (s *readAheadStore) SetRecordSealer(rs keyhold.RecordSealer, refused func(context.Context, []keyhold.RefusedRecord)) {
-	s.Store.(keyhold.SealingStore).SetRecordSealer(rs, refused)
-}
-
-func (s *readAheadStore) SealAccessRecords(ctx context.Context, audit func(keyhold.Tx, string, string) error) (int, int, error) {
-	return s.Store.(keyhold.SealingStore).SealAccessRecords(ctx, audit)
 }
 
 type readAheadTx struct {
@@ -90,7 +80,7 @@ func (f *cmkFixture) runLinkSteps(op *keyhold.Operation) error {
 func TestRekeyReadsAheadWhileWriting(t *testing.T) {
 	fastLockRecheck(t, 8, time.Hour)
 	storetest.ForEachBackend(t, func(t *testing.T, open func(t *testing.T) keyhold.Store) {
-		ts := &readAheadStore{Store: open(t), laterRead: make(chan struct{})}
+		ts := &readAheadStore{sealingStore: sealingStore{open(t)}, laterRead: make(chan struct{})}
 		f := newCMKFixture(t, ts, false)
 		pol := benchPolicy(t, f, "pol")
 		env := f.managedEnv(t, "e")
