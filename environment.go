@@ -67,6 +67,19 @@ const (
 	KeyManagedByCustomerViaMicrosoft KeyManagedBy = "CustomerViaMicrosoft"
 )
 
+// EnvironmentGate is the part of an Environment that decides whether it
+// serves: its state, whose key protects it (a BYOK tenant's lock applies
+// to CustomerViaMicrosoft), its tenant and its current epoch. Tx reads it
+// alone where a check runs on a hot path (a flow run's saves); a refusal
+// reads the whole Environment for its message.
+type EnvironmentGate struct {
+	ID           string
+	TenantID     string
+	State        RuntimeState
+	KeyManagedBy KeyManagedBy
+	Epoch        uint32
+}
+
 // Environment is a Dataverse-like environment: a container of tables, rows
 // and files, always encrypted at rest under its environment key (EK).
 //

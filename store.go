@@ -89,6 +89,10 @@ type Tx interface {
 	// data starts with it, so that it is ordered with any change of the
 	// environment (a restore's start) instead of racing it.
 	EnvironmentForWrite(ctx context.Context, id string) (*Environment, error)
+	// EnvironmentGate returns only what decides whether an environment
+	// serves (EnvironmentGate), or CodeEnvironmentNotFound: the check a
+	// flow run makes at each save, where the whole row is not needed.
+	EnvironmentGate(ctx context.Context, id string) (EnvironmentGate, error)
 	ListEnvironments(ctx context.Context, f EnvironmentFilter) ([]*Environment, error)
 	UpdateEnvironment(ctx context.Context, e *Environment) error
 	DeleteEnvironment(ctx context.Context, id string) error

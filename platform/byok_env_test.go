@@ -193,6 +193,15 @@ func TestBYOKTenantLock(t *testing.T) {
 		if f.p.Unwraps() != unwraps {
 			t.Fatal("a locked BYOK key unwrapped")
 		}
+		// The flows' save check reads only the environment's gate, which
+		// says Enabled now: the tenant's lock still refuses it.
+		err = f.store.View(f.ctx, func(tx keyhold.Tx) error {
+			_, err := f.p.Sealer.ServingIn(f.ctx, tx, byok.ID)
+			return err
+		})
+		if keyhold.ErrorCode(err) != keyhold.CodeEnvironmentDisabled || !strings.Contains(keyhold.ErrorMessage(err), "locked the tenant") {
+			t.Fatalf("ServingIn of a locked tenant's environment set Enabled past Keyhold: %v", err)
+		}
 		storetest.Exec(t, f.store, `UPDATE environments SET state = 'Disabled' WHERE id = ?`, byok.ID)
 
 		f.refuse(t, "locking twice", keyhold.CodeConflict, []string{"locked already"}, func() error {

@@ -68,12 +68,24 @@ func servingIn(ctx context.Context, tx keyhold.Tx, rec *crypt.RecordKey, envID s
 // the transaction that writes a run's state, so the check costs no
 // transaction of its own and a lock can't commit between it and the
 // write (see keyhold.EnvironmentSealer).
+//
+// It reads only the environment's gate (keyhold.EnvironmentGate), not
+// the whole row: it runs at every save of a run. A refusal, and a BYOK
+// environment (whose tenant's lock must be read too), go through
+// servingIn.
 func (s *Sealer) ServingIn(ctx context.Context, tx keyhold.Tx, envID string) (uint32, error) {
-	env, err := servingIn(ctx, tx, s.rec, envID)
+	g, err := tx.EnvironmentGate(ctx, envID)
 	if err != nil {
 		return 0, err
 	}
-	return env.Epoch, nil
+	if g.State != keyhold.StateEnabled || g.KeyManagedBy == keyhold.KeyManagedByCustomerViaMicrosoft {
+		env, err := servingIn(ctx, tx, s.rec, envID)
+		if err != nil {
+			return 0, err
+		}
+		return env.Epoch, nil
+	}
+	return g.Epoch, nil
 }
 
 // SealUnder seals an item under epoch (keyhold.PlatformEpoch: the platform

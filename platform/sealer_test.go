@@ -82,14 +82,31 @@ func TestSealerRefusesLocked(t *testing.T) {
 			wantCode(t, err, code)
 			_, err = s.Open(ctx, env.ID, keyhold.StoreRuns, "flow-1/run-1", 3, epoch, ct)
 			wantCode(t, err, code)
+			wantCode(t, checkServingIn(t, f, env.ID), code)
 			if pt, err := s.OpenPlatform(ctx, env.ID, keyhold.StoreConnections, "shared_http/c1", 1, pct); err != nil || string(pt) != "api-key" {
 				t.Fatalf("OpenPlatform while %s = %q, %v", st, pt, err)
 			}
 		}
 		setState(keyhold.StateEnabled)
+		if err := checkServingIn(t, f, env.ID); err != nil {
+			t.Fatalf("ServingIn after enabling: %v", err)
+		}
 		if pt, err := s.Open(ctx, env.ID, keyhold.StoreRuns, "flow-1/run-1", 3, epoch, ct); err != nil || string(pt) != "state" {
 			t.Fatalf("Open after enabling = %q, %v", pt, err)
 		}
+	})
+}
+
+// checkServingIn runs the flows' save check (Sealer.ServingIn) in a read
+// transaction of its own and checks the epoch it answers.
+func checkServingIn(t *testing.T, f *fixture, envID string) error {
+	t.Helper()
+	return f.store.View(f.ctx, func(tx keyhold.Tx) error {
+		epoch, err := f.p.Sealer.ServingIn(f.ctx, tx, envID)
+		if err == nil && epoch != f.env(t, envID).Epoch {
+			t.Errorf("ServingIn answered epoch %d, the environment is at %d", epoch, f.env(t, envID).Epoch)
+		}
+		return err
 	})
 }
 

@@ -81,6 +81,24 @@ func (t *tx) Environment(ctx context.Context, id string) (*keyhold.Environment, 
 	return e, nil
 }
 
+// EnvironmentGate returns the columns that decide whether an environment
+// serves (keyhold.EnvironmentGate), or CodeEnvironmentNotFound.
+func (t *tx) EnvironmentGate(ctx context.Context, id string) (keyhold.EnvironmentGate, error) {
+	g, err := get(t, ctx, "get environment gate", scanGate, `SELECT id, tenant_id, state, key_managed_by, epoch FROM environments WHERE id = ?`, id)
+	if err != nil {
+		return keyhold.EnvironmentGate{}, notFound(err, envNotFound(id))
+	}
+	return g, nil
+}
+
+func scanGate(sc scanner) (keyhold.EnvironmentGate, error) {
+	var g keyhold.EnvironmentGate
+	var state, kmb string
+	err := sc.Scan(&g.ID, &g.TenantID, &state, &kmb, u32Col{&g.Epoch})
+	g.State, g.KeyManagedBy = keyhold.RuntimeState(state), keyhold.KeyManagedBy(kmb)
+	return g, err
+}
+
 // EnvironmentForWrite returns an environment, or CodeEnvironmentNotFound,
 // and holds its row until the transaction ends (keyhold.Tx). On SQLite,
 // whose write transactions take turns, reading it is enough.

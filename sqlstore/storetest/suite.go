@@ -590,6 +590,11 @@ func testEnvironments(t *testing.T, s keyhold.Store) {
 			return err
 		}
 		equal(t, "Environment(e3)", got, e3)
+		g, err := tx.EnvironmentGate(ctx, "e3")
+		if err != nil {
+			return err
+		}
+		equal(t, "EnvironmentGate(e3)", g, keyhold.EnvironmentGate{ID: "e3", TenantID: "t1", State: keyhold.StateAdminMode, KeyManagedBy: keyhold.KeyManagedByCustomer, Epoch: 7})
 		l, err := tx.ListEnvironments(ctx, keyhold.EnvironmentFilter{TenantID: "t1"})
 		if err != nil {
 			return err
@@ -614,6 +619,8 @@ func testEnvironments(t *testing.T, s keyhold.Store) {
 		}
 		_, err = tx.Environment(ctx, "e9")
 		wantCode(t, "Environment(missing)", err, keyhold.CodeEnvironmentNotFound, "e9")
+		_, err = tx.EnvironmentGate(ctx, "e9")
+		wantCode(t, "EnvironmentGate(missing)", err, keyhold.CodeEnvironmentNotFound, "e9")
 		return nil
 	})
 	err := tryUpdate(s, func(tx keyhold.Tx) error { return tx.CreateEnvironment(ctx, env("e1", "t1")) })
@@ -647,6 +654,11 @@ func testUpdateEnvironment(t *testing.T, s keyhold.Store) {
 			return err
 		}
 		equal(t, "Environment after update", got, &want)
+		g, err := tx.EnvironmentGate(ctx, "e1")
+		if err != nil {
+			return err
+		}
+		equal(t, "EnvironmentGate after update", g, keyhold.EnvironmentGate{ID: "e1", TenantID: "t1", State: keyhold.StateLocked, KeyManagedBy: keyhold.KeyManagedByCustomer, Epoch: 2})
 		return nil
 	})
 
