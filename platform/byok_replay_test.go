@@ -4,7 +4,6 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"slices"
 	"sort"
 	"strings"
 	"testing"
@@ -97,10 +96,9 @@ func (f *fixture) byokSnapshot(t *testing.T) string {
 }
 
 // refusedAll runs each try and checks that it is refused with
-// CodeRecordIntegrity, audited (integrity.refused) unless named in
-// unaudited (the data plane's reads and writes refuse without an entry
-// each), and that nothing changed.
-func (f *fixture) refusedAll(t *testing.T, what string, tries map[string]func() error, unaudited ...string) {
+// CodeRecordIntegrity, audited (integrity.refused), and that nothing
+// changed.
+func (f *fixture) refusedAll(t *testing.T, what string, tries map[string]func() error) {
 	t.Helper()
 	before := f.byokSnapshot(t)
 	for name, try := range tries {
@@ -109,7 +107,7 @@ func (f *fixture) refusedAll(t *testing.T, what string, tries map[string]func() 
 		if keyhold.ErrorCode(err) != keyhold.CodeRecordIntegrity || !strings.Contains(keyhold.ErrorMessage(err), "outside Keyhold") {
 			t.Errorf("%s after %s: %v, want %s", name, what, err, keyhold.CodeRecordIntegrity)
 		}
-		if n := f.auditCount(t, auditIntegrity); n <= refused && !slices.Contains(unaudited, name) {
+		if n := f.auditCount(t, auditIntegrity); n <= refused {
 			t.Errorf("%s after %s: no %s audit entry", name, what, auditIntegrity)
 		}
 		if got := f.byokSnapshot(t); got != before {
@@ -150,15 +148,45 @@ func TestBYOKLockRowReplay(t *testing.T) {
 		f.refusedAll(t, "the pre-lock row put back", map[string]func() error{
 			"read":   func() error { _, err := f.p.GetRow(f.ctx, env.ID, "t", "r"); return err },
 			"write":  func() error { _, err := f.p.PutRow(f.ctx, env.ID, "t", "r2", json.RawMessage(`{}`)); return err },
+			"delete": func() error { return f.p.DeleteRow(f.ctx, env.ID, "t", "r") },
+			"list":   func() error { _, err := f.p.ListRows(f.ctx, env.ID, "t", keyhold.RowQuery{}); return err },
+			"upload": func() error {
+				_, err := f.p.PutFile(f.ctx, env.ID, "f.bin", strings.NewReader("data"))
+				return err
+			},
+			"file":   func() error { _, _, err := f.p.OpenFile(f.ctx, env.ID, "f.bin"); return err },
 			"apply":  func() error { _, err := f.p.ApplyBYOK(f.ctx, plain.ID); return err },
 			"unlock": func() error { _, err := f.p.UnlockBYOKTenant(f.ctx, up); return err },
 			"lock":   func() error { _, err := f.p.LockBYOKTenant(f.ctx); return err },
 			"create": func() error {
 				return f.p.CreateEnvironment(f.ctx, &keyhold.Environment{DisplayName: "new", Location: "europe", SKU: keyhold.SKUProduction})
 			},
-		}, "read", "write")
+		})
 		if f.p.Unwraps() != unwraps {
 			t.Fatal("a BYOK key unwrapped under a put-back lock row")
+		}
+		// The data plane's refusals are audited at most once a minute
+		// for each environment and kind of request: a refused read
+		// repeated adds no entry within the minute, and the next entry
+		// counts those it left out.
+		entries := f.auditCount(t, auditIntegrity)
+		for range 5 {
+			if _, err := f.p.GetRow(f.ctx, env.ID, "t", "r"); keyhold.ErrorCode(err) != keyhold.CodeRecordIntegrity {
+				t.Fatalf("a read repeated under the put-back row: %v", err)
+			}
+		}
+		if n := f.auditCount(t, auditIntegrity); n != entries {
+			t.Fatalf("5 refused reads within the minute wrote %d audit entries, want none", n-entries)
+		}
+		f.clock.Advance(dataTamperEvery)
+		if _, err := f.p.GetRow(f.ctx, env.ID, "t", "r"); keyhold.ErrorCode(err) != keyhold.CodeRecordIntegrity {
+			t.Fatalf("a read a minute later: %v", err)
+		}
+		if n := f.auditCount(t, auditIntegrity); n != entries+1 {
+			t.Fatalf("a refused read a minute later wrote %d audit entries, want 1", n-entries)
+		}
+		if last := f.lastAudit(t, auditIntegrity); !strings.Contains(last.Detail, "a row read of environment "+env.ID) || !strings.Contains(last.Detail, "and 5 more refused since the last entry") {
+			t.Fatalf("the entry a minute later: %q", last.Detail)
 		}
 		if _, err := f.p.storeKey(context.Background(), env.ID, 1, "rows"); keyhold.ErrorCode(err) != keyhold.CodeRecordIntegrity {
 			t.Fatalf("unwrapping the environment's key under a put-back lock row: %v", err)

@@ -1,10 +1,12 @@
 package platform
 
 import (
+	"cmp"
 	"context"
 	"database/sql"
 	"encoding/hex"
 	"fmt"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -53,15 +55,30 @@ func execSQL(t *testing.T, db *sql.DB, qs ...string) {
 // prefix.
 func (f *fixture) auditCount(t *testing.T, prefix string) int {
 	t.Helper()
-	var n int
-	if err := f.store.View(context.Background(), func(tx keyhold.Tx) error {
-		es, err := tx.ListAudit(context.Background(), keyhold.AuditFilter{TenantID: f.creds.TenantID, ActionPrefixes: []string{prefix}, Limit: 10000})
-		n = len(es)
+	return len(f.auditEntries(t, prefix))
+}
+
+// lastAudit returns the newest of the tenant's audit entries whose action
+// starts with prefix.
+func (f *fixture) lastAudit(t *testing.T, prefix string) *keyhold.AuditEntry {
+	t.Helper()
+	es := f.auditEntries(t, prefix)
+	if len(es) == 0 {
+		t.Fatalf("no %s audit entry", prefix)
+	}
+	return slices.MaxFunc(es, func(a, b *keyhold.AuditEntry) int { return cmp.Compare(a.ID, b.ID) })
+}
+
+func (f *fixture) auditEntries(t *testing.T, prefix string) []*keyhold.AuditEntry {
+	t.Helper()
+	var es []*keyhold.AuditEntry
+	if err := f.store.View(context.Background(), func(tx keyhold.Tx) (err error) {
+		es, err = tx.ListAudit(context.Background(), keyhold.AuditFilter{TenantID: f.creds.TenantID, ActionPrefixes: []string{prefix}, Limit: 10000})
 		return err
 	}); err != nil {
 		t.Fatal(err)
 	}
-	return n
+	return es
 }
 
 // TestBYOKKeysSealed: a tenant's BYOK key rows are sealed under the master

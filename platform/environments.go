@@ -20,6 +20,9 @@ type Environments struct {
 	// roles caches administrators' roles for the data plane's checks
 	// (rolecache.go).
 	roles roleCache
+	// tamper bounds the audit of the data plane's integrity refusals
+	// (datatamper.go).
+	tamper dataTamperLimit
 }
 
 // firstEpoch is the EK epoch of a new environment.

@@ -51,6 +51,7 @@ func (p *Environments) PutFile(ctx context.Context, envID, name string, r io.Rea
 		return nil
 	})
 	if err != nil {
+		p.auditDataTamper(ctx, id, envID, tamperFileUpload, err)
 		return nil, err
 	}
 	r = byokFileCap(env, r, p.byokCap) // the legacy BYOK key covers files up to a cap (byok_limits.go)
@@ -127,6 +128,7 @@ func (p *Environments) PutFile(ctx context.Context, envID, name string, r io.Rea
 		return auditData(ctx, p.core, tx, id, "file.put", fileTarget(envID, name), cenv, fmt.Sprintf("%d bytes", rec.Size))
 	})
 	if err != nil {
+		p.auditDataTamper(ctx, id, envID, tamperFileUpload, err)
 		return nil, err
 	}
 	committed = true
@@ -228,6 +230,7 @@ func (p *Environments) OpenFile(ctx context.Context, envID, name string) (*keyho
 	if keyhold.ErrorCode(err) == keyhold.CodeFileNotFound {
 		return nil, nil, keyhold.Errorf(keyhold.CodeFileNotFound, "file %q was not found in environment %s", name, envID)
 	} else if err != nil {
+		p.auditDataTamper(ctx, id, envID, tamperFileRead, err)
 		return nil, nil, err
 	}
 	sk, err := p.storeKey(ctx, envID, rec.Epoch, keyhold.StoreFiles)

@@ -113,6 +113,7 @@ func (p *Environments) PutRow(ctx context.Context, envID, table, rowID string, d
 		}
 	}
 	if err != nil {
+		p.auditDataTamper(ctx, id, envID, tamperRowWrite, err)
 		return nil, err
 	}
 	return &keyhold.Row{EnvID: rec.EnvID, Table: table, ID: rowID, Data: data, Version: rec.Version, UpdatedAt: rec.UpdatedAt}, nil
@@ -171,6 +172,7 @@ func (p *Environments) GetRow(ctx context.Context, envID, table, rowID string) (
 	if keyhold.ErrorCode(err) == keyhold.CodeRowNotFound {
 		return nil, keyhold.Errorf(keyhold.CodeRowNotFound, "row %q was not found in table %q of environment %s", rowID, table, envID)
 	} else if err != nil {
+		p.auditDataTamper(ctx, id, envID, tamperRowRead, err)
 		return nil, err
 	}
 	sk, err := p.storeKey(ctx, envID, rec.Epoch, keyhold.StoreRows)
@@ -209,5 +211,6 @@ func (p *Environments) DeleteRow(ctx context.Context, envID, table, rowID string
 	if keyhold.ErrorCode(err) == keyhold.CodeRowNotFound || keyhold.ErrorCode(err) == keyhold.CodeNotFound {
 		return keyhold.Errorf(keyhold.CodeRowNotFound, "row %q was not found in table %q of environment %s", rowID, table, envID)
 	}
+	p.auditDataTamper(ctx, id, envID, tamperRowDelete, err)
 	return err
 }

@@ -58,6 +58,7 @@ func (p *Environments) ListRows(ctx context.Context, envID, table string, q keyh
 			return err
 		})
 		if err != nil {
+			p.auditDataTamper(ctx, id, envID, tamperRowList, err)
 			return nil, err
 		}
 		for i, rec := range recs {
