@@ -49,6 +49,23 @@ type BYOKKEKService interface {
 	BYOKKEK(ctx context.Context) (*BYOKKEK, error)
 }
 
+// BYOKAnchor keeps each tenant's BYOK generation (BYOKTenant.Generation)
+// outside the database, where whoever writes the database can't roll it
+// back with it: a monotonic counter per tenant, in the PKCS#11 token
+// (package vault implements it with its BYOKToken). The platform raises
+// it after every committed write of the tenant's BYOK state and refuses
+// to wrap or unwrap under a BYOK key while the database's generation is
+// below it (all of a tenant's BYOK rows, or the whole database, put back
+// from an earlier snapshot).
+type BYOKAnchor interface {
+	// BYOKGeneration returns the largest generation recorded for tenant,
+	// 0 if none.
+	BYOKGeneration(ctx context.Context, tenantID string) (int64, error)
+	// RaiseBYOKGeneration records gen for tenant unless a larger one is
+	// recorded: it never lowers the count.
+	RaiseBYOKGeneration(ctx context.Context, tenantID string, gen int64) error
+}
+
 // BYOKToken is the PKCS#11 token as the platform's BYOK service uses it
 // (package vault implements it over its token; the platform never sees
 // the token itself). A ref is the token's opaque name of a private key

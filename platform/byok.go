@@ -31,6 +31,9 @@ type BYOK struct {
 	// token holds KEKs and the keys uploaded as transfer blobs (nil: no
 	// PKCS#11 token): byok_transfer.go.
 	token keyhold.BYOKToken
+	// anchor keeps the tenants' BYOK generations in the token
+	// (byok_anchor.go); without a token it checks nothing.
+	anchor byokAnchor
 }
 
 // Audit actions of BYOK keys.
@@ -174,7 +177,9 @@ func (b *BYOK) install(ctx context.Context, id *keyhold.Identity, priv *rsa.Priv
 // generation and the upload of a transfer blob (byok_transfer.go) all
 // store their key through it.
 func (b *BYOK) addKey(ctx context.Context, id *keyhold.Identity, k *keyhold.BYOKKey, action, detail string) error {
+	committed := byokCommitted{}
 	err := b.store.Update(ctx, func(tx keyhold.Tx) error {
+		clear(committed)
 		s, err := adminBYOKSet(ctx, tx, b.rec, id) // byok_seal.go
 		if err != nil {
 			return err
@@ -191,10 +196,14 @@ func (b *BYOK) addKey(ctx context.Context, id *keyhold.Identity, k *keyhold.BYOK
 		if err := s.commit(ctx, tx, b.rec, k); err != nil { // byok_seal.go
 			return err
 		}
+		committed.add(s)
 		return b.audit(ctx, tx, id, action, byokTarget(k.TenantID, k.ID), "", detail)
 	})
 	if isTamper(err) {
 		b.auditTamper(ctx, id.TenantID, byokTarget(id.TenantID, ""), "adding a BYOK key by "+id.PrincipalID, err)
+	}
+	if err == nil {
+		b.raiseGenerations(ctx, committed)
 	}
 	return err
 }
@@ -207,7 +216,9 @@ func (b *BYOK) ActivateBYOKKey(ctx context.Context, keyID string) (*keyhold.BYOK
 		return nil, err
 	}
 	var out *keyhold.BYOKKey
+	committed := byokCommitted{}
 	err = b.store.Update(ctx, func(tx keyhold.Tx) error {
+		clear(committed)
 		set, err := adminBYOKSet(ctx, tx, b.rec, id) // byok_seal.go
 		if err != nil {
 			return err
@@ -249,6 +260,7 @@ func (b *BYOK) ActivateBYOKKey(ctx context.Context, keyID string) (*keyhold.BYOK
 		if err := set.commit(ctx, tx, b.rec, nil); err != nil {
 			return err
 		}
+		committed.add(set)
 		// The tenant's environments under older keys move to this one
 		// (byok_rewrap.go).
 		op, err := b.startBYOKRewrap(ctx, tx, id, k)
@@ -270,6 +282,7 @@ func (b *BYOK) ActivateBYOKKey(ctx context.Context, keyID string) (*keyhold.BYOK
 	if err != nil {
 		return nil, err
 	}
+	b.raiseGenerations(ctx, committed)
 	if out.RewrapOperationID != "" {
 		b.ops.Kick()
 	}

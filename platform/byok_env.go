@@ -61,6 +61,12 @@ func (w *byokWrapper) key(ctx context.Context, kid string) (*byokOpened, error) 
 		if err != nil {
 			return err
 		}
+		// Nor under rows all put back together, or a database rolled
+		// back, to before the generation the token recorded
+		// (byok_anchor.go).
+		if err := w.b.anchor.check(ctx, w.tenant, s.st.Generation); err != nil {
+			return err
+		}
 		if !s.st.LockedAt.IsZero() {
 			return errBYOKLocked(s.st, "")
 		}
@@ -246,7 +252,9 @@ func (b *BYOK) LockBYOKTenant(ctx context.Context) ([]string, error) {
 		return nil, err
 	}
 	var disabled []string
+	committed := byokCommitted{}
 	err = b.store.Update(ctx, func(tx keyhold.Tx) error {
+		clear(committed)
 		disabled = nil
 		set, err := adminBYOKSet(ctx, tx, b.rec, id) // byok_seal.go
 		if err != nil {
@@ -284,6 +292,7 @@ func (b *BYOK) LockBYOKTenant(ctx context.Context) ([]string, error) {
 		if err := set.commit(ctx, tx, b.rec, nil); err != nil {
 			return err
 		}
+		committed.add(set)
 		return b.audit(ctx, tx, id, auditBYOKLock, byokTarget(id.TenantID, ""), "", fmt.Sprintf("%d environments disabled", len(disabled)))
 	})
 	if isTamper(err) {
@@ -292,6 +301,7 @@ func (b *BYOK) LockBYOKTenant(ctx context.Context) ([]string, error) {
 	if err != nil {
 		return nil, err
 	}
+	b.raiseGenerations(ctx, committed) // a roll-back to before the lock unlocks nothing
 	// After the commit: a key unwrapped before it leaves every cache.
 	for _, e := range disabled {
 		b.DropKeys(e)
@@ -317,7 +327,9 @@ func (b *BYOK) UnlockBYOKTenant(ctx context.Context, up keyhold.BYOKUpload) ([]s
 		return nil, err
 	}
 	var enabled []string
+	committed := byokCommitted{}
 	err = b.store.Update(ctx, func(tx keyhold.Tx) error {
+		clear(committed)
 		enabled = nil
 		set, err := adminBYOKSet(ctx, tx, b.rec, id) // byok_seal.go
 		if err != nil {
@@ -364,6 +376,7 @@ func (b *BYOK) UnlockBYOKTenant(ctx context.Context, up keyhold.BYOKUpload) ([]s
 		if err := set.commit(ctx, tx, b.rec, nil); err != nil {
 			return err
 		}
+		committed.add(set)
 		return b.audit(ctx, tx, id, auditBYOKUnlock, byokTarget(id.TenantID, ""), "", fmt.Sprintf("unlocked with the Active key (thumbprint %s); %d environments enabled", thumb, len(enabled)))
 	})
 	if isTamper(err) {
@@ -372,6 +385,7 @@ func (b *BYOK) UnlockBYOKTenant(ctx context.Context, up keyhold.BYOKUpload) ([]s
 	if err != nil {
 		return nil, err
 	}
+	b.raiseGenerations(ctx, committed)
 	// A rewrap paused by the lock (byok_rewrap.go) goes on now.
 	if b.ops != nil {
 		if _, rerr := b.ops.Resume(ctx, byokRewrapTarget(id.TenantID)); rerr != nil {

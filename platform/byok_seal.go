@@ -217,8 +217,10 @@ func byokTenantIn(ctx context.Context, tx keyhold.Tx, rec *crypt.RecordKey, tena
 func (b *BYOK) sealBYOKAtStart(ctx context.Context) (int, error) {
 	var sealed, left int
 	var marker error
+	committed := byokCommitted{}
 	run := func(tx keyhold.Tx) error {
 		sealed, left, marker = 0, 0, nil
+		clear(committed)
 		m, err := tx.BYOKSealMarker(ctx)
 		if err != nil {
 			return err
@@ -248,6 +250,12 @@ func (b *BYOK) sealBYOKAtStart(ctx context.Context) (int, error) {
 				continue // sealed by this version already
 			}
 			what, ok := b.legacyBYOK(s, anyKey, anyState)
+			if ok && b.anchor.recorded(ctx, s.st.TenantID) {
+				// The token recorded a generation of this tenant: its
+				// rows were sealed by this version before, so these
+				// were stripped outside Keyhold (byok_anchor.go).
+				ok = false
+			}
 			if !ok {
 				left++
 				continue
@@ -255,6 +263,7 @@ func (b *BYOK) sealBYOKAtStart(ctx context.Context) (int, error) {
 			if err := s.commit(ctx, tx, b.rec, nil); err != nil {
 				return err
 			}
+			committed.add(s)
 			if _, err := keyhold.Audit(ctx, tx, keyhold.AuditEntry{At: b.clock.Now(), TenantID: s.st.TenantID, ActorID: systemActorID,
 				Action: "integrity.seal", Target: byokTarget(s.st.TenantID, ""),
 				Detail: "BYOK rows sealed once, at the first start after the upgrade to sealed BYOK generations: " + what}); err != nil {
@@ -273,6 +282,7 @@ func (b *BYOK) sealBYOKAtStart(ctx context.Context) (int, error) {
 	if err != nil {
 		return 0, fmt.Errorf("sealing the BYOK rows written before this version: %w", err)
 	}
+	b.raiseGenerations(ctx, committed)
 	if sealed > 0 {
 		b.log.WarnContext(ctx, "platform: sealed the BYOK rows written before this version, once; check the audit entries integrity.seal if the database may have been written by others before the upgrade", "tenants", sealed)
 	}

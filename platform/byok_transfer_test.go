@@ -17,9 +17,11 @@ import (
 
 	"github.com/keyhold/keyhold"
 	"github.com/keyhold/keyhold/crypt"
+	"github.com/keyhold/keyhold/hsm"
 	"github.com/keyhold/keyhold/hsm/hsmtest"
 	"github.com/keyhold/keyhold/sqlstore/storetest"
 	"github.com/keyhold/keyhold/vault"
+	"github.com/miekg/pkcs11"
 )
 
 // byokHSM gives the fixture's BYOK service the shared SoftHSM2 token,
@@ -33,11 +35,13 @@ func (f *cmkFixture) byokHSM(t testing.TB) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { kv.Close() })
-	f.p.BYOK.token = vault.BYOKToken(kv)
+	f.p.BYOK.setToken(vault.BYOKToken(kv))
 }
 
 // tokenObjects counts the objects SoftHSM2 keeps in files in the token's
-// directory (the token's own file aside).
+// directory (the token's own file aside), less the BYOK generation
+// counters (byok_anchor.go), which each tenant keeps from its first BYOK
+// write on.
 func tokenObjects(t testing.TB) int {
 	t.Helper()
 	n := 0
@@ -47,6 +51,22 @@ func tokenObjects(t testing.TB) int {
 		}
 		return nil
 	})
+	tok, err := hsm.Open(hsmtest.Token(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tok.Close()
+	if err := tok.Do(func(ctx *pkcs11.Ctx, sh pkcs11.SessionHandle) error {
+		if err := ctx.FindObjectsInit(sh, []*pkcs11.Attribute{pkcs11.NewAttribute(pkcs11.CKA_CLASS, pkcs11.CKO_DATA)}); err != nil {
+			return err
+		}
+		defer ctx.FindObjectsFinal(sh)
+		hs, _, err := ctx.FindObjects(sh, 10000)
+		n -= len(hs)
+		return err
+	}); err != nil {
+		t.Fatal(err)
+	}
 	return n
 }
 

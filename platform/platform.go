@@ -208,7 +208,7 @@ func Open(ctx context.Context, cfg Config) (*Platform, error) {
 	}
 	pl := assemble(p)
 	pl.BYOK.master = cfg.MasterKey.Clone() // seals tenants' BYOK keys (byok.go)
-	pl.BYOK.token = cfg.BYOKToken          // holds transfer-blob keys (byok_transfer.go)
+	pl.BYOK.setToken(cfg.BYOKToken)        // holds transfer-blob keys (byok_transfer.go) and the generations (byok_anchor.go)
 	// BYOK rows from before migration 0053, sealed once (byok_seal.go).
 	if _, err := pl.BYOK.sealBYOKAtStart(ctx); err != nil {
 		return nil, err

@@ -7,6 +7,8 @@ import (
 	"encoding/hex"
 	"encoding/pem"
 	"errors"
+	"fmt"
+	"math"
 	"strings"
 	"sync"
 
@@ -43,6 +45,35 @@ func BYOKToken(s *Service) keyhold.BYOKToken {
 		return nil
 	}
 	return &byokToken{t: s.hsm, base: s.base}
+}
+
+var _ keyhold.BYOKAnchor = (*byokToken)(nil)
+
+// byokGenerationLabel is the CKA_LABEL of tenant's BYOK generation
+// counter (hsm.Token.RaiseCounter).
+func byokGenerationLabel(tenantID string) string { return "keyhold-byok-generation/" + tenantID }
+
+// BYOKGeneration returns tenant's BYOK generation as the token records it
+// (keyhold.BYOKAnchor).
+func (b *byokToken) BYOKGeneration(_ context.Context, tenantID string) (int64, error) {
+	v, err := b.t.Counter(byokGenerationLabel(tenantID))
+	if err != nil {
+		return 0, err
+	}
+	if v > math.MaxInt64 {
+		return 0, fmt.Errorf("vault: the PKCS#11 token's BYOK generation of tenant %s is out of range: the counter was not written by Keyhold", tenantID)
+	}
+	return int64(v), nil
+}
+
+// RaiseBYOKGeneration raises tenant's BYOK generation in the token to gen
+// (keyhold.BYOKAnchor).
+func (b *byokToken) RaiseBYOKGeneration(_ context.Context, tenantID string, gen int64) error {
+	if gen < 0 {
+		return fmt.Errorf("vault: BYOK generation %d of tenant %s is negative", gen, tenantID)
+	}
+	_, err := b.t.RaiseCounter(byokGenerationLabel(tenantID), uint64(gen))
+	return err
 }
 
 // errBYOKBlob is the refusal of a transfer blob uploaded as a BYOK key.

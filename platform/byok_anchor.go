@@ -1,0 +1,108 @@
+package platform
+
+import (
+	"context"
+
+	"github.com/keyhold/keyhold"
+)
+
+// The BYOK generations outside the database (keyhold.BYOKAnchor). Each
+// tenant's BYOK rows carry a generation that every write moves on
+// (byokSet.commit), so no row of an earlier write fits the others; but
+// all of a tenant's rows put back together from one earlier write, or the
+// whole database rolled back to an older snapshot, are consistent, and
+// would undo a lock or a crypto-shred. With a PKCS#11 token, the token
+// keeps each tenant's generation too: raised after every committed write
+// (raiseGenerations), and compared before the BYOK key wraps or unwraps
+// anything (byokWrapper.key). A database generation below the token's is
+// refused as a record changed outside Keyhold (CodeRecordIntegrity,
+// audited): nothing is wrapped or unwrapped under the tenant's BYOK key,
+// so none of its environments' data opens. A database generation above
+// the token's is one this server wrote (its seal says so) and whose raise
+// was lost (a crash after the commit, a token error): the token is
+// raised to it.
+//
+// Without a token there is no anchor, and the limit stands
+// (docs/architecture.md, "Threat model").
+
+// setToken gives b the PKCS#11 token (nil: none), which holds the keys
+// uploaded as transfer blobs and, if it is a keyhold.BYOKAnchor, the
+// tenants' generations.
+func (b *BYOK) setToken(t keyhold.BYOKToken) {
+	b.token = t
+	b.anchor = byokAnchor{}
+	if a, ok := t.(keyhold.BYOKAnchor); ok {
+		b.anchor.a = a
+	}
+}
+
+// byokAnchor checks and raises tenants' generations in the token. It
+// reads the token at every check: a check runs only when a BYOK key is
+// about to wrap or unwrap (a key cache's miss, already an RSA operation),
+// and another replica on the same token may have raised it since.
+type byokAnchor struct {
+	a keyhold.BYOKAnchor // nil: no token, every check passes
+}
+
+// check refuses tenant's BYOK set at generation gen if the token holds a
+// later one, and raises the token to gen if it holds an earlier one.
+func (x *byokAnchor) check(ctx context.Context, tenant string, gen int64) error {
+	if x == nil || x.a == nil {
+		return nil
+	}
+	known, err := x.a.BYOKGeneration(ctx, tenant)
+	if err != nil {
+		return keyhold.Errorf(keyhold.CodeServiceUnavailable, "the PKCS#11 token that keeps tenant %s's BYOK generation could not be read: nothing is wrapped or unwrapped under its BYOK key until it can; retry later", tenant).WithCause(err)
+	}
+	switch {
+	case gen < known:
+		return keyhold.Errorf(keyhold.CodeRecordIntegrity,
+			"the BYOK records of tenant %s are at generation %d, but the PKCS#11 token recorded generation %d: they were put back from an earlier copy, outside Keyhold (the database or the tenant's BYOK rows restored from an older snapshot); nothing is wrapped or unwrapped under its BYOK key. Restore the database from its latest copy, or ask the operator",
+			tenant, gen, known)
+	case gen > known:
+		return x.raise(ctx, tenant, gen)
+	}
+	return nil
+}
+
+// recorded says whether the token recorded a generation of tenant (or
+// can't be read: then it is taken as recorded). Rows the one-time sealing
+// at start-up would seal (sealBYOKAtStart) are not sealed then: this
+// version sealed the tenant's rows before, so seals stripped from them
+// are not put back, even with the "sealing done" marker deleted and the
+// generation column set past the token's.
+func (x *byokAnchor) recorded(ctx context.Context, tenant string) bool {
+	if x == nil || x.a == nil {
+		return false
+	}
+	g, err := x.a.BYOKGeneration(ctx, tenant)
+	return err != nil || g > 0
+}
+
+// raise records gen as tenant's generation in the token.
+func (x *byokAnchor) raise(ctx context.Context, tenant string, gen int64) error {
+	if x == nil || x.a == nil {
+		return nil
+	}
+	return x.a.RaiseBYOKGeneration(ctx, tenant, gen)
+}
+
+// byokCommitted collects, in a transaction, the BYOK generations it
+// writes (byokSet.commit), for raiseGenerations once it has committed.
+// Each attempt of a retried transaction clears it first.
+type byokCommitted map[string]int64
+
+func (c byokCommitted) add(s *byokSet) { c[s.st.TenantID] = s.st.Generation }
+
+// raiseGenerations raises the token's generations to those a committed
+// transaction wrote. A failure is logged, not returned: the write
+// committed, and the next use of the tenant's key raises the token again
+// (byokAnchor.check); until then, a roll-back to the generation before
+// is not told apart.
+func (b *BYOK) raiseGenerations(ctx context.Context, c byokCommitted) {
+	for tenant, gen := range c {
+		if err := b.anchor.raise(context.WithoutCancel(ctx), tenant, gen); err != nil {
+			b.log.ErrorContext(ctx, "recording the tenant's BYOK generation in the PKCS#11 token failed: a roll-back of its BYOK records to the generation before is not detected until the next use of its key records it", "tenant", tenant, "generation", gen, "err", err)
+		}
+	}
+}
