@@ -1,6 +1,9 @@
 package hsm_test
 
 import (
+	"crypto/rand"
+	"crypto/rsa"
+	"crypto/sha256"
 	"encoding/binary"
 	"testing"
 
@@ -111,4 +114,62 @@ func TestCounter(t *testing.T) {
 	if v, err := tok2.Counter(label); err != nil || v != 10 {
 		t.Fatalf("Counter from a second login = %d, %v; want 10", v, err)
 	}
+}
+
+// BenchmarkCounter: what the BYOK anchor adds to each use of a BYOK key
+// (a read of the tenant's counter in the token, and a raise after each
+// write of its BYOK state), against the use itself: an RSA-2048
+// OAEP-SHA256 decryption in software, the cheapest a BYOK unwrap can be.
+//
+//	go test -run '^$' -bench Counter ./hsm/
+func BenchmarkCounter(b *testing.B) {
+	tok, err := hsm.Open(hsmtest.Token(b))
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer tok.Close()
+	label := "keyhold/hsm-bench/counter/" + uuid.NewString()
+	defer tok.Do(func(ctx *pkcs11.Ctx, sh pkcs11.SessionHandle) error {
+		ctx.FindObjectsInit(sh, []*pkcs11.Attribute{pkcs11.NewAttribute(pkcs11.CKA_LABEL, label)})
+		hs, _, _ := ctx.FindObjects(sh, 16)
+		ctx.FindObjectsFinal(sh)
+		for _, h := range hs {
+			ctx.DestroyObject(sh, h)
+		}
+		return nil
+	})
+	if _, err := tok.RaiseCounter(label, 1); err != nil {
+		b.Fatal(err)
+	}
+	b.Run("read", func(b *testing.B) {
+		for b.Loop() {
+			if _, err := tok.Counter(label); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+	b.Run("raise", func(b *testing.B) {
+		v := uint64(1)
+		for b.Loop() {
+			v++
+			if _, err := tok.RaiseCounter(label, v); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+	b.Run("rsa-oaep-decrypt-2048", func(b *testing.B) {
+		k, err := rsa.GenerateKey(rand.Reader, 2048)
+		if err != nil {
+			b.Fatal(err)
+		}
+		ct, err := rsa.EncryptOAEP(sha256.New(), rand.Reader, &k.PublicKey, make([]byte, 32), nil)
+		if err != nil {
+			b.Fatal(err)
+		}
+		for b.Loop() {
+			if _, err := rsa.DecryptOAEP(sha256.New(), nil, k, ct, nil); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
 }
