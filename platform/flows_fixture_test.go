@@ -34,7 +34,13 @@ func cmkReady(t *testing.T, f *cmkFixture, name string) (*keyhold.EnterprisePoli
 // polling every 20 ms, closed when the test ends.
 func startFlows(t *testing.T, f *cmkFixture) *flows.Service {
 	t.Helper()
-	fl, err := flows.New(flows.Config{Store: f.store, Sealer: f.p.Sealer, Data: f.p, Clock: f.clock, PollInterval: 20 * time.Millisecond})
+	return startFlowsWith(t, f, f.p.Sealer)
+}
+
+// startFlowsWith is startFlows with sealer in place of the platform's.
+func startFlowsWith(t *testing.T, f *cmkFixture, sealer keyhold.EnvironmentSealer) *flows.Service {
+	t.Helper()
+	fl, err := flows.New(flows.Config{Store: f.store, Sealer: sealer, Data: f.p, Clock: f.clock, PollInterval: 20 * time.Millisecond})
 	if err != nil {
 		t.Fatal(err)
 	}

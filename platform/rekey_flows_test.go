@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"strings"
+	"sync/atomic"
 	"testing"
 
 	"github.com/keyhold/keyhold"
@@ -68,6 +69,65 @@ func TestRekeyMovesFlows(t *testing.T) {
 		}
 		if _, err := fl.RunTrigger(f.ctx, env.ID, "echo", "manual", json.RawMessage(`{"text":"after"}`)); err != nil {
 			t.Fatalf("a run after the link: %v", err)
+		}
+	})
+}
+
+// linkingSealer is the platform's sealer, calling then (once) right after
+// it seals the first run state: between a new run's seal and its insert.
+type linkingSealer struct {
+	keyhold.EnvironmentSealer
+	then atomic.Pointer[func()]
+}
+
+func (s *linkingSealer) SealUnder(ctx context.Context, envID, store, item string, version uint64, epoch uint32, pt []byte) ([]byte, error) {
+	ct, err := s.EnvironmentSealer.SealUnder(ctx, envID, store, item, version, epoch, pt)
+	if store == keyhold.StoreRuns {
+		if f := s.then.Swap(nil); f != nil {
+			(*f)()
+		}
+	}
+	return ct, err
+}
+
+// TestNewRunSealedAgainAfterEpochMoved: a link that moves the
+// environment to a new epoch (and destroys the old one's key) between a
+// new run's first state being sealed, under the epoch its flow was opened
+// at, and the run's insert doesn't lose the run nor store it under the
+// destroyed epoch: the insert's check sees the epoch moved, the state is
+// sealed again under the new one, and the run completes.
+func TestNewRunSealedAgainAfterEpochMoved(t *testing.T) {
+	cmkBackends(t, true, func(t *testing.T, f *cmkFixture) {
+		pol, admin := cmkReady(t, f, "moving")
+		env := f.managedEnv(t, "flows-moving")
+		ls := &linkingSealer{EnvironmentSealer: f.p.Sealer}
+		fl := startFlowsWith(t, f, ls)
+		putFlow(t, fl, f.ctx, env.ID, "echo", "Echo", echoFlow)
+		before := f.env(t, env.ID).Epoch
+		link := func() {
+			f.succeed(t, "link", func() (*keyhold.Operation, error) { return f.p.LinkPolicy(admin, env.ID, pol.SystemID) })
+		}
+		ls.then.Store(&link)
+		runID := runFlow(t, fl, f.ctx, env.ID, "echo", "during")
+		if ls.then.Load() != nil {
+			t.Fatal("no run state was sealed: the link did not run where this test means")
+		}
+		after := f.env(t, env.ID).Epoch
+		if after == before {
+			t.Fatalf("the link left the environment at epoch %d", after)
+		}
+		if err := f.store.View(f.ctx, func(tx keyhold.Tx) error {
+			r, err := tx.FlowRun(f.ctx, env.ID, "echo", runID)
+			if err == nil && r.Epoch != after {
+				t.Errorf("the run is stored under epoch %d, want the new %d", r.Epoch, after)
+			}
+			return err
+		}); err != nil {
+			t.Fatal(err)
+		}
+		out, err := fl.GetRun(f.ctx, env.ID, "echo", runID)
+		if err != nil || out.Status != keyhold.RunSucceeded {
+			t.Fatalf("the run after the link: %+v, %v", out, err)
 		}
 	})
 }
