@@ -20,7 +20,7 @@ import (
 // so none of its environments' data opens. A database generation above
 // the token's is one this server wrote (its seal says so) and whose raise
 // was lost (a crash after the commit, a token error): the token is
-// raised to it.
+// raised to it once the key's read has ended.
 //
 // Without a token there is no anchor, and the limit stands
 // (docs/architecture.md, "Threat model").
@@ -45,24 +45,22 @@ type byokAnchor struct {
 }
 
 // check refuses tenant's BYOK set at generation gen if the token holds a
-// later one, and raises the token to gen if it holds an earlier one.
-func (x *byokAnchor) check(ctx context.Context, tenant string, gen int64) error {
+// later one. behind says the token holds an earlier one: the caller
+// raises it (raiseGenerations) once its transaction has ended.
+func (x *byokAnchor) check(ctx context.Context, tenant string, gen int64) (behind bool, err error) {
 	if x == nil || x.a == nil {
-		return nil
+		return false, nil
 	}
 	known, err := x.a.BYOKGeneration(ctx, tenant)
 	if err != nil {
-		return keyhold.Errorf(keyhold.CodeServiceUnavailable, "the PKCS#11 token that keeps tenant %s's BYOK generation could not be read: nothing is wrapped or unwrapped under its BYOK key until it can; retry later", tenant).WithCause(err)
+		return false, keyhold.Errorf(keyhold.CodeServiceUnavailable, "the PKCS#11 token that keeps tenant %s's BYOK generation could not be read: nothing is wrapped or unwrapped under its BYOK key until it can; retry later", tenant).WithCause(err)
 	}
-	switch {
-	case gen < known:
-		return keyhold.Errorf(keyhold.CodeRecordIntegrity,
+	if gen < known {
+		return false, keyhold.Errorf(keyhold.CodeRecordIntegrity,
 			"the BYOK records of tenant %s are at generation %d, but the PKCS#11 token recorded generation %d: they were put back from an earlier copy, outside Keyhold (the database or the tenant's BYOK rows restored from an older snapshot); nothing is wrapped or unwrapped under its BYOK key. Restore the database from its latest copy, or ask the operator",
 			tenant, gen, known)
-	case gen > known:
-		return x.raise(ctx, tenant, gen)
 	}
-	return nil
+	return gen > known, nil
 }
 
 // recorded says whether the token recorded a generation of tenant (or
@@ -95,8 +93,9 @@ type byokCommitted map[string]int64
 func (c byokCommitted) add(s *byokSet) { c[s.st.TenantID] = s.st.Generation }
 
 // raiseGenerations raises the token's generations to those a committed
-// transaction wrote. A failure is logged, not returned: the write
-// committed, and the next use of the tenant's key raises the token again
+// transaction wrote, or a key use found the token behind on. A failure
+// is logged, not returned: the write committed (or was found, sealed),
+// and the next use of the tenant's key raises the token again
 // (byokAnchor.check); until then, a roll-back to the generation before
 // is not told apart.
 func (b *BYOK) raiseGenerations(ctx context.Context, c byokCommitted) {

@@ -53,7 +53,9 @@ func (w *byokWrapper) key(ctx context.Context, kid string) (*byokOpened, error) 
 		return nil, fmt.Errorf("kid %q is not a BYOK key's", kid)
 	}
 	var k *keyhold.BYOKKey
+	behind := byokCommitted{}
 	err := w.b.store.View(ctx, func(tx keyhold.Tx) error {
+		clear(behind)
 		// The tenant's rows must be as Keyhold sealed them (byok_seal.go):
 		// nothing is wrapped or unwrapped under a key whose record, or
 		// its tenant's state, was changed or put back.
@@ -64,8 +66,10 @@ func (w *byokWrapper) key(ctx context.Context, kid string) (*byokOpened, error) 
 		// Nor under rows all put back together, or a database rolled
 		// back, to before the generation the token recorded
 		// (byok_anchor.go).
-		if err := w.b.anchor.check(ctx, w.tenant, s.st.Generation); err != nil {
+		if lost, err := w.b.anchor.check(ctx, w.tenant, s.st.Generation); err != nil {
 			return err
+		} else if lost { // a raise lost to a crash or a token error
+			behind.add(s)
 		}
 		if !s.st.LockedAt.IsZero() {
 			return errBYOKLocked(s.st, "")
@@ -79,6 +83,7 @@ func (w *byokWrapper) key(ctx context.Context, kid string) (*byokOpened, error) 
 	if err != nil {
 		return nil, err
 	}
+	w.b.raiseGenerations(ctx, behind)
 	return w.b.openBYOK(ctx, k)
 }
 
