@@ -11,6 +11,8 @@ import (
 
 	"github.com/keyhold/keyhold"
 	"github.com/keyhold/keyhold/crypt"
+	"github.com/keyhold/keyhold/hsm"
+	"github.com/keyhold/keyhold/hsm/hsmtest"
 )
 
 // TestNewCmdBYOKKEK: the KEK commands' and --byok-file's arguments.
@@ -85,7 +87,26 @@ func TestBYOKTransferStack(t *testing.T) {
 	}
 	s.ok("row", "put", env.ID, "t", "r", "--data", `{"v":1}`)
 	s.fails(1, "under the tenant's BYOK key already", "byok", "apply", env.ID)
+	// The server keeps the tenant's BYOK generation in the token too, and
+	// moves it on with the lock (platform/byok_anchor.go).
+	tok, err := hsm.Open(hsmtest.Token(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tok.Close()
+	generation := func() uint64 {
+		t.Helper()
+		v, err := tok.Counter("keyhold-byok-generation/" + env.TenantID)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return v
+	}
+	before := generation()
 	s.ok("byok", "lock")
+	if after := generation(); before == 0 || after <= before {
+		t.Fatalf("the token's BYOK generation of the tenant: %d before the lock, %d after; want it recorded and raised", before, after)
+	}
 	other, err := crypt.GenerateRSAKey(2048)
 	if err != nil {
 		t.Fatal(err)

@@ -155,7 +155,10 @@ KEYHOLD_MASTER_KEY (base64) if set, else from <data>/master.key.
 
 The built-in key vault keeps RSA keys sealed under the master key. RSA-HSM
 keys need a PKCS#11 token: --pkcs11-module and --pkcs11-token name it, and
-KEYHOLD_PKCS11_PIN holds its user PIN.
+KEYHOLD_PKCS11_PIN holds its user PIN. The token also keeps legacy BYOK's
+key-exchange keys and transfer-blob keys, and each BYOK tenant's generation,
+outside the database, so that a database rolled back to before a BYOK lock
+or crypto-shred opens nothing (docs/operations.md).
 
 Every --health-interval the server probes each enterprise policy's key as
 the policy's managed identity: a revocation locks the linked environments,
