@@ -119,3 +119,16 @@ func TestVersion(t *testing.T) {
 		t.Fatalf("version without VCS information = %q", out)
 	}
 }
+
+// TestNewCmdDoctor: doctor's token flags go together, and the PIN comes
+// from the environment, as serve's do.
+func TestNewCmdDoctor(t *testing.T) {
+	got, err := parseOpts(t, testEnv{"KEYHOLD_PKCS11_PIN": "1234"}, newCmdDoctor, "--data", "d", "--pkcs11-module", "/lib/p11.so", "--pkcs11-token", "keyhold")
+	if checkParse(t, err, "") && (got.DataDir != "d" || got.PKCS11Module != "/lib/p11.so" || got.PKCS11Token != "keyhold" || got.PKCS11PIN != "1234") {
+		t.Errorf("doctor parsed %+v", got)
+	}
+	_, err = parseOpts(t, nil, newCmdDoctor, "--pkcs11-module", "/lib/p11.so")
+	checkParse(t, err, "--pkcs11-module and --pkcs11-token go together")
+	_, err = parseOpts(t, nil, newCmdDoctor, "--pkcs11-token", "keyhold")
+	checkParse(t, err, "--pkcs11-module and --pkcs11-token go together")
+}

@@ -16,9 +16,11 @@ import (
 
 	"github.com/keyhold/keyhold"
 	"github.com/keyhold/keyhold/crypt"
+	"github.com/keyhold/keyhold/hsm"
 	"github.com/keyhold/keyhold/platform"
 	"github.com/keyhold/keyhold/sqlite"
 	"github.com/keyhold/keyhold/sqlstore"
+	"github.com/keyhold/keyhold/vault"
 )
 
 // Finding is one result of Doctor: what was checked, whether it passed, and
@@ -47,6 +49,11 @@ type DoctorConfig struct {
 	MasterKey string
 	// Now is the time certificates are checked against (time.Now if nil).
 	Now func() time.Time
+	// PKCS11Module, PKCS11Token and PKCS11PIN, if the module is set,
+	// name the server's PKCS#11 token (as Config's do): Doctor then
+	// compares each BYOK tenant's generation in the database with the
+	// token's (platform/byok_anchor.go).
+	PKCS11Module, PKCS11Token, PKCS11PIN string
 }
 
 // certWarning is how long before its expiry a certificate is reported.
@@ -88,6 +95,9 @@ func Doctor(ctx context.Context, cfg DoctorConfig) []Finding {
 	if store != nil {
 		defer store.Close()
 		doctorMasterKey(ctx, dir, cfg.MasterKey, store, add)
+		if cfg.PKCS11Module != "" {
+			doctorBYOKGenerations(ctx, store, &hsm.PKCS11Config{Module: cfg.PKCS11Module, TokenLabel: cfg.PKCS11Token, PIN: cfg.PKCS11PIN}, add)
+		}
 	}
 	doctorTLS(dir, now(), add)
 	return out
@@ -195,6 +205,55 @@ func doctorMasterKey(ctx context.Context, dir, env string, store keyhold.Store, 
 		return
 	}
 	add("master key", true, "%s opens the sealed platform key and token-signing key", src)
+}
+
+// doctorBYOKGenerations reports the BYOK tenants whose generation in the
+// database is below the one the token recorded: the database (or their
+// rows) came back from an older copy, and the server wraps and unwraps
+// nothing under their BYOK keys until the operator accepts it.
+func doctorBYOKGenerations(ctx context.Context, store keyhold.Store, cfg *hsm.PKCS11Config, add addFunc) {
+	const check = "byok generations"
+	tok, err := hsm.Open(cfg)
+	if err != nil {
+		add(check, false, "%v", err)
+		return
+	}
+	defer tok.Close()
+	var behind []string
+	tenants := 0
+	err = store.View(ctx, func(tx keyhold.Tx) error {
+		ts, err := tx.ListTenants(ctx)
+		if err != nil {
+			return err
+		}
+		for _, t := range ts {
+			st, err := tx.BYOKTenant(ctx, t.ID)
+			if err != nil {
+				return err
+			}
+			if st.Generation == 0 {
+				continue // no BYOK
+			}
+			tenants++
+			v, err := tok.Counter(vault.BYOKGenerationLabel(t.ID))
+			if err != nil {
+				return err
+			}
+			if v > uint64(st.Generation) {
+				behind = append(behind, fmt.Sprintf("tenant %s (database %d, token %d)", t.ID, st.Generation, v))
+			}
+		}
+		return nil
+	})
+	switch {
+	case err != nil:
+		add(check, false, "%v", err)
+	case len(behind) > 0:
+		add(check, false, "%d BYOK tenants are at an older generation than the PKCS#11 token recorded, so their BYOK keys wrap and unwrap nothing: %s. The database, or their BYOK rows, came back from an older copy. Restore the latest copy; or, to accept this one, delete each tenant's counter from the token: pkcs11-tool --module %s --token-label %s --login --delete-object --type data --label %s",
+			len(behind), strings.Join(behind, ", "), cfg.Module, cfg.TokenLabel, vault.BYOKGenerationLabel("{tenantId}"))
+	default:
+		add(check, true, "%d BYOK tenants, none behind the generation the PKCS#11 token recorded", tenants)
+	}
 }
 
 // readMasterKey reads the master key from env (KEYHOLD_MASTER_KEY) or

@@ -2,14 +2,20 @@ package server
 
 import (
 	"context"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/keyhold/keyhold"
 	"github.com/keyhold/keyhold/crypt"
+	"github.com/keyhold/keyhold/hsm"
+	"github.com/keyhold/keyhold/hsm/hsmtest"
 	"github.com/keyhold/keyhold/sqlite"
+	"github.com/keyhold/keyhold/vault"
+	"github.com/miekg/pkcs11"
 )
 
 // failures returns the failed findings, one a line.
@@ -149,4 +155,72 @@ func TestDoctorCorruptDatabase(t *testing.T) {
 	if !strings.Contains(got, "keyhold.db is missing but master.key exists") {
 		t.Fatalf("no missing-database failure:\n%s", got)
 	}
+}
+
+// TestDoctorBYOKGenerations: with the server's PKCS#11 token named,
+// doctor compares each BYOK tenant's generation in the database with the
+// one the token recorded: a tenant the token is ahead of (a database
+// restored from an older copy) fails, named with both generations and
+// the command that accepts the older state; a token behind (a raise the
+// server will make at the key's next use) does not. Without the token,
+// there is no such check. Doctor writes nothing either way.
+func TestDoctorBYOKGenerations(t *testing.T) {
+	dataDir := t.TempDir()
+	cfg := Config{DataDir: dataDir, PKCS11Module: hsmtest.Module(t), PKCS11Token: hsmtest.Label, PKCS11PIN: hsmtest.PIN}
+	srv, err := start(t, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv.stop(t)
+	ctx := context.Background()
+	store, err := sqlite.Open(filepath.Join(dataDir, "keyhold.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var tenant string
+	if err := store.Update(ctx, func(tx keyhold.Tx) error {
+		ts, err := tx.ListTenants(ctx)
+		if err != nil || len(ts) == 0 {
+			return fmt.Errorf("tenants %v, %v", ts, err)
+		}
+		tenant = ts[0].ID
+		return tx.PutBYOKTenant(ctx, &keyhold.BYOKTenant{TenantID: tenant, Generation: 5})
+	}); err != nil {
+		t.Fatal(err)
+	}
+	store.Close()
+	dcfg := DoctorConfig{DataDir: dataDir, PKCS11Module: cfg.PKCS11Module, PKCS11Token: cfg.PKCS11Token, PKCS11PIN: cfg.PKCS11PIN}
+	before := dirState(t, dataDir)
+
+	if got := findings(Doctor(ctx, dcfg)); !strings.Contains(got, "ok   byok generations: 1 BYOK tenants, none behind") {
+		t.Fatalf("the token behind the database:\n%s", got)
+	}
+	if got := findings(Doctor(ctx, DoctorConfig{DataDir: dataDir})); strings.Contains(got, "byok generations") {
+		t.Fatalf("a BYOK check without a token:\n%s", got)
+	}
+	tok, err := hsm.Open(hsmtest.Token(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tok.Close()
+	label := vault.BYOKGenerationLabel(tenant)
+	defer tok.Do(func(c *pkcs11.Ctx, sh pkcs11.SessionHandle) error {
+		c.FindObjectsInit(sh, []*pkcs11.Attribute{pkcs11.NewAttribute(pkcs11.CKA_LABEL, label)})
+		hs, _, _ := c.FindObjects(sh, 16)
+		c.FindObjectsFinal(sh)
+		for _, h := range hs {
+			c.DestroyObject(sh, h)
+		}
+		return nil
+	})
+	if _, err := tok.RaiseCounter(label, 7); err != nil {
+		t.Fatal(err)
+	}
+	got := failures(Doctor(ctx, dcfg))
+	for _, want := range []string{"FAIL byok generations: 1 BYOK tenants", "tenant " + tenant + " (database 5, token 7)", "pkcs11-tool --module " + cfg.PKCS11Module, "--label keyhold-byok-generation/{tenantId}"} {
+		if !strings.Contains(got, want) {
+			t.Fatalf("the token ahead of the database: no %q in\n%s", want, got)
+		}
+	}
+	sameDir(t, dataDir, before)
 }

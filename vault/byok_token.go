@@ -49,14 +49,15 @@ func BYOKToken(s *Service) keyhold.BYOKToken {
 
 var _ keyhold.BYOKAnchor = (*byokToken)(nil)
 
-// byokGenerationLabel is the CKA_LABEL of tenant's BYOK generation
-// counter (hsm.Token.RaiseCounter).
-func byokGenerationLabel(tenantID string) string { return "keyhold-byok-generation/" + tenantID }
+// BYOKGenerationLabel is the CKA_LABEL of tenant's BYOK generation
+// counter in the token (hsm.Token.RaiseCounter), which `keyhold doctor`
+// reads and an operator deletes to accept an older database.
+func BYOKGenerationLabel(tenantID string) string { return "keyhold-byok-generation/" + tenantID }
 
 // BYOKGeneration returns tenant's BYOK generation as the token records it
 // (keyhold.BYOKAnchor).
 func (b *byokToken) BYOKGeneration(_ context.Context, tenantID string) (int64, error) {
-	v, err := b.t.Counter(byokGenerationLabel(tenantID))
+	v, err := b.t.Counter(BYOKGenerationLabel(tenantID))
 	if err != nil {
 		return 0, err
 	}
@@ -72,7 +73,7 @@ func (b *byokToken) RaiseBYOKGeneration(_ context.Context, tenantID string, gen 
 	if gen < 0 {
 		return fmt.Errorf("vault: BYOK generation %d of tenant %s is negative", gen, tenantID)
 	}
-	_, err := b.t.RaiseCounter(byokGenerationLabel(tenantID), uint64(gen))
+	_, err := b.t.RaiseCounter(BYOKGenerationLabel(tenantID), uint64(gen))
 	return err
 }
 
