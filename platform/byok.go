@@ -177,9 +177,7 @@ func (b *BYOK) install(ctx context.Context, id *keyhold.Identity, priv *rsa.Priv
 // generation and the upload of a transfer blob (byok_transfer.go) all
 // store their key through it.
 func (b *BYOK) addKey(ctx context.Context, id *keyhold.Identity, k *keyhold.BYOKKey, action, detail string) error {
-	committed := byokCommitted{}
-	err := b.store.Update(ctx, func(tx keyhold.Tx) error {
-		clear(committed)
+	err := b.updateBYOK(ctx, func(tx keyhold.Tx, committed byokCommitted) error {
 		s, err := adminBYOKSet(ctx, tx, b.rec, id) // byok_seal.go
 		if err != nil {
 			return err
@@ -193,17 +191,13 @@ func (b *BYOK) addKey(ctx context.Context, id *keyhold.Identity, k *keyhold.BYOK
 			}
 		}
 		s.keys = append(s.keys, k)
-		if err := s.commit(ctx, tx, b.rec, k); err != nil { // byok_seal.go
+		if err := s.commit(ctx, tx, b.rec, k, committed); err != nil { // byok_seal.go
 			return err
 		}
-		committed.add(s)
 		return b.audit(ctx, tx, id, action, byokTarget(k.TenantID, k.ID), "", detail)
 	})
 	if isTamper(err) {
 		b.auditTamper(ctx, id.TenantID, byokTarget(id.TenantID, ""), "adding a BYOK key by "+id.PrincipalID, err)
-	}
-	if err == nil {
-		b.raiseGenerations(ctx, committed)
 	}
 	return err
 }
@@ -216,9 +210,7 @@ func (b *BYOK) ActivateBYOKKey(ctx context.Context, keyID string) (*keyhold.BYOK
 		return nil, err
 	}
 	var out *keyhold.BYOKKey
-	committed := byokCommitted{}
-	err = b.store.Update(ctx, func(tx keyhold.Tx) error {
-		clear(committed)
+	err = b.updateBYOK(ctx, func(tx keyhold.Tx, committed byokCommitted) error {
 		set, err := adminBYOKSet(ctx, tx, b.rec, id) // byok_seal.go
 		if err != nil {
 			return err
@@ -257,10 +249,9 @@ func (b *BYOK) ActivateBYOKKey(ctx context.Context, keyID string) (*keyhold.BYOK
 			}
 		}
 		k.State, k.ActivatedAt = keyhold.BYOKActive, now
-		if err := set.commit(ctx, tx, b.rec, nil); err != nil {
+		if err := set.commit(ctx, tx, b.rec, nil, committed); err != nil {
 			return err
 		}
-		committed.add(set)
 		// The tenant's environments under older keys move to this one
 		// (byok_rewrap.go).
 		op, err := b.startBYOKRewrap(ctx, tx, id, k)
@@ -282,7 +273,6 @@ func (b *BYOK) ActivateBYOKKey(ctx context.Context, keyID string) (*keyhold.BYOK
 	if err != nil {
 		return nil, err
 	}
-	b.raiseGenerations(ctx, committed)
 	if out.RewrapOperationID != "" {
 		b.ops.Kick()
 	}

@@ -13,7 +13,7 @@ import (
 // whole database rolled back to an older snapshot, are consistent, and
 // would undo a lock or a crypto-shred. With a PKCS#11 token, the token
 // keeps each tenant's generation too: raised after every committed write
-// (raiseGenerations), and compared before the BYOK key wraps or unwraps
+// (updateBYOK), and compared before the BYOK key wraps or unwraps
 // anything (byokWrapper.key). A database generation below the token's is
 // refused as a record changed outside Keyhold (CodeRecordIntegrity,
 // audited): nothing is wrapped or unwrapped under the tenant's BYOK key,
@@ -87,10 +87,24 @@ func (x *byokAnchor) raise(ctx context.Context, tenant string, gen int64) error 
 
 // byokCommitted collects, in a transaction, the BYOK generations it
 // writes (byokSet.commit), for raiseGenerations once it has committed.
-// Each attempt of a retried transaction clears it first.
 type byokCommitted map[string]int64
 
-func (c byokCommitted) add(s *byokSet) { c[s.st.TenantID] = s.st.Generation }
+// updateBYOK runs fn, a write of BYOK state, in a transaction, and once
+// it has committed raises the token to the generations it wrote: fn
+// passes committed to every byokSet.commit. A retried attempt starts with
+// it empty, and a transaction that fails raises nothing, so the token is
+// never ahead of the database.
+func (b *BYOK) updateBYOK(ctx context.Context, fn func(tx keyhold.Tx, committed byokCommitted) error) error {
+	committed := byokCommitted{}
+	err := b.store.Update(ctx, func(tx keyhold.Tx) error {
+		clear(committed)
+		return fn(tx, committed)
+	})
+	if err == nil {
+		b.raiseGenerations(ctx, committed)
+	}
+	return err
+}
 
 // raiseGenerations raises the token's generations to those a committed
 // transaction wrote, or a key use found the token behind on. A failure

@@ -53,9 +53,9 @@ func (w *byokWrapper) key(ctx context.Context, kid string) (*byokOpened, error) 
 		return nil, fmt.Errorf("kid %q is not a BYOK key's", kid)
 	}
 	var k *keyhold.BYOKKey
-	behind := byokCommitted{}
+	var behind int64 // the generation the token lags behind, if it does
 	err := w.b.store.View(ctx, func(tx keyhold.Tx) error {
-		clear(behind)
+		behind = 0
 		// The tenant's rows must be as Keyhold sealed them (byok_seal.go):
 		// nothing is wrapped or unwrapped under a key whose record, or
 		// its tenant's state, was changed or put back.
@@ -69,7 +69,7 @@ func (w *byokWrapper) key(ctx context.Context, kid string) (*byokOpened, error) 
 		if lost, err := w.b.anchor.check(ctx, w.tenant, s.st.Generation); err != nil {
 			return err
 		} else if lost { // a raise lost to a crash or a token error
-			behind.add(s)
+			behind = s.st.Generation
 		}
 		if !s.st.LockedAt.IsZero() {
 			return errBYOKLocked(s.st, "")
@@ -77,13 +77,17 @@ func (w *byokWrapper) key(ctx context.Context, kid string) (*byokOpened, error) 
 		k, err = s.key(id)
 		return err
 	})
+	if behind > 0 {
+		// The set passed its seals, whatever refused after (a lock whose
+		// own raise was lost, say): the token catches up now.
+		w.b.raiseGenerations(ctx, byokCommitted{w.tenant: behind})
+	}
 	if isTamper(err) {
 		w.b.auditTamper(ctx, w.tenant, byokTarget(w.tenant, id), "use of BYOK key "+id, err)
 	}
 	if err != nil {
 		return nil, err
 	}
-	w.b.raiseGenerations(ctx, behind)
 	return w.b.openBYOK(ctx, k)
 }
 
@@ -257,9 +261,7 @@ func (b *BYOK) LockBYOKTenant(ctx context.Context) ([]string, error) {
 		return nil, err
 	}
 	var disabled []string
-	committed := byokCommitted{}
-	err = b.store.Update(ctx, func(tx keyhold.Tx) error {
-		clear(committed)
+	err = b.updateBYOK(ctx, func(tx keyhold.Tx, committed byokCommitted) error {
 		disabled = nil
 		set, err := adminBYOKSet(ctx, tx, b.rec, id) // byok_seal.go
 		if err != nil {
@@ -294,10 +296,9 @@ func (b *BYOK) LockBYOKTenant(ctx context.Context) ([]string, error) {
 			disabled = append(disabled, e.ID)
 		}
 		st.LockedAt, st.LockedBy = now, id.PrincipalID
-		if err := set.commit(ctx, tx, b.rec, nil); err != nil {
+		if err := set.commit(ctx, tx, b.rec, nil, committed); err != nil {
 			return err
 		}
-		committed.add(set)
 		return b.audit(ctx, tx, id, auditBYOKLock, byokTarget(id.TenantID, ""), "", fmt.Sprintf("%d environments disabled", len(disabled)))
 	})
 	if isTamper(err) {
@@ -306,7 +307,6 @@ func (b *BYOK) LockBYOKTenant(ctx context.Context) ([]string, error) {
 	if err != nil {
 		return nil, err
 	}
-	b.raiseGenerations(ctx, committed) // a roll-back to before the lock unlocks nothing
 	// After the commit: a key unwrapped before it leaves every cache.
 	for _, e := range disabled {
 		b.DropKeys(e)
@@ -332,9 +332,7 @@ func (b *BYOK) UnlockBYOKTenant(ctx context.Context, up keyhold.BYOKUpload) ([]s
 		return nil, err
 	}
 	var enabled []string
-	committed := byokCommitted{}
-	err = b.store.Update(ctx, func(tx keyhold.Tx) error {
-		clear(committed)
+	err = b.updateBYOK(ctx, func(tx keyhold.Tx, committed byokCommitted) error {
 		enabled = nil
 		set, err := adminBYOKSet(ctx, tx, b.rec, id) // byok_seal.go
 		if err != nil {
@@ -378,10 +376,9 @@ func (b *BYOK) UnlockBYOKTenant(ctx context.Context, up keyhold.BYOKUpload) ([]s
 			enabled = append(enabled, e.ID)
 		}
 		st.LockedAt, st.LockedBy = time.Time{}, ""
-		if err := set.commit(ctx, tx, b.rec, nil); err != nil {
+		if err := set.commit(ctx, tx, b.rec, nil, committed); err != nil {
 			return err
 		}
-		committed.add(set)
 		return b.audit(ctx, tx, id, auditBYOKUnlock, byokTarget(id.TenantID, ""), "", fmt.Sprintf("unlocked with the Active key (thumbprint %s); %d environments enabled", thumb, len(enabled)))
 	})
 	if isTamper(err) {
@@ -390,7 +387,6 @@ func (b *BYOK) UnlockBYOKTenant(ctx context.Context, up keyhold.BYOKUpload) ([]s
 	if err != nil {
 		return nil, err
 	}
-	b.raiseGenerations(ctx, committed)
 	// A rewrap paused by the lock (byok_rewrap.go) goes on now.
 	if b.ops != nil {
 		if _, rerr := b.ops.Resume(ctx, byokRewrapTarget(id.TenantID)); rerr != nil {

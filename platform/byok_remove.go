@@ -52,9 +52,7 @@ func (b *BYOK) RemoveBYOK(ctx context.Context) (*keyhold.BYOKTenant, error) {
 		return nil, err
 	}
 	var st *keyhold.BYOKTenant
-	committed := byokCommitted{}
-	err = b.store.Update(ctx, func(tx keyhold.Tx) error {
-		clear(committed)
+	err = b.updateBYOK(ctx, func(tx keyhold.Tx, committed byokCommitted) error {
 		set, err := adminBYOKSet(ctx, tx, b.rec, id) // byok_seal.go
 		if err != nil {
 			return err
@@ -89,10 +87,9 @@ func (b *BYOK) RemoveBYOK(ctx context.Context) (*keyhold.BYOKTenant, error) {
 		if n > 0 && last.Add(keyhold.BYOKKeyRetention).After(now) {
 			st.ShredAfter = last.Add(keyhold.BYOKKeyRetention)
 		}
-		if err := set.commit(ctx, tx, b.rec, nil); err != nil {
+		if err := set.commit(ctx, tx, b.rec, nil, committed); err != nil {
 			return err
 		}
-		committed.add(set)
 		return b.audit(ctx, tx, id, auditBYOKRemove, byokTarget(id.TenantID, ""), "",
 			fmt.Sprintf("BYOK removed; its %d keys are deleted at %s (%d environments migrated, the last at %s)", len(ks), st.ShredAfter.Format(time.RFC3339), n, last.UTC().Format(time.RFC3339)))
 	})
@@ -102,7 +99,6 @@ func (b *BYOK) RemoveBYOK(ctx context.Context) (*keyhold.BYOKTenant, error) {
 	if err != nil {
 		return nil, err
 	}
-	b.raiseGenerations(ctx, committed)
 	return st, nil
 }
 
@@ -113,9 +109,7 @@ func (b *BYOK) RunBYOKShred(ctx context.Context) (int, error) {
 	now := b.clock.Now().UTC()
 	shredded := 0
 	var refused map[string]error
-	committed := byokCommitted{}
-	err := b.store.Update(ctx, func(tx keyhold.Tx) error {
-		clear(committed)
+	err := b.updateBYOK(ctx, func(tx keyhold.Tx, committed byokCommitted) error {
 		shredded, refused = 0, map[string]error{}
 		due, err := tx.BYOKTenantsToShred(ctx, now)
 		if err != nil {
@@ -141,10 +135,9 @@ func (b *BYOK) RunBYOKShred(ctx context.Context) (int, error) {
 				return err
 			}
 			st.ShreddedAt, set.keys = now, nil
-			if err := set.commit(ctx, tx, b.rec, nil); err != nil {
+			if err := set.commit(ctx, tx, b.rec, nil, committed); err != nil {
 				return err
 			}
-			committed.add(set)
 			if _, err := keyhold.Audit(ctx, tx, keyhold.AuditEntry{At: now, TenantID: st.TenantID, ActorID: systemActorID,
 				Action: auditBYOKShred, Target: byokTarget(st.TenantID, ""),
 				Detail: fmt.Sprintf("%d BYOK keys deleted (crypto-shred), %s after the last migration", n, keyhold.BYOKKeyRetention)}); err != nil {
@@ -156,9 +149,6 @@ func (b *BYOK) RunBYOKShred(ctx context.Context) (int, error) {
 	})
 	for tenant, terr := range refused {
 		b.auditTamper(ctx, tenant, byokTarget(tenant, ""), "shredding the BYOK keys", terr)
-	}
-	if err == nil {
-		b.raiseGenerations(ctx, committed) // a roll-back to before the shred opens nothing
 	}
 	return shredded, err
 }

@@ -168,8 +168,10 @@ func (s *byokSet) key(id string) (*keyhold.BYOKKey, error) {
 // commit writes s in tx as the tenant's next generation: every key row
 // (added, if not nil, is a new one to insert), then the head, each sealed
 // at it. Every write of a tenant's BYOK state goes through it, so that no
-// row of an earlier write fits the others.
-func (s *byokSet) commit(ctx context.Context, tx keyhold.Tx, rec *crypt.RecordKey, added *keyhold.BYOKKey) error {
+// row of an earlier write fits the others, and runs in BYOK.updateBYOK,
+// whose committed it records the generation in, for the token
+// (byok_anchor.go).
+func (s *byokSet) commit(ctx context.Context, tx keyhold.Tx, rec *crypt.RecordKey, added *keyhold.BYOKKey, committed byokCommitted) error {
 	gen := s.st.Generation + 1
 	for _, k := range s.keys {
 		k.Generation = gen
@@ -186,7 +188,11 @@ func (s *byokSet) commit(ctx context.Context, tx keyhold.Tx, rec *crypt.RecordKe
 	}
 	s.st.Generation = gen
 	rec.SealBYOKTenant(s.st, s.keys)
-	return tx.PutBYOKTenant(ctx, s.st)
+	if err := tx.PutBYOKTenant(ctx, s.st); err != nil {
+		return err
+	}
+	committed[s.st.TenantID] = gen
+	return nil
 }
 
 // byokTenantIn is byokSetIn's state, for the reads that need only the
@@ -217,10 +223,8 @@ func byokTenantIn(ctx context.Context, tx keyhold.Tx, rec *crypt.RecordKey, tena
 func (b *BYOK) sealBYOKAtStart(ctx context.Context) (int, error) {
 	var sealed, left int
 	var marker error
-	committed := byokCommitted{}
-	run := func(tx keyhold.Tx) error {
+	run := func(tx keyhold.Tx, committed byokCommitted) error {
 		sealed, left, marker = 0, 0, nil
-		clear(committed)
 		m, err := tx.BYOKSealMarker(ctx)
 		if err != nil {
 			return err
@@ -260,10 +264,9 @@ func (b *BYOK) sealBYOKAtStart(ctx context.Context) (int, error) {
 				left++
 				continue
 			}
-			if err := s.commit(ctx, tx, b.rec, nil); err != nil {
+			if err := s.commit(ctx, tx, b.rec, nil, committed); err != nil {
 				return err
 			}
-			committed.add(s)
 			if _, err := keyhold.Audit(ctx, tx, keyhold.AuditEntry{At: b.clock.Now(), TenantID: s.st.TenantID, ActorID: systemActorID,
 				Action: "integrity.seal", Target: byokTarget(s.st.TenantID, ""),
 				Detail: "BYOK rows sealed once, at the first start after the upgrade to sealed BYOK generations: " + what}); err != nil {
@@ -275,14 +278,13 @@ func (b *BYOK) sealBYOKAtStart(ctx context.Context) (int, error) {
 		b.rec.SealBYOKMarker(m)
 		return tx.PutBYOKSealMarker(ctx, m)
 	}
-	err := b.store.Update(ctx, run)
+	err := b.updateBYOK(ctx, run)
 	if keyhold.ErrorCode(err) == keyhold.CodeConflict { // another replica wrote the marker first
-		err = b.store.Update(ctx, run)
+		err = b.updateBYOK(ctx, run)
 	}
 	if err != nil {
 		return 0, fmt.Errorf("sealing the BYOK rows written before this version: %w", err)
 	}
-	b.raiseGenerations(ctx, committed)
 	if sealed > 0 {
 		b.log.WarnContext(ctx, "platform: sealed the BYOK rows written before this version, once; check the audit entries integrity.seal if the database may have been written by others before the upgrade", "tenants", sealed)
 	}
