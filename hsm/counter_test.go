@@ -39,21 +39,6 @@ func counterObjects(t *testing.T, tok *hsm.Token, label string) (values []uint64
 	return values
 }
 
-// removeLabelled destroys the token's objects labelled with labels.
-func removeLabelled(tok *hsm.Token, labels ...string) {
-	tok.Do(func(ctx *pkcs11.Ctx, sh pkcs11.SessionHandle) error {
-		for _, l := range labels {
-			ctx.FindObjectsInit(sh, []*pkcs11.Attribute{pkcs11.NewAttribute(pkcs11.CKA_LABEL, l)})
-			hs, _, _ := ctx.FindObjects(sh, 16)
-			ctx.FindObjectsFinal(sh)
-			for _, h := range hs {
-				ctx.DestroyObject(sh, h)
-			}
-		}
-		return nil
-	})
-}
-
 // TestCounter: a counter in the token starts at 0, only ever rises, is
 // one object after each raise, is read again by a new login, and a crash
 // between a raise's create and its destroy (two objects) still reads the
@@ -66,7 +51,7 @@ func TestCounter(t *testing.T) {
 	}
 	defer tok.Close()
 	label, other := "keyhold/hsm-test/counter/"+uuid.NewString(), "keyhold/hsm-test/counter/"+uuid.NewString()
-	defer removeLabelled(tok, label, other)
+	defer hsmtest.RemoveLabelled(tok, label, other)
 
 	if v, err := tok.Counter(label); err != nil || v != 0 {
 		t.Fatalf("a new counter = %d, %v; want 0", v, err)
@@ -134,7 +119,7 @@ func BenchmarkCounter(b *testing.B) {
 	}
 	defer tok.Close()
 	label := "keyhold/hsm-bench/counter/" + uuid.NewString()
-	defer removeLabelled(tok, label)
+	defer hsmtest.RemoveLabelled(tok, label)
 	if _, err := tok.RaiseCounter(label, 1); err != nil {
 		b.Fatal(err)
 	}

@@ -10,7 +10,7 @@ import (
 	"github.com/keyhold/keyhold/hsm"
 	"github.com/keyhold/keyhold/hsm/hsmtest"
 	"github.com/keyhold/keyhold/sqlstore/storetest"
-	"github.com/miekg/pkcs11"
+	"github.com/keyhold/keyhold/vault"
 )
 
 // byokRollback builds a tenant whose BYOK environment holds a row, saves
@@ -112,30 +112,17 @@ func TestBYOKAnchorCatchesUp(t *testing.T) {
 			t.Fatal(err)
 		}
 		defer tok.Close()
-		if err := tok.Do(func(ctx *pkcs11.Ctx, sh pkcs11.SessionHandle) error {
-			if err := ctx.FindObjectsInit(sh, []*pkcs11.Attribute{pkcs11.NewAttribute(pkcs11.CKA_CLASS, pkcs11.CKO_DATA), pkcs11.NewAttribute(pkcs11.CKA_LABEL, "keyhold-byok-generation/"+tenant)}); err != nil {
-				return err
-			}
-			hs, _, err := ctx.FindObjects(sh, 16)
-			ctx.FindObjectsFinal(sh)
-			if err == nil && len(hs) != 1 {
-				t.Fatalf("%d generation counters of the tenant in the token, want 1", len(hs))
-			}
-			for _, h := range hs {
-				ctx.DestroyObject(sh, h)
-			}
-			return err
-		}); err != nil {
-			t.Fatal(err)
+		if n, err := hsmtest.RemoveLabelled(tok, vault.BYOKGenerationLabel(tenant)); err != nil || n != 1 {
+			t.Fatalf("%d generation counters of the tenant removed from the token, %v; want 1", n, err)
 		}
-		if v, err := tok.Counter("keyhold-byok-generation/" + tenant); err != nil || v != 0 {
+		if v, err := tok.Counter(vault.BYOKGenerationLabel(tenant)); err != nil || v != 0 {
 			t.Fatalf("counter after its destruction: %d, %v", v, err)
 		}
 		f.p.DropKeys(env.ID)
 		if r, err := f.p.GetRow(f.ctx, env.ID, "t", "r"); err != nil || string(r.Data) != `{"v":1}` {
 			t.Fatalf("read with the counter lost: %v, %v", r, err)
 		}
-		if v, err := tok.Counter("keyhold-byok-generation/" + tenant); err != nil || v != uint64(gen) {
+		if v, err := tok.Counter(vault.BYOKGenerationLabel(tenant)); err != nil || v != uint64(gen) {
 			t.Fatalf("counter after the next use of the key: %d, %v; want the database's generation %d", v, err, gen)
 		}
 	})

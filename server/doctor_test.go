@@ -15,7 +15,6 @@ import (
 	"github.com/keyhold/keyhold/hsm/hsmtest"
 	"github.com/keyhold/keyhold/sqlite"
 	"github.com/keyhold/keyhold/vault"
-	"github.com/miekg/pkcs11"
 )
 
 // failures returns the failed findings, one a line.
@@ -204,15 +203,7 @@ func TestDoctorBYOKGenerations(t *testing.T) {
 	}
 	defer tok.Close()
 	label := vault.BYOKGenerationLabel(tenant)
-	defer tok.Do(func(c *pkcs11.Ctx, sh pkcs11.SessionHandle) error {
-		c.FindObjectsInit(sh, []*pkcs11.Attribute{pkcs11.NewAttribute(pkcs11.CKA_LABEL, label)})
-		hs, _, _ := c.FindObjects(sh, 16)
-		c.FindObjectsFinal(sh)
-		for _, h := range hs {
-			c.DestroyObject(sh, h)
-		}
-		return nil
-	})
+	defer hsmtest.RemoveLabelled(tok, label)
 	if _, err := tok.RaiseCounter(label, 7); err != nil {
 		t.Fatal(err)
 	}

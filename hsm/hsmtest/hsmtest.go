@@ -15,6 +15,7 @@ import (
 	"testing"
 
 	"github.com/keyhold/keyhold/hsm"
+	"github.com/miekg/pkcs11"
 )
 
 // EnvRequireSoftHSM, set to 1, turns a missing SoftHSM2 from a skip into a
@@ -115,4 +116,32 @@ func Remove() {
 	if dir != "" {
 		os.RemoveAll(dir)
 	}
+}
+
+// RemoveLabelled destroys tok's objects labelled with any of labels (a
+// test's counters or keys, after it), and says how many it destroyed.
+func RemoveLabelled(tok *hsm.Token, labels ...string) (int, error) {
+	n := 0
+	err := tok.Do(func(ctx *pkcs11.Ctx, sh pkcs11.SessionHandle) error {
+		for _, l := range labels {
+			if err := ctx.FindObjectsInit(sh, []*pkcs11.Attribute{pkcs11.NewAttribute(pkcs11.CKA_LABEL, l)}); err != nil {
+				return err
+			}
+			hs, _, err := ctx.FindObjects(sh, 64)
+			if ferr := ctx.FindObjectsFinal(sh); err == nil {
+				err = ferr
+			}
+			if err != nil {
+				return err
+			}
+			for _, h := range hs {
+				if err := ctx.DestroyObject(sh, h); err != nil {
+					return err
+				}
+				n++
+			}
+		}
+		return nil
+	})
+	return n, err
 }
