@@ -32,12 +32,6 @@ func TestReadAccessCache(t *testing.T) {
 				t.Fatal(err)
 			}
 		}
-		addMember := func() {
-			t.Helper()
-			update(func(tx keyhold.Tx) error {
-				return tx.AddEnvironmentMember(ctx, &keyhold.EnvironmentMember{EnvID: e.ID, PrincipalID: member.ID, AddedBy: "test", AddedAt: f.clock.Now()})
-			})
-		}
 		setState := func(st keyhold.RuntimeState) {
 			t.Helper()
 			update(func(tx keyhold.Tx) error {
@@ -49,7 +43,7 @@ func TestReadAccessCache(t *testing.T) {
 				return tx.UpdateEnvironment(ctx, env)
 			})
 		}
-		addMember()
+		f.addMember(t, e.ID, member.ID)
 		mctx := f.login(t, f.creds.TenantID, member.AppID, "member-secret-1234567890")
 		if _, err := f.p.PutRow(mctx, e.ID, "t", "r", benchRow); err != nil {
 			t.Fatal(err)
@@ -86,7 +80,7 @@ func TestReadAccessCache(t *testing.T) {
 		// The member removed: refused at once.
 		update(func(tx keyhold.Tx) error { return tx.RemoveEnvironmentMember(ctx, e.ID, member.ID) })
 		get(mctx, "the get after the member's removal", keyhold.CodeForbidden, 0)
-		addMember()
+		f.addMember(t, e.ID, member.ID)
 		get(mctx, "the get after the member's return", "", 2)
 
 		// An administrator who is no member: its role taken away here

@@ -19,6 +19,17 @@ import (
 // the store: a user with the sign-in name and password given, or a
 // service principal or managed identity with an app id (and, for a
 // service principal, the client secret given).
+// addMember makes principalID a member of envID, through the store (as an
+// administrator's PUT …/members would).
+func (f *fixture) addMember(t *testing.T, envID, principalID string) {
+	t.Helper()
+	if err := f.store.Update(context.Background(), func(tx keyhold.Tx) error {
+		return tx.AddEnvironmentMember(context.Background(), &keyhold.EnvironmentMember{EnvID: envID, PrincipalID: principalID, AddedBy: "test", AddedAt: f.clock.Now()})
+	}); err != nil {
+		t.Fatal(err)
+	}
+}
+
 func (f *fixture) newPrincipal(t *testing.T, typ keyhold.PrincipalType, upnOrSecret, password string) *keyhold.Principal {
 	t.Helper()
 	now := f.clock.Now()
@@ -212,12 +223,7 @@ func TestDataAccessByMembership(t *testing.T) {
 	e := f.createEnv(t, "members")
 	member := f.newPrincipal(t, keyhold.PrincipalServicePrincipal, "khs_member-secret", "")
 	stranger := f.newPrincipal(t, keyhold.PrincipalServicePrincipal, "khs_stranger-secret", "")
-	err := f.store.Update(context.Background(), func(tx keyhold.Tx) error {
-		return tx.AddEnvironmentMember(context.Background(), &keyhold.EnvironmentMember{EnvID: e.ID, PrincipalID: member.ID, AddedBy: "test", AddedAt: f.clock.Now()})
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
+	f.addMember(t, e.ID, member.ID)
 	memberCtx := f.login(t, f.creds.TenantID, member.AppID, "khs_member-secret")
 	strangerCtx := f.login(t, f.creds.TenantID, stranger.AppID, "khs_stranger-secret")
 	doc := json.RawMessage(`{"name":"Fabrikam"}`)
@@ -247,7 +253,7 @@ func TestDataAccessByMembership(t *testing.T) {
 		})
 	}
 	// The refused write stored nothing.
-	_, err = f.p.GetRow(f.ctx, e.ID, "accounts", "a-neither")
+	_, err := f.p.GetRow(f.ctx, e.ID, "accounts", "a-neither")
 	wantCode(t, err, keyhold.CodeRowNotFound)
 
 	err = f.store.Update(context.Background(), func(tx keyhold.Tx) error {

@@ -28,11 +28,7 @@ func TestDataPlaneQueries(t *testing.T) {
 		s := store.(*sqlstore.Store)
 		e := f.createEnv(t, "queries")
 		member := f.newPrincipal(t, keyhold.PrincipalServicePrincipal, "member-secret-1234567890", "")
-		if err := f.store.Update(context.Background(), func(tx keyhold.Tx) error {
-			return tx.AddEnvironmentMember(context.Background(), &keyhold.EnvironmentMember{EnvID: e.ID, PrincipalID: member.ID, AddedBy: "test", AddedAt: f.clock.Now()})
-		}); err != nil {
-			t.Fatal(err)
-		}
+		f.addMember(t, e.ID, member.ID)
 		ctx := f.login(t, f.creds.TenantID, member.AppID, "member-secret-1234567890")
 		// The first write loads the key; the ones after find it cached.
 		if _, err := f.p.PutRow(ctx, e.ID, "t", "warm", benchRow); err != nil {
