@@ -65,14 +65,9 @@ func (w *world) user(t *testing.T, upn string) (*keyhold.Principal, context.Cont
 // connRecord reads a connection's stored record.
 func (w *world) connRecord(t *testing.T, api, name string) *keyhold.ConnectionRecord {
 	t.Helper()
-	var rec *keyhold.ConnectionRecord
-	if err := w.store.View(context.Background(), func(tx keyhold.Tx) (err error) {
-		rec, err = tx.Connection(context.Background(), w.env.ID, api, name)
-		return err
-	}); err != nil {
-		t.Fatal(err)
-	}
-	return rec
+	return storetest.Read(t, w.store, func(ctx context.Context, tx keyhold.Tx) (*keyhold.ConnectionRecord, error) {
+		return tx.Connection(ctx, w.env.ID, api, name)
+	})
 }
 
 // connToken opens a connection's seal, as only the platform can, and

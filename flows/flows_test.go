@@ -397,14 +397,9 @@ func (w *world) heldRun(t *testing.T, fl *flows.Service, flowID string) (*counte
 // runRecord reads a run's record as the store holds it.
 func (w *world) runRecord(t *testing.T, flowID, runID string) *keyhold.FlowRunRecord {
 	t.Helper()
-	var rec *keyhold.FlowRunRecord
-	if err := w.store.View(context.Background(), func(tx keyhold.Tx) (err error) {
-		rec, err = tx.FlowRun(context.Background(), w.env.ID, flowID, runID)
-		return err
-	}); err != nil {
-		t.Fatal(err)
-	}
-	return rec
+	return storetest.Read(t, w.store, func(ctx context.Context, tx keyhold.Tx) (*keyhold.FlowRunRecord, error) {
+		return tx.FlowRun(ctx, w.env.ID, flowID, runID)
+	})
 }
 
 // TestLockedPausesAndResumes: while the environment is locked a trigger is

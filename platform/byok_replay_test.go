@@ -285,14 +285,9 @@ func (f *fixture) reopen(t *testing.T) {
 // byokKeysStored reads the tenant's key rows as stored, seals included.
 func (f *fixture) byokKeysStored(t *testing.T) []*keyhold.BYOKKey {
 	t.Helper()
-	var ks []*keyhold.BYOKKey
-	if err := f.store.View(context.Background(), func(tx keyhold.Tx) (err error) {
-		ks, err = tx.BYOKKeys(context.Background(), f.creds.TenantID)
-		return err
-	}); err != nil {
-		t.Fatal(err)
-	}
-	return ks
+	return storetest.Read(t, f.store, func(ctx context.Context, tx keyhold.Tx) ([]*keyhold.BYOKKey, error) {
+		return tx.BYOKKeys(ctx, f.creds.TenantID)
+	})
 }
 
 // TestBYOKSealedOnceAtStart: the BYOK rows of a database from before

@@ -14,6 +14,7 @@ import (
 	"github.com/google/uuid"
 	"github.com/keyhold/keyhold"
 	"github.com/keyhold/keyhold/crypt"
+	"github.com/keyhold/keyhold/sqlstore/storetest"
 )
 
 // byokRows dumps the byok_keys table as the database holds it.
@@ -71,14 +72,9 @@ func (f *fixture) lastAudit(t *testing.T, prefix string) *keyhold.AuditEntry {
 
 func (f *fixture) auditEntries(t *testing.T, prefix string) []*keyhold.AuditEntry {
 	t.Helper()
-	var es []*keyhold.AuditEntry
-	if err := f.store.View(context.Background(), func(tx keyhold.Tx) (err error) {
-		es, err = tx.ListAudit(context.Background(), keyhold.AuditFilter{TenantID: f.creds.TenantID, ActionPrefixes: []string{prefix}, Limit: 10000})
-		return err
-	}); err != nil {
-		t.Fatal(err)
-	}
-	return es
+	return storetest.Read(t, f.store, func(ctx context.Context, tx keyhold.Tx) ([]*keyhold.AuditEntry, error) {
+		return tx.ListAudit(ctx, keyhold.AuditFilter{TenantID: f.creds.TenantID, ActionPrefixes: []string{prefix}, Limit: 10000})
+	})
 }
 
 // TestBYOKKeysSealed: a tenant's BYOK key rows are sealed under the master

@@ -8,19 +8,15 @@ import (
 	"testing"
 
 	"github.com/keyhold/keyhold"
+	"github.com/keyhold/keyhold/sqlstore/storetest"
 )
 
 // byokTenantState reads a tenant's BYOK state as stored, seal included.
 func (f *fixture) byokTenantState(t *testing.T) *keyhold.BYOKTenant {
 	t.Helper()
-	var st *keyhold.BYOKTenant
-	if err := f.store.View(context.Background(), func(tx keyhold.Tx) (err error) {
-		st, err = tx.BYOKTenant(context.Background(), f.creds.TenantID)
-		return err
-	}); err != nil {
-		t.Fatal(err)
-	}
-	return st
+	return storetest.Read(t, f.store, func(ctx context.Context, tx keyhold.Tx) (*keyhold.BYOKTenant, error) {
+		return tx.BYOKTenant(ctx, f.creds.TenantID)
+	})
 }
 
 // TestBYOKTenantSealed: a database writer without the master key clears

@@ -31,3 +31,17 @@ func Exec(t testing.TB, s keyhold.Store, query string, args ...any) int64 {
 	}
 	return n
 }
+
+// Read returns what fn reads in a read transaction of s, and fails the
+// test on an error: the one-line reads of stored records tests check.
+func Read[T any](t testing.TB, s keyhold.Store, fn func(ctx context.Context, tx keyhold.Tx) (T, error)) T {
+	t.Helper()
+	var v T
+	if err := s.View(context.Background(), func(tx keyhold.Tx) (err error) {
+		v, err = fn(context.Background(), tx)
+		return err
+	}); err != nil {
+		t.Fatal(err)
+	}
+	return v
+}
